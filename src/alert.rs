@@ -1,0 +1,108 @@
+//! Alerts: a fire that failed after its retries (or, in a cluster, was lost with its node) is
+//! announced through the configured sinks: always one structured log line, and an HTTP webhook when
+//! configured. Delivery runs on its own task behind a bounded channel with retries and backoff, so
+//! a slow or dead webhook never blocks scheduling; when the channel is full the alert is logged as
+//! dropped (it is still in the log and in the execution record).
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::execution::Execution;
+
+/// Alerts waiting for the webhook; beyond this they are dropped (and said so in the log).
+const QUEUE: usize = 1024;
+/// Attempts per alert before giving up on the webhook.
+const ATTEMPTS: u32 = 5;
+
+/// The webhook's JSON body (documented in the README).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Alert {
+    /// "execution_failed" or "execution_lost".
+    pub kind: &'static str,
+    pub job_id: String,
+    pub fire_id: String,
+    pub execution_id: String,
+    pub node_id: String,
+    pub attempt: u32,
+    /// The execution's final state, e.g. "failed" or "timed_out".
+    pub state: &'static str,
+    pub error: String,
+    /// RFC 3339.
+    pub scheduled_at: String,
+    pub cluster: String,
+}
+
+impl Alert {
+    pub fn from_execution(kind: &'static str, e: &Execution, cluster: &str) -> Alert {
+        Alert {
+            kind,
+            job_id: e.job_id.clone(),
+            fire_id: e.fire_id.clone(),
+            execution_id: e.id.clone(),
+            node_id: e.node_id.clone(),
+            attempt: e.attempt,
+            state: e.state.as_str(),
+            error: e.error.clone(),
+            scheduled_at: crate::job::ms_to_datetime(e.scheduled_ms)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            cluster: cluster.to_string(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Alerts {
+    tx: Option<mpsc::Sender<Alert>>,
+}
+
+impl Alerts {
+    /// Sinks: the log always; `webhook` when given. The delivery task stops with `cancel`.
+    pub fn start(webhook: Option<String>, timeout: Duration, cancel: CancellationToken) -> Alerts {
+        let Some(url) = webhook else { return Alerts { tx: None } };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(deliver(url, timeout, rx, cancel));
+        Alerts { tx: Some(tx) }
+    }
+
+    /// Logs the alert and queues it for the webhook. Never waits.
+    pub fn raise(&self, a: Alert) {
+        tracing::warn!(
+            alert = a.kind, job = %a.job_id, fire = %a.fire_id, execution = %a.execution_id,
+            node = %a.node_id, attempt = a.attempt, state = a.state, error = %a.error, "alert"
+        );
+        if let Some(tx) = &self.tx {
+            if let Err(e) = tx.try_send(a) {
+                tracing::error!(error = %e, "alert webhook queue full or closed; alert not delivered to the webhook");
+            }
+        }
+    }
+}
+
+async fn deliver(url: String, timeout: Duration, mut rx: mpsc::Receiver<Alert>, cancel: CancellationToken) {
+    let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+    loop {
+        let a = tokio::select! {
+            _ = cancel.cancelled() => return,
+            a = rx.recv() => match a { Some(a) => a, None => return },
+        };
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=ATTEMPTS {
+            match client.post(&url).json(&a).send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => tracing::warn!(status = %r.status(), attempt, job = %a.job_id, "alert webhook refused"),
+                Err(e) => tracing::warn!(error = %e, attempt, job = %a.job_id, "alert webhook unreachable"),
+            }
+            if attempt == ATTEMPTS {
+                tracing::error!(job = %a.job_id, execution = %a.execution_id, "alert webhook gave up after {ATTEMPTS} attempts");
+                break;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Conversions between the wire types (`pb`) and the domain types. Input conversions validate and
+//! name the field that is wrong; output conversions cannot fail.
+use std::collections::BTreeMap;
+
+use prost_types::{value::Kind, Duration as PbDuration, ListValue, Struct, Timestamp, Value as PbValue};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::execution::{ExecState, Execution};
+use crate::job::{Concurrency, JobSpec, Misfire};
+use crate::pb;
+use crate::store::{JobRecord, Load, NodeRecord};
+
+/// Deepest JSON nesting accepted in job arguments, so a hostile message cannot blow the stack.
+const MAX_ARGS_DEPTH: usize = 32;
+
+pub fn timestamp(ms: i64) -> Timestamp {
+    Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+pub fn timestamp_ms(t: &Timestamp) -> i64 {
+    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
+}
+
+fn duration_ms(field: &str, d: Option<&PbDuration>) -> Result<u64> {
+    let Some(d) = d else { return Ok(0) };
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+        return Err(Error::invalid(field, "must be a non-negative duration"));
+    }
+    let ms = (d.seconds as u64).saturating_mul(1000).saturating_add(d.nanos as u64 / 1_000_000);
+    Ok(ms)
+}
+
+fn duration(ms: u64) -> Option<PbDuration> {
+    (ms > 0).then(|| PbDuration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 })
+}
+
+pub fn json_from_pb(v: &PbValue, depth: usize) -> Result<Value> {
+    if depth > MAX_ARGS_DEPTH {
+        return Err(Error::invalid("args", format!("nested deeper than {MAX_ARGS_DEPTH} levels")));
+    }
+    Ok(match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::StringValue(s)) => Value::String(s.clone()),
+        Some(Kind::NumberValue(n)) => {
+            // JSON has no NaN or infinity; integral values become integers so `3` stays `3`.
+            if !n.is_finite() {
+                return Err(Error::invalid("args", "numbers must be finite"));
+            }
+            if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                Value::from(*n as i64)
+            } else {
+                Value::from(*n)
+            }
+        }
+        Some(Kind::ListValue(l)) => {
+            Value::Array(l.values.iter().map(|x| json_from_pb(x, depth + 1)).collect::<Result<_>>()?)
+        }
+        Some(Kind::StructValue(s)) => Value::Object(
+            s.fields.iter().map(|(k, x)| Ok((k.clone(), json_from_pb(x, depth + 1)?))).collect::<Result<_>>()?,
+        ),
+    })
+}
+
+pub fn json_to_pb(v: &Value) -> PbValue {
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(a) => Kind::ListValue(ListValue { values: a.iter().map(json_to_pb).collect() }),
+        Value::Object(o) => {
+            Kind::StructValue(Struct { fields: o.iter().map(|(k, x)| (k.clone(), json_to_pb(x))).collect() })
+        }
+    };
+    PbValue { kind: Some(kind) }
+}
+
+pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
+    let concurrency = match pb::ConcurrencyPolicy::try_from(j.concurrency) {
+        Ok(pb::ConcurrencyPolicy::Unspecified | pb::ConcurrencyPolicy::Allow) => Concurrency::Allow,
+        Ok(pb::ConcurrencyPolicy::Forbid) => Concurrency::Forbid,
+        Err(_) => return Err(Error::invalid("concurrency", format!("unknown value {}", j.concurrency))),
+    };
+    let misfire = match pb::MisfirePolicy::try_from(j.misfire) {
+        Ok(pb::MisfirePolicy::Unspecified | pb::MisfirePolicy::FireOnceNow) => Misfire::FireOnceNow,
+        Ok(pb::MisfirePolicy::Skip) => Misfire::Skip,
+        Err(_) => return Err(Error::invalid("misfire", format!("unknown value {}", j.misfire))),
+    };
+    Ok(JobSpec {
+        id: j.id.clone(),
+        cron: j.cron.clone(),
+        time_zone: j.time_zone.clone(),
+        handler: j.handler.clone(),
+        args: match &j.args {
+            Some(v) => json_from_pb(v, 0)?,
+            None => Value::Null,
+        },
+        invoke: j.invoke.clone(),
+        master_only: j.master_only,
+        concurrency,
+        misfire,
+        timeout_ms: duration_ms("timeout", j.timeout.as_ref())?,
+        retries: j.retries,
+        retry_backoff_ms: duration_ms("retry_backoff", j.retry_backoff.as_ref())?,
+        paused: j.paused,
+        description: j.description.clone(),
+        labels: j.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
+    })
+}
+
+pub fn job(r: &JobRecord) -> pb::Job {
+    let s = &r.spec;
+    pb::Job {
+        id: s.id.clone(),
+        cron: s.cron.clone(),
+        time_zone: s.time_zone.clone(),
+        handler: s.handler.clone(),
+        args: (!s.args.is_null()).then(|| json_to_pb(&s.args)),
+        invoke: s.invoke.clone(),
+        master_only: s.master_only,
+        concurrency: match s.concurrency {
+            Concurrency::Allow => pb::ConcurrencyPolicy::Allow,
+            Concurrency::Forbid => pb::ConcurrencyPolicy::Forbid,
+        } as i32,
+        misfire: match s.misfire {
+            Misfire::FireOnceNow => pb::MisfirePolicy::FireOnceNow,
+            Misfire::Skip => pb::MisfirePolicy::Skip,
+        } as i32,
+        timeout: duration(s.timeout_ms),
+        retries: s.retries,
+        retry_backoff: duration(s.retry_backoff_ms),
+        paused: s.paused,
+        description: s.description.clone(),
+        labels: s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        next_fire_time: r.next_ms.map(timestamp),
+        update_time: Some(timestamp(r.updated_ms)),
+    }
+}
+
+pub fn exec_state(s: ExecState) -> pb::ExecutionState {
+    match s {
+        ExecState::Pending => pb::ExecutionState::Pending,
+        ExecState::Running => pb::ExecutionState::Running,
+        ExecState::Succeeded => pb::ExecutionState::Succeeded,
+        ExecState::Failed => pb::ExecutionState::Failed,
+        ExecState::TimedOut => pb::ExecutionState::TimedOut,
+        ExecState::Skipped => pb::ExecutionState::Skipped,
+        ExecState::Misfired => pb::ExecutionState::Misfired,
+        ExecState::Lost => pb::ExecutionState::Lost,
+    }
+}
+
+/// None for UNSPECIFIED (no filter).
+pub fn exec_state_filter(v: i32) -> Result<Option<ExecState>> {
+    Ok(Some(match pb::ExecutionState::try_from(v) {
+        Ok(pb::ExecutionState::Unspecified) => return Ok(None),
+        Ok(pb::ExecutionState::Pending) => ExecState::Pending,
+        Ok(pb::ExecutionState::Running) => ExecState::Running,
+        Ok(pb::ExecutionState::Succeeded) => ExecState::Succeeded,
+        Ok(pb::ExecutionState::Failed) => ExecState::Failed,
+        Ok(pb::ExecutionState::TimedOut) => ExecState::TimedOut,
+        Ok(pb::ExecutionState::Skipped) => ExecState::Skipped,
+        Ok(pb::ExecutionState::Misfired) => ExecState::Misfired,
+        Ok(pb::ExecutionState::Lost) => ExecState::Lost,
+        Err(_) => return Err(Error::invalid("state", format!("unknown value {v}"))),
+    }))
+}
+
+pub fn execution(e: &Execution) -> pb::Execution {
+    pb::Execution {
+        id: e.id.clone(),
+        job_id: e.job_id.clone(),
+        fire_id: e.fire_id.clone(),
+        scheduled_time: Some(timestamp(e.scheduled_ms)),
+        start_time: e.start_ms.map(timestamp),
+        end_time: e.end_ms.map(timestamp),
+        node_id: e.node_id.clone(),
+        attempt: e.attempt,
+        state: exec_state(e.state) as i32,
+        error: e.error.clone(),
+        output: e.output.clone(),
+        manual: e.manual,
+        epoch: e.epoch,
+    }
+}
+
+pub fn load(l: Load) -> pb::NodeLoad {
+    pb::NodeLoad { active_workers: l.active, max_workers: l.max, queue_depth: l.queue }
+}
+
+/// A node as seen at `now`: dead once its last beat is older than `ttl_ms`.
+pub fn node(n: &NodeRecord, now: i64, ttl_ms: u64) -> pb::NodeInfo {
+    let state = if now - n.beat_ms > ttl_ms as i64 {
+        pb::NodeState::Dead
+    } else if n.draining {
+        pb::NodeState::Draining
+    } else {
+        pb::NodeState::Live
+    };
+    pb::NodeInfo {
+        node_id: n.node_id.clone(),
+        address: n.address.clone(),
+        role: if n.master { pb::NodeRole::Master } else { pb::NodeRole::Worker } as i32,
+        state: state as i32,
+        load: Some(load(n.load)),
+        last_heartbeat: Some(timestamp(n.beat_ms)),
+        started_at: Some(timestamp(n.started_ms)),
+        version: n.version.clone(),
+        handlers: n.handlers.clone(),
+        incarnation: n.incarnation.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn args_round_trip_and_integers_stay_integers() {
+        let v = json!({"argv": ["a", 1, true, null], "n": 2.5, "o": {"k": "v"}});
+        assert_eq!(json_from_pb(&json_to_pb(&v), 0).expect("ok"), v);
+    }
+
+    #[test]
+    fn hostile_args_are_refused() {
+        let mut v = json!(1);
+        for _ in 0..40 {
+            v = json!([v]);
+        }
+        assert!(json_from_pb(&json_to_pb(&v), 0).expect_err("deep").to_string().starts_with("args: nested deeper"));
+        let nan = PbValue { kind: Some(Kind::NumberValue(f64::NAN)) };
+        assert!(json_from_pb(&nan, 0).is_err());
+    }
+
+    #[test]
+    fn bad_enums_and_durations_name_the_field() {
+        let j = pb::Job { concurrency: 9, ..Default::default() };
+        assert!(job_spec(&j).expect_err("bad").to_string().starts_with("concurrency:"));
+        let j = pb::Job { timeout: Some(PbDuration { seconds: -1, nanos: 0 }), ..Default::default() };
+        assert!(job_spec(&j).expect_err("bad").to_string().starts_with("timeout:"));
+        assert!(exec_state_filter(99).is_err());
+    }
+
+    #[test]
+    fn timestamps_round_trip_negative_too() {
+        for ms in [0, 1, 999, 1_767_225_600_123, -1, -1001] {
+            assert_eq!(timestamp_ms(&timestamp(ms)), ms);
+        }
+    }
+}

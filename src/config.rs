@@ -1,0 +1,164 @@
+//! Node configuration: one documented struct. Precedence: defaults, then the TOML file
+//! (`--config`), then `ROTA_*` environment variables, then flags (clap merges the last two).
+//! `validate` names the key that is wrong; `main` exits with code 64 on a bad config.
+//! Every key is shown with a comment in `deploy/rota.example.toml`.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address. Port 0 picks a free port (the bound address is logged).
+    pub listen: String,
+    /// Address other nodes and clients should use to reach this node; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// Stable name of this node (A-Z a-z 0-9 . _ -), kept across restarts. Defaults to the host name.
+    pub node_id: String,
+    /// Redis URL (redis://[user:pass@]host:port/db). Empty: the in-memory store (single node only).
+    pub redis: Option<String>,
+    /// First part of every Redis key; with `cluster` it makes the hash tag `{prefix:cluster:0}`.
+    pub redis_prefix: String,
+    /// Cluster name: nodes with the same Redis, prefix and cluster form one cluster.
+    pub cluster: String,
+    /// Executions this node runs at once.
+    pub workers: u32,
+    /// TOML file of jobs put at start (create or replace), so a node on the in-memory store gets
+    /// its jobs back after a restart.
+    pub jobs_file: Option<PathBuf>,
+    /// Enables the `shell` handler, which runs programs on request. Off by default.
+    pub enable_shell: bool,
+    /// Bytes kept of a shell handler's stdout and of its stderr.
+    pub shell_output_cap_bytes: usize,
+    /// A fire later than this is a misfire and follows its job's misfire policy.
+    pub misfire_threshold_ms: u64,
+    /// How long execution records (and idempotency keys) are kept.
+    pub execution_retention_ms: u64,
+    /// How often the node publishes its record (load, state) to the store.
+    pub heartbeat_ms: u64,
+    /// A node whose record is older than this is shown as dead.
+    pub node_ttl_ms: u64,
+    /// On SIGINT/SIGTERM, how long running executions get to finish before they are cancelled.
+    pub shutdown_grace_ms: u64,
+    /// URL that receives alerts as JSON POSTs. Empty: alerts go to the log only.
+    pub alert_webhook: Option<String>,
+    pub alert_webhook_timeout_ms: u64,
+    /// "plain" or "json".
+    pub log_format: String,
+    /// tracing filter, e.g. "info" or "rota=debug". RUST_LOG wins when set.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7700".into(),
+            advertise: None,
+            node_id: default_node_id(),
+            redis: None,
+            redis_prefix: "rota".into(),
+            cluster: "default".into(),
+            workers: 32,
+            jobs_file: None,
+            enable_shell: false,
+            shell_output_cap_bytes: 64 * 1024,
+            misfire_threshold_ms: 60_000,
+            execution_retention_ms: 24 * 3_600_000,
+            heartbeat_ms: 1_000,
+            node_ttl_ms: 3_000,
+            shutdown_grace_ms: 30_000,
+            alert_webhook: None,
+            alert_webhook_timeout_ms: 5_000,
+            log_format: "plain".into(),
+            log: "info".into(),
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let clean: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).collect();
+    if clean.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
+        clean
+    } else {
+        "rota-node".into()
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        toml::from_str(&text).map_err(|e| Error::Config { key: path.display().to_string(), reason: e.to_string() })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, reason: String| Err(Error::Config { key: key.into(), reason });
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return bad("listen", format!("'{}' is not host:port (an IP address and a port)", self.listen));
+        }
+        crate::job::validate_name("node_id", &self.node_id, 64)
+            .map_err(|e| Error::Config { key: "node_id".into(), reason: e.to_string() })?;
+        for (k, v) in [("redis_prefix", &self.redis_prefix), ("cluster", &self.cluster)] {
+            crate::job::validate_name(k, v, 64).map_err(|e| Error::Config { key: k.into(), reason: e.to_string() })?;
+        }
+        if let Some(url) = &self.redis {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                return bad("redis", "must start with redis://, rediss:// or unix://".into());
+            }
+        }
+        if self.workers == 0 || self.workers > 100_000 {
+            return bad("workers", format!("{} is not in 1..=100000", self.workers));
+        }
+        if self.heartbeat_ms == 0 || self.node_ttl_ms < 2 * self.heartbeat_ms {
+            return bad("node_ttl_ms", "must be at least twice heartbeat_ms (one lost beat is not death)".into());
+        }
+        if self.execution_retention_ms < 60_000 {
+            return bad("execution_retention_ms", "must be at least 60000 (one minute)".into());
+        }
+        if !matches!(self.log_format.as_str(), "plain" | "json") {
+            return bad("log_format", format!("'{}' is not plain or json", self.log_format));
+        }
+        if let Some(u) = &self.alert_webhook {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return bad("alert_webhook", format!("'{u}' is not an http(s) URL"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_file_overrides() {
+        Config::default().validate().expect("defaults valid");
+        let c: Config = toml::from_str("workers = 4\nredis = \"redis://127.0.0.1:6379\"\n").expect("parse");
+        assert_eq!(c.workers, 4);
+        assert_eq!(c.listen, "127.0.0.1:7700");
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = toml::from_str::<Config>("wrokers = 4").expect_err("unknown key").to_string();
+        assert!(e.contains("wrokers"), "{e}");
+        let cases = [
+            (Config { listen: "nope".into(), ..Config::default() }, "config listen:"),
+            (Config { workers: 0, ..Config::default() }, "config workers:"),
+            (Config { node_id: "a b".into(), ..Config::default() }, "config node_id:"),
+            (Config { redis: Some("http://x".into()), ..Config::default() }, "config redis:"),
+            (Config { node_ttl_ms: 1000, ..Config::default() }, "config node_ttl_ms:"),
+            (Config { log_format: "xml".into(), ..Config::default() }, "config log_format:"),
+        ];
+        for (c, want) in cases {
+            let got = c.validate().expect_err("invalid").to_string();
+            assert!(got.starts_with(want), "{got}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The crate's error type. Each variant says what the caller should do: fix its input, look elsewhere,
+//! retry later, or give up. `api::status` maps them to gRPC codes in one place.
+use std::fmt;
+
+/// Result with rota's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent something wrong; the message names the field and the reason.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// A job that does not exist.
+    #[error("job '{0}' not found")]
+    JobNotFound(String),
+    /// An execution that does not exist (or is past its retention).
+    #[error("execution '{0}' not found")]
+    ExecutionNotFound(String),
+    /// The request is well formed but the state does not allow it now.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store (Redis) cannot be reached or answered with an error; retry later.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// Something the store holds could not be decoded: a bug or a foreign writer.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// Configuration is wrong; the node refuses to start.
+    #[error("config {key}: {reason}")]
+    Config { key: String, reason: String },
+    /// An I/O failure outside the store (binding a port, reading a file).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A user error naming `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Error::Invalid { field: field.into(), reason: reason.to_string() }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// True for errors caused by the caller's input (not logged as errors).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Invalid { .. } | Error::JobNotFound(_) | Error::ExecutionNotFound(_) | Error::FailedPrecondition(_)
+        )
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::StoreUnavailable(e.to_string())
+    }
+}

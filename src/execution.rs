@@ -1,0 +1,171 @@
+//! Executions: one attempt to run one fire of a job, and the fire identity they share.
+//! Owns the record kept for every run (`Execution`) and its life cycle (`ExecState`). Pure data.
+use serde::{Deserialize, Serialize};
+
+/// Output kept per execution; the rest is dropped and the record says so.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+/// Error text kept per execution.
+pub const MAX_ERROR_BYTES: usize = 4 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Skipped,
+    Misfired,
+    Lost,
+}
+
+impl ExecState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, ExecState::Pending | ExecState::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecState::Pending => "pending",
+            ExecState::Running => "running",
+            ExecState::Succeeded => "succeeded",
+            ExecState::Failed => "failed",
+            ExecState::TimedOut => "timed_out",
+            ExecState::Skipped => "skipped",
+            ExecState::Misfired => "misfired",
+            ExecState::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExecState> {
+        Some(match s {
+            "pending" => ExecState::Pending,
+            "running" => ExecState::Running,
+            "succeeded" => ExecState::Succeeded,
+            "failed" => ExecState::Failed,
+            "timed_out" => ExecState::TimedOut,
+            "skipped" => ExecState::Skipped,
+            "misfired" => ExecState::Misfired,
+            "lost" => ExecState::Lost,
+            _ => return None,
+        })
+    }
+}
+
+/// One attempt at a fire. Stored as JSON; `id` is a UUIDv7 so ids sort by creation time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: String,
+    pub job_id: String,
+    pub fire_id: String,
+    pub scheduled_ms: i64,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub node_id: String,
+    pub attempt: u32,
+    pub state: ExecState,
+    pub error: String,
+    pub output: String,
+    pub manual: bool,
+    pub epoch: u64,
+}
+
+impl Execution {
+    /// A new pending execution for `fire_id`.
+    pub fn pending(job_id: &str, fire_id: String, scheduled_ms: i64, node_id: &str, attempt: u32) -> Execution {
+        Execution {
+            id: new_execution_id(),
+            job_id: job_id.to_string(),
+            fire_id,
+            scheduled_ms,
+            start_ms: None,
+            end_ms: None,
+            node_id: node_id.to_string(),
+            attempt,
+            state: ExecState::Pending,
+            error: String::new(),
+            output: String::new(),
+            manual: false,
+            epoch: 0,
+        }
+    }
+
+    /// Sets the error text, capped.
+    pub fn set_error(&mut self, e: impl Into<String>) {
+        self.error = truncate_utf8(e.into(), MAX_ERROR_BYTES);
+    }
+}
+
+/// Fire id of a scheduled fire: the job and the scheduled instant, never "now", so a replay after a
+/// restart or failover names the same fire.
+pub fn scheduled_fire_id(job_id: &str, scheduled_ms: i64) -> String {
+    format!("{job_id}@{scheduled_ms}")
+}
+
+/// Fire id of a manual fire: its own namespace (`@m:`), so it can never equal a scheduled fire's id.
+pub fn manual_fire_id(job_id: &str, token: &str) -> String {
+    format!("{job_id}@m:{token}")
+}
+
+pub fn new_execution_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate_utf8(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s.push_str("…[truncated]");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_and_scheduled_fire_ids_never_collide() {
+        // A job id cannot contain '@' or ':', and a scheduled id has only digits after '@'.
+        assert_eq!(scheduled_fire_id("j", 1000), "j@1000");
+        assert!(manual_fire_id("j", "1000").starts_with("j@m:"));
+        assert_ne!(scheduled_fire_id("j", 1000), manual_fire_id("j", "1000"));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let s = truncate_utf8("ééé".to_string(), 3);
+        assert_eq!(s, "é…[truncated]");
+        assert_eq!(truncate_utf8("abc".into(), 3), "abc");
+    }
+
+    #[test]
+    fn state_round_trips() {
+        for s in [
+            ExecState::Pending,
+            ExecState::Running,
+            ExecState::Succeeded,
+            ExecState::Failed,
+            ExecState::TimedOut,
+            ExecState::Skipped,
+            ExecState::Misfired,
+            ExecState::Lost,
+        ] {
+            assert_eq!(ExecState::parse(s.as_str()), Some(s));
+        }
+    }
+
+    #[test]
+    fn execution_ids_sort_by_time() {
+        let a = new_execution_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_execution_id();
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,262 @@
+//! Job definitions: what a job is, how it is validated, and when it fires next.
+//! Owns `JobSpec` (the stored definition) and `Job` (a validated spec with its parsed schedule).
+//! Uses: `scheduler::cron` for schedules, `invoke` for Quartz-style targets. Touches no store.
+pub mod invoke;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::scheduler::cron::{self, Schedule};
+
+/// Longest job id; ids appear in Redis keys and log lines, so they stay short and plain.
+pub const MAX_ID_LEN: usize = 128;
+/// Description cap: jobs are read on every tick, so definitions stay small.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+pub const MAX_LABELS: usize = 32;
+pub const MAX_LABEL_KEY_LEN: usize = 63;
+pub const MAX_LABEL_VALUE_LEN: usize = 256;
+/// Handler arguments are stored with the job and sent with every fire; 64 KiB is plenty for argv,
+/// headers and a request body, and keeps a hostile job from bloating Redis.
+pub const MAX_ARGS_BYTES: usize = 64 * 1024;
+pub const MAX_RETRIES: u32 = 100;
+/// Retry backoff doubles per attempt up to this cap.
+pub const MAX_RETRY_BACKOFF_MS: u64 = 3_600_000;
+pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1_000;
+/// A week: a longer timeout is almost certainly a unit mistake.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    #[default]
+    Allow,
+    /// Skip (and record) a fire while an earlier fire of the job is still running.
+    Forbid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Misfire {
+    #[default]
+    FireOnceNow,
+    Skip,
+}
+
+/// A job definition as the user gives it and the store keeps it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobSpec {
+    pub id: String,
+    pub cron: String,
+    /// IANA name; empty means UTC.
+    pub time_zone: String,
+    pub handler: String,
+    pub args: serde_json::Value,
+    /// Quartz/RuoYi invoke target; when given, `handler` and `args` come from it.
+    pub invoke: String,
+    pub master_only: bool,
+    pub concurrency: Concurrency,
+    pub misfire: Misfire,
+    /// 0 means no timeout.
+    pub timeout_ms: u64,
+    pub retries: u32,
+    /// 0 means the default (1 s).
+    pub retry_backoff_ms: u64,
+    pub paused: bool,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A validated job: the spec plus its parsed schedule and zone.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub spec: JobSpec,
+    pub schedule: Schedule,
+    pub tz: Tz,
+}
+
+impl Job {
+    /// Validates every field except the handler name (which needs the node's registry) and
+    /// normalises the spec (an invoke target is split into handler and args).
+    pub fn new(mut spec: JobSpec) -> Result<Job> {
+        validate_id(&spec.id)?;
+        let schedule = Schedule::parse(&spec.cron).map_err(|e| Error::invalid("cron", e))?;
+        let tz = cron::parse_time_zone(&spec.time_zone).map_err(|e| Error::invalid("time_zone", e))?;
+        if !spec.invoke.trim().is_empty() {
+            if !spec.handler.is_empty() || !is_empty_args(&spec.args) {
+                return Err(Error::invalid("invoke", "give either invoke or handler/args, not both"));
+            }
+            let t = invoke::parse(&spec.invoke).map_err(|e| Error::invalid("invoke", e))?;
+            spec.handler = t.handler;
+            spec.args = serde_json::Value::Array(t.args);
+        }
+        if spec.handler.is_empty() {
+            return Err(Error::invalid("handler", "is required (or give invoke)"));
+        }
+        if serde_json::to_vec(&spec.args).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_ARGS_BYTES {
+            return Err(Error::invalid("args", format!("larger than {MAX_ARGS_BYTES} bytes")));
+        }
+        if spec.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(Error::invalid("timeout", format!("longer than {MAX_TIMEOUT_MS} ms")));
+        }
+        if spec.retries > MAX_RETRIES {
+            return Err(Error::invalid("retries", format!("{} is more than {MAX_RETRIES}", spec.retries)));
+        }
+        if spec.retry_backoff_ms > MAX_RETRY_BACKOFF_MS {
+            return Err(Error::invalid("retry_backoff", format!("longer than {MAX_RETRY_BACKOFF_MS} ms")));
+        }
+        if spec.description.len() > MAX_DESCRIPTION_LEN {
+            return Err(Error::invalid("description", format!("longer than {MAX_DESCRIPTION_LEN} bytes")));
+        }
+        validate_labels(&spec.labels)?;
+        Ok(Job { spec, schedule, tz })
+    }
+
+    /// The first fire instant strictly after `after_ms` (UTC epoch ms), if any.
+    pub fn next_after_ms(&self, after_ms: i64) -> Option<i64> {
+        let after = Utc.timestamp_millis_opt(after_ms).single()?;
+        self.schedule.next_after(self.tz, after).map(|t| t.timestamp_millis())
+    }
+
+    /// Delay before retry number `retry` (1 for the first retry): doubling, capped.
+    pub fn retry_delay_ms(&self, retry: u32) -> u64 {
+        let base = if self.spec.retry_backoff_ms == 0 { DEFAULT_RETRY_BACKOFF_MS } else { self.spec.retry_backoff_ms };
+        let factor = 1u64.checked_shl(retry.saturating_sub(1).min(32)).unwrap_or(u64::MAX);
+        base.saturating_mul(factor).min(MAX_RETRY_BACKOFF_MS)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+}
+
+fn is_empty_args(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Ids go into Redis keys (`…:job:<id>`), fire ids (`<id>@<ms>`) and logs, so they are restricted
+/// to characters that need no quoting anywhere and cannot contain the fire-id separator '@'.
+pub fn validate_id(id: &str) -> Result<()> {
+    validate_name("id", id, MAX_ID_LEN)
+}
+
+/// Shared rule for job and node ids.
+pub fn validate_name(field: &str, s: &str, max: usize) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if s.len() > max {
+        return Err(Error::invalid(field, format!("longer than {max} characters")));
+    }
+    let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok {
+        return Err(Error::invalid(field, format!("'{s}' must start with a letter or digit")));
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(Error::invalid(field, format!("'{s}' has '{c}'; allowed are A-Z a-z 0-9 . _ -")));
+    }
+    Ok(())
+}
+
+fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    if labels.len() > MAX_LABELS {
+        return Err(Error::invalid("labels", format!("more than {MAX_LABELS} labels")));
+    }
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= MAX_LABEL_KEY_LEN
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+        if !key_ok {
+            return Err(Error::invalid(
+                "labels",
+                format!("key '{k}' must be 1-{MAX_LABEL_KEY_LEN} characters of A-Z a-z 0-9 . _ - /"),
+            ));
+        }
+        if v.len() > MAX_LABEL_VALUE_LEN {
+            return Err(Error::invalid("labels", format!("value of '{k}' is longer than {MAX_LABEL_VALUE_LEN} bytes")));
+        }
+    }
+    Ok(())
+}
+
+/// UTC epoch ms to a `DateTime`, clamping nonsense to the epoch (records come from our own store).
+pub fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, cron: &str) -> JobSpec {
+        JobSpec { id: id.into(), cron: cron.into(), handler: "noop".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases: Vec<(JobSpec, &str)> = vec![
+            (spec("", "* * * * * *"), "id: is required"),
+            (spec("a b", "* * * * * *"), "id: 'a b' has ' '"),
+            (spec("-x", "* * * * * *"), "id: '-x' must start with a letter or digit"),
+            (spec(&"a".repeat(129), "* * * * * *"), "id: longer than 128"),
+            (spec("j", "0 0 0 32 * *"), "cron: field 'day-of-month' out of range: 32"),
+            (spec("j", "* * *"), "cron: expected 5, 6 or 7 fields, got 3"),
+            (
+                JobSpec { time_zone: "Mars/Base".into(), ..spec("j", "* * * * * *") },
+                "time_zone: unknown IANA time zone 'Mars/Base'",
+            ),
+            (JobSpec { handler: String::new(), ..spec("j", "* * * * * *") }, "handler: is required"),
+            (JobSpec { retries: 101, ..spec("j", "* * * * * *") }, "retries: 101 is more than 100"),
+            (
+                JobSpec { invoke: "a.b(1,".into(), handler: String::new(), ..spec("j", "* * * * * *") },
+                "invoke: at column",
+            ),
+            (JobSpec { invoke: "a.b()".into(), ..spec("j", "* * * * * *") }, "invoke: give either"),
+            (JobSpec { description: "x".repeat(1025), ..spec("j", "* * * * * *") }, "description:"),
+            (
+                JobSpec { labels: [("bad key".to_string(), "v".to_string())].into(), ..spec("j", "* * * * * *") },
+                "labels: key 'bad key'",
+            ),
+        ];
+        for (s, want) in cases {
+            let got = Job::new(s.clone()).expect_err(&format!("{s:?} should be invalid")).to_string();
+            assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+        }
+    }
+
+    #[test]
+    fn invoke_target_fills_handler_and_args() {
+        let s =
+            JobSpec { invoke: "report.daily('eu', 3L, true)".into(), handler: String::new(), ..spec("j", "@daily") };
+        let job = Job::new(s).expect("valid");
+        assert_eq!(job.spec.handler, "report.daily");
+        assert_eq!(job.spec.args, serde_json::json!(["eu", 3, true]));
+    }
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        let job = Job::new(JobSpec { retry_backoff_ms: 500, ..spec("j", "* * * * * *") }).expect("valid");
+        assert_eq!([1, 2, 3, 4].map(|r| job.retry_delay_ms(r)), [500, 1000, 2000, 4000]);
+        assert_eq!(job.retry_delay_ms(60), MAX_RETRY_BACKOFF_MS);
+        let dflt = Job::new(spec("j", "* * * * * *")).expect("valid");
+        assert_eq!(dflt.retry_delay_ms(1), DEFAULT_RETRY_BACKOFF_MS);
+    }
+
+    #[test]
+    fn next_after_ms_uses_zone() {
+        let job = Job::new(JobSpec { time_zone: "Europe/Paris".into(), ..spec("j", "0 0 9 * * *") }).expect("valid");
+        // 2026-01-15T00:00:00Z -> 09:00 Paris (UTC+1) = 08:00Z
+        let after = Utc.with_ymd_and_hms(2026, 1, 15, 0, 0, 0).unwrap().timestamp_millis();
+        let want = Utc.with_ymd_and_hms(2026, 1, 15, 8, 0, 0).unwrap().timestamp_millis();
+        assert_eq!(job.next_after_ms(after), Some(want));
+    }
+}

@@ -1,0 +1,35 @@
+//! rota: a distributed cron and task scheduler. Every scheduled fire runs once, on the right node,
+//! on time.
+//!
+//! # Layout
+//! - [`job`]: job definitions and their validation (cron, time zone, invoke targets).
+//! - [`scheduler`]: cron parsing and next-fire computation (`scheduler::cron`, pure), and the loop
+//!   that claims due fires and hands them to the worker pool.
+//! - [`store`]: the one trait behind which jobs, watermarks, executions, locks and nodes live, with an
+//!   in-memory backend (single node) and a Redis backend (clusters).
+//! - [`worker`]: the bounded pool that runs executions, the `Handler` trait and the built-in handlers.
+//! - [`execution`]: the record every run leaves.
+//! - [`alert`]: failure alerts (log and webhook).
+//! - [`api`]: the gRPC services (scheduler, node, health, reflection); errors become `Status` there.
+//! - [`node`]: wiring and lifecycle; [`config`]: settings; [`cli`]: the client subcommands.
+//!
+//! # The path of a fire
+//! The scheduler sleeps until the earliest job watermark, claims the due fire in the store (one
+//! atomic step that advances the watermark and records a pending execution), and submits it to the
+//! worker pool, which runs the handler under the job's timeout and records the outcome (retrying
+//! with backoff, and alerting when retries are exhausted).
+pub mod alert;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod execution;
+pub mod job;
+pub mod node;
+pub mod pb;
+pub mod scheduler;
+pub mod store;
+pub mod telemetry;
+pub mod worker;
+
+pub use error::{Error, Result};

@@ -1,0 +1,65 @@
+//! The `rota` binary: `rota server` runs a node; other subcommands are a client of a node.
+//! Order for the server: parse config (exit 64 if bad) -> init logs -> start the node -> print the
+//! bound address -> wait for SIGINT/SIGTERM -> drain within the grace period.
+use clap::Parser;
+
+use rota::cli::{Cli, Command};
+use rota::node::Node;
+use rota::worker::handlers::Registry;
+
+/// sysexits.h EX_USAGE: the configuration is wrong.
+const EXIT_CONFIG: i32 = 64;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Command::Server(args) => server(*args).await,
+        cmd => match rota::cli::run_client(cmd).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.exit_code()
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+async fn server(args: rota::cli::ServerArgs) -> i32 {
+    let config = match args.into_config().and_then(|c| c.validate().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    rota::telemetry::init(&config.log_format, &config.log);
+    let node = match Node::start(config, Registry::with_builtins()).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return if matches!(e, rota::Error::Config { .. }) { EXIT_CONFIG } else { 1 };
+        }
+    };
+    // One machine-readable line on stdout: scripts and the test harness read the bound address here.
+    println!("rota listening on {}", node.local_addr);
+    shutdown_signal().await;
+    node.shutdown().await;
+    0
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

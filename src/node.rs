@@ -1,0 +1,314 @@
+//! A node: wires the store, worker pool, scheduler and gRPC server together, and owns the process
+//! lifecycle. `Node::start` binds and spawns; `shutdown` follows one order: report NOT_SERVING, stop
+//! the scheduler, let running executions finish within the grace period, stop the server.
+//! Readiness: the node reports SERVING (grpc.health.v1) only while its store answers; the heartbeat
+//! loop checks that every interval and also publishes the node's record (load, state) to the store.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic_health::server::HealthReporter;
+
+use crate::alert::Alerts;
+use crate::api;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::job::{Job, JobSpec};
+use crate::pb;
+use crate::scheduler::Scheduler;
+use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Store};
+use crate::worker::handlers::Registry;
+use crate::worker::shell::Shell;
+use crate::worker::Worker;
+
+/// How often execution records past retention are swept from the indexes.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// `--jobs FILE`: `[[job]]` tables with the fields of a job (see deploy/jobs.example.toml).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsFile {
+    #[serde(default)]
+    job: Vec<JobSpec>,
+}
+
+pub struct Node {
+    pub config: Config,
+    pub node_id: String,
+    /// Random per process start: tells this life of the node from earlier ones.
+    pub incarnation: String,
+    pub started_ms: i64,
+    /// Where peers and clients reach this node.
+    pub address: String,
+    pub local_addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub worker: Arc<Worker>,
+    pub scheduler: Arc<Scheduler>,
+    draining: AtomicBool,
+    max_epoch: AtomicU64,
+    /// Latest load each peer reported over NodeService.ReportLoad, with when it arrived.
+    peer_loads: Mutex<HashMap<String, (pb::NodeLoad, i64)>>,
+    health: HealthReporter,
+    cancel: CancellationToken,
+    scheduler_cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Node {
+    /// Validates the config, binds the listener, and starts serving. The scheduler starts once the
+    /// store answers (at once for the in-memory store).
+    pub async fn start(config: Config, mut registry: Registry) -> Result<Arc<Node>> {
+        config.validate()?;
+        if config.enable_shell {
+            registry.register("shell", Shell::new(config.shell_output_cap_bytes));
+        }
+        let jobs = match &config.jobs_file {
+            Some(path) => read_jobs_file(path, &registry)?,
+            None => Vec::new(),
+        };
+        let listener =
+            TcpListener::bind(&config.listen).await.map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
+        let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+        let address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
+        let store: Arc<dyn Store> = match &config.redis {
+            Some(url) => Arc::new(
+                RedisStore::connect(url, &config.redis_prefix, &config.cluster, config.execution_retention_ms).await?,
+            ),
+            None => Arc::new(MemoryStore::new(config.execution_retention_ms)),
+        };
+        let cancel = CancellationToken::new();
+        let alerts = Alerts::start(
+            config.alert_webhook.clone(),
+            Duration::from_millis(config.alert_webhook_timeout_ms),
+            cancel.child_token(),
+        );
+        let worker = Arc::new(Worker::new(
+            Arc::clone(&store),
+            registry,
+            &config.node_id,
+            &config.cluster,
+            config.workers,
+            alerts,
+        ));
+        let scheduler = Arc::new(Scheduler::new(
+            Arc::clone(&store),
+            Arc::clone(&worker),
+            &config.node_id,
+            config.misfire_threshold_ms,
+        ));
+        let (health, health_service) = tonic_health::server::health_reporter();
+        api::set_health(&health, false).await;
+        let node = Arc::new(Node {
+            node_id: config.node_id.clone(),
+            incarnation: uuid::Uuid::new_v4().simple().to_string(),
+            started_ms: now_ms(),
+            address,
+            local_addr,
+            store,
+            worker,
+            scheduler,
+            draining: AtomicBool::new(false),
+            max_epoch: AtomicU64::new(0),
+            peer_loads: Mutex::new(HashMap::new()),
+            health,
+            scheduler_cancel: cancel.child_token(),
+            cancel,
+            tracker: TaskTracker::new(),
+            config,
+        });
+        let server_stop = node.cancel.clone();
+        let n = Arc::clone(&node);
+        node.tracker.spawn(async move {
+            if let Err(e) = api::serve(Arc::clone(&n), listener, health_service, server_stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        });
+        node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
+        node.tracker.spawn(Arc::clone(&node).prune_loop());
+        tracing::info!(node = %node.node_id, address = %node.address, store = node.store.kind(),
+            workers = node.config.workers, shell = node.config.enable_shell, "node started");
+        Ok(node)
+    }
+
+    /// Stops in order and returns when everything has stopped (or the grace period ran out).
+    pub async fn shutdown(&self) {
+        let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        tracing::info!(node = %self.node_id, grace_ms = grace.as_millis() as u64, "shutting down");
+        self.draining.store(true, Ordering::SeqCst);
+        api::set_health(&self.health, false).await;
+        self.scheduler_cancel.cancel();
+        self.worker.drain(grace).await;
+        // Tell the cluster this node is gone rather than waiting for its record to go stale.
+        let mut rec = self.record();
+        rec.draining = true;
+        let _ = self.store.heartbeat(&rec, 0).await;
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await.is_err() {
+            tracing::warn!("some background tasks did not stop in time");
+        }
+        tracing::info!(node = %self.node_id, "stopped");
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Records a sender's epoch; refuses one older than the newest seen (a deposed master).
+    pub fn observe_epoch(&self, epoch: u64) -> std::result::Result<(), String> {
+        let seen = self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
+        if epoch < seen {
+            return Err(format!("stale epoch {epoch}: this node has seen epoch {seen}"));
+        }
+        Ok(())
+    }
+
+    pub fn max_epoch_seen(&self) -> u64 {
+        self.max_epoch.load(Ordering::SeqCst)
+    }
+
+    pub fn record_peer_load(&self, node_id: &str, load: pb::NodeLoad) {
+        if let Ok(mut m) = self.peer_loads.lock() {
+            m.insert(node_id.to_string(), (load, now_ms()));
+        }
+    }
+
+    /// The master's id. Until leader election lands every node schedules (claims are atomic in
+    /// the store, so that is safe), and a node on the in-memory store is its own master.
+    pub fn master_id(&self) -> String {
+        if self.store.kind() == "memory" {
+            self.node_id.clone()
+        } else {
+            String::new()
+        }
+    }
+
+    fn record(&self) -> NodeRecord {
+        NodeRecord {
+            node_id: self.node_id.clone(),
+            address: self.address.clone(),
+            incarnation: self.incarnation.clone(),
+            started_ms: self.started_ms,
+            beat_ms: now_ms(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            handlers: self.worker.registry().names(),
+            load: self.worker.load(),
+            master: true,
+            draining: self.is_draining(),
+        }
+    }
+
+    pub fn self_info(&self) -> pb::NodeInfo {
+        api::convert::node(&self.record(), now_ms(), self.config.node_ttl_ms)
+    }
+
+    /// Every node the store knows, as seen now.
+    pub async fn node_infos(&self) -> Result<Vec<pb::NodeInfo>> {
+        let now = now_ms();
+        let mut nodes: Vec<pb::NodeInfo> = self
+            .store
+            .list_nodes()
+            .await?
+            .iter()
+            .map(|n| api::convert::node(n, now, self.config.node_ttl_ms))
+            .collect();
+        if !nodes.iter().any(|n| n.node_id == self.node_id) {
+            nodes.push(self.self_info());
+        }
+        nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        Ok(nodes)
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<JobSpec>) {
+        let mut pending_jobs = Some(jobs);
+        let mut scheduler_started = false;
+        let mut healthy = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if self.is_draining() {
+                continue;
+            }
+            let ok = match self.store.heartbeat(&self.record(), self.config.node_ttl_ms).await {
+                Ok(()) => true,
+                Err(e) => {
+                    if healthy {
+                        tracing::warn!(error = %e, "store unreachable: NOT_SERVING until it is back");
+                    }
+                    false
+                }
+            };
+            if ok {
+                if let Some(jobs) = pending_jobs.take() {
+                    if let Err(e) = self.put_jobs(&jobs).await {
+                        tracing::warn!(error = %e, "cannot load the jobs file yet; will retry");
+                        pending_jobs = Some(jobs);
+                        continue;
+                    }
+                }
+                if !scheduler_started {
+                    scheduler_started = true;
+                    self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
+                }
+            }
+            if ok != healthy && !self.is_draining() {
+                healthy = ok;
+                api::set_health(&self.health, ok).await;
+                tracing::info!(serving = ok, "health changed");
+            }
+        }
+    }
+
+    async fn put_jobs(&self, jobs: &[JobSpec]) -> Result<()> {
+        for spec in jobs {
+            self.scheduler.put_job(spec.clone()).await?;
+        }
+        if !jobs.is_empty() {
+            tracing::info!(count = jobs.len(), "jobs file loaded");
+        }
+        Ok(())
+    }
+
+    async fn prune_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.store.prune(now_ms()).await {
+                Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned expired execution records"),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "prune failed"),
+            }
+        }
+    }
+}
+
+/// Reads and fully validates a jobs file, so a bad file stops the node at start with the job and
+/// field named, rather than failing later.
+fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<JobSpec>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let file: JobsFile = toml::from_str(&text)
+        .map_err(|e| Error::Config { key: format!("jobs_file {}", path.display()), reason: e.to_string() })?;
+    for (i, spec) in file.job.iter().enumerate() {
+        let check = Job::new(spec.clone()).and_then(|j| registry.validate(&j.spec.handler, &j.spec.args));
+        if let Err(e) = check {
+            return Err(Error::Config {
+                key: format!("jobs_file {} job #{} ('{}')", path.display(), i + 1, spec.id),
+                reason: e.to_string(),
+            });
+        }
+    }
+    Ok(file.job)
+}

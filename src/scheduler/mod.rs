@@ -1,0 +1,436 @@
+//! The scheduler loop: finds fires that are due, claims them in the store, and hands claimed fires
+//! to the worker pool. Also makes manual fires (TriggerJob).
+//!
+//! How a fire happens:
+//! 1. The store keeps each job's watermark (`next_ms`, the next instant that may fire) in a due index.
+//!    The loop sleeps until the earliest watermark (or until woken by a job change), then reads every
+//!    job that is due.
+//! 2. For each, `plan` (pure: time and state are inputs) decides what to claim: the fire at the
+//!    watermark, or, when it is later than the misfire threshold, a MISFIRED record for the missed
+//!    instants plus (policy `fire_once_now`) the latest missed instant.
+//! 3. `Store::claim` moves the watermark from the fire's instant to the next one and records the
+//!    execution in one atomic step, so a fire claimed once can never be claimed again, by this node
+//!    or any other sharing the store, whatever happens after.
+//! 4. Claimed fires go to the worker pool, which records the outcome.
+//!
+//! Cost per tick grows with the fires due, not with the number of jobs: the due index is ordered.
+//! Uses: `store`, `job`, `worker`. Never talks to the network itself.
+pub mod cron;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::execution::{manual_fire_id, scheduled_fire_id, ExecState, Execution};
+use crate::job::{Concurrency, Job, JobSpec, Misfire};
+use crate::store::{now_ms, Claim, ClaimOutcome, JobRecord, Store, TriggerOutcome, WatermarkWrite};
+use crate::worker::{Worker, LOCK_TTL_MS};
+
+/// Jobs read per store round trip; more are read on the next pass without sleeping.
+const BATCH: usize = 500;
+/// Longest sleep between looks at the store, so jobs put through another node sharing the store
+/// are seen without a wake-up from this one.
+const MAX_IDLE: Duration = Duration::from_millis(500);
+/// Pause after a store error before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    worker: Arc<Worker>,
+    node_id: String,
+    misfire_threshold_ms: i64,
+    wake: Notify,
+}
+
+/// What TriggerJob did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Triggered {
+    pub execution: Execution,
+    pub deduplicated: bool,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, worker: Arc<Worker>, node_id: &str, misfire_threshold_ms: u64) -> Scheduler {
+        Scheduler {
+            store,
+            worker,
+            node_id: node_id.to_string(),
+            misfire_threshold_ms: misfire_threshold_ms as i64,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Makes the loop look at the store now (a job was put or resumed).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs until `cancel`.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        tracing::info!(node = %self.node_id, "scheduler started");
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let wait = match self.step(now_ms()).await {
+                Ok(true) => continue,
+                Ok(false) => match self.store.next_due_ms().await {
+                    Ok(Some(t)) => Duration::from_millis((t - now_ms()).clamp(0, MAX_IDLE.as_millis() as i64) as u64),
+                    Ok(None) => MAX_IDLE,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduler: cannot read the due index");
+                        ERROR_BACKOFF
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler: tick failed");
+                    ERROR_BACKOFF
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!(node = %self.node_id, "scheduler stopped");
+    }
+
+    /// Claims everything due at `now` and starts it. True when it made progress (look again at once).
+    pub async fn step(&self, now: i64) -> Result<bool> {
+        let due = self.store.due_jobs(now, BATCH).await?;
+        if due.is_empty() {
+            return Ok(false);
+        }
+        let mut claims = Vec::new();
+        let mut jobs = Vec::new();
+        for rec in &due {
+            match Job::new(rec.spec.clone()) {
+                Ok(job) => {
+                    for c in plan(&job, rec, now, self.misfire_threshold_ms, &self.node_id) {
+                        claims.push(c);
+                        jobs.push(Some(job.clone()));
+                    }
+                }
+                Err(e) => {
+                    // A definition that no longer validates (written by an older or foreign
+                    // version): record why and stop its schedule, rather than spin on it.
+                    if let Some(c) = broken_job_claim(rec, &e, &self.node_id) {
+                        tracing::error!(job = %rec.spec.id, error = %e, "stored job is invalid; its schedule is stopped");
+                        claims.push(c);
+                        jobs.push(None);
+                    }
+                }
+            }
+        }
+        let outcomes = self.store.claim(&claims).await?;
+        let mut progress = false;
+        for ((claim, job), outcome) in claims.into_iter().zip(jobs).zip(outcomes) {
+            let fire = &claim.exec.fire_id;
+            match outcome {
+                ClaimOutcome::Claimed => {
+                    progress = true;
+                    if let Some(job) = job {
+                        self.start(job, claim.exec).await;
+                    }
+                }
+                ClaimOutcome::Skipped => {
+                    progress = true;
+                    tracing::info!(job = %claim.job_id, fire = %fire, "skipped: previous fire still running");
+                }
+                ClaimOutcome::Misfired => {
+                    progress = true;
+                    tracing::warn!(job = %claim.job_id, fire = %fire, error = %claim.exec.error, "misfire recorded");
+                }
+                ClaimOutcome::Stale | ClaimOutcome::Duplicate => {
+                    progress = true;
+                    tracing::info!(job = %claim.job_id, fire = %fire, "prevented duplicate: fire already claimed");
+                }
+                ClaimOutcome::Paused | ClaimOutcome::Gone => {
+                    tracing::debug!(job = %claim.job_id, fire = %fire, ?outcome, "not claimed");
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Fires `job_id` now as a manual fire of its own (never colliding with a scheduled fire).
+    pub async fn trigger(&self, job_id: &str, idempotency_key: Option<&str>) -> Result<Triggered> {
+        let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
+        let job = Job::new(rec.spec)?;
+        if !self.worker.accepting() {
+            return Err(Error::FailedPrecondition("node is shutting down".into()));
+        }
+        let mut exec = Execution::pending(job_id, String::new(), now_ms(), &self.node_id, 1);
+        exec.fire_id = manual_fire_id(job_id, &exec.id);
+        exec.manual = true;
+        let forbid = job.spec.concurrency == Concurrency::Forbid;
+        match self.store.trigger(&exec, idempotency_key, forbid, lock_ttl_ms(&job, self.misfire_threshold_ms)).await? {
+            TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
+            TriggerOutcome::Deduplicated(e) => Ok(Triggered { execution: e, deduplicated: true }),
+            TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
+            TriggerOutcome::Created(e) => {
+                tracing::info!(job = %job_id, fire = %e.fire_id, execution = %e.id, "manual fire");
+                self.start(job, e.clone()).await;
+                Ok(Triggered { execution: e, deduplicated: false })
+            }
+        }
+    }
+
+    /// Creates or replaces a job: validates it (handler included), sets its watermark to the next
+    /// instant after now (never back before an instant already claimed), and wakes the loop.
+    pub async fn put_job(&self, spec: JobSpec) -> Result<(JobRecord, bool)> {
+        let job = Job::new(spec)?;
+        self.worker.registry().validate(&job.spec.handler, &job.spec.args)?;
+        let mut after = now_ms();
+        for _ in 0..3 {
+            match self.store.put_job(&job.spec, job.next_after_ms(after), now_ms()).await? {
+                WatermarkWrite::Done { record, created } => {
+                    tracing::info!(job = %job.spec.id, created, next_ms = ?record.next_ms, "job put");
+                    self.wake();
+                    return Ok((*record, created));
+                }
+                WatermarkWrite::Behind { last_ms } => after = after.max(last_ms),
+            }
+        }
+        Err(Error::FailedPrecondition("job is being fired concurrently; try again".into()))
+    }
+
+    /// Pauses or resumes a job. Resuming starts from the next instant after now.
+    pub async fn set_paused(&self, id: &str, paused: bool) -> Result<JobRecord> {
+        let rec = self.store.get_job(id).await?.ok_or_else(|| Error::JobNotFound(id.to_string()))?;
+        let job = Job::new(rec.spec)?;
+        let mut after = now_ms().max(rec.last_ms.unwrap_or(i64::MIN));
+        for _ in 0..3 {
+            let next = if paused { None } else { job.next_after_ms(after) };
+            match self.store.set_paused(id, paused, next, now_ms()).await? {
+                None => return Err(Error::JobNotFound(id.to_string())),
+                Some(WatermarkWrite::Done { record, .. }) => {
+                    tracing::info!(job = %id, paused, next_ms = ?record.next_ms, "job paused/resumed");
+                    self.wake();
+                    return Ok(*record);
+                }
+                Some(WatermarkWrite::Behind { last_ms }) => after = after.max(last_ms),
+            }
+        }
+        Err(Error::FailedPrecondition("job is being fired concurrently; try again".into()))
+    }
+
+    /// Runs a fire handed to this node by a peer (NodeService.SubmitTask). A repeated submission of
+    /// the same (fire, attempt) returns the first one's execution instead of running again.
+    pub async fn run_submitted(
+        &self,
+        job_id: &str,
+        fire_id: &str,
+        scheduled_ms: i64,
+        attempt: u32,
+        epoch: u64,
+    ) -> Result<Triggered> {
+        let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
+        let job = Job::new(rec.spec)?;
+        if !self.worker.accepting() {
+            return Err(Error::FailedPrecondition("node is shutting down".into()));
+        }
+        let mut exec = Execution::pending(job_id, fire_id.to_string(), scheduled_ms, &self.node_id, attempt.max(1));
+        exec.epoch = epoch;
+        let key = format!("submit:{fire_id}:{}", exec.attempt);
+        match self.store.trigger(&exec, Some(&key), false, 1).await? {
+            TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
+            TriggerOutcome::Deduplicated(e) => Ok(Triggered { execution: e, deduplicated: true }),
+            TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
+            TriggerOutcome::Created(e) => {
+                self.start(job, e.clone()).await;
+                Ok(Triggered { execution: e, deduplicated: false })
+            }
+        }
+    }
+
+    async fn start(&self, job: Job, exec: Execution) {
+        if self.worker.submit(job, exec.clone()) {
+            return;
+        }
+        // Claimed while the node began to drain: say so in the record instead of leaving it pending.
+        let mut lost = exec;
+        lost.state = ExecState::Lost;
+        lost.end_ms = Some(now_ms());
+        lost.set_error("node was shutting down when the fire was claimed");
+        if let Err(e) = self.store.finish_execution(&lost, true).await {
+            tracing::error!(job = %lost.job_id, fire = %lost.fire_id, error = %e, "cannot record lost fire");
+        }
+    }
+}
+
+/// A forbid job's lock must outlive the wait for a worker and the run itself; the worker renews it.
+fn lock_ttl_ms(_job: &Job, misfire_threshold_ms: i64) -> u64 {
+    LOCK_TTL_MS.max(misfire_threshold_ms.max(0) as u64)
+}
+
+/// What to claim for a due job at `now`. Pure, so tables test it.
+pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, node_id: &str) -> Vec<Claim> {
+    let Some(sched) = rec.next_ms else { return Vec::new() };
+    let forbid = job.spec.concurrency == Concurrency::Forbid;
+    let fire = |at: i64, next: Option<i64>| Claim {
+        job_id: job.spec.id.clone(),
+        sched_ms: at,
+        next_ms: next,
+        exec: Execution::pending(&job.spec.id, scheduled_fire_id(&job.spec.id, at), at, node_id, 1),
+        forbid,
+        lock_ttl_ms: lock_ttl_ms(job, misfire_threshold_ms),
+    };
+    let misfire = |from: i64, to_incl: i64, next: Option<i64>| {
+        let mut c = fire(from, next);
+        c.forbid = false;
+        c.exec.state = ExecState::Misfired;
+        c.exec.end_ms = Some(now);
+        c.exec.set_error(format!(
+            "missed fires from {} to {} (more than {} ms late; misfire policy {:?})",
+            crate::job::ms_to_datetime(from).to_rfc3339(),
+            crate::job::ms_to_datetime(to_incl).to_rfc3339(),
+            misfire_threshold_ms,
+            job.spec.misfire
+        ));
+        c
+    };
+    if now - sched <= misfire_threshold_ms {
+        return vec![fire(sched, job.next_after_ms(sched))];
+    }
+    let latest = latest_at_or_before(job, sched, now);
+    match job.spec.misfire {
+        Misfire::FireOnceNow if latest > sched => {
+            let before_latest = job_prev_hint(sched, latest);
+            vec![misfire(sched, before_latest, Some(latest)), fire(latest, job.next_after_ms(latest))]
+        }
+        Misfire::FireOnceNow => vec![fire(sched, job.next_after_ms(sched))],
+        Misfire::Skip => vec![misfire(sched, latest, job.next_after_ms(now))],
+    }
+}
+
+/// The summary record covers instants from the watermark up to (not including) the one fired now.
+fn job_prev_hint(sched: i64, latest: i64) -> i64 {
+    (latest - 1).max(sched)
+}
+
+/// The latest instant of `job` at or before `now`, starting from the watermark `from` (itself an
+/// instant). Looks in growing windows back from `now`, so a per-second job late by a day costs about
+/// 60 steps, not 86,400.
+pub fn latest_at_or_before(job: &Job, from: i64, now: i64) -> i64 {
+    const WINDOWS_MS: [i64; 6] = [60_000, 3_600_000, 86_400_000, 32 * 86_400_000, 366 * 86_400_000, i64::MAX];
+    for w in WINDOWS_MS {
+        let start = from.max(now.saturating_sub(w));
+        let Some(mut t) = job.next_after_ms(start - 1) else { return from };
+        if t > now {
+            continue;
+        }
+        while let Some(n) = job.next_after_ms(t) {
+            if n > now {
+                break;
+            }
+            t = n;
+        }
+        return t;
+    }
+    from
+}
+
+/// A claim that stops a job whose stored definition is invalid, recording why.
+fn broken_job_claim(rec: &JobRecord, e: &Error, node_id: &str) -> Option<Claim> {
+    let sched = rec.next_ms?;
+    let mut exec = Execution::pending(&rec.spec.id, scheduled_fire_id(&rec.spec.id, sched), sched, node_id, 1);
+    exec.state = ExecState::Failed;
+    exec.end_ms = Some(now_ms());
+    exec.set_error(format!("stored job definition is invalid, schedule stopped: {e}"));
+    Some(Claim { job_id: rec.spec.id.clone(), sched_ms: sched, next_ms: None, exec, forbid: false, lock_ttl_ms: 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobSpec;
+    use chrono::{TimeZone, Utc};
+
+    fn ms(h: u32, m: u32, s: u32) -> i64 {
+        Utc.with_ymd_and_hms(2026, 3, 1, h, m, s).unwrap().timestamp_millis()
+    }
+
+    fn job(cron: &str, misfire: Misfire) -> Job {
+        Job::new(JobSpec { id: "j".into(), cron: cron.into(), handler: "noop".into(), misfire, ..Default::default() })
+            .expect("valid")
+    }
+
+    fn rec(j: &Job, next: i64) -> JobRecord {
+        JobRecord { spec: j.spec.clone(), next_ms: Some(next), last_ms: None, updated_ms: 0 }
+    }
+
+    /// (state, sched, next) of each claim.
+    fn summary(c: &[Claim]) -> Vec<(ExecState, i64, Option<i64>)> {
+        c.iter().map(|c| (c.exec.state, c.sched_ms, c.next_ms)).collect()
+    }
+
+    #[test]
+    fn on_time_fire_advances_to_next_instant() {
+        let j = job("*/10 * * * * *", Misfire::FireOnceNow);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0) + 3, 60_000, "n1");
+        assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), Some(ms(10, 0, 10)))]);
+        assert_eq!(p[0].exec.fire_id, format!("j@{}", ms(10, 0, 0)));
+    }
+
+    #[test]
+    fn late_within_threshold_catches_up_one_instant_at_a_time() {
+        let j = job("* * * * * *", Misfire::FireOnceNow);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 30), 60_000, "n1");
+        assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), Some(ms(10, 0, 1)))]);
+    }
+
+    #[test]
+    fn misfire_fire_once_now_records_gap_and_fires_latest() {
+        let j = job("* * * * * *", Misfire::FireOnceNow);
+        let now = ms(12, 0, 0) + 400;
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), now, 60_000, "n1");
+        assert_eq!(
+            summary(&p),
+            vec![
+                (ExecState::Misfired, ms(10, 0, 0), Some(ms(12, 0, 0))),
+                (ExecState::Pending, ms(12, 0, 0), Some(ms(12, 0, 1))),
+            ]
+        );
+        assert!(p[0].exec.error.starts_with("missed fires from 2026-03-01T10:00:00"), "{}", p[0].exec.error);
+    }
+
+    #[test]
+    fn misfire_of_a_single_late_instant_just_fires_it() {
+        let j = job("0 0 6 * * *", Misfire::FireOnceNow);
+        let p = plan(&j, &rec(&j, ms(6, 0, 0)), ms(9, 0, 0), 60_000, "n1");
+        let next_day = ms(6, 0, 0) + 86_400_000;
+        assert_eq!(summary(&p), vec![(ExecState::Pending, ms(6, 0, 0), Some(next_day))]);
+    }
+
+    #[test]
+    fn misfire_skip_records_and_moves_past_now() {
+        let j = job("0 * * * * *", Misfire::Skip);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(12, 30, 5), 60_000, "n1");
+        assert_eq!(summary(&p), vec![(ExecState::Misfired, ms(10, 0, 0), Some(ms(12, 31, 0)))]);
+        assert!(p[0].exec.error.contains("to 2026-03-01T12:30:00"), "{}", p[0].exec.error);
+    }
+
+    #[test]
+    fn forbid_jobs_claim_with_lock() {
+        let mut j = job("* * * * * *", Misfire::FireOnceNow);
+        j.spec.concurrency = Concurrency::Forbid;
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1");
+        assert!(p[0].forbid && p[0].lock_ttl_ms >= 60_000);
+    }
+
+    #[test]
+    fn latest_instant_search_is_exact() {
+        let j = job("*/7 * * * * *", Misfire::FireOnceNow);
+        // Instants at :00 :07 ... :56 each minute.
+        assert_eq!(latest_at_or_before(&j, ms(0, 0, 0), ms(5, 0, 3)), ms(5, 0, 0));
+        assert_eq!(latest_at_or_before(&j, ms(0, 0, 0), ms(5, 0, 59)), ms(5, 0, 56));
+        let daily = job("0 0 6 * * *", Misfire::FireOnceNow);
+        let five_days = 5 * 86_400_000;
+        assert_eq!(latest_at_or_before(&daily, ms(6, 0, 0), ms(7, 0, 0) + five_days), ms(6, 0, 0) + five_days);
+    }
+}

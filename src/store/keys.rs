@@ -1,0 +1,91 @@
+//! Every Redis key name rota uses, in one place. All keys of one cluster share one hash tag
+//! (`{<prefix>:<cluster>:<shard>}`), so every script and every multi-key command stays in one Redis
+//! Cluster slot, and several clusters can share one Redis without touching each other's keys.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    tag: String,
+}
+
+impl Keys {
+    /// Shard 0 for now: a lease per shard comes when scheduling is sharded.
+    pub fn new(prefix: &str, cluster: &str) -> Keys {
+        Keys { tag: format!("{{{prefix}:{cluster}:0}}") }
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+    /// Hash: `spec` (JSON), `paused`, `next_ms` (the watermark), `last_ms`, `updated_ms`.
+    pub fn job(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.tag)
+    }
+    /// Sorted set of job ids, all score 0, so ids list in lexical order (ZRANGE BYLEX).
+    pub fn jobs(&self) -> String {
+        format!("{}:jobs", self.tag)
+    }
+    /// Sorted set job id -> next_ms, for unpaused jobs.
+    pub fn due(&self) -> String {
+        format!("{}:due", self.tag)
+    }
+    /// String, present while a fire id is remembered (retention).
+    pub fn fire(&self, fire_id: &str) -> String {
+        format!("{}:fire:{fire_id}", self.tag)
+    }
+    /// String holding the fire id that owns the job's no-overlap lock.
+    pub fn lock(&self, job_id: &str) -> String {
+        format!("{}:lock:{job_id}", self.tag)
+    }
+    /// String: one execution record as JSON, expiring after retention.
+    pub fn exec(&self, id: &str) -> String {
+        format!("{}:exec:{id}", self.tag)
+    }
+    /// Sorted set of every execution id, score 0: UUIDv7 ids sort by time lexically.
+    pub fn execs(&self) -> String {
+        format!("{}:execs", self.tag)
+    }
+    /// The same index for one job.
+    pub fn job_execs(&self, job_id: &str) -> String {
+        format!("{}:execs:job:{job_id}", self.tag)
+    }
+    /// String: the execution made by TriggerJob for (job, idempotency key).
+    pub fn idem(&self, job_id: &str, key: &str) -> String {
+        format!("{}:idem:{job_id}:{key}", self.tag)
+    }
+    /// Set of node ids ever seen (pruned when their record expires).
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.tag)
+    }
+    /// String: a node's last heartbeat record as JSON.
+    pub fn node(&self, node_id: &str) -> String {
+        format!("{}:node:{node_id}", self.tag)
+    }
+    /// Pub/sub channel carrying execution changes (JSON) to watchers on every node.
+    pub fn exec_channel(&self) -> String {
+        format!("{}:chan:exec", self.tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_keys_share_the_hash_tag() {
+        let k = Keys::new("rota", "prod");
+        for key in [
+            k.job("a"),
+            k.jobs(),
+            k.due(),
+            k.fire("a@1"),
+            k.lock("a"),
+            k.exec("x"),
+            k.execs(),
+            k.job_execs("a"),
+            k.idem("a", "k"),
+            k.nodes(),
+            k.node("n1"),
+        ] {
+            assert!(key.starts_with("{rota:prod:0}:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+-- Claim fires: for each, compare-and-set the job's watermark from sched to next and record the
+-- execution, all in one atomic step, so a fire (job, scheduled instant) is claimed once.
+-- KEYS[1] due zset  KEYS[2] executions index
+-- then per claim i (5 keys): job hash, fire key, lock key, exec key, job's executions index
+-- ARGV[1] retention ms  ARGV[2] change channel
+-- then per claim i (9 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
+--   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1'
+-- Returns one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE DUP
+local out = {}
+local n = (#KEYS - 2) / 5
+for i = 0, n - 1 do
+  local kj, kf, kl, ke, kje = KEYS[3+5*i], KEYS[4+5*i], KEYS[5+5*i], KEYS[6+5*i], KEYS[7+5*i]
+  local a = 3 + 9*i
+  local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
+  local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
+  local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'
+  local wm = redis.call('HGET', kj, 'next_ms')
+  if redis.call('EXISTS', kj) == 0 then out[#out+1] = 'GONE'
+  elseif redis.call('HGET', kj, 'paused') == '1' then out[#out+1] = 'PAUSED'
+  elseif wm ~= sched then out[#out+1] = 'STALE'
+  else
+    -- advance the watermark in the same atomic step as the claim
+    redis.call('HSET', kj, 'last_ms', sched)
+    if nxt == '-' then
+      redis.call('HDEL', kj, 'next_ms'); redis.call('ZREM', KEYS[1], job)
+    else
+      redis.call('HSET', kj, 'next_ms', nxt); redis.call('ZADD', KEYS[1], nxt, job)
+    end
+  end
+  if out[i+1] then
+    -- already decided (GONE, PAUSED, STALE)
+  elseif redis.call('EXISTS', kf) == 1 then
+    out[#out+1] = 'DUP'  -- the fire was recorded before: the watermark moved on above, nothing else
+  else
+    redis.call('SET', kf, exec_id, 'PX', ARGV[1])
+    local st = 'CLAIMED'
+    if misfire then st = 'MISFIRED'
+    elseif forbid and not redis.call('SET', kl, job .. '@' .. sched, 'NX', 'PX', lock_ttl) then
+      st = 'SKIPPED'; json = skipped
+    end
+    redis.call('SET', ke, json, 'PX', ARGV[1])
+    redis.call('ZADD', KEYS[2], 0, exec_id)
+    redis.call('ZADD', kje, 0, exec_id)
+    redis.call('PUBLISH', ARGV[2], json)
+    out[#out+1] = st
+  end
+end
+return out

@@ -1,0 +1,210 @@
+//! The store: jobs, their next-fire watermark, execution records, no-overlap locks and the node table,
+//! behind one trait with two backends: `memory` (the embedded default for a single node) and `redis`
+//! (what a cluster shares). Every state change that must happen once is one atomic step of the store
+//! (a mutex section in memory, a Lua script in Redis), so the two backends behave the same and the
+//! same conformance suite (`tests/store_conformance.rs`) runs against both.
+//!
+//! The once-per-fire rule lives here: a fire `(job, scheduled instant)` is claimed by a compare-and-set
+//! on the job's watermark (`next_ms`, the next instant that may be claimed), which never expires and
+//! never moves back, plus a fire key created only if absent.
+//! Uses: `job`, `execution`. Touches nothing outside its backend.
+pub mod keys;
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::error::Result;
+use crate::execution::{ExecState, Execution};
+use crate::job::JobSpec;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+/// A job as stored: its definition plus its place in time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub spec: JobSpec,
+    /// The watermark: the next instant (UTC ms) that may be claimed. None when paused or finished.
+    pub next_ms: Option<i64>,
+    /// The last instant claimed. A new watermark must be later, so nothing fires twice.
+    pub last_ms: Option<i64>,
+    pub updated_ms: i64,
+}
+
+/// Result of a write that sets the watermark.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatermarkWrite {
+    Done {
+        record: Box<JobRecord>,
+        created: bool,
+    },
+    /// The proposed `next_ms` is not after the last claimed instant: recompute from `last_ms` and retry.
+    Behind {
+        last_ms: i64,
+    },
+}
+
+/// One fire to claim: advance job `job_id`'s watermark from `sched_ms` to `next_ms` and record `exec`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job_id: String,
+    pub sched_ms: i64,
+    pub next_ms: Option<i64>,
+    /// The record to create: `Pending` for a fire to run, `Misfired` for a summary of missed fires.
+    pub exec: Execution,
+    /// Take the job's no-overlap lock (owner = the fire id); when held, record `exec` as skipped.
+    pub forbid: bool,
+    pub lock_ttl_ms: u64,
+}
+
+impl Claim {
+    /// The record written instead when the no-overlap lock is held by `holder`.
+    pub fn skipped_exec(&self) -> Execution {
+        let mut e = self.exec.clone();
+        e.state = ExecState::Skipped;
+        e.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
+        e
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Claimed; the pending execution is recorded (and the lock taken, for forbid jobs).
+    Claimed,
+    /// Claimed and recorded as skipped: the job's lock was held.
+    Skipped,
+    /// Claimed and recorded as misfired.
+    Misfired,
+    /// The watermark had moved on: someone already claimed this instant (a prevented duplicate).
+    Stale,
+    Paused,
+    /// The job no longer exists.
+    Gone,
+    /// The fire key already existed (a prevented duplicate).
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriggerOutcome {
+    /// A new fire; its pending execution is recorded.
+    Created(Execution),
+    /// The idempotency key was seen before; this is the first call's execution.
+    Deduplicated(Execution),
+    /// The job forbids overlap and is running: recorded as skipped.
+    Skipped(Execution),
+    Gone,
+}
+
+/// Which executions to list.
+#[derive(Debug, Clone, Default)]
+pub struct ExecFilter {
+    pub job_id: Option<String>,
+    pub state: Option<ExecState>,
+    /// List executions with ids strictly lower (older) than this one.
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Load {
+    pub active: u32,
+    pub max: u32,
+    pub queue: u32,
+}
+
+impl Load {
+    /// active / max, the number the routing threshold compares against.
+    pub fn ratio(&self) -> f64 {
+        if self.max == 0 {
+            1.0
+        } else {
+            f64::from(self.active) / f64::from(self.max)
+        }
+    }
+}
+
+/// What a node publishes about itself on every heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub address: String,
+    pub incarnation: String,
+    pub started_ms: i64,
+    pub beat_ms: i64,
+    pub version: String,
+    pub handlers: Vec<String>,
+    pub load: Load,
+    pub master: bool,
+    pub draining: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// "memory" or "redis".
+    fn kind(&self) -> &'static str;
+    /// Checks the backend answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates or replaces a job. `next_ms` is the first instant to fire (None when paused or never).
+    async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now_ms: i64) -> Result<WatermarkWrite>;
+    async fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
+    /// Jobs ordered by id, starting strictly after `after_id`.
+    async fn list_jobs(&self, after_id: Option<&str>, limit: usize) -> Result<Vec<JobRecord>>;
+    /// True if the job existed.
+    async fn delete_job(&self, id: &str) -> Result<bool>;
+    /// Pauses (next_ms ignored) or resumes from `next_ms`. None when the job does not exist.
+    async fn set_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        next_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<WatermarkWrite>>;
+
+    /// Unpaused jobs whose watermark is at or before `now_ms`, oldest first.
+    async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<JobRecord>>;
+    /// The earliest watermark of any unpaused job.
+    async fn next_due_ms(&self) -> Result<Option<i64>>;
+    /// Claims fires atomically, each independently; one outcome per claim, in order.
+    async fn claim(&self, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
+    /// Makes a manual fire of `exec.job_id`, deduplicated by `idempotency_key` when given.
+    async fn trigger(
+        &self,
+        exec: &Execution,
+        idempotency_key: Option<&str>,
+        forbid: bool,
+        lock_ttl_ms: u64,
+    ) -> Result<TriggerOutcome>;
+
+    /// Writes a new execution record (a retry attempt).
+    async fn create_execution(&self, exec: &Execution) -> Result<()>;
+    /// Overwrites an execution record and announces the change to watchers.
+    async fn update_execution(&self, exec: &Execution) -> Result<()>;
+    /// Records a terminal (or retry-waiting) execution and, when `release_lock` names the job,
+    /// releases its no-overlap lock if this fire still owns it: one atomic step.
+    async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()>;
+    /// Extends the job's no-overlap lock while `owner` (a fire id) holds it. False when it does not.
+    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool>;
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>>;
+    /// Newest first. The second value is the id to pass as `before` for the next page.
+    async fn list_executions(&self, filter: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)>;
+    /// Every execution change made through any node sharing this store, from now on.
+    fn subscribe(&self) -> broadcast::Receiver<Execution>;
+    /// Drops index entries of executions past retention.
+    async fn prune(&self, now_ms: i64) -> Result<u64>;
+
+    /// Publishes this node's record; it is considered dead `ttl_ms` after its last beat.
+    async fn heartbeat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<()>;
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+}
+
+/// How many change events a slow watcher may lag behind before it misses some (it is told).
+pub const WATCH_BUFFER: usize = 4096;
+
+/// Wall clock in UTC ms: stamps records and computes cron instants (never used for safety).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

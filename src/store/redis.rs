@@ -1,0 +1,524 @@
+//! Redis store: what a cluster shares. Each state change that must happen once is one Lua script
+//! (`store/lua/*.lua`, each with a KEYS/ARGV contract header), so Redis applies it atomically; plain
+//! reads are single commands. Execution changes are announced on a pub/sub channel that every node's
+//! store relays to its local watchers.
+//!
+//! Connections: one auto-reconnecting `ConnectionManager` (multiplexed) for commands, created lazily
+//! so a node starts while Redis is down and reports NOT_SERVING until `ping` succeeds; and one
+//! dedicated pub/sub connection, re-established in a loop when it drops.
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::keys::Keys;
+use super::{
+    Claim, ClaimOutcome, ExecFilter, JobRecord, NodeRecord, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+};
+use crate::error::{Error, Result};
+use crate::execution::{ExecState, Execution};
+use crate::job::JobSpec;
+
+static PUT_JOB: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/put_job.lua")));
+static DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/due.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
+static TRIGGER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trigger.lua")));
+static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/save_exec.lua")));
+static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew_lock.lua")));
+
+/// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
+/// (it may still have run; every script is safe to repeat or is checked by compare-and-set).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many index entries one ListExecutions call may scan when filtering by state, so one request
+/// cannot walk a whole history.
+const MAX_LIST_SCAN: usize = 5_000;
+/// A dead node's record stays visible (as DEAD) this long after its last heartbeat.
+const NODE_RECORD_KEEP_MS: u64 = 10 * 60 * 1000;
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    retention_ms: u64,
+    events: broadcast::Sender<Execution>,
+    relay: JoinHandle<()>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
+}
+
+impl RedisStore {
+    /// Opens the store. Does not fail when Redis is down: commands fail (and `ping` tells) until it is up.
+    pub async fn connect(url: &str, prefix: &str, cluster: &str, retention_ms: u64) -> Result<RedisStore> {
+        let client =
+            redis::Client::open(url).map_err(|e| Error::Config { key: "redis".into(), reason: e.to_string() })?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)?;
+        let keys = Keys::new(prefix, cluster);
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let relay = tokio::spawn(relay_changes(client, keys.exec_channel(), events.clone()));
+        Ok(RedisStore { conn, keys, retention_ms, events, relay })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        // A clone shares the one multiplexed connection.
+        self.conn.clone()
+    }
+
+    async fn put_or_pause(
+        &self,
+        id: &str,
+        spec_json: &str,
+        paused: bool,
+        next_ms: Option<i64>,
+        now: i64,
+        mode: &str,
+    ) -> Result<Option<WatermarkWrite>> {
+        let mut c = self.conn();
+        let r: Vec<String> = PUT_JOB
+            .key(self.keys.job(id))
+            .key(self.keys.jobs())
+            .key(self.keys.due())
+            .arg(id)
+            .arg(spec_json)
+            .arg(if paused { "1" } else { "0" })
+            .arg(opt_ms(next_ms))
+            .arg(now)
+            .arg(mode)
+            .invoke_async(&mut c)
+            .await?;
+        match r.first().map(String::as_str) {
+            Some("GONE") => Ok(None),
+            Some("BEHIND") => Ok(Some(WatermarkWrite::Behind { last_ms: parse_ms(r.get(1), "last_ms")?.unwrap_or(0) })),
+            Some("OK") if r.len() == 4 => {
+                let mut spec: JobSpec = decode(&r[3], &self.keys.job(id))?;
+                spec.paused = paused;
+                let record = JobRecord { spec, next_ms, last_ms: parse_ms(r.get(2), "last_ms")?, updated_ms: now };
+                Ok(Some(WatermarkWrite::Done { record: Box::new(record), created: r[1] == "0" }))
+            }
+            _ => Err(unexpected("put_job", &r)),
+        }
+    }
+
+    fn job_from_fields(&self, id: &str, f: &[String]) -> Result<JobRecord> {
+        let key = self.keys.job(id);
+        let mut spec: JobSpec = decode(&f[0], &key)?;
+        spec.paused = f[1] == "1";
+        Ok(JobRecord {
+            spec,
+            next_ms: parse_ms(f.get(2), "next_ms")?,
+            last_ms: parse_ms(f.get(3), "last_ms")?,
+            updated_ms: parse_ms(f.get(4), "updated_ms")?.unwrap_or(0),
+        })
+    }
+
+    async fn get_jobs(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET").arg(self.keys.job(id)).arg(&["spec", "paused", "next_ms", "last_ms", "updated_ms"]);
+        }
+        let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn()).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, row) in ids.iter().zip(rows) {
+            if row.first().is_some_and(Option::is_some) {
+                let f: Vec<String> = row.into_iter().map(Option::unwrap_or_default).collect();
+                out.push(self.job_from_fields(id, &f)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn save(&self, exec: &Execution, release_lock: bool) -> Result<()> {
+        let json = encode(exec)?;
+        let mut c = self.conn();
+        let _: i64 = SAVE_EXEC
+            .key(self.keys.exec(&exec.id))
+            .key(self.keys.execs())
+            .key(self.keys.job_execs(&exec.job_id))
+            .key(self.keys.lock(&exec.job_id))
+            .arg(&exec.id)
+            .arg(json)
+            .arg(self.retention_ms)
+            .arg(self.keys.exec_channel())
+            .arg(if release_lock { "1" } else { "0" })
+            .arg(&exec.fire_id)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now: i64) -> Result<WatermarkWrite> {
+        let next_ms = if spec.paused { None } else { next_ms };
+        let json = encode(spec)?;
+        self.put_or_pause(&spec.id, &json, spec.paused, next_ms, now, "put")
+            .await?
+            .ok_or_else(|| Error::StoreUnavailable("put_job returned GONE".into()))
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
+        Ok(self.get_jobs(&[id.to_string()]).await?.pop())
+    }
+
+    async fn list_jobs(&self, after_id: Option<&str>, limit: usize) -> Result<Vec<JobRecord>> {
+        let min = match after_id {
+            Some(a) => format!("({a}"),
+            None => "-".to_string(),
+        };
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.jobs())
+            .arg(min)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await?;
+        self.get_jobs(&ids).await
+    }
+
+    async fn delete_job(&self, id: &str) -> Result<bool> {
+        let (deleted, _, _): (i64, i64, i64) = redis::pipe()
+            .atomic()
+            .del(self.keys.job(id))
+            .zrem(self.keys.jobs(), id)
+            .zrem(self.keys.due(), id)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn set_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        next_ms: Option<i64>,
+        now: i64,
+    ) -> Result<Option<WatermarkWrite>> {
+        let next_ms = if paused { None } else { next_ms };
+        self.put_or_pause(id, "", paused, next_ms, now, "pause").await
+    }
+
+    async fn due_jobs(&self, now: i64, limit: usize) -> Result<Vec<JobRecord>> {
+        let flat: Vec<String> =
+            DUE.key(self.keys.due()).arg(now).arg(limit).arg(self.keys.job("")).invoke_async(&mut self.conn()).await?;
+        flat.chunks(6).filter(|c| c.len() == 6).map(|c| self.job_from_fields(&c[0], &c[1..])).collect()
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>> {
+        let first: Vec<(String, f64)> = self.conn().zrange_withscores(self.keys.due(), 0, 0).await?;
+        Ok(first.first().map(|(_, s)| *s as i64))
+    }
+
+    async fn claim(&self, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = CLAIM.key(self.keys.due());
+        inv.key(self.keys.execs());
+        inv.arg(self.retention_ms).arg(self.keys.exec_channel());
+        for c in claims {
+            inv.key(self.keys.job(&c.job_id))
+                .key(self.keys.fire(&c.exec.fire_id))
+                .key(self.keys.lock(&c.job_id))
+                .key(self.keys.exec(&c.exec.id))
+                .key(self.keys.job_execs(&c.job_id));
+            inv.arg(&c.job_id)
+                .arg(c.sched_ms)
+                .arg(opt_ms(c.next_ms))
+                .arg(if c.forbid { "1" } else { "0" })
+                .arg(c.lock_ttl_ms.max(1))
+                .arg(&c.exec.id)
+                .arg(encode(&c.exec)?)
+                .arg(encode(&c.skipped_exec())?)
+                .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" });
+        }
+        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        if r.len() != claims.len() {
+            return Err(unexpected("claim", &r));
+        }
+        r.iter()
+            .map(|s| match s.as_str() {
+                "CLAIMED" => Ok(ClaimOutcome::Claimed),
+                "SKIPPED" => Ok(ClaimOutcome::Skipped),
+                "MISFIRED" => Ok(ClaimOutcome::Misfired),
+                "STALE" => Ok(ClaimOutcome::Stale),
+                "PAUSED" => Ok(ClaimOutcome::Paused),
+                "GONE" => Ok(ClaimOutcome::Gone),
+                "DUP" => Ok(ClaimOutcome::Duplicate),
+                _ => Err(unexpected("claim", &r)),
+            })
+            .collect()
+    }
+
+    async fn trigger(
+        &self,
+        exec: &Execution,
+        key: Option<&str>,
+        forbid: bool,
+        lock_ttl_ms: u64,
+    ) -> Result<TriggerOutcome> {
+        let mut skipped = exec.clone();
+        skipped.state = ExecState::Skipped;
+        skipped.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
+        let r: Vec<String> = TRIGGER
+            .key(self.keys.job(&exec.job_id))
+            .key(self.keys.fire(&exec.fire_id))
+            .key(self.keys.lock(&exec.job_id))
+            .key(self.keys.exec(&exec.id))
+            .key(self.keys.execs())
+            .key(self.keys.job_execs(&exec.job_id))
+            .key(self.keys.idem(&exec.job_id, key.unwrap_or("")))
+            .arg(self.retention_ms)
+            .arg(self.keys.exec_channel())
+            .arg(&exec.id)
+            .arg(encode(exec)?)
+            .arg(encode(&skipped)?)
+            .arg(if forbid { "1" } else { "0" })
+            .arg(lock_ttl_ms.max(1))
+            .arg(if key.is_some() { "1" } else { "0" })
+            .arg(&exec.fire_id)
+            .arg(self.keys.exec(""))
+            .invoke_async(&mut self.conn())
+            .await?;
+        match (r.first().map(String::as_str), r.get(1)) {
+            (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
+            (Some("CREATED"), _) => Ok(TriggerOutcome::Created(exec.clone())),
+            (Some("SKIPPED"), _) => Ok(TriggerOutcome::Skipped(skipped)),
+            (Some("DEDUP"), Some(json)) => Ok(TriggerOutcome::Deduplicated(decode(json, "idempotency")?)),
+            _ => Err(unexpected("trigger", &r)),
+        }
+    }
+
+    async fn create_execution(&self, exec: &Execution) -> Result<()> {
+        self.save(exec, false).await
+    }
+
+    async fn update_execution(&self, exec: &Execution) -> Result<()> {
+        self.save(exec, false).await
+    }
+
+    async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
+        self.save(exec, release_lock).await
+    }
+
+    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
+        let r: i64 =
+            RENEW_LOCK.key(self.keys.lock(job_id)).arg(owner).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+        Ok(r == 1)
+    }
+
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
+        let key = self.keys.exec(id);
+        let json: Option<String> = self.conn().get(&key).await?;
+        json.map(|j| decode(&j, &key)).transpose()
+    }
+
+    async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
+        let index = match &f.job_id {
+            Some(j) => self.keys.job_execs(j),
+            None => self.keys.execs(),
+        };
+        let chunk = (f.limit + 1).clamp(16, 500);
+        let mut out = Vec::new();
+        let mut cursor = f.before.clone();
+        let mut scanned = 0usize;
+        loop {
+            let max = cursor.as_ref().map(|c| format!("({c}")).unwrap_or_else(|| "+".to_string());
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&index)
+                .arg(&max)
+                .arg("-")
+                .arg("BYLEX")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(chunk)
+                .query_async(&mut self.conn())
+                .await?;
+            if ids.is_empty() {
+                return Ok((out, None));
+            }
+            let exec_keys: Vec<String> = ids.iter().map(|i| self.keys.exec(i)).collect();
+            let jsons: Vec<Option<String>> = redis::cmd("MGET").arg(&exec_keys).query_async(&mut self.conn()).await?;
+            let mut expired = Vec::new();
+            for (id, json) in ids.iter().zip(jsons) {
+                scanned += 1;
+                cursor = Some(id.clone());
+                let Some(json) = json else {
+                    expired.push(id.clone());
+                    continue;
+                };
+                let e: Execution = decode(&json, &self.keys.exec(id))?;
+                if f.state.is_none_or(|s| s == e.state) {
+                    out.push(e);
+                    if out.len() > f.limit {
+                        out.truncate(f.limit);
+                        let next = out.last().map(|e| e.id.clone());
+                        return Ok((out, next));
+                    }
+                }
+            }
+            if !expired.is_empty() {
+                // Index entries whose record passed retention: drop them as we go.
+                let _: i64 = self.conn().zrem(&index, &expired).await?;
+            }
+            if ids.len() < chunk {
+                return Ok((out, None));
+            }
+            if scanned >= MAX_LIST_SCAN {
+                // A short page with a token: the client continues where the scan stopped.
+                return Ok((out, cursor));
+            }
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Execution> {
+        self.events.subscribe()
+    }
+
+    async fn prune(&self, now: i64) -> Result<u64> {
+        let cutoff = now - self.retention_ms as i64;
+        let removed: i64 = redis::cmd("ZREMRANGEBYLEX")
+            .arg(self.keys.execs())
+            .arg("-")
+            .arg(format!("({}", uuid_v7_prefix(cutoff)))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(removed.max(0) as u64)
+    }
+
+    async fn heartbeat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<()> {
+        let json = encode(node)?;
+        let _: () = redis::pipe()
+            .atomic()
+            .sadd(self.keys.nodes(), &node.node_id)
+            .ignore()
+            .pset_ex(self.keys.node(&node.node_id), json, ttl_ms + NODE_RECORD_KEEP_MS)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        let ids: Vec<String> = self.conn().smembers(self.keys.nodes()).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node_keys: Vec<String> = ids.iter().map(|i| self.keys.node(i)).collect();
+        let jsons: Vec<Option<String>> = redis::cmd("MGET").arg(&node_keys).query_async(&mut self.conn()).await?;
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for (id, json) in ids.into_iter().zip(jsons) {
+            match json {
+                Some(j) => out.push(decode(&j, &self.keys.node(&id))?),
+                None => gone.push(id),
+            }
+        }
+        if !gone.is_empty() {
+            let _: i64 = self.conn().srem(self.keys.nodes(), &gone).await?;
+        }
+        out.sort_by(|a: &NodeRecord, b| a.node_id.cmp(&b.node_id));
+        Ok(out)
+    }
+}
+
+/// Relays execution changes published by any node to this process's watchers, reconnecting forever.
+async fn relay_changes(client: redis::Client, channel: String, events: broadcast::Sender<Execution>) {
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut ps) => {
+                if let Err(e) = ps.subscribe(&channel).await {
+                    tracing::warn!(error = %e, "execution watch: subscribe failed");
+                } else {
+                    let mut msgs = ps.on_message();
+                    while let Some(msg) = msgs.next().await {
+                        let Ok(payload) = msg.get_payload::<String>() else { continue };
+                        match serde_json::from_str::<Execution>(&payload) {
+                            Ok(e) => {
+                                let _ = events.send(e);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "execution watch: undecodable change ignored"),
+                        }
+                    }
+                    tracing::warn!("execution watch: pub/sub connection closed; reconnecting");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "execution watch: cannot connect; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The lexical prefix of UUIDv7 ids made at `ms`: ids of earlier executions sort below it.
+fn uuid_v7_prefix(ms: i64) -> String {
+    let ms = ms.max(0) as u64;
+    format!("{:08x}-{:04x}", (ms >> 16) & 0xffff_ffff, ms & 0xffff)
+}
+
+fn opt_ms(v: Option<i64>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+fn parse_ms(v: Option<&String>, what: &str) -> Result<Option<i64>> {
+    match v.map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::Corrupt { key: what.to_string(), reason: format!("not a number: {s}") }),
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Corrupt { key: "encode".into(), reason: e.to_string() })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(s: &str, key: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Corrupt { key: key.to_string(), reason: e.to_string() })
+}
+
+fn unexpected(script: &str, reply: &[String]) -> Error {
+    Error::StoreUnavailable(format!("{script}: unexpected reply {reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_prefix_orders_like_ids() {
+        let id =
+            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_700_000_000, 500_000_000)).to_string();
+        assert!(uuid_v7_prefix(1_700_000_000_499).as_str() < id.as_str());
+        assert!(uuid_v7_prefix(1_700_000_000_501).as_str() > id.as_str());
+    }
+}

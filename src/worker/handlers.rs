@@ -1,0 +1,254 @@
+//! Handlers: what a fire runs. Owns the `Handler` trait that embedding programs implement, the
+//! registry (name -> handler), and the small built-ins `noop` and `sleep` (`shell` and `http` have
+//! their own files). A handler name unknown to the registry is refused when a job is put, not when
+//! it fires. Touches nothing but its arguments and the fire's context.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// What a handler knows about the fire it runs, so it can be idempotent and a test can check every
+/// run against an independent record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FireContext {
+    pub job_id: String,
+    pub fire_id: String,
+    pub execution_id: String,
+    /// The scheduled instant, UTC epoch ms (for manual fires: when it was triggered).
+    pub scheduled_ms: i64,
+    pub attempt: u32,
+    pub node_id: String,
+    /// The master's fencing epoch when the fire was claimed (0 on a standalone node).
+    pub epoch: u64,
+    pub manual: bool,
+}
+
+impl FireContext {
+    /// The scheduled instant in RFC 3339 (UTC, milliseconds).
+    pub fn scheduled_rfc3339(&self) -> String {
+        crate::job::ms_to_datetime(self.scheduled_ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    /// Name/value pairs handed to handlers as `ROTA_*` environment variables or `X-Rota-*` headers.
+    pub fn fields(&self) -> [(&'static str, String); 8] {
+        [
+            ("JOB_ID", self.job_id.clone()),
+            ("FIRE_ID", self.fire_id.clone()),
+            ("SCHEDULED_AT", self.scheduled_rfc3339()),
+            ("SCHEDULED_AT_MS", self.scheduled_ms.to_string()),
+            ("EXECUTION_ID", self.execution_id.clone()),
+            ("ATTEMPT", self.attempt.to_string()),
+            ("NODE_ID", self.node_id.clone()),
+            ("EPOCH", self.epoch.to_string()),
+        ]
+    }
+}
+
+/// Why a run failed; `output` is kept in the execution record next to the message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerFailure {
+    pub message: String,
+    pub output: String,
+}
+
+impl HandlerFailure {
+    pub fn new(message: impl Into<String>) -> Self {
+        HandlerFailure { message: message.into(), output: String::new() }
+    }
+}
+
+/// Implement this to run your own code on a fire, and register it with `Registry::register`.
+/// The future is dropped when the job's timeout passes: release what you hold in `Drop`.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Checks a job's arguments when the job is put, so a bad job is refused before it fires.
+    /// Return a reason naming what is wrong.
+    fn validate(&self, _args: &Value) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    /// Runs one execution. Ok carries the captured output (may be empty).
+    async fn run(&self, ctx: &FireContext, args: &Value) -> std::result::Result<String, HandlerFailure>;
+}
+
+/// Handlers by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: BTreeMap<String, Arc<dyn Handler>>,
+}
+
+impl Registry {
+    /// The built-ins every node has: `noop`, `sleep`, `http`. `shell` is added only when enabled.
+    pub fn with_builtins() -> Registry {
+        let mut r = Registry::default();
+        r.register("noop", Noop);
+        r.register("sleep", Sleep);
+        r.register("http", super::http::Http::new());
+        r
+    }
+
+    pub fn register(&mut self, name: &str, h: impl Handler) {
+        self.handlers.insert(name.to_string(), Arc::new(h));
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers.get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.handlers.keys().cloned().collect()
+    }
+
+    /// Refuses an unknown handler name or arguments the handler rejects.
+    pub fn validate(&self, name: &str, args: &Value) -> Result<()> {
+        let Some(h) = self.handlers.get(name) else {
+            let hint = if name == "shell" { " (start the node with --enable-shell)" } else { "" };
+            return Err(Error::invalid(
+                "handler",
+                format!("unknown handler '{name}'{hint}; this node has: {}", self.names().join(", ")),
+            ));
+        };
+        h.validate(args).map_err(|r| Error::invalid("args", r))
+    }
+}
+
+/// Does nothing, successfully. For tests, benchmarks and placeholders.
+pub struct Noop;
+
+#[async_trait]
+impl Handler for Noop {
+    async fn run(&self, _: &FireContext, _: &Value) -> std::result::Result<String, HandlerFailure> {
+        Ok(String::new())
+    }
+}
+
+/// Sleeps for a duration: `sleep('2s')`, `["500ms"]`, `[1500]` (ms) or `{"duration": "1m"}`.
+pub struct Sleep;
+
+impl Sleep {
+    fn duration(args: &Value) -> std::result::Result<Duration, String> {
+        let v = match args {
+            Value::Array(a) if a.len() == 1 => &a[0],
+            Value::Object(o) => o.get("duration").ok_or("sleep takes {\"duration\": \"2s\"}")?,
+            _ => return Err("sleep takes one duration, e.g. sleep('2s') or [\"500ms\"]".into()),
+        };
+        match v {
+            Value::String(s) => parse_duration(s),
+            Value::Number(n) => n.as_u64().map(Duration::from_millis).ok_or_else(|| format!("bad duration {n}")),
+            other => Err(format!("duration must be a string like '2s' or a number of ms, got {other}")),
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Sleep {
+    fn validate(&self, args: &Value) -> std::result::Result<(), String> {
+        Self::duration(args).map(|_| ())
+    }
+
+    async fn run(&self, _: &FireContext, args: &Value) -> std::result::Result<String, HandlerFailure> {
+        let d = Self::duration(args).map_err(HandlerFailure::new)?;
+        tokio::time::sleep(d).await;
+        Ok(String::new())
+    }
+}
+
+/// Parses "250ms", "2s", "1.5s", "3m", "1h" (a bare number is seconds).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 2s, 1m, 1h)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("'{s}' has unknown unit '{u}' (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
+}
+
+/// Reads a string field of an object argument.
+pub(crate) fn str_field<'a>(
+    o: &'a serde_json::Map<String, Value>,
+    k: &str,
+) -> std::result::Result<Option<&'a str>, String> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(format!("'{k}' must be a string, got {v}")),
+    }
+}
+
+/// Reads an object-of-strings field (env, headers).
+pub(crate) fn map_field(
+    o: &serde_json::Map<String, Value>,
+    k: &str,
+) -> std::result::Result<Vec<(String, String)>, String> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(n, v)| match v {
+                Value::String(s) => Ok((n.clone(), s.clone())),
+                other => Err(format!("'{k}.{n}' must be a string, got {other}")),
+            })
+            .collect(),
+        Some(v) => Err(format!("'{k}' must be an object of strings, got {v}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1e400s").is_err());
+    }
+
+    #[test]
+    fn registry_refuses_unknown_and_bad_args() {
+        let r = Registry::with_builtins();
+        let e = r.validate("nope", &Value::Null).expect_err("unknown").to_string();
+        assert!(e.starts_with("handler: unknown handler 'nope'"), "{e}");
+        let e = r.validate("shell", &Value::Null).expect_err("disabled").to_string();
+        assert!(e.contains("--enable-shell"), "{e}");
+        let e = r.validate("sleep", &json!([])).expect_err("no duration").to_string();
+        assert!(e.starts_with("args: sleep takes one duration"), "{e}");
+        r.validate("sleep", &json!(["10ms"])).expect("valid");
+        r.validate("sleep", &json!({"duration": 5})).expect("valid");
+        r.validate("noop", &Value::Null).expect("valid");
+    }
+
+    #[test]
+    fn context_fields() {
+        let ctx = FireContext {
+            job_id: "j".into(),
+            fire_id: "j@1767225600000".into(),
+            execution_id: "e".into(),
+            scheduled_ms: 1_767_225_600_000,
+            attempt: 2,
+            node_id: "n1".into(),
+            epoch: 7,
+            manual: false,
+        };
+        let f = ctx.fields();
+        assert_eq!(f[2], ("SCHEDULED_AT", "2026-01-01T00:00:00.000Z".to_string()));
+        assert_eq!(f[5], ("ATTEMPT", "2".to_string()));
+    }
+}
