@@ -315,9 +315,18 @@ async fn connect(endpoint: &str) -> Result<SchedulerServiceClient<Channel>, CliE
         .timeout(Duration::from_secs(30));
     let ch = ep.connect().await.map_err(|e| CliError::Connect {
         endpoint: url,
-        reason: std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string()),
+        reason: root_cause(&e),
     })?;
     Ok(SchedulerServiceClient::new(ch))
+}
+
+/// The innermost error's text ("Connection refused", not "transport error").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// Runs a client subcommand, printing to stdout.

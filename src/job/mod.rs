@@ -87,12 +87,15 @@ impl Job {
         let schedule = Schedule::parse(&spec.cron).map_err(|e| Error::invalid("cron", e))?;
         let tz = cron::parse_time_zone(&spec.time_zone).map_err(|e| Error::invalid("time_zone", e))?;
         if !spec.invoke.trim().is_empty() {
-            if !spec.handler.is_empty() || !is_empty_args(&spec.args) {
+            let t = invoke::parse(&spec.invoke).map_err(|e| Error::invalid("invoke", e))?;
+            let args = serde_json::Value::Array(t.args);
+            // A stored job keeps both forms; they must agree.
+            let given = !spec.handler.is_empty() || !is_empty_args(&spec.args);
+            if given && (spec.handler != t.handler || spec.args != args) {
                 return Err(Error::invalid("invoke", "give either invoke or handler/args, not both"));
             }
-            let t = invoke::parse(&spec.invoke).map_err(|e| Error::invalid("invoke", e))?;
             spec.handler = t.handler;
-            spec.args = serde_json::Value::Array(t.args);
+            spec.args = args;
         }
         if spec.handler.is_empty() {
             return Err(Error::invalid("handler", "is required (or give invoke)"));
@@ -240,6 +243,8 @@ mod tests {
         let job = Job::new(s).expect("valid");
         assert_eq!(job.spec.handler, "report.daily");
         assert_eq!(job.spec.args, serde_json::json!(["eu", 3, true]));
+        // The normalised spec (as stored) validates again.
+        Job::new(job.spec.clone()).expect("normalised spec stays valid");
     }
 
     #[test]

@@ -1,0 +1,262 @@
+//! One suite, two stores: every behaviour of the `Store` contract runs against the in-memory store
+//! and against a real `redis-server`.
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::RedisServer;
+use rota::execution::{scheduled_fire_id, ExecState, Execution};
+use rota::job::JobSpec;
+use rota::store::{
+    now_ms, Claim, ClaimOutcome, ExecFilter, Load, MemoryStore, NodeRecord, RedisStore, Store, TriggerOutcome,
+    WatermarkWrite,
+};
+
+const RETENTION_MS: u64 = 600_000;
+
+fn spec(id: &str) -> JobSpec {
+    JobSpec { id: id.into(), cron: "* * * * * *".into(), handler: "noop".into(), ..Default::default() }
+}
+
+fn claim(job: &str, sched: i64, next: Option<i64>, forbid: bool) -> Claim {
+    Claim {
+        job_id: job.into(),
+        sched_ms: sched,
+        next_ms: next,
+        exec: Execution::pending(job, scheduled_fire_id(job, sched), sched, "n1", 1),
+        forbid,
+        lock_ttl_ms: 60_000,
+    }
+}
+
+async fn put(s: &dyn Store, id: &str, next: i64) {
+    match s.put_job(&spec(id), Some(next), now_ms()).await.expect("put") {
+        WatermarkWrite::Done { .. } => {}
+        other => panic!("put {id}: {other:?}"),
+    }
+}
+
+async fn claim_is_once_per_fire(s: Arc<dyn Store>) {
+    put(&*s, "a", 1000).await;
+    let r = s.claim(&[claim("a", 1000, Some(2000), false)]).await.expect("claim");
+    assert_eq!(r, vec![ClaimOutcome::Claimed]);
+    // The same fire again, as a second node or a replay would try: refused.
+    let r = s.claim(&[claim("a", 1000, Some(2000), false)]).await.expect("claim");
+    assert_eq!(r, vec![ClaimOutcome::Stale]);
+    let rec = s.get_job("a").await.expect("get").expect("exists");
+    assert_eq!((rec.next_ms, rec.last_ms), (Some(2000), Some(1000)));
+    // Claims in one batch are applied in order: 2000 then 3000.
+    let r = s.claim(&[claim("a", 2000, Some(3000), false), claim("a", 3000, Some(4000), false)]).await.expect("claim");
+    assert_eq!(r, vec![ClaimOutcome::Claimed, ClaimOutcome::Claimed]);
+}
+
+async fn watermark_never_moves_back(s: Arc<dyn Store>) {
+    put(&*s, "a", 1000).await;
+    s.claim(&[claim("a", 1000, Some(2000), false)]).await.expect("claim");
+    // Replacing the job with a first fire at or before the last claimed instant is refused.
+    let r = s.put_job(&spec("a"), Some(1000), now_ms()).await.expect("put");
+    assert_eq!(r, WatermarkWrite::Behind { last_ms: 1000 });
+    let r = s.put_job(&spec("a"), Some(1500), now_ms()).await.expect("put");
+    assert!(matches!(r, WatermarkWrite::Done { created: false, .. }), "{r:?}");
+    let r = s.set_paused("a", false, Some(900), now_ms()).await.expect("resume");
+    assert_eq!(r, Some(WatermarkWrite::Behind { last_ms: 1000 }));
+}
+
+async fn due_index_orders_and_respects_pause(s: Arc<dyn Store>) {
+    put(&*s, "late", 3000).await;
+    put(&*s, "early", 1000).await;
+    put(&*s, "future", 9_000_000_000_000).await;
+    let due: Vec<String> = s.due_jobs(5000, 10).await.expect("due").into_iter().map(|r| r.spec.id).collect();
+    assert_eq!(due, vec!["early", "late"]);
+    assert_eq!(s.next_due_ms().await.expect("next"), Some(1000));
+    s.set_paused("early", true, None, now_ms()).await.expect("pause").expect("exists");
+    let due: Vec<String> = s.due_jobs(5000, 10).await.expect("due").into_iter().map(|r| r.spec.id).collect();
+    assert_eq!(due, vec!["late"]);
+    let rec = s.get_job("early").await.expect("get").expect("exists");
+    assert!(rec.spec.paused && rec.next_ms.is_none());
+    // A claim racing with the pause is refused.
+    put(&*s, "p", 1000).await;
+    s.set_paused("p", true, None, now_ms()).await.expect("pause");
+    assert_eq!(s.claim(&[claim("p", 1000, Some(2000), false)]).await.expect("claim"), vec![ClaimOutcome::Paused]);
+    assert_eq!(s.set_paused("missing", true, None, now_ms()).await.expect("pause"), None);
+}
+
+async fn delete_stops_claims(s: Arc<dyn Store>) {
+    put(&*s, "a", 1000).await;
+    assert!(s.delete_job("a").await.expect("delete"));
+    assert!(!s.delete_job("a").await.expect("delete"));
+    assert!(s.due_jobs(i64::MAX / 2, 10).await.expect("due").is_empty());
+    assert_eq!(s.claim(&[claim("a", 1000, Some(2000), false)]).await.expect("claim"), vec![ClaimOutcome::Gone]);
+}
+
+async fn forbid_lock_skips_overlap_until_released(s: Arc<dyn Store>) {
+    put(&*s, "f", 1000).await;
+    let first = claim("f", 1000, Some(2000), true);
+    assert_eq!(s.claim(std::slice::from_ref(&first)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let second = claim("f", 2000, Some(3000), true);
+    assert_eq!(s.claim(std::slice::from_ref(&second)).await.expect("claim"), vec![ClaimOutcome::Skipped]);
+    let skipped = s.get_execution(&second.exec.id).await.expect("get").expect("recorded");
+    assert_eq!(skipped.state, ExecState::Skipped);
+    assert!(skipped.error.contains("still running"), "{}", skipped.error);
+    // Only the owner can renew; finishing releases.
+    assert!(s.renew_lock("f", &first.exec.fire_id, 60_000).await.expect("renew"));
+    assert!(!s.renew_lock("f", &second.exec.fire_id, 60_000).await.expect("renew"));
+    let mut done = first.exec.clone();
+    done.state = ExecState::Succeeded;
+    s.finish_execution(&done, true).await.expect("finish");
+    assert!(!s.renew_lock("f", &first.exec.fire_id, 60_000).await.expect("renew"));
+    assert_eq!(s.claim(&[claim("f", 3000, Some(4000), true)]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+}
+
+async fn misfire_and_duplicate_claims_advance_the_watermark(s: Arc<dyn Store>) {
+    put(&*s, "m", 1000).await;
+    let mut c = claim("m", 1000, Some(5000), false);
+    c.exec.state = ExecState::Misfired;
+    assert_eq!(s.claim(&[c.clone()]).await.expect("claim"), vec![ClaimOutcome::Misfired]);
+    assert_eq!(s.get_execution(&c.exec.id).await.expect("get").map(|e| e.state), Some(ExecState::Misfired));
+    // A fire id already recorded (e.g. left from a deleted and re-created job) is not run again,
+    // and the schedule moves on instead of stalling.
+    put(&*s, "d", 7000).await;
+    s.claim(&[claim("d", 7000, Some(8000), false)]).await.expect("claim");
+    s.delete_job("d").await.expect("delete");
+    put(&*s, "d", 7000).await;
+    assert_eq!(s.claim(&[claim("d", 7000, Some(8000), false)]).await.expect("claim"), vec![ClaimOutcome::Duplicate]);
+    assert_eq!(s.get_job("d").await.expect("get").and_then(|r| r.next_ms), Some(8000));
+}
+
+async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
+    put(&*s, "t", 9_000_000_000_000).await;
+    let mk = || {
+        let mut e = Execution::pending("t", String::new(), now_ms(), "n1", 1);
+        e.fire_id = rota::execution::manual_fire_id("t", &e.id);
+        e.manual = true;
+        e
+    };
+    let first = mk();
+    assert_eq!(s.trigger(&first, Some("k1"), false, 1000).await.expect("trigger"), TriggerOutcome::Created(first.clone()));
+    let again = mk();
+    assert_eq!(s.trigger(&again, Some("k1"), false, 1000).await.expect("trigger"), TriggerOutcome::Deduplicated(first.clone()));
+    let other = mk();
+    assert_eq!(s.trigger(&other, Some("k2"), false, 1000).await.expect("trigger"), TriggerOutcome::Created(other.clone()));
+    let nokey = mk();
+    assert_eq!(s.trigger(&nokey, None, false, 1000).await.expect("trigger"), TriggerOutcome::Created(nokey.clone()));
+    let mut gone = mk();
+    gone.job_id = "missing".into();
+    assert_eq!(s.trigger(&gone, None, false, 1000).await.expect("trigger"), TriggerOutcome::Gone);
+    // Forbid: a manual fire while another fire holds the lock is recorded as skipped.
+    let locked = mk();
+    assert!(matches!(s.trigger(&locked, None, true, 60_000).await.expect("t"), TriggerOutcome::Created(_)));
+    let blocked = mk();
+    assert!(matches!(s.trigger(&blocked, None, true, 60_000).await.expect("t"), TriggerOutcome::Skipped(_)));
+}
+
+async fn executions_list_newest_first_with_filters_and_pages(s: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let job = if i % 2 == 0 { "even" } else { "odd" };
+        let mut e = Execution::pending(job, scheduled_fire_id(job, i), i, "n1", 1);
+        e.state = if i == 3 { ExecState::Failed } else { ExecState::Succeeded };
+        s.create_execution(&e).await.expect("create");
+        ids.push(e.id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let page = |job: Option<&str>, state: Option<ExecState>, before: Option<String>, limit| ExecFilter {
+        job_id: job.map(str::to_string),
+        state,
+        before,
+        limit,
+    };
+    let (p1, next) = s.list_executions(&page(None, None, None, 3)).await.expect("list");
+    assert_eq!(p1.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[6].clone(), ids[5].clone(), ids[4].clone()]);
+    let (p2, next2) = s.list_executions(&page(None, None, next, 3)).await.expect("list");
+    assert_eq!(p2.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]);
+    let (p3, next3) = s.list_executions(&page(None, None, next2, 3)).await.expect("list");
+    assert_eq!((p3.len(), next3), (1, None));
+    let (odd, _) = s.list_executions(&page(Some("odd"), None, None, 10)).await.expect("list");
+    assert_eq!(odd.len(), 3);
+    let (failed, _) = s.list_executions(&page(None, Some(ExecState::Failed), None, 10)).await.expect("list");
+    assert_eq!(failed.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[3].clone()]);
+    assert_eq!(s.get_execution(&ids[0]).await.expect("get").map(|e| e.id), Some(ids[0].clone()));
+    assert_eq!(s.get_execution("00000000-0000-7000-8000-000000000000").await.expect("get"), None);
+}
+
+async fn watchers_see_every_change(s: Arc<dyn Store>) {
+    let mut rx = s.subscribe();
+    let mut e = Execution::pending("w", scheduled_fire_id("w", 1), 1, "n1", 1);
+    // The Redis relay subscribes asynchronously: publish until the first change arrives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        s.update_execution(&e).await.expect("update");
+        if let Ok(Ok(got)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            assert_eq!(got.id, e.id);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "watcher never received a change");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while rx.try_recv().is_ok() {}
+    e.state = ExecState::Running;
+    s.update_execution(&e).await.expect("update");
+    e.state = ExecState::Succeeded;
+    s.finish_execution(&e, false).await.expect("finish");
+    let a = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("change 1").expect("open");
+    let b = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("change 2").expect("open");
+    assert_eq!((a.state, b.state), (ExecState::Running, ExecState::Succeeded));
+}
+
+async fn nodes_table(s: Arc<dyn Store>) {
+    let rec = NodeRecord {
+        node_id: "n1".into(),
+        address: "127.0.0.1:1".into(),
+        incarnation: "i".into(),
+        started_ms: 1,
+        beat_ms: now_ms(),
+        version: "0".into(),
+        handlers: vec!["noop".into()],
+        load: Load { active: 1, max: 4, queue: 0 },
+        master: true,
+        draining: false,
+    };
+    s.heartbeat(&rec, 1000).await.expect("beat");
+    let nodes = s.list_nodes().await.expect("nodes");
+    assert_eq!(nodes, vec![rec]);
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::MemoryStore::new(super::RETENTION_MS))).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = super::RedisServer::start();
+                    let store = super::RedisStore::connect(&server.url(), "rota", "test", super::RETENTION_MS)
+                        .await
+                        .expect("connect");
+                    super::$name(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    claim_is_once_per_fire,
+    watermark_never_moves_back,
+    due_index_orders_and_respects_pause,
+    delete_stops_claims,
+    forbid_lock_skips_overlap_until_released,
+    misfire_and_duplicate_claims_advance_the_watermark,
+    trigger_is_idempotent_by_key,
+    executions_list_newest_first_with_filters_and_pages,
+    watchers_see_every_change,
+    nodes_table,
+);
