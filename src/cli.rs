@@ -313,10 +313,7 @@ async fn connect(endpoint: &str) -> Result<SchedulerServiceClient<Channel>, CliE
         .map_err(|e| CliError::Usage(format!("--endpoint '{endpoint}': {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30));
-    let ch = ep.connect().await.map_err(|e| CliError::Connect {
-        endpoint: url,
-        reason: root_cause(&e),
-    })?;
+    let ch = ep.connect().await.map_err(|e| CliError::Connect { endpoint: url, reason: root_cause(&e) })?;
     Ok(SchedulerServiceClient::new(ch))
 }
 

@@ -82,6 +82,17 @@ async fn due_index_orders_and_respects_pause(s: Arc<dyn Store>) {
     assert_eq!(s.set_paused("missing", true, None, now_ms()).await.expect("pause"), None);
 }
 
+async fn list_jobs_in_id_order_with_paging(s: Arc<dyn Store>) {
+    assert!(s.list_jobs(None, 10).await.expect("list").is_empty());
+    for id in ["c", "a", "b", "d"] {
+        put(&*s, id, 1000).await;
+    }
+    let ids = |v: Vec<rota::store::JobRecord>| v.into_iter().map(|r| r.spec.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_jobs(None, 3).await.expect("list")), vec!["a", "b", "c"]);
+    assert_eq!(ids(s.list_jobs(Some("b"), 3).await.expect("list")), vec!["c", "d"]);
+    assert!(s.get_job("zz").await.expect("get").is_none());
+}
+
 async fn delete_stops_claims(s: Arc<dyn Store>) {
     put(&*s, "a", 1000).await;
     assert!(s.delete_job("a").await.expect("delete"));
@@ -134,11 +145,20 @@ async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
         e
     };
     let first = mk();
-    assert_eq!(s.trigger(&first, Some("k1"), false, 1000).await.expect("trigger"), TriggerOutcome::Created(first.clone()));
+    assert_eq!(
+        s.trigger(&first, Some("k1"), false, 1000).await.expect("trigger"),
+        TriggerOutcome::Created(first.clone())
+    );
     let again = mk();
-    assert_eq!(s.trigger(&again, Some("k1"), false, 1000).await.expect("trigger"), TriggerOutcome::Deduplicated(first.clone()));
+    assert_eq!(
+        s.trigger(&again, Some("k1"), false, 1000).await.expect("trigger"),
+        TriggerOutcome::Deduplicated(first.clone())
+    );
     let other = mk();
-    assert_eq!(s.trigger(&other, Some("k2"), false, 1000).await.expect("trigger"), TriggerOutcome::Created(other.clone()));
+    assert_eq!(
+        s.trigger(&other, Some("k2"), false, 1000).await.expect("trigger"),
+        TriggerOutcome::Created(other.clone())
+    );
     let nokey = mk();
     assert_eq!(s.trigger(&nokey, None, false, 1000).await.expect("trigger"), TriggerOutcome::Created(nokey.clone()));
     let mut gone = mk();
@@ -168,9 +188,15 @@ async fn executions_list_newest_first_with_filters_and_pages(s: Arc<dyn Store>) 
         limit,
     };
     let (p1, next) = s.list_executions(&page(None, None, None, 3)).await.expect("list");
-    assert_eq!(p1.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[6].clone(), ids[5].clone(), ids[4].clone()]);
+    assert_eq!(
+        p1.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![ids[6].clone(), ids[5].clone(), ids[4].clone()]
+    );
     let (p2, next2) = s.list_executions(&page(None, None, next, 3)).await.expect("list");
-    assert_eq!(p2.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]);
+    assert_eq!(
+        p2.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]
+    );
     let (p3, next3) = s.list_executions(&page(None, None, next2, 3)).await.expect("list");
     assert_eq!((p3.len(), next3), (1, None));
     let (odd, _) = s.list_executions(&page(Some("odd"), None, None, 10)).await.expect("list");
@@ -253,6 +279,7 @@ conformance!(
     watermark_never_moves_back,
     due_index_orders_and_respects_pause,
     delete_stops_claims,
+    list_jobs_in_id_order_with_paging,
     forbid_lock_skips_overlap_until_released,
     misfire_and_duplicate_claims_advance_the_watermark,
     trigger_is_idempotent_by_key,

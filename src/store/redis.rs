@@ -128,6 +128,9 @@ impl RedisStore {
     }
 
     async fn get_jobs(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HMGET").arg(self.keys.job(id)).arg(&["spec", "paused", "next_ms", "last_ms", "updated_ms"]);

@@ -125,7 +125,17 @@ impl TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("node.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rota"));
-        cmd.args(["server", "--listen", "127.0.0.1:0", "--node-id", node_id, "--heartbeat-ms", "200", "--node-ttl-ms", "1000"]);
+        cmd.args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-id",
+            node_id,
+            "--heartbeat-ms",
+            "200",
+            "--node-ttl-ms",
+            "1000",
+        ]);
         if let Backend::Redis(url) = backend {
             cmd.args(["--redis", url]);
         }
@@ -229,13 +239,8 @@ pub fn backends() -> Vec<(&'static str, Backend, Option<RedisServer>)> {
 }
 
 pub fn job(id: &str, cron: &str, handler: &str, args: serde_json::Value) -> pb::Job {
-    let spec = rota::job::JobSpec {
-        id: id.into(),
-        cron: cron.into(),
-        handler: handler.into(),
-        args,
-        ..Default::default()
-    };
+    let spec =
+        rota::job::JobSpec { id: id.into(), cron: cron.into(), handler: handler.into(), args, ..Default::default() };
     rota::cli::pb_job(&spec)
 }
 

@@ -1,0 +1,499 @@
+//! End to end over real gRPC against real `rota server` processes: every behaviour runs on a node
+//! with the in-memory store and on a node with a real `redis-server`.
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, executions, job, ms, state, Backend, RedisServer, TestNode};
+use rota::pb;
+use serde_json::json;
+use tonic::Code;
+
+use pb::ExecutionState as S;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A job firing every second is executed every second, with the right scheduled instants.
+async fn fires_every_second(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    let r =
+        c.put_job(pb::PutJobRequest { job: Some(job("tick", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    assert!(r.get_ref().created);
+    let execs = eventually(WAIT, "4 succeeded executions", || {
+        let mut c = c.clone();
+        async move {
+            let e = executions(&mut c, "tick").await;
+            (e.iter().filter(|e| state(e) == S::Succeeded).count() >= 4).then_some(e)
+        }
+    })
+    .await;
+    let mut scheds: Vec<i64> =
+        execs.iter().filter(|e| state(e) == S::Succeeded).map(|e| ms(&e.scheduled_time)).collect();
+    scheds.sort();
+    for w in scheds.windows(2) {
+        assert_eq!(w[1] - w[0], 1000, "consecutive fires one second apart: {scheds:?}");
+    }
+    for e in &execs {
+        assert_eq!(ms(&e.scheduled_time) % 1000, 0, "scheduled on a whole second");
+        assert_eq!(e.fire_id, format!("tick@{}", ms(&e.scheduled_time)));
+        assert_eq!(e.node_id, "n1");
+        if state(e) == S::Succeeded {
+            assert!(ms(&e.start_time) >= ms(&e.scheduled_time), "never starts early");
+        }
+    }
+}
+
+/// Pause stops firing; resume restarts; delete stops for good.
+async fn pause_resume_delete(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("p", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    let count = |c: &pb::scheduler_service_client::SchedulerServiceClient<_>| {
+        let mut c = c.clone();
+        async move { executions(&mut c, "p").await.len() }
+    };
+    eventually(WAIT, "first fire", || async { (count(&c).await >= 1).then_some(()) }).await;
+    let paused = c.pause_job(pb::PauseJobRequest { id: "p".into() }).await.expect("pause").into_inner();
+    assert!(paused.job.as_ref().is_some_and(|j| j.paused && j.next_fire_time.is_none()));
+    // Let a fire that was already claimed finish, then nothing more may appear.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = count(&c).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(count(&c).await, before, "paused job fired");
+    let resumed = c.resume_job(pb::ResumeJobRequest { id: "p".into() }).await.expect("resume").into_inner();
+    assert!(resumed.job.as_ref().is_some_and(|j| !j.paused && j.next_fire_time.is_some()));
+    eventually(WAIT, "fires after resume", || async { (count(&c).await >= before + 2).then_some(()) }).await;
+    c.delete_job(pb::DeleteJobRequest { id: "p".into() }).await.expect("delete");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_delete = count(&c).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(count(&c).await, after_delete, "deleted job fired");
+    let e = c.get_job(pb::GetJobRequest { id: "p".into() }).await.expect_err("gone");
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+/// TriggerJob fires once, as its own fire; a retried call with the same key does not fire again.
+async fn trigger_fires_once(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    // A schedule that will not fire during the test (Feb 29 at 03:00, at least a year away).
+    c.put_job(pb::PutJobRequest { job: Some(job("manual", "0 0 3 29 2 *", "noop", json!(null))) }).await.expect("put");
+    let t1 = c
+        .trigger_job(pb::TriggerJobRequest { id: "manual".into(), idempotency_key: "deploy-42".into() })
+        .await
+        .expect("trigger")
+        .into_inner();
+    let t2 = c
+        .trigger_job(pb::TriggerJobRequest { id: "manual".into(), idempotency_key: "deploy-42".into() })
+        .await
+        .expect("trigger")
+        .into_inner();
+    let e1 = t1.execution.expect("execution");
+    assert!(!t1.deduplicated && t2.deduplicated);
+    assert_eq!(t2.execution.expect("execution").id, e1.id);
+    assert!(e1.manual && e1.fire_id.starts_with("manual@m:"), "{}", e1.fire_id);
+    let t3 =
+        c.trigger_job(pb::TriggerJobRequest { id: "manual".into(), idempotency_key: String::new() }).await.expect("t");
+    assert!(!t3.get_ref().deduplicated);
+    let execs = eventually(WAIT, "two manual executions succeed", || {
+        let mut c = c.clone();
+        async move {
+            let e = executions(&mut c, "manual").await;
+            (e.len() == 2 && e.iter().all(|e| state(e) == S::Succeeded)).then_some(e)
+        }
+    })
+    .await;
+    assert!(execs.iter().any(|e| e.id == e1.id));
+    let missing = c.trigger_job(pb::TriggerJobRequest { id: "nope".into(), idempotency_key: String::new() }).await;
+    assert_eq!(missing.expect_err("missing").code(), Code::NotFound);
+}
+
+/// A failing handler is recorded with its error and output; retries make new executions of the
+/// same fire; the exhausted fire raises an alert on the webhook.
+async fn failure_retries_and_alert(b: Backend) {
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook_url = format!("http://{}/alert", hook.local_addr().expect("addr"));
+    let (tx, mut alerts) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut s, _)) = hook.accept().await else { return };
+            let mut buf = vec![0u8; 16384];
+            let mut got = Vec::new();
+            // Read until the JSON body is complete (headers, then a body ending in '}').
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.ends_with(b"}") {
+                    break;
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&got).to_string());
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
+        }
+    });
+    let node = TestNode::start(&b, "n1", &["--enable-shell", "--alert-webhook", &hook_url]).await;
+    let mut c = node.client().await;
+    let mut j = job("boom", "0 0 3 29 2 *", "shell", json!({"sh": "echo out; echo bad >&2; exit 3"}));
+    j.retries = 2;
+    j.retry_backoff = Some(prost_types::Duration { seconds: 0, nanos: 100_000_000 });
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    c.trigger_job(pb::TriggerJobRequest { id: "boom".into(), idempotency_key: String::new() }).await.expect("trigger");
+    let execs = eventually(WAIT, "three failed attempts", || {
+        let mut c = c.clone();
+        async move {
+            let e = executions(&mut c, "boom").await;
+            (e.len() == 3 && e.iter().all(|e| state(e) == S::Failed)).then_some(e)
+        }
+    })
+    .await;
+    let mut attempts: Vec<u32> = execs.iter().map(|e| e.attempt).collect();
+    attempts.sort();
+    assert_eq!(attempts, vec![1, 2, 3]);
+    assert!(execs.iter().all(|e| e.fire_id == execs[0].fire_id), "retries share the fire");
+    assert!(execs.iter().all(|e| e.error == "exit status 3"), "{:?}", execs[0].error);
+    assert_eq!(execs[0].output, "out\n\n--- stderr ---\nbad\n");
+    let body = tokio::time::timeout(WAIT, alerts.recv()).await.expect("alert arrives").expect("alert");
+    let json_body = &body[body.find('{').expect("json body")..];
+    let v: serde_json::Value = serde_json::from_str(json_body).expect("alert is JSON");
+    assert_eq!(v["kind"], "execution_failed");
+    assert_eq!(v["job_id"], "boom");
+    assert_eq!(v["attempt"], 3);
+    assert_eq!(v["error"], "exit status 3");
+    // One alert per exhausted fire, not one per attempt.
+    assert!(tokio::time::timeout(Duration::from_millis(500), alerts.recv()).await.is_err(), "extra alert");
+}
+
+/// A shell handler past its timeout is recorded TIMED_OUT and its whole process group is killed.
+async fn shell_timeout_kills_process_group(b: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let node = TestNode::start(&b, "n1", &["--enable-shell"]).await;
+    let mut c = node.client().await;
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let mut j = job("slow", "0 0 3 29 2 *", "shell", json!({"sh": script}));
+    j.timeout = Some(prost_types::Duration { seconds: 0, nanos: 500_000_000 });
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), idempotency_key: String::new() }).await.expect("trigger");
+    let e = eventually(WAIT, "timed out", || {
+        let mut c = c.clone();
+        async move { executions(&mut c, "slow").await.into_iter().find(|e| state(e) == S::TimedOut) }
+    })
+    .await;
+    assert_eq!(e.error, "timed out after 500 ms");
+    let pid: i32 = std::fs::read_to_string(&pidfile).expect("pid").trim().parse().expect("pid number");
+    eventually(Duration::from_secs(5), "grandchild killed", || async move {
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+        gone.then_some(())
+    })
+    .await;
+}
+
+/// Forbid: a fire that finds the previous one still running is recorded as skipped.
+async fn forbid_skips_overlap(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    let mut j = job("long", "* * * * * *", "sleep", json!(["2500ms"]));
+    j.concurrency = pb::ConcurrencyPolicy::Forbid as i32;
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let execs = eventually(WAIT, "a skipped and a succeeded fire", || {
+        let mut c = c.clone();
+        async move {
+            let e = executions(&mut c, "long").await;
+            let skipped = e.iter().filter(|e| state(e) == S::Skipped).count();
+            let ok = e.iter().filter(|e| state(e) == S::Succeeded).count();
+            (skipped >= 2 && ok >= 1).then_some(e)
+        }
+    })
+    .await;
+    // No two executions that ran overlap in time.
+    let mut ran: Vec<(i64, i64)> = execs
+        .iter()
+        .filter(|e| matches!(state(e), S::Succeeded | S::Running))
+        .map(|e| (ms(&e.start_time), if e.end_time.is_some() { ms(&e.end_time) } else { i64::MAX }))
+        .collect();
+    ran.sort();
+    for w in ran.windows(2) {
+        assert!(w[1].0 >= w[0].1, "overlapping runs: {ran:?}");
+    }
+}
+
+/// Invalid definitions get INVALID_ARGUMENT naming the field.
+async fn invalid_input_names_the_field(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    let base = || job("ok", "* * * * * *", "noop", json!(null));
+    let cases: Vec<(pb::Job, &str)> = vec![
+        (pb::Job { cron: "0 0 0 32 * *".into(), ..base() }, "cron: field 'day-of-month' out of range: 32"),
+        (pb::Job { cron: "* * *".into(), ..base() }, "cron: expected 5, 6 or 7 fields, got 3"),
+        (pb::Job { time_zone: "Mars/Base".into(), ..base() }, "time_zone: unknown IANA time zone 'Mars/Base'"),
+        (pb::Job { handler: "nope".into(), ..base() }, "handler: unknown handler 'nope'"),
+        (
+            pb::Job { handler: "shell".into(), ..base() },
+            "handler: unknown handler 'shell' (start the node with --enable-shell)",
+        ),
+        (pb::Job { id: "bad id".into(), ..base() }, "id: 'bad id' has ' '"),
+        (pb::Job { id: String::new(), ..base() }, "id: is required"),
+        (pb::Job { handler: "sleep".into(), ..base() }, "args: sleep takes one duration"),
+        (pb::Job { handler: String::new(), invoke: "sleep('2s'".into(), ..base() }, "invoke: at column"),
+        (pb::Job { concurrency: 7, ..base() }, "concurrency: unknown value 7"),
+        (pb::Job { retries: 1000, ..base() }, "retries: 1000 is more than 100"),
+    ];
+    for (j, want) in cases {
+        let e = c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect_err(want);
+        assert_eq!(e.code(), Code::InvalidArgument, "{want}: {e:?}");
+        assert!(e.message().starts_with(want), "got {:?}, want {want:?}", e.message());
+    }
+    let e = c.put_job(pb::PutJobRequest { job: None }).await.expect_err("no job");
+    assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "job: is required"));
+    let e = c.list_jobs(pb::ListJobsRequest { page_size: 5000, page_token: String::new() }).await.expect_err("page");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("page_size:"));
+    let e = c.get_execution(pb::GetExecutionRequest { id: "x".into() }).await.expect_err("bad id");
+    assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "id: 'x' is not an execution id"));
+    let e =
+        c.list_executions(pb::ListExecutionsRequest { state: 99, ..Default::default() }).await.expect_err("bad state");
+    assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "state: unknown value 99"));
+    let e = c
+        .trigger_job(pb::TriggerJobRequest { id: "ok".into(), idempotency_key: "bad key!".into() })
+        .await
+        .expect_err("bad key");
+    assert!(e.message().starts_with("idempotency_key:"), "{}", e.message());
+    // Nothing was stored by any of the refused calls.
+    let jobs = c.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner();
+    assert!(jobs.jobs.is_empty(), "{:?}", jobs.jobs);
+}
+
+/// ListJobs pages through every job in id order.
+async fn list_jobs_paginates(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    for i in 0..25 {
+        c.put_job(pb::PutJobRequest { job: Some(job(&format!("j{i:02}"), "0 0 3 29 2 *", "noop", json!(null))) })
+            .await
+            .expect("put");
+    }
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = c.list_jobs(pb::ListJobsRequest { page_size: 10, page_token: token }).await.expect("list").into_inner();
+        assert!(r.jobs.len() <= 10);
+        ids.extend(r.jobs.into_iter().map(|j| j.id));
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("j{i:02}")).collect();
+    assert_eq!(ids, want);
+}
+
+/// WatchExecutions streams state changes as they happen.
+async fn watch_streams_changes(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("w", "0 0 3 29 2 *", "noop", json!(null))) }).await.expect("put");
+    let mut stream =
+        c.watch_executions(pb::WatchExecutionsRequest { job_id: "w".into() }).await.expect("watch").into_inner();
+    // The Redis relay attaches asynchronously; trigger until changes flow.
+    let mut states = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !states.contains(&S::Succeeded) {
+        assert!(std::time::Instant::now() < deadline, "no change seen: {states:?}");
+        if states.is_empty() {
+            c.trigger_job(pb::TriggerJobRequest { id: "w".into(), idempotency_key: String::new() }).await.expect("t");
+        }
+        if let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
+            let e = m.execution.expect("execution");
+            assert_eq!(e.job_id, "w");
+            states.push(state(&e));
+        }
+    }
+    assert!(states.contains(&S::Running), "{states:?}");
+}
+
+/// Health, reflection, node info and cluster status.
+async fn health_reflection_and_status(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut refl =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(node.channel().await);
+    let req = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut resp = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.expect("reflection").into_inner();
+    let msg = resp.message().await.expect("reply").expect("one reply");
+    let Some(tonic_reflection::pb::v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        msg.message_response
+    else {
+        panic!("unexpected reflection reply")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in ["rota.v1.SchedulerService", "rota.v1.NodeService", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+    let mut n = pb::node_service_client::NodeServiceClient::new(node.channel().await);
+    let info = n.get_node_info(pb::GetNodeInfoRequest {}).await.expect("info").into_inner().node.expect("node");
+    assert_eq!(info.node_id, "n1");
+    assert!(info.handlers.contains(&"noop".to_string()));
+    let mut c = node.client().await;
+    let st = c.get_cluster_status(pb::GetClusterStatusRequest {}).await.expect("status").into_inner();
+    assert!(st.nodes.iter().any(|n| n.node_id == "n1" && n.state == pb::NodeState::Live as i32));
+    let store = match b {
+        Backend::Memory => "memory",
+        Backend::Redis(_) => "redis",
+    };
+    assert_eq!(st.store, store);
+    let r = n
+        .report_load(pb::ReportLoadRequest {
+            node_id: "n2".into(),
+            load: Some(pb::NodeLoad { active_workers: 9, max_workers: 1, queue_depth: 0 }),
+            measured_at: None,
+        })
+        .await
+        .expect_err("bad load");
+    assert_eq!(r.code(), Code::InvalidArgument);
+}
+
+/// Jobs from --jobs FILE are put at start; SIGTERM waits for running work, then exits 0.
+async fn jobs_file_and_graceful_shutdown(b: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[job]]\nid = \"from-file\"\ncron = \"* * * * * *\"\ninvoke = \"sleep('1500ms')\"\nconcurrency = \"forbid\"\n",
+    )
+    .expect("write");
+    let mut node = TestNode::start(&b, "n1", &["--jobs", file.to_str().expect("utf8")]).await;
+    let mut c = node.client().await;
+    let running = eventually(WAIT, "a running execution", || {
+        let mut c = c.clone();
+        async move { executions(&mut c, "from-file").await.into_iter().find(|e| state(e) == S::Running) }
+    })
+    .await;
+    assert_eq!(node.terminate(), Some(0));
+    if let Backend::Redis(_) = b {
+        // The record outlives the node: the run that was going finished and was recorded.
+        let node2 = TestNode::start(&b, "n2", &[]).await;
+        let mut c2 = node2.client().await;
+        let e = c2
+            .get_execution(pb::GetExecutionRequest { id: running.id.clone() })
+            .await
+            .expect("get")
+            .into_inner()
+            .execution
+            .expect("execution");
+        assert_eq!(state(&e), S::Succeeded, "running work finished before exit");
+    } else {
+        let log = node.log();
+        let finished =
+            log.lines().any(|l| l.contains(&running.id) && l.contains("finished") && l.contains("succeeded"));
+        assert!(finished, "running work did not finish before exit:\n{log}");
+    }
+    let _ = &mut c;
+}
+
+/// A bad jobs file stops the node at start with the job and field named, exit code 64.
+#[tokio::test]
+async fn bad_jobs_file_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(&file, "[[job]]\nid = \"x\"\ncron = \"0 61 * * * *\"\nhandler = \"noop\"\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["server", "--listen", "127.0.0.1:0", "--jobs", file.to_str().expect("utf8")])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("job #1 ('x')") && err.contains("field 'minute' out of range: 61"), "{err}");
+}
+
+/// Two nodes on one Redis, both scheduling the same job: every fire runs exactly once.
+#[tokio::test]
+async fn two_nodes_on_one_redis_fire_each_instant_once() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &[]).await;
+    let n2 = TestNode::start(&b, "n2", &[]).await;
+    let mut c = n1.client().await;
+    for i in 0..5 {
+        c.put_job(pb::PutJobRequest { job: Some(job(&format!("shared{i}"), "* * * * * *", "noop", json!(null))) })
+            .await
+            .expect("put");
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut c2 = n2.client().await;
+    for i in 0..5 {
+        let execs = executions(&mut c2, &format!("shared{i}")).await;
+        assert!(execs.len() >= 3, "shared{i} fired {} times", execs.len());
+        let mut fires: Vec<&str> = execs.iter().map(|e| e.fire_id.as_str()).collect();
+        fires.sort();
+        let n = fires.len();
+        fires.dedup();
+        assert_eq!(fires.len(), n, "a fire ran twice: {execs:?}");
+    }
+    let nodes = c2.list_nodes(pb::ListNodesRequest {}).await.expect("nodes").into_inner().nodes;
+    assert_eq!(nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(), vec!["n1", "n2"]);
+}
+
+/// With Redis down the node stays up and reports NOT_SERVING; when Redis is back it serves again.
+#[tokio::test]
+async fn redis_outage_is_not_serving_then_recovers() {
+    let mut redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let node = TestNode::start(&b, "n1", &[]).await;
+    redis.kill();
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    eventually(WAIT, "NOT_SERVING while Redis is down", || async {
+        (node.health().await == Some(not_serving)).then_some(())
+    })
+    .await;
+    let mut c = node.client().await;
+    let e = c.get_job(pb::GetJobRequest { id: "x".into() }).await.expect_err("store down");
+    assert_eq!(e.code(), Code::Unavailable);
+    redis.restart();
+    node.wait_serving().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("after", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = super::RedisServer::start();
+                    super::$name(super::Backend::Redis(server.url())).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    fires_every_second,
+    pause_resume_delete,
+    trigger_fires_once,
+    failure_retries_and_alert,
+    shell_timeout_kills_process_group,
+    forbid_skips_overlap,
+    invalid_input_names_the_field,
+    list_jobs_paginates,
+    watch_streams_changes,
+    health_reflection_and_status,
+    jobs_file_and_graceful_shutdown,
+);
