@@ -338,6 +338,31 @@ async fn health_reflection_and_status(b: Backend) {
     for want in ["rota.v1.SchedulerService", "rota.v1.NodeService", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
+    // What grpcurl does before a call by name: fetch the file that defines the service, and decode it.
+    let req = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "rota.v1.SchedulerService".into(),
+            ),
+        ),
+    };
+    let mut resp = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.expect("reflection").into_inner();
+    let msg = resp.message().await.expect("reply").expect("one reply");
+    let Some(tonic_reflection::pb::v1::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        msg.message_response
+    else {
+        panic!("no file descriptor for rota.v1.SchedulerService")
+    };
+    let methods: Vec<String> = files
+        .file_descriptor_proto
+        .iter()
+        .filter_map(|b| <prost_types::FileDescriptorProto as prost::Message>::decode(b.as_slice()).ok())
+        .flat_map(|f| f.service)
+        .filter(|s| s.name() == "SchedulerService")
+        .flat_map(|s| s.method.into_iter().map(|m| m.name().to_string()))
+        .collect();
+    assert!(methods.contains(&"PutJob".to_string()) && methods.contains(&"WatchExecutions".to_string()), "{methods:?}");
     let mut n = pb::node_service_client::NodeServiceClient::new(node.channel().await);
     let info = n.get_node_info(pb::GetNodeInfoRequest {}).await.expect("info").into_inner().node.expect("node");
     assert_eq!(info.node_id, "n1");
@@ -497,3 +522,89 @@ on_both_stores!(
     health_reflection_and_status,
     jobs_file_and_graceful_shutdown,
 );
+
+/// A node that was down longer than the misfire threshold records the gap once and fires the
+/// latest missed instant (fire_once_now); nothing runs twice.
+#[tokio::test]
+async fn misfire_after_downtime_is_recorded_once() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let mut n1 = TestNode::start(&b, "n1", &["--misfire-threshold-ms", "1000"]).await;
+    let mut c = n1.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("m", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    eventually(WAIT, "first fire", || {
+        let mut c = c.clone();
+        async move { (!executions(&mut c, "m").await.is_empty()).then_some(()) }
+    })
+    .await;
+    n1.kill();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let n2 = TestNode::start(&b, "n2", &["--misfire-threshold-ms", "1000"]).await;
+    let c = n2.client().await;
+    let execs = eventually(WAIT, "a misfire record and fires after it", || {
+        let mut c = c.clone();
+        async move {
+            let e = executions(&mut c, "m").await;
+            let after = e.iter().filter(|e| e.node_id == "n2" && state(e) == S::Succeeded).count();
+            (e.iter().any(|e| state(e) == S::Misfired) && after >= 2).then_some(e)
+        }
+    })
+    .await;
+    let misfired: Vec<&pb::Execution> = execs.iter().filter(|e| state(e) == S::Misfired).collect();
+    assert_eq!(misfired.len(), 1, "one summary record for the gap");
+    assert!(misfired[0].error.starts_with("missed fires from"), "{}", misfired[0].error);
+    let mut fires: Vec<&str> = execs.iter().map(|e| e.fire_id.as_str()).collect();
+    let n = fires.len();
+    fires.sort();
+    fires.dedup();
+    assert_eq!(fires.len(), n, "a fire ran twice");
+}
+
+fn rota_cli(endpoint: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(args)
+        .args(["--endpoint", endpoint])
+        .output()
+        .expect("run rota");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The CLI: tables, JSON, refused calls and a wrong endpoint.
+#[tokio::test]
+async fn cli_tables_json_and_errors() {
+    let node = TestNode::start(&Backend::Memory, "n1", &[]).await;
+    let ep = node.addr.as_str();
+    let (code, out, _) =
+        rota_cli(ep, &["job", "put", "--id", "c1", "--cron", "* * * * * *", "--invoke", "sleep('10ms')"]);
+    assert!(code == 0 && out.starts_with("created job c1\n") && out.contains("next_fire_time: 20"), "{out}");
+    let (code, out, _) = rota_cli(ep, &["job", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID") && out.contains("c1") && out.contains("sleep"), "{out}");
+    let (code, out, _) = rota_cli(ep, &["job", "get", "c1", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((code, v["id"].as_str(), v["handler"].as_str()), (0, Some("c1"), Some("sleep")));
+    let (code, out, _) = rota_cli(ep, &["job", "trigger", "c1", "--key", "k", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((code, v["deduplicated"].as_bool()), (0, Some(false)));
+    let (code, out, err) = rota_cli(ep, &["job", "put", "--id", "bad", "--cron", "0 0 0 32 * *", "--handler", "noop"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(err, "error: InvalidArgument: cron: field 'day-of-month' out of range: 32 (expected 1-31)\n");
+    let (code, _, err) = rota_cli(ep, &["job", "get", "nope"]);
+    assert_eq!((code, err.as_str()), (1, "error: NotFound: job 'nope' not found\n"));
+    eventually(WAIT, "executions listed", || async {
+        let (code, out, _) = rota_cli(ep, &["exec", "list", "--job", "c1", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (code == 0 && v["executions"].as_array().is_some_and(|a| a.len() >= 2)).then_some(())
+    })
+    .await;
+    let (code, out, _) = rota_cli(ep, &["nodes"]);
+    assert!(code == 0 && out.contains("n1") && out.contains("live"), "{out}");
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let (code, _, err) = rota_cli(&dead, &["status"]);
+    assert_eq!(code, 3);
+    assert!(err.starts_with(&format!("error: cannot reach rota at http://{dead}: Connection refused")), "{err}");
+}

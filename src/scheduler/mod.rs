@@ -78,7 +78,10 @@ impl Scheduler {
             let wait = match self.step(now_ms()).await {
                 Ok(true) => continue,
                 Ok(false) => match self.store.next_due_ms().await {
-                    Ok(Some(t)) => Duration::from_millis((t - now_ms()).clamp(0, MAX_IDLE.as_millis() as i64) as u64),
+                    // In microseconds: a whole-ms difference would add up to 1 ms of lateness.
+                    Ok(Some(t)) => Duration::from_micros(
+                        (t * 1000 - chrono::Utc::now().timestamp_micros()).clamp(0, MAX_IDLE.as_micros() as i64) as u64,
+                    ),
                     Ok(None) => MAX_IDLE,
                     Err(e) => {
                         tracing::warn!(error = %e, "scheduler: cannot read the due index");

@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::JobSpec;
 
+/// Most execution records kept in memory (about 1 KiB each), so a busy single node cannot grow
+/// without bound before retention expires them.
+pub const MAX_EXECUTIONS: usize = 200_000;
+
 pub struct MemoryStore {
     state: Mutex<State>,
     events: broadcast::Sender<Execution>,
@@ -69,6 +73,10 @@ impl State {
 
     fn insert_exec(&mut self, e: &Execution, retention_ms: i64, now: i64) {
         self.execs.insert(e.id.clone(), (e.clone(), now + retention_ms));
+        // Bounded memory whatever the retention: the oldest records go first.
+        while self.execs.len() > MAX_EXECUTIONS {
+            self.execs.pop_first();
+        }
     }
 }
 

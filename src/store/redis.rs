@@ -160,6 +160,7 @@ impl RedisStore {
             .arg(self.keys.exec_channel())
             .arg(if release_lock { "1" } else { "0" })
             .arg(&exec.fire_id)
+            .arg(uuid_v7_prefix(super::now_ms() - self.retention_ms as i64))
             .invoke_async(&mut c)
             .await?;
         Ok(())

@@ -2,10 +2,13 @@
 -- execution's fire still owns it, in one atomic step (so the record and the release never part).
 -- KEYS[1] exec key  KEYS[2] executions index  KEYS[3] job's executions index  KEYS[4] lock key
 -- ARGV[1] exec id  ARGV[2] JSON  ARGV[3] retention ms  ARGV[4] channel  ARGV[5] release '0'|'1'
--- ARGV[6] fire id (the lock owner)
+-- ARGV[6] fire id (the lock owner)  ARGV[7] id prefix of executions past retention (UUIDv7 of then)
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
+-- Trim index entries past retention as we go, so a busy job's index stays bounded (O(log N + removed)).
+redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[7])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 if ARGV[5] == '1' and redis.call('GET', KEYS[4]) == ARGV[6] then redis.call('DEL', KEYS[4]) end
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 return 1
