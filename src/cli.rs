@@ -101,6 +101,10 @@ pub struct ServerArgs {
     pub heartbeat_ms: Option<u64>,
     #[arg(long, env = "ROTA_NODE_TTL_MS")]
     pub node_ttl_ms: Option<u64>,
+    #[arg(long, env = "ROTA_LEASE_TTL_MS")]
+    pub lease_ttl_ms: Option<u64>,
+    #[arg(long, env = "ROTA_LEASE_RENEW_MS")]
+    pub lease_renew_ms: Option<u64>,
     #[arg(long, env = "ROTA_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
     #[arg(long, env = "ROTA_ALERT_WEBHOOK")]

@@ -41,6 +41,10 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// A node whose record is older than this is shown as dead.
     pub node_ttl_ms: u64,
+    /// Master lease TTL: a crashed master is replaced within about lease_ttl_ms + lease_renew_ms.
+    pub lease_ttl_ms: u64,
+    /// How often the master renews its lease and candidates try to take it (at most a third of the TTL).
+    pub lease_renew_ms: u64,
     /// On SIGINT/SIGTERM, how long running executions get to finish before they are cancelled.
     pub shutdown_grace_ms: u64,
     /// URL that receives alerts as JSON POSTs. Empty: alerts go to the log only.
@@ -69,6 +73,8 @@ impl Default for Config {
             execution_retention_ms: 24 * 3_600_000,
             heartbeat_ms: 1_000,
             node_ttl_ms: 3_000,
+            lease_ttl_ms: 5_000,
+            lease_renew_ms: 1_500,
             shutdown_grace_ms: 30_000,
             alert_webhook: None,
             alert_webhook_timeout_ms: 5_000,
@@ -116,6 +122,12 @@ impl Config {
         if self.heartbeat_ms == 0 || self.node_ttl_ms < 2 * self.heartbeat_ms {
             return bad("node_ttl_ms", "must be at least twice heartbeat_ms (one lost beat is not death)".into());
         }
+        if self.lease_renew_ms == 0 || self.lease_ttl_ms < 3 * self.lease_renew_ms {
+            return bad(
+                "lease_ttl_ms",
+                "must be at least three times lease_renew_ms (one lost renewal is not a lost lease)".into(),
+            );
+        }
         if self.execution_retention_ms < 60_000 {
             return bad("execution_retention_ms", "must be at least 60000 (one minute)".into());
         }
@@ -155,6 +167,7 @@ mod tests {
             (Config { redis: Some("http://x".into()), ..Config::default() }, "config redis:"),
             (Config { node_ttl_ms: 1000, ..Config::default() }, "config node_ttl_ms:"),
             (Config { log_format: "xml".into(), ..Config::default() }, "config log_format:"),
+            (Config { lease_ttl_ms: 1000, ..Config::default() }, "config lease_ttl_ms:"),
         ];
         for (c, want) in cases {
             let got = c.validate().expect_err("invalid").to_string();

@@ -19,6 +19,9 @@ pub enum Error {
     /// The request is well formed but the state does not allow it now.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A master write refused because the caller no longer holds the lease (a newer master exists).
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// The store (Redis) cannot be reached or answered with an error; retry later.
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),

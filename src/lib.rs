@@ -11,6 +11,7 @@
 //! - [`execution`]: the record every run leaves.
 //! - [`alert`]: failure alerts (log and webhook).
 //! - [`api`]: the gRPC services (scheduler, node, health, reflection); errors become `Status` there.
+//! - [`cluster`]: the master lease with its fencing epoch (`cluster::lease`).
 //! - [`node`]: wiring and lifecycle; [`config`]: settings; [`cli`]: the client subcommands.
 //!
 //! # The path of a fire
@@ -21,6 +22,7 @@
 pub mod alert;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod execution;

@@ -17,6 +17,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::alert::Alerts;
 use crate::api;
+use crate::cluster::lease::{Lease, LeaseTiming};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSpec};
@@ -50,8 +51,10 @@ pub struct Node {
     pub store: Arc<dyn Store>,
     pub worker: Arc<Worker>,
     pub scheduler: Arc<Scheduler>,
+    pub lease: Arc<Lease>,
     draining: AtomicBool,
-    max_epoch: AtomicU64,
+    /// Highest fencing epoch seen (own acquisitions, peers' submissions): shared with the lease.
+    max_epoch: Arc<AtomicU64>,
     /// Latest load each peer reported over NodeService.ReportLoad, with when it arrived.
     peer_loads: Mutex<HashMap<String, (pb::NodeLoad, i64)>>,
     health: HealthReporter,
@@ -96,25 +99,35 @@ impl Node {
             config.workers,
             alerts,
         ));
+        let incarnation = uuid::Uuid::new_v4().simple().to_string();
+        let max_epoch = Arc::new(AtomicU64::new(0));
+        let timing = LeaseTiming {
+            ttl: Duration::from_millis(config.lease_ttl_ms),
+            renew: Duration::from_millis(config.lease_renew_ms),
+        };
+        let lease =
+            Arc::new(Lease::new(Arc::clone(&store), &config.node_id, &incarnation, timing, Arc::clone(&max_epoch)));
         let scheduler = Arc::new(Scheduler::new(
             Arc::clone(&store),
             Arc::clone(&worker),
             &config.node_id,
             config.misfire_threshold_ms,
+            lease.subscribe(),
         ));
         let (health, health_service) = tonic_health::server::health_reporter();
         api::set_health(&health, false).await;
         let node = Arc::new(Node {
             node_id: config.node_id.clone(),
-            incarnation: uuid::Uuid::new_v4().simple().to_string(),
+            incarnation,
             started_ms: now_ms(),
             address,
             local_addr,
             store,
             worker,
             scheduler,
+            lease,
             draining: AtomicBool::new(false),
-            max_epoch: AtomicU64::new(0),
+            max_epoch,
             peer_loads: Mutex::new(HashMap::new()),
             health,
             scheduler_cancel: cancel.child_token(),
@@ -143,6 +156,8 @@ impl Node {
         self.draining.store(true, Ordering::SeqCst);
         api::set_health(&self.health, false).await;
         self.scheduler_cancel.cancel();
+        // Hand mastership over now, so a successor fires while this node finishes its running work.
+        self.lease.step_down("shutting down").await;
         self.worker.drain(grace).await;
         // Tell the cluster this node is gone rather than waiting for its record to go stale.
         let mut rec = self.record();
@@ -179,14 +194,9 @@ impl Node {
         }
     }
 
-    /// The master's id. Until leader election lands every node schedules (claims are atomic in
-    /// the store, so that is safe), and a node on the in-memory store is its own master.
-    pub fn master_id(&self) -> String {
-        if self.store.kind() == "memory" {
-            self.node_id.clone()
-        } else {
-            String::new()
-        }
+    /// The current lease holder: (master node id, epoch).
+    pub async fn master(&self) -> Result<Option<(String, u64)>> {
+        Ok(self.store.lease().await?.map(|h| (h.node_id, h.epoch)))
     }
 
     fn record(&self) -> NodeRecord {
@@ -199,7 +209,7 @@ impl Node {
             version: env!("CARGO_PKG_VERSION").to_string(),
             handlers: self.worker.registry().names(),
             load: self.worker.load(),
-            master: true,
+            master: self.lease.role().active().is_some(),
             draining: self.is_draining(),
         }
     }
@@ -258,6 +268,8 @@ impl Node {
                 }
                 if !scheduler_started {
                     scheduler_started = true;
+                    // Only now (jobs loaded) may this node compete for mastership and fire.
+                    self.tracker.spawn(Arc::clone(&self.lease).run(self.scheduler_cancel.clone()));
                     self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
                 }
             }

@@ -9,8 +9,8 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
-    now_ms, Claim, ClaimOutcome, ExecFilter, Load, MemoryStore, NodeRecord, RedisStore, Store, TriggerOutcome,
-    WatermarkWrite,
+    now_ms, Claim, ClaimOutcome, ExecFilter, LeaseAcquire, Load, MemoryStore, NodeRecord, RedisStore, Store,
+    TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -30,6 +30,14 @@ fn claim(job: &str, sched: i64, next: Option<i64>, forbid: bool) -> Claim {
     }
 }
 
+/// Takes the master lease for the test and returns its value (the fence for claims).
+async fn master(s: &dyn Store) -> String {
+    match s.acquire_lease("n1", "inc1", 600_000, 0).await.expect("acquire") {
+        LeaseAcquire::Acquired(h) => h.value,
+        other => panic!("lease not acquired: {other:?}"),
+    }
+}
+
 async fn put(s: &dyn Store, id: &str, next: i64) {
     match s.put_job(&spec(id), Some(next), now_ms()).await.expect("put") {
         WatermarkWrite::Done { .. } => {}
@@ -38,22 +46,27 @@ async fn put(s: &dyn Store, id: &str, next: i64) {
 }
 
 async fn claim_is_once_per_fire(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
     put(&*s, "a", 1000).await;
-    let r = s.claim(&[claim("a", 1000, Some(2000), false)]).await.expect("claim");
+    let r = s.claim(&fence, &[claim("a", 1000, Some(2000), false)]).await.expect("claim");
     assert_eq!(r, vec![ClaimOutcome::Claimed]);
     // The same fire again, as a second node or a replay would try: refused.
-    let r = s.claim(&[claim("a", 1000, Some(2000), false)]).await.expect("claim");
+    let r = s.claim(&fence, &[claim("a", 1000, Some(2000), false)]).await.expect("claim");
     assert_eq!(r, vec![ClaimOutcome::Stale]);
     let rec = s.get_job("a").await.expect("get").expect("exists");
     assert_eq!((rec.next_ms, rec.last_ms), (Some(2000), Some(1000)));
     // Claims in one batch are applied in order: 2000 then 3000.
-    let r = s.claim(&[claim("a", 2000, Some(3000), false), claim("a", 3000, Some(4000), false)]).await.expect("claim");
+    let r = s
+        .claim(&fence, &[claim("a", 2000, Some(3000), false), claim("a", 3000, Some(4000), false)])
+        .await
+        .expect("claim");
     assert_eq!(r, vec![ClaimOutcome::Claimed, ClaimOutcome::Claimed]);
 }
 
 async fn watermark_never_moves_back(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
     put(&*s, "a", 1000).await;
-    s.claim(&[claim("a", 1000, Some(2000), false)]).await.expect("claim");
+    s.claim(&fence, &[claim("a", 1000, Some(2000), false)]).await.expect("claim");
     // Replacing the job with a first fire at or before the last claimed instant is refused.
     let r = s.put_job(&spec("a"), Some(1000), now_ms()).await.expect("put");
     assert_eq!(r, WatermarkWrite::Behind { last_ms: 1000 });
@@ -64,6 +77,7 @@ async fn watermark_never_moves_back(s: Arc<dyn Store>) {
 }
 
 async fn due_index_orders_and_respects_pause(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
     put(&*s, "late", 3000).await;
     put(&*s, "early", 1000).await;
     put(&*s, "future", 9_000_000_000_000).await;
@@ -78,7 +92,10 @@ async fn due_index_orders_and_respects_pause(s: Arc<dyn Store>) {
     // A claim racing with the pause is refused.
     put(&*s, "p", 1000).await;
     s.set_paused("p", true, None, now_ms()).await.expect("pause");
-    assert_eq!(s.claim(&[claim("p", 1000, Some(2000), false)]).await.expect("claim"), vec![ClaimOutcome::Paused]);
+    assert_eq!(
+        s.claim(&fence, &[claim("p", 1000, Some(2000), false)]).await.expect("claim"),
+        vec![ClaimOutcome::Paused]
+    );
     assert_eq!(s.set_paused("missing", true, None, now_ms()).await.expect("pause"), None);
 }
 
@@ -94,19 +111,21 @@ async fn list_jobs_in_id_order_with_paging(s: Arc<dyn Store>) {
 }
 
 async fn delete_stops_claims(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
     put(&*s, "a", 1000).await;
     assert!(s.delete_job("a").await.expect("delete"));
     assert!(!s.delete_job("a").await.expect("delete"));
     assert!(s.due_jobs(i64::MAX / 2, 10).await.expect("due").is_empty());
-    assert_eq!(s.claim(&[claim("a", 1000, Some(2000), false)]).await.expect("claim"), vec![ClaimOutcome::Gone]);
+    assert_eq!(s.claim(&fence, &[claim("a", 1000, Some(2000), false)]).await.expect("claim"), vec![ClaimOutcome::Gone]);
 }
 
 async fn forbid_lock_skips_overlap_until_released(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
     put(&*s, "f", 1000).await;
     let first = claim("f", 1000, Some(2000), true);
-    assert_eq!(s.claim(std::slice::from_ref(&first)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    assert_eq!(s.claim(&fence, std::slice::from_ref(&first)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let second = claim("f", 2000, Some(3000), true);
-    assert_eq!(s.claim(std::slice::from_ref(&second)).await.expect("claim"), vec![ClaimOutcome::Skipped]);
+    assert_eq!(s.claim(&fence, std::slice::from_ref(&second)).await.expect("claim"), vec![ClaimOutcome::Skipped]);
     let skipped = s.get_execution(&second.exec.id).await.expect("get").expect("recorded");
     assert_eq!(skipped.state, ExecState::Skipped);
     assert!(skipped.error.contains("still running"), "{}", skipped.error);
@@ -117,22 +136,29 @@ async fn forbid_lock_skips_overlap_until_released(s: Arc<dyn Store>) {
     done.state = ExecState::Succeeded;
     s.finish_execution(&done, true).await.expect("finish");
     assert!(!s.renew_lock("f", &first.exec.fire_id, 60_000).await.expect("renew"));
-    assert_eq!(s.claim(&[claim("f", 3000, Some(4000), true)]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    assert_eq!(
+        s.claim(&fence, &[claim("f", 3000, Some(4000), true)]).await.expect("claim"),
+        vec![ClaimOutcome::Claimed]
+    );
 }
 
 async fn misfire_and_duplicate_claims_advance_the_watermark(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
     put(&*s, "m", 1000).await;
     let mut c = claim("m", 1000, Some(5000), false);
     c.exec.state = ExecState::Misfired;
-    assert_eq!(s.claim(&[c.clone()]).await.expect("claim"), vec![ClaimOutcome::Misfired]);
+    assert_eq!(s.claim(&fence, &[c.clone()]).await.expect("claim"), vec![ClaimOutcome::Misfired]);
     assert_eq!(s.get_execution(&c.exec.id).await.expect("get").map(|e| e.state), Some(ExecState::Misfired));
     // A fire id already recorded (e.g. left from a deleted and re-created job) is not run again,
     // and the schedule moves on instead of stalling.
     put(&*s, "d", 7000).await;
-    s.claim(&[claim("d", 7000, Some(8000), false)]).await.expect("claim");
+    s.claim(&fence, &[claim("d", 7000, Some(8000), false)]).await.expect("claim");
     s.delete_job("d").await.expect("delete");
     put(&*s, "d", 7000).await;
-    assert_eq!(s.claim(&[claim("d", 7000, Some(8000), false)]).await.expect("claim"), vec![ClaimOutcome::Duplicate]);
+    assert_eq!(
+        s.claim(&fence, &[claim("d", 7000, Some(8000), false)]).await.expect("claim"),
+        vec![ClaimOutcome::Duplicate]
+    );
     assert_eq!(s.get_job("d").await.expect("get").and_then(|r| r.next_ms), Some(8000));
 }
 
@@ -231,6 +257,48 @@ async fn watchers_see_every_change(s: Arc<dyn Store>) {
     assert_eq!((a.state, b.state), (ExecState::Running, ExecState::Succeeded));
 }
 
+async fn lease_is_exclusive_fenced_and_monotonic(s: Arc<dyn Store>) {
+    let LeaseAcquire::Acquired(a) = s.acquire_lease("n1", "i1", 600_000, 0).await.expect("acquire") else {
+        panic!("first acquisition")
+    };
+    assert_eq!((a.node_id.as_str(), a.incarnation.as_str()), ("n1", "i1"));
+    assert!(a.epoch > now_ms() as u64 - 10_000, "epoch floored at the store's clock in ms: {}", a.epoch);
+    match s.acquire_lease("n2", "i2", 600_000, 0).await.expect("acquire") {
+        LeaseAcquire::Held(Some(h)) => assert_eq!(h, a),
+        other => panic!("second node took a held lease: {other:?}"),
+    }
+    assert_eq!(s.lease().await.expect("lease"), Some(a.clone()));
+    assert!(s.renew_lease(&a.value, 600_000).await.expect("renew"));
+    assert!(!s.renew_lease("n2:1:i2", 600_000).await.expect("renew"), "only the holder renews");
+    assert!(!s.release_lease("n2:1:i2").await.expect("release"), "only the holder releases");
+    // Claims fenced by a value that is not the lease are refused, and change nothing.
+    put(&*s, "a", 1000).await;
+    let e = s.claim("n2:1:i2", &[claim("a", 1000, Some(2000), false)]).await.expect_err("fenced");
+    assert!(matches!(e, rota::Error::Fenced(_)), "{e:?}");
+    assert_eq!(s.get_job("a").await.expect("get").and_then(|r| r.next_ms), Some(1000));
+    assert!(s.release_lease(&a.value).await.expect("release"));
+    assert_eq!(s.lease().await.expect("lease"), None);
+    let e = s.claim(&a.value, &[claim("a", 1000, Some(2000), false)]).await.expect_err("released lease fences");
+    assert!(matches!(e, rota::Error::Fenced(_)), "{e:?}");
+    // The next master gets a higher epoch, and never one at or below a floor a node has seen.
+    let LeaseAcquire::Acquired(b) = s.acquire_lease("n2", "i2", 600_000, 0).await.expect("acquire") else {
+        panic!("acquire after release")
+    };
+    assert!(b.epoch > a.epoch);
+    s.release_lease(&b.value).await.expect("release");
+    let floor = b.epoch + 1_000_000;
+    let LeaseAcquire::Acquired(c) = s.acquire_lease("n3", "i3", 600_000, floor).await.expect("acquire") else {
+        panic!("acquire with floor")
+    };
+    assert!(c.epoch > floor);
+    // An expired lease can be taken by another node.
+    s.release_lease(&c.value).await.expect("release");
+    let LeaseAcquire::Acquired(d) = s.acquire_lease("n1", "i4", 100, 0).await.expect("acquire") else { panic!() };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(!s.renew_lease(&d.value, 100).await.expect("renew"), "an expired lease cannot be renewed");
+    assert!(matches!(s.acquire_lease("n2", "i5", 600_000, 0).await.expect("acquire"), LeaseAcquire::Acquired(_)));
+}
+
 async fn nodes_table(s: Arc<dyn Store>) {
     let rec = NodeRecord {
         node_id: "n1".into(),
@@ -286,4 +354,5 @@ conformance!(
     executions_list_newest_first_with_filters_and_pages,
     watchers_see_every_change,
     nodes_table,
+    lease_is_exclusive_fenced_and_monotonic,
 );

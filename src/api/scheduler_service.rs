@@ -199,9 +199,10 @@ impl SchedulerService for SchedulerApi {
         _: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
         let nodes = self.node.node_infos().await?;
+        let (master_id, epoch) = self.node.master().await?.unwrap_or_default();
         Ok(Response::new(pb::GetClusterStatusResponse {
-            master_id: self.node.master_id(),
-            epoch: 0,
+            master_id,
+            epoch,
             nodes,
             store: self.node.store.kind().to_string(),
             now: Some(convert::timestamp(now_ms())),

@@ -9,7 +9,7 @@ impl From<Error> for Status {
         match &e {
             Error::Invalid { .. } => Status::invalid_argument(e.to_string()),
             Error::JobNotFound(_) | Error::ExecutionNotFound(_) => Status::not_found(e.to_string()),
-            Error::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
+            Error::FailedPrecondition(_) | Error::Fenced(_) => Status::failed_precondition(e.to_string()),
             Error::StoreUnavailable(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Status::unavailable("store unavailable; try again")

@@ -20,8 +20,10 @@ pub mod cron;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
+
+use crate::cluster::lease::{Mastership, Role};
 
 use crate::error::{Error, Result};
 use crate::execution::{manual_fire_id, scheduled_fire_id, ExecState, Execution};
@@ -43,6 +45,8 @@ pub struct Scheduler {
     node_id: String,
     misfire_threshold_ms: i64,
     wake: Notify,
+    /// Only the master fires; this follows the lease.
+    role: watch::Receiver<Role>,
 }
 
 /// What TriggerJob did.
@@ -53,13 +57,20 @@ pub struct Triggered {
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, worker: Arc<Worker>, node_id: &str, misfire_threshold_ms: u64) -> Scheduler {
+    pub fn new(
+        store: Arc<dyn Store>,
+        worker: Arc<Worker>,
+        node_id: &str,
+        misfire_threshold_ms: u64,
+        role: watch::Receiver<Role>,
+    ) -> Scheduler {
         Scheduler {
             store,
             worker,
             node_id: node_id.to_string(),
             misfire_threshold_ms: misfire_threshold_ms as i64,
             wake: Notify::new(),
+            role,
         }
     }
 
@@ -68,14 +79,24 @@ impl Scheduler {
         self.wake.notify_one();
     }
 
-    /// Runs until `cancel`.
+    /// Runs until `cancel`, firing only while this node is master.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         tracing::info!(node = %self.node_id, "scheduler started");
+        let mut role = self.role.clone();
         loop {
             if cancel.is_cancelled() {
                 break;
             }
-            let wait = match self.step(now_ms()).await {
+            let Some(master) = role.borrow_and_update().active().cloned() else {
+                // Not master (or past the local deadline): wait for the lease to change.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = role.changed() => {}
+                    _ = tokio::time::sleep(MAX_IDLE) => {}
+                }
+                continue;
+            };
+            let wait = match self.step(now_ms(), &master).await {
                 Ok(true) => continue,
                 Ok(false) => match self.store.next_due_ms().await {
                     // In microseconds: a whole-ms difference would add up to 1 ms of lateness.
@@ -88,6 +109,10 @@ impl Scheduler {
                         ERROR_BACKOFF
                     }
                 },
+                Err(Error::Fenced(why)) => {
+                    tracing::warn!(node = %self.node_id, epoch = master.epoch, why = %why, "claim fenced: no longer master");
+                    ERROR_BACKOFF
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler: tick failed");
                     ERROR_BACKOFF
@@ -96,6 +121,7 @@ impl Scheduler {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
+                _ = role.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -103,7 +129,7 @@ impl Scheduler {
     }
 
     /// Claims everything due at `now` and starts it. True when it made progress (look again at once).
-    pub async fn step(&self, now: i64) -> Result<bool> {
+    pub async fn step(&self, now: i64, master: &Mastership) -> Result<bool> {
         let due = self.store.due_jobs(now, BATCH).await?;
         if due.is_empty() {
             return Ok(false);
@@ -113,7 +139,7 @@ impl Scheduler {
         for rec in &due {
             match Job::new(rec.spec.clone()) {
                 Ok(job) => {
-                    for c in plan(&job, rec, now, self.misfire_threshold_ms, &self.node_id) {
+                    for c in plan(&job, rec, now, self.misfire_threshold_ms, &self.node_id, master.epoch) {
                         claims.push(c);
                         jobs.push(Some(job.clone()));
                     }
@@ -129,7 +155,11 @@ impl Scheduler {
                 }
             }
         }
-        let outcomes = self.store.claim(&claims).await?;
+        if tokio::time::Instant::now() >= master.deadline {
+            // The lease may have passed to another node while we read: act no more.
+            return Ok(false);
+        }
+        let outcomes = self.store.claim(&master.lease, &claims).await?;
         let mut progress = false;
         for ((claim, job), outcome) in claims.into_iter().zip(jobs).zip(outcomes) {
             let fire = &claim.exec.fire_id;
@@ -272,16 +302,20 @@ fn lock_ttl_ms(_job: &Job, misfire_threshold_ms: i64) -> u64 {
 }
 
 /// What to claim for a due job at `now`. Pure, so tables test it.
-pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, node_id: &str) -> Vec<Claim> {
+pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, node_id: &str, epoch: u64) -> Vec<Claim> {
     let Some(sched) = rec.next_ms else { return Vec::new() };
     let forbid = job.spec.concurrency == Concurrency::Forbid;
-    let fire = |at: i64, next: Option<i64>| Claim {
-        job_id: job.spec.id.clone(),
-        sched_ms: at,
-        next_ms: next,
-        exec: Execution::pending(&job.spec.id, scheduled_fire_id(&job.spec.id, at), at, node_id, 1),
-        forbid,
-        lock_ttl_ms: lock_ttl_ms(job, misfire_threshold_ms),
+    let fire = |at: i64, next: Option<i64>| {
+        let mut exec = Execution::pending(&job.spec.id, scheduled_fire_id(&job.spec.id, at), at, node_id, 1);
+        exec.epoch = epoch;
+        Claim {
+            job_id: job.spec.id.clone(),
+            sched_ms: at,
+            next_ms: next,
+            exec,
+            forbid,
+            lock_ttl_ms: lock_ttl_ms(job, misfire_threshold_ms),
+        }
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| {
         let mut c = fire(from, next);
@@ -375,7 +409,7 @@ mod tests {
     #[test]
     fn on_time_fire_advances_to_next_instant() {
         let j = job("*/10 * * * * *", Misfire::FireOnceNow);
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0) + 3, 60_000, "n1");
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0) + 3, 60_000, "n1", 7);
         assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), Some(ms(10, 0, 10)))]);
         assert_eq!(p[0].exec.fire_id, format!("j@{}", ms(10, 0, 0)));
     }
@@ -383,7 +417,7 @@ mod tests {
     #[test]
     fn late_within_threshold_catches_up_one_instant_at_a_time() {
         let j = job("* * * * * *", Misfire::FireOnceNow);
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 30), 60_000, "n1");
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 30), 60_000, "n1", 7);
         assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), Some(ms(10, 0, 1)))]);
     }
 
@@ -391,7 +425,7 @@ mod tests {
     fn misfire_fire_once_now_records_gap_and_fires_latest() {
         let j = job("* * * * * *", Misfire::FireOnceNow);
         let now = ms(12, 0, 0) + 400;
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), now, 60_000, "n1");
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), now, 60_000, "n1", 7);
         assert_eq!(
             summary(&p),
             vec![
@@ -405,7 +439,7 @@ mod tests {
     #[test]
     fn misfire_of_a_single_late_instant_just_fires_it() {
         let j = job("0 0 6 * * *", Misfire::FireOnceNow);
-        let p = plan(&j, &rec(&j, ms(6, 0, 0)), ms(9, 0, 0), 60_000, "n1");
+        let p = plan(&j, &rec(&j, ms(6, 0, 0)), ms(9, 0, 0), 60_000, "n1", 7);
         let next_day = ms(6, 0, 0) + 86_400_000;
         assert_eq!(summary(&p), vec![(ExecState::Pending, ms(6, 0, 0), Some(next_day))]);
     }
@@ -413,7 +447,7 @@ mod tests {
     #[test]
     fn misfire_skip_records_and_moves_past_now() {
         let j = job("0 * * * * *", Misfire::Skip);
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(12, 30, 5), 60_000, "n1");
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(12, 30, 5), 60_000, "n1", 7);
         assert_eq!(summary(&p), vec![(ExecState::Misfired, ms(10, 0, 0), Some(ms(12, 31, 0)))]);
         assert!(p[0].exec.error.contains("to 2026-03-01T12:30:00"), "{}", p[0].exec.error);
     }
@@ -422,7 +456,7 @@ mod tests {
     fn forbid_jobs_claim_with_lock() {
         let mut j = job("* * * * * *", Misfire::FireOnceNow);
         j.spec.concurrency = Concurrency::Forbid;
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1");
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1", 7);
         assert!(p[0].forbid && p[0].lock_ttl_ms >= 60_000);
     }
 

@@ -59,6 +59,14 @@ impl Keys {
     pub fn node(&self, node_id: &str) -> String {
         format!("{}:node:{node_id}", self.tag)
     }
+    /// String `<node>:<epoch>:<incarnation>`: the master lease (PX ttl).
+    pub fn lease(&self) -> String {
+        format!("{}:lease", self.tag)
+    }
+    /// String: the highest fencing epoch ever issued.
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.tag)
+    }
     /// Pub/sub channel carrying execution changes (JSON) to watchers on every node.
     pub fn exec_channel(&self) -> String {
         format!("{}:chan:exec", self.tag)

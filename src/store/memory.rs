@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Claim, ClaimOutcome, ExecFilter, JobRecord, NodeRecord, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    now_ms, Claim, ClaimOutcome, ExecFilter, JobRecord, LeaseAcquire, LeaseHolder, NodeRecord, Store, TriggerOutcome,
+    WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -38,6 +39,9 @@ struct State {
     /// (job, idempotency key) -> (execution id, expiry ms).
     idem: HashMap<(String, String), (String, i64)>,
     nodes: BTreeMap<String, (NodeRecord, i64)>,
+    /// (lease value, expiry ms).
+    lease: Option<(String, i64)>,
+    epoch: u64,
 }
 
 impl MemoryStore {
@@ -65,6 +69,10 @@ impl State {
         if let Some(n) = new {
             self.due.insert((n, id.to_string()));
         }
+    }
+
+    fn lease_value(&self, now: i64) -> Option<&str> {
+        self.lease.as_ref().filter(|(_, exp)| *exp > now).map(|(v, _)| v.as_str())
     }
 
     fn lock_held(&self, job: &str, now: i64) -> bool {
@@ -171,12 +179,15 @@ impl Store for MemoryStore {
         Ok(self.lock()?.due.iter().next().map(|(t, _)| *t))
     }
 
-    async fn claim(&self, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
+    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
         let mut out = Vec::with_capacity(claims.len());
         let mut announce = Vec::new();
         {
             let mut st = self.lock()?;
             let now = now_ms();
+            if st.lease_value(now) != Some(fence) {
+                return Err(Error::Fenced(format!("lease {fence} is no longer held")));
+            }
             for c in claims {
                 let Some(rec) = st.jobs.get(&c.job_id).cloned() else {
                     out.push(ClaimOutcome::Gone);
@@ -344,6 +355,48 @@ impl Store for MemoryStore {
         st.locks.retain(|_, (_, exp)| *exp > now);
         let after = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
         Ok((before - after) as u64)
+    }
+
+    async fn acquire_lease(&self, node_id: &str, inc: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if let Some(v) = st.lease_value(now) {
+            return Ok(LeaseAcquire::Held(LeaseHolder::parse(v)));
+        }
+        let epoch = st.epoch.max(floor).max(now.max(0) as u64) + 1;
+        st.epoch = epoch;
+        let value = format!("{node_id}:{epoch}:{inc}");
+        st.lease = Some((value.clone(), now + ttl_ms as i64));
+        Ok(LeaseAcquire::Acquired(LeaseHolder {
+            node_id: node_id.to_string(),
+            epoch,
+            incarnation: inc.to_string(),
+            value,
+        }))
+    }
+
+    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if st.lease_value(now) == Some(value) {
+            st.lease = Some((value.to_string(), now + ttl_ms as i64));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn release_lease(&self, value: &str) -> Result<bool> {
+        let mut st = self.lock()?;
+        if st.lease.as_ref().is_some_and(|(v, _)| v == value) {
+            st.lease = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn lease(&self) -> Result<Option<LeaseHolder>> {
+        let st = self.lock()?;
+        Ok(st.lease_value(now_ms()).and_then(LeaseHolder::parse))
     }
 
     async fn heartbeat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<()> {

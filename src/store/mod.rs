@@ -98,6 +98,37 @@ pub enum TriggerOutcome {
     Gone,
 }
 
+/// Who holds the master lease. Stored as `<node>:<epoch>:<incarnation>` (node ids cannot hold ':').
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub node_id: String,
+    pub epoch: u64,
+    pub incarnation: String,
+    /// The stored value, compared by every fenced write.
+    pub value: String,
+}
+
+impl LeaseHolder {
+    pub fn parse(value: &str) -> Option<LeaseHolder> {
+        let mut parts = value.splitn(3, ':');
+        let (node, epoch, inc) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(LeaseHolder {
+            node_id: node.to_string(),
+            epoch: epoch.parse().ok()?,
+            incarnation: inc.to_string(),
+            value: value.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseAcquire {
+    /// The caller is master now, with this (new, higher) epoch.
+    Acquired(LeaseHolder),
+    /// Someone holds it.
+    Held(Option<LeaseHolder>),
+}
+
 /// Which executions to list.
 #[derive(Debug, Clone, Default)]
 pub struct ExecFilter {
@@ -168,8 +199,10 @@ pub trait Store: Send + Sync + 'static {
     async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<JobRecord>>;
     /// The earliest watermark of any unpaused job.
     async fn next_due_ms(&self) -> Result<Option<i64>>;
-    /// Claims fires atomically, each independently; one outcome per claim, in order.
-    async fn claim(&self, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
+    /// Claims fires atomically, each independently; one outcome per claim, in order. `fence` is the
+    /// caller's lease value: when it is no longer the stored lease, nothing is claimed and the
+    /// answer is `Error::Fenced`.
+    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
     /// Makes a manual fire of `exec.job_id`, deduplicated by `idempotency_key` when given.
     async fn trigger(
         &self,
@@ -195,6 +228,16 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<Execution>;
     /// Drops index entries of executions past retention.
     async fn prune(&self, now_ms: i64) -> Result<u64>;
+
+    /// Takes the master lease if free, with an epoch above `floor`, above every epoch issued before
+    /// and above the store's clock in ms (so it stays monotonic even if the store lost its data).
+    async fn acquire_lease(&self, node_id: &str, incarnation: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire>;
+    /// Extends the lease while `value` still holds it.
+    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool>;
+    /// Gives the lease up at once if `value` holds it.
+    async fn release_lease(&self, value: &str) -> Result<bool>;
+    /// The current holder, if any.
+    async fn lease(&self) -> Result<Option<LeaseHolder>>;
 
     /// Publishes this node's record; it is considered dead `ttl_ms` after its last beat.
     async fn heartbeat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<()>;

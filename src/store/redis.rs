@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    Claim, ClaimOutcome, ExecFilter, JobRecord, NodeRecord, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    Claim, ClaimOutcome, ExecFilter, JobRecord, LeaseAcquire, LeaseHolder, NodeRecord, Store, TriggerOutcome,
+    WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -29,6 +30,9 @@ static DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/du
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 static TRIGGER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trigger.lua")));
 static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/save_exec.lua")));
+static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_acquire.lua")));
+static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_renew.lua")));
+static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_release.lua")));
 static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew_lock.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
@@ -241,13 +245,13 @@ impl Store for RedisStore {
         Ok(first.first().map(|(_, s)| *s as i64))
     }
 
-    async fn claim(&self, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
+    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
         let mut inv = CLAIM.key(self.keys.due());
-        inv.key(self.keys.execs());
-        inv.arg(self.retention_ms).arg(self.keys.exec_channel());
+        inv.key(self.keys.execs()).key(self.keys.lease());
+        inv.arg(self.retention_ms).arg(self.keys.exec_channel()).arg(fence);
         for c in claims {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
@@ -265,6 +269,9 @@ impl Store for RedisStore {
                 .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" });
         }
         let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        if r.first().map(String::as_str) == Some("FENCED") {
+            return Err(Error::Fenced(format!("lease {fence} is no longer held")));
+        }
         if r.len() != claims.len() {
             return Err(unexpected("claim", &r));
         }
@@ -417,6 +424,41 @@ impl Store for RedisStore {
             .query_async(&mut self.conn())
             .await?;
         Ok(removed.max(0) as u64)
+    }
+
+    async fn acquire_lease(&self, node_id: &str, inc: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire> {
+        let r: Vec<String> = LEASE_ACQUIRE
+            .key(self.keys.lease())
+            .key(self.keys.epoch())
+            .arg(node_id)
+            .arg(inc)
+            .arg(ttl_ms.max(1))
+            .arg(floor)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match (r.first().map(String::as_str), r.get(1)) {
+            (Some("1"), Some(v)) => {
+                LeaseHolder::parse(v).map(LeaseAcquire::Acquired).ok_or_else(|| unexpected("lease_acquire", &r))
+            }
+            (Some("0"), v) => Ok(LeaseAcquire::Held(v.and_then(|v| LeaseHolder::parse(v)))),
+            _ => Err(unexpected("lease_acquire", &r)),
+        }
+    }
+
+    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool> {
+        let r: i64 =
+            LEASE_RENEW.key(self.keys.lease()).arg(value).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+        Ok(r == 1)
+    }
+
+    async fn release_lease(&self, value: &str) -> Result<bool> {
+        let r: i64 = LEASE_RELEASE.key(self.keys.lease()).arg(value).invoke_async(&mut self.conn()).await?;
+        Ok(r == 1)
+    }
+
+    async fn lease(&self) -> Result<Option<LeaseHolder>> {
+        let v: Option<String> = self.conn().get(self.keys.lease()).await?;
+        Ok(v.and_then(|v| LeaseHolder::parse(&v)))
     }
 
     async fn heartbeat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<()> {

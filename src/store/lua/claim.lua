@@ -1,16 +1,18 @@
 -- Claim fires: for each, compare-and-set the job's watermark from sched to next and record the
 -- execution, all in one atomic step, so a fire (job, scheduled instant) is claimed once.
--- KEYS[1] due zset  KEYS[2] executions index
+-- Fenced: nothing is claimed unless the caller's lease value is the stored lease.
+-- KEYS[1] due zset  KEYS[2] executions index  KEYS[3] lease
 -- then per claim i (5 keys): job hash, fire key, lock key, exec key, job's executions index
--- ARGV[1] retention ms  ARGV[2] change channel
+-- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value
 -- then per claim i (9 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
 --   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1'
--- Returns one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE DUP
+-- Returns {'FENCED'}, or one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE DUP
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'FENCED'} end
 local out = {}
-local n = (#KEYS - 2) / 5
+local n = (#KEYS - 3) / 5
 for i = 0, n - 1 do
-  local kj, kf, kl, ke, kje = KEYS[3+5*i], KEYS[4+5*i], KEYS[5+5*i], KEYS[6+5*i], KEYS[7+5*i]
-  local a = 3 + 9*i
+  local kj, kf, kl, ke, kje = KEYS[4+5*i], KEYS[5+5*i], KEYS[6+5*i], KEYS[7+5*i], KEYS[8+5*i]
+  local a = 4 + 9*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'

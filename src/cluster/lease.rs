@@ -1,0 +1,171 @@
+//! Master lease. Owns the lease loop of this node: acquire, renew, step down, release. Publishes the
+//! node's `Role` on a watch channel that the scheduler follows. Uses: `store` (lease scripts only).
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{LeaseAcquire, Store};
+
+/// What this node is right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    Master(Mastership),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mastership {
+    pub epoch: u64,
+    /// The stored lease value, passed to every fenced write.
+    pub lease: String,
+    /// Local monotonic deadline: past it this node must not act as master.
+    pub deadline: Instant,
+}
+
+impl Role {
+    /// The mastership if it is still within its local deadline.
+    pub fn active(&self) -> Option<&Mastership> {
+        match self {
+            Role::Master(m) if Instant::now() < m.deadline => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Lease timing.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTiming {
+    pub ttl: Duration,
+    /// Renewal interval of the master, and polling interval of candidates.
+    pub renew: Duration,
+}
+
+impl LeaseTiming {
+    /// Covers clock-rate drift between this node and Redis over one lease.
+    fn margin(&self) -> Duration {
+        (self.ttl / 100).max(Duration::from_millis(50))
+    }
+}
+
+pub struct Lease {
+    store: Arc<dyn Store>,
+    node_id: String,
+    incarnation: String,
+    timing: LeaseTiming,
+    role: watch::Sender<Role>,
+    /// Highest epoch this node has seen anywhere; the floor for its next acquisition.
+    max_epoch: Arc<AtomicU64>,
+}
+
+impl Lease {
+    pub fn new(
+        store: Arc<dyn Store>,
+        node_id: &str,
+        incarnation: &str,
+        timing: LeaseTiming,
+        max_epoch: Arc<AtomicU64>,
+    ) -> Lease {
+        let (role, _) = watch::channel(Role::Follower);
+        Lease { store, node_id: node_id.to_string(), incarnation: incarnation.to_string(), timing, role, max_epoch }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    /// Runs until `cancel`; then releases the lease if held, so a successor need not wait for expiry.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let current = self.role();
+            let wait = match current {
+                Role::Follower => self.try_acquire().await,
+                Role::Master(m) => self.renew(m).await,
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        self.step_down("shutting down").await;
+    }
+
+    /// Gives up mastership now (graceful shutdown), deleting the lease if still ours.
+    pub async fn step_down(&self, why: &str) {
+        if let Role::Master(m) = self.role() {
+            self.role.send_replace(Role::Follower);
+            match self.store.release_lease(&m.lease).await {
+                Ok(true) => tracing::info!(node = %self.node_id, epoch = m.epoch, why, "released the master lease"),
+                Ok(false) => tracing::info!(node = %self.node_id, epoch = m.epoch, why, "lease already gone"),
+                Err(e) => tracing::warn!(node = %self.node_id, error = %e, "cannot release the lease; it will expire"),
+            }
+        }
+    }
+
+    async fn try_acquire(&self) -> Duration {
+        let floor = self.max_epoch.load(Ordering::SeqCst);
+        let sent = Instant::now();
+        let r = tokio::time::timeout(
+            self.timing.renew,
+            self.store.acquire_lease(&self.node_id, &self.incarnation, self.timing.ttl.as_millis() as u64, floor),
+        )
+        .await;
+        match r {
+            Ok(Ok(LeaseAcquire::Acquired(h))) => {
+                self.max_epoch.fetch_max(h.epoch, Ordering::SeqCst);
+                let deadline = sent + self.timing.ttl - self.timing.margin();
+                tracing::info!(node = %self.node_id, epoch = h.epoch, "became master");
+                self.role.send_replace(Role::Master(Mastership { epoch: h.epoch, lease: h.value, deadline }));
+                self.timing.renew
+            }
+            Ok(Ok(LeaseAcquire::Held(h))) => {
+                if let Some(h) = h {
+                    self.max_epoch.fetch_max(h.epoch, Ordering::SeqCst);
+                }
+                self.timing.renew
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(node = %self.node_id, error = %e, "cannot reach the store to take the lease");
+                self.timing.renew
+            }
+            Err(_) => self.timing.renew,
+        }
+    }
+
+    /// Renews; steps down when the lease is someone else's or the local deadline passes.
+    async fn renew(&self, m: Mastership) -> Duration {
+        let now = Instant::now();
+        if now >= m.deadline {
+            tracing::warn!(node = %self.node_id, epoch = m.epoch, "lease deadline passed without renewal: stepping down");
+            self.role.send_replace(Role::Follower);
+            return Duration::ZERO;
+        }
+        let sent = now;
+        // Never wait for an answer past our own deadline.
+        let budget = self.timing.renew.min(m.deadline - now);
+        match tokio::time::timeout(budget, self.store.renew_lease(&m.lease, self.timing.ttl.as_millis() as u64)).await {
+            Ok(Ok(true)) => {
+                let deadline = sent + self.timing.ttl - self.timing.margin();
+                self.role.send_replace(Role::Master(Mastership { deadline, ..m }));
+                self.timing.renew
+            }
+            Ok(Ok(false)) => {
+                tracing::warn!(node = %self.node_id, epoch = m.epoch, "lease lost to another node: stepping down");
+                self.role.send_replace(Role::Follower);
+                Duration::ZERO
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node = %self.node_id, error = %e, "cannot renew the lease; retrying until the deadline");
+                Duration::from_millis(100).min(self.timing.renew)
+            }
+            Err(_) => Duration::ZERO,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The cluster: which node is master, and (next) which nodes are alive and how loaded.
+//!
+//! LEADERSHIP. One node at a time holds the master lease in the store, a key with a TTL whose value
+//! names the holder, its fencing epoch and its incarnation (`<node>:<epoch>:<inc>`). Candidates try
+//! to take it every renewal interval; the holder renews it every interval by compare-and-set.
+//! Each acquisition raises the epoch to above every epoch issued, above the highest epoch the
+//! candidate has seen and above the store's clock in ms, so it keeps rising even if Redis lost data.
+//!
+//! The lease only makes it likely that one node acts as master; what keeps fires single is fencing.
+//! Every claim carries the master's lease value, and the claim script refuses it unless that value
+//! is still the stored lease. A master that was paused past its lease (SIGSTOP, a long stall) and
+//! wakes up is refused by Redis, not merely unlikely to act. In addition the master keeps a local
+//! deadline on the monotonic clock, counted from when it *sent* its last successful renewal
+//! (`t_send + ttl - margin`), and stops acting at that deadline whatever Redis says later.
+//!
+//! Failover after a master crash takes at most ttl + renewal interval + one round trip; after a
+//! graceful shutdown the master deletes the lease and a candidate takes it at its next poll.
+pub mod lease;
