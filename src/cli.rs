@@ -101,6 +101,13 @@ pub struct ServerArgs {
     pub heartbeat_ms: Option<u64>,
     #[arg(long, env = "ROTA_NODE_TTL_MS")]
     pub node_ttl_ms: Option<u64>,
+    /// Master load (active/max workers) above which fires go to other nodes.
+    #[arg(long, env = "ROTA_LOAD_THRESHOLD")]
+    pub load_threshold: Option<f64>,
+    #[arg(long, env = "ROTA_DISPATCH_TIMEOUT_MS")]
+    pub dispatch_timeout_ms: Option<u64>,
+    #[arg(long, env = "ROTA_MAX_RECOVERIES")]
+    pub max_recoveries: Option<u32>,
     #[arg(long, env = "ROTA_LEASE_TTL_MS")]
     pub lease_ttl_ms: Option<u64>,
     #[arg(long, env = "ROTA_LEASE_RENEW_MS")]
@@ -169,6 +176,12 @@ pub enum ConcurrencyArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RecoveryArg {
+    Lost,
+    Rerun,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum MisfireArg {
     FireOnceNow,
     Skip,
@@ -230,6 +243,9 @@ pub struct PutArgs {
     pub concurrency: Option<ConcurrencyArg>,
     #[arg(long, value_enum)]
     pub misfire: Option<MisfireArg>,
+    /// What happens when the node running a fire dies: record it lost (default) or run it again.
+    #[arg(long, value_enum)]
+    pub recovery: Option<RecoveryArg>,
     /// e.g. 30s, 5m.
     #[arg(long)]
     pub timeout: Option<String>,
@@ -257,6 +273,7 @@ pub enum StateArg {
     Skipped,
     Misfired,
     Lost,
+    Superseded,
 }
 
 #[derive(Debug, Subcommand)]
@@ -395,6 +412,10 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         misfire: match a.misfire {
             Some(MisfireArg::Skip) => crate::job::Misfire::Skip,
             _ => crate::job::Misfire::FireOnceNow,
+        },
+        recovery: match a.recovery {
+            Some(RecoveryArg::Rerun) => crate::job::Recovery::Rerun,
+            _ => crate::job::Recovery::Lost,
         },
         timeout_ms: dur("timeout", &a.timeout)?,
         retries: a.retries.unwrap_or(0),
@@ -559,6 +580,7 @@ fn state_arg(s: StateArg) -> pb::ExecutionState {
         StateArg::Skipped => pb::ExecutionState::Skipped,
         StateArg::Misfired => pb::ExecutionState::Misfired,
         StateArg::Lost => pb::ExecutionState::Lost,
+        StateArg::Superseded => pb::ExecutionState::Superseded,
     }
 }
 
@@ -585,6 +607,7 @@ fn job_json(j: &pb::Job) -> Value {
         "invoke": j.invoke, "master_only": j.master_only,
         "concurrency": pb::ConcurrencyPolicy::try_from(j.concurrency).map(|c| c.as_str_name()).unwrap_or("?"),
         "misfire": pb::MisfirePolicy::try_from(j.misfire).map(|c| c.as_str_name()).unwrap_or("?"),
+        "recovery": pb::RecoveryPolicy::try_from(j.recovery).map(|c| c.as_str_name()).unwrap_or("?"),
         "timeout_ms": j.timeout.as_ref().map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000),
         "retries": j.retries, "paused": j.paused, "description": j.description, "labels": j.labels,
         "next_fire_time": j.next_fire_time.as_ref().map(ts),

@@ -45,6 +45,13 @@ pub struct Config {
     pub lease_ttl_ms: u64,
     /// How often the master renews its lease and candidates try to take it (at most a third of the TTL).
     pub lease_renew_ms: u64,
+    /// The master runs fires itself while its load (active / max workers) is under this; above it,
+    /// fires go to the least-loaded live node.
+    pub load_threshold: f64,
+    /// Deadline of a direct SubmitTask to another node; past it the fire goes to that node's queue.
+    pub dispatch_timeout_ms: u64,
+    /// How many times a fire whose node died mid-run is re-run (jobs with recovery = rerun).
+    pub max_recoveries: u32,
     /// On SIGINT/SIGTERM, how long running executions get to finish before they are cancelled.
     pub shutdown_grace_ms: u64,
     /// URL that receives alerts as JSON POSTs. Empty: alerts go to the log only.
@@ -73,6 +80,9 @@ impl Default for Config {
             execution_retention_ms: 24 * 3_600_000,
             heartbeat_ms: 1_000,
             node_ttl_ms: 3_000,
+            load_threshold: 0.8,
+            dispatch_timeout_ms: 500,
+            max_recoveries: 2,
             lease_ttl_ms: 5_000,
             lease_renew_ms: 1_500,
             shutdown_grace_ms: 30_000,
@@ -127,6 +137,12 @@ impl Config {
                 "lease_ttl_ms",
                 "must be at least three times lease_renew_ms (one lost renewal is not a lost lease)".into(),
             );
+        }
+        if !(self.load_threshold > 0.0 && self.load_threshold <= 1.0) {
+            return bad("load_threshold", format!("{} is not in (0, 1]", self.load_threshold));
+        }
+        if self.dispatch_timeout_ms == 0 || self.dispatch_timeout_ms >= self.misfire_threshold_ms {
+            return bad("dispatch_timeout_ms", "must be above 0 and below misfire_threshold_ms".into());
         }
         if self.execution_retention_ms < 60_000 {
             return bad("execution_retention_ms", "must be at least 60000 (one minute)".into());

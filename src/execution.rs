@@ -18,6 +18,8 @@ pub enum ExecState {
     Skipped,
     Misfired,
     Lost,
+    /// A late result from a node incarnation that no longer owned the fire: evidence, not the outcome.
+    Superseded,
 }
 
 impl ExecState {
@@ -35,6 +37,7 @@ impl ExecState {
             ExecState::Skipped => "skipped",
             ExecState::Misfired => "misfired",
             ExecState::Lost => "lost",
+            ExecState::Superseded => "superseded",
         }
     }
 
@@ -48,6 +51,7 @@ impl ExecState {
             "skipped" => ExecState::Skipped,
             "misfired" => ExecState::Misfired,
             "lost" => ExecState::Lost,
+            "superseded" => ExecState::Superseded,
             _ => return None,
         })
     }

@@ -11,7 +11,9 @@
 //! - [`execution`]: the record every run leaves.
 //! - [`alert`]: failure alerts (log and webhook).
 //! - [`api`]: the gRPC services (scheduler, node, health, reflection); errors become `Status` there.
-//! - [`cluster`]: the master lease with its fencing epoch (`cluster::lease`).
+//! - [`cluster`]: the master lease with its fencing epoch (`cluster::lease`), and membership by
+//!   incarnation (`cluster::membership`).
+//! - [`dispatch`]: where a fire runs (pure `decide`) and delivery to other nodes over gRPC.
 //! - [`node`]: wiring and lifecycle; [`config`]: settings; [`cli`]: the client subcommands.
 //!
 //! # The path of a fire
@@ -24,6 +26,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod execution;
 pub mod job;

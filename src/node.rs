@@ -3,10 +3,9 @@
 //! the scheduler, let running executions finish within the grace period, stop the server.
 //! Readiness: the node reports SERVING (grpc.health.v1) only while its store answers; the heartbeat
 //! loop checks that every interval and also publishes the node's record (load, state) to the store.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,12 +17,15 @@ use tonic_health::server::HealthReporter;
 use crate::alert::Alerts;
 use crate::api;
 use crate::cluster::lease::{Lease, LeaseTiming};
+use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSpec};
 use crate::pb;
+use crate::scheduler::RoutingConfig;
 use crate::scheduler::Scheduler;
 use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Store};
+use crate::store::{Beat, FireTiming};
 use crate::worker::handlers::Registry;
 use crate::worker::shell::Shell;
 use crate::worker::Worker;
@@ -42,8 +44,6 @@ struct JobsFile {
 pub struct Node {
     pub config: Config,
     pub node_id: String,
-    /// Random per process start: tells this life of the node from earlier ones.
-    pub incarnation: String,
     pub started_ms: i64,
     /// Where peers and clients reach this node.
     pub address: String,
@@ -55,8 +55,7 @@ pub struct Node {
     draining: AtomicBool,
     /// Highest fencing epoch seen (own acquisitions, peers' submissions): shared with the lease.
     max_epoch: Arc<AtomicU64>,
-    /// Latest load each peer reported over NodeService.ReportLoad, with when it arrived.
-    peer_loads: Mutex<HashMap<String, (pb::NodeLoad, i64)>>,
+    pub membership: Arc<Membership>,
     health: HealthReporter,
     cancel: CancellationToken,
     scheduler_cancel: CancellationToken,
@@ -79,12 +78,20 @@ impl Node {
             TcpListener::bind(&config.listen).await.map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
         let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
         let address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
+        let timing = FireTiming {
+            misfire_threshold_ms: config.misfire_threshold_ms,
+            // A fire may sit in `dispatching` for a few delivery attempts before the sweep moves it.
+            dispatch_deadline_ms: 4 * config.dispatch_timeout_ms + config.lease_renew_ms,
+        };
         let store: Arc<dyn Store> = match &config.redis {
             Some(url) => Arc::new(
-                RedisStore::connect(url, &config.redis_prefix, &config.cluster, config.execution_retention_ms).await?,
+                RedisStore::connect(url, &config.redis_prefix, &config.cluster, config.execution_retention_ms)
+                    .await?
+                    .with_fire_timing(timing),
             ),
-            None => Arc::new(MemoryStore::new(config.execution_retention_ms)),
+            None => Arc::new(MemoryStore::new(config.execution_retention_ms).with_fire_timing(timing)),
         };
+        let membership = Arc::new(Membership::new(&config.node_id, config.node_ttl_ms));
         let cancel = CancellationToken::new();
         let alerts = Alerts::start(
             config.alert_webhook.clone(),
@@ -93,13 +100,14 @@ impl Node {
         );
         let worker = Arc::new(Worker::new(
             Arc::clone(&store),
+            Arc::clone(&membership),
             registry,
             &config.node_id,
             &config.cluster,
             config.workers,
             alerts,
         ));
-        let incarnation = uuid::Uuid::new_v4().simple().to_string();
+        let incarnation = membership.incarnation();
         let max_epoch = Arc::new(AtomicU64::new(0));
         let timing = LeaseTiming {
             ttl: Duration::from_millis(config.lease_ttl_ms),
@@ -107,18 +115,24 @@ impl Node {
         };
         let lease =
             Arc::new(Lease::new(Arc::clone(&store), &config.node_id, &incarnation, timing, Arc::clone(&max_epoch)));
-        let scheduler = Arc::new(Scheduler::new(
+        let scheduler = Scheduler::new(
             Arc::clone(&store),
             Arc::clone(&worker),
             &config.node_id,
             config.misfire_threshold_ms,
             lease.subscribe(),
-        ));
+            Arc::clone(&membership),
+            Duration::from_millis(config.dispatch_timeout_ms),
+            RoutingConfig {
+                threshold: config.load_threshold,
+                fresh_ms: config.node_ttl_ms,
+                max_recoveries: config.max_recoveries,
+            },
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
         api::set_health(&health, false).await;
         let node = Arc::new(Node {
             node_id: config.node_id.clone(),
-            incarnation,
             started_ms: now_ms(),
             address,
             local_addr,
@@ -128,13 +142,20 @@ impl Node {
             lease,
             draining: AtomicBool::new(false),
             max_epoch,
-            peer_loads: Mutex::new(HashMap::new()),
+            membership,
             health,
             scheduler_cancel: cancel.child_token(),
             cancel,
             tracker: TaskTracker::new(),
             config,
         });
+        // A node id held by another live process stops this one at once. A store that is down is
+        // not fatal: the heartbeat loop registers when it is back.
+        match node.membership.register(&*node.store, |inc| node.record_with(inc)).await {
+            Ok(()) => {}
+            Err(e @ Error::Config { .. }) => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "cannot register yet; will retry"),
+        }
         let server_stop = node.cancel.clone();
         let n = Arc::clone(&node);
         node.tracker.spawn(async move {
@@ -159,10 +180,13 @@ impl Node {
         // Hand mastership over now, so a successor fires while this node finishes its running work.
         self.lease.step_down("shutting down").await;
         self.worker.drain(grace).await;
-        // Tell the cluster this node is gone rather than waiting for its record to go stale.
+        // Tell the cluster this node is gone rather than waiting for its heartbeat to lapse: the
+        // master moves whatever is left in its queue.
         let mut rec = self.record();
         rec.draining = true;
-        let _ = self.store.heartbeat(&rec, 0).await;
+        if let Err(e) = self.store.deregister(&rec).await {
+            tracing::warn!(error = %e, "cannot deregister; the cluster will notice when the heartbeat lapses");
+        }
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await.is_err() {
@@ -188,22 +212,20 @@ impl Node {
         self.max_epoch.load(Ordering::SeqCst)
     }
 
-    pub fn record_peer_load(&self, node_id: &str, load: pb::NodeLoad) {
-        if let Ok(mut m) = self.peer_loads.lock() {
-            m.insert(node_id.to_string(), (load, now_ms()));
-        }
-    }
-
     /// The current lease holder: (master node id, epoch).
     pub async fn master(&self) -> Result<Option<(String, u64)>> {
         Ok(self.store.lease().await?.map(|h| (h.node_id, h.epoch)))
     }
 
     fn record(&self) -> NodeRecord {
+        self.record_with(&self.membership.incarnation())
+    }
+
+    fn record_with(&self, incarnation: &str) -> NodeRecord {
         NodeRecord {
             node_id: self.node_id.clone(),
             address: self.address.clone(),
-            incarnation: self.incarnation.clone(),
+            incarnation: incarnation.to_string(),
             started_ms: self.started_ms,
             beat_ms: now_ms(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -237,7 +259,7 @@ impl Node {
 
     async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<JobSpec>) {
         let mut pending_jobs = Some(jobs);
-        let mut scheduler_started = false;
+        let mut started = false;
         let mut healthy = false;
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -249,8 +271,15 @@ impl Node {
             if self.is_draining() {
                 continue;
             }
-            let ok = match self.store.heartbeat(&self.record(), self.config.node_ttl_ms).await {
-                Ok(()) => true,
+            let ok = match self.membership.beat(&*self.store, |inc| self.record_with(inc)).await {
+                Ok(Beat::Alive { epoch } | Beat::Revoked { epoch }) => {
+                    self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
+                    true
+                }
+                Err(Error::Config { key, reason }) => {
+                    tracing::error!(key = %key, reason = %reason, "cannot re-register; this node stops serving");
+                    false
+                }
                 Err(e) => {
                     if healthy {
                         tracing::warn!(error = %e, "store unreachable: NOT_SERVING until it is back");
@@ -266,18 +295,43 @@ impl Node {
                         continue;
                     }
                 }
-                if !scheduler_started {
-                    scheduler_started = true;
-                    // Only now (jobs loaded) may this node compete for mastership and fire.
+                if !started {
+                    started = true;
+                    if let Err(e) = self.scheduler.adopt().await {
+                        tracing::warn!(error = %e, "cannot adopt work left by this node's earlier run; the master will reap it");
+                    }
+                    // Only now (registered, jobs loaded) may this node take work, compete for
+                    // mastership and fire.
+                    self.tracker.spawn(Arc::clone(&self.worker).drain_queue(self.scheduler_cancel.clone()));
                     self.tracker.spawn(Arc::clone(&self.lease).run(self.scheduler_cancel.clone()));
                     self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
                 }
+                self.report_load().await;
             }
             if ok != healthy && !self.is_draining() {
                 healthy = ok;
                 api::set_health(&self.health, ok).await;
                 tracing::info!(serving = ok, "health changed");
             }
+        }
+    }
+
+    /// Tells the master this node's load (NodeService.ReportLoad), unless this node is master.
+    async fn report_load(&self) {
+        if self.lease.role().active().is_some() {
+            return;
+        }
+        let Ok(Some(holder)) = self.store.lease().await else { return };
+        let Ok(nodes) = self.store.list_nodes().await else { return };
+        let Some(master) = nodes.iter().find(|n| n.node_id == holder.node_id) else { return };
+        let l = self.worker.load();
+        let req = pb::ReportLoadRequest {
+            node_id: self.node_id.clone(),
+            load: Some(pb::NodeLoad { active_workers: l.active, max_workers: l.max, queue_depth: l.queue }),
+            measured_at: Some(api::convert::timestamp(now_ms())),
+        };
+        if let Some(epoch) = self.scheduler.dispatcher().report_load(&master.address, req).await {
+            self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
         }
     }
 

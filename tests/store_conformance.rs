@@ -9,8 +9,8 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
-    now_ms, Claim, ClaimOutcome, ExecFilter, LeaseAcquire, Load, MemoryStore, NodeRecord, RedisStore, Store,
-    TriggerOutcome, WatermarkWrite,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, LeaseAcquire, Load, MemoryStore, NodeList,
+    NodeRecord, Reap, ReapFence, ReapRequest, RedisStore, Register, Start, Store, TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -312,9 +312,159 @@ async fn nodes_table(s: Arc<dyn Store>) {
         master: true,
         draining: false,
     };
-    s.heartbeat(&rec, 1000).await.expect("beat");
+    assert_eq!(s.register(&rec, 1000).await.expect("register"), Register::Registered);
+    assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Alive { .. }));
     let nodes = s.list_nodes().await.expect("nodes");
-    assert_eq!(nodes, vec![rec]);
+    assert_eq!(nodes, vec![rec.clone()]);
+    // A second live process with the same node id is refused.
+    let other = NodeRecord { incarnation: "j".into(), ..rec.clone() };
+    assert_eq!(s.register(&other, 1000).await.expect("register"), Register::InUse("i".into()));
+    assert!(matches!(s.beat(&other, 1000).await.expect("beat"), Beat::Revoked { .. }));
+    // An expired incarnation cannot beat again; the id is free for a new one.
+    s.register(&rec, 100).await.expect("register");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Revoked { .. }));
+    assert_eq!(s.dead_nodes().await.expect("dead"), vec!["n1".to_string()]);
+    assert_eq!(s.register(&other, 1000).await.expect("register"), Register::Registered);
+    assert!(s.dead_nodes().await.expect("dead").is_empty());
+}
+
+fn node(id: &str, inc: &str) -> NodeRecord {
+    NodeRecord {
+        node_id: id.into(),
+        address: format!("{id}:1"),
+        incarnation: inc.into(),
+        started_ms: 1,
+        beat_ms: now_ms(),
+        version: "0".into(),
+        handlers: vec![],
+        load: Load::default(),
+        master: false,
+        draining: false,
+    }
+}
+
+/// Claims one fire of job `j` and returns its fire id. `sched` is an offset from now: a fire's start
+/// deadline is its scheduled instant plus the misfire threshold.
+async fn claimed_fire(s: &dyn Store, fence: &str, j: &str, sched: i64, forbid: bool) -> String {
+    let sched = now_ms() / 1000 * 1000 + sched;
+    put(s, j, sched).await;
+    let c = claim(j, sched, Some(sched + 1000), forbid);
+    assert_eq!(s.claim(fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    c.exec.fire_id
+}
+
+fn epoch_of(fence: &str) -> u64 {
+    rota::store::LeaseHolder::parse(fence).expect("lease value").epoch
+}
+
+async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000).await.expect("register");
+    // The target accepts first: the master's fallback enqueue finds it taken and does nothing.
+    let f1 = claimed_fire(&*s, &fence, "a", 1000, false).await;
+    assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Already, "retried SubmitTask");
+    assert_eq!(s.enqueue(&fence, &f1, "n2").await.expect("enqueue"), Enqueue::NotDispatching("accepted".into()));
+    assert_eq!(s.accept(&f1, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Taken);
+    // The master enqueues first (the call timed out): a late SubmitTask finds it taken.
+    let f2 = claimed_fire(&*s, &fence, "b", 1000, false).await;
+    assert_eq!(s.enqueue(&fence, &f2, "n2").await.expect("enqueue"), Enqueue::Queued);
+    assert_eq!(s.accept(&f2, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Taken);
+    // Fencing: a stale epoch, a dead incarnation, a deposed master.
+    let f3 = claimed_fire(&*s, &fence, "c", 1000, false).await;
+    assert_eq!(s.accept(&f3, Some(epoch - 1), "n2", "i2").await.expect("accept"), Accept::StaleEpoch);
+    assert_eq!(s.accept(&f3, Some(epoch), "n2", "old").await.expect("accept"), Accept::NotLive);
+    assert!(matches!(s.enqueue("n9:1:x", &f3, "n2").await, Err(rota::Error::Fenced(_))));
+    assert_eq!(s.enqueue(&fence, &f3, "nobody").await.expect("enqueue"), Enqueue::TargetDead);
+    let (q, p) = s.node_lists("n2").await.expect("lists");
+    assert_eq!((q, p), (vec![f2.clone()], vec![f1.clone()]));
+}
+
+async fn queue_pop_start_finish(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    let fire = claimed_fire(&*s, &fence, "f", 1000, true).await;
+    assert_eq!(s.pop("n1", Duration::from_millis(50)).await.expect("pop"), None, "empty queue waits, then None");
+    assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
+    assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
+    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh").await.expect("start") else { panic!("not started") };
+    assert_eq!((sf.attempt, sf.job_id.as_str(), format!("f@{}", sf.sched_ms)), (1, "f", fire.clone()));
+    assert_ne!(sf.exec_id, "fresh", "the first run uses the execution recorded at claim");
+    assert_eq!(s.start(&fire, "n1", "i1", "fresh").await.expect("start"), Start::Already);
+    let mut e = Execution::pending("f", fire.clone(), 1000, "n1", 1);
+    e.id = sf.exec_id.clone();
+    e.state = ExecState::Succeeded;
+    assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish"), Finish::Recorded);
+    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![]), "acked");
+    assert_eq!(s.get_execution(&e.id).await.expect("get").map(|e| e.state), Some(ExecState::Succeeded));
+    // The lock went with the finish: the next fire of the forbid job is claimed, not skipped.
+    let c = claim("f", sf.sched_ms + 1000, Some(sf.sched_ms + 2000), true);
+    assert_eq!(s.claim(&fence, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+}
+
+async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "i1"), 300).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000).await.expect("register");
+    // n1 holds: one fire queued (never started) and one running.
+    let queued = claimed_fire(&*s, &fence, "q", 1000, false).await;
+    let running = claimed_fire(&*s, &fence, "r", 1000, false).await;
+    let lost = claimed_fire(&*s, &fence, "l", 1000, false).await;
+    assert_eq!(s.enqueue(&fence, &queued, "n1").await.expect("enqueue"), Enqueue::Queued);
+    for f in [&running, &lost] {
+        assert_eq!(s.accept(f, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+        assert!(matches!(s.start(f, "n1", "i1", "x").await.expect("start"), Start::Run(_)));
+    }
+    let reap = |list, fire: &str, rerun| ReapRequest {
+        fence: ReapFence::Lease(fence.clone()),
+        dead_node: "n1".into(),
+        list,
+        fire_id: fire.to_string(),
+        target: "n2".into(),
+        rerun,
+        max_recoveries: 2,
+        lock_ttl_ms: 60_000,
+    };
+    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Alive, "n1 is still alive");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.dead_nodes().await.expect("dead"), vec!["n1".to_string()]);
+    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Moved);
+    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Gone, "handled once");
+    assert_eq!(s.reap(&reap(NodeList::Processing, &running, true)).await.expect("reap"), Reap::Rerun);
+    assert!(matches!(s.reap(&reap(NodeList::Processing, &lost, false)).await.expect("reap"), Reap::Lost { .. }));
+    let (q, p) = s.node_lists("n2").await.expect("lists");
+    assert_eq!((q.len(), p.len()), (2, 0));
+    assert!(q.contains(&queued) && q.contains(&running));
+    // n2 runs the re-run as attempt 2; n1's late result is superseded, not the outcome.
+    assert_eq!(s.pop("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(queued.as_str()));
+    assert_eq!(s.pop("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(running.as_str()));
+    let Start::Run(sf) = s.start(&running, "n2", "i2", "rerun-exec").await.expect("start") else { panic!() };
+    assert_eq!((sf.attempt, sf.exec_id.as_str()), (2, "rerun-exec"));
+    let mut late = Execution::pending("r", running.clone(), 1000, "n1", 1);
+    late.state = ExecState::Succeeded;
+    assert_eq!(s.finish(&late, "n1", "i1").await.expect("finish"), Finish::Superseded);
+    assert_eq!(s.get_execution(&late.id).await.expect("get").map(|e| e.state), Some(ExecState::Superseded));
+    let mut done = Execution::pending("r", running.clone(), 1000, "n2", 2);
+    done.id = sf.exec_id;
+    done.state = ExecState::Succeeded;
+    assert_eq!(s.finish(&done, "n2", "i2").await.expect("finish"), Finish::Recorded);
+    // A deposed master cannot reap.
+    let mut stale = reap(NodeList::Queue, &queued, false);
+    stale.fence = ReapFence::Lease("n9:1:x".into());
+    assert_eq!(s.reap(&stale).await.expect("reap"), Reap::Fenced);
+}
+
+async fn stuck_dispatches_are_found(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let fire = claimed_fire(&*s, &fence, "d", 1000, false).await;
+    assert!(s.stuck_dispatching(now_ms(), 10).await.expect("stuck").is_empty(), "not overdue yet");
+    let later = now_ms() + 60_000;
+    assert_eq!(s.stuck_dispatching(later, 10).await.expect("stuck"), vec![fire]);
 }
 
 macro_rules! conformance {
@@ -355,4 +505,25 @@ conformance!(
     watchers_see_every_change,
     nodes_table,
     lease_is_exclusive_fenced_and_monotonic,
+    accept_and_enqueue_are_exclusive,
+    queue_pop_start_finish,
+    a_dead_nodes_work_moves_and_late_results_are_superseded,
+    stuck_dispatches_are_found,
 );
+
+/// A queue entry that names no fire (garbage written by someone else) is set aside in the
+/// dead-letter list with the reason, and the node goes on.
+#[tokio::test]
+async fn redis_poison_queue_entry_goes_to_the_dead_letter_list() {
+    let server = RedisServer::start();
+    let s = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    let _: () = ::redis::cmd("LPUSH").arg(s.keys().queue("n1")).arg("\u{0}garbage").query(&mut c).expect("lpush");
+    let fire = s.pop("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
+    assert_eq!(s.start(&fire, "n1", "i1", "x").await.expect("start"), Start::Poison);
+    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![]));
+    let dlq: Vec<String> = ::redis::cmd("LRANGE").arg(s.keys().dlq()).arg(0).arg(-1).query(&mut c).expect("dlq");
+    assert_eq!(dlq.len(), 1);
+    assert!(dlq[0].contains("garbage") && dlq[0].contains("no such fire"), "{dlq:?}");
+}

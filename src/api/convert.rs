@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
-use crate::job::{Concurrency, JobSpec, Misfire};
+use crate::job::{Concurrency, JobSpec, Misfire, Recovery};
 use crate::pb;
 use crate::store::{JobRecord, Load, NodeRecord};
 
@@ -88,6 +88,11 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         Ok(pb::MisfirePolicy::Skip) => Misfire::Skip,
         Err(_) => return Err(Error::invalid("misfire", format!("unknown value {}", j.misfire))),
     };
+    let recovery = match pb::RecoveryPolicy::try_from(j.recovery) {
+        Ok(pb::RecoveryPolicy::Unspecified | pb::RecoveryPolicy::Lost) => Recovery::Lost,
+        Ok(pb::RecoveryPolicy::Rerun) => Recovery::Rerun,
+        Err(_) => return Err(Error::invalid("recovery", format!("unknown value {}", j.recovery))),
+    };
     Ok(JobSpec {
         id: j.id.clone(),
         cron: j.cron.clone(),
@@ -101,6 +106,7 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         master_only: j.master_only,
         concurrency,
         misfire,
+        recovery,
         timeout_ms: duration_ms("timeout", j.timeout.as_ref())?,
         retries: j.retries,
         retry_backoff_ms: duration_ms("retry_backoff", j.retry_backoff.as_ref())?,
@@ -128,6 +134,10 @@ pub fn job(r: &JobRecord) -> pb::Job {
             Misfire::FireOnceNow => pb::MisfirePolicy::FireOnceNow,
             Misfire::Skip => pb::MisfirePolicy::Skip,
         } as i32,
+        recovery: match s.recovery {
+            Recovery::Lost => pb::RecoveryPolicy::Lost,
+            Recovery::Rerun => pb::RecoveryPolicy::Rerun,
+        } as i32,
         timeout: duration(s.timeout_ms),
         retries: s.retries,
         retry_backoff: duration(s.retry_backoff_ms),
@@ -149,6 +159,7 @@ pub fn exec_state(s: ExecState) -> pb::ExecutionState {
         ExecState::Skipped => pb::ExecutionState::Skipped,
         ExecState::Misfired => pb::ExecutionState::Misfired,
         ExecState::Lost => pb::ExecutionState::Lost,
+        ExecState::Superseded => pb::ExecutionState::Superseded,
     }
 }
 
@@ -164,6 +175,7 @@ pub fn exec_state_filter(v: i32) -> Result<Option<ExecState>> {
         Ok(pb::ExecutionState::Skipped) => ExecState::Skipped,
         Ok(pb::ExecutionState::Misfired) => ExecState::Misfired,
         Ok(pb::ExecutionState::Lost) => ExecState::Lost,
+        Ok(pb::ExecutionState::Superseded) => ExecState::Superseded,
         Err(_) => return Err(Error::invalid("state", format!("unknown value {v}"))),
     }))
 }

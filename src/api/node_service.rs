@@ -3,12 +3,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
 use crate::error::Error;
 use crate::job::{validate_id, validate_name};
 use crate::node::Node;
 use crate::pb;
 use crate::pb::node_service_server::NodeService;
+use crate::store::Accept;
 
 pub struct NodeApi {
     node: Arc<Node>,
@@ -32,7 +32,10 @@ impl NodeService for NodeApi {
         if load.active_workers > load.max_workers {
             return Err(Error::invalid("load", "active_workers is more than max_workers").into());
         }
-        self.node.record_peer_load(&r.node_id, load);
+        self.node.scheduler.record_load(
+            &r.node_id,
+            crate::store::Load { active: load.active_workers, max: load.max_workers, queue: load.queue_depth },
+        );
         Ok(Response::new(pb::ReportLoadResponse { epoch: self.node.max_epoch_seen() }))
     }
 
@@ -45,31 +48,30 @@ impl NodeService for NodeApi {
         if r.fire_id.is_empty() || r.fire_id.len() > 256 || !r.fire_id.starts_with(&format!("{}@", r.job_id)) {
             return Err(Error::invalid("fire_id", "must be '<job_id>@…' and at most 256 characters").into());
         }
-        let sched = r.scheduled_time.as_ref().ok_or_else(|| Error::invalid("scheduled_time", "is required"))?;
-        if let Err(reason) = self.node.observe_epoch(r.epoch) {
-            return Ok(Response::new(pb::SubmitTaskResponse { accepted: false, reason, execution_id: String::new() }));
+        if r.epoch == 0 {
+            return Err(Error::invalid("epoch", "is required (the sender's fencing epoch)").into());
         }
-        let t = match self
-            .node
-            .scheduler
-            .run_submitted(&r.job_id, &r.fire_id, convert::timestamp_ms(sched), r.attempt, r.epoch)
-            .await
-        {
-            Ok(t) => t,
-            Err(e @ (Error::JobNotFound(_) | Error::FailedPrecondition(_))) => {
-                return Ok(Response::new(pb::SubmitTaskResponse {
-                    accepted: false,
-                    reason: e.to_string(),
-                    execution_id: String::new(),
-                }))
-            }
-            Err(e) => return Err(e.into()),
+        let refuse = |reason: String| {
+            Ok(Response::new(pb::SubmitTaskResponse { accepted: false, reason, execution_id: String::new() }))
         };
-        Ok(Response::new(pb::SubmitTaskResponse {
-            accepted: true,
-            reason: String::new(),
-            execution_id: t.execution.id,
-        }))
+        if let Err(reason) = self.node.observe_epoch(r.epoch) {
+            return Err(Status::failed_precondition(reason));
+        }
+        match self.node.scheduler.accept_submitted(&r.fire_id, r.epoch).await {
+            Ok(Accept::Accepted | Accept::Already) => Ok(Response::new(pb::SubmitTaskResponse {
+                accepted: true,
+                reason: String::new(),
+                execution_id: String::new(),
+            })),
+            Ok(Accept::StaleEpoch) => {
+                Err(Status::failed_precondition(format!("stale epoch {}: a newer master exists", r.epoch)))
+            }
+            Ok(Accept::NotLive) => Err(Status::aborted("this node's incarnation is not live; it is re-registering")),
+            Ok(Accept::Taken) => refuse("taken: the fire is already with another node or past dispatch".into()),
+            Ok(Accept::Unknown) => refuse("unknown fire".into()),
+            Err(e @ Error::FailedPrecondition(_)) => refuse(e.to_string()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn get_node_info(

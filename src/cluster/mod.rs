@@ -13,6 +13,13 @@
 //! deadline on the monotonic clock, counted from when it *sent* its last successful renewal
 //! (`t_send + ttl - margin`), and stops acting at that deadline whatever Redis says later.
 //!
+//! MEMBERSHIP. Each process start is an incarnation (a random id) registered under `hb:<node>`
+//! with a TTL and renewed by compare-and-PEXPIRE; once expired it cannot come back. The master reaps
+//! a dead node's durable queue and processing list: fires that never started move to live nodes;
+//! a fire that was running re-runs (recovery `rerun`) or is recorded lost with an alert. A late
+//! result from a reaped incarnation is recorded as superseded, never as the fire's outcome.
+//!
 //! Failover after a master crash takes at most ttl + renewal interval + one round trip; after a
 //! graceful shutdown the master deletes the lease and a candidate takes it at its next poll.
 pub mod lease;
+pub mod membership;

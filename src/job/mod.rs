@@ -46,6 +46,16 @@ pub enum Misfire {
     Skip,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// At most once: a fire whose node died mid-run is recorded lost, with an alert.
+    #[default]
+    Lost,
+    /// At least once: it runs again elsewhere (idempotent jobs).
+    Rerun,
+}
+
 /// A job definition as the user gives it and the store keeps it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -61,6 +71,7 @@ pub struct JobSpec {
     pub master_only: bool,
     pub concurrency: Concurrency,
     pub misfire: Misfire,
+    pub recovery: Recovery,
     /// 0 means no timeout.
     pub timeout_ms: u64,
     pub retries: u32,

@@ -23,12 +23,21 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::lease::{Mastership, Role};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, Weak};
 
+use crate::cluster::lease::{Mastership, Role};
+use crate::cluster::membership::Membership;
+use crate::dispatch::{decide, Decision, Delivery, Dispatcher, Peer};
+use crate::store::{Accept, Enqueue, NodeList, Reap, ReapFence, ReapRequest};
+
+use crate::alert::Alert;
 use crate::error::{Error, Result};
 use crate::execution::{manual_fire_id, scheduled_fire_id, ExecState, Execution};
-use crate::job::{Concurrency, Job, JobSpec, Misfire};
-use crate::store::{now_ms, Claim, ClaimOutcome, JobRecord, Store, TriggerOutcome, WatermarkWrite};
+use crate::job::{Concurrency, Job, JobSpec, Misfire, Recovery};
+use crate::pb;
+use crate::store::{now_ms, Claim, ClaimOutcome, JobRecord, Load, Store, TriggerOutcome, WatermarkWrite};
 use crate::worker::{Worker, LOCK_TTL_MS};
 
 /// Jobs read per store round trip; more are read on the next pass without sleeping.
@@ -47,6 +56,28 @@ pub struct Scheduler {
     wake: Notify,
     /// Only the master fires; this follows the lease.
     role: watch::Receiver<Role>,
+    membership: Arc<Membership>,
+    dispatcher: Dispatcher,
+    routing: RoutingConfig,
+    /// Loads reported by peers (NodeService.ReportLoad) and read from the store, with when.
+    loads: Mutex<HashMap<String, (Peer, i64)>>,
+    /// When the load table was last refreshed from the store (ms).
+    loads_refreshed: AtomicI64,
+    /// When the master last swept dead nodes and stuck dispatches (ms).
+    swept: AtomicI64,
+    /// Itself, for delivery tasks that outlive a call.
+    me: Weak<Scheduler>,
+}
+
+/// Routing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutingConfig {
+    /// The master runs fires itself while its load is under this.
+    pub threshold: f64,
+    /// A peer's load report older than this is not used (and the peer counts as gone).
+    pub fresh_ms: u64,
+    /// Re-runs of one fire after its node died (recovery 'rerun').
+    pub max_recoveries: u32,
 }
 
 /// What TriggerJob did.
@@ -57,20 +88,94 @@ pub struct Triggered {
 }
 
 impl Scheduler {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         worker: Arc<Worker>,
         node_id: &str,
         misfire_threshold_ms: u64,
         role: watch::Receiver<Role>,
-    ) -> Scheduler {
-        Scheduler {
+        membership: Arc<Membership>,
+        dispatch_timeout: Duration,
+        routing: RoutingConfig,
+    ) -> Arc<Scheduler> {
+        Arc::new_cyclic(|me| Scheduler {
             store,
             worker,
             node_id: node_id.to_string(),
             misfire_threshold_ms: misfire_threshold_ms as i64,
             wake: Notify::new(),
             role,
+            membership,
+            dispatcher: Dispatcher::new(dispatch_timeout),
+            routing,
+            loads: Mutex::new(HashMap::new()),
+            loads_refreshed: AtomicI64::new(0),
+            swept: AtomicI64::new(0),
+            me: me.clone(),
+        })
+    }
+
+    fn handle(&self) -> Weak<Scheduler> {
+        self.me.clone()
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// A peer's load report (NodeService.ReportLoad). Peers not yet known from the store's node
+    /// records (which carry their address) are ignored until they are.
+    pub fn record_load(&self, node_id: &str, load: Load) {
+        if let Ok(mut m) = self.loads.lock() {
+            if let Some((p, at)) = m.get_mut(node_id) {
+                p.load = load;
+                *at = now_ms();
+            }
+        }
+    }
+
+    /// Live peers with a fresh load report, this node excluded. Refreshed from the store's node
+    /// records at most every `fresh_ms / 3`, so a new master starts with a load table.
+    async fn peers(&self, now: i64) -> Vec<Peer> {
+        let every = (self.routing.fresh_ms / 3).max(100) as i64;
+        if now - self.loads_refreshed.load(Ordering::Relaxed) >= every {
+            self.loads_refreshed.store(now, Ordering::Relaxed);
+            if let Ok(nodes) = self.store.list_nodes().await {
+                if let Ok(mut m) = self.loads.lock() {
+                    for n in nodes.into_iter().filter(|n| !n.draining) {
+                        let newer = m.get(&n.node_id).is_none_or(|(_, at)| *at < n.beat_ms);
+                        if newer {
+                            let p = Peer { node_id: n.node_id.clone(), address: n.address.clone(), load: n.load };
+                            m.insert(n.node_id, (p, n.beat_ms));
+                        }
+                    }
+                }
+            }
+        }
+        let fresh = self.routing.fresh_ms as i64;
+        self.loads
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|(p, at)| p.node_id != self.node_id && now - *at <= fresh)
+                    .map(|(p, _)| p.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Counts a fire just sent to `peer` in its load, so a burst spreads instead of piling on the
+    /// one node that looked least loaded at the start of the tick.
+    fn bump_load(&self, peer: &str) {
+        if let Ok(mut m) = self.loads.lock() {
+            if let Some((p, _)) = m.get_mut(peer) {
+                if p.load.active < p.load.max {
+                    p.load.active += 1;
+                } else {
+                    p.load.queue += 1;
+                }
+            }
         }
     }
 
@@ -96,6 +201,13 @@ impl Scheduler {
                 }
                 continue;
             };
+            let now = now_ms();
+            if now - self.swept.load(Ordering::Relaxed) >= (self.routing.fresh_ms / 3).max(100) as i64 {
+                self.swept.store(now, Ordering::Relaxed);
+                if let Err(e) = self.sweep(&master).await {
+                    tracing::warn!(error = %e, "master sweep failed");
+                }
+            }
             let wait = match self.step(now_ms(), &master).await {
                 Ok(true) => continue,
                 Ok(false) => match self.store.next_due_ms().await {
@@ -167,7 +279,7 @@ impl Scheduler {
                 ClaimOutcome::Claimed => {
                     progress = true;
                     if let Some(job) = job {
-                        self.start(job, claim.exec).await;
+                        self.dispatch(job, claim.exec.fire_id.clone(), master, now).await;
                     }
                 }
                 ClaimOutcome::Skipped => {
@@ -207,7 +319,7 @@ impl Scheduler {
             TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
             TriggerOutcome::Created(e) => {
                 tracing::info!(job = %job_id, fire = %e.fire_id, execution = %e.id, "manual fire");
-                self.start(job, e.clone()).await;
+                self.run_here(job, &e.fire_id, None).await;
                 Ok(Triggered { execution: e, deduplicated: false })
             }
         }
@@ -252,47 +364,170 @@ impl Scheduler {
         Err(Error::FailedPrecondition("job is being fired concurrently; try again".into()))
     }
 
-    /// Runs a fire handed to this node by a peer (NodeService.SubmitTask). A repeated submission of
-    /// the same (fire, attempt) returns the first one's execution instead of running again.
-    pub async fn run_submitted(
-        &self,
-        job_id: &str,
-        fire_id: &str,
-        scheduled_ms: i64,
-        attempt: u32,
-        epoch: u64,
-    ) -> Result<Triggered> {
-        let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
-        let job = Job::new(rec.spec)?;
-        if !self.worker.accepting() {
-            return Err(Error::FailedPrecondition("node is shutting down".into()));
-        }
-        let mut exec = Execution::pending(job_id, fire_id.to_string(), scheduled_ms, &self.node_id, attempt.max(1));
-        exec.epoch = epoch;
-        let key = format!("submit:{fire_id}:{}", exec.attempt);
-        match self.store.trigger(&exec, Some(&key), false, 1).await? {
-            TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
-            TriggerOutcome::Deduplicated(e) => Ok(Triggered { execution: e, deduplicated: true }),
-            TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
-            TriggerOutcome::Created(e) => {
-                self.start(job, e.clone()).await;
-                Ok(Triggered { execution: e, deduplicated: false })
+    /// Sends a claimed fire where it should run: here (accept into this node's processing list),
+    /// or to the least-loaded peer by SubmitTask, falling back to that peer's durable queue.
+    async fn dispatch(&self, job: Job, fire_id: String, master: &Mastership, now: i64) {
+        let peers = if job.spec.master_only { Vec::new() } else { self.peers(now).await };
+        match decide(job.spec.master_only, self.worker.load(), self.routing.threshold, &peers) {
+            Decision::RunHere => self.run_here(job, &fire_id, Some(master.epoch)).await,
+            Decision::SendTo(peer) => {
+                self.bump_load(&peer.node_id);
+                let req = pb::SubmitTaskRequest {
+                    job_id: job.spec.id.clone(),
+                    fire_id: fire_id.clone(),
+                    scheduled_time: None,
+                    attempt: 1,
+                    epoch: master.epoch,
+                };
+                // Delivery must not hold up the next fires: it runs on its own task.
+                let me = self.handle();
+                let fence = master.lease.clone();
+                tokio::spawn(async move {
+                    let Some(me) = me.upgrade() else { return };
+                    match me.dispatcher.submit(&peer, req).await {
+                        Delivery::Accepted => {
+                            tracing::debug!(fire = %fire_id, node = %peer.node_id, "dispatched");
+                        }
+                        other => {
+                            tracing::info!(fire = %fire_id, node = %peer.node_id, outcome = ?other,
+                                "direct dispatch failed: using the node's durable queue");
+                            me.enqueue_somewhere(&fence, &fire_id, &peer.node_id).await;
+                        }
+                    }
+                });
             }
         }
     }
 
-    async fn start(&self, job: Job, exec: Execution) {
-        if self.worker.submit(job, exec.clone()) {
-            return;
+    /// Puts a dispatching fire into `target`'s queue, or this node's when the target is dead.
+    async fn enqueue_somewhere(&self, fence: &str, fire_id: &str, target: &str) {
+        for t in [target, self.node_id.as_str()] {
+            match self.store.enqueue(fence, fire_id, t).await {
+                Ok(Enqueue::Queued) => {
+                    tracing::info!(fire = %fire_id, node = %t, "queued");
+                    return;
+                }
+                Ok(Enqueue::NotDispatching(state)) => {
+                    // The target accepted after all (an ambiguous timeout): nothing to do.
+                    tracing::debug!(fire = %fire_id, state = %state, "already handed over");
+                    return;
+                }
+                Ok(Enqueue::TargetDead) => continue,
+                Err(e) => {
+                    tracing::warn!(fire = %fire_id, error = %e, "cannot queue the fire; the takeover sweep will");
+                    return;
+                }
+            }
         }
-        // Claimed while the node began to drain: say so in the record instead of leaving it pending.
-        let mut lost = exec;
-        lost.state = ExecState::Lost;
-        lost.end_ms = Some(now_ms());
-        lost.set_error("node was shutting down when the fire was claimed");
-        if let Err(e) = self.store.finish_execution(&lost, true).await {
-            tracing::error!(job = %lost.job_id, fire = %lost.fire_id, error = %e, "cannot record lost fire");
+    }
+
+    /// Accepts a fire into this node's processing list and runs it. `epoch` None for manual fires.
+    async fn run_here(&self, job: Job, fire_id: &str, epoch: Option<u64>) {
+        let inc = self.membership.incarnation();
+        match self.store.accept(fire_id, epoch, &self.node_id, &inc).await {
+            Ok(Accept::Accepted) => {
+                if !self.worker.run_accepted(fire_id.to_string(), Some(job)) {
+                    tracing::info!(fire = %fire_id, "draining: the fire stays queued here for recovery");
+                }
+            }
+            Ok(other) => tracing::info!(fire = %fire_id, outcome = ?other, "not accepted here"),
+            Err(e) => tracing::warn!(fire = %fire_id, error = %e, "cannot accept the fire; the takeover sweep will"),
         }
+    }
+
+    /// A peer's SubmitTask: accept (compare-and-set, durable before the reply) and run.
+    pub async fn accept_submitted(&self, fire_id: &str, epoch: u64) -> Result<Accept> {
+        if !self.worker.accepting() {
+            return Err(Error::FailedPrecondition("node is shutting down".into()));
+        }
+        let inc = self.membership.incarnation();
+        let a = self.store.accept(fire_id, Some(epoch), &self.node_id, &inc).await?;
+        if a == Accept::Accepted {
+            self.worker.run_accepted(fire_id.to_string(), None);
+        }
+        Ok(a)
+    }
+
+    /// Master duties besides firing, every interval: move dead nodes' work, and hand fires left in
+    /// `dispatching` (their master died mid-dispatch) to a queue.
+    pub async fn sweep(&self, master: &Mastership) -> Result<()> {
+        let now = now_ms();
+        for fire_id in self.store.stuck_dispatching(now, BATCH).await? {
+            let target = self.least_loaded_target(now).await;
+            self.enqueue_somewhere(&master.lease, &fire_id, &target).await;
+        }
+        for dead in self.store.dead_nodes().await? {
+            if dead == self.node_id {
+                continue;
+            }
+            let (q, p) = self.store.node_lists(&dead).await?;
+            for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
+                for fire_id in entries {
+                    let target = self.least_loaded_target(now).await;
+                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id, &target).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At start, resolves what this node's earlier incarnations left in its own lists.
+    pub async fn adopt(&self) -> Result<()> {
+        let inc = self.membership.incarnation();
+        let (q, p) = self.store.node_lists(&self.node_id).await?;
+        for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
+            for fire_id in entries {
+                let fence = ReapFence::Own { incarnation: inc.clone() };
+                self.reap_one(fence, &self.node_id, list, &fire_id, &self.node_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn least_loaded_target(&self, now: i64) -> String {
+        match decide(false, Load { active: 1, max: 0, queue: u32::MAX }, 0.0, &self.peers(now).await) {
+            Decision::SendTo(p) => p.node_id,
+            Decision::RunHere => self.node_id.clone(),
+        }
+    }
+
+    async fn reap_one(&self, fence: ReapFence, dead: &str, list: NodeList, fire_id: &str, target: &str) -> Result<()> {
+        let job_id = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
+        let job = self.store.get_job(job_id).await?.and_then(|r| Job::new(r.spec).ok());
+        let rerun = job.as_ref().is_some_and(|j| j.spec.recovery == Recovery::Rerun);
+        let req = ReapRequest {
+            fence,
+            dead_node: dead.to_string(),
+            list,
+            fire_id: fire_id.to_string(),
+            target: target.to_string(),
+            rerun,
+            max_recoveries: self.routing.max_recoveries,
+            lock_ttl_ms: LOCK_TTL_MS,
+        };
+        let outcome = self.store.reap(&req).await?;
+        match &outcome {
+            Reap::Lost { job_id, sched_ms, exec_id } => {
+                let mut e = Execution::pending(job_id, fire_id.to_string(), *sched_ms, dead, 1);
+                if !exec_id.is_empty() {
+                    e.id = exec_id.clone();
+                }
+                if let Ok(Some(prev)) = self.store.get_execution(&e.id).await {
+                    e = prev;
+                }
+                e.state = ExecState::Lost;
+                e.end_ms = Some(now_ms());
+                e.set_error(format!("lost: node {dead} died while running it (recovery policy: lost)"));
+                self.store.finish_execution(&e, false).await?;
+                self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
+                tracing::warn!(fire = %fire_id, node = %dead, "fire lost with its node");
+            }
+            Reap::Moved | Reap::Rerun => {
+                tracing::info!(fire = %fire_id, from = %dead, to = %target, outcome = ?outcome, "recovered a dead node's fire");
+            }
+            _ => tracing::debug!(fire = %fire_id, outcome = ?outcome, "reap"),
+        }
+        Ok(())
     }
 }
 

@@ -67,6 +67,26 @@ impl Keys {
     pub fn epoch(&self) -> String {
         format!("{}:epoch", self.tag)
     }
+    /// String holding a node's live incarnation (PX node ttl); gone = the node is dead.
+    pub fn hb(&self, node_id: &str) -> String {
+        format!("{}:hb:{node_id}", self.tag)
+    }
+    /// List: fire ids waiting in a node's durable queue.
+    pub fn queue(&self, node_id: &str) -> String {
+        format!("{}:q:{node_id}", self.tag)
+    }
+    /// List: fire ids a node has taken (accepted or running); removed when the outcome is recorded.
+    pub fn processing(&self, node_id: &str) -> String {
+        format!("{}:p:{node_id}", self.tag)
+    }
+    /// Sorted set fire id -> dispatch deadline, for fires in `dispatching`.
+    pub fn inflight(&self) -> String {
+        format!("{}:inflight", self.tag)
+    }
+    /// List of poisoned queue entries, kept with the reason (never dropped).
+    pub fn dlq(&self) -> String {
+        format!("{}:dlq", self.tag)
+    }
     /// Pub/sub channel carrying execution changes (JSON) to watchers on every node.
     pub fn exec_channel(&self) -> String {
         format!("{}:chan:exec", self.tag)

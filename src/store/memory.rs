@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Claim, ClaimOutcome, ExecFilter, JobRecord, LeaseAcquire, LeaseHolder, NodeRecord, Store, TriggerOutcome,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
+    NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome,
     WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
@@ -23,6 +24,29 @@ pub struct MemoryStore {
     state: Mutex<State>,
     events: broadcast::Sender<Execution>,
     retention_ms: i64,
+    timing: super::FireTiming,
+    /// Wakes `pop` waiters when something is queued.
+    queued: tokio::sync::Notify,
+}
+
+/// The fire record (PROTOCOL.md §3.5): its state and owner; every hand-off compares and sets it.
+#[derive(Debug, Clone, Default)]
+struct FireRec {
+    state: String,
+    job: String,
+    sched: i64,
+    epoch: u64,
+    node: String,
+    inc: String,
+    next_exec: Option<String>,
+    exec: String,
+    deadline_ms: i64,
+    /// While `dispatching`: when the master's hand-off is overdue.
+    dispatch_deadline: i64,
+    attempts: u32,
+    recoveries: u32,
+    manual: bool,
+    expiry: i64,
 }
 
 #[derive(Default)]
@@ -30,8 +54,12 @@ struct State {
     jobs: BTreeMap<String, JobRecord>,
     /// (next_ms, job id) for unpaused jobs with a watermark.
     due: BTreeSet<(i64, String)>,
-    /// fire id -> expiry ms.
-    fires: HashMap<String, i64>,
+    fires: HashMap<String, FireRec>,
+    /// node -> (live incarnation, expiry ms).
+    hb: HashMap<String, (String, i64)>,
+    queues: HashMap<String, std::collections::VecDeque<String>>,
+    processing: HashMap<String, Vec<String>>,
+    dlq: Vec<String>,
     /// job id -> (owner fire id, expiry ms).
     locks: HashMap<String, (String, i64)>,
     /// execution id -> (record, expiry ms). Ids are UUIDv7, so the map is in creation order.
@@ -47,7 +75,34 @@ struct State {
 impl MemoryStore {
     pub fn new(retention_ms: u64) -> MemoryStore {
         let (events, _) = broadcast::channel(WATCH_BUFFER);
-        MemoryStore { state: Mutex::new(State::default()), events, retention_ms: retention_ms as i64 }
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            events,
+            retention_ms: retention_ms as i64,
+            timing: super::FireTiming::default(),
+            queued: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn with_fire_timing(mut self, timing: super::FireTiming) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    fn new_fire(&self, e: &Execution, state: &str, now: i64, manual: bool) -> FireRec {
+        FireRec {
+            state: state.to_string(),
+            job: e.job_id.clone(),
+            sched: e.scheduled_ms,
+            epoch: e.epoch,
+            next_exec: (state == "dispatching").then(|| e.id.clone()),
+            exec: e.id.clone(),
+            deadline_ms: e.scheduled_ms + self.timing.misfire_threshold_ms as i64,
+            dispatch_deadline: now + self.timing.dispatch_deadline_ms as i64,
+            manual,
+            expiry: now + self.retention_ms,
+            ..FireRec::default()
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
@@ -68,6 +123,16 @@ impl State {
         }
         if let Some(n) = new {
             self.due.insert((n, id.to_string()));
+        }
+    }
+
+    fn live(&self, node: &str, inc: &str, now: i64) -> bool {
+        self.hb.get(node).is_some_and(|(i, exp)| i == inc && *exp > now)
+    }
+
+    fn remove_processing(&mut self, node: &str, fire_id: &str) {
+        if let Some(p) = self.processing.get_mut(node) {
+            p.retain(|x| x != fire_id);
         }
     }
 
@@ -207,21 +272,22 @@ impl Store for MemoryStore {
                 st.set_due(&c.job_id, rec.next_ms, c.next_ms);
                 st.jobs.insert(c.job_id.clone(), new);
                 // A fire recorded before: the watermark moved on above, nothing else happens.
-                if st.fires.get(&c.exec.fire_id).is_some_and(|exp| *exp > now) {
+                if st.fires.get(&c.exec.fire_id).is_some_and(|f| f.expiry > now) {
                     out.push(ClaimOutcome::Duplicate);
                     continue;
                 }
-                st.fires.insert(c.exec.fire_id.clone(), now + self.retention_ms);
-                let (outcome, exec) = if c.exec.state == ExecState::Misfired {
-                    (ClaimOutcome::Misfired, c.exec.clone())
+                let (outcome, exec, fs) = if c.exec.state == ExecState::Misfired {
+                    (ClaimOutcome::Misfired, c.exec.clone(), "misfired")
                 } else if c.forbid && st.lock_held(&c.job_id, now) {
-                    (ClaimOutcome::Skipped, c.skipped_exec())
+                    (ClaimOutcome::Skipped, c.skipped_exec(), "skipped")
                 } else {
                     if c.forbid {
                         st.locks.insert(c.job_id.clone(), (c.exec.fire_id.clone(), now + c.lock_ttl_ms as i64));
                     }
-                    (ClaimOutcome::Claimed, c.exec.clone())
+                    (ClaimOutcome::Claimed, c.exec.clone(), "dispatching")
                 };
+                let fire = self.new_fire(&exec, fs, now, false);
+                st.fires.insert(c.exec.fire_id.clone(), fire);
                 st.insert_exec(&exec, self.retention_ms, now);
                 announce.push(exec);
                 out.push(outcome);
@@ -255,18 +321,21 @@ impl Store for MemoryStore {
                 }
                 st.idem.insert(idem, (exec.id.clone(), now + self.retention_ms));
             }
-            st.fires.insert(exec.fire_id.clone(), now + self.retention_ms);
             if forbid && st.lock_held(&exec.job_id, now) {
                 let mut e = exec.clone();
                 e.state = ExecState::Skipped;
                 e.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
                 st.insert_exec(&e, self.retention_ms, now);
+                let fire = self.new_fire(&e, "skipped", now, true);
+                st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Skipped(e)
             } else {
                 if forbid {
                     st.locks.insert(exec.job_id.clone(), (exec.fire_id.clone(), now + lock_ttl_ms as i64));
                 }
                 st.insert_exec(exec, self.retention_ms, now);
+                let fire = self.new_fire(exec, "dispatching", now, true);
+                st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Created(exec.clone())
             }
         };
@@ -350,7 +419,7 @@ impl Store for MemoryStore {
         let mut st = self.lock()?;
         let before = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
         st.execs.retain(|_, (_, exp)| *exp > now);
-        st.fires.retain(|_, exp| *exp > now);
+        st.fires.retain(|_, f| f.expiry > now);
         st.idem.retain(|_, (_, exp)| *exp > now);
         st.locks.retain(|_, (_, exp)| *exp > now);
         let after = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
@@ -399,10 +468,282 @@ impl Store for MemoryStore {
         Ok(st.lease_value(now_ms()).and_then(LeaseHolder::parse))
     }
 
-    async fn heartbeat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<()> {
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
         let mut st = self.lock()?;
+        let now = now_ms();
+        if let Some((inc, exp)) = st.hb.get(&node.node_id) {
+            if *exp > now && *inc != node.incarnation {
+                return Ok(Register::InUse(inc.clone()));
+            }
+        }
+        st.hb.insert(node.node_id.clone(), (node.incarnation.clone(), now + ttl_ms as i64));
         st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms + ttl_ms as i64));
+        Ok(Register::Registered)
+    }
+
+    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        let epoch = st.epoch;
+        match st.hb.get_mut(&node.node_id) {
+            Some((inc, exp)) if *inc == node.incarnation && *exp > now => *exp = now + ttl_ms as i64,
+            _ => return Ok(Beat::Revoked { epoch }),
+        }
+        st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms + ttl_ms as i64));
+        Ok(Beat::Alive { epoch })
+    }
+
+    async fn deregister(&self, node: &NodeRecord) -> Result<()> {
+        let mut st = self.lock()?;
+        if st.hb.get(&node.node_id).is_some_and(|(inc, _)| *inc == node.incarnation) {
+            st.hb.remove(&node.node_id);
+        }
+        st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms));
         Ok(())
+    }
+
+    async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, inc: &str) -> Result<Accept> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if !st.live(node, inc, now) {
+            return Ok(Accept::NotLive);
+        }
+        if epoch.is_some_and(|e| e != st.epoch) {
+            return Ok(Accept::StaleEpoch);
+        }
+        let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Accept::Unknown) };
+        match f.state.as_str() {
+            "accepted" | "running" if f.node == node => return Ok(Accept::Already),
+            "dispatching" => {}
+            _ => return Ok(Accept::Taken),
+        }
+        f.state = "accepted".into();
+        f.node = node.to_string();
+        f.inc = inc.to_string();
+        st.processing.entry(node.to_string()).or_default().insert(0, fire_id.to_string());
+        Ok(Accept::Accepted)
+    }
+
+    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue> {
+        {
+            let mut st = self.lock()?;
+            let now = now_ms();
+            if st.lease_value(now) != Some(fence) {
+                return Err(Error::Fenced(format!("lease {fence} is no longer held")));
+            }
+            if st.hb.get(target).is_none_or(|(_, exp)| *exp <= now) {
+                return Ok(Enqueue::TargetDead);
+            }
+            let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Enqueue::NotDispatching("unknown".into())) };
+            if f.state != "dispatching" {
+                return Ok(Enqueue::NotDispatching(f.state.clone()));
+            }
+            f.state = "queued".into();
+            f.node = target.to_string();
+            st.queues.entry(target.to_string()).or_default().push_front(fire_id.to_string());
+        }
+        self.queued.notify_waiters();
+        Ok(Enqueue::Queued)
+    }
+
+    async fn pop(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.queued.notified();
+            {
+                let mut st = self.lock()?;
+                if let Some(f) = st.queues.get_mut(node).and_then(|q| q.pop_back()) {
+                    st.processing.entry(node.to_string()).or_default().insert(0, f.clone());
+                    return Ok(Some(f));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh: &str) -> Result<Start> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if !st.live(node, inc, now) {
+            return Ok(Start::NotLive);
+        }
+        let Some(f) = st.fires.get(fire_id).cloned() else {
+            st.remove_processing(node, fire_id);
+            st.dlq.push(fire_id.to_string());
+            return Ok(Start::Poison);
+        };
+        if f.state == "running" && f.node == node && f.inc == inc {
+            return Ok(Start::Already);
+        }
+        if !(f.state == "queued" || f.state == "accepted") || f.node != node {
+            st.remove_processing(node, fire_id);
+            return Ok(Start::NotMine(f.state));
+        }
+        let exec = f.next_exec.clone().unwrap_or_else(|| fresh.to_string());
+        if now > f.deadline_ms {
+            st.remove_processing(node, fire_id);
+            if let Some(f) = st.fires.get_mut(fire_id) {
+                f.state = "misfired".into();
+                f.next_exec = None;
+            }
+            return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: exec });
+        }
+        let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Start::Poison) };
+        f.state = "running".into();
+        f.exec = exec.clone();
+        f.inc = inc.to_string();
+        f.next_exec = None;
+        f.attempts += 1;
+        Ok(Start::Run(StartedFire {
+            exec_id: exec,
+            attempt: f.attempts,
+            job_id: f.job.clone(),
+            sched_ms: f.sched,
+            epoch: f.epoch,
+            manual: f.manual,
+        }))
+    }
+
+    async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
+        let (result, recorded) = {
+            let mut st = self.lock()?;
+            let now = now_ms();
+            st.remove_processing(node, &exec.fire_id);
+            let owns =
+                st.fires.get(&exec.fire_id).is_some_and(|f| f.state == "running" && f.node == node && f.inc == inc);
+            let mut rec = exec.clone();
+            if owns {
+                if let Some(f) = st.fires.get_mut(&exec.fire_id) {
+                    f.state = exec.state.as_str().to_string();
+                    f.exec = exec.id.clone();
+                }
+                if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
+                    st.locks.remove(&exec.job_id);
+                }
+            } else {
+                rec.state = ExecState::Superseded;
+                rec.set_error(format!(
+                    "superseded: this node's incarnation no longer owned the fire when it finished ({}: {})",
+                    exec.state.as_str(),
+                    exec.error
+                ));
+            }
+            st.insert_exec(&rec, self.retention_ms, now);
+            (if owns { Finish::Recorded } else { Finish::Superseded }, rec)
+        };
+        self.announce(&recorded);
+        Ok(result)
+    }
+
+    async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let st = self.lock()?;
+        let q = st.queues.get(node).map(|q| q.iter().cloned().collect()).unwrap_or_default();
+        let p = st.processing.get(node).cloned().unwrap_or_default();
+        Ok((q, p))
+    }
+
+    async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
+        let out = {
+            let mut st = self.lock()?;
+            let now = now_ms();
+            let own_inc = match &r.fence {
+                ReapFence::Lease(v) => {
+                    if st.lease_value(now) != Some(v.as_str()) {
+                        return Ok(Reap::Fenced);
+                    }
+                    if st.hb.get(&r.dead_node).is_some_and(|(_, exp)| *exp > now) {
+                        return Ok(Reap::Alive);
+                    }
+                    None
+                }
+                ReapFence::Own { incarnation } => {
+                    if !st.live(&r.target, incarnation, now) {
+                        return Ok(Reap::Fenced);
+                    }
+                    Some(incarnation.clone())
+                }
+            };
+            let removed = match r.list {
+                NodeList::Queue => st.queues.get_mut(&r.dead_node).and_then(|q| {
+                    let i = q.iter().position(|x| *x == r.fire_id)?;
+                    q.remove(i)
+                }),
+                NodeList::Processing => st.processing.get_mut(&r.dead_node).and_then(|p| {
+                    let i = p.iter().position(|x| *x == r.fire_id)?;
+                    Some(p.remove(i))
+                }),
+            };
+            if removed.is_none() {
+                return Ok(Reap::Gone);
+            }
+            let Some(f) = st.fires.get(&r.fire_id).cloned() else { return Ok(Reap::Dropped("unknown".into())) };
+            if f.node != r.dead_node {
+                return Ok(Reap::StaleCopy);
+            }
+            if own_inc.as_deref() == Some(f.inc.as_str()) {
+                st.processing.entry(r.dead_node.clone()).or_default().push(r.fire_id.clone());
+                return Ok(Reap::Alive);
+            }
+            let job_lock = st.locks.get(&f.job).is_some_and(|(o, _)| *o == r.fire_id);
+            let threshold = self.timing.misfire_threshold_ms as i64;
+            let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
+            let out = match f.state.as_str() {
+                "queued" | "accepted" => {
+                    fm.state = "queued".into();
+                    fm.node = r.target.clone();
+                    Reap::Moved
+                }
+                "running" => {
+                    fm.recoveries += 1;
+                    if r.rerun && fm.recoveries <= r.max_recoveries {
+                        fm.state = "queued".into();
+                        fm.node = r.target.clone();
+                        fm.deadline_ms = now + threshold;
+                        Reap::Rerun
+                    } else {
+                        fm.state = "lost".into();
+                        Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
+                    }
+                }
+                other => Reap::Dropped(other.to_string()),
+            };
+            match &out {
+                Reap::Moved | Reap::Rerun => {
+                    st.queues.entry(r.target.clone()).or_default().push_front(r.fire_id.clone());
+                    if job_lock {
+                        st.locks.insert(f.job.clone(), (r.fire_id.clone(), now + r.lock_ttl_ms as i64));
+                    }
+                }
+                Reap::Lost { .. } if job_lock => {
+                    st.locks.remove(&f.job);
+                }
+                _ => {}
+            }
+            out
+        };
+        if matches!(out, Reap::Moved | Reap::Rerun) {
+            self.queued.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn stuck_dispatching(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let st = self.lock()?;
+        Ok(st
+            .fires
+            .iter()
+            .filter(|(_, f)| f.state == "dispatching" && f.dispatch_deadline <= now)
+            .map(|(id, _)| id.clone())
+            .take(limit)
+            .collect())
+    }
+
+    async fn dead_nodes(&self) -> Result<Vec<String>> {
+        let st = self.lock()?;
+        let now = now_ms();
+        Ok(st.nodes.keys().filter(|n| st.hb.get(*n).is_none_or(|(_, exp)| *exp <= now)).cloned().collect())
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {

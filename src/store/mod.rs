@@ -129,6 +129,134 @@ pub enum LeaseAcquire {
     Held(Option<LeaseHolder>),
 }
 
+/// A node's registration of one incarnation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Register {
+    Registered,
+    /// Another live process holds this node id (with this incarnation).
+    InUse(String),
+}
+
+/// Result of a heartbeat, with the highest epoch issued so far (so nodes learn of new masters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    Alive {
+        epoch: u64,
+    },
+    /// This incarnation expired (or was replaced): it can never beat again; register anew.
+    Revoked {
+        epoch: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accept {
+    /// Taken: it is in this node's processing list.
+    Accepted,
+    /// This node had already taken it (a retried SubmitTask).
+    Already,
+    /// Another node has it, or it is past dispatching.
+    Taken,
+    /// The sender's epoch is not the current one: a newer master exists.
+    StaleEpoch,
+    /// This node's incarnation is not live (it was reaped).
+    NotLive,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueue {
+    Queued,
+    TargetDead,
+    /// The fire left `dispatching` in the meantime (e.g. the target accepted it): nothing to do.
+    NotDispatching(String),
+}
+
+/// What `start` found for a fire taken from this node's processing list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    Run(StartedFire),
+    /// Already running here (a repeated start).
+    Already,
+    NotLive,
+    /// The entry names no fire: moved to the dead-letter list.
+    Poison,
+    /// A stale copy of a fire that lives elsewhere (or has ended): removed.
+    NotMine(String),
+    /// It waited past its start deadline: recorded by the caller as misfired.
+    Misfired {
+        job_id: String,
+        sched_ms: i64,
+        exec_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedFire {
+    pub exec_id: String,
+    pub attempt: u32,
+    pub job_id: String,
+    pub sched_ms: i64,
+    pub epoch: u64,
+    pub manual: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Recorded,
+    /// This incarnation no longer owned the fire: the result is kept as evidence only.
+    Superseded,
+}
+
+/// Which of a node's lists an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeList {
+    Queue,
+    Processing,
+}
+
+/// How a reap is fenced: by the master's lease, or by this node's own live incarnation (adopting
+/// what its earlier incarnations left).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReapFence {
+    Lease(String),
+    Own { incarnation: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReapRequest {
+    pub fence: ReapFence,
+    pub dead_node: String,
+    pub list: NodeList,
+    pub fire_id: String,
+    pub target: String,
+    pub rerun: bool,
+    pub max_recoveries: u32,
+    pub lock_ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reap {
+    Fenced,
+    /// The node is alive after all (or the entry is its current incarnation's): left alone.
+    Alive,
+    /// Someone else handled the entry.
+    Gone,
+    StaleCopy,
+    /// A never-started fire moved to the target's queue.
+    Moved,
+    /// A fire that was running is queued on the target to run again.
+    Rerun,
+    /// A fire that was running is lost (recovery 'lost' or too many recoveries): record and alert.
+    Lost {
+        job_id: String,
+        sched_ms: i64,
+        exec_id: String,
+    },
+    /// A finished fire's leftover entry: cleaned up.
+    Dropped(String),
+}
+
 /// Which executions to list.
 #[derive(Debug, Clone, Default)]
 pub struct ExecFilter {
@@ -203,7 +331,8 @@ pub trait Store: Send + Sync + 'static {
     /// caller's lease value: when it is no longer the stored lease, nothing is claimed and the
     /// answer is `Error::Fenced`.
     async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
-    /// Makes a manual fire of `exec.job_id`, deduplicated by `idempotency_key` when given.
+    /// Makes a manual fire of `exec.job_id` (in `dispatching`, like a claimed fire), deduplicated
+    /// by `idempotency_key` when given.
     async fn trigger(
         &self,
         exec: &Execution,
@@ -211,6 +340,26 @@ pub trait Store: Send + Sync + 'static {
         forbid: bool,
         lock_ttl_ms: u64,
     ) -> Result<TriggerOutcome>;
+
+    /// Takes a dispatching fire into `node`'s processing list (compare-and-set). `epoch` None skips
+    /// the epoch check (a node accepting its own manual fire).
+    async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, incarnation: &str) -> Result<Accept>;
+    /// Master only (fenced): moves a dispatching fire into `target`'s durable queue.
+    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue>;
+    /// Moves the next entry of `node`'s queue into its processing list, waiting up to `wait`.
+    async fn pop(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>>;
+    /// Starts a fire from `node`'s processing list (compare-and-set to running).
+    async fn start(&self, fire_id: &str, node: &str, incarnation: &str, fresh_exec_id: &str) -> Result<Start>;
+    /// Records the final outcome of a running fire and acks it (see `Finish`).
+    async fn finish(&self, exec: &Execution, node: &str, incarnation: &str) -> Result<Finish>;
+    /// The entries of a node's queue and processing list.
+    async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)>;
+    /// Resolves one entry of a dead node's (or this node's earlier incarnations') lists.
+    async fn reap(&self, r: &ReapRequest) -> Result<Reap>;
+    /// Fires still `dispatching` past their dispatch deadline (their master died mid-dispatch).
+    async fn stuck_dispatching(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
+    /// Node ids whose incarnation is not live (heartbeat expired) but which are still registered.
+    async fn dead_nodes(&self) -> Result<Vec<String>>;
 
     /// Writes a new execution record (a retry attempt).
     async fn create_execution(&self, exec: &Execution) -> Result<()>;
@@ -239,9 +388,28 @@ pub trait Store: Send + Sync + 'static {
     /// The current holder, if any.
     async fn lease(&self) -> Result<Option<LeaseHolder>>;
 
-    /// Publishes this node's record; it is considered dead `ttl_ms` after its last beat.
-    async fn heartbeat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<()>;
+    /// Registers an incarnation of `node` (refused while another live incarnation holds the id).
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register>;
+    /// Extends a live incarnation and publishes the node's record.
+    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat>;
+    /// Removes a node's registration at once (graceful shutdown, after its lists are empty).
+    async fn deregister(&self, node: &NodeRecord) -> Result<()>;
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+}
+
+/// Timing written into fire records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FireTiming {
+    /// A fire not started this long after its scheduled instant is a misfire.
+    pub misfire_threshold_ms: u64,
+    /// A fire left in `dispatching` this long (its master died mid-dispatch) is swept to a queue.
+    pub dispatch_deadline_ms: u64,
+}
+
+impl Default for FireTiming {
+    fn default() -> Self {
+        FireTiming { misfire_threshold_ms: 60_000, dispatch_deadline_ms: 2_000 }
+    }
 }
 
 /// How many change events a slow watcher may lag behind before it misses some (it is told).

@@ -18,8 +18,9 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    Claim, ClaimOutcome, ExecFilter, JobRecord, LeaseAcquire, LeaseHolder, NodeRecord, Store, TriggerOutcome,
-    WatermarkWrite, WATCH_BUFFER,
+    Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder, NodeList,
+    NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite,
+    WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -33,6 +34,13 @@ static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("
 static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_acquire.lua")));
 static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_renew.lua")));
 static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_release.lua")));
+static REGISTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/register.lua")));
+static BEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/beat.lua")));
+static ACCEPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/accept.lua")));
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
+static START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/start.lua")));
+static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
+static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew_lock.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
@@ -46,8 +54,12 @@ const NODE_RECORD_KEEP_MS: u64 = 10 * 60 * 1000;
 
 pub struct RedisStore {
     conn: ConnectionManager,
+    /// For BLMOVE only: a blocking command must not hold up the shared multiplexed connection.
+    blocking: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    client: redis::Client,
     keys: Keys,
     retention_ms: u64,
+    timing: super::FireTiming,
     events: broadcast::Sender<Execution>,
     relay: JoinHandle<()>,
 }
@@ -71,8 +83,23 @@ impl RedisStore {
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)?;
         let keys = Keys::new(prefix, cluster);
         let (events, _) = broadcast::channel(WATCH_BUFFER);
-        let relay = tokio::spawn(relay_changes(client, keys.exec_channel(), events.clone()));
-        Ok(RedisStore { conn, keys, retention_ms, events, relay })
+        let relay = tokio::spawn(relay_changes(client.clone(), keys.exec_channel(), events.clone()));
+        Ok(RedisStore {
+            conn,
+            blocking: tokio::sync::Mutex::new(None),
+            client,
+            keys,
+            retention_ms,
+            timing: super::FireTiming::default(),
+            events,
+            relay,
+        })
+    }
+
+    /// Sets the misfire threshold and dispatch deadline written into fire records.
+    pub fn with_fire_timing(mut self, timing: super::FireTiming) -> Self {
+        self.timing = timing;
+        self
     }
 
     pub fn keys(&self) -> &Keys {
@@ -249,9 +276,15 @@ impl Store for RedisStore {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
+        let epoch = LeaseHolder::parse(fence).map(|h| h.epoch).unwrap_or(0);
         let mut inv = CLAIM.key(self.keys.due());
-        inv.key(self.keys.execs()).key(self.keys.lease());
-        inv.arg(self.retention_ms).arg(self.keys.exec_channel()).arg(fence);
+        inv.key(self.keys.execs()).key(self.keys.lease()).key(self.keys.inflight());
+        inv.arg(self.retention_ms)
+            .arg(self.keys.exec_channel())
+            .arg(fence)
+            .arg(epoch)
+            .arg(self.timing.dispatch_deadline_ms)
+            .arg(self.timing.misfire_threshold_ms);
         for c in claims {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
@@ -307,6 +340,7 @@ impl Store for RedisStore {
             .key(self.keys.execs())
             .key(self.keys.job_execs(&exec.job_id))
             .key(self.keys.idem(&exec.job_id, key.unwrap_or("")))
+            .key(self.keys.inflight())
             .arg(self.retention_ms)
             .arg(self.keys.exec_channel())
             .arg(&exec.id)
@@ -317,6 +351,11 @@ impl Store for RedisStore {
             .arg(if key.is_some() { "1" } else { "0" })
             .arg(&exec.fire_id)
             .arg(self.keys.exec(""))
+            .arg(exec.scheduled_ms)
+            .arg(exec.epoch)
+            .arg(exec.scheduled_ms + self.timing.misfire_threshold_ms as i64)
+            .arg(super::now_ms() + self.timing.dispatch_deadline_ms as i64)
+            .arg(&exec.job_id)
             .invoke_async(&mut self.conn())
             .await?;
         match (r.first().map(String::as_str), r.get(1)) {
@@ -461,17 +500,284 @@ impl Store for RedisStore {
         Ok(v.and_then(|v| LeaseHolder::parse(&v)))
     }
 
-    async fn heartbeat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<()> {
-        let json = encode(node)?;
-        let _: () = redis::pipe()
-            .atomic()
-            .sadd(self.keys.nodes(), &node.node_id)
-            .ignore()
-            .pset_ex(self.keys.node(&node.node_id), json, ttl_ms + NODE_RECORD_KEEP_MS)
-            .ignore()
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
+        let r: Vec<String> = REGISTER
+            .key(self.keys.hb(&node.node_id))
+            .key(self.keys.nodes())
+            .key(self.keys.node(&node.node_id))
+            .arg(&node.node_id)
+            .arg(&node.incarnation)
+            .arg(ttl_ms.max(1))
+            .arg(encode(node)?)
+            .arg(ttl_ms + NODE_RECORD_KEEP_MS)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match (r.first().map(String::as_str), r.get(1)) {
+            (Some("OK"), _) => Ok(Register::Registered),
+            (Some("ID_IN_USE"), other) => Ok(Register::InUse(other.cloned().unwrap_or_default())),
+            _ => Err(unexpected("register", &r)),
+        }
+    }
+
+    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat> {
+        let r: Vec<String> = BEAT
+            .key(self.keys.hb(&node.node_id))
+            .key(self.keys.node(&node.node_id))
+            .key(self.keys.nodes())
+            .key(self.keys.epoch())
+            .arg(&node.incarnation)
+            .arg(ttl_ms.max(1))
+            .arg(encode(node)?)
+            .arg(ttl_ms + NODE_RECORD_KEEP_MS)
+            .arg(&node.node_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let epoch = r.get(1).and_then(|e| e.parse().ok()).unwrap_or(0);
+        match r.first().map(String::as_str) {
+            Some("OK") => Ok(Beat::Alive { epoch }),
+            Some("REVOKED") => Ok(Beat::Revoked { epoch }),
+            _ => Err(unexpected("beat", &r)),
+        }
+    }
+
+    async fn deregister(&self, node: &NodeRecord) -> Result<()> {
+        let hb = self.keys.hb(&node.node_id);
+        let cur: Option<String> = self.conn().get(&hb).await?;
+        if cur.as_deref() == Some(node.incarnation.as_str()) {
+            let _: i64 = self.conn().del(&hb).await?;
+        }
+        let _: () = self.conn().pset_ex(self.keys.node(&node.node_id), encode(node)?, NODE_RECORD_KEEP_MS).await?;
+        Ok(())
+    }
+
+    async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, inc: &str) -> Result<Accept> {
+        // Without an epoch to check, compare the counter with itself (its current value).
+        let epoch_arg = match epoch {
+            Some(e) => e.to_string(),
+            None => {
+                let cur: Option<String> = self.conn().get(self.keys.epoch()).await?;
+                cur.unwrap_or_else(|| "0".into())
+            }
+        };
+        let r: String = ACCEPT
+            .key(self.keys.epoch())
+            .key(self.keys.fire(fire_id))
+            .key(self.keys.processing(node))
+            .key(self.keys.inflight())
+            .key(self.keys.hb(node))
+            .arg(fire_id)
+            .arg(epoch_arg)
+            .arg(node)
+            .arg(inc)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(match r.as_str() {
+            "OK" => Accept::Accepted,
+            "ALREADY" => Accept::Already,
+            "TAKEN" => Accept::Taken,
+            "STALE_EPOCH" => Accept::StaleEpoch,
+            "NOT_LIVE" => Accept::NotLive,
+            _ => Accept::Unknown,
+        })
+    }
+
+    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue> {
+        let r: String = ENQUEUE
+            .key(self.keys.lease())
+            .key(self.keys.fire(fire_id))
+            .key(self.keys.queue(target))
+            .key(self.keys.inflight())
+            .key(self.keys.hb(target))
+            .arg(fence)
+            .arg(fire_id)
+            .arg(target)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match r.as_str() {
+            "OK" => Ok(Enqueue::Queued),
+            "FENCED" => Err(Error::Fenced(format!("lease {fence} is no longer held"))),
+            "TARGET_DEAD" => Ok(Enqueue::TargetDead),
+            other => Ok(Enqueue::NotDispatching(other.to_string())),
+        }
+    }
+
+    async fn pop(&self, node: &str, wait: Duration) -> Result<Option<String>> {
+        let mut slot = self.blocking.lock().await;
+        if slot.is_none() {
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(wait + RESPONSE_TIMEOUT))
+                .set_connection_timeout(Some(RESPONSE_TIMEOUT));
+            *slot = Some(self.client.get_multiplexed_async_connection_with_config(&cfg).await?);
+        }
+        let Some(conn) = slot.as_mut() else { return Ok(None) };
+        let r: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")
+            .arg(self.keys.queue(node))
+            .arg(self.keys.processing(node))
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(wait.as_secs_f64())
+            .query_async(conn)
+            .await;
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                // A broken blocking connection is rebuilt next time. If the move happened but the
+                // reply was lost, the entry sits in our processing list and `adopt` finds it.
+                *slot = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh_exec_id: &str) -> Result<Start> {
+        let r: Vec<String> = START
+            .key(self.keys.fire(fire_id))
+            .key(self.keys.processing(node))
+            .key(self.keys.hb(node))
+            .key(self.keys.dlq())
+            .arg(fire_id)
+            .arg(node)
+            .arg(inc)
+            .arg(fresh_exec_id)
+            .arg(super::now_ms())
+            .invoke_async(&mut self.conn())
+            .await?;
+        let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        Ok(match r.first().map(String::as_str) {
+            Some("OK") if r.len() == 7 => Start::Run(StartedFire {
+                exec_id: r[1].clone(),
+                attempt: num(2) as u32,
+                job_id: r[3].clone(),
+                sched_ms: num(4),
+                epoch: num(5) as u64,
+                manual: r[6] == "1",
+            }),
+            Some("ALREADY") => Start::Already,
+            Some("NOT_LIVE") => Start::NotLive,
+            Some("POISON") => Start::Poison,
+            Some("NOT_MINE") => Start::NotMine(r.get(1).cloned().unwrap_or_default()),
+            Some("MISFIRED") if r.len() == 4 => {
+                Start::Misfired { job_id: r[1].clone(), sched_ms: num(2), exec_id: r[3].clone() }
+            }
+            _ => return Err(unexpected("start", &r)),
+        })
+    }
+
+    async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
+        let mut superseded = exec.clone();
+        superseded.state = ExecState::Superseded;
+        superseded.set_error(format!(
+            "superseded: this node's incarnation no longer owned the fire when it finished ({}: {})",
+            exec.state.as_str(),
+            exec.error
+        ));
+        let r: String = FINISH
+            .key(self.keys.exec(&exec.id))
+            .key(self.keys.execs())
+            .key(self.keys.job_execs(&exec.job_id))
+            .key(self.keys.lock(&exec.job_id))
+            .key(self.keys.fire(&exec.fire_id))
+            .key(self.keys.processing(node))
+            .arg(&exec.id)
+            .arg(encode(exec)?)
+            .arg(self.retention_ms)
+            .arg(self.keys.exec_channel())
+            .arg(&exec.fire_id)
+            .arg(uuid_v7_prefix(super::now_ms() - self.retention_ms as i64))
+            .arg(node)
+            .arg(inc)
+            .arg(exec.state.as_str())
+            .arg(encode(&superseded)?)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(if r == "SUPERSEDED" { Finish::Superseded } else { Finish::Recorded })
+    }
+
+    async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let (q, p): (Vec<String>, Vec<String>) = redis::pipe()
+            .lrange(self.keys.queue(node), 0, -1)
+            .lrange(self.keys.processing(node), 0, -1)
             .query_async(&mut self.conn())
             .await?;
-        Ok(())
+        Ok((q, p))
+    }
+
+    async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
+        let (fence_key, fence, inc) = match &r.fence {
+            ReapFence::Lease(v) => (self.keys.lease(), v.clone(), String::new()),
+            ReapFence::Own { incarnation } => (self.keys.hb(&r.target), incarnation.clone(), incarnation.clone()),
+        };
+        let list = match r.list {
+            NodeList::Queue => self.keys.queue(&r.dead_node),
+            NodeList::Processing => self.keys.processing(&r.dead_node),
+        };
+        let job = r.fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(&r.fire_id);
+        let v: redis::Value = REAP
+            .key(fence_key)
+            .key(self.keys.hb(&r.dead_node))
+            .key(list)
+            .key(self.keys.fire(&r.fire_id))
+            .key(self.keys.queue(&r.target))
+            .key(self.keys.lock(job))
+            .arg(fence)
+            .arg(&r.fire_id)
+            .arg(if r.rerun { "rerun" } else { "lost" })
+            .arg(r.max_recoveries)
+            .arg(r.lock_ttl_ms.max(1))
+            .arg(&r.target)
+            .arg(&r.dead_node)
+            .arg(self.timing.misfire_threshold_ms)
+            .arg(inc)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let reply: Vec<String> = match v {
+            redis::Value::Array(items) => {
+                items.iter().map(|i| redis::from_redis_value_ref(i).unwrap_or_default()).collect()
+            }
+            other => vec![redis::from_redis_value_ref(&other).unwrap_or_default()],
+        };
+        Ok(match reply.first().map(String::as_str) {
+            Some("FENCED") => Reap::Fenced,
+            Some("ALIVE") => Reap::Alive,
+            Some("GONE") => Reap::Gone,
+            Some("STALE_COPY") => Reap::StaleCopy,
+            Some("MOVED") => Reap::Moved,
+            Some("RERUN") => Reap::Rerun,
+            Some("LOST") if reply.len() == 4 => Reap::Lost {
+                job_id: reply[1].clone(),
+                sched_ms: reply[2].parse().unwrap_or(0),
+                exec_id: reply[3].clone(),
+            },
+            Some(other) => Reap::Dropped(other.trim_start_matches("DROPPED_").to_string()),
+            None => return Err(unexpected("reap", &reply)),
+        })
+    }
+
+    async fn stuck_dispatching(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let v: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.inflight())
+            .arg("-inf")
+            .arg(now)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(v)
+    }
+
+    async fn dead_nodes(&self) -> Result<Vec<String>> {
+        let ids: Vec<String> = self.conn().smembers(self.keys.nodes()).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.exists(self.keys.hb(id));
+        }
+        let alive: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
+        Ok(ids.into_iter().zip(alive).filter(|(_, a)| !a).map(|(id, _)| id).collect())
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {

@@ -17,17 +17,22 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::alert::{Alert, Alerts};
-use crate::execution::{truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
+use crate::cluster::membership::Membership;
+use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job};
-use crate::store::{now_ms, Load, Store};
+use crate::store::{now_ms, Finish, Load, Start, Store};
 use handlers::{FireContext, Registry};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
 /// frees itself within this time.
 pub const LOCK_TTL_MS: u64 = 30_000;
 
+/// How long one wait on the durable queue lasts before the drain loop looks around again.
+const POP_WAIT: Duration = Duration::from_secs(1);
+
 pub struct Worker {
     store: Arc<dyn Store>,
+    membership: Arc<Membership>,
     registry: Registry,
     node_id: String,
     cluster: String,
@@ -45,6 +50,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         store: Arc<dyn Store>,
+        membership: Arc<Membership>,
         registry: Registry,
         node_id: &str,
         cluster: &str,
@@ -54,6 +60,7 @@ impl Worker {
         let max = max.max(1);
         Worker {
             store,
+            membership,
             registry,
             node_id: node_id.to_string(),
             cluster: cluster.to_string(),
@@ -72,6 +79,14 @@ impl Worker {
         Load { active: self.active.load(Ordering::Relaxed), max: self.max, queue: self.waiting.load(Ordering::Relaxed) }
     }
 
+    pub fn alerts(&self) -> &Alerts {
+        &self.alerts
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -80,27 +95,104 @@ impl Worker {
         self.accepting.load(Ordering::Relaxed)
     }
 
-    /// Runs `exec` (a recorded, pending execution of `job`) when a worker is free. Returns false
-    /// when the node is draining: the caller must not consider the fire taken.
-    pub fn submit(self: &Arc<Self>, job: Job, exec: Execution) -> bool {
+    /// Runs a fire this node has accepted (it is in this node's processing list) when a worker is
+    /// free. `job` saves a store read when the caller has it. False when the node is draining (the
+    /// fire stays in the processing list, and is reaped or adopted).
+    pub fn run_accepted(self: &Arc<Self>, fire_id: String, job: Option<Job>) -> bool {
         if !self.accepting() {
             return false;
         }
         let me = Arc::clone(self);
-        let span = tracing::info_span!("fire", job = %exec.job_id, fire = %exec.fire_id, node = %self.node_id);
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.tracker.spawn(
-            async move {
-                let permit = Arc::clone(&me.permits).acquire_owned().await;
-                me.waiting.fetch_sub(1, Ordering::Relaxed);
-                let Ok(_permit) = permit else { return };
-                me.active.fetch_add(1, Ordering::Relaxed);
-                me.run_fire(job, exec).await;
-                me.active.fetch_sub(1, Ordering::Relaxed);
-            }
-            .instrument(span),
-        );
+        self.tracker.spawn(async move {
+            let permit = Arc::clone(&me.permits).acquire_owned().await;
+            me.waiting.fetch_sub(1, Ordering::Relaxed);
+            let Ok(permit) = permit else { return };
+            me.execute(fire_id, job, permit).await;
+        });
         true
+    }
+
+    /// Drains this node's durable queue until `cancel`: takes an entry only when a worker is free, so
+    /// waiting fires stay visible in the queue (and movable) rather than in this process.
+    pub async fn drain_queue(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let permit = tokio::select! {
+                _ = cancel.cancelled() => return,
+                p = Arc::clone(&self.permits).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let popped = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.store.pop(&self.node_id, POP_WAIT) => r,
+            };
+            match popped {
+                Ok(Some(fire_id)) => {
+                    if !self.accepting() {
+                        // Taken while draining: it stays in our processing list for adoption/reaping.
+                        return;
+                    }
+                    let me = Arc::clone(&self);
+                    self.tracker.spawn(async move { me.execute(fire_id, None, permit).await });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "queue: cannot pop; retrying");
+                    tokio::time::sleep(POP_WAIT).await;
+                }
+            }
+        }
+    }
+
+    /// Starts a fire from the processing list (compare-and-set in the store) and runs it.
+    async fn execute(&self, fire_id: String, job: Option<Job>, _permit: tokio::sync::OwnedSemaphorePermit) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        let inc = self.membership.incarnation();
+        let span = tracing::info_span!("fire", fire = %fire_id, node = %self.node_id);
+        async {
+            match self.store.start(&fire_id, &self.node_id, &inc, &new_execution_id()).await {
+                Ok(Start::Run(sf)) => {
+                    let job = match job {
+                        Some(j) => Ok(j),
+                        None => match self.store.get_job(&sf.job_id).await {
+                            Ok(Some(rec)) => Job::new(rec.spec),
+                            Ok(None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
+                            Err(e) => Err(e),
+                        },
+                    };
+                    let mut exec =
+                        Execution::pending(&sf.job_id, fire_id.clone(), sf.sched_ms, &self.node_id, sf.attempt);
+                    exec.id = sf.exec_id;
+                    exec.epoch = sf.epoch;
+                    exec.manual = sf.manual;
+                    match job {
+                        Ok(job) => self.run_fire(job, exec, &inc).await,
+                        Err(e) => {
+                            exec.state = ExecState::Failed;
+                            exec.end_ms = Some(now_ms());
+                            exec.set_error(format!("cannot run: {e}"));
+                            let _ = self.record_final(&exec, &inc).await;
+                        }
+                    }
+                }
+                Ok(Start::Misfired { job_id, sched_ms, exec_id }) => {
+                    let mut exec = Execution::pending(&job_id, fire_id.clone(), sched_ms, &self.node_id, 1);
+                    exec.id = exec_id;
+                    exec.state = ExecState::Misfired;
+                    exec.end_ms = Some(now_ms());
+                    exec.set_error("misfired: not started within the misfire threshold of its scheduled time");
+                    tracing::warn!(execution = %exec.id, "fire waited past its start deadline");
+                    let _ = self.store.finish_execution(&exec, true).await;
+                }
+                Ok(Start::Poison) => {
+                    tracing::error!("queue entry names no fire: moved to the dead-letter list");
+                }
+                Ok(other) => tracing::debug!(outcome = ?other, "not started"),
+                Err(e) => tracing::warn!(error = %e, "cannot start fire; it stays in the processing list"),
+            }
+        }
+        .instrument(span)
+        .await;
+        self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Stops taking work, lets running executions finish for `grace`, then drops what is left and
@@ -120,12 +212,17 @@ impl Worker {
     }
 
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
-    async fn run_fire(&self, job: Job, mut exec: Execution) {
+    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str) {
         let forbid = job.spec.concurrency == Concurrency::Forbid;
+        // Retries are counted from the first attempt of this recovery round.
+        let first_attempt = exec.attempt;
         loop {
             let state = self.run_attempt(&job, &mut exec, forbid).await;
-            let retry = matches!(state, ExecState::Failed | ExecState::TimedOut) && exec.attempt <= job.spec.retries;
-            if self.record_finish(&exec, forbid && !retry).await.is_err() {
+            let retry = matches!(state, ExecState::Failed | ExecState::TimedOut)
+                && exec.attempt - first_attempt < job.spec.retries;
+            let recorded =
+                if retry { self.record_finish(&exec, false).await } else { self.record_final(&exec, inc).await };
+            if recorded.is_err() {
                 return;
             }
             if state == ExecState::Lost {
@@ -160,7 +257,7 @@ impl Worker {
                 next.state = ExecState::Lost;
                 next.end_ms = Some(now_ms());
                 next.set_error("node shut down before this retry could run");
-                let _ = self.record_finish(&next, forbid).await;
+                let _ = self.record_final(&next, inc).await;
                 self.alerts.raise(Alert::from_execution("execution_lost", &next, &self.cluster));
                 return;
             }
@@ -256,7 +353,27 @@ impl Worker {
         stop
     }
 
-    /// Writes the outcome, retrying a few times: an outcome must not be lost to a short store blip.
+    /// The fire's final outcome: recorded, lock released, acked from the processing list, in one
+    /// step. A superseded result (this incarnation was reaped meanwhile) is kept as evidence only.
+    async fn record_final(&self, exec: &Execution, inc: &str) -> Result<(), ()> {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=5 {
+            match self.store.finish(exec, &self.node_id, inc).await {
+                Ok(Finish::Recorded) => return Ok(()),
+                Ok(Finish::Superseded) => {
+                    tracing::warn!(execution = %exec.id, "result superseded: this node was declared dead while it ran");
+                    return Err(());
+                }
+                Err(e) => tracing::warn!(execution = %exec.id, attempt, error = %e, "cannot record outcome; retrying"),
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        tracing::error!(execution = %exec.id, state = exec.state.as_str(), "outcome not recorded: store unreachable");
+        Err(())
+    }
+
+    /// Writes an execution record, retrying a few times: an outcome must not be lost to a short store blip.
     async fn record_finish(&self, exec: &Execution, release_lock: bool) -> Result<(), ()> {
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=5 {

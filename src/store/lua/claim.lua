@@ -1,18 +1,21 @@
--- Claim fires: for each, compare-and-set the job's watermark from sched to next and record the
--- execution, all in one atomic step, so a fire (job, scheduled instant) is claimed once.
+-- Claim fires: for each, compare-and-set the job's watermark from sched to next and create the fire
+-- record, all in one atomic step, so a fire (job, scheduled instant) is claimed once.
 -- Fenced: nothing is claimed unless the caller's lease value is the stored lease.
--- KEYS[1] due zset  KEYS[2] executions index  KEYS[3] lease
--- then per claim i (5 keys): job hash, fire key, lock key, exec key, job's executions index
--- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value
+-- KEYS[1] due zset  KEYS[2] executions index  KEYS[3] lease  KEYS[4] inflight zset
+-- then per claim i (5 keys): job hash, fire hash, lock key, exec key, job's executions index
+-- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value  ARGV[4] epoch
+-- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
 -- then per claim i (9 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
 --   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1'
 -- Returns {'FENCED'}, or one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE DUP
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'FENCED'} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-local n = (#KEYS - 3) / 5
+local n = (#KEYS - 4) / 5
 for i = 0, n - 1 do
-  local kj, kf, kl, ke, kje = KEYS[4+5*i], KEYS[5+5*i], KEYS[6+5*i], KEYS[7+5*i], KEYS[8+5*i]
-  local a = 4 + 9*i
+  local kj, kf, kl, ke, kje = KEYS[5+5*i], KEYS[6+5*i], KEYS[7+5*i], KEYS[8+5*i], KEYS[9+5*i]
+  local a = 7 + 9*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'
@@ -34,12 +37,19 @@ for i = 0, n - 1 do
   elseif redis.call('EXISTS', kf) == 1 then
     out[#out+1] = 'DUP'  -- the fire was recorded before: the watermark moved on above, nothing else
   else
-    redis.call('SET', kf, exec_id, 'PX', ARGV[1])
     local st = 'CLAIMED'
-    if misfire then st = 'MISFIRED'
+    local fs = 'dispatching'
+    if misfire then st = 'MISFIRED'; fs = 'misfired'
     elseif forbid and not redis.call('SET', kl, job .. '@' .. sched, 'NX', 'PX', lock_ttl) then
-      st = 'SKIPPED'; json = skipped
+      st = 'SKIPPED'; fs = 'skipped'; json = skipped
     end
+    redis.call('HSET', kf, 'state', fs, 'job', job, 'sched', sched, 'epoch', ARGV[4], 'claimed_at', now,
+               'deadline_ms', tonumber(sched) + tonumber(ARGV[6]), 'attempts', 0, 'recoveries', 0, 'manual', '0')
+    if fs == 'dispatching' then
+      redis.call('HSET', kf, 'next_exec', exec_id)
+      redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
+    end
+    redis.call('PEXPIRE', kf, ARGV[1])
     redis.call('SET', ke, json, 'PX', ARGV[1])
     redis.call('ZADD', KEYS[2], 0, exec_id)
     redis.call('ZADD', kje, 0, exec_id)

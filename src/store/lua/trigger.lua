@@ -1,9 +1,11 @@
--- A manual fire: deduplicated by idempotency key, recorded, and (for forbid jobs) locked, atomically.
--- KEYS[1] job hash  KEYS[2] fire key  KEYS[3] lock key  KEYS[4] exec key  KEYS[5] executions index
--- KEYS[6] job's executions index  KEYS[7] idempotency key (ignored when ARGV[8] is '0')
+-- A manual fire: deduplicated by idempotency key, recorded as a pending execution and a fire in
+-- 'dispatching' (the caller then accepts it for itself), and (for forbid jobs) locked, atomically.
+-- KEYS[1] job hash  KEYS[2] fire hash  KEYS[3] lock key  KEYS[4] exec key  KEYS[5] executions index
+-- KEYS[6] job's executions index  KEYS[7] idempotency key (ignored when ARGV[8] is '0')  KEYS[8] inflight
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] exec id  ARGV[4] pending JSON
 -- ARGV[5] skipped JSON  ARGV[6] forbid '0'|'1'  ARGV[7] lock ttl ms  ARGV[8] has key '0'|'1'
--- ARGV[9] fire id  ARGV[10] exec key prefix ('<tag>:exec:')
+-- ARGV[9] fire id  ARGV[10] exec key prefix ('<tag>:exec:')  ARGV[11] scheduled ms  ARGV[12] epoch
+-- ARGV[13] start deadline ms  ARGV[14] dispatch deadline ms  ARGV[15] job id
 -- Returns {'GONE'} | {'DEDUP', JSON} | {'CREATED'} | {'SKIPPED'}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
 if ARGV[8] == '1' then
@@ -14,11 +16,18 @@ if ARGV[8] == '1' then
   end
   redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[1])
 end
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[1])
-local st, json = 'CREATED', ARGV[4]
+local st, json, fs = 'CREATED', ARGV[4], 'dispatching'
 if ARGV[6] == '1' and not redis.call('SET', KEYS[3], ARGV[9], 'NX', 'PX', ARGV[7]) then
-  st, json = 'SKIPPED', ARGV[5]
+  st, json, fs = 'SKIPPED', ARGV[5], 'skipped'
 end
+redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
+           'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'manual', '1',
+           'deadline_ms', ARGV[13])
+if fs == 'dispatching' then
+  redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])
+  redis.call('ZADD', KEYS[8], ARGV[14], ARGV[9])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[4], json, 'PX', ARGV[1])
 redis.call('ZADD', KEYS[5], 0, ARGV[3])
 redis.call('ZADD', KEYS[6], 0, ARGV[3])

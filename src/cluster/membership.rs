@@ -1,0 +1,75 @@
+//! Membership: this node's incarnation. Owns `hb:<node>` (a key holding the live incarnation, with a
+//! TTL) through register and beat scripts. An incarnation whose key expired can never beat again:
+//! the node is dead to the cluster, the master reaps its work, and the process must register a new
+//! incarnation. Two live processes cannot share a node id: the second one is refused.
+//! Uses: `store` only.
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::store::{Beat, NodeRecord, Register, Store};
+
+pub struct Membership {
+    node_id: String,
+    incarnation: Mutex<String>,
+    ttl_ms: u64,
+}
+
+impl Membership {
+    pub fn new(node_id: &str, ttl_ms: u64) -> Membership {
+        Membership { node_id: node_id.to_string(), incarnation: Mutex::new(new_incarnation()), ttl_ms }
+    }
+
+    /// The live incarnation's id.
+    pub fn incarnation(&self) -> String {
+        self.incarnation.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Registers, waiting up to one node TTL for an earlier process with the same id to expire
+    /// (a restart); after that another live process holds the id and this one must not start.
+    pub async fn register(&self, store: &dyn Store, record: impl Fn(&str) -> NodeRecord) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.ttl_ms * 2);
+        loop {
+            let inc = self.incarnation();
+            match store.register(&record(&inc), self.ttl_ms).await? {
+                Register::Registered => {
+                    tracing::info!(node = %self.node_id, incarnation = %inc, "registered");
+                    return Ok(());
+                }
+                Register::InUse(other) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::Config {
+                            key: "node_id".into(),
+                            reason: format!(
+                                "'{}' is in use by another live process (incarnation {other}); give each node its own id",
+                                self.node_id
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(self.ttl_ms / 4 + 1)).await;
+                }
+            }
+        }
+    }
+
+    /// One heartbeat. When the incarnation was revoked (this node was declared dead, e.g. after a
+    /// long pause), takes a new incarnation and registers it: work the old one held was reaped.
+    pub async fn beat(&self, store: &dyn Store, record: impl Fn(&str) -> NodeRecord) -> Result<Beat> {
+        let inc = self.incarnation();
+        let b = store.beat(&record(&inc), self.ttl_ms).await?;
+        if let Beat::Revoked { .. } = b {
+            let fresh = new_incarnation();
+            tracing::warn!(node = %self.node_id, old = %inc, new = %fresh,
+                "incarnation revoked (this node was declared dead): registering anew");
+            if let Ok(mut g) = self.incarnation.lock() {
+                *g = fresh;
+            }
+            self.register(store, record).await?;
+        }
+        Ok(b)
+    }
+}
+
+fn new_incarnation() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

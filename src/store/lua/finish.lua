@@ -1,0 +1,27 @@
+-- The final outcome of a fire run by its owner, in one atomic step: record the execution, set the
+-- fire's terminal state, release the no-overlap lock if this fire holds it, and remove the fire from
+-- the owner's processing list (the ack). A late result from an incarnation that no longer owns the
+-- fire (it was reaped, and the fire re-run or recorded lost) changes nothing but its own record,
+-- which is kept as evidence with state 'superseded'.
+-- KEYS[1] exec key  KEYS[2] executions index  KEYS[3] job's executions index  KEYS[4] lock key
+-- KEYS[5] fire hash  KEYS[6] p:<self>
+-- ARGV[1] exec id  ARGV[2] JSON  ARGV[3] retention ms  ARGV[4] channel  ARGV[5] fire id
+-- ARGV[6] id prefix of executions past retention  ARGV[7] self  ARGV[8] incarnation  ARGV[9] outcome state
+-- ARGV[10] the superseded JSON
+-- Returns 'OK' | 'SUPERSEDED'
+local f = redis.call('HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
+local json, result = ARGV[2], 'OK'
+redis.call('LREM', KEYS[6], 0, ARGV[5])
+if f[1] ~= 'running' or f[2] ~= ARGV[7] or f[3] ~= ARGV[8] then
+  json, result = ARGV[10], 'SUPERSEDED'
+else
+  redis.call('HSET', KEYS[5], 'state', ARGV[9], 'exec', ARGV[1])
+  if redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
+end
+redis.call('SET', KEYS[1], json, 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('PUBLISH', ARGV[4], json)
+return result

@@ -1,0 +1,38 @@
+-- Resolve one entry of a dead node's queue or processing list (the master, fenced by its lease), or
+-- of this node's own lists left by its earlier incarnations (fenced by this node's heartbeat).
+-- Never-started fires move to a live node's queue; a fire that was running is re-run (recovery
+-- 'rerun', at most max_recoveries times) or recorded lost (the caller records and alerts).
+-- KEYS[1] fence key (lease, or hb:<self>)  KEYS[2] hb:<dead>  KEYS[3] the dead node's q or p list
+-- KEYS[4] fire hash  KEYS[5] q:<target>  KEYS[6] lock key
+-- ARGV[1] fence value  ARGV[2] fire id  ARGV[3] recovery 'rerun'|'lost'  ARGV[4] max recoveries
+-- ARGV[5] lock ttl ms  ARGV[6] target node  ARGV[7] dead node  ARGV[8] misfire threshold ms
+-- ARGV[9] dead incarnation to match ('' = the node is dead, any incarnation)
+-- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | RERUN | {'LOST', job, sched, exec} | DROPPED_<state>
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
+if ARGV[9] == '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' end
+if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 'GONE' end
+local f = redis.call('HMGET', KEYS[4], 'state', 'node', 'inc', 'job', 'sched', 'exec')
+local st, owner = f[1], f[2]
+if owner ~= ARGV[7] then return 'STALE_COPY' end
+if ARGV[9] ~= '' and f[3] == ARGV[9] then
+  -- our own current incarnation: not a leftover; put it back
+  redis.call('RPUSH', KEYS[3], ARGV[2]); return 'ALIVE'
+end
+if st == 'queued' or st == 'accepted' then
+  redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6])
+  redis.call('LPUSH', KEYS[5], ARGV[2]); return 'MOVED'
+end
+if st == 'running' then
+  local r = redis.call('HINCRBY', KEYS[4], 'recoveries', 1)
+  if ARGV[3] == 'rerun' and r <= tonumber(ARGV[4]) then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6], 'deadline_ms', now + tonumber(ARGV[8]))
+    if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('PEXPIRE', KEYS[6], ARGV[5]) end
+    redis.call('LPUSH', KEYS[5], ARGV[2]); return 'RERUN'
+  end
+  redis.call('HSET', KEYS[4], 'state', 'lost')
+  if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('DEL', KEYS[6]) end
+  return {'LOST', f[4] or '', f[5] or '0', f[6] or ''}
+end
+return 'DROPPED_' .. tostring(st)

@@ -1,0 +1,12 @@
+-- Register a node incarnation: SET hb NX, so a node id in use by another live process is refused.
+-- KEYS[1] hb:<node>  KEYS[2] nodes set  KEYS[3] node record
+-- ARGV[1] node id  ARGV[2] incarnation  ARGV[3] ttl ms  ARGV[4] node record JSON  ARGV[5] record ttl ms
+-- Returns 'OK' or {'ID_IN_USE', other incarnation}
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  local other = redis.call('GET', KEYS[1])
+  if other ~= ARGV[2] then return {'ID_IN_USE', other or ''} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])  -- registering again: same incarnation, fresh TTL
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+return {'OK'}
