@@ -174,3 +174,104 @@ async fn graceful_shutdown_hands_the_lease_over_without_waiting_for_expiry() {
     assert!(new_epoch > epoch);
     assert!(took < Duration::from_secs(10), "successor waited for the lease to expire ({took:?})");
 }
+
+/// Waits until `node` is master (it was started first), then returns its epoch.
+async fn is_master(node: &TestNode) -> u64 {
+    eventually(WAIT, "first node becomes master", || async {
+        let s = status(node).await?;
+        (s.master_id == node.node_id).then_some(s.epoch)
+    })
+    .await
+}
+
+/// Executions by node, over the given jobs.
+async fn runs_by_node(node: &TestNode, jobs: &[String]) -> BTreeMap<String, usize> {
+    let mut c = node.client().await;
+    let mut by = BTreeMap::new();
+    for j in jobs {
+        for e in executions(&mut c, j).await {
+            if e.state == pb::ExecutionState::Succeeded as i32 {
+                *by.entry(e.node_id).or_default() += 1;
+            }
+        }
+    }
+    by
+}
+
+async fn put_sleepers(node: &TestNode, n: usize, sleep: &str) -> Vec<String> {
+    let mut c = node.client().await;
+    let ids: Vec<String> = (0..n).map(|i| format!("sleeper-{i}")).collect();
+    for id in &ids {
+        c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", "sleep", json!([sleep]))) }).await.expect("put");
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_busy_master_sends_fires_to_the_least_loaded_nodes() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let flags = ["--workers", "4", "--load-threshold", "0.5"];
+    let n1 = TestNode::start(&b, "n1", &flags).await;
+    is_master(&n1).await;
+    let n2 = TestNode::start(&b, "n2", &flags).await;
+    let n3 = TestNode::start(&b, "n3", &flags).await;
+    // Let the master see the others' load reports.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let jobs = put_sleepers(&n1, 6, "1500ms").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let by = runs_by_node(&n1, &jobs).await;
+    eprintln!("runs by node: {by:?}");
+    assert!(by.get("n1").copied().unwrap_or(0) > 0, "the master runs up to its threshold: {by:?}");
+    assert!(by.get("n2").copied().unwrap_or(0) > 0 && by.get("n3").copied().unwrap_or(0) > 0, "{by:?}");
+    let (dups, gaps, _) = check_once(&n2, &jobs).await;
+    assert_eq!((dups, gaps), (0, 0));
+    drop(n3);
+}
+
+#[tokio::test]
+async fn a_node_unreachable_over_grpc_gets_its_fires_through_its_queue() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--workers", "1", "--load-threshold", "0.5"]).await;
+    is_master(&n1).await;
+    // n2 tells the cluster an address nobody listens on: SubmitTask to it always fails, but it is
+    // alive and drains its durable queue from Redis.
+    let dead_port = common::free_port();
+    let _n2 = TestNode::start(&b, "n2", &["--advertise", &format!("127.0.0.1:{dead_port}")]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let jobs = put_sleepers(&n1, 3, "200ms").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let by = runs_by_node(&n1, &jobs).await;
+    eprintln!("runs by node: {by:?}");
+    assert!(by.get("n2").copied().unwrap_or(0) >= 3, "n2 ran its queued fires: {by:?}");
+    assert!(n1.log().contains("using the node's durable queue"), "the master fell back to the queue");
+    let (dups, gaps, _) = check_once(&n1, &jobs).await;
+    assert_eq!((dups, gaps), (0, 0));
+}
+
+#[tokio::test]
+async fn a_dead_nodes_queue_is_drained_by_the_others() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--workers", "1", "--load-threshold", "0.5"]).await;
+    is_master(&n1).await;
+    let dead_port = common::free_port();
+    // n2's fires all go through its queue (see above); it runs nothing itself (no workers free
+    // would be a different test): we kill it and watch its queue move.
+    let mut n2 = TestNode::start(&b, "n2", &["--advertise", &format!("127.0.0.1:{dead_port}")]).await;
+    let n3 = TestNode::start(&b, "n3", &["--workers", "8"]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let jobs = put_sleepers(&n1, 4, "100ms").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    n2.kill();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let by = runs_by_node(&n1, &jobs).await;
+    eprintln!("runs by node: {by:?}");
+    let (dups, gaps, _) = check_once(&n1, &jobs).await;
+    assert_eq!((dups, gaps), (0, 0), "after n2 died every fire still ran once: {by:?}");
+    // Fires sent to n2 after it died (its heartbeat had not lapsed yet) sat in its queue until the
+    // master reaped them onto a live node.
+    assert!(n1.log().contains("recovered a dead node's fire"), "nothing was reaped: {by:?}");
+    drop(n3);
+}

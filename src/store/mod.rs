@@ -275,12 +275,13 @@ pub struct Load {
 }
 
 impl Load {
-    /// active / max, the number the routing threshold compares against.
+    /// (active + waiting) / max workers: the number the routing threshold compares against. Fires
+    /// waiting for a worker count, so a burst in one tick does not all land on one node.
     pub fn ratio(&self) -> f64 {
         if self.max == 0 {
-            1.0
+            f64::INFINITY
         } else {
-            f64::from(self.active) / f64::from(self.max)
+            (f64::from(self.active) + f64::from(self.queue)) / f64::from(self.max)
         }
     }
 }
