@@ -95,6 +95,21 @@ impl Execution {
         }
     }
 
+    /// The evidence record of a late result from an incarnation that no longer owned the fire: a
+    /// record of its own (new id), so the fire's real outcome is never overwritten.
+    pub fn superseded(&self) -> Execution {
+        let mut e = self.clone();
+        e.id = new_execution_id();
+        e.state = ExecState::Superseded;
+        e.set_error(format!(
+            "superseded: execution {} finished as {} on a node declared dead meanwhile ({})",
+            self.id,
+            self.state.as_str(),
+            self.error
+        ));
+        e
+    }
+
     /// Sets the error text, capped.
     pub fn set_error(&mut self, e: impl Into<String>) {
         self.error = truncate_utf8(e.into(), MAX_ERROR_BYTES);

@@ -448,7 +448,14 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     let mut late = Execution::pending("r", running.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
     assert_eq!(s.finish(&late, "n1", "i1").await.expect("finish"), Finish::Superseded);
-    assert_eq!(s.get_execution(&late.id).await.expect("get").map(|e| e.state), Some(ExecState::Superseded));
+    // The late result is kept as evidence under its own id; the fire's records are untouched.
+    assert_eq!(s.get_execution(&late.id).await.expect("get"), None);
+    let (evidence, _) = s
+        .list_executions(&ExecFilter { state: Some(ExecState::Superseded), limit: 10, ..Default::default() })
+        .await
+        .expect("list");
+    assert_eq!(evidence.len(), 1);
+    assert!(evidence[0].error.contains(&late.id), "{}", evidence[0].error);
     let mut done = Execution::pending("r", running.clone(), 1000, "n2", 2);
     done.id = sf.exec_id;
     done.state = ExecState::Succeeded;

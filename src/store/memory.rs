@@ -623,12 +623,7 @@ impl Store for MemoryStore {
                     st.locks.remove(&exec.job_id);
                 }
             } else {
-                rec.state = ExecState::Superseded;
-                rec.set_error(format!(
-                    "superseded: this node's incarnation no longer owned the fire when it finished ({}: {})",
-                    exec.state.as_str(),
-                    exec.error
-                ));
+                rec = exec.superseded();
             }
             st.insert_exec(&rec, self.retention_ms, now);
             (if owns { Finish::Recorded } else { Finish::Superseded }, rec)

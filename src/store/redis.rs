@@ -664,13 +664,7 @@ impl Store for RedisStore {
     }
 
     async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
-        let mut superseded = exec.clone();
-        superseded.state = ExecState::Superseded;
-        superseded.set_error(format!(
-            "superseded: this node's incarnation no longer owned the fire when it finished ({}: {})",
-            exec.state.as_str(),
-            exec.error
-        ));
+        let superseded = exec.superseded();
         let r: String = FINISH
             .key(self.keys.exec(&exec.id))
             .key(self.keys.execs())
@@ -678,6 +672,7 @@ impl Store for RedisStore {
             .key(self.keys.lock(&exec.job_id))
             .key(self.keys.fire(&exec.fire_id))
             .key(self.keys.processing(node))
+            .key(self.keys.exec(&superseded.id))
             .arg(&exec.id)
             .arg(encode(exec)?)
             .arg(self.retention_ms)
@@ -688,6 +683,7 @@ impl Store for RedisStore {
             .arg(inc)
             .arg(exec.state.as_str())
             .arg(encode(&superseded)?)
+            .arg(&superseded.id)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(if r == "SUPERSEDED" { Finish::Superseded } else { Finish::Recorded })

@@ -7,20 +7,22 @@
 -- KEYS[5] fire hash  KEYS[6] p:<self>
 -- ARGV[1] exec id  ARGV[2] JSON  ARGV[3] retention ms  ARGV[4] channel  ARGV[5] fire id
 -- ARGV[6] id prefix of executions past retention  ARGV[7] self  ARGV[8] incarnation  ARGV[9] outcome state
--- ARGV[10] the superseded JSON
+-- KEYS[7] exec key of the superseded evidence record
+-- ARGV[10] the superseded JSON  ARGV[11] its execution id (its own: the fire's real record, e.g.
+--   'lost' or a re-run, is never overwritten)
 -- Returns 'OK' | 'SUPERSEDED'
 local f = redis.call('HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
-local json, result = ARGV[2], 'OK'
+local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
 redis.call('LREM', KEYS[6], 0, ARGV[5])
 if f[1] ~= 'running' or f[2] ~= ARGV[7] or f[3] ~= ARGV[8] then
-  json, result = ARGV[10], 'SUPERSEDED'
+  json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
 else
   redis.call('HSET', KEYS[5], 'state', ARGV[9], 'exec', ARGV[1])
   if redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
 end
-redis.call('SET', KEYS[1], json, 'PX', ARGV[3])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('SET', key, json, 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], 0, id)
+redis.call('ZADD', KEYS[3], 0, id)
 redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call('PUBLISH', ARGV[4], json)
