@@ -148,6 +148,11 @@ impl ServerArgs {
             execution_retention_ms,
             heartbeat_ms,
             node_ttl_ms,
+            lease_ttl_ms,
+            lease_renew_ms,
+            load_threshold,
+            dispatch_timeout_ms,
+            max_recoveries,
             shutdown_grace_ms,
             alert_webhook_timeout_ms,
             log_format,
@@ -714,5 +719,95 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     line(headers.iter().map(|h| h.to_string()).collect());
     for r in rows {
         line(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every server flag reaches the config (a flag that parses but is not applied is a silent bug).
+    #[test]
+    fn every_server_flag_is_applied() {
+        let args = [
+            "rota",
+            "server",
+            "--listen",
+            "127.0.0.1:1",
+            "--advertise",
+            "h:2",
+            "--node-id",
+            "n9",
+            "--redis",
+            "redis://r:1",
+            "--redis-prefix",
+            "p",
+            "--cluster",
+            "c",
+            "--workers",
+            "3",
+            "--jobs",
+            "j.toml",
+            "--enable-shell",
+            "--shell-output-cap-bytes",
+            "5",
+            "--misfire-threshold-ms",
+            "7000",
+            "--execution-retention-ms",
+            "70000",
+            "--heartbeat-ms",
+            "11",
+            "--node-ttl-ms",
+            "33",
+            "--load-threshold",
+            "0.5",
+            "--dispatch-timeout-ms",
+            "13",
+            "--max-recoveries",
+            "4",
+            "--lease-ttl-ms",
+            "1500",
+            "--lease-renew-ms",
+            "500",
+            "--shutdown-grace-ms",
+            "17",
+            "--alert-webhook",
+            "http://w",
+            "--alert-webhook-timeout-ms",
+            "19",
+            "--log-format",
+            "json",
+            "--log",
+            "debug",
+        ];
+        let Command::Server(a) = Cli::try_parse_from(args).expect("parse").cmd else { panic!("not server") };
+        let c = a.into_config().expect("config");
+        let want = Config {
+            listen: "127.0.0.1:1".into(),
+            advertise: Some("h:2".into()),
+            node_id: "n9".into(),
+            redis: Some("redis://r:1".into()),
+            redis_prefix: "p".into(),
+            cluster: "c".into(),
+            workers: 3,
+            jobs_file: Some("j.toml".into()),
+            enable_shell: true,
+            shell_output_cap_bytes: 5,
+            misfire_threshold_ms: 7000,
+            execution_retention_ms: 70000,
+            heartbeat_ms: 11,
+            node_ttl_ms: 33,
+            load_threshold: 0.5,
+            dispatch_timeout_ms: 13,
+            max_recoveries: 4,
+            lease_ttl_ms: 1500,
+            lease_renew_ms: 500,
+            shutdown_grace_ms: 17,
+            alert_webhook: Some("http://w".into()),
+            alert_webhook_timeout_ms: 19,
+            log_format: "json".into(),
+            log: "debug".into(),
+        };
+        assert_eq!(c, want);
     }
 }

@@ -98,15 +98,6 @@ impl Node {
             Duration::from_millis(config.alert_webhook_timeout_ms),
             cancel.child_token(),
         );
-        let worker = Arc::new(Worker::new(
-            Arc::clone(&store),
-            Arc::clone(&membership),
-            registry,
-            &config.node_id,
-            &config.cluster,
-            config.workers,
-            alerts,
-        ));
         let incarnation = membership.incarnation();
         let max_epoch = Arc::new(AtomicU64::new(0));
         let timing = LeaseTiming {
@@ -115,6 +106,16 @@ impl Node {
         };
         let lease =
             Arc::new(Lease::new(Arc::clone(&store), &config.node_id, &incarnation, timing, Arc::clone(&max_epoch)));
+        let worker = Arc::new(Worker::new(
+            Arc::clone(&store),
+            Arc::clone(&membership),
+            lease.subscribe(),
+            registry,
+            &config.node_id,
+            &config.cluster,
+            config.workers,
+            alerts,
+        ));
         let scheduler = Scheduler::new(
             Arc::clone(&store),
             Arc::clone(&worker),

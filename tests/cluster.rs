@@ -271,8 +271,11 @@ async fn a_dead_nodes_queue_is_drained_by_the_others() {
     let (dups, gaps, _) = check_once(&n1, &jobs).await;
     assert_eq!((dups, gaps), (0, 0), "after n2 died every fire still ran once: {by:?}");
     // Fires sent to n2 after it died (its heartbeat had not lapsed yet) sat in its queue until the
-    // master reaped them onto a live node.
-    assert!(n1.log().contains("recovered a dead node's fire"), "nothing was reaped: {by:?}");
+    // master reaped them onto a live node, or an idle node took them over: both are the others
+    // draining the dead node's queue.
+    let reaped = n1.log().contains("recovered a dead node's fire");
+    let stolen = n3.log().contains("took over a queued fire from a busier node");
+    assert!(reaped || stolen, "nothing left n2's queue: {by:?}");
     drop(n3);
 }
 
@@ -408,4 +411,44 @@ async fn many_jobs_through_a_master_kill_run_each_second_exactly_once_by_two_his
         records.len()
     );
     assert!(by_node.len() >= 2, "fires spread over nodes: {by_node:?}");
+}
+
+#[tokio::test]
+async fn an_idle_node_takes_over_a_busy_nodes_queue_and_master_only_jobs_stay_on_the_master() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--workers", "1", "--load-threshold", "0.5"]).await;
+    is_master(&n1).await;
+    // n2 is reachable only through its queue, and slow: a backlog builds up there.
+    let dead_port = common::free_port();
+    let _n2 = TestNode::start(&b, "n2", &["--workers", "1", "--advertise", &format!("127.0.0.1:{dead_port}")]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut c = n1.client().await;
+    let jobs = put_sleepers(&n1, 3, "1s").await;
+    let mut only = job("on-master", "* * * * * *", "noop", json!(null));
+    only.master_only = true;
+    c.put_job(pb::PutJobRequest { job: Some(only) }).await.expect("put");
+    let backlog = eventually(WAIT, "a backlog in n2's queue", || async {
+        let mut r = ::redis::Client::open(redis.url()).ok()?.get_connection().ok()?;
+        let len: usize = ::redis::cmd("LLEN").arg("{rota:default:0}:q:n2").query(&mut r).ok()?;
+        (len >= 3).then_some(len)
+    })
+    .await;
+    for id in &jobs {
+        c.pause_job(pb::PauseJobRequest { id: id.clone() }).await.expect("pause");
+    }
+    // An idle node arrives and helps.
+    let n3 = TestNode::start(&b, "n3", &["--workers", "8"]).await;
+    eventually(WAIT, "n3 took over queued fires", || async {
+        n3.log().contains("took over a queued fire from a busier node").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let by = runs_by_node(&n1, &jobs).await;
+    eprintln!("backlog {backlog}; runs by node: {by:?}");
+    assert!(by.get("n3").copied().unwrap_or(0) > 0, "{by:?}");
+    let (dups, gaps, _) = check_once(&n1, &jobs).await;
+    assert_eq!((dups, gaps), (0, 0));
+    let only_runs = runs_by_node(&n1, &["on-master".to_string()]).await;
+    assert_eq!(only_runs.keys().collect::<Vec<_>>(), vec!["n1"], "master-only ran elsewhere: {only_runs:?}");
 }

@@ -453,7 +453,11 @@ impl Scheduler {
     pub async fn sweep(&self, master: &Mastership) -> Result<()> {
         let now = now_ms();
         for fire_id in self.store.stuck_dispatching(now, BATCH).await? {
-            let target = self.least_loaded_target(now).await;
+            let target = if self.is_master_only(&fire_id).await {
+                self.node_id.clone()
+            } else {
+                self.least_loaded_target(now).await
+            };
             self.enqueue_somewhere(&master.lease, &fire_id, &target).await;
         }
         for dead in self.store.dead_nodes().await? {
@@ -463,7 +467,12 @@ impl Scheduler {
             let (q, p) = self.store.node_lists(&dead).await?;
             for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
                 for fire_id in entries {
-                    let target = self.least_loaded_target(now).await;
+                    // A master-only fire moves to the master (this node), never elsewhere.
+                    let target = if self.is_master_only(&fire_id).await {
+                        self.node_id.clone()
+                    } else {
+                        self.least_loaded_target(now).await
+                    };
                     self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id, &target).await?;
                 }
             }
@@ -482,6 +491,11 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    async fn is_master_only(&self, fire_id: &str) -> bool {
+        let job_id = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
+        matches!(self.store.get_job(job_id).await, Ok(Some(r)) if r.spec.master_only)
     }
 
     async fn least_loaded_target(&self, now: i64) -> String {

@@ -735,6 +735,33 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
+        let st = self.lock()?;
+        Ok(nodes.iter().map(|n| st.queues.get(n).map(|q| q.len()).unwrap_or(0)).collect())
+    }
+
+    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
+        let mut st = self.lock()?;
+        if !st.live(node, inc, now_ms()) {
+            return Ok(None);
+        }
+        let Some(fire) = st.queues.get(victim).and_then(|q| q.back().cloned()) else { return Ok(None) };
+        let ok = st.fires.get(&fire).is_some_and(|f| f.state == "queued" && f.node == victim);
+        if !ok {
+            return Ok(None);
+        }
+        if let Some(q) = st.queues.get_mut(victim) {
+            q.pop_back();
+        }
+        if let Some(f) = st.fires.get_mut(&fire) {
+            f.state = "accepted".into();
+            f.node = node.to_string();
+            f.inc = inc.to_string();
+        }
+        st.processing.entry(node.to_string()).or_default().insert(0, fire.clone());
+        Ok(Some(fire))
+    }
+
     async fn dead_nodes(&self) -> Result<Vec<String>> {
         let st = self.lock()?;
         let now = now_ms();

@@ -361,6 +361,10 @@ pub trait Store: Send + Sync + 'static {
     async fn stuck_dispatching(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
     /// Node ids whose incarnation is not live (heartbeat expired) but which are still registered.
     async fn dead_nodes(&self) -> Result<Vec<String>>;
+    /// Length of each given node's durable queue.
+    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>>;
+    /// Takes the oldest queued fire of `victim` into `node`'s processing list (accepted), if any.
+    async fn steal(&self, victim: &str, node: &str, incarnation: &str) -> Result<Option<String>>;
 
     /// Writes a new execution record (a retry attempt).
     async fn create_execution(&self, exec: &Execution) -> Result<()>;

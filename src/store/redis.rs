@@ -41,6 +41,7 @@ static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 static START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/start.lua")));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
+static STEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/steal.lua")));
 static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew_lock.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
@@ -761,6 +762,31 @@ impl Store for RedisStore {
             .query_async(&mut self.conn())
             .await?;
         Ok(v)
+    }
+
+    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for n in nodes {
+            pipe.llen(self.keys.queue(n));
+        }
+        Ok(pipe.query_async(&mut self.conn()).await?)
+    }
+
+    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
+        let r: Option<String> = STEAL
+            .key(self.keys.queue(victim))
+            .key(self.keys.processing(node))
+            .key(self.keys.hb(node))
+            .key(self.keys.fire(""))
+            .arg(victim)
+            .arg(node)
+            .arg(inc)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(r)
     }
 
     async fn dead_nodes(&self) -> Result<Vec<String>> {

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::alert::{Alert, Alerts};
+use crate::cluster::lease::Role;
 use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job};
@@ -27,12 +28,19 @@ use handlers::{FireContext, Registry};
 /// frees itself within this time.
 pub const LOCK_TTL_MS: u64 = 30_000;
 
-/// How long one wait on the durable queue lasts before the drain loop looks around again.
-const POP_WAIT: Duration = Duration::from_secs(1);
+/// How long one wait on the durable queue lasts before the drain loop looks around again (and,
+/// when idle, for a busier node's queue to help with).
+const POP_WAIT: Duration = Duration::from_millis(500);
+/// Upper bound of the random delay before taking over another node's entry.
+const STEAL_JITTER_MS: u64 = 50;
+/// Only nodes whose record is this fresh are helped (a dead node's queue is the master's to move).
+const STEAL_FRESH_MS: i64 = 3_000;
 
 pub struct Worker {
     store: Arc<dyn Store>,
     membership: Arc<Membership>,
+    /// Whether this node is master: a master-only fire found here otherwise is skipped, not run.
+    role: tokio::sync::watch::Receiver<Role>,
     registry: Registry,
     node_id: String,
     cluster: String,
@@ -48,9 +56,11 @@ pub struct Worker {
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         membership: Arc<Membership>,
+        role: tokio::sync::watch::Receiver<Role>,
         registry: Registry,
         node_id: &str,
         cluster: &str,
@@ -61,6 +71,7 @@ impl Worker {
         Worker {
             store,
             membership,
+            role,
             registry,
             node_id: node_id.to_string(),
             cluster: cluster.to_string(),
@@ -134,13 +145,41 @@ impl Worker {
                     let me = Arc::clone(&self);
                     self.tracker.spawn(async move { me.execute(fire_id, None, permit).await });
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    // Our queue is empty and a worker is free: help a busier node.
+                    if let Some(fire_id) = self.steal_one().await {
+                        let me = Arc::clone(&self);
+                        self.tracker.spawn(async move { me.execute(fire_id, None, permit).await });
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "queue: cannot pop; retrying");
                     tokio::time::sleep(POP_WAIT).await;
                 }
             }
         }
+    }
+
+    /// Takes one entry from the live node with the longest queue, after a small random delay so
+    /// that idle nodes do not all race for the same entry (the loser just finds nothing).
+    async fn steal_one(&self) -> Option<String> {
+        let nodes = self.store.list_nodes().await.ok()?;
+        let now = now_ms();
+        let others: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| n.node_id != self.node_id && !n.draining && now - n.beat_ms <= STEAL_FRESH_MS)
+            .map(|n| n.node_id)
+            .collect();
+        let lens = self.store.queue_lengths(&others).await.ok()?;
+        let (victim, len) = others.iter().zip(lens).max_by_key(|(_, l)| *l)?;
+        if len == 0 {
+            return None;
+        }
+        let jitter = rand::random_range(0..STEAL_JITTER_MS);
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        let fire = self.store.steal(victim, &self.node_id, &self.membership.incarnation()).await.ok()??;
+        tracing::info!(fire = %fire, from = %victim, "took over a queued fire from a busier node");
+        Some(fire)
     }
 
     /// Starts a fire from the processing list (compare-and-set in the store) and runs it.
@@ -165,6 +204,16 @@ impl Worker {
                     exec.epoch = sf.epoch;
                     exec.manual = sf.manual;
                     match job {
+                        Ok(job) if job.spec.master_only && self.role.borrow().active().is_none() => {
+                            exec.state = ExecState::Skipped;
+                            exec.end_ms = Some(now_ms());
+                            exec.set_error(format!(
+                                "skipped: not master (job is master-only; node {} is not master)",
+                                self.node_id
+                            ));
+                            tracing::warn!(execution = %exec.id, "master-only fire reached a non-master node: skipped");
+                            let _ = self.record_final(&exec, &inc).await;
+                        }
                         Ok(job) => self.run_fire(job, exec, &inc).await,
                         Err(e) => {
                             exec.state = ExecState::Failed;

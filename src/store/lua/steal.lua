@@ -1,0 +1,16 @@
+-- An idle node takes over the oldest entry of a busier live node's queue: the same compare-and-set
+-- hand-off as everywhere else (queued on the victim -> accepted by the thief), so an entry is taken
+-- once even when several idle nodes race for it.
+-- KEYS[1] q:<victim>  KEYS[2] p:<self>  KEYS[3] hb:<self>  KEYS[4] fire key prefix ('<tag>:fire:')
+-- ARGV[1] victim  ARGV[2] self  ARGV[3] incarnation
+-- Returns the fire id taken, or false.
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return false end
+local fire = redis.call('LINDEX', KEYS[1], -1)
+if not fire then return false end
+local fk = KEYS[4] .. fire
+local f = redis.call('HMGET', fk, 'state', 'node')
+if f[1] ~= 'queued' or f[2] ~= ARGV[1] then return false end  -- the victim's start will clean it up
+redis.call('LREM', KEYS[1], -1, fire)
+redis.call('HSET', fk, 'state', 'accepted', 'node', ARGV[2], 'inc', ARGV[3])
+redis.call('LPUSH', KEYS[2], fire)
+return fire
