@@ -423,15 +423,8 @@ impl Scheduler {
 
     /// Accepts a fire into this node's processing list and runs it. `epoch` None for manual fires.
     async fn run_here(&self, job: Job, fire_id: &str, epoch: Option<u64>) {
-        let inc = self.membership.incarnation();
-        match self.store.accept(fire_id, epoch, &self.node_id, &inc).await {
-            Ok(Accept::Accepted) => {
-                if !self.worker.run_accepted(fire_id.to_string(), Some(job)) {
-                    tracing::info!(fire = %fire_id, "draining: the fire stays queued here for recovery");
-                }
-            }
-            Ok(other) => tracing::info!(fire = %fire_id, outcome = ?other, "not accepted here"),
-            Err(e) => tracing::warn!(fire = %fire_id, error = %e, "cannot accept the fire; the takeover sweep will"),
+        if !self.worker.accept_and_run(fire_id.to_string(), epoch, job) {
+            tracing::info!(fire = %fire_id, "draining: the fire stays dispatching; the next master's sweep queues it");
         }
     }
 

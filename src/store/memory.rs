@@ -97,7 +97,7 @@ impl MemoryStore {
             epoch: e.epoch,
             next_exec: (state == "dispatching").then(|| e.id.clone()),
             exec: e.id.clone(),
-            deadline_ms: e.scheduled_ms + self.timing.misfire_threshold_ms as i64,
+            deadline_ms: e.scheduled_ms.max(now) + self.timing.misfire_threshold_ms as i64,
             dispatch_deadline: now + self.timing.dispatch_deadline_ms as i64,
             manual,
             expiry: now + self.retention_ms,

@@ -5,6 +5,8 @@
 -- then per claim i (5 keys): job hash, fire hash, lock key, exec key, job's executions index
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value  ARGV[4] epoch
 -- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
+--   (a fire must start within it of its scheduled instant, or of its claim when claimed late on
+--   purpose: a catch-up fire gets the whole threshold)
 -- then per claim i (9 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
 --   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1'
 -- Returns {'FENCED'}, or one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE DUP
@@ -44,7 +46,8 @@ for i = 0, n - 1 do
       st = 'SKIPPED'; fs = 'skipped'; json = skipped
     end
     redis.call('HSET', kf, 'state', fs, 'job', job, 'sched', sched, 'epoch', ARGV[4], 'claimed_at', now,
-               'deadline_ms', tonumber(sched) + tonumber(ARGV[6]), 'attempts', 0, 'recoveries', 0, 'manual', '0')
+               'deadline_ms', math.max(tonumber(sched), now) + tonumber(ARGV[6]), 'attempts', 0, 'recoveries', 0,
+               'manual', '0')
     if fs == 'dispatching' then
       redis.call('HSET', kf, 'next_exec', exec_id)
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
