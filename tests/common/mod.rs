@@ -34,6 +34,21 @@ where
     }
 }
 
+fn signal(child: &Option<Child>, sig: nix::sys::signal::Signal) {
+    if let Some(c) = child {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+    }
+}
+
+/// SIGKILL (after SIGCONT, so a stopped process dies too) and reap.
+fn kill(child: &mut Option<Child>) {
+    signal(child, nix::sys::signal::Signal::SIGCONT);
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
@@ -77,27 +92,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        if let Some(c) = &self.child {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
-        }
-    }
-
     /// SIGSTOP: the process freezes (a long GC-like pause) until `resume`.
     pub fn pause(&self) {
-        self.signal(nix::sys::signal::Signal::SIGSTOP);
+        signal(&self.child, nix::sys::signal::Signal::SIGSTOP);
     }
 
     pub fn resume(&self) {
-        self.signal(nix::sys::signal::Signal::SIGCONT);
+        signal(&self.child, nix::sys::signal::Signal::SIGCONT);
     }
 
+    /// SIGKILL and reap.
     pub fn kill(&mut self) {
-        self.resume();
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 
     /// Starts again on the same port (empty: no persistence).
@@ -233,27 +239,18 @@ impl TestNode {
         c.wait().ok().and_then(|s| s.code())
     }
 
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        if let Some(c) = &self.child {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
-        }
-    }
-
     /// SIGSTOP: the process freezes (a long GC-like pause) until `resume`.
     pub fn pause(&self) {
-        self.signal(nix::sys::signal::Signal::SIGSTOP);
+        signal(&self.child, nix::sys::signal::Signal::SIGSTOP);
     }
 
     pub fn resume(&self) {
-        self.signal(nix::sys::signal::Signal::SIGCONT);
+        signal(&self.child, nix::sys::signal::Signal::SIGCONT);
     }
 
+    /// SIGKILL and reap.
     pub fn kill(&mut self) {
-        self.resume();
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 }
 
