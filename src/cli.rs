@@ -91,6 +91,9 @@ pub struct ServerArgs {
     #[arg(long, env = "ROTA_ENABLE_SHELL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_shell: Option<bool>,
+    /// Program the shell handler may run (absolute path); repeat, or comma-separate in the env.
+    #[arg(long = "shell-allow", env = "ROTA_SHELL_ALLOW", value_delimiter = ',')]
+    pub shell_allow: Vec<String>,
     #[arg(long, env = "ROTA_SHELL_OUTPUT_CAP_BYTES")]
     pub shell_output_cap_bytes: Option<usize>,
     #[arg(long, env = "ROTA_MISFIRE_THRESHOLD_MS")]
@@ -158,6 +161,9 @@ impl ServerArgs {
             log_format,
             log
         );
+        if !self.shell_allow.is_empty() {
+            c.shell_allow = self.shell_allow;
+        }
         if self.advertise.is_some() {
             c.advertise = self.advertise;
         }
@@ -749,6 +755,8 @@ mod tests {
             "--jobs",
             "j.toml",
             "--enable-shell",
+            "--shell-allow",
+            "/bin/a,/bin/b",
             "--shell-output-cap-bytes",
             "5",
             "--misfire-threshold-ms",
@@ -792,6 +800,7 @@ mod tests {
             workers: 3,
             jobs_file: Some("j.toml".into()),
             enable_shell: true,
+            shell_allow: vec!["/bin/a".into(), "/bin/b".into()],
             shell_output_cap_bytes: 5,
             misfire_threshold_ms: 7000,
             execution_retention_ms: 70000,

@@ -31,6 +31,9 @@ pub struct Config {
     pub jobs_file: Option<PathBuf>,
     /// Enables the `shell` handler, which runs programs on request. Off by default.
     pub enable_shell: bool,
+    /// Absolute paths of the programs the shell handler may run (`sh` jobs need /bin/sh). Set on
+    /// the node, never by a job: a job naming any other program is refused when it is put.
+    pub shell_allow: Vec<String>,
     /// Bytes kept of a shell handler's stdout and of its stderr.
     pub shell_output_cap_bytes: usize,
     /// A fire later than this is a misfire and follows its job's misfire policy.
@@ -75,6 +78,7 @@ impl Default for Config {
             workers: 32,
             jobs_file: None,
             enable_shell: false,
+            shell_allow: Vec::new(),
             shell_output_cap_bytes: 64 * 1024,
             misfire_threshold_ms: 60_000,
             execution_retention_ms: 24 * 3_600_000,
@@ -146,6 +150,9 @@ impl Config {
         }
         if self.execution_retention_ms < 60_000 {
             return bad("execution_retention_ms", "must be at least 60000 (one minute)".into());
+        }
+        if let Some(p) = self.shell_allow.iter().find(|p| !p.starts_with('/')) {
+            return bad("shell_allow", format!("'{p}' is not an absolute path"));
         }
         if !matches!(self.log_format.as_str(), "plain" | "json") {
             return bad("log_format", format!("'{}' is not plain or json", self.log_format));

@@ -68,7 +68,10 @@ impl Node {
     pub async fn start(config: Config, mut registry: Registry) -> Result<Arc<Node>> {
         config.validate()?;
         if config.enable_shell {
-            registry.register("shell", Shell::new(config.shell_output_cap_bytes));
+            if config.shell_allow.is_empty() {
+                tracing::warn!("shell handler enabled with an empty shell_allow list: every shell job will be refused");
+            }
+            registry.register("shell", Shell::new(config.shell_output_cap_bytes, config.shell_allow.clone()));
         }
         let jobs = match &config.jobs_file {
             Some(path) => read_jobs_file(path, &registry)?,

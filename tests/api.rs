@@ -135,7 +135,8 @@ async fn failure_retries_and_alert(b: Backend) {
             let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n").await;
         }
     });
-    let node = TestNode::start(&b, "n1", &["--enable-shell", "--alert-webhook", &hook_url]).await;
+    let node =
+        TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh", "--alert-webhook", &hook_url]).await;
     let mut c = node.client().await;
     let mut j = job("boom", "0 0 3 29 2 *", "shell", json!({"sh": "echo out; echo bad >&2; exit 3"}));
     j.retries = 2;
@@ -171,7 +172,7 @@ async fn failure_retries_and_alert(b: Backend) {
 async fn shell_timeout_kills_process_group(b: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pidfile = dir.path().join("pid");
-    let node = TestNode::start(&b, "n1", &["--enable-shell"]).await;
+    let node = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
     let mut c = node.client().await;
     let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
     let mut j = job("slow", "0 0 3 29 2 *", "shell", json!({"sh": script}));
@@ -607,4 +608,23 @@ async fn cli_tables_json_and_errors() {
     let (code, _, err) = rota_cli(&dead, &["status"]);
     assert_eq!(code, 3);
     assert!(err.starts_with(&format!("error: cannot reach rota at http://{dead}: Connection refused")), "{err}");
+}
+
+/// The shell handler runs only programs on the node's allowlist; a job cannot widen it.
+#[tokio::test]
+async fn shell_jobs_are_limited_to_the_nodes_allowlist() {
+    let node = TestNode::start(&Backend::Memory, "n1", &["--enable-shell", "--shell-allow", "/bin/echo"]).await;
+    let mut c = node.client().await;
+    let ok = job("echo", "0 0 3 29 2 *", "shell", json!(["/bin/echo", "hi"]));
+    c.put_job(pb::PutJobRequest { job: Some(ok) }).await.expect("allowed program");
+    for (args, want) in [
+        (json!(["/bin/rm", "-rf", "/tmp/x"]), "args: program '/bin/rm' is not in this node's shell allowlist"),
+        (json!({"sh": "rm -rf /tmp/x"}), "args: program '/bin/sh' is not in this node's shell allowlist"),
+        (json!(["echo", "hi"]), "args: program 'echo' must be an absolute path"),
+    ] {
+        let e =
+            c.put_job(pb::PutJobRequest { job: Some(job("bad", "* * * * * *", "shell", args)) }).await.expect_err(want);
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with(want), "{}", e.message());
+    }
 }

@@ -363,7 +363,7 @@ async fn many_jobs_through_a_master_kill_run_each_second_exactly_once_by_two_his
     let b = Backend::Redis(redis.url());
     let dir = tempfile::tempdir().expect("tempdir");
     let side = dir.path().join("side.log");
-    let flags = ["--enable-shell", "--workers", "6", "--load-threshold", "0.3"];
+    let flags = ["--enable-shell", "--shell-allow", "/bin/sh", "--workers", "6", "--load-threshold", "0.3"];
     let mut nodes = vec![
         TestNode::start(&b, "n1", &flags).await,
         TestNode::start(&b, "n2", &flags).await,

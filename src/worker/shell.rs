@@ -19,6 +19,9 @@ use crate::execution::truncate_utf8;
 pub struct Shell {
     /// Bytes kept of stdout and of stderr, each.
     output_cap: usize,
+    /// Absolute paths of the programs jobs may run, set on the node (never by a job). A job whose
+    /// program is not listed is refused when it is put, and again at run time.
+    allow: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -29,8 +32,26 @@ struct Spec {
 }
 
 impl Shell {
-    pub fn new(output_cap: usize) -> Shell {
-        Shell { output_cap }
+    pub fn new(output_cap: usize, allow: Vec<String>) -> Shell {
+        Shell { output_cap, allow }
+    }
+
+    fn check_allowed(&self, program: &str) -> Result<(), String> {
+        if self.allow.iter().any(|p| p == program) {
+            return Ok(());
+        }
+        if !program.starts_with('/') {
+            return Err(format!("program '{program}' must be an absolute path (allowed: {})", self.allowed()));
+        }
+        Err(format!("program '{program}' is not in this node's shell allowlist (allowed: {})", self.allowed()))
+    }
+
+    fn allowed(&self) -> String {
+        if self.allow.is_empty() {
+            "none; set shell_allow on the node".into()
+        } else {
+            self.allow.join(", ")
+        }
     }
 
     fn spec(args: &Value) -> Result<Spec, String> {
@@ -109,11 +130,14 @@ fn text(bytes: Vec<u8>, cut: bool) -> String {
 #[async_trait]
 impl Handler for Shell {
     fn validate(&self, args: &Value) -> Result<(), String> {
-        Self::spec(args).map(|_| ())
+        let spec = Self::spec(args)?;
+        self.check_allowed(&spec.argv[0])
     }
 
     async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
         let spec = Self::spec(args).map_err(HandlerFailure::new)?;
+        // Checked again here: the allowlist may have shrunk since the job was put.
+        self.check_allowed(&spec.argv[0]).map_err(HandlerFailure::new)?;
         let mut cmd = Command::new(&spec.argv[0]);
         cmd.args(&spec.argv[1..])
             .stdin(Stdio::null())
@@ -166,6 +190,24 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn allow() -> Vec<String> {
+        vec!["/bin/sh".into(), "/nonexistent/prog".into()]
+    }
+
+    #[test]
+    fn only_allowlisted_absolute_programs() {
+        let sh = Shell::new(16, vec!["/bin/echo".into()]);
+        assert!(sh.validate(&json!(["/bin/echo", "hi"])).is_ok());
+        let e = sh.validate(&json!(["/bin/rm", "-rf", "/"])).expect_err("unlisted");
+        assert_eq!(e, "program '/bin/rm' is not in this node's shell allowlist (allowed: /bin/echo)");
+        let e = sh.validate(&json!(["echo"])).expect_err("relative");
+        assert!(e.starts_with("program 'echo' must be an absolute path"), "{e}");
+        // `sh` mode runs /bin/sh, so it needs /bin/sh on the list.
+        assert!(sh.validate(&json!({"sh": "echo hi"})).is_err());
+        let none = Shell::new(16, vec![]);
+        assert!(none.validate(&json!(["/bin/echo"])).expect_err("empty list").contains("set shell_allow"));
+    }
+
     fn ctx() -> FireContext {
         FireContext {
             job_id: "j".into(),
@@ -181,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_argv_with_context_env_and_caps_output() {
-        let sh = Shell::new(16);
+        let sh = Shell::new(16, allow());
         let out = sh
             .run(
                 &ctx(),
@@ -196,10 +238,11 @@ mod tests {
 
     #[tokio::test]
     async fn failure_carries_status_and_stderr() {
-        let f = Shell::new(1024).run(&ctx(), &json!({"sh": "echo oops >&2; exit 3"})).await.expect_err("fails");
+        let f =
+            Shell::new(1024, allow()).run(&ctx(), &json!({"sh": "echo oops >&2; exit 3"})).await.expect_err("fails");
         assert_eq!(f.message, "exit status 3");
         assert_eq!(f.output, "oops\n");
-        let f = Shell::new(1024).run(&ctx(), &json!(["/nonexistent/prog"])).await.expect_err("fails");
+        let f = Shell::new(1024, allow()).run(&ctx(), &json!(["/nonexistent/prog"])).await.expect_err("fails");
         assert!(f.message.starts_with("cannot start '/nonexistent/prog'"), "{}", f.message);
     }
 
@@ -209,7 +252,7 @@ mod tests {
         let pidfile = dir.path().join("pid");
         // The grandchild (sleep) is in the same group; it must die too.
         let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-        let sh = Shell::new(1024);
+        let sh = Shell::new(1024, allow());
         let args = json!({"sh": script});
         let c = ctx();
         let r = tokio::time::timeout(std::time::Duration::from_millis(500), sh.run(&c, &args)).await;
