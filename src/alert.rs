@@ -9,7 +9,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::execution::Execution;
+use crate::metrics::Metrics;
 
 /// Alerts waiting for the webhook; beyond this they are dropped (and said so in the log).
 const QUEUE: usize = 1024;
@@ -55,15 +58,21 @@ impl Alert {
 #[derive(Clone)]
 pub struct Alerts {
     tx: Option<mpsc::Sender<Alert>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Alerts {
     /// Sinks: the log always; `webhook` when given. The delivery task stops with `cancel`.
-    pub fn start(webhook: Option<String>, timeout: Duration, cancel: CancellationToken) -> Alerts {
-        let Some(url) = webhook else { return Alerts { tx: None } };
+    pub fn start(
+        webhook: Option<String>,
+        timeout: Duration,
+        cancel: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Alerts {
+        let Some(url) = webhook else { return Alerts { tx: None, metrics } };
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(deliver(url, timeout, rx, cancel));
-        Alerts { tx: Some(tx) }
+        tokio::spawn(deliver(url, timeout, rx, cancel, Arc::clone(&metrics)));
+        Alerts { tx: Some(tx), metrics }
     }
 
     /// Logs the alert and queues it for the webhook. Never waits.
@@ -72,15 +81,23 @@ impl Alerts {
             alert = a.kind, job = %a.job_id, fire = %a.fire_id, execution = %a.execution_id,
             node = %a.node_id, attempt = a.attempt, state = a.state, error = %a.error, "alert"
         );
+        self.metrics.alert("logged");
         if let Some(tx) = &self.tx {
             if let Err(e) = tx.try_send(a) {
+                self.metrics.alert("failed");
                 tracing::error!(error = %e, "alert webhook queue full or closed; alert not delivered to the webhook");
             }
         }
     }
 }
 
-async fn deliver(url: String, timeout: Duration, mut rx: mpsc::Receiver<Alert>, cancel: CancellationToken) {
+async fn deliver(
+    url: String,
+    timeout: Duration,
+    mut rx: mpsc::Receiver<Alert>,
+    cancel: CancellationToken,
+    metrics: Arc<Metrics>,
+) {
     let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
     loop {
         let a = tokio::select! {
@@ -90,11 +107,15 @@ async fn deliver(url: String, timeout: Duration, mut rx: mpsc::Receiver<Alert>, 
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=ATTEMPTS {
             match client.post(&url).json(&a).send().await {
-                Ok(r) if r.status().is_success() => break,
+                Ok(r) if r.status().is_success() => {
+                    metrics.alert("sent");
+                    break;
+                }
                 Ok(r) => tracing::warn!(status = %r.status(), attempt, job = %a.job_id, "alert webhook refused"),
                 Err(e) => tracing::warn!(error = %e, attempt, job = %a.job_id, "alert webhook unreachable"),
             }
             if attempt == ATTEMPTS {
+                metrics.alert("failed");
                 tracing::error!(job = %a.job_id, execution = %a.execution_id, "alert webhook gave up after {ATTEMPTS} attempts");
                 break;
             }

@@ -117,6 +117,9 @@ pub struct ServerArgs {
     pub lease_renew_ms: Option<u64>,
     #[arg(long, env = "ROTA_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// HTTP address for /metrics, /healthz and /readyz (off unless given).
+    #[arg(long, env = "ROTA_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     #[arg(long, env = "ROTA_ALERT_WEBHOOK")]
     pub alert_webhook: Option<String>,
     #[arg(long, env = "ROTA_ALERT_WEBHOOK_TIMEOUT_MS")]
@@ -172,6 +175,9 @@ impl ServerArgs {
         }
         if self.jobs_file.is_some() {
             c.jobs_file = self.jobs_file;
+        }
+        if self.metrics_listen.is_some() {
+            c.metrics_listen = self.metrics_listen.filter(|s| !s.is_empty());
         }
         if self.alert_webhook.is_some() {
             c.alert_webhook = self.alert_webhook.filter(|s| !s.is_empty());
@@ -779,6 +785,8 @@ mod tests {
             "500",
             "--shutdown-grace-ms",
             "17",
+            "--metrics-listen",
+            "127.0.0.1:9",
             "--alert-webhook",
             "http://w",
             "--alert-webhook-timeout-ms",
@@ -812,6 +820,7 @@ mod tests {
             lease_ttl_ms: 1500,
             lease_renew_ms: 500,
             shutdown_grace_ms: 17,
+            metrics_listen: Some("127.0.0.1:9".into()),
             alert_webhook: Some("http://w".into()),
             alert_webhook_timeout_ms: 19,
             log_format: "json".into(),

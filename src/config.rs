@@ -57,6 +57,8 @@ pub struct Config {
     pub max_recoveries: u32,
     /// On SIGINT/SIGTERM, how long running executions get to finish before they are cancelled.
     pub shutdown_grace_ms: u64,
+    /// HTTP address for /metrics (Prometheus), /healthz and /readyz. Empty: off.
+    pub metrics_listen: Option<String>,
     /// URL that receives alerts as JSON POSTs. Empty: alerts go to the log only.
     pub alert_webhook: Option<String>,
     pub alert_webhook_timeout_ms: u64,
@@ -90,6 +92,7 @@ impl Default for Config {
             lease_ttl_ms: 5_000,
             lease_renew_ms: 1_500,
             shutdown_grace_ms: 30_000,
+            metrics_listen: None,
             alert_webhook: None,
             alert_webhook_timeout_ms: 5_000,
             log_format: "plain".into(),
@@ -156,6 +159,11 @@ impl Config {
         }
         if !matches!(self.log_format.as_str(), "plain" | "json") {
             return bad("log_format", format!("'{}' is not plain or json", self.log_format));
+        }
+        if let Some(a) = &self.metrics_listen {
+            if a.parse::<SocketAddr>().is_err() {
+                return bad("metrics_listen", format!("'{a}' is not host:port (an IP address and a port)"));
+            }
         }
         if let Some(u) = &self.alert_webhook {
             if !(u.starts_with("http://") || u.starts_with("https://")) {

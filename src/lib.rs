@@ -9,7 +9,7 @@
 //!   in-memory backend (single node) and a Redis backend (clusters).
 //! - [`worker`]: the bounded pool that runs executions, the `Handler` trait and the built-in handlers.
 //! - [`execution`]: the record every run leaves.
-//! - [`alert`]: failure alerts (log and webhook).
+//! - [`alert`]: failure alerts (log and webhook); [`metrics`]: Prometheus families and the HTTP side.
 //! - [`api`]: the gRPC services (scheduler, node, health, reflection); errors become `Status` there.
 //! - [`cluster`]: the master lease with its fencing epoch (`cluster::lease`), and membership by
 //!   incarnation (`cluster::membership`).
@@ -30,6 +30,7 @@ pub mod dispatch;
 pub mod error;
 pub mod execution;
 pub mod job;
+pub mod metrics;
 pub mod node;
 pub mod pb;
 pub mod scheduler;

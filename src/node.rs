@@ -21,6 +21,7 @@ use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSpec};
+use crate::metrics::{Metrics, NodeLabel};
 use crate::pb;
 use crate::scheduler::RoutingConfig;
 use crate::scheduler::Scheduler;
@@ -52,7 +53,10 @@ pub struct Node {
     pub worker: Arc<Worker>,
     pub scheduler: Arc<Scheduler>,
     pub lease: Arc<Lease>,
+    pub metrics: Arc<Metrics>,
     draining: AtomicBool,
+    /// Store reachable and registered, as last seen by the heartbeat: what readiness reports.
+    serving: AtomicBool,
     /// Highest fencing epoch seen (own acquisitions, peers' submissions): shared with the lease.
     max_epoch: Arc<AtomicU64>,
     pub membership: Arc<Membership>,
@@ -80,6 +84,16 @@ impl Node {
         let listener =
             TcpListener::bind(&config.listen).await.map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
         let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+        let metrics_listener = match &config.metrics_listen {
+            Some(a) => {
+                let l = TcpListener::bind(a).await.map_err(|e| Error::io(format!("binding {a}"), e))?;
+                if let Ok(addr) = l.local_addr() {
+                    tracing::info!(address = %addr, "metrics and HTTP health on /metrics, /healthz, /readyz");
+                }
+                Some(l)
+            }
+            None => None,
+        };
         let address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
         let timing = FireTiming {
             misfire_threshold_ms: config.misfire_threshold_ms,
@@ -96,10 +110,12 @@ impl Node {
         };
         let membership = Arc::new(Membership::new(&config.node_id, config.node_ttl_ms));
         let cancel = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
         let alerts = Alerts::start(
             config.alert_webhook.clone(),
             Duration::from_millis(config.alert_webhook_timeout_ms),
             cancel.child_token(),
+            Arc::clone(&metrics),
         );
         let incarnation = membership.incarnation();
         let max_epoch = Arc::new(AtomicU64::new(0));
@@ -118,6 +134,7 @@ impl Node {
             &config.cluster,
             config.workers,
             alerts,
+            Arc::clone(&metrics),
         ));
         let scheduler = Scheduler::new(
             Arc::clone(&store),
@@ -144,7 +161,9 @@ impl Node {
             worker,
             scheduler,
             lease,
+            metrics,
             draining: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
             max_epoch,
             membership,
             health,
@@ -167,6 +186,15 @@ impl Node {
                 tracing::error!(error = %e, "gRPC server stopped");
             }
         });
+        if let Some(listener) = metrics_listener {
+            let n = Arc::clone(&node);
+            let stop = node.cancel.clone();
+            node.tracker.spawn(async move {
+                if let Err(e) = crate::metrics::serve_http(n, listener, stop.cancelled_owned()).await {
+                    tracing::error!(error = %e, "metrics/health HTTP server stopped");
+                }
+            });
+        }
         node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
         node.tracker.spawn(Arc::clone(&node).prune_loop());
         tracing::info!(node = %node.node_id, address = %node.address, store = node.store.kind(),
@@ -197,6 +225,29 @@ impl Node {
             tracing::warn!("some background tasks did not stop in time");
         }
         tracing::info!(node = %self.node_id, "stopped");
+    }
+
+    /// Ready: the store answers and the node is not draining (the same as grpc.health.v1).
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::SeqCst) && !self.is_draining()
+    }
+
+    /// Reads the gauges of state fresh, for a scrape.
+    pub async fn refresh_metrics(&self) {
+        let m = &self.metrics;
+        let load = self.worker.load();
+        m.running.set(i64::from(load.active));
+        m.load_ratio.set(if load.max == 0 { 0.0 } else { load.ratio() });
+        m.master.set(i64::from(self.lease.role().active().is_some()));
+        m.epoch.set(i64::try_from(self.max_epoch_seen()).unwrap_or(i64::MAX));
+        if let Ok(nodes) = self.store.list_nodes().await {
+            let ids: Vec<String> = nodes.into_iter().map(|n| n.node_id).collect();
+            if let Ok(lens) = self.store.queue_lengths(&ids).await {
+                for (id, len) in ids.into_iter().zip(lens) {
+                    m.queue_depth.get_or_create(&NodeLabel { node: id }).set(len as i64);
+                }
+            }
+        }
     }
 
     pub fn is_draining(&self) -> bool {
@@ -275,7 +326,10 @@ impl Node {
             if self.is_draining() {
                 continue;
             }
-            let ok = match self.membership.beat(&*self.store, |inc| self.record_with(inc)).await {
+            let sent = std::time::Instant::now();
+            let beat = self.membership.beat(&*self.store, |inc| self.record_with(inc)).await;
+            self.metrics.store_rtt.observe(sent.elapsed().as_secs_f64());
+            let ok = match beat {
                 Ok(Beat::Alive { epoch } | Beat::Revoked { epoch }) => {
                     self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
                     true
@@ -312,6 +366,7 @@ impl Node {
                 }
                 self.report_load().await;
             }
+            self.serving.store(ok, Ordering::SeqCst);
             if ok != healthy && !self.is_draining() {
                 healthy = ok;
                 api::set_health(&self.health, ok).await;

@@ -628,3 +628,63 @@ async fn shell_jobs_are_limited_to_the_nodes_allowlist() {
         assert!(e.message().starts_with(want), "{}", e.message());
     }
 }
+
+/// /metrics parses as Prometheus exposition and counts what happened; /healthz and /readyz follow
+/// the node's state like grpc.health.v1 does.
+#[tokio::test]
+async fn metrics_and_http_health() {
+    let mut redis = RedisServer::start();
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--metrics-listen", &listen]).await;
+    let mut c = node.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("m", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let (http, url) = (http.clone(), format!("http://{listen}{path}"));
+        async move { http.get(url).send().await.ok() }
+    };
+    let samples = eventually(WAIT, "metrics with fires", || async {
+        let body = get("/metrics").await?.text().await.ok()?;
+        let lines = body.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
+        let fired = scrape.samples.iter().any(|s| {
+            s.metric == "rota_fires_total" && s.labels.get("outcome") == Some("succeeded") && value(&s.value) >= 2.0
+        });
+        fired.then_some(scrape.samples)
+    })
+    .await;
+    let find = |name: &str, label: Option<(&str, &str)>| {
+        samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| value(&s.value))
+            .unwrap_or_else(|| panic!("{name} {label:?} missing"))
+    };
+    assert_eq!(find("rota_master", None), 1.0);
+    assert!(find("rota_epoch", None) > 0.0);
+    assert!(find("rota_dispatch_total", Some(("path", "local"))) >= 2.0);
+    assert!(find("rota_fire_delay_seconds_count", None) >= 2.0);
+    assert!(find("rota_store_round_trip_seconds_count", None) >= 1.0);
+    assert_eq!(find("rota_queue_depth", Some(("node", "n1"))), 0.0);
+    for s in &samples {
+        assert!(!s.labels.iter().any(|(k, _)| *k == "job"), "no job-id labels: {s:?}");
+    }
+    assert_eq!(get("/healthz").await.expect("healthz").status(), 200);
+    assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
+    redis.kill();
+    eventually(WAIT, "/readyz 503 while Redis is down", || async {
+        (get("/readyz").await?.status() == 503).then_some(())
+    })
+    .await;
+    assert_eq!(get("/healthz").await.expect("healthz").status(), 200, "alive all the same");
+}
+
+fn value(v: &prometheus_parse::Value) -> f64 {
+    match v {
+        prometheus_parse::Value::Counter(x)
+        | prometheus_parse::Value::Gauge(x)
+        | prometheus_parse::Value::Untyped(x) => *x,
+        prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_) => f64::NAN,
+    }
+}

@@ -30,6 +30,7 @@ use std::sync::{Mutex, Weak};
 use crate::cluster::lease::{Mastership, Role};
 use crate::cluster::membership::Membership;
 use crate::dispatch::{decide, Decision, Delivery, Dispatcher, Peer};
+use crate::metrics::path;
 use crate::store::{Accept, Enqueue, NodeList, Reap, ReapFence, ReapRequest};
 
 use crate::alert::Alert;
@@ -284,14 +285,17 @@ impl Scheduler {
                 }
                 ClaimOutcome::Skipped => {
                     progress = true;
+                    self.worker.metrics().outcome("skipped");
                     tracing::info!(job = %claim.job_id, fire = %fire, "skipped: previous fire still running");
                 }
                 ClaimOutcome::Misfired => {
                     progress = true;
+                    self.worker.metrics().outcome("misfired");
                     tracing::warn!(job = %claim.job_id, fire = %fire, error = %claim.exec.error, "misfire recorded");
                 }
                 ClaimOutcome::Stale | ClaimOutcome::Duplicate => {
                     progress = true;
+                    self.worker.metrics().prevented_duplicates.inc();
                     tracing::info!(job = %claim.job_id, fire = %fire, "prevented duplicate: fire already claimed");
                 }
                 ClaimOutcome::Paused | ClaimOutcome::Gone => {
@@ -369,7 +373,10 @@ impl Scheduler {
     async fn dispatch(&self, job: Job, fire_id: String, master: &Mastership, now: i64) {
         let peers = if job.spec.master_only { Vec::new() } else { self.peers(now).await };
         match decide(job.spec.master_only, self.worker.load(), self.routing.threshold, &peers) {
-            Decision::RunHere => self.run_here(job, &fire_id, Some(master.epoch)).await,
+            Decision::RunHere => {
+                self.worker.metrics().dispatched(path::LOCAL);
+                self.run_here(job, &fire_id, Some(master.epoch)).await
+            }
             Decision::SendTo(peer) => {
                 self.bump_load(&peer.node_id);
                 let req = pb::SubmitTaskRequest {
@@ -386,6 +393,7 @@ impl Scheduler {
                     let Some(me) = me.upgrade() else { return };
                     match me.dispatcher.submit(&peer, req).await {
                         Delivery::Accepted => {
+                            me.worker.metrics().dispatched(path::DIRECT);
                             tracing::debug!(fire = %fire_id, node = %peer.node_id, "dispatched");
                         }
                         other => {
@@ -404,6 +412,7 @@ impl Scheduler {
         for t in [target, self.node_id.as_str()] {
             match self.store.enqueue(fence, fire_id, t).await {
                 Ok(Enqueue::Queued) => {
+                    self.worker.metrics().dispatched(path::QUEUED);
                     tracing::info!(fire = %fire_id, node = %t, "queued");
                     return;
                 }
@@ -526,10 +535,12 @@ impl Scheduler {
                 e.end_ms = Some(now_ms());
                 e.set_error(format!("lost: node {dead} died while running it (recovery policy: lost)"));
                 self.store.finish_execution(&e, false).await?;
+                self.worker.metrics().outcome("lost");
                 self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
                 tracing::warn!(fire = %fire_id, node = %dead, "fire lost with its node");
             }
             Reap::Moved | Reap::Rerun => {
+                self.worker.metrics().dispatched(path::REAPED);
                 tracing::info!(fire = %fire_id, from = %dead, to = %target, outcome = ?outcome, "recovered a dead node's fire");
             }
             _ => tracing::debug!(fire = %fire_id, outcome = ?outcome, "reap"),

@@ -21,6 +21,7 @@ use crate::cluster::lease::Role;
 use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job};
+use crate::metrics::{path, Metrics};
 use crate::store::{now_ms, Accept, Finish, Load, Start, Store};
 use handlers::{FireContext, Registry};
 
@@ -38,6 +39,7 @@ const STEAL_FRESH_MS: i64 = 3_000;
 
 pub struct Worker {
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     membership: Arc<Membership>,
     /// Whether this node is master: a master-only fire found here otherwise is skipped, not run.
     role: tokio::sync::watch::Receiver<Role>,
@@ -66,10 +68,12 @@ impl Worker {
         cluster: &str,
         max: u32,
         alerts: Alerts,
+        metrics: Arc<Metrics>,
     ) -> Worker {
         let max = max.max(1);
         Worker {
             store,
+            metrics,
             membership,
             role,
             registry,
@@ -88,6 +92,10 @@ impl Worker {
 
     pub fn load(&self) -> Load {
         Load { active: self.active.load(Ordering::Relaxed), max: self.max, queue: self.waiting.load(Ordering::Relaxed) }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn alerts(&self) -> &Alerts {
@@ -212,6 +220,7 @@ impl Worker {
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         let fire = self.store.steal(victim, &self.node_id, &self.membership.incarnation()).await.ok()??;
         tracing::info!(fire = %fire, from = %victim, "took over a queued fire from a busier node");
+        self.metrics.dispatched(path::STOLEN);
         Some(fire)
     }
 
@@ -263,7 +272,9 @@ impl Worker {
                     exec.end_ms = Some(now_ms());
                     exec.set_error("misfired: not started within the misfire threshold of its scheduled time");
                     tracing::warn!(execution = %exec.id, "fire waited past its start deadline");
-                    let _ = self.store.finish_execution(&exec, true).await;
+                    if self.store.finish_execution(&exec, true).await.is_ok() {
+                        self.metrics.outcome(exec.state.as_str());
+                    }
                 }
                 Ok(Start::Poison) => {
                     tracing::error!("queue entry names no fire: moved to the dead-letter list");
@@ -358,6 +369,9 @@ impl Worker {
         exec.start_ms = Some(start);
         exec.node_id = self.node_id.clone();
         tracing::debug!(execution = %exec.id, attempt = exec.attempt, delay_ms = start - exec.scheduled_ms, "started");
+        if exec.attempt == 1 && !exec.manual {
+            self.metrics.fire_delay.observe((start - exec.scheduled_ms).max(0) as f64 / 1000.0);
+        }
         if let Err(e) = self.store.update_execution(exec).await {
             // The run goes ahead: the final record overwrites this one.
             tracing::warn!(execution = %exec.id, error = %e, "cannot record start");
@@ -441,7 +455,10 @@ impl Worker {
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=5 {
             match self.store.finish(exec, &self.node_id, inc).await {
-                Ok(Finish::Recorded) => return Ok(()),
+                Ok(Finish::Recorded) => {
+                    self.metrics.outcome(exec.state.as_str());
+                    return Ok(());
+                }
                 Ok(Finish::Superseded) => {
                     tracing::warn!(execution = %exec.id, "result superseded: this node was declared dead while it ran");
                     return Err(());

@@ -1,0 +1,170 @@
+//! Metrics and the HTTP side of a node: Prometheus families (`rota_` prefix, bounded labels: no job
+//! ids) and an HTTP server on `metrics_listen` with `/metrics`, `/healthz` (the process is alive)
+//! and `/readyz` (the store answers and the node is not draining: the same as grpc.health.v1).
+//! Counters are bumped where things happen; gauges of state (load, master, epoch, queue depths) are
+//! read fresh at each scrape. Uses: `node` (read only).
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabel {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+/// How a fire reached the node that ran it.
+pub mod path {
+    /// The master ran it itself.
+    pub const LOCAL: &str = "local";
+    /// Sent by SubmitTask and accepted.
+    pub const DIRECT: &str = "direct";
+    /// Put in a node's durable queue (the direct call failed).
+    pub const QUEUED: &str = "queued";
+    /// Taken over from a busier node's queue.
+    pub const STOLEN: &str = "stolen";
+    /// Moved from a dead node.
+    pub const REAPED: &str = "reaped";
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Terminal outcomes of executions, by state.
+    pub fires: Family<OutcomeLabel, Counter>,
+    /// Scheduled instant to handler start, first attempts of scheduled fires.
+    pub fire_delay: Histogram,
+    pub running: Gauge,
+    pub load_ratio: Gauge<f64, AtomicU64>,
+    pub master: Gauge,
+    pub epoch: Gauge,
+    pub queue_depth: Family<NodeLabel, Gauge>,
+    pub dispatch: Family<PathLabel, Counter>,
+    pub prevented_duplicates: Counter,
+    pub alerts: Family<ResultLabel, Counter>,
+    /// Round trip of the heartbeat script, a proxy for the store's latency.
+    pub store_rtt: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("rota");
+        let m = Metrics {
+            fires: Family::default(),
+            // 0.5 ms .. ~16 s
+            fire_delay: Histogram::new([
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 16.0,
+            ]),
+            running: Gauge::default(),
+            load_ratio: Gauge::default(),
+            master: Gauge::default(),
+            epoch: Gauge::default(),
+            queue_depth: Family::default(),
+            dispatch: Family::default(),
+            prevented_duplicates: Counter::default(),
+            alerts: Family::default(),
+            store_rtt: Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0]),
+            registry: Registry::default(),
+        };
+        registry.register("fires", "Executions that reached a terminal state, by outcome", m.fires.clone());
+        registry.register("fire_delay_seconds", "Delay from scheduled instant to handler start", m.fire_delay.clone());
+        registry.register("executions_running", "Executions running on this node", m.running.clone());
+        registry.register("node_load_ratio", "(running + waiting) / workers on this node", m.load_ratio.clone());
+        registry.register("master", "1 while this node holds the master lease", m.master.clone());
+        registry.register("epoch", "Highest fencing epoch this node has seen", m.epoch.clone());
+        registry.register("queue_depth", "Fires waiting in each live node's durable queue", m.queue_depth.clone());
+        registry.register(
+            "dispatch",
+            "Fires by the path that brought them to the node that ran them",
+            m.dispatch.clone(),
+        );
+        registry.register(
+            "prevented_duplicates",
+            "Claims refused because the fire was already claimed",
+            m.prevented_duplicates.clone(),
+        );
+        registry.register("alerts", "Alerts raised (logged) and webhook deliveries (sent, failed)", m.alerts.clone());
+        registry.register("store_round_trip_seconds", "Heartbeat round trip to the store", m.store_rtt.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn outcome(&self, state: &str) {
+        self.fires.get_or_create(&OutcomeLabel { outcome: state.to_string() }).inc();
+    }
+
+    pub fn dispatched(&self, path: &str) {
+        self.dispatch.get_or_create(&PathLabel { path: path.to_string() }).inc();
+    }
+
+    pub fn alert(&self, result: &str) {
+        self.alerts.get_or_create(&ResultLabel { result: result.to_string() }).inc();
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves /metrics, /healthz and /readyz until `shutdown`.
+pub async fn serve_http(
+    node: Arc<crate::node::Node>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::http::{header, StatusCode};
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|axum::extract::State(n): axum::extract::State<Arc<crate::node::Node>>| async move {
+                if n.is_serving() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|axum::extract::State(n): axum::extract::State<Arc<crate::node::Node>>| async move {
+                n.refresh_metrics().await;
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    n.metrics.encode(),
+                )
+            }),
+        )
+        .with_state(node);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
