@@ -117,6 +117,9 @@ pub struct ServerArgs {
     pub lease_renew_ms: Option<u64>,
     #[arg(long, env = "ROTA_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// API tokens file (hashed tokens with roles); without it the API is open.
+    #[arg(long, env = "ROTA_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
     /// HTTP address for /metrics, /healthz and /readyz (off unless given).
     #[arg(long, env = "ROTA_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -175,6 +178,15 @@ impl ServerArgs {
         }
         if self.jobs_file.is_some() {
             c.jobs_file = self.jobs_file;
+        }
+        if self.tokens_file.is_some() {
+            c.tokens_file = self.tokens_file;
+        }
+        // Secrets come from the environment or the config file, never from argv (visible in ps).
+        if let Ok(s) = std::env::var("ROTA_CLUSTER_SECRET") {
+            if !s.is_empty() {
+                c.cluster_secret = Some(crate::config::Secret(s));
+            }
         }
         if self.metrics_listen.is_some() {
             c.metrics_listen = self.metrics_listen.filter(|s| !s.is_empty());
@@ -345,14 +357,37 @@ impl From<tonic::Status> for CliError {
     }
 }
 
-async fn connect(endpoint: &str) -> Result<SchedulerServiceClient<Channel>, CliError> {
+/// Adds the API token (env ROTA_TOKEN, never a flag: argv is visible to every user) to each call.
+#[derive(Clone)]
+pub struct TokenInterceptor(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for TokenInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = SchedulerServiceClient<tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>>;
+
+async fn connect(endpoint: &str) -> Result<Client, CliError> {
     let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
     let ep = tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|e| CliError::Usage(format!("--endpoint '{endpoint}': {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30));
     let ch = ep.connect().await.map_err(|e| CliError::Connect { endpoint: url, reason: root_cause(&e) })?;
-    Ok(SchedulerServiceClient::new(ch))
+    let token = match std::env::var("ROTA_TOKEN") {
+        Ok(t) if !t.is_empty() => Some(
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| CliError::Usage("ROTA_TOKEN has characters not allowed in a header".into()))?,
+        ),
+        _ => None,
+    };
+    Ok(SchedulerServiceClient::with_interceptor(ch, TokenInterceptor(token)))
 }
 
 /// The innermost error's text ("Connection refused", not "transport error").
@@ -785,6 +820,8 @@ mod tests {
             "500",
             "--shutdown-grace-ms",
             "17",
+            "--tokens-file",
+            "t.toml",
             "--metrics-listen",
             "127.0.0.1:9",
             "--alert-webhook",
@@ -821,6 +858,8 @@ mod tests {
             lease_renew_ms: 500,
             shutdown_grace_ms: 17,
             metrics_listen: Some("127.0.0.1:9".into()),
+            tokens_file: Some("t.toml".into()),
+            cluster_secret: None,
             alert_webhook: Some("http://w".into()),
             alert_webhook_timeout_ms: 19,
             log_format: "json".into(),

@@ -9,6 +9,17 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// A secret string: never printed (Debug shows `***`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -59,6 +70,12 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// HTTP address for /metrics (Prometheus), /healthz and /readyz. Empty: off.
     pub metrics_listen: Option<String>,
+    /// TOML file of API tokens (`[[token]] name, role = viewer|operator|admin, sha256`). Without it
+    /// the API is open: for local use only.
+    pub tokens_file: Option<PathBuf>,
+    /// Shared secret nodes present to each other (SubmitTask, ReportLoad). Required with tokens on a
+    /// cluster. Read from the config file or ROTA_CLUSTER_SECRET, never from the command line.
+    pub cluster_secret: Option<Secret>,
     /// URL that receives alerts as JSON POSTs. Empty: alerts go to the log only.
     pub alert_webhook: Option<String>,
     pub alert_webhook_timeout_ms: u64,
@@ -93,6 +110,8 @@ impl Default for Config {
             lease_renew_ms: 1_500,
             shutdown_grace_ms: 30_000,
             metrics_listen: None,
+            tokens_file: None,
+            cluster_secret: None,
             alert_webhook: None,
             alert_webhook_timeout_ms: 5_000,
             log_format: "plain".into(),
@@ -159,6 +178,12 @@ impl Config {
         }
         if !matches!(self.log_format.as_str(), "plain" | "json") {
             return bad("log_format", format!("'{}' is not plain or json", self.log_format));
+        }
+        if self.tokens_file.is_some() && self.redis.is_some() && self.cluster_secret.is_none() {
+            return bad(
+                "cluster_secret",
+                "is required with tokens_file on a cluster: nodes authenticate to each other with it".into(),
+            );
         }
         if let Some(a) = &self.metrics_listen {
             if a.parse::<SocketAddr>().is_err() {

@@ -57,13 +57,24 @@ pub enum Delivery {
 
 pub struct Dispatcher {
     timeout: Duration,
+    /// `Bearer <cluster secret>`, sent on every call when the cluster uses tokens.
+    secret: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     /// One channel per peer address, kept open.
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Dispatcher {
-    pub fn new(timeout: Duration) -> Dispatcher {
-        Dispatcher { timeout, channels: Mutex::new(HashMap::new()) }
+    pub fn new(timeout: Duration, cluster_secret: Option<String>) -> Dispatcher {
+        let secret = cluster_secret.and_then(|s| format!("Bearer {s}").parse().ok());
+        Dispatcher { timeout, secret, channels: Mutex::new(HashMap::new()) }
+    }
+
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(s) = &self.secret {
+            r.metadata_mut().insert("authorization", s.clone());
+        }
+        r
     }
 
     fn channel(&self, address: &str) -> Result<Channel, String> {
@@ -85,7 +96,7 @@ impl Dispatcher {
             Ok(c) => c,
             Err(e) => return Delivery::Failed(e),
         };
-        match tokio::time::timeout(self.timeout, NodeServiceClient::new(ch).submit_task(req)).await {
+        match tokio::time::timeout(self.timeout, NodeServiceClient::new(ch).submit_task(self.request(req))).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
                 if r.accepted {
@@ -102,7 +113,10 @@ impl Dispatcher {
     /// Tells the master this node's load (best effort).
     pub async fn report_load(&self, master_address: &str, req: pb::ReportLoadRequest) -> Option<u64> {
         let ch = self.channel(master_address).ok()?;
-        let r = tokio::time::timeout(self.timeout, NodeServiceClient::new(ch).report_load(req)).await.ok()?.ok()?;
+        let r = tokio::time::timeout(self.timeout, NodeServiceClient::new(ch).report_load(self.request(req)))
+            .await
+            .ok()?
+            .ok()?;
         Some(r.into_inner().epoch)
     }
 }

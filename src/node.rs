@@ -54,6 +54,7 @@ pub struct Node {
     pub scheduler: Arc<Scheduler>,
     pub lease: Arc<Lease>,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<crate::api::auth::Auth>,
     draining: AtomicBool,
     /// Store reachable and registered, as last seen by the heartbeat: what readiness reports.
     serving: AtomicBool,
@@ -81,6 +82,10 @@ impl Node {
             Some(path) => read_jobs_file(path, &registry)?,
             None => Vec::new(),
         };
+        let auth = Arc::new(crate::api::auth::Auth::load(
+            config.tokens_file.as_deref(),
+            config.cluster_secret.as_ref().map(|s| s.0.as_str()),
+        )?);
         let listener =
             TcpListener::bind(&config.listen).await.map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
         let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
@@ -144,6 +149,7 @@ impl Node {
             lease.subscribe(),
             Arc::clone(&membership),
             Duration::from_millis(config.dispatch_timeout_ms),
+            config.cluster_secret.as_ref().map(|s| s.0.clone()),
             RoutingConfig {
                 threshold: config.load_threshold,
                 fresh_ms: config.node_ttl_ms,
@@ -162,6 +168,7 @@ impl Node {
             scheduler,
             lease,
             metrics,
+            auth,
             draining: AtomicBool::new(false),
             serving: AtomicBool::new(false),
             max_epoch,

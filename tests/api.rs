@@ -688,3 +688,87 @@ fn value(v: &prometheus_parse::Value) -> f64 {
         prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_) => f64::NAN,
     }
 }
+
+/// Tokens with roles on the API, the cluster secret between nodes, health and reflection open,
+/// and no token in any log.
+#[tokio::test]
+async fn tokens_roles_and_cluster_secret() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tokens.toml");
+    let (viewer, operator, admin, secret) = ("view-tok-1f3a", "oper-tok-9c2e", "admin-tok-77d0", "cluster-s3cret-x");
+    let mut toml = String::new();
+    for (name, role, tok) in [("dash", "viewer", viewer), ("ops", "operator", operator), ("ci", "admin", admin)] {
+        let h = rota::api::auth::hex(&rota::api::auth::hash(tok));
+        toml.push_str(&format!("[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{h}\"\n"));
+    }
+    std::fs::write(&file, toml).expect("write");
+    let path = file.to_str().expect("utf8");
+    let env = [("ROTA_CLUSTER_SECRET", secret)];
+    let flags = ["--tokens-file", path, "--workers", "1", "--load-threshold", "0.5"];
+    let n1 = TestNode::start_env(&b, "n1", &flags, &env).await;
+    let n2 = TestNode::start_env(&b, "n2", &flags, &env).await;
+    let call = |tok: &str| {
+        let mut r = tonic::Request::new(pb::ListJobsRequest::default());
+        r.metadata_mut().insert("authorization", format!("Bearer {tok}").parse().expect("header"));
+        r
+    };
+    let mut c = n1.client().await;
+    let e = c.list_jobs(pb::ListJobsRequest::default()).await.expect_err("no token");
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let e = c.list_jobs(call("wrong")).await.expect_err("bad token");
+    assert_eq!(e.code(), Code::Unauthenticated);
+    c.list_jobs(call(viewer)).await.expect("viewer reads");
+    let put = |tok: &str, j: pb::Job| {
+        let mut r = tonic::Request::new(pb::PutJobRequest { job: Some(j) });
+        r.metadata_mut().insert("authorization", format!("Bearer {tok}").parse().expect("header"));
+        r
+    };
+    let e = c.put_job(put(viewer, job("t", "* * * * * *", "sleep", json!(["1500ms"])))).await.expect_err("viewer");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("needs role 'admin'"), "{}", e.message());
+    let e = c.put_job(put(operator, job("t", "* * * * * *", "sleep", json!(["1500ms"])))).await.expect_err("op");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    for i in 0..3 {
+        c.put_job(put(admin, job(&format!("t{i}"), "* * * * * *", "sleep", json!(["1500ms"]))))
+            .await
+            .expect("admin puts");
+    }
+    let mut t = tonic::Request::new(pb::TriggerJobRequest { id: "t0".into(), idempotency_key: String::new() });
+    t.metadata_mut().insert("authorization", format!("Bearer {operator}").parse().expect("header"));
+    c.trigger_job(t).await.expect("operator triggers");
+    // Health needs no token.
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(n1.health().await, Some(serving));
+    // Peers reach each other with the cluster secret: the busy master's fires run on n2.
+    eventually(WAIT, "fires dispatched to n2", || async {
+        let mut r = tonic::Request::new(pb::ListExecutionsRequest { page_size: 100, ..Default::default() });
+        r.metadata_mut().insert("authorization", format!("Bearer {viewer}").parse().expect("header"));
+        let execs = n1.client().await.list_executions(r).await.ok()?.into_inner().executions;
+        execs.iter().any(|e| e.node_id == "n2" && e.state == pb::ExecutionState::Succeeded as i32).then_some(())
+    })
+    .await;
+    // A peer call without the secret is refused.
+    let mut nc = pb::node_service_client::NodeServiceClient::new(n1.channel().await);
+    let mut r = tonic::Request::new(pb::ReportLoadRequest {
+        node_id: "x".into(),
+        load: Some(pb::NodeLoad { active_workers: 0, max_workers: 1, queue_depth: 0 }),
+        measured_at: None,
+    });
+    r.metadata_mut().insert("authorization", format!("Bearer {admin}").parse().expect("header"));
+    assert_eq!(nc.report_load(r).await.expect_err("admin is not a node").code(), Code::PermissionDenied);
+    // The CLI takes the token from ROTA_TOKEN.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["job", "list", "--endpoint", &n1.addr])
+        .env("ROTA_TOKEN", viewer)
+        .output()
+        .expect("cli");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("t0"));
+    for n in [&n1, &n2] {
+        let log = n.log();
+        for tok in [viewer, operator, admin, secret] {
+            assert!(!log.contains(tok), "a token appears in {}'s log", n.node_id);
+        }
+    }
+}

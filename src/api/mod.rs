@@ -1,6 +1,7 @@
 //! The gRPC edge: `SchedulerService` and `NodeService`, plus the standard health service and server
 //! reflection, assembled in one builder chain (`serve`) that `main` and the tests share. Handlers
 //! validate requests, call into the node, and map errors to `Status` through `status.rs` only.
+pub mod auth;
 pub mod convert;
 pub mod node_service;
 pub mod scheduler_service;
@@ -50,6 +51,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     Server::builder()
         .trace_fn(|req| tracing::debug_span!("grpc", path = %req.uri().path()))
+        .layer(auth::AuthLayer::new(Arc::clone(&node.auth)))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -98,6 +98,7 @@ impl Scheduler {
         role: watch::Receiver<Role>,
         membership: Arc<Membership>,
         dispatch_timeout: Duration,
+        cluster_secret: Option<String>,
         routing: RoutingConfig,
     ) -> Arc<Scheduler> {
         Arc::new_cyclic(|me| Scheduler {
@@ -108,7 +109,7 @@ impl Scheduler {
             wake: Notify::new(),
             role,
             membership,
-            dispatcher: Dispatcher::new(dispatch_timeout),
+            dispatcher: Dispatcher::new(dispatch_timeout, cluster_secret),
             routing,
             loads: Mutex::new(HashMap::new()),
             loads_refreshed: AtomicI64::new(0),

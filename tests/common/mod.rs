@@ -145,8 +145,19 @@ impl TestNode {
         node
     }
 
+    /// Starts with extra environment variables and waits until it reports SERVING.
+    pub async fn start_env(backend: &Backend, node_id: &str, extra: &[&str], env: &[(&str, &str)]) -> TestNode {
+        let node = Self::spawn_env(backend, node_id, extra, env);
+        node.wait_serving().await;
+        node
+    }
+
     /// Starts without waiting for SERVING.
     pub fn spawn(backend: &Backend, node_id: &str, extra: &[&str]) -> TestNode {
+        Self::spawn_env(backend, node_id, extra, &[])
+    }
+
+    pub fn spawn_env(backend: &Backend, node_id: &str, extra: &[&str], env: &[(&str, &str)]) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("node.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rota"));
@@ -164,6 +175,7 @@ impl TestNode {
         if let Backend::Redis(url) = backend {
             cmd.args(["--redis", url]);
         }
+        cmd.envs(env.iter().copied());
         cmd.args(extra)
             .env("RUST_LOG", "rota=debug,info")
             .env_remove("ROTA_REDIS")
