@@ -59,6 +59,9 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA that signed the node's certificate (TLS); implies https.
+    #[arg(long, env = "ROTA_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Default)]
@@ -117,6 +120,14 @@ pub struct ServerArgs {
     pub lease_renew_ms: Option<u64>,
     #[arg(long, env = "ROTA_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// PEM certificate of this node (TLS on the gRPC port).
+    #[arg(long, env = "ROTA_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "ROTA_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM of the cluster CA (mutual TLS between nodes).
+    #[arg(long, env = "ROTA_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
     /// API tokens file (hashed tokens with roles); without it the API is open.
     #[arg(long, env = "ROTA_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
@@ -181,6 +192,15 @@ impl ServerArgs {
         }
         if self.tokens_file.is_some() {
             c.tokens_file = self.tokens_file;
+        }
+        for (flag, field) in [
+            (self.tls_cert_file, &mut c.tls_cert_file),
+            (self.tls_key_file, &mut c.tls_key_file),
+            (self.tls_ca_file, &mut c.tls_ca_file),
+        ] {
+            if flag.is_some() {
+                *field = flag;
+            }
         }
         // Secrets come from the environment or the config file, never from argv (visible in ps).
         if let Ok(s) = std::env::var("ROTA_CLUSTER_SECRET") {
@@ -372,12 +392,19 @@ impl tonic::service::Interceptor for TokenInterceptor {
 
 type Client = SchedulerServiceClient<tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>>;
 
-async fn connect(endpoint: &str) -> Result<Client, CliError> {
-    let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-    let ep = tonic::transport::Endpoint::from_shared(url.clone())
+async fn connect(args: &ClientArgs) -> Result<Client, CliError> {
+    let endpoint = args.endpoint.as_str();
+    let scheme = if args.ca_file.is_some() { "https" } else { "http" };
+    let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("{scheme}://{endpoint}") };
+    let mut ep = tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|e| CliError::Usage(format!("--endpoint '{endpoint}': {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(30));
+    if let Some(ca) = &args.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", ca.display())))?;
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        ep = ep.tls_config(tls).map_err(|e| CliError::Usage(format!("--ca-file: {e}")))?;
+    }
     let ch = ep.connect().await.map_err(|e| CliError::Connect { endpoint: url, reason: root_cause(&e) })?;
     let token = match std::env::var("ROTA_TOKEN") {
         Ok(t) if !t.is_empty() => Some(
@@ -406,13 +433,13 @@ pub async fn run_client(cmd: Command) -> Result<(), CliError> {
         Command::Job { cmd, client } => job_cmd(cmd, &client).await,
         Command::Exec { cmd, client } => exec_cmd(cmd, &client).await,
         Command::Nodes { client } => {
-            let mut c = connect(&client.endpoint).await?;
+            let mut c = connect(&client).await?;
             let r = c.list_nodes(pb::ListNodesRequest {}).await?.into_inner();
             print_nodes(&r.nodes, client.json);
             Ok(())
         }
         Command::Status { client } => {
-            let mut c = connect(&client.endpoint).await?;
+            let mut c = connect(&client).await?;
             let r = c.get_cluster_status(pb::GetClusterStatusRequest {}).await?.into_inner();
             if client.json {
                 let v = json!({"master_id": r.master_id, "epoch": r.epoch, "store": r.store,
@@ -479,7 +506,7 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
 }
 
 async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliError> {
-    let mut c = connect(&client.endpoint).await?;
+    let mut c = connect(client).await?;
     let job = match cmd {
         JobCmd::Put(a) => {
             let spec = put_spec(*a)?;
@@ -562,7 +589,7 @@ async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliError> {
 }
 
 async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), CliError> {
-    let mut c = connect(&client.endpoint).await?;
+    let mut c = connect(client).await?;
     match cmd {
         ExecCmd::List { job, state, limit, page_token } => {
             let r = c
@@ -822,6 +849,12 @@ mod tests {
             "17",
             "--tokens-file",
             "t.toml",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+            "--tls-ca-file",
+            "ca.pem",
             "--metrics-listen",
             "127.0.0.1:9",
             "--alert-webhook",
@@ -858,6 +891,9 @@ mod tests {
             lease_renew_ms: 500,
             shutdown_grace_ms: 17,
             metrics_listen: Some("127.0.0.1:9".into()),
+            tls_cert_file: Some("c.pem".into()),
+            tls_key_file: Some("k.pem".into()),
+            tls_ca_file: Some("ca.pem".into()),
             tokens_file: Some("t.toml".into()),
             cluster_secret: None,
             alert_webhook: Some("http://w".into()),

@@ -70,6 +70,14 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// HTTP address for /metrics (Prometheus), /healthz and /readyz. Empty: off.
     pub metrics_listen: Option<String>,
+    /// PEM certificate and key of this node: TLS on the gRPC port, and the client certificate it
+    /// presents to other nodes. Both or neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM of the cluster CA. With it, this node verifies other nodes' certificates when it calls
+    /// them, asks callers for a client certificate, and accepts SubmitTask and ReportLoad only from a
+    /// peer whose certificate chains to this CA (or that presents the cluster secret).
+    pub tls_ca_file: Option<PathBuf>,
     /// TOML file of API tokens (`[[token]] name, role = viewer|operator|admin, sha256`). Without it
     /// the API is open: for local use only.
     pub tokens_file: Option<PathBuf>,
@@ -110,6 +118,9 @@ impl Default for Config {
             lease_renew_ms: 1_500,
             shutdown_grace_ms: 30_000,
             metrics_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
             tokens_file: None,
             cluster_secret: None,
             alert_webhook: None,
@@ -148,8 +159,14 @@ impl Config {
             crate::job::validate_name(k, v, 64).map_err(|e| Error::Config { key: k.into(), reason: e.to_string() })?;
         }
         if let Some(url) = &self.redis {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
-                return bad("redis", "must start with redis://, rediss:// or unix://".into());
+            if url.starts_with("rediss://") {
+                return bad(
+                    "redis",
+                    "TLS to Redis (rediss://) is not supported yet; use redis:// on a private network".into(),
+                );
+            }
+            if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+                return bad("redis", "must start with redis:// or unix://".into());
             }
         }
         if self.workers == 0 || self.workers > 100_000 {
@@ -179,10 +196,21 @@ impl Config {
         if !matches!(self.log_format.as_str(), "plain" | "json") {
             return bad("log_format", format!("'{}' is not plain or json", self.log_format));
         }
-        if self.tokens_file.is_some() && self.redis.is_some() && self.cluster_secret.is_none() {
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return bad("tls_cert_file", "tls_cert_file and tls_key_file go together".into());
+        }
+        if self.tls_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return bad("tls_ca_file", "needs tls_cert_file and tls_key_file (this node's identity)".into());
+        }
+        if self.tokens_file.is_some()
+            && self.redis.is_some()
+            && self.cluster_secret.is_none()
+            && self.tls_ca_file.is_none()
+        {
             return bad(
                 "cluster_secret",
-                "is required with tokens_file on a cluster: nodes authenticate to each other with it".into(),
+                "is required with tokens_file on a cluster without tls_ca_file: nodes authenticate to each other with it"
+                    .into(),
             );
         }
         if let Some(a) = &self.metrics_listen {

@@ -59,14 +59,20 @@ pub struct Dispatcher {
     timeout: Duration,
     /// `Bearer <cluster secret>`, sent on every call when the cluster uses tokens.
     secret: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    /// With TLS: verify peers with the cluster CA and present this node's certificate.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     /// One channel per peer address, kept open.
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Dispatcher {
-    pub fn new(timeout: Duration, cluster_secret: Option<String>) -> Dispatcher {
+    pub fn new(
+        timeout: Duration,
+        cluster_secret: Option<String>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Dispatcher {
         let secret = cluster_secret.and_then(|s| format!("Bearer {s}").parse().ok());
-        Dispatcher { timeout, secret, channels: Mutex::new(HashMap::new()) }
+        Dispatcher { timeout, secret, tls, channels: Mutex::new(HashMap::new()) }
     }
 
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
@@ -82,10 +88,14 @@ impl Dispatcher {
         if let Some(c) = map.get(address) {
             return Ok(c.clone());
         }
-        let ep = Endpoint::from_shared(format!("http://{address}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|e| e.to_string())?
             .connect_timeout(self.timeout)
             .timeout(self.timeout);
+        if let Some(tls) = &self.tls {
+            ep = ep.tls_config(tls.clone()).map_err(|e| e.to_string())?;
+        }
         let c = ep.connect_lazy();
         map.insert(address.to_string(), c.clone());
         Ok(c)

@@ -42,8 +42,34 @@ struct JobsFile {
     job: Vec<JobSpec>,
 }
 
+/// This node's TLS identity and the cluster CA, loaded at start.
+pub struct TlsFiles {
+    pub identity: tonic::transport::Identity,
+    pub ca: Option<tonic::transport::Certificate>,
+}
+
+impl TlsFiles {
+    fn load(config: &Config) -> Result<Option<TlsFiles>> {
+        let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else { return Ok(None) };
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
+        let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+        let ca = config.tls_ca_file.as_deref().map(read).transpose()?.map(tonic::transport::Certificate::from_pem);
+        Ok(Some(TlsFiles { identity, ca }))
+    }
+
+    /// How this node dials its peers: verify them with the cluster CA, present our certificate.
+    fn client_config(&self) -> tonic::transport::ClientTlsConfig {
+        let mut c = tonic::transport::ClientTlsConfig::new().identity(self.identity.clone());
+        if let Some(ca) = &self.ca {
+            c = c.ca_certificate(ca.clone());
+        }
+        c
+    }
+}
+
 pub struct Node {
     pub config: Config,
+    pub tls: Option<TlsFiles>,
     pub node_id: String,
     pub started_ms: i64,
     /// Where peers and clients reach this node.
@@ -82,9 +108,11 @@ impl Node {
             Some(path) => read_jobs_file(path, &registry)?,
             None => Vec::new(),
         };
+        let tls = TlsFiles::load(&config)?;
         let auth = Arc::new(crate::api::auth::Auth::load(
             config.tokens_file.as_deref(),
             config.cluster_secret.as_ref().map(|s| s.0.as_str()),
+            tls.as_ref().is_some_and(|t| t.ca.is_some()),
         )?);
         let listener =
             TcpListener::bind(&config.listen).await.map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
@@ -100,6 +128,10 @@ impl Node {
             None => None,
         };
         let address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
+        if !local_addr.ip().is_loopback() && (tls.is_none() || !auth.enabled()) {
+            tracing::warn!(address = %local_addr,
+                "listening beyond loopback without TLS and tokens: anyone who reaches this port can run jobs");
+        }
         let timing = FireTiming {
             misfire_threshold_ms: config.misfire_threshold_ms,
             // A fire may sit in `dispatching` for a few delivery attempts before the sweep moves it.
@@ -150,6 +182,7 @@ impl Node {
             Arc::clone(&membership),
             Duration::from_millis(config.dispatch_timeout_ms),
             config.cluster_secret.as_ref().map(|s| s.0.clone()),
+            tls.as_ref().map(TlsFiles::client_config),
             RoutingConfig {
                 threshold: config.load_threshold,
                 fresh_ms: config.node_ttl_ms,
@@ -169,6 +202,7 @@ impl Node {
             lease,
             metrics,
             auth,
+            tls,
             draining: AtomicBool::new(false),
             serving: AtomicBool::new(false),
             max_epoch,

@@ -477,3 +477,110 @@ async fn an_idle_node_takes_over_a_busy_nodes_queue_and_master_only_jobs_stay_on
     let only_runs = runs_by_node(&n1, &["on-master".to_string()]).await;
     assert_eq!(only_runs.keys().collect::<Vec<_>>(), vec!["n1"], "master-only ran elsewhere: {only_runs:?}");
 }
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+    node_cert: String,
+    node_key: String,
+    rogue_cert: String,
+    rogue_key: String,
+}
+
+impl Pki {
+    /// A cluster CA with a node certificate for 127.0.0.1 (server and client use), and a rogue
+    /// certificate for the same address from another CA.
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+        let ca_params = || {
+            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p
+        };
+        let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>| {
+            let mut p = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate().expect("key");
+            let cert = p.signed_by(&key, issuer).expect("sign");
+            (cert.pem(), key.serialize_pem())
+        };
+        let ca = CertifiedIssuer::self_signed(ca_params(), KeyPair::generate().expect("key")).expect("ca");
+        let rogue_ca = CertifiedIssuer::self_signed(ca_params(), KeyPair::generate().expect("key")).expect("ca");
+        let (node_cert, node_key) = leaf(&ca);
+        let (rogue_cert, rogue_key) = leaf(&rogue_ca);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki { dir, ca_pem: ca.pem(), node_cert, node_key, rogue_cert, rogue_key };
+        for (name, body) in [("ca.pem", &pki.ca_pem), ("node.pem", &pki.node_cert), ("node.key", &pki.node_key)] {
+            std::fs::write(pki.dir.path().join(name), body).expect("write pem");
+        }
+        pki
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    /// A client that trusts the cluster CA and presents no certificate.
+    fn client(&self) -> tonic::transport::ClientTlsConfig {
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
+    }
+
+    fn client_with(&self, cert: &str, key: &str) -> tonic::transport::ClientTlsConfig {
+        self.client().identity(tonic::transport::Identity::from_pem(cert, key))
+    }
+}
+
+async fn submit(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<(), tonic::Status> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}")).expect("endpoint");
+    if let Some(t) = tls {
+        ep = ep.tls_config(t).expect("tls");
+    }
+    let ch = ep.connect().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let req = pb::SubmitTaskRequest { job_id: "j".into(), fire_id: "j@1".into(), epoch: 0, ..Default::default() };
+    pb::node_service_client::NodeServiceClient::new(ch).submit_task(req).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn mutual_tls_between_nodes_and_tls_for_clients() {
+    let pki = Pki::new();
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let (cert, key, ca) = (pki.path("node.pem"), pki.path("node.key"), pki.path("ca.pem"));
+    let flags = [
+        "--tls-cert-file",
+        cert.as_str(),
+        "--tls-key-file",
+        key.as_str(),
+        "--tls-ca-file",
+        ca.as_str(),
+        "--workers",
+        "1",
+        "--load-threshold",
+        "0.5",
+    ];
+    let n1 = TestNode::start_tls(&b, "n1", &flags, pki.client()).await;
+    is_master(&n1).await;
+    let n2 = TestNode::start_tls(&b, "n2", &flags, pki.client()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A client with the CA (no certificate of its own) uses the scheduler API over TLS.
+    let jobs = put_sleepers(&n1, 3, "1200ms").await;
+    // The busy master hands fires to n2 over mutual TLS.
+    eventually(WAIT, "fires run on n2", || async {
+        (runs_by_node(&n1, &jobs).await.get("n2").copied().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
+    // Plaintext to a TLS port fails.
+    assert!(submit(&n1.addr, None).await.is_err());
+    // Node-only calls: refused without a certificate, refused (at the handshake) with one from
+    // another CA, let through with one from the cluster CA (then judged on their content).
+    let e = submit(&n1.addr, Some(pki.client())).await.expect_err("no client certificate");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    let e = submit(&n1.addr, Some(pki.client_with(&pki.rogue_cert, &pki.rogue_key))).await.expect_err("rogue");
+    assert_ne!(e.code(), tonic::Code::InvalidArgument, "a rogue certificate got past authentication: {e:?}");
+    let e = submit(&n1.addr, Some(pki.client_with(&pki.node_cert, &pki.node_key))).await.expect_err("bad request");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "a cluster certificate passes authentication: {e:?}");
+    let (dups, gaps, _) = check_once(&n1, &jobs).await;
+    assert_eq!((dups, gaps), (0, 0));
+    drop(n2);
+}

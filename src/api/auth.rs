@@ -64,6 +64,8 @@ pub struct Auth {
     /// sha256 -> (name, role)
     tokens: HashMap<[u8; 32], (String, Role)>,
     cluster_secret: Option<[u8; 32]>,
+    /// Mutual TLS with a cluster CA: node-only calls need a verified peer certificate (or the secret).
+    mtls: bool,
 }
 
 impl Auth {
@@ -76,8 +78,8 @@ impl Auth {
         !self.tokens.is_empty()
     }
 
-    pub fn load(tokens_file: Option<&std::path::Path>, cluster_secret: Option<&str>) -> Result<Auth> {
-        let mut auth = Auth { tokens: HashMap::new(), cluster_secret: cluster_secret.map(|s| hash(s.trim())) };
+    pub fn load(tokens_file: Option<&std::path::Path>, cluster_secret: Option<&str>, mtls: bool) -> Result<Auth> {
+        let mut auth = Auth { tokens: HashMap::new(), cluster_secret: cluster_secret.map(|s| hash(s.trim())), mtls };
         if let Some(path) = tokens_file {
             let key = format!("tokens_file {}", path.display());
             let text =
@@ -98,13 +100,24 @@ impl Auth {
         Ok(auth)
     }
 
-    /// Checks one call. `path` is `/package.Service/Method`.
-    pub fn check(&self, path: &str, headers: &http::HeaderMap) -> std::result::Result<(), Status> {
-        if !self.enabled() {
-            return Ok(());
-        }
+    /// Checks one call. `path` is `/package.Service/Method`; `peer_verified` is true when the caller
+    /// presented a client certificate that chains to the cluster CA (checked by the TLS handshake).
+    pub fn check(&self, path: &str, headers: &http::HeaderMap, peer_verified: bool) -> std::result::Result<(), Status> {
         let need = need(path);
         if need == Need::Open {
+            return Ok(());
+        }
+        if need == Need::Node && self.mtls {
+            let secret_ok = bearer(headers).zip(self.cluster_secret.as_ref()).is_some_and(|(t, s)| ct_eq(s, &hash(t)));
+            return if peer_verified || secret_ok {
+                Ok(())
+            } else {
+                Err(Status::permission_denied(
+                    "this call is for cluster nodes: present a certificate from the cluster CA",
+                ))
+            };
+        }
+        if !self.enabled() {
             return Ok(());
         }
         let Some(token) = bearer(headers) else {
@@ -230,7 +243,13 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        match self.auth.check(req.uri().path(), req.headers()) {
+        use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+        let verified = req
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|i| i.peer_certs())
+            .is_some_and(|c| !c.is_empty());
+        match self.auth.check(req.uri().path(), req.headers(), verified) {
             Ok(()) => Box::pin(self.inner.call(req)),
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }
@@ -250,7 +269,7 @@ mod tests {
     }
 
     fn auth() -> Auth {
-        let mut a = Auth { tokens: HashMap::new(), cluster_secret: Some(hash("s3cret")) };
+        let mut a = Auth { tokens: HashMap::new(), cluster_secret: Some(hash("s3cret")), mtls: false };
         a.tokens.insert(hash("v"), ("viewer-bot".into(), Role::Viewer));
         a.tokens.insert(hash("o"), ("ops".into(), Role::Operator));
         a.tokens.insert(hash("a"), ("root".into(), Role::Admin));
@@ -276,12 +295,21 @@ mod tests {
             ("/rota.v1.NodeService/GetNodeInfo", Some("v"), None),
         ];
         for (path, token, want) in cases {
-            let got = a.check(path, &headers(token)).err().map(|s| s.code());
+            let got = a.check(path, &headers(token), false).err().map(|s| s.code());
             assert_eq!(got, want, "{path} with {token:?}");
         }
-        let e = a.check("/rota.v1.SchedulerService/PutJob", &headers(Some("v"))).expect_err("denied");
+        let e = a.check("/rota.v1.SchedulerService/PutJob", &headers(Some("v")), false).expect_err("denied");
         assert_eq!(e.message(), "/rota.v1.SchedulerService/PutJob needs role 'admin' (this token has 'viewer')");
-        assert!(Auth::open().check("/rota.v1.SchedulerService/PutJob", &headers(None)).is_ok());
+        assert!(Auth::open().check("/rota.v1.SchedulerService/PutJob", &headers(None), false).is_ok());
+        // Mutual TLS, no tokens: node calls need a verified certificate (or the secret); the rest is open.
+        let m = Auth { mtls: true, cluster_secret: Some(hash("s3cret")), ..Auth::default() };
+        assert!(m.check("/rota.v1.NodeService/SubmitTask", &headers(None), true).is_ok());
+        assert!(m.check("/rota.v1.NodeService/SubmitTask", &headers(Some("s3cret")), false).is_ok());
+        assert_eq!(
+            m.check("/rota.v1.NodeService/SubmitTask", &headers(None), false).err().map(|s| s.code()),
+            Some(PermissionDenied)
+        );
+        assert!(m.check("/rota.v1.SchedulerService/ListJobs", &headers(None), false).is_ok());
     }
 
     #[test]

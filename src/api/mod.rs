@@ -49,7 +49,17 @@ pub async fn serve(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let node_svc = pb::node_service_server::NodeServiceServer::new(node_service::NodeApi::new(Arc::clone(&node)))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &node.tls {
+        let mut cfg = tonic::transport::ServerTlsConfig::new().identity(tls.identity.clone());
+        if let Some(ca) = &tls.ca {
+            // Optional at the handshake: clients and load balancers without a certificate may still
+            // connect; node-only calls then need a certificate from this CA (see `auth`).
+            cfg = cfg.client_ca_root(ca.clone()).client_auth_optional(true);
+        }
+        builder = builder.tls_config(cfg).map_err(|e| Error::Config { key: "tls".into(), reason: e.to_string() })?;
+    }
+    builder
         .trace_fn(|req| tracing::debug_span!("grpc", path = %req.uri().path()))
         .layer(auth::AuthLayer::new(Arc::clone(&node.auth)))
         .add_service(health)

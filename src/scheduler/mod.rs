@@ -99,6 +99,7 @@ impl Scheduler {
         membership: Arc<Membership>,
         dispatch_timeout: Duration,
         cluster_secret: Option<String>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
         routing: RoutingConfig,
     ) -> Arc<Scheduler> {
         Arc::new_cyclic(|me| Scheduler {
@@ -109,7 +110,7 @@ impl Scheduler {
             wake: Notify::new(),
             role,
             membership,
-            dispatcher: Dispatcher::new(dispatch_timeout, cluster_secret),
+            dispatcher: Dispatcher::new(dispatch_timeout, cluster_secret, tls),
             routing,
             loads: Mutex::new(HashMap::new()),
             loads_refreshed: AtomicI64::new(0),

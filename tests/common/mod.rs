@@ -132,6 +132,8 @@ pub const LEASE_RENEW_MS: &str = "500";
 pub struct TestNode {
     pub addr: String,
     pub node_id: String,
+    /// How test clients reach a node that serves TLS.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
     child: Option<Child>,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -202,19 +204,37 @@ impl TestNode {
                 panic!("node {node_id} did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
             }
         };
-        TestNode { addr, node_id: node_id.to_string(), child: Some(child), log, _dir: dir }
+        TestNode { addr, node_id: node_id.to_string(), tls: None, child: Some(child), log, _dir: dir }
+    }
+
+    /// Starts a node serving TLS; test clients use `client_tls`.
+    pub async fn start_tls(
+        backend: &Backend,
+        node_id: &str,
+        extra: &[&str],
+        client_tls: tonic::transport::ClientTlsConfig,
+    ) -> TestNode {
+        let mut node = Self::spawn_env(backend, node_id, extra, &[]);
+        node.tls = Some(client_tls);
+        node.wait_serving().await;
+        node
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    fn ep(&self) -> Option<tonic::transport::Endpoint> {
+        let ep = tonic::transport::Endpoint::from_shared(self.endpoint()).ok()?;
+        match &self.tls {
+            Some(t) => ep.tls_config(t.clone()).ok(),
+            None => Some(ep),
+        }
     }
 
     pub async fn channel(&self) -> Channel {
-        tonic::transport::Endpoint::from_shared(self.endpoint())
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect to node")
+        self.ep().expect("endpoint").connect().await.expect("connect to node")
     }
 
     pub async fn client(&self) -> SchedulerServiceClient<Channel> {
@@ -222,7 +242,7 @@ impl TestNode {
     }
 
     pub async fn health(&self) -> Option<i32> {
-        let ch = tonic::transport::Endpoint::from_shared(self.endpoint()).ok()?.connect().await.ok()?;
+        let ch = self.ep()?.connect().await.ok()?;
         let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
         let r = h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.ok()?;
         Some(r.into_inner().status)
