@@ -772,3 +772,28 @@ async fn tokens_roles_and_cluster_secret() {
         }
     }
 }
+
+/// A Redis with a password and an ACL user: the node works with the credentials in the URL, does
+/// not with wrong ones, and never shows the password (logs, cluster status).
+#[tokio::test]
+async fn redis_with_acl_user_and_password() {
+    let pass = "redis-pw-5e1f";
+    let secret = format!(">{pass}");
+    let args = ["--requirepass", "admin-pw", "--user", "rota", "on", &secret, "~*", "&*", "+@all"];
+    let redis = RedisServer::start_with(&args, &format!("rota:{pass}@"));
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let mut c = node.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("acl", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    let st = c.get_cluster_status(pb::GetClusterStatusRequest {}).await.expect("status").into_inner();
+    assert_eq!(st.store, "redis");
+    assert!(!format!("{st:?}").contains(pass), "password in GetClusterStatus");
+    let wrong = format!("redis://rota:nope@127.0.0.1:{}", redis.port);
+    let bad = TestNode::spawn(&Backend::Redis(wrong), "n2", &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    assert_eq!(bad.health().await, Some(not_serving), "wrong credentials: not serving");
+    for n in [&node, &bad] {
+        let log = n.log();
+        assert!(!log.contains(pass) && !log.contains(":nope@"), "a Redis password appears in {}'s log", n.node_id);
+    }
+}

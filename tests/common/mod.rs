@@ -53,12 +53,22 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Extra redis-server arguments (e.g. requirepass, an ACL user).
+    args: Vec<String>,
+    /// `user:pass@` for URLs when the server needs auth.
+    auth: String,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[], "")
+    }
+
+    /// With extra server arguments; `auth` (`user:pass@`) is put in `url()`.
+    pub fn start_with(args: &[&str], auth: &str) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut r = RedisServer { port: free_port(), child: None, dir };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut r = RedisServer { port: free_port(), child: None, dir, args, auth: auth.to_string() };
         r.spawn();
         r
     }
@@ -69,6 +79,7 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -89,7 +100,7 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://{}127.0.0.1:{}", self.auth, self.port)
     }
 
     /// SIGSTOP: the process freezes (a long GC-like pause) until `resume`.
