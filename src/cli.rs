@@ -66,6 +66,9 @@ pub struct ClientArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct ServerArgs {
+    /// Check the configuration (and the jobs and tokens files) and exit: 0 when valid, 64 when not.
+    #[arg(long)]
+    pub check: bool,
     /// TOML config file (see deploy/rota.example.toml).
     #[arg(long, env = "ROTA_CONFIG")]
     pub config: Option<PathBuf>,

@@ -259,3 +259,18 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The documented example config loads and is valid as shipped.
+    #[test]
+    fn deploy_example_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rota.example.toml");
+        let c = Config::from_file(&path).expect("example parses");
+        c.validate().expect("example is valid");
+        assert_eq!(c.listen, Config::default().listen, "the example shows the defaults");
+        assert_eq!(c.lease_ttl_ms, Config::default().lease_ttl_ms);
+    }
+}

@@ -27,6 +27,7 @@ async fn main() {
 }
 
 async fn server(args: rota::cli::ServerArgs) -> i32 {
+    let check_only = args.check;
     let config = match args.into_config().and_then(|c| c.validate().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
@@ -34,6 +35,18 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    if check_only {
+        return match rota::node::check_files(&config, &Registry::with_builtins()) {
+            Ok(()) => {
+                println!("configuration ok");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_CONFIG
+            }
+        };
+    }
     rota::telemetry::init(&config.log_format, &config.log);
     let node = match Node::start(config, Registry::with_builtins()).await {
         Ok(n) => n,

@@ -461,6 +461,24 @@ impl Node {
     }
 }
 
+/// Checks the files a config names (jobs, tokens, TLS) without starting anything: `rota server --check`.
+pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
+    let mut registry = registry.clone();
+    if config.enable_shell {
+        registry.register("shell", Shell::new(config.shell_output_cap_bytes, config.shell_allow.clone()));
+    }
+    if let Some(path) = &config.jobs_file {
+        read_jobs_file(path, &registry)?;
+    }
+    let tls = TlsFiles::load(config)?;
+    crate::api::auth::Auth::load(
+        config.tokens_file.as_deref(),
+        config.cluster_secret.as_ref().map(|s| s.0.as_str()),
+        tls.is_some_and(|t| t.ca.is_some()),
+    )?;
+    Ok(())
+}
+
 /// Reads and fully validates a jobs file, so a bad file stops the node at start with the job and
 /// field named, rather than failing later.
 fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<JobSpec>> {
