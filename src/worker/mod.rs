@@ -256,7 +256,13 @@ impl Worker {
                             tracing::warn!(execution = %exec.id, "master-only fire reached a non-master node: skipped");
                             let _ = self.record_final(&exec, &inc).await;
                         }
-                        Ok(job) => self.run_fire(job, exec, &inc).await,
+                        Ok(job) => {
+                            // Every line about this run carries the job, the fire's instant, the
+                            // execution, the node (outer span) and the master's epoch.
+                            let span = tracing::info_span!("run", job = %exec.job_id, sched_ms = exec.scheduled_ms,
+                                execution = %exec.id, epoch = exec.epoch);
+                            self.run_fire(job, exec, &inc).instrument(span).await
+                        }
                         Err(e) => {
                             exec.state = ExecState::Failed;
                             exec.end_ms = Some(now_ms());
