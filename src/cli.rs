@@ -83,6 +83,9 @@ pub struct ServerArgs {
     /// Redis URL; without it the node uses the in-memory store (single node).
     #[arg(long, env = "ROTA_REDIS")]
     pub redis: Option<String>,
+    /// PEM CA of Redis's certificate (rediss://).
+    #[arg(long, env = "ROTA_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     #[arg(long, env = "ROTA_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
     #[arg(long, env = "ROTA_CLUSTER")]
@@ -192,6 +195,9 @@ impl ServerArgs {
         }
         if self.jobs_file.is_some() {
             c.jobs_file = self.jobs_file;
+        }
+        if self.redis_ca_file.is_some() {
+            c.redis_ca_file = self.redis_ca_file;
         }
         if self.tokens_file.is_some() {
             c.tokens_file = self.tokens_file;
@@ -817,6 +823,8 @@ mod tests {
             "n9",
             "--redis",
             "redis://r:1",
+            "--redis-ca-file",
+            "rca.pem",
             "--redis-prefix",
             "p",
             "--cluster",
@@ -876,6 +884,7 @@ mod tests {
             advertise: Some("h:2".into()),
             node_id: "n9".into(),
             redis: Some("redis://r:1".into()),
+            redis_ca_file: Some("rca.pem".into()),
             redis_prefix: "p".into(),
             cluster: "c".into(),
             workers: 3,

@@ -31,6 +31,8 @@ pub struct Config {
     pub node_id: String,
     /// Redis URL (redis://[user:pass@]host:port/db). Empty: the in-memory store (single node only).
     pub redis: Option<String>,
+    /// PEM CA that signed Redis's certificate, for `rediss://` (default: the system's trust store).
+    pub redis_ca_file: Option<PathBuf>,
     /// First part of every Redis key; with `cluster` it makes the hash tag `{prefix:cluster:0}`.
     pub redis_prefix: String,
     /// Cluster name: nodes with the same Redis, prefix and cluster form one cluster.
@@ -100,6 +102,7 @@ impl Default for Config {
             advertise: None,
             node_id: default_node_id(),
             redis: None,
+            redis_ca_file: None,
             redis_prefix: "rota".into(),
             cluster: "default".into(),
             workers: 32,
@@ -159,14 +162,8 @@ impl Config {
             crate::job::validate_name(k, v, 64).map_err(|e| Error::Config { key: k.into(), reason: e.to_string() })?;
         }
         if let Some(url) = &self.redis {
-            if url.starts_with("rediss://") {
-                return bad(
-                    "redis",
-                    "TLS to Redis (rediss://) is not supported yet; use redis:// on a private network".into(),
-                );
-            }
-            if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-                return bad("redis", "must start with redis:// or unix://".into());
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                return bad("redis", "must start with redis://, rediss:// (TLS) or unix://".into());
             }
         }
         if self.workers == 0 || self.workers > 100_000 {

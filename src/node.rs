@@ -138,11 +138,23 @@ impl Node {
             dispatch_deadline_ms: 4 * config.dispatch_timeout_ms + config.lease_renew_ms,
         };
         let store: Arc<dyn Store> = match &config.redis {
-            Some(url) => Arc::new(
-                RedisStore::connect(url, &config.redis_prefix, &config.cluster, config.execution_retention_ms)
+            Some(url) => {
+                let ca = match &config.redis_ca_file {
+                    Some(p) => Some(std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?),
+                    None => None,
+                };
+                Arc::new(
+                    RedisStore::connect_tls(
+                        url,
+                        ca,
+                        &config.redis_prefix,
+                        &config.cluster,
+                        config.execution_retention_ms,
+                    )
                     .await?
                     .with_fire_timing(timing),
-            ),
+                )
+            }
             None => Arc::new(MemoryStore::new(config.execution_retention_ms).with_fire_timing(timing)),
         };
         let membership = Arc::new(Membership::new(&config.node_id, config.node_ttl_ms));

@@ -584,3 +584,52 @@ async fn mutual_tls_between_nodes_and_tls_for_clients() {
     assert_eq!((dups, gaps), (0, 0));
     drop(n2);
 }
+
+/// Redis over TLS (rediss://) with a password: a node that trusts Redis's CA works; one that does
+/// not, does not serve (and says nothing of the password).
+#[tokio::test]
+async fn redis_over_tls_with_password() {
+    let pki = Pki::new();
+    let port = common::free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key, ca) = (pki.path("node.pem"), pki.path("node.key"), pki.path("ca.pem"));
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-cert-file", &cert, "--tls-key-file", &key, "--tls-ca-cert-file", &ca, "--tls-auth-clients", "no"])
+        .args(["--requirepass", "tls-pw-31"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server with TLS");
+    let url = format!("rediss://:tls-pw-31@127.0.0.1:{port}");
+    let node = TestNode::start(&Backend::Redis(url.clone()), "n1", &["--redis-ca-file", &ca]).await;
+    let mut c = node.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("tls", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    eventually(WAIT, "fires over a TLS Redis", || {
+        let mut c = c.clone();
+        async move { (executions(&mut c, "tls").await.len() >= 2).then_some(()) }
+    })
+    .await;
+    let untrusting = TestNode::spawn(&Backend::Redis(url), "n2", &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    assert_eq!(untrusting.health().await, Some(not_serving), "a node that does not trust Redis's CA must not serve");
+    for n in [&node, &untrusting] {
+        assert!(!n.log().contains("tls-pw-31"), "the Redis password appears in {}'s log", n.node_id);
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+}

@@ -74,8 +74,26 @@ impl Drop for RedisStore {
 impl RedisStore {
     /// Opens the store. Does not fail when Redis is down: commands fail (and `ping` tells) until it is up.
     pub async fn connect(url: &str, prefix: &str, cluster: &str, retention_ms: u64) -> Result<RedisStore> {
-        let client =
-            redis::Client::open(url).map_err(|e| Error::Config { key: "redis".into(), reason: e.to_string() })?;
+        Self::connect_tls(url, None, prefix, cluster, retention_ms).await
+    }
+
+    /// As `connect`, trusting `ca_pem` for a `rediss://` server instead of the system's roots.
+    pub async fn connect_tls(
+        url: &str,
+        ca_pem: Option<Vec<u8>>,
+        prefix: &str,
+        cluster: &str,
+        retention_ms: u64,
+    ) -> Result<RedisStore> {
+        // The error text of a bad URL may echo it (with its password): say only what is wrong.
+        let bad = |e: redis::RedisError| Error::Config { key: "redis".into(), reason: format!("{:?}", e.kind()) };
+        let client = match ca_pem {
+            Some(root) => {
+                redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root) })
+                    .map_err(bad)?
+            }
+            None => redis::Client::open(url).map_err(bad)?,
+        };
         let cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
