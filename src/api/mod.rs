@@ -3,6 +3,7 @@
 //! validate requests, call into the node, and map errors to `Status` through `status.rs` only.
 pub mod auth;
 pub mod convert;
+pub mod limits;
 pub mod node_service;
 pub mod scheduler_service;
 pub mod status;
@@ -61,6 +62,7 @@ pub async fn serve(
     }
     builder
         .trace_fn(|req| tracing::debug_span!("grpc", path = %req.uri().path()))
+        .layer(limits::SizeStatusLayer)
         .layer(auth::AuthLayer::new(Arc::clone(&node.auth)))
         .add_service(health)
         .add_service(reflection_v1)
