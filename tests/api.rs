@@ -552,8 +552,15 @@ async fn misfire_after_downtime_is_recorded_once() {
     })
     .await;
     let misfired: Vec<&pb::Execution> = execs.iter().filter(|e| state(e) == S::Misfired).collect();
-    assert_eq!(misfired.len(), 1, "one summary record for the gap");
-    assert!(misfired[0].error.starts_with("missed fires from"), "{}", misfired[0].error);
+    let summaries: Vec<&&pb::Execution> =
+        misfired.iter().filter(|e| e.error.starts_with("missed fires from")).collect();
+    assert_eq!(summaries.len(), 1, "one summary record for the gap: {misfired:?}");
+    // A fire n1 had claimed but not started when it was killed reaches its start deadline while
+    // the lease changes hands: recorded as misfired too, never run late and never lost.
+    for e in &misfired {
+        let why = &e.error;
+        assert!(why.starts_with("missed fires from") || why.starts_with("misfired: not started"), "{why}");
+    }
     let mut fires: Vec<&str> = execs.iter().map(|e| e.fire_id.as_str()).collect();
     let n = fires.len();
     fires.sort();

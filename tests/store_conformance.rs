@@ -395,6 +395,10 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     assert_eq!((sf.attempt, sf.job_id.as_str(), format!("f@{}", sf.sched_ms)), (1, "f", fire.clone()));
     assert_ne!(sf.exec_id, "fresh", "the first run uses the execution recorded at claim");
     assert_eq!(s.start(&fire, "n1", "i1", "fresh").await.expect("start"), Start::Already);
+    // Only the live owner may retry; each retry is recorded on the fire.
+    assert_eq!(s.retry_attempt(&fire, "n1", "i1", "retry-1").await.expect("retry"), Some(2));
+    assert_eq!(s.retry_attempt(&fire, "n1", "stale-inc", "retry-x").await.expect("retry"), None);
+    assert_eq!(s.retry_attempt(&fire, "n2", "i2", "retry-y").await.expect("retry"), None);
     let mut e = Execution::pending("f", fire.clone(), 1000, "n1", 1);
     e.id = sf.exec_id.clone();
     e.state = ExecState::Succeeded;

@@ -319,7 +319,7 @@ impl Scheduler {
         exec.fire_id = manual_fire_id(job_id, &exec.id);
         exec.manual = true;
         let forbid = job.spec.concurrency == Concurrency::Forbid;
-        match self.store.trigger(&exec, idempotency_key, forbid, lock_ttl_ms(&job, self.misfire_threshold_ms)).await? {
+        match self.store.trigger(&exec, idempotency_key, forbid, lock_ttl_ms(self.misfire_threshold_ms)).await? {
             TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
             TriggerOutcome::Deduplicated(e) => Ok(Triggered { execution: e, deduplicated: true }),
             TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
@@ -521,7 +521,8 @@ impl Scheduler {
             target: target.to_string(),
             rerun,
             max_recoveries: self.routing.max_recoveries,
-            lock_ttl_ms: LOCK_TTL_MS,
+            // A re-run may wait up to the misfire threshold again before it starts.
+            lock_ttl_ms: lock_ttl_ms(self.misfire_threshold_ms),
         };
         let outcome = self.store.reap(&req).await?;
         match &outcome {
@@ -551,9 +552,10 @@ impl Scheduler {
     }
 }
 
-/// A forbid job's lock must outlive the wait for a worker and the run itself; the worker renews it.
-fn lock_ttl_ms(_job: &Job, misfire_threshold_ms: i64) -> u64 {
-    LOCK_TTL_MS.max(misfire_threshold_ms.max(0) as u64)
+/// A forbid job's lock must outlive the longest wait before the run starts (the misfire threshold,
+/// the start deadline) with room to spare; the running worker renews it from its first moment.
+fn lock_ttl_ms(misfire_threshold_ms: i64) -> u64 {
+    misfire_threshold_ms.max(0) as u64 + LOCK_TTL_MS
 }
 
 /// What to claim for a due job at `now`. Pure, so tables test it.
@@ -569,7 +571,7 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
             next_ms: next,
             exec,
             forbid,
-            lock_ttl_ms: lock_ttl_ms(job, misfire_threshold_ms),
+            lock_ttl_ms: lock_ttl_ms(misfire_threshold_ms),
         }
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| {

@@ -606,6 +606,21 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn retry_attempt(&self, fire_id: &str, node: &str, inc: &str, exec_id: &str) -> Result<Option<u32>> {
+        let mut st = self.lock()?;
+        if !st.live(node, inc, now_ms()) {
+            return Ok(None);
+        }
+        match st.fires.get_mut(fire_id) {
+            Some(f) if f.state == "running" && f.node == node && f.inc == inc => {
+                f.exec = exec_id.to_string();
+                f.attempts += 1;
+                Ok(Some(f.attempts))
+            }
+            _ => Ok(None),
+        }
+    }
+
     async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
         let (result, recorded) = {
             let mut st = self.lock()?;

@@ -351,6 +351,9 @@ pub trait Store: Send + Sync + 'static {
     async fn pop(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>>;
     /// Starts a fire from `node`'s processing list (compare-and-set to running).
     async fn start(&self, fire_id: &str, node: &str, incarnation: &str, fresh_exec_id: &str) -> Result<Start>;
+    /// Before a retry: records the new attempt's execution on the fire and returns the attempt
+    /// number, or None when this incarnation no longer owns the running fire (it was reaped).
+    async fn retry_attempt(&self, fire_id: &str, node: &str, incarnation: &str, exec_id: &str) -> Result<Option<u32>>;
     /// Records the final outcome of a running fire and acks it (see `Finish`).
     async fn finish(&self, exec: &Execution, node: &str, incarnation: &str) -> Result<Finish>;
     /// The entries of a node's queue and processing list.

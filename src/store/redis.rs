@@ -42,6 +42,7 @@ static START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/steal.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
 static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew_lock.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
@@ -680,6 +681,18 @@ impl Store for RedisStore {
             }
             _ => return Err(unexpected("start", &r)),
         })
+    }
+
+    async fn retry_attempt(&self, fire_id: &str, node: &str, inc: &str, exec_id: &str) -> Result<Option<u32>> {
+        let n: i64 = RETRY
+            .key(self.keys.fire(fire_id))
+            .key(self.keys.hb(node))
+            .arg(node)
+            .arg(inc)
+            .arg(exec_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(u32::try_from(n).ok().filter(|n| *n > 0))
     }
 
     async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {

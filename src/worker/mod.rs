@@ -313,6 +313,16 @@ impl Worker {
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
     async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str) {
         let forbid = job.spec.concurrency == Concurrency::Forbid;
+        // A forbid fire runs only while it holds the job's lock. It can have lost it only by
+        // waiting past the lock's lease (a very late start or re-run); another fire may run now.
+        if forbid && matches!(self.store.renew_lock(&job.spec.id, &exec.fire_id, LOCK_TTL_MS).await, Ok(false)) {
+            exec.state = ExecState::Skipped;
+            exec.end_ms = Some(now_ms());
+            exec.set_error("skipped: the job's no-overlap lock expired before this fire started");
+            tracing::warn!(execution = %exec.id, "forbid fire lost its lock before starting: skipped");
+            let _ = self.record_final(&exec, inc).await;
+            return;
+        }
         // Retries are counted from the first attempt of this recovery round.
         let first_attempt = exec.attempt;
         loop {
@@ -359,6 +369,19 @@ impl Worker {
                 let _ = self.record_final(&next, inc).await;
                 self.alerts.raise(Alert::from_execution("execution_lost", &next, &self.cluster));
                 return;
+            }
+            // Only the live owner may try again: if this node was declared dead meanwhile, the fire
+            // was re-run or recorded elsewhere, and a retry here would be a second run.
+            match self.store.retry_attempt(&next.fire_id, &self.node_id, inc, &next.id).await {
+                Ok(Some(attempt)) => next.attempt = attempt,
+                Ok(None) => {
+                    tracing::warn!(execution = %exec.id, "not retrying: this node no longer owns the fire");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record retry; the fire stays running here until recovered");
+                    return;
+                }
             }
             if let Err(e) = self.store.create_execution(&next).await {
                 tracing::error!(error = %e, "cannot record retry; the fire ends here");
@@ -439,8 +462,9 @@ impl Worker {
         let (store, job_id, owner, token) =
             (Arc::clone(&self.store), job.spec.id.clone(), fire_id.to_string(), stop.clone());
         tokio::spawn(async move {
+            // The first tick is immediate: the lock's TTL is reset as the run starts, not a third
+            // of a TTL later.
             let mut tick = tokio::time::interval(Duration::from_millis(LOCK_TTL_MS / 3));
-            tick.tick().await;
             loop {
                 tokio::select! {
                     _ = token.cancelled() => return,

@@ -6,7 +6,10 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
 if redis.call('EXISTS', KEYS[5]) == 0 then return 'TARGET_DEAD' end
 local st = redis.call('HGET', KEYS[2], 'state')
-if st ~= 'dispatching' then return st or 'UNKNOWN' end
+if st ~= 'dispatching' then
+  redis.call('ZREM', KEYS[4], ARGV[2])  -- not dispatching (or expired): nothing left to sweep
+  return st or 'UNKNOWN'
+end
 redis.call('HSET', KEYS[2], 'state', 'queued', 'node', ARGV[3])
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('ZREM', KEYS[4], ARGV[2])
