@@ -95,6 +95,14 @@ impl Execution {
         }
     }
 
+    /// The record of this fire when the job's no-overlap lock was held by an earlier fire.
+    pub fn skipped_by_lock(&self) -> Execution {
+        let mut e = self.clone();
+        e.state = ExecState::Skipped;
+        e.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
+        e
+    }
+
     /// The evidence record of a late result from an incarnation that no longer owned the fire: a
     /// record of its own (new id), so the fire's real outcome is never overwritten.
     pub fn superseded(&self) -> Execution {

@@ -37,10 +37,6 @@ fn page_size(n: u32) -> Result<usize, Error> {
     }
 }
 
-fn check_id(id: &str) -> Result<(), Error> {
-    validate_id(id)
-}
-
 fn idempotency_key(k: &str) -> Result<Option<&str>, Error> {
     if k.is_empty() {
         return Ok(None);
@@ -65,7 +61,7 @@ impl SchedulerService for SchedulerApi {
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
         let id = req.into_inner().id;
-        check_id(&id)?;
+        validate_id(&id)?;
         let rec = self.node.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))?;
         Ok(Response::new(pb::GetJobResponse { job: Some(convert::job(&rec)) }))
     }
@@ -91,7 +87,7 @@ impl SchedulerService for SchedulerApi {
 
     async fn delete_job(&self, req: Request<pb::DeleteJobRequest>) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let id = req.into_inner().id;
-        check_id(&id)?;
+        validate_id(&id)?;
         if !self.node.store.delete_job(&id).await? {
             return Err(Error::JobNotFound(id).into());
         }
@@ -101,14 +97,14 @@ impl SchedulerService for SchedulerApi {
 
     async fn pause_job(&self, req: Request<pb::PauseJobRequest>) -> Result<Response<pb::PauseJobResponse>, Status> {
         let id = req.into_inner().id;
-        check_id(&id)?;
+        validate_id(&id)?;
         let rec = self.node.scheduler.set_paused(&id, true).await?;
         Ok(Response::new(pb::PauseJobResponse { job: Some(convert::job(&rec)) }))
     }
 
     async fn resume_job(&self, req: Request<pb::ResumeJobRequest>) -> Result<Response<pb::ResumeJobResponse>, Status> {
         let id = req.into_inner().id;
-        check_id(&id)?;
+        validate_id(&id)?;
         let rec = self.node.scheduler.set_paused(&id, false).await?;
         Ok(Response::new(pb::ResumeJobResponse { job: Some(convert::job(&rec)) }))
     }
@@ -118,7 +114,7 @@ impl SchedulerService for SchedulerApi {
         req: Request<pb::TriggerJobRequest>,
     ) -> Result<Response<pb::TriggerJobResponse>, Status> {
         let r = req.into_inner();
-        check_id(&r.id)?;
+        validate_id(&r.id)?;
         let key = idempotency_key(&r.idempotency_key)?;
         let t = self.node.scheduler.trigger(&r.id, key).await?;
         Ok(Response::new(pb::TriggerJobResponse {

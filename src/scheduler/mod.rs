@@ -457,11 +457,8 @@ impl Scheduler {
     pub async fn sweep(&self, master: &Mastership) -> Result<()> {
         let now = now_ms();
         for fire_id in self.store.stuck_dispatching(now, BATCH).await? {
-            let target = if self.is_master_only(&fire_id).await {
-                self.node_id.clone()
-            } else {
-                self.least_loaded_target(now).await
-            };
+            let job = self.job_of(&fire_id).await?;
+            let target = self.target_for(job.as_ref(), now).await;
             self.enqueue_somewhere(&master.lease, &fire_id, &target).await;
         }
         for dead in self.store.dead_nodes().await? {
@@ -471,13 +468,7 @@ impl Scheduler {
             let (q, p) = self.store.node_lists(&dead).await?;
             for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
                 for fire_id in entries {
-                    // A master-only fire moves to the master (this node), never elsewhere.
-                    let target = if self.is_master_only(&fire_id).await {
-                        self.node_id.clone()
-                    } else {
-                        self.least_loaded_target(now).await
-                    };
-                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id, &target).await?;
+                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id, None).await?;
                 }
             }
         }
@@ -491,15 +482,25 @@ impl Scheduler {
         for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
             for fire_id in entries {
                 let fence = ReapFence::Own { incarnation: inc.clone() };
-                self.reap_one(fence, &self.node_id, list, &fire_id, &self.node_id).await?;
+                self.reap_one(fence, &self.node_id, list, &fire_id, Some(&self.node_id)).await?;
             }
         }
         Ok(())
     }
 
-    async fn is_master_only(&self, fire_id: &str) -> bool {
+    /// The job a fire belongs to (fire ids are `<job>@…`, and job ids never hold '@').
+    async fn job_of(&self, fire_id: &str) -> Result<Option<Job>> {
         let job_id = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
-        matches!(self.store.get_job(job_id).await, Ok(Some(r)) if r.spec.master_only)
+        Ok(self.store.get_job(job_id).await?.and_then(|r| Job::new(r.spec).ok()))
+    }
+
+    /// Where a recovered fire goes: a master-only fire to the master (this node), never elsewhere;
+    /// any other to the least-loaded live node.
+    async fn target_for(&self, job: Option<&Job>, now: i64) -> String {
+        if job.is_some_and(|j| j.spec.master_only) {
+            return self.node_id.clone();
+        }
+        self.least_loaded_target(now).await
     }
 
     async fn least_loaded_target(&self, now: i64) -> String {
@@ -509,9 +510,21 @@ impl Scheduler {
         }
     }
 
-    async fn reap_one(&self, fence: ReapFence, dead: &str, list: NodeList, fire_id: &str, target: &str) -> Result<()> {
-        let job_id = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
-        let job = self.store.get_job(job_id).await?.and_then(|r| Job::new(r.spec).ok());
+    /// `target` None: chosen by `target_for`.
+    async fn reap_one(
+        &self,
+        fence: ReapFence,
+        dead: &str,
+        list: NodeList,
+        fire_id: &str,
+        target: Option<&str>,
+    ) -> Result<()> {
+        let job = self.job_of(fire_id).await?;
+        let target = match target {
+            Some(t) => t.to_string(),
+            None => self.target_for(job.as_ref(), now_ms()).await,
+        };
+        let target = target.as_str();
         let rerun = job.as_ref().is_some_and(|j| j.spec.recovery == Recovery::Rerun);
         let req = ReapRequest {
             fence,

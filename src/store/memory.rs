@@ -322,9 +322,7 @@ impl Store for MemoryStore {
                 st.idem.insert(idem, (exec.id.clone(), now + self.retention_ms));
             }
             if forbid && st.lock_held(&exec.job_id, now) {
-                let mut e = exec.clone();
-                e.state = ExecState::Skipped;
-                e.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
+                let e = exec.skipped_by_lock();
                 st.insert_exec(&e, self.retention_ms, now);
                 let fire = self.new_fire(&e, "skipped", now, true);
                 st.fires.insert(exec.fire_id.clone(), fire);

@@ -61,12 +61,9 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// The record written instead when the no-overlap lock is held by `holder`.
+    /// The record written instead when the no-overlap lock is held.
     pub fn skipped_exec(&self) -> Execution {
-        let mut e = self.exec.clone();
-        e.state = ExecState::Skipped;
-        e.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
-        e
+        self.exec.skipped_by_lock()
     }
 }
 

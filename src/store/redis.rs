@@ -349,9 +349,7 @@ impl Store for RedisStore {
         forbid: bool,
         lock_ttl_ms: u64,
     ) -> Result<TriggerOutcome> {
-        let mut skipped = exec.clone();
-        skipped.state = ExecState::Skipped;
-        skipped.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
+        let skipped = exec.skipped_by_lock();
         let r: Vec<String> = TRIGGER
             .key(self.keys.job(&exec.job_id))
             .key(self.keys.fire(&exec.fire_id))

@@ -118,48 +118,42 @@ impl Worker {
     /// free. `job` saves a store read when the caller has it. False when the node is draining (the
     /// fire stays in the processing list, and is reaped or adopted).
     pub fn run_accepted(self: &Arc<Self>, fire_id: String, job: Option<Job>) -> bool {
-        if !self.accepting() {
-            return false;
-        }
-        let me = Arc::clone(self);
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.tracker.spawn(async move {
-            let permit = Arc::clone(&me.permits).acquire_owned().await;
-            me.waiting.fetch_sub(1, Ordering::Relaxed);
-            let Ok(permit) = permit else { return };
-            me.execute(fire_id, job, permit).await;
-        });
-        true
+        self.spawn_fire(fire_id, job, None)
     }
 
     /// Accepts a dispatching fire for this node and runs it, on its own task, so that the fires of
     /// one tick are accepted concurrently (their round trips overlap on the shared connection)
-    /// instead of one after another. The fire counts in this node's load at once. `epoch` None for
-    /// manual fires (no master made them).
+    /// instead of one after another. `epoch` None for manual fires (no master made them).
     pub fn accept_and_run(self: &Arc<Self>, fire_id: String, epoch: Option<u64>, job: Job) -> bool {
+        self.spawn_fire(fire_id, Some(job), Some(epoch))
+    }
+
+    /// The fire counts in this node's load at once; on its own task it is accepted first when
+    /// `accept` is given, then waits for a worker and runs.
+    fn spawn_fire(self: &Arc<Self>, fire_id: String, job: Option<Job>, accept: Option<Option<u64>>) -> bool {
         if !self.accepting() {
             return false;
         }
         let me = Arc::clone(self);
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.tracker.spawn(async move {
-            let inc = me.membership.incarnation();
-            match me.store.accept(&fire_id, epoch, &me.node_id, &inc).await {
-                Ok(Accept::Accepted) => {
-                    let permit = Arc::clone(&me.permits).acquire_owned().await;
+            if let Some(epoch) = accept {
+                let inc = me.membership.incarnation();
+                let refused = match me.store.accept(&fire_id, epoch, &me.node_id, &inc).await {
+                    Ok(Accept::Accepted) => None,
+                    Ok(other) => Some(format!("not accepted here: {other:?}")),
+                    Err(e) => Some(format!("cannot accept the fire ({e}); the takeover sweep will")),
+                };
+                if let Some(why) = refused {
                     me.waiting.fetch_sub(1, Ordering::Relaxed);
-                    if let Ok(permit) = permit {
-                        me.execute(fire_id, Some(job), permit).await;
-                    }
+                    tracing::info!(fire = %fire_id, "{why}");
+                    return;
                 }
-                Ok(other) => {
-                    me.waiting.fetch_sub(1, Ordering::Relaxed);
-                    tracing::info!(fire = %fire_id, outcome = ?other, "not accepted here");
-                }
-                Err(e) => {
-                    me.waiting.fetch_sub(1, Ordering::Relaxed);
-                    tracing::warn!(fire = %fire_id, error = %e, "cannot accept the fire; the takeover sweep will");
-                }
+            }
+            let permit = Arc::clone(&me.permits).acquire_owned().await;
+            me.waiting.fetch_sub(1, Ordering::Relaxed);
+            if let Ok(permit) = permit {
+                me.execute(fire_id, job, permit).await;
             }
         });
         true
@@ -482,32 +476,34 @@ impl Worker {
     /// The fire's final outcome: recorded, lock released, acked from the processing list, in one
     /// step. A superseded result (this incarnation was reaped meanwhile) is kept as evidence only.
     async fn record_final(&self, exec: &Execution, inc: &str) -> Result<(), ()> {
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=5 {
-            match self.store.finish(exec, &self.node_id, inc).await {
-                Ok(Finish::Recorded) => {
-                    self.metrics.outcome(exec.state.as_str());
-                    return Ok(());
-                }
-                Ok(Finish::Superseded) => {
-                    tracing::warn!(execution = %exec.id, "result superseded: this node was declared dead while it ran");
-                    return Err(());
-                }
-                Err(e) => tracing::warn!(execution = %exec.id, attempt, error = %e, "cannot record outcome; retrying"),
+        match self.with_store_retries(exec, || self.store.finish(exec, &self.node_id, inc)).await? {
+            Finish::Recorded => {
+                self.metrics.outcome(exec.state.as_str());
+                Ok(())
             }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+            Finish::Superseded => {
+                tracing::warn!(execution = %exec.id, "result superseded: this node was declared dead while it ran");
+                Err(())
+            }
         }
-        tracing::error!(execution = %exec.id, state = exec.state.as_str(), "outcome not recorded: store unreachable");
-        Err(())
     }
 
-    /// Writes an execution record, retrying a few times: an outcome must not be lost to a short store blip.
+    /// Writes an execution record (a retried attempt's outcome), releasing the lock if asked.
     async fn record_finish(&self, exec: &Execution, release_lock: bool) -> Result<(), ()> {
+        self.with_store_retries(exec, || self.store.finish_execution(exec, release_lock)).await
+    }
+
+    /// Retries a write of `exec`'s outcome a few times with backoff: an outcome must not be lost to
+    /// a short store blip.
+    async fn with_store_retries<T, F, Fut>(&self, exec: &Execution, write: F) -> Result<T, ()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = crate::Result<T>>,
+    {
         let mut delay = Duration::from_millis(100);
         for attempt in 1..=5 {
-            match self.store.finish_execution(exec, release_lock).await {
-                Ok(()) => return Ok(()),
+            match write().await {
+                Ok(v) => return Ok(v),
                 Err(e) => tracing::warn!(execution = %exec.id, attempt, error = %e, "cannot record outcome; retrying"),
             }
             tokio::time::sleep(delay).await;

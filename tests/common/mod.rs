@@ -103,15 +103,6 @@ impl RedisServer {
         format!("redis://{}127.0.0.1:{}", self.auth, self.port)
     }
 
-    /// SIGSTOP: the process freezes (a long GC-like pause) until `resume`.
-    pub fn pause(&self) {
-        signal(&self.child, nix::sys::signal::Signal::SIGSTOP);
-    }
-
-    pub fn resume(&self) {
-        signal(&self.child, nix::sys::signal::Signal::SIGCONT);
-    }
-
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         kill(&mut self.child);
