@@ -23,6 +23,8 @@
 //! with backoff, and alerting when retries are exhausted).
 pub mod alert;
 pub mod api;
+#[cfg(feature = "failpoints")]
+pub mod chaos;
 pub mod cli;
 pub mod cluster;
 pub mod config;

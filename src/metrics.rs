@@ -166,5 +166,16 @@ pub async fn serve_http(
             }),
         )
         .with_state(node);
+    // The chaos runner arms failpoints here: PUT /failpoints/<name> with the actions as the body.
+    #[cfg(feature = "failpoints")]
+    let app = app.route(
+        "/failpoints/{name}",
+        axum::routing::put(|axum::extract::Path(name): axum::extract::Path<String>, body: String| async move {
+            match crate::chaos::configure(&name, body.trim()) {
+                Ok(()) => (StatusCode::OK, "armed\n".to_string()),
+                Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
+        }),
+    );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -67,6 +67,9 @@ impl TlsFiles {
     }
 }
 
+/// How often a node rescans its own processing list for fires no task of it holds.
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
+
 pub struct Node {
     pub config: Config,
     pub tls: Option<TlsFiles>,
@@ -408,14 +411,28 @@ impl Node {
                 }
                 if !started {
                     started = true;
-                    if let Err(e) = self.scheduler.adopt().await {
-                        tracing::warn!(error = %e, "cannot adopt work left by this node's earlier run; the master will reap it");
-                    }
                     // Only now (registered, jobs loaded) may this node take work, compete for
                     // mastership and fire.
                     self.tracker.spawn(Arc::clone(&self.worker).drain_queue(self.scheduler_cancel.clone()));
                     self.tracker.spawn(Arc::clone(&self.lease).run(self.scheduler_cancel.clone()));
                     self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
+                    // Its own task: a master-only leftover waits for the lease to settle (it goes to
+                    // the master), and the heartbeat must not wait with it.
+                    let (scheduler, stop) = (Arc::clone(&self.scheduler), self.scheduler_cancel.clone());
+                    self.tracker.spawn(async move {
+                        if let Err(e) = scheduler.adopt().await {
+                            tracing::warn!(error = %e, "cannot adopt work left by this node's earlier run; the master will reap it");
+                        }
+                        loop {
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                _ = tokio::time::sleep(RESCAN_EVERY) => {}
+                            }
+                            if let Err(e) = scheduler.rescan().await {
+                                tracing::debug!(error = %e, "rescan of the processing list failed; next time");
+                            }
+                        }
+                    });
                 }
                 self.report_load().await;
             }

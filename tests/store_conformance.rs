@@ -433,13 +433,17 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
         rerun,
         max_recoveries: 2,
         lock_ttl_ms: 60_000,
+        handoff: false,
     };
     assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Alive, "n1 is still alive");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(s.dead_nodes().await.expect("dead"), vec!["n1".to_string()]);
     assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Moved);
     assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Gone, "handled once");
-    assert_eq!(s.reap(&reap(NodeList::Processing, &running, true)).await.expect("reap"), Reap::Rerun);
+    let Reap::Rerun { dead_exec_id } = s.reap(&reap(NodeList::Processing, &running, true)).await.expect("reap") else {
+        panic!("a running fire of a dead node is re-run")
+    };
+    assert!(!dead_exec_id.is_empty(), "the dead attempt is named, so it can be recorded lost");
     assert!(matches!(s.reap(&reap(NodeList::Processing, &lost, false)).await.expect("reap"), Reap::Lost { .. }));
     let (q, p) = s.node_lists("n2").await.expect("lists");
     assert_eq!((q.len(), p.len()), (2, 0));
@@ -520,7 +524,23 @@ conformance!(
     queue_pop_start_finish,
     a_dead_nodes_work_moves_and_late_results_are_superseded,
     stuck_dispatches_are_found,
+    a_terminal_record_is_never_reopened,
 );
+
+/// The start-of-run write (`update_execution`) never reopens a record already closed, e.g. one the
+/// reaper recorded lost while its node was paused: the write is refused and the caller told.
+async fn a_terminal_record_is_never_reopened(s: Arc<dyn Store>) {
+    let mut e = Execution::pending("t", scheduled_fire_id("t", 1), 1, "n1", 1);
+    e.state = ExecState::Running;
+    assert!(s.update_execution(&e).await.expect("update"), "a new record is written");
+    assert!(s.update_execution(&e).await.expect("update"), "an open record is overwritten");
+    let mut lost = e.clone();
+    lost.state = ExecState::Lost;
+    s.finish_execution(&lost, false).await.expect("finish");
+    assert!(!s.update_execution(&e).await.expect("update"), "a closed record is not reopened");
+    let got = s.get_execution(&e.id).await.expect("get").expect("exists");
+    assert_eq!(got.state, ExecState::Lost);
+}
 
 /// A queue entry that names no fire (garbage written by someone else) is set aside in the
 /// dead-letter list with the reason, and the node goes on.

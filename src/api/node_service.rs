@@ -58,11 +58,14 @@ impl NodeService for NodeApi {
             return Err(Status::failed_precondition(reason));
         }
         match self.node.scheduler.accept_submitted(&r.fire_id, r.epoch).await {
-            Ok(Accept::Accepted | Accept::Already) => Ok(Response::new(pb::SubmitTaskResponse {
-                accepted: true,
-                reason: String::new(),
-                execution_id: String::new(),
-            })),
+            Ok(Accept::Accepted | Accept::Already) => {
+                fail::fail_point!("after_accept", |_| crate::chaos::crash("after_accept"));
+                Ok(Response::new(pb::SubmitTaskResponse {
+                    accepted: true,
+                    reason: String::new(),
+                    execution_id: String::new(),
+                }))
+            }
             Ok(Accept::StaleEpoch) => {
                 Err(Status::failed_precondition(format!("stale epoch {}: a newer master exists", r.epoch)))
             }

@@ -281,6 +281,7 @@ impl Scheduler {
             match outcome {
                 ClaimOutcome::Claimed => {
                     progress = true;
+                    fail::fail_point!("after_claim", |_| crate::chaos::crash("after_claim"));
                     if let Some(job) = job {
                         self.dispatch(job, claim.exec.fire_id.clone(), master, now).await;
                     }
@@ -476,13 +477,37 @@ impl Scheduler {
     }
 
     /// At start, resolves what this node's earlier incarnations left in its own lists.
+    /// Every few seconds: recovers what sits in this node's processing list but is in no task of
+    /// this process: an earlier incarnation's leftovers (the node was declared dead and came back)
+    /// by adoption, and a fire whose start failed (a store error) by starting it again. The start
+    /// is a compare-and-set, so a fire that is in fact running is never run twice.
+    pub async fn rescan(&self) -> Result<()> {
+        let inc = self.membership.incarnation();
+        let (_, p) = self.store.node_lists(&self.node_id).await?;
+        for fire_id in p.into_iter().filter(|f| !self.worker.in_hand(f)) {
+            let fence = ReapFence::Own { incarnation: inc.clone() };
+            let master_only = self.job_of(&fire_id).await?.is_some_and(|j| j.spec.master_only);
+            let target = (!master_only).then_some(self.node_id.as_str());
+            self.reap_one(fence, &self.node_id, NodeList::Processing, &fire_id, target).await?;
+        }
+        let (_, p) = self.store.node_lists(&self.node_id).await?;
+        for fire_id in p.into_iter().filter(|f| !self.worker.in_hand(f)) {
+            tracing::info!(fire = %fire_id, "rescan: starting a fire left in this node's processing list");
+            self.worker.run_accepted(fire_id, None);
+        }
+        Ok(())
+    }
+
     pub async fn adopt(&self) -> Result<()> {
         let inc = self.membership.incarnation();
         let (q, p) = self.store.node_lists(&self.node_id).await?;
         for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
             for fire_id in entries {
                 let fence = ReapFence::Own { incarnation: inc.clone() };
-                self.reap_one(fence, &self.node_id, list, &fire_id, Some(&self.node_id)).await?;
+                // A master-only leftover goes to the master (`target_for`); the rest stays here.
+                let master_only = self.job_of(&fire_id).await?.is_some_and(|j| j.spec.master_only);
+                let target = (!master_only).then_some(self.node_id.as_str());
+                self.reap_one(fence, &self.node_id, list, &fire_id, target).await?;
             }
         }
         Ok(())
@@ -494,13 +519,34 @@ impl Scheduler {
         Ok(self.store.get_job(job_id).await?.and_then(|r| Job::new(r.spec).ok()))
     }
 
-    /// Where a recovered fire goes: a master-only fire to the master (this node), never elsewhere;
-    /// any other to the least-loaded live node.
+    /// Where a recovered fire goes: a master-only fire to the master, never elsewhere (this node
+    /// when it is master; when it is not, as when adopting its own leftovers at start, the lease
+    /// holder); any other to the least-loaded live node.
     async fn target_for(&self, job: Option<&Job>, now: i64) -> String {
         if job.is_some_and(|j| j.spec.master_only) {
-            return self.node_id.clone();
+            return self.current_master().await;
         }
         self.least_loaded_target(now).await
+    }
+
+    /// This node if it is master; otherwise another node holding the lease, waiting a while for
+    /// one (a lease still held by this node's previous process is about to expire or pass).
+    async fn current_master(&self) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.role.borrow().active().is_some() {
+                return self.node_id.clone();
+            }
+            if let Ok(Some(holder)) = self.store.lease().await {
+                if holder.node_id != self.node_id {
+                    return holder.node_id;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return self.node_id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn least_loaded_target(&self, now: i64) -> String {
@@ -536,6 +582,7 @@ impl Scheduler {
             max_recoveries: self.routing.max_recoveries,
             // A re-run may wait up to the misfire threshold again before it starts.
             lock_ttl_ms: lock_ttl_ms(self.misfire_threshold_ms),
+            handoff: false,
         };
         let outcome = self.store.reap(&req).await?;
         match &outcome {
@@ -555,7 +602,20 @@ impl Scheduler {
                 self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
                 tracing::warn!(fire = %fire_id, node = %dead, "fire lost with its node");
             }
-            Reap::Moved | Reap::Rerun => {
+            Reap::Rerun { dead_exec_id } => {
+                // The attempt that died is over: say so, rather than leave its record `running`.
+                if let Ok(Some(mut e)) = self.store.get_execution(dead_exec_id).await {
+                    if !e.state.is_terminal() {
+                        e.state = ExecState::Lost;
+                        e.end_ms = Some(now_ms());
+                        e.set_error(format!("lost: node {dead} died while running it; re-run on {target}"));
+                        self.store.finish_execution(&e, false).await?;
+                    }
+                }
+                self.worker.metrics().dispatched(path::REAPED);
+                tracing::info!(fire = %fire_id, from = %dead, to = %target, "re-running a dead node's fire");
+            }
+            Reap::Moved => {
                 self.worker.metrics().dispatched(path::REAPED);
                 tracing::info!(fire = %fire_id, from = %dead, to = %target, outcome = ?outcome, "recovered a dead node's fire");
             }

@@ -349,8 +349,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn update_execution(&self, exec: &Execution) -> Result<()> {
-        self.create_execution(exec).await
+    async fn update_execution(&self, exec: &Execution) -> Result<bool> {
+        {
+            let st = self.lock()?;
+            if st.execs.get(&exec.id).is_some_and(|(e, _)| e.state.is_terminal()) {
+                return Ok(false);
+            }
+        }
+        self.create_execution(exec).await.map(|()| true)
     }
 
     async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
@@ -572,7 +578,9 @@ impl Store for MemoryStore {
             st.dlq.push(fire_id.to_string());
             return Ok(Start::Poison);
         };
-        if f.state == "running" && f.node == node && f.inc == inc {
+        // Running here, in this or an earlier incarnation: never dropped from the list by a start
+        // (an earlier incarnation's run is recovered by adoption or the reaper).
+        if f.state == "running" && f.node == node {
             return Ok(Start::Already);
         }
         if !(f.state == "queued" || f.state == "accepted") || f.node != node {
@@ -667,10 +675,10 @@ impl Store for MemoryStore {
                     None
                 }
                 ReapFence::Own { incarnation } => {
-                    if !st.live(&r.target, incarnation, now) {
+                    if !st.live(&r.dead_node, incarnation, now) {
                         return Ok(Reap::Fenced);
                     }
-                    Some(incarnation.clone())
+                    Some(if r.handoff { super::HANDOFF_INCARNATION.to_string() } else { incarnation.clone() })
                 }
             };
             let removed = match r.list {
@@ -709,7 +717,7 @@ impl Store for MemoryStore {
                         fm.state = "queued".into();
                         fm.node = r.target.clone();
                         fm.deadline_ms = now + threshold;
-                        Reap::Rerun
+                        Reap::Rerun { dead_exec_id: f.exec.clone() }
                     } else {
                         fm.state = "lost".into();
                         Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
@@ -717,21 +725,15 @@ impl Store for MemoryStore {
                 }
                 other => Reap::Dropped(other.to_string()),
             };
-            match &out {
-                Reap::Moved | Reap::Rerun => {
-                    st.queues.entry(r.target.clone()).or_default().push_front(r.fire_id.clone());
-                    if job_lock {
-                        st.locks.insert(f.job.clone(), (r.fire_id.clone(), now + r.lock_ttl_ms as i64));
-                    }
+            if matches!(out, Reap::Moved | Reap::Rerun { .. }) {
+                st.queues.entry(r.target.clone()).or_default().push_front(r.fire_id.clone());
+                if job_lock {
+                    st.locks.insert(f.job.clone(), (r.fire_id.clone(), now + r.lock_ttl_ms as i64));
                 }
-                Reap::Lost { .. } if job_lock => {
-                    st.locks.remove(&f.job);
-                }
-                _ => {}
             }
             out
         };
-        if matches!(out, Reap::Moved | Reap::Rerun) {
+        if matches!(out, Reap::Moved | Reap::Rerun { .. }) {
             self.queued.notify_waiters();
         }
         Ok(out)

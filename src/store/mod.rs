@@ -230,7 +230,14 @@ pub struct ReapRequest {
     pub rerun: bool,
     pub max_recoveries: u32,
     pub lock_ttl_ms: u64,
+    /// With `ReapFence::Own`: move a fire this very incarnation holds (a master-only fire that
+    /// reached this node while it is not master, handed to the master) instead of leaving it.
+    pub handoff: bool,
 }
+
+/// An incarnation id no incarnation has: makes the reap script's "our own live fire" guard never
+/// match (a handoff).
+pub const HANDOFF_INCARNATION: &str = "-";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reap {
@@ -242,8 +249,11 @@ pub enum Reap {
     StaleCopy,
     /// A never-started fire moved to the target's queue.
     Moved,
-    /// A fire that was running is queued on the target to run again.
-    Rerun,
+    /// A fire that was running is queued on the target to run again; `dead_exec_id` is the
+    /// attempt that died with its node (the caller records it lost, so it does not stay `running`).
+    Rerun {
+        dead_exec_id: String,
+    },
     /// A fire that was running is lost (recovery 'lost' or too many recoveries): record and alert.
     Lost {
         job_id: String,
@@ -368,8 +378,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a new execution record (a retry attempt).
     async fn create_execution(&self, exec: &Execution) -> Result<()>;
-    /// Overwrites an execution record and announces the change to watchers.
-    async fn update_execution(&self, exec: &Execution) -> Result<()>;
+    /// Overwrites an open (pending or running) execution record and announces the change to
+    /// watchers. False, and nothing written, when the record is already terminal: the fire was
+    /// recovered elsewhere (e.g. recorded lost by the reaper while this node was paused), and the
+    /// caller must not run it.
+    async fn update_execution(&self, exec: &Execution) -> Result<bool>;
     /// Records a terminal (or retry-waiting) execution and, when `release_lock` names the job,
     /// releases its no-overlap lock if this fire still owns it: one atomic step.
     async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()>;

@@ -198,9 +198,14 @@ impl RedisStore {
     }
 
     async fn save(&self, exec: &Execution, release_lock: bool) -> Result<()> {
+        self.save_if(exec, release_lock, false).await.map(|_| ())
+    }
+
+    /// `only_open`: write only over a missing or still open record (see `update_execution`).
+    async fn save_if(&self, exec: &Execution, release_lock: bool, only_open: bool) -> Result<bool> {
         let json = encode(exec)?;
         let mut c = self.conn();
-        let _: i64 = SAVE_EXEC
+        let written: i64 = SAVE_EXEC
             .key(self.keys.exec(&exec.id))
             .key(self.keys.execs())
             .key(self.keys.job_execs(&exec.job_id))
@@ -212,9 +217,10 @@ impl RedisStore {
             .arg(if release_lock { "1" } else { "0" })
             .arg(&exec.fire_id)
             .arg(uuid_v7_prefix(super::now_ms() - self.retention_ms as i64))
+            .arg(if only_open { "1" } else { "0" })
             .invoke_async(&mut c)
             .await?;
-        Ok(())
+        Ok(written == 1)
     }
 }
 
@@ -389,8 +395,8 @@ impl Store for RedisStore {
         self.save(exec, false).await
     }
 
-    async fn update_execution(&self, exec: &Execution) -> Result<()> {
-        self.save(exec, false).await
+    async fn update_execution(&self, exec: &Execution) -> Result<bool> {
+        self.save_if(exec, false, true).await
     }
 
     async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
@@ -731,7 +737,10 @@ impl Store for RedisStore {
     async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
         let (fence_key, fence, inc) = match &r.fence {
             ReapFence::Lease(v) => (self.keys.lease(), v.clone(), String::new()),
-            ReapFence::Own { incarnation } => (self.keys.hb(&r.target), incarnation.clone(), incarnation.clone()),
+            ReapFence::Own { incarnation } => {
+                let guard = if r.handoff { super::HANDOFF_INCARNATION.to_string() } else { incarnation.clone() };
+                (self.keys.hb(&r.dead_node), incarnation.clone(), guard)
+            }
         };
         let list = match r.list {
             NodeList::Queue => self.keys.queue(&r.dead_node),
@@ -768,7 +777,7 @@ impl Store for RedisStore {
             Some("GONE") => Reap::Gone,
             Some("STALE_COPY") => Reap::StaleCopy,
             Some("MOVED") => Reap::Moved,
-            Some("RERUN") => Reap::Rerun,
+            Some("RERUN") => Reap::Rerun { dead_exec_id: reply.get(1).cloned().unwrap_or_default() },
             Some("LOST") if reply.len() == 4 => Reap::Lost {
                 job_id: reply[1].clone(),
                 sched_ms: reply[2].parse().unwrap_or(0),

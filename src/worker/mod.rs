@@ -22,12 +22,15 @@ use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job};
 use crate::metrics::{path, Metrics};
-use crate::store::{now_ms, Accept, Finish, Load, Start, Store};
+use crate::store::{now_ms, Accept, Finish, Load, NodeList, Reap, ReapFence, ReapRequest, Start, Store};
 use handlers::{FireContext, Registry};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
 /// frees itself within this time.
 pub const LOCK_TTL_MS: u64 = 30_000;
+
+/// How long a master-only fire found off the master waits for a master to hand it to.
+const MASTER_WAIT: Duration = Duration::from_secs(10);
 
 /// How long one wait on the durable queue lasts before the drain loop looks around again (and,
 /// when idle, for a busier node's queue to help with).
@@ -52,6 +55,9 @@ pub struct Worker {
     active: Arc<AtomicU32>,
     waiting: Arc<AtomicU32>,
     accepting: AtomicBool,
+    /// Fires this process has in hand (taken, waiting for a worker, or running): the periodic
+    /// rescan of the processing list leaves them alone.
+    in_hand: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     tracker: TaskTracker,
     /// Cancelled when the grace period of a shutdown has run out: running handlers are dropped.
     cancel: CancellationToken,
@@ -85,6 +91,7 @@ impl Worker {
             active: Arc::new(AtomicU32::new(0)),
             waiting: Arc::new(AtomicU32::new(0)),
             accepting: AtomicBool::new(true),
+            in_hand: Default::default(),
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
         }
@@ -136,7 +143,9 @@ impl Worker {
         }
         let me = Arc::clone(self);
         self.waiting.fetch_add(1, Ordering::Relaxed);
+        let held = self.hold(&fire_id);
         self.tracker.spawn(async move {
+            let _held = held;
             if let Some(epoch) = accept {
                 let inc = me.membership.incarnation();
                 let refused = match me.store.accept(&fire_id, epoch, &me.node_id, &inc).await {
@@ -177,14 +186,20 @@ impl Worker {
                         // Taken while draining: it stays in our processing list for adoption/reaping.
                         return;
                     }
-                    let me = Arc::clone(&self);
-                    self.tracker.spawn(async move { me.execute(fire_id, None, permit).await });
+                    let (me, held) = (Arc::clone(&self), self.hold(&fire_id));
+                    self.tracker.spawn(async move {
+                        let _held = held;
+                        me.execute(fire_id, None, permit).await
+                    });
                 }
                 Ok(None) => {
                     // Our queue is empty and a worker is free: help a busier node.
                     if let Some(fire_id) = self.steal_one().await {
-                        let me = Arc::clone(&self);
-                        self.tracker.spawn(async move { me.execute(fire_id, None, permit).await });
+                        let (me, held) = (Arc::clone(&self), self.hold(&fire_id));
+                        self.tracker.spawn(async move {
+                            let _held = held;
+                            me.execute(fire_id, None, permit).await
+                        });
                     }
                 }
                 Err(e) => {
@@ -193,6 +208,19 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Marks a fire as in this process's hands until the returned guard is dropped.
+    fn hold(&self, fire_id: &str) -> Held {
+        if let Ok(mut s) = self.in_hand.lock() {
+            s.insert(fire_id.to_string());
+        }
+        Held { set: Arc::clone(&self.in_hand), fire_id: fire_id.to_string() }
+    }
+
+    /// Whether this process has the fire in hand (see `hold`).
+    pub fn in_hand(&self, fire_id: &str) -> bool {
+        self.in_hand.lock().is_ok_and(|s| s.contains(fire_id))
     }
 
     /// Takes one entry from the live node with the longest queue, after a small random delay so
@@ -224,21 +252,35 @@ impl Worker {
         let inc = self.membership.incarnation();
         let span = tracing::info_span!("fire", fire = %fire_id, node = %self.node_id);
         async {
+            // Off the master, the job is read first (once: the run below reuses it) to see
+            // whether the fire must go to the master instead.
+            let job = match job {
+                None if self.role.borrow().active().is_none() => {
+                    let job_id = fire_id.rsplit_once('@').map_or(fire_id.as_str(), |(j, _)| j);
+                    self.store.get_job(job_id).await.ok().flatten().and_then(|r| Job::new(r.spec).ok())
+                }
+                job => job,
+            };
+            if self.hand_to_master(&fire_id, job.as_ref(), &inc).await {
+                return;
+            }
             match self.store.start(&fire_id, &self.node_id, &inc, &new_execution_id()).await {
                 Ok(Start::Run(sf)) => {
-                    let job = match job {
-                        Some(j) => Ok(j),
-                        None => match self.store.get_job(&sf.job_id).await {
-                            Ok(Some(rec)) => Job::new(rec.spec),
-                            Ok(None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
-                            Err(e) => Err(e),
-                        },
-                    };
                     let mut exec =
                         Execution::pending(&sf.job_id, fire_id.clone(), sf.sched_ms, &self.node_id, sf.attempt);
                     exec.id = sf.exec_id;
                     exec.epoch = sf.epoch;
                     exec.manual = sf.manual;
+                    // A store outage while reading the job is waited out: the fire is running here
+                    // now, and failing it for a blip would lose it.
+                    let job = match job {
+                        Some(j) => Ok(j),
+                        None => match self.with_store_retries(&exec, || self.store.get_job(&sf.job_id)).await {
+                            Ok(Some(rec)) => Job::new(rec.spec),
+                            Ok(None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
+                            Err(()) => Err(crate::Error::StoreUnavailable("store unreachable at shutdown".into())),
+                        },
+                    };
                     match job {
                         Ok(job) if job.spec.master_only && self.role.borrow().active().is_none() => {
                             exec.state = ExecState::Skipped;
@@ -304,6 +346,53 @@ impl Worker {
         }
     }
 
+    /// A master-only fire that reached this node while it is not master (mastership changed
+    /// between the claim and now, or this node adopted it after a restart) goes to the master's
+    /// queue rather than being skipped. True when handed over.
+    async fn hand_to_master(&self, fire_id: &str, job: Option<&Job>, inc: &str) -> bool {
+        if self.role.borrow().active().is_some() || !job.is_some_and(|j| j.spec.master_only) {
+            return false;
+        }
+        // Between two masters (a lease expiring), wait for the next one, which may be this node.
+        let deadline = tokio::time::Instant::now() + MASTER_WAIT;
+        let master = loop {
+            if self.role.borrow().active().is_some() {
+                return false;
+            }
+            match self.store.lease().await {
+                Ok(Some(h)) if h.node_id != self.node_id => break h.node_id,
+                // Still none: the start below records it skipped.
+                _ if tokio::time::Instant::now() >= deadline => return false,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let req = ReapRequest {
+            fence: ReapFence::Own { incarnation: inc.to_string() },
+            dead_node: self.node_id.clone(),
+            list: NodeList::Processing,
+            fire_id: fire_id.to_string(),
+            target: master.clone(),
+            rerun: false,
+            max_recoveries: 0,
+            lock_ttl_ms: LOCK_TTL_MS,
+            handoff: true,
+        };
+        match self.store.reap(&req).await {
+            Ok(Reap::Moved) => {
+                tracing::info!(to = %master, "master-only fire handed to the master");
+                true
+            }
+            Ok(other) => {
+                tracing::debug!(outcome = ?other, "master-only fire not handed over");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a master-only fire to the master");
+                false
+            }
+        }
+    }
+
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
     async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str) {
         let forbid = job.spec.concurrency == Concurrency::Forbid;
@@ -323,6 +412,7 @@ impl Worker {
             let state = self.run_attempt(&job, &mut exec, forbid).await;
             let retry = matches!(state, ExecState::Failed | ExecState::TimedOut)
                 && exec.attempt - first_attempt < job.spec.retries;
+            fail::fail_point!("before_finish", |_| crate::chaos::crash("before_finish"));
             let recorded =
                 if retry { self.record_finish(&exec, false).await } else { self.record_final(&exec, inc).await };
             if recorded.is_err() {
@@ -395,9 +485,20 @@ impl Worker {
         if exec.attempt == 1 && !exec.manual {
             self.metrics.fire_delay.observe((start - exec.scheduled_ms).max(0) as f64 / 1000.0);
         }
-        if let Err(e) = self.store.update_execution(exec).await {
+        match self.store.update_execution(exec).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Recorded terminal meanwhile: this node was declared dead between the start and
+                // now (a long pause) and the fire was recovered elsewhere. Running it would be a
+                // second run.
+                tracing::warn!(execution = %exec.id, "not running: the fire was recovered elsewhere while this node was unresponsive");
+                exec.state = ExecState::Superseded;
+                exec.end_ms = Some(now_ms());
+                exec.set_error("not run: this node was declared dead before the run began");
+                return exec.state;
+            }
             // The run goes ahead: the final record overwrites this one.
-            tracing::warn!(execution = %exec.id, error = %e, "cannot record start");
+            Err(e) => tracing::warn!(execution = %exec.id, error = %e, "cannot record start"),
         }
         let ctx = FireContext {
             job_id: exec.job_id.clone(),
@@ -493,24 +594,45 @@ impl Worker {
         self.with_store_retries(exec, || self.store.finish_execution(exec, release_lock)).await
     }
 
-    /// Retries a write of `exec`'s outcome a few times with backoff: an outcome must not be lost to
-    /// a short store blip.
+    /// Retries a write of `exec`'s outcome with backoff until the store answers: an outcome must
+    /// not be lost to a store outage, and a fire left `running` in a live node's processing list
+    /// would never be recovered. Only a shutdown stops it (the next incarnation, or the reaper,
+    /// then deals with the fire). The writes are fenced, so a retry after this node was declared
+    /// dead is recorded as superseded, not as the outcome.
     async fn with_store_retries<T, F, Fut>(&self, exec: &Execution, write: F) -> Result<T, ()>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = crate::Result<T>>,
     {
         let mut delay = Duration::from_millis(100);
-        for attempt in 1..=5 {
+        let mut attempt = 1u32;
+        loop {
             match write().await {
                 Ok(v) => return Ok(v),
                 Err(e) => tracing::warn!(execution = %exec.id, attempt, error = %e, "cannot record outcome; retrying"),
             }
+            if self.cancel.is_cancelled() && attempt >= 5 {
+                tracing::error!(execution = %exec.id, state = exec.state.as_str(), "outcome not recorded: store unreachable at shutdown");
+                return Err(());
+            }
             tokio::time::sleep(delay).await;
-            delay *= 2;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            attempt += 1;
         }
-        tracing::error!(execution = %exec.id, state = exec.state.as_str(), "outcome not recorded: store unreachable");
-        Err(())
+    }
+}
+
+/// Removes a fire from the in-hand set when its task ends, however it ends.
+struct Held {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    fire_id: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.fire_id);
+        }
     }
 }
 

@@ -165,23 +165,17 @@ impl TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("node.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rota"));
-        cmd.args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-id",
-            node_id,
-            "--heartbeat-ms",
-            "200",
-            "--node-ttl-ms",
-            "1000",
-        ]);
+        cmd.args(["server", "--node-id", node_id, "--heartbeat-ms", "200", "--node-ttl-ms", "1000"]);
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         if let Backend::Redis(url) = backend {
             cmd.args(["--redis", url]);
         }
+        // Set before the caller's environment, which may override it.
+        cmd.env("RUST_LOG", "rota=debug,info");
         cmd.envs(env.iter().copied());
         cmd.args(extra)
-            .env("RUST_LOG", "rota=debug,info")
             .env_remove("ROTA_REDIS")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
@@ -285,6 +279,18 @@ impl TestNode {
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         kill(&mut self.child);
+    }
+
+    /// True once the process has exited (e.g. it crashed at a failpoint), reaping it.
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => false,
+            Some(_) => {
+                self.child = None;
+                true
+            }
+            None => true,
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 -- ARGV[1] fence value  ARGV[2] fire id  ARGV[3] recovery 'rerun'|'lost'  ARGV[4] max recoveries
 -- ARGV[5] lock ttl ms  ARGV[6] target node  ARGV[7] dead node  ARGV[8] misfire threshold ms
 -- ARGV[9] dead incarnation to match ('' = the node is dead, any incarnation)
--- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | RERUN | {'LOST', job, sched, exec} | DROPPED_<state>
+-- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | {'RERUN', dead exec} | {'LOST', job, sched, exec}
+--   | DROPPED_<state>
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
 if ARGV[9] == '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' end
 if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 'GONE' end
@@ -29,10 +30,12 @@ if st == 'running' then
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6], 'deadline_ms', now + tonumber(ARGV[8]))
     if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('PEXPIRE', KEYS[6], ARGV[5]) end
-    redis.call('LPUSH', KEYS[5], ARGV[2]); return 'RERUN'
+    redis.call('LPUSH', KEYS[5], ARGV[2]); return {'RERUN', f[6] or ''}
   end
   redis.call('HSET', KEYS[4], 'state', 'lost')
-  if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('DEL', KEYS[6]) end
+  -- The no-overlap lock is left to expire: a node declared dead may only be paused or cut off,
+  -- with its handler still running and renewing the lock. Releasing it here would let the job's
+  -- next fire run beside that handler.
   return {'LOST', f[4] or '', f[5] or '0', f[6] or ''}
 end
 return 'DROPPED_' .. tostring(st)

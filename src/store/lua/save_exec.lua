@@ -3,6 +3,15 @@
 -- KEYS[1] exec key  KEYS[2] executions index  KEYS[3] job's executions index  KEYS[4] lock key
 -- ARGV[1] exec id  ARGV[2] JSON  ARGV[3] retention ms  ARGV[4] channel  ARGV[5] release '0'|'1'
 -- ARGV[6] fire id (the lock owner)  ARGV[7] id prefix of executions past retention (UUIDv7 of then)
+-- ARGV[8] '1': write only over a missing or open (pending/running) record
+-- Returns 1 when written, 0 when refused
+if ARGV[8] == '1' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur then
+    local ok, d = pcall(cjson.decode, cur)
+    if ok and type(d) == 'table' and d.state ~= 'pending' and d.state ~= 'running' then return 0 end
+  end
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])

@@ -13,7 +13,9 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local f = redis.call('HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec', 'deadline_ms', 'manual')
 local st, owner = f[1], f[2]
-if st == 'running' and owner == ARGV[2] and f[3] == ARGV[3] then return {'ALREADY'} end
+-- Running here, in this or an earlier incarnation: never dropped from the list by a start (an
+-- earlier incarnation's run is recovered by adoption or the reaper).
+if st == 'running' and owner == ARGV[2] then return {'ALREADY'} end
 if (st ~= 'queued' and st ~= 'accepted') or owner ~= ARGV[2] then
   redis.call('LREM', KEYS[2], 1, ARGV[1])
   return {'NOT_MINE', st or ''}

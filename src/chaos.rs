@@ -1,0 +1,91 @@
+//! Fault injection for the chaos runner (`tests/chaos.rs`), compiled in only with the `failpoints`
+//! feature. Owns two things: arming failpoints at run time (over HTTP on the metrics listener) where
+//! `return` means "this process dies here, now", and the `sidelog` handler, which writes every run
+//! to a file that does not go through rota's store, so a checker can compare rota's records with an
+//! independent history. Touches nothing else.
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::worker::handlers::{FireContext, Handler, HandlerFailure};
+
+/// Environment variable naming the side-log file.
+pub const SIDELOG_ENV: &str = "ROTA_SIDELOG";
+
+/// The failpoints in the code, at the narrow windows of the fire protocol.
+pub const POINTS: [&str; 3] = [
+    // master: the fire is claimed (state dispatching) but not yet run here, sent or queued
+    "after_claim",
+    // worker: SubmitTask's accept script ran, the reply has not been sent
+    "after_accept",
+    // worker: the handler finished, its outcome is not yet recorded (finish + ack)
+    "before_finish",
+];
+
+/// Dies like a SIGKILLed process: no drain, no deregistration, nothing flushed to the store.
+pub fn crash(point: &str) -> ! {
+    tracing::error!(failpoint = point, "failpoint hit: killing this process");
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    std::process::abort()
+}
+
+/// Arms (or with "off" disarms) a failpoint. `actions` is the `fail` crate's syntax, e.g. `1*return`.
+pub fn configure(name: &str, actions: &str) -> Result<(), String> {
+    if !POINTS.contains(&name) {
+        return Err(format!("unknown failpoint '{name}' (known: {})", POINTS.join(", ")));
+    }
+    fail::cfg(name, actions)
+}
+
+/// Writes a start line, sleeps `{"ms": N}`, writes an end line. Lines (tab-separated):
+/// `S job sched_ms execution node epoch attempt now_ms` and `E execution now_ms`.
+pub struct SideLog {
+    file: Option<Mutex<std::fs::File>>,
+}
+
+impl SideLog {
+    pub fn from_env() -> SideLog {
+        let file = std::env::var_os(SIDELOG_ENV)
+            .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok())
+            .map(Mutex::new);
+        SideLog { file }
+    }
+
+    fn append(&self, line: String) -> Result<(), HandlerFailure> {
+        let Some(f) = &self.file else { return Err(HandlerFailure::new(format!("{SIDELOG_ENV} is not set"))) };
+        let mut f = f.lock().map_err(|_| HandlerFailure::new("side log poisoned"))?;
+        // One write(2) per line on an O_APPEND file: lines from several processes never interleave.
+        f.write_all(line.as_bytes()).map_err(|e| HandlerFailure::new(format!("side log: {e}")))
+    }
+}
+
+#[async_trait]
+impl Handler for SideLog {
+    fn validate(&self, args: &Value) -> Result<(), String> {
+        match args.get("ms") {
+            None | Some(Value::Number(_)) => Ok(()),
+            Some(_) => Err("sidelog takes {\"ms\": <sleep in ms>}".into()),
+        }
+    }
+
+    async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
+        let now = crate::store::now_ms;
+        self.append(format!(
+            "S\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            ctx.job_id,
+            ctx.scheduled_ms,
+            ctx.execution_id,
+            ctx.node_id,
+            ctx.epoch,
+            ctx.attempt,
+            now()
+        ))?;
+        let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.append(format!("E\t{}\t{}\n", ctx.execution_id, now()))?;
+        Ok(String::new())
+    }
+}

@@ -1,0 +1,533 @@
+//! The fault-injection runner: a real `redis-server` (AOF, fsync always) and three `rota server`
+//! processes, each behind two small TCP proxies (its gRPC port, its Redis link), a workload of jobs
+//! firing every second, and faults injected on a seeded random schedule: SIGKILL of the master or of
+//! a worker, SIGSTOP of the master past its lease, a graceful node restart, a Redis restart, a slow
+//! or refusing gRPC port, a partition of one node from the others and from Redis, and failpoints
+//! that kill a process in the fire protocol's narrow windows. Every handler run is written to a side
+//! log by the handler itself; `checker` compares it with rota's records and the fault log.
+//!
+//! Short profile (this test, in `cargo test --features failpoints`): 60 s of faults.
+//! Long profile: `ROTA_CHAOS_SECS=1800 cargo test --release --features failpoints --test chaos -- --nocapture`.
+//! Knobs: ROTA_CHAOS_SECS, ROTA_CHAOS_JOBS, ROTA_CHAOS_SEED, ROTA_CHAOS_OUT (write the JSON summary).
+#[path = "chaos/checker.rs"]
+mod checker;
+#[path = "common/mod.rs"]
+mod common;
+#[path = "chaos/proxy.rs"]
+mod proxy;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use checker::{Fault, History, JobInfo, Record, Run};
+use common::{Backend, RedisServer, TestNode};
+use proxy::{Mode, Proxy};
+use rand::{Rng, SeedableRng};
+use rota::pb;
+
+const LEASE_TTL_MS: i64 = 1500;
+const NODES: usize = 3;
+const FAULTS: [&str; 9] = [
+    "kill_master",
+    "kill_worker",
+    "pause_master",
+    "restart_node",
+    "restart_redis",
+    "grpc_delay",
+    "grpc_refuse",
+    "partition",
+    "failpoint",
+];
+
+fn now_ms() -> i64 {
+    rota::store::now_ms()
+}
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Slot {
+    id: String,
+    listen: u16,
+    metrics: u16,
+    grpc: Proxy,
+    redis: Proxy,
+    node: Option<TestNode>,
+    /// Logs of this node's earlier processes (each restart starts a new log).
+    old_logs: String,
+}
+
+struct Cluster {
+    redis: RedisServer,
+    slots: Vec<Slot>,
+    sidelog: PathBuf,
+    _dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"], "");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sidelog = dir.path().join("sidelog.tsv");
+        let mut slots = Vec::new();
+        for i in 0..NODES {
+            let listen = common::free_port();
+            slots.push(Slot {
+                id: format!("n{}", i + 1),
+                listen,
+                metrics: common::free_port(),
+                grpc: Proxy::start(format!("127.0.0.1:{listen}")).await,
+                redis: Proxy::start(format!("127.0.0.1:{}", redis.port)).await,
+                node: None,
+                old_logs: String::new(),
+            });
+        }
+        let mut c = Cluster { redis, slots, sidelog, _dir: dir, http: reqwest::Client::new() };
+        for i in 0..NODES {
+            c.spawn(i).await;
+        }
+        c
+    }
+
+    async fn spawn(&mut self, i: usize) {
+        let s = &self.slots[i];
+        let listen = format!("127.0.0.1:{}", s.listen);
+        let advertise = s.grpc.addr();
+        let metrics = format!("127.0.0.1:{}", s.metrics);
+        let args = [
+            "--listen",
+            &listen,
+            "--advertise",
+            &advertise,
+            "--metrics-listen",
+            &metrics,
+            "--workers",
+            "8",
+            "--lease-ttl-ms",
+            "1500",
+            "--lease-renew-ms",
+            "500",
+            "--shutdown-grace-ms",
+            "2000",
+        ];
+        let sidelog = self.sidelog.to_string_lossy().to_string();
+        let env = [("ROTA_SIDELOG", sidelog.as_str()), ("RUST_LOG", "rota=info,warn")];
+        let backend = Backend::Redis(format!("redis://{}", s.redis.addr()));
+        let node = TestNode::spawn_env(&backend, &s.id, &args, &env);
+        node.wait_serving().await;
+        if let Some(old) = self.slots[i].node.replace(node) {
+            self.slots[i].old_logs.push_str(&old.log());
+        }
+    }
+
+    /// Any live node's scheduler client.
+    async fn client(&self) -> Option<pb::scheduler_service_client::SchedulerServiceClient<tonic::transport::Channel>> {
+        for s in &self.slots {
+            let ep = format!("http://127.0.0.1:{}", s.listen);
+            if let Ok(ch) = tonic::transport::Endpoint::from_shared(ep)
+                .ok()?
+                .connect_timeout(Duration::from_millis(300))
+                .connect()
+                .await
+            {
+                return Some(pb::scheduler_service_client::SchedulerServiceClient::new(ch));
+            }
+        }
+        None
+    }
+
+    /// (master index, epoch) as the cluster reports it.
+    async fn master(&self) -> Option<(usize, u64)> {
+        let mut c = self.client().await?;
+        let st = tokio::time::timeout(Duration::from_secs(1), c.get_cluster_status(pb::GetClusterStatusRequest {}))
+            .await
+            .ok()?
+            .ok()?
+            .into_inner();
+        let i = self.slots.iter().position(|s| s.id == st.master_id)?;
+        Some((i, st.epoch))
+    }
+
+    async fn wait_master(&self) -> (usize, u64) {
+        common::eventually(Duration::from_secs(30), "a master", || self.master()).await
+    }
+
+    fn kill(&mut self, i: usize) -> i64 {
+        if let Some(n) = self.slots[i].node.as_mut() {
+            tokio::task::block_in_place(|| n.kill());
+        }
+        now_ms()
+    }
+}
+
+struct Runner {
+    cluster: Cluster,
+    rng: rand::rngs::StdRng,
+    faults: Vec<Fault>,
+    masters: std::sync::Arc<std::sync::Mutex<BTreeMap<u64, (String, i64)>>>,
+    epoch_seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Runner {
+    fn record(&mut self, kind: &str, node: Option<usize>, at: i64, dead: Option<i64>, was_master: bool, epoch: u64) {
+        let node = node.map(|i| self.cluster.slots[i].id.clone());
+        tracing_line(&format!("fault {kind} on {node:?} at {at} (master: {was_master})"));
+        self.faults.push(Fault {
+            kind: kind.into(),
+            node,
+            at_ms: at,
+            until_ms: now_ms(),
+            dead_ms: dead,
+            was_master,
+            epoch_before: epoch,
+        });
+    }
+
+    fn pick_other(&mut self, not: usize) -> usize {
+        let others: Vec<usize> = (0..NODES).filter(|i| *i != not).collect();
+        others[self.rng.random_range(0..others.len())]
+    }
+
+    async fn inject(&mut self, kind: &str) {
+        let (m, epoch) = self.cluster.wait_master().await;
+        let epoch = epoch.max(self.epoch_seen.load(std::sync::atomic::Ordering::SeqCst));
+        let at = now_ms();
+        match kind {
+            "kill_master" | "kill_worker" => {
+                let i = if kind == "kill_master" { m } else { self.pick_other(m) };
+                let dead = self.cluster.kill(i);
+                tokio::time::sleep(Duration::from_millis(self.rng.random_range(300..2500))).await;
+                self.cluster.spawn(i).await;
+                self.record(kind, Some(i), at, Some(dead), i == m, epoch);
+            }
+            "pause_master" => {
+                let n = self.cluster.slots[m].node.as_ref().expect("master runs");
+                n.pause();
+                let hold = LEASE_TTL_MS as u64 + self.rng.random_range(300..1500);
+                tokio::time::sleep(Duration::from_millis(hold)).await;
+                if let Some(n) = self.cluster.slots[m].node.as_ref() {
+                    n.resume();
+                }
+                self.record(kind, Some(m), at, None, true, epoch);
+            }
+            "restart_node" => {
+                let i = self.rng.random_range(0..NODES);
+                if let Some(n) = self.cluster.slots[i].node.as_mut() {
+                    tokio::task::block_in_place(|| n.terminate());
+                }
+                let dead = now_ms();
+                self.cluster.spawn(i).await;
+                self.record(kind, Some(i), at, Some(dead), i == m, epoch);
+            }
+            "restart_redis" => {
+                let down = self.rng.random_range(200..1500);
+                tokio::task::block_in_place(|| self.cluster.redis.kill());
+                tokio::time::sleep(Duration::from_millis(down)).await;
+                tokio::task::block_in_place(|| self.cluster.redis.restart());
+                self.record(kind, None, at, None, true, epoch);
+            }
+            "grpc_delay" | "grpc_refuse" => {
+                let i = self.pick_other(m);
+                let mode = if kind == "grpc_delay" { Mode::Delay } else { Mode::Refuse };
+                self.cluster.slots[i].grpc.set(mode, Duration::from_millis(700));
+                tokio::time::sleep(Duration::from_millis(self.rng.random_range(1500..4000))).await;
+                self.cluster.slots[i].grpc.set(Mode::Pass, Duration::ZERO);
+                self.record(kind, Some(i), at, None, false, epoch);
+            }
+            "partition" => {
+                let i = self.rng.random_range(0..NODES);
+                let s = &self.cluster.slots[i];
+                s.grpc.set(Mode::Blackhole, Duration::ZERO);
+                s.redis.set(Mode::Blackhole, Duration::ZERO);
+                tokio::time::sleep(Duration::from_millis(self.rng.random_range(500..4000))).await;
+                let s = &self.cluster.slots[i];
+                s.grpc.set(Mode::Pass, Duration::ZERO);
+                s.redis.set(Mode::Pass, Duration::ZERO);
+                self.record(kind, Some(i), at, None, i == m, epoch);
+            }
+            "failpoint" => {
+                let point = rota::chaos::POINTS[self.rng.random_range(0..rota::chaos::POINTS.len())];
+                let i = match point {
+                    "after_claim" => m,
+                    "after_accept" => self.pick_other(m),
+                    _ => self.rng.random_range(0..NODES),
+                };
+                let url = format!("http://127.0.0.1:{}/failpoints/{point}", self.cluster.slots[i].metrics);
+                let armed = self.cluster.http.put(&url).body("1*return").send().await;
+                assert!(armed.is_ok_and(|r| r.status().is_success()), "cannot arm {point}");
+                let deadline = now_ms() + 10_000;
+                let mut dead = None;
+                while now_ms() < deadline {
+                    let gone = self.cluster.slots[i].node.as_mut().is_none_or(|n| n.exited());
+                    if gone {
+                        dead = Some(now_ms());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let kind = format!("failpoint:{point}");
+                if dead.is_none() {
+                    // Not reached in time (e.g. no dispatch to that node): disarm; nothing happened.
+                    let _ = self.cluster.http.put(&url).body("off").send().await;
+                    tracing_line(&format!("{kind} on node {} not reached in 10 s; disarmed", i + 1));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(self.rng.random_range(300..1500))).await;
+                self.cluster.spawn(i).await;
+                self.record(&kind, Some(i), at, dead, i == m, epoch);
+            }
+            other => panic!("unknown fault {other}"),
+        }
+    }
+}
+
+fn tracing_line(s: &str) {
+    eprintln!("[chaos {}] {s}", now_ms());
+}
+
+/// The workload: one job in ten of each kind.
+fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
+    let mut jobs = Vec::new();
+    let mut infos = Vec::new();
+    for i in 0..n {
+        let (kind, cron, ms, period, forbid, master_only, rerun) = match i % 10 {
+            6 => ("master", "* * * * * *", 10, 1, false, true, true),
+            7 => ("forbid", "* * * * * *", 1500, 1, true, false, false),
+            8 => ("slowrerun", "*/5 * * * * *", 3000, 5, false, false, true),
+            9 => ("slowlost", "*/5 * * * * *", 3000, 5, false, false, false),
+            _ => ("plain", "* * * * * *", 20, 1, false, false, true),
+        };
+        let id = format!("{kind}-{i:04}");
+        let spec = rota::job::JobSpec {
+            id: id.clone(),
+            cron: cron.into(),
+            handler: "sidelog".into(),
+            args: serde_json::json!({ "ms": ms }),
+            master_only,
+            concurrency: if forbid { rota::job::Concurrency::Forbid } else { rota::job::Concurrency::Allow },
+            recovery: if rerun { rota::job::Recovery::Rerun } else { rota::job::Recovery::Lost },
+            ..Default::default()
+        };
+        jobs.push(rota::cli::pb_job(&spec));
+        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun });
+    }
+    (jobs, infos)
+}
+
+fn read_sidelog(path: &PathBuf) -> Vec<Run> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut ends: HashMap<String, i64> = HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["S", job, sched, exec, node, epoch, attempt, at] => runs.push(Run {
+                job: job.to_string(),
+                sched_ms: sched.parse().unwrap_or(0),
+                exec: exec.to_string(),
+                node: node.to_string(),
+                epoch: epoch.parse().unwrap_or(0),
+                attempt: attempt.parse().unwrap_or(0),
+                start_ms: at.parse().unwrap_or(0),
+                end_ms: None,
+            }),
+            ["E", exec, at] => {
+                ends.insert(exec.to_string(), at.parse().unwrap_or(0));
+            }
+            _ => panic!("side log: malformed line {line:?}"),
+        }
+    }
+    for r in &mut runs {
+        r.end_ms = ends.get(&r.exec).copied();
+    }
+    runs
+}
+
+async fn records(
+    c: &mut pb::scheduler_service_client::SchedulerServiceClient<tonic::transport::Channel>,
+) -> Vec<Record> {
+    common::executions(c, "")
+        .await
+        .into_iter()
+        .map(|e| Record {
+            state: common::state(&e).as_str_name().trim_start_matches("EXECUTION_STATE_").to_lowercase(),
+            exec: e.id,
+            job: e.job_id,
+            sched_ms: common::ms(&e.scheduled_time),
+            node: e.node_id,
+            manual: e.manual,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_profile() {
+    let secs: i64 = env_or("ROTA_CHAOS_SECS", 60);
+    let n_jobs: usize = env_or("ROTA_CHAOS_JOBS", 100);
+    let seed: u64 = env_or("ROTA_CHAOS_SEED", now_ms() as u64);
+    tracing_line(&format!("seed {seed}, {secs} s of faults, {n_jobs} jobs (replay: ROTA_CHAOS_SEED={seed})"));
+    let cluster = Cluster::start().await;
+    let mut runner = Runner {
+        cluster,
+        rng: rand::rngs::StdRng::seed_from_u64(seed),
+        faults: Vec::new(),
+        masters: Default::default(),
+        epoch_seen: Default::default(),
+    };
+    let (jobs, infos) = workload(n_jobs);
+    let mut c = runner.cluster.client().await.expect("client");
+    for j in jobs {
+        c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put job");
+    }
+    let t0 = now_ms();
+    // Watch the lease: epoch -> node, for the master-only rule and failover times.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let poll = {
+        let (masters, seen, stop) = (runner.masters.clone(), runner.epoch_seen.clone(), stop.clone());
+        let eps: Vec<String> = runner.cluster.slots.iter().map(|s| format!("http://127.0.0.1:{}", s.listen)).collect();
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                for ep in &eps {
+                    let Ok(ch) = tonic::transport::Endpoint::from_shared(ep.clone())
+                        .expect("ep")
+                        .connect_timeout(Duration::from_millis(200))
+                        .connect()
+                        .await
+                    else {
+                        continue;
+                    };
+                    let mut c = pb::scheduler_service_client::SchedulerServiceClient::new(ch);
+                    if let Ok(Ok(r)) = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        c.get_cluster_status(pb::GetClusterStatusRequest {}),
+                    )
+                    .await
+                    {
+                        let r = r.into_inner();
+                        if r.epoch > 0 && !r.master_id.is_empty() {
+                            masters.lock().expect("masters").entry(r.epoch).or_insert((r.master_id, now_ms()));
+                            seen.fetch_max(r.epoch, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let fault_end = t0 + 5000 + secs * 1000;
+    while now_ms() < fault_end {
+        let kind = FAULTS[runner.rng.random_range(0..FAULTS.len())];
+        runner.inject(kind).await;
+        tokio::time::sleep(Duration::from_millis(runner.rng.random_range(1000..3000))).await;
+    }
+    let window = ((t0 / 1000 + 2) * 1000, now_ms() / 1000 * 1000);
+    tracing_line(&format!("faults over; window {window:?}; letting the cluster settle"));
+    // Settle: every fire in the window reaches a terminal record (recoveries need a node TTL or two).
+    let settle_until = now_ms() + 45_000;
+    let mut recs;
+    loop {
+        let mut c = runner.cluster.client().await.expect("client");
+        recs = records(&mut c).await;
+        let open = recs
+            .iter()
+            .filter(|r| r.sched_ms >= window.0 && r.sched_ms < window.1)
+            .filter(|r| matches!(r.state.as_str(), "pending" | "running"))
+            .count();
+        if open == 0 || now_ms() > settle_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    stop.cancel();
+    let _ = poll.await;
+    let runs = read_sidelog(&runner.cluster.sidelog);
+    let masters = runner.masters.lock().expect("masters").clone();
+    let history = History {
+        jobs: infos,
+        runs,
+        records: recs,
+        faults: runner.faults.clone(),
+        masters,
+        window,
+        late_bound_ms: 5000,
+    };
+    let report = checker::check(&history);
+    let summary = summary(seed, secs, n_jobs, &history, &report);
+    println!("{}", serde_json::to_string(&summary).expect("json"));
+    println!("{}", table(&summary));
+    if let Ok(p) = std::env::var("ROTA_CHAOS_OUT") {
+        let _ = std::fs::write(p, serde_json::to_string_pretty(&summary).expect("json"));
+    }
+    if let Ok(dir) = std::env::var("ROTA_CHAOS_DUMP") {
+        // Everything needed to look into a violation: the side log, the records, the faults, the
+        // node logs.
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::copy(&runner.cluster.sidelog, dir.join("sidelog.tsv"));
+        let recs: Vec<String> = history.records.iter().map(|r| format!("{r:?}")).collect();
+        let _ = std::fs::write(dir.join("records.txt"), recs.join("\n"));
+        let _ = std::fs::write(dir.join("faults.json"), serde_json::to_string_pretty(&history.faults).expect("json"));
+        let _ = std::fs::write(dir.join("masters.txt"), format!("{:#?}", history.masters));
+        let _ = std::fs::write(dir.join("violations.txt"), report.violations.join("\n"));
+        for s in &runner.cluster.slots {
+            let last = s.node.as_ref().map(|n| n.log()).unwrap_or_default();
+            let _ = std::fs::write(dir.join(format!("{}.log", s.id)), format!("{}{last}", s.old_logs));
+        }
+    }
+    assert!(
+        report.violations.is_empty(),
+        "{} violations (seed {seed}):\n{}",
+        report.violations.len(),
+        report.violations.join("\n")
+    );
+}
+
+fn summary(seed: u64, secs: i64, jobs: usize, h: &History, r: &checker::Report) -> serde_json::Value {
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &h.faults {
+        *by_kind.entry(f.kind.clone()).or_default() += 1;
+    }
+    let mut fo = r.failover_ms.clone();
+    fo.sort_unstable();
+    serde_json::json!({
+        "scenario": "chaos",
+        "seed": seed,
+        "fault_seconds": secs,
+        "jobs": jobs,
+        "nodes": NODES,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "faults": by_kind,
+        "faults_total": h.faults.len(),
+        "fires_expected": r.fires_expected,
+        "executed": r.executed,
+        "skipped_by_lock": r.skipped_by_lock,
+        "lost_by_policy": r.lost_by_policy,
+        "explained_extra_runs": r.explained_extra_runs,
+        "lost": r.lost,
+        "duplicated": r.duplicated,
+        "stale_epoch": r.stale_epoch,
+        "overlapping": r.overlapping,
+        "master_only_elsewhere": r.master_only_elsewhere,
+        "disagreeing": r.disagreeing,
+        "late_over_5s": r.late,
+        "max_delay_ms": r.max_delay_ms,
+        "failover_ms_median": fo.get(fo.len() / 2).copied().unwrap_or(0),
+        "failover_ms_max": fo.last().copied().unwrap_or(0),
+        "violations": r.violations.len(),
+    })
+}
+
+fn table(s: &serde_json::Value) -> String {
+    let mut out = String::from("| measure | value |\n| --- | --- |\n");
+    if let Some(o) = s.as_object() {
+        for (k, v) in o {
+            out.push_str(&format!("| {k} | {v} |\n"));
+        }
+    }
+    out
+}

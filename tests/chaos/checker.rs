@@ -1,0 +1,492 @@
+//! The once-per-fire checker. Input: the workload, the independent side log (every handler run, as
+//! written by the handler itself), rota's own execution records, the faults the runner injected and
+//! the master epochs it saw. Output: counts and a list of violations, each naming the fire.
+//!
+//! Rules, for every (job, scheduled second) in the window:
+//! - it has a rota record and ended in exactly one successful run (a forbid job may instead be
+//!   `skipped` because its previous fire still ran; a `recovery = lost` job may end `lost` when its
+//!   node died mid-run: counted as lost by policy, not as a violation);
+//! - every extra run is explained: its record says lost or superseded, and a fault hit its node (or
+//!   Redis) while it ran;
+//! - rota and the side log agree: every successful record has a finished run with the same
+//!   execution id, and every run has a record;
+//! - per job, the master epoch never goes down as scheduled time goes up (a stale master claimed
+//!   nothing after its successor), and a master-only job ran only on the node holding its epoch;
+//! - runs of a job that forbids overlap never overlap (a run with no end line ends when its process
+//!   died, as the fault log says).
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Clone, Debug)]
+pub struct JobInfo {
+    pub id: String,
+    /// Fires every `period_s` seconds, on multiples of the period.
+    pub period_s: i64,
+    pub forbid: bool,
+    pub master_only: bool,
+    pub rerun: bool,
+}
+
+/// One handler run from the side log.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub job: String,
+    pub sched_ms: i64,
+    pub exec: String,
+    pub node: String,
+    pub epoch: u64,
+    pub attempt: u32,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+}
+
+/// One execution record from rota's API.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub exec: String,
+    pub job: String,
+    pub sched_ms: i64,
+    /// Lower-case state name: succeeded, failed, skipped, lost, superseded, misfired, running, …
+    pub state: String,
+    pub node: String,
+    pub manual: bool,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Fault {
+    pub kind: String,
+    /// The node hit; None for Redis (every node).
+    pub node: Option<String>,
+    pub at_ms: i64,
+    /// When the fault was healed (the node back, the link restored).
+    pub until_ms: i64,
+    /// When the process was seen dead, for faults that end it.
+    pub dead_ms: Option<i64>,
+    /// Whether the node was master when hit, and the highest epoch seen before.
+    pub was_master: bool,
+    pub epoch_before: u64,
+}
+
+pub struct History {
+    pub jobs: Vec<JobInfo>,
+    pub runs: Vec<Run>,
+    pub records: Vec<Record>,
+    pub faults: Vec<Fault>,
+    /// Epoch -> (the node that held the lease, when the poller first saw it).
+    pub masters: BTreeMap<u64, (String, i64)>,
+    /// Scheduled instants checked: [from, to).
+    pub window: (i64, i64),
+    /// A first attempt starting later than this after its scheduled instant counts as late.
+    pub late_bound_ms: i64,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub fires_expected: usize,
+    pub executed: usize,
+    pub skipped_by_lock: usize,
+    pub lost_by_policy: usize,
+    pub explained_extra_runs: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+    pub stale_epoch: usize,
+    pub overlapping: usize,
+    pub master_only_elsewhere: usize,
+    pub disagreeing: usize,
+    pub late: usize,
+    pub max_delay_ms: i64,
+    pub failover_ms: Vec<i64>,
+    pub violations: Vec<String>,
+}
+
+/// The nodes' `max_recoveries` (the default).
+const MAX_RECOVERIES: usize = 2;
+
+/// Slack for comparing times taken by different processes on one machine.
+const SLACK_MS: i64 = 50;
+
+pub fn check(h: &History) -> Report {
+    let mut r = Report::default();
+    let mut runs_by_fire: HashMap<(&str, i64), Vec<&Run>> = HashMap::new();
+    for run in &h.runs {
+        runs_by_fire.entry((run.job.as_str(), run.sched_ms)).or_default().push(run);
+    }
+    let mut recs_by_fire: HashMap<(&str, i64), Vec<&Record>> = HashMap::new();
+    for rec in h.records.iter().filter(|x| !x.manual) {
+        recs_by_fire.entry((rec.job.as_str(), rec.sched_ms)).or_default().push(rec);
+    }
+    let rec_by_exec: HashMap<&str, &Record> = h.records.iter().map(|x| (x.exec.as_str(), x)).collect();
+    let run_by_exec: HashMap<&str, &Run> = h.runs.iter().map(|x| (x.exec.as_str(), x)).collect();
+
+    for job in &h.jobs {
+        let period = job.period_s * 1000;
+        let first = (h.window.0 + period - 1).div_euclid(period) * period;
+        let mut sched = first;
+        while sched < h.window.1 {
+            r.fires_expected += 1;
+            check_fire(h, &mut r, job, sched, &runs_by_fire, &recs_by_fire, &rec_by_exec, &run_by_exec);
+            sched += period;
+        }
+        let mut runs: Vec<&Run> = h.runs.iter().filter(|x| x.job == job.id).collect();
+        check_epochs(&mut r, job, &mut runs);
+        if job.master_only {
+            check_master_only(h, &mut r, &runs);
+        }
+        if job.forbid {
+            check_overlap(h, &mut r, job, &mut runs);
+        }
+    }
+    for run in h.runs.iter().filter(|x| x.attempt == 1 && in_window(h, x.sched_ms)) {
+        let delay = run.start_ms - run.sched_ms;
+        r.max_delay_ms = r.max_delay_ms.max(delay);
+        if delay > h.late_bound_ms {
+            r.late += 1;
+        }
+    }
+    r.failover_ms = failovers(h);
+    r
+}
+
+fn in_window(h: &History, sched: i64) -> bool {
+    sched >= h.window.0 && sched < h.window.1
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_fire(
+    h: &History,
+    r: &mut Report,
+    job: &JobInfo,
+    sched: i64,
+    runs_by_fire: &HashMap<(&str, i64), Vec<&Run>>,
+    recs_by_fire: &HashMap<(&str, i64), Vec<&Record>>,
+    rec_by_exec: &HashMap<&str, &Record>,
+    run_by_exec: &HashMap<&str, &Run>,
+) {
+    let fire = format!("{}@{sched}", job.id);
+    let runs = runs_by_fire.get(&(job.id.as_str(), sched)).cloned().unwrap_or_default();
+    let recs = recs_by_fire.get(&(job.id.as_str(), sched)).cloned().unwrap_or_default();
+    let has = |s: &str| recs.iter().any(|x| x.state == s);
+    let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == "succeeded").collect();
+    if let Some(open) = recs.iter().find(|x| !is_terminal(&x.state)) {
+        r.lost += 1;
+        r.violations
+            .push(format!("{fire}: execution {} on {} still '{}' after the run", open.exec, open.node, open.state));
+        return;
+    }
+    match succeeded.len() {
+        1 => r.executed += 1,
+        0 if job.forbid && has("skipped") => r.skipped_by_lock += 1,
+        // A re-run job is given up (recorded lost) after the cluster's max recoveries (2).
+        0 if has("lost") && (!job.rerun || runs.len() > MAX_RECOVERIES) => r.lost_by_policy += 1,
+        0 => {
+            r.lost += 1;
+            let states: Vec<&str> = recs.iter().map(|x| x.state.as_str()).collect();
+            r.violations.push(format!("{fire}: not executed (records: {states:?}, runs: {})", runs.len()));
+            return;
+        }
+        n => {
+            r.duplicated += 1;
+            r.violations.push(format!("{fire}: {n} successful executions"));
+        }
+    }
+    for rec in &succeeded {
+        match run_by_exec.get(rec.exec.as_str()) {
+            Some(run) if run.end_ms.is_some() => {}
+            _ => {
+                r.disagreeing += 1;
+                r.violations
+                    .push(format!("{fire}: rota says {} succeeded; the side log has no finished run", rec.exec));
+            }
+        }
+    }
+    for run in &runs {
+        let Some(rec) = rec_by_exec.get(run.exec.as_str()) else {
+            // A run rota has no record of at all: a second execution rota does not know about.
+            r.duplicated += 1;
+            r.violations.push(format!("{fire}: run {} on {} has no rota record", run.exec, run.node));
+            continue;
+        };
+        if rec.state == "succeeded" || rec.state == "skipped" {
+            continue;
+        }
+        if fault_during(h, &run.node, run.start_ms, run.end_ms).is_some() {
+            r.explained_extra_runs += 1;
+        } else {
+            r.duplicated += 1;
+            r.violations.push(format!(
+                "{fire}: run {} on {} recorded '{}' with no fault to explain it",
+                run.exec, run.node, rec.state
+            ));
+        }
+    }
+}
+
+fn is_terminal(state: &str) -> bool {
+    !matches!(state, "pending" | "running" | "dispatching" | "queued" | "")
+}
+
+/// A fault that hit `node` (or Redis) between `start` and `end` (open end: any later fault).
+fn fault_during<'a>(h: &'a History, node: &str, start: i64, end: Option<i64>) -> Option<&'a Fault> {
+    h.faults.iter().find(|f| {
+        f.node.as_deref().is_none_or(|n| n == node)
+            && f.at_ms <= end.map_or(i64::MAX, |e| e + SLACK_MS)
+            && f.until_ms.max(f.dead_ms.unwrap_or(0)) + SLACK_MS >= start
+    })
+}
+
+fn check_epochs(r: &mut Report, job: &JobInfo, runs: &mut [&Run]) {
+    runs.sort_by_key(|x| (x.sched_ms, x.epoch));
+    let mut high: Option<&Run> = None;
+    for run in runs.iter() {
+        if let Some(h) = high {
+            if run.epoch < h.epoch && run.sched_ms > h.sched_ms {
+                r.stale_epoch += 1;
+                r.violations.push(format!(
+                    "{}@{}: claimed by epoch {} after epoch {} had fired {}@{}",
+                    job.id, run.sched_ms, run.epoch, h.epoch, job.id, h.sched_ms
+                ));
+                continue;
+            }
+        }
+        if high.is_none_or(|h| run.epoch >= h.epoch) {
+            high = Some(run);
+        }
+    }
+}
+
+/// A master-only run must start on the node that held the lease at that moment: the claiming
+/// master, or a later one that recovered the fire. The poller sees each lease from some moment on,
+/// so a node counts as master from its first sighting (less one poll gap) to the next lease's first
+/// sighting (plus one poll gap).
+fn check_master_only(h: &History, r: &mut Report, runs: &[&Run]) {
+    const GAP_MS: i64 = 500;
+    let leases: Vec<(&str, i64)> = h.masters.values().map(|(n, t)| (n.as_str(), *t)).collect();
+    for run in runs {
+        let t = run.start_ms;
+        let ok = leases.iter().enumerate().any(|(i, (node, from))| {
+            let to = leases.get(i + 1).map_or(i64::MAX, |(_, next)| next + GAP_MS);
+            *node == run.node && from - GAP_MS <= t && t <= to
+        });
+        if !ok {
+            r.master_only_elsewhere += 1;
+            r.violations.push(format!(
+                "{}@{}: master-only job ran on {} at {t}, which did not hold the lease then",
+                run.job, run.sched_ms, run.node
+            ));
+        }
+    }
+}
+
+fn check_overlap(h: &History, r: &mut Report, job: &JobInfo, runs: &mut [&Run]) {
+    runs.sort_by_key(|x| x.start_ms);
+    let mut busy_until: Option<(i64, &Run)> = None;
+    for run in runs.iter() {
+        if let Some((until, prev)) = busy_until {
+            if run.start_ms + SLACK_MS < until {
+                r.overlapping += 1;
+                r.violations.push(format!(
+                    "{}: run {} ({}@{} on {}) started while {} ({}@{} on {}) still ran",
+                    job.id, run.exec, job.id, run.sched_ms, run.node, prev.exec, job.id, prev.sched_ms, prev.node
+                ));
+            }
+        }
+        let end = run.end_ms.unwrap_or_else(|| death_after(h, &run.node, run.start_ms).unwrap_or(i64::MAX));
+        if busy_until.is_none_or(|(u, _)| end > u) {
+            busy_until = Some((end, run));
+        }
+    }
+}
+
+/// When a process that ran something from `start` on was last seen alive: the first fault after
+/// `start` that ended it.
+fn death_after(h: &History, node: &str, start: i64) -> Option<i64> {
+    h.faults
+        .iter()
+        .filter(|f| f.node.as_deref() == Some(node))
+        .filter_map(|f| f.dead_ms.filter(|d| *d + SLACK_MS >= start))
+        .min()
+}
+
+/// For each fault that hit the master: from the fault to the first run claimed by a newer epoch.
+fn failovers(h: &History) -> Vec<i64> {
+    let mut out = Vec::new();
+    for f in h.faults.iter().filter(|f| f.was_master) {
+        let first =
+            h.runs.iter().filter(|x| x.epoch > f.epoch_before && x.start_ms >= f.at_ms).map(|x| x.start_ms).min();
+        if let Some(t) = first {
+            out.push(t - f.at_ms);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, forbid: bool, master_only: bool) -> JobInfo {
+        JobInfo { id: id.into(), period_s: 1, forbid, master_only, rerun: false }
+    }
+
+    fn run(job: &str, sched_s: i64, exec: &str, node: &str, epoch: u64, dur: i64) -> Run {
+        let sched_ms = sched_s * 1000;
+        Run {
+            job: job.into(),
+            sched_ms,
+            exec: exec.into(),
+            node: node.into(),
+            epoch,
+            attempt: 1,
+            start_ms: sched_ms + 5,
+            end_ms: Some(sched_ms + 5 + dur),
+        }
+    }
+
+    fn rec(r: &Run, state: &str) -> Record {
+        Record {
+            exec: r.exec.clone(),
+            job: r.job.clone(),
+            sched_ms: r.sched_ms,
+            state: state.into(),
+            node: r.node.clone(),
+            manual: false,
+        }
+    }
+
+    /// Three jobs over ten seconds, every fire run once, successfully; epoch 1 on n1 then 2 on n2.
+    fn clean() -> History {
+        let jobs = vec![job("a", false, false), job("f", true, false), job("m", false, true)];
+        let mut runs = Vec::new();
+        for s in 100..110 {
+            let (node, epoch) = if s < 105 { ("n1", 1) } else { ("n2", 2) };
+            runs.push(run("a", s, &format!("a{s}"), "n3", epoch, 20));
+            runs.push(run("f", s, &format!("f{s}"), "n3", epoch, 500));
+            runs.push(run("m", s, &format!("m{s}"), node, epoch, 10));
+        }
+        let records = runs.iter().map(|r| rec(r, "succeeded")).collect();
+        History {
+            jobs,
+            runs,
+            records,
+            faults: vec![],
+            masters: [(1, ("n1".to_string(), 99_000)), (2, ("n2".to_string(), 104_900))].into(),
+            window: (100_000, 110_000),
+            late_bound_ms: 5000,
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let r = check(&clean());
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.fires_expected, r.executed), (30, 30));
+    }
+
+    #[test]
+    fn catches_a_planted_duplicate() {
+        let mut h = clean();
+        let mut extra = run("a", 103, "a103-bis", "n2", 1, 20);
+        extra.start_ms += 100;
+        h.records.push(rec(&extra, "succeeded"));
+        h.runs.push(extra);
+        let r = check(&h);
+        assert_eq!(r.duplicated, 1, "{:?}", r.violations);
+        assert!(r.violations[0].contains("a@103000: 2 successful"), "{:?}", r.violations);
+    }
+
+    #[test]
+    fn catches_a_run_rota_does_not_know() {
+        let mut h = clean();
+        h.runs.push(run("a", 104, "ghost", "n1", 1, 20));
+        let r = check(&h);
+        assert_eq!(r.duplicated, 1, "{:?}", r.violations);
+        assert!(r.violations[0].contains("ghost"), "{:?}", r.violations);
+    }
+
+    #[test]
+    fn catches_a_planted_lost_fire() {
+        let mut h = clean();
+        h.runs.retain(|x| x.exec != "a106");
+        h.records.retain(|x| x.exec != "a106");
+        let r = check(&h);
+        assert_eq!(r.lost, 1, "{:?}", r.violations);
+        assert!(r.violations[0].starts_with("a@106000: not executed"), "{:?}", r.violations);
+    }
+
+    #[test]
+    fn catches_a_success_the_side_log_never_saw() {
+        let mut h = clean();
+        h.runs.retain(|x| x.exec != "a107");
+        let r = check(&h);
+        assert_eq!(r.disagreeing, 1, "{:?}", r.violations);
+    }
+
+    #[test]
+    fn catches_a_planted_overlap() {
+        let mut h = clean();
+        // f@105's run lasts 1.5 s: f@106 starts while it runs.
+        for x in h.runs.iter_mut().filter(|x| x.exec == "f105") {
+            x.end_ms = Some(x.start_ms + 1500);
+        }
+        let r = check(&h);
+        assert_eq!(r.overlapping, 1, "{:?}", r.violations);
+        assert!(r.violations[0].contains("f106"), "{:?}", r.violations);
+    }
+
+    #[test]
+    fn catches_a_planted_stale_epoch_run() {
+        let mut h = clean();
+        // The old master (epoch 1) claims a@108 after epoch 2 fired a@105..107.
+        for x in h.runs.iter_mut().filter(|x| x.exec == "a108") {
+            x.epoch = 1;
+        }
+        let r = check(&h);
+        assert_eq!(r.stale_epoch, 1, "{:?}", r.violations);
+        assert!(r.violations[0].starts_with("a@108000: claimed by epoch 1 after epoch 2"), "{:?}", r.violations);
+    }
+
+    #[test]
+    fn catches_a_master_only_run_off_the_master() {
+        let mut h = clean();
+        for x in h.runs.iter_mut().filter(|x| x.exec == "m102") {
+            x.node = "n3".into();
+        }
+        let r = check(&h);
+        assert_eq!(r.master_only_elsewhere, 1, "{:?}", r.violations);
+    }
+
+    #[test]
+    fn an_extra_run_needs_a_fault_to_explain_it() {
+        let mut h = clean();
+        // a@104 first ran on n3, which died mid-run; a second run on n2 succeeded.
+        let mut dead = run("a", 104, "a104-dead", "n3", 1, 0);
+        dead.end_ms = None;
+        h.records.push(rec(&dead, "lost"));
+        h.runs.push(dead);
+        let unexplained = check(&h);
+        assert_eq!(unexplained.duplicated, 1, "{:?}", unexplained.violations);
+        h.faults.push(Fault {
+            kind: "kill_worker".into(),
+            node: Some("n3".into()),
+            at_ms: 104_010,
+            until_ms: 106_000,
+            dead_ms: Some(104_011),
+            was_master: false,
+            epoch_before: 1,
+        });
+        let explained = check(&h);
+        assert!(explained.violations.is_empty(), "{:?}", explained.violations);
+        assert_eq!(explained.explained_extra_runs, 1);
+    }
+
+    #[test]
+    fn forbid_skips_and_policy_losses_are_not_violations() {
+        let mut h = clean();
+        for x in h.records.iter_mut().filter(|x| x.exec == "f101") {
+            x.state = "skipped".into();
+        }
+        h.runs.retain(|x| x.exec != "f101");
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.skipped_by_lock, 1);
+    }
+}
