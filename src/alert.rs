@@ -22,7 +22,7 @@ const ATTEMPTS: u32 = 5;
 /// The webhook's JSON body (documented in the README).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
-    /// "execution_failed" or "execution_lost".
+    /// "execution_failed", "execution_lost" or "queue_entry_dead_lettered".
     pub kind: &'static str,
     pub job_id: String,
     pub fire_id: String,
@@ -38,6 +38,22 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// A queue entry set aside in the dead-letter list (`entry` already shortened for display).
+    pub fn dead_letter(entry: &str, node_id: &str, reason: &str, cluster: &str) -> Alert {
+        Alert {
+            kind: "queue_entry_dead_lettered",
+            job_id: String::new(),
+            fire_id: entry.to_string(),
+            execution_id: String::new(),
+            node_id: node_id.to_string(),
+            attempt: 0,
+            state: "dead_lettered",
+            error: reason.to_string(),
+            scheduled_at: String::new(),
+            cluster: cluster.to_string(),
+        }
+    }
+
     pub fn from_execution(kind: &'static str, e: &Execution, cluster: &str) -> Alert {
         Alert {
             kind,

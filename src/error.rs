@@ -19,6 +19,9 @@ pub enum Error {
     /// The request is well formed but the state does not allow it now.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The node has more work waiting than it will hold; retry later (RESOURCE_EXHAUSTED).
+    #[error("{0}")]
+    Busy(String),
     /// A master write refused because the caller no longer holds the lease (a newer master exists).
     #[error("fenced: {0}")]
     Fenced(String),
@@ -54,7 +57,11 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            Error::Invalid { .. } | Error::JobNotFound(_) | Error::ExecutionNotFound(_) | Error::FailedPrecondition(_)
+            Error::Invalid { .. }
+                | Error::JobNotFound(_)
+                | Error::ExecutionNotFound(_)
+                | Error::FailedPrecondition(_)
+                | Error::Busy(_)
         )
     }
 }

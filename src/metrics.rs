@@ -60,6 +60,8 @@ pub struct Metrics {
     pub queue_depth: Family<NodeLabel, Gauge>,
     pub dispatch: Family<PathLabel, Counter>,
     pub prevented_duplicates: Counter,
+    /// Queue entries set aside in the dead-letter list (malformed, oversized, naming no fire).
+    pub dead_letters: Counter,
     pub alerts: Family<ResultLabel, Counter>,
     /// Round trip of the heartbeat script, a proxy for the store's latency.
     pub store_rtt: Histogram,
@@ -87,6 +89,7 @@ impl Metrics {
             queue_depth: Family::default(),
             dispatch: Family::default(),
             prevented_duplicates: Counter::default(),
+            dead_letters: Counter::default(),
             alerts: Family::default(),
             store_rtt: Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0]),
             registry: Registry::default(),
@@ -107,6 +110,11 @@ impl Metrics {
             "prevented_duplicates",
             "Claims refused because the fire was already claimed",
             m.prevented_duplicates.clone(),
+        );
+        registry.register(
+            "queue_dead_letters",
+            "Queue entries set aside in the dead-letter list, with their reason",
+            m.dead_letters.clone(),
         );
         registry.register("alerts", "Alerts raised (logged) and webhook deliveries (sent, failed)", m.alerts.clone());
         registry.register("store_round_trip_seconds", "Heartbeat round trip to the store", m.store_rtt.clone());

@@ -155,3 +155,186 @@ async fn wrong_type_keys_in_redis_do_not_crash_a_node() {
     node.wait_serving().await;
     assert!(node.log().contains("internal error"), "the corrupt record is logged at the edge");
 }
+
+/// Garbage in a node's durable queue (another writer, a newer version, a truncated or huge entry):
+/// every bad entry is moved to the dead-letter list with its reason, counted and alerted, and the
+/// node goes on draining its queue: a real fire queued behind the garbage still runs.
+#[tokio::test]
+async fn bad_queue_entries_are_set_aside_and_the_node_keeps_draining() {
+    let redis = RedisServer::start();
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--metrics-listen", &metrics]).await;
+    let mut r = ::redis::Client::open(redis.url()).and_then(|c| c.get_connection()).expect("redis");
+    let huge = "j@".to_string() + &"9".repeat(2 * 1024 * 1024);
+    let bad: [(&str, &str); 6] = [
+        ("garbage", "malformed entry: not '<job>@<instant>'"),
+        (r#"{"v":2,"fire":"j@1"}"#, "malformed entry"),
+        ("bad id!@123", "malformed entry: the job id part"),
+        ("j@m:", "malformed entry: the instant part"),
+        (&huge, "oversized entry: 2097154 bytes"),
+        ("nojob@1795000000000", "no such fire"),
+    ];
+    for (entry, _) in &bad {
+        let _: () = ::redis::cmd("LPUSH").arg("{rota:default:0}:q:n1").arg(*entry).query(&mut r).expect("lpush");
+    }
+    // A real fire behind the garbage, and the schedule going on.
+    let mut c = node.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(common::job("after", "* * * * * *", "noop", serde_json::json!(null))) })
+        .await
+        .expect("put");
+    let dlq: Vec<String> = common::eventually(std::time::Duration::from_secs(15), "all bad entries set aside", || {
+        let mut r = ::redis::Client::open(redis.url()).and_then(|c| c.get_connection()).expect("redis");
+        async move {
+            let dlq: Vec<String> =
+                ::redis::cmd("LRANGE").arg("{rota:default:0}:dlq").arg(0).arg(-1).query(&mut r).ok()?;
+            (dlq.len() == bad.len()).then_some(dlq)
+        }
+    })
+    .await;
+    for (entry, reason) in &bad {
+        let kept = dlq.iter().find_map(|j| {
+            let v: serde_json::Value = serde_json::from_str(j).expect("dlq entries are JSON");
+            (v["entry"] == *entry).then_some(v)
+        });
+        let kept = kept.unwrap_or_else(|| panic!("entry {:.40} not kept whole in the dead-letter list", entry));
+        assert!(kept["reason"].as_str().is_some_and(|x| x.starts_with(reason)), "{:.200}", kept.to_string());
+        assert_eq!(kept["node"], "n1");
+    }
+    let (q, p): (usize, usize) =
+        ::redis::pipe().llen("{rota:default:0}:q:n1").llen("{rota:default:0}:p:n1").query(&mut r).expect("lens");
+    assert_eq!((q, p), (0, 0), "nothing bad left in the queue or processing list");
+    common::eventually(std::time::Duration::from_secs(10), "the job still fires", || {
+        let mut c = c.clone();
+        async move { (common::executions(&mut c, "after").await.len() >= 2).then_some(()) }
+    })
+    .await;
+    let body = reqwest::get(format!("http://{metrics}/metrics")).await.expect("scrape").text().await.expect("body");
+    assert!(body.lines().any(|l| l == "rota_queue_dead_letters_total 6"), "{body}");
+    let log = node.log();
+    assert_eq!(log.matches("alert=\"queue_entry_dead_lettered\"").count(), 6, "one alert per entry");
+    assert!(!log.contains(&"9".repeat(1000)), "a huge entry is shortened in the log");
+    node.wait_serving().await;
+}
+
+/// Peak resident memory of a process, in bytes (VmHWM).
+fn peak_rss(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM");
+    kb.trim().trim_end_matches("kB").trim().parse::<u64>().expect("number") * 1024
+}
+
+/// A flood of TriggerJob calls at a node with one worker: manual fires beyond the node's bound on
+/// waiting fires are refused with RESOURCE_EXHAUSTED (saying why), the rest are accepted, and the
+/// node's memory stays bounded and it keeps serving.
+#[tokio::test]
+async fn a_trigger_flood_is_refused_beyond_a_bound() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--workers", "1"]).await;
+    let mut c = node.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(common::job("slow", "0 0 3 29 2 *", "sleep", serde_json::json!(["1h"]))) })
+        .await
+        .expect("put");
+    let calls = (0..3000).map(|_| {
+        let mut c = c.clone();
+        tokio::spawn(async move {
+            c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), idempotency_key: String::new() }).await
+        })
+    });
+    let mut ok = 0;
+    let mut refused = 0;
+    for r in futures_util::future::join_all(calls).await {
+        match r.expect("task") {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                assert!(e.message().contains("fires waiting for 1 workers (at most 1024); retry later"), "{e:?}");
+                refused += 1;
+            }
+        }
+    }
+    // The bound (1024 for one worker) counts fires waiting and calls on their way, so a burst
+    // cannot pass it together; the fire taken by the worker may free one place.
+    assert!((1024..=1025).contains(&ok), "accepted {ok}");
+    assert_eq!(ok + refused, 3000);
+    node.wait_serving().await;
+    let peak = peak_rss(node.pid());
+    assert!(peak < 200 * 1024 * 1024, "peak RSS {peak} bytes");
+}
+
+/// A handler that never returns is cut off by the job's timeout, and the worker it held is free
+/// again: with one worker, fire after fire times out rather than the node stalling.
+#[tokio::test]
+async fn a_handler_that_never_returns_is_timed_out_and_frees_its_worker() {
+    let node = TestNode::start(&Backend::Memory, "n1", &["--workers", "1"]).await;
+    let mut c = node.client().await;
+    let mut j = common::job("stuck", "* * * * * *", "sleep", serde_json::json!(["1h"]));
+    j.timeout = Some(prost_types::Duration { seconds: 0, nanos: 300_000_000 });
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    common::eventually(std::time::Duration::from_secs(15), "three timed-out fires", || {
+        let mut c = c.clone();
+        async move {
+            let timed_out = common::executions(&mut c, "stuck")
+                .await
+                .iter()
+                .filter(|e| common::state(e) == pb::ExecutionState::TimedOut)
+                .count();
+            (timed_out >= 3).then_some(())
+        }
+    })
+    .await;
+}
+
+/// Handlers that produce a gigabyte: a shell command printing 1 GiB and an HTTP endpoint sending a
+/// 1 GiB body. Both runs succeed with their output capped, and the node never holds the gigabyte.
+#[tokio::test]
+async fn a_gigabyte_of_output_is_capped_not_held() {
+    // An HTTP server that announces 1 GiB and streams zeros until the client hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'z'; 64 * 1024];
+                for _ in 0..(1 << 14) {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let node = TestNode::start(&Backend::Memory, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    let mut c = node.client().await;
+    let never = "0 0 3 29 2 *";
+    let shell =
+        common::job("loud", never, "shell", serde_json::json!({"sh": "head -c 1073741824 /dev/zero | tr '\\0' x"}));
+    let http = common::job("big", never, "http", serde_json::json!([format!("http://{addr}/")]));
+    for j in [shell, http] {
+        c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    }
+    for id in ["loud", "big"] {
+        c.trigger_job(pb::TriggerJobRequest { id: id.into(), idempotency_key: String::new() }).await.expect("trigger");
+    }
+    for id in ["loud", "big"] {
+        let e = common::eventually(std::time::Duration::from_secs(60), "run finished", || {
+            let mut c = c.clone();
+            async move {
+                common::executions(&mut c, id).await.into_iter().find(|e| {
+                    common::state(e) != pb::ExecutionState::Running && common::state(e) != pb::ExecutionState::Pending
+                })
+            }
+        })
+        .await;
+        assert_eq!(common::state(&e), pb::ExecutionState::Succeeded, "{id}: {e:?}");
+        assert!(!e.output.is_empty() && e.output.len() <= 2 * 64 * 1024 + 64, "{id}: output {} bytes", e.output.len());
+    }
+    let peak = peak_rss(node.pid());
+    assert!(peak < 200 * 1024 * 1024, "peak RSS {peak} bytes: the gigabyte was held");
+}

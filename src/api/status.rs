@@ -10,6 +10,7 @@ impl From<Error> for Status {
             Error::Invalid { .. } => Status::invalid_argument(e.to_string()),
             Error::JobNotFound(_) | Error::ExecutionNotFound(_) => Status::not_found(e.to_string()),
             Error::FailedPrecondition(_) | Error::Fenced(_) => Status::failed_precondition(e.to_string()),
+            Error::Busy(_) => Status::resource_exhausted(e.to_string()),
             Error::StoreUnavailable(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Status::unavailable("store unavailable; try again")
@@ -33,6 +34,7 @@ mod tests {
             (Error::invalid("cron", "bad"), Code::InvalidArgument, "cron: bad"),
             (Error::JobNotFound("j".into()), Code::NotFound, "job 'j' not found"),
             (Error::FailedPrecondition("draining".into()), Code::FailedPrecondition, "draining"),
+            (Error::Busy("busy".into()), Code::ResourceExhausted, "busy"),
             (Error::StoreUnavailable("conn refused".into()), Code::Unavailable, "store unavailable; try again"),
             (Error::Corrupt { key: "k".into(), reason: "r".into() }, Code::Internal, "internal error"),
         ];

@@ -24,7 +24,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Mutex, Weak};
 
 use crate::cluster::lease::{Mastership, Role};
@@ -66,6 +66,8 @@ pub struct Scheduler {
     loads_refreshed: AtomicI64,
     /// When the master last swept dead nodes and stuck dispatches (ms).
     swept: AtomicI64,
+    /// TriggerJob calls between their load check and their fire waiting for a worker.
+    triggers_in_flight: AtomicU32,
     /// Itself, for delivery tasks that outlive a call.
     me: Weak<Scheduler>,
 }
@@ -115,6 +117,7 @@ impl Scheduler {
             loads: Mutex::new(HashMap::new()),
             loads_refreshed: AtomicI64::new(0),
             swept: AtomicI64::new(0),
+            triggers_in_flight: AtomicU32::new(0),
             me: me.clone(),
         })
     }
@@ -315,6 +318,21 @@ impl Scheduler {
         let job = Job::new(rec.spec)?;
         if !self.worker.accepting() {
             return Err(Error::FailedPrecondition("node is shutting down".into()));
+        }
+        // Manual fires wait in this process for a worker: a flood of them is refused beyond a
+        // bound, so memory stays bounded and the caller learns to back off. Calls still on their
+        // way to the store count too, or a burst would pass the check all at once.
+        let in_flight = self.triggers_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _in_flight = InFlight(&self.triggers_in_flight);
+        let load = self.worker.load();
+        let bound = max_waiting(load.max);
+        if load.queue + in_flight > bound {
+            return Err(Error::Busy(format!(
+                "node {} has {} fires waiting for {} workers (at most {bound}); retry later",
+                self.node_id,
+                load.queue + in_flight - 1,
+                load.max
+            )));
         }
         let mut exec = Execution::pending(job_id, String::new(), now_ms(), &self.node_id, 1);
         exec.fire_id = manual_fire_id(job_id, &exec.id);
@@ -623,6 +641,20 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// Decrements the counter when dropped.
+struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How many fires may wait in one node's process for a worker before manual fires are refused.
+fn max_waiting(workers: u32) -> u32 {
+    workers.saturating_mul(32).max(1024)
 }
 
 /// A forbid job's lock must outlive the longest wait before the run starts (the misfire threshold,

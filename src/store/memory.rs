@@ -567,6 +567,13 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()> {
+        let mut st = self.lock()?;
+        st.remove_processing(node, entry);
+        st.dlq.push(format!("{reason}: {entry}"));
+        Ok(())
+    }
+
     async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh: &str) -> Result<Start> {
         let mut st = self.lock()?;
         let now = now_ms();

@@ -356,6 +356,9 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue>;
     /// Moves the next entry of `node`'s queue into its processing list, waiting up to `wait`.
     async fn pop(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>>;
+    /// Moves an entry of `node`'s processing list that cannot be a fire id (see
+    /// `queue_entry_problem`) to the dead-letter list, with the reason.
+    async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()>;
     /// Starts a fire from `node`'s processing list (compare-and-set to running).
     async fn start(&self, fire_id: &str, node: &str, incarnation: &str, fresh_exec_id: &str) -> Result<Start>;
     /// Before a retry: records the new attempt's execution on the fire and returns the attempt
@@ -434,6 +437,34 @@ impl Default for FireTiming {
 pub const WATCH_BUFFER: usize = 4096;
 
 /// Wall clock in UTC ms: stamps records and computes cron instants (never used for safety).
+/// The longest queue entry taken as a fire id; fire ids are `<job id (128)>@<instant>` or
+/// `<job id>@m:<uuid>`, far shorter.
+pub const MAX_QUEUE_ENTRY_BYTES: usize = 512;
+
+/// Why a queue entry cannot be a fire id, or None when it has a fire id's shape: `<job>@<ms>` or
+/// `<job>@m:<token>`. Queue entries carry no version: anything else (e.g. a JSON object from a newer
+/// or foreign writer) is malformed and set aside by the caller.
+pub fn queue_entry_problem(entry: &str) -> Option<String> {
+    if entry.len() > MAX_QUEUE_ENTRY_BYTES {
+        return Some(format!("oversized entry: {} bytes (at most {MAX_QUEUE_ENTRY_BYTES})", entry.len()));
+    }
+    let Some((job, instant)) = entry.rsplit_once('@') else {
+        return Some("malformed entry: not '<job>@<instant>'".into());
+    };
+    if crate::job::validate_id(job).is_err() {
+        return Some("malformed entry: the job id part is not a job id".into());
+    }
+    let ok = match instant.strip_prefix("m:") {
+        Some(token) => !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        None => !instant.is_empty() && instant.len() <= 19 && instant.bytes().all(|b| b.is_ascii_digit()),
+    };
+    if ok {
+        None
+    } else {
+        Some("malformed entry: the instant part is neither milliseconds nor 'm:<token>'".into())
+    }
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

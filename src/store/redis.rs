@@ -38,6 +38,7 @@ static REGISTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("l
 static BEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/beat.lua")));
 static ACCEPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/accept.lua")));
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
+static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/dead_letter.lua")));
 static START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/start.lua")));
 static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
@@ -651,6 +652,19 @@ impl Store for RedisStore {
                 Err(e.into())
             }
         }
+    }
+
+    async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()> {
+        let _: i64 = DEAD_LETTER
+            .key(self.keys.processing(node))
+            .key(self.keys.dlq())
+            .arg(entry)
+            .arg(node)
+            .arg(reason)
+            .arg(super::now_ms())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
     }
 
     async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh_exec_id: &str) -> Result<Start> {

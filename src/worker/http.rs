@@ -102,8 +102,7 @@ impl Handler for Http {
         }
         let resp = req.send().await.map_err(|e| HandlerFailure::new(format!("request failed: {e}")))?;
         let status = resp.status();
-        let body = resp.bytes().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        let output = truncate_utf8(body, MAX_OUTPUT_BYTES);
+        let output = truncate_utf8(read_capped(resp, MAX_OUTPUT_BYTES).await, MAX_OUTPUT_BYTES);
         let ok = if spec.success.is_empty() { status.is_success() } else { spec.success.contains(&status.as_u16()) };
         if ok {
             Ok(output)
@@ -111,6 +110,20 @@ impl Handler for Http {
             Err(HandlerFailure { message: format!("HTTP status {status}"), output })
         }
     }
+}
+
+/// The body up to `cap` bytes: a huge (or endless) response is not read past the cap, so it cannot
+/// grow the node's memory; dropping the response closes the connection.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> String {
+    let mut kept = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = cap.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if kept.len() >= cap {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 /// "SCHEDULED_AT_MS" -> "Scheduled-At-Ms".

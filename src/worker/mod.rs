@@ -250,8 +250,12 @@ impl Worker {
     async fn execute(&self, fire_id: String, job: Option<Job>, _permit: tokio::sync::OwnedSemaphorePermit) {
         self.active.fetch_add(1, Ordering::Relaxed);
         let inc = self.membership.incarnation();
-        let span = tracing::info_span!("fire", fire = %fire_id, node = %self.node_id);
+        let span = tracing::info_span!("fire", fire = %shorten(&fire_id), node = %self.node_id);
         async {
+            if let Some(reason) = crate::store::queue_entry_problem(&fire_id) {
+                self.set_aside(&fire_id, &reason).await;
+                return;
+            }
             // Off the master, the job is read first (once: the run below reuses it) to see
             // whether the fire must go to the master instead.
             let job = match job {
@@ -318,9 +322,7 @@ impl Worker {
                         self.metrics.outcome(exec.state.as_str());
                     }
                 }
-                Ok(Start::Poison) => {
-                    tracing::error!("queue entry names no fire: moved to the dead-letter list");
-                }
+                Ok(Start::Poison) => self.poisoned(&fire_id, "no such fire"),
                 Ok(other) => tracing::debug!(outcome = ?other, "not started"),
                 Err(e) => tracing::warn!(error = %e, "cannot start fire; it stays in the processing list"),
             }
@@ -344,6 +346,22 @@ impl Worker {
             // Cancelled executions record themselves as lost; give them a moment to reach the store.
             let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
         }
+    }
+
+    /// Moves an entry that cannot be a fire id to the dead-letter list (it is kept there, with the
+    /// reason), counts and alerts; the node goes on draining.
+    async fn set_aside(&self, entry: &str, reason: &str) {
+        match self.store.dead_letter(&self.node_id, entry, reason).await {
+            Ok(()) => self.poisoned(entry, reason),
+            // It stays in the processing list; the next rescan tries again.
+            Err(e) => tracing::warn!(error = %e, reason, "cannot set a bad queue entry aside"),
+        }
+    }
+
+    fn poisoned(&self, entry: &str, reason: &str) {
+        tracing::error!(reason, "bad queue entry moved to the dead-letter list");
+        self.metrics.dead_letters.inc();
+        self.alerts.raise(Alert::dead_letter(&shorten(entry), &self.node_id, reason, &self.cluster));
     }
 
     /// A master-only fire that reached this node while it is not master (mastership changed
@@ -620,6 +638,19 @@ impl Worker {
             attempt += 1;
         }
     }
+}
+
+/// An entry as shown in logs and alerts: a huge one is cut (the dead-letter list keeps it whole).
+fn shorten(entry: &str) -> String {
+    const SHOWN: usize = 160;
+    if entry.len() <= SHOWN {
+        return entry.to_string();
+    }
+    let mut end = SHOWN;
+    while !entry.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &entry[..end], entry.len())
 }
 
 /// Removes a fire from the in-hand set when its task ends, however it ends.

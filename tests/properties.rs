@@ -1,0 +1,123 @@
+//! Property tests (proptest) for every parser that takes outside input: the cron parser, the invoke
+//! target parser and the queue-entry check. They stand in for cargo-fuzz, which needs nightly.
+//! Inputs are random strings (must never panic, errors name a field or column) and generated valid
+//! inputs (must parse, and round-trip through their rendering).
+//!
+//! Longer run: `PROPTEST_CASES=200000 cargo test --release --test properties`.
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+use rota::job::invoke;
+use rota::scheduler::cron::Schedule;
+use rota::store::{queue_entry_problem, MAX_QUEUE_ENTRY_BYTES};
+
+/// Pieces cron expressions are made of, so random strings get near the grammar.
+fn cron_soup() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "*", "?", "/", ",", "-", "L", "W", "#", " ", "0", "1", "7", "12", "31", "59", "60", "99", "L-3", "5L", "3#2",
+        "MON", "FRI-SUN", "JAN", "DEC", "@daily", "@hourly", "@every", "2099", "1970", "\t", "é", "\u{0}",
+    ]);
+    prop::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+}
+
+/// A field: `*`, a value, a range, a list or a step, within `lo..=hi`.
+fn field(lo: u32, hi: u32) -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("*".to_string()),
+        (lo..=hi).prop_map(|v| v.to_string()),
+        (lo..=hi, lo..=hi).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))),
+        prop::collection::btree_set(lo..=hi, 1..4).prop_map(|s| s
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")),
+        (1..=(hi - lo).max(1)).prop_map(|s| format!("*/{s}")),
+    ]
+}
+
+fn valid_cron() -> impl Strategy<Value = String> {
+    (field(0, 59), field(0, 59), field(0, 23), field(1, 28), field(1, 12), field(0, 6)).prop_map(
+        |(s, m, h, d, mo, w)| {
+            // Quartz style: one of day-of-month / day-of-week is '?'.
+            let (d, w) = if w == "*" { (d, "?".to_string()) } else { ("?".to_string(), w) };
+            format!("{s} {m} {h} {d} {mo} {w}")
+        },
+    )
+}
+
+/// 2000 per property in the suite; `PROPTEST_CASES` for a longer run.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cron_never_panics_and_says_why(s in prop_oneof![cron_soup(), "\\PC{0,40}"]) {
+        match Schedule::parse(&s) {
+            // What parses renders to a form that parses to the same schedule.
+            Ok(c) => prop_assert_eq!(Schedule::parse(&c.to_string()).ok(), Some(c)),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn valid_cron_parses_round_trips_and_fires_forward(expr in valid_cron(), start in 0i64..4_000_000_000) {
+        let s = Schedule::parse(&expr).map_err(|e| TestCaseError::fail(format!("{expr}: {e}")))?;
+        let shown = s.to_string();
+        prop_assert_eq!(Schedule::parse(&shown).ok(), Some(s.clone()), "{} shown as {}", expr, shown);
+        let after = Utc.timestamp_opt(start, 0).single().expect("in range");
+        let next = s.next_after(chrono_tz::UTC, after);
+        prop_assert!(next.is_some(), "{expr} never fires after {after}");
+        let next = next.expect("some");
+        prop_assert!(next > after);
+        // Nothing fires in between: the instant before `next` leads to `next` again.
+        prop_assert_eq!(s.next_after(chrono_tz::UTC, next - chrono::Duration::milliseconds(1)), Some(next));
+    }
+
+    #[test]
+    fn invoke_never_panics_and_round_trips(s in "\\PC{0,60}") {
+        match invoke::parse(&s) {
+            Ok(t) => prop_assert_eq!(invoke::parse(&invoke::render(&t)), Ok(t)),
+            Err(e) => prop_assert!(e.column >= 1 && e.column <= s.chars().count() + 1, "column {} for {:?}", e.column, s),
+        }
+    }
+
+    #[test]
+    fn generated_invoke_targets_round_trip(
+        handler in "[a-z][a-z0-9_]{0,8}(\\.[a-z][a-z0-9_]{0,8}){0,2}",
+        strings in prop::collection::vec("\\PC{0,12}", 0..4),
+        ints in prop::collection::vec(any::<i32>(), 0..3),
+        flag in any::<bool>(),
+    ) {
+        let mut args: Vec<serde_json::Value> = strings.into_iter().map(serde_json::Value::from).collect();
+        args.extend(ints.into_iter().map(serde_json::Value::from));
+        args.push(serde_json::Value::from(flag));
+        let t = invoke::InvokeTarget { handler, args };
+        let text = invoke::render(&t);
+        prop_assert_eq!(invoke::parse(&text), Ok(t), "rendered as {}", text);
+    }
+
+    #[test]
+    fn queue_entry_check_never_panics(s in "\\PC{0,80}") {
+        let _ = queue_entry_problem(&s);
+    }
+
+    #[test]
+    fn every_real_fire_id_is_a_good_queue_entry(
+        job in "[A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+        ms in 0i64..=i64::MAX,
+        token in "[0-9a-f-]{1,36}",
+    ) {
+        prop_assert_eq!(queue_entry_problem(&rota::execution::scheduled_fire_id(&job, ms)), None);
+        prop_assert_eq!(queue_entry_problem(&rota::execution::manual_fire_id(&job, &token)), None);
+    }
+
+    #[test]
+    fn oversized_or_versioned_entries_are_refused(pad in MAX_QUEUE_ENTRY_BYTES..4 * MAX_QUEUE_ENTRY_BYTES, v in 0u32..10) {
+        let big = format!("j@{}", "1".repeat(pad));
+        prop_assert!(queue_entry_problem(&big).is_some_and(|r| r.starts_with("oversized")));
+        let versioned = format!(r#"{{"v":{v},"fire":"j@1"}}"#);
+        prop_assert!(queue_entry_problem(&versioned).is_some_and(|r| r.starts_with("malformed")));
+    }
+}
