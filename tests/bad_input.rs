@@ -119,6 +119,14 @@ async fn every_rpc_refuses_malformed_input_precisely() {
         (pb::Job { cron: "* * * * JANUARY *".into(), ..base() }, "cron: field 'month'"),
         (pb::Job { cron: String::new(), ..base() }, "cron:"),
         (args_big, "args: larger than"),
+        (pb::Job { id: "bad id".into(), ..base() }, "id: 'bad id' has ' '"),
+        (pb::Job { id: "x".repeat(129), ..base() }, "id: longer than 128"),
+        (pb::Job { time_zone: "Mars/Olympus_Mons".into(), ..base() }, "time_zone:"),
+        (pb::Job { handler: "nope".into(), ..base() }, "handler: unknown handler 'nope'"),
+        (pb::Job { handler: "sleep".into(), ..base() }, "args:"),
+        (pb::Job { handler: String::new(), args: None, invoke: "sleep('2s'".into(), ..base() }, "invoke:"),
+        (pb::Job { cron: "0 0 0 31 2 *".into(), ..base() }, "cron: '0 0 0 31 2 *' never fires after now"),
+        (pb::Job { cron: "0 0 0 1 1 * 2020".into(), ..base() }, "cron: '0 0 0 1 1 * 2020' never fires"),
     ];
     for (j, want) in cases {
         let r = s.put_job(pb::PutJobRequest { job: Some(j) }).await;

@@ -356,6 +356,10 @@ impl Scheduler {
         let job = Job::new(spec)?;
         self.worker.registry().validate(&job.spec.handler, &job.spec.args)?;
         let mut after = now_ms();
+        // As Quartz does: a schedule no instant matches any more (Feb 31, a past year) is a mistake.
+        if job.next_after_ms(after).is_none() {
+            return Err(Error::invalid("cron", format!("'{}' never fires after now", job.spec.cron)));
+        }
         for _ in 0..3 {
             match self.store.put_job(&job.spec, job.next_after_ms(after), now_ms()).await? {
                 WatermarkWrite::Done { record, created } => {
