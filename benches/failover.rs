@@ -3,10 +3,11 @@
 //! 10 jobs firing every second throughout; then check every (job, second) ran exactly once.
 //! Prints one JSON object and a table.
 //!
-//! Run: `cargo bench --bench failover` (env: ROTA_BENCH_KILLS, default 10; ROTA_BENCH_LEASE_TTL_MS,
-//! default 5000, and ROTA_BENCH_LEASE_RENEW_MS, default 1500: the node defaults).
+//! Run: `cargo bench --bench failover` (env: ROTA_BENCH_KILLS, default 10; ROTA_BENCH_LEASE_TTL_MS
+//! and ROTA_BENCH_LEASE_RENEW_MS, default the node defaults).
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,15 +15,7 @@ use std::time::{Duration, Instant};
 use common::{executions, ms, Backend, RedisServer, TestNode};
 use rota::pb;
 use serde_json::json;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn median(v: &mut [i64]) -> i64 {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or(0)
-}
+use support::{cores, env_num, median, redis_rtt_us};
 
 async fn status(n: &TestNode) -> Option<pb::GetClusterStatusResponse> {
     let mut c = n.client().await;
@@ -32,8 +25,9 @@ async fn status(n: &TestNode) -> Option<pb::GetClusterStatusResponse> {
 #[tokio::main]
 async fn main() {
     let kills = env_num("ROTA_BENCH_KILLS", 10);
-    let ttl = env_num("ROTA_BENCH_LEASE_TTL_MS", 5000).to_string();
-    let renew = env_num("ROTA_BENCH_LEASE_RENEW_MS", 1500).to_string();
+    let defaults = rota::config::Config::default();
+    let ttl = env_num("ROTA_BENCH_LEASE_TTL_MS", defaults.lease_ttl_ms).to_string();
+    let renew = env_num("ROTA_BENCH_LEASE_RENEW_MS", defaults.lease_renew_ms).to_string();
     let flags = [
         "--lease-ttl-ms",
         ttl.as_str(),
@@ -143,7 +137,8 @@ async fn main() {
     let (f_med, f_max) = (median(&mut to_fire.clone()), to_fire.iter().max().copied().unwrap_or(0));
     let out = json!({
         "scenario": "failover",
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cores": cores(),
+        "redis_rtt_us": redis_rtt_us(&redis.url(), 2000),
         "kills": kills,
         "lease_ttl_ms": ttl, "lease_renew_ms": renew,
         "new_master_ms": {"median": m_med, "max": m_max, "all": to_master},

@@ -6,39 +6,15 @@
 //! Run: `cargo bench --bench fire_delay` (env ROTA_BENCH_JOBS, default 20; ROTA_BENCH_SECS, default 12).
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{executions, ms, state, Backend, RedisServer, TestNode};
 use rota::pb;
 use serde_json::json;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// Median of `n` sequential PINGs, in microseconds.
-fn redis_rtt_us(url: &str, n: usize) -> f64 {
-    let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis");
-    let mut v: Vec<f64> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            let _: String = redis::cmd("PING").query(&mut c).expect("ping");
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use support::{env_num, percentile, redis_rtt_us};
 
 async fn run(name: &str, backend: Backend, jobs: usize, secs: u64, rtt_us: f64) -> serde_json::Value {
     let node = TestNode::start(&backend, "bench", &["--workers", "64"]).await;

@@ -175,6 +175,8 @@ struct Runner {
     faults: Vec<Fault>,
     masters: std::sync::Arc<std::sync::Mutex<BTreeMap<u64, (String, i64)>>>,
     epoch_seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Nodes found dead that no fault killed (a crash): violations.
+    crashes: Vec<String>,
 }
 
 impl Runner {
@@ -198,6 +200,14 @@ impl Runner {
     }
 
     async fn inject(&mut self, kind: &str) {
+        for i in 0..NODES {
+            if self.cluster.slots[i].node.as_mut().is_some_and(|n| n.exited()) {
+                let id = self.cluster.slots[i].id.clone();
+                tracing_line(&format!("node {id} exited with no fault: a crash"));
+                self.crashes.push(format!("node {id} exited with no fault injected, before {}", now_ms()));
+                self.cluster.spawn(i).await;
+            }
+        }
         let (m, epoch) = self.cluster.wait_master().await;
         let epoch = epoch.max(self.epoch_seen.load(std::sync::atomic::Ordering::SeqCst));
         let at = now_ms();
@@ -382,6 +392,7 @@ async fn chaos_profile() {
         faults: Vec::new(),
         masters: Default::default(),
         epoch_seen: Default::default(),
+        crashes: Vec::new(),
     };
     let (jobs, infos) = workload(n_jobs);
     let mut c = runner.cluster.client().await.expect("client");
@@ -462,7 +473,8 @@ async fn chaos_profile() {
         window,
         late_bound_ms: 5000,
     };
-    let report = checker::check(&history);
+    let mut report = checker::check(&history);
+    report.violations.append(&mut runner.crashes);
     let summary = summary(seed, secs, n_jobs, &history, &report);
     println!("{}", serde_json::to_string(&summary).expect("json"));
     println!("{}", table(&summary));

@@ -1,0 +1,418 @@
+//! The benchmark suite (issue 6): fire precision on a 3-node cluster, burst throughput, the cost of
+//! one fire in Redis commands and gRPC calls, scale with 10^5 and 10^6 registered jobs, and a
+//! node's footprint. Each scenario starts its own `redis-server` and `rota` processes (release
+//! build) on loopback and prints one JSON object, with the core count and a plain Redis round trip
+//! measured in the same run; a table follows. No thresholds: this measures, the notes compare.
+//!
+//! Run: `cargo bench --bench suite` (all of `cargo bench` adds fire_delay and failover).
+//! Knobs: ROTA_BENCH_ONLY=precision,burst,scale,footprint; ROTA_BENCH_PRECISION_JOBS (1000),
+//! ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000).
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Backend, RedisServer, TestNode};
+use futures_util::StreamExt;
+use rota::pb;
+use rota::store::Store;
+use serde_json::{json, Value};
+use support::{cores, env_num, percentile, redis_rtt_us};
+
+/// Total commands Redis has executed (INFO commandstats), and per command.
+fn redis_calls(url: &str) -> (u64, BTreeMap<String, u64>) {
+    let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis");
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut c).expect("info");
+    let mut per = BTreeMap::new();
+    for line in info.lines() {
+        let Some((name, rest)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else { continue };
+        let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+        per.insert(name.to_string(), calls);
+    }
+    (per.values().sum(), per)
+}
+
+fn redis_used_memory(url: &str) -> u64 {
+    let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis");
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut c).expect("info");
+    info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// (user + system) CPU seconds a process has used.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Sum of a metric's samples (all label sets) over the nodes' /metrics.
+async fn metric_sum(ports: &[u16], name: &str) -> f64 {
+    let mut sum = 0.0;
+    for p in ports {
+        let Ok(r) = reqwest::get(format!("http://127.0.0.1:{p}/metrics")).await else { continue };
+        let Ok(body) = r.text().await else { continue };
+        for line in body.lines().filter(|l| !l.starts_with('#')) {
+            let (key, v) = line.rsplit_once(' ').unwrap_or(("", ""));
+            let metric = key.split('{').next().unwrap_or("");
+            if metric == name {
+                sum += v.parse::<f64>().unwrap_or(0.0);
+            }
+        }
+    }
+    sum
+}
+
+/// Fires delivered by a direct SubmitTask call (one gRPC call each), over the nodes.
+async fn direct_submits(ports: &[u16]) -> f64 {
+    let mut n = 0.0;
+    for p in ports {
+        let Ok(r) = reqwest::get(format!("http://127.0.0.1:{p}/metrics")).await else { continue };
+        let body = r.text().await.unwrap_or_default();
+        for line in body.lines().filter(|l| l.starts_with("rota_dispatch_total{path=\"direct\"}")) {
+            n += line.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()).unwrap_or(0.0);
+        }
+    }
+    n
+}
+
+/// A cluster of `n` nodes on one Redis, each with a metrics port.
+async fn cluster(redis: &RedisServer, n: usize, extra: &[&str]) -> (Vec<TestNode>, Vec<u16>) {
+    let mut nodes = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..n {
+        let port = common::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["--metrics-listen", listen.as_str()];
+        args.extend_from_slice(extra);
+        let env = [("RUST_LOG", "rota=warn")];
+        let node = TestNode::spawn_env(&Backend::Redis(redis.url()), &format!("n{}", i + 1), &args, &env);
+        node.wait_serving().await;
+        nodes.push(node);
+        ports.push(port);
+    }
+    (nodes, ports)
+}
+
+/// Puts jobs straight into the store (the same script PutJob uses), 64 at a time: loading 10^6
+/// jobs through gRPC one by one would measure the loader, not rota.
+async fn load_jobs(url: &str, specs: impl Iterator<Item = rota::job::JobSpec>) -> usize {
+    let store = rota::store::redis::RedisStore::connect(url, "rota", "default", 86_400_000).await.expect("store");
+    let now = rota::store::now_ms();
+    futures_util::stream::iter(specs)
+        .map(|spec| {
+            let store = &store;
+            async move {
+                let job = rota::job::Job::new(spec).expect("valid job");
+                let next = job.next_after_ms(now);
+                store.put_job(&job.spec, next, now).await.expect("put job");
+            }
+        })
+        .buffer_unordered(64)
+        .count()
+        .await
+}
+
+fn spec(id: String, cron: &str, handler: &str, args: Value) -> rota::job::JobSpec {
+    rota::job::JobSpec { id, cron: cron.into(), handler: handler.into(), args, ..Default::default() }
+}
+
+/// Scenario 1, fire precision on a 3-node cluster, and scenario 3, the cost of a fire in Redis
+/// commands and gRPC calls, measured over the same steady run.
+async fn precision() -> Value {
+    let jobs = env_num("ROTA_BENCH_PRECISION_JOBS", 1000) as usize;
+    let secs = env_num("ROTA_BENCH_PRECISION_SECS", 60);
+    let redis = RedisServer::start();
+    let rtt = redis_rtt_us(&redis.url(), 2000);
+    let (nodes, ports) = cluster(&redis, 3, &[]).await;
+    // Background: heartbeats, lease renewals, load reports, queue polls with nothing to fire.
+    let (idle0, _) = redis_calls(&redis.url());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (idle1, _) = redis_calls(&redis.url());
+    let idle_per_s = (idle1 - idle0) as f64 / 5.0;
+    load_jobs(&redis.url(), (0..jobs).map(|i| spec(format!("p{i:05}"), "* * * * * *", "noop", Value::Null))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (c0, per0) = redis_calls(&redis.url());
+    let fires0 = metric_sum(&ports, "rota_fires_total").await;
+    let direct0 = direct_submits(&ports).await;
+    let t0 = Instant::now();
+    let from_ms = rota::store::now_ms();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let to_ms = rota::store::now_ms();
+    let (c1, per1) = redis_calls(&redis.url());
+    let fires1 = metric_sum(&ports, "rota_fires_total").await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let fires = fires1 - fires0;
+    let direct = direct_submits(&ports).await - direct0;
+    let per_cmd: BTreeMap<String, f64> = per1
+        .iter()
+        .map(|(k, v)| (k.clone(), (*v - per0.get(k).copied().unwrap_or(0)) as f64 / fires.max(1.0)))
+        .filter(|(_, v)| *v >= 0.01)
+        .collect();
+    let redis_per_fire = ((c1 - c0) as f64 - idle_per_s * elapsed) / fires.max(1.0);
+    // Delays and exactly-once from the records of the measured window.
+    let mut c = nodes[0].client().await;
+    let mut delays = Vec::new();
+    let mut per_fire: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
+    for e in common::executions(&mut c, "").await {
+        let sched = common::ms(&e.scheduled_time);
+        if sched < from_ms + 1000 || sched >= to_ms - 2000 {
+            continue;
+        }
+        *per_fire.entry((e.job_id.clone(), sched)).or_default() += 1;
+        if common::state(&e) == pb::ExecutionState::Succeeded {
+            delays.push(common::ms(&e.start_time) - sched);
+            *by_node.entry(e.node_id.clone()).or_default() += 1;
+        }
+    }
+    let first = (from_ms + 1000 + 999) / 1000 * 1000;
+    let last = (to_ms - 2000 - 1) / 1000 * 1000;
+    let expected = (((last - first) / 1000 + 1) as usize) * jobs;
+    let doubled = per_fire.values().filter(|n| **n > 1).count();
+    delays.sort_unstable();
+    drop(nodes);
+    json!({
+        "scenario": "precision",
+        "cores": cores(),
+        "nodes": 3,
+        "jobs": jobs,
+        "seconds": secs,
+        "fires_expected": expected,
+        "fires_recorded": per_fire.len(),
+        "missed": expected.saturating_sub(per_fire.len()),
+        "doubled": doubled,
+        "delay_ms": { "p50": percentile(&delays, 0.5), "p99": percentile(&delays, 0.99), "max": delays.last().copied().unwrap_or(0) },
+        "by_node": by_node,
+        "redis_rtt_us": rtt,
+        "p99_over_redis_rtt": percentile(&delays, 0.99) as f64 * 1000.0 / rtt,
+        "submission": {
+            "redis_commands_per_fire": redis_per_fire,
+            "redis_commands_per_fire_by_command": per_cmd,
+            "redis_background_commands_per_s": idle_per_s,
+            "grpc_submit_calls_per_fire": direct / fires.max(1.0),
+        },
+    })
+}
+
+/// Scenario 2, burst: many jobs due in the same second, through 3 nodes with the master over its
+/// load threshold (8 workers each, so it is at once): fires completed per second end to end.
+async fn burst() -> Value {
+    let n = env_num("ROTA_BENCH_BURST", 100_000) as usize;
+    let redis = RedisServer::start();
+    let rtt = redis_rtt_us(&redis.url(), 2000);
+    // All due at one instant 15 s from now (daily at that time of day, UTC): one burst in the run.
+    let burst_at = (rota::store::now_ms() / 1000 + 15) * 1000;
+    let t = rota::job::ms_to_datetime(burst_at);
+    let cron = chrono::Timelike::second(&t).to_string()
+        + &format!(" {} {} * * *", chrono::Timelike::minute(&t), chrono::Timelike::hour(&t));
+    let loaded_at = Instant::now();
+    load_jobs(&redis.url(), (0..n).map(|i| spec(format!("b{i:06}"), &cron, "noop", Value::Null))).await;
+    let load_s = loaded_at.elapsed().as_secs_f64();
+    let (nodes, ports) = cluster(&redis, 3, &["--workers", "8"]).await;
+    let now = rota::store::now_ms();
+    // Wait for the burst, then for every fire of it to be recorded.
+    tokio::time::sleep(Duration::from_millis((burst_at - now).max(0) as u64)).await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut done = 0.0;
+    while Instant::now() < deadline {
+        done = metric_sum(&ports, "rota_fires_total").await;
+        if done >= n as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut c = nodes[0].client().await;
+    let mut last_end = burst_at;
+    let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_fire: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ok = 0usize;
+    for e in common::executions(&mut c, "").await {
+        if common::ms(&e.scheduled_time) != burst_at {
+            continue;
+        }
+        *per_fire.entry(e.job_id.clone()).or_default() += 1;
+        if common::state(&e) == pb::ExecutionState::Succeeded {
+            ok += 1;
+            last_end = last_end.max(common::ms(&e.end_time));
+            *by_node.entry(e.node_id.clone()).or_default() += 1;
+        }
+    }
+    let secs = (last_end - burst_at) as f64 / 1000.0;
+    drop(nodes);
+    json!({
+        "scenario": "burst",
+        "cores": cores(),
+        "nodes": 3,
+        "fires": n,
+        "succeeded": ok,
+        "recorded": per_fire.len(),
+        "doubled": per_fire.values().filter(|v| **v > 1).count(),
+        "fires_counted_by_metrics": done,
+        "seconds_from_instant_to_last_end": secs,
+        "fires_per_second": ok as f64 / secs.max(0.001),
+        "by_node": by_node,
+        "jobs_loaded_per_second": n as f64 / load_s,
+        "redis_rtt_us": rtt,
+    })
+}
+
+/// Scenario 5, scale: many registered jobs, most firing rarely (yearly), plus one probe job every
+/// second.
+async fn scale_one(jobs: usize) -> Value {
+    let redis = RedisServer::start();
+    let rtt = redis_rtt_us(&redis.url(), 2000);
+    let mem0 = redis_used_memory(&redis.url());
+    let t = Instant::now();
+    load_jobs(&redis.url(), (0..jobs).map(|i| spec(format!("s{i:07}"), "0 0 0 1 1 *", "noop", Value::Null))).await;
+    let load_s = t.elapsed().as_secs_f64();
+    let mem1 = redis_used_memory(&redis.url());
+    load_jobs(&redis.url(), std::iter::once(spec("probe".into(), "* * * * * *", "noop", Value::Null))).await;
+    // A new master on that Redis: from process start to its first fire.
+    let started = Instant::now();
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let node = TestNode::spawn_env(
+        &Backend::Redis(redis.url()),
+        "n1",
+        &["--metrics-listen", &listen],
+        &[("RUST_LOG", "rota=warn")],
+    );
+    node.wait_serving().await;
+    let mut first_fire_s = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        if metric_sum(&[port], "rota_fires_total").await >= 1.0 {
+            first_fire_s = Some(started.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Idle (only the probe fires): master CPU and Redis commands per second over 10 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu0, (calls0, _)) = (cpu_seconds(node.pid()), redis_calls(&redis.url()));
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (cpu1, (calls1, _)) = (cpu_seconds(node.pid()), redis_calls(&redis.url()));
+    let el = t.elapsed().as_secs_f64();
+    let rss = rss_bytes(node.pid());
+    drop(node);
+    json!({
+        "scenario": "scale",
+        "cores": cores(),
+        "jobs": jobs,
+        "jobs_loaded_per_second": jobs as f64 / load_s,
+        "redis_bytes_per_job": (mem1.saturating_sub(mem0)) as f64 / jobs as f64,
+        "new_master_first_fire_s": first_fire_s,
+        "master_idle_cpu_percent": (cpu1 - cpu0) / el * 100.0,
+        "redis_commands_per_s_idle": (calls1 - calls0) as f64 / el,
+        "master_rss_bytes": rss,
+        "redis_rtt_us": rtt,
+    })
+}
+
+/// Scenario 6, footprint: an idle node (in-memory store and Redis), and one running 1,000
+/// sleeping executions at once.
+async fn footprint() -> Value {
+    let redis = RedisServer::start();
+    let idle_memory = TestNode::start_env(&Backend::Memory, "m1", &[], &[("RUST_LOG", "rota=warn")]).await;
+    let idle_redis = TestNode::start_env(&Backend::Redis(redis.url()), "r1", &[], &[("RUST_LOG", "rota=warn")]).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rss_mem, rss_redis) = (rss_bytes(idle_memory.pid()), rss_bytes(idle_redis.pid()));
+    drop(idle_memory);
+    drop(idle_redis);
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let busy = TestNode::start_env(
+        &Backend::Redis(redis.url()),
+        "r2",
+        &["--workers", "1000", "--metrics-listen", &listen],
+        &[("RUST_LOG", "rota=warn")],
+    )
+    .await;
+    let mut c = busy.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(common::job("nap", "0 0 0 1 1 *", "sleep", json!(["60s"]))) })
+        .await
+        .expect("put");
+    let calls = (0..1000).map(|_| {
+        let mut c = c.clone();
+        async move { c.trigger_job(pb::TriggerJobRequest { id: "nap".into(), idempotency_key: String::new() }).await }
+    });
+    let ok = futures_util::future::join_all(calls).await.iter().filter(|r| r.is_ok()).count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut running = 0.0;
+    while Instant::now() < deadline {
+        running = metric_sum(&[port], "rota_executions_running").await;
+        if running >= 1000.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rss_busy = rss_bytes(busy.pid());
+    json!({
+        "scenario": "footprint",
+        "cores": cores(),
+        "idle_rss_bytes_memory_store": rss_mem,
+        "idle_rss_bytes_redis_store": rss_redis,
+        "triggered": ok,
+        "running": running,
+        "rss_bytes_1000_sleeping": rss_busy,
+    })
+}
+
+fn table(results: &[Value]) {
+    println!();
+    for r in results {
+        let name = r["scenario"].as_str().unwrap_or("?");
+        let mut fields: Vec<String> = Vec::new();
+        if let Some(o) = r.as_object() {
+            for (k, v) in o {
+                if k != "scenario" && k != "cores" {
+                    fields.push(format!("{k}={v}"));
+                }
+            }
+        }
+        println!("{name:<10} {}", fields.join("  "));
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| "precision,burst,scale,footprint".into());
+    let want = |s: &str| only.split(',').any(|x| x.trim() == s);
+    let mut results = Vec::new();
+    fn emit(v: Value, results: &mut Vec<Value>) {
+        println!("{v}");
+        results.push(v);
+    }
+    if want("precision") {
+        emit(precision().await, &mut results);
+    }
+    if want("burst") {
+        emit(burst().await, &mut results);
+    }
+    if want("scale") {
+        let sizes = std::env::var("ROTA_BENCH_SCALE").unwrap_or_else(|_| "100000,1000000".into());
+        for n in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
+            emit(scale_one(n).await, &mut results);
+        }
+    }
+    if want("footprint") {
+        emit(footprint().await, &mut results);
+    }
+    table(&results);
+}
