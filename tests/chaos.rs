@@ -60,6 +60,8 @@ struct Slot {
 }
 
 struct Cluster {
+    /// Workers per node, sized to the workload (see `workers_for`).
+    workers: String,
     redis: RedisServer,
     slots: Vec<Slot>,
     sidelog: PathBuf,
@@ -70,7 +72,7 @@ struct Cluster {
 impl Cluster {
     /// `aof`: Redis persists every write (AOF, fsync always); otherwise it keeps nothing across a
     /// restart.
-    async fn start(aof: bool) -> Cluster {
+    async fn start(aof: bool, workers: usize) -> Cluster {
         let redis = if aof {
             RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"], "")
         } else {
@@ -91,7 +93,8 @@ impl Cluster {
                 old_logs: String::new(),
             });
         }
-        let mut c = Cluster { redis, slots, sidelog, _dir: dir, http: reqwest::Client::new() };
+        let mut c =
+            Cluster { workers: workers.to_string(), redis, slots, sidelog, _dir: dir, http: reqwest::Client::new() };
         for i in 0..NODES {
             c.spawn(i).await;
         }
@@ -103,6 +106,7 @@ impl Cluster {
         let listen = format!("127.0.0.1:{}", s.listen);
         let advertise = s.grpc.addr();
         let metrics = format!("127.0.0.1:{}", s.metrics);
+        let workers = self.workers.clone();
         let args = [
             "--listen",
             &listen,
@@ -111,7 +115,7 @@ impl Cluster {
             "--metrics-listen",
             &metrics,
             "--workers",
-            "8",
+            &workers,
             "--lease-ttl-ms",
             "1500",
             "--lease-renew-ms",
@@ -304,6 +308,15 @@ fn tracing_line(s: &str) {
     eprintln!("[chaos {}] {s}", now_ms());
 }
 
+/// Workers per node for `n` jobs of `workload`. The slow jobs keep about n/5 workers busy across
+/// the cluster (forbid: n/10 x 1.5 s every 2 s; 3 s jobs: n/10 every 5 s), so three nodes with
+/// n/8 each have room to spare with one node down, while a master running its share is still
+/// pushed over its load threshold now and then (the dispatch paths are exercised). Too few
+/// workers makes fires wait past the misfire threshold: that measures overload, not faults.
+fn workers_for(n: usize) -> usize {
+    (n / 8).max(8)
+}
+
 /// The workload: one job in ten of each kind.
 fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
     let mut jobs = Vec::new();
@@ -385,7 +398,7 @@ async fn chaos_profile() {
     let n_jobs: usize = env_or("ROTA_CHAOS_JOBS", 100);
     let seed: u64 = env_or("ROTA_CHAOS_SEED", now_ms() as u64);
     tracing_line(&format!("seed {seed}, {secs} s of faults, {n_jobs} jobs (replay: ROTA_CHAOS_SEED={seed})"));
-    let cluster = Cluster::start(true).await;
+    let cluster = Cluster::start(true, workers_for(n_jobs)).await;
     let mut runner = Runner {
         cluster,
         rng: rand::rngs::StdRng::seed_from_u64(seed),
@@ -444,8 +457,9 @@ async fn chaos_profile() {
     }
     let window = ((t0 / 1000 + 2) * 1000, now_ms() / 1000 * 1000);
     tracing_line(&format!("faults over; window {window:?}; letting the cluster settle"));
-    // Settle: every fire in the window reaches a terminal record (recoveries need a node TTL or two).
-    let settle_until = now_ms() + 45_000;
+    // Settle: every fire in the window reaches a terminal record (recoveries need a node TTL or
+    // two); a long run's backlog and record listing take longer.
+    let settle_until = now_ms() + 45_000 + secs * 1000 / 30;
     let mut recs;
     loop {
         let mut c = runner.cluster.client().await.expect("client");
@@ -555,7 +569,7 @@ fn table(s: &serde_json::Value) -> String {
 /// from before the wipe stays fenced) and that once the jobs are put again every fire runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_without_persistence() {
-    let mut cluster = Cluster::start(false).await;
+    let mut cluster = Cluster::start(false, 8).await;
     let (jobs, infos) = workload(20);
     let infos: Vec<JobInfo> = infos.into_iter().filter(|j| j.period_s == 1 && !j.forbid && !j.master_only).collect();
     let jobs: Vec<pb::Job> = jobs.into_iter().filter(|j| infos.iter().any(|i| i.id == j.id)).collect();

@@ -371,19 +371,9 @@ impl Worker {
         if self.role.borrow().active().is_some() || !job.is_some_and(|j| j.spec.master_only) {
             return false;
         }
-        // Between two masters (a lease expiring), wait for the next one, which may be this node.
-        let deadline = tokio::time::Instant::now() + MASTER_WAIT;
-        let master = loop {
-            if self.role.borrow().active().is_some() {
-                return false;
-            }
-            match self.store.lease().await {
-                Ok(Some(h)) if h.node_id != self.node_id => break h.node_id,
-                // Still none: the start below records it skipped.
-                _ if tokio::time::Instant::now() >= deadline => return false,
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
+        // Between two masters (a lease expiring), wait for the next one, which may be this node;
+        // with none, the start below records it skipped.
+        let Some(master) = self.master_elsewhere().await else { return false };
         let req = ReapRequest {
             fence: ReapFence::Own { incarnation: inc.to_string() },
             dead_node: self.node_id.clone(),
@@ -411,6 +401,49 @@ impl Worker {
         }
     }
 
+    /// A master-only fire this node was about to run after losing mastership goes to the master
+    /// to run there (attempt + 1); this attempt's record is closed as `skipped`. False when there
+    /// is no other master to hand it to (it then runs here, as the last master).
+    async fn hand_back(&self, exec: &mut Execution) -> bool {
+        let Some(master) = self.master_elsewhere().await else { return false };
+        let req = ReapRequest {
+            fence: ReapFence::Own { incarnation: self.membership.incarnation() },
+            dead_node: self.node_id.clone(),
+            list: NodeList::Processing,
+            fire_id: exec.fire_id.clone(),
+            target: master.clone(),
+            rerun: true,
+            max_recoveries: u32::MAX,
+            lock_ttl_ms: LOCK_TTL_MS,
+            handoff: true,
+        };
+        if !matches!(self.store.reap(&req).await, Ok(Reap::Rerun { .. })) {
+            return false;
+        }
+        tracing::warn!(execution = %exec.id, to = %master, "mastership lapsed before the run: master-only fire handed to the master");
+        exec.state = ExecState::Skipped;
+        exec.end_ms = Some(now_ms());
+        exec.set_error(format!("not run here: this node lost mastership before the run began; handed to {master}"));
+        let _ = self.record_finish(exec, false).await;
+        true
+    }
+
+    /// Another node holding the lease, waiting up to `MASTER_WAIT` while there is none (this node
+    /// may become master again meanwhile: then None).
+    async fn master_elsewhere(&self) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + MASTER_WAIT;
+        loop {
+            if self.role.borrow().active().is_some() {
+                return None;
+            }
+            match self.store.lease().await {
+                Ok(Some(h)) if h.node_id != self.node_id => return Some(h.node_id),
+                _ if tokio::time::Instant::now() >= deadline => return None,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
     async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str) {
         let forbid = job.spec.concurrency == Concurrency::Forbid;
@@ -428,6 +461,10 @@ impl Worker {
         let first_attempt = exec.attempt;
         loop {
             let state = self.run_attempt(&job, &mut exec, forbid).await;
+            if state == ExecState::Pending {
+                // Not run here: handed to the master, its record already closed (`hand_back`).
+                return;
+            }
             let retry = matches!(state, ExecState::Failed | ExecState::TimedOut)
                 && exec.attempt - first_attempt < job.spec.retries;
             fail::fail_point!("before_finish", |_| crate::chaos::crash("before_finish"));
@@ -517,6 +554,11 @@ impl Worker {
             }
             // The run goes ahead: the final record overwrites this one.
             Err(e) => tracing::warn!(execution = %exec.id, error = %e, "cannot record start"),
+        }
+        // Mastership can lapse between the check when the fire was taken and now (a pause, a
+        // partition): a master-only handler starts only while this node holds the lease.
+        if job.spec.master_only && self.role.borrow().active().is_none() && self.hand_back(exec).await {
+            return ExecState::Pending;
         }
         let ctx = FireContext {
             job_id: exec.job_id.clone(),
