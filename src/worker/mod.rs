@@ -402,10 +402,11 @@ impl Worker {
     }
 
     /// A master-only fire this node was about to run after losing mastership goes to the master
-    /// to run there (attempt + 1); this attempt's record is closed as `skipped`. False when there
-    /// is no other master to hand it to (it then runs here, as the last master).
-    async fn hand_back(&self, exec: &mut Execution) -> bool {
-        let Some(master) = self.master_elsewhere().await else { return false };
+    /// to run there (attempt + 1); this attempt's record is closed as `skipped`. With no other
+    /// master it runs here, as the last master; if the new master already recovered it (this node
+    /// was paused past its heartbeat), it is not run here at all.
+    async fn hand_back(&self, exec: &mut Execution) -> HandBack {
+        let Some(master) = self.master_elsewhere().await else { return HandBack::NoOtherMaster };
         let req = ReapRequest {
             fence: ReapFence::Own { incarnation: self.membership.incarnation() },
             dead_node: self.node_id.clone(),
@@ -417,15 +418,21 @@ impl Worker {
             lock_ttl_ms: LOCK_TTL_MS,
             handoff: true,
         };
-        if !matches!(self.store.reap(&req).await, Ok(Reap::Rerun { .. })) {
-            return false;
+        match self.store.reap(&req).await {
+            Ok(Reap::Rerun { .. }) => {}
+            // Fenced (this incarnation was revoked), gone or moved: no longer this node's fire.
+            Ok(_) => return HandBack::RecoveredElsewhere,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a master-only fire back; running it here");
+                return HandBack::NoOtherMaster;
+            }
         }
         tracing::warn!(execution = %exec.id, to = %master, "mastership lapsed before the run: master-only fire handed to the master");
         exec.state = ExecState::Skipped;
         exec.end_ms = Some(now_ms());
         exec.set_error(format!("not run here: this node lost mastership before the run began; handed to {master}"));
         let _ = self.record_finish(exec, false).await;
-        true
+        HandBack::Handed
     }
 
     /// Another node holding the lease, waiting up to `MASTER_WAIT` while there is none (this node
@@ -557,8 +564,17 @@ impl Worker {
         }
         // Mastership can lapse between the check when the fire was taken and now (a pause, a
         // partition): a master-only handler starts only while this node holds the lease.
-        if job.spec.master_only && self.role.borrow().active().is_none() && self.hand_back(exec).await {
-            return ExecState::Pending;
+        if job.spec.master_only && self.role.borrow().active().is_none() {
+            match self.hand_back(exec).await {
+                HandBack::Handed => return ExecState::Pending,
+                HandBack::RecoveredElsewhere => {
+                    exec.state = ExecState::Superseded;
+                    exec.end_ms = Some(now_ms());
+                    exec.set_error("not run: mastership lapsed and the fire was recovered elsewhere meanwhile");
+                    return exec.state;
+                }
+                HandBack::NoOtherMaster => {}
+            }
         }
         let ctx = FireContext {
             job_id: exec.job_id.clone(),
@@ -693,6 +709,12 @@ fn shorten(entry: &str) -> String {
         end -= 1;
     }
     format!("{}… ({} bytes)", &entry[..end], entry.len())
+}
+
+enum HandBack {
+    Handed,
+    RecoveredElsewhere,
+    NoOtherMaster,
 }
 
 /// Removes a fire from the in-hand set when its task ends, however it ends.

@@ -254,12 +254,13 @@ fn check_epochs(r: &mut Report, job: &JobInfo, runs: &mut [&Run]) {
 }
 
 /// A master-only run must start on the node that held the lease at that moment: the claiming
-/// master, or a later one that recovered the fire. The poller sees each lease from some moment on,
-/// so a node counts as master from its first sighting (less one poll gap) to the next lease's first
-/// sighting (plus one poll gap).
+/// master, or a later one that recovered the fire. An epoch is taken from Redis's clock in ms at
+/// acquisition (or just above the previous one), so a node holds the lease from about its epoch
+/// value to the next epoch's; the poller only says which node each epoch belongs to (its own
+/// sighting times lag by up to a poll under faults).
 fn check_master_only(h: &History, r: &mut Report, runs: &[&Run]) {
-    const GAP_MS: i64 = 500;
-    let leases: Vec<(&str, i64)> = h.masters.values().map(|(n, t)| (n.as_str(), *t)).collect();
+    const GAP_MS: i64 = 250;
+    let leases: Vec<(&str, i64)> = h.masters.iter().map(|(e, (n, _))| (n.as_str(), *e as i64)).collect();
     for run in runs {
         let t = run.start_ms;
         let ok = leases.iter().enumerate().any(|(i, (node, from))| {
@@ -352,12 +353,13 @@ mod tests {
         }
     }
 
-    /// Three jobs over ten seconds, every fire run once, successfully; epoch 1 on n1 then 2 on n2.
+    /// Three jobs over ten seconds, every fire run once, successfully; n1 master from 99.0 s
+    /// (epoch 99000), n2 from 104.9 s.
     fn clean() -> History {
         let jobs = vec![job("a", false, false), job("f", true, false), job("m", false, true)];
         let mut runs = Vec::new();
         for s in 100..110 {
-            let (node, epoch) = if s < 105 { ("n1", 1) } else { ("n2", 2) };
+            let (node, epoch) = if s < 105 { ("n1", 99_000) } else { ("n2", 104_900) };
             runs.push(run("a", s, &format!("a{s}"), "n3", epoch, 20));
             runs.push(run("f", s, &format!("f{s}"), "n3", epoch, 500));
             runs.push(run("m", s, &format!("m{s}"), node, epoch, 10));
@@ -368,7 +370,7 @@ mod tests {
             runs,
             records,
             faults: vec![],
-            masters: [(1, ("n1".to_string(), 99_000)), (2, ("n2".to_string(), 104_900))].into(),
+            masters: [(99_000, ("n1".to_string(), 99_100)), (104_900, ("n2".to_string(), 105_000))].into(),
             window: (100_000, 110_000),
             late_bound_ms: 5000,
         }
@@ -384,7 +386,7 @@ mod tests {
     #[test]
     fn catches_a_planted_duplicate() {
         let mut h = clean();
-        let mut extra = run("a", 103, "a103-bis", "n2", 1, 20);
+        let mut extra = run("a", 103, "a103-bis", "n2", 99_000, 20);
         extra.start_ms += 100;
         h.records.push(rec(&extra, "succeeded"));
         h.runs.push(extra);
@@ -396,7 +398,7 @@ mod tests {
     #[test]
     fn catches_a_run_rota_does_not_know() {
         let mut h = clean();
-        h.runs.push(run("a", 104, "ghost", "n1", 1, 20));
+        h.runs.push(run("a", 104, "ghost", "n1", 99_000, 20));
         let r = check(&h);
         assert_eq!(r.duplicated, 1, "{:?}", r.violations);
         assert!(r.violations[0].contains("ghost"), "{:?}", r.violations);
@@ -437,11 +439,15 @@ mod tests {
         let mut h = clean();
         // The old master (epoch 1) claims a@108 after epoch 2 fired a@105..107.
         for x in h.runs.iter_mut().filter(|x| x.exec == "a108") {
-            x.epoch = 1;
+            x.epoch = 99_000;
         }
         let r = check(&h);
         assert_eq!(r.stale_epoch, 1, "{:?}", r.violations);
-        assert!(r.violations[0].starts_with("a@108000: claimed by epoch 1 after epoch 2"), "{:?}", r.violations);
+        assert!(
+            r.violations[0].starts_with("a@108000: claimed by epoch 99000 after epoch 104900"),
+            "{:?}",
+            r.violations
+        );
     }
 
     #[test]
@@ -458,7 +464,7 @@ mod tests {
     fn an_extra_run_needs_a_fault_to_explain_it() {
         let mut h = clean();
         // a@104 first ran on n3, which died mid-run; a second run on n2 succeeded.
-        let mut dead = run("a", 104, "a104-dead", "n3", 1, 0);
+        let mut dead = run("a", 104, "a104-dead", "n3", 99_000, 0);
         dead.end_ms = None;
         h.records.push(rec(&dead, "lost"));
         h.runs.push(dead);
