@@ -491,7 +491,7 @@ impl Scheduler {
             let (q, p) = self.store.node_lists(&dead).await?;
             for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
                 for fire_id in entries {
-                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id, None).await?;
+                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id).await?;
                 }
             }
         }
@@ -504,14 +504,9 @@ impl Scheduler {
     /// by adoption, and a fire whose start failed (a store error) by starting it again. The start
     /// is a compare-and-set, so a fire that is in fact running is never run twice.
     pub async fn rescan(&self) -> Result<()> {
-        let inc = self.membership.incarnation();
         let (_, p) = self.store.node_lists(&self.node_id).await?;
-        for fire_id in p.into_iter().filter(|f| !self.worker.in_hand(f)) {
-            let fence = ReapFence::Own { incarnation: inc.clone() };
-            let master_only = self.job_of(&fire_id).await?.is_some_and(|j| j.spec.master_only);
-            let target = (!master_only).then_some(self.node_id.as_str());
-            self.reap_one(fence, &self.node_id, NodeList::Processing, &fire_id, target).await?;
-        }
+        let leftovers: Vec<String> = p.into_iter().filter(|f| !self.worker.in_hand(f)).collect();
+        self.adopt_entries(NodeList::Processing, leftovers).await?;
         let (_, p) = self.store.node_lists(&self.node_id).await?;
         for fire_id in p.into_iter().filter(|f| !self.worker.in_hand(f)) {
             tracing::info!(fire = %fire_id, "rescan: starting a fire left in this node's processing list");
@@ -521,16 +516,17 @@ impl Scheduler {
     }
 
     pub async fn adopt(&self) -> Result<()> {
-        let inc = self.membership.incarnation();
         let (q, p) = self.store.node_lists(&self.node_id).await?;
-        for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
-            for fire_id in entries {
-                let fence = ReapFence::Own { incarnation: inc.clone() };
-                // A master-only leftover goes to the master (`target_for`); the rest stays here.
-                let master_only = self.job_of(&fire_id).await?.is_some_and(|j| j.spec.master_only);
-                let target = (!master_only).then_some(self.node_id.as_str());
-                self.reap_one(fence, &self.node_id, list, &fire_id, target).await?;
-            }
+        self.adopt_entries(NodeList::Queue, q).await?;
+        self.adopt_entries(NodeList::Processing, p).await
+    }
+
+    /// Resolves entries of this node's own list left by its earlier incarnations (fenced by its
+    /// live heartbeat; entries of the live incarnation are left as they are).
+    async fn adopt_entries(&self, list: NodeList, entries: Vec<String>) -> Result<()> {
+        let inc = self.membership.incarnation();
+        for fire_id in entries {
+            self.reap_one(ReapFence::Own { incarnation: inc.clone() }, &self.node_id, list, &fire_id).await?;
         }
         Ok(())
     }
@@ -578,19 +574,15 @@ impl Scheduler {
         }
     }
 
-    /// `target` None: chosen by `target_for`.
-    async fn reap_one(
-        &self,
-        fence: ReapFence,
-        dead: &str,
-        list: NodeList,
-        fire_id: &str,
-        target: Option<&str>,
-    ) -> Result<()> {
+    async fn reap_one(&self, fence: ReapFence, dead: &str, list: NodeList, fire_id: &str) -> Result<()> {
         let job = self.job_of(fire_id).await?;
-        let target = match target {
-            Some(t) => t.to_string(),
-            None => self.target_for(job.as_ref(), now_ms()).await,
+        // Its own leftovers a node keeps (a master-only one goes to the master); a dead node's go
+        // where `target_for` says.
+        let own = matches!(fence, ReapFence::Own { .. });
+        let target = match &job {
+            Some(j) if own && !j.spec.master_only => self.node_id.clone(),
+            None if own => self.node_id.clone(),
+            _ => self.target_for(job.as_ref(), now_ms()).await,
         };
         let target = target.as_str();
         let rerun = job.as_ref().is_some_and(|j| j.spec.recovery == Recovery::Rerun);

@@ -374,18 +374,7 @@ impl Worker {
         // Between two masters (a lease expiring), wait for the next one, which may be this node;
         // with none, the start below records it skipped.
         let Some(master) = self.master_elsewhere().await else { return false };
-        let req = ReapRequest {
-            fence: ReapFence::Own { incarnation: inc.to_string() },
-            dead_node: self.node_id.clone(),
-            list: NodeList::Processing,
-            fire_id: fire_id.to_string(),
-            target: master.clone(),
-            rerun: false,
-            max_recoveries: 0,
-            lock_ttl_ms: LOCK_TTL_MS,
-            handoff: true,
-        };
-        match self.store.reap(&req).await {
+        match self.hand_over(fire_id, inc, &master, false).await {
             Ok(Reap::Moved) => {
                 tracing::info!(to = %master, "master-only fire handed to the master");
                 true
@@ -407,18 +396,7 @@ impl Worker {
     /// was paused past its heartbeat), it is not run here at all.
     async fn hand_back(&self, exec: &mut Execution) -> HandBack {
         let Some(master) = self.master_elsewhere().await else { return HandBack::NoOtherMaster };
-        let req = ReapRequest {
-            fence: ReapFence::Own { incarnation: self.membership.incarnation() },
-            dead_node: self.node_id.clone(),
-            list: NodeList::Processing,
-            fire_id: exec.fire_id.clone(),
-            target: master.clone(),
-            rerun: true,
-            max_recoveries: u32::MAX,
-            lock_ttl_ms: LOCK_TTL_MS,
-            handoff: true,
-        };
-        match self.store.reap(&req).await {
+        match self.hand_over(&exec.fire_id, &self.membership.incarnation(), &master, true).await {
             Ok(Reap::Rerun { .. }) => {}
             // Fenced (this incarnation was revoked), gone or moved: no longer this node's fire.
             Ok(_) => return HandBack::RecoveredElsewhere,
@@ -433,6 +411,23 @@ impl Worker {
         exec.set_error(format!("not run here: this node lost mastership before the run began; handed to {master}"));
         let _ = self.record_finish(exec, false).await;
         HandBack::Handed
+    }
+
+    /// Moves a fire of this node's processing list to `master`'s queue: one not yet started
+    /// (`running` false), or one started whose handler has not (`running` true: queued again).
+    async fn hand_over(&self, fire_id: &str, inc: &str, master: &str, running: bool) -> crate::Result<Reap> {
+        let req = ReapRequest {
+            fence: ReapFence::Own { incarnation: inc.to_string() },
+            dead_node: self.node_id.clone(),
+            list: NodeList::Processing,
+            fire_id: fire_id.to_string(),
+            target: master.to_string(),
+            rerun: running,
+            max_recoveries: if running { u32::MAX } else { 0 },
+            lock_ttl_ms: LOCK_TTL_MS,
+            handoff: true,
+        };
+        self.store.reap(&req).await
     }
 
     /// Another node holding the lease, waiting up to `MASTER_WAIT` while there is none (this node
