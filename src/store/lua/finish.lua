@@ -13,7 +13,10 @@
 -- Returns 'OK' | 'SUPERSEDED'
 local f = redis.call('HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
 local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
-redis.call('LREM', KEYS[6], 0, ARGV[5])
+-- From the tail, where the oldest entries are (entries are pushed at the head and run in about
+-- that order), stopping at the first match: a whole-list scan made each ack O(list length), and a
+-- burst of accepted fires quadratic. A stray second copy is removed by the rescan (start: NOT_MINE).
+redis.call('LREM', KEYS[6], -1, ARGV[5])
 if f[1] ~= 'running' or f[2] ~= ARGV[7] or f[3] ~= ARGV[8] then
   json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
 else

@@ -7,7 +7,7 @@
 --   | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('LREM', KEYS[2], 1, ARGV[1])
+  redis.call('LREM', KEYS[2], -1, ARGV[1])
   redis.call('LPUSH', KEYS[4], cjson.encode({entry = ARGV[1], node = ARGV[2], reason = 'no such fire', at = ARGV[5]}))
   return {'POISON'}
 end
@@ -17,7 +17,7 @@ local st, owner = f[1], f[2]
 -- earlier incarnation's run is recovered by adoption or the reaper).
 if st == 'running' and owner == ARGV[2] then return {'ALREADY'} end
 if (st ~= 'queued' and st ~= 'accepted') or owner ~= ARGV[2] then
-  redis.call('LREM', KEYS[2], 1, ARGV[1])
+  redis.call('LREM', KEYS[2], -1, ARGV[1])
   return {'NOT_MINE', st or ''}
 end
 local t = redis.call('TIME')
@@ -27,7 +27,7 @@ if f[8] and now > tonumber(f[8]) then
   -- waited past the start deadline: a misfire, recorded by the caller
   redis.call('HSET', KEYS[1], 'state', 'misfired')
   redis.call('HDEL', KEYS[1], 'next_exec')
-  redis.call('LREM', KEYS[2], 1, ARGV[1])
+  redis.call('LREM', KEYS[2], -1, ARGV[1])
   return {'MISFIRED', f[4], f[5], exec}
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now)
