@@ -234,7 +234,7 @@ async fn executions_list_newest_first_with_filters_and_pages(s: Arc<dyn Store>) 
 }
 
 async fn watchers_see_every_change(s: Arc<dyn Store>) {
-    let mut rx = s.subscribe();
+    let mut rx = s.subscribe().await;
     let mut e = Execution::pending("w", scheduled_fire_id("w", 1), 1, "n1", 1);
     // The Redis relay subscribes asynchronously: publish until the first change arrives.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -391,10 +391,22 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
     assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
     assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
-    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh").await.expect("start") else { panic!("not started") };
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+        panic!("not started")
+    };
     assert_eq!((sf.attempt, sf.job_id.as_str(), format!("f@{}", sf.sched_ms)), (1, "f", fire.clone()));
     assert_ne!(sf.exec_id, "fresh", "the first run uses the execution recorded at claim");
-    assert_eq!(s.start(&fire, "n1", "i1", "fresh").await.expect("start"), Start::Already);
+    assert_eq!(sf.job.as_ref().map(|j| j.id.as_str()), Some("f"), "the start returns the job's definition");
+    // The start wrote the attempt's `running` record, in the Execution type's own form.
+    let running = s.get_execution(&sf.exec_id).await.expect("get").expect("running record");
+    let mut want = Execution::pending("f", fire.clone(), sf.sched_ms, "n1", 1);
+    want.id = sf.exec_id.clone();
+    want.state = ExecState::Running;
+    want.start_ms = Some(sf.start_ms);
+    want.epoch = sf.epoch;
+    assert_eq!(running, want);
+    assert!(sf.start_ms >= sf.sched_ms - 1000, "{sf:?}");
+    assert_eq!(s.start(&fire, "n1", "i1", "fresh", false).await.expect("start"), Start::Already);
     // Only the live owner may retry; each retry is recorded on the fire.
     assert_eq!(s.retry_attempt(&fire, "n1", "i1", "retry-1").await.expect("retry"), Some(2));
     assert_eq!(s.retry_attempt(&fire, "n1", "stale-inc", "retry-x").await.expect("retry"), None);
@@ -422,7 +434,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!(s.enqueue(&fence, &queued, "n1").await.expect("enqueue"), Enqueue::Queued);
     for f in [&running, &lost] {
         assert_eq!(s.accept(f, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
-        assert!(matches!(s.start(f, "n1", "i1", "x").await.expect("start"), Start::Run(_)));
+        assert!(matches!(s.start(f, "n1", "i1", "x", false).await.expect("start"), Start::Run(_)));
     }
     let reap = |list, fire: &str, rerun| ReapRequest {
         fence: ReapFence::Lease(fence.clone()),
@@ -451,7 +463,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     // n2 runs the re-run as attempt 2; n1's late result is superseded, not the outcome.
     assert_eq!(s.pop("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(queued.as_str()));
     assert_eq!(s.pop("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(running.as_str()));
-    let Start::Run(sf) = s.start(&running, "n2", "i2", "rerun-exec").await.expect("start") else { panic!() };
+    let Start::Run(sf) = s.start(&running, "n2", "i2", "rerun-exec", false).await.expect("start") else { panic!() };
     assert_eq!((sf.attempt, sf.exec_id.as_str()), (2, "rerun-exec"));
     let mut late = Execution::pending("r", running.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
@@ -525,7 +537,35 @@ conformance!(
     a_dead_nodes_work_moves_and_late_results_are_superseded,
     stuck_dispatches_are_found,
     a_terminal_record_is_never_reopened,
+    a_master_only_fire_is_not_started_off_the_master,
 );
+
+/// A node that is not master does not start a master-only job's fire: nothing changes, and the
+/// fire is still there to hand to the master; a master starts it.
+async fn a_master_only_fire_is_not_started_off_the_master(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    let sched = now_ms() / 1000 * 1000 + 1000;
+    let mut mo = spec("mo");
+    mo.master_only = true;
+    // Arguments that merely mention master_only do not make a job master-only.
+    let mut look = spec("look");
+    look.args = serde_json::json!({"master_only": true});
+    for j in [&mo, &look] {
+        assert!(matches!(s.put_job(j, Some(sched), now_ms()).await.expect("put"), WatermarkWrite::Done { .. }));
+    }
+    let claims = [claim("mo", sched, None, false), claim("look", sched, None, false)];
+    s.claim(&fence, &claims).await.expect("claim");
+    let (f_mo, f_look) = (claims[0].exec.fire_id.clone(), claims[1].exec.fire_id.clone());
+    for f in [&f_mo, &f_look] {
+        assert_eq!(s.enqueue(&fence, f, "n1").await.expect("enqueue"), Enqueue::Queued);
+        assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(f));
+    }
+    assert_eq!(s.start(&f_mo, "n1", "i1", "x", true).await.expect("start"), Start::MasterOnly);
+    assert!(s.node_lists("n1").await.expect("lists").1.contains(&f_mo), "still in the processing list");
+    assert!(matches!(s.start(&f_look, "n1", "i1", "x", true).await.expect("start"), Start::Run(_)));
+    assert!(matches!(s.start(&f_mo, "n1", "i1", "x", false).await.expect("start"), Start::Run(_)));
+}
 
 /// The start-of-run write (`update_execution`) never reopens a record already closed, e.g. one the
 /// reaper recorded lost while its node was paused: the write is refused and the caller told.
@@ -552,7 +592,7 @@ async fn redis_poison_queue_entry_goes_to_the_dead_letter_list() {
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let _: () = ::redis::cmd("LPUSH").arg(s.keys().queue("n1")).arg("\u{0}garbage").query(&mut c).expect("lpush");
     let fire = s.pop("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
-    assert_eq!(s.start(&fire, "n1", "i1", "x").await.expect("start"), Start::Poison);
+    assert_eq!(s.start(&fire, "n1", "i1", "x", false).await.expect("start"), Start::Poison);
     assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![]));
     let dlq: Vec<String> = ::redis::cmd("LRANGE").arg(s.keys().dlq()).arg(0).arg(-1).query(&mut c).expect("dlq");
     assert_eq!(dlq.len(), 1);

@@ -173,7 +173,7 @@ impl SchedulerService for SchedulerApi {
         if !job.is_empty() {
             validate_id(&job).map_err(|e| Error::invalid("job_id", e))?;
         }
-        let stream = BroadcastStream::new(self.node.store.subscribe()).filter_map(move |item| match item {
+        let stream = BroadcastStream::new(self.node.store.subscribe().await).filter_map(move |item| match item {
             Ok(e) if job.is_empty() || e.job_id == job => {
                 Some(Ok(pb::WatchExecutionsResponse { execution: Some(convert::execution(&e)) }))
             }

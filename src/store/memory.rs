@@ -415,7 +415,7 @@ impl Store for MemoryStore {
         Ok((page, next))
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Execution> {
+    async fn subscribe(&self) -> broadcast::Receiver<Execution> {
         self.events.subscribe()
     }
 
@@ -574,7 +574,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh: &str) -> Result<Start> {
+    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh: &str, not_master: bool) -> Result<Start> {
         let mut st = self.lock()?;
         let now = now_ms();
         if !st.live(node, inc, now) {
@@ -603,20 +603,38 @@ impl Store for MemoryStore {
             }
             return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: exec });
         }
+        let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
+        if not_master && spec.as_ref().is_some_and(|s| s.master_only) {
+            return Ok(Start::MasterOnly);
+        }
         let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Start::Poison) };
         f.state = "running".into();
         f.exec = exec.clone();
         f.inc = inc.to_string();
         f.next_exec = None;
         f.attempts += 1;
-        Ok(Start::Run(StartedFire {
+        let started = StartedFire {
             exec_id: exec,
             attempt: f.attempts,
             job_id: f.job.clone(),
             sched_ms: f.sched,
             epoch: f.epoch,
             manual: f.manual,
-        }))
+            start_ms: now,
+            job: spec,
+        };
+        // The attempt's `running` record, in the same step as the start.
+        let mut record =
+            Execution::pending(&started.job_id, fire_id.to_string(), started.sched_ms, node, started.attempt);
+        record.id = started.exec_id.clone();
+        record.state = ExecState::Running;
+        record.start_ms = Some(now);
+        record.epoch = started.epoch;
+        record.manual = started.manual;
+        st.insert_exec(&record, self.retention_ms, now);
+        drop(st);
+        self.announce(&record);
+        Ok(Start::Run(started))
     }
 
     async fn retry_attempt(&self, fire_id: &str, node: &str, inc: &str, exec_id: &str) -> Result<Option<u32>> {

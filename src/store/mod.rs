@@ -170,7 +170,7 @@ pub enum Enqueue {
 }
 
 /// What `start` found for a fire taken from this node's processing list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Start {
     Run(StartedFire),
     /// Already running here (a repeated start).
@@ -186,9 +186,12 @@ pub enum Start {
         sched_ms: i64,
         exec_id: String,
     },
+    /// The caller is not master and the job is master-only: not started, nothing changed.
+    MasterOnly,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A started fire: its `running` record is written (in the same step as the start).
+#[derive(Debug, Clone, PartialEq)]
 pub struct StartedFire {
     pub exec_id: String,
     pub attempt: u32,
@@ -196,6 +199,10 @@ pub struct StartedFire {
     pub sched_ms: i64,
     pub epoch: u64,
     pub manual: bool,
+    /// When the store started it (ms).
+    pub start_ms: i64,
+    /// The job's definition as stored (None: the job was deleted).
+    pub job: Option<JobSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,8 +366,16 @@ pub trait Store: Send + Sync + 'static {
     /// Moves an entry of `node`'s processing list that cannot be a fire id (see
     /// `queue_entry_problem`) to the dead-letter list, with the reason.
     async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()>;
-    /// Starts a fire from `node`'s processing list (compare-and-set to running).
-    async fn start(&self, fire_id: &str, node: &str, incarnation: &str, fresh_exec_id: &str) -> Result<Start>;
+    /// Starts a fire from `node`'s processing list (compare-and-set to running) and records the
+    /// attempt `running`, in one step. `not_master`: refuse (MasterOnly) a master-only job's fire.
+    async fn start(
+        &self,
+        fire_id: &str,
+        node: &str,
+        incarnation: &str,
+        fresh_exec_id: &str,
+        not_master: bool,
+    ) -> Result<Start>;
     /// Before a retry: records the new attempt's execution on the fire and returns the attempt
     /// number, or None when this incarnation no longer owns the running fire (it was reaped).
     async fn retry_attempt(&self, fire_id: &str, node: &str, incarnation: &str, exec_id: &str) -> Result<Option<u32>>;
@@ -395,7 +410,7 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first. The second value is the id to pass as `before` for the next page.
     async fn list_executions(&self, filter: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)>;
     /// Every execution change made through any node sharing this store, from now on.
-    fn subscribe(&self) -> broadcast::Receiver<Execution>;
+    async fn subscribe(&self) -> broadcast::Receiver<Execution>;
     /// Drops index entries of executions past retention.
     async fn prune(&self, now_ms: i64) -> Result<u64>;
 

@@ -6,14 +6,14 @@
 //! Connections: one auto-reconnecting `ConnectionManager` (multiplexed) for commands, created lazily
 //! so a node starts while Redis is down and reports NOT_SERVING until `ping` succeeds; and one
 //! dedicated pub/sub connection, re-established in a loop when it drops.
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::keys::Keys;
@@ -64,6 +64,10 @@ pub struct RedisStore {
     retention_ms: u64,
     timing: super::FireTiming,
     events: broadcast::Sender<Execution>,
+    /// Wakes the relay when the first watcher arrives.
+    wanted: Arc<Notify>,
+    /// True while the relay is subscribed to the change channel.
+    relay_live: watch::Receiver<bool>,
     relay: JoinHandle<()>,
 }
 
@@ -104,7 +108,15 @@ impl RedisStore {
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)?;
         let keys = Keys::new(prefix, cluster);
         let (events, _) = broadcast::channel(WATCH_BUFFER);
-        let relay = tokio::spawn(relay_changes(client.clone(), keys.exec_channel(), events.clone()));
+        let wanted = Arc::new(Notify::new());
+        let (live_tx, relay_live) = watch::channel(false);
+        let relay = tokio::spawn(relay_changes(
+            client.clone(),
+            keys.exec_channel(),
+            events.clone(),
+            Arc::clone(&wanted),
+            live_tx,
+        ));
         Ok(RedisStore {
             conn,
             blocking: tokio::sync::Mutex::new(None),
@@ -113,6 +125,8 @@ impl RedisStore {
             retention_ms,
             timing: super::FireTiming::default(),
             events,
+            wanted,
+            relay_live,
             relay,
         })
     }
@@ -475,8 +489,14 @@ impl Store for RedisStore {
         }
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Execution> {
-        self.events.subscribe()
+    async fn subscribe(&self) -> broadcast::Receiver<Execution> {
+        let rx = self.events.subscribe();
+        self.wanted.notify_one();
+        // Changes made before the relay is subscribed would not reach this watcher: wait for it,
+        // but not forever (Redis may be down; the watcher then gets changes once it is back).
+        let mut live = self.relay_live.clone();
+        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, live.wait_for(|l| *l)).await;
+        rx
     }
 
     async fn prune(&self, now: i64) -> Result<u64> {
@@ -667,29 +687,49 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh_exec_id: &str) -> Result<Start> {
+    async fn start(
+        &self,
+        fire_id: &str,
+        node: &str,
+        inc: &str,
+        fresh_exec_id: &str,
+        not_master: bool,
+    ) -> Result<Start> {
         let r: Vec<String> = START
             .key(self.keys.fire(fire_id))
             .key(self.keys.processing(node))
             .key(self.keys.hb(node))
             .key(self.keys.dlq())
+            .key(self.keys.execs())
             .arg(fire_id)
             .arg(node)
             .arg(inc)
             .arg(fresh_exec_id)
             .arg(super::now_ms())
+            .arg(self.keys.job(""))
+            .arg(self.keys.exec(""))
+            .arg(self.keys.job_execs(""))
+            .arg(self.retention_ms)
+            .arg(self.keys.exec_channel())
+            .arg(if not_master { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await?;
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Ok(match r.first().map(String::as_str) {
-            Some("OK") if r.len() == 7 => Start::Run(StartedFire {
+            Some("OK") if r.len() == 9 => Start::Run(StartedFire {
                 exec_id: r[1].clone(),
                 attempt: num(2) as u32,
                 job_id: r[3].clone(),
                 sched_ms: num(4),
                 epoch: num(5) as u64,
                 manual: r[6] == "1",
+                start_ms: num(7),
+                job: match r[8].as_str() {
+                    "" => None,
+                    spec => Some(decode(spec, &self.keys.job(&r[3]))?),
+                },
             }),
+            Some("MASTER_ONLY") => Start::MasterOnly,
             Some("ALREADY") => Start::Already,
             Some("NOT_LIVE") => Start::NotLive,
             Some("POISON") => Start::Poison,
@@ -877,23 +917,48 @@ impl Store for RedisStore {
     }
 }
 
-/// Relays execution changes published by any node to this process's watchers, reconnecting forever.
-async fn relay_changes(client: redis::Client, channel: String, events: broadcast::Sender<Execution>) {
+/// Relays execution changes published by any node to this process's watchers, reconnecting while
+/// there are any. Subscribed only while someone watches: every node decoding every change of the
+/// cluster (three per fire) cost each node CPU in proportion to the whole cluster's fires.
+async fn relay_changes(
+    client: redis::Client,
+    channel: String,
+    events: broadcast::Sender<Execution>,
+    wanted: Arc<Notify>,
+    live: watch::Sender<bool>,
+) {
+    /// How often a subscribed relay checks whether anyone still watches.
+    const IDLE_CHECK: Duration = Duration::from_secs(1);
     loop {
+        while events.receiver_count() == 0 {
+            wanted.notified().await;
+        }
         match client.get_async_pubsub().await {
             Ok(mut ps) => {
                 if let Err(e) = ps.subscribe(&channel).await {
                     tracing::warn!(error = %e, "execution watch: subscribe failed");
                 } else {
+                    live.send_replace(true);
                     let mut msgs = ps.on_message();
-                    while let Some(msg) = msgs.next().await {
-                        let Ok(payload) = msg.get_payload::<String>() else { continue };
-                        match serde_json::from_str::<Execution>(&payload) {
-                            Ok(e) => {
-                                let _ = events.send(e);
+                    let mut check = tokio::time::interval(IDLE_CHECK);
+                    let unwatched = loop {
+                        tokio::select! {
+                            msg = msgs.next() => {
+                                let Some(msg) = msg else { break false };
+                                let Ok(payload) = msg.get_payload::<String>() else { continue };
+                                match serde_json::from_str::<Execution>(&payload) {
+                                    Ok(e) => {
+                                        let _ = events.send(e);
+                                    }
+                                    Err(e) => tracing::warn!(error = %e, "execution watch: undecodable change ignored"),
+                                }
                             }
-                            Err(e) => tracing::warn!(error = %e, "execution watch: undecodable change ignored"),
+                            _ = check.tick() => if events.receiver_count() == 0 { break true },
                         }
+                    };
+                    live.send_replace(false);
+                    if unwatched {
+                        continue;
                     }
                     tracing::warn!("execution watch: pub/sub connection closed; reconnecting");
                 }

@@ -256,34 +256,31 @@ impl Worker {
                 self.set_aside(&fire_id, &reason).await;
                 return;
             }
-            // Off the master, the job is read first (once: the run below reuses it) to see
-            // whether the fire must go to the master instead.
-            let job = match job {
-                None if self.role.borrow().active().is_none() => {
-                    let job_id = fire_id.rsplit_once('@').map_or(fire_id.as_str(), |(j, _)| j);
-                    self.store.get_job(job_id).await.ok().flatten().and_then(|r| Job::new(r.spec).ok())
+            // Off the master, the start refuses a master-only fire, which goes to the master instead.
+            let not_master = self.role.borrow().active().is_none();
+            let mut started = self.store.start(&fire_id, &self.node_id, &inc, &new_execution_id(), not_master).await;
+            if matches!(started, Ok(Start::MasterOnly)) {
+                if self.hand_to_master(&fire_id, &inc).await {
+                    return;
                 }
-                job => job,
-            };
-            if self.hand_to_master(&fire_id, job.as_ref(), &inc).await {
-                return;
+                // No other master to hand it to: started anyway; below, it is recorded skipped
+                // unless this node has become master meanwhile.
+                started = self.store.start(&fire_id, &self.node_id, &inc, &new_execution_id(), false).await;
             }
-            match self.store.start(&fire_id, &self.node_id, &inc, &new_execution_id()).await {
+            match started {
                 Ok(Start::Run(sf)) => {
                     let mut exec =
                         Execution::pending(&sf.job_id, fire_id.clone(), sf.sched_ms, &self.node_id, sf.attempt);
                     exec.id = sf.exec_id;
                     exec.epoch = sf.epoch;
                     exec.manual = sf.manual;
-                    // A store outage while reading the job is waited out: the fire is running here
-                    // now, and failing it for a blip would lose it.
-                    let job = match job {
-                        Some(j) => Ok(j),
-                        None => match self.with_store_retries(&exec, || self.store.get_job(&sf.job_id)).await {
-                            Ok(Some(rec)) => Job::new(rec.spec),
-                            Ok(None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
-                            Err(()) => Err(crate::Error::StoreUnavailable("store unreachable at shutdown".into())),
-                        },
+                    exec.state = ExecState::Running;
+                    exec.start_ms = Some(sf.start_ms);
+                    // The start returned the job's definition (one round trip for both).
+                    let job = match (job, sf.job) {
+                        (Some(j), _) => Ok(j),
+                        (None, Some(spec)) => Job::new(spec),
+                        (None, None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
                     };
                     match job {
                         Ok(job) if job.spec.master_only && self.role.borrow().active().is_none() => {
@@ -367,10 +364,7 @@ impl Worker {
     /// A master-only fire that reached this node while it is not master (mastership changed
     /// between the claim and now, or this node adopted it after a restart) goes to the master's
     /// queue rather than being skipped. True when handed over.
-    async fn hand_to_master(&self, fire_id: &str, job: Option<&Job>, inc: &str) -> bool {
-        if self.role.borrow().active().is_some() || !job.is_some_and(|j| j.spec.master_only) {
-            return false;
-        }
+    async fn hand_to_master(&self, fire_id: &str, inc: &str) -> bool {
         // Between two masters (a lease expiring), wait for the next one, which may be this node;
         // with none, the start below records it skipped.
         let Some(master) = self.master_elsewhere().await else { return false };
@@ -461,8 +455,11 @@ impl Worker {
         }
         // Retries are counted from the first attempt of this recovery round.
         let first_attempt = exec.attempt;
+        // The start recorded the first attempt `running`; each retry records its own.
+        let mut recorded_running = true;
         loop {
-            let state = self.run_attempt(&job, &mut exec, forbid).await;
+            let state = self.run_attempt(&job, &mut exec, forbid, recorded_running).await;
+            recorded_running = false;
             if state == ExecState::Pending {
                 // Not run here: handed to the master, its record already closed (`hand_back`).
                 return;
@@ -532,9 +529,13 @@ impl Worker {
         }
     }
 
-    /// One attempt: mark running, run the handler under the job's timeout, fill in the outcome.
-    async fn run_attempt(&self, job: &Job, exec: &mut Execution, forbid: bool) -> ExecState {
-        let start = now_ms();
+    /// One attempt: mark running (unless the start already did, `recorded_running`), run the
+    /// handler under the job's timeout, fill in the outcome.
+    async fn run_attempt(&self, job: &Job, exec: &mut Execution, forbid: bool, recorded_running: bool) -> ExecState {
+        let start = match exec.start_ms {
+            Some(t) if recorded_running => t,
+            _ => now_ms(),
+        };
         exec.state = ExecState::Running;
         exec.start_ms = Some(start);
         exec.node_id = self.node_id.clone();
@@ -542,7 +543,8 @@ impl Worker {
         if exec.attempt == 1 && !exec.manual {
             self.metrics.fire_delay.observe((start - exec.scheduled_ms).max(0) as f64 / 1000.0);
         }
-        match self.store.update_execution(exec).await {
+        let update = if recorded_running { Ok(true) } else { self.store.update_execution(exec).await };
+        match update {
             Ok(true) => {}
             Ok(false) => {
                 // Recorded terminal meanwhile: this node was declared dead between the start and

@@ -1,10 +1,16 @@
 -- The owner starts a fire taken from its processing list: compare-and-set queued|accepted -> running,
--- only in a live incarnation that owns the fire. An entry that names no fire is set aside in the
--- dead-letter list (never dropped); a stale copy of a fire that lives elsewhere is removed.
--- KEYS[1] fire hash  KEYS[2] p:<self>  KEYS[3] hb:<self>  KEYS[4] dlq
+-- only in a live incarnation that owns the fire, and writes the attempt's `running` record in the
+-- same step (so the record can never say less than the fire hash: a reaper that later records the
+-- attempt lost is never overwritten by a late "running"). Returns the job's definition too, so the
+-- worker needs no read of its own. An entry that names no fire is set aside in the dead-letter list
+-- (never dropped); a stale copy of a fire that lives elsewhere is removed.
+-- KEYS[1] fire hash  KEYS[2] p:<self>  KEYS[3] hb:<self>  KEYS[4] dlq  KEYS[5] executions index
 -- ARGV[1] fire id  ARGV[2] self  ARGV[3] incarnation  ARGV[4] fresh execution id  ARGV[5] now ms (for the dlq entry)
--- Returns {'OK', exec id, attempt, job, sched, epoch, manual} | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state}
---   | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
+-- ARGV[6] job hash key prefix  ARGV[7] exec key prefix  ARGV[8] job's executions index key prefix
+-- ARGV[9] retention ms  ARGV[10] change channel  ARGV[11] '1': the caller is not master
+-- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or ''}
+--   | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state} | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
+--   | {'MASTER_ONLY'} (the caller is not master and the job is master-only: nothing changed)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
@@ -30,7 +36,23 @@ if f[8] and now > tonumber(f[8]) then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   return {'MISFIRED', f[4], f[5], exec}
 end
+local spec = redis.call('HGET', ARGV[6] .. f[4], 'spec') or ''
+-- A plain find first: only a spec that may say so is decoded (args could hold the same text).
+if ARGV[11] == '1' and string.find(spec, '"master_only":true', 1, true) then
+  local ok, d = pcall(cjson.decode, spec)
+  if ok and type(d) == 'table' and d.master_only == true then return {'MASTER_ONLY'} end
+end
 redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now)
 redis.call('HDEL', KEYS[1], 'next_exec')
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-return {'OK', exec, tostring(attempt), f[4], f[5], f[6] or '0', f[9] or '0'}
+-- The record's JSON is the Execution type's serde form (tested by the store conformance suite).
+local json = cjson.encode({
+  id = exec, job_id = f[4], fire_id = ARGV[1], scheduled_ms = tonumber(f[5]), start_ms = now,
+  end_ms = cjson.null, node_id = ARGV[2], attempt = attempt, state = 'running', error = '', output = '',
+  manual = f[9] == '1', epoch = tonumber(f[6] or '0')
+})
+redis.call('SET', ARGV[7] .. exec, json, 'PX', ARGV[9])
+redis.call('ZADD', KEYS[5], 0, exec)
+redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
+redis.call('PUBLISH', ARGV[10], json)
+return {'OK', exec, tostring(attempt), f[4], f[5], f[6] or '0', f[9] or '0', tostring(now), spec}
