@@ -634,7 +634,7 @@ impl Store for MemoryStore {
         st.insert_exec(&record, self.retention_ms, now);
         drop(st);
         self.announce(&record);
-        Ok(Start::Run(started))
+        Ok(Start::Run(Box::new(started)))
     }
 
     async fn retry_attempt(&self, fire_id: &str, node: &str, inc: &str, exec_id: &str) -> Result<Option<u32>> {

@@ -172,7 +172,7 @@ pub enum Enqueue {
 /// What `start` found for a fire taken from this node's processing list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Start {
-    Run(StartedFire),
+    Run(Box<StartedFire>),
     /// Already running here (a repeated start).
     Already,
     NotLive,

@@ -716,7 +716,7 @@ impl Store for RedisStore {
             .await?;
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Ok(match r.first().map(String::as_str) {
-            Some("OK") if r.len() == 9 => Start::Run(StartedFire {
+            Some("OK") if r.len() == 9 => Start::Run(Box::new(StartedFire {
                 exec_id: r[1].clone(),
                 attempt: num(2) as u32,
                 job_id: r[3].clone(),
@@ -728,7 +728,7 @@ impl Store for RedisStore {
                     "" => None,
                     spec => Some(decode(spec, &self.keys.job(&r[3]))?),
                 },
-            }),
+            })),
             Some("MASTER_ONLY") => Start::MasterOnly,
             Some("ALREADY") => Start::Already,
             Some("NOT_LIVE") => Start::NotLive,
