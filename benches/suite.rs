@@ -139,7 +139,8 @@ async fn precision() -> Value {
     let secs = env_num("ROTA_BENCH_PRECISION_SECS", 60);
     let redis = RedisServer::start();
     let rtt = redis_rtt_us(&redis.url(), 2000);
-    let (nodes, ports) = cluster(&redis, 3, &[]).await;
+    let workers = env_num("ROTA_BENCH_PRECISION_WORKERS", 32).to_string();
+    let (nodes, ports) = cluster(&redis, 3, &["--workers", &workers]).await;
     // Background: heartbeats, lease renewals, load reports, queue polls with nothing to fire.
     let (idle0, _) = redis_calls(&redis.url());
     tokio::time::sleep(Duration::from_secs(5)).await;

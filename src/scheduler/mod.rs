@@ -48,6 +48,12 @@ const BATCH: usize = 500;
 const MAX_IDLE: Duration = Duration::from_millis(500);
 /// Pause after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Fires are claimed, routed and accepted by their node this long before they are due; the node
+/// starts each on its instant (as Quartz's fire-ahead window does). Claiming and routing 1,000 fires
+/// due at the same instant took ~150 ms, all of it lateness when done at the instant; ahead of it,
+/// only the start remains. The cost: a job paused or changed within this window of an instant
+/// still fires at that instant.
+pub const FIRE_AHEAD_MS: i64 = 300;
 
 pub struct Scheduler {
     store: Arc<dyn Store>,
@@ -217,9 +223,9 @@ impl Scheduler {
             let wait = match self.step(now_ms(), &master).await {
                 Ok(true) => continue,
                 Ok(false) => match self.store.next_due_ms().await {
-                    // In microseconds: a whole-ms difference would add up to 1 ms of lateness.
                     Ok(Some(t)) => Duration::from_micros(
-                        (t * 1000 - chrono::Utc::now().timestamp_micros()).clamp(0, MAX_IDLE.as_micros() as i64) as u64,
+                        ((t - FIRE_AHEAD_MS) * 1000 - chrono::Utc::now().timestamp_micros())
+                            .clamp(0, MAX_IDLE.as_micros() as i64) as u64,
                     ),
                     Ok(None) => MAX_IDLE,
                     Err(e) => {
@@ -246,9 +252,10 @@ impl Scheduler {
         tracing::info!(node = %self.node_id, "scheduler stopped");
     }
 
-    /// Claims everything due at `now` and starts it. True when it made progress (look again at once).
+    /// Claims everything due by `now` + FIRE_AHEAD_MS and hands it to where it runs. True when it
+    /// made progress (look again at once).
     pub async fn step(&self, now: i64, master: &Mastership) -> Result<bool> {
-        let due = self.store.due_jobs(now, BATCH).await?;
+        let due = self.store.due_jobs(now + FIRE_AHEAD_MS, BATCH).await?;
         if due.is_empty() {
             return Ok(false);
         }

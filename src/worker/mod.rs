@@ -159,6 +159,7 @@ impl Worker {
                     return;
                 }
             }
+            wait_until_due(&fire_id).await;
             let permit = Arc::clone(&me.permits).acquire_owned().await;
             me.waiting.fetch_sub(1, Ordering::Relaxed);
             if let Ok(permit) = permit {
@@ -256,6 +257,8 @@ impl Worker {
                 self.set_aside(&fire_id, &reason).await;
                 return;
             }
+            // A fire from the queue may have come ahead of its instant too (see `wait_until_due`).
+            wait_until_due(&fire_id).await;
             // Off the master, the start refuses a master-only fire, which goes to the master instead.
             let not_master = self.role.borrow().active().is_none();
             let mut started = self.store.start(&fire_id, &self.node_id, &inc, &new_execution_id(), not_master).await;
@@ -724,6 +727,19 @@ impl Drop for Held {
     fn drop(&mut self) {
         if let Ok(mut s) = self.set.lock() {
             s.remove(&self.fire_id);
+        }
+    }
+}
+
+/// A fire claimed ahead of its instant (the scheduler's fire-ahead window) waits here until it is
+/// due, before it takes a worker. Bounded, so an entry naming a far-future instant (not a fire
+/// rota made) cannot hold anything up.
+async fn wait_until_due(fire_id: &str) {
+    const MAX_WAIT_US: i64 = 2 * crate::scheduler::FIRE_AHEAD_MS * 1000;
+    if let Some(due) = crate::execution::fire_due_ms(fire_id) {
+        let us = due.saturating_mul(1000).saturating_sub(chrono::Utc::now().timestamp_micros());
+        if us > 0 {
+            tokio::time::sleep(Duration::from_micros(us.min(MAX_WAIT_US) as u64)).await;
         }
     }
 }
