@@ -78,7 +78,7 @@ async fn metric_sum(ports: &[u16], name: &str) -> f64 {
     sum
 }
 
-/// Fires delivered by a direct SubmitTask call (one gRPC call each), over the nodes.
+/// Fires delivered by a direct SubmitTasks call, over the nodes.
 async fn direct_submits(ports: &[u16]) -> f64 {
     let mut n = 0.0;
     for p in ports {
@@ -151,6 +151,7 @@ async fn precision() -> Value {
     let (c0, per0) = redis_calls(&redis.url());
     let fires0 = metric_sum(&ports, "rota_fires_total").await;
     let direct0 = direct_submits(&ports).await;
+    let calls0 = metric_sum(&ports, "rota_submit_calls_total").await;
     let t0 = Instant::now();
     let from_ms = rota::store::now_ms();
     tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -160,6 +161,7 @@ async fn precision() -> Value {
     let elapsed = t0.elapsed().as_secs_f64();
     let fires = fires1 - fires0;
     let direct = direct_submits(&ports).await - direct0;
+    let calls = metric_sum(&ports, "rota_submit_calls_total").await - calls0;
     let per_cmd: BTreeMap<String, f64> = per1
         .iter()
         .map(|(k, v)| (k.clone(), (*v - per0.get(k).copied().unwrap_or(0)) as f64 / fires.max(1.0)))
@@ -206,7 +208,8 @@ async fn precision() -> Value {
             "redis_commands_per_fire": redis_per_fire,
             "redis_commands_per_fire_by_command": per_cmd,
             "redis_background_commands_per_s": idle_per_s,
-            "grpc_submit_calls_per_fire": direct / fires.max(1.0),
+            "grpc_submit_calls_per_fire": calls / fires.max(1.0),
+            "fires_sent_to_peers_per_fire": direct / fires.max(1.0),
         },
     })
 }

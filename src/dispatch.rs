@@ -101,22 +101,26 @@ impl Dispatcher {
         Ok(c)
     }
 
-    pub async fn submit(&self, peer: &Peer, req: pb::SubmitTaskRequest) -> Delivery {
+    /// Sends several fires in one SubmitTasks call: one delivery per task, in order.
+    pub async fn submit_many(&self, peer: &Peer, req: pb::SubmitTasksRequest) -> Vec<Delivery> {
+        let n = req.tasks.len();
         let ch = match self.channel(&peer.address) {
             Ok(c) => c,
-            Err(e) => return Delivery::Failed(e),
+            Err(e) => return vec![Delivery::Failed(e); n],
         };
-        match tokio::time::timeout(self.timeout, NodeServiceClient::new(ch).submit_task(self.request(req))).await {
+        match tokio::time::timeout(self.timeout, NodeServiceClient::new(ch).submit_tasks(self.request(req))).await {
             Ok(Ok(r)) => {
-                let r = r.into_inner();
-                if r.accepted {
-                    Delivery::Accepted
-                } else {
-                    Delivery::Refused(r.reason)
+                let results = r.into_inner().results;
+                if results.len() != n {
+                    return vec![Delivery::Failed(format!("{} results for {n} tasks", results.len())); n];
                 }
+                results
+                    .into_iter()
+                    .map(|r| if r.accepted { Delivery::Accepted } else { Delivery::Refused(r.reason) })
+                    .collect()
             }
-            Ok(Err(s)) => Delivery::Failed(format!("{:?}: {}", s.code(), s.message())),
-            Err(_) => Delivery::Failed(format!("no answer within {} ms", self.timeout.as_millis())),
+            Ok(Err(s)) => vec![Delivery::Failed(format!("{:?}: {}", s.code(), s.message())); n],
+            Err(_) => vec![Delivery::Failed(format!("no answer within {} ms", self.timeout.as_millis())); n],
         }
     }
 

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub epoch: Gauge,
     pub queue_depth: Family<NodeLabel, Gauge>,
     pub dispatch: Family<PathLabel, Counter>,
+    /// SubmitTasks calls this node made as master (each carries one or more fires).
+    pub submit_calls: Counter,
     pub prevented_duplicates: Counter,
     /// Queue entries set aside in the dead-letter list (malformed, oversized, naming no fire).
     pub dead_letters: Counter,
@@ -88,6 +90,7 @@ impl Metrics {
             epoch: Gauge::default(),
             queue_depth: Family::default(),
             dispatch: Family::default(),
+            submit_calls: Counter::default(),
             prevented_duplicates: Counter::default(),
             dead_letters: Counter::default(),
             alerts: Family::default(),
@@ -105,6 +108,11 @@ impl Metrics {
             "dispatch",
             "Fires by the path that brought them to the node that ran them",
             m.dispatch.clone(),
+        );
+        registry.register(
+            "submit_calls",
+            "SubmitTasks calls made as master (one or more fires each)",
+            m.submit_calls.clone(),
         );
         registry.register(
             "prevented_duplicates",

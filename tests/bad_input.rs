@@ -97,6 +97,15 @@ async fn every_rpc_refuses_malformed_input_precisely() {
     check("SubmitTask job_id", n.submit_task(st(bad_id, "x@1", 1)).await, IA, "job_id:");
     check("SubmitTask fire_id", n.submit_task(st("j", "k@1", 1)).await, IA, "fire_id:");
     check("SubmitTask epoch", n.submit_task(st("j", "j@1", 0)).await, IA, "epoch:");
+    let batch = |epoch: u64, tasks: Vec<pb::SubmitTaskRequest>| pb::SubmitTasksRequest { epoch, tasks };
+    check("SubmitTasks epoch", n.submit_tasks(batch(0, vec![st("j", "j@1", 0)])).await, IA, "epoch:");
+    check("SubmitTasks none", n.submit_tasks(batch(1, vec![])).await, IA, "tasks: between 1 and 1000");
+    let many = (0..1001).map(|i| st("j", &format!("j@{i}"), 0)).collect();
+    check("SubmitTasks too many", n.submit_tasks(batch(1, many)).await, IA, "tasks: between 1 and 1000");
+    let bad_second = vec![st("j", "j@1", 0), st("j", "k@1", 0)];
+    check("SubmitTasks fire_id", n.submit_tasks(batch(1, bad_second)).await, IA, "tasks[1].fire_id:");
+    let mixed = vec![st("j", "j@1", 1), st("j", "j@2", 2)];
+    check("SubmitTasks mixed epochs", n.submit_tasks(batch(1, mixed)).await, IA, "tasks[1].epoch:");
     // Oversized: a job whose arguments exceed the request limit.
     let mut big = common::job("big", "* * * * * *", "noop", serde_json::json!(null));
     big.description = "d".repeat(2 * 1024 * 1024);

@@ -1,6 +1,6 @@
 //! Who may call what. Tokens (bearer, in the `authorization` metadata) carry a role: `viewer`
 //! (reads), `operator` (also pause, resume, trigger), `admin` (also put and delete jobs). Node-to-node
-//! calls (SubmitTask, ReportLoad) need the cluster secret. Health and reflection stay open: a load
+//! calls (SubmitTask(s), ReportLoad) need the cluster secret. Health and reflection stay open: a load
 //! balancer has no token. Tokens are configured as SHA-256 hashes and compared in constant time;
 //! the clear token is never logged. With no tokens configured, everything is open (local use).
 //! This is a tower layer in front of every service, so handlers never deal with it.
@@ -292,6 +292,8 @@ mod tests {
             ("/rota.v1.SchedulerService/PutJob", Some("a"), None),
             ("/rota.v1.NodeService/SubmitTask", Some("a"), Some(PermissionDenied)),
             ("/rota.v1.NodeService/SubmitTask", Some("s3cret"), None),
+            ("/rota.v1.NodeService/SubmitTasks", Some("a"), Some(PermissionDenied)),
+            ("/rota.v1.NodeService/SubmitTasks", Some("s3cret"), None),
             ("/rota.v1.NodeService/GetNodeInfo", Some("v"), None),
         ];
         for (path, token, want) in cases {

@@ -18,6 +18,51 @@ impl NodeApi {
     pub fn new(node: Arc<Node>) -> Self {
         NodeApi { node }
     }
+
+    /// Accepts fires sent by a master (durable before the reply) and starts them. A stale epoch or
+    /// a node that is not live fails the whole call; otherwise each fire is taken or refused.
+    async fn submit(&self, epoch: u64, fires: Vec<String>) -> Result<Vec<pb::SubmitTaskResponse>, Status> {
+        if let Err(reason) = self.node.observe_epoch(epoch) {
+            return Err(Status::failed_precondition(reason));
+        }
+        let refused = |reason: String| pb::SubmitTaskResponse { accepted: false, reason, execution_id: String::new() };
+        let accepts = match self.node.scheduler.accept_submitted(&fires, epoch).await {
+            Ok(a) => a,
+            Err(e @ Error::FailedPrecondition(_)) => return Ok(fires.iter().map(|_| refused(e.to_string())).collect()),
+            Err(e) => return Err(e.into()),
+        };
+        if accepts.iter().any(|a| matches!(a, Accept::Accepted | Accept::Already)) {
+            fail::fail_point!("after_accept", |_| crate::chaos::crash("after_accept"));
+        }
+        accepts
+            .into_iter()
+            .map(|a| match a {
+                Accept::Accepted | Accept::Already => {
+                    Ok(pb::SubmitTaskResponse { accepted: true, reason: String::new(), execution_id: String::new() })
+                }
+                Accept::StaleEpoch => {
+                    Err(Status::failed_precondition(format!("stale epoch {epoch}: a newer master exists")))
+                }
+                Accept::NotLive => Err(Status::aborted("this node's incarnation is not live; it is re-registering")),
+                Accept::Taken => Ok(refused("taken: the fire is already with another node or past dispatch".into())),
+                Accept::Unknown => Ok(refused("unknown fire".into())),
+            })
+            .collect()
+    }
+}
+
+/// Most fires one SubmitTasks call may carry.
+pub const MAX_TASKS_PER_CALL: usize = 1000;
+
+/// Checks one task's ids; `prefix` names it within a batch ("tasks[3].").
+fn check_task(t: &pb::SubmitTaskRequest, prefix: &str) -> Result<(), Status> {
+    validate_id(&t.job_id).map_err(|e| Error::invalid(format!("{prefix}job_id"), e))?;
+    if t.fire_id.is_empty() || t.fire_id.len() > 256 || !t.fire_id.starts_with(&format!("{}@", t.job_id)) {
+        return Err(
+            Error::invalid(format!("{prefix}fire_id"), "must be '<job_id>@…' and at most 256 characters").into()
+        );
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -44,37 +89,35 @@ impl NodeService for NodeApi {
         req: Request<pb::SubmitTaskRequest>,
     ) -> Result<Response<pb::SubmitTaskResponse>, Status> {
         let r = req.into_inner();
-        validate_id(&r.job_id).map_err(|e| Error::invalid("job_id", e))?;
-        if r.fire_id.is_empty() || r.fire_id.len() > 256 || !r.fire_id.starts_with(&format!("{}@", r.job_id)) {
-            return Err(Error::invalid("fire_id", "must be '<job_id>@…' and at most 256 characters").into());
-        }
+        check_task(&r, "")?;
         if r.epoch == 0 {
             return Err(Error::invalid("epoch", "is required (the sender's fencing epoch)").into());
         }
-        let refuse = |reason: String| {
-            Ok(Response::new(pb::SubmitTaskResponse { accepted: false, reason, execution_id: String::new() }))
-        };
-        if let Err(reason) = self.node.observe_epoch(r.epoch) {
-            return Err(Status::failed_precondition(reason));
+        let mut results = self.submit(r.epoch, vec![r.fire_id]).await?;
+        let result = results.pop().ok_or_else(|| Status::internal("no result for the task"))?;
+        Ok(Response::new(result))
+    }
+
+    async fn submit_tasks(
+        &self,
+        req: Request<pb::SubmitTasksRequest>,
+    ) -> Result<Response<pb::SubmitTasksResponse>, Status> {
+        let r = req.into_inner();
+        if r.epoch == 0 {
+            return Err(Error::invalid("epoch", "is required (the sender's fencing epoch)").into());
         }
-        match self.node.scheduler.accept_submitted(&r.fire_id, r.epoch).await {
-            Ok(Accept::Accepted | Accept::Already) => {
-                fail::fail_point!("after_accept", |_| crate::chaos::crash("after_accept"));
-                Ok(Response::new(pb::SubmitTaskResponse {
-                    accepted: true,
-                    reason: String::new(),
-                    execution_id: String::new(),
-                }))
-            }
-            Ok(Accept::StaleEpoch) => {
-                Err(Status::failed_precondition(format!("stale epoch {}: a newer master exists", r.epoch)))
-            }
-            Ok(Accept::NotLive) => Err(Status::aborted("this node's incarnation is not live; it is re-registering")),
-            Ok(Accept::Taken) => refuse("taken: the fire is already with another node or past dispatch".into()),
-            Ok(Accept::Unknown) => refuse("unknown fire".into()),
-            Err(e @ Error::FailedPrecondition(_)) => refuse(e.to_string()),
-            Err(e) => Err(e.into()),
+        if r.tasks.is_empty() || r.tasks.len() > MAX_TASKS_PER_CALL {
+            return Err(Error::invalid("tasks", format!("between 1 and {MAX_TASKS_PER_CALL} are required")).into());
         }
+        let mut fires = Vec::with_capacity(r.tasks.len());
+        for (i, t) in r.tasks.into_iter().enumerate() {
+            check_task(&t, &format!("tasks[{i}]."))?;
+            if t.epoch != 0 && t.epoch != r.epoch {
+                return Err(Error::invalid(format!("tasks[{i}].epoch"), "differs from the call's epoch").into());
+            }
+            fires.push(t.fire_id);
+        }
+        Ok(Response::new(pb::SubmitTasksResponse { results: self.submit(r.epoch, fires).await? }))
     }
 
     async fn get_node_info(

@@ -286,6 +286,7 @@ impl Scheduler {
         }
         let outcomes = self.store.claim(&master.lease, &claims).await?;
         let mut progress = false;
+        let mut outbox = Outbox::new();
         for ((claim, job), outcome) in claims.into_iter().zip(jobs).zip(outcomes) {
             let fire = &claim.exec.fire_id;
             match outcome {
@@ -293,7 +294,7 @@ impl Scheduler {
                     progress = true;
                     fail::fail_point!("after_claim", |_| crate::chaos::crash("after_claim"));
                     if let Some(job) = job {
-                        self.dispatch(job, claim.exec.fire_id.clone(), master, now).await;
+                        self.dispatch(job, claim.exec.fire_id.clone(), master, now, &mut outbox).await;
                     }
                 }
                 ClaimOutcome::Skipped => {
@@ -316,6 +317,7 @@ impl Scheduler {
                 }
             }
         }
+        self.send(outbox, master);
         Ok(progress)
     }
 
@@ -401,8 +403,8 @@ impl Scheduler {
     }
 
     /// Sends a claimed fire where it should run: here (accept into this node's processing list),
-    /// or to the least-loaded peer by SubmitTask, falling back to that peer's durable queue.
-    async fn dispatch(&self, job: Job, fire_id: String, master: &Mastership, now: i64) {
+    /// or into `outbox` for the least-loaded peer (see `send`).
+    async fn dispatch(&self, job: Job, fire_id: String, master: &Mastership, now: i64, outbox: &mut Outbox) {
         let peers = if job.spec.master_only { Vec::new() } else { self.peers(now).await };
         match decide(job.spec.master_only, self.worker.load(), self.routing.threshold, &peers) {
             Decision::RunHere => {
@@ -411,27 +413,42 @@ impl Scheduler {
             }
             Decision::SendTo(peer) => {
                 self.bump_load(&peer.node_id);
-                let req = pb::SubmitTaskRequest {
+                let task = pb::SubmitTaskRequest {
                     job_id: job.spec.id.clone(),
-                    fire_id: fire_id.clone(),
+                    fire_id,
                     scheduled_time: None,
                     attempt: 1,
                     epoch: master.epoch,
                 };
-                // Delivery must not hold up the next fires: it runs on its own task.
-                let me = self.handle();
-                let fence = master.lease.clone();
+                outbox.entry(peer.node_id.clone()).or_insert_with(|| (peer, Vec::new())).1.push(task);
+            }
+        }
+    }
+
+    /// Delivers a tick's fires for peers: one SubmitTasks call per peer (per `SUBMIT_BATCH` fires),
+    /// each on its own task so delivery never holds up the next fires. A fire the peer did not
+    /// take (or a call that failed) goes to that peer's durable queue.
+    fn send(&self, outbox: Outbox, master: &Mastership) {
+        for (_, (peer, tasks)) in outbox {
+            for chunk in tasks.chunks(SUBMIT_BATCH) {
+                let req = pb::SubmitTasksRequest { epoch: master.epoch, tasks: chunk.to_vec() };
+                let (me, fence, peer) = (self.handle(), master.lease.clone(), peer.clone());
+                self.worker.metrics().submit_calls.inc();
                 tokio::spawn(async move {
                     let Some(me) = me.upgrade() else { return };
-                    match me.dispatcher.submit(&peer, req).await {
-                        Delivery::Accepted => {
-                            me.worker.metrics().dispatched(path::DIRECT);
-                            tracing::debug!(fire = %fire_id, node = %peer.node_id, "dispatched");
-                        }
-                        other => {
-                            tracing::info!(fire = %fire_id, node = %peer.node_id, outcome = ?other,
-                                "direct dispatch failed: using the node's durable queue");
-                            me.enqueue_somewhere(&fence, &fire_id, &peer.node_id).await;
+                    let fires: Vec<String> = req.tasks.iter().map(|t| t.fire_id.clone()).collect();
+                    let results = me.dispatcher.submit_many(&peer, req).await;
+                    for (fire_id, delivery) in fires.iter().zip(results) {
+                        match delivery {
+                            Delivery::Accepted => {
+                                me.worker.metrics().dispatched(path::DIRECT);
+                                tracing::debug!(fire = %fire_id, node = %peer.node_id, "dispatched");
+                            }
+                            other => {
+                                tracing::info!(fire = %fire_id, node = %peer.node_id, outcome = ?other,
+                                    "direct dispatch failed: using the node's durable queue");
+                                me.enqueue_somewhere(&fence, fire_id, &peer.node_id).await;
+                            }
                         }
                     }
                 });
@@ -469,17 +486,20 @@ impl Scheduler {
         }
     }
 
-    /// A peer's SubmitTask: accept (compare-and-set, durable before the reply) and run.
-    pub async fn accept_submitted(&self, fire_id: &str, epoch: u64) -> Result<Accept> {
+    /// A peer's SubmitTask(s): accept (compare-and-set, durable before the reply; one store step
+    /// for the whole batch) and run.
+    pub async fn accept_submitted(&self, fire_ids: &[String], epoch: u64) -> Result<Vec<Accept>> {
         if !self.worker.accepting() {
             return Err(Error::FailedPrecondition("node is shutting down".into()));
         }
         let inc = self.membership.incarnation();
-        let a = self.store.accept(fire_id, Some(epoch), &self.node_id, &inc).await?;
-        if a == Accept::Accepted {
-            self.worker.run_accepted(fire_id.to_string(), None);
+        let accepts = self.store.accept_many(fire_ids, Some(epoch), &self.node_id, &inc).await?;
+        for (fire_id, a) in fire_ids.iter().zip(&accepts) {
+            if *a == Accept::Accepted {
+                self.worker.run_accepted(fire_id.clone(), None);
+            }
         }
-        Ok(a)
+        Ok(accepts)
     }
 
     /// Master duties besides firing, every interval: move dead nodes' work, and hand fires left in
@@ -645,6 +665,12 @@ impl Scheduler {
         Ok(())
     }
 }
+
+/// Fires for peers, gathered over one tick: peer id -> (peer, tasks).
+type Outbox = HashMap<String, (Peer, Vec<pb::SubmitTaskRequest>)>;
+
+/// Fires per SubmitTasks call (the node's limit is `MAX_TASKS_PER_CALL`).
+const SUBMIT_BATCH: usize = 250;
 
 /// Decrements the counter when dropped.
 struct InFlight<'a>(&'a AtomicU32);

@@ -506,26 +506,39 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, inc: &str) -> Result<Accept> {
+    async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
         let mut st = self.lock()?;
         let now = now_ms();
-        if !st.live(node, inc, now) {
-            return Ok(Accept::NotLive);
+        let whole = if !st.live(node, inc, now) {
+            Some(Accept::NotLive)
+        } else if epoch.is_some_and(|e| e != st.epoch) {
+            Some(Accept::StaleEpoch)
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(fire_ids.len());
+        for fire_id in fire_ids {
+            if let Some(w) = &whole {
+                out.push(w.clone());
+                continue;
+            }
+            let Some(f) = st.fires.get_mut(fire_id) else {
+                out.push(Accept::Unknown);
+                continue;
+            };
+            match f.state.as_str() {
+                "accepted" | "running" if f.node == node => out.push(Accept::Already),
+                "dispatching" => {
+                    f.state = "accepted".into();
+                    f.node = node.to_string();
+                    f.inc = inc.to_string();
+                    st.processing.entry(node.to_string()).or_default().insert(0, fire_id.to_string());
+                    out.push(Accept::Accepted);
+                }
+                _ => out.push(Accept::Taken),
+            }
         }
-        if epoch.is_some_and(|e| e != st.epoch) {
-            return Ok(Accept::StaleEpoch);
-        }
-        let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Accept::Unknown) };
-        match f.state.as_str() {
-            "accepted" | "running" if f.node == node => return Ok(Accept::Already),
-            "dispatching" => {}
-            _ => return Ok(Accept::Taken),
-        }
-        f.state = "accepted".into();
-        f.node = node.to_string();
-        f.inc = inc.to_string();
-        st.processing.entry(node.to_string()).or_default().insert(0, fire_id.to_string());
-        Ok(Accept::Accepted)
+        Ok(out)
     }
 
     async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue> {

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::JobSpec;
 
@@ -358,7 +358,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes a dispatching fire into `node`'s processing list (compare-and-set). `epoch` None skips
     /// the epoch check (a node accepting its own manual fire).
-    async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, incarnation: &str) -> Result<Accept>;
+    async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, incarnation: &str) -> Result<Accept> {
+        let mut r = self.accept_many(&[fire_id.to_string()], epoch, node, incarnation).await?;
+        r.pop().ok_or_else(|| Error::StoreUnavailable("accept: no result".into()))
+    }
+    /// `accept` for several fires in one step (a batch from SubmitTasks); one result per fire.
+    async fn accept_many(
+        &self,
+        fire_ids: &[String],
+        epoch: Option<u64>,
+        node: &str,
+        incarnation: &str,
+    ) -> Result<Vec<Accept>>;
     /// Master only (fenced): moves a dispatching fire into `target`'s durable queue.
     async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue>;
     /// Moves the next entry of `node`'s queue into its processing list, waiting up to `wait`.

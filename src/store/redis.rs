@@ -595,7 +595,10 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, inc: &str) -> Result<Accept> {
+    async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
+        if fire_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         // Without an epoch to check, compare the counter with itself (its current value).
         let epoch_arg = match epoch {
             Some(e) => e.to_string(),
@@ -604,26 +607,26 @@ impl Store for RedisStore {
                 cur.unwrap_or_else(|| "0".into())
             }
         };
-        let r: String = ACCEPT
-            .key(self.keys.epoch())
-            .key(self.keys.fire(fire_id))
-            .key(self.keys.processing(node))
-            .key(self.keys.inflight())
-            .key(self.keys.hb(node))
-            .arg(fire_id)
-            .arg(epoch_arg)
-            .arg(node)
-            .arg(inc)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(match r.as_str() {
-            "OK" => Accept::Accepted,
-            "ALREADY" => Accept::Already,
-            "TAKEN" => Accept::Taken,
-            "STALE_EPOCH" => Accept::StaleEpoch,
-            "NOT_LIVE" => Accept::NotLive,
-            _ => Accept::Unknown,
-        })
+        let mut inv = ACCEPT.prepare_invoke();
+        inv.key(self.keys.epoch()).key(self.keys.processing(node)).key(self.keys.inflight()).key(self.keys.hb(node));
+        inv.arg(epoch_arg).arg(node).arg(inc);
+        for f in fire_ids {
+            inv.key(self.keys.fire(f)).arg(f);
+        }
+        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        if r.len() != fire_ids.len() {
+            return Err(unexpected("accept", &r));
+        }
+        Ok(r.iter()
+            .map(|s| match s.as_str() {
+                "OK" => Accept::Accepted,
+                "ALREADY" => Accept::Already,
+                "TAKEN" => Accept::Taken,
+                "STALE_EPOCH" => Accept::StaleEpoch,
+                "NOT_LIVE" => Accept::NotLive,
+                _ => Accept::Unknown,
+            })
+            .collect())
     }
 
     async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue> {

@@ -1,19 +1,32 @@
--- A node takes a fire that is being dispatched to it (from SubmitTask, or the master for itself):
--- compare-and-set dispatching -> accepted, and push it into the node's processing list before
+-- A node takes fires that are being dispatched to it (from SubmitTask(s), or the master for itself):
+-- compare-and-set dispatching -> accepted, and push each into the node's processing list before
 -- saying yes, so an accepted fire is durable. Races with `enqueue`; exactly one of the two wins.
--- KEYS[1] epoch counter  KEYS[2] fire hash  KEYS[3] p:<self>  KEYS[4] inflight zset  KEYS[5] hb:<self>
--- ARGV[1] fire id  ARGV[2] sender's epoch  ARGV[3] self  ARGV[4] incarnation
--- Returns OK | ALREADY | TAKEN | STALE_EPOCH | NOT_LIVE | UNKNOWN
-if redis.call('GET', KEYS[5]) ~= ARGV[4] then return 'NOT_LIVE' end
-if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 'STALE_EPOCH' end
-local st = redis.call('HGET', KEYS[2], 'state')
-if not st then return 'UNKNOWN' end
-if st == 'accepted' or st == 'running' then
-  if redis.call('HGET', KEYS[2], 'node') == ARGV[3] then return 'ALREADY' end
-  return 'TAKEN'
+-- Several fires in one call (a master's batch): each is decided on its own.
+-- KEYS[1] epoch counter  KEYS[2] p:<self>  KEYS[3] inflight zset  KEYS[4] hb:<self>
+--   then one fire hash per fire
+-- ARGV[1] sender's epoch  ARGV[2] self  ARGV[3] incarnation  then one fire id per fire
+-- Returns one of OK | ALREADY | TAKEN | STALE_EPOCH | NOT_LIVE | UNKNOWN per fire
+local out = {}
+local n = #KEYS - 4
+local whole = nil
+if redis.call('GET', KEYS[4]) ~= ARGV[3] then whole = 'NOT_LIVE'
+elseif redis.call('GET', KEYS[1]) ~= ARGV[1] then whole = 'STALE_EPOCH' end
+for i = 1, n do
+  local kf, fire = KEYS[4 + i], ARGV[3 + i]
+  local st = whole
+  if not st then
+    local f = redis.call('HMGET', kf, 'state', 'node')
+    if not f[1] then st = 'UNKNOWN'
+    elseif f[1] == 'accepted' or f[1] == 'running' then
+      if f[2] == ARGV[2] then st = 'ALREADY' else st = 'TAKEN' end
+    elseif f[1] ~= 'dispatching' then st = 'TAKEN'
+    else
+      redis.call('HSET', kf, 'state', 'accepted', 'node', ARGV[2], 'inc', ARGV[3])
+      redis.call('LPUSH', KEYS[2], fire)
+      redis.call('ZREM', KEYS[3], fire)
+      st = 'OK'
+    end
+  end
+  out[i] = st
 end
-if st ~= 'dispatching' then return 'TAKEN' end
-redis.call('HSET', KEYS[2], 'state', 'accepted', 'node', ARGV[3], 'inc', ARGV[4])
-redis.call('LPUSH', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-return 'OK'
+return out
