@@ -34,6 +34,20 @@ fn redis_calls(url: &str) -> (u64, BTreeMap<String, u64>) {
     (per.values().sum(), per)
 }
 
+/// Microseconds Redis spent per command (INFO commandstats `usec`; a script's own line includes the
+/// commands it ran).
+fn redis_usec(url: &str) -> BTreeMap<String, u64> {
+    let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis");
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut c).expect("info");
+    let mut per = BTreeMap::new();
+    for line in info.lines() {
+        let Some((name, rest)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else { continue };
+        let usec = rest.split(',').find_map(|kv| kv.strip_prefix("usec=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+        per.insert(name.to_string(), usec);
+    }
+    per
+}
+
 fn redis_used_memory(url: &str) -> u64 {
     let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis");
     let info: String = redis::cmd("INFO").arg("memory").query(&mut c).expect("info");
@@ -230,6 +244,7 @@ async fn burst() -> Value {
     let load_s = loaded_at.elapsed().as_secs_f64();
     let (nodes, ports) = cluster(&redis, 3, &["--workers", "8"]).await;
     let now = rota::store::now_ms();
+    let (calls0, usec0) = (redis_calls(&redis.url()).0, redis_usec(&redis.url()));
     // Wait for the burst, then for every fire of it to be recorded.
     tokio::time::sleep(Duration::from_millis((burst_at - now).max(0) as u64)).await;
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -241,6 +256,13 @@ async fn burst() -> Value {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let (calls1, usec1) = (redis_calls(&redis.url()).0, redis_usec(&redis.url()));
+    // Where Redis's time went, per fire (scripts include the commands they ran).
+    let usec_per_fire: BTreeMap<String, f64> = usec1
+        .iter()
+        .map(|(k, v)| (k.clone(), (*v - usec0.get(k).copied().unwrap_or(0)) as f64 / n as f64))
+        .filter(|(k, v)| *v >= 0.5 && (k.starts_with("eval") || k.starts_with("bl")))
+        .collect();
     let mut c = nodes[0].client().await;
     let mut last_end = burst_at;
     let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
@@ -272,6 +294,8 @@ async fn burst() -> Value {
         "fires_per_second": ok as f64 / secs.max(0.001),
         "by_node": by_node,
         "jobs_loaded_per_second": n as f64 / load_s,
+        "redis_commands_per_fire": (calls1 - calls0) as f64 / n as f64,
+        "redis_script_usec_per_fire": usec_per_fire,
         "redis_rtt_us": rtt,
     })
 }

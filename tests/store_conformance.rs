@@ -598,3 +598,29 @@ async fn redis_poison_queue_entry_goes_to_the_dead_letter_list() {
     assert_eq!(dlq.len(), 1);
     assert!(dlq[0].contains("garbage") && dlq[0].contains("no such fire"), "{dlq:?}");
 }
+
+/// Starts made together go to Redis in one script call: a fire whose hash someone clobbered (a key
+/// of the wrong type) fails alone, and the fires started with it start.
+#[tokio::test]
+async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let s: &dyn Store = &store;
+    let fence = master(s).await;
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    let mut fires = Vec::new();
+    for j in ["b1", "b2", "b3"] {
+        let f = claimed_fire(s, &fence, j, 1000, false).await;
+        assert_eq!(s.enqueue(&fence, &f, "n1").await.expect("enqueue"), Enqueue::Queued);
+        assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&f));
+        fires.push(f);
+    }
+    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    let clobbered = store.keys().fire(&fires[1]);
+    let _: () = ::redis::pipe().del(&clobbered).set(&clobbered, "x").query(&mut c).expect("clobber");
+    let starts = fires.iter().map(|f| s.start(f, "n1", "i1", "x", false));
+    let got = futures_util::future::join_all(starts).await;
+    assert!(matches!(got[0], Ok(Start::Run(_))), "{:?}", got[0]);
+    assert!(got[1].is_err(), "{:?}", got[1]);
+    assert!(matches!(got[2], Ok(Start::Run(_))), "{:?}", got[2]);
+}

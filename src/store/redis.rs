@@ -39,8 +39,19 @@ static BEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/b
 static ACCEPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/accept.lua")));
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
 static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/dead_letter.lua")));
-static START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/start.lua")));
-static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/finish.lua")));
+static START: LazyLock<Script> = LazyLock::new(|| Script::new(&batched(include_str!("lua/start.lua"))));
+static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(&batched(include_str!("lua/finish.lua"))));
+
+/// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
+fn batched(one: &str) -> String {
+    format!("local function one(KEYS, ARGV)\n{one}\nend\n{}", include_str!("lua/batch.lua"))
+}
+
+/// Keys and arguments of one fire's `start.lua` / `finish.lua` call.
+const START_KEYS: usize = 5;
+const START_ARGS: usize = 11;
+const FINISH_KEYS: usize = 7;
+const FINISH_ARGS: usize = 11;
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/steal.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
@@ -64,6 +75,10 @@ pub struct RedisStore {
     retention_ms: u64,
     timing: super::FireTiming,
     events: broadcast::Sender<Execution>,
+    /// Starts and finishes made at the same time (a burst, fires due together) go to Redis
+    /// together: one script call for many fires instead of one each.
+    starts: Batcher,
+    finishes: Batcher,
     /// Wakes the relay when the first watcher arrives.
     wanted: Arc<Notify>,
     /// True while the relay is subscribed to the change channel.
@@ -117,6 +132,8 @@ impl RedisStore {
             Arc::clone(&wanted),
             live_tx,
         ));
+        let starts = Batcher::spawn(&START, START_KEYS, START_ARGS, conn.clone());
+        let finishes = Batcher::spawn(&FINISH, FINISH_KEYS, FINISH_ARGS, conn.clone());
         Ok(RedisStore {
             conn,
             blocking: tokio::sync::Mutex::new(None),
@@ -125,6 +142,8 @@ impl RedisStore {
             retention_ms,
             timing: super::FireTiming::default(),
             events,
+            starts,
+            finishes,
             wanted,
             relay_live,
             relay,
@@ -339,7 +358,8 @@ impl Store for RedisStore {
                 .arg(c.lock_ttl_ms.max(1))
                 .arg(&c.exec.id)
                 .arg(encode(&c.exec)?)
-                .arg(encode(&c.skipped_exec())?)
+                // Only a forbid claim can meet the lock and need its `skipped` record.
+                .arg(if c.forbid { encode(&c.skipped_exec())? } else { String::new() })
                 .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" });
         }
         let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
@@ -698,25 +718,27 @@ impl Store for RedisStore {
         fresh_exec_id: &str,
         not_master: bool,
     ) -> Result<Start> {
-        let r: Vec<String> = START
-            .key(self.keys.fire(fire_id))
-            .key(self.keys.processing(node))
-            .key(self.keys.hb(node))
-            .key(self.keys.dlq())
-            .key(self.keys.execs())
-            .arg(fire_id)
-            .arg(node)
-            .arg(inc)
-            .arg(fresh_exec_id)
-            .arg(super::now_ms())
-            .arg(self.keys.job(""))
-            .arg(self.keys.exec(""))
-            .arg(self.keys.job_execs(""))
-            .arg(self.retention_ms)
-            .arg(self.keys.exec_channel())
-            .arg(if not_master { "1" } else { "0" })
-            .invoke_async(&mut self.conn())
-            .await?;
+        let keys = [
+            self.keys.fire(fire_id),
+            self.keys.processing(node),
+            self.keys.hb(node),
+            self.keys.dlq(),
+            self.keys.execs(),
+        ];
+        let args = [
+            fire_id.to_string(),
+            node.to_string(),
+            inc.to_string(),
+            fresh_exec_id.to_string(),
+            super::now_ms().to_string(),
+            self.keys.job(""),
+            self.keys.exec(""),
+            self.keys.job_execs(""),
+            self.retention_ms.to_string(),
+            self.keys.exec_channel(),
+            if not_master { "1" } else { "0" }.to_string(),
+        ];
+        let r: Vec<String> = self.starts.call(keys.into(), args.into()).await?;
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Ok(match r.first().map(String::as_str) {
             Some("OK") if r.len() == 9 => Start::Run(Box::new(StartedFire {
@@ -758,27 +780,29 @@ impl Store for RedisStore {
 
     async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
         let superseded = exec.superseded();
-        let r: String = FINISH
-            .key(self.keys.exec(&exec.id))
-            .key(self.keys.execs())
-            .key(self.keys.job_execs(&exec.job_id))
-            .key(self.keys.lock(&exec.job_id))
-            .key(self.keys.fire(&exec.fire_id))
-            .key(self.keys.processing(node))
-            .key(self.keys.exec(&superseded.id))
-            .arg(&exec.id)
-            .arg(encode(exec)?)
-            .arg(self.retention_ms)
-            .arg(self.keys.exec_channel())
-            .arg(&exec.fire_id)
-            .arg(uuid_v7_prefix(super::now_ms() - self.retention_ms as i64))
-            .arg(node)
-            .arg(inc)
-            .arg(exec.state.as_str())
-            .arg(encode(&superseded)?)
-            .arg(&superseded.id)
-            .invoke_async(&mut self.conn())
-            .await?;
+        let keys = [
+            self.keys.exec(&exec.id),
+            self.keys.execs(),
+            self.keys.job_execs(&exec.job_id),
+            self.keys.lock(&exec.job_id),
+            self.keys.fire(&exec.fire_id),
+            self.keys.processing(node),
+            self.keys.exec(&superseded.id),
+        ];
+        let args = [
+            exec.id.clone(),
+            encode(exec)?,
+            self.retention_ms.to_string(),
+            self.keys.exec_channel(),
+            exec.fire_id.clone(),
+            uuid_v7_prefix(super::now_ms() - self.retention_ms as i64),
+            node.to_string(),
+            inc.to_string(),
+            exec.state.as_str().to_string(),
+            encode(&superseded)?,
+            superseded.id.clone(),
+        ];
+        let r: String = self.finishes.call(keys.into(), args.into()).await?;
         Ok(if r == "SUPERSEDED" { Finish::Superseded } else { Finish::Recorded })
     }
 
@@ -917,6 +941,93 @@ impl Store for RedisStore {
         }
         out.sort_by(|a: &NodeRecord, b| a.node_id.cmp(&b.node_id));
         Ok(out)
+    }
+}
+
+/// Coalesces concurrent calls of one per-fire script (made with `batched`) into one call carrying
+/// all of them: a Redis script call costs about as much as a dozen commands inside one, and fires
+/// that fall due together start and finish together. Nothing waits on purpose: a call goes out at
+/// once unless `IN_FLIGHT` calls of this script are already out, and then whatever gathered
+/// meanwhile goes in the next one. Each fire still gets its own reply.
+struct Batcher {
+    tx: tokio::sync::mpsc::UnboundedSender<BatchItem>,
+}
+
+struct BatchItem {
+    keys: Vec<String>,
+    args: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<Result<redis::Value>>,
+}
+
+impl Batcher {
+    /// Calls of one script out at once; more wait and go together.
+    const IN_FLIGHT: usize = 2;
+    /// Most fires in one call.
+    const MAX_ITEMS: usize = 256;
+
+    fn spawn(script: &'static Script, nkeys: usize, nargs: usize, conn: ConnectionManager) -> Batcher {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BatchItem>();
+        let slots = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
+        // Ends when the store (the only sender) is dropped.
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+                let Some(first) = rx.recv().await else { return };
+                let mut items = vec![first];
+                while items.len() < Self::MAX_ITEMS {
+                    match rx.try_recv() {
+                        Ok(item) => items.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    Self::run(script, nkeys, nargs, conn, items).await;
+                });
+            }
+        });
+        Batcher { tx }
+    }
+
+    async fn run(script: &Script, nkeys: usize, nargs: usize, mut conn: ConnectionManager, items: Vec<BatchItem>) {
+        let mut inv = script.prepare_invoke();
+        inv.arg(nkeys).arg(nargs);
+        for item in &items {
+            for k in &item.keys {
+                inv.key(k);
+            }
+            for a in &item.args {
+                inv.arg(a);
+            }
+        }
+        match inv.invoke_async::<Vec<redis::Value>>(&mut conn).await {
+            Ok(replies) if replies.len() == items.len() => {
+                for (item, v) in items.into_iter().zip(replies) {
+                    let _ = item.reply.send(Ok(v));
+                }
+            }
+            Ok(replies) => {
+                let why = format!("batch: {} replies for {} fires", replies.len(), items.len());
+                for item in items {
+                    let _ = item.reply.send(Err(Error::StoreUnavailable(why.clone())));
+                }
+            }
+            Err(e) => {
+                for item in items {
+                    let _ = item.reply.send(Err(Error::StoreUnavailable(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Runs the script for one fire, with whatever other fires are being called at the same time.
+    async fn call<T: redis::FromRedisValue>(&self, keys: Vec<String>, args: Vec<String>) -> Result<T> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let gone = || Error::StoreUnavailable("store is shutting down".into());
+        self.tx.send(BatchItem { keys, args, reply }).map_err(|_| gone())?;
+        let v = rx.await.map_err(|_| gone())??;
+        T::from_redis_value(v).map_err(|e| Error::StoreUnavailable(format!("unexpected reply: {e}")))
     }
 }
 

@@ -21,17 +21,20 @@ for i = 0, n - 1 do
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'
-  local wm = redis.call('HGET', kj, 'next_ms')
-  if redis.call('EXISTS', kj) == 0 then out[#out+1] = 'GONE'
-  elseif redis.call('HGET', kj, 'paused') == '1' then out[#out+1] = 'PAUSED'
+  -- One read for the job (every job hash has updated_ms): a claim is ~15 commands, and each
+  -- command inside a script costs about a microsecond of Redis's one thread.
+  local j = redis.call('HMGET', kj, 'next_ms', 'paused', 'updated_ms')
+  local wm = j[1]
+  if not j[3] then out[#out+1] = 'GONE'
+  elseif j[2] == '1' then out[#out+1] = 'PAUSED'
   elseif wm ~= sched then out[#out+1] = 'STALE'
   else
     -- advance the watermark in the same atomic step as the claim
-    redis.call('HSET', kj, 'last_ms', sched)
     if nxt == '-' then
+      redis.call('HSET', kj, 'last_ms', sched)
       redis.call('HDEL', kj, 'next_ms'); redis.call('ZREM', KEYS[1], job)
     else
-      redis.call('HSET', kj, 'next_ms', nxt); redis.call('ZADD', KEYS[1], nxt, job)
+      redis.call('HSET', kj, 'last_ms', sched, 'next_ms', nxt); redis.call('ZADD', KEYS[1], nxt, job)
     end
   end
   if out[i+1] then
@@ -45,13 +48,14 @@ for i = 0, n - 1 do
     elseif forbid and not redis.call('SET', kl, job .. '@' .. sched, 'NX', 'PX', lock_ttl) then
       st = 'SKIPPED'; fs = 'skipped'; json = skipped
     end
-    redis.call('HSET', kf, 'state', fs, 'job', job, 'sched', sched, 'epoch', ARGV[4], 'claimed_at', now,
+    local h = {'state', fs, 'job', job, 'sched', sched, 'epoch', ARGV[4], 'claimed_at', now,
                'deadline_ms', math.max(tonumber(sched), now) + tonumber(ARGV[6]), 'attempts', 0, 'recoveries', 0,
-               'manual', '0')
+               'manual', '0'}
     if fs == 'dispatching' then
-      redis.call('HSET', kf, 'next_exec', exec_id)
+      h[#h+1] = 'next_exec'; h[#h+1] = exec_id
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
     end
+    redis.call('HSET', kf, unpack(h))
     redis.call('PEXPIRE', kf, ARGV[1])
     redis.call('SET', ke, json, 'PX', ARGV[1])
     redis.call('ZADD', KEYS[2], 0, exec_id)

@@ -12,13 +12,14 @@
 --   | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state} | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
 --   | {'MASTER_ONLY'} (the caller is not master and the job is master-only: nothing changed)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local f = redis.call('HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec', 'deadline_ms', 'manual')
+local st, owner = f[1], f[2]
+-- Every fire hash has a state: none means no such fire.
+if not st then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   redis.call('LPUSH', KEYS[4], cjson.encode({entry = ARGV[1], node = ARGV[2], reason = 'no such fire', at = ARGV[5]}))
   return {'POISON'}
 end
-local f = redis.call('HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec', 'deadline_ms', 'manual')
-local st, owner = f[1], f[2]
 -- Running here, in this or an earlier incarnation: never dropped from the list by a start (an
 -- earlier incarnation's run is recovered by adoption or the reaper).
 if st == 'running' and owner == ARGV[2] then return {'ALREADY'} end
@@ -52,7 +53,10 @@ local json = cjson.encode({
   manual = f[9] == '1', epoch = tonumber(f[6] or '0')
 })
 redis.call('SET', ARGV[7] .. exec, json, 'PX', ARGV[9])
-redis.call('ZADD', KEYS[5], 0, exec)
-redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
+-- The record made at claim (next_exec) is indexed already; a fresh one (a re-run) is not.
+if not f[7] then
+  redis.call('ZADD', KEYS[5], 0, exec)
+  redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
+end
 redis.call('PUBLISH', ARGV[10], json)
 return {'OK', exec, tostring(attempt), f[4], f[5], f[6] or '0', f[9] or '0', tostring(now), spec}
