@@ -223,6 +223,28 @@ async fn forbid_skips_overlap(b: Backend) {
     }
 }
 
+/// A forbid job's fire is claimed (and its lock taken) at its instant, not in the fire-ahead window
+/// before it: a run that ends just before the next instant leaves that fire free to run.
+async fn forbid_runs_ending_just_before_the_next_instant_do_not_skip_it(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    // Every 2 s, running 1.85 s: the lock is held through the fire-ahead window of the next instant
+    // and free at the instant itself.
+    let mut j = job("tight", "*/2 * * * * *", "sleep", json!(["1850ms"]));
+    j.concurrency = pb::ConcurrencyPolicy::Forbid as i32;
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let execs = eventually(WAIT, "three finished runs", || {
+        let mut c = c.clone();
+        async move {
+            let e = executions(&mut c, "tight").await;
+            (e.iter().filter(|e| state(e) == S::Succeeded).count() >= 3).then_some(e)
+        }
+    })
+    .await;
+    let skipped: Vec<_> = execs.iter().filter(|e| state(e) == S::Skipped).map(|e| e.error.clone()).collect();
+    assert!(skipped.is_empty(), "fires skipped although the previous run had ended: {skipped:?}");
+}
+
 /// Invalid definitions get INVALID_ARGUMENT naming the field.
 async fn invalid_input_names_the_field(b: Backend) {
     let node = TestNode::start(&b, "n1", &[]).await;
@@ -517,6 +539,7 @@ on_both_stores!(
     failure_retries_and_alert,
     shell_timeout_kills_process_group,
     forbid_skips_overlap,
+    forbid_runs_ending_just_before_the_next_instant_do_not_skip_it,
     invalid_input_names_the_field,
     list_jobs_paginates,
     watch_streams_changes,

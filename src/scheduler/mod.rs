@@ -52,7 +52,9 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// starts each on its instant (as Quartz's fire-ahead window does). Claiming and routing 1,000 fires
 /// due at the same instant took ~150 ms, all of it lateness when done at the instant; ahead of it,
 /// only the start remains. The cost: a job paused or changed within this window of an instant
-/// still fires at that instant.
+/// still fires at that instant. A `forbid` job's fire is claimed at its instant, not ahead: the
+/// claim takes its no-overlap lock, and a run ending in the window before the instant would
+/// otherwise make the next fire `skipped` rather than run.
 pub const FIRE_AHEAD_MS: i64 = 300;
 
 pub struct Scheduler {
@@ -74,6 +76,9 @@ pub struct Scheduler {
     swept: AtomicI64,
     /// TriggerJob calls between their load check and their fire waiting for a worker.
     triggers_in_flight: AtomicU32,
+    /// The earliest instant of a `forbid` fire the last tick left to claim at its instant
+    /// (i64::MAX: none), so the loop sleeps until then instead of spinning.
+    deferred_until: AtomicI64,
     /// Itself, for delivery tasks that outlive a call.
     me: Weak<Scheduler>,
 }
@@ -124,6 +129,7 @@ impl Scheduler {
             loads_refreshed: AtomicI64::new(0),
             swept: AtomicI64::new(0),
             triggers_in_flight: AtomicU32::new(0),
+            deferred_until: AtomicI64::new(i64::MAX),
             me: me.clone(),
         })
     }
@@ -223,10 +229,14 @@ impl Scheduler {
             let wait = match self.step(now_ms(), &master).await {
                 Ok(true) => continue,
                 Ok(false) => match self.store.next_due_ms().await {
-                    Ok(Some(t)) => Duration::from_micros(
-                        ((t - FIRE_AHEAD_MS) * 1000 - chrono::Utc::now().timestamp_micros())
-                            .clamp(0, MAX_IDLE.as_micros() as i64) as u64,
-                    ),
+                    Ok(Some(t)) => {
+                        // The earliest due fire is claimed ahead, unless it is one left for its instant.
+                        let at = if self.deferred_until.load(Ordering::Relaxed) <= t { t } else { t - FIRE_AHEAD_MS };
+                        Duration::from_micros(
+                            (at * 1000 - chrono::Utc::now().timestamp_micros()).clamp(0, MAX_IDLE.as_micros() as i64)
+                                as u64,
+                        )
+                    }
                     Ok(None) => MAX_IDLE,
                     Err(e) => {
                         tracing::warn!(error = %e, "scheduler: cannot read the due index");
@@ -256,13 +266,14 @@ impl Scheduler {
     /// made progress (look again at once).
     pub async fn step(&self, now: i64, master: &Mastership) -> Result<bool> {
         let due = self.store.due_jobs(now + FIRE_AHEAD_MS, BATCH).await?;
-        if due.is_empty() {
-            return Ok(false);
-        }
+        let mut deferred = i64::MAX;
         let mut claims = Vec::new();
         let mut jobs = Vec::new();
         for rec in &due {
             match Job::new(rec.spec.clone()) {
+                Ok(job) if job.spec.concurrency == Concurrency::Forbid && rec.next_ms.is_some_and(|t| t > now) => {
+                    deferred = deferred.min(rec.next_ms.unwrap_or(i64::MAX));
+                }
                 Ok(job) => {
                     for c in plan(&job, rec, now, self.misfire_threshold_ms, &self.node_id, master.epoch) {
                         claims.push(c);
@@ -279,6 +290,10 @@ impl Scheduler {
                     }
                 }
             }
+        }
+        self.deferred_until.store(deferred, Ordering::Relaxed);
+        if claims.is_empty() {
+            return Ok(false);
         }
         if tokio::time::Instant::now() >= master.deadline {
             // The lease may have passed to another node while we read: act no more.
