@@ -1,11 +1,12 @@
 //! Redis store: what a cluster shares. Each state change that must happen once is one Lua script
 //! (`store/lua/*.lua`, each with a KEYS/ARGV contract header), so Redis applies it atomically; plain
-//! reads are single commands. Execution changes are announced on a pub/sub channel that every node's
-//! store relays to its local watchers.
+//! reads are single commands. Execution changes are announced on a pub/sub channel, relayed to a
+//! node's local watchers while it has any. The per-fire start and finish scripts go through a
+//! `Batcher`, which sends the fires started (or finished) at the same moment in one script call.
 //!
 //! Connections: one auto-reconnecting `ConnectionManager` (multiplexed) for commands, created lazily
 //! so a node starts while Redis is down and reports NOT_SERVING until `ping` succeeds; and one
-//! dedicated pub/sub connection, re-established in a loop when it drops.
+//! dedicated pub/sub connection while someone watches, re-established in a loop when it drops.
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
