@@ -21,31 +21,29 @@ use rota::store::Store;
 use serde_json::{json, Value};
 use support::{cores, env_num, percentile, redis_rtt_us};
 
-/// Total commands Redis has executed (INFO commandstats), and per command.
-fn redis_calls(url: &str) -> (u64, BTreeMap<String, u64>) {
+/// INFO commandstats: per command, (calls, microseconds); a script's line includes the commands it ran.
+fn redis_commandstats(url: &str) -> BTreeMap<String, (u64, u64)> {
     let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis");
     let info: String = redis::cmd("INFO").arg("commandstats").query(&mut c).expect("info");
     let mut per = BTreeMap::new();
     for line in info.lines() {
         let Some((name, rest)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else { continue };
-        let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls=")).and_then(|v| v.parse().ok()).unwrap_or(0);
-        per.insert(name.to_string(), calls);
+        let field =
+            |f: &str| rest.split(',').find_map(|kv| kv.strip_prefix(f)).and_then(|v| v.parse().ok()).unwrap_or(0);
+        per.insert(name.to_string(), (field("calls="), field("usec=")));
     }
+    per
+}
+
+/// Total commands Redis has executed, and per command.
+fn redis_calls(url: &str) -> (u64, BTreeMap<String, u64>) {
+    let per: BTreeMap<String, u64> = redis_commandstats(url).into_iter().map(|(k, (calls, _))| (k, calls)).collect();
     (per.values().sum(), per)
 }
 
-/// Microseconds Redis spent per command (INFO commandstats `usec`; a script's own line includes the
-/// commands it ran).
+/// Microseconds Redis spent per command.
 fn redis_usec(url: &str) -> BTreeMap<String, u64> {
-    let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis");
-    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut c).expect("info");
-    let mut per = BTreeMap::new();
-    for line in info.lines() {
-        let Some((name, rest)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else { continue };
-        let usec = rest.split(',').find_map(|kv| kv.strip_prefix("usec=")).and_then(|v| v.parse().ok()).unwrap_or(0);
-        per.insert(name.to_string(), usec);
-    }
-    per
+    redis_commandstats(url).into_iter().map(|(k, (_, usec))| (k, usec)).collect()
 }
 
 fn redis_used_memory(url: &str) -> u64 {

@@ -130,12 +130,12 @@ pub fn scheduled_fire_id(job_id: &str, scheduled_ms: i64) -> String {
     format!("{job_id}@{scheduled_ms}")
 }
 
-/// Fire id of a manual fire: its own namespace (`@m:`), so it can never equal a scheduled fire's id.
 /// The instant a scheduled fire is due; None for a manual fire (`<job>@m:<token>`).
 pub fn fire_due_ms(fire_id: &str) -> Option<i64> {
     fire_id.rsplit_once('@').and_then(|(_, at)| at.parse().ok())
 }
 
+/// Fire id of a manual fire: its own namespace (`@m:`), so it can never equal a scheduled fire's id.
 pub fn manual_fire_id(job_id: &str, token: &str) -> String {
     format!("{job_id}@m:{token}")
 }

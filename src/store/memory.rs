@@ -637,13 +637,7 @@ impl Store for MemoryStore {
             job: spec,
         };
         // The attempt's `running` record, in the same step as the start.
-        let mut record =
-            Execution::pending(&started.job_id, fire_id.to_string(), started.sched_ms, node, started.attempt);
-        record.id = started.exec_id.clone();
-        record.state = ExecState::Running;
-        record.start_ms = Some(now);
-        record.epoch = started.epoch;
-        record.manual = started.manual;
+        let record = started.running_record(fire_id, node);
         st.insert_exec(&record, self.retention_ms, now);
         drop(st);
         self.announce(&record);

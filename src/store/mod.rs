@@ -205,6 +205,19 @@ pub struct StartedFire {
     pub job: Option<JobSpec>,
 }
 
+impl StartedFire {
+    /// The attempt's `running` record, as the start wrote it.
+    pub fn running_record(&self, fire_id: &str, node: &str) -> Execution {
+        let mut e = Execution::pending(&self.job_id, fire_id.to_string(), self.sched_ms, node, self.attempt);
+        e.id = self.exec_id.clone();
+        e.state = ExecState::Running;
+        e.start_ms = Some(self.start_ms);
+        e.epoch = self.epoch;
+        e.manual = self.manual;
+        e
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
     Recorded,

@@ -48,11 +48,6 @@ fn batched(one: &str) -> String {
     format!("local function one(KEYS, ARGV)\n{one}\nend\n{}", include_str!("lua/batch.lua"))
 }
 
-/// Keys and arguments of one fire's `start.lua` / `finish.lua` call.
-const START_KEYS: usize = 5;
-const START_ARGS: usize = 11;
-const FINISH_KEYS: usize = 7;
-const FINISH_ARGS: usize = 11;
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/steal.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
@@ -133,8 +128,8 @@ impl RedisStore {
             Arc::clone(&wanted),
             live_tx,
         ));
-        let starts = Batcher::spawn(&START, START_KEYS, START_ARGS, conn.clone());
-        let finishes = Batcher::spawn(&FINISH, FINISH_KEYS, FINISH_ARGS, conn.clone());
+        let starts = Batcher::spawn(&START, conn.clone());
+        let finishes = Batcher::spawn(&FINISH, conn.clone());
         Ok(RedisStore {
             conn,
             blocking: tokio::sync::Mutex::new(None),
@@ -966,7 +961,7 @@ impl Batcher {
     /// Most fires in one call.
     const MAX_ITEMS: usize = 256;
 
-    fn spawn(script: &'static Script, nkeys: usize, nargs: usize, conn: ConnectionManager) -> Batcher {
+    fn spawn(script: &'static Script, conn: ConnectionManager) -> Batcher {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BatchItem>();
         let slots = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
         // Ends when the store (the only sender) is dropped.
@@ -984,14 +979,18 @@ impl Batcher {
                 let conn = conn.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    Self::run(script, nkeys, nargs, conn, items).await;
+                    Self::run(script, conn, items).await;
                 });
             }
         });
         Batcher { tx }
     }
 
-    async fn run(script: &Script, nkeys: usize, nargs: usize, mut conn: ConnectionManager, items: Vec<BatchItem>) {
+    /// Every item of one batcher has the same shape (one call site, fixed-size key and argument
+    /// lists), so the first item's tells the script how to split the rest.
+    async fn run(script: &Script, mut conn: ConnectionManager, items: Vec<BatchItem>) {
+        let (nkeys, nargs) = items.first().map_or((0, 0), |i| (i.keys.len(), i.args.len()));
+        debug_assert!(items.iter().all(|i| i.keys.len() == nkeys && i.args.len() == nargs));
         let mut inv = script.prepare_invoke();
         inv.arg(nkeys).arg(nargs);
         for item in &items {

@@ -272,13 +272,7 @@ impl Worker {
             }
             match started {
                 Ok(Start::Run(sf)) => {
-                    let mut exec =
-                        Execution::pending(&sf.job_id, fire_id.clone(), sf.sched_ms, &self.node_id, sf.attempt);
-                    exec.id = sf.exec_id;
-                    exec.epoch = sf.epoch;
-                    exec.manual = sf.manual;
-                    exec.state = ExecState::Running;
-                    exec.start_ms = Some(sf.start_ms);
+                    let mut exec = sf.running_record(&fire_id, &self.node_id);
                     // The start returned the job's definition (one round trip for both).
                     let job = match (job, sf.job) {
                         (Some(j), _) => Ok(j),
