@@ -310,13 +310,21 @@ impl Node {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Records a sender's epoch; refuses one older than the newest seen (a deposed master).
-    pub fn observe_epoch(&self, epoch: u64) -> std::result::Result<(), String> {
-        let seen = self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
+    /// Checks a sender's epoch without recording it: refuses one older than the newest seen (a
+    /// deposed master). Nothing a peer claims raises this node's floor; only the store's answer
+    /// does (`confirm_epoch`), or a forged epoch would push every later acquisition past it.
+    pub fn check_epoch(&self, epoch: u64) -> std::result::Result<(), String> {
+        let seen = self.max_epoch.load(Ordering::SeqCst);
         if epoch < seen {
             return Err(format!("stale epoch {epoch}: this node has seen epoch {seen}"));
         }
         Ok(())
+    }
+
+    /// Records an epoch the store confirmed is the current one (an accept compared it with the
+    /// stored counter).
+    pub fn confirm_epoch(&self, epoch: u64) {
+        self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
     }
 
     pub fn max_epoch_seen(&self) -> u64 {
@@ -459,9 +467,9 @@ impl Node {
             load: Some(pb::NodeLoad { active_workers: l.active, max_workers: l.max, queue_depth: l.queue }),
             measured_at: Some(api::convert::timestamp(now_ms())),
         };
-        if let Some(epoch) = self.scheduler.dispatcher().report_load(&master.address, req).await {
-            self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
-        }
+        // The master's answer (its highest epoch) is not taken as a floor: only the store's
+        // counter is (the heartbeat reads it), so no peer can raise it.
+        let _ = self.scheduler.dispatcher().report_load(&master.address, req).await;
     }
 
     async fn put_jobs(&self, jobs: &[JobSpec]) -> Result<()> {

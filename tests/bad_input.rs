@@ -99,6 +99,8 @@ async fn every_rpc_refuses_malformed_input_precisely() {
     check("SubmitTask epoch", n.submit_task(st("j", "j@1", 0)).await, IA, "epoch:");
     let batch = |epoch: u64, tasks: Vec<pb::SubmitTaskRequest>| pb::SubmitTasksRequest { epoch, tasks };
     check("SubmitTasks epoch", n.submit_tasks(batch(0, vec![st("j", "j@1", 0)])).await, IA, "epoch:");
+    check("SubmitTasks epoch past 2^53", n.submit_tasks(batch(u64::MAX, vec![st("j", "j@1", 0)])).await, IA, "epoch:");
+    check("SubmitTask epoch past 2^53", n.submit_task(st("j", "j@1", 1 << 53)).await, IA, "epoch:");
     check("SubmitTasks none", n.submit_tasks(batch(1, vec![])).await, IA, "tasks: between 1 and 1000");
     let many = (0..1001).map(|i| st("j", &format!("j@{i}"), 0)).collect();
     check("SubmitTasks too many", n.submit_tasks(batch(1, many)).await, IA, "tasks: between 1 and 1000");

@@ -8,7 +8,7 @@ use crate::job::{validate_id, validate_name};
 use crate::node::Node;
 use crate::pb;
 use crate::pb::node_service_server::NodeService;
-use crate::store::Accept;
+use crate::store::{Accept, MAX_EPOCH};
 
 pub struct NodeApi {
     node: Arc<Node>,
@@ -22,7 +22,7 @@ impl NodeApi {
     /// Accepts fires sent by a master (durable before the reply) and starts them. A stale epoch or
     /// a node that is not live fails the whole call; otherwise each fire is taken or refused.
     async fn submit(&self, epoch: u64, fires: Vec<String>) -> Result<Vec<pb::SubmitTaskResponse>, Status> {
-        if let Err(reason) = self.node.observe_epoch(epoch) {
+        if let Err(reason) = self.node.check_epoch(epoch) {
             return Err(Status::failed_precondition(reason));
         }
         let refused = |reason: String| pb::SubmitTaskResponse { accepted: false, reason, execution_id: String::new() };
@@ -32,6 +32,8 @@ impl NodeApi {
             Err(e) => return Err(e.into()),
         };
         if accepts.iter().any(|a| matches!(a, Accept::Accepted | Accept::Already)) {
+            // The accept compared the epoch with the store's counter: it is the current one.
+            self.node.confirm_epoch(epoch);
             fail::fail_point!("after_accept", |_| crate::chaos::crash("after_accept"));
         }
         accepts
@@ -49,6 +51,17 @@ impl NodeApi {
             })
             .collect()
     }
+}
+
+/// Checks a call's epoch: given, and within the protocol's bound.
+fn check_epoch_field(epoch: u64) -> Result<(), Status> {
+    if epoch == 0 {
+        return Err(Error::invalid("epoch", "is required (the sender's fencing epoch)").into());
+    }
+    if epoch > MAX_EPOCH {
+        return Err(Error::invalid("epoch", format!("{epoch} is above the largest epoch ({MAX_EPOCH})")).into());
+    }
+    Ok(())
 }
 
 /// Most fires one SubmitTasks call may carry.
@@ -90,9 +103,7 @@ impl NodeService for NodeApi {
     ) -> Result<Response<pb::SubmitTaskResponse>, Status> {
         let r = req.into_inner();
         check_task(&r, "")?;
-        if r.epoch == 0 {
-            return Err(Error::invalid("epoch", "is required (the sender's fencing epoch)").into());
-        }
+        check_epoch_field(r.epoch)?;
         let mut results = self.submit(r.epoch, vec![r.fire_id]).await?;
         let result = results.pop().ok_or_else(|| Status::internal("no result for the task"))?;
         Ok(Response::new(result))
@@ -103,9 +114,7 @@ impl NodeService for NodeApi {
         req: Request<pb::SubmitTasksRequest>,
     ) -> Result<Response<pb::SubmitTasksResponse>, Status> {
         let r = req.into_inner();
-        if r.epoch == 0 {
-            return Err(Error::invalid("epoch", "is required (the sender's fencing epoch)").into());
-        }
+        check_epoch_field(r.epoch)?;
         if r.tasks.is_empty() || r.tasks.len() > MAX_TASKS_PER_CALL {
             return Err(Error::invalid("tasks", format!("between 1 and {MAX_TASKS_PER_CALL} are required")).into());
         }

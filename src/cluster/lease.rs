@@ -8,7 +8,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{LeaseAcquire, Store};
+use crate::error::Error;
+use crate::store::{LeaseAcquire, Store, MAX_EPOCH};
 
 /// What this node is right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +58,15 @@ pub struct Lease {
     incarnation: String,
     timing: LeaseTiming,
     role: watch::Sender<Role>,
-    /// Highest epoch this node has seen anywhere; the floor for its next acquisition.
+    /// Highest epoch this node has seen in the store (never one a peer merely claimed); the floor
+    /// for its next acquisition.
     max_epoch: Arc<AtomicU64>,
+    /// When this node last complained that it cannot take a lease nobody holds (rate limit).
+    complained: std::sync::Mutex<Option<Instant>>,
 }
+
+/// A node that cannot take a lease it should be able to take says so at most this often.
+const COMPLAIN_EVERY: Duration = Duration::from_secs(10);
 
 impl Lease {
     pub fn new(
@@ -70,7 +77,15 @@ impl Lease {
         max_epoch: Arc<AtomicU64>,
     ) -> Lease {
         let (role, _) = watch::channel(Role::Follower);
-        Lease { store, node_id: node_id.to_string(), incarnation: incarnation.to_string(), timing, role, max_epoch }
+        Lease {
+            store,
+            node_id: node_id.to_string(),
+            incarnation: incarnation.to_string(),
+            timing,
+            role,
+            max_epoch,
+            complained: std::sync::Mutex::new(None),
+        }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Role> {
@@ -119,23 +134,52 @@ impl Lease {
         .await;
         match r {
             Ok(Ok(LeaseAcquire::Acquired(h))) => {
-                self.max_epoch.fetch_max(h.epoch, Ordering::SeqCst);
+                let before = self.max_epoch.fetch_max(h.epoch, Ordering::SeqCst);
+                if h.epoch <= before {
+                    // The store issued an epoch no higher than one already seen: acting on it could
+                    // let a deposed master's writes pass as ours. Give it back and say so.
+                    self.complain(&format!("the store issued epoch {} but epoch {before} was seen before", h.epoch));
+                    let _ = self.store.release_lease(&h.value).await;
+                    return self.timing.renew;
+                }
                 let deadline = sent + self.timing.ttl - self.timing.margin();
                 tracing::info!(node = %self.node_id, epoch = h.epoch, "became master");
                 self.role.send_replace(Role::Master(Mastership { epoch: h.epoch, lease: h.value, deadline }));
                 self.timing.renew
             }
             Ok(Ok(LeaseAcquire::Held(h))) => {
-                if let Some(h) = h {
-                    self.max_epoch.fetch_max(h.epoch, Ordering::SeqCst);
+                match h {
+                    Some(h) if h.epoch <= MAX_EPOCH => {
+                        self.max_epoch.fetch_max(h.epoch, Ordering::SeqCst);
+                    }
+                    // Held under a value that names no master: it blocks every node until it expires.
+                    _ => self.complain(
+                        "the lease key holds a value that is not a lease; no node can become master while it does",
+                    ),
                 }
                 self.timing.renew
             }
-            Ok(Err(e)) => {
+            Ok(Err(e @ Error::StoreUnavailable(_))) => {
                 tracing::debug!(node = %self.node_id, error = %e, "cannot reach the store to take the lease");
                 self.timing.renew
             }
+            Ok(Err(e)) => {
+                // The store answered, and refused: without this line, a cluster with no master
+                // looks healthy while nothing fires.
+                self.complain(&format!("cannot take the master lease: {e}"));
+                self.timing.renew
+            }
             Err(_) => self.timing.renew,
+        }
+    }
+
+    /// Logs at ERROR that this node cannot become master although it should be able to, at most
+    /// every `COMPLAIN_EVERY`.
+    fn complain(&self, why: &str) {
+        let Ok(mut last) = self.complained.lock() else { return };
+        if last.is_none_or(|t| t.elapsed() >= COMPLAIN_EVERY) {
+            *last = Some(Instant::now());
+            tracing::error!(node = %self.node_id, why, "no master can be elected by this node");
         }
     }
 

@@ -436,7 +436,16 @@ impl Store for MemoryStore {
         if let Some(v) = st.lease_value(now) {
             return Ok(LeaseAcquire::Held(LeaseHolder::parse(v)));
         }
+        if floor > super::MAX_EPOCH {
+            return Err(Error::Corrupt { key: "epoch".into(), reason: format!("floor {floor} is not an epoch") });
+        }
         let epoch = st.epoch.max(floor).max(now.max(0) as u64) + 1;
+        if epoch > super::MAX_EPOCH {
+            return Err(Error::Corrupt {
+                key: "epoch".into(),
+                reason: format!("the next epoch would pass {}", super::MAX_EPOCH),
+            });
+        }
         st.epoch = epoch;
         let value = format!("{node_id}:{epoch}:{inc}");
         st.lease = Some((value.clone(), now + ttl_ms as i64));

@@ -95,6 +95,12 @@ pub enum TriggerOutcome {
     Gone,
 }
 
+/// The largest fencing epoch the protocol issues or accepts: 2^53 - 1, so an epoch is exact
+/// everywhere it travels (Lua numbers and JSON readers such as JavaScript use doubles). Epochs start
+/// at Redis's clock in ms (about 1.8e12 today) and rise by one per master, so this bound is never
+/// reached honestly; a larger one can only be forged or corrupted, and is refused.
+pub const MAX_EPOCH: u64 = (1 << 53) - 1;
+
 /// Who holds the master lease. Stored as `<node>:<epoch>:<incarnation>` (node ids cannot hold ':').
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseHolder {

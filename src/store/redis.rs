@@ -534,13 +534,18 @@ impl Store for RedisStore {
             .arg(inc)
             .arg(ttl_ms.max(1))
             .arg(floor)
+            .arg(super::MAX_EPOCH)
             .invoke_async(&mut self.conn())
             .await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("1"), Some(v)) => {
+                if let Some(note) = r.get(3).filter(|n| !n.is_empty()) {
+                    tracing::error!(key = %self.keys.epoch(), note = %note, "fencing epoch counter repaired");
+                }
                 LeaseHolder::parse(v).map(LeaseAcquire::Acquired).ok_or_else(|| unexpected("lease_acquire", &r))
             }
             (Some("0"), v) => Ok(LeaseAcquire::Held(v.and_then(|v| LeaseHolder::parse(v)))),
+            (Some("ERR"), Some(why)) => Err(Error::Corrupt { key: self.keys.epoch(), reason: why.clone() }),
             _ => Err(unexpected("lease_acquire", &r)),
         }
     }
@@ -593,7 +598,9 @@ impl Store for RedisStore {
             .arg(&node.node_id)
             .invoke_async(&mut self.conn())
             .await?;
-        let epoch = r.get(1).and_then(|e| e.parse().ok()).unwrap_or(0);
+        // A counter that is not an epoch (forged or corrupted) is no floor: the next acquisition
+        // repairs it.
+        let epoch = r.get(1).and_then(|e| e.parse().ok()).filter(|e| *e <= super::MAX_EPOCH).unwrap_or(0);
         match r.first().map(String::as_str) {
             Some("OK") => Ok(Beat::Alive { epoch }),
             Some("REVOKED") => Ok(Beat::Revoked { epoch }),
