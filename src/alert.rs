@@ -22,7 +22,7 @@ const ATTEMPTS: u32 = 5;
 /// The webhook's JSON body (documented in the README).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
-    /// "execution_failed", "execution_lost" or "queue_entry_dead_lettered".
+    /// "execution_failed", "execution_lost", "queue_entry_dead_lettered" or "stored_key_set_aside".
     pub kind: &'static str,
     pub job_id: String,
     pub fire_id: String,
@@ -51,6 +51,23 @@ impl Alert {
             error: reason.to_string(),
             scheduled_at: String::new(),
             cluster: cluster.to_string(),
+        }
+    }
+
+    /// A job or fire set aside because a key the store holds for it is not what it should be (a
+    /// key of the wrong type, a record that does not decode): the rest of the cluster goes on.
+    pub fn set_aside(job_id: &str, fire_id: &str, node_id: &str, reason: &str) -> Alert {
+        Alert {
+            kind: "stored_key_set_aside",
+            job_id: job_id.to_string(),
+            fire_id: fire_id.to_string(),
+            execution_id: String::new(),
+            node_id: node_id.to_string(),
+            attempt: 0,
+            state: "set_aside",
+            error: reason.to_string(),
+            scheduled_at: String::new(),
+            cluster: String::new(),
         }
     }
 

@@ -15,15 +15,29 @@ use crate::worker::handlers::{FireContext, Handler, HandlerFailure};
 /// Environment variable naming the side-log file.
 pub const SIDELOG_ENV: &str = "ROTA_SIDELOG";
 
-/// The failpoints in the code, at the narrow windows of the fire protocol.
-pub const POINTS: [&str; 3] = [
+/// The failpoints in the code, at the narrow windows of the fire protocol. For the first three,
+/// `return` kills the process there; for the `lose_*_reply` ones, the script has run (and
+/// committed) and its reply is thrown away, as when Redis restarts or the connection breaks between
+/// the two: the caller sees an error for a write that happened.
+pub const POINTS: [&str; 7] = [
     // master: the fire is claimed (state dispatching) but not yet run here, sent or queued
     "after_claim",
     // worker: SubmitTask's accept script ran, the reply has not been sent
     "after_accept",
     // worker: the handler finished, its outcome is not yet recorded (finish + ack)
     "before_finish",
+    // store: the claim, accept, start or finish script committed; its reply is lost
+    "lose_claim_reply",
+    "lose_accept_reply",
+    "lose_start_reply",
+    "lose_finish_reply",
 ];
+
+/// The error a caller sees when a `lose_*_reply` failpoint threw a committed script's reply away.
+pub fn lost_reply(point: &str) -> crate::Error {
+    tracing::warn!(failpoint = point, "failpoint hit: a committed script's reply is thrown away");
+    crate::Error::StoreUnavailable(format!("reply lost ({point})"))
+}
 
 /// Dies like a SIGKILLed process: no drain, no deregistration, nothing flushed to the store.
 pub fn crash(point: &str) -> ! {

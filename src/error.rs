@@ -68,6 +68,13 @@ impl Error {
 
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
-        Error::StoreUnavailable(e.to_string())
+        match e.code() {
+            // A key of the wrong type: a script refused before writing anything (BADKEY), or a
+            // plain command met one. Retrying will not help; an operator must look.
+            Some("BADKEY") | Some("WRONGTYPE") => {
+                Error::Corrupt { key: "a Redis key".into(), reason: e.detail().unwrap_or("wrong type").to_string() }
+            }
+            _ => Error::StoreUnavailable(e.to_string()),
+        }
     }
 }

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub prevented_duplicates: Counter,
     /// Queue entries set aside in the dead-letter list (malformed, oversized, naming no fire).
     pub dead_letters: Counter,
+    /// Jobs and fires set aside because a stored key is not what it should be.
+    pub set_aside: Counter,
     pub alerts: Family<ResultLabel, Counter>,
     /// Round trip of the heartbeat script, a proxy for the store's latency.
     pub store_rtt: Histogram,
@@ -93,6 +95,7 @@ impl Metrics {
             submit_calls: Counter::default(),
             prevented_duplicates: Counter::default(),
             dead_letters: Counter::default(),
+            set_aside: Counter::default(),
             alerts: Family::default(),
             store_rtt: Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0]),
             registry: Registry::default(),
@@ -123,6 +126,11 @@ impl Metrics {
             "queue_dead_letters",
             "Queue entries set aside in the dead-letter list, with their reason",
             m.dead_letters.clone(),
+        );
+        registry.register(
+            "set_aside",
+            "Jobs and fires set aside because a key the store holds for them has the wrong type or does not decode",
+            m.set_aside.clone(),
         );
         registry.register("alerts", "Alerts raised (logged) and webhook deliveries (sent, failed)", m.alerts.clone());
         registry.register("store_round_trip_seconds", "Heartbeat round trip to the store", m.store_rtt.clone());

@@ -140,3 +140,226 @@ async fn a_forged_epoch_in_submit_tasks_neither_sticks_nor_stops_election() {
     })
     .await;
 }
+
+/// Arms a failpoint on a node started with `--metrics-listen 127.0.0.1:<metrics>`.
+#[cfg(feature = "failpoints")]
+async fn arm(metrics: u16, point: &str, actions: &str) {
+    let url = format!("http://127.0.0.1:{metrics}/failpoints/{point}");
+    let r = reqwest::Client::new().put(&url).body(actions.to_string()).send().await.expect("arm failpoint");
+    assert!(r.status().is_success(), "cannot arm {point}: {}", r.status());
+}
+
+/// Per second of the job from its first to its last fire: how many executions, and in which states.
+async fn fires_by_second(n: &TestNode, job: &str) -> std::collections::BTreeMap<i64, Vec<pb::ExecutionState>> {
+    let mut c = n.client().await;
+    let mut by: std::collections::BTreeMap<i64, Vec<pb::ExecutionState>> = Default::default();
+    for e in executions(&mut c, job).await {
+        by.entry(common::ms(&e.scheduled_time)).or_default().push(state(&e));
+    }
+    by
+}
+
+/// The probe's case: the start script committed (the fire hash says `running` by this incarnation,
+/// its record says `running`) and its reply was lost. A repeated start by the same incarnation now
+/// answers "yours, run it", so the fire runs once, at once; it used to stay `running` forever, run by
+/// no one (the rescan's start was refused as "already running").
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_start_whose_reply_is_lost_runs_once_and_is_not_stranded() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let metrics = common::free_port();
+    let n = TestNode::start(&b, "n1", &["--metrics-listen", &format!("127.0.0.1:{metrics}")]).await;
+    master_of(&[&n]).await;
+    // The next three start replies are thrown away after their scripts committed.
+    arm(metrics, "lose_start_reply", "3*return").await;
+    let mut c = n.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("lost-reply", "* * * * * *", "noop", json!(null))) })
+        .await
+        .expect("put");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Every fire that is due by now (and had a few seconds to end) has exactly one execution, which
+    // succeeded: none stranded `running`, none run twice.
+    let by = eventually(WAIT, "every fire of the job ran once and ended", || async {
+        let by = fires_by_second(&n, "lost-reply").await;
+        let settled: Vec<_> = by.iter().filter(|(t, _)| **t < chrono::Utc::now().timestamp_millis() - 1500).collect();
+        (settled.len() >= 3 && settled.iter().all(|(_, s)| s.as_slice() == [pb::ExecutionState::Succeeded]))
+            .then_some(by)
+    })
+    .await;
+    assert!(by.values().all(|s| s.len() == 1), "one execution per fire: {by:?}");
+    assert!(n.log().contains("start was committed but its reply lost"), "the lost replies were hit");
+}
+
+/// A one-and-a-half-second Redis restart (AOF, `appendfsync always`) longer than the nodes' TTL:
+/// their heartbeat keys expire while Redis is down. The nodes used to be declared dead, re-register
+/// as new incarnations, and have their running fires recorded `lost` with an alert, although no node
+/// died. Now a node takes its expired key back, and the master judges liveness only after a node TTL
+/// of unbroken contact with a store that has been up that long.
+#[tokio::test]
+async fn a_redis_restart_longer_than_the_node_ttl_declares_no_live_node_dead() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"], "");
+    let b = Backend::Redis(redis.url());
+    let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
+    master_of(&nodes.iter().collect::<Vec<_>>()).await;
+    let mut c = nodes[0].client().await;
+    for i in 0..6 {
+        let j = job(&format!("slow-{i}"), "* * * * * *", "sleep", json!(["700ms"]));
+        c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..2 {
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        redis.restart();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    for n in &nodes {
+        let log = n.log();
+        assert!(!log.contains("incarnation revoked"), "node {} was declared dead:\n{log}", n.node_id);
+        assert!(!log.contains("fire lost with its node"), "node {} recorded a live node's fire lost", n.node_id);
+    }
+    let mut c = nodes[0].client().await;
+    for i in 0..6 {
+        let lost: Vec<_> = executions(&mut c, &format!("slow-{i}"))
+            .await
+            .into_iter()
+            .filter(|e| state(e) == pb::ExecutionState::Lost)
+            .collect();
+        assert!(lost.is_empty(), "lost executions of slow-{i}: {lost:?}");
+    }
+}
+
+fn keys() -> rota::store::keys::Keys {
+    rota::store::keys::Keys::new("rota", "default")
+}
+
+/// Executions of `job` scheduled in the last `window_ms` (ending 1.5 s ago, so they had time to end).
+async fn recent(n: &TestNode, job: &str, window_ms: i64) -> Vec<pb::ExecutionState> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut c = n.client().await;
+    executions(&mut c, job)
+        .await
+        .iter()
+        .filter(|e| (now - 1500 - window_ms..now - 1500).contains(&common::ms(&e.scheduled_time)))
+        .map(state)
+        .collect()
+}
+
+/// `DEL` a job's hash and `RPUSH` a list under its key: every tick used to fail with WRONGTYPE and
+/// every job of the cluster stopped firing. Now that job is set aside (out of the due index, named in
+/// the dead-letter list, logged, counted and alerted) and the others go on; putting it again says what
+/// is wrong, and it can be deleted and put again.
+#[tokio::test]
+async fn a_job_key_of_the_wrong_type_is_set_aside_and_the_others_keep_firing() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let metrics = common::free_port();
+    let n = TestNode::start(&b, "n1", &["--metrics-listen", &format!("127.0.0.1:{metrics}")]).await;
+    master_of(&[&n]).await;
+    let mut c = n.client().await;
+    for id in ["ok-1", "ok-2", "victim"] {
+        c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut r = redis_conn(&redis).await;
+    let k = keys().job("victim");
+    let _: () =
+        redis::pipe().del(&k).ignore().rpush(&k, "not a job").ignore().query_async(&mut r).await.expect("clobber");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for id in ["ok-1", "ok-2"] {
+        let states = recent(&n, id, 2000).await;
+        assert!(
+            states.len() >= 2 && states.iter().all(|s| *s == pb::ExecutionState::Succeeded),
+            "{id} must keep firing: {states:?}\n{}",
+            n.log()
+        );
+    }
+    let dlq: Vec<String> = r.lrange(keys().dlq(), 0, -1).await.expect("dlq");
+    assert!(dlq.iter().any(|e| e.contains(&k) && e.contains("is a list")), "set aside with its reason: {dlq:?}");
+    let log = n.log();
+    assert!(log.contains("set aside: a stored key is not what it should be"), "logged");
+    assert!(log.contains("stored_key_set_aside"), "alerted");
+    let m =
+        reqwest::get(format!("http://127.0.0.1:{metrics}/metrics")).await.expect("metrics").text().await.expect("text");
+    assert!(m.lines().any(|l| l.starts_with("rota_set_aside_total 1")), "counted:\n{m}");
+    // Putting it again says what is wrong; deleting it clears the key; then it fires again.
+    let e = c
+        .put_job(pb::PutJobRequest { job: Some(job("victim", "* * * * * *", "noop", json!(null))) })
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("is a list") && e.message().contains("delete the job"), "{}", e.message());
+    c.delete_job(pb::DeleteJobRequest { id: "victim".into() }).await.expect("delete");
+    c.put_job(pb::PutJobRequest { job: Some(job("victim", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    eventually(WAIT, "the job fires again", || async {
+        recent(&n, "victim", 1500).await.contains(&pb::ExecutionState::Succeeded).then_some(())
+    })
+    .await;
+    assert_eq!(n.health().await, Some(1), "SERVING throughout");
+}
+
+/// `SET p:<node> x` for a few seconds, then `DEL`: `accept.lua` wrote each fire's state before its
+/// `LPUSH` failed, and Redis kept the first write, so fires stayed `accepted` in no list and their
+/// executions `pending` forever. Now every script checks its keys' types before its first write: the
+/// accept writes nothing, the fire goes the durable-queue way, and every fire ends recorded.
+#[tokio::test]
+async fn a_clobbered_processing_list_leaves_no_fire_half_moved() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n = TestNode::start(&b, "n1", &[]).await;
+    master_of(&[&n]).await;
+    let mut c = n.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("steady", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut r = redis_conn(&redis).await;
+    let p = keys().processing("n1");
+    let _: () = r.set(&p, "x").await.expect("clobber");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let _: () = r.del(&p).await.expect("restore");
+    // Every fire scheduled so far ends in a terminal state (run late, or misfired), none stays open.
+    let settled_before = chrono::Utc::now().timestamp_millis() - 500;
+    eventually(Duration::from_secs(90), "no execution left open", || async {
+        let mut c = n.client().await;
+        let all = executions(&mut c, "steady").await;
+        let open: Vec<_> = all
+            .iter()
+            .filter(|e| common::ms(&e.scheduled_time) < settled_before)
+            .filter(|e| matches!(state(e), pb::ExecutionState::Pending | pb::ExecutionState::Running))
+            .map(|e| e.fire_id.clone())
+            .collect();
+        open.is_empty().then_some(())
+    })
+    .await;
+    // And no fire hash of those fires is left open (accepted or queued in no list, say).
+    let fires: Vec<String> = r.keys(keys().fire("steady@*")).await.expect("keys");
+    for f in fires {
+        let sched: i64 = f.rsplit_once('@').and_then(|(_, t)| t.parse().ok()).unwrap_or(i64::MAX);
+        if sched >= settled_before {
+            continue;
+        }
+        let st: Option<String> = r.hget(&f, "state").await.expect("state");
+        assert!(
+            matches!(st.as_deref(), Some("succeeded" | "failed" | "timed_out" | "misfired" | "skipped" | "lost")),
+            "{f} is left {st:?}"
+        );
+    }
+}
+
+/// A fire key planted ahead of its instant: the fire does not run (it looks claimed), and this is
+/// now said at WARN with what the key held, and counted.
+#[tokio::test]
+async fn a_planted_fire_key_is_reported_with_its_content() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n = TestNode::start(&b, "n1", &[]).await;
+    master_of(&[&n]).await;
+    let mut c = n.client().await;
+    let next = (chrono::Utc::now().timestamp_millis() / 1000 + 3) * 1000;
+    let mut r = redis_conn(&redis).await;
+    let _: () = r.hset(keys().fire(&format!("planted@{next}")), "planted-by", "mallory").await.expect("plant");
+    c.put_job(pb::PutJobRequest { job: Some(job("planted", "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    eventually(WAIT, "the warning", || async { n.log().contains("mallory").then_some(()) }).await;
+    let line = n.log().lines().find(|l| l.contains("mallory")).map(str::to_string).unwrap_or_default();
+    assert!(line.contains("WARN") && line.contains("planted"), "{line}");
+}

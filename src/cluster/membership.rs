@@ -6,6 +6,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::error::{Error, Result};
 use crate::store::{Beat, NodeRecord, Register, Store};
 
@@ -13,11 +15,18 @@ pub struct Membership {
     node_id: String,
     incarnation: Mutex<String>,
     ttl_ms: u64,
+    /// Since when this node's heartbeats have gone through without a break (None: the last failed).
+    contact_since: Mutex<Option<Instant>>,
 }
 
 impl Membership {
     pub fn new(node_id: &str, ttl_ms: u64) -> Membership {
-        Membership { node_id: node_id.to_string(), incarnation: Mutex::new(new_incarnation()), ttl_ms }
+        Membership {
+            node_id: node_id.to_string(),
+            incarnation: Mutex::new(new_incarnation()),
+            ttl_ms,
+            contact_since: Mutex::new(None),
+        }
     }
 
     /// The live incarnation's id.
@@ -56,7 +65,15 @@ impl Membership {
     /// long pause), takes a new incarnation and registers it: work the old one held was reaped.
     pub async fn beat(&self, store: &dyn Store, record: impl Fn(&str) -> NodeRecord) -> Result<Beat> {
         let inc = self.incarnation();
-        let b = store.beat(&record(&inc), self.ttl_ms).await?;
+        let b = store.beat(&record(&inc), self.ttl_ms).await;
+        if let Ok(mut c) = self.contact_since.lock() {
+            match (&b, *c) {
+                (Ok(_), None) => *c = Some(Instant::now()),
+                (Err(_), _) => *c = None,
+                _ => {}
+            }
+        }
+        let b = b?;
         if let Beat::Revoked { .. } = b {
             let fresh = new_incarnation();
             tracing::warn!(node = %self.node_id, old = %inc, new = %fresh,
@@ -67,6 +84,22 @@ impl Membership {
             self.register(store, record).await?;
         }
         Ok(b)
+    }
+}
+
+impl Membership {
+    /// Whether this node may judge others dead now: only after it has been in touch with the store
+    /// without a break for a whole node TTL, and the store itself has been up that long. A node
+    /// whose key expired during a store outage (or restart) has had one TTL to beat again (and
+    /// take its key back) before anyone looks: a blip delays fires, it never kills nodes.
+    pub async fn may_judge_liveness(&self, store: &dyn Store) -> Result<bool> {
+        let ttl = Duration::from_millis(self.ttl_ms);
+        let in_touch = self.contact_since.lock().map(|c| c.is_some_and(|t| t.elapsed() >= ttl)).unwrap_or(false);
+        if !in_touch {
+            return Ok(false);
+        }
+        // Uptime is whole seconds: one more second of margin.
+        Ok(store.uptime_ms().await?.is_none_or(|up| up >= self.ttl_ms + 1000))
     }
 }
 

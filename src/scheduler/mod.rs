@@ -266,10 +266,13 @@ impl Scheduler {
     /// made progress (look again at once).
     pub async fn step(&self, now: i64, master: &Mastership) -> Result<bool> {
         let due = self.store.due_jobs(now + FIRE_AHEAD_MS, BATCH).await?;
+        for s in &due.set_aside {
+            self.set_aside(&s.job_id, "", &s.reason);
+        }
         let mut deferred = i64::MAX;
         let mut claims = Vec::new();
         let mut jobs = Vec::new();
-        for rec in &due {
+        for rec in &due.jobs {
             match Job::new(rec.spec.clone()) {
                 Ok(job) if job.spec.concurrency == Concurrency::Forbid && rec.next_ms.is_some_and(|t| t > now) => {
                     deferred = deferred.min(rec.next_ms.unwrap_or(i64::MAX));
@@ -322,10 +325,23 @@ impl Scheduler {
                     self.worker.metrics().outcome("misfired");
                     tracing::warn!(job = %claim.job_id, fire = %fire, error = %claim.exec.error, "misfire recorded");
                 }
-                ClaimOutcome::Stale | ClaimOutcome::Duplicate => {
+                ClaimOutcome::Stale => {
                     progress = true;
                     self.worker.metrics().prevented_duplicates.inc();
                     tracing::info!(job = %claim.job_id, fire = %fire, "prevented duplicate: fire already claimed");
+                }
+                ClaimOutcome::Duplicate(held) => {
+                    // The fire's key existed before its claim: claimed before (Redis lost the
+                    // watermark's move but kept the fire), or planted. Either way it does not run:
+                    // say what was there.
+                    progress = true;
+                    self.worker.metrics().prevented_duplicates.inc();
+                    tracing::warn!(job = %claim.job_id, fire = %fire, held = %held,
+                        "fire not run: its key existed before its claim (a prevented duplicate, or a planted key)");
+                }
+                ClaimOutcome::BadKey(why) => {
+                    progress = true;
+                    self.set_aside(&claim.job_id, fire, &why);
                 }
                 ClaimOutcome::Paused | ClaimOutcome::Gone => {
                     tracing::debug!(job = %claim.job_id, fire = %fire, ?outcome, "not claimed");
@@ -334,6 +350,14 @@ impl Scheduler {
         }
         self.send(outbox, master);
         Ok(progress)
+    }
+
+    /// A job (or one fire of it) whose stored keys are not what they should be: logged, counted and
+    /// alerted; the store has already taken it out of the way, so the other jobs go on firing.
+    fn set_aside(&self, job_id: &str, fire_id: &str, reason: &str) {
+        tracing::error!(job = %job_id, fire = %fire_id, reason, "set aside: a stored key is not what it should be");
+        self.worker.metrics().set_aside.inc();
+        self.worker.alerts().raise(Alert::set_aside(job_id, fire_id, &self.node_id, reason));
     }
 
     /// Fires `job_id` now as a manual fire of its own (never colliding with a scheduled fire).
@@ -526,7 +550,12 @@ impl Scheduler {
             let target = self.target_for(job.as_ref(), now).await;
             self.enqueue_somewhere(&master.lease, &fire_id, &target).await;
         }
-        for dead in self.store.dead_nodes().await? {
+        let dead_nodes = self.store.dead_nodes().await?;
+        if dead_nodes.iter().any(|d| *d != self.node_id) && !self.membership.may_judge_liveness(&*self.store).await? {
+            tracing::info!(nodes = ?dead_nodes, "heartbeats missing, but the store was out of reach or restarted lately: not judging them dead yet");
+            return Ok(());
+        }
+        for dead in dead_nodes {
             if dead == self.node_id {
                 continue;
             }

@@ -71,6 +71,11 @@ impl Keys {
     pub fn hb(&self, node_id: &str) -> String {
         format!("{}:hb:{node_id}", self.tag)
     }
+    /// The incarnations of a node whose running work the master took over (re-run or recorded
+    /// lost): one of them may never beat again, even though its key merely expired.
+    pub fn gone(&self, node_id: &str) -> String {
+        format!("{}:gone:{node_id}", self.tag)
+    }
     /// List: fire ids waiting in a node's durable queue.
     pub fn queue(&self, node_id: &str) -> String {
         format!("{}:q:{node_id}", self.tag)

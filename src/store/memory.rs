@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
     NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome,
     WatermarkWrite, WATCH_BUFFER,
 };
@@ -229,15 +229,17 @@ impl Store for MemoryStore {
         Ok(Some(WatermarkWrite::Done { record: Box::new(rec), created: false }))
     }
 
-    async fn due_jobs(&self, now: i64, limit: usize) -> Result<Vec<JobRecord>> {
+    async fn due_jobs(&self, now: i64, limit: usize) -> Result<Due> {
         let st = self.lock()?;
-        Ok(st
+        // Records here are typed values: nothing can be set aside.
+        let jobs = st
             .due
             .iter()
             .take_while(|(t, _)| *t <= now)
             .take(limit)
             .filter_map(|(_, id)| st.jobs.get(id).cloned())
-            .collect())
+            .collect();
+        Ok(Due { jobs, set_aside: Vec::new() })
     }
 
     async fn next_due_ms(&self) -> Result<Option<i64>> {
@@ -273,7 +275,7 @@ impl Store for MemoryStore {
                 st.jobs.insert(c.job_id.clone(), new);
                 // A fire recorded before: the watermark moved on above, nothing else happens.
                 if st.fires.get(&c.exec.fire_id).is_some_and(|f| f.expiry > now) {
-                    out.push(ClaimOutcome::Duplicate);
+                    out.push(ClaimOutcome::Duplicate(String::new()));
                     continue;
                 }
                 let (outcome, exec, fs) = if c.exec.state == ExecState::Misfired {

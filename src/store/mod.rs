@@ -67,7 +67,7 @@ impl Claim {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
     /// Claimed; the pending execution is recorded (and the lock taken, for forbid jobs).
     Claimed,
@@ -80,8 +80,28 @@ pub enum ClaimOutcome {
     Paused,
     /// The job no longer exists.
     Gone,
-    /// The fire key already existed (a prevented duplicate).
-    Duplicate,
+    /// The fire key already existed (a prevented duplicate, or a key planted ahead of the fire):
+    /// what it held, for the log.
+    Duplicate(String),
+    /// A key of this claim has the wrong type (clobbered): no fire made, nothing written for it but
+    /// the watermark's move when the job's own key is sound. Why.
+    BadKey(String),
+}
+
+/// What `due_jobs` read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Due {
+    pub jobs: Vec<JobRecord>,
+    /// Jobs whose stored record is not a job (a key of the wrong type, a definition that does not
+    /// decode): taken out of the due index and named in the dead-letter list, so they never stop the
+    /// others. The caller logs and alerts.
+    pub set_aside: Vec<SetAside>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub job_id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +199,10 @@ pub enum Enqueue {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Start {
     Run(Box<StartedFire>),
+    /// Started before by this very incarnation, whose reply was lost (the store restarted between
+    /// the commit and the reply): run it, under the execution and attempt already recorded, if no
+    /// task of this process has it.
+    Resume(Box<StartedFire>),
     /// Already running here (a repeated start).
     Already,
     NotLive,
@@ -358,7 +382,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<WatermarkWrite>>;
 
     /// Unpaused jobs whose watermark is at or before `now_ms`, oldest first.
-    async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<JobRecord>>;
+    async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Due>;
     /// The earliest watermark of any unpaused job.
     async fn next_due_ms(&self) -> Result<Option<i64>>;
     /// Claims fires atomically, each independently; one outcome per claim, in order. `fence` is the
@@ -419,6 +443,12 @@ pub trait Store: Send + Sync + 'static {
     async fn stuck_dispatching(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
     /// Node ids whose incarnation is not live (heartbeat expired) but which are still registered.
     async fn dead_nodes(&self) -> Result<Vec<String>>;
+    /// How long the store has been up (None: it never restarts under a running node, as the
+    /// in-memory store). Keys expire by the store's wall clock, which runs on while it is down: a
+    /// node is judged dead only on time the cluster could observe.
+    async fn uptime_ms(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// Length of each given node's durable queue.
     async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>>;
     /// Takes the oldest queued fire of `victim` into `node`'s processing list (accepted), if any.

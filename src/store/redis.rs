@@ -19,39 +19,44 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder, NodeList,
-    NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite,
-    WATCH_BUFFER,
+    Accept, Beat, Claim, ClaimOutcome, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
+    NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome,
+    WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::JobSpec;
 
-static PUT_JOB: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/put_job.lua")));
-static DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/due.lua")));
-static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
-static TRIGGER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/trigger.lua")));
-static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/save_exec.lua")));
-static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_acquire.lua")));
-static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_renew.lua")));
-static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease_release.lua")));
-static REGISTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/register.lua")));
-static BEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/beat.lua")));
-static ACCEPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/accept.lua")));
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
-static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/dead_letter.lua")));
-static START: LazyLock<Script> = LazyLock::new(|| Script::new(&batched(include_str!("lua/start.lua"))));
-static FINISH: LazyLock<Script> = LazyLock::new(|| Script::new(&batched(include_str!("lua/finish.lua"))));
+static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/put_job.lua")));
+static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/due.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
+static TRIGGER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/trigger.lua")));
+static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/save_exec.lua")));
+static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_acquire.lua")));
+static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_renew.lua")));
+static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_release.lua")));
+static REGISTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/register.lua")));
+static BEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/beat.lua")));
+static ACCEPT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/accept.lua")));
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/enqueue.lua")));
+static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead_letter.lua")));
+static START: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("lua/start.lua"))));
+static FINISH: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("lua/finish.lua"))));
+
+/// A script with the prelude every script shares (its checks of key types before any write).
+fn script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("lua/prelude.lua")))
+}
 
 /// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
 fn batched(one: &str) -> String {
     format!("local function one(KEYS, ARGV)\n{one}\nend\n{}", include_str!("lua/batch.lua"))
 }
 
-static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/reap.lua")));
-static STEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/steal.lua")));
-static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
-static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew_lock.lua")));
+static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/reap.lua")));
+static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/steal.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/retry.lua")));
+static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/renew_lock.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
 /// (it may still have run; every script is safe to repeat or is checked by compare-and-set).
@@ -185,6 +190,10 @@ impl RedisStore {
             .await?;
         match r.first().map(String::as_str) {
             Some("GONE") => Ok(None),
+            Some("BADKEY") => Err(Error::FailedPrecondition(format!(
+                "job '{id}' cannot be written: {}; delete the job and put it again",
+                r.get(1).map(String::as_str).unwrap_or("a key has the wrong type")
+            ))),
             Some("BEHIND") => Ok(Some(WatermarkWrite::Behind { last_ms: parse_ms(r.get(1), "last_ms")?.unwrap_or(0) })),
             Some("OK") if r.len() == 4 => {
                 let mut spec: JobSpec = decode(&r[3], &self.keys.job(id))?;
@@ -208,7 +217,9 @@ impl RedisStore {
         })
     }
 
-    async fn get_jobs(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
+    /// The jobs of `ids` that exist. `skip_unreadable`: a key of the wrong type, or a record that does
+    /// not decode, is left out (and logged) rather than failing the whole read (a listing).
+    async fn get_jobs(&self, ids: &[String], skip_unreadable: bool) -> Result<Vec<JobRecord>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -216,12 +227,24 @@ impl RedisStore {
         for id in ids {
             pipe.cmd("HMGET").arg(self.keys.job(id)).arg(&["spec", "paused", "next_ms", "last_ms", "updated_ms"]);
         }
-        let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn()).await?;
+        let rows: Vec<redis::RedisResult<Vec<Option<String>>>> =
+            pipe.ignore_errors().query_async(&mut self.conn()).await?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, row) in ids.iter().zip(rows) {
-            if row.first().is_some_and(Option::is_some) {
-                let f: Vec<String> = row.into_iter().map(Option::unwrap_or_default).collect();
-                out.push(self.job_from_fields(id, &f)?);
+            let record = match row {
+                Ok(row) if row.first().is_some_and(Option::is_some) => {
+                    let f: Vec<String> = row.into_iter().map(Option::unwrap_or_default).collect();
+                    self.job_from_fields(id, &f)
+                }
+                Ok(_) => continue,
+                Err(e) => Err(Error::from(e)),
+            };
+            match record {
+                Ok(r) => out.push(r),
+                Err(e) if skip_unreadable => {
+                    tracing::warn!(job = %id, error = %e, "stored job is not readable; left out")
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -274,7 +297,7 @@ impl Store for RedisStore {
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
-        Ok(self.get_jobs(&[id.to_string()]).await?.pop())
+        Ok(self.get_jobs(&[id.to_string()], false).await?.pop())
     }
 
     async fn list_jobs(&self, after_id: Option<&str>, limit: usize) -> Result<Vec<JobRecord>> {
@@ -292,7 +315,7 @@ impl Store for RedisStore {
             .arg(limit)
             .query_async(&mut self.conn())
             .await?;
-        self.get_jobs(&ids).await
+        self.get_jobs(&ids, true).await
     }
 
     async fn delete_job(&self, id: &str) -> Result<bool> {
@@ -317,10 +340,42 @@ impl Store for RedisStore {
         self.put_or_pause(id, "", paused, next_ms, now, "pause").await
     }
 
-    async fn due_jobs(&self, now: i64, limit: usize) -> Result<Vec<JobRecord>> {
-        let flat: Vec<String> =
-            DUE.key(self.keys.due()).arg(now).arg(limit).arg(self.keys.job("")).invoke_async(&mut self.conn()).await?;
-        flat.chunks(6).filter(|c| c.len() == 6).map(|c| self.job_from_fields(&c[0], &c[1..])).collect()
+    async fn due_jobs(&self, now: i64, limit: usize) -> Result<Due> {
+        let flat: Vec<String> = DUE
+            .key(self.keys.due())
+            .key(self.keys.dlq())
+            .arg(now)
+            .arg(limit)
+            .arg(self.keys.job(""))
+            .invoke_async(&mut self.conn())
+            .await?;
+        let mut due = Due::default();
+        for c in flat.chunks(7).filter(|c| c.len() == 7) {
+            if !c[6].is_empty() {
+                due.set_aside.push(SetAside { job_id: c[0].clone(), reason: c[6].clone() });
+                continue;
+            }
+            match self.job_from_fields(&c[0], &c[1..6]) {
+                Ok(rec) => due.jobs.push(rec),
+                // A record that does not decode must not stop the other jobs either: out of the due
+                // index, named in the dead-letter list.
+                Err(e) => {
+                    let reason = e.to_string();
+                    let entry =
+                        serde_json::json!({"entry": self.keys.job(&c[0]), "node": "", "reason": reason, "at": now});
+                    let _: () = redis::pipe()
+                        .atomic()
+                        .zrem(self.keys.due(), &c[0])
+                        .ignore()
+                        .lpush(self.keys.dlq(), entry.to_string())
+                        .ignore()
+                        .query_async(&mut self.conn())
+                        .await?;
+                    due.set_aside.push(SetAside { job_id: c[0].clone(), reason });
+                }
+            }
+        }
+        Ok(due)
     }
 
     async fn next_due_ms(&self) -> Result<Option<i64>> {
@@ -359,6 +414,7 @@ impl Store for RedisStore {
                 .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" });
         }
         let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        fail::fail_point!("lose_claim_reply", |_| Err(crate::chaos::lost_reply("lose_claim_reply")));
         if r.first().map(String::as_str) == Some("FENCED") {
             return Err(Error::Fenced(format!("lease {fence} is no longer held")));
         }
@@ -373,7 +429,8 @@ impl Store for RedisStore {
                 "STALE" => Ok(ClaimOutcome::Stale),
                 "PAUSED" => Ok(ClaimOutcome::Paused),
                 "GONE" => Ok(ClaimOutcome::Gone),
-                "DUP" => Ok(ClaimOutcome::Duplicate),
+                s if s.starts_with("DUP") => Ok(ClaimOutcome::Duplicate(s[3..].trim().to_string())),
+                s if s.starts_with("BADKEY ") => Ok(ClaimOutcome::BadKey(s["BADKEY ".len()..].to_string())),
                 _ => Err(unexpected("claim", &r)),
             })
             .collect()
@@ -591,6 +648,7 @@ impl Store for RedisStore {
             .key(self.keys.node(&node.node_id))
             .key(self.keys.nodes())
             .key(self.keys.epoch())
+            .key(self.keys.gone(&node.node_id))
             .arg(&node.incarnation)
             .arg(ttl_ms.max(1))
             .arg(encode(node)?)
@@ -603,6 +661,11 @@ impl Store for RedisStore {
         let epoch = r.get(1).and_then(|e| e.parse().ok()).filter(|e| *e <= super::MAX_EPOCH).unwrap_or(0);
         match r.first().map(String::as_str) {
             Some("OK") => Ok(Beat::Alive { epoch }),
+            Some("RESUMED") => {
+                tracing::warn!(node = %node.node_id, incarnation = %node.incarnation,
+                    "heartbeat key had expired while nobody took this node's work over (a Redis outage or restart): taken back");
+                Ok(Beat::Alive { epoch })
+            }
             Some("REVOKED") => Ok(Beat::Revoked { epoch }),
             _ => Err(unexpected("beat", &r)),
         }
@@ -637,6 +700,7 @@ impl Store for RedisStore {
             inv.key(self.keys.fire(f)).arg(f);
         }
         let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        fail::fail_point!("lose_accept_reply", |_| Err(crate::chaos::lost_reply("lose_accept_reply")));
         if r.len() != fire_ids.len() {
             return Err(unexpected("accept", &r));
         }
@@ -647,6 +711,7 @@ impl Store for RedisStore {
                 "TAKEN" => Accept::Taken,
                 "STALE_EPOCH" => Accept::StaleEpoch,
                 "NOT_LIVE" => Accept::NotLive,
+                // UNKNOWN, or BADKEY: the fire's key is not a fire (refused, nothing written).
                 _ => Accept::Unknown,
             })
             .collect())
@@ -742,9 +807,10 @@ impl Store for RedisStore {
             if not_master { "1" } else { "0" }.to_string(),
         ];
         let r: Vec<String> = self.starts.call(keys.into(), args.into()).await?;
+        fail::fail_point!("lose_start_reply", |_| Err(crate::chaos::lost_reply("lose_start_reply")));
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        Ok(match r.first().map(String::as_str) {
-            Some("OK") if r.len() == 9 => Start::Run(Box::new(StartedFire {
+        let started = || -> Result<Box<StartedFire>> {
+            Ok(Box::new(StartedFire {
                 exec_id: r[1].clone(),
                 attempt: num(2) as u32,
                 job_id: r[3].clone(),
@@ -756,7 +822,17 @@ impl Store for RedisStore {
                     "" => None,
                     spec => Some(decode(spec, &self.keys.job(&r[3]))?),
                 },
-            })),
+            }))
+        };
+        Ok(match r.first().map(String::as_str) {
+            Some("OK") if r.len() == 9 => Start::Run(started()?),
+            Some("RESUME") if r.len() == 9 => Start::Resume(started()?),
+            Some("BADKEY") => {
+                return Err(Error::Corrupt {
+                    key: self.keys.fire(fire_id),
+                    reason: r.get(1).cloned().unwrap_or_default(),
+                })
+            }
             Some("MASTER_ONLY") => Start::MasterOnly,
             Some("ALREADY") => Start::Already,
             Some("NOT_LIVE") => Start::NotLive,
@@ -805,8 +881,17 @@ impl Store for RedisStore {
             encode(&superseded)?,
             superseded.id.clone(),
         ];
-        let r: String = self.finishes.call(keys.into(), args.into()).await?;
-        Ok(if r == "SUPERSEDED" { Finish::Superseded } else { Finish::Recorded })
+        let r: Vec<String> = self.finishes.call(keys.into(), args.into()).await?;
+        fail::fail_point!("lose_finish_reply", |_| Err(crate::chaos::lost_reply("lose_finish_reply")));
+        match r.first().map(String::as_str) {
+            Some("OK") => Ok(Finish::Recorded),
+            Some("SUPERSEDED") => Ok(Finish::Superseded),
+            Some("BADKEY") => Err(Error::Corrupt {
+                key: self.keys.fire(&exec.fire_id),
+                reason: r.get(1).cloned().unwrap_or_default(),
+            }),
+            _ => Err(unexpected("finish", &r)),
+        }
     }
 
     async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
@@ -838,6 +923,7 @@ impl Store for RedisStore {
             .key(self.keys.fire(&r.fire_id))
             .key(self.keys.queue(&r.target))
             .key(self.keys.lock(job))
+            .key(self.keys.gone(&r.dead_node))
             .arg(fence)
             .arg(&r.fire_id)
             .arg(if r.rerun { "rerun" } else { "lost" })
@@ -847,6 +933,7 @@ impl Store for RedisStore {
             .arg(&r.dead_node)
             .arg(self.timing.misfire_threshold_ms)
             .arg(inc)
+            .arg(NODE_RECORD_KEEP_MS)
             .invoke_async(&mut self.conn())
             .await?;
         let reply: Vec<String> = match v {
@@ -909,6 +996,16 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(r)
+    }
+
+    async fn uptime_ms(&self) -> Result<Option<u64>> {
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await?;
+        let secs = info
+            .lines()
+            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| Error::StoreUnavailable("INFO server has no uptime_in_seconds".into()))?;
+        Ok(Some(secs.saturating_mul(1000)))
     }
 
     async fn dead_nodes(&self) -> Result<Vec<String>> {

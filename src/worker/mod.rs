@@ -35,6 +35,9 @@ const MASTER_WAIT: Duration = Duration::from_secs(10);
 /// How long one wait on the durable queue lasts before the drain loop looks around again (and,
 /// when idle, for a busier node's queue to help with).
 const POP_WAIT: Duration = Duration::from_millis(500);
+/// How long a start is asked again while the store cannot answer; after that the fire stays in the
+/// processing list for the periodic rescan.
+const START_RETRY_FOR: Duration = Duration::from_secs(15);
 /// Upper bound of the random delay before taking over another node's entry.
 const STEAL_JITTER_MS: u64 = 50;
 /// Only nodes whose record is this fresh are helped (a dead node's queue is the master's to move).
@@ -141,9 +144,12 @@ impl Worker {
         if !self.accepting() {
             return false;
         }
+        let Some(held) = self.hold(&fire_id) else {
+            // Another task of this process has it (the rescan raced a pop): it runs it.
+            return true;
+        };
         let me = Arc::clone(self);
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let held = self.hold(&fire_id);
         self.tracker.spawn(async move {
             let _held = held;
             if let Some(epoch) = accept {
@@ -187,16 +193,19 @@ impl Worker {
                         // Taken while draining: it stays in our processing list for adoption/reaping.
                         return;
                     }
-                    let (me, held) = (Arc::clone(&self), self.hold(&fire_id));
-                    self.tracker.spawn(async move {
-                        let _held = held;
-                        me.execute(fire_id, None, permit).await
-                    });
+                    // None: the rescan got to it first, and its task runs it.
+                    if let Some(held) = self.hold(&fire_id) {
+                        let me = Arc::clone(&self);
+                        self.tracker.spawn(async move {
+                            let _held = held;
+                            me.execute(fire_id, None, permit).await
+                        });
+                    }
                 }
                 Ok(None) => {
                     // Our queue is empty and a worker is free: help a busier node.
-                    if let Some(fire_id) = self.steal_one().await {
-                        let (me, held) = (Arc::clone(&self), self.hold(&fire_id));
+                    if let Some((fire_id, held)) = self.steal_one().await.and_then(|f| self.hold(&f).map(|h| (f, h))) {
+                        let me = Arc::clone(&self);
                         self.tracker.spawn(async move {
                             let _held = held;
                             me.execute(fire_id, None, permit).await
@@ -211,12 +220,12 @@ impl Worker {
         }
     }
 
-    /// Marks a fire as in this process's hands until the returned guard is dropped.
-    fn hold(&self, fire_id: &str) -> Held {
-        if let Ok(mut s) = self.in_hand.lock() {
-            s.insert(fire_id.to_string());
-        }
-        Held { set: Arc::clone(&self.in_hand), fire_id: fire_id.to_string() }
+    /// Marks a fire as in this process's hands until the returned guard is dropped; None when a
+    /// task of this process has it already. At most one task runs a fire: a start repeated by this
+    /// incarnation answers "yours, run it" (`Start::Resume`), so a second task must never ask.
+    fn hold(&self, fire_id: &str) -> Option<Held> {
+        let mut s = self.in_hand.lock().ok()?;
+        s.insert(fire_id.to_string()).then(|| Held { set: Arc::clone(&self.in_hand), fire_id: fire_id.to_string() })
     }
 
     /// Whether this process has the fire in hand (see `hold`).
@@ -261,17 +270,17 @@ impl Worker {
             wait_until_due(&fire_id).await;
             // Off the master, the start refuses a master-only fire, which goes to the master instead.
             let not_master = self.role.borrow().active().is_none();
-            let mut started = self.store.start(&fire_id, &self.node_id, &inc, &new_execution_id(), not_master).await;
+            let mut started = self.start(&fire_id, &inc, not_master).await;
             if matches!(started, Ok(Start::MasterOnly)) {
                 if self.hand_to_master(&fire_id, &inc).await {
                     return;
                 }
                 // No other master to hand it to: started anyway; below, it is recorded skipped
                 // unless this node has become master meanwhile.
-                started = self.store.start(&fire_id, &self.node_id, &inc, &new_execution_id(), false).await;
+                started = self.start(&fire_id, &inc, false).await;
             }
             match started {
-                Ok(Start::Run(sf)) => {
+                Ok(Start::Run(sf) | Start::Resume(sf)) => {
                     let mut exec = sf.running_record(&fire_id, &self.node_id);
                     // The start returned the job's definition (one round trip for both).
                     let job = match (job, sf.job) {
@@ -324,6 +333,28 @@ impl Worker {
         .instrument(span)
         .await;
         self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Starts a fire, asking again while the store cannot answer: a start is safe to repeat (one
+    /// that committed but whose reply was lost answers `Resume`), so a store that restarts at the
+    /// instant fires start delays them by its outage, not by the rescan's period.
+    async fn start(&self, fire_id: &str, inc: &str, not_master: bool) -> crate::Result<Start> {
+        let deadline = tokio::time::Instant::now() + START_RETRY_FOR;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.store.start(fire_id, &self.node_id, inc, &new_execution_id(), not_master).await {
+                Err(e @ crate::Error::StoreUnavailable(_)) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(error = %e, "cannot start the fire yet; asking again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Ok(Start::Resume(sf)) => {
+                    tracing::warn!(execution = %sf.exec_id, "start was committed but its reply lost: running it now");
+                    return Ok(Start::Resume(sf));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Stops taking work, lets running executions finish for `grace`, then drops what is left and

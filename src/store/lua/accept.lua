@@ -5,7 +5,11 @@
 -- KEYS[1] epoch counter  KEYS[2] p:<self>  KEYS[3] inflight zset  KEYS[4] hb:<self>
 --   then one fire hash per fire
 -- ARGV[1] sender's epoch  ARGV[2] self  ARGV[3] incarnation  then one fire id per fire
--- Returns one of OK | ALREADY | TAKEN | STALE_EPOCH | NOT_LIVE | UNKNOWN per fire
+-- Returns one of OK | ALREADY | TAKEN | STALE_EPOCH | NOT_LIVE | UNKNOWN | BADKEY per fire (BADKEY: the
+--   fire's key is not a hash; nothing written for it), or a BADKEY error when a list is not a list
+--   (nothing written at all)
+local bad = wrong(KEYS[2], 'list', KEYS[3], 'zset')
+if bad then return refuse(bad) end
 local out = {}
 local n = #KEYS - 4
 local whole = nil
@@ -15,8 +19,11 @@ for i = 1, n do
   local kf, fire = KEYS[4 + i], ARGV[3 + i]
   local st = whole
   if not st then
-    local f = redis.call('HMGET', kf, 'state', 'node')
-    if not f[1] then st = 'UNKNOWN'
+    local f = {}
+    if wrong(kf, 'hash') then st = 'BADKEY' else f = redis.call('HMGET', kf, 'state', 'node') end
+    if st then
+      -- set aside above
+    elseif not f[1] then st = 'UNKNOWN'
     elseif f[1] == 'accepted' or f[1] == 'running' then
       if f[2] == ARGV[2] then st = 'ALREADY' else st = 'TAKEN' end
     elseif f[1] ~= 'dispatching' then st = 'TAKEN'

@@ -9,8 +9,22 @@
 --   purpose: a catch-up fire gets the whole threshold)
 -- then per claim i (9 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
 --   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1'
--- Returns {'FENCED'}, or one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE DUP
+-- Returns {'FENCED'}, or one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE,
+--   'DUP <what the fire key held>' (the fire key existed before its claim: claimed before, or planted),
+--   'BADKEY <why>' (a key of the claim has the wrong type: nothing written for it but, when the job's
+--   own hash is fine, the watermark's move, so the schedule goes on); or a BADKEY error when a shared
+--   key has the wrong type (nothing written at all)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'FENCED'} end
+local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset')
+if bad then return refuse(bad) end
+-- What a key that should not exist holds, for the log line (bounded).
+local function describe(k)
+  local t = redis.call('TYPE', k)['ok']
+  if t ~= 'hash' then return 'a ' .. t end
+  local s = cjson.encode(redis.call('HGETALL', k))
+  if #s > 300 then s = string.sub(s, 1, 300) .. '...' end
+  return s
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
@@ -23,9 +37,12 @@ for i = 0, n - 1 do
   local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'
   -- One read for the job (every job hash has updated_ms): a claim is ~15 commands, and each
   -- command inside a script costs about a microsecond of Redis's one thread.
-  local j = redis.call('HMGET', kj, 'next_ms', 'paused', 'updated_ms')
+  local badjob = wrong(kj, 'hash')
+  local j = {}
+  if not badjob then j = redis.call('HMGET', kj, 'next_ms', 'paused', 'updated_ms') end
   local wm = j[1]
-  if not j[3] then out[#out+1] = 'GONE'
+  if badjob then out[#out+1] = 'BADKEY ' .. badjob
+  elseif not j[3] then out[#out+1] = 'GONE'
   elseif j[2] == '1' then out[#out+1] = 'PAUSED'
   elseif wm ~= sched then out[#out+1] = 'STALE'
   else
@@ -38,9 +55,11 @@ for i = 0, n - 1 do
     end
   end
   if out[i+1] then
-    -- already decided (GONE, PAUSED, STALE)
+    -- already decided (BADKEY, GONE, PAUSED, STALE)
   elseif redis.call('EXISTS', kf) == 1 then
-    out[#out+1] = 'DUP'  -- the fire was recorded before: the watermark moved on above, nothing else
+    out[#out+1] = 'DUP ' .. describe(kf)  -- recorded before: the watermark moved on above, nothing else
+  elseif wrong(kl, 'string', kje, 'zset') then
+    out[#out+1] = 'BADKEY ' .. wrong(kl, 'string', kje, 'zset')
   else
     local st = 'CLAIMED'
     local fs = 'dispatching'

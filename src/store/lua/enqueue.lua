@@ -5,6 +5,8 @@
 -- Returns OK | FENCED | TARGET_DEAD | the fire's state when it is not dispatching (e.g. 'accepted') | UNKNOWN
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
 if redis.call('EXISTS', KEYS[5]) == 0 then return 'TARGET_DEAD' end
+local bad = wrong(KEYS[2], 'hash', KEYS[3], 'list', KEYS[4], 'zset')
+if bad then return refuse(bad) end
 local st = redis.call('HGET', KEYS[2], 'state')
 if st ~= 'dispatching' then
   redis.call('ZREM', KEYS[4], ARGV[2])  -- not dispatching (or expired): nothing left to sweep

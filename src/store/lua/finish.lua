@@ -10,7 +10,9 @@
 -- KEYS[7] exec key of the superseded evidence record
 -- ARGV[10] the superseded JSON  ARGV[11] its execution id (its own: the fire's real record, e.g.
 --   'lost' or a re-run, is never overwritten)
--- Returns 'OK' | 'SUPERSEDED'
+-- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
+local bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string', KEYS[5], 'hash', KEYS[6], 'list')
+if bad then return {'BADKEY', bad} end
 local f = redis.call('HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
 local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
 -- From the tail, where the oldest entries are (entries are pushed at the head and run in about
@@ -29,4 +31,4 @@ redis.call('ZADD', KEYS[3], 0, id)
 redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call('PUBLISH', ARGV[4], json)
-return result
+return {result}

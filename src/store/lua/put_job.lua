@@ -3,6 +3,9 @@
 -- ARGV[1] job id  ARGV[2] spec JSON  ARGV[3] paused '0'|'1'  ARGV[4] next_ms or '-'  ARGV[5] now ms
 -- ARGV[6] 'put' (create or replace) | 'pause' (only if it exists; keeps the spec)
 -- Returns {'BEHIND', last_ms} | {'GONE'} | {'OK', existed '0'|'1', last_ms or '', spec JSON}
+--   | {'BADKEY', why} (a key of the wrong type; nothing written)
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset')
+if bad then return {'BADKEY', bad} end
 local last = redis.call('HGET', KEYS[1], 'last_ms')
 local existed = redis.call('EXISTS', KEYS[1])
 if ARGV[6] == 'pause' and existed == 0 then return {'GONE'} end

@@ -7,10 +7,13 @@
 -- ARGV[1] fence value  ARGV[2] fire id  ARGV[3] recovery 'rerun'|'lost'  ARGV[4] max recoveries
 -- ARGV[5] lock ttl ms  ARGV[6] target node  ARGV[7] dead node  ARGV[8] misfire threshold ms
 -- ARGV[9] dead incarnation to match ('' = the node is dead, any incarnation)
+-- KEYS[7] gone:<dead>  ARGV[10] how long to remember a buried incarnation (ms)
 -- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | {'RERUN', dead exec} | {'LOST', job, sched, exec}
 --   | DROPPED_<state>
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
 if ARGV[9] == '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' end
+local bad = wrong(KEYS[3], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'string', KEYS[7], 'set')
+if bad then return refuse(bad) end
 if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 'GONE' end
 local f = redis.call('HMGET', KEYS[4], 'state', 'node', 'inc', 'job', 'sched', 'exec')
 local st, owner = f[1], f[2]
@@ -24,6 +27,12 @@ if st == 'queued' or st == 'accepted' then
   redis.call('LPUSH', KEYS[5], ARGV[2]); return 'MOVED'
 end
 if st == 'running' then
+  if ARGV[9] == '' and f[3] then
+    -- The incarnation that ran it is dead for good: were its key merely expired (Redis restarted),
+    -- its heartbeat could otherwise take it back while its run is re-run or recorded lost.
+    redis.call('SADD', KEYS[7], f[3])
+    redis.call('PEXPIRE', KEYS[7], ARGV[10])
+  end
   local r = redis.call('HINCRBY', KEYS[4], 'recoveries', 1)
   if ARGV[3] == 'rerun' and r <= tonumber(ARGV[4]) then
     local t = redis.call('TIME')

@@ -2,6 +2,8 @@
 -- KEYS[1] hb:<node>  KEYS[2] nodes set  KEYS[3] node record
 -- ARGV[1] node id  ARGV[2] incarnation  ARGV[3] ttl ms  ARGV[4] node record JSON  ARGV[5] record ttl ms
 -- Returns 'OK' or {'ID_IN_USE', other incarnation}
+local bad = wrong(KEYS[1], 'string', KEYS[2], 'set', KEYS[3], 'string')
+if bad then return refuse(bad) end
 if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
   local other = redis.call('GET', KEYS[1])
   if other ~= ARGV[2] then return {'ID_IN_USE', other or ''} end

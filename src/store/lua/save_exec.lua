@@ -5,6 +5,8 @@
 -- ARGV[6] fire id (the lock owner)  ARGV[7] id prefix of executions past retention (UUIDv7 of then)
 -- ARGV[8] '1': write only over a missing or open (pending/running) record
 -- Returns 1 when written, 0 when refused
+local bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string')
+if bad then return refuse(bad) end
 if ARGV[8] == '1' then
   local cur = redis.call('GET', KEYS[1])
   if cur then

@@ -9,10 +9,15 @@
 -- ARGV[6] job hash key prefix  ARGV[7] exec key prefix  ARGV[8] job's executions index key prefix
 -- ARGV[9] retention ms  ARGV[10] change channel  ARGV[11] '1': the caller is not master
 -- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or ''}
+--   | {'RESUME', the same fields} (a repeated start by the incarnation that started it: see below)
 --   | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state} | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
 --   | {'MASTER_ONLY'} (the caller is not master and the job is master-only: nothing changed)
+--   | {'BADKEY', why} (a key of the wrong type: nothing changed)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
-local f = redis.call('HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec', 'deadline_ms', 'manual')
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'list', KEYS[4], 'list', KEYS[5], 'zset')
+if bad then return {'BADKEY', bad} end
+local f = redis.call('HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec', 'deadline_ms',
+  'manual', 'exec', 'attempts', 'started')
 local st, owner = f[1], f[2]
 -- Every fire hash has a state: none means no such fire.
 if not st then
@@ -20,9 +25,20 @@ if not st then
   redis.call('LPUSH', KEYS[4], cjson.encode({entry = ARGV[1], node = ARGV[2], reason = 'no such fire', at = ARGV[5]}))
   return {'POISON'}
 end
--- Running here, in this or an earlier incarnation: never dropped from the list by a start (an
--- earlier incarnation's run is recovered by adoption or the reaper).
-if st == 'running' and owner == ARGV[2] then return {'ALREADY'} end
+local function spec_of(job)
+  if wrong(ARGV[6] .. job, 'hash') then return '' end  -- the worker records it failed: no such job
+  return redis.call('HGET', ARGV[6] .. job, 'spec') or ''
+end
+if st == 'running' and owner == ARGV[2] then
+  -- Started by this very incarnation: the start committed and its reply was lost (Redis restarted
+  -- between the two, the connection broke). Safe to call again: the caller, which has no task on
+  -- this fire (it checks), runs it under the execution and attempt already recorded.
+  if f[3] == ARGV[3] and f[10] then
+    return {'RESUME', f[10], f[11] or '1', f[4], f[5], f[6] or '0', f[9] or '0', f[12] or '0', spec_of(f[4])}
+  end
+  -- An earlier incarnation's run: recovered by adoption or the reaper, never dropped by a start.
+  return {'ALREADY'}
+end
 if (st ~= 'queued' and st ~= 'accepted') or owner ~= ARGV[2] then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   return {'NOT_MINE', st or ''}
@@ -37,7 +53,9 @@ if f[8] and now > tonumber(f[8]) then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   return {'MISFIRED', f[4], f[5], exec}
 end
-local spec = redis.call('HGET', ARGV[6] .. f[4], 'spec') or ''
+bad = wrong(ARGV[8] .. f[4], 'zset')
+if bad then return {'BADKEY', bad} end
+local spec = spec_of(f[4])
 -- A plain find first: only a spec that may say so is decoded (args could hold the same text).
 if ARGV[11] == '1' and string.find(spec, '"master_only":true', 1, true) then
   local ok, d = pcall(cjson.decode, spec)
@@ -46,12 +64,16 @@ end
 redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now)
 redis.call('HDEL', KEYS[1], 'next_exec')
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
--- The record's JSON is the Execution type's serde form (tested by the store conformance suite).
+-- The record's JSON is the Execution type's serde form (tested by the store conformance suite). The
+-- epoch goes in as its digits: a Lua number prints 14 significant digits, and epochs may have 16.
+local epoch = f[6] or '0'
+if not string.match(epoch, '^%d+$') then epoch = '0' end
 local json = cjson.encode({
   id = exec, job_id = f[4], fire_id = ARGV[1], scheduled_ms = tonumber(f[5]), start_ms = now,
   end_ms = cjson.null, node_id = ARGV[2], attempt = attempt, state = 'running', error = '', output = '',
-  manual = f[9] == '1', epoch = tonumber(f[6] or '0')
+  manual = f[9] == '1', epoch = 0
 })
+json = string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1)
 redis.call('SET', ARGV[7] .. exec, json, 'PX', ARGV[9])
 -- The record made at claim (next_exec) is indexed already; a fresh one (a re-run) is not.
 if not f[7] then
@@ -59,4 +81,4 @@ if not f[7] then
   redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
 end
 redis.call('PUBLISH', ARGV[10], json)
-return {'OK', exec, tostring(attempt), f[4], f[5], f[6] or '0', f[9] or '0', tostring(now), spec}
+return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec}

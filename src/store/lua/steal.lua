@@ -5,9 +5,13 @@
 -- ARGV[1] victim  ARGV[2] self  ARGV[3] incarnation
 -- Returns the fire id taken, or false.
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return false end
+local bad = wrong(KEYS[1], 'list', KEYS[2], 'list')
+if bad then return refuse(bad) end
 local fire = redis.call('LINDEX', KEYS[1], -1)
 if not fire then return false end
 local fk = KEYS[4] .. fire
+bad = wrong(fk, 'hash')
+if bad then return refuse(bad) end
 local f = redis.call('HMGET', fk, 'state', 'node')
 if f[1] ~= 'queued' or f[2] ~= ARGV[1] then return false end  -- the victim's start will clean it up
 redis.call('LREM', KEYS[1], -1, fire)

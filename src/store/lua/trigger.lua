@@ -8,6 +8,10 @@
 -- ARGV[13] start deadline ms  ARGV[14] dispatch deadline ms  ARGV[15] job id
 -- Returns {'GONE'} | {'DEDUP', JSON} | {'CREATED'} | {'SKIPPED'}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'string', KEYS[5], 'zset', KEYS[6], 'zset', KEYS[8], 'zset')
+if bad then return refuse(bad) end
+if ARGV[8] == '1' then bad = wrong(KEYS[7], 'string') end
+if bad then return refuse(bad) end
 if ARGV[8] == '1' then
   local prev = redis.call('GET', KEYS[7])
   if prev then
