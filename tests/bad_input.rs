@@ -367,3 +367,37 @@ async fn a_gigabyte_of_output_is_capped_not_held() {
     let peak = peak_rss(node.pid());
     assert!(peak < 200 * 1024 * 1024, "peak RSS {peak} bytes: the gigabyte was held");
 }
+
+/// The child of a shell job gets the node's environment minus the node's own ROTA_* settings
+/// (ROTA_CLUSTER_SECRET, a ROTA_REDIS URL with its password), plus the job's env and the fire's
+/// ROTA_* context: a job printing its environment learns no secret of the node.
+#[tokio::test]
+async fn a_shell_child_does_not_inherit_the_nodes_settings() {
+    let env = [("ROTA_CLUSTER_SECRET", "s3cret-of-the-node"), ("ROTA_SHUTDOWN_GRACE_MS", "1000")];
+    let node =
+        TestNode::start_env(&Backend::Memory, "n1", &["--enable-shell", "--shell-allow", "/usr/bin/env"], &env).await;
+    let mut c = node.client().await;
+    let j = common::job(
+        "env",
+        "0 0 3 29 2 *",
+        "shell",
+        serde_json::json!({"argv": ["/usr/bin/env"], "env": {"FOO": "bar"}}),
+    );
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    c.trigger_job(pb::TriggerJobRequest { id: "env".into(), idempotency_key: String::new() }).await.expect("trigger");
+    let e = common::eventually(std::time::Duration::from_secs(20), "run finished", || {
+        let mut c = c.clone();
+        async move {
+            common::executions(&mut c, "env")
+                .await
+                .into_iter()
+                .find(|e| common::state(e) == pb::ExecutionState::Succeeded)
+        }
+    })
+    .await;
+    assert!(!e.output.contains("s3cret"), "{}", e.output);
+    assert!(!e.output.contains("ROTA_SHUTDOWN_GRACE_MS"), "{}", e.output);
+    assert!(e.output.lines().any(|l| l == "FOO=bar"), "{}", e.output);
+    assert!(e.output.lines().any(|l| l == "ROTA_JOB_ID=env"), "{}", e.output);
+    assert!(e.output.lines().any(|l| l.starts_with("PATH=")), "the node's PATH is kept: {}", e.output);
+}

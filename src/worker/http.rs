@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use super::handlers::{map_field, str_field, FireContext, Handler, HandlerFailure};
+use super::handlers::{map_field, str_field, ArgsError, FireContext, Handler, HandlerFailure};
 use crate::execution::{truncate_utf8, MAX_OUTPUT_BYTES};
 
 pub struct Http {
@@ -84,8 +84,8 @@ impl Default for Http {
 
 #[async_trait]
 impl Handler for Http {
-    fn validate(&self, args: &Value) -> Result<(), String> {
-        Self::spec(args).map(|_| ())
+    fn validate(&self, args: &Value) -> Result<(), ArgsError> {
+        Self::spec(args).map(|_| ()).map_err(ArgsError::from)
     }
 
     async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
