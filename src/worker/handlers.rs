@@ -109,6 +109,12 @@ pub trait Handler: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The timeout a run gets when its job sets none (None: no limit). A handler that waits on
+    /// something outside the node (a server) sets one, so a silent peer cannot hold a worker forever.
+    fn default_timeout(&self) -> Option<Duration> {
+        None
+    }
+
     /// Runs one execution. Ok carries the captured output (may be empty).
     async fn run(&self, ctx: &FireContext, args: &Value) -> std::result::Result<String, HandlerFailure>;
 }
