@@ -158,9 +158,16 @@ const ENV_DENIED: &[(&str, &str)] = &[
     ("ROTA_*", "rota sets ROTA_* to the fire's context"),
 ];
 
+/// Exceptions to the families above: switches that name no file, module or code, and that jobs
+/// commonly set (unbuffered Python output for live logs, NODE_ENV=production).
+const ENV_ALLOWED: &[&str] = &["PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONUTF8", "NODE_ENV"];
+
 /// Why `key` may not be set by a job, if it may not.
 fn env_denied(key: &str) -> Option<&'static str> {
     let upper = key.to_ascii_uppercase();
+    if ENV_ALLOWED.contains(&upper.as_str()) {
+        return None;
+    }
     ENV_DENIED.iter().find_map(|(pat, why)| {
         let hit = match pat.strip_suffix('*') {
             Some(prefix) => upper.starts_with(prefix),
@@ -468,8 +475,9 @@ mod tests {
             assert!(e.starts_with("args.env."), "{key}: {e}");
             assert!(e.contains("is not a variable name"), "{key}: {e}");
         }
-        // Ordinary variables, and TMPDIR (see ENV_DENIED for why), pass.
-        let args = json!({"argv": ["/bin/echo"], "env": {"FOO": "1", "_X9": "2", "TMPDIR": "/var/tmp", "LANG": "C"}});
+        // Ordinary variables, TMPDIR (see ENV_DENIED for why) and the harmless switches pass.
+        let args = json!({"argv": ["/bin/echo"], "env": {"FOO": "1", "_X9": "2", "TMPDIR": "/var/tmp", "LANG": "C",
+            "PYTHONUNBUFFERED": "1", "NODE_ENV": "production"}});
         r.validate("shell", &args).expect("ordinary variables");
     }
 
