@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::worker::handlers::{FireContext, Handler, HandlerFailure};
+use crate::worker::handlers::{ArgsError, FireContext, Handler, HandlerFailure};
 
 /// Environment variable naming the side-log file.
 pub const SIDELOG_ENV: &str = "ROTA_SIDELOG";
@@ -78,7 +78,7 @@ impl SideLog {
 
 #[async_trait]
 impl Handler for SideLog {
-    fn validate(&self, args: &Value) -> Result<(), String> {
+    fn validate(&self, args: &Value) -> Result<(), ArgsError> {
         match args.get("ms") {
             None | Some(Value::Number(_)) => Ok(()),
             Some(_) => Err("sidelog takes {\"ms\": <sleep in ms>}".into()),

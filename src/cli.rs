@@ -105,6 +105,10 @@ pub struct ServerArgs {
     pub shell_allow: Vec<String>,
     #[arg(long, env = "ROTA_SHELL_OUTPUT_CAP_BYTES")]
     pub shell_output_cap_bytes: Option<usize>,
+    /// Host or network (a.b.c.d/n) http jobs may reach; repeat, or comma-separate in the env.
+    /// Without it: anywhere but loopback and link-local.
+    #[arg(long = "http-allow", env = "ROTA_HTTP_ALLOW", value_delimiter = ',')]
+    pub http_allow: Vec<String>,
     #[arg(long, env = "ROTA_MISFIRE_THRESHOLD_MS")]
     pub misfire_threshold_ms: Option<u64>,
     #[arg(long, env = "ROTA_EXECUTION_RETENTION_MS")]
@@ -186,6 +190,9 @@ impl ServerArgs {
         );
         if !self.shell_allow.is_empty() {
             c.shell_allow = self.shell_allow;
+        }
+        if !self.http_allow.is_empty() {
+            c.http_allow = self.http_allow;
         }
         if self.advertise.is_some() {
             c.advertise = self.advertise;
@@ -836,6 +843,8 @@ mod tests {
             "--enable-shell",
             "--shell-allow",
             "/bin/a,/bin/b",
+            "--http-allow",
+            "hooks.example,10.0.0.0/8",
             "--shell-output-cap-bytes",
             "5",
             "--misfire-threshold-ms",
@@ -892,6 +901,7 @@ mod tests {
             enable_shell: true,
             shell_allow: vec!["/bin/a".into(), "/bin/b".into()],
             shell_output_cap_bytes: 5,
+            http_allow: vec!["hooks.example".into(), "10.0.0.0/8".into()],
             misfire_threshold_ms: 7000,
             execution_retention_ms: 70000,
             heartbeat_ms: 11,

@@ -49,6 +49,10 @@ pub struct Config {
     pub shell_allow: Vec<String>,
     /// Bytes kept of a shell handler's stdout and of its stderr.
     pub shell_output_cap_bytes: usize,
+    /// Where http jobs may connect: host names and IP networks (`hooks.example.com`, `10.0.0.0/8`,
+    /// `127.0.0.1`). Empty: anywhere except loopback, link-local and unspecified addresses. This
+    /// node's own Redis, gRPC and metrics ports are refused whatever the list says.
+    pub http_allow: Vec<String>,
     /// A fire later than this is a misfire and follows its job's misfire policy.
     pub misfire_threshold_ms: u64,
     /// How long execution records (and idempotency keys) are kept.
@@ -110,6 +114,7 @@ impl Default for Config {
             enable_shell: false,
             shell_allow: Vec::new(),
             shell_output_cap_bytes: 64 * 1024,
+            http_allow: Vec::new(),
             misfire_threshold_ms: 60_000,
             execution_retention_ms: 24 * 3_600_000,
             heartbeat_ms: 1_000,
@@ -192,6 +197,9 @@ impl Config {
         if let Some(p) = self.shell_allow.iter().find(|p| !p.starts_with('/')) {
             return bad("shell_allow", format!("'{p}' is not an absolute path"));
         }
+        if let Err(reason) = crate::worker::egress::Egress::new(&self.http_allow, Default::default()) {
+            return bad("http_allow", reason);
+        }
         if !matches!(self.log_format.as_str(), "plain" | "json") {
             return bad("log_format", format!("'{}' is not plain or json", self.log_format));
         }
@@ -251,6 +259,8 @@ mod tests {
             (Config { node_ttl_ms: 1000, ..Config::default() }, "config node_ttl_ms:"),
             (Config { log_format: "xml".into(), ..Config::default() }, "config log_format:"),
             (Config { lease_ttl_ms: 1000, ..Config::default() }, "config lease_ttl_ms:"),
+            (Config { http_allow: vec!["10.1.2.3/8".into()], ..Config::default() }, "config http_allow:"),
+            (Config { http_allow: vec!["not a host".into()], ..Config::default() }, "config http_allow:"),
         ];
         for (c, want) in cases {
             let got = c.validate().expect_err("invalid").to_string();

@@ -27,7 +27,9 @@ use crate::scheduler::RoutingConfig;
 use crate::scheduler::Scheduler;
 use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Store};
 use crate::store::{Beat, FireTiming};
+use crate::worker::egress::{Egress, OwnPorts};
 use crate::worker::handlers::Registry;
+use crate::worker::http::Http;
 use crate::worker::shell::Shell;
 use crate::worker::Worker;
 
@@ -107,10 +109,6 @@ impl Node {
             }
             registry.register("shell", Shell::new(config.shell_output_cap_bytes, config.shell_allow.clone()));
         }
-        let jobs = match &config.jobs_file {
-            Some(path) => read_jobs_file(path, &registry)?,
-            None => Vec::new(),
-        };
         let tls = TlsFiles::load(&config)?;
         let auth = Arc::new(crate::api::auth::Auth::load(
             config.tokens_file.as_deref(),
@@ -129,6 +127,14 @@ impl Node {
                 Some(l)
             }
             None => None,
+        };
+        // After binding: with port 0 in the config, the ports http jobs must not reach are known
+        // only now. Before the jobs file, whose http jobs are judged by this rule.
+        let metrics_port = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+        registry.register("http", http_handler(&config, Some(local_addr.port()), metrics_port)?);
+        let jobs = match &config.jobs_file {
+            Some(path) => read_jobs_file(path, &registry)?,
+            None => Vec::new(),
         };
         let address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
         if !local_addr.ip().is_loopback() && (tls.is_none() || !auth.enabled()) {
@@ -504,6 +510,9 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
     if config.enable_shell {
         registry.register("shell", Shell::new(config.shell_output_cap_bytes, config.shell_allow.clone()));
     }
+    let port = |a: &str| a.parse::<std::net::SocketAddr>().ok().map(|a| a.port()).filter(|p| *p != 0);
+    let metrics_port = config.metrics_listen.as_deref().and_then(port);
+    registry.register("http", http_handler(config, port(&config.listen), metrics_port)?);
     if let Some(path) = &config.jobs_file {
         read_jobs_file(path, &registry)?;
     }
@@ -514,6 +523,25 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
         tls.is_some_and(|t| t.ca.is_some()),
     )?;
     Ok(())
+}
+
+/// The built-in http handler with this node's destination rule: `http_allow`, and the ports of
+/// this node that http jobs never reach (gRPC and metrics as bound, and Redis).
+fn http_handler(config: &Config, grpc: Option<u16>, metrics: Option<u16>) -> Result<Http> {
+    let redis = config.redis.as_deref().and_then(redis_host_port);
+    let own = OwnPorts { grpc, metrics, redis };
+    let egress =
+        Egress::new(&config.http_allow, own).map_err(|reason| Error::Config { key: "http_allow".into(), reason })?;
+    Ok(Http::with_egress(egress))
+}
+
+/// Redis's host and port from its URL (none for a unix socket).
+fn redis_host_port(url: &str) -> Option<(String, u16)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if u.scheme() == "unix" {
+        return None;
+    }
+    Some((u.host_str()?.to_string(), u.port().unwrap_or(6379)))
 }
 
 /// Reads and fully validates a jobs file, so a bad file stops the node at start with the job and

@@ -341,7 +341,9 @@ async fn a_gigabyte_of_output_is_capped_not_held() {
             });
         }
     });
-    let node = TestNode::start(&Backend::Memory, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    // The test server is on loopback, which http jobs reach only when http_allow lists it.
+    let flags = ["--enable-shell", "--shell-allow", "/bin/sh", "--http-allow", "127.0.0.1"];
+    let node = TestNode::start(&Backend::Memory, "n1", &flags).await;
     let mut c = node.client().await;
     let never = "0 0 3 29 2 *";
     let shell =
@@ -368,4 +370,184 @@ async fn a_gigabyte_of_output_is_capped_not_held() {
     }
     let peak = peak_rss(node.pid());
     assert!(peak < 200 * 1024 * 1024, "peak RSS {peak} bytes: the gigabyte was held");
+}
+
+/// Shell and http arguments that would get past the node's limits are refused at PutJob with
+/// INVALID_ARGUMENT naming the part of `args` that is wrong, and nothing is stored: loader and
+/// interpreter variables in a shell job's env (LD_PRELOAD runs its library inside any allowlisted
+/// program), NUL bytes, methods outside the HTTP list (`SET` against Redis runs as a command),
+/// header injection, and http destinations on loopback or link-local or on the node's own Redis,
+/// gRPC and metrics ports, which stay refused even when loopback is listed in http_allow.
+#[tokio::test]
+async fn shell_env_and_http_destinations_are_refused_at_put() {
+    let redis = RedisServer::start();
+    let rp = redis.port;
+    let (m1, m2) = (common::free_port(), common::free_port());
+    let (metrics1, metrics2) = (format!("127.0.0.1:{m1}"), format!("127.0.0.1:{m2}"));
+    let shell = ["--enable-shell", "--shell-allow", "/bin/echo"];
+    let open =
+        TestNode::start(&Backend::Redis(redis.url()), "n1", &[&shell[..], &["--metrics-listen", &metrics1]].concat())
+            .await;
+    let listed_flags = [&shell[..], &["--metrics-listen", &metrics2, "--http-allow", "127.0.0.0/8,::1"]].concat();
+    let listed = TestNode::start(&Backend::Redis(redis.url()), "n2", &listed_flags).await;
+    let shell_env = |k: &str, v: &str| serde_json::json!({"argv": ["/bin/echo", "hi"], "env": {k: v}});
+    let mut cases: Vec<(&str, serde_json::Value, String)> = vec![
+        ("shell", shell_env("LD_PRELOAD", "/tmp/evil.so"), "args.env.LD_PRELOAD: ".into()),
+        ("shell", shell_env("PATH", "/tmp"), "args.env.PATH: ".into()),
+        ("shell", shell_env("BASH_ENV", "/tmp/x"), "args.env.BASH_ENV: ".into()),
+        ("shell", shell_env("PYTHONPATH", "/tmp"), "args.env.PYTHONPATH: ".into()),
+        ("shell", shell_env("GLIBC_TUNABLES", "x"), "args.env.GLIBC_TUNABLES: ".into()),
+        ("shell", shell_env("ROTA_JOB_ID", "x"), "args.env.ROTA_JOB_ID: ".into()),
+        ("shell", shell_env("A=B", "x"), "args.env.A=B: ".into()),
+        ("shell", shell_env("K", "v\u{0}"), "args.env.K: ".into()),
+        ("shell", serde_json::json!(["/bin/echo", "a\u{0}b"]), "args[1]: ".into()),
+        ("shell", serde_json::json!({"argv": ["/bin/echo"], "cwd": "/tmp\u{0}"}), "args.cwd: ".into()),
+        (
+            "http",
+            serde_json::json!({"method": "SET", "url": format!("http://127.0.0.1:{rp}/ssrf-key")}),
+            "args.method: ".into(),
+        ),
+        ("http", serde_json::json!(["FLUSHALL", "http://h.example/"]), "args[0]: ".into()),
+        (
+            "http",
+            serde_json::json!({"url": "http://h.example/", "headers": {"X-A": "1\r\nX-B: 2"}}),
+            "args.headers.X-A: ".into(),
+        ),
+        (
+            "http",
+            serde_json::json!({"url": "http://h.example/", "headers": {"X-A": "1\u{0}"}}),
+            "args.headers.X-A: ".into(),
+        ),
+    ];
+    // The node's own Redis port on any local spelling: refused by both nodes, although the second
+    // lists loopback.
+    for url in [
+        format!("http://127.0.0.1:{rp}/ssrf-key"),
+        format!("http://[::ffff:127.0.0.1]:{rp}/ssrf-key"),
+        format!("http://0.0.0.0:{rp}/"),
+    ] {
+        cases.push(("http", serde_json::json!({"method": "POST", "url": url}), "args.url: ".into()));
+    }
+    let port = |n: &TestNode| n.addr.rsplit(':').next().expect("port").to_string();
+    let own = |n: &TestNode, metrics: u16| {
+        [format!("http://127.0.0.1:{}/", port(n)), format!("http://127.0.0.1:{metrics}/metrics")]
+            .map(|u| ("http", serde_json::json!([u]), "args[0]: ".to_string()))
+    };
+    // Loopback and link-local without http_allow.
+    let mut open_cases = cases.clone();
+    open_cases.extend(own(&open, m1));
+    for url in ["http://169.254.169.254/latest/meta-data/", "http://[::1]:8080/", "http://127.0.0.1:8080/"] {
+        open_cases.push(("http", serde_json::json!([url]), "args[0]: ".into()));
+    }
+    put_refused(&open, open_cases).await;
+    let mut listed_cases = cases;
+    listed_cases.extend(own(&listed, m2));
+    listed_cases.push(("http", serde_json::json!(["http://169.254.169.254/"]), "args[0]: ".into()));
+    put_refused(&listed, listed_cases).await;
+    // Nothing stored, and nothing reached Redis.
+    let mut c = open.client().await;
+    assert!(c.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner().jobs.is_empty());
+    let mut r = ::redis::Client::open(redis.url()).and_then(|c| c.get_connection()).expect("redis");
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("*ssrf-key*").query(&mut r).expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
+    open.wait_serving().await;
+    listed.wait_serving().await;
+}
+
+/// Names are resolved at run time and every address is checked before the connection: a job whose
+/// host name resolves to loopback passes PutJob (names are not resolved there) and its execution
+/// fails with the reason; with loopback listed in http_allow it runs, except against the node's
+/// own Redis port, which no key reaches.
+#[tokio::test]
+async fn http_destinations_are_checked_again_after_dns() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+            });
+        }
+    });
+    let redis = RedisServer::start();
+    let open = TestNode::start(&Backend::Memory, "n1", &[]).await;
+    let listed = TestNode::start(&Backend::Redis(redis.url()), "n2", &["--http-allow", "127.0.0.1"]).await;
+    let e = run(&open, "loop", serde_json::json!([format!("http://localhost:{port}/hook?token=secret")])).await;
+    assert_eq!(common::state(&e), pb::ExecutionState::Failed, "{e:?}");
+    assert!(e.error.contains(&format!("localhost:{port}")) && e.error.contains("loopback"), "{}", e.error);
+    assert!(!e.error.contains("secret"), "{}", e.error);
+    let e = run(&listed, "ok", serde_json::json!([format!("http://localhost:{port}/")])).await;
+    assert_eq!((common::state(&e), e.output.as_str()), (pb::ExecutionState::Succeeded, "ok"), "{e:?}");
+    let ssrf =
+        serde_json::json!({"method": "PUT", "url": format!("http://localhost:{}/ssrf-key", redis.port), "body": "x"});
+    let e = run(&listed, "redis-put", ssrf).await;
+    assert_eq!(common::state(&e), pb::ExecutionState::Failed, "{e:?}");
+    assert!(e.error.contains("Redis"), "{}", e.error);
+    let mut r = ::redis::Client::open(redis.url()).and_then(|c| c.get_connection()).expect("redis");
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("*ssrf-key*").query(&mut r).expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
+}
+
+/// The child of a shell job gets the node's environment minus the node's own ROTA_* settings
+/// (ROTA_CLUSTER_SECRET, a ROTA_REDIS URL with its password), plus the job's env and the fire's
+/// ROTA_* context: a job printing its environment learns no secret of the node.
+#[tokio::test]
+async fn a_shell_child_does_not_inherit_the_nodes_settings() {
+    let env = [("ROTA_CLUSTER_SECRET", "s3cret-of-the-node"), ("ROTA_SHUTDOWN_GRACE_MS", "1000")];
+    let node =
+        TestNode::start_env(&Backend::Memory, "n1", &["--enable-shell", "--shell-allow", "/usr/bin/env"], &env).await;
+    let mut c = node.client().await;
+    let j = common::job(
+        "env",
+        "0 0 3 29 2 *",
+        "shell",
+        serde_json::json!({"argv": ["/usr/bin/env"], "env": {"FOO": "bar"}}),
+    );
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    c.trigger_job(pb::TriggerJobRequest { id: "env".into(), idempotency_key: String::new() }).await.expect("trigger");
+    let e = common::eventually(std::time::Duration::from_secs(20), "run finished", || {
+        let mut c = c.clone();
+        async move {
+            common::executions(&mut c, "env")
+                .await
+                .into_iter()
+                .find(|e| common::state(e) == pb::ExecutionState::Succeeded)
+        }
+    })
+    .await;
+    assert!(!e.output.contains("s3cret"), "{}", e.output);
+    assert!(!e.output.contains("ROTA_SHUTDOWN_GRACE_MS"), "{}", e.output);
+    assert!(e.output.lines().any(|l| l == "FOO=bar"), "{}", e.output);
+    assert!(e.output.lines().any(|l| l == "ROTA_JOB_ID=env"), "{}", e.output);
+    assert!(e.output.lines().any(|l| l.starts_with("PATH=")), "the node's PATH is kept: {}", e.output);
+}
+
+/// Puts each job and checks it is refused with INVALID_ARGUMENT starting with the given prefix.
+async fn put_refused(node: &TestNode, cases: Vec<(&str, serde_json::Value, String)>) {
+    let mut c = node.client().await;
+    for (handler, args, want) in cases {
+        let what = format!("{handler} {args} on {}", node.node_id);
+        let r = c.put_job(pb::PutJobRequest { job: Some(common::job("bad", "0 0 3 29 2 *", handler, args)) }).await;
+        check(&what, r, Code::InvalidArgument, &want);
+    }
+}
+
+/// Puts an http job that never fires by itself, triggers it, and returns its finished execution.
+async fn run(node: &TestNode, id: &str, args: serde_json::Value) -> pb::Execution {
+    let mut c = node.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(common::job(id, "0 0 3 29 2 *", "http", args)) }).await.expect("put");
+    c.trigger_job(pb::TriggerJobRequest { id: id.into(), idempotency_key: String::new() }).await.expect("trigger");
+    common::eventually(std::time::Duration::from_secs(20), "run finished", || {
+        let mut c = c.clone();
+        async move {
+            common::executions(&mut c, id)
+                .await
+                .into_iter()
+                .find(|e| !matches!(common::state(e), pb::ExecutionState::Running | pb::ExecutionState::Pending))
+        }
+    })
+    .await
 }

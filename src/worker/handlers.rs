@@ -62,14 +62,57 @@ impl HandlerFailure {
     }
 }
 
+/// Why a handler refuses a job's arguments, naming the part that is wrong: `path` is empty for the
+/// arguments as a whole, else a path inside them (`env.LD_PRELOAD`, `argv[1]`, `[0]`), so PutJob
+/// answers `args.env.LD_PRELOAD: …`. A plain reason converts with `.into()`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", self.field())]
+pub struct ArgsError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl ArgsError {
+    pub fn at(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        ArgsError { path: path.into(), reason: reason.into() }
+    }
+
+    /// The field as PutJob names it: `args`, `args.env.K`, `args[1]`.
+    pub fn field(&self) -> String {
+        match self.path.as_str() {
+            "" => "args".to_string(),
+            p if p.starts_with('[') => format!("args{p}"),
+            p => format!("args.{p}"),
+        }
+    }
+}
+
+impl From<String> for ArgsError {
+    fn from(reason: String) -> Self {
+        ArgsError { path: String::new(), reason }
+    }
+}
+
+impl From<&str> for ArgsError {
+    fn from(reason: &str) -> Self {
+        reason.to_string().into()
+    }
+}
+
 /// Implement this to run your own code on a fire, and register it with `Registry::register`.
 /// The future is dropped when the job's timeout passes: release what you hold in `Drop`.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Checks a job's arguments when the job is put, so a bad job is refused before it fires.
-    /// Return a reason naming what is wrong.
-    fn validate(&self, _args: &Value) -> std::result::Result<(), String> {
+    /// Return a reason naming what is wrong (and where, with `ArgsError::at`).
+    fn validate(&self, _args: &Value) -> std::result::Result<(), ArgsError> {
         Ok(())
+    }
+
+    /// The timeout a run gets when its job sets none (None: no limit). A handler that waits on
+    /// something outside the node (a server) sets one, so a silent peer cannot hold a worker forever.
+    fn default_timeout(&self) -> Option<Duration> {
+        None
     }
 
     /// Runs one execution. Ok carries the captured output (may be empty).
@@ -115,7 +158,7 @@ impl Registry {
                 format!("unknown handler '{name}'{hint}; this node has: {}", self.names().join(", ")),
             ));
         };
-        h.validate(args).map_err(|r| Error::invalid("args", r))
+        h.validate(args).map_err(|e| Error::invalid(e.field(), e.reason))
     }
 }
 
@@ -149,8 +192,8 @@ impl Sleep {
 
 #[async_trait]
 impl Handler for Sleep {
-    fn validate(&self, args: &Value) -> std::result::Result<(), String> {
-        Self::duration(args).map(|_| ())
+    fn validate(&self, args: &Value) -> std::result::Result<(), ArgsError> {
+        Self::duration(args).map(|_| ()).map_err(ArgsError::from)
     }
 
     async fn run(&self, _: &FireContext, args: &Value) -> std::result::Result<String, HandlerFailure> {

@@ -2,47 +2,65 @@
 //! (2xx unless the job lists the statuses it accepts). The fire's context goes out as `X-Rota-*`
 //! headers so the receiving service can deduplicate by execution or fire id.
 //!
+//! Where a job may connect is the node's rule (`egress`): judged at PutJob for what can be judged
+//! without DNS, and at every run after resolving the host, connecting only to the addresses judged.
+//!
 //! Arguments: `http('POST', 'https://…')`, `["https://…"]` (GET), or
 //! `{"method": "POST", "url": "…", "headers": {"K": "V"}, "body": "…", "success_status": [200, 202]}`.
+use std::time::Duration;
+
 use async_trait::async_trait;
 use reqwest::{Method, Url};
 use serde_json::Value;
 
-use super::handlers::{map_field, str_field, FireContext, Handler, HandlerFailure};
+use super::egress::Egress;
+use super::handlers::{map_field, str_field, ArgsError, FireContext, Handler, HandlerFailure};
 use crate::execution::{truncate_utf8, MAX_OUTPUT_BYTES};
 
+/// The methods a job may use. Any other token would be sent as is, and a request line such as
+/// `SET /key HTTP/1.1` is a command to a line-oriented server (Redis runs it).
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// The timeout of an http run whose job sets none: a server that accepts and never answers would
+/// otherwise hold a worker until the node stops. A job's own timeout (up to 7 days) replaces it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub struct Http {
-    client: reqwest::Client,
+    egress: Egress,
 }
 
 #[derive(Debug)]
 struct Spec {
     method: Method,
     url: Url,
+    /// Where the URL sits in the arguments (`url`, `[0]`, `[1]`), for PutJob's message.
+    url_path: &'static str,
     headers: Vec<(String, String)>,
     body: Option<String>,
     success: Vec<u16>,
 }
 
 impl Http {
+    /// With no destination list and no ports of a node to protect: loopback, link-local and
+    /// unspecified addresses are still refused. `Node::start` uses `with_egress`.
     pub fn new() -> Http {
-        // Timeouts are the job's (the worker drops the future); redirects are not followed, so a
-        // 3xx is visible in the record rather than silently becoming another request.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("rota/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Http { client }
+        Http::with_egress(Egress::default())
     }
 
-    fn spec(args: &Value) -> Result<Spec, String> {
-        let (method, url, headers, body, success) = match args {
+    pub fn with_egress(egress: Egress) -> Http {
+        Http { egress }
+    }
+
+    fn spec(args: &Value) -> Result<Spec, ArgsError> {
+        // (method, its path), (url, its path), headers, body, statuses
+        let ((method, method_path), (url, url_path), headers, body, success) = match args {
             Value::Array(a) => match a.as_slice() {
-                [Value::String(u)] => ("GET".to_string(), u.clone(), Vec::new(), None, Vec::new()),
-                [Value::String(m), Value::String(u)] => (m.clone(), u.clone(), Vec::new(), None, Vec::new()),
+                [Value::String(u)] => (("GET".to_string(), "[0]"), (u.clone(), "[0]"), Vec::new(), None, Vec::new()),
+                [Value::String(m), Value::String(u)] => {
+                    ((m.clone(), "[0]"), (u.clone(), "[1]"), Vec::new(), None, Vec::new())
+                }
                 [Value::String(m), Value::String(u), Value::String(b)] => {
-                    (m.clone(), u.clone(), Vec::new(), Some(b.clone()), Vec::new())
+                    ((m.clone(), "[0]"), (u.clone(), "[1]"), Vec::new(), Some(b.clone()), Vec::new())
                 }
                 _ => return Err("http takes (url), (method, url) or (method, url, body) as strings".into()),
             },
@@ -56,24 +74,58 @@ impl Http {
                         .map(|v| v.as_u64().and_then(|n| u16::try_from(n).ok()).filter(|n| (100..600).contains(n)))
                         .collect::<Option<Vec<u16>>>()
                         .ok_or("'success_status' must be a list of HTTP status codes (100-599)")?,
-                    Some(v) => return Err(format!("'success_status' must be a list, got {v}")),
+                    Some(v) => return Err(format!("'success_status' must be a list, got {v}").into()),
                 };
-                (method, url, map_field(o, "headers")?, str_field(o, "body")?.map(str::to_string), success)
+                let (headers, body) = (map_field(o, "headers")?, str_field(o, "body")?.map(str::to_string));
+                ((method, "method"), (url, "url"), headers, body, success)
             }
             _ => return Err("http takes ['https://…'] or {\"url\": \"…\"}".into()),
         };
-        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("'{method}' is not an HTTP method"))?;
-        let url = Url::parse(&url).map_err(|e| format!("url '{url}': {e}"))?;
+        let upper = method.to_ascii_uppercase();
+        if !METHODS.contains(&upper.as_str()) {
+            let shown: String = method.chars().take(32).flat_map(char::escape_debug).collect();
+            return Err(ArgsError::at(method_path, format!("'{shown}' is not one of {}", METHODS.join(", "))));
+        }
+        let method = Method::from_bytes(upper.as_bytes())
+            .map_err(|_| ArgsError::at(method_path, format!("'{upper}' is not an HTTP method")))?;
+        let url = Url::parse(&url).map_err(|e| ArgsError::at(url_path, format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("url '{url}': only http and https are supported"));
+            return Err(ArgsError::at(
+                url_path,
+                format!("scheme '{}': only http and https are supported", url.scheme()),
+            ));
         }
-        for (k, _) in &headers {
+        for (k, v) in &headers {
+            let path = || format!("headers.{}", k.chars().take(64).flat_map(char::escape_debug).collect::<String>());
             reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("header name '{k}' is invalid"))?;
+                .map_err(|_| ArgsError::at(path(), "is not a valid header name"))?;
+            // HeaderValue refuses CR, LF, NUL and the other control bytes (tab aside): each would
+            // end the header early and start another, or another request.
+            reqwest::header::HeaderValue::from_str(v)
+                .map_err(|_| ArgsError::at(path(), "the value has a control character (CR, LF, NUL, …)"))?;
         }
-        Ok(Spec { method, url, headers, body, success })
+        Ok(Spec { method, url, url_path, headers, body, success })
     }
+
+    /// A client for one run: no redirects (a 3xx is recorded rather than silently becoming a
+    /// request to somewhere unchecked), no proxy (the node connects to the address it checked),
+    /// and the host name pinned to the addresses checked, so DNS is not asked again.
+    fn client(&self, url: &Url, addrs: &[std::net::SocketAddr]) -> Result<reqwest::Client, HandlerFailure> {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("rota/", env!("CARGO_PKG_VERSION")));
+        if let (Some(host), false) = (url.host_str(), addrs.is_empty()) {
+            b = b.resolve_to_addrs(host, addrs);
+        }
+        b.build().map_err(|e| HandlerFailure::new(format!("cannot build the http client: {e}")))
+    }
+}
+
+/// scheme://host:port of a URL: what a log or an error may show (the path and query may hold a
+/// token, the user info a password).
+pub fn redacted(url: &Url) -> String {
+    format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
 }
 
 impl Default for Http {
@@ -84,13 +136,32 @@ impl Default for Http {
 
 #[async_trait]
 impl Handler for Http {
-    fn validate(&self, args: &Value) -> Result<(), String> {
-        Self::spec(args).map(|_| ())
+    fn validate(&self, args: &Value) -> Result<(), ArgsError> {
+        let spec = Self::spec(args)?;
+        self.egress.check_url(&spec.url).map_err(|r| {
+            let dest =
+                format!("{}:{}", spec.url.host_str().unwrap_or(""), spec.url.port_or_known_default().unwrap_or(0));
+            ArgsError::at(spec.url_path, format!("destination {dest} refused: {r}"))
+        })
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        Some(DEFAULT_TIMEOUT)
     }
 
     async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
-        let spec = Self::spec(args).map_err(HandlerFailure::new)?;
-        let mut req = self.client.request(spec.method, spec.url);
+        let spec = Self::spec(args).map_err(|e| HandlerFailure::new(e.to_string()))?;
+        // Judged again at every run, after resolving: the list may have changed since the job was
+        // put, and a name's addresses are only known now.
+        let addrs = self.egress.resolve(&spec.url).await.map_err(|r| {
+            let dest =
+                format!("{}:{}", spec.url.host_str().unwrap_or(""), spec.url.port_or_known_default().unwrap_or(0));
+            tracing::warn!(job = %ctx.job_id, execution = %ctx.execution_id, destination = %redacted(&spec.url),
+                reason = %r, "http job destination refused");
+            HandlerFailure::new(format!("destination {dest} refused: {r}"))
+        })?;
+        let client = self.client(&spec.url, &addrs)?;
+        let mut req = client.request(spec.method, spec.url.clone());
         for (k, v) in ctx.fields() {
             req = req.header(format!("X-Rota-{}", header_case(k)), v);
         }
@@ -100,7 +171,10 @@ impl Handler for Http {
         if let Some(b) = spec.body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(|e| HandlerFailure::new(format!("request failed: {e}")))?;
+        // without_url: reqwest's message would carry the whole URL, path and query included.
+        let resp = req.send().await.map_err(|e| {
+            HandlerFailure::new(format!("request to {} failed: {}", redacted(&spec.url), e.without_url()))
+        })?;
         let status = resp.status();
         let output = truncate_utf8(read_capped(resp, MAX_OUTPUT_BYTES).await, MAX_OUTPUT_BYTES);
         let ok = if spec.success.is_empty() { status.is_success() } else { spec.success.contains(&status.as_u16()) };
@@ -148,17 +222,116 @@ mod tests {
         assert!(Http::spec(&json!(["http://127.0.0.1:1/x"])).is_ok());
         assert!(Http::spec(&json!(["post", "https://example.invalid/"])).is_ok());
         assert!(Http::spec(&json!({"url": "http://h/", "headers": {"A": "b"}, "success_status": [204]})).is_ok());
-        assert!(Http::spec(&json!(["ftp://h/"])).expect_err("scheme").contains("only http and https"));
-        assert!(Http::spec(&json!(["GE T", "http://h/"])).expect_err("method").contains("not an HTTP method"));
+        let e = Http::spec(&json!(["ftp://h/"])).expect_err("scheme").to_string();
+        assert!(e.starts_with("args[0]: scheme 'ftp': only http and https"), "{e}");
+        let e = Http::spec(&json!(["GE T", "http://h/"])).expect_err("method").to_string();
+        assert!(e.starts_with("args[0]: 'GE T' is not one of GET, HEAD"), "{e}");
         assert!(Http::spec(&json!({"url": "http://h/", "success_status": [999]})).is_err());
         assert!(Http::spec(&json!({"url": "http://h/", "headers": {"bad header": "x"}})).is_err());
         assert!(Http::spec(&json!({})).is_err());
+    }
+
+    fn refused(args: serde_json::Value) -> String {
+        let r = crate::worker::handlers::Registry::with_builtins();
+        r.validate("http", &args).expect_err(&args.to_string()).to_string()
+    }
+
+    /// Any token-shaped method used to pass: `SET` against Redis runs as a command.
+    #[test]
+    fn methods_are_a_fixed_list() {
+        let r = crate::worker::handlers::Registry::with_builtins();
+        for m in ["GET", "head", "Post", "PUT", "PATCH", "delete", "OPTIONS"] {
+            r.validate("http", &json!({"method": m, "url": "https://h.example/"})).expect(m);
+        }
+        for m in ["SET", "CONNECT", "TRACE", "FLUSHALL", "PROPFIND"] {
+            let e = refused(json!({"method": m, "url": "https://h.example/"}));
+            assert!(e.starts_with("args.method: "), "{m}: {e}");
+        }
+        assert!(refused(json!(["SET", "https://h.example/"])).starts_with("args[0]: "));
+    }
+
+    /// A header value with CR or LF would be a second header (or a second request) on the wire.
+    #[test]
+    fn header_injection_is_refused_at_put() {
+        for v in ["a\r\nX-Evil: 1", "a\nb", "a\u{0}b"] {
+            let e = refused(json!({"url": "https://h.example/", "headers": {"X-A": v}}));
+            assert!(e.starts_with("args.headers.X-A: "), "{v:?}: {e}");
+        }
+        let e = refused(json!({"url": "https://h.example/", "headers": {"X-A\r\nB": "v"}}));
+        assert!(e.starts_with("args.headers."), "{e}");
+    }
+
+    /// With no http_allow, loopback, link-local and unspecified destinations are refused (in every
+    /// spelling the URL parser accepts), private and public ones pass.
+    #[test]
+    fn default_destinations_refuse_loopback_and_link_local() {
+        for url in [
+            "http://127.0.0.1:6379/ssrf-key",
+            "http://127.1/",
+            "http://2130706433/",
+            "http://0x7f.0.0.1/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1]/",
+            "http://0.0.0.0:8080/",
+            "http://0/",
+            "http://[::]/",
+        ] {
+            let e = refused(json!({"method": "GET", "url": url}));
+            assert!(e.starts_with("args.url: "), "{url}: {e}");
+            assert!(e.contains("http_allow"), "{url}: the reason says how to allow it: {e}");
+        }
+        assert!(refused(json!(["http://127.0.0.1/"])).starts_with("args[0]: "));
+        assert!(refused(json!(["POST", "http://127.0.0.1/"])).starts_with("args[1]: "));
+        let r = crate::worker::handlers::Registry::with_builtins();
+        for url in ["http://10.0.0.1/", "http://192.168.1.1:8080/", "https://93.184.216.34/", "https://h.example/"] {
+            r.validate("http", &json!([url])).expect(url);
+        }
+    }
+
+    /// A host name is resolved at run time, and every address it resolves to is checked before
+    /// the connection: `localhost` passes PutJob and is refused when it runs.
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_at_run_time() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        });
+        let args = json!([format!("http://localhost:{port}/hook?token=secret")]);
+        let h = Http::new();
+        h.validate(&args).expect("names are not resolved at PutJob");
+        let f = h.run(&ctx(), &args).await.expect_err("refused at run time");
+        assert!(f.message.contains(&format!("localhost:{port}")), "{}", f.message);
+        assert!(f.message.contains("127.0.0.1") && f.message.contains("loopback"), "{}", f.message);
+        assert!(!f.message.contains("secret"), "the path and query are not echoed: {}", f.message);
+        assert!(!server.is_finished(), "no connection was made");
+        server.abort();
     }
 
     #[test]
     fn header_names() {
         assert_eq!(header_case("SCHEDULED_AT_MS"), "Scheduled-At-Ms");
         assert_eq!(header_case("JOB_ID"), "Job-Id");
+    }
+
+    fn ctx() -> FireContext {
+        FireContext {
+            job_id: "j".into(),
+            fire_id: "j@1000".into(),
+            execution_id: "e1".into(),
+            scheduled_ms: 1000,
+            attempt: 1,
+            node_id: "n1".into(),
+            epoch: 0,
+            manual: false,
+        }
     }
 
     #[tokio::test]
@@ -178,17 +351,10 @@ mod tests {
             }
             seen
         });
-        let ctx = FireContext {
-            job_id: "j".into(),
-            fire_id: "j@1000".into(),
-            execution_id: "e1".into(),
-            scheduled_ms: 1000,
-            attempt: 3,
-            node_id: "n1".into(),
-            epoch: 0,
-            manual: false,
-        };
-        let h = Http::new();
+        let ctx = FireContext { attempt: 3, ..ctx() };
+        // The test server is on loopback: listed, as an operator would.
+        let allow = Egress::new(&["127.0.0.1".into()], Default::default()).expect("valid");
+        let h = Http::with_egress(allow);
         let url = format!("http://{addr}/hook");
         assert_eq!(h.run(&ctx, &json!(["POST", url, "payload"])).await, Ok("body".to_string()));
         let f = h.run(&ctx, &json!([url])).await.expect_err("500");

@@ -3,6 +3,7 @@
 //! with backoff (a retry is a new execution of the same fire), renewal of the no-overlap lock while a
 //! forbid job runs, and alerts when retries are exhausted.
 //! Uses: `store` (execution records, locks), `handlers`, `alert`. Never claims fires.
+pub mod egress;
 pub mod handlers;
 pub mod http;
 pub mod shell;
@@ -620,11 +621,14 @@ impl Worker {
             )),
             Some(h) => {
                 let run = h.run(&ctx, &job.spec.args);
-                let timeout = (job.spec.timeout_ms > 0).then(|| Duration::from_millis(job.spec.timeout_ms));
+                let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
                 tokio::select! {
                     _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), String::new())),
                     r = with_timeout(timeout, run) => match r {
-                        None => Err((ExecState::TimedOut, format!("timed out after {} ms", job.spec.timeout_ms), String::new())),
+                        None => {
+                            let ms = timeout.map_or(0, |t| t.as_millis());
+                            Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), String::new()))
+                        }
                         Some(Ok(out)) => Ok(out),
                         Some(Err(f)) => Err((ExecState::Failed, f.message, f.output)),
                     },
@@ -769,9 +773,36 @@ async fn wait_until_due(fire_id: &str) {
     }
 }
 
+/// The timeout of one run: the job's, else the handler's default (http: a server that never
+/// answers must not hold a worker forever), with words for the record saying which it was.
+fn run_timeout(job_timeout_ms: u64, handler_default: Option<Duration>) -> (Option<Duration>, &'static str) {
+    match job_timeout_ms {
+        0 => (handler_default, " (the handler's default; set the job's timeout to change it)"),
+        ms => (Some(Duration::from_millis(ms)), ""),
+    }
+}
+
 async fn with_timeout<F: std::future::Future>(t: Option<Duration>, f: F) -> Option<F::Output> {
     match t {
         Some(t) => tokio::time::timeout(t, f).await.ok(),
         None => Some(f.await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::handlers::Registry;
+
+    /// An http job without a timeout gets the handler's default; a job's own timeout wins.
+    #[test]
+    fn a_job_without_timeout_gets_its_handlers_default() {
+        let r = Registry::with_builtins();
+        let http = r.get("http").expect("http").default_timeout();
+        assert_eq!(http, Some(crate::worker::http::DEFAULT_TIMEOUT));
+        assert_eq!(run_timeout(0, http).0, Some(Duration::from_secs(60)));
+        assert_eq!(run_timeout(5_000, http), (Some(Duration::from_secs(5)), ""));
+        let noop = r.get("noop").expect("noop").default_timeout();
+        assert_eq!(run_timeout(0, noop).0, None, "no default: no limit, as before");
     }
 }
