@@ -44,6 +44,20 @@ async fn master_of(n: &TestNode) -> Option<String> {
     (!s.master_id.is_empty()).then_some(s.master_id)
 }
 
+/// Each node's measured offset (Redis's clock minus the node's), from ListNodes.
+async fn offsets(n: &TestNode) -> BTreeMap<String, Option<i64>> {
+    let mut c = n.client().await;
+    let r = c.list_nodes(pb::ListNodesRequest {}).await.expect("list nodes").into_inner();
+    r.nodes.into_iter().map(|n| (n.node_id, n.clock_offset_ms)).collect()
+}
+
+/// Asserts that `node` measured about `want_ms` (within 500 ms) and says so in ListNodes.
+async fn assert_offset(via: &TestNode, node: &str, want_ms: i64) {
+    let got = offsets(via).await;
+    let o = got.get(node).copied().flatten();
+    assert!(o.is_some_and(|o| (o - want_ms).abs() < 500), "{node}: offset {o:?}, expected about {want_ms} ms: {got:?}");
+}
+
 async fn put_jobs(node: &TestNode, n: usize) -> Vec<String> {
     let mut c = node.client().await;
     let ids: Vec<String> = (0..n).map(|i| format!("tick-{i}")).collect();
@@ -86,7 +100,11 @@ impl Fires {
         assert!(self.delays.len() >= 10, "{case}: too few fires to judge: {}", self.summary());
         assert_eq!(self.missing, 0, "{case}: fires not started seconds after their instant: {}", self.summary());
         let off: Vec<&(String, i64)> = self.delays.iter().filter(|(_, d)| d.abs() >= TOLERANCE_MS).collect();
-        assert!(off.is_empty(), "{case}: fires {TOLERANCE_MS} ms or more off their instant: {off:?}; {}", self.summary());
+        assert!(
+            off.is_empty(),
+            "{case}: fires {TOLERANCE_MS} ms or more off their instant: {off:?}; {}",
+            self.summary()
+        );
         for node in self.delays.iter().map(|(n, _)| n.as_str()).collect::<std::collections::BTreeSet<_>>() {
             let mut d = self.on(node);
             d.sort_unstable();
@@ -127,12 +145,33 @@ async fn fires_between(node: &TestNode, jobs: &[String], from: i64, to: i64) -> 
     f
 }
 
+/// `rota_clock_offset_seconds` as the node's /metrics shows it.
+async fn offset_metric(listen: &str) -> Option<f64> {
+    let body = reqwest::get(format!("http://{listen}/metrics")).await.ok()?.text().await.ok()?;
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).ok()?;
+    scrape.samples.iter().find(|s| s.metric == "rota_clock_offset_seconds").and_then(|s| match s.value {
+        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => Some(v),
+        _ => None,
+    })
+}
+
 /// A one-node cluster whose only node's clock is off by `offset`.
 async fn one_node(offset: &'static str) -> Fires {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
-    let n = TestNode::start_env(&b, "n1", &[], &skewed(offset)).await;
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let n = TestNode::start_env(&b, "n1", &["--metrics-listen", &listen], &skewed(offset)).await;
     eventually(WAIT, "n1 is master", || async { master_of(&n).await.filter(|m| m == "n1") }).await;
+    // The offset is Redis's clock minus the node's (NTP's sign): negative when the node is ahead.
+    let want = if offset.starts_with('+') { -3_000 } else { 3_000 };
+    assert_offset(&n, "n1", want).await;
+    let metric = offset_metric(&listen).await;
+    assert!(
+        metric.is_some_and(|m| (m * 1000.0 - want as f64).abs() < 500.0),
+        "rota_clock_offset_seconds is {metric:?}, expected about {want} ms"
+    );
+    let log = n.log();
+    assert!(log.contains("clock_skew"), "no clock_skew alert in the log:\n{log}");
     let jobs = put_jobs(&n, 5).await;
     let from = true_now_ms() + 1_500;
     fires_between(&n, &jobs, from, from + 4_000).await
@@ -149,15 +188,22 @@ async fn a_lone_node_three_seconds_behind_fires_on_time() {
 }
 
 /// Three nodes; the master's workers are few, so most fires go to the others (its load passes
-/// the threshold as soon as one fire waits for its instant).
+/// the threshold as soon as two fires wait for their instant). Not one worker: the queue drain
+/// holds a worker while it waits on the node's queue, and the master's own fire would wait for it.
 #[tokio::test]
 async fn a_skewed_master_fires_on_time_on_every_node() {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
-    let n1 = TestNode::start_env(&b, "n1", &["--workers", "1"], &skewed("+3s")).await;
+    let n1 = TestNode::start_env(&b, "n1", &["--workers", "2"], &skewed("+3s")).await;
     eventually(WAIT, "n1 is master", || async { master_of(&n1).await.filter(|m| m == "n1") }).await;
     let n2 = TestNode::start(&b, "n2", &[]).await;
     let n3 = TestNode::start(&b, "n3", &[]).await;
+    eventually(WAIT, "every node has measured its clock", || async {
+        offsets(&n1).await.values().all(Option::is_some).then_some(())
+    })
+    .await;
+    assert_offset(&n3, "n1", -3_000).await;
+    assert_offset(&n3, "n2", 0).await;
     let jobs = put_jobs(&n1, 6).await;
     let from = true_now_ms() + 2_000;
     let fires = fires_between(&n2, &jobs, from, from + 4_000).await;
@@ -171,10 +217,16 @@ async fn a_skewed_master_fires_on_time_on_every_node() {
 async fn skewed_workers_fire_on_time() {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
-    let n1 = TestNode::start(&b, "n1", &["--workers", "1"]).await;
+    let n1 = TestNode::start(&b, "n1", &["--workers", "2"]).await;
     eventually(WAIT, "n1 is master", || async { master_of(&n1).await.filter(|m| m == "n1") }).await;
     let n2 = TestNode::start_env(&b, "n2", &[], &skewed("-3s")).await;
     let n3 = TestNode::start_env(&b, "n3", &[], &skewed("+3s")).await;
+    eventually(WAIT, "every node has measured its clock", || async {
+        offsets(&n1).await.values().all(Option::is_some).then_some(())
+    })
+    .await;
+    assert_offset(&n1, "n2", 3_000).await;
+    assert_offset(&n1, "n3", -3_000).await;
     let jobs = put_jobs(&n1, 6).await;
     let from = true_now_ms() + 2_000;
     let fires = fires_between(&n1, &jobs, from, from + 4_000).await;
