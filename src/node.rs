@@ -188,8 +188,10 @@ impl Node {
             ttl: Duration::from_millis(config.lease_ttl_ms),
             renew: Duration::from_millis(config.lease_renew_ms),
         };
-        let lease =
-            Arc::new(Lease::new(Arc::clone(&store), &config.node_id, &incarnation, timing, Arc::clone(&max_epoch)));
+        let lease = Arc::new(
+            Lease::new(Arc::clone(&store), &config.node_id, &incarnation, timing, Arc::clone(&max_epoch))
+                .with_clock_gate(Arc::clone(&clock)),
+        );
         let worker = Arc::new(Worker::new(
             Arc::clone(&store),
             Arc::clone(&membership),

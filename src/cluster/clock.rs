@@ -287,6 +287,29 @@ mod tests {
         assert_eq!(e.best(t0 + Duration::from_secs(100)), None);
     }
 
+    /// Runs a lease loop for a while on the in-memory store; true when it became master.
+    async fn becomes_master(clock: ClusterClock) -> bool {
+        use crate::cluster::lease::{Lease, LeaseTiming};
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(crate::store::MemoryStore::new(60_000));
+        let timing = LeaseTiming { ttl: Duration::from_millis(1_500), renew: Duration::from_millis(50) };
+        let lease = std::sync::Arc::new(
+            Lease::new(store, "n1", "inc", timing, Default::default()).with_clock_gate(std::sync::Arc::new(clock)),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let run = tokio::spawn(std::sync::Arc::clone(&lease).run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let master = lease.role().active().is_some();
+        stop.cancel();
+        let _ = run.await;
+        master
+    }
+
+    #[tokio::test]
+    async fn a_node_that_has_not_measured_its_offset_does_not_become_master() {
+        assert!(!becomes_master(ClusterClock::measured_against_store(250, Duration::from_secs(10))).await);
+        assert!(becomes_master(ClusterClock::local()).await);
+    }
+
     #[test]
     fn the_in_memory_clock_is_measured_from_the_start() {
         let c = ClusterClock::local();

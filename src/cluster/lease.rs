@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::clock::{ClockState, ClusterClock};
 use crate::store::{LeaseAcquire, Store};
 
 /// What this node is right now.
@@ -59,6 +60,16 @@ pub struct Lease {
     role: watch::Sender<Role>,
     /// Highest epoch this node has seen anywhere; the floor for its next acquisition.
     max_epoch: Arc<AtomicU64>,
+    /// With a clock: no acquisition while this node's offset from the cluster clock is unknown.
+    clock_gate: Option<ClockGate>,
+}
+
+/// The master decides when every fire of the cluster is due, so a node that does not know how far
+/// its wall clock is off the cluster clock must not become master.
+struct ClockGate {
+    clock: Arc<ClusterClock>,
+    /// Whether the last attempt was held back (logged once per change, not every poll).
+    holding: std::sync::atomic::AtomicBool,
 }
 
 impl Lease {
@@ -70,7 +81,35 @@ impl Lease {
         max_epoch: Arc<AtomicU64>,
     ) -> Lease {
         let (role, _) = watch::channel(Role::Follower);
-        Lease { store, node_id: node_id.to_string(), incarnation: incarnation.to_string(), timing, role, max_epoch }
+        Lease {
+            store,
+            node_id: node_id.to_string(),
+            incarnation: incarnation.to_string(),
+            timing,
+            role,
+            max_epoch,
+            clock_gate: None,
+        }
+    }
+
+    /// Takes the lease only while `clock` has a fresh measurement of this node's offset.
+    pub fn with_clock_gate(mut self, clock: Arc<ClusterClock>) -> Lease {
+        self.clock_gate = Some(ClockGate { clock, holding: std::sync::atomic::AtomicBool::new(false) });
+        self
+    }
+
+    /// True when the clock gate lets this node try for the lease now.
+    fn clock_allows(&self) -> bool {
+        let Some(g) = &self.clock_gate else { return true };
+        let measured = matches!(g.clock.state(), ClockState::Measured { .. });
+        let was_holding = g.holding.swap(!measured, Ordering::Relaxed);
+        match (was_holding, measured) {
+            (false, false) => tracing::warn!(node = %self.node_id,
+                "not competing for mastership: this node's clock offset from Redis is not measured (yet, or not recently)"),
+            (true, true) => tracing::info!(node = %self.node_id, "clock offset measured: competing for mastership"),
+            _ => {}
+        }
+        measured
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Role> {
@@ -110,6 +149,9 @@ impl Lease {
     }
 
     async fn try_acquire(&self) -> Duration {
+        if !self.clock_allows() {
+            return self.timing.renew;
+        }
         let floor = self.max_epoch.load(Ordering::SeqCst);
         let sent = Instant::now();
         let r = tokio::time::timeout(
