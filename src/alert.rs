@@ -22,7 +22,8 @@ const ATTEMPTS: u32 = 5;
 /// The webhook's JSON body (documented in the README).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
-    /// "execution_failed", "execution_lost", "queue_entry_dead_lettered" or "stored_key_set_aside".
+    /// "execution_failed", "execution_lost", "queue_entry_dead_lettered", "stored_key_set_aside" or
+    /// "clock_skew".
     pub kind: &'static str,
     pub job_id: String,
     pub fire_id: String,
@@ -68,6 +69,29 @@ impl Alert {
             error: reason.to_string(),
             scheduled_at: String::new(),
             cluster: String::new(),
+        }
+    }
+
+    /// This node's wall clock is off the cluster clock (Redis's) by more than the bound. Its fires
+    /// stay on time (it schedules on the corrected clock), but its host's time sync is broken.
+    /// `offset_ms` is Redis's clock minus this node's (negative: the node is ahead).
+    pub fn clock_skew(node_id: &str, offset_ms: i64, bound_ms: i64, cluster: &str) -> Alert {
+        let how = if offset_ms < 0 { "ahead of" } else { "behind" };
+        Alert {
+            kind: "clock_skew",
+            job_id: String::new(),
+            fire_id: String::new(),
+            execution_id: String::new(),
+            node_id: node_id.to_string(),
+            attempt: 0,
+            state: "clock_skew",
+            error: format!(
+                "this node's wall clock is {} ms {how} Redis's clock (bound {bound_ms} ms); \
+                 fires use the corrected clock, fix the host's time synchronisation",
+                offset_ms.saturating_abs()
+            ),
+            scheduled_at: String::new(),
+            cluster: cluster.to_string(),
         }
     }
 

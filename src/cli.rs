@@ -130,6 +130,9 @@ pub struct ServerArgs {
     pub lease_renew_ms: Option<u64>,
     #[arg(long, env = "ROTA_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Offset from Redis's clock (ms) past which this node warns and raises a clock_skew alert.
+    #[arg(long, env = "ROTA_MAX_CLOCK_OFFSET_MS")]
+    pub max_clock_offset_ms: Option<u64>,
     /// PEM certificate of this node (TLS on the gRPC port).
     #[arg(long, env = "ROTA_TLS_CERT_FILE")]
     pub tls_cert_file: Option<PathBuf>,
@@ -184,6 +187,7 @@ impl ServerArgs {
             dispatch_timeout_ms,
             max_recoveries,
             shutdown_grace_ms,
+            max_clock_offset_ms,
             alert_webhook_timeout_ms,
             log_format,
             log
@@ -727,6 +731,7 @@ fn node_json(n: &pb::NodeInfo) -> Value {
         "state": pb::NodeState::try_from(n.state).map(|r| r.as_str_name()).unwrap_or("?"),
         "active_workers": l.active_workers, "max_workers": l.max_workers, "queue_depth": l.queue_depth,
         "last_heartbeat": n.last_heartbeat.as_ref().map(ts), "version": n.version, "incarnation": n.incarnation,
+        "clock_offset_ms": n.clock_offset_ms,
     })
 }
 
@@ -788,10 +793,11 @@ fn print_nodes(nodes: &[pb::NodeInfo], as_json: bool) {
                 name(pb::NodeRole::try_from(n.role).map(|s| s.as_str_name()).unwrap_or("?"), "NODE_ROLE_"),
                 format!("{}/{} (queue {})", l.active_workers, l.max_workers, l.queue_depth),
                 n.last_heartbeat.as_ref().map(ts).unwrap_or_default(),
+                n.clock_offset_ms.map(|o| format!("{o:+} ms")).unwrap_or_else(|| "unmeasured".into()),
             ]
         })
         .collect();
-    print_table(&["NODE", "ADDRESS", "STATE", "ROLE", "LOAD", "LAST HEARTBEAT"], rows);
+    print_table(&["NODE", "ADDRESS", "STATE", "ROLE", "LOAD", "LAST HEARTBEAT", "CLOCK OFFSET"], rows);
 }
 
 /// Left-aligned columns separated by two spaces.
@@ -867,6 +873,8 @@ mod tests {
             "500",
             "--shutdown-grace-ms",
             "17",
+            "--max-clock-offset-ms",
+            "23",
             "--tokens-file",
             "t.toml",
             "--tls-cert-file",
@@ -912,6 +920,7 @@ mod tests {
             lease_ttl_ms: 1500,
             lease_renew_ms: 500,
             shutdown_grace_ms: 17,
+            max_clock_offset_ms: 23,
             metrics_listen: Some("127.0.0.1:9".into()),
             tls_cert_file: Some("c.pem".into()),
             tls_key_file: Some("k.pem".into()),

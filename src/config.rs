@@ -20,6 +20,10 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The largest `max_clock_offset_ms` accepted: a bound beyond a minute would never alert on any
+/// skew that matters to a per-second schedule.
+pub const MAX_CLOCK_OFFSET_BOUND_MS: u64 = 60_000;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -74,6 +78,9 @@ pub struct Config {
     pub max_recoveries: u32,
     /// On SIGINT/SIGTERM, how long running executions get to finish before they are cancelled.
     pub shutdown_grace_ms: u64,
+    /// This node's wall clock is corrected to Redis's; an offset larger than this (either way) is
+    /// logged at WARN and raises a `clock_skew` alert. Fires stay on time either way.
+    pub max_clock_offset_ms: u64,
     /// HTTP address for /metrics (Prometheus), /healthz and /readyz. Empty: off.
     pub metrics_listen: Option<String>,
     /// PEM certificate and key of this node: TLS on the gRPC port, and the client certificate it
@@ -127,6 +134,7 @@ impl Default for Config {
             lease_ttl_ms: 2_000,
             lease_renew_ms: 600,
             shutdown_grace_ms: 30_000,
+            max_clock_offset_ms: 250,
             metrics_listen: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -190,6 +198,12 @@ impl Config {
         }
         if self.dispatch_timeout_ms == 0 || self.dispatch_timeout_ms >= self.misfire_threshold_ms {
             return bad("dispatch_timeout_ms", "must be above 0 and below misfire_threshold_ms".into());
+        }
+        if !(1..=MAX_CLOCK_OFFSET_BOUND_MS).contains(&self.max_clock_offset_ms) {
+            return bad(
+                "max_clock_offset_ms",
+                format!("{} is not in 1..={MAX_CLOCK_OFFSET_BOUND_MS}", self.max_clock_offset_ms),
+            );
         }
         if self.execution_retention_ms < 60_000 {
             return bad("execution_retention_ms", "must be at least 60000 (one minute)".into());
@@ -261,6 +275,8 @@ mod tests {
             (Config { lease_ttl_ms: 1000, ..Config::default() }, "config lease_ttl_ms:"),
             (Config { http_allow: vec!["10.1.2.3/8".into()], ..Config::default() }, "config http_allow:"),
             (Config { http_allow: vec!["not a host".into()], ..Config::default() }, "config http_allow:"),
+            (Config { max_clock_offset_ms: 0, ..Config::default() }, "config max_clock_offset_ms:"),
+            (Config { max_clock_offset_ms: 60_001, ..Config::default() }, "config max_clock_offset_ms:"),
         ];
         for (c, want) in cases {
             let got = c.validate().expect_err("invalid").to_string();

@@ -140,8 +140,15 @@ pub fn manual_fire_id(job_id: &str, token: &str) -> String {
     format!("{job_id}@m:{token}")
 }
 
+/// Orders the ids made by this process within one millisecond (as `Uuid::now_v7` does).
+static ID_CONTEXT: std::sync::Mutex<uuid::ContextV7> = std::sync::Mutex::new(uuid::ContextV7::new());
+
+/// A UUIDv7 stamped with the cluster clock, so ids made on different nodes sort by when they
+/// were made even when a node's own clock is off.
 pub fn new_execution_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    let us = u64::try_from(crate::cluster::clock::now_us()).unwrap_or(0);
+    let ts = uuid::Timestamp::from_unix(&ID_CONTEXT, us / 1_000_000, (us % 1_000_000) as u32 * 1000);
+    uuid::Uuid::new_v7(ts).to_string()
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub alerts: Family<ResultLabel, Counter>,
     /// Round trip of the heartbeat script, a proxy for the store's latency.
     pub store_rtt: Histogram,
+    /// Redis's clock minus this node's wall clock (the correction it applies), as last measured.
+    pub clock_offset: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -98,6 +100,7 @@ impl Metrics {
             set_aside: Counter::default(),
             alerts: Family::default(),
             store_rtt: Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0]),
+            clock_offset: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("fires", "Executions that reached a terminal state, by outcome", m.fires.clone());
@@ -134,6 +137,11 @@ impl Metrics {
         );
         registry.register("alerts", "Alerts raised (logged) and webhook deliveries (sent, failed)", m.alerts.clone());
         registry.register("store_round_trip_seconds", "Heartbeat round trip to the store", m.store_rtt.clone());
+        registry.register(
+            "clock_offset_seconds",
+            "Redis's clock (TIME) minus this node's wall clock, as last measured (negative: the node is ahead); fires use the corrected clock",
+            m.clock_offset.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic_health::server::HealthReporter;
 
-use crate::alert::Alerts;
+use crate::alert::{Alert, Alerts};
 use crate::api;
+use crate::cluster::clock::{ClusterClock, Crossing, Measured};
 use crate::cluster::lease::{Lease, LeaseTiming};
 use crate::cluster::membership::Membership;
 use crate::config::Config;
@@ -84,6 +85,8 @@ pub struct Node {
     pub worker: Arc<Worker>,
     pub scheduler: Arc<Scheduler>,
     pub lease: Arc<Lease>,
+    /// This node's offset from the cluster clock (Redis's), measured at every heartbeat.
+    pub clock: Arc<ClusterClock>,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<crate::api::auth::Auth>,
     draining: AtomicBool,
@@ -166,6 +169,16 @@ impl Node {
             }
             None => Arc::new(MemoryStore::new(config.execution_retention_ms).with_fire_timing(timing)),
         };
+        let clock = Arc::new(match &config.redis {
+            Some(_) => ClusterClock::measured_against_store(
+                config.max_clock_offset_ms,
+                // A measurement older than this no longer counts: after ten beats without a usable
+                // sample (and never sooner than three node TTLs) the offset is unknown again.
+                Duration::from_millis((10 * config.heartbeat_ms).max(3 * config.node_ttl_ms)),
+            ),
+            // No other clock than this process's: it is the cluster's.
+            None => ClusterClock::local(),
+        });
         let membership = Arc::new(Membership::new(&config.node_id, config.node_ttl_ms));
         let cancel = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
@@ -181,8 +194,10 @@ impl Node {
             ttl: Duration::from_millis(config.lease_ttl_ms),
             renew: Duration::from_millis(config.lease_renew_ms),
         };
-        let lease =
-            Arc::new(Lease::new(Arc::clone(&store), &config.node_id, &incarnation, timing, Arc::clone(&max_epoch)));
+        let lease = Arc::new(
+            Lease::new(Arc::clone(&store), &config.node_id, &incarnation, timing, Arc::clone(&max_epoch))
+                .with_clock_gate(Arc::clone(&clock)),
+        );
         let worker = Arc::new(Worker::new(
             Arc::clone(&store),
             Arc::clone(&membership),
@@ -221,6 +236,7 @@ impl Node {
             worker,
             scheduler,
             lease,
+            clock,
             metrics,
             auth,
             tls,
@@ -302,6 +318,9 @@ impl Node {
         m.load_ratio.set(if load.max == 0 { 0.0 } else { load.ratio() });
         m.master.set(i64::from(self.lease.role().active().is_some()));
         m.epoch.set(i64::try_from(self.max_epoch_seen()).unwrap_or(i64::MAX));
+        if let Some(offset) = self.clock.offset_ms() {
+            m.clock_offset.set(offset as f64 / 1000.0);
+        }
         if let Ok(nodes) = self.store.list_nodes().await {
             let ids: Vec<String> = nodes.into_iter().map(|n| n.node_id).collect();
             if let Ok(lens) = self.store.queue_lengths(&ids).await {
@@ -358,6 +377,7 @@ impl Node {
             load: self.worker.load(),
             master: self.lease.role().active().is_some(),
             draining: self.is_draining(),
+            clock_offset_ms: self.clock.offset_ms(),
         }
     }
 
@@ -396,6 +416,9 @@ impl Node {
             if self.is_draining() {
                 continue;
             }
+            // Before the beat, so the record it publishes carries the offset, and the clock is
+            // corrected before this node first takes work or competes for mastership.
+            self.check_clock().await;
             let sent = std::time::Instant::now();
             let beat = self.membership.beat(&*self.store, |inc| self.record_with(inc)).await;
             self.metrics.store_rtt.observe(sent.elapsed().as_secs_f64());
@@ -456,6 +479,38 @@ impl Node {
                 api::set_health(&self.health, ok).await;
                 tracing::info!(serving = ok, "health changed");
             }
+        }
+    }
+
+    /// Measures this node's offset from the cluster clock; warns and alerts when it goes past the
+    /// bound (once per crossing: the gauge shows it meanwhile).
+    async fn check_clock(&self) {
+        match self.clock.measure(&*self.store).await {
+            Ok(Some(Measured::Offset { offset_ms, rtt_ms, first, crossed })) => {
+                if first {
+                    tracing::info!(node = %self.node_id, offset_ms, rtt_ms, "clock offset from Redis measured");
+                }
+                let bound_ms = self.clock.max_offset_ms();
+                match crossed {
+                    Some(Crossing::Out) => {
+                        tracing::warn!(node = %self.node_id, offset_ms, rtt_ms, bound_ms,
+                            "this node's wall clock is off Redis's by more than max_clock_offset_ms; fires use the corrected clock");
+                        self.worker.alerts().raise(Alert::clock_skew(
+                            &self.node_id,
+                            offset_ms,
+                            bound_ms,
+                            &self.config.cluster,
+                        ));
+                    }
+                    Some(Crossing::Back) => {
+                        tracing::info!(node = %self.node_id, offset_ms, bound_ms, "clock offset back within max_clock_offset_ms")
+                    }
+                    None => tracing::trace!(offset_ms, rtt_ms, "clock offset"),
+                }
+            }
+            Ok(Some(Measured::Rejected(why))) => tracing::debug!(node = %self.node_id, %why, "clock sample not used"),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read Redis's clock"),
         }
     }
 

@@ -309,6 +309,7 @@ async fn nodes_table(s: Arc<dyn Store>) {
         load: Load { active: 1, max: 4, queue: 0 },
         master: true,
         draining: false,
+        clock_offset_ms: None,
     };
     assert_eq!(s.register(&rec, 1000).await.expect("register"), Register::Registered);
     assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Alive { .. }));
@@ -339,6 +340,7 @@ fn node(id: &str, inc: &str) -> NodeRecord {
         load: Load::default(),
         master: false,
         draining: false,
+        clock_offset_ms: Some(-3),
     }
 }
 

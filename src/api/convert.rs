@@ -222,6 +222,7 @@ pub fn node(n: &NodeRecord, now: i64, ttl_ms: u64) -> pb::NodeInfo {
         version: n.version.clone(),
         handlers: n.handlers.clone(),
         incarnation: n.incarnation.clone(),
+        clock_offset_ms: n.clock_offset_ms,
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::clock::{ClockState, ClusterClock};
 use crate::error::Error;
 use crate::store::{LeaseAcquire, Store, MAX_EPOCH};
 
@@ -63,6 +64,16 @@ pub struct Lease {
     max_epoch: Arc<AtomicU64>,
     /// When this node last complained that it cannot take a lease nobody holds (rate limit).
     complained: std::sync::Mutex<Option<Instant>>,
+    /// With a clock: no acquisition while this node's offset from the cluster clock is unknown.
+    clock_gate: Option<ClockGate>,
+}
+
+/// The master decides when every fire of the cluster is due, so a node that does not know how far
+/// its wall clock is off the cluster clock must not become master.
+struct ClockGate {
+    clock: Arc<ClusterClock>,
+    /// Whether the last attempt was held back (logged once per change, not every poll).
+    holding: std::sync::atomic::AtomicBool,
 }
 
 /// A node that cannot take a lease it should be able to take says so at most this often.
@@ -85,7 +96,28 @@ impl Lease {
             role,
             max_epoch,
             complained: std::sync::Mutex::new(None),
+            clock_gate: None,
         }
+    }
+
+    /// Takes the lease only while `clock` has a fresh measurement of this node's offset.
+    pub fn with_clock_gate(mut self, clock: Arc<ClusterClock>) -> Lease {
+        self.clock_gate = Some(ClockGate { clock, holding: std::sync::atomic::AtomicBool::new(false) });
+        self
+    }
+
+    /// True when the clock gate lets this node try for the lease now.
+    fn clock_allows(&self) -> bool {
+        let Some(g) = &self.clock_gate else { return true };
+        let measured = matches!(g.clock.state(), ClockState::Measured { .. });
+        let was_holding = g.holding.swap(!measured, Ordering::Relaxed);
+        match (was_holding, measured) {
+            (false, false) => tracing::warn!(node = %self.node_id,
+                "not competing for mastership: this node's clock offset from Redis is not measured (yet, or not recently)"),
+            (true, true) => tracing::info!(node = %self.node_id, "clock offset measured: competing for mastership"),
+            _ => {}
+        }
+        measured
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Role> {
@@ -125,6 +157,9 @@ impl Lease {
     }
 
     async fn try_acquire(&self) -> Duration {
+        if !self.clock_allows() {
+            return self.timing.renew;
+        }
         let floor = self.max_epoch.load(Ordering::SeqCst);
         let sent = Instant::now();
         let r = tokio::time::timeout(

@@ -19,7 +19,11 @@
 //! a fire that was running re-runs (recovery `rerun`) or is recorded lost with an alert. A late
 //! result from a reaped incarnation is recorded as superseded, never as the fire's outcome.
 //!
+//! CLOCK. Every node corrects its wall clock to Redis's (`clock.rs`), measured at each heartbeat;
+//! a node that has not measured its offset does not become master.
+//!
 //! Failover after a master crash takes at most ttl + renewal interval + one round trip; after a
 //! graceful shutdown the master deletes the lease and a candidate takes it at its next poll.
+pub mod clock;
 pub mod lease;
 pub mod membership;

@@ -159,6 +159,11 @@ impl Store for MemoryStore {
         "memory"
     }
 
+    async fn clock_us(&self) -> Result<Option<i64>> {
+        // No clock but this process's: it is the cluster's.
+        Ok(None)
+    }
+
     async fn ping(&self) -> Result<()> {
         self.lock().map(|_| ())
     }

@@ -356,6 +356,10 @@ pub struct NodeRecord {
     pub load: Load,
     pub master: bool,
     pub draining: bool,
+    /// Redis's clock minus the node's wall clock in ms (the correction it applies), as last
+    /// measured; None while unmeasured (and in records written before it existed).
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 #[async_trait]
@@ -364,6 +368,10 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// Checks the backend answers.
     async fn ping(&self) -> Result<()>;
+    /// The store's own clock in µs since the Unix epoch (Redis `TIME`), which the cluster clock
+    /// corrects every node's wall clock to; None when the store has no clock apart from this
+    /// process's (in-memory).
+    async fn clock_us(&self) -> Result<Option<i64>>;
 
     /// Creates or replaces a job. `next_ms` is the first instant to fire (None when paused or never).
     async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now_ms: i64) -> Result<WatermarkWrite>;
@@ -511,7 +519,6 @@ impl Default for FireTiming {
 /// How many change events a slow watcher may lag behind before it misses some (it is told).
 pub const WATCH_BUFFER: usize = 4096;
 
-/// Wall clock in UTC ms: stamps records and computes cron instants (never used for safety).
 /// The longest queue entry taken as a fire id; fire ids are `<job id (128)>@<instant>` or
 /// `<job id>@m:<uuid>`, far shorter.
 pub const MAX_QUEUE_ENTRY_BYTES: usize = 512;
@@ -540,6 +547,6 @@ pub fn queue_entry_problem(entry: &str) -> Option<String> {
     }
 }
 
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+/// Wall clock in UTC ms, corrected to the cluster clock (Redis's; see `cluster::clock`): stamps
+/// records, computes cron instants, decides when fires are due (never used for safety).
+pub use crate::cluster::clock::now_ms;

@@ -283,6 +283,11 @@ impl Store for RedisStore {
         "redis"
     }
 
+    async fn clock_us(&self) -> Result<Option<i64>> {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
+        Ok(Some(secs.saturating_mul(1_000_000).saturating_add(micros)))
+    }
+
     async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(())
