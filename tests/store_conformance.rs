@@ -319,13 +319,48 @@ async fn nodes_table(s: Arc<dyn Store>) {
     let other = NodeRecord { incarnation: "j".into(), ..rec.clone() };
     assert_eq!(s.register(&other, 1000).await.expect("register"), Register::InUse("i".into()));
     assert!(matches!(s.beat(&other, 1000).await.expect("beat"), Beat::Revoked { .. }));
-    // An expired incarnation cannot beat again; the id is free for a new one.
+    // An incarnation whose key merely expired (nobody took its work over: a store outage) takes it
+    // back at its next beat.
     s.register(&rec, 100).await.expect("register");
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Revoked { .. }));
     assert_eq!(s.dead_nodes().await.expect("dead"), vec!["n1".to_string()]);
-    assert_eq!(s.register(&other, 1000).await.expect("register"), Register::Registered);
+    assert!(matches!(s.beat(&rec, 100).await.expect("beat"), Beat::Alive { .. }));
     assert!(s.dead_nodes().await.expect("dead").is_empty());
+    // Expired again; now a new process takes the id: the old incarnation can never beat again.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(s.register(&other, 1000).await.expect("register"), Register::Registered);
+    assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Revoked { .. }));
+    assert!(s.dead_nodes().await.expect("dead").is_empty());
+}
+
+/// An incarnation whose running work the master took over (re-run or recorded lost) never beats
+/// again, even though its key merely expired: the reap buried it in the same step.
+async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    put(&*s, "b", 1000).await;
+    s.claim(&fence, &[claim("b", 1000, Some(2000), false)]).await.expect("claim");
+    let rec = node("n9", "dead-inc");
+    s.register(&rec, 100).await.expect("register");
+    let fire = "b@1000".to_string();
+    assert_eq!(
+        s.accept_many(std::slice::from_ref(&fire), None, "n9", "dead-inc").await.expect("accept"),
+        vec![Accept::Accepted]
+    );
+    assert!(matches!(s.start(&fire, "n9", "dead-inc", "e1", false).await.expect("start"), Start::Run(_)));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let req = ReapRequest {
+        fence: ReapFence::Lease(fence.clone()),
+        dead_node: "n9".into(),
+        list: NodeList::Processing,
+        fire_id: fire.clone(),
+        target: "n9".into(),
+        rerun: false,
+        max_recoveries: 0,
+        lock_ttl_ms: 1000,
+        handoff: false,
+    };
+    assert!(matches!(s.reap(&req).await.expect("reap"), Reap::Lost { .. }));
+    assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Revoked { .. }));
 }
 
 fn node(id: &str, inc: &str) -> NodeRecord {
@@ -406,7 +441,8 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     want.epoch = sf.epoch;
     assert_eq!(running, want);
     assert!(sf.start_ms >= sf.sched_ms - 1000, "{sf:?}");
-    assert_eq!(s.start(&fire, "n1", "i1", "fresh", false).await.expect("start"), Start::Already);
+    // Asked again by the incarnation that started it (its first reply lost): the same run, to resume.
+    assert_eq!(s.start(&fire, "n1", "i1", "fresh", false).await.expect("start"), Start::Resume(sf.clone()));
     // Only the live owner may retry; each retry is recorded on the fire.
     assert_eq!(s.retry_attempt(&fire, "n1", "i1", "retry-1").await.expect("retry"), Some(2));
     assert_eq!(s.retry_attempt(&fire, "n1", "stale-inc", "retry-x").await.expect("retry"), None);
@@ -538,6 +574,7 @@ conformance!(
     stuck_dispatches_are_found,
     a_terminal_record_is_never_reopened,
     a_master_only_fire_is_not_started_off_the_master,
+    a_reaped_incarnation_never_comes_back,
 );
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the

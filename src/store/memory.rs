@@ -47,6 +47,8 @@ struct FireRec {
     recoveries: u32,
     manual: bool,
     expiry: i64,
+    /// When the current attempt started (ms).
+    started: i64,
 }
 
 #[derive(Default)]
@@ -57,6 +59,8 @@ struct State {
     fires: HashMap<String, FireRec>,
     /// node -> (live incarnation, expiry ms).
     hb: HashMap<String, (String, i64)>,
+    /// Per node: incarnations whose running work was taken over (they may never beat again).
+    gone: HashMap<String, std::collections::HashSet<String>>,
     queues: HashMap<String, std::collections::VecDeque<String>>,
     processing: HashMap<String, Vec<String>>,
     dlq: Vec<String>,
@@ -505,9 +509,16 @@ impl Store for MemoryStore {
         let mut st = self.lock()?;
         let now = now_ms();
         let epoch = st.epoch;
+        let buried = st.gone.get(&node.node_id).is_some_and(|g| g.contains(&node.incarnation));
         match st.hb.get_mut(&node.node_id) {
             Some((inc, exp)) if *inc == node.incarnation && *exp > now => *exp = now + ttl_ms as i64,
-            _ => return Ok(Beat::Revoked { epoch }),
+            // Held by another live incarnation.
+            Some((_, exp)) if *exp > now => return Ok(Beat::Revoked { epoch }),
+            // Expired: taken back unless its running work was taken over (as beat.lua).
+            _ if buried => return Ok(Beat::Revoked { epoch }),
+            _ => {
+                st.hb.insert(node.node_id.clone(), (node.incarnation.clone(), now + ttl_ms as i64));
+            }
         }
         st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms + ttl_ms as i64));
         Ok(Beat::Alive { epoch })
@@ -617,6 +628,20 @@ impl Store for MemoryStore {
         // Running here, in this or an earlier incarnation: never dropped from the list by a start
         // (an earlier incarnation's run is recovered by adoption or the reaper).
         if f.state == "running" && f.node == node {
+            // Started by this very incarnation (its reply lost, as start.lua): run it, same attempt.
+            if f.inc == inc {
+                let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
+                return Ok(Start::Resume(Box::new(StartedFire {
+                    exec_id: f.exec.clone(),
+                    attempt: f.attempts,
+                    job_id: f.job.clone(),
+                    sched_ms: f.sched,
+                    epoch: f.epoch,
+                    manual: f.manual,
+                    start_ms: f.started,
+                    job: spec,
+                })));
+            }
             return Ok(Start::Already);
         }
         if !(f.state == "queued" || f.state == "accepted") || f.node != node {
@@ -642,6 +667,7 @@ impl Store for MemoryStore {
         f.inc = inc.to_string();
         f.next_exec = None;
         f.attempts += 1;
+        f.started = now;
         let started = StartedFire {
             exec_id: exec,
             attempt: f.attempts,
@@ -760,6 +786,10 @@ impl Store for MemoryStore {
                     Reap::Moved
                 }
                 "running" => {
+                    if own_inc.is_none() {
+                        st.gone.entry(r.dead_node.clone()).or_default().insert(f.inc.clone());
+                    }
+                    let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
                     fm.recoveries += 1;
                     if r.rerun && fm.recoveries <= r.max_recoveries {
                         fm.state = "queued".into();
