@@ -15,23 +15,20 @@ use crate::worker::handlers::{ArgsError, FireContext, Handler, HandlerFailure};
 /// Environment variable naming the side-log file.
 pub const SIDELOG_ENV: &str = "ROTA_SIDELOG";
 
-/// The failpoints in the code, at the narrow windows of the fire protocol. For the first three,
-/// `return` kills the process there; for the `lose_*_reply` ones, the script has run (and
-/// committed) and its reply is thrown away, as when Redis restarts or the connection breaks between
-/// the two: the caller sees an error for a write that happened.
-pub const POINTS: [&str; 7] = [
+/// Failpoints where `return` kills the process, at the narrow windows of the fire protocol.
+pub const CRASH_POINTS: [&str; 3] = [
     // master: the fire is claimed (state dispatching) but not yet run here, sent or queued
     "after_claim",
     // worker: SubmitTask's accept script ran, the reply has not been sent
     "after_accept",
     // worker: the handler finished, its outcome is not yet recorded (finish + ack)
     "before_finish",
-    // store: the claim, accept, start or finish script committed; its reply is lost
-    "lose_claim_reply",
-    "lose_accept_reply",
-    "lose_start_reply",
-    "lose_finish_reply",
 ];
+
+/// Failpoints where `return` throws a committed script's reply away, as when Redis restarts or the
+/// connection breaks between the two: the caller sees an error for a write that happened.
+pub const LOST_REPLY_POINTS: [&str; 4] =
+    ["lose_claim_reply", "lose_accept_reply", "lose_start_reply", "lose_finish_reply"];
 
 /// The error a caller sees when a `lose_*_reply` failpoint threw a committed script's reply away.
 pub fn lost_reply(point: &str) -> crate::Error {
@@ -48,8 +45,9 @@ pub fn crash(point: &str) -> ! {
 
 /// Arms (or with "off" disarms) a failpoint. `actions` is the `fail` crate's syntax, e.g. `1*return`.
 pub fn configure(name: &str, actions: &str) -> Result<(), String> {
-    if !POINTS.contains(&name) {
-        return Err(format!("unknown failpoint '{name}' (known: {})", POINTS.join(", ")));
+    if !CRASH_POINTS.contains(&name) && !LOST_REPLY_POINTS.contains(&name) {
+        let known: Vec<&str> = CRASH_POINTS.iter().chain(&LOST_REPLY_POINTS).copied().collect();
+        return Err(format!("unknown failpoint '{name}' (known: {})", known.join(", ")));
     }
     fail::cfg(name, actions)
 }

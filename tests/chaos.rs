@@ -28,7 +28,7 @@ use rota::pb;
 
 const LEASE_TTL_MS: i64 = 1500;
 const NODES: usize = 3;
-const FAULTS: [&str; 9] = [
+const FAULTS: [&str; 10] = [
     "kill_master",
     "kill_worker",
     "pause_master",
@@ -38,6 +38,7 @@ const FAULTS: [&str; 9] = [
     "grpc_refuse",
     "partition",
     "failpoint",
+    "lost_reply",
 ];
 
 fn now_ms() -> i64 {
@@ -244,10 +245,35 @@ impl Runner {
             }
             "restart_redis" => {
                 let down = self.rng.random_range(200..1500);
+                // Half the time at the instant fires start (a few ms past a whole second, when the
+                // batched starts are in flight): the window where a committed start's reply is lost.
+                let aimed = self.rng.random_bool(0.5);
+                if aimed {
+                    let to_next = 1000 - now_ms().rem_euclid(1000) + self.rng.random_range(2..8);
+                    tokio::time::sleep(Duration::from_millis(to_next as u64)).await;
+                }
                 tokio::task::block_in_place(|| self.cluster.redis.kill());
                 tokio::time::sleep(Duration::from_millis(down)).await;
                 tokio::task::block_in_place(|| self.cluster.redis.restart());
-                self.record(kind, None, at, None, true, epoch);
+                self.record(if aimed { "restart_redis_at_instant" } else { kind }, None, at, None, true, epoch);
+            }
+            "lost_reply" => {
+                // A committed script's reply thrown away, some of the time, for a few seconds: the
+                // caller must treat the error as "maybe done" and never run or record twice. Never
+                // an excuse for an extra run (the checker does not count it as a fault that explains one).
+                let points = rota::chaos::LOST_REPLY_POINTS;
+                let point = points[self.rng.random_range(0..points.len())];
+                let i = match point {
+                    "lose_claim_reply" => m,
+                    "lose_accept_reply" => self.pick_other(m),
+                    _ => self.rng.random_range(0..NODES),
+                };
+                let url = format!("http://127.0.0.1:{}/failpoints/{point}", self.cluster.slots[i].metrics);
+                let armed = self.cluster.http.put(&url).body("25%return").send().await;
+                assert!(armed.is_ok_and(|r| r.status().is_success()), "cannot arm {point}");
+                tokio::time::sleep(Duration::from_millis(self.rng.random_range(1500..4000))).await;
+                let _ = self.cluster.http.put(&url).body("off").send().await;
+                self.record(&format!("lost_reply:{point}"), Some(i), at, None, i == m, epoch);
             }
             "grpc_delay" | "grpc_refuse" => {
                 let i = self.pick_other(m);
@@ -269,7 +295,7 @@ impl Runner {
                 self.record(kind, Some(i), at, None, i == m, epoch);
             }
             "failpoint" => {
-                let point = rota::chaos::POINTS[self.rng.random_range(0..rota::chaos::POINTS.len())];
+                let point = rota::chaos::CRASH_POINTS[self.rng.random_range(0..rota::chaos::CRASH_POINTS.len())];
                 let i = match point {
                     "after_claim" => m,
                     "after_accept" => self.pick_other(m),

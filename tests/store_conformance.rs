@@ -453,6 +453,9 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish"), Finish::Recorded);
     assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![]), "acked");
     assert_eq!(s.get_execution(&e.id).await.expect("get").map(|e| e.state), Some(ExecState::Succeeded));
+    // The same finish again (its first reply lost): recorded already, no `superseded` evidence made.
+    assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish again"), Finish::Recorded);
+    assert_eq!(s.get_execution(&e.superseded().id).await.expect("get"), None);
     // The lock went with the finish: the next fire of the forbid job is claimed, not skipped.
     let c = claim("f", sf.sched_ms + 1000, Some(sf.sched_ms + 2000), true);
     assert_eq!(s.claim(&fence, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);

@@ -706,6 +706,14 @@ impl Store for MemoryStore {
             let mut st = self.lock()?;
             let now = now_ms();
             st.remove_processing(node, &exec.fire_id);
+            // The same finish again (as finish.lua: its first reply lost) is recorded already.
+            let again = st
+                .fires
+                .get(&exec.fire_id)
+                .is_some_and(|f| f.state == exec.state.as_str() && f.node == node && f.inc == inc && f.exec == exec.id);
+            if again {
+                return Ok(Finish::Recorded);
+            }
             let owns =
                 st.fires.get(&exec.fire_id).is_some_and(|f| f.state == "running" && f.node == node && f.inc == inc);
             let mut rec = exec.clone();

@@ -142,6 +142,17 @@ pub fn check(h: &History) -> Report {
             r.late += 1;
         }
     }
+    // After the settle, nothing scheduled before the faults ended may still be open, in the window
+    // or not, manual fires included: an execution left `running` is a fire nobody will finish.
+    for rec in h.records.iter().filter(|x| x.sched_ms < h.window.1 && !is_terminal(&x.state)) {
+        if !in_window(h, rec.sched_ms) || rec.manual {
+            r.lost += 1;
+            r.violations.push(format!(
+                "{}@{}: execution {} on {} still '{}' after the run settled",
+                rec.job, rec.sched_ms, rec.exec, rec.node, rec.state
+            ));
+        }
+    }
     r.failover_ms = failovers(h);
     r
 }
@@ -227,7 +238,9 @@ fn is_terminal(state: &str) -> bool {
 /// A fault that hit `node` (or Redis) between `start` and `end` (open end: any later fault).
 fn fault_during<'a>(h: &'a History, node: &str, start: i64, end: Option<i64>) -> Option<&'a Fault> {
     h.faults.iter().find(|f| {
-        f.node.as_deref().is_none_or(|n| n == node)
+        // A lost reply never explains an extra run: every script is safe to call again.
+        !f.kind.starts_with("lost_reply")
+            && f.node.as_deref().is_none_or(|n| n == node)
             && f.at_ms <= end.map_or(i64::MAX, |e| e + SLACK_MS)
             && f.until_ms.max(f.dead_ms.unwrap_or(0)) + SLACK_MS >= start
     })
@@ -412,6 +425,43 @@ mod tests {
         let r = check(&h);
         assert_eq!(r.lost, 1, "{:?}", r.violations);
         assert!(r.violations[0].starts_with("a@106000: not executed"), "{:?}", r.violations);
+    }
+
+    #[test]
+    fn catches_an_execution_left_running_outside_the_window() {
+        let mut h = clean();
+        // Before the window (the start-up seconds) and a manual fire: neither is a window fire.
+        let early = run("a", 98, "a98", "n1", 99_000, 20);
+        h.records.push(rec(&early, "running"));
+        let mut manual = rec(&run("a", 105, "m1", "n2", 99_000, 20), "pending");
+        manual.manual = true;
+        h.records.push(manual);
+        let r = check(&h);
+        assert_eq!(r.lost, 2, "{:?}", r.violations);
+        assert!(
+            r.violations.iter().any(|v| v.contains("a98") && v.contains("after the run settled")),
+            "{:?}",
+            r.violations
+        );
+    }
+
+    #[test]
+    fn a_lost_reply_explains_no_extra_run() {
+        let mut h = clean();
+        let extra = run("a", 103, "a103-again", "n1", 99_000, 20);
+        h.records.push(rec(&extra, "failed"));
+        h.runs.push(extra);
+        h.faults.push(Fault {
+            kind: "lost_reply:lose_start_reply".into(),
+            node: Some("n1".into()),
+            at_ms: 100_000,
+            until_ms: 109_000,
+            dead_ms: None,
+            was_master: false,
+            epoch_before: 1,
+        });
+        let r = check(&h);
+        assert_eq!(r.duplicated, 1, "{:?}", r.violations);
     }
 
     #[test]

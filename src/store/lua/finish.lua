@@ -14,6 +14,13 @@
 local bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string', KEYS[5], 'hash', KEYS[6], 'list')
 if bad then return {'BADKEY', bad} end
 local f = redis.call('HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
+-- The same finish again (its first reply was lost: Redis restarted between the commit and the reply,
+-- and the caller retried): it is recorded already. Without this the repeat would be taken for a late
+-- result of a dead incarnation and leave a `superseded` record beside the real one.
+if f[1] == ARGV[9] and f[2] == ARGV[7] and f[3] == ARGV[8] and f[4] == ARGV[1] then
+  redis.call('LREM', KEYS[6], -1, ARGV[5])
+  return {'OK'}
+end
 local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
 -- From the tail, where the oldest entries are (entries are pushed at the head and run in about
 -- that order), stopping at the first match: a whole-list scan made each ack O(list length), and a
