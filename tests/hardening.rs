@@ -363,3 +363,49 @@ async fn a_planted_fire_key_is_reported_with_its_content() {
     let line = n.log().lines().find(|l| l.contains("mallory")).map(str::to_string).unwrap_or_default();
     assert!(line.contains("WARN") && line.contains("planted"), "{line}");
 }
+
+/// A fire that says `accepted` but that no list holds (here: its node's processing list deleted by
+/// hand, then the node killed before it ran the fire) used to wait forever: nothing looked for it.
+/// Every fire not yet started stays in the master's watch set; one found in no list is queued again,
+/// and runs or is recorded (here misfired: its start deadline passed meanwhile), with an alert.
+#[tokio::test]
+async fn a_fire_accepted_in_no_list_is_found_and_recorded() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let args = ["--workers", "1", "--misfire-threshold-ms", "2000"];
+    let mut n = TestNode::start(&b, "n1", &args).await;
+    master_of(&[&n]).await;
+    let mut c = n.client().await;
+    // The only worker is busy for a long while; the next fire of `waiter` is accepted and waits.
+    c.put_job(pb::PutJobRequest { job: Some(job("hog", "0 0 0 1 1 * 2099", "sleep", json!(["60s"]))) })
+        .await
+        .expect("put");
+    c.trigger_job(pb::TriggerJobRequest { id: "hog".into(), ..Default::default() }).await.expect("trigger");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let next = (chrono::Utc::now().timestamp_millis() / 1000 + 2) * 1000;
+    c.put_job(pb::PutJobRequest {
+        job: Some(job("waiter", &format!("{} * * * * *", next / 1000 % 60), "noop", json!(null))),
+    })
+    .await
+    .expect("put");
+    let fire = keys().fire(&format!("waiter@{next}"));
+    let mut r = redis_conn(&redis).await;
+    eventually(WAIT, "the fire accepted on n1", || async {
+        let st: Option<String> = redis_conn(&redis).await.hget(&fire, "state").await.ok()?;
+        (st.as_deref() == Some("accepted")).then_some(())
+    })
+    .await;
+    let _: () = r.del(keys().processing("n1")).await.expect("delete the processing list");
+    n.kill();
+    let n = TestNode::start(&b, "n1", &args).await;
+    let e = eventually(Duration::from_secs(30), "the orphan recorded", || async {
+        let mut c = n.client().await;
+        executions(&mut c, "waiter").await.into_iter().find(|e| {
+            common::ms(&e.scheduled_time) == next
+                && !matches!(state(e), pb::ExecutionState::Pending | pb::ExecutionState::Running)
+        })
+    })
+    .await;
+    assert!(matches!(state(&e), pb::ExecutionState::Misfired | pb::ExecutionState::Succeeded), "{e:?}");
+    assert!(n.log().contains("in no list: queued again"), "said so:\n{}", n.log());
+}

@@ -503,6 +503,13 @@ impl Scheduler {
                     tracing::info!(fire = %fire_id, node = %t, "queued");
                     return;
                 }
+                Ok(Enqueue::Orphan) => {
+                    // It said accepted or queued, yet no list held it: it would have waited forever.
+                    self.worker.metrics().dispatched(path::QUEUED);
+                    let job = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
+                    self.set_aside(job, fire_id, &format!("fire was handed over but in no list: queued again on {t}"));
+                    return;
+                }
                 Ok(Enqueue::NotDispatching(state)) => {
                     // The target accepted after all (an ambiguous timeout): nothing to do.
                     tracing::debug!(fire = %fire_id, state = %state, "already handed over");

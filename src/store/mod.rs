@@ -193,6 +193,8 @@ pub enum Enqueue {
     TargetDead,
     /// The fire left `dispatching` in the meantime (e.g. the target accepted it): nothing to do.
     NotDispatching(String),
+    /// The fire said `accepted` or `queued` but no list held it: queued again on the target.
+    Orphan,
 }
 
 /// What `start` found for a fire taken from this node's processing list.
@@ -447,7 +449,9 @@ pub trait Store: Send + Sync + 'static {
     async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)>;
     /// Resolves one entry of a dead node's (or this node's earlier incarnations') lists.
     async fn reap(&self, r: &ReapRequest) -> Result<Reap>;
-    /// Fires still `dispatching` past their dispatch deadline (their master died mid-dispatch).
+    /// Fires of the watch set due for a look: still `dispatching` past their dispatch deadline (their
+    /// master died mid-dispatch), or handed over and not started by `FireTiming::watch_ms` (Redis
+    /// store; `enqueue` sorts out which).
     async fn stuck_dispatching(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
     /// Node ids whose incarnation is not live (heartbeat expired) but which are still registered.
     async fn dead_nodes(&self) -> Result<Vec<String>>;
@@ -508,6 +512,16 @@ pub struct FireTiming {
     pub misfire_threshold_ms: u64,
     /// A fire left in `dispatching` this long (its master died mid-dispatch) is swept to a queue.
     pub dispatch_deadline_ms: u64,
+}
+
+impl FireTiming {
+    /// How long after a fire is handed to a node (accepted or queued) the master's sweep looks at it
+    /// again: by then it has started, or been recorded misfired when taken. One still waiting in its
+    /// owner's list is left there; one in no list at all (an orphan: a half-done write, a list deleted
+    /// by hand) is queued again, so it runs or is recorded rather than wait forever.
+    pub fn watch_ms(&self) -> u64 {
+        self.misfire_threshold_ms + self.dispatch_deadline_ms
+    }
 }
 
 impl Default for FireTiming {

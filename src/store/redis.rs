@@ -700,7 +700,7 @@ impl Store for RedisStore {
         };
         let mut inv = ACCEPT.prepare_invoke();
         inv.key(self.keys.epoch()).key(self.keys.processing(node)).key(self.keys.inflight()).key(self.keys.hb(node));
-        inv.arg(epoch_arg).arg(node).arg(inc);
+        inv.arg(epoch_arg).arg(node).arg(inc).arg(self.timing.watch_ms());
         for f in fire_ids {
             inv.key(self.keys.fire(f)).arg(f);
         }
@@ -732,10 +732,14 @@ impl Store for RedisStore {
             .arg(fence)
             .arg(fire_id)
             .arg(target)
+            .arg(self.timing.watch_ms())
+            .arg(self.keys.processing(""))
+            .arg(self.keys.queue(""))
             .invoke_async(&mut self.conn())
             .await?;
         match r.as_str() {
             "OK" => Ok(Enqueue::Queued),
+            "ORPHAN" => Ok(Enqueue::Orphan),
             "FENCED" => Err(Error::Fenced(format!("lease {fence} is no longer held"))),
             "TARGET_DEAD" => Ok(Enqueue::TargetDead),
             other => Ok(Enqueue::NotDispatching(other.to_string())),
@@ -797,6 +801,7 @@ impl Store for RedisStore {
             self.keys.hb(node),
             self.keys.dlq(),
             self.keys.execs(),
+            self.keys.inflight(),
         ];
         let args = [
             fire_id.to_string(),
@@ -929,6 +934,7 @@ impl Store for RedisStore {
             .key(self.keys.queue(&r.target))
             .key(self.keys.lock(job))
             .key(self.keys.gone(&r.dead_node))
+            .key(self.keys.inflight())
             .arg(fence)
             .arg(&r.fire_id)
             .arg(if r.rerun { "rerun" } else { "lost" })
@@ -939,6 +945,7 @@ impl Store for RedisStore {
             .arg(self.timing.misfire_threshold_ms)
             .arg(inc)
             .arg(NODE_RECORD_KEEP_MS)
+            .arg(self.timing.watch_ms())
             .invoke_async(&mut self.conn())
             .await?;
         let reply: Vec<String> = match v {

@@ -4,7 +4,8 @@
 -- Several fires in one call (a master's batch): each is decided on its own.
 -- KEYS[1] epoch counter  KEYS[2] p:<self>  KEYS[3] inflight zset  KEYS[4] hb:<self>
 --   then one fire hash per fire
--- ARGV[1] sender's epoch  ARGV[2] self  ARGV[3] incarnation  then one fire id per fire
+-- ARGV[1] sender's epoch  ARGV[2] self  ARGV[3] incarnation  ARGV[4] watch ms (when the sweep looks at
+--   an accepted fire again: see enqueue.lua)  then one fire id per fire
 -- Returns one of OK | ALREADY | TAKEN | STALE_EPOCH | NOT_LIVE | UNKNOWN | BADKEY per fire (BADKEY: the
 --   fire's key is not a hash; nothing written for it), or a BADKEY error when a list is not a list
 --   (nothing written at all)
@@ -13,10 +14,11 @@ if bad then return refuse(bad) end
 local out = {}
 local n = #KEYS - 4
 local whole = nil
+local watch_at = nil
 if redis.call('GET', KEYS[4]) ~= ARGV[3] then whole = 'NOT_LIVE'
 elseif redis.call('GET', KEYS[1]) ~= ARGV[1] then whole = 'STALE_EPOCH' end
 for i = 1, n do
-  local kf, fire = KEYS[4 + i], ARGV[3 + i]
+  local kf, fire = KEYS[4 + i], ARGV[4 + i]
   local st = whole
   if not st then
     local f = {}
@@ -30,7 +32,11 @@ for i = 1, n do
     else
       redis.call('HSET', kf, 'state', 'accepted', 'node', ARGV[2], 'inc', ARGV[3])
       redis.call('LPUSH', KEYS[2], fire)
-      redis.call('ZREM', KEYS[3], fire)
+      if not watch_at then
+        local t = redis.call('TIME')
+        watch_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
+      end
+      redis.call('ZADD', KEYS[3], watch_at, fire)
       st = 'OK'
     end
   end

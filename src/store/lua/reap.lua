@@ -8,11 +8,12 @@
 -- ARGV[5] lock ttl ms  ARGV[6] target node  ARGV[7] dead node  ARGV[8] misfire threshold ms
 -- ARGV[9] dead incarnation to match ('' = the node is dead, any incarnation)
 -- KEYS[7] gone:<dead>  ARGV[10] how long to remember a buried incarnation (ms)
+-- KEYS[8] inflight (watch set)  ARGV[11] watch ms (see enqueue.lua)
 -- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | {'RERUN', dead exec} | {'LOST', job, sched, exec}
 --   | DROPPED_<state>
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
 if ARGV[9] == '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' end
-local bad = wrong(KEYS[3], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'string', KEYS[7], 'set')
+local bad = wrong(KEYS[3], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'string', KEYS[7], 'set', KEYS[8], 'zset')
 if bad then return refuse(bad) end
 if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 'GONE' end
 local f = redis.call('HMGET', KEYS[4], 'state', 'node', 'inc', 'job', 'sched', 'exec')
@@ -22,9 +23,13 @@ if ARGV[9] ~= '' and f[3] == ARGV[9] then
   -- our own current incarnation: not a leftover; put it back
   redis.call('RPUSH', KEYS[3], ARGV[2]); return 'ALIVE'
 end
+local function watch()
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[8], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[11]), ARGV[2])
+end
 if st == 'queued' or st == 'accepted' then
   redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6])
-  redis.call('LPUSH', KEYS[5], ARGV[2]); return 'MOVED'
+  redis.call('LPUSH', KEYS[5], ARGV[2]); watch(); return 'MOVED'
 end
 if st == 'running' then
   if ARGV[9] == '' and f[3] then
@@ -39,7 +44,7 @@ if st == 'running' then
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6], 'deadline_ms', now + tonumber(ARGV[8]))
     if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('PEXPIRE', KEYS[6], ARGV[5]) end
-    redis.call('LPUSH', KEYS[5], ARGV[2]); return {'RERUN', f[6] or ''}
+    redis.call('LPUSH', KEYS[5], ARGV[2]); watch(); return {'RERUN', f[6] or ''}
   end
   redis.call('HSET', KEYS[4], 'state', 'lost')
   -- The no-overlap lock is left to expire: a node declared dead may only be paused or cut off,

@@ -5,6 +5,7 @@
 -- worker needs no read of its own. An entry that names no fire is set aside in the dead-letter list
 -- (never dropped); a stale copy of a fire that lives elsewhere is removed.
 -- KEYS[1] fire hash  KEYS[2] p:<self>  KEYS[3] hb:<self>  KEYS[4] dlq  KEYS[5] executions index
+-- KEYS[6] inflight (the watch set of fires not yet started: left on start)
 -- ARGV[1] fire id  ARGV[2] self  ARGV[3] incarnation  ARGV[4] fresh execution id  ARGV[5] now ms (for the dlq entry)
 -- ARGV[6] job hash key prefix  ARGV[7] exec key prefix  ARGV[8] job's executions index key prefix
 -- ARGV[9] retention ms  ARGV[10] change channel  ARGV[11] '1': the caller is not master
@@ -14,7 +15,7 @@
 --   | {'MASTER_ONLY'} (the caller is not master and the job is master-only: nothing changed)
 --   | {'BADKEY', why} (a key of the wrong type: nothing changed)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
-local bad = wrong(KEYS[1], 'hash', KEYS[2], 'list', KEYS[4], 'list', KEYS[5], 'zset')
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'list', KEYS[4], 'list', KEYS[5], 'zset', KEYS[6], 'zset')
 if bad then return {'BADKEY', bad} end
 local f = redis.call('HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec', 'deadline_ms',
   'manual', 'exec', 'attempts', 'started')
@@ -51,6 +52,7 @@ if f[8] and now > tonumber(f[8]) then
   redis.call('HSET', KEYS[1], 'state', 'misfired')
   redis.call('HDEL', KEYS[1], 'next_exec')
   redis.call('LREM', KEYS[2], -1, ARGV[1])
+  redis.call('ZREM', KEYS[6], ARGV[1])
   return {'MISFIRED', f[4], f[5], exec}
 end
 bad = wrong(ARGV[8] .. f[4], 'zset')
@@ -63,6 +65,7 @@ if ARGV[11] == '1' and string.find(spec, '"master_only":true', 1, true) then
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now)
 redis.call('HDEL', KEYS[1], 'next_exec')
+redis.call('ZREM', KEYS[6], ARGV[1])
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 -- The record's JSON is the Execution type's serde form (tested by the store conformance suite). The
 -- epoch goes in as its digits: a Lua number prints 14 significant digits, and epochs may have 16.
