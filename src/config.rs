@@ -20,6 +20,8 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+const DAY_MS: u64 = 86_400_000;
+
 /// The largest `max_clock_offset_ms` accepted: a bound beyond a minute would never alert on any
 /// skew that matters to a per-second schedule.
 pub const MAX_CLOCK_OFFSET_BOUND_MS: u64 = 60_000;
@@ -184,6 +186,26 @@ impl Config {
         if self.workers == 0 || self.workers > 100_000 {
             return bad("workers", format!("{} is not in 1..=100000", self.workers));
         }
+        // Every number has a range: an extreme one passed `--check` and then broke the node
+        // (a retention of u64::MAX made every claim's PEXPIRE fail, so nothing fired; an output cap
+        // of u64::MAX wrapped `2 * cap + 64` and kept 62 bytes).
+        for (key, v, lo, hi) in [
+            ("misfire_threshold_ms", self.misfire_threshold_ms, 1_000, 7 * DAY_MS),
+            ("execution_retention_ms", self.execution_retention_ms, 60_000, 366 * DAY_MS),
+            ("heartbeat_ms", self.heartbeat_ms, 10, 60_000),
+            ("node_ttl_ms", self.node_ttl_ms, 20, 600_000),
+            ("lease_ttl_ms", self.lease_ttl_ms, 30, 600_000),
+            ("lease_renew_ms", self.lease_renew_ms, 10, 200_000),
+            ("dispatch_timeout_ms", self.dispatch_timeout_ms, 1, 60_000),
+            ("max_recoveries", u64::from(self.max_recoveries), 0, 100),
+            ("shutdown_grace_ms", self.shutdown_grace_ms, 0, 3_600_000),
+            ("shell_output_cap_bytes", self.shell_output_cap_bytes as u64, 1, 64 * 1024 * 1024),
+            ("alert_webhook_timeout_ms", self.alert_webhook_timeout_ms, 1, 300_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return bad(key, format!("{v} is not in {lo}..={hi}"));
+            }
+        }
         if self.heartbeat_ms == 0 || self.node_ttl_ms < 2 * self.heartbeat_ms {
             return bad("node_ttl_ms", "must be at least twice heartbeat_ms (one lost beat is not death)".into());
         }
@@ -204,9 +226,6 @@ impl Config {
                 "max_clock_offset_ms",
                 format!("{} is not in 1..={MAX_CLOCK_OFFSET_BOUND_MS}", self.max_clock_offset_ms),
             );
-        }
-        if self.execution_retention_ms < 60_000 {
-            return bad("execution_retention_ms", "must be at least 60000 (one minute)".into());
         }
         if let Some(p) = self.shell_allow.iter().find(|p| !p.starts_with('/')) {
             return bad("shell_allow", format!("'{p}' is not an absolute path"));
@@ -277,6 +296,15 @@ mod tests {
             (Config { http_allow: vec!["not a host".into()], ..Config::default() }, "config http_allow:"),
             (Config { max_clock_offset_ms: 0, ..Config::default() }, "config max_clock_offset_ms:"),
             (Config { max_clock_offset_ms: 60_001, ..Config::default() }, "config max_clock_offset_ms:"),
+            (Config { execution_retention_ms: u64::MAX, ..Config::default() }, "config execution_retention_ms:"),
+            (Config { execution_retention_ms: 59_999, ..Config::default() }, "config execution_retention_ms:"),
+            (Config { shell_output_cap_bytes: usize::MAX, ..Config::default() }, "config shell_output_cap_bytes:"),
+            (Config { shell_output_cap_bytes: 0, ..Config::default() }, "config shell_output_cap_bytes:"),
+            (Config { misfire_threshold_ms: u64::MAX, ..Config::default() }, "config misfire_threshold_ms:"),
+            (Config { shutdown_grace_ms: u64::MAX, ..Config::default() }, "config shutdown_grace_ms:"),
+            (Config { alert_webhook_timeout_ms: 0, ..Config::default() }, "config alert_webhook_timeout_ms:"),
+            (Config { max_recoveries: u32::MAX, ..Config::default() }, "config max_recoveries:"),
+            (Config { heartbeat_ms: u64::MAX / 2, node_ttl_ms: u64::MAX, ..Config::default() }, "config heartbeat_ms:"),
         ];
         for (c, want) in cases {
             let got = c.validate().expect_err("invalid").to_string();

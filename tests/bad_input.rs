@@ -551,3 +551,35 @@ async fn run(node: &TestNode, id: &str, args: serde_json::Value) -> pb::Executio
     })
     .await
 }
+
+/// Settings out of range are refused by `--check` (exit 64) naming the key and never echoing other
+/// values; they used to pass and then break the node (a retention of u64::MAX: nothing fired).
+#[test]
+fn out_of_range_settings_are_refused_at_check_naming_the_key() {
+    let cases = [
+        ("ROTA_EXECUTION_RETENTION_MS", "18446744073709551615", "execution_retention_ms"),
+        ("ROTA_MISFIRE_THRESHOLD_MS", "18446744073709551615", "misfire_threshold_ms"),
+        ("ROTA_SHUTDOWN_GRACE_MS", "18446744073709551615", "shutdown_grace_ms"),
+    ];
+    for (var, value, key) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+            .args(["server", "--check"])
+            .env(var, value)
+            .output()
+            .expect("run rota");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{var}={value}: {err}");
+        assert!(err.contains(key) && err.contains("is not in"), "{var}: {err}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("rota.toml");
+    std::fs::write(&cfg, "shell_output_cap_bytes = 18446744073709551615\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["server", "--check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run rota");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("shell_output_cap_bytes"), "{err}");
+}
