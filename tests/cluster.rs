@@ -6,32 +6,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{eventually, executions, job, ms, Backend, RedisServer, TestNode};
+use common::{agreed_master, eventually, executions, job, ms, status, Backend, RedisServer, TestNode};
 use rota::pb;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn status(n: &TestNode) -> Option<pb::GetClusterStatusResponse> {
-    let mut c = n.client().await;
-    c.get_cluster_status(pb::GetClusterStatusRequest {}).await.ok().map(|r| r.into_inner())
-}
-
-/// The master as every live node sees it, once they agree.
-async fn agreed_master(nodes: &[&TestNode]) -> (String, u64) {
-    eventually(WAIT, "all nodes agree on one master", || async {
-        let mut seen = Vec::new();
-        for n in nodes {
-            let s = status(n).await?;
-            if s.master_id.is_empty() {
-                return None;
-            }
-            seen.push((s.master_id, s.epoch));
-        }
-        seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0].clone())
-    })
-    .await
-}
 
 /// Each job's fires from its first to its last recorded second: (duplicates, gaps, epochs used).
 async fn check_once(node: &TestNode, jobs: &[String]) -> (usize, usize, BTreeMap<u64, usize>) {

@@ -18,26 +18,6 @@ async fn redis_conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis.url()).expect("client").get_multiplexed_async_connection().await.expect("redis")
 }
 
-async fn status(n: &TestNode) -> Option<pb::GetClusterStatusResponse> {
-    let mut c = n.client().await;
-    c.get_cluster_status(pb::GetClusterStatusRequest {}).await.ok().map(|r| r.into_inner())
-}
-
-async fn master_of(nodes: &[&TestNode]) -> (String, u64) {
-    eventually(WAIT, "a master every node agrees on", || async {
-        let mut seen = Vec::new();
-        for n in nodes {
-            let s = status(n).await?;
-            if s.master_id.is_empty() {
-                return None;
-            }
-            seen.push((s.master_id, s.epoch));
-        }
-        seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0].clone())
-    })
-    .await
-}
-
 async fn node_client(n: &TestNode) -> pb::node_service_client::NodeServiceClient<tonic::transport::Channel> {
     pb::node_service_client::NodeServiceClient::new(n.channel().await)
 }
@@ -95,7 +75,7 @@ async fn a_forged_epoch_in_submit_tasks_neither_sticks_nor_stops_election() {
     let b = Backend::Redis(redis.url());
     let mut n1 = TestNode::start(&b, "n1", &[]).await;
     let mut n2 = TestNode::start(&b, "n2", &[]).await;
-    let (master, epoch) = master_of(&[&n1, &n2]).await;
+    let (master, epoch) = common::agreed_master(&[&n1, &n2]).await;
     let (old, other) = if master == "n1" { (&mut n1, &mut n2) } else { (&mut n2, &mut n1) };
     let mut nc = node_client(other).await;
     let task = pb::SubmitTaskRequest { job_id: "x".into(), fire_id: "x@1".into(), ..Default::default() };
@@ -125,7 +105,7 @@ async fn a_forged_epoch_in_submit_tasks_neither_sticks_nor_stops_election() {
     assert!(echoed < MAX_EPOCH && echoed >= epoch, "ReportLoad echoes {echoed}; the real epoch is {epoch}");
     // The master goes; the other node must take over with a real epoch, and fire.
     assert_eq!(old.terminate(), Some(0));
-    let (new_master, new_epoch) = master_of(&[other]).await;
+    let (new_master, new_epoch) = common::agreed_master(&[other]).await;
     assert_eq!(new_master, other.node_id);
     assert!(new_epoch > epoch && new_epoch < MAX_EPOCH, "epoch {epoch} -> {new_epoch}");
     let mut c = other.client().await;
@@ -170,7 +150,7 @@ async fn a_start_whose_reply_is_lost_runs_once_and_is_not_stranded() {
     let b = Backend::Redis(redis.url());
     let metrics = common::free_port();
     let n = TestNode::start(&b, "n1", &["--metrics-listen", &format!("127.0.0.1:{metrics}")]).await;
-    master_of(&[&n]).await;
+    common::agreed_master(&[&n]).await;
     // The next three start replies are thrown away after their scripts committed.
     arm(metrics, "lose_start_reply", "3*return").await;
     let mut c = n.client().await;
@@ -201,7 +181,7 @@ async fn a_redis_restart_longer_than_the_node_ttl_declares_no_live_node_dead() {
     let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"], "");
     let b = Backend::Redis(redis.url());
     let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
-    master_of(&nodes.iter().collect::<Vec<_>>()).await;
+    common::agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let mut c = nodes[0].client().await;
     for i in 0..6 {
         let j = job(&format!("slow-{i}"), "* * * * * *", "sleep", json!(["700ms"]));
@@ -256,7 +236,7 @@ async fn a_job_key_of_the_wrong_type_is_set_aside_and_the_others_keep_firing() {
     let b = Backend::Redis(redis.url());
     let metrics = common::free_port();
     let n = TestNode::start(&b, "n1", &["--metrics-listen", &format!("127.0.0.1:{metrics}")]).await;
-    master_of(&[&n]).await;
+    common::agreed_master(&[&n]).await;
     let mut c = n.client().await;
     for id in ["ok-1", "ok-2", "victim"] {
         c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", "noop", json!(null))) }).await.expect("put");
@@ -308,7 +288,7 @@ async fn a_clobbered_processing_list_leaves_no_fire_half_moved() {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
     let n = TestNode::start(&b, "n1", &[]).await;
-    master_of(&[&n]).await;
+    common::agreed_master(&[&n]).await;
     let mut c = n.client().await;
     c.put_job(pb::PutJobRequest { job: Some(job("steady", "* * * * * *", "noop", json!(null))) }).await.expect("put");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -353,7 +333,7 @@ async fn a_planted_fire_key_is_reported_with_its_content() {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
     let n = TestNode::start(&b, "n1", &[]).await;
-    master_of(&[&n]).await;
+    common::agreed_master(&[&n]).await;
     let mut c = n.client().await;
     let next = (chrono::Utc::now().timestamp_millis() / 1000 + 3) * 1000;
     let mut r = redis_conn(&redis).await;
@@ -374,7 +354,7 @@ async fn a_fire_accepted_in_no_list_is_found_and_recorded() {
     let b = Backend::Redis(redis.url());
     let args = ["--workers", "1", "--misfire-threshold-ms", "2000"];
     let mut n = TestNode::start(&b, "n1", &args).await;
-    master_of(&[&n]).await;
+    common::agreed_master(&[&n]).await;
     let mut c = n.client().await;
     // The only worker is busy for a long while; the next fire of `waiter` is accepted and waits.
     c.put_job(pb::PutJobRequest { job: Some(job("hog", "0 0 0 1 1 * 2099", "sleep", json!(["60s"]))) })

@@ -28,6 +28,21 @@ pub struct FireContext {
 }
 
 impl FireContext {
+    /// A fire's context for handler tests: job `j`, instant 1000 ms, first attempt on `n1`.
+    #[cfg(test)]
+    pub(crate) fn example() -> FireContext {
+        FireContext {
+            job_id: "j".into(),
+            fire_id: "j@1000".into(),
+            execution_id: "e1".into(),
+            scheduled_ms: 1000,
+            attempt: 1,
+            node_id: "n1".into(),
+            epoch: 0,
+            manual: false,
+        }
+    }
+
     /// The scheduled instant in RFC 3339 (UTC, milliseconds).
     pub fn scheduled_rfc3339(&self) -> String {
         crate::job::ms_to_datetime(self.scheduled_ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -322,16 +322,7 @@ mod tests {
     }
 
     fn ctx() -> FireContext {
-        FireContext {
-            job_id: "j".into(),
-            fire_id: "j@1000".into(),
-            execution_id: "e1".into(),
-            scheduled_ms: 1000,
-            attempt: 1,
-            node_id: "n1".into(),
-            epoch: 0,
-            manual: false,
-        }
+        FireContext::example()
     }
 
     #[tokio::test]

@@ -345,3 +345,25 @@ pub fn ms(t: &Option<prost_types::Timestamp>) -> i64 {
 pub fn state(e: &pb::Execution) -> pb::ExecutionState {
     pb::ExecutionState::try_from(e.state).unwrap_or(pb::ExecutionState::Unspecified)
 }
+
+/// A node's view of the cluster (None while it does not answer).
+pub async fn status(n: &TestNode) -> Option<pb::GetClusterStatusResponse> {
+    let mut c = n.client().await;
+    c.get_cluster_status(pb::GetClusterStatusRequest {}).await.ok().map(|r| r.into_inner())
+}
+
+/// The master as every node given sees it, once they agree: (master id, epoch).
+pub async fn agreed_master(nodes: &[&TestNode]) -> (String, u64) {
+    eventually(Duration::from_secs(20), "all nodes agree on one master", || async {
+        let mut seen = Vec::new();
+        for n in nodes {
+            let s = status(n).await?;
+            if s.master_id.is_empty() {
+                return None;
+            }
+            seen.push((s.master_id, s.epoch));
+        }
+        seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0].clone())
+    })
+    .await
+}
