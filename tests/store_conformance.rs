@@ -525,6 +525,42 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!(s.reap(&stale).await.expect("reap"), Reap::Fenced);
 }
 
+/// Found by the chaos runner: a node paused past its heartbeat while running a fire; the master
+/// re-ran the fire on another node's queue; the node woke, registered a new incarnation and took the
+/// re-run over (work stealing) into its processing list; then its old run ended. That late result is
+/// superseded, and its ack must leave the new incarnation's entry alone: it removed it, and the
+/// re-run sat `accepted` in no list.
+async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "old"), 300).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000).await.expect("register");
+    let fire = claimed_fire(&*s, &fence, "r", 1000, false).await;
+    assert_eq!(s.accept(&fire, Some(epoch), "n1", "old").await.expect("accept"), Accept::Accepted);
+    assert!(matches!(s.start(&fire, "n1", "old", "x", false).await.expect("start"), Start::Run(_)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let req = ReapRequest {
+        fence: ReapFence::Lease(fence.clone()),
+        dead_node: "n1".into(),
+        list: NodeList::Processing,
+        fire_id: fire.clone(),
+        target: "n2".into(),
+        rerun: true,
+        max_recoveries: 2,
+        lock_ttl_ms: 60_000,
+        handoff: false,
+    };
+    assert!(matches!(s.reap(&req).await.expect("reap"), Reap::Rerun { .. }));
+    // n1 comes back as a new incarnation and steals the re-run from n2's queue.
+    assert_eq!(s.register(&node("n1", "new"), 60_000).await.expect("register"), Register::Registered);
+    assert_eq!(s.steal("n2", "n1", "new").await.expect("steal").as_deref(), Some(fire.as_str()));
+    let mut late = Execution::pending("r", fire.clone(), 1000, "n1", 1);
+    late.state = ExecState::Succeeded;
+    assert_eq!(s.finish(&late, "n1", "old").await.expect("finish"), Finish::Superseded);
+    assert_eq!(s.node_lists("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
+    assert!(matches!(s.start(&fire, "n1", "new", "rerun", false).await.expect("start"), Start::Run(_)));
+}
+
 async fn stuck_dispatches_are_found(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     let fire = claimed_fire(&*s, &fence, "d", 1000, false).await;
@@ -578,6 +614,7 @@ conformance!(
     a_terminal_record_is_never_reopened,
     a_master_only_fire_is_not_started_off_the_master,
     a_reaped_incarnation_never_comes_back,
+    a_late_result_leaves_a_newer_incarnations_entry_alone,
 );
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the

@@ -705,7 +705,11 @@ impl Store for MemoryStore {
         let (result, recorded) = {
             let mut st = self.lock()?;
             let now = now_ms();
-            st.remove_processing(node, &exec.fire_id);
+            // The ack (as finish.lua): not when a newer incarnation of this node holds the fire now.
+            let newer = st.fires.get(&exec.fire_id).is_some_and(|f| f.node == node && f.inc != inc);
+            if !newer {
+                st.remove_processing(node, &exec.fire_id);
+            }
             // The same finish again (as finish.lua: its first reply lost) is recorded already.
             let again = st
                 .fires

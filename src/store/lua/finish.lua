@@ -22,11 +22,14 @@ if f[1] == ARGV[9] and f[2] == ARGV[7] and f[3] == ARGV[8] and f[4] == ARGV[1] t
   return {'OK'}
 end
 local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
--- From the tail, where the oldest entries are (entries are pushed at the head and run in about
--- that order), stopping at the first match: a whole-list scan made each ack O(list length), and a
--- burst of accepted fires quadratic. A stray second copy is removed by the rescan (start: NOT_MINE).
-redis.call('LREM', KEYS[6], -1, ARGV[5])
-if f[1] ~= 'running' or f[2] ~= ARGV[7] or f[3] ~= ARGV[8] then
+-- The ack, from the tail, where the oldest entries are (entries are pushed at the head and run in
+-- about that order), stopping at the first match: a whole-list scan made each ack O(list length),
+-- and a burst of accepted fires quadratic. A stray second copy is removed by the rescan (start:
+-- NOT_MINE). Not when the fire now belongs to a newer incarnation of this very node (declared dead
+-- while it ran, it registered anew and took the re-run over): that entry is the new incarnation's.
+local mine = f[1] == 'running' and f[2] == ARGV[7] and f[3] == ARGV[8]
+if mine or f[2] ~= ARGV[7] or f[3] == ARGV[8] then redis.call('LREM', KEYS[6], -1, ARGV[5]) end
+if not mine then
   json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
 else
   redis.call('HSET', KEYS[5], 'state', ARGV[9], 'exec', ARGV[1])
