@@ -115,6 +115,9 @@ async fn deliver(
     metrics: Arc<Metrics>,
 ) {
     let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+    // The URL's path and query are often the credential (Slack-style webhooks): logs name the
+    // webhook by scheme://host:port only, and reqwest's errors are stripped of the URL.
+    let shown = crate::redact::url(&url);
     loop {
         let a = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -127,12 +130,15 @@ async fn deliver(
                     metrics.alert("sent");
                     break;
                 }
-                Ok(r) => tracing::warn!(status = %r.status(), attempt, job = %a.job_id, "alert webhook refused"),
-                Err(e) => tracing::warn!(error = %e, attempt, job = %a.job_id, "alert webhook unreachable"),
+                Ok(r) => tracing::warn!(status = %r.status(), attempt, webhook = %shown, job = %a.job_id,
+                    "alert webhook refused"),
+                Err(e) => tracing::warn!(error = %e.without_url(), attempt, webhook = %shown, job = %a.job_id,
+                    "alert webhook unreachable"),
             }
             if attempt == ATTEMPTS {
                 metrics.alert("failed");
-                tracing::error!(job = %a.job_id, execution = %a.execution_id, "alert webhook gave up after {ATTEMPTS} attempts");
+                tracing::error!(job = %a.job_id, execution = %a.execution_id, webhook = %shown,
+                    "alert webhook gave up after {ATTEMPTS} attempts");
                 break;
             }
             tokio::select! {

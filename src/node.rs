@@ -512,14 +512,22 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
 /// field named, rather than failing later.
 fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<JobSpec>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let file: JobsFile = toml::from_str(&text)
-        .map_err(|e| Error::Config { key: format!("jobs_file {}", path.display()), reason: e.to_string() })?;
+    let key = format!("jobs_file {}", path.display());
+    let file: JobsFile = toml::from_str(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
     for (i, spec) in file.job.iter().enumerate() {
         let check = Job::new(spec.clone()).and_then(|j| registry.validate(&j.spec.handler, &j.spec.args));
         if let Err(e) = check {
+            // A job's arguments may hold secrets (a URL with a token): their errors name the field
+            // but not the values they quote.
+            let reason = match &e {
+                Error::Invalid { field, reason } if field == "args" || field == "invoke" => {
+                    format!("{field}: {}", crate::redact::without_quoted(reason))
+                }
+                _ => crate::redact::quoted_values(&e.to_string()).into_owned(),
+            };
             return Err(Error::Config {
-                key: format!("jobs_file {} job #{} ('{}')", path.display(), i + 1, spec.id),
-                reason: e.to_string(),
+                key: format!("{key} job #{} ('{}')", i + 1, crate::redact::value(&spec.id)),
+                reason,
             });
         }
     }
