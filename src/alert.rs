@@ -22,7 +22,7 @@ const ATTEMPTS: u32 = 5;
 /// The webhook's JSON body (documented in the README).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
-    /// "execution_failed", "execution_lost" or "queue_entry_dead_lettered".
+    /// "execution_failed", "execution_lost", "queue_entry_dead_lettered" or "no_master".
     pub kind: &'static str,
     pub job_id: String,
     pub fire_id: String,
@@ -49,6 +49,24 @@ impl Alert {
             attempt: 0,
             state: "dead_lettered",
             error: reason.to_string(),
+            scheduled_at: String::new(),
+            cluster: cluster.to_string(),
+        }
+    }
+
+    /// No node has held the master lease for longer than the failover bound: nothing fires.
+    pub fn no_master(node_id: &str, for_ms: u64, bound_ms: u64, cluster: &str) -> Alert {
+        Alert {
+            kind: "no_master",
+            job_id: String::new(),
+            fire_id: String::new(),
+            execution_id: String::new(),
+            node_id: node_id.to_string(),
+            attempt: 0,
+            state: "no_master",
+            error: format!(
+                "no master for {for_ms} ms (failover bound {bound_ms} ms): nothing fires until a node holds the lease"
+            ),
             scheduled_at: String::new(),
             cluster: cluster.to_string(),
         }

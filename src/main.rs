@@ -62,17 +62,22 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
     0
 }
 
+/// Waits for SIGINT, SIGTERM or SIGHUP and logs which. SIGHUP (the terminal went away, or an
+/// operator's reflex for "reload") drains like SIGTERM: rota does not reload its configuration, and
+/// the default action (exit at once, no drain, no log line) would drop running work.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    let (term, hup) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()));
+    let (Ok(mut term), Ok(mut hup)) = (term, hup) else {
+        tracing::warn!("cannot install the SIGTERM/SIGHUP handlers; only SIGINT drains");
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!(signal = "SIGINT", "signal received: draining");
+        return;
+    };
+    let name = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    };
+    tracing::info!(signal = name, "signal received: draining");
 }

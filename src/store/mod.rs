@@ -455,6 +455,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a node's registration at once (graceful shutdown, after its lists are empty).
     async fn deregister(&self, node: &NodeRecord) -> Result<()>;
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+
+    /// Fails when the store would refuse a new write now (Redis over `maxmemory` with `noeviction`
+    /// answers reads, and even scripts whose first write is not one that allocates, such as the
+    /// heartbeat's PEXPIRE, but refuses claims): readiness. The in-memory store always can.
+    async fn probe_write(&self, _node_id: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Timing written into fire records.
