@@ -68,7 +68,7 @@ pub struct Config {
     pub dispatch_timeout_ms: u64,
     /// How many times a fire whose node died mid-run is re-run (jobs with recovery = rerun).
     pub max_recoveries: u32,
-    /// On SIGINT/SIGTERM, how long running executions get to finish before they are cancelled.
+    /// On SIGINT/SIGTERM/SIGHUP, how long running executions get to finish before they are cancelled.
     pub shutdown_grace_ms: u64,
     /// HTTP address for /metrics (Prometheus), /healthz and /readyz. Empty: off.
     pub metrics_listen: Option<String>,
