@@ -305,9 +305,10 @@ impl Node {
             && !self.is_draining()
     }
 
-    /// How long the cluster may be without a master before that is an outage: a crashed master's
-    /// lease expires (TTL), a candidate polls (renewal interval), plus one more poll and one more
-    /// look of the readiness loop.
+    /// How long the cluster may be seen without a master before that is an outage: a crashed
+    /// master's lease expires (TTL), a candidate polls (renewal interval), plus one more poll and
+    /// one more look of the readiness loop. (Counted from the first look that finds no live holder,
+    /// which is at the earliest when the dead master's lease expires, so this is generous.)
     pub fn failover_bound(&self) -> Duration {
         let c = &self.config;
         Duration::from_millis(c.lease_ttl_ms + 2 * c.lease_renew_ms + c.heartbeat_ms)
@@ -319,17 +320,6 @@ impl Node {
         self.lease.role().active().is_none() || self.scheduler.tick_health().1 < FAILING_TICKS
     }
 
-    /// Whether a live node holds the master lease now.
-    async fn master_present(&self) -> Result<bool> {
-        let Some(holder) = self.store.lease().await? else { return Ok(false) };
-        if holder.node_id == self.node_id && self.lease.role().active().is_some() {
-            return Ok(true);
-        }
-        let now = now_ms();
-        let ttl = self.config.node_ttl_ms as i64;
-        Ok(self.store.list_nodes().await?.iter().any(|n| n.node_id == holder.node_id && now - n.beat_ms <= ttl))
-    }
-
     /// Every heartbeat interval: checks what readiness needs beyond the heartbeat (the store takes
     /// writes, a master exists), raises `no_master` past the failover bound, and publishes
     /// SERVING / NOT_SERVING when readiness changes. The only writer of the health service, except
@@ -338,7 +328,9 @@ impl Node {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let bound = self.failover_bound();
-        let mut master_seen = std::time::Instant::now();
+        // Since when this node has seen no master, counted only while it can see the store (a
+        // Redis blip or a partition says nothing about the master, and must not raise no_master).
+        let mut no_master_since: Option<std::time::Instant> = None;
         let mut no_master_alerted = false;
         let mut published: Option<bool> = None;
         loop {
@@ -359,18 +351,22 @@ impl Node {
                 }
             };
             self.writable.store(writable, Ordering::SeqCst);
-            // An unreachable store says nothing about the master; the heartbeat reports that.
-            if let Ok(present) = self.master_present().await {
-                self.metrics.master_present.set(i64::from(present));
-                if present {
+            match self.store.lease_holder_live().await {
+                Ok(true) => {
                     if no_master_alerted {
                         tracing::info!("a master holds the lease again");
                     }
-                    master_seen = std::time::Instant::now();
-                    no_master_alerted = false;
+                    self.metrics.master_present.set(1);
+                    (no_master_since, no_master_alerted) = (None, false);
                 }
+                Ok(false) => {
+                    self.metrics.master_present.set(0);
+                    no_master_since.get_or_insert_with(std::time::Instant::now);
+                }
+                // The heartbeat reports an unreachable store; the clock restarts once it is back.
+                Err(_) => no_master_since = None,
             }
-            let without = master_seen.elapsed();
+            let without = no_master_since.map(|t| t.elapsed()).unwrap_or_default();
             self.master_ok.store(without <= bound, Ordering::SeqCst);
             if without > bound && !no_master_alerted {
                 no_master_alerted = true;

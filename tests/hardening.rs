@@ -251,6 +251,25 @@ async fn no_master_past_the_failover_bound_is_not_ready_and_alerts() {
     assert_eq!(readyz(&m).await, Some(200));
 }
 
+/// A Redis outage longer than the failover bound says nothing about the master: the node is
+/// NOT_SERVING while Redis is down (the store does not answer), but raises no `no_master` alert, and
+/// serves again once Redis is back and a master holds the lease.
+#[tokio::test]
+async fn a_redis_outage_raises_no_no_master_alert() {
+    let mut redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    redis.kill();
+    eventually(WAIT, "NOT_SERVING while Redis is down", || async {
+        (node.health().await == Some(NOT_SERVING)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.restart();
+    node.wait_serving().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!node.log().contains("no_master"), "{}", node.log());
+}
+
 /// Known secrets (the cluster secret, a Redis password, a webhook URL's path and query, a token,
 /// a tokens file's first line, a job argument) sent through failure paths (bad config files, a
 /// failing webhook, wrong tokens, a wrong Redis password): none appears in any log line or error.

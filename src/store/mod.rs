@@ -456,6 +456,13 @@ pub trait Store: Send + Sync + 'static {
     async fn deregister(&self, node: &NodeRecord) -> Result<()>;
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
 
+    /// True while the lease has a holder whose incarnation is still live (its heartbeat key, judged
+    /// by the store's clock, not by comparing wall clocks): a master exists. The in-memory store
+    /// lives in the one process that holds its lease.
+    async fn lease_holder_live(&self) -> Result<bool> {
+        Ok(self.lease().await?.is_some())
+    }
+
     /// Fails when the store would refuse a new write now (Redis over `maxmemory` with `noeviction`
     /// answers reads, and even scripts whose first write is not one that allocates, such as the
     /// heartbeat's PEXPIRE, but refuses claims): readiness. The in-memory store always can.

@@ -556,6 +556,12 @@ impl Store for RedisStore {
         Ok(r == 1)
     }
 
+    async fn lease_holder_live(&self) -> Result<bool> {
+        let Some(holder) = self.lease().await? else { return Ok(false) };
+        let live: Option<String> = self.conn().get(self.keys.hb(&holder.node_id)).await?;
+        Ok(live.as_deref() == Some(holder.incarnation.as_str()))
+    }
+
     async fn probe_write(&self, node_id: &str) -> Result<()> {
         // A plain SET: Redis refuses it with OOM under maxmemory + noeviction, as it refuses claims.
         let _: () = redis::cmd("SET")
