@@ -409,7 +409,12 @@ mod tests {
             ("/rota.v1.NodeService/SubmitTask", Some("s3cret"), None),
             ("/rota.v1.NodeService/SubmitTasks", Some("a"), Some(PermissionDenied)),
             ("/rota.v1.NodeService/SubmitTasks", Some("s3cret"), None),
+            ("/rota.v1.NodeService/SubmitTasks", None, Some(Unauthenticated)),
+            ("/rota.v1.NodeService/ReportLoad", None, Some(Unauthenticated)),
+            ("/rota.v1.NodeService/ReportLoad", Some("v"), Some(PermissionDenied)),
+            ("/rota.v1.NodeService/ReportLoad", Some("s3cret"), None),
             ("/rota.v1.NodeService/GetNodeInfo", Some("v"), None),
+            ("/rota.v1.NodeService/GetNodeInfo", Some("s3cret"), Some(Unauthenticated)),
         ];
         for (path, token, want) in cases {
             let got = a.check(path, &headers(token), false).err().map(|s| s.code());
