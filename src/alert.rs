@@ -22,8 +22,8 @@ const ATTEMPTS: u32 = 5;
 /// The webhook's JSON body (documented in the README).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
-    /// "execution_failed", "execution_lost", "queue_entry_dead_lettered", "stored_key_set_aside" or
-    /// "clock_skew".
+    /// "execution_failed", "execution_lost", "queue_entry_dead_lettered", "stored_key_set_aside",
+    /// "clock_skew" or "no_master".
     pub kind: &'static str,
     pub job_id: String,
     pub fire_id: String,
@@ -95,6 +95,24 @@ impl Alert {
         }
     }
 
+    /// No node has held the master lease for longer than the failover bound: nothing fires.
+    pub fn no_master(node_id: &str, for_ms: u64, bound_ms: u64, cluster: &str) -> Alert {
+        Alert {
+            kind: "no_master",
+            job_id: String::new(),
+            fire_id: String::new(),
+            execution_id: String::new(),
+            node_id: node_id.to_string(),
+            attempt: 0,
+            state: "no_master",
+            error: format!(
+                "no master for {for_ms} ms (failover bound {bound_ms} ms): nothing fires until a node holds the lease"
+            ),
+            scheduled_at: String::new(),
+            cluster: cluster.to_string(),
+        }
+    }
+
     pub fn from_execution(kind: &'static str, e: &Execution, cluster: &str) -> Alert {
         Alert {
             kind,
@@ -156,6 +174,9 @@ async fn deliver(
     metrics: Arc<Metrics>,
 ) {
     let client = reqwest::Client::builder().timeout(timeout).build().unwrap_or_default();
+    // The URL's path and query are often the credential (Slack-style webhooks): logs name the
+    // webhook by scheme://host:port only, and reqwest's errors are stripped of the URL.
+    let shown = crate::redact::url(&url);
     loop {
         let a = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -168,12 +189,15 @@ async fn deliver(
                     metrics.alert("sent");
                     break;
                 }
-                Ok(r) => tracing::warn!(status = %r.status(), attempt, job = %a.job_id, "alert webhook refused"),
-                Err(e) => tracing::warn!(error = %e, attempt, job = %a.job_id, "alert webhook unreachable"),
+                Ok(r) => tracing::warn!(status = %r.status(), attempt, webhook = %shown, job = %a.job_id,
+                    "alert webhook refused"),
+                Err(e) => tracing::warn!(error = %e.without_url(), attempt, webhook = %shown, job = %a.job_id,
+                    "alert webhook unreachable"),
             }
             if attempt == ATTEMPTS {
                 metrics.alert("failed");
-                tracing::error!(job = %a.job_id, execution = %a.execution_id, "alert webhook gave up after {ATTEMPTS} attempts");
+                tracing::error!(job = %a.job_id, execution = %a.execution_id, webhook = %shown,
+                    "alert webhook gave up after {ATTEMPTS} attempts");
                 break;
             }
             tokio::select! {

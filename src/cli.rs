@@ -80,8 +80,10 @@ pub struct ServerArgs {
     pub advertise: Option<String>,
     #[arg(long, env = "ROTA_NODE_ID")]
     pub node_id: Option<String>,
-    /// Redis URL; without it the node uses the in-memory store (single node).
-    #[arg(long, env = "ROTA_REDIS")]
+    /// Redis URL; without it the node uses the in-memory store (single node). A password in it given
+    /// as --redis is visible to every user on the host in `ps`: set ROTA_REDIS or `redis` in the
+    /// config file instead.
+    #[arg(long, env = "ROTA_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
     /// PEM CA of Redis's certificate (rediss://).
     #[arg(long, env = "ROTA_REDIS_CA_FILE")]
@@ -144,10 +146,17 @@ pub struct ServerArgs {
     /// API tokens file (hashed tokens with roles); without it the API is open.
     #[arg(long, env = "ROTA_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
+    /// Let a clustered node listen beyond loopback with no cluster secret (ROTA_CLUSTER_SECRET) and
+    /// no mutual TLS: anyone reaching the port can then submit fires. For isolated test networks.
+    #[arg(long, env = "ROTA_ALLOW_INSECURE_CLUSTER", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_insecure_cluster: Option<bool>,
     /// HTTP address for /metrics, /healthz and /readyz (off unless given).
     #[arg(long, env = "ROTA_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
-    #[arg(long, env = "ROTA_ALERT_WEBHOOK")]
+    /// URL alerts are POSTed to. Often a credential itself (its path or query): prefer
+    /// ROTA_ALERT_WEBHOOK or the config file to the flag, visible in `ps`. Logged as scheme://host:port.
+    #[arg(long, env = "ROTA_ALERT_WEBHOOK", hide_env_values = true)]
     pub alert_webhook: Option<String>,
     #[arg(long, env = "ROTA_ALERT_WEBHOOK_TIMEOUT_MS")]
     pub alert_webhook_timeout_ms: Option<u64>,
@@ -188,6 +197,7 @@ impl ServerArgs {
             max_recoveries,
             shutdown_grace_ms,
             max_clock_offset_ms,
+            allow_insecure_cluster,
             alert_webhook_timeout_ms,
             log_format,
             log
@@ -223,10 +233,10 @@ impl ServerArgs {
             }
         }
         // Secrets come from the environment or the config file, never from argv (visible in ps).
+        // Set but blank is kept (and refused by `validate`): it is a mistake, such as a missing
+        // Kubernetes secret, not a request for no secret.
         if let Ok(s) = std::env::var("ROTA_CLUSTER_SECRET") {
-            if !s.is_empty() {
-                c.cluster_secret = Some(crate::config::Secret(s));
-            }
+            c.cluster_secret = Some(crate::config::Secret(s));
         }
         if self.metrics_listen.is_some() {
             c.metrics_listen = self.metrics_listen.filter(|s| !s.is_empty());
@@ -883,6 +893,7 @@ mod tests {
             "k.pem",
             "--tls-ca-file",
             "ca.pem",
+            "--allow-insecure-cluster",
             "--metrics-listen",
             "127.0.0.1:9",
             "--alert-webhook",
@@ -927,6 +938,7 @@ mod tests {
             tls_ca_file: Some("ca.pem".into()),
             tokens_file: Some("t.toml".into()),
             cluster_secret: None,
+            allow_insecure_cluster: true,
             alert_webhook: Some("http://w".into()),
             alert_webhook_timeout_ms: 19,
             log_format: "json".into(),

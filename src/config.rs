@@ -78,7 +78,7 @@ pub struct Config {
     pub dispatch_timeout_ms: u64,
     /// How many times a fire whose node died mid-run is re-run (jobs with recovery = rerun).
     pub max_recoveries: u32,
-    /// On SIGINT/SIGTERM, how long running executions get to finish before they are cancelled.
+    /// On SIGINT/SIGTERM/SIGHUP, how long running executions get to finish before they are cancelled.
     pub shutdown_grace_ms: u64,
     /// This node's wall clock is corrected to Redis's; an offset larger than this (either way) is
     /// logged at WARN and raises a `clock_skew` alert. Fires stay on time either way.
@@ -96,9 +96,14 @@ pub struct Config {
     /// TOML file of API tokens (`[[token]] name, role = viewer|operator|admin, sha256`). Without it
     /// the API is open: for local use only.
     pub tokens_file: Option<PathBuf>,
-    /// Shared secret nodes present to each other (SubmitTask, ReportLoad). Required with tokens on a
-    /// cluster. Read from the config file or ROTA_CLUSTER_SECRET, never from the command line.
+    /// Shared secret nodes present to each other (SubmitTask(s), ReportLoad). When set, those calls
+    /// need it (with or without tokens). Required on a cluster listening beyond loopback unless
+    /// mutual TLS (tls_ca_file) or `allow_insecure_cluster`. Read from the config file or
+    /// ROTA_CLUSTER_SECRET, never from the command line. Blank is refused.
     pub cluster_secret: Option<Secret>,
+    /// Lets a clustered node listen beyond loopback with no cluster secret and no mutual TLS, so
+    /// anyone who reaches its port can submit fires and report loads. For isolated test networks.
+    pub allow_insecure_cluster: bool,
     /// URL that receives alerts as JSON POSTs. Empty: alerts go to the log only.
     pub alert_webhook: Option<String>,
     pub alert_webhook_timeout_ms: u64,
@@ -143,6 +148,7 @@ impl Default for Config {
             tls_ca_file: None,
             tokens_file: None,
             cluster_secret: None,
+            allow_insecure_cluster: false,
             alert_webhook: None,
             alert_webhook_timeout_ms: 5_000,
             log_format: "plain".into(),
@@ -165,7 +171,7 @@ impl Config {
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &std::path::Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        toml::from_str(&text).map_err(|e| Error::Config { key: path.display().to_string(), reason: e.to_string() })
+        toml::from_str(&text).map_err(|e| toml_error(&path.display().to_string(), &text, &e))
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -253,18 +259,79 @@ impl Config {
                     .into(),
             );
         }
+        if self.cluster_secret.as_ref().is_some_and(|s| s.0.trim().is_empty()) {
+            return bad("cluster_secret", "is empty: set a real secret, or unset it".into());
+        }
+        // A cluster's nodes take fires and load reports from each other; beyond loopback that
+        // needs a credential, or anyone reaching the port can submit fires (see README "Security").
+        let beyond_loopback = self.listen.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback());
+        if self.redis.is_some()
+            && beyond_loopback
+            && self.cluster_secret.is_none()
+            && self.tls_ca_file.is_none()
+            && !self.allow_insecure_cluster
+        {
+            return bad(
+                "cluster_secret",
+                format!(
+                    "a clustered node listening on {} (beyond loopback) needs cluster_secret (or ROTA_CLUSTER_SECRET) \
+                     or mutual TLS (tls_ca_file); set allow_insecure_cluster = true to run without",
+                    self.listen
+                ),
+            );
+        }
         if let Some(a) = &self.metrics_listen {
-            if a.parse::<SocketAddr>().is_err() {
+            let Ok(m) = a.parse::<SocketAddr>() else {
                 return bad("metrics_listen", format!("'{a}' is not host:port (an IP address and a port)"));
+            };
+            if let Ok(g) = self.listen.parse::<SocketAddr>() {
+                let overlap = m.ip() == g.ip() || m.ip().is_unspecified() || g.ip().is_unspecified();
+                if m.port() != 0 && m.port() == g.port() && overlap {
+                    return bad("metrics_listen", format!("port {} is the gRPC port (listen)", m.port()));
+                }
             }
         }
         if let Some(u) = &self.alert_webhook {
+            // Never echo the URL: its path and query are often the credential.
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return bad("alert_webhook", format!("'{u}' is not an http(s) URL"));
+                return bad("alert_webhook", "is not an http(s) URL".into());
             }
         }
         Ok(())
     }
+}
+
+/// A TOML parse error as `key` (the file), the line, and the offending key when the line has one:
+/// never the line's text or the value (toml's own message quotes both, and they may be secrets: a
+/// cluster_secret, a Redis URL with its password, a token pasted where a file was expected).
+pub fn toml_error(key: &str, text: &str, e: &toml::de::Error) -> Error {
+    let start = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let line_no = text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    // The key of a `key = value` line, when it looks like one (a bare or dotted key).
+    let line_key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+        !k.is_empty() && k.len() <= 64 && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    });
+    let msg = e.message().lines().next().unwrap_or("");
+    // What kind of error, without quoted values; what was expected comes from the schema (safe).
+    let kind_end = msg.find([':', '`', '"', '\'']).unwrap_or(msg.len());
+    let kind = msg[..kind_end].trim().trim_end_matches(',');
+    let expected = msg.find(", expected ").map(|i| &msg[i..]).unwrap_or("");
+    let reason = if let Some(field) = msg.strip_prefix("missing field ") {
+        // The field name comes from the schema, not the file.
+        format!("missing field {field}")
+    } else if kind.is_empty() || kind == "expected" || kind.starts_with("invalid key") || kind.starts_with("unclosed") {
+        "invalid TOML syntax".to_string()
+    } else if kind.starts_with("unknown field") {
+        "unknown key".to_string()
+    } else {
+        format!("{kind}{}", crate::redact::value(expected))
+    };
+    let at = match line_key {
+        Some(k) => format!("line {line_no}, key '{k}'"),
+        None => format!("line {line_no}"),
+    };
+    Error::Config { key: key.to_string(), reason: format!("{at}: {reason}") }
 }
 
 #[cfg(test)]
@@ -310,6 +377,95 @@ mod tests {
             let got = c.validate().expect_err("invalid").to_string();
             assert!(got.starts_with(want), "{got}");
         }
+    }
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+
+    fn from_text(text: &str) -> Result<Config> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rota.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::from_file(&path)
+    }
+
+    /// A parse error names the key and line, never the value or the line's text (it may be a
+    /// secret: a cluster_secret, a Redis URL with its password).
+    #[test]
+    fn parse_errors_name_key_and_line_not_value() {
+        let cases = [
+            ("workers = 4\ncluster_secret = \"s3cret\nlog = \"info\"\n", "line 2"),
+            ("redis = \"redis://u:s3cret@h:1\"\nworkers = \"s3cret\"\n", "line 2"),
+            ("cluster_secret = { v = \"s3cret\" }\n", "line 1"),
+            ("s3cret\n", "line 1"),
+            ("wrokers = \"s3cret\"\n", "line 1"),
+        ];
+        for (text, want) in cases {
+            let e = from_text(text).expect_err("bad").to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(!e.contains("s3cret"), "{text:?}: {e}");
+        }
+        let e = from_text("workers = \"x\"\n").expect_err("bad").to_string();
+        assert!(e.contains("workers") && e.contains("line 1"), "the key is named: {e}");
+        let e = from_text("wrokers = 1\n").expect_err("bad").to_string();
+        assert!(e.contains("wrokers") && e.contains("unknown"), "the unknown key is named: {e}");
+    }
+
+    /// The webhook URL is a secret (its path and query): validation never echoes it.
+    #[test]
+    fn a_bad_webhook_url_is_not_echoed() {
+        let c = Config { alert_webhook: Some("ftp://h/s3cret?t=s3cret".into()), ..Config::default() };
+        let e = c.validate().expect_err("bad").to_string();
+        assert!(e.starts_with("config alert_webhook:") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn a_blank_cluster_secret_is_refused() {
+        for s in ["", "  "] {
+            let c = Config { cluster_secret: Some(Secret(s.into())), ..Config::default() };
+            let e = c.validate().expect_err("blank").to_string();
+            assert!(e.starts_with("config cluster_secret:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn metrics_port_must_differ_from_grpc_port() {
+        for m in ["127.0.0.1:7700", "0.0.0.0:7700"] {
+            let c = Config { metrics_listen: Some(m.into()), ..Config::default() };
+            let e = c.validate().expect_err("same port").to_string();
+            assert!(e.starts_with("config metrics_listen:"), "{e}");
+        }
+        let c = Config { metrics_listen: Some("127.0.0.1:9464".into()), ..Config::default() };
+        c.validate().expect("different ports");
+        let c =
+            Config { listen: "127.0.0.1:0".into(), metrics_listen: Some("127.0.0.1:0".into()), ..Config::default() };
+        c.validate().expect("port 0 picks two different ports");
+    }
+
+    /// A clustered node listening beyond loopback needs a cluster secret or mutual TLS, unless the
+    /// operator says `allow_insecure_cluster`.
+    #[test]
+    fn a_cluster_beyond_loopback_needs_a_credential() {
+        let base = || Config {
+            listen: "0.0.0.0:7700".into(),
+            redis: Some("redis://127.0.0.1:6379".into()),
+            ..Config::default()
+        };
+        let e = base().validate().expect_err("insecure").to_string();
+        assert!(e.starts_with("config cluster_secret:") && e.contains("allow_insecure_cluster"), "{e}");
+        Config { allow_insecure_cluster: true, ..base() }.validate().expect("told to");
+        Config { cluster_secret: Some(Secret("s".into())), ..base() }.validate().expect("with a secret");
+        let mtls = Config {
+            tls_cert_file: Some("c.pem".into()),
+            tls_key_file: Some("k.pem".into()),
+            tls_ca_file: Some("ca.pem".into()),
+            ..base()
+        };
+        mtls.validate().expect("mutual TLS");
+        Config { listen: "127.0.0.1:7700".into(), ..base() }.validate().expect("loopback");
+        Config { redis: None, ..base() }.validate().expect("a single node on the in-memory store");
     }
 }
 

@@ -35,6 +35,7 @@ pub mod job;
 pub mod metrics;
 pub mod node;
 pub mod pb;
+pub mod redact;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

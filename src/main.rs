@@ -48,6 +48,9 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
         };
     }
     rota::telemetry::init(&config.log_format, &config.log);
+    // Installed before the node starts, so a signal during start-up drains too rather than taking
+    // its default action (SIGHUP's and SIGTERM's: exit at once).
+    let signals = Signals::install();
     let node = match Node::start(config, Registry::with_builtins()).await {
         Ok(n) => n,
         Err(e) => {
@@ -57,22 +60,44 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
     };
     // One machine-readable line on stdout: scripts and the test harness read the bound address here.
     println!("rota listening on {}", node.local_addr);
-    shutdown_signal().await;
+    signals.wait().await;
     node.shutdown().await;
     0
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// SIGINT, SIGTERM and SIGHUP, each of which drains the node. SIGHUP (the terminal went away, or an
+/// operator's reflex for "reload") drains like SIGTERM: rota does not reload its configuration, and
+/// the default action (exit at once, no drain, no log line) would drop running work.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, hup) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::hangup()).ok());
+        if term.is_none() || hup.is_none() {
+            tracing::warn!("cannot install the SIGTERM/SIGHUP handlers; those signals will not drain");
+        }
+        Signals { term, hup }
+    }
+
+    /// Waits for one of the signals and logs which.
+    async fn wait(mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        let name = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = recv(&mut self.term) => "SIGTERM",
+            _ = recv(&mut self.hup) => "SIGHUP",
+        };
+        tracing::info!(signal = name, "signal received: draining");
     }
 }

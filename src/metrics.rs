@@ -1,6 +1,6 @@
 //! Metrics and the HTTP side of a node: Prometheus families (`rota_` prefix, bounded labels: no job
 //! ids) and an HTTP server on `metrics_listen` with `/metrics`, `/healthz` (the process is alive)
-//! and `/readyz` (the store answers and the node is not draining: the same as grpc.health.v1).
+//! and `/readyz` (the node can do its part, see `Node::is_serving`: the same as grpc.health.v1).
 //! Counters are bumped where things happen; gauges of state (load, master, epoch, queue depths) are
 //! read fresh at each scrape. Uses: `node` (read only).
 use std::sync::atomic::AtomicU64;
@@ -71,6 +71,12 @@ pub struct Metrics {
     pub store_rtt: Histogram,
     /// Redis's clock minus this node's wall clock (the correction it applies), as last measured.
     pub clock_offset: Gauge<f64, AtomicU64>,
+    /// 1 while some live node holds the master lease, as this node last saw it.
+    pub master_present: Gauge,
+    /// Scheduler ticks (claim passes) of this node as master that failed.
+    pub tick_failures: Counter,
+    /// On the master: seconds since its last successful tick; 0 on other nodes.
+    pub tick_age: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -101,6 +107,9 @@ impl Metrics {
             alerts: Family::default(),
             store_rtt: Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.0]),
             clock_offset: Gauge::default(),
+            master_present: Gauge::default(),
+            tick_failures: Counter::default(),
+            tick_age: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("fires", "Executions that reached a terminal state, by outcome", m.fires.clone());
@@ -141,6 +150,21 @@ impl Metrics {
             "clock_offset_seconds",
             "Redis's clock (TIME) minus this node's wall clock, as last measured (negative: the node is ahead); fires use the corrected clock",
             m.clock_offset.clone(),
+        );
+        registry.register(
+            "master_present",
+            "1 while a live node holds the master lease (as this node sees it)",
+            m.master_present.clone(),
+        );
+        registry.register(
+            "scheduler_tick_failures",
+            "Scheduler ticks (claim passes) of this node as master that failed",
+            m.tick_failures.clone(),
+        );
+        registry.register(
+            "scheduler_seconds_since_last_tick",
+            "On the master, seconds since its last successful scheduler tick (0 on other nodes)",
+            m.tick_age.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -1,8 +1,10 @@
 //! A node: wires the store, worker pool, scheduler and gRPC server together, and owns the process
 //! lifecycle. `Node::start` binds and spawns; `shutdown` follows one order: report NOT_SERVING, stop
 //! the scheduler, let running executions finish within the grace period, stop the server.
-//! Readiness: the node reports SERVING (grpc.health.v1) only while its store answers; the heartbeat
-//! loop checks that every interval and also publishes the node's record (load, state) to the store.
+//! Readiness: the node reports SERVING (grpc.health.v1 and /readyz) only while it can do its part:
+//! its store answers (the heartbeat loop, which also publishes the node's record) and takes writes,
+//! a live node has held the master lease within the failover bound, and, on the master, the
+//! scheduler's ticks succeed. The readiness loop checks and publishes that every heartbeat interval.
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -90,8 +92,13 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub auth: Arc<crate::api::auth::Auth>,
     draining: AtomicBool,
-    /// Store reachable and registered, as last seen by the heartbeat: what readiness reports.
+    /// Store reachable and registered, as last seen by the heartbeat: part of readiness.
     serving: AtomicBool,
+    /// The store took the readiness loop's last write probe.
+    writable: AtomicBool,
+    /// A live master was seen within the failover bound (readiness loop).
+    master_ok: AtomicBool,
+    alerts: Alerts,
     /// Highest fencing epoch seen (own acquisitions, peers' submissions): shared with the lease.
     max_epoch: Arc<AtomicU64>,
     pub membership: Arc<Membership>,
@@ -206,7 +213,7 @@ impl Node {
             &config.node_id,
             &config.cluster,
             config.workers,
-            alerts,
+            alerts.clone(),
             Arc::clone(&metrics),
         ));
         let scheduler = Scheduler::new(
@@ -242,6 +249,9 @@ impl Node {
             tls,
             draining: AtomicBool::new(false),
             serving: AtomicBool::new(false),
+            writable: AtomicBool::new(true),
+            master_ok: AtomicBool::new(true),
+            alerts,
             max_epoch,
             membership,
             health,
@@ -274,6 +284,7 @@ impl Node {
             });
         }
         node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
+        node.tracker.spawn(Arc::clone(&node).readiness_loop());
         node.tracker.spawn(Arc::clone(&node).prune_loop());
         tracing::info!(node = %node.node_id, address = %node.address, store = node.store.kind(),
             workers = node.config.workers, shell = node.config.enable_shell, "node started");
@@ -305,9 +316,100 @@ impl Node {
         tracing::info!(node = %self.node_id, "stopped");
     }
 
-    /// Ready: the store answers and the node is not draining (the same as grpc.health.v1).
+    /// Ready (grpc.health.v1 and /readyz): not draining, the store answers and takes writes, a live
+    /// master was seen within the failover bound, and, if this node is master, its scheduler ticks
+    /// are not all failing.
     pub fn is_serving(&self) -> bool {
-        self.serving.load(Ordering::SeqCst) && !self.is_draining()
+        self.serving.load(Ordering::SeqCst)
+            && self.writable.load(Ordering::SeqCst)
+            && self.master_ok.load(Ordering::SeqCst)
+            && self.ticks_ok()
+            && !self.is_draining()
+    }
+
+    /// How long the cluster may be seen without a master before that is an outage: a crashed
+    /// master's lease expires (TTL), a candidate polls (renewal interval), plus one more poll and
+    /// one more look of the readiness loop. (Counted from the first look that finds no live holder,
+    /// which is at the earliest when the dead master's lease expires, so this is generous.)
+    pub fn failover_bound(&self) -> Duration {
+        let c = &self.config;
+        Duration::from_millis(c.lease_ttl_ms + 2 * c.lease_renew_ms + c.heartbeat_ms)
+    }
+
+    /// False on a master whose last ticks all failed (the loop backs off 1 s after each failure).
+    fn ticks_ok(&self) -> bool {
+        const FAILING_TICKS: u32 = 3;
+        self.lease.role().active().is_none() || self.scheduler.tick_health().1 < FAILING_TICKS
+    }
+
+    /// Every heartbeat interval: checks what readiness needs beyond the heartbeat (the store takes
+    /// writes, a master exists), raises `no_master` past the failover bound, and publishes
+    /// SERVING / NOT_SERVING when readiness changes. The only writer of the health service, except
+    /// `shutdown`, which sets NOT_SERVING first.
+    async fn readiness_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let bound = self.failover_bound();
+        // Since when this node has seen no master, counted only while it can see the store (a
+        // Redis blip or a partition says nothing about the master, and must not raise no_master).
+        let mut no_master_since: Option<std::time::Instant> = None;
+        let mut no_master_alerted = false;
+        let mut published: Option<bool> = None;
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if self.is_draining() {
+                continue;
+            }
+            let writable = match self.store.probe_write(&self.node_id).await {
+                Ok(()) => true,
+                Err(e) => {
+                    if self.writable.load(Ordering::SeqCst) && self.serving.load(Ordering::SeqCst) {
+                        tracing::warn!(error = %e, "store refuses writes (full? read-only replica?): NOT_SERVING");
+                    }
+                    false
+                }
+            };
+            self.writable.store(writable, Ordering::SeqCst);
+            match self.store.lease_holder_live().await {
+                Ok(true) => {
+                    if no_master_alerted {
+                        tracing::info!("a master holds the lease again");
+                    }
+                    self.metrics.master_present.set(1);
+                    (no_master_since, no_master_alerted) = (None, false);
+                }
+                Ok(false) => {
+                    self.metrics.master_present.set(0);
+                    no_master_since.get_or_insert_with(std::time::Instant::now);
+                }
+                // The heartbeat reports an unreachable store; the clock restarts once it is back.
+                Err(_) => no_master_since = None,
+            }
+            let without = no_master_since.map(|t| t.elapsed()).unwrap_or_default();
+            self.master_ok.store(without <= bound, Ordering::SeqCst);
+            if without > bound && !no_master_alerted {
+                no_master_alerted = true;
+                let (for_ms, bound_ms) = (without.as_millis() as u64, bound.as_millis() as u64);
+                tracing::warn!(for_ms, bound_ms, "no master past the failover bound: nothing fires");
+                self.alerts.raise(Alert::no_master(&self.node_id, for_ms, bound_ms, &self.config.cluster));
+            }
+            let ready = self.is_serving();
+            if published != Some(ready) && !self.is_draining() {
+                published = Some(ready);
+                api::set_health(&self.health, ready).await;
+                tracing::info!(
+                    serving = ready,
+                    store = self.serving.load(Ordering::SeqCst),
+                    writable,
+                    master = self.master_ok.load(Ordering::SeqCst),
+                    ticks = self.ticks_ok(),
+                    "health changed"
+                );
+            }
+        }
     }
 
     /// Reads the gauges of state fresh, for a scrape.
@@ -321,6 +423,13 @@ impl Node {
         if let Some(offset) = self.clock.offset_ms() {
             m.clock_offset.set(offset as f64 / 1000.0);
         }
+        let last_tick = self.scheduler.tick_health().0;
+        let age = if self.lease.role().active().is_some() && last_tick > 0 {
+            (now_ms() - last_tick).max(0) as f64 / 1000.0
+        } else {
+            0.0
+        };
+        m.tick_age.set(age);
         if let Ok(nodes) = self.store.list_nodes().await {
             let ids: Vec<String> = nodes.into_iter().map(|n| n.node_id).collect();
             if let Ok(lens) = self.store.queue_lengths(&ids).await {
@@ -474,10 +583,10 @@ impl Node {
                 self.report_load().await;
             }
             self.serving.store(ok, Ordering::SeqCst);
+            // Health itself is published by `readiness_loop`, which weighs this with the rest.
             if ok != healthy && !self.is_draining() {
                 healthy = ok;
-                api::set_health(&self.health, ok).await;
-                tracing::info!(serving = ok, "health changed");
+                tracing::info!(store_ok = ok, "store reachability changed");
             }
         }
     }
@@ -603,14 +712,22 @@ fn redis_host_port(url: &str) -> Option<(String, u16)> {
 /// field named, rather than failing later.
 fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<JobSpec>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let file: JobsFile = toml::from_str(&text)
-        .map_err(|e| Error::Config { key: format!("jobs_file {}", path.display()), reason: e.to_string() })?;
+    let key = format!("jobs_file {}", path.display());
+    let file: JobsFile = toml::from_str(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
     for (i, spec) in file.job.iter().enumerate() {
         let check = Job::new(spec.clone()).and_then(|j| registry.validate(&j.spec.handler, &j.spec.args));
         if let Err(e) = check {
+            // A job's arguments may hold secrets (a URL with a token): their errors name the field
+            // but not the values they quote.
+            let reason = match &e {
+                Error::Invalid { field, reason } if field == "args" || field == "invoke" => {
+                    format!("{field}: {}", crate::redact::without_quoted(reason))
+                }
+                _ => crate::redact::quoted_values(&e.to_string()).into_owned(),
+            };
             return Err(Error::Config {
-                key: format!("jobs_file {} job #{} ('{}')", path.display(), i + 1, spec.id),
-                reason: e.to_string(),
+                key: format!("{key} job #{} ('{}')", i + 1, crate::redact::value(&spec.id)),
+                reason,
             });
         }
     }

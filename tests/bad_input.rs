@@ -583,3 +583,65 @@ fn out_of_range_settings_are_refused_at_check_naming_the_key() {
     assert_eq!(out.status.code(), Some(64), "{err}");
     assert!(err.contains("shell_output_cap_bytes"), "{err}");
 }
+
+/// Arguments nested 50 levels deep (past the protobuf decoder's limit) are the caller's error:
+/// INVALID_ARGUMENT naming `args`, no decoder internals. A 100,000-character value comes back cut to
+/// its first characters and its size, never whole. Nothing is stored; the node keeps serving.
+#[tokio::test]
+async fn deep_args_and_huge_values_are_refused_briefly() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let mut s = node.client().await;
+    let mut deep = serde_json::json!(1);
+    for _ in 0..50 {
+        deep = serde_json::json!([deep]);
+    }
+    let mut j = common::job("deep", "* * * * * *", "noop", serde_json::json!(null));
+    j.args = Some(rota::api::convert::json_to_pb(&deep));
+    let e = s.put_job(pb::PutJobRequest { job: Some(j) }).await.expect_err("too deep");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().starts_with("args:"), "{:?}", e.message());
+    assert!(!e.message().contains("Value.kind") && !e.message().contains("ListValue"), "{:?}", e.message());
+    let huge = "x".repeat(100_000);
+    let huge_sp = format!("{huge} y");
+    let mut n = pb::node_service_client::NodeServiceClient::new(node.channel().await);
+    let task = pb::SubmitTaskRequest { job_id: "j".into(), fire_id: huge.clone(), epoch: 1, ..Default::default() };
+    let calls: Vec<(&str, tonic::Status)> = vec![
+        ("GetExecution", s.get_execution(pb::GetExecutionRequest { id: huge.clone() }).await.expect_err("x")),
+        (
+            "PutJob cron",
+            s.put_job(pb::PutJobRequest {
+                job: Some(pb::Job {
+                    cron: huge_sp.clone(),
+                    ..common::job("h", "* * * * * *", "noop", serde_json::json!(null))
+                }),
+            })
+            .await
+            .expect_err("x"),
+        ),
+        (
+            "PutJob time_zone",
+            s.put_job(pb::PutJobRequest {
+                job: Some(pb::Job {
+                    time_zone: huge.clone(),
+                    ..common::job("h", "* * * * * *", "noop", serde_json::json!(null))
+                }),
+            })
+            .await
+            .expect_err("x"),
+        ),
+        (
+            "PutJob handler",
+            s.put_job(pb::PutJobRequest { job: Some(common::job("h", "* * * * * *", &huge, serde_json::json!(null))) })
+                .await
+                .expect_err("x"),
+        ),
+        ("SubmitTask fire_id", n.submit_task(task).await.expect_err("x")),
+    ];
+    for (what, e) in calls {
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {:.300}", e.message());
+        assert!(e.message().len() < 600, "{what}: {} bytes echoed: {:.300}", e.message().len(), e.message());
+    }
+    node.wait_serving().await;
+    assert!(s.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner().jobs.is_empty());
+}

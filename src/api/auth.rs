@@ -1,12 +1,16 @@
 //! Who may call what. Tokens (bearer, in the `authorization` metadata) carry a role: `viewer`
 //! (reads), `operator` (also pause, resume, trigger), `admin` (also put and delete jobs). Node-to-node
-//! calls (SubmitTask(s), ReportLoad) need the cluster secret. Health and reflection stay open: a load
-//! balancer has no token. Tokens are configured as SHA-256 hashes and compared in constant time;
-//! the clear token is never logged. With no tokens configured, everything is open (local use).
+//! calls (SubmitTask(s), ReportLoad) need the cluster secret whenever one is configured (or, with
+//! mutual TLS, a certificate from the cluster CA). Health and reflection stay open: a load balancer
+//! has no token. Tokens are configured as SHA-256 hashes and compared in constant time; the clear
+//! token is never logged. With no tokens configured, the client API is open (local use).
+//! Refusals are logged at WARN, at most one line per reason per [`REFUSAL_LOG_EVERY`], with a count.
 //! This is a tower layer in front of every service, so handlers never deal with it.
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -59,6 +63,52 @@ struct TokenEntry {
     sha256: String,
 }
 
+/// At most one log line per refusal reason per this interval (a client retrying a wrong token, or a
+/// scan, must not flood the log).
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts refusals per reason and says when one should be logged.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// reason -> (when last logged, refusals since)
+    by_reason: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl RefusalLog {
+    /// Some(refusals since the last line, this one included) when a line is due now.
+    fn note(&mut self, reason: &'static str, now: Instant) -> Option<u64> {
+        match self.by_reason.get_mut(reason) {
+            Some((last, count)) if now.duration_since(*last) < REFUSAL_LOG_EVERY => {
+                *count += 1;
+                None
+            }
+            Some((last, count)) => {
+                let n = *count + 1;
+                (*last, *count) = (now, 0);
+                Some(n)
+            }
+            None => {
+                self.by_reason.insert(reason, (now, 0));
+                Some(1)
+            }
+        }
+    }
+}
+
+/// Why a call was refused: what is logged (never the credential) and what the caller gets.
+struct Refusal {
+    reason: &'static str,
+    /// The token's configured name, when the token was known (role too low).
+    token: Option<String>,
+    status: Status,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, status: Status) -> Refusal {
+        Refusal { reason, token: None, status }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Auth {
     /// sha256 -> (name, role)
@@ -66,6 +116,7 @@ pub struct Auth {
     cluster_secret: Option<[u8; 32]>,
     /// Mutual TLS with a cluster CA: node-only calls need a verified peer certificate (or the secret).
     mtls: bool,
+    refusals: Mutex<RefusalLog>,
 }
 
 impl Auth {
@@ -79,19 +130,37 @@ impl Auth {
     }
 
     pub fn load(tokens_file: Option<&std::path::Path>, cluster_secret: Option<&str>, mtls: bool) -> Result<Auth> {
-        let mut auth = Auth { tokens: HashMap::new(), cluster_secret: cluster_secret.map(|s| hash(s.trim())), mtls };
+        if cluster_secret.is_some_and(|s| s.trim().is_empty()) {
+            return Err(Error::Config { key: "cluster_secret".into(), reason: "is empty".into() });
+        }
+        let mut auth = Auth {
+            tokens: HashMap::new(),
+            cluster_secret: cluster_secret.map(|s| hash(s.trim())),
+            mtls,
+            refusals: Mutex::default(),
+        };
         if let Some(path) = tokens_file {
             let key = format!("tokens_file {}", path.display());
             let text =
                 std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            let file: TokensFile =
-                toml::from_str(&text).map_err(|e| Error::Config { key: key.clone(), reason: e.to_string() })?;
+            let file: TokensFile = toml::from_str(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
             for t in file.token {
                 let h = parse_hex(&t.sha256).ok_or_else(|| Error::Config {
                     key: key.clone(),
-                    reason: format!("token '{}': sha256 must be 64 hex digits", t.name),
+                    reason: format!("token '{}': sha256 must be 64 hex digits", crate::redact::value(&t.name)),
                 })?;
-                auth.tokens.insert(h, (t.name, t.role));
+                let name = t.name.clone();
+                // One token under two names: a refusal or an audit line would name the wrong one.
+                if let Some((first, _)) = auth.tokens.insert(h, (t.name, t.role)) {
+                    return Err(Error::Config {
+                        key,
+                        reason: format!(
+                            "tokens '{}' and '{}' have the same sha256: give each its own token",
+                            crate::redact::value(&first),
+                            crate::redact::value(&name)
+                        ),
+                    });
+                }
             }
             if auth.tokens.is_empty() {
                 return Err(Error::Config { key, reason: "no [[token]] entries".into() });
@@ -103,33 +172,74 @@ impl Auth {
     /// Checks one call. `path` is `/package.Service/Method`; `peer_verified` is true when the caller
     /// presented a client certificate that chains to the cluster CA (checked by the TLS handshake).
     pub fn check(&self, path: &str, headers: &http::HeaderMap, peer_verified: bool) -> std::result::Result<(), Status> {
+        self.check_from(path, headers, peer_verified, None)
+    }
+
+    /// `check`, logging a refusal with the caller's address (rate-limited per reason).
+    pub fn check_from(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        peer_verified: bool,
+        peer: Option<SocketAddr>,
+    ) -> std::result::Result<(), Status> {
+        let Err(r) = self.decide(path, headers, peer_verified) else { return Ok(()) };
+        let due = self.refusals.lock().ok().and_then(|mut log| log.note(r.reason, Instant::now()));
+        if let Some(count) = due {
+            let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+            let token = r.token.as_deref().unwrap_or("");
+            tracing::warn!(reason = r.reason, path, peer = %peer, token_name = token, count,
+                window_s = REFUSAL_LOG_EVERY.as_secs(), "authentication refused");
+        }
+        Err(r.status)
+    }
+
+    fn decide(&self, path: &str, headers: &http::HeaderMap, peer_verified: bool) -> std::result::Result<(), Refusal> {
         let need = need(path);
         if need == Need::Open {
             return Ok(());
         }
-        if need == Need::Node && self.mtls {
-            let secret_ok = bearer(headers).zip(self.cluster_secret.as_ref()).is_some_and(|(t, s)| ct_eq(s, &hash(t)));
-            return if peer_verified || secret_ok {
-                Ok(())
+        if need == Need::Node {
+            // A configured secret, mutual TLS or tokens each close the node calls; none: a local node.
+            if self.cluster_secret.is_none() && !self.mtls && !self.enabled() {
+                return Ok(());
+            }
+            let token = bearer(headers);
+            let secret_ok = token.zip(self.cluster_secret.as_ref()).is_some_and(|(t, s)| ct_eq(s, &hash(t)));
+            if secret_ok || (self.mtls && peer_verified) {
+                return Ok(());
+            }
+            return Err(if self.mtls {
+                Refusal::new(
+                    "node call without a cluster certificate or secret",
+                    Status::permission_denied(
+                        "this call is for cluster nodes: present a certificate from the cluster CA",
+                    ),
+                )
+            } else if token.is_none() {
+                Refusal::new(
+                    "node call without a credential",
+                    Status::unauthenticated(
+                        "this call is for cluster nodes: send 'authorization: Bearer <cluster secret>'",
+                    ),
+                )
             } else {
-                Err(Status::permission_denied(
-                    "this call is for cluster nodes: present a certificate from the cluster CA",
-                ))
-            };
+                Refusal::new(
+                    "node call with a wrong credential",
+                    Status::permission_denied("this call is for cluster nodes (cluster secret required)"),
+                )
+            });
         }
         if !self.enabled() {
             return Ok(());
         }
         let Some(token) = bearer(headers) else {
-            return Err(Status::unauthenticated("missing token: send 'authorization: Bearer <token>'"));
+            return Err(Refusal::new(
+                "missing token",
+                Status::unauthenticated("missing token: send 'authorization: Bearer <token>'"),
+            ));
         };
         let h = hash(token);
-        if need == Need::Node {
-            return match &self.cluster_secret {
-                Some(s) if ct_eq(s, &h) => Ok(()),
-                _ => Err(Status::permission_denied("this call is for cluster nodes (cluster secret required)")),
-            };
-        }
         let Need::Role(want) = need else { return Ok(()) };
         // Constant time over every configured token, so timing does not tell which one is close.
         let mut found: Option<&(String, Role)> = None;
@@ -139,16 +249,17 @@ impl Auth {
             }
         }
         match found {
-            None => Err(Status::unauthenticated("unknown token")),
+            None => Err(Refusal::new("unknown token", Status::unauthenticated("unknown token"))),
             Some((_, role)) if *role >= want => Ok(()),
-            Some((name, role)) => {
-                tracing::info!(token = %name, role = role.name(), need = want.name(), path, "call refused: role too low");
-                Err(Status::permission_denied(format!(
+            Some((name, role)) => Err(Refusal {
+                reason: "role too low",
+                token: Some(name.clone()),
+                status: Status::permission_denied(format!(
                     "{path} needs role '{}' (this token has '{}')",
                     want.name(),
                     role.name()
-                )))
-            }
+                )),
+            }),
         }
     }
 }
@@ -172,9 +283,12 @@ fn need(path: &str) -> Need {
     }
 }
 
+/// The token of `authorization: Bearer <token>`; the scheme name is case-insensitive (RFC 9110).
 fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim).filter(|t| !t.is_empty())
+    let (scheme, token) = v.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 pub fn hash(token: &str) -> [u8; 32] {
@@ -244,12 +358,13 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-        let verified = req
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|i| i.peer_certs())
-            .is_some_and(|c| !c.is_empty());
-        match self.auth.check(req.uri().path(), req.headers(), verified) {
+        let tls = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        let verified = tls.and_then(|i| i.peer_certs()).is_some_and(|c| !c.is_empty());
+        let peer = match tls {
+            Some(i) => i.get_ref().remote_addr(),
+            None => req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()),
+        };
+        match self.auth.check_from(req.uri().path(), req.headers(), verified, peer) {
             Ok(()) => Box::pin(self.inner.call(req)),
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }
@@ -269,7 +384,7 @@ mod tests {
     }
 
     fn auth() -> Auth {
-        let mut a = Auth { tokens: HashMap::new(), cluster_secret: Some(hash("s3cret")), mtls: false };
+        let mut a = Auth { cluster_secret: Some(hash("s3cret")), ..Auth::default() };
         a.tokens.insert(hash("v"), ("viewer-bot".into(), Role::Viewer));
         a.tokens.insert(hash("o"), ("ops".into(), Role::Operator));
         a.tokens.insert(hash("a"), ("root".into(), Role::Admin));
@@ -294,7 +409,12 @@ mod tests {
             ("/rota.v1.NodeService/SubmitTask", Some("s3cret"), None),
             ("/rota.v1.NodeService/SubmitTasks", Some("a"), Some(PermissionDenied)),
             ("/rota.v1.NodeService/SubmitTasks", Some("s3cret"), None),
+            ("/rota.v1.NodeService/SubmitTasks", None, Some(Unauthenticated)),
+            ("/rota.v1.NodeService/ReportLoad", None, Some(Unauthenticated)),
+            ("/rota.v1.NodeService/ReportLoad", Some("v"), Some(PermissionDenied)),
+            ("/rota.v1.NodeService/ReportLoad", Some("s3cret"), None),
             ("/rota.v1.NodeService/GetNodeInfo", Some("v"), None),
+            ("/rota.v1.NodeService/GetNodeInfo", Some("s3cret"), Some(Unauthenticated)),
         ];
         for (path, token, want) in cases {
             let got = a.check(path, &headers(token), false).err().map(|s| s.code());
@@ -312,6 +432,92 @@ mod tests {
             Some(PermissionDenied)
         );
         assert!(m.check("/rota.v1.SchedulerService/ListJobs", &headers(None), false).is_ok());
+    }
+
+    fn with_auth(value: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, value.parse().expect("header"));
+        h
+    }
+
+    /// A cluster secret without a tokens file guards the node-to-node calls (before, it was ignored
+    /// and they were open); the rest of the API stays open (no tokens).
+    #[test]
+    fn a_cluster_secret_alone_guards_node_calls() {
+        use tonic::Code::*;
+        let a = Auth { cluster_secret: Some(hash("s3cret")), ..Auth::default() };
+        for path in
+            ["/rota.v1.NodeService/SubmitTask", "/rota.v1.NodeService/SubmitTasks", "/rota.v1.NodeService/ReportLoad"]
+        {
+            assert_eq!(a.check(path, &headers(None), false).err().map(|s| s.code()), Some(Unauthenticated), "{path}");
+            assert_eq!(a.check(path, &headers(Some("nope")), false).err().map(|s| s.code()), Some(PermissionDenied));
+            assert!(a.check(path, &headers(Some("s3cret")), false).is_ok(), "{path}");
+        }
+        assert!(a.check("/rota.v1.SchedulerService/PutJob", &headers(None), false).is_ok());
+        assert!(a.check("/rota.v1.NodeService/GetNodeInfo", &headers(None), false).is_ok());
+    }
+
+    /// Scheme names are case-insensitive (RFC 9110 11.1): `BEARER x` is `Bearer x`.
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let a = auth();
+        for v in ["Bearer v", "bearer v", "BEARER v", "bEaReR   v "] {
+            assert!(a.check("/rota.v1.SchedulerService/ListJobs", &with_auth(v), false).is_ok(), "{v}");
+        }
+        for v in ["Basic v", "Bearerv", "v", "Bearer "] {
+            assert!(a.check("/rota.v1.SchedulerService/ListJobs", &with_auth(v), false).is_err(), "{v}");
+        }
+        assert!(a.check("/rota.v1.NodeService/SubmitTasks", &with_auth("BEARER s3cret"), false).is_ok());
+    }
+
+    fn load_text(text: &str) -> Result<Auth> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(&path, text).expect("write");
+        Auth::load(Some(&path), None, false)
+    }
+
+    /// Two entries with one hash are one token under two names: refused, naming both.
+    #[test]
+    fn two_tokens_with_one_hash_refuse_the_file() {
+        let h = hex(&hash("same"));
+        let text = format!(
+            "[[token]]\nname = \"a\"\nrole = \"viewer\"\nsha256 = \"{h}\"\n[[token]]\nname = \"b\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+            h.to_uppercase()
+        );
+        let e = load_text(&text).expect_err("duplicate").to_string();
+        assert!(e.contains("'a'") && e.contains("'b'") && e.contains("same sha256"), "{e}");
+    }
+
+    /// A parse error names the file and line, never the line's text (it may be a token).
+    #[test]
+    fn tokens_file_errors_name_the_line_not_its_text() {
+        for text in ["raw-token-s3cret\n", "[[token]]\nname = \"x\"\nrole = \"root-s3cret\"\nsha256 = \"00\"\n"] {
+            let e = load_text(text).expect_err("bad file").to_string();
+            assert!(e.contains("line"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+    }
+
+    /// A blank secret is a missing secret, not a credential anyone can present.
+    #[test]
+    fn a_blank_cluster_secret_is_refused() {
+        for s in ["", "  ", "\t"] {
+            assert!(Auth::load(None, Some(s), false).is_err(), "{s:?}");
+        }
+    }
+
+    /// At most one line per reason per window, carrying the count of refusals since the last line.
+    #[test]
+    fn refusals_are_logged_at_most_once_per_window() {
+        let mut log = RefusalLog::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(log.note("unknown token", t0), Some(1));
+        for i in 1..50 {
+            assert_eq!(log.note("unknown token", t0 + std::time::Duration::from_millis(i)), None);
+        }
+        assert_eq!(log.note("missing credential", t0), Some(1), "each reason has its own window");
+        assert_eq!(log.note("unknown token", t0 + REFUSAL_LOG_EVERY), Some(50));
     }
 
     #[test]

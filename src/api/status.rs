@@ -4,13 +4,18 @@ use tonic::Status;
 
 use crate::error::Error;
 
+/// A user error's message, with any value it echoes cut short (a 100 kB id must not come back whole).
+fn user_message(e: &Error) -> String {
+    crate::redact::quoted_values(&e.to_string()).into_owned()
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match &e {
-            Error::Invalid { .. } => Status::invalid_argument(e.to_string()),
-            Error::JobNotFound(_) | Error::ExecutionNotFound(_) => Status::not_found(e.to_string()),
-            Error::FailedPrecondition(_) | Error::Fenced(_) => Status::failed_precondition(e.to_string()),
-            Error::Busy(_) => Status::resource_exhausted(e.to_string()),
+            Error::Invalid { .. } => Status::invalid_argument(user_message(&e)),
+            Error::JobNotFound(_) | Error::ExecutionNotFound(_) => Status::not_found(user_message(&e)),
+            Error::FailedPrecondition(_) | Error::Fenced(_) => Status::failed_precondition(user_message(&e)),
+            Error::Busy(_) => Status::resource_exhausted(user_message(&e)),
             Error::StoreUnavailable(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Status::unavailable("store unavailable; try again")
@@ -41,6 +46,20 @@ mod tests {
         for (e, code, msg) in cases {
             let s = Status::from(e);
             assert_eq!((s.code(), s.message()), (code, msg));
+        }
+    }
+
+    /// An echoed value is cut to its first characters and its size.
+    #[test]
+    fn echoed_values_are_cut() {
+        let huge = "x".repeat(100_000);
+        for e in [
+            Error::invalid("id", format!("'{huge}' is not an execution id")),
+            Error::JobNotFound(huge.clone()),
+            Error::ExecutionNotFound(huge.clone()),
+        ] {
+            let s = Status::from(e);
+            assert!(s.message().len() < 200 && s.message().contains("…(100000 bytes)"), "{:.300}", s.message());
         }
     }
 }

@@ -79,6 +79,10 @@ pub struct Scheduler {
     /// The earliest instant of a `forbid` fire the last tick left to claim at its instant
     /// (i64::MAX: none), so the loop sleeps until then instead of spinning.
     deferred_until: AtomicI64,
+    /// When a tick (claim pass) last succeeded (ms; 0: never), and how many failed in a row since:
+    /// what readiness and `rota_scheduler_seconds_since_last_tick` report for the master.
+    last_tick_ok_ms: AtomicI64,
+    failing_ticks: AtomicU32,
     /// Itself, for delivery tasks that outlive a call.
     me: Weak<Scheduler>,
 }
@@ -130,6 +134,8 @@ impl Scheduler {
             swept: AtomicI64::new(0),
             triggers_in_flight: AtomicU32::new(0),
             deferred_until: AtomicI64::new(i64::MAX),
+            last_tick_ok_ms: AtomicI64::new(0),
+            failing_ticks: AtomicU32::new(0),
             me: me.clone(),
         })
     }
@@ -227,8 +233,11 @@ impl Scheduler {
                 }
             }
             let wait = match self.step(now_ms(), &master).await {
-                Ok(true) => continue,
-                Ok(false) => match self.store.next_due_ms().await {
+                Ok(true) => {
+                    self.tick_succeeded();
+                    continue;
+                }
+                Ok(false) => match self.store.next_due_ms().await.inspect(|_| self.tick_succeeded()) {
                     Ok(Some(t)) => {
                         // The earliest due fire is claimed ahead, unless it is one left for its instant.
                         let at = if self.deferred_until.load(Ordering::Relaxed) <= t { t } else { t - FIRE_AHEAD_MS };
@@ -238,6 +247,7 @@ impl Scheduler {
                     }
                     Ok(None) => MAX_IDLE,
                     Err(e) => {
+                        self.tick_failed();
                         tracing::warn!(error = %e, "scheduler: cannot read the due index");
                         ERROR_BACKOFF
                     }
@@ -247,6 +257,7 @@ impl Scheduler {
                     ERROR_BACKOFF
                 }
                 Err(e) => {
+                    self.tick_failed();
                     tracing::warn!(error = %e, "scheduler: tick failed");
                     ERROR_BACKOFF
                 }
@@ -259,6 +270,21 @@ impl Scheduler {
             }
         }
         tracing::info!(node = %self.node_id, "scheduler stopped");
+    }
+
+    fn tick_succeeded(&self) {
+        self.last_tick_ok_ms.store(now_ms(), Ordering::Relaxed);
+        self.failing_ticks.store(0, Ordering::Relaxed);
+    }
+
+    fn tick_failed(&self) {
+        self.failing_ticks.fetch_add(1, Ordering::Relaxed);
+        self.worker.metrics().tick_failures.inc();
+    }
+
+    /// (when a tick last succeeded in ms, 0 if never; ticks failed in a row since).
+    pub fn tick_health(&self) -> (i64, u32) {
+        (self.last_tick_ok_ms.load(Ordering::Relaxed), self.failing_ticks.load(Ordering::Relaxed))
     }
 
     /// Claims everything due by `now` + FIRE_AHEAD_MS and hands it to where it runs. True when it

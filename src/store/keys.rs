@@ -67,6 +67,10 @@ impl Keys {
     pub fn epoch(&self) -> String {
         format!("{}:epoch", self.tag)
     }
+    /// String, a few seconds' TTL: the write-probe of a node's readiness check.
+    pub fn probe(&self, node_id: &str) -> String {
+        format!("{}:probe:{node_id}", self.tag)
+    }
     /// String holding a node's live incarnation (PX node ttl); gone = the node is dead.
     pub fn hb(&self, node_id: &str) -> String {
         format!("{}:hb:{node_id}", self.tag)

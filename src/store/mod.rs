@@ -503,6 +503,20 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a node's registration at once (graceful shutdown, after its lists are empty).
     async fn deregister(&self, node: &NodeRecord) -> Result<()>;
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+
+    /// True while the lease has a holder whose incarnation is still live (its heartbeat key, judged
+    /// by the store's clock, not by comparing wall clocks): a master exists. The in-memory store
+    /// lives in the one process that holds its lease.
+    async fn lease_holder_live(&self) -> Result<bool> {
+        Ok(self.lease().await?.is_some())
+    }
+
+    /// Fails when the store would refuse a new write now (Redis over `maxmemory` with `noeviction`
+    /// answers reads, and even scripts whose first write is not one that allocates, such as the
+    /// heartbeat's PEXPIRE, but refuses claims): readiness. The in-memory store always can.
+    async fn probe_write(&self, _node_id: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Timing written into fire records.

@@ -623,6 +623,24 @@ impl Store for RedisStore {
         Ok(r == 1)
     }
 
+    async fn lease_holder_live(&self) -> Result<bool> {
+        let Some(holder) = self.lease().await? else { return Ok(false) };
+        let live: Option<String> = self.conn().get(self.keys.hb(&holder.node_id)).await?;
+        Ok(live.as_deref() == Some(holder.incarnation.as_str()))
+    }
+
+    async fn probe_write(&self, node_id: &str) -> Result<()> {
+        // A plain SET: Redis refuses it with OOM under maxmemory + noeviction, as it refuses claims.
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.probe(node_id))
+            .arg(super::now_ms())
+            .arg("PX")
+            .arg(10_000)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
     async fn lease(&self) -> Result<Option<LeaseHolder>> {
         let v: Option<String> = self.conn().get(self.keys.lease()).await?;
         Ok(v.and_then(|v| LeaseHolder::parse(&v)))

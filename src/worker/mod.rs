@@ -280,6 +280,9 @@ impl Worker {
                 // unless this node has become master meanwhile.
                 started = self.start(&fire_id, &inc, false).await;
             }
+            // A resumed start was made earlier by this incarnation (as master, for a master-only
+            // fire): if mastership lapsed since, the run's own check hands it to the master.
+            let resumed = matches!(started, Ok(Start::Resume(_)));
             match started {
                 Ok(Start::Run(sf) | Start::Resume(sf)) => {
                     let mut exec = sf.running_record(&fire_id, &self.node_id);
@@ -290,7 +293,7 @@ impl Worker {
                         (None, None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
                     };
                     match job {
-                        Ok(job) if job.spec.master_only && self.role.borrow().active().is_none() => {
+                        Ok(job) if job.spec.master_only && !resumed && self.role.borrow().active().is_none() => {
                             exec.state = ExecState::Skipped;
                             exec.end_ms = Some(now_ms());
                             exec.set_error(format!(
