@@ -130,6 +130,7 @@ async fn arm(metrics: u16, point: &str, actions: &str) {
 }
 
 /// Per second of the job from its first to its last fire: how many executions, and in which states.
+#[cfg(feature = "failpoints")]
 async fn fires_by_second(n: &TestNode, job: &str) -> std::collections::BTreeMap<i64, Vec<pb::ExecutionState>> {
     let mut c = n.client().await;
     let mut by: std::collections::BTreeMap<i64, Vec<pb::ExecutionState>> = Default::default();
