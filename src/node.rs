@@ -195,14 +195,13 @@ impl Node {
             cancel.child_token(),
             Arc::clone(&metrics),
         );
-        let incarnation = membership.incarnation();
         let max_epoch = Arc::new(AtomicU64::new(0));
         let timing = LeaseTiming {
             ttl: Duration::from_millis(config.lease_ttl_ms),
             renew: Duration::from_millis(config.lease_renew_ms),
         };
         let lease = Arc::new(
-            Lease::new(Arc::clone(&store), &config.node_id, &incarnation, timing, Arc::clone(&max_epoch))
+            Lease::new(Arc::clone(&store), &config.node_id, Arc::clone(&membership), timing, Arc::clone(&max_epoch))
                 .with_clock_gate(Arc::clone(&clock)),
         );
         let worker = Arc::new(Worker::new(

@@ -390,3 +390,53 @@ async fn a_fire_accepted_in_no_list_is_found_and_recorded() {
     assert!(matches!(state(&e), pb::ExecutionState::Misfired | pb::ExecutionState::Succeeded), "{e:?}");
     assert!(n.log().contains("in no list: queued again"), "said so:\n{}", n.log());
 }
+
+/// A start that found the fire past its start deadline marks it misfired; when that reply is lost
+/// the caller asks again and must hear "misfired" again (it writes the misfired record), not "not
+/// yours": the claim's `pending` record stayed open forever.
+#[tokio::test]
+async fn a_misfired_start_asked_again_is_misfired_again() {
+    use rota::store::{Accept, Claim, ClaimOutcome, FireTiming, NodeRecord, Start, WatermarkWrite};
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), "rota", "default", 600_000)
+        .await
+        .expect("store")
+        .with_fire_timing(FireTiming { misfire_threshold_ms: 1, dispatch_deadline_ms: 2000 });
+    let LeaseAcquire::Acquired(lease) = store.acquire_lease("n1", "i1", 60_000, 0).await.expect("lease") else {
+        panic!("no lease")
+    };
+    let now = rota::store::now_ms();
+    let spec =
+        rota::job::JobSpec { id: "m".into(), cron: "* * * * * *".into(), handler: "noop".into(), ..Default::default() };
+    assert!(matches!(store.put_job(&spec, Some(now), now).await.expect("put"), WatermarkWrite::Done { .. }));
+    let fire = rota::execution::scheduled_fire_id("m", now);
+    let c = Claim {
+        job_id: "m".into(),
+        sched_ms: now,
+        next_ms: Some(now + 1000),
+        exec: rota::execution::Execution::pending("m", fire.clone(), now, "n1", 1),
+        forbid: false,
+        lock_ttl_ms: 60_000,
+    };
+    assert_eq!(store.claim(&lease.value, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let rec = NodeRecord {
+        node_id: "n1".into(),
+        address: "127.0.0.1:1".into(),
+        incarnation: "i1".into(),
+        started_ms: now,
+        beat_ms: now,
+        version: "0".into(),
+        handlers: vec![],
+        load: Default::default(),
+        master: false,
+        draining: false,
+        clock_offset_ms: None,
+    };
+    store.register(&rec, 60_000).await.expect("register");
+    assert_eq!(store.accept(&fire, Some(lease.epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let first = store.start(&fire, "n1", "i1", "fresh-1", false).await.expect("start");
+    let Start::Misfired { exec_id, .. } = &first else { panic!("{first:?}") };
+    let again = store.start(&fire, "n1", "i1", "fresh-2", false).await.expect("start again");
+    assert_eq!(again, first, "the same misfire, with the claim's execution ({exec_id})");
+}

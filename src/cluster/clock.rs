@@ -293,7 +293,14 @@ mod tests {
         let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(crate::store::MemoryStore::new(60_000));
         let timing = LeaseTiming { ttl: Duration::from_millis(1_500), renew: Duration::from_millis(50) };
         let lease = std::sync::Arc::new(
-            Lease::new(store, "n1", "inc", timing, Default::default()).with_clock_gate(std::sync::Arc::new(clock)),
+            Lease::new(
+                store,
+                "n1",
+                std::sync::Arc::new(crate::cluster::membership::Membership::new("n1", 1000)),
+                timing,
+                Default::default(),
+            )
+            .with_clock_gate(std::sync::Arc::new(clock)),
         );
         let stop = tokio_util::sync::CancellationToken::new();
         let run = tokio::spawn(std::sync::Arc::clone(&lease).run(stop.clone()));

@@ -56,7 +56,9 @@ impl LeaseTiming {
 pub struct Lease {
     store: Arc<dyn Store>,
     node_id: String,
-    incarnation: String,
+    /// This node's live incarnation, read at each acquisition: it changes when the node is
+    /// declared dead and registers anew, and a lease naming a revoked incarnation names no live node.
+    membership: Arc<crate::cluster::membership::Membership>,
     timing: LeaseTiming,
     role: watch::Sender<Role>,
     /// Highest epoch this node has seen in the store (never one a peer merely claimed); the floor
@@ -83,7 +85,7 @@ impl Lease {
     pub fn new(
         store: Arc<dyn Store>,
         node_id: &str,
-        incarnation: &str,
+        membership: Arc<crate::cluster::membership::Membership>,
         timing: LeaseTiming,
         max_epoch: Arc<AtomicU64>,
     ) -> Lease {
@@ -91,7 +93,7 @@ impl Lease {
         Lease {
             store,
             node_id: node_id.to_string(),
-            incarnation: incarnation.to_string(),
+            membership,
             timing,
             role,
             max_epoch,
@@ -164,7 +166,12 @@ impl Lease {
         let sent = Instant::now();
         let r = tokio::time::timeout(
             self.timing.renew,
-            self.store.acquire_lease(&self.node_id, &self.incarnation, self.timing.ttl.as_millis() as u64, floor),
+            self.store.acquire_lease(
+                &self.node_id,
+                &self.membership.incarnation(),
+                self.timing.ttl.as_millis() as u64,
+                floor,
+            ),
         )
         .await;
         match r {

@@ -1,7 +1,7 @@
 //! Membership: this node's incarnation. Owns `hb:<node>` (a key holding the live incarnation, with a
-//! TTL) through register and beat scripts. An incarnation whose key expired can never beat again:
-//! the node is dead to the cluster, the master reaps its work, and the process must register a new
-//! incarnation. Two live processes cannot share a node id: the second one is refused.
+//! TTL) through register and beat scripts. A key that merely expired (a Redis outage or restart) is
+//! taken back at the next beat; an incarnation whose running work the master took over (reaped) can
+//! never beat again: the process must register a new incarnation. Two live processes cannot share a node id: the second one is refused.
 //! Uses: `store` only.
 use std::sync::Mutex;
 use std::time::Duration;
@@ -98,8 +98,16 @@ impl Membership {
         if !in_touch {
             return Ok(false);
         }
-        // Uptime is whole seconds: one more second of margin.
-        Ok(store.uptime_ms().await?.is_none_or(|up| up >= self.ttl_ms + 1000))
+        // Uptime is whole seconds: one more second of margin. A store that will not say (an ACL
+        // user without INFO, which is in @dangerous) leaves the contact rule alone to judge: a
+        // restart shorter than a heartbeat could then still declare a node dead, never a longer one.
+        match store.uptime_ms().await {
+            Ok(up) => Ok(up.is_none_or(|up| up >= self.ttl_ms + 1000)),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the store's uptime; judging liveness by contact alone");
+                Ok(true)
+            }
+        }
     }
 }
 

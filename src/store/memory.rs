@@ -584,6 +584,7 @@ impl Store for MemoryStore {
             }
             f.state = "queued".into();
             f.node = target.to_string();
+            f.inc.clear();
             st.queues.entry(target.to_string()).or_default().push_front(fire_id.to_string());
         }
         self.queued.notify_waiters();
@@ -644,6 +645,10 @@ impl Store for MemoryStore {
             }
             return Ok(Start::Already);
         }
+        if f.state == "misfired" && f.node == node && f.inc == inc {
+            // The same start again (as start.lua: its reply lost): the caller records the misfire.
+            return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: f.exec });
+        }
         if !(f.state == "queued" || f.state == "accepted") || f.node != node {
             st.remove_processing(node, fire_id);
             return Ok(Start::NotMine(f.state));
@@ -654,6 +659,8 @@ impl Store for MemoryStore {
             if let Some(f) = st.fires.get_mut(fire_id) {
                 f.state = "misfired".into();
                 f.next_exec = None;
+                f.exec = exec.clone();
+                f.inc = inc.to_string();
             }
             return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: exec });
         }
@@ -795,6 +802,7 @@ impl Store for MemoryStore {
                 "queued" | "accepted" => {
                     fm.state = "queued".into();
                     fm.node = r.target.clone();
+                    fm.inc.clear();
                     Reap::Moved
                 }
                 "running" => {
@@ -806,6 +814,7 @@ impl Store for MemoryStore {
                     if r.rerun && fm.recoveries <= r.max_recoveries {
                         fm.state = "queued".into();
                         fm.node = r.target.clone();
+                        fm.inc.clear();
                         fm.deadline_ms = now + threshold;
                         Reap::Rerun { dead_exec_id: f.exec.clone() }
                     } else {

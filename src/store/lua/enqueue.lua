@@ -29,6 +29,7 @@ if st == 'accepted' or st == 'queued' then
     return st
   end
   redis.call('HSET', KEYS[2], 'state', 'queued', 'node', ARGV[3])
+  redis.call('HDEL', KEYS[2], 'inc')  -- no incarnation owns it until one takes it
   redis.call('LPUSH', KEYS[3], ARGV[2])
   redis.call('ZADD', KEYS[4], watch_at, ARGV[2])
   return 'ORPHAN'
@@ -38,6 +39,7 @@ if st ~= 'dispatching' then
   return st or 'UNKNOWN'
 end
 redis.call('HSET', KEYS[2], 'state', 'queued', 'node', ARGV[3])
+  redis.call('HDEL', KEYS[2], 'inc')  -- no incarnation owns it until one takes it
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('ZADD', KEYS[4], watch_at, ARGV[2])
 return 'OK'

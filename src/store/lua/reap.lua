@@ -29,6 +29,7 @@ local function watch()
 end
 if st == 'queued' or st == 'accepted' then
   redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6])
+  redis.call('HDEL', KEYS[4], 'inc')  -- no incarnation owns it until one takes it
   redis.call('LPUSH', KEYS[5], ARGV[2]); watch(); return 'MOVED'
 end
 if st == 'running' then
@@ -43,6 +44,7 @@ if st == 'running' then
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6], 'deadline_ms', now + tonumber(ARGV[8]))
+    redis.call('HDEL', KEYS[4], 'inc')
     if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('PEXPIRE', KEYS[6], ARGV[5]) end
     redis.call('LPUSH', KEYS[5], ARGV[2]); watch(); return {'RERUN', f[6] or ''}
   end

@@ -40,6 +40,11 @@ if st == 'running' and owner == ARGV[2] then
   -- An earlier incarnation's run: recovered by adoption or the reaper, never dropped by a start.
   return {'ALREADY'}
 end
+if st == 'misfired' and owner == ARGV[2] and f[3] == ARGV[3] and f[10] then
+  -- The same start again, its first reply lost: the caller records the misfire (its record is
+  -- still the claim's `pending` one).
+  return {'MISFIRED', f[4], f[5], f[10]}
+end
 if (st ~= 'queued' and st ~= 'accepted') or owner ~= ARGV[2] then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   return {'NOT_MINE', st or ''}
@@ -49,7 +54,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local exec = f[7] or ARGV[4]
 if f[8] and now > tonumber(f[8]) then
   -- waited past the start deadline: a misfire, recorded by the caller
-  redis.call('HSET', KEYS[1], 'state', 'misfired')
+  redis.call('HSET', KEYS[1], 'state', 'misfired', 'exec', exec, 'inc', ARGV[3])
   redis.call('HDEL', KEYS[1], 'next_exec')
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   redis.call('ZREM', KEYS[6], ARGV[1])
