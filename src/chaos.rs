@@ -27,8 +27,8 @@ pub const CRASH_POINTS: [&str; 3] = [
 
 /// Failpoints where `return` throws a committed script's reply away, as when Redis restarts or the
 /// connection breaks between the two: the caller sees an error for a write that happened.
-pub const LOST_REPLY_POINTS: [&str; 4] =
-    ["lose_claim_reply", "lose_accept_reply", "lose_start_reply", "lose_finish_reply"];
+pub const LOST_REPLY_POINTS: [&str; 5] =
+    ["lose_claim_reply", "lose_accept_reply", "lose_start_reply", "lose_finish_reply", "lose_reap_reply"];
 
 /// The error a caller sees when a `lose_*_reply` failpoint threw a committed script's reply away.
 pub fn lost_reply(point: &str) -> crate::Error {

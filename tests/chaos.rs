@@ -266,6 +266,7 @@ impl Runner {
                 let i = match point {
                     "lose_claim_reply" => m,
                     "lose_accept_reply" => self.pick_other(m),
+                    "lose_reap_reply" => m,
                     _ => self.rng.random_range(0..NODES),
                 };
                 let url = format!("http://127.0.0.1:{}/failpoints/{point}", self.cluster.slots[i].metrics);

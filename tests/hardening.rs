@@ -440,3 +440,46 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
     let again = store.start(&fire, "n1", "i1", "fresh-2", false).await.expect("start again");
     assert_eq!(again, first, "the same misfire, with the claim's execution ({exec_id})");
 }
+
+/// The reap that records a dead node's running fire `lost` commits in one script, and the caller
+/// then closes the attempt's record and alerts. When that reply was lost, the entry was already out
+/// of the dead node's list: nobody ever closed the record, which said `running` forever, and no
+/// alert went out. The script now leaves the attempt in the store's `closing` set in the same step,
+/// and the master's next sweep closes it.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_reap_whose_reply_is_lost_still_closes_the_dead_attempt() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let metrics = common::free_port();
+    let master = TestNode::start(&b, "n1", &["--metrics-listen", &format!("127.0.0.1:{metrics}")]).await;
+    common::agreed_master(&[&master]).await;
+    let mut worker = TestNode::start(&b, "n2", &[]).await;
+    common::agreed_master(&[&master, &worker]).await;
+    let mut c = master.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(job("long", "0 0 0 1 1 * 2099", "sleep", json!(["60s"]))) })
+        .await
+        .expect("put");
+    // Triggered on n2 itself: a manual fire runs on the node that was asked.
+    let mut w = worker.client().await;
+    let t = w.trigger_job(pb::TriggerJobRequest { id: "long".into(), ..Default::default() }).await.expect("trigger");
+    let exec_id = t.into_inner().execution.map(|e| e.id).unwrap_or_default();
+    eventually(WAIT, "the run started on n2", || async {
+        let mut c = master.client().await;
+        let e = c.get_execution(pb::GetExecutionRequest { id: exec_id.clone() }).await.ok()?.into_inner();
+        (e.execution.map(|e| state(&e)) == Some(pb::ExecutionState::Running)).then_some(())
+    })
+    .await;
+    arm(metrics, "lose_reap_reply", "1*return").await;
+    worker.kill();
+    let closed = eventually(Duration::from_secs(30), "the dead attempt recorded lost", || async {
+        let mut c = master.client().await;
+        let e = c.get_execution(pb::GetExecutionRequest { id: exec_id.clone() }).await.ok()?.into_inner().execution?;
+        (state(&e) == pb::ExecutionState::Lost).then_some(e)
+    })
+    .await;
+    assert!(closed.error.contains("died while running it"), "{}", closed.error);
+    let log = master.log();
+    assert!(log.contains("reply lost (lose_reap_reply)") || log.contains("lose_reap_reply"), "the failpoint was hit");
+    assert!(log.contains("execution_lost"), "alerted:\n{log}");
+}

@@ -359,8 +359,20 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
         lock_ttl_ms: 1000,
         handoff: false,
     };
-    assert!(matches!(s.reap(&req).await.expect("reap"), Reap::Lost { .. }));
+    let Reap::Lost { exec_id, .. } = s.reap(&req).await.expect("reap") else { panic!("lost") };
     assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Revoked { .. }));
+    // The dead attempt waits in the store to be closed (recorded lost, alerted) until the caller
+    // says it is: a reap whose reply was lost is closed by the next sweep.
+    let closings = s.closings().await.expect("closings");
+    assert_eq!(closings.len(), 1, "{closings:?}");
+    assert!(
+        closings[0].lost
+            && closings[0].exec_id == exec_id
+            && closings[0].fire_id == fire
+            && closings[0].dead_node == "n9"
+    );
+    s.closed(&exec_id).await.expect("closed");
+    assert!(s.closings().await.expect("closings").is_empty());
 }
 
 fn node(id: &str, inc: &str) -> NodeRecord {

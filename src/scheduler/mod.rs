@@ -31,7 +31,7 @@ use crate::cluster::lease::{Mastership, Role};
 use crate::cluster::membership::Membership;
 use crate::dispatch::{decide, Decision, Delivery, Dispatcher, Peer};
 use crate::metrics::path;
-use crate::store::{Accept, Enqueue, NodeList, Reap, ReapFence, ReapRequest};
+use crate::store::{Accept, Closing, Enqueue, NodeList, Reap, ReapFence, ReapRequest};
 
 use crate::alert::Alert;
 use crate::error::{Error, Result};
@@ -582,6 +582,10 @@ impl Scheduler {
             let target = self.target_for(job.as_ref(), now).await;
             self.enqueue_somewhere(&master.lease, &fire_id, &target).await;
         }
+        // Dead attempts a reap decided about whose closing did not happen (its reply was lost).
+        for c in self.store.closings().await? {
+            self.close_dead_attempt(&c).await?;
+        }
         let dead_nodes = self.store.dead_nodes().await?;
         if dead_nodes.iter().any(|d| *d != self.node_id) && !self.membership.may_judge_liveness(&*self.store).await? {
             tracing::info!(nodes = ?dead_nodes, "heartbeats missing, but the store was out of reach or restarted lately: not judging them dead yet");
@@ -677,6 +681,42 @@ impl Scheduler {
         }
     }
 
+    /// Records a reaped attempt `lost` (it would say `running` forever) and, when its fire is lost,
+    /// alerts; then tells the store it is closed. Safe to repeat: a record already `lost` is left
+    /// alone and not alerted again (the sweep closes what a reap whose reply was lost left behind).
+    async fn close_dead_attempt(&self, c: &Closing) -> Result<()> {
+        let prev = if c.exec_id.is_empty() { None } else { self.store.get_execution(&c.exec_id).await? };
+        let dead = &c.dead_node;
+        if c.lost {
+            let mut e = prev.unwrap_or_else(|| {
+                let mut e = Execution::pending(&c.job_id, c.fire_id.clone(), c.sched_ms, dead, 1);
+                if !c.exec_id.is_empty() {
+                    e.id = c.exec_id.clone();
+                }
+                e
+            });
+            if e.state != ExecState::Lost {
+                e.state = ExecState::Lost;
+                e.end_ms = Some(now_ms());
+                e.set_error(format!("lost: node {dead} died while running it (recovery policy: lost)"));
+                self.store.finish_execution(&e, false).await?;
+                self.worker.metrics().outcome("lost");
+                self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
+                tracing::warn!(fire = %c.fire_id, node = %dead, "fire lost with its node");
+            }
+        } else if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
+            // The attempt that died is over: say so, rather than leave its record `running`.
+            e.state = ExecState::Lost;
+            e.end_ms = Some(now_ms());
+            e.set_error(format!("lost: node {dead} died while running it; re-run on {}", c.target));
+            self.store.finish_execution(&e, false).await?;
+        }
+        if !c.exec_id.is_empty() {
+            self.store.closed(&c.exec_id).await?;
+        }
+        Ok(())
+    }
+
     async fn reap_one(&self, fence: ReapFence, dead: &str, list: NodeList, fire_id: &str) -> Result<()> {
         let job = self.job_of(fire_id).await?;
         // Its own leftovers a node keeps (a master-only one goes to the master); a dead node's go
@@ -704,31 +744,28 @@ impl Scheduler {
         let outcome = self.store.reap(&req).await?;
         match &outcome {
             Reap::Lost { job_id, sched_ms, exec_id } => {
-                let mut e = Execution::pending(job_id, fire_id.to_string(), *sched_ms, dead, 1);
-                if !exec_id.is_empty() {
-                    e.id = exec_id.clone();
-                }
-                if let Ok(Some(prev)) = self.store.get_execution(&e.id).await {
-                    e = prev;
-                }
-                e.state = ExecState::Lost;
-                e.end_ms = Some(now_ms());
-                e.set_error(format!("lost: node {dead} died while running it (recovery policy: lost)"));
-                self.store.finish_execution(&e, false).await?;
-                self.worker.metrics().outcome("lost");
-                self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
-                tracing::warn!(fire = %fire_id, node = %dead, "fire lost with its node");
+                let c = Closing {
+                    exec_id: exec_id.clone(),
+                    lost: true,
+                    fire_id: fire_id.to_string(),
+                    job_id: job_id.clone(),
+                    sched_ms: *sched_ms,
+                    dead_node: dead.to_string(),
+                    target: target.to_string(),
+                };
+                self.close_dead_attempt(&c).await?;
             }
             Reap::Rerun { dead_exec_id } => {
-                // The attempt that died is over: say so, rather than leave its record `running`.
-                if let Ok(Some(mut e)) = self.store.get_execution(dead_exec_id).await {
-                    if !e.state.is_terminal() {
-                        e.state = ExecState::Lost;
-                        e.end_ms = Some(now_ms());
-                        e.set_error(format!("lost: node {dead} died while running it; re-run on {target}"));
-                        self.store.finish_execution(&e, false).await?;
-                    }
-                }
+                let c = Closing {
+                    exec_id: dead_exec_id.clone(),
+                    lost: false,
+                    fire_id: fire_id.to_string(),
+                    job_id: String::new(),
+                    sched_ms: 0,
+                    dead_node: dead.to_string(),
+                    target: target.to_string(),
+                };
+                self.close_dead_attempt(&c).await?;
                 self.worker.metrics().dispatched(path::REAPED);
                 tracing::info!(fire = %fire_id, from = %dead, to = %target, "re-running a dead node's fire");
             }

@@ -80,6 +80,12 @@ impl Keys {
     pub fn gone(&self, node_id: &str) -> String {
         format!("{}:gone:{node_id}", self.tag)
     }
+    /// Hash exec id -> a dead attempt still to close (record it `lost`, alert): written by the reap
+    /// in the same step as its decision, deleted once the caller has closed it. A reap whose reply is
+    /// lost leaves its entry here for the master's next sweep.
+    pub fn closing(&self) -> String {
+        format!("{}:closing", self.tag)
+    }
     /// List: fire ids waiting in a node's durable queue.
     pub fn queue(&self, node_id: &str) -> String {
         format!("{}:q:{node_id}", self.tag)

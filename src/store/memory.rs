@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
-    NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome,
-    WatermarkWrite, WATCH_BUFFER,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire,
+    LeaseHolder, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store,
+    TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -61,6 +61,8 @@ struct State {
     hb: HashMap<String, (String, i64)>,
     /// Per node: incarnations whose running work was taken over (they may never beat again).
     gone: HashMap<String, std::collections::HashSet<String>>,
+    /// Dead attempts reaped and not yet closed by the caller (as the `closing` hash).
+    closings: BTreeMap<String, Closing>,
     queues: HashMap<String, std::collections::VecDeque<String>>,
     processing: HashMap<String, Vec<String>>,
     dlq: Vec<String>,
@@ -811,7 +813,7 @@ impl Store for MemoryStore {
                     }
                     let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
                     fm.recoveries += 1;
-                    if r.rerun && fm.recoveries <= r.max_recoveries {
+                    let out = if r.rerun && fm.recoveries <= r.max_recoveries {
                         fm.state = "queued".into();
                         fm.node = r.target.clone();
                         fm.inc.clear();
@@ -820,7 +822,20 @@ impl Store for MemoryStore {
                     } else {
                         fm.state = "lost".into();
                         Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
+                    };
+                    if !r.handoff && !f.exec.is_empty() {
+                        let closing = Closing {
+                            exec_id: f.exec.clone(),
+                            lost: matches!(out, Reap::Lost { .. }),
+                            fire_id: r.fire_id.clone(),
+                            job_id: f.job.clone(),
+                            sched_ms: f.sched,
+                            dead_node: r.dead_node.clone(),
+                            target: r.target.clone(),
+                        };
+                        st.closings.insert(f.exec.clone(), closing);
                     }
+                    out
                 }
                 other => Reap::Dropped(other.to_string()),
             };
@@ -874,6 +889,15 @@ impl Store for MemoryStore {
         }
         st.processing.entry(node.to_string()).or_default().insert(0, fire.clone());
         Ok(Some(fire))
+    }
+
+    async fn closings(&self) -> Result<Vec<Closing>> {
+        Ok(self.lock()?.closings.values().cloned().collect())
+    }
+
+    async fn closed(&self, exec_id: &str) -> Result<()> {
+        self.lock()?.closings.remove(exec_id);
+        Ok(())
     }
 
     async fn dead_nodes(&self) -> Result<Vec<String>> {

@@ -316,6 +316,22 @@ pub enum Reap {
     Dropped(String),
 }
 
+/// A dead attempt the reap decided about, to be closed by the caller: its record made `lost` (it
+/// would say `running` forever) and, when the fire itself is lost, an alert. Kept by the store until
+/// `closed`, so a reap whose reply was lost is closed by the next sweep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    pub exec_id: String,
+    /// True: the fire is lost (recovery `lost`, or out of recoveries). False: it is re-run.
+    pub lost: bool,
+    pub fire_id: String,
+    pub job_id: String,
+    pub sched_ms: i64,
+    pub dead_node: String,
+    /// Where a re-run went.
+    pub target: String,
+}
+
 /// Which executions to list.
 #[derive(Debug, Clone, Default)]
 pub struct ExecFilter {
@@ -455,6 +471,10 @@ pub trait Store: Send + Sync + 'static {
     async fn stuck_dispatching(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
     /// Node ids whose incarnation is not live (heartbeat expired) but which are still registered.
     async fn dead_nodes(&self) -> Result<Vec<String>>;
+    /// Dead attempts reaps decided about and nobody has closed yet (see `Closing`).
+    async fn closings(&self) -> Result<Vec<Closing>>;
+    /// The caller closed this dead attempt.
+    async fn closed(&self, exec_id: &str) -> Result<()>;
     /// How long the store has been up (None: it never restarts under a running node, as the
     /// in-memory store). Keys expire by the store's wall clock, which runs on while it is down: a
     /// node is judged dead only on time the cluster could observe.

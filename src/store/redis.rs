@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    Accept, Beat, Claim, ClaimOutcome, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
+    Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
     NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome,
     WatermarkWrite, WATCH_BUFFER,
 };
@@ -953,6 +953,7 @@ impl Store for RedisStore {
             .key(self.keys.lock(job))
             .key(self.keys.gone(&r.dead_node))
             .key(self.keys.inflight())
+            .key(self.keys.closing())
             .arg(fence)
             .arg(&r.fire_id)
             .arg(if r.rerun { "rerun" } else { "lost" })
@@ -966,6 +967,7 @@ impl Store for RedisStore {
             .arg(self.timing.watch_ms())
             .invoke_async(&mut self.conn())
             .await?;
+        fail::fail_point!("lose_reap_reply", |_| Err(crate::chaos::lost_reply("lose_reap_reply")));
         let reply: Vec<String> = match v {
             redis::Value::Array(items) => {
                 items.iter().map(|i| redis::from_redis_value_ref(i).unwrap_or_default()).collect()
@@ -1036,6 +1038,31 @@ impl Store for RedisStore {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .ok_or_else(|| Error::StoreUnavailable("INFO server has no uptime_in_seconds".into()))?;
         Ok(Some(secs.saturating_mul(1000)))
+    }
+
+    async fn closings(&self) -> Result<Vec<Closing>> {
+        let all: Vec<(String, String)> = self.conn().hgetall(self.keys.closing()).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(exec_id, v)| {
+                let f: Vec<&str> = v.split('\t').collect();
+                let [kind, fire, job, sched, dead, target] = f.as_slice() else { return None };
+                Some(Closing {
+                    exec_id,
+                    lost: *kind == "lost",
+                    fire_id: fire.to_string(),
+                    job_id: job.to_string(),
+                    sched_ms: sched.parse().unwrap_or(0),
+                    dead_node: dead.to_string(),
+                    target: target.to_string(),
+                })
+            })
+            .collect())
+    }
+
+    async fn closed(&self, exec_id: &str) -> Result<()> {
+        let _: i64 = self.conn().hdel(self.keys.closing(), exec_id).await?;
+        Ok(())
     }
 
     async fn dead_nodes(&self) -> Result<Vec<String>> {

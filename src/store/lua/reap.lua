@@ -8,12 +8,12 @@
 -- ARGV[5] lock ttl ms  ARGV[6] target node  ARGV[7] dead node  ARGV[8] misfire threshold ms
 -- ARGV[9] dead incarnation to match ('' = the node is dead, any incarnation)
 -- KEYS[7] gone:<dead>  ARGV[10] how long to remember a buried incarnation (ms)
--- KEYS[8] inflight (watch set)  ARGV[11] watch ms (see enqueue.lua)
+-- KEYS[8] inflight (watch set)  ARGV[11] watch ms (see enqueue.lua)  KEYS[9] closing hash
 -- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | {'RERUN', dead exec} | {'LOST', job, sched, exec}
 --   | DROPPED_<state>
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
 if ARGV[9] == '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' end
-local bad = wrong(KEYS[3], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'string', KEYS[7], 'set', KEYS[8], 'zset')
+local bad = wrong(KEYS[3], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'string', KEYS[7], 'set', KEYS[8], 'zset', KEYS[9], 'hash')
 if bad then return refuse(bad) end
 if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 'GONE' end
 local f = redis.call('HMGET', KEYS[4], 'state', 'node', 'inc', 'job', 'sched', 'exec')
@@ -32,6 +32,14 @@ if st == 'queued' or st == 'accepted' then
   redis.call('HDEL', KEYS[4], 'inc')  -- no incarnation owns it until one takes it
   redis.call('LPUSH', KEYS[5], ARGV[2]); watch(); return 'MOVED'
 end
+-- The dead attempt goes into `closing` in this same step: the caller records it lost (and alerts for
+-- a lost fire), then deletes the entry; were this reply lost, the master's next sweep finds it.
+-- Not for a handoff ('-'): the handing node records its own attempt.
+local function closing(kind)
+  if f[6] and ARGV[9] ~= '-' then
+    redis.call('HSET', KEYS[9], f[6], table.concat({kind, ARGV[2], f[4] or '', f[5] or '0', ARGV[7], ARGV[6]}, '\t'))
+  end
+end
 if st == 'running' then
   if ARGV[9] == '' and f[3] then
     -- The incarnation that ran it is dead for good: were its key merely expired (Redis restarted),
@@ -46,9 +54,11 @@ if st == 'running' then
     redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6], 'deadline_ms', now + tonumber(ARGV[8]))
     redis.call('HDEL', KEYS[4], 'inc')
     if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('PEXPIRE', KEYS[6], ARGV[5]) end
+    closing('rerun')
     redis.call('LPUSH', KEYS[5], ARGV[2]); watch(); return {'RERUN', f[6] or ''}
   end
   redis.call('HSET', KEYS[4], 'state', 'lost')
+  closing('lost')
   -- The no-overlap lock is left to expire: a node declared dead may only be paused or cut off,
   -- with its handler still running and renewing the lock. Releasing it here would let the job's
   -- next fire run beside that handler.
