@@ -105,13 +105,21 @@ impl std::fmt::Display for Net {
 }
 
 /// Ranges refused unless a network inside them is listed (rule 2).
-const GUARDED: [(Net, &str, &str); 6] = [
+const GUARDED: [(Net, &str, &str); 8] = [
     (Net::v4(127, 0, 0, 0, 8), "loopback", "127.0.0.1"),
     (Net::v6(0, 1, 128), "loopback", "::1"),
     (Net::v4(169, 254, 0, 0, 16), "link-local", "169.254.169.254/32"),
     (Net::v6(0xfe80, 0, 10), "link-local", "fe80::/10"),
     (Net::v4(0, 0, 0, 0, 8), "unspecified", "0.0.0.0/8"),
     (Net::v6(0, 0, 128), "unspecified", "::"),
+    // Cloud metadata services outside link-local: AWS's over IPv6 (a unique-local address) and
+    // Alibaba Cloud's (shared address space). Their answers hold credentials.
+    (
+        Net { addr: IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)), prefix: 128 },
+        "a cloud metadata service",
+        "fd00:ec2::254",
+    ),
+    (Net::v4(100, 100, 100, 200, 32), "a cloud metadata service", "100.100.100.200"),
 ];
 
 /// ::ffff:a.b.c.d is a.b.c.d on the wire (a dual-stack socket connects to the IPv4 address).
@@ -210,7 +218,14 @@ impl Egress {
         let port = url.port_or_known_default().unwrap_or(0);
         let name = match host(url) {
             Host::Name(name) => name,
-            Host::Ip(_) | Host::None => {
+            Host::Ip(ip) => {
+                self.check_url(url)?;
+                // Redis may be configured by name (`redis://redis:6379`): its address by IP
+                // literal is still its own Redis.
+                self.refuse_redis(&[SocketAddr::new(ip, port)], port).await?;
+                return Ok(Vec::new());
+            }
+            Host::None => {
                 self.check_url(url)?;
                 return Ok(Vec::new());
             }
@@ -227,19 +242,25 @@ impl Egress {
         for a in &addrs {
             self.judge(a.ip(), port, listed)?;
         }
-        if let Some((redis_host, redis_port)) = &self.own.redis {
-            if *redis_port == port {
-                let redis: Vec<IpAddr> = match tokio::net::lookup_host((redis_host.as_str(), port)).await {
-                    Ok(r) => r.map(|a| canonical(a.ip())).collect(),
-                    // Cannot tell whether it is Redis: refuse rather than guess.
-                    Err(e) => return Err(Refused::Resolve { host: redis_host.clone(), reason: e.to_string() }),
-                };
-                if let Some(a) = addrs.iter().find(|a| redis.contains(&canonical(a.ip()))) {
-                    return Err(Refused::OwnPort { addr: *a, what: "Redis" });
-                }
-            }
-        }
+        self.refuse_redis(&addrs, port).await?;
         Ok(addrs)
+    }
+
+    /// Refuses any of `addrs` that is the cluster's Redis (its host resolved now, on its port).
+    async fn refuse_redis(&self, addrs: &[SocketAddr], port: u16) -> Result<(), Refused> {
+        let Some((redis_host, redis_port)) = &self.own.redis else { return Ok(()) };
+        if *redis_port != port {
+            return Ok(());
+        }
+        let redis: Vec<IpAddr> = match tokio::net::lookup_host((redis_host.as_str(), port)).await {
+            Ok(r) => r.map(|a| canonical(a.ip())).collect(),
+            // Cannot tell whether it is Redis: refuse rather than guess.
+            Err(e) => return Err(Refused::Resolve { host: redis_host.clone(), reason: e.to_string() }),
+        };
+        match addrs.iter().find(|a| redis.contains(&canonical(a.ip()))) {
+            Some(a) => Err(Refused::OwnPort { addr: *a, what: "Redis" }),
+            None => Ok(()),
+        }
     }
 
     /// Rules 1 to 3 for one address. `listed`: the URL's host name is on http_allow.
@@ -371,7 +392,18 @@ mod tests {
     #[test]
     fn guarded_ranges_open_only_to_an_entry_inside_them() {
         let open = Egress::default();
-        for a in ["127.0.0.1", "127.9.9.9", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::", "::ffff:127.0.0.1"] {
+        for a in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "169.254.169.254",
+            "fe80::1",
+            "0.0.0.0",
+            "::",
+            "::ffff:127.0.0.1",
+            "fd00:ec2::254",
+            "100.100.100.200",
+        ] {
             assert!(matches!(open.judge(ip(a), 80, false), Err(Refused::Guarded { .. })), "{a}");
         }
         for a in ["10.0.0.1", "192.168.0.1", "8.8.8.8", "2001:db8::1", "fd00::1"] {

@@ -155,6 +155,16 @@ const ENV_DENIED: &[(&str, &str)] = &[
     ("LUA_*", "Lua runs or loads what it names (LUA_INIT, LUA_PATH)"),
     ("PHPRC", "PHP reads its config from it"),
     ("PHP_INI_SCAN_DIR", "PHP reads its config from it"),
+    ("GEM_*", "RubyGems loads gems from it"),
+    ("DOTNET_*", ".NET reads it at start (DOTNET_STARTUP_HOOKS loads an assembly)"),
+    ("CORECLR_*", ".NET loads the profiler it names"),
+    ("COR_*", ".NET Framework loads the profiler it names"),
+    ("GIO_*", "GLib loads modules from it"),
+    ("GTK_*", "GTK loads modules from it"),
+    ("GST_*", "GStreamer loads plugins from it"),
+    ("QT_*", "Qt loads plugins from it"),
+    ("TCLLIBPATH", "Tcl loads packages from it"),
+    ("R_*", "R runs the profile files and loads the libraries it names"),
     ("ROTA_*", "rota sets ROTA_* to the fire's context"),
 ];
 
@@ -425,6 +435,16 @@ mod tests {
     fn env_loader_and_interpreter_variables_are_refused() {
         let r = registry(&["/bin/echo"]);
         for key in [
+            "DOTNET_STARTUP_HOOKS",
+            "CORECLR_PROFILER_PATH",
+            "COR_PROFILER_PATH",
+            "GEM_PATH",
+            "GTK_MODULES",
+            "GIO_MODULE_DIR",
+            "GST_PLUGIN_PATH",
+            "QT_PLUGIN_PATH",
+            "TCLLIBPATH",
+            "R_PROFILE_USER",
             "LD_PRELOAD",
             "LD_LIBRARY_PATH",
             "LD_AUDIT",
