@@ -150,12 +150,17 @@ async fn a_start_whose_reply_is_lost_runs_once_and_is_not_stranded() {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
     let metrics = common::free_port();
-    let n = TestNode::start(&b, "n1", &["--metrics-listen", &format!("127.0.0.1:{metrics}")]).await;
+    // The handler writes every run it makes to a file of its own: runs are counted there, not in
+    // rota's records (a resumed run reuses its execution id, so records alone cannot show a double run).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sidelog = dir.path().join("runs.tsv");
+    let env = [("ROTA_SIDELOG", sidelog.to_str().expect("path"))];
+    let n = TestNode::start_env(&b, "n1", &["--metrics-listen", &format!("127.0.0.1:{metrics}")], &env).await;
     common::agreed_master(&[&n]).await;
     // The next three start replies are thrown away after their scripts committed.
     arm(metrics, "lose_start_reply", "3*return").await;
     let mut c = n.client().await;
-    c.put_job(pb::PutJobRequest { job: Some(job("lost-reply", "* * * * * *", "noop", json!(null))) })
+    c.put_job(pb::PutJobRequest { job: Some(job("lost-reply", "* * * * * *", "sidelog", json!({"ms": 20}))) })
         .await
         .expect("put");
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -170,6 +175,15 @@ async fn a_start_whose_reply_is_lost_runs_once_and_is_not_stranded() {
     .await;
     assert!(by.values().all(|s| s.len() == 1), "one execution per fire: {by:?}");
     assert!(n.log().contains("start was committed but its reply lost"), "the lost replies were hit");
+    // Each fire started once by the handler's own account.
+    let mut starts: std::collections::BTreeMap<String, usize> = Default::default();
+    for line in std::fs::read_to_string(&sidelog).expect("side log").lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.first() == Some(&"S") && f.get(1) == Some(&"lost-reply") {
+            *starts.entry(f.get(2).unwrap_or(&"").to_string()).or_default() += 1;
+        }
+    }
+    assert!(starts.len() >= 3 && starts.values().all(|n| *n == 1), "handler starts per fire: {starts:?}");
 }
 
 /// A one-and-a-half-second Redis restart (AOF, `appendfsync always`) longer than the nodes' TTL:
@@ -201,13 +215,21 @@ async fn a_redis_restart_longer_than_the_node_ttl_declares_no_live_node_dead() {
         assert!(!log.contains("fire lost with its node"), "node {} recorded a live node's fire lost", n.node_id);
     }
     let mut c = nodes[0].client().await;
+    let now = chrono::Utc::now().timestamp_millis();
     for i in 0..6 {
-        let lost: Vec<_> = executions(&mut c, &format!("slow-{i}"))
-            .await
-            .into_iter()
-            .filter(|e| state(e) == pb::ExecutionState::Lost)
-            .collect();
+        let all = executions(&mut c, &format!("slow-{i}")).await;
+        let lost: Vec<_> = all.iter().filter(|e| state(e) == pb::ExecutionState::Lost).collect();
         assert!(lost.is_empty(), "lost executions of slow-{i}: {lost:?}");
+        // Nothing left open, and the job fires again after the last restart.
+        let open: Vec<_> = all
+            .iter()
+            .filter(|e| common::ms(&e.scheduled_time) < now - 3000)
+            .filter(|e| matches!(state(e), pb::ExecutionState::Pending | pb::ExecutionState::Running))
+            .collect();
+        assert!(open.is_empty(), "open executions of slow-{i}: {open:?}");
+        let resumed =
+            all.iter().any(|e| common::ms(&e.scheduled_time) > now - 3000 && state(e) != pb::ExecutionState::Lost);
+        assert!(resumed, "slow-{i} fires again after the restarts");
     }
 }
 

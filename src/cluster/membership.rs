@@ -34,7 +34,7 @@ impl Membership {
         self.incarnation.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
-    /// Registers, waiting up to one node TTL for an earlier process with the same id to expire
+    /// Registers, waiting up to two node TTLs for an earlier process with the same id to expire
     /// (a restart); after that another live process holds the id and this one must not start.
     pub async fn register(&self, store: &dyn Store, record: impl Fn(&str) -> NodeRecord) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.ttl_ms * 2);

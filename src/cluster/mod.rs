@@ -14,7 +14,10 @@
 //! (`t_send + ttl - margin`), and stops acting at that deadline whatever Redis says later.
 //!
 //! MEMBERSHIP. Each process start is an incarnation (a random id) registered under `hb:<node>`
-//! with a TTL and renewed by compare-and-PEXPIRE; once expired it cannot come back. The master reaps
+//! with a TTL and renewed by compare-and-PEXPIRE. A key that merely expired (Redis was down or
+//! restarted) is taken back at the next beat; once the master has taken the incarnation's running
+//! work over it can never come back (the reap buries it), and the process registers anew. The
+//! master judges liveness only after a node TTL of unbroken contact with a store up that long. It reaps
 //! a dead node's durable queue and processing list: fires that never started move to live nodes;
 //! a fire that was running re-runs (recovery `rerun`) or is recorded lost with an alert. A late
 //! result from a reaped incarnation is recorded as superseded, never as the fire's outcome.

@@ -166,7 +166,9 @@ pub enum Beat {
     Alive {
         epoch: u64,
     },
-    /// This incarnation expired (or was replaced): it can never beat again; register anew.
+    /// This incarnation was replaced, or its running work was taken over after its key expired
+    /// (buried): it can never beat again; register anew. (A key that merely expired is taken back:
+    /// `Alive`.)
     Revoked {
         epoch: u64,
     },

@@ -59,7 +59,10 @@ static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/retry
 static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/renew_lock.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
-/// (it may still have run; every script is safe to repeat or is checked by compare-and-set).
+/// (it may still have run). Every script the fire path repeats after an error is safe to repeat
+/// (start answers RESUME or MISFIRED again, finish OK, reap leaves a `closing` entry, accept ALREADY,
+/// enqueue the fire's state); `retry.lua` is not (a repeat counts a second attempt), and its
+/// caller gives the fire to the rescan instead of repeating it.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many index entries one ListExecutions call may scan when filtering by state, so one request
 /// cannot walk a whole history.

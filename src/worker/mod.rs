@@ -48,7 +48,7 @@ pub struct Worker {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     membership: Arc<Membership>,
-    /// Whether this node is master: a master-only fire found here otherwise is skipped, not run.
+    /// Whether this node is master: a master-only fire found here otherwise goes to the master.
     role: tokio::sync::watch::Receiver<Role>,
     registry: Registry,
     node_id: String,
@@ -549,12 +549,12 @@ impl Worker {
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot record retry; the fire stays running here until recovered");
+                    tracing::error!(error = %e, "cannot record retry; the fire stays running here, and the rescan resumes it");
                     return;
                 }
             }
             if let Err(e) = self.store.create_execution(&next).await {
-                tracing::error!(error = %e, "cannot record retry; the fire ends here");
+                tracing::error!(error = %e, "cannot record retry; the rescan resumes the fire");
                 return;
             }
             exec = next;
