@@ -29,7 +29,7 @@ pub struct MemoryStore {
     queued: tokio::sync::Notify,
 }
 
-/// The fire record (PROTOCOL.md §3.5): its state and owner; every hand-off compares and sets it.
+/// The fire record (docs/PROTOCOL.md §4.1): its state and owner; every hand-off compares and sets it.
 #[derive(Debug, Clone, Default)]
 struct FireRec {
     state: String,
