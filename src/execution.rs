@@ -146,7 +146,7 @@ static ID_CONTEXT: std::sync::Mutex<uuid::ContextV7> = std::sync::Mutex::new(uui
 /// A UUIDv7 stamped with the cluster clock, so ids made on different nodes sort by when they
 /// were made even when a node's own clock is off.
 pub fn new_execution_id() -> String {
-    let us = u64::try_from(crate::cluster::clock::now_us()).unwrap_or(0);
+    let us = u64::try_from(crate::clock::now_us()).unwrap_or(0);
     let ts = uuid::Timestamp::from_unix(&ID_CONTEXT, us / 1_000_000, (us % 1_000_000) as u32 * 1000);
     uuid::Uuid::new_v7(ts).to_string()
 }

@@ -26,6 +26,7 @@ pub mod api;
 #[cfg(feature = "failpoints")]
 pub mod chaos;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod dispatch;

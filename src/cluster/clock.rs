@@ -22,7 +22,7 @@
 //! A node whose offset is not known (none measured yet, or the last good sample is older than
 //! `stale_after`) must not become master: the master decides when every fire is due.
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -37,23 +37,7 @@ const WINDOW: usize = 8;
 /// bound is half the round trip): dropped.
 pub const MAX_RTT: Duration = Duration::from_millis(500);
 
-/// The correction added to the local wall clock, in µs: the store's clock minus ours.
-static OFFSET_US: AtomicI64 = AtomicI64::new(0);
-
-/// The local wall clock, uncorrected, in µs since the Unix epoch.
-pub fn local_now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
-/// The cluster's wall clock in µs since the Unix epoch: the local clock plus the measured offset.
-pub fn now_us() -> i64 {
-    local_now_us().saturating_add(OFFSET_US.load(Ordering::Relaxed))
-}
-
-/// The cluster's wall clock in ms: stamps records, computes cron instants, decides when a fire is due.
-pub fn now_ms() -> i64 {
-    now_us().div_euclid(1000)
-}
+pub use crate::clock::{local_now_us, now_ms, now_us};
 
 /// One measurement against the store's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +200,7 @@ impl ClusterClock {
             Err(_) => return Ok(None),
         };
         let Some(best) = best else { return Ok(None) };
-        OFFSET_US.store(best.offset_us, Ordering::Relaxed);
+        crate::clock::set_offset_us(best.offset_us);
         let offset_ms = best.offset_us.div_euclid(1000);
         let out = offset_ms.saturating_abs() > self.max_offset_ms;
         let was = self.skewed.swap(out, Ordering::Relaxed);

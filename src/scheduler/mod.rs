@@ -242,7 +242,7 @@ impl Scheduler {
                         // The earliest due fire is claimed ahead, unless it is one left for its instant.
                         let at = if self.deferred_until.load(Ordering::Relaxed) <= t { t } else { t - FIRE_AHEAD_MS };
                         Duration::from_micros(
-                            (at * 1000 - crate::cluster::clock::now_us()).clamp(0, MAX_IDLE.as_micros() as i64) as u64,
+                            (at * 1000 - crate::clock::now_us()).clamp(0, MAX_IDLE.as_micros() as i64) as u64,
                         )
                     }
                     Ok(None) => MAX_IDLE,

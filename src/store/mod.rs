@@ -599,4 +599,4 @@ pub fn queue_entry_problem(entry: &str) -> Option<String> {
 
 /// Wall clock in UTC ms, corrected to the cluster clock (Redis's; see `cluster::clock`): stamps
 /// records, computes cron instants, decides when fires are due (never used for safety).
-pub use crate::cluster::clock::now_ms;
+pub use crate::clock::now_ms;

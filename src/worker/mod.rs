@@ -769,7 +769,7 @@ impl Drop for Held {
 async fn wait_until_due(fire_id: &str) {
     const MAX_WAIT_US: i64 = 2 * crate::scheduler::FIRE_AHEAD_MS * 1000;
     if let Some(due) = crate::execution::fire_due_ms(fire_id) {
-        let us = due.saturating_mul(1000).saturating_sub(crate::cluster::clock::now_us());
+        let us = due.saturating_mul(1000).saturating_sub(crate::clock::now_us());
         if us > 0 {
             tokio::time::sleep(Duration::from_micros(us.min(MAX_WAIT_US) as u64)).await;
         }
