@@ -52,6 +52,12 @@ pub fn configure(name: &str, actions: &str) -> Result<(), String> {
     fail::cfg(name, actions)
 }
 
+/// Adds the fault runner's handler (`sidelog`) to a node's handlers: fault injection registers
+/// itself, from the top of the binary, rather than being known to the production rooms.
+pub fn register(registry: &mut crate::worker::handlers::Registry) {
+    registry.register("sidelog", SideLog::from_env());
+}
+
 /// Writes a start line, sleeps `{"ms": N}`, writes an end line. Lines (tab-separated):
 /// `S job sched_ms execution node epoch attempt now_ms` and `E execution now_ms`.
 pub struct SideLog {

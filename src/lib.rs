@@ -2,17 +2,18 @@
 //! on time.
 //!
 //! # Layout
-//! - [`job`]: job definitions and their validation (cron, time zone, invoke targets).
-//! - [`scheduler`]: cron parsing and next-fire computation (`scheduler::cron`, pure), and the loop
-//!   that claims due fires and hands them to the worker pool.
+//! - [`job`]: job definitions and their validation (time zone, invoke targets), with cron parsing
+//!   and next-fire computation (`job::cron`, pure).
+//! - [`scheduler`]: the loop that claims due fires and hands them to the worker pool.
 //! - [`store`]: the one trait behind which jobs, watermarks, executions, locks and nodes live, with an
 //!   in-memory backend (single node) and a Redis backend (clusters).
 //! - [`worker`]: the bounded pool that runs executions, the `Handler` trait and the built-in handlers.
 //! - [`execution`]: the record every run leaves.
 //! - [`alert`]: failure alerts (log and webhook); [`metrics`]: Prometheus families and the HTTP side.
 //! - [`api`]: the gRPC services (scheduler, node, health, reflection); errors become `Status` there.
-//! - [`cluster`]: the master lease with its fencing epoch (`cluster::lease`), and membership by
-//!   incarnation (`cluster::membership`).
+//! - [`cluster`]: the master lease with its fencing epoch (`cluster::lease`), membership by
+//!   incarnation (`cluster::membership`), and the measurement of this node's clock offset
+//!   (`cluster::clock`); [`clock`]: the corrected wall clock every reading goes through.
 //! - [`dispatch`]: where a fire runs (pure `decide`) and delivery to other nodes over gRPC.
 //! - [`node`]: wiring and lifecycle; [`config`]: settings; [`cli`]: the client subcommands.
 //!

@@ -35,8 +35,9 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    let registry = handlers();
     if check_only {
-        return match rota::node::check_files(&config, &Registry::with_builtins()) {
+        return match rota::node::check_files(&config, &registry) {
             Ok(()) => {
                 println!("configuration ok");
                 0
@@ -51,7 +52,7 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
     // Installed before the node starts, so a signal during start-up drains too rather than taking
     // its default action (SIGHUP's and SIGTERM's: exit at once).
     let signals = Signals::install();
-    let node = match Node::start(config, Registry::with_builtins()).await {
+    let node = match Node::start(config, registry).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
@@ -100,4 +101,13 @@ impl Signals {
         };
         tracing::info!(signal = name, "signal received: draining");
     }
+}
+
+/// The node's handlers: the built-ins, and in a fault-injection build the runner's side log.
+fn handlers() -> Registry {
+    #[allow(unused_mut)]
+    let mut registry = Registry::with_builtins();
+    #[cfg(feature = "failpoints")]
+    rota::chaos::register(&mut registry);
+    registry
 }

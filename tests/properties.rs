@@ -7,7 +7,7 @@
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use rota::job::invoke;
-use rota::scheduler::cron::Schedule;
+use rota::job::cron::Schedule;
 use rota::store::{queue_entry_problem, MAX_QUEUE_ENTRY_BYTES};
 
 /// Pieces cron expressions are made of, so random strings get near the grammar.

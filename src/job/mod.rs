@@ -1,6 +1,7 @@
 //! Job definitions: what a job is, how it is validated, and when it fires next.
 //! Owns `JobSpec` (the stored definition) and `Job` (a validated spec with its parsed schedule).
-//! Uses: `scheduler::cron` for schedules, `invoke` for Quartz-style targets. Touches no store.
+//! Uses: `cron` (its own: parsing and next fires, pure) for schedules, `invoke` for Quartz-style targets. Touches no store.
+pub mod cron;
 pub mod invoke;
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::scheduler::cron::{self, Schedule};
+use self::cron::Schedule;
 
 /// Longest job id; ids appear in Redis keys and log lines, so they stay short and plain.
 pub const MAX_ID_LEN: usize = 128;

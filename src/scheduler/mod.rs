@@ -15,8 +15,6 @@
 //!
 //! Cost per tick grows with the fires due, not with the number of jobs: the due index is ordered.
 //! Uses: `store`, `job`, `worker`. Never talks to the network itself.
-pub mod cron;
-
 use std::sync::Arc;
 use std::time::Duration;
 

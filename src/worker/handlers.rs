@@ -147,8 +147,6 @@ impl Registry {
         r.register("noop", Noop);
         r.register("sleep", Sleep);
         r.register("http", super::http::Http::new());
-        #[cfg(feature = "failpoints")]
-        r.register("sidelog", crate::chaos::SideLog::from_env());
         r
     }
 
