@@ -270,19 +270,18 @@ impl Worker {
             // A fire from the queue may have come ahead of its instant too (see `wait_until_due`).
             wait_until_due(&fire_id).await;
             // Off the master, the start refuses a master-only fire, which goes to the master instead.
-            let not_master = self.role.borrow().active().is_none();
-            let mut started = self.start(&fire_id, &inc, not_master).await;
+            let mut started = self.start(&fire_id, &inc, false).await;
+            // Started as a stand-in master: no other master could take this master-only fire.
+            let mut stand_in = false;
             if matches!(started, Ok(Start::MasterOnly)) {
                 if self.hand_to_master(&fire_id, &inc).await {
                     return;
                 }
                 // No other master to hand it to: started anyway; below, it is recorded skipped
                 // unless this node has become master meanwhile.
-                started = self.start(&fire_id, &inc, false).await;
+                started = self.start(&fire_id, &inc, true).await;
+                stand_in = true;
             }
-            // A resumed start was made earlier by this incarnation (as master, for a master-only
-            // fire): if mastership lapsed since, the run's own check hands it to the master.
-            let resumed = matches!(started, Ok(Start::Resume(_)));
             match started {
                 Ok(Start::Run(sf) | Start::Resume(sf)) => {
                     let mut exec = sf.running_record(&fire_id, &self.node_id);
@@ -293,7 +292,9 @@ impl Worker {
                         (None, None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
                     };
                     match job {
-                        Ok(job) if job.spec.master_only && !resumed && self.role.borrow().active().is_none() => {
+                        // A fire started as master (or resumed) whose mastership lapsed since is
+                        // handed to the master by the run's own check (`run_attempt`).
+                        Ok(job) if job.spec.master_only && stand_in && self.role.borrow().active().is_none() => {
                             exec.state = ExecState::Skipped;
                             exec.end_ms = Some(now_ms());
                             exec.set_error(format!(
@@ -342,10 +343,14 @@ impl Worker {
     /// Starts a fire, asking again while the store cannot answer: a start is safe to repeat (one
     /// that committed but whose reply was lost answers `Resume`), so a store that restarts at the
     /// instant fires start delays them by its outage, not by the rescan's period.
-    async fn start(&self, fire_id: &str, inc: &str, not_master: bool) -> crate::Result<Start> {
+    /// `as_master`: start a master-only fire even though this node is not master (there is no other
+    /// master to hand it to). Otherwise mastership is read afresh at each attempt: a store outage
+    /// long enough to ask again is long enough to lose the lease.
+    async fn start(&self, fire_id: &str, inc: &str, as_master: bool) -> crate::Result<Start> {
         let deadline = tokio::time::Instant::now() + START_RETRY_FOR;
         let mut delay = Duration::from_millis(50);
         loop {
+            let not_master = !as_master && self.role.borrow().active().is_none();
             match self.store.start(fire_id, &self.node_id, inc, &new_execution_id(), not_master).await {
                 Err(e @ crate::Error::StoreUnavailable(_)) if tokio::time::Instant::now() < deadline => {
                     tracing::info!(error = %e, "cannot start the fire yet; asking again");
