@@ -52,18 +52,6 @@ impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
     }
-
-    /// True for errors caused by the caller's input (not logged as errors).
-    pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            Error::Invalid { .. }
-                | Error::JobNotFound(_)
-                | Error::ExecutionNotFound(_)
-                | Error::FailedPrecondition(_)
-                | Error::Busy(_)
-        )
-    }
 }
 
 impl From<redis::RedisError> for Error {

@@ -6,8 +6,8 @@
 //! Longer run: `PROPTEST_CASES=200000 cargo test --release --test properties`.
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
-use rota::job::invoke;
 use rota::job::cron::Schedule;
+use rota::job::invoke;
 use rota::store::{queue_entry_problem, MAX_QUEUE_ENTRY_BYTES};
 
 /// Pieces cron expressions are made of, so random strings get near the grammar.

@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use self::cron::Schedule;
+use crate::error::{Error, Result};
 
 /// Longest job id; ids appear in Redis keys and log lines, so they stay short and plain.
 pub const MAX_ID_LEN: usize = 128;

@@ -36,7 +36,9 @@ use crate::error::{Error, Result};
 use crate::execution::{manual_fire_id, scheduled_fire_id, ExecState, Execution};
 use crate::job::{Concurrency, Job, JobSpec, Misfire, Recovery};
 use crate::pb;
-use crate::store::{now_ms, Claim, ClaimOutcome, JobRecord, Load, Store, TriggerOutcome, WatermarkWrite};
+use crate::store::{
+    now_ms, Claim, ClaimOutcome, JobRecord, Load, Store, TriggerOutcome, WatermarkWrite, FIRE_AHEAD_MS,
+};
 use crate::worker::{Worker, LOCK_TTL_MS};
 
 /// Jobs read per store round trip; more are read on the next pass without sleeping.
@@ -46,14 +48,6 @@ const BATCH: usize = 500;
 const MAX_IDLE: Duration = Duration::from_millis(500);
 /// Pause after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
-/// Fires are claimed, routed and accepted by their node this long before they are due; the node
-/// starts each on its instant (as Quartz's fire-ahead window does). Claiming and routing 1,000 fires
-/// due at the same instant took ~150 ms, all of it lateness when done at the instant; ahead of it,
-/// only the start remains. The cost: a job paused or changed within this window of an instant
-/// still fires at that instant. A `forbid` job's fire is claimed at its instant, not ahead: the
-/// claim takes its no-overlap lock, and a run ending in the window before the instant would
-/// otherwise make the next fire `skipped` rather than run.
-pub const FIRE_AHEAD_MS: i64 = 300;
 
 pub struct Scheduler {
     store: Arc<dyn Store>,

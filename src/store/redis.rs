@@ -33,7 +33,8 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim
 static TRIGGER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/trigger.lua")));
 static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/save_exec.lua")));
 static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_acquire.lua")));
-static LEASE_RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_renew.lua")));
+/// Renews the lease and a forbid job's lock alike (compare-and-PEXPIRE).
+static RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/renew.lua")));
 static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_release.lua")));
 static REGISTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/register.lua")));
 static BEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/beat.lua")));
@@ -56,7 +57,6 @@ fn batched(one: &str) -> String {
 static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/steal.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/retry.lua")));
-static RENEW_LOCK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/renew_lock.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
 /// (it may still have run). Every script the fire path repeats after an error is safe to repeat
@@ -501,7 +501,7 @@ impl Store for RedisStore {
 
     async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
         let r: i64 =
-            RENEW_LOCK.key(self.keys.lock(job_id)).arg(owner).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+            RENEW.key(self.keys.lock(job_id)).arg(owner).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
         Ok(r == 1)
     }
 
@@ -616,8 +616,7 @@ impl Store for RedisStore {
     }
 
     async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool> {
-        let r: i64 =
-            LEASE_RENEW.key(self.keys.lease()).arg(value).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+        let r: i64 = RENEW.key(self.keys.lease()).arg(value).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
         Ok(r == 1)
     }
 

@@ -113,10 +113,6 @@ impl Worker {
         &self.alerts
     }
 
-    pub fn node_id(&self) -> &str {
-        &self.node_id
-    }
-
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -772,7 +768,7 @@ impl Drop for Held {
 /// due, before it takes a worker. Bounded, so an entry naming a far-future instant (not a fire
 /// rota made) cannot hold anything up.
 async fn wait_until_due(fire_id: &str) {
-    const MAX_WAIT_US: i64 = 2 * crate::scheduler::FIRE_AHEAD_MS * 1000;
+    const MAX_WAIT_US: i64 = 2 * crate::store::FIRE_AHEAD_MS * 1000;
     if let Some(due) = crate::execution::fire_due_ms(fire_id) {
         let us = due.saturating_mul(1000).saturating_sub(crate::clock::now_us());
         if us > 0 {
