@@ -1,10 +1,7 @@
-//! Metrics and the HTTP side of a node: Prometheus families (`rota_` prefix, bounded labels: no job
-//! ids) and an HTTP server on `metrics_listen` with `/metrics`, `/healthz` (the process is alive)
-//! and `/readyz` (the node can do its part, see `Node::is_serving`: the same as grpc.health.v1).
-//! Counters are bumped where things happen; gauges of state (load, master, epoch, queue depths) are
-//! read fresh at each scrape. Uses: `node` (read only).
+//! Metrics: the Prometheus families (`rota_` prefix, bounded labels: no job ids). Counters are
+//! bumped where things happen; gauges of state (load, master, epoch, queue depths) are read fresh at
+//! each scrape (`Node::refresh_metrics`). Served over HTTP by `api::http`. Uses nothing of rota.
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -189,49 +186,4 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Serves /metrics, /healthz and /readyz until `shutdown`.
-pub async fn serve_http(
-    node: Arc<crate::node::Node>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::http::{header, StatusCode};
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|axum::extract::State(n): axum::extract::State<Arc<crate::node::Node>>| async move {
-                if n.is_serving() {
-                    (StatusCode::OK, "ready\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|axum::extract::State(n): axum::extract::State<Arc<crate::node::Node>>| async move {
-                n.refresh_metrics().await;
-                (
-                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    n.metrics.encode(),
-                )
-            }),
-        )
-        .with_state(node);
-    // The chaos runner arms failpoints here: PUT /failpoints/<name> with the actions as the body.
-    #[cfg(feature = "failpoints")]
-    let app = app.route(
-        "/failpoints/{name}",
-        axum::routing::put(|axum::extract::Path(name): axum::extract::Path<String>, body: String| async move {
-            match crate::chaos::configure(&name, body.trim()) {
-                Ok(()) => (StatusCode::OK, "armed\n".to_string()),
-                Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
-            }
-        }),
-    );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -277,7 +277,7 @@ impl Node {
             let n = Arc::clone(&node);
             let stop = node.cancel.clone();
             node.tracker.spawn(async move {
-                if let Err(e) = crate::metrics::serve_http(n, listener, stop.cancelled_owned()).await {
+                if let Err(e) = crate::api::http::serve(n, listener, stop.cancelled_owned()).await {
                     tracing::error!(error = %e, "metrics/health HTTP server stopped");
                 }
             });

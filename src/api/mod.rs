@@ -3,6 +3,7 @@
 //! validate requests, call into the node, and map errors to `Status` through `status.rs` only.
 pub mod auth;
 pub mod convert;
+pub mod http;
 pub mod limits;
 pub mod node_service;
 pub mod scheduler_service;
