@@ -3,7 +3,7 @@
 //! load is under the threshold, runs on the master; otherwise on the least-loaded live node with a
 //! fresh load report; with none, on the master anyway. `Dispatcher` delivers a fire to another node
 //! with `NodeService.SubmitTask` over pooled channels with a short deadline; the caller falls back to
-//! the target's durable queue when the call fails. Uses: `pb` (client), `store::Load`.
+//! the target's durable queue when the call fails. Uses: `pb` (client), `store::Load`, `cluster::loads`.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,13 +14,7 @@ use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
 use crate::store::Load;
 
-/// A live peer as the master sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Peer {
-    pub node_id: String,
-    pub address: String,
-    pub load: Load,
-}
+pub use crate::cluster::loads::Peer;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {

@@ -90,7 +90,7 @@ impl NodeService for NodeApi {
         if load.active_workers > load.max_workers {
             return Err(Error::invalid("load", "active_workers is more than max_workers").into());
         }
-        self.node.scheduler.record_load(
+        self.node.scheduler.loads().record(
             &r.node_id,
             crate::store::Load { active: load.active_workers, max: load.max_workers, queue: load.queue_depth },
         );

@@ -29,4 +29,5 @@
 //! graceful shutdown the master deletes the lease and a candidate takes it at its next poll.
 pub mod clock;
 pub mod lease;
+pub mod loads;
 pub mod membership;

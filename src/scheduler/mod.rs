@@ -23,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::Weak;
 
 use crate::cluster::lease::{Mastership, Role};
+use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
 use crate::dispatch::{decide, Decision, Delivery, Dispatcher, Peer};
 use crate::metrics::path;
@@ -60,10 +61,8 @@ pub struct Scheduler {
     membership: Arc<Membership>,
     dispatcher: Dispatcher,
     routing: RoutingConfig,
-    /// Loads reported by peers (NodeService.ReportLoad) and read from the store, with when.
-    loads: Mutex<HashMap<String, (Peer, i64)>>,
-    /// When the load table was last refreshed from the store (ms).
-    loads_refreshed: AtomicI64,
+    /// Loads of the peers, for routing.
+    loads: LoadTable,
     /// When the master last swept dead nodes and stuck dispatches (ms).
     swept: AtomicI64,
     /// TriggerJob calls between their load check and their fire waiting for a worker.
@@ -111,7 +110,9 @@ impl Scheduler {
         tls: Option<tonic::transport::ClientTlsConfig>,
         routing: RoutingConfig,
     ) -> Arc<Scheduler> {
+        let loads = LoadTable::new(Arc::clone(&store), node_id, routing.fresh_ms);
         Arc::new_cyclic(|me| Scheduler {
+            loads,
             store,
             worker,
             node_id: node_id.to_string(),
@@ -121,8 +122,6 @@ impl Scheduler {
             membership,
             dispatcher: Dispatcher::new(dispatch_timeout, cluster_secret, tls),
             routing,
-            loads: Mutex::new(HashMap::new()),
-            loads_refreshed: AtomicI64::new(0),
             swept: AtomicI64::new(0),
             triggers_in_flight: AtomicU32::new(0),
             deferred_until: AtomicI64::new(i64::MAX),
@@ -140,59 +139,9 @@ impl Scheduler {
         &self.dispatcher
     }
 
-    /// A peer's load report (NodeService.ReportLoad). Peers not yet known from the store's node
-    /// records (which carry their address) are ignored until they are.
-    pub fn record_load(&self, node_id: &str, load: Load) {
-        if let Ok(mut m) = self.loads.lock() {
-            if let Some((p, at)) = m.get_mut(node_id) {
-                p.load = load;
-                *at = now_ms();
-            }
-        }
-    }
-
-    /// Live peers with a fresh load report, this node excluded. Refreshed from the store's node
-    /// records at most every `fresh_ms / 3`, so a new master starts with a load table.
-    async fn peers(&self, now: i64) -> Vec<Peer> {
-        let every = (self.routing.fresh_ms / 3).max(100) as i64;
-        if now - self.loads_refreshed.load(Ordering::Relaxed) >= every {
-            self.loads_refreshed.store(now, Ordering::Relaxed);
-            if let Ok(nodes) = self.store.list_nodes().await {
-                if let Ok(mut m) = self.loads.lock() {
-                    for n in nodes.into_iter().filter(|n| !n.draining) {
-                        let newer = m.get(&n.node_id).is_none_or(|(_, at)| *at < n.beat_ms);
-                        if newer {
-                            let p = Peer { node_id: n.node_id.clone(), address: n.address.clone(), load: n.load };
-                            m.insert(n.node_id, (p, n.beat_ms));
-                        }
-                    }
-                }
-            }
-        }
-        let fresh = self.routing.fresh_ms as i64;
-        self.loads
-            .lock()
-            .map(|m| {
-                m.values()
-                    .filter(|(p, at)| p.node_id != self.node_id && now - *at <= fresh)
-                    .map(|(p, _)| p.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Counts a fire just sent to `peer` in its load, so a burst spreads instead of piling on the
-    /// one node that looked least loaded at the start of the tick.
-    fn bump_load(&self, peer: &str) {
-        if let Ok(mut m) = self.loads.lock() {
-            if let Some((p, _)) = m.get_mut(peer) {
-                if p.load.active < p.load.max {
-                    p.load.active += 1;
-                } else {
-                    p.load.queue += 1;
-                }
-            }
-        }
+    /// The load table (peers' loads, for routing).
+    pub fn loads(&self) -> &LoadTable {
+        &self.loads
     }
 
     /// Makes the loop look at the store now (a job was put or resumed).
@@ -461,14 +410,14 @@ impl Scheduler {
     /// Sends a claimed fire where it should run: here (accept into this node's processing list),
     /// or into `outbox` for the least-loaded peer (see `send`).
     async fn dispatch(&self, job: Job, fire_id: String, master: &Mastership, now: i64, outbox: &mut Outbox) {
-        let peers = if job.spec.master_only { Vec::new() } else { self.peers(now).await };
+        let peers = if job.spec.master_only { Vec::new() } else { self.loads.peers(now).await };
         match decide(job.spec.master_only, self.worker.load(), self.routing.threshold, &peers) {
             Decision::RunHere => {
                 self.worker.metrics().dispatched(path::LOCAL);
                 self.run_here(job, &fire_id, Some(master.epoch)).await
             }
             Decision::SendTo(peer) => {
-                self.bump_load(&peer.node_id);
+                self.loads.bump(&peer.node_id);
                 let task = pb::SubmitTaskRequest {
                     job_id: job.spec.id.clone(),
                     fire_id,
@@ -667,7 +616,7 @@ impl Scheduler {
     }
 
     async fn least_loaded_target(&self, now: i64) -> String {
-        match decide(false, Load { active: 1, max: 0, queue: u32::MAX }, 0.0, &self.peers(now).await) {
+        match decide(false, Load { active: 1, max: 0, queue: u32::MAX }, 0.0, &self.loads.peers(now).await) {
             Decision::SendTo(p) => p.node_id,
             Decision::RunHere => self.node_id.clone(),
         }

@@ -1,0 +1,94 @@
+//! The load table: how busy each live peer is, as the master sees it. Fed by the store's node
+//! records (every heartbeat, so a new master starts with one) and by peers' `ReportLoad` calls, and
+//! bumped by the master for each fire it sends until the next report, so a burst spreads instead of
+//! piling on the node that looked least loaded at the start of a tick. Uses: `store` only.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::store::{now_ms, Load, Store};
+
+/// A live peer as the master sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    pub node_id: String,
+    pub address: String,
+    pub load: Load,
+}
+
+pub struct LoadTable {
+    store: Arc<dyn Store>,
+    node_id: String,
+    /// A peer's report older than this is not used (and the peer counts as gone).
+    fresh_ms: u64,
+    /// Peer id -> (peer, when its load was last reported, ms).
+    loads: Mutex<HashMap<String, (Peer, i64)>>,
+    /// When the table was last refreshed from the store (ms).
+    refreshed: AtomicI64,
+}
+
+impl LoadTable {
+    pub fn new(store: Arc<dyn Store>, node_id: &str, fresh_ms: u64) -> LoadTable {
+        LoadTable {
+            store,
+            node_id: node_id.to_string(),
+            fresh_ms,
+            loads: Mutex::new(HashMap::new()),
+            refreshed: AtomicI64::new(0),
+        }
+    }
+
+    /// A peer's load report (NodeService.ReportLoad). Peers not yet known from the store's node
+    /// records (which carry their address) are ignored until they are.
+    pub fn record(&self, node_id: &str, load: Load) {
+        if let Ok(mut m) = self.loads.lock() {
+            if let Some((p, at)) = m.get_mut(node_id) {
+                p.load = load;
+                *at = now_ms();
+            }
+        }
+    }
+
+    /// Live peers with a fresh load report, this node excluded. Refreshed from the store's node
+    /// records at most every `fresh_ms / 3`.
+    pub async fn peers(&self, now: i64) -> Vec<Peer> {
+        let every = (self.fresh_ms / 3).max(100) as i64;
+        if now - self.refreshed.load(Ordering::Relaxed) >= every {
+            self.refreshed.store(now, Ordering::Relaxed);
+            if let Ok(nodes) = self.store.list_nodes().await {
+                if let Ok(mut m) = self.loads.lock() {
+                    for n in nodes.into_iter().filter(|n| !n.draining) {
+                        let newer = m.get(&n.node_id).is_none_or(|(_, at)| *at < n.beat_ms);
+                        if newer {
+                            let p = Peer { node_id: n.node_id.clone(), address: n.address.clone(), load: n.load };
+                            m.insert(n.node_id, (p, n.beat_ms));
+                        }
+                    }
+                }
+            }
+        }
+        let fresh = self.fresh_ms as i64;
+        self.loads
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|(p, at)| p.node_id != self.node_id && now - *at <= fresh)
+                    .map(|(p, _)| p.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Counts a fire just sent to `peer` in its load.
+    pub fn bump(&self, peer: &str) {
+        if let Ok(mut m) = self.loads.lock() {
+            if let Some((p, _)) = m.get_mut(peer) {
+                if p.load.active < p.load.max {
+                    p.load.active += 1;
+                } else {
+                    p.load.queue += 1;
+                }
+            }
+        }
+    }
+}
