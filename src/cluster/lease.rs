@@ -255,3 +255,29 @@ impl Lease {
         }
     }
 }
+
+/// How long a node waits for another master to appear before acting alone (handing over a
+/// master-only fire, or choosing where a recovered one goes).
+pub const MASTER_WAIT: Duration = Duration::from_secs(10);
+
+/// Another node holding the lease, as `me` sees it: waits up to `wait` while there is none (a lease
+/// held by this node's previous process is about to expire or pass). None when this node is master
+/// (or becomes so meanwhile), or when no other master appears in time.
+pub async fn master_elsewhere(
+    store: &dyn Store,
+    role: &watch::Receiver<Role>,
+    me: &str,
+    wait: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        if role.borrow().active().is_some() {
+            return None;
+        }
+        match store.lease().await {
+            Ok(Some(h)) if h.node_id != me => return Some(h.node_id),
+            _ if Instant::now() >= deadline => return None,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Weak;
 
-use crate::cluster::lease::{Mastership, Role};
+use crate::cluster::lease::{master_elsewhere, Mastership, Role, MASTER_WAIT};
 use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
 use crate::dispatch::{decide, Decision, Delivery, Dispatcher, Peer};
@@ -598,21 +598,9 @@ impl Scheduler {
     /// This node if it is master; otherwise another node holding the lease, waiting a while for
     /// one (a lease still held by this node's previous process is about to expire or pass).
     async fn current_master(&self) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.role.borrow().active().is_some() {
-                return self.node_id.clone();
-            }
-            if let Ok(Some(holder)) = self.store.lease().await {
-                if holder.node_id != self.node_id {
-                    return holder.node_id;
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return self.node_id.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        master_elsewhere(&*self.store, &self.role, &self.node_id, MASTER_WAIT)
+            .await
+            .unwrap_or_else(|| self.node_id.clone())
     }
 
     async fn least_loaded_target(&self, now: i64) -> String {

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::alert::{Alert, Alerts};
-use crate::cluster::lease::Role;
+use crate::cluster::lease::{master_elsewhere, Role, MASTER_WAIT};
 use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job};
@@ -29,9 +29,6 @@ use handlers::{FireContext, Registry};
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
 /// frees itself within this time.
 pub const LOCK_TTL_MS: u64 = 30_000;
-
-/// How long a master-only fire found off the master waits for a master to hand it to.
-const MASTER_WAIT: Duration = Duration::from_secs(10);
 
 /// How long one wait on the durable queue lasts before the drain loop looks around again (and,
 /// when idle, for a busier node's queue to help with).
@@ -460,17 +457,7 @@ impl Worker {
     /// Another node holding the lease, waiting up to `MASTER_WAIT` while there is none (this node
     /// may become master again meanwhile: then None).
     async fn master_elsewhere(&self) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + MASTER_WAIT;
-        loop {
-            if self.role.borrow().active().is_some() {
-                return None;
-            }
-            match self.store.lease().await {
-                Ok(Some(h)) if h.node_id != self.node_id => return Some(h.node_id),
-                _ if tokio::time::Instant::now() >= deadline => return None,
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+        master_elsewhere(&*self.store, &self.role, &self.node_id, MASTER_WAIT).await
     }
 
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
