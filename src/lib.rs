@@ -37,6 +37,7 @@ pub mod job;
 pub mod metrics;
 pub mod node;
 pub mod pb;
+pub mod recovery;
 pub mod redact;
 pub mod scheduler;
 pub mod store;

@@ -20,12 +20,14 @@ use crate::alert::{Alert, Alerts};
 use crate::api;
 use crate::cluster::clock::{ClusterClock, Crossing, Measured};
 use crate::cluster::lease::{Lease, LeaseTiming};
+use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSpec};
 use crate::metrics::{Metrics, NodeLabel};
 use crate::pb;
+use crate::recovery::Recovery;
 use crate::scheduler::RoutingConfig;
 use crate::scheduler::Scheduler;
 use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Store};
@@ -86,6 +88,8 @@ pub struct Node {
     pub store: Arc<dyn Store>,
     pub worker: Arc<Worker>,
     pub scheduler: Arc<Scheduler>,
+    /// Queue and recovery: adoption at start, the periodic rescan (and, on the master, the sweep).
+    pub recovery: Arc<Recovery>,
     pub lease: Arc<Lease>,
     /// This node's offset from the cluster clock (Redis's), measured at every heartbeat.
     pub clock: Arc<ClusterClock>,
@@ -215,6 +219,17 @@ impl Node {
             alerts.clone(),
             Arc::clone(&metrics),
         ));
+        let loads = Arc::new(LoadTable::new(Arc::clone(&store), &config.node_id, config.node_ttl_ms));
+        let recovery = Arc::new(Recovery::new(
+            Arc::clone(&store),
+            Arc::clone(&worker),
+            &config.node_id,
+            lease.subscribe(),
+            Arc::clone(&membership),
+            Arc::clone(&loads),
+            config.max_recoveries,
+            config.misfire_threshold_ms,
+        ));
         let scheduler = Scheduler::new(
             Arc::clone(&store),
             Arc::clone(&worker),
@@ -225,11 +240,9 @@ impl Node {
             Duration::from_millis(config.dispatch_timeout_ms),
             config.cluster_secret.as_ref().map(|s| s.0.clone()),
             tls.as_ref().map(TlsFiles::client_config),
-            RoutingConfig {
-                threshold: config.load_threshold,
-                fresh_ms: config.node_ttl_ms,
-                max_recoveries: config.max_recoveries,
-            },
+            RoutingConfig { threshold: config.load_threshold, fresh_ms: config.node_ttl_ms },
+            loads,
+            Arc::clone(&recovery),
         );
         let (health, health_service) = tonic_health::server::health_reporter();
         api::set_health(&health, false).await;
@@ -241,6 +254,7 @@ impl Node {
             store,
             worker,
             scheduler,
+            recovery,
             lease,
             clock,
             metrics,
@@ -563,9 +577,9 @@ impl Node {
                     self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
                     // Its own task: a master-only leftover waits for the lease to settle (it goes to
                     // the master), and the heartbeat must not wait with it.
-                    let (scheduler, stop) = (Arc::clone(&self.scheduler), self.scheduler_cancel.clone());
+                    let (recovery, stop) = (Arc::clone(&self.recovery), self.scheduler_cancel.clone());
                     self.tracker.spawn(async move {
-                        if let Err(e) = scheduler.adopt().await {
+                        if let Err(e) = recovery.adopt().await {
                             tracing::warn!(error = %e, "cannot adopt work left by this node's earlier run; the master will reap it");
                         }
                         loop {
@@ -573,7 +587,7 @@ impl Node {
                                 _ = stop.cancelled() => return,
                                 _ = tokio::time::sleep(RESCAN_EVERY) => {}
                             }
-                            if let Err(e) = scheduler.rescan().await {
+                            if let Err(e) = recovery.rescan().await {
                                 tracing::debug!(error = %e, "rescan of the processing list failed; next time");
                             }
                         }

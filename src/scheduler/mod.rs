@@ -25,22 +25,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Weak;
 
-use crate::cluster::lease::{master_elsewhere, Mastership, Role, MASTER_WAIT};
+use crate::cluster::lease::{Mastership, Role};
 use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
 use crate::dispatch::{decide, Decision, Delivery, Dispatcher, Peer};
 use crate::metrics::path;
-use crate::store::{Accept, Closing, Enqueue, NodeList, Reap, ReapFence, ReapRequest};
+use crate::recovery::Recovery;
+use crate::store::Accept;
 
-use crate::alert::Alert;
 use crate::error::{Error, Result};
 use crate::execution::{manual_fire_id, scheduled_fire_id, ExecState, Execution};
-use crate::job::{Concurrency, Job, JobSpec, Misfire, Recovery};
+use crate::job::{Concurrency, Job, JobSpec, Misfire};
 use crate::pb;
-use crate::store::{
-    now_ms, Claim, ClaimOutcome, JobRecord, Load, Store, TriggerOutcome, WatermarkWrite, FIRE_AHEAD_MS,
-};
-use crate::worker::{Worker, LOCK_TTL_MS};
+use crate::store::{now_ms, Claim, ClaimOutcome, JobRecord, Store, TriggerOutcome, WatermarkWrite, FIRE_AHEAD_MS};
+use crate::worker::Worker;
 
 /// Jobs read per store round trip; more are read on the next pass without sleeping.
 const BATCH: usize = 500;
@@ -62,7 +60,9 @@ pub struct Scheduler {
     dispatcher: Dispatcher,
     routing: RoutingConfig,
     /// Loads of the peers, for routing.
-    loads: LoadTable,
+    loads: Arc<LoadTable>,
+    /// Where fires that do not run at once go, and the master's sweep.
+    recovery: Arc<Recovery>,
     /// When the master last swept dead nodes and stuck dispatches (ms).
     swept: AtomicI64,
     /// TriggerJob calls between their load check and their fire waiting for a worker.
@@ -85,8 +85,6 @@ pub struct RoutingConfig {
     pub threshold: f64,
     /// A peer's load report older than this is not used (and the peer counts as gone).
     pub fresh_ms: u64,
-    /// Re-runs of one fire after its node died (recovery 'rerun').
-    pub max_recoveries: u32,
 }
 
 /// What TriggerJob did.
@@ -109,10 +107,12 @@ impl Scheduler {
         cluster_secret: Option<String>,
         tls: Option<tonic::transport::ClientTlsConfig>,
         routing: RoutingConfig,
+        loads: Arc<LoadTable>,
+        recovery: Arc<Recovery>,
     ) -> Arc<Scheduler> {
-        let loads = LoadTable::new(Arc::clone(&store), node_id, routing.fresh_ms);
         Arc::new_cyclic(|me| Scheduler {
             loads,
+            recovery,
             store,
             worker,
             node_id: node_id.to_string(),
@@ -169,7 +169,7 @@ impl Scheduler {
             let now = now_ms();
             if now - self.swept.load(Ordering::Relaxed) >= (self.routing.fresh_ms / 3).max(100) as i64 {
                 self.swept.store(now, Ordering::Relaxed);
-                if let Err(e) = self.sweep(&master).await {
+                if let Err(e) = self.recovery.sweep(&master).await {
                     tracing::warn!(error = %e, "master sweep failed");
                 }
             }
@@ -233,7 +233,7 @@ impl Scheduler {
     pub async fn step(&self, now: i64, master: &Mastership) -> Result<bool> {
         let due = self.store.due_jobs(now + FIRE_AHEAD_MS, BATCH).await?;
         for s in &due.set_aside {
-            self.set_aside(&s.job_id, "", &s.reason);
+            self.recovery.set_aside(&s.job_id, "", &s.reason);
         }
         let mut deferred = i64::MAX;
         let mut claims = Vec::new();
@@ -307,7 +307,7 @@ impl Scheduler {
                 }
                 ClaimOutcome::BadKey(why) => {
                     progress = true;
-                    self.set_aside(&claim.job_id, fire, &why);
+                    self.recovery.set_aside(&claim.job_id, fire, &why);
                 }
                 ClaimOutcome::Paused | ClaimOutcome::Gone => {
                     tracing::debug!(job = %claim.job_id, fire = %fire, ?outcome, "not claimed");
@@ -316,14 +316,6 @@ impl Scheduler {
         }
         self.send(outbox, master);
         Ok(progress)
-    }
-
-    /// A job (or one fire of it) whose stored keys are not what they should be: logged, counted and
-    /// alerted; the store has already taken it out of the way, so the other jobs go on firing.
-    fn set_aside(&self, job_id: &str, fire_id: &str, reason: &str) {
-        tracing::error!(job = %job_id, fire = %fire_id, reason, "set aside: a stored key is not what it should be");
-        self.worker.metrics().set_aside.inc();
-        self.worker.alerts().raise(Alert::set_aside(job_id, fire_id, &self.node_id, reason));
     }
 
     /// Fires `job_id` now as a manual fire of its own (never colliding with a scheduled fire).
@@ -352,7 +344,11 @@ impl Scheduler {
         exec.fire_id = manual_fire_id(job_id, &exec.id);
         exec.manual = true;
         let forbid = job.spec.concurrency == Concurrency::Forbid;
-        match self.store.trigger(&exec, idempotency_key, forbid, lock_ttl_ms(self.misfire_threshold_ms)).await? {
+        match self
+            .store
+            .trigger(&exec, idempotency_key, forbid, crate::worker::lock_ttl_ms(self.misfire_threshold_ms))
+            .await?
+        {
             TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
             TriggerOutcome::Deduplicated(e) => Ok(Triggered { execution: e, deduplicated: true }),
             TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
@@ -452,41 +448,11 @@ impl Scheduler {
                             other => {
                                 tracing::info!(fire = %fire_id, node = %peer.node_id, outcome = ?other,
                                     "direct dispatch failed: using the node's durable queue");
-                                me.enqueue_somewhere(&fence, fire_id, &peer.node_id).await;
+                                me.recovery.enqueue_somewhere(&fence, fire_id, &peer.node_id).await;
                             }
                         }
                     }
                 });
-            }
-        }
-    }
-
-    /// Puts a dispatching fire into `target`'s queue, or this node's when the target is dead.
-    async fn enqueue_somewhere(&self, fence: &str, fire_id: &str, target: &str) {
-        for t in [target, self.node_id.as_str()] {
-            match self.store.enqueue(fence, fire_id, t).await {
-                Ok(Enqueue::Queued) => {
-                    self.worker.metrics().dispatched(path::QUEUED);
-                    tracing::info!(fire = %fire_id, node = %t, "queued");
-                    return;
-                }
-                Ok(Enqueue::Orphan) => {
-                    // It said accepted or queued, yet no list held it: it would have waited forever.
-                    self.worker.metrics().dispatched(path::QUEUED);
-                    let job = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
-                    self.set_aside(job, fire_id, &format!("fire was handed over but in no list: queued again on {t}"));
-                    return;
-                }
-                Ok(Enqueue::NotDispatching(state)) => {
-                    // The target accepted after all (an ambiguous timeout): nothing to do.
-                    tracing::debug!(fire = %fire_id, state = %state, "already handed over");
-                    return;
-                }
-                Ok(Enqueue::TargetDead) => continue,
-                Err(e) => {
-                    tracing::warn!(fire = %fire_id, error = %e, "cannot queue the fire; the takeover sweep will");
-                    return;
-                }
             }
         }
     }
@@ -513,199 +479,6 @@ impl Scheduler {
         }
         Ok(accepts)
     }
-
-    /// Master duties besides firing, every interval: move dead nodes' work, and hand fires left in
-    /// `dispatching` (their master died mid-dispatch) to a queue.
-    pub async fn sweep(&self, master: &Mastership) -> Result<()> {
-        let now = now_ms();
-        for fire_id in self.store.stuck_dispatching(now, BATCH).await? {
-            let job = self.job_of(&fire_id).await?;
-            let target = self.target_for(job.as_ref(), now).await;
-            self.enqueue_somewhere(&master.lease, &fire_id, &target).await;
-        }
-        // Dead attempts a reap decided about whose closing did not happen (its reply was lost).
-        for c in self.store.closings().await? {
-            self.close_dead_attempt(&c).await?;
-        }
-        let dead_nodes = self.store.dead_nodes().await?;
-        if dead_nodes.iter().any(|d| *d != self.node_id) && !self.membership.may_judge_liveness(&*self.store).await? {
-            tracing::info!(nodes = ?dead_nodes, "heartbeats missing, but the store was out of reach or restarted lately: not judging them dead yet");
-            return Ok(());
-        }
-        for dead in dead_nodes {
-            if dead == self.node_id {
-                continue;
-            }
-            let (q, p) = self.store.node_lists(&dead).await?;
-            for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
-                for fire_id in entries {
-                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// At start, resolves what this node's earlier incarnations left in its own lists.
-    /// Every few seconds: recovers what sits in this node's processing list but is in no task of
-    /// this process: an earlier incarnation's leftovers (the node was declared dead and came back)
-    /// by adoption, and a fire whose start failed (a store error) by starting it again. The start
-    /// is a compare-and-set, so a fire that is in fact running is never run twice.
-    pub async fn rescan(&self) -> Result<()> {
-        let (_, p) = self.store.node_lists(&self.node_id).await?;
-        let leftovers: Vec<String> = p.into_iter().filter(|f| !self.worker.in_hand(f)).collect();
-        self.adopt_entries(NodeList::Processing, leftovers).await?;
-        let (_, p) = self.store.node_lists(&self.node_id).await?;
-        for fire_id in p.into_iter().filter(|f| !self.worker.in_hand(f)) {
-            tracing::info!(fire = %fire_id, "rescan: starting a fire left in this node's processing list");
-            self.worker.run_accepted(fire_id, None);
-        }
-        Ok(())
-    }
-
-    pub async fn adopt(&self) -> Result<()> {
-        let (q, p) = self.store.node_lists(&self.node_id).await?;
-        self.adopt_entries(NodeList::Queue, q).await?;
-        self.adopt_entries(NodeList::Processing, p).await
-    }
-
-    /// Resolves entries of this node's own list left by its earlier incarnations (fenced by its
-    /// live heartbeat; entries of the live incarnation are left as they are).
-    async fn adopt_entries(&self, list: NodeList, entries: Vec<String>) -> Result<()> {
-        let inc = self.membership.incarnation();
-        for fire_id in entries {
-            self.reap_one(ReapFence::Own { incarnation: inc.clone() }, &self.node_id, list, &fire_id).await?;
-        }
-        Ok(())
-    }
-
-    /// The job a fire belongs to (fire ids are `<job>@…`, and job ids never hold '@').
-    async fn job_of(&self, fire_id: &str) -> Result<Option<Job>> {
-        let job_id = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
-        Ok(self.store.get_job(job_id).await?.and_then(|r| Job::new(r.spec).ok()))
-    }
-
-    /// Where a recovered fire goes: a master-only fire to the master, never elsewhere (this node
-    /// when it is master; when it is not, as when adopting its own leftovers at start, the lease
-    /// holder); any other to the least-loaded live node.
-    async fn target_for(&self, job: Option<&Job>, now: i64) -> String {
-        if job.is_some_and(|j| j.spec.master_only) {
-            return self.current_master().await;
-        }
-        self.least_loaded_target(now).await
-    }
-
-    /// This node if it is master; otherwise another node holding the lease, waiting a while for
-    /// one (a lease still held by this node's previous process is about to expire or pass).
-    async fn current_master(&self) -> String {
-        master_elsewhere(&*self.store, &self.role, &self.node_id, MASTER_WAIT)
-            .await
-            .unwrap_or_else(|| self.node_id.clone())
-    }
-
-    async fn least_loaded_target(&self, now: i64) -> String {
-        match decide(false, Load { active: 1, max: 0, queue: u32::MAX }, 0.0, &self.loads.peers(now).await) {
-            Decision::SendTo(p) => p.node_id,
-            Decision::RunHere => self.node_id.clone(),
-        }
-    }
-
-    /// Records a reaped attempt `lost` (it would say `running` forever) and, when its fire is lost,
-    /// alerts; then tells the store it is closed. Safe to repeat: a record already `lost` is left
-    /// alone and not alerted again (the sweep closes what a reap whose reply was lost left behind).
-    async fn close_dead_attempt(&self, c: &Closing) -> Result<()> {
-        let prev = if c.exec_id.is_empty() { None } else { self.store.get_execution(&c.exec_id).await? };
-        let dead = &c.dead_node;
-        if c.lost {
-            let mut e = prev.unwrap_or_else(|| {
-                let mut e = Execution::pending(&c.job_id, c.fire_id.clone(), c.sched_ms, dead, 1);
-                if !c.exec_id.is_empty() {
-                    e.id = c.exec_id.clone();
-                }
-                e
-            });
-            if e.state != ExecState::Lost {
-                e.state = ExecState::Lost;
-                e.end_ms = Some(now_ms());
-                e.set_error(format!("lost: node {dead} died while running it (recovery policy: lost)"));
-                self.store.finish_execution(&e, false).await?;
-                self.worker.metrics().outcome("lost");
-                self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
-                tracing::warn!(fire = %c.fire_id, node = %dead, "fire lost with its node");
-            }
-        } else if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
-            // The attempt that died is over: say so, rather than leave its record `running`.
-            e.state = ExecState::Lost;
-            e.end_ms = Some(now_ms());
-            e.set_error(format!("lost: node {dead} died while running it; re-run on {}", c.target));
-            self.store.finish_execution(&e, false).await?;
-        }
-        if !c.exec_id.is_empty() {
-            self.store.closed(&c.exec_id).await?;
-        }
-        Ok(())
-    }
-
-    async fn reap_one(&self, fence: ReapFence, dead: &str, list: NodeList, fire_id: &str) -> Result<()> {
-        let job = self.job_of(fire_id).await?;
-        // Its own leftovers a node keeps (a master-only one goes to the master); a dead node's go
-        // where `target_for` says.
-        let own = matches!(fence, ReapFence::Own { .. });
-        let target = match &job {
-            Some(j) if own && !j.spec.master_only => self.node_id.clone(),
-            None if own => self.node_id.clone(),
-            _ => self.target_for(job.as_ref(), now_ms()).await,
-        };
-        let target = target.as_str();
-        let rerun = job.as_ref().is_some_and(|j| j.spec.recovery == Recovery::Rerun);
-        let req = ReapRequest {
-            fence,
-            dead_node: dead.to_string(),
-            list,
-            fire_id: fire_id.to_string(),
-            target: target.to_string(),
-            rerun,
-            max_recoveries: self.routing.max_recoveries,
-            // A re-run may wait up to the misfire threshold again before it starts.
-            lock_ttl_ms: lock_ttl_ms(self.misfire_threshold_ms),
-            handoff: false,
-        };
-        let outcome = self.store.reap(&req).await?;
-        match &outcome {
-            Reap::Lost { job_id, sched_ms, exec_id } => {
-                let c = Closing {
-                    exec_id: exec_id.clone(),
-                    lost: true,
-                    fire_id: fire_id.to_string(),
-                    job_id: job_id.clone(),
-                    sched_ms: *sched_ms,
-                    dead_node: dead.to_string(),
-                    target: target.to_string(),
-                };
-                self.close_dead_attempt(&c).await?;
-            }
-            Reap::Rerun { dead_exec_id } => {
-                let c = Closing {
-                    exec_id: dead_exec_id.clone(),
-                    lost: false,
-                    fire_id: fire_id.to_string(),
-                    job_id: String::new(),
-                    sched_ms: 0,
-                    dead_node: dead.to_string(),
-                    target: target.to_string(),
-                };
-                self.close_dead_attempt(&c).await?;
-                self.worker.metrics().dispatched(path::REAPED);
-                tracing::info!(fire = %fire_id, from = %dead, to = %target, "re-running a dead node's fire");
-            }
-            Reap::Moved => {
-                self.worker.metrics().dispatched(path::REAPED);
-                tracing::info!(fire = %fire_id, from = %dead, to = %target, outcome = ?outcome, "recovered a dead node's fire");
-            }
-            _ => tracing::debug!(fire = %fire_id, outcome = ?outcome, "reap"),
-        }
-        Ok(())
-    }
 }
 
 /// Fires for peers, gathered over one tick: peer id -> (peer, tasks).
@@ -728,12 +501,6 @@ fn max_waiting(workers: u32) -> u32 {
     workers.saturating_mul(32).max(1024)
 }
 
-/// A forbid job's lock must outlive the longest wait before the run starts (the misfire threshold,
-/// the start deadline) with room to spare; the running worker renews it from its first moment.
-fn lock_ttl_ms(misfire_threshold_ms: i64) -> u64 {
-    misfire_threshold_ms.max(0) as u64 + LOCK_TTL_MS
-}
-
 /// What to claim for a due job at `now`. Pure, so tables test it.
 pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, node_id: &str, epoch: u64) -> Vec<Claim> {
     let Some(sched) = rec.next_ms else { return Vec::new() };
@@ -747,7 +514,7 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
             next_ms: next,
             exec,
             forbid,
-            lock_ttl_ms: lock_ttl_ms(misfire_threshold_ms),
+            lock_ttl_ms: crate::worker::lock_ttl_ms(misfire_threshold_ms),
         }
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| {

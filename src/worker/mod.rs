@@ -33,6 +33,12 @@ pub const LOCK_TTL_MS: u64 = 30_000;
 /// How long one wait on the durable queue lasts before the drain loop looks around again (and,
 /// when idle, for a busier node's queue to help with).
 const POP_WAIT: Duration = Duration::from_millis(500);
+/// A forbid job's lock must outlive the longest wait before the run starts (the misfire threshold,
+/// the start deadline) with room to spare; the running worker renews it from its first moment.
+pub fn lock_ttl_ms(misfire_threshold_ms: i64) -> u64 {
+    misfire_threshold_ms.max(0) as u64 + LOCK_TTL_MS
+}
+
 /// How long a start is asked again while the store cannot answer; after that the fire stays in the
 /// processing list for the periodic rescan.
 const START_RETRY_FOR: Duration = Duration::from_secs(15);

@@ -1,0 +1,292 @@
+//! Queue and recovery: where a fire that is not running goes, and how nothing is left behind. Owns
+//! the fallback to a node's durable queue (`enqueue_somewhere`), the master's sweep (fires stuck in
+//! `dispatching`, fires handed over but in no list, dead nodes' queues and processing lists, dead
+//! attempts still to close), a node's adoption of what its earlier incarnations left, the periodic
+//! rescan of its own processing list, and setting aside what the store holds wrongly. Draining a
+//! node's own queue and stealing from a busier one stay with the worker, which runs what they take.
+//! Uses: `store`, `cluster` (membership, lease view, load table), `worker`, `dispatch::decide`.
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::alert::Alert;
+use crate::cluster::lease::{master_elsewhere, Mastership, Role, MASTER_WAIT};
+use crate::cluster::loads::LoadTable;
+use crate::cluster::membership::Membership;
+use crate::dispatch::{decide, Decision};
+use crate::error::Result;
+use crate::execution::{ExecState, Execution};
+use crate::job::{Job, Recovery as RecoveryPolicy};
+use crate::metrics::path;
+use crate::store::{now_ms, Closing, Enqueue, Load, NodeList, Reap, ReapFence, ReapRequest, Store};
+use crate::worker::{lock_ttl_ms, Worker};
+
+/// Fires read per sweep pass.
+const BATCH: usize = 500;
+
+pub struct Recovery {
+    store: Arc<dyn Store>,
+    worker: Arc<Worker>,
+    node_id: String,
+    role: watch::Receiver<Role>,
+    membership: Arc<Membership>,
+    loads: Arc<LoadTable>,
+    /// Re-runs of one fire after its node died (recovery 'rerun').
+    max_recoveries: u32,
+    misfire_threshold_ms: i64,
+}
+
+impl Recovery {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        worker: Arc<Worker>,
+        node_id: &str,
+        role: watch::Receiver<Role>,
+        membership: Arc<Membership>,
+        loads: Arc<LoadTable>,
+        max_recoveries: u32,
+        misfire_threshold_ms: u64,
+    ) -> Recovery {
+        Recovery {
+            store,
+            worker,
+            node_id: node_id.to_string(),
+            role,
+            membership,
+            loads,
+            max_recoveries,
+            misfire_threshold_ms: misfire_threshold_ms as i64,
+        }
+    }
+
+    /// Puts a dispatching fire into `target`'s queue, or this node's when the target is dead.
+    pub async fn enqueue_somewhere(&self, fence: &str, fire_id: &str, target: &str) {
+        for t in [target, self.node_id.as_str()] {
+            match self.store.enqueue(fence, fire_id, t).await {
+                Ok(Enqueue::Queued) => {
+                    self.worker.metrics().dispatched(path::QUEUED);
+                    tracing::info!(fire = %fire_id, node = %t, "queued");
+                    return;
+                }
+                Ok(Enqueue::Orphan) => {
+                    // It said accepted or queued, yet no list held it: it would have waited forever.
+                    self.worker.metrics().dispatched(path::QUEUED);
+                    let job = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
+                    self.set_aside(job, fire_id, &format!("fire was handed over but in no list: queued again on {t}"));
+                    return;
+                }
+                Ok(Enqueue::NotDispatching(state)) => {
+                    // The target accepted after all (an ambiguous timeout): nothing to do.
+                    tracing::debug!(fire = %fire_id, state = %state, "already handed over");
+                    return;
+                }
+                Ok(Enqueue::TargetDead) => continue,
+                Err(e) => {
+                    tracing::warn!(fire = %fire_id, error = %e, "cannot queue the fire; the takeover sweep will");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Master duties besides firing, every interval: move dead nodes' work, and hand fires left in
+    /// `dispatching` (their master died mid-dispatch) to a queue.
+    pub async fn sweep(&self, master: &Mastership) -> Result<()> {
+        let now = now_ms();
+        for fire_id in self.store.stuck_dispatching(now, BATCH).await? {
+            let job = self.job_of(&fire_id).await?;
+            let target = self.target_for(job.as_ref(), now).await;
+            self.enqueue_somewhere(&master.lease, &fire_id, &target).await;
+        }
+        // Dead attempts a reap decided about whose closing did not happen (its reply was lost).
+        for c in self.store.closings().await? {
+            self.close_dead_attempt(&c).await?;
+        }
+        let dead_nodes = self.store.dead_nodes().await?;
+        if dead_nodes.iter().any(|d| *d != self.node_id) && !self.membership.may_judge_liveness(&*self.store).await? {
+            tracing::info!(nodes = ?dead_nodes, "heartbeats missing, but the store was out of reach or restarted lately: not judging them dead yet");
+            return Ok(());
+        }
+        for dead in dead_nodes {
+            if dead == self.node_id {
+                continue;
+            }
+            let (q, p) = self.store.node_lists(&dead).await?;
+            for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
+                for fire_id in entries {
+                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At start, resolves what this node's earlier incarnations left in its own lists.
+    /// Every few seconds: recovers what sits in this node's processing list but is in no task of
+    /// this process: an earlier incarnation's leftovers (the node was declared dead and came back)
+    /// by adoption, and a fire whose start failed (a store error) by starting it again. The start
+    /// is a compare-and-set, so a fire that is in fact running is never run twice.
+    pub async fn rescan(&self) -> Result<()> {
+        let (_, p) = self.store.node_lists(&self.node_id).await?;
+        let leftovers: Vec<String> = p.into_iter().filter(|f| !self.worker.in_hand(f)).collect();
+        self.adopt_entries(NodeList::Processing, leftovers).await?;
+        let (_, p) = self.store.node_lists(&self.node_id).await?;
+        for fire_id in p.into_iter().filter(|f| !self.worker.in_hand(f)) {
+            tracing::info!(fire = %fire_id, "rescan: starting a fire left in this node's processing list");
+            self.worker.run_accepted(fire_id, None);
+        }
+        Ok(())
+    }
+
+    pub async fn adopt(&self) -> Result<()> {
+        let (q, p) = self.store.node_lists(&self.node_id).await?;
+        self.adopt_entries(NodeList::Queue, q).await?;
+        self.adopt_entries(NodeList::Processing, p).await
+    }
+
+    /// Resolves entries of this node's own list left by its earlier incarnations (fenced by its
+    /// live heartbeat; entries of the live incarnation are left as they are).
+    async fn adopt_entries(&self, list: NodeList, entries: Vec<String>) -> Result<()> {
+        let inc = self.membership.incarnation();
+        for fire_id in entries {
+            self.reap_one(ReapFence::Own { incarnation: inc.clone() }, &self.node_id, list, &fire_id).await?;
+        }
+        Ok(())
+    }
+
+    /// The job a fire belongs to (fire ids are `<job>@…`, and job ids never hold '@').
+    async fn job_of(&self, fire_id: &str) -> Result<Option<Job>> {
+        let job_id = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
+        Ok(self.store.get_job(job_id).await?.and_then(|r| Job::new(r.spec).ok()))
+    }
+
+    /// Where a recovered fire goes: a master-only fire to the master, never elsewhere (this node
+    /// when it is master; when it is not, as when adopting its own leftovers at start, the lease
+    /// holder); any other to the least-loaded live node.
+    async fn target_for(&self, job: Option<&Job>, now: i64) -> String {
+        if job.is_some_and(|j| j.spec.master_only) {
+            return self.current_master().await;
+        }
+        self.least_loaded_target(now).await
+    }
+
+    /// This node if it is master; otherwise another node holding the lease, waiting a while for
+    /// one (a lease still held by this node's previous process is about to expire or pass).
+    async fn current_master(&self) -> String {
+        master_elsewhere(&*self.store, &self.role, &self.node_id, MASTER_WAIT)
+            .await
+            .unwrap_or_else(|| self.node_id.clone())
+    }
+
+    async fn least_loaded_target(&self, now: i64) -> String {
+        match decide(false, Load { active: 1, max: 0, queue: u32::MAX }, 0.0, &self.loads.peers(now).await) {
+            Decision::SendTo(p) => p.node_id,
+            Decision::RunHere => self.node_id.clone(),
+        }
+    }
+
+    /// Records a reaped attempt `lost` (it would say `running` forever) and, when its fire is lost,
+    /// alerts; then tells the store it is closed. Safe to repeat: a record already `lost` is left
+    /// alone and not alerted again (the sweep closes what a reap whose reply was lost left behind).
+    async fn close_dead_attempt(&self, c: &Closing) -> Result<()> {
+        let prev = if c.exec_id.is_empty() { None } else { self.store.get_execution(&c.exec_id).await? };
+        let dead = &c.dead_node;
+        if c.lost {
+            let mut e = prev.unwrap_or_else(|| {
+                let mut e = Execution::pending(&c.job_id, c.fire_id.clone(), c.sched_ms, dead, 1);
+                if !c.exec_id.is_empty() {
+                    e.id = c.exec_id.clone();
+                }
+                e
+            });
+            if e.state != ExecState::Lost {
+                e.state = ExecState::Lost;
+                e.end_ms = Some(now_ms());
+                e.set_error(format!("lost: node {dead} died while running it (recovery policy: lost)"));
+                self.store.finish_execution(&e, false).await?;
+                self.worker.metrics().outcome("lost");
+                self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
+                tracing::warn!(fire = %c.fire_id, node = %dead, "fire lost with its node");
+            }
+        } else if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
+            // The attempt that died is over: say so, rather than leave its record `running`.
+            e.state = ExecState::Lost;
+            e.end_ms = Some(now_ms());
+            e.set_error(format!("lost: node {dead} died while running it; re-run on {}", c.target));
+            self.store.finish_execution(&e, false).await?;
+        }
+        if !c.exec_id.is_empty() {
+            self.store.closed(&c.exec_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn reap_one(&self, fence: ReapFence, dead: &str, list: NodeList, fire_id: &str) -> Result<()> {
+        let job = self.job_of(fire_id).await?;
+        // Its own leftovers a node keeps (a master-only one goes to the master); a dead node's go
+        // where `target_for` says.
+        let own = matches!(fence, ReapFence::Own { .. });
+        let target = match &job {
+            Some(j) if own && !j.spec.master_only => self.node_id.clone(),
+            None if own => self.node_id.clone(),
+            _ => self.target_for(job.as_ref(), now_ms()).await,
+        };
+        let target = target.as_str();
+        let rerun = job.as_ref().is_some_and(|j| j.spec.recovery == RecoveryPolicy::Rerun);
+        let req = ReapRequest {
+            fence,
+            dead_node: dead.to_string(),
+            list,
+            fire_id: fire_id.to_string(),
+            target: target.to_string(),
+            rerun,
+            max_recoveries: self.max_recoveries,
+            // A re-run may wait up to the misfire threshold again before it starts.
+            lock_ttl_ms: lock_ttl_ms(self.misfire_threshold_ms),
+            handoff: false,
+        };
+        let outcome = self.store.reap(&req).await?;
+        match &outcome {
+            Reap::Lost { job_id, sched_ms, exec_id } => {
+                let c = Closing {
+                    exec_id: exec_id.clone(),
+                    lost: true,
+                    fire_id: fire_id.to_string(),
+                    job_id: job_id.clone(),
+                    sched_ms: *sched_ms,
+                    dead_node: dead.to_string(),
+                    target: target.to_string(),
+                };
+                self.close_dead_attempt(&c).await?;
+            }
+            Reap::Rerun { dead_exec_id } => {
+                let c = Closing {
+                    exec_id: dead_exec_id.clone(),
+                    lost: false,
+                    fire_id: fire_id.to_string(),
+                    job_id: String::new(),
+                    sched_ms: 0,
+                    dead_node: dead.to_string(),
+                    target: target.to_string(),
+                };
+                self.close_dead_attempt(&c).await?;
+                self.worker.metrics().dispatched(path::REAPED);
+                tracing::info!(fire = %fire_id, from = %dead, to = %target, "re-running a dead node's fire");
+            }
+            Reap::Moved => {
+                self.worker.metrics().dispatched(path::REAPED);
+                tracing::info!(fire = %fire_id, from = %dead, to = %target, outcome = ?outcome, "recovered a dead node's fire");
+            }
+            _ => tracing::debug!(fire = %fire_id, outcome = ?outcome, "reap"),
+        }
+        Ok(())
+    }
+    /// A job (or one fire of it) whose stored keys are not what they should be: logged, counted and
+    /// alerted; the store has already taken it out of the way, so the other jobs go on firing.
+    pub fn set_aside(&self, job_id: &str, fire_id: &str, reason: &str) {
+        tracing::error!(job = %job_id, fire = %fire_id, reason, "set aside: a stored key is not what it should be");
+        self.worker.metrics().set_aside.inc();
+        self.worker.alerts().raise(Alert::set_aside(job_id, fire_id, &self.node_id, reason));
+    }
+}
