@@ -1,19 +1,29 @@
-//! Dispatch: where a fire runs, and how it gets there.
+//! Dispatch (delivery): where a fire runs, and how it gets there.
 //! `decide` is pure (loads and time are inputs): a master-only job, or any fire while the master's
 //! load is under the threshold, runs on the master; otherwise on the least-loaded live node with a
 //! fresh load report; with none, on the master anyway. `Dispatcher` delivers a fire to another node
 //! with `NodeService.SubmitTask` over pooled channels with a short deadline; the caller falls back to
-//! the target's durable queue when the call fails. Uses: `pb` (client), `store::Load`, `cluster::loads`.
+//! the target's durable queue when the call fails. `Router` puts it together for the scheduler.
+//! Uses: `pb` (client), `store`, `cluster` (loads, membership, lease), `worker`, `recovery`.
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::cluster::lease::Mastership;
+use crate::cluster::loads::LoadTable;
+use crate::cluster::membership::Membership;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::metrics::path;
 use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
-use crate::store::Load;
+use crate::recovery::Recovery;
+use crate::store::{Accept, Load, Store};
+use crate::worker::Worker;
 
+use crate::cluster::loads::least_loaded;
 pub use crate::cluster::loads::Peer;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,11 +37,7 @@ pub fn decide(master_only: bool, local: Load, threshold: f64, peers: &[Peer]) ->
     if master_only || local.ratio() < threshold {
         return Decision::RunHere;
     }
-    // Least loaded by ratio, then shortest queue, then id (deterministic for tests and logs).
-    let best = peers.iter().filter(|p| p.load.max > 0).min_by(|a, b| {
-        a.load.ratio().total_cmp(&b.load.ratio()).then(a.load.queue.cmp(&b.load.queue)).then(a.node_id.cmp(&b.node_id))
-    });
-    match best {
+    match least_loaded(peers) {
         // Only worth it if the peer is less loaded than we are.
         Some(p) if p.load.ratio() < local.ratio() => Decision::SendTo(p.clone()),
         _ => Decision::RunHere,
@@ -126,6 +132,142 @@ impl Dispatcher {
             .ok()?
             .ok()?;
         Some(r.into_inner().epoch)
+    }
+}
+
+/// Fires for peers, gathered over one tick: peer id -> (peer, tasks).
+pub type Outbox = HashMap<String, (Peer, Vec<pb::SubmitTaskRequest>)>;
+
+/// Fires per SubmitTasks call (the node's limit is `MAX_TASKS_PER_CALL`).
+const SUBMIT_BATCH: usize = 250;
+
+/// Delivery: where each claimed fire runs, and getting it there. The scheduler hands it claimed
+/// fires and is done: a fire runs here (accepted into this node's processing list), or goes to the
+/// least-loaded peer in one SubmitTasks call per peer per tick, falling back to the peer's durable
+/// queue (recovery's `enqueue_somewhere`). The receiving side of SubmitTasks is here too.
+pub struct Router {
+    store: Arc<dyn Store>,
+    worker: Arc<Worker>,
+    membership: Arc<Membership>,
+    loads: Arc<LoadTable>,
+    recovery: Arc<Recovery>,
+    dispatcher: Dispatcher,
+    node_id: String,
+    /// The master runs fires itself while its load is under this.
+    threshold: f64,
+}
+
+/// What a `Router` is made of.
+pub struct RouterParts {
+    pub store: Arc<dyn Store>,
+    pub worker: Arc<Worker>,
+    pub membership: Arc<Membership>,
+    pub loads: Arc<LoadTable>,
+    pub recovery: Arc<Recovery>,
+    pub dispatcher: Dispatcher,
+    pub node_id: String,
+    pub threshold: f64,
+}
+
+impl Router {
+    pub fn new(p: RouterParts) -> Router {
+        Router {
+            store: p.store,
+            worker: p.worker,
+            membership: p.membership,
+            loads: p.loads,
+            recovery: p.recovery,
+            dispatcher: p.dispatcher,
+            node_id: p.node_id,
+            threshold: p.threshold,
+        }
+    }
+
+    /// The load table (peers' loads, for routing; fed by ReportLoad).
+    pub fn loads(&self) -> &LoadTable {
+        &self.loads
+    }
+
+    /// The gRPC client to peers (also used for load reports).
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Sends a claimed fire where it should run: here (accept into this node's processing list),
+    /// or into `outbox` for the least-loaded peer (see `send`).
+    pub async fn route(&self, job: Job, fire_id: String, master: &Mastership, now: i64, outbox: &mut Outbox) {
+        let peers = if job.spec.master_only { Vec::new() } else { self.loads.peers(now).await };
+        match decide(job.spec.master_only, self.worker.load(), self.threshold, &peers) {
+            Decision::RunHere => {
+                self.worker.metrics().dispatched(path::LOCAL);
+                self.run_here(job, &fire_id, Some(master.epoch)).await
+            }
+            Decision::SendTo(peer) => {
+                self.loads.bump(&peer.node_id);
+                let task = pb::SubmitTaskRequest {
+                    job_id: job.spec.id.clone(),
+                    fire_id,
+                    scheduled_time: None,
+                    attempt: 1,
+                    epoch: master.epoch,
+                };
+                outbox.entry(peer.node_id.clone()).or_insert_with(|| (peer, Vec::new())).1.push(task);
+            }
+        }
+    }
+
+    /// Delivers a tick's fires for peers: one SubmitTasks call per peer (per `SUBMIT_BATCH` fires),
+    /// each on its own task so delivery never holds up the next fires. A fire the peer did not
+    /// take (or a call that failed) goes to that peer's durable queue.
+    pub fn send(self: &Arc<Self>, outbox: Outbox, master: &Mastership) {
+        for (_, (peer, tasks)) in outbox {
+            for chunk in tasks.chunks(SUBMIT_BATCH) {
+                let req = pb::SubmitTasksRequest { epoch: master.epoch, tasks: chunk.to_vec() };
+                let (me, fence, peer) = (Arc::downgrade(self), master.lease.clone(), peer.clone());
+                self.worker.metrics().submit_calls.inc();
+                tokio::spawn(async move {
+                    let Some(me) = me.upgrade() else { return };
+                    let fires: Vec<String> = req.tasks.iter().map(|t| t.fire_id.clone()).collect();
+                    let results = me.dispatcher.submit_many(&peer, req).await;
+                    for (fire_id, delivery) in fires.iter().zip(results) {
+                        match delivery {
+                            Delivery::Accepted => {
+                                me.worker.metrics().dispatched(path::DIRECT);
+                                tracing::debug!(fire = %fire_id, node = %peer.node_id, "dispatched");
+                            }
+                            other => {
+                                tracing::info!(fire = %fire_id, node = %peer.node_id, outcome = ?other,
+                                    "direct dispatch failed: using the node's durable queue");
+                                me.recovery.enqueue_somewhere(&fence, fire_id, &peer.node_id).await;
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Accepts a fire into this node's processing list and runs it. `epoch` None for manual fires.
+    pub async fn run_here(&self, job: Job, fire_id: &str, epoch: Option<u64>) {
+        if !self.worker.accept_and_run(fire_id.to_string(), epoch, job) {
+            tracing::info!(fire = %fire_id, "draining: the fire stays dispatching; the next master's sweep queues it");
+        }
+    }
+
+    /// A peer's SubmitTask(s): accept (compare-and-set, durable before the reply; one store step
+    /// for the whole batch) and run.
+    pub async fn accept_submitted(&self, fire_ids: &[String], epoch: u64) -> Result<Vec<Accept>> {
+        if !self.worker.accepting() {
+            return Err(Error::FailedPrecondition("node is shutting down".into()));
+        }
+        let inc = self.membership.incarnation();
+        let accepts = self.store.accept_many(fire_ids, Some(epoch), &self.node_id, &inc).await?;
+        for (fire_id, a) in fire_ids.iter().zip(&accepts) {
+            if *a == Accept::Accepted {
+                self.worker.run_accepted(fire_id.clone(), None);
+            }
+        }
+        Ok(accepts)
     }
 }
 

@@ -23,13 +23,13 @@ use crate::cluster::lease::{Lease, LeaseTiming};
 use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
 use crate::config::Config;
+use crate::dispatch::{Dispatcher, Router, RouterParts};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSpec};
 use crate::metrics::{Metrics, NodeLabel};
 use crate::pb;
 use crate::recovery::Recovery;
-use crate::scheduler::RoutingConfig;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, SchedulerParts};
 use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Store};
 use crate::store::{Beat, FireTiming};
 use crate::worker::egress::{Egress, OwnPorts};
@@ -88,6 +88,8 @@ pub struct Node {
     pub store: Arc<dyn Store>,
     pub worker: Arc<Worker>,
     pub scheduler: Arc<Scheduler>,
+    /// Delivery: where fires run and getting them there; receives peers' SubmitTasks.
+    pub router: Arc<Router>,
     /// Queue and recovery: adoption at start, the periodic rescan (and, on the master, the sweep).
     pub recovery: Arc<Recovery>,
     pub lease: Arc<Lease>,
@@ -230,20 +232,30 @@ impl Node {
             config.max_recoveries,
             config.misfire_threshold_ms,
         ));
-        let scheduler = Scheduler::new(
-            Arc::clone(&store),
-            Arc::clone(&worker),
-            &config.node_id,
-            config.misfire_threshold_ms,
-            lease.subscribe(),
-            Arc::clone(&membership),
-            Duration::from_millis(config.dispatch_timeout_ms),
-            config.cluster_secret.as_ref().map(|s| s.0.clone()),
-            tls.as_ref().map(TlsFiles::client_config),
-            RoutingConfig { threshold: config.load_threshold, fresh_ms: config.node_ttl_ms },
+        let router = Arc::new(Router::new(RouterParts {
+            store: Arc::clone(&store),
+            worker: Arc::clone(&worker),
+            membership: Arc::clone(&membership),
             loads,
-            Arc::clone(&recovery),
-        );
+            recovery: Arc::clone(&recovery),
+            dispatcher: Dispatcher::new(
+                Duration::from_millis(config.dispatch_timeout_ms),
+                config.cluster_secret.as_ref().map(|s| s.0.clone()),
+                tls.as_ref().map(TlsFiles::client_config),
+            ),
+            node_id: config.node_id.clone(),
+            threshold: config.load_threshold,
+        }));
+        let scheduler = Scheduler::new(SchedulerParts {
+            store: Arc::clone(&store),
+            worker: Arc::clone(&worker),
+            node_id: config.node_id.clone(),
+            misfire_threshold_ms: config.misfire_threshold_ms,
+            role: lease.subscribe(),
+            router: Arc::clone(&router),
+            recovery: Arc::clone(&recovery),
+            node_ttl_ms: config.node_ttl_ms,
+        });
         let (health, health_service) = tonic_health::server::health_reporter();
         api::set_health(&health, false).await;
         let node = Arc::new(Node {
@@ -254,6 +266,7 @@ impl Node {
             store,
             worker,
             scheduler,
+            router,
             recovery,
             lease,
             clock,
@@ -652,7 +665,7 @@ impl Node {
         };
         // The master's answer (its highest epoch) is not taken as a floor: only the store's
         // counter is (the heartbeat reads it), so no peer can raise it.
-        let _ = self.scheduler.dispatcher().report_load(&master.address, req).await;
+        let _ = self.router.dispatcher().report_load(&master.address, req).await;
     }
 
     async fn put_jobs(&self, jobs: &[JobSpec]) -> Result<()> {

@@ -220,17 +220,26 @@ async fn a_redis_restart_longer_than_the_node_ttl_declares_no_live_node_dead() {
         let all = executions(&mut c, &format!("slow-{i}")).await;
         let lost: Vec<_> = all.iter().filter(|e| state(e) == pb::ExecutionState::Lost).collect();
         assert!(lost.is_empty(), "lost executions of slow-{i}: {lost:?}");
-        // Nothing left open, and the job fires again after the last restart.
-        let open: Vec<_> = all
-            .iter()
-            .filter(|e| common::ms(&e.scheduled_time) < now - 3000)
-            .filter(|e| matches!(state(e), pb::ExecutionState::Pending | pb::ExecutionState::Running))
-            .collect();
-        assert!(open.is_empty(), "open executions of slow-{i}: {open:?}");
         let resumed =
             all.iter().any(|e| common::ms(&e.scheduled_time) > now - 3000 && state(e) != pb::ExecutionState::Lost);
         assert!(resumed, "slow-{i} fires again after the restarts");
     }
+    // Nothing is left open: a fire claimed as Redis went down may wait for the new master's sweep
+    // (its dispatch deadline, a lease TTL), so this is checked until it settles.
+    eventually(Duration::from_secs(30), "every fire before the last restart ended", || async {
+        let mut c = nodes[0].client().await;
+        for i in 0..6 {
+            let open = executions(&mut c, &format!("slow-{i}")).await.into_iter().any(|e| {
+                common::ms(&e.scheduled_time) < now - 3000
+                    && matches!(state(&e), pb::ExecutionState::Pending | pb::ExecutionState::Running)
+            });
+            if open {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
 }
 
 fn keys() -> rota::store::keys::Keys {

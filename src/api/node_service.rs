@@ -26,7 +26,7 @@ impl NodeApi {
             return Err(Status::failed_precondition(reason));
         }
         let refused = |reason: String| pb::SubmitTaskResponse { accepted: false, reason, execution_id: String::new() };
-        let accepts = match self.node.scheduler.accept_submitted(&fires, epoch).await {
+        let accepts = match self.node.router.accept_submitted(&fires, epoch).await {
             Ok(a) => a,
             Err(e @ Error::FailedPrecondition(_)) => return Ok(fires.iter().map(|_| refused(e.to_string())).collect()),
             Err(e) => return Err(e.into()),
@@ -90,7 +90,7 @@ impl NodeService for NodeApi {
         if load.active_workers > load.max_workers {
             return Err(Error::invalid("load", "active_workers is more than max_workers").into());
         }
-        self.node.scheduler.loads().record(
+        self.node.router.loads().record(
             &r.node_id,
             crate::store::Load { active: load.active_workers, max: load.max_workers, queue: load.queue_depth },
         );

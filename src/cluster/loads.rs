@@ -16,6 +16,14 @@ pub struct Peer {
     pub load: Load,
 }
 
+/// The least loaded of `peers`: by load ratio, then queue length, then id (deterministic for tests
+/// and logs); peers without workers are never chosen.
+pub fn least_loaded(peers: &[Peer]) -> Option<&Peer> {
+    peers.iter().filter(|p| p.load.max > 0).min_by(|a, b| {
+        a.load.ratio().total_cmp(&b.load.ratio()).then(a.load.queue.cmp(&b.load.queue)).then(a.node_id.cmp(&b.node_id))
+    })
+}
+
 pub struct LoadTable {
     store: Arc<dyn Store>,
     node_id: String,

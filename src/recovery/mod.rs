@@ -4,21 +4,20 @@
 //! attempts still to close), a node's adoption of what its earlier incarnations left, the periodic
 //! rescan of its own processing list, and setting aside what the store holds wrongly. Draining a
 //! node's own queue and stealing from a busier one stay with the worker, which runs what they take.
-//! Uses: `store`, `cluster` (membership, lease view, load table), `worker`, `dispatch::decide`.
+//! Uses: `store`, `cluster` (membership, lease view, load table), `worker`.
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
 use crate::alert::Alert;
 use crate::cluster::lease::{master_elsewhere, Mastership, Role, MASTER_WAIT};
-use crate::cluster::loads::LoadTable;
+use crate::cluster::loads::{least_loaded, LoadTable};
 use crate::cluster::membership::Membership;
-use crate::dispatch::{decide, Decision};
 use crate::error::Result;
 use crate::execution::{ExecState, Execution};
 use crate::job::{Job, Recovery as RecoveryPolicy};
 use crate::metrics::path;
-use crate::store::{now_ms, Closing, Enqueue, Load, NodeList, Reap, ReapFence, ReapRequest, Store};
+use crate::store::{now_ms, Closing, Enqueue, NodeList, Reap, ReapFence, ReapRequest, Store};
 use crate::worker::{lock_ttl_ms, Worker};
 
 /// Fires read per sweep pass.
@@ -180,10 +179,7 @@ impl Recovery {
     }
 
     async fn least_loaded_target(&self, now: i64) -> String {
-        match decide(false, Load { active: 1, max: 0, queue: u32::MAX }, 0.0, &self.loads.peers(now).await) {
-            Decision::SendTo(p) => p.node_id,
-            Decision::RunHere => self.node_id.clone(),
-        }
+        least_loaded(&self.loads.peers(now).await).map_or_else(|| self.node_id.clone(), |p| p.node_id.clone())
     }
 
     /// Records a reaped attempt `lost` (it would say `running` forever) and, when its fire is lost,

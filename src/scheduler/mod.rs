@@ -14,29 +14,21 @@
 //! 4. Claimed fires go to the worker pool, which records the outcome.
 //!
 //! Cost per tick grows with the fires due, not with the number of jobs: the due index is ordered.
-//! Uses: `store`, `job`, `worker`. Never talks to the network itself.
+//! Uses: `store`, `job`, `worker` (load, metrics), `dispatch::Router` (delivery), `recovery` (the
+//! master's sweep, setting aside). Never talks to the network itself.
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::Weak;
-
 use crate::cluster::lease::{Mastership, Role};
-use crate::cluster::loads::LoadTable;
-use crate::cluster::membership::Membership;
-use crate::dispatch::{decide, Decision, Delivery, Dispatcher, Peer};
-use crate::metrics::path;
-use crate::recovery::Recovery;
-use crate::store::Accept;
-
+use crate::dispatch::{Outbox, Router};
 use crate::error::{Error, Result};
 use crate::execution::{manual_fire_id, scheduled_fire_id, ExecState, Execution};
 use crate::job::{Concurrency, Job, JobSpec, Misfire};
-use crate::pb;
+use crate::recovery::Recovery;
 use crate::store::{now_ms, Claim, ClaimOutcome, JobRecord, Store, TriggerOutcome, WatermarkWrite, FIRE_AHEAD_MS};
 use crate::worker::Worker;
 
@@ -56,13 +48,12 @@ pub struct Scheduler {
     wake: Notify,
     /// Only the master fires; this follows the lease.
     role: watch::Receiver<Role>,
-    membership: Arc<Membership>,
-    dispatcher: Dispatcher,
-    routing: RoutingConfig,
-    /// Loads of the peers, for routing.
-    loads: Arc<LoadTable>,
+    /// Where each claimed fire runs, and getting it there.
+    router: Arc<Router>,
     /// Where fires that do not run at once go, and the master's sweep.
     recovery: Arc<Recovery>,
+    /// How often the master sweeps (a third of the node TTL).
+    sweep_every_ms: i64,
     /// When the master last swept dead nodes and stuck dispatches (ms).
     swept: AtomicI64,
     /// TriggerJob calls between their load check and their fire waiting for a worker.
@@ -74,17 +65,6 @@ pub struct Scheduler {
     /// what readiness and `rota_scheduler_seconds_since_last_tick` report for the master.
     last_tick_ok_ms: AtomicI64,
     failing_ticks: AtomicU32,
-    /// Itself, for delivery tasks that outlive a call.
-    me: Weak<Scheduler>,
-}
-
-/// Routing settings.
-#[derive(Debug, Clone, Copy)]
-pub struct RoutingConfig {
-    /// The master runs fires itself while its load is under this.
-    pub threshold: f64,
-    /// A peer's load report older than this is not used (and the peer counts as gone).
-    pub fresh_ms: u64,
 }
 
 /// What TriggerJob did.
@@ -94,54 +74,37 @@ pub struct Triggered {
     pub deduplicated: bool,
 }
 
+/// What a `Scheduler` is made of (wired by the node).
+pub struct SchedulerParts {
+    pub store: Arc<dyn Store>,
+    pub worker: Arc<Worker>,
+    pub node_id: String,
+    pub misfire_threshold_ms: u64,
+    pub role: watch::Receiver<Role>,
+    pub router: Arc<Router>,
+    pub recovery: Arc<Recovery>,
+    /// The node TTL: the master sweeps every third of it.
+    pub node_ttl_ms: u64,
+}
+
 impl Scheduler {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn Store>,
-        worker: Arc<Worker>,
-        node_id: &str,
-        misfire_threshold_ms: u64,
-        role: watch::Receiver<Role>,
-        membership: Arc<Membership>,
-        dispatch_timeout: Duration,
-        cluster_secret: Option<String>,
-        tls: Option<tonic::transport::ClientTlsConfig>,
-        routing: RoutingConfig,
-        loads: Arc<LoadTable>,
-        recovery: Arc<Recovery>,
-    ) -> Arc<Scheduler> {
-        Arc::new_cyclic(|me| Scheduler {
-            loads,
-            recovery,
-            store,
-            worker,
-            node_id: node_id.to_string(),
-            misfire_threshold_ms: misfire_threshold_ms as i64,
+    pub fn new(p: SchedulerParts) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            store: p.store,
+            worker: p.worker,
+            node_id: p.node_id,
+            misfire_threshold_ms: p.misfire_threshold_ms as i64,
             wake: Notify::new(),
-            role,
-            membership,
-            dispatcher: Dispatcher::new(dispatch_timeout, cluster_secret, tls),
-            routing,
+            role: p.role,
+            router: p.router,
+            recovery: p.recovery,
+            sweep_every_ms: (p.node_ttl_ms / 3).max(100) as i64,
             swept: AtomicI64::new(0),
             triggers_in_flight: AtomicU32::new(0),
             deferred_until: AtomicI64::new(i64::MAX),
             last_tick_ok_ms: AtomicI64::new(0),
             failing_ticks: AtomicU32::new(0),
-            me: me.clone(),
         })
-    }
-
-    fn handle(&self) -> Weak<Scheduler> {
-        self.me.clone()
-    }
-
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// The load table (peers' loads, for routing).
-    pub fn loads(&self) -> &LoadTable {
-        &self.loads
     }
 
     /// Makes the loop look at the store now (a job was put or resumed).
@@ -167,7 +130,7 @@ impl Scheduler {
                 continue;
             };
             let now = now_ms();
-            if now - self.swept.load(Ordering::Relaxed) >= (self.routing.fresh_ms / 3).max(100) as i64 {
+            if now - self.swept.load(Ordering::Relaxed) >= self.sweep_every_ms {
                 self.swept.store(now, Ordering::Relaxed);
                 if let Err(e) = self.recovery.sweep(&master).await {
                     tracing::warn!(error = %e, "master sweep failed");
@@ -278,7 +241,7 @@ impl Scheduler {
                     progress = true;
                     fail::fail_point!("after_claim", |_| crate::chaos::crash("after_claim"));
                     if let Some(job) = job {
-                        self.dispatch(job, claim.exec.fire_id.clone(), master, now, &mut outbox).await;
+                        self.router.route(job, claim.exec.fire_id.clone(), master, now, &mut outbox).await;
                     }
                 }
                 ClaimOutcome::Skipped => {
@@ -314,7 +277,7 @@ impl Scheduler {
                 }
             }
         }
-        self.send(outbox, master);
+        self.router.send(outbox, master);
         Ok(progress)
     }
 
@@ -354,7 +317,7 @@ impl Scheduler {
             TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
             TriggerOutcome::Created(e) => {
                 tracing::info!(job = %job_id, fire = %e.fire_id, execution = %e.id, "manual fire");
-                self.run_here(job, &e.fire_id, None).await;
+                self.router.run_here(job, &e.fire_id, None).await;
                 Ok(Triggered { execution: e, deduplicated: false })
             }
         }
@@ -402,90 +365,7 @@ impl Scheduler {
         }
         Err(Error::FailedPrecondition("job is being fired concurrently; try again".into()))
     }
-
-    /// Sends a claimed fire where it should run: here (accept into this node's processing list),
-    /// or into `outbox` for the least-loaded peer (see `send`).
-    async fn dispatch(&self, job: Job, fire_id: String, master: &Mastership, now: i64, outbox: &mut Outbox) {
-        let peers = if job.spec.master_only { Vec::new() } else { self.loads.peers(now).await };
-        match decide(job.spec.master_only, self.worker.load(), self.routing.threshold, &peers) {
-            Decision::RunHere => {
-                self.worker.metrics().dispatched(path::LOCAL);
-                self.run_here(job, &fire_id, Some(master.epoch)).await
-            }
-            Decision::SendTo(peer) => {
-                self.loads.bump(&peer.node_id);
-                let task = pb::SubmitTaskRequest {
-                    job_id: job.spec.id.clone(),
-                    fire_id,
-                    scheduled_time: None,
-                    attempt: 1,
-                    epoch: master.epoch,
-                };
-                outbox.entry(peer.node_id.clone()).or_insert_with(|| (peer, Vec::new())).1.push(task);
-            }
-        }
-    }
-
-    /// Delivers a tick's fires for peers: one SubmitTasks call per peer (per `SUBMIT_BATCH` fires),
-    /// each on its own task so delivery never holds up the next fires. A fire the peer did not
-    /// take (or a call that failed) goes to that peer's durable queue.
-    fn send(&self, outbox: Outbox, master: &Mastership) {
-        for (_, (peer, tasks)) in outbox {
-            for chunk in tasks.chunks(SUBMIT_BATCH) {
-                let req = pb::SubmitTasksRequest { epoch: master.epoch, tasks: chunk.to_vec() };
-                let (me, fence, peer) = (self.handle(), master.lease.clone(), peer.clone());
-                self.worker.metrics().submit_calls.inc();
-                tokio::spawn(async move {
-                    let Some(me) = me.upgrade() else { return };
-                    let fires: Vec<String> = req.tasks.iter().map(|t| t.fire_id.clone()).collect();
-                    let results = me.dispatcher.submit_many(&peer, req).await;
-                    for (fire_id, delivery) in fires.iter().zip(results) {
-                        match delivery {
-                            Delivery::Accepted => {
-                                me.worker.metrics().dispatched(path::DIRECT);
-                                tracing::debug!(fire = %fire_id, node = %peer.node_id, "dispatched");
-                            }
-                            other => {
-                                tracing::info!(fire = %fire_id, node = %peer.node_id, outcome = ?other,
-                                    "direct dispatch failed: using the node's durable queue");
-                                me.recovery.enqueue_somewhere(&fence, fire_id, &peer.node_id).await;
-                            }
-                        }
-                    }
-                });
-            }
-        }
-    }
-
-    /// Accepts a fire into this node's processing list and runs it. `epoch` None for manual fires.
-    async fn run_here(&self, job: Job, fire_id: &str, epoch: Option<u64>) {
-        if !self.worker.accept_and_run(fire_id.to_string(), epoch, job) {
-            tracing::info!(fire = %fire_id, "draining: the fire stays dispatching; the next master's sweep queues it");
-        }
-    }
-
-    /// A peer's SubmitTask(s): accept (compare-and-set, durable before the reply; one store step
-    /// for the whole batch) and run.
-    pub async fn accept_submitted(&self, fire_ids: &[String], epoch: u64) -> Result<Vec<Accept>> {
-        if !self.worker.accepting() {
-            return Err(Error::FailedPrecondition("node is shutting down".into()));
-        }
-        let inc = self.membership.incarnation();
-        let accepts = self.store.accept_many(fire_ids, Some(epoch), &self.node_id, &inc).await?;
-        for (fire_id, a) in fire_ids.iter().zip(&accepts) {
-            if *a == Accept::Accepted {
-                self.worker.run_accepted(fire_id.clone(), None);
-            }
-        }
-        Ok(accepts)
-    }
 }
-
-/// Fires for peers, gathered over one tick: peer id -> (peer, tasks).
-type Outbox = HashMap<String, (Peer, Vec<pb::SubmitTaskRequest>)>;
-
-/// Fires per SubmitTasks call (the node's limit is `MAX_TASKS_PER_CALL`).
-const SUBMIT_BATCH: usize = 250;
 
 /// Decrements the counter when dropped.
 struct InFlight<'a>(&'a AtomicU32);
