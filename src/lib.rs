@@ -1,27 +1,37 @@
 //! rota: a distributed cron and task scheduler. Every scheduled fire runs once, on the right node,
 //! on time.
 //!
-//! # Layout
-//! - [`job`]: job definitions and their validation (time zone, invoke targets), with cron parsing
-//!   and next-fire computation (`job::cron`, pure).
-//! - [`scheduler`]: the loop that claims due fires and hands them to the worker pool.
-//! - [`store`]: the one trait behind which jobs, watermarks, executions, locks and nodes live, with an
-//!   in-memory backend (single node) and a Redis backend (clusters).
-//! - [`worker`]: the bounded pool that runs executions, the `Handler` trait and the built-in handlers.
-//! - [`execution`]: the record every run leaves.
-//! - [`alert`]: failure alerts (log and webhook); [`metrics`]: Prometheus families and the HTTP side.
-//! - [`api`]: the gRPC services (scheduler, node, health, reflection); errors become `Status` there.
-//! - [`cluster`]: the master lease with its fencing epoch (`cluster::lease`), membership by
-//!   incarnation (`cluster::membership`), and the measurement of this node's clock offset
-//!   (`cluster::clock`); [`clock`]: the corrected wall clock every reading goes through.
-//! - [`dispatch`]: where a fire runs (pure `decide`) and delivery to other nodes over gRPC.
-//! - [`node`]: wiring and lifecycle; [`config`]: settings; [`cli`]: the client subcommands.
+//! # Layout (from the top of the fire path down)
+//! - [`scheduler`]: plans (misfires, catch-up) and claims due fires in the store, and hands the
+//!   claimed ones to delivery. Nothing else.
+//! - [`dispatch`]: delivery: where each fire runs (pure `decide`), running it here, sending a
+//!   peer's fires in one SubmitTasks call per tick, the durable-queue fallback, and the receiving
+//!   side of SubmitTasks.
+//! - [`recovery`]: queue and recovery: the durable-queue fallback, the master's sweep (stuck
+//!   dispatches, orphans, dead nodes, dead attempts to close), adoption, the rescan, setting aside.
+//! - [`worker`]: the bounded pool that starts, runs, retries and finishes executions, drains this
+//!   node's queue and steals from busier ones; the `Handler` trait and the built-in handlers.
+//! - [`cluster`]: the master lease and its fencing epoch, membership by incarnation, the load
+//!   table, and the measurement of this node's clock offset; [`clock`]: the corrected wall clock.
+//! - [`store`]: the trait behind which jobs, fires, queues, executions, leases and nodes live, with
+//!   an in-memory backend (single node) and a Redis backend (clusters; atomic Lua steps).
+//! - [`job`]: job definitions and their validation, cron parsing and next fires (`job::cron`,
+//!   pure), invoke targets; [`execution`]: the record every run leaves.
+//! - [`api`]: the gRPC services and the HTTP side (metrics, health); errors become `Status` there.
+//! - [`alert`], [`metrics`], [`redact`]; [`node`]: wiring and lifecycle; [`config`]: settings;
+//!   [`cli`]: the client subcommands; `chaos`: fault injection (feature `failpoints` only).
 //!
 //! # The path of a fire
-//! The scheduler sleeps until the earliest job watermark, claims the due fire in the store (one
-//! atomic step that advances the watermark and records a pending execution), and submits it to the
-//! worker pool, which runs the handler under the job's timeout and records the outcome (retrying
-//! with backoff, and alerting when retries are exhausted).
+//! `scheduler::Scheduler::step` reads the due jobs (`store::Store::due_jobs`), plans each
+//! (`scheduler::plan`) and claims the fires 300 ms ahead (`Store::claim`: one atomic step advances
+//! the watermark and records a pending execution, fenced by the master's lease). It hands each
+//! claimed fire to `dispatch::Router::route`: run here (`worker::Worker::accept_and_run`) or batch
+//! it for a peer (`Router::send`: SubmitTasks; on failure `recovery::Recovery::enqueue_somewhere`).
+//! On the node that takes it, the worker waits for the instant, starts the fire
+//! (`Store::start`, which writes the `running` record), runs the handler under the job's timeout,
+//! retries with backoff, and records the outcome with the ack (`Store::finish`). What a crash,
+//! a partition or a lost reply leaves behind, `recovery` finds. `docs/PROTOCOL.md` has every key,
+//! script and state.
 pub mod alert;
 pub mod api;
 #[cfg(feature = "failpoints")]
