@@ -22,6 +22,13 @@ pub enum Error {
     /// The node has more work waiting than it will hold; retry later (RESOURCE_EXHAUSTED).
     #[error("{0}")]
     Busy(String),
+    /// A sender's fencing epoch older than one this node or the store has seen: a deposed master.
+    #[error("stale epoch {epoch}: {why}")]
+    StaleEpoch { epoch: u64, why: String },
+    /// This node's incarnation is not live (it was declared dead and is registering anew): the
+    /// caller should try again, or elsewhere (ABORTED).
+    #[error("this node's incarnation is not live; it is re-registering")]
+    NotLive,
     /// A master write refused because the caller no longer holds the lease (a newer master exists).
     #[error("fenced: {0}")]
     Fenced(String),

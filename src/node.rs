@@ -473,10 +473,10 @@ impl Node {
     /// Checks a sender's epoch without recording it: refuses one older than the newest seen (a
     /// deposed master). Nothing a peer claims raises this node's floor; only the store's answer
     /// does (`confirm_epoch`), or a forged epoch would push every later acquisition past it.
-    pub fn check_epoch(&self, epoch: u64) -> std::result::Result<(), String> {
+    pub fn check_epoch(&self, epoch: u64) -> Result<()> {
         let seen = self.max_epoch.load(Ordering::SeqCst);
         if epoch < seen {
-            return Err(format!("stale epoch {epoch}: this node has seen epoch {seen}"));
+            return Err(Error::StaleEpoch { epoch, why: format!("this node has seen epoch {seen}") });
         }
         Ok(())
     }

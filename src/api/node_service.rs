@@ -22,9 +22,7 @@ impl NodeApi {
     /// Accepts fires sent by a master (durable before the reply) and starts them. A stale epoch or
     /// a node that is not live fails the whole call; otherwise each fire is taken or refused.
     async fn submit(&self, epoch: u64, fires: Vec<String>) -> Result<Vec<pb::SubmitTaskResponse>, Status> {
-        if let Err(reason) = self.node.check_epoch(epoch) {
-            return Err(Status::failed_precondition(reason));
-        }
+        self.node.check_epoch(epoch)?;
         let refused = |reason: String| pb::SubmitTaskResponse { accepted: false, reason, execution_id: String::new() };
         let accepts = match self.node.router.accept_submitted(&fires, epoch).await {
             Ok(a) => a,
@@ -42,10 +40,8 @@ impl NodeApi {
                 Accept::Accepted | Accept::Already => {
                     Ok(pb::SubmitTaskResponse { accepted: true, reason: String::new(), execution_id: String::new() })
                 }
-                Accept::StaleEpoch => {
-                    Err(Status::failed_precondition(format!("stale epoch {epoch}: a newer master exists")))
-                }
-                Accept::NotLive => Err(Status::aborted("this node's incarnation is not live; it is re-registering")),
+                Accept::StaleEpoch => Err(Error::StaleEpoch { epoch, why: "a newer master exists".into() }.into()),
+                Accept::NotLive => Err(Error::NotLive.into()),
                 Accept::Taken => Ok(refused("taken: the fire is already with another node or past dispatch".into())),
                 Accept::Unknown => Ok(refused("unknown fire".into())),
             })

@@ -14,7 +14,10 @@ impl From<Error> for Status {
         match &e {
             Error::Invalid { .. } => Status::invalid_argument(user_message(&e)),
             Error::JobNotFound(_) | Error::ExecutionNotFound(_) => Status::not_found(user_message(&e)),
-            Error::FailedPrecondition(_) | Error::Fenced(_) => Status::failed_precondition(user_message(&e)),
+            Error::FailedPrecondition(_) | Error::Fenced(_) | Error::StaleEpoch { .. } => {
+                Status::failed_precondition(user_message(&e))
+            }
+            Error::NotLive => Status::aborted(user_message(&e)),
             Error::Busy(_) => Status::resource_exhausted(user_message(&e)),
             Error::StoreUnavailable(_) => {
                 tracing::warn!(error = %e, "store unavailable");
@@ -38,6 +41,12 @@ mod tests {
         let cases = [
             (Error::invalid("cron", "bad"), Code::InvalidArgument, "cron: bad"),
             (Error::JobNotFound("j".into()), Code::NotFound, "job 'j' not found"),
+            (
+                Error::StaleEpoch { epoch: 5, why: "a newer master exists".into() },
+                Code::FailedPrecondition,
+                "stale epoch 5: a newer master exists",
+            ),
+            (Error::NotLive, Code::Aborted, "this node's incarnation is not live; it is re-registering"),
             (Error::FailedPrecondition("draining".into()), Code::FailedPrecondition, "draining"),
             (Error::Busy("busy".into()), Code::ResourceExhausted, "busy"),
             (Error::StoreUnavailable("conn refused".into()), Code::Unavailable, "store unavailable; try again"),
