@@ -141,15 +141,6 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-ins every node has: `noop`, `sleep`, `http`. `shell` is added only when enabled.
-    pub fn with_builtins() -> Registry {
-        let mut r = Registry::default();
-        r.register("noop", Noop);
-        r.register("sleep", Sleep);
-        r.register("http", super::http::Http::new());
-        r
-    }
-
     pub fn register(&mut self, name: &str, h: impl Handler) {
         self.handlers.insert(name.to_string(), Arc::new(h));
     }

@@ -47,6 +47,19 @@ const STEAL_JITTER_MS: u64 = 50;
 /// Only nodes whose record is this fresh are helped (a dead node's queue is the master's to move).
 const STEAL_FRESH_MS: i64 = 3_000;
 
+impl Registry {
+    /// The built-ins every node has: `noop`, `sleep`, `http`. `shell` is added only when enabled.
+    /// Here rather than beside the `Handler` trait, so the handlers' own files depend on the trait
+    /// and not the other way round.
+    pub fn with_builtins() -> Registry {
+        let mut r = Registry::default();
+        r.register("noop", handlers::Noop);
+        r.register("sleep", handlers::Sleep);
+        r.register("http", http::Http::new());
+        r
+    }
+}
+
 pub struct Worker {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
