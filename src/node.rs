@@ -537,6 +537,34 @@ impl Node {
         Ok(nodes)
     }
 
+    /// What a node starts once it is registered and its jobs file is loaded (the first good
+    /// heartbeat), in this order: draining its own durable queue (it may take work), competing for
+    /// the master lease, the scheduler loop (it fires only while master), and, on their own task,
+    /// adoption of what its earlier incarnations left followed by the periodic rescan of its
+    /// processing list. Before this point the node serves the API but takes no work.
+    fn start_work(self: Arc<Self>) {
+        self.tracker.spawn(Arc::clone(&self.worker).drain_queue(self.scheduler_cancel.clone()));
+        self.tracker.spawn(Arc::clone(&self.lease).run(self.scheduler_cancel.clone()));
+        self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
+        // Its own task: a master-only leftover waits for the lease to settle (it goes to the
+        // master), and the heartbeat must not wait with it.
+        let (recovery, stop) = (Arc::clone(&self.recovery), self.scheduler_cancel.clone());
+        self.tracker.spawn(async move {
+            if let Err(e) = recovery.adopt().await {
+                tracing::warn!(error = %e, "cannot adopt work left by this node's earlier run; the master will reap it");
+            }
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RESCAN_EVERY) => {}
+                }
+                if let Err(e) = recovery.rescan().await {
+                    tracing::debug!(error = %e, "rescan of the processing list failed; next time");
+                }
+            }
+        });
+    }
+
     async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<JobSpec>) {
         let mut pending_jobs = Some(jobs);
         let mut started = false;
@@ -583,28 +611,7 @@ impl Node {
                 }
                 if !started {
                     started = true;
-                    // Only now (registered, jobs loaded) may this node take work, compete for
-                    // mastership and fire.
-                    self.tracker.spawn(Arc::clone(&self.worker).drain_queue(self.scheduler_cancel.clone()));
-                    self.tracker.spawn(Arc::clone(&self.lease).run(self.scheduler_cancel.clone()));
-                    self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
-                    // Its own task: a master-only leftover waits for the lease to settle (it goes to
-                    // the master), and the heartbeat must not wait with it.
-                    let (recovery, stop) = (Arc::clone(&self.recovery), self.scheduler_cancel.clone());
-                    self.tracker.spawn(async move {
-                        if let Err(e) = recovery.adopt().await {
-                            tracing::warn!(error = %e, "cannot adopt work left by this node's earlier run; the master will reap it");
-                        }
-                        loop {
-                            tokio::select! {
-                                _ = stop.cancelled() => return,
-                                _ = tokio::time::sleep(RESCAN_EVERY) => {}
-                            }
-                            if let Err(e) = recovery.rescan().await {
-                                tracing::debug!(error = %e, "rescan of the processing list failed; next time");
-                            }
-                        }
-                    });
+                    Arc::clone(&self).start_work();
                 }
                 self.report_load().await;
             }
