@@ -514,3 +514,45 @@ async fn a_reap_whose_reply_is_lost_still_closes_the_dead_attempt() {
     assert!(log.contains("reply lost (lose_reap_reply)") || log.contains("lose_reap_reply"), "the failpoint was hit");
     assert!(log.contains("execution_lost"), "alerted:\n{log}");
 }
+
+/// A handler that panics (an embedding program's bug) used to end its task with the fire still
+/// `running`: stranded before, and since a start can be resumed, run again by every rescan. The
+/// panic is now the run's failure, recorded with the fire's outcome.
+#[tokio::test]
+async fn a_panicking_handler_fails_its_run_and_is_not_run_again() {
+    use rota::worker::handlers::{FireContext, Handler, HandlerFailure, Registry};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    struct Panics(Arc<AtomicU32>);
+    #[async_trait::async_trait]
+    impl Handler for Panics {
+        async fn run(&self, _: &FireContext, _: &serde_json::Value) -> Result<String, HandlerFailure> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("boom")
+        }
+    }
+    let runs = Arc::new(AtomicU32::new(0));
+    let mut registry = Registry::with_builtins();
+    registry.register("panics", Panics(Arc::clone(&runs)));
+    let config = rota::config::Config { listen: "127.0.0.1:0".into(), node_id: "p1".into(), ..Default::default() };
+    let node = rota::node::Node::start(config, registry).await.expect("node");
+    let spec = rota::job::JobSpec {
+        id: "p".into(),
+        cron: "0 0 0 1 1 * 2099".into(),
+        handler: "panics".into(),
+        ..Default::default()
+    };
+    node.scheduler.put_job(spec).await.expect("put");
+    let t = node.scheduler.trigger("p", None).await.expect("trigger");
+    let e = eventually(WAIT, "the run recorded failed", || async {
+        let e = node.store.get_execution(&t.execution.id).await.ok()??;
+        (e.state == rota::execution::ExecState::Failed).then_some(e)
+    })
+    .await;
+    assert!(e.error.contains("panicked"), "{}", e.error);
+    // Past a rescan period: still one run.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    node.shutdown().await;
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -630,7 +631,9 @@ impl Worker {
                 String::new(),
             )),
             Some(h) => {
-                let run = h.run(&ctx, &job.spec.args);
+                // A panicking handler (an embedding program's bug) fails its run: the panic would end
+                // this task with the fire still `running`, and a rescan would resume it forever.
+                let run = std::panic::AssertUnwindSafe(h.run(&ctx, &job.spec.args)).catch_unwind();
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
                 tokio::select! {
                     _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), String::new())),
@@ -639,8 +642,9 @@ impl Worker {
                             let ms = timeout.map_or(0, |t| t.as_millis());
                             Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), String::new()))
                         }
-                        Some(Ok(out)) => Ok(out),
-                        Some(Err(f)) => Err((ExecState::Failed, f.message, f.output)),
+                        Some(Ok(Ok(out))) => Ok(out),
+                        Some(Ok(Err(f))) => Err((ExecState::Failed, f.message, f.output)),
+                        Some(Err(_)) => Err((ExecState::Failed, "the handler panicked".to_string(), String::new())),
                     },
                 }
             }
