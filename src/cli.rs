@@ -832,6 +832,40 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
 mod tests {
     use super::*;
 
+    /// The configuration is declared once (`config::Config`, documented key by key in
+    /// `deploy/rota.example.toml`) and reachable from the command line: every key has a flag of the
+    /// same name on `rota server` (with its `ROTA_*` env), except the ones kept off argv on purpose;
+    /// and no flag exists that names no key.
+    #[test]
+    fn every_config_key_has_its_flag_and_every_flag_its_key() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let server = cli.find_subcommand("server").expect("server subcommand");
+        let flags: Vec<String> = server.get_arguments().map(|a| a.get_id().to_string()).collect();
+        let example = include_str!("../deploy/rota.example.toml");
+        let keys: Vec<String> = example
+            .lines()
+            .map(|l| l.trim_start_matches('#').trim())
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim().to_string()))
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert!(keys.len() > 30, "read the example's keys: {keys:?}");
+        // Secrets never on argv (visible in ps): the file or the environment only.
+        let off_argv = ["cluster_secret"];
+        for k in &keys {
+            assert!(flags.contains(k) || off_argv.contains(&k.as_str()), "config key '{k}' has no flag on rota server");
+        }
+        // Flags that are about the invocation, not settings.
+        let invocation = ["check", "config", "help", "version"];
+        for f in &flags {
+            let f = f.as_str();
+            assert!(
+                keys.iter().any(|k| k == f) || invocation.contains(&f) || f == "jobs",
+                "flag '{f}' of rota server names no config key"
+            );
+        }
+    }
+
     /// Every server flag reaches the config (a flag that parses but is not applied is a silent bug).
     #[test]
     fn every_server_flag_is_applied() {
