@@ -16,6 +16,13 @@ local bad = wrong(KEYS[2], 'hash', KEYS[3], 'list', KEYS[4], 'zset')
 if bad then return refuse(bad) end
 local t = redis.call('TIME')
 local watch_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
+-- Into the target's queue, owned by no incarnation until one takes it, and watched until it starts.
+local function queue()
+  redis.call('HSET', KEYS[2], 'state', 'queued', 'node', ARGV[3])
+  redis.call('HDEL', KEYS[2], 'inc')
+  redis.call('LPUSH', KEYS[3], ARGV[2])
+  redis.call('ZADD', KEYS[4], watch_at, ARGV[2])
+end
 local f = redis.call('HMGET', KEYS[2], 'state', 'node')
 local st = f[1]
 if st == 'accepted' or st == 'queued' then
@@ -28,18 +35,12 @@ if st == 'accepted' or st == 'queued' then
     redis.call('ZADD', KEYS[4], watch_at, ARGV[2])
     return st
   end
-  redis.call('HSET', KEYS[2], 'state', 'queued', 'node', ARGV[3])
-  redis.call('HDEL', KEYS[2], 'inc')  -- no incarnation owns it until one takes it
-  redis.call('LPUSH', KEYS[3], ARGV[2])
-  redis.call('ZADD', KEYS[4], watch_at, ARGV[2])
+  queue()
   return 'ORPHAN'
 end
 if st ~= 'dispatching' then
   redis.call('ZREM', KEYS[4], ARGV[2])  -- started, ended or expired: nothing left to watch
   return st or 'UNKNOWN'
 end
-redis.call('HSET', KEYS[2], 'state', 'queued', 'node', ARGV[3])
-  redis.call('HDEL', KEYS[2], 'inc')  -- no incarnation owns it until one takes it
-redis.call('LPUSH', KEYS[3], ARGV[2])
-redis.call('ZADD', KEYS[4], watch_at, ARGV[2])
+queue()
 return 'OK'
