@@ -130,9 +130,61 @@ pub fn scheduled_fire_id(job_id: &str, scheduled_ms: i64) -> String {
     format!("{job_id}@{scheduled_ms}")
 }
 
+/// A fire's identity, parsed once: `<job>@<scheduled ms>` for a scheduled fire, `<job>@m:<token>`
+/// for a manual one (job ids never hold '@').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FireId<'a> {
+    pub job: &'a str,
+    pub instant: FireInstant<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FireInstant<'a> {
+    /// The scheduled instant, UTC ms.
+    Scheduled(i64),
+    /// A manual fire's token (TriggerJob).
+    Manual(&'a str),
+}
+
+/// Why a string is not a fire id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FireIdError {
+    #[error("not '<job>@<instant>'")]
+    NoInstant,
+    #[error("the job id part is not a job id")]
+    BadJob,
+    #[error("the instant part is neither milliseconds nor 'm:<token>'")]
+    BadInstant,
+}
+
+impl<'a> FireId<'a> {
+    pub fn parse(s: &'a str) -> Result<FireId<'a>, FireIdError> {
+        let (job, instant) = s.rsplit_once('@').ok_or(FireIdError::NoInstant)?;
+        crate::job::validate_id(job).map_err(|_| FireIdError::BadJob)?;
+        let instant = match instant.strip_prefix("m:") {
+            Some(token) if !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                FireInstant::Manual(token)
+            }
+            None if !instant.is_empty() && instant.len() <= 19 && instant.bytes().all(|b| b.is_ascii_digit()) => {
+                FireInstant::Scheduled(instant.parse().map_err(|_| FireIdError::BadInstant)?)
+            }
+            _ => return Err(FireIdError::BadInstant),
+        };
+        Ok(FireId { job, instant })
+    }
+}
+
+/// The job a fire id names: its part before the last '@' (the whole id when it has none).
+pub fn job_of_fire(fire_id: &str) -> &str {
+    fire_id.rsplit_once('@').map_or(fire_id, |(job, _)| job)
+}
+
 /// The instant a scheduled fire is due; None for a manual fire (`<job>@m:<token>`).
 pub fn fire_due_ms(fire_id: &str) -> Option<i64> {
-    fire_id.rsplit_once('@').and_then(|(_, at)| at.parse().ok())
+    match FireId::parse(fire_id).ok()?.instant {
+        FireInstant::Scheduled(ms) => Some(ms),
+        FireInstant::Manual(_) => None,
+    }
 }
 
 /// Fire id of a manual fire: its own namespace (`@m:`), so it can never equal a scheduled fire's id.
@@ -168,6 +220,25 @@ pub fn truncate_utf8(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fire_ids_parse_once() {
+        let s = scheduled_fire_id("report.daily", 1_767_000_000_000);
+        assert_eq!(
+            FireId::parse(&s),
+            Ok(FireId { job: "report.daily", instant: FireInstant::Scheduled(1_767_000_000_000) })
+        );
+        let m = manual_fire_id("j", "01a2-b3");
+        assert_eq!(FireId::parse(&m), Ok(FireId { job: "j", instant: FireInstant::Manual("01a2-b3") }));
+        assert_eq!(FireId::parse("no-instant"), Err(FireIdError::NoInstant));
+        assert_eq!(FireId::parse("a b@1"), Err(FireIdError::BadJob));
+        for bad in ["j@", "j@m:", "j@12x", "j@m:a b", "j@99999999999999999999"] {
+            assert_eq!(FireId::parse(bad), Err(FireIdError::BadInstant), "{bad}");
+        }
+        assert_eq!(job_of_fire("j@m:x"), "j");
+        assert_eq!(fire_due_ms(&s), Some(1_767_000_000_000));
+        assert_eq!(fire_due_ms(&m), None);
+    }
 
     #[test]
     fn manual_and_scheduled_fire_ids_never_collide() {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
+use crate::execution::FireId;
 use crate::job::{validate_id, validate_name};
 use crate::node::Node;
 use crate::pb;
@@ -66,7 +67,8 @@ pub const MAX_TASKS_PER_CALL: usize = 1000;
 /// Checks one task's ids; `prefix` names it within a batch ("tasks[3].").
 fn check_task(t: &pb::SubmitTaskRequest, prefix: &str) -> Result<(), Status> {
     validate_id(&t.job_id).map_err(|e| Error::invalid(format!("{prefix}job_id"), e))?;
-    if t.fire_id.is_empty() || t.fire_id.len() > 256 || !t.fire_id.starts_with(&format!("{}@", t.job_id)) {
+    let names_job = FireId::parse(&t.fire_id).is_ok_and(|f| f.job == t.job_id);
+    if t.fire_id.len() > 256 || !names_job {
         return Err(
             Error::invalid(format!("{prefix}fire_id"), "must be '<job_id>@…' and at most 256 characters").into()
         );

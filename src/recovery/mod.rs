@@ -14,7 +14,7 @@ use crate::cluster::lease::{master_elsewhere, Mastership, Role, MASTER_WAIT};
 use crate::cluster::loads::{least_loaded, LoadTable};
 use crate::cluster::membership::Membership;
 use crate::error::Result;
-use crate::execution::{ExecState, Execution};
+use crate::execution::{job_of_fire, ExecState, Execution};
 use crate::job::{Job, Recovery as RecoveryPolicy};
 use crate::metrics::path;
 use crate::store::{now_ms, Closing, Enqueue, NodeList, Reap, ReapFence, ReapRequest, Store};
@@ -71,7 +71,7 @@ impl Recovery {
                 Ok(Enqueue::Orphan) => {
                     // It said accepted or queued, yet no list held it: it would have waited forever.
                     self.worker.metrics().dispatched(path::QUEUED);
-                    let job = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
+                    let job = job_of_fire(fire_id);
                     self.set_aside(job, fire_id, &format!("fire was handed over but in no list: queued again on {t}"));
                     return;
                 }
@@ -156,7 +156,7 @@ impl Recovery {
 
     /// The job a fire belongs to (fire ids are `<job>@…`, and job ids never hold '@').
     async fn job_of(&self, fire_id: &str) -> Result<Option<Job>> {
-        let job_id = fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(fire_id);
+        let job_id = job_of_fire(fire_id);
         Ok(self.store.get_job(job_id).await?.and_then(|r| Job::new(r.spec).ok()))
     }
 

@@ -589,21 +589,7 @@ pub fn queue_entry_problem(entry: &str) -> Option<String> {
     if entry.len() > MAX_QUEUE_ENTRY_BYTES {
         return Some(format!("oversized entry: {} bytes (at most {MAX_QUEUE_ENTRY_BYTES})", entry.len()));
     }
-    let Some((job, instant)) = entry.rsplit_once('@') else {
-        return Some("malformed entry: not '<job>@<instant>'".into());
-    };
-    if crate::job::validate_id(job).is_err() {
-        return Some("malformed entry: the job id part is not a job id".into());
-    }
-    let ok = match instant.strip_prefix("m:") {
-        Some(token) => !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
-        None => !instant.is_empty() && instant.len() <= 19 && instant.bytes().all(|b| b.is_ascii_digit()),
-    };
-    if ok {
-        None
-    } else {
-        Some("malformed entry: the instant part is neither milliseconds nor 'm:<token>'".into())
-    }
+    crate::execution::FireId::parse(entry).err().map(|e| format!("malformed entry: {e}"))
 }
 
 /// Wall clock in UTC ms, corrected to the cluster clock (Redis's; see `cluster::clock`): stamps

@@ -945,7 +945,7 @@ impl Store for RedisStore {
             NodeList::Queue => self.keys.queue(&r.dead_node),
             NodeList::Processing => self.keys.processing(&r.dead_node),
         };
-        let job = r.fire_id.rsplit_once('@').map(|(j, _)| j).unwrap_or(&r.fire_id);
+        let job = crate::execution::job_of_fire(&r.fire_id);
         let v: redis::Value = REAP
             .key(fence_key)
             .key(self.keys.hb(&r.dead_node))
