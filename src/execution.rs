@@ -122,6 +122,13 @@ impl Execution {
     pub fn set_error(&mut self, e: impl Into<String>) {
         self.error = truncate_utf8(e.into(), MAX_ERROR_BYTES);
     }
+
+    /// Ends the record now in `state`, saying why.
+    pub fn close(&mut self, state: ExecState, why: impl Into<String>) {
+        self.state = state;
+        self.end_ms = Some(crate::clock::now_ms());
+        self.set_error(why);
+    }
 }
 
 /// Fire id of a scheduled fire: the job and the scheduled instant, never "now", so a replay after a

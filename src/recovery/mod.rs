@@ -197,9 +197,7 @@ impl Recovery {
                 e
             });
             if e.state != ExecState::Lost {
-                e.state = ExecState::Lost;
-                e.end_ms = Some(now_ms());
-                e.set_error(format!("lost: node {dead} died while running it (recovery policy: lost)"));
+                e.close(ExecState::Lost, format!("lost: node {dead} died while running it (recovery policy: lost)"));
                 self.store.finish_execution(&e, false).await?;
                 self.worker.metrics().outcome("lost");
                 self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
@@ -207,9 +205,7 @@ impl Recovery {
             }
         } else if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
             // The attempt that died is over: say so, rather than leave its record `running`.
-            e.state = ExecState::Lost;
-            e.end_ms = Some(now_ms());
-            e.set_error(format!("lost: node {dead} died while running it; re-run on {}", c.target));
+            e.close(ExecState::Lost, format!("lost: node {dead} died while running it; re-run on {}", c.target));
             self.store.finish_execution(&e, false).await?;
         }
         if !c.exec_id.is_empty() {

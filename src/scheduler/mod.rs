@@ -456,9 +456,7 @@ pub fn latest_at_or_before(job: &Job, from: i64, now: i64) -> i64 {
 fn broken_job_claim(rec: &JobRecord, e: &Error, node_id: &str) -> Option<Claim> {
     let sched = rec.next_ms?;
     let mut exec = Execution::pending(&rec.spec.id, scheduled_fire_id(&rec.spec.id, sched), sched, node_id, 1);
-    exec.state = ExecState::Failed;
-    exec.end_ms = Some(now_ms());
-    exec.set_error(format!("stored job definition is invalid, schedule stopped: {e}"));
+    exec.close(ExecState::Failed, format!("stored job definition is invalid, schedule stopped: {e}"));
     Some(Claim { job_id: rec.spec.id.clone(), sched_ms: sched, next_ms: None, exec, forbid: false, lock_ttl_ms: 1 })
 }
 

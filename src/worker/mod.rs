@@ -308,12 +308,13 @@ impl Worker {
                         // A fire started as master (or resumed) whose mastership lapsed since is
                         // handed to the master by the run's own check (`run_attempt`).
                         Ok(job) if job.spec.master_only && stand_in && self.role.borrow().active().is_none() => {
-                            exec.state = ExecState::Skipped;
-                            exec.end_ms = Some(now_ms());
-                            exec.set_error(format!(
-                                "skipped: not master (job is master-only; node {} is not master)",
-                                self.node_id
-                            ));
+                            exec.close(
+                                ExecState::Skipped,
+                                format!(
+                                    "skipped: not master (job is master-only; node {} is not master)",
+                                    self.node_id
+                                ),
+                            );
                             tracing::warn!(execution = %exec.id, "master-only fire reached a non-master node: skipped");
                             let _ = self.record_final(&exec, &inc).await;
                         }
@@ -325,9 +326,7 @@ impl Worker {
                             self.run_fire(job, exec, &inc).instrument(span).await
                         }
                         Err(e) => {
-                            exec.state = ExecState::Failed;
-                            exec.end_ms = Some(now_ms());
-                            exec.set_error(format!("cannot run: {e}"));
+                            exec.close(ExecState::Failed, format!("cannot run: {e}"));
                             let _ = self.record_final(&exec, &inc).await;
                         }
                     }
@@ -335,9 +334,10 @@ impl Worker {
                 Ok(Start::Misfired { job_id, sched_ms, exec_id }) => {
                     let mut exec = Execution::pending(&job_id, fire_id.clone(), sched_ms, &self.node_id, 1);
                     exec.id = exec_id;
-                    exec.state = ExecState::Misfired;
-                    exec.end_ms = Some(now_ms());
-                    exec.set_error("misfired: not started within the misfire threshold of its scheduled time");
+                    exec.close(
+                        ExecState::Misfired,
+                        "misfired: not started within the misfire threshold of its scheduled time",
+                    );
                     tracing::warn!(execution = %exec.id, "fire waited past its start deadline");
                     if self.store.finish_execution(&exec, true).await.is_ok() {
                         self.metrics.outcome(exec.state.as_str());
@@ -450,9 +450,10 @@ impl Worker {
             }
         }
         tracing::warn!(execution = %exec.id, to = %master, "mastership lapsed before the run: master-only fire handed to the master");
-        exec.state = ExecState::Skipped;
-        exec.end_ms = Some(now_ms());
-        exec.set_error(format!("not run here: this node lost mastership before the run began; handed to {master}"));
+        exec.close(
+            ExecState::Skipped,
+            format!("not run here: this node lost mastership before the run began; handed to {master}"),
+        );
         let _ = self.record_finish(exec, false).await;
         HandBack::Handed
     }
@@ -486,9 +487,7 @@ impl Worker {
         // A forbid fire runs only while it holds the job's lock. It can have lost it only by
         // waiting past the lock's lease (a very late start or re-run); another fire may run now.
         if forbid && matches!(self.store.renew_lock(&job.spec.id, &exec.fire_id, LOCK_TTL_MS).await, Ok(false)) {
-            exec.state = ExecState::Skipped;
-            exec.end_ms = Some(now_ms());
-            exec.set_error("skipped: the job's no-overlap lock expired before this fire started");
+            exec.close(ExecState::Skipped, "skipped: the job's no-overlap lock expired before this fire started");
             tracing::warn!(execution = %exec.id, "forbid fire lost its lock before starting: skipped");
             let _ = self.record_final(&exec, inc).await;
             return;
@@ -541,9 +540,7 @@ impl Worker {
             next.manual = exec.manual;
             next.epoch = exec.epoch;
             if cancelled {
-                next.state = ExecState::Lost;
-                next.end_ms = Some(now_ms());
-                next.set_error("node shut down before this retry could run");
+                next.close(ExecState::Lost, "node shut down before this retry could run");
                 let _ = self.record_final(&next, inc).await;
                 self.alerts.raise(Alert::from_execution("execution_lost", &next, &self.cluster));
                 return;
@@ -591,9 +588,7 @@ impl Worker {
                 // now (a long pause) and the fire was recovered elsewhere. Running it would be a
                 // second run.
                 tracing::warn!(execution = %exec.id, "not running: the fire was recovered elsewhere while this node was unresponsive");
-                exec.state = ExecState::Superseded;
-                exec.end_ms = Some(now_ms());
-                exec.set_error("not run: this node was declared dead before the run began");
+                exec.close(ExecState::Superseded, "not run: this node was declared dead before the run began");
                 return exec.state;
             }
             // The run goes ahead: the final record overwrites this one.
@@ -605,9 +600,10 @@ impl Worker {
             match self.hand_back(exec).await {
                 HandBack::Handed => return ExecState::Pending,
                 HandBack::RecoveredElsewhere => {
-                    exec.state = ExecState::Superseded;
-                    exec.end_ms = Some(now_ms());
-                    exec.set_error("not run: mastership lapsed and the fire was recovered elsewhere meanwhile");
+                    exec.close(
+                        ExecState::Superseded,
+                        "not run: mastership lapsed and the fire was recovered elsewhere meanwhile",
+                    );
                     return exec.state;
                 }
                 HandBack::NoOtherMaster => {}
