@@ -61,6 +61,16 @@ impl Registry {
     }
 }
 
+/// How a fire reaches this node's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taking {
+    /// Already in this node's processing list (SubmitTasks accepted it, the rescan found it).
+    Accepted,
+    /// Still `dispatching`: accepted here first, checking the master's epoch (None for a manual
+    /// fire, which no master made).
+    Accept { epoch: Option<u64> },
+}
+
 pub struct Worker {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -142,19 +152,19 @@ impl Worker {
     /// free. `job` saves a store read when the caller has it. False when the node is draining (the
     /// fire stays in the processing list, and is reaped or adopted).
     pub fn run_accepted(self: &Arc<Self>, fire_id: String, job: Option<Job>) -> bool {
-        self.spawn_fire(fire_id, job, None)
+        self.spawn_fire(fire_id, job, Taking::Accepted)
     }
 
     /// Accepts a dispatching fire for this node and runs it, on its own task, so that the fires of
     /// one tick are accepted concurrently (their round trips overlap on the shared connection)
     /// instead of one after another. `epoch` None for manual fires (no master made them).
     pub fn accept_and_run(self: &Arc<Self>, fire_id: String, epoch: Option<u64>, job: Job) -> bool {
-        self.spawn_fire(fire_id, Some(job), Some(epoch))
+        self.spawn_fire(fire_id, Some(job), Taking::Accept { epoch })
     }
 
-    /// The fire counts in this node's load at once; on its own task it is accepted first when
-    /// `accept` is given, then waits for a worker and runs.
-    fn spawn_fire(self: &Arc<Self>, fire_id: String, job: Option<Job>, accept: Option<Option<u64>>) -> bool {
+    /// The fire counts in this node's load at once; on its own task it is accepted first when it
+    /// is not yet (`Taking::Accept`), then waits for a worker and runs.
+    fn spawn_fire(self: &Arc<Self>, fire_id: String, job: Option<Job>, taking: Taking) -> bool {
         if !self.accepting() {
             return false;
         }
@@ -166,7 +176,7 @@ impl Worker {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.tracker.spawn(async move {
             let _held = held;
-            if let Some(epoch) = accept {
+            if let Taking::Accept { epoch } = taking {
                 let inc = me.membership.incarnation();
                 let refused = match me.store.accept(&fire_id, epoch, &me.node_id, &inc).await {
                     Ok(Accept::Accepted) => None,
@@ -497,12 +507,11 @@ impl Worker {
         // The start recorded the first attempt `running`; each retry records its own.
         let mut recorded_running = true;
         loop {
-            let state = self.run_attempt(&job, &mut exec, forbid, recorded_running).await;
-            recorded_running = false;
-            if state == ExecState::Pending {
+            let Some(state) = self.run_attempt(&job, &mut exec, forbid, recorded_running).await else {
                 // Not run here: handed to the master, its record already closed (`hand_back`).
                 return;
-            }
+            };
+            recorded_running = false;
             let retry = matches!(state, ExecState::Failed | ExecState::TimedOut)
                 && exec.attempt - first_attempt < job.spec.retries;
             fail::fail_point!("before_finish", |_| crate::chaos::crash("before_finish"));
@@ -568,7 +577,15 @@ impl Worker {
 
     /// One attempt: mark running (unless the start already did, `recorded_running`), run the
     /// handler under the job's timeout, fill in the outcome.
-    async fn run_attempt(&self, job: &Job, exec: &mut Execution, forbid: bool, recorded_running: bool) -> ExecState {
+    /// The attempt's end state; None when it was not run here but handed to the master (its record
+    /// is closed already, by `hand_back`).
+    async fn run_attempt(
+        &self,
+        job: &Job,
+        exec: &mut Execution,
+        forbid: bool,
+        recorded_running: bool,
+    ) -> Option<ExecState> {
         let start = match exec.start_ms {
             Some(t) if recorded_running => t,
             _ => now_ms(),
@@ -589,7 +606,7 @@ impl Worker {
                 // second run.
                 tracing::warn!(execution = %exec.id, "not running: the fire was recovered elsewhere while this node was unresponsive");
                 exec.close(ExecState::Superseded, "not run: this node was declared dead before the run began");
-                return exec.state;
+                return Some(exec.state);
             }
             // The run goes ahead: the final record overwrites this one.
             Err(e) => tracing::warn!(execution = %exec.id, error = %e, "cannot record start"),
@@ -598,13 +615,13 @@ impl Worker {
         // partition): a master-only handler starts only while this node holds the lease.
         if job.spec.master_only && self.role.borrow().active().is_none() {
             match self.hand_back(exec).await {
-                HandBack::Handed => return ExecState::Pending,
+                HandBack::Handed => return None,
                 HandBack::RecoveredElsewhere => {
                     exec.close(
                         ExecState::Superseded,
                         "not run: mastership lapsed and the fire was recovered elsewhere meanwhile",
                     );
-                    return exec.state;
+                    return Some(exec.state);
                 }
                 HandBack::NoOtherMaster => {}
             }
@@ -660,7 +677,7 @@ impl Worker {
         }
         tracing::info!(execution = %exec.id, attempt = exec.attempt, state = exec.state.as_str(),
             duration_ms = exec.end_ms.unwrap_or(start) - start, "finished");
-        exec.state
+        Some(exec.state)
     }
 
     /// Renews a forbid job's lock in the background until the returned token is cancelled.
