@@ -13,15 +13,17 @@ pub const SHOWN_CHARS: usize = 64;
 /// or `<unparsable URL>`: never the user, password, path, query or fragment.
 pub fn url(s: &str) -> String {
     match reqwest::Url::parse(s) {
-        Ok(u) if u.host_str().is_some() => {
-            let host = u.host_str().unwrap_or_default();
-            match u.port_or_known_default() {
-                Some(p) => format!("{}://{host}:{p}", u.scheme()),
-                None => format!("{}://{host}", u.scheme()),
-            }
-        }
-        Ok(u) => format!("{}://", u.scheme()),
+        Ok(u) => parsed_url(&u),
         Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
+/// As [`url`], for a URL already parsed.
+pub fn parsed_url(u: &reqwest::Url) -> String {
+    let Some(host) = u.host_str() else { return format!("{}://", u.scheme()) };
+    match u.port_or_known_default() {
+        Some(p) => format!("{}://{host}:{p}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
     }
 }
 

@@ -122,12 +122,6 @@ impl Http {
     }
 }
 
-/// scheme://host:port of a URL: what a log or an error may show (the path and query may hold a
-/// token, the user info a password).
-pub fn redacted(url: &Url) -> String {
-    format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
-}
-
 impl Default for Http {
     fn default() -> Self {
         Http::new()
@@ -156,7 +150,7 @@ impl Handler for Http {
         let addrs = self.egress.resolve(&spec.url).await.map_err(|r| {
             let dest =
                 format!("{}:{}", spec.url.host_str().unwrap_or(""), spec.url.port_or_known_default().unwrap_or(0));
-            tracing::warn!(job = %ctx.job_id, execution = %ctx.execution_id, destination = %redacted(&spec.url),
+            tracing::warn!(job = %ctx.job_id, execution = %ctx.execution_id, destination = %crate::redact::parsed_url(&spec.url),
                 reason = %r, "http job destination refused");
             HandlerFailure::new(format!("destination {dest} refused: {r}"))
         })?;
@@ -173,7 +167,11 @@ impl Handler for Http {
         }
         // without_url: reqwest's message would carry the whole URL, path and query included.
         let resp = req.send().await.map_err(|e| {
-            HandlerFailure::new(format!("request to {} failed: {}", redacted(&spec.url), e.without_url()))
+            HandlerFailure::new(format!(
+                "request to {} failed: {}",
+                crate::redact::parsed_url(&spec.url),
+                e.without_url()
+            ))
         })?;
         let status = resp.status();
         let output = truncate_utf8(read_capped(resp, MAX_OUTPUT_BYTES).await, MAX_OUTPUT_BYTES);
