@@ -1,8 +1,7 @@
-//! Fault injection for the chaos runner (`tests/chaos.rs`), compiled in only with the `failpoints`
-//! feature. Owns two things: arming failpoints at run time (over HTTP on the metrics listener) where
-//! `return` means "this process dies here, now", and the `sidelog` handler, which writes every run
-//! to a file that does not go through rota's store, so a checker can compare rota's records with an
-//! independent history. Touches nothing else.
+//! The chaos runner's side-log handler (`sidelog`), compiled in only with the `failpoints` feature:
+//! it writes every run to a file that does not go through rota's store, so the checker can compare
+//! rota's records with an independent history. It registers itself from the top of the binary
+//! (`register`, called by `main`); no production room knows it. Uses: `worker::handlers`.
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,43 +13,6 @@ use crate::worker::handlers::{ArgsError, FireContext, Handler, HandlerFailure};
 
 /// Environment variable naming the side-log file.
 pub const SIDELOG_ENV: &str = "ROTA_SIDELOG";
-
-/// Failpoints where `return` kills the process, at the narrow windows of the fire protocol.
-pub const CRASH_POINTS: [&str; 3] = [
-    // master: the fire is claimed (state dispatching) but not yet run here, sent or queued
-    "after_claim",
-    // worker: SubmitTask's accept script ran, the reply has not been sent
-    "after_accept",
-    // worker: the handler finished, its outcome is not yet recorded (finish + ack)
-    "before_finish",
-];
-
-/// Failpoints where `return` throws a committed script's reply away, as when Redis restarts or the
-/// connection breaks between the two: the caller sees an error for a write that happened.
-pub const LOST_REPLY_POINTS: [&str; 5] =
-    ["lose_claim_reply", "lose_accept_reply", "lose_start_reply", "lose_finish_reply", "lose_reap_reply"];
-
-/// The error a caller sees when a `lose_*_reply` failpoint threw a committed script's reply away.
-pub fn lost_reply(point: &str) -> crate::Error {
-    tracing::warn!(failpoint = point, "failpoint hit: a committed script's reply is thrown away");
-    crate::Error::StoreUnavailable(format!("reply lost ({point})"))
-}
-
-/// Dies like a SIGKILLed process: no drain, no deregistration, nothing flushed to the store.
-pub fn crash(point: &str) -> ! {
-    tracing::error!(failpoint = point, "failpoint hit: killing this process");
-    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    std::process::abort()
-}
-
-/// Arms (or with "off" disarms) a failpoint. `actions` is the `fail` crate's syntax, e.g. `1*return`.
-pub fn configure(name: &str, actions: &str) -> Result<(), String> {
-    if !CRASH_POINTS.contains(&name) && !LOST_REPLY_POINTS.contains(&name) {
-        let known: Vec<&str> = CRASH_POINTS.iter().chain(&LOST_REPLY_POINTS).copied().collect();
-        return Err(format!("unknown failpoint '{name}' (known: {})", known.join(", ")));
-    }
-    fail::cfg(name, actions)
-}
 
 /// Adds the fault runner's handler (`sidelog`) to a node's handlers: fault injection registers
 /// itself, from the top of the binary, rather than being known to the production rooms.

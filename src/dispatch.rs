@@ -125,7 +125,12 @@ impl Dispatcher {
     }
 
     /// Tells the master this node's load (best effort).
-    pub async fn report_load(&self, master_address: &str, req: pb::ReportLoadRequest) -> Option<u64> {
+    pub async fn report_load(&self, master_address: &str, node_id: &str, load: Load) -> Option<u64> {
+        let req = pb::ReportLoadRequest {
+            node_id: node_id.to_string(),
+            load: Some(pb::NodeLoad { active_workers: load.active, max_workers: load.max, queue_depth: load.queue }),
+            measured_at: Some(pb::timestamp(crate::clock::now_ms())),
+        };
         let ch = self.channel(master_address).ok()?;
         let r = tokio::time::timeout(self.timeout, NodeServiceClient::new(ch).report_load(self.request(req)))
             .await

@@ -19,7 +19,8 @@
 //!   pure), invoke targets; [`execution`]: the record every run leaves.
 //! - [`api`]: the gRPC services and the HTTP side (metrics, health); errors become `Status` there.
 //! - [`alert`], [`metrics`], [`redact`]; [`node`]: wiring and lifecycle; [`config`]: settings;
-//!   [`cli`]: the client subcommands; `chaos`: fault injection (feature `failpoints` only).
+//!   [`cli`]: the client subcommands; `failpoints` (the points where faults are injected) and `chaos` (the
+//!   runner's side-log handler): fault injection, feature `failpoints` only.
 //!
 //! # The path of a fire
 //! `scheduler::Scheduler::step` reads the due jobs (`store::Store::due_jobs`), plans each
@@ -43,6 +44,8 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod execution;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod job;
 pub mod metrics;
 pub mod node;

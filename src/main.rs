@@ -4,7 +4,6 @@
 use clap::Parser;
 
 use rota::cli::{Cli, Command};
-use rota::node::Node;
 use rota::worker::handlers::Registry;
 
 /// sysexits.h EX_USAGE: the configuration is wrong.
@@ -37,7 +36,7 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
     };
     let registry = handlers();
     if check_only {
-        return match rota::node::check_files(&config, &registry) {
+        return match rota::api::check(&config, &registry) {
             Ok(()) => {
                 println!("configuration ok");
                 0
@@ -52,7 +51,7 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
     // Installed before the node starts, so a signal during start-up drains too rather than taking
     // its default action (SIGHUP's and SIGTERM's: exit at once).
     let signals = Signals::install();
-    let node = match Node::start(config, registry).await {
+    let node = match rota::api::start(config, registry).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");

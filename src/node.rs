@@ -1,23 +1,24 @@
-//! A node: wires the store, worker pool, scheduler and gRPC server together, and owns the process
-//! lifecycle. `Node::start` binds and spawns; `shutdown` follows one order: report NOT_SERVING, stop
-//! the scheduler, let running executions finish within the grace period, stop the server.
-//! Readiness: the node reports SERVING (grpc.health.v1 and /readyz) only while it can do its part:
-//! its store answers (the heartbeat loop, which also publishes the node's record) and takes writes,
-//! a live node has held the master lease within the failover bound, and, on the master, the
-//! scheduler's ticks succeed. The readiness loop checks and publishes that every heartbeat interval.
+//! A node: wires the store, worker pool, delivery, recovery and scheduler together, and owns the
+//! process lifecycle. `Node::start` builds and spawns the loops (the API above it binds the ports
+//! and serves: `api::start`); `shutdown` follows one order: report not ready, stop the scheduler,
+//! let running executions finish within the grace period, stop everything spawned (the servers too).
+//! Readiness: the node is ready (grpc.health.v1 and /readyz, both published by `api`) only while it
+//! can do its part: its store answers (the heartbeat loop, which also publishes the node's record)
+//! and takes writes, a live node has held the master lease within the failover bound, and, on the
+//! master, the scheduler's ticks succeed. The readiness loop checks that every heartbeat interval
+//! and publishes it on a watch channel (`readiness`).
+//! Uses every room below it; nothing here speaks protobuf or serves a port.
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic_health::server::HealthReporter;
 
 use crate::alert::{Alert, Alerts};
-use crate::api;
 use crate::cluster::clock::{ClusterClock, Crossing, Measured};
 use crate::cluster::lease::{Lease, LeaseTiming};
 use crate::cluster::loads::LoadTable;
@@ -27,7 +28,6 @@ use crate::dispatch::{Dispatcher, Router, RouterParts};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSpec};
 use crate::metrics::{Metrics, NodeLabel};
-use crate::pb;
 use crate::recovery::Recovery;
 use crate::scheduler::{Scheduler, SchedulerParts};
 use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Store};
@@ -56,7 +56,7 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    fn load(config: &Config) -> Result<Option<TlsFiles>> {
+    pub fn load(config: &Config) -> Result<Option<TlsFiles>> {
         let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) else { return Ok(None) };
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e));
         let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
@@ -77,6 +77,14 @@ impl TlsFiles {
 /// How often a node rescans its own processing list for fires no task of it holds.
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
 
+/// Where this node's API was bound (ports picked at bind time when the config says 0): the http
+/// handler keeps its jobs off these ports, and peers and clients reach the node at `grpc`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub grpc: SocketAddr,
+    pub http: Option<SocketAddr>,
+}
+
 pub struct Node {
     pub config: Config,
     pub tls: Option<TlsFiles>,
@@ -96,7 +104,6 @@ pub struct Node {
     /// This node's offset from the cluster clock (Redis's), measured at every heartbeat.
     pub clock: Arc<ClusterClock>,
     pub metrics: Arc<Metrics>,
-    pub auth: Arc<crate::api::auth::Auth>,
     draining: AtomicBool,
     /// Store reachable and registered, as last seen by the heartbeat: part of readiness.
     serving: AtomicBool,
@@ -108,16 +115,19 @@ pub struct Node {
     /// Highest fencing epoch seen (own acquisitions, peers' submissions): shared with the lease.
     max_epoch: Arc<AtomicU64>,
     pub membership: Arc<Membership>,
-    health: HealthReporter,
+    /// Ready or not, as the readiness loop last judged (false until it first judges, and from the
+    /// start of `shutdown`). The API publishes it as grpc.health.v1 and /readyz.
+    ready: watch::Sender<bool>,
     cancel: CancellationToken,
     scheduler_cancel: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Node {
-    /// Validates the config, binds the listener, and starts serving. The scheduler starts once the
+    /// Validates the config and starts the node's loops; `bound` says where its API listens (bound
+    /// by the caller, `api::start`, which serves once this returns). The scheduler starts once the
     /// store answers (at once for the in-memory store).
-    pub async fn start(config: Config, mut registry: Registry) -> Result<Arc<Node>> {
+    pub async fn start(config: Config, mut registry: Registry, bound: Bound) -> Result<Arc<Node>> {
         config.validate()?;
         if config.enable_shell {
             if config.shell_allow.is_empty() {
@@ -126,37 +136,15 @@ impl Node {
             registry.register("shell", Shell::new(config.shell_output_cap_bytes, config.shell_allow.clone()));
         }
         let tls = TlsFiles::load(&config)?;
-        let auth = Arc::new(crate::api::auth::Auth::load(
-            config.tokens_file.as_deref(),
-            config.cluster_secret.as_ref().map(|s| s.0.as_str()),
-            tls.as_ref().is_some_and(|t| t.ca.is_some()),
-        )?);
-        let listener =
-            TcpListener::bind(&config.listen).await.map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
-        let local_addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
-        let metrics_listener = match &config.metrics_listen {
-            Some(a) => {
-                let l = TcpListener::bind(a).await.map_err(|e| Error::io(format!("binding {a}"), e))?;
-                if let Ok(addr) = l.local_addr() {
-                    tracing::info!(address = %addr, "metrics and HTTP health on /metrics, /healthz, /readyz");
-                }
-                Some(l)
-            }
-            None => None,
-        };
-        // After binding: with port 0 in the config, the ports http jobs must not reach are known
-        // only now. Before the jobs file, whose http jobs are judged by this rule.
-        let metrics_port = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
-        registry.register("http", http_handler(&config, Some(local_addr.port()), metrics_port)?);
+        let local_addr = bound.grpc;
+        // With port 0 in the config, the ports http jobs must not reach are known only once bound.
+        // Before the jobs file, whose http jobs are judged by this rule.
+        registry.register("http", http_handler(&config, Some(local_addr.port()), bound.http.map(|a| a.port()))?);
         let jobs = match &config.jobs_file {
             Some(path) => read_jobs_file(path, &registry)?,
             None => Vec::new(),
         };
         let address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
-        if !local_addr.ip().is_loopback() && (tls.is_none() || !auth.enabled()) {
-            tracing::warn!(address = %local_addr,
-                "listening beyond loopback without TLS and tokens: anyone who reaches this port can run jobs");
-        }
         let timing = FireTiming {
             misfire_threshold_ms: config.misfire_threshold_ms,
             // A fire may sit in `dispatching` for a few delivery attempts before the sweep moves it.
@@ -256,8 +244,6 @@ impl Node {
             recovery: Arc::clone(&recovery),
             node_ttl_ms: config.node_ttl_ms,
         });
-        let (health, health_service) = tonic_health::server::health_reporter();
-        api::set_health(&health, false).await;
         let node = Arc::new(Node {
             node_id: config.node_id.clone(),
             started_ms: now_ms(),
@@ -271,7 +257,6 @@ impl Node {
             lease,
             clock,
             metrics,
-            auth,
             tls,
             draining: AtomicBool::new(false),
             serving: AtomicBool::new(false),
@@ -280,7 +265,7 @@ impl Node {
             alerts,
             max_epoch,
             membership,
-            health,
+            ready: watch::channel(false).0,
             scheduler_cancel: cancel.child_token(),
             cancel,
             tracker: TaskTracker::new(),
@@ -292,22 +277,6 @@ impl Node {
             Ok(()) => {}
             Err(e @ Error::Config { .. }) => return Err(e),
             Err(e) => tracing::warn!(error = %e, "cannot register yet; will retry"),
-        }
-        let server_stop = node.cancel.clone();
-        let n = Arc::clone(&node);
-        node.tracker.spawn(async move {
-            if let Err(e) = api::serve(Arc::clone(&n), listener, health_service, server_stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "gRPC server stopped");
-            }
-        });
-        if let Some(listener) = metrics_listener {
-            let n = Arc::clone(&node);
-            let stop = node.cancel.clone();
-            node.tracker.spawn(async move {
-                if let Err(e) = crate::api::http::serve(n, listener, stop.cancelled_owned()).await {
-                    tracing::error!(error = %e, "metrics/health HTTP server stopped");
-                }
-            });
         }
         node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
         node.tracker.spawn(Arc::clone(&node).readiness_loop());
@@ -322,7 +291,7 @@ impl Node {
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         tracing::info!(node = %self.node_id, grace_ms = grace.as_millis() as u64, "shutting down");
         self.draining.store(true, Ordering::SeqCst);
-        api::set_health(&self.health, false).await;
+        self.ready.send_replace(false);
         self.scheduler_cancel.cancel();
         // Hand mastership over now, so a successor fires while this node finishes its running work.
         self.lease.step_down("shutting down").await;
@@ -370,8 +339,8 @@ impl Node {
 
     /// Every heartbeat interval: checks what readiness needs beyond the heartbeat (the store takes
     /// writes, a master exists), raises `no_master` past the failover bound, and publishes
-    /// SERVING / NOT_SERVING when readiness changes. The only writer of the health service, except
-    /// `shutdown`, which sets NOT_SERVING first.
+    /// readiness when it changes. The only writer of `ready`, except `shutdown`, which sets it
+    /// false first.
     async fn readiness_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -425,7 +394,7 @@ impl Node {
             let ready = self.is_serving();
             if published != Some(ready) && !self.is_draining() {
                 published = Some(ready);
-                api::set_health(&self.health, ready).await;
+                self.ready.send_replace(ready);
                 tracing::info!(
                     serving = ready,
                     store = self.serving.load(Ordering::SeqCst),
@@ -466,6 +435,21 @@ impl Node {
         }
     }
 
+    /// Readiness as the readiness loop last judged it, to publish (grpc.health.v1).
+    pub fn readiness(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// Cancelled when the node stops (the end of `shutdown`): what the node's servers stop on.
+    pub fn stopping(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Runs `task` as part of the node: `shutdown` waits for it (within its bound) after `stopping`.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task);
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -496,7 +480,8 @@ impl Node {
         Ok(self.store.lease().await?.map(|h| (h.node_id, h.epoch)))
     }
 
-    fn record(&self) -> NodeRecord {
+    /// This node's record as it would publish it now.
+    pub fn record(&self) -> NodeRecord {
         self.record_with(&self.membership.incarnation())
     }
 
@@ -516,22 +501,11 @@ impl Node {
         }
     }
 
-    pub fn self_info(&self) -> pb::NodeInfo {
-        api::convert::node(&self.record(), now_ms(), self.config.node_ttl_ms)
-    }
-
-    /// Every node the store knows, as seen now.
-    pub async fn node_infos(&self) -> Result<Vec<pb::NodeInfo>> {
-        let now = now_ms();
-        let mut nodes: Vec<pb::NodeInfo> = self
-            .store
-            .list_nodes()
-            .await?
-            .iter()
-            .map(|n| api::convert::node(n, now, self.config.node_ttl_ms))
-            .collect();
+    /// Every node the store knows (this one included, even before its first beat), by id.
+    pub async fn node_records(&self) -> Result<Vec<NodeRecord>> {
+        let mut nodes = self.store.list_nodes().await?;
         if !nodes.iter().any(|n| n.node_id == self.node_id) {
-            nodes.push(self.self_info());
+            nodes.push(self.record());
         }
         nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         Ok(nodes)
@@ -664,15 +638,9 @@ impl Node {
         let Ok(Some(holder)) = self.store.lease().await else { return };
         let Ok(nodes) = self.store.list_nodes().await else { return };
         let Some(master) = nodes.iter().find(|n| n.node_id == holder.node_id) else { return };
-        let l = self.worker.load();
-        let req = pb::ReportLoadRequest {
-            node_id: self.node_id.clone(),
-            load: Some(pb::NodeLoad { active_workers: l.active, max_workers: l.max, queue_depth: l.queue }),
-            measured_at: Some(api::convert::timestamp(now_ms())),
-        };
         // The master's answer (its highest epoch) is not taken as a floor: only the store's
         // counter is (the heartbeat reads it), so no peer can raise it.
-        let _ = self.router.dispatcher().report_load(&master.address, req).await;
+        let _ = self.router.dispatcher().report_load(&master.address, &self.node_id, self.worker.load()).await;
     }
 
     async fn put_jobs(&self, jobs: &[JobSpec]) -> Result<()> {
@@ -701,7 +669,8 @@ impl Node {
     }
 }
 
-/// Checks the files a config names (jobs, tokens, TLS) without starting anything: `rota server --check`.
+/// Checks the files the node reads (jobs, TLS) without starting anything (`api::check` adds the
+/// tokens file): `rota server --check`.
 pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
     let mut registry = registry.clone();
     if config.enable_shell {
@@ -713,12 +682,7 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
     if let Some(path) = &config.jobs_file {
         read_jobs_file(path, &registry)?;
     }
-    let tls = TlsFiles::load(config)?;
-    crate::api::auth::Auth::load(
-        config.tokens_file.as_deref(),
-        config.cluster_secret.as_ref().map(|s| s.0.as_str()),
-        tls.is_some_and(|t| t.ca.is_some()),
-    )?;
+    TlsFiles::load(config)?;
     Ok(())
 }
 

@@ -261,7 +261,7 @@ impl Runner {
                 // A committed script's reply thrown away, some of the time, for a few seconds: the
                 // caller must treat the error as "maybe done" and never run or record twice. Never
                 // an excuse for an extra run (the checker does not count it as a fault that explains one).
-                let points = rota::chaos::LOST_REPLY_POINTS;
+                let points = rota::failpoints::LOST_REPLY_POINTS;
                 let point = points[self.rng.random_range(0..points.len())];
                 let i = match point {
                     "lose_claim_reply" => m,
@@ -296,7 +296,8 @@ impl Runner {
                 self.record(kind, Some(i), at, None, i == m, epoch);
             }
             "failpoint" => {
-                let point = rota::chaos::CRASH_POINTS[self.rng.random_range(0..rota::chaos::CRASH_POINTS.len())];
+                let point =
+                    rota::failpoints::CRASH_POINTS[self.rng.random_range(0..rota::failpoints::CRASH_POINTS.len())];
                 let i = match point {
                     "after_claim" => m,
                     "after_accept" => self.pick_other(m),

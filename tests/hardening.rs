@@ -536,7 +536,7 @@ async fn a_panicking_handler_fails_its_run_and_is_not_run_again() {
     let mut registry = Registry::with_builtins();
     registry.register("panics", Panics(Arc::clone(&runs)));
     let config = rota::config::Config { listen: "127.0.0.1:0".into(), node_id: "p1".into(), ..Default::default() };
-    let node = rota::node::Node::start(config, registry).await.expect("node");
+    let node = rota::api::start(config, registry).await.expect("node");
     let spec = rota::job::JobSpec {
         id: "p".into(),
         cron: "0 0 0 1 1 * 2099".into(),

@@ -2,7 +2,7 @@
 //! name the field that is wrong; output conversions cannot fail.
 use std::collections::BTreeMap;
 
-use prost_types::{value::Kind, Duration as PbDuration, ListValue, Struct, Timestamp, Value as PbValue};
+use prost_types::{value::Kind, Duration as PbDuration, ListValue, Struct, Value as PbValue};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -14,13 +14,7 @@ use crate::store::{JobRecord, Load, NodeRecord};
 /// Deepest JSON nesting accepted in job arguments, so a hostile message cannot blow the stack.
 const MAX_ARGS_DEPTH: usize = 32;
 
-pub fn timestamp(ms: i64) -> Timestamp {
-    Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
-}
-
-pub fn timestamp_ms(t: &Timestamp) -> i64 {
-    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
-}
+pub use crate::pb::{timestamp, timestamp_ms};
 
 fn duration_ms(field: &str, d: Option<&PbDuration>) -> Result<u64> {
     let Some(d) = d else { return Ok(0) };

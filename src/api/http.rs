@@ -39,7 +39,7 @@ pub async fn serve(
     let app = app.route(
         "/failpoints/{name}",
         axum::routing::put(|axum::extract::Path(name): axum::extract::Path<String>, body: String| async move {
-            match crate::chaos::configure(&name, body.trim()) {
+            match crate::failpoints::configure(&name, body.trim()) {
                 Ok(()) => (StatusCode::OK, "armed\n".to_string()),
                 Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
             }

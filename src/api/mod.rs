@@ -1,6 +1,9 @@
-//! The gRPC edge: `SchedulerService` and `NodeService`, plus the standard health service and server
-//! reflection, assembled in one builder chain (`serve`) that `main` and the tests share. Handlers
+//! The edge of a node: `start` binds its ports, starts the node and serves, on the gRPC port,
+//! `SchedulerService` and `NodeService` plus the standard health service and server reflection (one
+//! builder chain, `serve`), and on the HTTP port /metrics, /healthz and /readyz (`http`). Handlers
 //! validate requests, call into the node, and map errors to `Status` through `status.rs` only.
+//! Protobuf conversion happens here (`convert`), and access control (`auth`).
+//! Uses: `node` and the rooms below it; nothing below imports this room.
 pub mod auth;
 pub mod convert;
 pub mod http;
@@ -16,9 +19,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::node::{Bound, Node, TlsFiles};
 use crate::pb;
+use crate::worker::handlers::Registry;
 
 /// Largest request accepted (bigger ones get RESOURCE_EXHAUSTED): a job with 64 KiB of arguments
 /// fits with room to spare.
@@ -27,9 +32,81 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// The health service names rota's services report under (plus "" for the whole node).
 pub const HEALTH_SERVICES: [&str; 3] = ["", "rota.v1.SchedulerService", "rota.v1.NodeService"];
 
+/// Runs a node: loads its access rules, binds its ports, starts it (`Node::start`), and serves
+/// until it stops. Health reads NOT_SERVING until the node's readiness loop first finds it ready.
+pub async fn start(config: Config, registry: Registry) -> Result<Arc<Node>> {
+    config.validate()?;
+    let auth = Arc::new(load_auth(&config)?);
+    let listener =
+        TcpListener::bind(&config.listen).await.map_err(|e| Error::io(format!("binding {}", config.listen), e))?;
+    let grpc = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+    let http_listener = match &config.metrics_listen {
+        Some(a) => {
+            let l = TcpListener::bind(a).await.map_err(|e| Error::io(format!("binding {a}"), e))?;
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(address = %addr, "metrics and HTTP health on /metrics, /healthz, /readyz");
+            }
+            Some(l)
+        }
+        None => None,
+    };
+    let bound = Bound { grpc, http: http_listener.as_ref().and_then(|l| l.local_addr().ok()) };
+    let node = Node::start(config, registry, bound).await?;
+    if !grpc.ip().is_loopback() && (node.tls.is_none() || !auth.enabled()) {
+        tracing::warn!(address = %grpc,
+            "listening beyond loopback without TLS and tokens: anyone who reaches this port can run jobs");
+    }
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, false).await;
+    node.spawn(publish_health(Arc::clone(&node), health));
+    let (n, stop) = (Arc::clone(&node), node.stopping());
+    node.spawn(async move {
+        if let Err(e) = serve(n, auth, listener, health_service, stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    });
+    if let Some(listener) = http_listener {
+        let (n, stop) = (Arc::clone(&node), node.stopping());
+        node.spawn(async move {
+            if let Err(e) = http::serve(n, listener, stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "metrics/health HTTP server stopped");
+            }
+        });
+    }
+    Ok(node)
+}
+
+/// Checks every file a config names (jobs, tokens, TLS) without starting anything: `rota server --check`.
+pub fn check(config: &Config, registry: &Registry) -> Result<()> {
+    crate::node::check_files(config, registry)?;
+    load_auth(config).map(drop)
+}
+
+/// The tokens file and cluster secret; node-only calls also take a certificate from the cluster CA
+/// when the node has one (mutual TLS).
+fn load_auth(config: &Config) -> Result<auth::Auth> {
+    let mutual_tls = TlsFiles::load(config)?.is_some_and(|t| t.ca.is_some());
+    auth::Auth::load(config.tokens_file.as_deref(), config.cluster_secret.as_ref().map(|s| s.0.as_str()), mutual_tls)
+}
+
+/// Mirrors the node's readiness into grpc.health.v1 until the node stops.
+async fn publish_health(node: Arc<Node>, reporter: HealthReporter) {
+    let (mut ready, stop) = (node.readiness(), node.stopping());
+    drop(node);
+    loop {
+        let now = *ready.borrow_and_update();
+        set_health(&reporter, now).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = ready.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// Serves every rota service on `listener` until `shutdown` resolves.
 pub async fn serve(
     node: Arc<Node>,
+    auth: Arc<auth::Auth>,
     listener: TcpListener,
     health: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -64,7 +141,7 @@ pub async fn serve(
     builder
         .trace_fn(|req| tracing::debug_span!("grpc", path = %req.uri().path()))
         .layer(limits::SizeStatusLayer)
-        .layer(auth::AuthLayer::new(Arc::clone(&node.auth)))
+        .layer(auth::AuthLayer::new(auth))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -9,7 +9,7 @@ use crate::job::{validate_id, validate_name};
 use crate::node::Node;
 use crate::pb;
 use crate::pb::node_service_server::NodeService;
-use crate::store::{Accept, MAX_EPOCH};
+use crate::store::{now_ms, Accept, MAX_EPOCH};
 
 pub struct NodeApi {
     node: Arc<Node>,
@@ -33,7 +33,7 @@ impl NodeApi {
         if accepts.iter().any(|a| matches!(a, Accept::Accepted | Accept::Already)) {
             // The accept compared the epoch with the store's counter: it is the current one.
             self.node.confirm_epoch(epoch);
-            fail::fail_point!("after_accept", |_| crate::chaos::crash("after_accept"));
+            fail::fail_point!("after_accept", |_| crate::failpoints::crash("after_accept"));
         }
         accepts
             .into_iter()
@@ -131,6 +131,7 @@ impl NodeService for NodeApi {
         &self,
         _: Request<pb::GetNodeInfoRequest>,
     ) -> Result<Response<pb::GetNodeInfoResponse>, Status> {
-        Ok(Response::new(pb::GetNodeInfoResponse { node: Some(self.node.self_info()) }))
+        let info = crate::api::convert::node(&self.node.record(), now_ms(), self.node.config.node_ttl_ms);
+        Ok(Response::new(pb::GetNodeInfoResponse { node: Some(info) }))
     }
 }

@@ -27,6 +27,12 @@ impl SchedulerApi {
     pub fn new(node: Arc<Node>) -> Self {
         SchedulerApi { node }
     }
+
+    /// Every node the store knows, as seen now.
+    async fn node_infos(&self) -> Result<Vec<pb::NodeInfo>, Error> {
+        let (now, ttl_ms) = (now_ms(), self.node.config.node_ttl_ms);
+        Ok(self.node.node_records().await?.iter().map(|n| convert::node(n, now, ttl_ms)).collect())
+    }
 }
 
 fn page_size(n: u32) -> Result<usize, Error> {
@@ -187,14 +193,14 @@ impl SchedulerService for SchedulerApi {
     }
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
-        Ok(Response::new(pb::ListNodesResponse { nodes: self.node.node_infos().await? }))
+        Ok(Response::new(pb::ListNodesResponse { nodes: self.node_infos().await? }))
     }
 
     async fn get_cluster_status(
         &self,
         _: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
-        let nodes = self.node.node_infos().await?;
+        let nodes = self.node_infos().await?;
         let (master_id, epoch) = self.node.master().await?.unwrap_or_default();
         Ok(Response::new(pb::GetClusterStatusResponse {
             master_id,

@@ -239,7 +239,7 @@ impl Scheduler {
             match outcome {
                 ClaimOutcome::Claimed => {
                     progress = true;
-                    fail::fail_point!("after_claim", |_| crate::chaos::crash("after_claim"));
+                    fail::fail_point!("after_claim", |_| crate::failpoints::crash("after_claim"));
                     if let Some(job) = job {
                         self.router.route(job, claim.exec.fire_id.clone(), master, now, &mut outbox).await;
                     }

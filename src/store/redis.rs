@@ -422,7 +422,7 @@ impl Store for RedisStore {
                 .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" });
         }
         let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
-        fail::fail_point!("lose_claim_reply", |_| Err(crate::chaos::lost_reply("lose_claim_reply")));
+        fail::fail_point!("lose_claim_reply", |_| Err(crate::failpoints::lost_reply("lose_claim_reply")));
         if r.first().map(String::as_str) == Some("FENCED") {
             return Err(Error::Fenced(format!("lease {fence} is no longer held")));
         }
@@ -725,7 +725,7 @@ impl Store for RedisStore {
             inv.key(self.keys.fire(f)).arg(f);
         }
         let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
-        fail::fail_point!("lose_accept_reply", |_| Err(crate::chaos::lost_reply("lose_accept_reply")));
+        fail::fail_point!("lose_accept_reply", |_| Err(crate::failpoints::lost_reply("lose_accept_reply")));
         if r.len() != fire_ids.len() {
             return Err(unexpected("accept", &r));
         }
@@ -837,7 +837,7 @@ impl Store for RedisStore {
             if not_master { "1" } else { "0" }.to_string(),
         ];
         let r: Vec<String> = self.starts.call(keys.into(), args.into()).await?;
-        fail::fail_point!("lose_start_reply", |_| Err(crate::chaos::lost_reply("lose_start_reply")));
+        fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         let started = || -> Result<Box<StartedFire>> {
             Ok(Box::new(StartedFire {
@@ -912,7 +912,7 @@ impl Store for RedisStore {
             superseded.id.clone(),
         ];
         let r: Vec<String> = self.finishes.call(keys.into(), args.into()).await?;
-        fail::fail_point!("lose_finish_reply", |_| Err(crate::chaos::lost_reply("lose_finish_reply")));
+        fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
         match r.first().map(String::as_str) {
             Some("OK") => Ok(Finish::Recorded),
             Some("SUPERSEDED") => Ok(Finish::Superseded),
@@ -969,7 +969,7 @@ impl Store for RedisStore {
             .arg(self.timing.watch_ms())
             .invoke_async(&mut self.conn())
             .await?;
-        fail::fail_point!("lose_reap_reply", |_| Err(crate::chaos::lost_reply("lose_reap_reply")));
+        fail::fail_point!("lose_reap_reply", |_| Err(crate::failpoints::lost_reply("lose_reap_reply")));
         let reply: Vec<String> = match v {
             redis::Value::Array(items) => {
                 items.iter().map(|i| redis::from_redis_value_ref(i).unwrap_or_default()).collect()

@@ -42,7 +42,7 @@ struct Spec {
 
 impl Http {
     /// With no destination list and no ports of a node to protect: loopback, link-local and
-    /// unspecified addresses are still refused. `Node::start` uses `with_egress`.
+    /// unspecified addresses are still refused. `node` builds it `with_egress`.
     pub fn new() -> Http {
         Http::with_egress(Egress::default())
     }

@@ -514,7 +514,7 @@ impl Worker {
             recorded_running = false;
             let retry = matches!(state, ExecState::Failed | ExecState::TimedOut)
                 && exec.attempt - first_attempt < job.spec.retries;
-            fail::fail_point!("before_finish", |_| crate::chaos::crash("before_finish"));
+            fail::fail_point!("before_finish", |_| crate::failpoints::crash("before_finish"));
             let recorded =
                 if retry { self.record_finish(&exec, false).await } else { self.record_final(&exec, inc).await };
             if recorded.is_err() {
