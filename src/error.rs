@@ -38,6 +38,10 @@ pub enum Error {
     /// Something the store holds could not be decoded: a bug or a foreign writer.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// Another live process holds this node's id (`node_id`): two nodes were given one id. The node
+    /// refuses to start, or, when it finds out on re-registering, stops serving.
+    #[error("node_id '{node}' is in use by another live process (incarnation {holder}); give each node its own id")]
+    NodeIdInUse { node: String, holder: String },
     /// Configuration is wrong; the node refuses to start.
     #[error("config {key}: {reason}")]
     Config { key: String, reason: String },

@@ -55,7 +55,11 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: {e}");
-            return if matches!(e, rota::Error::Config { .. }) { EXIT_CONFIG } else { 1 };
+            return if matches!(e, rota::Error::Config { .. } | rota::Error::NodeIdInUse { .. }) {
+                EXIT_CONFIG
+            } else {
+                1
+            };
         }
     };
     // One machine-readable line on stdout: scripts and the test harness read the bound address here.

@@ -275,7 +275,7 @@ impl Node {
         // not fatal: the heartbeat loop registers when it is back.
         match node.membership.register(&*node.store, |inc| node.record_with(inc)).await {
             Ok(()) => {}
-            Err(e @ Error::Config { .. }) => return Err(e),
+            Err(e @ Error::NodeIdInUse { .. }) => return Err(e),
             Err(e) => tracing::warn!(error = %e, "cannot register yet; will retry"),
         }
         node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
@@ -564,8 +564,8 @@ impl Node {
                     self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
                     true
                 }
-                Err(Error::Config { key, reason }) => {
-                    tracing::error!(key = %key, reason = %reason, "cannot re-register; this node stops serving");
+                Err(e @ Error::NodeIdInUse { .. }) => {
+                    tracing::error!(error = %e, "cannot re-register; this node stops serving");
                     false
                 }
                 Err(e) => {

@@ -379,3 +379,21 @@ async fn no_secret_reaches_a_log_or_an_error() {
         }
     }
 }
+
+/// Two processes given one node id: the second refuses to start (exit 64, the id named) once the
+/// first's heartbeat has not lapsed within two node TTLs, and the first keeps serving.
+#[tokio::test]
+async fn a_second_process_with_a_live_node_id_refuses_to_start() {
+    let redis = RedisServer::start();
+    let first = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let url = redis.url();
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        let args = ["server", "--node-id", "n1", "--listen", "127.0.0.1:0", "--redis", &url];
+        rota(&[&args[..], &["--heartbeat-ms", "200", "--node-ttl-ms", "1000"]].concat(), &[])
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("node_id 'n1' is in use by another live process"), "{out}");
+    assert_eq!(first.health().await, Some(1), "the first node keeps serving");
+}

@@ -23,7 +23,7 @@ impl From<Error> for Status {
                 tracing::warn!(error = %e, "store unavailable");
                 Status::unavailable("store unavailable; try again")
             }
-            Error::Corrupt { .. } | Error::Config { .. } | Error::Io { .. } => {
+            Error::Corrupt { .. } | Error::Config { .. } | Error::NodeIdInUse { .. } | Error::Io { .. } => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error")
             }

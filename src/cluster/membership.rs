@@ -47,13 +47,7 @@ impl Membership {
                 }
                 Register::InUse(other) => {
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(Error::Config {
-                            key: "node_id".into(),
-                            reason: format!(
-                                "'{}' is in use by another live process (incarnation {other}); give each node its own id",
-                                self.node_id
-                            ),
-                        });
+                        return Err(Error::NodeIdInUse { node: self.node_id.clone(), holder: other });
                     }
                     tokio::time::sleep(Duration::from_millis(self.ttl_ms / 4 + 1)).await;
                 }
