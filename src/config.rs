@@ -174,6 +174,13 @@ impl Config {
         toml::from_str(&text).map_err(|e| toml_error(&path.display().to_string(), &text, &e))
     }
 
+    /// How long a claimed fire may stay `dispatching` before the master's sweep moves it to a
+    /// queue: a few delivery attempts (each bounded by `dispatch_timeout_ms`) plus one lease renewal,
+    /// so a slow peer is not raced by the sweep.
+    pub fn dispatch_deadline_ms(&self) -> u64 {
+        4 * self.dispatch_timeout_ms + self.lease_renew_ms
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, reason: String| Err(Error::Config { key: key.into(), reason });
         if self.listen.parse::<SocketAddr>().is_err() {

@@ -1,9 +1,10 @@
 //! Dispatch (delivery): where a fire runs, and how it gets there.
 //! `decide` is pure (loads and time are inputs): a master-only job, or any fire while the master's
 //! load is under the threshold, runs on the master; otherwise on the least-loaded live node with a
-//! fresh load report; with none, on the master anyway. `Dispatcher` delivers a fire to another node
-//! with `NodeService.SubmitTask` over pooled channels with a short deadline; the caller falls back to
-//! the target's durable queue when the call fails. `Router` puts it together for the scheduler.
+//! fresh load report; with none, on the master anyway. `PeerClient` is this node's gRPC client of
+//! its peers: it delivers fires to another node with `NodeService.SubmitTasks` over pooled channels
+//! with a short deadline (the caller falls back to the target's durable queue when the call fails),
+//! and reports this node's load to the master. `Router` puts it together for the scheduler.
 //! Uses: `pb` (client), `store`, `cluster` (loads, membership, lease), `worker`, `recovery`.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,7 +56,8 @@ pub enum Delivery {
     Failed(String),
 }
 
-pub struct Dispatcher {
+/// This node's calls to its peers (SubmitTasks, ReportLoad), one kept-open channel per peer.
+pub struct PeerClient {
     timeout: Duration,
     /// `Bearer <cluster secret>`, sent on every call when the cluster uses tokens.
     secret: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
@@ -65,14 +67,14 @@ pub struct Dispatcher {
     channels: Mutex<HashMap<String, Channel>>,
 }
 
-impl Dispatcher {
+impl PeerClient {
     pub fn new(
         timeout: Duration,
         cluster_secret: Option<String>,
         tls: Option<tonic::transport::ClientTlsConfig>,
-    ) -> Dispatcher {
+    ) -> PeerClient {
         let secret = cluster_secret.and_then(|s| format!("Bearer {s}").parse().ok());
-        Dispatcher { timeout, secret, tls, channels: Mutex::new(HashMap::new()) }
+        PeerClient { timeout, secret, tls, channels: Mutex::new(HashMap::new()) }
     }
 
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
@@ -84,7 +86,7 @@ impl Dispatcher {
     }
 
     fn channel(&self, address: &str) -> Result<Channel, String> {
-        let mut map = self.channels.lock().map_err(|_| "dispatcher poisoned".to_string())?;
+        let mut map = self.channels.lock().map_err(|_| "peer channel cache poisoned".to_string())?;
         if let Some(c) = map.get(address) {
             return Ok(c.clone());
         }
@@ -156,7 +158,7 @@ pub struct Router {
     membership: Arc<Membership>,
     loads: Arc<LoadTable>,
     recovery: Arc<Recovery>,
-    dispatcher: Dispatcher,
+    peer_client: PeerClient,
     node_id: String,
     /// The master runs fires itself while its load is under this.
     threshold: f64,
@@ -169,7 +171,7 @@ pub struct RouterParts {
     pub membership: Arc<Membership>,
     pub loads: Arc<LoadTable>,
     pub recovery: Arc<Recovery>,
-    pub dispatcher: Dispatcher,
+    pub peer_client: PeerClient,
     pub node_id: String,
     pub threshold: f64,
 }
@@ -182,7 +184,7 @@ impl Router {
             membership: p.membership,
             loads: p.loads,
             recovery: p.recovery,
-            dispatcher: p.dispatcher,
+            peer_client: p.peer_client,
             node_id: p.node_id,
             threshold: p.threshold,
         }
@@ -194,8 +196,8 @@ impl Router {
     }
 
     /// The gRPC client to peers (also used for load reports).
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
+    pub fn peer_client(&self) -> &PeerClient {
+        &self.peer_client
     }
 
     /// Sends a claimed fire where it should run: here (accept into this node's processing list),
@@ -233,7 +235,7 @@ impl Router {
                 tokio::spawn(async move {
                     let Some(me) = me.upgrade() else { return };
                     let fires: Vec<String> = req.tasks.iter().map(|t| t.fire_id.clone()).collect();
-                    let results = me.dispatcher.submit_many(&peer, req).await;
+                    let results = me.peer_client.submit_many(&peer, req).await;
                     for (fire_id, delivery) in fires.iter().zip(results) {
                         match delivery {
                             Delivery::Accepted => {

@@ -24,11 +24,11 @@ use crate::cluster::lease::{Lease, LeaseTiming};
 use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
 use crate::config::Config;
-use crate::dispatch::{Dispatcher, Router, RouterParts};
+use crate::dispatch::{PeerClient, Router, RouterParts};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSpec};
 use crate::metrics::{Metrics, NodeLabel};
-use crate::recovery::Recovery;
+use crate::recovery::{Recovery, RecoveryParts};
 use crate::scheduler::{Scheduler, SchedulerParts};
 use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Store};
 use crate::store::{Beat, FireTiming};
@@ -36,7 +36,7 @@ use crate::worker::egress::{Egress, OwnPorts};
 use crate::worker::handlers::Registry;
 use crate::worker::http::Http;
 use crate::worker::shell::Shell;
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerParts};
 
 /// How often execution records past retention are swept from the indexes.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -147,8 +147,7 @@ impl Node {
         let address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
         let timing = FireTiming {
             misfire_threshold_ms: config.misfire_threshold_ms,
-            // A fire may sit in `dispatching` for a few delivery attempts before the sweep moves it.
-            dispatch_deadline_ms: 4 * config.dispatch_timeout_ms + config.lease_renew_ms,
+            dispatch_deadline_ms: config.dispatch_deadline_ms(),
         };
         let store: Arc<dyn Store> = match &config.redis {
             Some(url) => {
@@ -198,35 +197,35 @@ impl Node {
             Lease::new(Arc::clone(&store), &config.node_id, Arc::clone(&membership), timing, Arc::clone(&max_epoch))
                 .with_clock_gate(Arc::clone(&clock)),
         );
-        let worker = Arc::new(Worker::new(
-            Arc::clone(&store),
-            Arc::clone(&membership),
-            lease.subscribe(),
+        let worker = Arc::new(Worker::new(WorkerParts {
+            store: Arc::clone(&store),
+            membership: Arc::clone(&membership),
+            role: lease.subscribe(),
             registry,
-            &config.node_id,
-            &config.cluster,
-            config.workers,
-            alerts.clone(),
-            Arc::clone(&metrics),
-        ));
+            node_id: config.node_id.clone(),
+            cluster: config.cluster.clone(),
+            max: config.workers,
+            alerts: alerts.clone(),
+            metrics: Arc::clone(&metrics),
+        }));
         let loads = Arc::new(LoadTable::new(Arc::clone(&store), &config.node_id, config.node_ttl_ms));
-        let recovery = Arc::new(Recovery::new(
-            Arc::clone(&store),
-            Arc::clone(&worker),
-            &config.node_id,
-            lease.subscribe(),
-            Arc::clone(&membership),
-            Arc::clone(&loads),
-            config.max_recoveries,
-            config.misfire_threshold_ms,
-        ));
+        let recovery = Arc::new(Recovery::new(RecoveryParts {
+            store: Arc::clone(&store),
+            worker: Arc::clone(&worker),
+            node_id: config.node_id.clone(),
+            role: lease.subscribe(),
+            membership: Arc::clone(&membership),
+            loads: Arc::clone(&loads),
+            max_recoveries: config.max_recoveries,
+            misfire_threshold_ms: config.misfire_threshold_ms,
+        }));
         let router = Arc::new(Router::new(RouterParts {
             store: Arc::clone(&store),
             worker: Arc::clone(&worker),
             membership: Arc::clone(&membership),
             loads,
             recovery: Arc::clone(&recovery),
-            dispatcher: Dispatcher::new(
+            peer_client: PeerClient::new(
                 Duration::from_millis(config.dispatch_timeout_ms),
                 config.cluster_secret.as_ref().map(|s| s.0.clone()),
                 tls.as_ref().map(TlsFiles::client_config),
@@ -295,7 +294,7 @@ impl Node {
         self.scheduler_cancel.cancel();
         // Hand mastership over now, so a successor fires while this node finishes its running work.
         self.lease.step_down("shutting down").await;
-        self.worker.drain(grace).await;
+        self.worker.stop(grace).await;
         // Tell the cluster this node is gone rather than waiting for its heartbeat to lapse: the
         // master moves whatever is left in its queue.
         let mut rec = self.record();
@@ -640,7 +639,7 @@ impl Node {
         let Some(master) = nodes.iter().find(|n| n.node_id == holder.node_id) else { return };
         // The master's answer (its highest epoch) is not taken as a floor: only the store's
         // counter is (the heartbeat reads it), so no peer can raise it.
-        let _ = self.router.dispatcher().report_load(&master.address, &self.node_id, self.worker.load()).await;
+        let _ = self.router.peer_client().report_load(&master.address, &self.node_id, self.worker.load()).await;
     }
 
     async fn put_jobs(&self, jobs: &[JobSpec]) -> Result<()> {

@@ -103,7 +103,9 @@ impl NodeService for NodeApi {
         check_task(&r, "")?;
         check_epoch_field(r.epoch)?;
         let mut results = self.submit(r.epoch, vec![r.fire_id]).await?;
-        let result = results.pop().ok_or_else(|| Status::internal("no result for the task"))?;
+        let result = results
+            .pop()
+            .ok_or_else(|| Error::Corrupt { key: "SubmitTask".into(), reason: "no result for the task".into() })?;
         Ok(Response::new(result))
     }
 

@@ -1,4 +1,6 @@
-//! The cluster: which node is master, and (next) which nodes are alive and how loaded.
+//! The cluster: which node is master (`lease`), which nodes are alive (`membership`), how loaded
+//! they are (`loads`), and how far this node's clock is from the cluster's (`clock`).
+//! Uses: `store`, `clock`, `metrics`, `alert`; nothing above it.
 //!
 //! LEADERSHIP. One node at a time holds the master lease in the store, a key with a TTL whose value
 //! names the holder, its fencing epoch and its incarnation (`<node>:<epoch>:<inc>`). Candidates try

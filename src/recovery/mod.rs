@@ -35,27 +35,33 @@ pub struct Recovery {
     misfire_threshold_ms: i64,
 }
 
+/// What queue-and-recovery is built from (`Recovery::new`).
+pub struct RecoveryParts {
+    pub store: Arc<dyn Store>,
+    pub worker: Arc<Worker>,
+    pub node_id: String,
+    /// This node's role (master or not), from the lease: only the master sweeps and reaps.
+    pub role: watch::Receiver<Role>,
+    pub membership: Arc<Membership>,
+    pub loads: Arc<LoadTable>,
+    /// How many times a fire may be recovered (re-run after its node died) before it is lost.
+    pub max_recoveries: u32,
+    pub misfire_threshold_ms: u64,
+}
+
 impl Recovery {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn Store>,
-        worker: Arc<Worker>,
-        node_id: &str,
-        role: watch::Receiver<Role>,
-        membership: Arc<Membership>,
-        loads: Arc<LoadTable>,
-        max_recoveries: u32,
-        misfire_threshold_ms: u64,
-    ) -> Recovery {
+    pub fn new(p: RecoveryParts) -> Recovery {
+        let RecoveryParts { store, worker, node_id, role, membership, loads, max_recoveries, misfire_threshold_ms } = p;
         Recovery {
             store,
             worker,
-            node_id: node_id.to_string(),
+            node_id,
             role,
             membership,
             loads,
             max_recoveries,
-            misfire_threshold_ms: misfire_threshold_ms as i64,
+            misfire_threshold_ms: i64::try_from(misfire_threshold_ms).unwrap_or(i64::MAX),
         }
     }
 

@@ -94,19 +94,24 @@ pub struct Worker {
     cancel: CancellationToken,
 }
 
+/// What a worker pool is built from (`Worker::new`).
+pub struct WorkerParts {
+    pub store: Arc<dyn Store>,
+    pub membership: Arc<Membership>,
+    /// This node's role (master or not), from the lease.
+    pub role: tokio::sync::watch::Receiver<Role>,
+    pub registry: Registry,
+    pub node_id: String,
+    pub cluster: String,
+    /// At most this many executions run at once (at least one).
+    pub max: u32,
+    pub alerts: Alerts,
+    pub metrics: Arc<Metrics>,
+}
+
 impl Worker {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn Store>,
-        membership: Arc<Membership>,
-        role: tokio::sync::watch::Receiver<Role>,
-        registry: Registry,
-        node_id: &str,
-        cluster: &str,
-        max: u32,
-        alerts: Alerts,
-        metrics: Arc<Metrics>,
-    ) -> Worker {
+    pub fn new(p: WorkerParts) -> Worker {
+        let WorkerParts { store, membership, role, registry, node_id, cluster, max, alerts, metrics } = p;
         let max = max.max(1);
         Worker {
             store,
@@ -114,8 +119,8 @@ impl Worker {
             membership,
             role,
             registry,
-            node_id: node_id.to_string(),
-            cluster: cluster.to_string(),
+            node_id,
+            cluster,
             alerts,
             permits: Arc::new(Semaphore::new(max as usize)),
             max,
@@ -390,8 +395,8 @@ impl Worker {
     }
 
     /// Stops taking work, lets running executions finish for `grace`, then drops what is left and
-    /// records it as lost.
-    pub async fn drain(&self, grace: Duration) {
+    /// records it as lost (the last step of a node's shutdown).
+    pub async fn stop(&self, grace: Duration) {
         self.accepting.store(false, Ordering::Relaxed);
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
