@@ -9,8 +9,9 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, LeaseAcquire, Load, MemoryStore, NodeList,
-    NodeRecord, Reap, ReapFence, ReapRequest, RedisStore, Register, Start, Store, TriggerOutcome, WatermarkWrite,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, FireState, LeaseAcquire, Load, MemoryStore,
+    NodeList, NodeRecord, Reap, ReapFence, ReapRequest, RedisStore, Register, Start, Store, TriggerOutcome,
+    WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -414,7 +415,7 @@ async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
     let f1 = claimed_fire(&*s, &fence, "a", 1000, false).await;
     assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
     assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Already, "retried SubmitTask");
-    assert_eq!(s.enqueue(&fence, &f1, "n2").await.expect("enqueue"), Enqueue::NotDispatching("accepted".into()));
+    assert_eq!(s.enqueue(&fence, &f1, "n2").await.expect("enqueue"), Enqueue::NotDispatching(FireState::Accepted));
     assert_eq!(s.accept(&f1, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Taken);
     // The master enqueues first (the call timed out): a late SubmitTask finds it taken.
     let f2 = claimed_fire(&*s, &fence, "b", 1000, false).await;

@@ -80,6 +80,10 @@ impl Recovery {
                     tracing::debug!(fire = %fire_id, state = %state, "already handed over");
                     return;
                 }
+                Ok(Enqueue::Unknown) => {
+                    tracing::debug!(fire = %fire_id, state = "unknown", "already handed over");
+                    return;
+                }
                 Ok(Enqueue::TargetDead) => continue,
                 Err(e) => {
                     tracing::warn!(fire = %fire_id, error = %e, "cannot queue the fire; the takeover sweep will");

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire,
-    LeaseHolder, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, FireState, JobRecord,
+    LeaseAcquire, LeaseHolder, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store,
     TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
@@ -30,9 +30,9 @@ pub struct MemoryStore {
 }
 
 /// The fire record (docs/PROTOCOL.md §4.1): its state and owner; every hand-off compares and sets it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct FireRec {
-    state: String,
+    state: FireState,
     job: String,
     sched: i64,
     epoch: u64,
@@ -95,19 +95,23 @@ impl MemoryStore {
         self
     }
 
-    fn new_fire(&self, e: &Execution, state: &str, now: i64, manual: bool) -> FireRec {
+    fn new_fire(&self, e: &Execution, state: FireState, now: i64, manual: bool) -> FireRec {
         FireRec {
-            state: state.to_string(),
+            state,
             job: e.job_id.clone(),
             sched: e.scheduled_ms,
             epoch: e.epoch,
-            next_exec: (state == "dispatching").then(|| e.id.clone()),
+            node: String::new(),
+            inc: String::new(),
+            next_exec: (state == FireState::Dispatching).then(|| e.id.clone()),
             exec: e.id.clone(),
             deadline_ms: e.scheduled_ms.max(now) + self.timing.misfire_threshold_ms as i64,
             dispatch_deadline: now + self.timing.dispatch_deadline_ms as i64,
+            attempts: 0,
+            recoveries: 0,
             manual,
             expiry: now + self.retention_ms,
-            ..FireRec::default()
+            started: 0,
         }
     }
 
@@ -290,14 +294,14 @@ impl Store for MemoryStore {
                     continue;
                 }
                 let (outcome, exec, fs) = if c.exec.state == ExecState::Misfired {
-                    (ClaimOutcome::Misfired, c.exec.clone(), "misfired")
+                    (ClaimOutcome::Misfired, c.exec.clone(), FireState::Misfired)
                 } else if c.forbid && st.lock_held(&c.job_id, now) {
-                    (ClaimOutcome::Skipped, c.skipped_exec(), "skipped")
+                    (ClaimOutcome::Skipped, c.skipped_exec(), FireState::Skipped)
                 } else {
                     if c.forbid {
                         st.locks.insert(c.job_id.clone(), (c.exec.fire_id.clone(), now + c.lock_ttl_ms as i64));
                     }
-                    (ClaimOutcome::Claimed, c.exec.clone(), "dispatching")
+                    (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
                 };
                 let fire = self.new_fire(&exec, fs, now, false);
                 st.fires.insert(c.exec.fire_id.clone(), fire);
@@ -337,7 +341,7 @@ impl Store for MemoryStore {
             if forbid && st.lock_held(&exec.job_id, now) {
                 let e = exec.skipped_by_lock();
                 st.insert_exec(&e, self.retention_ms, now);
-                let fire = self.new_fire(&e, "skipped", now, true);
+                let fire = self.new_fire(&e, FireState::Skipped, now, true);
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Skipped(e)
             } else {
@@ -345,7 +349,7 @@ impl Store for MemoryStore {
                     st.locks.insert(exec.job_id.clone(), (exec.fire_id.clone(), now + lock_ttl_ms as i64));
                 }
                 st.insert_exec(exec, self.retention_ms, now);
-                let fire = self.new_fire(exec, "dispatching", now, true);
+                let fire = self.new_fire(exec, FireState::Dispatching, now, true);
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Created(exec.clone())
             }
@@ -555,10 +559,10 @@ impl Store for MemoryStore {
                 out.push(Accept::Unknown);
                 continue;
             };
-            match f.state.as_str() {
-                "accepted" | "running" if f.node == node => out.push(Accept::Already),
-                "dispatching" => {
-                    f.state = "accepted".into();
+            match f.state {
+                FireState::Accepted | FireState::Running if f.node == node => out.push(Accept::Already),
+                FireState::Dispatching => {
+                    f.state = FireState::Accepted;
                     f.node = node.to_string();
                     f.inc = inc.to_string();
                     st.processing.entry(node.to_string()).or_default().insert(0, fire_id.to_string());
@@ -580,11 +584,11 @@ impl Store for MemoryStore {
             if st.hb.get(target).is_none_or(|(_, exp)| *exp <= now) {
                 return Ok(Enqueue::TargetDead);
             }
-            let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Enqueue::NotDispatching("unknown".into())) };
-            if f.state != "dispatching" {
-                return Ok(Enqueue::NotDispatching(f.state.clone()));
+            let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Enqueue::Unknown) };
+            if f.state != FireState::Dispatching {
+                return Ok(Enqueue::NotDispatching(f.state));
             }
-            f.state = "queued".into();
+            f.state = FireState::Queued;
             f.node = target.to_string();
             f.inc.clear();
             st.queues.entry(target.to_string()).or_default().push_front(fire_id.to_string());
@@ -630,7 +634,7 @@ impl Store for MemoryStore {
         };
         // Running here, in this or an earlier incarnation: never dropped from the list by a start
         // (an earlier incarnation's run is recovered by adoption or the reaper).
-        if f.state == "running" && f.node == node {
+        if f.state == FireState::Running && f.node == node {
             // Started by this very incarnation (its reply lost, as start.lua): run it, same attempt.
             if f.inc == inc {
                 let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
@@ -647,11 +651,11 @@ impl Store for MemoryStore {
             }
             return Ok(Start::Already);
         }
-        if f.state == "misfired" && f.node == node && f.inc == inc {
+        if f.state == FireState::Misfired && f.node == node && f.inc == inc {
             // The same start again (as start.lua: its reply lost): the caller records the misfire.
             return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: f.exec });
         }
-        if !(f.state == "queued" || f.state == "accepted") || f.node != node {
+        if !matches!(f.state, FireState::Queued | FireState::Accepted) || f.node != node {
             st.remove_processing(node, fire_id);
             return Ok(Start::NotMine(f.state));
         }
@@ -659,7 +663,7 @@ impl Store for MemoryStore {
         if now > f.deadline_ms {
             st.remove_processing(node, fire_id);
             if let Some(f) = st.fires.get_mut(fire_id) {
-                f.state = "misfired".into();
+                f.state = FireState::Misfired;
                 f.next_exec = None;
                 f.exec = exec.clone();
                 f.inc = inc.to_string();
@@ -671,7 +675,7 @@ impl Store for MemoryStore {
             return Ok(Start::MasterOnly);
         }
         let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Start::Poison) };
-        f.state = "running".into();
+        f.state = FireState::Running;
         f.exec = exec.clone();
         f.inc = inc.to_string();
         f.next_exec = None;
@@ -701,7 +705,7 @@ impl Store for MemoryStore {
             return Ok(None);
         }
         match st.fires.get_mut(fire_id) {
-            Some(f) if f.state == "running" && f.node == node && f.inc == inc => {
+            Some(f) if f.state == FireState::Running && f.node == node && f.inc == inc => {
                 f.exec = exec_id.to_string();
                 f.attempts += 1;
                 Ok(Some(f.attempts))
@@ -720,19 +724,20 @@ impl Store for MemoryStore {
                 st.remove_processing(node, &exec.fire_id);
             }
             // The same finish again (as finish.lua: its first reply lost) is recorded already.
-            let again = st
-                .fires
-                .get(&exec.fire_id)
-                .is_some_and(|f| f.state == exec.state.as_str() && f.node == node && f.inc == inc && f.exec == exec.id);
+            let again = st.fires.get(&exec.fire_id).is_some_and(|f| {
+                f.state == FireState::from(exec.state) && f.node == node && f.inc == inc && f.exec == exec.id
+            });
             if again {
                 return Ok(Finish::Recorded);
             }
-            let owns =
-                st.fires.get(&exec.fire_id).is_some_and(|f| f.state == "running" && f.node == node && f.inc == inc);
+            let owns = st
+                .fires
+                .get(&exec.fire_id)
+                .is_some_and(|f| f.state == FireState::Running && f.node == node && f.inc == inc);
             let mut rec = exec.clone();
             if owns {
                 if let Some(f) = st.fires.get_mut(&exec.fire_id) {
-                    f.state = exec.state.as_str().to_string();
+                    f.state = FireState::from(exec.state);
                     f.exec = exec.id.clone();
                 }
                 if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
@@ -789,7 +794,7 @@ impl Store for MemoryStore {
             if removed.is_none() {
                 return Ok(Reap::Gone);
             }
-            let Some(f) = st.fires.get(&r.fire_id).cloned() else { return Ok(Reap::Dropped("unknown".into())) };
+            let Some(f) = st.fires.get(&r.fire_id).cloned() else { return Ok(Reap::Dropped(None)) };
             if f.node != r.dead_node {
                 return Ok(Reap::StaleCopy);
             }
@@ -800,27 +805,27 @@ impl Store for MemoryStore {
             let job_lock = st.locks.get(&f.job).is_some_and(|(o, _)| *o == r.fire_id);
             let threshold = self.timing.misfire_threshold_ms as i64;
             let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
-            let out = match f.state.as_str() {
-                "queued" | "accepted" => {
-                    fm.state = "queued".into();
+            let out = match f.state {
+                FireState::Queued | FireState::Accepted => {
+                    fm.state = FireState::Queued;
                     fm.node = r.target.clone();
                     fm.inc.clear();
                     Reap::Moved
                 }
-                "running" => {
+                FireState::Running => {
                     if own_inc.is_none() {
                         st.gone.entry(r.dead_node.clone()).or_default().insert(f.inc.clone());
                     }
                     let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
                     fm.recoveries += 1;
                     let out = if r.rerun && fm.recoveries <= r.max_recoveries {
-                        fm.state = "queued".into();
+                        fm.state = FireState::Queued;
                         fm.node = r.target.clone();
                         fm.inc.clear();
                         fm.deadline_ms = now + threshold;
                         Reap::Rerun { dead_exec_id: f.exec.clone() }
                     } else {
-                        fm.state = "lost".into();
+                        fm.state = FireState::Lost;
                         Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
                     };
                     if !r.handoff && !f.exec.is_empty() {
@@ -837,7 +842,7 @@ impl Store for MemoryStore {
                     }
                     out
                 }
-                other => Reap::Dropped(other.to_string()),
+                other => Reap::Dropped(Some(other)),
             };
             if matches!(out, Reap::Moved | Reap::Rerun { .. }) {
                 st.queues.entry(r.target.clone()).or_default().push_front(r.fire_id.clone());
@@ -858,7 +863,7 @@ impl Store for MemoryStore {
         Ok(st
             .fires
             .iter()
-            .filter(|(_, f)| f.state == "dispatching" && f.dispatch_deadline <= now)
+            .filter(|(_, f)| f.state == FireState::Dispatching && f.dispatch_deadline <= now)
             .map(|(id, _)| id.clone())
             .take(limit)
             .collect())
@@ -875,7 +880,7 @@ impl Store for MemoryStore {
             return Ok(None);
         }
         let Some(fire) = st.queues.get(victim).and_then(|q| q.back().cloned()) else { return Ok(None) };
-        let ok = st.fires.get(&fire).is_some_and(|f| f.state == "queued" && f.node == victim);
+        let ok = st.fires.get(&fire).is_some_and(|f| f.state == FireState::Queued && f.node == victim);
         if !ok {
             return Ok(None);
         }
@@ -883,7 +888,7 @@ impl Store for MemoryStore {
             q.pop_back();
         }
         if let Some(f) = st.fires.get_mut(&fire) {
-            f.state = "accepted".into();
+            f.state = FireState::Accepted;
             f.node = node.to_string();
             f.inc = inc.to_string();
         }

@@ -8,6 +8,7 @@
 //! on the job's watermark (`next_ms`, the next instant that may be claimed), which never expires and
 //! never moves back, plus a fire key created only if absent.
 //! Uses: `job`, `execution`. Touches nothing outside its backend.
+pub mod fire;
 pub mod keys;
 pub mod memory;
 pub mod redis;
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::JobSpec;
 
+pub use self::fire::{FireState, UnknownFireState};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
@@ -194,7 +196,9 @@ pub enum Enqueue {
     Queued,
     TargetDead,
     /// The fire left `dispatching` in the meantime (e.g. the target accepted it): nothing to do.
-    NotDispatching(String),
+    NotDispatching(FireState),
+    /// No such fire (it expired, or never was): nothing to do.
+    Unknown,
     /// The fire said `accepted` or `queued` but no list held it: queued again on the target.
     Orphan,
 }
@@ -213,7 +217,7 @@ pub enum Start {
     /// The entry names no fire: moved to the dead-letter list.
     Poison,
     /// A stale copy of a fire that lives elsewhere (or has ended): removed.
-    NotMine(String),
+    NotMine(FireState),
     /// It waited past its start deadline: recorded by the caller as misfired.
     Misfired {
         job_id: String,
@@ -314,8 +318,8 @@ pub enum Reap {
         sched_ms: i64,
         exec_id: String,
     },
-    /// A finished fire's leftover entry: cleaned up.
-    Dropped(String),
+    /// A finished fire's leftover entry (None: a fire with no state): cleaned up.
+    Dropped(Option<FireState>),
 }
 
 /// A dead attempt the reap decided about, to be closed by the caller: its record made `lost` (it

@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
-    NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome,
-    WatermarkWrite, WATCH_BUFFER,
+    Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, FireState, JobRecord, LeaseAcquire,
+    LeaseHolder, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, SetAside, Start, StartedFire, Store,
+    TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -251,6 +251,14 @@ impl RedisStore {
             }
         }
         Ok(out)
+    }
+
+    /// A fire's state as a script read it from the fire hash: one that names no state is a corrupt key.
+    fn fire_state(&self, fire_id: &str, state: &str) -> Result<FireState> {
+        state.parse().map_err(|e: super::UnknownFireState| Error::Corrupt {
+            key: self.keys.fire(fire_id),
+            reason: e.to_string(),
+        })
     }
 
     async fn save(&self, exec: &Execution, release_lock: bool) -> Result<()> {
@@ -762,7 +770,8 @@ impl Store for RedisStore {
             "ORPHAN" => Ok(Enqueue::Orphan),
             "FENCED" => Err(Error::Fenced(format!("lease {fence} is no longer held"))),
             "TARGET_DEAD" => Ok(Enqueue::TargetDead),
-            other => Ok(Enqueue::NotDispatching(other.to_string())),
+            "UNKNOWN" => Ok(Enqueue::Unknown),
+            state => Ok(Enqueue::NotDispatching(self.fire_state(fire_id, state)?)),
         }
     }
 
@@ -867,7 +876,7 @@ impl Store for RedisStore {
             Some("ALREADY") => Start::Already,
             Some("NOT_LIVE") => Start::NotLive,
             Some("POISON") => Start::Poison,
-            Some("NOT_MINE") => Start::NotMine(r.get(1).cloned().unwrap_or_default()),
+            Some("NOT_MINE") => Start::NotMine(self.fire_state(fire_id, r.get(1).map_or("", String::as_str))?),
             Some("MISFIRED") if r.len() == 4 => {
                 Start::Misfired { job_id: r[1].clone(), sched_ms: num(2), exec_id: r[3].clone() }
             }
@@ -907,7 +916,7 @@ impl Store for RedisStore {
             uuid_v7_prefix(super::now_ms() - self.retention_ms as i64),
             node.to_string(),
             inc.to_string(),
-            exec.state.as_str().to_string(),
+            FireState::from(exec.state).as_str().to_string(),
             encode(&superseded)?,
             superseded.id.clone(),
         ];
@@ -988,7 +997,12 @@ impl Store for RedisStore {
                 sched_ms: reply[2].parse().unwrap_or(0),
                 exec_id: reply[3].clone(),
             },
-            Some(other) => Reap::Dropped(other.trim_start_matches("DROPPED_").to_string()),
+            Some(other) => match other.strip_prefix("DROPPED_") {
+                // Lua's name for no state at all.
+                Some("nil") => Reap::Dropped(None),
+                Some(state) => Reap::Dropped(Some(self.fire_state(&r.fire_id, state)?)),
+                None => return Err(unexpected("reap", &reply)),
+            },
             None => return Err(unexpected("reap", &reply)),
         })
     }
