@@ -9,9 +9,9 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, FireState, LeaseAcquire, Load, MemoryStore,
-    NodeList, NodeRecord, Reap, ReapFence, ReapRequest, RedisStore, Register, Start, Store, TriggerOutcome,
-    WatermarkWrite,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Fence, Finish, FireState, LeaseAcquire, Load,
+    MemoryStore, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, RedisStore, Register, Start, Store,
+    TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -31,12 +31,17 @@ fn claim(job: &str, sched: i64, next: Option<i64>, forbid: bool) -> Claim {
     }
 }
 
-/// Takes the master lease for the test and returns its value (the fence for claims).
-async fn master(s: &dyn Store) -> String {
+/// Takes the master lease for the test and returns it (the fence for claims).
+async fn master(s: &dyn Store) -> Fence {
     match s.acquire_lease("n1", "inc1", 600_000, 0).await.expect("acquire") {
-        LeaseAcquire::Acquired(h) => h.value,
+        LeaseAcquire::Acquired(h) => h,
         other => panic!("lease not acquired: {other:?}"),
     }
+}
+
+/// A lease value someone else would hold.
+fn lease_value(v: &str) -> Fence {
+    Fence::parse(v).expect("a lease value")
 }
 
 async fn put(s: &dyn Store, id: &str, next: i64) {
@@ -267,34 +272,34 @@ async fn lease_is_exclusive_fenced_and_monotonic(s: Arc<dyn Store>) {
         other => panic!("second node took a held lease: {other:?}"),
     }
     assert_eq!(s.lease().await.expect("lease"), Some(a.clone()));
-    assert!(s.renew_lease(&a.value, 600_000).await.expect("renew"));
-    assert!(!s.renew_lease("n2:1:i2", 600_000).await.expect("renew"), "only the holder renews");
-    assert!(!s.release_lease("n2:1:i2").await.expect("release"), "only the holder releases");
+    assert!(s.renew_lease(&a, 600_000).await.expect("renew"));
+    assert!(!s.renew_lease(&lease_value("n2:1:i2"), 600_000).await.expect("renew"), "only the holder renews");
+    assert!(!s.release_lease(&lease_value("n2:1:i2")).await.expect("release"), "only the holder releases");
     // Claims fenced by a value that is not the lease are refused, and change nothing.
     put(&*s, "a", 1000).await;
-    let e = s.claim("n2:1:i2", &[claim("a", 1000, Some(2000), false)]).await.expect_err("fenced");
+    let e = s.claim(&lease_value("n2:1:i2"), &[claim("a", 1000, Some(2000), false)]).await.expect_err("fenced");
     assert!(matches!(e, rota::Error::Fenced(_)), "{e:?}");
     assert_eq!(s.get_job("a").await.expect("get").and_then(|r| r.next_ms), Some(1000));
-    assert!(s.release_lease(&a.value).await.expect("release"));
+    assert!(s.release_lease(&a).await.expect("release"));
     assert_eq!(s.lease().await.expect("lease"), None);
-    let e = s.claim(&a.value, &[claim("a", 1000, Some(2000), false)]).await.expect_err("released lease fences");
+    let e = s.claim(&a, &[claim("a", 1000, Some(2000), false)]).await.expect_err("released lease fences");
     assert!(matches!(e, rota::Error::Fenced(_)), "{e:?}");
     // The next master gets a higher epoch, and never one at or below a floor a node has seen.
     let LeaseAcquire::Acquired(b) = s.acquire_lease("n2", "i2", 600_000, 0).await.expect("acquire") else {
         panic!("acquire after release")
     };
     assert!(b.epoch > a.epoch);
-    s.release_lease(&b.value).await.expect("release");
+    s.release_lease(&b).await.expect("release");
     let floor = b.epoch + 1_000_000;
     let LeaseAcquire::Acquired(c) = s.acquire_lease("n3", "i3", 600_000, floor).await.expect("acquire") else {
         panic!("acquire with floor")
     };
     assert!(c.epoch > floor);
     // An expired lease can be taken by another node.
-    s.release_lease(&c.value).await.expect("release");
+    s.release_lease(&c).await.expect("release");
     let LeaseAcquire::Acquired(d) = s.acquire_lease("n1", "i4", 100, 0).await.expect("acquire") else { panic!() };
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(!s.renew_lease(&d.value, 100).await.expect("renew"), "an expired lease cannot be renewed");
+    assert!(!s.renew_lease(&d, 100).await.expect("renew"), "an expired lease cannot be renewed");
     assert!(matches!(s.acquire_lease("n2", "i5", 600_000, 0).await.expect("acquire"), LeaseAcquire::Acquired(_)));
 }
 
@@ -394,7 +399,7 @@ fn node(id: &str, inc: &str) -> NodeRecord {
 
 /// Claims one fire of job `j` and returns its fire id. `sched` is an offset from now: a fire's start
 /// deadline is its scheduled instant plus the misfire threshold.
-async fn claimed_fire(s: &dyn Store, fence: &str, j: &str, sched: i64, forbid: bool) -> String {
+async fn claimed_fire(s: &dyn Store, fence: &Fence, j: &str, sched: i64, forbid: bool) -> String {
     let sched = now_ms() / 1000 * 1000 + sched;
     put(s, j, sched).await;
     let c = claim(j, sched, Some(sched + 1000), forbid);
@@ -402,8 +407,8 @@ async fn claimed_fire(s: &dyn Store, fence: &str, j: &str, sched: i64, forbid: b
     c.exec.fire_id
 }
 
-fn epoch_of(fence: &str) -> u64 {
-    rota::store::LeaseHolder::parse(fence).expect("lease value").epoch
+fn epoch_of(fence: &Fence) -> u64 {
+    fence.epoch
 }
 
 async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
@@ -425,7 +430,7 @@ async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
     let f3 = claimed_fire(&*s, &fence, "c", 1000, false).await;
     assert_eq!(s.accept(&f3, Some(epoch - 1), "n2", "i2").await.expect("accept"), Accept::StaleEpoch);
     assert_eq!(s.accept(&f3, Some(epoch), "n2", "old").await.expect("accept"), Accept::NotLive);
-    assert!(matches!(s.enqueue("n9:1:x", &f3, "n2").await, Err(rota::Error::Fenced(_))));
+    assert!(matches!(s.enqueue(&lease_value("n9:1:x"), &f3, "n2").await, Err(rota::Error::Fenced(_))));
     assert_eq!(s.enqueue(&fence, &f3, "nobody").await.expect("enqueue"), Enqueue::TargetDead);
     let (q, p) = s.node_lists("n2").await.expect("lists");
     assert_eq!((q, p), (vec![f2.clone()], vec![f1.clone()]));
@@ -534,7 +539,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!(s.finish(&done, "n2", "i2").await.expect("finish"), Finish::Recorded);
     // A deposed master cannot reap.
     let mut stale = reap(NodeList::Queue, &queued, false);
-    stale.fence = ReapFence::Lease("n9:1:x".into());
+    stale.fence = ReapFence::Lease(lease_value("n9:1:x"));
     assert_eq!(s.reap(&stale).await.expect("reap"), Reap::Fenced);
 }
 

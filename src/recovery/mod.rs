@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::execution::{job_of_fire, ExecState, Execution};
 use crate::job::{Job, Recovery as RecoveryPolicy};
 use crate::metrics::path;
-use crate::store::{now_ms, Closing, Enqueue, NodeList, Reap, ReapFence, ReapRequest, Store};
+use crate::store::{now_ms, Closing, Enqueue, Fence, NodeList, Reap, ReapFence, ReapRequest, Store};
 use crate::worker::{lock_ttl_ms, Worker};
 
 /// Fires read per sweep pass.
@@ -60,7 +60,7 @@ impl Recovery {
     }
 
     /// Puts a dispatching fire into `target`'s queue, or this node's when the target is dead.
-    pub async fn enqueue_somewhere(&self, fence: &str, fire_id: &str, target: &str) {
+    pub async fn enqueue_somewhere(&self, fence: &Fence, fire_id: &str, target: &str) {
         for t in [target, self.node_id.as_str()] {
             match self.store.enqueue(fence, fire_id, t).await {
                 Ok(Enqueue::Queued) => {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, FireState, JobRecord,
-    LeaseAcquire, LeaseHolder, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Fence, Finish, FireState, JobRecord,
+    LeaseAcquire, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store,
     TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
@@ -73,8 +73,8 @@ struct State {
     /// (job, idempotency key) -> (execution id, expiry ms).
     idem: HashMap<(String, String), (String, i64)>,
     nodes: BTreeMap<String, (NodeRecord, i64)>,
-    /// (lease value, expiry ms).
-    lease: Option<(String, i64)>,
+    /// (lease, expiry ms).
+    lease: Option<(Fence, i64)>,
     epoch: u64,
 }
 
@@ -146,8 +146,8 @@ impl State {
         }
     }
 
-    fn lease_value(&self, now: i64) -> Option<&str> {
-        self.lease.as_ref().filter(|(_, exp)| *exp > now).map(|(v, _)| v.as_str())
+    fn lease_value(&self, now: i64) -> Option<&Fence> {
+        self.lease.as_ref().filter(|(_, exp)| *exp > now).map(|(v, _)| v)
     }
 
     fn lock_held(&self, job: &str, now: i64) -> bool {
@@ -261,7 +261,7 @@ impl Store for MemoryStore {
         Ok(self.lock()?.due.iter().next().map(|(t, _)| *t))
     }
 
-    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
+    async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
         let mut out = Vec::with_capacity(claims.len());
         let mut announce = Vec::new();
         {
@@ -451,7 +451,7 @@ impl Store for MemoryStore {
         let mut st = self.lock()?;
         let now = now_ms();
         if let Some(v) = st.lease_value(now) {
-            return Ok(LeaseAcquire::Held(LeaseHolder::parse(v)));
+            return Ok(LeaseAcquire::Held(Some(v.clone())));
         }
         if floor > super::MAX_EPOCH {
             return Err(Error::Corrupt { key: "epoch".into(), reason: format!("floor {floor} is not an epoch") });
@@ -464,38 +464,33 @@ impl Store for MemoryStore {
             });
         }
         st.epoch = epoch;
-        let value = format!("{node_id}:{epoch}:{inc}");
-        st.lease = Some((value.clone(), now + ttl_ms as i64));
-        Ok(LeaseAcquire::Acquired(LeaseHolder {
-            node_id: node_id.to_string(),
-            epoch,
-            incarnation: inc.to_string(),
-            value,
-        }))
+        let fence = Fence { node_id: node_id.to_string(), epoch, incarnation: inc.to_string() };
+        st.lease = Some((fence.clone(), now + ttl_ms as i64));
+        Ok(LeaseAcquire::Acquired(fence))
     }
 
-    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool> {
+    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool> {
         let mut st = self.lock()?;
         let now = now_ms();
-        if st.lease_value(now) == Some(value) {
-            st.lease = Some((value.to_string(), now + ttl_ms as i64));
+        if st.lease_value(now) == Some(fence) {
+            st.lease = Some((fence.clone(), now + ttl_ms as i64));
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn release_lease(&self, value: &str) -> Result<bool> {
+    async fn release_lease(&self, fence: &Fence) -> Result<bool> {
         let mut st = self.lock()?;
-        if st.lease.as_ref().is_some_and(|(v, _)| v == value) {
+        if st.lease.as_ref().is_some_and(|(v, _)| v == fence) {
             st.lease = None;
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn lease(&self) -> Result<Option<LeaseHolder>> {
+    async fn lease(&self) -> Result<Option<Fence>> {
         let st = self.lock()?;
-        Ok(st.lease_value(now_ms()).and_then(LeaseHolder::parse))
+        Ok(st.lease_value(now_ms()).cloned())
     }
 
     async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
@@ -574,7 +569,7 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue> {
+    async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue> {
         {
             let mut st = self.lock()?;
             let now = now_ms();
@@ -766,7 +761,7 @@ impl Store for MemoryStore {
             let now = now_ms();
             let own_inc = match &r.fence {
                 ReapFence::Lease(v) => {
-                    if st.lease_value(now) != Some(v.as_str()) {
+                    if st.lease_value(now) != Some(v) {
                         return Ok(Reap::Fenced);
                     }
                     if st.hb.get(&r.dead_node).is_some_and(|(_, exp)| *exp > now) {

@@ -123,35 +123,40 @@ pub enum TriggerOutcome {
 /// reached honestly; a larger one can only be forged or corrupted, and is refused.
 pub const MAX_EPOCH: u64 = (1 << 53) - 1;
 
-/// Who holds the master lease. Stored as `<node>:<epoch>:<incarnation>` (node ids cannot hold ':').
+/// The master lease: who holds it, with which epoch, in which incarnation. Its wire form, the value
+/// stored under the lease key, is `<node>:<epoch>:<incarnation>` (node ids cannot hold ':'); every
+/// write fenced by the lease (claim, enqueue, the master's reap, renew, release) is refused unless
+/// the caller's fence, in that form, is the stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseHolder {
+pub struct Fence {
     pub node_id: String,
     pub epoch: u64,
     pub incarnation: String,
-    /// The stored value, compared by every fenced write.
-    pub value: String,
 }
 
-impl LeaseHolder {
-    pub fn parse(value: &str) -> Option<LeaseHolder> {
+impl Fence {
+    /// Reads a lease value; None when it is not one. The stores write the epoch as plain digits, so
+    /// a fence they issued displays as exactly the value they stored.
+    pub fn parse(value: &str) -> Option<Fence> {
         let mut parts = value.splitn(3, ':');
         let (node, epoch, inc) = (parts.next()?, parts.next()?, parts.next()?);
-        Some(LeaseHolder {
-            node_id: node.to_string(),
-            epoch: epoch.parse().ok()?,
-            incarnation: inc.to_string(),
-            value: value.to_string(),
-        })
+        Some(Fence { node_id: node.to_string(), epoch: epoch.parse().ok()?, incarnation: inc.to_string() })
+    }
+}
+
+/// The wire form: `<node>:<epoch>:<incarnation>`.
+impl std::fmt::Display for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.node_id, self.epoch, self.incarnation)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseAcquire {
     /// The caller is master now, with this (new, higher) epoch.
-    Acquired(LeaseHolder),
-    /// Someone holds it.
-    Held(Option<LeaseHolder>),
+    Acquired(Fence),
+    /// Someone holds it (None: the stored value is not a lease).
+    Held(Option<Fence>),
 }
 
 /// A node's registration of one incarnation.
@@ -274,7 +279,7 @@ pub enum NodeList {
 /// what its earlier incarnations left).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReapFence {
-    Lease(String),
+    Lease(Fence),
     Own { incarnation: String },
 }
 
@@ -418,9 +423,9 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest watermark of any unpaused job.
     async fn next_due_ms(&self) -> Result<Option<i64>>;
     /// Claims fires atomically, each independently; one outcome per claim, in order. `fence` is the
-    /// caller's lease value: when it is no longer the stored lease, nothing is claimed and the
-    /// answer is `Error::Fenced`.
-    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
+    /// caller's lease: when it is no longer the stored lease, nothing is claimed and the answer is
+    /// `Error::Fenced`.
+    async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
     /// Makes a manual fire of `exec.job_id` (in `dispatching`, like a claimed fire), deduplicated
     /// by `idempotency_key` when given.
     async fn trigger(
@@ -446,7 +451,7 @@ pub trait Store: Send + Sync + 'static {
         incarnation: &str,
     ) -> Result<Vec<Accept>>;
     /// Master only (fenced): moves a dispatching fire into `target`'s durable queue.
-    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue>;
+    async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue>;
     /// Moves the next entry of `node`'s queue into its processing list, waiting up to `wait`.
     async fn pop(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>>;
     /// Moves an entry of `node`'s processing list that cannot be a fire id (see
@@ -515,12 +520,12 @@ pub trait Store: Send + Sync + 'static {
     /// Takes the master lease if free, with an epoch above `floor`, above every epoch issued before
     /// and above the store's clock in ms (so it stays monotonic even if the store lost its data).
     async fn acquire_lease(&self, node_id: &str, incarnation: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire>;
-    /// Extends the lease while `value` still holds it.
-    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool>;
-    /// Gives the lease up at once if `value` holds it.
-    async fn release_lease(&self, value: &str) -> Result<bool>;
+    /// Extends the lease while `fence` still holds it.
+    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool>;
+    /// Gives the lease up at once if `fence` holds it.
+    async fn release_lease(&self, fence: &Fence) -> Result<bool>;
     /// The current holder, if any.
-    async fn lease(&self) -> Result<Option<LeaseHolder>>;
+    async fn lease(&self) -> Result<Option<Fence>>;
 
     /// Registers an incarnation of `node` (refused while another live incarnation holds the id).
     async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register>;
@@ -599,3 +604,20 @@ pub fn queue_entry_problem(entry: &str) -> Option<String> {
 /// Wall clock in UTC ms, corrected to the cluster clock (Redis's; see `cluster::clock`): stamps
 /// records, computes cron instants, decides when fires are due (never used for safety).
 pub use crate::clock::now_ms;
+
+#[cfg(test)]
+mod tests {
+    use super::Fence;
+
+    #[test]
+    fn a_fence_displays_as_the_lease_value_it_was_read_from() {
+        let f = Fence::parse("n1:1767225600001:0f3c9a2e").expect("a lease value");
+        assert_eq!((f.node_id.as_str(), f.epoch, f.incarnation.as_str()), ("n1", 1_767_225_600_001, "0f3c9a2e"));
+        assert_eq!(f.to_string(), "n1:1767225600001:0f3c9a2e");
+        // Only the first two ':' separate: the rest is the incarnation's.
+        assert_eq!(Fence::parse("n:2:a:b").map(|f| f.to_string()).as_deref(), Some("n:2:a:b"));
+        for bad in ["", "n1", "n1:5", "n1:x:i", "n1:-1:i"] {
+            assert_eq!(Fence::parse(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, FireState, JobRecord, LeaseAcquire,
-    LeaseHolder, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, SetAside, Start, StartedFire, Store,
+    Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Fence, Finish, FireState, JobRecord,
+    LeaseAcquire, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, SetAside, Start, StartedFire, Store,
     TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
@@ -399,17 +399,16 @@ impl Store for RedisStore {
         Ok(first.first().map(|(_, s)| *s as i64))
     }
 
-    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
+    async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let epoch = LeaseHolder::parse(fence).map(|h| h.epoch).unwrap_or(0);
         let mut inv = CLAIM.key(self.keys.due());
         inv.key(self.keys.execs()).key(self.keys.lease()).key(self.keys.inflight());
         inv.arg(self.retention_ms)
             .arg(self.keys.exec_channel())
-            .arg(fence)
-            .arg(epoch)
+            .arg(fence.to_string())
+            .arg(fence.epoch)
             .arg(self.timing.dispatch_deadline_ms)
             .arg(self.timing.misfire_threshold_ms);
         for c in claims {
@@ -615,21 +614,30 @@ impl Store for RedisStore {
                 if let Some(note) = r.get(3).filter(|n| !n.is_empty()) {
                     tracing::error!(key = %self.keys.epoch(), note = %note, "fencing epoch counter repaired");
                 }
-                LeaseHolder::parse(v).map(LeaseAcquire::Acquired).ok_or_else(|| unexpected("lease_acquire", &r))
+                // The script writes the epoch as digits: the fence's wire form is the stored value.
+                Fence::parse(v)
+                    .filter(|f| f.to_string() == *v)
+                    .map(LeaseAcquire::Acquired)
+                    .ok_or_else(|| unexpected("lease_acquire", &r))
             }
-            (Some("0"), v) => Ok(LeaseAcquire::Held(v.and_then(|v| LeaseHolder::parse(v)))),
+            (Some("0"), v) => Ok(LeaseAcquire::Held(v.and_then(|v| Fence::parse(v)))),
             (Some("ERR"), Some(why)) => Err(Error::Corrupt { key: self.keys.epoch(), reason: why.clone() }),
             _ => Err(unexpected("lease_acquire", &r)),
         }
     }
 
-    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool> {
-        let r: i64 = RENEW.key(self.keys.lease()).arg(value).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool> {
+        let r: i64 = RENEW
+            .key(self.keys.lease())
+            .arg(fence.to_string())
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(r == 1)
     }
 
-    async fn release_lease(&self, value: &str) -> Result<bool> {
-        let r: i64 = LEASE_RELEASE.key(self.keys.lease()).arg(value).invoke_async(&mut self.conn()).await?;
+    async fn release_lease(&self, fence: &Fence) -> Result<bool> {
+        let r: i64 = LEASE_RELEASE.key(self.keys.lease()).arg(fence.to_string()).invoke_async(&mut self.conn()).await?;
         Ok(r == 1)
     }
 
@@ -651,9 +659,9 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn lease(&self) -> Result<Option<LeaseHolder>> {
+    async fn lease(&self) -> Result<Option<Fence>> {
         let v: Option<String> = self.conn().get(self.keys.lease()).await?;
-        Ok(v.and_then(|v| LeaseHolder::parse(&v)))
+        Ok(v.and_then(|v| Fence::parse(&v)))
     }
 
     async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
@@ -750,14 +758,14 @@ impl Store for RedisStore {
             .collect())
     }
 
-    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue> {
+    async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue> {
         let r: String = ENQUEUE
             .key(self.keys.lease())
             .key(self.keys.fire(fire_id))
             .key(self.keys.queue(target))
             .key(self.keys.inflight())
             .key(self.keys.hb(target))
-            .arg(fence)
+            .arg(fence.to_string())
             .arg(fire_id)
             .arg(target)
             .arg(self.timing.watch_ms())
@@ -944,7 +952,7 @@ impl Store for RedisStore {
 
     async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
         let (fence_key, fence, inc) = match &r.fence {
-            ReapFence::Lease(v) => (self.keys.lease(), v.clone(), String::new()),
+            ReapFence::Lease(v) => (self.keys.lease(), v.to_string(), String::new()),
             ReapFence::Own { incarnation } => {
                 let guard = if r.handoff { super::HANDOFF_INCARNATION.to_string() } else { incarnation.clone() };
                 (self.keys.hb(&r.dead_node), incarnation.clone(), guard)
