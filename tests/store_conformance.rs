@@ -10,8 +10,8 @@ use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Fence, Finish, FireState, LeaseAcquire, Load,
-    MemoryStore, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, RedisStore, Register, Start, Store,
-    TriggerOutcome, WatermarkWrite,
+    MemoryStore, NodeList, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore, Register, Start, Store, TriggerOutcome,
+    WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -355,7 +355,7 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
     assert!(matches!(s.start(&fire, "n9", "dead-inc", "e1", false).await.expect("start"), Start::Run(_)));
     tokio::time::sleep(Duration::from_millis(250)).await;
     let req = ReapRequest {
-        fence: ReapFence::Lease(fence.clone()),
+        by: ReapBy::Master(fence.clone()),
         dead_node: "n9".into(),
         list: NodeList::Processing,
         fire_id: fire.clone(),
@@ -363,7 +363,6 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
         rerun: false,
         max_recoveries: 0,
         lock_ttl_ms: 1000,
-        handoff: false,
     };
     let Reap::Lost { exec_id, .. } = s.reap(&req).await.expect("reap") else { panic!("lost") };
     assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Revoked { .. }));
@@ -494,7 +493,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
         assert!(matches!(s.start(f, "n1", "i1", "x", false).await.expect("start"), Start::Run(_)));
     }
     let reap = |list, fire: &str, rerun| ReapRequest {
-        fence: ReapFence::Lease(fence.clone()),
+        by: ReapBy::Master(fence.clone()),
         dead_node: "n1".into(),
         list,
         fire_id: fire.to_string(),
@@ -502,7 +501,6 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
         rerun,
         max_recoveries: 2,
         lock_ttl_ms: 60_000,
-        handoff: false,
     };
     assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Alive, "n1 is still alive");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -539,7 +537,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!(s.finish(&done, "n2", "i2").await.expect("finish"), Finish::Recorded);
     // A deposed master cannot reap.
     let mut stale = reap(NodeList::Queue, &queued, false);
-    stale.fence = ReapFence::Lease(lease_value("n9:1:x"));
+    stale.by = ReapBy::Master(lease_value("n9:1:x"));
     assert_eq!(s.reap(&stale).await.expect("reap"), Reap::Fenced);
 }
 
@@ -558,7 +556,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     assert!(matches!(s.start(&fire, "n1", "old", "x", false).await.expect("start"), Start::Run(_)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let req = ReapRequest {
-        fence: ReapFence::Lease(fence.clone()),
+        by: ReapBy::Master(fence.clone()),
         dead_node: "n1".into(),
         list: NodeList::Processing,
         fire_id: fire.clone(),
@@ -566,7 +564,6 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
         rerun: true,
         max_recoveries: 2,
         lock_ttl_ms: 60_000,
-        handoff: false,
     };
     assert!(matches!(s.reap(&req).await.expect("reap"), Reap::Rerun { .. }));
     // n1 comes back as a new incarnation and steals the re-run from n2's queue.

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::execution::{job_of_fire, ExecState, Execution};
 use crate::job::{Job, Recovery as RecoveryPolicy};
 use crate::metrics::path;
-use crate::store::{now_ms, Closing, Enqueue, Fence, NodeList, Reap, ReapFence, ReapRequest, Store};
+use crate::store::{now_ms, Closing, Enqueue, Fence, NodeList, Reap, ReapBy, ReapRequest, Store};
 use crate::worker::{lock_ttl_ms, Worker};
 
 /// Fires read per sweep pass.
@@ -118,7 +118,7 @@ impl Recovery {
             let (q, p) = self.store.node_lists(&dead).await?;
             for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
                 for fire_id in entries {
-                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id).await?;
+                    self.reap_one(ReapBy::Master(master.lease.clone()), &dead, list, &fire_id).await?;
                 }
             }
         }
@@ -153,7 +153,7 @@ impl Recovery {
     async fn adopt_entries(&self, list: NodeList, entries: Vec<String>) -> Result<()> {
         let inc = self.membership.incarnation();
         for fire_id in entries {
-            self.reap_one(ReapFence::Own { incarnation: inc.clone() }, &self.node_id, list, &fire_id).await?;
+            self.reap_one(ReapBy::Adopt { incarnation: inc.clone() }, &self.node_id, list, &fire_id).await?;
         }
         Ok(())
     }
@@ -218,11 +218,11 @@ impl Recovery {
         Ok(())
     }
 
-    async fn reap_one(&self, fence: ReapFence, dead: &str, list: NodeList, fire_id: &str) -> Result<()> {
+    async fn reap_one(&self, by: ReapBy, dead: &str, list: NodeList, fire_id: &str) -> Result<()> {
         let job = self.job_of(fire_id).await?;
         // Its own leftovers a node keeps (a master-only one goes to the master); a dead node's go
         // where `target_for` says.
-        let own = matches!(fence, ReapFence::Own { .. });
+        let own = matches!(by, ReapBy::Adopt { .. });
         let target = match &job {
             Some(j) if own && !j.spec.master_only => self.node_id.clone(),
             None if own => self.node_id.clone(),
@@ -231,7 +231,7 @@ impl Recovery {
         let target = target.as_str();
         let rerun = job.as_ref().is_some_and(|j| j.spec.recovery == RecoveryPolicy::Rerun);
         let req = ReapRequest {
-            fence,
+            by,
             dead_node: dead.to_string(),
             list,
             fire_id: fire_id.to_string(),
@@ -240,7 +240,6 @@ impl Recovery {
             max_recoveries: self.max_recoveries,
             // A re-run may wait up to the misfire threshold again before it starts.
             lock_ttl_ms: lock_ttl_ms(self.misfire_threshold_ms),
-            handoff: false,
         };
         let outcome = self.store.reap(&req).await?;
         match &outcome {

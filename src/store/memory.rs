@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use super::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Fence, Finish, FireState, JobRecord,
-    LeaseAcquire, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store,
-    TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    LeaseAcquire, NodeList, NodeRecord, Reap, ReapBy, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome,
+    WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -759,23 +759,21 @@ impl Store for MemoryStore {
         let out = {
             let mut st = self.lock()?;
             let now = now_ms();
-            let own_inc = match &r.fence {
-                ReapFence::Lease(v) => {
-                    if st.lease_value(now) != Some(v) {
+            match &r.by {
+                ReapBy::Master(fence) => {
+                    if st.lease_value(now) != Some(fence) {
                         return Ok(Reap::Fenced);
                     }
                     if st.hb.get(&r.dead_node).is_some_and(|(_, exp)| *exp > now) {
                         return Ok(Reap::Alive);
                     }
-                    None
                 }
-                ReapFence::Own { incarnation } => {
+                ReapBy::Adopt { incarnation } | ReapBy::Handoff { incarnation } => {
                     if !st.live(&r.dead_node, incarnation, now) {
                         return Ok(Reap::Fenced);
                     }
-                    Some(if r.handoff { super::HANDOFF_INCARNATION.to_string() } else { incarnation.clone() })
                 }
-            };
+            }
             let removed = match r.list {
                 NodeList::Queue => st.queues.get_mut(&r.dead_node).and_then(|q| {
                     let i = q.iter().position(|x| *x == r.fire_id)?;
@@ -793,7 +791,8 @@ impl Store for MemoryStore {
             if f.node != r.dead_node {
                 return Ok(Reap::StaleCopy);
             }
-            if own_inc.as_deref() == Some(f.inc.as_str()) {
+            if matches!(&r.by, ReapBy::Adopt { incarnation } if *incarnation == f.inc) {
+                // The live incarnation's own entry, not a leftover: put back.
                 st.processing.entry(r.dead_node.clone()).or_default().push(r.fire_id.clone());
                 return Ok(Reap::Alive);
             }
@@ -808,7 +807,7 @@ impl Store for MemoryStore {
                     Reap::Moved
                 }
                 FireState::Running => {
-                    if own_inc.is_none() {
+                    if matches!(r.by, ReapBy::Master(_)) {
                         st.gone.entry(r.dead_node.clone()).or_default().insert(f.inc.clone());
                     }
                     let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
@@ -823,7 +822,7 @@ impl Store for MemoryStore {
                         fm.state = FireState::Lost;
                         Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
                     };
-                    if !r.handoff && !f.exec.is_empty() {
+                    if !matches!(r.by, ReapBy::Handoff { .. }) && !f.exec.is_empty() {
                         let closing = Closing {
                             exec_id: f.exec.clone(),
                             lost: matches!(out, Reap::Lost { .. }),

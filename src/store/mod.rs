@@ -275,17 +275,27 @@ pub enum NodeList {
     Processing,
 }
 
-/// How a reap is fenced: by the master's lease, or by this node's own live incarnation (adopting
-/// what its earlier incarnations left).
+/// Who reaps an entry, and on what authority: what a reap may do depends on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReapFence {
-    Lease(Fence),
-    Own { incarnation: String },
+pub enum ReapBy {
+    /// The master, fenced by its lease, resolving a dead node's entry: refused (`Alive`) while the
+    /// node's heartbeat is live; the incarnation that was running a fire is buried (it may never
+    /// beat again); the dead attempt is left to close (`closings`).
+    Master(Fence),
+    /// This node, fenced by its live incarnation, resolving what its earlier incarnations left in
+    /// its own lists: an entry of the live incarnation is put back (`Alive`), the others are dealt
+    /// with as the master would, without burial; the dead attempt is left to close.
+    Adopt { incarnation: String },
+    /// This node, fenced by its live incarnation, moving a fire that incarnation holds to another
+    /// node's queue (a master-only fire that reached it while it is not master, handed to the
+    /// master). It records its own attempt: nothing is left to close.
+    Handoff { incarnation: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReapRequest {
-    pub fence: ReapFence,
+    pub by: ReapBy,
+    /// Whose list holds the entry: a dead node, or this node itself (`Adopt`, `Handoff`).
     pub dead_node: String,
     pub list: NodeList,
     pub fire_id: String,
@@ -293,14 +303,7 @@ pub struct ReapRequest {
     pub rerun: bool,
     pub max_recoveries: u32,
     pub lock_ttl_ms: u64,
-    /// With `ReapFence::Own`: move a fire this very incarnation holds (a master-only fire that
-    /// reached this node while it is not master, handed to the master) instead of leaving it.
-    pub handoff: bool,
 }
-
-/// An incarnation id no incarnation has: makes the reap script's "our own live fire" guard never
-/// match (a handoff).
-pub const HANDOFF_INCARNATION: &str = "-";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reap {

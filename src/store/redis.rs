@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::keys::Keys;
 use super::{
     Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Fence, Finish, FireState, JobRecord,
-    LeaseAcquire, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, SetAside, Start, StartedFire, Store,
+    LeaseAcquire, NodeList, NodeRecord, Reap, ReapBy, ReapRequest, Register, SetAside, Start, StartedFire, Store,
     TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
@@ -951,12 +951,10 @@ impl Store for RedisStore {
     }
 
     async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
-        let (fence_key, fence, inc) = match &r.fence {
-            ReapFence::Lease(v) => (self.keys.lease(), v.to_string(), String::new()),
-            ReapFence::Own { incarnation } => {
-                let guard = if r.handoff { super::HANDOFF_INCARNATION.to_string() } else { incarnation.clone() };
-                (self.keys.hb(&r.dead_node), incarnation.clone(), guard)
-            }
+        let (fence_key, fence, mode) = match &r.by {
+            ReapBy::Master(fence) => (self.keys.lease(), fence.to_string(), "master"),
+            ReapBy::Adopt { incarnation } => (self.keys.hb(&r.dead_node), incarnation.clone(), "adopt"),
+            ReapBy::Handoff { incarnation } => (self.keys.hb(&r.dead_node), incarnation.clone(), "handoff"),
         };
         let list = match r.list {
             NodeList::Queue => self.keys.queue(&r.dead_node),
@@ -981,7 +979,7 @@ impl Store for RedisStore {
             .arg(&r.target)
             .arg(&r.dead_node)
             .arg(self.timing.misfire_threshold_ms)
-            .arg(inc)
+            .arg(mode)
             .arg(NODE_RECORD_KEEP_MS)
             .arg(self.timing.watch_ms())
             .invoke_async(&mut self.conn())
