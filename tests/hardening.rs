@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{eventually, executions, job, state, Backend, RedisServer, TestNode};
 use redis::AsyncCommands;
 use rota::pb;
-use rota::store::{LeaseAcquire, RedisStore, Store, MAX_EPOCH};
+use rota::store::{ClusterStore, FireStore, JobStore, LeaseAcquire, RedisStore, MAX_EPOCH};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);

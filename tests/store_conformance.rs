@@ -9,9 +9,9 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Fence, Finish, FireState, LeaseAcquire, Load,
-    MemoryStore, NodeList, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore, Register, Start, Store, TriggerOutcome,
-    WatermarkWrite,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState, FireStore,
+    LeaseAcquire, Load, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore, Register, Start,
+    Store, TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -357,7 +357,7 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
     let req = ReapRequest {
         by: ReapBy::Master(fence.clone()),
         dead_node: "n9".into(),
-        list: NodeList::Processing,
+        fires: NodeFires::Taken,
         fire_id: fire.clone(),
         target: "n9".into(),
         rerun: false,
@@ -431,7 +431,7 @@ async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
     assert_eq!(s.accept(&f3, Some(epoch), "n2", "old").await.expect("accept"), Accept::NotLive);
     assert!(matches!(s.enqueue(&lease_value("n9:1:x"), &f3, "n2").await, Err(rota::Error::Fenced(_))));
     assert_eq!(s.enqueue(&fence, &f3, "nobody").await.expect("enqueue"), Enqueue::TargetDead);
-    let (q, p) = s.node_lists("n2").await.expect("lists");
+    let (q, p) = s.node_fires("n2").await.expect("lists");
     assert_eq!((q, p), (vec![f2.clone()], vec![f1.clone()]));
 }
 
@@ -439,10 +439,14 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     s.register(&node("n1", "i1"), 60_000).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "f", 1000, true).await;
-    assert_eq!(s.pop("n1", Duration::from_millis(50)).await.expect("pop"), None, "empty queue waits, then None");
+    assert_eq!(
+        s.take_queued("n1", Duration::from_millis(50)).await.expect("pop"),
+        None,
+        "empty queue waits, then None"
+    );
     assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
-    assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
-    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
+    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
     let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
         panic!("not started")
     };
@@ -468,7 +472,7 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     e.id = sf.exec_id.clone();
     e.state = ExecState::Succeeded;
     assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish"), Finish::Recorded);
-    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![]), "acked");
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]), "acked");
     assert_eq!(s.get_execution(&e.id).await.expect("get").map(|e| e.state), Some(ExecState::Succeeded));
     // The same finish again (its first reply lost): recorded already, no `superseded` evidence made.
     assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish again"), Finish::Recorded);
@@ -495,29 +499,29 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     let reap = |list, fire: &str, rerun| ReapRequest {
         by: ReapBy::Master(fence.clone()),
         dead_node: "n1".into(),
-        list,
+        fires: list,
         fire_id: fire.to_string(),
         target: "n2".into(),
         rerun,
         max_recoveries: 2,
         lock_ttl_ms: 60_000,
     };
-    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Alive, "n1 is still alive");
+    assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Alive, "n1 is still alive");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(s.dead_nodes().await.expect("dead"), vec!["n1".to_string()]);
-    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Moved);
-    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Gone, "handled once");
-    let Reap::Rerun { dead_exec_id } = s.reap(&reap(NodeList::Processing, &running, true)).await.expect("reap") else {
+    assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Moved);
+    assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Gone, "handled once");
+    let Reap::Rerun { dead_exec_id } = s.reap(&reap(NodeFires::Taken, &running, true)).await.expect("reap") else {
         panic!("a running fire of a dead node is re-run")
     };
     assert!(!dead_exec_id.is_empty(), "the dead attempt is named, so it can be recorded lost");
-    assert!(matches!(s.reap(&reap(NodeList::Processing, &lost, false)).await.expect("reap"), Reap::Lost { .. }));
-    let (q, p) = s.node_lists("n2").await.expect("lists");
+    assert!(matches!(s.reap(&reap(NodeFires::Taken, &lost, false)).await.expect("reap"), Reap::Lost { .. }));
+    let (q, p) = s.node_fires("n2").await.expect("lists");
     assert_eq!((q.len(), p.len()), (2, 0));
     assert!(q.contains(&queued) && q.contains(&running));
     // n2 runs the re-run as attempt 2; n1's late result is superseded, not the outcome.
-    assert_eq!(s.pop("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(queued.as_str()));
-    assert_eq!(s.pop("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(running.as_str()));
+    assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(queued.as_str()));
+    assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(running.as_str()));
     let Start::Run(sf) = s.start(&running, "n2", "i2", "rerun-exec", false).await.expect("start") else { panic!() };
     assert_eq!((sf.attempt, sf.exec_id.as_str()), (2, "rerun-exec"));
     let mut late = Execution::pending("r", running.clone(), 1000, "n1", 1);
@@ -536,7 +540,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     done.state = ExecState::Succeeded;
     assert_eq!(s.finish(&done, "n2", "i2").await.expect("finish"), Finish::Recorded);
     // A deposed master cannot reap.
-    let mut stale = reap(NodeList::Queue, &queued, false);
+    let mut stale = reap(NodeFires::Queued, &queued, false);
     stale.by = ReapBy::Master(lease_value("n9:1:x"));
     assert_eq!(s.reap(&stale).await.expect("reap"), Reap::Fenced);
 }
@@ -558,7 +562,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     let req = ReapRequest {
         by: ReapBy::Master(fence.clone()),
         dead_node: "n1".into(),
-        list: NodeList::Processing,
+        fires: NodeFires::Taken,
         fire_id: fire.clone(),
         target: "n2".into(),
         rerun: true,
@@ -572,7 +576,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     let mut late = Execution::pending("r", fire.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
     assert_eq!(s.finish(&late, "n1", "old").await.expect("finish"), Finish::Superseded);
-    assert_eq!(s.node_lists("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
+    assert_eq!(s.node_fires("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
     assert!(matches!(s.start(&fire, "n1", "new", "rerun", false).await.expect("start"), Start::Run(_)));
 }
 
@@ -651,10 +655,10 @@ async fn a_master_only_fire_is_not_started_off_the_master(s: Arc<dyn Store>) {
     let (f_mo, f_look) = (claims[0].exec.fire_id.clone(), claims[1].exec.fire_id.clone());
     for f in [&f_mo, &f_look] {
         assert_eq!(s.enqueue(&fence, f, "n1").await.expect("enqueue"), Enqueue::Queued);
-        assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(f));
+        assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(f));
     }
     assert_eq!(s.start(&f_mo, "n1", "i1", "x", true).await.expect("start"), Start::MasterOnly);
-    assert!(s.node_lists("n1").await.expect("lists").1.contains(&f_mo), "still in the processing list");
+    assert!(s.node_fires("n1").await.expect("lists").1.contains(&f_mo), "still in the processing list");
     assert!(matches!(s.start(&f_look, "n1", "i1", "x", true).await.expect("start"), Start::Run(_)));
     assert!(matches!(s.start(&f_mo, "n1", "i1", "x", false).await.expect("start"), Start::Run(_)));
 }
@@ -683,9 +687,9 @@ async fn redis_poison_queue_entry_goes_to_the_dead_letter_list() {
     s.register(&node("n1", "i1"), 60_000).await.expect("register");
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let _: () = ::redis::cmd("LPUSH").arg(s.keys().queue("n1")).arg("\u{0}garbage").query(&mut c).expect("lpush");
-    let fire = s.pop("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
+    let fire = s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
     assert_eq!(s.start(&fire, "n1", "i1", "x", false).await.expect("start"), Start::Poison);
-    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![]));
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]));
     let dlq: Vec<String> = ::redis::cmd("LRANGE").arg(s.keys().dlq()).arg(0).arg(-1).query(&mut c).expect("dlq");
     assert_eq!(dlq.len(), 1);
     assert!(dlq[0].contains("garbage") && dlq[0].contains("no such fire"), "{dlq:?}");
@@ -704,7 +708,7 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     for j in ["b1", "b2", "b3"] {
         let f = claimed_fire(s, &fence, j, 1000, false).await;
         assert_eq!(s.enqueue(&fence, &f, "n1").await.expect("enqueue"), Enqueue::Queued);
-        assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&f));
+        assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&f));
         fires.push(f);
     }
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Fence, Finish, FireState, JobRecord,
-    LeaseAcquire, NodeList, NodeRecord, Reap, ReapBy, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome,
-    WatermarkWrite, WATCH_BUFFER,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
+    Finish, FireState, FireStore, JobRecord, JobStore, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
+    Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -25,7 +25,7 @@ pub struct MemoryStore {
     events: broadcast::Sender<Execution>,
     retention_ms: i64,
     timing: super::FireTiming,
-    /// Wakes `pop` waiters when something is queued.
+    /// Wakes `take_queued` waiters when something is queued.
     queued: tokio::sync::Notify,
 }
 
@@ -163,21 +163,14 @@ impl State {
     }
 }
 
-#[async_trait]
 impl Store for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
     }
+}
 
-    async fn clock_us(&self) -> Result<Option<i64>> {
-        // No clock but this process's: it is the cluster's.
-        Ok(None)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.lock().map(|_| ())
-    }
-
+#[async_trait]
+impl JobStore for MemoryStore {
     async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now: i64) -> Result<WatermarkWrite> {
         let mut st = self.lock()?;
         let old = st.jobs.get(&spec.id).cloned();
@@ -260,7 +253,10 @@ impl Store for MemoryStore {
     async fn next_due_ms(&self) -> Result<Option<i64>> {
         Ok(self.lock()?.due.iter().next().map(|(t, _)| *t))
     }
+}
 
+#[async_trait]
+impl FireStore for MemoryStore {
     async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
         let mut out = Vec::with_capacity(claims.len());
         let mut announce = Vec::new();
@@ -360,180 +356,6 @@ impl Store for MemoryStore {
         Ok(outcome)
     }
 
-    async fn create_execution(&self, exec: &Execution) -> Result<()> {
-        self.lock()?.insert_exec(exec, self.retention_ms, now_ms());
-        self.announce(exec);
-        Ok(())
-    }
-
-    async fn update_execution(&self, exec: &Execution) -> Result<bool> {
-        {
-            let st = self.lock()?;
-            if st.execs.get(&exec.id).is_some_and(|(e, _)| e.state.is_terminal()) {
-                return Ok(false);
-            }
-        }
-        self.create_execution(exec).await.map(|()| true)
-    }
-
-    async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
-        {
-            let mut st = self.lock()?;
-            st.insert_exec(exec, self.retention_ms, now_ms());
-            if release_lock && st.locks.get(&exec.job_id).is_some_and(|(owner, _)| *owner == exec.fire_id) {
-                st.locks.remove(&exec.job_id);
-            }
-        }
-        self.announce(exec);
-        Ok(())
-    }
-
-    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        match st.locks.get_mut(job_id) {
-            Some((o, exp)) if o == owner && *exp > now => {
-                *exp = now + ttl_ms as i64;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
-        let st = self.lock()?;
-        let now = now_ms();
-        Ok(st.execs.get(id).filter(|(_, exp)| *exp > now).map(|(e, _)| e.clone()))
-    }
-
-    async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
-        let st = self.lock()?;
-        let now = now_ms();
-        let upper = match &f.before {
-            Some(b) => std::ops::Bound::Excluded(b.as_str()),
-            None => std::ops::Bound::Unbounded,
-        };
-        let mut page: Vec<Execution> = st
-            .execs
-            .range::<str, _>((std::ops::Bound::Unbounded, upper))
-            .rev()
-            .filter(|(_, (e, exp))| {
-                *exp > now && f.job_id.as_ref().is_none_or(|j| *j == e.job_id) && f.state.is_none_or(|s| s == e.state)
-            })
-            .take(f.limit + 1)
-            .map(|(_, (e, _))| e.clone())
-            .collect();
-        let next = if page.len() > f.limit {
-            page.truncate(f.limit);
-            page.last().map(|e| e.id.clone())
-        } else {
-            None
-        };
-        Ok((page, next))
-    }
-
-    async fn subscribe(&self) -> broadcast::Receiver<Execution> {
-        self.events.subscribe()
-    }
-
-    async fn prune(&self, now: i64) -> Result<u64> {
-        let mut st = self.lock()?;
-        let before = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
-        st.execs.retain(|_, (_, exp)| *exp > now);
-        st.fires.retain(|_, f| f.expiry > now);
-        st.idem.retain(|_, (_, exp)| *exp > now);
-        st.locks.retain(|_, (_, exp)| *exp > now);
-        let after = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
-        Ok((before - after) as u64)
-    }
-
-    async fn acquire_lease(&self, node_id: &str, inc: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        if let Some(v) = st.lease_value(now) {
-            return Ok(LeaseAcquire::Held(Some(v.clone())));
-        }
-        if floor > super::MAX_EPOCH {
-            return Err(Error::Corrupt { key: "epoch".into(), reason: format!("floor {floor} is not an epoch") });
-        }
-        let epoch = st.epoch.max(floor).max(now.max(0) as u64) + 1;
-        if epoch > super::MAX_EPOCH {
-            return Err(Error::Corrupt {
-                key: "epoch".into(),
-                reason: format!("the next epoch would pass {}", super::MAX_EPOCH),
-            });
-        }
-        st.epoch = epoch;
-        let fence = Fence { node_id: node_id.to_string(), epoch, incarnation: inc.to_string() };
-        st.lease = Some((fence.clone(), now + ttl_ms as i64));
-        Ok(LeaseAcquire::Acquired(fence))
-    }
-
-    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        if st.lease_value(now) == Some(fence) {
-            st.lease = Some((fence.clone(), now + ttl_ms as i64));
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    async fn release_lease(&self, fence: &Fence) -> Result<bool> {
-        let mut st = self.lock()?;
-        if st.lease.as_ref().is_some_and(|(v, _)| v == fence) {
-            st.lease = None;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    async fn lease(&self) -> Result<Option<Fence>> {
-        let st = self.lock()?;
-        Ok(st.lease_value(now_ms()).cloned())
-    }
-
-    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        if let Some((inc, exp)) = st.hb.get(&node.node_id) {
-            if *exp > now && *inc != node.incarnation {
-                return Ok(Register::InUse(inc.clone()));
-            }
-        }
-        st.hb.insert(node.node_id.clone(), (node.incarnation.clone(), now + ttl_ms as i64));
-        st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms + ttl_ms as i64));
-        Ok(Register::Registered)
-    }
-
-    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        let epoch = st.epoch;
-        let buried = st.gone.get(&node.node_id).is_some_and(|g| g.contains(&node.incarnation));
-        match st.hb.get_mut(&node.node_id) {
-            Some((inc, exp)) if *inc == node.incarnation && *exp > now => *exp = now + ttl_ms as i64,
-            // Held by another live incarnation.
-            Some((_, exp)) if *exp > now => return Ok(Beat::Revoked { epoch }),
-            // Expired: taken back unless its running work was taken over (as beat.lua).
-            _ if buried => return Ok(Beat::Revoked { epoch }),
-            _ => {
-                st.hb.insert(node.node_id.clone(), (node.incarnation.clone(), now + ttl_ms as i64));
-            }
-        }
-        st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms + ttl_ms as i64));
-        Ok(Beat::Alive { epoch })
-    }
-
-    async fn deregister(&self, node: &NodeRecord) -> Result<()> {
-        let mut st = self.lock()?;
-        if st.hb.get(&node.node_id).is_some_and(|(inc, _)| *inc == node.incarnation) {
-            st.hb.remove(&node.node_id);
-        }
-        st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms));
-        Ok(())
-    }
-
     async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
         let mut st = self.lock()?;
         let now = now_ms();
@@ -592,7 +414,7 @@ impl Store for MemoryStore {
         Ok(Enqueue::Queued)
     }
 
-    async fn pop(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>> {
+    async fn take_queued(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.queued.notified();
@@ -607,6 +429,28 @@ impl Store for MemoryStore {
                 return Ok(None);
             }
         }
+    }
+
+    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
+        let mut st = self.lock()?;
+        if !st.live(node, inc, now_ms()) {
+            return Ok(None);
+        }
+        let Some(fire) = st.queues.get(victim).and_then(|q| q.back().cloned()) else { return Ok(None) };
+        let ok = st.fires.get(&fire).is_some_and(|f| f.state == FireState::Queued && f.node == victim);
+        if !ok {
+            return Ok(None);
+        }
+        if let Some(q) = st.queues.get_mut(victim) {
+            q.pop_back();
+        }
+        if let Some(f) = st.fires.get_mut(&fire) {
+            f.state = FireState::Accepted;
+            f.node = node.to_string();
+            f.inc = inc.to_string();
+        }
+        st.processing.entry(node.to_string()).or_default().insert(0, fire.clone());
+        Ok(Some(fire))
     }
 
     async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()> {
@@ -709,6 +553,18 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        match st.locks.get_mut(job_id) {
+            Some((o, exp)) if o == owner && *exp > now => {
+                *exp = now + ttl_ms as i64;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
         let (result, recorded) = {
             let mut st = self.lock()?;
@@ -748,11 +604,16 @@ impl Store for MemoryStore {
         Ok(result)
     }
 
-    async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
+    async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
         let st = self.lock()?;
         let q = st.queues.get(node).map(|q| q.iter().cloned().collect()).unwrap_or_default();
         let p = st.processing.get(node).cloned().unwrap_or_default();
         Ok((q, p))
+    }
+
+    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
+        let st = self.lock()?;
+        Ok(nodes.iter().map(|n| st.queues.get(n).map(|q| q.len()).unwrap_or(0)).collect())
     }
 
     async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
@@ -774,12 +635,12 @@ impl Store for MemoryStore {
                     }
                 }
             }
-            let removed = match r.list {
-                NodeList::Queue => st.queues.get_mut(&r.dead_node).and_then(|q| {
+            let removed = match r.fires {
+                NodeFires::Queued => st.queues.get_mut(&r.dead_node).and_then(|q| {
                     let i = q.iter().position(|x| *x == r.fire_id)?;
                     q.remove(i)
                 }),
-                NodeList::Processing => st.processing.get_mut(&r.dead_node).and_then(|p| {
+                NodeFires::Taken => st.processing.get_mut(&r.dead_node).and_then(|p| {
                     let i = p.iter().position(|x| *x == r.fire_id)?;
                     Some(p.remove(i))
                 }),
@@ -863,33 +724,6 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
-        let st = self.lock()?;
-        Ok(nodes.iter().map(|n| st.queues.get(n).map(|q| q.len()).unwrap_or(0)).collect())
-    }
-
-    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
-        let mut st = self.lock()?;
-        if !st.live(node, inc, now_ms()) {
-            return Ok(None);
-        }
-        let Some(fire) = st.queues.get(victim).and_then(|q| q.back().cloned()) else { return Ok(None) };
-        let ok = st.fires.get(&fire).is_some_and(|f| f.state == FireState::Queued && f.node == victim);
-        if !ok {
-            return Ok(None);
-        }
-        if let Some(q) = st.queues.get_mut(victim) {
-            q.pop_back();
-        }
-        if let Some(f) = st.fires.get_mut(&fire) {
-            f.state = FireState::Accepted;
-            f.node = node.to_string();
-            f.inc = inc.to_string();
-        }
-        st.processing.entry(node.to_string()).or_default().insert(0, fire.clone());
-        Ok(Some(fire))
-    }
-
     async fn closings(&self) -> Result<Vec<Closing>> {
         Ok(self.lock()?.closings.values().cloned().collect())
     }
@@ -898,14 +732,191 @@ impl Store for MemoryStore {
         self.lock()?.closings.remove(exec_id);
         Ok(())
     }
+}
+
+#[async_trait]
+impl ExecStore for MemoryStore {
+    async fn create_execution(&self, exec: &Execution) -> Result<()> {
+        self.lock()?.insert_exec(exec, self.retention_ms, now_ms());
+        self.announce(exec);
+        Ok(())
+    }
+
+    async fn update_execution(&self, exec: &Execution) -> Result<bool> {
+        {
+            let st = self.lock()?;
+            if st.execs.get(&exec.id).is_some_and(|(e, _)| e.state.is_terminal()) {
+                return Ok(false);
+            }
+        }
+        self.create_execution(exec).await.map(|()| true)
+    }
+
+    async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
+        {
+            let mut st = self.lock()?;
+            st.insert_exec(exec, self.retention_ms, now_ms());
+            if release_lock && st.locks.get(&exec.job_id).is_some_and(|(owner, _)| *owner == exec.fire_id) {
+                st.locks.remove(&exec.job_id);
+            }
+        }
+        self.announce(exec);
+        Ok(())
+    }
+
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
+        let st = self.lock()?;
+        let now = now_ms();
+        Ok(st.execs.get(id).filter(|(_, exp)| *exp > now).map(|(e, _)| e.clone()))
+    }
+
+    async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
+        let st = self.lock()?;
+        let now = now_ms();
+        let upper = match &f.before {
+            Some(b) => std::ops::Bound::Excluded(b.as_str()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut page: Vec<Execution> = st
+            .execs
+            .range::<str, _>((std::ops::Bound::Unbounded, upper))
+            .rev()
+            .filter(|(_, (e, exp))| {
+                *exp > now && f.job_id.as_ref().is_none_or(|j| *j == e.job_id) && f.state.is_none_or(|s| s == e.state)
+            })
+            .take(f.limit + 1)
+            .map(|(_, (e, _))| e.clone())
+            .collect();
+        let next = if page.len() > f.limit {
+            page.truncate(f.limit);
+            page.last().map(|e| e.id.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    async fn subscribe(&self) -> broadcast::Receiver<Execution> {
+        self.events.subscribe()
+    }
+
+    async fn prune(&self, now: i64) -> Result<u64> {
+        let mut st = self.lock()?;
+        let before = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
+        st.execs.retain(|_, (_, exp)| *exp > now);
+        st.fires.retain(|_, f| f.expiry > now);
+        st.idem.retain(|_, (_, exp)| *exp > now);
+        st.locks.retain(|_, (_, exp)| *exp > now);
+        let after = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
+        Ok((before - after) as u64)
+    }
+}
+
+#[async_trait]
+impl ClusterStore for MemoryStore {
+    async fn ping(&self) -> Result<()> {
+        self.lock().map(|_| ())
+    }
+
+    async fn clock_us(&self) -> Result<Option<i64>> {
+        // No clock but this process's: it is the cluster's.
+        Ok(None)
+    }
+
+    async fn acquire_lease(&self, node_id: &str, inc: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if let Some(v) = st.lease_value(now) {
+            return Ok(LeaseAcquire::Held(Some(v.clone())));
+        }
+        if floor > super::MAX_EPOCH {
+            return Err(Error::Corrupt { key: "epoch".into(), reason: format!("floor {floor} is not an epoch") });
+        }
+        let epoch = st.epoch.max(floor).max(now.max(0) as u64) + 1;
+        if epoch > super::MAX_EPOCH {
+            return Err(Error::Corrupt {
+                key: "epoch".into(),
+                reason: format!("the next epoch would pass {}", super::MAX_EPOCH),
+            });
+        }
+        st.epoch = epoch;
+        let fence = Fence { node_id: node_id.to_string(), epoch, incarnation: inc.to_string() };
+        st.lease = Some((fence.clone(), now + ttl_ms as i64));
+        Ok(LeaseAcquire::Acquired(fence))
+    }
+
+    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if st.lease_value(now) == Some(fence) {
+            st.lease = Some((fence.clone(), now + ttl_ms as i64));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn release_lease(&self, fence: &Fence) -> Result<bool> {
+        let mut st = self.lock()?;
+        if st.lease.as_ref().is_some_and(|(v, _)| v == fence) {
+            st.lease = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn lease(&self) -> Result<Option<Fence>> {
+        let st = self.lock()?;
+        Ok(st.lease_value(now_ms()).cloned())
+    }
+
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if let Some((inc, exp)) = st.hb.get(&node.node_id) {
+            if *exp > now && *inc != node.incarnation {
+                return Ok(Register::InUse(inc.clone()));
+            }
+        }
+        st.hb.insert(node.node_id.clone(), (node.incarnation.clone(), now + ttl_ms as i64));
+        st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms + ttl_ms as i64));
+        Ok(Register::Registered)
+    }
+
+    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        let epoch = st.epoch;
+        let buried = st.gone.get(&node.node_id).is_some_and(|g| g.contains(&node.incarnation));
+        match st.hb.get_mut(&node.node_id) {
+            Some((inc, exp)) if *inc == node.incarnation && *exp > now => *exp = now + ttl_ms as i64,
+            // Held by another live incarnation.
+            Some((_, exp)) if *exp > now => return Ok(Beat::Revoked { epoch }),
+            // Expired: taken back unless its running work was taken over (as beat.lua).
+            _ if buried => return Ok(Beat::Revoked { epoch }),
+            _ => {
+                st.hb.insert(node.node_id.clone(), (node.incarnation.clone(), now + ttl_ms as i64));
+            }
+        }
+        st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms + ttl_ms as i64));
+        Ok(Beat::Alive { epoch })
+    }
+
+    async fn deregister(&self, node: &NodeRecord) -> Result<()> {
+        let mut st = self.lock()?;
+        if st.hb.get(&node.node_id).is_some_and(|(inc, _)| *inc == node.incarnation) {
+            st.hb.remove(&node.node_id);
+        }
+        st.nodes.insert(node.node_id.clone(), (node.clone(), node.beat_ms));
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        Ok(self.lock()?.nodes.values().map(|(n, _)| n.clone()).collect())
+    }
 
     async fn dead_nodes(&self) -> Result<Vec<String>> {
         let st = self.lock()?;
         let now = now_ms();
         Ok(st.nodes.keys().filter(|n| st.hb.get(*n).is_none_or(|(_, exp)| *exp <= now)).cloned().collect())
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
-        Ok(self.lock()?.nodes.values().map(|(n, _)| n.clone()).collect())
     }
 }

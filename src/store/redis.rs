@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Fence, Finish, FireState, JobRecord,
-    LeaseAcquire, NodeList, NodeRecord, Reap, ReapBy, ReapRequest, Register, SetAside, Start, StartedFire, Store,
-    TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
+    FireState, FireStore, JobRecord, JobStore, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
+    Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -288,22 +288,14 @@ impl RedisStore {
     }
 }
 
-#[async_trait]
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
     }
+}
 
-    async fn clock_us(&self) -> Result<Option<i64>> {
-        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
-        Ok(Some(secs.saturating_mul(1_000_000).saturating_add(micros)))
-    }
-
-    async fn ping(&self) -> Result<()> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
-        Ok(())
-    }
-
+#[async_trait]
+impl JobStore for RedisStore {
     async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now: i64) -> Result<WatermarkWrite> {
         let next_ms = if spec.paused { None } else { next_ms };
         let json = encode(spec)?;
@@ -398,7 +390,10 @@ impl Store for RedisStore {
         let first: Vec<(String, f64)> = self.conn().zrange_withscores(self.keys.due(), 0, 0).await?;
         Ok(first.first().map(|(_, s)| *s as i64))
     }
+}
 
+#[async_trait]
+impl FireStore for RedisStore {
     async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
         if claims.is_empty() {
             return Ok(Vec::new());
@@ -494,234 +489,6 @@ impl Store for RedisStore {
         }
     }
 
-    async fn create_execution(&self, exec: &Execution) -> Result<()> {
-        self.save(exec, false).await
-    }
-
-    async fn update_execution(&self, exec: &Execution) -> Result<bool> {
-        self.save_if(exec, false, true).await
-    }
-
-    async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
-        self.save(exec, release_lock).await
-    }
-
-    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
-        let r: i64 =
-            RENEW.key(self.keys.lock(job_id)).arg(owner).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
-        Ok(r == 1)
-    }
-
-    async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
-        let key = self.keys.exec(id);
-        let json: Option<String> = self.conn().get(&key).await?;
-        json.map(|j| decode(&j, &key)).transpose()
-    }
-
-    async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
-        let index = match &f.job_id {
-            Some(j) => self.keys.job_execs(j),
-            None => self.keys.execs(),
-        };
-        let chunk = (f.limit + 1).clamp(16, 500);
-        let mut out = Vec::new();
-        let mut cursor = f.before.clone();
-        let mut scanned = 0usize;
-        loop {
-            let max = cursor.as_ref().map(|c| format!("({c}")).unwrap_or_else(|| "+".to_string());
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&index)
-                .arg(&max)
-                .arg("-")
-                .arg("BYLEX")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(chunk)
-                .query_async(&mut self.conn())
-                .await?;
-            if ids.is_empty() {
-                return Ok((out, None));
-            }
-            let exec_keys: Vec<String> = ids.iter().map(|i| self.keys.exec(i)).collect();
-            let jsons: Vec<Option<String>> = redis::cmd("MGET").arg(&exec_keys).query_async(&mut self.conn()).await?;
-            let mut expired = Vec::new();
-            for (id, json) in ids.iter().zip(jsons) {
-                scanned += 1;
-                cursor = Some(id.clone());
-                let Some(json) = json else {
-                    expired.push(id.clone());
-                    continue;
-                };
-                let e: Execution = decode(&json, &self.keys.exec(id))?;
-                if f.state.is_none_or(|s| s == e.state) {
-                    out.push(e);
-                    if out.len() > f.limit {
-                        out.truncate(f.limit);
-                        let next = out.last().map(|e| e.id.clone());
-                        return Ok((out, next));
-                    }
-                }
-            }
-            if !expired.is_empty() {
-                // Index entries whose record passed retention: drop them as we go.
-                let _: i64 = self.conn().zrem(&index, &expired).await?;
-            }
-            if ids.len() < chunk {
-                return Ok((out, None));
-            }
-            if scanned >= MAX_LIST_SCAN {
-                // A short page with a token: the client continues where the scan stopped.
-                return Ok((out, cursor));
-            }
-        }
-    }
-
-    async fn subscribe(&self) -> broadcast::Receiver<Execution> {
-        let rx = self.events.subscribe();
-        self.wanted.notify_one();
-        // Changes made before the relay is subscribed would not reach this watcher: wait for it,
-        // but not forever (Redis may be down; the watcher then gets changes once it is back).
-        let mut live = self.relay_live.clone();
-        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, live.wait_for(|l| *l)).await;
-        rx
-    }
-
-    async fn prune(&self, now: i64) -> Result<u64> {
-        let cutoff = now - self.retention_ms as i64;
-        let removed: i64 = redis::cmd("ZREMRANGEBYLEX")
-            .arg(self.keys.execs())
-            .arg("-")
-            .arg(format!("({}", uuid_v7_prefix(cutoff)))
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(removed.max(0) as u64)
-    }
-
-    async fn acquire_lease(&self, node_id: &str, inc: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire> {
-        let r: Vec<String> = LEASE_ACQUIRE
-            .key(self.keys.lease())
-            .key(self.keys.epoch())
-            .arg(node_id)
-            .arg(inc)
-            .arg(ttl_ms.max(1))
-            .arg(floor)
-            .arg(super::MAX_EPOCH)
-            .invoke_async(&mut self.conn())
-            .await?;
-        match (r.first().map(String::as_str), r.get(1)) {
-            (Some("1"), Some(v)) => {
-                if let Some(note) = r.get(3).filter(|n| !n.is_empty()) {
-                    tracing::error!(key = %self.keys.epoch(), note = %note, "fencing epoch counter repaired");
-                }
-                // The script writes the epoch as digits: the fence's wire form is the stored value.
-                Fence::parse(v)
-                    .filter(|f| f.to_string() == *v)
-                    .map(LeaseAcquire::Acquired)
-                    .ok_or_else(|| unexpected("lease_acquire", &r))
-            }
-            (Some("0"), v) => Ok(LeaseAcquire::Held(v.and_then(|v| Fence::parse(v)))),
-            (Some("ERR"), Some(why)) => Err(Error::Corrupt { key: self.keys.epoch(), reason: why.clone() }),
-            _ => Err(unexpected("lease_acquire", &r)),
-        }
-    }
-
-    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool> {
-        let r: i64 = RENEW
-            .key(self.keys.lease())
-            .arg(fence.to_string())
-            .arg(ttl_ms.max(1))
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(r == 1)
-    }
-
-    async fn release_lease(&self, fence: &Fence) -> Result<bool> {
-        let r: i64 = LEASE_RELEASE.key(self.keys.lease()).arg(fence.to_string()).invoke_async(&mut self.conn()).await?;
-        Ok(r == 1)
-    }
-
-    async fn lease_holder_live(&self) -> Result<bool> {
-        let Some(holder) = self.lease().await? else { return Ok(false) };
-        let live: Option<String> = self.conn().get(self.keys.hb(&holder.node_id)).await?;
-        Ok(live.as_deref() == Some(holder.incarnation.as_str()))
-    }
-
-    async fn probe_write(&self, node_id: &str) -> Result<()> {
-        // A plain SET: Redis refuses it with OOM under maxmemory + noeviction, as it refuses claims.
-        let _: () = redis::cmd("SET")
-            .arg(self.keys.probe(node_id))
-            .arg(super::now_ms())
-            .arg("PX")
-            .arg(10_000)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
-    }
-
-    async fn lease(&self) -> Result<Option<Fence>> {
-        let v: Option<String> = self.conn().get(self.keys.lease()).await?;
-        Ok(v.and_then(|v| Fence::parse(&v)))
-    }
-
-    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
-        let r: Vec<String> = REGISTER
-            .key(self.keys.hb(&node.node_id))
-            .key(self.keys.nodes())
-            .key(self.keys.node(&node.node_id))
-            .arg(&node.node_id)
-            .arg(&node.incarnation)
-            .arg(ttl_ms.max(1))
-            .arg(encode(node)?)
-            .arg(ttl_ms + NODE_RECORD_KEEP_MS)
-            .invoke_async(&mut self.conn())
-            .await?;
-        match (r.first().map(String::as_str), r.get(1)) {
-            (Some("OK"), _) => Ok(Register::Registered),
-            (Some("ID_IN_USE"), other) => Ok(Register::InUse(other.cloned().unwrap_or_default())),
-            _ => Err(unexpected("register", &r)),
-        }
-    }
-
-    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat> {
-        let r: Vec<String> = BEAT
-            .key(self.keys.hb(&node.node_id))
-            .key(self.keys.node(&node.node_id))
-            .key(self.keys.nodes())
-            .key(self.keys.epoch())
-            .key(self.keys.gone(&node.node_id))
-            .arg(&node.incarnation)
-            .arg(ttl_ms.max(1))
-            .arg(encode(node)?)
-            .arg(ttl_ms + NODE_RECORD_KEEP_MS)
-            .arg(&node.node_id)
-            .invoke_async(&mut self.conn())
-            .await?;
-        // A counter that is not an epoch (forged or corrupted) is no floor: the next acquisition
-        // repairs it.
-        let epoch = r.get(1).and_then(|e| e.parse().ok()).filter(|e| *e <= super::MAX_EPOCH).unwrap_or(0);
-        match r.first().map(String::as_str) {
-            Some("OK") => Ok(Beat::Alive { epoch }),
-            Some("RESUMED") => {
-                tracing::warn!(node = %node.node_id, incarnation = %node.incarnation,
-                    "heartbeat key had expired while nobody took this node's work over (a Redis outage or restart): taken back");
-                Ok(Beat::Alive { epoch })
-            }
-            Some("REVOKED") => Ok(Beat::Revoked { epoch }),
-            _ => Err(unexpected("beat", &r)),
-        }
-    }
-
-    async fn deregister(&self, node: &NodeRecord) -> Result<()> {
-        let hb = self.keys.hb(&node.node_id);
-        let cur: Option<String> = self.conn().get(&hb).await?;
-        if cur.as_deref() == Some(node.incarnation.as_str()) {
-            let _: i64 = self.conn().del(&hb).await?;
-        }
-        let _: () = self.conn().pset_ex(self.keys.node(&node.node_id), encode(node)?, NODE_RECORD_KEEP_MS).await?;
-        Ok(())
-    }
-
     async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
         if fire_ids.is_empty() {
             return Ok(Vec::new());
@@ -783,7 +550,7 @@ impl Store for RedisStore {
         }
     }
 
-    async fn pop(&self, node: &str, wait: Duration) -> Result<Option<String>> {
+    async fn take_queued(&self, node: &str, wait: Duration) -> Result<Option<String>> {
         let mut slot = self.blocking.lock().await;
         if slot.is_none() {
             let cfg = redis::AsyncConnectionConfig::new()
@@ -809,6 +576,20 @@ impl Store for RedisStore {
                 Err(e.into())
             }
         }
+    }
+
+    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
+        let r: Option<String> = STEAL
+            .key(self.keys.queue(victim))
+            .key(self.keys.processing(node))
+            .key(self.keys.hb(node))
+            .key(self.keys.fire(""))
+            .arg(victim)
+            .arg(node)
+            .arg(inc)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(r)
     }
 
     async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()> {
@@ -904,6 +685,12 @@ impl Store for RedisStore {
         Ok(u32::try_from(n).ok().filter(|n| *n > 0))
     }
 
+    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
+        let r: i64 =
+            RENEW.key(self.keys.lock(job_id)).arg(owner).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+        Ok(r == 1)
+    }
+
     async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
         let superseded = exec.superseded();
         let keys = [
@@ -941,7 +728,7 @@ impl Store for RedisStore {
         }
     }
 
-    async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
+    async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
         let (q, p): (Vec<String>, Vec<String>) = redis::pipe()
             .lrange(self.keys.queue(node), 0, -1)
             .lrange(self.keys.processing(node), 0, -1)
@@ -950,15 +737,26 @@ impl Store for RedisStore {
         Ok((q, p))
     }
 
+    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for n in nodes {
+            pipe.llen(self.keys.queue(n));
+        }
+        Ok(pipe.query_async(&mut self.conn()).await?)
+    }
+
     async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
         let (fence_key, fence, mode) = match &r.by {
             ReapBy::Master(fence) => (self.keys.lease(), fence.to_string(), "master"),
             ReapBy::Adopt { incarnation } => (self.keys.hb(&r.dead_node), incarnation.clone(), "adopt"),
             ReapBy::Handoff { incarnation } => (self.keys.hb(&r.dead_node), incarnation.clone(), "handoff"),
         };
-        let list = match r.list {
-            NodeList::Queue => self.keys.queue(&r.dead_node),
-            NodeList::Processing => self.keys.processing(&r.dead_node),
+        let list = match r.fires {
+            NodeFires::Queued => self.keys.queue(&r.dead_node),
+            NodeFires::Taken => self.keys.processing(&r.dead_node),
         };
         let job = crate::execution::job_of_fire(&r.fire_id);
         let v: redis::Value = REAP
@@ -1027,41 +825,6 @@ impl Store for RedisStore {
         Ok(v)
     }
 
-    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
-        if nodes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for n in nodes {
-            pipe.llen(self.keys.queue(n));
-        }
-        Ok(pipe.query_async(&mut self.conn()).await?)
-    }
-
-    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
-        let r: Option<String> = STEAL
-            .key(self.keys.queue(victim))
-            .key(self.keys.processing(node))
-            .key(self.keys.hb(node))
-            .key(self.keys.fire(""))
-            .arg(victim)
-            .arg(node)
-            .arg(inc)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(r)
-    }
-
-    async fn uptime_ms(&self) -> Result<Option<u64>> {
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await?;
-        let secs = info
-            .lines()
-            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| Error::StoreUnavailable("INFO server has no uptime_in_seconds".into()))?;
-        Ok(Some(secs.saturating_mul(1000)))
-    }
-
     async fn closings(&self) -> Result<Vec<Closing>> {
         let all: Vec<(String, String)> = self.conn().hgetall(self.keys.closing()).await?;
         Ok(all
@@ -1086,18 +849,253 @@ impl Store for RedisStore {
         let _: i64 = self.conn().hdel(self.keys.closing(), exec_id).await?;
         Ok(())
     }
+}
 
-    async fn dead_nodes(&self) -> Result<Vec<String>> {
-        let ids: Vec<String> = self.conn().smembers(self.keys.nodes()).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
+#[async_trait]
+impl ExecStore for RedisStore {
+    async fn create_execution(&self, exec: &Execution) -> Result<()> {
+        self.save(exec, false).await
+    }
+
+    async fn update_execution(&self, exec: &Execution) -> Result<bool> {
+        self.save_if(exec, false, true).await
+    }
+
+    async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
+        self.save(exec, release_lock).await
+    }
+
+    async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
+        let key = self.keys.exec(id);
+        let json: Option<String> = self.conn().get(&key).await?;
+        json.map(|j| decode(&j, &key)).transpose()
+    }
+
+    async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
+        let index = match &f.job_id {
+            Some(j) => self.keys.job_execs(j),
+            None => self.keys.execs(),
+        };
+        let chunk = (f.limit + 1).clamp(16, 500);
+        let mut out = Vec::new();
+        let mut cursor = f.before.clone();
+        let mut scanned = 0usize;
+        loop {
+            let max = cursor.as_ref().map(|c| format!("({c}")).unwrap_or_else(|| "+".to_string());
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&index)
+                .arg(&max)
+                .arg("-")
+                .arg("BYLEX")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(chunk)
+                .query_async(&mut self.conn())
+                .await?;
+            if ids.is_empty() {
+                return Ok((out, None));
+            }
+            let exec_keys: Vec<String> = ids.iter().map(|i| self.keys.exec(i)).collect();
+            let jsons: Vec<Option<String>> = redis::cmd("MGET").arg(&exec_keys).query_async(&mut self.conn()).await?;
+            let mut expired = Vec::new();
+            for (id, json) in ids.iter().zip(jsons) {
+                scanned += 1;
+                cursor = Some(id.clone());
+                let Some(json) = json else {
+                    expired.push(id.clone());
+                    continue;
+                };
+                let e: Execution = decode(&json, &self.keys.exec(id))?;
+                if f.state.is_none_or(|s| s == e.state) {
+                    out.push(e);
+                    if out.len() > f.limit {
+                        out.truncate(f.limit);
+                        let next = out.last().map(|e| e.id.clone());
+                        return Ok((out, next));
+                    }
+                }
+            }
+            if !expired.is_empty() {
+                // Index entries whose record passed retention: drop them as we go.
+                let _: i64 = self.conn().zrem(&index, &expired).await?;
+            }
+            if ids.len() < chunk {
+                return Ok((out, None));
+            }
+            if scanned >= MAX_LIST_SCAN {
+                // A short page with a token: the client continues where the scan stopped.
+                return Ok((out, cursor));
+            }
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.exists(self.keys.hb(id));
+    }
+
+    async fn subscribe(&self) -> broadcast::Receiver<Execution> {
+        let rx = self.events.subscribe();
+        self.wanted.notify_one();
+        // Changes made before the relay is subscribed would not reach this watcher: wait for it,
+        // but not forever (Redis may be down; the watcher then gets changes once it is back).
+        let mut live = self.relay_live.clone();
+        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, live.wait_for(|l| *l)).await;
+        rx
+    }
+
+    async fn prune(&self, now: i64) -> Result<u64> {
+        let cutoff = now - self.retention_ms as i64;
+        let removed: i64 = redis::cmd("ZREMRANGEBYLEX")
+            .arg(self.keys.execs())
+            .arg("-")
+            .arg(format!("({}", uuid_v7_prefix(cutoff)))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(removed.max(0) as u64)
+    }
+}
+
+#[async_trait]
+impl ClusterStore for RedisStore {
+    async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    async fn clock_us(&self) -> Result<Option<i64>> {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
+        Ok(Some(secs.saturating_mul(1_000_000).saturating_add(micros)))
+    }
+
+    async fn uptime_ms(&self) -> Result<Option<u64>> {
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await?;
+        let secs = info
+            .lines()
+            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| Error::StoreUnavailable("INFO server has no uptime_in_seconds".into()))?;
+        Ok(Some(secs.saturating_mul(1000)))
+    }
+
+    async fn probe_write(&self, node_id: &str) -> Result<()> {
+        // A plain SET: Redis refuses it with OOM under maxmemory + noeviction, as it refuses claims.
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.probe(node_id))
+            .arg(super::now_ms())
+            .arg("PX")
+            .arg(10_000)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn acquire_lease(&self, node_id: &str, inc: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire> {
+        let r: Vec<String> = LEASE_ACQUIRE
+            .key(self.keys.lease())
+            .key(self.keys.epoch())
+            .arg(node_id)
+            .arg(inc)
+            .arg(ttl_ms.max(1))
+            .arg(floor)
+            .arg(super::MAX_EPOCH)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match (r.first().map(String::as_str), r.get(1)) {
+            (Some("1"), Some(v)) => {
+                if let Some(note) = r.get(3).filter(|n| !n.is_empty()) {
+                    tracing::error!(key = %self.keys.epoch(), note = %note, "fencing epoch counter repaired");
+                }
+                // The script writes the epoch as digits: the fence's wire form is the stored value.
+                Fence::parse(v)
+                    .filter(|f| f.to_string() == *v)
+                    .map(LeaseAcquire::Acquired)
+                    .ok_or_else(|| unexpected("lease_acquire", &r))
+            }
+            (Some("0"), v) => Ok(LeaseAcquire::Held(v.and_then(|v| Fence::parse(v)))),
+            (Some("ERR"), Some(why)) => Err(Error::Corrupt { key: self.keys.epoch(), reason: why.clone() }),
+            _ => Err(unexpected("lease_acquire", &r)),
         }
-        let alive: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
-        Ok(ids.into_iter().zip(alive).filter(|(_, a)| !a).map(|(id, _)| id).collect())
+    }
+
+    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool> {
+        let r: i64 = RENEW
+            .key(self.keys.lease())
+            .arg(fence.to_string())
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(r == 1)
+    }
+
+    async fn release_lease(&self, fence: &Fence) -> Result<bool> {
+        let r: i64 = LEASE_RELEASE.key(self.keys.lease()).arg(fence.to_string()).invoke_async(&mut self.conn()).await?;
+        Ok(r == 1)
+    }
+
+    async fn lease(&self) -> Result<Option<Fence>> {
+        let v: Option<String> = self.conn().get(self.keys.lease()).await?;
+        Ok(v.and_then(|v| Fence::parse(&v)))
+    }
+
+    async fn lease_holder_live(&self) -> Result<bool> {
+        let Some(holder) = self.lease().await? else { return Ok(false) };
+        let live: Option<String> = self.conn().get(self.keys.hb(&holder.node_id)).await?;
+        Ok(live.as_deref() == Some(holder.incarnation.as_str()))
+    }
+
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
+        let r: Vec<String> = REGISTER
+            .key(self.keys.hb(&node.node_id))
+            .key(self.keys.nodes())
+            .key(self.keys.node(&node.node_id))
+            .arg(&node.node_id)
+            .arg(&node.incarnation)
+            .arg(ttl_ms.max(1))
+            .arg(encode(node)?)
+            .arg(ttl_ms + NODE_RECORD_KEEP_MS)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match (r.first().map(String::as_str), r.get(1)) {
+            (Some("OK"), _) => Ok(Register::Registered),
+            (Some("ID_IN_USE"), other) => Ok(Register::InUse(other.cloned().unwrap_or_default())),
+            _ => Err(unexpected("register", &r)),
+        }
+    }
+
+    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat> {
+        let r: Vec<String> = BEAT
+            .key(self.keys.hb(&node.node_id))
+            .key(self.keys.node(&node.node_id))
+            .key(self.keys.nodes())
+            .key(self.keys.epoch())
+            .key(self.keys.gone(&node.node_id))
+            .arg(&node.incarnation)
+            .arg(ttl_ms.max(1))
+            .arg(encode(node)?)
+            .arg(ttl_ms + NODE_RECORD_KEEP_MS)
+            .arg(&node.node_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        // A counter that is not an epoch (forged or corrupted) is no floor: the next acquisition
+        // repairs it.
+        let epoch = r.get(1).and_then(|e| e.parse().ok()).filter(|e| *e <= super::MAX_EPOCH).unwrap_or(0);
+        match r.first().map(String::as_str) {
+            Some("OK") => Ok(Beat::Alive { epoch }),
+            Some("RESUMED") => {
+                tracing::warn!(node = %node.node_id, incarnation = %node.incarnation,
+                    "heartbeat key had expired while nobody took this node's work over (a Redis outage or restart): taken back");
+                Ok(Beat::Alive { epoch })
+            }
+            Some("REVOKED") => Ok(Beat::Revoked { epoch }),
+            _ => Err(unexpected("beat", &r)),
+        }
+    }
+
+    async fn deregister(&self, node: &NodeRecord) -> Result<()> {
+        let hb = self.keys.hb(&node.node_id);
+        let cur: Option<String> = self.conn().get(&hb).await?;
+        if cur.as_deref() == Some(node.incarnation.as_str()) {
+            let _: i64 = self.conn().del(&hb).await?;
+        }
+        let _: () = self.conn().pset_ex(self.keys.node(&node.node_id), encode(node)?, NODE_RECORD_KEEP_MS).await?;
+        Ok(())
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
@@ -1120,6 +1118,19 @@ impl Store for RedisStore {
         }
         out.sort_by(|a: &NodeRecord, b| a.node_id.cmp(&b.node_id));
         Ok(out)
+    }
+
+    async fn dead_nodes(&self) -> Result<Vec<String>> {
+        let ids: Vec<String> = self.conn().smembers(self.keys.nodes()).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.exists(self.keys.hb(id));
+        }
+        let alive: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
+        Ok(ids.into_iter().zip(alive).filter(|(_, a)| !a).map(|(id, _)| id).collect())
     }
 }
 

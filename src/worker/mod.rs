@@ -24,7 +24,7 @@ use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job};
 use crate::metrics::{path, Metrics};
-use crate::store::{now_ms, Accept, Finish, Load, NodeList, Reap, ReapBy, ReapRequest, Start, Store};
+use crate::store::{now_ms, Accept, Finish, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
 use handlers::{FireContext, Registry};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
@@ -209,7 +209,7 @@ impl Worker {
             };
             let popped = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = self.store.pop(&self.node_id, POP_WAIT) => r,
+                r = self.store.take_queued(&self.node_id, POP_WAIT) => r,
             };
             match popped {
                 Ok(Some(fire_id)) => {
@@ -474,7 +474,7 @@ impl Worker {
         let req = ReapRequest {
             by: ReapBy::Handoff { incarnation: inc.to_string() },
             dead_node: self.node_id.clone(),
-            list: NodeList::Processing,
+            fires: NodeFires::Taken,
             fire_id: fire_id.to_string(),
             target: master.to_string(),
             rerun: running,
