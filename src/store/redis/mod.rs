@@ -5,18 +5,30 @@
 //! `Batcher`, which sends the fires started (or finished) at the same moment in one script call.
 //!
 //! Connections: one auto-reconnecting `ConnectionManager` (multiplexed) for commands, created lazily
-//! so a node starts while Redis is down and reports NOT_SERVING until `ping` succeeds; and one
-//! dedicated pub/sub connection while someone watches, re-established in a loop when it drops.
+//! so a node starts while Redis is down and reports NOT_SERVING until `ping` succeeds; one dedicated
+//! connection for the blocking take from a node's queue (BLMOVE); and one pub/sub connection while
+//! someone watches (`relay`), re-established in a loop when it drops.
+//!
+//! This file owns `RedisStore`: the store traits' methods, each a script call (keys and arguments
+//! in, the reply read back into the store's types) or plain commands, and the connections above.
+//! `batcher` owns coalescing the start and finish calls; `relay` owns the change channel's
+//! subscription. Uses: the store's types and `keys`, the scripts in `../lua/`, `execution`, `job`,
+//! `error`, and `chaos` (the reply a failpoint drops; failpoints exist only with the `failpoints`
+//! feature).
+mod batcher;
+mod relay;
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
+use self::batcher::{batched, Batcher};
+use self::relay::relay_changes;
 use super::keys::Keys;
 use super::{
     Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
@@ -27,36 +39,31 @@ use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::JobSpec;
 
-static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/put_job.lua")));
-static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/due.lua")));
-static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
-static TRIGGER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/trigger.lua")));
-static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/save_exec.lua")));
-static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_acquire.lua")));
+static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
+static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/claim.lua")));
+static TRIGGER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/trigger.lua")));
+static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/save_exec.lua")));
+static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lease_acquire.lua")));
 /// Renews the lease and a forbid job's lock alike (compare-and-PEXPIRE).
-static RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/renew.lua")));
-static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_release.lua")));
-static REGISTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/register.lua")));
-static BEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/beat.lua")));
-static ACCEPT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/accept.lua")));
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/enqueue.lua")));
-static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead_letter.lua")));
-static START: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("lua/start.lua"))));
-static FINISH: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("lua/finish.lua"))));
+static RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/renew.lua")));
+static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lease_release.lua")));
+static REGISTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/register.lua")));
+static BEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/beat.lua")));
+static ACCEPT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/accept.lua")));
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/enqueue.lua")));
+static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/dead_letter.lua")));
+static START: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("../lua/start.lua"))));
+static FINISH: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("../lua/finish.lua"))));
 
 /// A script with the prelude every script shares (its checks of key types before any write).
 fn script(body: &str) -> Script {
-    Script::new(&format!("{}\n{body}", include_str!("lua/prelude.lua")))
+    Script::new(&format!("{}\n{body}", include_str!("../lua/prelude.lua")))
 }
 
-/// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
-fn batched(one: &str) -> String {
-    format!("local function one(KEYS, ARGV)\n{one}\nend\n{}", include_str!("lua/batch.lua"))
-}
-
-static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/reap.lua")));
-static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/steal.lua")));
-static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/retry.lua")));
+static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/reap.lua")));
+static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/steal.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
 /// (it may still have run). Every script the fire path repeats after an error is safe to repeat
@@ -1131,149 +1138,6 @@ impl ClusterStore for RedisStore {
         }
         let alive: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
         Ok(ids.into_iter().zip(alive).filter(|(_, a)| !a).map(|(id, _)| id).collect())
-    }
-}
-
-/// Coalesces concurrent calls of one per-fire script (made with `batched`) into one call carrying
-/// all of them: a Redis script call costs about as much as a dozen commands inside one, and fires
-/// that fall due together start and finish together. Nothing waits on purpose: a call goes out at
-/// once unless `IN_FLIGHT` calls of this script are already out, and then whatever gathered
-/// meanwhile goes in the next one. Each fire still gets its own reply.
-struct Batcher {
-    tx: tokio::sync::mpsc::UnboundedSender<BatchItem>,
-}
-
-struct BatchItem {
-    keys: Vec<String>,
-    args: Vec<String>,
-    reply: tokio::sync::oneshot::Sender<Result<redis::Value>>,
-}
-
-impl Batcher {
-    /// Calls of one script out at once; more wait and go together.
-    const IN_FLIGHT: usize = 2;
-    /// Most fires in one call.
-    const MAX_ITEMS: usize = 256;
-
-    fn spawn(script: &'static Script, conn: ConnectionManager) -> Batcher {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BatchItem>();
-        let slots = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
-        // Ends when the store (the only sender) is dropped.
-        tokio::spawn(async move {
-            loop {
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-                let Some(first) = rx.recv().await else { return };
-                let mut items = vec![first];
-                while items.len() < Self::MAX_ITEMS {
-                    match rx.try_recv() {
-                        Ok(item) => items.push(item),
-                        Err(_) => break,
-                    }
-                }
-                let conn = conn.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    Self::run(script, conn, items).await;
-                });
-            }
-        });
-        Batcher { tx }
-    }
-
-    /// Every item of one batcher has the same shape (one call site, fixed-size key and argument
-    /// lists), so the first item's tells the script how to split the rest.
-    async fn run(script: &Script, mut conn: ConnectionManager, items: Vec<BatchItem>) {
-        let (nkeys, nargs) = items.first().map_or((0, 0), |i| (i.keys.len(), i.args.len()));
-        debug_assert!(items.iter().all(|i| i.keys.len() == nkeys && i.args.len() == nargs));
-        let mut inv = script.prepare_invoke();
-        inv.arg(nkeys).arg(nargs);
-        for item in &items {
-            for k in &item.keys {
-                inv.key(k);
-            }
-            for a in &item.args {
-                inv.arg(a);
-            }
-        }
-        match inv.invoke_async::<Vec<redis::Value>>(&mut conn).await {
-            Ok(replies) if replies.len() == items.len() => {
-                for (item, v) in items.into_iter().zip(replies) {
-                    let _ = item.reply.send(Ok(v));
-                }
-            }
-            Ok(replies) => {
-                let why = format!("batch: {} replies for {} fires", replies.len(), items.len());
-                for item in items {
-                    let _ = item.reply.send(Err(Error::StoreUnavailable(why.clone())));
-                }
-            }
-            Err(e) => {
-                for item in items {
-                    let _ = item.reply.send(Err(Error::StoreUnavailable(e.to_string())));
-                }
-            }
-        }
-    }
-
-    /// Runs the script for one fire, with whatever other fires are being called at the same time.
-    async fn call<T: redis::FromRedisValue>(&self, keys: Vec<String>, args: Vec<String>) -> Result<T> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let gone = || Error::StoreUnavailable("store is shutting down".into());
-        self.tx.send(BatchItem { keys, args, reply }).map_err(|_| gone())?;
-        let v = rx.await.map_err(|_| gone())??;
-        T::from_redis_value(v).map_err(|e| Error::StoreUnavailable(format!("unexpected reply: {e}")))
-    }
-}
-
-/// Relays execution changes published by any node to this process's watchers, reconnecting while
-/// there are any. Subscribed only while someone watches: every node decoding every change of the
-/// cluster (three per fire) cost each node CPU in proportion to the whole cluster's fires.
-async fn relay_changes(
-    client: redis::Client,
-    channel: String,
-    events: broadcast::Sender<Execution>,
-    wanted: Arc<Notify>,
-    live: watch::Sender<bool>,
-) {
-    /// How often a subscribed relay checks whether anyone still watches.
-    const IDLE_CHECK: Duration = Duration::from_secs(1);
-    loop {
-        while events.receiver_count() == 0 {
-            wanted.notified().await;
-        }
-        match client.get_async_pubsub().await {
-            Ok(mut ps) => {
-                if let Err(e) = ps.subscribe(&channel).await {
-                    tracing::warn!(error = %e, "execution watch: subscribe failed");
-                } else {
-                    live.send_replace(true);
-                    let mut msgs = ps.on_message();
-                    let mut check = tokio::time::interval(IDLE_CHECK);
-                    let unwatched = loop {
-                        tokio::select! {
-                            msg = msgs.next() => {
-                                let Some(msg) = msg else { break false };
-                                let Ok(payload) = msg.get_payload::<String>() else { continue };
-                                match serde_json::from_str::<Execution>(&payload) {
-                                    Ok(e) => {
-                                        let _ = events.send(e);
-                                    }
-                                    Err(e) => tracing::warn!(error = %e, "execution watch: undecodable change ignored"),
-                                }
-                            }
-                            _ = check.tick() => if events.receiver_count() == 0 { break true },
-                        }
-                    };
-                    live.send_replace(false);
-                    if unwatched {
-                        continue;
-                    }
-                    tracing::warn!("execution watch: pub/sub connection closed; reconnecting");
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "execution watch: cannot connect; retrying"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
