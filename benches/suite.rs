@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{Backend, RedisServer, TestNode};
 use futures_util::StreamExt;
 use rota::pb;
-use rota::store::Store;
+use rota::store::JobStore;
 use serde_json::{json, Value};
 use support::{cores, env_num, percentile, redis_rtt_us};
 

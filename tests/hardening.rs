@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{eventually, executions, job, state, Backend, RedisServer, TestNode};
 use redis::AsyncCommands;
 use rota::pb;
-use rota::store::{LeaseAcquire, RedisStore, Store, MAX_EPOCH};
+use rota::store::{ClusterStore, FireStore, JobStore, LeaseAcquire, RedisStore, MAX_EPOCH};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -33,7 +33,7 @@ async fn lease_epochs_are_exact_integers_and_a_forged_counter_is_repaired() {
         async move {
             match store.acquire_lease(node, "inc", 60_000, floor).await {
                 Ok(LeaseAcquire::Acquired(h)) => {
-                    assert!(store.release_lease(&h.value).await.expect("release"));
+                    assert!(store.release_lease(&h).await.expect("release"));
                     Ok(h.epoch)
                 }
                 Ok(other) => panic!("not acquired: {other:?}"),
@@ -449,7 +449,7 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
         forbid: false,
         lock_ttl_ms: 60_000,
     };
-    assert_eq!(store.claim(&lease.value, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    assert_eq!(store.claim(&lease, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let rec = NodeRecord {
         node_id: "n1".into(),
         address: "127.0.0.1:1".into(),

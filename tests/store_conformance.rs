@@ -9,8 +9,9 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Enqueue, ExecFilter, Finish, LeaseAcquire, Load, MemoryStore, NodeList,
-    NodeRecord, Reap, ReapFence, ReapRequest, RedisStore, Register, Start, Store, TriggerOutcome, WatermarkWrite,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState, FireStore,
+    LeaseAcquire, Load, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore, Register, Start,
+    Store, TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -30,12 +31,17 @@ fn claim(job: &str, sched: i64, next: Option<i64>, forbid: bool) -> Claim {
     }
 }
 
-/// Takes the master lease for the test and returns its value (the fence for claims).
-async fn master(s: &dyn Store) -> String {
+/// Takes the master lease for the test and returns it (the fence for claims).
+async fn master(s: &dyn Store) -> Fence {
     match s.acquire_lease("n1", "inc1", 600_000, 0).await.expect("acquire") {
-        LeaseAcquire::Acquired(h) => h.value,
+        LeaseAcquire::Acquired(h) => h,
         other => panic!("lease not acquired: {other:?}"),
     }
+}
+
+/// A lease value someone else would hold.
+fn lease_value(v: &str) -> Fence {
+    Fence::parse(v).expect("a lease value")
 }
 
 async fn put(s: &dyn Store, id: &str, next: i64) {
@@ -266,34 +272,34 @@ async fn lease_is_exclusive_fenced_and_monotonic(s: Arc<dyn Store>) {
         other => panic!("second node took a held lease: {other:?}"),
     }
     assert_eq!(s.lease().await.expect("lease"), Some(a.clone()));
-    assert!(s.renew_lease(&a.value, 600_000).await.expect("renew"));
-    assert!(!s.renew_lease("n2:1:i2", 600_000).await.expect("renew"), "only the holder renews");
-    assert!(!s.release_lease("n2:1:i2").await.expect("release"), "only the holder releases");
+    assert!(s.renew_lease(&a, 600_000).await.expect("renew"));
+    assert!(!s.renew_lease(&lease_value("n2:1:i2"), 600_000).await.expect("renew"), "only the holder renews");
+    assert!(!s.release_lease(&lease_value("n2:1:i2")).await.expect("release"), "only the holder releases");
     // Claims fenced by a value that is not the lease are refused, and change nothing.
     put(&*s, "a", 1000).await;
-    let e = s.claim("n2:1:i2", &[claim("a", 1000, Some(2000), false)]).await.expect_err("fenced");
+    let e = s.claim(&lease_value("n2:1:i2"), &[claim("a", 1000, Some(2000), false)]).await.expect_err("fenced");
     assert!(matches!(e, rota::Error::Fenced(_)), "{e:?}");
     assert_eq!(s.get_job("a").await.expect("get").and_then(|r| r.next_ms), Some(1000));
-    assert!(s.release_lease(&a.value).await.expect("release"));
+    assert!(s.release_lease(&a).await.expect("release"));
     assert_eq!(s.lease().await.expect("lease"), None);
-    let e = s.claim(&a.value, &[claim("a", 1000, Some(2000), false)]).await.expect_err("released lease fences");
+    let e = s.claim(&a, &[claim("a", 1000, Some(2000), false)]).await.expect_err("released lease fences");
     assert!(matches!(e, rota::Error::Fenced(_)), "{e:?}");
     // The next master gets a higher epoch, and never one at or below a floor a node has seen.
     let LeaseAcquire::Acquired(b) = s.acquire_lease("n2", "i2", 600_000, 0).await.expect("acquire") else {
         panic!("acquire after release")
     };
     assert!(b.epoch > a.epoch);
-    s.release_lease(&b.value).await.expect("release");
+    s.release_lease(&b).await.expect("release");
     let floor = b.epoch + 1_000_000;
     let LeaseAcquire::Acquired(c) = s.acquire_lease("n3", "i3", 600_000, floor).await.expect("acquire") else {
         panic!("acquire with floor")
     };
     assert!(c.epoch > floor);
     // An expired lease can be taken by another node.
-    s.release_lease(&c.value).await.expect("release");
+    s.release_lease(&c).await.expect("release");
     let LeaseAcquire::Acquired(d) = s.acquire_lease("n1", "i4", 100, 0).await.expect("acquire") else { panic!() };
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(!s.renew_lease(&d.value, 100).await.expect("renew"), "an expired lease cannot be renewed");
+    assert!(!s.renew_lease(&d, 100).await.expect("renew"), "an expired lease cannot be renewed");
     assert!(matches!(s.acquire_lease("n2", "i5", 600_000, 0).await.expect("acquire"), LeaseAcquire::Acquired(_)));
 }
 
@@ -349,15 +355,14 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
     assert!(matches!(s.start(&fire, "n9", "dead-inc", "e1", false).await.expect("start"), Start::Run(_)));
     tokio::time::sleep(Duration::from_millis(250)).await;
     let req = ReapRequest {
-        fence: ReapFence::Lease(fence.clone()),
+        by: ReapBy::Master(fence.clone()),
         dead_node: "n9".into(),
-        list: NodeList::Processing,
+        fires: NodeFires::Taken,
         fire_id: fire.clone(),
         target: "n9".into(),
         rerun: false,
         max_recoveries: 0,
         lock_ttl_ms: 1000,
-        handoff: false,
     };
     let Reap::Lost { exec_id, .. } = s.reap(&req).await.expect("reap") else { panic!("lost") };
     assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Revoked { .. }));
@@ -393,7 +398,7 @@ fn node(id: &str, inc: &str) -> NodeRecord {
 
 /// Claims one fire of job `j` and returns its fire id. `sched` is an offset from now: a fire's start
 /// deadline is its scheduled instant plus the misfire threshold.
-async fn claimed_fire(s: &dyn Store, fence: &str, j: &str, sched: i64, forbid: bool) -> String {
+async fn claimed_fire(s: &dyn Store, fence: &Fence, j: &str, sched: i64, forbid: bool) -> String {
     let sched = now_ms() / 1000 * 1000 + sched;
     put(s, j, sched).await;
     let c = claim(j, sched, Some(sched + 1000), forbid);
@@ -401,8 +406,8 @@ async fn claimed_fire(s: &dyn Store, fence: &str, j: &str, sched: i64, forbid: b
     c.exec.fire_id
 }
 
-fn epoch_of(fence: &str) -> u64 {
-    rota::store::LeaseHolder::parse(fence).expect("lease value").epoch
+fn epoch_of(fence: &Fence) -> u64 {
+    fence.epoch
 }
 
 async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
@@ -414,7 +419,7 @@ async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
     let f1 = claimed_fire(&*s, &fence, "a", 1000, false).await;
     assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
     assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Already, "retried SubmitTask");
-    assert_eq!(s.enqueue(&fence, &f1, "n2").await.expect("enqueue"), Enqueue::NotDispatching("accepted".into()));
+    assert_eq!(s.enqueue(&fence, &f1, "n2").await.expect("enqueue"), Enqueue::NotDispatching(FireState::Accepted));
     assert_eq!(s.accept(&f1, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Taken);
     // The master enqueues first (the call timed out): a late SubmitTask finds it taken.
     let f2 = claimed_fire(&*s, &fence, "b", 1000, false).await;
@@ -424,9 +429,9 @@ async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
     let f3 = claimed_fire(&*s, &fence, "c", 1000, false).await;
     assert_eq!(s.accept(&f3, Some(epoch - 1), "n2", "i2").await.expect("accept"), Accept::StaleEpoch);
     assert_eq!(s.accept(&f3, Some(epoch), "n2", "old").await.expect("accept"), Accept::NotLive);
-    assert!(matches!(s.enqueue("n9:1:x", &f3, "n2").await, Err(rota::Error::Fenced(_))));
+    assert!(matches!(s.enqueue(&lease_value("n9:1:x"), &f3, "n2").await, Err(rota::Error::Fenced(_))));
     assert_eq!(s.enqueue(&fence, &f3, "nobody").await.expect("enqueue"), Enqueue::TargetDead);
-    let (q, p) = s.node_lists("n2").await.expect("lists");
+    let (q, p) = s.node_fires("n2").await.expect("lists");
     assert_eq!((q, p), (vec![f2.clone()], vec![f1.clone()]));
 }
 
@@ -434,10 +439,14 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     s.register(&node("n1", "i1"), 60_000).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "f", 1000, true).await;
-    assert_eq!(s.pop("n1", Duration::from_millis(50)).await.expect("pop"), None, "empty queue waits, then None");
+    assert_eq!(
+        s.take_queued("n1", Duration::from_millis(50)).await.expect("pop"),
+        None,
+        "empty queue waits, then None"
+    );
     assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
-    assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
-    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
+    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
     let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
         panic!("not started")
     };
@@ -463,7 +472,7 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     e.id = sf.exec_id.clone();
     e.state = ExecState::Succeeded;
     assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish"), Finish::Recorded);
-    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![]), "acked");
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]), "acked");
     assert_eq!(s.get_execution(&e.id).await.expect("get").map(|e| e.state), Some(ExecState::Succeeded));
     // The same finish again (its first reply lost): recorded already, no `superseded` evidence made.
     assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish again"), Finish::Recorded);
@@ -488,32 +497,31 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
         assert!(matches!(s.start(f, "n1", "i1", "x", false).await.expect("start"), Start::Run(_)));
     }
     let reap = |list, fire: &str, rerun| ReapRequest {
-        fence: ReapFence::Lease(fence.clone()),
+        by: ReapBy::Master(fence.clone()),
         dead_node: "n1".into(),
-        list,
+        fires: list,
         fire_id: fire.to_string(),
         target: "n2".into(),
         rerun,
         max_recoveries: 2,
         lock_ttl_ms: 60_000,
-        handoff: false,
     };
-    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Alive, "n1 is still alive");
+    assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Alive, "n1 is still alive");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(s.dead_nodes().await.expect("dead"), vec!["n1".to_string()]);
-    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Moved);
-    assert_eq!(s.reap(&reap(NodeList::Queue, &queued, false)).await.expect("reap"), Reap::Gone, "handled once");
-    let Reap::Rerun { dead_exec_id } = s.reap(&reap(NodeList::Processing, &running, true)).await.expect("reap") else {
+    assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Moved);
+    assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Gone, "handled once");
+    let Reap::Rerun { dead_exec_id } = s.reap(&reap(NodeFires::Taken, &running, true)).await.expect("reap") else {
         panic!("a running fire of a dead node is re-run")
     };
     assert!(!dead_exec_id.is_empty(), "the dead attempt is named, so it can be recorded lost");
-    assert!(matches!(s.reap(&reap(NodeList::Processing, &lost, false)).await.expect("reap"), Reap::Lost { .. }));
-    let (q, p) = s.node_lists("n2").await.expect("lists");
+    assert!(matches!(s.reap(&reap(NodeFires::Taken, &lost, false)).await.expect("reap"), Reap::Lost { .. }));
+    let (q, p) = s.node_fires("n2").await.expect("lists");
     assert_eq!((q.len(), p.len()), (2, 0));
     assert!(q.contains(&queued) && q.contains(&running));
     // n2 runs the re-run as attempt 2; n1's late result is superseded, not the outcome.
-    assert_eq!(s.pop("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(queued.as_str()));
-    assert_eq!(s.pop("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(running.as_str()));
+    assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(queued.as_str()));
+    assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(running.as_str()));
     let Start::Run(sf) = s.start(&running, "n2", "i2", "rerun-exec", false).await.expect("start") else { panic!() };
     assert_eq!((sf.attempt, sf.exec_id.as_str()), (2, "rerun-exec"));
     let mut late = Execution::pending("r", running.clone(), 1000, "n1", 1);
@@ -532,8 +540,8 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     done.state = ExecState::Succeeded;
     assert_eq!(s.finish(&done, "n2", "i2").await.expect("finish"), Finish::Recorded);
     // A deposed master cannot reap.
-    let mut stale = reap(NodeList::Queue, &queued, false);
-    stale.fence = ReapFence::Lease("n9:1:x".into());
+    let mut stale = reap(NodeFires::Queued, &queued, false);
+    stale.by = ReapBy::Master(lease_value("n9:1:x"));
     assert_eq!(s.reap(&stale).await.expect("reap"), Reap::Fenced);
 }
 
@@ -552,15 +560,14 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     assert!(matches!(s.start(&fire, "n1", "old", "x", false).await.expect("start"), Start::Run(_)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let req = ReapRequest {
-        fence: ReapFence::Lease(fence.clone()),
+        by: ReapBy::Master(fence.clone()),
         dead_node: "n1".into(),
-        list: NodeList::Processing,
+        fires: NodeFires::Taken,
         fire_id: fire.clone(),
         target: "n2".into(),
         rerun: true,
         max_recoveries: 2,
         lock_ttl_ms: 60_000,
-        handoff: false,
     };
     assert!(matches!(s.reap(&req).await.expect("reap"), Reap::Rerun { .. }));
     // n1 comes back as a new incarnation and steals the re-run from n2's queue.
@@ -569,7 +576,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     let mut late = Execution::pending("r", fire.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
     assert_eq!(s.finish(&late, "n1", "old").await.expect("finish"), Finish::Superseded);
-    assert_eq!(s.node_lists("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
+    assert_eq!(s.node_fires("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
     assert!(matches!(s.start(&fire, "n1", "new", "rerun", false).await.expect("start"), Start::Run(_)));
 }
 
@@ -648,10 +655,10 @@ async fn a_master_only_fire_is_not_started_off_the_master(s: Arc<dyn Store>) {
     let (f_mo, f_look) = (claims[0].exec.fire_id.clone(), claims[1].exec.fire_id.clone());
     for f in [&f_mo, &f_look] {
         assert_eq!(s.enqueue(&fence, f, "n1").await.expect("enqueue"), Enqueue::Queued);
-        assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(f));
+        assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(f));
     }
     assert_eq!(s.start(&f_mo, "n1", "i1", "x", true).await.expect("start"), Start::MasterOnly);
-    assert!(s.node_lists("n1").await.expect("lists").1.contains(&f_mo), "still in the processing list");
+    assert!(s.node_fires("n1").await.expect("lists").1.contains(&f_mo), "still in the processing list");
     assert!(matches!(s.start(&f_look, "n1", "i1", "x", true).await.expect("start"), Start::Run(_)));
     assert!(matches!(s.start(&f_mo, "n1", "i1", "x", false).await.expect("start"), Start::Run(_)));
 }
@@ -680,9 +687,9 @@ async fn redis_poison_queue_entry_goes_to_the_dead_letter_list() {
     s.register(&node("n1", "i1"), 60_000).await.expect("register");
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let _: () = ::redis::cmd("LPUSH").arg(s.keys().queue("n1")).arg("\u{0}garbage").query(&mut c).expect("lpush");
-    let fire = s.pop("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
+    let fire = s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
     assert_eq!(s.start(&fire, "n1", "i1", "x", false).await.expect("start"), Start::Poison);
-    assert_eq!(s.node_lists("n1").await.expect("lists"), (vec![], vec![]));
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]));
     let dlq: Vec<String> = ::redis::cmd("LRANGE").arg(s.keys().dlq()).arg(0).arg(-1).query(&mut c).expect("dlq");
     assert_eq!(dlq.len(), 1);
     assert!(dlq[0].contains("garbage") && dlq[0].contains("no such fire"), "{dlq:?}");
@@ -701,7 +708,7 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     for j in ["b1", "b2", "b3"] {
         let f = claimed_fire(s, &fence, j, 1000, false).await;
         assert_eq!(s.enqueue(&fence, &f, "n1").await.expect("enqueue"), Enqueue::Queued);
-        assert_eq!(s.pop("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&f));
+        assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&f));
         fires.push(f);
     }
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");

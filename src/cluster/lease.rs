@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::clock::{ClockState, ClusterClock};
 use crate::error::Error;
-use crate::store::{LeaseAcquire, Store, MAX_EPOCH};
+use crate::store::{Fence, LeaseAcquire, Store, MAX_EPOCH};
 
 /// What this node is right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +22,8 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mastership {
     pub epoch: u64,
-    /// The stored lease value, passed to every fenced write.
-    pub lease: String,
+    /// The lease as stored, passed to every fenced write.
+    pub lease: Fence,
     /// Local monotonic deadline: past it this node must not act as master.
     pub deadline: Instant,
 }
@@ -181,12 +181,12 @@ impl Lease {
                     // The store issued an epoch no higher than one already seen: acting on it could
                     // let a deposed master's writes pass as ours. Give it back and say so.
                     self.complain(&format!("the store issued epoch {} but epoch {before} was seen before", h.epoch));
-                    let _ = self.store.release_lease(&h.value).await;
+                    let _ = self.store.release_lease(&h).await;
                     return self.timing.renew;
                 }
                 let deadline = sent + self.timing.ttl - self.timing.margin();
                 tracing::info!(node = %self.node_id, epoch = h.epoch, "became master");
-                self.role.send_replace(Role::Master(Mastership { epoch: h.epoch, lease: h.value, deadline }));
+                self.role.send_replace(Role::Master(Mastership { epoch: h.epoch, lease: h, deadline }));
                 self.timing.renew
             }
             Ok(Ok(LeaseAcquire::Held(h))) => {

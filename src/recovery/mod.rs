@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::execution::{job_of_fire, ExecState, Execution};
 use crate::job::{Job, Recovery as RecoveryPolicy};
 use crate::metrics::path;
-use crate::store::{now_ms, Closing, Enqueue, NodeList, Reap, ReapFence, ReapRequest, Store};
+use crate::store::{now_ms, Closing, Enqueue, Fence, NodeFires, Reap, ReapBy, ReapRequest, Store};
 use crate::worker::{lock_ttl_ms, Worker};
 
 /// Fires read per sweep pass.
@@ -66,7 +66,7 @@ impl Recovery {
     }
 
     /// Puts a dispatching fire into `target`'s queue, or this node's when the target is dead.
-    pub async fn enqueue_somewhere(&self, fence: &str, fire_id: &str, target: &str) {
+    pub async fn enqueue_somewhere(&self, fence: &Fence, fire_id: &str, target: &str) {
         for t in [target, self.node_id.as_str()] {
             match self.store.enqueue(fence, fire_id, t).await {
                 Ok(Enqueue::Queued) => {
@@ -84,6 +84,10 @@ impl Recovery {
                 Ok(Enqueue::NotDispatching(state)) => {
                     // The target accepted after all (an ambiguous timeout): nothing to do.
                     tracing::debug!(fire = %fire_id, state = %state, "already handed over");
+                    return;
+                }
+                Ok(Enqueue::Unknown) => {
+                    tracing::debug!(fire = %fire_id, state = "unknown", "already handed over");
                     return;
                 }
                 Ok(Enqueue::TargetDead) => continue,
@@ -117,10 +121,10 @@ impl Recovery {
             if dead == self.node_id {
                 continue;
             }
-            let (q, p) = self.store.node_lists(&dead).await?;
-            for (list, entries) in [(NodeList::Queue, q), (NodeList::Processing, p)] {
+            let (q, p) = self.store.node_fires(&dead).await?;
+            for (fires, entries) in [(NodeFires::Queued, q), (NodeFires::Taken, p)] {
                 for fire_id in entries {
-                    self.reap_one(ReapFence::Lease(master.lease.clone()), &dead, list, &fire_id).await?;
+                    self.reap_one(ReapBy::Master(master.lease.clone()), &dead, fires, &fire_id).await?;
                 }
             }
         }
@@ -133,10 +137,10 @@ impl Recovery {
     /// by adoption, and a fire whose start failed (a store error) by starting it again. The start
     /// is a compare-and-set, so a fire that is in fact running is never run twice.
     pub async fn rescan(&self) -> Result<()> {
-        let (_, p) = self.store.node_lists(&self.node_id).await?;
+        let (_, p) = self.store.node_fires(&self.node_id).await?;
         let leftovers: Vec<String> = p.into_iter().filter(|f| !self.worker.in_hand(f)).collect();
-        self.adopt_entries(NodeList::Processing, leftovers).await?;
-        let (_, p) = self.store.node_lists(&self.node_id).await?;
+        self.adopt_entries(NodeFires::Taken, leftovers).await?;
+        let (_, p) = self.store.node_fires(&self.node_id).await?;
         for fire_id in p.into_iter().filter(|f| !self.worker.in_hand(f)) {
             tracing::info!(fire = %fire_id, "rescan: starting a fire left in this node's processing list");
             self.worker.run_accepted(fire_id, None);
@@ -145,17 +149,17 @@ impl Recovery {
     }
 
     pub async fn adopt(&self) -> Result<()> {
-        let (q, p) = self.store.node_lists(&self.node_id).await?;
-        self.adopt_entries(NodeList::Queue, q).await?;
-        self.adopt_entries(NodeList::Processing, p).await
+        let (q, p) = self.store.node_fires(&self.node_id).await?;
+        self.adopt_entries(NodeFires::Queued, q).await?;
+        self.adopt_entries(NodeFires::Taken, p).await
     }
 
     /// Resolves entries of this node's own list left by its earlier incarnations (fenced by its
     /// live heartbeat; entries of the live incarnation are left as they are).
-    async fn adopt_entries(&self, list: NodeList, entries: Vec<String>) -> Result<()> {
+    async fn adopt_entries(&self, fires: NodeFires, entries: Vec<String>) -> Result<()> {
         let inc = self.membership.incarnation();
         for fire_id in entries {
-            self.reap_one(ReapFence::Own { incarnation: inc.clone() }, &self.node_id, list, &fire_id).await?;
+            self.reap_one(ReapBy::Adopt { incarnation: inc.clone() }, &self.node_id, fires, &fire_id).await?;
         }
         Ok(())
     }
@@ -220,11 +224,11 @@ impl Recovery {
         Ok(())
     }
 
-    async fn reap_one(&self, fence: ReapFence, dead: &str, list: NodeList, fire_id: &str) -> Result<()> {
+    async fn reap_one(&self, by: ReapBy, dead: &str, fires: NodeFires, fire_id: &str) -> Result<()> {
         let job = self.job_of(fire_id).await?;
         // Its own leftovers a node keeps (a master-only one goes to the master); a dead node's go
         // where `target_for` says.
-        let own = matches!(fence, ReapFence::Own { .. });
+        let own = matches!(by, ReapBy::Adopt { .. });
         let target = match &job {
             Some(j) if own && !j.spec.master_only => self.node_id.clone(),
             None if own => self.node_id.clone(),
@@ -233,16 +237,15 @@ impl Recovery {
         let target = target.as_str();
         let rerun = job.as_ref().is_some_and(|j| j.spec.recovery == RecoveryPolicy::Rerun);
         let req = ReapRequest {
-            fence,
+            by,
             dead_node: dead.to_string(),
-            list,
+            fires,
             fire_id: fire_id.to_string(),
             target: target.to_string(),
             rerun,
             max_recoveries: self.max_recoveries,
             // A re-run may wait up to the misfire threshold again before it starts.
             lock_ttl_ms: lock_ttl_ms(self.misfire_threshold_ms),
-            handoff: false,
         };
         let outcome = self.store.reap(&req).await?;
         match &outcome {

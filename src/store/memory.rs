@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire,
-    LeaseHolder, NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, Start, StartedFire, Store,
-    TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
+    Finish, FireState, FireStore, JobRecord, JobStore, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
+    Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -25,14 +25,14 @@ pub struct MemoryStore {
     events: broadcast::Sender<Execution>,
     retention_ms: i64,
     timing: super::FireTiming,
-    /// Wakes `pop` waiters when something is queued.
+    /// Wakes `take_queued` waiters when something is queued.
     queued: tokio::sync::Notify,
 }
 
 /// The fire record (docs/PROTOCOL.md §4.1): its state and owner; every hand-off compares and sets it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct FireRec {
-    state: String,
+    state: FireState,
     job: String,
     sched: i64,
     epoch: u64,
@@ -73,8 +73,8 @@ struct State {
     /// (job, idempotency key) -> (execution id, expiry ms).
     idem: HashMap<(String, String), (String, i64)>,
     nodes: BTreeMap<String, (NodeRecord, i64)>,
-    /// (lease value, expiry ms).
-    lease: Option<(String, i64)>,
+    /// (lease, expiry ms).
+    lease: Option<(Fence, i64)>,
     epoch: u64,
 }
 
@@ -95,19 +95,23 @@ impl MemoryStore {
         self
     }
 
-    fn new_fire(&self, e: &Execution, state: &str, now: i64, manual: bool) -> FireRec {
+    fn new_fire(&self, e: &Execution, state: FireState, now: i64, manual: bool) -> FireRec {
         FireRec {
-            state: state.to_string(),
+            state,
             job: e.job_id.clone(),
             sched: e.scheduled_ms,
             epoch: e.epoch,
-            next_exec: (state == "dispatching").then(|| e.id.clone()),
+            node: String::new(),
+            inc: String::new(),
+            next_exec: (state == FireState::Dispatching).then(|| e.id.clone()),
             exec: e.id.clone(),
             deadline_ms: e.scheduled_ms.max(now) + self.timing.misfire_threshold_ms as i64,
             dispatch_deadline: now + self.timing.dispatch_deadline_ms as i64,
+            attempts: 0,
+            recoveries: 0,
             manual,
             expiry: now + self.retention_ms,
-            ..FireRec::default()
+            started: 0,
         }
     }
 
@@ -142,8 +146,8 @@ impl State {
         }
     }
 
-    fn lease_value(&self, now: i64) -> Option<&str> {
-        self.lease.as_ref().filter(|(_, exp)| *exp > now).map(|(v, _)| v.as_str())
+    fn lease_value(&self, now: i64) -> Option<&Fence> {
+        self.lease.as_ref().filter(|(_, exp)| *exp > now).map(|(v, _)| v)
     }
 
     fn lock_held(&self, job: &str, now: i64) -> bool {
@@ -159,21 +163,14 @@ impl State {
     }
 }
 
-#[async_trait]
 impl Store for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
     }
+}
 
-    async fn clock_us(&self) -> Result<Option<i64>> {
-        // No clock but this process's: it is the cluster's.
-        Ok(None)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.lock().map(|_| ())
-    }
-
+#[async_trait]
+impl JobStore for MemoryStore {
     async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now: i64) -> Result<WatermarkWrite> {
         let mut st = self.lock()?;
         let old = st.jobs.get(&spec.id).cloned();
@@ -256,8 +253,11 @@ impl Store for MemoryStore {
     async fn next_due_ms(&self) -> Result<Option<i64>> {
         Ok(self.lock()?.due.iter().next().map(|(t, _)| *t))
     }
+}
 
-    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
+#[async_trait]
+impl FireStore for MemoryStore {
+    async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
         let mut out = Vec::with_capacity(claims.len());
         let mut announce = Vec::new();
         {
@@ -290,14 +290,14 @@ impl Store for MemoryStore {
                     continue;
                 }
                 let (outcome, exec, fs) = if c.exec.state == ExecState::Misfired {
-                    (ClaimOutcome::Misfired, c.exec.clone(), "misfired")
+                    (ClaimOutcome::Misfired, c.exec.clone(), FireState::Misfired)
                 } else if c.forbid && st.lock_held(&c.job_id, now) {
-                    (ClaimOutcome::Skipped, c.skipped_exec(), "skipped")
+                    (ClaimOutcome::Skipped, c.skipped_exec(), FireState::Skipped)
                 } else {
                     if c.forbid {
                         st.locks.insert(c.job_id.clone(), (c.exec.fire_id.clone(), now + c.lock_ttl_ms as i64));
                     }
-                    (ClaimOutcome::Claimed, c.exec.clone(), "dispatching")
+                    (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
                 };
                 let fire = self.new_fire(&exec, fs, now, false);
                 st.fires.insert(c.exec.fire_id.clone(), fire);
@@ -337,7 +337,7 @@ impl Store for MemoryStore {
             if forbid && st.lock_held(&exec.job_id, now) {
                 let e = exec.skipped_by_lock();
                 st.insert_exec(&e, self.retention_ms, now);
-                let fire = self.new_fire(&e, "skipped", now, true);
+                let fire = self.new_fire(&e, FireState::Skipped, now, true);
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Skipped(e)
             } else {
@@ -345,7 +345,7 @@ impl Store for MemoryStore {
                     st.locks.insert(exec.job_id.clone(), (exec.fire_id.clone(), now + lock_ttl_ms as i64));
                 }
                 st.insert_exec(exec, self.retention_ms, now);
-                let fire = self.new_fire(exec, "dispatching", now, true);
+                let fire = self.new_fire(exec, FireState::Dispatching, now, true);
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Created(exec.clone())
             }
@@ -356,6 +356,386 @@ impl Store for MemoryStore {
         Ok(outcome)
     }
 
+    async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        let whole = if !st.live(node, inc, now) {
+            Some(Accept::NotLive)
+        } else if epoch.is_some_and(|e| e != st.epoch) {
+            Some(Accept::StaleEpoch)
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(fire_ids.len());
+        for fire_id in fire_ids {
+            if let Some(w) = &whole {
+                out.push(w.clone());
+                continue;
+            }
+            let Some(f) = st.fires.get_mut(fire_id) else {
+                out.push(Accept::Unknown);
+                continue;
+            };
+            match f.state {
+                FireState::Accepted | FireState::Running if f.node == node => out.push(Accept::Already),
+                FireState::Dispatching => {
+                    f.state = FireState::Accepted;
+                    f.node = node.to_string();
+                    f.inc = inc.to_string();
+                    st.processing.entry(node.to_string()).or_default().insert(0, fire_id.to_string());
+                    out.push(Accept::Accepted);
+                }
+                _ => out.push(Accept::Taken),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue> {
+        {
+            let mut st = self.lock()?;
+            let now = now_ms();
+            if st.lease_value(now) != Some(fence) {
+                return Err(Error::Fenced(format!("lease {fence} is no longer held")));
+            }
+            if st.hb.get(target).is_none_or(|(_, exp)| *exp <= now) {
+                return Ok(Enqueue::TargetDead);
+            }
+            let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Enqueue::Unknown) };
+            if f.state != FireState::Dispatching {
+                return Ok(Enqueue::NotDispatching(f.state));
+            }
+            f.state = FireState::Queued;
+            f.node = target.to_string();
+            f.inc.clear();
+            st.queues.entry(target.to_string()).or_default().push_front(fire_id.to_string());
+        }
+        self.queued.notify_waiters();
+        Ok(Enqueue::Queued)
+    }
+
+    async fn take_queued(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.queued.notified();
+            {
+                let mut st = self.lock()?;
+                if let Some(f) = st.queues.get_mut(node).and_then(|q| q.pop_back()) {
+                    st.processing.entry(node.to_string()).or_default().insert(0, f.clone());
+                    return Ok(Some(f));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
+        let mut st = self.lock()?;
+        if !st.live(node, inc, now_ms()) {
+            return Ok(None);
+        }
+        let Some(fire) = st.queues.get(victim).and_then(|q| q.back().cloned()) else { return Ok(None) };
+        let ok = st.fires.get(&fire).is_some_and(|f| f.state == FireState::Queued && f.node == victim);
+        if !ok {
+            return Ok(None);
+        }
+        if let Some(q) = st.queues.get_mut(victim) {
+            q.pop_back();
+        }
+        if let Some(f) = st.fires.get_mut(&fire) {
+            f.state = FireState::Accepted;
+            f.node = node.to_string();
+            f.inc = inc.to_string();
+        }
+        st.processing.entry(node.to_string()).or_default().insert(0, fire.clone());
+        Ok(Some(fire))
+    }
+
+    async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()> {
+        let mut st = self.lock()?;
+        st.remove_processing(node, entry);
+        st.dlq.push(format!("{reason}: {entry}"));
+        Ok(())
+    }
+
+    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh: &str, not_master: bool) -> Result<Start> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if !st.live(node, inc, now) {
+            return Ok(Start::NotLive);
+        }
+        let Some(f) = st.fires.get(fire_id).cloned() else {
+            st.remove_processing(node, fire_id);
+            st.dlq.push(fire_id.to_string());
+            return Ok(Start::Poison);
+        };
+        // Running here, in this or an earlier incarnation: never dropped from the list by a start
+        // (an earlier incarnation's run is recovered by adoption or the reaper).
+        if f.state == FireState::Running && f.node == node {
+            // Started by this very incarnation (its reply lost, as start.lua): run it, same attempt.
+            if f.inc == inc {
+                let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
+                return Ok(Start::Resume(Box::new(StartedFire {
+                    exec_id: f.exec.clone(),
+                    attempt: f.attempts,
+                    job_id: f.job.clone(),
+                    sched_ms: f.sched,
+                    epoch: f.epoch,
+                    manual: f.manual,
+                    start_ms: f.started,
+                    job: spec,
+                })));
+            }
+            return Ok(Start::Already);
+        }
+        if f.state == FireState::Misfired && f.node == node && f.inc == inc {
+            // The same start again (as start.lua: its reply lost): the caller records the misfire.
+            return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: f.exec });
+        }
+        if !matches!(f.state, FireState::Queued | FireState::Accepted) || f.node != node {
+            st.remove_processing(node, fire_id);
+            return Ok(Start::NotMine(f.state));
+        }
+        let exec = f.next_exec.clone().unwrap_or_else(|| fresh.to_string());
+        if now > f.deadline_ms {
+            st.remove_processing(node, fire_id);
+            if let Some(f) = st.fires.get_mut(fire_id) {
+                f.state = FireState::Misfired;
+                f.next_exec = None;
+                f.exec = exec.clone();
+                f.inc = inc.to_string();
+            }
+            return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: exec });
+        }
+        let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
+        if not_master && spec.as_ref().is_some_and(|s| s.master_only) {
+            return Ok(Start::MasterOnly);
+        }
+        let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Start::Poison) };
+        f.state = FireState::Running;
+        f.exec = exec.clone();
+        f.inc = inc.to_string();
+        f.next_exec = None;
+        f.attempts += 1;
+        f.started = now;
+        let started = StartedFire {
+            exec_id: exec,
+            attempt: f.attempts,
+            job_id: f.job.clone(),
+            sched_ms: f.sched,
+            epoch: f.epoch,
+            manual: f.manual,
+            start_ms: now,
+            job: spec,
+        };
+        // The attempt's `running` record, in the same step as the start.
+        let record = started.running_record(fire_id, node);
+        st.insert_exec(&record, self.retention_ms, now);
+        drop(st);
+        self.announce(&record);
+        Ok(Start::Run(Box::new(started)))
+    }
+
+    async fn retry_attempt(&self, fire_id: &str, node: &str, inc: &str, exec_id: &str) -> Result<Option<u32>> {
+        let mut st = self.lock()?;
+        if !st.live(node, inc, now_ms()) {
+            return Ok(None);
+        }
+        match st.fires.get_mut(fire_id) {
+            Some(f) if f.state == FireState::Running && f.node == node && f.inc == inc => {
+                f.exec = exec_id.to_string();
+                f.attempts += 1;
+                Ok(Some(f.attempts))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        match st.locks.get_mut(job_id) {
+            Some((o, exp)) if o == owner && *exp > now => {
+                *exp = now + ttl_ms as i64;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
+        let (result, recorded) = {
+            let mut st = self.lock()?;
+            let now = now_ms();
+            // The ack (as finish.lua): not when a newer incarnation of this node holds the fire now.
+            let newer = st.fires.get(&exec.fire_id).is_some_and(|f| f.node == node && f.inc != inc);
+            if !newer {
+                st.remove_processing(node, &exec.fire_id);
+            }
+            // The same finish again (as finish.lua: its first reply lost) is recorded already.
+            let again = st.fires.get(&exec.fire_id).is_some_and(|f| {
+                f.state == FireState::from(exec.state) && f.node == node && f.inc == inc && f.exec == exec.id
+            });
+            if again {
+                return Ok(Finish::Recorded);
+            }
+            let owns = st
+                .fires
+                .get(&exec.fire_id)
+                .is_some_and(|f| f.state == FireState::Running && f.node == node && f.inc == inc);
+            let mut rec = exec.clone();
+            if owns {
+                if let Some(f) = st.fires.get_mut(&exec.fire_id) {
+                    f.state = FireState::from(exec.state);
+                    f.exec = exec.id.clone();
+                }
+                if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
+                    st.locks.remove(&exec.job_id);
+                }
+            } else {
+                rec = exec.superseded();
+            }
+            st.insert_exec(&rec, self.retention_ms, now);
+            (if owns { Finish::Recorded } else { Finish::Superseded }, rec)
+        };
+        self.announce(&recorded);
+        Ok(result)
+    }
+
+    async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let st = self.lock()?;
+        let q = st.queues.get(node).map(|q| q.iter().cloned().collect()).unwrap_or_default();
+        let p = st.processing.get(node).cloned().unwrap_or_default();
+        Ok((q, p))
+    }
+
+    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
+        let st = self.lock()?;
+        Ok(nodes.iter().map(|n| st.queues.get(n).map(|q| q.len()).unwrap_or(0)).collect())
+    }
+
+    async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
+        let out = {
+            let mut st = self.lock()?;
+            let now = now_ms();
+            match &r.by {
+                ReapBy::Master(fence) => {
+                    if st.lease_value(now) != Some(fence) {
+                        return Ok(Reap::Fenced);
+                    }
+                    if st.hb.get(&r.dead_node).is_some_and(|(_, exp)| *exp > now) {
+                        return Ok(Reap::Alive);
+                    }
+                }
+                ReapBy::Adopt { incarnation } | ReapBy::Handoff { incarnation } => {
+                    if !st.live(&r.dead_node, incarnation, now) {
+                        return Ok(Reap::Fenced);
+                    }
+                }
+            }
+            let removed = match r.fires {
+                NodeFires::Queued => st.queues.get_mut(&r.dead_node).and_then(|q| {
+                    let i = q.iter().position(|x| *x == r.fire_id)?;
+                    q.remove(i)
+                }),
+                NodeFires::Taken => st.processing.get_mut(&r.dead_node).and_then(|p| {
+                    let i = p.iter().position(|x| *x == r.fire_id)?;
+                    Some(p.remove(i))
+                }),
+            };
+            if removed.is_none() {
+                return Ok(Reap::Gone);
+            }
+            let Some(f) = st.fires.get(&r.fire_id).cloned() else { return Ok(Reap::Dropped(None)) };
+            if f.node != r.dead_node {
+                return Ok(Reap::StaleCopy);
+            }
+            if matches!(&r.by, ReapBy::Adopt { incarnation } if *incarnation == f.inc) {
+                // The live incarnation's own entry, not a leftover: put back.
+                st.processing.entry(r.dead_node.clone()).or_default().push(r.fire_id.clone());
+                return Ok(Reap::Alive);
+            }
+            let job_lock = st.locks.get(&f.job).is_some_and(|(o, _)| *o == r.fire_id);
+            let threshold = self.timing.misfire_threshold_ms as i64;
+            let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
+            let out = match f.state {
+                FireState::Queued | FireState::Accepted => {
+                    fm.state = FireState::Queued;
+                    fm.node = r.target.clone();
+                    fm.inc.clear();
+                    Reap::Moved
+                }
+                FireState::Running => {
+                    if matches!(r.by, ReapBy::Master(_)) {
+                        st.gone.entry(r.dead_node.clone()).or_default().insert(f.inc.clone());
+                    }
+                    let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
+                    fm.recoveries += 1;
+                    let out = if r.rerun && fm.recoveries <= r.max_recoveries {
+                        fm.state = FireState::Queued;
+                        fm.node = r.target.clone();
+                        fm.inc.clear();
+                        fm.deadline_ms = now + threshold;
+                        Reap::Rerun { dead_exec_id: f.exec.clone() }
+                    } else {
+                        fm.state = FireState::Lost;
+                        Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
+                    };
+                    if !matches!(r.by, ReapBy::Handoff { .. }) && !f.exec.is_empty() {
+                        let closing = Closing {
+                            exec_id: f.exec.clone(),
+                            lost: matches!(out, Reap::Lost { .. }),
+                            fire_id: r.fire_id.clone(),
+                            job_id: f.job.clone(),
+                            sched_ms: f.sched,
+                            dead_node: r.dead_node.clone(),
+                            target: r.target.clone(),
+                        };
+                        st.closings.insert(f.exec.clone(), closing);
+                    }
+                    out
+                }
+                other => Reap::Dropped(Some(other)),
+            };
+            if matches!(out, Reap::Moved | Reap::Rerun { .. }) {
+                st.queues.entry(r.target.clone()).or_default().push_front(r.fire_id.clone());
+                if job_lock {
+                    st.locks.insert(f.job.clone(), (r.fire_id.clone(), now + r.lock_ttl_ms as i64));
+                }
+            }
+            out
+        };
+        if matches!(out, Reap::Moved | Reap::Rerun { .. }) {
+            self.queued.notify_waiters();
+        }
+        Ok(out)
+    }
+
+    async fn stuck_dispatching(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let st = self.lock()?;
+        Ok(st
+            .fires
+            .iter()
+            .filter(|(_, f)| f.state == FireState::Dispatching && f.dispatch_deadline <= now)
+            .map(|(id, _)| id.clone())
+            .take(limit)
+            .collect())
+    }
+
+    async fn closings(&self) -> Result<Vec<Closing>> {
+        Ok(self.lock()?.closings.values().cloned().collect())
+    }
+
+    async fn closed(&self, exec_id: &str) -> Result<()> {
+        self.lock()?.closings.remove(exec_id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExecStore for MemoryStore {
     async fn create_execution(&self, exec: &Execution) -> Result<()> {
         self.lock()?.insert_exec(exec, self.retention_ms, now_ms());
         self.announce(exec);
@@ -382,18 +762,6 @@ impl Store for MemoryStore {
         }
         self.announce(exec);
         Ok(())
-    }
-
-    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        match st.locks.get_mut(job_id) {
-            Some((o, exp)) if o == owner && *exp > now => {
-                *exp = now + ttl_ms as i64;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
@@ -442,12 +810,24 @@ impl Store for MemoryStore {
         let after = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
         Ok((before - after) as u64)
     }
+}
+
+#[async_trait]
+impl ClusterStore for MemoryStore {
+    async fn ping(&self) -> Result<()> {
+        self.lock().map(|_| ())
+    }
+
+    async fn clock_us(&self) -> Result<Option<i64>> {
+        // No clock but this process's: it is the cluster's.
+        Ok(None)
+    }
 
     async fn acquire_lease(&self, node_id: &str, inc: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire> {
         let mut st = self.lock()?;
         let now = now_ms();
         if let Some(v) = st.lease_value(now) {
-            return Ok(LeaseAcquire::Held(LeaseHolder::parse(v)));
+            return Ok(LeaseAcquire::Held(Some(v.clone())));
         }
         if floor > super::MAX_EPOCH {
             return Err(Error::Corrupt { key: "epoch".into(), reason: format!("floor {floor} is not an epoch") });
@@ -460,38 +840,33 @@ impl Store for MemoryStore {
             });
         }
         st.epoch = epoch;
-        let value = format!("{node_id}:{epoch}:{inc}");
-        st.lease = Some((value.clone(), now + ttl_ms as i64));
-        Ok(LeaseAcquire::Acquired(LeaseHolder {
-            node_id: node_id.to_string(),
-            epoch,
-            incarnation: inc.to_string(),
-            value,
-        }))
+        let fence = Fence { node_id: node_id.to_string(), epoch, incarnation: inc.to_string() };
+        st.lease = Some((fence.clone(), now + ttl_ms as i64));
+        Ok(LeaseAcquire::Acquired(fence))
     }
 
-    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool> {
+    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool> {
         let mut st = self.lock()?;
         let now = now_ms();
-        if st.lease_value(now) == Some(value) {
-            st.lease = Some((value.to_string(), now + ttl_ms as i64));
+        if st.lease_value(now) == Some(fence) {
+            st.lease = Some((fence.clone(), now + ttl_ms as i64));
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn release_lease(&self, value: &str) -> Result<bool> {
+    async fn release_lease(&self, fence: &Fence) -> Result<bool> {
         let mut st = self.lock()?;
-        if st.lease.as_ref().is_some_and(|(v, _)| v == value) {
+        if st.lease.as_ref().is_some_and(|(v, _)| v == fence) {
             st.lease = None;
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn lease(&self) -> Result<Option<LeaseHolder>> {
+    async fn lease(&self) -> Result<Option<Fence>> {
         let st = self.lock()?;
-        Ok(st.lease_value(now_ms()).and_then(LeaseHolder::parse))
+        Ok(st.lease_value(now_ms()).cloned())
     }
 
     async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
@@ -535,378 +910,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        let whole = if !st.live(node, inc, now) {
-            Some(Accept::NotLive)
-        } else if epoch.is_some_and(|e| e != st.epoch) {
-            Some(Accept::StaleEpoch)
-        } else {
-            None
-        };
-        let mut out = Vec::with_capacity(fire_ids.len());
-        for fire_id in fire_ids {
-            if let Some(w) = &whole {
-                out.push(w.clone());
-                continue;
-            }
-            let Some(f) = st.fires.get_mut(fire_id) else {
-                out.push(Accept::Unknown);
-                continue;
-            };
-            match f.state.as_str() {
-                "accepted" | "running" if f.node == node => out.push(Accept::Already),
-                "dispatching" => {
-                    f.state = "accepted".into();
-                    f.node = node.to_string();
-                    f.inc = inc.to_string();
-                    st.processing.entry(node.to_string()).or_default().insert(0, fire_id.to_string());
-                    out.push(Accept::Accepted);
-                }
-                _ => out.push(Accept::Taken),
-            }
-        }
-        Ok(out)
-    }
-
-    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue> {
-        {
-            let mut st = self.lock()?;
-            let now = now_ms();
-            if st.lease_value(now) != Some(fence) {
-                return Err(Error::Fenced(format!("lease {fence} is no longer held")));
-            }
-            if st.hb.get(target).is_none_or(|(_, exp)| *exp <= now) {
-                return Ok(Enqueue::TargetDead);
-            }
-            let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Enqueue::NotDispatching("unknown".into())) };
-            if f.state != "dispatching" {
-                return Ok(Enqueue::NotDispatching(f.state.clone()));
-            }
-            f.state = "queued".into();
-            f.node = target.to_string();
-            f.inc.clear();
-            st.queues.entry(target.to_string()).or_default().push_front(fire_id.to_string());
-        }
-        self.queued.notify_waiters();
-        Ok(Enqueue::Queued)
-    }
-
-    async fn pop(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.queued.notified();
-            {
-                let mut st = self.lock()?;
-                if let Some(f) = st.queues.get_mut(node).and_then(|q| q.pop_back()) {
-                    st.processing.entry(node.to_string()).or_default().insert(0, f.clone());
-                    return Ok(Some(f));
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(None);
-            }
-        }
-    }
-
-    async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()> {
-        let mut st = self.lock()?;
-        st.remove_processing(node, entry);
-        st.dlq.push(format!("{reason}: {entry}"));
-        Ok(())
-    }
-
-    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh: &str, not_master: bool) -> Result<Start> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        if !st.live(node, inc, now) {
-            return Ok(Start::NotLive);
-        }
-        let Some(f) = st.fires.get(fire_id).cloned() else {
-            st.remove_processing(node, fire_id);
-            st.dlq.push(fire_id.to_string());
-            return Ok(Start::Poison);
-        };
-        // Running here, in this or an earlier incarnation: never dropped from the list by a start
-        // (an earlier incarnation's run is recovered by adoption or the reaper).
-        if f.state == "running" && f.node == node {
-            // Started by this very incarnation (its reply lost, as start.lua): run it, same attempt.
-            if f.inc == inc {
-                let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
-                return Ok(Start::Resume(Box::new(StartedFire {
-                    exec_id: f.exec.clone(),
-                    attempt: f.attempts,
-                    job_id: f.job.clone(),
-                    sched_ms: f.sched,
-                    epoch: f.epoch,
-                    manual: f.manual,
-                    start_ms: f.started,
-                    job: spec,
-                })));
-            }
-            return Ok(Start::Already);
-        }
-        if f.state == "misfired" && f.node == node && f.inc == inc {
-            // The same start again (as start.lua: its reply lost): the caller records the misfire.
-            return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: f.exec });
-        }
-        if !(f.state == "queued" || f.state == "accepted") || f.node != node {
-            st.remove_processing(node, fire_id);
-            return Ok(Start::NotMine(f.state));
-        }
-        let exec = f.next_exec.clone().unwrap_or_else(|| fresh.to_string());
-        if now > f.deadline_ms {
-            st.remove_processing(node, fire_id);
-            if let Some(f) = st.fires.get_mut(fire_id) {
-                f.state = "misfired".into();
-                f.next_exec = None;
-                f.exec = exec.clone();
-                f.inc = inc.to_string();
-            }
-            return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: exec });
-        }
-        let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
-        if not_master && spec.as_ref().is_some_and(|s| s.master_only) {
-            return Ok(Start::MasterOnly);
-        }
-        let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Start::Poison) };
-        f.state = "running".into();
-        f.exec = exec.clone();
-        f.inc = inc.to_string();
-        f.next_exec = None;
-        f.attempts += 1;
-        f.started = now;
-        let started = StartedFire {
-            exec_id: exec,
-            attempt: f.attempts,
-            job_id: f.job.clone(),
-            sched_ms: f.sched,
-            epoch: f.epoch,
-            manual: f.manual,
-            start_ms: now,
-            job: spec,
-        };
-        // The attempt's `running` record, in the same step as the start.
-        let record = started.running_record(fire_id, node);
-        st.insert_exec(&record, self.retention_ms, now);
-        drop(st);
-        self.announce(&record);
-        Ok(Start::Run(Box::new(started)))
-    }
-
-    async fn retry_attempt(&self, fire_id: &str, node: &str, inc: &str, exec_id: &str) -> Result<Option<u32>> {
-        let mut st = self.lock()?;
-        if !st.live(node, inc, now_ms()) {
-            return Ok(None);
-        }
-        match st.fires.get_mut(fire_id) {
-            Some(f) if f.state == "running" && f.node == node && f.inc == inc => {
-                f.exec = exec_id.to_string();
-                f.attempts += 1;
-                Ok(Some(f.attempts))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
-        let (result, recorded) = {
-            let mut st = self.lock()?;
-            let now = now_ms();
-            // The ack (as finish.lua): not when a newer incarnation of this node holds the fire now.
-            let newer = st.fires.get(&exec.fire_id).is_some_and(|f| f.node == node && f.inc != inc);
-            if !newer {
-                st.remove_processing(node, &exec.fire_id);
-            }
-            // The same finish again (as finish.lua: its first reply lost) is recorded already.
-            let again = st
-                .fires
-                .get(&exec.fire_id)
-                .is_some_and(|f| f.state == exec.state.as_str() && f.node == node && f.inc == inc && f.exec == exec.id);
-            if again {
-                return Ok(Finish::Recorded);
-            }
-            let owns =
-                st.fires.get(&exec.fire_id).is_some_and(|f| f.state == "running" && f.node == node && f.inc == inc);
-            let mut rec = exec.clone();
-            if owns {
-                if let Some(f) = st.fires.get_mut(&exec.fire_id) {
-                    f.state = exec.state.as_str().to_string();
-                    f.exec = exec.id.clone();
-                }
-                if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
-                    st.locks.remove(&exec.job_id);
-                }
-            } else {
-                rec = exec.superseded();
-            }
-            st.insert_exec(&rec, self.retention_ms, now);
-            (if owns { Finish::Recorded } else { Finish::Superseded }, rec)
-        };
-        self.announce(&recorded);
-        Ok(result)
-    }
-
-    async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
-        let st = self.lock()?;
-        let q = st.queues.get(node).map(|q| q.iter().cloned().collect()).unwrap_or_default();
-        let p = st.processing.get(node).cloned().unwrap_or_default();
-        Ok((q, p))
-    }
-
-    async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
-        let out = {
-            let mut st = self.lock()?;
-            let now = now_ms();
-            let own_inc = match &r.fence {
-                ReapFence::Lease(v) => {
-                    if st.lease_value(now) != Some(v.as_str()) {
-                        return Ok(Reap::Fenced);
-                    }
-                    if st.hb.get(&r.dead_node).is_some_and(|(_, exp)| *exp > now) {
-                        return Ok(Reap::Alive);
-                    }
-                    None
-                }
-                ReapFence::Own { incarnation } => {
-                    if !st.live(&r.dead_node, incarnation, now) {
-                        return Ok(Reap::Fenced);
-                    }
-                    Some(if r.handoff { super::HANDOFF_INCARNATION.to_string() } else { incarnation.clone() })
-                }
-            };
-            let removed = match r.list {
-                NodeList::Queue => st.queues.get_mut(&r.dead_node).and_then(|q| {
-                    let i = q.iter().position(|x| *x == r.fire_id)?;
-                    q.remove(i)
-                }),
-                NodeList::Processing => st.processing.get_mut(&r.dead_node).and_then(|p| {
-                    let i = p.iter().position(|x| *x == r.fire_id)?;
-                    Some(p.remove(i))
-                }),
-            };
-            if removed.is_none() {
-                return Ok(Reap::Gone);
-            }
-            let Some(f) = st.fires.get(&r.fire_id).cloned() else { return Ok(Reap::Dropped("unknown".into())) };
-            if f.node != r.dead_node {
-                return Ok(Reap::StaleCopy);
-            }
-            if own_inc.as_deref() == Some(f.inc.as_str()) {
-                st.processing.entry(r.dead_node.clone()).or_default().push(r.fire_id.clone());
-                return Ok(Reap::Alive);
-            }
-            let job_lock = st.locks.get(&f.job).is_some_and(|(o, _)| *o == r.fire_id);
-            let threshold = self.timing.misfire_threshold_ms as i64;
-            let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
-            let out = match f.state.as_str() {
-                "queued" | "accepted" => {
-                    fm.state = "queued".into();
-                    fm.node = r.target.clone();
-                    fm.inc.clear();
-                    Reap::Moved
-                }
-                "running" => {
-                    if own_inc.is_none() {
-                        st.gone.entry(r.dead_node.clone()).or_default().insert(f.inc.clone());
-                    }
-                    let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
-                    fm.recoveries += 1;
-                    let out = if r.rerun && fm.recoveries <= r.max_recoveries {
-                        fm.state = "queued".into();
-                        fm.node = r.target.clone();
-                        fm.inc.clear();
-                        fm.deadline_ms = now + threshold;
-                        Reap::Rerun { dead_exec_id: f.exec.clone() }
-                    } else {
-                        fm.state = "lost".into();
-                        Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
-                    };
-                    if !r.handoff && !f.exec.is_empty() {
-                        let closing = Closing {
-                            exec_id: f.exec.clone(),
-                            lost: matches!(out, Reap::Lost { .. }),
-                            fire_id: r.fire_id.clone(),
-                            job_id: f.job.clone(),
-                            sched_ms: f.sched,
-                            dead_node: r.dead_node.clone(),
-                            target: r.target.clone(),
-                        };
-                        st.closings.insert(f.exec.clone(), closing);
-                    }
-                    out
-                }
-                other => Reap::Dropped(other.to_string()),
-            };
-            if matches!(out, Reap::Moved | Reap::Rerun { .. }) {
-                st.queues.entry(r.target.clone()).or_default().push_front(r.fire_id.clone());
-                if job_lock {
-                    st.locks.insert(f.job.clone(), (r.fire_id.clone(), now + r.lock_ttl_ms as i64));
-                }
-            }
-            out
-        };
-        if matches!(out, Reap::Moved | Reap::Rerun { .. }) {
-            self.queued.notify_waiters();
-        }
-        Ok(out)
-    }
-
-    async fn stuck_dispatching(&self, now: i64, limit: usize) -> Result<Vec<String>> {
-        let st = self.lock()?;
-        Ok(st
-            .fires
-            .iter()
-            .filter(|(_, f)| f.state == "dispatching" && f.dispatch_deadline <= now)
-            .map(|(id, _)| id.clone())
-            .take(limit)
-            .collect())
-    }
-
-    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
-        let st = self.lock()?;
-        Ok(nodes.iter().map(|n| st.queues.get(n).map(|q| q.len()).unwrap_or(0)).collect())
-    }
-
-    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
-        let mut st = self.lock()?;
-        if !st.live(node, inc, now_ms()) {
-            return Ok(None);
-        }
-        let Some(fire) = st.queues.get(victim).and_then(|q| q.back().cloned()) else { return Ok(None) };
-        let ok = st.fires.get(&fire).is_some_and(|f| f.state == "queued" && f.node == victim);
-        if !ok {
-            return Ok(None);
-        }
-        if let Some(q) = st.queues.get_mut(victim) {
-            q.pop_back();
-        }
-        if let Some(f) = st.fires.get_mut(&fire) {
-            f.state = "accepted".into();
-            f.node = node.to_string();
-            f.inc = inc.to_string();
-        }
-        st.processing.entry(node.to_string()).or_default().insert(0, fire.clone());
-        Ok(Some(fire))
-    }
-
-    async fn closings(&self) -> Result<Vec<Closing>> {
-        Ok(self.lock()?.closings.values().cloned().collect())
-    }
-
-    async fn closed(&self, exec_id: &str) -> Result<()> {
-        self.lock()?.closings.remove(exec_id);
-        Ok(())
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        Ok(self.lock()?.nodes.values().map(|(n, _)| n.clone()).collect())
     }
 
     async fn dead_nodes(&self) -> Result<Vec<String>> {
         let st = self.lock()?;
         let now = now_ms();
         Ok(st.nodes.keys().filter(|n| st.hb.get(*n).is_none_or(|(_, exp)| *exp <= now)).cloned().collect())
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
-        Ok(self.lock()?.nodes.values().map(|(n, _)| n.clone()).collect())
     }
 }

@@ -1,5 +1,6 @@
 //! The store: jobs, their next-fire watermark, execution records, no-overlap locks and the node table,
-//! behind one trait with two backends: `memory` (the embedded default for a single node) and `redis`
+//! behind one trait, `Store`, made of four by concern (`JobStore`, `FireStore`, `ExecStore`,
+//! `ClusterStore`), with two backends: `memory` (the embedded default for a single node) and `redis`
 //! (what a cluster shares). Every state change that must happen once is one atomic step of the store
 //! (a mutex section in memory, a Lua script in Redis), so the two backends behave the same and the
 //! same conformance suite (`tests/store_conformance.rs`) runs against both.
@@ -8,6 +9,7 @@
 //! on the job's watermark (`next_ms`, the next instant that may be claimed), which never expires and
 //! never moves back, plus a fire key created only if absent.
 //! Uses: `job`, `execution`. Touches nothing outside its backend.
+pub mod fire;
 pub mod keys;
 pub mod memory;
 pub mod redis;
@@ -20,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::JobSpec;
 
+pub use self::fire::{FireState, UnknownFireState};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
@@ -121,35 +124,40 @@ pub enum TriggerOutcome {
 /// reached honestly; a larger one can only be forged or corrupted, and is refused.
 pub const MAX_EPOCH: u64 = (1 << 53) - 1;
 
-/// Who holds the master lease. Stored as `<node>:<epoch>:<incarnation>` (node ids cannot hold ':').
+/// The master lease: who holds it, with which epoch, in which incarnation. Its wire form, the value
+/// stored under the lease key, is `<node>:<epoch>:<incarnation>` (node ids cannot hold ':'); every
+/// write fenced by the lease (claim, enqueue, the master's reap, renew, release) is refused unless
+/// the caller's fence, in that form, is the stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseHolder {
+pub struct Fence {
     pub node_id: String,
     pub epoch: u64,
     pub incarnation: String,
-    /// The stored value, compared by every fenced write.
-    pub value: String,
 }
 
-impl LeaseHolder {
-    pub fn parse(value: &str) -> Option<LeaseHolder> {
+impl Fence {
+    /// Reads a lease value; None when it is not one. The stores write the epoch as plain digits, so
+    /// a fence they issued displays as exactly the value they stored.
+    pub fn parse(value: &str) -> Option<Fence> {
         let mut parts = value.splitn(3, ':');
         let (node, epoch, inc) = (parts.next()?, parts.next()?, parts.next()?);
-        Some(LeaseHolder {
-            node_id: node.to_string(),
-            epoch: epoch.parse().ok()?,
-            incarnation: inc.to_string(),
-            value: value.to_string(),
-        })
+        Some(Fence { node_id: node.to_string(), epoch: epoch.parse().ok()?, incarnation: inc.to_string() })
+    }
+}
+
+/// The wire form: `<node>:<epoch>:<incarnation>`.
+impl std::fmt::Display for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.node_id, self.epoch, self.incarnation)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseAcquire {
     /// The caller is master now, with this (new, higher) epoch.
-    Acquired(LeaseHolder),
-    /// Someone holds it.
-    Held(Option<LeaseHolder>),
+    Acquired(Fence),
+    /// Someone holds it (None: the stored value is not a lease).
+    Held(Option<Fence>),
 }
 
 /// A node's registration of one incarnation.
@@ -194,7 +202,9 @@ pub enum Enqueue {
     Queued,
     TargetDead,
     /// The fire left `dispatching` in the meantime (e.g. the target accepted it): nothing to do.
-    NotDispatching(String),
+    NotDispatching(FireState),
+    /// No such fire (it expired, or never was): nothing to do.
+    Unknown,
     /// The fire said `accepted` or `queued` but no list held it: queued again on the target.
     Orphan,
 }
@@ -213,7 +223,7 @@ pub enum Start {
     /// The entry names no fire: moved to the dead-letter list.
     Poison,
     /// A stale copy of a fire that lives elsewhere (or has ended): removed.
-    NotMine(String),
+    NotMine(FireState),
     /// It waited past its start deadline: recorded by the caller as misfired.
     Misfired {
         job_id: String,
@@ -259,39 +269,44 @@ pub enum Finish {
     Superseded,
 }
 
-/// Which of a node's lists an entry is in.
+/// Which of a node's fires: those queued for it (not yet taken by any incarnation), or those it
+/// has taken (accepted or running, until finished).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeList {
-    Queue,
-    Processing,
+pub enum NodeFires {
+    Queued,
+    Taken,
 }
 
-/// How a reap is fenced: by the master's lease, or by this node's own live incarnation (adopting
-/// what its earlier incarnations left).
+/// Who reaps an entry, and on what authority: what a reap may do depends on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReapFence {
-    Lease(String),
-    Own { incarnation: String },
+pub enum ReapBy {
+    /// The master, fenced by its lease, resolving a dead node's entry: refused (`Alive`) while the
+    /// node's heartbeat is live; the incarnation that was running a fire is buried (it may never
+    /// beat again); the dead attempt is left to close (`closings`).
+    Master(Fence),
+    /// This node, fenced by its live incarnation, resolving what its earlier incarnations left in
+    /// its own lists: an entry of the live incarnation is put back (`Alive`), the others are dealt
+    /// with as the master would, without burial; the dead attempt is left to close.
+    Adopt { incarnation: String },
+    /// This node, fenced by its live incarnation, moving a fire that incarnation holds to another
+    /// node's queue (a master-only fire that reached it while it is not master, handed to the
+    /// master). It records its own attempt: nothing is left to close.
+    Handoff { incarnation: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReapRequest {
-    pub fence: ReapFence,
+    pub by: ReapBy,
+    /// Whose list holds the entry: a dead node, or this node itself (`Adopt`, `Handoff`).
     pub dead_node: String,
-    pub list: NodeList,
+    /// Among which of its fires the entry is.
+    pub fires: NodeFires,
     pub fire_id: String,
     pub target: String,
     pub rerun: bool,
     pub max_recoveries: u32,
     pub lock_ttl_ms: u64,
-    /// With `ReapFence::Own`: move a fire this very incarnation holds (a master-only fire that
-    /// reached this node while it is not master, handed to the master) instead of leaving it.
-    pub handoff: bool,
 }
-
-/// An incarnation id no incarnation has: makes the reap script's "our own live fire" guard never
-/// match (a handoff).
-pub const HANDOFF_INCARNATION: &str = "-";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reap {
@@ -314,8 +329,8 @@ pub enum Reap {
         sched_ms: i64,
         exec_id: String,
     },
-    /// A finished fire's leftover entry: cleaned up.
-    Dropped(String),
+    /// A finished fire's leftover entry (None: a fire with no state): cleaned up.
+    Dropped(Option<FireState>),
 }
 
 /// A dead attempt the reap decided about, to be closed by the caller: its record made `lost` (it
@@ -382,17 +397,18 @@ pub struct NodeRecord {
     pub clock_offset_ms: Option<i64>,
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
+/// The whole store, as the node holds it (`Arc<dyn Store>`): the four concerns below, one backend.
+/// Through `dyn Store` every method of the four is at hand; on a concrete store (`RedisStore`,
+/// `MemoryStore`) bring the concern's trait into scope.
+pub trait Store: JobStore + FireStore + ExecStore + ClusterStore + 'static {
     /// "memory" or "redis".
     fn kind(&self) -> &'static str;
-    /// Checks the backend answers.
-    async fn ping(&self) -> Result<()>;
-    /// The store's own clock in µs since the Unix epoch (Redis `TIME`), which the cluster clock
-    /// corrects every node's wall clock to; None when the store has no clock apart from this
-    /// process's (in-memory).
-    async fn clock_us(&self) -> Result<Option<i64>>;
+}
 
+/// Jobs: their definitions, pause state and watermark (the next instant that may be claimed),
+/// and which are due.
+#[async_trait]
+pub trait JobStore: Send + Sync {
     /// Creates or replaces a job. `next_ms` is the first instant to fire (None when paused or never).
     async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now_ms: i64) -> Result<WatermarkWrite>;
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
@@ -408,15 +424,22 @@ pub trait Store: Send + Sync + 'static {
         next_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<Option<WatermarkWrite>>;
-
     /// Unpaused jobs whose watermark is at or before `now_ms`, oldest first.
     async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Due>;
     /// The earliest watermark of any unpaused job.
     async fn next_due_ms(&self) -> Result<Option<i64>>;
+}
+
+/// Fires, from claim to outcome: each hand-off (claim or trigger, accept or enqueue, take or steal,
+/// start, finish) is one compare-and-set of the fire's `FireState`. A node's fires are those queued
+/// for it and those it has taken (`NodeFires`); what a dead node (or an earlier incarnation) left
+/// there is reaped, and the dead attempts a reap decided about are kept until closed.
+#[async_trait]
+pub trait FireStore: Send + Sync {
     /// Claims fires atomically, each independently; one outcome per claim, in order. `fence` is the
-    /// caller's lease value: when it is no longer the stored lease, nothing is claimed and the
-    /// answer is `Error::Fenced`.
-    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
+    /// caller's lease: when it is no longer the stored lease, nothing is claimed and the answer is
+    /// `Error::Fenced`.
+    async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
     /// Makes a manual fire of `exec.job_id` (in `dispatching`, like a claimed fire), deduplicated
     /// by `idempotency_key` when given.
     async fn trigger(
@@ -426,9 +449,8 @@ pub trait Store: Send + Sync + 'static {
         forbid: bool,
         lock_ttl_ms: u64,
     ) -> Result<TriggerOutcome>;
-
-    /// Takes a dispatching fire into `node`'s processing list (compare-and-set). `epoch` None skips
-    /// the epoch check (a node accepting its own manual fire).
+    /// `node` takes a dispatching fire (compare-and-set). `epoch` None skips the epoch check (a node
+    /// accepting its own manual fire).
     async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, incarnation: &str) -> Result<Accept> {
         let mut r = self.accept_many(&[fire_id.to_string()], epoch, node, incarnation).await?;
         r.pop().ok_or_else(|| Error::StoreUnavailable("accept: no result".into()))
@@ -441,15 +463,17 @@ pub trait Store: Send + Sync + 'static {
         node: &str,
         incarnation: &str,
     ) -> Result<Vec<Accept>>;
-    /// Master only (fenced): moves a dispatching fire into `target`'s durable queue.
-    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue>;
-    /// Moves the next entry of `node`'s queue into its processing list, waiting up to `wait`.
-    async fn pop(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>>;
-    /// Moves an entry of `node`'s processing list that cannot be a fire id (see
-    /// `queue_entry_problem`) to the dead-letter list, with the reason.
+    /// Master only (fenced): queues a dispatching fire for `target` (its durable queue).
+    async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue>;
+    /// `node` takes the oldest fire queued for it, waiting up to `wait` for one.
+    async fn take_queued(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>>;
+    /// Takes the oldest fire queued for `victim` as `node`'s (accepted), if any.
+    async fn steal(&self, victim: &str, node: &str, incarnation: &str) -> Result<Option<String>>;
+    /// Sets aside an entry among `node`'s taken fires that cannot be a fire id (see
+    /// `queue_entry_problem`): out of them, into the dead-letter list with the reason.
     async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()>;
-    /// Starts a fire from `node`'s processing list (compare-and-set to running) and records the
-    /// attempt `running`, in one step. `not_master`: refuse (MasterOnly) a master-only job's fire.
+    /// Starts a fire `node` has taken (compare-and-set to running) and records the attempt
+    /// `running`, in one step. `not_master`: refuse (MasterOnly) a master-only job's fire.
     async fn start(
         &self,
         fire_id: &str,
@@ -461,33 +485,31 @@ pub trait Store: Send + Sync + 'static {
     /// Before a retry: records the new attempt's execution on the fire and returns the attempt
     /// number, or None when this incarnation no longer owns the running fire (it was reaped).
     async fn retry_attempt(&self, fire_id: &str, node: &str, incarnation: &str, exec_id: &str) -> Result<Option<u32>>;
-    /// Records the final outcome of a running fire and acks it (see `Finish`).
+    /// Extends the job's no-overlap lock while `owner` (a fire id) holds it. False when it does not.
+    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool>;
+    /// Records the final outcome of a running fire and acks it: no longer among its node's taken
+    /// fires (see `Finish`).
     async fn finish(&self, exec: &Execution, node: &str, incarnation: &str) -> Result<Finish>;
-    /// The entries of a node's queue and processing list.
-    async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)>;
-    /// Resolves one entry of a dead node's (or this node's earlier incarnations') lists.
+    /// The fires queued for `node`, and those it has taken.
+    async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)>;
+    /// How many fires are queued for each given node.
+    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>>;
+    /// Resolves one of a dead node's fires (or one this node's earlier incarnations left, or one it
+    /// hands over): see `ReapBy`.
     async fn reap(&self, r: &ReapRequest) -> Result<Reap>;
     /// Fires of the watch set due for a look: still `dispatching` past their dispatch deadline (their
     /// master died mid-dispatch), or handed over and not started by `FireTiming::watch_ms` (Redis
     /// store; `enqueue` sorts out which).
     async fn stuck_dispatching(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
-    /// Node ids whose incarnation is not live (heartbeat expired) but which are still registered.
-    async fn dead_nodes(&self) -> Result<Vec<String>>;
     /// Dead attempts reaps decided about and nobody has closed yet (see `Closing`).
     async fn closings(&self) -> Result<Vec<Closing>>;
     /// The caller closed this dead attempt.
     async fn closed(&self, exec_id: &str) -> Result<()>;
-    /// How long the store has been up (None: it never restarts under a running node, as the
-    /// in-memory store). Keys expire by the store's wall clock, which runs on while it is down: a
-    /// node is judged dead only on time the cluster could observe.
-    async fn uptime_ms(&self) -> Result<Option<u64>> {
-        Ok(None)
-    }
-    /// Length of each given node's durable queue.
-    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>>;
-    /// Takes the oldest queued fire of `victim` into `node`'s processing list (accepted), if any.
-    async fn steal(&self, victim: &str, node: &str, incarnation: &str) -> Result<Option<String>>;
+}
 
+/// Execution records (one per attempt), their listing, and the stream of their changes.
+#[async_trait]
+pub trait ExecStore: Send + Sync {
     /// Writes a new execution record (a retry attempt).
     async fn create_execution(&self, exec: &Execution) -> Result<()>;
     /// Overwrites an open (pending or running) execution record and announces the change to
@@ -498,8 +520,6 @@ pub trait Store: Send + Sync + 'static {
     /// Records a terminal (or retry-waiting) execution and, when `release_lock` names the job,
     /// releases its no-overlap lock if this fire still owns it: one atomic step.
     async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()>;
-    /// Extends the job's no-overlap lock while `owner` (a fire id) holds it. False when it does not.
-    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool>;
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>>;
     /// Newest first. The second value is the id to pass as `before` for the next page.
     async fn list_executions(&self, filter: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)>;
@@ -507,25 +527,39 @@ pub trait Store: Send + Sync + 'static {
     async fn subscribe(&self) -> broadcast::Receiver<Execution>;
     /// Drops index entries of executions past retention.
     async fn prune(&self, now_ms: i64) -> Result<u64>;
+}
+
+/// The cluster: the store's own health and clock, the master lease, and node membership.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Checks the backend answers.
+    async fn ping(&self) -> Result<()>;
+    /// The store's own clock in µs since the Unix epoch (Redis `TIME`), which the cluster clock
+    /// corrects every node's wall clock to; None when the store has no clock apart from this
+    /// process's (in-memory).
+    async fn clock_us(&self) -> Result<Option<i64>>;
+    /// How long the store has been up (None: it never restarts under a running node, as the
+    /// in-memory store). Keys expire by the store's wall clock, which runs on while it is down: a
+    /// node is judged dead only on time the cluster could observe.
+    async fn uptime_ms(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Fails when the store would refuse a new write now (Redis over `maxmemory` with `noeviction`
+    /// answers reads, and even scripts whose first write is not one that allocates, such as the
+    /// heartbeat's PEXPIRE, but refuses claims): readiness. The in-memory store always can.
+    async fn probe_write(&self, _node_id: &str) -> Result<()> {
+        Ok(())
+    }
 
     /// Takes the master lease if free, with an epoch above `floor`, above every epoch issued before
     /// and above the store's clock in ms (so it stays monotonic even if the store lost its data).
     async fn acquire_lease(&self, node_id: &str, incarnation: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire>;
-    /// Extends the lease while `value` still holds it.
-    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool>;
-    /// Gives the lease up at once if `value` holds it.
-    async fn release_lease(&self, value: &str) -> Result<bool>;
+    /// Extends the lease while `fence` still holds it.
+    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool>;
+    /// Gives the lease up at once if `fence` holds it.
+    async fn release_lease(&self, fence: &Fence) -> Result<bool>;
     /// The current holder, if any.
-    async fn lease(&self) -> Result<Option<LeaseHolder>>;
-
-    /// Registers an incarnation of `node` (refused while another live incarnation holds the id).
-    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register>;
-    /// Extends a live incarnation and publishes the node's record.
-    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat>;
-    /// Removes a node's registration at once (graceful shutdown, after its lists are empty).
-    async fn deregister(&self, node: &NodeRecord) -> Result<()>;
-    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
-
+    async fn lease(&self) -> Result<Option<Fence>>;
     /// True while the lease has a holder whose incarnation is still live (its heartbeat key, judged
     /// by the store's clock, not by comparing wall clocks): a master exists. The in-memory store
     /// lives in the one process that holds its lease.
@@ -533,12 +567,15 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.lease().await?.is_some())
     }
 
-    /// Fails when the store would refuse a new write now (Redis over `maxmemory` with `noeviction`
-    /// answers reads, and even scripts whose first write is not one that allocates, such as the
-    /// heartbeat's PEXPIRE, but refuses claims): readiness. The in-memory store always can.
-    async fn probe_write(&self, _node_id: &str) -> Result<()> {
-        Ok(())
-    }
+    /// Registers an incarnation of `node` (refused while another live incarnation holds the id).
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register>;
+    /// Extends a live incarnation and publishes the node's record.
+    async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat>;
+    /// Removes a node's registration at once (graceful shutdown, after it holds no fires).
+    async fn deregister(&self, node: &NodeRecord) -> Result<()>;
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// Node ids whose incarnation is not live (heartbeat expired) but which are still registered.
+    async fn dead_nodes(&self) -> Result<Vec<String>>;
 }
 
 /// Timing written into fire records.
@@ -595,3 +632,20 @@ pub fn queue_entry_problem(entry: &str) -> Option<String> {
 /// Wall clock in UTC ms, corrected to the cluster clock (Redis's; see `cluster::clock`): stamps
 /// records, computes cron instants, decides when fires are due (never used for safety).
 pub use crate::clock::now_ms;
+
+#[cfg(test)]
+mod tests {
+    use super::Fence;
+
+    #[test]
+    fn a_fence_displays_as_the_lease_value_it_was_read_from() {
+        let f = Fence::parse("n1:1767225600001:0f3c9a2e").expect("a lease value");
+        assert_eq!((f.node_id.as_str(), f.epoch, f.incarnation.as_str()), ("n1", 1_767_225_600_001, "0f3c9a2e"));
+        assert_eq!(f.to_string(), "n1:1767225600001:0f3c9a2e");
+        // Only the first two ':' separate: the rest is the incarnation's.
+        assert_eq!(Fence::parse("n:2:a:b").map(|f| f.to_string()).as_deref(), Some("n:2:a:b"));
+        for bad in ["", "n1", "n1:5", "n1:x:i", "n1:-1:i"] {
+            assert_eq!(Fence::parse(bad), None, "{bad:?}");
+        }
+    }
+}

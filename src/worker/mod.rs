@@ -24,7 +24,7 @@ use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job};
 use crate::metrics::{path, Metrics};
-use crate::store::{now_ms, Accept, Finish, Load, NodeList, Reap, ReapFence, ReapRequest, Start, Store};
+use crate::store::{now_ms, Accept, Finish, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
 use handlers::{FireContext, Registry};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
@@ -214,7 +214,7 @@ impl Worker {
             };
             let popped = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = self.store.pop(&self.node_id, POP_WAIT) => r,
+                r = self.store.take_queued(&self.node_id, POP_WAIT) => r,
             };
             match popped {
                 Ok(Some(fire_id)) => {
@@ -477,15 +477,14 @@ impl Worker {
     /// (`running` false), or one started whose handler has not (`running` true: queued again).
     async fn hand_over(&self, fire_id: &str, inc: &str, master: &str, running: bool) -> crate::Result<Reap> {
         let req = ReapRequest {
-            fence: ReapFence::Own { incarnation: inc.to_string() },
+            by: ReapBy::Handoff { incarnation: inc.to_string() },
             dead_node: self.node_id.clone(),
-            list: NodeList::Processing,
+            fires: NodeFires::Taken,
             fire_id: fire_id.to_string(),
             target: master.to_string(),
             rerun: running,
             max_recoveries: if running { u32::MAX } else { 0 },
             lock_ttl_ms: LOCK_TTL_MS,
-            handoff: true,
         };
         self.store.reap(&req).await
     }

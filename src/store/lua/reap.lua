@@ -4,22 +4,30 @@
 -- 'rerun', at most max_recoveries times) or recorded lost (the caller records and alerts).
 -- KEYS[1] fence key (lease, or hb:<self>)  KEYS[2] hb:<dead>  KEYS[3] the dead node's q or p list
 -- KEYS[4] fire hash  KEYS[5] q:<target>  KEYS[6] lock key
--- ARGV[1] fence value  ARGV[2] fire id  ARGV[3] recovery 'rerun'|'lost'  ARGV[4] max recoveries
+-- ARGV[1] fence value (the lease value, or this node's live incarnation)  ARGV[2] fire id
+-- ARGV[3] recovery 'rerun'|'lost'  ARGV[4] max recoveries
 -- ARGV[5] lock ttl ms  ARGV[6] target node  ARGV[7] dead node  ARGV[8] misfire threshold ms
--- ARGV[9] dead incarnation to match ('' = the node is dead, any incarnation)
+-- ARGV[9] mode: 'master' (fenced by the lease: the node must be dead; any incarnation's entry goes,
+--   and one that was running is buried), 'adopt' (fenced by hb:<self>: the live incarnation's own
+--   entries are put back, its earlier incarnations' go) or 'handoff' (fenced by hb:<self>: a fire
+--   the live incarnation holds goes too, and the handing node records its own attempt: no closing)
 -- KEYS[7] gone:<dead>  ARGV[10] how long to remember a buried incarnation (ms)
 -- KEYS[8] inflight (watch set)  ARGV[11] watch ms (see enqueue.lua)  KEYS[9] closing hash
 -- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | {'RERUN', dead exec} | {'LOST', job, sched, exec}
 --   | DROPPED_<state>
+local mode = ARGV[9]
+if mode ~= 'master' and mode ~= 'adopt' and mode ~= 'handoff' then
+  return redis.error_reply('ERR reap: unknown mode ' .. tostring(mode))
+end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
-if ARGV[9] == '' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' end
+if mode == 'master' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' end
 local bad = wrong(KEYS[3], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'string', KEYS[7], 'set', KEYS[8], 'zset', KEYS[9], 'hash')
 if bad then return refuse(bad) end
 if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 'GONE' end
 local f = redis.call('HMGET', KEYS[4], 'state', 'node', 'inc', 'job', 'sched', 'exec')
 local st, owner = f[1], f[2]
 if owner ~= ARGV[7] then return 'STALE_COPY' end
-if ARGV[9] ~= '' and f[3] == ARGV[9] then
+if mode == 'adopt' and f[3] == ARGV[1] then
   -- our own current incarnation: not a leftover; put it back
   redis.call('RPUSH', KEYS[3], ARGV[2]); return 'ALIVE'
 end
@@ -34,14 +42,14 @@ if st == 'queued' or st == 'accepted' then
 end
 -- The dead attempt goes into `closing` in this same step: the caller records it lost (and alerts for
 -- a lost fire), then deletes the entry; were this reply lost, the master's next sweep finds it.
--- Not for a handoff ('-'): the handing node records its own attempt.
+-- Not for a handoff: the handing node records its own attempt.
 local function closing(kind)
-  if f[6] and ARGV[9] ~= '-' then
+  if f[6] and mode ~= 'handoff' then
     redis.call('HSET', KEYS[9], f[6], table.concat({kind, ARGV[2], f[4] or '', f[5] or '0', ARGV[7], ARGV[6]}, '\t'))
   end
 end
 if st == 'running' then
-  if ARGV[9] == '' and f[3] then
+  if mode == 'master' and f[3] then
     -- The incarnation that ran it is dead for good: were its key merely expired (Redis restarted),
     -- its heartbeat could otherwise take it back while its run is re-run or recorded lost.
     redis.call('SADD', KEYS[7], f[3])

@@ -5,58 +5,65 @@
 //! `Batcher`, which sends the fires started (or finished) at the same moment in one script call.
 //!
 //! Connections: one auto-reconnecting `ConnectionManager` (multiplexed) for commands, created lazily
-//! so a node starts while Redis is down and reports NOT_SERVING until `ping` succeeds; and one
-//! dedicated pub/sub connection while someone watches, re-established in a loop when it drops.
+//! so a node starts while Redis is down and reports NOT_SERVING until `ping` succeeds; one dedicated
+//! connection for the blocking take from a node's queue (BLMOVE); and one pub/sub connection while
+//! someone watches (`relay`), re-established in a loop when it drops.
+//!
+//! This file owns `RedisStore`: the store traits' methods, each a script call (keys and arguments
+//! in, the reply read back into the store's types) or plain commands, and the connections above.
+//! `batcher` owns coalescing the start and finish calls; `relay` owns the change channel's
+//! subscription. Uses: the store's types and `keys`, the scripts in `../lua/`, `execution`, `job`,
+//! `error`, and `failpoints` (the reply a failpoint drops; they exist only with the `failpoints`
+//! feature).
+mod batcher;
+mod relay;
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
+use self::batcher::{batched, Batcher};
+use self::relay::relay_changes;
 use super::keys::Keys;
 use super::{
-    Accept, Beat, Claim, ClaimOutcome, Closing, Due, Enqueue, ExecFilter, Finish, JobRecord, LeaseAcquire, LeaseHolder,
-    NodeList, NodeRecord, Reap, ReapFence, ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome,
-    WatermarkWrite, WATCH_BUFFER,
+    Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
+    FireState, FireStore, JobRecord, JobStore, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
+    Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::JobSpec;
 
-static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/put_job.lua")));
-static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/due.lua")));
-static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
-static TRIGGER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/trigger.lua")));
-static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/save_exec.lua")));
-static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_acquire.lua")));
+static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
+static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/claim.lua")));
+static TRIGGER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/trigger.lua")));
+static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/save_exec.lua")));
+static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lease_acquire.lua")));
 /// Renews the lease and a forbid job's lock alike (compare-and-PEXPIRE).
-static RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/renew.lua")));
-static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lease_release.lua")));
-static REGISTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/register.lua")));
-static BEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/beat.lua")));
-static ACCEPT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/accept.lua")));
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/enqueue.lua")));
-static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead_letter.lua")));
-static START: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("lua/start.lua"))));
-static FINISH: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("lua/finish.lua"))));
+static RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/renew.lua")));
+static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lease_release.lua")));
+static REGISTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/register.lua")));
+static BEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/beat.lua")));
+static ACCEPT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/accept.lua")));
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/enqueue.lua")));
+static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/dead_letter.lua")));
+static START: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("../lua/start.lua"))));
+static FINISH: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("../lua/finish.lua"))));
 
 /// A script with the prelude every script shares (its checks of key types before any write).
 fn script(body: &str) -> Script {
-    Script::new(&format!("{}\n{body}", include_str!("lua/prelude.lua")))
+    Script::new(&format!("{}\n{body}", include_str!("../lua/prelude.lua")))
 }
 
-/// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
-fn batched(one: &str) -> String {
-    format!("local function one(KEYS, ARGV)\n{one}\nend\n{}", include_str!("lua/batch.lua"))
-}
-
-static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/reap.lua")));
-static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/steal.lua")));
-static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/retry.lua")));
+static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/reap.lua")));
+static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/steal.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
 /// (it may still have run). Every script the fire path repeats after an error is safe to repeat
@@ -253,6 +260,14 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// A fire's state as a script read it from the fire hash: one that names no state is a corrupt key.
+    fn fire_state(&self, fire_id: &str, state: &str) -> Result<FireState> {
+        state.parse().map_err(|e: super::UnknownFireState| Error::Corrupt {
+            key: self.keys.fire(fire_id),
+            reason: e.to_string(),
+        })
+    }
+
     async fn save(&self, exec: &Execution, release_lock: bool) -> Result<()> {
         self.save_if(exec, release_lock, false).await.map(|_| ())
     }
@@ -280,22 +295,14 @@ impl RedisStore {
     }
 }
 
-#[async_trait]
 impl Store for RedisStore {
     fn kind(&self) -> &'static str {
         "redis"
     }
+}
 
-    async fn clock_us(&self) -> Result<Option<i64>> {
-        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
-        Ok(Some(secs.saturating_mul(1_000_000).saturating_add(micros)))
-    }
-
-    async fn ping(&self) -> Result<()> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
-        Ok(())
-    }
-
+#[async_trait]
+impl JobStore for RedisStore {
     async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now: i64) -> Result<WatermarkWrite> {
         let next_ms = if spec.paused { None } else { next_ms };
         let json = encode(spec)?;
@@ -390,18 +397,20 @@ impl Store for RedisStore {
         let first: Vec<(String, f64)> = self.conn().zrange_withscores(self.keys.due(), 0, 0).await?;
         Ok(first.first().map(|(_, s)| *s as i64))
     }
+}
 
-    async fn claim(&self, fence: &str, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
+#[async_trait]
+impl FireStore for RedisStore {
+    async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let epoch = LeaseHolder::parse(fence).map(|h| h.epoch).unwrap_or(0);
         let mut inv = CLAIM.key(self.keys.due());
         inv.key(self.keys.execs()).key(self.keys.lease()).key(self.keys.inflight());
         inv.arg(self.retention_ms)
             .arg(self.keys.exec_channel())
-            .arg(fence)
-            .arg(epoch)
+            .arg(fence.to_string())
+            .arg(fence.epoch)
             .arg(self.timing.dispatch_deadline_ms)
             .arg(self.timing.misfire_threshold_ms);
         for c in claims {
@@ -487,6 +496,370 @@ impl Store for RedisStore {
         }
     }
 
+    async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
+        if fire_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Without an epoch to check, compare the counter with itself (its current value).
+        let epoch_arg = match epoch {
+            Some(e) => e.to_string(),
+            None => {
+                let cur: Option<String> = self.conn().get(self.keys.epoch()).await?;
+                cur.unwrap_or_else(|| "0".into())
+            }
+        };
+        let mut inv = ACCEPT.prepare_invoke();
+        inv.key(self.keys.epoch()).key(self.keys.processing(node)).key(self.keys.inflight()).key(self.keys.hb(node));
+        inv.arg(epoch_arg).arg(node).arg(inc).arg(self.timing.watch_ms());
+        for f in fire_ids {
+            inv.key(self.keys.fire(f)).arg(f);
+        }
+        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        fail::fail_point!("lose_accept_reply", |_| Err(crate::failpoints::lost_reply("lose_accept_reply")));
+        if r.len() != fire_ids.len() {
+            return Err(unexpected("accept", &r));
+        }
+        Ok(r.iter()
+            .map(|s| match s.as_str() {
+                "OK" => Accept::Accepted,
+                "ALREADY" => Accept::Already,
+                "TAKEN" => Accept::Taken,
+                "STALE_EPOCH" => Accept::StaleEpoch,
+                "NOT_LIVE" => Accept::NotLive,
+                // UNKNOWN, or BADKEY: the fire's key is not a fire (refused, nothing written).
+                _ => Accept::Unknown,
+            })
+            .collect())
+    }
+
+    async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue> {
+        let r: String = ENQUEUE
+            .key(self.keys.lease())
+            .key(self.keys.fire(fire_id))
+            .key(self.keys.queue(target))
+            .key(self.keys.inflight())
+            .key(self.keys.hb(target))
+            .arg(fence.to_string())
+            .arg(fire_id)
+            .arg(target)
+            .arg(self.timing.watch_ms())
+            .arg(self.keys.processing(""))
+            .arg(self.keys.queue(""))
+            .invoke_async(&mut self.conn())
+            .await?;
+        match r.as_str() {
+            "OK" => Ok(Enqueue::Queued),
+            "ORPHAN" => Ok(Enqueue::Orphan),
+            "FENCED" => Err(Error::Fenced(format!("lease {fence} is no longer held"))),
+            "TARGET_DEAD" => Ok(Enqueue::TargetDead),
+            "UNKNOWN" => Ok(Enqueue::Unknown),
+            state => Ok(Enqueue::NotDispatching(self.fire_state(fire_id, state)?)),
+        }
+    }
+
+    async fn take_queued(&self, node: &str, wait: Duration) -> Result<Option<String>> {
+        let mut slot = self.blocking.lock().await;
+        if slot.is_none() {
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(wait + RESPONSE_TIMEOUT))
+                .set_connection_timeout(Some(RESPONSE_TIMEOUT));
+            *slot = Some(self.client.get_multiplexed_async_connection_with_config(&cfg).await?);
+        }
+        let Some(conn) = slot.as_mut() else { return Ok(None) };
+        let r: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")
+            .arg(self.keys.queue(node))
+            .arg(self.keys.processing(node))
+            .arg("RIGHT")
+            .arg("LEFT")
+            .arg(wait.as_secs_f64())
+            .query_async(conn)
+            .await;
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                // A broken blocking connection is rebuilt next time. If the move happened but the
+                // reply was lost, the entry sits in our processing list and `adopt` finds it.
+                *slot = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
+        let r: Option<String> = STEAL
+            .key(self.keys.queue(victim))
+            .key(self.keys.processing(node))
+            .key(self.keys.hb(node))
+            .key(self.keys.fire(""))
+            .arg(victim)
+            .arg(node)
+            .arg(inc)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(r)
+    }
+
+    async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()> {
+        let _: i64 = DEAD_LETTER
+            .key(self.keys.processing(node))
+            .key(self.keys.dlq())
+            .arg(entry)
+            .arg(node)
+            .arg(reason)
+            .arg(super::now_ms())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn start(
+        &self,
+        fire_id: &str,
+        node: &str,
+        inc: &str,
+        fresh_exec_id: &str,
+        not_master: bool,
+    ) -> Result<Start> {
+        let keys = [
+            self.keys.fire(fire_id),
+            self.keys.processing(node),
+            self.keys.hb(node),
+            self.keys.dlq(),
+            self.keys.execs(),
+            self.keys.inflight(),
+        ];
+        let args = [
+            fire_id.to_string(),
+            node.to_string(),
+            inc.to_string(),
+            fresh_exec_id.to_string(),
+            super::now_ms().to_string(),
+            self.keys.job(""),
+            self.keys.exec(""),
+            self.keys.job_execs(""),
+            self.retention_ms.to_string(),
+            self.keys.exec_channel(),
+            if not_master { "1" } else { "0" }.to_string(),
+        ];
+        let r: Vec<String> = self.starts.call(keys.into(), args.into()).await?;
+        fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
+        let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let started = || -> Result<Box<StartedFire>> {
+            Ok(Box::new(StartedFire {
+                exec_id: r[1].clone(),
+                attempt: num(2) as u32,
+                job_id: r[3].clone(),
+                sched_ms: num(4),
+                epoch: num(5) as u64,
+                manual: r[6] == "1",
+                start_ms: num(7),
+                job: match r[8].as_str() {
+                    "" => None,
+                    spec => Some(decode(spec, &self.keys.job(&r[3]))?),
+                },
+            }))
+        };
+        Ok(match r.first().map(String::as_str) {
+            Some("OK") if r.len() == 9 => Start::Run(started()?),
+            Some("RESUME") if r.len() == 9 => Start::Resume(started()?),
+            Some("BADKEY") => {
+                return Err(Error::Corrupt {
+                    key: self.keys.fire(fire_id),
+                    reason: r.get(1).cloned().unwrap_or_default(),
+                })
+            }
+            Some("MASTER_ONLY") => Start::MasterOnly,
+            Some("ALREADY") => Start::Already,
+            Some("NOT_LIVE") => Start::NotLive,
+            Some("POISON") => Start::Poison,
+            Some("NOT_MINE") => Start::NotMine(self.fire_state(fire_id, r.get(1).map_or("", String::as_str))?),
+            Some("MISFIRED") if r.len() == 4 => {
+                Start::Misfired { job_id: r[1].clone(), sched_ms: num(2), exec_id: r[3].clone() }
+            }
+            _ => return Err(unexpected("start", &r)),
+        })
+    }
+
+    async fn retry_attempt(&self, fire_id: &str, node: &str, inc: &str, exec_id: &str) -> Result<Option<u32>> {
+        let n: i64 = RETRY
+            .key(self.keys.fire(fire_id))
+            .key(self.keys.hb(node))
+            .arg(node)
+            .arg(inc)
+            .arg(exec_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(u32::try_from(n).ok().filter(|n| *n > 0))
+    }
+
+    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
+        let r: i64 =
+            RENEW.key(self.keys.lock(job_id)).arg(owner).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+        Ok(r == 1)
+    }
+
+    async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
+        let superseded = exec.superseded();
+        let keys = [
+            self.keys.exec(&exec.id),
+            self.keys.execs(),
+            self.keys.job_execs(&exec.job_id),
+            self.keys.lock(&exec.job_id),
+            self.keys.fire(&exec.fire_id),
+            self.keys.processing(node),
+            self.keys.exec(&superseded.id),
+        ];
+        let args = [
+            exec.id.clone(),
+            encode(exec)?,
+            self.retention_ms.to_string(),
+            self.keys.exec_channel(),
+            exec.fire_id.clone(),
+            uuid_v7_prefix(super::now_ms() - self.retention_ms as i64),
+            node.to_string(),
+            inc.to_string(),
+            FireState::from(exec.state).as_str().to_string(),
+            encode(&superseded)?,
+            superseded.id.clone(),
+        ];
+        let r: Vec<String> = self.finishes.call(keys.into(), args.into()).await?;
+        fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
+        match r.first().map(String::as_str) {
+            Some("OK") => Ok(Finish::Recorded),
+            Some("SUPERSEDED") => Ok(Finish::Superseded),
+            Some("BADKEY") => Err(Error::Corrupt {
+                key: self.keys.fire(&exec.fire_id),
+                reason: r.get(1).cloned().unwrap_or_default(),
+            }),
+            _ => Err(unexpected("finish", &r)),
+        }
+    }
+
+    async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let (q, p): (Vec<String>, Vec<String>) = redis::pipe()
+            .lrange(self.keys.queue(node), 0, -1)
+            .lrange(self.keys.processing(node), 0, -1)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((q, p))
+    }
+
+    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for n in nodes {
+            pipe.llen(self.keys.queue(n));
+        }
+        Ok(pipe.query_async(&mut self.conn()).await?)
+    }
+
+    async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
+        let (fence_key, fence, mode) = match &r.by {
+            ReapBy::Master(fence) => (self.keys.lease(), fence.to_string(), "master"),
+            ReapBy::Adopt { incarnation } => (self.keys.hb(&r.dead_node), incarnation.clone(), "adopt"),
+            ReapBy::Handoff { incarnation } => (self.keys.hb(&r.dead_node), incarnation.clone(), "handoff"),
+        };
+        let list = match r.fires {
+            NodeFires::Queued => self.keys.queue(&r.dead_node),
+            NodeFires::Taken => self.keys.processing(&r.dead_node),
+        };
+        let job = crate::execution::job_of_fire(&r.fire_id);
+        let v: redis::Value = REAP
+            .key(fence_key)
+            .key(self.keys.hb(&r.dead_node))
+            .key(list)
+            .key(self.keys.fire(&r.fire_id))
+            .key(self.keys.queue(&r.target))
+            .key(self.keys.lock(job))
+            .key(self.keys.gone(&r.dead_node))
+            .key(self.keys.inflight())
+            .key(self.keys.closing())
+            .arg(fence)
+            .arg(&r.fire_id)
+            .arg(if r.rerun { "rerun" } else { "lost" })
+            .arg(r.max_recoveries)
+            .arg(r.lock_ttl_ms.max(1))
+            .arg(&r.target)
+            .arg(&r.dead_node)
+            .arg(self.timing.misfire_threshold_ms)
+            .arg(mode)
+            .arg(NODE_RECORD_KEEP_MS)
+            .arg(self.timing.watch_ms())
+            .invoke_async(&mut self.conn())
+            .await?;
+        fail::fail_point!("lose_reap_reply", |_| Err(crate::failpoints::lost_reply("lose_reap_reply")));
+        let reply: Vec<String> = match v {
+            redis::Value::Array(items) => {
+                items.iter().map(|i| redis::from_redis_value_ref(i).unwrap_or_default()).collect()
+            }
+            other => vec![redis::from_redis_value_ref(&other).unwrap_or_default()],
+        };
+        Ok(match reply.first().map(String::as_str) {
+            Some("FENCED") => Reap::Fenced,
+            Some("ALIVE") => Reap::Alive,
+            Some("GONE") => Reap::Gone,
+            Some("STALE_COPY") => Reap::StaleCopy,
+            Some("MOVED") => Reap::Moved,
+            Some("RERUN") => Reap::Rerun { dead_exec_id: reply.get(1).cloned().unwrap_or_default() },
+            Some("LOST") if reply.len() == 4 => Reap::Lost {
+                job_id: reply[1].clone(),
+                sched_ms: reply[2].parse().unwrap_or(0),
+                exec_id: reply[3].clone(),
+            },
+            Some(other) => match other.strip_prefix("DROPPED_") {
+                // Lua's name for no state at all.
+                Some("nil") => Reap::Dropped(None),
+                Some(state) => Reap::Dropped(Some(self.fire_state(&r.fire_id, state)?)),
+                None => return Err(unexpected("reap", &reply)),
+            },
+            None => return Err(unexpected("reap", &reply)),
+        })
+    }
+
+    async fn stuck_dispatching(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let v: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.inflight())
+            .arg("-inf")
+            .arg(now)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(v)
+    }
+
+    async fn closings(&self) -> Result<Vec<Closing>> {
+        let all: Vec<(String, String)> = self.conn().hgetall(self.keys.closing()).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(exec_id, v)| {
+                let f: Vec<&str> = v.split('\t').collect();
+                let [kind, fire, job, sched, dead, target] = f.as_slice() else { return None };
+                Some(Closing {
+                    exec_id,
+                    lost: *kind == "lost",
+                    fire_id: fire.to_string(),
+                    job_id: job.to_string(),
+                    sched_ms: sched.parse().unwrap_or(0),
+                    dead_node: dead.to_string(),
+                    target: target.to_string(),
+                })
+            })
+            .collect())
+    }
+
+    async fn closed(&self, exec_id: &str) -> Result<()> {
+        let _: i64 = self.conn().hdel(self.keys.closing(), exec_id).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExecStore for RedisStore {
     async fn create_execution(&self, exec: &Execution) -> Result<()> {
         self.save(exec, false).await
     }
@@ -497,12 +870,6 @@ impl Store for RedisStore {
 
     async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
         self.save(exec, release_lock).await
-    }
-
-    async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
-        let r: i64 =
-            RENEW.key(self.keys.lock(job_id)).arg(owner).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
-        Ok(r == 1)
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
@@ -590,6 +957,41 @@ impl Store for RedisStore {
             .await?;
         Ok(removed.max(0) as u64)
     }
+}
+
+#[async_trait]
+impl ClusterStore for RedisStore {
+    async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    async fn clock_us(&self) -> Result<Option<i64>> {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
+        Ok(Some(secs.saturating_mul(1_000_000).saturating_add(micros)))
+    }
+
+    async fn uptime_ms(&self) -> Result<Option<u64>> {
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await?;
+        let secs = info
+            .lines()
+            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| Error::StoreUnavailable("INFO server has no uptime_in_seconds".into()))?;
+        Ok(Some(secs.saturating_mul(1000)))
+    }
+
+    async fn probe_write(&self, node_id: &str) -> Result<()> {
+        // A plain SET: Redis refuses it with OOM under maxmemory + noeviction, as it refuses claims.
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.probe(node_id))
+            .arg(super::now_ms())
+            .arg("PX")
+            .arg(10_000)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
 
     async fn acquire_lease(&self, node_id: &str, inc: &str, ttl_ms: u64, floor: u64) -> Result<LeaseAcquire> {
         let r: Vec<String> = LEASE_ACQUIRE
@@ -607,45 +1009,42 @@ impl Store for RedisStore {
                 if let Some(note) = r.get(3).filter(|n| !n.is_empty()) {
                     tracing::error!(key = %self.keys.epoch(), note = %note, "fencing epoch counter repaired");
                 }
-                LeaseHolder::parse(v).map(LeaseAcquire::Acquired).ok_or_else(|| unexpected("lease_acquire", &r))
+                // The script writes the epoch as digits: the fence's wire form is the stored value.
+                Fence::parse(v)
+                    .filter(|f| f.to_string() == *v)
+                    .map(LeaseAcquire::Acquired)
+                    .ok_or_else(|| unexpected("lease_acquire", &r))
             }
-            (Some("0"), v) => Ok(LeaseAcquire::Held(v.and_then(|v| LeaseHolder::parse(v)))),
+            (Some("0"), v) => Ok(LeaseAcquire::Held(v.and_then(|v| Fence::parse(v)))),
             (Some("ERR"), Some(why)) => Err(Error::Corrupt { key: self.keys.epoch(), reason: why.clone() }),
             _ => Err(unexpected("lease_acquire", &r)),
         }
     }
 
-    async fn renew_lease(&self, value: &str, ttl_ms: u64) -> Result<bool> {
-        let r: i64 = RENEW.key(self.keys.lease()).arg(value).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+    async fn renew_lease(&self, fence: &Fence, ttl_ms: u64) -> Result<bool> {
+        let r: i64 = RENEW
+            .key(self.keys.lease())
+            .arg(fence.to_string())
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(r == 1)
     }
 
-    async fn release_lease(&self, value: &str) -> Result<bool> {
-        let r: i64 = LEASE_RELEASE.key(self.keys.lease()).arg(value).invoke_async(&mut self.conn()).await?;
+    async fn release_lease(&self, fence: &Fence) -> Result<bool> {
+        let r: i64 = LEASE_RELEASE.key(self.keys.lease()).arg(fence.to_string()).invoke_async(&mut self.conn()).await?;
         Ok(r == 1)
+    }
+
+    async fn lease(&self) -> Result<Option<Fence>> {
+        let v: Option<String> = self.conn().get(self.keys.lease()).await?;
+        Ok(v.and_then(|v| Fence::parse(&v)))
     }
 
     async fn lease_holder_live(&self) -> Result<bool> {
         let Some(holder) = self.lease().await? else { return Ok(false) };
         let live: Option<String> = self.conn().get(self.keys.hb(&holder.node_id)).await?;
         Ok(live.as_deref() == Some(holder.incarnation.as_str()))
-    }
-
-    async fn probe_write(&self, node_id: &str) -> Result<()> {
-        // A plain SET: Redis refuses it with OOM under maxmemory + noeviction, as it refuses claims.
-        let _: () = redis::cmd("SET")
-            .arg(self.keys.probe(node_id))
-            .arg(super::now_ms())
-            .arg("PX")
-            .arg(10_000)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
-    }
-
-    async fn lease(&self) -> Result<Option<LeaseHolder>> {
-        let v: Option<String> = self.conn().get(self.keys.lease()).await?;
-        Ok(v.and_then(|v| LeaseHolder::parse(&v)))
     }
 
     async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
@@ -706,380 +1105,6 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
-        if fire_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Without an epoch to check, compare the counter with itself (its current value).
-        let epoch_arg = match epoch {
-            Some(e) => e.to_string(),
-            None => {
-                let cur: Option<String> = self.conn().get(self.keys.epoch()).await?;
-                cur.unwrap_or_else(|| "0".into())
-            }
-        };
-        let mut inv = ACCEPT.prepare_invoke();
-        inv.key(self.keys.epoch()).key(self.keys.processing(node)).key(self.keys.inflight()).key(self.keys.hb(node));
-        inv.arg(epoch_arg).arg(node).arg(inc).arg(self.timing.watch_ms());
-        for f in fire_ids {
-            inv.key(self.keys.fire(f)).arg(f);
-        }
-        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
-        fail::fail_point!("lose_accept_reply", |_| Err(crate::failpoints::lost_reply("lose_accept_reply")));
-        if r.len() != fire_ids.len() {
-            return Err(unexpected("accept", &r));
-        }
-        Ok(r.iter()
-            .map(|s| match s.as_str() {
-                "OK" => Accept::Accepted,
-                "ALREADY" => Accept::Already,
-                "TAKEN" => Accept::Taken,
-                "STALE_EPOCH" => Accept::StaleEpoch,
-                "NOT_LIVE" => Accept::NotLive,
-                // UNKNOWN, or BADKEY: the fire's key is not a fire (refused, nothing written).
-                _ => Accept::Unknown,
-            })
-            .collect())
-    }
-
-    async fn enqueue(&self, fence: &str, fire_id: &str, target: &str) -> Result<Enqueue> {
-        let r: String = ENQUEUE
-            .key(self.keys.lease())
-            .key(self.keys.fire(fire_id))
-            .key(self.keys.queue(target))
-            .key(self.keys.inflight())
-            .key(self.keys.hb(target))
-            .arg(fence)
-            .arg(fire_id)
-            .arg(target)
-            .arg(self.timing.watch_ms())
-            .arg(self.keys.processing(""))
-            .arg(self.keys.queue(""))
-            .invoke_async(&mut self.conn())
-            .await?;
-        match r.as_str() {
-            "OK" => Ok(Enqueue::Queued),
-            "ORPHAN" => Ok(Enqueue::Orphan),
-            "FENCED" => Err(Error::Fenced(format!("lease {fence} is no longer held"))),
-            "TARGET_DEAD" => Ok(Enqueue::TargetDead),
-            other => Ok(Enqueue::NotDispatching(other.to_string())),
-        }
-    }
-
-    async fn pop(&self, node: &str, wait: Duration) -> Result<Option<String>> {
-        let mut slot = self.blocking.lock().await;
-        if slot.is_none() {
-            let cfg = redis::AsyncConnectionConfig::new()
-                .set_response_timeout(Some(wait + RESPONSE_TIMEOUT))
-                .set_connection_timeout(Some(RESPONSE_TIMEOUT));
-            *slot = Some(self.client.get_multiplexed_async_connection_with_config(&cfg).await?);
-        }
-        let Some(conn) = slot.as_mut() else { return Ok(None) };
-        let r: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")
-            .arg(self.keys.queue(node))
-            .arg(self.keys.processing(node))
-            .arg("RIGHT")
-            .arg("LEFT")
-            .arg(wait.as_secs_f64())
-            .query_async(conn)
-            .await;
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                // A broken blocking connection is rebuilt next time. If the move happened but the
-                // reply was lost, the entry sits in our processing list and `adopt` finds it.
-                *slot = None;
-                Err(e.into())
-            }
-        }
-    }
-
-    async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()> {
-        let _: i64 = DEAD_LETTER
-            .key(self.keys.processing(node))
-            .key(self.keys.dlq())
-            .arg(entry)
-            .arg(node)
-            .arg(reason)
-            .arg(super::now_ms())
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(())
-    }
-
-    async fn start(
-        &self,
-        fire_id: &str,
-        node: &str,
-        inc: &str,
-        fresh_exec_id: &str,
-        not_master: bool,
-    ) -> Result<Start> {
-        let keys = [
-            self.keys.fire(fire_id),
-            self.keys.processing(node),
-            self.keys.hb(node),
-            self.keys.dlq(),
-            self.keys.execs(),
-            self.keys.inflight(),
-        ];
-        let args = [
-            fire_id.to_string(),
-            node.to_string(),
-            inc.to_string(),
-            fresh_exec_id.to_string(),
-            super::now_ms().to_string(),
-            self.keys.job(""),
-            self.keys.exec(""),
-            self.keys.job_execs(""),
-            self.retention_ms.to_string(),
-            self.keys.exec_channel(),
-            if not_master { "1" } else { "0" }.to_string(),
-        ];
-        let r: Vec<String> = self.starts.call(keys.into(), args.into()).await?;
-        fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
-        let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        let started = || -> Result<Box<StartedFire>> {
-            Ok(Box::new(StartedFire {
-                exec_id: r[1].clone(),
-                attempt: num(2) as u32,
-                job_id: r[3].clone(),
-                sched_ms: num(4),
-                epoch: num(5) as u64,
-                manual: r[6] == "1",
-                start_ms: num(7),
-                job: match r[8].as_str() {
-                    "" => None,
-                    spec => Some(decode(spec, &self.keys.job(&r[3]))?),
-                },
-            }))
-        };
-        Ok(match r.first().map(String::as_str) {
-            Some("OK") if r.len() == 9 => Start::Run(started()?),
-            Some("RESUME") if r.len() == 9 => Start::Resume(started()?),
-            Some("BADKEY") => {
-                return Err(Error::Corrupt {
-                    key: self.keys.fire(fire_id),
-                    reason: r.get(1).cloned().unwrap_or_default(),
-                })
-            }
-            Some("MASTER_ONLY") => Start::MasterOnly,
-            Some("ALREADY") => Start::Already,
-            Some("NOT_LIVE") => Start::NotLive,
-            Some("POISON") => Start::Poison,
-            Some("NOT_MINE") => Start::NotMine(r.get(1).cloned().unwrap_or_default()),
-            Some("MISFIRED") if r.len() == 4 => {
-                Start::Misfired { job_id: r[1].clone(), sched_ms: num(2), exec_id: r[3].clone() }
-            }
-            _ => return Err(unexpected("start", &r)),
-        })
-    }
-
-    async fn retry_attempt(&self, fire_id: &str, node: &str, inc: &str, exec_id: &str) -> Result<Option<u32>> {
-        let n: i64 = RETRY
-            .key(self.keys.fire(fire_id))
-            .key(self.keys.hb(node))
-            .arg(node)
-            .arg(inc)
-            .arg(exec_id)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(u32::try_from(n).ok().filter(|n| *n > 0))
-    }
-
-    async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
-        let superseded = exec.superseded();
-        let keys = [
-            self.keys.exec(&exec.id),
-            self.keys.execs(),
-            self.keys.job_execs(&exec.job_id),
-            self.keys.lock(&exec.job_id),
-            self.keys.fire(&exec.fire_id),
-            self.keys.processing(node),
-            self.keys.exec(&superseded.id),
-        ];
-        let args = [
-            exec.id.clone(),
-            encode(exec)?,
-            self.retention_ms.to_string(),
-            self.keys.exec_channel(),
-            exec.fire_id.clone(),
-            uuid_v7_prefix(super::now_ms() - self.retention_ms as i64),
-            node.to_string(),
-            inc.to_string(),
-            exec.state.as_str().to_string(),
-            encode(&superseded)?,
-            superseded.id.clone(),
-        ];
-        let r: Vec<String> = self.finishes.call(keys.into(), args.into()).await?;
-        fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
-        match r.first().map(String::as_str) {
-            Some("OK") => Ok(Finish::Recorded),
-            Some("SUPERSEDED") => Ok(Finish::Superseded),
-            Some("BADKEY") => Err(Error::Corrupt {
-                key: self.keys.fire(&exec.fire_id),
-                reason: r.get(1).cloned().unwrap_or_default(),
-            }),
-            _ => Err(unexpected("finish", &r)),
-        }
-    }
-
-    async fn node_lists(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
-        let (q, p): (Vec<String>, Vec<String>) = redis::pipe()
-            .lrange(self.keys.queue(node), 0, -1)
-            .lrange(self.keys.processing(node), 0, -1)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok((q, p))
-    }
-
-    async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
-        let (fence_key, fence, inc) = match &r.fence {
-            ReapFence::Lease(v) => (self.keys.lease(), v.clone(), String::new()),
-            ReapFence::Own { incarnation } => {
-                let guard = if r.handoff { super::HANDOFF_INCARNATION.to_string() } else { incarnation.clone() };
-                (self.keys.hb(&r.dead_node), incarnation.clone(), guard)
-            }
-        };
-        let list = match r.list {
-            NodeList::Queue => self.keys.queue(&r.dead_node),
-            NodeList::Processing => self.keys.processing(&r.dead_node),
-        };
-        let job = crate::execution::job_of_fire(&r.fire_id);
-        let v: redis::Value = REAP
-            .key(fence_key)
-            .key(self.keys.hb(&r.dead_node))
-            .key(list)
-            .key(self.keys.fire(&r.fire_id))
-            .key(self.keys.queue(&r.target))
-            .key(self.keys.lock(job))
-            .key(self.keys.gone(&r.dead_node))
-            .key(self.keys.inflight())
-            .key(self.keys.closing())
-            .arg(fence)
-            .arg(&r.fire_id)
-            .arg(if r.rerun { "rerun" } else { "lost" })
-            .arg(r.max_recoveries)
-            .arg(r.lock_ttl_ms.max(1))
-            .arg(&r.target)
-            .arg(&r.dead_node)
-            .arg(self.timing.misfire_threshold_ms)
-            .arg(inc)
-            .arg(NODE_RECORD_KEEP_MS)
-            .arg(self.timing.watch_ms())
-            .invoke_async(&mut self.conn())
-            .await?;
-        fail::fail_point!("lose_reap_reply", |_| Err(crate::failpoints::lost_reply("lose_reap_reply")));
-        let reply: Vec<String> = match v {
-            redis::Value::Array(items) => {
-                items.iter().map(|i| redis::from_redis_value_ref(i).unwrap_or_default()).collect()
-            }
-            other => vec![redis::from_redis_value_ref(&other).unwrap_or_default()],
-        };
-        Ok(match reply.first().map(String::as_str) {
-            Some("FENCED") => Reap::Fenced,
-            Some("ALIVE") => Reap::Alive,
-            Some("GONE") => Reap::Gone,
-            Some("STALE_COPY") => Reap::StaleCopy,
-            Some("MOVED") => Reap::Moved,
-            Some("RERUN") => Reap::Rerun { dead_exec_id: reply.get(1).cloned().unwrap_or_default() },
-            Some("LOST") if reply.len() == 4 => Reap::Lost {
-                job_id: reply[1].clone(),
-                sched_ms: reply[2].parse().unwrap_or(0),
-                exec_id: reply[3].clone(),
-            },
-            Some(other) => Reap::Dropped(other.trim_start_matches("DROPPED_").to_string()),
-            None => return Err(unexpected("reap", &reply)),
-        })
-    }
-
-    async fn stuck_dispatching(&self, now: i64, limit: usize) -> Result<Vec<String>> {
-        let v: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.keys.inflight())
-            .arg("-inf")
-            .arg(now)
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(v)
-    }
-
-    async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
-        if nodes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for n in nodes {
-            pipe.llen(self.keys.queue(n));
-        }
-        Ok(pipe.query_async(&mut self.conn()).await?)
-    }
-
-    async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
-        let r: Option<String> = STEAL
-            .key(self.keys.queue(victim))
-            .key(self.keys.processing(node))
-            .key(self.keys.hb(node))
-            .key(self.keys.fire(""))
-            .arg(victim)
-            .arg(node)
-            .arg(inc)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(r)
-    }
-
-    async fn uptime_ms(&self) -> Result<Option<u64>> {
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await?;
-        let secs = info
-            .lines()
-            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| Error::StoreUnavailable("INFO server has no uptime_in_seconds".into()))?;
-        Ok(Some(secs.saturating_mul(1000)))
-    }
-
-    async fn closings(&self) -> Result<Vec<Closing>> {
-        let all: Vec<(String, String)> = self.conn().hgetall(self.keys.closing()).await?;
-        Ok(all
-            .into_iter()
-            .filter_map(|(exec_id, v)| {
-                let f: Vec<&str> = v.split('\t').collect();
-                let [kind, fire, job, sched, dead, target] = f.as_slice() else { return None };
-                Some(Closing {
-                    exec_id,
-                    lost: *kind == "lost",
-                    fire_id: fire.to_string(),
-                    job_id: job.to_string(),
-                    sched_ms: sched.parse().unwrap_or(0),
-                    dead_node: dead.to_string(),
-                    target: target.to_string(),
-                })
-            })
-            .collect())
-    }
-
-    async fn closed(&self, exec_id: &str) -> Result<()> {
-        let _: i64 = self.conn().hdel(self.keys.closing(), exec_id).await?;
-        Ok(())
-    }
-
-    async fn dead_nodes(&self) -> Result<Vec<String>> {
-        let ids: Vec<String> = self.conn().smembers(self.keys.nodes()).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.exists(self.keys.hb(id));
-        }
-        let alive: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
-        Ok(ids.into_iter().zip(alive).filter(|(_, a)| !a).map(|(id, _)| id).collect())
-    }
-
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
         let ids: Vec<String> = self.conn().smembers(self.keys.nodes()).await?;
         if ids.is_empty() {
@@ -1101,148 +1126,18 @@ impl Store for RedisStore {
         out.sort_by(|a: &NodeRecord, b| a.node_id.cmp(&b.node_id));
         Ok(out)
     }
-}
 
-/// Coalesces concurrent calls of one per-fire script (made with `batched`) into one call carrying
-/// all of them: a Redis script call costs about as much as a dozen commands inside one, and fires
-/// that fall due together start and finish together. Nothing waits on purpose: a call goes out at
-/// once unless `IN_FLIGHT` calls of this script are already out, and then whatever gathered
-/// meanwhile goes in the next one. Each fire still gets its own reply.
-struct Batcher {
-    tx: tokio::sync::mpsc::UnboundedSender<BatchItem>,
-}
-
-struct BatchItem {
-    keys: Vec<String>,
-    args: Vec<String>,
-    reply: tokio::sync::oneshot::Sender<Result<redis::Value>>,
-}
-
-impl Batcher {
-    /// Calls of one script out at once; more wait and go together.
-    const IN_FLIGHT: usize = 2;
-    /// Most fires in one call.
-    const MAX_ITEMS: usize = 256;
-
-    fn spawn(script: &'static Script, conn: ConnectionManager) -> Batcher {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BatchItem>();
-        let slots = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
-        // Ends when the store (the only sender) is dropped.
-        tokio::spawn(async move {
-            loop {
-                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
-                let Some(first) = rx.recv().await else { return };
-                let mut items = vec![first];
-                while items.len() < Self::MAX_ITEMS {
-                    match rx.try_recv() {
-                        Ok(item) => items.push(item),
-                        Err(_) => break,
-                    }
-                }
-                let conn = conn.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    Self::run(script, conn, items).await;
-                });
-            }
-        });
-        Batcher { tx }
-    }
-
-    /// Every item of one batcher has the same shape (one call site, fixed-size key and argument
-    /// lists), so the first item's tells the script how to split the rest.
-    async fn run(script: &Script, mut conn: ConnectionManager, items: Vec<BatchItem>) {
-        let (nkeys, nargs) = items.first().map_or((0, 0), |i| (i.keys.len(), i.args.len()));
-        debug_assert!(items.iter().all(|i| i.keys.len() == nkeys && i.args.len() == nargs));
-        let mut inv = script.prepare_invoke();
-        inv.arg(nkeys).arg(nargs);
-        for item in &items {
-            for k in &item.keys {
-                inv.key(k);
-            }
-            for a in &item.args {
-                inv.arg(a);
-            }
+    async fn dead_nodes(&self) -> Result<Vec<String>> {
+        let ids: Vec<String> = self.conn().smembers(self.keys.nodes()).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        match inv.invoke_async::<Vec<redis::Value>>(&mut conn).await {
-            Ok(replies) if replies.len() == items.len() => {
-                for (item, v) in items.into_iter().zip(replies) {
-                    let _ = item.reply.send(Ok(v));
-                }
-            }
-            Ok(replies) => {
-                let why = format!("batch: {} replies for {} fires", replies.len(), items.len());
-                for item in items {
-                    let _ = item.reply.send(Err(Error::StoreUnavailable(why.clone())));
-                }
-            }
-            Err(e) => {
-                for item in items {
-                    let _ = item.reply.send(Err(Error::StoreUnavailable(e.to_string())));
-                }
-            }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.exists(self.keys.hb(id));
         }
-    }
-
-    /// Runs the script for one fire, with whatever other fires are being called at the same time.
-    async fn call<T: redis::FromRedisValue>(&self, keys: Vec<String>, args: Vec<String>) -> Result<T> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let gone = || Error::StoreUnavailable("store is shutting down".into());
-        self.tx.send(BatchItem { keys, args, reply }).map_err(|_| gone())?;
-        let v = rx.await.map_err(|_| gone())??;
-        T::from_redis_value(v).map_err(|e| Error::StoreUnavailable(format!("unexpected reply: {e}")))
-    }
-}
-
-/// Relays execution changes published by any node to this process's watchers, reconnecting while
-/// there are any. Subscribed only while someone watches: every node decoding every change of the
-/// cluster (three per fire) cost each node CPU in proportion to the whole cluster's fires.
-async fn relay_changes(
-    client: redis::Client,
-    channel: String,
-    events: broadcast::Sender<Execution>,
-    wanted: Arc<Notify>,
-    live: watch::Sender<bool>,
-) {
-    /// How often a subscribed relay checks whether anyone still watches.
-    const IDLE_CHECK: Duration = Duration::from_secs(1);
-    loop {
-        while events.receiver_count() == 0 {
-            wanted.notified().await;
-        }
-        match client.get_async_pubsub().await {
-            Ok(mut ps) => {
-                if let Err(e) = ps.subscribe(&channel).await {
-                    tracing::warn!(error = %e, "execution watch: subscribe failed");
-                } else {
-                    live.send_replace(true);
-                    let mut msgs = ps.on_message();
-                    let mut check = tokio::time::interval(IDLE_CHECK);
-                    let unwatched = loop {
-                        tokio::select! {
-                            msg = msgs.next() => {
-                                let Some(msg) = msg else { break false };
-                                let Ok(payload) = msg.get_payload::<String>() else { continue };
-                                match serde_json::from_str::<Execution>(&payload) {
-                                    Ok(e) => {
-                                        let _ = events.send(e);
-                                    }
-                                    Err(e) => tracing::warn!(error = %e, "execution watch: undecodable change ignored"),
-                                }
-                            }
-                            _ = check.tick() => if events.receiver_count() == 0 { break true },
-                        }
-                    };
-                    live.send_replace(false);
-                    if unwatched {
-                        continue;
-                    }
-                    tracing::warn!("execution watch: pub/sub connection closed; reconnecting");
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "execution watch: cannot connect; retrying"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let alive: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
+        Ok(ids.into_iter().zip(alive).filter(|(_, a)| !a).map(|(id, _)| id).collect())
     }
 }
 

@@ -1,0 +1,107 @@
+//! Coalesces concurrent calls of one per-fire script into one call that carries them all (the
+//! Redis store's `start.lua` and `finish.lua`), each caller still getting its own reply. Owns the
+//! batch form of a script (`batched`, with `lua/batch.lua`) and how many calls are in flight.
+//! Uses: the `redis` crate (a `Script` and the shared `ConnectionManager`) and `error`; it knows
+//! nothing of fires, keys or what a reply means.
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use crate::error::{Error, Result};
+
+/// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
+pub(super) fn batched(one: &str) -> String {
+    format!("local function one(KEYS, ARGV)\n{one}\nend\n{}", include_str!("../lua/batch.lua"))
+}
+
+/// Coalesces concurrent calls of one per-fire script (made with `batched`) into one call carrying
+/// all of them: a Redis script call costs about as much as a dozen commands inside one, and fires
+/// that fall due together start and finish together. Nothing waits on purpose: a call goes out at
+/// once unless `IN_FLIGHT` calls of this script are already out, and then whatever gathered
+/// meanwhile goes in the next one. Each fire still gets its own reply.
+pub(super) struct Batcher {
+    tx: tokio::sync::mpsc::UnboundedSender<BatchItem>,
+}
+
+struct BatchItem {
+    keys: Vec<String>,
+    args: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<Result<redis::Value>>,
+}
+
+impl Batcher {
+    /// Calls of one script out at once; more wait and go together.
+    const IN_FLIGHT: usize = 2;
+    /// Most fires in one call.
+    const MAX_ITEMS: usize = 256;
+
+    pub(super) fn spawn(script: &'static Script, conn: ConnectionManager) -> Batcher {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BatchItem>();
+        let slots = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
+        // Ends when the store (the only sender) is dropped.
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+                let Some(first) = rx.recv().await else { return };
+                let mut items = vec![first];
+                while items.len() < Self::MAX_ITEMS {
+                    match rx.try_recv() {
+                        Ok(item) => items.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    Self::run(script, conn, items).await;
+                });
+            }
+        });
+        Batcher { tx }
+    }
+
+    /// Every item of one batcher has the same shape (one call site, fixed-size key and argument
+    /// lists), so the first item's tells the script how to split the rest.
+    async fn run(script: &Script, mut conn: ConnectionManager, items: Vec<BatchItem>) {
+        let (nkeys, nargs) = items.first().map_or((0, 0), |i| (i.keys.len(), i.args.len()));
+        debug_assert!(items.iter().all(|i| i.keys.len() == nkeys && i.args.len() == nargs));
+        let mut inv = script.prepare_invoke();
+        inv.arg(nkeys).arg(nargs);
+        for item in &items {
+            for k in &item.keys {
+                inv.key(k);
+            }
+            for a in &item.args {
+                inv.arg(a);
+            }
+        }
+        match inv.invoke_async::<Vec<redis::Value>>(&mut conn).await {
+            Ok(replies) if replies.len() == items.len() => {
+                for (item, v) in items.into_iter().zip(replies) {
+                    let _ = item.reply.send(Ok(v));
+                }
+            }
+            Ok(replies) => {
+                let why = format!("batch: {} replies for {} fires", replies.len(), items.len());
+                for item in items {
+                    let _ = item.reply.send(Err(Error::StoreUnavailable(why.clone())));
+                }
+            }
+            Err(e) => {
+                for item in items {
+                    let _ = item.reply.send(Err(Error::StoreUnavailable(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Runs the script for one fire, with whatever other fires are being called at the same time.
+    pub(super) async fn call<T: redis::FromRedisValue>(&self, keys: Vec<String>, args: Vec<String>) -> Result<T> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let gone = || Error::StoreUnavailable("store is shutting down".into());
+        self.tx.send(BatchItem { keys, args, reply }).map_err(|_| gone())?;
+        let v = rx.await.map_err(|_| gone())??;
+        T::from_redis_value(v).map_err(|e| Error::StoreUnavailable(format!("unexpected reply: {e}")))
+    }
+}
