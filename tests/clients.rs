@@ -1,6 +1,6 @@
 //! The example clients in other languages, run against a live node: each puts a job, triggers it,
 //! watches its execution to the end and lists executions. Python needs grpcio and grpcio-tools;
-//! Node needs `npm ci` in examples/node (.ci/run installs both).
+//! Node needs `npm ci` in examples/node (./test.sh installs both).
 mod common;
 
 use common::{Backend, TestNode};

@@ -29,7 +29,7 @@ const WAIT: Duration = Duration::from_secs(20);
 fn skewed(offset: &'static str) -> Vec<(&'static str, &'static str)> {
     assert!(
         std::path::Path::new(LIBFAKETIME).exists(),
-        "{LIBFAKETIME} is missing: apt-get install faketime (.ci/run does)"
+        "{LIBFAKETIME} is missing: apt-get install faketime (./test.sh does)"
     );
     vec![("LD_PRELOAD", LIBFAKETIME), ("FAKETIME", offset), ("FAKETIME_DONT_FAKE_MONOTONIC", "1")]
 }
