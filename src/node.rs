@@ -516,7 +516,7 @@ impl Node {
     /// adoption of what its earlier incarnations left followed by the periodic rescan of its
     /// processing list. Before this point the node serves the API but takes no work.
     fn start_work(self: Arc<Self>) {
-        self.tracker.spawn(Arc::clone(&self.worker).drain_queue(self.scheduler_cancel.clone()));
+        self.tracker.spawn(Arc::clone(&self.recovery).drain_queue(self.scheduler_cancel.clone()));
         self.tracker.spawn(Arc::clone(&self.lease).run(self.scheduler_cancel.clone()));
         self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
         // Its own task: a master-only leftover waits for the lease to settle (it goes to the

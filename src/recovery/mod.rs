@@ -2,12 +2,15 @@
 //! the fallback to a node's durable queue (`enqueue_somewhere`), the master's sweep (fires stuck in
 //! `dispatching`, fires handed over but in no list, dead nodes' queues and processing lists, dead
 //! attempts still to close), a node's adoption of what its earlier incarnations left, the periodic
-//! rescan of its own processing list, and setting aside what the store holds wrongly. Draining a
-//! node's own queue and stealing from a busier one stay with the worker, which runs what they take.
+//! rescan of its own processing list, setting aside what the store holds wrongly, and the
+//! consuming side of the queues: draining this node's own queue (`drain_queue`) and, when idle,
+//! taking an entry from a busier node's (`steal_one`), each handed to the worker to run.
 //! Uses: `store`, `cluster` (membership, lease view, load table), `worker`.
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::alert::Alert;
 use crate::cluster::lease::{master_elsewhere, Mastership, Role, MASTER_WAIT};
@@ -22,6 +25,13 @@ use crate::worker::{lock_ttl_ms, Worker};
 
 /// Fires read per sweep pass.
 const BATCH: usize = 500;
+/// How long one wait on the durable queue lasts before the drain loop looks around again (and,
+/// when idle, for a busier node's queue to help with).
+const TAKE_WAIT: Duration = Duration::from_millis(500);
+/// Upper bound of the random delay before taking over another node's entry.
+const STEAL_JITTER_MS: u64 = 50;
+/// Only nodes whose record is this fresh are helped (a dead node's queue is the master's to move).
+const STEAL_FRESH_MS: i64 = 3_000;
 
 pub struct Recovery {
     store: Arc<dyn Store>,
@@ -63,6 +73,64 @@ impl Recovery {
             max_recoveries,
             misfire_threshold_ms: i64::try_from(misfire_threshold_ms).unwrap_or(i64::MAX),
         }
+    }
+
+    /// Drains this node's durable queue until `cancel`: takes an entry only when a worker is free,
+    /// so waiting fires stay visible in the queue (and movable) rather than in this process. With
+    /// its own queue empty and a worker free, helps a busier node (`steal_one`).
+    pub async fn drain_queue(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let slot = tokio::select! {
+                _ = cancel.cancelled() => return,
+                s = self.worker.free_slot() => match s { Some(s) => s, None => return },
+            };
+            let taken = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.store.take_queued(&self.node_id, TAKE_WAIT) => r,
+            };
+            match taken {
+                Ok(Some(fire_id)) => {
+                    if !self.worker.accepting() {
+                        // Taken while draining: it stays in our processing list for adoption/reaping.
+                        return;
+                    }
+                    self.worker.run_taken(fire_id, slot);
+                }
+                Ok(None) => {
+                    if let Some(fire_id) = self.steal_one().await {
+                        self.worker.run_taken(fire_id, slot);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "queue: cannot take; retrying");
+                    tokio::time::sleep(TAKE_WAIT).await;
+                }
+            }
+        }
+    }
+
+    /// Takes one entry from the live node with the longest queue into this node's processing list,
+    /// after a small random delay so that idle nodes do not all race for the same entry (the loser
+    /// just finds nothing).
+    async fn steal_one(&self) -> Option<String> {
+        let nodes = self.store.list_nodes().await.ok()?;
+        let now = now_ms();
+        let others: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| n.node_id != self.node_id && !n.draining && now - n.beat_ms <= STEAL_FRESH_MS)
+            .map(|n| n.node_id)
+            .collect();
+        let lens = self.store.queue_lengths(&others).await.ok()?;
+        let (victim, len) = others.iter().zip(lens).max_by_key(|(_, l)| *l)?;
+        if len == 0 {
+            return None;
+        }
+        let jitter = rand::random_range(0..STEAL_JITTER_MS);
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        let fire = self.store.steal(victim, &self.node_id, &self.membership.incarnation()).await.ok()??;
+        tracing::info!(fire = %fire, from = %victim, "took over a queued fire from a busier node");
+        self.worker.metrics().dispatched(path::STOLEN);
+        Some(fire)
     }
 
     /// Puts a dispatching fire into `target`'s queue, or this node's when the target is dead.

@@ -23,7 +23,7 @@ use crate::cluster::lease::{master_elsewhere, Role, MASTER_WAIT};
 use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job};
-use crate::metrics::{path, Metrics};
+use crate::metrics::Metrics;
 use crate::store::{now_ms, Accept, Finish, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
 use handlers::{FireContext, Registry};
 
@@ -31,9 +31,6 @@ use handlers::{FireContext, Registry};
 /// frees itself within this time.
 pub const LOCK_TTL_MS: u64 = 30_000;
 
-/// How long one wait on the durable queue lasts before the drain loop looks around again (and,
-/// when idle, for a busier node's queue to help with).
-const POP_WAIT: Duration = Duration::from_millis(500);
 /// A forbid job's lock must outlive the longest wait before the run starts (the misfire threshold,
 /// the start deadline) with room to spare; the running worker renews it from its first moment.
 pub fn lock_ttl_ms(misfire_threshold_ms: i64) -> u64 {
@@ -43,10 +40,6 @@ pub fn lock_ttl_ms(misfire_threshold_ms: i64) -> u64 {
 /// How long a start is asked again while the store cannot answer; after that the fire stays in the
 /// processing list for the periodic rescan.
 const START_RETRY_FOR: Duration = Duration::from_secs(15);
-/// Upper bound of the random delay before taking over another node's entry.
-const STEAL_JITTER_MS: u64 = 50;
-/// Only nodes whose record is this fresh are helped (a dead node's queue is the master's to move).
-const STEAL_FRESH_MS: i64 = 3_000;
 
 impl Registry {
     /// The built-ins every node has: `noop`, `sleep`, `http`. `shell` is added only when enabled.
@@ -95,6 +88,9 @@ pub struct Worker {
 }
 
 /// What a worker pool is built from (`Worker::new`).
+/// A free worker, reserved by `Worker::free_slot` for a fire about to be taken from a queue.
+pub struct Slot(tokio::sync::OwnedSemaphorePermit);
+
 pub struct WorkerParts {
     pub store: Arc<dyn Store>,
     pub membership: Arc<Membership>,
@@ -204,48 +200,22 @@ impl Worker {
         true
     }
 
-    /// Drains this node's durable queue until `cancel`: takes an entry only when a worker is free, so
-    /// waiting fires stay visible in the queue (and movable) rather than in this process.
-    pub async fn drain_queue(self: Arc<Self>, cancel: CancellationToken) {
-        loop {
-            let permit = tokio::select! {
-                _ = cancel.cancelled() => return,
-                p = Arc::clone(&self.permits).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            };
-            let popped = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = self.store.take_queued(&self.node_id, POP_WAIT) => r,
-            };
-            match popped {
-                Ok(Some(fire_id)) => {
-                    if !self.accepting() {
-                        // Taken while draining: it stays in our processing list for adoption/reaping.
-                        return;
-                    }
-                    // None: the rescan got to it first, and its task runs it.
-                    if let Some(held) = self.hold(&fire_id) {
-                        let me = Arc::clone(&self);
-                        self.tracker.spawn(async move {
-                            let _held = held;
-                            me.execute(fire_id, None, permit).await
-                        });
-                    }
-                }
-                Ok(None) => {
-                    // Our queue is empty and a worker is free: help a busier node.
-                    if let Some((fire_id, held)) = self.steal_one().await.and_then(|f| self.hold(&f).map(|h| (f, h))) {
-                        let me = Arc::clone(&self);
-                        self.tracker.spawn(async move {
-                            let _held = held;
-                            me.execute(fire_id, None, permit).await
-                        });
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "queue: cannot pop; retrying");
-                    tokio::time::sleep(POP_WAIT).await;
-                }
-            }
+    /// Waits for a free worker; None once the pool is closed. Held until handed to `run_taken`,
+    /// so whoever takes from a queue takes only what a worker is free to run.
+    pub async fn free_slot(&self) -> Option<Slot> {
+        Arc::clone(&self.permits).acquire_owned().await.ok().map(Slot)
+    }
+
+    /// Runs a fire just taken from a queue (this node's, or stolen) into this node's processing
+    /// list, on the free worker `slot`. When a task of this process has the fire already (the
+    /// rescan got to it first), that task runs it.
+    pub fn run_taken(self: &Arc<Self>, fire_id: String, slot: Slot) {
+        if let Some(held) = self.hold(&fire_id) {
+            let me = Arc::clone(self);
+            self.tracker.spawn(async move {
+                let _held = held;
+                me.execute(fire_id, None, slot.0).await
+            });
         }
     }
 
@@ -260,29 +230,6 @@ impl Worker {
     /// Whether this process has the fire in hand (see `hold`).
     pub fn in_hand(&self, fire_id: &str) -> bool {
         self.in_hand.lock().is_ok_and(|s| s.contains(fire_id))
-    }
-
-    /// Takes one entry from the live node with the longest queue, after a small random delay so
-    /// that idle nodes do not all race for the same entry (the loser just finds nothing).
-    async fn steal_one(&self) -> Option<String> {
-        let nodes = self.store.list_nodes().await.ok()?;
-        let now = now_ms();
-        let others: Vec<String> = nodes
-            .into_iter()
-            .filter(|n| n.node_id != self.node_id && !n.draining && now - n.beat_ms <= STEAL_FRESH_MS)
-            .map(|n| n.node_id)
-            .collect();
-        let lens = self.store.queue_lengths(&others).await.ok()?;
-        let (victim, len) = others.iter().zip(lens).max_by_key(|(_, l)| *l)?;
-        if len == 0 {
-            return None;
-        }
-        let jitter = rand::random_range(0..STEAL_JITTER_MS);
-        tokio::time::sleep(Duration::from_millis(jitter)).await;
-        let fire = self.store.steal(victim, &self.node_id, &self.membership.incarnation()).await.ok()??;
-        tracing::info!(fire = %fire, from = %victim, "took over a queued fire from a busier node");
-        self.metrics.dispatched(path::STOLEN);
-        Some(fire)
     }
 
     /// Starts a fire from the processing list (compare-and-set in the store) and runs it.
