@@ -32,9 +32,14 @@ pub enum Error {
     /// A master write refused because the caller no longer holds the lease (a newer master exists).
     #[error("fenced: {0}")]
     Fenced(String),
-    /// The store (Redis) cannot be reached or answered with an error; retry later.
-    #[error("store unavailable: {0}")]
-    StoreUnavailable(String),
+    /// The store (Redis) cannot be reached or answered with an error; retry later. `source` keeps
+    /// Redis's own error when there is one (shared: one failed batch fails each of its items).
+    #[error("store unavailable: {reason}")]
+    StoreUnavailable {
+        reason: String,
+        #[source]
+        source: Option<std::sync::Arc<redis::RedisError>>,
+    },
     /// Something the store holds could not be decoded: a bug or a foreign writer.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -60,6 +65,16 @@ impl Error {
         Error::Invalid { field: field.into(), reason: reason.to_string() }
     }
 
+    /// The store is unavailable for a reason of rota's own (no Redis error behind it).
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Error::StoreUnavailable { reason: reason.into(), source: None }
+    }
+
+    /// The store is unavailable because Redis failed (or could not be reached).
+    pub fn redis_failed(e: std::sync::Arc<redis::RedisError>) -> Self {
+        Error::StoreUnavailable { reason: e.to_string(), source: Some(e) }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
     }
@@ -73,7 +88,24 @@ impl From<redis::RedisError> for Error {
             Some("BADKEY") | Some("WRONGTYPE") => {
                 Error::Corrupt { key: "a Redis key".into(), reason: e.detail().unwrap_or("wrong type").to_string() }
             }
-            _ => Error::StoreUnavailable(e.to_string()),
+            _ => Error::redis_failed(std::sync::Arc::new(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// A Redis failure keeps Redis's error as its source, for whoever walks the chain.
+    #[test]
+    fn a_redis_failure_keeps_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let e = Error::from(redis::RedisError::from(io));
+        assert!(matches!(e, Error::StoreUnavailable { .. }), "{e:?}");
+        let source = e.source().expect("source kept");
+        assert!(source.to_string().contains("connection refused"), "{source}");
+        assert!(Error::unavailable("no result").source().is_none());
     }
 }

@@ -23,7 +23,7 @@ pub const LOST_REPLY_POINTS: [&str; 5] =
 /// The error a caller sees when a `lose_*_reply` failpoint threw a committed script's reply away.
 pub fn lost_reply(point: &str) -> crate::Error {
     tracing::warn!(failpoint = point, "failpoint hit: a committed script's reply is thrown away");
-    crate::Error::StoreUnavailable(format!("reply lost ({point})"))
+    crate::Error::unavailable(format!("reply lost ({point})"))
 }
 
 /// Dies like a SIGKILLed process: no drain, no deregistration, nothing flushed to the store.

@@ -19,7 +19,7 @@ impl From<Error> for Status {
             }
             Error::NotLive => Status::aborted(user_message(&e)),
             Error::Busy(_) => Status::resource_exhausted(user_message(&e)),
-            Error::StoreUnavailable(_) => {
+            Error::StoreUnavailable { .. } => {
                 tracing::warn!(error = %e, "store unavailable");
                 Status::unavailable("store unavailable; try again")
             }
@@ -49,7 +49,7 @@ mod tests {
             (Error::NotLive, Code::Aborted, "this node's incarnation is not live; it is re-registering"),
             (Error::FailedPrecondition("draining".into()), Code::FailedPrecondition, "draining"),
             (Error::Busy("busy".into()), Code::ResourceExhausted, "busy"),
-            (Error::StoreUnavailable("conn refused".into()), Code::Unavailable, "store unavailable; try again"),
+            (Error::unavailable("conn refused"), Code::Unavailable, "store unavailable; try again"),
             (Error::Corrupt { key: "k".into(), reason: "r".into() }, Code::Internal, "internal error"),
         ];
         for (e, code, msg) in cases {

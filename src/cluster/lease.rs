@@ -201,7 +201,7 @@ impl Lease {
                 }
                 self.timing.renew
             }
-            Ok(Err(e @ Error::StoreUnavailable(_))) => {
+            Ok(Err(e @ Error::StoreUnavailable { .. })) => {
                 tracing::debug!(node = %self.node_id, error = %e, "cannot reach the store to take the lease");
                 self.timing.renew
             }

@@ -117,7 +117,7 @@ impl MemoryStore {
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
         // A poisoned mutex means a panic mid-update; the state may be half-written, so refuse service.
-        self.state.lock().map_err(|_| Error::StoreUnavailable("memory store poisoned by a panic".into()))
+        self.state.lock().map_err(|_| Error::unavailable("memory store poisoned by a panic"))
     }
 
     fn announce(&self, e: &Execution) {

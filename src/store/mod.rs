@@ -453,7 +453,7 @@ pub trait FireStore: Send + Sync {
     /// accepting its own manual fire).
     async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, incarnation: &str) -> Result<Accept> {
         let mut r = self.accept_many(&[fire_id.to_string()], epoch, node, incarnation).await?;
-        r.pop().ok_or_else(|| Error::StoreUnavailable("accept: no result".into()))
+        r.pop().ok_or_else(|| Error::unavailable("accept: no result"))
     }
     /// `accept` for several fires in one step (a batch from SubmitTasks); one result per fire.
     async fn accept_many(

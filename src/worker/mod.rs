@@ -327,7 +327,7 @@ impl Worker {
         loop {
             let not_master = !as_master && self.role.borrow().active().is_none();
             match self.store.start(fire_id, &self.node_id, inc, &new_execution_id(), not_master).await {
-                Err(e @ crate::Error::StoreUnavailable(_)) if tokio::time::Instant::now() < deadline => {
+                Err(e @ crate::Error::StoreUnavailable { .. }) if tokio::time::Instant::now() < deadline => {
                     tracing::info!(error = %e, "cannot start the fire yet; asking again");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));

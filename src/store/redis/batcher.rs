@@ -85,12 +85,13 @@ impl Batcher {
             Ok(replies) => {
                 let why = format!("batch: {} replies for {} fires", replies.len(), items.len());
                 for item in items {
-                    let _ = item.reply.send(Err(Error::StoreUnavailable(why.clone())));
+                    let _ = item.reply.send(Err(Error::unavailable(why.clone())));
                 }
             }
             Err(e) => {
+                let e = std::sync::Arc::new(e);
                 for item in items {
-                    let _ = item.reply.send(Err(Error::StoreUnavailable(e.to_string())));
+                    let _ = item.reply.send(Err(Error::redis_failed(std::sync::Arc::clone(&e))));
                 }
             }
         }
@@ -99,9 +100,9 @@ impl Batcher {
     /// Runs the script for one fire, with whatever other fires are being called at the same time.
     pub(super) async fn call<T: redis::FromRedisValue>(&self, keys: Vec<String>, args: Vec<String>) -> Result<T> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let gone = || Error::StoreUnavailable("store is shutting down".into());
+        let gone = || Error::unavailable("store is shutting down");
         self.tx.send(BatchItem { keys, args, reply }).map_err(|_| gone())?;
         let v = rx.await.map_err(|_| gone())??;
-        T::from_redis_value(v).map_err(|e| Error::StoreUnavailable(format!("unexpected reply: {e}")))
+        T::from_redis_value(v).map_err(|e| Error::unavailable(format!("unexpected reply: {e}")))
     }
 }

@@ -308,7 +308,7 @@ impl JobStore for RedisStore {
         let json = encode(spec)?;
         self.put_or_pause(&spec.id, &json, spec.paused, next_ms, now, "put")
             .await?
-            .ok_or_else(|| Error::StoreUnavailable("put_job returned GONE".into()))
+            .ok_or_else(|| Error::unavailable("put_job returned GONE"))
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {
@@ -977,7 +977,7 @@ impl ClusterStore for RedisStore {
             .lines()
             .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| Error::StoreUnavailable("INFO server has no uptime_in_seconds".into()))?;
+            .ok_or_else(|| Error::unavailable("INFO server has no uptime_in_seconds"))?;
         Ok(Some(secs.saturating_mul(1000)))
     }
 
@@ -1170,7 +1170,7 @@ fn decode<T: serde::de::DeserializeOwned>(s: &str, key: &str) -> Result<T> {
 }
 
 fn unexpected(script: &str, reply: &[String]) -> Error {
-    Error::StoreUnavailable(format!("{script}: unexpected reply {reply:?}"))
+    Error::unavailable(format!("{script}: unexpected reply {reply:?}"))
 }
 
 #[cfg(test)]
