@@ -185,9 +185,9 @@ impl SchedulerService for SchedulerApi {
             }
             Ok(_) => None,
             // A watcher that falls behind is told, rather than silently missing changes.
-            Err(BroadcastStreamRecvError::Lagged(n)) => Some(Err(Status::resource_exhausted(format!(
+            Err(BroadcastStreamRecvError::Lagged(n)) => Some(Err(Status::from(Error::Busy(format!(
                 "watcher too slow: {n} changes were dropped; list executions and watch again"
-            )))),
+            ))))),
         });
         Ok(Response::new(Box::pin(stream)))
     }
