@@ -798,7 +798,7 @@ impl ProtocolModel {
                 self.reap(&mut s, Fence::Lease(lease), dead, processing, f, target);
             }
             Action::Pop { node: n, fire: f, reply_lost } => {
-                // `pop`: BLMOVE q -> p (no fence).
+                // `take_queued`: BLMOVE q -> p (no fence).
                 s.redis.q[n as usize] &= !bit(f);
                 Self::push(&mut s, ListRef::P(n), f);
                 if reply_lost {
