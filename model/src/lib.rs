@@ -88,11 +88,12 @@ pub struct Config {
     /// Planted bug when true: `start.lua` answers `RESUME` to any incarnation of the node that ran
     /// the fire, not only the one that started it.
     pub resume_any_incarnation: bool,
-    /// The proposed fix of `hand_back` (`docs/PROTOCOL.md` 11.6) when true; as built when false: a
-    /// hand-over refused because this node's heartbeat key is not its own (`FENCED`: it expired
-    /// during a pause) is taken for "recovered elsewhere" and the fire recorded `superseded`, and a
-    /// hand-over whose reply is lost is taken for "no other master" and the handler runs here.
-    pub fix_hand_back: bool,
+    /// Planted regression when true: `hand_back` as it was before the model found it wrong
+    /// (`docs/PROTOCOL.md` 11.6): a hand-over refused because this node's heartbeat key is not its
+    /// own (`FENCED`: it expired during a pause) was taken for "recovered elsewhere" and the fire
+    /// recorded `superseded`, and a hand-over whose reply was lost was taken for "no other master"
+    /// and the handler ran here. As built (false): both leave the fire to the rescan or the reaper.
+    pub old_hand_back: bool,
     /// Timing assumption. False: the worker's last checks before a handler (the forbid lock renewal,
     /// the mastership check) and the handler call are one step. True: a pause can fall between them
     /// (the gap PROTOCOL.md section 10 names for master-only jobs).
@@ -123,7 +124,7 @@ impl Config {
             aof: Aof::Always,
             claim_fence: true,
             resume_any_incarnation: false,
-            fix_hand_back: false,
+            old_hand_back: false,
             pause_before_handler: false,
             pause_outlasts_lock: false,
             master_wait_times_out: false,

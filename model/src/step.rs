@@ -919,24 +919,24 @@ impl ProtocolModel {
                         let r = self.reap(&mut s, Fence::Own { inc, handoff: true }, n, true, f, m);
                         if reply_lost {
                             s.ghost.faults -= 1;
-                            if c.fix_hand_back {
-                                // Proposed: leave the fire to the rescan (it is in this node's
-                                // processing list unless the hand-over went through).
+                            if !c.old_hand_back {
+                                // Leave the fire to the rescan (it is in this node's processing
+                                // list unless the hand-over went through).
                                 Self::drop_task(&mut s, n, f);
                             } else {
-                                // As built: an error is `NoOtherMaster`: the handler runs here.
+                                // The old hand_back: an error was `NoOtherMaster`: the handler ran here.
                                 self.ready(&mut s, n, f);
                             }
                         } else if r == Reaped::Rerun {
                             // Handed: this attempt is recorded skipped, the fire waits on the master.
                             s.ghost.seen |= SEEN_HANDED;
                             Self::drop_task(&mut s, n, f);
-                        } else if r == Reaped::Fenced && c.fix_hand_back {
-                            // Proposed: this node's heartbeat key is not its own right now (expired
-                            // during a pause, or revoked): leave the fire to the rescan / the reaper.
+                        } else if r == Reaped::Fenced && !c.old_hand_back {
+                            // This node's heartbeat key is not its own right now (expired during a
+                            // pause, or revoked): leave the fire to the rescan / the reaper.
                             Self::drop_task(&mut s, n, f);
                         } else {
-                            // As built: `RecoveredElsewhere`, recorded superseded.
+                            // `RecoveredElsewhere`, recorded superseded (for Fenced: the old hand_back).
                             Self::set_phase(&mut s, n, f, Phase::Finish(FState::Superseded));
                         }
                     }

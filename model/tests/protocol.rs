@@ -10,9 +10,7 @@ use stateright::{Checker, HasDiscoveries, Model};
 
 /// The CI check: two runs, each exhaustive up to its fault budget.
 fn ci_configs() -> Vec<(&'static str, Config)> {
-    // The as-built `hand_back` loses fires (see `as_built_hand_back_*`): checked here with the fix.
     let mut one = Config::ci();
-    one.fix_hand_back = true;
     one.faults = 1;
     // Two faults of any kind, on one instant of each job.
     let mut two = one.clone();
@@ -83,7 +81,6 @@ fn all_properties_hold() {
 #[test]
 fn planted_bug_claim_without_fence_is_caught() {
     let mut cfg = Config::ci();
-    cfg.fix_hand_back = true;
     cfg.faults = 1;
     cfg.claim_fence = false;
     let trace = counterexample("claim without fence", cfg.clone(), EPOCHS_RISE);
@@ -101,34 +98,37 @@ fn planted_bug_claim_without_fence_is_caught() {
 #[test]
 fn planted_bug_resume_by_any_incarnation_is_caught() {
     let mut cfg = Config::ci();
-    cfg.fix_hand_back = true;
     cfg.resume_any_incarnation = true;
     cfg.jobs.remove(0);
     cfg.jobs[0].instants = 1;
     counterexample("resume by any incarnation", cfg, NO_DOUBLE_RUN);
 }
 
-/// Found by the model (`docs/PROTOCOL.md` 11.6): a master-only fire started by a master that is
+/// Found by the model (`docs/PROTOCOL.md` 11.6), fixed since, kept as a planted regression: a
+/// master-only fire started by a master that is
 /// then paused past its lease and its node TTL. It wakes, sees it is no longer master and hands the
 /// fire back; the hand-over is refused because its heartbeat key has expired (`FENCED`), which
 /// `hand_back` takes for "recovered elsewhere": the fire is recorded `superseded`, never runs,
 /// and nothing recovers it.
 #[test]
-fn as_built_hand_back_loses_a_fire() {
+fn old_hand_back_loses_a_fire() {
     let mut cfg = Config::ci();
+    cfg.old_hand_back = true;
     cfg.faults = 1;
-    let trace = counterexample("hand_back as built", cfg, NO_LOST_FIRE);
+    let trace = counterexample("the old hand_back", cfg, NO_LOST_FIRE);
     assert!(trace.contains("HandBack") && trace.contains("Superseded"), "{trace}");
 }
 
-/// Found by the model (11.6): a hand-over whose reply is lost is taken for "no other master", and
+/// Found by the model (11.6), fixed since, kept as a planted regression: a hand-over whose reply
+/// is lost was taken for "no other master", and
 /// the master-only handler runs on a node that no longer holds the lease (while the master runs
 /// the fire the hand-over queued).
 #[test]
-fn as_built_hand_back_runs_a_master_only_fire_off_the_master() {
+fn old_hand_back_runs_a_master_only_fire_off_the_master() {
     let mut cfg = Config::ci();
+    cfg.old_hand_back = true;
     cfg.jobs[1].instants = 1;
-    counterexample("hand_back as built", cfg, MASTER_ONLY_ON_HOLDER);
+    counterexample("the old hand_back", cfg, MASTER_ONLY_ON_HOLDER);
 }
 
 /// Known gap (PROTOCOL.md 10): a pause between the worker's last mastership check and the handler
@@ -136,7 +136,6 @@ fn as_built_hand_back_runs_a_master_only_fire_off_the_master() {
 #[test]
 fn gap_pause_before_a_master_only_handler() {
     let mut cfg = Config::ci();
-    cfg.fix_hand_back = true;
     cfg.faults = 1;
     cfg.pause_before_handler = true;
     counterexample("pause before the handler", cfg, MASTER_ONLY_ON_HOLDER);
@@ -147,7 +146,6 @@ fn gap_pause_before_a_master_only_handler() {
 #[test]
 fn gap_forbid_with_rerun_overlaps() {
     let mut cfg = Config::ci();
-    cfg.fix_hand_back = true;
     cfg.faults = 1;
     cfg.jobs[1].recovery = Recovery::Rerun;
     cfg.jobs[1].instants = 1;
@@ -159,7 +157,6 @@ fn gap_forbid_with_rerun_overlaps() {
 #[test]
 fn gap_everysec_restart_runs_a_fire_twice() {
     let mut cfg = Config::ci();
-    cfg.fix_hand_back = true;
     cfg.aof = Aof::EverySec;
     cfg.faults = 1;
     cfg.jobs.remove(0);
@@ -173,7 +170,6 @@ fn gap_everysec_restart_runs_a_fire_twice() {
 #[test]
 fn gap_pause_past_the_lock_ttl_overlaps() {
     let mut cfg = Config::ci();
-    cfg.fix_hand_back = true;
     cfg.faults = 1;
     cfg.pause_outlasts_lock = true;
     counterexample("pause past the lock TTL", cfg, NO_OVERLAP);
@@ -184,7 +180,6 @@ fn gap_pause_past_the_lock_ttl_overlaps() {
 #[test]
 fn gap_no_master_within_the_wait() {
     let mut cfg = Config::ci();
-    cfg.fix_hand_back = true;
     cfg.faults = 1;
     cfg.master_wait_times_out = true;
     counterexample("no master within MASTER_WAIT", cfg, MASTER_ONLY_ON_HOLDER);
@@ -198,7 +193,6 @@ fn gap_no_master_within_the_wait() {
 fn long_check() {
     let env = |k: &str| std::env::var(k).ok();
     let mut cfg = Config::ci();
-    cfg.fix_hand_back = true;
     cfg.faults = env("ROTA_MODEL_FAULTS").map_or(2, |v| v.parse().expect("ROTA_MODEL_FAULTS"));
     cfg.nodes = env("ROTA_MODEL_NODES").map_or(2, |v| v.parse().expect("ROTA_MODEL_NODES"));
     if let Some(v) = env("ROTA_MODEL_INSTANTS") {

@@ -399,16 +399,25 @@ impl Worker {
     /// A master-only fire this node was about to run after losing mastership goes to the master
     /// to run there (attempt + 1); this attempt's record is closed as `skipped`. With no other
     /// master it runs here, as the last master; if the new master already recovered it (this node
-    /// was paused past its heartbeat), it is not run here at all.
+    /// was paused past its heartbeat), it is not run here at all. When the hand-over cannot be
+    /// known to have happened (its reply lost) or this node's heartbeat is not its own right now
+    /// (it expired during a pause), the fire is left where it is, in this node's processing list,
+    /// neither run nor closed: the rescan resumes it and tries again, or, if this incarnation is
+    /// dead, the reaper recovers it by the job's policy. (Running it would run a master-only fire
+    /// off the master, and perhaps twice; closing it would lose it.)
     async fn hand_back(&self, exec: &mut Execution) -> HandBack {
         let Some(master) = self.master_elsewhere().await else { return HandBack::NoOtherMaster };
         match self.hand_over(&exec.fire_id, &self.membership.incarnation(), &master, true).await {
             Ok(Reap::Rerun { .. }) => {}
-            // Fenced (this incarnation was revoked), gone or moved: no longer this node's fire.
+            Ok(Reap::Fenced | Reap::Alive) => {
+                tracing::warn!(execution = %exec.id, "cannot hand a master-only fire back now (this node's heartbeat is not its own); left for the rescan or the reaper");
+                return HandBack::Left;
+            }
+            // Gone, moved or finished: no longer this node's fire.
             Ok(_) => return HandBack::RecoveredElsewhere,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot hand a master-only fire back; running it here");
-                return HandBack::NoOtherMaster;
+                tracing::warn!(execution = %exec.id, error = %e, "cannot hand a master-only fire back; left for the rescan or the reaper");
+                return HandBack::Left;
             }
         }
         tracing::warn!(execution = %exec.id, to = %master, "mastership lapsed before the run: master-only fire handed to the master");
@@ -459,7 +468,8 @@ impl Worker {
         let mut recorded_running = true;
         loop {
             let Some(state) = self.run_attempt(&job, &mut exec, forbid, recorded_running).await else {
-                // Not run here: handed to the master, its record already closed (`hand_back`).
+                // Not run here: handed to the master, its record already closed, or left in the
+                // processing list for the rescan or the reaper (`hand_back`).
                 return;
             };
             recorded_running = false;
@@ -528,8 +538,8 @@ impl Worker {
 
     /// One attempt: mark running (unless the start already did, `recorded_running`), run the
     /// handler under the job's timeout, fill in the outcome.
-    /// The attempt's end state; None when it was not run here but handed to the master (its record
-    /// is closed already, by `hand_back`).
+    /// The attempt's end state; None when it was not run here: handed to the master (its record
+    /// closed already) or left for the rescan or the reaper (its record still open; `hand_back`).
     async fn run_attempt(
         &self,
         job: &Job,
@@ -566,7 +576,8 @@ impl Worker {
         // partition): a master-only handler starts only while this node holds the lease.
         if job.spec.master_only && self.role.borrow().active().is_none() {
             match self.hand_back(exec).await {
-                HandBack::Handed => return None,
+                // Its record is closed already (handed), or stays open for the rescan (left).
+                HandBack::Handed | HandBack::Left => return None,
                 HandBack::RecoveredElsewhere => {
                     exec.close(
                         ExecState::Superseded,
@@ -722,6 +733,8 @@ enum HandBack {
     Handed,
     RecoveredElsewhere,
     NoOtherMaster,
+    /// Not known to be handed over: left in this node's processing list, neither run nor closed.
+    Left,
 }
 
 /// Removes a fire from the in-hand set when its task ends, however it ends.
