@@ -5,7 +5,9 @@
 //! measured in the same run; a table follows. No thresholds: this measures, the notes compare.
 //!
 //! Run: `cargo bench --bench suite` (all of `cargo bench` adds fire_delay and failover).
-//! Knobs: ROTA_BENCH_ONLY=precision,burst,scale,footprint; ROTA_BENCH_PRECISION_JOBS (1000),
+//! BullMQ's no-op drain runs in the same suite (`bullmq`) and rota's burst is reported as a ratio to
+//! it (`burst_vs_bullmq`).
+//! Knobs: ROTA_BENCH_ONLY=precision,burst,bullmq,scale,footprint; ROTA_BENCH_PRECISION_JOBS (1000),
 //! ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000).
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -298,6 +300,54 @@ async fn burst() -> Value {
     })
 }
 
+/// BullMQ's no-op drain in this same run (`benches/bullmq/drain.js`): 100,000 jobs queued first,
+/// then 3 worker processes at concurrency 50 drain them, completed jobs kept; with Redis's commands
+/// per job read the same way as the burst's. Node's packages come from `benches/bullmq`'s lock file
+/// (`npm ci` on first use). Without node or npm the scenario says so rather than report a figure.
+async fn bullmq() -> Value {
+    let n = env_num("ROTA_BENCH_BURST", 100_000);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/bullmq");
+    if !dir.join("node_modules").exists() {
+        let ok = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return json!({"scenario": "bullmq", "not_run": "npm ci in benches/bullmq failed (node and npm needed)"});
+        }
+    }
+    let redis = RedisServer::start();
+    let rtt = redis_rtt_us(&redis.url(), 2000);
+    let port = redis.url().rsplit(':').next().unwrap_or_default().trim_end_matches('/').to_string();
+    let before = redis_commandstats(&redis.url());
+    let out = std::process::Command::new("node")
+        .args(["drain.js", &port, &n.to_string(), "3", "50"])
+        .current_dir(&dir)
+        .output();
+    let after = redis_commandstats(&redis.url());
+    let line = match out {
+        Ok(o) if o.status.success() => {
+            String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or_default().to_string()
+        }
+        Ok(o) => return json!({"scenario": "bullmq", "not_run": String::from_utf8_lossy(&o.stderr).to_string()}),
+        Err(e) => return json!({"scenario": "bullmq", "not_run": format!("node: {e}")}),
+    };
+    let Ok(mut v) = serde_json::from_str::<Value>(&line) else {
+        return json!({"scenario": "bullmq", "not_run": format!("unexpected output: {line}")});
+    };
+    // The queueing is in the counts too: BullMQ's cost per job, from add to completed.
+    let diff = |f: fn(&(u64, u64)) -> u64| {
+        after.iter().map(|(k, v)| f(v).saturating_sub(before.get(k).map(f).unwrap_or(0))).sum::<u64>() as f64 / n as f64
+    };
+    v["scenario"] = json!("bullmq");
+    v["cores"] = json!(cores());
+    v["redis_commands_per_job"] = json!(diff(|v| v.0));
+    v["redis_usec_per_job"] = json!(diff(|v| v.1));
+    v["redis_rtt_us"] = json!(rtt);
+    v
+}
+
 /// Scenario 5, scale: many registered jobs, most firing rarely (yearly), plus one probe job every
 /// second.
 async fn scale_one(jobs: usize) -> Value {
@@ -418,7 +468,7 @@ fn table(results: &[Value]) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| "precision,burst,scale,footprint".into());
+    let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| "precision,burst,bullmq,scale,footprint".into());
     let want = |s: &str| only.split(',').any(|x| x.trim() == s);
     let mut results = Vec::new();
     fn emit(v: Value, results: &mut Vec<Value>) {
@@ -430,6 +480,18 @@ async fn main() {
     }
     if want("burst") {
         emit(burst().await, &mut results);
+    }
+    if want("bullmq") {
+        emit(bullmq().await, &mut results);
+    }
+    // rota's burst against BullMQ's drain, both measured in this run.
+    let rate = |scenario: &str, field: &str| {
+        results.iter().find(|v| v["scenario"] == scenario).and_then(|v| v[field].as_f64())
+    };
+    if let (Some(rota), Some(bull)) = (rate("burst", "fires_per_second"), rate("bullmq", "jobs_per_second")) {
+        let v = json!({"scenario": "burst_vs_bullmq", "rota_fires_per_second": rota,
+            "bullmq_jobs_per_second": bull, "ratio": rota / bull});
+        emit(v, &mut results);
     }
     if want("scale") {
         let sizes = std::env::var("ROTA_BENCH_SCALE").unwrap_or_else(|_| "100000,1000000".into());
