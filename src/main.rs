@@ -14,15 +14,30 @@ async fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Command::Server(args) => server(*args).await,
-        cmd => match rota::cli::run_client(cmd).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {e}");
-                e.exit_code()
-            }
-        },
+        cmd => client(cmd).await,
     };
     std::process::exit(code);
+}
+
+async fn client(cmd: Command) -> i32 {
+    // A client's output piped into `head` and the like: a closed pipe ends it quietly, as it ends
+    // any Unix tool, instead of a panic in println (Rust ignores SIGPIPE).
+    restore_sigpipe();
+    match rota::cli::run_client(cmd).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn restore_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: setting the default action of one signal before any other thread writes to stdout.
+    if unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.is_err() {
+        eprintln!("warning: cannot restore SIGPIPE; a closed output pipe may end with a panic");
+    }
 }
 
 async fn server(args: rota::cli::ServerArgs) -> i32 {

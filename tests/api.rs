@@ -604,6 +604,32 @@ fn rota_cli(endpoint: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The CLI's output piped into a reader that closes early (`rota job list | head -1`): it ends
+/// by SIGPIPE like any Unix tool, never with a panic (exit 101).
+#[tokio::test]
+async fn cli_output_into_a_closed_pipe_is_no_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let node = TestNode::start(&Backend::Memory, "n1", &[]).await;
+    let ep = node.endpoint();
+    for i in 0..50 {
+        let (code, _, err) =
+            rota_cli(&ep, &["job", "put", "--id", &format!("p{i}"), "--cron", "0 0 1 1 *", "--invoke", "noop"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["job", "list", "--endpoint", &ep])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rota");
+    drop(child.stdout.take()); // the reader goes away before the first line is written
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?} {err}", out.status);
+}
+
 /// The CLI: tables, JSON, refused calls and a wrong endpoint.
 #[tokio::test]
 async fn cli_tables_json_and_errors() {
