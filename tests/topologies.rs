@@ -1,0 +1,179 @@
+//! rota on a real Redis Cluster (3 primaries, 3 replicas) and on a real Sentinel setup (a primary,
+//! a replica, three Sentinels), at one shard: every key carries one hash tag, so on a Redis Cluster
+//! they all live in one slot. Each failover test reports what it delayed and what it lost (printed
+//! with `--nocapture`); what a failover may lose is described in docs/PROTOCOL.md ("Redis
+//! deployments").
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{
+    agreed_master, eventually, executions, job, ms, state, status, Backend, RedisCluster, RedisSentinels, TestNode,
+};
+use rota::pb;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn put_jobs(node: &TestNode, n: usize) -> Vec<String> {
+    let mut c = node.client().await;
+    let ids: Vec<String> = (0..n).map(|i| format!("every-second-{i}")).collect();
+    for id in &ids {
+        c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    }
+    ids
+}
+
+/// What the jobs' records say: per job, each scheduled second from the first recorded to the last.
+#[derive(Debug, Default)]
+struct Report {
+    fires: usize,
+    /// Seconds recorded more than once.
+    dups: usize,
+    /// Seconds between the first and last recorded that have no record.
+    gaps: usize,
+    /// Fires that started more than a second after their scheduled time, and the latest start.
+    late: usize,
+    max_late_ms: i64,
+    /// Records by state name.
+    states: BTreeMap<String, usize>,
+}
+
+async fn report(node: &TestNode, jobs: &[String]) -> Report {
+    let mut c = node.client().await;
+    let mut r = Report::default();
+    for j in jobs {
+        let mut by_fire: BTreeMap<i64, usize> = BTreeMap::new();
+        for e in executions(&mut c, j).await {
+            let at = ms(&e.scheduled_time);
+            *by_fire.entry(at).or_default() += 1;
+            *r.states.entry(format!("{:?}", state(&e))).or_default() += 1;
+            let started = ms(&e.start_time);
+            if started > 0 && started - at > 1000 {
+                r.late += 1;
+                r.max_late_ms = r.max_late_ms.max(started - at);
+            }
+            r.fires += 1;
+        }
+        r.dups += by_fire.values().filter(|n| **n > 1).count();
+        if let (Some(first), Some(last)) = (by_fire.keys().next(), by_fire.keys().last()) {
+            r.gaps += ((last - first) / 1000 + 1) as usize - by_fire.len();
+        }
+    }
+    r
+}
+
+/// Waits until every job has a succeeded fire scheduled after `after_ms`.
+async fn fires_after(node: &TestNode, jobs: &[String], after_ms: i64, what: &str) {
+    eventually(WAIT, what, || async {
+        let mut c = node.client().await;
+        for j in jobs {
+            let ok = executions(&mut c, j)
+                .await
+                .iter()
+                .any(|e| ms(&e.scheduled_time) > after_ms && state(e) == pb::ExecutionState::Succeeded);
+            if !ok {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+fn by_id<'a>(nodes: &'a mut [TestNode], id: &str) -> &'a mut TestNode {
+    nodes.iter_mut().find(|n| n.node_id == id).expect("node")
+}
+
+#[tokio::test]
+async fn a_rota_cluster_on_redis_cluster_fires_once_and_survives_a_master_kill() {
+    let redis = RedisCluster::start();
+    let b = Backend::Redis(redis.url());
+    let mut nodes = vec![
+        TestNode::start(&b, "n1", &[]).await,
+        TestNode::start(&b, "n2", &[]).await,
+        TestNode::start(&b, "n3", &[]).await,
+    ];
+    let (master, epoch) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let jobs = put_jobs(&nodes[0], 5).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    by_id(&mut nodes, &master).kill();
+    let survivors: Vec<&TestNode> = nodes.iter().filter(|n| n.node_id != master).collect();
+    let new_epoch = eventually(WAIT, "a new master", || async {
+        let s = status(survivors[0]).await?;
+        (!s.master_id.is_empty() && s.master_id != master).then_some(s.epoch)
+    })
+    .await;
+    assert!(new_epoch > epoch);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = report(survivors[0], &jobs).await;
+    eprintln!("redis cluster, rota master killed: {r:?}");
+    assert!(r.fires >= 5 * 5, "{r:?}");
+    assert_eq!((r.dups, r.gaps), (0, 0), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_over() {
+    let mut redis = RedisCluster::start();
+    let b = Backend::Redis(redis.url());
+    let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
+    agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let jobs = put_jobs(&nodes[0], 5).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let key = rota::store::keys::Keys::new("rota", "default").lease();
+    let old = redis.primary_of(&key, &[]);
+    let killed_at = Instant::now();
+    let killed_ms = rota::store::now_ms();
+    redis.server(old).kill();
+    let new = eventually(WAIT, "a replica takes over the slot", || async {
+        let p = redis.primary_of(&key, &[old]);
+        (p != old).then_some(p)
+    })
+    .await;
+    let promoted = killed_at.elapsed();
+    redis.wait_ok(&[old]);
+    fires_after(&nodes[0], &jobs, rota::store::now_ms(), "fires resume after the failover").await;
+    let resumed = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = report(&nodes[0], &jobs).await;
+    eprintln!(
+        "redis cluster, primary {old} killed at {killed_ms}: replica {new} promoted after {} ms, fires resumed after {} ms; {r:?}",
+        promoted.as_millis(),
+        resumed.as_millis()
+    );
+    for n in &nodes {
+        n.wait_serving().await;
+    }
+}
+
+#[tokio::test]
+async fn nodes_on_sentinel_follow_the_primary_through_a_failover() {
+    let mut redis = RedisSentinels::start();
+    let b = Backend::Redis(redis.url());
+    let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
+    agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let jobs = put_jobs(&nodes[0], 5).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let old = redis.primary.port;
+    assert_eq!(redis.reported_primary(), Some(old));
+    let killed_at = Instant::now();
+    redis.primary.kill();
+    eventually(WAIT, "the Sentinels promote the replica", || async {
+        (redis.reported_primary() == Some(redis.replica.port)).then_some(())
+    })
+    .await;
+    let promoted = killed_at.elapsed();
+    fires_after(&nodes[0], &jobs, rota::store::now_ms(), "fires resume on the new primary").await;
+    let resumed = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = report(&nodes[0], &jobs).await;
+    eprintln!(
+        "sentinel, primary killed: replica promoted after {} ms, fires resumed after {} ms; {r:?}",
+        promoted.as_millis(),
+        resumed.as_millis()
+    );
+    for n in &nodes {
+        n.wait_serving().await;
+    }
+}
