@@ -69,17 +69,49 @@ async fn fires_after(node: &TestNode, jobs: &[String], after_ms: i64, what: &str
     eventually(WAIT, what, || async {
         let mut c = node.client().await;
         for j in jobs {
-            let ok = executions(&mut c, j)
+            // A read may fail while the store is failing over: ask again.
+            let r = c
+                .list_executions(pb::ListExecutionsRequest {
+                    job_id: j.clone(),
+                    state: pb::ExecutionState::Succeeded as i32,
+                    page_size: 1000,
+                    page_token: String::new(),
+                })
                 .await
-                .iter()
-                .any(|e| ms(&e.scheduled_time) > after_ms && state(e) == pb::ExecutionState::Succeeded);
-            if !ok {
+                .ok()?
+                .into_inner();
+            if !r.executions.iter().any(|e| ms(&e.scheduled_time) > after_ms) {
                 return None;
             }
         }
         Some(())
     })
     .await;
+}
+
+type Watch = tonic::Streaming<pb::WatchExecutionsResponse>;
+
+async fn watch(node: &TestNode, job: &str) -> Watch {
+    let mut c = node.client().await;
+    c.watch_executions(pb::WatchExecutionsRequest { job_id: job.into() }).await.expect("watch").into_inner()
+}
+
+/// Waits until the watch stream shows a fire scheduled after `after_ms` succeed.
+async fn watched_after(stream: &mut Watch, after_ms: i64, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        match tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
+            Ok(Ok(Some(m))) => {
+                let e = m.execution.expect("execution");
+                if ms(&e.scheduled_time) > after_ms && state(&e) == pb::ExecutionState::Succeeded {
+                    return;
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => panic!("the watch stream ended: {what}"),
+            Err(_) => {}
+        }
+    }
 }
 
 fn by_id<'a>(nodes: &'a mut [TestNode], id: &str) -> &'a mut TestNode {
@@ -116,13 +148,15 @@ async fn a_rota_cluster_on_redis_cluster_fires_once_and_survives_a_master_kill()
 #[tokio::test]
 async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_over() {
     let mut redis = RedisCluster::start();
-    let b = Backend::Redis(redis.url());
+    let key = rota::store::keys::Keys::new("rota", "default").lease();
+    let old = redis.primary_of(&key, &[]);
+    // The change channel's subscription starts on the primary that is killed: it must move.
+    let b = Backend::Redis(redis.url_first(old));
     let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
     agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let jobs = put_jobs(&nodes[0], 5).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let key = rota::store::keys::Keys::new("rota", "default").lease();
-    let old = redis.primary_of(&key, &[]);
+    let mut changes = watch(&nodes[1], &jobs[0]).await;
+    watched_after(&mut changes, 0, "changes published on the Redis Cluster reach a watcher").await;
     let killed_at = Instant::now();
     let killed_ms = rota::store::now_ms();
     redis.server(old).kill();
@@ -133,8 +167,10 @@ async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_ove
     .await;
     let promoted = killed_at.elapsed();
     redis.wait_ok(&[old]);
-    fires_after(&nodes[0], &jobs, rota::store::now_ms(), "fires resume after the failover").await;
+    let after = rota::store::now_ms();
+    fires_after(&nodes[0], &jobs, after, "fires resume after the failover").await;
     let resumed = killed_at.elapsed();
+    watched_after(&mut changes, after, "the watcher sees fires after the failover").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let r = report(&nodes[0], &jobs).await;
     eprintln!(
@@ -173,6 +209,53 @@ async fn nodes_on_sentinel_follow_the_primary_through_a_failover() {
         promoted.as_millis(),
         resumed.as_millis()
     );
+    for n in &nodes {
+        n.wait_serving().await;
+    }
+}
+
+#[tokio::test]
+async fn nodes_on_sentinel_follow_a_requested_failover_to_the_replica() {
+    let redis = RedisSentinels::start();
+    let b = Backend::Redis(redis.url());
+    let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
+    agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let jobs = put_jobs(&nodes[0], 5).await;
+    let mut changes = watch(&nodes[1], &jobs[0]).await;
+    watched_after(&mut changes, 0, "changes reach a watcher through Sentinel").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The old primary stays up and becomes a replica: the nodes' writes to it get READONLY.
+    let asked_at = Instant::now();
+    let ok: Option<String> =
+        common::redis_cmd(redis.sentinels[0].port, &["SENTINEL", "FAILOVER", common::SENTINEL_MASTER]);
+    assert_eq!(ok.as_deref(), Some("OK"));
+    eventually(WAIT, "the Sentinels switch to the replica", || async {
+        (redis.reported_primary() == Some(redis.replica.port)).then_some(())
+    })
+    .await;
+    let switched = asked_at.elapsed();
+    // Until the Sentinels turn the old primary into a replica, the nodes may still write to it.
+    eventually(WAIT, "the old primary becomes a replica", || async {
+        let role: Option<String> = common::redis_cmd(redis.primary.port, &["INFO", "replication"]);
+        role.is_some_and(|r| r.contains("role:slave")).then_some(())
+    })
+    .await;
+    let demoted = asked_at.elapsed();
+    let after = rota::store::now_ms();
+    fires_after(&nodes[0], &jobs, after, "fires resume on the new primary").await;
+    let resumed = asked_at.elapsed();
+    watched_after(&mut changes, after, "the watcher sees fires after the failover").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = report(&nodes[0], &jobs).await;
+    eprintln!(
+        "sentinel, SENTINEL FAILOVER: switched after {} ms, old primary a replica after {} ms, fires resumed after {} ms; {r:?}",
+        switched.as_millis(),
+        demoted.as_millis(),
+        resumed.as_millis()
+    );
+    // The nodes write to the new primary: the fires after the switch are there.
+    let on_new: Option<Vec<String>> = common::redis_cmd(redis.replica.port, &["KEYS", "{rota:default:0}:exec:*"]);
+    assert!(on_new.is_some_and(|k| !k.is_empty()), "records on the new primary");
     for n in &nodes {
         n.wait_serving().await;
     }

@@ -419,7 +419,15 @@ impl RedisCluster {
 
     /// `redis+cluster://` listing every node.
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self.servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+        self.url_first(self.servers[0].port)
+    }
+
+    /// `redis+cluster://` listing every node, `first` first (the node the change channel's
+    /// subscription tries first).
+    pub fn url_first(&self, first: u16) -> String {
+        let mut ports: Vec<u16> = self.servers.iter().map(|s| s.port).filter(|p| *p != first).collect();
+        ports.insert(0, first);
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         format!("redis+cluster://{}", hosts.join(","))
     }
 

@@ -12,8 +12,10 @@
 //! holds the data. Pub/sub needs nothing special: a PUBLISH on any node reaches subscribers on all.
 //!
 //! Sentinel: the primary is asked of the Sentinels (and checked with ROLE) when the first command
-//! goes out and again after a command fails in a way that says the primary may have moved (the
-//! connection broke or timed out, or the server answered READONLY: a demoted primary).
+//! goes out, again after a command fails in a way that says the primary may have moved (the
+//! connection broke or timed out, or the server answered READONLY: a demoted primary), and every
+//! half second while connected (a primary the Sentinels replaced keeps taking writes until they
+//! demote it, and those writes are lost).
 //!
 //! Uses: the `redis` crate and `error`. Never puts a URL in an error: it may carry a password.
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -264,26 +266,58 @@ pub(super) struct SentinelConn {
 
 struct SentinelShared {
     sentinel: tokio::sync::Mutex<SentinelClient>,
-    /// The connection to the primary and its generation (bumped each time one is made).
-    current: std::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The connection to the primary, its generation (bumped each time one is made) and the
+    /// primary's address.
+    current: std::sync::Mutex<Option<(u64, String, MultiplexedConnection)>>,
     generation: AtomicU64,
     response: Duration,
 }
 
 impl SentinelConn {
     fn new(sentinel: SentinelClient, response: Duration) -> SentinelConn {
-        SentinelConn {
-            shared: Arc::new(SentinelShared {
-                sentinel: tokio::sync::Mutex::new(sentinel),
-                current: std::sync::Mutex::new(None),
-                generation: AtomicU64::new(0),
-                response,
-            }),
+        let shared = Arc::new(SentinelShared {
+            sentinel: tokio::sync::Mutex::new(sentinel),
+            current: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            response,
+        });
+        tokio::spawn(Self::follow(Arc::downgrade(&shared)));
+        SentinelConn { shared }
+    }
+
+    /// Asks the Sentinels for the primary every `SENTINEL_CHECK` while the connection is in use,
+    /// and drops the connection when they name another: after a requested failover (SENTINEL
+    /// FAILOVER) the old primary keeps taking writes, lost when the Sentinels demote it (about ten
+    /// seconds later), so waiting for an error would write into that window.
+    async fn follow(shared: std::sync::Weak<SentinelShared>) {
+        const SENTINEL_CHECK: Duration = Duration::from_millis(500);
+        loop {
+            tokio::time::sleep(SENTINEL_CHECK).await;
+            let Some(shared) = shared.upgrade() else { return };
+            let Some(addr) = Self::lock(&shared).as_ref().map(|c| c.1.clone()) else { continue };
+            let named = {
+                let mut sentinel = shared.sentinel.lock().await;
+                tokio::time::timeout(super::RESPONSE_TIMEOUT, sentinel.async_get_client()).await
+            };
+            if let Ok(Ok(client)) = named {
+                let now = client.get_connection_info().addr().to_string();
+                if now != addr {
+                    tracing::warn!(from = %addr, to = %now, "redis: the Sentinels name another primary; reconnecting");
+                    let mut cur = Self::lock(&shared);
+                    if cur.as_ref().is_some_and(|c| c.1 == addr) {
+                        *cur = None;
+                    }
+                }
+            }
         }
     }
 
+    fn lock(shared: &SentinelShared) -> std::sync::MutexGuard<'_, Option<(u64, String, MultiplexedConnection)>> {
+        shared.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.shared.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        Self::lock(&self.shared).as_ref().map(|(g, _, c)| (*g, c.clone()))
     }
 
     async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
@@ -299,12 +333,13 @@ impl SentinelConn {
             .await
             .map_err(|_| timeout_error("asking the Sentinels for the primary"))??;
         drop(sentinel);
+        let addr = client.get_connection_info().addr().to_string();
         let cfg = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(self.shared.response))
             .set_connection_timeout(Some(super::RESPONSE_TIMEOUT));
         let conn = client.get_multiplexed_async_connection_with_config(&cfg).await?;
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.shared.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, conn.clone()));
+        *Self::lock(&self.shared) = Some((generation, addr, conn.clone()));
         Ok((generation, conn))
     }
 
@@ -318,8 +353,8 @@ impl SentinelConn {
             || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
             || e.code() == Some("UNBLOCKED");
         if moved {
-            let mut cur = self.shared.current.lock().unwrap_or_else(|p| p.into_inner());
-            if cur.as_ref().is_some_and(|(g, _)| *g == generation) {
+            let mut cur = Self::lock(&self.shared);
+            if cur.as_ref().is_some_and(|(g, _, _)| *g == generation) {
                 *cur = None;
             }
         }
