@@ -16,11 +16,47 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Where the nodes' handler logs each run, outside Redis (the `sidelog` handler, built with the
+/// `failpoints` feature; without it the jobs run `noop` and only the records are counted).
+struct Runs {
+    dir: tempfile::TempDir,
+}
+
+impl Runs {
+    fn new() -> Runs {
+        Runs { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().join("runs.log").display().to_string()
+    }
+
+    async fn node(&self, b: &Backend, id: &str) -> TestNode {
+        TestNode::start_env(b, id, &[], &[("ROTA_SIDELOG", &self.path())]).await
+    }
+
+    /// Scheduled seconds the handler ran more than once (None without the side log).
+    fn ran_twice(&self) -> Option<usize> {
+        if !cfg!(feature = "failpoints") {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.path()).unwrap_or_default();
+        let mut runs: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for l in text.lines().filter(|l| l.starts_with("S\t")) {
+            let f: Vec<&str> = l.split('\t').collect();
+            *runs.entry((f[1].to_string(), f[2].to_string())).or_default() += 1;
+        }
+        Some(runs.values().filter(|n| **n > 1).count())
+    }
+}
+
 async fn put_jobs(node: &TestNode, n: usize) -> Vec<String> {
     let mut c = node.client().await;
     let ids: Vec<String> = (0..n).map(|i| format!("every-second-{i}")).collect();
+    let (handler, args) =
+        if cfg!(feature = "failpoints") { ("sidelog", json!({"ms": 0})) } else { ("noop", json!(null)) };
     for id in &ids {
-        c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", "noop", json!(null))) }).await.expect("put");
+        c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", handler, args.clone())) }).await.expect("put");
     }
     ids
 }
@@ -122,11 +158,8 @@ fn by_id<'a>(nodes: &'a mut [TestNode], id: &str) -> &'a mut TestNode {
 async fn a_rota_cluster_on_redis_cluster_fires_once_and_survives_a_master_kill() {
     let redis = RedisCluster::start();
     let b = Backend::Redis(redis.url());
-    let mut nodes = vec![
-        TestNode::start(&b, "n1", &[]).await,
-        TestNode::start(&b, "n2", &[]).await,
-        TestNode::start(&b, "n3", &[]).await,
-    ];
+    let runs = Runs::new();
+    let mut nodes = vec![runs.node(&b, "n1").await, runs.node(&b, "n2").await, runs.node(&b, "n3").await];
     let (master, epoch) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let jobs = put_jobs(&nodes[0], 5).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -140,7 +173,8 @@ async fn a_rota_cluster_on_redis_cluster_fires_once_and_survives_a_master_kill()
     assert!(new_epoch > epoch);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let r = report(survivors[0], &jobs).await;
-    eprintln!("redis cluster, rota master killed: {r:?}");
+    eprintln!("redis cluster, rota master killed: {r:?}; seconds run twice: {:?}", runs.ran_twice());
+    assert!(runs.ran_twice().unwrap_or(0) == 0, "a fire ran twice");
     assert!(r.fires >= 5 * 5, "{r:?}");
     assert_eq!((r.dups, r.gaps), (0, 0), "{r:?}");
 }
@@ -152,7 +186,8 @@ async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_ove
     let old = redis.primary_of(&key, &[]);
     // The change channel's subscription starts on the primary that is killed: it must move.
     let b = Backend::Redis(redis.url_first(old));
-    let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
+    let runs = Runs::new();
+    let nodes = [runs.node(&b, "n1").await, runs.node(&b, "n2").await];
     agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let jobs = put_jobs(&nodes[0], 5).await;
     let mut changes = watch(&nodes[1], &jobs[0]).await;
@@ -174,9 +209,10 @@ async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_ove
     tokio::time::sleep(Duration::from_secs(2)).await;
     let r = report(&nodes[0], &jobs).await;
     eprintln!(
-        "redis cluster, primary {old} killed at {killed_ms}: replica {new} promoted after {} ms, fires resumed after {} ms; {r:?}",
+        "redis cluster, primary {old} killed at {killed_ms}: replica {new} promoted after {} ms, fires resumed after {} ms; {r:?}; seconds run twice: {:?}",
         promoted.as_millis(),
-        resumed.as_millis()
+        resumed.as_millis(),
+        runs.ran_twice()
     );
     for n in &nodes {
         n.wait_serving().await;
@@ -187,7 +223,8 @@ async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_ove
 async fn nodes_on_sentinel_follow_the_primary_through_a_failover() {
     let mut redis = RedisSentinels::start();
     let b = Backend::Redis(redis.url());
-    let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
+    let runs = Runs::new();
+    let nodes = [runs.node(&b, "n1").await, runs.node(&b, "n2").await];
     agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let jobs = put_jobs(&nodes[0], 5).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -205,9 +242,10 @@ async fn nodes_on_sentinel_follow_the_primary_through_a_failover() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let r = report(&nodes[0], &jobs).await;
     eprintln!(
-        "sentinel, primary killed: replica promoted after {} ms, fires resumed after {} ms; {r:?}",
+        "sentinel, primary killed: replica promoted after {} ms, fires resumed after {} ms; {r:?}; seconds run twice: {:?}",
         promoted.as_millis(),
-        resumed.as_millis()
+        resumed.as_millis(),
+        runs.ran_twice()
     );
     for n in &nodes {
         n.wait_serving().await;
@@ -218,7 +256,8 @@ async fn nodes_on_sentinel_follow_the_primary_through_a_failover() {
 async fn nodes_on_sentinel_follow_a_requested_failover_to_the_replica() {
     let redis = RedisSentinels::start();
     let b = Backend::Redis(redis.url());
-    let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
+    let runs = Runs::new();
+    let nodes = [runs.node(&b, "n1").await, runs.node(&b, "n2").await];
     agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let jobs = put_jobs(&nodes[0], 5).await;
     let mut changes = watch(&nodes[1], &jobs[0]).await;
@@ -248,10 +287,11 @@ async fn nodes_on_sentinel_follow_a_requested_failover_to_the_replica() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let r = report(&nodes[0], &jobs).await;
     eprintln!(
-        "sentinel, SENTINEL FAILOVER: switched after {} ms, old primary a replica after {} ms, fires resumed after {} ms; {r:?}",
+        "sentinel, SENTINEL FAILOVER: switched after {} ms, old primary a replica after {} ms, fires resumed after {} ms; {r:?}; seconds run twice: {:?}",
         switched.as_millis(),
         demoted.as_millis(),
-        resumed.as_millis()
+        resumed.as_millis(),
+        runs.ran_twice()
     );
     // The nodes write to the new primary: the fires after the switch are there.
     let on_new: Option<Vec<String>> = common::redis_cmd(redis.replica.port, &["KEYS", "{rota:default:0}:exec:*"]);
