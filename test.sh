@@ -10,11 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 
-# redis-server: the tests start their own on free loopback ports.
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "installing redis-server"
+# redis-server: the tests start their own on free loopback ports, and Redis Clusters and Sentinels
+# (`redis-server --sentinel`) of their own; redis-cli (redis-tools, which redis-server's package
+# pulls in) creates the clusters.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  echo "installing redis-server and redis-tools"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 # faketime (libfaketime): tests/clock.rs runs nodes with their wall clock shifted.
 if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then

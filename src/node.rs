@@ -688,20 +688,31 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
 /// The built-in http handler with this node's destination rule: `http_allow`, and the ports of
 /// this node that http jobs never reach (gRPC and metrics as bound, and Redis).
 fn http_handler(config: &Config, grpc: Option<u16>, metrics: Option<u16>) -> Result<Http> {
-    let redis = config.redis.as_deref().and_then(redis_host_port);
+    let redis = config.redis.as_deref().map(redis_hosts).unwrap_or_default();
     let own = OwnPorts { grpc, metrics, redis };
     let egress =
         Egress::new(&config.http_allow, own).map_err(|reason| Error::Config { key: "http_allow".into(), reason })?;
     Ok(Http::with_egress(egress))
 }
 
-/// Redis's host and port from its URL (none for a unix socket).
-fn redis_host_port(url: &str) -> Option<(String, u16)> {
-    let u = reqwest::Url::parse(url).ok()?;
-    if u.scheme() == "unix" {
-        return None;
+/// Redis's hosts and ports from its URL: the one server (none for a unix socket), or every node of a
+/// Redis Cluster or Sentinel it lists.
+fn redis_hosts(url: &str) -> Vec<(String, u16)> {
+    use crate::config::RedisUrl;
+    match RedisUrl::parse(url) {
+        Ok(RedisUrl::Cluster { hosts, .. } | RedisUrl::Sentinel { hosts, .. }) => hosts
+            .iter()
+            .filter_map(|h| h.rsplit_once(':'))
+            .filter_map(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+            .collect(),
+        _ => {
+            let Ok(u) = reqwest::Url::parse(url) else { return Vec::new() };
+            if u.scheme() == "unix" {
+                return Vec::new();
+            }
+            u.host_str().map(|h| vec![(h.to_string(), u.port().unwrap_or(6379))]).unwrap_or_default()
+        }
     }
-    Some((u.host_str()?.to_string(), u.port().unwrap_or(6379)))
 }
 
 /// Reads and fully validates a jobs file, so a bad file stops the node at start with the job and

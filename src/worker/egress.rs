@@ -159,8 +159,9 @@ pub enum Refused {
 pub struct OwnPorts {
     pub grpc: Option<u16>,
     pub metrics: Option<u16>,
-    /// Redis's host as its URL names it, and its port.
-    pub redis: Option<(String, u16)>,
+    /// Redis's hosts as its URL names them, and their ports: the one server, or every node of a
+    /// Redis Cluster or Sentinel the URL lists (servers found at run time are not known here).
+    pub redis: Vec<(String, u16)>,
 }
 
 /// The destination rule of one node: its `http_allow` list and its own ports.
@@ -200,10 +201,8 @@ impl Egress {
     /// What can be said of a host name without resolving it.
     fn check_name(&self, name: &str, port: u16) -> Result<(), Refused> {
         let name = normal(name);
-        if let Some((host, p)) = &self.own.redis {
-            if normal(host) == name && *p == port {
-                return Err(Refused::RedisByName { host: name, port });
-            }
+        if self.own.redis.iter().any(|(host, p)| normal(host) == name && *p == port) {
+            return Err(Refused::RedisByName { host: name, port });
         }
         // With only names listed, an unlisted name cannot pass at run time either.
         if !self.names.is_empty() && self.nets.is_empty() && !self.names.contains(&name) {
@@ -248,30 +247,30 @@ impl Egress {
 
     /// Refuses any of `addrs` that is the cluster's Redis (its host resolved now, on its port).
     async fn refuse_redis(&self, addrs: &[SocketAddr], port: u16) -> Result<(), Refused> {
-        let Some((redis_host, redis_port)) = &self.own.redis else { return Ok(()) };
-        if *redis_port != port {
-            return Ok(());
+        for (redis_host, _) in self.own.redis.iter().filter(|(_, p)| *p == port) {
+            let redis: Vec<IpAddr> = match tokio::net::lookup_host((redis_host.as_str(), port)).await {
+                Ok(r) => r.map(|a| canonical(a.ip())).collect(),
+                // Cannot tell whether it is Redis: refuse rather than guess.
+                Err(e) => return Err(Refused::Resolve { host: redis_host.clone(), reason: e.to_string() }),
+            };
+            if let Some(a) = addrs.iter().find(|a| redis.contains(&canonical(a.ip()))) {
+                return Err(Refused::OwnPort { addr: *a, what: "Redis" });
+            }
         }
-        let redis: Vec<IpAddr> = match tokio::net::lookup_host((redis_host.as_str(), port)).await {
-            Ok(r) => r.map(|a| canonical(a.ip())).collect(),
-            // Cannot tell whether it is Redis: refuse rather than guess.
-            Err(e) => return Err(Refused::Resolve { host: redis_host.clone(), reason: e.to_string() }),
-        };
-        match addrs.iter().find(|a| redis.contains(&canonical(a.ip()))) {
-            Some(a) => Err(Refused::OwnPort { addr: *a, what: "Redis" }),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Rules 1 to 3 for one address. `listed`: the URL's host name is on http_allow.
     fn judge(&self, ip: IpAddr, port: u16, listed: bool) -> Result<(), Refused> {
         let ip = canonical(ip);
-        let own =
-            [(self.own.redis.as_ref().map(|r| r.1), "Redis"), (self.own.grpc, "gRPC"), (self.own.metrics, "metrics")];
+        let literal = |h: &str| h.trim_matches(['[', ']']).parse::<IpAddr>().ok().map(canonical);
+        let redis = self.own.redis.iter().any(|(h, p)| *p == port && (is_local(ip) || literal(h) == Some(ip)));
+        if redis {
+            return Err(Refused::OwnPort { addr: SocketAddr::new(ip, port), what: "Redis" });
+        }
+        let own = [(self.own.grpc, "gRPC"), (self.own.metrics, "metrics")];
         if let Some((_, what)) = own.iter().find(|(p, _)| *p == Some(port)) {
-            let redis_literal =
-                self.own.redis.as_ref().and_then(|(h, _)| h.trim_matches(['[', ']']).parse::<IpAddr>().ok());
-            if is_local(ip) || (*what == "Redis" && redis_literal.map(canonical) == Some(ip)) {
+            if is_local(ip) {
                 return Err(Refused::OwnPort { addr: SocketAddr::new(ip, port), what });
             }
         }
@@ -357,7 +356,7 @@ mod tests {
     }
 
     fn own() -> OwnPorts {
-        OwnPorts { grpc: Some(7700), metrics: Some(9464), redis: Some(("127.0.0.1".into(), 6379)) }
+        OwnPorts { grpc: Some(7700), metrics: Some(9464), redis: vec![("127.0.0.1".into(), 6379)] }
     }
 
     #[test]
@@ -379,14 +378,20 @@ mod tests {
         // Listed loopback on another port is fine.
         e.judge(ip("127.0.0.1"), 8080, false).expect("listed loopback");
         // A remote Redis: its own address and port, not other hosts on that port.
-        let remote = OwnPorts { redis: Some(("10.0.0.5".into(), 6379)), ..own() };
+        let remote = OwnPorts { redis: vec![("10.0.0.5".into(), 6379)], ..own() };
         let e = Egress::new(&[], remote).expect("valid");
         assert!(matches!(e.judge(ip("10.0.0.5"), 6379, false), Err(Refused::OwnPort { .. })));
         e.judge(ip("10.0.0.6"), 6379, false).expect("another host's Redis port");
-        let named = OwnPorts { redis: Some(("Redis.Internal".into(), 6379)), ..own() };
+        let named = OwnPorts { redis: vec![("Redis.Internal".into(), 6379)], ..own() };
         let e = Egress::new(&[], named).expect("valid");
         let url = Url::parse("http://redis.internal:6379/").expect("url");
         assert!(e.check_url(&url).is_err(), "Redis by its name");
+        // A Redis Cluster or Sentinel URL lists several servers: each is refused on its port.
+        let listed = OwnPorts { redis: vec![("10.0.0.5".into(), 7000), ("10.0.0.6".into(), 7001)], ..own() };
+        let e = Egress::new(&[], listed).expect("valid");
+        assert!(matches!(e.judge(ip("10.0.0.6"), 7001, false), Err(Refused::OwnPort { .. })));
+        assert!(matches!(e.judge(ip("127.0.0.1"), 7000, false), Err(Refused::OwnPort { .. })));
+        e.judge(ip("10.0.0.6"), 7000, false).expect("another listed host's port");
     }
 
     #[test]

@@ -367,3 +367,198 @@ pub async fn agreed_master(nodes: &[&TestNode]) -> (String, u64) {
     })
     .await
 }
+
+/// `redis-cli` (Debian's redis-tools, which redis-server's package pulls in).
+fn redis_cli() -> String {
+    std::env::var("REDIS_CLI").unwrap_or_else(|_| "redis-cli".into())
+}
+
+/// One command on a node, synchronously (None when it does not answer).
+pub fn redis_cmd<T: redis::FromRedisValue>(port: u16, args: &[&str]) -> Option<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut c = client.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut c).ok()
+}
+
+/// A real Redis Cluster on loopback: 3 primaries and 3 replicas (`redis-cli --cluster create`),
+/// a short node timeout so a replica takes over a killed primary in a few seconds.
+pub struct RedisCluster {
+    pub servers: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "1000",
+            // A replica may always take over, however long since it last heard its primary.
+            "--cluster-replica-validity-factor",
+            "0",
+        ];
+        let servers: Vec<RedisServer> = (0..6).map(|_| RedisServer::start_with(&args, "")).collect();
+        let addrs: Vec<String> = servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+        let out = Command::new(redis_cli())
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli: {e}. Install redis-tools or set REDIS_CLI"));
+        assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let c = RedisCluster { servers };
+        c.wait_ok(&[]);
+        c
+    }
+
+    /// `redis+cluster://` listing every node.
+    pub fn url(&self) -> String {
+        self.url_first(self.servers[0].port)
+    }
+
+    /// `redis+cluster://` listing every node, `first` first (the node the change channel's
+    /// subscription tries first).
+    pub fn url_first(&self, first: u16) -> String {
+        let mut ports: Vec<u16> = self.servers.iter().map(|s| s.port).filter(|p| *p != first).collect();
+        ports.insert(0, first);
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// Waits until every live node (not in `dead`) says cluster_state:ok and every replica's link
+    /// to its primary is up.
+    pub fn wait_ok(&self, dead: &[u16]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self.servers.iter().filter(|s| !dead.contains(&s.port)).all(|s| {
+                let info: Option<String> = redis_cmd(s.port, &["CLUSTER", "INFO"]);
+                let repl: Option<String> = redis_cmd(s.port, &["INFO", "replication"]);
+                info.is_some_and(|i| i.contains("cluster_state:ok"))
+                    && repl.is_some_and(|r| r.contains("role:master") || r.contains("master_link_status:up"))
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the Redis Cluster did not reach cluster_state:ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The port of the primary that serves `key`'s slot, as a live node sees it.
+    pub fn primary_of(&self, key: &str, dead: &[u16]) -> u16 {
+        let live = self.servers.iter().find(|s| !dead.contains(&s.port)).expect("a live node");
+        let slot: i64 = redis_cmd(live.port, &["CLUSTER", "KEYSLOT", key]).expect("keyslot");
+        let slots: Vec<redis::Value> = redis_cmd(live.port, &["CLUSTER", "SLOTS"]).expect("cluster slots");
+        for range in slots {
+            let redis::Value::Array(r) = range else { continue };
+            let (Some(redis::Value::Int(lo)), Some(redis::Value::Int(hi)), Some(redis::Value::Array(primary))) =
+                (r.first(), r.get(1), r.get(2))
+            else {
+                continue;
+            };
+            if (*lo..=*hi).contains(&slot) {
+                if let Some(redis::Value::Int(port)) = primary.get(1) {
+                    return *port as u16;
+                }
+            }
+        }
+        panic!("no primary serves slot {slot}");
+    }
+
+    pub fn server(&mut self, port: u16) -> &mut RedisServer {
+        self.servers.iter_mut().find(|s| s.port == port).expect("server")
+    }
+}
+
+/// A real Sentinel setup on loopback: a primary, one replica and three Sentinels (quorum 2) that
+/// call the primary down after 1 s without an answer.
+pub struct RedisSentinels {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<SentinelProcess>,
+}
+
+pub const SENTINEL_MASTER: &str = "rotamaster";
+
+pub struct SentinelProcess {
+    pub port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+impl RedisSentinels {
+    pub fn start() -> RedisSentinels {
+        let primary = RedisServer::start();
+        let p = primary.port.to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &p], "");
+        let sentinels: Vec<SentinelProcess> = (0..3)
+            .map(|_| {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let port = free_port();
+                let conf = dir.path().join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {p} 2\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                         sentinel failover-timeout {SENTINEL_MASTER} 10000\n",
+                        dir.path().display()
+                    ),
+                )
+                .expect("sentinel.conf");
+                let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+                let child = Command::new(&bin)
+                    .arg(&conf)
+                    .arg("--sentinel")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start '{bin} --sentinel': {e}"));
+                SentinelProcess { port, child: Some(child), _dir: dir }
+            })
+            .collect();
+        let s = RedisSentinels { primary, replica, sentinels };
+        // Every Sentinel knows the replica and the two other Sentinels, and the replica is in sync.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = s.sentinels.iter().all(|x| {
+                let replicas: Option<Vec<redis::Value>> = redis_cmd(x.port, &["SENTINEL", "REPLICAS", SENTINEL_MASTER]);
+                let others: Option<Vec<redis::Value>> = redis_cmd(x.port, &["SENTINEL", "SENTINELS", SENTINEL_MASTER]);
+                replicas.is_some_and(|r| !r.is_empty()) && others.is_some_and(|o| o.len() == 2)
+            }) && redis_cmd::<String>(s.replica.port, &["INFO", "replication"])
+                .is_some_and(|r| r.contains("master_link_status:up"));
+            if ready {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the Sentinels did not find each other and the replica");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+        format!("redis+sentinel://{}/{SENTINEL_MASTER}", hosts.join(","))
+    }
+
+    /// The primary's port as the Sentinels report it (None while they disagree or do not answer).
+    pub fn reported_primary(&self) -> Option<u16> {
+        let mut seen = Vec::new();
+        for x in &self.sentinels {
+            let a: Vec<String> = redis_cmd(x.port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER])?;
+            seen.push(a.get(1)?.parse::<u16>().ok()?);
+        }
+        seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0])
+    }
+}

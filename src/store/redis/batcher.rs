@@ -1,13 +1,13 @@
 //! Coalesces concurrent calls of one per-fire script into one call that carries them all (the
 //! Redis store's `start.lua` and `finish.lua`), each caller still getting its own reply. Owns the
 //! batch form of a script (`batched`, with `lua/batch.lua`) and how many calls are in flight.
-//! Uses: the `redis` crate (a `Script` and the shared `ConnectionManager`) and `error`; it knows
+//! Uses: the `redis` crate (a `Script` and the store's shared connection) and `error`; it knows
 //! nothing of fires, keys or what a reply means.
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
 
+use super::topology::Conn;
 use crate::error::{Error, Result};
 
 /// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
@@ -36,7 +36,7 @@ impl Batcher {
     /// Most fires in one call.
     const MAX_ITEMS: usize = 256;
 
-    pub(super) fn spawn(script: &'static Script, conn: ConnectionManager) -> Batcher {
+    pub(super) fn spawn(script: &'static Script, conn: Conn) -> Batcher {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BatchItem>();
         let slots = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
         // Ends when the store (the only sender) is dropped.
@@ -63,7 +63,7 @@ impl Batcher {
 
     /// Every item of one batcher has the same shape (one call site, fixed-size key and argument
     /// lists), so the first item's tells the script how to split the rest.
-    async fn run(script: &Script, mut conn: ConnectionManager, items: Vec<BatchItem>) {
+    async fn run(script: &Script, mut conn: Conn, items: Vec<BatchItem>) {
         let (nkeys, nargs) = items.first().map_or((0, 0), |i| (i.keys.len(), i.args.len()));
         debug_assert!(items.iter().all(|i| i.keys.len() == nkeys && i.args.len() == nargs));
         let mut inv = script.prepare_invoke();

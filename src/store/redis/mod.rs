@@ -4,31 +4,33 @@
 //! node's local watchers while it has any. The per-fire start and finish scripts go through a
 //! `Batcher`, which sends the fires started (or finished) at the same moment in one script call.
 //!
-//! Connections: one auto-reconnecting `ConnectionManager` (multiplexed) for commands, created lazily
-//! so a node starts while Redis is down and reports NOT_SERVING until `ping` succeeds; one dedicated
-//! connection for the blocking take from a node's queue (BLMOVE); and one pub/sub connection while
-//! someone watches (`relay`), re-established in a loop when it drops.
+//! Connections (`topology`: one server, a Redis Cluster or a primary found through Sentinel): one
+//! shared connection for commands, created lazily so a node starts while Redis is down and reports
+//! NOT_SERVING until `ping` succeeds; one dedicated connection for the blocking take from a node's
+//! queue (BLMOVE); and one pub/sub connection while someone watches (`relay`), re-established in a
+//! loop when it drops.
 //!
 //! This file owns `RedisStore`: the store traits' methods, each a script call (keys and arguments
 //! in, the reply read back into the store's types) or plain commands, and the connections above.
 //! `batcher` owns coalescing the start and finish calls; `relay` owns the change channel's
-//! subscription. Uses: the store's types and `keys`, the scripts in `../lua/`, `execution`, `job`,
-//! `error`, and `failpoints` (the reply a failpoint drops; they exist only with the `failpoints`
-//! feature).
+//! subscription; `topology` owns the `redis` URL's forms and the connection type. Uses: the store's
+//! types and `keys`, the scripts in `../lua/`, `execution`, `job`, `error`, and `failpoints` (the
+//! reply a failpoint drops; they exist only with the `failpoints` feature).
 mod batcher;
 mod relay;
+mod topology;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
 use self::batcher::{batched, Batcher};
 use self::relay::relay_changes;
+use self::topology::{Conn, Topology};
 use super::keys::Keys;
 use super::{
     Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
@@ -78,10 +80,10 @@ const MAX_LIST_SCAN: usize = 5_000;
 const NODE_RECORD_KEEP_MS: u64 = 10 * 60 * 1000;
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     /// For BLMOVE only: a blocking command must not hold up the shared multiplexed connection.
-    blocking: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
-    client: redis::Client,
+    blocking: tokio::sync::Mutex<Option<Conn>>,
+    topology: Arc<Topology>,
     keys: Keys,
     retention_ms: u64,
     timing: super::FireTiming,
@@ -117,27 +119,14 @@ impl RedisStore {
         cluster: &str,
         retention_ms: u64,
     ) -> Result<RedisStore> {
-        // The error text of a bad URL may echo it (with its password): say only what is wrong.
-        let bad = |e: redis::RedisError| Error::Config { key: "redis".into(), reason: format!("{:?}", e.kind()) };
-        let client = match ca_pem {
-            Some(root) => {
-                redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root) })
-                    .map_err(bad)?
-            }
-            None => redis::Client::open(url).map_err(bad)?,
-        };
-        let cfg = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg)?;
         let keys = Keys::new(prefix, cluster);
+        let topology = Arc::new(Topology::parse(url, ca_pem)?.with_slot_of(&keys.lease()));
+        let conn = topology.commands()?;
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let wanted = Arc::new(Notify::new());
         let (live_tx, relay_live) = watch::channel(false);
         let relay = tokio::spawn(relay_changes(
-            client.clone(),
+            Arc::clone(&topology),
             keys.exec_channel(),
             events.clone(),
             Arc::clone(&wanted),
@@ -148,7 +137,7 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             blocking: tokio::sync::Mutex::new(None),
-            client,
+            topology,
             keys,
             retention_ms,
             timing: super::FireTiming::default(),
@@ -171,7 +160,7 @@ impl RedisStore {
         &self.keys
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         // A clone shares the one multiplexed connection.
         self.conn.clone()
     }
@@ -560,10 +549,7 @@ impl FireStore for RedisStore {
     async fn take_queued(&self, node: &str, wait: Duration) -> Result<Option<String>> {
         let mut slot = self.blocking.lock().await;
         if slot.is_none() {
-            let cfg = redis::AsyncConnectionConfig::new()
-                .set_response_timeout(Some(wait + RESPONSE_TIMEOUT))
-                .set_connection_timeout(Some(RESPONSE_TIMEOUT));
-            *slot = Some(self.client.get_multiplexed_async_connection_with_config(&cfg).await?);
+            *slot = Some(self.topology.dedicated(wait + RESPONSE_TIMEOUT).await?);
         }
         let Some(conn) = slot.as_mut() else { return Ok(None) };
         let r: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")

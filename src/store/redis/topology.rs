@@ -1,0 +1,424 @@
+//! Where Redis is and how to talk to it: one server (`redis://`, `rediss://`, `unix://`), a Redis
+//! Cluster (`redis+cluster://h1:p1,h2:p2,...`, `rediss+cluster://` for TLS) or a primary found
+//! through Sentinel (`redis+sentinel://s1:p1,s2:p2,.../mastername[/db]`). Owns parsing those URLs
+//! (`Topology::parse`, also what `--check` runs) and the connection the store's methods use
+//! (`Conn`, a `redis::aio::ConnectionLike`, so the methods are the same for every form).
+//!
+//! Redis Cluster: every key of a cluster carries one hash tag (`Keys`), so all of them, and every
+//! script's keys, are in one slot. The cluster connection follows MOVED/ASK and refreshes its slot
+//! map when a primary fails over; the commands without a key this store sends (PING, TIME, INFO,
+//! SCRIPT LOAD) go to the primary of that slot, so a script is loaded where it runs (EVALSHA's
+//! NOSCRIPT fallback loads it there again after a failover) and TIME/INFO describe the server that
+//! holds the data. Pub/sub needs nothing special: a PUBLISH on any node reaches subscribers on all.
+//!
+//! Sentinel: the primary is asked of the Sentinels (and checked with ROLE) when the first command
+//! goes out, again after a command fails in a way that says the primary may have moved (the
+//! connection broke or timed out, or the server answered READONLY: a demoted primary), and every
+//! half second while connected (a primary the Sentinels replaced keeps taking writes until they
+//! demote it, and those writes are lost).
+//!
+//! Uses: the `redis` crate and `error`. Never puts a URL in an error: it may carry a password.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+
+use crate::config::RedisUrl;
+use crate::error::{Error, Result};
+
+/// One Redis deployment rota can use, parsed from the `redis` setting.
+// One per store, made once: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Topology {
+    Single(redis::Client),
+    Cluster {
+        client: ClusterClient,
+        /// The listed nodes' URLs and the CA, for a connection of its own with a longer timeout.
+        urls: Vec<String>,
+        ca_pem: Option<Vec<u8>>,
+        /// One client per listed node, for the change channel's subscription (any node will do).
+        nodes: Vec<redis::Client>,
+        /// The slot every key of this rota cluster hashes to.
+        slot: Slot,
+    },
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+        node: SentinelNodeConnectionInfo,
+    },
+}
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::Config { key: "redis".into(), reason: reason.into() }
+}
+
+impl Topology {
+    /// Parses the `redis` setting. `ca_pem`: the CA for `rediss://` and `rediss+cluster://`.
+    pub(super) fn parse(url: &str, ca_pem: Option<Vec<u8>>) -> Result<Topology> {
+        // The error text of a bad URL may echo it (with its password): say only what is wrong.
+        let kind = |e: redis::RedisError| bad(format!("{:?}", e.kind()));
+        match RedisUrl::parse(url).map_err(bad)? {
+            RedisUrl::Cluster { tls, userinfo, hosts } => {
+                let node_scheme = if tls { "rediss" } else { "redis" };
+                let urls: Vec<String> = hosts.iter().map(|h| format!("{node_scheme}://{userinfo}{h}/")).collect();
+                let mut nodes = Vec::with_capacity(urls.len());
+                for u in &urls {
+                    nodes.push(client(u, ca_pem.clone()).map_err(kind)?);
+                }
+                let client = cluster_client(&urls, ca_pem.clone(), super::RESPONSE_TIMEOUT).map_err(kind)?;
+                Ok(Topology::Cluster { client, urls, ca_pem, nodes, slot: Slot::for_key("") })
+            }
+            RedisUrl::Sentinel { userinfo, hosts, master, db } => {
+                // The user info and database are the primary's; the Sentinels are asked without.
+                let data = format!("redis://{userinfo}localhost:1/{db}").into_connection_info().map_err(kind)?;
+                let node =
+                    SentinelNodeConnectionInfo::default().set_redis_connection_info(data.redis_settings().clone());
+                let sentinels: Vec<String> = hosts.iter().map(|h| format!("redis://{h}/")).collect();
+                for s in &sentinels {
+                    s.as_str().into_connection_info().map_err(kind)?;
+                }
+                Ok(Topology::Sentinel { sentinels, master: master.to_string(), node })
+            }
+            RedisUrl::Single => Ok(Topology::Single(client(url, ca_pem).map_err(kind)?)),
+        }
+    }
+
+    /// Sets the slot that keyless commands go to on a Redis Cluster: that of `key`.
+    pub(super) fn with_slot_of(mut self, key: &str) -> Topology {
+        if let Topology::Cluster { slot, .. } = &mut self {
+            *slot = Slot::for_key(key.as_bytes());
+        }
+        self
+    }
+
+    fn sentinel_client(&self) -> Option<SentinelClient> {
+        let Topology::Sentinel { sentinels, master, node } = self else { return None };
+        // Checked in `parse`; building does not connect.
+        SentinelClient::build(sentinels.clone(), master, Some(node.clone()), SentinelServerType::Master).ok()
+    }
+
+    /// The shared connection for commands, created lazily: it does not fail when Redis is down.
+    pub(super) fn commands(&self) -> Result<Conn> {
+        match self {
+            Topology::Single(client) => {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(super::RESPONSE_TIMEOUT))
+                    .set_connection_timeout(Some(super::RESPONSE_TIMEOUT))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(1));
+                Ok(Conn::Single(ConnectionManager::new_lazy_with_config(client.clone(), cfg)?))
+            }
+            Topology::Cluster { client, slot, .. } => Ok(self.cluster(client, *slot, super::RESPONSE_TIMEOUT)),
+            Topology::Sentinel { .. } => Ok(Conn::Sentinel(SentinelConn::new(
+                self.sentinel_client().ok_or_else(|| bad("redis+sentinel: bad Sentinel address"))?,
+                super::RESPONSE_TIMEOUT,
+            ))),
+        }
+    }
+
+    fn cluster(&self, client: &ClusterClient, slot: Slot, response: Duration) -> Conn {
+        let cfg = redis::cluster::ClusterConfig::new()
+            .set_connection_timeout(super::RESPONSE_TIMEOUT)
+            .set_response_timeout(response);
+        Conn::Cluster(Box::new(client.get_pending_async_connection_with_config(cfg)), slot)
+    }
+
+    /// A connection of its own (for a blocking command, which must not hold up the shared one),
+    /// waiting up to `response` for a reply.
+    pub(super) async fn dedicated(&self, response: Duration) -> Result<Conn> {
+        match self {
+            Topology::Single(client) => {
+                let cfg = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(response))
+                    .set_connection_timeout(Some(super::RESPONSE_TIMEOUT));
+                Ok(Conn::Plain(client.get_multiplexed_async_connection_with_config(&cfg).await?))
+            }
+            Topology::Cluster { urls, ca_pem, slot, .. } => {
+                // The overall timeout (retries and redirections included) is the client's.
+                let client = cluster_client(urls, ca_pem.clone(), response)?;
+                Ok(self.cluster(&client, *slot, response))
+            }
+            Topology::Sentinel { .. } => Ok(Conn::Sentinel(SentinelConn::new(
+                self.sentinel_client().ok_or_else(|| bad("redis+sentinel: bad Sentinel address"))?,
+                response,
+            ))),
+        }
+    }
+
+    /// A client for the change channel's subscription, on the `attempt`-th try: the one server; a
+    /// cluster's listed nodes in turn (a message published on any node reaches every node's
+    /// subscribers); the current primary of a Sentinel-managed set.
+    pub(super) async fn pubsub_client(&self, attempt: usize) -> RedisResult<redis::Client> {
+        match self {
+            Topology::Single(client) => Ok(client.clone()),
+            Topology::Cluster { nodes, .. } => Ok(nodes[attempt % nodes.len()].clone()),
+            Topology::Sentinel { .. } => match self.sentinel_client() {
+                Some(mut s) => s.async_get_client().await,
+                None => Err(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad Sentinel address"))),
+            },
+        }
+    }
+}
+
+/// A cluster client that gives up on a command (retries and redirections included) after `response`.
+fn cluster_client(urls: &[String], ca_pem: Option<Vec<u8>>, response: Duration) -> RedisResult<ClusterClient> {
+    let mut builder = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+        .connection_timeout(super::RESPONSE_TIMEOUT)
+        .response_timeout(response)
+        .retries(3)
+        .min_retry_wait(50)
+        .max_retry_wait(500);
+    if let Some(root) = ca_pem {
+        builder = builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root) });
+    }
+    builder.build()
+}
+
+fn client(url: &str, ca_pem: Option<Vec<u8>>) -> RedisResult<redis::Client> {
+    match ca_pem {
+        Some(root) => {
+            redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(root) })
+        }
+        None => redis::Client::open(url),
+    }
+}
+
+/// The connection the store's methods use, whatever the deployment.
+#[derive(Clone)]
+pub(super) enum Conn {
+    /// One server, reconnecting on its own.
+    Single(ConnectionManager),
+    /// One server, one connection (a dedicated one, rebuilt by its owner when it breaks).
+    Plain(MultiplexedConnection),
+    /// A Redis Cluster, and the slot all of this rota cluster's keys are in.
+    Cluster(Box<ClusterConnection>, Slot),
+    Sentinel(SentinelConn),
+}
+
+/// Whether a command has no key and should go to the primary of the store's slot on a cluster.
+fn keyless(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        redis::Arg::Simple(b) => Some(b),
+        _ => None,
+    });
+    let Some(name) = args.next() else { return false };
+    let is = |b: &[u8], s: &str| b.eq_ignore_ascii_case(s.as_bytes());
+    is(name, "PING")
+        || is(name, "TIME")
+        || is(name, "INFO")
+        || (is(name, "SCRIPT") && args.next().is_some_and(|sub| is(sub, "LOAD") || is(sub, "EXISTS")))
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Plain(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c, slot) => {
+                if keyless(cmd) {
+                    let route = Route::with_slot(*slot, SlotAddr::Master);
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    Box::pin(c.route_command(cmd.clone(), route))
+                } else {
+                    c.req_packed_command(cmd)
+                }
+            }
+            Conn::Sentinel(c) => Box::pin(c.command(cmd)),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c, _) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => Box::pin(c.pipeline(pipeline, offset, count)),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Plain(c) => c.get_db(),
+            Conn::Cluster(c, _) => c.get_db(),
+            Conn::Sentinel(_) => 0,
+        }
+    }
+}
+
+/// A connection to the primary the Sentinels name, asked again after a failure that says it may
+/// have moved. Clones share the connection.
+#[derive(Clone)]
+pub(super) struct SentinelConn {
+    shared: Arc<SentinelShared>,
+}
+
+struct SentinelShared {
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    /// The connection to the primary, its generation (bumped each time one is made) and the
+    /// primary's address.
+    current: std::sync::Mutex<Option<(u64, String, MultiplexedConnection)>>,
+    generation: AtomicU64,
+    response: Duration,
+}
+
+impl SentinelConn {
+    fn new(sentinel: SentinelClient, response: Duration) -> SentinelConn {
+        let shared = Arc::new(SentinelShared {
+            sentinel: tokio::sync::Mutex::new(sentinel),
+            current: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            response,
+        });
+        tokio::spawn(Self::follow(Arc::downgrade(&shared)));
+        SentinelConn { shared }
+    }
+
+    /// Asks the Sentinels for the primary every `SENTINEL_CHECK` while the connection is in use,
+    /// and drops the connection when they name another: after a requested failover (SENTINEL
+    /// FAILOVER) the old primary keeps taking writes, lost when the Sentinels demote it (about ten
+    /// seconds later), so waiting for an error would write into that window.
+    async fn follow(shared: std::sync::Weak<SentinelShared>) {
+        const SENTINEL_CHECK: Duration = Duration::from_millis(500);
+        loop {
+            tokio::time::sleep(SENTINEL_CHECK).await;
+            let Some(shared) = shared.upgrade() else { return };
+            let Some(addr) = Self::lock(&shared).as_ref().map(|c| c.1.clone()) else { continue };
+            let named = {
+                let mut sentinel = shared.sentinel.lock().await;
+                tokio::time::timeout(super::RESPONSE_TIMEOUT, sentinel.async_get_client()).await
+            };
+            if let Ok(Ok(client)) = named {
+                let now = client.get_connection_info().addr().to_string();
+                if now != addr {
+                    tracing::warn!(from = %addr, to = %now, "redis: the Sentinels name another primary; reconnecting");
+                    let mut cur = Self::lock(&shared);
+                    if cur.as_ref().is_some_and(|c| c.1 == addr) {
+                        *cur = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn lock(shared: &SentinelShared) -> std::sync::MutexGuard<'_, Option<(u64, String, MultiplexedConnection)>> {
+        shared.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        Self::lock(&self.shared).as_ref().map(|(g, _, c)| (*g, c.clone()))
+    }
+
+    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let mut sentinel = self.shared.sentinel.lock().await;
+        // Another caller may have connected while this one waited.
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let client = tokio::time::timeout(super::RESPONSE_TIMEOUT, sentinel.async_get_client())
+            .await
+            .map_err(|_| timeout_error("asking the Sentinels for the primary"))??;
+        drop(sentinel);
+        let addr = client.get_connection_info().addr().to_string();
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(self.shared.response))
+            .set_connection_timeout(Some(super::RESPONSE_TIMEOUT));
+        let conn = client.get_multiplexed_async_connection_with_config(&cfg).await?;
+        let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *Self::lock(&self.shared) = Some((generation, addr, conn.clone()));
+        Ok((generation, conn))
+    }
+
+    /// After an error on the connection of `generation`: forgets it when the error says the
+    /// primary may have moved, so the next command asks the Sentinels again.
+    fn after_error(&self, generation: u64, e: &redis::RedisError) {
+        let moved = e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+            || e.code() == Some("UNBLOCKED");
+        if moved {
+            let mut cur = Self::lock(&self.shared);
+            if cur.as_ref().is_some_and(|(g, _, _)| *g == generation) {
+                *cur = None;
+            }
+        }
+    }
+
+    async fn command(&self, cmd: &Cmd) -> RedisResult<Value> {
+        let (generation, mut conn) = self.connection().await?;
+        let r = conn.req_packed_command(cmd).await;
+        if let Err(e) = &r {
+            self.after_error(generation, e);
+        }
+        r
+    }
+
+    async fn pipeline(&self, pipeline: &Pipeline, offset: usize, count: usize) -> RedisResult<Vec<Value>> {
+        let (generation, mut conn) = self.connection().await?;
+        let r = conn.req_packed_commands(pipeline, offset, count).await;
+        if let Err(e) = &r {
+            self.after_error(generation, e);
+        }
+        r
+    }
+}
+
+fn timeout_error(what: &str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("timed out {what}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Topology;
+
+    fn reason(url: &str) -> String {
+        match Topology::parse(url, None) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(reason("redis://127.0.0.1:6379"), "ok");
+        assert_eq!(reason("redis+cluster://127.0.0.1:7000,127.0.0.1:7001"), "ok");
+        assert_eq!(reason("redis+cluster://u:pw@127.0.0.1:7000/"), "ok");
+        assert_eq!(reason("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster"), "ok");
+        assert_eq!(reason("redis+sentinel://:pw@127.0.0.1:26379/mymaster/2"), "ok");
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong_without_the_password() {
+        for (url, want) in [
+            ("http://h:1", "must start with"),
+            ("redis+cluster://", "lists no host:port"),
+            ("redis+cluster://u:s3cret@h:1,h2", "host 2 of redis+cluster is not host:port"),
+            ("redis+cluster://u:s3cret@h:1/3", "no database number"),
+            ("redis+cluster://u:s3cret@h:1?x=1", "no query"),
+            ("redis+sentinel://u:s3cret@h:1", "needs the primary's name"),
+            ("redis+sentinel://u:s3cret@h:1/m/x", "not a database number"),
+            ("redis+sentinel://u:s3cret@h:0/m", "host 1 of redis+sentinel is not host:port"),
+        ] {
+            let r = reason(url);
+            assert!(r.contains(want), "{url}: {r}");
+            assert!(r.contains("redis"), "{url}: {r}");
+            assert!(!r.contains("s3cret"), "{url}: {r}");
+        }
+    }
+}
