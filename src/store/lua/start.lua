@@ -14,11 +14,18 @@
 --   | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state} | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
 --   | {'MASTER_ONLY'} (the caller is not master and the job is master-only: nothing changed)
 --   | {'BADKEY', why} (a key of the wrong type: nothing changed)
-if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
-local bad = wrong(KEYS[1], 'hash', KEYS[2], 'list', KEYS[4], 'list', KEYS[5], 'zset', KEYS[6], 'zset')
+-- Batched (see batcher.rs): the fires of one call share p:<self>, hb:<self>, the dlq and the
+-- indexes, so their types (and the heartbeat) are checked once per call, not per fire.
+if get_once(KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
+local bad = wrong(KEYS[2], 'list', KEYS[4], 'list', KEYS[5], 'zset', KEYS[6], 'zset')
 if bad then return {'BADKEY', bad} end
-local f = redis.call('HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec', 'deadline_ms',
-  'manual', 'exec', 'attempts', 'started')
+-- The fire hash's first command is this read: a wrong type is found here, before any write.
+local f
+f, bad = read('hash', 'HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec',
+  'deadline_ms', 'manual', 'exec', 'attempts', 'started')
+if bad then return {'BADKEY', bad} end
+-- next_exec is cleared by writing '' (in the same HSET as the state) rather than by an HDEL.
+if f[7] == '' then f[7] = false end
 local st, owner = f[1], f[2]
 -- Every fire hash has a state: none means no such fire.
 if not st then
@@ -27,8 +34,8 @@ if not st then
   return {'POISON'}
 end
 local function spec_of(job)
-  if wrong(ARGV[6] .. job, 'hash') then return '' end  -- the worker records it failed: no such job
-  return redis.call('HGET', ARGV[6] .. job, 'spec') or ''
+  local spec = read('hash', 'HGET', ARGV[6] .. job, 'spec')
+  return spec or ''  -- none, or not a hash: the worker records it failed (no such job)
 end
 if st == 'running' and owner == ARGV[2] then
   -- Started by this very incarnation: the start committed and its reply was lost (Redis restarted
@@ -49,29 +56,30 @@ if (st ~= 'queued' and st ~= 'accepted') or owner ~= ARGV[2] then
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   return {'NOT_MINE', st or ''}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = time_ms()
 local exec = f[7] or ARGV[4]
 if f[8] and now > tonumber(f[8]) then
   -- waited past the start deadline: a misfire, recorded by the caller
-  redis.call('HSET', KEYS[1], 'state', 'misfired', 'exec', exec, 'inc', ARGV[3])
-  redis.call('HDEL', KEYS[1], 'next_exec')
+  redis.call('HSET', KEYS[1], 'state', 'misfired', 'exec', exec, 'inc', ARGV[3], 'next_exec', '')
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   redis.call('ZREM', KEYS[6], ARGV[1])
   return {'MISFIRED', f[4], f[5], exec}
 end
-bad = wrong(ARGV[8] .. f[4], 'zset')
-if bad then return {'BADKEY', bad} end
+-- The job's index is written only for a fresh record (a re-run); the claim's is indexed already.
+if not f[7] then
+  bad = wrong(ARGV[8] .. f[4], 'zset')
+  if bad then return {'BADKEY', bad} end
+end
 local spec = spec_of(f[4])
 -- A plain find first: only a spec that may say so is decoded (args could hold the same text).
 if ARGV[11] == '1' and string.find(spec, '"master_only":true', 1, true) then
   local ok, d = pcall(cjson.decode, spec)
   if ok and type(d) == 'table' and d.master_only == true then return {'MASTER_ONLY'} end
 end
-redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now)
-redis.call('HDEL', KEYS[1], 'next_exec')
+local attempt = (tonumber(f[11]) or 0) + 1
+redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now, 'next_exec', '',
+  'attempts', attempt)
 redis.call('ZREM', KEYS[6], ARGV[1])
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 -- The record's JSON is the Execution type's serde form (tested by the store conformance suite). The
 -- epoch goes in as its digits: a Lua number prints 14 significant digits, and epochs may have 16.
 local epoch = f[6] or '0'
@@ -88,5 +96,5 @@ if not f[7] then
   redis.call('ZADD', KEYS[5], 0, exec)
   redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
 end
-redis.call('PUBLISH', ARGV[10], json)
+announce(ARGV[10], json)
 return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec}

@@ -684,9 +684,11 @@ impl FireStore for RedisStore {
         let n: i64 = RETRY
             .key(self.keys.fire(fire_id))
             .key(self.keys.hb(node))
+            .key(self.keys.execs())
             .arg(node)
             .arg(inc)
             .arg(exec_id)
+            .arg(self.keys.job_execs(""))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(u32::try_from(n).ok().filter(|n| *n > 0))
