@@ -11,19 +11,19 @@
 -- ARGV[10] the superseded JSON  ARGV[11] its execution id (its own: the fire's real record, e.g.
 --   'lost' or a re-run, is never overwritten)
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
--- Batched: the executions index and p:<self> are shared by the call's fires, so wrong() checks them
--- once per call. The fire hash, the job's index and the lock are checked by their first command, a
--- read (or a trim) under pcall, before anything is written.
-local bad = wrong(KEYS[2], 'zset', KEYS[6], 'list')
-if bad then return {'BADKEY', bad} end
-local f
-f, bad = read('hash', 'HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
+-- Every key is made sure of before the first write that matters: the fire hash, the job's index,
+-- the lock and p:<self> by their first command under pcall (a read; the index's trim of entries past
+-- retention, which is housekeeping; the ack's LREM); the executions index by TYPE, only when this
+-- finish writes it.
+local f, bad = read('hash', 'HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
 if bad then return {'BADKEY', bad} end
 -- The same finish again (its first reply was lost: Redis restarted between the commit and the reply,
 -- and the caller retried): it is recorded already. Without this the repeat would be taken for a late
 -- result of a dead incarnation and leave a `superseded` record beside the real one.
 if f[1] == ARGV[9] and f[2] == ARGV[7] and f[3] == ARGV[8] and f[4] == ARGV[1] then
-  redis.call('LREM', KEYS[6], -1, ARGV[5])
+  local _
+  _, bad = read('list', 'LREM', KEYS[6], -1, ARGV[5])
+  if bad then return {'BADKEY', bad} end
   return {'OK'}
 end
 -- Trim the job's index of entries past retention as we go (so a busy job's index stays bounded);
@@ -43,7 +43,17 @@ if mine then
   held, bad = read('string', 'GET', KEYS[4])
   if bad then return {'BADKEY', bad} end
 end
-if mine or f[2] ~= ARGV[7] or f[3] == ARGV[8] then redis.call('LREM', KEYS[6], -1, ARGV[5]) end
+-- The fire's own execution (its exec field) was indexed when it was made (claim, trigger, a re-run's
+-- start, a retry's record); a superseded evidence record, or another id, is indexed here.
+local index = not (mine and f[4] == ARGV[1])
+if index then
+  bad = wrong(KEYS[2], 'zset')
+  if bad then return {'BADKEY', bad} end
+end
+if mine or f[2] ~= ARGV[7] or f[3] == ARGV[8] then
+  _, bad = read('list', 'LREM', KEYS[6], -1, ARGV[5])  -- the first write beyond the trim
+  if bad then return {'BADKEY', bad} end
+end
 if not mine then
   json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
 else
@@ -51,9 +61,7 @@ else
   if held == ARGV[5] then redis.call('DEL', KEYS[4]) end
 end
 redis.call('SET', key, json, 'PX', ARGV[3])
--- The fire's own execution (its exec field) was indexed when it was made (claim, trigger, a re-run's
--- start, a retry's record); a superseded evidence record, or another id, is indexed here.
-if not (mine and f[4] == id) then
+if index then
   redis.call('ZADD', KEYS[2], 0, id)
   redis.call('ZADD', KEYS[3], 0, id)
 end

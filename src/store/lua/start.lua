@@ -14,14 +14,12 @@
 --   | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state} | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
 --   | {'MASTER_ONLY'} (the caller is not master and the job is master-only: nothing changed)
 --   | {'BADKEY', why} (a key of the wrong type: nothing changed)
--- Batched (see batcher.rs): the fires of one call share p:<self>, hb:<self>, the dlq and the
--- indexes, so their types (and the heartbeat) are checked once per call, not per fire.
+-- Batched (see batcher.rs): the fires of one call share hb:<self>, read once per call. Each path
+-- makes sure of the keys it writes before its first write: the fire hash by its first read, the
+-- others on the paths that write them (the common path, a first start, writes only the fire hash,
+-- the watch set, whose ZREM is its first write, and the record; it checks p:<self> once per call).
 if get_once(KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
-local bad = wrong(KEYS[2], 'list', KEYS[4], 'list', KEYS[5], 'zset', KEYS[6], 'zset')
-if bad then return {'BADKEY', bad} end
--- The fire hash's first command is this read: a wrong type is found here, before any write.
-local f
-f, bad = read('hash', 'HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec',
+local f, bad = read('hash', 'HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec',
   'deadline_ms', 'manual', 'exec', 'attempts', 'started')
 if bad then return {'BADKEY', bad} end
 -- next_exec is cleared by writing '' (in the same HSET as the state) rather than by an HDEL.
@@ -29,6 +27,8 @@ if f[7] == '' then f[7] = false end
 local st, owner = f[1], f[2]
 -- Every fire hash has a state: none means no such fire.
 if not st then
+  bad = wrong(KEYS[2], 'list', KEYS[4], 'list')
+  if bad then return {'BADKEY', bad} end
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   redis.call('LPUSH', KEYS[4], cjson.encode({entry = ARGV[1], node = ARGV[2], reason = 'no such fire', at = ARGV[5]}))
   return {'POISON'}
@@ -53,13 +53,17 @@ if st == 'misfired' and owner == ARGV[2] and f[3] == ARGV[3] and f[10] then
   return {'MISFIRED', f[4], f[5], f[10]}
 end
 if (st ~= 'queued' and st ~= 'accepted') or owner ~= ARGV[2] then
-  redis.call('LREM', KEYS[2], -1, ARGV[1])
+  local _
+  _, bad = read('list', 'LREM', KEYS[2], -1, ARGV[1])  -- its one write
+  if bad then return {'BADKEY', bad} end
   return {'NOT_MINE', st or ''}
 end
 local now = time_ms()
 local exec = f[7] or ARGV[4]
 if f[8] and now > tonumber(f[8]) then
   -- waited past the start deadline: a misfire, recorded by the caller
+  bad = wrong(KEYS[2], 'list', KEYS[6], 'zset')
+  if bad then return {'BADKEY', bad} end
   redis.call('HSET', KEYS[1], 'state', 'misfired', 'exec', exec, 'inc', ARGV[3], 'next_exec', '')
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   redis.call('ZREM', KEYS[6], ARGV[1])
@@ -67,7 +71,7 @@ if f[8] and now > tonumber(f[8]) then
 end
 -- The job's index is written only for a fresh record (a re-run); the claim's is indexed already.
 if not f[7] then
-  bad = wrong(ARGV[8] .. f[4], 'zset')
+  bad = wrong(KEYS[5], 'zset', ARGV[8] .. f[4], 'zset')
   if bad then return {'BADKEY', bad} end
 end
 local spec = spec_of(f[4])
@@ -76,10 +80,17 @@ if ARGV[11] == '1' and string.find(spec, '"master_only":true', 1, true) then
   local ok, d = pcall(cjson.decode, spec)
   if ok and type(d) == 'table' and d.master_only == true then return {'MASTER_ONLY'} end
 end
+-- A running fire's home is p:<self> (where the rescan and the reaper find it): a start does not
+-- leave the watch set unless that is a list (one TYPE per call). Leaving the watch set is the first
+-- write: a ZREM that fails on the wrong type without writing.
+bad = wrong(KEYS[2], 'list')
+if bad then return {'BADKEY', bad} end
+local _
+_, bad = read('zset', 'ZREM', KEYS[6], ARGV[1])
+if bad then return {'BADKEY', bad} end
 local attempt = (tonumber(f[11]) or 0) + 1
 redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now, 'next_exec', '',
   'attempts', attempt)
-redis.call('ZREM', KEYS[6], ARGV[1])
 -- The record's JSON is the Execution type's serde form (tested by the store conformance suite). The
 -- epoch goes in as its digits: a Lua number prints 14 significant digits, and epochs may have 16.
 local epoch = f[6] or '0'
