@@ -1,7 +1,9 @@
 -- The owner starts a fire taken from its processing list: compare-and-set queued|accepted -> running,
--- only in a live incarnation that owns the fire, and writes the attempt's `running` record in the
--- same step (so the record can never say less than the fire hash: a reaper that later records the
--- attempt lost is never overwritten by a late "running"). Returns the job's definition too, so the
+-- only in a live incarnation that owns the fire. The attempt is `running` from this same step: a
+-- re-run's fresh record is written `running` here; the claim's (or trigger's) `pending` record of a
+-- first attempt is left as it is, and reads as `running` from the fire hash (RedisStore::with_started),
+-- so the record can never say less than the fire hash, and a reaper that later records the attempt
+-- lost is never overwritten by a late "running". Returns the job's definition too, so the
 -- worker needs no read of its own. An entry that names no fire is set aside in the dead-letter list
 -- (never dropped); a stale copy of a fire that lives elsewhere is removed.
 -- KEYS[1] fire hash  KEYS[2] p:<self>  KEYS[3] hb:<self>  KEYS[4] dlq  KEYS[5] executions index
@@ -101,9 +103,11 @@ local json = cjson.encode({
   manual = f[9] == '1', epoch = 0
 })
 json = string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1)
-redis.call('SET', ARGV[7] .. exec, json, 'PX', ARGV[9])
--- The record made at claim (next_exec) is indexed already; a fresh one (a re-run) is not.
+-- The record made at claim (next_exec) is written and indexed already, and is not written again:
+-- while it says `pending` and the fire hash says this execution started, the store's reads show it
+-- `running` from the fire hash (RedisStore::with_started). A fresh one (a re-run) is written here.
 if not f[7] then
+  redis.call('SET', ARGV[7] .. exec, json, 'PX', ARGV[9])
   redis.call('ZADD', KEYS[5], 0, exec)
   redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
 end
