@@ -244,7 +244,7 @@ async fn burst() -> Value {
     let load_s = loaded_at.elapsed().as_secs_f64();
     let (nodes, ports) = cluster(&redis, 3, &["--workers", "8"]).await;
     let now = rota::store::now_ms();
-    let (calls0, usec0) = (redis_calls(&redis.url()).0, redis_usec(&redis.url()));
+    let ((calls0, per0), usec0) = (redis_calls(&redis.url()), redis_usec(&redis.url()));
     // Wait for the burst, then for every fire of it to be recorded.
     tokio::time::sleep(Duration::from_millis((burst_at - now).max(0) as u64)).await;
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -256,7 +256,16 @@ async fn burst() -> Value {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (calls1, usec1) = (redis_calls(&redis.url()).0, redis_usec(&redis.url()));
+    let ((calls1, per1), usec1) = (redis_calls(&redis.url()), redis_usec(&redis.url()));
+    // Which commands Redis ran per fire (a script call and each command it ran count apiece).
+    let mut commands_per_fire: Vec<(String, f64)> = per1
+        .iter()
+        .map(|(k, v)| (k.clone(), (*v - per0.get(k).copied().unwrap_or(0)) as f64 / n as f64))
+        .filter(|(_, v)| *v >= 0.01)
+        .collect();
+    commands_per_fire.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let commands_per_fire: serde_json::Map<String, Value> =
+        commands_per_fire.into_iter().map(|(k, v)| (k, json!((v * 100.0).round() / 100.0))).collect();
     // Where Redis's time went, per fire (scripts include the commands they ran).
     let usec_per_fire: BTreeMap<String, f64> = usec1
         .iter()
@@ -295,7 +304,9 @@ async fn burst() -> Value {
         "by_node": by_node,
         "jobs_loaded_per_second": n as f64 / load_s,
         "redis_commands_per_fire": (calls1 - calls0) as f64 / n as f64,
+        "redis_command_breakdown_per_fire": commands_per_fire,
         "redis_script_usec_per_fire": usec_per_fire,
+        "redis_script_usec_per_fire_total": usec_per_fire.values().sum::<f64>(),
         "redis_rtt_us": rtt,
     })
 }

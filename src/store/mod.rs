@@ -234,7 +234,8 @@ pub enum Start {
     MasterOnly,
 }
 
-/// A started fire: its `running` record is written (in the same step as the start).
+/// A started fire: its attempt reads `running` from the same step as the start (the Redis store
+/// shows the claim's record `running` from the fire hash; the in-memory store writes it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedFire {
     pub exec_id: String,

@@ -21,8 +21,8 @@ for i = 1, n do
   local kf, fire = KEYS[4 + i], ARGV[4 + i]
   local st = whole
   if not st then
-    local f = {}
-    if wrong(kf, 'hash') then st = 'BADKEY' else f = redis.call('HMGET', kf, 'state', 'node') end
+    local f, bad = read('hash', 'HMGET', kf, 'state', 'node')
+    if bad then st = 'BADKEY'; f = {} end
     if st then
       -- set aside above
     elseif not f[1] then st = 'UNKNOWN'
@@ -32,10 +32,7 @@ for i = 1, n do
     else
       redis.call('HSET', kf, 'state', 'accepted', 'node', ARGV[2], 'inc', ARGV[3])
       redis.call('LPUSH', KEYS[2], fire)
-      if not watch_at then
-        local t = redis.call('TIME')
-        watch_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
-      end
+      if not watch_at then watch_at = time_ms() + tonumber(ARGV[4]) end
       redis.call('ZADD', KEYS[3], watch_at, fire)
       st = 'OK'
     end

@@ -13,4 +13,5 @@ for i = 0, #KEYS / nk - 1 do
   local ok, r = pcall(one, k, a)
   if ok then out[i + 1] = r else out[i + 1] = {'ERROR', tostring(r)} end
 end
+flush()  -- the items' announced changes, as one message
 return out

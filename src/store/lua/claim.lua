@@ -25,8 +25,7 @@ local function describe(k)
   if #s > 300 then s = string.sub(s, 1, 300) .. '...' end
   return s
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = time_ms()
 local out = {}
 local n = (#KEYS - 4) / 5
 for i = 0, n - 1 do
@@ -35,11 +34,10 @@ for i = 0, n - 1 do
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'
-  -- One read for the job (every job hash has updated_ms): a claim is ~15 commands, and each
-  -- command inside a script costs about a microsecond of Redis's one thread.
-  local badjob = wrong(kj, 'hash')
-  local j = {}
-  if not badjob then j = redis.call('HMGET', kj, 'next_ms', 'paused', 'updated_ms') end
+  -- One read for the job (every job hash has updated_ms), under pcall: a job key of the wrong type
+  -- is this claim's BADKEY, found without a TYPE of its own.
+  local j, badjob = read('hash', 'HMGET', kj, 'next_ms', 'paused', 'updated_ms')
+  j = j or {}
   local wm = j[1]
   if badjob then out[#out+1] = 'BADKEY ' .. badjob
   elseif not j[3] then out[#out+1] = 'GONE'
@@ -58,8 +56,15 @@ for i = 0, n - 1 do
     -- already decided (BADKEY, GONE, PAUSED, STALE)
   elseif redis.call('EXISTS', kf) == 1 then
     out[#out+1] = 'DUP ' .. describe(kf)  -- recorded before: the watermark moved on above, nothing else
-  elseif wrong(kl, 'string', kje, 'zset') then
-    out[#out+1] = 'BADKEY ' .. wrong(kl, 'string', kje, 'zset')
+  else
+    -- The lock is written only for a forbid job (SET NX), so only then is its type checked; the
+    -- job's index is the fire's first write, a ZADD that fails on the wrong type before writing.
+    if forbid then out[i+1] = wrong(kl, 'string') end
+    if not out[i+1] then local _; _, out[i+1] = read('zset', 'ZADD', kje, 0, exec_id) end
+    if out[i+1] then out[i+1] = 'BADKEY ' .. out[i+1] end
+  end
+  if out[i+1] then
+    -- decided above
   else
     local st = 'CLAIMED'
     local fs = 'dispatching'
@@ -78,9 +83,9 @@ for i = 0, n - 1 do
     redis.call('PEXPIRE', kf, ARGV[1])
     redis.call('SET', ke, json, 'PX', ARGV[1])
     redis.call('ZADD', KEYS[2], 0, exec_id)
-    redis.call('ZADD', kje, 0, exec_id)
-    redis.call('PUBLISH', ARGV[2], json)
+    announce(ARGV[2], json)
     out[#out+1] = st
   end
 end
+flush()
 return out

@@ -10,7 +10,7 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 local out = {}
 for _, id in ipairs(ids) do
   local k = ARGV[3] .. id
-  local bad = wrong(k, 'hash')
+  local h, bad = read('hash', 'HMGET', k, 'spec', 'paused', 'next_ms', 'last_ms', 'updated_ms')
   if bad then
     redis.call('ZREM', KEYS[1], id)
     if not wrong(KEYS[2], 'list') then
@@ -20,7 +20,6 @@ for _, id in ipairs(ids) do
     for i = 1, 5 do out[#out+1] = '' end
     out[#out+1] = bad
   else
-    local h = redis.call('HMGET', k, 'spec', 'paused', 'next_ms', 'last_ms', 'updated_ms')
     if h[1] then
       out[#out+1] = id
       for i = 1, 5 do out[#out+1] = h[i] or '' end

@@ -11,16 +11,26 @@
 -- ARGV[10] the superseded JSON  ARGV[11] its execution id (its own: the fire's real record, e.g.
 --   'lost' or a re-run, is never overwritten)
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
-local bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string', KEYS[5], 'hash', KEYS[6], 'list')
+-- Every key is made sure of before the first write that matters: the fire hash, the job's index,
+-- the lock and p:<self> by their first command under pcall (a read; the index's trim of entries past
+-- retention, which is housekeeping; the ack's LREM); the executions index by TYPE, only when this
+-- finish writes it.
+local f, bad = read('hash', 'HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
 if bad then return {'BADKEY', bad} end
-local f = redis.call('HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
 -- The same finish again (its first reply was lost: Redis restarted between the commit and the reply,
 -- and the caller retried): it is recorded already. Without this the repeat would be taken for a late
 -- result of a dead incarnation and leave a `superseded` record beside the real one.
 if f[1] == ARGV[9] and f[2] == ARGV[7] and f[3] == ARGV[8] and f[4] == ARGV[1] then
-  redis.call('LREM', KEYS[6], -1, ARGV[5])
+  local _
+  _, bad = read('list', 'LREM', KEYS[6], -1, ARGV[5])
+  if bad then return {'BADKEY', bad} end
   return {'OK'}
 end
+-- Trim the job's index of entries past retention as we go (so a busy job's index stays bounded);
+-- first, as it fails on the wrong type without writing.
+local _
+_, bad = read('zset', 'ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
+if bad then return {'BADKEY', bad} end
 local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
 -- The ack, from the tail, where the oldest entries are (entries are pushed at the head and run in
 -- about that order), stopping at the first match: a whole-list scan made each ack O(list length),
@@ -28,17 +38,33 @@ local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
 -- NOT_MINE). Not when the fire now belongs to a newer incarnation of this very node (declared dead
 -- while it ran, it registered anew and took the re-run over): that entry is the new incarnation's.
 local mine = f[1] == 'running' and f[2] == ARGV[7] and f[3] == ARGV[8]
-if mine or f[2] ~= ARGV[7] or f[3] == ARGV[8] then redis.call('LREM', KEYS[6], -1, ARGV[5]) end
+local held = nil
+if mine then
+  held, bad = read('string', 'GET', KEYS[4])
+  if bad then return {'BADKEY', bad} end
+end
+-- The fire's own execution (its exec field) was indexed when it was made (claim, trigger, a re-run's
+-- start, a retry's record); a superseded evidence record, or another id, is indexed here.
+local index = not (mine and f[4] == ARGV[1])
+if index then
+  bad = wrong(KEYS[2], 'zset')
+  if bad then return {'BADKEY', bad} end
+end
+if mine or f[2] ~= ARGV[7] or f[3] == ARGV[8] then
+  _, bad = read('list', 'LREM', KEYS[6], -1, ARGV[5])  -- the first write beyond the trim
+  if bad then return {'BADKEY', bad} end
+end
 if not mine then
   json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
 else
   redis.call('HSET', KEYS[5], 'state', ARGV[9], 'exec', ARGV[1])
-  if redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
+  if held == ARGV[5] then redis.call('DEL', KEYS[4]) end
 end
 redis.call('SET', key, json, 'PX', ARGV[3])
-redis.call('ZADD', KEYS[2], 0, id)
-redis.call('ZADD', KEYS[3], 0, id)
-redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
+if index then
+  redis.call('ZADD', KEYS[2], 0, id)
+  redis.call('ZADD', KEYS[3], 0, id)
+end
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
-redis.call('PUBLISH', ARGV[4], json)
+announce(ARGV[4], json)
 return {result}

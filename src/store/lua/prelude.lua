@@ -1,20 +1,69 @@
 -- Prepended to every script. A Redis command on a key of the wrong type (a key clobbered by hand,
 -- or planted) fails the script where it stands, and Redis keeps whatever the script wrote before
 -- that point: a fire could be left half-moved (its state written, its list push refused). So each
--- script checks the type of every key it will write before its first write, and writes nothing when
--- one is wrong.
--- wrong(key, type, key, type, ...): nil, or why the first wrong key is wrong.
+-- script makes sure of every key it will write before its first write, and writes nothing when one
+-- is wrong, in one of two ways:
+-- * read(type, command, key, ...): the key's first command is one that fails on the wrong type
+--   without changing anything (a read, or a trim): it runs under redis.pcall and a WRONGTYPE error
+--   becomes `nil, why` (one TYPE, on that error path only). No extra command when the key is fine.
+-- * wrong(key, type, key, type, ...): nil, or why the first wrong key is wrong (a missing key is
+--   fine), by TYPE, for a key whose first command is a write. A key found fine is remembered for
+--   the rest of this call (a batch's shared lists and indexes are checked once, not per fire): only
+--   this script writes during the call, and it never gives a key another type.
+local typed = {}
 local function wrong(...)
   local a = {...}
   for i = 1, #a, 2 do
-    local got = redis.call('TYPE', a[i])['ok']
-    if got ~= 'none' and got ~= a[i + 1] then
-      return a[i] .. ' is a ' .. got .. ', not a ' .. a[i + 1]
+    if typed[a[i]] ~= a[i + 1] then
+      local got = redis.call('TYPE', a[i])['ok']
+      if got ~= 'none' and got ~= a[i + 1] then
+        return a[i] .. ' is a ' .. got .. ', not a ' .. a[i + 1]
+      end
+      typed[a[i]] = a[i + 1]
     end
   end
   return nil
 end
+local function read(want, ...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'WRONGTYPE', 1, true) then error(r.err) end
+    local key = select(2, ...)
+    return nil, key .. ' is a ' .. redis.call('TYPE', key)['ok'] .. ', not a ' .. want
+  end
+  typed[select(2, ...)] = want
+  return r
+end
 -- The whole call refused, nothing written: an error reply the caller maps to a corrupt-key error.
 local function refuse(why)
   return redis.error_reply('BADKEY ' .. why)
+end
+-- A GET done once per call, for a key this script never writes (a node's heartbeat in a batch of
+-- that node's starts).
+local got = {}
+local function get_once(key)
+  if got[key] == nil then got[key] = redis.call('GET', key) end
+  return got[key]
+end
+-- Redis TIME in ms, read once per call (a batch's fires share it).
+local now_cache = nil
+local function time_ms()
+  if not now_cache then
+    local t = redis.call('TIME')
+    now_cache = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now_cache
+end
+-- Execution changes are announced once per call: `announce` collects a change's JSON, `flush`
+-- publishes them all as one JSON array on the change channel (the relay fans it out).
+local changes, change_channel = {}, nil
+local function announce(channel, json)
+  change_channel = channel
+  changes[#changes + 1] = json
+end
+local function flush()
+  if change_channel and #changes > 0 then
+    redis.call('PUBLISH', change_channel, '[' .. table.concat(changes, ',') .. ']')
+    changes = {}
+  end
 end

@@ -1,7 +1,9 @@
 -- The owner starts a fire taken from its processing list: compare-and-set queued|accepted -> running,
--- only in a live incarnation that owns the fire, and writes the attempt's `running` record in the
--- same step (so the record can never say less than the fire hash: a reaper that later records the
--- attempt lost is never overwritten by a late "running"). Returns the job's definition too, so the
+-- only in a live incarnation that owns the fire. The attempt is `running` from this same step: a
+-- re-run's fresh record is written `running` here; the claim's (or trigger's) `pending` record of a
+-- first attempt is left as it is, and reads as `running` from the fire hash (RedisStore::with_started),
+-- so the record can never say less than the fire hash, and a reaper that later records the attempt
+-- lost is never overwritten by a late "running". Returns the job's definition too, so the
 -- worker needs no read of its own. An entry that names no fire is set aside in the dead-letter list
 -- (never dropped); a stale copy of a fire that lives elsewhere is removed.
 -- KEYS[1] fire hash  KEYS[2] p:<self>  KEYS[3] hb:<self>  KEYS[4] dlq  KEYS[5] executions index
@@ -14,21 +16,28 @@
 --   | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state} | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
 --   | {'MASTER_ONLY'} (the caller is not master and the job is master-only: nothing changed)
 --   | {'BADKEY', why} (a key of the wrong type: nothing changed)
-if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
-local bad = wrong(KEYS[1], 'hash', KEYS[2], 'list', KEYS[4], 'list', KEYS[5], 'zset', KEYS[6], 'zset')
+-- Batched (see batcher.rs): the fires of one call share hb:<self>, read once per call. Each path
+-- makes sure of the keys it writes before its first write: the fire hash by its first read, the
+-- others on the paths that write them (the common path, a first start, writes only the fire hash,
+-- the watch set, whose ZREM is its first write, and the record; it checks p:<self> once per call).
+if get_once(KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
+local f, bad = read('hash', 'HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec',
+  'deadline_ms', 'manual', 'exec', 'attempts', 'started')
 if bad then return {'BADKEY', bad} end
-local f = redis.call('HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec', 'deadline_ms',
-  'manual', 'exec', 'attempts', 'started')
+-- next_exec is cleared by writing '' (in the same HSET as the state) rather than by an HDEL.
+if f[7] == '' then f[7] = false end
 local st, owner = f[1], f[2]
 -- Every fire hash has a state: none means no such fire.
 if not st then
+  bad = wrong(KEYS[2], 'list', KEYS[4], 'list')
+  if bad then return {'BADKEY', bad} end
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   redis.call('LPUSH', KEYS[4], cjson.encode({entry = ARGV[1], node = ARGV[2], reason = 'no such fire', at = ARGV[5]}))
   return {'POISON'}
 end
 local function spec_of(job)
-  if wrong(ARGV[6] .. job, 'hash') then return '' end  -- the worker records it failed: no such job
-  return redis.call('HGET', ARGV[6] .. job, 'spec') or ''
+  local spec = read('hash', 'HGET', ARGV[6] .. job, 'spec')
+  return spec or ''  -- none, or not a hash: the worker records it failed (no such job)
 end
 if st == 'running' and owner == ARGV[2] then
   -- Started by this very incarnation: the start committed and its reply was lost (Redis restarted
@@ -46,32 +55,44 @@ if st == 'misfired' and owner == ARGV[2] and f[3] == ARGV[3] and f[10] then
   return {'MISFIRED', f[4], f[5], f[10]}
 end
 if (st ~= 'queued' and st ~= 'accepted') or owner ~= ARGV[2] then
-  redis.call('LREM', KEYS[2], -1, ARGV[1])
+  local _
+  _, bad = read('list', 'LREM', KEYS[2], -1, ARGV[1])  -- its one write
+  if bad then return {'BADKEY', bad} end
   return {'NOT_MINE', st or ''}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = time_ms()
 local exec = f[7] or ARGV[4]
 if f[8] and now > tonumber(f[8]) then
   -- waited past the start deadline: a misfire, recorded by the caller
-  redis.call('HSET', KEYS[1], 'state', 'misfired', 'exec', exec, 'inc', ARGV[3])
-  redis.call('HDEL', KEYS[1], 'next_exec')
+  bad = wrong(KEYS[2], 'list', KEYS[6], 'zset')
+  if bad then return {'BADKEY', bad} end
+  redis.call('HSET', KEYS[1], 'state', 'misfired', 'exec', exec, 'inc', ARGV[3], 'next_exec', '')
   redis.call('LREM', KEYS[2], -1, ARGV[1])
   redis.call('ZREM', KEYS[6], ARGV[1])
   return {'MISFIRED', f[4], f[5], exec}
 end
-bad = wrong(ARGV[8] .. f[4], 'zset')
-if bad then return {'BADKEY', bad} end
+-- The job's index is written only for a fresh record (a re-run); the claim's is indexed already.
+if not f[7] then
+  bad = wrong(KEYS[5], 'zset', ARGV[8] .. f[4], 'zset')
+  if bad then return {'BADKEY', bad} end
+end
 local spec = spec_of(f[4])
 -- A plain find first: only a spec that may say so is decoded (args could hold the same text).
 if ARGV[11] == '1' and string.find(spec, '"master_only":true', 1, true) then
   local ok, d = pcall(cjson.decode, spec)
   if ok and type(d) == 'table' and d.master_only == true then return {'MASTER_ONLY'} end
 end
-redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now)
-redis.call('HDEL', KEYS[1], 'next_exec')
-redis.call('ZREM', KEYS[6], ARGV[1])
-local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+-- A running fire's home is p:<self> (where the rescan and the reaper find it): a start does not
+-- leave the watch set unless that is a list (one TYPE per call). Leaving the watch set is the first
+-- write: a ZREM that fails on the wrong type without writing.
+bad = wrong(KEYS[2], 'list')
+if bad then return {'BADKEY', bad} end
+local _
+_, bad = read('zset', 'ZREM', KEYS[6], ARGV[1])
+if bad then return {'BADKEY', bad} end
+local attempt = (tonumber(f[11]) or 0) + 1
+redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now, 'next_exec', '',
+  'attempts', attempt)
 -- The record's JSON is the Execution type's serde form (tested by the store conformance suite). The
 -- epoch goes in as its digits: a Lua number prints 14 significant digits, and epochs may have 16.
 local epoch = f[6] or '0'
@@ -82,11 +103,13 @@ local json = cjson.encode({
   manual = f[9] == '1', epoch = 0
 })
 json = string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1)
-redis.call('SET', ARGV[7] .. exec, json, 'PX', ARGV[9])
--- The record made at claim (next_exec) is indexed already; a fresh one (a re-run) is not.
+-- The record made at claim (next_exec) is written and indexed already, and is not written again:
+-- while it says `pending` and the fire hash says this execution started, the store's reads show it
+-- `running` from the fire hash (RedisStore::with_started). A fresh one (a re-run) is written here.
 if not f[7] then
+  redis.call('SET', ARGV[7] .. exec, json, 'PX', ARGV[9])
   redis.call('ZADD', KEYS[5], 0, exec)
   redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
 end
-redis.call('PUBLISH', ARGV[10], json)
+announce(ARGV[10], json)
 return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec}

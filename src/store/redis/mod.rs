@@ -63,6 +63,7 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("../lua/prelude.lua")))
 }
 
+static STARTED: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/started.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/steal.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
@@ -250,6 +251,36 @@ impl RedisStore {
     }
 
     /// A fire's state as a script read it from the fire hash: one that names no state is a corrupt key.
+    /// `start.lua` does not rewrite the `pending` record made at claim (or trigger) for a fire's
+    /// first attempt: the fire hash says that execution started. So a `pending` record whose fire's
+    /// `exec` is this execution and that has `started` is shown `running`, from the fire hash (start
+    /// time, node, attempt, the claiming master's epoch), as `start.lua` used to write it. One read for all the pending records.
+    async fn with_started(&self, mut execs: Vec<Execution>) -> Result<Vec<Execution>> {
+        let pending: Vec<usize> = (0..execs.len()).filter(|&i| execs[i].state == ExecState::Pending).collect();
+        if pending.is_empty() {
+            return Ok(execs);
+        }
+        let mut inv = STARTED.prepare_invoke();
+        for &i in &pending {
+            inv.key(self.keys.fire(&execs[i].fire_id));
+        }
+        let rows: Vec<Vec<String>> = inv.invoke_async(&mut self.conn()).await?;
+        for (&i, row) in pending.iter().zip(rows) {
+            let [exec, started, node, attempts, epoch] =
+                <[String; 5]>::try_from(row).map_err(|r| unexpected("started", &r))?;
+            let e = &mut execs[i];
+            if exec != e.id || started.is_empty() {
+                continue;
+            }
+            e.state = ExecState::Running;
+            e.start_ms = started.parse().ok();
+            e.node_id = node;
+            e.attempt = attempts.parse().unwrap_or(e.attempt);
+            e.epoch = epoch.parse().unwrap_or(0);
+        }
+        Ok(execs)
+    }
+
     fn fire_state(&self, fire_id: &str, state: &str) -> Result<FireState> {
         state.parse().map_err(|e: super::UnknownFireState| Error::Corrupt {
             key: self.keys.fire(fire_id),
@@ -480,7 +511,10 @@ impl FireStore for RedisStore {
             (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
             (Some("CREATED"), _) => Ok(TriggerOutcome::Created(exec.clone())),
             (Some("SKIPPED"), _) => Ok(TriggerOutcome::Skipped(skipped)),
-            (Some("DEDUP"), Some(json)) => Ok(TriggerOutcome::Deduplicated(decode(json, "idempotency")?)),
+            (Some("DEDUP"), Some(json)) => {
+                let e = self.with_started(vec![decode(json, "idempotency")?]).await?;
+                e.into_iter().next().map(TriggerOutcome::Deduplicated).ok_or_else(|| unexpected("trigger", &r))
+            }
             _ => Err(unexpected("trigger", &r)),
         }
     }
@@ -670,9 +704,11 @@ impl FireStore for RedisStore {
         let n: i64 = RETRY
             .key(self.keys.fire(fire_id))
             .key(self.keys.hb(node))
+            .key(self.keys.execs())
             .arg(node)
             .arg(inc)
             .arg(exec_id)
+            .arg(self.keys.job_execs(""))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(u32::try_from(n).ok().filter(|n| *n > 0))
@@ -861,7 +897,8 @@ impl ExecStore for RedisStore {
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
         let key = self.keys.exec(id);
         let json: Option<String> = self.conn().get(&key).await?;
-        json.map(|j| decode(&j, &key)).transpose()
+        let Some(e) = json.map(|j| decode::<Execution>(&j, &key)).transpose()? else { return Ok(None) };
+        Ok(self.with_started(vec![e]).await?.pop())
     }
 
     async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
@@ -892,14 +929,16 @@ impl ExecStore for RedisStore {
             let exec_keys: Vec<String> = ids.iter().map(|i| self.keys.exec(i)).collect();
             let jsons: Vec<Option<String>> = redis::cmd("MGET").arg(&exec_keys).query_async(&mut self.conn()).await?;
             let mut expired = Vec::new();
+            let mut page = Vec::with_capacity(ids.len());
             for (id, json) in ids.iter().zip(jsons) {
-                scanned += 1;
-                cursor = Some(id.clone());
-                let Some(json) = json else {
-                    expired.push(id.clone());
-                    continue;
-                };
-                let e: Execution = decode(&json, &self.keys.exec(id))?;
+                match json {
+                    Some(json) => page.push(decode::<Execution>(&json, &self.keys.exec(id))?),
+                    None => expired.push(id.clone()),
+                }
+            }
+            scanned += ids.len();
+            cursor = ids.last().cloned();
+            for e in self.with_started(page).await? {
                 if f.state.is_none_or(|s| s == e.state) {
                     out.push(e);
                     if out.len() > f.limit {

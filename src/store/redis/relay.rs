@@ -12,9 +12,21 @@ use tokio::sync::{broadcast, watch, Notify};
 use super::topology::Topology;
 use crate::execution::Execution;
 
+/// One message on the change channel: a JSON array of the executions one script call changed (the
+/// batched scripts announce a whole batch at once: one PUBLISH per call, not per fire), or a single
+/// execution's JSON object (the scripts that change one).
+fn decode_changes(payload: &str) -> serde_json::Result<Vec<Execution>> {
+    if payload.trim_start().starts_with('[') {
+        serde_json::from_str(payload)
+    } else {
+        serde_json::from_str::<Execution>(payload).map(|e| vec![e])
+    }
+}
+
 /// Relays execution changes published by any node to this process's watchers, reconnecting while
 /// there are any. Subscribed only while someone watches: every node decoding every change of the
-/// cluster (three per fire) cost each node CPU in proportion to the whole cluster's fires.
+/// cluster (one message per script call, up to three changes per fire) cost each node CPU in
+/// proportion to the whole cluster's fires.
 pub(super) async fn relay_changes(
     topology: Arc<Topology>,
     channel: String,
@@ -46,9 +58,11 @@ pub(super) async fn relay_changes(
                                 msg = msgs.next() => {
                                     let Some(msg) = msg else { break false };
                                     let Ok(payload) = msg.get_payload::<String>() else { continue };
-                                    match serde_json::from_str::<Execution>(&payload) {
-                                        Ok(e) => {
-                                            let _ = events.send(e);
+                                    match decode_changes(&payload) {
+                                        Ok(changes) => {
+                                            for e in changes {
+                                                let _ = events.send(e);
+                                            }
                                         }
                                         Err(e) => tracing::warn!(error = %e, "execution watch: undecodable change ignored"),
                                     }
