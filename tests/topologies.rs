@@ -100,6 +100,17 @@ async fn report(node: &TestNode, jobs: &[String]) -> Report {
     r
 }
 
+/// After a failover: lets the last fires settle, prints what the records say (late, lost, doubled)
+/// with the run log's double runs beside `timings`, and waits until every node serves again.
+async fn settle_and_report(what: &str, timings: &str, nodes: &[TestNode], jobs: &[String], runs: &Runs) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = report(&nodes[0], jobs).await;
+    eprintln!("{what}, {timings}; {r:?}; seconds run twice: {:?}", runs.ran_twice());
+    for n in nodes {
+        n.wait_serving().await;
+    }
+}
+
 /// Waits until every job has a succeeded fire scheduled after `after_ms`.
 async fn fires_after(node: &TestNode, jobs: &[String], after_ms: i64, what: &str) {
     eventually(WAIT, what, || async {
@@ -206,17 +217,12 @@ async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_ove
     fires_after(&nodes[0], &jobs, after, "fires resume after the failover").await;
     let resumed = killed_at.elapsed();
     watched_after(&mut changes, after, "the watcher sees fires after the failover").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let r = report(&nodes[0], &jobs).await;
-    eprintln!(
-        "redis cluster, primary {old} killed at {killed_ms}: replica {new} promoted after {} ms, fires resumed after {} ms; {r:?}; seconds run twice: {:?}",
+    let timings = format!(
+        "primary {old} killed at {killed_ms}: replica {new} promoted after {} ms, fires resumed after {} ms",
         promoted.as_millis(),
-        resumed.as_millis(),
-        runs.ran_twice()
+        resumed.as_millis()
     );
-    for n in &nodes {
-        n.wait_serving().await;
-    }
+    settle_and_report("redis cluster", &timings, &nodes, &jobs, &runs).await;
 }
 
 #[tokio::test]
@@ -239,17 +245,12 @@ async fn nodes_on_sentinel_follow_the_primary_through_a_failover() {
     let promoted = killed_at.elapsed();
     fires_after(&nodes[0], &jobs, rota::store::now_ms(), "fires resume on the new primary").await;
     let resumed = killed_at.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let r = report(&nodes[0], &jobs).await;
-    eprintln!(
-        "sentinel, primary killed: replica promoted after {} ms, fires resumed after {} ms; {r:?}; seconds run twice: {:?}",
+    let timings = format!(
+        "primary killed: replica promoted after {} ms, fires resumed after {} ms",
         promoted.as_millis(),
-        resumed.as_millis(),
-        runs.ran_twice()
+        resumed.as_millis()
     );
-    for n in &nodes {
-        n.wait_serving().await;
-    }
+    settle_and_report("sentinel", &timings, &nodes, &jobs, &runs).await;
 }
 
 #[tokio::test]
@@ -284,19 +285,14 @@ async fn nodes_on_sentinel_follow_a_requested_failover_to_the_replica() {
     fires_after(&nodes[0], &jobs, after, "fires resume on the new primary").await;
     let resumed = asked_at.elapsed();
     watched_after(&mut changes, after, "the watcher sees fires after the failover").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let r = report(&nodes[0], &jobs).await;
-    eprintln!(
-        "sentinel, SENTINEL FAILOVER: switched after {} ms, old primary a replica after {} ms, fires resumed after {} ms; {r:?}; seconds run twice: {:?}",
+    let timings = format!(
+        "SENTINEL FAILOVER: switched after {} ms, old primary a replica after {} ms, fires resumed after {} ms",
         switched.as_millis(),
         demoted.as_millis(),
-        resumed.as_millis(),
-        runs.ran_twice()
+        resumed.as_millis()
     );
+    settle_and_report("sentinel", &timings, &nodes, &jobs, &runs).await;
     // The nodes write to the new primary: the fires after the switch are there.
     let on_new: Option<Vec<String>> = common::redis_cmd(redis.replica.port, &["KEYS", "{rota:default:0}:exec:*"]);
     assert!(on_new.is_some_and(|k| !k.is_empty()), "records on the new primary");
-    for n in &nodes {
-        n.wait_serving().await;
-    }
 }
