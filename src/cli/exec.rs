@@ -1,17 +1,26 @@
-//! `rota exec ...`: list, get and watch executions.
+//! `rota exec ...`: list, get and watch executions. A watch outlives its node: it reconnects to the
+//! next endpoint and prints what changed meanwhile before following the new stream.
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
+use tonic::Code;
 
-use super::connect::{connect, CliError};
-use super::output::{exec_json, print_execs, state_name, ts};
+use super::connect::{call, CliError, Conn};
+use super::output::{exec_json, print_execs, print_watch_header, print_watch_row};
 use super::ClientArgs;
 use crate::pb;
+
+/// An execution state as a flag value: the spelling output uses (`timed_out`); the kebab form
+/// (`timed-out`) is a hidden alias so older scripts keep working.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StateArg {
     Pending,
     Running,
     Succeeded,
     Failed,
+    #[value(name = "timed_out", alias = "timed-out")]
     TimedOut,
     Skipped,
     Misfired,
@@ -21,40 +30,46 @@ pub enum StateArg {
 
 #[derive(Debug, Subcommand)]
 pub enum ExecCmd {
-    /// Newest first.
+    /// List executions, newest first, one page (see --limit and --page-token).
     List {
+        /// Only this job's executions (a job that neither exists nor has executions kept: exit 4).
         #[arg(long)]
         job: Option<String>,
+        /// Only executions in this state.
         #[arg(long, value_enum)]
         state: Option<StateArg>,
+        /// At most this many (1-1000); when there are more, the next page's token is printed.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Continue after a previous page (the token it printed).
         #[arg(long)]
         page_token: Option<String>,
     },
+    /// Show one execution, with its output.
     Get {
+        /// The execution's id (a UUID).
         id: String,
     },
-    /// Stream execution changes until interrupted.
+    /// Stream execution changes until interrupted; reconnects (to the next endpoint, if several)
+    /// and prints what changed meanwhile.
     Watch {
+        /// Only this job's executions (a job that neither exists nor has executions kept: exit 4).
         #[arg(long)]
         job: Option<String>,
     },
 }
 
 pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), CliError> {
-    let mut c = connect(client).await?;
+    let mut c = Conn::open(client).await?;
     match cmd {
         ExecCmd::List { job, state, limit, page_token } => {
-            let r = c
-                .list_executions(pb::ListExecutionsRequest {
-                    job_id: job.unwrap_or_default(),
-                    state: state.map(state_arg).unwrap_or(pb::ExecutionState::Unspecified) as i32,
-                    page_size: limit,
-                    page_token: page_token.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
+            let req = pb::ListExecutionsRequest {
+                job_id: job.unwrap_or_default(),
+                state: state.map(state_arg).unwrap_or(pb::ExecutionState::Unspecified) as i32,
+                page_size: limit,
+                page_token: page_token.unwrap_or_default(),
+            };
+            let r = call!(c, list_executions, req)?;
             if client.json {
                 println!(
                     "{:#}",
@@ -69,7 +84,7 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
             }
         }
         ExecCmd::Get { id } => {
-            let e = c.get_execution(pb::GetExecutionRequest { id }).await?.into_inner().execution.unwrap_or_default();
+            let e = call!(c, get_execution, pb::GetExecutionRequest { id })?.execution.unwrap_or_default();
             if client.json {
                 println!("{:#}", exec_json(&e));
             } else {
@@ -79,26 +94,7 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
                 }
             }
         }
-        ExecCmd::Watch { job } => {
-            let mut s =
-                c.watch_executions(pb::WatchExecutionsRequest { job_id: job.unwrap_or_default() }).await?.into_inner();
-            while let Some(r) = s.message().await? {
-                let e = r.execution.unwrap_or_default();
-                if client.json {
-                    println!("{}", exec_json(&e));
-                } else {
-                    println!(
-                        "{}  {}  {}  {}  attempt {}  {}",
-                        e.id,
-                        e.job_id,
-                        e.scheduled_time.as_ref().map(ts).unwrap_or_default(),
-                        state_name(e.state),
-                        e.attempt,
-                        e.error
-                    );
-                }
-            }
-        }
+        ExecCmd::Watch { job } => watch(c, job.unwrap_or_default(), client.json).await?,
     }
     Ok(())
 }
@@ -114,5 +110,213 @@ pub(super) fn state_arg(s: StateArg) -> pb::ExecutionState {
         StateArg::Misfired => pb::ExecutionState::Misfired,
         StateArg::Lost => pb::ExecutionState::Lost,
         StateArg::Superseded => pb::ExecutionState::Superseded,
+    }
+}
+
+/// How long a watch keeps trying to reconnect after losing its stream before it gives up (exit 3).
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+/// Pause between rounds over all endpoints while none answers (doubling up to the cap).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(2);
+/// How far before the last change heard the catch-up after a reconnect looks: covers a node that
+/// stopped delivering a little before its stream broke, and ids stamped by a clock that is a little
+/// off this one (the cluster keeps clocks within `max_clock_offset_ms`, 250 ms by default).
+const CATCH_UP_SLACK_MS: i64 = 10_000;
+/// At most this many pages of 1000 executions are read to catch up.
+const CATCH_UP_PAGES: usize = 20;
+
+/// A stream error after which watching again cannot help: the request itself is refused.
+fn final_code(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument | Code::NotFound | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented
+    )
+}
+
+/// How far along an execution is: its state moves only forward (pending, running, then one final
+/// state; a retry is a new execution), so a change at or below what was printed is old news.
+fn progress(state: i32) -> u8 {
+    match pb::ExecutionState::try_from(state) {
+        Ok(pb::ExecutionState::Unspecified) | Err(_) => 0,
+        Ok(pb::ExecutionState::Pending) => 1,
+        Ok(pb::ExecutionState::Running) => 2,
+        Ok(_) => 3,
+    }
+}
+
+/// When an execution was made, from its id (a UUIDv7 starts with its milliseconds since the epoch).
+fn id_ms(id: &str) -> Option<i64> {
+    let u = uuid::Uuid::parse_str(id).ok()?;
+    let b = u.as_bytes();
+    Some(b[..6].iter().fold(0i64, |acc, x| (acc << 8) | i64::from(*x)))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What a watch has printed, so that what a reconnect re-reads is printed once, in order.
+struct Printed {
+    json: bool,
+    /// Progress printed per execution id.
+    seen: HashMap<String, u8>,
+    /// This client's clock when the watch first subscribed and when it last heard a change.
+    started_ms: i64,
+    last_heard_ms: i64,
+}
+
+impl Printed {
+    /// Prints `e` unless a change as far along was printed already.
+    fn show(&mut self, e: &pb::Execution) {
+        let p = progress(e.state);
+        if self.seen.get(&e.id).is_some_and(|&q| q >= p) {
+            return;
+        }
+        self.seen.insert(e.id.clone(), p);
+        if self.json {
+            println!("{}", exec_json(e));
+        } else {
+            print_watch_row(e);
+        }
+    }
+
+    /// Ids printed in a state that is not final: their later changes may have been missed.
+    fn open(&self) -> Vec<String> {
+        self.seen.iter().filter(|(_, &p)| p < 3).map(|(id, _)| id.clone()).collect()
+    }
+}
+
+async fn subscribe(c: &Conn, job: &str) -> Result<tonic::Streaming<pb::WatchExecutionsResponse>, tonic::Status> {
+    Ok(c.client().watch_executions(pb::WatchExecutionsRequest { job_id: job.to_string() }).await?.into_inner())
+}
+
+/// Follows the change stream, reconnecting when it breaks. After a reconnect it subscribes first
+/// and then re-reads (so nothing falls between the two): every execution printed in a state that
+/// was not final, and every execution made since shortly before the last change heard; it prints
+/// what moved on, oldest first, then follows the new stream. Duplicates are dropped by id and state.
+async fn watch(mut c: Conn, job: String, json: bool) -> Result<(), CliError> {
+    let mut stream = subscribe(&c, &job).await?;
+    let now = now_ms();
+    let mut printed = Printed { json, seen: HashMap::new(), started_ms: now, last_heard_ms: now };
+    if !json {
+        print_watch_header();
+    }
+    loop {
+        let why = match stream.message().await {
+            Ok(Some(r)) => {
+                printed.last_heard_ms = now_ms();
+                if let Some(e) = r.execution {
+                    printed.show(&e);
+                }
+                continue;
+            }
+            Ok(None) => "the stream ended".to_string(),
+            Err(s) if final_code(s.code()) => return Err(s.into()),
+            Err(s) => format!("{:?}: {}", s.code(), s.message()),
+        };
+        eprintln!("rota: watch on {} lost ({why}); reconnecting", c.endpoint());
+        stream = reconnect(&mut c, &job, &mut printed).await?;
+        eprintln!("rota: watch reconnected to {}", c.endpoint());
+    }
+}
+
+/// Subscribes again on the first endpoint that answers (the next one first) and catches up,
+/// retrying for `RECONNECT_FOR`.
+async fn reconnect(
+    c: &mut Conn,
+    job: &str,
+    printed: &mut Printed,
+) -> Result<tonic::Streaming<pb::WatchExecutionsResponse>, CliError> {
+    let deadline = Instant::now() + RECONNECT_FOR;
+    let mut pause = RECONNECT_PAUSE;
+    loop {
+        let attempt = async {
+            c.next().await?;
+            let stream = subscribe(c, job).await?;
+            catch_up(c, job, printed).await?;
+            Ok::<_, CliError>(stream)
+        };
+        match attempt.await {
+            Ok(stream) => return Ok(stream),
+            Err(CliError::NotFound(m)) => return Err(CliError::NotFound(m)),
+            Err(CliError::Call { code, message }) if final_code(code) => return Err(CliError::Call { code, message }),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RECONNECT_PAUSE_MAX);
+            }
+        }
+    }
+}
+
+/// Prints what changed while the watch was away: the executions it last saw unfinished, and the
+/// ones made since shortly before the last change it heard.
+async fn catch_up(c: &mut Conn, job: &str, printed: &mut Printed) -> Result<(), CliError> {
+    let mut found: BTreeMap<String, pb::Execution> = BTreeMap::new();
+    for id in printed.open() {
+        match c.client().get_execution(pb::GetExecutionRequest { id: id.clone() }).await {
+            Ok(r) => {
+                if let Some(e) = r.into_inner().execution {
+                    found.insert(e.id.clone(), e);
+                }
+            }
+            // Past retention: nothing more will be heard of it.
+            Err(s) if s.code() == Code::NotFound => {
+                printed.seen.insert(id, 3);
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
+    // Never before the watch began: what happened before it is not its to print.
+    let since = (printed.last_heard_ms - CATCH_UP_SLACK_MS).max(printed.started_ms - 1000);
+    let mut token = String::new();
+    'pages: for _ in 0..CATCH_UP_PAGES {
+        let req = pb::ListExecutionsRequest {
+            job_id: job.to_string(),
+            state: pb::ExecutionState::Unspecified as i32,
+            page_size: 1000,
+            page_token: token,
+        };
+        let r = c.client().list_executions(req).await?.into_inner();
+        for e in r.executions {
+            if id_ms(&e.id).is_some_and(|ms| ms < since) {
+                break 'pages;
+            }
+            found.insert(e.id.clone(), e);
+        }
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    // Ids sort by when they were made: oldest first, as the stream would have told them.
+    for e in found.values() {
+        printed.show(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_ids_tell_when_they_were_made() {
+        let id = crate::execution::new_execution_id();
+        let made = id_ms(&id).expect("a uuid");
+        assert!((made - now_ms()).abs() < 60_000, "{made}");
+        assert_eq!(id_ms("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn a_change_is_printed_once_and_never_backwards() {
+        let mut p = Printed { json: true, seen: HashMap::new(), started_ms: 0, last_heard_ms: 0 };
+        let e = |state: pb::ExecutionState| pb::Execution { id: "x".into(), state: state as i32, ..Default::default() };
+        p.show(&e(pb::ExecutionState::Running));
+        assert_eq!(p.open(), vec!["x".to_string()]);
+        p.show(&e(pb::ExecutionState::Pending));
+        assert_eq!(p.seen["x"], 2, "an older state after a newer one is not printed");
+        p.show(&e(pb::ExecutionState::Succeeded));
+        assert!(p.open().is_empty());
     }
 }
