@@ -475,3 +475,27 @@ async fn headers_headlines_and_help() {
     let (_, help, _) = rota(&["server", "--help"]);
     assert!(help.contains("--heartbeat-ms") && help.contains("(default 1000)"), "{help}");
 }
+
+/// Bad values of the flags this file is about are usage errors (exit 2) naming the flag, before
+/// any call is made.
+#[tokio::test]
+async fn bad_flag_values_are_usage_errors() {
+    let node = TestNode::start(&Backend::Memory, "n1", &[]).await;
+    let ep = node.addr.as_str();
+    for (args, named) in [
+        (vec!["exec", "list", "--limit", "0"], "--limit"),
+        (vec!["exec", "list", "--limit", "1001"], "--limit"),
+        (vec!["job", "list", "--limit", "0"], "--limit"),
+        (vec!["job", "put", "--id", "x", "--cron", "* * * * * *", "--misfire", "fire_once_later"], "--misfire"),
+        (vec!["job", "list", "--endpoint", "http://[::1"], "--endpoint 'http://[::1'"),
+        (vec!["job", "list", "--endpoint", ","], "--endpoint: an empty endpoint"),
+    ] {
+        let args = if args.contains(&"--endpoint") { args } else { [&args[..], &["--endpoint", ep]].concat() };
+        let (code, out, err) = rota(&args);
+        assert_eq!((code, out.as_str()), (2, ""), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    let mut c = node.client().await;
+    let jobs = c.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner().jobs;
+    assert!(jobs.is_empty(), "nothing was written: {jobs:?}");
+}

@@ -39,7 +39,7 @@ pub enum ExecCmd {
         #[arg(long, value_enum)]
         state: Option<StateArg>,
         /// At most this many (1-1000); when there are more, the next page's token is printed.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
         /// Continue after a previous page (the token it printed).
         #[arg(long)]
@@ -158,8 +158,10 @@ fn now_ms() -> i64 {
 /// What a watch has printed, so that what a reconnect re-reads is printed once, in order.
 struct Printed {
     json: bool,
-    /// Progress printed per execution id.
-    seen: HashMap<String, u8>,
+    /// Progress printed per execution id, and when (this client's clock) it was printed.
+    seen: HashMap<String, (u8, i64)>,
+    /// Size of `seen` past which finished entries too old to be re-read are dropped.
+    prune_at: usize,
     /// This client's clock when the watch first subscribed and when it last heard a change.
     started_ms: i64,
     last_heard_ms: i64,
@@ -169,10 +171,13 @@ impl Printed {
     /// Prints `e` unless a change as far along was printed already.
     fn show(&mut self, e: &pb::Execution) {
         let p = progress(e.state);
-        if self.seen.get(&e.id).is_some_and(|&q| q >= p) {
+        if self.seen.get(&e.id).is_some_and(|&(q, _)| q >= p) {
             return;
         }
-        self.seen.insert(e.id.clone(), p);
+        self.seen.insert(e.id.clone(), (p, now_ms()));
+        if self.seen.len() > self.prune_at {
+            self.prune();
+        }
         if self.json {
             println!("{}", exec_json(e));
         } else {
@@ -182,8 +187,25 @@ impl Printed {
 
     /// Ids printed in a state that is not final: their later changes may have been missed.
     fn open(&self) -> Vec<String> {
-        self.seen.iter().filter(|(_, &p)| p < 3).map(|(id, _)| id.clone()).collect()
+        self.seen.iter().filter(|(_, &(p, _))| p < 3).map(|(id, _)| id.clone()).collect()
     }
+
+    /// Forgets finished executions printed before the window a catch-up re-lists (an id is made
+    /// before it is printed, so those ids are older than the window too): a long watch does not
+    /// grow without bound.
+    fn prune(&mut self) {
+        let before = self.last_heard_ms - CATCH_UP_SLACK_MS - 1000;
+        self.seen.retain(|_, &mut (p, at)| p < 3 || at >= before);
+        self.prune_at = (self.seen.len() * 2).max(PRUNE_AT);
+    }
+}
+
+/// Entries a watch remembers before it first prunes.
+const PRUNE_AT: usize = 10_000;
+
+fn new_printed(json: bool) -> Printed {
+    let now = now_ms();
+    Printed { json, seen: HashMap::new(), prune_at: PRUNE_AT, started_ms: now, last_heard_ms: now }
 }
 
 async fn subscribe(c: &Conn, job: &str) -> Result<tonic::Streaming<pb::WatchExecutionsResponse>, tonic::Status> {
@@ -195,9 +217,21 @@ async fn subscribe(c: &Conn, job: &str) -> Result<tonic::Streaming<pb::WatchExec
 /// was not final, and every execution made since shortly before the last change heard; it prints
 /// what moved on, oldest first, then follows the new stream. Duplicates are dropped by id and state.
 async fn watch(mut c: Conn, job: String, json: bool) -> Result<(), CliError> {
-    let mut stream = subscribe(&c, &job).await?;
-    let now = now_ms();
-    let mut printed = Printed { json, seen: HashMap::new(), started_ms: now, last_heard_ms: now };
+    let mut printed = new_printed(json);
+    let mut stream = match subscribe(&c, &job).await {
+        Ok(s) => s,
+        Err(s) if final_code(s.code()) => return Err(s.into()),
+        // The first endpoint connected but cannot serve a watch now (draining, store down).
+        Err(s) => {
+            eprintln!(
+                "rota: watch on {} refused ({:?}: {}); trying the next endpoint",
+                c.endpoint(),
+                s.code(),
+                s.message()
+            );
+            reconnect(&mut c, &job, &mut printed).await?
+        }
+    };
     if !json {
         print_watch_header();
     }
@@ -262,7 +296,7 @@ async fn catch_up(c: &mut Conn, job: &str, printed: &mut Printed) -> Result<(), 
             }
             // Past retention: nothing more will be heard of it.
             Err(s) if s.code() == Code::NotFound => {
-                printed.seen.insert(id, 3);
+                printed.seen.insert(id, (3, now_ms()));
             }
             Err(s) => return Err(s.into()),
         }
@@ -310,13 +344,26 @@ mod tests {
 
     #[test]
     fn a_change_is_printed_once_and_never_backwards() {
-        let mut p = Printed { json: true, seen: HashMap::new(), started_ms: 0, last_heard_ms: 0 };
+        let mut p = new_printed(true);
         let e = |state: pb::ExecutionState| pb::Execution { id: "x".into(), state: state as i32, ..Default::default() };
         p.show(&e(pb::ExecutionState::Running));
         assert_eq!(p.open(), vec!["x".to_string()]);
         p.show(&e(pb::ExecutionState::Pending));
-        assert_eq!(p.seen["x"], 2, "an older state after a newer one is not printed");
+        assert_eq!(p.seen["x"].0, 2, "an older state after a newer one is not printed");
         p.show(&e(pb::ExecutionState::Succeeded));
         assert!(p.open().is_empty());
+    }
+
+    #[test]
+    fn a_long_watch_forgets_what_no_catch_up_re_reads() {
+        let mut p = new_printed(true);
+        let old = now_ms() - CATCH_UP_SLACK_MS - 5000;
+        p.seen.insert("done-long-ago".into(), (3, old));
+        p.seen.insert("running-long-ago".into(), (2, old));
+        p.seen.insert("done-just-now".into(), (3, now_ms()));
+        p.prune();
+        let mut kept: Vec<&str> = p.seen.keys().map(String::as_str).collect();
+        kept.sort();
+        assert_eq!(kept, ["done-just-now", "running-long-ago"]);
     }
 }

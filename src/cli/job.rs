@@ -44,7 +44,7 @@ pub enum JobCmd {
     /// List jobs in id order: all of them, unless --limit.
     List {
         /// At most this many (default: all); when there are more, the next page's token is printed.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         limit: Option<u32>,
         /// Continue after a previous page (the token it printed).
         #[arg(long)]
