@@ -499,3 +499,32 @@ async fn bad_flag_values_are_usage_errors() {
     let jobs = c.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner().jobs;
     assert!(jobs.is_empty(), "nothing was written: {jobs:?}");
 }
+
+/// A node that answers UNAVAILABLE (its Redis is down) is passed over for the next endpoint, with
+/// a line on stderr; the answer is the next node's.
+#[tokio::test]
+async fn an_unavailable_node_is_passed_over() {
+    let mut redis = RedisServer::start();
+    let a = TestNode::start(&Backend::Redis(redis.url()), "a", &[]).await;
+    let b = TestNode::start(&Backend::Memory, "b", &[]).await;
+    put(&b, "onb", "0 0 1 1 *").await;
+    redis.kill();
+    let mut ca = a.client().await;
+    eventually(WAIT, "a answers UNAVAILABLE", || {
+        let mut ca = ca.clone();
+        async move {
+            let e = ca.list_jobs(pb::ListJobsRequest::default()).await.err()?;
+            (e.code() == tonic::Code::Unavailable).then_some(())
+        }
+    })
+    .await;
+    let _ = &mut ca;
+    let (code, out, err) = rota(&["job", "list", "--endpoint", &format!("{},{}", a.addr, b.addr)]);
+    assert!(code == 0 && out.contains("\nonb "), "{out} {err}");
+    let want =
+        format!("rota: http://{} is unavailable (store unavailable; try again); trying http://{}", a.addr, b.addr);
+    assert!(err.contains(&want), "{err}");
+    // With a single endpoint there is nowhere to go: the call fails (exit 1).
+    let (code, _, err) = rota(&["job", "list", "--endpoint", &a.addr]);
+    assert_eq!((code, err.as_str()), (1, "error: Unavailable: store unavailable; try again\n"));
+}

@@ -27,7 +27,12 @@ use job::job_cmd;
 use output::{node_json, print_nodes};
 
 #[derive(Debug, Parser)]
-#[command(name = "rota", version, about = "A distributed cron and task scheduler")]
+#[command(
+    name = "rota",
+    version,
+    about = "A distributed cron and task scheduler",
+    after_help = "Exit codes of the client commands: 0 done, 1 the call failed, 2 usage, 3 cannot connect, 4 not found."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Command,
@@ -69,7 +74,7 @@ pub struct ClientArgs {
     /// in order.
     #[arg(long, env = "ROTA_ENDPOINT", value_delimiter = ',', default_value = "http://127.0.0.1:7700", global = true)]
     pub endpoint: Vec<String>,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (a list is one object named like the API's response).
     #[arg(long, global = true)]
     pub json: bool,
     /// PEM CA that signed the node's certificate (TLS); implies https.
