@@ -118,9 +118,9 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 /// Pause between rounds over all endpoints while none answers (doubling up to the cap).
 const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(2);
-/// How far before the last change heard the catch-up after a reconnect looks: covers a node that
-/// stopped delivering a little before its stream broke, and ids stamped by a clock that is a little
-/// off this one (the cluster keeps clocks within `max_clock_offset_ms`, 250 ms by default).
+/// How far before the newest execution heard of the catch-up after a reconnect looks: covers ids
+/// stamped by nodes whose clocks differ a little (the cluster keeps them within
+/// `max_clock_offset_ms`, 250 ms by default) and changes published a little out of order.
 const CATCH_UP_SLACK_MS: i64 = 10_000;
 /// At most this many pages of 1000 executions are read to catch up.
 const CATCH_UP_PAGES: usize = 20;
@@ -162,14 +162,16 @@ struct Printed {
     seen: HashMap<String, (u8, i64)>,
     /// Size of `seen` past which finished entries too old to be re-read are dropped.
     prune_at: usize,
-    /// This client's clock when the watch first subscribed and when it last heard a change.
+    /// The cluster's clock (ids are stamped by it, this client's may be off) when the watch first
+    /// subscribed, and the newest execution heard of since, by its id.
     started_ms: i64,
-    last_heard_ms: i64,
+    newest_ms: i64,
 }
 
 impl Printed {
     /// Prints `e` unless a change as far along was printed already.
     fn show(&mut self, e: &pb::Execution) {
+        self.newest_ms = self.newest_ms.max(id_ms(&e.id).unwrap_or(0));
         let p = progress(e.state);
         if self.seen.get(&e.id).is_some_and(|&(q, _)| q >= p) {
             return;
@@ -190,12 +192,19 @@ impl Printed {
         self.seen.iter().filter(|(_, &(p, _))| p < 3).map(|(id, _)| id.clone()).collect()
     }
 
-    /// Forgets finished executions printed before the window a catch-up re-lists (an id is made
-    /// before it is printed, so those ids are older than the window too): a long watch does not
-    /// grow without bound.
+    /// The oldest id a catch-up re-lists, by the time in it: shortly before the newest execution
+    /// heard of (everything made after that is unheard of), never before the watch began.
+    fn catch_up_since(&self) -> i64 {
+        (self.newest_ms - CATCH_UP_SLACK_MS).max(self.started_ms - 1000)
+    }
+
+    /// Forgets finished executions that no catch-up re-lists (ids older than its window) and that
+    /// no stream still in flight repeats (printed a while ago): a long watch does not grow without
+    /// bound.
     fn prune(&mut self) {
-        let before = self.last_heard_ms - CATCH_UP_SLACK_MS - 1000;
-        self.seen.retain(|_, &mut (p, at)| p < 3 || at >= before);
+        let (old_id, printed_before) = (self.catch_up_since() - 1000, now_ms() - CATCH_UP_SLACK_MS);
+        self.seen
+            .retain(|id, &mut (p, at)| p < 3 || at >= printed_before || id_ms(id).is_none_or(|made| made >= old_id));
         self.prune_at = (self.seen.len() * 2).max(PRUNE_AT);
     }
 }
@@ -203,9 +212,15 @@ impl Printed {
 /// Entries a watch remembers before it first prunes.
 const PRUNE_AT: usize = 10_000;
 
-fn new_printed(json: bool) -> Printed {
-    let now = now_ms();
-    Printed { json, seen: HashMap::new(), prune_at: PRUNE_AT, started_ms: now, last_heard_ms: now }
+/// `cluster_now`: the cluster's clock at the start (this client's when it cannot be had).
+fn new_printed(json: bool, cluster_now: i64) -> Printed {
+    Printed { json, seen: HashMap::new(), prune_at: PRUNE_AT, started_ms: cluster_now, newest_ms: cluster_now }
+}
+
+/// The answering node's clock (corrected to the cluster's), or this client's if it does not say.
+async fn cluster_now(c: &Conn) -> i64 {
+    let status = c.client().get_cluster_status(pb::GetClusterStatusRequest {}).await;
+    status.ok().and_then(|r| r.into_inner().now).map(|t| crate::api::convert::timestamp_ms(&t)).unwrap_or_else(now_ms)
 }
 
 async fn subscribe(c: &Conn, job: &str) -> Result<tonic::Streaming<pb::WatchExecutionsResponse>, tonic::Status> {
@@ -214,10 +229,10 @@ async fn subscribe(c: &Conn, job: &str) -> Result<tonic::Streaming<pb::WatchExec
 
 /// Follows the change stream, reconnecting when it breaks. After a reconnect it subscribes first
 /// and then re-reads (so nothing falls between the two): every execution printed in a state that
-/// was not final, and every execution made since shortly before the last change heard; it prints
+/// was not final, and every execution made since shortly before the newest one heard of; it prints
 /// what moved on, oldest first, then follows the new stream. Duplicates are dropped by id and state.
 async fn watch(mut c: Conn, job: String, json: bool) -> Result<(), CliError> {
-    let mut printed = new_printed(json);
+    let mut printed = new_printed(json, cluster_now(&c).await);
     let mut stream = match subscribe(&c, &job).await {
         Ok(s) => s,
         Err(s) if final_code(s.code()) => return Err(s.into()),
@@ -238,7 +253,6 @@ async fn watch(mut c: Conn, job: String, json: bool) -> Result<(), CliError> {
     loop {
         let why = match stream.message().await {
             Ok(Some(r)) => {
-                printed.last_heard_ms = now_ms();
                 if let Some(e) = r.execution {
                     printed.show(&e);
                 }
@@ -284,7 +298,7 @@ async fn reconnect(
 }
 
 /// Prints what changed while the watch was away: the executions it last saw unfinished, and the
-/// ones made since shortly before the last change it heard.
+/// ones made since shortly before the newest one it heard of.
 async fn catch_up(c: &mut Conn, job: &str, printed: &mut Printed) -> Result<(), CliError> {
     let mut found: BTreeMap<String, pb::Execution> = BTreeMap::new();
     for id in printed.open() {
@@ -301,8 +315,7 @@ async fn catch_up(c: &mut Conn, job: &str, printed: &mut Printed) -> Result<(), 
             Err(s) => return Err(s.into()),
         }
     }
-    // Never before the watch began: what happened before it is not its to print.
-    let since = (printed.last_heard_ms - CATCH_UP_SLACK_MS).max(printed.started_ms - 1000);
+    let since = printed.catch_up_since();
     let mut token = String::new();
     'pages: for _ in 0..CATCH_UP_PAGES {
         let req = pb::ListExecutionsRequest {
@@ -344,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_change_is_printed_once_and_never_backwards() {
-        let mut p = new_printed(true);
+        let mut p = new_printed(true, now_ms());
         let e = |state: pb::ExecutionState| pb::Execution { id: "x".into(), state: state as i32, ..Default::default() };
         p.show(&e(pb::ExecutionState::Running));
         assert_eq!(p.open(), vec!["x".to_string()]);
@@ -356,14 +369,21 @@ mod tests {
 
     #[test]
     fn a_long_watch_forgets_what_no_catch_up_re_reads() {
-        let mut p = new_printed(true);
-        let old = now_ms() - CATCH_UP_SLACK_MS - 5000;
-        p.seen.insert("done-long-ago".into(), (3, old));
-        p.seen.insert("running-long-ago".into(), (2, old));
-        p.seen.insert("done-just-now".into(), (3, now_ms()));
+        let now = now_ms();
+        let mut p = new_printed(true, now - 3_600_000);
+        let id = |ms: i64| {
+            let ts = uuid::Timestamp::from_unix(uuid::NoContext, (ms / 1000) as u64, (ms % 1000) as u32 * 1_000_000);
+            uuid::Uuid::new_v7(ts).to_string()
+        };
+        p.show(&pb::Execution { id: id(now), state: pb::ExecutionState::Pending as i32, ..Default::default() });
+        let (old, recent) = (now - 3 * CATCH_UP_SLACK_MS, now - CATCH_UP_SLACK_MS / 2);
+        let long_ago = now - 3 * CATCH_UP_SLACK_MS;
+        p.seen.insert(id(old), (3, long_ago)); // finished, old id, printed long ago: forgotten
+        p.seen.insert(id(old + 1), (2, long_ago)); // not finished: a catch-up re-reads it
+        p.seen.insert(id(old + 2), (3, now)); // printed just now: a stream in flight may repeat it
+        p.seen.insert(id(recent), (3, long_ago)); // inside the window a catch-up re-lists
         p.prune();
-        let mut kept: Vec<&str> = p.seen.keys().map(String::as_str).collect();
-        kept.sort();
-        assert_eq!(kept, ["done-just-now", "running-long-ago"]);
+        assert_eq!(p.seen.len(), 4, "{:?}", p.seen);
+        assert!(!p.seen.contains_key(&id(old)));
     }
 }
