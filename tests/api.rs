@@ -651,7 +651,7 @@ async fn cli_tables_json_and_errors() {
     assert_eq!((code, out.as_str()), (1, ""));
     assert_eq!(err, "error: InvalidArgument: cron: field 'day-of-month' out of range: 32 (expected 1-31)\n");
     let (code, _, err) = rota_cli(ep, &["job", "get", "nope"]);
-    assert_eq!((code, err.as_str()), (1, "error: NotFound: job 'nope' not found\n"));
+    assert_eq!((code, err.as_str()), (4, "error: NotFound: job 'nope' not found\n"));
     eventually(WAIT, "executions listed", || async {
         let (code, out, _) = rota_cli(ep, &["exec", "list", "--job", "c1", "--json"]);
         let v: serde_json::Value = serde_json::from_str(&out).ok()?;

@@ -33,6 +33,24 @@ impl SchedulerApi {
         let (now, ttl_ms) = (now_ms(), self.node.config.node_ttl_ms);
         Ok(self.node.node_records().await?.iter().map(|n| convert::node(n, now, ttl_ms)).collect())
     }
+
+    /// A job id given as a filter must name a job that exists, or one whose executions are still
+    /// kept (a deleted job's history stays listable and watchable). Anything else is most likely a
+    /// typo, which the caller should hear about rather than get an empty list or a silent watch.
+    async fn known_job(&self, id: &str) -> Result<(), Error> {
+        let probe = ExecFilter { job_id: Some(id.to_string()), limit: 1, ..ExecFilter::default() };
+        if !self.node.store.list_executions(&probe).await?.0.is_empty() {
+            return Ok(());
+        }
+        match self.node.store.get_job(id).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::JobNotFound(id.to_string())),
+            // A job key set aside as corrupt still names a job: its history is not this call's
+            // concern (the set-aside is reported where it is found).
+            Err(Error::Corrupt { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 fn page_size(n: u32) -> Result<usize, Error> {
@@ -150,6 +168,9 @@ impl SchedulerService for SchedulerApi {
             before,
             limit: page_size(r.page_size)?,
         };
+        if let Some(job) = &filter.job_id {
+            self.known_job(job).await?;
+        }
         let (execs, next) = self.node.store.list_executions(&filter).await?;
         Ok(Response::new(pb::ListExecutionsResponse {
             executions: execs.iter().map(convert::execution).collect(),
@@ -178,6 +199,7 @@ impl SchedulerService for SchedulerApi {
         let job = req.into_inner().job_id;
         if !job.is_empty() {
             validate_id(&job).map_err(|e| Error::invalid("job_id", e))?;
+            self.known_job(&job).await?;
         }
         let stream = BroadcastStream::new(self.node.store.subscribe().await).filter_map(move |item| match item {
             Ok(e) if job.is_empty() || e.job_id == job => {

@@ -1,17 +1,26 @@
-//! `rota exec ...`: list, get and watch executions.
+//! `rota exec ...`: list, get and watch executions. A watch outlives its node: it reconnects to the
+//! next endpoint and prints what changed meanwhile before following the new stream.
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
+use tonic::Code;
 
-use super::connect::{connect, CliError};
-use super::output::{exec_json, print_execs, state_name, ts};
+use super::connect::{call, CliError, Conn};
+use super::output::{exec_json, print_execs, print_watch_header, print_watch_row};
 use super::ClientArgs;
 use crate::pb;
+
+/// An execution state as a flag value: the spelling output uses (`timed_out`); the kebab form
+/// (`timed-out`) is a hidden alias so older scripts keep working.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StateArg {
     Pending,
     Running,
     Succeeded,
     Failed,
+    #[value(name = "timed_out", alias = "timed-out")]
     TimedOut,
     Skipped,
     Misfired,
@@ -21,40 +30,46 @@ pub enum StateArg {
 
 #[derive(Debug, Subcommand)]
 pub enum ExecCmd {
-    /// Newest first.
+    /// List executions, newest first, one page (see --limit and --page-token).
     List {
+        /// Only this job's executions (a job that neither exists nor has executions kept: exit 4).
         #[arg(long)]
         job: Option<String>,
+        /// Only executions in this state.
         #[arg(long, value_enum)]
         state: Option<StateArg>,
-        #[arg(long, default_value_t = 20)]
+        /// At most this many (1-1000); when there are more, the next page's token is printed.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
+        /// Continue after a previous page (the token it printed).
         #[arg(long)]
         page_token: Option<String>,
     },
+    /// Show one execution, with its output.
     Get {
+        /// The execution's id (a UUID).
         id: String,
     },
-    /// Stream execution changes until interrupted.
+    /// Stream execution changes until interrupted; reconnects (to the next endpoint, if several)
+    /// and prints what changed meanwhile.
     Watch {
+        /// Only this job's executions (a job that neither exists nor has executions kept: exit 4).
         #[arg(long)]
         job: Option<String>,
     },
 }
 
 pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), CliError> {
-    let mut c = connect(client).await?;
+    let mut c = Conn::open(client).await?;
     match cmd {
         ExecCmd::List { job, state, limit, page_token } => {
-            let r = c
-                .list_executions(pb::ListExecutionsRequest {
-                    job_id: job.unwrap_or_default(),
-                    state: state.map(state_arg).unwrap_or(pb::ExecutionState::Unspecified) as i32,
-                    page_size: limit,
-                    page_token: page_token.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
+            let req = pb::ListExecutionsRequest {
+                job_id: job.unwrap_or_default(),
+                state: state.map(state_arg).unwrap_or(pb::ExecutionState::Unspecified) as i32,
+                page_size: limit,
+                page_token: page_token.unwrap_or_default(),
+            };
+            let r = call!(c, list_executions, req)?;
             if client.json {
                 println!(
                     "{:#}",
@@ -69,7 +84,7 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
             }
         }
         ExecCmd::Get { id } => {
-            let e = c.get_execution(pb::GetExecutionRequest { id }).await?.into_inner().execution.unwrap_or_default();
+            let e = call!(c, get_execution, pb::GetExecutionRequest { id })?.execution.unwrap_or_default();
             if client.json {
                 println!("{:#}", exec_json(&e));
             } else {
@@ -79,26 +94,7 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
                 }
             }
         }
-        ExecCmd::Watch { job } => {
-            let mut s =
-                c.watch_executions(pb::WatchExecutionsRequest { job_id: job.unwrap_or_default() }).await?.into_inner();
-            while let Some(r) = s.message().await? {
-                let e = r.execution.unwrap_or_default();
-                if client.json {
-                    println!("{}", exec_json(&e));
-                } else {
-                    println!(
-                        "{}  {}  {}  {}  attempt {}  {}",
-                        e.id,
-                        e.job_id,
-                        e.scheduled_time.as_ref().map(ts).unwrap_or_default(),
-                        state_name(e.state),
-                        e.attempt,
-                        e.error
-                    );
-                }
-            }
-        }
+        ExecCmd::Watch { job } => watch(c, job.unwrap_or_default(), client.json).await?,
     }
     Ok(())
 }
@@ -114,5 +110,280 @@ pub(super) fn state_arg(s: StateArg) -> pb::ExecutionState {
         StateArg::Misfired => pb::ExecutionState::Misfired,
         StateArg::Lost => pb::ExecutionState::Lost,
         StateArg::Superseded => pb::ExecutionState::Superseded,
+    }
+}
+
+/// How long a watch keeps trying to reconnect after losing its stream before it gives up (exit 3).
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+/// Pause between rounds over all endpoints while none answers (doubling up to the cap).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+const RECONNECT_PAUSE_MAX: Duration = Duration::from_secs(2);
+/// How far before the newest execution heard of the catch-up after a reconnect looks: covers ids
+/// stamped by nodes whose clocks differ a little (the cluster keeps them within
+/// `max_clock_offset_ms`, 250 ms by default) and changes published a little out of order.
+const CATCH_UP_SLACK_MS: i64 = 10_000;
+/// At most this many pages of 1000 executions are read to catch up.
+const CATCH_UP_PAGES: usize = 20;
+
+/// A stream error after which watching again cannot help: the request itself is refused.
+fn final_code(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument | Code::NotFound | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented
+    )
+}
+
+/// How far along an execution is: its state moves only forward (pending, running, then one final
+/// state; a retry is a new execution), so a change at or below what was printed is old news.
+fn progress(state: i32) -> u8 {
+    match pb::ExecutionState::try_from(state) {
+        Ok(pb::ExecutionState::Unspecified) | Err(_) => 0,
+        Ok(pb::ExecutionState::Pending) => 1,
+        Ok(pb::ExecutionState::Running) => 2,
+        Ok(_) => 3,
+    }
+}
+
+/// When an execution was made, from its id (a UUIDv7 starts with its milliseconds since the epoch).
+fn id_ms(id: &str) -> Option<i64> {
+    let u = uuid::Uuid::parse_str(id).ok()?;
+    let b = u.as_bytes();
+    Some(b[..6].iter().fold(0i64, |acc, x| (acc << 8) | i64::from(*x)))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What a watch has printed, so that what a reconnect re-reads is printed once, in order.
+struct Printed {
+    json: bool,
+    /// Progress printed per execution id, and when (this client's clock) it was printed.
+    seen: HashMap<String, (u8, i64)>,
+    /// Size of `seen` past which finished entries too old to be re-read are dropped.
+    prune_at: usize,
+    /// The cluster's clock (ids are stamped by it, this client's may be off) when the watch first
+    /// subscribed, and the newest execution heard of since, by its id.
+    started_ms: i64,
+    newest_ms: i64,
+}
+
+impl Printed {
+    /// Prints `e` unless a change as far along was printed already.
+    fn show(&mut self, e: &pb::Execution) {
+        self.newest_ms = self.newest_ms.max(id_ms(&e.id).unwrap_or(0));
+        let p = progress(e.state);
+        if self.seen.get(&e.id).is_some_and(|&(q, _)| q >= p) {
+            return;
+        }
+        self.seen.insert(e.id.clone(), (p, now_ms()));
+        if self.seen.len() > self.prune_at {
+            self.prune();
+        }
+        if self.json {
+            println!("{}", exec_json(e));
+        } else {
+            print_watch_row(e);
+        }
+    }
+
+    /// Ids printed in a state that is not final: their later changes may have been missed.
+    fn open(&self) -> Vec<String> {
+        self.seen.iter().filter(|(_, &(p, _))| p < 3).map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The oldest id a catch-up re-lists, by the time in it: shortly before the newest execution
+    /// heard of (everything made after that is unheard of), never before the watch began.
+    fn catch_up_since(&self) -> i64 {
+        (self.newest_ms - CATCH_UP_SLACK_MS).max(self.started_ms - 1000)
+    }
+
+    /// Forgets finished executions that no catch-up re-lists (ids older than its window) and that
+    /// no stream still in flight repeats (printed a while ago): a long watch does not grow without
+    /// bound.
+    fn prune(&mut self) {
+        let (old_id, printed_before) = (self.catch_up_since() - 1000, now_ms() - CATCH_UP_SLACK_MS);
+        self.seen
+            .retain(|id, &mut (p, at)| p < 3 || at >= printed_before || id_ms(id).is_none_or(|made| made >= old_id));
+        self.prune_at = (self.seen.len() * 2).max(PRUNE_AT);
+    }
+}
+
+/// Entries a watch remembers before it first prunes.
+const PRUNE_AT: usize = 10_000;
+
+/// `cluster_now`: the cluster's clock at the start (this client's when it cannot be had).
+fn new_printed(json: bool, cluster_now: i64) -> Printed {
+    Printed { json, seen: HashMap::new(), prune_at: PRUNE_AT, started_ms: cluster_now, newest_ms: cluster_now }
+}
+
+/// The answering node's clock (corrected to the cluster's), or this client's if it does not say.
+async fn cluster_now(c: &Conn) -> i64 {
+    let status = c.client().get_cluster_status(pb::GetClusterStatusRequest {}).await;
+    status.ok().and_then(|r| r.into_inner().now).map(|t| crate::api::convert::timestamp_ms(&t)).unwrap_or_else(now_ms)
+}
+
+async fn subscribe(c: &Conn, job: &str) -> Result<tonic::Streaming<pb::WatchExecutionsResponse>, tonic::Status> {
+    Ok(c.client().watch_executions(pb::WatchExecutionsRequest { job_id: job.to_string() }).await?.into_inner())
+}
+
+/// Follows the change stream, reconnecting when it breaks. After a reconnect it subscribes first
+/// and then re-reads (so nothing falls between the two): every execution printed in a state that
+/// was not final, and every execution made since shortly before the newest one heard of; it prints
+/// what moved on, oldest first, then follows the new stream. Duplicates are dropped by id and state.
+async fn watch(mut c: Conn, job: String, json: bool) -> Result<(), CliError> {
+    let mut printed = new_printed(json, cluster_now(&c).await);
+    let mut stream = match subscribe(&c, &job).await {
+        Ok(s) => s,
+        Err(s) if final_code(s.code()) => return Err(s.into()),
+        // The first endpoint connected but cannot serve a watch now (draining, store down).
+        Err(s) => {
+            eprintln!(
+                "rota: watch on {} refused ({:?}: {}); trying the next endpoint",
+                c.endpoint(),
+                s.code(),
+                s.message()
+            );
+            reconnect(&mut c, &job, &mut printed).await?
+        }
+    };
+    if !json {
+        print_watch_header();
+    }
+    loop {
+        let why = match stream.message().await {
+            Ok(Some(r)) => {
+                if let Some(e) = r.execution {
+                    printed.show(&e);
+                }
+                continue;
+            }
+            Ok(None) => "the stream ended".to_string(),
+            Err(s) if final_code(s.code()) => return Err(s.into()),
+            Err(s) => format!("{:?}: {}", s.code(), s.message()),
+        };
+        eprintln!("rota: watch on {} lost ({why}); reconnecting", c.endpoint());
+        stream = reconnect(&mut c, &job, &mut printed).await?;
+        eprintln!("rota: watch reconnected to {}", c.endpoint());
+    }
+}
+
+/// Subscribes again on the first endpoint that answers (the next one first) and catches up,
+/// retrying for `RECONNECT_FOR`.
+async fn reconnect(
+    c: &mut Conn,
+    job: &str,
+    printed: &mut Printed,
+) -> Result<tonic::Streaming<pb::WatchExecutionsResponse>, CliError> {
+    let deadline = Instant::now() + RECONNECT_FOR;
+    let mut pause = RECONNECT_PAUSE;
+    loop {
+        let attempt = async {
+            c.next().await?;
+            let stream = subscribe(c, job).await?;
+            catch_up(c, job, printed).await?;
+            Ok::<_, CliError>(stream)
+        };
+        match attempt.await {
+            Ok(stream) => return Ok(stream),
+            Err(CliError::NotFound(m)) => return Err(CliError::NotFound(m)),
+            Err(CliError::Call { code, message }) if final_code(code) => return Err(CliError::Call { code, message }),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RECONNECT_PAUSE_MAX);
+            }
+        }
+    }
+}
+
+/// Prints what changed while the watch was away: the executions it last saw unfinished, and the
+/// ones made since shortly before the newest one it heard of.
+async fn catch_up(c: &mut Conn, job: &str, printed: &mut Printed) -> Result<(), CliError> {
+    let mut found: BTreeMap<String, pb::Execution> = BTreeMap::new();
+    for id in printed.open() {
+        match c.client().get_execution(pb::GetExecutionRequest { id: id.clone() }).await {
+            Ok(r) => {
+                if let Some(e) = r.into_inner().execution {
+                    found.insert(e.id.clone(), e);
+                }
+            }
+            // Past retention: nothing more will be heard of it.
+            Err(s) if s.code() == Code::NotFound => {
+                printed.seen.insert(id, (3, now_ms()));
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
+    let since = printed.catch_up_since();
+    let mut token = String::new();
+    'pages: for _ in 0..CATCH_UP_PAGES {
+        let req = pb::ListExecutionsRequest {
+            job_id: job.to_string(),
+            state: pb::ExecutionState::Unspecified as i32,
+            page_size: 1000,
+            page_token: token,
+        };
+        let r = c.client().list_executions(req).await?.into_inner();
+        for e in r.executions {
+            if id_ms(&e.id).is_some_and(|ms| ms < since) {
+                break 'pages;
+            }
+            found.insert(e.id.clone(), e);
+        }
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+    // Ids sort by when they were made: oldest first, as the stream would have told them.
+    for e in found.values() {
+        printed.show(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_ids_tell_when_they_were_made() {
+        let id = crate::execution::new_execution_id();
+        let made = id_ms(&id).expect("a uuid");
+        assert!((made - now_ms()).abs() < 60_000, "{made}");
+        assert_eq!(id_ms("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn a_change_is_printed_once_and_never_backwards() {
+        let mut p = new_printed(true, now_ms());
+        let e = |state: pb::ExecutionState| pb::Execution { id: "x".into(), state: state as i32, ..Default::default() };
+        p.show(&e(pb::ExecutionState::Running));
+        assert_eq!(p.open(), vec!["x".to_string()]);
+        p.show(&e(pb::ExecutionState::Pending));
+        assert_eq!(p.seen["x"].0, 2, "an older state after a newer one is not printed");
+        p.show(&e(pb::ExecutionState::Succeeded));
+        assert!(p.open().is_empty());
+    }
+
+    #[test]
+    fn a_long_watch_forgets_what_no_catch_up_re_reads() {
+        let now = now_ms();
+        let mut p = new_printed(true, now - 3_600_000);
+        let id = |ms: i64| {
+            let ts = uuid::Timestamp::from_unix(uuid::NoContext, (ms / 1000) as u64, (ms % 1000) as u32 * 1_000_000);
+            uuid::Uuid::new_v7(ts).to_string()
+        };
+        p.show(&pb::Execution { id: id(now), state: pb::ExecutionState::Pending as i32, ..Default::default() });
+        let (old, recent) = (now - 3 * CATCH_UP_SLACK_MS, now - CATCH_UP_SLACK_MS / 2);
+        let long_ago = now - 3 * CATCH_UP_SLACK_MS;
+        p.seen.insert(id(old), (3, long_ago)); // finished, old id, printed long ago: forgotten
+        p.seen.insert(id(old + 1), (2, long_ago)); // not finished: a catch-up re-reads it
+        p.seen.insert(id(old + 2), (3, now)); // printed just now: a stream in flight may repeat it
+        p.seen.insert(id(recent), (3, long_ago)); // inside the window a catch-up re-lists
+        p.prune();
+        assert_eq!(p.seen.len(), 4, "{:?}", p.seen);
+        assert!(!p.seen.contains_key(&id(old)));
     }
 }

@@ -1,11 +1,13 @@
-//! `rota job ...`: put (from flags or a file), get, list, delete, pause, resume, trigger.
+//! `rota job ...`: put (from flags or a file), get, list, delete, pause, resume, trigger. Policy
+//! values are spelled as output and the jobs file spell them (`fire_once_now`); the kebab form is
+//! a hidden alias for older scripts.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use super::connect::{connect, CliError};
+use super::connect::{call, CliError, Conn};
 use super::output::{exec_json, job_json, print_job, print_table, state_name, ts};
 use super::ClientArgs;
 use crate::api::convert;
@@ -25,6 +27,7 @@ pub enum RecoveryArg {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum MisfireArg {
+    #[value(name = "fire_once_now", alias = "fire-once-now")]
     FireOnceNow,
     Skip,
 }
@@ -33,26 +36,41 @@ pub enum MisfireArg {
 pub enum JobCmd {
     /// Create or replace a job, from flags or from a TOML file (the fields of one [[job]]).
     Put(Box<PutArgs>),
+    /// Show one job, with its next fire time.
     Get {
+        /// The job's id.
         id: String,
     },
+    /// List jobs in id order: all of them, unless --limit.
     List {
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        /// At most this many (default: all); when there are more, the next page's token is printed.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+        /// Continue after a previous page (the token it printed).
+        #[arg(long)]
+        page_token: Option<String>,
     },
+    /// Delete a job (running executions finish; its executions stay listable until they expire).
     Delete {
+        /// The job's id.
         id: String,
     },
+    /// Stop a job from firing until resumed.
     Pause {
+        /// The job's id.
         id: String,
     },
+    /// Let a paused job fire again, from its next instant after now.
     Resume {
+        /// The job's id.
         id: String,
     },
     /// Fire a job now, once.
     Trigger {
+        /// The job's id.
         id: String,
-        /// A retried trigger with the same key does not fire again.
+        /// A retried trigger with the same key does not fire again (default: a key made up for this
+        /// invocation, so a retry on another endpoint does not fire twice).
         #[arg(long)]
         key: Option<String>,
     },
@@ -63,6 +81,7 @@ pub struct PutArgs {
     /// TOML file with the job's fields (id, cron, handler, args, ...).
     #[arg(long, conflicts_with_all = ["id", "cron"])]
     pub file: Option<PathBuf>,
+    /// The job's id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
     #[arg(long, required_unless_present = "file")]
     pub id: Option<String>,
     /// Cron with seconds (6 or 7 fields) or standard 5-field cron.
@@ -71,6 +90,7 @@ pub struct PutArgs {
     /// IANA time zone (default UTC).
     #[arg(long = "tz")]
     pub time_zone: Option<String>,
+    /// Handler to run: noop, sleep, shell (nodes with --enable-shell) or http.
     #[arg(long)]
     pub handler: Option<String>,
     /// Handler arguments as JSON, e.g. '["2s"]' or '{"url": "http://..."}'.
@@ -79,25 +99,34 @@ pub struct PutArgs {
     /// Quartz-style invoke target instead of --handler/--args, e.g. "sleep('2s')".
     #[arg(long)]
     pub invoke: Option<String>,
+    /// Run fires on the master only, never dispatched to other nodes.
     #[arg(long)]
     pub master_only: bool,
+    /// A fire that finds the previous one still running: run anyway (allow, the default) or
+    /// record it skipped (forbid).
     #[arg(long, value_enum)]
     pub concurrency: Option<ConcurrencyArg>,
+    /// A fire later than the node's misfire threshold: run it once now (fire_once_now, the
+    /// default) or record it misfired (skip).
     #[arg(long, value_enum)]
     pub misfire: Option<MisfireArg>,
     /// What happens when the node running a fire dies: record it lost (default) or run it again.
     #[arg(long, value_enum)]
     pub recovery: Option<RecoveryArg>,
-    /// e.g. 30s, 5m.
+    /// Cancel a run after this long and record it timed_out, e.g. 30s, 5m (default: none; http
+    /// jobs 60s).
     #[arg(long)]
     pub timeout: Option<String>,
+    /// Retry a failed or timed-out run this many times (default 0).
     #[arg(long)]
     pub retries: Option<u32>,
-    /// First retry delay (doubles each retry), e.g. 1s.
+    /// First retry delay (doubles each retry, capped at 1h), e.g. 1s (default 1s).
     #[arg(long)]
     pub retry_backoff: Option<String>,
+    /// Create the job paused.
     #[arg(long)]
     pub paused: bool,
+    /// Free text shown with the job.
     #[arg(long)]
     pub description: Option<String>,
     /// key=value, repeatable.
@@ -156,35 +185,43 @@ pub(super) fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
 }
 
 pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliError> {
-    let mut c = connect(client).await?;
+    let mut c = Conn::open(client).await?;
     let job = match cmd {
         JobCmd::Put(a) => {
             let spec = put_spec(*a)?;
             let job = pb_job(&spec);
-            let r = c.put_job(pb::PutJobRequest { job: Some(job) }).await?.into_inner();
+            let r = call!(c, put_job, pb::PutJobRequest { job: Some(job) })?;
             if !client.json {
                 println!("{} job {}", if r.created { "created" } else { "replaced" }, spec.id);
             }
             r.job
         }
-        JobCmd::Get { id } => c.get_job(pb::GetJobRequest { id }).await?.into_inner().job,
-        JobCmd::List { limit } => {
+        JobCmd::Get { id } => call!(c, get_job, pb::GetJobRequest { id })?.job,
+        JobCmd::List { limit, page_token } => {
+            // Every page by default: a silent cut at one page read as "that is all" (and a
+            // script would miss jobs); with --limit, the token to go on from is given.
             let mut jobs = Vec::new();
-            let mut token = String::new();
+            let mut token = page_token.unwrap_or_default();
             loop {
-                let page = limit.saturating_sub(jobs.len() as u32).min(1000);
+                let page = match limit {
+                    Some(l) => l.saturating_sub(jobs.len() as u32).min(1000),
+                    None => 1000,
+                };
                 if page == 0 {
                     break;
                 }
-                let r = c.list_jobs(pb::ListJobsRequest { page_size: page, page_token: token }).await?.into_inner();
+                let r = call!(c, list_jobs, pb::ListJobsRequest { page_size: page, page_token: token.clone() })?;
                 jobs.extend(r.jobs);
-                if r.next_page_token.is_empty() {
+                token = r.next_page_token;
+                if token.is_empty() {
                     break;
                 }
-                token = r.next_page_token;
             }
             if client.json {
-                println!("{:#}", Value::Array(jobs.iter().map(job_json).collect()));
+                println!(
+                    "{:#}",
+                    json!({"jobs": jobs.iter().map(job_json).collect::<Vec<_>>(), "next_page_token": token})
+                );
             } else {
                 let rows = jobs
                     .iter()
@@ -200,11 +237,14 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
                     })
                     .collect();
                 print_table(&["ID", "CRON", "TZ", "HANDLER", "NEXT FIRE", "PAUSED"], rows);
+                if !token.is_empty() {
+                    println!("(more: --page-token {token})");
+                }
             }
             return Ok(());
         }
         JobCmd::Delete { id } => {
-            c.delete_job(pb::DeleteJobRequest { id: id.clone() }).await?;
+            call!(c, delete_job, pb::DeleteJobRequest { id: id.clone() })?;
             if client.json {
                 println!("{}", json!({"deleted": id}));
             } else {
@@ -212,18 +252,31 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
             }
             return Ok(());
         }
-        JobCmd::Pause { id } => c.pause_job(pb::PauseJobRequest { id }).await?.into_inner().job,
-        JobCmd::Resume { id } => c.resume_job(pb::ResumeJobRequest { id }).await?.into_inner().job,
+        JobCmd::Pause { id } => {
+            let job = call!(c, pause_job, pb::PauseJobRequest { id: id.clone() })?.job;
+            if !client.json {
+                println!("paused job {id}");
+            }
+            job
+        }
+        JobCmd::Resume { id } => {
+            let job = call!(c, resume_job, pb::ResumeJobRequest { id: id.clone() })?.job;
+            if !client.json {
+                println!("resumed job {id}");
+            }
+            job
+        }
         JobCmd::Trigger { id, key } => {
-            let r = c
-                .trigger_job(pb::TriggerJobRequest { id, idempotency_key: key.unwrap_or_default() })
-                .await?
-                .into_inner();
+            let (idempotency_key, made_up) = trigger_key(key);
+            let r = call!(c, trigger_job, pb::TriggerJobRequest { id, idempotency_key })?;
+            // A made-up key seen again means this invocation's own retry reached the server twice:
+            // one fire, made by this invocation, not an earlier trigger.
+            let deduplicated = r.deduplicated && !made_up;
             let e = r.execution.unwrap_or_default();
             if client.json {
-                println!("{:#}", json!({"deduplicated": r.deduplicated, "execution": exec_json(&e)}));
+                println!("{:#}", json!({"deduplicated": deduplicated, "execution": exec_json(&e)}));
             } else {
-                let what = if r.deduplicated { "already triggered with this key" } else { "triggered" };
+                let what = if deduplicated { "already triggered with this key" } else { "triggered" };
                 println!("{what}: execution {} ({})", e.id, state_name(e.state));
             }
             return Ok(());
@@ -236,6 +289,16 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
         print_job(&job);
     }
     Ok(())
+}
+
+/// The idempotency key of a trigger, and whether it was made up: without --key, one per
+/// invocation, so that when a call is repeated on another endpoint (the first may have fired before
+/// its answer was lost) the job still fires once.
+fn trigger_key(given: Option<String>) -> (String, bool) {
+    match given {
+        Some(k) => (k, false),
+        None => (format!("cli-{}", uuid::Uuid::new_v4().simple()), true),
+    }
 }
 
 /// A spec as a wire job (output-only fields unset).

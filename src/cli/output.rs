@@ -1,4 +1,6 @@
-//! How the client prints: one place for table layouts and JSON shapes.
+//! How the client prints: one place for table layouts, JSON shapes and the spelling of values.
+//! Every enum value is spelled one way for people and JSON alike (`wire_name`), and the flags that
+//! take one accept that spelling; lists in JSON are one object named like the API's response.
 use serde_json::{json, Value};
 
 use crate::api::convert;
@@ -7,10 +9,40 @@ pub(super) fn ts(t: &prost_types::Timestamp) -> String {
     crate::job::ms_to_datetime(convert::timestamp_ms(t)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The one spelling of a wire enum value: its proto name without the type's prefix, in lower case
+/// (`EXECUTION_STATE_TIMED_OUT` is `timed_out`, `MISFIRE_POLICY_FIRE_ONCE_NOW` is
+/// `fire_once_now`), the spelling of the jobs file too. A value this build does not know prints as
+/// its number.
+fn wire_name<E: TryFrom<i32>>(v: i32, prefix: &str, name: fn(&E) -> &'static str) -> String {
+    E::try_from(v).map(|e| name(&e).trim_start_matches(prefix).to_ascii_lowercase()).unwrap_or_else(|_| v.to_string())
+}
+
 pub(super) fn state_name(s: i32) -> String {
-    pb::ExecutionState::try_from(s)
-        .map(|s| s.as_str_name().trim_start_matches("EXECUTION_STATE_").to_ascii_lowercase())
-        .unwrap_or_else(|_| s.to_string())
+    wire_name(s, "EXECUTION_STATE_", pb::ExecutionState::as_str_name)
+}
+
+pub(super) fn concurrency_name(v: i32) -> String {
+    wire_name(v, "CONCURRENCY_POLICY_", pb::ConcurrencyPolicy::as_str_name)
+}
+
+pub(super) fn misfire_name(v: i32) -> String {
+    wire_name(v, "MISFIRE_POLICY_", pb::MisfirePolicy::as_str_name)
+}
+
+pub(super) fn recovery_name(v: i32) -> String {
+    wire_name(v, "RECOVERY_POLICY_", pb::RecoveryPolicy::as_str_name)
+}
+
+pub(super) fn node_role_name(v: i32) -> String {
+    wire_name(v, "NODE_ROLE_", pb::NodeRole::as_str_name)
+}
+
+pub(super) fn node_state_name(v: i32) -> String {
+    wire_name(v, "NODE_STATE_", pb::NodeState::as_str_name)
+}
+
+fn duration_ms(d: &Option<prost_types::Duration>) -> Option<i64> {
+    d.as_ref().map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000)
 }
 
 pub(super) fn job_json(j: &pb::Job) -> Value {
@@ -18,11 +50,9 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "id": j.id, "cron": j.cron, "time_zone": j.time_zone, "handler": j.handler,
         "args": j.args.as_ref().and_then(|a| convert::json_from_pb(a, 0).ok()).unwrap_or(Value::Null),
         "invoke": j.invoke, "master_only": j.master_only,
-        "concurrency": pb::ConcurrencyPolicy::try_from(j.concurrency).map(|c| c.as_str_name()).unwrap_or("?"),
-        "misfire": pb::MisfirePolicy::try_from(j.misfire).map(|c| c.as_str_name()).unwrap_or("?"),
-        "recovery": pb::RecoveryPolicy::try_from(j.recovery).map(|c| c.as_str_name()).unwrap_or("?"),
-        "timeout_ms": j.timeout.as_ref().map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000),
-        "retries": j.retries, "paused": j.paused, "description": j.description, "labels": j.labels,
+        "concurrency": concurrency_name(j.concurrency), "misfire": misfire_name(j.misfire),
+        "recovery": recovery_name(j.recovery), "timeout_ms": duration_ms(&j.timeout),
+        "retries": j.retries, "retry_backoff_ms": duration_ms(&j.retry_backoff), "paused": j.paused, "description": j.description, "labels": j.labels,
         "next_fire_time": j.next_fire_time.as_ref().map(ts),
         "update_time": j.update_time.as_ref().map(ts),
     })
@@ -41,8 +71,7 @@ pub(super) fn node_json(n: &pb::NodeInfo) -> Value {
     let l = n.load.unwrap_or_default();
     json!({
         "node_id": n.node_id, "address": n.address,
-        "role": pb::NodeRole::try_from(n.role).map(|r| r.as_str_name()).unwrap_or("?"),
-        "state": pb::NodeState::try_from(n.state).map(|r| r.as_str_name()).unwrap_or("?"),
+        "role": node_role_name(n.role), "state": node_state_name(n.state),
         "active_workers": l.active_workers, "max_workers": l.max_workers, "queue_depth": l.queue_depth,
         "last_heartbeat": n.last_heartbeat.as_ref().map(ts), "version": n.version, "incarnation": n.incarnation,
         "clock_offset_ms": n.clock_offset_ms,
@@ -63,48 +92,73 @@ pub(super) fn print_job(j: &pb::Job) {
     }
 }
 
+const EXEC_HEADERS: [&str; 8] = ["ID", "JOB", "SCHEDULED", "STATE", "NODE", "ATTEMPT", "DURATION", "ERROR"];
+
+/// One execution as a table row (`exec list`, `exec get`, `exec watch`).
+fn exec_row(e: &pb::Execution) -> Vec<String> {
+    let dur = match (&e.start_time, &e.end_time) {
+        (Some(s), Some(t)) => format!("{}ms", convert::timestamp_ms(t) - convert::timestamp_ms(s)),
+        _ => "-".into(),
+    };
+    let mut err = e.error.replace('\n', " ");
+    if err.len() > 60 {
+        err = crate::execution::truncate_utf8(err, 60);
+    }
+    vec![
+        e.id.clone(),
+        e.job_id.clone(),
+        e.scheduled_time.as_ref().map(ts).unwrap_or_default(),
+        state_name(e.state),
+        e.node_id.clone(),
+        e.attempt.to_string(),
+        dur,
+        err,
+    ]
+}
+
 pub(super) fn print_execs(execs: &[pb::Execution]) {
-    let rows = execs
+    print_table(&EXEC_HEADERS, execs.iter().map(exec_row).collect());
+}
+
+/// Column widths of `exec watch`, which prints rows as they come and so cannot measure them
+/// first: an execution id's 36 characters, a timestamp's 24, room for the longest state name; a
+/// longer job or node id pushes its line's later columns right.
+const WATCH_WIDTHS: [usize; 7] = [36, 16, 24, 10, 12, 7, 8];
+
+fn watch_line(cells: &[String]) {
+    let s: Vec<String> = cells
         .iter()
-        .map(|e| {
-            let dur = match (&e.start_time, &e.end_time) {
-                (Some(s), Some(t)) => format!("{}ms", convert::timestamp_ms(t) - convert::timestamp_ms(s)),
-                _ => "-".into(),
-            };
-            let mut err = e.error.replace('\n', " ");
-            if err.len() > 60 {
-                err = crate::execution::truncate_utf8(err, 60);
-            }
-            vec![
-                e.id.clone(),
-                e.job_id.clone(),
-                e.scheduled_time.as_ref().map(ts).unwrap_or_default(),
-                state_name(e.state),
-                e.node_id.clone(),
-                e.attempt.to_string(),
-                dur,
-                err,
-            ]
+        .enumerate()
+        .map(|(i, c)| match WATCH_WIDTHS.get(i) {
+            Some(w) => format!("{c:<w$}"),
+            None => c.clone(),
         })
         .collect();
-    print_table(&["ID", "JOB", "SCHEDULED", "STATE", "NODE", "ATTEMPT", "DURATION", "ERROR"], rows);
+    println!("{}", s.join("  ").trim_end());
+}
+
+pub(super) fn print_watch_header() {
+    watch_line(&EXEC_HEADERS.map(String::from));
+}
+
+pub(super) fn print_watch_row(e: &pb::Execution) {
+    watch_line(&exec_row(e));
 }
 
 pub(super) fn print_nodes(nodes: &[pb::NodeInfo], as_json: bool) {
     if as_json {
-        println!("{:#}", Value::Array(nodes.iter().map(node_json).collect()));
+        println!("{:#}", json!({"nodes": nodes.iter().map(node_json).collect::<Vec<_>>()}));
         return;
     }
     let rows = nodes
         .iter()
         .map(|n| {
             let l = n.load.unwrap_or_default();
-            let name = |s: &str, p: &str| s.trim_start_matches(p).to_ascii_lowercase();
             vec![
                 n.node_id.clone(),
                 n.address.clone(),
-                name(pb::NodeState::try_from(n.state).map(|s| s.as_str_name()).unwrap_or("?"), "NODE_STATE_"),
-                name(pb::NodeRole::try_from(n.role).map(|s| s.as_str_name()).unwrap_or("?"), "NODE_ROLE_"),
+                node_state_name(n.state),
+                node_role_name(n.role),
                 format!("{}/{} (queue {})", l.active_workers, l.max_workers, l.queue_depth),
                 n.last_heartbeat.as_ref().map(ts).unwrap_or_default(),
                 n.clock_offset_ms.map(|o| format!("{o:+} ms")).unwrap_or_else(|| "unmeasured".into()),

@@ -13,12 +13,13 @@ pub struct ServerArgs {
     /// TOML config file (see deploy/rota.example.toml).
     #[arg(long, env = "ROTA_CONFIG")]
     pub config: Option<PathBuf>,
-    /// gRPC listen address (host:port; port 0 picks a free one).
+    /// gRPC listen address (host:port; port 0 picks a free one; default 127.0.0.1:7700).
     #[arg(long, env = "ROTA_LISTEN")]
     pub listen: Option<String>,
-    /// Address peers and clients use to reach this node.
+    /// Address peers and clients use to reach this node (default: the bound address).
     #[arg(long, env = "ROTA_ADVERTISE")]
     pub advertise: Option<String>,
+    /// This node's id, unique in the cluster (default: the host name).
     #[arg(long, env = "ROTA_NODE_ID")]
     pub node_id: Option<String>,
     /// Redis URL; without it the node uses the in-memory store (single node). A password in it given
@@ -29,56 +30,70 @@ pub struct ServerArgs {
     /// PEM CA of Redis's certificate (rediss://).
     #[arg(long, env = "ROTA_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
+    /// First part of every Redis key (default rota).
     #[arg(long, env = "ROTA_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
+    /// Cluster name: nodes with the same Redis, prefix and cluster form one cluster (default default).
     #[arg(long, env = "ROTA_CLUSTER")]
     pub cluster: Option<String>,
-    /// Executions run at once.
+    /// Executions run at once (default 32).
     #[arg(long, env = "ROTA_WORKERS")]
     pub workers: Option<u32>,
     /// TOML file of jobs to put at start.
     #[arg(long = "jobs", env = "ROTA_JOBS")]
     pub jobs_file: Option<PathBuf>,
-    /// Enable the shell handler (runs programs on request).
+    /// Enable the shell handler (runs programs on request; default off).
     #[arg(long, env = "ROTA_ENABLE_SHELL", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub enable_shell: Option<bool>,
     /// Program the shell handler may run (absolute path); repeat, or comma-separate in the env.
     #[arg(long = "shell-allow", env = "ROTA_SHELL_ALLOW", value_delimiter = ',')]
     pub shell_allow: Vec<String>,
+    /// Bytes of stdout and of stderr kept per shell run (default 65536).
     #[arg(long, env = "ROTA_SHELL_OUTPUT_CAP_BYTES")]
     pub shell_output_cap_bytes: Option<usize>,
     /// Host or network (a.b.c.d/n) http jobs may reach; repeat, or comma-separate in the env.
     /// Without it: anywhere but loopback and link-local.
     #[arg(long = "http-allow", env = "ROTA_HTTP_ALLOW", value_delimiter = ',')]
     pub http_allow: Vec<String>,
+    /// A fire later than this is a misfire, handled by the job's misfire policy (default 60000).
     #[arg(long, env = "ROTA_MISFIRE_THRESHOLD_MS")]
     pub misfire_threshold_ms: Option<u64>,
+    /// How long execution records are kept (default 86400000, 24 h).
     #[arg(long, env = "ROTA_EXECUTION_RETENTION_MS")]
     pub execution_retention_ms: Option<u64>,
+    /// How often this node reports itself alive (default 1000).
     #[arg(long, env = "ROTA_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
+    /// A node silent this long is dead and its work recovered (default 3000).
     #[arg(long, env = "ROTA_NODE_TTL_MS")]
     pub node_ttl_ms: Option<u64>,
-    /// Master load (active/max workers) above which fires go to other nodes.
+    /// Master load (active/max workers) above which fires go to other nodes (default 0.8).
     #[arg(long, env = "ROTA_LOAD_THRESHOLD")]
     pub load_threshold: Option<f64>,
+    /// Deadline of a SubmitTasks call to another node; past it the fires go to its queue (default 500).
     #[arg(long, env = "ROTA_DISPATCH_TIMEOUT_MS")]
     pub dispatch_timeout_ms: Option<u64>,
+    /// How many times a fire whose node died mid-run is re-run (jobs with recovery = rerun; default 2).
     #[arg(long, env = "ROTA_MAX_RECOVERIES")]
     pub max_recoveries: Option<u32>,
+    /// Master lease lifetime: a dead master is replaced after about this long (default 2000).
     #[arg(long, env = "ROTA_LEASE_TTL_MS")]
     pub lease_ttl_ms: Option<u64>,
+    /// How often the master renews its lease (default 600).
     #[arg(long, env = "ROTA_LEASE_RENEW_MS")]
     pub lease_renew_ms: Option<u64>,
+    /// On SIGINT/SIGTERM/SIGHUP, how long running executions get to finish (default 30000).
     #[arg(long, env = "ROTA_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
-    /// Offset from Redis's clock (ms) past which this node warns and raises a clock_skew alert.
+    /// Offset from Redis's clock (ms) past which this node warns and raises a clock_skew alert
+    /// (default 250).
     #[arg(long, env = "ROTA_MAX_CLOCK_OFFSET_MS")]
     pub max_clock_offset_ms: Option<u64>,
     /// PEM certificate of this node (TLS on the gRPC port).
     #[arg(long, env = "ROTA_TLS_CERT_FILE")]
     pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
     #[arg(long, env = "ROTA_TLS_KEY_FILE")]
     pub tls_key_file: Option<PathBuf>,
     /// PEM of the cluster CA (mutual TLS between nodes).
@@ -99,12 +114,13 @@ pub struct ServerArgs {
     /// ROTA_ALERT_WEBHOOK or the config file to the flag, visible in `ps`. Logged as scheme://host:port.
     #[arg(long, env = "ROTA_ALERT_WEBHOOK", hide_env_values = true)]
     pub alert_webhook: Option<String>,
+    /// Timeout of one alert webhook POST (default 5000).
     #[arg(long, env = "ROTA_ALERT_WEBHOOK_TIMEOUT_MS")]
     pub alert_webhook_timeout_ms: Option<u64>,
-    /// plain or json.
+    /// Log format: plain or json (default plain).
     #[arg(long, env = "ROTA_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// Log filter (RUST_LOG wins), e.g. info or rota=debug.
+    /// Log filter (RUST_LOG wins), e.g. info or rota=debug (default info).
     #[arg(long, env = "ROTA_LOG")]
     pub log: Option<String>,
 }
