@@ -38,15 +38,43 @@ pub(super) fn exec_json(e: &pb::Execution) -> Value {
 }
 
 pub(super) fn node_json(n: &pb::NodeInfo) -> Value {
-    let l = n.load.unwrap_or_default();
+    // A gone node has no load: null, not zeros that read as an idle node.
+    let l = n.load;
     json!({
         "node_id": n.node_id, "address": n.address,
         "role": pb::NodeRole::try_from(n.role).map(|r| r.as_str_name()).unwrap_or("?"),
         "state": pb::NodeState::try_from(n.state).map(|r| r.as_str_name()).unwrap_or("?"),
-        "active_workers": l.active_workers, "max_workers": l.max_workers, "queue_depth": l.queue_depth,
+        "active_workers": l.map(|l| l.active_workers), "max_workers": l.map(|l| l.max_workers),
+        "queue_depth": l.map(|l| l.queue_depth),
         "last_heartbeat": n.last_heartbeat.as_ref().map(ts), "version": n.version, "incarnation": n.incarnation,
         "clock_offset_ms": n.clock_offset_ms,
+        "handlers": n.handlers, "shell_enabled": n.shell_enabled, "shell_allow": n.shell_allow,
+        "http_allow": n.http_allow,
     })
+}
+
+/// The first line of `rota status`: the master and its epoch, or, while no node holds the lease,
+/// that a new master is being elected (with the last epoch known, not 0).
+pub(super) fn status_line(r: &pb::GetClusterStatusResponse) -> String {
+    if r.electing || r.master_id.is_empty() {
+        format!("master: (electing a new master; last epoch {})  store: {}", r.epoch, r.store)
+    } else {
+        format!("master: {}  epoch: {}  store: {}", r.master_id, r.epoch, r.store)
+    }
+}
+
+/// What a node may run, for the table: its handlers, and shell and http on their terms.
+fn permissions(n: &pb::NodeInfo) -> (String, String, String) {
+    let handlers = if n.handlers.is_empty() { "-".to_string() } else { n.handlers.join(",") };
+    // The allowed programs in full are in `--json`; the table says how many.
+    let shell = match (n.shell_enabled, n.shell_allow.len()) {
+        (false, _) => "off".to_string(),
+        (true, 0) => "on (nothing allowed)".to_string(),
+        (true, 1) => "on (1 program)".to_string(),
+        (true, k) => format!("on ({k} programs)"),
+    };
+    let http = if n.http_allow.is_empty() { "default".to_string() } else { n.http_allow.join(",") };
+    (handlers, shell, http)
 }
 
 pub(super) fn print_job(j: &pb::Job) {
@@ -98,20 +126,34 @@ pub(super) fn print_nodes(nodes: &[pb::NodeInfo], as_json: bool) {
     let rows = nodes
         .iter()
         .map(|n| {
-            let l = n.load.unwrap_or_default();
             let name = |s: &str, p: &str| s.trim_start_matches(p).to_ascii_lowercase();
+            let role = match pb::NodeRole::try_from(n.role) {
+                Ok(pb::NodeRole::Unspecified) => "-".to_string(),
+                r => name(r.map(|s| s.as_str_name()).unwrap_or("?"), "NODE_ROLE_"),
+            };
+            let load = match n.load {
+                Some(l) => format!("{}/{} (queue {})", l.active_workers, l.max_workers, l.queue_depth),
+                None => "-".to_string(),
+            };
+            let (handlers, shell, http) = permissions(n);
             vec![
                 n.node_id.clone(),
                 n.address.clone(),
                 name(pb::NodeState::try_from(n.state).map(|s| s.as_str_name()).unwrap_or("?"), "NODE_STATE_"),
-                name(pb::NodeRole::try_from(n.role).map(|s| s.as_str_name()).unwrap_or("?"), "NODE_ROLE_"),
-                format!("{}/{} (queue {})", l.active_workers, l.max_workers, l.queue_depth),
+                role,
+                load,
                 n.last_heartbeat.as_ref().map(ts).unwrap_or_default(),
                 n.clock_offset_ms.map(|o| format!("{o:+} ms")).unwrap_or_else(|| "unmeasured".into()),
+                handlers,
+                shell,
+                http,
             ]
         })
         .collect();
-    print_table(&["NODE", "ADDRESS", "STATE", "ROLE", "LOAD", "LAST HEARTBEAT", "CLOCK OFFSET"], rows);
+    print_table(
+        &["NODE", "ADDRESS", "STATE", "ROLE", "LOAD", "LAST HEARTBEAT", "CLOCK OFFSET", "HANDLERS", "SHELL", "HTTP"],
+        rows,
+    );
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -227,6 +227,13 @@ impl Worker {
         s.insert(fire_id.to_string()).then(|| Held { set: Arc::clone(&self.in_hand), fire_id: fire_id.to_string() })
     }
 
+    /// The fires this process has in hand (accepted, waiting or running), sorted.
+    pub fn fires_in_hand(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.in_hand.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
     /// Whether this process has the fire in hand (see `hold`).
     pub fn in_hand(&self, fire_id: &str) -> bool {
         self.in_hand.lock().is_ok_and(|s| s.contains(fire_id))
