@@ -212,6 +212,7 @@ impl Node {
             max: config.workers,
             alerts: alerts.clone(),
             metrics: Arc::clone(&metrics),
+            node_ttl_ms: config.node_ttl_ms,
         }));
         let loads = Arc::new(LoadTable::new(Arc::clone(&store), &config.node_id, config.node_ttl_ms));
         let recovery = Arc::new(Recovery::new(RecoveryParts {
