@@ -68,7 +68,7 @@ pub struct Config {
     pub execution_retention_ms: u64,
     /// How often the node publishes its record (load, state) to the store.
     pub heartbeat_ms: u64,
-    /// A node whose record is older than this is shown as dead.
+    /// A node whose record is older than this (and that did not stop cleanly) is shown as failed.
     pub node_ttl_ms: u64,
     /// How long a gone node (left or failed) stays listed by `rota nodes` / `rota status` after its
     /// last heartbeat; then its record expires and it drops off the list.

@@ -370,8 +370,11 @@ mod tests {
     #[test]
     fn routing_by_handler() {
         let idle = load(0, 10, 0);
-        let peers =
-            vec![peer("a", load(0, 10, 0)), with_shell(peer("b", load(5, 10, 0))), with_shell(peer("c", load(3, 10, 0)))];
+        let peers = vec![
+            peer("a", load(0, 10, 0)),
+            with_shell(peer("b", load(5, 10, 0))),
+            with_shell(peer("c", load(3, 10, 0))),
+        ];
         let plain = [peer("a", load(0, 10, 0))];
         let shell = |master_only| FireNeeds { handler: "shell", master_only };
         let lacking = Here { load: idle, has_handler: false };
@@ -380,14 +383,32 @@ mod tests {
         let busy_no_workers = [with_shell(peer("z", load(0, 0, 0)))];
         type Case<'a> = (&'a str, FireNeeds<'a>, Here, &'a [Peer], Result<Option<&'a str>, &'a str>);
         let cases: Vec<Case> = vec![
-            ("master lacks it: least-loaded peer that has it, not the idler one that does not", shell(false), lacking, &peers, Ok(Some("c"))),
+            (
+                "master lacks it: least-loaded peer that has it, not the idler one that does not",
+                shell(false),
+                lacking,
+                &peers,
+                Ok(Some("c")),
+            ),
             ("master has it and is idle: here", shell(false), having, &peers, Ok(None)),
             ("master busy: least-loaded capable peer", shell(false), busy_having, &peers, Ok(Some("c"))),
             ("master busy, no capable peer: here", shell(false), busy_having, &plain, Ok(None)),
             ("nobody has it: unrunnable", shell(false), lacking, &plain, Err("no live node has it")),
             ("no peers at all: unrunnable", shell(false), lacking, &[], Err("no live node has it")),
-            ("a capable peer without workers does not count", shell(false), lacking, &busy_no_workers, Err("no live node has it")),
-            ("master-only, master lacks it: unrunnable even if a peer has it", shell(true), lacking, &peers, Err("master-only")),
+            (
+                "a capable peer without workers does not count",
+                shell(false),
+                lacking,
+                &busy_no_workers,
+                Err("no live node has it"),
+            ),
+            (
+                "master-only, master lacks it: unrunnable even if a peer has it",
+                shell(true),
+                lacking,
+                &peers,
+                Err("master-only"),
+            ),
             ("master-only, master has it: here", shell(true), busy_having, &peers, Ok(None)),
         ];
         for (name, fire, here, peers, want) in cases {

@@ -534,15 +534,12 @@ impl Node {
         let fires = self.worker.fires_in_hand();
         let running = self.worker.load().active;
         let shown: Vec<&str> = fires.iter().take(5).map(String::as_str).collect();
-        let more = if fires.len() > shown.len() { format!(" and {} more", fires.len() - shown.len()) } else { String::new() };
+        let more =
+            if fires.len() > shown.len() { format!(" and {} more", fires.len() - shown.len()) } else { String::new() };
         if fires.is_empty() {
             parts.push("has no executions in hand".to_string());
         } else {
-            parts.push(format!(
-                "has {} fire(s) in hand, {running} running: {}{more}",
-                fires.len(),
-                shown.join(", ")
-            ));
+            parts.push(format!("has {} fire(s) in hand, {running} running: {}{more}", fires.len(), shown.join(", ")));
         }
         format!("What this node knows: {}.", parts.join("; "))
     }

@@ -27,7 +27,11 @@ fn cli(node: &TestNode, args: &[&str]) -> (Option<i32>, String, String) {
         .args(["--endpoint", &node.endpoint()])
         .output()
         .expect("run rota");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `rota nodes --json` as seen by `node`.
@@ -56,8 +60,8 @@ async fn status_and_nodes_tell_what_happened_to_each_node() {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
     let keep = ["--dead-node-retention-ms", RETENTION_MS];
-    let n1 = TestNode::start(&b, "n1", &flags(&[&keep[..], &["--enable-shell", "--shell-allow", "/bin/sh"]].concat()))
-        .await;
+    let n1 =
+        TestNode::start(&b, "n1", &flags(&[&keep[..], &["--enable-shell", "--shell-allow", "/bin/sh"]].concat())).await;
     let n2 = TestNode::start(&b, "n2", &flags(&keep)).await;
     let n3 = TestNode::start(&b, "n3", &flags(&keep)).await;
     let (master, epoch) = agreed_master(&[&n1, &n2, &n3]).await;
@@ -83,7 +87,7 @@ async fn status_and_nodes_tell_what_happened_to_each_node() {
 
     // SIGKILL the master. Every answer until a new master is there: no master means electing, with
     // the last epoch (never `(none) epoch 0`), and the dead node is never still the live master.
-    let mut nodes = vec![n1, n2, n3];
+    let mut nodes = [n1, n2, n3];
     let idx = nodes.iter().position(|n| n.node_id == master).expect("master is one of them");
     nodes[idx].kill();
     let w = (0..3).find(|i| *i != idx).expect("a survivor");
@@ -195,9 +199,10 @@ async fn shell_fires_run_only_where_shell_is() {
     let failed = eventually(WAIT, "a fire recorded failed: no live node has shell", || {
         let mut c = c.clone();
         async move {
-            executions(&mut c, "sh").await.into_iter().find(|e| {
-                state(e) == pb::ExecutionState::Failed && e.error.contains("no live node has it")
-            })
+            executions(&mut c, "sh")
+                .await
+                .into_iter()
+                .find(|e| state(e) == pb::ExecutionState::Failed && e.error.contains("no live node has it"))
         }
     })
     .await;
@@ -217,9 +222,10 @@ async fn shell_fires_run_only_where_shell_is() {
     let later = eventually(WAIT, "a later fire recorded too", || {
         let (mut c, after) = (c.clone(), ms(&failed.scheduled_time));
         async move {
-            executions(&mut c, "sh").await.into_iter().find(|e| {
-                ms(&e.scheduled_time) > after + 1000 && state(e) == pb::ExecutionState::Failed
-            })
+            executions(&mut c, "sh")
+                .await
+                .into_iter()
+                .find(|e| ms(&e.scheduled_time) > after + 1000 && state(e) == pb::ExecutionState::Failed)
         }
     })
     .await;
@@ -242,9 +248,7 @@ async fn with_redis_down_the_error_names_the_store_and_what_the_node_knows() {
     c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), idempotency_key: String::new() }).await.expect("trigger");
     eventually(WAIT, "the sleep runs", || {
         let mut c = c.clone();
-        async move {
-            executions(&mut c, "slow").await.into_iter().find(|e| state(e) == pb::ExecutionState::Running)
-        }
+        async move { executions(&mut c, "slow").await.into_iter().find(|e| state(e) == pb::ExecutionState::Running) }
     })
     .await;
     let port = redis.port;

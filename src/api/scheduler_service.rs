@@ -196,7 +196,8 @@ impl SchedulerService for SchedulerApi {
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
         let master = self.node.master().await.map_err(|e| self.node.explain(e))?;
-        let nodes = self.node_infos(master.as_ref().map(|(id, _)| id.as_str())).await.map_err(|e| self.node.explain(e))?;
+        let nodes =
+            self.node_infos(master.as_ref().map(|(id, _)| id.as_str())).await.map_err(|e| self.node.explain(e))?;
         Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
@@ -205,12 +206,12 @@ impl SchedulerService for SchedulerApi {
         _: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
         let holder = self.node.master().await.map_err(|e| self.node.explain(e))?;
-        let nodes = self.node_infos(holder.as_ref().map(|(id, _)| id.as_str())).await.map_err(|e| self.node.explain(e))?;
+        let nodes =
+            self.node_infos(holder.as_ref().map(|(id, _)| id.as_str())).await.map_err(|e| self.node.explain(e))?;
         // A lease still held by a node that is gone (killed, its lease not yet expired) is no
         // master: the cluster is electing, and the epoch shown is the last one known.
-        let live_master = holder.filter(|(id, _)| {
-            nodes.iter().any(|n| n.node_id == *id && n.role == pb::NodeRole::Master as i32)
-        });
+        let live_master =
+            holder.filter(|(id, _)| nodes.iter().any(|n| n.node_id == *id && n.role == pb::NodeRole::Master as i32));
         let (master_id, epoch, electing) = match live_master {
             Some((id, epoch)) => (id, epoch, false),
             None => (String::new(), self.node.max_epoch_seen(), true),

@@ -56,7 +56,11 @@ mod tests {
             (Error::Busy("busy".into()), Code::ResourceExhausted, "busy"),
             (Error::unavailable("conn refused"), Code::Unavailable, "store unavailable; try again"),
             (
-                Error::StoreDown { store: "redis at 10.0.0.1:6379".into(), reason: "refused".into(), known: "n1 knows".into() },
+                Error::StoreDown {
+                    store: "redis at 10.0.0.1:6379".into(),
+                    reason: "refused".into(),
+                    known: "n1 knows".into(),
+                },
                 Code::Unavailable,
                 "store unavailable: redis at 10.0.0.1:6379 does not answer (refused); try again. n1 knows",
             ),

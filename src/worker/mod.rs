@@ -484,7 +484,10 @@ impl Worker {
                 self.node_id
             )
         } else {
-            format!("cannot run: handler '{handler}' is not registered on node {} and no live node has it", self.node_id)
+            format!(
+                "cannot run: handler '{handler}' is not registered on node {} and no live node has it",
+                self.node_id
+            )
         };
         exec.close(ExecState::Failed, why);
         tracing::error!(execution = %exec.id, handler = %handler, error = %exec.error, "fire recorded failed: no node can run it");
