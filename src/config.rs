@@ -456,6 +456,8 @@ mod tests {
             (Config { max_clock_offset_ms: 60_001, ..Config::default() }, "config max_clock_offset_ms:"),
             (Config { execution_retention_ms: u64::MAX, ..Config::default() }, "config execution_retention_ms:"),
             (Config { execution_retention_ms: 59_999, ..Config::default() }, "config execution_retention_ms:"),
+            (Config { dead_node_retention_ms: 99, ..Config::default() }, "config dead_node_retention_ms:"),
+            (Config { dead_node_retention_ms: u64::MAX, ..Config::default() }, "config dead_node_retention_ms:"),
             (Config { shell_output_cap_bytes: usize::MAX, ..Config::default() }, "config shell_output_cap_bytes:"),
             (Config { shell_output_cap_bytes: 0, ..Config::default() }, "config shell_output_cap_bytes:"),
             (Config { misfire_threshold_ms: u64::MAX, ..Config::default() }, "config misfire_threshold_ms:"),

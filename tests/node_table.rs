@@ -263,3 +263,39 @@ async fn with_redis_down_the_error_names_the_store_and_what_the_node_knows() {
         assert!(!err.contains(PW), "the password leaked: {err}");
     }
 }
+
+/// `dead_node_retention_ms` out of range (flag, env or file) is refused by `--check` with exit 64,
+/// the key named and the node not started; a non-number is a usage error.
+#[test]
+fn a_bad_dead_node_retention_is_refused_naming_the_key() {
+    let check = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+            .args(["server", "--check"])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run rota");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (args, env) in [
+        (&["--dead-node-retention-ms", "99"][..], &[][..]),
+        (&["--dead-node-retention-ms", "18446744073709551615"], &[]),
+        (&[], &[("ROTA_DEAD_NODE_RETENTION_MS", "0")]),
+    ] {
+        let (code, err) = check(args, env);
+        assert_eq!(code, Some(64), "{args:?} {env:?}: {err}");
+        assert!(err.contains("dead_node_retention_ms") && err.contains("is not in"), "{err}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("rota.toml");
+    std::fs::write(&cfg, "dead_node_retention_ms = 1\n").expect("write");
+    let (code, err) = check(&["--config", cfg.to_str().expect("utf8")], &[]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("dead_node_retention_ms"), "{err}");
+    let (code, err) = check(&["--dead-node-retention-ms", "soon"], &[]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("--dead-node-retention-ms"), "{err}");
+    // In range: accepted.
+    let (code, err) = check(&["--dead-node-retention-ms", "100"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+}
