@@ -173,3 +173,47 @@ pub(super) fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
         line(r);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While no node holds the lease, status says a master is being elected and keeps the last
+    /// epoch, never `(none) epoch 0`.
+    #[test]
+    fn status_line_says_electing_with_the_last_epoch() {
+        let electing = pb::GetClusterStatusResponse {
+            electing: true,
+            epoch: 1_796_285_141_421,
+            store: "redis".into(),
+            ..Default::default()
+        };
+        let line = status_line(&electing);
+        assert_eq!(line, "master: (electing a new master; last epoch 1796285141421)  store: redis");
+        let master = pb::GetClusterStatusResponse {
+            master_id: "n2".into(),
+            epoch: 7,
+            store: "redis".into(),
+            ..Default::default()
+        };
+        assert_eq!(status_line(&master), "master: n2  epoch: 7  store: redis");
+    }
+
+    /// A gone node's load is null in JSON (not zeros that read as idle), and its permissions show.
+    #[test]
+    fn node_json_has_no_load_for_a_gone_node_and_shows_permissions() {
+        let n = pb::NodeInfo {
+            node_id: "n1".into(),
+            state: pb::NodeState::Failed as i32,
+            handlers: vec!["noop".into(), "shell".into()],
+            shell_enabled: true,
+            shell_allow: vec!["/bin/sh".into()],
+            ..Default::default()
+        };
+        let v = node_json(&n);
+        assert_eq!(v["active_workers"], Value::Null);
+        assert_eq!(v["state"], "NODE_STATE_FAILED");
+        assert_eq!(v["shell_allow"], json!(["/bin/sh"]));
+        assert_eq!(permissions(&n), ("noop,shell".into(), "on (1 program)".into(), "default".into()));
+    }
+}
