@@ -14,10 +14,18 @@ use crate::worker::handlers::{ArgsError, FireContext, Handler, HandlerFailure};
 /// Environment variable naming the side-log file.
 pub const SIDELOG_ENV: &str = "ROTA_SIDELOG";
 
-/// Adds the fault runner's handler (`sidelog`) to a node's handlers: fault injection registers
-/// itself, from the top of the binary, rather than being known to the production rooms.
+/// Environment variable that, set to `1`, also registers the same handler as `sidelog_picky`: the
+/// runner sets it on some nodes only, for jobs that only those nodes can run (mixed capabilities).
+pub const PICKY_ENV: &str = "ROTA_CHAOS_PICKY";
+
+/// Adds the fault runner's handler (`sidelog`, and `sidelog_picky` where `PICKY_ENV` says so) to a
+/// node's handlers: fault injection registers itself, from the top of the binary, rather than being
+/// known to the production rooms.
 pub fn register(registry: &mut crate::worker::handlers::Registry) {
     registry.register("sidelog", SideLog::from_env());
+    if std::env::var(PICKY_ENV).is_ok_and(|v| v == "1") {
+        registry.register("sidelog_picky", SideLog::from_env());
+    }
 }
 
 /// Writes a start line, sleeps `{"ms": N}`, writes an end line. Lines (tab-separated):

@@ -68,8 +68,11 @@ pub struct Config {
     pub execution_retention_ms: u64,
     /// How often the node publishes its record (load, state) to the store.
     pub heartbeat_ms: u64,
-    /// A node whose record is older than this is shown as dead.
+    /// A node whose record is older than this (and that did not stop cleanly) is shown as failed.
     pub node_ttl_ms: u64,
+    /// How long a gone node (left or failed) stays listed by `rota nodes` / `rota status` after its
+    /// last heartbeat; then its record expires and it drops off the list.
+    pub dead_node_retention_ms: u64,
     /// Master lease TTL: a crashed master is replaced within about lease_ttl_ms + lease_renew_ms.
     pub lease_ttl_ms: u64,
     /// How often the master renews its lease and candidates try to take it (at most a third of the TTL).
@@ -136,6 +139,7 @@ impl Default for Config {
             execution_retention_ms: 24 * 3_600_000,
             heartbeat_ms: 1_000,
             node_ttl_ms: 3_000,
+            dead_node_retention_ms: crate::store::DEFAULT_DEAD_NODE_RETENTION_MS,
             load_threshold: 0.8,
             dispatch_timeout_ms: 500,
             max_recoveries: 2,
@@ -208,6 +212,7 @@ impl Config {
             ("execution_retention_ms", self.execution_retention_ms, 60_000, 366 * DAY_MS),
             ("heartbeat_ms", self.heartbeat_ms, 10, 60_000),
             ("node_ttl_ms", self.node_ttl_ms, 20, 600_000),
+            ("dead_node_retention_ms", self.dead_node_retention_ms, 100, 7 * DAY_MS),
             ("lease_ttl_ms", self.lease_ttl_ms, 30, 600_000),
             ("lease_renew_ms", self.lease_renew_ms, 10, 200_000),
             ("dispatch_timeout_ms", self.dispatch_timeout_ms, 1, 60_000),
@@ -451,6 +456,8 @@ mod tests {
             (Config { max_clock_offset_ms: 60_001, ..Config::default() }, "config max_clock_offset_ms:"),
             (Config { execution_retention_ms: u64::MAX, ..Config::default() }, "config execution_retention_ms:"),
             (Config { execution_retention_ms: 59_999, ..Config::default() }, "config execution_retention_ms:"),
+            (Config { dead_node_retention_ms: 99, ..Config::default() }, "config dead_node_retention_ms:"),
+            (Config { dead_node_retention_ms: u64::MAX, ..Config::default() }, "config dead_node_retention_ms:"),
             (Config { shell_output_cap_bytes: usize::MAX, ..Config::default() }, "config shell_output_cap_bytes:"),
             (Config { shell_output_cap_bytes: 0, ..Config::default() }, "config shell_output_cap_bytes:"),
             (Config { misfire_threshold_ms: u64::MAX, ..Config::default() }, "config misfire_threshold_ms:"),

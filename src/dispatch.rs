@@ -1,7 +1,10 @@
 //! Dispatch (delivery): where a fire runs, and how it gets there.
-//! `decide` is pure (loads and time are inputs): a master-only job, or any fire while the master's
-//! load is under the threshold, runs on the master; otherwise on the least-loaded live node with a
-//! fresh load report; with none, on the master anyway. `PeerClient` is this node's gRPC client of
+//! `decide` is pure (loads, handlers and time are inputs). A fire goes only to a node that has its
+//! job's handler: a master-only job runs on the master (if the master lacks the handler, the fire
+//! is recorded failed with the reason and alerted: `Decision::Unrunnable`); any other fire runs on
+//! the master while the master has the handler and its load is under the threshold; otherwise on
+//! the least-loaded live node with the handler and a fresh load report; with none, on the master
+//! if it has the handler, else it is unrunnable (recorded and alerted, never dropped). `PeerClient` is this node's gRPC client of
 //! its peers: it delivers fires to another node with `NodeService.SubmitTasks` over pooled channels
 //! with a short deadline (the caller falls back to the target's durable queue when the call fails),
 //! and reports this node's load to the master. `Router` puts it together for the scheduler.
@@ -31,17 +34,50 @@ pub use crate::cluster::loads::Peer;
 pub enum Decision {
     RunHere,
     SendTo(Peer),
+    /// No node that may run it has its handler (the reason says which and why). The master takes
+    /// it into its own list anyway, so that it is recorded (failed, with the reason) and alerted
+    /// by the worker, never dropped and never bounced around.
+    Unrunnable(String),
+}
+
+/// The fire being routed, as `decide` needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct FireNeeds<'a> {
+    pub handler: &'a str,
+    pub master_only: bool,
+}
+
+/// This node (the master) as `decide` sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Here {
+    pub load: Load,
+    /// The fire's handler is registered here.
+    pub has_handler: bool,
 }
 
 /// Where a fire runs. `peers` are the live nodes with a fresh load report, this node excluded.
-pub fn decide(master_only: bool, local: Load, threshold: f64, peers: &[Peer]) -> Decision {
-    if master_only || local.ratio() < threshold {
+pub fn decide(fire: FireNeeds, here: Here, threshold: f64, peers: &[Peer]) -> Decision {
+    if fire.master_only {
+        return match here.has_handler {
+            true => Decision::RunHere,
+            false => Decision::Unrunnable(format!(
+                "the job is master-only and its handler '{}' is not registered on the master",
+                fire.handler
+            )),
+        };
+    }
+    if here.has_handler && here.load.ratio() < threshold {
         return Decision::RunHere;
     }
-    match least_loaded(peers) {
-        // Only worth it if the peer is less loaded than we are.
-        Some(p) if p.load.ratio() < local.ratio() => Decision::SendTo(p.clone()),
-        _ => Decision::RunHere,
+    let capable: Vec<Peer> = peers.iter().filter(|p| p.has_handler(fire.handler)).cloned().collect();
+    match least_loaded(&capable) {
+        // Only worth it if the peer is less loaded than we are (or we cannot run it at all).
+        Some(p) if !here.has_handler || p.load.ratio() < here.load.ratio() => Decision::SendTo(p.clone()),
+        _ if here.has_handler => Decision::RunHere,
+        _ => Decision::Unrunnable(format!(
+            "handler '{}' is not registered on any live node (no live node has it)",
+            fire.handler
+        )),
     }
 }
 
@@ -204,8 +240,17 @@ impl Router {
     /// or into `outbox` for the least-loaded peer (see `send`).
     pub async fn route(&self, job: Job, fire_id: String, master: &Mastership, now: i64, outbox: &mut Outbox) {
         let peers = if job.spec.master_only { Vec::new() } else { self.loads.peers(now).await };
-        match decide(job.spec.master_only, self.worker.load(), self.threshold, &peers) {
+        let fire = FireNeeds { handler: &job.spec.handler, master_only: job.spec.master_only };
+        let here = Here { load: self.worker.load(), has_handler: self.worker.registry().get(fire.handler).is_some() };
+        match decide(fire, here, self.threshold, &peers) {
             Decision::RunHere => {
+                self.worker.metrics().dispatched(path::LOCAL);
+                self.run_here(job, &fire_id, Some(master.epoch)).await
+            }
+            Decision::Unrunnable(why) => {
+                // Taken here to be recorded: the worker finds the handler missing, looks once more
+                // for a live node that has it, and otherwise records the fire failed and alerts.
+                tracing::warn!(fire = %fire_id, handler = %job.spec.handler, why = %why, "no node can run this fire");
                 self.worker.metrics().dispatched(path::LOCAL);
                 self.run_here(job, &fire_id, Some(master.epoch)).await
             }
@@ -287,7 +332,12 @@ mod tests {
     }
 
     fn peer(id: &str, l: Load) -> Peer {
-        Peer { node_id: id.into(), address: format!("{id}:1"), load: l }
+        Peer { node_id: id.into(), address: format!("{id}:1"), load: l, handlers: vec!["noop".into()] }
+    }
+
+    fn with_shell(mut p: Peer) -> Peer {
+        p.handlers.push("shell".into());
+        p
     }
 
     #[test]
@@ -305,11 +355,71 @@ mod tests {
             ("a peer reporting no workers is skipped", false, load(9, 10, 0), &empty, None),
         ];
         for (name, master_only, local, peers, want) in cases {
-            let got = match decide(master_only, local, 0.8, peers) {
+            let fire = FireNeeds { handler: "noop", master_only };
+            let got = match decide(fire, Here { load: local, has_handler: true }, 0.8, peers) {
                 Decision::RunHere => None,
                 Decision::SendTo(p) => Some(p.node_id),
+                Decision::Unrunnable(why) => panic!("{name}: unrunnable: {why}"),
             };
             assert_eq!(got.as_deref(), want, "{name}");
+        }
+    }
+
+    /// A fire goes only to a node that has its handler; with none, it is unrunnable (recorded and
+    /// alerted by the master), never sent to a node that would fail it.
+    #[test]
+    fn routing_by_handler() {
+        let idle = load(0, 10, 0);
+        let peers = vec![
+            peer("a", load(0, 10, 0)),
+            with_shell(peer("b", load(5, 10, 0))),
+            with_shell(peer("c", load(3, 10, 0))),
+        ];
+        let plain = [peer("a", load(0, 10, 0))];
+        let shell = |master_only| FireNeeds { handler: "shell", master_only };
+        let lacking = Here { load: idle, has_handler: false };
+        let having = Here { load: idle, has_handler: true };
+        let busy_having = Here { load: load(9, 10, 0), has_handler: true };
+        let busy_no_workers = [with_shell(peer("z", load(0, 0, 0)))];
+        type Case<'a> = (&'a str, FireNeeds<'a>, Here, &'a [Peer], Result<Option<&'a str>, &'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "master lacks it: least-loaded peer that has it, not the idler one that does not",
+                shell(false),
+                lacking,
+                &peers,
+                Ok(Some("c")),
+            ),
+            ("master has it and is idle: here", shell(false), having, &peers, Ok(None)),
+            ("master busy: least-loaded capable peer", shell(false), busy_having, &peers, Ok(Some("c"))),
+            ("master busy, no capable peer: here", shell(false), busy_having, &plain, Ok(None)),
+            ("nobody has it: unrunnable", shell(false), lacking, &plain, Err("no live node has it")),
+            ("no peers at all: unrunnable", shell(false), lacking, &[], Err("no live node has it")),
+            (
+                "a capable peer without workers does not count",
+                shell(false),
+                lacking,
+                &busy_no_workers,
+                Err("no live node has it"),
+            ),
+            (
+                "master-only, master lacks it: unrunnable even if a peer has it",
+                shell(true),
+                lacking,
+                &peers,
+                Err("master-only"),
+            ),
+            ("master-only, master has it: here", shell(true), busy_having, &peers, Ok(None)),
+        ];
+        for (name, fire, here, peers, want) in cases {
+            match (decide(fire, here, 0.8, peers), want) {
+                (Decision::RunHere, Ok(None)) => {}
+                (Decision::SendTo(p), Ok(Some(id))) => assert_eq!(p.node_id, id, "{name}"),
+                (Decision::Unrunnable(why), Err(part)) => {
+                    assert!(why.contains(part) && why.contains("'shell'"), "{name}: {why}")
+                }
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
         }
     }
 }

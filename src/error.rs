@@ -40,6 +40,11 @@ pub enum Error {
         #[source]
         source: Option<std::sync::Arc<redis::RedisError>>,
     },
+    /// The store cannot be reached, said as a node answering a read tells it: which store (its
+    /// address, never its credentials), why, and what this node still knows without it (`known`).
+    /// Made from `StoreUnavailable` at the API edge (`Node::explain`); retry later.
+    #[error("store unavailable: {store} does not answer ({reason}); try again. {known}")]
+    StoreDown { store: String, reason: String, known: String },
     /// Something the store holds could not be decoded: a bug or a foreign writer.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },

@@ -164,10 +164,15 @@ impl Node {
                         config.execution_retention_ms,
                     )
                     .await?
-                    .with_fire_timing(timing),
+                    .with_fire_timing(timing)
+                    .with_node_retention(config.dead_node_retention_ms),
                 )
             }
-            None => Arc::new(MemoryStore::new(config.execution_retention_ms).with_fire_timing(timing)),
+            None => Arc::new(
+                MemoryStore::new(config.execution_retention_ms)
+                    .with_fire_timing(timing)
+                    .with_node_retention(config.dead_node_retention_ms),
+            ),
         };
         let clock = Arc::new(match &config.redis {
             Some(_) => ClusterClock::measured_against_store(
@@ -207,6 +212,7 @@ impl Node {
             max: config.workers,
             alerts: alerts.clone(),
             metrics: Arc::clone(&metrics),
+            node_ttl_ms: config.node_ttl_ms,
         }));
         let loads = Arc::new(LoadTable::new(Arc::clone(&store), &config.node_id, config.node_ttl_ms));
         let recovery = Arc::new(Recovery::new(RecoveryParts {
@@ -297,8 +303,9 @@ impl Node {
         self.worker.stop(grace).await;
         // Tell the cluster this node is gone rather than waiting for its heartbeat to lapse: the
         // master moves whatever is left in its queue.
+        // Marked `left` (a clean stop), unlike a node whose heartbeat merely lapses (`failed`).
         let mut rec = self.record();
-        rec.draining = true;
+        (rec.draining, rec.left, rec.master) = (true, true, false);
         if let Err(e) = self.store.deregister(&rec).await {
             tracing::warn!(error = %e, "cannot deregister; the cluster will notice when the heartbeat lapses");
         }
@@ -479,6 +486,64 @@ impl Node {
         Ok(self.store.lease().await?.map(|h| (h.node_id, h.epoch)))
     }
 
+    /// `e` as a caller should see it: a store that does not answer is named (its address, never
+    /// its credentials) with what this node still knows without it (`Error::StoreDown`); any other
+    /// error as it is.
+    pub fn explain(&self, e: Error) -> Error {
+        match e {
+            Error::StoreUnavailable { reason, .. } => {
+                Error::StoreDown { store: self.store_name(), reason, known: self.what_it_knows() }
+            }
+            other => other,
+        }
+    }
+
+    /// The store as an operator knows it: "redis at host:port" (every host of a Redis Cluster or
+    /// Sentinel URL), from the configured URL with its user, password and path left out.
+    pub fn store_name(&self) -> String {
+        let Some(url) = &self.config.redis else { return "the in-memory store".to_string() };
+        let hosts = redis_hosts(url);
+        if hosts.is_empty() {
+            return "redis on a unix socket".to_string();
+        }
+        let hosts: Vec<String> = hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        format!("redis at {}", hosts.join(","))
+    }
+
+    /// What this node knows without the store, in one sentence: its id and incarnation, whether it
+    /// holds the master lease and until when (it steps down then unless it can renew), the last
+    /// master and epoch it saw, and the fires it has in hand.
+    pub fn what_it_knows(&self) -> String {
+        let at = |ms: i64| crate::job::ms_to_datetime(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut parts = vec![format!("node {} (incarnation {})", self.node_id, self.membership.incarnation())];
+        match self.lease.role().active() {
+            Some(m) => {
+                let left = m.deadline.saturating_duration_since(tokio::time::Instant::now());
+                parts.push(format!(
+                    "holds the master lease (epoch {}) until {} at the latest, unless it can renew it",
+                    m.epoch,
+                    at(now_ms() + left.as_millis() as i64)
+                ));
+            }
+            None => parts.push("does not hold the master lease".to_string()),
+        }
+        match self.lease.last_seen() {
+            Some(s) => parts.push(format!("last saw master {} (epoch {}) at {}", s.node_id, s.epoch, at(s.at_ms))),
+            None => parts.push(format!("has seen no master yet (highest epoch seen {})", self.max_epoch_seen())),
+        }
+        let fires = self.worker.fires_in_hand();
+        let running = self.worker.load().active;
+        let shown: Vec<&str> = fires.iter().take(5).map(String::as_str).collect();
+        let more =
+            if fires.len() > shown.len() { format!(" and {} more", fires.len() - shown.len()) } else { String::new() };
+        if fires.is_empty() {
+            parts.push("has no executions in hand".to_string());
+        } else {
+            parts.push(format!("has {} fire(s) in hand, {running} running: {}{more}", fires.len(), shown.join(", ")));
+        }
+        format!("What this node knows: {}.", parts.join("; "))
+    }
+
     /// This node's record as it would publish it now.
     pub fn record(&self) -> NodeRecord {
         self.record_with(&self.membership.incarnation())
@@ -497,6 +562,10 @@ impl Node {
             master: self.lease.role().active().is_some(),
             draining: self.is_draining(),
             clock_offset_ms: self.clock.offset_ms(),
+            shell_enabled: self.config.enable_shell,
+            shell_allow: if self.config.enable_shell { self.config.shell_allow.clone() } else { Vec::new() },
+            http_allow: self.config.http_allow.clone(),
+            left: false,
         }
     }
 

@@ -28,6 +28,8 @@ use rota::pb;
 
 const LEASE_TTL_MS: i64 = 1500;
 const NODES: usize = 3;
+/// The first this many nodes have the `sidelog_picky` handler; the others must never run its jobs.
+const PICKY_NODES: usize = 2;
 const FAULTS: [&str; 10] = [
     "kill_master",
     "kill_worker",
@@ -125,7 +127,9 @@ impl Cluster {
             "2000",
         ];
         let sidelog = self.sidelog.to_string_lossy().to_string();
-        let env = [("ROTA_SIDELOG", sidelog.as_str()), ("RUST_LOG", "rota=info,warn")];
+        // Mixed capabilities: only the first two nodes have `sidelog_picky` (see `workload`).
+        let picky = if i < PICKY_NODES { "1" } else { "0" };
+        let env = [("ROTA_SIDELOG", sidelog.as_str()), ("RUST_LOG", "rota=info,warn"), ("ROTA_CHAOS_PICKY", picky)];
         let backend = Backend::Redis(format!("redis://{}", s.redis.addr()));
         let node = TestNode::spawn_env(&backend, &s.id, &args, &env);
         node.wait_serving().await;
@@ -345,7 +349,8 @@ fn workers_for(n: usize) -> usize {
     (n / 8).max(8)
 }
 
-/// The workload: one job in ten of each kind.
+/// The workload: one job in ten of each kind. `picky` jobs use a handler only the first
+/// `PICKY_NODES` nodes have: their fires must reach only those nodes, whoever is master.
 fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
     let mut jobs = Vec::new();
     let mut infos = Vec::new();
@@ -355,13 +360,14 @@ fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
             7 => ("forbid", "* * * * * *", 1500, 1, true, false, false),
             8 => ("slowrerun", "*/5 * * * * *", 3000, 5, false, false, true),
             9 => ("slowlost", "*/5 * * * * *", 3000, 5, false, false, false),
+            5 => ("picky", "* * * * * *", 20, 1, false, false, true),
             _ => ("plain", "* * * * * *", 20, 1, false, false, true),
         };
         let id = format!("{kind}-{i:04}");
         let spec = rota::job::JobSpec {
             id: id.clone(),
             cron: cron.into(),
-            handler: "sidelog".into(),
+            handler: if kind == "picky" { "sidelog_picky" } else { "sidelog" }.into(),
             args: serde_json::json!({ "ms": ms }),
             master_only,
             concurrency: if forbid { rota::job::Concurrency::Forbid } else { rota::job::Concurrency::Allow },
@@ -369,7 +375,8 @@ fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
             ..Default::default()
         };
         jobs.push(rota::cli::pb_job(&spec));
-        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun });
+        let only_on = if kind == "picky" { (1..=PICKY_NODES).map(|i| format!("n{i}")).collect() } else { Vec::new() };
+        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun, only_on });
     }
     (jobs, infos)
 }
@@ -573,6 +580,7 @@ fn summary(seed: u64, secs: i64, jobs: usize, h: &History, r: &checker::Report) 
         "stale_epoch": r.stale_epoch,
         "overlapping": r.overlapping,
         "master_only_elsewhere": r.master_only_elsewhere,
+        "without_handler": r.without_handler,
         "disagreeing": r.disagreeing,
         "late_over_5s": r.late,
         "max_delay_ms": r.max_delay_ms,

@@ -462,6 +462,7 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
         master: false,
         draining: false,
         clock_offset_ms: None,
+        ..Default::default()
     };
     store.register(&rec, 60_000).await.expect("register");
     assert_eq!(store.accept(&fire, Some(lease.epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);

@@ -316,6 +316,7 @@ async fn nodes_table(s: Arc<dyn Store>) {
         master: true,
         draining: false,
         clock_offset_ms: None,
+        ..Default::default()
     };
     assert_eq!(s.register(&rec, 1000).await.expect("register"), Register::Registered);
     assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Alive { .. }));
@@ -393,6 +394,7 @@ fn node(id: &str, inc: &str) -> NodeRecord {
         master: false,
         draining: false,
         clock_offset_ms: Some(-3),
+        ..Default::default()
     }
 }
 

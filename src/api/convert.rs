@@ -196,27 +196,41 @@ pub fn load(l: Load) -> pb::NodeLoad {
     pb::NodeLoad { active_workers: l.active, max_workers: l.max, queue_depth: l.queue }
 }
 
-/// A node as seen at `now`: dead once its last beat is older than `ttl_ms`.
-pub fn node(n: &NodeRecord, now: i64, ttl_ms: u64) -> pb::NodeInfo {
-    let state = if now - n.beat_ms > ttl_ms as i64 {
-        pb::NodeState::Dead
+/// A node as seen at `now`: `left` once it marked itself gone at a clean shutdown, `failed` once its
+/// last beat is older than `ttl_ms` (and it did not), else draining or live. `master`: whether it
+/// holds the lease (the caller knows; a record's own flag lags behind a crash). A gone node has no
+/// role and no load: what it last reported is no longer true.
+pub fn node(n: &NodeRecord, now: i64, ttl_ms: u64, master: bool) -> pb::NodeInfo {
+    let state = if n.left {
+        pb::NodeState::Left
+    } else if now - n.beat_ms > ttl_ms as i64 {
+        pb::NodeState::Failed
     } else if n.draining {
         pb::NodeState::Draining
     } else {
         pb::NodeState::Live
     };
+    let gone = matches!(state, pb::NodeState::Left | pb::NodeState::Failed);
+    let role = match (gone, master) {
+        (true, _) => pb::NodeRole::Unspecified,
+        (false, true) => pb::NodeRole::Master,
+        (false, false) => pb::NodeRole::Worker,
+    };
     pb::NodeInfo {
         node_id: n.node_id.clone(),
         address: n.address.clone(),
-        role: if n.master { pb::NodeRole::Master } else { pb::NodeRole::Worker } as i32,
+        role: role as i32,
         state: state as i32,
-        load: Some(load(n.load)),
+        load: (!gone).then(|| load(n.load)),
         last_heartbeat: Some(timestamp(n.beat_ms)),
         started_at: Some(timestamp(n.started_ms)),
         version: n.version.clone(),
         handlers: n.handlers.clone(),
         incarnation: n.incarnation.clone(),
         clock_offset_ms: n.clock_offset_ms,
+        shell_enabled: n.shell_enabled,
+        shell_allow: n.shell_allow.clone(),
+        http_allow: n.http_allow.clone(),
     }
 }
 
@@ -249,6 +263,30 @@ mod tests {
         let j = pb::Job { timeout: Some(PbDuration { seconds: -1, nanos: 0 }), ..Default::default() };
         assert!(job_spec(&j).expect_err("bad").to_string().starts_with("timeout:"));
         assert!(exec_state_filter(99).is_err());
+    }
+
+    #[test]
+    fn a_gone_node_has_no_role_and_no_load_and_says_how_it_went() {
+        let rec = NodeRecord {
+            node_id: "n1".into(),
+            beat_ms: 10_000,
+            master: true,
+            load: Load { active: 1, max: 32, queue: 0 },
+            ..Default::default()
+        };
+        let state = |i: &pb::NodeInfo| pb::NodeState::try_from(i.state).ok();
+        let role = |i: &pb::NodeInfo| pb::NodeRole::try_from(i.role).ok();
+        let live = node(&rec, 10_500, 1_000, true);
+        assert_eq!((state(&live), role(&live)), (Some(pb::NodeState::Live), Some(pb::NodeRole::Master)));
+        assert!(live.load.is_some());
+        // The record says master, the lease says otherwise: the lease wins.
+        assert_eq!(role(&node(&rec, 10_500, 1_000, false)), Some(pb::NodeRole::Worker));
+        let failed = node(&rec, 11_001, 1_000, true);
+        assert_eq!((state(&failed), role(&failed)), (Some(pb::NodeState::Failed), Some(pb::NodeRole::Unspecified)));
+        assert!(failed.load.is_none());
+        let left = node(&NodeRecord { left: true, ..rec.clone() }, 10_001, 1_000, false);
+        assert_eq!((state(&left), role(&left)), (Some(pb::NodeState::Left), Some(pb::NodeRole::Unspecified)));
+        assert!(left.load.is_none());
     }
 
     #[test]

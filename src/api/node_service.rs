@@ -133,7 +133,8 @@ impl NodeService for NodeApi {
         &self,
         _: Request<pb::GetNodeInfoRequest>,
     ) -> Result<Response<pb::GetNodeInfoResponse>, Status> {
-        let info = crate::api::convert::node(&self.node.record(), now_ms(), self.node.config.node_ttl_ms);
+        let rec = self.node.record();
+        let info = crate::api::convert::node(&rec, now_ms(), self.node.config.node_ttl_ms, rec.master);
         Ok(Response::new(pb::GetNodeInfoResponse { node: Some(info) }))
     }
 }

@@ -28,10 +28,12 @@ impl SchedulerApi {
         SchedulerApi { node }
     }
 
-    /// Every node the store knows, as seen now.
-    async fn node_infos(&self) -> Result<Vec<pb::NodeInfo>, Error> {
+    /// Every node the store knows, as seen now; `master` is the lease holder's id, if any (the role
+    /// comes from the lease, not from a record that may predate a crash).
+    async fn node_infos(&self, master: Option<&str>) -> Result<Vec<pb::NodeInfo>, Error> {
         let (now, ttl_ms) = (now_ms(), self.node.config.node_ttl_ms);
-        Ok(self.node.node_records().await?.iter().map(|n| convert::node(n, now, ttl_ms)).collect())
+        let records = self.node.node_records().await?;
+        Ok(records.iter().map(|n| convert::node(n, now, ttl_ms, master == Some(n.node_id.as_str()))).collect())
     }
 
     /// A job id given as a filter must name a job that exists, or one whose executions are still
@@ -99,7 +101,7 @@ impl SchedulerService for SchedulerApi {
             validate_id(&r.page_token).map_err(|_| Error::invalid("page_token", "is not a token from ListJobs"))?;
             Some(r.page_token.as_str())
         };
-        let mut recs = self.node.store.list_jobs(after, limit + 1).await?;
+        let mut recs = self.node.store.list_jobs(after, limit + 1).await.map_err(|e| self.node.explain(e))?;
         let next = if recs.len() > limit {
             recs.truncate(limit);
             recs.last().map(|r| r.spec.id.clone()).unwrap_or_default()
@@ -215,21 +217,34 @@ impl SchedulerService for SchedulerApi {
     }
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
-        Ok(Response::new(pb::ListNodesResponse { nodes: self.node_infos().await? }))
+        let master = self.node.master().await.map_err(|e| self.node.explain(e))?;
+        let nodes =
+            self.node_infos(master.as_ref().map(|(id, _)| id.as_str())).await.map_err(|e| self.node.explain(e))?;
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
     async fn get_cluster_status(
         &self,
         _: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
-        let nodes = self.node_infos().await?;
-        let (master_id, epoch) = self.node.master().await?.unwrap_or_default();
+        let holder = self.node.master().await.map_err(|e| self.node.explain(e))?;
+        let nodes =
+            self.node_infos(holder.as_ref().map(|(id, _)| id.as_str())).await.map_err(|e| self.node.explain(e))?;
+        // A lease still held by a node that is gone (killed, its lease not yet expired) is no
+        // master: the cluster is electing, and the epoch shown is the last one known.
+        let live_master =
+            holder.filter(|(id, _)| nodes.iter().any(|n| n.node_id == *id && n.role == pb::NodeRole::Master as i32));
+        let (master_id, epoch, electing) = match live_master {
+            Some((id, epoch)) => (id, epoch, false),
+            None => (String::new(), self.node.max_epoch_seen(), true),
+        };
         Ok(Response::new(pb::GetClusterStatusResponse {
             master_id,
             epoch,
             nodes,
             store: self.node.store.kind().to_string(),
             now: Some(convert::timestamp(now_ms())),
+            electing,
         }))
     }
 }

@@ -23,6 +23,11 @@ impl From<Error> for Status {
                 tracing::warn!(error = %e, "store unavailable");
                 Status::unavailable("store unavailable; try again")
             }
+            // Made for the caller: the store's address (no credentials) and this node's view.
+            Error::StoreDown { .. } => {
+                tracing::warn!(error = %e, "store unavailable");
+                Status::unavailable(e.to_string())
+            }
             Error::Corrupt { .. } | Error::Config { .. } | Error::NodeIdInUse { .. } | Error::Io { .. } => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal("internal error")
@@ -50,6 +55,15 @@ mod tests {
             (Error::FailedPrecondition("draining".into()), Code::FailedPrecondition, "draining"),
             (Error::Busy("busy".into()), Code::ResourceExhausted, "busy"),
             (Error::unavailable("conn refused"), Code::Unavailable, "store unavailable; try again"),
+            (
+                Error::StoreDown {
+                    store: "redis at 10.0.0.1:6379".into(),
+                    reason: "refused".into(),
+                    known: "n1 knows".into(),
+                },
+                Code::Unavailable,
+                "store unavailable: redis at 10.0.0.1:6379 does not answer (refused); try again. n1 knows",
+            ),
             (Error::Corrupt { key: "k".into(), reason: "r".into() }, Code::Internal, "internal error"),
         ];
         for (e, code, msg) in cases {

@@ -24,7 +24,7 @@ use crate::pb;
 use connect::{call, Conn};
 use exec::exec_cmd;
 use job::job_cmd;
-use output::{node_json, print_nodes};
+use output::{node_json, print_nodes, status_line};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,12 +98,11 @@ pub async fn run_client(cmd: Command) -> Result<(), CliError> {
             let mut c = Conn::open(&client).await?;
             let r = call!(c, get_cluster_status, pb::GetClusterStatusRequest {})?;
             if client.json {
-                let v = json!({"master_id": r.master_id, "epoch": r.epoch, "store": r.store,
+                let v = json!({"master_id": r.master_id, "epoch": r.epoch, "electing": r.electing, "store": r.store,
                     "nodes": r.nodes.iter().map(node_json).collect::<Vec<_>>()});
                 println!("{v:#}");
             } else {
-                let master = if r.master_id.is_empty() { "(none)" } else { r.master_id.as_str() };
-                println!("master: {master}  epoch: {}  store: {}", r.epoch, r.store);
+                println!("{}", status_line(&r));
                 print_nodes(&r.nodes, false);
             }
             Ok(())

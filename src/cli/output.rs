@@ -68,14 +68,44 @@ pub(super) fn exec_json(e: &pb::Execution) -> Value {
 }
 
 pub(super) fn node_json(n: &pb::NodeInfo) -> Value {
-    let l = n.load.unwrap_or_default();
+    // A gone node has no load: null, not zeros that read as an idle node.
+    let l = n.load;
     json!({
         "node_id": n.node_id, "address": n.address,
-        "role": node_role_name(n.role), "state": node_state_name(n.state),
-        "active_workers": l.active_workers, "max_workers": l.max_workers, "queue_depth": l.queue_depth,
+        // A gone node has no role either: null, not "unspecified".
+        "role": (n.role != pb::NodeRole::Unspecified as i32).then(|| node_role_name(n.role)),
+        "state": node_state_name(n.state),
+        "active_workers": l.map(|l| l.active_workers), "max_workers": l.map(|l| l.max_workers),
+        "queue_depth": l.map(|l| l.queue_depth),
         "last_heartbeat": n.last_heartbeat.as_ref().map(ts), "version": n.version, "incarnation": n.incarnation,
         "clock_offset_ms": n.clock_offset_ms,
+        "handlers": n.handlers, "shell_enabled": n.shell_enabled, "shell_allow": n.shell_allow,
+        "http_allow": n.http_allow,
     })
+}
+
+/// The first line of `rota status`: the master and its epoch, or, while no node holds the lease,
+/// that a new master is being elected (with the last epoch known, not 0).
+pub(super) fn status_line(r: &pb::GetClusterStatusResponse) -> String {
+    if r.electing || r.master_id.is_empty() {
+        format!("master: (electing a new master; last epoch {})  store: {}", r.epoch, r.store)
+    } else {
+        format!("master: {}  epoch: {}  store: {}", r.master_id, r.epoch, r.store)
+    }
+}
+
+/// What a node may run, for the table: its handlers, and shell and http on their terms.
+fn permissions(n: &pb::NodeInfo) -> (String, String, String) {
+    let handlers = if n.handlers.is_empty() { "-".to_string() } else { n.handlers.join(",") };
+    // The allowed programs in full are in `--json`; the table says how many.
+    let shell = match (n.shell_enabled, n.shell_allow.len()) {
+        (false, _) => "off".to_string(),
+        (true, 0) => "on (nothing allowed)".to_string(),
+        (true, 1) => "on (1 program)".to_string(),
+        (true, k) => format!("on ({k} programs)"),
+    };
+    let http = if n.http_allow.is_empty() { "default".to_string() } else { n.http_allow.join(",") };
+    (handlers, shell, http)
 }
 
 pub(super) fn print_job(j: &pb::Job) {
@@ -153,19 +183,33 @@ pub(super) fn print_nodes(nodes: &[pb::NodeInfo], as_json: bool) {
     let rows = nodes
         .iter()
         .map(|n| {
-            let l = n.load.unwrap_or_default();
+            let role = match n.role == pb::NodeRole::Unspecified as i32 {
+                true => "-".to_string(),
+                false => node_role_name(n.role),
+            };
+            let load = match n.load {
+                Some(l) => format!("{}/{} (queue {})", l.active_workers, l.max_workers, l.queue_depth),
+                None => "-".to_string(),
+            };
+            let (handlers, shell, http) = permissions(n);
             vec![
                 n.node_id.clone(),
                 n.address.clone(),
                 node_state_name(n.state),
-                node_role_name(n.role),
-                format!("{}/{} (queue {})", l.active_workers, l.max_workers, l.queue_depth),
+                role,
+                load,
                 n.last_heartbeat.as_ref().map(ts).unwrap_or_default(),
                 n.clock_offset_ms.map(|o| format!("{o:+} ms")).unwrap_or_else(|| "unmeasured".into()),
+                handlers,
+                shell,
+                http,
             ]
         })
         .collect();
-    print_table(&["NODE", "ADDRESS", "STATE", "ROLE", "LOAD", "LAST HEARTBEAT", "CLOCK OFFSET"], rows);
+    print_table(
+        &["NODE", "ADDRESS", "STATE", "ROLE", "LOAD", "LAST HEARTBEAT", "CLOCK OFFSET", "HANDLERS", "SHELL", "HTTP"],
+        rows,
+    );
 }
 
 /// Left-aligned columns separated by two spaces.
@@ -183,5 +227,50 @@ pub(super) fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     line(headers.iter().map(|h| h.to_string()).collect());
     for r in rows {
         line(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While no node holds the lease, status says a master is being elected and keeps the last
+    /// epoch, never `(none) epoch 0`.
+    #[test]
+    fn status_line_says_electing_with_the_last_epoch() {
+        let electing = pb::GetClusterStatusResponse {
+            electing: true,
+            epoch: 1_796_285_141_421,
+            store: "redis".into(),
+            ..Default::default()
+        };
+        let line = status_line(&electing);
+        assert_eq!(line, "master: (electing a new master; last epoch 1796285141421)  store: redis");
+        let master = pb::GetClusterStatusResponse {
+            master_id: "n2".into(),
+            epoch: 7,
+            store: "redis".into(),
+            ..Default::default()
+        };
+        assert_eq!(status_line(&master), "master: n2  epoch: 7  store: redis");
+    }
+
+    /// A gone node's load is null in JSON (not zeros that read as idle), and its permissions show.
+    #[test]
+    fn node_json_has_no_load_for_a_gone_node_and_shows_permissions() {
+        let n = pb::NodeInfo {
+            node_id: "n1".into(),
+            state: pb::NodeState::Failed as i32,
+            handlers: vec!["noop".into(), "shell".into()],
+            shell_enabled: true,
+            shell_allow: vec!["/bin/sh".into()],
+            ..Default::default()
+        };
+        let v = node_json(&n);
+        assert_eq!(v["active_workers"], Value::Null);
+        assert_eq!(v["state"], "failed");
+        assert_eq!(v["role"], Value::Null);
+        assert_eq!(v["shell_allow"], json!(["/bin/sh"]));
+        assert_eq!(permissions(&n), ("noop,shell".into(), "on (1 program)".into(), "default".into()));
     }
 }

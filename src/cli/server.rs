@@ -68,6 +68,9 @@ pub struct ServerArgs {
     /// A node silent this long is dead and its work recovered (default 3000).
     #[arg(long, env = "ROTA_NODE_TTL_MS")]
     pub node_ttl_ms: Option<u64>,
+    /// How long a gone node (left or failed) stays listed after its last heartbeat (default 300000).
+    #[arg(long, env = "ROTA_DEAD_NODE_RETENTION_MS")]
+    pub dead_node_retention_ms: Option<u64>,
     /// Master load (active/max workers) above which fires go to other nodes (default 0.8).
     #[arg(long, env = "ROTA_LOAD_THRESHOLD")]
     pub load_threshold: Option<f64>,
@@ -147,6 +150,7 @@ impl ServerArgs {
             execution_retention_ms,
             heartbeat_ms,
             node_ttl_ms,
+            dead_node_retention_ms,
             lease_ttl_ms,
             lease_renew_ms,
             load_threshold,
@@ -284,6 +288,8 @@ mod tests {
             "11",
             "--node-ttl-ms",
             "33",
+            "--dead-node-retention-ms",
+            "37",
             "--load-threshold",
             "0.5",
             "--dispatch-timeout-ms",
@@ -338,6 +344,7 @@ mod tests {
             execution_retention_ms: 70000,
             heartbeat_ms: 11,
             node_ttl_ms: 33,
+            dead_node_retention_ms: 37,
             load_threshold: 0.5,
             dispatch_timeout_ms: 13,
             max_recoveries: 4,

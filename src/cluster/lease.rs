@@ -68,6 +68,18 @@ pub struct Lease {
     complained: std::sync::Mutex<Option<Instant>>,
     /// With a clock: no acquisition while this node's offset from the cluster clock is unknown.
     clock_gate: Option<ClockGate>,
+    /// The last lease holder this node saw in the store (itself included) and when (wall ms): what
+    /// it can still tell about mastership while the store is out of reach.
+    last_seen: std::sync::Mutex<Option<(Fence, i64)>>,
+}
+
+/// The master this node saw last (`Lease::last_seen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenMaster {
+    pub node_id: String,
+    pub epoch: u64,
+    /// When it was seen holding the lease (wall clock ms).
+    pub at_ms: i64,
 }
 
 /// The master decides when every fire of the cluster is due, so a node that does not know how far
@@ -99,6 +111,7 @@ impl Lease {
             max_epoch,
             complained: std::sync::Mutex::new(None),
             clock_gate: None,
+            last_seen: std::sync::Mutex::new(None),
         }
     }
 
@@ -128,6 +141,18 @@ impl Lease {
 
     pub fn role(&self) -> Role {
         self.role.borrow().clone()
+    }
+
+    /// The last lease holder this node saw (None before it first looked).
+    pub fn last_seen(&self) -> Option<SeenMaster> {
+        let g = self.last_seen.lock().ok()?;
+        g.as_ref().map(|(f, at)| SeenMaster { node_id: f.node_id.clone(), epoch: f.epoch, at_ms: *at })
+    }
+
+    fn saw(&self, holder: &Fence) {
+        if let Ok(mut g) = self.last_seen.lock() {
+            *g = Some((holder.clone(), crate::clock::now_ms()));
+        }
     }
 
     /// Runs until `cancel`; then releases the lease if held, so a successor need not wait for expiry.
@@ -185,6 +210,7 @@ impl Lease {
                     return self.timing.renew;
                 }
                 let deadline = sent + self.timing.ttl - self.timing.margin();
+                self.saw(&h);
                 tracing::info!(node = %self.node_id, epoch = h.epoch, "became master");
                 self.role.send_replace(Role::Master(Mastership { epoch: h.epoch, lease: h, deadline }));
                 self.timing.renew
@@ -192,6 +218,7 @@ impl Lease {
             Ok(Ok(LeaseAcquire::Held(h))) => {
                 match h {
                     Some(h) if h.epoch <= MAX_EPOCH => {
+                        self.saw(&h);
                         self.max_epoch.fetch_max(h.epoch, Ordering::SeqCst);
                     }
                     // Held under a value that names no master: it blocks every node until it expires.
@@ -239,6 +266,7 @@ impl Lease {
         match tokio::time::timeout(budget, self.store.renew_lease(&m.lease, self.timing.ttl.as_millis() as u64)).await {
             Ok(Ok(true)) => {
                 let deadline = sent + self.timing.ttl - self.timing.margin();
+                self.saw(&m.lease);
                 self.role.send_replace(Role::Master(Mastership { deadline, ..m }));
                 self.timing.renew
             }

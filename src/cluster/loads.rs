@@ -14,6 +14,15 @@ pub struct Peer {
     pub node_id: String,
     pub address: String,
     pub load: Load,
+    /// The handlers registered on it, from its record: a fire goes only to a node that has its
+    /// job's handler.
+    pub handlers: Vec<String>,
+}
+
+impl Peer {
+    pub fn has_handler(&self, handler: &str) -> bool {
+        self.handlers.iter().any(|h| h == handler)
+    }
 }
 
 /// The least loaded of `peers`: by load ratio, then queue length, then id (deterministic for tests
@@ -68,7 +77,12 @@ impl LoadTable {
                     for n in nodes.into_iter().filter(|n| !n.draining) {
                         let newer = m.get(&n.node_id).is_none_or(|(_, at)| *at < n.beat_ms);
                         if newer {
-                            let p = Peer { node_id: n.node_id.clone(), address: n.address.clone(), load: n.load };
+                            let p = Peer {
+                                node_id: n.node_id.clone(),
+                                address: n.address.clone(),
+                                load: n.load,
+                                handlers: n.handlers.clone(),
+                            };
                             m.insert(n.node_id, (p, n.beat_ms));
                         }
                     }

@@ -111,13 +111,17 @@ impl Recovery {
 
     /// Takes one entry from the live node with the longest queue into this node's processing list,
     /// after a small random delay so that idle nodes do not all race for the same entry (the loser
-    /// just finds nothing).
+    /// just finds nothing). Only from a node whose every handler this node has too: a steal takes
+    /// the head of the queue, whatever its handler, and a fire must only reach a node that can run
+    /// it (a node with shell enabled is never robbed by one without).
     async fn steal_one(&self) -> Option<String> {
         let nodes = self.store.list_nodes().await.ok()?;
         let now = now_ms();
+        let mine = self.worker.registry().names();
         let others: Vec<String> = nodes
             .into_iter()
             .filter(|n| n.node_id != self.node_id && !n.draining && now - n.beat_ms <= STEAL_FRESH_MS)
+            .filter(|n| n.handlers.iter().all(|h| mine.contains(h)))
             .map(|n| n.node_id)
             .collect();
         let lens = self.store.queue_lengths(&others).await.ok()?;
@@ -240,12 +244,13 @@ impl Recovery {
 
     /// Where a recovered fire goes: a master-only fire to the master, never elsewhere (this node
     /// when it is master; when it is not, as when adopting its own leftovers at start, the lease
-    /// holder); any other to the least-loaded live node.
+    /// holder); any other to the least-loaded live node that has its handler, or, with none, this
+    /// node (whose worker records it failed with the reason, or hands it on if one appeared).
     async fn target_for(&self, job: Option<&Job>, now: i64) -> String {
         if job.is_some_and(|j| j.spec.master_only) {
             return self.current_master().await;
         }
-        self.least_loaded_target(now).await
+        self.least_loaded_target(now, job.map(|j| j.spec.handler.as_str())).await
     }
 
     /// This node if it is master; otherwise another node holding the lease, waiting a while for
@@ -256,8 +261,10 @@ impl Recovery {
             .unwrap_or_else(|| self.node_id.clone())
     }
 
-    async fn least_loaded_target(&self, now: i64) -> String {
-        least_loaded(&self.loads.peers(now).await).map_or_else(|| self.node_id.clone(), |p| p.node_id.clone())
+    async fn least_loaded_target(&self, now: i64, handler: Option<&str>) -> String {
+        let peers: Vec<_> =
+            self.loads.peers(now).await.into_iter().filter(|p| handler.is_none_or(|h| p.has_handler(h))).collect();
+        least_loaded(&peers).map_or_else(|| self.node_id.clone(), |p| p.node_id.clone())
     }
 
     /// Records a reaped attempt `lost` (it would say `running` forever) and, when its fire is lost,

@@ -24,6 +24,8 @@ pub struct MemoryStore {
     state: Mutex<State>,
     events: broadcast::Sender<Execution>,
     retention_ms: i64,
+    /// A gone node stays listed this long after its record lapsed.
+    node_keep_ms: i64,
     timing: super::FireTiming,
     /// Wakes `take_queued` waiters when something is queued.
     queued: tokio::sync::Notify,
@@ -85,6 +87,7 @@ impl MemoryStore {
             state: Mutex::new(State::default()),
             events,
             retention_ms: retention_ms as i64,
+            node_keep_ms: super::DEFAULT_DEAD_NODE_RETENTION_MS as i64,
             timing: super::FireTiming::default(),
             queued: tokio::sync::Notify::new(),
         }
@@ -92,6 +95,12 @@ impl MemoryStore {
 
     pub fn with_fire_timing(mut self, timing: super::FireTiming) -> Self {
         self.timing = timing;
+        self
+    }
+
+    /// How long a gone node stays listed after its last heartbeat (`dead_node_retention_ms`).
+    pub fn with_node_retention(mut self, ms: u64) -> Self {
+        self.node_keep_ms = ms as i64;
         self
     }
 
@@ -911,7 +920,11 @@ impl ClusterStore for MemoryStore {
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
-        Ok(self.lock()?.nodes.values().map(|(n, _)| n.clone()).collect())
+        // As the Redis record's PX: a gone node is forgotten `node_keep_ms` after its record lapsed.
+        let (keep, now) = (self.node_keep_ms, now_ms());
+        let mut st = self.lock()?;
+        st.nodes.retain(|_, (_, exp)| *exp + keep > now);
+        Ok(st.nodes.values().map(|(n, _)| n.clone()).collect())
     }
 
     async fn dead_nodes(&self) -> Result<Vec<String>> {

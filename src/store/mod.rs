@@ -380,7 +380,7 @@ impl Load {
 }
 
 /// What a node publishes about itself on every heartbeat.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub node_id: String,
     pub address: String,
@@ -396,7 +396,31 @@ pub struct NodeRecord {
     /// measured; None while unmeasured (and in records written before it existed).
     #[serde(default)]
     pub clock_offset_ms: Option<i64>,
+    /// The built-in shell handler is enabled on the node (`enable_shell`), with these programs
+    /// allowed (`shell_allow`). Defaults for records written before these existed.
+    #[serde(default)]
+    pub shell_enabled: bool,
+    #[serde(default)]
+    pub shell_allow: Vec<String>,
+    /// Where the node's http handler may connect (`http_allow`; empty: the default rule).
+    #[serde(default)]
+    pub http_allow: Vec<String>,
+    /// The node stopped cleanly: its last record, written by its graceful shutdown (a node whose
+    /// heartbeat merely lapsed never writes this).
+    #[serde(default)]
+    pub left: bool,
 }
+
+impl NodeRecord {
+    /// Whether the node can run fires of `handler`.
+    pub fn has_handler(&self, handler: &str) -> bool {
+        self.handlers.iter().any(|h| h == handler)
+    }
+}
+
+/// How long a gone node's record stays listed after its last heartbeat when nothing else is set
+/// (`Config::dead_node_retention_ms`).
+pub const DEFAULT_DEAD_NODE_RETENTION_MS: u64 = 5 * 60 * 1000;
 
 /// The whole store, as the node holds it (`Arc<dyn Store>`): the four concerns below, one backend.
 /// Through `dyn Store` every method of the four is at hand; on a concrete store (`RedisStore`,

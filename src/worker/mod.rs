@@ -73,6 +73,8 @@ pub struct Worker {
     registry: Registry,
     node_id: String,
     cluster: String,
+    /// A peer whose record is older than this is not live.
+    node_ttl_ms: u64,
     alerts: Alerts,
     permits: Arc<Semaphore>,
     max: u32,
@@ -103,11 +105,14 @@ pub struct WorkerParts {
     pub max: u32,
     pub alerts: Alerts,
     pub metrics: Arc<Metrics>,
+    /// A node whose record is older than this is not live (where a fire this node cannot run may
+    /// go instead).
+    pub node_ttl_ms: u64,
 }
 
 impl Worker {
     pub fn new(p: WorkerParts) -> Worker {
-        let WorkerParts { store, membership, role, registry, node_id, cluster, max, alerts, metrics } = p;
+        let WorkerParts { store, membership, role, registry, node_id, cluster, max, alerts, metrics, node_ttl_ms } = p;
         let max = max.max(1);
         Worker {
             store,
@@ -118,6 +123,7 @@ impl Worker {
             node_id,
             cluster,
             alerts,
+            node_ttl_ms,
             permits: Arc::new(Semaphore::new(max as usize)),
             max,
             active: Arc::new(AtomicU32::new(0)),
@@ -227,6 +233,13 @@ impl Worker {
         s.insert(fire_id.to_string()).then(|| Held { set: Arc::clone(&self.in_hand), fire_id: fire_id.to_string() })
     }
 
+    /// The fires this process has in hand (accepted, waiting or running), sorted.
+    pub fn fires_in_hand(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.in_hand.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
     /// Whether this process has the fire in hand (see `hold`).
     pub fn in_hand(&self, fire_id: &str) -> bool {
         self.in_hand.lock().is_ok_and(|s| s.contains(fire_id))
@@ -279,6 +292,9 @@ impl Worker {
                             );
                             tracing::warn!(execution = %exec.id, "master-only fire reached a non-master node: skipped");
                             let _ = self.record_final(&exec, &inc).await;
+                        }
+                        Ok(job) if self.registry.get(&job.spec.handler).is_none() => {
+                            self.cannot_run_here(&job, exec, &inc).await
                         }
                         Ok(job) => {
                             // Every line about this run carries the job, the fire's instant, the
@@ -427,6 +443,69 @@ impl Worker {
         );
         let _ = self.record_finish(exec, false).await;
         HandBack::Handed
+    }
+
+    /// A started fire whose handler is not registered here (routing sends a fire only to a node
+    /// that has it; this is the rest: a fire no live node could run, a leftover adopted after a
+    /// restart without the handler, a race with a node leaving). A non-master-only fire goes to a
+    /// live node that has the handler, as a new attempt there (this one closed `skipped`, saying
+    /// where it went); with none, or for a master-only job (it runs nowhere but on the master), it
+    /// is recorded `failed` with the reason and alerted, not retried: never dropped, never bounced.
+    async fn cannot_run_here(&self, job: &Job, mut exec: Execution, inc: &str) {
+        let handler = &job.spec.handler;
+        if !job.spec.master_only {
+            if let Some(to) = self.live_node_with(handler).await {
+                match self.hand_over(&exec.fire_id, inc, &to, true).await {
+                    Ok(Reap::Rerun { .. }) => {
+                        tracing::warn!(execution = %exec.id, handler = %handler, to = %to,
+                            "handler not registered here: fire handed to a node that has it");
+                        exec.close(
+                            ExecState::Skipped,
+                            format!("not run here: handler '{handler}' is not registered on node {}; handed to {to}, which has it", self.node_id),
+                        );
+                        let _ = self.record_finish(&exec, false).await;
+                        return;
+                    }
+                    // Left in the processing list (the rescan tries again) or no longer ours.
+                    Ok(other) => {
+                        tracing::info!(execution = %exec.id, outcome = ?other, "fire without its handler here not handed over");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(execution = %exec.id, error = %e, "cannot hand over a fire whose handler is not registered here; the rescan tries again");
+                        return;
+                    }
+                }
+            }
+        }
+        let why = if job.spec.master_only {
+            format!(
+                "cannot run: the job is master-only and its handler '{handler}' is not registered on the master (node {})",
+                self.node_id
+            )
+        } else {
+            format!(
+                "cannot run: handler '{handler}' is not registered on node {} and no live node has it",
+                self.node_id
+            )
+        };
+        exec.close(ExecState::Failed, why);
+        tracing::error!(execution = %exec.id, handler = %handler, error = %exec.error, "fire recorded failed: no node can run it");
+        if self.record_final(&exec, inc).await.is_ok() {
+            self.alerts.raise(Alert::from_execution("no_node_has_handler", &exec, &self.cluster));
+        }
+    }
+
+    /// A live node other than this one that has `handler` registered (the least busy), if any.
+    async fn live_node_with(&self, handler: &str) -> Option<String> {
+        let nodes = self.store.list_nodes().await.ok()?;
+        let now = now_ms();
+        nodes
+            .into_iter()
+            .filter(|n| n.node_id != self.node_id && !n.left && !n.draining && n.load.max > 0)
+            .filter(|n| now - n.beat_ms <= self.node_ttl_ms as i64 && n.has_handler(handler))
+            .min_by(|a, b| a.load.ratio().total_cmp(&b.load.ratio()).then(a.node_id.cmp(&b.node_id)))
+            .map(|n| n.node_id)
     }
 
     /// Moves a fire of this node's processing list to `master`'s queue: one not yet started

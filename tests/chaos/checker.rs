@@ -12,6 +12,7 @@
 //!   execution id, and every run has a record;
 //! - per job, the master epoch never goes down as scheduled time goes up (a stale master claimed
 //!   nothing after its successor), and a master-only job ran only on the node holding its epoch;
+//! - runs of a job whose handler only some nodes have are on those nodes (mixed capabilities);
 //! - runs of a job that forbids overlap never overlap (a run with no end line ends when its process
 //!   died, as the fault log says).
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +25,8 @@ pub struct JobInfo {
     pub forbid: bool,
     pub master_only: bool,
     pub rerun: bool,
+    /// The nodes that have the job's handler (empty: every node): its runs must be on one of them.
+    pub only_on: Vec<String>,
 }
 
 /// One handler run from the side log.
@@ -91,6 +94,8 @@ pub struct Report {
     pub stale_epoch: usize,
     pub overlapping: usize,
     pub master_only_elsewhere: usize,
+    /// Runs on a node that does not have the job's handler.
+    pub without_handler: usize,
     pub disagreeing: usize,
     pub late: usize,
     pub max_delay_ms: i64,
@@ -130,6 +135,13 @@ pub fn check(h: &History) -> Report {
         check_epochs(&mut r, job, &mut runs);
         if job.master_only {
             check_master_only(h, &mut r, &runs);
+        }
+        for run in runs.iter().filter(|x| !job.only_on.is_empty() && !job.only_on.contains(&x.node)) {
+            r.without_handler += 1;
+            r.violations.push(format!(
+                "{}@{}: ran on {}, which does not have its handler (only {:?} do)",
+                job.id, run.sched_ms, run.node, job.only_on
+            ));
         }
         if job.forbid {
             check_overlap(h, &mut r, job, &mut runs);
@@ -338,7 +350,7 @@ mod tests {
     use super::*;
 
     fn job(id: &str, forbid: bool, master_only: bool) -> JobInfo {
-        JobInfo { id: id.into(), period_s: 1, forbid, master_only, rerun: false }
+        JobInfo { id: id.into(), period_s: 1, forbid, master_only, rerun: false, only_on: Vec::new() }
     }
 
     fn run(job: &str, sched_s: i64, exec: &str, node: &str, epoch: u64, dur: i64) -> Run {
@@ -508,6 +520,19 @@ mod tests {
         }
         let r = check(&h);
         assert_eq!(r.master_only_elsewhere, 1, "{:?}", r.violations);
+    }
+
+    #[test]
+    fn catches_a_run_on_a_node_without_the_handler() {
+        let mut h = clean();
+        let picky = h.jobs[0].id.clone();
+        // The clean history runs `a` on n3: say only n3 has its handler, then plant a run on n1.
+        h.jobs[0].only_on = vec!["n3".into()];
+        assert_eq!(check(&h).without_handler, 0, "{:?}", check(&h).violations);
+        let Some(x) = h.runs.iter_mut().find(|x| x.job == picky) else { panic!("no run of {picky}") };
+        x.node = "n1".into();
+        let r = check(&h);
+        assert_eq!(r.without_handler, 1, "{:?}", r.violations);
     }
 
     #[test]

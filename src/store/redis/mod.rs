@@ -77,7 +77,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many index entries one ListExecutions call may scan when filtering by state, so one request
 /// cannot walk a whole history.
 const MAX_LIST_SCAN: usize = 5_000;
-/// A dead node's record stays visible (as DEAD) this long after its last heartbeat.
+/// How long a reaped incarnation stays buried (`gone:<node>`), so it can never beat again.
 const NODE_RECORD_KEEP_MS: u64 = 10 * 60 * 1000;
 
 pub struct RedisStore {
@@ -87,6 +87,9 @@ pub struct RedisStore {
     topology: Arc<Topology>,
     keys: Keys,
     retention_ms: u64,
+    /// A gone node's record stays listed this long after its last heartbeat (then it expires and
+    /// `list_nodes` forgets the id).
+    node_keep_ms: u64,
     timing: super::FireTiming,
     events: broadcast::Sender<Execution>,
     /// Starts and finishes made at the same time (a burst, fires due together) go to Redis
@@ -141,6 +144,7 @@ impl RedisStore {
             topology,
             keys,
             retention_ms,
+            node_keep_ms: super::DEFAULT_DEAD_NODE_RETENTION_MS,
             timing: super::FireTiming::default(),
             events,
             starts,
@@ -154,6 +158,12 @@ impl RedisStore {
     /// Sets the misfire threshold and dispatch deadline written into fire records.
     pub fn with_fire_timing(mut self, timing: super::FireTiming) -> Self {
         self.timing = timing;
+        self
+    }
+
+    /// How long a gone node stays listed after its last heartbeat (`dead_node_retention_ms`).
+    pub fn with_node_retention(mut self, ms: u64) -> Self {
+        self.node_keep_ms = ms;
         self
     }
 
@@ -1081,7 +1091,7 @@ impl ClusterStore for RedisStore {
             .arg(&node.incarnation)
             .arg(ttl_ms.max(1))
             .arg(encode(node)?)
-            .arg(ttl_ms + NODE_RECORD_KEEP_MS)
+            .arg(ttl_ms + self.node_keep_ms)
             .invoke_async(&mut self.conn())
             .await?;
         match (r.first().map(String::as_str), r.get(1)) {
@@ -1101,7 +1111,7 @@ impl ClusterStore for RedisStore {
             .arg(&node.incarnation)
             .arg(ttl_ms.max(1))
             .arg(encode(node)?)
-            .arg(ttl_ms + NODE_RECORD_KEEP_MS)
+            .arg(ttl_ms + self.node_keep_ms)
             .arg(&node.node_id)
             .invoke_async(&mut self.conn())
             .await?;
@@ -1126,7 +1136,7 @@ impl ClusterStore for RedisStore {
         if cur.as_deref() == Some(node.incarnation.as_str()) {
             let _: i64 = self.conn().del(&hb).await?;
         }
-        let _: () = self.conn().pset_ex(self.keys.node(&node.node_id), encode(node)?, NODE_RECORD_KEEP_MS).await?;
+        let _: () = self.conn().pset_ex(self.keys.node(&node.node_id), encode(node)?, self.node_keep_ms.max(1)).await?;
         Ok(())
     }
 
