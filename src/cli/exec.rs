@@ -3,7 +3,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::connect::{connect, CliError};
-use super::output::{exec_json, print_execs, state_name, ts};
+use super::output::{exec_json, print_exec_detail, print_execs, state_name, ts};
 use super::ClientArgs;
 use crate::pb;
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -25,6 +25,9 @@ pub enum ExecCmd {
     List {
         #[arg(long)]
         job: Option<String>,
+        /// Only the executions of this fire (every attempt), e.g. from `job trigger --json`.
+        #[arg(long)]
+        fire: Option<String>,
         #[arg(long, value_enum)]
         state: Option<StateArg>,
         #[arg(long, default_value_t = 20)]
@@ -32,6 +35,7 @@ pub enum ExecCmd {
         #[arg(long)]
         page_token: Option<String>,
     },
+    /// One execution in full: the whole error, output and stderr, and where and when it ran.
     Get {
         id: String,
     },
@@ -45,13 +49,14 @@ pub enum ExecCmd {
 pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), CliError> {
     let mut c = connect(client).await?;
     match cmd {
-        ExecCmd::List { job, state, limit, page_token } => {
+        ExecCmd::List { job, fire, state, limit, page_token } => {
             let r = c
                 .list_executions(pb::ListExecutionsRequest {
                     job_id: job.unwrap_or_default(),
                     state: state.map(state_arg).unwrap_or(pb::ExecutionState::Unspecified) as i32,
                     page_size: limit,
                     page_token: page_token.unwrap_or_default(),
+                    fire_id: fire.unwrap_or_default(),
                 })
                 .await?
                 .into_inner();
@@ -73,10 +78,7 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
             if client.json {
                 println!("{:#}", exec_json(&e));
             } else {
-                print_execs(std::slice::from_ref(&e));
-                if !e.output.is_empty() {
-                    println!("--- output ---\n{}", e.output);
-                }
+                print_exec_detail(&e);
             }
         }
         ExecCmd::Watch { job } => {

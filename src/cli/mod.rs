@@ -1,13 +1,14 @@
 //! The `rota` command line: `rota server` runs a node; the other subcommands are a gRPC client of a
 //! node (`--endpoint`, env ROTA_ENDPOINT), printing tables by default and JSON with `--json`.
 //! Rooms: `server` (the flags of `rota server` and how they make a `Config`), `connect` (reaching a
-//! node, the client's errors and exit codes), `job` and `exec` (their subcommands), `output` (tables
-//! and JSON shapes, one place).
+//! node, the client's errors and exit codes), `job` and `exec` (their subcommands), `wait`
+//! (following a triggered fire to its outcome), `output` (tables and JSON shapes, one place).
 mod connect;
 mod exec;
 mod job;
 mod output;
 mod server;
+mod wait;
 
 pub use connect::CliError;
 pub use exec::ExecCmd;

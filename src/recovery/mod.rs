@@ -284,6 +284,8 @@ impl Recovery {
         } else if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
             // The attempt that died is over: say so, rather than leave its record `running`.
             e.close(ExecState::Lost, format!("lost: node {dead} died while running it; re-run on {}", c.target));
+            // Not the fire's outcome: it runs again, as a new attempt (see `next_attempt_ms`).
+            e.next_attempt_ms = Some(now_ms());
             self.store.finish_execution(&e, false).await?;
         }
         if !c.exec_id.is_empty() {

@@ -25,7 +25,7 @@ use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MA
 use crate::job::{Concurrency, Job};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, Accept, Finish, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
-use handlers::{FireContext, Registry};
+use handlers::{FireContext, Registry, RunOutput};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
 /// frees itself within this time.
@@ -425,6 +425,8 @@ impl Worker {
             ExecState::Skipped,
             format!("not run here: this node lost mastership before the run began; handed to {master}"),
         );
+        // The fire runs again on the master, as a new attempt.
+        exec.next_attempt_ms = Some(now_ms());
         let _ = self.record_finish(exec, false).await;
         HandBack::Handed
     }
@@ -475,6 +477,12 @@ impl Worker {
             recorded_running = false;
             let retry = matches!(state, ExecState::Failed | ExecState::TimedOut)
                 && exec.attempt - first_attempt < job.spec.retries;
+            let delay = Duration::from_millis(job.retry_delay_ms(exec.attempt));
+            // The record says a retry follows, and when: a client waiting for the fire's outcome
+            // (`rota job trigger --wait`) knows this failure is not it. Part of the same write.
+            if retry {
+                exec.next_attempt_ms = Some(now_ms() + delay.as_millis() as i64);
+            }
             fail::fail_point!("before_finish", |_| crate::failpoints::crash("before_finish"));
             let recorded =
                 if retry { self.record_finish(&exec, false).await } else { self.record_final(&exec, inc).await };
@@ -491,7 +499,6 @@ impl Worker {
                 }
                 return;
             }
-            let delay = Duration::from_millis(job.retry_delay_ms(exec.attempt));
             tracing::info!(execution = %exec.id, attempt = exec.attempt, delay_ms = delay.as_millis() as u64, "retrying");
             // The lock (forbid jobs) stays with this fire across the wait.
             let renew = self.keep_lock(&job, &exec.fire_id, forbid);
@@ -603,23 +610,23 @@ impl Worker {
             None => Err((
                 ExecState::Failed,
                 format!("handler '{}' is not registered on node {}", job.spec.handler, self.node_id),
-                String::new(),
+                RunOutput::default(),
             )),
             Some(h) => {
                 // A panicking handler (an embedding program's bug) fails its run: the panic would end
                 // this task with the fire still `running`, and a rescan would resume it forever.
-                let run = std::panic::AssertUnwindSafe(h.run(&ctx, &job.spec.args)).catch_unwind();
+                let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args)).catch_unwind();
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
                 tokio::select! {
-                    _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), String::new())),
+                    _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), RunOutput::default())),
                     r = with_timeout(timeout, run) => match r {
                         None => {
                             let ms = timeout.map_or(0, |t| t.as_millis());
-                            Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), String::new()))
+                            Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), RunOutput::default()))
                         }
                         Some(Ok(Ok(out))) => Ok(out),
-                        Some(Ok(Err(f))) => Err((ExecState::Failed, f.message, f.output)),
-                        Some(Err(_)) => Err((ExecState::Failed, "the handler panicked".to_string(), String::new())),
+                        Some(Ok(Err(f))) => Err((ExecState::Failed, f.message, RunOutput { output: f.output, stderr: f.stderr })),
+                        Some(Err(_)) => Err((ExecState::Failed, "the handler panicked".to_string(), RunOutput::default())),
                     },
                 }
             }
@@ -629,12 +636,14 @@ impl Worker {
         match outcome {
             Ok(out) => {
                 exec.state = ExecState::Succeeded;
-                exec.output = truncate_utf8(out, MAX_OUTPUT_BYTES);
+                exec.output = truncate_utf8(out.output, MAX_OUTPUT_BYTES);
+                exec.stderr = truncate_utf8(out.stderr, MAX_OUTPUT_BYTES);
             }
             Err((state, err, out)) => {
                 exec.state = state;
                 exec.set_error(err);
-                exec.output = truncate_utf8(out, MAX_OUTPUT_BYTES);
+                exec.output = truncate_utf8(out.output, MAX_OUTPUT_BYTES);
+                exec.stderr = truncate_utf8(out.stderr, MAX_OUTPUT_BYTES);
             }
         }
         tracing::info!(execution = %exec.id, attempt = exec.attempt, state = exec.state.as_str(),
