@@ -1,0 +1,268 @@
+//! Failures explained in full, and waiting for a fire's outcome, through the real `rota` binary
+//! against real nodes (in-memory store and a real `redis-server`): `exec get` shows a failed run's
+//! whole error (an http job's "Connection refused" cause chain), where and when it ran; a shell run
+//! keeps stdout and stderr apart and names stderr's last line in its error; `job trigger --wait`
+//! follows a fire through its retries to its outcome, with one exit code per outcome; `exec list
+//! --fire` lists every attempt of one fire, and refuses a fire id that is malformed, unknown, or of
+//! another job than `--job`.
+mod common;
+
+use std::process::Output;
+
+use common::{Backend, RedisServer, TestNode};
+use rota::pb;
+use serde_json::Value;
+
+/// A date that never comes soon (Feb 29, 03:00): these jobs run only when triggered.
+const NEVER: &str = "0 0 3 29 2 *";
+
+/// Runs the real `rota` client against `node`.
+async fn rota(node: &TestNode, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(args)
+        .env("ROTA_ENDPOINT", node.endpoint())
+        .env_remove("ROTA_TOKEN")
+        .output()
+        .await
+        .expect("run rota")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", out(o), err(o)))
+}
+
+/// Puts a job through the CLI; panics (with the CLI's words) when refused.
+async fn put(node: &TestNode, args: &[&str]) {
+    let o = rota(node, &[&["job", "put", "--cron", NEVER][..], args].concat()).await;
+    assert_eq!(o.status.code(), Some(0), "put {args:?}: {}", err(&o));
+}
+
+/// Every execution of `fire` through `exec list --fire --json`.
+async fn fire_execs(node: &TestNode, fire: &str) -> Vec<Value> {
+    let o = rota(node, &["exec", "list", "--fire", fire, "--limit", "100", "--json"]).await;
+    assert_eq!(o.status.code(), Some(0), "exec list --fire {fire}: {}", err(&o));
+    json_of(&o)["executions"].as_array().cloned().unwrap_or_default()
+}
+
+/// An http job to a closed port: `exec get` shows the whole error with its cause ("Connection
+/// refused"), the fire, manual, start, end, node and attempt, in the table and in JSON; the URL's
+/// path and query never appear. The list may shorten the error.
+async fn http_failure_is_explained_in_full(b: Backend) {
+    let node = TestNode::start(&b, "n1", &["--http-allow", "127.0.0.1"]).await;
+    let closed = common::free_port();
+    let url = format!("http://127.0.0.1:{closed}/hook/s3cret-path?token=s3cret-query");
+    put(&node, &["--id", "hook", "--handler", "http", "--args", &serde_json::json!([url]).to_string()]).await;
+    let o = rota(&node, &["job", "trigger", "hook", "--wait", "--json"]).await;
+    assert_eq!(o.status.code(), Some(5), "failed: exit 5\n{}\n{}", out(&o), err(&o));
+    let id = json_of(&o)["id"].as_str().expect("execution id").to_string();
+
+    let o = rota(&node, &["exec", "get", &id]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let table = out(&o);
+    let prefix = format!("request to http://127.0.0.1:{closed} failed: ");
+    let error_line = table.lines().find(|l| l.trim_start().starts_with("error:")).expect(&table);
+    assert!(error_line.contains(&prefix) && error_line.contains("Connection refused"), "{table}");
+    assert!(!table.contains("[truncated]") && !table.contains("s3cret"), "{table}");
+    for (k, v) in [("fire", "hook@m:"), ("trigger", "manual"), ("node", "n1"), ("attempt", "1"), ("state", "failed")] {
+        let line = table.lines().find(|l| l.trim_start().starts_with(&format!("{k}:"))).expect(k);
+        assert!(line.contains(v), "{k}: {line}");
+    }
+    for k in ["started", "ended"] {
+        let line = table.lines().find(|l| l.trim_start().starts_with(&format!("{k}:"))).expect(k);
+        assert!(line.contains("Z"), "{k} is a time: {line}");
+    }
+
+    let o = rota(&node, &["exec", "get", &id, "--json"]).await;
+    let v = json_of(&o);
+    let e = v["error"].as_str().expect("error");
+    assert!(e.starts_with(&prefix) && e.contains("Connection refused") && !e.contains("s3cret"), "{e}");
+    assert!(v["fire_id"].as_str().is_some_and(|f| f.starts_with("hook@m:")), "{v}");
+    assert_eq!((v["manual"].clone(), v["node_id"].clone(), v["attempt"].clone()), (true.into(), "n1".into(), 1.into()));
+    assert!(v["start_time"].is_string() && v["end_time"].is_string(), "{v}");
+    assert!(v["next_attempt_time"].is_null(), "no retry: {v}");
+
+    // The list may shorten, and still names the execution.
+    let o = rota(&node, &["exec", "list", "--job", "hook"]).await;
+    assert!(out(&o).contains(&id), "{}", out(&o));
+}
+
+/// A shell run writing to both streams and exiting 3: stdout and stderr kept apart, the error
+/// `exit status 3: <last stderr line>`, in the record (gRPC) and in `exec get`.
+async fn shell_streams_kept_apart(b: Backend) {
+    let node = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    let script = "echo to-stdout; echo first-err >&2; echo 'the real cause' >&2; exit 3";
+    put(&node, &["--id", "sh3", "--handler", "shell", "--args", &serde_json::json!({"sh": script}).to_string()]).await;
+    let o = rota(&node, &["job", "trigger", "sh3", "--wait", "--json"]).await;
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    let v = json_of(&o);
+    assert_eq!(v["error"], "exit status 3: the real cause");
+    assert_eq!(v["output"], "to-stdout\n");
+    assert_eq!(v["stderr"], "first-err\nthe real cause\n");
+
+    let id = v["id"].as_str().expect("id").to_string();
+    let mut c = node.client().await;
+    let e = c.get_execution(pb::GetExecutionRequest { id: id.clone() }).await.expect("get").into_inner();
+    let e = e.execution.expect("execution");
+    assert_eq!((e.output.as_str(), e.stderr.as_str()), ("to-stdout\n", "first-err\nthe real cause\n"));
+    assert!(!e.output.contains("--- stderr ---"));
+
+    let table = out(&rota(&node, &["exec", "get", &id]).await);
+    let after = |h: &str| table.split(h).nth(1).map(|s| s.lines().nth(1).unwrap_or("").to_string());
+    assert_eq!(after("--- output ---").as_deref(), Some("to-stdout"), "{table}");
+    assert_eq!(after("--- stderr ---").as_deref(), Some("first-err"), "{table}");
+}
+
+/// retries=2, failing twice then succeeding: `--wait` exits 0 with attempt 3 (not at attempt 1's
+/// failure), printing a line per attempt to stderr; `exec list --fire` lists the 3 executions.
+async fn wait_follows_retries_to_success(b: Backend) {
+    let node = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    let script = r#"[ "$ROTA_ATTEMPT" -ge 3 ] || { echo "attempt $ROTA_ATTEMPT: not yet" >&2; exit 1; }; echo done"#;
+    let args = serde_json::json!({"sh": script}).to_string();
+    put(&node, &["--id", "flaky", "--handler", "shell", "--args", &args, "--retries", "2", "--retry-backoff", "200ms"])
+        .await;
+    let o = rota(&node, &["job", "trigger", "flaky", "--wait", "--json"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", out(&o), err(&o));
+    let v = json_of(&o);
+    assert_eq!((v["state"].clone(), v["attempt"].clone(), v["output"].clone()), ("succeeded".into(), 3.into(), "done\n".into()));
+    let progress = err(&o);
+    for line in ["attempt 1 failed on n1: exit status 1: attempt 1: not yet; attempt 2 follows", "attempt 2 failed", "attempt 3 succeeded"] {
+        assert!(progress.contains(line), "{line} in:\n{progress}");
+    }
+    let fire = v["fire_id"].as_str().expect("fire").to_string();
+    let execs = fire_execs(&node, &fire).await;
+    let mut seen: Vec<(u64, String, bool)> = execs
+        .iter()
+        .map(|e| (e["attempt"].as_u64().unwrap_or(0), e["state"].as_str().unwrap_or("").to_string(), e["next_attempt_time"].is_string()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [(1, "failed".into(), true), (2, "failed".into(), true), (3, "succeeded".into(), false)],
+        "{execs:?}"
+    );
+
+    // Table form: the same three, and only this fire's (another trigger of the job is not listed).
+    let o = rota(&node, &["job", "trigger", "flaky", "--json"]).await;
+    let other = json_of(&o)["execution"]["fire_id"].as_str().expect("fire").to_string();
+    assert_ne!(other, fire);
+    let table = out(&rota(&node, &["exec", "list", "--fire", &fire]).await);
+    assert_eq!(table.lines().count(), 4, "header and three rows:\n{table}");
+}
+
+/// Always failing with retries=2: `--wait` exits 5 only after the last retry (attempt 3).
+async fn wait_reports_failure_after_the_last_retry(b: Backend) {
+    let node = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    let args = serde_json::json!({"sh": "echo broken >&2; exit 1"}).to_string();
+    put(&node, &["--id", "bad", "--handler", "shell", "--args", &args, "--retries", "2", "--retry-backoff", "200ms"]).await;
+    let o = rota(&node, &["job", "trigger", "bad", "--wait", "--json"]).await;
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    let v = json_of(&o);
+    assert_eq!((v["state"].clone(), v["attempt"].clone()), ("failed".into(), 3.into()), "{v}");
+    assert_eq!(v["error"], "exit status 1: broken");
+    assert!(err(&o).contains("ended failed (attempt 3)"), "{}", err(&o));
+    // By the time it returned, every attempt had run.
+    let execs = fire_execs(&node, v["fire_id"].as_str().expect("fire")).await;
+    assert_eq!(execs.len(), 3, "{execs:?}");
+    assert!(execs.iter().all(|e| e["state"] == "failed"), "{execs:?}");
+}
+
+/// A wait shorter than the run: exit 9, saying where the fire is.
+async fn wait_timeout_exits_9(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    put(&node, &["--id", "slow", "--invoke", "sleep('20s')"]).await;
+    let o = rota(&node, &["job", "trigger", "slow", "--wait", "--wait-timeout", "700ms"]).await;
+    assert_eq!(o.status.code(), Some(9), "{}\n{}", out(&o), err(&o));
+    assert!(err(&o).contains("gave up waiting after 700ms: fire slow@m:"), "{}", err(&o));
+    assert!(out(&o).is_empty(), "no outcome printed: {}", out(&o));
+}
+
+/// Bad input: `--fire` malformed, unknown, or of another job than `--job`; `--wait-timeout` that is
+/// not a duration, zero, or without `--wait`: each refused with the field named, and a refused
+/// trigger fires nothing.
+async fn bad_fire_and_wait_input(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    put(&node, &["--id", "j", "--handler", "noop"]).await;
+    put(&node, &["--id", "k", "--handler", "noop"]).await;
+    let o = rota(&node, &["job", "trigger", "j", "--wait", "--json"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let fire = json_of(&o)["fire_id"].as_str().expect("fire").to_string();
+
+    let mut c = node.client().await;
+    let list = |fire_id: &str, job_id: &str| pb::ListExecutionsRequest {
+        fire_id: fire_id.into(),
+        job_id: job_id.into(),
+        ..Default::default()
+    };
+    for (fire_id, job_id, code, msg) in [
+        ("nope", "", tonic::Code::InvalidArgument, "fire_id: 'nope' is not a fire id: not '<job>@<instant>'"),
+        ("j@soon", "", tonic::Code::InvalidArgument, "fire_id: 'j@soon' is not a fire id"),
+        ("j@m:0192d6a0-0000-7000-8000-000000000000", "", tonic::Code::NotFound, "fire 'j@m:0192d6a0-0000-7000-8000-000000000000' not found"),
+        ("j@1767000000000", "", tonic::Code::NotFound, "fire 'j@1767000000000' not found"),
+        (fire.as_str(), "k", tonic::Code::InvalidArgument, "fire_id: fire '"),
+    ] {
+        let s = c.list_executions(list(fire_id, job_id)).await.expect_err(fire_id);
+        assert_eq!(s.code(), code, "{fire_id}: {}", s.message());
+        assert!(s.message().starts_with(msg), "{fire_id}: {}", s.message());
+    }
+    // The fire with its own job, and the CLI's words for the refusals.
+    let ok = c.list_executions(list(&fire, "j")).await.expect("own job").into_inner();
+    assert_eq!(ok.executions.len(), 1);
+    let o = rota(&node, &["exec", "list", "--fire", &fire, "--job", "k"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("InvalidArgument: fire_id: fire '") && err(&o).contains("is of job 'j', not of job_id 'k'"), "{}", err(&o));
+    let o = rota(&node, &["exec", "list", "--fire", "k@m:0192d6a0-0000-7000-8000-000000000000"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("NotFound: fire 'k@m:0192d6a0-0000-7000-8000-000000000000' not found"), "{}", err(&o));
+
+    for (args, says) in [
+        (&["job", "trigger", "k", "--wait", "--wait-timeout", "soon"][..], "--wait-timeout: 'soon' is not a duration"),
+        (&["job", "trigger", "k", "--wait", "--wait-timeout", "0s"][..], "--wait-timeout: must be more than 0"),
+        (&["job", "trigger", "k", "--wait-timeout", "5s"][..], "--wait"),
+    ] {
+        let o = rota(&node, args).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        assert!(err(&o).contains(says), "{args:?}: {}", err(&o));
+    }
+    // Nothing half-done: no refused trigger fired.
+    let r = c.list_executions(pb::ListExecutionsRequest { job_id: "k".into(), ..Default::default() }).await.expect("list");
+    assert!(r.into_inner().executions.is_empty());
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = super::RedisServer::start();
+                    super::$name(super::Backend::Redis(server.url())).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    http_failure_is_explained_in_full,
+    shell_streams_kept_apart,
+    wait_follows_retries_to_success,
+    wait_reports_failure_after_the_last_retry,
+    wait_timeout_exits_9,
+    bad_fire_and_wait_input,
+);
