@@ -7,9 +7,10 @@
 //! another job than `--job`.
 mod common;
 
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
-use common::{Backend, RedisServer, TestNode};
+use common::{eventually, status, Backend, RedisServer, TestNode};
 use rota::pb;
 use serde_json::Value;
 
@@ -234,6 +235,71 @@ async fn bad_fire_and_wait_input(b: Backend) {
     // Nothing half-done: no refused trigger fired.
     let r = c.list_executions(pb::ListExecutionsRequest { job_id: "k".into(), ..Default::default() }).await.expect("list");
     assert!(r.into_inner().executions.is_empty());
+}
+
+/// A fire whose node dies mid-run: with recovery `rerun` the lost attempt announces the re-run and
+/// `--wait` follows it to its success on the surviving node (exit 0); with recovery `lost` the lost
+/// attempt is the outcome (exit 7). Master-only jobs triggered on the worker run on the master
+/// (n1), which is killed; the waits ask the worker (n2), which becomes master and recovers them.
+#[tokio::test]
+async fn wait_follows_a_fire_through_its_nodes_death() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let shell = ["--enable-shell", "--shell-allow", "/bin/sh"];
+    let mut n1 = TestNode::start(&b, "n1", &shell).await;
+    eventually(Duration::from_secs(20), "n1 master", || async {
+        status(&n1).await.filter(|s| s.master_id == "n1").map(|_| ())
+    })
+    .await;
+    let n2 = TestNode::start(&b, "n2", &shell).await;
+    // The first attempt runs until its node dies; a re-run (attempt 2 on) succeeds.
+    let script = r#"[ "$ROTA_ATTEMPT" -ge 2 ] && { echo "rerun ok"; exit 0; }; sleep 30"#;
+    let args = serde_json::json!({"sh": script}).to_string();
+    let mut waits = Vec::new();
+    for (id, recovery) in [("again", "rerun"), ("once", "lost")] {
+        put(&n2, &["--id", id, "--handler", "shell", "--args", &args, "--master-only", "--recovery", recovery]).await;
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+            .args(["job", "trigger", id, "--wait", "--wait-timeout", "60s", "--json"])
+            .env("ROTA_ENDPOINT", n2.endpoint())
+            .env_remove("ROTA_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn rota");
+        waits.push((id, child));
+    }
+    let mut c = n2.client().await;
+    eventually(Duration::from_secs(20), "both first attempts running on n1", || {
+        let mut c = c.clone();
+        async move {
+            let mut running = 0;
+            for j in ["again", "once"] {
+                running += common::executions(&mut c, j)
+                    .await
+                    .iter()
+                    .filter(|e| e.state == pb::ExecutionState::Running as i32 && e.node_id == "n1")
+                    .count();
+            }
+            (running == 2).then_some(())
+        }
+    })
+    .await;
+    n1.kill();
+    let mut outcomes = Vec::new();
+    for (id, child) in waits {
+        let o = child.wait_with_output().await.expect("wait for rota");
+        outcomes.push((id, o));
+    }
+    let (_, again) = &outcomes[0];
+    assert_eq!(again.status.code(), Some(0), "re-run followed to success\n{}\n{}", out(again), err(again));
+    let v = json_of(again);
+    assert_eq!((v["state"].clone(), v["node_id"].clone(), v["output"].clone()), ("succeeded".into(), "n2".into(), "rerun ok\n".into()), "{v}");
+    assert!(err(again).contains("lost on n1: lost: node n1 died while running it; re-run on n2; attempt"), "{}", err(again));
+    let (_, once) = &outcomes[1];
+    assert_eq!(once.status.code(), Some(7), "lost is the outcome\n{}\n{}", out(once), err(once));
+    let v = json_of(once);
+    assert_eq!((v["state"].clone(), v["node_id"].clone(), v["next_attempt_time"].clone()), ("lost".into(), "n1".into(), Value::Null), "{v}");
 }
 
 macro_rules! on_both_stores {
