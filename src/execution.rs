@@ -290,6 +290,25 @@ mod tests {
         assert_ne!(scheduled_fire_id("j", 1000), manual_fire_id("j", "1000"));
     }
 
+    /// The lower bound of a fire's execution ids: at or below every id made from its claim on, and
+    /// above ids made well before it.
+    #[test]
+    fn a_fires_first_execution_id_bounds_its_executions() {
+        let now = crate::clock::now_ms();
+        let id = new_execution_id();
+        let scheduled = scheduled_fire_id("j", now);
+        let bound = first_exec_id_of(&FireId::parse(&scheduled).expect("fire")).expect("bound");
+        assert!(bound <= id, "{bound} <= {id}");
+        let later = scheduled_fire_id("j", now + 120_000);
+        let bound = first_exec_id_of(&FireId::parse(&later).expect("fire")).expect("bound");
+        assert!(bound > id, "an id two minutes before the fire is below its bound");
+        let manual = manual_fire_id("j", &id);
+        assert_eq!(first_exec_id_of(&FireId::parse(&manual).expect("fire")), Some(id.clone()));
+        // A token that is not an execution id gives no bound (its fire is searched in full).
+        assert_eq!(first_exec_id_of(&FireId::parse("j@m:abc").expect("fire")), None);
+        assert!(first_exec_id_of(&FireId::parse("j@0").expect("fire")).is_some());
+    }
+
     #[test]
     fn truncation_respects_char_boundaries() {
         let s = truncate_utf8("ééé".to_string(), 3);

@@ -132,16 +132,29 @@ async fn wait_follows_retries_to_success(b: Backend) {
     let o = rota(&node, &["job", "trigger", "flaky", "--wait", "--json"]).await;
     assert_eq!(o.status.code(), Some(0), "{}\n{}", out(&o), err(&o));
     let v = json_of(&o);
-    assert_eq!((v["state"].clone(), v["attempt"].clone(), v["output"].clone()), ("succeeded".into(), 3.into(), "done\n".into()));
+    assert_eq!(
+        (v["state"].clone(), v["attempt"].clone(), v["output"].clone()),
+        ("succeeded".into(), 3.into(), "done\n".into())
+    );
     let progress = err(&o);
-    for line in ["attempt 1 failed on n1: exit status 1: attempt 1: not yet; attempt 2 follows", "attempt 2 failed", "attempt 3 succeeded"] {
+    for line in [
+        "attempt 1 failed on n1: exit status 1: attempt 1: not yet; attempt 2 follows",
+        "attempt 2 failed",
+        "attempt 3 succeeded",
+    ] {
         assert!(progress.contains(line), "{line} in:\n{progress}");
     }
     let fire = v["fire_id"].as_str().expect("fire").to_string();
     let execs = fire_execs(&node, &fire).await;
     let mut seen: Vec<(u64, String, bool)> = execs
         .iter()
-        .map(|e| (e["attempt"].as_u64().unwrap_or(0), e["state"].as_str().unwrap_or("").to_string(), e["next_attempt_time"].is_string()))
+        .map(|e| {
+            (
+                e["attempt"].as_u64().unwrap_or(0),
+                e["state"].as_str().unwrap_or("").to_string(),
+                e["next_attempt_time"].is_string(),
+            )
+        })
         .collect();
     seen.sort();
     assert_eq!(
@@ -162,7 +175,8 @@ async fn wait_follows_retries_to_success(b: Backend) {
 async fn wait_reports_failure_after_the_last_retry(b: Backend) {
     let node = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
     let args = serde_json::json!({"sh": "echo broken >&2; exit 1"}).to_string();
-    put(&node, &["--id", "bad", "--handler", "shell", "--args", &args, "--retries", "2", "--retry-backoff", "200ms"]).await;
+    put(&node, &["--id", "bad", "--handler", "shell", "--args", &args, "--retries", "2", "--retry-backoff", "200ms"])
+        .await;
     let o = rota(&node, &["job", "trigger", "bad", "--wait", "--json"]).await;
     assert_eq!(o.status.code(), Some(5), "{}", err(&o));
     let v = json_of(&o);
@@ -205,7 +219,12 @@ async fn bad_fire_and_wait_input(b: Backend) {
     for (fire_id, job_id, code, msg) in [
         ("nope", "", tonic::Code::InvalidArgument, "fire_id: 'nope' is not a fire id: not '<job>@<instant>'"),
         ("j@soon", "", tonic::Code::InvalidArgument, "fire_id: 'j@soon' is not a fire id"),
-        ("j@m:0192d6a0-0000-7000-8000-000000000000", "", tonic::Code::NotFound, "fire 'j@m:0192d6a0-0000-7000-8000-000000000000' not found"),
+        (
+            "j@m:0192d6a0-0000-7000-8000-000000000000",
+            "",
+            tonic::Code::NotFound,
+            "fire 'j@m:0192d6a0-0000-7000-8000-000000000000' not found",
+        ),
         ("j@1767000000000", "", tonic::Code::NotFound, "fire 'j@1767000000000' not found"),
         (fire.as_str(), "k", tonic::Code::InvalidArgument, "fire_id: fire '"),
     ] {
@@ -218,7 +237,11 @@ async fn bad_fire_and_wait_input(b: Backend) {
     assert_eq!(ok.executions.len(), 1);
     let o = rota(&node, &["exec", "list", "--fire", &fire, "--job", "k"]).await;
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("InvalidArgument: fire_id: fire '") && err(&o).contains("is of job 'j', not of job_id 'k'"), "{}", err(&o));
+    assert!(
+        err(&o).contains("InvalidArgument: fire_id: fire '") && err(&o).contains("is of job 'j', not of job_id 'k'"),
+        "{}",
+        err(&o)
+    );
     let o = rota(&node, &["exec", "list", "--fire", "k@m:0192d6a0-0000-7000-8000-000000000000"]).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("NotFound: fire 'k@m:0192d6a0-0000-7000-8000-000000000000' not found"), "{}", err(&o));
@@ -233,7 +256,8 @@ async fn bad_fire_and_wait_input(b: Backend) {
         assert!(err(&o).contains(says), "{args:?}: {}", err(&o));
     }
     // Nothing half-done: no refused trigger fired.
-    let r = c.list_executions(pb::ListExecutionsRequest { job_id: "k".into(), ..Default::default() }).await.expect("list");
+    let r =
+        c.list_executions(pb::ListExecutionsRequest { job_id: "k".into(), ..Default::default() }).await.expect("list");
     assert!(r.into_inner().executions.is_empty());
 }
 
@@ -294,12 +318,24 @@ async fn wait_follows_a_fire_through_its_nodes_death() {
     let (_, again) = &outcomes[0];
     assert_eq!(again.status.code(), Some(0), "re-run followed to success\n{}\n{}", out(again), err(again));
     let v = json_of(again);
-    assert_eq!((v["state"].clone(), v["node_id"].clone(), v["output"].clone()), ("succeeded".into(), "n2".into(), "rerun ok\n".into()), "{v}");
-    assert!(err(again).contains("lost on n1: lost: node n1 died while running it; re-run on n2; attempt"), "{}", err(again));
+    assert_eq!(
+        (v["state"].clone(), v["node_id"].clone(), v["output"].clone()),
+        ("succeeded".into(), "n2".into(), "rerun ok\n".into()),
+        "{v}"
+    );
+    assert!(
+        err(again).contains("lost on n1: lost: node n1 died while running it; re-run on n2; attempt"),
+        "{}",
+        err(again)
+    );
     let (_, once) = &outcomes[1];
     assert_eq!(once.status.code(), Some(7), "lost is the outcome\n{}\n{}", out(once), err(once));
     let v = json_of(once);
-    assert_eq!((v["state"].clone(), v["node_id"].clone(), v["next_attempt_time"].clone()), ("lost".into(), "n1".into(), Value::Null), "{v}");
+    assert_eq!(
+        (v["state"].clone(), v["node_id"].clone(), v["next_attempt_time"].clone()),
+        ("lost".into(), "n1".into(), Value::Null),
+        "{v}"
+    );
 }
 
 macro_rules! on_both_stores {

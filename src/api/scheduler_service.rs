@@ -171,7 +171,12 @@ impl SchedulerService for SchedulerApi {
         let (execs, next) = self.node.store.list_executions(&filter).await?;
         // An unknown fire is an error, not an empty list (asked without a state filter or page
         // token, an empty answer can only mean no execution of it is recorded).
-        if execs.is_empty() && next.is_none() && filter.fire_id.is_some() && filter.state.is_none() && filter.before.is_none() {
+        if execs.is_empty()
+            && next.is_none()
+            && filter.fire_id.is_some()
+            && filter.state.is_none()
+            && filter.before.is_none()
+        {
             return Err(Error::FireNotFound(r.fire_id).into());
         }
         Ok(Response::new(pb::ListExecutionsResponse {

@@ -36,9 +36,7 @@ pub enum ExecCmd {
         page_token: Option<String>,
     },
     /// One execution in full: the whole error, output and stderr, and where and when it ran.
-    Get {
-        id: String,
-    },
+    Get { id: String },
     /// Stream execution changes until interrupted.
     Watch {
         #[arg(long)]
