@@ -293,7 +293,7 @@ async fn wait_follows_a_fire_through_its_nodes_death() {
             .expect("spawn rota");
         waits.push((id, child));
     }
-    let mut c = n2.client().await;
+    let c = n2.client().await;
     eventually(Duration::from_secs(20), "both first attempts running on n1", || {
         let mut c = c.clone();
         async move {

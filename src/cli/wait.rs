@@ -194,7 +194,7 @@ mod tests {
             fire_id: "j@m:x".into(),
             attempt,
             state: state as i32,
-            next_attempt_time: next.then(|| prost_types::Timestamp { seconds: 1, nanos: 0 }),
+            next_attempt_time: next.then_some(prost_types::Timestamp { seconds: 1, nanos: 0 }),
             ..Default::default()
         }
     }
