@@ -338,6 +338,61 @@ async fn wait_follows_a_fire_through_its_nodes_death() {
     );
 }
 
+/// A node paused past its heartbeat while its attempt ran: the master records the attempt lost
+/// (recovery `lost`). When the node resumes and its attempt fails, it must not write over that
+/// outcome with "failed, a retry follows" (a retry that never comes: `--wait` would hang); the lost
+/// record stands, and `--wait` reports it (exit 7).
+#[tokio::test]
+async fn a_reaped_attempt_that_fails_later_does_not_announce_a_retry() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let shell = ["--enable-shell", "--shell-allow", "/bin/sh"];
+    let n1 = TestNode::start(&b, "n1", &shell).await;
+    eventually(Duration::from_secs(20), "n1 master", || async {
+        status(&n1).await.filter(|s| s.master_id == "n1").map(|_| ())
+    })
+    .await;
+    let n2 = TestNode::start(&b, "n2", &shell).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = dir.path().join("go");
+    // Fails once told to, so the failure comes after the node was resumed.
+    let script = format!("while [ ! -f {} ]; do sleep 0.05; done; echo late failure >&2; exit 1", go.display());
+    let args = serde_json::json!({"sh": script}).to_string();
+    put(&n2, &["--id", "paused", "--handler", "shell", "--args", &args, "--retries", "2", "--retry-backoff", "100ms"])
+        .await;
+    // A manual fire runs on the node that was asked: n2.
+    let o = rota(&n2, &["job", "trigger", "paused", "--json"]).await;
+    let first = json_of(&o)["execution"]["id"].as_str().expect("id").to_string();
+    let c = n1.client().await;
+    let get = || {
+        let (mut c, id) = (c.clone(), first.clone());
+        async move { c.get_execution(pb::GetExecutionRequest { id }).await.ok()?.into_inner().execution }
+    };
+    eventually(Duration::from_secs(20), "attempt 1 running on n2", || async {
+        get().await.filter(|e| e.state == pb::ExecutionState::Running as i32 && e.node_id == "n2")
+    })
+    .await;
+    n2.pause();
+    eventually(Duration::from_secs(20), "attempt 1 recorded lost by the master", || async {
+        get().await.filter(|e| e.state == pb::ExecutionState::Lost as i32)
+    })
+    .await;
+    n2.resume();
+    std::fs::write(&go, "").expect("go");
+    // n2 sees its attempt fail and either refuses to announce a retry, or (the bug) writes over
+    // the lost record.
+    eventually(Duration::from_secs(20), "n2 handled the late failure", || async {
+        let refused = n2.log().contains("not retrying: the attempt was closed elsewhere");
+        let overwritten = get().await.is_some_and(|e| e.state != pb::ExecutionState::Lost as i32);
+        (refused || overwritten).then_some(())
+    })
+    .await;
+    let e = get().await.expect("record");
+    assert_eq!((e.state, e.next_attempt_time), (pb::ExecutionState::Lost as i32, None), "{e:?}");
+    let execs = fire_execs(&n1, &e.fire_id).await;
+    assert!(execs.iter().all(|x| x["attempt"] == 1), "no retry ran: {execs:?}");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {

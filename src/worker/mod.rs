@@ -485,7 +485,7 @@ impl Worker {
             }
             fail::fail_point!("before_finish", |_| crate::failpoints::crash("before_finish"));
             let recorded =
-                if retry { self.record_finish(&exec, false).await } else { self.record_final(&exec, inc).await };
+                if retry { self.record_retry_wait(&exec).await } else { self.record_final(&exec, inc).await };
             if recorded.is_err() {
                 return;
             }
@@ -690,6 +690,24 @@ impl Worker {
                 Err(())
             }
         }
+    }
+
+    /// Records a failed attempt that a retry follows, only over its still-open record. A record
+    /// closed meanwhile stands: this node was declared dead while the attempt ran (a pause, a
+    /// partition), and the reaper recorded it lost or re-ran the fire elsewhere; writing over it would
+    /// replace the fire's outcome with a retry that never comes. Err: no retry from here.
+    async fn record_retry_wait(&self, exec: &Execution) -> Result<(), ()> {
+        if self.with_store_retries(exec, || self.store.update_execution(exec)).await? {
+            return Ok(());
+        }
+        // A repeat of this very write, whose first reply was lost, finds it recorded: that is ours.
+        if let Ok(Some(cur)) = self.store.get_execution(&exec.id).await {
+            if (cur.state, cur.end_ms, cur.next_attempt_ms) == (exec.state, exec.end_ms, exec.next_attempt_ms) {
+                return Ok(());
+            }
+        }
+        tracing::warn!(execution = %exec.id, "not retrying: the attempt was closed elsewhere while it ran (this node was declared dead)");
+        Err(())
     }
 
     /// Writes an execution record (a retried attempt's outcome), releasing the lock if asked.
