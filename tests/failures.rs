@@ -389,8 +389,15 @@ async fn a_reaped_attempt_that_fails_later_does_not_announce_a_retry() {
     .await;
     let e = get().await.expect("record");
     assert_eq!((e.state, e.next_attempt_time), (pb::ExecutionState::Lost as i32, None), "{e:?}");
-    let execs = fire_execs(&n1, &e.fire_id).await;
+    // The late result is kept as evidence beside it, never as the outcome; no retry ran.
+    let execs = eventually(Duration::from_secs(20), "the late result kept as evidence", || async {
+        let execs = fire_execs(&n1, &e.fire_id).await;
+        execs.iter().any(|x| x["state"] == "superseded").then_some(execs)
+    })
+    .await;
     assert!(execs.iter().all(|x| x["attempt"] == 1), "no retry ran: {execs:?}");
+    let late = execs.iter().find(|x| x["state"] == "superseded").expect("evidence");
+    assert!(late["error"].as_str().is_some_and(|e| e.contains("finished as failed")), "{late}");
 }
 
 macro_rules! on_both_stores {

@@ -707,6 +707,8 @@ impl Worker {
             }
         }
         tracing::warn!(execution = %exec.id, "not retrying: the attempt was closed elsewhere while it ran (this node was declared dead)");
+        // Its result is kept as evidence, as `finish` keeps a late final result, never as the outcome.
+        let _ = self.record_finish(&exec.superseded(), false).await;
         Err(())
     }
 
