@@ -400,6 +400,69 @@ async fn a_reaped_attempt_that_fails_later_does_not_announce_a_retry() {
     assert!(late["error"].as_str().is_some_and(|e| e.contains("finished as failed")), "{late}");
 }
 
+/// The store restarts while `--wait` waits: the looks that go unanswered (UNAVAILABLE) are said
+/// once, the wait goes on, and it still ends with the fire's outcome (exit 0).
+#[tokio::test]
+async fn wait_rides_out_a_store_restart() {
+    use tokio::io::AsyncBufReadExt;
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"], "");
+    let b = Backend::Redis(redis.url());
+    let node = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = dir.path().join("go");
+    let script = format!("while [ ! -f {} ]; do sleep 0.05; done; echo ok", go.display());
+    put(&node, &["--id", "patient", "--handler", "shell", "--args", &serde_json::json!({"sh": script}).to_string()])
+        .await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["job", "trigger", "patient", "--wait", "--wait-timeout", "60s", "--json"])
+        .env("ROTA_ENDPOINT", node.endpoint())
+        .env_remove("ROTA_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn rota");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let c = node.client().await;
+    eventually(Duration::from_secs(20), "the fire running", || {
+        let mut c = c.clone();
+        async move {
+            common::executions(&mut c, "patient")
+                .await
+                .into_iter()
+                .find(|e| e.state == pb::ExecutionState::Running as i32)
+        }
+    })
+    .await;
+    redis.kill();
+    let mut said = Vec::new();
+    let unavailable = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            said.push(l.clone());
+            if l.starts_with("unavailable (") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(unavailable, Ok(true), "the wait said the node was unavailable and went on: {said:?}");
+    redis.restart();
+    std::fs::write(&go, "").expect("go");
+    let rest: Vec<String> = {
+        let mut v = Vec::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            v.push(l);
+        }
+        v
+    };
+    let o = child.wait_with_output().await.expect("wait for rota");
+    assert_eq!(o.status.code(), Some(0), "{}\n{said:?}\n{rest:?}", out(&o));
+    assert_eq!(json_of(&o)["output"], "ok\n");
+    assert!(rest.iter().any(|l| l == "answered again"), "{rest:?}");
+    assert_eq!(rest.iter().filter(|l| l.starts_with("unavailable (")).count(), 0, "said once per outage: {rest:?}");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {

@@ -90,9 +90,28 @@ pub(super) async fn wait_for_fire(
     let fire_id = first.fire_id.clone();
     let deadline = Instant::now() + timeout;
     let mut seen = HashSet::new();
+    // Whether the last look went unanswered: said once per outage, not at every look.
+    let mut unanswered = false;
+    // The executions as last read (kept through an unanswered look).
+    let mut execs = Vec::new();
     eprintln!("waiting for fire {fire_id} (execution {}), up to {}", first.id, human(timeout));
     loop {
-        let execs = fire_executions(c, &fire_id).await?;
+        match fire_executions(c, &fire_id).await {
+            Ok(read) => {
+                if std::mem::take(&mut unanswered) {
+                    eprintln!("answered again");
+                }
+                execs = read;
+            }
+            // The node or its store is down for a moment (a restart): the fire goes on without us,
+            // so the wait does too, until its timeout.
+            Err(CliError::Call { code: tonic::Code::Unavailable, message }) => {
+                if !std::mem::replace(&mut unanswered, true) {
+                    eprintln!("unavailable ({message}); still waiting");
+                }
+            }
+            Err(e) => return Err(e),
+        }
         let mut ordered: Vec<&pb::Execution> = execs.iter().collect();
         ordered.sort_by(|a, b| (a.attempt, &a.id).cmp(&(b.attempt, &b.id)));
         for e in ordered {
