@@ -70,9 +70,21 @@ pub struct Execution {
     pub attempt: u32,
     pub state: ExecState,
     pub error: String,
+    /// What the run printed (shell: stdout; http: the response body), capped.
     pub output: String,
+    /// What the run printed on standard error (shell), capped; kept apart from `output` so a
+    /// failure's cause is not buried in the program's normal output. Empty in records made before
+    /// it existed.
+    #[serde(default)]
+    pub stderr: String,
     pub manual: bool,
     pub epoch: u64,
+    /// Set while the fire will be tried again after this execution: a failed or timed-out attempt
+    /// with retries left (when the retry is due), an attempt lost with its node and re-run by
+    /// recovery, or handed to the master (when it was queued again). None on a fire's last
+    /// execution, so a client knows the fire's outcome is this record only when it is None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<i64>,
 }
 
 impl Execution {
@@ -90,8 +102,10 @@ impl Execution {
             state: ExecState::Pending,
             error: String::new(),
             output: String::new(),
+            stderr: String::new(),
             manual: false,
             epoch: 0,
+            next_attempt_ms: None,
         }
     }
 
@@ -109,6 +123,8 @@ impl Execution {
         let mut e = self.clone();
         e.id = new_execution_id();
         e.state = ExecState::Superseded;
+        // Evidence only: whatever follows the fire is said by its real records.
+        e.next_attempt_ms = None;
         e.set_error(format!(
             "superseded: execution {} finished as {} on a node declared dead meanwhile ({})",
             self.id,
@@ -123,9 +139,11 @@ impl Execution {
         self.error = truncate_utf8(e.into(), MAX_ERROR_BYTES);
     }
 
-    /// Ends the record now in `state`, saying why.
+    /// Ends the record now in `state`, saying why. Whoever closes a record decides afresh whether
+    /// another attempt follows (`next_attempt_ms`), so a retry announced earlier is forgotten.
     pub fn close(&mut self, state: ExecState, why: impl Into<String>) {
         self.state = state;
+        self.next_attempt_ms = None;
         self.end_ms = Some(crate::clock::now_ms());
         self.set_error(why);
     }
@@ -199,6 +217,23 @@ pub fn manual_fire_id(job_id: &str, token: &str) -> String {
     format!("{job_id}@m:{token}")
 }
 
+/// The lowest execution id a fire's executions can have, for listing them without scanning older
+/// ones: a manual fire's token is its first execution's id; a scheduled fire's executions are made
+/// from its claim on, at most `FIRE_AHEAD_MS` before its instant (a minute of margin here, for
+/// clock corrections). None when the id gives no bound (a token that is not an execution id).
+pub fn first_exec_id_of(fire: &FireId<'_>) -> Option<String> {
+    match fire.instant {
+        FireInstant::Manual(token) => {
+            let u = uuid::Uuid::parse_str(token).ok()?;
+            (u.get_version_num() == 7 && u.hyphenated().to_string() == token).then(|| token.to_string())
+        }
+        FireInstant::Scheduled(ms) => {
+            let ms = u64::try_from(ms.saturating_sub(60_000)).unwrap_or(0).min((1 << 48) - 1);
+            Some(format!("{:08x}-{:04x}-0000-0000-000000000000", ms >> 16, ms & 0xffff))
+        }
+    }
+}
+
 /// Orders the ids made by this process within one millisecond (as `Uuid::now_v7` does).
 static ID_CONTEXT: std::sync::Mutex<uuid::ContextV7> = std::sync::Mutex::new(uuid::ContextV7::new());
 
@@ -253,6 +288,25 @@ mod tests {
         assert_eq!(scheduled_fire_id("j", 1000), "j@1000");
         assert!(manual_fire_id("j", "1000").starts_with("j@m:"));
         assert_ne!(scheduled_fire_id("j", 1000), manual_fire_id("j", "1000"));
+    }
+
+    /// The lower bound of a fire's execution ids: at or below every id made from its claim on, and
+    /// above ids made well before it.
+    #[test]
+    fn a_fires_first_execution_id_bounds_its_executions() {
+        let now = crate::clock::now_ms();
+        let id = new_execution_id();
+        let scheduled = scheduled_fire_id("j", now);
+        let bound = first_exec_id_of(&FireId::parse(&scheduled).expect("fire")).expect("bound");
+        assert!(bound <= id, "{bound} <= {id}");
+        let later = scheduled_fire_id("j", now + 120_000);
+        let bound = first_exec_id_of(&FireId::parse(&later).expect("fire")).expect("bound");
+        assert!(bound > id, "an id two minutes before the fire is below its bound");
+        let manual = manual_fire_id("j", &id);
+        assert_eq!(first_exec_id_of(&FireId::parse(&manual).expect("fire")), Some(id.clone()));
+        // A token that is not an execution id gives no bound (its fire is searched in full).
+        assert_eq!(first_exec_id_of(&FireId::parse("j@m:abc").expect("fire")), None);
+        assert!(first_exec_id_of(&FireId::parse("j@0").expect("fire")).is_some());
     }
 
     #[test]

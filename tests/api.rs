@@ -155,15 +155,15 @@ async fn failure_retries_and_alert(b: Backend) {
     attempts.sort();
     assert_eq!(attempts, vec![1, 2, 3]);
     assert!(execs.iter().all(|e| e.fire_id == execs[0].fire_id), "retries share the fire");
-    assert!(execs.iter().all(|e| e.error == "exit status 3"), "{:?}", execs[0].error);
-    assert_eq!(execs[0].output, "out\n\n--- stderr ---\nbad\n");
+    assert!(execs.iter().all(|e| e.error == "exit status 3: bad"), "{:?}", execs[0].error);
+    assert_eq!((execs[0].output.as_str(), execs[0].stderr.as_str()), ("out\n", "bad\n"));
     let body = tokio::time::timeout(WAIT, alerts.recv()).await.expect("alert arrives").expect("alert");
     let json_body = &body[body.find('{').expect("json body")..];
     let v: serde_json::Value = serde_json::from_str(json_body).expect("alert is JSON");
     assert_eq!(v["kind"], "execution_failed");
     assert_eq!(v["job_id"], "boom");
     assert_eq!(v["attempt"], 3);
-    assert_eq!(v["error"], "exit status 3");
+    assert_eq!(v["error"], "exit status 3: bad");
     // One alert per exhausted fire, not one per attempt.
     assert!(tokio::time::timeout(Duration::from_millis(500), alerts.recv()).await.is_err(), "extra alert");
 }

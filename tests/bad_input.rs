@@ -62,6 +62,7 @@ async fn every_rpc_refuses_malformed_input_precisely() {
         state,
         page_size,
         page_token: page_token.into(),
+        ..Default::default()
     };
     check("ListExecutions job_id", s.list_executions(le(bad_id, 0, 0, "")).await, IA, "job_id:");
     check("ListExecutions state", s.list_executions(le("", 42, 0, "")).await, IA, "state: unknown value 42");

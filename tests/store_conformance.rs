@@ -216,6 +216,7 @@ async fn executions_list_newest_first_with_filters_and_pages(s: Arc<dyn Store>) 
         state,
         before,
         limit,
+        ..Default::default()
     };
     let (p1, next) = s.list_executions(&page(None, None, None, 3)).await.expect("list");
     assert_eq!(

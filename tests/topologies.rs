@@ -123,6 +123,7 @@ async fn fires_after(node: &TestNode, jobs: &[String], after_ms: i64, what: &str
                     state: pb::ExecutionState::Succeeded as i32,
                     page_size: 1000,
                     page_token: String::new(),
+                    ..Default::default()
                 })
                 .await
                 .ok()?

@@ -189,6 +189,8 @@ pub fn execution(e: &Execution) -> pb::Execution {
         output: e.output.clone(),
         manual: e.manual,
         epoch: e.epoch,
+        stderr: e.stderr.clone(),
+        next_attempt_time: e.next_attempt_ms.map(timestamp),
     }
 }
 

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::error::Error;
+use crate::execution::FireId;
 use crate::job::validate_id;
 use crate::node::Node;
 use crate::pb;
@@ -164,16 +165,43 @@ impl SchedulerService for SchedulerApi {
                 .map_err(|_| Error::invalid("page_token", "is not a token from ListExecutions"))?;
             Some(r.page_token)
         };
-        let filter = ExecFilter {
+        let mut filter = ExecFilter {
             job_id: (!r.job_id.is_empty()).then_some(r.job_id),
             state: convert::exec_state_filter(r.state)?,
             before,
             limit: page_size(r.page_size)?,
+            ..Default::default()
         };
+        if !r.fire_id.is_empty() {
+            let fire = FireId::parse(&r.fire_id).map_err(|e| {
+                Error::invalid("fire_id", format!("'{}' is not a fire id: {e}", crate::redact::value(&r.fire_id)))
+            })?;
+            // A fire belongs to one job: a job filter naming another is a mistake, not an empty list.
+            if let Some(job) = filter.job_id.as_deref().filter(|j| *j != fire.job) {
+                return Err(Error::invalid(
+                    "fire_id",
+                    format!("fire '{}' is of job '{}', not of job_id '{job}'", r.fire_id, fire.job),
+                )
+                .into());
+            }
+            filter.job_id = Some(fire.job.to_string());
+            filter.not_before = crate::execution::first_exec_id_of(&fire);
+            filter.fire_id = Some(r.fire_id.clone());
+        }
         if let Some(job) = &filter.job_id {
             self.known_job(job).await?;
         }
         let (execs, next) = self.node.store.list_executions(&filter).await?;
+        // An unknown fire is an error, not an empty list (asked without a state filter or page
+        // token, an empty answer can only mean no execution of it is recorded).
+        if execs.is_empty()
+            && next.is_none()
+            && filter.fire_id.is_some()
+            && filter.state.is_none()
+            && filter.before.is_none()
+        {
+            return Err(Error::FireNotFound(r.fire_id).into());
+        }
         Ok(Response::new(pb::ListExecutionsResponse {
             executions: execs.iter().map(convert::execution).collect(),
             next_page_token: next.unwrap_or_default(),

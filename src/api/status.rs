@@ -13,7 +13,9 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match &e {
             Error::Invalid { .. } => Status::invalid_argument(user_message(&e)),
-            Error::JobNotFound(_) | Error::ExecutionNotFound(_) => Status::not_found(user_message(&e)),
+            Error::JobNotFound(_) | Error::ExecutionNotFound(_) | Error::FireNotFound(_) => {
+                Status::not_found(user_message(&e))
+            }
             Error::FailedPrecondition(_) | Error::Fenced(_) | Error::StaleEpoch { .. } => {
                 Status::failed_precondition(user_message(&e))
             }
@@ -80,6 +82,7 @@ mod tests {
             Error::invalid("id", format!("'{huge}' is not an execution id")),
             Error::JobNotFound(huge.clone()),
             Error::ExecutionNotFound(huge.clone()),
+            Error::FireNotFound(huge.clone()),
         ] {
             let s = Status::from(e);
             assert!(s.message().len() < 200 && s.message().contains("…(100000 bytes)"), "{:.300}", s.message());

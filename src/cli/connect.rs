@@ -24,6 +24,12 @@ pub enum CliError {
     NotFound(String),
     #[error("{code:?}: {message}")]
     Call { code: tonic::Code, message: String },
+    /// `--wait`: the fire is over, and did not succeed; `code` says how it ended (see `wait`).
+    #[error("fire {fire_id} ended {state} (attempt {attempt})")]
+    Outcome { fire_id: String, state: String, attempt: u32, code: i32 },
+    /// `--wait`: the wait ran out before the fire's outcome.
+    #[error("gave up waiting after {waited}: fire {fire_id} is not over ({now})")]
+    WaitTimedOut { fire_id: String, waited: String, now: String },
 }
 
 impl CliError {
@@ -33,6 +39,8 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Connect { .. } => 3,
             CliError::NotFound(_) => 4,
+            CliError::Outcome { code, .. } => *code,
+            CliError::WaitTimedOut { .. } => super::wait::WAIT_TIMED_OUT_EXIT,
         }
     }
 }

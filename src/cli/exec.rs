@@ -8,7 +8,7 @@ use serde_json::json;
 use tonic::Code;
 
 use super::connect::{call, CliError, Conn};
-use super::output::{exec_json, print_execs, print_watch_header, print_watch_row};
+use super::output::{exec_json, print_exec_detail, print_execs, print_watch_header, print_watch_row};
 use super::ClientArgs;
 use crate::pb;
 
@@ -35,6 +35,9 @@ pub enum ExecCmd {
         /// Only this job's executions (a job that neither exists nor has executions kept: exit 4).
         #[arg(long)]
         job: Option<String>,
+        /// Only the executions of this fire (every attempt), e.g. from `job trigger --json`.
+        #[arg(long)]
+        fire: Option<String>,
         /// Only executions in this state.
         #[arg(long, value_enum)]
         state: Option<StateArg>,
@@ -45,7 +48,7 @@ pub enum ExecCmd {
         #[arg(long)]
         page_token: Option<String>,
     },
-    /// Show one execution, with its output.
+    /// One execution in full: the whole error, output and stderr, and where and when it ran.
     Get {
         /// The execution's id (a UUID).
         id: String,
@@ -62,12 +65,13 @@ pub enum ExecCmd {
 pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), CliError> {
     let mut c = Conn::open(client).await?;
     match cmd {
-        ExecCmd::List { job, state, limit, page_token } => {
+        ExecCmd::List { job, fire, state, limit, page_token } => {
             let req = pb::ListExecutionsRequest {
                 job_id: job.unwrap_or_default(),
                 state: state.map(state_arg).unwrap_or(pb::ExecutionState::Unspecified) as i32,
                 page_size: limit,
                 page_token: page_token.unwrap_or_default(),
+                fire_id: fire.unwrap_or_default(),
             };
             let r = call!(c, list_executions, req)?;
             if client.json {
@@ -88,10 +92,7 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
             if client.json {
                 println!("{:#}", exec_json(&e));
             } else {
-                print_execs(std::slice::from_ref(&e));
-                if !e.output.is_empty() {
-                    println!("--- output ---\n{}", e.output);
-                }
+                print_exec_detail(&e);
             }
         }
         ExecCmd::Watch { job } => watch(c, job.unwrap_or_default(), client.json).await?,
@@ -323,6 +324,7 @@ async fn catch_up(c: &mut Conn, job: &str, printed: &mut Printed) -> Result<(), 
             state: pb::ExecutionState::Unspecified as i32,
             page_size: 1000,
             page_token: token,
+            ..Default::default()
         };
         let r = c.client().list_executions(req).await?.into_inner();
         for e in r.executions {

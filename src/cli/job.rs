@@ -66,6 +66,11 @@ pub enum JobCmd {
         id: String,
     },
     /// Fire a job now, once.
+    ///
+    /// With --wait, follows the fire through its retries (and re-runs after a node died) to its
+    /// outcome, printing a line per attempt to stderr and the final execution to stdout (JSON with
+    /// --json). Exit codes with --wait: 0 succeeded, 5 failed, 6 timed_out, 7 lost, 8 did not run
+    /// (skipped, misfired), 9 the wait timed out first; 1 a call failed, 2 usage, 3 cannot connect.
     Trigger {
         /// The job's id.
         id: String,
@@ -73,6 +78,12 @@ pub enum JobCmd {
         /// invocation, so a retry on another endpoint does not fire twice).
         #[arg(long)]
         key: Option<String>,
+        /// Wait for the fire's outcome, after all its retries.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits (e.g. 30s, 5m, 1h).
+        #[arg(long, requires = "wait", default_value = super::wait::DEFAULT_WAIT_TIMEOUT)]
+        wait_timeout: String,
     },
 }
 
@@ -266,13 +277,21 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
             }
             job
         }
-        JobCmd::Trigger { id, key } => {
+        JobCmd::Trigger { id, key, wait, wait_timeout } => {
+            let timeout = match crate::worker::handlers::parse_duration(&wait_timeout) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return Err(CliError::Usage("--wait-timeout: must be more than 0".into())),
+                Err(e) => return Err(CliError::Usage(format!("--wait-timeout: {e}"))),
+            };
             let (idempotency_key, made_up) = trigger_key(key);
             let r = call!(c, trigger_job, pb::TriggerJobRequest { id, idempotency_key })?;
             // A made-up key seen again means this invocation's own retry reached the server twice:
             // one fire, made by this invocation, not an earlier trigger.
             let deduplicated = r.deduplicated && !made_up;
             let e = r.execution.unwrap_or_default();
+            if wait {
+                return super::wait::wait_for_fire(&mut c, &e, timeout, client.json).await;
+            }
             if client.json {
                 println!("{:#}", json!({"deduplicated": deduplicated, "execution": exec_json(&e)}));
             } else {

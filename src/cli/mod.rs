@@ -2,13 +2,14 @@
 //! one of the nodes given (`--endpoint`, env ROTA_ENDPOINT; several fail over), printing tables by
 //! default and JSON with `--json`. Every subcommand and flag has a help line (a test checks).
 //! Rooms: `server` (the flags of `rota server` and how they make a `Config`), `connect` (reaching a
-//! node, the client's errors and exit codes), `job` and `exec` (their subcommands), `output` (tables
-//! and JSON shapes, one place).
+//! node, the client's errors and exit codes), `job` and `exec` (their subcommands), `wait`
+//! (following a triggered fire to its outcome), `output` (tables and JSON shapes, one place).
 mod connect;
 mod exec;
 mod job;
 mod output;
 mod server;
+mod wait;
 
 pub use connect::CliError;
 pub use exec::ExecCmd;

@@ -63,7 +63,8 @@ pub(super) fn exec_json(e: &pb::Execution) -> Value {
         "id": e.id, "job_id": e.job_id, "fire_id": e.fire_id,
         "scheduled_time": e.scheduled_time.as_ref().map(ts), "start_time": e.start_time.as_ref().map(ts),
         "end_time": e.end_time.as_ref().map(ts), "node_id": e.node_id, "attempt": e.attempt,
-        "state": state_name(e.state), "error": e.error, "output": e.output, "manual": e.manual, "epoch": e.epoch,
+        "state": state_name(e.state), "error": e.error, "output": e.output, "stderr": e.stderr,
+        "manual": e.manual, "epoch": e.epoch, "next_attempt_time": e.next_attempt_time.as_ref().map(ts),
     })
 }
 
@@ -173,6 +174,47 @@ pub(super) fn print_watch_header() {
 
 pub(super) fn print_watch_row(e: &pb::Execution) {
     watch_line(&exec_row(e));
+}
+
+/// One execution in full (`exec get`, `job trigger --wait`): never shortened, unlike the list, since
+/// this is where an operator reads why a run failed. The error keeps its lines; output and stderr
+/// follow under their own headings.
+pub(super) fn print_exec_detail(e: &pb::Execution) {
+    let or_dash = |t: &Option<prost_types::Timestamp>| t.as_ref().map(ts).unwrap_or_else(|| "-".into());
+    let duration = match (&e.start_time, &e.end_time) {
+        (Some(s), Some(t)) => format!("{}ms", convert::timestamp_ms(t) - convert::timestamp_ms(s)),
+        _ => "-".into(),
+    };
+    let mut rows = vec![
+        ("execution", e.id.clone()),
+        ("job", e.job_id.clone()),
+        ("fire", e.fire_id.clone()),
+        ("trigger", if e.manual { "manual" } else { "scheduled" }.to_string()),
+        ("state", state_name(e.state)),
+        ("attempt", e.attempt.to_string()),
+        ("node", if e.node_id.is_empty() { "-".into() } else { e.node_id.clone() }),
+        ("scheduled", or_dash(&e.scheduled_time)),
+        ("started", or_dash(&e.start_time)),
+        ("ended", or_dash(&e.end_time)),
+        ("duration", duration),
+        ("epoch", e.epoch.to_string()),
+    ];
+    if let Some(t) = &e.next_attempt_time {
+        rows.push(("next attempt", format!("attempt {} due {}", e.attempt + 1, ts(t))));
+    }
+    for (k, v) in rows {
+        println!("{k:>12}: {v}");
+    }
+    if !e.error.is_empty() {
+        // Continuation lines indented under the first, so a multi-line error stays readable.
+        println!("{:>12}: {}", "error", e.error.replace('\n', &format!("\n{:14}", "")));
+    }
+    if !e.output.is_empty() {
+        println!("--- output ---\n{}", e.output.trim_end_matches('\n'));
+    }
+    if !e.stderr.is_empty() {
+        println!("--- stderr ---\n{}", e.stderr.trim_end_matches('\n'));
+    }
 }
 
 pub(super) fn print_nodes(nodes: &[pb::NodeInfo], as_json: bool) {

@@ -282,6 +282,9 @@ impl Recovery {
                 e
             });
             if e.state != ExecState::Lost {
+                // The attempt ran on the dead node; the record read back may name another (the fire's
+                // `node` now names where it went).
+                e.node_id = dead.clone();
                 e.close(ExecState::Lost, format!("lost: node {dead} died while running it (recovery policy: lost)"));
                 self.store.finish_execution(&e, false).await?;
                 self.worker.metrics().outcome("lost");
@@ -290,7 +293,10 @@ impl Recovery {
             }
         } else if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
             // The attempt that died is over: say so, rather than leave its record `running`.
+            e.node_id = dead.clone();
             e.close(ExecState::Lost, format!("lost: node {dead} died while running it; re-run on {}", c.target));
+            // Not the fire's outcome: it runs again, as a new attempt (see `next_attempt_ms`).
+            e.next_attempt_ms = Some(now_ms());
             self.store.finish_execution(&e, false).await?;
         }
         if !c.exec_id.is_empty() {

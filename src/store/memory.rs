@@ -786,12 +786,19 @@ impl ExecStore for MemoryStore {
             Some(b) => std::ops::Bound::Excluded(b.as_str()),
             None => std::ops::Bound::Unbounded,
         };
+        let lower = match &f.not_before {
+            Some(n) => std::ops::Bound::Included(n.as_str()),
+            None => std::ops::Bound::Unbounded,
+        };
         let mut page: Vec<Execution> = st
             .execs
-            .range::<str, _>((std::ops::Bound::Unbounded, upper))
+            .range::<str, _>((lower, upper))
             .rev()
             .filter(|(_, (e, exp))| {
-                *exp > now && f.job_id.as_ref().is_none_or(|j| *j == e.job_id) && f.state.is_none_or(|s| s == e.state)
+                *exp > now
+                    && f.job_id.as_ref().is_none_or(|j| *j == e.job_id)
+                    && f.state.is_none_or(|s| s == e.state)
+                    && f.fire_id.as_ref().is_none_or(|x| *x == e.fire_id)
             })
             .take(f.limit + 1)
             .map(|(_, (e, _))| e.clone())

@@ -355,8 +355,13 @@ pub struct Closing {
 pub struct ExecFilter {
     pub job_id: Option<String>,
     pub state: Option<ExecState>,
+    /// Only the executions of this fire (the caller sets `job_id` to its job, and `not_before`).
+    pub fire_id: Option<String>,
     /// List executions with ids strictly lower (older) than this one.
     pub before: Option<String>,
+    /// List executions with ids at or above this one only: ids sort by creation time, so a fire's
+    /// executions are found without scanning its job's older history.
+    pub not_before: Option<String>,
     pub limit: usize,
 }
 

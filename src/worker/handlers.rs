@@ -63,17 +63,32 @@ impl FireContext {
     }
 }
 
-/// Why a run failed; `output` is kept in the execution record next to the message.
+/// Why a run failed; `output` and `stderr` are kept in the execution record next to the message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct HandlerFailure {
     pub message: String,
     pub output: String,
+    /// What the run wrote to standard error (shell), kept apart from `output`.
+    pub stderr: String,
 }
 
 impl HandlerFailure {
     pub fn new(message: impl Into<String>) -> Self {
-        HandlerFailure { message: message.into(), output: String::new() }
+        HandlerFailure { message: message.into(), output: String::new(), stderr: String::new() }
+    }
+}
+
+/// What a successful run printed: its output and, apart, its standard error (shell).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOutput {
+    pub output: String,
+    pub stderr: String,
+}
+
+impl From<String> for RunOutput {
+    fn from(output: String) -> Self {
+        RunOutput { output, stderr: String::new() }
     }
 }
 
@@ -132,6 +147,13 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Runs one execution. Ok carries the captured output (may be empty).
     async fn run(&self, ctx: &FireContext, args: &Value) -> std::result::Result<String, HandlerFailure>;
+
+    /// Runs one execution keeping standard error apart from the output: what the worker calls. The
+    /// default is `run` with no stderr; a handler that has a stderr of its own (shell) overrides it,
+    /// so handlers written against `run` alone keep working.
+    async fn run_output(&self, ctx: &FireContext, args: &Value) -> std::result::Result<RunOutput, HandlerFailure> {
+        self.run(ctx, args).await.map(RunOutput::from)
+    }
 }
 
 /// Handlers by name.

@@ -165,13 +165,9 @@ impl Handler for Http {
         if let Some(b) = spec.body {
             req = req.body(b);
         }
-        // without_url: reqwest's message would carry the whole URL, path and query included.
         let resp = req.send().await.map_err(|e| {
-            HandlerFailure::new(format!(
-                "request to {} failed: {}",
-                crate::redact::parsed_url(&spec.url),
-                e.without_url()
-            ))
+            let shown = crate::redact::parsed_url(&spec.url);
+            HandlerFailure::new(format!("request to {shown} failed: {}", cause_chain(e, &spec.url, &shown)))
         })?;
         let status = resp.status();
         let output = truncate_utf8(read_capped(resp, MAX_OUTPUT_BYTES).await, MAX_OUTPUT_BYTES);
@@ -179,9 +175,29 @@ impl Handler for Http {
         if ok {
             Ok(output)
         } else {
-            Err(HandlerFailure { message: format!("HTTP status {status}"), output })
+            Err(HandlerFailure { message: format!("HTTP status {status}"), output, stderr: String::new() })
         }
     }
+}
+
+/// A failed request's whole story, outermost first, joined by ": " ("error sending request: client
+/// error (Connect): tcp connect error: Connection refused (os error 111)"): the top error alone
+/// says nothing of the cause. `without_url` drops the URL from reqwest's own message (its path and
+/// query may be a credential); the inner errors (hyper, io, TLS) do not carry it. A level whose text
+/// the previous one already contains is skipped, so a wrapper that repeats its source is not shown
+/// twice. Should a level ever quote the whole URL, it is replaced by `shown` (scheme://host:port).
+fn cause_chain(e: reqwest::Error, url: &reqwest::Url, shown: &str) -> String {
+    let top = e.without_url();
+    let mut parts = vec![top.to_string()];
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&top);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ").replace(url.as_str(), shown)
 }
 
 /// The body up to `cap` bytes: a huge (or endless) response is not read past the cap, so it cannot
@@ -321,6 +337,25 @@ mod tests {
 
     fn ctx() -> FireContext {
         FireContext::example()
+    }
+
+    /// A refused connection says so (the cause chain, not just "error sending request"), and
+    /// never shows the URL's user info, path or query.
+    #[tokio::test]
+    async fn a_failed_request_shows_its_cause_without_the_url() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let allow = Egress::new(&["127.0.0.1".into()], Default::default()).expect("valid");
+        let h = Http::with_egress(allow);
+        let url = format!("http://user:pa55word@127.0.0.1:{port}/hook/s3cret-token?key=s3cret-key");
+        let f = h.run(&ctx(), &json!([url])).await.expect_err("closed port");
+        assert!(f.message.starts_with(&format!("request to http://127.0.0.1:{port} failed: ")), "{}", f.message);
+        assert!(f.message.contains("Connection refused"), "{}", f.message);
+        for secret in ["pa55word", "s3cret", "user:", "/hook"] {
+            assert!(!f.message.contains(secret), "{secret} in {}", f.message);
+        }
     }
 
     #[tokio::test]

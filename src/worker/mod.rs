@@ -25,7 +25,7 @@ use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MA
 use crate::job::{Concurrency, Job};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, Accept, Finish, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
-use handlers::{FireContext, Registry};
+use handlers::{FireContext, Registry, RunOutput};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
 /// frees itself within this time.
@@ -441,6 +441,8 @@ impl Worker {
             ExecState::Skipped,
             format!("not run here: this node lost mastership before the run began; handed to {master}"),
         );
+        // The fire runs again on the master, as a new attempt.
+        exec.next_attempt_ms = Some(now_ms());
         let _ = self.record_finish(exec, false).await;
         HandBack::Handed
     }
@@ -554,9 +556,15 @@ impl Worker {
             recorded_running = false;
             let retry = matches!(state, ExecState::Failed | ExecState::TimedOut)
                 && exec.attempt - first_attempt < job.spec.retries;
+            let delay = Duration::from_millis(job.retry_delay_ms(exec.attempt));
+            // The record says a retry follows, and when: a client waiting for the fire's outcome
+            // (`rota job trigger --wait`) knows this failure is not it. Part of the same write.
+            if retry {
+                exec.next_attempt_ms = Some(now_ms() + delay.as_millis() as i64);
+            }
             fail::fail_point!("before_finish", |_| crate::failpoints::crash("before_finish"));
             let recorded =
-                if retry { self.record_finish(&exec, false).await } else { self.record_final(&exec, inc).await };
+                if retry { self.record_retry_wait(&exec).await } else { self.record_final(&exec, inc).await };
             if recorded.is_err() {
                 return;
             }
@@ -570,7 +578,6 @@ impl Worker {
                 }
                 return;
             }
-            let delay = Duration::from_millis(job.retry_delay_ms(exec.attempt));
             tracing::info!(execution = %exec.id, attempt = exec.attempt, delay_ms = delay.as_millis() as u64, "retrying");
             // The lock (forbid jobs) stays with this fire across the wait.
             let renew = self.keep_lock(&job, &exec.fire_id, forbid);
@@ -682,23 +689,23 @@ impl Worker {
             None => Err((
                 ExecState::Failed,
                 format!("handler '{}' is not registered on node {}", job.spec.handler, self.node_id),
-                String::new(),
+                RunOutput::default(),
             )),
             Some(h) => {
                 // A panicking handler (an embedding program's bug) fails its run: the panic would end
                 // this task with the fire still `running`, and a rescan would resume it forever.
-                let run = std::panic::AssertUnwindSafe(h.run(&ctx, &job.spec.args)).catch_unwind();
+                let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args)).catch_unwind();
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
                 tokio::select! {
-                    _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), String::new())),
+                    _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), RunOutput::default())),
                     r = with_timeout(timeout, run) => match r {
                         None => {
                             let ms = timeout.map_or(0, |t| t.as_millis());
-                            Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), String::new()))
+                            Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), RunOutput::default()))
                         }
                         Some(Ok(Ok(out))) => Ok(out),
-                        Some(Ok(Err(f))) => Err((ExecState::Failed, f.message, f.output)),
-                        Some(Err(_)) => Err((ExecState::Failed, "the handler panicked".to_string(), String::new())),
+                        Some(Ok(Err(f))) => Err((ExecState::Failed, f.message, RunOutput { output: f.output, stderr: f.stderr })),
+                        Some(Err(_)) => Err((ExecState::Failed, "the handler panicked".to_string(), RunOutput::default())),
                     },
                 }
             }
@@ -708,12 +715,14 @@ impl Worker {
         match outcome {
             Ok(out) => {
                 exec.state = ExecState::Succeeded;
-                exec.output = truncate_utf8(out, MAX_OUTPUT_BYTES);
+                exec.output = truncate_utf8(out.output, MAX_OUTPUT_BYTES);
+                exec.stderr = truncate_utf8(out.stderr, MAX_OUTPUT_BYTES);
             }
             Err((state, err, out)) => {
                 exec.state = state;
                 exec.set_error(err);
-                exec.output = truncate_utf8(out, MAX_OUTPUT_BYTES);
+                exec.output = truncate_utf8(out.output, MAX_OUTPUT_BYTES);
+                exec.stderr = truncate_utf8(out.stderr, MAX_OUTPUT_BYTES);
             }
         }
         tracing::info!(execution = %exec.id, attempt = exec.attempt, state = exec.state.as_str(),
@@ -760,6 +769,26 @@ impl Worker {
                 Err(())
             }
         }
+    }
+
+    /// Records a failed attempt that a retry follows, only over its still-open record. A record
+    /// closed meanwhile stands: this node was declared dead while the attempt ran (a pause, a
+    /// partition), and the reaper recorded it lost or re-ran the fire elsewhere; writing over it would
+    /// replace the fire's outcome with a retry that never comes. Err: no retry from here.
+    async fn record_retry_wait(&self, exec: &Execution) -> Result<(), ()> {
+        if self.with_store_retries(exec, || self.store.update_execution(exec)).await? {
+            return Ok(());
+        }
+        // A repeat of this very write, whose first reply was lost, finds it recorded: that is ours.
+        if let Ok(Some(cur)) = self.store.get_execution(&exec.id).await {
+            if (cur.state, cur.end_ms, cur.next_attempt_ms) == (exec.state, exec.end_ms, exec.next_attempt_ms) {
+                return Ok(());
+            }
+        }
+        tracing::warn!(execution = %exec.id, "not retrying: the attempt was closed elsewhere while it ran (this node was declared dead)");
+        // Its result is kept as evidence, as `finish` keeps a late final result, never as the outcome.
+        let _ = self.record_finish(&exec.superseded(), false).await;
+        Err(())
     }
 
     /// Writes an execution record (a retried attempt's outcome), releasing the lock if asked.

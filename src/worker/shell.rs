@@ -1,8 +1,10 @@
 //! The `shell` handler: runs a program. Only on a node started with shell enabled, because it runs
 //! programs on request. argv is executed directly (no shell) unless the job asks for `sh`.
 //! The child gets its own process group, so a timeout (or a node shutdown) kills the whole group,
-//! not just the direct child. stdout and stderr are captured up to a cap; the rest is drained and
-//! dropped so a chatty child never blocks on a full pipe.
+//! not just the direct child. stdout and stderr are captured apart, each up to a cap; the rest is
+//! drained and dropped so a chatty child never blocks on a full pipe. A failed run's error ends with
+//! the last non-empty line of stderr (read from its tail, kept even past the cap), since that is
+//! where programs say why they failed.
 //!
 //! Arguments: `["/usr/bin/echo", "hi"]`, `shell('/usr/bin/echo', 'hi')`, or
 //! `{"argv": [...], "env": {"K": "V"}, "cwd": "/tmp"}`, or `{"sh": "echo $ROTA_JOB_ID", ...}`.
@@ -13,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use super::handlers::{map_field, str_field, ArgsError, FireContext, Handler, HandlerFailure};
+use super::handlers::{map_field, str_field, ArgsError, FireContext, Handler, HandlerFailure, RunOutput};
 use crate::execution::truncate_utf8;
 
 pub struct Shell {
@@ -248,30 +250,53 @@ impl Drop for GroupKill {
     }
 }
 
-async fn read_capped(r: Option<impl AsyncRead + Unpin>, cap: usize) -> (Vec<u8>, bool) {
-    let Some(mut r) = r else { return (Vec::new(), false) };
-    let mut kept = Vec::new();
+/// Bytes kept of the end of a stream, past the cap, to find its last line.
+const TAIL_BYTES: usize = 1024;
+/// Longest stderr line put into a failed run's error.
+const ERROR_LINE_BYTES: usize = 512;
+
+/// One stream as captured: its first `cap` bytes, whether more came, and its last bytes.
+struct Captured {
+    kept: Vec<u8>,
+    cut: bool,
+    tail: Vec<u8>,
+}
+
+async fn read_capped(r: Option<impl AsyncRead + Unpin>, cap: usize) -> Captured {
+    let mut c = Captured { kept: Vec::new(), cut: false, tail: Vec::new() };
+    let Some(mut r) = r else { return c };
     let mut buf = [0u8; 8192];
-    let mut cut = false;
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = cap.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-                cut |= n > room;
+                let room = cap.saturating_sub(c.kept.len());
+                c.kept.extend_from_slice(&buf[..n.min(room)]);
+                c.cut |= n > room;
+                c.tail.extend_from_slice(&buf[..n]);
+                let extra = c.tail.len().saturating_sub(TAIL_BYTES);
+                c.tail.drain(..extra);
             }
         }
     }
-    (kept, cut)
+    c
 }
 
-fn text(bytes: Vec<u8>, cut: bool) -> String {
-    let mut s = String::from_utf8_lossy(&bytes).into_owned();
-    if cut {
-        s.push_str("…[truncated]");
+impl Captured {
+    fn text(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.kept).into_owned();
+        if self.cut {
+            s.push_str("…[truncated]");
+        }
+        s
     }
-    s
+
+    /// The last non-empty line, trimmed and capped (None when the stream had none).
+    fn last_line(&self) -> Option<String> {
+        let tail = String::from_utf8_lossy(&self.tail);
+        let line = tail.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+        Some(truncate_utf8(line.to_string(), ERROR_LINE_BYTES))
+    }
 }
 
 #[async_trait]
@@ -281,7 +306,12 @@ impl Handler for Shell {
         Ok(self.check_allowed(&spec.argv[0])?)
     }
 
+    /// The output alone; the worker calls `run_output`, which keeps stderr too.
     async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
+        self.run_output(ctx, args).await.map(|o| o.output)
+    }
+
+    async fn run_output(&self, ctx: &FireContext, args: &Value) -> Result<RunOutput, HandlerFailure> {
         // Checked again here, env rules included: the allowlist may have shrunk since the job was
         // put, and a job may have reached the store another way (an older version, a direct write).
         let spec = Self::spec(args).map_err(|e| HandlerFailure::new(e.to_string()))?;
@@ -325,27 +355,23 @@ impl Handler for Shell {
             GroupKill { pgid: child.id().and_then(|p| i32::try_from(p).ok()).map(nix::unistd::Pid::from_raw) };
         let cap = self.output_cap;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let (status, (out, out_cut), (err, err_cut)) =
-            tokio::join!(child.wait(), read_capped(stdout, cap), read_capped(stderr, cap));
+        let (status, out, err) = tokio::join!(child.wait(), read_capped(stdout, cap), read_capped(stderr, cap));
         let status = status.map_err(|e| HandlerFailure::new(format!("waiting for the child failed: {e}")))?;
         // Reaped: its pid (and group id) may be reused, so never signal it now. Grandchildren still
         // in the group are left alone once the direct child exits normally.
         guard.pgid = None;
-        let (out, err) = (text(out, out_cut), text(err, err_cut));
-        let output = match (out.is_empty(), err.is_empty()) {
-            (_, true) => out,
-            (true, false) => err,
-            (false, false) => format!("{out}\n--- stderr ---\n{err}"),
-        };
-        let output = truncate_utf8(output, 2 * cap + 64);
+        let (output, stderr) = (out.text(), err.text());
         if status.success() {
-            Ok(output)
+            Ok(RunOutput { output, stderr })
         } else {
-            let why = match status.code() {
+            let mut why = match status.code() {
                 Some(c) => format!("exit status {c}"),
                 None => "killed by a signal".to_string(),
             };
-            Err(HandlerFailure { message: why, output })
+            if let Some(line) = err.last_line() {
+                why = format!("{why}: {line}");
+            }
+            Err(HandlerFailure { message: why, output, stderr })
         }
     }
 }
@@ -394,10 +420,24 @@ mod tests {
 
     #[tokio::test]
     async fn failure_carries_status_and_stderr() {
-        let f =
-            Shell::new(1024, allow()).run(&ctx(), &json!({"sh": "echo oops >&2; exit 3"})).await.expect_err("fails");
-        assert_eq!(f.message, "exit status 3");
-        assert_eq!(f.output, "oops\n");
+        let f = Shell::new(1024, allow())
+            .run(&ctx(), &json!({"sh": "echo out; echo first >&2; echo oops >&2; echo >&2; exit 3"}))
+            .await
+            .expect_err("fails");
+        assert_eq!(f.message, "exit status 3: oops");
+        assert_eq!(f.output, "out\n");
+        assert_eq!(f.stderr, "first\noops\n\n");
+        // Past the cap, the error still names the real last line (read from the tail).
+        let f = Shell::new(16, allow())
+            .run(&ctx(), &json!({"sh": "yes noise | head -n 20000 >&2; echo the cause >&2; exit 4"}))
+            .await
+            .expect_err("fails");
+        assert_eq!(f.message, "exit status 4: the cause");
+        assert!(f.stderr.ends_with("…[truncated]"), "{}", f.stderr);
+        let f = Shell::new(1024, allow()).run(&ctx(), &json!({"sh": "exit 5"})).await.expect_err("fails");
+        assert_eq!(f.message, "exit status 5", "no stderr, nothing added");
+        let ok = Shell::new(1024, allow()).run_output(&ctx(), &json!({"sh": "echo a; echo b >&2"})).await.expect("ok");
+        assert_eq!(ok, RunOutput { output: "a\n".into(), stderr: "b\n".into() });
         let f = Shell::new(1024, allow()).run(&ctx(), &json!(["/nonexistent/prog"])).await.expect_err("fails");
         assert!(f.message.starts_with("cannot start '/nonexistent/prog'"), "{}", f.message);
     }

@@ -326,6 +326,7 @@ pub async fn executions(c: &mut SchedulerServiceClient<Channel>, job: &str) -> V
                 state: 0,
                 page_size: 1000,
                 page_token: token,
+                ..Default::default()
             })
             .await
             .expect("list executions")

@@ -920,12 +920,13 @@ impl ExecStore for RedisStore {
         let mut out = Vec::new();
         let mut cursor = f.before.clone();
         let mut scanned = 0usize;
+        let min = f.not_before.as_ref().map(|n| format!("[{n}")).unwrap_or_else(|| "-".to_string());
         loop {
             let max = cursor.as_ref().map(|c| format!("({c}")).unwrap_or_else(|| "+".to_string());
             let ids: Vec<String> = redis::cmd("ZRANGE")
                 .arg(&index)
                 .arg(&max)
-                .arg("-")
+                .arg(&min)
                 .arg("BYLEX")
                 .arg("REV")
                 .arg("LIMIT")
@@ -949,7 +950,7 @@ impl ExecStore for RedisStore {
             scanned += ids.len();
             cursor = ids.last().cloned();
             for e in self.with_started(page).await? {
-                if f.state.is_none_or(|s| s == e.state) {
+                if f.state.is_none_or(|s| s == e.state) && f.fire_id.as_ref().is_none_or(|x| *x == e.fire_id) {
                     out.push(e);
                     if out.len() > f.limit {
                         out.truncate(f.limit);
