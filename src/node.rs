@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +25,7 @@ use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::dispatch::{PeerClient, Router, RouterParts};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobSpec};
+use crate::job::{Declared, Job};
 use crate::metrics::{Metrics, NodeLabel};
 use crate::recovery::{Recovery, RecoveryParts};
 use crate::scheduler::{Scheduler, SchedulerParts};
@@ -40,14 +39,6 @@ use crate::worker::{Worker, WorkerParts};
 
 /// How often execution records past retention are swept from the indexes.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// `--jobs FILE`: `[[job]]` tables with the fields of a job (see deploy/jobs.example.toml).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobsFile {
-    #[serde(default)]
-    job: Vec<JobSpec>,
-}
 
 /// This node's TLS identity and the cluster CA, loaded at start.
 pub struct TlsFiles {
@@ -538,7 +529,7 @@ impl Node {
         });
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<JobSpec>) {
+    async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<Declared>) {
         let mut pending_jobs = Some(jobs);
         let mut started = false;
         let mut healthy = false;
@@ -642,9 +633,10 @@ impl Node {
         let _ = self.router.peer_client().report_load(&master.address, &self.node_id, self.worker.load()).await;
     }
 
-    async fn put_jobs(&self, jobs: &[JobSpec]) -> Result<()> {
-        for spec in jobs {
-            self.scheduler.put_job(spec.clone()).await?;
+    async fn put_jobs(&self, jobs: &[Declared]) -> Result<()> {
+        for d in jobs {
+            let spec = crate::job::JobSpec { paused: d.paused.unwrap_or(false), ..d.spec.clone() };
+            self.scheduler.put_job(spec).await?;
         }
         if !jobs.is_empty() {
             tracing::info!(count = jobs.len(), "jobs file loaded");
@@ -716,27 +708,36 @@ fn redis_hosts(url: &str) -> Vec<(String, u16)> {
 }
 
 /// Reads and fully validates a jobs file, so a bad file stops the node at start with the job and
-/// field named, rather than failing later.
-fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<JobSpec>> {
+/// field named, rather than failing later. The file's shape (and its strictness about keys) is `job::file`'s. Definitions come back
+/// normalised (an invoke target split into handler and args), as the store keeps them.
+fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<Declared>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let key = format!("jobs_file {}", path.display());
-    let file: JobsFile = toml::from_str(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
-    for (i, spec) in file.job.iter().enumerate() {
-        let check = Job::new(spec.clone()).and_then(|j| registry.validate(&j.spec.handler, &j.spec.args));
-        if let Err(e) = check {
-            // A job's arguments may hold secrets (a URL with a token): their errors name the field
-            // but not the values they quote.
-            let reason = match &e {
-                Error::Invalid { field, reason } if field == "args" || field == "invoke" => {
-                    format!("{field}: {}", crate::redact::without_quoted(reason))
-                }
-                _ => crate::redact::quoted_values(&e.to_string()).into_owned(),
-            };
-            return Err(Error::Config {
-                key: format!("{key} job #{} ('{}')", i + 1, crate::redact::value(&spec.id)),
-                reason,
-            });
+    let file = crate::job::file::parse_jobs_file(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
+    let mut declared = Vec::with_capacity(file.len());
+    for (i, entry) in file.iter().enumerate() {
+        let check = entry.declared().and_then(|d| {
+            let job = Job::new(d.spec)?;
+            registry.validate(&job.spec.handler, &job.spec.args)?;
+            Ok(Declared { spec: job.spec, paused: d.paused })
+        });
+        match check {
+            Ok(d) => declared.push(d),
+            Err(e) => {
+                // A job's arguments may hold secrets (a URL with a token): their errors name the field
+                // but not the values they quote.
+                let reason = match &e {
+                    Error::Invalid { field, reason } if field == "args" || field == "invoke" => {
+                        format!("{field}: {}", crate::redact::without_quoted(reason))
+                    }
+                    _ => crate::redact::quoted_values(&e.to_string()).into_owned(),
+                };
+                return Err(Error::Config {
+                    key: format!("{key} job #{} ('{}')", i + 1, crate::redact::value(&entry.id)),
+                    reason,
+                });
+            }
         }
     }
-    Ok(file.job)
+    Ok(declared)
 }
