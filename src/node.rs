@@ -25,6 +25,7 @@ use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::dispatch::{PeerClient, Router, RouterParts};
 use crate::error::{Error, Result};
+use crate::job::file::Apply;
 use crate::job::{Declared, Job};
 use crate::metrics::{Metrics, NodeLabel};
 use crate::recovery::{Recovery, RecoveryParts};
@@ -633,13 +634,34 @@ impl Node {
         let _ = self.router.peer_client().report_load(&master.address, &self.node_id, self.worker.load()).await;
     }
 
+    /// Applies the jobs file (`Scheduler::apply_declared`): it never resumes a job an operator
+    /// paused (unless the file says `paused`), and never replaces a change made through the API
+    /// without a WARN naming the job and the fields.
     async fn put_jobs(&self, jobs: &[Declared]) -> Result<()> {
+        let (mut created, mut written, mut unchanged, mut kept) = (0, 0, 0, 0);
         for d in jobs {
-            let spec = crate::job::JobSpec { paused: d.paused.unwrap_or(false), ..d.spec.clone() };
-            self.scheduler.put_job(spec).await?;
+            let (_, outcome) = self.scheduler.apply_declared(d).await?;
+            match outcome {
+                Apply::Create => created += 1,
+                Apply::Keep { drift } if drift.is_empty() => unchanged += 1,
+                Apply::Keep { drift } => {
+                    kept += 1;
+                    tracing::warn!(job = %d.spec.id, fields = %drift.join(","),
+                        "job changed through the API since the jobs file was applied, and the file has not changed: \
+                         keeping the API's version (`rota job get` shows the drift)");
+                }
+                Apply::Write { overwrites } => {
+                    written += 1;
+                    if !overwrites.is_empty() {
+                        tracing::warn!(job = %d.spec.id, fields = %overwrites.join(","),
+                            "the jobs file changed since it was last applied: its definition replaces changes made through the API");
+                    }
+                }
+            }
         }
         if !jobs.is_empty() {
-            tracing::info!(count = jobs.len(), "jobs file loaded");
+            tracing::info!(count = jobs.len(), created, updated = written, unchanged, kept_api_changes = kept,
+                "jobs file applied");
         }
         Ok(())
     }

@@ -22,9 +22,30 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "misfire": pb::MisfirePolicy::try_from(j.misfire).map(|c| c.as_str_name()).unwrap_or("?"),
         "recovery": pb::RecoveryPolicy::try_from(j.recovery).map(|c| c.as_str_name()).unwrap_or("?"),
         "timeout_ms": j.timeout.as_ref().map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000),
-        "retries": j.retries, "paused": j.paused, "description": j.description, "labels": j.labels,
+        "retries": j.retries, "paused": j.paused.unwrap_or(false), "description": j.description, "labels": j.labels,
         "next_fire_time": j.next_fire_time.as_ref().map(ts),
         "update_time": j.update_time.as_ref().map(ts),
+        "source": pb::DefinitionSource::try_from(j.source).map(source_name).unwrap_or("?"),
+        "drift": j.drift,
+    })
+}
+
+/// A definition source as `job get` shows it.
+fn source_name(s: pb::DefinitionSource) -> &'static str {
+    match s {
+        pb::DefinitionSource::Unspecified => "unknown",
+        pb::DefinitionSource::Api => "api",
+        pb::DefinitionSource::JobsFile => "jobs file",
+    }
+}
+
+/// The drift of a job from its jobs file, in words; None when there is none.
+fn drift_text(j: &pb::Job) -> Option<String> {
+    (!j.drift.is_empty()).then(|| {
+        format!(
+            "changed through the API since the jobs file was applied; the file differs in: {}",
+            j.drift.join(", ")
+        )
     })
 }
 
@@ -54,6 +75,7 @@ pub(super) fn print_job(j: &pb::Job) {
     if let Value::Object(o) = v {
         for (k, v) in o {
             let s = match v {
+                Value::Array(_) if k == "drift" => drift_text(j).unwrap_or_else(|| "-".into()),
                 Value::String(s) => s,
                 Value::Null => "-".into(),
                 other => other.to_string(),

@@ -90,6 +90,45 @@ impl FileJob {
     }
 }
 
+/// What applying a declared job over what is stored comes to (`plan_apply`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Apply {
+    /// Not stored: create it.
+    Create,
+    /// The file has not changed since it was last applied: what is stored stays, including what was
+    /// changed through the API since (`drift`, the fields; empty: nothing) and the pause state.
+    Keep { drift: Vec<&'static str> },
+    /// The file changed since it was last applied, or never was: its definition is written (the
+    /// newer intent wins), replacing the fields in `overwrites`, changed through the API (empty:
+    /// none). The pause state changes only if the file says `paused`.
+    Write { overwrites: Vec<&'static str> },
+}
+
+/// Decides what the jobs file does to one job, from the declaration and what is stored: its
+/// definition and the declaration last applied to it. Pure; the caller writes under a
+/// compare-and-set, so a concurrent writer makes it decide again on what that one wrote.
+pub fn plan_apply(declared: &Declared, stored: Option<(&JobSpec, Option<&Declared>)>) -> Apply {
+    let Some((spec, applied)) = stored else { return Apply::Create };
+    match applied {
+        Some(last) if last == declared => {
+            let mut drift = super::differing_fields(spec, &declared.spec);
+            if declared.paused.is_some_and(|p| p != spec.paused) {
+                drift.push("paused");
+            }
+            Apply::Keep { drift }
+        }
+        Some(last) => {
+            // What the API changed since the last apply, and this write undoes.
+            let api = super::differing_fields(spec, &last.spec);
+            let overwrites = super::differing_fields(spec, &declared.spec).into_iter().filter(|f| api.contains(f)).collect();
+            Apply::Write { overwrites }
+        }
+        // Never applied from a file (put through the API, or stored before rota kept the applied
+        // declaration): every difference may be someone's change.
+        None => Apply::Write { overwrites: super::differing_fields(spec, &declared.spec) },
+    }
+}
+
 /// A duration given as text (`key`) or in milliseconds (`key_ms`), not both.
 fn duration_ms(key: &str, text: Option<&str>, ms: Option<u64>) -> Result<u64> {
     match (text, ms) {
@@ -139,6 +178,35 @@ mod tests {
         assert!(e.message().contains("unknown field `timeot`"), "{e}");
         let e = parse_jobs_file("[[jobs]]\nid = \"a\"\n").expect_err("unknown table");
         assert!(e.message().contains("unknown field `jobs`"), "{e}");
+    }
+
+    fn declared(description: &str, paused: Option<bool>) -> Declared {
+        let spec = JobSpec { id: "j".into(), cron: "@daily".into(), handler: "noop".into(), ..Default::default() };
+        Declared { spec: JobSpec { description: description.into(), ..spec }, paused }
+    }
+
+    #[test]
+    fn the_file_applies_when_it_changed_and_keeps_api_changes_when_not() {
+        let file = declared("from the file", None);
+        assert_eq!(plan_apply(&file, None), Apply::Create);
+        // Unchanged file, unchanged job: nothing to do, no drift.
+        assert_eq!(plan_apply(&file, Some((&file.spec, Some(&file)))), Apply::Keep { drift: vec![] });
+        // Unchanged file, job edited through the API (and paused): kept, the edit is the drift; a
+        // file that does not say paused does not count the pause as drift.
+        let edited = JobSpec { description: "on-call edit".into(), paused: true, ..file.spec.clone() };
+        assert_eq!(plan_apply(&file, Some((&edited, Some(&file)))), Apply::Keep { drift: vec!["description"] });
+        let says_running = declared("from the file", Some(false));
+        assert_eq!(
+            plan_apply(&says_running, Some((&edited, Some(&says_running)))),
+            Apply::Keep { drift: vec!["description", "paused"] }
+        );
+        // The file changed: it applies, naming the API's change it replaces (and only that one).
+        let newer = JobSpec { retries: 2, ..declared("newer file", None).spec };
+        let newer = Declared { spec: newer, paused: None };
+        assert_eq!(plan_apply(&newer, Some((&edited, Some(&file)))), Apply::Write { overwrites: vec!["description"] });
+        assert_eq!(plan_apply(&newer, Some((&file.spec, Some(&file)))), Apply::Write { overwrites: vec![] });
+        // Never applied from a file: every difference is named.
+        assert_eq!(plan_apply(&file, Some((&edited, None))), Apply::Write { overwrites: vec!["description"] });
     }
 
     #[test]

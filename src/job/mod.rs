@@ -101,7 +101,7 @@ pub struct JobSpec {
 
 /// A job as a jobs file declares it: the definition, and the pause state only when the file says
 /// it. Pausing is an operator's action: a file that does not mention it leaves it as it is.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Declared {
     /// The definition; its `paused` is unused (false).
     pub spec: JobSpec,
