@@ -683,8 +683,8 @@ impl Node {
 }
 
 /// Checks the files the node reads (jobs, TLS) without starting anything (`api::check` adds the
-/// tokens file): `rota server --check`.
-pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
+/// tokens file): `rota server --check`. The number of jobs in the jobs file.
+pub fn check_files(config: &Config, registry: &Registry) -> Result<usize> {
     let mut registry = registry.clone();
     if config.enable_shell {
         registry.register("shell", Shell::new(config.shell_output_cap_bytes, config.shell_allow.clone()));
@@ -692,11 +692,46 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
     let port = |a: &str| a.parse::<std::net::SocketAddr>().ok().map(|a| a.port()).filter(|p| *p != 0);
     let metrics_port = config.metrics_listen.as_deref().and_then(port);
     registry.register("http", http_handler(config, port(&config.listen), metrics_port)?);
-    if let Some(path) = &config.jobs_file {
-        read_jobs_file(path, &registry)?;
-    }
+    let jobs = match &config.jobs_file {
+        Some(path) => read_jobs_file(path, &registry)?.len(),
+        None => 0,
+    };
     TlsFiles::load(config)?;
-    Ok(())
+    Ok(jobs)
+}
+
+/// Connects to the store a config names and waits up to `within` for it to answer a PING
+/// (`rota server --check`). The in-memory store always answers.
+pub async fn check_store(config: &Config, within: Duration) -> Result<()> {
+    use crate::store::ClusterStore;
+    let Some(url) = &config.redis else { return Ok(()) };
+    let ca = match &config.redis_ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?),
+        None => None,
+    };
+    let ping = async {
+        let store = RedisStore::connect_tls(url, ca, &config.redis_prefix, &config.cluster, config.execution_retention_ms)
+            .await?;
+        store.ping().await
+    };
+    match tokio::time::timeout(within, ping).await {
+        Ok(answer) => answer,
+        Err(_) => Err(Error::unavailable(format!("no answer within {} s", within.as_secs()))),
+    }
+}
+
+/// Where the store is, for a summary or a message: `memory`, or the Redis address(es) without the
+/// user, password or database.
+pub fn store_address(config: &Config) -> String {
+    use crate::config::RedisUrl;
+    let Some(url) = &config.redis else { return "memory (one node; nothing kept across restarts)".into() };
+    match RedisUrl::parse(url) {
+        Ok(RedisUrl::Cluster { tls, hosts, .. }) => {
+            format!("{}://{}", if tls { "rediss+cluster" } else { "redis+cluster" }, hosts.join(","))
+        }
+        Ok(RedisUrl::Sentinel { hosts, master, .. }) => format!("redis+sentinel://{}/{master}", hosts.join(",")),
+        _ => crate::redact::url(url),
+    }
 }
 
 /// The built-in http handler with this node's destination rule: `http_allow`, and the ports of
