@@ -660,8 +660,14 @@ impl Node {
             }
         }
         if !jobs.is_empty() {
-            tracing::info!(count = jobs.len(), created, updated = written, unchanged, kept_api_changes = kept,
-                "jobs file applied");
+            tracing::info!(
+                count = jobs.len(),
+                created,
+                updated = written,
+                unchanged,
+                kept_api_changes = kept,
+                "jobs file applied"
+            );
         }
         Ok(())
     }
@@ -710,8 +716,9 @@ pub async fn check_store(config: &Config, within: Duration) -> Result<()> {
         None => None,
     };
     let ping = async {
-        let store = RedisStore::connect_tls(url, ca, &config.redis_prefix, &config.cluster, config.execution_retention_ms)
-            .await?;
+        let store =
+            RedisStore::connect_tls(url, ca, &config.redis_prefix, &config.cluster, config.execution_retention_ms)
+                .await?;
         store.ping().await
     };
     match tokio::time::timeout(within, ping).await {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use super::connect::{connect, CliError};
+use super::connect::{connect, CliError, Client};
 use super::output::{exec_json, job_json, print_job, print_table, state_name, ts};
 use super::ClientArgs;
 use crate::api::convert;
@@ -183,27 +183,18 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
 }
 
 pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliError> {
+    let cmd = match cmd {
+        JobCmd::Put(a) => {
+            // A bad job file is refused before connecting: it is wrong wherever it is sent.
+            let specs = put_specs(*a)?;
+            return put_jobs(&mut connect(client).await?, specs, client).await;
+        }
+        other => other,
+    };
     let mut c = connect(client).await?;
     let job = match cmd {
-        JobCmd::Put(a) => {
-            let mut put = Vec::new();
-            for d in put_specs(*a)? {
-                let job = pb::Job { paused: d.paused, ..pb_job(&d.spec) };
-                let r = c.put_job(pb::PutJobRequest { job: Some(job) }).await?.into_inner();
-                if !client.json {
-                    println!("{} job {}", if r.created { "created" } else { "replaced" }, d.spec.id);
-                }
-                put.extend(r.job);
-            }
-            if put.len() == 1 {
-                put.pop()
-            } else {
-                if client.json {
-                    println!("{:#}", Value::Array(put.iter().map(job_json).collect()));
-                }
-                return Ok(());
-            }
-        }
+        // Put returned above.
+        JobCmd::Put(_) => None,
         JobCmd::Get { id } => c.get_job(pb::GetJobRequest { id }).await?.into_inner().job,
         JobCmd::List { limit } => {
             let mut jobs = Vec::new();
@@ -271,6 +262,26 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
         println!("{:#}", job_json(&job));
     } else {
         print_job(&job);
+    }
+    Ok(())
+}
+
+/// `job put`: each job in order, as the file lists them.
+async fn put_jobs(c: &mut Client, specs: Vec<Declared>, client: &ClientArgs) -> Result<(), CliError> {
+    let mut put = Vec::new();
+    for d in specs {
+        let job = pb::Job { paused: d.paused, ..pb_job(&d.spec) };
+        let r = c.put_job(pb::PutJobRequest { job: Some(job) }).await?.into_inner();
+        if !client.json {
+            println!("{} job {}", if r.created { "created" } else { "replaced" }, d.spec.id);
+        }
+        put.extend(r.job);
+    }
+    match put.as_slice() {
+        [one] if client.json => println!("{:#}", job_json(one)),
+        [one] => print_job(one),
+        _ if client.json => println!("{:#}", Value::Array(put.iter().map(job_json).collect())),
+        _ => {}
     }
     Ok(())
 }

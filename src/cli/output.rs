@@ -42,10 +42,7 @@ fn source_name(s: pb::DefinitionSource) -> &'static str {
 /// The drift of a job from its jobs file, in words; None when there is none.
 fn drift_text(j: &pb::Job) -> Option<String> {
     (!j.drift.is_empty()).then(|| {
-        format!(
-            "changed through the API since the jobs file was applied; the file differs in: {}",
-            j.drift.join(", ")
-        )
+        format!("changed through the API since the jobs file was applied; the file differs in: {}", j.drift.join(", "))
     })
 }
 

@@ -120,7 +120,8 @@ pub fn plan_apply(declared: &Declared, stored: Option<(&JobSpec, Option<&Declare
         Some(last) => {
             // What the API changed since the last apply, and this write undoes.
             let api = super::differing_fields(spec, &last.spec);
-            let overwrites = super::differing_fields(spec, &declared.spec).into_iter().filter(|f| api.contains(f)).collect();
+            let overwrites =
+                super::differing_fields(spec, &declared.spec).into_iter().filter(|f| api.contains(f)).collect();
             Apply::Write { overwrites }
         }
         // Never applied from a file (put through the API, or stored before rota kept the applied

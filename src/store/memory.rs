@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use super::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
-    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
-    Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy,
+    ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};

@@ -34,8 +34,8 @@ use self::topology::{Conn, Topology};
 use super::keys::Keys;
 use super::{
     Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
-    FireState, FireStore, JobRecord, JobStore, JobWrite, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
-    Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
+    FireState, FireStore, JobRecord, JobStore, JobWrite, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy,
+    ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
