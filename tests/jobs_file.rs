@@ -273,6 +273,28 @@ async fn unknown_keys_in_job_files_are_refused_with_the_key_named() {
     assert_eq!(o.status.code(), Some(64), "{err}");
     assert!(err.contains("job #1 ('nap')") && err.contains("timeout: give timeout or timeout_ms, not both"), "{err}");
 
+    // A duration of the wrong type or form: the key named, the value not echoed.
+    for (value, want) in
+        [("30", "line 5, key 'timeout': invalid type"), ("\"5 parsecs\"", "timeout: '5 parsecs' has unknown unit")]
+    {
+        write(
+            &file,
+            &format!("[[job]]\nid = \"nap\"\ncron = \"0 0 3 * * *\"\nhandler = \"noop\"\ntimeout = {value}\n"),
+        );
+        let o = rota(&["server", "--check", "--jobs", path]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(64), "{err}");
+        assert!(err.contains(want), "{value}: {err}");
+    }
+
+    // Flags: --paused takes a boolean only; --check-offline only with --check.
+    let o = rota(&["job", "put", "--id", "x", "--cron", "@daily", "--handler", "noop", "--paused=maybe"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("--paused"), "{:?}", text(&o));
+    let o = rota(&["server", "--check-offline"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("--check"), "{:?}", text(&o));
+
     // `job put --file`, refused before anything is sent (no node needed to refuse it).
     let bare = dir.path().join("nap.toml");
     write(&bare, "id = \"nap\"\ncron = \"0 0 3 * * *\"\nhandler = \"noop\"\ntimeot = \"5s\"\n");
@@ -305,6 +327,27 @@ async fn files_take_the_command_lines_durations_and_both_shapes() {
     assert!(out.contains("created job one") && out.contains("created job two"), "{out}");
     assert_eq!(get(&node, "one").await.timeout.map(|d| d.seconds), Some(5));
     assert_eq!(get(&node, "two").await.timeout.map(|d| d.seconds), Some(7));
+
+    // One bad table refuses the whole file: nothing of it is put.
+    let half = dir.path().join("half.toml");
+    write(
+        &half,
+        "[[job]]\nid = \"four\"\ncron = \"@daily\"\nhandler = \"noop\"\n\
+         [[job]]\nid = \"five\"\ncron = \"@daily\"\nhandler = \"noop\"\nretries_ms = 3\n",
+    );
+    let o = rota(&["job", "put", "--file", half.to_str().expect("path"), "--endpoint", &node.endpoint()]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("line 9, key 'retries_ms': unknown key"), "{err}");
+    let mut c = node.client().await;
+    let e = c.get_job(pb::GetJobRequest { id: "four".into() }).await.expect_err("half-written");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // The output-only fields are ignored on PutJob: a client cannot claim a source or a drift.
+    let mut j = common::job("six", "@daily", "noop", serde_json::json!(null));
+    j.source = pb::DefinitionSource::JobsFile as i32;
+    j.drift = vec!["cron".into()];
+    let put = c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put").into_inner().job.expect("job");
+    assert_eq!((put.source, put.drift.len()), (pb::DefinitionSource::Api as i32, 0));
 
     let bare = dir.path().join("three.toml");
     write(&bare, "id = \"three\"\ncron = \"@daily\"\nhandler = \"noop\"\ntimeout = \"1m\"\npaused = true\n");
