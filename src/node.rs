@@ -772,8 +772,9 @@ fn redis_hosts(url: &str) -> Vec<(String, u16)> {
 }
 
 /// Reads and fully validates a jobs file, so a bad file stops the node at start with the job and
-/// field named, rather than failing later. The file's shape (and its strictness about keys) is `job::file`'s. Definitions come back
-/// normalised (an invoke target split into handler and args), as the store keeps them.
+/// field named, rather than failing later. The file's shape (and its strictness about keys) is
+/// `job::file`'s. Definitions come back normalised (an invoke target split into handler and args),
+/// as the store keeps them.
 fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<Declared>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let key = format!("jobs_file {}", path.display());
