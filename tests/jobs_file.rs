@@ -126,9 +126,9 @@ async fn restarting_with_the_jobs_file_keeps_the_pause_and_the_api_edit_and_a_ch
     assert_eq!(json["drift"], serde_json::json!(["description"]));
     node.terminate();
 
-    // The file changed: it applies (the newer intent), naming the API change it replaces; the pause
-    // it does not mention stays.
-    write(&file, &jobs_file("file v2", ""));
+    // The file changed (both jobs): it applies (the newer intent), naming the API change it replaces;
+    // the pause it does not mention stays.
+    write(&file, &jobs_file("file v2", "description = \"beats\""));
     let mut node = start_with_file(&backend, "a", &file).await;
     let nap = get(&node, "nap").await;
     assert_eq!(nap.description, "file v2");
@@ -140,11 +140,13 @@ async fn restarting_with_the_jobs_file_keeps_the_pause_and_the_api_edit_and_a_ch
         .find(|l| l.contains("WARN") && l.contains("replaces changes made through the API"))
         .unwrap_or_else(|| panic!("no WARN for the overwrite: {log}"));
     assert!(warn.contains("nap") && warn.contains("description"), "{warn}");
-    assert_eq!(get(&node, "heartbeat").await.paused, Some(true), "a file without `paused` resumed the job");
+    let heartbeat = get(&node, "heartbeat").await;
+    assert_eq!(heartbeat.description, "beats", "the changed file was not applied");
+    assert_eq!(heartbeat.paused, Some(true), "a file without `paused` resumed the job");
     node.terminate();
 
     // A file that says `paused = false` does resume it.
-    write(&file, &jobs_file("file v2", "paused = false"));
+    write(&file, &jobs_file("file v2", "description = \"beats\"\npaused = false"));
     let node = start_with_file(&backend, "a", &file).await;
     let heartbeat = get(&node, "heartbeat").await;
     assert_eq!(heartbeat.paused, Some(false));
