@@ -106,7 +106,10 @@ async fn a_cluster_beyond_loopback_needs_a_secret() {
         assert!(out.contains("cluster_secret"), "{out}");
     }
     // Loopback stays easy: no secret needed.
-    let (code, out) = rota(&["server", "--check", "--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1"], &[]);
+    let (code, out) = rota(
+        &["server", "--check", "--check-offline", "--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1"],
+        &[],
+    );
     assert_eq!(code, Some(0), "{out}");
 }
 
