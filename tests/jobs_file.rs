@@ -80,7 +80,7 @@ async fn restarting_with_the_jobs_file_keeps_the_pause_and_the_api_edit_and_a_ch
     assert_eq!(nap.source, pb::DefinitionSource::JobsFile as i32);
     assert!(nap.drift.is_empty(), "{:?}", nap.drift);
     cli(&node, &["job", "pause", "heartbeat"]);
-    let (out, _) = cli(
+    let (out, err) = cli(
         &node,
         &[
             "job",
@@ -98,6 +98,10 @@ async fn restarting_with_the_jobs_file_keeps_the_pause_and_the_api_edit_and_a_ch
         ],
     );
     assert!(out.contains("replaced job nap"), "{out}");
+    assert!(
+        err.contains("note: job nap is also defined by a jobs file and now differs from it in: description"),
+        "{err}"
+    );
     // Re-putting a paused job without --paused keeps it paused.
     cli(&node, &["job", "put", "--id", "heartbeat", "--cron", "*/5 * * * * *", "--handler", "noop"]);
     assert_eq!(get(&node, "heartbeat").await.paused, Some(true), "a re-put resumed a paused job");

@@ -275,6 +275,14 @@ async fn put_jobs(c: &mut Client, specs: Vec<Declared>, client: &ClientArgs) -> 
         if !client.json {
             println!("{} job {}", if r.created { "created" } else { "replaced" }, d.spec.id);
         }
+        // The operator should know their change is now drift from a jobs file, and what becomes of it.
+        if let Some(drift) = r.job.as_ref().filter(|j| !j.drift.is_empty()).map(|j| j.drift.join(", ")) {
+            eprintln!(
+                "note: job {} is also defined by a jobs file and now differs from it in: {drift}; a node \
+                 restarted with that file unchanged keeps this change, a changed file replaces it",
+                d.spec.id
+            );
+        }
         put.extend(r.job);
     }
     match put.as_slice() {
