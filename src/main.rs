@@ -92,6 +92,11 @@ async fn check(config: &rota::config::Config, registry: &Registry, offline: bool
     let store = if offline {
         "not tried: --check-offline"
     } else if let Err(e) = rota::node::check_store(config, CHECK_STORE_WITHIN).await {
+        // A file the store needs (its CA) that cannot be read is the configuration's fault.
+        if matches!(e, rota::Error::Config { .. } | rota::Error::Io { .. }) {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
         eprintln!("error: store {} unreachable: {e}", rota::node::store_address(config));
         return EXIT_UNAVAILABLE;
     } else {

@@ -383,6 +383,12 @@ async fn check_tries_the_store_and_prints_a_summary() {
     assert!(!format!("{out}{err}").contains("sekret-pw"), "{out}{err}");
     assert!(!out.contains("configuration ok"), "{out}");
 
+    // A Redis CA file that cannot be read is the configuration's fault: 64, not 69.
+    let o = rota(&["server", "--check", "--redis", &url, "--redis-ca-file", "/nonexistent/redis-ca.pem"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(64), "{out}{err}");
+    assert!(err.contains("/nonexistent/redis-ca.pem"), "{err}");
+
     // Offline: not tried, and said so.
     let o = rota(&["server", "--check", "--check-offline", "--redis", &url]);
     let (out, err) = text(&o);
