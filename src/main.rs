@@ -8,6 +8,10 @@ use rota::worker::handlers::Registry;
 
 /// sysexits.h EX_USAGE: the configuration is wrong.
 const EXIT_CONFIG: i32 = 64;
+/// sysexits.h EX_UNAVAILABLE: `--check` could not reach the store.
+const EXIT_UNAVAILABLE: i32 = 69;
+/// How long `--check` waits for the store to answer.
+const CHECK_STORE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() {
@@ -41,7 +45,7 @@ fn restore_sigpipe() {
 }
 
 async fn server(args: rota::cli::ServerArgs) -> i32 {
-    let check_only = args.check;
+    let (check_only, offline) = (args.check, args.check_offline);
     let config = match args.into_config().and_then(|c| c.validate().map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
@@ -51,16 +55,7 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
     };
     let registry = handlers();
     if check_only {
-        return match rota::api::check(&config, &registry) {
-            Ok(()) => {
-                println!("configuration ok");
-                0
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_CONFIG
-            }
-        };
+        return check(&config, &registry, offline).await;
     }
     rota::telemetry::init(&config.log_format, &config.log);
     // Installed before the node starts, so a signal during start-up drains too rather than taking
@@ -81,6 +76,36 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
     println!("rota listening on {}", node.local_addr);
     signals.wait().await;
     node.shutdown().await;
+    0
+}
+
+/// `rota server --check`: the configuration and its files (64 when wrong), then the store (69 when
+/// it does not answer, unless `offline`), then a summary on stdout.
+async fn check(config: &rota::config::Config, registry: &Registry, offline: bool) -> i32 {
+    let checked = match rota::api::check(config, registry) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let store = if offline {
+        "not tried: --check-offline"
+    } else if let Err(e) = rota::node::check_store(config, CHECK_STORE_WITHIN).await {
+        // A file the store needs (its CA) that cannot be read is the configuration's fault.
+        if matches!(e, rota::Error::Config { .. } | rota::Error::Io { .. }) {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+        eprintln!("error: store {} unreachable: {e}", rota::node::store_address(config));
+        return EXIT_UNAVAILABLE;
+    } else {
+        "answered"
+    };
+    println!("configuration ok");
+    for line in checked.summary(config, store) {
+        println!("  {line}");
+    }
     0
 }
 

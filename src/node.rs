@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +25,8 @@ use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::dispatch::{PeerClient, Router, RouterParts};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobSpec};
+use crate::job::file::Apply;
+use crate::job::{Declared, Job};
 use crate::metrics::{Metrics, NodeLabel};
 use crate::recovery::{Recovery, RecoveryParts};
 use crate::scheduler::{Scheduler, SchedulerParts};
@@ -40,14 +40,6 @@ use crate::worker::{Worker, WorkerParts};
 
 /// How often execution records past retention are swept from the indexes.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-/// `--jobs FILE`: `[[job]]` tables with the fields of a job (see deploy/jobs.example.toml).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobsFile {
-    #[serde(default)]
-    job: Vec<JobSpec>,
-}
 
 /// This node's TLS identity and the cluster CA, loaded at start.
 pub struct TlsFiles {
@@ -607,7 +599,7 @@ impl Node {
         });
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<JobSpec>) {
+    async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<Declared>) {
         let mut pending_jobs = Some(jobs);
         let mut started = false;
         let mut healthy = false;
@@ -711,12 +703,40 @@ impl Node {
         let _ = self.router.peer_client().report_load(&master.address, &self.node_id, self.worker.load()).await;
     }
 
-    async fn put_jobs(&self, jobs: &[JobSpec]) -> Result<()> {
-        for spec in jobs {
-            self.scheduler.put_job(spec.clone()).await?;
+    /// Applies the jobs file (`Scheduler::apply_declared`): it never resumes a job an operator
+    /// paused (unless the file says `paused`), and never replaces a change made through the API
+    /// without a WARN naming the job and the fields.
+    async fn put_jobs(&self, jobs: &[Declared]) -> Result<()> {
+        let (mut created, mut written, mut unchanged, mut kept) = (0, 0, 0, 0);
+        for d in jobs {
+            let (_, outcome) = self.scheduler.apply_declared(d).await?;
+            match outcome {
+                Apply::Create => created += 1,
+                Apply::Keep { drift } if drift.is_empty() => unchanged += 1,
+                Apply::Keep { drift } => {
+                    kept += 1;
+                    tracing::warn!(job = %d.spec.id, fields = %drift.join(","),
+                        "job changed through the API since the jobs file was applied, and the file has not changed: \
+                         keeping the API's version (`rota job get` shows the drift)");
+                }
+                Apply::Write { overwrites } => {
+                    written += 1;
+                    if !overwrites.is_empty() {
+                        tracing::warn!(job = %d.spec.id, fields = %overwrites.join(","),
+                            "the jobs file changed since it was last applied: its definition replaces changes made through the API");
+                    }
+                }
+            }
         }
         if !jobs.is_empty() {
-            tracing::info!(count = jobs.len(), "jobs file loaded");
+            tracing::info!(
+                count = jobs.len(),
+                created,
+                updated = written,
+                unchanged,
+                kept_api_changes = kept,
+                "jobs file applied"
+            );
         }
         Ok(())
     }
@@ -738,8 +758,8 @@ impl Node {
 }
 
 /// Checks the files the node reads (jobs, TLS) without starting anything (`api::check` adds the
-/// tokens file): `rota server --check`.
-pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
+/// tokens file): `rota server --check`. The number of jobs in the jobs file.
+pub fn check_files(config: &Config, registry: &Registry) -> Result<usize> {
     let mut registry = registry.clone();
     if config.enable_shell {
         registry.register("shell", Shell::new(config.shell_output_cap_bytes, config.shell_allow.clone()));
@@ -747,11 +767,47 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<()> {
     let port = |a: &str| a.parse::<std::net::SocketAddr>().ok().map(|a| a.port()).filter(|p| *p != 0);
     let metrics_port = config.metrics_listen.as_deref().and_then(port);
     registry.register("http", http_handler(config, port(&config.listen), metrics_port)?);
-    if let Some(path) = &config.jobs_file {
-        read_jobs_file(path, &registry)?;
-    }
+    let jobs = match &config.jobs_file {
+        Some(path) => read_jobs_file(path, &registry)?.len(),
+        None => 0,
+    };
     TlsFiles::load(config)?;
-    Ok(())
+    Ok(jobs)
+}
+
+/// Connects to the store a config names and waits up to `within` for it to answer a PING
+/// (`rota server --check`). The in-memory store always answers.
+pub async fn check_store(config: &Config, within: Duration) -> Result<()> {
+    use crate::store::ClusterStore;
+    let Some(url) = &config.redis else { return Ok(()) };
+    let ca = match &config.redis_ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?),
+        None => None,
+    };
+    let ping = async {
+        let store =
+            RedisStore::connect_tls(url, ca, &config.redis_prefix, &config.cluster, config.execution_retention_ms)
+                .await?;
+        store.ping().await
+    };
+    match tokio::time::timeout(within, ping).await {
+        Ok(answer) => answer,
+        Err(_) => Err(Error::unavailable(format!("no answer within {} s", within.as_secs()))),
+    }
+}
+
+/// Where the store is, for a summary or a message: `memory`, or the Redis address(es) without the
+/// user, password or database.
+pub fn store_address(config: &Config) -> String {
+    use crate::config::RedisUrl;
+    let Some(url) = &config.redis else { return "memory (one node; nothing kept across restarts)".into() };
+    match RedisUrl::parse(url) {
+        Ok(RedisUrl::Cluster { tls, hosts, .. }) => {
+            format!("{}://{}", if tls { "rediss+cluster" } else { "redis+cluster" }, hosts.join(","))
+        }
+        Ok(RedisUrl::Sentinel { hosts, master, .. }) => format!("redis+sentinel://{}/{master}", hosts.join(",")),
+        _ => crate::redact::url(url),
+    }
 }
 
 /// The built-in http handler with this node's destination rule: `http_allow`, and the ports of
@@ -785,27 +841,37 @@ fn redis_hosts(url: &str) -> Vec<(String, u16)> {
 }
 
 /// Reads and fully validates a jobs file, so a bad file stops the node at start with the job and
-/// field named, rather than failing later.
-fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<JobSpec>> {
+/// field named, rather than failing later. The file's shape (and its strictness about keys) is
+/// `job::file`'s. Definitions come back normalised (an invoke target split into handler and args),
+/// as the store keeps them.
+fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<Declared>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let key = format!("jobs_file {}", path.display());
-    let file: JobsFile = toml::from_str(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
-    for (i, spec) in file.job.iter().enumerate() {
-        let check = Job::new(spec.clone()).and_then(|j| registry.validate(&j.spec.handler, &j.spec.args));
-        if let Err(e) = check {
-            // A job's arguments may hold secrets (a URL with a token): their errors name the field
-            // but not the values they quote.
-            let reason = match &e {
-                Error::Invalid { field, reason } if field == "args" || field == "invoke" => {
-                    format!("{field}: {}", crate::redact::without_quoted(reason))
-                }
-                _ => crate::redact::quoted_values(&e.to_string()).into_owned(),
-            };
-            return Err(Error::Config {
-                key: format!("{key} job #{} ('{}')", i + 1, crate::redact::value(&spec.id)),
-                reason,
-            });
+    let file = crate::job::file::parse_jobs_file(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
+    let mut declared = Vec::with_capacity(file.len());
+    for (i, entry) in file.iter().enumerate() {
+        let check = entry.declared().and_then(|d| {
+            let job = Job::new(d.spec)?;
+            registry.validate(&job.spec.handler, &job.spec.args)?;
+            Ok(Declared { spec: job.spec, paused: d.paused })
+        });
+        match check {
+            Ok(d) => declared.push(d),
+            Err(e) => {
+                // A job's arguments may hold secrets (a URL with a token): their errors name the field
+                // but not the values they quote.
+                let reason = match &e {
+                    Error::Invalid { field, reason } if field == "args" || field == "invoke" => {
+                        format!("{field}: {}", crate::redact::without_quoted(reason))
+                    }
+                    _ => crate::redact::quoted_values(&e.to_string()).into_owned(),
+                };
+                return Err(Error::Config {
+                    key: format!("{key} job #{} ('{}')", i + 1, crate::redact::value(&entry.id)),
+                    reason,
+                });
+            }
         }
     }
-    Ok(file.job)
+    Ok(declared)
 }

@@ -55,14 +55,14 @@ async fn pause_resume_delete(b: Backend) {
     };
     eventually(WAIT, "first fire", || async { (count(&c).await >= 1).then_some(()) }).await;
     let paused = c.pause_job(pb::PauseJobRequest { id: "p".into() }).await.expect("pause").into_inner();
-    assert!(paused.job.as_ref().is_some_and(|j| j.paused && j.next_fire_time.is_none()));
+    assert!(paused.job.as_ref().is_some_and(|j| j.paused == Some(true) && j.next_fire_time.is_none()));
     // Let a fire that was already claimed finish, then nothing more may appear.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = count(&c).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(count(&c).await, before, "paused job fired");
     let resumed = c.resume_job(pb::ResumeJobRequest { id: "p".into() }).await.expect("resume").into_inner();
-    assert!(resumed.job.as_ref().is_some_and(|j| !j.paused && j.next_fire_time.is_some()));
+    assert!(resumed.job.as_ref().is_some_and(|j| j.paused == Some(false) && j.next_fire_time.is_some()));
     eventually(WAIT, "fires after resume", || async { (count(&c).await >= before + 2).then_some(()) }).await;
     c.delete_job(pb::DeleteJobRequest { id: "p".into() }).await.expect("delete");
     tokio::time::sleep(Duration::from_millis(300)).await;

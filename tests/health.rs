@@ -94,9 +94,10 @@ async fn a_cluster_beyond_loopback_needs_a_secret() {
     assert!(out.contains("cluster_secret") && out.contains("allow_insecure_cluster"), "{out}");
     let (code, out) = rota(&[&base[..], &["--check"]].concat(), &[]);
     assert_eq!(code, Some(64), "{out}");
-    let (code, out) = rota(&[&base[..], &["--check", "--allow-insecure-cluster"]].concat(), &[]);
+    let (code, out) = rota(&[&base[..], &["--check", "--check-offline", "--allow-insecure-cluster"]].concat(), &[]);
     assert_eq!(code, Some(0), "{out}");
-    let (code, out) = rota(&[&base[..], &["--check"]].concat(), &[("ROTA_CLUSTER_SECRET", "s3cret-for-check")]);
+    let (code, out) =
+        rota(&[&base[..], &["--check", "--check-offline"]].concat(), &[("ROTA_CLUSTER_SECRET", "s3cret-for-check")]);
     assert_eq!(code, Some(0), "{out}");
     // An empty or blank secret is a mistake (an unset variable, a missing Kubernetes secret), not a secret.
     for blank in ["", "   "] {
@@ -105,7 +106,10 @@ async fn a_cluster_beyond_loopback_needs_a_secret() {
         assert!(out.contains("cluster_secret"), "{out}");
     }
     // Loopback stays easy: no secret needed.
-    let (code, out) = rota(&["server", "--check", "--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1"], &[]);
+    let (code, out) = rota(
+        &["server", "--check", "--check-offline", "--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1"],
+        &[],
+    );
     assert_eq!(code, Some(0), "{out}");
 }
 

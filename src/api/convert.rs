@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::{Concurrency, JobSpec, Misfire, Recovery};
 use crate::pb;
-use crate::store::{JobRecord, Load, NodeRecord};
+use crate::store::{JobRecord, Load, NodeRecord, Writer};
 
 /// Deepest JSON nesting accepted in job arguments, so a hostile message cannot blow the stack.
 const MAX_ARGS_DEPTH: usize = 32;
@@ -104,7 +104,8 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         timeout_ms: duration_ms("timeout", j.timeout.as_ref())?,
         retries: j.retries,
         retry_backoff_ms: duration_ms("retry_backoff", j.retry_backoff.as_ref())?,
-        paused: j.paused,
+        // PutJob passes `paused` on by itself (unset keeps the stored state): see `put_job`.
+        paused: j.paused.unwrap_or(false),
         description: j.description.clone(),
         labels: j.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
     })
@@ -135,11 +136,16 @@ pub fn job(r: &JobRecord) -> pb::Job {
         timeout: duration(s.timeout_ms),
         retries: s.retries,
         retry_backoff: duration(s.retry_backoff_ms),
-        paused: s.paused,
+        paused: Some(s.paused),
         description: s.description.clone(),
         labels: s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         next_fire_time: r.next_ms.map(timestamp),
         update_time: Some(timestamp(r.updated_ms)),
+        source: match r.written_by {
+            Writer::Api => pb::DefinitionSource::Api,
+            Writer::File => pb::DefinitionSource::JobsFile,
+        } as i32,
+        drift: r.drift().into_iter().map(String::from).collect(),
     }
 }
 

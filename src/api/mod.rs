@@ -76,10 +76,55 @@ pub async fn start(config: Config, registry: Registry) -> Result<Arc<Node>> {
     Ok(node)
 }
 
-/// Checks every file a config names (jobs, tokens, TLS) without starting anything: `rota server --check`.
-pub fn check(config: &Config, registry: &Registry) -> Result<()> {
-    crate::node::check_files(config, registry)?;
-    load_auth(config).map(drop)
+/// Checks every file a config names (jobs, tokens, TLS) without starting anything: `rota server
+/// --check` (which then tries the store: `node::check_store`). What the node would run with.
+pub fn check(config: &Config, registry: &Registry) -> Result<Checked> {
+    let jobs = crate::node::check_files(config, registry)?;
+    let auth = load_auth(config)?;
+    Ok(Checked { jobs, tokens: auth.enabled() })
+}
+
+/// What `check` found, for `--check`'s summary.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked {
+    /// Jobs in the jobs file (0 without one).
+    pub jobs: usize,
+    /// Calls need a token (a tokens file or a cluster secret).
+    pub tokens: bool,
+}
+
+impl Checked {
+    /// The summary `--check` prints: one `name: value` line per setting an operator checks first.
+    /// Never a secret: the store's address is shown without its user or password. `store` says
+    /// whether Redis answered.
+    pub fn summary(&self, config: &Config, store: &str) -> Vec<String> {
+        let jobs = match &config.jobs_file {
+            Some(p) => format!("{} from {}", self.jobs, p.display()),
+            None => "none (no jobs file)".into(),
+        };
+        let shell = match (config.enable_shell, config.shell_allow.is_empty()) {
+            (false, _) => "off".to_string(),
+            (true, true) => "on, but shell_allow is empty: every shell job is refused".into(),
+            (true, false) => format!("on, allowed: {}", config.shell_allow.join(", ")),
+        };
+        let tls = match (&config.tls_cert_file, &config.tls_ca_file) {
+            (None, _) => "off",
+            (Some(_), None) => "on",
+            (Some(_), Some(_)) => "on, with the cluster CA (mutual TLS for node calls)",
+        };
+        vec![
+            format!("listen: {}", config.listen),
+            format!("node_id: {}", config.node_id),
+            match config.redis {
+                Some(_) => format!("store: {} ({store})", crate::node::store_address(config)),
+                None => format!("store: {}", crate::node::store_address(config)),
+            },
+            format!("jobs: {jobs}"),
+            format!("shell: {shell}"),
+            format!("tls: {tls}"),
+            format!("tokens: {}", if self.tokens { "on" } else { "off: every caller is admin" }),
+        ]
+    }
 }
 
 /// The tokens file and cluster secret; node-only calls also take a certificate from the cluster CA

@@ -82,7 +82,7 @@ impl SchedulerService for SchedulerApi {
     async fn put_job(&self, req: Request<pb::PutJobRequest>) -> Result<Response<pb::PutJobResponse>, Status> {
         let job = req.into_inner().job.ok_or_else(|| Error::invalid("job", "is required"))?;
         let spec = convert::job_spec(&job)?;
-        let (rec, created) = self.node.scheduler.put_job(spec).await?;
+        let (rec, created) = self.node.scheduler.put_job_from_api(spec, job.paused).await?;
         Ok(Response::new(pb::PutJobResponse { job: Some(convert::job(&rec)), created }))
     }
 

@@ -11,7 +11,7 @@ use super::connect::{call, CliError, Conn};
 use super::output::{exec_json, job_json, print_job, print_table, state_name, ts};
 use super::ClientArgs;
 use crate::api::convert;
-use crate::job::JobSpec;
+use crate::job::{Declared, JobSpec};
 use crate::pb;
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ConcurrencyArg {
@@ -34,7 +34,9 @@ pub enum MisfireArg {
 
 #[derive(Debug, Subcommand)]
 pub enum JobCmd {
-    /// Create or replace a job, from flags or from a TOML file (the fields of one [[job]]).
+    /// Create or replace a job, from flags or from a TOML file: [[job]] tables as in a jobs file
+    /// (each is put, in order), or one bare table of a job's fields. Keeps the job's pause state
+    /// unless --paused / --paused=false (or `paused` in the file) says otherwise.
     Put(Box<PutArgs>),
     /// Show one job, with its next fire time.
     Get {
@@ -89,7 +91,8 @@ pub enum JobCmd {
 
 #[derive(Debug, Args)]
 pub struct PutArgs {
-    /// TOML file with the job's fields (id, cron, handler, args, ...).
+    /// TOML file: [[job]] tables, or one table of fields (id, cron, handler, args, timeout = "30s",
+    /// ...); an unknown key is refused.
     #[arg(long, conflicts_with_all = ["id", "cron"])]
     pub file: Option<PathBuf>,
     /// The job's id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
@@ -134,9 +137,10 @@ pub struct PutArgs {
     /// First retry delay (doubles each retry, capped at 1h), e.g. 1s (default 1s).
     #[arg(long)]
     pub retry_backoff: Option<String>,
-    /// Create the job paused.
-    #[arg(long)]
-    pub paused: bool,
+    /// Put the job paused; --paused=false resumes it. Without it a new job is not paused and an
+    /// existing one stays as it is (re-putting never resumes a job someone paused).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub paused: Option<bool>,
     /// Free text shown with the job.
     #[arg(long)]
     pub description: Option<String>,
@@ -145,11 +149,33 @@ pub struct PutArgs {
     pub labels: Vec<String>,
 }
 
-pub(super) fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
+/// The jobs a `job put` writes: the flags' one, or the file's.
+pub(super) fn put_specs(a: PutArgs) -> Result<Vec<Declared>, CliError> {
     if let Some(path) = &a.file {
+        // --paused with a file: for the jobs whose table does not say `paused`.
+        let paused = a.paused;
         let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-        return toml::from_str(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())));
+        let key = path.display().to_string();
+        let jobs = crate::job::file::parse_put_file(&text)
+            .map_err(|e| CliError::Usage(crate::config::toml_error(&key, &text, &e).to_string()))?;
+        if jobs.is_empty() {
+            return Err(CliError::Usage(format!("{key}: no job in the file")));
+        }
+        return jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                j.declared().map(|d| Declared { paused: d.paused.or(paused), ..d }).map_err(|e| {
+                    CliError::Usage(format!("{key} job #{} ('{}'): {e}", i + 1, crate::redact::value(&j.id)))
+                })
+            })
+            .collect();
     }
+    let paused = a.paused;
+    put_spec(a).map(|spec| vec![Declared { spec, paused }])
+}
+
+fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
     let dur = |flag: &str, v: &Option<String>| -> Result<u64, CliError> {
         v.as_deref()
             .map(|s| crate::worker::handlers::parse_duration(s).map(|d| d.as_millis() as u64))
@@ -189,24 +215,25 @@ pub(super) fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         timeout_ms: dur("timeout", &a.timeout)?,
         retries: a.retries.unwrap_or(0),
         retry_backoff_ms: dur("retry-backoff", &a.retry_backoff)?,
-        paused: a.paused,
+        paused: false,
         description: a.description.clone().unwrap_or_default(),
         labels,
     })
 }
 
 pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliError> {
+    let cmd = match cmd {
+        JobCmd::Put(a) => {
+            // A bad job file is refused before connecting: it is wrong wherever it is sent.
+            let specs = put_specs(*a)?;
+            return put_jobs(&mut Conn::open(client).await?, specs, client).await;
+        }
+        other => other,
+    };
     let mut c = Conn::open(client).await?;
     let job = match cmd {
-        JobCmd::Put(a) => {
-            let spec = put_spec(*a)?;
-            let job = pb_job(&spec);
-            let r = call!(c, put_job, pb::PutJobRequest { job: Some(job) })?;
-            if !client.json {
-                println!("{} job {}", if r.created { "created" } else { "replaced" }, spec.id);
-            }
-            r.job
-        }
+        // Put returned above.
+        JobCmd::Put(_) => None,
         JobCmd::Get { id } => call!(c, get_job, pb::GetJobRequest { id })?.job,
         JobCmd::List { limit, page_token } => {
             // Every page by default: a silent cut at one page read as "that is all" (and a
@@ -243,7 +270,7 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
                             if j.time_zone.is_empty() { "UTC".into() } else { j.time_zone.clone() },
                             j.handler.clone(),
                             j.next_fire_time.as_ref().map(ts).unwrap_or_else(|| "-".into()),
-                            if j.paused { "yes".into() } else { "no".into() },
+                            if j.paused == Some(true) { "yes".into() } else { "no".into() },
                         ]
                     })
                     .collect();
@@ -320,8 +347,43 @@ fn trigger_key(given: Option<String>) -> (String, bool) {
     }
 }
 
-/// A spec as a wire job (output-only fields unset).
+/// `job put`: each job in order, as the file lists them.
+async fn put_jobs(c: &mut Conn, specs: Vec<Declared>, client: &ClientArgs) -> Result<(), CliError> {
+    let mut put = Vec::new();
+    for d in specs {
+        let job = pb::Job { paused: d.paused, ..pb_job(&d.spec) };
+        let r = call!(c, put_job, pb::PutJobRequest { job: Some(job) })?;
+        if !client.json {
+            println!("{} job {}", if r.created { "created" } else { "replaced" }, d.spec.id);
+        }
+        // The operator should know their change is now drift from a jobs file, and what becomes of it.
+        if let Some(drift) = r.job.as_ref().filter(|j| !j.drift.is_empty()).map(|j| j.drift.join(", ")) {
+            eprintln!(
+                "note: job {} is also defined by a jobs file and now differs from it in: {drift}; a node \
+                 restarted with that file unchanged keeps this change, a changed file replaces it",
+                d.spec.id
+            );
+        }
+        put.extend(r.job);
+    }
+    match put.as_slice() {
+        [one] if client.json => println!("{:#}", job_json(one)),
+        [one] => print_job(one),
+        _ if client.json => println!("{:#}", Value::Array(put.iter().map(job_json).collect())),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A spec as a wire job (output-only fields unset). `paused` is sent only when the spec is
+/// paused: an unpaused spec leaves a stored job's pause state as it is.
 pub fn pb_job(spec: &JobSpec) -> pb::Job {
-    let rec = crate::store::JobRecord { spec: spec.clone(), next_ms: None, last_ms: None, updated_ms: 0 };
-    pb::Job { update_time: None, ..convert::job(&rec) }
+    let rec = crate::store::JobRecord::new(spec.clone(), None, None, 0);
+    pb::Job {
+        update_time: None,
+        paused: spec.paused.then_some(true),
+        source: 0,
+        drift: Vec::new(),
+        ..convert::job(&rec)
+    }
 }

@@ -52,9 +52,23 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "invoke": j.invoke, "master_only": j.master_only,
         "concurrency": concurrency_name(j.concurrency), "misfire": misfire_name(j.misfire),
         "recovery": recovery_name(j.recovery), "timeout_ms": duration_ms(&j.timeout),
-        "retries": j.retries, "retry_backoff_ms": duration_ms(&j.retry_backoff), "paused": j.paused, "description": j.description, "labels": j.labels,
+        "retries": j.retries, "retry_backoff_ms": duration_ms(&j.retry_backoff), "paused": j.paused.unwrap_or(false), "description": j.description, "labels": j.labels,
         "next_fire_time": j.next_fire_time.as_ref().map(ts),
         "update_time": j.update_time.as_ref().map(ts),
+        "source": source_name(j.source),
+        "drift": j.drift,
+    })
+}
+
+/// Who wrote a job's definition last: `api`, `jobs_file`, or `unspecified` (stored by an older rota).
+fn source_name(v: i32) -> String {
+    wire_name(v, "DEFINITION_SOURCE_", pb::DefinitionSource::as_str_name)
+}
+
+/// The drift of a job from its jobs file, in words; None when there is none.
+fn drift_text(j: &pb::Job) -> Option<String> {
+    (!j.drift.is_empty()).then(|| {
+        format!("changed through the API since the jobs file was applied; the file differs in: {}", j.drift.join(", "))
     })
 }
 
@@ -114,6 +128,7 @@ pub(super) fn print_job(j: &pb::Job) {
     if let Value::Object(o) = v {
         for (k, v) in o {
             let s = match v {
+                Value::Array(_) if k == "drift" => drift_text(j).unwrap_or_else(|| "-".into()),
                 Value::String(s) => s,
                 Value::Null => "-".into(),
                 other => other.to_string(),

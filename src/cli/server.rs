@@ -7,9 +7,14 @@ use crate::config::Config;
 
 #[derive(Debug, Args, Default)]
 pub struct ServerArgs {
-    /// Check the configuration (and the jobs and tokens files) and exit: 0 when valid, 64 when not.
+    /// Check the configuration (and the jobs, tokens and TLS files) and that the store answers, print
+    /// a summary and exit: 0 when all is well, 64 when the configuration is wrong, 69 when the store
+    /// cannot be reached.
     #[arg(long)]
     pub check: bool,
+    /// With --check: do not try the store (checking on a host that cannot reach Redis).
+    #[arg(long, requires = "check")]
+    pub check_offline: bool,
     /// TOML config file (see deploy/rota.example.toml).
     #[arg(long, env = "ROTA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -239,7 +244,7 @@ mod tests {
             assert!(flags.contains(k) || off_argv.contains(&k.as_str()), "config key '{k}' has no flag on rota server");
         }
         // Flags that are about the invocation, not settings.
-        let invocation = ["check", "config", "help", "version"];
+        let invocation = ["check", "check_offline", "config", "help", "version"];
         for f in &flags {
             let f = f.as_str();
             assert!(

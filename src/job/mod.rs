@@ -2,6 +2,7 @@
 //! Owns `JobSpec` (the stored definition) and `Job` (a validated spec with its parsed schedule).
 //! Uses: `cron` (its own: parsing and next fires, pure) for schedules, `invoke` for Quartz-style targets. Touches no store.
 pub mod cron;
+pub mod file;
 pub mod invoke;
 
 use std::collections::BTreeMap;
@@ -96,6 +97,57 @@ pub struct JobSpec {
     pub description: String,
     #[serde(skip_serializing_if = "is_default")]
     pub labels: BTreeMap<String, String>,
+}
+
+/// A job as a jobs file declares it: the definition, and the pause state only when the file says
+/// it. Pausing is an operator's action: a file that does not mention it leaves it as it is.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Declared {
+    /// The definition; its `paused` is unused (false).
+    pub spec: JobSpec,
+    pub paused: Option<bool>,
+}
+
+/// The definition fields in which two specs differ, named as in the API and the jobs file (in
+/// their order there). The pause state is not part of a definition and is not compared.
+pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
+    // Destructured, so a new field of JobSpec cannot be forgotten here.
+    let JobSpec {
+        id,
+        cron,
+        time_zone,
+        handler,
+        args,
+        invoke,
+        master_only,
+        concurrency,
+        misfire,
+        recovery,
+        timeout_ms,
+        retries,
+        retry_backoff_ms,
+        paused: _,
+        description,
+        labels,
+    } = a;
+    let pairs = [
+        ("id", *id == b.id),
+        ("cron", *cron == b.cron),
+        ("time_zone", *time_zone == b.time_zone),
+        ("handler", *handler == b.handler),
+        ("args", *args == b.args),
+        ("invoke", *invoke == b.invoke),
+        ("master_only", *master_only == b.master_only),
+        ("concurrency", *concurrency == b.concurrency),
+        ("misfire", *misfire == b.misfire),
+        ("recovery", *recovery == b.recovery),
+        ("timeout", *timeout_ms == b.timeout_ms),
+        ("retries", *retries == b.retries),
+        ("retry_backoff", *retry_backoff_ms == b.retry_backoff_ms),
+        ("description", *description == b.description),
+        ("labels", *labels == b.labels),
+    ];
+    pairs.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -220,6 +272,23 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Parses "250ms", "2s", "1.5s", "3m", "1h" (a bare number is seconds): the durations of the
+/// command line, the jobs file and the `sleep` handler.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 2s, 1m, 1h)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("'{s}' has unknown unit '{u}' (use ms, s, m or h)")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
 }
 
 /// UTC epoch ms to a `DateTime`, clamping nonsense to the epoch (records come from our own store).

@@ -27,9 +27,12 @@ use crate::cluster::lease::{Mastership, Role};
 use crate::dispatch::{Outbox, Router};
 use crate::error::{Error, Result};
 use crate::execution::{manual_fire_id, scheduled_fire_id, ExecState, Execution};
-use crate::job::{Concurrency, Job, JobSpec, Misfire};
+use crate::job::file::{plan_apply, Apply};
+use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire};
 use crate::recovery::Recovery;
-use crate::store::{now_ms, Claim, ClaimOutcome, JobRecord, Store, TriggerOutcome, WatermarkWrite, FIRE_AHEAD_MS};
+use crate::store::{
+    now_ms, Claim, ClaimOutcome, JobRecord, JobWrite, Store, TriggerOutcome, WatermarkWrite, Writer, FIRE_AHEAD_MS,
+};
 use crate::worker::Worker;
 
 /// Jobs read per store round trip; more are read on the next pass without sleeping.
@@ -323,24 +326,79 @@ impl Scheduler {
         }
     }
 
-    /// Creates or replaces a job: validates it (handler included), sets its watermark to the next
-    /// instant after now (never back before an instant already claimed), and wakes the loop.
+    /// Creates or replaces a job, paused as `spec.paused` says: validates it (handler included),
+    /// sets its watermark to the next instant after now (never back before an instant already
+    /// claimed), and wakes the loop.
     pub async fn put_job(&self, spec: JobSpec) -> Result<(JobRecord, bool)> {
+        let paused = spec.paused;
+        self.put_job_from_api(spec, Some(paused)).await
+    }
+
+    /// `put_job` for PutJob: `paused` None keeps the stored pause state (a new job: not paused),
+    /// so re-putting a definition never resumes a job an operator paused.
+    pub async fn put_job_from_api(&self, spec: JobSpec, paused: Option<bool>) -> Result<(JobRecord, bool)> {
         let job = Job::new(spec)?;
         self.worker.registry().validate(&job.spec.handler, &job.spec.args)?;
+        self.write(&job, paused, Writer::Api, None, None)
+            .await?
+            .ok_or_else(|| Error::FailedPrecondition("job is being written concurrently; try again".into()))
+    }
+
+    /// Applies one job of a jobs file (validated by the caller) the safe way (`job::file::plan_apply`):
+    /// created when absent, written when the file changed since it was last applied, left as it is
+    /// (changes made through the API included) when not. Each write is a compare-and-set on the
+    /// revision read, so nodes starting at once with the same file do not fight: one writes, the
+    /// others decide again on what it wrote (and find it unchanged).
+    pub async fn apply_declared(&self, declared: &Declared) -> Result<(JobRecord, Apply)> {
+        let job = Job::new(declared.spec.clone())?;
+        for _ in 0..5 {
+            let stored = self.store.get_job(job.id()).await?;
+            let plan = plan_apply(declared, stored.as_ref().map(|r| (&r.spec, r.applied.as_ref())));
+            let rev = match (&plan, stored) {
+                (Apply::Keep { .. }, Some(rec)) => return Ok((rec, plan)),
+                (_, rec) => rec.map_or(0, |r| r.rev),
+            };
+            if let Some((rec, _)) = self.write(&job, declared.paused, Writer::File, Some(declared), Some(rev)).await? {
+                return Ok((rec, plan));
+            }
+        }
+        Err(Error::FailedPrecondition(format!("job '{}' kept changing while the jobs file was applied", job.id())))
+    }
+
+    /// One definition write, retried past a watermark that moved on. None: `expect_rev` was not
+    /// the stored revision (nothing written).
+    async fn write(
+        &self,
+        job: &Job,
+        paused: Option<bool>,
+        writer: Writer,
+        applied: Option<&Declared>,
+        expect_rev: Option<u64>,
+    ) -> Result<Option<(JobRecord, bool)>> {
         let mut after = now_ms();
         // As Quartz does: a schedule no instant matches any more (Feb 31, a past year) is a mistake.
         if job.next_after_ms(after).is_none() {
             return Err(Error::invalid("cron", format!("'{}' never fires after now", job.spec.cron)));
         }
         for _ in 0..3 {
-            match self.store.put_job(&job.spec, job.next_after_ms(after), now_ms()).await? {
+            let w = JobWrite {
+                spec: &job.spec,
+                paused,
+                next_ms: job.next_after_ms(after),
+                writer,
+                applied,
+                expect_rev,
+                now_ms: now_ms(),
+            };
+            match self.store.write_job(&w).await? {
                 WatermarkWrite::Done { record, created } => {
-                    tracing::info!(job = %job.spec.id, created, next_ms = ?record.next_ms, "job put");
+                    tracing::info!(job = %job.spec.id, created, writer = writer.as_str(), paused = record.spec.paused,
+                        next_ms = ?record.next_ms, "job put");
                     self.wake();
-                    return Ok((*record, created));
+                    return Ok(Some((*record, created)));
                 }
                 WatermarkWrite::Behind { last_ms } => after = after.max(last_ms),
+                WatermarkWrite::Conflict => return Ok(None),
             }
         }
         Err(Error::FailedPrecondition("job is being fired concurrently; try again".into()))
@@ -361,6 +419,10 @@ impl Scheduler {
                     return Ok(*record);
                 }
                 Some(WatermarkWrite::Behind { last_ms }) => after = after.max(last_ms),
+                // Pausing is not conditional; a store answering so is broken.
+                Some(WatermarkWrite::Conflict) => {
+                    return Err(Error::unavailable("pause answered a revision conflict it was not asked about"))
+                }
             }
         }
         Err(Error::FailedPrecondition("job is being fired concurrently; try again".into()))
@@ -476,7 +538,7 @@ mod tests {
     }
 
     fn rec(j: &Job, next: i64) -> JobRecord {
-        JobRecord { spec: j.spec.clone(), next_ms: Some(next), last_ms: None, updated_ms: 0 }
+        JobRecord::new(j.spec.clone(), Some(next), None, 0)
     }
 
     /// (state, sched, next) of each claim.

@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use super::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
-    Finish, FireState, FireStore, JobRecord, JobStore, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
-    Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy,
+    ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -180,19 +180,32 @@ impl Store for MemoryStore {
 
 #[async_trait]
 impl JobStore for MemoryStore {
-    async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now: i64) -> Result<WatermarkWrite> {
+    async fn write_job(&self, w: &JobWrite<'_>) -> Result<WatermarkWrite> {
         let mut st = self.lock()?;
-        let old = st.jobs.get(&spec.id).cloned();
+        let id = &w.spec.id;
+        let old = st.jobs.get(id).cloned();
+        if w.expect_rev.is_some_and(|r| r != old.as_ref().map_or(0, |o| o.rev)) {
+            return Ok(WatermarkWrite::Conflict);
+        }
         let last_ms = old.as_ref().and_then(|r| r.last_ms);
-        let next_ms = if spec.paused { None } else { next_ms };
+        let paused = w.paused.unwrap_or_else(|| old.as_ref().is_some_and(|o| o.spec.paused));
+        let next_ms = if paused { None } else { w.next_ms };
         if let (Some(n), Some(l)) = (next_ms, last_ms) {
             if n <= l {
                 return Ok(WatermarkWrite::Behind { last_ms: l });
             }
         }
-        let rec = JobRecord { spec: spec.clone(), next_ms, last_ms, updated_ms: now };
-        st.set_due(&spec.id, old.as_ref().and_then(|r| r.next_ms), next_ms);
-        st.jobs.insert(spec.id.clone(), rec.clone());
+        let rec = JobRecord {
+            spec: JobSpec { paused, ..w.spec.clone() },
+            next_ms,
+            last_ms,
+            updated_ms: w.now_ms,
+            written_by: w.writer,
+            applied: w.applied.cloned().or_else(|| old.as_ref().and_then(|o| o.applied.clone())),
+            rev: old.as_ref().map_or(0, |o| o.rev) + 1,
+        };
+        st.set_due(id, old.as_ref().and_then(|r| r.next_ms), next_ms);
+        st.jobs.insert(id.clone(), rec.clone());
         Ok(WatermarkWrite::Done { record: Box::new(rec), created: old.is_none() })
     }
 

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
-use crate::job::JobSpec;
+use crate::job::{Declared, JobSpec};
 
 pub use self::fire::{FireState, UnknownFireState};
 pub use self::memory::MemoryStore;
@@ -35,6 +35,82 @@ pub struct JobRecord {
     /// The last instant claimed. A new watermark must be later, so nothing fires twice.
     pub last_ms: Option<i64>,
     pub updated_ms: i64,
+    /// Who wrote the definition last.
+    pub written_by: Writer,
+    /// The jobs file's declaration of this job as last applied; None when no file ever applied it.
+    /// Kept whole rather than as a hash, so the drift (what the API changed since) is known at any
+    /// time, and goes away by itself when the API puts the file's definition back.
+    pub applied: Option<Declared>,
+    /// The definition's revision, raised by every definition write (not by pause and resume):
+    /// `write_job`'s compare-and-set token. At least 1 for a stored job. `due_jobs` leaves it,
+    /// `written_by` and `applied` at their defaults: scheduling does not need them.
+    pub rev: u64,
+}
+
+impl JobRecord {
+    /// A record of `spec` as written through the API, with its watermark and nothing else.
+    pub fn new(spec: JobSpec, next_ms: Option<i64>, last_ms: Option<i64>, updated_ms: i64) -> JobRecord {
+        JobRecord { spec, next_ms, last_ms, updated_ms, written_by: Writer::Api, applied: None, rev: 0 }
+    }
+
+    /// The definition fields (and the pause state, when the file declares one) in which this job
+    /// differs from the jobs file's declaration last applied: changed through the API since.
+    pub fn drift(&self) -> Vec<&'static str> {
+        let Some(d) = &self.applied else { return Vec::new() };
+        let mut fields = crate::job::differing_fields(&self.spec, &d.spec);
+        if d.paused.is_some_and(|p| p != self.spec.paused) {
+            fields.push("paused");
+        }
+        fields
+    }
+}
+
+/// Who wrote a job's definition last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Writer {
+    /// PutJob (the CLI, a client), or a record older than this distinction.
+    #[default]
+    Api,
+    /// A node's `--jobs` file at its start.
+    File,
+}
+
+impl Writer {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Writer::Api => "api",
+            Writer::File => "file",
+        }
+    }
+
+    /// The stored form back; anything else (an absent field) is `Api`.
+    pub fn parse(s: &str) -> Writer {
+        if s == "file" {
+            Writer::File
+        } else {
+            Writer::Api
+        }
+    }
+}
+
+/// One write of a job's definition (`JobStore::write_job`).
+#[derive(Debug, Clone)]
+pub struct JobWrite<'a> {
+    /// The definition; its `paused` is not read (see `paused`).
+    pub spec: &'a JobSpec,
+    /// Set the pause state; None keeps the stored one (a new job is not paused).
+    pub paused: Option<bool>,
+    /// The watermark when the job is (or stays) unpaused.
+    pub next_ms: Option<i64>,
+    pub writer: Writer,
+    /// The jobs file's declaration being applied, kept as the one last applied; None keeps the
+    /// stored one (an API write leaves it, so the drift from the file shows).
+    pub applied: Option<&'a Declared>,
+    /// Write only if the stored revision is this (0: only if the job does not exist); None: always.
+    pub expect_rev: Option<u64>,
+    pub now_ms: i64,
 }
 
 /// Result of a write that sets the watermark.
@@ -48,6 +124,8 @@ pub enum WatermarkWrite {
     Behind {
         last_ms: i64,
     },
+    /// `expect_rev` was not the stored revision: someone wrote the job meanwhile; nothing written.
+    Conflict,
 }
 
 /// One fire to claim: advance job `job_id`'s watermark from `sched_ms` to `next_ms` and record `exec`.
@@ -439,8 +517,24 @@ pub trait Store: JobStore + FireStore + ExecStore + ClusterStore + 'static {
 /// and which are due.
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Creates or replaces a job. `next_ms` is the first instant to fire (None when paused or never).
-    async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now_ms: i64) -> Result<WatermarkWrite>;
+    /// Creates or replaces a job through the API, paused as `spec.paused` says. `next_ms` is the
+    /// first instant to fire (None when paused or never).
+    async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now_ms: i64) -> Result<WatermarkWrite> {
+        self.write_job(&JobWrite {
+            spec,
+            paused: Some(spec.paused),
+            next_ms,
+            writer: Writer::Api,
+            applied: None,
+            expect_rev: None,
+            now_ms,
+        })
+        .await
+    }
+    /// Creates or replaces a job's definition in one atomic step: the pause state set or kept,
+    /// the watermark never moved back (`Behind`), and with `expect_rev`, only over that revision
+    /// (`Conflict`), so nodes applying the same jobs file at once do not fight: one writes.
+    async fn write_job(&self, w: &JobWrite<'_>) -> Result<WatermarkWrite>;
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
     /// Jobs ordered by id, starting strictly after `after_id`.
     async fn list_jobs(&self, after_id: Option<&str>, limit: usize) -> Result<Vec<JobRecord>>;

@@ -229,21 +229,8 @@ impl Handler for Sleep {
     }
 }
 
-/// Parses "250ms", "2s", "1.5s", "3m", "1h" (a bare number is seconds).
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 2s, 1m, 1h)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        u => return Err(format!("'{s}' has unknown unit '{u}' (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
-}
+/// Job definitions and their files take the same durations: one parser, in `job`.
+pub use crate::job::parse_duration;
 
 /// Reads a string field of an object argument.
 pub(crate) fn str_field<'a>(

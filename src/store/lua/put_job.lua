@@ -1,27 +1,49 @@
--- Create or replace a job; set its watermark unless that would move it back.
+-- Create or replace a job (or pause/resume it); set its watermark unless that would move it back.
 -- KEYS[1] job hash  KEYS[2] jobs index  KEYS[3] due zset
--- ARGV[1] job id  ARGV[2] spec JSON  ARGV[3] paused '0'|'1'  ARGV[4] next_ms or '-'  ARGV[5] now ms
+-- ARGV[1] job id  ARGV[2] spec JSON  ARGV[3] paused '0'|'1', or '-' to keep the stored state (a new
+--   job: not paused)  ARGV[4] next_ms or '-' (used only when the job ends up unpaused)  ARGV[5] now ms
 -- ARGV[6] 'put' (create or replace) | 'pause' (only if it exists; keeps the spec)
--- Returns {'BEHIND', last_ms} | {'GONE'} | {'OK', existed '0'|'1', last_ms or '', spec JSON}
---   | {'BADKEY', why} (a key of the wrong type; nothing written)
+-- ARGV[7] writer 'api'|'file' (put)  ARGV[8] the jobs file's spec JSON being applied, or '-' to keep
+--   the stored one  ARGV[9] that file's paused '' (not said) | '0' | '1'
+-- ARGV[10] expected revision, or '-' for any ('0': only if the job does not exist)
+-- The revision `rev` rises with every put (not with pause): the compare-and-set token of nodes
+-- applying a jobs file at once. A job stored without one (written before it existed) is at 1.
+-- Returns {'BEHIND', last_ms} | {'GONE'} | {'CONFLICT'} | {'BADKEY', why} (a key of the wrong type)
+--   | {'OK', existed '0'|'1', last_ms or '', spec JSON, paused '0'|'1', rev, writer, file spec or '',
+--      file paused}
+-- Nothing is written unless the answer is OK.
 local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset')
 if bad then return {'BADKEY', bad} end
 local last = redis.call('HGET', KEYS[1], 'last_ms')
 local existed = redis.call('EXISTS', KEYS[1])
 if ARGV[6] == 'pause' and existed == 0 then return {'GONE'} end
-if ARGV[4] ~= '-' and last and tonumber(ARGV[4]) <= tonumber(last) then
+local rev = 0
+if existed == 1 then rev = math.max(1, tonumber(redis.call('HGET', KEYS[1], 'rev') or '1') or 1) end
+if ARGV[10] ~= '-' and tonumber(ARGV[10]) ~= rev then return {'CONFLICT'} end
+local paused = ARGV[3]
+if paused == '-' then
+  paused = (redis.call('HGET', KEYS[1], 'paused') == '1') and '1' or '0'
+end
+local next_ms = ARGV[4]
+if paused == '1' then next_ms = '-' end
+if next_ms ~= '-' and last and tonumber(next_ms) <= tonumber(last) then
   return {'BEHIND', last}
 end
 if ARGV[6] == 'put' then
-  redis.call('HSET', KEYS[1], 'spec', ARGV[2])
+  rev = rev + 1
+  redis.call('HSET', KEYS[1], 'spec', ARGV[2], 'writer', ARGV[7], 'rev', rev)
+  if ARGV[8] ~= '-' then
+    redis.call('HSET', KEYS[1], 'file_spec', ARGV[8], 'file_paused', ARGV[9])
+  end
 end
-redis.call('HSET', KEYS[1], 'paused', ARGV[3], 'updated_ms', ARGV[5])
-if ARGV[4] == '-' then
+redis.call('HSET', KEYS[1], 'paused', paused, 'updated_ms', ARGV[5])
+if next_ms == '-' then
   redis.call('HDEL', KEYS[1], 'next_ms')
   redis.call('ZREM', KEYS[3], ARGV[1])
 else
-  redis.call('HSET', KEYS[1], 'next_ms', ARGV[4])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  redis.call('HSET', KEYS[1], 'next_ms', next_ms)
+  redis.call('ZADD', KEYS[3], next_ms, ARGV[1])
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-return {'OK', tostring(existed), last or '', redis.call('HGET', KEYS[1], 'spec')}
+local f = redis.call('HMGET', KEYS[1], 'spec', 'writer', 'file_spec', 'file_paused')
+return {'OK', tostring(existed), last or '', f[1] or '', paused, tostring(rev), f[2] or 'api', f[3] or '', f[4] or ''}

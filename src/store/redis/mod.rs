@@ -34,12 +34,12 @@ use self::topology::{Conn, Topology};
 use super::keys::Keys;
 use super::{
     Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
-    FireState, FireStore, JobRecord, JobStore, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
-    Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    FireState, FireStore, JobRecord, JobStore, JobWrite, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy,
+    ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
-use crate::job::JobSpec;
+use crate::job::{Declared, JobSpec};
 
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
 static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
@@ -176,15 +176,24 @@ impl RedisStore {
         self.conn.clone()
     }
 
+    /// One run of put_job.lua: a definition write (`Some(w)`) or a pause/resume of `id` (`None`).
     async fn put_or_pause(
         &self,
         id: &str,
-        spec_json: &str,
-        paused: bool,
+        w: Option<&JobWrite<'_>>,
+        paused: Option<bool>,
         next_ms: Option<i64>,
         now: i64,
-        mode: &str,
     ) -> Result<Option<WatermarkWrite>> {
+        let spec_json = match w {
+            // The pause state lives in its own field: the spec is stored without it.
+            Some(w) => encode(&JobSpec { paused: false, ..w.spec.clone() })?,
+            None => String::new(),
+        };
+        let (file_spec, file_paused) = match w.and_then(|w| w.applied) {
+            Some(d) => (encode(&JobSpec { paused: false, ..d.spec.clone() })?, flag(d.paused)),
+            None => ("-".to_string(), ""),
+        };
         let mut c = self.conn();
         let r: Vec<String> = PUT_JOB
             .key(self.keys.job(id))
@@ -192,38 +201,77 @@ impl RedisStore {
             .key(self.keys.due())
             .arg(id)
             .arg(spec_json)
-            .arg(if paused { "1" } else { "0" })
+            .arg(match paused {
+                Some(p) => flag(Some(p)),
+                None => "-",
+            })
             .arg(opt_ms(next_ms))
             .arg(now)
-            .arg(mode)
+            .arg(if w.is_some() { "put" } else { "pause" })
+            .arg(w.map_or("api", |w| w.writer.as_str()))
+            .arg(file_spec)
+            .arg(file_paused)
+            .arg(w.and_then(|w| w.expect_rev).map_or("-".to_string(), |r| r.to_string()))
             .invoke_async(&mut c)
             .await?;
         match r.first().map(String::as_str) {
             Some("GONE") => Ok(None),
+            Some("CONFLICT") => Ok(Some(WatermarkWrite::Conflict)),
             Some("BADKEY") => Err(Error::FailedPrecondition(format!(
                 "job '{id}' cannot be written: {}; delete the job and put it again",
                 r.get(1).map(String::as_str).unwrap_or("a key has the wrong type")
             ))),
             Some("BEHIND") => Ok(Some(WatermarkWrite::Behind { last_ms: parse_ms(r.get(1), "last_ms")?.unwrap_or(0) })),
-            Some("OK") if r.len() == 4 => {
-                let mut spec: JobSpec = decode(&r[3], &self.keys.job(id))?;
-                spec.paused = paused;
-                let record = JobRecord { spec, next_ms, last_ms: parse_ms(r.get(2), "last_ms")?, updated_ms: now };
+            Some("OK") if r.len() == 9 => {
+                // spec, paused, next_ms, last_ms, updated_ms, writer, file_spec, file_paused, rev:
+                // the order `job_from_fields` reads.
+                let fields = [
+                    r[3].clone(),
+                    r[4].clone(),
+                    String::new(),
+                    r[2].clone(),
+                    now.to_string(),
+                    r[6].clone(),
+                    r[7].clone(),
+                    r[8].clone(),
+                    r[5].clone(),
+                ];
+                let mut record = self.job_from_fields(id, &fields)?;
+                record.next_ms = if record.spec.paused { None } else { next_ms };
                 Ok(Some(WatermarkWrite::Done { record: Box::new(record), created: r[1] == "0" }))
             }
             _ => Err(unexpected("put_job", &r)),
         }
     }
 
+    /// A job from its hash fields, in the order of `JOB_FIELDS` (`due.lua` gives only the first
+    /// five: the rest are then at their defaults).
     fn job_from_fields(&self, id: &str, f: &[String]) -> Result<JobRecord> {
         let key = self.keys.job(id);
         let mut spec: JobSpec = decode(&f[0], &key)?;
         spec.paused = f[1] == "1";
+        let field = |i: usize| f.get(i).map(String::as_str).unwrap_or("");
+        let applied = match field(6) {
+            "" => None,
+            json => {
+                let spec: JobSpec = decode(json, &key)?;
+                let paused = match field(7) {
+                    "1" => Some(true),
+                    "0" => Some(false),
+                    _ => None,
+                };
+                Some(Declared { spec, paused })
+            }
+        };
         Ok(JobRecord {
             spec,
             next_ms: parse_ms(f.get(2), "next_ms")?,
             last_ms: parse_ms(f.get(3), "last_ms")?,
             updated_ms: parse_ms(f.get(4), "updated_ms")?.unwrap_or(0),
+            written_by: Writer::parse(field(5)),
+            applied,
+            // A stored job is at revision 1 at least (one written before revisions were kept).
+            rev: field(8).parse::<u64>().unwrap_or(0).max(1),
         })
     }
 
@@ -235,7 +283,7 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("HMGET").arg(self.keys.job(id)).arg(&["spec", "paused", "next_ms", "last_ms", "updated_ms"]);
+            pipe.cmd("HMGET").arg(self.keys.job(id)).arg(&JOB_FIELDS);
         }
         let rows: Vec<redis::RedisResult<Vec<Option<String>>>> =
             pipe.ignore_errors().query_async(&mut self.conn()).await?;
@@ -333,10 +381,8 @@ impl Store for RedisStore {
 
 #[async_trait]
 impl JobStore for RedisStore {
-    async fn put_job(&self, spec: &JobSpec, next_ms: Option<i64>, now: i64) -> Result<WatermarkWrite> {
-        let next_ms = if spec.paused { None } else { next_ms };
-        let json = encode(spec)?;
-        self.put_or_pause(&spec.id, &json, spec.paused, next_ms, now, "put")
+    async fn write_job(&self, w: &JobWrite<'_>) -> Result<WatermarkWrite> {
+        self.put_or_pause(&w.spec.id, Some(w), w.paused, w.next_ms, w.now_ms)
             .await?
             .ok_or_else(|| Error::unavailable("put_job returned GONE"))
     }
@@ -382,7 +428,7 @@ impl JobStore for RedisStore {
         now: i64,
     ) -> Result<Option<WatermarkWrite>> {
         let next_ms = if paused { None } else { next_ms };
-        self.put_or_pause(id, "", paused, next_ms, now, "pause").await
+        self.put_or_pause(id, None, Some(paused), next_ms, now).await
     }
 
     async fn due_jobs(&self, now: i64, limit: usize) -> Result<Due> {
@@ -1181,6 +1227,19 @@ impl ClusterStore for RedisStore {
 fn uuid_v7_prefix(ms: i64) -> String {
     let ms = ms.max(0) as u64;
     format!("{:08x}-{:04x}", (ms >> 16) & 0xffff_ffff, ms & 0xffff)
+}
+
+/// A job hash's fields as `job_from_fields` reads them.
+const JOB_FIELDS: [&str; 9] =
+    ["spec", "paused", "next_ms", "last_ms", "updated_ms", "writer", "file_spec", "file_paused", "rev"];
+
+/// A pause state to set for put_job.lua: '1', '0', or '' when not given.
+fn flag(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "1",
+        Some(false) => "0",
+        None => "",
+    }
 }
 
 fn opt_ms(v: Option<i64>) -> String {

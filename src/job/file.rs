@@ -1,0 +1,221 @@
+//! The jobs file: what an operator writes (`rota server --jobs FILE`'s `[[job]]` tables, and
+//! `rota job put --file`, which also takes one bare table of fields). Owns the file's shape, read
+//! strictly: an unknown key is refused with its name and line (a misspelt `timeot` must not become
+//! a job without a timeout), and durations are the command line's (`timeout = "30s"`). The store
+//! keeps reading `JobSpec` JSON tolerantly; only what a person writes is strict.
+//! Uses: `job` (JobSpec, Declared, parse_duration). Parse errors are toml's: the caller names the
+//! file (`config::toml_error`, which quotes no values).
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{parse_duration, Concurrency, Declared, JobSpec, Misfire, Recovery};
+use crate::error::{Error, Result};
+
+/// One job as the file gives it. Every key a file may hold; any other is an error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileJob {
+    pub id: String,
+    pub cron: String,
+    pub time_zone: String,
+    pub handler: String,
+    pub args: serde_json::Value,
+    pub invoke: String,
+    pub master_only: bool,
+    pub concurrency: Concurrency,
+    pub misfire: Misfire,
+    pub recovery: Recovery,
+    /// "30s", "5m", "250ms": as `--timeout` on the command line.
+    pub timeout: Option<String>,
+    /// The same in milliseconds (the older key, still read); not with `timeout`.
+    pub timeout_ms: Option<u64>,
+    pub retries: u32,
+    /// "2s": as `--retry-backoff`.
+    pub retry_backoff: Option<String>,
+    /// The same in milliseconds; not with `retry_backoff`.
+    pub retry_backoff_ms: Option<u64>,
+    /// Absent: the file leaves the pause state to operators (`rota job pause/resume`).
+    pub paused: Option<bool>,
+    pub description: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `[[job]]` tables and nothing else.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsFile {
+    #[serde(default)]
+    job: Vec<FileJob>,
+}
+
+/// A jobs file: `[[job]]` tables only (`--jobs`).
+pub fn parse_jobs_file(text: &str) -> std::result::Result<Vec<FileJob>, toml::de::Error> {
+    toml::from_str::<JobsFile>(text).map(|f| f.job)
+}
+
+/// `job put --file`: `[[job]]` tables (as in a jobs file), or one bare table of a job's fields.
+pub fn parse_put_file(text: &str) -> std::result::Result<Vec<FileJob>, toml::de::Error> {
+    let table: toml::Table = toml::from_str(text)?;
+    if table.contains_key("job") {
+        parse_jobs_file(text)
+    } else {
+        toml::from_str::<FileJob>(text).map(|j| vec![j])
+    }
+}
+
+impl FileJob {
+    /// The job this declares. Checks only what is the file's own (a duration's form, a value given
+    /// twice); the definition itself is validated where every definition is (`Job::new`).
+    pub fn declared(&self) -> Result<Declared> {
+        let spec = JobSpec {
+            id: self.id.clone(),
+            cron: self.cron.clone(),
+            time_zone: self.time_zone.clone(),
+            handler: self.handler.clone(),
+            args: self.args.clone(),
+            invoke: self.invoke.clone(),
+            master_only: self.master_only,
+            concurrency: self.concurrency,
+            misfire: self.misfire,
+            recovery: self.recovery,
+            timeout_ms: duration_ms("timeout", self.timeout.as_deref(), self.timeout_ms)?,
+            retries: self.retries,
+            retry_backoff_ms: duration_ms("retry_backoff", self.retry_backoff.as_deref(), self.retry_backoff_ms)?,
+            paused: false,
+            description: self.description.clone(),
+            labels: self.labels.clone(),
+        };
+        Ok(Declared { spec, paused: self.paused })
+    }
+}
+
+/// What applying a declared job over what is stored comes to (`plan_apply`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Apply {
+    /// Not stored: create it.
+    Create,
+    /// The file has not changed since it was last applied: what is stored stays, including what was
+    /// changed through the API since (`drift`, the fields; empty: nothing) and the pause state.
+    Keep { drift: Vec<&'static str> },
+    /// The file changed since it was last applied, or never was: its definition is written (the
+    /// newer intent wins), replacing the fields in `overwrites`, changed through the API (empty:
+    /// none). The pause state changes only if the file says `paused`.
+    Write { overwrites: Vec<&'static str> },
+}
+
+/// Decides what the jobs file does to one job, from the declaration and what is stored: its
+/// definition and the declaration last applied to it. Pure; the caller writes under a
+/// compare-and-set, so a concurrent writer makes it decide again on what that one wrote.
+pub fn plan_apply(declared: &Declared, stored: Option<(&JobSpec, Option<&Declared>)>) -> Apply {
+    let Some((spec, applied)) = stored else { return Apply::Create };
+    match applied {
+        Some(last) if last == declared => {
+            let mut drift = super::differing_fields(spec, &declared.spec);
+            if declared.paused.is_some_and(|p| p != spec.paused) {
+                drift.push("paused");
+            }
+            Apply::Keep { drift }
+        }
+        Some(last) => {
+            // What the API changed since the last apply, and this write undoes.
+            let api = super::differing_fields(spec, &last.spec);
+            let overwrites =
+                super::differing_fields(spec, &declared.spec).into_iter().filter(|f| api.contains(f)).collect();
+            Apply::Write { overwrites }
+        }
+        // Never applied from a file (put through the API, or stored before rota kept the applied
+        // declaration): every difference may be someone's change.
+        None => Apply::Write { overwrites: super::differing_fields(spec, &declared.spec) },
+    }
+}
+
+/// A duration given as text (`key`) or in milliseconds (`key_ms`), not both.
+fn duration_ms(key: &str, text: Option<&str>, ms: Option<u64>) -> Result<u64> {
+    match (text, ms) {
+        (Some(_), Some(_)) => Err(Error::invalid(key, format!("give {key} or {key}_ms, not both"))),
+        (Some(t), None) => {
+            let d = parse_duration(t).map_err(|e| Error::invalid(key, e))?;
+            u64::try_from(d.as_millis()).map_err(|_| Error::invalid(key, "is out of range"))
+        }
+        (None, ms) => Ok(ms.unwrap_or(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations_and_milliseconds_both_read() {
+        let jobs = parse_jobs_file(
+            "[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\ntimeout = \"5s\"\nretry_backoff = \"250ms\"\n\
+             [[job]]\nid = \"b\"\ncron = \"@daily\"\nhandler = \"noop\"\ntimeout_ms = 7000\nretry_backoff_ms = 2000\n",
+        )
+        .expect("parses");
+        let d: Vec<Declared> = jobs.iter().map(|j| j.declared().expect("valid")).collect();
+        assert_eq!((d[0].spec.timeout_ms, d[0].spec.retry_backoff_ms), (5000, 250));
+        assert_eq!((d[1].spec.timeout_ms, d[1].spec.retry_backoff_ms), (7000, 2000));
+        assert_eq!(d[0].paused, None, "a file that does not say paused leaves the pause state alone");
+    }
+
+    #[test]
+    fn a_duration_given_twice_or_malformed_names_the_key() {
+        let both = FileJob { timeout: Some("5s".into()), timeout_ms: Some(5000), ..Default::default() };
+        assert_eq!(both.declared().expect_err("both").to_string(), "timeout: give timeout or timeout_ms, not both");
+        let bad = FileJob { retry_backoff: Some("2 parsecs".into()), ..Default::default() };
+        assert!(bad
+            .declared()
+            .expect_err("bad")
+            .to_string()
+            .starts_with("retry_backoff: '2 parsecs' has unknown unit"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_both_shapes() {
+        let e = parse_jobs_file("[[job]]\nid = \"a\"\ntimeot = \"5s\"\n").expect_err("unknown key");
+        assert!(e.message().contains("unknown field `timeot`"), "{e}");
+        let e = parse_put_file("id = \"a\"\ntimeot = \"5s\"\n").expect_err("unknown key");
+        assert!(e.message().contains("unknown field `timeot`"), "{e}");
+        let e = parse_jobs_file("[[jobs]]\nid = \"a\"\n").expect_err("unknown table");
+        assert!(e.message().contains("unknown field `jobs`"), "{e}");
+    }
+
+    fn declared(description: &str, paused: Option<bool>) -> Declared {
+        let spec = JobSpec { id: "j".into(), cron: "@daily".into(), handler: "noop".into(), ..Default::default() };
+        Declared { spec: JobSpec { description: description.into(), ..spec }, paused }
+    }
+
+    #[test]
+    fn the_file_applies_when_it_changed_and_keeps_api_changes_when_not() {
+        let file = declared("from the file", None);
+        assert_eq!(plan_apply(&file, None), Apply::Create);
+        // Unchanged file, unchanged job: nothing to do, no drift.
+        assert_eq!(plan_apply(&file, Some((&file.spec, Some(&file)))), Apply::Keep { drift: vec![] });
+        // Unchanged file, job edited through the API (and paused): kept, the edit is the drift; a
+        // file that does not say paused does not count the pause as drift.
+        let edited = JobSpec { description: "on-call edit".into(), paused: true, ..file.spec.clone() };
+        assert_eq!(plan_apply(&file, Some((&edited, Some(&file)))), Apply::Keep { drift: vec!["description"] });
+        let says_running = declared("from the file", Some(false));
+        assert_eq!(
+            plan_apply(&says_running, Some((&edited, Some(&says_running)))),
+            Apply::Keep { drift: vec!["description", "paused"] }
+        );
+        // The file changed: it applies, naming the API's change it replaces (and only that one).
+        let newer = JobSpec { retries: 2, ..declared("newer file", None).spec };
+        let newer = Declared { spec: newer, paused: None };
+        assert_eq!(plan_apply(&newer, Some((&edited, Some(&file)))), Apply::Write { overwrites: vec!["description"] });
+        assert_eq!(plan_apply(&newer, Some((&file.spec, Some(&file)))), Apply::Write { overwrites: vec![] });
+        // Never applied from a file: every difference is named.
+        assert_eq!(plan_apply(&file, Some((&edited, None))), Apply::Write { overwrites: vec!["description"] });
+    }
+
+    #[test]
+    fn put_file_takes_job_tables_or_a_bare_table() {
+        let one = parse_put_file("[[job]]\nid = \"a\"\ncron = \"@daily\"\n").expect("[[job]]");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].id, "a");
+        let bare = parse_put_file("id = \"b\"\ncron = \"@daily\"\npaused = true\n").expect("bare");
+        assert_eq!((bare[0].id.as_str(), bare[0].paused), ("b", Some(true)));
+    }
+}
