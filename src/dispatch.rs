@@ -92,6 +92,17 @@ pub enum Delivery {
     Failed(String),
 }
 
+/// As a log value: `refused: <reason>`, `no answer: <reason>`.
+impl std::fmt::Display for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Delivery::Accepted => f.write_str("accepted"),
+            Delivery::Refused(why) => write!(f, "refused: {why}"),
+            Delivery::Failed(why) => write!(f, "no answer: {why}"),
+        }
+    }
+}
+
 /// This node's calls to its peers (SubmitTasks, ReportLoad), one kept-open channel per peer.
 pub struct PeerClient {
     timeout: Duration,
@@ -288,7 +299,7 @@ impl Router {
                                 tracing::debug!(fire = %fire_id, node = %peer.node_id, "dispatched");
                             }
                             other => {
-                                tracing::info!(fire = %fire_id, node = %peer.node_id, outcome = ?other,
+                                tracing::info!(fire = %fire_id, node = %peer.node_id, outcome = %other,
                                     "direct dispatch failed: using the node's durable queue");
                                 me.recovery.enqueue_somewhere(&fence, fire_id, &peer.node_id).await;
                             }

@@ -426,6 +426,10 @@ async fn jobs_file_and_graceful_shutdown(b: Backend) {
     })
     .await;
     assert_eq!(node.terminate(), Some(0));
+    // The drain says what it waits for, and logs carry values (a time), not Rust's `Some(..)`.
+    let log = node.log();
+    assert!(log.contains("draining: waiting for 1 executions (grace 30.0 s)"), "{log}");
+    assert!(log.contains("next_fire=20") && !log.contains("Some("), "{log}");
     if let Backend::Redis(_) = b {
         // The record outlives the node: the run that was going finished and was recorded.
         let node2 = TestNode::start(&b, "n2", &[]).await;

@@ -292,6 +292,12 @@ pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, Strin
 }
 
 /// UTC epoch ms to a `DateTime`, clamping nonsense to the epoch (records come from our own store).
+/// A next-fire instant as a log value: RFC 3339, or `none` (a paused job, or a schedule that ended).
+/// Logs carry values, not Rust's `Some(1796213740000)`.
+pub fn next_fire_text(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "none".to_string(), |ms| ms_to_datetime(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
 pub fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }

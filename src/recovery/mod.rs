@@ -186,7 +186,7 @@ impl Recovery {
         }
         let dead_nodes = self.store.dead_nodes().await?;
         if dead_nodes.iter().any(|d| *d != self.node_id) && !self.membership.may_judge_liveness(&*self.store).await? {
-            tracing::info!(nodes = ?dead_nodes, "heartbeats missing, but the store was out of reach or restarted lately: not judging them dead yet");
+            tracing::info!(nodes = %dead_nodes.join(","), "heartbeats missing, but the store was out of reach or restarted lately: not judging them dead yet");
             return Ok(());
         }
         for dead in dead_nodes {
@@ -358,7 +358,7 @@ impl Recovery {
             }
             Reap::Moved => {
                 self.worker.metrics().dispatched(path::REAPED);
-                tracing::info!(fire = %fire_id, from = %dead, to = %target, outcome = ?outcome, "recovered a dead node's fire");
+                tracing::info!(fire = %fire_id, from = %dead, to = %target, "recovered a dead node's never-started fire");
             }
             _ => tracing::debug!(fire = %fire_id, outcome = ?outcome, "reap"),
         }

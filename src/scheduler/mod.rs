@@ -393,7 +393,7 @@ impl Scheduler {
             match self.store.write_job(&w).await? {
                 WatermarkWrite::Done { record, created } => {
                     tracing::info!(job = %job.spec.id, created, writer = writer.as_str(), paused = record.spec.paused,
-                        next_ms = ?record.next_ms, "job put");
+                        next_fire = %crate::job::next_fire_text(record.next_ms), "job put");
                     self.wake();
                     return Ok(Some((*record, created)));
                 }
@@ -414,7 +414,7 @@ impl Scheduler {
             match self.store.set_paused(id, paused, next, now_ms()).await? {
                 None => return Err(Error::JobNotFound(id.to_string())),
                 Some(WatermarkWrite::Done { record, .. }) => {
-                    tracing::info!(job = %id, paused, next_ms = ?record.next_ms, "job paused/resumed");
+                    tracing::info!(job = %id, paused, next_fire = %crate::job::next_fire_text(record.next_ms), "job paused/resumed");
                     self.wake();
                     return Ok(*record);
                 }

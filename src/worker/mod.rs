@@ -362,6 +362,16 @@ impl Worker {
     pub async fn stop(&self, grace: Duration) {
         self.accepting.store(false, Ordering::Relaxed);
         self.tracker.close();
+        // Said before the wait, so that seconds of silence at shutdown read as what they are.
+        let running = self.active.load(Ordering::Relaxed);
+        if running > 0 {
+            tracing::info!(
+                running,
+                grace_s = grace.as_secs_f64(),
+                "draining: waiting for {running} executions (grace {:.1} s)",
+                grace.as_secs_f64()
+            );
+        }
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
             tracing::warn!(
                 running = self.active.load(Ordering::Relaxed),
