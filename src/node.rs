@@ -97,6 +97,9 @@ pub struct Node {
     pub clock: Arc<ClusterClock>,
     pub metrics: Arc<Metrics>,
     draining: AtomicBool,
+    /// Whether the heartbeat may still beat. Cleared (under the lock, so no beat is in flight) just
+    /// before a clean stop writes the `left` record, which a late beat would otherwise overwrite.
+    beating: tokio::sync::Mutex<bool>,
     /// Store reachable and registered, as last seen by the heartbeat: part of readiness.
     serving: AtomicBool,
     /// The store took the readiness loop's last write probe.
@@ -256,6 +259,7 @@ impl Node {
             metrics,
             tls,
             draining: AtomicBool::new(false),
+            beating: tokio::sync::Mutex::new(true),
             serving: AtomicBool::new(false),
             writable: AtomicBool::new(true),
             master_ok: AtomicBool::new(true),
@@ -296,6 +300,7 @@ impl Node {
         // Tell the cluster this node is gone rather than waiting for its heartbeat to lapse: the
         // master moves whatever is left in its queue.
         // Marked `left` (a clean stop), unlike a node whose heartbeat merely lapses (`failed`).
+        *self.beating.lock().await = false;
         let mut rec = self.record();
         (rec.draining, rec.left, rec.master) = (true, true, false);
         if let Err(e) = self.store.deregister(&rec).await {
@@ -611,6 +616,15 @@ impl Node {
                 _ = tick.tick() => {}
             }
             if self.is_draining() {
+                // A draining node keeps beating while it finishes its running work: were its
+                // heartbeat to lapse, the master would judge it dead and re-run (or record lost)
+                // fires it is still running. Its record says draining, so no new work comes.
+                let beating = self.beating.lock().await;
+                if *beating {
+                    if let Err(e) = self.membership.beat(&*self.store, |inc| self.record_with(inc)).await {
+                        tracing::debug!(error = %e, "heartbeat while draining failed");
+                    }
+                }
                 continue;
             }
             // Before the beat, so the record it publishes carries the offset, and the clock is

@@ -612,3 +612,46 @@ async fn redis_over_tls_with_password() {
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+/// A node stopped with SIGTERM keeps its heartbeat while it finishes its running work: a run
+/// longer than the node TTL is not judged dead, re-run elsewhere (recovery = rerun) and so run
+/// twice. It runs once, to success, on the stopping node.
+#[tokio::test]
+async fn a_draining_node_is_not_judged_dead_while_it_finishes() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    // The harness's nodes beat every 200 ms with a 1 s TTL.
+    let mut nodes = vec![TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
+    let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let mut c = by_id(&mut nodes, &master).client().await;
+    let mut j = job("long", "0 0 1 1 *", "sleep", json!(["4s"]));
+    j.recovery = pb::RecoveryPolicy::Rerun as i32;
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let fire = c
+        .trigger_job(pb::TriggerJobRequest { id: "long".into(), ..Default::default() })
+        .await
+        .expect("trigger")
+        .into_inner()
+        .execution
+        .expect("execution")
+        .fire_id;
+    let running =
+        eventually(WAIT, "the run starts", || {
+            let mut c = c.clone();
+            async move {
+                executions(&mut c, "long").await.into_iter().find(|e| e.state == pb::ExecutionState::Running as i32)
+            }
+        })
+        .await;
+    // Four times the node TTL to go: without a heartbeat the other node would reap it.
+    assert_eq!(by_id(&mut nodes, &running.node_id).terminate(), Some(0));
+    let other = nodes.iter().find(|n| n.node_id != running.node_id).expect("other");
+    let mut c = other.client().await;
+    // Time for a wrongly judged run to be re-run and recorded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let runs: Vec<_> = executions(&mut c, "long").await.into_iter().filter(|e| e.fire_id == fire).collect();
+    let states: Vec<_> = runs.iter().map(|e| (e.node_id.clone(), e.state, e.error.clone())).collect();
+    assert_eq!(runs.len(), 1, "one run of the fire: {states:?}");
+    assert_eq!(runs[0].state, pb::ExecutionState::Succeeded as i32, "{states:?}");
+    assert_eq!(runs[0].node_id, running.node_id);
+}

@@ -48,7 +48,10 @@ async fn lease_epochs_are_exact_integers_and_a_forged_counter_is_repaired() {
     let a = acquire("n1", 0).await.expect("acquire");
     assert!(a <= MAX_EPOCH && a >= now, "epoch {a} after a forged counter");
     let b = acquire("n2", 0).await.expect("acquire");
-    assert_eq!(b, a + 1, "each acquisition raises the epoch by one");
+    // Epochs only rise. Here the counter was just repaired from Redis's clock, which floors the next
+    // epoch too, so the step is one or more (the clock moved on); the exact +1 steps are checked
+    // below, where the counter is far ahead of the clock.
+    assert!(b > a, "each acquisition raises the epoch: {a} then {b}");
     // The value the float bug stored (string.format('%d') of 1.8e19 wraps to -2^63).
     let _: () = r.set(&key, "-9223372036854775808").await.expect("set");
     let c = acquire("n1", 0).await.expect("acquire after a wrapped counter");

@@ -358,7 +358,7 @@ impl Recovery {
             }
             Reap::Moved => {
                 self.worker.metrics().dispatched(path::REAPED);
-                tracing::info!(fire = %fire_id, from = %dead, to = %target, "recovered a dead node's never-started fire");
+                tracing::info!(fire = %fire_id, from = %dead, to = %target, "recovered a dead node's fire");
             }
             _ => tracing::debug!(fire = %fire_id, outcome = ?outcome, "reap"),
         }
