@@ -1,5 +1,6 @@
 //! End to end over real gRPC against real `rota server` processes: every behaviour runs on a node
 //! with the in-memory store and on a node with a real `redis-server`.
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -512,28 +513,6 @@ async fn redis_outage_is_not_serving_then_recovers() {
     redis.restart();
     node.wait_serving().await;
     c.put_job(pb::PutJobRequest { job: Some(job("after", "* * * * * *", "noop", json!(null))) }).await.expect("put");
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Backend::Memory).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let server = super::RedisServer::start();
-                    super::$name(super::Backend::Redis(server.url())).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_stores!(

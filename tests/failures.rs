@@ -5,6 +5,7 @@
 //! follows a fire through its retries to its outcome, with one exit code per outcome; `exec list
 //! --fire` lists every attempt of one fire, and refuses a fire id that is malformed, unknown, or of
 //! another job than `--job`.
+#[macro_use]
 mod common;
 
 use std::process::{Output, Stdio};
@@ -282,15 +283,7 @@ async fn wait_follows_a_fire_through_its_nodes_death() {
     let mut waits = Vec::new();
     for (id, recovery) in [("again", "rerun"), ("once", "lost")] {
         put(&n2, &["--id", id, "--handler", "shell", "--args", &args, "--master-only", "--recovery", recovery]).await;
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rota"))
-            .args(["job", "trigger", id, "--wait", "--wait-timeout", "60s", "--json"])
-            .env("ROTA_ENDPOINT", n2.endpoint())
-            .env_remove("ROTA_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn rota");
+        let child = spawn_wait(&n2, id);
         waits.push((id, child));
     }
     let c = n2.client().await;
@@ -413,15 +406,7 @@ async fn wait_rides_out_a_store_restart() {
     let script = format!("while [ ! -f {} ]; do sleep 0.05; done; echo ok", go.display());
     put(&node, &["--id", "patient", "--handler", "shell", "--args", &serde_json::json!({"sh": script}).to_string()])
         .await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rota"))
-        .args(["job", "trigger", "patient", "--wait", "--wait-timeout", "60s", "--json"])
-        .env("ROTA_ENDPOINT", node.endpoint())
-        .env_remove("ROTA_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn rota");
+    let mut child = spawn_wait(&node, "patient");
     let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
     let c = node.client().await;
     eventually(Duration::from_secs(20), "the fire running", || {
@@ -463,28 +448,6 @@ async fn wait_rides_out_a_store_restart() {
     assert_eq!(rest.iter().filter(|l| l.starts_with("unavailable (")).count(), 0, "said once per outage: {rest:?}");
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::Backend::Memory).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let server = super::RedisServer::start();
-                    super::$name(super::Backend::Redis(server.url())).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_stores!(
     http_failure_is_explained_in_full,
     shell_streams_kept_apart,
@@ -493,3 +456,16 @@ on_both_stores!(
     wait_timeout_exits_9,
     bad_fire_and_wait_input,
 );
+
+/// `rota job trigger JOB --wait --json` against `node`, running in the background (piped output).
+fn spawn_wait(node: &TestNode, job: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["job", "trigger", job, "--wait", "--wait-timeout", "60s", "--json"])
+        .env("ROTA_ENDPOINT", node.endpoint())
+        .env_remove("ROTA_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn rota")
+}

@@ -563,3 +563,29 @@ impl RedisSentinels {
         seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0])
     }
 }
+
+/// `on_both_stores!(test_fn, ...)`: each `async fn test_fn(Backend)` of the file becomes two tests,
+/// `memory::test_fn` and `redis::test_fn` (against a real redis-server of its own). The file must
+/// have `Backend` and `RedisServer` in scope and declare `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = super::RedisServer::start();
+                    super::$name(super::Backend::Redis(server.url())).await;
+                }
+            )*
+        }
+    };
+}
