@@ -813,7 +813,7 @@ pub async fn check_store(config: &Config, within: Duration) -> Result<()> {
 /// Where the store is, for a summary or a message: `memory`, or the Redis address(es) without the
 /// user, password or database.
 pub fn store_address(config: &Config) -> String {
-    use crate::config::RedisUrl;
+    use crate::store::RedisUrl;
     let Some(url) = &config.redis else { return "memory (one node; nothing kept across restarts)".into() };
     match RedisUrl::parse(url) {
         Ok(RedisUrl::Cluster { tls, hosts, .. }) => {
@@ -837,7 +837,7 @@ fn http_handler(config: &Config, grpc: Option<u16>, metrics: Option<u16>) -> Res
 /// Redis's hosts and ports from its URL: the one server (none for a unix socket), or every node of a
 /// Redis Cluster or Sentinel it lists.
 fn redis_hosts(url: &str) -> Vec<(String, u16)> {
-    use crate::config::RedisUrl;
+    use crate::store::RedisUrl;
     match RedisUrl::parse(url) {
         Ok(RedisUrl::Cluster { hosts, .. } | RedisUrl::Sentinel { hosts, .. }) => hosts
             .iter()

@@ -9,6 +9,10 @@ use tonic::Code;
 use super::ClientArgs;
 use crate::pb::scheduler_service_client::SchedulerServiceClient;
 
+/// Exit code of `--wait` when the wait itself ran out before the fire's outcome (here, with every
+/// other exit code, so that all of them are read in one place).
+pub const WAIT_TIMED_OUT_EXIT: i32 = 9;
+
 /// A client-side failure, with the exit code it maps to (the README's "Exit codes" lists them).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -40,7 +44,7 @@ impl CliError {
             CliError::Connect { .. } => 3,
             CliError::NotFound(_) => 4,
             CliError::Outcome { code, .. } => *code,
-            CliError::WaitTimedOut { .. } => super::wait::WAIT_TIMED_OUT_EXIT,
+            CliError::WaitTimedOut { .. } => WAIT_TIMED_OUT_EXIT,
         }
     }
 }

@@ -43,9 +43,6 @@ impl Outcome {
     }
 }
 
-/// Exit code of `--wait` when the wait itself ran out before the fire's outcome.
-pub const WAIT_TIMED_OUT_EXIT: i32 = 9;
-
 /// Where a fire is, judged from its executions.
 #[derive(Debug, PartialEq)]
 pub enum Progress<'a> {
@@ -204,6 +201,7 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::connect::WAIT_TIMED_OUT_EXIT;
     use pb::ExecutionState as S;
 
     fn ex(id: &str, attempt: u32, state: S, next: bool) -> pb::Execution {

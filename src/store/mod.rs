@@ -13,6 +13,7 @@ pub mod fire;
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod url;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use crate::job::{Declared, JobSpec};
 pub use self::fire::{FireState, UnknownFireState};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
+pub use self::url::RedisUrl;
 
 /// A job as stored: its definition plus its place in time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,8 +29,8 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, Sl
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 
-use crate::config::RedisUrl;
 use crate::error::{Error, Result};
+use crate::store::RedisUrl;
 
 /// One Redis deployment rota can use, parsed from the `redis` setting.
 // One per store, made once: the size of the largest variant does not matter.
