@@ -321,8 +321,11 @@ pub fn toml_error(key: &str, text: &str, e: &toml::de::Error) -> Error {
     let start = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
     let line_no = text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("");
-    // The key of a `key = value` line, when it looks like one (a bare or dotted key).
-    let line_key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+    // The key of a `key = value` line, or the name of a `[table]` / `[[table]]` header, when it
+    // looks like one (a bare or dotted key).
+    let header = line.trim().strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let header = header.map(|h| h.trim_start_matches('[').trim_end_matches(']').trim());
+    let line_key = header.or_else(|| line.split_once('=').map(|(k, _)| k.trim())).filter(|k| {
         !k.is_empty() && k.len() <= 64 && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
     });
     let msg = e.message().lines().next().unwrap_or("");
@@ -336,7 +339,8 @@ pub fn toml_error(key: &str, text: &str, e: &toml::de::Error) -> Error {
     } else if kind.is_empty() || kind == "expected" || kind.starts_with("invalid key") || kind.starts_with("unclosed") {
         "invalid TOML syntax".to_string()
     } else if kind.starts_with("unknown field") {
-        "unknown key".to_string()
+        // What is allowed comes from the schema (safe to show).
+        format!("unknown key{expected}")
     } else {
         format!("{kind}{}", crate::redact::value(expected))
     };

@@ -22,6 +22,10 @@ pub enum Error {
     /// The request is well formed but the state does not allow it now.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// This node is shutting down and takes no new work; another node will (UNAVAILABLE, so a
+    /// client with several endpoints moves on, as it does for any node going away).
+    #[error("node {0} is shutting down; try another node")]
+    Draining(String),
     /// The node has more work waiting than it will hold; retry later (RESOURCE_EXHAUSTED).
     #[error("{0}")]
     Busy(String),

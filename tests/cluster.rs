@@ -643,7 +643,29 @@ async fn a_draining_node_is_not_judged_dead_while_it_finishes() {
             }
         })
         .await;
+    c.put_job(pb::PutJobRequest { job: Some(job("quick", "0 0 1 1 *", "noop", json!(null))) }).await.expect("put");
     // Four times the node TTL to go: without a heartbeat the other node would reap it.
+    let draining = by_id(&mut nodes, &running.node_id);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(draining.pid()), nix::sys::signal::Signal::SIGTERM);
+    // Meanwhile a trigger sent to it first goes to the next endpoint (UNAVAILABLE, not refused).
+    let endpoints = format!(
+        "{},{}",
+        draining.endpoint(),
+        nodes.iter().find(|n| n.node_id != running.node_id).expect("other").endpoint()
+    );
+    let o = eventually(WAIT, "the draining node sends the caller on", || {
+        let endpoints = endpoints.clone();
+        async move {
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+                .args(["job", "trigger", "quick", "--endpoint", &endpoints])
+                .env_remove("ROTA_TOKEN")
+                .output()
+                .expect("run rota");
+            String::from_utf8_lossy(&o.stderr).contains("shutting down; try another node").then_some(o)
+        }
+    })
+    .await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(by_id(&mut nodes, &running.node_id).terminate(), Some(0));
     let other = nodes.iter().find(|n| n.node_id != running.node_id).expect("other");
     let mut c = other.client().await;

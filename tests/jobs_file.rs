@@ -315,6 +315,39 @@ async fn unknown_keys_in_job_files_are_refused_with_the_key_named() {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains("line 4, key 'timeot': unknown key"), "{err}");
+
+    // A misspelt table name is named too, with what is allowed.
+    write(&file, "[[jobs]]\nid = \"nap\"\ncron = \"0 0 3 * * *\"\nhandler = \"noop\"\n");
+    for args in [&["server", "--check", "--check-offline", "--jobs", path][..], &["job", "put", "--file", path]] {
+        let o = rota(args);
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(err.contains("line 1, key 'jobs': unknown key, expected "), "{args:?}: {err}");
+    }
+}
+
+/// A `job put --file` whose second job is bad puts none of them (not the first alone), naming it.
+#[tokio::test]
+async fn a_file_with_one_bad_job_puts_none_and_names_it() {
+    let node = TestNode::start(&Backend::Memory, "n1", &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("three.toml");
+    let job = |id: &str, cron: &str| format!("[[job]]\nid = \"{id}\"\ncron = \"{cron}\"\nhandler = \"noop\"\n");
+    write(&file, &[job("pa", "0 0 3 * * *"), job("pb", "0 0 0 32 * *"), job("pc", "0 0 3 * * *")].concat());
+    let endpoint = node.endpoint();
+    let o = rota(&["job", "put", "--file", file.to_str().expect("path"), "--endpoint", &endpoint]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("job #2 ('pb'): cron: field 'day-of-month' out of range"), "{err}");
+    let mut c = node.client().await;
+    let listed = c.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner().jobs;
+    assert!(listed.is_empty(), "nothing put: {:?}", listed.iter().map(|j| &j.id).collect::<Vec<_>>());
+    // One the node refuses (a handler it does not have): which job, and how far it got.
+    write(&file, &[job("pa", "0 0 3 * * *"), job("pb", "0 0 3 * * *").replace("noop", "nope")].concat());
+    let o = rota(&["job", "put", "--file", file.to_str().expect("path"), "--endpoint", &endpoint]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("job #2 ('pb') of 2, after 1 put: handler: unknown handler 'nope'"), "{err}");
 }
 
 /// `timeout = "5s"` is stored as 5000 ms, from a jobs file and from `job put --file`, which takes

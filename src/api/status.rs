@@ -21,6 +21,7 @@ impl From<Error> for Status {
             }
             Error::NotLive => Status::aborted(user_message(&e)),
             Error::Busy(_) => Status::resource_exhausted(user_message(&e)),
+            Error::Draining(_) => Status::unavailable(user_message(&e)),
             Error::StoreUnavailable { .. } => {
                 tracing::warn!(error = %e, "store unavailable");
                 Status::unavailable("store unavailable; try again")
@@ -55,6 +56,7 @@ mod tests {
             ),
             (Error::NotLive, Code::Aborted, "this node's incarnation is not live; it is re-registering"),
             (Error::FailedPrecondition("draining".into()), Code::FailedPrecondition, "draining"),
+            (Error::Draining("n1".into()), Code::Unavailable, "node n1 is shutting down; try another node"),
             (Error::Busy("busy".into()), Code::ResourceExhausted, "busy"),
             (Error::unavailable("conn refused"), Code::Unavailable, "store unavailable; try again"),
             (

@@ -37,6 +37,16 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The same error, its message led by `what` (which of several things failed), same exit code.
+    pub(super) fn in_context(self, what: String) -> CliError {
+        match self {
+            CliError::Call { code, message } => CliError::Call { code, message: format!("{what}: {message}") },
+            CliError::NotFound(m) => CliError::NotFound(format!("{what}: {m}")),
+            CliError::Usage(m) => CliError::Usage(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Call { .. } => 1,

@@ -165,9 +165,14 @@ pub(super) fn put_specs(a: PutArgs) -> Result<Vec<Declared>, CliError> {
             .iter()
             .enumerate()
             .map(|(i, j)| {
-                j.declared().map(|d| Declared { paused: d.paused.or(paused), ..d }).map_err(|e| {
-                    CliError::Usage(format!("{key} job #{} ('{}'): {e}", i + 1, crate::redact::value(&j.id)))
-                })
+                // Each job is checked here first (all but the handler, which only a node knows), so
+                // that a bad job in the middle of a file puts none of them rather than some.
+                j.declared()
+                    .and_then(|d| crate::job::Job::new(d.spec.clone()).map(|_| d))
+                    .map(|d| Declared { paused: d.paused.or(paused), ..d })
+                    .map_err(|e| {
+                        CliError::Usage(format!("{key} job #{} ('{}'): {e}", i + 1, crate::redact::value(&j.id)))
+                    })
             })
             .collect();
     }
@@ -350,9 +355,14 @@ fn trigger_key(given: Option<String>) -> (String, bool) {
 /// `job put`: each job in order, as the file lists them.
 async fn put_jobs(c: &mut Conn, specs: Vec<Declared>, client: &ClientArgs) -> Result<(), CliError> {
     let mut put = Vec::new();
-    for d in specs {
+    let total = specs.len();
+    for (i, d) in specs.into_iter().enumerate() {
         let job = pb::Job { paused: d.paused, ..pb_job(&d.spec) };
-        let r = call!(c, put_job, pb::PutJobRequest { job: Some(job) })?;
+        let r = call!(c, put_job, pb::PutJobRequest { job: Some(job) }).map_err(|e| match total {
+            1 => e,
+            // Refused by the node (a handler it does not have, say): which job, and how far it got.
+            _ => e.in_context(format!("job #{} ('{}') of {total}, after {i} put", i + 1, d.spec.id)),
+        })?;
         if !client.json {
             println!("{} job {}", if r.created { "created" } else { "replaced" }, d.spec.id);
         }

@@ -289,7 +289,7 @@ impl Scheduler {
         let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
         let job = Job::new(rec.spec)?;
         if !self.worker.accepting() {
-            return Err(Error::FailedPrecondition("node is shutting down".into()));
+            return Err(Error::Draining(self.node_id.to_string()));
         }
         // Manual fires wait in this process for a worker: a flood of them is refused beyond a
         // bound, so memory stays bounded and the caller learns to back off. Calls still on their
@@ -392,7 +392,7 @@ impl Scheduler {
             };
             match self.store.write_job(&w).await? {
                 WatermarkWrite::Done { record, created } => {
-                    tracing::info!(job = %job.spec.id, created, writer = writer.as_str(), paused = record.spec.paused,
+                    tracing::info!(job = %job.spec.id, created, source = writer.name(), paused = record.spec.paused,
                         next_fire = %crate::job::next_fire_text(record.next_ms), "job put");
                     self.wake();
                     return Ok(Some((*record, created)));

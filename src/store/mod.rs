@@ -87,6 +87,14 @@ impl Writer {
         }
     }
 
+    /// As `job get` and the logs spell it (`jobs_file`, not the stored `file`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Writer::Api => "api",
+            Writer::File => "jobs_file",
+        }
+    }
+
     /// The stored form back; anything else (an absent field) is `Api`.
     pub fn parse(s: &str) -> Writer {
         if s == "file" {
