@@ -122,6 +122,19 @@ async fn shell_streams_kept_apart(b: Backend) {
     assert_eq!(after("--- stderr ---").as_deref(), Some("first-err"), "{table}");
 }
 
+/// A shell run that times out keeps what it printed before its timeout, each stream apart.
+async fn a_timed_out_shell_run_keeps_what_it_printed(b: Backend) {
+    let node = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    let script = "echo partial; echo perr >&2; sleep 30";
+    let args = serde_json::json!({"sh": script}).to_string();
+    put(&node, &["--id", "hang", "--handler", "shell", "--args", &args, "--timeout", "1s"]).await;
+    let o = rota(&node, &["job", "trigger", "hang", "--wait", "--json"]).await;
+    assert_eq!(o.status.code(), Some(6), "timed_out: {}", err(&o));
+    let v = json_of(&o);
+    assert_eq!(v["error"], "timed out after 1000 ms");
+    assert_eq!((&v["output"], &v["stderr"]), (&serde_json::json!("partial\n"), &serde_json::json!("perr\n")), "{v}");
+}
+
 /// retries=2, failing twice then succeeding: `--wait` exits 0 with attempt 3 (not at attempt 1's
 /// failure), printing a line per attempt to stderr; `exec list --fire` lists the 3 executions.
 async fn wait_follows_retries_to_success(b: Backend) {
@@ -451,6 +464,7 @@ async fn wait_rides_out_a_store_restart() {
 on_both_stores!(
     http_failure_is_explained_in_full,
     shell_streams_kept_apart,
+    a_timed_out_shell_run_keeps_what_it_printed,
     wait_follows_retries_to_success,
     wait_reports_failure_after_the_last_retry,
     wait_timeout_exits_9,

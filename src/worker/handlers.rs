@@ -79,6 +79,31 @@ impl HandlerFailure {
     }
 }
 
+/// What a run has printed so far, shared between the handler (which appends what it keeps, within
+/// its cap) and the worker, which records it when the run is cut short: a timed-out run keeps the
+/// lines it printed before its timeout, often the clue to why it hung.
+#[derive(Debug, Clone, Default)]
+pub struct Partial(std::sync::Arc<std::sync::Mutex<RunOutput>>);
+
+impl Partial {
+    pub fn output(&self, bytes: &[u8]) {
+        if let Ok(mut o) = self.0.lock() {
+            o.output.push_str(&String::from_utf8_lossy(bytes));
+        }
+    }
+
+    pub fn stderr(&self, bytes: &[u8]) {
+        if let Ok(mut o) = self.0.lock() {
+            o.stderr.push_str(&String::from_utf8_lossy(bytes));
+        }
+    }
+
+    /// What was printed so far (the handler's own result replaces it when it finishes).
+    pub fn take(&self) -> RunOutput {
+        self.0.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default()
+    }
+}
+
 /// What a successful run printed: its output and, apart, its standard error (shell).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOutput {
@@ -150,8 +175,14 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Runs one execution keeping standard error apart from the output: what the worker calls. The
     /// default is `run` with no stderr; a handler that has a stderr of its own (shell) overrides it,
-    /// so handlers written against `run` alone keep working.
-    async fn run_output(&self, ctx: &FireContext, args: &Value) -> std::result::Result<RunOutput, HandlerFailure> {
+    /// so handlers written against `run` alone keep working. A handler that prints as it goes copies
+    /// what it keeps into `partial`, which the worker records if the run is cut short (timeout).
+    async fn run_output(
+        &self,
+        ctx: &FireContext,
+        args: &Value,
+        _partial: &Partial,
+    ) -> std::result::Result<RunOutput, HandlerFailure> {
         self.run(ctx, args).await.map(RunOutput::from)
     }
 }

@@ -25,7 +25,7 @@ use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MA
 use crate::job::{Concurrency, Job};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, Accept, Finish, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
-use handlers::{FireContext, Registry, RunOutput};
+use handlers::{FireContext, Partial, Registry, RunOutput};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
 /// frees itself within this time.
@@ -704,14 +704,15 @@ impl Worker {
             Some(h) => {
                 // A panicking handler (an embedding program's bug) fails its run: the panic would end
                 // this task with the fire still `running`, and a rescan would resume it forever.
-                let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args)).catch_unwind();
+                let partial = Partial::default();
+                let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args, &partial)).catch_unwind();
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
                 tokio::select! {
-                    _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), RunOutput::default())),
+                    _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), partial.take())),
                     r = with_timeout(timeout, run) => match r {
                         None => {
                             let ms = timeout.map_or(0, |t| t.as_millis());
-                            Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), RunOutput::default()))
+                            Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), partial.take()))
                         }
                         Some(Ok(Ok(out))) => Ok(out),
                         Some(Ok(Err(f))) => Err((ExecState::Failed, f.message, RunOutput { output: f.output, stderr: f.stderr })),

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use super::handlers::{map_field, str_field, ArgsError, FireContext, Handler, HandlerFailure, RunOutput};
+use super::handlers::{map_field, str_field, ArgsError, FireContext, Handler, HandlerFailure, Partial, RunOutput};
 use crate::execution::truncate_utf8;
 
 pub struct Shell {
@@ -262,7 +262,9 @@ struct Captured {
     tail: Vec<u8>,
 }
 
-async fn read_capped(r: Option<impl AsyncRead + Unpin>, cap: usize) -> Captured {
+/// Reads a stream to its end, keeping its first `cap` bytes (also handed to `keep` as they come, for
+/// a run cut short) and its tail.
+async fn read_capped(r: Option<impl AsyncRead + Unpin>, cap: usize, keep: impl Fn(&[u8])) -> Captured {
     let mut c = Captured { kept: Vec::new(), cut: false, tail: Vec::new() };
     let Some(mut r) = r else { return c };
     let mut buf = [0u8; 8192];
@@ -272,6 +274,7 @@ async fn read_capped(r: Option<impl AsyncRead + Unpin>, cap: usize) -> Captured 
             Ok(n) => {
                 let room = cap.saturating_sub(c.kept.len());
                 c.kept.extend_from_slice(&buf[..n.min(room)]);
+                keep(&buf[..n.min(room)]);
                 c.cut |= n > room;
                 c.tail.extend_from_slice(&buf[..n]);
                 let extra = c.tail.len().saturating_sub(TAIL_BYTES);
@@ -308,10 +311,15 @@ impl Handler for Shell {
 
     /// The output alone; the worker calls `run_output`, which keeps stderr too.
     async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
-        self.run_output(ctx, args).await.map(|o| o.output)
+        self.run_output(ctx, args, &Partial::default()).await.map(|o| o.output)
     }
 
-    async fn run_output(&self, ctx: &FireContext, args: &Value) -> Result<RunOutput, HandlerFailure> {
+    async fn run_output(
+        &self,
+        ctx: &FireContext,
+        args: &Value,
+        partial: &Partial,
+    ) -> Result<RunOutput, HandlerFailure> {
         // Checked again here, env rules included: the allowlist may have shrunk since the job was
         // put, and a job may have reached the store another way (an older version, a direct write).
         let spec = Self::spec(args).map_err(|e| HandlerFailure::new(e.to_string()))?;
@@ -355,7 +363,11 @@ impl Handler for Shell {
             GroupKill { pgid: child.id().and_then(|p| i32::try_from(p).ok()).map(nix::unistd::Pid::from_raw) };
         let cap = self.output_cap;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let (status, out, err) = tokio::join!(child.wait(), read_capped(stdout, cap), read_capped(stderr, cap));
+        let (status, out, err) = tokio::join!(
+            child.wait(),
+            read_capped(stdout, cap, |b| partial.output(b)),
+            read_capped(stderr, cap, |b| partial.stderr(b))
+        );
         let status = status.map_err(|e| HandlerFailure::new(format!("waiting for the child failed: {e}")))?;
         // Reaped: its pid (and group id) may be reused, so never signal it now. Grandchildren still
         // in the group are left alone once the direct child exits normally.
@@ -436,7 +448,10 @@ mod tests {
         assert!(f.stderr.ends_with("…[truncated]"), "{}", f.stderr);
         let f = Shell::new(1024, allow()).run(&ctx(), &json!({"sh": "exit 5"})).await.expect_err("fails");
         assert_eq!(f.message, "exit status 5", "no stderr, nothing added");
-        let ok = Shell::new(1024, allow()).run_output(&ctx(), &json!({"sh": "echo a; echo b >&2"})).await.expect("ok");
+        let ok = Shell::new(1024, allow())
+            .run_output(&ctx(), &json!({"sh": "echo a; echo b >&2"}), &Partial::default())
+            .await
+            .expect("ok");
         assert_eq!(ok, RunOutput { output: "a\n".into(), stderr: "b\n".into() });
         let f = Shell::new(1024, allow()).run(&ctx(), &json!(["/nonexistent/prog"])).await.expect_err("fails");
         assert!(f.message.starts_with("cannot start '/nonexistent/prog'"), "{}", f.message);
