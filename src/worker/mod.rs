@@ -723,19 +723,19 @@ impl Worker {
         };
         renew.cancel();
         exec.end_ms = Some(now_ms());
-        match outcome {
+        let out = match outcome {
             Ok(out) => {
                 exec.state = ExecState::Succeeded;
-                exec.output = truncate_utf8(out.output, MAX_OUTPUT_BYTES);
-                exec.stderr = truncate_utf8(out.stderr, MAX_OUTPUT_BYTES);
+                out
             }
             Err((state, err, out)) => {
                 exec.state = state;
                 exec.set_error(err);
-                exec.output = truncate_utf8(out.output, MAX_OUTPUT_BYTES);
-                exec.stderr = truncate_utf8(out.stderr, MAX_OUTPUT_BYTES);
+                out
             }
-        }
+        };
+        exec.output = truncate_utf8(out.output, MAX_OUTPUT_BYTES);
+        exec.stderr = truncate_utf8(out.stderr, MAX_OUTPUT_BYTES);
         tracing::info!(execution = %exec.id, attempt = exec.attempt, state = exec.state.as_str(),
             duration_ms = exec.end_ms.unwrap_or(start) - start, "finished");
         Some(exec.state)
