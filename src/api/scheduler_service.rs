@@ -29,12 +29,20 @@ impl SchedulerApi {
         SchedulerApi { node }
     }
 
-    /// Every node the store knows, as seen now; `master` is the lease holder's id, if any (the role
-    /// comes from the lease, not from a record that may predate a crash).
-    async fn node_infos(&self, master: Option<&str>) -> Result<Vec<pb::NodeInfo>, Error> {
+    /// The lease holder (id, epoch), if any, and every node the store knows as seen now, its role
+    /// from the lease (not from a record that may predate a crash). A store out of reach is said
+    /// as `Node::explain` says it: named, with what this node still knows.
+    async fn holder_and_nodes(&self) -> Result<(Option<(String, u64)>, Vec<pb::NodeInfo>), Error> {
+        let read = async {
+            let holder = self.node.master().await?;
+            let records = self.node.node_records().await?;
+            Ok::<_, Error>((holder, records))
+        };
+        let (holder, records) = read.await.map_err(|e| self.node.explain(e))?;
         let (now, ttl_ms) = (now_ms(), self.node.config.node_ttl_ms);
-        let records = self.node.node_records().await?;
-        Ok(records.iter().map(|n| convert::node(n, now, ttl_ms, master == Some(n.node_id.as_str()))).collect())
+        let master = holder.as_ref().map(|(id, _)| id.as_str());
+        let nodes = records.iter().map(|n| convert::node(n, now, ttl_ms, master == Some(n.node_id.as_str()))).collect();
+        Ok((holder, nodes))
     }
 
     /// A job id given as a filter must name a job that exists, or one whose executions are still
@@ -245,9 +253,7 @@ impl SchedulerService for SchedulerApi {
     }
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
-        let master = self.node.master().await.map_err(|e| self.node.explain(e))?;
-        let nodes =
-            self.node_infos(master.as_ref().map(|(id, _)| id.as_str())).await.map_err(|e| self.node.explain(e))?;
+        let (_, nodes) = self.holder_and_nodes().await?;
         Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
@@ -255,9 +261,7 @@ impl SchedulerService for SchedulerApi {
         &self,
         _: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
-        let holder = self.node.master().await.map_err(|e| self.node.explain(e))?;
-        let nodes =
-            self.node_infos(holder.as_ref().map(|(id, _)| id.as_str())).await.map_err(|e| self.node.explain(e))?;
+        let (holder, nodes) = self.holder_and_nodes().await?;
         // A lease still held by a node that is gone (killed, its lease not yet expired) is no
         // master: the cluster is electing, and the epoch shown is the last one known.
         let live_master =
