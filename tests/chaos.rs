@@ -546,12 +546,18 @@ async fn chaos_profile() {
             let _ = std::fs::write(dir.join(format!("{}.log", s.id)), format!("{}{last}", s.old_logs));
         }
     }
-    assert!(
-        report.violations.is_empty(),
-        "{} violations (seed {seed}):\n{}",
-        report.violations.len(),
-        report.violations.join("\n")
-    );
+    if !report.violations.is_empty() {
+        // The node logs first and the violations last: a CI log keeps only its tail, and the logs
+        // printed while unwinding (TestNode's drop) used to bury the panic message.
+        for s in &runner.cluster.slots {
+            let last = s.node.as_ref().map(|n| n.log()).unwrap_or_default();
+            eprintln!("---- log of node {} ----\n{}{last}", s.id, s.old_logs);
+        }
+        for s in &mut runner.cluster.slots {
+            drop(s.node.take());
+        }
+        panic!("{} violations (seed {seed}):\n{}", report.violations.len(), report.violations.join("\n"));
+    }
 }
 
 fn summary(seed: u64, secs: i64, jobs: usize, h: &History, r: &checker::Report) -> serde_json::Value {
