@@ -66,6 +66,12 @@ pub struct Config {
     pub misfire_threshold_ms: u64,
     /// How long execution records (and idempotency keys) are kept.
     pub execution_retention_ms: u64,
+    /// How many of a job's newest executions are kept before the retention age, for a job that does
+    /// not say (`keep_last`).
+    pub execution_keep_last: u32,
+    /// How many older failed executions of a job are kept besides, for a job that does not say
+    /// (`keep_failed`).
+    pub execution_keep_failed: u32,
     /// How often the node publishes its record (load, state) to the store.
     pub heartbeat_ms: u64,
     /// A node whose record is older than this (and that did not stop cleanly) is shown as failed.
@@ -137,6 +143,8 @@ impl Default for Config {
             http_allow: Vec::new(),
             misfire_threshold_ms: 60_000,
             execution_retention_ms: 24 * 3_600_000,
+            execution_keep_last: crate::store::Keep::DEFAULT.last,
+            execution_keep_failed: crate::store::Keep::DEFAULT.failed,
             heartbeat_ms: 1_000,
             node_ttl_ms: 3_000,
             dead_node_retention_ms: crate::store::DEFAULT_DEAD_NODE_RETENTION_MS,
@@ -210,6 +218,8 @@ impl Config {
         for (key, v, lo, hi) in [
             ("misfire_threshold_ms", self.misfire_threshold_ms, 1_000, 7 * DAY_MS),
             ("execution_retention_ms", self.execution_retention_ms, 60_000, 366 * DAY_MS),
+            ("execution_keep_last", u64::from(self.execution_keep_last), 1, u64::from(crate::job::MAX_KEEP)),
+            ("execution_keep_failed", u64::from(self.execution_keep_failed), 0, u64::from(crate::job::MAX_KEEP)),
             ("heartbeat_ms", self.heartbeat_ms, 10, 60_000),
             ("node_ttl_ms", self.node_ttl_ms, 20, 600_000),
             ("dead_node_retention_ms", self.dead_node_retention_ms, 100, 7 * DAY_MS),
@@ -385,6 +395,11 @@ mod tests {
             (Config { execution_retention_ms: u64::MAX, ..Config::default() }, "config execution_retention_ms:"),
             (Config { execution_retention_ms: 59_999, ..Config::default() }, "config execution_retention_ms:"),
             (Config { dead_node_retention_ms: 99, ..Config::default() }, "config dead_node_retention_ms:"),
+            (
+                Config { execution_keep_last: 0, ..Config::default() },
+                "config execution_keep_last: 0 is not in 1..=100000",
+            ),
+            (Config { execution_keep_failed: 100_001, ..Config::default() }, "config execution_keep_failed:"),
             (Config { dead_node_retention_ms: u64::MAX, ..Config::default() }, "config dead_node_retention_ms:"),
             (Config { shell_output_cap_bytes: usize::MAX, ..Config::default() }, "config shell_output_cap_bytes:"),
             (Config { shell_output_cap_bytes: 0, ..Config::default() }, "config shell_output_cap_bytes:"),

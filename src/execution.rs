@@ -27,6 +27,11 @@ impl ExecState {
         !matches!(self, ExecState::Pending | ExecState::Running)
     }
 
+    /// A run that did not succeed: what a job's history keeps longer (`Keep::failed`).
+    pub fn is_failure(self) -> bool {
+        matches!(self, ExecState::Failed | ExecState::TimedOut | ExecState::Lost)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExecState::Pending => "pending",
@@ -58,25 +63,33 @@ impl ExecState {
 }
 
 /// One attempt at a fire. Stored as JSON; `id` is a UUIDv7 so ids sort by creation time.
+/// Fields at their default (no error, no output, not manual, not started) are left out of the JSON
+/// and come back as defaults: most records are a no-op's success, and every retained record is
+/// Redis memory (about 60 bytes less each).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     pub id: String,
     pub job_id: String,
     pub fire_id: String,
     pub scheduled_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_ms: Option<i64>,
     pub node_id: String,
     pub attempt: u32,
     pub state: ExecState,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
     /// What the run printed (shell: stdout; http: the response body), capped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output: String,
     /// What the run printed on standard error (shell), capped; kept apart from `output` so a
     /// failure's cause is not buried in the program's normal output. Empty in records made before
     /// it existed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
     pub epoch: u64,
     /// Set while the fire will be tried again after this execution: a failed or timed-out attempt

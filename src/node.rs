@@ -208,6 +208,7 @@ impl Node {
             alerts: alerts.clone(),
             metrics: Arc::clone(&metrics),
             node_ttl_ms: config.node_ttl_ms,
+            keep: crate::store::Keep { last: config.execution_keep_last, failed: config.execution_keep_failed },
         }));
         let loads = Arc::new(LoadTable::new(Arc::clone(&store), &config.node_id, config.node_ttl_ms));
         let recovery = Arc::new(Recovery::new(RecoveryParts {

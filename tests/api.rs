@@ -266,6 +266,8 @@ async fn invalid_input_names_the_field(b: Backend) {
         (pb::Job { handler: String::new(), invoke: "sleep('2s'".into(), ..base() }, "invoke: at column"),
         (pb::Job { concurrency: 7, ..base() }, "concurrency: unknown value 7"),
         (pb::Job { retries: 1000, ..base() }, "retries: 1000 is more than 100"),
+        (pb::Job { keep_last: 100_001, ..base() }, "keep_last: 100001 is more than 100000"),
+        (pb::Job { keep_failed: Some(100_001), ..base() }, "keep_failed: 100001 is more than 100000"),
     ];
     for (j, want) in cases {
         let e = c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect_err(want);
@@ -290,6 +292,39 @@ async fn invalid_input_names_the_field(b: Backend) {
     // Nothing was stored by any of the refused calls.
     let jobs = c.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner();
     assert!(jobs.jobs.is_empty(), "{:?}", jobs.jobs);
+}
+
+/// A job's history is capped by its own `keep_last` / `keep_failed` (passed from the definition to
+/// the finish of each run): however many runs, it shows its newest two and one older failure.
+async fn a_jobs_history_is_capped_by_its_definition(b: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = dir.path().join("runs");
+    let node = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    let mut c = node.client().await;
+    // Every second; fails on odd seconds. Each run leaves a line, so runs are counted apart from
+    // the records the cap deletes.
+    let sh = format!("echo x >> {}; exit $(( $(date +%s) % 2 ))", runs.display());
+    let mut j = job("capped", "* * * * * *", "shell", json!({"sh": sh}));
+    j.keep_last = 2;
+    j.keep_failed = Some(1);
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let got = c.get_job(pb::GetJobRequest { id: "capped".into() }).await.expect("get").into_inner().job.expect("job");
+    assert_eq!((got.keep_last, got.keep_failed), (2, Some(1)));
+    eventually(WAIT, "eight runs", || {
+        let runs = runs.clone();
+        async move { (std::fs::read_to_string(&runs).unwrap_or_default().lines().count() >= 8).then_some(()) }
+    })
+    .await;
+    let execs = executions(&mut c, "capped").await;
+    let done: Vec<_> = execs.iter().filter(|e| !matches!(state(e), S::Pending | S::Running)).collect();
+    let failed = done.iter().filter(|e| state(e) == S::Failed).count();
+    // The newest two runs (one may still be open: a fire claimed ahead of its instant) and one older
+    // failure; of eight runs and more, about half failed.
+    assert!(
+        (1..=3).contains(&done.len()) && failed >= 1 && done.len() - failed <= 2,
+        "{} finished, {failed} failed: {execs:?}",
+        done.len()
+    );
 }
 
 /// ListJobs pages through every job in id order.
@@ -524,6 +559,7 @@ on_both_stores!(
     forbid_skips_overlap,
     forbid_runs_ending_just_before_the_next_instant_do_not_skip_it,
     invalid_input_names_the_field,
+    a_jobs_history_is_capped_by_its_definition,
     list_jobs_paginates,
     watch_streams_changes,
     health_reflection_and_status,

@@ -677,3 +677,53 @@ async fn a_draining_node_is_not_judged_dead_while_it_finishes() {
     assert_eq!(runs[0].state, pb::ExecutionState::Succeeded as i32, "{states:?}");
     assert_eq!(runs[0].node_id, running.node_id);
 }
+
+/// A graceful stop whose grace period runs out cuts a running handler: a re-run job's fire then runs
+/// again on another node (as if the node had died), and a lost job's is recorded lost, with the
+/// reason. Both jobs run on the node that stops.
+#[tokio::test]
+async fn a_run_cut_by_a_graceful_stop_follows_its_jobs_recovery_policy() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let grace = ["--shutdown-grace-ms", "300"];
+    let mut nodes = vec![TestNode::start(&b, "n1", &grace).await, TestNode::start(&b, "n2", &grace).await];
+    let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let mut c = by_id(&mut nodes, &master).client().await;
+    let mut fires = Vec::new();
+    for (id, recovery) in [("again", pb::RecoveryPolicy::Rerun), ("once", pb::RecoveryPolicy::Lost)] {
+        let mut j = job(id, "0 0 1 1 *", "sleep", json!(["3s"]));
+        j.recovery = recovery as i32;
+        c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+        let t = c.trigger_job(pb::TriggerJobRequest { id: id.into(), ..Default::default() }).await.expect("trigger");
+        fires.push(t.into_inner().execution.expect("execution").fire_id);
+    }
+    for id in ["again", "once"] {
+        let running =
+            eventually(WAIT, "the run starts", || {
+                let mut c = c.clone();
+                async move {
+                    executions(&mut c, id).await.into_iter().find(|e| e.state == pb::ExecutionState::Running as i32)
+                }
+            })
+            .await;
+        assert_eq!(running.node_id, master, "{id} runs on the master, which stops");
+    }
+    assert_eq!(by_id(&mut nodes, &master).terminate(), Some(0));
+    let other = nodes.iter().find(|n| n.node_id != master).expect("other");
+    let mut c = other.client().await;
+    let again = eventually(Duration::from_secs(20), "the cut re-run job succeeds elsewhere", || {
+        let mut c = c.clone();
+        let fire = fires[0].clone();
+        async move {
+            let runs: Vec<_> = executions(&mut c, "again").await.into_iter().filter(|e| e.fire_id == fire).collect();
+            runs.iter().any(|e| e.state == pb::ExecutionState::Succeeded as i32).then_some(runs)
+        }
+    })
+    .await;
+    let ok: Vec<_> = again.iter().filter(|e| e.state == pb::ExecutionState::Succeeded as i32).collect();
+    assert_eq!((ok.len(), ok[0].node_id.as_str()), (1, other.node_id.as_str()), "{again:?}");
+    let once: Vec<_> = executions(&mut c, "once").await.into_iter().filter(|e| e.fire_id == fires[1]).collect();
+    assert_eq!(once.len(), 1, "{once:?}");
+    assert_eq!(once[0].state, pb::ExecutionState::Lost as i32, "{once:?}");
+    assert!(once[0].error.contains("node shut down before the handler finished"), "{once:?}");
+}

@@ -10,8 +10,8 @@ use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState, FireStore,
-    LeaseAcquire, Load, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore, Register, Start,
-    Store, TriggerOutcome, WatermarkWrite,
+    Keep, LeaseAcquire, Load, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore, Register,
+    Start, Store, TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -474,15 +474,71 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     let mut e = Execution::pending("f", fire.clone(), 1000, "n1", 1);
     e.id = sf.exec_id.clone();
     e.state = ExecState::Succeeded;
-    assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish"), Finish::Recorded);
+    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT).await.expect("finish"), Finish::Recorded);
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]), "acked");
     assert_eq!(s.get_execution(&e.id).await.expect("get").map(|e| e.state), Some(ExecState::Succeeded));
     // The same finish again (its first reply lost): recorded already, no `superseded` evidence made.
-    assert_eq!(s.finish(&e, "n1", "i1").await.expect("finish again"), Finish::Recorded);
+    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT).await.expect("finish again"), Finish::Recorded);
     assert_eq!(s.get_execution(&e.superseded().id).await.expect("get"), None);
     // The lock went with the finish: the next fire of the forbid job is claimed, not skipped.
     let c = claim("f", sf.sched_ms + 1000, Some(sf.sched_ms + 2000), true);
     assert_eq!(s.claim(&fence, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+}
+
+/// A job's history is trimmed to its caps when a run finishes: the newest `last` runs whatever their
+/// outcome, and the newest `failed` older failures besides; an open run is never deleted; what goes
+/// is gone from every listing and from GetExecution.
+async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    let keep = Keep { last: 3, failed: 2 };
+    let base = now_ms() / 1000 * 1000 - 20_000;
+    put(&*s, "h", base).await;
+    // Fire 0 stays running; 1 fails, 2 times out, 3 fails, the rest succeed.
+    let outcome = |i: i64| match i {
+        1 | 3 => ExecState::Failed,
+        2 => ExecState::TimedOut,
+        _ => ExecState::Succeeded,
+    };
+    let mut ids = Vec::new();
+    for i in 0..11 {
+        let sched = base + i * 1000;
+        let c = claim("h", sched, Some(sched + 1000), false);
+        assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+        let fire = c.exec.fire_id.clone();
+        assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+        let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+            panic!("fire {i} not started")
+        };
+        ids.push(sf.exec_id.clone());
+        if i == 0 {
+            continue;
+        }
+        let mut e = Execution::pending("h", fire, sched, "n1", 1);
+        e.id = sf.exec_id;
+        e.state = outcome(i);
+        assert_eq!(s.finish(&e, "n1", "i1", keep).await.expect("finish"), Finish::Recorded);
+    }
+    let listed = |job: Option<&str>| {
+        let f = ExecFilter { job_id: job.map(str::to_string), limit: 100, ..Default::default() };
+        let s = Arc::clone(&s);
+        async move { s.list_executions(&f).await.expect("list").0.into_iter().map(|e| e.id).collect::<Vec<_>>() }
+    };
+    // The newest three (8, 9, 10), the two newest older failures (2, 3) and the running one (0).
+    let want: Vec<String> = [10, 9, 8, 3, 2, 0].iter().map(|&i| ids[i].clone()).collect();
+    assert_eq!(listed(Some("h")).await, want, "the job's history");
+    assert_eq!(listed(None).await, want, "every execution");
+    for gone in [1, 4, 5, 6, 7] {
+        assert_eq!(s.get_execution(&ids[gone]).await.expect("get"), None, "fire {gone}'s record is deleted");
+    }
+    assert_eq!(s.get_execution(&ids[0]).await.expect("get").map(|e| e.state), Some(ExecState::Running));
+    // A page boundary inside the failures: pages join up.
+    let f = ExecFilter { job_id: Some("h".into()), limit: 4, ..Default::default() };
+    let (p1, next) = s.list_executions(&f).await.expect("list");
+    let (p2, _) = s.list_executions(&ExecFilter { before: next, ..f }).await.expect("list");
+    let paged: Vec<String> = p1.into_iter().chain(p2).map(|e| e.id).collect();
+    assert_eq!(paged, want, "paged");
 }
 
 async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Store>) {
@@ -529,7 +585,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!((sf.attempt, sf.exec_id.as_str()), (2, "rerun-exec"));
     let mut late = Execution::pending("r", running.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
-    assert_eq!(s.finish(&late, "n1", "i1").await.expect("finish"), Finish::Superseded);
+    assert_eq!(s.finish(&late, "n1", "i1", Keep::DEFAULT).await.expect("finish"), Finish::Superseded);
     // The late result is kept as evidence under its own id; the fire's records are untouched.
     assert_eq!(s.get_execution(&late.id).await.expect("get"), None);
     let (evidence, _) = s
@@ -541,7 +597,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     let mut done = Execution::pending("r", running.clone(), 1000, "n2", 2);
     done.id = sf.exec_id;
     done.state = ExecState::Succeeded;
-    assert_eq!(s.finish(&done, "n2", "i2").await.expect("finish"), Finish::Recorded);
+    assert_eq!(s.finish(&done, "n2", "i2", Keep::DEFAULT).await.expect("finish"), Finish::Recorded);
     // A deposed master cannot reap.
     let mut stale = reap(NodeFires::Queued, &queued, false);
     stale.by = ReapBy::Master(lease_value("n9:1:x"));
@@ -578,7 +634,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     assert_eq!(s.steal("n2", "n1", "new").await.expect("steal").as_deref(), Some(fire.as_str()));
     let mut late = Execution::pending("r", fire.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
-    assert_eq!(s.finish(&late, "n1", "old").await.expect("finish"), Finish::Superseded);
+    assert_eq!(s.finish(&late, "n1", "old", Keep::DEFAULT).await.expect("finish"), Finish::Superseded);
     assert_eq!(s.node_fires("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
     assert!(matches!(s.start(&fire, "n1", "new", "rerun", false).await.expect("start"), Start::Run(_)));
 }
@@ -637,6 +693,7 @@ conformance!(
     a_master_only_fire_is_not_started_off_the_master,
     a_reaped_incarnation_never_comes_back,
     a_late_result_leaves_a_newer_incarnations_entry_alone,
+    a_jobs_history_keeps_its_newest_runs_and_failures_longer,
 );
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the

@@ -108,6 +108,8 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         paused: j.paused.unwrap_or(false),
         description: j.description.clone(),
         labels: j.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
+        keep_last: j.keep_last,
+        keep_failed: j.keep_failed,
     })
 }
 
@@ -139,6 +141,8 @@ pub fn job(r: &JobRecord) -> pb::Job {
         paused: Some(s.paused),
         description: s.description.clone(),
         labels: s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        keep_last: s.keep_last,
+        keep_failed: s.keep_failed,
         next_fire_time: r.next_ms.map(timestamp),
         update_time: Some(timestamp(r.updated_ms)),
         source: match r.written_by {

@@ -147,6 +147,14 @@ pub struct PutArgs {
     /// key=value, repeatable.
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Keep this many of the job's newest executions, whatever their outcome (default: the
+    /// node's execution_keep_last, 1000).
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    /// Keep this many older failed executions besides (default: the node's
+    /// execution_keep_failed, 1000; 0: none).
+    #[arg(long)]
+    pub keep_failed: Option<u32>,
 }
 
 /// The jobs a `job put` writes: the flags' one, or the file's.
@@ -223,6 +231,8 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         paused: false,
         description: a.description.clone().unwrap_or_default(),
         labels,
+        keep_last: a.keep_last.unwrap_or(0),
+        keep_failed: a.keep_failed,
     })
 }
 

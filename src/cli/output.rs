@@ -53,6 +53,7 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "concurrency": concurrency_name(j.concurrency), "misfire": misfire_name(j.misfire),
         "recovery": recovery_name(j.recovery), "timeout_ms": duration_ms(&j.timeout),
         "retries": j.retries, "retry_backoff_ms": duration_ms(&j.retry_backoff), "paused": j.paused.unwrap_or(false), "description": j.description, "labels": j.labels,
+        "keep_last": j.keep_last, "keep_failed": j.keep_failed,
         "next_fire_time": j.next_fire_time.as_ref().map(ts),
         "update_time": j.update_time.as_ref().map(ts),
         "source": source_name(j.source),
@@ -129,6 +130,9 @@ pub(super) fn print_job(j: &pb::Job) {
         for (k, v) in o {
             let s = match v {
                 Value::Array(_) if k == "drift" => drift_text(j).unwrap_or_else(|| "-".into()),
+                // 0 and unset say "the node's default" in the API.
+                Value::Number(n) if k == "keep_last" && n.as_u64() == Some(0) => "node default".into(),
+                Value::Null if k == "keep_failed" => "node default".into(),
                 Value::String(s) => s,
                 Value::Null => "-".into(),
                 other => other.to_string(),

@@ -67,6 +67,13 @@ pub struct ServerArgs {
     /// How long execution records are kept (default 86400000, 24 h).
     #[arg(long, env = "ROTA_EXECUTION_RETENTION_MS")]
     pub execution_retention_ms: Option<u64>,
+    /// Executions kept per job that does not set keep_last (default 1000).
+    #[arg(long, env = "ROTA_EXECUTION_KEEP_LAST")]
+    pub execution_keep_last: Option<u32>,
+    /// Older failed executions kept per job besides, where it does not set keep_failed
+    /// (default 1000).
+    #[arg(long, env = "ROTA_EXECUTION_KEEP_FAILED")]
+    pub execution_keep_failed: Option<u32>,
     /// How often this node reports itself alive (default 1000).
     #[arg(long, env = "ROTA_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -153,6 +160,8 @@ impl ServerArgs {
             shell_output_cap_bytes,
             misfire_threshold_ms,
             execution_retention_ms,
+            execution_keep_last,
+            execution_keep_failed,
             heartbeat_ms,
             node_ttl_ms,
             dead_node_retention_ms,
@@ -289,6 +298,10 @@ mod tests {
             "7000",
             "--execution-retention-ms",
             "70000",
+            "--execution-keep-last",
+            "41",
+            "--execution-keep-failed",
+            "43",
             "--heartbeat-ms",
             "11",
             "--node-ttl-ms",
@@ -347,6 +360,8 @@ mod tests {
             http_allow: vec!["hooks.example".into(), "10.0.0.0/8".into()],
             misfire_threshold_ms: 7000,
             execution_retention_ms: 70000,
+            execution_keep_last: 41,
+            execution_keep_failed: 43,
             heartbeat_ms: 11,
             node_ttl_ms: 33,
             dead_node_retention_ms: 37,

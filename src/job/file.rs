@@ -39,6 +39,10 @@ pub struct FileJob {
     pub paused: Option<bool>,
     pub description: String,
     pub labels: BTreeMap<String, String>,
+    /// Executions kept per job (absent: the node's default).
+    pub keep_last: Option<u32>,
+    /// Older failed executions kept besides (absent: the node's default).
+    pub keep_failed: Option<u32>,
 }
 
 /// `[[job]]` tables and nothing else.
@@ -85,6 +89,8 @@ impl FileJob {
             paused: false,
             description: self.description.clone(),
             labels: self.labels.clone(),
+            keep_last: self.keep_last.unwrap_or(0),
+            keep_failed: self.keep_failed,
         };
         Ok(Declared { spec, paused: self.paused })
     }

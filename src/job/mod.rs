@@ -30,6 +30,9 @@ pub const MAX_RETRY_BACKOFF_MS: u64 = 3_600_000;
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1_000;
 /// A week: a longer timeout is almost certainly a unit mistake.
 pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
+/// Most executions a job may keep (`keep_last`, `keep_failed`): past this, a history belongs in a
+/// history store, not in Redis.
+pub const MAX_KEEP: u32 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,6 +100,16 @@ pub struct JobSpec {
     pub description: String,
     #[serde(skip_serializing_if = "is_default")]
     pub labels: BTreeMap<String, String>,
+    /// How many of the job's newest executions are kept, whatever their outcome; older ones are
+    /// deleted before the retention age (see `keep_failed`). 0 means the node's default
+    /// (`execution_keep_last`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub keep_last: u32,
+    /// How many failed (failed, timed out, lost) executions older than the newest `keep_last` are
+    /// kept besides them: failures stay longer than successes. None means the node's default
+    /// (`execution_keep_failed`); 0 keeps none beyond `keep_last`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_failed: Option<u32>,
 }
 
 /// A job as a jobs file declares it: the definition, and the pause state only when the file says
@@ -129,6 +142,8 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         paused: _,
         description,
         labels,
+        keep_last,
+        keep_failed,
     } = a;
     let pairs = [
         ("id", *id == b.id),
@@ -146,6 +161,8 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("retry_backoff", *retry_backoff_ms == b.retry_backoff_ms),
         ("description", *description == b.description),
         ("labels", *labels == b.labels),
+        ("keep_last", *keep_last == b.keep_last),
+        ("keep_failed", *keep_failed == b.keep_failed),
     ];
     pairs.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
 }
@@ -199,6 +216,12 @@ impl Job {
             return Err(Error::invalid("description", format!("longer than {MAX_DESCRIPTION_LEN} bytes")));
         }
         validate_labels(&spec.labels)?;
+        if spec.keep_last > MAX_KEEP {
+            return Err(Error::invalid("keep_last", format!("{} is more than {MAX_KEEP}", spec.keep_last)));
+        }
+        if let Some(n) = spec.keep_failed.filter(|n| *n > MAX_KEEP) {
+            return Err(Error::invalid("keep_failed", format!("{n} is more than {MAX_KEEP}")));
+        }
         Ok(Job { spec, schedule, tz })
     }
 
@@ -349,6 +372,8 @@ mod tests {
             ),
             (JobSpec { handler: String::new(), ..spec("j", "* * * * * *") }, "handler: is required"),
             (JobSpec { retries: 101, ..spec("j", "* * * * * *") }, "retries: 101 is more than 100"),
+            (JobSpec { keep_last: 100_001, ..spec("j", "* * * * * *") }, "keep_last: 100001 is more than 100000"),
+            (JobSpec { keep_failed: Some(100_001), ..spec("j", "* * * * * *") }, "keep_failed: 100001 is more"),
             (
                 JobSpec { invoke: "a.b(1,".into(), handler: String::new(), ..spec("j", "* * * * * *") },
                 "invoke: at column",

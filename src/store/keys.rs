@@ -43,9 +43,19 @@ impl Keys {
     pub fn execs(&self) -> String {
         format!("{}:execs", self.tag)
     }
-    /// The same index for one job.
+    /// The same index for one job: its newest executions (`Keep::last`).
     pub fn job_execs(&self, job_id: &str) -> String {
         format!("{}:execs:job:{job_id}", self.tag)
+    }
+    /// A job's failed executions older than those in `job_execs`, kept besides them
+    /// (`Keep::failed`); same form.
+    pub fn job_failed_execs(&self, job_id: &str) -> String {
+        format!("{}:execs:failed:{job_id}", self.tag)
+    }
+    /// What an execution's key starts with (`exec` is this plus the id): for a script that trims a
+    /// job's history and so deletes records it finds in an index.
+    pub fn exec_prefix(&self) -> String {
+        format!("{}:exec:", self.tag)
     }
     /// String: the execution made by TriggerJob for (job, idempotency key).
     pub fn idem(&self, job_id: &str, key: &str) -> String {
@@ -118,6 +128,8 @@ mod tests {
         for key in [
             k.job("a"),
             k.jobs(),
+            k.job_failed_execs("a"),
+            k.exec_prefix(),
             k.due(),
             k.fire("a@1"),
             k.lock("a"),

@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use super::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
-    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy,
-    ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, NodeFires, NodeRecord, Reap,
+    ReapBy, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -72,6 +72,10 @@ struct State {
     locks: HashMap<String, (String, i64)>,
     /// execution id -> (record, expiry ms). Ids are UUIDv7, so the map is in creation order.
     execs: BTreeMap<String, (Execution, i64)>,
+    /// Per job, its executions (as the job's Redis index): the newest ones, trimmed to `Keep`.
+    job_execs: HashMap<String, BTreeSet<String>>,
+    /// Per job, failed executions older than those, kept besides (`Keep::failed`).
+    job_failed: HashMap<String, BTreeSet<String>>,
     /// (job, idempotency key) -> (execution id, expiry ms).
     idem: HashMap<(String, String), (String, i64)>,
     nodes: BTreeMap<String, (NodeRecord, i64)>,
@@ -165,9 +169,46 @@ impl State {
 
     fn insert_exec(&mut self, e: &Execution, retention_ms: i64, now: i64) {
         self.execs.insert(e.id.clone(), (e.clone(), now + retention_ms));
+        self.job_execs.entry(e.job_id.clone()).or_default().insert(e.id.clone());
         // Bounded memory whatever the retention: the oldest records go first.
         while self.execs.len() > MAX_EXECUTIONS {
             self.execs.pop_first();
+        }
+    }
+}
+
+impl State {
+    /// A job's history past its caps (as `trim_history` in the Redis store's finish): the oldest of
+    /// its newest executions beyond `keep.last` go, a failed one into the failure index (kept to
+    /// `keep.failed`), an open one stays; the rest are deleted.
+    fn trim_history(&mut self, job: &str, keep: Keep, now: i64) {
+        let State { job_execs, job_failed, execs, .. } = self;
+        let Some(ids) = job_execs.get_mut(job) else { return };
+        // Entries whose record is gone (expired, or pushed out by MAX_EXECUTIONS) do not count.
+        ids.retain(|id| execs.get(id).is_some_and(|(_, exp)| *exp > now));
+        if !keep.trim_due(ids.len()) {
+            return;
+        }
+        let old: Vec<String> = ids.iter().take(ids.len() - keep.last as usize).cloned().collect();
+        let failed = job_failed.entry(job.to_string()).or_default();
+        for id in old {
+            let state = execs.get(&id).map(|(e, _)| e.state);
+            match state {
+                Some(s) if !s.is_terminal() => continue,
+                Some(s) if s.is_failure() && keep.failed > 0 => {
+                    failed.insert(id.clone());
+                }
+                _ => {
+                    execs.remove(&id);
+                }
+            }
+            ids.remove(&id);
+        }
+        failed.retain(|id| execs.get(id).is_some_and(|(_, exp)| *exp > now));
+        while failed.len() > keep.failed as usize {
+            if let Some(id) = failed.pop_first() {
+                execs.remove(&id);
+            }
         }
     }
 }
@@ -587,7 +628,7 @@ impl FireStore for MemoryStore {
         }
     }
 
-    async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
+    async fn finish(&self, exec: &Execution, node: &str, inc: &str, keep: Keep) -> Result<Finish> {
         let (result, recorded) = {
             let mut st = self.lock()?;
             let now = now_ms();
@@ -609,9 +650,11 @@ impl FireStore for MemoryStore {
                 .is_some_and(|f| f.state == FireState::Running && f.node == node && f.inc == inc);
             let mut rec = exec.clone();
             if owns {
+                let memory = (super::FIRE_MEMORY_MS as i64).min(self.retention_ms);
                 if let Some(f) = st.fires.get_mut(&exec.fire_id) {
                     f.state = FireState::from(exec.state);
                     f.exec = exec.id.clone();
+                    f.expiry = now + memory;
                 }
                 if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
                     st.locks.remove(&exec.job_id);
@@ -620,6 +663,7 @@ impl FireStore for MemoryStore {
                 rec = exec.superseded();
             }
             st.insert_exec(&rec, self.retention_ms, now);
+            st.trim_history(&exec.job_id, keep, now);
             (if owns { Finish::Recorded } else { Finish::Superseded }, rec)
         };
         self.announce(&recorded);
@@ -836,6 +880,13 @@ impl ExecStore for MemoryStore {
         st.fires.retain(|_, f| f.expiry > now);
         st.idem.retain(|_, (_, exp)| *exp > now);
         st.locks.retain(|_, (_, exp)| *exp > now);
+        let State { execs, job_execs, job_failed, .. } = &mut *st;
+        for index in [job_execs, job_failed] {
+            index.retain(|_, ids| {
+                ids.retain(|id| execs.contains_key(id));
+                !ids.is_empty()
+            });
+        }
         let after = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
         Ok((before - after) as u64)
     }

@@ -515,6 +515,44 @@ impl NodeRecord {
 /// (`Config::dead_node_retention_ms`).
 pub const DEFAULT_DEAD_NODE_RETENTION_MS: u64 = 5 * 60 * 1000;
 
+/// How much of a job's history is kept before the retention age: its newest `last` executions,
+/// whatever their outcome, and besides them its newest `failed` older failed ones (failed, timed
+/// out, lost), so failures stay longer than successes. Applied when a run of the job finishes, once
+/// the job's newest executions are a tenth past `last` (at least one), so that a busy job pays the
+/// trim once per tenth of its cap: a job shows between `last` and `last + last / 10` of them.
+/// An execution still open (pending, running) is never deleted by the trim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    pub last: u32,
+    pub failed: u32,
+}
+
+impl Keep {
+    /// The node's defaults (`execution_keep_last`, `execution_keep_failed`).
+    pub const DEFAULT: Keep = Keep { last: 1000, failed: 1000 };
+
+    /// A job's caps: its own where it sets them, else the node's.
+    pub fn of(spec: &JobSpec, defaults: Keep) -> Keep {
+        Keep {
+            last: if spec.keep_last == 0 { defaults.last } else { spec.keep_last },
+            failed: spec.keep_failed.unwrap_or(defaults.failed),
+        }
+    }
+
+    /// Whether a job index of `n` executions is due for its trim (the Lua side has the same rule,
+    /// in `trim_history`).
+    pub fn trim_due(&self, n: usize) -> bool {
+        let last = self.last as usize;
+        n > last + last / 10
+    }
+}
+
+/// How long a fire's record (the fire hash: its state, owner, execution) outlives the fire's end:
+/// long enough to recognise a repeated finish (a lost reply retried) and a late one, and a stray
+/// queue entry of a fire that ran elsewhere; the execution records carry the history after that.
+/// Before, a fire record lived as long as the retention (24 h), about 400 bytes of Redis per fire.
+pub const FIRE_MEMORY_MS: u64 = 10 * 60 * 1000;
+
 /// The whole store, as the node holds it (`Arc<dyn Store>`): the four concerns below, one backend.
 /// Through `dyn Store` every method of the four is at hand; on a concrete store (`RedisStore`,
 /// `MemoryStore`) bring the concern's trait into scope.
@@ -623,7 +661,8 @@ pub trait FireStore: Send + Sync {
     async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool>;
     /// Records the final outcome of a running fire and acks it: no longer among its node's taken
     /// fires (see `Finish`).
-    async fn finish(&self, exec: &Execution, node: &str, incarnation: &str) -> Result<Finish>;
+    /// Then trims the job's history to `keep`.
+    async fn finish(&self, exec: &Execution, node: &str, incarnation: &str, keep: Keep) -> Result<Finish>;
     /// The fires queued for `node`, and those it has taken.
     async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)>;
     /// How many fires are queued for each given node.

@@ -22,9 +22,9 @@ use crate::alert::{Alert, Alerts};
 use crate::cluster::lease::{master_elsewhere, Role, MASTER_WAIT};
 use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
-use crate::job::{Concurrency, Job};
+use crate::job::{Concurrency, Job, JobSpec, Recovery};
 use crate::metrics::Metrics;
-use crate::store::{now_ms, Accept, Finish, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
+use crate::store::{now_ms, Accept, Finish, Keep, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
 use handlers::{FireContext, Partial, Registry, RunOutput};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
@@ -76,6 +76,8 @@ pub struct Worker {
     /// A peer whose record is older than this is not live.
     node_ttl_ms: u64,
     alerts: Alerts,
+    /// The node's defaults of a job's history caps.
+    keep: Keep,
     permits: Arc<Semaphore>,
     max: u32,
     active: Arc<AtomicU32>,
@@ -108,11 +110,25 @@ pub struct WorkerParts {
     /// A node whose record is older than this is not live (where a fire this node cannot run may
     /// go instead).
     pub node_ttl_ms: u64,
+    /// How much of a job's history is kept where the job does not say (`execution_keep_*`).
+    pub keep: Keep,
 }
 
 impl Worker {
     pub fn new(p: WorkerParts) -> Worker {
-        let WorkerParts { store, membership, role, registry, node_id, cluster, max, alerts, metrics, node_ttl_ms } = p;
+        let WorkerParts {
+            store,
+            membership,
+            role,
+            registry,
+            node_id,
+            cluster,
+            max,
+            alerts,
+            metrics,
+            node_ttl_ms,
+            keep,
+        } = p;
         let max = max.max(1);
         Worker {
             store,
@@ -124,6 +140,7 @@ impl Worker {
             cluster,
             alerts,
             node_ttl_ms,
+            keep,
             permits: Arc::new(Semaphore::new(max as usize)),
             max,
             active: Arc::new(AtomicU32::new(0)),
@@ -291,7 +308,7 @@ impl Worker {
                                 ),
                             );
                             tracing::warn!(execution = %exec.id, "master-only fire reached a non-master node: skipped");
-                            let _ = self.record_final(&exec, &inc).await;
+                            let _ = self.record_final(&exec, &inc, Some(&job.spec)).await;
                         }
                         Ok(job) if self.registry.get(&job.spec.handler).is_none() => {
                             self.cannot_run_here(&job, exec, &inc).await
@@ -305,7 +322,7 @@ impl Worker {
                         }
                         Err(e) => {
                             exec.close(ExecState::Failed, format!("cannot run: {e}"));
-                            let _ = self.record_final(&exec, &inc).await;
+                            let _ = self.record_final(&exec, &inc, None).await;
                         }
                     }
                 }
@@ -503,7 +520,7 @@ impl Worker {
         };
         exec.close(ExecState::Failed, why);
         tracing::error!(execution = %exec.id, handler = %handler, error = %exec.error, "fire recorded failed: no node can run it");
-        if self.record_final(&exec, inc).await.is_ok() {
+        if self.record_final(&exec, inc, Some(&job.spec)).await.is_ok() {
             self.alerts.raise(Alert::from_execution("no_node_has_handler", &exec, &self.cluster));
         }
     }
@@ -550,7 +567,7 @@ impl Worker {
         if forbid && matches!(self.store.renew_lock(&job.spec.id, &exec.fire_id, LOCK_TTL_MS).await, Ok(false)) {
             exec.close(ExecState::Skipped, "skipped: the job's no-overlap lock expired before this fire started");
             tracing::warn!(execution = %exec.id, "forbid fire lost its lock before starting: skipped");
-            let _ = self.record_final(&exec, inc).await;
+            let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
             return;
         }
         // Retries are counted from the first attempt of this recovery round.
@@ -573,8 +590,11 @@ impl Worker {
                 exec.next_attempt_ms = Some(now_ms() + delay.as_millis() as i64);
             }
             fail::fail_point!("before_finish", |_| crate::failpoints::crash("before_finish"));
-            let recorded =
-                if retry { self.record_retry_wait(&exec).await } else { self.record_final(&exec, inc).await };
+            let recorded = if retry {
+                self.record_retry_wait(&exec).await
+            } else {
+                self.record_final(&exec, inc, Some(&job.spec)).await
+            };
             if recorded.is_err() {
                 return;
             }
@@ -607,7 +627,7 @@ impl Worker {
             next.epoch = exec.epoch;
             if cancelled {
                 next.close(ExecState::Lost, "node shut down before this retry could run");
-                let _ = self.record_final(&next, inc).await;
+                let _ = self.record_final(&next, inc, Some(&job.spec)).await;
                 self.alerts.raise(Alert::from_execution("execution_lost", &next, &self.cluster));
                 return;
             }
@@ -695,6 +715,8 @@ impl Worker {
             manual: exec.manual,
         };
         let renew = self.keep_lock(job, &exec.fire_id, forbid);
+        // Whether this node's shutdown cut the run (its grace period ran out).
+        let mut cut = false;
         let outcome = match self.registry.get(&job.spec.handler) {
             None => Err((
                 ExecState::Failed,
@@ -708,7 +730,10 @@ impl Worker {
                 let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args, &partial)).catch_unwind();
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
                 tokio::select! {
-                    _ = self.cancel.cancelled() => Err((ExecState::Lost, "node shut down before the handler finished".to_string(), partial.take())),
+                    _ = self.cancel.cancelled() => {
+                        cut = true;
+                        Err((ExecState::Lost, "node shut down before the handler finished".to_string(), partial.take()))
+                    }
                     r = with_timeout(timeout, run) => match r {
                         None => {
                             let ms = timeout.map_or(0, |t| t.as_millis());
@@ -722,6 +747,14 @@ impl Worker {
             }
         };
         renew.cancel();
+        if cut && job.spec.recovery == Recovery::Rerun {
+            // A re-run job's fire is left running in this node's processing list, as a dead node's
+            // is: the master re-runs it elsewhere once this node has deregistered (its heartbeat key
+            // deleted). Recording it lost here broke the job's promise (the chaos runner's graceful
+            // restarts found it: fires of `rerun` jobs recorded lost, never run to the end).
+            tracing::warn!(execution = %exec.id, "shutdown cut the run: left for a re-run elsewhere (recovery rerun)");
+            return None;
+        }
         exec.end_ms = Some(now_ms());
         let out = match outcome {
             Ok(out) => {
@@ -769,8 +802,10 @@ impl Worker {
 
     /// The fire's final outcome: recorded, lock released, acked from the processing list, in one
     /// step. A superseded result (this incarnation was reaped meanwhile) is kept as evidence only.
-    async fn record_final(&self, exec: &Execution, inc: &str) -> Result<(), ()> {
-        match self.with_store_retries(exec, || self.store.finish(exec, &self.node_id, inc)).await? {
+    /// `spec`: the job's definition, for its history caps (None: the node's).
+    async fn record_final(&self, exec: &Execution, inc: &str, spec: Option<&JobSpec>) -> Result<(), ()> {
+        let keep = spec.map_or(self.keep, |s| Keep::of(s, self.keep));
+        match self.with_store_retries(exec, || self.store.finish(exec, &self.node_id, inc, keep)).await? {
             Finish::Recorded => {
                 self.metrics.outcome(exec.state.as_str());
                 Ok(())

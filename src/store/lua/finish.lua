@@ -7,9 +7,11 @@
 -- KEYS[5] fire hash  KEYS[6] p:<self>
 -- ARGV[1] exec id  ARGV[2] JSON  ARGV[3] retention ms  ARGV[4] channel  ARGV[5] fire id
 -- ARGV[6] id prefix of executions past retention  ARGV[7] self  ARGV[8] incarnation  ARGV[9] outcome state
--- KEYS[7] exec key of the superseded evidence record
+-- KEYS[7] exec key of the superseded evidence record  KEYS[8] the job's failure index
 -- ARGV[10] the superseded JSON  ARGV[11] its execution id (its own: the fire's real record, e.g.
 --   'lost' or a re-run, is never overwritten)
+-- ARGV[12] keep last  ARGV[13] keep failed (the job's history caps, `trim_history`)
+-- ARGV[14] exec key prefix  ARGV[15] how long the fire hash outlives the fire (FIRE_MEMORY_MS)
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
 -- Every key is made sure of before the first write that matters: the fire hash, the job's index,
 -- the lock and p:<self> by their first command under pcall (a read; the index's trim of entries past
@@ -31,6 +33,14 @@ end
 local _
 _, bad = read('zset', 'ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
 if bad then return {'BADKEY', bad} end
+-- Whether the job's history is due for its trim (then the failure index it may write is checked
+-- here, before any write).
+local n = redis.call('ZCARD', KEYS[3])
+local trim = trim_due(n, ARGV[12])
+if trim then
+  bad = wrong(KEYS[8], 'zset', KEYS[2], 'zset')
+  if bad then return {'BADKEY', bad} end
+end
 local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
 -- The ack, from the tail, where the oldest entries are (entries are pushed at the head and run in
 -- about that order), stopping at the first match: a whole-list scan made each ack O(list length),
@@ -58,6 +68,7 @@ if not mine then
   json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
 else
   redis.call('HSET', KEYS[5], 'state', ARGV[9], 'exec', ARGV[1])
+  redis.call('PEXPIRE', KEYS[5], ARGV[15])
   if held == ARGV[5] then redis.call('DEL', KEYS[4]) end
 end
 redis.call('SET', key, json, 'PX', ARGV[3])
@@ -66,5 +77,8 @@ if index then
   redis.call('ZADD', KEYS[3], 0, id)
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
+if trim then
+  trim_history(KEYS[3], KEYS[8], KEYS[2], ARGV[14], redis.call('ZCARD', KEYS[3]), ARGV[12], ARGV[13], ARGV[6], ARGV[3])
+end
 announce(ARGV[4], json)
 return {result}

@@ -34,7 +34,7 @@ use self::topology::{Conn, Topology};
 use super::keys::Keys;
 use super::{
     Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
-    FireState, FireStore, JobRecord, JobStore, JobWrite, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy,
+    FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy,
     ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
@@ -776,7 +776,7 @@ impl FireStore for RedisStore {
         Ok(r == 1)
     }
 
-    async fn finish(&self, exec: &Execution, node: &str, inc: &str) -> Result<Finish> {
+    async fn finish(&self, exec: &Execution, node: &str, inc: &str, keep: Keep) -> Result<Finish> {
         let superseded = exec.superseded();
         let keys = [
             self.keys.exec(&exec.id),
@@ -786,6 +786,7 @@ impl FireStore for RedisStore {
             self.keys.fire(&exec.fire_id),
             self.keys.processing(node),
             self.keys.exec(&superseded.id),
+            self.keys.job_failed_execs(&exec.job_id),
         ];
         let args = [
             exec.id.clone(),
@@ -799,6 +800,10 @@ impl FireStore for RedisStore {
             FireState::from(exec.state).as_str().to_string(),
             encode(&superseded)?,
             superseded.id.clone(),
+            keep.last.to_string(),
+            keep.failed.to_string(),
+            self.keys.exec_prefix(),
+            super::FIRE_MEMORY_MS.min(self.retention_ms).to_string(),
         ];
         let r: Vec<String> = self.finishes.call(keys.into(), args.into()).await?;
         fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
@@ -958,9 +963,11 @@ impl ExecStore for RedisStore {
     }
 
     async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
-        let index = match &f.job_id {
-            Some(j) => self.keys.job_execs(j),
-            None => self.keys.execs(),
+        // A job's history is its newest executions and, apart, its older failures (`Keep`): a page
+        // is the newest of both.
+        let indexes = match &f.job_id {
+            Some(j) => vec![self.keys.job_execs(j), self.keys.job_failed_execs(j)],
+            None => vec![self.keys.execs()],
         };
         let chunk = (f.limit + 1).clamp(16, 500);
         let mut out = Vec::new();
@@ -969,17 +976,24 @@ impl ExecStore for RedisStore {
         let min = f.not_before.as_ref().map(|n| format!("[{n}")).unwrap_or_else(|| "-".to_string());
         loop {
             let max = cursor.as_ref().map(|c| format!("({c}")).unwrap_or_else(|| "+".to_string());
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&index)
-                .arg(&max)
-                .arg(&min)
-                .arg("BYLEX")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(chunk)
-                .query_async(&mut self.conn())
-                .await?;
+            let mut pipe = redis::pipe();
+            for index in &indexes {
+                pipe.cmd("ZRANGE")
+                    .arg(index)
+                    .arg(&max)
+                    .arg(&min)
+                    .arg("BYLEX")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(chunk);
+            }
+            let pages: Vec<Vec<String>> = pipe.query_async(&mut self.conn()).await?;
+            // The newest `chunk` of the indexes together are among each one's newest `chunk`.
+            let mut ids: Vec<String> = pages.into_iter().flatten().collect();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.dedup();
+            ids.truncate(chunk);
             if ids.is_empty() {
                 return Ok((out, None));
             }
@@ -1007,7 +1021,11 @@ impl ExecStore for RedisStore {
             }
             if !expired.is_empty() {
                 // Index entries whose record passed retention: drop them as we go.
-                let _: i64 = self.conn().zrem(&index, &expired).await?;
+                let mut pipe = redis::pipe();
+                for index in &indexes {
+                    pipe.zrem(index, &expired).ignore();
+                }
+                let _: () = pipe.query_async(&mut self.conn()).await?;
             }
             if ids.len() < chunk {
                 return Ok((out, None));
