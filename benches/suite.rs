@@ -7,8 +7,9 @@
 //! Run: `cargo bench --bench suite` (all of `cargo bench` adds fire_delay and failover).
 //! BullMQ's no-op drain runs in the same suite (`bullmq`) and rota's burst is reported as a ratio to
 //! it (`burst_vs_bullmq`).
-//! Knobs: ROTA_BENCH_ONLY=precision,burst,bullmq,scale,footprint; ROTA_BENCH_PRECISION_JOBS (1000),
-//! ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000).
+//! Knobs: ROTA_BENCH_ONLY=precision,burst,bullmq,scale,footprint,history; ROTA_BENCH_PRECISION_JOBS (1000),
+//! ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000),
+//! ROTA_BENCH_HISTORY_JOBS (200), ROTA_BENCH_HISTORY_SECS (60; the soak: 900), ROTA_BENCH_HISTORY_KEEP (20).
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod support;
@@ -412,6 +413,92 @@ async fn scale_one(jobs: usize) -> Value {
     })
 }
 
+/// Scenario 7, history: Redis bytes per retained execution, and Redis memory over time under the
+/// jobs' history caps. `jobs` no-op jobs fire every second on one node whose jobs keep their newest
+/// `keep` executions (`--execution-keep-last`); Redis `used_memory`, the executions retained and the
+/// ended fires' hashes are sampled every 5 s. Once the caps bind (after about `keep` seconds) the
+/// executions stay flat and only the ended fires' hashes grow, until they expire after
+/// FIRE_MEMORY_MS (10 min): the soak (ROTA_BENCH_HISTORY_SECS=900) shows memory flat after that.
+async fn history() -> Value {
+    let jobs = env_num("ROTA_BENCH_HISTORY_JOBS", 200) as usize;
+    let secs = env_num("ROTA_BENCH_HISTORY_SECS", 60);
+    let keep = env_num("ROTA_BENCH_HISTORY_KEEP", 20).to_string();
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let keys = rota::store::keys::Keys::new("rota", "default");
+    load_jobs(&url, (0..jobs).map(|i| spec(format!("h{i:05}"), "* * * * * *", "noop", Value::Null))).await;
+    let base = redis_used_memory(&url);
+    let args = ["--execution-keep-last", keep.as_str(), "--workers", "64"];
+    let node = TestNode::start_env(&Backend::Redis(url.clone()), "n1", &args, &[("RUST_LOG", "rota=warn")]).await;
+    let mut c = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("redis");
+    let mut count = |pattern: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut c)
+                .expect("scan");
+            out.extend(batch);
+            if next == 0 {
+                return out;
+            }
+            cursor = next;
+        }
+    };
+    let fire_pattern = format!("{}:fire:*", keys.tag());
+    let exec_pattern = format!("{}*", keys.exec_prefix());
+    let t = Instant::now();
+    let mut samples = Vec::new();
+    while t.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (execs, fires) = (count(&exec_pattern).len(), count(&fire_pattern).len());
+        samples.push(json!({"t_s": t.elapsed().as_secs(), "used_memory": redis_used_memory(&url).saturating_sub(base),
+            "executions": execs, "fire_hashes": fires}));
+    }
+    drop(node);
+    // What one retained execution takes (its record and its entries in the two indexes) and what an
+    // ended fire's hash takes, by MEMORY USAGE over a sample.
+    let mut c = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("redis");
+    let mut usage = |key: &str| -> u64 {
+        redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query(&mut c).unwrap_or(0)
+    };
+    let execs = count(&exec_pattern);
+    let fires = count(&fire_pattern);
+    let sample = |v: &[String]| v.iter().take(500).cloned().collect::<Vec<_>>();
+    let avg = |keys: Vec<String>, usage: &mut dyn FnMut(&str) -> u64| {
+        keys.iter().map(|k| usage(k)).sum::<u64>() as f64 / keys.len().max(1) as f64
+    };
+    let record = avg(sample(&execs), &mut usage);
+    let fire_hash = avg(sample(&fires), &mut usage);
+    let all_index = usage(&keys.execs()) as f64 / execs.len().max(1) as f64;
+    let job_index = usage(&keys.job_execs("h00000")) as f64 / keep.parse::<f64>().unwrap_or(1.0).max(1.0);
+    let last = samples.last().cloned().unwrap_or(Value::Null);
+    let half = samples.get(samples.len() / 2).cloned().unwrap_or(Value::Null);
+    let grown = |f: &str| last[f].as_f64().unwrap_or(0.0) - half[f].as_f64().unwrap_or(0.0);
+    let span = (last["t_s"].as_f64().unwrap_or(0.0) - half["t_s"].as_f64().unwrap_or(0.0)).max(1.0);
+    json!({
+        "scenario": "history",
+        "cores": cores(),
+        "jobs": jobs,
+        "fires_per_second": jobs,
+        "keep_last": keep,
+        "seconds": secs,
+        "redis_bytes_per_retained_execution": record + all_index + job_index,
+        "redis_bytes_execution_record": record,
+        "redis_bytes_per_index_entry": all_index + job_index,
+        "redis_bytes_per_ended_fire_hash": fire_hash,
+        "executions_retained": execs.len(),
+        "used_memory_growth_bytes_per_s_second_half": grown("used_memory") / span,
+        "executions_growth_per_s_second_half": grown("executions") / span,
+        "samples": samples,
+    })
+}
+
 /// Scenario 6, footprint: an idle node (in-memory store and Redis), and one running 1,000
 /// sleeping executions at once.
 async fn footprint() -> Value {
@@ -479,7 +566,8 @@ fn table(results: &[Value]) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| "precision,burst,bullmq,scale,footprint".into());
+    let only =
+        std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| "precision,burst,bullmq,scale,footprint,history".into());
     let want = |s: &str| only.split(',').any(|x| x.trim() == s);
     let mut results = Vec::new();
     fn emit(v: Value, results: &mut Vec<Value>) {
@@ -512,6 +600,9 @@ async fn main() {
     }
     if want("footprint") {
         emit(footprint().await, &mut results);
+    }
+    if want("history") {
+        emit(history().await, &mut results);
     }
     table(&results);
 }

@@ -42,6 +42,11 @@ pub struct Config {
     pub redis: Option<String>,
     /// PEM CA that signed Redis's certificate, for `rediss://` (default: the system's trust store).
     pub redis_ca_file: Option<PathBuf>,
+    /// Strict mode: a claim, trigger, start or finish counts only once this many Redis replicas
+    /// acknowledged it (WAIT), so a Redis failover cannot lose it and run a fire twice. 0: off.
+    pub redis_wait_replicas: u32,
+    /// How long strict mode waits for the replicas' acknowledgement of one write.
+    pub redis_wait_timeout_ms: u64,
     /// First part of every Redis key; with `cluster` it makes the hash tag `{prefix:cluster:0}`.
     pub redis_prefix: String,
     /// Cluster name: nodes with the same Redis, prefix and cluster form one cluster.
@@ -133,6 +138,8 @@ impl Default for Config {
             node_id: default_node_id(),
             redis: None,
             redis_ca_file: None,
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 200,
             redis_prefix: "rota".into(),
             cluster: "default".into(),
             workers: 32,
@@ -207,7 +214,22 @@ impl Config {
             crate::job::validate_name(k, v, 64).map_err(|e| Error::Config { key: k.into(), reason: e.to_string() })?;
         }
         if let Some(url) = &self.redis {
-            crate::store::RedisUrl::parse(url).map_err(|reason| Error::Config { key: "redis".into(), reason })?;
+            let parsed =
+                crate::store::RedisUrl::parse(url).map_err(|reason| Error::Config { key: "redis".into(), reason })?;
+            // WAIT acknowledges what one client connection wrote to one primary; a Redis Cluster
+            // connection is one per node, and strict mode is not built (nor tested) for it.
+            if self.redis_wait_replicas > 0 && matches!(parsed, crate::store::RedisUrl::Cluster { .. }) {
+                return bad(
+                    "redis_wait_replicas",
+                    "strict mode works with one Redis or Sentinel, not a Redis Cluster yet".into(),
+                );
+            }
+        }
+        if self.redis_wait_replicas > 0 && self.redis.is_none() {
+            return bad(
+                "redis_wait_replicas",
+                "strict mode needs Redis (redis = ...); the in-memory store has no replicas".into(),
+            );
         }
         if self.workers == 0 || self.workers > 100_000 {
             return bad("workers", format!("{} is not in 1..=100000", self.workers));
@@ -218,6 +240,9 @@ impl Config {
         for (key, v, lo, hi) in [
             ("misfire_threshold_ms", self.misfire_threshold_ms, 1_000, 7 * DAY_MS),
             ("execution_retention_ms", self.execution_retention_ms, 60_000, 366 * DAY_MS),
+            ("redis_wait_replicas", u64::from(self.redis_wait_replicas), 0, 16),
+            // Under the store's 2 s reply timeout, with room for what waits behind a WAIT.
+            ("redis_wait_timeout_ms", self.redis_wait_timeout_ms, 1, 1_000),
             ("execution_keep_last", u64::from(self.execution_keep_last), 1, u64::from(crate::job::MAX_KEEP)),
             ("execution_keep_failed", u64::from(self.execution_keep_failed), 0, u64::from(crate::job::MAX_KEEP)),
             ("heartbeat_ms", self.heartbeat_ms, 10, 60_000),
@@ -400,6 +425,22 @@ mod tests {
                 "config execution_keep_last: 0 is not in 1..=100000",
             ),
             (Config { execution_keep_failed: 100_001, ..Config::default() }, "config execution_keep_failed:"),
+            (
+                Config { redis_wait_replicas: 1, ..Config::default() },
+                "config redis_wait_replicas: strict mode needs Redis",
+            ),
+            (
+                Config {
+                    redis_wait_replicas: 1,
+                    redis: Some("redis+cluster://127.0.0.1:7000,127.0.0.1:7001".into()),
+                    ..Config::default()
+                },
+                "config redis_wait_replicas: strict mode works with one Redis or Sentinel",
+            ),
+            (
+                Config { redis_wait_timeout_ms: 0, redis: Some("redis://h:1".into()), ..Config::default() },
+                "config redis_wait_timeout_ms: 0 is not in 1..=1000",
+            ),
             (Config { dead_node_retention_ms: u64::MAX, ..Config::default() }, "config dead_node_retention_ms:"),
             (Config { shell_output_cap_bytes: usize::MAX, ..Config::default() }, "config shell_output_cap_bytes:"),
             (Config { shell_output_cap_bytes: 0, ..Config::default() }, "config shell_output_cap_bytes:"),

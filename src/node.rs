@@ -160,7 +160,13 @@ impl Node {
                     )
                     .await?
                     .with_fire_timing(timing)
-                    .with_node_retention(config.dead_node_retention_ms),
+                    .with_node_retention(config.dead_node_retention_ms)
+                    .with_replica_wait((config.redis_wait_replicas > 0).then_some(
+                        crate::store::redis::ReplicaWait {
+                            replicas: config.redis_wait_replicas,
+                            timeout_ms: config.redis_wait_timeout_ms,
+                        },
+                    ))?,
                 )
             }
             None => Arc::new(

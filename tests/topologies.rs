@@ -32,7 +32,11 @@ impl Runs {
     }
 
     async fn node(&self, b: &Backend, id: &str) -> TestNode {
-        TestNode::start_env(b, id, &[], &[("ROTA_SIDELOG", &self.path())]).await
+        self.node_with(b, id, &[]).await
+    }
+
+    async fn node_with(&self, b: &Backend, id: &str, extra: &[&str]) -> TestNode {
+        TestNode::start_env(b, id, extra, &[("ROTA_SIDELOG", &self.path())]).await
     }
 
     /// Scheduled seconds the handler ran more than once (None without the side log).
@@ -74,6 +78,8 @@ struct Report {
     max_late_ms: i64,
     /// Records by state name.
     states: BTreeMap<String, usize>,
+    /// The errors of the records that did not succeed (their first 100 characters), and how many.
+    errors: BTreeMap<String, usize>,
 }
 
 async fn report(node: &TestNode, jobs: &[String]) -> Report {
@@ -85,6 +91,9 @@ async fn report(node: &TestNode, jobs: &[String]) -> Report {
             let at = ms(&e.scheduled_time);
             *by_fire.entry(at).or_default() += 1;
             *r.states.entry(format!("{:?}", state(&e))).or_default() += 1;
+            if !e.error.is_empty() {
+                *r.errors.entry(e.error.chars().take(100).collect()).or_default() += 1;
+            }
             let started = ms(&e.start_time);
             if started > 0 && started - at > 1000 {
                 r.late += 1;
@@ -256,10 +265,46 @@ async fn nodes_on_sentinel_follow_the_primary_through_a_failover() {
 
 #[tokio::test]
 async fn nodes_on_sentinel_follow_a_requested_failover_to_the_replica() {
+    requested_failover(&[]).await;
+}
+
+/// Strict mode: the same requested failover runs no fire twice (without it, about one second of
+/// fires ran twice in each run: what the old primary took after the switch was lost, claimed again
+/// and run again).
+#[tokio::test]
+async fn in_strict_mode_a_requested_failover_runs_no_fire_twice() {
+    let runs = requested_failover(&["--redis-wait-replicas", "1"]).await;
+    if let Some(twice) = runs.ran_twice() {
+        assert_eq!(twice, 0, "seconds run twice in strict mode");
+    }
+}
+
+/// Strict mode against a Redis with no replica: no write of a fire is acknowledged, so nothing runs
+/// (and the node says why); the same node without it fires.
+#[tokio::test]
+async fn in_strict_mode_nothing_runs_while_no_replica_acknowledges() {
+    let redis = common::RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let runs = Runs::new();
+    let mut node = runs.node_with(&b, "n1", &["--redis-wait-replicas", "1", "--redis-wait-timeout-ms", "50"]).await;
+    let jobs = put_jobs(&node, 2).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let r = report(&node, &jobs).await;
+    let ran = r.states.get("Succeeded").copied().unwrap_or(0);
+    assert_eq!(ran, 0, "{r:?}");
+    assert!(node.log().contains("replicas within 50 ms (strict mode)"), "the node says why:\n{}", node.log());
+    node.terminate();
+    let node = runs.node(&b, "n1").await;
+    fires_after(&node, &jobs, rota::store::now_ms(), "fires without strict mode").await;
+}
+
+/// A `SENTINEL FAILOVER` under a steady load, with the nodes started with `extra`: reports what
+/// it delayed and doubled, and returns the run log.
+async fn requested_failover(extra: &[&str]) -> Runs {
     let redis = RedisSentinels::start();
     let b = Backend::Redis(redis.url());
     let runs = Runs::new();
-    let nodes = [runs.node(&b, "n1").await, runs.node(&b, "n2").await];
+    let nodes = [runs.node_with(&b, "n1", extra).await, runs.node_with(&b, "n2", extra).await];
     agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let jobs = put_jobs(&nodes[0], 5).await;
     let mut changes = watch(&nodes[1], &jobs[0]).await;
@@ -292,8 +337,9 @@ async fn nodes_on_sentinel_follow_a_requested_failover_to_the_replica() {
         demoted.as_millis(),
         resumed.as_millis()
     );
-    settle_and_report("sentinel", &timings, &nodes, &jobs, &runs).await;
+    settle_and_report(&format!("sentinel {extra:?}"), &timings, &nodes, &jobs, &runs).await;
     // The nodes write to the new primary: the fires after the switch are there.
     let on_new: Option<Vec<String>> = common::redis_cmd(redis.replica.port, &["KEYS", "{rota:default:0}:exec:*"]);
     assert!(on_new.is_some_and(|k| !k.is_empty()), "records on the new primary");
+    runs
 }

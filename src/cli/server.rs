@@ -67,6 +67,13 @@ pub struct ServerArgs {
     /// How long execution records are kept (default 86400000, 24 h).
     #[arg(long, env = "ROTA_EXECUTION_RETENTION_MS")]
     pub execution_retention_ms: Option<u64>,
+    /// Strict mode: fire writes count once this many Redis replicas acknowledged them (WAIT);
+    /// default 0, off.
+    #[arg(long, env = "ROTA_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// How long strict mode waits for the replicas, per write (default 200).
+    #[arg(long, env = "ROTA_REDIS_WAIT_TIMEOUT_MS")]
+    pub redis_wait_timeout_ms: Option<u64>,
     /// Executions kept per job that does not set keep_last (default 1000).
     #[arg(long, env = "ROTA_EXECUTION_KEEP_LAST")]
     pub execution_keep_last: Option<u32>,
@@ -162,6 +169,8 @@ impl ServerArgs {
             execution_retention_ms,
             execution_keep_last,
             execution_keep_failed,
+            redis_wait_replicas,
+            redis_wait_timeout_ms,
             heartbeat_ms,
             node_ttl_ms,
             dead_node_retention_ms,
@@ -302,6 +311,10 @@ mod tests {
             "41",
             "--execution-keep-failed",
             "43",
+            "--redis-wait-replicas",
+            "2",
+            "--redis-wait-timeout-ms",
+            "47",
             "--heartbeat-ms",
             "11",
             "--node-ttl-ms",
@@ -362,6 +375,8 @@ mod tests {
             execution_retention_ms: 70000,
             execution_keep_last: 41,
             execution_keep_failed: 43,
+            redis_wait_replicas: 2,
+            redis_wait_timeout_ms: 47,
             heartbeat_ms: 11,
             node_ttl_ms: 33,
             dead_node_retention_ms: 37,

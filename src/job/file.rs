@@ -166,6 +166,22 @@ mod tests {
     }
 
     #[test]
+    fn history_caps_read_and_absent_ones_mean_the_nodes() {
+        let jobs = parse_jobs_file(
+            "[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\nkeep_last = 5\nkeep_failed = 0\n\
+             [[job]]\nid = \"b\"\ncron = \"@daily\"\nhandler = \"noop\"\n",
+        )
+        .expect("parses");
+        let d: Vec<Declared> = jobs.iter().map(|j| j.declared().expect("valid")).collect();
+        assert_eq!((d[0].spec.keep_last, d[0].spec.keep_failed), (5, Some(0)));
+        assert_eq!((d[1].spec.keep_last, d[1].spec.keep_failed), (0, None));
+        let text = "[[job]]\nid = \"a\"\nkeep_last = -1\n";
+        let e = parse_jobs_file(text).expect_err("negative");
+        let said = crate::config::toml_error("f.toml", text, &e).to_string();
+        assert!(said.contains("line 3") && said.contains("keep_last"), "{said}");
+    }
+
+    #[test]
     fn a_duration_given_twice_or_malformed_names_the_key() {
         let both = FileJob { timeout: Some("5s".into()), timeout_ms: Some(5000), ..Default::default() };
         assert_eq!(both.declared().expect_err("both").to_string(), "timeout: give timeout or timeout_ms, not both");

@@ -362,7 +362,11 @@ impl FireStore for MemoryStore {
                     }
                     (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
                 };
-                let fire = self.new_fire(&exec, fs, now, false);
+                let mut fire = self.new_fire(&exec, fs, now, false);
+                if fs != FireState::Dispatching {
+                    // Ended at its claim (skipped, misfired): remembered as long as an ended fire is.
+                    fire.expiry = now + (super::FIRE_MEMORY_MS as i64).min(self.retention_ms);
+                }
                 st.fires.insert(c.exec.fire_id.clone(), fire);
                 st.insert_exec(&exec, self.retention_ms, now);
                 announce.push(exec);

@@ -7,6 +7,8 @@
 -- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
 --   (a fire must start within it of its scheduled instant, or of its claim when claimed late on
 --   purpose: a catch-up fire gets the whole threshold)
+-- ARGV[7] how long a fire hash outlives its fire (FIRE_MEMORY_MS): for a fire ended at its claim
+--   (skipped, misfired)
 -- then per claim i (9 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
 --   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1'
 -- Returns {'FENCED'}, or one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE,
@@ -30,7 +32,7 @@ local out = {}
 local n = (#KEYS - 4) / 5
 for i = 0, n - 1 do
   local kj, kf, kl, ke, kje = KEYS[5+5*i], KEYS[6+5*i], KEYS[7+5*i], KEYS[8+5*i], KEYS[9+5*i]
-  local a = 7 + 9*i
+  local a = 8 + 9*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'
@@ -80,7 +82,7 @@ for i = 0, n - 1 do
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
     end
     redis.call('HSET', kf, unpack(h))
-    redis.call('PEXPIRE', kf, ARGV[1])
+    if fs == 'dispatching' then redis.call('PEXPIRE', kf, ARGV[1]) else redis.call('PEXPIRE', kf, ARGV[7]) end
     redis.call('SET', ke, json, 'PX', ARGV[1])
     redis.call('ZADD', KEYS[2], 0, exec_id)
     announce(ARGV[2], json)

@@ -68,6 +68,11 @@ if not mine then
   json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
 else
   redis.call('HSET', KEYS[5], 'state', ARGV[9], 'exec', ARGV[1])
+  -- An ended fire keeps what a repeated or late finish, a stray queue entry and a log line read
+  -- (state, owner, execution, job, instant), for FIRE_MEMORY_MS: the fields of its run go (half
+  -- the hash), and the execution records carry the history from here.
+  redis.call('HDEL', KEYS[5], 'claimed_at', 'deadline_ms', 'attempts', 'recoveries', 'manual', 'next_exec',
+    'started', 'epoch')
   redis.call('PEXPIRE', KEYS[5], ARGV[15])
   if held == ARGV[5] then redis.call('DEL', KEYS[4]) end
 end

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redis::Script;
 
-use super::topology::Conn;
+use super::topology::{Conn, ReplicaWait};
 use crate::error::{Error, Result};
 
 /// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
@@ -36,7 +36,9 @@ impl Batcher {
     /// Most fires in one call.
     const MAX_ITEMS: usize = 256;
 
-    pub(super) fn spawn(script: &'static Script, conn: Conn) -> Batcher {
+    /// `wait`: strict mode, one `WAIT` after each call; a call its replicas did not acknowledge is
+    /// every item's error.
+    pub(super) fn spawn(script: &'static Script, conn: Conn, wait: Option<ReplicaWait>) -> Batcher {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BatchItem>();
         let slots = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
         // Ends when the store (the only sender) is dropped.
@@ -54,7 +56,7 @@ impl Batcher {
                 let conn = conn.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    Self::run(script, conn, items).await;
+                    Self::run(script, conn, wait, items).await;
                 });
             }
         });
@@ -63,7 +65,7 @@ impl Batcher {
 
     /// Every item of one batcher has the same shape (one call site, fixed-size key and argument
     /// lists), so the first item's tells the script how to split the rest.
-    async fn run(script: &Script, mut conn: Conn, items: Vec<BatchItem>) {
+    async fn run(script: &Script, mut conn: Conn, wait: Option<ReplicaWait>, items: Vec<BatchItem>) {
         let (nkeys, nargs) = items.first().map_or((0, 0), |i| (i.keys.len(), i.args.len()));
         debug_assert!(items.iter().all(|i| i.keys.len() == nkeys && i.args.len() == nargs));
         let mut inv = script.prepare_invoke();
@@ -76,7 +78,17 @@ impl Batcher {
                 inv.arg(a);
             }
         }
-        match inv.invoke_async::<Vec<redis::Value>>(&mut conn).await {
+        let reply = inv.invoke_async::<Vec<redis::Value>>(&mut conn).await;
+        if let (Some(w), Ok(_)) = (wait, &reply) {
+            if let Err(e) = w.check(&mut conn, "a batch of fires").await {
+                let why = e.to_string();
+                for item in items {
+                    let _ = item.reply.send(Err(Error::unavailable(why.clone())));
+                }
+                return;
+            }
+        }
+        match reply {
             Ok(replies) if replies.len() == items.len() => {
                 for (item, v) in items.into_iter().zip(replies) {
                     let _ = item.reply.send(Ok(v));

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use self::batcher::{batched, Batcher};
 use self::relay::relay_changes;
+pub use self::topology::ReplicaWait;
 use self::topology::{Conn, Topology};
 use super::keys::Keys;
 use super::{
@@ -101,6 +102,12 @@ pub struct RedisStore {
     /// True while the relay is subscribed to the change channel.
     relay_live: watch::Receiver<bool>,
     relay: JoinHandle<()>,
+    /// Strict mode: how many replicas must acknowledge a fire's writes (None: off).
+    wait: Option<ReplicaWait>,
+    /// The connection a fire's writes (claim, trigger, and the batched start and finish) go on:
+    /// the shared one, or in strict mode one of their own, so that a `WAIT`, which holds up what
+    /// comes after it on its connection, never delays a heartbeat or a lease renewal.
+    fire_conn: Conn,
 }
 
 impl Drop for RedisStore {
@@ -136,9 +143,10 @@ impl RedisStore {
             Arc::clone(&wanted),
             live_tx,
         ));
-        let starts = Batcher::spawn(&START, conn.clone());
-        let finishes = Batcher::spawn(&FINISH, conn.clone());
+        let starts = Batcher::spawn(&START, conn.clone(), None);
+        let finishes = Batcher::spawn(&FINISH, conn.clone(), None);
         Ok(RedisStore {
+            fire_conn: conn.clone(),
             conn,
             blocking: tokio::sync::Mutex::new(None),
             topology,
@@ -152,7 +160,28 @@ impl RedisStore {
             wanted,
             relay_live,
             relay,
+            wait: None,
         })
+    }
+
+    /// Strict mode (`redis_wait_replicas`): claims, manual triggers, starts and finishes count only
+    /// once `wait.replicas` replicas acknowledged them (`ReplicaWait`).
+    pub fn with_replica_wait(mut self, wait: Option<ReplicaWait>) -> Result<Self> {
+        if wait.is_some() {
+            self.fire_conn = self.topology.commands()?;
+        }
+        self.wait = wait;
+        self.starts = Batcher::spawn(&START, self.fire_conn.clone(), wait);
+        self.finishes = Batcher::spawn(&FINISH, self.fire_conn.clone(), wait);
+        Ok(self)
+    }
+
+    /// Strict mode's check after a write made on `fire_conn` (see `ReplicaWait::check`).
+    async fn replicated(&self, what: &str) -> Result<()> {
+        match &self.wait {
+            Some(w) => w.check(&mut self.fire_conn.clone(), what).await,
+            None => Ok(()),
+        }
     }
 
     /// Sets the misfire threshold and dispatch deadline written into fire records.
@@ -488,7 +517,8 @@ impl FireStore for RedisStore {
             .arg(fence.to_string())
             .arg(fence.epoch)
             .arg(self.timing.dispatch_deadline_ms)
-            .arg(self.timing.misfire_threshold_ms);
+            .arg(self.timing.misfire_threshold_ms)
+            .arg(super::FIRE_MEMORY_MS.min(self.retention_ms));
         for c in claims {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
@@ -506,7 +536,10 @@ impl FireStore for RedisStore {
                 .arg(if c.forbid { encode(&c.skipped_exec())? } else { String::new() })
                 .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" });
         }
-        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        let r: Vec<String> = inv.invoke_async(&mut self.fire_conn.clone()).await?;
+        // Not replicated: the fires stay `dispatching` (their watermarks moved) and the sweep
+        // dispatches those a failover did not lose, as after a lost reply.
+        self.replicated("a claim").await?;
         fail::fail_point!("lose_claim_reply", |_| Err(crate::failpoints::lost_reply("lose_claim_reply")));
         if r.first().map(String::as_str) == Some("FENCED") {
             return Err(Error::Fenced(format!("lease {fence} is no longer held")));
@@ -561,8 +594,9 @@ impl FireStore for RedisStore {
             .arg(exec.scheduled_ms + self.timing.misfire_threshold_ms as i64)
             .arg(super::now_ms() + self.timing.dispatch_deadline_ms as i64)
             .arg(&exec.job_id)
-            .invoke_async(&mut self.conn())
+            .invoke_async(&mut self.fire_conn.clone())
             .await?;
+        self.replicated("a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
             (Some("CREATED"), _) => Ok(TriggerOutcome::Created(exec.clone())),

@@ -189,6 +189,35 @@ fn client(url: &str, ca_pem: Option<Vec<u8>>) -> RedisResult<redis::Client> {
     }
 }
 
+/// Strict mode (`redis_wait_replicas`): a write that makes or moves a fire (a claim, a manual
+/// trigger, a start, a finish) counts only once this many replicas have acknowledged it, within
+/// `timeout_ms` (Redis `WAIT`). With asynchronous replication a failover loses what the new primary
+/// had not received: a lost claim is claimed again and a lost start run again, so a fire ran twice
+/// (docs/PROTOCOL.md, "Redis deployments").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaWait {
+    pub replicas: u32,
+    pub timeout_ms: u64,
+}
+
+impl ReplicaWait {
+    /// `WAIT` on `conn`, the connection that made the writes (every clone of a store's connection
+    /// shares one client connection, so `WAIT` covers what any of them wrote before). Err when fewer
+    /// replicas acknowledged: the writes stand on this primary, but the caller treats them as it
+    /// treats a committed script whose reply was lost (it asks again, or leaves the fire to the
+    /// sweep), which every write of a fire already survives.
+    pub(super) async fn check(&self, conn: &mut Conn, what: &str) -> Result<()> {
+        let acked: i64 = redis::cmd("WAIT").arg(self.replicas).arg(self.timeout_ms).query_async(conn).await?;
+        if acked < i64::from(self.replicas) {
+            return Err(Error::unavailable(format!(
+                "{what} reached {acked} of {} replicas within {} ms (strict mode): not counted",
+                self.replicas, self.timeout_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The connection the store's methods use, whatever the deployment.
 #[derive(Clone)]
 pub(super) enum Conn {
