@@ -241,8 +241,10 @@ impl Config {
             ("misfire_threshold_ms", self.misfire_threshold_ms, 1_000, 7 * DAY_MS),
             ("execution_retention_ms", self.execution_retention_ms, 60_000, 366 * DAY_MS),
             ("redis_wait_replicas", u64::from(self.redis_wait_replicas), 0, 16),
-            // Under the store's 2 s reply timeout, with room for what waits behind a WAIT.
-            ("redis_wait_timeout_ms", self.redis_wait_timeout_ms, 1, 1_000),
+            // WAITs on the fire writes' connection run one behind another, and up to about six can
+            // be out at once (two start and two finish batches, a claim, a trigger): together they
+            // must stay under the store's 2 s reply timeout, or the client gives up first.
+            ("redis_wait_timeout_ms", self.redis_wait_timeout_ms, 1, 250),
             ("execution_keep_last", u64::from(self.execution_keep_last), 1, u64::from(crate::job::MAX_KEEP)),
             ("execution_keep_failed", u64::from(self.execution_keep_failed), 0, u64::from(crate::job::MAX_KEEP)),
             ("heartbeat_ms", self.heartbeat_ms, 10, 60_000),
@@ -439,7 +441,7 @@ mod tests {
             ),
             (
                 Config { redis_wait_timeout_ms: 0, redis: Some("redis://h:1".into()), ..Config::default() },
-                "config redis_wait_timeout_ms: 0 is not in 1..=1000",
+                "config redis_wait_timeout_ms: 0 is not in 1..=250",
             ),
             (Config { dead_node_retention_ms: u64::MAX, ..Config::default() }, "config dead_node_retention_ms:"),
             (Config { shell_output_cap_bytes: usize::MAX, ..Config::default() }, "config shell_output_cap_bytes:"),

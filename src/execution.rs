@@ -63,9 +63,9 @@ impl ExecState {
 }
 
 /// One attempt at a fire. Stored as JSON; `id` is a UUIDv7 so ids sort by creation time.
-/// Fields at their default (no error, no output, not manual, not started) are left out of the JSON
-/// and come back as defaults: most records are a no-op's success, and every retained record is
-/// Redis memory (about 60 bytes less each).
+/// `stderr`, `start_ms` and `end_ms` are left out of the JSON when empty (every retained record is
+/// Redis memory). `error`, `output` and `manual` are always written: a node of the previous release
+/// requires them, and in a rolling upgrade it reads records the new nodes write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     pub id: String,
@@ -79,17 +79,17 @@ pub struct Execution {
     pub node_id: String,
     pub attempt: u32,
     pub state: ExecState,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub error: String,
     /// What the run printed (shell: stdout; http: the response body), capped.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub output: String,
     /// What the run printed on standard error (shell), capped; kept apart from `output` so a
     /// failure's cause is not buried in the program's normal output. Empty in records made before
     /// it existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr: String,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub manual: bool,
     pub epoch: u64,
     /// Set while the fire will be tried again after this execution: a failed or timed-out attempt

@@ -349,13 +349,20 @@ fn workers_for(n: usize) -> usize {
     (n / 8).max(8)
 }
 
+/// The history cap of the workload's capped jobs.
+const CAPPED_KEEP: usize = 5;
+
 /// The workload: one job in ten of each kind. `picky` jobs use a handler only the first
-/// `PICKY_NODES` nodes have: their fires must reach only those nodes, whoever is master.
+/// `PICKY_NODES` nodes have: their fires must reach only those nodes, whoever is master. `capped`
+/// jobs keep only their last `CAPPED_KEEP` executions.
 fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
     let mut jobs = Vec::new();
     let mut infos = Vec::new();
     for i in 0..n {
         let (kind, cron, ms, period, forbid, master_only, rerun) = match i % 10 {
+            // A history cap of 5 (and no older failures kept): its fires in the window are all
+            // trimmed by the time the records are read; the side log judges them.
+            4 => ("capped", "* * * * * *", 20, 1, false, false, true),
             6 => ("master", "* * * * * *", 10, 1, false, true, true),
             7 => ("forbid", "* * * * * *", 1500, 1, true, false, false),
             8 => ("slowrerun", "*/5 * * * * *", 3000, 5, false, false, true),
@@ -372,11 +379,14 @@ fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
             master_only,
             concurrency: if forbid { rota::job::Concurrency::Forbid } else { rota::job::Concurrency::Allow },
             recovery: if rerun { rota::job::Recovery::Rerun } else { rota::job::Recovery::Lost },
+            keep_last: if kind == "capped" { CAPPED_KEEP as u32 } else { 0 },
+            keep_failed: (kind == "capped").then_some(0),
             ..Default::default()
         };
         jobs.push(rota::cli::pb_job(&spec));
         let only_on = if kind == "picky" { (1..=PICKY_NODES).map(|i| format!("n{i}")).collect() } else { Vec::new() };
-        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun, only_on });
+        let keep_last = (kind == "capped").then_some(CAPPED_KEEP);
+        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun, only_on, keep_last });
     }
     (jobs, infos)
 }
@@ -588,6 +598,7 @@ fn summary(seed: u64, secs: i64, jobs: usize, h: &History, r: &checker::Report) 
         "master_only_elsewhere": r.master_only_elsewhere,
         "without_handler": r.without_handler,
         "disagreeing": r.disagreeing,
+        "trimmed": r.trimmed,
         "late_over_5s": r.late,
         "max_delay_ms": r.max_delay_ms,
         "failover_ms_median": fo.get(fo.len() / 2).copied().unwrap_or(0),

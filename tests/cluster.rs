@@ -685,7 +685,7 @@ async fn a_draining_node_is_not_judged_dead_while_it_finishes() {
 async fn a_run_cut_by_a_graceful_stop_follows_its_jobs_recovery_policy() {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
-    let grace = ["--shutdown-grace-ms", "300"];
+    let grace = ["--shutdown-grace-ms", "300", "--enable-shell", "--shell-allow", "/bin/sh"];
     let mut nodes = vec![TestNode::start(&b, "n1", &grace).await, TestNode::start(&b, "n2", &grace).await];
     let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let mut c = by_id(&mut nodes, &master).client().await;
@@ -697,6 +697,23 @@ async fn a_run_cut_by_a_graceful_stop_follows_its_jobs_recovery_policy() {
         let t = c.trigger_job(pb::TriggerJobRequest { id: id.into(), ..Default::default() }).await.expect("trigger");
         fires.push(t.into_inner().execution.expect("execution").fire_id);
     }
+    // A re-run job between a failed attempt and its retry (10 s of backoff) when the node stops.
+    let mut j = job("retrying", "0 0 1 1 *", "shell", json!({"sh": "exit 3"}));
+    j.recovery = pb::RecoveryPolicy::Rerun as i32;
+    j.retries = 1;
+    j.retry_backoff = Some(prost_types::Duration { seconds: 10, nanos: 0 });
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let t =
+        c.trigger_job(pb::TriggerJobRequest { id: "retrying".into(), ..Default::default() }).await.expect("trigger");
+    let retrying = t.into_inner().execution.expect("execution").fire_id;
+    let failed = eventually(WAIT, "the first attempt fails", || {
+        let mut c = c.clone();
+        async move {
+            executions(&mut c, "retrying").await.into_iter().find(|e| e.state == pb::ExecutionState::Failed as i32)
+        }
+    })
+    .await;
+    assert_eq!(failed.node_id, master, "the failing job runs on the master, which stops");
     for id in ["again", "once"] {
         let running =
             eventually(WAIT, "the run starts", || {
@@ -726,4 +743,16 @@ async fn a_run_cut_by_a_graceful_stop_follows_its_jobs_recovery_policy() {
     assert_eq!(once.len(), 1, "{once:?}");
     assert_eq!(once[0].state, pb::ExecutionState::Lost as i32, "{once:?}");
     assert!(once[0].error.contains("node shut down before the handler finished"), "{once:?}");
+    // The retry-waiting fire ran again on the other node (no `lost` record ends it).
+    let runs = eventually(WAIT, "the retry-waiting fire runs again elsewhere", || {
+        let mut c = c.clone();
+        let fire = retrying.clone();
+        let other = other.node_id.clone();
+        async move {
+            let runs: Vec<_> = executions(&mut c, "retrying").await.into_iter().filter(|e| e.fire_id == fire).collect();
+            runs.iter().any(|e| e.node_id == other && e.state == pb::ExecutionState::Failed as i32).then_some(runs)
+        }
+    })
+    .await;
+    assert!(!runs.iter().any(|e| e.error.contains("before this retry could run")), "{runs:?}");
 }

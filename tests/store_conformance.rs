@@ -485,6 +485,44 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     assert_eq!(s.claim(&fence, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
 }
 
+/// An idempotency key outlives the record it made when the job's history cap deletes that record:
+/// the same key then triggers nothing again (`Spent`, with the execution id), never a second run.
+async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
+    let epoch = epoch_of(&master(&*s).await);
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    put(&*s, "t", 9_000_000_000_000).await;
+    let mk = || {
+        let mut e = Execution::pending("t", String::new(), now_ms(), "n1", 1);
+        e.fire_id = rota::execution::manual_fire_id("t", &e.id);
+        e.manual = true;
+        e
+    };
+    let first = mk();
+    let mut fires = vec![first.clone()];
+    assert!(matches!(s.trigger(&first, Some("k1"), false, 1000).await.expect("t"), TriggerOutcome::Created(_)));
+    for _ in 0..3 {
+        let e = mk();
+        assert!(matches!(s.trigger(&e, None, false, 1000).await.expect("t"), TriggerOutcome::Created(_)));
+        fires.push(e);
+    }
+    for e in &fires {
+        assert_eq!(s.accept(&e.fire_id, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+        let Start::Run(sf) = s.start(&e.fire_id, "n1", "i1", "fresh", false).await.expect("start") else {
+            panic!("not started")
+        };
+        let mut done = e.clone();
+        done.id = sf.exec_id;
+        done.state = ExecState::Succeeded;
+        let keep = Keep { last: 1, failed: 0 };
+        assert_eq!(s.finish(&done, "n1", "i1", keep).await.expect("finish"), Finish::Recorded);
+    }
+    assert_eq!(s.get_execution(&first.id).await.expect("get"), None, "trimmed");
+    assert_eq!(
+        s.trigger(&mk(), Some("k1"), false, 1000).await.expect("trigger"),
+        TriggerOutcome::Spent(first.id.clone())
+    );
+}
+
 /// A job's history is trimmed to its caps when a run finishes: the newest `last` runs whatever their
 /// outcome, and the newest `failed` older failures besides; an open run is never deleted; what goes
 /// is gone from every listing and from GetExecution.
@@ -539,6 +577,30 @@ async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Sto
     let (p2, _) = s.list_executions(&ExecFilter { before: next, ..f }).await.expect("list");
     let paged: Vec<String> = p1.into_iter().chain(p2).map(|e| e.id).collect();
     assert_eq!(paged, want, "paged");
+    // A long run finishing after newer fires of its job (a forbid job's skips, say): its own record,
+    // the oldest, is not deleted by the trim its finish does.
+    put(&*s, "g", base).await;
+    let keep = Keep { last: 1, failed: 0 };
+    let mut started = Vec::new();
+    for i in 0..4 {
+        let sched = base + i * 1000;
+        let c = claim("g", sched, Some(sched + 1000), false);
+        assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+        let fire = c.exec.fire_id.clone();
+        assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+        let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+            panic!("g {i} not started")
+        };
+        let mut e = Execution::pending("g", fire, sched, "n1", 1);
+        e.id = sf.exec_id;
+        e.state = ExecState::Succeeded;
+        started.push(e);
+    }
+    for e in started[1..].iter().chain(std::iter::once(&started[0])) {
+        assert_eq!(s.finish(e, "n1", "i1", keep).await.expect("finish"), Finish::Recorded);
+    }
+    let long = s.get_execution(&started[0].id).await.expect("get").map(|e| e.state);
+    assert_eq!(long, Some(ExecState::Succeeded), "the long run's own record is kept");
 }
 
 async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Store>) {
@@ -694,6 +756,7 @@ conformance!(
     a_reaped_incarnation_never_comes_back,
     a_late_result_leaves_a_newer_incarnations_entry_alone,
     a_jobs_history_keeps_its_newest_runs_and_failures_longer,
+    an_idempotency_key_outlives_its_trimmed_record,
 );
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the

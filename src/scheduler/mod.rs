@@ -317,6 +317,10 @@ impl Scheduler {
         {
             TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
             TriggerOutcome::Deduplicated(e) => Ok(Triggered { execution: e, deduplicated: true }),
+            TriggerOutcome::Spent(id) => Err(Error::FailedPrecondition(format!(
+                "this idempotency key already triggered execution {id}, whose record the job's history cap \
+                 (keep_last) has deleted since; nothing was triggered again (use a new key to trigger again)"
+            ))),
             TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
             TriggerOutcome::Created(e) => {
                 tracing::info!(job = %job_id, fire = %e.fire_id, execution = %e.id, "manual fire");

@@ -181,7 +181,7 @@ impl State {
     /// A job's history past its caps (as `trim_history` in the Redis store's finish): the oldest of
     /// its newest executions beyond `keep.last` go, a failed one into the failure index (kept to
     /// `keep.failed`), an open one stays; the rest are deleted.
-    fn trim_history(&mut self, job: &str, keep: Keep, now: i64) {
+    fn trim_history(&mut self, job: &str, keep: Keep, own: &str, now: i64) {
         let State { job_execs, job_failed, execs, .. } = self;
         let Some(ids) = job_execs.get_mut(job) else { return };
         // Entries whose record is gone (expired, or pushed out by MAX_EXECUTIONS) do not count.
@@ -189,12 +189,12 @@ impl State {
         if !keep.trim_due(ids.len()) {
             return;
         }
-        let old: Vec<String> = ids.iter().take(ids.len() - keep.last as usize).cloned().collect();
+        let old: Vec<String> = ids.iter().take((ids.len() - keep.last as usize).min(Keep::TRIM_MAX)).cloned().collect();
         let failed = job_failed.entry(job.to_string()).or_default();
         for id in old {
             let state = execs.get(&id).map(|(e, _)| e.state);
             match state {
-                Some(s) if !s.is_terminal() => continue,
+                Some(s) if !s.is_terminal() || id == own => continue,
                 Some(s) if s.is_failure() && keep.failed > 0 => {
                     failed.insert(id.clone());
                 }
@@ -205,7 +205,7 @@ impl State {
             ids.remove(&id);
         }
         failed.retain(|id| execs.get(id).is_some_and(|(_, exp)| *exp > now));
-        while failed.len() > keep.failed as usize {
+        for _ in 0..failed.len().saturating_sub(keep.failed as usize).min(Keep::TRIM_MAX) {
             if let Some(id) = failed.pop_first() {
                 execs.remove(&id);
             }
@@ -394,9 +394,10 @@ impl FireStore for MemoryStore {
                 let idem = (exec.job_id.clone(), k.to_string());
                 if let Some((id, exp)) = st.idem.get(&idem) {
                     if *exp > now {
-                        if let Some((e, _)) = st.execs.get(id) {
-                            return Ok(TriggerOutcome::Deduplicated(e.clone()));
-                        }
+                        return Ok(match st.execs.get(id) {
+                            Some((e, _)) => TriggerOutcome::Deduplicated(e.clone()),
+                            None => TriggerOutcome::Spent(id.clone()),
+                        });
                     }
                 }
                 st.idem.insert(idem, (exec.id.clone(), now + self.retention_ms));
@@ -667,7 +668,7 @@ impl FireStore for MemoryStore {
                 rec = exec.superseded();
             }
             st.insert_exec(&rec, self.retention_ms, now);
-            st.trim_history(&exec.job_id, keep, now);
+            st.trim_history(&exec.job_id, keep, &rec.id, now);
             (if owns { Finish::Recorded } else { Finish::Superseded }, rec)
         };
         self.announce(&recorded);

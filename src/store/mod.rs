@@ -201,6 +201,9 @@ pub enum TriggerOutcome {
     Created(Execution),
     /// The idempotency key was seen before; this is the first call's execution.
     Deduplicated(Execution),
+    /// The idempotency key was seen before, but the job's history cap has deleted the execution it
+    /// made (its id): nothing is fired again, and there is no record to show.
+    Spent(String),
     /// The job forbids overlap and is running: recorded as skipped.
     Skipped(Execution),
     Gone,
@@ -520,7 +523,8 @@ pub const DEFAULT_DEAD_NODE_RETENTION_MS: u64 = 5 * 60 * 1000;
 /// out, lost), so failures stay longer than successes. Applied when a run of the job finishes, once
 /// the job's newest executions are a tenth past `last` (at least one), so that a busy job pays the
 /// trim once per tenth of its cap: a job shows between `last` and `last + last / 10` of them.
-/// An execution still open (pending, running) is never deleted by the trim.
+/// An execution still open (pending, running) is never deleted by the trim, nor the one the
+/// finishing run just wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keep {
     pub last: u32,
@@ -530,6 +534,9 @@ pub struct Keep {
 impl Keep {
     /// The node's defaults (`execution_keep_last`, `execution_keep_failed`).
     pub const DEFAULT: Keep = Keep { last: 1000, failed: 1000 };
+    /// Most executions one trim takes out of an index (the Lua side's `TRIM_MAX`): a history
+    /// filled before caps existed is worked down over later finishes, not in one long call.
+    pub const TRIM_MAX: usize = 100;
 
     /// A job's caps: its own where it sets them, else the node's.
     pub fn of(spec: &JobSpec, defaults: Keep) -> Keep {

@@ -625,6 +625,12 @@ impl Worker {
             );
             next.manual = exec.manual;
             next.epoch = exec.epoch;
+            if cancelled && job.spec.recovery == Recovery::Rerun {
+                // As a cut run (`run_attempt`): left running here for the master to re-run elsewhere
+                // once this node has deregistered.
+                tracing::warn!(execution = %exec.id, "shutdown before the retry: left for a re-run elsewhere (recovery rerun)");
+                return;
+            }
             if cancelled {
                 next.close(ExecState::Lost, "node shut down before this retry could run");
                 let _ = self.record_final(&next, inc, Some(&job.spec)).await;

@@ -14,7 +14,11 @@
 //!   nothing after its successor), and a master-only job ran only on the node holding its epoch;
 //! - runs of a job whose handler only some nodes have are on those nodes (mixed capabilities);
 //! - runs of a job that forbids overlap never overlap (a run with no end line ends when its process
-//!   died, as the fault log says).
+//!   died, as the fault log says);
+//! - a job with a history cap (`keep_last`) keeps at most that many finished records (plus the
+//!   trim's tenth and a fire or two finishing while the records are read), and a fire whose records
+//!   the cap deleted is judged by the side log alone: one finished run, any other run explained by
+//!   a fault on its node.
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Debug)]
@@ -27,6 +31,8 @@ pub struct JobInfo {
     pub rerun: bool,
     /// The nodes that have the job's handler (empty: every node): its runs must be on one of them.
     pub only_on: Vec<String>,
+    /// The job's history cap (`keep_last`, with `keep_failed = 0`), if it sets one.
+    pub keep_last: Option<usize>,
 }
 
 /// One handler run from the side log.
@@ -69,6 +75,7 @@ pub struct Fault {
     pub epoch_before: u64,
 }
 
+#[derive(Clone)]
 pub struct History {
     pub jobs: Vec<JobInfo>,
     pub runs: Vec<Run>,
@@ -97,6 +104,8 @@ pub struct Report {
     /// Runs on a node that does not have the job's handler.
     pub without_handler: usize,
     pub disagreeing: usize,
+    /// Fires of capped jobs whose records the cap deleted, judged by the side log.
+    pub trimmed: usize,
     pub late: usize,
     pub max_delay_ms: i64,
     pub failover_ms: Vec<i64>,
@@ -146,6 +155,12 @@ pub fn check(h: &History) -> Report {
         if job.forbid {
             check_overlap(h, &mut r, job, &mut runs);
         }
+        if let Some(keep) = job.keep_last {
+            let kept = h.records.iter().filter(|x| x.job == job.id && is_terminal(&x.state)).count();
+            if kept > keep + keep / 10 + 2 {
+                r.violations.push(format!("{}: {kept} finished records kept, over its cap of {keep}", job.id));
+            }
+        }
     }
     for run in h.runs.iter().filter(|x| x.attempt == 1 && in_window(h, x.sched_ms)) {
         let delay = run.start_ms - run.sched_ms;
@@ -187,6 +202,10 @@ fn check_fire(
     let fire = format!("{}@{sched}", job.id);
     let runs = runs_by_fire.get(&(job.id.as_str(), sched)).cloned().unwrap_or_default();
     let recs = recs_by_fire.get(&(job.id.as_str(), sched)).cloned().unwrap_or_default();
+    if recs.is_empty() && job.keep_last.is_some() {
+        check_trimmed_fire(h, r, &fire, &runs);
+        return;
+    }
     let has = |s: &str| recs.iter().any(|x| x.state == s);
     let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == "succeeded").collect();
     if let Some(open) = recs.iter().find(|x| !is_terminal(&x.state)) {
@@ -231,15 +250,46 @@ fn check_fire(
         if rec.state == "succeeded" || rec.state == "skipped" {
             continue;
         }
-        if fault_during(h, &run.node, run.start_ms, run.end_ms).is_some() {
-            r.explained_extra_runs += 1;
+        extra_run(h, r, &fire, run, &format!("recorded '{}'", rec.state));
+    }
+}
+
+/// A run beyond a fire's one successful run: explained by a fault that hit its node (or Redis)
+/// while it ran, or a duplicate (`what` says what makes it extra).
+fn extra_run(h: &History, r: &mut Report, fire: &str, run: &Run, what: &str) {
+    if fault_during(h, &run.node, run.start_ms, run.end_ms).is_some() {
+        r.explained_extra_runs += 1;
+    } else {
+        r.duplicated += 1;
+        r.violations.push(format!("{fire}: run {} on {} {what} with no fault to explain it", run.exec, run.node));
+    }
+}
+
+/// A fire of a capped job whose records the cap deleted: the side log alone says whether it ran
+/// once. At least one finished run; one run needs no explanation (the fire's own) and every other
+/// must have a fault on its node to explain it (which of two runs was the extra one the records no
+/// longer say); no finished run at all is a lost fire unless it was re-run past the recoveries.
+fn check_trimmed_fire(h: &History, r: &mut Report, fire: &str, runs: &[&Run]) {
+    r.trimmed += 1;
+    if runs.iter().all(|x| x.end_ms.is_none()) {
+        if runs.len() > MAX_RECOVERIES {
+            r.lost_by_policy += 1;
         } else {
-            r.duplicated += 1;
-            r.violations.push(format!(
-                "{fire}: run {} on {} recorded '{}' with no fault to explain it",
-                run.exec, run.node, rec.state
-            ));
+            r.lost += 1;
+            r.violations.push(format!("{fire}: not executed (records trimmed by its cap; runs: {})", runs.len()));
         }
+        return;
+    }
+    r.executed += 1;
+    let unexplained: Vec<&&Run> =
+        runs.iter().filter(|x| fault_during(h, &x.node, x.start_ms, x.end_ms).is_none()).collect();
+    r.explained_extra_runs += runs.len() - unexplained.len().max(1);
+    for run in unexplained.iter().skip(1) {
+        r.duplicated += 1;
+        r.violations.push(format!(
+            "{fire}: run {} on {} is a second run (records trimmed by its cap) with no fault to explain it",
+            run.exec, run.node
+        ));
     }
 }
 
@@ -350,7 +400,7 @@ mod tests {
     use super::*;
 
     fn job(id: &str, forbid: bool, master_only: bool) -> JobInfo {
-        JobInfo { id: id.into(), period_s: 1, forbid, master_only, rerun: false, only_on: Vec::new() }
+        JobInfo { id: id.into(), period_s: 1, forbid, master_only, rerun: false, only_on: Vec::new(), keep_last: None }
     }
 
     fn run(job: &str, sched_s: i64, exec: &str, node: &str, epoch: u64, dur: i64) -> Run {
@@ -406,6 +456,56 @@ mod tests {
         let r = check(&clean());
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert_eq!((r.fires_expected, r.executed), (30, 30));
+    }
+
+    /// A capped job's trimmed fires are judged by the side log: a clean history passes; a second
+    /// run, a missing run and records over the cap are caught.
+    #[test]
+    fn a_capped_jobs_trimmed_fires_are_judged_by_the_side_log() {
+        let mut h = clean();
+        h.jobs[0].keep_last = Some(3);
+        // The cap kept the newest three of a's records.
+        h.records.retain(|x| x.job != "a" || x.sched_ms >= 107_000);
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.trimmed, r.executed), (7, 30));
+        let mut twice = h.clone();
+        twice.runs.push(run("a", 102, "a102-bis", "n2", 99_000, 20));
+        let r = check(&twice);
+        assert_eq!(r.duplicated, 1, "{:?}", r.violations);
+        assert!(r.violations[0].contains("a@102000: run a102-bis on n2 is a second run"), "{:?}", r.violations);
+        let mut missing = h.clone();
+        missing.runs.retain(|x| x.exec != "a103");
+        let r = check(&missing);
+        assert_eq!(r.lost, 1, "{:?}", r.violations);
+        assert!(r.violations[0].starts_with("a@103000: not executed (records trimmed"), "{:?}", r.violations);
+        // A paused node's run (listed first) and its re-run elsewhere: the pause explains the first,
+        // so neither is a violation, whichever the side log lists first.
+        let mut paused = h.clone();
+        let mut first = run("a", 102, "a102-paused", "n1", 99_000, 2000);
+        first.start_ms = 101_990;
+        paused.runs.insert(0, first);
+        paused.faults.push(Fault {
+            kind: "pause_master".into(),
+            node: Some("n1".into()),
+            at_ms: 102_005,
+            until_ms: 104_000,
+            dead_ms: None,
+            was_master: true,
+            epoch_before: 99_000,
+        });
+        let r = check(&paused);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.explained_extra_runs, 1);
+        let mut over = h.clone();
+        over.jobs[0].keep_last = Some(1);
+        over.records = clean().records;
+        let r = check(&over);
+        assert!(
+            r.violations.iter().any(|v| v.contains("a: 10 finished records kept, over its cap of 1")),
+            "{:?}",
+            r.violations
+        );
     }
 
     #[test]

@@ -83,7 +83,8 @@ if index then
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 if trim then
-  trim_history(KEYS[3], KEYS[8], KEYS[2], ARGV[14], redis.call('ZCARD', KEYS[3]), ARGV[12], ARGV[13], ARGV[6], ARGV[3])
+  trim_history(KEYS[3], KEYS[8], KEYS[2], ARGV[14], redis.call('ZCARD', KEYS[3]), ARGV[12], ARGV[13], ARGV[6], ARGV[3],
+    id)
 end
 announce(ARGV[4], json)
 return {result}

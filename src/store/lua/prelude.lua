@@ -72,16 +72,22 @@ end
 -- a failed one (failed, timed_out, lost) moves to the job's failure index `kjf`, which keeps its
 -- newest `failed`, and every other one is deleted with its entry in the executions index `kall`.
 -- `n` is ZCARD of `kje`; the caller has checked `kjf`'s type (`trim_due` first). `prefix` + id is
--- an execution's key; `oldest` the id prefix of executions past retention; `ttl` the retention.
+-- an execution's key; `oldest` the id prefix of executions past retention; `ttl` the retention;
+-- `own` the record this call wrote, never deleted by it (a forbid job's long run is older than the
+-- fires skipped meanwhile). At most TRIM_MAX entries per call: a job index filled before caps
+-- existed (a day of a per-second job) is worked down over later finishes, never in one long call
+-- that would stall Redis past the nodes' heartbeats.
 local FAILURE = {failed = true, timed_out = true, lost = true}
+local TRIM_MAX = 100
 local function trim_due(n, last)
   last = tonumber(last)
   return n > last + math.floor(last / 10)
 end
-local function trim_history(kje, kjf, kall, prefix, n, last, failed, oldest, ttl)
+local function trim_history(kje, kjf, kall, prefix, n, last, failed, oldest, ttl, own)
   last, failed = tonumber(last), tonumber(failed)
-  local old = redis.call('ZRANGE', kje, 0, n - last - 1)
-  redis.call('ZREMRANGEBYRANK', kje, 0, n - last - 1)
+  local take = math.min(n - last, TRIM_MAX)
+  local old = redis.call('ZRANGE', kje, 0, take - 1)
+  redis.call('ZREMRANGEBYRANK', kje, 0, take - 1)
   local gone, back, moved = {}, {}, {}
   for _, id in ipairs(old) do
     -- A record of the wrong type (planted) reads as no record: it goes.
@@ -91,21 +97,21 @@ local function trim_history(kje, kjf, kall, prefix, n, last, failed, oldest, ttl
       local ok, d = pcall(cjson.decode, json)
       if ok and type(d) == 'table' then state = d.state end
     end
-    if state == 'pending' or state == 'running' then back[#back + 1] = id
+    if state == 'pending' or state == 'running' or id == own then back[#back + 1] = id
     elseif FAILURE[state] and failed > 0 then moved[#moved + 1] = id
     else gone[#gone + 1] = id end
   end
   for i = 1, #back do redis.call('ZADD', kje, 0, back[i]) end
-  if failed > 0 then
-    for i = 1, #moved do redis.call('ZADD', kjf, 0, moved[i]) end
-    redis.call('ZREMRANGEBYLEX', kjf, '-', '(' .. oldest)
-    local m = redis.call('ZCARD', kjf)
-    if m > failed then
-      for _, id in ipairs(redis.call('ZRANGE', kjf, 0, m - failed - 1)) do gone[#gone + 1] = id end
-      redis.call('ZREMRANGEBYRANK', kjf, 0, m - failed - 1)
-    end
-    redis.call('PEXPIRE', kjf, ttl)
+  for i = 1, #moved do redis.call('ZADD', kjf, 0, moved[i]) end
+  redis.call('ZREMRANGEBYLEX', kjf, '-', '(' .. oldest)
+  local m = redis.call('ZCARD', kjf)
+  if m > failed then
+    -- Oldest first, and as many as one call takes (a cap lowered by hand may leave more).
+    local drop = math.min(m - failed, TRIM_MAX)
+    for _, id in ipairs(redis.call('ZRANGE', kjf, 0, drop - 1)) do gone[#gone + 1] = id end
+    redis.call('ZREMRANGEBYRANK', kjf, 0, drop - 1)
   end
+  if m > 0 then redis.call('PEXPIRE', kjf, ttl) end
   for i = 1, #gone do redis.call('DEL', prefix .. gone[i]) end
   for i = 1, #gone, 500 do redis.call('ZREM', kall, unpack(gone, i, math.min(i + 499, #gone))) end
 end

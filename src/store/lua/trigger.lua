@@ -6,7 +6,9 @@
 -- ARGV[5] skipped JSON  ARGV[6] forbid '0'|'1'  ARGV[7] lock ttl ms  ARGV[8] has key '0'|'1'
 -- ARGV[9] fire id  ARGV[10] exec key prefix ('<tag>:exec:')  ARGV[11] scheduled ms  ARGV[12] epoch
 -- ARGV[13] start deadline ms  ARGV[14] dispatch deadline ms  ARGV[15] job id
--- Returns {'GONE'} | {'DEDUP', JSON} | {'CREATED'} | {'SKIPPED'}
+-- Returns {'GONE'} | {'DEDUP', JSON} | {'SPENT', exec id} | {'CREATED'} | {'SKIPPED'}
+--   SPENT: the key made an execution whose record the job's history cap has deleted since; the key
+--   still counts (nothing is fired again), but there is no record to answer with.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
 local bad = wrong(KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'string', KEYS[5], 'zset', KEYS[6], 'zset', KEYS[8], 'zset')
 if bad then return refuse(bad) end
@@ -17,6 +19,7 @@ if ARGV[8] == '1' then
   if prev then
     local e = redis.call('GET', ARGV[10] .. prev)
     if e then return {'DEDUP', e} end
+    return {'SPENT', prev}
   end
   redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[1])
 end

@@ -78,16 +78,19 @@ impl Batcher {
                 inv.arg(a);
             }
         }
-        let reply = inv.invoke_async::<Vec<redis::Value>>(&mut conn).await;
-        if let (Some(w), Ok(_)) = (wait, &reply) {
-            if let Err(e) = w.check(&mut conn, "a batch of fires").await {
-                let why = e.to_string();
-                for item in items {
-                    let _ = item.reply.send(Err(Error::unavailable(why.clone())));
+        let reply = match wait {
+            Some(w) => match w.invoke::<Vec<redis::Value>>(&inv, &mut conn, "a batch of fires").await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    let why = e.to_string();
+                    for item in items {
+                        let _ = item.reply.send(Err(Error::unavailable(why.clone())));
+                    }
+                    return;
                 }
-                return;
-            }
-        }
+            },
+            None => inv.invoke_async::<Vec<redis::Value>>(&mut conn).await,
+        };
         match reply {
             Ok(replies) if replies.len() == items.len() => {
                 for (item, v) in items.into_iter().zip(replies) {

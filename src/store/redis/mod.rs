@@ -176,11 +176,13 @@ impl RedisStore {
         Ok(self)
     }
 
-    /// Strict mode's check after a write made on `fire_conn` (see `ReplicaWait::check`).
-    async fn replicated(&self, what: &str) -> Result<()> {
+    /// Runs a script that writes a fire (claim, trigger) on `fire_conn`: in strict mode with its
+    /// `WAIT` (`ReplicaWait::invoke`).
+    async fn write_fire<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>, what: &str) -> Result<T> {
+        let mut conn = self.fire_conn.clone();
         match &self.wait {
-            Some(w) => w.check(&mut self.fire_conn.clone(), what).await,
-            None => Ok(()),
+            Some(w) => w.invoke(inv, &mut conn, what).await,
+            None => Ok(inv.invoke_async(&mut conn).await?),
         }
     }
 
@@ -536,10 +538,10 @@ impl FireStore for RedisStore {
                 .arg(if c.forbid { encode(&c.skipped_exec())? } else { String::new() })
                 .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" });
         }
-        let r: Vec<String> = inv.invoke_async(&mut self.fire_conn.clone()).await?;
-        // Not replicated: the fires stay `dispatching` (their watermarks moved) and the sweep
-        // dispatches those a failover did not lose, as after a lost reply.
-        self.replicated("a claim").await?;
+        // In strict mode, not replicated is an error: the fires stay `dispatching` (their
+        // watermarks moved) and the sweep dispatches those a failover did not lose, as after a lost
+        // reply.
+        let r: Vec<String> = self.write_fire(&inv, "a claim").await?;
         fail::fail_point!("lose_claim_reply", |_| Err(crate::failpoints::lost_reply("lose_claim_reply")));
         if r.first().map(String::as_str) == Some("FENCED") {
             return Err(Error::Fenced(format!("lease {fence} is no longer held")));
@@ -570,8 +572,8 @@ impl FireStore for RedisStore {
         lock_ttl_ms: u64,
     ) -> Result<TriggerOutcome> {
         let skipped = exec.skipped_by_lock();
-        let r: Vec<String> = TRIGGER
-            .key(self.keys.job(&exec.job_id))
+        let mut inv = TRIGGER.prepare_invoke();
+        inv.key(self.keys.job(&exec.job_id))
             .key(self.keys.fire(&exec.fire_id))
             .key(self.keys.lock(&exec.job_id))
             .key(self.keys.exec(&exec.id))
@@ -593,14 +595,13 @@ impl FireStore for RedisStore {
             .arg(exec.epoch)
             .arg(exec.scheduled_ms + self.timing.misfire_threshold_ms as i64)
             .arg(super::now_ms() + self.timing.dispatch_deadline_ms as i64)
-            .arg(&exec.job_id)
-            .invoke_async(&mut self.fire_conn.clone())
-            .await?;
-        self.replicated("a trigger").await?;
+            .arg(&exec.job_id);
+        let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
             (Some("CREATED"), _) => Ok(TriggerOutcome::Created(exec.clone())),
             (Some("SKIPPED"), _) => Ok(TriggerOutcome::Skipped(skipped)),
+            (Some("SPENT"), Some(id)) => Ok(TriggerOutcome::Spent(id.clone())),
             (Some("DEDUP"), Some(json)) => {
                 let e = self.with_started(vec![decode(json, "idempotency")?]).await?;
                 e.into_iter().next().map(TriggerOutcome::Deduplicated).ok_or_else(|| unexpected("trigger", &r))
