@@ -7,7 +7,7 @@
 //! Run: `cargo bench --bench suite` (all of `cargo bench` adds fire_delay and failover).
 //! BullMQ's no-op drain runs in the same suite (`bullmq`) and rota's burst is reported as a ratio to
 //! it (`burst_vs_bullmq`).
-//! Knobs: ROTA_BENCH_ONLY=precision,burst,bullmq,scale,footprint,history; ROTA_BENCH_PRECISION_JOBS (1000),
+//! Knobs: ROTA_BENCH_ONLY=precision,burst,bullmq,burst_redis_cluster,scale,footprint,history; ROTA_BENCH_PRECISION_JOBS (1000),
 //! ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000),
 //! ROTA_BENCH_HISTORY_JOBS (200), ROTA_BENCH_HISTORY_SECS (60; the soak: 900), ROTA_BENCH_HISTORY_KEEP (20).
 #[path = "../tests/common/mod.rs"]
@@ -47,6 +47,28 @@ fn redis_calls(url: &str) -> (u64, BTreeMap<String, u64>) {
 /// Microseconds Redis spent per command.
 fn redis_usec(url: &str) -> BTreeMap<String, u64> {
     redis_commandstats(url).into_iter().map(|(k, (_, usec))| (k, usec)).collect()
+}
+
+/// `redis_calls` summed over several servers (a Redis Cluster's primaries).
+fn redis_calls_on(urls: &[String]) -> (u64, BTreeMap<String, u64>) {
+    let mut per: BTreeMap<String, u64> = BTreeMap::new();
+    for u in urls {
+        for (k, v) in redis_calls(u).1 {
+            *per.entry(k).or_default() += v;
+        }
+    }
+    (per.values().sum(), per)
+}
+
+/// `redis_usec` summed over several servers.
+fn redis_usec_on(urls: &[String]) -> BTreeMap<String, u64> {
+    let mut per: BTreeMap<String, u64> = BTreeMap::new();
+    for u in urls {
+        for (k, v) in redis_usec(u) {
+            *per.entry(k).or_default() += v;
+        }
+    }
+    per
 }
 
 fn redis_used_memory(url: &str) -> u64 {
@@ -108,6 +130,11 @@ async fn direct_submits(ports: &[u16]) -> f64 {
 
 /// A cluster of `n` nodes on one Redis, each with a metrics port.
 async fn cluster(redis: &RedisServer, n: usize, extra: &[&str]) -> (Vec<TestNode>, Vec<u16>) {
+    cluster_on(&redis.url(), n, extra).await
+}
+
+/// As `cluster`, on the store at `url` (one Redis, or `redis+cluster://`).
+async fn cluster_on(url: &str, n: usize, extra: &[&str]) -> (Vec<TestNode>, Vec<u16>) {
     let mut nodes = Vec::new();
     let mut ports = Vec::new();
     for i in 0..n {
@@ -116,7 +143,7 @@ async fn cluster(redis: &RedisServer, n: usize, extra: &[&str]) -> (Vec<TestNode
         let mut args = vec!["--metrics-listen", listen.as_str()];
         args.extend_from_slice(extra);
         let env = [("RUST_LOG", "rota=warn")];
-        let node = TestNode::spawn_env(&Backend::Redis(redis.url()), &format!("n{}", i + 1), &args, &env);
+        let node = TestNode::spawn_env(&Backend::Redis(url.to_string()), &format!("n{}", i + 1), &args, &env);
         node.wait_serving().await;
         nodes.push(node);
         ports.push(port);
@@ -232,20 +259,42 @@ async fn precision() -> Value {
 /// Scenario 2, burst: many jobs due in the same second, through 3 nodes with the master over its
 /// load threshold (8 workers each, so it is at once): fires completed per second end to end.
 async fn burst() -> Value {
-    let n = env_num("ROTA_BENCH_BURST", 100_000) as usize;
     let redis = RedisServer::start();
-    let rtt = redis_rtt_us(&redis.url(), 2000);
+    burst_on(&redis.url(), &[redis.url()], "burst").await
+}
+
+/// The burst on a real local Redis Cluster (3 primaries, 3 replicas): every key of rota's one shard
+/// is in one slot, so one primary does the work; its commands are counted on every primary.
+async fn burst_redis_cluster() -> Value {
+    let rc = common::RedisCluster::start();
+    let primaries: Vec<String> = rc
+        .servers
+        .iter()
+        .map(|s| s.url())
+        .filter(|u| {
+            let mut c = redis::Client::open(u.as_str()).and_then(|c| c.get_connection()).expect("redis");
+            let info: String = redis::cmd("INFO").arg("replication").query(&mut c).expect("info");
+            info.contains("role:master")
+        })
+        .collect();
+    burst_on(&rc.url(), &primaries, "burst_redis_cluster").await
+}
+
+/// Scenario 2 on the store at `url`; Redis's commands and time are read on `servers` (the primaries).
+async fn burst_on(url: &str, servers: &[String], scenario: &str) -> Value {
+    let n = env_num("ROTA_BENCH_BURST", 100_000) as usize;
+    let rtt = redis_rtt_us(&servers[0], 2000);
     // All due at one instant 15 s from now (daily at that time of day, UTC): one burst in the run.
     let burst_at = (rota::store::now_ms() / 1000 + 15) * 1000;
     let t = rota::job::ms_to_datetime(burst_at);
     let cron = chrono::Timelike::second(&t).to_string()
         + &format!(" {} {} * * *", chrono::Timelike::minute(&t), chrono::Timelike::hour(&t));
     let loaded_at = Instant::now();
-    load_jobs(&redis.url(), (0..n).map(|i| spec(format!("b{i:06}"), &cron, "noop", Value::Null))).await;
+    load_jobs(url, (0..n).map(|i| spec(format!("b{i:06}"), &cron, "noop", Value::Null))).await;
     let load_s = loaded_at.elapsed().as_secs_f64();
-    let (nodes, ports) = cluster(&redis, 3, &["--workers", "8"]).await;
+    let (nodes, ports) = cluster_on(url, 3, &["--workers", "8"]).await;
     let now = rota::store::now_ms();
-    let ((calls0, per0), usec0) = (redis_calls(&redis.url()), redis_usec(&redis.url()));
+    let ((calls0, per0), usec0) = (redis_calls_on(servers), redis_usec_on(servers));
     // Wait for the burst, then for every fire of it to be recorded.
     tokio::time::sleep(Duration::from_millis((burst_at - now).max(0) as u64)).await;
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -257,7 +306,7 @@ async fn burst() -> Value {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ((calls1, per1), usec1) = (redis_calls(&redis.url()), redis_usec(&redis.url()));
+    let ((calls1, per1), usec1) = (redis_calls_on(servers), redis_usec_on(servers));
     // Which commands Redis ran per fire (a script call and each command it ran count apiece).
     let mut commands_per_fire: Vec<(String, f64)> = per1
         .iter()
@@ -292,7 +341,7 @@ async fn burst() -> Value {
     let secs = (last_end - burst_at) as f64 / 1000.0;
     drop(nodes);
     json!({
-        "scenario": "burst",
+        "scenario": scenario,
         "cores": cores(),
         "nodes": 3,
         "fires": n,
@@ -566,8 +615,8 @@ fn table(results: &[Value]) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let only =
-        std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| "precision,burst,bullmq,scale,footprint,history".into());
+    let only = std::env::var("ROTA_BENCH_ONLY")
+        .unwrap_or_else(|_| "precision,burst,bullmq,burst_redis_cluster,scale,footprint,history".into());
     let want = |s: &str| only.split(',').any(|x| x.trim() == s);
     let mut results = Vec::new();
     fn emit(v: Value, results: &mut Vec<Value>) {
@@ -582,6 +631,9 @@ async fn main() {
     }
     if want("bullmq") {
         emit(bullmq().await, &mut results);
+    }
+    if want("burst_redis_cluster") {
+        emit(burst_redis_cluster().await, &mut results);
     }
     // rota's burst against BullMQ's drain, both measured in this run.
     let rate = |scenario: &str, field: &str| {
