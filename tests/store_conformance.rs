@@ -166,14 +166,17 @@ async fn misfire_and_duplicate_claims_advance_the_watermark(s: Arc<dyn Store>) {
     assert_eq!(s.get_job("d").await.expect("get").and_then(|r| r.next_ms), Some(8000));
 }
 
+/// A manual fire's pending execution for `job` (what TriggerJob records).
+fn manual(job: &str) -> Execution {
+    let mut e = Execution::pending(job, String::new(), now_ms(), "n1", 1);
+    e.fire_id = rota::execution::manual_fire_id(job, &e.id);
+    e.manual = true;
+    e
+}
+
 async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
     put(&*s, "t", 9_000_000_000_000).await;
-    let mk = || {
-        let mut e = Execution::pending("t", String::new(), now_ms(), "n1", 1);
-        e.fire_id = rota::execution::manual_fire_id("t", &e.id);
-        e.manual = true;
-        e
-    };
+    let mk = || manual("t");
     let first = mk();
     assert_eq!(
         s.trigger(&first, Some("k1"), false, 1000).await.expect("trigger"),
@@ -491,12 +494,7 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     let epoch = epoch_of(&master(&*s).await);
     s.register(&node("n1", "i1"), 60_000).await.expect("register");
     put(&*s, "t", 9_000_000_000_000).await;
-    let mk = || {
-        let mut e = Execution::pending("t", String::new(), now_ms(), "n1", 1);
-        e.fire_id = rota::execution::manual_fire_id("t", &e.id);
-        e.manual = true;
-        e
-    };
+    let mk = || manual("t");
     let first = mk();
     let mut fires = vec![first.clone()];
     assert!(matches!(s.trigger(&first, Some("k1"), false, 1000).await.expect("t"), TriggerOutcome::Created(_)));
@@ -523,6 +521,21 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     );
 }
 
+/// A fire of `job` at `sched` claimed, accepted and started on n1 (incarnation i1): its execution,
+/// for the caller to finish.
+async fn running(s: &dyn Store, fence: &Fence, epoch: u64, job: &str, sched: i64) -> Execution {
+    let c = claim(job, sched, Some(sched + 1000), false);
+    assert_eq!(s.claim(fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let fire = c.exec.fire_id.clone();
+    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+        panic!("{fire} not started")
+    };
+    let mut e = Execution::pending(job, fire, sched, "n1", 1);
+    e.id = sf.exec_id;
+    e
+}
+
 /// A job's history is trimmed to its caps when a run finishes: the newest `last` runs whatever their
 /// outcome, and the newest `failed` older failures besides; an open run is never deleted; what goes
 /// is gone from every listing and from GetExecution.
@@ -541,20 +554,11 @@ async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Sto
     };
     let mut ids = Vec::new();
     for i in 0..11 {
-        let sched = base + i * 1000;
-        let c = claim("h", sched, Some(sched + 1000), false);
-        assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
-        let fire = c.exec.fire_id.clone();
-        assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
-        let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
-            panic!("fire {i} not started")
-        };
-        ids.push(sf.exec_id.clone());
+        let mut e = running(&*s, &fence, epoch, "h", base + i * 1000).await;
+        ids.push(e.id.clone());
         if i == 0 {
             continue;
         }
-        let mut e = Execution::pending("h", fire, sched, "n1", 1);
-        e.id = sf.exec_id;
         e.state = outcome(i);
         assert_eq!(s.finish(&e, "n1", "i1", keep).await.expect("finish"), Finish::Recorded);
     }
@@ -583,16 +587,7 @@ async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Sto
     let keep = Keep { last: 1, failed: 0 };
     let mut started = Vec::new();
     for i in 0..4 {
-        let sched = base + i * 1000;
-        let c = claim("g", sched, Some(sched + 1000), false);
-        assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
-        let fire = c.exec.fire_id.clone();
-        assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
-        let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
-            panic!("g {i} not started")
-        };
-        let mut e = Execution::pending("g", fire, sched, "n1", 1);
-        e.id = sf.exec_id;
+        let mut e = running(&*s, &fence, epoch, "g", base + i * 1000).await;
         e.state = ExecState::Succeeded;
         started.push(e);
     }
