@@ -16,9 +16,9 @@
 //! - runs of a job that forbids overlap never overlap (a run with no end line ends when its process
 //!   died, as the fault log says);
 //! - a job with a history cap (`keep_last`) keeps at most that many finished records (plus the
-//!   trim's tenth and a fire or two finishing while the records are read), and a fire whose records
-//!   the cap deleted is judged by the side log alone: one finished run, any other run explained by
-//!   a fault on its node.
+//!   trim's tenth and a fire or two finishing while the records are read), and its fires, whose
+//!   records the cap deletes (oldest first, so some of a fire's records may remain), are judged by
+//!   the side log alone: one finished run, any other run explained by a fault on its node.
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Debug)]
@@ -104,7 +104,7 @@ pub struct Report {
     /// Runs on a node that does not have the job's handler.
     pub without_handler: usize,
     pub disagreeing: usize,
-    /// Fires of capped jobs whose records the cap deleted, judged by the side log.
+    /// Fires of capped jobs (their records deleted, or partly, by the cap), judged by the side log.
     pub trimmed: usize,
     pub late: usize,
     pub max_delay_ms: i64,
@@ -202,7 +202,10 @@ fn check_fire(
     let fire = format!("{}@{sched}", job.id);
     let runs = runs_by_fire.get(&(job.id.as_str(), sched)).cloned().unwrap_or_default();
     let recs = recs_by_fire.get(&(job.id.as_str(), sched)).cloned().unwrap_or_default();
-    if recs.is_empty() && job.keep_last.is_some() {
+    if job.keep_last.is_some() {
+        // Trimmed oldest first, a fire's records may be partly gone: its first attempt's but not
+        // a later `superseded` evidence record (a newer id), or a dead attempt's but not its
+        // re-run's. The side log judges a capped job's fires whole.
         check_trimmed_fire(h, r, &fire, &runs);
         return;
     }
@@ -265,7 +268,7 @@ fn extra_run(h: &History, r: &mut Report, fire: &str, run: &Run, what: &str) {
     }
 }
 
-/// A fire of a capped job whose records the cap deleted: the side log alone says whether it ran
+/// A fire of a capped job, whose records the cap deletes: the side log alone says whether it ran
 /// once. At least one finished run; one run needs no explanation (the fire's own) and every other
 /// must have a fault on its node to explain it (which of two runs was the extra one the records no
 /// longer say); no finished run at all is a lost fire unless it was re-run past the recoveries.
@@ -464,11 +467,12 @@ mod tests {
     fn a_capped_jobs_trimmed_fires_are_judged_by_the_side_log() {
         let mut h = clean();
         h.jobs[0].keep_last = Some(3);
-        // The cap kept the newest three of a's records.
+        // The cap kept the newest three of a's records; all ten of its fires are judged by the
+        // side log, whether their records remain or not.
         h.records.retain(|x| x.job != "a" || x.sched_ms >= 107_000);
         let r = check(&h);
         assert!(r.violations.is_empty(), "{:?}", r.violations);
-        assert_eq!((r.trimmed, r.executed), (7, 30));
+        assert_eq!((r.trimmed, r.executed), (10, 30));
         let mut twice = h.clone();
         twice.runs.push(run("a", 102, "a102-bis", "n2", 99_000, 20));
         let r = check(&twice);
@@ -497,6 +501,13 @@ mod tests {
         let r = check(&paused);
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert_eq!(r.explained_extra_runs, 1);
+        // The paused run's late result left a `superseded` record, newer than the fire's own
+        // (trimmed): the side log still judges the fire (CI's failure before this rule).
+        let mut evidence = paused.clone();
+        let late = evidence.runs[0].clone();
+        evidence.records.push(rec(&late, "superseded"));
+        let r = check(&evidence);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
         let mut over = h.clone();
         over.jobs[0].keep_last = Some(1);
         over.records = clean().records;
