@@ -327,6 +327,33 @@ async fn a_jobs_history_is_capped_by_its_definition(b: Backend) {
     );
 }
 
+/// A TriggerJob retried with an idempotency key whose execution the job's history cap has deleted
+/// since is refused with FAILED_PRECONDITION naming that execution; nothing fires again.
+async fn a_spent_idempotency_key_is_refused_not_fired_again(b: Backend) {
+    let node = TestNode::start(&b, "n1", &[]).await;
+    let mut c = node.client().await;
+    let mut j = job("once", "0 0 3 29 2 *", "noop", json!(null));
+    j.keep_last = 1;
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let trigger = |key: &str| pb::TriggerJobRequest { id: "once".into(), idempotency_key: key.into() };
+    let first = c.trigger_job(trigger("k1")).await.expect("trigger").into_inner().execution.expect("execution");
+    // Two more runs finish after it: the cap of 1 deletes the first's record.
+    for _ in 0..2 {
+        c.trigger_job(trigger("")).await.expect("trigger");
+    }
+    eventually(WAIT, "the first run's record trimmed", || {
+        let mut c = c.clone();
+        let id = first.id.clone();
+        async move { c.get_execution(pb::GetExecutionRequest { id }).await.is_err().then_some(()) }
+    })
+    .await;
+    let e = c.trigger_job(trigger("k1")).await.expect_err("a spent key");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains(&first.id) && e.message().contains("history cap"), "{}", e.message());
+    let runs = executions(&mut c, "once").await;
+    assert!(runs.len() <= 2, "nothing fired again: {runs:?}");
+}
+
 /// ListJobs pages through every job in id order.
 async fn list_jobs_paginates(b: Backend) {
     let node = TestNode::start(&b, "n1", &[]).await;
@@ -560,6 +587,7 @@ on_both_stores!(
     forbid_runs_ending_just_before_the_next_instant_do_not_skip_it,
     invalid_input_names_the_field,
     a_jobs_history_is_capped_by_its_definition,
+    a_spent_idempotency_key_is_refused_not_fired_again,
     list_jobs_paginates,
     watch_streams_changes,
     health_reflection_and_status,
