@@ -175,9 +175,7 @@ impl State {
             self.execs.pop_first();
         }
     }
-}
 
-impl State {
     /// A job's history past its caps (as `trim_history` in the Redis store's finish): the oldest of
     /// its newest executions beyond `keep.last` go, a failed one into the failure index (kept to
     /// `keep.failed`), an open one stays; the rest are deleted.

@@ -625,10 +625,7 @@ impl Worker {
             );
             next.manual = exec.manual;
             next.epoch = exec.epoch;
-            if cancelled && job.spec.recovery == Recovery::Rerun {
-                // As a cut run (`run_attempt`): left running here for the master to re-run elsewhere
-                // once this node has deregistered.
-                tracing::warn!(execution = %exec.id, "shutdown before the retry: left for a re-run elsewhere (recovery rerun)");
+            if cancelled && self.left_for_rerun(&job, &exec, "before the retry") {
                 return;
             }
             if cancelled {
@@ -753,12 +750,7 @@ impl Worker {
             }
         };
         renew.cancel();
-        if cut && job.spec.recovery == Recovery::Rerun {
-            // A re-run job's fire is left running in this node's processing list, as a dead node's
-            // is: the master re-runs it elsewhere once this node has deregistered (its heartbeat key
-            // deleted). Recording it lost here broke the job's promise (the chaos runner's graceful
-            // restarts found it: fires of `rerun` jobs recorded lost, never run to the end).
-            tracing::warn!(execution = %exec.id, "shutdown cut the run: left for a re-run elsewhere (recovery rerun)");
+        if cut && self.left_for_rerun(job, exec, "during the run") {
             return None;
         }
         exec.end_ms = Some(now_ms());
@@ -804,6 +796,20 @@ impl Worker {
             }
         });
         stop
+    }
+
+    /// A fire this node's shutdown interrupted (`when`: during its run, or before its retry) whose
+    /// job re-runs: it is left running in this node's processing list, as a dead node's is, and the
+    /// master re-runs it elsewhere once this node has deregistered (its heartbeat key deleted).
+    /// Recording it lost here broke the job's promise (the chaos runner's graceful restarts found
+    /// it: fires of `rerun` jobs recorded lost, never run to the end). False for a `lost` job: the
+    /// caller records it lost.
+    fn left_for_rerun(&self, job: &Job, exec: &Execution, when: &str) -> bool {
+        if job.spec.recovery != Recovery::Rerun {
+            return false;
+        }
+        tracing::warn!(execution = %exec.id, "shutdown {when}: left for a re-run elsewhere (recovery rerun)");
+        true
     }
 
     /// The fire's final outcome: recorded, lock released, acked from the processing list, in one

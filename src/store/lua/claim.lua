@@ -82,7 +82,7 @@ for i = 0, n - 1 do
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
     end
     redis.call('HSET', kf, unpack(h))
-    if fs == 'dispatching' then redis.call('PEXPIRE', kf, ARGV[1]) else redis.call('PEXPIRE', kf, ARGV[7]) end
+    redis.call('PEXPIRE', kf, fs == 'dispatching' and ARGV[1] or ARGV[7])
     redis.call('SET', ke, json, 'PX', ARGV[1])
     redis.call('ZADD', KEYS[2], 0, exec_id)
     announce(ARGV[2], json)

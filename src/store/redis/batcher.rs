@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redis::Script;
 
-use super::topology::{Conn, ReplicaWait};
+use super::topology::{run_script, Conn, ReplicaWait};
 use crate::error::{Error, Result};
 
 /// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
@@ -78,20 +78,7 @@ impl Batcher {
                 inv.arg(a);
             }
         }
-        let reply = match wait {
-            Some(w) => match w.invoke::<Vec<redis::Value>>(&inv, &mut conn, "a batch of fires").await {
-                Ok(v) => Ok(v),
-                Err(e) => {
-                    let why = e.to_string();
-                    for item in items {
-                        let _ = item.reply.send(Err(Error::unavailable(why.clone())));
-                    }
-                    return;
-                }
-            },
-            None => inv.invoke_async::<Vec<redis::Value>>(&mut conn).await,
-        };
-        match reply {
+        match run_script::<Vec<redis::Value>>(&inv, &mut conn, wait, "a batch of fires").await {
             Ok(replies) if replies.len() == items.len() => {
                 for (item, v) in items.into_iter().zip(replies) {
                     let _ = item.reply.send(Ok(v));

@@ -177,13 +177,9 @@ impl RedisStore {
     }
 
     /// Runs a script that writes a fire (claim, trigger) on `fire_conn`: in strict mode with its
-    /// `WAIT` (`ReplicaWait::invoke`).
+    /// `WAIT` (`topology::run_script`).
     async fn write_fire<T: redis::FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>, what: &str) -> Result<T> {
-        let mut conn = self.fire_conn.clone();
-        match &self.wait {
-            Some(w) => w.invoke(inv, &mut conn, what).await,
-            None => Ok(inv.invoke_async(&mut conn).await?),
-        }
+        Ok(topology::run_script(inv, &mut self.fire_conn.clone(), self.wait, what).await?)
     }
 
     /// Sets the misfire threshold and dispatch deadline written into fire records.

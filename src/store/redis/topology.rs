@@ -200,39 +200,39 @@ pub struct ReplicaWait {
     pub timeout_ms: u64,
 }
 
-impl ReplicaWait {
-    /// Runs a script and `WAIT` in one pipeline, so that both go on one connection: sent apart, a
-    /// reconnect between them (a broken connection, or Sentinel's move to a new primary) sent
-    /// `WAIT` on a connection that had written nothing, which every replica has caught up with, and
-    /// an unreplicated write counted as replicated. Err when fewer replicas acknowledged: the
-    /// writes stand on this primary, but the caller treats them as it treats a committed script
-    /// whose reply was lost (it asks again, or leaves the fire to the sweep), which every write of
-    /// a fire already survives. A script not yet loaded there (NOSCRIPT, after a restart or a
-    /// failover) is loaded and the pair sent again.
-    pub(super) async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        inv: &redis::ScriptInvocation<'_>,
-        conn: &mut Conn,
-        what: &str,
-    ) -> Result<T> {
-        let mut loaded = false;
-        loop {
-            let mut pipe = redis::pipe();
-            pipe.invoke_script(inv).cmd("WAIT").arg(self.replicas).arg(self.timeout_ms);
-            match pipe.query_async::<(T, i64)>(conn).await {
-                Ok((v, acked)) if acked >= i64::from(self.replicas) => return Ok(v),
-                Ok((_, acked)) => {
-                    return Err(Error::unavailable(format!(
-                        "{what} reached {acked} of {} replicas within {} ms (strict mode): not counted",
-                        self.replicas, self.timeout_ms
-                    )))
-                }
-                Err(e) if !loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                    inv.load_async(conn).await?;
-                    loaded = true;
-                }
-                Err(e) => return Err(e.into()),
+/// Runs a script on `conn`, and in strict mode (`wait`) its `WAIT` with it, in one pipeline, so that
+/// both go on one connection: sent apart, a reconnect between them (a broken connection, or
+/// Sentinel's move to a new primary) sent `WAIT` on a connection that had written nothing, which
+/// every replica has caught up with, and an unreplicated write counted as replicated. Fewer
+/// acknowledgements than asked is an error: the writes stand on this primary, but the caller treats
+/// them as it treats a committed script whose reply was lost (it asks again, or leaves the fire to
+/// the sweep), which every write of a fire already survives. A script not yet loaded there
+/// (NOSCRIPT, after a restart or a failover) is loaded and the pair sent again.
+pub(super) async fn run_script<T: redis::FromRedisValue>(
+    inv: &redis::ScriptInvocation<'_>,
+    conn: &mut Conn,
+    wait: Option<ReplicaWait>,
+    what: &str,
+) -> RedisResult<T> {
+    let Some(w) = wait else { return inv.invoke_async(conn).await };
+    let mut loaded = false;
+    loop {
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(inv).cmd("WAIT").arg(w.replicas).arg(w.timeout_ms);
+        match pipe.query_async::<(T, i64)>(conn).await {
+            Ok((v, acked)) if acked >= i64::from(w.replicas) => return Ok(v),
+            Ok((_, acked)) => {
+                let why = format!(
+                    "{what} reached {acked} of {} replicas within {} ms (strict mode): not counted",
+                    w.replicas, w.timeout_ms
+                );
+                return Err(redis::RedisError::from((redis::ErrorKind::Client, "not replicated", why)));
             }
+            Err(e) if !loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                inv.load_async(conn).await?;
+                loaded = true;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
