@@ -44,6 +44,7 @@ pub struct Config {
     pub redis_ca_file: Option<PathBuf>,
     /// Strict mode: a claim, trigger, start or finish counts only once this many Redis replicas
     /// acknowledged it (WAIT), so a Redis failover cannot lose it and run a fire twice. 0: off.
+    /// Works with one Redis, Sentinel and a Redis Cluster (WAIT goes to the primary of rota's slot).
     pub redis_wait_replicas: u32,
     /// How long strict mode waits for the replicas' acknowledgement of one write.
     pub redis_wait_timeout_ms: u64,
@@ -214,16 +215,7 @@ impl Config {
             crate::job::validate_name(k, v, 64).map_err(|e| Error::Config { key: k.into(), reason: e.to_string() })?;
         }
         if let Some(url) = &self.redis {
-            let parsed =
-                crate::store::RedisUrl::parse(url).map_err(|reason| Error::Config { key: "redis".into(), reason })?;
-            // WAIT acknowledges what one client connection wrote to one primary; a Redis Cluster
-            // connection is one per node, and strict mode is not built (nor tested) for it.
-            if self.redis_wait_replicas > 0 && matches!(parsed, crate::store::RedisUrl::Cluster { .. }) {
-                return bad(
-                    "redis_wait_replicas",
-                    "strict mode works with one Redis or Sentinel, not a Redis Cluster yet".into(),
-                );
-            }
+            crate::store::RedisUrl::parse(url).map_err(|reason| Error::Config { key: "redis".into(), reason })?;
         }
         if self.redis_wait_replicas > 0 && self.redis.is_none() {
             return bad(
@@ -402,6 +394,14 @@ mod tests {
     }
 
     #[test]
+    fn strict_mode_is_accepted_on_every_redis_deployment() {
+        for url in ["redis://h:1", "redis+cluster://h:1,h:2", "redis+sentinel://s:1,s:2/main"] {
+            let c = Config { redis: Some(url.into()), redis_wait_replicas: 1, ..Config::default() };
+            c.validate().unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let e = toml::from_str::<Config>("wrokers = 4").expect_err("unknown key").to_string();
         assert!(e.contains("wrokers"), "{e}");
@@ -430,14 +430,6 @@ mod tests {
             (
                 Config { redis_wait_replicas: 1, ..Config::default() },
                 "config redis_wait_replicas: strict mode needs Redis",
-            ),
-            (
-                Config {
-                    redis_wait_replicas: 1,
-                    redis: Some("redis+cluster://127.0.0.1:7000,127.0.0.1:7001".into()),
-                    ..Config::default()
-                },
-                "config redis_wait_replicas: strict mode works with one Redis or Sentinel",
             ),
             (
                 Config { redis_wait_timeout_ms: 0, redis: Some("redis://h:1".into()), ..Config::default() },

@@ -52,6 +52,16 @@ impl Runs {
         }
         Some(runs.values().filter(|n| **n > 1).count())
     }
+
+    /// Handler runs that began in [from_ms, to_ms] (None without the side log).
+    fn began_between(&self, from_ms: i64, to_ms: i64) -> Option<usize> {
+        if !cfg!(feature = "failpoints") {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.path()).unwrap_or_default();
+        let at = |l: &str| l.split('\t').nth(7).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        Some(text.lines().filter(|l| l.starts_with("S\t") && (from_ms..=to_ms).contains(&at(l))).count())
+    }
 }
 
 async fn put_jobs(node: &TestNode, n: usize) -> Vec<String> {
@@ -233,6 +243,57 @@ async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_ove
         resumed.as_millis()
     );
     settle_and_report("redis cluster", &timings, &nodes, &jobs, &runs).await;
+}
+
+/// Strict mode on a Redis Cluster: the primary of rota's slot killed under load, its replica
+/// promoted, the old primary back as the new one's replica. No fire runs twice: every write a fire
+/// ran on was on the replica before it counted. Until the old primary is back, the new one has no
+/// replica to acknowledge, and nothing runs (fires wait; the report says how late).
+#[tokio::test]
+async fn in_strict_mode_a_killed_primary_of_the_redis_cluster_runs_no_fire_twice() {
+    let mut redis = RedisCluster::start();
+    let key = rota::store::keys::Keys::new("rota", "default").lease();
+    let old = redis.primary_of(&key, &[]);
+    let b = Backend::Redis(redis.url());
+    let runs = Runs::new();
+    let strict = ["--redis-wait-replicas", "1"];
+    let nodes = [runs.node_with(&b, "n1", &strict).await, runs.node_with(&b, "n2", &strict).await];
+    agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let jobs = put_jobs(&nodes[0], 5).await;
+    fires_after(&nodes[0], &jobs, rota::store::now_ms(), "fires in strict mode on a Redis Cluster").await;
+    let killed_at = Instant::now();
+    let killed_ms = rota::store::now_ms();
+    redis.server(old).kill();
+    let new = eventually(WAIT, "a replica takes over the slot", || async {
+        let p = redis.primary_of(&key, &[old]);
+        (p != old).then_some(p)
+    })
+    .await;
+    let promoted = killed_at.elapsed();
+    // Back empty (no persistence), it rejoins as the new primary's replica and resyncs.
+    redis.server(old).restart();
+    redis.wait_ok(&[]);
+    let rejoined = killed_at.elapsed();
+    let after = rota::store::now_ms();
+    // Strict mode is in force: with no replica to acknowledge, nothing began (a second of margin
+    // each side: a start acknowledged just before the kill, a replica's first acknowledgement just
+    // before `wait_ok` saw its link up).
+    if let Some(began) = runs.began_between(killed_ms + 1000, after - 1000) {
+        assert_eq!(began, 0, "handlers began while the slot's primary had no replica");
+    }
+    fires_after(&nodes[0], &jobs, after, "fires resume once the new primary has a replica").await;
+    let resumed = killed_at.elapsed();
+    let timings = format!(
+        "strict mode, primary {old} killed: replica {new} promoted after {} ms, old primary its replica after {} ms, \
+         fires resumed after {} ms",
+        promoted.as_millis(),
+        rejoined.as_millis(),
+        resumed.as_millis()
+    );
+    settle_and_report("redis cluster, strict mode", &timings, &nodes, &jobs, &runs).await;
+    if let Some(twice) = runs.ran_twice() {
+        assert_eq!(twice, 0, "seconds run twice in strict mode");
+    }
 }
 
 #[tokio::test]

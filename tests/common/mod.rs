@@ -393,7 +393,12 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let args = [
+        Self::start_with(&[])
+    }
+
+    /// With extra arguments for every server (e.g. AOF).
+    pub fn start_with(extra: &[&str]) -> RedisCluster {
+        let base = [
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
@@ -404,6 +409,7 @@ impl RedisCluster {
             "--cluster-replica-validity-factor",
             "0",
         ];
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
         let servers: Vec<RedisServer> = (0..6).map(|_| RedisServer::start_with(&args, "")).collect();
         let addrs: Vec<String> = servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
         let out = Command::new(redis_cli())
