@@ -6,7 +6,16 @@
 //! that kill a process in the fire protocol's narrow windows. Every handler run is written to a side
 //! log by the handler itself; `checker` compares it with rota's records and the fault log.
 //!
-//! Short profile (this test, in `cargo test --features failpoints`): 60 s of faults.
+//! The same profile runs on three Redis deployments: one Redis (`chaos_profile`); a Redis Cluster
+//! of 3 primaries and 3 replicas (`chaos_profile_on_redis_cluster`); a primary, a replica and three
+//! Sentinels (`chaos_profile_on_sentinel`). On the last two every Redis persists with AOF, the nodes
+//! run in strict mode (`--redis-wait-replicas 1`: without it a failover may lose what the old
+//! primary had not replicated, and run it again), the Redis fault kills the primary that holds
+//! rota's keys (down long enough, its replica is promoted and it comes back as the replica), and a
+//! partition cuts only the node's gRPC port (its Redis link goes straight to whichever server the
+//! cluster or the Sentinels name, past any proxy).
+//!
+//! Short profile (these tests, in `cargo test --features failpoints`, one at a time): 60 s of faults.
 //! Long profile: `ROTA_CHAOS_SECS=1800 cargo test --release --features failpoints --test chaos -- --nocapture`.
 //! Knobs: ROTA_CHAOS_SECS, ROTA_CHAOS_JOBS, ROTA_CHAOS_SEED, ROTA_CHAOS_OUT (write the JSON summary).
 #[path = "chaos/checker.rs"]
@@ -21,7 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use checker::{Fault, History, JobInfo, Record, Run};
-use common::{Backend, RedisServer, TestNode};
+use common::{Backend, RedisCluster, RedisSentinels, RedisServer, TestNode};
 use proxy::{Mode, Proxy};
 use rand::{Rng, SeedableRng};
 use rota::pb;
@@ -51,12 +60,70 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The Redis deployment a chaos run uses.
+enum Redis {
+    /// One server, behind a proxy per node (so a partition can cut a node's Redis link).
+    Single(RedisServer),
+    Cluster(RedisCluster),
+    Sentinel(RedisSentinels),
+}
+
+/// Every write persisted at once: a killed server comes back with what it acknowledged.
+const AOF: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
+
+impl Redis {
+    fn topology(&self) -> &'static str {
+        match self {
+            Redis::Single(_) => "single",
+            Redis::Cluster(_) => "redis_cluster",
+            Redis::Sentinel(_) => "sentinel",
+        }
+    }
+
+    /// The server that holds rota's keys now.
+    fn primary(&mut self) -> &mut RedisServer {
+        match self {
+            Redis::Single(r) => r,
+            Redis::Cluster(c) => {
+                let key = rota::store::keys::Keys::new("rota", "default").lease();
+                let port = c.primary_of(&key, &[]);
+                c.server(port)
+            }
+            Redis::Sentinel(s) => {
+                let port = common::eventually_sync(Duration::from_secs(30), "the Sentinels agree on a primary", || {
+                    s.reported_primary()
+                });
+                s.server(port)
+            }
+        }
+    }
+
+    /// After a server came back: every slot served and every replica linked to its primary (the
+    /// next fault then kills a primary that has a replica to take over).
+    fn settle(&self) {
+        match self {
+            Redis::Single(_) => {}
+            Redis::Cluster(c) => c.wait_ok(&[]),
+            Redis::Sentinel(x) => {
+                common::eventually_sync(Duration::from_secs(60), "the Sentinels' primary has its replica", || {
+                    let p = x.reported_primary()?;
+                    let r = if x.primary.port == p { &x.replica } else { &x.primary };
+                    let info: String = common::redis_cmd(r.port, &["INFO", "replication"])?;
+                    info.contains(&format!("master_port:{p}")).then_some(())?;
+                    info.contains("master_link_status:up").then_some(())
+                });
+            }
+        }
+    }
+}
+
 struct Slot {
     id: String,
     listen: u16,
     metrics: u16,
     grpc: Proxy,
-    redis: Proxy,
+    /// The node's Redis link, on one Redis only.
+    redis: Option<Proxy>,
     node: Option<TestNode>,
     /// Logs of this node's earlier processes (each restart starts a new log).
     old_logs: String,
@@ -65,7 +132,7 @@ struct Slot {
 struct Cluster {
     /// Workers per node, sized to the workload (see `workers_for`).
     workers: String,
-    redis: RedisServer,
+    redis: Redis,
     slots: Vec<Slot>,
     sidelog: PathBuf,
     _dir: tempfile::TempDir,
@@ -74,13 +141,8 @@ struct Cluster {
 
 impl Cluster {
     /// `aof`: Redis persists every write (AOF, fsync always); otherwise it keeps nothing across a
-    /// restart.
-    async fn start(aof: bool, workers: usize) -> Cluster {
-        let redis = if aof {
-            RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"], "")
-        } else {
-            RedisServer::start()
-        };
+    /// restart (one Redis only).
+    async fn start(redis: Redis, workers: usize) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let sidelog = dir.path().join("sidelog.tsv");
         let mut slots = Vec::new();
@@ -91,7 +153,10 @@ impl Cluster {
                 listen,
                 metrics: common::free_port(),
                 grpc: Proxy::start(format!("127.0.0.1:{listen}")).await,
-                redis: Proxy::start(format!("127.0.0.1:{}", redis.port)).await,
+                redis: match &redis {
+                    Redis::Single(r) => Some(Proxy::start(format!("127.0.0.1:{}", r.port)).await),
+                    _ => None,
+                },
                 node: None,
                 old_logs: String::new(),
             });
@@ -110,7 +175,7 @@ impl Cluster {
         let advertise = s.grpc.addr();
         let metrics = format!("127.0.0.1:{}", s.metrics);
         let workers = self.workers.clone();
-        let args = [
+        let mut args = vec![
             "--listen",
             &listen,
             "--advertise",
@@ -126,11 +191,20 @@ impl Cluster {
             "--shutdown-grace-ms",
             "2000",
         ];
+        let url = match (&self.redis, &s.redis) {
+            (Redis::Single(_), Some(proxy)) => format!("redis://{}", proxy.addr()),
+            (Redis::Single(r), None) => r.url(),
+            (Redis::Cluster(c), _) => c.url(),
+            (Redis::Sentinel(x), _) => x.url(),
+        };
+        if !matches!(self.redis, Redis::Single(_)) {
+            args.extend(["--redis-wait-replicas", "1"]);
+        }
         let sidelog = self.sidelog.to_string_lossy().to_string();
         // Mixed capabilities: only the first two nodes have `sidelog_picky` (see `workload`).
         let picky = if i < PICKY_NODES { "1" } else { "0" };
         let env = [("ROTA_SIDELOG", sidelog.as_str()), ("RUST_LOG", "rota=info,warn"), ("ROTA_CHAOS_PICKY", picky)];
-        let backend = Backend::Redis(format!("redis://{}", s.redis.addr()));
+        let backend = Backend::Redis(url);
         let node = TestNode::spawn_env(&backend, &s.id, &args, &env);
         node.wait_serving().await;
         if let Some(old) = self.slots[i].node.replace(node) {
@@ -248,7 +322,12 @@ impl Runner {
                 self.record(kind, Some(i), at, Some(dead), i == m, epoch);
             }
             "restart_redis" => {
-                let down = self.rng.random_range(200..1500);
+                // On a Redis Cluster or Sentinel, past about a second (their failure detection) the
+                // replica is promoted and the old primary comes back as its replica.
+                let down = match self.cluster.redis {
+                    Redis::Single(_) => self.rng.random_range(200..1500),
+                    _ => self.rng.random_range(200..4000),
+                };
                 // Half the time at the instant fires start (a few ms past a whole second, when the
                 // batched starts are in flight): the window where a committed start's reply is lost.
                 let aimed = self.rng.random_bool(0.5);
@@ -256,10 +335,29 @@ impl Runner {
                     let to_next = 1000 - now_ms().rem_euclid(1000) + self.rng.random_range(2..8);
                     tokio::time::sleep(Duration::from_millis(to_next as u64)).await;
                 }
-                tokio::task::block_in_place(|| self.cluster.redis.kill());
+                let killed = tokio::task::block_in_place(|| {
+                    let primary = self.cluster.redis.primary();
+                    primary.kill();
+                    primary.port
+                });
                 tokio::time::sleep(Duration::from_millis(down)).await;
-                tokio::task::block_in_place(|| self.cluster.redis.restart());
-                self.record(if aimed { "restart_redis_at_instant" } else { kind }, None, at, None, true, epoch);
+                let now_primary = tokio::task::block_in_place(|| {
+                    match &mut self.cluster.redis {
+                        Redis::Single(r) => r.restart(),
+                        Redis::Cluster(c) => c.server(killed).restart(),
+                        Redis::Sentinel(x) => x.server(killed).restart_as_primary(),
+                    }
+                    self.cluster.redis.settle();
+                    self.cluster.redis.primary().port
+                });
+                // Named for what happened: the same server back, or its replica promoted.
+                let kind = match (aimed, now_primary == killed) {
+                    (true, true) => "restart_redis_at_instant",
+                    (false, true) => "restart_redis",
+                    (true, false) => "failover_redis_at_instant",
+                    (false, false) => "failover_redis",
+                };
+                self.record(kind, None, at, None, true, epoch);
             }
             "lost_reply" => {
                 // A committed script's reply thrown away, some of the time, for a few seconds: the
@@ -292,12 +390,14 @@ impl Runner {
                 let i = self.rng.random_range(0..NODES);
                 let s = &self.cluster.slots[i];
                 s.grpc.set(Mode::Blackhole, Duration::ZERO);
-                s.redis.set(Mode::Blackhole, Duration::ZERO);
+                if let Some(r) = &s.redis {
+                    r.set(Mode::Blackhole, Duration::ZERO);
+                }
                 tokio::time::sleep(Duration::from_millis(self.rng.random_range(500..4000))).await;
                 let s = &self.cluster.slots[i];
                 s.grpc.set(Mode::Pass, Duration::ZERO);
-                s.redis.set(Mode::Pass, Duration::ZERO);
-                self.record(kind, Some(i), at, None, i == m, epoch);
+                let whole = s.redis.as_ref().map(|r| r.set(Mode::Pass, Duration::ZERO)).is_some();
+                self.record(if whole { kind } else { "partition_grpc" }, Some(i), at, None, i == m, epoch);
             }
             "failpoint" => {
                 let point =
@@ -437,13 +537,36 @@ async fn records(
         .collect()
 }
 
+/// One chaos profile at a time: each is three nodes and up to nine Redis processes on this
+/// machine's cores, and two at once would measure overload, not faults.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_profile() {
+    run_profile(|| Redis::Single(RedisServer::start_with(&AOF, ""))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_profile_on_redis_cluster() {
+    run_profile(|| Redis::Cluster(RedisCluster::start_with(&AOF))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_profile_on_sentinel() {
+    run_profile(|| Redis::Sentinel(RedisSentinels::start_with(&AOF))).await;
+}
+
+async fn run_profile(redis: impl FnOnce() -> Redis) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let secs: i64 = env_or("ROTA_CHAOS_SECS", 60);
     let n_jobs: usize = env_or("ROTA_CHAOS_JOBS", 100);
     let seed: u64 = env_or("ROTA_CHAOS_SEED", now_ms() as u64);
-    tracing_line(&format!("seed {seed}, {secs} s of faults, {n_jobs} jobs (replay: ROTA_CHAOS_SEED={seed})"));
-    let cluster = Cluster::start(true, workers_for(n_jobs)).await;
+    let redis = tokio::task::block_in_place(redis);
+    let topology = redis.topology();
+    tracing_line(&format!(
+        "{topology}: seed {seed}, {secs} s of faults, {n_jobs} jobs (replay: ROTA_CHAOS_SEED={seed})"
+    ));
+    let cluster = Cluster::start(redis, workers_for(n_jobs)).await;
     let mut runner = Runner {
         cluster,
         rng: rand::rngs::StdRng::seed_from_u64(seed),
@@ -495,8 +618,14 @@ async fn chaos_profile() {
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     let fault_end = t0 + 5000 + secs * 1000;
+    // On a Redis Cluster or Sentinel the Redis fault (a primary killed, maybe failed over) is what
+    // the run is for: drawn four times as often.
+    let mut kinds = FAULTS.to_vec();
+    if !matches!(runner.cluster.redis, Redis::Single(_)) {
+        kinds.extend(["restart_redis"; 3]);
+    }
     while now_ms() < fault_end {
-        let kind = FAULTS[runner.rng.random_range(0..FAULTS.len())];
+        let kind = kinds[runner.rng.random_range(0..kinds.len())];
         runner.inject(kind).await;
         tokio::time::sleep(Duration::from_millis(runner.rng.random_range(1000..3000))).await;
     }
@@ -534,7 +663,7 @@ async fn chaos_profile() {
     };
     let mut report = checker::check(&history);
     report.violations.append(&mut runner.crashes);
-    let summary = summary(seed, secs, n_jobs, &history, &report);
+    let summary = summary(topology, seed, secs, n_jobs, &history, &report);
     println!("{}", serde_json::to_string(&summary).expect("json"));
     println!("{}", table(&summary));
     if let Ok(p) = std::env::var("ROTA_CHAOS_OUT") {
@@ -566,11 +695,11 @@ async fn chaos_profile() {
         for s in &mut runner.cluster.slots {
             drop(s.node.take());
         }
-        panic!("{} violations (seed {seed}):\n{}", report.violations.len(), report.violations.join("\n"));
+        panic!("{} violations ({topology}, seed {seed}):\n{}", report.violations.len(), report.violations.join("\n"));
     }
 }
 
-fn summary(seed: u64, secs: i64, jobs: usize, h: &History, r: &checker::Report) -> serde_json::Value {
+fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &checker::Report) -> serde_json::Value {
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
     for f in &h.faults {
         *by_kind.entry(f.kind.clone()).or_default() += 1;
@@ -579,6 +708,7 @@ fn summary(seed: u64, secs: i64, jobs: usize, h: &History, r: &checker::Report) 
     fo.sort_unstable();
     serde_json::json!({
         "scenario": "chaos",
+        "redis": topology,
         "seed": seed,
         "fault_seconds": secs,
         "jobs": jobs,
@@ -622,7 +752,8 @@ fn table(s: &serde_json::Value) -> String {
 /// from before the wipe stays fenced) and that once the jobs are put again every fire runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_without_persistence() {
-    let mut cluster = Cluster::start(false, 8).await;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(Redis::Single(RedisServer::start()), 8).await;
     let (jobs, infos) = workload(20);
     let infos: Vec<JobInfo> = infos.into_iter().filter(|j| j.period_s == 1 && !j.forbid && !j.master_only).collect();
     let jobs: Vec<pb::Job> = jobs.into_iter().filter(|j| infos.iter().any(|i| i.id == j.id)).collect();
@@ -634,9 +765,9 @@ async fn redis_restart_without_persistence() {
     let (_, epoch_before) = cluster.wait_master().await;
     let execs_before = records(&mut c).await.len();
     let wiped = now_ms();
-    tokio::task::block_in_place(|| cluster.redis.kill());
+    tokio::task::block_in_place(|| cluster.redis.primary().kill());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    tokio::task::block_in_place(|| cluster.redis.restart());
+    tokio::task::block_in_place(|| cluster.redis.primary().restart());
     // The cluster comes back on the empty Redis by itself.
     let (_, epoch_after) = cluster.wait_master().await;
     for s in &cluster.slots {

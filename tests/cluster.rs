@@ -1,12 +1,14 @@
 //! The cluster with real processes on a real Redis: one master at a time, failover when it dies,
 //! fencing of a master that was paused past its lease, and the lease handed over on shutdown.
 //! Every fire is checked against the execution records: each (job, scheduled second) exactly once.
+//! On one Redis by default; `ROTA_TEST_REDIS=cluster` or `ROTA_TEST_REDIS=sentinel` runs the same
+//! tests on a Redis Cluster or through Sentinel (`SharedRedis`; not the Redis-over-TLS test).
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{agreed_master, eventually, executions, job, ms, status, Backend, RedisServer, TestNode};
+use common::{agreed_master, eventually, executions, job, ms, status, Backend, SharedRedis, TestNode};
 use rota::pb;
 use serde_json::json;
 
@@ -45,7 +47,7 @@ fn by_id<'a>(nodes: &'a mut [TestNode], id: &str) -> &'a mut TestNode {
 
 #[tokio::test]
 async fn one_master_and_failover_after_sigkill_loses_and_doubles_nothing() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let mut nodes = vec![
         TestNode::start(&b, "n1", &[]).await,
@@ -89,7 +91,7 @@ async fn one_master_and_failover_after_sigkill_loses_and_doubles_nothing() {
 
 #[tokio::test]
 async fn a_master_paused_past_its_lease_fires_nothing_after_it_wakes() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let nodes = [TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
     let (master, epoch) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
@@ -134,7 +136,7 @@ async fn a_master_paused_past_its_lease_fires_nothing_after_it_wakes() {
 
 #[tokio::test]
 async fn graceful_shutdown_hands_the_lease_over_without_waiting_for_expiry() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     // A long lease: a successor that had to wait for expiry would take 10 s.
     let slow = ["--lease-ttl-ms", "10000", "--lease-renew-ms", "300"];
@@ -188,7 +190,7 @@ async fn put_sleepers(node: &TestNode, n: usize, sleep: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_busy_master_sends_fires_to_the_least_loaded_nodes() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let flags = ["--workers", "4", "--load-threshold", "0.5"];
     let n1 = TestNode::start(&b, "n1", &flags).await;
@@ -210,7 +212,7 @@ async fn a_busy_master_sends_fires_to_the_least_loaded_nodes() {
 
 #[tokio::test]
 async fn a_node_unreachable_over_grpc_gets_its_fires_through_its_queue() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let n1 = TestNode::start(&b, "n1", &["--workers", "1", "--load-threshold", "0.5"]).await;
     is_master(&n1).await;
@@ -231,7 +233,7 @@ async fn a_node_unreachable_over_grpc_gets_its_fires_through_its_queue() {
 
 #[tokio::test]
 async fn a_dead_nodes_queue_is_drained_by_the_others() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let n1 = TestNode::start(&b, "n1", &["--workers", "1", "--load-threshold", "0.5"]).await;
     is_master(&n1).await;
@@ -242,8 +244,7 @@ async fn a_dead_nodes_queue_is_drained_by_the_others() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let jobs = put_sleepers(&n1, 3, "1s").await;
     let backlog = eventually(WAIT, "a backlog in n2's queue", || async {
-        let mut r = ::redis::Client::open(redis.url()).ok()?.get_connection().ok()?;
-        let len: usize = ::redis::cmd("LLEN").arg("{rota:default:0}:q:n2").query(&mut r).ok()?;
+        let len: usize = redis.query(::redis::cmd("LLEN").arg("{rota:default:0}:q:n2")).ok()?;
         (len >= 3).then_some(len)
     })
     .await;
@@ -255,9 +256,8 @@ async fn a_dead_nodes_queue_is_drained_by_the_others() {
     // The master reaps n2 once its heartbeat lapses: queued fires move to a live node (here n1);
     // the fire n2 was running is recorded lost (recovery policy 'lost').
     eventually(WAIT, "n2's queue moved", || async {
-        let mut r = ::redis::Client::open(redis.url()).ok()?.get_connection().ok()?;
-        let (q, p): (usize, usize) =
-            ::redis::pipe().llen("{rota:default:0}:q:n2").llen("{rota:default:0}:p:n2").query(&mut r).ok()?;
+        let q: usize = redis.query(::redis::cmd("LLEN").arg("{rota:default:0}:q:n2")).ok()?;
+        let p: usize = redis.query(::redis::cmd("LLEN").arg("{rota:default:0}:p:n2")).ok()?;
         (q + p == 0).then_some(())
     })
     .await;
@@ -285,7 +285,7 @@ async fn a_dead_nodes_queue_is_drained_by_the_others() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_run_reruns_idempotent_jobs_and_reports_the_others_lost() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let n1 = TestNode::start(&b, "n1", &[]).await;
     is_master(&n1).await;
@@ -338,7 +338,7 @@ async fn a_worker_killed_mid_run_reruns_idempotent_jobs_and_reports_the_others_l
 /// log that the handler itself appends to (outside rota's store).
 #[tokio::test]
 async fn many_jobs_through_a_master_kill_run_each_second_exactly_once_by_two_histories() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let dir = tempfile::tempdir().expect("tempdir");
     let side = dir.path().join("side.log");
@@ -419,7 +419,7 @@ async fn many_jobs_through_a_master_kill_run_each_second_exactly_once_by_two_his
 
 #[tokio::test]
 async fn an_idle_node_takes_over_a_busy_nodes_queue_and_master_only_jobs_stay_on_the_master() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let n1 = TestNode::start(&b, "n1", &["--workers", "1", "--load-threshold", "0.5"]).await;
     is_master(&n1).await;
@@ -433,8 +433,7 @@ async fn an_idle_node_takes_over_a_busy_nodes_queue_and_master_only_jobs_stay_on
     only.master_only = true;
     c.put_job(pb::PutJobRequest { job: Some(only) }).await.expect("put");
     let backlog = eventually(WAIT, "a backlog in n2's queue", || async {
-        let mut r = ::redis::Client::open(redis.url()).ok()?.get_connection().ok()?;
-        let len: usize = ::redis::cmd("LLEN").arg("{rota:default:0}:q:n2").query(&mut r).ok()?;
+        let len: usize = redis.query(::redis::cmd("LLEN").arg("{rota:default:0}:q:n2")).ok()?;
         (len >= 3).then_some(len)
     })
     .await;
@@ -523,7 +522,7 @@ async fn submit(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> R
 #[tokio::test]
 async fn mutual_tls_between_nodes_and_tls_for_clients() {
     let pki = Pki::new();
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let (cert, key, ca) = (pki.path("node.pem"), pki.path("node.key"), pki.path("ca.pem"));
     let flags = [
@@ -618,7 +617,7 @@ async fn redis_over_tls_with_password() {
 /// twice. It runs once, to success, on the stopping node.
 #[tokio::test]
 async fn a_draining_node_is_not_judged_dead_while_it_finishes() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     // The harness's nodes beat every 200 ms with a 1 s TTL.
     let mut nodes = vec![TestNode::start(&b, "n1", &[]).await, TestNode::start(&b, "n2", &[]).await];
@@ -683,7 +682,7 @@ async fn a_draining_node_is_not_judged_dead_while_it_finishes() {
 /// reason. Both jobs run on the node that stops.
 #[tokio::test]
 async fn a_run_cut_by_a_graceful_stop_follows_its_jobs_recovery_policy() {
-    let redis = RedisServer::start();
+    let redis = SharedRedis::start();
     let b = Backend::Redis(redis.url());
     let grace = ["--shutdown-grace-ms", "300", "--enable-shell", "--shell-allow", "/bin/sh"];
     let mut nodes = vec![TestNode::start(&b, "n1", &grace).await, TestNode::start(&b, "n2", &grace).await];

@@ -34,6 +34,19 @@ where
     }
 }
 
+/// `eventually` for a check that blocks (plain Redis commands): polls every 100 ms.
+#[allow(dead_code)]
+pub fn eventually_sync<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn signal(child: &Option<Child>, sig: nix::sys::signal::Signal) {
     if let Some(c) = child {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
@@ -112,6 +125,17 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// Starts again as a primary: without the `--replicaof` it was started with (a Sentinel-managed
+    /// server comes back as it was last configured, and the Sentinels make it a replica if they
+    /// promoted another; started as its first replica again, it could follow its own replica).
+    #[allow(dead_code)]
+    pub fn restart_as_primary(&mut self) {
+        if let Some(i) = self.args.iter().position(|a| a == "--replicaof") {
+            self.args.drain(i..(i + 3).min(self.args.len()));
+        }
+        self.restart();
     }
 }
 
@@ -507,9 +531,16 @@ impl Drop for SentinelProcess {
 
 impl RedisSentinels {
     pub fn start() -> RedisSentinels {
-        let primary = RedisServer::start();
+        Self::start_with(&[])
+    }
+
+    /// With extra arguments for both Redis servers (e.g. AOF).
+    pub fn start_with(extra: &[&str]) -> RedisSentinels {
+        let primary = RedisServer::start_with(extra, "");
         let p = primary.port.to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &p], "");
+        let replica_args: Vec<&str> =
+            ["--replicaof", "127.0.0.1", &p].into_iter().chain(extra.iter().copied()).collect();
+        let replica = RedisServer::start_with(&replica_args, "");
         let sentinels: Vec<SentinelProcess> = (0..3)
             .map(|_| {
                 let dir = tempfile::tempdir().expect("tempdir");
@@ -559,6 +590,15 @@ impl RedisSentinels {
         format!("redis+sentinel://{}/{SENTINEL_MASTER}", hosts.join(","))
     }
 
+    /// The Redis server (the first primary or its replica) on `port`.
+    pub fn server(&mut self, port: u16) -> &mut RedisServer {
+        if self.primary.port == port {
+            &mut self.primary
+        } else {
+            &mut self.replica
+        }
+    }
+
     /// The primary's port as the Sentinels report it (None while they disagree or do not answer).
     pub fn reported_primary(&self) -> Option<u16> {
         let mut seen = Vec::new();
@@ -567,6 +607,54 @@ impl RedisSentinels {
             seen.push(a.get(1)?.parse::<u16>().ok()?);
         }
         seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0])
+    }
+}
+
+/// The Redis a test's rota nodes share: one server, or, with `ROTA_TEST_REDIS=cluster` or
+/// `ROTA_TEST_REDIS=sentinel`, a real Redis Cluster (3 primaries, 3 replicas) or a primary, a
+/// replica and three Sentinels, so that a suite runs unchanged on each deployment.
+#[allow(dead_code)]
+pub enum SharedRedis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+    Sentinel(RedisSentinels),
+}
+
+#[allow(dead_code)]
+impl SharedRedis {
+    pub fn start() -> SharedRedis {
+        match std::env::var("ROTA_TEST_REDIS").as_deref() {
+            Ok("cluster") => SharedRedis::Cluster(RedisCluster::start()),
+            Ok("sentinel") => SharedRedis::Sentinel(RedisSentinels::start()),
+            Ok("single") | Ok("") | Err(_) => SharedRedis::Single(RedisServer::start()),
+            Ok(other) => panic!("ROTA_TEST_REDIS={other}: expected single, cluster or sentinel"),
+        }
+    }
+
+    /// The URL the nodes are given.
+    pub fn url(&self) -> String {
+        match self {
+            SharedRedis::Single(r) => r.url(),
+            SharedRedis::Cluster(c) => c.url(),
+            SharedRedis::Sentinel(x) => x.url(),
+        }
+    }
+
+    /// One command, sent where its key lives (the slot's primary, or the Sentinels' primary).
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            SharedRedis::Single(r) => cmd.query(&mut redis::Client::open(r.url())?.get_connection()?),
+            SharedRedis::Cluster(c) => {
+                let urls: Vec<String> = c.servers.iter().map(|s| s.url()).collect();
+                cmd.query(&mut redis::cluster::ClusterClient::new(urls)?.get_connection()?)
+            }
+            SharedRedis::Sentinel(x) => {
+                let port = x
+                    .reported_primary()
+                    .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "the Sentinels name no primary")))?;
+                cmd.query(&mut redis::Client::open(format!("redis://127.0.0.1:{port}"))?.get_connection()?)
+            }
+        }
     }
 }
 
