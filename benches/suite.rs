@@ -7,8 +7,8 @@
 //! Run: `cargo bench --bench suite` (all of `cargo bench` adds fire_delay and failover).
 //! BullMQ's no-op drain runs in the same suite (`bullmq`) and rota's burst is reported as a ratio to
 //! it (`burst_vs_bullmq`).
-//! Knobs: ROTA_BENCH_ONLY=precision,burst,bullmq,burst_redis_cluster,scale,footprint,history; ROTA_BENCH_PRECISION_JOBS (1000),
-//! ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000),
+//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,burst,bullmq,burst_redis_cluster,scale,footprint,history;
+//! ROTA_BENCH_PRECISION_JOBS (1000), ROTA_BENCH_PRECISION_WORKERS (32), ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000),
 //! ROTA_BENCH_HISTORY_JOBS (200), ROTA_BENCH_HISTORY_SECS (60; the soak: 900), ROTA_BENCH_HISTORY_KEEP (20).
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -175,14 +175,16 @@ fn spec(id: String, cron: &str, handler: &str, args: Value) -> rota::job::JobSpe
 }
 
 /// Scenario 1, fire precision on a 3-node cluster, and scenario 3, the cost of a fire in Redis
-/// commands and gRPC calls, measured over the same steady run.
-async fn precision() -> Value {
+/// commands and gRPC calls, measured over the same steady run. `lead_ms`: the nodes' start lead
+/// (`start_lead_ms`; `precision_at_instant` runs it at 0, every start at its instant, to compare).
+async fn precision(scenario: &str, lead_ms: Option<u64>) -> Value {
     let jobs = env_num("ROTA_BENCH_PRECISION_JOBS", 1000) as usize;
     let secs = env_num("ROTA_BENCH_PRECISION_SECS", 60);
     let redis = RedisServer::start();
     let rtt = redis_rtt_us(&redis.url(), 2000);
     let workers = env_num("ROTA_BENCH_PRECISION_WORKERS", 32).to_string();
-    let (nodes, ports) = cluster(&redis, 3, &["--workers", &workers]).await;
+    let lead = lead_ms.unwrap_or(rota::store::START_LEAD_MS as u64).to_string();
+    let (nodes, ports) = cluster(&redis, 3, &["--workers", &workers, "--start-lead-ms", &lead]).await;
     // Background: heartbeats, lease renewals, load reports, queue polls with nothing to fire.
     let (idle0, _) = redis_calls(&redis.url());
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -233,10 +235,12 @@ async fn precision() -> Value {
     delays.sort_unstable();
     drop(nodes);
     json!({
-        "scenario": "precision",
+        "scenario": scenario,
         "cores": cores(),
         "nodes": 3,
         "jobs": jobs,
+        "workers_per_node": workers,
+        "start_lead_ms": lead,
         "seconds": secs,
         "fires_expected": expected,
         "fires_recorded": per_fire.len(),
@@ -624,7 +628,10 @@ async fn main() {
         results.push(v);
     }
     if want("precision") {
-        emit(precision().await, &mut results);
+        emit(precision("precision", None).await, &mut results);
+    }
+    if want("precision_at_instant") {
+        emit(precision("precision_at_instant", Some(0)).await, &mut results);
     }
     if want("burst") {
         emit(burst().await, &mut results);

@@ -70,6 +70,11 @@ pub struct Config {
     pub http_allow: Vec<String>,
     /// A fire later than this is a misfire and follows its job's misfire policy.
     pub misfire_threshold_ms: u64,
+    /// How long before its instant a worker starts a fire (marks it running in the store), so the
+    /// start's Redis round trip is not on the instant; the handler still begins at the instant. A
+    /// node that dies in that window leaves a fire that never began to its job's recovery policy
+    /// (`lost` records it lost). 0: start at the instant.
+    pub start_lead_ms: u64,
     /// How long execution records (and idempotency keys) are kept.
     pub execution_retention_ms: u64,
     /// How many of a job's newest executions are kept before the retention age, for a job that does
@@ -150,6 +155,7 @@ impl Default for Config {
             shell_output_cap_bytes: 64 * 1024,
             http_allow: Vec::new(),
             misfire_threshold_ms: 60_000,
+            start_lead_ms: crate::store::START_LEAD_MS as u64,
             execution_retention_ms: 24 * 3_600_000,
             execution_keep_last: crate::store::Keep::DEFAULT.last,
             execution_keep_failed: crate::store::Keep::DEFAULT.failed,
@@ -238,6 +244,8 @@ impl Config {
             // must stay under the store's 2 s reply timeout, or the client gives up first.
             ("redis_wait_timeout_ms", self.redis_wait_timeout_ms, 1, 250),
             ("execution_keep_last", u64::from(self.execution_keep_last), 1, u64::from(crate::job::MAX_KEEP)),
+            // Within the fire-ahead window: a fire is claimed and handed over only that early.
+            ("start_lead_ms", self.start_lead_ms, 0, crate::store::FIRE_AHEAD_MS as u64),
             ("execution_keep_failed", u64::from(self.execution_keep_failed), 0, u64::from(crate::job::MAX_KEEP)),
             ("heartbeat_ms", self.heartbeat_ms, 10, 60_000),
             ("node_ttl_ms", self.node_ttl_ms, 20, 600_000),
@@ -427,6 +435,7 @@ mod tests {
                 "config execution_keep_last: 0 is not in 1..=100000",
             ),
             (Config { execution_keep_failed: 100_001, ..Config::default() }, "config execution_keep_failed:"),
+            (Config { start_lead_ms: 301, ..Config::default() }, "config start_lead_ms: 301 is not in 0..=300"),
             (
                 Config { redis_wait_replicas: 1, ..Config::default() },
                 "config redis_wait_replicas: strict mode needs Redis",

@@ -215,6 +215,7 @@ impl Node {
             metrics: Arc::clone(&metrics),
             node_ttl_ms: config.node_ttl_ms,
             keep: crate::store::Keep { last: config.execution_keep_last, failed: config.execution_keep_failed },
+            start_lead_ms: config.start_lead_ms as i64,
         }));
         let loads = Arc::new(LoadTable::new(Arc::clone(&store), &config.node_id, config.node_ttl_ms));
         let recovery = Arc::new(Recovery::new(RecoveryParts {

@@ -755,3 +755,51 @@ async fn a_run_cut_by_a_graceful_stop_follows_its_jobs_recovery_policy() {
     .await;
     assert!(!runs.iter().any(|e| e.error.contains("before this retry could run")), "{runs:?}");
 }
+
+/// A master paused inside the start lead: it has started its fires ahead of their instant (marked
+/// them `running`), and stops before their handlers begin, for longer than its heartbeat's TTL. The
+/// other node takes over and re-runs them (`recovery = rerun`). Woken, the paused node must not run
+/// them too: past its heartbeat's TTL it no longer has the local proof that it owns them, asks the
+/// store, finds their records closed, and runs nothing. Every fire runs once (by the side log).
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_node_paused_in_the_start_lead_does_not_run_what_was_recovered_meanwhile() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sidelog = dir.path().join("runs.tsv").display().to_string();
+    let env = [("ROTA_SIDELOG", sidelog.as_str())];
+    let lead = ["--start-lead-ms", "300"];
+    let nodes = [TestNode::start_env(&b, "n1", &lead, &env).await, TestNode::start_env(&b, "n2", &lead, &env).await];
+    let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let paused = nodes.iter().find(|n| n.node_id == master).expect("master");
+    let mut c = paused.client().await;
+    let ids: Vec<String> = (0..5).map(|i| format!("lead-{i}")).collect();
+    for id in &ids {
+        let mut j = job(id, "* * * * * *", "sidelog", json!({"ms": 0}));
+        j.recovery = pb::RecoveryPolicy::Rerun as i32;
+        c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 120 ms before an instant: the master has claimed, accepted and started its fires of that
+    // instant (300 ms ahead), and is waiting for it to run them.
+    let instant = (rota::store::now_ms() / 1000 + 2) * 1000;
+    tokio::time::sleep(Duration::from_millis((instant - 120 - rota::store::now_ms()) as u64)).await;
+    paused.pause();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    paused.resume();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = std::fs::read_to_string(&sidelog).unwrap_or_default();
+    let mut runs: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for l in text.lines().filter(|l| l.starts_with("S\t")) {
+        let f: Vec<&str> = l.split('\t').collect();
+        runs.entry((f[1].to_string(), f[2].to_string())).or_default().push(f[4].to_string());
+    }
+    let twice: Vec<_> = runs.iter().filter(|(_, nodes)| nodes.len() > 1).collect();
+    assert!(twice.is_empty(), "fires run twice: {twice:?}");
+    // The instant paused in was run once, by the other node (the re-run).
+    for id in &ids {
+        let by = runs.get(&(id.clone(), instant.to_string()));
+        assert!(by.is_some_and(|n| n.len() == 1), "{id}@{instant}: {by:?}");
+    }
+}

@@ -488,6 +488,39 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     assert_eq!(s.claim(&fence, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
 }
 
+/// A fire started ahead of its instant (a worker's start lead) records its instant as its start:
+/// its handler begins then, and the record, read while it runs, says so (never a start before the
+/// fire's own time).
+async fn a_fire_started_ahead_of_its_instant_begins_at_it(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    let sched = now_ms() / 1000 * 1000 + 5000;
+    put(&*s, "ahead", sched).await;
+    let c = claim("ahead", sched, Some(sched + 1000), false);
+    assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let fire = c.exec.fire_id.clone();
+    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+        panic!("{fire} not started")
+    };
+    assert_eq!(sf.start_ms, sched, "started ahead, it begins at its instant");
+    let read = s.get_execution(&sf.exec_id).await.expect("get").expect("record");
+    assert_eq!((read.state, read.start_ms), (ExecState::Running, Some(sched)));
+    // A fire started late starts when it is started.
+    let late = now_ms() / 1000 * 1000 - 3000;
+    put(&*s, "late", late).await;
+    let c = claim("late", late, Some(late + 1000), false);
+    assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let fire = c.exec.fire_id.clone();
+    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    let before = now_ms();
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+        panic!("{fire} not started")
+    };
+    assert!(sf.start_ms >= before - 20 && sf.start_ms <= now_ms() + 20, "{sf:?} started at {before}");
+}
+
 /// An idempotency key outlives the record it made when the job's history cap deletes that record:
 /// the same key then triggers nothing again (`Spent`, with the execution id), never a second run.
 async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
@@ -752,6 +785,7 @@ conformance!(
     a_late_result_leaves_a_newer_incarnations_entry_alone,
     a_jobs_history_keeps_its_newest_runs_and_failures_longer,
     an_idempotency_key_outlives_its_trimmed_record,
+    a_fire_started_ahead_of_its_instant_begins_at_it,
 );
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the

@@ -74,6 +74,10 @@ pub struct ServerArgs {
     /// How long strict mode waits for the replicas, per write (default 200).
     #[arg(long, env = "ROTA_REDIS_WAIT_TIMEOUT_MS")]
     pub redis_wait_timeout_ms: Option<u64>,
+    /// How long before its instant a fire is started, its handler still beginning at the instant
+    /// (0-300, default 100; 0: at the instant).
+    #[arg(long, env = "ROTA_START_LEAD_MS")]
+    pub start_lead_ms: Option<u64>,
     /// Executions kept per job that does not set keep_last (default 1000).
     #[arg(long, env = "ROTA_EXECUTION_KEEP_LAST")]
     pub execution_keep_last: Option<u32>,
@@ -169,6 +173,7 @@ impl ServerArgs {
             execution_retention_ms,
             execution_keep_last,
             execution_keep_failed,
+            start_lead_ms,
             redis_wait_replicas,
             redis_wait_timeout_ms,
             heartbeat_ms,
@@ -311,6 +316,8 @@ mod tests {
             "41",
             "--execution-keep-failed",
             "43",
+            "--start-lead-ms",
+            "53",
             "--redis-wait-replicas",
             "2",
             "--redis-wait-timeout-ms",
@@ -375,6 +382,7 @@ mod tests {
             execution_retention_ms: 70000,
             execution_keep_last: 41,
             execution_keep_failed: 43,
+            start_lead_ms: 53,
             redis_wait_replicas: 2,
             redis_wait_timeout_ms: 47,
             heartbeat_ms: 11,

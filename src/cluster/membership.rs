@@ -17,6 +17,9 @@ pub struct Membership {
     ttl_ms: u64,
     /// Since when this node's heartbeats have gone through without a break (None: the last failed).
     contact_since: Mutex<Option<Instant>>,
+    /// The incarnation whose register or beat last went through, and when that call was sent: its
+    /// key lives in Redis for a node TTL from a moment no earlier (`surely_live`).
+    last_sent: Mutex<Option<(String, Instant)>>,
 }
 
 impl Membership {
@@ -26,6 +29,28 @@ impl Membership {
             incarnation: Mutex::new(new_incarnation()),
             ttl_ms,
             contact_since: Mutex::new(None),
+            last_sent: Mutex::new(None),
+        }
+    }
+
+    /// Whether `inc` is this node's live incarnation and its heartbeat key surely still lives in
+    /// Redis: its last register or beat that went through was sent less than a node TTL ago (less a
+    /// tenth, for the time until the caller acts). Until the key expires no one can judge the node
+    /// dead and recover its fires, so what it started it may still run, without asking Redis: the
+    /// local proof a fire started ahead of its instant (`start_lead_ms`) runs on. False after a
+    /// pause or a store outage longer than that, and for an incarnation the node has replaced.
+    pub fn surely_live(&self, inc: &str) -> bool {
+        let ttl = Duration::from_millis(self.ttl_ms);
+        let margin = ttl / 10;
+        self.last_sent
+            .lock()
+            .map(|g| g.as_ref().is_some_and(|(i, sent)| i == inc && sent.elapsed() + margin < ttl))
+            .unwrap_or(false)
+    }
+
+    fn went_through(&self, inc: &str, sent: Instant) {
+        if let Ok(mut g) = self.last_sent.lock() {
+            *g = Some((inc.to_string(), sent));
         }
     }
 
@@ -40,8 +65,10 @@ impl Membership {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.ttl_ms * 2);
         loop {
             let inc = self.incarnation();
+            let sent = Instant::now();
             match store.register(&record(&inc), self.ttl_ms).await? {
                 Register::Registered => {
+                    self.went_through(&inc, sent);
                     tracing::info!(node = %self.node_id, incarnation = %inc, "registered");
                     return Ok(());
                 }
@@ -59,7 +86,11 @@ impl Membership {
     /// long pause), takes a new incarnation and registers it: work the old one held was reaped.
     pub async fn beat(&self, store: &dyn Store, record: impl Fn(&str) -> NodeRecord) -> Result<Beat> {
         let inc = self.incarnation();
+        let sent = Instant::now();
         let b = store.beat(&record(&inc), self.ttl_ms).await;
+        if let Ok(Beat::Alive { .. }) = b {
+            self.went_through(&inc, sent);
+        }
         if let Ok(mut c) = self.contact_since.lock() {
             match (&b, *c) {
                 (Ok(_), None) => *c = Some(Instant::now()),

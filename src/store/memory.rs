@@ -585,7 +585,8 @@ impl FireStore for MemoryStore {
         f.inc = inc.to_string();
         f.next_exec = None;
         f.attempts += 1;
-        f.started = now;
+        // Started ahead of its instant, it begins at the instant (see `super::started_at`).
+        f.started = super::started_at(now, f.sched);
         let started = StartedFire {
             exec_id: exec,
             attempt: f.attempts,
@@ -593,7 +594,7 @@ impl FireStore for MemoryStore {
             sched_ms: f.sched,
             epoch: f.epoch,
             manual: f.manual,
-            start_ms: now,
+            start_ms: f.started,
             job: spec,
         };
         // The attempt's `running` record, in the same step as the start.

@@ -776,6 +776,19 @@ pub struct FireTiming {
 /// otherwise make the next fire `skipped` rather than run.
 pub const FIRE_AHEAD_MS: i64 = 300;
 
+/// How long before its instant a worker starts a fire it holds (marks it `running` in the store,
+/// `start.lua`): the start's round trip, batched with the other fires of that instant, is then
+/// off the instant, and the handler begins when the local (cluster-corrected) clock reaches it.
+/// The price: a node that dies in that window leaves a fire that never began `running`, and the
+/// job's recovery policy applies to it as to any running fire (docs/PROTOCOL.md, section 6.1).
+pub const START_LEAD_MS: i64 = 100;
+
+/// The start time a start records: a fire started ahead of its instant (`START_LEAD_MS`) begins at
+/// its instant; one started late, when it is started.
+pub fn started_at(now_ms: i64, sched_ms: i64) -> i64 {
+    now_ms.max(sched_ms)
+}
+
 impl FireTiming {
     /// How long after a fire is handed to a node (accepted or queued) the master's sweep looks at it
     /// again: by then it has started, or been recorded misfired when taken. One still waiting in its

@@ -78,6 +78,8 @@ pub struct Worker {
     alerts: Alerts,
     /// The node's defaults of a job's history caps.
     keep: Keep,
+    /// How long before its instant a fire is started (`WorkerParts::start_lead_ms`).
+    start_lead_ms: i64,
     permits: Arc<Semaphore>,
     max: u32,
     active: Arc<AtomicU32>,
@@ -112,6 +114,8 @@ pub struct WorkerParts {
     pub node_ttl_ms: u64,
     /// How much of a job's history is kept where the job does not say (`execution_keep_*`).
     pub keep: Keep,
+    /// How long before its instant a fire is started (`start_lead_ms`, `store::START_LEAD_MS`).
+    pub start_lead_ms: i64,
 }
 
 impl Worker {
@@ -128,6 +132,7 @@ impl Worker {
             metrics,
             node_ttl_ms,
             keep,
+            start_lead_ms,
         } = p;
         let max = max.max(1);
         Worker {
@@ -141,6 +146,7 @@ impl Worker {
             alerts,
             node_ttl_ms,
             keep,
+            start_lead_ms,
             permits: Arc::new(Semaphore::new(max as usize)),
             max,
             active: Arc::new(AtomicU32::new(0)),
@@ -213,7 +219,7 @@ impl Worker {
                     return;
                 }
             }
-            wait_until_due(&fire_id).await;
+            wait_until_due(&fire_id, me.start_lead_ms).await;
             let permit = Arc::clone(&me.permits).acquire_owned().await;
             me.waiting.fetch_sub(1, Ordering::Relaxed);
             if let Ok(permit) = permit {
@@ -273,7 +279,8 @@ impl Worker {
                 return;
             }
             // A fire from the queue may have come ahead of its instant too (see `wait_until_due`).
-            wait_until_due(&fire_id).await;
+            // It is started a little ahead of it (`START_LEAD_MS`), and run at it (below).
+            wait_until_due(&fire_id, self.start_lead_ms).await;
             // Off the master, the start refuses a master-only fire, which goes to the master instead.
             let mut started = self.start(&fire_id, &inc, false).await;
             // Started as a stand-in master: no other master could take this master-only fire.
@@ -314,11 +321,19 @@ impl Worker {
                             self.cannot_run_here(&job, exec, &inc).await
                         }
                         Ok(job) => {
+                            // Started ahead, it begins at its instant; the record says when it did.
+                            wait_until_due(&fire_id, 0).await;
+                            exec.start_ms = Some(now_ms());
+                            // This node's own heartbeat is the proof that it may still run what it
+                            // started: while its key surely lives no one can have judged it dead and
+                            // recovered the fire. Past that (a pause in the start lead, a store
+                            // outage), the record must still be open before the handler begins.
+                            let proven = self.membership.surely_live(&inc);
                             // Every line about this run carries the job, the fire's instant, the
                             // execution, the node (outer span) and the master's epoch.
                             let span = tracing::info_span!("run", job = %exec.job_id, sched_ms = exec.scheduled_ms,
                                 execution = %exec.id, epoch = exec.epoch);
-                            self.run_fire(job, exec, &inc).instrument(span).await
+                            self.run_fire(job, exec, &inc, proven).instrument(span).await
                         }
                         Err(e) => {
                             exec.close(ExecState::Failed, format!("cannot run: {e}"));
@@ -560,7 +575,9 @@ impl Worker {
     }
 
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
-    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str) {
+    /// `proven`: this node surely still owns the started fire (`Membership::surely_live`); if not,
+    /// the first attempt's record is written `running` only if still open, as a retry's is.
+    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str, proven: bool) {
         let forbid = job.spec.concurrency == Concurrency::Forbid;
         // A forbid fire runs only while it holds the job's lock. It can have lost it only by
         // waiting past the lock's lease (a very late start or re-run); another fire may run now.
@@ -572,8 +589,9 @@ impl Worker {
         }
         // Retries are counted from the first attempt of this recovery round.
         let first_attempt = exec.attempt;
-        // The start recorded the first attempt `running`; each retry records its own.
-        let mut recorded_running = true;
+        // The start recorded the first attempt `running` (its record reads so); each retry records
+        // its own, and so does a first attempt whose node lost its local proof of ownership.
+        let mut recorded_running = proven;
         loop {
             let Some(state) = self.run_attempt(&job, &mut exec, forbid, recorded_running).await else {
                 // Not run here: handed to the master, its record already closed, or left in the
@@ -683,10 +701,10 @@ impl Worker {
             Ok(false) => {
                 // Recorded terminal meanwhile: this node was declared dead between the start and
                 // now (a long pause) and the fire was recovered elsewhere. Running it would be a
-                // second run.
+                // second run; nothing ran here, so nothing is recorded (the fire's own record says
+                // what became of it).
                 tracing::warn!(execution = %exec.id, "not running: the fire was recovered elsewhere while this node was unresponsive");
-                exec.close(ExecState::Superseded, "not run: this node was declared dead before the run began");
-                return Some(exec.state);
+                return None;
             }
             // The run goes ahead: the final record overwrites this one.
             Err(e) => tracing::warn!(execution = %exec.id, error = %e, "cannot record start"),
@@ -917,13 +935,14 @@ impl Drop for Held {
     }
 }
 
-/// A fire claimed ahead of its instant (the scheduler's fire-ahead window) waits here until it is
-/// due, before it takes a worker. Bounded, so an entry naming a far-future instant (not a fire
+/// A fire claimed ahead of its instant (the scheduler's fire-ahead window) waits here until `lead_ms`
+/// before it is due: before it takes a worker and is started (`START_LEAD_MS`), and again, with no
+/// lead, before its handler begins. Bounded, so an entry naming a far-future instant (not a fire
 /// rota made) cannot hold anything up.
-async fn wait_until_due(fire_id: &str) {
+async fn wait_until_due(fire_id: &str, lead_ms: i64) {
     const MAX_WAIT_US: i64 = 2 * crate::store::FIRE_AHEAD_MS * 1000;
     if let Some(due) = crate::execution::fire_due_ms(fire_id) {
-        let us = due.saturating_mul(1000).saturating_sub(crate::clock::now_us());
+        let us = due.saturating_sub(lead_ms).saturating_mul(1000).saturating_sub(crate::clock::now_us());
         if us > 0 {
             tokio::time::sleep(Duration::from_micros(us.min(MAX_WAIT_US) as u64)).await;
         }

@@ -91,6 +91,10 @@ local _
 _, bad = read('zset', 'ZREM', KEYS[6], ARGV[1])
 if bad then return {'BADKEY', bad} end
 local attempt = (tonumber(f[11]) or 0) + 1
+-- A fire started ahead of its instant (the worker's start lead) begins at its instant: that is its
+-- start time, as `store::started_at` says.
+local sched = tonumber(f[5])
+if sched and sched > now then now = sched end
 redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now, 'next_exec', '',
   'attempts', attempt)
 -- The record's JSON is the Execution type's serde form (tested by the store conformance suite). The
