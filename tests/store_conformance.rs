@@ -477,11 +477,11 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     let mut e = Execution::pending("f", fire.clone(), 1000, "n1", 1);
     e.id = sf.exec_id.clone();
     e.state = ExecState::Succeeded;
-    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT).await.expect("finish"), Finish::Recorded);
+    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]), "acked");
     assert_eq!(s.get_execution(&e.id).await.expect("get").map(|e| e.state), Some(ExecState::Succeeded));
     // The same finish again (its first reply lost): recorded already, no `superseded` evidence made.
-    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT).await.expect("finish again"), Finish::Recorded);
+    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT, false).await.expect("finish again"), Finish::Recorded);
     assert_eq!(s.get_execution(&e.superseded().id).await.expect("get"), None);
     // The lock went with the finish: the next fire of the forbid job is claimed, not skipped.
     let c = claim("f", sf.sched_ms + 1000, Some(sf.sched_ms + 2000), true);
@@ -545,7 +545,7 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
         done.id = sf.exec_id;
         done.state = ExecState::Succeeded;
         let keep = Keep { last: 1, failed: 0 };
-        assert_eq!(s.finish(&done, "n1", "i1", keep).await.expect("finish"), Finish::Recorded);
+        assert_eq!(s.finish(&done, "n1", "i1", keep, false).await.expect("finish"), Finish::Recorded);
     }
     assert_eq!(s.get_execution(&first.id).await.expect("get"), None, "trimmed");
     assert_eq!(
@@ -593,7 +593,7 @@ async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Sto
             continue;
         }
         e.state = outcome(i);
-        assert_eq!(s.finish(&e, "n1", "i1", keep).await.expect("finish"), Finish::Recorded);
+        assert_eq!(s.finish(&e, "n1", "i1", keep, false).await.expect("finish"), Finish::Recorded);
     }
     let listed = |job: Option<&str>| {
         let f = ExecFilter { job_id: job.map(str::to_string), limit: 100, ..Default::default() };
@@ -625,7 +625,7 @@ async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Sto
         started.push(e);
     }
     for e in started[1..].iter().chain(std::iter::once(&started[0])) {
-        assert_eq!(s.finish(e, "n1", "i1", keep).await.expect("finish"), Finish::Recorded);
+        assert_eq!(s.finish(e, "n1", "i1", keep, false).await.expect("finish"), Finish::Recorded);
     }
     let long = s.get_execution(&started[0].id).await.expect("get").map(|e| e.state);
     assert_eq!(long, Some(ExecState::Succeeded), "the long run's own record is kept");
@@ -675,7 +675,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!((sf.attempt, sf.exec_id.as_str()), (2, "rerun-exec"));
     let mut late = Execution::pending("r", running.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
-    assert_eq!(s.finish(&late, "n1", "i1", Keep::DEFAULT).await.expect("finish"), Finish::Superseded);
+    assert_eq!(s.finish(&late, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Superseded);
     // The late result is kept as evidence under its own id; the fire's records are untouched.
     assert_eq!(s.get_execution(&late.id).await.expect("get"), None);
     let (evidence, _) = s
@@ -687,7 +687,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     let mut done = Execution::pending("r", running.clone(), 1000, "n2", 2);
     done.id = sf.exec_id;
     done.state = ExecState::Succeeded;
-    assert_eq!(s.finish(&done, "n2", "i2", Keep::DEFAULT).await.expect("finish"), Finish::Recorded);
+    assert_eq!(s.finish(&done, "n2", "i2", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
     // A deposed master cannot reap.
     let mut stale = reap(NodeFires::Queued, &queued, false);
     stale.by = ReapBy::Master(lease_value("n9:1:x"));
@@ -724,7 +724,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     assert_eq!(s.steal("n2", "n1", "new").await.expect("steal").as_deref(), Some(fire.as_str()));
     let mut late = Execution::pending("r", fire.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
-    assert_eq!(s.finish(&late, "n1", "old", Keep::DEFAULT).await.expect("finish"), Finish::Superseded);
+    assert_eq!(s.finish(&late, "n1", "old", Keep::DEFAULT, false).await.expect("finish"), Finish::Superseded);
     assert_eq!(s.node_fires("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
     assert!(matches!(s.start(&fire, "n1", "new", "rerun", false).await.expect("start"), Start::Run(_)));
 }
@@ -828,6 +828,42 @@ async fn a_terminal_record_is_never_reopened(s: Arc<dyn Store>) {
     assert!(!s.update_execution(&e).await.expect("update"), "a closed record is not reopened");
     let got = s.get_execution(&e.id).await.expect("get").expect("exists");
     assert_eq!(got.state, ExecState::Lost);
+}
+
+/// A finish reads the job's lock only for a fire that may hold it: one claimed as a forbid fire
+/// (the claim marks its hash), or, for a fire claimed before that mark existed, one whose job the
+/// worker says is forbid. A fire with neither leaves the lock alone.
+#[tokio::test]
+async fn redis_a_finish_releases_the_lock_its_fire_holds() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let s: &dyn Store = &store;
+    let fence = master(s).await;
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    // (how the fire's hash is left, what the worker says, whether the next fire finds the lock free)
+    for (i, (unmark, worker_says_forbid, released)) in
+        [(false, false, true), (true, true, true), (true, false, false)].into_iter().enumerate()
+    {
+        let job = format!("lk{i}");
+        let fire = claimed_fire(s, &fence, &job, 1000, true).await;
+        if unmark {
+            let _: () = ::redis::cmd("HDEL").arg(store.keys().fire(&fire)).arg("lock").query(&mut c).expect("hdel");
+        }
+        assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
+        assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
+        let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+            panic!("not started")
+        };
+        let mut e = Execution::pending(&job, fire.clone(), sf.sched_ms, "n1", 1);
+        e.id = sf.exec_id.clone();
+        e.state = ExecState::Succeeded;
+        let done = s.finish(&e, "n1", "i1", Keep::DEFAULT, worker_says_forbid).await.expect("finish");
+        assert_eq!(done, Finish::Recorded);
+        let next = claim(&job, sf.sched_ms + 1000, Some(sf.sched_ms + 2000), true);
+        let want = if released { ClaimOutcome::Claimed } else { ClaimOutcome::Skipped };
+        assert_eq!(s.claim(&fence, &[next]).await.expect("claim"), vec![want], "case {i}");
+    }
 }
 
 /// A queue entry that names no fire (garbage written by someone else) is set aside in the

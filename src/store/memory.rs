@@ -632,7 +632,7 @@ impl FireStore for MemoryStore {
         }
     }
 
-    async fn finish(&self, exec: &Execution, node: &str, inc: &str, keep: Keep) -> Result<Finish> {
+    async fn finish(&self, exec: &Execution, node: &str, inc: &str, keep: Keep, _forbid: bool) -> Result<Finish> {
         let (result, recorded) = {
             let mut st = self.lock()?;
             let now = now_ms();

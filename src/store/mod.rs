@@ -668,8 +668,11 @@ pub trait FireStore: Send + Sync {
     async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool>;
     /// Records the final outcome of a running fire and acks it: no longer among its node's taken
     /// fires (see `Finish`).
-    /// Then trims the job's history to `keep`.
-    async fn finish(&self, exec: &Execution, node: &str, incarnation: &str, keep: Keep) -> Result<Finish>;
+    /// Then trims the job's history to `keep`. `forbid`: the caller's definition of the job says
+    /// `forbid`, so the fire may hold the job's lock (the store also knows it from the claim; this
+    /// covers a fire claimed by an older version).
+    async fn finish(&self, exec: &Execution, node: &str, incarnation: &str, keep: Keep, forbid: bool)
+        -> Result<Finish>;
     /// The fires queued for `node`, and those it has taken.
     async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)>;
     /// How many fires are queued for each given node.

@@ -835,7 +835,9 @@ impl Worker {
     /// `spec`: the job's definition, for its history caps (None: the node's).
     async fn record_final(&self, exec: &Execution, inc: &str, spec: Option<&JobSpec>) -> Result<(), ()> {
         let keep = spec.map_or(self.keep, |s| Keep::of(s, self.keep));
-        match self.with_store_retries(exec, || self.store.finish(exec, &self.node_id, inc, keep)).await? {
+        // Without the definition, the lock is looked at (the store knows whether the fire holds it).
+        let forbid = spec.is_none_or(|s| s.concurrency == Concurrency::Forbid);
+        match self.with_store_retries(exec, || self.store.finish(exec, &self.node_id, inc, keep, forbid)).await? {
             Finish::Recorded => {
                 self.metrics.outcome(exec.state.as_str());
                 Ok(())

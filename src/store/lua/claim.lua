@@ -79,6 +79,8 @@ for i = 0, n - 1 do
                'manual', '0'}
     if fs == 'dispatching' then
       h[#h+1] = 'next_exec'; h[#h+1] = exec_id
+      -- It holds the job's lock: its finish releases it (finish.lua reads the lock only then).
+      if forbid then h[#h+1] = 'lock'; h[#h+1] = '1' end
       redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
     end
     redis.call('HSET', kf, unpack(h))

@@ -12,12 +12,13 @@
 --   'lost' or a re-run, is never overwritten)
 -- ARGV[12] keep last  ARGV[13] keep failed (the job's history caps, `trim_history`)
 -- ARGV[14] exec key prefix  ARGV[15] how long the fire hash outlives the fire (FIRE_MEMORY_MS)
+-- ARGV[16] '1': the worker's definition of the job says forbid (it may hold the lock)
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
 -- Every key is made sure of before the first write that matters: the fire hash, the job's index,
 -- the lock and p:<self> by their first command under pcall (a read; the index's trim of entries past
 -- retention, which is housekeeping; the ack's LREM); the executions index by TYPE, only when this
 -- finish writes it.
-local f, bad = read('hash', 'HMGET', KEYS[5], 'state', 'node', 'inc', 'exec')
+local f, bad = read('hash', 'HMGET', KEYS[5], 'state', 'node', 'inc', 'exec', 'lock')
 if bad then return {'BADKEY', bad} end
 -- The same finish again (its first reply was lost: Redis restarted between the commit and the reply,
 -- and the caller retried): it is recorded already. Without this the repeat would be taken for a late
@@ -28,14 +29,19 @@ if f[1] == ARGV[9] and f[2] == ARGV[7] and f[3] == ARGV[8] and f[4] == ARGV[1] t
   if bad then return {'BADKEY', bad} end
   return {'OK'}
 end
--- Trim the job's index of entries past retention as we go (so a busy job's index stays bounded);
--- first, as it fails on the wrong type without writing.
-local _
-_, bad = read('zset', 'ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
+-- The job's index: its size first (a read that fails on the wrong type without writing). Its
+-- entries past retention (their records are gone) are dropped every 32nd finish of the job and
+-- before a trim, not at every finish: an index keeps such an entry for at most 32 more finishes
+-- (listings skip and drop them as they meet them).
+local n, _
+n, bad = read('zset', 'ZCARD', KEYS[3])
 if bad then return {'BADKEY', bad} end
+if n % 32 == 0 or trim_due(n, ARGV[12]) then
+  redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
+  n = redis.call('ZCARD', KEYS[3])
+end
 -- Whether the job's history is due for its trim (then the failure index it may write is checked
 -- here, before any write).
-local n = redis.call('ZCARD', KEYS[3])
 local trim = trim_due(n, ARGV[12])
 if trim then
   bad = wrong(KEYS[8], 'zset', KEYS[2], 'zset')
@@ -49,7 +55,10 @@ local json, result, key, id = ARGV[2], 'OK', KEYS[1], ARGV[1]
 -- while it ran, it registered anew and took the re-run over): that entry is the new incarnation's.
 local mine = f[1] == 'running' and f[2] == ARGV[7] and f[3] == ARGV[8]
 local held = nil
-if mine then
+-- The lock is read only for a fire that may hold it: one claimed (or re-run) as a forbid fire
+-- (`lock` in its hash), or whose job the worker says is forbid (a fire claimed before the field
+-- existed).
+if mine and (f[5] == '1' or ARGV[16] == '1') then
   held, bad = read('string', 'GET', KEYS[4])
   if bad then return {'BADKEY', bad} end
 end
@@ -72,7 +81,7 @@ else
   -- (state, owner, execution, job, instant), for FIRE_MEMORY_MS: the fields of its run go (half
   -- the hash), and the execution records carry the history from here.
   redis.call('HDEL', KEYS[5], 'claimed_at', 'deadline_ms', 'attempts', 'recoveries', 'manual', 'next_exec',
-    'started', 'epoch')
+    'started', 'epoch', 'lock')
   redis.call('PEXPIRE', KEYS[5], ARGV[15])
   if held == ARGV[5] then redis.call('DEL', KEYS[4]) end
 end

@@ -31,6 +31,8 @@ redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
            'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'manual', '1',
            'deadline_ms', ARGV[13])
 if fs == 'dispatching' then
+  -- A forbid fire holds the job's lock: its finish releases it (finish.lua reads the lock only then).
+  if ARGV[6] == '1' then redis.call('HSET', KEYS[2], 'lock', '1') end
   redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])
   redis.call('ZADD', KEYS[8], ARGV[14], ARGV[9])
 end

@@ -807,7 +807,7 @@ impl FireStore for RedisStore {
         Ok(r == 1)
     }
 
-    async fn finish(&self, exec: &Execution, node: &str, inc: &str, keep: Keep) -> Result<Finish> {
+    async fn finish(&self, exec: &Execution, node: &str, inc: &str, keep: Keep, forbid: bool) -> Result<Finish> {
         let superseded = exec.superseded();
         let keys = [
             self.keys.exec(&exec.id),
@@ -835,6 +835,7 @@ impl FireStore for RedisStore {
             keep.failed.to_string(),
             self.keys.exec_prefix(),
             super::FIRE_MEMORY_MS.min(self.retention_ms).to_string(),
+            flag(Some(forbid)).to_string(),
         ];
         let r: Vec<String> = self.finishes.call(keys.into(), args.into()).await?;
         fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
