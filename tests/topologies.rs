@@ -181,6 +181,20 @@ async fn watched_after(stream: &mut Watch, after_ms: i64, what: &str) {
     }
 }
 
+/// Kills `old`, the primary of `key`'s slot, and waits until a replica takes the slot over: when it
+/// was killed (instant, ms), the new primary, and how long the promotion took.
+async fn kill_until_promoted(redis: &mut RedisCluster, key: &str, old: u16) -> (Instant, i64, u16, Duration) {
+    let killed_at = Instant::now();
+    let killed_ms = rota::store::now_ms();
+    redis.server(old).kill();
+    let new = eventually(WAIT, "a replica takes over the slot", || async {
+        let p = redis.primary_of(key, &[old]);
+        (p != old).then_some(p)
+    })
+    .await;
+    (killed_at, killed_ms, new, killed_at.elapsed())
+}
+
 fn by_id<'a>(nodes: &'a mut [TestNode], id: &str) -> &'a mut TestNode {
     nodes.iter_mut().find(|n| n.node_id == id).expect("node")
 }
@@ -223,15 +237,7 @@ async fn a_node_on_redis_cluster_resumes_after_the_primary_of_its_slot_fails_ove
     let jobs = put_jobs(&nodes[0], 5).await;
     let mut changes = watch(&nodes[1], &jobs[0]).await;
     watched_after(&mut changes, 0, "changes published on the Redis Cluster reach a watcher").await;
-    let killed_at = Instant::now();
-    let killed_ms = rota::store::now_ms();
-    redis.server(old).kill();
-    let new = eventually(WAIT, "a replica takes over the slot", || async {
-        let p = redis.primary_of(&key, &[old]);
-        (p != old).then_some(p)
-    })
-    .await;
-    let promoted = killed_at.elapsed();
+    let (killed_at, killed_ms, new, promoted) = kill_until_promoted(&mut redis, &key, old).await;
     redis.wait_ok(&[old]);
     let after = rota::store::now_ms();
     fires_after(&nodes[0], &jobs, after, "fires resume after the failover").await;
@@ -261,15 +267,7 @@ async fn in_strict_mode_a_killed_primary_of_the_redis_cluster_runs_no_fire_twice
     agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     let jobs = put_jobs(&nodes[0], 5).await;
     fires_after(&nodes[0], &jobs, rota::store::now_ms(), "fires in strict mode on a Redis Cluster").await;
-    let killed_at = Instant::now();
-    let killed_ms = rota::store::now_ms();
-    redis.server(old).kill();
-    let new = eventually(WAIT, "a replica takes over the slot", || async {
-        let p = redis.primary_of(&key, &[old]);
-        (p != old).then_some(p)
-    })
-    .await;
-    let promoted = killed_at.elapsed();
+    let (killed_at, killed_ms, new, promoted) = kill_until_promoted(&mut redis, &key, old).await;
     // Back empty (no persistence), it rejoins as the new primary's replica and resyncs.
     redis.server(old).restart();
     redis.wait_ok(&[]);

@@ -772,6 +772,11 @@ impl Worker {
             return None;
         }
         exec.end_ms = Some(now_ms());
+        // Other fires of the same instant begin before this one's bookkeeping (its log line, its
+        // record): a handler that returned without waiting on anything (noop) would otherwise keep
+        // the thread through it, and hundreds of fires due together would begin one after another's
+        // bookkeeping.
+        tokio::task::yield_now().await;
         let out = match outcome {
             Ok(out) => {
                 exec.state = ExecState::Succeeded;
