@@ -521,6 +521,19 @@ async fn a_fire_started_ahead_of_its_instant_begins_at_it(s: Arc<dyn Store>) {
     assert!(sf.start_ms >= before - 20 && sf.start_ms <= now_ms() + 20, "{sf:?} started at {before}");
 }
 
+/// A keep-alive extends a heartbeat only while it holds the incarnation: never one replaced, nor
+/// one that expired (taking that back is the beat's, which checks the reaper's burial).
+async fn a_keep_alive_never_takes_a_heartbeat_back(s: Arc<dyn Store>) {
+    s.register(&node("n1", "i1"), 1000).await.expect("register");
+    assert!(s.keep_alive("n1", "i1", 1000).await.expect("keep alive"), "its own live incarnation");
+    assert!(!s.keep_alive("n1", "other", 1000).await.expect("keep alive"), "another incarnation");
+    assert!(!s.keep_alive("n9", "i1", 1000).await.expect("keep alive"), "a node never registered");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(s.keep_alive("n1", "i1", 1000).await.expect("keep alive"), "still live, and extended");
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    assert!(!s.keep_alive("n1", "i1", 1000).await.expect("keep alive"), "expired: not taken back");
+}
+
 /// An idempotency key outlives the record it made when the job's history cap deletes that record:
 /// the same key then triggers nothing again (`Spent`, with the execution id), never a second run.
 async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
@@ -786,6 +799,7 @@ conformance!(
     a_jobs_history_keeps_its_newest_runs_and_failures_longer,
     an_idempotency_key_outlives_its_trimmed_record,
     a_fire_started_ahead_of_its_instant_begins_at_it,
+    a_keep_alive_never_takes_a_heartbeat_back,
 );
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the

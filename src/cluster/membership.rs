@@ -11,15 +11,28 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::store::{Beat, NodeRecord, Register, Store};
 
+/// When a call that extends the heartbeat key was sent, by both clocks (`Membership::surely_live`).
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    at: Instant,
+    wall_us: i64,
+}
+
+impl Sent {
+    pub fn now() -> Sent {
+        Sent { at: Instant::now(), wall_us: crate::clock::local_now_us() }
+    }
+}
+
 pub struct Membership {
     node_id: String,
     incarnation: Mutex<String>,
     ttl_ms: u64,
     /// Since when this node's heartbeats have gone through without a break (None: the last failed).
     contact_since: Mutex<Option<Instant>>,
-    /// The incarnation whose register or beat last went through, and when that call was sent: its
-    /// key lives in Redis for a node TTL from a moment no earlier (`surely_live`).
-    last_sent: Mutex<Option<(String, Instant)>>,
+    /// The incarnation whose register, beat or keep-alive last went through, and when that call was
+    /// sent: its key lives in Redis for a node TTL from a moment no earlier (`surely_live`).
+    last_sent: Mutex<Option<(String, Sent)>>,
 }
 
 impl Membership {
@@ -34,21 +47,29 @@ impl Membership {
     }
 
     /// Whether `inc` is this node's live incarnation and its heartbeat key surely still lives in
-    /// Redis: its last register or beat that went through was sent less than a node TTL ago (less a
-    /// tenth, for the time until the caller acts). Until the key expires no one can judge the node
-    /// dead and recover its fires, so what it started it may still run, without asking Redis: the
-    /// local proof a fire started ahead of its instant (`start_lead_ms`) runs on. False after a
-    /// pause or a store outage longer than that, and for an incarnation the node has replaced.
+    /// Redis: its last register, beat or keep-alive that went through was sent less than a node TTL
+    /// ago (less a tenth, for the time until the caller acts), by the monotonic clock and by the
+    /// wall clock both (the monotonic one stands still while the host is suspended; Redis expires
+    /// keys by its wall clock). Until the key expires no one can judge the node dead and recover its
+    /// fires, so what it started it may still run without asking Redis. False after a pause or a
+    /// store outage longer than that, and for an incarnation the node has replaced.
     pub fn surely_live(&self, inc: &str) -> bool {
-        let ttl = Duration::from_millis(self.ttl_ms);
-        let margin = ttl / 10;
+        let ttl_us = (self.ttl_ms as i64).saturating_mul(1000);
+        let within = ttl_us - ttl_us / 10;
         self.last_sent
             .lock()
-            .map(|g| g.as_ref().is_some_and(|(i, sent)| i == inc && sent.elapsed() + margin < ttl))
+            .map(|g| {
+                g.as_ref().is_some_and(|(i, sent)| {
+                    let mono = sent.at.elapsed().as_micros() as i64;
+                    let wall = crate::clock::local_now_us() - sent.wall_us;
+                    i == inc && mono < within && wall < within
+                })
+            })
             .unwrap_or(false)
     }
 
-    fn went_through(&self, inc: &str, sent: Instant) {
+    /// Records that a call of `inc` sent at `sent` extended its heartbeat key (`surely_live`).
+    pub fn went_through(&self, inc: &str, sent: Sent) {
         if let Ok(mut g) = self.last_sent.lock() {
             *g = Some((inc.to_string(), sent));
         }
@@ -65,7 +86,7 @@ impl Membership {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.ttl_ms * 2);
         loop {
             let inc = self.incarnation();
-            let sent = Instant::now();
+            let sent = Sent::now();
             match store.register(&record(&inc), self.ttl_ms).await? {
                 Register::Registered => {
                     self.went_through(&inc, sent);
@@ -86,7 +107,7 @@ impl Membership {
     /// long pause), takes a new incarnation and registers it: work the old one held was reaped.
     pub async fn beat(&self, store: &dyn Store, record: impl Fn(&str) -> NodeRecord) -> Result<Beat> {
         let inc = self.incarnation();
-        let sent = Instant::now();
+        let sent = Sent::now();
         let b = store.beat(&record(&inc), self.ttl_ms).await;
         if let Ok(Beat::Alive { .. }) = b {
             self.went_through(&inc, sent);

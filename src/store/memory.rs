@@ -966,6 +966,18 @@ impl ClusterStore for MemoryStore {
         Ok(Register::Registered)
     }
 
+    async fn keep_alive(&self, node: &str, inc: &str, ttl_ms: u64) -> Result<bool> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        match st.hb.get_mut(node) {
+            Some((i, exp)) if i == inc && *exp > now => {
+                *exp = now + ttl_ms as i64;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat> {
         let mut st = self.lock()?;
         let now = now_ms();

@@ -754,6 +754,10 @@ pub trait ClusterStore: Send + Sync {
     async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register>;
     /// Extends a live incarnation and publishes the node's record.
     async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat>;
+    /// Extends `node`'s heartbeat by `ttl_ms` only while it still holds `incarnation` (an expired or
+    /// replaced one is never taken back): whether it did. A node's proof, before it begins a
+    /// handler, that no one has recovered what it started (`keep_alive.lua`).
+    async fn keep_alive(&self, node: &str, incarnation: &str, ttl_ms: u64) -> Result<bool>;
     /// Removes a node's registration at once (graceful shutdown, after it holds no fires).
     async fn deregister(&self, node: &NodeRecord) -> Result<()>;
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;

@@ -324,16 +324,11 @@ impl Worker {
                             // Started ahead, it begins at its instant; the record says when it did.
                             wait_until_due(&fire_id, 0).await;
                             exec.start_ms = Some(now_ms());
-                            // This node's own heartbeat is the proof that it may still run what it
-                            // started: while its key surely lives no one can have judged it dead and
-                            // recovered the fire. Past that (a pause in the start lead, a store
-                            // outage), the record must still be open before the handler begins.
-                            let proven = self.membership.surely_live(&inc);
                             // Every line about this run carries the job, the fire's instant, the
                             // execution, the node (outer span) and the master's epoch.
                             let span = tracing::info_span!("run", job = %exec.job_id, sched_ms = exec.scheduled_ms,
                                 execution = %exec.id, epoch = exec.epoch);
-                            self.run_fire(job, exec, &inc, proven).instrument(span).await
+                            self.run_fire(job, exec, &inc).instrument(span).await
                         }
                         Err(e) => {
                             exec.close(ExecState::Failed, format!("cannot run: {e}"));
@@ -575,9 +570,7 @@ impl Worker {
     }
 
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
-    /// `proven`: this node surely still owns the started fire (`Membership::surely_live`); if not,
-    /// the first attempt's record is written `running` only if still open, as a retry's is.
-    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str, proven: bool) {
+    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str) {
         let forbid = job.spec.concurrency == Concurrency::Forbid;
         // A forbid fire runs only while it holds the job's lock. It can have lost it only by
         // waiting past the lock's lease (a very late start or re-run); another fire may run now.
@@ -589,11 +582,10 @@ impl Worker {
         }
         // Retries are counted from the first attempt of this recovery round.
         let first_attempt = exec.attempt;
-        // The start recorded the first attempt `running` (its record reads so); each retry records
-        // its own, and so does a first attempt whose node lost its local proof of ownership.
-        let mut recorded_running = proven;
+        // The start recorded the first attempt `running`; each retry records its own.
+        let mut recorded_running = true;
         loop {
-            let Some(state) = self.run_attempt(&job, &mut exec, forbid, recorded_running).await else {
+            let Some(state) = self.run_attempt(&job, &mut exec, inc, forbid, recorded_running).await else {
                 // Not run here: handed to the master, its record already closed, or left in the
                 // processing list for the rescan or the reaper (`hand_back`).
                 return;
@@ -681,6 +673,7 @@ impl Worker {
         &self,
         job: &Job,
         exec: &mut Execution,
+        inc: &str,
         forbid: bool,
         recorded_running: bool,
     ) -> Option<ExecState> {
@@ -724,6 +717,12 @@ impl Worker {
                 }
                 HandBack::NoOtherMaster => {}
             }
+        }
+        // The last check before the handler: this incarnation still owns the fire it started.
+        if !self.still_owns(inc).await {
+            tracing::warn!(execution = %exec.id,
+                "not running yet: cannot show this node still owns the fire (left for the rescan, or for recovery if it was judged dead)");
+            return None;
         }
         let ctx = FireContext {
             job_id: exec.job_id.clone(),
@@ -833,6 +832,32 @@ impl Worker {
         }
         tracing::warn!(execution = %exec.id, "shutdown {when}: left for a re-run elsewhere (recovery rerun)");
         true
+    }
+
+    /// Whether this incarnation still owns what it started, so its handler may begin. Its own
+    /// heartbeat is the proof: while the key surely lives (`Membership::surely_live`, no round trip)
+    /// no one can have judged it dead and recovered its fires. Past that (a pause in the start lead
+    /// or before a handler, a store outage), the key is extended only if it still holds this
+    /// incarnation (`Store::keep_alive`); if not, or if the store cannot say, the handler does not
+    /// begin: the fire stays in the processing list for the rescan to resume it, or for the master
+    /// to recover it if this incarnation was judged dead. A node's record alone could not tell: the
+    /// reaper closes a recovered fire's record a step after it takes the fire.
+    async fn still_owns(&self, inc: &str) -> bool {
+        if self.membership.surely_live(inc) {
+            return true;
+        }
+        let sent = crate::cluster::membership::Sent::now();
+        match self.store.keep_alive(&self.node_id, inc, self.node_ttl_ms).await {
+            Ok(true) => {
+                self.membership.went_through(inc, sent);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot extend this node's heartbeat before a handler");
+                false
+            }
+        }
     }
 
     /// The fire's final outcome: recorded, lock released, acked from the processing list, in one

@@ -67,6 +67,7 @@ fn script(body: &str) -> Script {
 static STARTED: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/started.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/steal.lua")));
+static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/keep_alive.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
@@ -1225,6 +1226,12 @@ impl ClusterStore for RedisStore {
             Some("REVOKED") => Ok(Beat::Revoked { epoch }),
             _ => Err(unexpected("beat", &r)),
         }
+    }
+
+    async fn keep_alive(&self, node: &str, inc: &str, ttl_ms: u64) -> Result<bool> {
+        let r: i64 =
+            KEEP_ALIVE.key(self.keys.hb(node)).arg(inc).arg(ttl_ms.max(1)).invoke_async(&mut self.conn()).await?;
+        Ok(r == 1)
     }
 
     async fn deregister(&self, node: &NodeRecord) -> Result<()> {
