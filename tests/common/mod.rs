@@ -512,6 +512,8 @@ impl RedisCluster {
 pub struct RedisSentinels {
     pub primary: RedisServer,
     pub replica: RedisServer,
+    /// Replicas beyond the first (`start_with_replicas`).
+    pub more: Vec<RedisServer>,
     pub sentinels: Vec<SentinelProcess>,
 }
 
@@ -534,13 +536,20 @@ impl RedisSentinels {
         Self::start_with(&[])
     }
 
-    /// With extra arguments for both Redis servers (e.g. AOF).
+    /// With extra arguments for every Redis server (e.g. AOF).
     pub fn start_with(extra: &[&str]) -> RedisSentinels {
+        Self::start_with_replicas(extra, 1)
+    }
+
+    /// With `replicas` replicas (at least one): with two, a failover leaves the new primary a
+    /// replica to acknowledge strict mode's writes at once.
+    pub fn start_with_replicas(extra: &[&str], replicas: usize) -> RedisSentinels {
         let primary = RedisServer::start_with(extra, "");
         let p = primary.port.to_string();
         let replica_args: Vec<&str> =
             ["--replicaof", "127.0.0.1", &p].into_iter().chain(extra.iter().copied()).collect();
         let replica = RedisServer::start_with(&replica_args, "");
+        let more: Vec<RedisServer> = (1..replicas.max(1)).map(|_| RedisServer::start_with(&replica_args, "")).collect();
         let sentinels: Vec<SentinelProcess> = (0..3)
             .map(|_| {
                 let dir = tempfile::tempdir().expect("tempdir");
@@ -567,7 +576,7 @@ impl RedisSentinels {
                 SentinelProcess { port, child: Some(child), _dir: dir }
             })
             .collect();
-        let s = RedisSentinels { primary, replica, sentinels };
+        let s = RedisSentinels { primary, replica, more, sentinels };
         // Every Sentinel knows the replica and the two other Sentinels, and the replica is in sync.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -575,8 +584,10 @@ impl RedisSentinels {
                 let replicas: Option<Vec<redis::Value>> = redis_cmd(x.port, &["SENTINEL", "REPLICAS", SENTINEL_MASTER]);
                 let others: Option<Vec<redis::Value>> = redis_cmd(x.port, &["SENTINEL", "SENTINELS", SENTINEL_MASTER]);
                 replicas.is_some_and(|r| !r.is_empty()) && others.is_some_and(|o| o.len() == 2)
-            }) && redis_cmd::<String>(s.replica.port, &["INFO", "replication"])
-                .is_some_and(|r| r.contains("master_link_status:up"));
+            }) && std::iter::once(&s.replica).chain(&s.more).all(|r| {
+                redis_cmd::<String>(r.port, &["INFO", "replication"])
+                    .is_some_and(|i| i.contains("master_link_status:up"))
+            });
             if ready {
                 return s;
             }
@@ -590,12 +601,19 @@ impl RedisSentinels {
         format!("redis+sentinel://{}/{SENTINEL_MASTER}", hosts.join(","))
     }
 
-    /// The Redis server (the first primary or its replica) on `port`.
+    /// Every Redis server's port (the first primary's first).
+    pub fn ports(&self) -> Vec<u16> {
+        std::iter::once(&self.primary).chain(std::iter::once(&self.replica)).chain(&self.more).map(|s| s.port).collect()
+    }
+
+    /// The Redis server (the first primary or a replica) on `port`.
     pub fn server(&mut self, port: u16) -> &mut RedisServer {
         if self.primary.port == port {
             &mut self.primary
-        } else {
+        } else if self.replica.port == port {
             &mut self.replica
+        } else {
+            self.more.iter_mut().find(|s| s.port == port).expect("a server of this set")
         }
     }
 
