@@ -1,5 +1,6 @@
 //! Membership: this node's incarnation. Owns `hb:<node>` (a key holding the live incarnation, with a
-//! TTL) through register and beat scripts. A key that merely expired (a Redis outage or restart) is
+//! TTL) through register, beat and keep-alive scripts, and the local proof that it still owns
+//! what it started (`still_owns`). A key that merely expired (a Redis outage or restart) is
 //! taken back at the next beat; an incarnation whose running work the master took over (reaped) can
 //! never beat again: the process must register a new incarnation. Two live processes cannot share a node id: the second one is refused.
 //! Uses: `store` only.
@@ -13,13 +14,13 @@ use crate::store::{Beat, NodeRecord, Register, Store};
 
 /// When a call that extends the heartbeat key was sent, by both clocks (`Membership::surely_live`).
 #[derive(Debug, Clone, Copy)]
-pub struct Sent {
+struct Sent {
     at: Instant,
     wall_us: i64,
 }
 
 impl Sent {
-    pub fn now() -> Sent {
+    fn now() -> Sent {
         Sent { at: Instant::now(), wall_us: crate::clock::local_now_us() }
     }
 }
@@ -53,7 +54,7 @@ impl Membership {
     /// keys by its wall clock). Until the key expires no one can judge the node dead and recover its
     /// fires, so what it started it may still run without asking Redis. False after a pause or a
     /// store outage longer than that, and for an incarnation the node has replaced.
-    pub fn surely_live(&self, inc: &str) -> bool {
+    fn surely_live(&self, inc: &str) -> bool {
         let ttl_us = (self.ttl_ms as i64).saturating_mul(1000);
         let within = ttl_us - ttl_us / 10;
         self.last_sent
@@ -68,8 +69,32 @@ impl Membership {
             .unwrap_or(false)
     }
 
+    /// Whether incarnation `inc` still owns what it started, so a handler of it may begin. Its own
+    /// heartbeat is the proof: while the key surely lives (`surely_live`, no round trip) no one can
+    /// have judged it dead and recovered its fires. Past that (a pause in the start lead or before a
+    /// handler, a store outage), the key is extended only if it still holds `inc`
+    /// (`Store::keep_alive`); false if not, or if the store cannot say. A node's execution record
+    /// alone could not tell: the reaper closes a recovered fire's record a step after it takes it.
+    pub async fn still_owns(&self, store: &dyn Store, inc: &str) -> bool {
+        if self.surely_live(inc) {
+            return true;
+        }
+        let sent = Sent::now();
+        match store.keep_alive(&self.node_id, inc, self.ttl_ms).await {
+            Ok(true) => {
+                self.went_through(inc, sent);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot extend this node's heartbeat before a handler");
+                false
+            }
+        }
+    }
+
     /// Records that a call of `inc` sent at `sent` extended its heartbeat key (`surely_live`).
-    pub fn went_through(&self, inc: &str, sent: Sent) {
+    fn went_through(&self, inc: &str, sent: Sent) {
         if let Ok(mut g) = self.last_sent.lock() {
             *g = Some((inc.to_string(), sent));
         }

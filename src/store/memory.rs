@@ -969,13 +969,11 @@ impl ClusterStore for MemoryStore {
     async fn keep_alive(&self, node: &str, inc: &str, ttl_ms: u64) -> Result<bool> {
         let mut st = self.lock()?;
         let now = now_ms();
-        match st.hb.get_mut(node) {
-            Some((i, exp)) if i == inc && *exp > now => {
-                *exp = now + ttl_ms as i64;
-                Ok(true)
-            }
-            _ => Ok(false),
+        let live = st.live(node, inc, now);
+        if live {
+            st.hb.insert(node.to_string(), (inc.to_string(), now + ttl_ms as i64));
         }
+        Ok(live)
     }
 
     async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat> {

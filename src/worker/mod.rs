@@ -719,7 +719,9 @@ impl Worker {
             }
         }
         // The last check before the handler: this incarnation still owns the fire it started.
-        if !self.still_owns(inc).await {
+        // If not, the fire stays in the processing list for the rescan to resume it, or for the
+        // master to recover it if this incarnation was judged dead.
+        if !self.membership.still_owns(&*self.store, inc).await {
             tracing::warn!(execution = %exec.id,
                 "not running yet: cannot show this node still owns the fire (left for the rescan, or for recovery if it was judged dead)");
             return None;
@@ -832,32 +834,6 @@ impl Worker {
         }
         tracing::warn!(execution = %exec.id, "shutdown {when}: left for a re-run elsewhere (recovery rerun)");
         true
-    }
-
-    /// Whether this incarnation still owns what it started, so its handler may begin. Its own
-    /// heartbeat is the proof: while the key surely lives (`Membership::surely_live`, no round trip)
-    /// no one can have judged it dead and recovered its fires. Past that (a pause in the start lead
-    /// or before a handler, a store outage), the key is extended only if it still holds this
-    /// incarnation (`Store::keep_alive`); if not, or if the store cannot say, the handler does not
-    /// begin: the fire stays in the processing list for the rescan to resume it, or for the master
-    /// to recover it if this incarnation was judged dead. A node's record alone could not tell: the
-    /// reaper closes a recovered fire's record a step after it takes the fire.
-    async fn still_owns(&self, inc: &str) -> bool {
-        if self.membership.surely_live(inc) {
-            return true;
-        }
-        let sent = crate::cluster::membership::Sent::now();
-        match self.store.keep_alive(&self.node_id, inc, self.node_ttl_ms).await {
-            Ok(true) => {
-                self.membership.went_through(inc, sent);
-                true
-            }
-            Ok(false) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot extend this node's heartbeat before a handler");
-                false
-            }
-        }
     }
 
     /// The fire's final outcome: recorded, lock released, acked from the processing list, in one

@@ -32,8 +32,11 @@ redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
            'deadline_ms', ARGV[13])
 if fs == 'dispatching' then
   -- A forbid fire holds the job's lock: its finish releases it (finish.lua reads the lock only then).
-  if ARGV[6] == '1' then redis.call('HSET', KEYS[2], 'lock', '1') end
-  redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])
+  if ARGV[6] == '1' then
+    redis.call('HSET', KEYS[2], 'next_exec', ARGV[3], 'lock', '1')
+  else
+    redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])
+  end
   redis.call('ZADD', KEYS[8], ARGV[14], ARGV[9])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
