@@ -37,11 +37,18 @@ pub struct Config {
     pub node_id: String,
     /// Redis URL: one server (redis://[user:pass@]host:port/db, rediss:// for TLS, unix://), a Redis
     /// Cluster (redis+cluster://[user:pass@]h1:p1,h2:p2,..., rediss+cluster:// for TLS) or a primary
-    /// found through Sentinel (redis+sentinel://[user:pass@]s1:p1,s2:p2,.../primary-name[/db]).
+    /// found through Sentinel (redis+sentinel://[user:pass@]s1:p1,s2:p2,.../primary-name[/db],
+    /// rediss+sentinel:// for TLS).
     /// Empty: the in-memory store (single node only).
     pub redis: Option<String>,
     /// PEM CA that signed Redis's certificate, for `rediss://` (default: the system's trust store).
     pub redis_ca_file: Option<PathBuf>,
+    /// The Sentinels' own user (ACL), for `redis+sentinel://` and `rediss+sentinel://` when the
+    /// Sentinels require one; the URL's user and password are the primary's.
+    pub redis_sentinel_username: Option<String>,
+    /// The Sentinels' own password (their `requirepass`). Read from the config file or
+    /// ROTA_REDIS_SENTINEL_PASSWORD, never from the command line. Blank is refused.
+    pub redis_sentinel_password: Option<Secret>,
     /// Strict mode: a claim, trigger, start or finish counts only once this many Redis replicas
     /// acknowledged it (WAIT), so a Redis failover cannot lose it and run a fire twice. 0: off.
     /// Works with one Redis, Sentinel and a Redis Cluster (WAIT goes to the primary of rota's slot).
@@ -144,6 +151,8 @@ impl Default for Config {
             node_id: default_node_id(),
             redis: None,
             redis_ca_file: None,
+            redis_sentinel_username: None,
+            redis_sentinel_password: None,
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 200,
             redis_prefix: "rota".into(),
@@ -222,6 +231,30 @@ impl Config {
         }
         if let Some(url) = &self.redis {
             crate::store::RedisUrl::parse(url).map_err(|reason| Error::Config { key: "redis".into(), reason })?;
+        }
+        let through_sentinel = self
+            .redis
+            .as_deref()
+            .is_some_and(|u| matches!(crate::store::RedisUrl::parse(u), Ok(crate::store::RedisUrl::Sentinel { .. })));
+        for (key, set) in [
+            ("redis_sentinel_username", self.redis_sentinel_username.is_some()),
+            ("redis_sentinel_password", self.redis_sentinel_password.is_some()),
+        ] {
+            if set && !through_sentinel {
+                return bad(
+                    key,
+                    "is only for Redis found through Sentinel (redis+sentinel://, rediss+sentinel://)".into(),
+                );
+            }
+        }
+        // Set but blank is a mistake (a missing Kubernetes secret, say), not a request for none.
+        if self.redis_sentinel_password.as_ref().is_some_and(|p| p.0.trim().is_empty()) {
+            return bad("redis_sentinel_password", "is empty".into());
+        }
+        if let Some(u) = &self.redis_sentinel_username {
+            if u.is_empty() || u.len() > 128 || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return bad("redis_sentinel_username", "must be 1 to 128 characters without spaces".into());
+            }
         }
         if self.redis_wait_replicas > 0 && self.redis.is_none() {
             return bad(
@@ -410,6 +443,18 @@ mod tests {
     }
 
     #[test]
+    fn the_sentinels_own_credentials_are_taken_and_never_printed() {
+        let c: Config = toml::from_str(
+            "redis = \"rediss+sentinel://:pw@s:1,s:2/main\"\nredis_sentinel_username = \"watcher\"\n\
+             redis_sentinel_password = \"s3cret-sentinel\"\n",
+        )
+        .expect("parse");
+        c.validate().expect("valid");
+        assert_eq!(c.redis_sentinel_password, Some(Secret("s3cret-sentinel".into())));
+        assert!(!format!("{c:?}").contains("s3cret-sentinel"), "the Sentinel password is printed by Debug");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let e = toml::from_str::<Config>("wrokers = 4").expect_err("unknown key").to_string();
         assert!(e.contains("wrokers"), "{e}");
@@ -420,6 +465,35 @@ mod tests {
             (Config { redis: Some("http://x".into()), ..Config::default() }, "config redis:"),
             (Config { redis: Some("redis+cluster://u:pw@h:1,h2".into()), ..Config::default() }, "config redis:"),
             (Config { redis: Some("redis+sentinel://h:1".into()), ..Config::default() }, "config redis:"),
+            (Config { redis: Some("rediss+sentinel://h:1/m/x".into()), ..Config::default() }, "config redis:"),
+            (
+                Config {
+                    redis: Some("redis://h:1".into()),
+                    redis_sentinel_password: Some(Secret("s3cret".into())),
+                    ..Config::default()
+                },
+                "config redis_sentinel_password: is only for Redis found through Sentinel",
+            ),
+            (
+                Config { redis_sentinel_username: Some("u".into()), ..Config::default() },
+                "config redis_sentinel_username: is only for Redis found through Sentinel",
+            ),
+            (
+                Config {
+                    redis: Some("rediss+sentinel://h:1/m".into()),
+                    redis_sentinel_password: Some(Secret(" ".into())),
+                    ..Config::default()
+                },
+                "config redis_sentinel_password: is empty",
+            ),
+            (
+                Config {
+                    redis: Some("redis+sentinel://h:1/m".into()),
+                    redis_sentinel_username: Some("a b".into()),
+                    ..Config::default()
+                },
+                "config redis_sentinel_username: must be 1 to 128 characters",
+            ),
             (Config { node_ttl_ms: 1000, ..Config::default() }, "config node_ttl_ms:"),
             (Config { log_format: "xml".into(), ..Config::default() }, "config log_format:"),
             (Config { lease_ttl_ms: 1000, ..Config::default() }, "config lease_ttl_ms:"),

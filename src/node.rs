@@ -145,30 +145,24 @@ impl Node {
             dispatch_deadline_ms: config.dispatch_deadline_ms(),
         };
         let store: Arc<dyn Store> = match &config.redis {
-            Some(url) => {
-                let ca = match &config.redis_ca_file {
-                    Some(p) => Some(std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?),
-                    None => None,
-                };
-                Arc::new(
-                    RedisStore::connect_tls(
-                        url,
-                        ca,
-                        &config.redis_prefix,
-                        &config.cluster,
-                        config.execution_retention_ms,
-                    )
-                    .await?
-                    .with_fire_timing(timing)
-                    .with_node_retention(config.dead_node_retention_ms)
-                    .with_replica_wait((config.redis_wait_replicas > 0).then_some(
-                        crate::store::redis::ReplicaWait {
-                            replicas: config.redis_wait_replicas,
-                            timeout_ms: config.redis_wait_timeout_ms,
-                        },
-                    ))?,
+            Some(url) => Arc::new(
+                RedisStore::connect_with(
+                    url,
+                    redis_access(&config)?,
+                    &config.redis_prefix,
+                    &config.cluster,
+                    config.execution_retention_ms,
                 )
-            }
+                .await?
+                .with_fire_timing(timing)
+                .with_node_retention(config.dead_node_retention_ms)
+                .with_replica_wait((config.redis_wait_replicas > 0).then_some(
+                    crate::store::redis::ReplicaWait {
+                        replicas: config.redis_wait_replicas,
+                        timeout_ms: config.redis_wait_timeout_ms,
+                    },
+                ))?,
+            ),
             None => Arc::new(
                 MemoryStore::new(config.execution_retention_ms)
                     .with_fire_timing(timing)
@@ -802,13 +796,10 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<usize> {
 pub async fn check_store(config: &Config, within: Duration) -> Result<()> {
     use crate::store::ClusterStore;
     let Some(url) = &config.redis else { return Ok(()) };
-    let ca = match &config.redis_ca_file {
-        Some(p) => Some(std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?),
-        None => None,
-    };
+    let access = redis_access(config)?;
     let ping = async {
         let store =
-            RedisStore::connect_tls(url, ca, &config.redis_prefix, &config.cluster, config.execution_retention_ms)
+            RedisStore::connect_with(url, access, &config.redis_prefix, &config.cluster, config.execution_retention_ms)
                 .await?;
         store.ping().await
     };
@@ -816,6 +807,20 @@ pub async fn check_store(config: &Config, within: Duration) -> Result<()> {
         Ok(answer) => answer,
         Err(_) => Err(Error::unavailable(format!("no answer within {} s", within.as_secs()))),
     }
+}
+
+/// What reaching the configured Redis takes besides its URL: the CA file's contents, the
+/// Sentinels' own credentials.
+fn redis_access(config: &Config) -> Result<crate::store::redis::RedisAccess> {
+    let ca_pem = match &config.redis_ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?),
+        None => None,
+    };
+    Ok(crate::store::redis::RedisAccess {
+        ca_pem,
+        sentinel_username: config.redis_sentinel_username.clone(),
+        sentinel_password: config.redis_sentinel_password.as_ref().map(|s| s.0.clone()),
+    })
 }
 
 /// Where the store is, for a summary or a message: `memory`, or the Redis address(es) without the
@@ -827,7 +832,9 @@ pub fn store_address(config: &Config) -> String {
         Ok(RedisUrl::Cluster { tls, hosts, .. }) => {
             format!("{}://{}", if tls { "rediss+cluster" } else { "redis+cluster" }, hosts.join(","))
         }
-        Ok(RedisUrl::Sentinel { hosts, master, .. }) => format!("redis+sentinel://{}/{master}", hosts.join(",")),
+        Ok(RedisUrl::Sentinel { tls, hosts, master, .. }) => {
+            format!("{}://{}/{master}", if tls { "rediss+sentinel" } else { "redis+sentinel" }, hosts.join(","))
+        }
         _ => crate::redact::url(url),
     }
 }

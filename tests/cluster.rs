@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::{agreed_master, eventually, executions, job, ms, status, Backend, SharedRedis, TestNode};
 use rota::pb;
 use serde_json::json;
@@ -454,58 +455,6 @@ async fn an_idle_node_takes_over_a_busy_nodes_queue_and_master_only_jobs_stay_on
     assert_eq!((dups, gaps), (0, 0));
     let only_runs = runs_by_node(&n1, &["on-master".to_string()]).await;
     assert_eq!(only_runs.keys().collect::<Vec<_>>(), vec!["n1"], "master-only ran elsewhere: {only_runs:?}");
-}
-
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-    node_cert: String,
-    node_key: String,
-    rogue_cert: String,
-    rogue_key: String,
-}
-
-impl Pki {
-    /// A cluster CA with a node certificate for 127.0.0.1 (server and client use), and a rogue
-    /// certificate for the same address from another CA.
-    fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-        let ca_params = || {
-            let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p
-        };
-        let leaf = |issuer: &CertifiedIssuer<'_, KeyPair>| {
-            let mut p = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-            let key = KeyPair::generate().expect("key");
-            let cert = p.signed_by(&key, issuer).expect("sign");
-            (cert.pem(), key.serialize_pem())
-        };
-        let ca = CertifiedIssuer::self_signed(ca_params(), KeyPair::generate().expect("key")).expect("ca");
-        let rogue_ca = CertifiedIssuer::self_signed(ca_params(), KeyPair::generate().expect("key")).expect("ca");
-        let (node_cert, node_key) = leaf(&ca);
-        let (rogue_cert, rogue_key) = leaf(&rogue_ca);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pki = Pki { dir, ca_pem: ca.pem(), node_cert, node_key, rogue_cert, rogue_key };
-        for (name, body) in [("ca.pem", &pki.ca_pem), ("node.pem", &pki.node_cert), ("node.key", &pki.node_key)] {
-            std::fs::write(pki.dir.path().join(name), body).expect("write pem");
-        }
-        pki
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_string_lossy().into_owned()
-    }
-
-    /// A client that trusts the cluster CA and presents no certificate.
-    fn client(&self) -> tonic::transport::ClientTlsConfig {
-        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
-    }
-
-    fn client_with(&self, cert: &str, key: &str) -> tonic::transport::ClientTlsConfig {
-        self.client().identity(tonic::transport::Identity::from_pem(cert, key))
-    }
 }
 
 async fn submit(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<(), tonic::Status> {

@@ -40,6 +40,7 @@ fn rota(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
         .args(args)
         .env_remove("ROTA_CLUSTER_SECRET")
         .env_remove("ROTA_REDIS")
+        .env_remove("ROTA_REDIS_SENTINEL_PASSWORD")
         .envs(env.iter().copied())
         .output()
         .expect("run rota");
@@ -111,6 +112,32 @@ async fn a_cluster_beyond_loopback_needs_a_secret() {
         &[],
     );
     assert_eq!(code, Some(0), "{out}");
+}
+
+/// The Sentinels' own password comes from the environment (or the config file), never from a
+/// flag; it is refused where no Sentinel is named, and blank; and no output shows it, nor the
+/// primary's password, when the Sentinels cannot be reached.
+#[tokio::test]
+async fn the_sentinels_password_is_taken_from_the_environment_only_and_never_shown() {
+    let (primary_pw, sentinel_pw) = ("primary-pw-4410", "sentinel-pw-9023");
+    let sentinel_url = format!("rediss+sentinel://:{primary_pw}@127.0.0.1:1,127.0.0.1:2/main");
+    let check = |url: &str, env: &[(&str, &str)]| {
+        rota(&["server", "--check", "--listen", "127.0.0.1:0", "--node-id", "n1", "--redis", url], env)
+    };
+    let (code, out) = check(&sentinel_url, &[("ROTA_REDIS_SENTINEL_PASSWORD", sentinel_pw)]);
+    assert_eq!(code, Some(69), "unreachable Sentinels: {out}");
+    for secret in [primary_pw, sentinel_pw] {
+        assert!(!out.contains(secret), "a password in the output: {out}");
+    }
+    let (code, out) = check("redis://127.0.0.1:1", &[("ROTA_REDIS_SENTINEL_PASSWORD", sentinel_pw)]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("redis_sentinel_password") && !out.contains(sentinel_pw), "{out}");
+    let (code, out) = check(&sentinel_url, &[("ROTA_REDIS_SENTINEL_PASSWORD", " ")]);
+    assert_eq!(code, Some(64), "{out}");
+    assert!(out.contains("redis_sentinel_password: is empty"), "{out}");
+    let (code, out) = rota(&["server", "--check", "--redis-sentinel-password", sentinel_pw], &[]);
+    assert_eq!(code, Some(2), "no such flag: {out}");
+    assert!(!out.contains(sentinel_pw), "{out}");
 }
 
 /// The metrics listener on the gRPC port is refused at `--check` and at start.

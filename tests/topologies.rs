@@ -1,5 +1,5 @@
 //! rota on a real Redis Cluster (3 primaries, 3 replicas) and on a real Sentinel setup (a primary,
-//! a replica, three Sentinels), at one shard: every key carries one hash tag, so on a Redis Cluster
+//! a replica, three Sentinels; and one with TLS and passwords everywhere), at one shard: every key carries one hash tag, so on a Redis Cluster
 //! they all live in one slot. Each failover test reports what it delayed and what it lost (printed
 //! with `--nocapture`); what a failover may lose is described in docs/PROTOCOL.md ("Redis
 //! deployments").
@@ -401,4 +401,186 @@ async fn requested_failover(extra: &[&str]) -> Runs {
     let on_new: Option<Vec<String>> = common::redis_cmd(redis.replica.port, &["KEYS", "{rota:default:0}:exec:*"]);
     assert!(on_new.is_some_and(|k| !k.is_empty()), "records on the new primary");
     runs
+}
+
+/// A process the test started, killed when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sentinel with TLS everywhere and a password on each side: a primary and a replica that speak
+/// only TLS (`--port 0`) and need `PRIMARY_PW`, and three Sentinels that speak only TLS and need
+/// `SENTINEL_PW` (their own `requirepass`), all with certificates from one CA.
+struct SecuredSentinels {
+    pki: common::pki::Pki,
+    primary: (u16, Option<Proc>),
+    replica: (u16, Proc),
+    sentinels: Vec<(u16, Proc)>,
+    _dir: tempfile::TempDir,
+}
+
+const PRIMARY_PW: &str = "primary-pw-5521";
+const SENTINEL_PW: &str = "sentinel-pw-7734";
+
+impl SecuredSentinels {
+    fn start() -> SecuredSentinels {
+        let pki = common::pki::Pki::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = [
+            format!("tls-cert-file {}", pki.path("node.pem")),
+            format!("tls-key-file {}", pki.path("node.key")),
+            format!("tls-ca-cert-file {}", pki.path("ca.pem")),
+            "tls-auth-clients no".to_string(),
+            "tls-replication yes".to_string(),
+        ];
+        // One config file per process: a server's lines, then the role's own.
+        let spawn = |name: &str, port: u16, own: &[String], sentinel: bool| {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).expect("dir");
+            let mut conf = format!("port 0\ntls-port {port}\nbind 127.0.0.1\ndir {}\n", d.display());
+            for l in tls.iter().chain(own) {
+                conf.push_str(l);
+                conf.push('\n');
+            }
+            let path = d.join("redis.conf");
+            std::fs::write(&path, conf).expect("conf");
+            let mut cmd = std::process::Command::new("redis-server");
+            cmd.arg(&path);
+            if sentinel {
+                cmd.arg("--sentinel");
+            }
+            Proc(cmd.stdout(std::process::Stdio::null()).spawn().expect("redis-server"))
+        };
+        let data = [
+            "save \"\"".to_string(),
+            "appendonly no".to_string(),
+            format!("requirepass {PRIMARY_PW}"),
+            format!("masterauth {PRIMARY_PW}"),
+        ];
+        let p = common::free_port();
+        let primary = spawn("primary", p, &data, false);
+        let r = common::free_port();
+        let mut replica_conf = data.to_vec();
+        replica_conf.push(format!("replicaof 127.0.0.1 {p}"));
+        let replica = spawn("replica", r, &replica_conf, false);
+        let sentinels = (0..3)
+            .map(|i| {
+                let port = common::free_port();
+                let own = [
+                    format!("requirepass {SENTINEL_PW}"),
+                    format!("sentinel monitor {} 127.0.0.1 {p} 2", common::SENTINEL_MASTER),
+                    format!("sentinel auth-pass {} {PRIMARY_PW}", common::SENTINEL_MASTER),
+                    format!("sentinel sentinel-pass {SENTINEL_PW}"),
+                    format!("sentinel down-after-milliseconds {} 1000", common::SENTINEL_MASTER),
+                    format!("sentinel failover-timeout {} 10000", common::SENTINEL_MASTER),
+                ];
+                (port, spawn(&format!("sentinel{i}"), port, &own, true))
+            })
+            .collect();
+        let s = SecuredSentinels { pki, primary: (p, Some(primary)), replica: (r, replica), sentinels, _dir: dir };
+        common::eventually_sync(
+            Duration::from_secs(30),
+            "the secured Sentinels find each other and the replica",
+            || {
+                let ready = s.sentinels.iter().all(|(port, _)| {
+                    let others = s.cli(*port, SENTINEL_PW, &["SENTINEL", "SENTINELS", common::SENTINEL_MASTER]);
+                    let replicas = s.cli(*port, SENTINEL_PW, &["SENTINEL", "REPLICAS", common::SENTINEL_MASTER]);
+                    others.matches("\nname\n").count() + usize::from(others.starts_with("name\n")) == 2
+                        && replicas.contains(&r.to_string())
+                }) && s.cli(r, PRIMARY_PW, &["INFO", "replication"]).contains("master_link_status:up");
+                ready.then_some(())
+            },
+        );
+        s
+    }
+
+    /// A command through redis-cli over TLS with a password; its output ("" when it fails).
+    fn cli(&self, port: u16, password: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["--tls", "--cacert", &self.pki.path("ca.pem"), "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--no-auth-warning", "-a", password])
+            .args(args)
+            .output();
+        out.ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The primary's port as every Sentinel reports it (None while they disagree).
+    fn reported_primary(&self) -> Option<u16> {
+        let seen: Vec<Option<u16>> = self
+            .sentinels
+            .iter()
+            .map(|(port, _)| {
+                let out =
+                    self.cli(*port, SENTINEL_PW, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", common::SENTINEL_MASTER]);
+                out.lines().nth(1).and_then(|p| p.trim().parse().ok())
+            })
+            .collect();
+        seen.windows(2).all(|w| w[0] == w[1]).then(|| seen[0]).flatten()
+    }
+
+    /// `rediss+sentinel://` with the primary's password (the Sentinels' comes from the environment).
+    fn url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
+        format!("rediss+sentinel://:{PRIMARY_PW}@{}/{}", hosts.join(","), common::SENTINEL_MASTER)
+    }
+}
+
+/// `rediss+sentinel://` with passwords on the primary and on the Sentinels (their own, from
+/// `ROTA_REDIS_SENTINEL_PASSWORD`): nodes fire through it, follow the primary through a failover
+/// over TLS, and no log shows either password. A node without the Sentinels' password, or one that
+/// does not trust the CA, does not serve.
+#[tokio::test]
+async fn nodes_reach_redis_through_sentinels_with_tls_and_passwords() {
+    let mut redis = SecuredSentinels::start();
+    let b = Backend::Redis(redis.url());
+    let ca = redis.pki.path("ca.pem");
+    let flags = ["--redis-ca-file", ca.as_str()];
+    let runs = Runs::new();
+    let log = runs.path();
+    let env = [("ROTA_REDIS_SENTINEL_PASSWORD", SENTINEL_PW), ("ROTA_SIDELOG", log.as_str())];
+    let nodes = [TestNode::start_env(&b, "n1", &flags, &env).await, TestNode::start_env(&b, "n2", &flags, &env).await];
+    agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let jobs = put_jobs(&nodes[0], 3).await;
+    fires_after(&nodes[0], &jobs, rota::store::now_ms(), "fires through TLS Sentinels").await;
+    // Without the Sentinels' password, or without the CA: not serving.
+    let no_password = TestNode::spawn(&b, "n3", &flags);
+    let untrusting = TestNode::spawn_env(&b, "n4", &[], &env[..1]);
+    // The primary dies; the Sentinels promote the replica; the nodes follow, over TLS.
+    let (old, killed_at) = (redis.primary.0, Instant::now());
+    assert_eq!(redis.reported_primary(), Some(old));
+    redis.primary.1 = None;
+    let promoted = redis.replica.0;
+    eventually(WAIT, "the Sentinels promote the replica", || async {
+        (redis.reported_primary() == Some(promoted)).then_some(())
+    })
+    .await;
+    fires_after(&nodes[0], &jobs, rota::store::now_ms(), "fires resume on the new primary over TLS").await;
+    let timings = format!("primary killed: fires resumed after {} ms", killed_at.elapsed().as_millis());
+    settle_and_report("sentinel over TLS with passwords", &timings, &nodes, &jobs, &runs).await;
+    // The records on the new primary: every second once, from the first to the last.
+    let r = report(&nodes[0], &jobs).await;
+    assert_eq!((r.dups, r.gaps), (0, 0), "{r:?}");
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    for n in [&no_password, &untrusting] {
+        assert_eq!(n.health().await, Some(not_serving), "{} serves", n.node_id);
+    }
+    assert!(
+        no_password.log().contains("NOAUTH") || no_password.log().contains("uthentication"),
+        "{}",
+        no_password.log()
+    );
+    for n in nodes.iter().chain([&no_password, &untrusting]) {
+        let log = n.log();
+        for secret in [PRIMARY_PW, SENTINEL_PW] {
+            assert!(!log.contains(secret), "a password appears in {}'s log", n.node_id);
+        }
+    }
 }

@@ -35,6 +35,10 @@ pub struct ServerArgs {
     /// PEM CA of Redis's certificate (rediss://).
     #[arg(long, env = "ROTA_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
+    /// The Sentinels' own user, when they require one (redis+sentinel://). Their password is read
+    /// from ROTA_REDIS_SENTINEL_PASSWORD or the config file only.
+    #[arg(long, env = "ROTA_REDIS_SENTINEL_USERNAME")]
+    pub redis_sentinel_username: Option<String>,
     /// First part of every Redis key (default rota).
     #[arg(long, env = "ROTA_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -206,6 +210,9 @@ impl ServerArgs {
         if self.jobs_file.is_some() {
             c.jobs_file = self.jobs_file;
         }
+        if self.redis_sentinel_username.is_some() {
+            c.redis_sentinel_username = self.redis_sentinel_username;
+        }
         if self.redis_ca_file.is_some() {
             c.redis_ca_file = self.redis_ca_file;
         }
@@ -226,6 +233,9 @@ impl ServerArgs {
         // Kubernetes secret, not a request for no secret.
         if let Ok(s) = std::env::var("ROTA_CLUSTER_SECRET") {
             c.cluster_secret = Some(crate::config::Secret(s));
+        }
+        if let Ok(s) = std::env::var("ROTA_REDIS_SENTINEL_PASSWORD") {
+            c.redis_sentinel_password = Some(crate::config::Secret(s));
         }
         if self.metrics_listen.is_some() {
             c.metrics_listen = self.metrics_listen.filter(|s| !s.is_empty());
@@ -262,7 +272,7 @@ mod tests {
             .collect();
         assert!(keys.len() > 30, "read the example's keys: {keys:?}");
         // Secrets never on argv (visible in ps): the file or the environment only.
-        let off_argv = ["cluster_secret"];
+        let off_argv = ["cluster_secret", "redis_sentinel_password"];
         for k in &keys {
             assert!(flags.contains(k) || off_argv.contains(&k.as_str()), "config key '{k}' has no flag on rota server");
         }
@@ -293,6 +303,8 @@ mod tests {
             "redis://r:1",
             "--redis-ca-file",
             "rca.pem",
+            "--redis-sentinel-username",
+            "su",
             "--redis-prefix",
             "p",
             "--cluster",
@@ -370,6 +382,8 @@ mod tests {
             node_id: "n9".into(),
             redis: Some("redis://r:1".into()),
             redis_ca_file: Some("rca.pem".into()),
+            redis_sentinel_username: Some("su".into()),
+            redis_sentinel_password: None,
             redis_prefix: "p".into(),
             cluster: "c".into(),
             workers: 3,

@@ -10,18 +10,28 @@ pub enum RedisUrl<'a> {
     /// `redis+cluster://` or `rediss+cluster://`: the user info (`user:pass@` or empty) and the
     /// listed nodes (`host:port`), any of which leads to the rest of the cluster.
     Cluster { tls: bool, userinfo: &'a str, hosts: Vec<&'a str> },
-    /// `redis+sentinel://`: the user info and database are the primary's; the hosts are Sentinels.
-    Sentinel { userinfo: &'a str, hosts: Vec<&'a str>, master: &'a str, db: &'a str },
+    /// `redis+sentinel://` or `rediss+sentinel://` (TLS to the Sentinels and to the primary): the
+    /// user info and database are the primary's; the hosts are Sentinels (their own credentials
+    /// are the config's `redis_sentinel_username` / `redis_sentinel_password`).
+    Sentinel { tls: bool, userinfo: &'a str, hosts: Vec<&'a str>, master: &'a str, db: &'a str },
 }
 
 impl<'a> RedisUrl<'a> {
     pub fn parse(url: &'a str) -> std::result::Result<RedisUrl<'a>, String> {
-        let scheme = ["redis+cluster://", "rediss+cluster://", "redis+sentinel://", "redis://", "rediss://", "unix://"]
-            .into_iter()
-            .find(|s| url.starts_with(s));
+        let scheme = [
+            "redis+cluster://",
+            "rediss+cluster://",
+            "redis+sentinel://",
+            "rediss+sentinel://",
+            "redis://",
+            "rediss://",
+            "unix://",
+        ]
+        .into_iter()
+        .find(|s| url.starts_with(s));
         let Some(scheme) = scheme else {
             return Err("must start with redis://, rediss:// (TLS), unix://, redis+cluster://, \
-                        rediss+cluster:// (TLS) or redis+sentinel://"
+                        rediss+cluster:// (TLS), redis+sentinel:// or rediss+sentinel:// (TLS)"
                 .into());
         };
         let rest = &url[scheme.len()..];
@@ -34,16 +44,16 @@ impl<'a> RedisUrl<'a> {
                 }
                 Ok(RedisUrl::Cluster { tls: scheme.starts_with("rediss"), userinfo, hosts })
             }
-            "redis+sentinel://" => {
+            "redis+sentinel://" | "rediss+sentinel://" => {
                 let (userinfo, hosts, path) = split_hosts(rest, form)?;
                 let (master, db) = path.split_once('/').unwrap_or((path, ""));
                 if master.is_empty() {
-                    return Err("redis+sentinel needs the primary's name: redis+sentinel://host:port,.../name".into());
+                    return Err(format!("{form} needs the primary's name: {form}://host:port,.../name"));
                 }
                 if !db.is_empty() && db.parse::<u16>().is_err() {
-                    return Err("redis+sentinel: the part after the primary's name is not a database number".into());
+                    return Err(format!("{form}: the part after the primary's name is not a database number"));
                 }
-                Ok(RedisUrl::Sentinel { userinfo, hosts, master, db })
+                Ok(RedisUrl::Sentinel { tls: scheme.starts_with("rediss"), userinfo, hosts, master, db })
             }
             _ => Ok(RedisUrl::Single),
         }

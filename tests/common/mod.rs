@@ -3,6 +3,8 @@
 //! `eventually` instead of sleeps.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;

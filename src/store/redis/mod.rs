@@ -30,8 +30,8 @@ use tokio::task::JoinHandle;
 
 use self::batcher::{batched, Batcher};
 use self::relay::relay_changes;
-pub use self::topology::ReplicaWait;
 use self::topology::{Conn, Topology};
+pub use self::topology::{RedisAccess, ReplicaWait};
 use super::keys::Keys;
 use super::{
     Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
@@ -120,19 +120,20 @@ impl Drop for RedisStore {
 impl RedisStore {
     /// Opens the store. Does not fail when Redis is down: commands fail (and `ping` tells) until it is up.
     pub async fn connect(url: &str, prefix: &str, cluster: &str, retention_ms: u64) -> Result<RedisStore> {
-        Self::connect_tls(url, None, prefix, cluster, retention_ms).await
+        Self::connect_with(url, RedisAccess::default(), prefix, cluster, retention_ms).await
     }
 
-    /// As `connect`, trusting `ca_pem` for a `rediss://` server instead of the system's roots.
-    pub async fn connect_tls(
+    /// As `connect`, with what else reaching Redis takes: the CA to trust for TLS instead of the
+    /// system's roots, and the Sentinels' own credentials.
+    pub async fn connect_with(
         url: &str,
-        ca_pem: Option<Vec<u8>>,
+        access: RedisAccess,
         prefix: &str,
         cluster: &str,
         retention_ms: u64,
     ) -> Result<RedisStore> {
         let keys = Keys::new(prefix, cluster);
-        let topology = Arc::new(Topology::parse(url, ca_pem)?.with_slot_of(&keys.lease()));
+        let topology = Arc::new(Topology::parse(url, access)?.with_slot_of(&keys.lease()));
         let conn = topology.commands()?;
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let wanted = Arc::new(Notify::new());

@@ -26,8 +26,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, Mul
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsMode, Value};
 
 use crate::error::{Error, Result};
 use crate::store::RedisUrl;
@@ -47,11 +47,71 @@ pub(super) enum Topology {
         /// The slot every key of this rota cluster hashes to.
         slot: Slot,
     },
-    Sentinel {
-        sentinels: Vec<String>,
-        master: String,
-        node: SentinelNodeConnectionInfo,
-    },
+    Sentinel(SentinelAccess),
+}
+
+/// What a node needs besides the URL to reach Redis: the CA of a TLS Redis (`rediss://`,
+/// `rediss+cluster://`, `rediss+sentinel://`) and the Sentinels' own credentials
+/// (`redis_sentinel_username` / `redis_sentinel_password`). Debug never shows the password.
+#[derive(Clone, Default)]
+pub struct RedisAccess {
+    pub ca_pem: Option<Vec<u8>>,
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAccess")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "..."))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &self.sentinel_password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// How to ask the Sentinels for the primary and how to log in to it: kept as parts, because the
+/// redis crate's client is made by a builder that is used up, and a client is made per connection.
+pub(super) struct SentinelAccess {
+    sentinels: Vec<ConnectionAddr>,
+    master: String,
+    tls: bool,
+    ca_pem: Option<Vec<u8>>,
+    /// The primary's user, password and database (from the URL).
+    username: Option<String>,
+    password: Option<String>,
+    db: i64,
+    /// The Sentinels' own (from the config).
+    sentinel_username: Option<String>,
+    sentinel_password: Option<String>,
+}
+
+impl SentinelAccess {
+    fn client(&self) -> RedisResult<SentinelClient> {
+        let mut b =
+            SentinelClientBuilder::new(self.sentinels.iter().cloned(), &self.master, SentinelServerType::Master)?
+                .set_client_to_redis_db(self.db);
+        if let Some(u) = &self.username {
+            b = b.set_client_to_redis_username(u);
+        }
+        if let Some(p) = &self.password {
+            b = b.set_client_to_redis_password(p);
+        }
+        if let Some(u) = &self.sentinel_username {
+            b = b.set_client_to_sentinel_username(u);
+        }
+        if let Some(p) = &self.sentinel_password {
+            b = b.set_client_to_sentinel_password(p);
+        }
+        if self.tls {
+            b = b.set_client_to_redis_tls_mode(TlsMode::Secure).set_client_to_sentinel_tls_mode(TlsMode::Secure);
+            if let Some(root) = &self.ca_pem {
+                let certs = || redis::TlsCertificates { client_tls: None, root_cert: Some(root.clone()) };
+                b = b.set_client_to_redis_certificates(certs()).set_client_to_sentinel_certificates(certs());
+            }
+        }
+        b.build()
+    }
 }
 
 fn bad(reason: impl Into<String>) -> Error {
@@ -59,8 +119,9 @@ fn bad(reason: impl Into<String>) -> Error {
 }
 
 impl Topology {
-    /// Parses the `redis` setting. `ca_pem`: the CA for `rediss://` and `rediss+cluster://`.
-    pub(super) fn parse(url: &str, ca_pem: Option<Vec<u8>>) -> Result<Topology> {
+    /// Parses the `redis` setting, with what else reaching it takes (`access`).
+    pub(super) fn parse(url: &str, access: RedisAccess) -> Result<Topology> {
+        let RedisAccess { ca_pem, sentinel_username, sentinel_password } = access;
         // The error text of a bad URL may echo it (with its password): say only what is wrong.
         let kind = |e: redis::RedisError| bad(format!("{:?}", e.kind()));
         match RedisUrl::parse(url).map_err(bad)? {
@@ -74,16 +135,28 @@ impl Topology {
                 let client = cluster_client(&urls, ca_pem.clone(), super::RESPONSE_TIMEOUT).map_err(kind)?;
                 Ok(Topology::Cluster { client, urls, ca_pem, nodes, slot: Slot::for_key("") })
             }
-            RedisUrl::Sentinel { userinfo, hosts, master, db } => {
-                // The user info and database are the primary's; the Sentinels are asked without.
+            RedisUrl::Sentinel { tls, userinfo, hosts, master, db } => {
+                // The user info and database are the primary's; the Sentinels log in with their own.
                 let data = format!("redis://{userinfo}localhost:1/{db}").into_connection_info().map_err(kind)?;
-                let node =
-                    SentinelNodeConnectionInfo::default().set_redis_connection_info(data.redis_settings().clone());
-                let sentinels: Vec<String> = hosts.iter().map(|h| format!("redis://{h}/")).collect();
-                for s in &sentinels {
-                    s.as_str().into_connection_info().map_err(kind)?;
+                let scheme = if tls { "rediss" } else { "redis" };
+                let mut sentinels = Vec::with_capacity(hosts.len());
+                for h in &hosts {
+                    sentinels.push(format!("{scheme}://{h}/").into_connection_info().map_err(kind)?.addr().clone());
                 }
-                Ok(Topology::Sentinel { sentinels, master: master.to_string(), node })
+                let access = SentinelAccess {
+                    sentinels,
+                    master: master.to_string(),
+                    tls,
+                    ca_pem,
+                    username: data.redis_settings().username().map(str::to_string),
+                    password: data.redis_settings().password().map(str::to_string),
+                    db: data.redis_settings().db(),
+                    sentinel_username,
+                    sentinel_password,
+                };
+                // Building does not connect: what it refuses is a setting, refused here at start.
+                access.client().map_err(kind)?;
+                Ok(Topology::Sentinel(access))
             }
             RedisUrl::Single => Ok(Topology::Single(client(url, ca_pem).map_err(kind)?)),
         }
@@ -98,9 +171,9 @@ impl Topology {
     }
 
     fn sentinel_client(&self) -> Option<SentinelClient> {
-        let Topology::Sentinel { sentinels, master, node } = self else { return None };
+        let Topology::Sentinel(access) = self else { return None };
         // Checked in `parse`; building does not connect.
-        SentinelClient::build(sentinels.clone(), master, Some(node.clone()), SentinelServerType::Master).ok()
+        access.client().ok()
     }
 
     /// The shared connection for commands, created lazily: it does not fail when Redis is down.
@@ -115,7 +188,7 @@ impl Topology {
                 Ok(Conn::Single(ConnectionManager::new_lazy_with_config(client.clone(), cfg)?))
             }
             Topology::Cluster { client, slot, .. } => Ok(self.cluster(client, *slot, super::RESPONSE_TIMEOUT)),
-            Topology::Sentinel { .. } => Ok(Conn::Sentinel(SentinelConn::new(
+            Topology::Sentinel(_) => Ok(Conn::Sentinel(SentinelConn::new(
                 self.sentinel_client().ok_or_else(|| bad("redis+sentinel: bad Sentinel address"))?,
                 super::RESPONSE_TIMEOUT,
             ))),
@@ -144,7 +217,7 @@ impl Topology {
                 let client = cluster_client(urls, ca_pem.clone(), response)?;
                 Ok(self.cluster(&client, *slot, response))
             }
-            Topology::Sentinel { .. } => Ok(Conn::Sentinel(SentinelConn::new(
+            Topology::Sentinel(_) => Ok(Conn::Sentinel(SentinelConn::new(
                 self.sentinel_client().ok_or_else(|| bad("redis+sentinel: bad Sentinel address"))?,
                 response,
             ))),
@@ -158,7 +231,7 @@ impl Topology {
         match self {
             Topology::Single(client) => Ok(client.clone()),
             Topology::Cluster { nodes, .. } => Ok(nodes[attempt % nodes.len()].clone()),
-            Topology::Sentinel { .. } => match self.sentinel_client() {
+            Topology::Sentinel(_) => match self.sentinel_client() {
                 Some(mut s) => s.async_get_client().await,
                 None => Err(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad Sentinel address"))),
             },
@@ -436,7 +509,7 @@ mod tests {
     use super::Topology;
 
     fn reason(url: &str) -> String {
-        match Topology::parse(url, None) {
+        match Topology::parse(url, super::RedisAccess::default()) {
             Ok(_) => "ok".into(),
             Err(e) => e.to_string(),
         }
@@ -449,6 +522,7 @@ mod tests {
         assert_eq!(reason("redis+cluster://u:pw@127.0.0.1:7000/"), "ok");
         assert_eq!(reason("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster"), "ok");
         assert_eq!(reason("redis+sentinel://:pw@127.0.0.1:26379/mymaster/2"), "ok");
+        assert_eq!(reason("rediss+sentinel://u:pw@127.0.0.1:26379,127.0.0.1:26380/mymaster/1"), "ok");
     }
 
     #[test]
@@ -462,6 +536,7 @@ mod tests {
             ("redis+sentinel://u:s3cret@h:1", "needs the primary's name"),
             ("redis+sentinel://u:s3cret@h:1/m/x", "not a database number"),
             ("redis+sentinel://u:s3cret@h:0/m", "host 1 of redis+sentinel is not host:port"),
+            ("rediss+sentinel://u:s3cret@h:1", "rediss+sentinel needs the primary's name"),
         ] {
             let r = reason(url);
             assert!(r.contains(want), "{url}: {r}");
