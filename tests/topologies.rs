@@ -1,6 +1,6 @@
 //! rota on a real Redis Cluster (3 primaries, 3 replicas) and on a real Sentinel setup (a primary,
-//! a replica, three Sentinels; and one with TLS and passwords everywhere), at one shard: every key carries one hash tag, so on a Redis Cluster
-//! they all live in one slot. Each failover test reports what it delayed and what it lost (printed
+//! a replica, three Sentinels; and one with TLS and passwords everywhere), at one shard: every key
+//! carries one hash tag, so on a Redis Cluster they all live in one slot. Each failover test reports what it delayed and what it lost (printed
 //! with `--nocapture`); what a failover may lose is described in docs/PROTOCOL.md ("Redis
 //! deployments").
 mod common;
