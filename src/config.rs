@@ -84,6 +84,13 @@ pub struct Config {
     pub start_lead_ms: u64,
     /// How long execution records (and idempotency keys) are kept.
     pub execution_retention_ms: u64,
+    /// PostgreSQL URL of the history store (postgres://user:pass@host:port/db): every execution in
+    /// a final state is copied there (asynchronously, in batches, by one node at a time) and kept
+    /// `history_retention_days`; ListExecutions and GetExecution read it past what Redis keeps.
+    /// Needs Redis. Empty: history is what Redis keeps (`execution_retention_ms`, the job caps).
+    pub history_postgres: Option<String>,
+    /// How long the history store keeps an execution.
+    pub history_retention_days: u32,
     /// How many of a job's newest executions are kept before the retention age, for a job that does
     /// not say (`keep_last`).
     pub execution_keep_last: u32,
@@ -166,6 +173,8 @@ impl Default for Config {
             misfire_threshold_ms: 60_000,
             start_lead_ms: crate::store::START_LEAD_MS as u64,
             execution_retention_ms: 24 * 3_600_000,
+            history_postgres: None,
+            history_retention_days: 90,
             execution_keep_last: crate::store::Keep::DEFAULT.last,
             execution_keep_failed: crate::store::Keep::DEFAULT.failed,
             heartbeat_ms: 1_000,
@@ -256,6 +265,16 @@ impl Config {
                 return bad("redis_sentinel_username", "must be 1 to 128 characters without spaces".into());
             }
         }
+        if let Some(url) = &self.history_postgres {
+            if self.redis.is_none() {
+                return bad(
+                    "history_postgres",
+                    "the history store needs Redis (redis = ...): the in-memory store keeps no outbox".into(),
+                );
+            }
+            crate::history::postgres::check_url(url)
+                .map_err(|reason| Error::Config { key: "history_postgres".into(), reason })?;
+        }
         if self.redis_wait_replicas > 0 && self.redis.is_none() {
             return bad(
                 "redis_wait_replicas",
@@ -277,6 +296,7 @@ impl Config {
             // must stay under the store's 2 s reply timeout, or the client gives up first.
             ("redis_wait_timeout_ms", self.redis_wait_timeout_ms, 1, 250),
             ("execution_keep_last", u64::from(self.execution_keep_last), 1, u64::from(crate::job::MAX_KEEP)),
+            ("history_retention_days", u64::from(self.history_retention_days), 1, 3650),
             // Within the fire-ahead window: a fire is claimed and handed over only that early.
             ("start_lead_ms", self.start_lead_ms, 0, crate::store::FIRE_AHEAD_MS as u64),
             ("execution_keep_failed", u64::from(self.execution_keep_failed), 0, u64::from(crate::job::MAX_KEEP)),

@@ -247,6 +247,13 @@ pub fn first_exec_id_of(fire: &FireId<'_>) -> Option<String> {
     }
 }
 
+/// The prefix of every execution id made at or after `ms` (UTC): ids below it were made before.
+/// What a trim of records past retention compares ids with (Redis indexes, the history store).
+pub fn id_floor(ms: i64) -> String {
+    let ms = ms.max(0) as u64;
+    format!("{:08x}-{:04x}", (ms >> 16) & 0xffff_ffff, ms & 0xffff)
+}
+
 /// Orders the ids made by this process within one millisecond (as `Uuid::now_v7` does).
 static ID_CONTEXT: std::sync::Mutex<uuid::ContextV7> = std::sync::Mutex::new(uuid::ContextV7::new());
 
@@ -275,6 +282,14 @@ pub fn truncate_utf8(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_floor_orders_like_ids() {
+        let id =
+            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_700_000_000, 500_000_000)).to_string();
+        assert!(id_floor(1_700_000_000_499).as_str() < id.as_str());
+        assert!(id_floor(1_700_000_000_501).as_str() > id.as_str());
+    }
 
     #[test]
     fn fire_ids_parse_once() {

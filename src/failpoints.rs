@@ -6,13 +6,15 @@
 //! nothing of theirs. The runner's side-log handler is in `chaos`.
 
 /// Failpoints where `return` kills the process, at the narrow windows of the fire protocol.
-pub const CRASH_POINTS: [&str; 3] = [
+pub const CRASH_POINTS: [&str; 4] = [
     // master: the fire is claimed (state dispatching) but not yet run here, sent or queued
     "after_claim",
     // worker: SubmitTask's accept script ran, the reply has not been sent
     "after_accept",
     // worker: the handler finished, its outcome is not yet recorded (finish + ack)
     "before_finish",
+    // archiver: a batch is committed in PostgreSQL, the outbox not yet trimmed
+    "history_after_store",
 ];
 
 /// Failpoints where `return` throws a committed script's reply away, as when Redis restarts or the

@@ -46,6 +46,7 @@ pub mod error;
 pub mod execution;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+pub mod history;
 pub mod job;
 pub mod metrics;
 pub mod node;

@@ -25,6 +25,7 @@ use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::dispatch::{PeerClient, Router, RouterParts};
 use crate::error::{Error, Result};
+use crate::history::{History, Postgres};
 use crate::job::file::Apply;
 use crate::job::{Declared, Job};
 use crate::metrics::{Metrics, NodeLabel};
@@ -86,6 +87,8 @@ pub struct Node {
     pub address: String,
     pub local_addr: SocketAddr,
     pub store: Arc<dyn Store>,
+    /// Execution records as the API reads them: Redis, and the history store when configured.
+    pub history: Arc<History>,
     pub worker: Arc<Worker>,
     pub scheduler: Arc<Scheduler>,
     /// Delivery: where fires run and getting them there; receives peers' SubmitTasks.
@@ -144,8 +147,8 @@ impl Node {
             misfire_threshold_ms: config.misfire_threshold_ms,
             dispatch_deadline_ms: config.dispatch_deadline_ms(),
         };
-        let store: Arc<dyn Store> = match &config.redis {
-            Some(url) => Arc::new(
+        let redis: Option<Arc<RedisStore>> = match &config.redis {
+            Some(url) => Some(Arc::new(
                 RedisStore::connect_with(
                     url,
                     redis_access(&config)?,
@@ -162,7 +165,11 @@ impl Node {
                         timeout_ms: config.redis_wait_timeout_ms,
                     },
                 ))?,
-            ),
+            )),
+            None => None,
+        };
+        let store: Arc<dyn Store> = match &redis {
+            Some(r) => Arc::clone(r) as Arc<dyn Store>,
             None => Arc::new(
                 MemoryStore::new(config.execution_retention_ms)
                     .with_fire_timing(timing)
@@ -246,12 +253,23 @@ impl Node {
             recovery: Arc::clone(&recovery),
             node_ttl_ms: config.node_ttl_ms,
         });
+        // The history store: one connection for the archiver, one for the API's reads, so a
+        // listing never waits behind a batch being written.
+        let archive = match &config.history_postgres {
+            Some(url) => {
+                let cluster = format!("{}:{}", config.redis_prefix, config.cluster);
+                Some((Arc::new(Postgres::new(url, cluster.clone())?), Arc::new(Postgres::new(url, cluster)?)))
+            }
+            None => None,
+        };
+        let history = Arc::new(History::new(Arc::clone(&store), archive.as_ref().map(|(_, reads)| Arc::clone(reads))));
         let node = Arc::new(Node {
             node_id: config.node_id.clone(),
             started_ms: now_ms(),
             address,
             local_addr,
             store,
+            history,
             worker,
             scheduler,
             router,
@@ -284,6 +302,16 @@ impl Node {
         node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
         node.tracker.spawn(Arc::clone(&node).readiness_loop());
         node.tracker.spawn(Arc::clone(&node).prune_loop());
+        if let (Some(redis), Some((writes, _))) = (redis, archive) {
+            let holder = format!("{}:{}", node.node_id, uuid::Uuid::new_v4().simple());
+            node.tracker.spawn(crate::history::archive(
+                redis,
+                writes,
+                holder,
+                node.config.history_retention_days,
+                node.cancel.child_token(),
+            ));
+        }
         tracing::info!(node = %node.node_id, address = %node.address, store = node.store.kind(),
             workers = node.config.workers, shell = node.config.enable_shell, "node started");
         Ok(node)

@@ -50,7 +50,7 @@ impl SchedulerApi {
     /// typo, which the caller should hear about rather than get an empty list or a silent watch.
     async fn known_job(&self, id: &str) -> Result<(), Error> {
         let probe = ExecFilter { job_id: Some(id.to_string()), limit: 1, ..ExecFilter::default() };
-        if !self.node.store.list_executions(&probe).await?.0.is_empty() {
+        if !self.node.history.list(&probe).await?.0.is_empty() {
             return Ok(());
         }
         match self.node.store.get_job(id).await {
@@ -173,10 +173,23 @@ impl SchedulerService for SchedulerApi {
                 .map_err(|_| Error::invalid("page_token", "is not a token from ListExecutions"))?;
             Some(r.page_token)
         };
+        if !r.node_id.is_empty() {
+            crate::job::validate_name("node_id", &r.node_id, 64).map_err(|e| Error::invalid("node_id", e))?;
+        }
+        let from = r.scheduled_after.as_ref().map(convert::timestamp_ms);
+        let to = r.scheduled_before.as_ref().map(convert::timestamp_ms);
+        if let (Some(a), Some(b)) = (from, to) {
+            if b <= a {
+                return Err(Error::invalid("scheduled_before", "is not after scheduled_after").into());
+            }
+        }
         let mut filter = ExecFilter {
             job_id: (!r.job_id.is_empty()).then_some(r.job_id),
             state: convert::exec_state_filter(r.state)?,
             before,
+            node_id: (!r.node_id.is_empty()).then_some(r.node_id),
+            scheduled_from_ms: from,
+            scheduled_to_ms: to,
             limit: page_size(r.page_size)?,
             ..Default::default()
         };
@@ -199,7 +212,7 @@ impl SchedulerService for SchedulerApi {
         if let Some(job) = &filter.job_id {
             self.known_job(job).await?;
         }
-        let (execs, next) = self.node.store.list_executions(&filter).await?;
+        let (execs, next) = self.node.history.list(&filter).await?;
         // An unknown fire is an error, not an empty list (asked without a state filter or page
         // token, an empty answer can only mean no execution of it is recorded).
         if execs.is_empty()
@@ -224,7 +237,7 @@ impl SchedulerService for SchedulerApi {
         if uuid::Uuid::parse_str(&id).is_err() {
             return Err(Error::invalid("id", format!("'{id}' is not an execution id")).into());
         }
-        let e = self.node.store.get_execution(&id).await?.ok_or(Error::ExecutionNotFound(id))?;
+        let e = self.node.history.get(&id).await?.ok_or(Error::ExecutionNotFound(id))?;
         Ok(Response::new(pb::GetExecutionResponse { execution: Some(convert::execution(&e)) }))
     }
 

@@ -41,6 +41,15 @@ pub enum ExecCmd {
         /// Only executions in this state.
         #[arg(long, value_enum)]
         state: Option<StateArg>,
+        /// Only executions run (or recorded) by this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only fires scheduled at or after this instant (RFC 3339, e.g. 2026-12-01T09:00:00Z).
+        #[arg(long, value_parser = instant)]
+        since: Option<prost_types::Timestamp>,
+        /// Only fires scheduled before this instant (RFC 3339).
+        #[arg(long, value_parser = instant)]
+        until: Option<prost_types::Timestamp>,
         /// At most this many (1-1000); when there are more, the next page's token is printed.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
@@ -62,16 +71,26 @@ pub enum ExecCmd {
     },
 }
 
+/// An RFC 3339 instant as a flag value.
+fn instant(s: &str) -> Result<prost_types::Timestamp, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .map_err(|e| format!("not an RFC 3339 instant (2026-12-01T09:00:00Z): {e}"))?;
+    Ok(crate::pb::timestamp(t.timestamp_millis()))
+}
+
 pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), CliError> {
     let mut c = Conn::open(client).await?;
     match cmd {
-        ExecCmd::List { job, fire, state, limit, page_token } => {
+        ExecCmd::List { job, fire, state, node, since, until, limit, page_token } => {
             let req = pb::ListExecutionsRequest {
                 job_id: job.unwrap_or_default(),
                 state: state.map(state_arg).unwrap_or(pb::ExecutionState::Unspecified) as i32,
                 page_size: limit,
                 page_token: page_token.unwrap_or_default(),
                 fire_id: fire.unwrap_or_default(),
+                node_id: node.unwrap_or_default(),
+                scheduled_after: since,
+                scheduled_before: until,
             };
             let r = call!(c, list_executions, req)?;
             if client.json {

@@ -82,6 +82,14 @@ pub struct ServerArgs {
     /// (0-300, default 100; 0: at the instant).
     #[arg(long, env = "ROTA_START_LEAD_MS")]
     pub start_lead_ms: Option<u64>,
+    /// PostgreSQL URL of the history store (postgres://user:pass@host:port/db): every finished
+    /// execution is copied there and kept history_retention_days. A password here shows in `ps`:
+    /// set ROTA_HISTORY_POSTGRES or `history_postgres` in the config file instead.
+    #[arg(long, env = "ROTA_HISTORY_POSTGRES", hide_env_values = true)]
+    pub history_postgres: Option<String>,
+    /// Days the history store keeps an execution (default 90).
+    #[arg(long, env = "ROTA_HISTORY_RETENTION_DAYS")]
+    pub history_retention_days: Option<u32>,
     /// Executions kept per job that does not set keep_last (default 1000).
     #[arg(long, env = "ROTA_EXECUTION_KEEP_LAST")]
     pub execution_keep_last: Option<u32>,
@@ -177,6 +185,7 @@ impl ServerArgs {
             execution_retention_ms,
             execution_keep_last,
             execution_keep_failed,
+            history_retention_days,
             start_lead_ms,
             redis_wait_replicas,
             redis_wait_timeout_ms,
@@ -209,6 +218,9 @@ impl ServerArgs {
         }
         if self.jobs_file.is_some() {
             c.jobs_file = self.jobs_file;
+        }
+        if self.history_postgres.is_some() {
+            c.history_postgres = self.history_postgres.filter(|s| !s.is_empty());
         }
         if self.redis_sentinel_username.is_some() {
             c.redis_sentinel_username = self.redis_sentinel_username;
@@ -324,6 +336,10 @@ mod tests {
             "7000",
             "--execution-retention-ms",
             "70000",
+            "--history-postgres",
+            "postgres://h/db",
+            "--history-retention-days",
+            "61",
             "--execution-keep-last",
             "41",
             "--execution-keep-failed",
@@ -394,6 +410,8 @@ mod tests {
             http_allow: vec!["hooks.example".into(), "10.0.0.0/8".into()],
             misfire_threshold_ms: 7000,
             execution_retention_ms: 70000,
+            history_postgres: Some("postgres://h/db".into()),
+            history_retention_days: 61,
             execution_keep_last: 41,
             execution_keep_failed: 43,
             start_lead_ms: 53,

@@ -112,6 +112,20 @@ impl Keys {
     pub fn dlq(&self) -> String {
         format!("{}:dlq", self.tag)
     }
+    /// List: ids of executions written in a final state, waiting to be copied to the history store
+    /// (PostgreSQL); pushed only while `archive_on` exists. The scripts derive this name (and
+    /// `archive_on`'s) from the change channel's hash tag: `<tag>:archive`.
+    pub fn archive(&self) -> String {
+        format!("{}:archive", self.tag)
+    }
+    /// String, present while a node archives (PX retention): the scripts push to `archive` only then.
+    pub fn archive_on(&self) -> String {
+        format!("{}:archive:on", self.tag)
+    }
+    /// String `<node>:<incarnation>`: the one node copying `archive` to PostgreSQL (PX a few seconds).
+    pub fn archive_lease(&self) -> String {
+        format!("{}:archive:lease", self.tag)
+    }
     /// Pub/sub channel carrying execution changes (JSON) to watchers on every node.
     pub fn exec_channel(&self) -> String {
         format!("{}:chan:exec", self.tag)
@@ -139,8 +153,21 @@ mod tests {
             k.idem("a", "k"),
             k.nodes(),
             k.node("n1"),
+            k.archive(),
+            k.archive_on(),
+            k.archive_lease(),
+            k.exec_channel(),
         ] {
             assert!(key.starts_with("{rota:prod:0}:"), "{key}");
         }
+    }
+
+    /// The scripts name the archive keys from the change channel's hash tag (prelude.lua `archive`).
+    #[test]
+    fn the_archive_keys_are_the_change_channels_tag_and_a_suffix() {
+        let k = Keys::new("rota", "prod");
+        let tag = &k.exec_channel()[..=k.exec_channel().find('}').expect("a tag")];
+        assert_eq!(k.archive(), format!("{tag}:archive"));
+        assert_eq!(k.archive_on(), format!("{tag}:archive:on"));
     }
 }

@@ -855,12 +855,7 @@ impl ExecStore for MemoryStore {
             .execs
             .range::<str, _>((lower, upper))
             .rev()
-            .filter(|(_, (e, exp))| {
-                *exp > now
-                    && f.job_id.as_ref().is_none_or(|j| *j == e.job_id)
-                    && f.state.is_none_or(|s| s == e.state)
-                    && f.fire_id.as_ref().is_none_or(|x| *x == e.fire_id)
-            })
+            .filter(|(_, (e, exp))| *exp > now && f.matches(e))
             .take(f.limit + 1)
             .map(|(_, (e, _))| e.clone())
             .collect();

@@ -453,7 +453,26 @@ pub struct ExecFilter {
     /// List executions with ids at or above this one only: ids sort by creation time, so a fire's
     /// executions are found without scanning its job's older history.
     pub not_before: Option<String>,
+    /// Only executions run (or recorded) by this node.
+    pub node_id: Option<String>,
+    /// Only executions of fires scheduled at or after this instant (UTC ms).
+    pub scheduled_from_ms: Option<i64>,
+    /// Only executions of fires scheduled before this instant (UTC ms).
+    pub scheduled_to_ms: Option<i64>,
     pub limit: usize,
+}
+
+impl ExecFilter {
+    /// Whether `e` passes the filter's conditions on the record itself (job, state, fire, node,
+    /// scheduled time; not the paging bounds, which the listing applies to ids).
+    pub fn matches(&self, e: &Execution) -> bool {
+        self.job_id.as_ref().is_none_or(|j| *j == e.job_id)
+            && self.state.is_none_or(|s| s == e.state)
+            && self.fire_id.as_ref().is_none_or(|f| *f == e.fire_id)
+            && self.node_id.as_ref().is_none_or(|n| *n == e.node_id)
+            && self.scheduled_from_ms.is_none_or(|t| e.scheduled_ms >= t)
+            && self.scheduled_to_ms.is_none_or(|t| e.scheduled_ms < t)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

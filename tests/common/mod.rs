@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

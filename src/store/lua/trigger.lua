@@ -44,4 +44,8 @@ redis.call('SET', KEYS[4], json, 'PX', ARGV[1])
 redis.call('ZADD', KEYS[5], 0, ARGV[3])
 redis.call('ZADD', KEYS[6], 0, ARGV[3])
 redis.call('PUBLISH', ARGV[2], json)
+if fs == 'skipped' then
+  archive(ARGV[2], ARGV[3])
+  flush()
+end
 return {st}

@@ -16,6 +16,7 @@
 //! subscription; `topology` owns the `redis` URL's forms and the connection type. Uses: the store's
 //! types and `keys`, the scripts in `../lua/`, `execution`, `job`, `error`, and `failpoints` (the
 //! reply a failpoint drops; they exist only with the `failpoints` feature).
+mod archive;
 mod batcher;
 mod relay;
 mod topology;
@@ -28,6 +29,7 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
+pub use self::archive::Archived;
 use self::batcher::{batched, Batcher};
 use self::relay::relay_changes;
 use self::topology::{Conn, Topology};
@@ -394,7 +396,7 @@ impl RedisStore {
             .arg(self.keys.exec_channel())
             .arg(if release_lock { "1" } else { "0" })
             .arg(&exec.fire_id)
-            .arg(uuid_v7_prefix(super::now_ms() - self.retention_ms as i64))
+            .arg(crate::execution::id_floor(super::now_ms() - self.retention_ms as i64))
             .arg(if only_open { "1" } else { "0" })
             .invoke_async(&mut c)
             .await?;
@@ -827,7 +829,7 @@ impl FireStore for RedisStore {
             self.retention_ms.to_string(),
             self.keys.exec_channel(),
             exec.fire_id.clone(),
-            uuid_v7_prefix(super::now_ms() - self.retention_ms as i64),
+            crate::execution::id_floor(super::now_ms() - self.retention_ms as i64),
             node.to_string(),
             inc.to_string(),
             FireState::from(exec.state).as_str().to_string(),
@@ -1044,7 +1046,7 @@ impl ExecStore for RedisStore {
             scanned += ids.len();
             cursor = ids.last().cloned();
             for e in self.with_started(page).await? {
-                if f.state.is_none_or(|s| s == e.state) && f.fire_id.as_ref().is_none_or(|x| *x == e.fire_id) {
+                if f.matches(&e) {
                     out.push(e);
                     if out.len() > f.limit {
                         out.truncate(f.limit);
@@ -1086,7 +1088,7 @@ impl ExecStore for RedisStore {
         let removed: i64 = redis::cmd("ZREMRANGEBYLEX")
             .arg(self.keys.execs())
             .arg("-")
-            .arg(format!("({}", uuid_v7_prefix(cutoff)))
+            .arg(format!("({}", crate::execution::id_floor(cutoff)))
             .query_async(&mut self.conn())
             .await?;
         Ok(removed.max(0) as u64)
@@ -1281,12 +1283,6 @@ impl ClusterStore for RedisStore {
     }
 }
 
-/// The lexical prefix of UUIDv7 ids made at `ms`: ids of earlier executions sort below it.
-fn uuid_v7_prefix(ms: i64) -> String {
-    let ms = ms.max(0) as u64;
-    format!("{:08x}-{:04x}", (ms >> 16) & 0xffff_ffff, ms & 0xffff)
-}
-
 /// A job hash's fields as `job_from_fields` reads them.
 const JOB_FIELDS: [&str; 9] =
     ["spec", "paused", "next_ms", "last_ms", "updated_ms", "writer", "file_spec", "file_paused", "rev"];
@@ -1324,17 +1320,4 @@ fn decode<T: serde::de::DeserializeOwned>(s: &str, key: &str) -> Result<T> {
 
 fn unexpected(script: &str, reply: &[String]) -> Error {
     Error::unavailable(format!("{script}: unexpected reply {reply:?}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuid_prefix_orders_like_ids() {
-        let id =
-            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_700_000_000, 500_000_000)).to_string();
-        assert!(uuid_v7_prefix(1_700_000_000_499).as_str() < id.as_str());
-        assert!(uuid_v7_prefix(1_700_000_000_501).as_str() > id.as_str());
-    }
 }

@@ -1,0 +1,238 @@
+//! History: where execution records are kept and read. Redis holds the hot part (open runs, and
+//! each job's newest executions within the retention); with `history_postgres` set, PostgreSQL
+//! holds every final record for `history_retention_days`, copied there by the archiver. Owns the
+//! archiver loop (`archive`), and the reads the API makes (`History::list`, `History::get`), which
+//! merge the two so a client sees one history.
+//!
+//! The archive never loses a record while Redis keeps it: a script that writes a final record puts
+//! its id on an outbox in the same atomic step (store/lua/prelude.lua `archive`), and the archiver
+//! trims the outbox only after PostgreSQL committed the batch. PostgreSQL down means the outbox
+//! grows (ids only) and the archiver catches up when it is back; a record that outlives Redis's
+//! retention before that is counted and logged as expired unarchived.
+//! Uses: `store` (the Redis store's outbox and lease), `execution`, `error`.
+pub mod postgres;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::execution::Execution;
+use crate::store::redis::RedisStore;
+use crate::store::{ExecFilter, Store};
+
+pub use self::postgres::Postgres;
+
+/// Records per archiver batch (one LRANGE + MGET, one INSERT).
+const BATCH: usize = 500;
+/// How long the archive lease lasts; renewed every turn.
+const LEASE_TTL_MS: u64 = 10_000;
+/// Pause between turns when the outbox is empty, when another node archives, or after a failure.
+const IDLE: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often records past `history_retention_days` are deleted (and at most how many per turn).
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const PRUNE_MAX: i64 = 10_000;
+
+/// What the API reads executions through.
+pub struct History {
+    store: Arc<dyn Store>,
+    archive: Option<Arc<Postgres>>,
+}
+
+impl History {
+    pub fn new(store: Arc<dyn Store>, archive: Option<Arc<Postgres>>) -> History {
+        History { store, archive }
+    }
+
+    /// Redis first; then the history store, for a record Redis no longer keeps.
+    pub async fn get(&self, id: &str) -> Result<Option<Execution>> {
+        if let Some(e) = self.store.get_execution(id).await? {
+            return Ok(Some(e));
+        }
+        match &self.archive {
+            Some(pg) => pg.get(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Newest first, with the token for the next page: Redis's page and the history store's,
+    /// merged (see `merge`). Without a history store, Redis's page.
+    pub async fn list(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
+        let hot = self.store.list_executions(f).await?;
+        let Some(pg) = &self.archive else { return Ok(hot) };
+        let cold = pg.list(f).await?;
+        let cold_full = cold.len() >= f.limit;
+        Ok(merge(hot, cold, cold_full, f.limit))
+    }
+}
+
+/// One page of the union of two listings of the same filter below the same cursor, each newest
+/// first: `hot` (Redis: its page, and its token when it stopped early or filled the page) and
+/// `cold` (the history store: at most `limit`, `cold_full` when it may have more). Each listing is
+/// complete only down to where it stopped (its token, or its last record when full), so the page
+/// holds only records at or above the higher of those floors, with a token just below it; a record
+/// in both is taken from Redis once.
+fn merge(
+    hot: (Vec<Execution>, Option<String>),
+    cold: Vec<Execution>,
+    cold_full: bool,
+    limit: usize,
+) -> (Vec<Execution>, Option<String>) {
+    let (hot, hot_next) = hot;
+    let cold_floor = if cold_full { cold.last().map(|e| e.id.clone()) } else { None };
+    let floor = match (hot_next, cold_floor) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let mut all: Vec<Execution> = hot.into_iter().chain(cold).collect();
+    if let Some(fl) = &floor {
+        all.retain(|e| e.id >= *fl);
+    }
+    // Stable sort, Redis's first: dedup keeps the hot copy.
+    all.sort_by(|a, b| b.id.cmp(&a.id));
+    all.dedup_by(|b, a| a.id == b.id);
+    if all.len() > limit {
+        all.truncate(limit);
+        let next = all.last().map(|e| e.id.clone());
+        return (all, next);
+    }
+    (all, floor)
+}
+
+/// The archiver: while this node holds the archive lease, copies the outbox's records to
+/// PostgreSQL in batches and trims what was stored; deletes records past the history retention.
+/// Runs on every node with `history_postgres` set; the lease keeps it to one at a time.
+pub async fn archive(
+    store: Arc<RedisStore>,
+    pg: Arc<Postgres>,
+    holder: String,
+    retention_days: u32,
+    cancel: CancellationToken,
+) {
+    let mut backoff = IDLE;
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    let mut warned_at: Option<tokio::time::Instant> = None;
+    loop {
+        let pause = match archive_turn(&store, &pg, &holder).await {
+            Ok(Turn::More) => {
+                backoff = IDLE;
+                Duration::ZERO
+            }
+            Ok(Turn::Idle) => {
+                backoff = IDLE;
+                if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                    last_prune = Some(tokio::time::Instant::now());
+                    prune(&pg, retention_days).await;
+                }
+                IDLE
+            }
+            Ok(Turn::NotHolder) => IDLE,
+            Err(e) => {
+                // One warning a minute: PostgreSQL down for an hour must not fill the log.
+                if warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    warned_at = Some(tokio::time::Instant::now());
+                    let backlog = store.archive_backlog().await.ok();
+                    tracing::warn!(error = %e, backlog, "history: cannot archive; the outbox keeps the records meanwhile");
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                backoff
+            }
+        };
+        if pause > Duration::ZERO {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        } else if cancel.is_cancelled() {
+            return;
+        }
+    }
+}
+
+enum Turn {
+    /// A full batch was stored: go on at once.
+    More,
+    /// The outbox is empty (or was short).
+    Idle,
+    /// Another node holds the archive lease.
+    NotHolder,
+}
+
+async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str) -> Result<Turn> {
+    if !store.archive_hold(holder, LEASE_TTL_MS).await? {
+        return Ok(Turn::NotHolder);
+    }
+    let batch = store.archive_take(BATCH).await?;
+    if batch.is_empty() {
+        return Ok(Turn::Idle);
+    }
+    let n = batch.len();
+    let mut records = Vec::with_capacity(n);
+    let mut expired = 0usize;
+    for (_, e) in batch {
+        match e {
+            Some(e) => records.push(e),
+            None => expired += 1,
+        }
+    }
+    pg.store(&records).await?;
+    fail::fail_point!("history_after_store", |_| crate::failpoints::crash("history_after_store"));
+    if !store.archive_ack(holder, n).await? {
+        // The lease passed on meanwhile: the new holder stores this batch again (the same rows).
+        return Ok(Turn::NotHolder);
+    }
+    if expired > 0 {
+        tracing::warn!(expired, "history: executions gone from Redis before they were archived");
+    }
+    tracing::debug!(stored = records.len(), "history: archived");
+    Ok(if n == BATCH { Turn::More } else { Turn::Idle })
+}
+
+async fn prune(pg: &Postgres, retention_days: u32) {
+    let floor_ms = crate::store::now_ms() - i64::from(retention_days) * 86_400_000;
+    match pg.prune(&crate::execution::id_floor(floor_ms), PRUNE_MAX).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "history: records past retention deleted"),
+        Err(e) => tracing::warn!(error = %e, "history: cannot delete records past retention"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge;
+    use crate::execution::Execution;
+
+    fn e(id: &str) -> Execution {
+        let mut e = Execution::pending("j", format!("j@{id}"), 0, "n", 1);
+        e.id = id.to_string();
+        e
+    }
+    fn ids(v: &[Execution]) -> Vec<&str> {
+        v.iter().map(|e| e.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_merged_page_is_newest_first_without_doubles() {
+        let (page, next) = merge((vec![e("9"), e("7")], None), vec![e("8"), e("7"), e("3")], false, 10);
+        assert_eq!(ids(&page), ["9", "8", "7", "3"]);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn a_full_page_continues_below_its_last() {
+        let (page, next) = merge((vec![e("9"), e("7")], Some("7".into())), vec![e("8"), e("6")], true, 2);
+        assert_eq!(ids(&page), ["9", "8"]);
+        assert_eq!(next.as_deref(), Some("8"));
+    }
+
+    /// Redis stopped its scan early (at 7): the history store's older records wait for the next
+    /// page, which starts below 7, or Redis's records between would be skipped.
+    #[test]
+    fn a_listing_that_stopped_early_bounds_the_page() {
+        let (page, next) = merge((vec![e("9")], Some("7".into())), vec![e("8"), e("5"), e("4")], false, 10);
+        assert_eq!(ids(&page), ["9", "8"]);
+        assert_eq!(next.as_deref(), Some("7"));
+    }
+}

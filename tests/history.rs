@@ -1,0 +1,207 @@
+//! The history store in PostgreSQL (`history_postgres`): a real PostgreSQL started by the harness
+//! (`common::postgres`), real Redis, real nodes. Finished executions reach PostgreSQL; listings and
+//! GetExecution read one history across Redis and PostgreSQL (filters, pages, records Redis has
+//! trimmed); PostgreSQL down loses nothing and the archive catches up, also when the archiving node
+//! dies; bad input is refused naming the field.
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::postgres::PostgresServer;
+use common::{eventually, job, Backend, RedisServer, TestNode};
+use rota::pb;
+use serde_json::json;
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(30);
+const TAG: &str = "{rota:default:0}";
+
+async fn put(node: &TestNode, id: &str, keep_last: u32) {
+    let mut j = job(id, "* * * * * *", "noop", json!(null));
+    j.keep_last = keep_last;
+    node.client().await.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+}
+
+fn archived(pg: &PostgresServer, job: &str) -> usize {
+    pg.psql("rota", &format!("SELECT count(*) FROM rota_executions WHERE job_id = '{job}'")).parse().expect("count")
+}
+
+/// Every page of a listing, following the tokens.
+async fn all_pages(node: &TestNode, mut req: pb::ListExecutionsRequest) -> Vec<pb::Execution> {
+    let mut c = node.client().await;
+    let mut out = Vec::new();
+    loop {
+        let r = c.list_executions(req.clone()).await.expect("list").into_inner();
+        out.extend(r.executions);
+        if r.next_page_token.is_empty() {
+            return out;
+        }
+        req.page_token = r.next_page_token;
+    }
+}
+
+fn ids(v: &[pb::Execution]) -> Vec<String> {
+    v.iter().map(|e| e.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn finished_executions_reach_postgres_and_list_as_one_history() {
+    let redis = RedisServer::start();
+    let pg = PostgresServer::start();
+    let n = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--history-postgres", &pg.url()]).await;
+    // Redis keeps two of this job's executions; PostgreSQL keeps them all.
+    put(&n, "h", 2).await;
+    eventually(WAIT, "eight executions archived", || async { (archived(&pg, "h") >= 8).then_some(()) }).await;
+    let cut = rota::store::now_ms() - 1500;
+    let frozen = |page_size| pb::ListExecutionsRequest {
+        job_id: "h".into(),
+        page_size,
+        scheduled_before: Some(rota::pb::timestamp(cut)),
+        ..Default::default()
+    };
+    let whole = all_pages(&n, frozen(1000)).await;
+    assert!(whole.len() >= 6, "{} executions listed", whole.len());
+    let listed = ids(&whole);
+    let mut sorted = listed.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(listed, sorted, "newest first, each once");
+    // Pages of two join up to the same list.
+    assert_eq!(ids(&all_pages(&n, frozen(2)).await), listed);
+    // Redis no longer has the oldest, but GetExecution still finds it.
+    let oldest = listed.last().expect("one").clone();
+    let in_redis: Option<String> = common::redis_cmd(redis.port, &["GET", &format!("{TAG}:exec:{oldest}")]);
+    assert!(in_redis.is_none(), "the oldest is still in Redis: the test shows nothing");
+    let mut c = n.client().await;
+    let got = c.get_execution(pb::GetExecutionRequest { id: oldest.clone() }).await.expect("get").into_inner();
+    assert_eq!(got.execution.map(|e| e.id), Some(oldest));
+    // Filters apply to both parts.
+    let by_node = |node: &str| pb::ListExecutionsRequest { node_id: node.into(), ..frozen(1000) };
+    assert_eq!(ids(&all_pages(&n, by_node("n1")).await), listed);
+    assert!(all_pages(&n, by_node("elsewhere")).await.is_empty());
+    let succeeded = pb::ListExecutionsRequest { state: pb::ExecutionState::Succeeded as i32, ..frozen(1000) };
+    assert_eq!(ids(&all_pages(&n, succeeded).await), listed);
+    let newest_three = pb::ListExecutionsRequest {
+        scheduled_after: Some(whole[2].scheduled_time.expect("scheduled")),
+        ..frozen(1000)
+    };
+    assert_eq!(ids(&all_pages(&n, newest_three).await), listed[..3].to_vec());
+    // Bad input names the field.
+    for (req, field) in [
+        (pb::ListExecutionsRequest { node_id: "a b".into(), ..Default::default() }, "node_id"),
+        (
+            pb::ListExecutionsRequest {
+                scheduled_after: Some(rota::pb::timestamp(cut)),
+                scheduled_before: Some(rota::pb::timestamp(cut)),
+                ..Default::default()
+            },
+            "scheduled_before",
+        ),
+    ] {
+        let e = c.list_executions(req).await.expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(field), "{e:?}");
+    }
+}
+
+/// PostgreSQL goes down for a while and the node archiving then dies: fires go on, the outbox
+/// keeps their ids, and once PostgreSQL is back the other node archives every one of them.
+#[tokio::test]
+async fn postgres_down_loses_nothing_and_another_node_catches_up() {
+    let redis = RedisServer::start();
+    let mut pg = PostgresServer::start();
+    let b = Backend::Redis(redis.url());
+    let flags = ["--history-postgres", &pg.url()];
+    let mut nodes = vec![TestNode::start(&b, "n1", &flags).await, TestNode::start(&b, "n2", &flags).await];
+    let jobs = ["a", "b", "c"];
+    for j in jobs {
+        put(&nodes[0], j, 0).await;
+    }
+    eventually(WAIT, "archiving", || async { (archived(&pg, "a") >= 2).then_some(()) }).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let backlog: Option<i64> = common::redis_cmd(redis.port, &["LLEN", &format!("{TAG}:archive")]);
+    assert!(backlog.is_some_and(|n| n >= 6), "the outbox keeps what could not be archived: {backlog:?}");
+    for n in &nodes {
+        n.wait_serving().await;
+    }
+    // The node holding the archive lease dies just as PostgreSQL comes back.
+    let holder: String = common::redis_cmd(redis.port, &["GET", &format!("{TAG}:archive:lease")]).expect("a holder");
+    let dying = nodes.iter().position(|n| holder.starts_with(&format!("{}:", n.node_id))).expect("holder is a node");
+    nodes[dying].kill();
+    pg.restart();
+    let alive = &nodes[1 - dying];
+    let mut c = alive.client().await;
+    for j in jobs {
+        c.pause_job(pb::PauseJobRequest { id: j.into() }).await.expect("pause");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every final record Redis holds is in PostgreSQL, once.
+    let finals = || -> BTreeSet<String> {
+        let ids: Vec<String> =
+            common::redis_cmd(redis.port, &["ZRANGE", &format!("{TAG}:execs"), "0", "-1"]).expect("index");
+        ids.into_iter()
+            .filter(|id| {
+                let rec: Option<String> = common::redis_cmd(redis.port, &["GET", &format!("{TAG}:exec:{id}")]);
+                rec.is_some_and(|r| !r.contains("\"state\":\"pending\"") && !r.contains("\"state\":\"running\""))
+            })
+            .collect()
+    };
+    let want = finals();
+    assert!(want.len() >= 15, "{} final records", want.len());
+    let got = eventually(WAIT, "the archive catches up", || async {
+        let rows = pg.psql("rota", "SELECT id FROM rota_executions ORDER BY id");
+        let got: BTreeSet<String> = rows.lines().map(str::to_string).collect();
+        want.is_subset(&got).then_some(got)
+    })
+    .await;
+    let rows: usize = pg.psql("rota", "SELECT count(*) FROM rota_executions").parse().expect("count");
+    assert_eq!(rows, got.len(), "a record stored twice");
+    let backlog: Option<i64> = common::redis_cmd(redis.port, &["LLEN", &format!("{TAG}:archive")]);
+    assert_eq!(backlog, Some(0), "the outbox is drained");
+}
+
+/// The history store needs Redis, a PostgreSQL URL, and days in range; errors name the key and
+/// never show the URL's password.
+#[tokio::test]
+async fn bad_history_settings_are_refused_naming_the_key() {
+    let rota = env!("CARGO_BIN_EXE_rota");
+    for (args, want) in [
+        (
+            vec!["--history-postgres", "postgres://u:pw-3321@h/db"],
+            "config history_postgres: the history store needs Redis",
+        ),
+        (
+            vec!["--redis", "redis://127.0.0.1:1", "--history-postgres", "mysql://u:pw-3321@h/db"],
+            "config history_postgres: must start with postgres://",
+        ),
+        (
+            vec!["--redis", "redis://127.0.0.1:1", "--history-postgres", "postgres://u:pw-3321@h/db?sslmode=require"],
+            "not built yet",
+        ),
+        (
+            vec![
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--history-postgres",
+                "postgres://h/db",
+                "--history-retention-days",
+                "0",
+            ],
+            "config history_retention_days: 0 is not in 1..=3650",
+        ),
+    ] {
+        let out = std::process::Command::new(rota)
+            .args(["server", "--check", "--check-offline", "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .env_remove("ROTA_HISTORY_POSTGRES")
+            .env_remove("ROTA_REDIS")
+            .output()
+            .expect("run rota");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {text}");
+        assert!(text.contains(want), "{args:?}: {text}");
+        assert!(!text.contains("pw-3321"), "{args:?}: {text}");
+    }
+}
