@@ -74,6 +74,11 @@ pub struct Metrics {
     pub tick_failures: Counter,
     /// On the master: seconds since its last successful tick; 0 on other nodes.
     pub tick_age: Gauge<f64, AtomicU64>,
+    /// Execution records this node's archiver copied to the history store (PostgreSQL).
+    pub history_archived: Counter,
+    /// Entries waiting in the history outbox, as this node's archiver last saw them (0 on a node
+    /// that does not archive).
+    pub history_backlog: Gauge,
 }
 
 impl Default for Metrics {
@@ -107,9 +112,21 @@ impl Metrics {
             master_present: Gauge::default(),
             tick_failures: Counter::default(),
             tick_age: Gauge::default(),
+            history_archived: Counter::default(),
+            history_backlog: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("fires", "Executions that reached a terminal state, by outcome", m.fires.clone());
+        registry.register(
+            "history_archived",
+            "Execution records this node copied to the history store",
+            m.history_archived.clone(),
+        );
+        registry.register(
+            "history_backlog",
+            "Entries waiting in the history outbox, as this node's archiver last saw them",
+            m.history_backlog.clone(),
+        );
         registry.register("fire_delay_seconds", "Delay from scheduled instant to handler start", m.fire_delay.clone());
         registry.register("executions_running", "Executions running on this node", m.running.clone());
         registry.register("node_load_ratio", "(running + waiting) / workers on this node", m.load_ratio.clone());

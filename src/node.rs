@@ -304,13 +304,14 @@ impl Node {
         node.tracker.spawn(Arc::clone(&node).prune_loop());
         if let (Some(redis), Some((writes, _))) = (redis, archive) {
             let holder = format!("{}:{}", node.node_id, uuid::Uuid::new_v4().simple());
-            node.tracker.spawn(crate::history::archive(
-                redis,
-                writes,
+            let archiver = crate::history::Archiver {
+                store: redis,
+                pg: writes,
                 holder,
-                node.config.history_retention_days,
-                node.cancel.child_token(),
-            ));
+                retention_days: node.config.history_retention_days,
+                metrics: Arc::clone(&node.metrics),
+            };
+            node.tracker.spawn(crate::history::archive(archiver, node.cancel.child_token()));
         }
         tracing::info!(node = %node.node_id, address = %node.address, store = node.store.kind(),
             workers = node.config.workers, shell = node.config.enable_shell, "node started");

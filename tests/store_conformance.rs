@@ -922,3 +922,84 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     assert!(got[1].is_err(), "{:?}", got[1]);
     assert!(matches!(got[2], Ok(Start::Run(_))), "{:?}", got[2]);
 }
+
+/// The history archive's outbox (Redis only): while a node archives, every execution record written
+/// in a final state (a claim's skip or misfire, a finish, a trigger's skip, a recorded outcome)
+/// puts its id on the outbox in the same step, and no open record does; before, nothing is pushed.
+/// Only the lease holder trims, and only what it read. A clobbered outbox fails no write.
+#[tokio::test]
+async fn redis_final_records_go_on_the_archive_outbox_while_a_node_archives() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let s: &dyn Store = &store;
+    let fence = master(s).await;
+    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    let outbox = || async { store.archive_take(100).await.expect("take") };
+    // Off: a skipped claim pushes nothing.
+    let at = |fire: &str| -> i64 { fire.rsplit('@').next().and_then(|t| t.parse().ok()).expect("a scheduled fire") };
+    let off = at(&claimed_fire(s, &fence, "off", 1000, true).await);
+    assert_eq!(
+        s.claim(&fence, &[claim("off", off + 1000, Some(off + 2000), true)]).await.expect("c"),
+        vec![ClaimOutcome::Skipped]
+    );
+    assert!(outbox().await.is_empty());
+    assert!(store.archive_hold("n1:a", 10_000).await.expect("hold"));
+    assert!(!store.archive_hold("n2:b", 10_000).await.expect("hold"), "one holder at a time");
+    let mut want = Vec::new();
+    // A claim: pending pushes nothing; skipped and misfired do.
+    let fire = claimed_fire(s, &fence, "j", 1000, true).await;
+    let sched = at(&fire);
+    let skipped = claim("j", sched + 1000, Some(sched + 2000), true);
+    want.push(skipped.exec.id.clone());
+    let mut missed = claim("m", 1000, Some(2000), false);
+    put(s, "m", 1000).await;
+    missed.exec.state = ExecState::Misfired;
+    want.push(missed.exec.id.clone());
+    assert_eq!(
+        s.claim(&fence, &[skipped, missed]).await.expect("claim"),
+        vec![ClaimOutcome::Skipped, ClaimOutcome::Misfired]
+    );
+    // A manual fire skipped by the lock.
+    let blocked = manual("j");
+    let TriggerOutcome::Skipped(b) = s.trigger(&blocked, None, true, 60_000).await.expect("trigger") else {
+        panic!("not skipped")
+    };
+    want.push(b.id);
+    // Starting writes a running record: nothing; the finish: its id.
+    assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
+    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else { panic!("start") };
+    let mut e = Execution::pending("j", fire.clone(), sf.sched_ms, "n1", 1);
+    e.id = sf.exec_id.clone();
+    e.state = ExecState::Succeeded;
+    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT, true).await.expect("finish"), Finish::Recorded);
+    want.push(e.id.clone());
+    // A recorded outcome (the reaper's `lost`): its id; an open record's update: nothing.
+    let mut open = Execution::pending("j", "j@9000".into(), 9000, "n1", 1);
+    s.create_execution(&open).await.expect("create");
+    open.state = ExecState::Running;
+    assert!(s.update_execution(&open).await.expect("update"));
+    open.state = ExecState::Lost;
+    s.finish_execution(&open, false).await.expect("lost");
+    want.push(open.id.clone());
+    let taken = outbox().await;
+    assert_eq!(taken.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), want);
+    assert!(taken.iter().all(|(id, e)| e.as_ref().is_some_and(|e| e.id == *id && e.state.is_terminal())));
+    // Only the holder trims, and only what it stored.
+    assert!(!store.archive_ack("n2:b", 2).await.expect("ack"));
+    assert_eq!(store.archive_backlog().await.expect("len"), want.len() as u64);
+    assert!(store.archive_ack("n1:a", 2).await.expect("ack"));
+    assert_eq!(outbox().await.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), want[2..].to_vec());
+    // A clobbered outbox: writes go on, the archiver is told, the hold refuses.
+    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    let _: () = ::redis::cmd("SET").arg(store.keys().archive()).arg("x").query(&mut c).expect("set");
+    let _: () = ::redis::cmd("SET").arg(store.keys().archive_on()).arg("1").query(&mut c).expect("set");
+    let next = claim("j", sched + 2000, Some(sched + 3000), false);
+    assert_eq!(s.claim(&fence, &[next]).await.expect("c"), vec![ClaimOutcome::Claimed]);
+    let mut b = blocked.clone();
+    b.id = "not-archived".into();
+    b.state = ExecState::Failed;
+    s.finish_execution(&b, false).await.expect("a final record is written whatever the outbox is");
+    assert!(store.archive_take(10).await.is_err());
+    assert!(store.archive_hold("n1:a", 10_000).await.is_err());
+}

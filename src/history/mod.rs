@@ -9,7 +9,7 @@
 //! trims the outbox only after PostgreSQL committed the batch. PostgreSQL down means the outbox
 //! grows (ids only) and the archiver catches up when it is back; a record that outlives Redis's
 //! retention before that is counted and logged as expired unarchived.
-//! Uses: `store` (the Redis store's outbox and lease), `execution`, `error`.
+//! Uses: `store` (the Redis store's outbox and lease), `execution`, `metrics`, `error`.
 pub mod postgres;
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::execution::Execution;
+use crate::metrics::Metrics;
 use crate::store::redis::RedisStore;
 use crate::store::{ExecFilter, Store};
 
@@ -101,21 +102,27 @@ fn merge(
     (all, floor)
 }
 
+/// The archiver's parts.
+pub struct Archiver {
+    pub store: Arc<RedisStore>,
+    /// Its own connection (the API's reads have another).
+    pub pg: Arc<Postgres>,
+    /// `<node>:<random>`: this process's name on the archive lease.
+    pub holder: String,
+    pub retention_days: u32,
+    pub metrics: Arc<Metrics>,
+}
+
 /// The archiver: while this node holds the archive lease, copies the outbox's records to
 /// PostgreSQL in batches and trims what was stored; deletes records past the history retention.
 /// Runs on every node with `history_postgres` set; the lease keeps it to one at a time.
-pub async fn archive(
-    store: Arc<RedisStore>,
-    pg: Arc<Postgres>,
-    holder: String,
-    retention_days: u32,
-    cancel: CancellationToken,
-) {
+pub async fn archive(a: Archiver, cancel: CancellationToken) {
+    let Archiver { store, pg, holder, retention_days, metrics } = a;
     let mut backoff = IDLE;
     let mut last_prune: Option<tokio::time::Instant> = None;
     let mut warned_at: Option<tokio::time::Instant> = None;
     loop {
-        let pause = match archive_turn(&store, &pg, &holder).await {
+        let pause = match archive_turn(&store, &pg, &holder, &metrics).await {
             Ok(Turn::More) => {
                 backoff = IDLE;
                 Duration::ZERO
@@ -134,6 +141,9 @@ pub async fn archive(
                 if warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     warned_at = Some(tokio::time::Instant::now());
                     let backlog = store.archive_backlog().await.ok();
+                    if let Some(b) = backlog {
+                        metrics.history_backlog.set(i64::try_from(b).unwrap_or(i64::MAX));
+                    }
                     tracing::warn!(error = %e, backlog, "history: cannot archive; the outbox keeps the records meanwhile");
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -160,12 +170,14 @@ enum Turn {
     NotHolder,
 }
 
-async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str) -> Result<Turn> {
+async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str, metrics: &Metrics) -> Result<Turn> {
     if !store.archive_hold(holder, LEASE_TTL_MS).await? {
+        metrics.history_backlog.set(0);
         return Ok(Turn::NotHolder);
     }
     let batch = store.archive_take(BATCH).await?;
     if batch.is_empty() {
+        metrics.history_backlog.set(0);
         return Ok(Turn::Idle);
     }
     let n = batch.len();
@@ -182,6 +194,12 @@ async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str) -> Result
     if !store.archive_ack(holder, n).await? {
         // The lease passed on meanwhile: the new holder stores this batch again (the same rows).
         return Ok(Turn::NotHolder);
+    }
+    metrics.history_archived.inc_by(records.len() as u64);
+    if n == BATCH {
+        metrics.history_backlog.set(store.archive_backlog().await.map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)));
+    } else {
+        metrics.history_backlog.set(0);
     }
     if expired > 0 {
         tracing::warn!(expired, "history: executions gone from Redis before they were archived");
