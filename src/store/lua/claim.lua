@@ -88,7 +88,7 @@ for i = 0, n - 1 do
     redis.call('SET', ke, json, 'PX', ARGV[1])
     redis.call('ZADD', KEYS[2], 0, exec_id)
     announce(ARGV[2], json)
-    if fs ~= 'dispatching' then archive(ARGV[2], exec_id) end
+    if fs ~= 'dispatching' then archive(ARGV[2], json) end
     out[#out+1] = st
   end
 end

@@ -96,5 +96,5 @@ if trim then
     id)
 end
 announce(ARGV[4], json)
-archive(ARGV[4], id)
+archive(ARGV[4], json)
 return {result}

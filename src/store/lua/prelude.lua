@@ -62,15 +62,16 @@ local function announce(channel, json)
   changes[#changes + 1] = json
 end
 -- The history archive (`history_postgres`): while `<tag>:archive:on` exists (an archiving node keeps
--- it), the id of every execution record written in a final state goes on the outbox list
--- `<tag>:archive`, in the same atomic step as the record, so the archiver, which copies records to
--- PostgreSQL and only then trims the list, can never miss one. `archive` collects the ids of a call
+-- it), every execution record written in a final state goes on the outbox list `<tag>:archive` (a
+-- copy of its JSON, so a record its job's cap deletes before the archiver gets to it is still
+-- archived), in the same atomic step as the record, so the archiver, which copies the outbox to
+-- PostgreSQL and only then trims it, can never miss one. `archive` collects the records of a call
 -- (named by its change channel `<tag>:chan:exec`, which every such script is given), `flush` pushes
 -- them with one RPUSH. The keys are `Keys::archive` and `Keys::archive_on`.
 local archived, archive_tag = {}, nil
-local function archive(channel, id)
+local function archive(channel, json)
   archive_tag = string.match(channel, '^({[^}]*})')
-  archived[#archived + 1] = id
+  archived[#archived + 1] = json
 end
 local function flush()
   if change_channel and #changes > 0 then
@@ -79,7 +80,7 @@ local function flush()
   end
   if archive_tag and #archived > 0 then
     if redis.call('EXISTS', archive_tag .. ':archive:on') == 1 then
-      -- A clobbered outbox must not fail the write it follows: the ids go nowhere, and the
+      -- A clobbered outbox must not fail the write it follows: the copies go nowhere, and the
       -- archiver reports the key (`archive_take`).
       redis.pcall('RPUSH', archive_tag .. ':archive', unpack(archived))
     end

@@ -24,7 +24,7 @@ if ARGV[5] == '1' and redis.call('GET', KEYS[4]) == ARGV[6] then redis.call('DEL
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 local ok, d = pcall(cjson.decode, ARGV[2])
 if ok and type(d) == 'table' and d.state ~= 'pending' and d.state ~= 'running' then
-  archive(ARGV[4], ARGV[1])
+  archive(ARGV[4], ARGV[2])
   flush()
 end
 return 1

@@ -45,7 +45,7 @@ redis.call('ZADD', KEYS[5], 0, ARGV[3])
 redis.call('ZADD', KEYS[6], 0, ARGV[3])
 redis.call('PUBLISH', ARGV[2], json)
 if fs == 'skipped' then
-  archive(ARGV[2], ARGV[3])
+  archive(ARGV[2], json)
   flush()
 end
 return {st}

@@ -1,5 +1,5 @@
 //! The Redis side of the history archive (`history_postgres`): the outbox of final execution
-//! records that the scripts fill while archiving is on (prelude.lua `archive`), and the lease that
+//! records (copies) that the scripts fill while archiving is on (prelude.lua `archive`), and the lease that
 //! lets one node at a time copy it out and trim it. Only the Redis store has these: the history
 //! store needs Redis (the config refuses it on the in-memory store).
 use std::sync::LazyLock;
@@ -12,10 +12,6 @@ use crate::execution::Execution;
 
 static HOLD: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/archive_hold.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/archive_ack.lua")));
-
-/// One outbox entry read by `archive_take`: an execution id and its record, None when the record
-/// is gone (past retention, or trimmed by its job's cap before the archiver got to it).
-pub type Archived = (String, Option<Execution>);
 
 impl RedisStore {
     /// Takes or keeps the archive lease for `holder` (`<node>:<incarnation>`) for `ttl_ms`, and keeps
@@ -34,12 +30,12 @@ impl RedisStore {
         Ok(r == 1)
     }
 
-    /// The outbox's first `limit` entries with their records (one LRANGE, one MGET). An entry that
-    /// is not an execution id, or whose record does not decode, is returned as gone: it must not
-    /// stop the archive.
-    pub async fn archive_take(&self, limit: usize) -> Result<Vec<Archived>> {
+    /// The outbox's first `limit` entries (copies of final records, oldest first; one LRANGE). An
+    /// entry that does not decode as an execution (planted by hand) is None: it must not stop the
+    /// archive.
+    pub async fn archive_take(&self, limit: usize) -> Result<Vec<Option<Execution>>> {
         let k = self.keys();
-        let ids: Vec<String> = redis::cmd("LRANGE")
+        let entries: Vec<String> = redis::cmd("LRANGE")
             .arg(k.archive())
             .arg(0)
             .arg(limit.max(1) - 1)
@@ -49,19 +45,7 @@ impl RedisStore {
                 Some("WRONGTYPE") => Error::Corrupt { key: k.archive(), reason: "not a list".into() },
                 _ => Error::from(e),
             })?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = ids.iter().map(|i| k.exec(i)).collect();
-        let jsons: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut self.conn()).await?;
-        Ok(ids
-            .into_iter()
-            .zip(jsons)
-            .map(|(id, json)| {
-                let e = json.and_then(|j| decode::<Execution>(&j, &k.exec(&id)).ok()).filter(|e| e.id == id);
-                (id, e)
-            })
-            .collect())
+        Ok(entries.iter().map(|json| decode::<Execution>(json, &k.archive()).ok()).collect())
     }
 
     /// Drops the outbox's first `n` entries, stored by the caller, if `holder` still holds the

@@ -29,7 +29,6 @@ use redis::{AsyncCommands, Script};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
-pub use self::archive::Archived;
 use self::batcher::{batched, Batcher};
 use self::relay::relay_changes;
 use self::topology::{Conn, Topology};
