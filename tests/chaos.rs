@@ -6,6 +6,11 @@
 //! that kill a process in the fire protocol's narrow windows. Every handler run is written to a side
 //! log by the handler itself; `checker` compares it with rota's records and the fault log.
 //!
+//! On one Redis the nodes also archive their history to a real PostgreSQL (`history_postgres`),
+//! which a fault stops and restarts, and the archiver is killed between its commit and its trim (a
+//! failpoint); after the run every final record Redis holds must be in PostgreSQL in the same state,
+//! and the checker judges the capped jobs by their records, which the history store keeps whole.
+//!
 //! The same profile runs on three Redis deployments: one Redis (`chaos_profile`); a Redis Cluster
 //! of 3 primaries and 3 replicas (`chaos_profile_on_redis_cluster`); a primary, two replicas and three
 //! Sentinels (`chaos_profile_on_sentinel`). On the last two every Redis persists with AOF, the nodes
@@ -30,6 +35,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use checker::{Fault, History, JobInfo, Record, Run};
+use common::postgres::PostgresServer;
 use common::{Backend, RedisCluster, RedisSentinels, RedisServer, TestNode};
 use proxy::{Mode, Proxy};
 use rand::{Rng, SeedableRng};
@@ -138,6 +144,8 @@ struct Cluster {
     /// Workers per node, sized to the workload (see `workers_for`).
     workers: String,
     redis: Redis,
+    /// The history store (one Redis only): every node archives to it.
+    history: Option<PostgresServer>,
     slots: Vec<Slot>,
     sidelog: PathBuf,
     _dir: tempfile::TempDir,
@@ -166,8 +174,17 @@ impl Cluster {
                 old_logs: String::new(),
             });
         }
-        let mut c =
-            Cluster { workers: workers.to_string(), redis, slots, sidelog, _dir: dir, http: reqwest::Client::new() };
+        // On one Redis the nodes also keep their history in PostgreSQL, which the faults hit too.
+        let history = matches!(redis, Redis::Single(_)).then(|| tokio::task::block_in_place(PostgresServer::start));
+        let mut c = Cluster {
+            workers: workers.to_string(),
+            redis,
+            history,
+            slots,
+            sidelog,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        };
         for i in 0..NODES {
             c.spawn(i).await;
         }
@@ -204,6 +221,10 @@ impl Cluster {
         };
         if !matches!(self.redis, Redis::Single(_)) {
             args.extend(["--redis-wait-replicas", "1"]);
+        }
+        let pg = self.history.as_ref().map(|p| p.url()).unwrap_or_default();
+        if self.history.is_some() {
+            args.extend(["--history-postgres", pg.as_str()]);
         }
         let sidelog = self.sidelog.to_string_lossy().to_string();
         // Mixed capabilities: only the first two nodes have `sidelog_picky` (see `workload`).
@@ -247,6 +268,65 @@ impl Cluster {
 
     async fn wait_master(&self) -> (usize, u64) {
         common::eventually(Duration::from_secs(30), "a master", || self.master()).await
+    }
+
+    /// The node holding the history archive's lease (one Redis only).
+    fn archiver(&self) -> Option<usize> {
+        let Redis::Single(r) = &self.redis else { return None };
+        let key = rota::store::keys::Keys::new("rota", "default").archive_lease();
+        let holder: String = common::redis_cmd(r.port, &["GET", &key])?;
+        self.slots.iter().position(|s| holder.starts_with(&format!("{}:", s.id)))
+    }
+
+    /// With a history store: every execution record Redis holds in a final state, of a fire
+    /// scheduled before `until`, must reach PostgreSQL in the same state (waited for up to a
+    /// minute: the archiver takes the outbox every quarter second, and the jobs go on firing).
+    /// Violations, one per record.
+    fn archive_violations(&self, until: i64) -> Vec<String> {
+        let (Redis::Single(r), Some(pg)) = (&self.redis, &self.history) else { return Vec::new() };
+        let keys = rota::store::keys::Keys::new("rota", "default");
+        let ids: Vec<String> = common::redis_cmd(r.port, &["ZRANGE", &keys.execs(), "0", "-1"]).unwrap_or_default();
+        let mut want: BTreeMap<String, String> = BTreeMap::new();
+        for chunk in ids.chunks(500) {
+            let mut args = vec!["MGET".to_string()];
+            args.extend(chunk.iter().map(|id| keys.exec(id)));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let recs: Vec<Option<String>> = common::redis_cmd(r.port, &refs).unwrap_or_default();
+            for (id, rec) in chunk.iter().zip(recs) {
+                let Some(j) = rec.and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok()) else { continue };
+                let state = j.get("state").and_then(|s| s.as_str()).unwrap_or_default().to_string();
+                let sched = j.get("scheduled_ms").and_then(|s| s.as_i64()).unwrap_or(i64::MAX);
+                if sched < until && !matches!(state.as_str(), "pending" | "running") {
+                    want.insert(id.clone(), state);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        for _ in 0..120 {
+            let archived: HashMap<String, String> = pg
+                .psql("rota", "SELECT id || ' ' || state FROM rota_executions")
+                .lines()
+                .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+                .collect();
+            missing = want
+                .iter()
+                .filter_map(|(id, state)| match archived.get(id) {
+                    None => Some(format!("history: {id} ({state}) is in Redis but not in PostgreSQL")),
+                    Some(s) if s != state => Some(format!("history: {id} is {state} in Redis, {s} in PostgreSQL")),
+                    Some(_) => None,
+                })
+                .collect();
+            if missing.is_empty() {
+                tracing_line(&format!(
+                    "history: all {} final records in Redis are in PostgreSQL ({} rows)",
+                    want.len(),
+                    archived.len()
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        missing
     }
 
     fn kill(&mut self, i: usize) -> i64 {
@@ -364,6 +444,17 @@ impl Runner {
                 };
                 self.record(kind, None, at, None, true, epoch);
             }
+            "restart_postgres" => {
+                // The history store down (immediate shutdown, as a crash) for a while: fires go on,
+                // the outbox keeps their records, the archive catches up. Never explains a run.
+                let down = self.rng.random_range(300..3000);
+                if let Some(pg) = self.cluster.history.as_mut() {
+                    tokio::task::block_in_place(|| pg.stop());
+                    tokio::time::sleep(Duration::from_millis(down)).await;
+                    tokio::task::block_in_place(|| pg.restart());
+                }
+                self.record(kind, None, at, None, false, epoch);
+            }
             "lost_reply" => {
                 // A committed script's reply thrown away, some of the time, for a few seconds: the
                 // caller must treat the error as "maybe done" and never run or record twice. Never
@@ -410,6 +501,7 @@ impl Runner {
                 let i = match point {
                     "after_claim" => m,
                     "after_accept" => self.pick_other(m),
+                    "history_after_store" => self.cluster.archiver().unwrap_or(m),
                     _ => self.rng.random_range(0..NODES),
                 };
                 let url = format!("http://127.0.0.1:{}/failpoints/{point}", self.cluster.slots[i].metrics);
@@ -583,7 +675,13 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
         epoch_seen: Default::default(),
         crashes: Vec::new(),
     };
-    let (jobs, infos) = workload(n_jobs);
+    let (jobs, mut infos) = workload(n_jobs);
+    if runner.cluster.history.is_some() {
+        // Their records are all in the history store: judged by them, like every other job.
+        for i in &mut infos {
+            i.keep_last = None;
+        }
+    }
     let mut c = runner.cluster.client().await.expect("client");
     for j in jobs {
         c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put job");
@@ -632,6 +730,9 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
     if !matches!(runner.cluster.redis, Redis::Single(_)) {
         kinds.extend(["restart_redis"; 3]);
     }
+    if runner.cluster.history.is_some() {
+        kinds.push("restart_postgres");
+    }
     while now_ms() < fault_end {
         let kind = kinds[runner.rng.random_range(0..kinds.len())];
         runner.inject(kind).await;
@@ -658,6 +759,14 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
     }
     stop.cancel();
     let _ = poll.await;
+    // With a history store the listing reads PostgreSQL too: once the archive has caught up, a
+    // capped job's records are all there again.
+    let mut archive = Vec::new();
+    if runner.cluster.history.is_some() {
+        archive = tokio::task::block_in_place(|| runner.cluster.archive_violations(window.1));
+        let mut c = runner.cluster.client().await.expect("client");
+        recs = records(&mut c).await;
+    }
     let runs = read_sidelog(&runner.cluster.sidelog);
     let masters = runner.masters.lock().expect("masters").clone();
     let history = History {
@@ -671,6 +780,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
     };
     let mut report = checker::check(&history);
     report.violations.append(&mut runner.crashes);
+    report.violations.append(&mut archive);
     let summary = summary(topology, seed, secs, n_jobs, &history, &report);
     println!("{}", serde_json::to_string(&summary).expect("json"));
     println!("{}", table(&summary));

@@ -303,8 +303,10 @@ fn is_terminal(state: &str) -> bool {
 /// A fault that hit `node` (or Redis) between `start` and `end` (open end: any later fault).
 fn fault_during<'a>(h: &'a History, node: &str, start: i64, end: Option<i64>) -> Option<&'a Fault> {
     h.faults.iter().find(|f| {
-        // A lost reply never explains an extra run: every script is safe to call again.
+        // A lost reply never explains an extra run: every script is safe to call again. Nor does
+        // the history store going down: it is off the fire's path.
         !f.kind.starts_with("lost_reply")
+            && f.kind != "restart_postgres"
             && f.node.as_deref().is_none_or(|n| n == node)
             && f.at_ms <= end.map_or(i64::MAX, |e| e + SLACK_MS)
             && f.until_ms.max(f.dead_ms.unwrap_or(0)) + SLACK_MS >= start
