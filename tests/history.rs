@@ -211,3 +211,55 @@ async fn bad_history_settings_are_refused_naming_the_key() {
         assert!(!text.contains("pw-3321"), "{args:?}: {text}");
     }
 }
+
+/// The archiving node dies right after PostgreSQL committed a batch and before it trimmed the
+/// outbox (failpoint `history_after_store`): the other node takes the lease and stores that batch
+/// again, as the same rows; nothing is lost or stored twice.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn an_archiver_killed_between_commit_and_trim_stores_nothing_twice() {
+    let redis = RedisServer::start();
+    let pg = PostgresServer::start();
+    let b = Backend::Redis(redis.url());
+    let ports = [common::free_port(), common::free_port()];
+    let mut nodes = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let metrics = format!("127.0.0.1:{port}");
+        let args = ["--history-postgres", &pg.url(), "--metrics-listen", &metrics];
+        nodes.push(TestNode::start(&b, &format!("n{}", i + 1), &args).await);
+    }
+    for j in ["a", "b"] {
+        put(&nodes[0], j, 0).await;
+    }
+    eventually(WAIT, "archiving", || async { (archived(&pg, "a") >= 1).then_some(()) }).await;
+    let holder: String = common::redis_cmd(redis.port, &["GET", &format!("{TAG}:archive:lease")]).expect("a holder");
+    let i = nodes.iter().position(|n| holder.starts_with(&format!("{}:", n.node_id))).expect("holder is a node");
+    let url = format!("http://127.0.0.1:{}/failpoints/history_after_store", ports[i]);
+    let r = reqwest::Client::new().put(&url).body("1*return").send().await.expect("arm");
+    assert!(r.status().is_success(), "{}", r.status());
+    eventually(WAIT, "the archiver dies after its commit", || {
+        let exited = nodes[i].exited();
+        async move { exited.then_some(()) }
+    })
+    .await;
+    let mut c = nodes[1 - i].client().await;
+    for j in ["a", "b"] {
+        c.pause_job(pb::PauseJobRequest { id: j.into() }).await.expect("pause");
+    }
+    eventually(WAIT, "the other node drains the outbox", || async {
+        let n: Option<i64> = common::redis_cmd(redis.port, &["LLEN", &format!("{TAG}:archive")]);
+        (n == Some(0)).then_some(())
+    })
+    .await;
+    let ids: Vec<String> = common::redis_cmd(redis.port, &["ZRANGE", &format!("{TAG}:execs"), "0", "-1"]).expect("ids");
+    let rows = pg.psql("rota", "SELECT id FROM rota_executions");
+    let stored: BTreeSet<&str> = rows.lines().collect();
+    assert_eq!(stored.len(), rows.lines().count(), "a row stored twice");
+    for id in &ids {
+        let rec: Option<String> = common::redis_cmd(redis.port, &["GET", &format!("{TAG}:exec:{id}")]);
+        if rec.is_some_and(|r| !r.contains("\"state\":\"pending\"") && !r.contains("\"state\":\"running\"")) {
+            assert!(stored.contains(id.as_str()), "{id} is final in Redis but not archived");
+        }
+    }
+    assert!(nodes[i].log().contains("history_after_store"), "the failpoint was not what stopped it");
+}
