@@ -63,9 +63,11 @@ impl ExecState {
 }
 
 /// One attempt at a fire. Stored as JSON; `id` is a UUIDv7 so ids sort by creation time.
-/// `stderr`, `start_ms` and `end_ms` are left out of the JSON when empty (every retained record is
-/// Redis memory). `error`, `output` and `manual` are always written: a node of the previous release
-/// requires them, and in a rolling upgrade it reads records the new nodes write.
+/// Empty fields are left out of the JSON (every retained record is Redis memory): `stderr`,
+/// `start_ms`, `end_ms`, `next_attempt_ms` always were; `error`, `output` and `manual` are since
+/// issue 14's history store (about 38 bytes a record), because the release before this one already
+/// reads them as empty when absent. A rolling upgrade must therefore come from that release (or
+/// later), not from an older one, which required them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     pub id: String,
@@ -79,17 +81,17 @@ pub struct Execution {
     pub node_id: String,
     pub attempt: u32,
     pub state: ExecState,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
     /// What the run printed (shell: stdout; http: the response body), capped.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output: String,
     /// What the run printed on standard error (shell), capped; kept apart from `output` so a
     /// failure's cause is not buried in the program's normal output. Empty in records made before
     /// it existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
     pub epoch: u64,
     /// Set while the fire will be tried again after this execution: a failed or timed-out attempt
@@ -282,6 +284,24 @@ pub fn truncate_utf8(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Empty fields are not stored, and a record in the older form (every field written) still
+    /// reads the same.
+    #[test]
+    fn a_record_leaves_its_empty_fields_out_and_reads_the_older_form() {
+        let mut e = Execution::pending("j", scheduled_fire_id("j", 1000), 1000, "n1", 1);
+        e.state = ExecState::Succeeded;
+        let json = serde_json::to_string(&e).expect("json");
+        for absent in ["error", "output", "manual", "stderr", "start_ms", "end_ms", "next_attempt_ms"] {
+            assert!(!json.contains(&format!("\"{absent}\"")), "{absent} in {json}");
+        }
+        assert_eq!(serde_json::from_str::<Execution>(&json).expect("read"), e);
+        let older = json.replacen('{', "{\"error\":\"\",\"output\":\"\",\"manual\":false,", 1);
+        assert_eq!(serde_json::from_str::<Execution>(&older).expect("read the older form"), e);
+        let mut m = e.clone();
+        (m.manual, m.error) = (true, "boom".into());
+        assert_eq!(serde_json::from_str::<Execution>(&serde_json::to_string(&m).expect("json")).expect("read"), m);
+    }
 
     #[test]
     fn id_floor_orders_like_ids() {

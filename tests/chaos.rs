@@ -153,9 +153,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// `aof`: Redis persists every write (AOF, fsync always); otherwise it keeps nothing across a
-    /// restart (one Redis only).
-    async fn start(redis: Redis, workers: usize) -> Cluster {
+    /// `history`: on one Redis, the nodes also archive to a PostgreSQL of their own.
+    async fn start(redis: Redis, workers: usize, history: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let sidelog = dir.path().join("sidelog.tsv");
         let mut slots = Vec::new();
@@ -175,7 +174,8 @@ impl Cluster {
             });
         }
         // On one Redis the nodes also keep their history in PostgreSQL, which the faults hit too.
-        let history = matches!(redis, Redis::Single(_)).then(|| tokio::task::block_in_place(PostgresServer::start));
+        let history =
+            (history && matches!(redis, Redis::Single(_))).then(|| tokio::task::block_in_place(PostgresServer::start));
         let mut c = Cluster {
             workers: workers.to_string(),
             redis,
@@ -666,7 +666,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
     tracing_line(&format!(
         "{topology}: seed {seed}, {secs} s of faults, {n_jobs} jobs (replay: ROTA_CHAOS_SEED={seed})"
     ));
-    let cluster = Cluster::start(redis, workers_for(n_jobs)).await;
+    let cluster = Cluster::start(redis, workers_for(n_jobs), true).await;
     let mut runner = Runner {
         cluster,
         rng: rand::rngs::StdRng::seed_from_u64(seed),
@@ -779,6 +779,9 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
         late_bound_ms: 5000,
     };
     let mut report = checker::check(&history);
+    for line in &report.redis_explained {
+        tracing_line(&format!("explained by a Redis fault alone: {line}"));
+    }
     report.violations.append(&mut runner.crashes);
     report.violations.append(&mut archive);
     let summary = summary(topology, seed, secs, n_jobs, &history, &report);
@@ -839,6 +842,7 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "skipped_by_lock": r.skipped_by_lock,
         "lost_by_policy": r.lost_by_policy,
         "explained_extra_runs": r.explained_extra_runs,
+        "explained_by_redis_alone": r.explained_by_redis_alone,
         "lost": r.lost,
         "duplicated": r.duplicated,
         "stale_epoch": r.stale_epoch,
@@ -871,7 +875,8 @@ fn table(s: &serde_json::Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_without_persistence() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(Redis::Single(RedisServer::start()), 8).await;
+    // Without the history store: what a wipe loses when Redis is all there is.
+    let mut cluster = Cluster::start(Redis::Single(RedisServer::start()), 8, false).await;
     let (jobs, infos) = workload(20);
     let infos: Vec<JobInfo> = infos.into_iter().filter(|j| j.period_s == 1 && !j.forbid && !j.master_only).collect();
     let jobs: Vec<pb::Job> = jobs.into_iter().filter(|j| infos.iter().any(|i| i.id == j.id)).collect();

@@ -210,7 +210,7 @@ async fn executions_list_newest_first_with_filters_and_pages(s: Arc<dyn Store>) 
         let job = if i % 2 == 0 { "even" } else { "odd" };
         let mut e = Execution::pending(job, scheduled_fire_id(job, i), i, "n1", 1);
         e.state = if i == 3 { ExecState::Failed } else { ExecState::Succeeded };
-        s.create_execution(&e).await.expect("create");
+        assert!(s.create_execution(&e).await.expect("create"));
         ids.push(e.id);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -840,6 +840,11 @@ async fn a_terminal_record_is_never_reopened(s: Arc<dyn Store>) {
     lost.state = ExecState::Lost;
     s.finish_execution(&lost, false).await.expect("finish");
     assert!(!s.update_execution(&e).await.expect("update"), "a closed record is not reopened");
+    // A retry's record written after the reaper closed that attempt (its node was judged dead
+    // during the backoff) leaves the reaper's record as it is.
+    let mut retry = e.clone();
+    retry.state = ExecState::Pending;
+    assert!(!s.create_execution(&retry).await.expect("create"), "a closed record is not overwritten");
     let got = s.get_execution(&e.id).await.expect("get").expect("exists");
     assert_eq!(got.state, ExecState::Lost);
 }
@@ -981,7 +986,7 @@ async fn redis_final_records_go_on_the_archive_outbox_while_a_node_archives() {
     want.push(e.id.clone());
     // A recorded outcome (the reaper's `lost`): its id; an open record's update: nothing.
     let mut open = Execution::pending("j", "j@9000".into(), 9000, "n1", 1);
-    s.create_execution(&open).await.expect("create");
+    assert!(s.create_execution(&open).await.expect("create"));
     open.state = ExecState::Running;
     assert!(s.update_execution(&open).await.expect("update"));
     open.state = ExecState::Lost;

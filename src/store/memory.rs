@@ -806,20 +806,20 @@ impl FireStore for MemoryStore {
 
 #[async_trait]
 impl ExecStore for MemoryStore {
-    async fn create_execution(&self, exec: &Execution) -> Result<()> {
-        self.lock()?.insert_exec(exec, self.retention_ms, now_ms());
-        self.announce(exec);
-        Ok(())
-    }
-
-    async fn update_execution(&self, exec: &Execution) -> Result<bool> {
+    async fn create_execution(&self, exec: &Execution) -> Result<bool> {
         {
-            let st = self.lock()?;
+            let mut st = self.lock()?;
             if st.execs.get(&exec.id).is_some_and(|(e, _)| e.state.is_terminal()) {
                 return Ok(false);
             }
+            st.insert_exec(exec, self.retention_ms, now_ms());
         }
-        self.create_execution(exec).await.map(|()| true)
+        self.announce(exec);
+        Ok(true)
+    }
+
+    async fn update_execution(&self, exec: &Execution) -> Result<bool> {
+        self.create_execution(exec).await
     }
 
     async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {

@@ -712,8 +712,10 @@ pub trait FireStore: Send + Sync {
 /// Execution records (one per attempt), their listing, and the stream of their changes.
 #[async_trait]
 pub trait ExecStore: Send + Sync {
-    /// Writes a new execution record (a retry attempt).
-    async fn create_execution(&self, exec: &Execution) -> Result<()>;
+    /// Writes a new execution record (a retry attempt). False, and nothing written, when a record
+    /// with this id is already final: the fire's owner was declared dead during the retry's backoff
+    /// and the reaper recorded the attempt `lost`, which must stay (the caller must not run it).
+    async fn create_execution(&self, exec: &Execution) -> Result<bool>;
     /// Overwrites an open (pending or running) execution record and announces the change to
     /// watchers. False, and nothing written, when the record is already terminal: the fire was
     /// recovered elsewhere (e.g. recorded lost by the reaper while this node was paused), and the

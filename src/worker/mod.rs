@@ -657,9 +657,18 @@ impl Worker {
                     return;
                 }
             }
-            if let Err(e) = self.store.create_execution(&next).await {
-                tracing::error!(error = %e, "cannot record retry; the rescan resumes the fire");
-                return;
+            match self.store.create_execution(&next).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // The reaper closed this attempt meanwhile (this node was judged dead during
+                    // the backoff): its record stays, and the retry does not run here.
+                    tracing::warn!(execution = %next.id, "not retrying: the attempt was recorded elsewhere meanwhile");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record retry; the rescan resumes the fire");
+                    return;
+                }
             }
             exec = next;
         }

@@ -96,6 +96,12 @@ pub struct Report {
     pub skipped_by_lock: usize,
     pub lost_by_policy: usize,
     pub explained_extra_runs: usize,
+    /// Of those, explained by a Redis fault alone (no fault on the run's node): a Redis fault has
+    /// no node, so it explains a run anywhere while it lasts; these are listed apart
+    /// (`redis_explained`) so a strict-mode run, where a failover should undo nothing, can be
+    /// looked at.
+    pub explained_by_redis_alone: usize,
+    pub redis_explained: Vec<String>,
     pub lost: usize,
     pub duplicated: usize,
     pub stale_epoch: usize,
@@ -260,8 +266,12 @@ fn check_fire(
 /// A run beyond a fire's one successful run: explained by a fault that hit its node (or Redis)
 /// while it ran, or a duplicate (`what` says what makes it extra).
 fn extra_run(h: &History, r: &mut Report, fire: &str, run: &Run, what: &str) {
-    if fault_during(h, &run.node, run.start_ms, run.end_ms).is_some() {
+    if let Some(f) = fault_during(h, &run.node, run.start_ms, run.end_ms) {
         r.explained_extra_runs += 1;
+        if f.node.is_none() {
+            r.explained_by_redis_alone += 1;
+            r.redis_explained.push(format!("{fire}: run {} on {} {what}, during {}", run.exec, run.node, f.kind));
+        }
     } else {
         r.duplicated += 1;
         r.violations.push(format!("{fire}: run {} on {} {what} with no fault to explain it", run.exec, run.node));
@@ -300,17 +310,21 @@ fn is_terminal(state: &str) -> bool {
     !matches!(state, "pending" | "running" | "dispatching" | "queued" | "")
 }
 
-/// A fault that hit `node` (or Redis) between `start` and `end` (open end: any later fault).
+/// A fault that hit `node` (or else Redis) between `start` and `end` (open end: any later fault).
 fn fault_during<'a>(h: &'a History, node: &str, start: i64, end: Option<i64>) -> Option<&'a Fault> {
-    h.faults.iter().find(|f| {
+    let during = |f: &&Fault| {
         // A lost reply never explains an extra run: every script is safe to call again. Nor does
         // the history store going down: it is off the fire's path.
         !f.kind.starts_with("lost_reply")
             && f.kind != "restart_postgres"
-            && f.node.as_deref().is_none_or(|n| n == node)
             && f.at_ms <= end.map_or(i64::MAX, |e| e + SLACK_MS)
             && f.until_ms.max(f.dead_ms.unwrap_or(0)) + SLACK_MS >= start
-    })
+    };
+    h.faults
+        .iter()
+        .filter(during)
+        .find(|f| f.node.as_deref() == Some(node))
+        .or_else(|| h.faults.iter().filter(during).find(|f| f.node.is_none()))
 }
 
 fn check_epochs(r: &mut Report, job: &JobInfo, runs: &mut [&Run]) {

@@ -978,8 +978,8 @@ impl FireStore for RedisStore {
 
 #[async_trait]
 impl ExecStore for RedisStore {
-    async fn create_execution(&self, exec: &Execution) -> Result<()> {
-        self.save(exec, false).await
+    async fn create_execution(&self, exec: &Execution) -> Result<bool> {
+        self.save_if(exec, false, true).await
     }
 
     async fn update_execution(&self, exec: &Execution) -> Result<bool> {
