@@ -87,6 +87,10 @@ pub struct History {
     pub window: (i64, i64),
     /// A first attempt starting later than this after its scheduled instant counts as late.
     pub late_bound_ms: i64,
+    /// Whether a Redis fault (no node) may explain an extra run anywhere while it lasts. Not in
+    /// strict mode (`redis_wait_replicas`): there a failover undoes no acknowledged write, so an
+    /// extra run needs a fault on its own node.
+    pub redis_faults_explain: bool,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -324,7 +328,7 @@ fn fault_during<'a>(h: &'a History, node: &str, start: i64, end: Option<i64>) ->
         .iter()
         .filter(during)
         .find(|f| f.node.as_deref() == Some(node))
-        .or_else(|| h.faults.iter().filter(during).find(|f| f.node.is_none()))
+        .or_else(|| h.faults.iter().filter(during).find(|f| f.node.is_none() && h.redis_faults_explain))
 }
 
 fn check_epochs(r: &mut Report, job: &JobInfo, runs: &mut [&Run]) {
@@ -467,6 +471,7 @@ mod tests {
             masters: [(99_000, ("n1".to_string(), 99_100)), (104_900, ("n2".to_string(), 105_000))].into(),
             window: (100_000, 110_000),
             late_bound_ms: 5000,
+            redis_faults_explain: true,
         }
     }
 
@@ -684,6 +689,32 @@ mod tests {
         let explained = check(&h);
         assert!(explained.violations.is_empty(), "{:?}", explained.violations);
         assert_eq!(explained.explained_extra_runs, 1);
+    }
+
+    /// A Redis fault (no node) explains an extra run only where a failover may undo writes: in
+    /// strict mode it does not, and the run is a duplicate.
+    #[test]
+    fn in_strict_mode_a_redis_fault_alone_explains_no_extra_run() {
+        let mut h = clean();
+        let mut dead = run("a", 104, "a104-dead", "n3", 99_000, 0);
+        dead.end_ms = None;
+        h.records.push(rec(&dead, "lost"));
+        h.runs.push(dead);
+        h.faults.push(Fault {
+            kind: "failover_redis".into(),
+            node: None,
+            at_ms: 104_010,
+            until_ms: 106_000,
+            dead_ms: None,
+            was_master: true,
+            epoch_before: 1,
+        });
+        let lenient = check(&h);
+        assert!(lenient.violations.is_empty(), "{:?}", lenient.violations);
+        assert_eq!(lenient.explained_by_redis_alone, 1);
+        h.redis_faults_explain = false;
+        let strict = check(&h);
+        assert_eq!(strict.duplicated, 1, "{:?}", strict.violations);
     }
 
     #[test]
