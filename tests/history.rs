@@ -263,3 +263,25 @@ async fn an_archiver_killed_between_commit_and_trim_stores_nothing_twice() {
     }
     assert!(nodes[i].log().contains("history_after_store"), "the failpoint was not what stopped it");
 }
+
+/// A batch the archive takes from the outbox may hold one execution twice (a final record written
+/// again) and output PostgreSQL's text cannot hold (NUL): neither may stop the archive. The last
+/// copy wins; NUL is archived as U+FFFD.
+#[tokio::test]
+async fn a_batch_with_a_record_twice_and_nul_output_is_stored() {
+    let pg = PostgresServer::start();
+    let store = rota::history::Postgres::new(&pg.url(), "rota:t".into()).expect("url");
+    let mut first = rota::execution::Execution::pending("j", "j@1000".into(), 1000, "n1", 1);
+    first.state = rota::execution::ExecState::Failed;
+    let mut again = first.clone();
+    again.state = rota::execution::ExecState::Lost;
+    let mut nul = rota::execution::Execution::pending("j", "j@2000".into(), 2000, "n1", 1);
+    nul.state = rota::execution::ExecState::Succeeded;
+    nul.output = "a\0b".into();
+    let stored = store.store(&[first.clone(), nul.clone(), again]).await.expect("store");
+    assert_eq!((stored.written, stored.refused.len()), (2, 0), "{stored:?}");
+    let got = store.get(&first.id).await.expect("get").expect("stored");
+    assert_eq!(got.state, rota::execution::ExecState::Lost, "the last copy wins");
+    let got = store.get(&nul.id).await.expect("get").expect("stored");
+    assert_eq!(got.output, "a\u{fffd}b");
+}

@@ -49,12 +49,14 @@ impl SchedulerApi {
     /// kept (a deleted job's history stays listable and watchable). Anything else is most likely a
     /// typo, which the caller should hear about rather than get an empty list or a silent watch.
     async fn known_job(&self, id: &str) -> Result<(), Error> {
+        // Redis first: a job it knows needs no answer from the history store (which may be down).
         let probe = ExecFilter { job_id: Some(id.to_string()), limit: 1, ..ExecFilter::default() };
-        if !self.node.history.list(&probe).await?.0.is_empty() {
+        if !self.node.store.list_executions(&probe).await?.0.is_empty() {
             return Ok(());
         }
         match self.node.store.get_job(id).await {
             Ok(Some(_)) => Ok(()),
+            Ok(None) if !self.node.history.list(&probe).await?.0.is_empty() => Ok(()),
             Ok(None) => Err(Error::JobNotFound(id.to_string())),
             // A job key set aside as corrupt still names a job: its history is not this call's
             // concern (the set-aside is reported where it is found).

@@ -25,7 +25,7 @@ use crate::store::{ExecFilter, Store};
 
 pub use self::postgres::Postgres;
 
-/// Records per archiver batch (one LRANGE + MGET, one INSERT).
+/// Records per archiver batch (one LRANGE, one INSERT).
 const BATCH: usize = 500;
 /// How long the archive lease lasts; renewed every turn.
 const LEASE_TTL_MS: u64 = 10_000;
@@ -35,6 +35,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often records past `history_retention_days` are deleted (and at most how many per turn).
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const PRUNE_MAX: i64 = 10_000;
+/// Failed turns in a row after which the archiver hands the lease back (it keeps trying, and
+/// takes it again when nobody else did).
+const GIVE_UP_AFTER: u32 = 5;
 
 /// What the API reads executions through.
 pub struct History {
@@ -119,16 +122,17 @@ pub struct Archiver {
 pub async fn archive(a: Archiver, cancel: CancellationToken) {
     let Archiver { store, pg, holder, retention_days, metrics } = a;
     let mut backoff = IDLE;
+    let mut failures = 0u32;
     let mut last_prune: Option<tokio::time::Instant> = None;
     let mut warned_at: Option<tokio::time::Instant> = None;
     loop {
         let pause = match archive_turn(&store, &pg, &holder, &metrics).await {
             Ok(Turn::More) => {
-                backoff = IDLE;
+                (backoff, failures) = (IDLE, 0);
                 Duration::ZERO
             }
             Ok(Turn::Idle) => {
-                backoff = IDLE;
+                (backoff, failures) = (IDLE, 0);
                 if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                     last_prune = Some(tokio::time::Instant::now());
                     prune(&pg, retention_days).await;
@@ -137,6 +141,11 @@ pub async fn archive(a: Archiver, cancel: CancellationToken) {
             }
             Ok(Turn::NotHolder) => IDLE,
             Err(e) => {
+                failures += 1;
+                if failures == GIVE_UP_AFTER {
+                    // Maybe only this node cannot reach PostgreSQL: let another take the archive.
+                    let _ = store.archive_release(&holder).await;
+                }
                 // One warning a minute: PostgreSQL down for an hour must not fill the log.
                 if warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     warned_at = Some(tokio::time::Instant::now());
@@ -181,15 +190,21 @@ async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str, metrics: 
         return Ok(Turn::Idle);
     }
     let n = batch.len();
+    // The last entry read, so the trim can tell the outbox still starts with what was read.
+    let last = batch.last().cloned().flatten().map(|e| e.id);
     let records: Vec<Execution> = batch.into_iter().flatten().collect();
     let undecodable = n - records.len();
-    pg.store(&records).await?;
+    let stored = pg.store(&records).await?;
     fail::fail_point!("history_after_store", |_| crate::failpoints::crash("history_after_store"));
-    if !store.archive_ack(holder, n).await? {
-        // The lease passed on meanwhile: the new holder stores this batch again (the same rows).
+    if !store.archive_ack(holder, n, last.as_deref()).await? {
+        // The lease passed on meanwhile (the new holder stores this batch again: the same rows), or
+        // the outbox no longer starts with what was read (Redis lost writes): nothing trimmed.
         return Ok(Turn::NotHolder);
     }
-    metrics.history_archived.inc_by(records.len() as u64);
+    for (id, why) in &stored.refused {
+        tracing::error!(execution = %id, why = %why, "history: PostgreSQL refused this record; it is not archived");
+    }
+    metrics.history_archived.inc_by(stored.written as u64);
     if n == BATCH {
         metrics.history_backlog.set(store.archive_backlog().await.map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)));
     } else {
@@ -198,16 +213,32 @@ async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str, metrics: 
     if undecodable > 0 {
         tracing::warn!(undecodable, "history: outbox entries that are not execution records, dropped");
     }
-    tracing::debug!(stored = records.len(), "history: archived");
+    tracing::debug!(stored = stored.written, "history: archived");
     Ok(if n == BATCH { Turn::More } else { Turn::Idle })
 }
 
+/// Deletes records past the history retention, `PRUNE_MAX` at a time until none is left (a pause
+/// between rounds keeps PostgreSQL free for the archive and the reads).
 async fn prune(pg: &Postgres, retention_days: u32) {
-    let floor_ms = crate::store::now_ms() - i64::from(retention_days) * 86_400_000;
-    match pg.prune(&crate::execution::id_floor(floor_ms), PRUNE_MAX).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(deleted = n, "history: records past retention deleted"),
-        Err(e) => tracing::warn!(error = %e, "history: cannot delete records past retention"),
+    let floor = crate::execution::id_floor(crate::store::now_ms() - i64::from(retention_days) * 86_400_000);
+    let mut deleted = 0u64;
+    loop {
+        match pg.prune(&floor, PRUNE_MAX).await {
+            Ok(n) => {
+                deleted += n;
+                if n < PRUNE_MAX as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "history: cannot delete records past retention");
+                break;
+            }
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(deleted, "history: records past retention deleted");
     }
 }
 

@@ -19,6 +19,15 @@ const MIGRATIONS: [(i32, &str); 1] = [(1, include_str!("../../migrations/postgre
 /// Any fixed number: the advisory lock that serializes migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x726f_7461_6869_7374; // "rotahist"
 
+/// How long one statement may take: a PostgreSQL that stops answering (a black-holed network)
+/// must not hold the archive and every read forever.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `f`, or None when it takes longer than `QUERY_TIMEOUT`.
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(QUERY_TIMEOUT, f).await.ok()
+}
+
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -77,6 +86,13 @@ impl Postgres {
         Ok(slot)
     }
 
+    /// A statement that did not answer within `QUERY_TIMEOUT`: the connection is dropped (the next
+    /// call connects again).
+    fn timed_out(slot: &mut Option<Client>) -> Error {
+        *slot = None;
+        Error::unavailable(format!("history store (PostgreSQL): no answer within {} s", QUERY_TIMEOUT.as_secs()))
+    }
+
     /// A query's result; a failure that is not the server refusing the statement drops the
     /// connection, so the next call connects again.
     fn settle<T>(slot: &mut Option<Client>, what: &str, r: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
@@ -92,46 +108,86 @@ impl Postgres {
     pub async fn ping(&self) -> Result<()> {
         let mut slot = self.client().await?;
         let r = match slot.as_ref() {
-            Some(c) => c.simple_query("SELECT 1").await.map(|_| ()),
+            Some(c) => match bounded(c.simple_query("SELECT 1")).await {
+                Some(r) => r.map(|_| ()),
+                None => return Err(Self::timed_out(&mut slot)),
+            },
             None => return Err(Error::unavailable("history store: no connection")),
         };
         Self::settle(&mut slot, "ping", r)
     }
 
-    /// Writes `records` in one statement; a record already stored is replaced (the archiver may
-    /// store a batch twice: after a crash between this and its acknowledgement in Redis).
-    pub async fn store(&self, records: &[Execution]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
+    /// Stores a batch of outbox entries (in write order): one statement for the batch; a record
+    /// already stored is replaced (the archiver may store a batch twice, after a crash between this
+    /// and its acknowledgement in Redis). Of an id written twice in the batch (a final record
+    /// overwritten in a final state), the last copy. When PostgreSQL refuses the batch for its
+    /// data (SQLSTATE classes 21, 22, 23), the rows are stored one by one and those it refuses are
+    /// returned, so that one record can never stop the archive.
+    pub async fn store(&self, records: &[Execution]) -> Result<Stored> {
+        let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, e) in records.iter().enumerate() {
+            last.insert(e.id.as_str(), i);
+        }
+        let rows: Vec<std::borrow::Cow<'_, Execution>> = records
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| last.get(e.id.as_str()) == Some(i))
+            .map(|(_, e)| without_nul(e))
+            .collect();
+        let mut stored = Stored::default();
+        match self.insert(&rows).await? {
+            None => stored.written = rows.len(),
+            Some(_) => {
+                for row in &rows {
+                    match self.insert(std::slice::from_ref(row)).await? {
+                        None => stored.written += 1,
+                        Some(why) => stored.refused.push((row.id.clone(), why)),
+                    }
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// One INSERT of `rows`. Ok(Some(why)) when PostgreSQL refused it for its data; Err when it could
+    /// not be asked.
+    async fn insert(&self, rows: &[std::borrow::Cow<'_, Execution>]) -> Result<Option<String>> {
+        if rows.is_empty() {
+            return Ok(None);
         }
         // One array per column, for unnest: one statement whatever the batch's size.
-        let ids: Vec<&str> = records.iter().map(|e| e.id.as_str()).collect();
-        let jobs: Vec<&str> = records.iter().map(|e| e.job_id.as_str()).collect();
-        let fires: Vec<&str> = records.iter().map(|e| e.fire_id.as_str()).collect();
-        let nodes: Vec<&str> = records.iter().map(|e| e.node_id.as_str()).collect();
-        let states: Vec<&str> = records.iter().map(|e| e.state.as_str()).collect();
-        let scheduled: Vec<i64> = records.iter().map(|e| e.scheduled_ms).collect();
-        let json = records
+        let ids: Vec<&str> = rows.iter().map(|e| e.id.as_str()).collect();
+        let jobs: Vec<&str> = rows.iter().map(|e| e.job_id.as_str()).collect();
+        let fires: Vec<&str> = rows.iter().map(|e| e.fire_id.as_str()).collect();
+        let nodes: Vec<&str> = rows.iter().map(|e| e.node_id.as_str()).collect();
+        let states: Vec<&str> = rows.iter().map(|e| e.state.as_str()).collect();
+        let scheduled: Vec<i64> = rows.iter().map(|e| e.scheduled_ms).collect();
+        let json = rows
             .iter()
-            .map(serde_json::to_value)
+            .map(|e| serde_json::to_value(e.as_ref()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Corrupt { key: "history record".into(), reason: e.to_string() })?;
         let cluster = self.cluster.as_str();
         let mut slot = self.client().await?;
         let Some(c) = slot.as_ref() else { return Err(Error::unavailable("history store: no connection")) };
-        let r = c
-            .execute(
-                "INSERT INTO rota_executions (cluster, id, job_id, fire_id, node_id, state, scheduled_ms, record) \
+        let r = bounded(c.execute(
+            "INSERT INTO rota_executions (cluster, id, job_id, fire_id, node_id, state, scheduled_ms, record) \
                  SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                  $7::int8[], $8::jsonb[]) \
                  ON CONFLICT (cluster, id) DO UPDATE SET job_id = EXCLUDED.job_id, fire_id = EXCLUDED.fire_id, \
                  node_id = EXCLUDED.node_id, state = EXCLUDED.state, scheduled_ms = EXCLUDED.scheduled_ms, \
                  record = EXCLUDED.record, archived_at = now()",
-                &[&cluster, &ids, &jobs, &fires, &nodes, &states, &scheduled, &json],
-            )
-            .await
-            .map(|_| ());
-        Self::settle(&mut slot, "storing executions", r)
+            &[&cluster, &ids, &jobs, &fires, &nodes, &states, &scheduled, &json],
+        ))
+        .await;
+        let Some(r) = r else { return Err(Self::timed_out(&mut slot)) };
+        match r {
+            Ok(_) => Ok(None),
+            Err(e) if e.code().is_some_and(|c| ["21", "22", "23"].iter().any(|k| c.code().starts_with(k))) => {
+                Ok(Some(e.to_string()))
+            }
+            Err(e) => Self::settle(&mut slot, "storing executions", Err(e)),
+        }
     }
 
     /// One record by id.
@@ -140,7 +196,9 @@ impl Postgres {
         let mut slot = self.client().await?;
         let Some(c) = slot.as_ref() else { return Err(Error::unavailable("history store: no connection")) };
         let r =
-            c.query_opt("SELECT record FROM rota_executions WHERE cluster = $1 AND id = $2", &[&cluster, &id]).await;
+            bounded(c.query_opt("SELECT record FROM rota_executions WHERE cluster = $1 AND id = $2", &[&cluster, &id]))
+                .await;
+        let Some(r) = r else { return Err(Self::timed_out(&mut slot)) };
         let row = Self::settle(&mut slot, "reading an execution", r)?;
         row.map(|r| record(r.get(0))).transpose()
     }
@@ -152,28 +210,28 @@ impl Postgres {
         let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
         let mut slot = self.client().await?;
         let Some(c) = slot.as_ref() else { return Err(Error::unavailable("history store: no connection")) };
-        let r = c
-            .query(
-                "SELECT record FROM rota_executions WHERE cluster = $1 \
+        let r = bounded(c.query(
+            "SELECT record FROM rota_executions WHERE cluster = $1 \
                  AND ($2::text IS NULL OR job_id = $2) AND ($3::text IS NULL OR state = $3) \
                  AND ($4::text IS NULL OR fire_id = $4) AND ($5::text IS NULL OR node_id = $5) \
                  AND ($6::int8 IS NULL OR scheduled_ms >= $6) AND ($7::int8 IS NULL OR scheduled_ms < $7) \
                  AND ($8::text IS NULL OR id < $8) AND ($9::text IS NULL OR id >= $9) \
                  ORDER BY id DESC LIMIT $10",
-                &[
-                    &cluster,
-                    &f.job_id,
-                    &state,
-                    &f.fire_id,
-                    &f.node_id,
-                    &f.scheduled_from_ms,
-                    &f.scheduled_to_ms,
-                    &f.before,
-                    &f.not_before,
-                    &limit,
-                ],
-            )
-            .await;
+            &[
+                &cluster,
+                &f.job_id,
+                &state,
+                &f.fire_id,
+                &f.node_id,
+                &f.scheduled_from_ms,
+                &f.scheduled_to_ms,
+                &f.before,
+                &f.not_before,
+                &limit,
+            ],
+        ))
+        .await;
+        let Some(r) = r else { return Err(Self::timed_out(&mut slot)) };
         let rows = Self::settle(&mut slot, "listing executions", r)?;
         rows.into_iter().map(|r| record(r.get(0))).collect()
     }
@@ -184,15 +242,36 @@ impl Postgres {
         let cluster = self.cluster.as_str();
         let mut slot = self.client().await?;
         let Some(c) = slot.as_ref() else { return Err(Error::unavailable("history store: no connection")) };
-        let r = c
-            .execute(
-                "DELETE FROM rota_executions WHERE (cluster, id) IN \
+        let r = bounded(c.execute(
+            "DELETE FROM rota_executions WHERE (cluster, id) IN \
                  (SELECT cluster, id FROM rota_executions WHERE cluster = $1 AND id < $2 LIMIT $3)",
-                &[&cluster, &id_floor, &limit],
-            )
-            .await;
+            &[&cluster, &id_floor, &limit],
+        ))
+        .await;
+        let Some(r) = r else { return Err(Self::timed_out(&mut slot)) };
         Self::settle(&mut slot, "pruning", r)
     }
+}
+
+/// What `store` did with a batch.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub written: usize,
+    /// Records PostgreSQL refused (id, why): the caller logs them and moves on.
+    pub refused: Vec<(String, String)>,
+}
+
+/// PostgreSQL's text (and jsonb) cannot hold NUL, which a program's output may: such characters
+/// become U+FFFD in the archived copy (Redis keeps the original).
+fn without_nul(e: &Execution) -> std::borrow::Cow<'_, Execution> {
+    if !(e.output.contains('\0') || e.stderr.contains('\0') || e.error.contains('\0')) {
+        return std::borrow::Cow::Borrowed(e);
+    }
+    let mut e = e.clone();
+    for s in [&mut e.output, &mut e.stderr, &mut e.error] {
+        *s = s.replace('\0', "\u{fffd}");
+    }
+    std::borrow::Cow::Owned(e)
 }
 
 fn record(v: serde_json::Value) -> Result<Execution> {
@@ -203,15 +282,16 @@ fn record(v: serde_json::Value) -> Result<Execution> {
 /// lock (nodes starting together wait for each other instead of racing).
 async fn migrate(client: &Client) -> Result<()> {
     let m = |e| pg_error("migrating the schema", e);
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS rota_schema_migrations \
-             (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await
-        .map_err(m)?;
+    // The lock first: two nodes creating the bookkeeping table at once can collide.
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(m)?;
     let result = async {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS rota_schema_migrations \
+                 (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(m)?;
         for (version, sql) in MIGRATIONS {
             let done = client
                 .query_opt("SELECT 1 FROM rota_schema_migrations WHERE version = $1", &[&version])

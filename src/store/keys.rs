@@ -112,7 +112,7 @@ impl Keys {
     pub fn dlq(&self) -> String {
         format!("{}:dlq", self.tag)
     }
-    /// List: ids of executions written in a final state, waiting to be copied to the history store
+    /// List: copies of execution records written in a final state, waiting for the history store
     /// (PostgreSQL); pushed only while `archive_on` exists. The scripts derive this name (and
     /// `archive_on`'s) from the change channel's hash tag: `<tag>:archive`.
     pub fn archive(&self) -> String {

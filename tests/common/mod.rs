@@ -85,11 +85,23 @@ impl RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let args = args.iter().map(|a| a.to_string()).collect();
         let mut r = RedisServer { port: free_port(), child: None, dir, args, auth: auth.to_string() };
-        r.spawn();
-        r
+        // A free port can be taken by another process before redis-server binds it: then the
+        // server exits at once, and another port is tried.
+        for _ in 0..5 {
+            if r.try_spawn() {
+                return r;
+            }
+            r.port = free_port();
+        }
+        panic!("redis-server did not come up on five free ports");
     }
 
     fn spawn(&mut self) {
+        assert!(self.try_spawn(), "redis-server on port {} did not come up", self.port);
+    }
+
+    /// Starts the server on its port; false when it exited before answering (the port was taken).
+    fn try_spawn(&mut self) -> bool {
         let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let child = Command::new(&bin)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -106,11 +118,21 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
+                // Ours, not another test's server that took the port first.
+                let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+                if redis::cmd("INFO")
+                    .arg("server")
+                    .query::<String>(&mut c)
+                    .is_ok_and(|i| i.contains(&format!("process_id:{pid}\r")))
+                {
+                    return true;
                 }
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} did not come up", self.port);
+            let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited || Instant::now() >= deadline {
+                kill(&mut self.child);
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

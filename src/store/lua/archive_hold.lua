@@ -1,6 +1,6 @@
 -- The archiver's turn: take or keep the archive lease (one archiving node at a time, so that only
 -- it trims the outbox), and keep archiving on: `archive:on` tells every script writing a final
--- record to put its id on the outbox (prelude `archive`). Both last the retention: when no node
+-- record to put a copy of it on the outbox (prelude `archive`). Both last the retention: when no node
 -- archives for that long, the scripts stop pushing and the outbox expires with the records it named.
 -- KEYS[1] archive lease  KEYS[2] archive:on  KEYS[3] the outbox list
 -- ARGV[1] the holder (node:incarnation)  ARGV[2] lease ttl ms  ARGV[3] retention ms

@@ -49,12 +49,27 @@ impl RedisStore {
     }
 
     /// Drops the outbox's first `n` entries, stored by the caller, if `holder` still holds the
-    /// lease. False when it does not (another node stores them again).
-    pub async fn archive_ack(&self, holder: &str, n: usize) -> Result<bool> {
+    /// lease and the `n`-th entry is still the record `last` (its id; None: it did not decode). False
+    /// when not (another node stores them again, or Redis lost writes since they were read).
+    pub async fn archive_ack(&self, holder: &str, n: usize, last: Option<&str>) -> Result<bool> {
         let k = self.keys();
-        let r: i64 =
-            ACK.key(k.archive_lease()).key(k.archive()).arg(holder).arg(n).invoke_async(&mut self.conn()).await?;
+        let r: i64 = ACK
+            .key(k.archive_lease())
+            .key(k.archive())
+            .arg(holder)
+            .arg(n)
+            .arg(last.unwrap_or(""))
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(r == 1)
+    }
+
+    /// Hands the archive lease back, if `holder` holds it.
+    pub async fn archive_release(&self, holder: &str) -> Result<()> {
+        let k = self.keys();
+        // The master lease's release serves as is: delete the key if it holds the caller's value.
+        let _: i64 = super::LEASE_RELEASE.key(k.archive_lease()).arg(holder).invoke_async(&mut self.conn()).await?;
+        Ok(())
     }
 
     /// How many entries wait in the outbox.

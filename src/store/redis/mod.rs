@@ -51,7 +51,7 @@ static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lu
 static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lease_acquire.lua")));
 /// Renews the lease and a forbid job's lock alike (compare-and-PEXPIRE).
 static RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/renew.lua")));
-static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lease_release.lua")));
+pub(super) static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lease_release.lua")));
 static REGISTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/register.lua")));
 static BEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/beat.lua")));
 static ACCEPT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/accept.lua")));
