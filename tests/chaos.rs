@@ -719,7 +719,19 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
                     {
                         let r = r.into_inner();
                         if r.epoch > 0 && !r.master_id.is_empty() {
-                            masters.lock().expect("masters").entry(r.epoch).or_insert((r.master_id, now_ms()));
+                            let mut m = masters.lock().expect("masters");
+                            m.entry(r.epoch).or_insert((r.master_id, now_ms()));
+                            // A lease with a higher epoch seen earlier, while this lower one is
+                            // still the store's: it was issued by a Redis primary whose writes
+                            // were then lost (a killed primary restarted with its old data takes
+                            // writes until the Sentinels demote it). Epochs only rise on the real
+                            // store, so that lease never held: it does not count as a master.
+                            let zombies: Vec<u64> = m.range(r.epoch + 1..).map(|(e, _)| *e).collect();
+                            for z in zombies {
+                                if let Some((node, at)) = m.remove(&z) {
+                                    eprintln!("[chaos {}] epoch {z} of {node} (seen at {at}) was lost with its Redis primary: {} is still the store's", now_ms(), r.epoch);
+                                }
+                            }
                             seen.fetch_max(r.epoch, std::sync::atomic::Ordering::SeqCst);
                         }
                         break;
