@@ -258,7 +258,7 @@ impl Node {
         let archive = match &config.history_postgres {
             Some(url) => {
                 let cluster = format!("{}:{}", config.redis_prefix, config.cluster);
-                Some((Arc::new(Postgres::new(url, cluster.clone())?), Arc::new(Postgres::new(url, cluster)?)))
+                Some((Postgres::new(url, cluster.clone())?, Arc::new(Postgres::new(url, cluster)?)))
             }
             None => None,
         };

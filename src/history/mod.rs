@@ -66,26 +66,23 @@ impl History {
     pub async fn list(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
         let hot = self.store.list_executions(f).await?;
         let Some(pg) = &self.archive else { return Ok(hot) };
-        let cold = pg.list(f).await?;
-        let cold_full = cold.len() >= f.limit;
-        Ok(merge(hot, cold, cold_full, f.limit))
+        Ok(merge(hot, pg.list(f).await?, f.limit))
     }
 }
 
 /// One page of the union of two listings of the same filter below the same cursor, each newest
 /// first: `hot` (Redis: its page, and its token when it stopped early or filled the page) and
-/// `cold` (the history store: at most `limit`, `cold_full` when it may have more). Each listing is
+/// `cold` (the history store: at most `limit`; when full, it may have more). Each listing is
 /// complete only down to where it stopped (its token, or its last record when full), so the page
 /// holds only records at or above the higher of those floors, with a token just below it; a record
 /// in both is taken from Redis once.
 fn merge(
     hot: (Vec<Execution>, Option<String>),
     cold: Vec<Execution>,
-    cold_full: bool,
     limit: usize,
 ) -> (Vec<Execution>, Option<String>) {
     let (hot, hot_next) = hot;
-    let cold_floor = if cold_full { cold.last().map(|e| e.id.clone()) } else { None };
+    let cold_floor = if cold.len() >= limit { cold.last().map(|e| e.id.clone()) } else { None };
     let floor = match (hot_next, cold_floor) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -109,7 +106,7 @@ fn merge(
 pub struct Archiver {
     pub store: Arc<RedisStore>,
     /// Its own connection (the API's reads have another).
-    pub pg: Arc<Postgres>,
+    pub pg: Postgres,
     /// `<node>:<random>`: this process's name on the archive lease.
     pub holder: String,
     pub retention_days: u32,
@@ -149,10 +146,7 @@ pub async fn archive(a: Archiver, cancel: CancellationToken) {
                 // One warning a minute: PostgreSQL down for an hour must not fill the log.
                 if warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     warned_at = Some(tokio::time::Instant::now());
-                    let backlog = store.archive_backlog().await.ok();
-                    if let Some(b) = backlog {
-                        metrics.history_backlog.set(i64::try_from(b).unwrap_or(i64::MAX));
-                    }
+                    let backlog = report_backlog(&store, &metrics).await;
                     tracing::warn!(error = %e, backlog, "history: cannot archive; the outbox keeps the records meanwhile");
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -205,8 +199,9 @@ async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str, metrics: 
         tracing::error!(execution = %id, why = %why, "history: PostgreSQL refused this record; it is not archived");
     }
     metrics.history_archived.inc_by(stored.written as u64);
-    if n == BATCH {
-        metrics.history_backlog.set(store.archive_backlog().await.map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)));
+    let more = n == BATCH;
+    if more {
+        report_backlog(store, metrics).await;
     } else {
         metrics.history_backlog.set(0);
     }
@@ -214,7 +209,15 @@ async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str, metrics: 
         tracing::warn!(undecodable, "history: outbox entries that are not execution records, dropped");
     }
     tracing::debug!(stored = stored.written, "history: archived");
-    Ok(if n == BATCH { Turn::More } else { Turn::Idle })
+    Ok(if more { Turn::More } else { Turn::Idle })
+}
+
+/// Reads the outbox's length into `rota_history_backlog` (and returns it; None when Redis did not
+/// answer).
+async fn report_backlog(store: &RedisStore, metrics: &Metrics) -> Option<u64> {
+    let b = store.archive_backlog().await.ok()?;
+    metrics.history_backlog.set(i64::try_from(b).unwrap_or(i64::MAX));
+    Some(b)
 }
 
 /// Deletes records past the history retention, `PRUNE_MAX` at a time until none is left (a pause
@@ -258,14 +261,14 @@ mod tests {
 
     #[test]
     fn a_merged_page_is_newest_first_without_doubles() {
-        let (page, next) = merge((vec![e("9"), e("7")], None), vec![e("8"), e("7"), e("3")], false, 10);
+        let (page, next) = merge((vec![e("9"), e("7")], None), vec![e("8"), e("7"), e("3")], 10);
         assert_eq!(ids(&page), ["9", "8", "7", "3"]);
         assert_eq!(next, None);
     }
 
     #[test]
     fn a_full_page_continues_below_its_last() {
-        let (page, next) = merge((vec![e("9"), e("7")], Some("7".into())), vec![e("8"), e("6")], true, 2);
+        let (page, next) = merge((vec![e("9"), e("7")], Some("7".into())), vec![e("8"), e("6")], 2);
         assert_eq!(ids(&page), ["9", "8"]);
         assert_eq!(next.as_deref(), Some("8"));
     }
@@ -274,7 +277,7 @@ mod tests {
     /// page, which starts below 7, or Redis's records between would be skipped.
     #[test]
     fn a_listing_that_stopped_early_bounds_the_page() {
-        let (page, next) = merge((vec![e("9")], Some("7".into())), vec![e("8"), e("5"), e("4")], false, 10);
+        let (page, next) = merge((vec![e("9")], Some("7".into())), vec![e("8"), e("5"), e("4")], 10);
         assert_eq!(ids(&page), ["9", "8"]);
         assert_eq!(next.as_deref(), Some("7"));
     }

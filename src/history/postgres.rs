@@ -68,53 +68,26 @@ impl Postgres {
     }
 
     /// The connection, made and migrated when there is none (or the last one broke).
-    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>> {
+    async fn conn(&self) -> Result<Conn<'_>> {
         let mut slot = self.client.lock().await;
         if slot.as_ref().is_some_and(|c| c.is_closed()) {
             *slot = None;
         }
-        if slot.is_none() {
-            let (client, conn) = self.config.connect(NoTls).await.map_err(|e| pg_error("connecting", e))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "history store: connection closed");
-                }
-            });
-            migrate(&client).await?;
-            *slot = Some(client);
-        }
-        Ok(slot)
-    }
-
-    /// A statement that did not answer within `QUERY_TIMEOUT`: the connection is dropped (the next
-    /// call connects again).
-    fn timed_out(slot: &mut Option<Client>) -> Error {
-        *slot = None;
-        Error::unavailable(format!("history store (PostgreSQL): no answer within {} s", QUERY_TIMEOUT.as_secs()))
-    }
-
-    /// A query's result; a failure that is not the server refusing the statement drops the
-    /// connection, so the next call connects again.
-    fn settle<T>(slot: &mut Option<Client>, what: &str, r: std::result::Result<T, tokio_postgres::Error>) -> Result<T> {
-        r.map_err(|e| {
-            if e.is_closed() || e.as_db_error().is_none() {
-                *slot = None;
+        let client = match slot.take() {
+            Some(c) => c,
+            None => {
+                let (client, conn) = self.config.connect(NoTls).await.map_err(|e| pg_error("connecting", e))?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "history store: connection closed");
+                    }
+                });
+                migrate(&client).await?;
+                client
             }
-            pg_error(what, e)
-        })
-    }
-
-    /// Checks PostgreSQL answers (and the schema is there).
-    pub async fn ping(&self) -> Result<()> {
-        let mut slot = self.client().await?;
-        let r = match slot.as_ref() {
-            Some(c) => match bounded(c.simple_query("SELECT 1")).await {
-                Some(r) => r.map(|_| ()),
-                None => return Err(Self::timed_out(&mut slot)),
-            },
-            None => return Err(Error::unavailable("history store: no connection")),
         };
-        Self::settle(&mut slot, "ping", r)
+        *slot = Some(client);
+        Ok(Conn(slot))
     }
 
     /// Stores a batch of outbox entries (in write order): one statement for the batch; a record
@@ -168,9 +141,8 @@ impl Postgres {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::Corrupt { key: "history record".into(), reason: e.to_string() })?;
         let cluster = self.cluster.as_str();
-        let mut slot = self.client().await?;
-        let Some(c) = slot.as_ref() else { return Err(Error::unavailable("history store: no connection")) };
-        let r = bounded(c.execute(
+        let mut conn = self.conn().await?;
+        let r = bounded(conn.client().execute(
             "INSERT INTO rota_executions (cluster, id, job_id, fire_id, node_id, state, scheduled_ms, record) \
                  SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                  $7::int8[], $8::jsonb[]) \
@@ -180,26 +152,21 @@ impl Postgres {
             &[&cluster, &ids, &jobs, &fires, &nodes, &states, &scheduled, &json],
         ))
         .await;
-        let Some(r) = r else { return Err(Self::timed_out(&mut slot)) };
         match r {
-            Ok(_) => Ok(None),
-            Err(e) if e.code().is_some_and(|c| ["21", "22", "23"].iter().any(|k| c.code().starts_with(k))) => {
+            Some(Err(e)) if e.code().is_some_and(|c| ["21", "22", "23"].iter().any(|k| c.code().starts_with(k))) => {
                 Ok(Some(e.to_string()))
             }
-            Err(e) => Self::settle(&mut slot, "storing executions", Err(e)),
+            r => conn.settle("storing executions", r).map(|_| None),
         }
     }
 
     /// One record by id.
     pub async fn get(&self, id: &str) -> Result<Option<Execution>> {
         let cluster = self.cluster.as_str();
-        let mut slot = self.client().await?;
-        let Some(c) = slot.as_ref() else { return Err(Error::unavailable("history store: no connection")) };
-        let r =
-            bounded(c.query_opt("SELECT record FROM rota_executions WHERE cluster = $1 AND id = $2", &[&cluster, &id]))
-                .await;
-        let Some(r) = r else { return Err(Self::timed_out(&mut slot)) };
-        let row = Self::settle(&mut slot, "reading an execution", r)?;
+        let mut conn = self.conn().await?;
+        let sql = "SELECT record FROM rota_executions WHERE cluster = $1 AND id = $2";
+        let r = bounded(conn.client().query_opt(sql, &[&cluster, &id])).await;
+        let row = conn.settle("reading an execution", r)?;
         row.map(|r| record(r.get(0))).transpose()
     }
 
@@ -208,9 +175,8 @@ impl Postgres {
         let cluster = self.cluster.as_str();
         let state = f.state.map(|s| s.as_str());
         let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
-        let mut slot = self.client().await?;
-        let Some(c) = slot.as_ref() else { return Err(Error::unavailable("history store: no connection")) };
-        let r = bounded(c.query(
+        let mut conn = self.conn().await?;
+        let r = bounded(conn.client().query(
             "SELECT record FROM rota_executions WHERE cluster = $1 \
                  AND ($2::text IS NULL OR job_id = $2) AND ($3::text IS NULL OR state = $3) \
                  AND ($4::text IS NULL OR fire_id = $4) AND ($5::text IS NULL OR node_id = $5) \
@@ -231,8 +197,7 @@ impl Postgres {
             ],
         ))
         .await;
-        let Some(r) = r else { return Err(Self::timed_out(&mut slot)) };
-        let rows = Self::settle(&mut slot, "listing executions", r)?;
+        let rows = conn.settle("listing executions", r)?;
         rows.into_iter().map(|r| record(r.get(0))).collect()
     }
 
@@ -240,16 +205,46 @@ impl Postgres {
     /// start), at most `limit`; how many it deleted.
     pub async fn prune(&self, id_floor: &str, limit: i64) -> Result<u64> {
         let cluster = self.cluster.as_str();
-        let mut slot = self.client().await?;
-        let Some(c) = slot.as_ref() else { return Err(Error::unavailable("history store: no connection")) };
-        let r = bounded(c.execute(
+        let mut conn = self.conn().await?;
+        let r = bounded(conn.client().execute(
             "DELETE FROM rota_executions WHERE (cluster, id) IN \
                  (SELECT cluster, id FROM rota_executions WHERE cluster = $1 AND id < $2 LIMIT $3)",
             &[&cluster, &id_floor, &limit],
         ))
         .await;
-        let Some(r) = r else { return Err(Self::timed_out(&mut slot)) };
-        Self::settle(&mut slot, "pruning", r)
+        conn.settle("pruning", r)
+    }
+}
+
+/// The connection, held for one statement (the guard always holds a client).
+struct Conn<'a>(tokio::sync::MutexGuard<'a, Option<Client>>);
+
+impl Conn<'_> {
+    fn client(&self) -> &Client {
+        // `Postgres::conn` only hands out a guard holding a client.
+        self.0.as_ref().expect("a connection")
+    }
+
+    /// A statement's result (None: it did not answer within `QUERY_TIMEOUT`). A timeout, or a
+    /// failure that is not the server refusing the statement, drops the connection, so the next
+    /// call connects again.
+    fn settle<T>(&mut self, what: &str, r: Option<std::result::Result<T, tokio_postgres::Error>>) -> Result<T> {
+        match r {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => {
+                if e.is_closed() || e.as_db_error().is_none() {
+                    *self.0 = None;
+                }
+                Err(pg_error(what, e))
+            }
+            None => {
+                *self.0 = None;
+                Err(Error::unavailable(format!(
+                    "history store (PostgreSQL): no answer within {} s",
+                    QUERY_TIMEOUT.as_secs()
+                )))
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::{decode, script, RedisStore};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::execution::Execution;
 
 static HOLD: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/archive_hold.lua")));
@@ -35,16 +35,9 @@ impl RedisStore {
     /// archive.
     pub async fn archive_take(&self, limit: usize) -> Result<Vec<Option<Execution>>> {
         let k = self.keys();
-        let entries: Vec<String> = redis::cmd("LRANGE")
-            .arg(k.archive())
-            .arg(0)
-            .arg(limit.max(1) - 1)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(|e| match e.code() {
-                Some("WRONGTYPE") => Error::Corrupt { key: k.archive(), reason: "not a list".into() },
-                _ => Error::from(e),
-            })?;
+        // A clobbered outbox (WRONGTYPE) comes back as `Error::Corrupt`, as for any key.
+        let entries: Vec<String> =
+            redis::cmd("LRANGE").arg(k.archive()).arg(0).arg(limit.max(1) - 1).query_async(&mut self.conn()).await?;
         Ok(entries.iter().map(|json| decode::<Execution>(json, &k.archive()).ok()).collect())
     }
 
