@@ -62,12 +62,12 @@ fi
 # Formatting and lints first (they fail in seconds), then the whole suite: unit tests, real
 # redis-server and rota processes, the clients, the grpcurl tour, the short fault-injection profile
 # (on one Redis, a Redis Cluster and Sentinel), and the bounded check of the protocol model (under a
-# minute). Then the cluster suite again on a real Redis Cluster and through real Sentinels.
+# minute). Then the cluster and shards suites again on a real Redis Cluster and through real Sentinels.
 cargo fmt --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --features failpoints -- -D warnings
 cargo test --workspace --locked --features failpoints "$@"
 for deployment in cluster sentinel; do
   echo "the cluster suite on ROTA_TEST_REDIS=$deployment"
-  ROTA_TEST_REDIS=$deployment cargo test --locked --features failpoints --test cluster "$@"
+  ROTA_TEST_REDIS=$deployment cargo test --locked --features failpoints --test cluster --test shards "$@"
 done

@@ -55,6 +55,11 @@ pub struct Config {
     pub redis_wait_replicas: u32,
     /// How long strict mode waits for the replicas' acknowledgement of one write.
     pub redis_wait_timeout_ms: u64,
+    /// Scheduling shards: jobs hash to this many shards (`store::keys::shard_of`), each with its own
+    /// keys under one hash tag, its own master lease and epoch, so the masters' work spreads over
+    /// the nodes and, on a Redis Cluster, over its primaries. Fixed when the cluster is created:
+    /// every node must say the same. 1: one master for everything (a cluster made before shards).
+    pub shards: u16,
     /// First part of every Redis key; with `cluster` it makes the hash tag `{prefix:cluster:0}`.
     pub redis_prefix: String,
     /// Cluster name: nodes with the same Redis, prefix and cluster form one cluster.
@@ -161,6 +166,7 @@ impl Default for Config {
             redis_sentinel_username: None,
             redis_sentinel_password: None,
             redis_wait_replicas: 0,
+            shards: 1,
             redis_wait_timeout_ms: 200,
             redis_prefix: "rota".into(),
             cluster: "default".into(),
@@ -281,6 +287,12 @@ impl Config {
                 "strict mode needs Redis (redis = ...); the in-memory store has no replicas".into(),
             );
         }
+        if self.shards > 1 && self.redis.is_none() {
+            return bad(
+                "shards",
+                "shards are in Redis (redis = ...); the in-memory store is one node, one shard".into(),
+            );
+        }
         if self.workers == 0 || self.workers > 100_000 {
             return bad("workers", format!("{} is not in 1..=100000", self.workers));
         }
@@ -291,6 +303,7 @@ impl Config {
             ("misfire_threshold_ms", self.misfire_threshold_ms, 1_000, 7 * DAY_MS),
             ("execution_retention_ms", self.execution_retention_ms, 60_000, 366 * DAY_MS),
             ("redis_wait_replicas", u64::from(self.redis_wait_replicas), 0, 16),
+            ("shards", u64::from(self.shards), 1, u64::from(crate::store::keys::MAX_SHARDS)),
             // WAITs on the fire writes' connection run one behind another, and up to about six can
             // be out at once (two start and two finish batches, a claim, a trigger): together they
             // must stay under the store's 2 s reply timeout, or the client gives up first.

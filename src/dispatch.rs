@@ -205,7 +205,7 @@ pub struct Router {
     membership: Arc<Membership>,
     loads: Arc<LoadTable>,
     recovery: Arc<Recovery>,
-    peer_client: PeerClient,
+    peer_client: Arc<PeerClient>,
     node_id: String,
     /// The master runs fires itself while its load is under this.
     threshold: f64,
@@ -218,7 +218,8 @@ pub struct RouterParts {
     pub membership: Arc<Membership>,
     pub loads: Arc<LoadTable>,
     pub recovery: Arc<Recovery>,
-    pub peer_client: PeerClient,
+    /// Shared by every shard's router (one kept-open channel per peer).
+    pub peer_client: Arc<PeerClient>,
     pub node_id: String,
     pub threshold: f64,
 }
@@ -235,16 +236,6 @@ impl Router {
             node_id: p.node_id,
             threshold: p.threshold,
         }
-    }
-
-    /// The load table (peers' loads, for routing; fed by ReportLoad).
-    pub fn loads(&self) -> &LoadTable {
-        &self.loads
-    }
-
-    /// The gRPC client to peers (also used for load reports).
-    pub fn peer_client(&self) -> &PeerClient {
-        &self.peer_client
     }
 
     /// Sends a claimed fire where it should run: here (accept into this node's processing list),

@@ -7,6 +7,9 @@
 //! and takes writes, a live node has held the master lease within the failover bound, and, on the
 //! master, the scheduler's ticks succeed. The readiness loop checks that every heartbeat interval
 //! and publishes it on a watch channel (`readiness`).
+//! Shards (`shards` in the config): a node takes part in every shard of its cluster, each with its
+//! own lease, scheduler, delivery and queue-and-recovery bound to that shard's store
+//! (`ShardPart`), and one worker pool, membership and API for all of them.
 //! Uses every room below it; nothing here speaks protobuf or serves a port.
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::alert::{Alert, Alerts};
 use crate::cluster::clock::{ClusterClock, Crossing, Measured};
-use crate::cluster::lease::{Lease, LeaseTiming};
+use crate::cluster::lease::{Lease, LeaseTiming, Share};
 use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
 use crate::config::Config;
@@ -31,7 +34,7 @@ use crate::job::{Declared, Job};
 use crate::metrics::{Metrics, NodeLabel};
 use crate::recovery::{Recovery, RecoveryParts};
 use crate::scheduler::{Scheduler, SchedulerParts};
-use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Store};
+use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Shards, Store};
 use crate::store::{Beat, FireTiming};
 use crate::worker::egress::{Egress, OwnPorts};
 use crate::worker::handlers::Registry;
@@ -78,6 +81,46 @@ pub struct Bound {
     pub http: Option<SocketAddr>,
 }
 
+/// This node's part in one shard: today's whole fire protocol bound to the shard's store.
+pub struct ShardPart {
+    pub shard: u16,
+    pub store: Arc<dyn Store>,
+    pub lease: Arc<Lease>,
+    /// The node's worker pool, recording in this shard (`Worker::view`).
+    pub worker: Arc<Worker>,
+    pub scheduler: Arc<Scheduler>,
+    /// Delivery: where fires run and getting them there; receives peers' SubmitTasks.
+    pub router: Arc<Router>,
+    /// Queue and recovery: adoption at start, the periodic rescan (and, on the master, the sweep).
+    pub recovery: Arc<Recovery>,
+    /// Highest fencing epoch seen in this shard (own acquisitions, peers' submissions): shared
+    /// with its lease.
+    max_epoch: Arc<AtomicU64>,
+}
+
+impl ShardPart {
+    /// Checks a sender's epoch without recording it: refuses one older than the newest seen in
+    /// this shard (a deposed master). Nothing a peer claims raises the floor; only the store's
+    /// answer does (`confirm_epoch`), or a forged epoch would push every later acquisition past it.
+    pub fn check_epoch(&self, epoch: u64) -> Result<()> {
+        let seen = self.max_epoch.load(Ordering::SeqCst);
+        if epoch < seen {
+            return Err(Error::StaleEpoch { epoch, why: format!("this node has seen epoch {seen}") });
+        }
+        Ok(())
+    }
+
+    /// Records an epoch the store confirmed is the current one (an accept compared it with the
+    /// stored counter).
+    pub fn confirm_epoch(&self, epoch: u64) {
+        self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
+    }
+
+    fn is_master(&self) -> bool {
+        self.lease.role().active().is_some()
+    }
+}
+
 pub struct Node {
     pub config: Config,
     pub tls: Option<TlsFiles>,
@@ -86,16 +129,19 @@ pub struct Node {
     /// Where peers and clients reach this node.
     pub address: String,
     pub local_addr: SocketAddr,
-    pub store: Arc<dyn Store>,
+    /// The stores of the cluster's shards (one without shards).
+    pub shards: Shards,
+    /// This node's part in each shard, shard k at index k.
+    pub parts: Vec<ShardPart>,
     /// Execution records as the API reads them: Redis, and the history store when configured.
     pub history: Arc<History>,
+    /// The worker pool (every part's worker is a view of it).
     pub worker: Arc<Worker>,
-    pub scheduler: Arc<Scheduler>,
-    /// Delivery: where fires run and getting them there; receives peers' SubmitTasks.
-    pub router: Arc<Router>,
-    /// Queue and recovery: adoption at start, the periodic rescan (and, on the master, the sweep).
-    pub recovery: Arc<Recovery>,
-    pub lease: Arc<Lease>,
+    /// How many shard leases this node holds and should.
+    share: Arc<Share>,
+    /// Peers' loads, shared by every shard's delivery (fed by ReportLoad).
+    loads: Arc<LoadTable>,
+    peer_client: Arc<PeerClient>,
     /// This node's offset from the cluster clock (Redis's), measured at every heartbeat.
     pub clock: Arc<ClusterClock>,
     pub metrics: Arc<Metrics>,
@@ -110,9 +156,10 @@ pub struct Node {
     /// A live master was seen within the failover bound (readiness loop).
     master_ok: AtomicBool,
     alerts: Alerts,
-    /// Highest fencing epoch seen (own acquisitions, peers' submissions): shared with the lease.
-    max_epoch: Arc<AtomicU64>,
     pub membership: Arc<Membership>,
+    /// Shard 0's Redis store while the cluster's number of shards is still to be checked (Redis
+    /// was down at start): no work is taken before (`fix_shards`).
+    shards_unchecked: std::sync::Mutex<Option<Arc<RedisStore>>>,
     /// Ready or not, as the readiness loop last judged (false until it first judges, and from the
     /// start of `shutdown`). The API publishes it as grpc.health.v1 and /readyz.
     ready: watch::Sender<bool>,
@@ -148,8 +195,8 @@ impl Node {
             dispatch_deadline_ms: config.dispatch_deadline_ms(),
         };
         let redis: Option<Arc<RedisStore>> = match &config.redis {
-            Some(url) => Some(Arc::new(
-                RedisStore::connect_with(
+            Some(url) => {
+                let base = RedisStore::connect_with(
                     url,
                     redis_access(&config)?,
                     &config.redis_prefix,
@@ -164,18 +211,38 @@ impl Node {
                         replicas: config.redis_wait_replicas,
                         timeout_ms: config.redis_wait_timeout_ms,
                     },
-                ))?,
-            )),
+                ))?;
+                Some(Arc::new(base))
+            }
             None => None,
         };
-        let store: Arc<dyn Store> = match &redis {
-            Some(r) => Arc::clone(r) as Arc<dyn Store>,
-            None => Arc::new(
+        // Every shard's store: the Redis store of shard 0 and its siblings, or the in-memory one.
+        let redis_shards: Vec<Arc<RedisStore>> = match &redis {
+            Some(r) => std::iter::once(Arc::clone(r)).chain((1..config.shards).map(|k| Arc::new(r.shard(k)))).collect(),
+            None => Vec::new(),
+        };
+        // The number of shards is checked against the cluster's now, or, while Redis is down,
+        // before the node takes any work (the heartbeat loop).
+        let shards_unchecked = match &redis {
+            Some(r) => match fix_shards(r, config.shards).await {
+                Ok(()) => None,
+                Err(e @ Error::Config { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the number of shards yet; will before taking work");
+                    Some(Arc::clone(r))
+                }
+            },
+            None => None,
+        };
+        let shards = match redis_shards.is_empty() {
+            false => Shards::new(redis_shards.iter().map(|r| Arc::clone(r) as Arc<dyn Store>).collect()),
+            true => Shards::one(Arc::new(
                 MemoryStore::new(config.execution_retention_ms)
                     .with_fire_timing(timing)
                     .with_node_retention(config.dead_node_retention_ms),
-            ),
+            )),
         };
+        let home = Arc::clone(shards.home());
         let clock = Arc::new(match &config.redis {
             Some(_) => ClusterClock::measured_against_store(
                 config.max_clock_offset_ms,
@@ -186,7 +253,7 @@ impl Node {
             // No other clock than this process's: it is the cluster's.
             None => ClusterClock::local(),
         });
-        let membership = Arc::new(Membership::new(&config.node_id, config.node_ttl_ms));
+        let membership = Arc::new(Membership::new(&config.node_id, config.node_ttl_ms).with_shards(shards.count()));
         let cancel = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
         let alerts = Alerts::start(
@@ -195,19 +262,34 @@ impl Node {
             cancel.child_token(),
             Arc::clone(&metrics),
         );
-        let max_epoch = Arc::new(AtomicU64::new(0));
         let timing = LeaseTiming {
             ttl: Duration::from_millis(config.lease_ttl_ms),
             renew: Duration::from_millis(config.lease_renew_ms),
         };
-        let lease = Arc::new(
-            Lease::new(Arc::clone(&store), &config.node_id, Arc::clone(&membership), timing, Arc::clone(&max_epoch))
-                .with_clock_gate(Arc::clone(&clock)),
-        );
+        let share = Share::new(shards.count());
+        let leases: Vec<(Arc<Lease>, Arc<AtomicU64>)> = shards
+            .all()
+            .iter()
+            .map(|store| {
+                let max_epoch = Arc::new(AtomicU64::new(0));
+                let mut lease = Lease::new(
+                    Arc::clone(store),
+                    &config.node_id,
+                    Arc::clone(&membership),
+                    timing,
+                    Arc::clone(&max_epoch),
+                )
+                .with_clock_gate(Arc::clone(&clock));
+                if shards.count() > 1 {
+                    lease = lease.with_share(Arc::clone(&share));
+                }
+                (Arc::new(lease), max_epoch)
+            })
+            .collect();
         let worker = Arc::new(Worker::new(WorkerParts {
-            store: Arc::clone(&store),
+            store: Arc::clone(&home),
             membership: Arc::clone(&membership),
-            role: lease.subscribe(),
+            role: leases[0].0.subscribe(),
             registry,
             node_id: config.node_id.clone(),
             cluster: config.cluster.clone(),
@@ -218,41 +300,51 @@ impl Node {
             keep: crate::store::Keep { last: config.execution_keep_last, failed: config.execution_keep_failed },
             start_lead_ms: config.start_lead_ms as i64,
         }));
-        let loads = Arc::new(LoadTable::new(Arc::clone(&store), &config.node_id, config.node_ttl_ms));
-        let recovery = Arc::new(Recovery::new(RecoveryParts {
-            store: Arc::clone(&store),
-            worker: Arc::clone(&worker),
-            node_id: config.node_id.clone(),
-            role: lease.subscribe(),
-            membership: Arc::clone(&membership),
-            loads: Arc::clone(&loads),
-            max_recoveries: config.max_recoveries,
-            misfire_threshold_ms: config.misfire_threshold_ms,
-        }));
-        let router = Arc::new(Router::new(RouterParts {
-            store: Arc::clone(&store),
-            worker: Arc::clone(&worker),
-            membership: Arc::clone(&membership),
-            loads,
-            recovery: Arc::clone(&recovery),
-            peer_client: PeerClient::new(
-                Duration::from_millis(config.dispatch_timeout_ms),
-                config.cluster_secret.as_ref().map(|s| s.0.clone()),
-                tls.as_ref().map(TlsFiles::client_config),
-            ),
-            node_id: config.node_id.clone(),
-            threshold: config.load_threshold,
-        }));
-        let scheduler = Scheduler::new(SchedulerParts {
-            store: Arc::clone(&store),
-            worker: Arc::clone(&worker),
-            node_id: config.node_id.clone(),
-            misfire_threshold_ms: config.misfire_threshold_ms,
-            role: lease.subscribe(),
-            router: Arc::clone(&router),
-            recovery: Arc::clone(&recovery),
-            node_ttl_ms: config.node_ttl_ms,
-        });
+        let loads = Arc::new(LoadTable::new(Arc::clone(&home), &config.node_id, config.node_ttl_ms));
+        let peer_client = Arc::new(PeerClient::new(
+            Duration::from_millis(config.dispatch_timeout_ms),
+            config.cluster_secret.as_ref().map(|s| s.0.clone()),
+            tls.as_ref().map(TlsFiles::client_config),
+        ));
+        let mut parts = Vec::with_capacity(leases.len());
+        for (k, (lease, max_epoch)) in leases.into_iter().enumerate() {
+            let store = Arc::clone(&shards.all()[k]);
+            let worker = match k {
+                0 => Arc::clone(&worker),
+                _ => Arc::new(worker.view(Arc::clone(&store), lease.subscribe())),
+            };
+            let recovery = Arc::new(Recovery::new(RecoveryParts {
+                store: Arc::clone(&store),
+                worker: Arc::clone(&worker),
+                node_id: config.node_id.clone(),
+                role: lease.subscribe(),
+                membership: Arc::clone(&membership),
+                loads: Arc::clone(&loads),
+                max_recoveries: config.max_recoveries,
+                misfire_threshold_ms: config.misfire_threshold_ms,
+            }));
+            let router = Arc::new(Router::new(RouterParts {
+                store: Arc::clone(&store),
+                worker: Arc::clone(&worker),
+                membership: Arc::clone(&membership),
+                loads: Arc::clone(&loads),
+                recovery: Arc::clone(&recovery),
+                peer_client: Arc::clone(&peer_client),
+                node_id: config.node_id.clone(),
+                threshold: config.load_threshold,
+            }));
+            let scheduler = Scheduler::new(SchedulerParts {
+                store: Arc::clone(&store),
+                worker: Arc::clone(&worker),
+                node_id: config.node_id.clone(),
+                misfire_threshold_ms: config.misfire_threshold_ms,
+                role: lease.subscribe(),
+                router: Arc::clone(&router),
+                recovery: Arc::clone(&recovery),
+                node_ttl_ms: config.node_ttl_ms,
+            });
+            parts.push(ShardPart { shard: k as u16, store, lease, worker, scheduler, router, recovery, max_epoch });
+        }
         // The history store: one connection for the archiver, one for the API's reads, so a
         // listing never waits behind a batch being written.
         let archive = match &config.history_postgres {
@@ -262,19 +354,19 @@ impl Node {
             }
             None => None,
         };
-        let history = Arc::new(History::new(Arc::clone(&store), archive.as_ref().map(|(_, reads)| Arc::clone(reads))));
+        let history = Arc::new(History::new(shards.clone(), archive.as_ref().map(|(_, reads)| Arc::clone(reads))));
         let node = Arc::new(Node {
             node_id: config.node_id.clone(),
             started_ms: now_ms(),
             address,
             local_addr,
-            store,
+            shards,
+            parts,
             history,
             worker,
-            scheduler,
-            router,
-            recovery,
-            lease,
+            share,
+            loads,
+            peer_client,
             clock,
             metrics,
             tls,
@@ -284,8 +376,8 @@ impl Node {
             writable: AtomicBool::new(true),
             master_ok: AtomicBool::new(true),
             alerts,
-            max_epoch,
             membership,
+            shards_unchecked: std::sync::Mutex::new(shards_unchecked),
             ready: watch::channel(false).0,
             scheduler_cancel: cancel.child_token(),
             cancel,
@@ -294,7 +386,7 @@ impl Node {
         });
         // A node id held by another live process stops this one at once. A store that is down is
         // not fatal: the heartbeat loop registers when it is back.
-        match node.membership.register(&*node.store, |inc| node.record_with(inc)).await {
+        match node.membership.register(node.shards.all(), |inc| node.record_with(inc)).await {
             Ok(()) => {}
             Err(e @ Error::NodeIdInUse { .. }) => return Err(e),
             Err(e) => tracing::warn!(error = %e, "cannot register yet; will retry"),
@@ -302,10 +394,10 @@ impl Node {
         node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
         node.tracker.spawn(Arc::clone(&node).readiness_loop());
         node.tracker.spawn(Arc::clone(&node).prune_loop());
-        if let (Some(redis), Some((writes, _))) = (redis, archive) {
+        if let (false, Some((writes, _))) = (redis_shards.is_empty(), archive) {
             let holder = format!("{}:{}", node.node_id, uuid::Uuid::new_v4().simple());
             let archiver = crate::history::Archiver {
-                store: redis,
+                stores: redis_shards,
                 pg: writes,
                 holder,
                 retention_days: node.config.history_retention_days,
@@ -313,8 +405,8 @@ impl Node {
             };
             node.tracker.spawn(crate::history::archive(archiver, node.cancel.child_token()));
         }
-        tracing::info!(node = %node.node_id, address = %node.address, store = node.store.kind(),
-            workers = node.config.workers, shell = node.config.enable_shell, "node started");
+        tracing::info!(node = %node.node_id, address = %node.address, store = node.shards.home().kind(),
+            shards = node.shards.count(), workers = node.config.workers, shell = node.config.enable_shell, "node started");
         Ok(node)
     }
 
@@ -326,7 +418,9 @@ impl Node {
         self.ready.send_replace(false);
         self.scheduler_cancel.cancel();
         // Hand mastership over now, so a successor fires while this node finishes its running work.
-        self.lease.step_down("shutting down").await;
+        for p in &self.parts {
+            p.lease.step_down("shutting down").await;
+        }
         self.worker.stop(grace).await;
         // Tell the cluster this node is gone rather than waiting for its heartbeat to lapse: the
         // master moves whatever is left in its queue.
@@ -334,8 +428,10 @@ impl Node {
         *self.beating.lock().await = false;
         let mut rec = self.record();
         (rec.draining, rec.left, rec.master) = (true, true, false);
-        if let Err(e) = self.store.deregister(&rec).await {
-            tracing::warn!(error = %e, "cannot deregister; the cluster will notice when the heartbeat lapses");
+        for store in self.shards.all() {
+            if let Err(e) = store.deregister(&rec).await {
+                tracing::warn!(error = %e, "cannot deregister; the cluster will notice when the heartbeat lapses");
+            }
         }
         self.cancel.cancel();
         self.tracker.close();
@@ -365,10 +461,21 @@ impl Node {
         Duration::from_millis(c.lease_ttl_ms + 2 * c.lease_renew_ms + c.heartbeat_ms)
     }
 
-    /// False on a master whose last ticks all failed (the loop backs off 1 s after each failure).
+    /// False on a master (of any shard) whose last ticks all failed (the loop backs off 1 s after
+    /// each failure).
     fn ticks_ok(&self) -> bool {
         const FAILING_TICKS: u32 = 3;
-        self.lease.role().active().is_none() || self.scheduler.tick_health().1 < FAILING_TICKS
+        self.parts.iter().all(|p| !p.is_master() || p.scheduler.tick_health().1 < FAILING_TICKS)
+    }
+
+    /// The part of the shard a job is in.
+    pub fn part_of_job(&self, job_id: &str) -> &ShardPart {
+        &self.parts[usize::from(self.shards.shard_of_job(job_id))]
+    }
+
+    /// The shards whose lease this node holds.
+    pub fn mastered(&self) -> Vec<u16> {
+        self.parts.iter().filter(|p| p.is_master()).map(|p| p.shard).collect()
     }
 
     /// Every heartbeat interval: checks what readiness needs beyond the heartbeat (the store takes
@@ -392,7 +499,7 @@ impl Node {
             if self.is_draining() {
                 continue;
             }
-            let writable = match self.store.probe_write(&self.node_id).await {
+            let writable = match self.shards.home().probe_write(&self.node_id).await {
                 Ok(()) => true,
                 Err(e) => {
                     if self.writable.load(Ordering::SeqCst) && self.serving.load(Ordering::SeqCst) {
@@ -402,7 +509,7 @@ impl Node {
                 }
             };
             self.writable.store(writable, Ordering::SeqCst);
-            match self.store.lease_holder_live().await {
+            match self.every_shard_has_a_live_master().await {
                 Ok(true) => {
                     if no_master_alerted {
                         tracing::info!("a master holds the lease again");
@@ -441,30 +548,46 @@ impl Node {
         }
     }
 
+    /// Whether every shard's lease is held by a live node (false as soon as one is not).
+    async fn every_shard_has_a_live_master(&self) -> Result<bool> {
+        for store in self.shards.all() {
+            if !store.lease_holder_live().await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Reads the gauges of state fresh, for a scrape.
     pub async fn refresh_metrics(&self) {
         let m = &self.metrics;
         let load = self.worker.load();
         m.running.set(i64::from(load.active));
         m.load_ratio.set(if load.max == 0 { 0.0 } else { load.ratio() });
-        m.master.set(i64::from(self.lease.role().active().is_some()));
+        m.master.set(self.mastered().len() as i64);
         m.epoch.set(i64::try_from(self.max_epoch_seen()).unwrap_or(i64::MAX));
         if let Some(offset) = self.clock.offset_ms() {
             m.clock_offset.set(offset as f64 / 1000.0);
         }
-        let last_tick = self.scheduler.tick_health().0;
-        let age = if self.lease.role().active().is_some() && last_tick > 0 {
-            (now_ms() - last_tick).max(0) as f64 / 1000.0
-        } else {
-            0.0
-        };
+        // The oldest last tick among the shards this node masters.
+        let age = self
+            .parts
+            .iter()
+            .filter(|p| p.is_master())
+            .map(|p| p.scheduler.tick_health().0)
+            .filter(|t| *t > 0)
+            .map(|t| (now_ms() - t).max(0) as f64 / 1000.0)
+            .fold(0.0, f64::max);
         m.tick_age.set(age);
-        if let Ok(nodes) = self.store.list_nodes().await {
+        if let Ok(nodes) = self.shards.home().list_nodes().await {
             let ids: Vec<String> = nodes.into_iter().map(|n| n.node_id).collect();
-            if let Ok(lens) = self.store.queue_lengths(&ids).await {
-                for (id, len) in ids.into_iter().zip(lens) {
-                    m.queue_depth.get_or_create(&NodeLabel { node: id }).set(len as i64);
-                }
+            let mut depth = vec![0usize; ids.len()];
+            for store in self.shards.all() {
+                let Ok(lens) = store.queue_lengths(&ids).await else { return };
+                depth.iter_mut().zip(lens).for_each(|(d, l)| *d += l);
+            }
+            for (id, len) in ids.into_iter().zip(depth) {
+                m.queue_depth.get_or_create(&NodeLabel { node: id }).set(len as i64);
             }
         }
     }
@@ -488,30 +611,9 @@ impl Node {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Checks a sender's epoch without recording it: refuses one older than the newest seen (a
-    /// deposed master). Nothing a peer claims raises this node's floor; only the store's answer
-    /// does (`confirm_epoch`), or a forged epoch would push every later acquisition past it.
-    pub fn check_epoch(&self, epoch: u64) -> Result<()> {
-        let seen = self.max_epoch.load(Ordering::SeqCst);
-        if epoch < seen {
-            return Err(Error::StaleEpoch { epoch, why: format!("this node has seen epoch {seen}") });
-        }
-        Ok(())
-    }
-
-    /// Records an epoch the store confirmed is the current one (an accept compared it with the
-    /// stored counter).
-    pub fn confirm_epoch(&self, epoch: u64) {
-        self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
-    }
-
+    /// The highest epoch this node has seen in any shard.
     pub fn max_epoch_seen(&self) -> u64 {
-        self.max_epoch.load(Ordering::SeqCst)
-    }
-
-    /// The current lease holder: (master node id, epoch).
-    pub async fn master(&self) -> Result<Option<(String, u64)>> {
-        Ok(self.store.lease().await?.map(|h| (h.node_id, h.epoch)))
+        self.parts.iter().map(|p| p.max_epoch.load(Ordering::SeqCst)).max().unwrap_or(0)
     }
 
     /// `e` as a caller should see it: a store that does not answer is named (its address, never
@@ -538,26 +640,46 @@ impl Node {
         format!("redis at {}", hosts.join(","))
     }
 
+    /// Each shard's lease holder (node id, epoch) as stored now, shard k at index k.
+    pub async fn shard_masters(&self) -> Result<Vec<Option<(String, u64)>>> {
+        let mut out = Vec::with_capacity(self.parts.len());
+        for store in self.shards.all() {
+            out.push(store.lease().await?.map(|h| (h.node_id, h.epoch)));
+        }
+        Ok(out)
+    }
+
     /// What this node knows without the store, in one sentence: its id and incarnation, whether it
-    /// holds the master lease and until when (it steps down then unless it can renew), the last
-    /// master and epoch it saw, and the fires it has in hand.
+    /// holds the master lease (of which shards) and until when (it steps down then unless it can
+    /// renew), the last master and epoch it saw, and the fires it has in hand.
     pub fn what_it_knows(&self) -> String {
         let at = |ms: i64| crate::job::ms_to_datetime(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut parts = vec![format!("node {} (incarnation {})", self.node_id, self.membership.incarnation())];
-        match self.lease.role().active() {
-            Some(m) => {
-                let left = m.deadline.saturating_duration_since(tokio::time::Instant::now());
-                parts.push(format!(
-                    "holds the master lease (epoch {}) until {} at the latest, unless it can renew it",
-                    m.epoch,
-                    at(now_ms() + left.as_millis() as i64)
-                ));
+        let sharded = self.parts.len() > 1;
+        for p in &self.parts {
+            let of = if sharded { format!(" of shard {}", p.shard) } else { String::new() };
+            match p.lease.role().active() {
+                Some(m) => {
+                    let left = m.deadline.saturating_duration_since(tokio::time::Instant::now());
+                    parts.push(format!(
+                        "holds the master lease{of} (epoch {}) until {} at the latest, unless it can renew it",
+                        m.epoch,
+                        at(now_ms() + left.as_millis() as i64)
+                    ));
+                }
+                None if !sharded => parts.push("does not hold the master lease".to_string()),
+                None => {}
             }
-            None => parts.push("does not hold the master lease".to_string()),
-        }
-        match self.lease.last_seen() {
-            Some(s) => parts.push(format!("last saw master {} (epoch {}) at {}", s.node_id, s.epoch, at(s.at_ms))),
-            None => parts.push(format!("has seen no master yet (highest epoch seen {})", self.max_epoch_seen())),
+            match p.lease.last_seen() {
+                Some(s) if !sharded || s.node_id != self.node_id => {
+                    parts.push(format!("last saw master{of} {} (epoch {}) at {}", s.node_id, s.epoch, at(s.at_ms)))
+                }
+                Some(_) => {}
+                None => parts.push(format!(
+                    "has seen no master{of} yet (highest epoch seen {})",
+                    p.max_epoch.load(Ordering::SeqCst)
+                )),
+            }
         }
         let fires = self.worker.fires_in_hand();
         let running = self.worker.load().active;
@@ -587,7 +709,7 @@ impl Node {
             version: env!("CARGO_PKG_VERSION").to_string(),
             handlers: self.worker.registry().names(),
             load: self.worker.load(),
-            master: self.lease.role().active().is_some(),
+            master: !self.mastered().is_empty(),
             draining: self.is_draining(),
             clock_offset_ms: self.clock.offset_ms(),
             shell_enabled: self.config.enable_shell,
@@ -599,7 +721,7 @@ impl Node {
 
     /// Every node the store knows (this one included, even before its first beat), by id.
     pub async fn node_records(&self) -> Result<Vec<NodeRecord>> {
-        let mut nodes = self.store.list_nodes().await?;
+        let mut nodes = self.shards.home().list_nodes().await?;
         if !nodes.iter().any(|n| n.node_id == self.node_id) {
             nodes.push(self.record());
         }
@@ -612,27 +734,39 @@ impl Node {
     /// the master lease, the scheduler loop (it fires only while master), and, on their own task,
     /// adoption of what its earlier incarnations left followed by the periodic rescan of its
     /// processing list. Before this point the node serves the API but takes no work.
+    /// With shards, all of this once per shard, each task's log lines carrying its `shard`.
     fn start_work(self: Arc<Self>) {
-        self.tracker.spawn(Arc::clone(&self.recovery).drain_queue(self.scheduler_cancel.clone()));
-        self.tracker.spawn(Arc::clone(&self.lease).run(self.scheduler_cancel.clone()));
-        self.tracker.spawn(Arc::clone(&self.scheduler).run(self.scheduler_cancel.clone()));
-        // Its own task: a master-only leftover waits for the lease to settle (it goes to the
-        // master), and the heartbeat must not wait with it.
-        let (recovery, stop) = (Arc::clone(&self.recovery), self.scheduler_cancel.clone());
-        self.tracker.spawn(async move {
-            if let Err(e) = recovery.adopt().await {
-                tracing::warn!(error = %e, "cannot adopt work left by this node's earlier run; the master will reap it");
-            }
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(RESCAN_EVERY) => {}
+        use tracing::Instrument;
+        for p in &self.parts {
+            let span = match self.parts.len() {
+                1 => tracing::Span::none(),
+                _ => tracing::info_span!("shard", shard = p.shard),
+            };
+            let stop = self.scheduler_cancel.clone();
+            self.tracker.spawn(Arc::clone(&p.recovery).drain_queue(stop.clone()).instrument(span.clone()));
+            self.tracker.spawn(Arc::clone(&p.lease).run(stop.clone()).instrument(span.clone()));
+            self.tracker.spawn(Arc::clone(&p.scheduler).run(stop.clone()).instrument(span.clone()));
+            // Its own task: a master-only leftover waits for the lease to settle (it goes to the
+            // master), and the heartbeat must not wait with it.
+            let recovery = Arc::clone(&p.recovery);
+            self.tracker.spawn(
+                async move {
+                    if let Err(e) = recovery.adopt().await {
+                        tracing::warn!(error = %e, "cannot adopt work left by this node's earlier run; the master will reap it");
+                    }
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(RESCAN_EVERY) => {}
+                        }
+                        if let Err(e) = recovery.rescan().await {
+                            tracing::debug!(error = %e, "rescan of the processing list failed; next time");
+                        }
+                    }
                 }
-                if let Err(e) = recovery.rescan().await {
-                    tracing::debug!(error = %e, "rescan of the processing list failed; next time");
-                }
-            }
-        });
+                .instrument(span),
+            );
+        }
     }
 
     async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<Declared>) {
@@ -652,7 +786,7 @@ impl Node {
                 // fires it is still running. Its record says draining, so no new work comes.
                 let beating = self.beating.lock().await;
                 if *beating {
-                    if let Err(e) = self.membership.beat(&*self.store, |inc| self.record_with(inc)).await {
+                    if let Err(e) = self.membership.beat(self.shards.all(), |inc| self.record_with(inc)).await {
                         tracing::debug!(error = %e, "heartbeat while draining failed");
                     }
                 }
@@ -662,11 +796,14 @@ impl Node {
             // corrected before this node first takes work or competes for mastership.
             self.check_clock().await;
             let sent = std::time::Instant::now();
-            let beat = self.membership.beat(&*self.store, |inc| self.record_with(inc)).await;
+            let beat = self.membership.beat(self.shards.all(), |inc| self.record_with(inc)).await;
             self.metrics.store_rtt.observe(sent.elapsed().as_secs_f64());
-            let ok = match beat {
-                Ok(Beat::Alive { epoch } | Beat::Revoked { epoch }) => {
-                    self.max_epoch.fetch_max(epoch, Ordering::SeqCst);
+            let mut ok = match beat {
+                Ok(beats) => {
+                    for (p, b) in self.parts.iter().zip(beats) {
+                        let (Beat::Alive { epoch } | Beat::Revoked { epoch }) = b;
+                        p.max_epoch.fetch_max(epoch, Ordering::SeqCst);
+                    }
                     true
                 }
                 Err(e @ Error::NodeIdInUse { .. }) => {
@@ -680,7 +817,11 @@ impl Node {
                     false
                 }
             };
-            if ok {
+            // Nothing is written to a shard before the number of shards is known to be the
+            // cluster's: not the jobs file, not a fire.
+            if ok && !started && !self.shards_checked().await {
+                ok = false;
+            } else if ok {
                 if let Some(jobs) = pending_jobs.take() {
                     if let Err(e) = self.put_jobs(&jobs).await {
                         tracing::warn!(error = %e, "cannot load the jobs file yet; will retry");
@@ -692,7 +833,11 @@ impl Node {
                     started = true;
                     Arc::clone(&self).start_work();
                 }
-                self.report_load().await;
+                // Each shard's master, read once for both.
+                if let Ok(holders) = self.shard_masters().await {
+                    self.observe_share(&holders).await;
+                    self.report_load(&holders).await;
+                }
             }
             self.serving.store(ok, Ordering::SeqCst);
             // Health itself is published by `readiness_loop`, which weighs this with the rest.
@@ -703,10 +848,33 @@ impl Node {
         }
     }
 
+    /// Whether the cluster's number of shards has been checked against this node's (at start, or
+    /// now). A node configured otherwise than its cluster never takes work: it says so at ERROR
+    /// and stays NOT_SERVING.
+    async fn shards_checked(&self) -> bool {
+        let Some(store) = self.shards_unchecked.lock().ok().and_then(|g| g.clone()) else { return true };
+        match fix_shards(&store, self.config.shards).await {
+            Ok(()) => {
+                if let Ok(mut g) = self.shards_unchecked.lock() {
+                    *g = None;
+                }
+                true
+            }
+            Err(e @ Error::Config { .. }) => {
+                tracing::error!(error = %e, "this node takes no work");
+                false
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot check the number of shards yet");
+                false
+            }
+        }
+    }
+
     /// Measures this node's offset from the cluster clock; warns and alerts when it goes past the
     /// bound (once per crossing: the gauge shows it meanwhile).
     async fn check_clock(&self) {
-        match self.clock.measure(&*self.store).await {
+        match self.clock.measure(&**self.shards.home()).await {
             Ok(Some(Measured::Offset { offset_ms, rtt_ms, first, crossed })) => {
                 if first {
                     tracing::info!(node = %self.node_id, offset_ms, rtt_ms, "clock offset from Redis measured");
@@ -735,17 +903,49 @@ impl Node {
         }
     }
 
-    /// Tells the master this node's load (NodeService.ReportLoad), unless this node is master.
-    async fn report_load(&self) {
-        if self.lease.role().active().is_some() {
+    /// Tells the masters this node's load (NodeService.ReportLoad): each other node that masters
+    /// a shard, once.
+    async fn report_load(&self, holders: &[Option<(String, u64)>]) {
+        let mut masters: Vec<String> = holders.iter().flatten().map(|(id, _)| id.clone()).collect();
+        masters.sort();
+        masters.dedup();
+        masters.retain(|m| *m != self.node_id);
+        if masters.is_empty() {
             return;
         }
-        let Ok(Some(holder)) = self.store.lease().await else { return };
-        let Ok(nodes) = self.store.list_nodes().await else { return };
-        let Some(master) = nodes.iter().find(|n| n.node_id == holder.node_id) else { return };
-        // The master's answer (its highest epoch) is not taken as a floor: only the store's
-        // counter is (the heartbeat reads it), so no peer can raise it.
-        let _ = self.router.peer_client().report_load(&master.address, &self.node_id, self.worker.load()).await;
+        let Ok(nodes) = self.shards.home().list_nodes().await else { return };
+        for master in nodes.iter().filter(|n| masters.contains(&n.node_id)) {
+            // The master's answer (its highest epoch) is not taken as a floor: only the store's
+            // counter is (the heartbeat reads it), so no peer can raise it.
+            let _ = self.peer_client.report_load(&master.address, &self.node_id, self.worker.load()).await;
+        }
+    }
+
+    /// Tells the share of shards this node should master how many each live node (fresh record,
+    /// not draining, not gone) masters now.
+    async fn observe_share(&self, holders: &[Option<(String, u64)>]) {
+        if self.parts.len() == 1 {
+            return;
+        }
+        let Ok(nodes) = self.shards.home().list_nodes().await else { return };
+        let now = now_ms();
+        let ttl = self.config.node_ttl_ms as i64;
+        let held: Vec<usize> = nodes
+            .iter()
+            .filter(|n| !n.left && !n.draining && now - n.beat_ms <= ttl)
+            .map(|n| holders.iter().flatten().filter(|(id, _)| *id == n.node_id).count())
+            .collect();
+        self.share.observe(&held);
+    }
+
+    /// The gRPC client to peers.
+    pub fn peer_client(&self) -> &PeerClient {
+        &self.peer_client
+    }
+
+    /// Peers' loads as this node knows them (ReportLoad feeds it).
+    pub fn loads(&self) -> &LoadTable {
+        &self.loads
     }
 
     /// Applies the jobs file (`Scheduler::apply_declared`): it never resumes a job an operator
@@ -754,7 +954,7 @@ impl Node {
     async fn put_jobs(&self, jobs: &[Declared]) -> Result<()> {
         let (mut created, mut written, mut unchanged, mut kept) = (0, 0, 0, 0);
         for d in jobs {
-            let (_, outcome) = self.scheduler.apply_declared(d).await?;
+            let (_, outcome) = self.part_of_job(&d.spec.id).scheduler.apply_declared(d).await?;
             match outcome {
                 Apply::Create => created += 1,
                 Apply::Keep { drift } if drift.is_empty() => unchanged += 1,
@@ -793,10 +993,12 @@ impl Node {
                 _ = self.cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match self.store.prune(now_ms()).await {
-                Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned expired execution records"),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "prune failed"),
+            for store in self.shards.all() {
+                match store.prune(now_ms()).await {
+                    Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned expired execution records"),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "prune failed"),
+                }
             }
         }
     }
@@ -835,6 +1037,21 @@ pub async fn check_store(config: &Config, within: Duration) -> Result<()> {
     match tokio::time::timeout(within, ping).await {
         Ok(answer) => answer,
         Err(_) => Err(Error::unavailable(format!("no answer within {} s", within.as_secs()))),
+    }
+}
+
+/// Fixes the cluster's number of shards at its creation, or checks a node's against it
+/// (`Keys::meta`): a node configured otherwise is refused, naming both numbers. A cluster made
+/// before shards has no meta key and is one shard: it is adopted as such, and refused more.
+async fn fix_shards(store: &RedisStore, shards: u16) -> Result<()> {
+    let refuse = |reason: String| Err(Error::Config { key: "shards".into(), reason });
+    match store.cluster_shards(shards).await? {
+        n if n == shards => Ok(()),
+        0 => refuse(format!(
+            "this cluster was made before shards (it is one shard), and this node says {shards}; to shard it, \
+             export its jobs (`rota job list --json`), and put them in a new cluster name with shards = {shards}"
+        )),
+        n => refuse(format!("the cluster was created with {n} shards and this node says {shards}: set shards = {n}")),
     }
 }
 

@@ -12,7 +12,9 @@
 //! and the checker judges the capped jobs by their records, which the history store keeps whole.
 //!
 //! The same profile runs on three Redis deployments: one Redis (`chaos_profile`); a Redis Cluster
-//! of 3 primaries and 3 replicas (`chaos_profile_on_redis_cluster`); a primary, two replicas and three
+//! of 3 primaries and 3 replicas (`chaos_profile_on_redis_cluster`), where the nodes run 4
+//! scheduling shards (`--shards 4`: four leases, their keys spread over the primaries, each shard's
+//! master-only jobs judged by that shard's lease); a primary, two replicas and three
 //! Sentinels (`chaos_profile_on_sentinel`). On the last two every Redis persists with AOF, the nodes
 //! run in strict mode (`--redis-wait-replicas 1`: without it a failover may lose what the old
 //! primary had not replicated, and run it again), the Redis fault kills the primary that holds
@@ -74,6 +76,51 @@ enum Redis {
     Sentinel(RedisSentinels),
 }
 
+/// How to read the shards' lease keys straight from Redis, whichever deployment.
+enum LeaseSource {
+    Single(u16),
+    /// Every server's URL: a cluster client finds the slot of each shard's tag.
+    Cluster(Vec<String>),
+    /// The Sentinels' ports: read from the primary they name.
+    Sentinel(Vec<u16>),
+}
+
+impl LeaseSource {
+    /// Each shard's lease value (None where none is held or Redis did not answer).
+    fn leases(&self, shards: u16) -> Vec<Option<String>> {
+        let keys: Vec<String> =
+            (0..shards).map(|k| rota::store::keys::Keys::shard("rota", "default", k).lease()).collect();
+        let get = |c: &mut dyn redis::ConnectionLike| -> Vec<Option<String>> {
+            keys.iter().map(|k| redis::cmd("GET").arg(k).query(c).ok().flatten()).collect()
+        };
+        let none = || vec![None; usize::from(shards)];
+        let one = |port: u16| {
+            redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+                .map(|mut c| get(&mut c))
+                .unwrap_or_else(|_| none())
+        };
+        match self {
+            LeaseSource::Single(port) => one(*port),
+            LeaseSource::Cluster(urls) => redis::cluster::ClusterClientBuilder::new(urls.clone())
+                .connection_timeout(Duration::from_millis(300))
+                .response_timeout(Duration::from_millis(300))
+                .build()
+                .and_then(|c| c.get_connection())
+                .map(|mut c| get(&mut c))
+                .unwrap_or_else(|_| none()),
+            LeaseSource::Sentinel(ports) => {
+                let primary = ports.iter().find_map(|p| {
+                    let a: Vec<String> =
+                        common::redis_cmd(*p, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", common::SENTINEL_MASTER])?;
+                    a.get(1)?.parse::<u16>().ok()
+                });
+                primary.map(one).unwrap_or_else(none)
+            }
+        }
+    }
+}
+
 /// Every write persisted at once: a killed server comes back with what it acknowledged.
 const AOF: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
 
@@ -101,6 +148,15 @@ impl Redis {
                 });
                 s.server(port)
             }
+        }
+    }
+
+    /// Where the poller reads the shards' leases from (past the nodes' proxies).
+    fn lease_source(&self) -> LeaseSource {
+        match self {
+            Redis::Single(r) => LeaseSource::Single(r.port),
+            Redis::Cluster(c) => LeaseSource::Cluster(c.servers.iter().map(|s| s.url()).collect()),
+            Redis::Sentinel(x) => LeaseSource::Sentinel(x.sentinels.iter().map(|s| s.port).collect()),
         }
     }
 
@@ -143,6 +199,8 @@ struct Slot {
 struct Cluster {
     /// Workers per node, sized to the workload (see `workers_for`).
     workers: String,
+    /// Scheduling shards (`--shards`).
+    shards: u16,
     redis: Redis,
     /// The history store (one Redis only): every node archives to it.
     history: Option<PostgresServer>,
@@ -154,7 +212,7 @@ struct Cluster {
 
 impl Cluster {
     /// `history`: on one Redis, the nodes also archive to a PostgreSQL of their own.
-    async fn start(redis: Redis, workers: usize, history: bool) -> Cluster {
+    async fn start(redis: Redis, workers: usize, history: bool, shards: u16) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let sidelog = dir.path().join("sidelog.tsv");
         let mut slots = Vec::new();
@@ -178,6 +236,7 @@ impl Cluster {
             (history && matches!(redis, Redis::Single(_))).then(|| tokio::task::block_in_place(PostgresServer::start));
         let mut c = Cluster {
             workers: workers.to_string(),
+            shards,
             redis,
             history,
             slots,
@@ -197,7 +256,10 @@ impl Cluster {
         let advertise = s.grpc.addr();
         let metrics = format!("127.0.0.1:{}", s.metrics);
         let workers = self.workers.clone();
+        let shards = self.shards.to_string();
         let mut args = vec![
+            "--shards",
+            &shards,
             "--listen",
             &listen,
             "--advertise",
@@ -344,7 +406,8 @@ struct Runner {
     cluster: Cluster,
     rng: rand::rngs::StdRng,
     faults: Vec<Fault>,
-    masters: std::sync::Arc<std::sync::Mutex<BTreeMap<u64, (String, i64)>>>,
+    /// Per shard: epoch -> (holder, first seen).
+    masters: std::sync::Arc<std::sync::Mutex<checker::Masters>>,
     epoch_seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Nodes found dead that no fault killed (a crash): violations.
     crashes: Vec<String>,
@@ -559,7 +622,7 @@ const CAPPED_KEEP: usize = 5;
 /// The workload: one job in ten of each kind. `picky` jobs use a handler only the first
 /// `PICKY_NODES` nodes have: their fires must reach only those nodes, whoever is master. `capped`
 /// jobs keep only their last `CAPPED_KEEP` executions.
-fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
+fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
     let mut jobs = Vec::new();
     let mut infos = Vec::new();
     for i in 0..n {
@@ -590,7 +653,8 @@ fn workload(n: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
         jobs.push(rota::cli::pb_job(&spec));
         let only_on = if kind == "picky" { (1..=PICKY_NODES).map(|i| format!("n{i}")).collect() } else { Vec::new() };
         let keep_last = (kind == "capped").then_some(CAPPED_KEEP);
-        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun, only_on, keep_last });
+        let shard = rota::store::keys::shard_of(&id, shards);
+        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun, only_on, keep_last, shard });
     }
     (jobs, infos)
 }
@@ -647,12 +711,12 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_profile() {
-    run_profile(|| Redis::Single(RedisServer::start_with(&AOF, ""))).await;
+    run_profile(|| Redis::Single(RedisServer::start_with(&AOF, "")), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_profile_on_redis_cluster() {
-    run_profile(|| Redis::Cluster(RedisCluster::start_with(&AOF))).await;
+    run_profile(|| Redis::Cluster(RedisCluster::start_with(&AOF)), 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -660,10 +724,10 @@ async fn chaos_profile_on_sentinel() {
     // Two replicas: a failover leaves the new primary one to acknowledge strict mode's writes. With
     // one, nothing ran from a kill until the Sentinels made the old primary a replica (10-20 s), and
     // three failovers in one run kept fires waiting past the misfire threshold.
-    run_profile(|| Redis::Sentinel(RedisSentinels::start_with_replicas(&AOF, 2))).await;
+    run_profile(|| Redis::Sentinel(RedisSentinels::start_with_replicas(&AOF, 2)), 1).await;
 }
 
-async fn run_profile(redis: impl FnOnce() -> Redis) {
+async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     let _one = ONE_AT_A_TIME.lock().await;
     let secs: i64 = env_or("ROTA_CHAOS_SECS", 60);
     let n_jobs: usize = env_or("ROTA_CHAOS_JOBS", 100);
@@ -671,9 +735,9 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
     let redis = tokio::task::block_in_place(redis);
     let topology = redis.topology();
     tracing_line(&format!(
-        "{topology}: seed {seed}, {secs} s of faults, {n_jobs} jobs (replay: ROTA_CHAOS_SEED={seed})"
+        "{topology}: seed {seed}, {secs} s of faults, {n_jobs} jobs, {shards} shard(s) (replay: ROTA_CHAOS_SEED={seed})"
     ));
-    let cluster = Cluster::start(redis, workers_for(n_jobs), true).await;
+    let cluster = Cluster::start(redis, workers_for(n_jobs), true, shards).await;
     let mut runner = Runner {
         cluster,
         rng: rand::rngs::StdRng::seed_from_u64(seed),
@@ -682,7 +746,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
         epoch_seen: Default::default(),
         crashes: Vec::new(),
     };
-    let (jobs, mut infos) = workload(n_jobs);
+    let (jobs, mut infos) = workload(n_jobs, shards);
     if runner.cluster.history.is_some() {
         // Their records are all in the history store: judged by them, like every other job.
         for i in &mut infos {
@@ -694,50 +758,40 @@ async fn run_profile(redis: impl FnOnce() -> Redis) {
         c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put job");
     }
     let t0 = now_ms();
-    // Watch the lease: epoch -> node, for the master-only rule and failover times.
+    // Watch every shard's lease in Redis: epoch -> node, for the master-only rule and failover times.
     let stop = tokio_util::sync::CancellationToken::new();
     let poll = {
         let (masters, seen, stop) = (runner.masters.clone(), runner.epoch_seen.clone(), stop.clone());
-        let eps: Vec<String> = runner.cluster.slots.iter().map(|s| format!("http://127.0.0.1:{}", s.listen)).collect();
-        tokio::spawn(async move {
+        let source = runner.cluster.redis.lease_source();
+        tokio::task::spawn_blocking(move || {
             while !stop.is_cancelled() {
-                for ep in &eps {
-                    let Ok(ch) = tonic::transport::Endpoint::from_shared(ep.clone())
-                        .expect("ep")
-                        .connect_timeout(Duration::from_millis(200))
-                        .connect()
-                        .await
-                    else {
+                for (k, lease) in source.leases(shards).into_iter().enumerate() {
+                    // `<node>:<epoch>:<incarnation>`
+                    let Some((node, epoch)) = lease.as_deref().and_then(|v| {
+                        let mut f = v.split(':');
+                        Some((f.next()?.to_string(), f.next()?.parse::<u64>().ok()?))
+                    }) else {
                         continue;
                     };
-                    let mut c = pb::scheduler_service_client::SchedulerServiceClient::new(ch);
-                    if let Ok(Ok(r)) = tokio::time::timeout(
-                        Duration::from_millis(500),
-                        c.get_cluster_status(pb::GetClusterStatusRequest {}),
-                    )
-                    .await
-                    {
-                        let r = r.into_inner();
-                        if r.epoch > 0 && !r.master_id.is_empty() {
-                            let mut m = masters.lock().expect("masters");
-                            m.entry(r.epoch).or_insert((r.master_id, now_ms()));
-                            // A lease with a higher epoch seen earlier, while this lower one is
-                            // still the store's: it was issued by a Redis primary whose writes
-                            // were then lost (a killed primary restarted with its old data takes
-                            // writes until the Sentinels demote it). Epochs only rise on the real
-                            // store, so that lease never held: it does not count as a master.
-                            let zombies: Vec<u64> = m.range(r.epoch + 1..).map(|(e, _)| *e).collect();
-                            for z in zombies {
-                                if let Some((node, at)) = m.remove(&z) {
-                                    eprintln!("[chaos {}] epoch {z} of {node} (seen at {at}) was lost with its Redis primary: {} is still the store's", now_ms(), r.epoch);
-                                }
-                            }
-                            seen.fetch_max(r.epoch, std::sync::atomic::Ordering::SeqCst);
+                    let mut all = masters.lock().expect("masters");
+                    let m = all.entry(k as u16).or_default();
+                    m.entry(epoch).or_insert((node, now_ms()));
+                    // A lease with a higher epoch seen earlier, while this lower one is still the
+                    // store's: it was issued by a Redis primary whose writes were then lost (a
+                    // killed primary restarted with its old data takes writes until the Sentinels
+                    // demote it). Epochs only rise on the real store, so that lease never held: it
+                    // does not count as a master.
+                    let zombies: Vec<u64> = m.range(epoch + 1..).map(|(e, _)| *e).collect();
+                    for z in zombies {
+                        if let Some((node, at)) = m.remove(&z) {
+                            eprintln!("[chaos {}] shard {k}: epoch {z} of {node} (seen at {at}) was lost with its Redis primary: {epoch} is still the store's", now_ms());
                         }
-                        break;
+                    }
+                    if k == 0 {
+                        seen.fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                std::thread::sleep(Duration::from_millis(100));
             }
         })
     };
@@ -899,8 +953,8 @@ fn table(s: &serde_json::Value) -> String {
 async fn redis_restart_without_persistence() {
     let _one = ONE_AT_A_TIME.lock().await;
     // Without the history store: what a wipe loses when Redis is all there is.
-    let mut cluster = Cluster::start(Redis::Single(RedisServer::start()), 8, false).await;
-    let (jobs, infos) = workload(20);
+    let mut cluster = Cluster::start(Redis::Single(RedisServer::start()), 8, false, 1).await;
+    let (jobs, infos) = workload(20, 1);
     let infos: Vec<JobInfo> = infos.into_iter().filter(|j| j.period_s == 1 && !j.forbid && !j.master_only).collect();
     let jobs: Vec<pb::Job> = jobs.into_iter().filter(|j| infos.iter().any(|i| i.id == j.id)).collect();
     let mut c = cluster.client().await.expect("client");

@@ -547,10 +547,10 @@ async fn a_panicking_handler_fails_its_run_and_is_not_run_again() {
         handler: "panics".into(),
         ..Default::default()
     };
-    node.scheduler.put_job(spec).await.expect("put");
-    let t = node.scheduler.trigger("p", None).await.expect("trigger");
+    node.parts[0].scheduler.put_job(spec).await.expect("put");
+    let t = node.parts[0].scheduler.trigger("p", None).await.expect("trigger");
     let e = eventually(WAIT, "the run recorded failed", || async {
-        let e = node.store.get_execution(&t.execution.id).await.ok()??;
+        let e = node.shards.get_execution(&t.execution.id).await.ok()??;
         (e.state == rota::execution::ExecState::Failed).then_some(e)
     })
     .await;

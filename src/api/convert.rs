@@ -212,7 +212,9 @@ pub fn load(l: Load) -> pb::NodeLoad {
 /// last beat is older than `ttl_ms` (and it did not), else draining or live. `master`: whether it
 /// holds the lease (the caller knows; a record's own flag lags behind a crash). A gone node has no
 /// role and no load: what it last reported is no longer true.
-pub fn node(n: &NodeRecord, now: i64, ttl_ms: u64, master: bool) -> pb::NodeInfo {
+/// A node as ListNodes shows it; `master_of`: the shards whose lease it holds, as read now.
+pub fn node(n: &NodeRecord, now: i64, ttl_ms: u64, master_of: Vec<u32>) -> pb::NodeInfo {
+    let master = !master_of.is_empty();
     let state = if n.left {
         pb::NodeState::Left
     } else if now - n.beat_ms > ttl_ms as i64 {
@@ -243,6 +245,7 @@ pub fn node(n: &NodeRecord, now: i64, ttl_ms: u64, master: bool) -> pb::NodeInfo
         shell_enabled: n.shell_enabled,
         shell_allow: n.shell_allow.clone(),
         http_allow: n.http_allow.clone(),
+        master_of_shards: if gone { Vec::new() } else { master_of },
     }
 }
 
@@ -288,15 +291,17 @@ mod tests {
         };
         let state = |i: &pb::NodeInfo| pb::NodeState::try_from(i.state).ok();
         let role = |i: &pb::NodeInfo| pb::NodeRole::try_from(i.role).ok();
-        let live = node(&rec, 10_500, 1_000, true);
+        let live = node(&rec, 10_500, 1_000, vec![0, 3]);
         assert_eq!((state(&live), role(&live)), (Some(pb::NodeState::Live), Some(pb::NodeRole::Master)));
         assert!(live.load.is_some());
+        assert_eq!(live.master_of_shards, vec![0, 3]);
         // The record says master, the lease says otherwise: the lease wins.
-        assert_eq!(role(&node(&rec, 10_500, 1_000, false)), Some(pb::NodeRole::Worker));
-        let failed = node(&rec, 11_001, 1_000, true);
+        assert_eq!(role(&node(&rec, 10_500, 1_000, vec![])), Some(pb::NodeRole::Worker));
+        let failed = node(&rec, 11_001, 1_000, vec![0]);
         assert_eq!((state(&failed), role(&failed)), (Some(pb::NodeState::Failed), Some(pb::NodeRole::Unspecified)));
         assert!(failed.load.is_none());
-        let left = node(&NodeRecord { left: true, ..rec.clone() }, 10_001, 1_000, false);
+        assert!(failed.master_of_shards.is_empty(), "a gone node masters nothing");
+        let left = node(&NodeRecord { left: true, ..rec.clone() }, 10_001, 1_000, vec![]);
         assert_eq!((state(&left), role(&left)), (Some(pb::NodeState::Left), Some(pb::NodeRole::Unspecified)));
         assert!(left.load.is_none());
     }

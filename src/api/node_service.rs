@@ -21,18 +21,28 @@ impl NodeApi {
     }
 
     /// Accepts fires sent by a master (durable before the reply) and starts them. A stale epoch or
-    /// a node that is not live fails the whole call; otherwise each fire is taken or refused.
+    /// a node that is not live fails the whole call; otherwise each fire is taken or refused. The
+    /// fires of one call are of one shard (a master sends its shard's), whose epoch `epoch` is.
     async fn submit(&self, epoch: u64, fires: Vec<String>) -> Result<Vec<pb::SubmitTaskResponse>, Status> {
-        self.node.check_epoch(epoch)?;
+        let shard = self.node.shards.shard_of_fire(&fires[0]);
+        if let Some(i) = fires.iter().position(|f| self.node.shards.shard_of_fire(f) != shard) {
+            return Err(Error::invalid(
+                format!("tasks[{i}].fire_id"),
+                format!("is of another shard than tasks[0] (shard {shard}): one call carries one shard's fires"),
+            )
+            .into());
+        }
+        let part = &self.node.parts[usize::from(shard)];
+        part.check_epoch(epoch)?;
         let refused = |reason: String| pb::SubmitTaskResponse { accepted: false, reason, execution_id: String::new() };
-        let accepts = match self.node.router.accept_submitted(&fires, epoch).await {
+        let accepts = match part.router.accept_submitted(&fires, epoch).await {
             Ok(a) => a,
             Err(e @ Error::FailedPrecondition(_)) => return Ok(fires.iter().map(|_| refused(e.to_string())).collect()),
             Err(e) => return Err(e.into()),
         };
         if accepts.iter().any(|a| matches!(a, Accept::Accepted | Accept::Already)) {
             // The accept compared the epoch with the store's counter: it is the current one.
-            self.node.confirm_epoch(epoch);
+            part.confirm_epoch(epoch);
             fail::fail_point!("after_accept", |_| crate::failpoints::crash("after_accept"));
         }
         accepts
@@ -88,7 +98,7 @@ impl NodeService for NodeApi {
         if load.active_workers > load.max_workers {
             return Err(Error::invalid("load", "active_workers is more than max_workers").into());
         }
-        self.node.router.loads().record(
+        self.node.loads().record(
             &r.node_id,
             crate::store::Load { active: load.active_workers, max: load.max_workers, queue: load.queue_depth },
         );
@@ -134,7 +144,8 @@ impl NodeService for NodeApi {
         _: Request<pb::GetNodeInfoRequest>,
     ) -> Result<Response<pb::GetNodeInfoResponse>, Status> {
         let rec = self.node.record();
-        let info = crate::api::convert::node(&rec, now_ms(), self.node.config.node_ttl_ms, rec.master);
+        let master_of = self.node.mastered().into_iter().map(u32::from).collect();
+        let info = crate::api::convert::node(&rec, now_ms(), self.node.config.node_ttl_ms, master_of);
         Ok(Response::new(pb::GetNodeInfoResponse { node: Some(info) }))
     }
 }

@@ -29,20 +29,29 @@ impl SchedulerApi {
         SchedulerApi { node }
     }
 
-    /// The lease holder (id, epoch), if any, and every node the store knows as seen now, its role
-    /// from the lease (not from a record that may predate a crash). A store out of reach is said
-    /// as `Node::explain` says it: named, with what this node still knows.
-    async fn holder_and_nodes(&self) -> Result<(Option<(String, u64)>, Vec<pb::NodeInfo>), Error> {
+    /// Each shard's lease holder (id, epoch), if any, and every node the store knows as seen now,
+    /// its role from the leases (not from a record that may predate a crash). A store out of reach
+    /// is said as `Node::explain` says it: named, with what this node still knows.
+    async fn holders_and_nodes(&self) -> Result<(Vec<Option<(String, u64)>>, Vec<pb::NodeInfo>), Error> {
         let read = async {
-            let holder = self.node.master().await?;
+            let holders = self.node.shard_masters().await?;
             let records = self.node.node_records().await?;
-            Ok::<_, Error>((holder, records))
+            Ok::<_, Error>((holders, records))
         };
-        let (holder, records) = read.await.map_err(|e| self.node.explain(e))?;
+        let (holders, records) = read.await.map_err(|e| self.node.explain(e))?;
         let (now, ttl_ms) = (now_ms(), self.node.config.node_ttl_ms);
-        let master = holder.as_ref().map(|(id, _)| id.as_str());
-        let nodes = records.iter().map(|n| convert::node(n, now, ttl_ms, master == Some(n.node_id.as_str()))).collect();
-        Ok((holder, nodes))
+        let nodes = records
+            .iter()
+            .map(|n| {
+                let master_of = (0u32..)
+                    .zip(&holders)
+                    .filter(|(_, h)| h.as_ref().is_some_and(|(id, _)| *id == n.node_id))
+                    .map(|(k, _)| k)
+                    .collect();
+                convert::node(n, now, ttl_ms, master_of)
+            })
+            .collect();
+        Ok((holders, nodes))
     }
 
     /// A job id given as a filter must name a job that exists, or one whose executions are still
@@ -51,10 +60,10 @@ impl SchedulerApi {
     async fn known_job(&self, id: &str) -> Result<(), Error> {
         // Redis first: a job it knows needs no answer from the history store (which may be down).
         let probe = ExecFilter { job_id: Some(id.to_string()), limit: 1, ..ExecFilter::default() };
-        if !self.node.store.list_executions(&probe).await?.0.is_empty() {
+        if !self.node.shards.list_executions(&probe).await?.0.is_empty() {
             return Ok(());
         }
-        match self.node.store.get_job(id).await {
+        match self.node.shards.of_job(id).get_job(id).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) if !self.node.history.list(&probe).await?.0.is_empty() => Ok(()),
             Ok(None) => Err(Error::JobNotFound(id.to_string())),
@@ -92,14 +101,14 @@ impl SchedulerService for SchedulerApi {
     async fn put_job(&self, req: Request<pb::PutJobRequest>) -> Result<Response<pb::PutJobResponse>, Status> {
         let job = req.into_inner().job.ok_or_else(|| Error::invalid("job", "is required"))?;
         let spec = convert::job_spec(&job)?;
-        let (rec, created) = self.node.scheduler.put_job_from_api(spec, job.paused).await?;
+        let (rec, created) = self.node.part_of_job(&spec.id).scheduler.put_job_from_api(spec, job.paused).await?;
         Ok(Response::new(pb::PutJobResponse { job: Some(convert::job(&rec)), created }))
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        let rec = self.node.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))?;
+        let rec = self.node.shards.of_job(&id).get_job(&id).await?.ok_or(Error::JobNotFound(id))?;
         Ok(Response::new(pb::GetJobResponse { job: Some(convert::job(&rec)) }))
     }
 
@@ -112,7 +121,7 @@ impl SchedulerService for SchedulerApi {
             validate_id(&r.page_token).map_err(|_| Error::invalid("page_token", "is not a token from ListJobs"))?;
             Some(r.page_token.as_str())
         };
-        let mut recs = self.node.store.list_jobs(after, limit + 1).await.map_err(|e| self.node.explain(e))?;
+        let mut recs = self.node.shards.list_jobs(after, limit + 1).await.map_err(|e| self.node.explain(e))?;
         let next = if recs.len() > limit {
             recs.truncate(limit);
             recs.last().map(|r| r.spec.id.clone()).unwrap_or_default()
@@ -125,7 +134,7 @@ impl SchedulerService for SchedulerApi {
     async fn delete_job(&self, req: Request<pb::DeleteJobRequest>) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        if !self.node.store.delete_job(&id).await? {
+        if !self.node.shards.of_job(&id).delete_job(&id).await? {
             return Err(Error::JobNotFound(id).into());
         }
         tracing::info!(job = %id, "job deleted");
@@ -135,14 +144,14 @@ impl SchedulerService for SchedulerApi {
     async fn pause_job(&self, req: Request<pb::PauseJobRequest>) -> Result<Response<pb::PauseJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        let rec = self.node.scheduler.set_paused(&id, true).await?;
+        let rec = self.node.part_of_job(&id).scheduler.set_paused(&id, true).await?;
         Ok(Response::new(pb::PauseJobResponse { job: Some(convert::job(&rec)) }))
     }
 
     async fn resume_job(&self, req: Request<pb::ResumeJobRequest>) -> Result<Response<pb::ResumeJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        let rec = self.node.scheduler.set_paused(&id, false).await?;
+        let rec = self.node.part_of_job(&id).scheduler.set_paused(&id, false).await?;
         Ok(Response::new(pb::ResumeJobResponse { job: Some(convert::job(&rec)) }))
     }
 
@@ -153,7 +162,7 @@ impl SchedulerService for SchedulerApi {
         let r = req.into_inner();
         validate_id(&r.id)?;
         let key = idempotency_key(&r.idempotency_key)?;
-        let t = self.node.scheduler.trigger(&r.id, key).await?;
+        let t = self.node.part_of_job(&r.id).scheduler.trigger(&r.id, key).await?;
         Ok(Response::new(pb::TriggerJobResponse {
             execution: Some(convert::execution(&t.execution)),
             deduplicated: t.deduplicated,
@@ -254,7 +263,16 @@ impl SchedulerService for SchedulerApi {
             validate_id(&job).map_err(|e| Error::invalid("job_id", e))?;
             self.known_job(&job).await?;
         }
-        let stream = BroadcastStream::new(self.node.store.subscribe().await).filter_map(move |item| match item {
+        // A job's changes come from its shard; all of them from every shard's channel.
+        let stores = match job.is_empty() {
+            true => self.node.shards.all().to_vec(),
+            false => vec![std::sync::Arc::clone(self.node.shards.of_job(&job))],
+        };
+        let mut feeds = Vec::with_capacity(stores.len());
+        for store in stores {
+            feeds.push(BroadcastStream::new(store.subscribe().await));
+        }
+        let stream = futures_util::stream::select_all(feeds).filter_map(move |item| match item {
             Ok(e) if job.is_empty() || e.job_id == job => {
                 Some(Ok(pb::WatchExecutionsResponse { execution: Some(convert::execution(&e)) }))
             }
@@ -268,7 +286,7 @@ impl SchedulerService for SchedulerApi {
     }
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
-        let (_, nodes) = self.holder_and_nodes().await?;
+        let (_, nodes) = self.holders_and_nodes().await?;
         Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
@@ -276,22 +294,25 @@ impl SchedulerService for SchedulerApi {
         &self,
         _: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
-        let (holder, nodes) = self.holder_and_nodes().await?;
+        let (holders, nodes) = self.holders_and_nodes().await?;
         // A lease still held by a node that is gone (killed, its lease not yet expired) is no
         // master: the cluster is electing, and the epoch shown is the last one known.
-        let live_master =
-            holder.filter(|(id, _)| nodes.iter().any(|n| n.node_id == *id && n.role == pb::NodeRole::Master as i32));
-        let (master_id, epoch, electing) = match live_master {
-            Some((id, epoch)) => (id, epoch, false),
-            None => (String::new(), self.node.max_epoch_seen(), true),
+        let live = |h: &Option<(String, u64)>| {
+            h.clone().filter(|(id, _)| nodes.iter().any(|n| n.node_id == *id && n.role == pb::NodeRole::Master as i32))
+        };
+        let electing = holders.iter().any(|h| live(h).is_none());
+        let (master_id, epoch) = match holders.first().and_then(live) {
+            Some((id, epoch)) => (id, epoch),
+            None => (String::new(), self.node.max_epoch_seen()),
         };
         Ok(Response::new(pb::GetClusterStatusResponse {
             master_id,
             epoch,
             nodes,
-            store: self.node.store.kind().to_string(),
+            store: self.node.shards.home().kind().to_string(),
             now: Some(convert::timestamp(now_ms())),
             electing,
+            shards: u32::from(self.node.shards.count()),
         }))
     }
 }

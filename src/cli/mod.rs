@@ -100,6 +100,7 @@ pub async fn run_client(cmd: Command) -> Result<(), CliError> {
             let r = call!(c, get_cluster_status, pb::GetClusterStatusRequest {})?;
             if client.json {
                 let v = json!({"master_id": r.master_id, "epoch": r.epoch, "electing": r.electing, "store": r.store,
+                    "shards": r.shards,
                     "nodes": r.nodes.iter().map(node_json).collect::<Vec<_>>()});
                 println!("{v:#}");
             } else {

@@ -96,15 +96,18 @@ pub(super) fn node_json(n: &pb::NodeInfo) -> Value {
         "last_heartbeat": n.last_heartbeat.as_ref().map(ts), "version": n.version, "incarnation": n.incarnation,
         "clock_offset_ms": n.clock_offset_ms,
         "handlers": n.handlers, "shell_enabled": n.shell_enabled, "shell_allow": n.shell_allow,
-        "http_allow": n.http_allow,
+        "http_allow": n.http_allow, "master_of_shards": n.master_of_shards,
     })
 }
 
 /// The first line of `rota status`: the master and its epoch, or, while no node holds the lease,
 /// that a new master is being elected (with the last epoch known, not 0).
 pub(super) fn status_line(r: &pb::GetClusterStatusResponse) -> String {
+    let shards = if r.shards > 1 { format!("  shards: {} (masters in the table)", r.shards) } else { String::new() };
     if r.electing || r.master_id.is_empty() {
-        format!("master: (electing a new master; last epoch {})  store: {}", r.epoch, r.store)
+        format!("master: (electing a new master; last epoch {})  store: {}{shards}", r.epoch, r.store)
+    } else if r.shards > 1 {
+        format!("master of shard 0: {}  epoch: {}  store: {}{shards}", r.master_id, r.epoch, r.store)
     } else {
         format!("master: {}  epoch: {}  store: {}", r.master_id, r.epoch, r.store)
     }
@@ -246,6 +249,11 @@ pub(super) fn print_nodes(nodes: &[pb::NodeInfo], as_json: bool) {
         .map(|n| {
             let role = match n.role == pb::NodeRole::Unspecified as i32 {
                 true => "-".to_string(),
+                // With shards: which ones it masters.
+                false if n.master_of_shards.len() > 1 || n.master_of_shards.iter().any(|k| *k > 0) => {
+                    let ks: Vec<String> = n.master_of_shards.iter().map(u32::to_string).collect();
+                    format!("{} of {}", node_role_name(n.role), ks.join(","))
+                }
                 false => node_role_name(n.role),
             };
             let load = match n.load {

@@ -75,6 +75,10 @@ pub struct ServerArgs {
     /// default 0, off.
     #[arg(long, env = "ROTA_REDIS_WAIT_REPLICAS")]
     pub redis_wait_replicas: Option<u32>,
+    /// Scheduling shards, each with its own master lease (1-256, default 1). Fixed when the
+    /// cluster is created: every node must say the same.
+    #[arg(long, env = "ROTA_SHARDS")]
+    pub shards: Option<u16>,
     /// How long strict mode waits for the replicas, per write (default 200).
     #[arg(long, env = "ROTA_REDIS_WAIT_TIMEOUT_MS")]
     pub redis_wait_timeout_ms: Option<u64>,
@@ -189,6 +193,7 @@ impl ServerArgs {
             start_lead_ms,
             redis_wait_replicas,
             redis_wait_timeout_ms,
+            shards,
             heartbeat_ms,
             node_ttl_ms,
             dead_node_retention_ms,
@@ -350,6 +355,8 @@ mod tests {
             "2",
             "--redis-wait-timeout-ms",
             "47",
+            "--shards",
+            "9",
             "--heartbeat-ms",
             "11",
             "--node-ttl-ms",
@@ -417,6 +424,7 @@ mod tests {
             start_lead_ms: 53,
             redis_wait_replicas: 2,
             redis_wait_timeout_ms: 47,
+            shards: 9,
             heartbeat_ms: 11,
             node_ttl_ms: 33,
             dead_node_retention_ms: 37,

@@ -1,6 +1,8 @@
 //! Master lease. Owns the lease loop of this node: acquire, renew, step down, release. Publishes the
-//! node's `Role` on a watch channel that the scheduler follows. Uses: `store` (lease scripts only).
-use std::sync::atomic::{AtomicU64, Ordering};
+//! node's `Role` on a watch channel that the scheduler follows. With shards, one `Lease` per shard,
+//! and a `Share` between them that keeps this node to its part of the shards. Uses: `store` (lease
+//! scripts only).
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,8 +55,67 @@ impl LeaseTiming {
     }
 }
 
+/// How many of the cluster's shard leases this node holds, and how many it should: at most
+/// `ceil(shards / live nodes)`, and no more than `floor(shards / live nodes)` while another live
+/// node holds fewer than that (docs/DESIGN.md "Shards"). Shared by the node's `Lease`s; the
+/// heartbeat keeps `live` and `starving` current.
+#[derive(Debug)]
+pub struct Share {
+    shards: usize,
+    held: AtomicUsize,
+    live: AtomicUsize,
+    /// A live node holds fewer than `floor(shards / live)` shards (one that just joined).
+    starving: std::sync::atomic::AtomicBool,
+}
+
+impl Share {
+    pub fn new(shards: u16) -> Arc<Share> {
+        Arc::new(Share {
+            shards: usize::from(shards.max(1)),
+            held: AtomicUsize::new(0),
+            live: AtomicUsize::new(1),
+            starving: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// What the heartbeat last saw: how many shards each live node (this one included) masters.
+    pub fn observe(&self, held_by_live_nodes: &[usize]) {
+        let live = held_by_live_nodes.len().max(1);
+        self.live.store(live, Ordering::Relaxed);
+        let floor = self.shards / live;
+        self.starving.store(held_by_live_nodes.iter().any(|h| *h < floor), Ordering::Relaxed);
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    fn quota(&self) -> usize {
+        self.shards.div_ceil(self.live.load(Ordering::Relaxed).max(1))
+    }
+
+    /// Takes one shard off the count if this node holds more than its quota, or more than the
+    /// floor while a node is starving: true if the caller should hand its shard back.
+    /// Compare-and-set, so leases renewing at once hand back only the excess between them.
+    fn give_back_one(&self) -> bool {
+        let quota = self.quota();
+        let floor = self.shards / self.live.load(Ordering::Relaxed).max(1);
+        let starving = self.starving.load(Ordering::Relaxed);
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| (h > quota || (starving && h > floor)).then(|| h - 1))
+            .is_ok()
+    }
+}
+
 pub struct Lease {
     store: Arc<dyn Store>,
+    /// With shards: the node's share, and since when this shard's lease was seen free (a lease
+    /// free for a whole TTL is taken even above the quota: a live count that is briefly too high
+    /// must not leave a shard without master), and until when this lease stays away after handing
+    /// its shard back (so that another node takes it).
+    share: Option<Arc<Share>>,
+    free_since: std::sync::Mutex<Option<Instant>>,
+    away_until: std::sync::Mutex<Option<Instant>>,
     node_id: String,
     /// This node's live incarnation, read at each acquisition: it changes when the node is
     /// declared dead and registers anew, and a lease naming a revoked incarnation names no live node.
@@ -104,6 +165,9 @@ impl Lease {
         let (role, _) = watch::channel(Role::Follower);
         Lease {
             store,
+            share: None,
+            free_since: std::sync::Mutex::new(None),
+            away_until: std::sync::Mutex::new(None),
             node_id: node_id.to_string(),
             membership,
             timing,
@@ -119,6 +183,56 @@ impl Lease {
     pub fn with_clock_gate(mut self, clock: Arc<ClusterClock>) -> Lease {
         self.clock_gate = Some(ClockGate { clock, holding: std::sync::atomic::AtomicBool::new(false) });
         self
+    }
+
+    /// One shard's lease among several: kept to this node's `share`.
+    pub fn with_share(mut self, share: Arc<Share>) -> Lease {
+        self.share = Some(share);
+        self
+    }
+
+    /// Whether this node may try for this shard's lease under its share, and if so counts it in
+    /// (the caller takes it off again if the lease is not won: `unreserve`): not while it stays
+    /// away after handing the shard back; not at or above its quota, unless the lease has been free
+    /// a TTL. Counted by compare-and-set before the try, so leases trying at once cannot all pass
+    /// the same quota.
+    async fn reserve(&self) -> bool {
+        let Some(share) = &self.share else { return true };
+        let away = self.away_until.lock().map(|g| g.is_some_and(|t| Instant::now() < t)).unwrap_or(false);
+        if away {
+            return false;
+        }
+        let quota = share.quota();
+        if share.held.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| (h < quota).then(|| h + 1)).is_ok() {
+            return true;
+        }
+        let free = matches!(self.store.lease().await, Ok(None));
+        let long_free = {
+            let Ok(mut since) = self.free_since.lock() else { return false };
+            if !free {
+                *since = None;
+            }
+            free && since.get_or_insert_with(Instant::now).elapsed() >= self.timing.ttl
+        };
+        if long_free {
+            share.held.fetch_add(1, Ordering::SeqCst);
+        }
+        long_free
+    }
+
+    fn unreserve(&self) {
+        if let Some(share) = &self.share {
+            share.held.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Becomes follower; `counted`: the mastership is still in the share's count (a hand-back has
+    /// already taken it off).
+    fn demote(&self, counted: bool) {
+        let was = self.role.send_replace(Role::Follower);
+        if let (Role::Master(_), Some(share), true) = (was, &self.share, counted) {
+            share.held.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// True when the clock gate lets this node try for the lease now.
@@ -173,8 +287,12 @@ impl Lease {
 
     /// Gives up mastership now (graceful shutdown), deleting the lease if still ours.
     pub async fn step_down(&self, why: &str) {
+        self.release(why, true).await
+    }
+
+    async fn release(&self, why: &str, counted: bool) {
         if let Role::Master(m) = self.role() {
-            self.role.send_replace(Role::Follower);
+            self.demote(counted);
             match self.store.release_lease(&m.lease).await {
                 Ok(true) => tracing::info!(node = %self.node_id, epoch = m.epoch, why, "released the master lease"),
                 Ok(false) => tracing::info!(node = %self.node_id, epoch = m.epoch, why, "lease already gone"),
@@ -184,9 +302,18 @@ impl Lease {
     }
 
     async fn try_acquire(&self) -> Duration {
-        if !self.clock_allows() {
+        if !self.clock_allows() || !self.reserve().await {
             return self.timing.renew;
         }
+        let (wait, won) = self.acquire().await;
+        if !won {
+            self.unreserve();
+        }
+        wait
+    }
+
+    /// One try for the lease: how long until the next, and whether it was won.
+    async fn acquire(&self) -> (Duration, bool) {
         let floor = self.max_epoch.load(Ordering::SeqCst);
         let sent = Instant::now();
         let r = tokio::time::timeout(
@@ -199,7 +326,7 @@ impl Lease {
             ),
         )
         .await;
-        match r {
+        let wait = match r {
             Ok(Ok(LeaseAcquire::Acquired(h))) => {
                 let before = self.max_epoch.fetch_max(h.epoch, Ordering::SeqCst);
                 if h.epoch <= before {
@@ -207,13 +334,13 @@ impl Lease {
                     // let a deposed master's writes pass as ours. Give it back and say so.
                     self.complain(&format!("the store issued epoch {} but epoch {before} was seen before", h.epoch));
                     let _ = self.store.release_lease(&h).await;
-                    return self.timing.renew;
+                    return (self.timing.renew, false);
                 }
                 let deadline = sent + self.timing.ttl - self.timing.margin();
                 self.saw(&h);
                 tracing::info!(node = %self.node_id, epoch = h.epoch, "became master");
                 self.role.send_replace(Role::Master(Mastership { epoch: h.epoch, lease: h, deadline }));
-                self.timing.renew
+                return (self.timing.renew, true);
             }
             Ok(Ok(LeaseAcquire::Held(h))) => {
                 match h {
@@ -239,7 +366,8 @@ impl Lease {
                 self.timing.renew
             }
             Err(_) => self.timing.renew,
-        }
+        };
+        (wait, false)
     }
 
     /// Logs at ERROR that this node cannot become master although it should be able to, at most
@@ -257,8 +385,16 @@ impl Lease {
         let now = Instant::now();
         if now >= m.deadline {
             tracing::warn!(node = %self.node_id, epoch = m.epoch, "lease deadline passed without renewal: stepping down");
-            self.role.send_replace(Role::Follower);
+            self.demote(true);
             return Duration::ZERO;
+        }
+        if self.share.as_ref().is_some_and(|s| s.give_back_one()) {
+            // More shards than this node's part (a node joined): this one goes to another node.
+            if let Ok(mut g) = self.away_until.lock() {
+                *g = Some(now + 2 * self.timing.ttl);
+            }
+            self.release("handing the shard to a node with fewer", false).await;
+            return self.timing.renew;
         }
         let sent = now;
         // Never wait for an answer past our own deadline.
@@ -272,7 +408,7 @@ impl Lease {
             }
             Ok(Ok(false)) => {
                 tracing::warn!(node = %self.node_id, epoch = m.epoch, "lease lost to another node: stepping down");
-                self.role.send_replace(Role::Follower);
+                self.demote(true);
                 Duration::ZERO
             }
             Ok(Err(e)) => {

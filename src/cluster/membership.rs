@@ -3,8 +3,12 @@
 //! what it started (`still_owns`). A key that merely expired (a Redis outage or restart) is
 //! taken back at the next beat; an incarnation whose running work the master took over (reaped) can
 //! never beat again: the process must register a new incarnation. Two live processes cannot share a node id: the second one is refused.
+//! With shards, the node has a heartbeat key in every shard (each shard's scripts check theirs) and
+//! beats them all; one incarnation serves them all.
 //! Uses: `store` only.
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::join_all;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -34,6 +38,9 @@ pub struct Membership {
     /// The incarnation whose register, beat or keep-alive last went through, and when that call was
     /// sent: its key lives in Redis for a node TTL from a moment no earlier (`surely_live`).
     last_sent: Mutex<Option<(String, Sent)>>,
+    /// More than one shard: a keep-alive extends one shard's key only, so it proves nothing for
+    /// the others (`still_owns` then asks each time past the beats' proof).
+    sharded: bool,
 }
 
 impl Membership {
@@ -44,7 +51,14 @@ impl Membership {
             ttl_ms,
             contact_since: Mutex::new(None),
             last_sent: Mutex::new(None),
+            sharded: false,
         }
+    }
+
+    /// The node beats `shards` shards.
+    pub fn with_shards(mut self, shards: u16) -> Membership {
+        self.sharded = shards > 1;
+        self
     }
 
     /// Whether `inc` is this node's live incarnation and its heartbeat key surely still lives in
@@ -82,7 +96,9 @@ impl Membership {
         let sent = Sent::now();
         match store.keep_alive(&self.node_id, inc, self.ttl_ms).await {
             Ok(true) => {
-                self.went_through(inc, sent);
+                if !self.sharded {
+                    self.went_through(inc, sent);
+                }
                 true
             }
             Ok(false) => false,
@@ -105,56 +121,61 @@ impl Membership {
         self.incarnation.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
-    /// Registers, waiting up to two node TTLs for an earlier process with the same id to expire
-    /// (a restart); after that another live process holds the id and this one must not start.
-    pub async fn register(&self, store: &dyn Store, record: impl Fn(&str) -> NodeRecord) -> Result<()> {
+    /// Registers in every shard, waiting up to two node TTLs for an earlier process with the same
+    /// id to expire (a restart); after that another live process holds the id and this one must
+    /// not start. Registering again where it already is (same incarnation) is harmless.
+    pub async fn register(&self, stores: &[Arc<dyn Store>], record: impl Fn(&str) -> NodeRecord) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.ttl_ms * 2);
-        loop {
+        'again: loop {
             let inc = self.incarnation();
             let sent = Sent::now();
-            match store.register(&record(&inc), self.ttl_ms).await? {
-                Register::Registered => {
-                    self.went_through(&inc, sent);
-                    tracing::info!(node = %self.node_id, incarnation = %inc, "registered");
-                    return Ok(());
-                }
-                Register::InUse(other) => {
+            for store in stores {
+                if let Register::InUse(other) = store.register(&record(&inc), self.ttl_ms).await? {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(Error::NodeIdInUse { node: self.node_id.clone(), holder: other });
                     }
                     tokio::time::sleep(Duration::from_millis(self.ttl_ms / 4 + 1)).await;
+                    continue 'again;
                 }
             }
+            self.went_through(&inc, sent);
+            tracing::info!(node = %self.node_id, incarnation = %inc, "registered");
+            return Ok(());
         }
     }
 
-    /// One heartbeat. When the incarnation was revoked (this node was declared dead, e.g. after a
-    /// long pause), takes a new incarnation and registers it: work the old one held was reaped.
-    pub async fn beat(&self, store: &dyn Store, record: impl Fn(&str) -> NodeRecord) -> Result<Beat> {
+    /// One heartbeat, in every shard at once: the shards' answers in shard order. When the
+    /// incarnation was revoked in any (this node was declared dead there, e.g. after a long pause),
+    /// takes a new incarnation and registers it everywhere: work the old one held there was reaped.
+    pub async fn beat(&self, stores: &[Arc<dyn Store>], record: impl Fn(&str) -> NodeRecord) -> Result<Vec<Beat>> {
         let inc = self.incarnation();
         let sent = Sent::now();
-        let b = store.beat(&record(&inc), self.ttl_ms).await;
-        if let Ok(Beat::Alive { .. }) = b {
-            self.went_through(&inc, sent);
+        let rec = record(&inc);
+        let beats: Result<Vec<Beat>> =
+            join_all(stores.iter().map(|s| s.beat(&rec, self.ttl_ms))).await.into_iter().collect();
+        if let Ok(b) = &beats {
+            if b.iter().all(|b| matches!(b, Beat::Alive { .. })) {
+                self.went_through(&inc, sent);
+            }
         }
         if let Ok(mut c) = self.contact_since.lock() {
-            match (&b, *c) {
+            match (&beats, *c) {
                 (Ok(_), None) => *c = Some(Instant::now()),
                 (Err(_), _) => *c = None,
                 _ => {}
             }
         }
-        let b = b?;
-        if let Beat::Revoked { .. } = b {
+        let beats = beats?;
+        if beats.iter().any(|b| matches!(b, Beat::Revoked { .. })) {
             let fresh = new_incarnation();
             tracing::warn!(node = %self.node_id, old = %inc, new = %fresh,
                 "incarnation revoked (this node was declared dead): registering anew");
             if let Ok(mut g) = self.incarnation.lock() {
                 *g = fresh;
             }
-            self.register(store, record).await?;
+            self.register(stores, record).await?;
         }
-        Ok(b)
+        Ok(beats)
     }
 }
 

@@ -21,7 +21,8 @@ use crate::error::Result;
 use crate::execution::Execution;
 use crate::metrics::Metrics;
 use crate::store::redis::RedisStore;
-use crate::store::{ExecFilter, Store};
+use crate::store::shards::merge_pages;
+use crate::store::{ExecFilter, Shards};
 
 pub use self::postgres::Postgres;
 
@@ -41,18 +42,18 @@ const GIVE_UP_AFTER: u32 = 5;
 
 /// What the API reads executions through.
 pub struct History {
-    store: Arc<dyn Store>,
+    shards: Shards,
     archive: Option<Arc<Postgres>>,
 }
 
 impl History {
-    pub fn new(store: Arc<dyn Store>, archive: Option<Arc<Postgres>>) -> History {
-        History { store, archive }
+    pub fn new(shards: Shards, archive: Option<Arc<Postgres>>) -> History {
+        History { shards, archive }
     }
 
     /// Redis first; then the history store, for a record Redis no longer keeps.
     pub async fn get(&self, id: &str) -> Result<Option<Execution>> {
-        if let Some(e) = self.store.get_execution(id).await? {
+        if let Some(e) = self.shards.get_execution(id).await? {
             return Ok(Some(e));
         }
         match &self.archive {
@@ -64,47 +65,28 @@ impl History {
     /// Newest first, with the token for the next page: Redis's page and the history store's,
     /// merged (see `merge`). Without a history store, Redis's page.
     pub async fn list(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
-        let hot = self.store.list_executions(f).await?;
+        let hot = self.shards.list_executions(f).await?;
         let Some(pg) = &self.archive else { return Ok(hot) };
         Ok(merge(hot, pg.list(f).await?, f.limit))
     }
 }
 
-/// One page of the union of two listings of the same filter below the same cursor, each newest
-/// first: `hot` (Redis: its page, and its token when it stopped early or filled the page) and
-/// `cold` (the history store: at most `limit`; when full, it may have more). Each listing is
-/// complete only down to where it stopped (its token, or its last record when full), so the page
-/// holds only records at or above the higher of those floors, with a token just below it; a record
-/// in both is taken from Redis once.
+/// One page of the union of Redis's listing (its page and token) and the history store's (at most
+/// `limit`; when full it is complete only down to its last record), as `merge_pages` makes it; a
+/// record in both is taken from Redis.
 fn merge(
     hot: (Vec<Execution>, Option<String>),
     cold: Vec<Execution>,
     limit: usize,
 ) -> (Vec<Execution>, Option<String>) {
-    let (hot, hot_next) = hot;
     let cold_floor = if cold.len() >= limit { cold.last().map(|e| e.id.clone()) } else { None };
-    let floor = match (hot_next, cold_floor) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    let mut all: Vec<Execution> = hot.into_iter().chain(cold).collect();
-    if let Some(fl) = &floor {
-        all.retain(|e| e.id >= *fl);
-    }
-    // Stable sort, Redis's first: dedup keeps the hot copy.
-    all.sort_by(|a, b| b.id.cmp(&a.id));
-    all.dedup_by(|b, a| a.id == b.id);
-    if all.len() > limit {
-        all.truncate(limit);
-        let next = all.last().map(|e| e.id.clone());
-        return (all, next);
-    }
-    (all, floor)
+    merge_pages(vec![hot, (cold, cold_floor)], limit)
 }
 
 /// The archiver's parts.
 pub struct Archiver {
-    pub store: Arc<RedisStore>,
+    /// Each shard's store: each has its own outbox and archive lease.
+    pub stores: Vec<Arc<RedisStore>>,
     /// Its own connection (the API's reads have another).
     pub pg: Postgres,
     /// `<node>:<random>`: this process's name on the archive lease.
@@ -117,13 +99,33 @@ pub struct Archiver {
 /// PostgreSQL in batches and trims what was stored; deletes records past the history retention.
 /// Runs on every node with `history_postgres` set; the lease keeps it to one at a time.
 pub async fn archive(a: Archiver, cancel: CancellationToken) {
-    let Archiver { store, pg, holder, retention_days, metrics } = a;
+    let Archiver { stores, pg, holder, retention_days, metrics } = a;
     let mut backoff = IDLE;
     let mut failures = 0u32;
     let mut last_prune: Option<tokio::time::Instant> = None;
     let mut warned_at: Option<tokio::time::Instant> = None;
     loop {
-        let pause = match archive_turn(&store, &pg, &holder, &metrics).await {
+        // One turn per shard; the round is as busy as its busiest turn, and fails if one failed.
+        let mut round: Result<Turn> = Ok(Turn::NotHolder);
+        for store in &stores {
+            match archive_turn(store, &pg, &holder, &metrics).await {
+                Err(e) => round = Err(e),
+                Ok(t) => {
+                    if let Ok(r) = &round {
+                        round = Ok(t.max(*r));
+                    }
+                }
+            }
+        }
+        match &round {
+            Ok(Turn::More) | Err(_) => {
+                report_backlog(&stores, &metrics).await;
+            }
+            Ok(_) => {
+                metrics.history_backlog.set(0);
+            }
+        }
+        let pause = match round {
             Ok(Turn::More) => {
                 (backoff, failures) = (IDLE, 0);
                 Duration::ZERO
@@ -141,12 +143,14 @@ pub async fn archive(a: Archiver, cancel: CancellationToken) {
                 failures += 1;
                 if failures == GIVE_UP_AFTER {
                     // Maybe only this node cannot reach PostgreSQL: let another take the archive.
-                    let _ = store.archive_release(&holder).await;
+                    for store in &stores {
+                        let _ = store.archive_release(&holder).await;
+                    }
                 }
                 // One warning a minute: PostgreSQL down for an hour must not fill the log.
                 if warned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     warned_at = Some(tokio::time::Instant::now());
-                    let backlog = report_backlog(&store, &metrics).await;
+                    let backlog = report_backlog(&stores, &metrics).await;
                     tracing::warn!(error = %e, backlog, "history: cannot archive; the outbox keeps the records meanwhile");
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -164,23 +168,23 @@ pub async fn archive(a: Archiver, cancel: CancellationToken) {
     }
 }
 
+/// Ordered by how busy: a round of turns over the shards is its busiest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Turn {
-    /// A full batch was stored: go on at once.
-    More,
-    /// The outbox is empty (or was short).
-    Idle,
     /// Another node holds the archive lease.
     NotHolder,
+    /// The outbox is empty (or was short).
+    Idle,
+    /// A full batch was stored: go on at once.
+    More,
 }
 
 async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str, metrics: &Metrics) -> Result<Turn> {
     if !store.archive_hold(holder, LEASE_TTL_MS).await? {
-        metrics.history_backlog.set(0);
         return Ok(Turn::NotHolder);
     }
     let batch = store.archive_take(BATCH).await?;
     if batch.is_empty() {
-        metrics.history_backlog.set(0);
         return Ok(Turn::Idle);
     }
     let n = batch.len();
@@ -200,11 +204,6 @@ async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str, metrics: 
     }
     metrics.history_archived.inc_by(stored.written as u64);
     let more = n == BATCH;
-    if more {
-        report_backlog(store, metrics).await;
-    } else {
-        metrics.history_backlog.set(0);
-    }
     if undecodable > 0 {
         tracing::warn!(undecodable, "history: outbox entries that are not execution records, dropped");
     }
@@ -212,10 +211,13 @@ async fn archive_turn(store: &RedisStore, pg: &Postgres, holder: &str, metrics: 
     Ok(if more { Turn::More } else { Turn::Idle })
 }
 
-/// Reads the outbox's length into `rota_history_backlog` (and returns it; None when Redis did not
-/// answer).
-async fn report_backlog(store: &RedisStore, metrics: &Metrics) -> Option<u64> {
-    let b = store.archive_backlog().await.ok()?;
+/// Reads the outboxes' length (all shards) into `rota_history_backlog` (and returns it; None when
+/// Redis did not answer).
+async fn report_backlog(stores: &[Arc<RedisStore>], metrics: &Metrics) -> Option<u64> {
+    let mut b = 0;
+    for store in stores {
+        b += store.archive_backlog().await.ok()?;
+    }
     metrics.history_backlog.set(i64::try_from(b).unwrap_or(i64::MAX));
     Some(b)
 }

@@ -1,15 +1,32 @@
-//! Every Redis key name rota uses, in one place. All keys of one cluster share one hash tag
-//! (`{<prefix>:<cluster>:<shard>}`), so every script and every multi-key command stays in one Redis
-//! Cluster slot, and several clusters can share one Redis without touching each other's keys.
+//! Every Redis key name rota uses, in one place. All keys of one shard of a cluster share one hash
+//! tag (`{<prefix>:<cluster>:<shard>}`), so every script and every multi-key command stays in one
+//! Redis Cluster slot, and several clusters can share one Redis without touching each other's keys.
+//! A job belongs to shard `shard_of(job id, shards)`; so do its fires, executions and locks. The
+//! one key outside every shard is the cluster's `meta` (how many shards it was created with).
 #[derive(Debug, Clone)]
 pub struct Keys {
     tag: String,
 }
 
+/// The most shards a cluster may have (`shards` in the config).
+pub const MAX_SHARDS: u16 = 256;
+
 impl Keys {
-    /// Shard 0 for now: a lease per shard comes when scheduling is sharded.
+    /// Shard 0's keys: a one-shard cluster's, and those of a cluster made before shards existed.
     pub fn new(prefix: &str, cluster: &str) -> Keys {
-        Keys { tag: format!("{{{prefix}:{cluster}:0}}") }
+        Keys::shard(prefix, cluster, 0)
+    }
+
+    /// The keys of shard `k`.
+    pub fn shard(prefix: &str, cluster: &str, k: u16) -> Keys {
+        Keys { tag: format!("{{{prefix}:{cluster}:{k}}}") }
+    }
+
+    /// Hash `shards` (decimal): how many shards the cluster was made with, written by its first
+    /// node (`HSETNX`) and checked by every later one. Absent in a cluster made before shards, which
+    /// is one shard. Its own hash tag, in no shard's slot: it is only ever read or written alone.
+    pub fn meta(prefix: &str, cluster: &str) -> String {
+        format!("{{{prefix}:{cluster}}}:meta")
     }
 
     pub fn tag(&self) -> &str {
@@ -132,9 +149,45 @@ impl Keys {
     }
 }
 
+/// The shard a job belongs to among `shards`: CRC-16/XMODEM of its id (the checksum Redis Cluster
+/// uses for slots: stable across processes, versions and platforms, unlike Rust's hasher) modulo
+/// the number of shards. A fire id names its job, so its shard follows without a lookup.
+pub fn shard_of(job_id: &str, shards: u16) -> u16 {
+    let mut crc: u16 = 0;
+    for b in job_id.bytes() {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc % shards.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Redis's own check value for its CRC16 (`src/crc16.c`: "123456789" -> 0x31C3); the shard
+    /// must never move with a release.
+    #[test]
+    fn a_jobs_shard_is_crc16_xmodem_of_its_id() {
+        assert_eq!(shard_of("123456789", u16::MAX), 0x31C3);
+        assert_eq!(shard_of("123456789", 16), 0x31C3 % 16);
+        assert_eq!(shard_of("anything", 1), 0);
+        assert_eq!(shard_of("anything", 0), 0, "no shards reads as one");
+        let mut seen = [0u32; 16];
+        for i in 0..1600 {
+            seen[usize::from(shard_of(&format!("job-{i}"), 16))] += 1;
+        }
+        assert!(seen.iter().all(|n| (50..=150).contains(n)), "spread over 16 shards: {seen:?}");
+    }
+
+    #[test]
+    fn each_shard_has_its_own_tag_and_the_meta_key_none() {
+        assert_eq!(Keys::shard("rota", "prod", 5).lease(), "{rota:prod:5}:lease");
+        assert_eq!(Keys::new("rota", "prod").lease(), Keys::shard("rota", "prod", 0).lease());
+        assert_eq!(Keys::meta("rota", "prod"), "{rota:prod}:meta");
+    }
 
     #[test]
     fn all_keys_share_the_hash_tag() {

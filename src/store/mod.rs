@@ -13,6 +13,7 @@ pub mod fire;
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod shards;
 pub mod url;
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use crate::job::{Declared, JobSpec};
 pub use self::fire::{FireState, UnknownFireState};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
+pub use self::shards::Shards;
 pub use self::url::RedisUrl;
 
 /// A job as stored: its definition plus its place in time.

@@ -84,7 +84,7 @@ pub struct Worker {
     max: u32,
     active: Arc<AtomicU32>,
     waiting: Arc<AtomicU32>,
-    accepting: AtomicBool,
+    accepting: Arc<AtomicBool>,
     /// Fires this process has in hand (taken, waiting for a worker, or running): the periodic
     /// rescan of the processing list leaves them alone.
     in_hand: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -151,10 +151,37 @@ impl Worker {
             max,
             active: Arc::new(AtomicU32::new(0)),
             waiting: Arc::new(AtomicU32::new(0)),
-            accepting: AtomicBool::new(true),
+            accepting: Arc::new(AtomicBool::new(true)),
             in_hand: Default::default(),
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
+        }
+    }
+
+    /// The same pool (its workers, load, fires in hand and stop) seen from another shard: fires
+    /// taken through the view are recorded in `store` (the shard's), and a master-only fire is
+    /// judged by `role` (this node's role in that shard).
+    pub fn view(&self, store: Arc<dyn Store>, role: tokio::sync::watch::Receiver<Role>) -> Worker {
+        Worker {
+            store,
+            role,
+            metrics: Arc::clone(&self.metrics),
+            membership: Arc::clone(&self.membership),
+            registry: self.registry.clone(),
+            node_id: self.node_id.clone(),
+            cluster: self.cluster.clone(),
+            node_ttl_ms: self.node_ttl_ms,
+            alerts: self.alerts.clone(),
+            keep: self.keep,
+            start_lead_ms: self.start_lead_ms,
+            permits: Arc::clone(&self.permits),
+            max: self.max,
+            active: Arc::clone(&self.active),
+            waiting: Arc::clone(&self.waiting),
+            accepting: Arc::clone(&self.accepting),
+            in_hand: Arc::clone(&self.in_hand),
+            tracker: self.tracker.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 

@@ -11,7 +11,8 @@
 //! - rota and the side log agree: every successful record has a finished run with the same
 //!   execution id, and every run has a record;
 //! - per job, the master epoch never goes down as scheduled time goes up (a stale master claimed
-//!   nothing after its successor), and a master-only job ran only on the node holding its epoch;
+//!   nothing after its successor), and a master-only job ran only on the node holding its shard's
+//!   lease (each shard has its own lease and epochs);
 //! - runs of a job whose handler only some nodes have are on those nodes (mixed capabilities);
 //! - runs of a job that forbids overlap never overlap (a run with no end line ends when its process
 //!   died, as the fault log says);
@@ -33,6 +34,8 @@ pub struct JobInfo {
     pub only_on: Vec<String>,
     /// The job's history cap (`keep_last`, with `keep_failed = 0`), if it sets one.
     pub keep_last: Option<usize>,
+    /// The scheduling shard the job is in (0 without shards).
+    pub shard: u16,
 }
 
 /// One handler run from the side log.
@@ -75,14 +78,16 @@ pub struct Fault {
     pub epoch_before: u64,
 }
 
+/// Per shard: epoch -> (the node that held the shard's lease, when the poller first saw it).
+pub type Masters = BTreeMap<u16, BTreeMap<u64, (String, i64)>>;
+
 #[derive(Clone)]
 pub struct History {
     pub jobs: Vec<JobInfo>,
     pub runs: Vec<Run>,
     pub records: Vec<Record>,
     pub faults: Vec<Fault>,
-    /// Epoch -> (the node that held the lease, when the poller first saw it).
-    pub masters: BTreeMap<u64, (String, i64)>,
+    pub masters: Masters,
     /// Scheduled instants checked: [from, to).
     pub window: (i64, i64),
     /// A first attempt starting later than this after its scheduled instant counts as late.
@@ -153,7 +158,7 @@ pub fn check(h: &History) -> Report {
         let mut runs: Vec<&Run> = h.runs.iter().filter(|x| x.job == job.id).collect();
         check_epochs(&mut r, job, &mut runs);
         if job.master_only {
-            check_master_only(h, &mut r, &runs);
+            check_master_only(h, &mut r, job.shard, &runs);
         }
         for run in runs.iter().filter(|x| !job.only_on.is_empty() && !job.only_on.contains(&x.node)) {
             r.without_handler += 1;
@@ -351,14 +356,16 @@ fn check_epochs(r: &mut Report, job: &JobInfo, runs: &mut [&Run]) {
     }
 }
 
-/// A master-only run must start on the node that held the lease at that moment: the claiming
-/// master, or a later one that recovered the fire. An epoch is taken from Redis's clock in ms at
+/// A master-only run must start on the node that held its shard's lease at that moment: the
+/// claiming master, or a later one that recovered the fire. An epoch is taken from Redis's clock in ms at
 /// acquisition (or just above the previous one), so a node holds the lease from about its epoch
 /// value to the next epoch's; the poller only says which node each epoch belongs to (its own
 /// sighting times lag by up to a poll under faults).
-fn check_master_only(h: &History, r: &mut Report, runs: &[&Run]) {
+fn check_master_only(h: &History, r: &mut Report, shard: u16, runs: &[&Run]) {
     const GAP_MS: i64 = 250;
-    let leases: Vec<(&str, i64)> = h.masters.iter().map(|(e, (n, _))| (n.as_str(), *e as i64)).collect();
+    let none = BTreeMap::new();
+    let of_shard = h.masters.get(&shard).unwrap_or(&none);
+    let leases: Vec<(&str, i64)> = of_shard.iter().map(|(e, (n, _))| (n.as_str(), *e as i64)).collect();
     for run in runs {
         let t = run.start_ms;
         let ok = leases.iter().enumerate().any(|(i, (node, from))| {
@@ -406,11 +413,19 @@ fn death_after(h: &History, node: &str, start: i64) -> Option<i64> {
 }
 
 /// For each fault that hit the master: from the fault to the first run claimed by a newer epoch.
+/// For each fault on shard 0's master: how long until a run under a higher epoch of that shard
+/// started (other shards' epochs are their own).
 fn failovers(h: &History) -> Vec<i64> {
     let mut out = Vec::new();
+    let shard0: Vec<&str> = h.jobs.iter().filter(|j| j.shard == 0).map(|j| j.id.as_str()).collect();
     for f in h.faults.iter().filter(|f| f.was_master) {
-        let first =
-            h.runs.iter().filter(|x| x.epoch > f.epoch_before && x.start_ms >= f.at_ms).map(|x| x.start_ms).min();
+        let first = h
+            .runs
+            .iter()
+            .filter(|x| shard0.contains(&x.job.as_str()))
+            .filter(|x| x.epoch > f.epoch_before && x.start_ms >= f.at_ms)
+            .map(|x| x.start_ms)
+            .min();
         if let Some(t) = first {
             out.push(t - f.at_ms);
         }
@@ -423,7 +438,16 @@ mod tests {
     use super::*;
 
     fn job(id: &str, forbid: bool, master_only: bool) -> JobInfo {
-        JobInfo { id: id.into(), period_s: 1, forbid, master_only, rerun: false, only_on: Vec::new(), keep_last: None }
+        JobInfo {
+            id: id.into(),
+            period_s: 1,
+            forbid,
+            master_only,
+            rerun: false,
+            only_on: Vec::new(),
+            keep_last: None,
+            shard: 0,
+        }
     }
 
     fn run(job: &str, sched_s: i64, exec: &str, node: &str, epoch: u64, dur: i64) -> Run {
@@ -468,7 +492,8 @@ mod tests {
             runs,
             records,
             faults: vec![],
-            masters: [(99_000, ("n1".to_string(), 99_100)), (104_900, ("n2".to_string(), 105_000))].into(),
+            masters: [(0, [(99_000, ("n1".to_string(), 99_100)), (104_900, ("n2".to_string(), 105_000))].into())]
+                .into(),
             window: (100_000, 110_000),
             late_bound_ms: 5000,
             redis_faults_explain: true,
@@ -652,6 +677,25 @@ mod tests {
         }
         let r = check(&h);
         assert_eq!(r.master_only_elsewhere, 1, "{:?}", r.violations);
+    }
+
+    /// Each shard has its own lease: a master-only job of shard 1 must run on shard 1's master,
+    /// whoever masters shard 0.
+    #[test]
+    fn judges_a_master_only_run_by_its_own_shards_lease() {
+        let mut h = clean();
+        h.masters.insert(1, [(99_500, ("n3".to_string(), 99_600))].into());
+        for j in h.jobs.iter_mut().filter(|j| j.id == "m") {
+            j.shard = 1;
+        }
+        // n1 and n2 master shard 0; shard 1's runs on them are off their master.
+        let r = check(&h);
+        assert_eq!(r.master_only_elsewhere, 10, "{:?}", r.violations);
+        for x in h.runs.iter_mut().filter(|x| x.job == "m") {
+            x.node = "n3".into();
+        }
+        let r = check(&h);
+        assert_eq!(r.master_only_elsewhere, 0, "{:?}", r.violations);
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct RedisStore {
     blocking: tokio::sync::Mutex<Option<Conn>>,
     topology: Arc<Topology>,
     keys: Keys,
+    /// The Redis prefix and cluster name, from which every shard's keys are made (`shard`).
+    base: (String, String),
     retention_ms: u64,
     /// A gone node's record stays listed this long after its last heartbeat (then it expires and
     /// `list_nodes` forgets the id).
@@ -136,6 +138,29 @@ impl RedisStore {
         let keys = Keys::new(prefix, cluster);
         let topology = Arc::new(Topology::parse(url, access)?.with_slot_of(&keys.lease()));
         let conn = topology.commands()?;
+        let mut store = Self::assemble(topology, conn, keys, retention_ms);
+        store.base = (prefix.to_string(), cluster.to_string());
+        Ok(store)
+    }
+
+    /// The store of shard `k` of the same cluster (`Keys::shard`): the same connections (on a Redis
+    /// Cluster, its keyless commands aimed at that shard's slot), with its own keys, batchers,
+    /// change relay and blocking connection, and this store's settings.
+    pub fn shard(&self, k: u16) -> RedisStore {
+        let keys = Keys::shard(&self.base.0, &self.base.1, k);
+        let topology = Arc::new(Topology::clone(&self.topology).with_slot_of(&keys.lease()));
+        let mut s = Self::assemble(topology, self.conn.for_slot_of(&keys.lease()), keys, self.retention_ms);
+        s.base = self.base.clone();
+        s.fire_conn = self.fire_conn.for_slot_of(&s.keys.lease());
+        s.node_keep_ms = self.node_keep_ms;
+        s.timing = self.timing;
+        s.wait = self.wait;
+        s.starts = Batcher::spawn(&START, s.fire_conn.clone(), s.wait);
+        s.finishes = Batcher::spawn(&FINISH, s.fire_conn.clone(), s.wait);
+        s
+    }
+
+    fn assemble(topology: Arc<Topology>, conn: Conn, keys: Keys, retention_ms: u64) -> RedisStore {
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let wanted = Arc::new(Notify::new());
         let (live_tx, relay_live) = watch::channel(false);
@@ -148,12 +173,13 @@ impl RedisStore {
         ));
         let starts = Batcher::spawn(&START, conn.clone(), None);
         let finishes = Batcher::spawn(&FINISH, conn.clone(), None);
-        Ok(RedisStore {
+        RedisStore {
             fire_conn: conn.clone(),
             conn,
             blocking: tokio::sync::Mutex::new(None),
             topology,
             keys,
+            base: Default::default(),
             retention_ms,
             node_keep_ms: super::DEFAULT_DEAD_NODE_RETENTION_MS,
             timing: super::FireTiming::default(),
@@ -164,7 +190,7 @@ impl RedisStore {
             relay_live,
             relay,
             wait: None,
-        })
+        }
     }
 
     /// Strict mode (`redis_wait_replicas`): claims, manual triggers, starts and finishes count only
@@ -199,6 +225,33 @@ impl RedisStore {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// How many shards the cluster has (`Keys::meta`): written as `wanted` by the cluster's first
+    /// node (`HSETNX`, so two first nodes agree), read by every later one. 0 for a cluster made
+    /// before shards (it has shard 0's keys but no meta) when `wanted` is not 1; with 1 it is
+    /// adopted as one shard.
+    pub async fn cluster_shards(&self, wanted: u16) -> Result<u16> {
+        let meta = Keys::meta(&self.base.0, &self.base.1);
+        let parse = |v: String| {
+            v.parse::<u16>()
+                .ok()
+                .filter(|n| (1..=super::keys::MAX_SHARDS).contains(n))
+                .ok_or_else(|| Error::Corrupt { key: meta.clone(), reason: format!("shards is '{v}'") })
+        };
+        let mut c = self.conn();
+        if let Some(v) = c.hget::<_, _, Option<String>>(&meta, "shards").await? {
+            return parse(v);
+        }
+        let made_before: bool = c.exists(self.keys.epoch()).await?;
+        if made_before && wanted != 1 {
+            return Ok(0);
+        }
+        let _: bool = c.hset_nx(&meta, "shards", wanted).await?;
+        match c.hget::<_, _, Option<String>>(&meta, "shards").await? {
+            Some(v) => parse(v),
+            None => Err(Error::unavailable(format!("{meta} was written and is gone"))),
+        }
     }
 
     fn conn(&self) -> Conn {

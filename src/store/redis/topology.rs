@@ -35,6 +35,7 @@ use crate::store::RedisUrl;
 /// One Redis deployment rota can use, parsed from the `redis` setting.
 // One per store, made once: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub(super) enum Topology {
     Single(redis::Client),
     Cluster {
@@ -72,6 +73,7 @@ impl std::fmt::Debug for RedisAccess {
 
 /// How to ask the Sentinels for the primary and how to log in to it: kept as parts, because the
 /// redis crate's client is made by a builder that is used up, and a client is made per connection.
+#[derive(Clone)]
 pub(super) struct SentinelAccess {
     sentinels: Vec<ConnectionAddr>,
     master: String,
@@ -320,6 +322,17 @@ pub(super) enum Conn {
     /// A Redis Cluster, and the slot all of this rota cluster's keys are in.
     Cluster(Box<ClusterConnection>, Slot),
     Sentinel(SentinelConn),
+}
+
+impl Conn {
+    /// The same connection, with keyless commands (`TIME`, `WAIT`, ...) aimed at the slot of `key` on
+    /// a Redis Cluster: another shard's store shares the connection but not the slot.
+    pub(super) fn for_slot_of(&self, key: &str) -> Conn {
+        match self {
+            Conn::Cluster(c, _) => Conn::Cluster(c.clone(), Slot::for_key(key.as_bytes())),
+            other => other.clone(),
+        }
+    }
 }
 
 /// Whether a command has no key and should go to the primary of the store's slot on a cluster.

@@ -1,0 +1,212 @@
+//! Scheduling shards on real processes and a real Redis: the masters of a sharded cluster spread
+//! over the nodes (no node above its share), a killed node's shards go to the others and every
+//! fire still runs exactly once, a master-only job runs only on its shard's master, a joining node
+//! gets its share, and a node configured with another number of shards than its cluster is
+//! refused. On one Redis by default; `ROTA_TEST_REDIS=cluster` runs them on a Redis Cluster, where
+//! the shards' hash tags land on different primaries.
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{eventually, executions, job, ms, status, Backend, RedisServer, SharedRedis, TestNode};
+use rota::pb;
+use rota::store::keys::shard_of;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+const SHARDS: u16 = 4;
+
+/// Who masters each shard, as `node` reports it, once every shard has a live master.
+async fn masters(node: &TestNode) -> Option<BTreeMap<u32, String>> {
+    let s = status(node).await?;
+    let mut by_shard = BTreeMap::new();
+    for n in s.nodes.iter().filter(|n| n.state == pb::NodeState::Live as i32) {
+        for k in &n.master_of_shards {
+            by_shard.insert(*k, n.node_id.clone());
+        }
+    }
+    (s.shards == u32::from(SHARDS) && by_shard.len() == usize::from(SHARDS) && !s.electing).then_some(by_shard)
+}
+
+/// How many shards each node masters.
+fn counts(m: &BTreeMap<u32, String>) -> BTreeMap<String, usize> {
+    let mut c = BTreeMap::new();
+    for n in m.values() {
+        *c.entry(n.clone()).or_default() += 1;
+    }
+    c
+}
+
+/// Every shard mastered, by `live` nodes only, none above `ceil(SHARDS / live)`.
+async fn balanced(node: &TestNode, live: &[&str]) -> BTreeMap<u32, String> {
+    let quota = usize::from(SHARDS).div_ceil(live.len());
+    eventually(WAIT, "every shard mastered, each node within its share", || async {
+        let m = masters(node).await?;
+        let c = counts(&m);
+        (c.keys().all(|n| live.contains(&n.as_str())) && c.values().all(|n| *n <= quota)).then_some(m)
+    })
+    .await
+}
+
+/// Each job's fires from its first to its last recorded second: (duplicates, gaps).
+async fn check_once(node: &TestNode, jobs: &[String]) -> (usize, usize) {
+    let mut c = node.client().await;
+    let (mut dups, mut gaps) = (0, 0);
+    for j in jobs {
+        let mut by_fire: BTreeMap<i64, usize> = BTreeMap::new();
+        for e in executions(&mut c, j).await {
+            *by_fire.entry(ms(&e.scheduled_time)).or_default() += 1;
+        }
+        dups += by_fire.values().filter(|n| **n > 1).count();
+        if let (Some(first), Some(last)) = (by_fire.keys().next(), by_fire.keys().last()) {
+            gaps += ((last - first) / 1000 + 1) as usize - by_fire.len();
+        }
+    }
+    (dups, gaps)
+}
+
+#[tokio::test]
+async fn the_shards_masters_spread_over_the_nodes_and_a_killed_nodes_shards_move_without_losing_a_fire() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let flags = ["--shards", "4"];
+    let mut nodes = [
+        TestNode::start(&b, "n1", &flags).await,
+        TestNode::start(&b, "n2", &flags).await,
+        TestNode::start(&b, "n3", &flags).await,
+    ];
+    let before = balanced(&nodes[0], &["n1", "n2", "n3"]).await;
+    eprintln!("shard masters: {before:?}");
+    assert_eq!(counts(&before).len(), 3, "every node masters a shard: {before:?}");
+    // Jobs in every shard, and a master-only job.
+    let mut c = nodes[0].client().await;
+    let ids: Vec<String> = (0..12).map(|i| format!("every-second-{i}")).collect();
+    let in_shards: BTreeSet<u16> = ids.iter().map(|j| shard_of(j, SHARDS)).collect();
+    assert_eq!(in_shards.len(), usize::from(SHARDS), "the jobs cover every shard");
+    for id in &ids {
+        c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", "noop", json!(null))) }).await.expect("put");
+    }
+    let mut only = job("on-the-master", "* * * * * *", "noop", json!(null));
+    only.master_only = true;
+    c.put_job(pb::PutJobRequest { job: Some(only) }).await.expect("put master-only");
+    let only_shard = u32::from(shard_of("on-the-master", SHARDS));
+    // Listings span the shards: every job, in id order.
+    let listed = c.list_jobs(pb::ListJobsRequest { page_size: 100, ..Default::default() }).await.expect("list");
+    let listed: Vec<String> = listed.into_inner().jobs.into_iter().map(|j| j.id).collect();
+    let mut want: Vec<String> = ids.iter().cloned().chain(["on-the-master".to_string()]).collect();
+    want.sort();
+    assert_eq!(listed, want);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Kill the node that masters the master-only job's shard.
+    let victim = before[&only_shard].clone();
+    nodes.iter_mut().find(|n| n.node_id == victim).expect("victim").kill();
+    let survivors: Vec<&TestNode> = nodes.iter().filter(|n| n.node_id != victim).collect();
+    let live: Vec<&str> = survivors.iter().map(|n| n.node_id.as_str()).collect();
+    let after = balanced(survivors[0], &live).await;
+    eprintln!("shard masters after {victim} was killed: {after:?}");
+    for (k, n) in &before {
+        if *n != victim {
+            assert_eq!(after[k], *n, "shard {k} stayed with its live master");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all: Vec<String> = ids.iter().cloned().chain(["on-the-master".to_string()]).collect();
+    let (dups, gaps) = check_once(survivors[0], &all).await;
+    assert_eq!((dups, gaps), (0, 0), "duplicated and lost fires");
+    // The master-only job ran on its shard's master only: the victim, then its successor.
+    let mut c = survivors[0].client().await;
+    let ran_on: BTreeSet<String> = executions(&mut c, "on-the-master").await.into_iter().map(|e| e.node_id).collect();
+    let holders: BTreeSet<String> = [victim.clone(), after[&only_shard].clone()].into();
+    assert!(ran_on.is_subset(&holders), "master-only job ran on {ran_on:?}; its shard's masters were {holders:?}");
+    assert!(ran_on.contains(&after[&only_shard]), "it ran on the new master: {ran_on:?}");
+    // Every execution of the cluster lists, merged across shards, newest first.
+    let page = c
+        .list_executions(pb::ListExecutionsRequest { page_size: 50, ..Default::default() })
+        .await
+        .expect("list executions")
+        .into_inner();
+    let ids_listed: Vec<String> = page.executions.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids_listed.len(), 50);
+    assert!(ids_listed.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats");
+    let jobs_seen: BTreeSet<u16> = page.executions.iter().map(|e| shard_of(&e.job_id, SHARDS)).collect();
+    assert!(jobs_seen.len() > 1, "one page holds several shards' executions: {jobs_seen:?}");
+    // Any execution is found by id alone, whatever its shard.
+    let e = page.executions.last().expect("one");
+    let got = c.get_execution(pb::GetExecutionRequest { id: e.id.clone() }).await.expect("get by id").into_inner();
+    assert_eq!(got.execution.map(|g| g.id), Some(e.id.clone()));
+}
+
+#[tokio::test]
+async fn a_node_that_joins_gets_its_share_of_the_shards() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let flags = ["--shards", "4"];
+    let first = [TestNode::start(&b, "n1", &flags).await, TestNode::start(&b, "n2", &flags).await];
+    let two = balanced(&first[0], &["n1", "n2"]).await;
+    assert_eq!(counts(&two).values().copied().collect::<Vec<_>>(), vec![2, 2], "{two:?}");
+    let _third = TestNode::start(&b, "n3", &flags).await;
+    let three = eventually(WAIT, "the new node masters a shard", || async {
+        let m = balanced(&first[0], &["n1", "n2", "n3"]).await;
+        counts(&m).contains_key("n3").then_some(m)
+    })
+    .await;
+    eprintln!("shard masters: {two:?} -> {three:?}");
+}
+
+/// `rota server` run to its exit (it must refuse at once): (exit code, stderr).
+fn refused(redis: Option<&str>, extra: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rota"));
+    cmd.args(["server", "--node-id", "x", "--listen", "127.0.0.1:0"]).args(extra).env_remove("ROTA_REDIS");
+    if let Some(url) = redis {
+        cmd.args(["--redis", url]);
+    }
+    let mut child =
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rota server {extra:?} did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn a_node_with_another_number_of_shards_than_its_cluster_is_refused() {
+    // Out of range, and without Redis: refused before anything starts, naming the key.
+    for bad in ["0", "257"] {
+        let (code, err) = refused(Some("redis://127.0.0.1:1"), &["--shards", bad]);
+        assert_eq!(code, Some(64), "{err}");
+        assert!(err.contains("shards") && err.contains("1..=256"), "{err}");
+    }
+    let (code, err) = refused(None, &["--shards", "2"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("shards") && err.contains("in-memory"), "{err}");
+    // A cluster created with 4 shards refuses a node that says 2, naming both numbers.
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--shards", "4"]).await;
+    let (code, err) = refused(Some(&redis.url()), &["--shards", "2"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("created with 4 shards") && err.contains("says 2"), "{err}");
+    let meta: Option<String> = common::redis_cmd(redis.port, &["HGET", "{rota:default}:meta", "shards"]);
+    assert_eq!(meta.as_deref(), Some("4"), "the refused node changed nothing");
+    drop(n1);
+    // A cluster made before shards (shard 0's keys, no meta key): it is one shard, kept working
+    // with shards = 1, and a node that says 4 is told how to migrate.
+    let old = RedisServer::start();
+    let b = Backend::Redis(old.url());
+    let n = TestNode::start(&b, "n1", &[]).await;
+    let _: Option<i64> = common::redis_cmd(old.port, &["DEL", "{rota:default}:meta"]);
+    let (code, err) = refused(Some(&old.url()), &["--shards", "4"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("made before shards") && err.contains("rota job list --json"), "{err}");
+    let again = TestNode::start(&b, "n2", &[]).await;
+    assert!(status(&again).await.is_some_and(|s| s.shards == 1));
+    drop(n);
+}
