@@ -7,9 +7,15 @@
 //! Run: `cargo bench --bench suite` (all of `cargo bench` adds fire_delay and failover).
 //! BullMQ's no-op drain runs in the same suite (`bullmq`) and rota's burst is reported as a ratio to
 //! it (`burst_vs_bullmq`).
-//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,burst,bullmq,burst_redis_cluster,scale,footprint,history;
+//! Shards (issue 14, part 3): `burst_sharded` (one Redis, ROTA_BENCH_SHARDS shards) and
+//! `burst_redis_cluster_sharded` (a local Redis Cluster of 3 primaries) report each primary's share
+//! of the Redis time and a projection of the fire rate on N primaries from the per-fire Redis time
+//! (a projection, stated as one: this machine has 2 cores for every process of the run).
+//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,precision_sharded,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,scale,footprint,history;
+//! ROTA_BENCH_SHARDS (16);
 //! ROTA_BENCH_PRECISION_JOBS (1000), ROTA_BENCH_PRECISION_WORKERS (32), ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000),
-//! ROTA_BENCH_HISTORY_JOBS (200), ROTA_BENCH_HISTORY_SECS (60; the soak: 900), ROTA_BENCH_HISTORY_KEEP (20).
+//! ROTA_BENCH_HISTORY_JOBS (200), ROTA_BENCH_HISTORY_SECS (60; the soak: 900), ROTA_BENCH_HISTORY_KEEP (20),
+//! ROTA_BENCH_HISTORY_POSTGRES (0; 1: the node archives to a PostgreSQL the bench starts).
 #[path = "../tests/common/mod.rs"]
 mod common;
 mod support;
@@ -69,6 +75,18 @@ fn redis_usec_on(urls: &[String]) -> BTreeMap<String, u64> {
         }
     }
     per
+}
+
+/// Redis's CPU time so far (`INFO cpu`: user + system of the main process), in µs: what a fire
+/// really costs a primary, its network I/O included (commandstats counts command time only, and
+/// counts a script's commands inside the script's time again).
+fn redis_cpu_us(url: &str) -> u64 {
+    let mut c = redis::Client::open(url).and_then(|c| c.get_connection()).expect("redis");
+    let info: String = redis::cmd("INFO").arg("cpu").query(&mut c).expect("info");
+    let field = |f: &str| {
+        info.lines().find_map(|l| l.strip_prefix(f)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    ((field("used_cpu_user:") + field("used_cpu_sys:")) * 1e6) as u64
 }
 
 fn redis_used_memory(url: &str) -> u64 {
@@ -154,11 +172,19 @@ async fn cluster_on(url: &str, n: usize, extra: &[&str]) -> (Vec<TestNode>, Vec<
 /// Puts jobs straight into the store (the same script PutJob uses), 64 at a time: loading 10^6
 /// jobs through gRPC one by one would measure the loader, not rota.
 async fn load_jobs(url: &str, specs: impl Iterator<Item = rota::job::JobSpec>) -> usize {
-    let store = rota::store::redis::RedisStore::connect(url, "rota", "default", 86_400_000).await.expect("store");
+    load_jobs_sharded(url, 1, specs).await
+}
+
+/// As `load_jobs`, into a cluster of `shards` shards (made here: the nodes started later agree).
+async fn load_jobs_sharded(url: &str, shards: u16, specs: impl Iterator<Item = rota::job::JobSpec>) -> usize {
+    let base = rota::store::redis::RedisStore::connect(url, "rota", "default", 86_400_000).await.expect("store");
+    assert_eq!(base.cluster_shards(shards).await.expect("meta"), shards);
+    let stores: Vec<rota::store::redis::RedisStore> = (1..shards).map(|k| base.shard(k)).collect();
+    let stores: Vec<&rota::store::redis::RedisStore> = std::iter::once(&base).chain(stores.iter()).collect();
     let now = rota::store::now_ms();
     futures_util::stream::iter(specs)
         .map(|spec| {
-            let store = &store;
+            let store = stores[usize::from(rota::store::keys::shard_of(&spec.id, shards))];
             async move {
                 let job = rota::job::Job::new(spec).expect("valid job");
                 let next = job.next_after_ms(now);
@@ -177,20 +203,27 @@ fn spec(id: String, cron: &str, handler: &str, args: Value) -> rota::job::JobSpe
 /// Scenario 1, fire precision on a 3-node cluster, and scenario 3, the cost of a fire in Redis
 /// commands and gRPC calls, measured over the same steady run. `lead_ms`: the nodes' start lead
 /// (`start_lead_ms`; `precision_at_instant` runs it at 0, every start at its instant, to compare).
-async fn precision(scenario: &str, lead_ms: Option<u64>) -> Value {
+async fn precision(scenario: &str, lead_ms: Option<u64>, shards: u16) -> Value {
     let jobs = env_num("ROTA_BENCH_PRECISION_JOBS", 1000) as usize;
     let secs = env_num("ROTA_BENCH_PRECISION_SECS", 60);
     let redis = RedisServer::start();
     let rtt = redis_rtt_us(&redis.url(), 2000);
     let workers = env_num("ROTA_BENCH_PRECISION_WORKERS", 32).to_string();
     let lead = lead_ms.unwrap_or(rota::store::START_LEAD_MS as u64).to_string();
-    let (nodes, ports) = cluster(&redis, 3, &["--workers", &workers, "--start-lead-ms", &lead]).await;
+    let shard_flag = shards.to_string();
+    let (nodes, ports) =
+        cluster(&redis, 3, &["--workers", &workers, "--start-lead-ms", &lead, "--shards", &shard_flag]).await;
     // Background: heartbeats, lease renewals, load reports, queue polls with nothing to fire.
     let (idle0, _) = redis_calls(&redis.url());
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (idle1, _) = redis_calls(&redis.url());
     let idle_per_s = (idle1 - idle0) as f64 / 5.0;
-    load_jobs(&redis.url(), (0..jobs).map(|i| spec(format!("p{i:05}"), "* * * * * *", "noop", Value::Null))).await;
+    load_jobs_sharded(
+        &redis.url(),
+        shards,
+        (0..jobs).map(|i| spec(format!("p{i:05}"), "* * * * * *", "noop", Value::Null)),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (c0, per0) = redis_calls(&redis.url());
     let fires0 = metric_sum(&ports, "rota_fires_total").await;
@@ -236,6 +269,7 @@ async fn precision(scenario: &str, lead_ms: Option<u64>) -> Value {
     drop(nodes);
     json!({
         "scenario": scenario,
+        "shards": shards,
         "cores": cores(),
         "nodes": 3,
         "jobs": jobs,
@@ -264,12 +298,27 @@ async fn precision(scenario: &str, lead_ms: Option<u64>) -> Value {
 /// load threshold (8 workers each, so it is at once): fires completed per second end to end.
 async fn burst() -> Value {
     let redis = RedisServer::start();
-    burst_on(&redis.url(), &[redis.url()], "burst").await
+    burst_on(&redis.url(), &[redis.url()], "burst", 1).await
+}
+
+/// The burst on one Redis with ROTA_BENCH_SHARDS shards: what shards cost where they cannot spread.
+async fn burst_sharded() -> Value {
+    let redis = RedisServer::start();
+    burst_on(&redis.url(), &[redis.url()], "burst_sharded", env_num("ROTA_BENCH_SHARDS", 16) as u16).await
 }
 
 /// The burst on a real local Redis Cluster (3 primaries, 3 replicas): every key of rota's one shard
 /// is in one slot, so one primary does the work; its commands are counted on every primary.
 async fn burst_redis_cluster() -> Value {
+    burst_on_redis_cluster("burst_redis_cluster", 1).await
+}
+
+/// The same with ROTA_BENCH_SHARDS shards: their hash tags spread over the primaries.
+async fn burst_redis_cluster_sharded() -> Value {
+    burst_on_redis_cluster("burst_redis_cluster_sharded", env_num("ROTA_BENCH_SHARDS", 16) as u16).await
+}
+
+async fn burst_on_redis_cluster(scenario: &str, shards: u16) -> Value {
     let rc = common::RedisCluster::start();
     let primaries: Vec<String> = rc
         .servers
@@ -281,11 +330,12 @@ async fn burst_redis_cluster() -> Value {
             info.contains("role:master")
         })
         .collect();
-    burst_on(&rc.url(), &primaries, "burst_redis_cluster").await
+    burst_on(&rc.url(), &primaries, scenario, shards).await
 }
 
-/// Scenario 2 on the store at `url`; Redis's commands and time are read on `servers` (the primaries).
-async fn burst_on(url: &str, servers: &[String], scenario: &str) -> Value {
+/// Scenario 2 on the store at `url` with `shards` shards; Redis's commands and time are read on
+/// `servers` (the primaries).
+async fn burst_on(url: &str, servers: &[String], scenario: &str, shards: u16) -> Value {
     let n = env_num("ROTA_BENCH_BURST", 100_000) as usize;
     let rtt = redis_rtt_us(&servers[0], 2000);
     // All due at one instant 15 s from now (daily at that time of day, UTC): one burst in the run.
@@ -294,13 +344,19 @@ async fn burst_on(url: &str, servers: &[String], scenario: &str) -> Value {
     let cron = chrono::Timelike::second(&t).to_string()
         + &format!(" {} {} * * *", chrono::Timelike::minute(&t), chrono::Timelike::hour(&t));
     let loaded_at = Instant::now();
-    load_jobs(url, (0..n).map(|i| spec(format!("b{i:06}"), &cron, "noop", Value::Null))).await;
+    load_jobs_sharded(url, shards, (0..n).map(|i| spec(format!("b{i:06}"), &cron, "noop", Value::Null))).await;
     let load_s = loaded_at.elapsed().as_secs_f64();
-    let (nodes, ports) = cluster_on(url, 3, &["--workers", "8"]).await;
+    let shard_flag = shards.to_string();
+    let (nodes, ports) = cluster_on(url, 3, &["--workers", "8", "--shards", &shard_flag]).await;
     let now = rota::store::now_ms();
     let ((calls0, per0), usec0) = (redis_calls_on(servers), redis_usec_on(servers));
+
     // Wait for the burst, then for every fire of it to be recorded.
-    tokio::time::sleep(Duration::from_millis((burst_at - now).max(0) as u64)).await;
+    // Redis's CPU is read from just before the fire-ahead window, leaving out the idle seconds
+    // before it (heartbeats, lease renewals: more of them with more shards).
+    tokio::time::sleep(Duration::from_millis((burst_at - 500 - now).max(0) as u64)).await;
+    let by_server0: Vec<u64> = servers.iter().map(|u| redis_cpu_us(u)).collect();
+    tokio::time::sleep(Duration::from_millis((burst_at - rota::store::now_ms()).max(0) as u64)).await;
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut done = 0.0;
     while Instant::now() < deadline {
@@ -311,6 +367,18 @@ async fn burst_on(url: &str, servers: &[String], scenario: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ((calls1, per1), usec1) = (redis_calls_on(servers), redis_usec_on(servers));
+    let by_server1: Vec<u64> = servers.iter().map(|u| redis_cpu_us(u)).collect();
+    // Each primary's CPU time per fire, and the busiest one's share.
+    let by_server: Vec<f64> = by_server1.iter().zip(&by_server0).map(|(b, a)| (b - a) as f64 / n as f64).collect();
+    let usec_all: f64 = by_server.iter().sum();
+    let busiest = by_server.iter().copied().fold(0.0, f64::max);
+    // A projection, not a measurement: a primary has one core, so N primaries sharing the shards
+    // evenly would bound the rate at N / (Redis CPU time per fire), if the nodes kept up (here they
+    // share the machine's 2 cores with Redis, so the measured rate is lower).
+    let projected: serde_json::Map<String, Value> = [1u32, 3, 6, 12]
+        .iter()
+        .map(|p| (p.to_string(), json!(if usec_all > 0.0 { (f64::from(*p) * 1e6 / usec_all).round() } else { 0.0 })))
+        .collect();
     // Which commands Redis ran per fire (a script call and each command it ran count apiece).
     let mut commands_per_fire: Vec<(String, f64)> = per1
         .iter()
@@ -362,6 +430,14 @@ async fn burst_on(url: &str, servers: &[String], scenario: &str) -> Value {
         "redis_script_usec_per_fire": usec_per_fire,
         "redis_script_usec_per_fire_total": usec_per_fire.values().sum::<f64>(),
         "redis_rtt_us": rtt,
+        "shards": shards,
+        "redis_cpu_usec_per_fire": usec_all,
+        "redis_cpu_usec_per_fire_by_primary": by_server,
+        "busiest_primary_share": if usec_all > 0.0 { busiest / usec_all } else { 0.0 },
+        "projected_fires_per_second_bound_on_n_primaries": projected,
+        // The same bound for these primaries as the shards fell on them, each on a core of its own:
+        // the busiest one saturates first.
+        "projected_fires_per_second_bound_these_primaries": if busiest > 0.0 { (1e6 / busiest).round() } else { 0.0 },
     })
 }
 
@@ -476,12 +552,19 @@ async fn history() -> Value {
     let jobs = env_num("ROTA_BENCH_HISTORY_JOBS", 200) as usize;
     let secs = env_num("ROTA_BENCH_HISTORY_SECS", 60);
     let keep = env_num("ROTA_BENCH_HISTORY_KEEP", 20).to_string();
+    // With ROTA_BENCH_HISTORY_POSTGRES=1 the node archives to a PostgreSQL of its own: Redis then
+    // keeps the caps' worth, PostgreSQL everything.
+    let pg = (env_num("ROTA_BENCH_HISTORY_POSTGRES", 0) == 1).then(common::postgres::PostgresServer::start);
+    let pg_url = pg.as_ref().map(|p| p.url()).unwrap_or_default();
     let redis = RedisServer::start();
     let url = redis.url();
     let keys = rota::store::keys::Keys::new("rota", "default");
     load_jobs(&url, (0..jobs).map(|i| spec(format!("h{i:05}"), "* * * * * *", "noop", Value::Null))).await;
     let base = redis_used_memory(&url);
-    let args = ["--execution-keep-last", keep.as_str(), "--workers", "64"];
+    let mut args = vec!["--execution-keep-last", keep.as_str(), "--workers", "64"];
+    if pg.is_some() {
+        args.extend(["--history-postgres", pg_url.as_str()]);
+    }
     let node = TestNode::start_env(&Backend::Redis(url.clone()), "n1", &args, &[("RUST_LOG", "rota=warn")]).await;
     let mut c = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("redis");
     let mut count = |pattern: &str| -> Vec<String> {
@@ -513,7 +596,10 @@ async fn history() -> Value {
         samples.push(json!({"t_s": t.elapsed().as_secs(), "used_memory": redis_used_memory(&url).saturating_sub(base),
             "executions": execs, "fire_hashes": fires}));
     }
+    let backlog: u64 = common::redis_cmd(redis.port, &["LLEN", &keys.archive()]).unwrap_or(0);
     drop(node);
+    let archived: Option<u64> =
+        pg.as_ref().and_then(|p| p.psql("rota", "SELECT count(*) FROM rota_executions").trim().parse().ok());
     // What one retained execution takes (its record and its entries in the two indexes) and what an
     // ended fire's hash takes, by MEMORY USAGE over a sample.
     let mut c = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("redis");
@@ -548,6 +634,9 @@ async fn history() -> Value {
         "executions_retained": execs.len(),
         "used_memory_growth_bytes_per_s_second_half": grown("used_memory") / span,
         "executions_growth_per_s_second_half": grown("executions") / span,
+        "postgres": pg.is_some(),
+        "archived_in_postgres": archived,
+        "archive_backlog_at_end": backlog,
         "samples": samples,
     })
 }
@@ -619,8 +708,10 @@ fn table(results: &[Value]) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let only = std::env::var("ROTA_BENCH_ONLY")
-        .unwrap_or_else(|_| "precision,burst,bullmq,burst_redis_cluster,scale,footprint,history".into());
+    let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| {
+        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,scale,footprint,history"
+            .into()
+    });
     let want = |s: &str| only.split(',').any(|x| x.trim() == s);
     let mut results = Vec::new();
     fn emit(v: Value, results: &mut Vec<Value>) {
@@ -628,10 +719,13 @@ async fn main() {
         results.push(v);
     }
     if want("precision") {
-        emit(precision("precision", None).await, &mut results);
+        emit(precision("precision", None, 1).await, &mut results);
     }
     if want("precision_at_instant") {
-        emit(precision("precision_at_instant", Some(0)).await, &mut results);
+        emit(precision("precision_at_instant", Some(0), 1).await, &mut results);
+    }
+    if want("precision_sharded") {
+        emit(precision("precision_sharded", None, env_num("ROTA_BENCH_SHARDS", 16) as u16).await, &mut results);
     }
     if want("burst") {
         emit(burst().await, &mut results);
@@ -641,6 +735,12 @@ async fn main() {
     }
     if want("burst_redis_cluster") {
         emit(burst_redis_cluster().await, &mut results);
+    }
+    if want("burst_sharded") {
+        emit(burst_sharded().await, &mut results);
+    }
+    if want("burst_redis_cluster_sharded") {
+        emit(burst_redis_cluster_sharded().await, &mut results);
     }
     // rota's burst against BullMQ's drain, both measured in this run.
     let rate = |scenario: &str, field: &str| {

@@ -195,8 +195,8 @@ impl Node {
             dispatch_deadline_ms: config.dispatch_deadline_ms(),
         };
         let redis: Option<Arc<RedisStore>> = match &config.redis {
-            Some(url) => {
-                let base = RedisStore::connect_with(
+            Some(url) => Some(Arc::new(
+                RedisStore::connect_with(
                     url,
                     redis_access(&config)?,
                     &config.redis_prefix,
@@ -211,9 +211,8 @@ impl Node {
                         replicas: config.redis_wait_replicas,
                         timeout_ms: config.redis_wait_timeout_ms,
                     },
-                ))?;
-                Some(Arc::new(base))
-            }
+                ))?,
+            )),
             None => None,
         };
         // Every shard's store: the Redis store of shard 0 and its siblings, or the in-memory one.
@@ -385,11 +384,14 @@ impl Node {
             config,
         });
         // A node id held by another live process stops this one at once. A store that is down is
-        // not fatal: the heartbeat loop registers when it is back.
-        match node.membership.register(node.shards.all(), |inc| node.record_with(inc)).await {
-            Ok(()) => {}
-            Err(e @ Error::NodeIdInUse { .. }) => return Err(e),
-            Err(e) => tracing::warn!(error = %e, "cannot register yet; will retry"),
+        // not fatal: the heartbeat loop registers when it is back (and has checked the shards: a
+        // node of another number of shards must not even be listed as live).
+        if node.shards_unchecked.lock().is_ok_and(|g| g.is_none()) {
+            match node.membership.register(node.shards.all(), |inc| node.record_with(inc)).await {
+                Ok(()) => {}
+                Err(e @ Error::NodeIdInUse { .. }) => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "cannot register yet; will retry"),
+            }
         }
         node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
         node.tracker.spawn(Arc::clone(&node).readiness_loop());
@@ -734,16 +736,18 @@ impl Node {
     /// the master lease, the scheduler loop (it fires only while master), and, on their own task,
     /// adoption of what its earlier incarnations left followed by the periodic rescan of its
     /// processing list. Before this point the node serves the API but takes no work.
-    /// With shards, all of this once per shard, each task's log lines carrying its `shard`.
+    /// With shards, all of this once per shard, each task's log lines carrying its `shard`, but
+    /// one drain loop for every shard's queue (`Recovery::drain_queues`).
     fn start_work(self: Arc<Self>) {
         use tracing::Instrument;
+        let recoveries = self.parts.iter().map(|p| Arc::clone(&p.recovery)).collect();
+        self.tracker.spawn(Recovery::drain_queues(recoveries, self.scheduler_cancel.clone()));
         for p in &self.parts {
             let span = match self.parts.len() {
                 1 => tracing::Span::none(),
                 _ => tracing::info_span!("shard", shard = p.shard),
             };
             let stop = self.scheduler_cancel.clone();
-            self.tracker.spawn(Arc::clone(&p.recovery).drain_queue(stop.clone()).instrument(span.clone()));
             self.tracker.spawn(Arc::clone(&p.lease).run(stop.clone()).instrument(span.clone()));
             self.tracker.spawn(Arc::clone(&p.scheduler).run(stop.clone()).instrument(span.clone()));
             // Its own task: a master-only leftover waits for the lease to settle (it goes to the
@@ -792,13 +796,19 @@ impl Node {
                 }
                 continue;
             }
+            // Nothing, not even a heartbeat (which would list this node as live), before the
+            // number of shards is known to be the cluster's.
+            if !started && !self.shards_checked().await {
+                self.serving.store(false, Ordering::SeqCst);
+                continue;
+            }
             // Before the beat, so the record it publishes carries the offset, and the clock is
             // corrected before this node first takes work or competes for mastership.
             self.check_clock().await;
             let sent = std::time::Instant::now();
             let beat = self.membership.beat(self.shards.all(), |inc| self.record_with(inc)).await;
             self.metrics.store_rtt.observe(sent.elapsed().as_secs_f64());
-            let mut ok = match beat {
+            let ok = match beat {
                 Ok(beats) => {
                     for (p, b) in self.parts.iter().zip(beats) {
                         let (Beat::Alive { epoch } | Beat::Revoked { epoch }) = b;
@@ -817,11 +827,7 @@ impl Node {
                     false
                 }
             };
-            // Nothing is written to a shard before the number of shards is known to be the
-            // cluster's: not the jobs file, not a fire.
-            if ok && !started && !self.shards_checked().await {
-                ok = false;
-            } else if ok {
+            if ok {
                 if let Some(jobs) = pending_jobs.take() {
                     if let Err(e) = self.put_jobs(&jobs).await {
                         tracing::warn!(error = %e, "cannot load the jobs file yet; will retry");

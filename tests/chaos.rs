@@ -24,7 +24,8 @@
 //!
 //! Short profile (these tests, in `cargo test --features failpoints`, one at a time): 60 s of faults.
 //! Long profile: `ROTA_CHAOS_SECS=1800 cargo test --release --features failpoints --test chaos -- --nocapture`.
-//! Knobs: ROTA_CHAOS_SECS, ROTA_CHAOS_JOBS, ROTA_CHAOS_SEED, ROTA_CHAOS_OUT (write the JSON summary).
+//! Knobs: ROTA_CHAOS_SECS, ROTA_CHAOS_JOBS, ROTA_CHAOS_SEED, ROTA_CHAOS_SHARDS (the profile's number of
+//! shards), ROTA_CHAOS_OUT (write the JSON summary).
 #[path = "chaos/checker.rs"]
 mod checker;
 #[path = "common/mod.rs"]
@@ -732,6 +733,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     let secs: i64 = env_or("ROTA_CHAOS_SECS", 60);
     let n_jobs: usize = env_or("ROTA_CHAOS_JOBS", 100);
     let seed: u64 = env_or("ROTA_CHAOS_SEED", now_ms() as u64);
+    let shards: u16 = env_or("ROTA_CHAOS_SHARDS", shards);
     let redis = tokio::task::block_in_place(redis);
     let topology = redis.topology();
     tracing_line(&format!(

@@ -188,7 +188,7 @@ async fn a_node_with_another_number_of_shards_than_its_cluster_is_refused() {
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("shards") && err.contains("in-memory"), "{err}");
     // A cluster created with 4 shards refuses a node that says 2, naming both numbers.
-    let redis = RedisServer::start();
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"], "");
     let b = Backend::Redis(redis.url());
     let n1 = TestNode::start(&b, "n1", &["--shards", "4"]).await;
     let (code, err) = refused(Some(&redis.url()), &["--shards", "2"]);
@@ -196,7 +196,25 @@ async fn a_node_with_another_number_of_shards_than_its_cluster_is_refused() {
     assert!(err.contains("created with 4 shards") && err.contains("says 2"), "{err}");
     let meta: Option<String> = common::redis_cmd(redis.port, &["HGET", "{rota:default}:meta", "shards"]);
     assert_eq!(meta.as_deref(), Some("4"), "the refused node changed nothing");
-    drop(n1);
+    // The same node started while Redis is down: it starts, and once Redis is back it finds the
+    // mismatch before it writes anything: it says so, never serves, and is not listed as a node.
+    redis.kill();
+    let late = TestNode::spawn(&b, "n9", &["--shards", "2"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    eventually(WAIT, "the late node finds the mismatch", || async {
+        late.log().contains("created with 4 shards and this node says 2").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    assert_eq!(late.health().await, Some(not_serving));
+    n1.wait_serving().await;
+    let nodes = status(&n1).await.expect("status").nodes;
+    assert!(nodes.iter().all(|n| n.node_id != "n9"), "the refused node is listed: {nodes:?}");
+    let hb: Vec<String> = common::redis_cmd(redis.port, &["KEYS", "*:hb:n9"]).expect("keys");
+    assert!(hb.is_empty(), "the refused node beat: {hb:?}");
+    drop((n1, late));
     // A cluster made before shards (shard 0's keys, no meta key): it is one shard, kept working
     // with shards = 1, and a node that says 4 is told how to migrate.
     let old = RedisServer::start();
@@ -209,4 +227,42 @@ async fn a_node_with_another_number_of_shards_than_its_cluster_is_refused() {
     let again = TestNode::start(&b, "n2", &[]).await;
     assert!(status(&again).await.is_some_and(|s| s.shards == 1));
     drop(n);
+}
+
+/// The durable queue in a sharded cluster: fires of the shards n1 masters, sent to n2, which
+/// nobody can call, reach n2 through its queue in their shard, and n2's one drain loop over every
+/// shard's queue runs them (a blocking take per shard held every worker of a node while it waited).
+#[tokio::test]
+async fn an_unreachable_nodes_fires_of_every_shard_reach_it_through_its_queues() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--shards", "4", "--workers", "1", "--load-threshold", "0.5"]).await;
+    let dead_port = common::free_port();
+    let advertise = format!("127.0.0.1:{dead_port}");
+    let n2 = TestNode::start(&b, "n2", &["--shards", "4", "--workers", "4", "--advertise", &advertise]).await;
+    let m = balanced(&n1, &["n1", "n2"]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Sleepers in every shard: n1 (one worker) sends what it cannot run to n2.
+    let mut c = n1.client().await;
+    let ids: Vec<String> = (0..8).map(|i| format!("sleeper-{i}")).collect();
+    for id in &ids {
+        c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", "sleep", json!(["300ms"]))) })
+            .await
+            .expect("put");
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut on_n2_from_n1_shards = 0;
+    for id in &ids {
+        let of_n1 = m[&u32::from(shard_of(id, SHARDS))] == "n1";
+        for e in executions(&mut c, id).await {
+            if of_n1 && e.node_id == "n2" {
+                on_n2_from_n1_shards += 1;
+            }
+        }
+    }
+    assert!(on_n2_from_n1_shards >= 3, "n2 ran fires of n1's shards: {on_n2_from_n1_shards}");
+    assert!(n1.log().contains("using the node's durable queue"), "n1 fell back to n2's queue");
+    let (dups, gaps) = check_once(&n1, &ids).await;
+    assert_eq!((dups, gaps), (0, 0));
+    drop(n2);
 }

@@ -665,7 +665,8 @@ pub trait FireStore: Send + Sync {
     ) -> Result<Vec<Accept>>;
     /// Master only (fenced): queues a dispatching fire for `target` (its durable queue).
     async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue>;
-    /// `node` takes the oldest fire queued for it, waiting up to `wait` for one.
+    /// `node` takes the oldest fire queued for it, waiting up to `wait` for one (zero: it looks once
+    /// and does not wait).
     async fn take_queued(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>>;
     /// Takes the oldest fire queued for `victim` as `node`'s (accepted), if any.
     async fn steal(&self, victim: &str, node: &str, incarnation: &str) -> Result<Option<String>>;

@@ -724,6 +724,17 @@ impl FireStore for RedisStore {
     }
 
     async fn take_queued(&self, node: &str, wait: Duration) -> Result<Option<String>> {
+        if wait.is_zero() {
+            // Without waiting (BLMOVE's 0 would wait for ever): on the shared connection.
+            let r: Option<String> = redis::cmd("LMOVE")
+                .arg(self.keys.queue(node))
+                .arg(self.keys.processing(node))
+                .arg("RIGHT")
+                .arg("LEFT")
+                .query_async(&mut self.conn())
+                .await?;
+            return Ok(r);
+        }
         let mut slot = self.blocking.lock().await;
         if slot.is_none() {
             *slot = Some(self.topology.dedicated(wait + RESPONSE_TIMEOUT).await?);
