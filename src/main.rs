@@ -74,9 +74,17 @@ async fn server(args: rota::cli::ServerArgs) -> i32 {
     };
     // One machine-readable line on stdout: scripts and the test harness read the bound address here.
     println!("rota listening on {}", node.local_addr);
-    signals.wait().await;
+    // A configuration the node can only judge against the cluster once Redis answers (a number
+    // of shards other than the cluster's) stops it as a wrong configuration at start would.
+    let code = tokio::select! {
+        _ = signals.wait() => 0,
+        why = node.refused() => {
+            eprintln!("error: {why}");
+            EXIT_CONFIG
+        }
+    };
     node.shutdown().await;
-    0
+    code
 }
 
 /// `rota server --check`: the configuration and its files (64 when wrong), then the store (69 when

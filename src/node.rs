@@ -22,9 +22,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::alert::{Alert, Alerts};
 use crate::cluster::clock::{ClusterClock, Crossing, Measured};
-use crate::cluster::lease::{Lease, LeaseTiming, Share};
+use crate::cluster::lease::{Lease, LeaseTiming};
 use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
+use crate::cluster::shares::Share;
 use crate::config::Config;
 use crate::dispatch::{PeerClient, Router, RouterParts};
 use crate::error::{Error, Result};
@@ -160,6 +161,8 @@ pub struct Node {
     /// Shard 0's Redis store while the cluster's number of shards is still to be checked (Redis
     /// was down at start): no work is taken before (`fix_shards`).
     shards_unchecked: std::sync::Mutex<Option<Arc<RedisStore>>>,
+    /// Set when this node finds it cannot serve the cluster (`refused`).
+    refused: watch::Sender<Option<String>>,
     /// Ready or not, as the readiness loop last judged (false until it first judges, and from the
     /// start of `shutdown`). The API publishes it as grpc.health.v1 and /readyz.
     ready: watch::Sender<bool>,
@@ -265,11 +268,10 @@ impl Node {
             ttl: Duration::from_millis(config.lease_ttl_ms),
             renew: Duration::from_millis(config.lease_renew_ms),
         };
-        let share = Share::new(shards.count());
-        let leases: Vec<(Arc<Lease>, Arc<AtomicU64>)> = shards
-            .all()
-            .iter()
-            .map(|store| {
+        let share = Arc::new(Share::new(&config.node_id, shards.count()));
+        let leases: Vec<(Arc<Lease>, Arc<AtomicU64>)> = (0u16..)
+            .zip(shards.all())
+            .map(|(store_shard, store)| {
                 let max_epoch = Arc::new(AtomicU64::new(0));
                 let mut lease = Lease::new(
                     Arc::clone(store),
@@ -280,7 +282,7 @@ impl Node {
                 )
                 .with_clock_gate(Arc::clone(&clock));
                 if shards.count() > 1 {
-                    lease = lease.with_share(Arc::clone(&share));
+                    lease = lease.with_share(Arc::clone(&share), store_shard);
                 }
                 (Arc::new(lease), max_epoch)
             })
@@ -377,6 +379,7 @@ impl Node {
             alerts,
             membership,
             shards_unchecked: std::sync::Mutex::new(shards_unchecked),
+            refused: watch::channel(None).0,
             ready: watch::channel(false).0,
             scheduler_cancel: cancel.child_token(),
             cancel,
@@ -430,7 +433,9 @@ impl Node {
         *self.beating.lock().await = false;
         let mut rec = self.record();
         (rec.draining, rec.left, rec.master) = (true, true, false);
-        for store in self.shards.all() {
+        // A node that never checked its number of shards never registered: nothing to say.
+        let registered = self.shards_unchecked.lock().is_ok_and(|g| g.is_none());
+        for store in self.shards.all().iter().filter(|_| registered) {
             if let Err(e) = store.deregister(&rec).await {
                 tracing::warn!(error = %e, "cannot deregister; the cluster will notice when the heartbeat lapses");
             }
@@ -470,9 +475,31 @@ impl Node {
         self.parts.iter().all(|p| !p.is_master() || p.scheduler.tick_health().1 < FAILING_TICKS)
     }
 
-    /// The part of the shard a job is in.
-    pub fn part_of_job(&self, job_id: &str) -> &ShardPart {
-        &self.parts[usize::from(self.shards.shard_of_job(job_id))]
+    /// The part of the shard a job is in. Unavailable while the number of shards is unchecked
+    /// (Redis was down when this node started): a job routed by a wrong number of shards would
+    /// land in another shard than its fires are claimed in, and fire twice or never.
+    pub fn part_of_job(&self, job_id: &str) -> Result<&ShardPart> {
+        if self.shards_unchecked.lock().map(|g| g.is_some()).unwrap_or(true) {
+            return Err(Error::unavailable(
+                "this node has not checked its number of shards against the cluster's yet (Redis was down when it started)",
+            ));
+        }
+        Ok(&self.parts[usize::from(self.shards.shard_of_job(job_id))])
+    }
+
+    /// Resolves with the reason once this node has found that its configuration cannot serve the
+    /// cluster (a number of shards other than the cluster's, found after start): the process
+    /// should stop, as it would have at start.
+    pub async fn refused(&self) -> String {
+        let mut rx = self.refused.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// The shards whose lease this node holds.
@@ -839,9 +866,8 @@ impl Node {
                     started = true;
                     Arc::clone(&self).start_work();
                 }
-                // Each shard's master, read once for both.
+                self.observe_share().await;
                 if let Ok(holders) = self.shard_masters().await {
-                    self.observe_share(&holders).await;
                     self.report_load(&holders).await;
                 }
             }
@@ -867,7 +893,8 @@ impl Node {
                 true
             }
             Err(e @ Error::Config { .. }) => {
-                tracing::error!(error = %e, "this node takes no work");
+                tracing::error!(error = %e, "this node takes no work and stops");
+                self.refused.send_replace(Some(e.to_string()));
                 false
             }
             Err(e) => {
@@ -927,21 +954,21 @@ impl Node {
         }
     }
 
-    /// Tells the share of shards this node should master how many each live node (fresh record,
-    /// not draining, not gone) masters now.
-    async fn observe_share(&self, holders: &[Option<(String, u64)>]) {
+    /// Tells the share of shards which nodes can master now: live (fresh record, not draining,
+    /// not gone) and with a measured clock (a node without one does not compete for leases).
+    async fn observe_share(&self) {
         if self.parts.len() == 1 {
             return;
         }
         let Ok(nodes) = self.shards.home().list_nodes().await else { return };
         let now = now_ms();
         let ttl = self.config.node_ttl_ms as i64;
-        let held: Vec<usize> = nodes
-            .iter()
-            .filter(|n| !n.left && !n.draining && now - n.beat_ms <= ttl)
-            .map(|n| holders.iter().flatten().filter(|(id, _)| *id == n.node_id).count())
+        let live = nodes
+            .into_iter()
+            .filter(|n| !n.left && !n.draining && now - n.beat_ms <= ttl && n.clock_offset_ms.is_some())
+            .map(|n| n.node_id)
             .collect();
-        self.share.observe(&held);
+        self.share.observe(live);
     }
 
     /// The gRPC client to peers.
@@ -960,7 +987,7 @@ impl Node {
     async fn put_jobs(&self, jobs: &[Declared]) -> Result<()> {
         let (mut created, mut written, mut unchanged, mut kept) = (0, 0, 0, 0);
         for d in jobs {
-            let (_, outcome) = self.part_of_job(&d.spec.id).scheduler.apply_declared(d).await?;
+            let (_, outcome) = self.part_of_job(&d.spec.id)?.scheduler.apply_declared(d).await?;
             match outcome {
                 Apply::Create => created += 1,
                 Apply::Keep { drift } if drift.is_empty() => unchanged += 1,
@@ -1051,7 +1078,15 @@ pub async fn check_store(config: &Config, within: Duration) -> Result<()> {
 /// before shards has no meta key and is one shard: it is adopted as such, and refused more.
 async fn fix_shards(store: &RedisStore, shards: u16) -> Result<()> {
     let refuse = |reason: String| Err(Error::Config { key: "shards".into(), reason });
-    match store.cluster_shards(shards).await? {
+    let found = match store.cluster_shards(shards).await {
+        Ok(n) => n,
+        // A meta key that is not what rota wrote: no number to trust, so no work.
+        Err(Error::Corrupt { key, reason }) => {
+            return refuse(format!("{key} is not the cluster's number of shards ({reason}); see docs/PROTOCOL.md §5.6"))
+        }
+        Err(e) => return Err(e),
+    };
+    match found {
         n if n == shards => Ok(()),
         0 => refuse(format!(
             "this cluster was made before shards (it is one shard), and this node says {shards}; to shard it, \

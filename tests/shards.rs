@@ -196,25 +196,25 @@ async fn a_node_with_another_number_of_shards_than_its_cluster_is_refused() {
     assert!(err.contains("created with 4 shards") && err.contains("says 2"), "{err}");
     let meta: Option<String> = common::redis_cmd(redis.port, &["HGET", "{rota:default}:meta", "shards"]);
     assert_eq!(meta.as_deref(), Some("4"), "the refused node changed nothing");
-    // The same node started while Redis is down: it starts, and once Redis is back it finds the
-    // mismatch before it writes anything: it says so, never serves, and is not listed as a node.
+    // The same node started while Redis is down: it starts (refusing API writes meanwhile), and
+    // once Redis is back it finds the mismatch before it writes anything, says so and stops.
     redis.kill();
-    let late = TestNode::spawn(&b, "n9", &["--shards", "2"]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut late = TestNode::spawn(&b, "n9", &["--shards", "2"]);
+    let mut c = late.client().await;
+    let put = c.put_job(pb::PutJobRequest { job: Some(job("early", "* * * * * *", "noop", json!(null))) }).await;
+    assert_eq!(put.err().map(|s| s.code()), Some(tonic::Code::Unavailable), "no write before the check");
     redis.restart();
-    eventually(WAIT, "the late node finds the mismatch", || async {
-        late.log().contains("created with 4 shards and this node says 2").then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
-    assert_eq!(late.health().await, Some(not_serving));
+    common::eventually_sync(WAIT, "the late node stops", || late.exited().then_some(()));
+    let log = late.log();
+    assert!(log.contains("error: config shards: the cluster was created with 4 shards and this node says 2"), "{log}");
     n1.wait_serving().await;
     let nodes = status(&n1).await.expect("status").nodes;
     assert!(nodes.iter().all(|n| n.node_id != "n9"), "the refused node is listed: {nodes:?}");
     let hb: Vec<String> = common::redis_cmd(redis.port, &["KEYS", "*:hb:n9"]).expect("keys");
     assert!(hb.is_empty(), "the refused node beat: {hb:?}");
-    drop((n1, late));
+    let jobs: Vec<String> = common::redis_cmd(redis.port, &["KEYS", "*:job:early"]).expect("keys");
+    assert!(jobs.is_empty(), "the refused node wrote a job: {jobs:?}");
+    drop(n1);
     // A cluster made before shards (shard 0's keys, no meta key): it is one shard, kept working
     // with shards = 1, and a node that says 4 is told how to migrate.
     let old = RedisServer::start();

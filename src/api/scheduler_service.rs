@@ -63,7 +63,7 @@ impl SchedulerApi {
         if !self.node.shards.list_executions(&probe).await?.0.is_empty() {
             return Ok(());
         }
-        match self.node.shards.of_job(id).get_job(id).await {
+        match self.node.part_of_job(id)?.store.get_job(id).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) if !self.node.history.list(&probe).await?.0.is_empty() => Ok(()),
             Ok(None) => Err(Error::JobNotFound(id.to_string())),
@@ -101,14 +101,14 @@ impl SchedulerService for SchedulerApi {
     async fn put_job(&self, req: Request<pb::PutJobRequest>) -> Result<Response<pb::PutJobResponse>, Status> {
         let job = req.into_inner().job.ok_or_else(|| Error::invalid("job", "is required"))?;
         let spec = convert::job_spec(&job)?;
-        let (rec, created) = self.node.part_of_job(&spec.id).scheduler.put_job_from_api(spec, job.paused).await?;
+        let (rec, created) = self.node.part_of_job(&spec.id)?.scheduler.put_job_from_api(spec, job.paused).await?;
         Ok(Response::new(pb::PutJobResponse { job: Some(convert::job(&rec)), created }))
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        let rec = self.node.shards.of_job(&id).get_job(&id).await?.ok_or(Error::JobNotFound(id))?;
+        let rec = self.node.part_of_job(&id)?.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))?;
         Ok(Response::new(pb::GetJobResponse { job: Some(convert::job(&rec)) }))
     }
 
@@ -134,7 +134,7 @@ impl SchedulerService for SchedulerApi {
     async fn delete_job(&self, req: Request<pb::DeleteJobRequest>) -> Result<Response<pb::DeleteJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        if !self.node.shards.of_job(&id).delete_job(&id).await? {
+        if !self.node.part_of_job(&id)?.store.delete_job(&id).await? {
             return Err(Error::JobNotFound(id).into());
         }
         tracing::info!(job = %id, "job deleted");
@@ -144,14 +144,14 @@ impl SchedulerService for SchedulerApi {
     async fn pause_job(&self, req: Request<pb::PauseJobRequest>) -> Result<Response<pb::PauseJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        let rec = self.node.part_of_job(&id).scheduler.set_paused(&id, true).await?;
+        let rec = self.node.part_of_job(&id)?.scheduler.set_paused(&id, true).await?;
         Ok(Response::new(pb::PauseJobResponse { job: Some(convert::job(&rec)) }))
     }
 
     async fn resume_job(&self, req: Request<pb::ResumeJobRequest>) -> Result<Response<pb::ResumeJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        let rec = self.node.part_of_job(&id).scheduler.set_paused(&id, false).await?;
+        let rec = self.node.part_of_job(&id)?.scheduler.set_paused(&id, false).await?;
         Ok(Response::new(pb::ResumeJobResponse { job: Some(convert::job(&rec)) }))
     }
 
@@ -162,7 +162,7 @@ impl SchedulerService for SchedulerApi {
         let r = req.into_inner();
         validate_id(&r.id)?;
         let key = idempotency_key(&r.idempotency_key)?;
-        let t = self.node.part_of_job(&r.id).scheduler.trigger(&r.id, key).await?;
+        let t = self.node.part_of_job(&r.id)?.scheduler.trigger(&r.id, key).await?;
         Ok(Response::new(pb::TriggerJobResponse {
             execution: Some(convert::execution(&t.execution)),
             deduplicated: t.deduplicated,
@@ -266,7 +266,7 @@ impl SchedulerService for SchedulerApi {
         // A job's changes come from its shard; all of them from every shard's channel.
         let stores = match job.is_empty() {
             true => self.node.shards.all().to_vec(),
-            false => vec![std::sync::Arc::clone(self.node.shards.of_job(&job))],
+            false => vec![std::sync::Arc::clone(&self.node.part_of_job(&job)?.store)],
         };
         let mut feeds = Vec::with_capacity(stores.len());
         for store in stores {

@@ -1,8 +1,8 @@
 //! Master lease. Owns the lease loop of this node: acquire, renew, step down, release. Publishes the
 //! node's `Role` on a watch channel that the scheduler follows. With shards, one `Lease` per shard,
-//! and a `Share` between them that keeps this node to its part of the shards. Uses: `store` (lease
-//! scripts only).
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+//! each competing only for the shards the node's `Share` gives it. Uses: `store` (lease scripts
+//! only), `cluster::shares`.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::clock::{ClockState, ClusterClock};
+use crate::cluster::shares::Share;
 use crate::error::Error;
 use crate::store::{Fence, LeaseAcquire, Store, MAX_EPOCH};
 
@@ -55,67 +56,15 @@ impl LeaseTiming {
     }
 }
 
-/// How many of the cluster's shard leases this node holds, and how many it should: at most
-/// `ceil(shards / live nodes)`, and no more than `floor(shards / live nodes)` while another live
-/// node holds fewer than that (docs/DESIGN.md "Shards"). Shared by the node's `Lease`s; the
-/// heartbeat keeps `live` and `starving` current.
-#[derive(Debug)]
-pub struct Share {
-    shards: usize,
-    held: AtomicUsize,
-    live: AtomicUsize,
-    /// A live node holds fewer than `floor(shards / live)` shards (one that just joined).
-    starving: std::sync::atomic::AtomicBool,
-}
-
-impl Share {
-    pub fn new(shards: u16) -> Arc<Share> {
-        Arc::new(Share {
-            shards: usize::from(shards.max(1)),
-            held: AtomicUsize::new(0),
-            live: AtomicUsize::new(1),
-            starving: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// What the heartbeat last saw: how many shards each live node (this one included) masters.
-    pub fn observe(&self, held_by_live_nodes: &[usize]) {
-        let live = held_by_live_nodes.len().max(1);
-        self.live.store(live, Ordering::Relaxed);
-        let floor = self.shards / live;
-        self.starving.store(held_by_live_nodes.iter().any(|h| *h < floor), Ordering::Relaxed);
-    }
-
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::SeqCst)
-    }
-
-    fn quota(&self) -> usize {
-        self.shards.div_ceil(self.live.load(Ordering::Relaxed).max(1))
-    }
-
-    /// Takes one shard off the count if this node holds more than its quota, or more than the
-    /// floor while a node is starving: true if the caller should hand its shard back.
-    /// Compare-and-set, so leases renewing at once hand back only the excess between them.
-    fn give_back_one(&self) -> bool {
-        let quota = self.quota();
-        let floor = self.shards / self.live.load(Ordering::Relaxed).max(1);
-        let starving = self.starving.load(Ordering::Relaxed);
-        self.held
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| (h > quota || (starving && h > floor)).then(|| h - 1))
-            .is_ok()
-    }
-}
-
 pub struct Lease {
     store: Arc<dyn Store>,
-    /// With shards: the node's share, and since when this shard's lease was seen free (a lease
-    /// free for a whole TTL is taken even above the quota: a live count that is briefly too high
-    /// must not leave a shard without master), and until when this lease stays away after handing
-    /// its shard back (so that another node takes it).
-    share: Option<Arc<Share>>,
+    /// With shards: the node's share and this lease's shard; since when the shard's lease was seen
+    /// free (a lease left free by its owner is taken by any node: `may_try`); and when this node took the shard although it is another's (it keeps it
+    /// `FALLBACK_HOLD` before handing it back, so an owner unable to take it costs a gap now and
+    /// then, not at every renewal).
+    share: Option<(Arc<Share>, u16)>,
     free_since: std::sync::Mutex<Option<Instant>>,
-    away_until: std::sync::Mutex<Option<Instant>>,
+    fallback_at: std::sync::Mutex<Option<Instant>>,
     node_id: String,
     /// This node's live incarnation, read at each acquisition: it changes when the node is
     /// declared dead and registers anew, and a lease naming a revoked incarnation names no live node.
@@ -151,6 +100,10 @@ struct ClockGate {
     holding: std::sync::atomic::AtomicBool,
 }
 
+/// How long a node keeps a shard it took as a fallback (its owner left it free) before
+/// handing it back to the owner.
+const FALLBACK_HOLD: Duration = Duration::from_secs(30);
+
 /// A node that cannot take a lease it should be able to take says so at most this often.
 const COMPLAIN_EVERY: Duration = Duration::from_secs(10);
 
@@ -167,7 +120,7 @@ impl Lease {
             store,
             share: None,
             free_since: std::sync::Mutex::new(None),
-            away_until: std::sync::Mutex::new(None),
+            fallback_at: std::sync::Mutex::new(None),
             node_id: node_id.to_string(),
             membership,
             timing,
@@ -185,54 +138,37 @@ impl Lease {
         self
     }
 
-    /// One shard's lease among several: kept to this node's `share`.
-    pub fn with_share(mut self, share: Arc<Share>) -> Lease {
-        self.share = Some(share);
+    /// The lease of `shard`, one among several: it competes only for what `share` gives this node.
+    pub fn with_share(mut self, share: Arc<Share>, shard: u16) -> Lease {
+        self.share = Some((share, shard));
         self
     }
 
-    /// Whether this node may try for this shard's lease under its share, and if so counts it in
-    /// (the caller takes it off again if the lease is not won: `unreserve`): not while it stays
-    /// away after handing the shard back; not at or above its quota, unless the lease has been free
-    /// a TTL. Counted by compare-and-set before the try, so leases trying at once cannot all pass
-    /// the same quota.
-    async fn reserve(&self) -> bool {
-        let Some(share) = &self.share else { return true };
-        let away = self.away_until.lock().map(|g| g.is_some_and(|t| Instant::now() < t)).unwrap_or(false);
-        if away {
-            return false;
-        }
-        let quota = share.quota();
-        if share.held.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| (h < quota).then(|| h + 1)).is_ok() {
+    /// Whether this node may try for this shard's lease: its share gives it the shard, or the
+    /// lease has been free for two renewal intervals (its owner's polls: it cannot take it, or the
+    /// nodes do not agree yet on who is live).
+    async fn may_try(&self) -> bool {
+        let Some((share, shard)) = &self.share else { return true };
+        if share.is_mine(*shard) {
             return true;
         }
         let free = matches!(self.store.lease().await, Ok(None));
-        let long_free = {
-            let Ok(mut since) = self.free_since.lock() else { return false };
-            if !free {
-                *since = None;
-            }
-            free && since.get_or_insert_with(Instant::now).elapsed() >= self.timing.ttl
-        };
-        if long_free {
-            share.held.fetch_add(1, Ordering::SeqCst);
+        let Ok(mut since) = self.free_since.lock() else { return false };
+        if !free {
+            *since = None;
+            return false;
         }
-        long_free
+        // Two polls of the owner's: time enough for a healthy owner to take it.
+        since.get_or_insert_with(Instant::now).elapsed() >= 2 * self.timing.renew
     }
 
-    fn unreserve(&self) {
-        if let Some(share) = &self.share {
-            share.held.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Becomes follower; `counted`: the mastership is still in the share's count (a hand-back has
-    /// already taken it off).
-    fn demote(&self, counted: bool) {
-        let was = self.role.send_replace(Role::Follower);
-        if let (Role::Master(_), Some(share), true) = (was, &self.share, counted) {
-            share.held.fetch_sub(1, Ordering::SeqCst);
-        }
+    /// The node this lease should hand its shard to now, if any: the shard is another live
+    /// node's, and this node has not just taken it as a fallback.
+    fn hand_to(&self) -> Option<String> {
+        let (share, shard) = self.share.as_ref()?;
+        let owner = share.owner(*shard).filter(|o| *o != self.node_id)?;
+        let recent = self.fallback_at.lock().ok()?.is_some_and(|t| t.elapsed() < FALLBACK_HOLD);
+        (!recent).then_some(owner)
     }
 
     /// True when the clock gate lets this node try for the lease now.
@@ -285,14 +221,11 @@ impl Lease {
         self.step_down("shutting down").await;
     }
 
-    /// Gives up mastership now (graceful shutdown), deleting the lease if still ours.
+    /// Gives up mastership now (graceful shutdown, or handing the shard to its owner), deleting
+    /// the lease if still ours.
     pub async fn step_down(&self, why: &str) {
-        self.release(why, true).await
-    }
-
-    async fn release(&self, why: &str, counted: bool) {
         if let Role::Master(m) = self.role() {
-            self.demote(counted);
+            self.role.send_replace(Role::Follower);
             match self.store.release_lease(&m.lease).await {
                 Ok(true) => tracing::info!(node = %self.node_id, epoch = m.epoch, why, "released the master lease"),
                 Ok(false) => tracing::info!(node = %self.node_id, epoch = m.epoch, why, "lease already gone"),
@@ -302,12 +235,14 @@ impl Lease {
     }
 
     async fn try_acquire(&self) -> Duration {
-        if !self.clock_allows() || !self.reserve().await {
+        if !self.clock_allows() || !self.may_try().await {
             return self.timing.renew;
         }
         let (wait, won) = self.acquire().await;
-        if !won {
-            self.unreserve();
+        if let (true, Some((share, shard))) = (won, &self.share) {
+            if let Ok(mut g) = self.fallback_at.lock() {
+                *g = (!share.is_mine(*shard)).then(Instant::now);
+            }
         }
         wait
     }
@@ -385,15 +320,14 @@ impl Lease {
         let now = Instant::now();
         if now >= m.deadline {
             tracing::warn!(node = %self.node_id, epoch = m.epoch, "lease deadline passed without renewal: stepping down");
-            self.demote(true);
+            self.role.send_replace(Role::Follower);
             return Duration::ZERO;
         }
-        if self.share.as_ref().is_some_and(|s| s.give_back_one()) {
-            // More shards than this node's part (a node joined): this one goes to another node.
-            if let Ok(mut g) = self.away_until.lock() {
-                *g = Some(now + 2 * self.timing.ttl);
-            }
-            self.release("handing the shard to a node with fewer", false).await;
+        if let Some(owner) = self.hand_to() {
+            // The shard is another live node's (one joined, or came back): it takes it at its next
+            // try, within a renewal interval.
+            tracing::info!(node = %self.node_id, to = %owner, "handing the shard to its owner");
+            self.step_down("handing the shard to its owner").await;
             return self.timing.renew;
         }
         let sent = now;
@@ -403,12 +337,20 @@ impl Lease {
             Ok(Ok(true)) => {
                 let deadline = sent + self.timing.ttl - self.timing.margin();
                 self.saw(&m.lease);
-                self.role.send_replace(Role::Master(Mastership { deadline, ..m }));
+                // Only if still master under this epoch: a step-down (shutdown) while the renewal
+                // was out must not be undone by its answer.
+                self.role.send_if_modified(|r| match r {
+                    Role::Master(cur) if cur.epoch == m.epoch => {
+                        *r = Role::Master(Mastership { deadline, ..m });
+                        true
+                    }
+                    _ => false,
+                });
                 self.timing.renew
             }
             Ok(Ok(false)) => {
                 tracing::warn!(node = %self.node_id, epoch = m.epoch, "lease lost to another node: stepping down");
-                self.demote(true);
+                self.role.send_replace(Role::Follower);
                 Duration::ZERO
             }
             Ok(Err(e)) => {

@@ -1,5 +1,6 @@
-//! The cluster: which node is master (`lease`), which nodes are alive (`membership`), how loaded
-//! they are (`loads`), and how far this node's clock is from the cluster's (`clock`).
+//! The cluster: which node is master (`lease`; with shards, of which shard: `shares`), which nodes
+//! are alive (`membership`), how loaded they are (`loads`), and how far this node's clock is from
+//! the cluster's (`clock`).
 //! Uses: `store`, `clock`, `metrics`, `alert`; nothing above it.
 //!
 //! LEADERSHIP. One node at a time holds the master lease in the store, a key with a TTL whose value
@@ -33,3 +34,4 @@ pub mod clock;
 pub mod lease;
 pub mod loads;
 pub mod membership;
+pub mod shares;
