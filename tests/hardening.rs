@@ -467,7 +467,7 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
         clock_offset_ms: None,
         ..Default::default()
     };
-    store.register(&rec, 60_000).await.expect("register");
+    store.register(&rec, 60_000, None).await.expect("register");
     assert_eq!(store.accept(&fire, Some(lease.epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let first = store.start(&fire, "n1", "i1", "fresh-1", false).await.expect("start");

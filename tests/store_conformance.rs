@@ -322,26 +322,34 @@ async fn nodes_table(s: Arc<dyn Store>) {
         clock_offset_ms: None,
         ..Default::default()
     };
-    assert_eq!(s.register(&rec, 1000).await.expect("register"), Register::Registered);
+    assert_eq!(s.register(&rec, 1000, None).await.expect("register"), Register::Registered);
     assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Alive { .. }));
     let nodes = s.list_nodes().await.expect("nodes");
     assert_eq!(nodes, vec![rec.clone()]);
     // A second live process with the same node id is refused.
     let other = NodeRecord { incarnation: "j".into(), ..rec.clone() };
-    assert_eq!(s.register(&other, 1000).await.expect("register"), Register::InUse("i".into()));
+    assert_eq!(s.register(&other, 1000, None).await.expect("register"), Register::InUse("i".into()));
     assert!(matches!(s.beat(&other, 1000).await.expect("beat"), Beat::Revoked { .. }));
+    // Replacing only the incarnation named: another one still refused.
+    assert_eq!(s.register(&other, 1000, Some("x")).await.expect("register"), Register::InUse("i".into()));
     // An incarnation whose key merely expired (nobody took its work over: a store outage) takes it
     // back at its next beat.
-    s.register(&rec, 100).await.expect("register");
+    s.register(&rec, 100, None).await.expect("register");
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(s.dead_nodes().await.expect("dead"), vec!["n1".to_string()]);
     assert!(matches!(s.beat(&rec, 100).await.expect("beat"), Beat::Alive { .. }));
     assert!(s.dead_nodes().await.expect("dead").is_empty());
     // Expired again; now a new process takes the id: the old incarnation can never beat again.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(s.register(&other, 1000).await.expect("register"), Register::Registered);
+    assert_eq!(s.register(&other, 1000, None).await.expect("register"), Register::Registered);
     assert!(matches!(s.beat(&rec, 1000).await.expect("beat"), Beat::Revoked { .. }));
     assert!(s.dead_nodes().await.expect("dead").is_empty());
+    // A process revoked in another shard registers its new incarnation here over its previous
+    // one, whose key here still lives; the previous one is then out here too.
+    let newer = NodeRecord { incarnation: "k".into(), ..rec.clone() };
+    assert_eq!(s.register(&newer, 1000, Some("j")).await.expect("register"), Register::Registered);
+    assert!(matches!(s.beat(&other, 1000).await.expect("beat"), Beat::Revoked { .. }));
+    assert!(matches!(s.beat(&newer, 1000).await.expect("beat"), Beat::Alive { .. }));
 }
 
 /// An incarnation whose running work the master took over (re-run or recorded lost) never beats
@@ -351,7 +359,7 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
     put(&*s, "b", 1000).await;
     s.claim(&fence, &[claim("b", 1000, Some(2000), false)]).await.expect("claim");
     let rec = node("n9", "dead-inc");
-    s.register(&rec, 100).await.expect("register");
+    s.register(&rec, 100, None).await.expect("register");
     let fire = "b@1000".to_string();
     assert_eq!(
         s.accept_many(std::slice::from_ref(&fire), None, "n9", "dead-inc").await.expect("accept"),
@@ -419,8 +427,8 @@ fn epoch_of(fence: &Fence) -> u64 {
 async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     let epoch = epoch_of(&fence);
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
-    s.register(&node("n2", "i2"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
     // The target accepts first: the master's fallback enqueue finds it taken and does nothing.
     let f1 = claimed_fire(&*s, &fence, "a", 1000, false).await;
     assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
@@ -443,7 +451,7 @@ async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
 
 async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "f", 1000, true).await;
     assert_eq!(
         s.take_queued("n1", Duration::from_millis(50)).await.expect("pop"),
@@ -494,7 +502,7 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
 async fn a_fire_started_ahead_of_its_instant_begins_at_it(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     let epoch = epoch_of(&fence);
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let sched = now_ms() / 1000 * 1000 + 5000;
     put(&*s, "ahead", sched).await;
     let c = claim("ahead", sched, Some(sched + 1000), false);
@@ -524,7 +532,7 @@ async fn a_fire_started_ahead_of_its_instant_begins_at_it(s: Arc<dyn Store>) {
 /// A keep-alive extends a heartbeat only while it holds the incarnation: never one replaced, nor
 /// one that expired (taking that back is the beat's, which checks the reaper's burial).
 async fn a_keep_alive_never_takes_a_heartbeat_back(s: Arc<dyn Store>) {
-    s.register(&node("n1", "i1"), 1000).await.expect("register");
+    s.register(&node("n1", "i1"), 1000, None).await.expect("register");
     assert!(s.keep_alive("n1", "i1", 1000).await.expect("keep alive"), "its own live incarnation");
     assert!(!s.keep_alive("n1", "other", 1000).await.expect("keep alive"), "another incarnation");
     assert!(!s.keep_alive("n9", "i1", 1000).await.expect("keep alive"), "a node never registered");
@@ -538,7 +546,7 @@ async fn a_keep_alive_never_takes_a_heartbeat_back(s: Arc<dyn Store>) {
 /// the same key then triggers nothing again (`Spent`, with the execution id), never a second run.
 async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     let epoch = epoch_of(&master(&*s).await);
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     put(&*s, "t", 9_000_000_000_000).await;
     let mk = || manual("t");
     let first = mk();
@@ -588,7 +596,7 @@ async fn running(s: &dyn Store, fence: &Fence, epoch: u64, job: &str, sched: i64
 async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     let epoch = epoch_of(&fence);
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let keep = Keep { last: 3, failed: 2 };
     let base = now_ms() / 1000 * 1000 - 20_000;
     put(&*s, "h", base).await;
@@ -647,8 +655,8 @@ async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Sto
 async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     let epoch = epoch_of(&fence);
-    s.register(&node("n1", "i1"), 300).await.expect("register");
-    s.register(&node("n2", "i2"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 300, None).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
     // n1 holds: one fire queued (never started) and one running.
     let queued = claimed_fire(&*s, &fence, "q", 1000, false).await;
     let running = claimed_fire(&*s, &fence, "r", 1000, false).await;
@@ -715,8 +723,8 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
 async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     let epoch = epoch_of(&fence);
-    s.register(&node("n1", "old"), 300).await.expect("register");
-    s.register(&node("n2", "i2"), 60_000).await.expect("register");
+    s.register(&node("n1", "old"), 300, None).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "r", 1000, false).await;
     assert_eq!(s.accept(&fire, Some(epoch), "n1", "old").await.expect("accept"), Accept::Accepted);
     assert!(matches!(s.start(&fire, "n1", "old", "x", false).await.expect("start"), Start::Run(_)));
@@ -733,7 +741,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     };
     assert!(matches!(s.reap(&req).await.expect("reap"), Reap::Rerun { .. }));
     // n1 comes back as a new incarnation and steals the re-run from n2's queue.
-    assert_eq!(s.register(&node("n1", "new"), 60_000).await.expect("register"), Register::Registered);
+    assert_eq!(s.register(&node("n1", "new"), 60_000, None).await.expect("register"), Register::Registered);
     assert_eq!(s.steal("n2", "n1", "new").await.expect("steal").as_deref(), Some(fire.as_str()));
     let mut late = Execution::pending("r", fire.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
@@ -806,7 +814,7 @@ conformance!(
 /// fire is still there to hand to the master; a master starts it.
 async fn a_master_only_fire_is_not_started_off_the_master(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let sched = now_ms() / 1000 * 1000 + 1000;
     let mut mo = spec("mo");
     mo.master_only = true;
@@ -858,7 +866,7 @@ async fn redis_a_finish_releases_the_lock_its_fire_holds() {
     let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
     let s: &dyn Store = &store;
     let fence = master(s).await;
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     // (how the fire's hash is left, what the worker says, whether the next fire finds the lock free)
     for (i, (unmark, worker_says_forbid, released)) in
@@ -891,7 +899,7 @@ async fn redis_a_finish_releases_the_lock_its_fire_holds() {
 async fn redis_poison_queue_entry_goes_to_the_dead_letter_list() {
     let server = RedisServer::start();
     let s = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let _: () = ::redis::cmd("LPUSH").arg(s.keys().queue("n1")).arg("\u{0}garbage").query(&mut c).expect("lpush");
     let fire = s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
@@ -910,7 +918,7 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
     let s: &dyn Store = &store;
     let fence = master(s).await;
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let mut fires = Vec::new();
     for j in ["b1", "b2", "b3"] {
         let f = claimed_fire(s, &fence, j, 1000, false).await;
@@ -939,7 +947,7 @@ async fn redis_final_records_go_on_the_archive_outbox_while_a_node_archives() {
     let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
     let s: &dyn Store = &store;
     let fence = master(s).await;
-    s.register(&node("n1", "i1"), 60_000).await.expect("register");
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let outbox = || async {
         let taken = store.archive_take(100).await.expect("take");
         assert!(taken.iter().all(|e| e.as_ref().is_some_and(|e| e.state.is_terminal())), "{taken:?}");

@@ -125,12 +125,24 @@ impl Membership {
     /// id to expire (a restart); after that another live process holds the id and this one must
     /// not start. Registering again where it already is (same incarnation) is harmless.
     pub async fn register(&self, stores: &[Arc<dyn Store>], record: impl Fn(&str) -> NodeRecord) -> Result<()> {
+        self.register_replacing(stores, record, None).await
+    }
+
+    /// As `register`, taking over `replacing` (this process's previous incarnation) where its key
+    /// still lives: revoked in one shard, it may still be live in another, and must not block this
+    /// process's new incarnation there.
+    async fn register_replacing(
+        &self,
+        stores: &[Arc<dyn Store>],
+        record: impl Fn(&str) -> NodeRecord,
+        replacing: Option<&str>,
+    ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.ttl_ms * 2);
         'again: loop {
             let inc = self.incarnation();
             let sent = Sent::now();
             for store in stores {
-                if let Register::InUse(other) = store.register(&record(&inc), self.ttl_ms).await? {
+                if let Register::InUse(other) = store.register(&record(&inc), self.ttl_ms, replacing).await? {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(Error::NodeIdInUse { node: self.node_id.clone(), holder: other });
                     }
@@ -173,7 +185,7 @@ impl Membership {
             if let Ok(mut g) = self.incarnation.lock() {
                 *g = fresh;
             }
-            self.register(stores, record).await?;
+            self.register_replacing(stores, record, Some(&inc)).await?;
         }
         Ok(beats)
     }

@@ -948,11 +948,11 @@ impl ClusterStore for MemoryStore {
         Ok(st.lease_value(now_ms()).cloned())
     }
 
-    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64, replacing: Option<&str>) -> Result<Register> {
         let mut st = self.lock()?;
         let now = now_ms();
         if let Some((inc, exp)) = st.hb.get(&node.node_id) {
-            if *exp > now && *inc != node.incarnation {
+            if *exp > now && *inc != node.incarnation && Some(inc.as_str()) != replacing {
                 return Ok(Register::InUse(inc.clone()));
             }
         }

@@ -774,8 +774,10 @@ pub trait ClusterStore: Send + Sync {
         Ok(self.lease().await?.is_some())
     }
 
-    /// Registers an incarnation of `node` (refused while another live incarnation holds the id).
-    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register>;
+    /// Registers an incarnation of `node` (refused while another live incarnation holds the id,
+    /// unless it is `replacing`: this process's own previous incarnation, revoked in another shard
+    /// and still live in this one).
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64, replacing: Option<&str>) -> Result<Register>;
     /// Extends a live incarnation and publishes the node's record.
     async fn beat(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Beat>;
     /// Extends `node`'s heartbeat by `ttl_ms` only while it still holds `incarnation` (an expired or

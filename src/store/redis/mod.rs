@@ -1246,7 +1246,7 @@ impl ClusterStore for RedisStore {
         Ok(live.as_deref() == Some(holder.incarnation.as_str()))
     }
 
-    async fn register(&self, node: &NodeRecord, ttl_ms: u64) -> Result<Register> {
+    async fn register(&self, node: &NodeRecord, ttl_ms: u64, replacing: Option<&str>) -> Result<Register> {
         let r: Vec<String> = REGISTER
             .key(self.keys.hb(&node.node_id))
             .key(self.keys.nodes())
@@ -1256,6 +1256,7 @@ impl ClusterStore for RedisStore {
             .arg(ttl_ms.max(1))
             .arg(encode(node)?)
             .arg(ttl_ms + self.node_keep_ms)
+            .arg(replacing.unwrap_or(""))
             .invoke_async(&mut self.conn())
             .await?;
         match (r.first().map(String::as_str), r.get(1)) {
