@@ -163,6 +163,11 @@ pub struct Node {
     shards_unchecked: std::sync::Mutex<Option<Arc<RedisStore>>>,
     /// Set when this node finds it cannot serve the cluster (`refused`).
     refused: watch::Sender<Option<String>>,
+    /// The history archiver, until `start_work` starts it (a node that never checked its number
+    /// of shards must not archive, prune or take archive leases).
+    archiver: std::sync::Mutex<Option<crate::history::Archiver>>,
+    /// Set by `start_work`: the node competes for leases (published in its record).
+    competing: AtomicBool,
     /// Ready or not, as the readiness loop last judged (false until it first judges, and from the
     /// start of `shutdown`). The API publishes it as grpc.health.v1 and /readyz.
     ready: watch::Sender<bool>,
@@ -380,6 +385,8 @@ impl Node {
             membership,
             shards_unchecked: std::sync::Mutex::new(shards_unchecked),
             refused: watch::channel(None).0,
+            archiver: std::sync::Mutex::new(None),
+            competing: AtomicBool::new(false),
             ready: watch::channel(false).0,
             scheduler_cancel: cancel.child_token(),
             cancel,
@@ -396,9 +403,6 @@ impl Node {
                 Err(e) => tracing::warn!(error = %e, "cannot register yet; will retry"),
             }
         }
-        node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
-        node.tracker.spawn(Arc::clone(&node).readiness_loop());
-        node.tracker.spawn(Arc::clone(&node).prune_loop());
         if let (false, Some((writes, _))) = (redis_shards.is_empty(), archive) {
             let holder = format!("{}:{}", node.node_id, uuid::Uuid::new_v4().simple());
             let archiver = crate::history::Archiver {
@@ -408,8 +412,12 @@ impl Node {
                 retention_days: node.config.history_retention_days,
                 metrics: Arc::clone(&node.metrics),
             };
-            node.tracker.spawn(crate::history::archive(archiver, node.cancel.child_token()));
+            if let Ok(mut g) = node.archiver.lock() {
+                *g = Some(archiver);
+            }
         }
+        node.tracker.spawn(Arc::clone(&node).heartbeat_loop(jobs));
+        node.tracker.spawn(Arc::clone(&node).readiness_loop());
         tracing::info!(node = %node.node_id, address = %node.address, store = node.shards.home().kind(),
             shards = node.shards.count(), workers = node.config.workers, shell = node.config.enable_shell, "node started");
         Ok(node)
@@ -421,6 +429,12 @@ impl Node {
         tracing::info!(node = %self.node_id, grace_ms = grace.as_millis() as u64, "shutting down");
         self.draining.store(true, Ordering::SeqCst);
         self.ready.send_replace(false);
+        if self.parts.len() > 1 && self.competing.load(Ordering::SeqCst) {
+            // With shards, the others give this node's shards to new owners once they read its
+            // draining record (the heartbeat publishes it): until then it keeps them, rather than
+            // leave them with no owner for a poll or two.
+            tokio::time::sleep(Duration::from_millis(2 * self.config.heartbeat_ms)).await;
+        }
         self.scheduler_cancel.cancel();
         // Hand mastership over now, so a successor fires while this node finishes its running work.
         for p in &self.parts {
@@ -745,6 +759,7 @@ impl Node {
             shell_allow: if self.config.enable_shell { self.config.shell_allow.clone() } else { Vec::new() },
             http_allow: self.config.http_allow.clone(),
             left: false,
+            competing: self.competing.load(Ordering::SeqCst) && !self.is_draining(),
         }
     }
 
@@ -769,6 +784,11 @@ impl Node {
         use tracing::Instrument;
         let recoveries = self.parts.iter().map(|p| Arc::clone(&p.recovery)).collect();
         self.tracker.spawn(Recovery::drain_queues(recoveries, self.scheduler_cancel.clone()));
+        self.tracker.spawn(Arc::clone(&self).prune_loop());
+        if let Some(archiver) = self.archiver.lock().ok().and_then(|mut g| g.take()) {
+            self.tracker.spawn(crate::history::archive(archiver, self.cancel.child_token()));
+        }
+        self.competing.store(true, Ordering::SeqCst);
         for p in &self.parts {
             let span = match self.parts.len() {
                 1 => tracing::Span::none(),
@@ -816,7 +836,9 @@ impl Node {
                 // heartbeat to lapse, the master would judge it dead and re-run (or record lost)
                 // fires it is still running. Its record says draining, so no new work comes.
                 let beating = self.beating.lock().await;
-                if *beating {
+                // A node that never started its work (refused, or never checked) has no heartbeat
+                // to keep up: beating would list it.
+                if *beating && started {
                     if let Err(e) = self.membership.beat(self.shards.all(), |inc| self.record_with(inc)).await {
                         tracing::debug!(error = %e, "heartbeat while draining failed");
                     }
@@ -862,11 +884,13 @@ impl Node {
                         continue;
                     }
                 }
+                // Before the lease loops start: a node that joins competes by the table at once,
+                // not as if it were alone.
+                self.observe_share().await;
                 if !started {
                     started = true;
                     Arc::clone(&self).start_work();
                 }
-                self.observe_share().await;
                 if let Ok(holders) = self.shard_masters().await {
                     self.report_load(&holders).await;
                 }
@@ -955,7 +979,8 @@ impl Node {
     }
 
     /// Tells the share of shards which nodes can master now: live (fresh record, not draining,
-    /// not gone) and with a measured clock (a node without one does not compete for leases).
+    /// not gone), competing (its work started) and with a measured clock (a node without one does
+    /// not take leases).
     async fn observe_share(&self) {
         if self.parts.len() == 1 {
             return;
@@ -965,7 +990,7 @@ impl Node {
         let ttl = self.config.node_ttl_ms as i64;
         let live = nodes
             .into_iter()
-            .filter(|n| !n.left && !n.draining && now - n.beat_ms <= ttl && n.clock_offset_ms.is_some())
+            .filter(|n| n.competing && !n.left && !n.draining && now - n.beat_ms <= ttl && n.clock_offset_ms.is_some())
             .map(|n| n.node_id)
             .collect();
         self.share.observe(live);

@@ -9,29 +9,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::pki::Pki;
-use common::{agreed_master, eventually, executions, job, ms, status, Backend, SharedRedis, TestNode};
+use common::{agreed_master, check_once, eventually, executions, job, ms, status, Backend, SharedRedis, TestNode};
 use rota::pb;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Each job's fires from its first to its last recorded second: (duplicates, gaps, epochs used).
-async fn check_once(node: &TestNode, jobs: &[String]) -> (usize, usize, BTreeMap<u64, usize>) {
-    let mut c = node.client().await;
-    let (mut dups, mut gaps, mut epochs) = (0, 0, BTreeMap::new());
-    for j in jobs {
-        let mut by_fire: BTreeMap<i64, usize> = BTreeMap::new();
-        for e in executions(&mut c, j).await {
-            *by_fire.entry(ms(&e.scheduled_time)).or_default() += 1;
-            *epochs.entry(e.epoch).or_default() += 1;
-        }
-        dups += by_fire.values().filter(|n| **n > 1).count();
-        if let (Some(first), Some(last)) = (by_fire.keys().next(), by_fire.keys().last()) {
-            gaps += ((last - first) / 1000 + 1) as usize - by_fire.len();
-        }
-    }
-    (dups, gaps, epochs)
-}
 
 async fn put_jobs(node: &TestNode, n: usize) -> Vec<String> {
     let mut c = node.client().await;

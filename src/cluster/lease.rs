@@ -239,6 +239,12 @@ impl Lease {
             return self.timing.renew;
         }
         let (wait, won) = self.acquire().await;
+        if won {
+            // A later free spell starts its own count.
+            if let Ok(mut g) = self.free_since.lock() {
+                *g = None;
+            }
+        }
         if let (true, Some((share, shard))) = (won, &self.share) {
             if let Ok(mut g) = self.fallback_at.lock() {
                 *g = (!share.is_mine(*shard)).then(Instant::now);
@@ -321,6 +327,14 @@ impl Lease {
         if now >= m.deadline {
             tracing::warn!(node = %self.node_id, epoch = m.epoch, "lease deadline passed without renewal: stepping down");
             self.role.send_replace(Role::Follower);
+            return Duration::ZERO;
+        }
+        if m.lease.incarnation != self.membership.incarnation() {
+            // The node took a new incarnation (revoked in another shard): a lease naming the old
+            // one names no live node to the others. The table's owner (maybe this node) takes the
+            // shard again under the new one.
+            tracing::warn!(node = %self.node_id, epoch = m.epoch, "lease held by a replaced incarnation: stepping down");
+            self.step_down("replaced incarnation").await;
             return Duration::ZERO;
         }
         if let Some(owner) = self.hand_to() {

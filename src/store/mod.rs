@@ -526,6 +526,10 @@ pub struct NodeRecord {
     /// heartbeat merely lapsed never writes this).
     #[serde(default)]
     pub left: bool,
+    /// The node competes for master leases (it has started its work: registered, jobs file put).
+    /// With shards, only such nodes are given shards to master.
+    #[serde(default)]
+    pub competing: bool,
 }
 
 impl NodeRecord {

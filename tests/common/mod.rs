@@ -365,6 +365,25 @@ pub fn job(id: &str, cron: &str, handler: &str, args: serde_json::Value) -> pb::
     rota::cli::pb_job(&spec)
 }
 
+/// Each job's fires from its first to its last recorded second, as `node` lists them:
+/// (duplicated fires, missing seconds, executions per epoch).
+pub async fn check_once(node: &TestNode, jobs: &[String]) -> (usize, usize, std::collections::BTreeMap<u64, usize>) {
+    let mut c = node.client().await;
+    let (mut dups, mut gaps, mut epochs) = (0, 0, std::collections::BTreeMap::new());
+    for j in jobs {
+        let mut by_fire: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+        for e in executions(&mut c, j).await {
+            *by_fire.entry(ms(&e.scheduled_time)).or_default() += 1;
+            *epochs.entry(e.epoch).or_default() += 1;
+        }
+        dups += by_fire.values().filter(|n| **n > 1).count();
+        if let (Some(first), Some(last)) = (by_fire.keys().next(), by_fire.keys().last()) {
+            gaps += ((last - first) / 1000 + 1) as usize - by_fire.len();
+        }
+    }
+    (dups, gaps, epochs)
+}
+
 pub async fn executions(c: &mut SchedulerServiceClient<Channel>, job: &str) -> Vec<pb::Execution> {
     let mut all = Vec::new();
     let mut token = String::new();
