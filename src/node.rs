@@ -396,7 +396,7 @@ impl Node {
         // A node id held by another live process stops this one at once. A store that is down is
         // not fatal: the heartbeat loop registers when it is back (and has checked the shards: a
         // node of another number of shards must not even be listed as live).
-        if node.shards_unchecked.lock().is_ok_and(|g| g.is_none()) {
+        if node.shards_known() {
             match node.membership.register(node.shards.all(), |inc| node.record_with(inc)).await {
                 Ok(()) => {}
                 Err(e @ Error::NodeIdInUse { .. }) => return Err(e),
@@ -448,7 +448,7 @@ impl Node {
         let mut rec = self.record();
         (rec.draining, rec.left, rec.master) = (true, true, false);
         // A node that never checked its number of shards never registered: nothing to say.
-        let registered = self.shards_unchecked.lock().is_ok_and(|g| g.is_none());
+        let registered = self.shards_known();
         for store in self.shards.all().iter().filter(|_| registered) {
             if let Err(e) = store.deregister(&rec).await {
                 tracing::warn!(error = %e, "cannot deregister; the cluster will notice when the heartbeat lapses");
@@ -493,7 +493,7 @@ impl Node {
     /// (Redis was down when this node started): a job routed by a wrong number of shards would
     /// land in another shard than its fires are claimed in, and fire twice or never.
     pub fn part_of_job(&self, job_id: &str) -> Result<&ShardPart> {
-        if self.shards_unchecked.lock().map(|g| g.is_some()).unwrap_or(true) {
+        if !self.shards_known() {
             return Err(Error::unavailable(
                 "this node has not checked its number of shards against the cluster's yet (Redis was down when it started)",
             ));
@@ -884,15 +884,18 @@ impl Node {
                         continue;
                     }
                 }
-                // Before the lease loops start: a node that joins competes by the table at once,
-                // not as if it were alone.
-                self.observe_share().await;
+                // The node records, read once for both: before the lease loops start, so that a
+                // node that joins competes by the table at once, not as if it were alone.
+                let nodes = self.shards.home().list_nodes().await.ok();
+                if let Some(nodes) = &nodes {
+                    self.observe_share(nodes);
+                }
                 if !started {
                     started = true;
                     Arc::clone(&self).start_work();
                 }
-                if let Ok(holders) = self.shard_masters().await {
-                    self.report_load(&holders).await;
+                if let (Some(nodes), Ok(holders)) = (&nodes, self.shard_masters().await) {
+                    self.report_load(nodes, &holders).await;
                 }
             }
             self.serving.store(ok, Ordering::SeqCst);
@@ -907,6 +910,10 @@ impl Node {
     /// Whether the cluster's number of shards has been checked against this node's (at start, or
     /// now). A node configured otherwise than its cluster never takes work: it says so at ERROR
     /// and stays NOT_SERVING.
+    fn shards_known(&self) -> bool {
+        self.shards_unchecked.lock().is_ok_and(|g| g.is_none())
+    }
+
     async fn shards_checked(&self) -> bool {
         let Some(store) = self.shards_unchecked.lock().ok().and_then(|g| g.clone()) else { return true };
         match fix_shards(&store, self.config.shards).await {
@@ -962,15 +969,11 @@ impl Node {
 
     /// Tells the masters this node's load (NodeService.ReportLoad): each other node that masters
     /// a shard, once.
-    async fn report_load(&self, holders: &[Option<(String, u64)>]) {
+    async fn report_load(&self, nodes: &[NodeRecord], holders: &[Option<(String, u64)>]) {
         let mut masters: Vec<String> = holders.iter().flatten().map(|(id, _)| id.clone()).collect();
         masters.sort();
         masters.dedup();
         masters.retain(|m| *m != self.node_id);
-        if masters.is_empty() {
-            return;
-        }
-        let Ok(nodes) = self.shards.home().list_nodes().await else { return };
         for master in nodes.iter().filter(|n| masters.contains(&n.node_id)) {
             // The master's answer (its highest epoch) is not taken as a floor: only the store's
             // counter is (the heartbeat reads it), so no peer can raise it.
@@ -981,17 +984,16 @@ impl Node {
     /// Tells the share of shards which nodes can master now: live (fresh record, not draining,
     /// not gone), competing (its work started) and with a measured clock (a node without one does
     /// not take leases).
-    async fn observe_share(&self) {
+    fn observe_share(&self, nodes: &[NodeRecord]) {
         if self.parts.len() == 1 {
             return;
         }
-        let Ok(nodes) = self.shards.home().list_nodes().await else { return };
         let now = now_ms();
         let ttl = self.config.node_ttl_ms as i64;
         let live = nodes
-            .into_iter()
+            .iter()
             .filter(|n| n.competing && !n.left && !n.draining && now - n.beat_ms <= ttl && n.clock_offset_ms.is_some())
-            .map(|n| n.node_id)
+            .map(|n| n.node_id.clone())
             .collect();
         self.share.observe(live);
     }

@@ -59,9 +59,9 @@ impl LeaseTiming {
 pub struct Lease {
     store: Arc<dyn Store>,
     /// With shards: the node's share and this lease's shard; since when the shard's lease was seen
-    /// free (a lease left free by its owner is taken by any node: `may_try`); and when this node took the shard although it is another's (it keeps it
-    /// `FALLBACK_HOLD` before handing it back, so an owner unable to take it costs a gap now and
-    /// then, not at every renewal).
+    /// free (a lease left free by its owner is taken by any node: `may_try`); and when this node
+    /// took the shard although it is another's (it keeps it `FALLBACK_HOLD` before handing it
+    /// back, so an owner unable to take it costs a gap now and then, not at every renewal).
     share: Option<(Arc<Share>, u16)>,
     free_since: std::sync::Mutex<Option<Instant>>,
     fallback_at: std::sync::Mutex<Option<Instant>>,
@@ -239,15 +239,11 @@ impl Lease {
             return self.timing.renew;
         }
         let (wait, won) = self.acquire().await;
-        if won {
-            // A later free spell starts its own count.
-            if let Ok(mut g) = self.free_since.lock() {
-                *g = None;
-            }
-        }
         if let (true, Some((share, shard))) = (won, &self.share) {
-            if let Ok(mut g) = self.fallback_at.lock() {
-                *g = (!share.is_mine(*shard)).then(Instant::now);
+            // A later free spell starts its own count; a shard won that is not ours is a fallback.
+            if let (Ok(mut free), Ok(mut fallback)) = (self.free_since.lock(), self.fallback_at.lock()) {
+                *free = None;
+                *fallback = (!share.is_mine(*shard)).then(Instant::now);
             }
         }
         wait

@@ -7,10 +7,9 @@
 //! beats them all; one incarnation serves them all.
 //! Uses: `store` only.
 use std::sync::{Arc, Mutex};
-
-use futures_util::future::join_all;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};

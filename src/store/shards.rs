@@ -57,9 +57,6 @@ impl Shards {
 
     /// A page of jobs in id order after `after_id`: each shard's page, merged.
     pub async fn list_jobs(&self, after_id: Option<&str>, limit: usize) -> Result<Vec<JobRecord>> {
-        if self.stores.len() == 1 {
-            return self.home().list_jobs(after_id, limit).await;
-        }
         let pages = try_join_all(self.stores.iter().map(|s| s.list_jobs(after_id, limit))).await?;
         let mut all: Vec<JobRecord> = pages.into_iter().flatten().collect();
         all.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
@@ -69,9 +66,6 @@ impl Shards {
 
     /// An execution by id: an id alone does not name its shard, so each is asked (at once).
     pub async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
-        if self.stores.len() == 1 {
-            return self.home().get_execution(id).await;
-        }
         let found = try_join_all(self.stores.iter().map(|s| s.get_execution(id))).await?;
         Ok(found.into_iter().flatten().next())
     }
@@ -81,7 +75,6 @@ impl Shards {
     pub async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
         match &f.job_id {
             Some(job) => self.of_job(job).list_executions(f).await,
-            None if self.stores.len() == 1 => self.home().list_executions(f).await,
             None => {
                 let pages = try_join_all(self.stores.iter().map(|s| s.list_executions(f))).await?;
                 Ok(merge_pages(pages, f.limit))
