@@ -249,3 +249,29 @@ async fn an_unreachable_nodes_fires_of_every_shard_reach_it_through_its_queues()
     assert_eq!((dups, gaps), (0, 0));
     drop(n2);
 }
+
+/// SubmitTasks carries one shard's fires (a master sends its own shard's): a call that mixes
+/// shards is refused, naming the first task of another shard, and nothing is accepted.
+#[tokio::test]
+async fn submit_tasks_mixing_shards_is_refused_naming_the_task() {
+    let redis = RedisServer::start();
+    let n1 = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--shards", "4"]).await;
+    let (a, b) = {
+        let ids: Vec<String> = (0..32).map(|i| format!("j{i}")).collect();
+        let a = ids[0].clone();
+        let b = ids.iter().find(|j| shard_of(j, SHARDS) != shard_of(&a, SHARDS)).cloned().expect("two shards");
+        (a, b)
+    };
+    let task =
+        |job: &str| pb::SubmitTaskRequest { job_id: job.into(), fire_id: format!("{job}@1000"), ..Default::default() };
+    let mut n = pb::node_service_client::NodeServiceClient::new(n1.channel().await);
+    let r = n.submit_tasks(pb::SubmitTasksRequest { epoch: 1, tasks: vec![task(&a), task(&a), task(&b)] }).await;
+    let err = r.expect_err("mixed shards");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("tasks[2].fire_id") && err.message().contains("another shard"), "{err:?}");
+    let taken: Vec<String> = common::redis_cmd(redis.port, &["KEYS", "*:p:n1"]).expect("keys");
+    assert!(taken.is_empty(), "nothing accepted: {taken:?}");
+    // One shard's fires pass this check (they are then judged by the epoch and the store).
+    let r = n.submit_tasks(pb::SubmitTasksRequest { epoch: 1, tasks: vec![task(&b)] }).await;
+    assert!(r.as_ref().err().is_none_or(|e| e.code() != tonic::Code::InvalidArgument), "{r:?}");
+}
