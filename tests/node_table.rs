@@ -157,8 +157,9 @@ async fn status_and_nodes_tell_what_happened_to_each_node() {
 }
 
 /// Two nodes, only one with shell; the one without is master. Every shell fire runs on the shell
-/// node; none fails with "not registered". With the shell node gone, a fire is recorded failed with
-/// the reason and alerted, not dropped, and not bounced around.
+/// node; none fails with "not registered". With the shell node killed and back a few seconds
+/// later, the fires meanwhile wait for it and run there. With the shell node gone (it left), a
+/// fire is recorded failed with the reason and alerted, not dropped, and not bounced around.
 #[tokio::test]
 async fn shell_fires_run_only_where_shell_is() {
     let redis = RedisServer::start();
@@ -193,9 +194,36 @@ async fn shell_fires_run_only_where_shell_is() {
         }
     }
 
-    // The shell node goes: the next fires are recorded failed on the master, with the reason.
-    shell.terminate();
+    // The shell node is SIGKILLed and back 5 s later (past its 3 s TTL, so the master sees no
+    // live node with shell for a while): the fires of the outage wait for it and run there; none
+    // is recorded failed, since a node that did not leave may be back.
     let c = plain.client().await;
+    shell.kill();
+    let killed_at = rota::store::now_ms();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut shell = TestNode::start(&b, "shell", &flags(&["--enable-shell", "--shell-allow", "/bin/sh"])).await;
+    let back_at = rota::store::now_ms();
+    let outage = |e: &pb::Execution| ms(&e.scheduled_time) > killed_at + 1000 && ms(&e.scheduled_time) < back_at;
+    let waited = eventually(WAIT, "the outage's fires ran on the shell node once back", || {
+        let mut c = c.clone();
+        async move {
+            let e: Vec<pb::Execution> = executions(&mut c, "sh").await.into_iter().filter(outage).collect();
+            let fires: std::collections::BTreeSet<&str> = e.iter().map(|e| e.fire_id.as_str()).collect();
+            let done = e.iter().filter(|e| state(e) == pb::ExecutionState::Succeeded).count();
+            (fires.len() >= 3 && done == fires.len()).then_some(e)
+        }
+    })
+    .await;
+    for e in &waited {
+        assert_ne!(state(e), pb::ExecutionState::Failed, "a fire failed while its node was away: {e:?}");
+        if state(e) == pb::ExecutionState::Succeeded {
+            assert_eq!(e.node_id, "shell", "{e:?}");
+        }
+    }
+
+    // The shell node goes for good (it leaves): the next fires are recorded failed on the master,
+    // with the reason.
+    shell.terminate();
     let failed = eventually(WAIT, "a fire recorded failed: no live node has shell", || {
         let mut c = c.clone();
         async move {

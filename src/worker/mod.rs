@@ -24,7 +24,9 @@ use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
 use crate::job::{Concurrency, Job, JobSpec, Recovery};
 use crate::metrics::Metrics;
-use crate::store::{now_ms, Accept, Finish, Keep, Load, NodeFires, Reap, ReapBy, ReapRequest, Start, Store};
+use crate::store::{
+    now_ms, Accept, Finish, Keep, Load, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start, Store,
+};
 use handlers::{FireContext, Partial, Registry, RunOutput};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
@@ -40,6 +42,21 @@ pub fn lock_ttl_ms(misfire_threshold_ms: i64) -> u64 {
 /// How long a start is asked again while the store cannot answer; after that the fire stays in the
 /// processing list for the periodic rescan.
 const START_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// How long after its instant a fire whose handler no live node has waits for a node that has it
+/// and may be back (its heartbeat lapsed less than this ago, and it did not leave): a node
+/// restarting, or one whose beats a Redis outage or fail-over held up. Past it, the fire is
+/// recorded `failed` (`Worker::cannot_run_here`).
+const AWAIT_CAPABLE_MS: i64 = 30_000;
+
+/// Who else can run a handler (`Worker::node_with`).
+enum Capable {
+    /// A live node, the least busy.
+    Live(String),
+    /// None live now, but this one has it and may be back (None: the node records are unreadable).
+    Awaited(Option<String>),
+    None,
+}
 
 impl Registry {
     /// The built-ins every node has: `noop`, `sleep`, `http`. `shell` is added only when enabled.
@@ -515,12 +532,24 @@ impl Worker {
     /// that has it; this is the rest: a fire no live node could run, a leftover adopted after a
     /// restart without the handler, a race with a node leaving). A non-master-only fire goes to a
     /// live node that has the handler, as a new attempt there (this one closed `skipped`, saying
-    /// where it went); with none, or for a master-only job (it runs nowhere but on the master), it
-    /// is recorded `failed` with the reason and alerted, not retried: never dropped, never bounced.
+    /// where it went). With none live but one that may be back soon (see `Capable::Awaited`), it
+    /// waits in this node's processing list, retried by the rescan, for up to `AWAIT_CAPABLE_MS`
+    /// after its instant. Otherwise, or for a master-only job (it runs nowhere but on the master),
+    /// it is recorded `failed` with the reason and alerted, not retried: never dropped, never
+    /// bounced.
     async fn cannot_run_here(&self, job: &Job, mut exec: Execution, inc: &str) {
         let handler = &job.spec.handler;
         if !job.spec.master_only {
-            if let Some(to) = self.live_node_with(handler).await {
+            let to = match self.node_with(handler).await {
+                Capable::Live(to) => Some(to),
+                Capable::Awaited(node) if now_ms() - exec.scheduled_ms <= AWAIT_CAPABLE_MS => {
+                    tracing::warn!(execution = %exec.id, handler = %handler, awaited = ?node,
+                        "no live node has this fire's handler now; it waits here for one (the rescan tries again)");
+                    return;
+                }
+                Capable::Awaited(_) | Capable::None => None,
+            };
+            if let Some(to) = to {
                 match self.hand_over(&exec.fire_id, inc, &to, true).await {
                     Ok(Reap::Rerun { .. }) => {
                         tracing::warn!(execution = %exec.id, handler = %handler, to = %to,
@@ -562,16 +591,24 @@ impl Worker {
         }
     }
 
-    /// A live node other than this one that has `handler` registered (the least busy), if any.
-    async fn live_node_with(&self, handler: &str) -> Option<String> {
-        let nodes = self.store.list_nodes().await.ok()?;
+    /// Another node that has `handler` registered: a live one (the least busy), else one that may
+    /// be back soon.
+    async fn node_with(&self, handler: &str) -> Capable {
+        // Unreadable node records say nothing about who is gone: wait as for a node that may return.
+        let Ok(nodes) = self.store.list_nodes().await else { return Capable::Awaited(None) };
         let now = now_ms();
-        nodes
+        let mut capable: Vec<NodeRecord> = nodes
             .into_iter()
-            .filter(|n| n.node_id != self.node_id && !n.left && !n.draining && n.load.max > 0)
-            .filter(|n| now - n.beat_ms <= self.node_ttl_ms as i64 && n.has_handler(handler))
-            .min_by(|a, b| a.load.ratio().total_cmp(&b.load.ratio()).then(a.node_id.cmp(&b.node_id)))
-            .map(|n| n.node_id)
+            .filter(|n| n.node_id != self.node_id && !n.left && !n.draining && n.has_handler(handler))
+            .collect();
+        capable.sort_by(|a, b| a.load.ratio().total_cmp(&b.load.ratio()).then(a.node_id.cmp(&b.node_id)));
+        if let Some(n) = capable.iter().find(|n| n.load.max > 0 && now - n.beat_ms <= self.node_ttl_ms as i64) {
+            return Capable::Live(n.node_id.clone());
+        }
+        match capable.into_iter().find(|n| now - n.beat_ms <= AWAIT_CAPABLE_MS) {
+            Some(n) => Capable::Awaited(Some(n.node_id)),
+            None => Capable::None,
+        }
     }
 
     /// Moves a fire of this node's processing list to `master`'s queue: one not yet started
