@@ -7,7 +7,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["proto/rota/v1/common.proto", "proto/rota/v1/node.proto", "proto/rota/v1/scheduler.proto"];
+    let protos = [
+        "proto/rota/v1/common.proto",
+        "proto/rota/v1/node.proto",
+        "proto/rota/v1/scheduler.proto",
+        "proto/rota/v1/worker.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -48,15 +48,22 @@ fi
 # into a cache folder outside the clone.
 PYDEPS="${HOME}/.cache/rota-ci-py"
 export PYTHONPATH="$PYDEPS${PYTHONPATH:+:$PYTHONPATH}"
-if ! python3 -c "import yaml, grpc, grpc_tools" >/dev/null 2>&1; then
-  echo "installing PyYAML, grpcio, grpcio-tools"
+# setuptools builds the Python worker SDK (sdk/python) in tests/workers.rs.
+if ! python3 -c "import yaml, grpc, grpc_tools, setuptools" >/dev/null 2>&1; then
+  echo "installing PyYAML, grpcio, grpcio-tools, setuptools"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade \
-    --target "$PYDEPS" pyyaml grpcio grpcio-tools
+    --target "$PYDEPS" pyyaml grpcio grpcio-tools setuptools
 fi
-# The Node example client's packages (examples/node/package-lock.json).
+# The Node example client's packages (examples/node/package-lock.json), and the Node worker SDK's
+# (sdk/node/package-lock.json: @grpc/grpc-js, @grpc/proto-loader, TypeScript), which
+# tests/workers.rs builds.
 if [ ! -d examples/node/node_modules ]; then
   echo "installing the Node example's packages"
   npm ci --prefix examples/node --no-audit --no-fund --silent
+fi
+if [ ! -d sdk/node/node_modules ]; then
+  echo "installing the Node worker SDK's packages"
+  npm ci --prefix sdk/node --no-audit --no-fund --silent --ignore-scripts
 fi
 
 # Formatting and lints first (they fail in seconds), then the whole suite: unit tests, real

@@ -40,6 +40,7 @@ use crate::store::{Beat, FireTiming};
 use crate::worker::egress::{Egress, OwnPorts};
 use crate::worker::handlers::Registry;
 use crate::worker::http::Http;
+use crate::worker::remote::{Session, WorkerSpec};
 use crate::worker::shell::Shell;
 use crate::worker::{Worker, WorkerParts};
 
@@ -305,6 +306,8 @@ impl Node {
             node_ttl_ms: config.node_ttl_ms,
             keep: crate::store::Keep { last: config.execution_keep_last, failed: config.execution_keep_failed },
             start_lead_ms: config.start_lead_ms as i64,
+            max_recoveries: config.max_recoveries,
+            misfire_threshold_ms: config.misfire_threshold_ms as i64,
         }));
         let loads = Arc::new(LoadTable::new(Arc::clone(&home), &config.node_id, config.node_ttl_ms));
         let peer_client = Arc::new(PeerClient::new(
@@ -648,6 +651,44 @@ impl Node {
     /// Runs `task` as part of the node: `shutdown` waits for it (within its bound) after `stopping`.
     pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         self.tracker.spawn(task);
+    }
+
+    /// Attaches an external worker's session (`WorkerService.Attach`): its handlers become this
+    /// node's (published with the next heartbeat) and its slots part of its capacity. A session of
+    /// the same worker id is replaced: its fires follow their jobs' recovery policy.
+    pub fn attach_worker(
+        &self,
+        spec: WorkerSpec,
+        tx: tokio::sync::mpsc::Sender<crate::pb::AttachResponse>,
+    ) -> Arc<Session> {
+        let slots = spec.slots;
+        let (session, old) = self.worker.registry().remote().attach(spec, tx);
+        if let Some(old) = old {
+            self.worker.remove_capacity(old.spec.slots);
+        }
+        self.worker.add_capacity(slots);
+        tracing::info!(worker = %session.spec.worker_id, handlers = ?session.spec.handlers, slots, sdk = %session.spec.sdk,
+            "external worker attached");
+        session
+    }
+
+    /// Whether this node or a live peer can run `handler` now (a built-in, or an attached worker).
+    pub async fn served_anywhere(&self, handler: &str) -> bool {
+        if self.worker.registry().get(handler).is_some() {
+            return true;
+        }
+        let now = now_ms();
+        let ttl = self.config.node_ttl_ms as i64;
+        self.shards.home().list_nodes().await.is_ok_and(|nodes| {
+            nodes.iter().any(|n| !n.left && !n.draining && now - n.beat_ms <= ttl && n.has_handler(handler))
+        })
+    }
+
+    /// Detaches a session (its stream ended): the fires it held follow their jobs' recovery policy.
+    pub fn detach_worker(&self, session: &Arc<Session>, why: &str) {
+        if self.worker.registry().remote().detach(session, why) {
+            self.worker.remove_capacity(session.spec.slots);
+        }
     }
 
     pub fn is_draining(&self) -> bool {

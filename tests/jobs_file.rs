@@ -343,11 +343,11 @@ async fn a_file_with_one_bad_job_puts_none_and_names_it() {
     let listed = c.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner().jobs;
     assert!(listed.is_empty(), "nothing put: {:?}", listed.iter().map(|j| &j.id).collect::<Vec<_>>());
     // One the node refuses (a handler it does not have): which job, and how far it got.
-    write(&file, &[job("pa", "0 0 3 * * *"), job("pb", "0 0 3 * * *").replace("noop", "nope")].concat());
+    write(&file, &[job("pa", "0 0 3 * * *"), job("pb", "0 0 3 * * *").replace("noop", "shell")].concat());
     let o = rota(&["job", "put", "--file", file.to_str().expect("path"), "--endpoint", &endpoint]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("job #2 ('pb') of 2, after 1 put: handler: unknown handler 'nope'"), "{err}");
+    assert!(err.contains("job #2 ('pb') of 2, after 1 put: handler: unknown handler 'shell'"), "{err}");
 }
 
 /// `timeout = "5s"` is stored as 5000 ms, from a jobs file and from `job put --file`, which takes

@@ -10,7 +10,7 @@ fn protos_follow_the_conventions() {
     let set = FileDescriptorSet::decode(rota::pb::FILE_DESCRIPTOR_SET).expect("descriptor set");
     let mut problems = Vec::new();
     let files: Vec<_> = set.file.iter().filter(|f| f.package() == "rota.v1").collect();
-    assert_eq!(files.len(), 3, "common, node, scheduler");
+    assert_eq!(files.len(), 4, "common, node, scheduler, worker");
     let mut used_types = std::collections::HashMap::<String, String>::new();
     for f in &files {
         let info = f.source_code_info.clone().unwrap_or_default();

@@ -1,5 +1,7 @@
 //! Who may call what. Tokens (bearer, in the `authorization` metadata) carry a role: `viewer`
-//! (reads), `operator` (also pause, resume, trigger), `admin` (also put and delete jobs). Node-to-node
+//! (reads), `operator` (also pause, resume, trigger), `admin` (also put and delete jobs), and
+//! `worker` (an external worker's `WorkerService.Attach`, which `admin` may call too, and nothing
+//! else). Node-to-node
 //! calls (SubmitTask(s), ReportLoad) need the cluster secret whenever one is configured (or, with
 //! mutual TLS, a certificate from the cluster CA). Health and reflection stay open: a load balancer
 //! has no token. Tokens are configured as SHA-256 hashes and compared in constant time; the clear
@@ -21,6 +23,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// An external worker (`WorkerService` only): below `viewer`, so it reads and changes nothing.
+    Worker,
     Viewer,
     Operator,
     Admin,
@@ -29,6 +33,7 @@ pub enum Role {
 impl Role {
     fn name(self) -> &'static str {
         match self {
+            Role::Worker => "worker",
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
@@ -43,6 +48,8 @@ enum Need {
     Role(Role),
     /// A peer node (the cluster secret).
     Node,
+    /// An external worker: a `worker` or an `admin` token.
+    Worker,
 }
 
 /// `[[token]]` entries of the tokens file.
@@ -240,7 +247,12 @@ impl Auth {
             ));
         };
         let h = hash(token);
-        let Need::Role(want) = need else { return Ok(()) };
+        let want = match need {
+            Need::Role(want) => want,
+            // Any role but viewer and operator; `worker` ranks lowest, so it is checked apart.
+            Need::Worker => Role::Worker,
+            Need::Open | Need::Node => return Ok(()),
+        };
         // Constant time over every configured token, so timing does not tell which one is close.
         let mut found: Option<&(String, Role)> = None;
         for (k, v) in &self.tokens {
@@ -250,15 +262,15 @@ impl Auth {
         }
         match found {
             None => Err(Refusal::new("unknown token", Status::unauthenticated("unknown token"))),
-            Some((_, role)) if *role >= want => Ok(()),
+            Some((_, role)) if need == Need::Worker && matches!(role, Role::Worker | Role::Admin) => Ok(()),
+            Some((_, role)) if need != Need::Worker && *role >= want => Ok(()),
             Some((name, role)) => Err(Refusal {
                 reason: "role too low",
                 token: Some(name.clone()),
-                status: Status::permission_denied(format!(
-                    "{path} needs role '{}' (this token has '{}')",
-                    want.name(),
-                    role.name()
-                )),
+                status: Status::permission_denied(match need {
+                    Need::Worker => format!("{path} needs role 'worker' or 'admin' (this token has '{}')", role.name()),
+                    _ => format!("{path} needs role '{}' (this token has '{}')", want.name(), role.name()),
+                }),
             }),
         }
     }
@@ -274,6 +286,9 @@ fn need(path: &str) -> Need {
             "GetNodeInfo" => Need::Role(Role::Viewer),
             _ => Need::Node,
         };
+    }
+    if path.starts_with("/rota.v1.WorkerService/") {
+        return Need::Worker;
     }
     match method {
         "PutJob" | "DeleteJob" => Need::Role(Role::Admin),
@@ -388,6 +403,7 @@ mod tests {
         a.tokens.insert(hash("v"), ("viewer-bot".into(), Role::Viewer));
         a.tokens.insert(hash("o"), ("ops".into(), Role::Operator));
         a.tokens.insert(hash("a"), ("root".into(), Role::Admin));
+        a.tokens.insert(hash("w"), ("pyworker".into(), Role::Worker));
         a
     }
 
@@ -415,6 +431,17 @@ mod tests {
             ("/rota.v1.NodeService/ReportLoad", Some("s3cret"), None),
             ("/rota.v1.NodeService/GetNodeInfo", Some("v"), None),
             ("/rota.v1.NodeService/GetNodeInfo", Some("s3cret"), Some(Unauthenticated)),
+            ("/rota.v1.WorkerService/Attach", None, Some(Unauthenticated)),
+            ("/rota.v1.WorkerService/Attach", Some("w"), None),
+            ("/rota.v1.WorkerService/Attach", Some("a"), None),
+            ("/rota.v1.WorkerService/Attach", Some("o"), Some(PermissionDenied)),
+            ("/rota.v1.WorkerService/Attach", Some("v"), Some(PermissionDenied)),
+            ("/rota.v1.WorkerService/Attach", Some("s3cret"), Some(Unauthenticated)),
+            // A worker's token opens nothing else.
+            ("/rota.v1.SchedulerService/ListJobs", Some("w"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/PutJob", Some("w"), Some(PermissionDenied)),
+            ("/rota.v1.NodeService/GetNodeInfo", Some("w"), Some(PermissionDenied)),
+            ("/rota.v1.NodeService/SubmitTasks", Some("w"), Some(PermissionDenied)),
         ];
         for (path, token, want) in cases {
             let got = a.check(path, &headers(token), false).err().map(|s| s.code());

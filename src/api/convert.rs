@@ -2,7 +2,7 @@
 //! name the field that is wrong; output conversions cannot fail.
 use std::collections::BTreeMap;
 
-use prost_types::{value::Kind, Duration as PbDuration, ListValue, Struct, Value as PbValue};
+use prost_types::{value::Kind, Duration as PbDuration, Value as PbValue};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ use crate::store::{JobRecord, Load, NodeRecord, Writer};
 /// Deepest JSON nesting accepted in job arguments, so a hostile message cannot blow the stack.
 const MAX_ARGS_DEPTH: usize = 32;
 
-pub use crate::pb::{timestamp, timestamp_ms};
+pub use crate::pb::{json_to_pb, timestamp, timestamp_ms};
 
 fn duration_ms(field: &str, d: Option<&PbDuration>) -> Result<u64> {
     let Some(d) = d else { return Ok(0) };
@@ -55,20 +55,6 @@ pub fn json_from_pb(v: &PbValue, depth: usize) -> Result<Value> {
             s.fields.iter().map(|(k, x)| Ok((k.clone(), json_from_pb(x, depth + 1)?))).collect::<Result<_>>()?,
         ),
     })
-}
-
-pub fn json_to_pb(v: &Value) -> PbValue {
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(ListValue { values: a.iter().map(json_to_pb).collect() }),
-        Value::Object(o) => {
-            Kind::StructValue(Struct { fields: o.iter().map(|(k, x)| (k.clone(), json_to_pb(x))).collect() })
-        }
-    };
-    PbValue { kind: Some(kind) }
 }
 
 pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {

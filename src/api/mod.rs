@@ -1,5 +1,5 @@
 //! The edge of a node: `start` binds its ports, starts the node and serves, on the gRPC port,
-//! `SchedulerService` and `NodeService` plus the standard health service and server reflection (one
+//! `SchedulerService`, `NodeService` and `WorkerService` plus the standard health service and server reflection (one
 //! builder chain, `serve`), and on the HTTP port /metrics, /healthz and /readyz (`http`). Handlers
 //! validate requests, call into the node, and map errors to `Status` through `status.rs` only.
 //! Protobuf conversion happens here (`convert`), and access control (`auth`).
@@ -11,6 +11,7 @@ pub mod limits;
 pub mod node_service;
 pub mod scheduler_service;
 pub mod status;
+pub mod worker_service;
 
 use std::sync::Arc;
 
@@ -173,6 +174,9 @@ pub async fn serve(
     .max_decoding_message_size(MAX_REQUEST_BYTES);
     let node_svc = pb::node_service_server::NodeServiceServer::new(node_service::NodeApi::new(Arc::clone(&node)))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let worker_svc =
+        pb::worker_service_server::WorkerServiceServer::new(worker_service::WorkerApi::new(Arc::clone(&node)))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
     let mut builder = Server::builder();
     if let Some(tls) = &node.tls {
         let mut cfg = tonic::transport::ServerTlsConfig::new().identity(tls.identity.clone());
@@ -192,6 +196,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(scheduler)
         .add_service(node_svc)
+        .add_service(worker_svc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| Error::io("gRPC server", std::io::Error::other(e)))

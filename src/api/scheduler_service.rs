@@ -101,8 +101,15 @@ impl SchedulerService for SchedulerApi {
     async fn put_job(&self, req: Request<pb::PutJobRequest>) -> Result<Response<pb::PutJobResponse>, Status> {
         let job = req.into_inner().job.ok_or_else(|| Error::invalid("job", "is required"))?;
         let spec = convert::job_spec(&job)?;
+        let handler = spec.handler.clone();
         let (rec, created) = self.node.part_of_job(&spec.id)?.scheduler.put_job_from_api(spec, job.paused).await?;
-        Ok(Response::new(pb::PutJobResponse { job: Some(convert::job(&rec)), created }))
+        let mut warnings = Vec::new();
+        if !self.node.served_anywhere(&handler).await {
+            warnings.push(format!(
+                "no live node or attached worker serves handler '{handler}' yet: its fires wait for one up to the misfire threshold, then are recorded misfired"
+            ));
+        }
+        Ok(Response::new(pb::PutJobResponse { job: Some(convert::job(&rec)), created, warnings }))
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::GetJobResponse>, Status> {

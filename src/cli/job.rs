@@ -104,7 +104,8 @@ pub struct PutArgs {
     /// IANA time zone (default UTC).
     #[arg(long = "tz")]
     pub time_zone: Option<String>,
-    /// Handler to run: noop, sleep, shell (nodes with --enable-shell) or http.
+    /// Handler to run: noop, sleep, shell (nodes with --enable-shell), http, or the name an external
+    /// worker serves (e.g. report.daily; see sdk/python).
     #[arg(long)]
     pub handler: Option<String>,
     /// Handler arguments as JSON, e.g. '["2s"]' or '{"url": "http://..."}'.
@@ -383,6 +384,9 @@ async fn put_jobs(c: &mut Conn, specs: Vec<Declared>, client: &ClientArgs) -> Re
                  restarted with that file unchanged keeps this change, a changed file replaces it",
                 d.spec.id
             );
+        }
+        for w in &r.warnings {
+            eprintln!("warning: job {}: {w}", d.spec.id);
         }
         put.extend(r.job);
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::remote::{valid_name, Hub, Remote, BUILTIN_NAMES};
 use crate::error::{Error, Result};
 
 /// What a handler knows about the fire it runs, so it can be idempotent and a test can check every
@@ -25,6 +26,10 @@ pub struct FireContext {
     /// The master's fencing epoch when the fire was claimed (0 on a standalone node).
     pub epoch: u64,
     pub manual: bool,
+    /// When the job's timeout ends the run (UTC epoch ms; None: no timeout). The pool cancels the
+    /// run then by dropping its future; a handler that hands the run on (to an external worker)
+    /// passes the deadline along.
+    pub deadline_ms: Option<i64>,
 }
 
 impl FireContext {
@@ -40,6 +45,7 @@ impl FireContext {
             node_id: "n1".into(),
             epoch: 0,
             manual: false,
+            deadline_ms: None,
         }
     }
 
@@ -71,11 +77,32 @@ pub struct HandlerFailure {
     pub output: String,
     /// What the run wrote to standard error (shell), kept apart from `output`.
     pub stderr: String,
+    pub kind: FailureKind,
+}
+
+/// What a failure means for the fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailureKind {
+    /// The handler ran and failed: recorded `failed`, retried as the job says.
+    #[default]
+    Failed,
+    /// The external worker running it went away mid-run (or none was there to take it): the fire
+    /// follows its job's `recovery` policy, as it would had its node died.
+    WorkerLost,
 }
 
 impl HandlerFailure {
     pub fn new(message: impl Into<String>) -> Self {
-        HandlerFailure { message: message.into(), output: String::new(), stderr: String::new() }
+        HandlerFailure {
+            message: message.into(),
+            output: String::new(),
+            stderr: String::new(),
+            kind: FailureKind::Failed,
+        }
+    }
+
+    pub fn worker_lost(message: impl Into<String>) -> Self {
+        HandlerFailure { kind: FailureKind::WorkerLost, ..HandlerFailure::new(message) }
     }
 }
 
@@ -187,10 +214,12 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Handlers by name.
+/// Handlers by name: the built-ins (and an embedding program's own), and the names the external
+/// workers attached to this node serve (`remote::Hub`, shared by every clone of the registry).
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: BTreeMap<String, Arc<dyn Handler>>,
+    remote: Arc<Hub>,
 }
 
 impl Registry {
@@ -198,22 +227,57 @@ impl Registry {
         self.handlers.insert(name.to_string(), Arc::new(h));
     }
 
+    /// The handler of `name` here: a built-in, or an attached worker that serves it.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Handler>> {
-        self.handlers.get(name).cloned()
+        if let Some(h) = self.handlers.get(name) {
+            return Some(Arc::clone(h));
+        }
+        self.remote
+            .serves(name)
+            .then(|| Arc::new(Remote { name: name.to_string(), hub: Arc::clone(&self.remote) }) as Arc<dyn Handler>)
     }
 
+    /// Every name this node can run now (built-ins, then what attached workers serve).
     pub fn names(&self) -> Vec<String> {
-        self.handlers.keys().cloned().collect()
+        let mut v: Vec<String> = self.handlers.keys().cloned().collect();
+        v.extend(self.remote.names().into_iter().filter(|n| !self.handlers.contains_key(n)));
+        v
     }
 
-    /// Refuses an unknown handler name or arguments the handler rejects.
+    /// The attached external workers.
+    pub fn remote(&self) -> &Arc<Hub> {
+        &self.remote
+    }
+
+    /// Whether `name` is one of this node's own handlers (not an external worker's).
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.handlers.contains_key(name) || BUILTIN_NAMES.contains(&name)
+    }
+
+    /// Refuses arguments a built-in handler rejects, a built-in that is off here (`shell`), and a
+    /// name no handler could have. Any other well-formed name is an external worker's: accepted
+    /// whether or not a worker serving it is attached now (workers come and go).
     pub fn validate(&self, name: &str, args: &Value) -> Result<()> {
         let Some(h) = self.handlers.get(name) else {
-            let hint = if name == "shell" { " (start the node with --enable-shell)" } else { "" };
-            return Err(Error::invalid(
-                "handler",
-                format!("unknown handler '{name}'{hint}; this node has: {}", self.names().join(", ")),
-            ));
+            if name == "shell" {
+                return Err(Error::invalid(
+                    "handler",
+                    format!(
+                        "unknown handler 'shell' (start the node with --enable-shell); this node has: {}",
+                        self.handlers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if BUILTIN_NAMES.contains(&name) || !valid_name(name) {
+                return Err(Error::invalid(
+                    "handler",
+                    format!(
+                        "'{name}' is not a handler name: a built-in ({}) or an external worker's handler, 1-128 characters of A-Z a-z 0-9 . _ : -",
+                        self.handlers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            return Ok(());
         };
         h.validate(args).map_err(|e| Error::invalid(e.field(), e.reason))
     }
@@ -313,8 +377,12 @@ mod tests {
     #[test]
     fn registry_refuses_unknown_and_bad_args() {
         let r = Registry::with_builtins();
-        let e = r.validate("nope", &Value::Null).expect_err("unknown").to_string();
-        assert!(e.starts_with("handler: unknown handler 'nope'"), "{e}");
+        // Any other well-formed name is an external worker's, accepted before a worker serves it.
+        r.validate("report.daily", &Value::Null).expect("an external worker's handler");
+        let e = r.validate("no such", &Value::Null).expect_err("not a name").to_string();
+        assert!(e.starts_with("handler: 'no such' is not a handler name"), "{e}");
+        let e = r.validate("", &Value::Null).expect_err("empty").to_string();
+        assert!(e.starts_with("handler: '' is not a handler name"), "{e}");
         let e = r.validate("shell", &Value::Null).expect_err("disabled").to_string();
         assert!(e.contains("--enable-shell"), "{e}");
         let e = r.validate("sleep", &json!([])).expect_err("no duration").to_string();
@@ -335,6 +403,7 @@ mod tests {
             node_id: "n1".into(),
             epoch: 7,
             manual: false,
+            deadline_ms: None,
         };
         let f = ctx.fields();
         assert_eq!(f[2], ("SCHEDULED_AT", "2026-01-01T00:00:00.000Z".to_string()));

@@ -175,7 +175,7 @@ impl Handler for Http {
         if ok {
             Ok(output)
         } else {
-            Err(HandlerFailure { message: format!("HTTP status {status}"), output, stderr: String::new() })
+            Err(HandlerFailure { output, ..HandlerFailure::new(format!("HTTP status {status}")) })
         }
     }
 }

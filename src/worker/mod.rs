@@ -1,11 +1,14 @@
 //! The worker pool: runs executions on this node, at most `max_workers` at once, and records every
 //! outcome. Owns the active/waiting counters (this node's load), per-execution timeouts, retries
 //! with backoff (a retry is a new execution of the same fire), renewal of the no-overlap lock while a
-//! forbid job runs, and alerts when retries are exhausted.
-//! Uses: `store` (execution records, locks), `handlers`, `alert`. Never claims fires.
+//! forbid job runs, and alerts when retries are exhausted. Attached external workers
+//! (`remote`) add their slots to the pool's, and a run whose worker went away follows the job's
+//! recovery policy here.
+//! Uses: `store` (execution records, locks), `handlers`, `remote`, `alert`. Never claims fires.
 pub mod egress;
 pub mod handlers;
 pub mod http;
+pub mod remote;
 pub mod shell;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -27,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::store::{
     now_ms, Accept, Finish, Keep, Load, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start, Store,
 };
-use handlers::{FireContext, Partial, Registry, RunOutput};
+use handlers::{FailureKind, FireContext, Partial, Registry, RunOutput};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
 /// frees itself within this time.
@@ -98,7 +101,13 @@ pub struct Worker {
     /// How long before its instant a fire is started (`WorkerParts::start_lead_ms`).
     start_lead_ms: i64,
     permits: Arc<Semaphore>,
-    max: u32,
+    /// Fires this node runs at once: its own workers plus the slots of attached external workers.
+    max: Arc<AtomicU32>,
+    /// Recoveries a fire gets (`max_recoveries`): a fire whose external worker went away is re-run
+    /// at most this many times, as one whose node died.
+    max_recoveries: u32,
+    /// See `WorkerParts::misfire_threshold_ms`.
+    misfire_threshold_ms: i64,
     active: Arc<AtomicU32>,
     waiting: Arc<AtomicU32>,
     accepting: Arc<AtomicBool>,
@@ -133,6 +142,11 @@ pub struct WorkerParts {
     pub keep: Keep,
     /// How long before its instant a fire is started (`start_lead_ms`, `store::START_LEAD_MS`).
     pub start_lead_ms: i64,
+    /// Recoveries a fire gets (`max_recoveries`).
+    pub max_recoveries: u32,
+    /// How long after its instant a fire may still start (`misfire_threshold_ms`): how long a fire
+    /// of an external handler waits for a worker that serves it.
+    pub misfire_threshold_ms: i64,
 }
 
 impl Worker {
@@ -150,6 +164,8 @@ impl Worker {
             node_ttl_ms,
             keep,
             start_lead_ms,
+            max_recoveries,
+            misfire_threshold_ms,
         } = p;
         let max = max.max(1);
         Worker {
@@ -165,7 +181,9 @@ impl Worker {
             keep,
             start_lead_ms,
             permits: Arc::new(Semaphore::new(max as usize)),
-            max,
+            max: Arc::new(AtomicU32::new(max)),
+            max_recoveries,
+            misfire_threshold_ms,
             active: Arc::new(AtomicU32::new(0)),
             waiting: Arc::new(AtomicU32::new(0)),
             accepting: Arc::new(AtomicBool::new(true)),
@@ -192,7 +210,9 @@ impl Worker {
             keep: self.keep,
             start_lead_ms: self.start_lead_ms,
             permits: Arc::clone(&self.permits),
-            max: self.max,
+            max: Arc::clone(&self.max),
+            max_recoveries: self.max_recoveries,
+            misfire_threshold_ms: self.misfire_threshold_ms,
             active: Arc::clone(&self.active),
             waiting: Arc::clone(&self.waiting),
             accepting: Arc::clone(&self.accepting),
@@ -203,7 +223,29 @@ impl Worker {
     }
 
     pub fn load(&self) -> Load {
-        Load { active: self.active.load(Ordering::Relaxed), max: self.max, queue: self.waiting.load(Ordering::Relaxed) }
+        Load {
+            active: self.active.load(Ordering::Relaxed),
+            max: self.max.load(Ordering::Relaxed),
+            queue: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// An external worker attached with `slots`: the node runs that many more fires at once.
+    pub fn add_capacity(&self, slots: u32) {
+        self.max.fetch_add(slots, Ordering::Relaxed);
+        self.permits.add_permits(slots as usize);
+    }
+
+    /// An external worker detached: its slots leave the node's capacity as fires end (the permits
+    /// are taken back as they free, so running fires are not cut).
+    pub fn remove_capacity(&self, slots: u32) {
+        self.max.fetch_sub(slots, Ordering::Relaxed);
+        let permits = Arc::clone(&self.permits);
+        tokio::spawn(async move {
+            if let Ok(p) = permits.acquire_many_owned(slots).await {
+                p.forget();
+            }
+        });
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -539,12 +581,23 @@ impl Worker {
     /// bounced.
     async fn cannot_run_here(&self, job: &Job, mut exec: Execution, inc: &str) {
         let handler = &job.spec.handler;
+        // An external worker's handler: workers come and go, so its fire waits for one up to the
+        // misfire threshold, wherever it is.
+        let external = !self.registry.is_builtin(handler);
+        let late = now_ms() - exec.scheduled_ms;
         if !job.spec.master_only {
             let to = match self.node_with(handler).await {
                 Capable::Live(to) => Some(to),
-                Capable::Awaited(node) if now_ms() - exec.scheduled_ms <= AWAIT_CAPABLE_MS => {
+                Capable::Awaited(node)
+                    if late <= AWAIT_CAPABLE_MS || (external && late <= self.misfire_threshold_ms) =>
+                {
                     tracing::warn!(execution = %exec.id, handler = %handler, awaited = ?node,
                         "no live node has this fire's handler now; it waits here for one (the rescan tries again)");
+                    return;
+                }
+                Capable::None if external && late <= self.misfire_threshold_ms => {
+                    tracing::warn!(execution = %exec.id, handler = %handler,
+                        "no worker serves this fire's handler now; it waits here for one (the rescan tries again)");
                     return;
                 }
                 Capable::Awaited(_) | Capable::None => None,
@@ -584,8 +637,23 @@ impl Worker {
                 self.node_id
             )
         };
-        exec.close(ExecState::Failed, why);
-        tracing::error!(execution = %exec.id, handler = %handler, error = %exec.error, "fire recorded failed: no node can run it");
+        let state = match external && !job.spec.master_only {
+            true => {
+                exec.close(
+                    ExecState::Misfired,
+                    format!(
+                        "misfired: no worker for handler '{handler}' within the misfire threshold ({} ms)",
+                        self.misfire_threshold_ms
+                    ),
+                );
+                "misfired"
+            }
+            false => {
+                exec.close(ExecState::Failed, why);
+                "failed"
+            }
+        };
+        tracing::error!(execution = %exec.id, handler = %handler, error = %exec.error, state, "fire recorded: no node can run it");
         if self.record_final(&exec, inc, Some(&job.spec)).await.is_ok() {
             self.alerts.raise(Alert::from_execution("no_node_has_handler", &exec, &self.cluster));
         }
@@ -808,8 +876,11 @@ impl Worker {
             node_id: self.node_id.clone(),
             epoch: exec.epoch,
             manual: exec.manual,
+            deadline_ms: None,
         };
         let renew = self.keep_lock(job, &exec.fire_id, forbid);
+        // The external worker running it went away (or none was there): the job's recovery policy.
+        let mut worker_lost = false;
         // Whether this node's shutdown cut the run (its grace period ran out).
         let mut cut = false;
         let outcome = match self.registry.get(&job.spec.handler) {
@@ -822,8 +893,9 @@ impl Worker {
                 // A panicking handler (an embedding program's bug) fails its run: the panic would end
                 // this task with the fire still `running`, and a rescan would resume it forever.
                 let partial = Partial::default();
-                let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args, &partial)).catch_unwind();
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
+                let ctx = FireContext { deadline_ms: timeout.map(|t| now_ms() + t.as_millis() as i64), ..ctx };
+                let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args, &partial)).catch_unwind();
                 tokio::select! {
                     _ = self.cancel.cancelled() => {
                         cut = true;
@@ -835,7 +907,11 @@ impl Worker {
                             Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), partial.take()))
                         }
                         Some(Ok(Ok(out))) => Ok(out),
-                        Some(Ok(Err(f))) => Err((ExecState::Failed, f.message, RunOutput { output: f.output, stderr: f.stderr })),
+                        Some(Ok(Err(f))) => {
+                            worker_lost = f.kind == FailureKind::WorkerLost;
+                            let state = if worker_lost { ExecState::Lost } else { ExecState::Failed };
+                            Err((state, f.message, RunOutput { output: f.output, stderr: f.stderr }))
+                        }
                         Some(Err(_)) => Err((ExecState::Failed, "the handler panicked".to_string(), RunOutput::default())),
                     },
                 }
@@ -864,9 +940,65 @@ impl Worker {
         };
         exec.output = truncate_utf8(out.output, MAX_OUTPUT_BYTES);
         exec.stderr = truncate_utf8(out.stderr, MAX_OUTPUT_BYTES);
+        if worker_lost && job.spec.recovery == Recovery::Rerun {
+            return self.rerun_after_worker_loss(job, exec, inc).await;
+        }
         tracing::info!(execution = %exec.id, attempt = exec.attempt, state = exec.state.as_str(),
             duration_ms = exec.end_ms.unwrap_or(start) - start, "finished");
         Some(exec.state)
+    }
+
+    /// A `recovery = rerun` fire whose external worker went away mid-run: as for a dead node's
+    /// fire, it runs again as a new attempt (at most `max_recoveries` times), through this node's
+    /// queue when an attached worker still serves the handler, else through a live node that has
+    /// it (else this node's queue, where it waits for one: `cannot_run_here`). This attempt is
+    /// recorded `lost`, saying where the fire went. None: closed here (re-run queued, or left to the
+    /// rescan or the reaper); Some(Lost): out of recoveries, for the caller to record and alert.
+    async fn rerun_after_worker_loss(&self, job: &Job, exec: &mut Execution, inc: &str) -> Option<ExecState> {
+        let to = match self.registry.get(&job.spec.handler) {
+            Some(_) => self.node_id.clone(),
+            None => match self.node_with(&job.spec.handler).await {
+                Capable::Live(to) => to,
+                _ => self.node_id.clone(),
+            },
+        };
+        let req = ReapRequest {
+            by: ReapBy::Handoff { incarnation: inc.to_string() },
+            dead_node: self.node_id.clone(),
+            fires: NodeFires::Taken,
+            fire_id: exec.fire_id.clone(),
+            target: to.clone(),
+            rerun: true,
+            max_recoveries: self.max_recoveries,
+            lock_ttl_ms: LOCK_TTL_MS,
+        };
+        match self.store.reap(&req).await {
+            Ok(Reap::Rerun { .. }) => {
+                tracing::warn!(execution = %exec.id, to = %to, error = %exec.error, "external worker lost mid-run: fire re-run (recovery rerun)");
+                let why =
+                    format!("{}; re-run as attempt {} on node {to} (recovery rerun)", exec.error, exec.attempt + 1);
+                exec.set_error(why);
+                let _ = self.record_finish(exec, false).await;
+                None
+            }
+            Ok(Reap::Lost { .. }) => {
+                // Out of recoveries: the fire hash is `lost` already; this attempt's record says so.
+                let why = format!("{}; not re-run: out of recoveries ({})", exec.error, self.max_recoveries);
+                exec.set_error(why);
+                if self.record_finish(exec, true).await.is_ok() {
+                    self.alerts.raise(Alert::from_execution("execution_lost", exec, &self.cluster));
+                }
+                None
+            }
+            Ok(other) => {
+                tracing::warn!(execution = %exec.id, outcome = ?other, "external worker lost mid-run; the fire is no longer this node's to re-run");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(execution = %exec.id, error = %e, "external worker lost mid-run; cannot re-run it now (left for the rescan or the reaper)");
+                None
+            }
+        }
     }
 
     /// Renews a forbid job's lock in the background until the returned token is cancelled.

@@ -383,7 +383,7 @@ impl Handler for Shell {
             if let Some(line) = err.last_line() {
                 why = format!("{why}: {line}");
             }
-            Err(HandlerFailure { message: why, output, stderr })
+            Err(HandlerFailure { message: why, output, stderr, kind: Default::default() })
         }
     }
 }

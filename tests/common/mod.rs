@@ -5,6 +5,7 @@
 
 pub mod pki;
 pub mod postgres;
+pub mod workers;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -1,0 +1,204 @@
+//! `rota.v1.WorkerService`: the stream of an external worker (a process in any language, through
+//! an SDK). Checks the worker's hello, attaches its session to the node (`Node::attach_worker`),
+//! forwards its results and output to the session, and ends the session when the stream closes,
+//! when the worker is silent past the session TTL, or when the node stops. What a session runs and
+//! how a lost one's fires are recovered is the worker room's (`worker::remote`, `Worker`).
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
+use crate::node::Node;
+use crate::pb;
+use crate::pb::attach_request::Msg as In;
+use crate::pb::attach_response::Msg as Out;
+use crate::pb::worker_service_server::WorkerService;
+use crate::worker::remote::{valid_name, Session, WorkerResult, WorkerSpec, BUILTIN_NAMES};
+
+/// How long a new stream may take to say hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// Limits of a hello (see `WorkerHello` in the proto).
+const MAX_HANDLERS: usize = 256;
+const MAX_SLOTS: u32 = 10_000;
+const MAX_TAGS: usize = 32;
+const MAX_SDK_CHARS: usize = 128;
+/// The most text one output or result message may carry.
+const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+pub struct WorkerApi {
+    node: Arc<Node>,
+}
+
+impl WorkerApi {
+    pub fn new(node: Arc<Node>) -> Self {
+        WorkerApi { node }
+    }
+}
+
+/// A hello checked field by field; the error names the first field that is wrong.
+pub fn worker_spec(h: pb::WorkerHello) -> Result<WorkerSpec, Error> {
+    if !valid_name(&h.worker_id) {
+        return Err(Error::invalid("hello.worker_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : -"));
+    }
+    if h.handlers.is_empty() || h.handlers.len() > MAX_HANDLERS {
+        return Err(Error::invalid("hello.handlers", format!("must name 1 to {MAX_HANDLERS} handlers")));
+    }
+    for (i, name) in h.handlers.iter().enumerate() {
+        if !valid_name(name) {
+            return Err(Error::invalid(
+                format!("hello.handlers[{i}]"),
+                "must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+            ));
+        }
+        if BUILTIN_NAMES.contains(&name.as_str()) {
+            return Err(Error::invalid(
+                format!("hello.handlers[{i}]"),
+                format!("'{name}' is a built-in handler's name"),
+            ));
+        }
+    }
+    if h.slots == 0 || h.slots > MAX_SLOTS {
+        return Err(Error::invalid("hello.slots", format!("must be 1 to {MAX_SLOTS}")));
+    }
+    if h.tags.len() > MAX_TAGS {
+        return Err(Error::invalid("hello.tags", format!("at most {MAX_TAGS} tags")));
+    }
+    if let Some((k, _)) = h.tags.iter().find(|(k, v)| !valid_name(k) || !valid_name(v)) {
+        return Err(Error::invalid(
+            format!("hello.tags[{k}]"),
+            "keys and values must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+        ));
+    }
+    if h.sdk.chars().count() > MAX_SDK_CHARS || h.sdk.chars().any(char::is_control) {
+        return Err(Error::invalid("hello.sdk", format!("at most {MAX_SDK_CHARS} printable characters")));
+    }
+    Ok(WorkerSpec {
+        worker_id: h.worker_id,
+        handlers: h.handlers.into_iter().collect::<BTreeSet<_>>(),
+        slots: h.slots,
+        tags: h.tags.into_iter().collect::<BTreeMap<_, _>>(),
+        sdk: h.sdk,
+    })
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<pb::AttachResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WorkerService for WorkerApi {
+    type AttachStream = OutStream;
+
+    async fn attach(&self, req: Request<Streaming<pb::AttachRequest>>) -> Result<Response<OutStream>, Status> {
+        let mut inbound = req.into_inner();
+        let first = match tokio::time::timeout(HELLO_WITHIN, inbound.message()).await {
+            Err(_) => return Err(Status::deadline_exceeded(format!("no hello within {} s", HELLO_WITHIN.as_secs()))),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(None)) => return Err(Status::invalid_argument("hello: the stream ended before its first message")),
+            Ok(Ok(Some(m))) => m,
+        };
+        let Some(In::Hello(hello)) = first.msg else {
+            return Err(Status::invalid_argument("hello: the first message must be a hello"));
+        };
+        let spec = worker_spec(hello)?;
+        let (tx, rx) = mpsc::channel::<pb::AttachResponse>(256);
+        let beat = Duration::from_millis(self.node.config.heartbeat_ms);
+        let ttl = Duration::from_millis(self.node.config.node_ttl_ms);
+        let welcome = pb::Welcome {
+            node_id: self.node.node_id.clone(),
+            heartbeat_interval_ms: beat.as_millis() as u32,
+            session_ttl_ms: ttl.as_millis() as u32,
+        };
+        // Queued before the session is attached, so the welcome is the first thing it reads.
+        let _ = tx.send(pb::AttachResponse { msg: Some(Out::Welcome(welcome)) }).await;
+        let session = self.node.attach_worker(spec, tx);
+        let node = Arc::clone(&self.node);
+        tokio::spawn(async move {
+            let why = serve(&node, &session, &mut inbound, beat, ttl).await;
+            tracing::info!(worker = %session.spec.worker_id, why = %why, "external worker detached");
+            node.detach_worker(&session, &why);
+        });
+        let out = ReceiverStream::new(rx).map(Ok::<_, Status>);
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// Reads a session's stream until it ends; says why it ended.
+async fn serve(
+    node: &Node,
+    session: &Arc<Session>,
+    inbound: &mut Streaming<pb::AttachRequest>,
+    beat: Duration,
+    ttl: Duration,
+) -> String {
+    let mut ticker = tokio::time::interval(beat);
+    let mut last_heard = tokio::time::Instant::now();
+    let stopping = node.stopping();
+    loop {
+        tokio::select! {
+            _ = session.gone.cancelled() => return "replaced by a new session of the same worker id".into(),
+            _ = stopping.cancelled() => return "the node is stopping".into(),
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > ttl {
+                    return format!("silent for more than {} ms (session TTL)", ttl.as_millis());
+                }
+                if !session.send(Out::Heartbeat(pb::Heartbeat {})).await {
+                    return "the stream to the worker closed".into();
+                }
+            }
+            m = inbound.message() => match m {
+                Ok(Some(m)) => {
+                    last_heard = tokio::time::Instant::now();
+                    if let Err((id, why)) = handle(node, session, m) {
+                        tracing::warn!(worker = %session.spec.worker_id, execution = %id, why = %why, "worker message refused");
+                        session.send(Out::Rejected(pb::Rejected { execution_id: id, reason: why })).await;
+                    }
+                }
+                Ok(None) => return "the worker closed its stream".into(),
+                Err(e) => return format!("the stream failed: {}", e.message()),
+            },
+        }
+    }
+}
+
+/// One message of an attached worker. Err: (execution it named, why it was refused).
+fn handle(node: &Node, session: &Session, m: pb::AttachRequest) -> Result<(), (String, String)> {
+    let too_long = |id: &str, what: &str, n: usize| {
+        Err((id.to_string(), format!("{what} is {n} bytes; at most {MAX_TEXT_BYTES} per message")))
+    };
+    match m.msg {
+        None => Err((String::new(), "empty message (no field of its oneof set)".into())),
+        Some(In::Hello(_)) => Err((String::new(), "hello: already said; a session says hello once".into())),
+        Some(In::Heartbeat(_)) => Ok(()),
+        Some(In::Drain(_)) => {
+            node.worker.registry().remote().drain(session);
+            Ok(())
+        }
+        Some(In::Started(s)) => match session.holds(&s.execution_id) {
+            true => Ok(()),
+            false => Err((
+                s.execution_id.clone(),
+                format!("this worker holds no running fire with execution id '{}'", s.execution_id),
+            )),
+        },
+        Some(In::Output(o)) if o.text.len() > MAX_TEXT_BYTES => too_long(&o.execution_id, "output.text", o.text.len()),
+        Some(In::Output(o)) => session.output(&o.execution_id, &o.text).map_err(|e| (o.execution_id, e)),
+        Some(In::Result(r)) if r.output.len() > MAX_TEXT_BYTES => {
+            too_long(&r.execution_id, "result.output", r.output.len())
+        }
+        Some(In::Result(r)) if r.error.len() > MAX_TEXT_BYTES => {
+            too_long(&r.execution_id, "result.error", r.error.len())
+        }
+        Some(In::Result(r)) => {
+            let error = match (r.success, r.error.is_empty()) {
+                (false, true) => "the worker's handler failed (no message given)".to_string(),
+                _ => r.error,
+            };
+            let outcome = WorkerResult { success: r.success, output: r.output, error };
+            session.result(&r.execution_id, outcome).map_err(|e| (r.execution_id, e))
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! External workers: processes in any language attached to this node by `WorkerService.Attach`
+//! (the stream itself is served by `api/worker_service.rs`). Owns the sessions, their slots
+//! (credits: a session is never pushed more fires than it has slots), and `Remote`, the handler
+//! the pool runs for a handler name that only external workers serve: it pushes the fire to a
+//! session serving the name with a free slot, and waits for its result, the session's end, or its
+//! own cancellation (the job's timeout, the node's shutdown), which it tells the worker.
+//! Everything else about a fire (start, record, retries, recovery) is the pool's, as for a
+//! built-in handler. Uses: the handler trait (`handlers`) and the wire types (`pb`) only.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::handlers::{FailureKind, FireContext, Handler, HandlerFailure, Partial, RunOutput};
+use crate::pb;
+
+/// Names only built-in handlers may have: a worker may not serve them.
+pub const BUILTIN_NAMES: [&str; 4] = ["noop", "sleep", "http", "shell"];
+
+/// The most a session's output may add to a run's record (the record keeps less; see
+/// `MAX_OUTPUT_BYTES`): a worker printing without end cannot grow the node's memory.
+const MAX_PARTIAL_BYTES: usize = 256 * 1024;
+
+/// A valid worker id, handler name, tag key or value: 1-128 characters of `[A-Za-z0-9._:-]`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// What a worker said of itself in its hello (checked by the API edge).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSpec {
+    pub worker_id: String,
+    pub handlers: BTreeSet<String>,
+    pub slots: u32,
+    pub tags: BTreeMap<String, String>,
+    pub sdk: String,
+}
+
+/// A worker's result for one fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerResult {
+    pub success: bool,
+    /// What it printed, beyond the output messages already sent.
+    pub output: String,
+    /// Why it failed (empty on success).
+    pub error: String,
+}
+
+/// How a fire pushed to a worker ended, as its session reports it.
+#[derive(Debug)]
+enum Reply {
+    Done(WorkerResult),
+    /// The session ended (closed, silent past its TTL, or replaced) before a result came.
+    Gone(String),
+}
+
+/// A fire pushed to a session and not yet answered.
+struct Pushed {
+    reply: oneshot::Sender<Reply>,
+    partial: Partial,
+    partial_bytes: usize,
+}
+
+/// One connected worker.
+pub struct Session {
+    pub spec: WorkerSpec,
+    /// Distinguishes this session from an earlier or later one of the same worker id.
+    pub serial: u64,
+    busy: AtomicU32,
+    /// The worker said it is stopping: it gets no more fires.
+    draining: std::sync::atomic::AtomicBool,
+    tx: mpsc::Sender<pb::AttachResponse>,
+    pushed: Mutex<HashMap<String, Pushed>>,
+    /// Cancelled when the session ends.
+    pub gone: CancellationToken,
+}
+
+impl Session {
+    pub fn busy(&self) -> u32 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Whether it takes fires (it has not said it is stopping).
+    fn taking(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Sends a message to the worker (false: the stream is gone).
+    pub async fn send(&self, msg: pb::attach_response::Msg) -> bool {
+        self.tx.send(pb::AttachResponse { msg: Some(msg) }).await.is_ok()
+    }
+
+    /// The worker's result for `execution_id`: Err(reason) when the session holds no such fire (a
+    /// result twice, or for a fire never pushed to it, or already cancelled).
+    pub fn result(&self, execution_id: &str, outcome: WorkerResult) -> Result<(), String> {
+        let pushed = self.pushed.lock().ok().and_then(|mut m| m.remove(execution_id));
+        match pushed {
+            Some(p) => {
+                let _ = p.reply.send(Reply::Done(outcome));
+                Ok(())
+            }
+            None => Err(format!("this worker holds no running fire with execution id '{execution_id}'")),
+        }
+    }
+
+    /// Output printed by the handler of `execution_id` (kept up to a cap).
+    pub fn output(&self, execution_id: &str, text: &str) -> Result<(), String> {
+        let Ok(mut m) = self.pushed.lock() else { return Err("session state unavailable".into()) };
+        let Some(p) = m.get_mut(execution_id) else {
+            return Err(format!("this worker holds no running fire with execution id '{execution_id}'"));
+        };
+        if p.partial_bytes < MAX_PARTIAL_BYTES {
+            let room = MAX_PARTIAL_BYTES - p.partial_bytes;
+            let text = crate::execution::truncate_utf8(text.to_string(), room);
+            p.partial_bytes += text.len();
+            p.partial.output(text.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// Whether `execution_id` is one of this session's running fires.
+    pub fn holds(&self, execution_id: &str) -> bool {
+        self.pushed.lock().is_ok_and(|m| m.contains_key(execution_id))
+    }
+
+    /// Ends the session: every fire it holds is answered `Gone`.
+    fn end(&self, why: &str) {
+        self.gone.cancel();
+        if let Ok(mut m) = self.pushed.lock() {
+            for (_, p) in m.drain() {
+                let _ = p.reply.send(Reply::Gone(why.to_string()));
+            }
+        }
+    }
+}
+
+/// The sessions attached to this node.
+#[derive(Default)]
+pub struct Hub {
+    sessions: Mutex<BTreeMap<String, Arc<Session>>>,
+    /// Notified when a slot frees or a session comes or goes (a fire waiting for a slot looks again).
+    changed: Notify,
+    serial: AtomicU64,
+}
+
+impl Hub {
+    /// Attaches a session; a live one of the same worker id is replaced (ended) and returned.
+    pub fn attach(
+        &self,
+        spec: WorkerSpec,
+        tx: mpsc::Sender<pb::AttachResponse>,
+    ) -> (Arc<Session>, Option<Arc<Session>>) {
+        let session = Arc::new(Session {
+            spec,
+            serial: self.serial.fetch_add(1, Ordering::Relaxed) + 1,
+            busy: AtomicU32::new(0),
+            draining: Default::default(),
+            tx,
+            pushed: Mutex::new(HashMap::new()),
+            gone: CancellationToken::new(),
+        });
+        let old =
+            self.sessions.lock().ok().and_then(|mut m| m.insert(session.spec.worker_id.clone(), Arc::clone(&session)));
+        if let Some(old) = &old {
+            old.end("replaced by a new session of the same worker id");
+        }
+        self.changed.notify_waiters();
+        (session, old)
+    }
+
+    /// Detaches a session (if it is still the one attached under its id) and ends it. True when
+    /// it was attached (its slots are to be taken off the node's capacity).
+    pub fn detach(&self, session: &Arc<Session>, why: &str) -> bool {
+        let removed = self.sessions.lock().is_ok_and(|mut m| match m.get(&session.spec.worker_id) {
+            Some(s) if s.serial == session.serial => m.remove(&session.spec.worker_id).is_some(),
+            _ => false,
+        });
+        session.end(why);
+        self.changed.notify_waiters();
+        removed
+    }
+
+    /// A session stops taking fires (its worker is stopping).
+    pub fn drain(&self, session: &Session) {
+        session.draining.store(true, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    /// The handler names attached sessions serve (those still taking fires).
+    pub fn names(&self) -> BTreeSet<String> {
+        self.sessions
+            .lock()
+            .map(|m| m.values().filter(|s| s.taking()).flat_map(|s| s.spec.handlers.iter().cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn serves(&self, name: &str) -> bool {
+        self.sessions.lock().is_ok_and(|m| m.values().any(|s| s.taking() && s.spec.handlers.contains(name)))
+    }
+
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// A session serving `name` with a free slot (the least busy), its slot taken; waits while
+    /// every serving session is full. None when no session serves `name`.
+    async fn take_slot(&self, name: &str) -> Option<Arc<Session>> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before looking, so a slot freed between the look and the wait is seen.
+            changed.as_mut().enable();
+            {
+                let m = self.sessions.lock().ok()?;
+                let serving: Vec<&Arc<Session>> =
+                    m.values().filter(|s| s.taking() && s.spec.handlers.contains(name)).collect();
+                if serving.is_empty() {
+                    return None;
+                }
+                let free = serving.into_iter().filter(|s| s.busy() < s.spec.slots).min_by(|a, b| {
+                    (a.busy() as u64 * b.spec.slots as u64).cmp(&(b.busy() as u64 * a.spec.slots as u64))
+                });
+                if let Some(s) = free {
+                    s.busy.fetch_add(1, Ordering::Relaxed);
+                    return Some(Arc::clone(s));
+                }
+            }
+            changed.await;
+        }
+    }
+
+    fn release(&self, session: &Session) {
+        session.busy.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+}
+
+/// The handler behind an external handler name: runs a fire on an attached worker.
+pub struct Remote {
+    pub name: String,
+    pub hub: Arc<Hub>,
+}
+
+/// Frees the slot, and tells the worker to stop when the run is dropped before its result (the
+/// job's timeout, the node's shutdown).
+struct InFlight<'a> {
+    hub: &'a Hub,
+    session: Arc<Session>,
+    execution_id: String,
+    answered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let held = self.session.pushed.lock().ok().and_then(|mut m| m.remove(&self.execution_id)).is_some();
+        if held && !self.answered {
+            let (session, id) = (Arc::clone(&self.session), self.execution_id.clone());
+            tokio::spawn(async move {
+                let reason = "stopped by the node: the job's timeout passed, or the node is shutting down".into();
+                session.send(pb::attach_response::Msg::Cancel(pb::CancelFire { execution_id: id, reason })).await;
+            });
+        }
+        self.hub.release(&self.session);
+    }
+}
+
+#[async_trait]
+impl Handler for Remote {
+    async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
+        self.run_output(ctx, args, &Partial::default()).await.map(|o| o.output)
+    }
+
+    async fn run_output(
+        &self,
+        ctx: &FireContext,
+        args: &Value,
+        partial: &Partial,
+    ) -> Result<RunOutput, HandlerFailure> {
+        let Some(session) = self.hub.take_slot(&self.name).await else {
+            return Err(HandlerFailure::worker_lost(format!(
+                "no worker attached to node {} serves handler '{}'",
+                ctx.node_id, self.name
+            )));
+        };
+        let (reply, answer) = oneshot::channel();
+        if let Ok(mut m) = session.pushed.lock() {
+            m.insert(ctx.execution_id.clone(), Pushed { reply, partial: partial.clone(), partial_bytes: 0 });
+        }
+        let mut flight = InFlight {
+            hub: &self.hub,
+            session: Arc::clone(&session),
+            execution_id: ctx.execution_id.clone(),
+            answered: false,
+        };
+        let task = pb::FireTask {
+            fire_id: ctx.fire_id.clone(),
+            execution_id: ctx.execution_id.clone(),
+            job_id: ctx.job_id.clone(),
+            handler: self.name.clone(),
+            args: Some(pb::json_to_pb(args)),
+            scheduled_time: Some(pb::timestamp(ctx.scheduled_ms)),
+            attempt: ctx.attempt,
+            epoch: ctx.epoch,
+            deadline: ctx.deadline_ms.map(pb::timestamp),
+            manual: ctx.manual,
+            node_id: ctx.node_id.clone(),
+        };
+        let worker = session.spec.worker_id.clone();
+        if !session.send(pb::attach_response::Msg::Fire(task)).await {
+            flight.answered = true;
+            return Err(HandlerFailure::worker_lost(format!("worker '{worker}' went away before its fire was sent")));
+        }
+        let reply = answer.await;
+        flight.answered = true;
+        match reply {
+            Ok(Reply::Done(r)) => {
+                let mut out = partial.take();
+                out.output.push_str(&r.output);
+                match r.success {
+                    true => Ok(out),
+                    false => {
+                        Err(HandlerFailure { output: out.output, stderr: out.stderr, ..HandlerFailure::new(r.error) })
+                    }
+                }
+            }
+            Ok(Reply::Gone(why)) => {
+                let out = partial.take();
+                Err(HandlerFailure {
+                    message: format!("worker '{worker}' gone mid-run: {why}"),
+                    output: out.output,
+                    stderr: out.stderr,
+                    kind: FailureKind::WorkerLost,
+                })
+            }
+            Err(_) => Err(HandlerFailure::worker_lost(format!("worker '{worker}' gone mid-run"))),
+        }
+    }
+}

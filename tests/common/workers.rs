@@ -1,0 +1,248 @@
+//! External worker processes for the tests: the Python SDK (`sdk/python`) built and installed once
+//! per test binary into a temporary folder (from a copy, so the checkout stays clean), the Node SDK
+//! (`sdk/node`) built once, and `tests/workers/worker.py` or `worker.js` run on them as real
+//! processes that can be killed, paused and resumed.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+/// Where the SDK is installed (a `--target` folder to put on PYTHONPATH).
+fn python_sdk() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let work = std::env::temp_dir().join(format!("rota-sdk-py-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let src = work.join("src");
+        copy_dir(&root.join("sdk/python"), &src);
+        let target = work.join("site");
+        let out = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-build-isolation",
+                "--no-deps",
+            ])
+            .args(["--root-user-action=ignore", "--target"])
+            .arg(&target)
+            .arg(&src)
+            .env("ROTA_PROTO", root.join("proto"))
+            .output()
+            .expect("run pip (python3 with pip, grpcio, grpcio-tools and setuptools: ./test.sh installs them)");
+        assert!(
+            out.status.success(),
+            "installing sdk/python failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read sdk dir").map_while(Result::ok) {
+        let name = e.file_name();
+        let n = name.to_string_lossy();
+        if n == "build" || n.ends_with(".egg-info") || n == "__pycache__" || n == "_proto" {
+            continue;
+        }
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(&name));
+        } else {
+            std::fs::copy(&p, to.join(&name)).expect("copy");
+        }
+    }
+}
+
+/// The Node SDK (`sdk/node`) built once per test binary: its packages installed from its lock file
+/// when missing (`./test.sh` installs them), then compiled (`npm run build`: dist/, ignored by git).
+fn node_sdk() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk/node");
+        let npm = |args: &[&str]| {
+            let out = Command::new("npm").args(args).current_dir(&sdk).output().expect("run npm (Node.js with npm)");
+            assert!(
+                out.status.success(),
+                "npm {args:?} in sdk/node failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if !sdk.join("node_modules").exists() {
+            npm(&["ci", "--no-audit", "--no-fund", "--ignore-scripts"]);
+        }
+        npm(&["run", "build", "--silent"]);
+        sdk
+    })
+    .clone()
+}
+
+/// Runs an SDK's own unit tests (`sdk/python/tests`, `sdk/node/test`) on the SDK as built for these
+/// tests; panics with their output when one fails.
+pub fn sdk_unit_tests(sdk: Sdk) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = match sdk {
+        Sdk::Python => {
+            let site = python_sdk();
+            let path = match std::env::var("PYTHONPATH") {
+                Ok(p) if !p.is_empty() => format!("{}:{p}", site.display()),
+                _ => site.display().to_string(),
+            };
+            Command::new("python3")
+                .arg(root.join("sdk/python/tests/test_units.py"))
+                .arg("-v")
+                // Not the source folder: the tests import the SDK as installed.
+                .current_dir(std::env::temp_dir())
+                .env("PYTHONPATH", path)
+                .output()
+        }
+        Sdk::Node => {
+            let sdk = node_sdk();
+            Command::new("node").args(["--test", "test/"]).current_dir(sdk).output()
+        }
+    }
+    .expect("run the SDK's unit tests");
+    assert!(
+        out.status.success(),
+        "{sdk:?} SDK unit tests failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Which SDK a worker process is built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sdk {
+    Python,
+    Node,
+}
+
+impl Sdk {
+    /// The prefix of the test worker's handler names (`py.echo`, `js.echo`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Sdk::Python => "py",
+            Sdk::Node => "js",
+        }
+    }
+}
+
+/// A running test worker: `tests/workers/worker.py` or `worker.js`.
+pub struct ExtWorker {
+    pub id: String,
+    child: Option<Child>,
+    log: PathBuf,
+    pub sidelog: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ExtWorker {
+    /// Starts a Python worker attached to `targets` (node addresses, tried in turn) with `slots`.
+    pub fn start(targets: &[&str], id: &str, slots: u32, token: Option<&str>) -> ExtWorker {
+        Self::start_on(Sdk::Python, targets, id, slots, token)
+    }
+
+    /// Starts a worker on `sdk`.
+    pub fn start_on(sdk: Sdk, targets: &[&str], id: &str, slots: u32, token: Option<&str>) -> ExtWorker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("worker.log");
+        let sidelog = dir.path().join("side.log");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = match sdk {
+            Sdk::Python => {
+                let site = python_sdk();
+                let path = match std::env::var("PYTHONPATH") {
+                    Ok(p) if !p.is_empty() => format!("{}:{p}", site.display()),
+                    _ => site.display().to_string(),
+                };
+                let mut c = Command::new("python3");
+                c.arg(root.join("tests/workers/worker.py")).env("PYTHONPATH", path);
+                c
+            }
+            Sdk::Node => {
+                let mut c = Command::new("node");
+                c.arg(root.join("tests/workers/worker.js")).env("ROTA_NODE_SDK", node_sdk());
+                c
+            }
+        };
+        cmd.args([&targets.join(","), id, &slots.to_string()]);
+        if let Some(t) = token {
+            cmd.arg(t);
+        }
+        let child = cmd
+            .env("ROTA_SIDELOG", &sidelog)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn the worker process");
+        ExtWorker { id: id.to_string(), child: Some(child), log, sidelog, _dir: dir }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The side log's lines: (kind S/E/C, execution id, fire id, attempt).
+    pub fn runs(&self) -> Vec<(String, String, String, u32)> {
+        std::fs::read_to_string(&self.sidelog)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                Some((f.first()?.to_string(), f.get(1)?.to_string(), f.get(2)?.to_string(), f.get(3)?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+        }
+    }
+
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM (the worker stops taking fires, finishes its running ones, closes) and wait; the
+    /// exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        c.wait().ok().and_then(|s| s.code())
+    }
+
+    /// True once the process has exited.
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for ExtWorker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- log of worker {} ----\n{}", self.id, self.log());
+        }
+        self.kill();
+    }
+}

@@ -1,0 +1,535 @@
+//! External workers (`WorkerService`): real Redis, real `rota` nodes, and real Python worker
+//! processes built on the SDK in `sdk/python` (`tests/workers/worker.py`), plus a raw gRPC stream for
+//! the bad-input cases. A fire reaches only a worker serving its handler, with its context and
+//! arguments; output is kept; a failure, a timeout and a worker gone mid-run are recorded as the job
+//! says; nothing runs twice.
+mod common;
+
+use std::time::Duration;
+
+use common::workers::{sdk_unit_tests, ExtWorker, Sdk};
+use common::*;
+use rota::pb;
+use rota::pb::attach_request::Msg as In;
+use rota::pb::worker_service_client::WorkerServiceClient;
+use serde_json::json;
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn job_with(
+    id: &str,
+    cron: &str,
+    handler: &str,
+    args: serde_json::Value,
+    f: impl FnOnce(&mut rota::job::JobSpec),
+) -> pb::Job {
+    let mut spec =
+        rota::job::JobSpec { id: id.into(), cron: cron.into(), handler: handler.into(), args, ..Default::default() };
+    f(&mut spec);
+    rota::cli::pb_job(&spec)
+}
+
+async fn put(node: &TestNode, job: pb::Job) -> pb::PutJobResponse {
+    node.client().await.put_job(pb::PutJobRequest { job: Some(job) }).await.expect("put job").into_inner()
+}
+
+/// Executions of `job` in `state`.
+async fn in_state(node: &TestNode, job: &str, s: pb::ExecutionState) -> Vec<pb::Execution> {
+    executions(&mut node.client().await, job).await.into_iter().filter(|e| state(e) == s).collect()
+}
+
+/// The node lists the worker's handlers (it is attached).
+async fn attached(node: &TestNode, handler: &str) {
+    eventually(WAIT, "the worker attached (its handler listed by the node)", || async {
+        let r = node.client().await.list_nodes(pb::ListNodesRequest {}).await.ok()?.into_inner();
+        r.nodes.iter().any(|n| n.handlers.iter().any(|h| h == handler)).then_some(())
+    })
+    .await;
+}
+
+/// A job runs in a Python and in a Node.js worker: its context and arguments arrive, its log lines
+/// and its return value are the execution's output, and the worker's own log agrees with rota's
+/// records. PutJob warns while no worker serves the handler, and not once one does.
+#[tokio::test]
+async fn a_python_worker_runs_fires_with_their_context_arguments_and_output() {
+    runs_fires_with_their_context_arguments_and_output(Sdk::Python).await
+}
+
+#[tokio::test]
+async fn a_node_worker_runs_fires_with_their_context_arguments_and_output() {
+    runs_fires_with_their_context_arguments_and_output(Sdk::Node).await
+}
+
+async fn runs_fires_with_their_context_arguments_and_output(sdk: Sdk) {
+    let (h, wid) = (format!("{}.echo", sdk.prefix()), format!("{}-1", sdk.prefix()));
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let args = json!({"region": "eu", "n": 3, "list": [1, "two"]});
+    let r = put(&node, job_with("echo", "* * * * * *", &h, args.clone(), |_| {})).await;
+    assert_eq!(r.warnings.len(), 1, "{r:?}");
+    assert!(r.warnings[0].contains(&format!("no live node or attached worker serves handler '{h}'")), "{r:?}");
+    let w = ExtWorker::start_on(sdk, &[&node.addr], &wid, 2, None);
+    attached(&node, &h).await;
+    let r = put(&node, job_with("echo", "* * * * * *", &h, args.clone(), |_| {})).await;
+    assert!(r.warnings.is_empty(), "{r:?}");
+    let done = eventually(WAIT, "three fires succeeded in the worker", || async {
+        let d = in_state(&node, "echo", pb::ExecutionState::Succeeded).await;
+        (d.len() >= 3).then_some(d)
+    })
+    .await;
+    for e in &done {
+        let (log_line, ret) = e.output.split_once('\n').expect("a log line, then the return value");
+        assert_eq!(log_line, format!("hello from {wid}"), "{e:?}");
+        let v: serde_json::Value = serde_json::from_str(ret).expect("the handler's JSON");
+        assert_eq!(v["fire_id"], json!(e.fire_id), "{v}");
+        assert_eq!(v["job_id"], json!("echo"));
+        assert_eq!(v["attempt"], json!(1));
+        assert_eq!(v["epoch"], json!(e.epoch), "{v}");
+        assert!(e.epoch > 0);
+        assert_eq!(v["node_id"], json!("n1"));
+        assert_eq!(v["manual"], json!(false));
+        assert_eq!(v["scheduled_ms"], json!(ms(&e.scheduled_time)));
+        assert_eq!(v["args"], args, "arguments arrive as the job gives them");
+        assert_eq!(v["deadline"], json!(false), "no timeout, no deadline");
+        assert_eq!(e.node_id, "n1");
+    }
+    // The worker's own log: one start and one end per execution, for exactly the recorded ones.
+    let runs = w.runs();
+    for e in &done {
+        let starts = runs.iter().filter(|r| r.0 == "S" && r.1 == e.id).count();
+        assert_eq!(starts, 1, "execution {} started {starts} times in the worker", e.id);
+    }
+    let mut fires: Vec<&str> = runs.iter().filter(|r| r.0 == "S").map(|r| r.2.as_str()).collect();
+    let n = fires.len();
+    fires.sort();
+    fires.dedup();
+    assert_eq!(fires.len(), n, "a fire ran twice: {runs:?}");
+}
+
+/// A handler that raises fails the run with its message, and the job's retries apply; a manual
+/// trigger runs in the worker too.
+#[tokio::test]
+async fn a_failing_python_handler_is_recorded_failed_with_its_message_and_retried() {
+    failing_handler(Sdk::Python, "RuntimeError: failed on purpose: {'why': 'test'}").await
+}
+
+#[tokio::test]
+async fn a_failing_node_handler_is_recorded_failed_with_its_message_and_retried() {
+    failing_handler(Sdk::Node, r#"Error: failed on purpose: {"why":"test"}"#).await
+}
+
+async fn failing_handler(sdk: Sdk, message: &str) {
+    let h = format!("{}.fail", sdk.prefix());
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let _w = ExtWorker::start_on(sdk, &[&node.addr], "w-1", 2, None);
+    attached(&node, &h).await;
+    put(
+        &node,
+        job_with("boom", "0 0 0 1 1 *", &h, json!({"why": "test"}), |s| {
+            s.retries = 1;
+            s.retry_backoff_ms = 200;
+        }),
+    )
+    .await;
+    let mut c = node.client().await;
+    c.trigger_job(pb::TriggerJobRequest { id: "boom".into(), ..Default::default() }).await.expect("trigger");
+    let failed = eventually(WAIT, "both attempts failed", || async {
+        let f = in_state(&node, "boom", pb::ExecutionState::Failed).await;
+        (f.len() == 2).then_some(f)
+    })
+    .await;
+    for e in &failed {
+        assert_eq!(e.error, message, "{e:?}");
+        assert!(e.manual);
+    }
+    let mut attempts: Vec<u32> = failed.iter().map(|e| e.attempt).collect();
+    attempts.sort();
+    assert_eq!(attempts, vec![1, 2]);
+}
+
+/// The job's timeout cancels the handler in the worker (it sees the cancellation) and the execution
+/// is `timed_out`; the worker's slot is free again afterwards.
+#[tokio::test]
+async fn a_timeout_cancels_the_handler_in_a_python_worker() {
+    timeout_cancels(Sdk::Python).await
+}
+
+#[tokio::test]
+async fn a_timeout_cancels_the_handler_in_a_node_worker() {
+    timeout_cancels(Sdk::Node).await
+}
+
+async fn timeout_cancels(sdk: Sdk) {
+    let (h, wid) = (format!("{}.sleep", sdk.prefix()), format!("{}-1", sdk.prefix()));
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let w = ExtWorker::start_on(sdk, &[&node.addr], &wid, 1, None);
+    attached(&node, &h).await;
+    put(&node, job_with("slow", "0 0 0 1 1 *", &h, json!({"ms": 20000}), |s| s.timeout_ms = 800)).await;
+    let mut c = node.client().await;
+    c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), ..Default::default() }).await.expect("trigger");
+    let t = eventually(WAIT, "the run timed out", || async {
+        in_state(&node, "slow", pb::ExecutionState::TimedOut).await.into_iter().next()
+    })
+    .await;
+    assert!(t.error.starts_with("timed out after 800 ms"), "{t:?}");
+    assert!(
+        t.output.contains(&format!("sleeping 20000 ms on {wid}")),
+        "the output printed before the timeout is kept: {t:?}"
+    );
+    eventually(WAIT, "the handler saw the cancellation", || async {
+        w.runs().iter().any(|r| r.0 == "C" && r.1 == t.id).then_some(())
+    })
+    .await;
+    // The one slot is free again: a next run goes through.
+    put(&node, job_with("quick", "0 0 0 1 1 *", &h, json!({"ms": 10}), |_| {})).await;
+    c.trigger_job(pb::TriggerJobRequest { id: "quick".into(), ..Default::default() }).await.expect("trigger");
+    eventually(WAIT, "a next run succeeded", || async {
+        in_state(&node, "quick", pb::ExecutionState::Succeeded).await.into_iter().next()
+    })
+    .await;
+}
+
+/// A worker SIGKILLed mid-run: a `lost` job's fire is recorded lost (and alerted), a `rerun` job's
+/// fire runs again as a new attempt on the other worker; no fire succeeds twice.
+#[tokio::test]
+async fn a_python_worker_killed_mid_run_leaves_its_fires_to_their_recovery_policy() {
+    killed_mid_run(Sdk::Python).await
+}
+
+#[tokio::test]
+async fn a_node_worker_killed_mid_run_leaves_its_fires_to_their_recovery_policy() {
+    killed_mid_run(Sdk::Node).await
+}
+
+async fn killed_mid_run(sdk: Sdk) {
+    let h = format!("{}.sleep", sdk.prefix());
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let mut a = ExtWorker::start_on(sdk, &[&node.addr], "w-a", 4, None);
+    attached(&node, &h).await;
+    let once = |id: &str, rerun: bool| {
+        job_with(id, "0 0 0 1 1 *", &h, json!({"ms": 4000}), |s| {
+            s.recovery = if rerun { rota::job::Recovery::Rerun } else { rota::job::Recovery::Lost };
+        })
+    };
+    put(&node, once("lostjob", false)).await;
+    put(&node, once("rerunjob", true)).await;
+    let mut c = node.client().await;
+    for id in ["lostjob", "rerunjob"] {
+        c.trigger_job(pb::TriggerJobRequest { id: id.into(), ..Default::default() }).await.expect("trigger");
+    }
+    eventually(WAIT, "both runs started in worker a", || async {
+        (a.runs().iter().filter(|r| r.0 == "S").count() == 2).then_some(())
+    })
+    .await;
+    a.kill();
+    let b = ExtWorker::start_on(sdk, &[&node.addr], "w-b", 4, None);
+    let lost = eventually(WAIT, "the lost job's fire recorded lost", || async {
+        in_state(&node, "lostjob", pb::ExecutionState::Lost).await.into_iter().next()
+    })
+    .await;
+    assert!(lost.error.contains("worker 'w-a' gone mid-run"), "{lost:?}");
+    eventually(WAIT, "the lost fire alerted", || async { node.log().contains("execution_lost").then_some(()) }).await;
+    let rerun = eventually(WAIT, "the rerun job's fire succeeded on worker b", || async {
+        in_state(&node, "rerunjob", pb::ExecutionState::Succeeded).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(rerun.attempt, 2, "{rerun:?}");
+    assert_eq!(rerun.output.lines().last(), Some("slept on w-b"), "{rerun:?}");
+    let first = executions(&mut c, "rerunjob").await.into_iter().find(|e| e.attempt == 1).expect("attempt 1");
+    assert_eq!(state(&first), pb::ExecutionState::Lost, "{first:?}");
+    assert!(first.error.contains("re-run as attempt 2"), "{first:?}");
+    // Nothing more: the lost job's fire did not run again, and each job has one fire.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(b.runs().iter().all(|r| !r.2.starts_with("lostjob@")), "a lost fire ran again: {:?}", b.runs());
+    for id in ["lostjob", "rerunjob"] {
+        let succeeded = in_state(&node, id, pb::ExecutionState::Succeeded).await.len();
+        assert!(succeeded <= 1, "{id}: {succeeded} successes");
+    }
+}
+
+/// A worker frozen (SIGSTOP) past the session TTL is taken as gone: its `rerun` fire runs again on
+/// the other worker. Resumed, it attaches again and its old run is not recorded (no second success).
+#[tokio::test]
+async fn a_paused_worker_is_taken_as_gone_and_its_late_run_is_not_recorded() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let a = ExtWorker::start(&[&node.addr], "py-a", 4, None);
+    attached(&node, "py.sleep").await;
+    put(
+        &node,
+        job_with("job", "0 0 0 1 1 *", "py.sleep", json!({"ms": 2500}), |s| s.recovery = rota::job::Recovery::Rerun),
+    )
+    .await;
+    let mut c = node.client().await;
+    c.trigger_job(pb::TriggerJobRequest { id: "job".into(), ..Default::default() }).await.expect("trigger");
+    eventually(WAIT, "the run started in worker a", || async { a.runs().iter().any(|r| r.0 == "S").then_some(()) })
+        .await;
+    a.pause();
+    let b = ExtWorker::start(&[&node.addr], "py-b", 4, None);
+    let done = eventually(WAIT, "the fire re-run and succeeded on b", || async {
+        in_state(&node, "job", pb::ExecutionState::Succeeded).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(done.output.lines().last(), Some("slept on py-b"), "{done:?}");
+    assert!(node.log().contains("silent for more than"), "the session ended by its TTL");
+    a.resume();
+    // a attaches again (it gets the next fires), and nothing of its old run is recorded.
+    eventually(WAIT, "worker a attached again", || async {
+        a.log().matches("attached to node n1").count().ge(&2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = executions(&mut c, "job").await;
+    let succeeded: Vec<_> = all.iter().filter(|e| state(e) == pb::ExecutionState::Succeeded).collect();
+    assert_eq!(succeeded.len(), 1, "{all:?}");
+    drop(b);
+}
+
+/// A worker with one slot never gets a second fire while it runs one: fires wait for the slot.
+#[tokio::test]
+async fn a_worker_never_gets_more_fires_than_its_slots() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let w = ExtWorker::start(&[&node.addr], "py-1", 1, None);
+    attached(&node, "py.sleep").await;
+    // Two fires a second, each running 700 ms, on one slot: they queue on it.
+    put(&node, job_with("a", "* * * * * *", "py.sleep", json!({"ms": 700}), |_| {})).await;
+    put(&node, job_with("b", "* * * * * *", "py.sleep", json!({"ms": 700}), |_| {})).await;
+    eventually(WAIT, "six runs ended in the worker", || async {
+        (w.runs().iter().filter(|r| r.0 == "E").count() >= 6).then_some(())
+    })
+    .await;
+    let mut running = 0;
+    for (kind, exec, ..) in w.runs() {
+        match kind.as_str() {
+            "S" => running += 1,
+            "E" | "C" => running -= 1,
+            _ => {}
+        }
+        assert!(running <= 1, "two fires at once on a one-slot worker (at {exec}): {:?}", w.runs());
+    }
+}
+
+/// With no worker serving its handler, a fire waits up to the misfire threshold, then is recorded
+/// misfired with the reason and alerted; a worker attached within the threshold runs it.
+#[tokio::test]
+async fn with_no_worker_a_fire_waits_then_is_misfired() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--misfire-threshold-ms", "6000"]).await;
+    put(&node, job_with("orphan", "0 0 0 1 1 *", "py.none", json!(null), |_| {})).await;
+    put(&node, job_with("late", "0 0 0 1 1 *", "py.echo", json!(null), |_| {})).await;
+    let mut c = node.client().await;
+    for id in ["orphan", "late"] {
+        c.trigger_job(pb::TriggerJobRequest { id: id.into(), ..Default::default() }).await.expect("trigger");
+    }
+    // A worker for py.echo comes 2 s later: the waiting fire runs there.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _w = ExtWorker::start(&[&node.addr], "py-1", 1, None);
+    let ran = eventually(WAIT, "the waiting fire ran once a worker came", || async {
+        in_state(&node, "late", pb::ExecutionState::Succeeded).await.into_iter().next()
+    })
+    .await;
+    assert!(ran.output.starts_with("hello from py-1"), "{ran:?}");
+    let m = eventually(WAIT, "the fire no worker serves recorded misfired", || async {
+        in_state(&node, "orphan", pb::ExecutionState::Misfired).await.into_iter().next()
+    })
+    .await;
+    assert!(m.error.contains("no worker for handler 'py.none'"), "{m:?}");
+    assert!(ms(&m.end_time) - ms(&m.scheduled_time) >= 6000, "it waited the threshold: {m:?}");
+    assert!(node.log().contains("no_node_has_handler"), "alerted");
+}
+
+async fn stream(
+    node: &TestNode,
+    first: Vec<pb::AttachRequest>,
+) -> (tokio::sync::mpsc::Sender<pb::AttachRequest>, Result<tonic::Streaming<pb::AttachResponse>, tonic::Status>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    for m in first {
+        tx.send(m).await.expect("queue");
+    }
+    let mut c = WorkerServiceClient::new(node.channel().await);
+    let r = c.attach(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map(|r| r.into_inner());
+    (tx, r)
+}
+
+fn hello(id: &str, handlers: &[&str], slots: u32) -> pb::AttachRequest {
+    pb::AttachRequest {
+        msg: Some(In::Hello(pb::WorkerHello {
+            worker_id: id.into(),
+            handlers: handlers.iter().map(|h| h.to_string()).collect(),
+            slots,
+            tags: Default::default(),
+            sdk: "test".into(),
+        })),
+    }
+}
+
+fn msg(m: In) -> pb::AttachRequest {
+    pb::AttachRequest { msg: Some(m) }
+}
+
+/// The next message that is not a heartbeat.
+async fn next(s: &mut tonic::Streaming<pb::AttachResponse>) -> pb::attach_response::Msg {
+    loop {
+        let m = tokio::time::timeout(WAIT, s.message())
+            .await
+            .expect("a message in time")
+            .expect("stream ok")
+            .expect("open");
+        match m.msg {
+            Some(pb::attach_response::Msg::Heartbeat(_)) => continue,
+            Some(m) => return m,
+            None => panic!("empty node message"),
+        }
+    }
+}
+
+/// Bad input on the worker stream: a bad or missing hello is refused naming the field; a result
+/// for a fire the worker does not hold, a result twice, an output too long and a second hello are
+/// rejected without recording anything; the node keeps serving, and the honest fire's result is
+/// recorded once.
+#[tokio::test]
+async fn bad_worker_messages_get_clear_errors_and_record_nothing() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let heartbeat = msg(In::Heartbeat(pb::Heartbeat {}));
+    let cases: Vec<(Vec<pb::AttachRequest>, &str)> = vec![
+        (vec![heartbeat.clone()], "hello: the first message must be a hello"),
+        (vec![hello("", &["x.y"], 1)], "hello.worker_id"),
+        (vec![hello("bad id", &["x.y"], 1)], "hello.worker_id"),
+        (vec![hello("w", &[], 1)], "hello.handlers"),
+        (vec![hello("w", &["ok", "no spaces"], 1)], "hello.handlers[1]"),
+        (vec![hello("w", &["noop"], 1)], "hello.handlers[0]: 'noop' is a built-in"),
+        (vec![hello("w", &["x.y"], 0)], "hello.slots"),
+        (vec![hello("w", &["x.y"], 10_001)], "hello.slots"),
+    ];
+    for (first, want) in cases {
+        let (_tx, r) = stream(&node, first).await;
+        let e = match r {
+            Err(e) => e,
+            Ok(mut s) => s.message().await.expect_err("refused"),
+        };
+        assert_eq!(e.code(), Code::InvalidArgument, "{want}: {e:?}");
+        assert!(e.message().contains(want), "want {want:?} in {:?}", e.message());
+    }
+    // An honest session, then garbage on it.
+    let (tx, s) = stream(&node, vec![hello("raw", &["raw.job"], 1)]).await;
+    let mut s = s.expect("attached");
+    assert!(matches!(next(&mut s).await, pb::attach_response::Msg::Welcome(w) if w.node_id == "n1"));
+    let reject = |s: pb::attach_response::Msg| match s {
+        pb::attach_response::Msg::Rejected(r) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    let result = |id: &str, ok: bool| {
+        msg(In::Result(pb::FireResult {
+            execution_id: id.into(),
+            success: ok,
+            error: String::new(),
+            output: "out".into(),
+        }))
+    };
+    tx.send(result("no-such-exec", true)).await.expect("send");
+    let r = reject(next(&mut s).await);
+    assert_eq!(r.execution_id, "no-such-exec");
+    assert!(r.reason.contains("holds no running fire"), "{r:?}");
+    tx.send(hello("raw", &["raw.job"], 1)).await.expect("send");
+    assert!(reject(next(&mut s).await).reason.contains("hello: already said"));
+    tx.send(pb::AttachRequest { msg: None }).await.expect("send");
+    assert!(reject(next(&mut s).await).reason.contains("empty message"));
+    // A real fire: its result recorded once; a second result rejected; too long an output rejected.
+    put(&node, job_with("raw", "0 0 0 1 1 *", "raw.job", json!({"a": 1}), |_| {})).await;
+    let mut c = node.client().await;
+    c.trigger_job(pb::TriggerJobRequest { id: "raw".into(), ..Default::default() }).await.expect("trigger");
+    let fire = match next(&mut s).await {
+        pb::attach_response::Msg::Fire(f) => f,
+        other => panic!("expected a fire, got {other:?}"),
+    };
+    assert_eq!(fire.job_id, "raw");
+    assert_eq!(fire.handler, "raw.job");
+    assert_eq!(fire.attempt, 1);
+    tx.send(msg(In::Output(pb::FireOutput { execution_id: fire.execution_id.clone(), text: "x".repeat(70 * 1024) })))
+        .await
+        .expect("send");
+    assert!(reject(next(&mut s).await).reason.contains("at most 65536"));
+    tx.send(msg(In::Output(pb::FireOutput { execution_id: fire.execution_id.clone(), text: "line\n".into() })))
+        .await
+        .expect("send");
+    tx.send(result(&fire.execution_id, true)).await.expect("send");
+    tx.send(result(&fire.execution_id, true)).await.expect("send");
+    assert!(reject(next(&mut s).await).reason.contains("holds no running fire"));
+    let done = eventually(WAIT, "the result recorded", || async {
+        in_state(&node, "raw", pb::ExecutionState::Succeeded).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(done.output, "line\nout");
+    assert_eq!(executions(&mut c, "raw").await.len(), 1, "one record");
+    // The node is unharmed.
+    assert!(status(&node).await.is_some());
+}
+
+/// A `worker` token attaches a worker and can call nothing else; a viewer's token cannot attach.
+#[tokio::test]
+async fn a_worker_token_attaches_workers_and_nothing_else() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tokens.toml");
+    let (worker_tok, viewer_tok) = ("worker-tok-51aa", "viewer-tok-0b2c");
+    let mut toml = String::new();
+    for (name, role, tok) in [("w", "worker", worker_tok), ("v", "viewer", viewer_tok), ("ci", "admin", "admin-tok-9")]
+    {
+        let h = rota::api::auth::hex(&rota::api::auth::hash(tok));
+        toml.push_str(&format!("[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{h}\"\n"));
+    }
+    std::fs::write(&file, toml).expect("write");
+    let flags = ["--tokens-file", file.to_str().expect("utf8")];
+    let node =
+        TestNode::start_env(&Backend::Redis(redis.url()), "n1", &flags, &[("ROTA_CLUSTER_SECRET", "s3cret-w")]).await;
+    let with = |tok: &str| format!("Bearer {tok}").parse::<tonic::metadata::MetadataValue<_>>().expect("header");
+    let mut c = node.client().await;
+    let mut r = tonic::Request::new(pb::ListJobsRequest::default());
+    r.metadata_mut().insert("authorization", with(worker_tok));
+    let e = c.list_jobs(r).await.expect_err("a worker token reads nothing");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let mut r =
+        tonic::Request::new(pb::PutJobRequest { job: Some(job_with("j", "0 0 0 1 1 *", "x.y", json!(null), |_| {})) });
+    r.metadata_mut().insert("authorization", with(worker_tok));
+    assert_eq!(c.put_job(r).await.expect_err("nor writes").code(), Code::PermissionDenied);
+    // A viewer cannot attach a worker.
+    let (_tx, rx) = tokio::sync::mpsc::channel::<pb::AttachRequest>(4);
+    _tx.send(hello("v", &["x.y"], 1)).await.expect("queue");
+    let mut r = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    r.metadata_mut().insert("authorization", with(viewer_tok));
+    let e = WorkerServiceClient::new(node.channel().await).attach(r).await.expect_err("a viewer cannot attach");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("needs role 'worker' or 'admin'"), "{e:?}");
+    // The Python worker with its token attaches and runs.
+    let _w = ExtWorker::start(&[&node.addr], "py-1", 1, Some(worker_tok));
+    attached_with(&node, "py.echo", "admin-tok-9").await;
+    assert!(!node.log().contains(worker_tok), "no token in the log");
+}
+
+async fn attached_with(node: &TestNode, handler: &str, tok: &str) {
+    eventually(WAIT, "the worker attached (its handler listed by the node)", || async {
+        let mut r = tonic::Request::new(pb::ListNodesRequest {});
+        r.metadata_mut().insert("authorization", format!("Bearer {tok}").parse().ok()?);
+        let r = node.client().await.list_nodes(r).await.ok()?.into_inner();
+        r.nodes.iter().any(|n| n.handlers.iter().any(|h| h == handler)).then_some(())
+    })
+    .await;
+}
+
+/// Each SDK's own unit tests (settings checked and named, values converted), run on the SDK as
+/// built here.
+#[test]
+fn the_python_sdks_own_tests_pass() {
+    sdk_unit_tests(Sdk::Python)
+}
+
+#[test]
+fn the_node_sdks_own_tests_pass() {
+    sdk_unit_tests(Sdk::Node)
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// The Node.js external worker the tests run (tests/workers.rs): a real process built on the Node SDK
+// (sdk/node), with the same handlers as worker.py under `js.` names: `js.echo`, `js.sleep`,
+// `js.fail`. Every start and end is appended to ROTA_SIDELOG (tab-separated: S|E|C, execution,
+// fire, attempt, worker).
+// Usage: worker.js TARGET[,TARGET...] WORKER_ID SLOTS [TOKEN]
+const fs = require("fs");
+const path = require("path");
+const { Worker } = require(process.env.ROTA_NODE_SDK || path.join(__dirname, "..", "..", "sdk", "node"));
+
+const [targets, workerId, slots, token] = process.argv.slice(2);
+const worker = new Worker({ targets: targets.split(","), workerId, slots: Number(slots), token, graceMs: 10000 });
+const SIDELOG = process.env.ROTA_SIDELOG;
+
+function note(kind, ctx) {
+  if (SIDELOG) fs.appendFileSync(SIDELOG, `${kind}\t${ctx.executionId}\t${ctx.fireId}\t${ctx.attempt}\t${workerId}\t\n`);
+}
+
+worker.handler("js.echo", async (ctx, args) => {
+  note("S", ctx);
+  ctx.log(`hello from ${workerId}`);
+  const out = {
+    fire_id: ctx.fireId, job_id: ctx.jobId, attempt: ctx.attempt, epoch: ctx.epoch, manual: ctx.manual,
+    node_id: ctx.nodeId, scheduled_ms: ctx.scheduledAt.getTime(), deadline: ctx.deadline !== null, args, worker: workerId,
+  };
+  note("E", ctx);
+  return out;
+});
+
+worker.handler("js.sleep", async (ctx, args) => {
+  note("S", ctx);
+  ctx.log(`sleeping ${args.ms} ms on ${workerId}`);
+  await new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, args.ms);
+    ctx.signal.addEventListener("abort", () => {
+      clearTimeout(t);
+      note("C", ctx);
+      reject(ctx.signal.reason);
+    });
+  });
+  note("E", ctx);
+  return `slept on ${workerId}`;
+});
+
+worker.handler("js.fail", (ctx, args) => {
+  note("S", ctx);
+  throw new Error(`failed on purpose: ${JSON.stringify(args)}`);
+});
+
+process.on("SIGTERM", () => worker.stop());
+worker.run().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

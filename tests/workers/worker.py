@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""The external worker the tests run (tests/workers.rs): a real process built on the Python SDK.
+
+Handlers: `py.echo` (logs a line, returns its context and arguments as JSON), `py.sleep` (sleeps
+args.ms, noting a cancel), `py.fail` (raises). Every start and end is appended to ROTA_SIDELOG
+(tab-separated: S|E, execution, fire, attempt, worker) for the tests to check against rota's records.
+Usage: worker.py TARGET[,TARGET...] WORKER_ID SLOTS [TOKEN]
+"""
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from rota_worker import Worker
+
+targets, worker_id, slots = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3])
+token = sys.argv[4] if len(sys.argv) > 4 else None
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+worker = Worker(targets, worker_id=worker_id, slots=slots, token=token, grace=10)
+SIDELOG = os.environ.get("ROTA_SIDELOG")
+
+
+def note(kind, ctx, extra=""):
+    if SIDELOG:
+        with open(SIDELOG, "a") as f:
+            f.write(f"{kind}\t{ctx.execution_id}\t{ctx.fire_id}\t{ctx.attempt}\t{worker_id}\t{extra}\n")
+
+
+@worker.handler("py.echo")
+async def echo(ctx, args):
+    note("S", ctx)
+    ctx.log(f"hello from {worker_id}")
+    out = {"fire_id": ctx.fire_id, "job_id": ctx.job_id, "attempt": ctx.attempt, "epoch": ctx.epoch,
+           "manual": ctx.manual, "node_id": ctx.node_id, "scheduled_ms": int(ctx.scheduled_at.timestamp() * 1000),
+           "deadline": ctx.deadline is not None, "args": args, "worker": worker_id}
+    note("E", ctx)
+    return out
+
+
+@worker.handler("py.sleep")
+async def sleep(ctx, args):
+    note("S", ctx)
+    ctx.log(f"sleeping {args['ms']} ms on {worker_id}")
+    try:
+        await asyncio.sleep(args["ms"] / 1000)
+    except asyncio.CancelledError:
+        note("C", ctx)
+        raise
+    note("E", ctx)
+    return f"slept on {worker_id}"
+
+
+@worker.handler("py.fail")
+def fail(ctx, args):
+    note("S", ctx)
+    raise RuntimeError(f"failed on purpose: {args}")
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(worker.stop()))
+    await worker.run()
+
+
+asyncio.run(main())
