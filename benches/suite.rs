@@ -11,7 +11,11 @@
 //! `burst_redis_cluster_sharded` (a local Redis Cluster of 3 primaries) report each primary's share
 //! of the Redis time and a projection of the fire rate on N primaries from the per-fire Redis time
 //! (a projection, stated as one: this machine has 2 cores for every process of the run).
-//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,precision_sharded,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,scale,footprint,history;
+//! External workers (issue 15): `workers` (one node, one Python and one Node.js worker process:
+//! burst fires per second and steady delay against the built-in no-op, and BullMQ with one worker
+//! process in the same run).
+//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,precision_sharded,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,footprint,history;
+//! ROTA_BENCH_WORKER_FIRES (5000), ROTA_BENCH_WORKER_SECS (15);
 //! ROTA_BENCH_SHARDS (16);
 //! ROTA_BENCH_PRECISION_JOBS (1000), ROTA_BENCH_PRECISION_WORKERS (32), ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000),
 //! ROTA_BENCH_HISTORY_JOBS (200), ROTA_BENCH_HISTORY_SECS (60; the soak: 900), ROTA_BENCH_HISTORY_KEEP (20),
@@ -446,7 +450,11 @@ async fn burst_on(url: &str, servers: &[String], scenario: &str, shards: u16) ->
 /// per job read the same way as the burst's. Node's packages come from `benches/bullmq`'s lock file
 /// (`npm ci` on first use). Without node or npm the scenario says so rather than report a figure.
 async fn bullmq() -> Value {
-    let n = env_num("ROTA_BENCH_BURST", 100_000);
+    bullmq_drain(env_num("ROTA_BENCH_BURST", 100_000) as usize, 3, 50).await
+}
+
+/// BullMQ's drain of `n` no-op jobs by `procs` worker processes at `concurrency` each.
+async fn bullmq_drain(n: usize, procs: usize, concurrency: usize) -> Value {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/bullmq");
     if !dir.join("node_modules").exists() {
         let ok = std::process::Command::new("npm")
@@ -463,7 +471,7 @@ async fn bullmq() -> Value {
     let port = redis.url().rsplit(':').next().unwrap_or_default().trim_end_matches('/').to_string();
     let before = redis_commandstats(&redis.url());
     let out = std::process::Command::new("node")
-        .args(["drain.js", &port, &n.to_string(), "3", "50"])
+        .args(["drain.js", &port, &n.to_string(), &procs.to_string(), &concurrency.to_string()])
         .current_dir(&dir)
         .output();
     let after = redis_commandstats(&redis.url());
@@ -487,6 +495,111 @@ async fn bullmq() -> Value {
     v["redis_usec_per_job"] = json!(diff(|v| v.1));
     v["redis_rtt_us"] = json!(rtt);
     v
+}
+
+/// External workers (issue 15): one node, and one worker process of each SDK (Python, Node.js) at
+/// 64 slots. For each handler (built-in `noop`, `py.noop`, `js.noop`): a burst of
+/// ROTA_BENCH_WORKER_FIRES fires due at one instant (fires per second from the instant to the last
+/// end), then 20 jobs every second for ROTA_BENCH_WORKER_SECS (delay from the scheduled instant to
+/// the handler's start: the worker's own clock, which its no-op returns; the record's start for the
+/// built-in). BullMQ's drain with one worker process at concurrency 64 runs in the same scenario,
+/// for jobs per second per worker process.
+async fn workers() -> Value {
+    use common::workers::{ExtWorker, Sdk};
+    let n = env_num("ROTA_BENCH_WORKER_FIRES", 5_000) as usize;
+    let secs = env_num("ROTA_BENCH_WORKER_SECS", 15) as i64;
+    let redis = RedisServer::start();
+    let rtt = redis_rtt_us(&redis.url(), 2000);
+    let (nodes, _) = cluster(&redis, 1, &["--workers", "64"]).await;
+    let addr = nodes[0].addr.clone();
+    let _py = ExtWorker::start_on(Sdk::Python, &[&addr], "bench-py", 64, None);
+    let _js = ExtWorker::start_on(Sdk::Node, &[&addr], "bench-js", 64, None);
+    let mut c = nodes[0].client().await;
+    // Both attached (their handlers listed).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let listed = c.list_nodes(pb::ListNodesRequest {}).await.map(|r| r.into_inner().nodes).unwrap_or_default();
+        let h: Vec<&String> = listed.iter().flat_map(|n| n.handlers.iter()).collect();
+        if h.iter().any(|x| *x == "py.noop") && h.iter().any(|x| *x == "js.noop") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut by_handler = serde_json::Map::new();
+    for (k, handler) in ["noop", "py.noop", "js.noop"].into_iter().enumerate() {
+        // The burst: n jobs due at one instant (daily at that second).
+        let burst_at = (rota::store::now_ms() / 1000 + 6) * 1000;
+        let t = rota::job::ms_to_datetime(burst_at);
+        let cron = chrono::Timelike::second(&t).to_string()
+            + &format!(" {} {} * * *", chrono::Timelike::minute(&t), chrono::Timelike::hour(&t));
+        let prefix = format!("w{k}b");
+        for i in 0..n {
+            let j = rota::cli::pb_job(&spec(format!("{prefix}{i:06}"), &cron, handler, Value::Null));
+            c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+        }
+        let deadline =
+            Instant::now() + Duration::from_secs(120 + (burst_at - rota::store::now_ms()).max(0) as u64 / 1000);
+        let (mut ok, mut last_end) = (0usize, burst_at);
+        while Instant::now() < deadline {
+            let ex = common::executions(&mut c, "").await;
+            let mine: Vec<&pb::Execution> = ex.iter().filter(|e| e.job_id.starts_with(&prefix)).collect();
+            ok = mine.iter().filter(|e| common::state(e) == pb::ExecutionState::Succeeded).count();
+            last_end = mine.iter().map(|e| common::ms(&e.end_time)).max().unwrap_or(burst_at);
+            if ok >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let burst_s = (last_end - burst_at) as f64 / 1000.0;
+        // Steady: 20 jobs every second.
+        let steady = format!("w{k}s");
+        let from = rota::store::now_ms();
+        for i in 0..20 {
+            let j = rota::cli::pb_job(&spec(format!("{steady}{i:02}"), "* * * * * *", handler, Value::Null));
+            c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+        }
+        tokio::time::sleep(Duration::from_secs(secs as u64 + 2)).await;
+        for i in 0..20 {
+            let _ = c.delete_job(pb::DeleteJobRequest { id: format!("{steady}{i:02}") }).await;
+        }
+        let mut delays: Vec<i64> = common::executions(&mut c, "")
+            .await
+            .iter()
+            .filter(|e| e.job_id.starts_with(&steady) && common::state(e) == pb::ExecutionState::Succeeded)
+            .filter(|e| common::ms(&e.scheduled_time) > from + 1000)
+            .map(|e| {
+                let began = e.output.trim().parse::<i64>().unwrap_or_else(|_| common::ms(&e.start_time));
+                began - common::ms(&e.scheduled_time)
+            })
+            .collect();
+        delays.sort_unstable();
+        by_handler.insert(
+            handler.into(),
+            json!({
+                "burst_fires": n,
+                "burst_succeeded": ok,
+                "burst_fires_per_second": ok as f64 / burst_s.max(0.001),
+                "steady_fires": delays.len(),
+                "delay_ms_p50": percentile(&delays, 0.50),
+                "delay_ms_p99": percentile(&delays, 0.99),
+                "delay_ms_max": delays.last().copied().unwrap_or(0),
+            }),
+        );
+    }
+    drop(nodes);
+    // BullMQ, one worker process at the same concurrency, in the same run.
+    let bull = bullmq_drain(n, 1, 64).await;
+    let rate = |h: &str| by_handler.get(h).and_then(|v| v["burst_fires_per_second"].as_f64()).unwrap_or(0.0);
+    let bull_rate = bull["jobs_per_second"].as_f64().unwrap_or(0.0);
+    json!({
+        "scenario": "workers",
+        "cores": cores(),
+        "redis_rtt_us": rtt,
+        "slots_per_worker": 64,
+        "by_handler": by_handler,
+        "bullmq_one_process": bull,
+        "node_worker_vs_bullmq_one_process": if bull_rate > 0.0 { rate("js.noop") / bull_rate } else { 0.0 },
+    })
 }
 
 /// Scenario 5, scale: many registered jobs, most firing rarely (yearly), plus one probe job every
@@ -709,7 +822,7 @@ fn table(results: &[Value]) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| {
-        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,scale,footprint,history"
+        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,footprint,history"
             .into()
     });
     let want = |s: &str| only.split(',').any(|x| x.trim() == s);
@@ -750,6 +863,9 @@ async fn main() {
         let v = json!({"scenario": "burst_vs_bullmq", "rota_fires_per_second": rota,
             "bullmq_jobs_per_second": bull, "ratio": rota / bull});
         emit(v, &mut results);
+    }
+    if want("workers") {
+        emit(workers().await, &mut results);
     }
     if want("scale") {
         let sizes = std::env::var("ROTA_BENCH_SCALE").unwrap_or_else(|_| "100000,1000000".into());

@@ -3,8 +3,10 @@
 //! firing every second, and faults injected on a seeded random schedule: SIGKILL of the master or of
 //! a worker, SIGSTOP of the master past its lease, a graceful node restart, a Redis restart, a slow
 //! or refusing gRPC port, a partition of one node from the others and from Redis, and failpoints
-//! that kill a process in the fire protocol's narrow windows. Every handler run is written to a side
-//! log by the handler itself; `checker` compares it with rota's records and the fault log.
+//! that kill a process in the fire protocol's narrow windows. A tenth of the jobs run in two external
+//! worker processes (the Python SDK, `WorkerService`), which faults SIGKILL or pause past their
+//! session TTL. Every handler run is written to a side log by the handler itself; `checker` compares
+//! it with rota's records and the fault log.
 //!
 //! On one Redis the nodes also archive their history to a real PostgreSQL (`history_postgres`),
 //! which a fault stops and restarts, and the archiver is killed between its commit and its trim (a
@@ -48,7 +50,7 @@ const LEASE_TTL_MS: i64 = 1500;
 const NODES: usize = 3;
 /// The first this many nodes have the `sidelog_picky` handler; the others must never run its jobs.
 const PICKY_NODES: usize = 2;
-const FAULTS: [&str; 10] = [
+const FAULTS: [&str; 12] = [
     "kill_master",
     "kill_worker",
     "pause_master",
@@ -59,7 +61,12 @@ const FAULTS: [&str; 10] = [
     "partition",
     "failpoint",
     "lost_reply",
+    "kill_ext_worker",
+    "pause_ext_worker",
 ];
+/// External worker processes (Python SDK, `tests/workers/worker.py`), each attached to one node
+/// through its gRPC proxy and moving on to the next when it goes: they run the `ext` jobs.
+const EXT_WORKERS: usize = 2;
 
 fn now_ms() -> i64 {
     rota::store::now_ms()
@@ -197,7 +204,17 @@ struct Slot {
     old_logs: String,
 }
 
+/// An external worker of the workload: its id (`w1`), the node addresses it tries in turn, and its
+/// process while it runs.
+struct ExtSlot {
+    id: String,
+    targets: Vec<String>,
+    worker: Option<common::workers::ExtWorker>,
+}
+
 struct Cluster {
+    /// The external workers (`EXT_WORKERS`).
+    ext: Vec<ExtSlot>,
     /// Workers per node, sized to the workload (see `workers_for`).
     workers: String,
     /// Scheduling shards (`--shards`).
@@ -235,7 +252,17 @@ impl Cluster {
         // On one Redis the nodes also keep their history in PostgreSQL, which the faults hit too.
         let history =
             (history && matches!(redis, Redis::Single(_))).then(|| tokio::task::block_in_place(PostgresServer::start));
+        // Each external worker starts on its own node and moves round the others (through the
+        // proxies, so partitions and refusals hit it too).
+        let ext = (0..EXT_WORKERS)
+            .map(|k| ExtSlot {
+                id: format!("w{}", k + 1),
+                targets: (0..NODES).map(|i| slots[(i + k) % NODES].grpc.addr()).collect(),
+                worker: None,
+            })
+            .collect();
         let mut c = Cluster {
+            ext,
             workers: workers.to_string(),
             shards,
             redis,
@@ -248,7 +275,17 @@ impl Cluster {
         for i in 0..NODES {
             c.spawn(i).await;
         }
+        for k in 0..EXT_WORKERS {
+            c.spawn_ext(k);
+        }
         c
+    }
+
+    fn spawn_ext(&mut self, k: usize) {
+        let e = &mut self.ext[k];
+        let targets: Vec<&str> = e.targets.iter().map(String::as_str).collect();
+        let sdk = common::workers::Sdk::Python;
+        e.worker = Some(common::workers::ExtWorker::start_logging_to(sdk, &targets, &e.id, 8, &self.sidelog));
     }
 
     async fn spawn(&mut self, i: usize) {
@@ -417,6 +454,19 @@ struct Runner {
 impl Runner {
     fn record(&mut self, kind: &str, node: Option<usize>, at: i64, dead: Option<i64>, was_master: bool, epoch: u64) {
         let node = node.map(|i| self.cluster.slots[i].id.clone());
+        self.record_on(kind, node, at, dead, was_master, epoch)
+    }
+
+    /// `record` for a fault on `who`: a node's or an external worker's id, or None for Redis.
+    fn record_on(
+        &mut self,
+        kind: &str,
+        node: Option<String>,
+        at: i64,
+        dead: Option<i64>,
+        was_master: bool,
+        epoch: u64,
+    ) {
         tracing_line(&format!("fault {kind} on {node:?} at {at} (master: {was_master})"));
         self.faults.push(Fault {
             kind: kind.into(),
@@ -441,6 +491,15 @@ impl Runner {
                 tracing_line(&format!("node {id} exited with no fault: a crash"));
                 self.crashes.push(format!("node {id} exited with no fault injected, before {}", now_ms()));
                 self.cluster.spawn(i).await;
+            }
+        }
+        for k in 0..EXT_WORKERS {
+            if self.cluster.ext[k].worker.as_mut().is_some_and(|w| w.exited()) {
+                let id = self.cluster.ext[k].id.clone();
+                let log = self.cluster.ext[k].worker.as_ref().map(|w| w.log()).unwrap_or_default();
+                tracing_line(&format!("external worker {id} exited with no fault: a crash\n{log}"));
+                self.crashes.push(format!("external worker {id} exited with no fault injected, before {}", now_ms()));
+                self.cluster.spawn_ext(k);
             }
         }
         let (m, epoch) = self.cluster.wait_master().await;
@@ -599,6 +658,28 @@ impl Runner {
                 self.cluster.spawn(i).await;
                 self.record(&kind, Some(i), at, dead, i == m, epoch);
             }
+            "kill_ext_worker" => {
+                let k = self.rng.random_range(0..EXT_WORKERS);
+                if let Some(w) = self.cluster.ext[k].worker.as_mut() {
+                    w.kill();
+                }
+                let dead = now_ms();
+                tokio::time::sleep(Duration::from_millis(self.rng.random_range(300..2500))).await;
+                self.cluster.spawn_ext(k);
+                let who = self.cluster.ext[k].id.clone();
+                self.record_on(kind, Some(who), at, Some(dead), false, epoch);
+            }
+            "pause_ext_worker" => {
+                // Past its session TTL (the nodes' node TTL): its node takes it as gone.
+                let k = self.rng.random_range(0..EXT_WORKERS);
+                if let Some(w) = self.cluster.ext[k].worker.as_ref() {
+                    w.pause();
+                    tokio::time::sleep(Duration::from_millis(self.rng.random_range(1500..3000))).await;
+                    w.resume();
+                }
+                let who = self.cluster.ext[k].id.clone();
+                self.record_on(kind, Some(who), at, None, false, epoch);
+            }
             other => panic!("unknown fault {other}"),
         }
     }
@@ -622,7 +703,7 @@ const CAPPED_KEEP: usize = 5;
 
 /// The workload: one job in ten of each kind. `picky` jobs use a handler only the first
 /// `PICKY_NODES` nodes have: their fires must reach only those nodes, whoever is master. `capped`
-/// jobs keep only their last `CAPPED_KEEP` executions.
+/// jobs keep only their last `CAPPED_KEEP` executions. `ext` jobs run in the external workers.
 fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
     let mut jobs = Vec::new();
     let mut infos = Vec::new();
@@ -636,13 +717,20 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             8 => ("slowrerun", "*/5 * * * * *", 3000, 5, false, false, true),
             9 => ("slowlost", "*/5 * * * * *", 3000, 5, false, false, false),
             5 => ("picky", "* * * * * *", 20, 1, false, false, true),
+            // Run by the external workers (`py.chaos`), re-run when one goes mid-run.
+            3 => ("ext", "* * * * * *", 20, 1, false, false, true),
             _ => ("plain", "* * * * * *", 20, 1, false, false, true),
         };
         let id = format!("{kind}-{i:04}");
         let spec = rota::job::JobSpec {
             id: id.clone(),
             cron: cron.into(),
-            handler: if kind == "picky" { "sidelog_picky" } else { "sidelog" }.into(),
+            handler: match kind {
+                "picky" => "sidelog_picky",
+                "ext" => "py.chaos",
+                _ => "sidelog",
+            }
+            .into(),
             args: serde_json::json!({ "ms": ms }),
             master_only,
             concurrency: if forbid { rota::job::Concurrency::Forbid } else { rota::job::Concurrency::Allow },
@@ -667,7 +755,8 @@ fn read_sidelog(path: &PathBuf) -> Vec<Run> {
     for line in text.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         match f.as_slice() {
-            ["S", job, sched, exec, node, epoch, attempt, at] => runs.push(Run {
+            // The nodes' side-log handler, or an external worker's (the same, plus the worker).
+            ["S", job, sched, exec, node, epoch, attempt, at, worker @ ..] if worker.len() <= 1 => runs.push(Run {
                 job: job.to_string(),
                 sched_ms: sched.parse().unwrap_or(0),
                 exec: exec.to_string(),
@@ -676,6 +765,7 @@ fn read_sidelog(path: &PathBuf) -> Vec<Run> {
                 attempt: attempt.parse().unwrap_or(0),
                 start_ms: at.parse().unwrap_or(0),
                 end_ms: None,
+                worker: worker.first().map(|w| w.to_string()),
             }),
             ["E", exec, at] => {
                 ends.insert(exec.to_string(), at.parse().unwrap_or(0));

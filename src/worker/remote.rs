@@ -314,7 +314,12 @@ impl Handler for Remote {
             flight.answered = true;
             return Err(HandlerFailure::worker_lost(format!("worker '{worker}' went away before its fire was sent")));
         }
-        let reply = answer.await;
+        // The session may have ended between taking the slot and recording the fire in it (its
+        // fires were answered `Gone` before this one was there): its end is watched too.
+        let reply = tokio::select! {
+            r = answer => r,
+            _ = session.gone.cancelled() => Ok(Reply::Gone("the session ended".into())),
+        };
         flight.answered = true;
         match reply {
             Ok(Reply::Done(r)) => {

@@ -7,7 +7,7 @@
 //!   `skipped` because its previous fire still ran; a `recovery = lost` job may end `lost` when its
 //!   node died mid-run: counted as lost by policy, not as a violation);
 //! - every extra run is explained: its record says lost or superseded, and a fault hit its node (or
-//!   Redis) while it ran;
+//!   Redis, or the external worker that ran it) while it ran;
 //! - rota and the side log agree: every successful record has a finished run with the same
 //!   execution id, and every run has a record;
 //! - per job, the master epoch never goes down as scheduled time goes up (a stale master claimed
@@ -49,6 +49,9 @@ pub struct Run {
     pub attempt: u32,
     pub start_ms: i64,
     pub end_ms: Option<i64>,
+    /// The external worker that ran it (jobs of an external worker's handler): a fault on that
+    /// worker explains it as a fault on its node does.
+    pub worker: Option<String>,
 }
 
 /// One execution record from rota's API.
@@ -66,7 +69,7 @@ pub struct Record {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Fault {
     pub kind: String,
-    /// The node hit; None for Redis (every node).
+    /// The node (or external worker) hit; None for Redis (every node).
     pub node: Option<String>,
     pub at_ms: i64,
     /// When the fault was healed (the node back, the link restored).
@@ -275,7 +278,7 @@ fn check_fire(
 /// A run beyond a fire's one successful run: explained by a fault that hit its node (or Redis)
 /// while it ran, or a duplicate (`what` says what makes it extra).
 fn extra_run(h: &History, r: &mut Report, fire: &str, run: &Run, what: &str) {
-    if let Some(f) = fault_during(h, &run.node, run.start_ms, run.end_ms) {
+    if let Some(f) = fault_during(h, run) {
         r.explained_extra_runs += 1;
         if f.node.is_none() {
             r.explained_by_redis_alone += 1;
@@ -303,8 +306,7 @@ fn check_trimmed_fire(h: &History, r: &mut Report, fire: &str, runs: &[&Run]) {
         return;
     }
     r.executed += 1;
-    let unexplained: Vec<&&Run> =
-        runs.iter().filter(|x| fault_during(h, &x.node, x.start_ms, x.end_ms).is_none()).collect();
+    let unexplained: Vec<&&Run> = runs.iter().filter(|x| fault_during(h, x).is_none()).collect();
     r.explained_extra_runs += runs.len() - unexplained.len().max(1);
     for run in unexplained.iter().skip(1) {
         r.duplicated += 1;
@@ -319,8 +321,11 @@ fn is_terminal(state: &str) -> bool {
     !matches!(state, "pending" | "running" | "dispatching" | "queued" | "")
 }
 
-/// A fault that hit `node` (or else Redis) between `start` and `end` (open end: any later fault).
-fn fault_during<'a>(h: &'a History, node: &str, start: i64, end: Option<i64>) -> Option<&'a Fault> {
+/// A fault that hit the run's node or worker (or else Redis) while it ran (open end: any later
+/// fault).
+fn fault_during<'a>(h: &'a History, run: &Run) -> Option<&'a Fault> {
+    let (start, end) = (run.start_ms, run.end_ms);
+    let hit = |f: &&Fault| f.node.as_deref() == Some(run.node.as_str()) || (f.node.is_some() && f.node == run.worker);
     let during = |f: &&Fault| {
         // A lost reply never explains an extra run: every script is safe to call again. Nor does
         // the history store going down: it is off the fire's path.
@@ -332,7 +337,7 @@ fn fault_during<'a>(h: &'a History, node: &str, start: i64, end: Option<i64>) ->
     h.faults
         .iter()
         .filter(during)
-        .find(|f| f.node.as_deref() == Some(node))
+        .find(hit)
         .or_else(|| h.faults.iter().filter(during).find(|f| f.node.is_none() && h.redis_faults_explain))
 }
 
@@ -461,6 +466,7 @@ mod tests {
             attempt: 1,
             start_ms: sched_ms + 5,
             end_ms: Some(sched_ms + 5 + dur),
+            worker: None,
         }
     }
 
@@ -730,6 +736,34 @@ mod tests {
             was_master: false,
             epoch_before: 1,
         });
+        let explained = check(&h);
+        assert!(explained.violations.is_empty(), "{:?}", explained.violations);
+        assert_eq!(explained.explained_extra_runs, 1);
+    }
+
+    /// An external worker's extra run is explained by a fault on that worker (killed, paused), not
+    /// by one on another worker.
+    #[test]
+    fn an_external_workers_extra_run_is_explained_by_a_fault_on_that_worker() {
+        let mut h = clean();
+        let mut dead = run("a", 104, "a104-dead", "n1", 99_000, 0);
+        dead.end_ms = None;
+        dead.worker = Some("w1".into());
+        h.records.push(rec(&dead, "lost"));
+        h.runs.push(dead);
+        let fault = |worker: &str| Fault {
+            kind: "kill_ext_worker".into(),
+            node: Some(worker.into()),
+            at_ms: 104_010,
+            until_ms: 106_000,
+            dead_ms: Some(104_011),
+            was_master: false,
+            epoch_before: 1,
+        };
+        h.faults.push(fault("w2"));
+        let other = check(&h);
+        assert_eq!(other.duplicated, 1, "another worker's fault explains nothing: {:?}", other.violations);
+        h.faults.push(fault("w1"));
         let explained = check(&h);
         assert!(explained.violations.is_empty(), "{:?}", explained.violations);
         assert_eq!(explained.explained_extra_runs, 1);

@@ -150,9 +150,26 @@ impl ExtWorker {
 
     /// Starts a worker on `sdk`.
     pub fn start_on(sdk: Sdk, targets: &[&str], id: &str, slots: u32, token: Option<&str>) -> ExtWorker {
+        Self::spawn(sdk, targets, id, slots, token, None)
+    }
+
+    /// Starts a worker on `sdk` whose runs go to `sidelog` (shared with other processes: the chaos
+    /// runner's).
+    pub fn start_logging_to(sdk: Sdk, targets: &[&str], id: &str, slots: u32, sidelog: &Path) -> ExtWorker {
+        Self::spawn(sdk, targets, id, slots, None, Some(sidelog))
+    }
+
+    fn spawn(
+        sdk: Sdk,
+        targets: &[&str],
+        id: &str,
+        slots: u32,
+        token: Option<&str>,
+        sidelog: Option<&Path>,
+    ) -> ExtWorker {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("worker.log");
-        let sidelog = dir.path().join("side.log");
+        let sidelog = sidelog.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("side.log"));
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let mut cmd = match sdk {
             Sdk::Python => {

@@ -42,6 +42,9 @@ worker.handler("js.sleep", async (ctx, args) => {
   return `slept on ${workerId}`;
 });
 
+// Nothing, for the benchmark: the output is when the handler began (epoch ms).
+worker.handler("js.noop", async () => String(Date.now()));
+
 worker.handler("js.fail", (ctx, args) => {
   note("S", ctx);
   throw new Error(`failed on purpose: ${JSON.stringify(args)}`);

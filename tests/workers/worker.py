@@ -2,7 +2,7 @@
 """The external worker the tests run (tests/workers.rs): a real process built on the Python SDK.
 
 Handlers: `py.echo` (logs a line, returns its context and arguments as JSON), `py.sleep` (sleeps
-args.ms, noting a cancel), `py.fail` (raises). Every start and end is appended to ROTA_SIDELOG
+args.ms, noting a cancel), `py.fail` (raises), `py.chaos` (the chaos runner's side-log handler). Every start and end is appended to ROTA_SIDELOG
 (tab-separated: S|E, execution, fire, attempt, worker) for the tests to check against rota's records.
 Usage: worker.py TARGET[,TARGET...] WORKER_ID SLOTS [TOKEN]
 """
@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from rota_worker import Worker
 
@@ -49,6 +50,32 @@ async def sleep(ctx, args):
         raise
     note("E", ctx)
     return f"slept on {worker_id}"
+
+
+@worker.handler("py.chaos")
+async def chaos(ctx, args):
+    """The chaos runner's side-log handler, in the runner's format (src/chaos.rs), plus the worker:
+    `S job sched exec node epoch attempt now_ms worker`, then `E exec now_ms`."""
+    now = lambda: int(time.time() * 1000)
+    sched = int(ctx.scheduled_at.timestamp() * 1000)
+    append(f"S\t{ctx.job_id}\t{sched}\t{ctx.execution_id}\t{ctx.node_id}\t{ctx.epoch}\t{ctx.attempt}\t{now()}\t{worker_id}\n")
+    await asyncio.sleep(((args or {}).get("ms") or 0) / 1000)
+    append(f"E\t{ctx.execution_id}\t{now()}\n")
+
+
+def append(line):
+    # One write(2) per line on an O_APPEND file: lines from several processes never interleave.
+    fd = os.open(SIDELOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@worker.handler("py.noop")
+async def noop(ctx, args):
+    """Nothing, for the benchmark: the output is when the handler began (epoch ms)."""
+    return str(int(time.time() * 1000))
 
 
 @worker.handler("py.fail")

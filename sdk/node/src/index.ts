@@ -250,11 +250,22 @@ export class Worker {
     this.call = call;
     let attached = false;
     let beat: NodeJS.Timeout | null = null;
+    // A node silent for its session TTL (paused, cut off) is gone: the worker goes to another one.
+    // Until the welcome says the TTL, the hello's own deadline applies.
+    let ttlMs = 15000;
+    let lastHeard = Date.now();
+    const watch = setInterval(() => {
+      if (Date.now() - lastHeard > ttlMs) {
+        this.log(`node ${target} silent for ${ttlMs} ms; attaching elsewhere`);
+        call.cancel();
+      }
+    }, 100);
     return new Promise((resolve) => {
       let done = false;
       const finish = (refused: string | null) => {
         if (done) return;
         done = true;
+        clearInterval(watch);
         if (beat) clearInterval(beat);
         // The session is over: the node has given its fires to their jobs' recovery policy, so
         // their handlers here stop (a result could no longer be recorded).
@@ -266,11 +277,13 @@ export class Worker {
         resolve({ attached, refused });
       };
       call.on("data", (msg: any) => {
+        lastHeard = Date.now();
         switch (msg.msg) {
           case "welcome": {
             attached = true;
             this.nodeId = msg.welcome.nodeId;
             const every = Math.max(Number(msg.welcome.heartbeatIntervalMs) || 1000, 100);
+            ttlMs = Math.max(Number(msg.welcome.sessionTtlMs) || 15000, 200);
             beat = setInterval(() => call.write({ heartbeat: {} }), every);
             this.log(`attached to node ${this.nodeId}`);
             break;

@@ -267,11 +267,20 @@ class Worker:
                 call = pb_grpc.WorkerServiceStub(channel).Attach(session.requests(hello), metadata=metadata)
                 beat: Optional[asyncio.Task] = None
                 stop_wait = asyncio.ensure_future(self._stopping.wait())
+                # A node silent for its session TTL (paused, cut off) is gone: the worker goes to
+                # another one. Until the welcome says the TTL, the hello's own deadline applies.
+                ttl = 15.0
                 try:
                     reader = call.__aiter__()
                     while True:
                         nxt = asyncio.ensure_future(reader.__anext__())
-                        done, _ = await asyncio.wait({nxt, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                        done, _ = await asyncio.wait({nxt, stop_wait}, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
+                        if not done:
+                            nxt.cancel()
+                            call.cancel()
+                            log.warning("rota worker %s: node %s silent for %.1f s; attaching elsewhere",
+                                        self.worker_id, target, ttl)
+                            return attached
                         if nxt not in done:
                             nxt.cancel()
                             call.cancel()
@@ -286,6 +295,7 @@ class Worker:
                             self._session = session
                             self.node_id = msg.welcome.node_id
                             interval = max(msg.welcome.heartbeat_interval_ms, 100) / 1000
+                            ttl = max(msg.welcome.session_ttl_ms, 200) / 1000
                             beat = asyncio.ensure_future(self._beat(session, interval))
                             log.info("rota worker %s attached to node %s", self.worker_id, self.node_id)
                         elif kind == "fire":
