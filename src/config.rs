@@ -106,6 +106,10 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// A node whose record is older than this (and that did not stop cleanly) is shown as failed.
     pub node_ttl_ms: u64,
+    /// An external worker (or the node, as its worker sees it) silent this long is gone: its fires
+    /// follow their jobs' recovery policy. Heartbeats go both ways every `heartbeat_ms`. Longer than
+    /// `node_ttl_ms` by default: a worker's handler may hold its event loop for a while.
+    pub worker_ttl_ms: u64,
     /// How long a gone node (left or failed) stays listed by `rota nodes` / `rota status` after its
     /// last heartbeat; then its record expires and it drops off the list.
     pub dead_node_retention_ms: u64,
@@ -185,6 +189,7 @@ impl Default for Config {
             execution_keep_failed: crate::store::Keep::DEFAULT.failed,
             heartbeat_ms: 1_000,
             node_ttl_ms: 3_000,
+            worker_ttl_ms: 10_000,
             dead_node_retention_ms: crate::store::DEFAULT_DEAD_NODE_RETENTION_MS,
             load_threshold: 0.8,
             dispatch_timeout_ms: 500,
@@ -315,6 +320,7 @@ impl Config {
             ("execution_keep_failed", u64::from(self.execution_keep_failed), 0, u64::from(crate::job::MAX_KEEP)),
             ("heartbeat_ms", self.heartbeat_ms, 10, 60_000),
             ("node_ttl_ms", self.node_ttl_ms, 20, 600_000),
+            ("worker_ttl_ms", self.worker_ttl_ms, 20, 600_000),
             ("dead_node_retention_ms", self.dead_node_retention_ms, 100, 7 * DAY_MS),
             ("lease_ttl_ms", self.lease_ttl_ms, 30, 600_000),
             ("lease_renew_ms", self.lease_renew_ms, 10, 200_000),
@@ -330,6 +336,9 @@ impl Config {
         }
         if self.heartbeat_ms == 0 || self.node_ttl_ms < 2 * self.heartbeat_ms {
             return bad("node_ttl_ms", "must be at least twice heartbeat_ms (one lost beat is not death)".into());
+        }
+        if self.worker_ttl_ms < 2 * self.heartbeat_ms {
+            return bad("worker_ttl_ms", "must be at least twice heartbeat_ms (one lost beat is not death)".into());
         }
         if self.lease_renew_ms == 0 || self.lease_ttl_ms < 3 * self.lease_renew_ms {
             return bad(
@@ -528,6 +537,8 @@ mod tests {
                 "config redis_sentinel_username: must be 1 to 128 characters",
             ),
             (Config { node_ttl_ms: 1000, ..Config::default() }, "config node_ttl_ms:"),
+            (Config { worker_ttl_ms: 1000, ..Config::default() }, "config worker_ttl_ms:"),
+            (Config { worker_ttl_ms: 0, ..Config::default() }, "config worker_ttl_ms:"),
             (Config { log_format: "xml".into(), ..Config::default() }, "config log_format:"),
             (Config { lease_ttl_ms: 1000, ..Config::default() }, "config lease_ttl_ms:"),
             (Config { http_allow: vec!["10.1.2.3/8".into()], ..Config::default() }, "config http_allow:"),

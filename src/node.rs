@@ -40,7 +40,7 @@ use crate::store::{Beat, FireTiming};
 use crate::worker::egress::{Egress, OwnPorts};
 use crate::worker::handlers::Registry;
 use crate::worker::http::Http;
-use crate::worker::remote::{Session, WorkerSpec};
+use crate::worker::remote::{Outbound, Session, WorkerSpec};
 use crate::worker::shell::Shell;
 use crate::worker::{Worker, WorkerParts};
 
@@ -656,20 +656,16 @@ impl Node {
     /// Attaches an external worker's session (`WorkerService.Attach`): its handlers become this
     /// node's (published with the next heartbeat) and its slots part of its capacity. A session of
     /// the same worker id is replaced: its fires follow their jobs' recovery policy.
-    pub fn attach_worker(
-        &self,
-        spec: WorkerSpec,
-        tx: tokio::sync::mpsc::Sender<crate::pb::AttachResponse>,
-    ) -> Arc<Session> {
+    pub fn attach_worker(&self, spec: WorkerSpec, tx: tokio::sync::mpsc::Sender<Outbound>) -> Result<Arc<Session>> {
         let slots = spec.slots;
-        let (session, old) = self.worker.registry().remote().attach(spec, tx);
+        let (session, old) = self.worker.registry().remote().attach(spec, tx)?;
         if let Some(old) = old {
             self.worker.remove_capacity(old.spec.slots);
         }
         self.worker.add_capacity(slots);
         tracing::info!(worker = %session.spec.worker_id, handlers = ?session.spec.handlers, slots, sdk = %session.spec.sdk,
             "external worker attached");
-        session
+        Ok(session)
     }
 
     /// Whether this node or a live peer can run `handler` now (a built-in, or an attached worker).

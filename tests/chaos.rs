@@ -312,6 +312,9 @@ impl Cluster {
             "500",
             "--shutdown-grace-ms",
             "2000",
+            // The external workers' session TTL: a paused worker is gone after a second.
+            "--worker-ttl-ms",
+            "1000",
         ];
         let url = match (&self.redis, &s.redis) {
             (Redis::Single(_), Some(proxy)) => format!("redis://{}", proxy.addr()),

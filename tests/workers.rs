@@ -251,12 +251,54 @@ async fn killed_mid_run(sdk: Sdk) {
     }
 }
 
+/// The node a worker is attached to is SIGKILLed mid-run: the worker attaches to the other node,
+/// the fire it was running is recovered by its job's policy (`rerun`: run again, there), and no
+/// fire succeeds twice.
+#[tokio::test]
+async fn a_worker_whose_node_is_killed_moves_to_another_and_its_fire_is_recovered() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let flags = ["--lease-ttl-ms", LEASE_TTL_MS, "--lease-renew-ms", LEASE_RENEW_MS];
+    let mut n1 = TestNode::start(&b, "n1", &flags).await;
+    let n2 = TestNode::start(&b, "n2", &flags).await;
+    let w = ExtWorker::start(&[&n1.addr, &n2.addr], "py-1", 4, None);
+    attached(&n2, "py.sleep").await;
+    put(
+        &n2,
+        job_with("job", "0 0 0 1 1 *", "py.sleep", json!({"ms": 3000}), |s| s.recovery = rota::job::Recovery::Rerun),
+    )
+    .await;
+    // Triggered through n1: the fire runs on n1, where the worker is attached.
+    n1.client()
+        .await
+        .trigger_job(pb::TriggerJobRequest { id: "job".into(), ..Default::default() })
+        .await
+        .expect("trigger");
+    eventually(WAIT, "the run started in the worker", || async { w.runs().iter().any(|r| r.0 == "S").then_some(()) })
+        .await;
+    n1.kill();
+    eventually(WAIT, "the worker attached to n2", || async { w.log().contains("attached to node n2").then_some(()) })
+        .await;
+    let mut c = n2.client().await;
+    let done = eventually(WAIT, "the fire re-run and succeeded", || async {
+        in_state(&n2, "job", pb::ExecutionState::Succeeded).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(done.node_id, "n2", "{done:?}");
+    assert!(done.attempt >= 2, "{done:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = executions(&mut c, "job").await;
+    assert_eq!(all.iter().filter(|e| state(e) == pb::ExecutionState::Succeeded).count(), 1, "{all:?}");
+    let first = all.iter().find(|e| e.attempt == 1).expect("attempt 1");
+    assert_eq!(state(first), pb::ExecutionState::Lost, "the dead node's attempt: {first:?}");
+}
+
 /// A worker frozen (SIGSTOP) past the session TTL is taken as gone: its `rerun` fire runs again on
 /// the other worker. Resumed, it attaches again and its old run is not recorded (no second success).
 #[tokio::test]
 async fn a_paused_worker_is_taken_as_gone_and_its_late_run_is_not_recorded() {
     let redis = RedisServer::start();
-    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--worker-ttl-ms", "1000"]).await;
     let a = ExtWorker::start(&[&node.addr], "py-a", 4, None);
     attached(&node, "py.sleep").await;
     put(
@@ -287,6 +329,76 @@ async fn a_paused_worker_is_taken_as_gone_and_its_late_run_is_not_recorded() {
     let succeeded: Vec<_> = all.iter().filter(|e| state(e) == pb::ExecutionState::Succeeded).collect();
     assert_eq!(succeeded.len(), 1, "{all:?}");
     drop(b);
+}
+
+/// A worker stopped gracefully (SIGTERM) mid-run finishes the fire it runs (recorded succeeded, not
+/// lost), takes no more, and exits 0; the job's next fires wait for a worker.
+#[tokio::test]
+async fn a_stopping_python_worker_finishes_its_fires_and_takes_no_more() {
+    stopping_worker(Sdk::Python).await
+}
+
+#[tokio::test]
+async fn a_stopping_node_worker_finishes_its_fires_and_takes_no_more() {
+    stopping_worker(Sdk::Node).await
+}
+
+async fn stopping_worker(sdk: Sdk) {
+    let h = format!("{}.sleep", sdk.prefix());
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let mut w = ExtWorker::start_on(sdk, &[&node.addr], "w-1", 2, None);
+    attached(&node, &h).await;
+    put(&node, job_with("job", "0 0 0 1 1 *", &h, json!({"ms": 1500}), |_| {})).await;
+    let mut c = node.client().await;
+    c.trigger_job(pb::TriggerJobRequest { id: "job".into(), ..Default::default() }).await.expect("trigger");
+    eventually(WAIT, "the run started", || async { w.runs().iter().any(|r| r.0 == "S").then_some(()) }).await;
+    // The node's process is not this test's: waiting here blocks only the test's own thread.
+    let code = w.terminate();
+    assert_eq!(code, Some(0), "{}", w.log());
+    let done = eventually(WAIT, "the run recorded", || async {
+        executions(&mut node.client().await, "job")
+            .await
+            .into_iter()
+            .find(|e| !matches!(state(e), pb::ExecutionState::Running | pb::ExecutionState::Pending))
+    })
+    .await;
+    assert_eq!(state(&done), pb::ExecutionState::Succeeded, "{done:?}");
+    // Gone from the node's list; a next fire waits (running on no worker).
+    eventually(WAIT, "the worker detached", || async {
+        let r = node.client().await.list_nodes(pb::ListNodesRequest {}).await.ok()?.into_inner();
+        r.nodes.iter().all(|n| !n.handlers.contains(&h)).then_some(())
+    })
+    .await;
+}
+
+/// A second worker process with the id of an attached one takes the id over: the first one's
+/// stream ends with ALREADY_EXISTS (its SDK stops on it rather than take the id back for ever).
+#[tokio::test]
+async fn a_second_worker_with_the_same_id_ends_the_first_with_already_exists() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let (_a_tx, a) = stream(&node, vec![hello("dup", &["x.y"], 1)]).await;
+    let mut a = a.expect("first attached");
+    assert!(matches!(next(&mut a).await, pb::attach_response::Msg::Welcome(_)));
+    let (_b_tx, b) = stream(&node, vec![hello("dup", &["x.y"], 1)]).await;
+    let mut b = b.expect("second attached");
+    assert!(matches!(next(&mut b).await, pb::attach_response::Msg::Welcome(_)));
+    let e = loop {
+        match tokio::time::timeout(WAIT, a.message()).await.expect("in time") {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the first stream ended without a status"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains("replaced by a new session of worker id 'dup'"), "{e:?}");
+    // The Python SDK stops on it: a second process with a live one's id exits with the reason.
+    let mut w1 = ExtWorker::start(&[&node.addr], "same-id", 1, None);
+    attached(&node, "py.echo").await;
+    let _w2 = ExtWorker::start(&[&node.addr], "same-id", 1, None);
+    eventually_sync(WAIT, "the first worker process exited", || w1.exited().then_some(()));
+    assert!(w1.log().contains("ALREADY_EXISTS"), "{}", w1.log());
 }
 
 /// A worker with one slot never gets a second fire while it runs one: fires wait for the slot.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
+use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
@@ -18,7 +18,9 @@ use crate::pb;
 use crate::pb::attach_request::Msg as In;
 use crate::pb::attach_response::Msg as Out;
 use crate::pb::worker_service_server::WorkerService;
-use crate::worker::remote::{valid_name, Session, WorkerResult, WorkerSpec, BUILTIN_NAMES};
+use crate::worker::remote::{
+    not_held, valid_name, Outbound, SendError, Session, WorkerResult, WorkerSpec, BUILTIN_NAMES,
+};
 
 /// How long a new stream may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
@@ -104,29 +106,30 @@ impl WorkerService for WorkerApi {
             return Err(Status::invalid_argument("hello: the first message must be a hello"));
         };
         let spec = worker_spec(hello)?;
-        let (tx, rx) = mpsc::channel::<pb::AttachResponse>(256);
+        let (tx, rx) = mpsc::channel::<Outbound>(256);
         let beat = Duration::from_millis(self.node.config.heartbeat_ms);
-        let ttl = Duration::from_millis(self.node.config.node_ttl_ms);
+        let ttl = Duration::from_millis(self.node.config.worker_ttl_ms);
         let welcome = pb::Welcome {
             node_id: self.node.node_id.clone(),
             heartbeat_interval_ms: beat.as_millis() as u32,
             session_ttl_ms: ttl.as_millis() as u32,
         };
         // Queued before the session is attached, so the welcome is the first thing it reads.
-        let _ = tx.send(pb::AttachResponse { msg: Some(Out::Welcome(welcome)) }).await;
-        let session = self.node.attach_worker(spec, tx);
+        let _ = tx.send(Ok(pb::AttachResponse { msg: Some(Out::Welcome(welcome)) })).await;
+        let session = self.node.attach_worker(spec, tx)?;
         let node = Arc::clone(&self.node);
         tokio::spawn(async move {
             let why = serve(&node, &session, &mut inbound, beat, ttl).await;
             tracing::info!(worker = %session.spec.worker_id, why = %why, "external worker detached");
             node.detach_worker(&session, &why);
         });
-        let out = ReceiverStream::new(rx).map(Ok::<_, Status>);
-        Ok(Response::new(Box::pin(out)))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-/// Reads a session's stream until it ends; says why it ended.
+/// Reads a session's stream until it ends; says why it ended. Heartbeats and refusals are queued
+/// without waiting: a worker that does not read its stream ends its session rather than hold this
+/// loop (and its TTL check, and the node's stop).
 async fn serve(
     node: &Node,
     session: &Arc<Session>,
@@ -137,6 +140,8 @@ async fn serve(
     let mut ticker = tokio::time::interval(beat);
     let mut last_heard = tokio::time::Instant::now();
     let stopping = node.stopping();
+    let mut refused = 0u32;
+    let unread = "the worker does not read its stream (its buffer is full)";
     loop {
         tokio::select! {
             _ = session.gone.cancelled() => return "replaced by a new session of the same worker id".into(),
@@ -145,16 +150,24 @@ async fn serve(
                 if last_heard.elapsed() > ttl {
                     return format!("silent for more than {} ms (session TTL)", ttl.as_millis());
                 }
-                if !session.send(Out::Heartbeat(pb::Heartbeat {})).await {
-                    return "the stream to the worker closed".into();
+                match session.try_send(Out::Heartbeat(pb::Heartbeat {})) {
+                    Ok(()) => {}
+                    Err(SendError::Full) => return unread.into(),
+                    Err(SendError::Closed) => return "the stream to the worker closed".into(),
                 }
             }
             m = inbound.message() => match m {
                 Ok(Some(m)) => {
                     last_heard = tokio::time::Instant::now();
                     if let Err((id, why)) = handle(node, session, m) {
+                        refused += 1;
+                        if refused > MAX_REFUSED {
+                            return format!("more than {MAX_REFUSED} of its messages refused");
+                        }
                         tracing::warn!(worker = %session.spec.worker_id, execution = %id, why = %why, "worker message refused");
-                        session.send(Out::Rejected(pb::Rejected { execution_id: id, reason: why })).await;
+                        if session.try_send(Out::Rejected(pb::Rejected { execution_id: id, reason: why })).is_err() {
+                            return unread.into();
+                        }
                     }
                 }
                 Ok(None) => return "the worker closed its stream".into(),
@@ -164,10 +177,22 @@ async fn serve(
     }
 }
 
+/// Refused messages a session may send before the node ends it (garbage, a confused SDK).
+const MAX_REFUSED: u32 = 1000;
+
+/// An execution id as a refusal may echo it (and the log show it): a valid one, or nothing.
+fn echoed(id: &str) -> String {
+    if valid_name(id) {
+        id.to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// One message of an attached worker. Err: (execution it named, why it was refused).
 fn handle(node: &Node, session: &Session, m: pb::AttachRequest) -> Result<(), (String, String)> {
     let too_long = |id: &str, what: &str, n: usize| {
-        Err((id.to_string(), format!("{what} is {n} bytes; at most {MAX_TEXT_BYTES} per message")))
+        Err((echoed(id), format!("{what} is {n} bytes; at most {MAX_TEXT_BYTES} per message")))
     };
     match m.msg {
         None => Err((String::new(), "empty message (no field of its oneof set)".into())),
@@ -179,13 +204,10 @@ fn handle(node: &Node, session: &Session, m: pb::AttachRequest) -> Result<(), (S
         }
         Some(In::Started(s)) => match session.holds(&s.execution_id) {
             true => Ok(()),
-            false => Err((
-                s.execution_id.clone(),
-                format!("this worker holds no running fire with execution id '{}'", s.execution_id),
-            )),
+            false => Err((echoed(&s.execution_id), not_held(&s.execution_id))),
         },
         Some(In::Output(o)) if o.text.len() > MAX_TEXT_BYTES => too_long(&o.execution_id, "output.text", o.text.len()),
-        Some(In::Output(o)) => session.output(&o.execution_id, &o.text).map_err(|e| (o.execution_id, e)),
+        Some(In::Output(o)) => session.output(&o.execution_id, &o.text).map_err(|e| (echoed(&o.execution_id), e)),
         Some(In::Result(r)) if r.output.len() > MAX_TEXT_BYTES => {
             too_long(&r.execution_id, "result.output", r.output.len())
         }
@@ -198,7 +220,7 @@ fn handle(node: &Node, session: &Session, m: pb::AttachRequest) -> Result<(), (S
                 _ => r.error,
             };
             let outcome = WorkerResult { success: r.success, output: r.output, error };
-            session.result(&r.execution_id, outcome).map_err(|e| (r.execution_id, e))
+            session.result(&r.execution_id, outcome).map_err(|e| (echoed(&r.execution_id), e))
         }
     }
 }

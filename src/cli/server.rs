@@ -107,6 +107,10 @@ pub struct ServerArgs {
     /// A node silent this long is dead and its work recovered (default 3000).
     #[arg(long, env = "ROTA_NODE_TTL_MS")]
     pub node_ttl_ms: Option<u64>,
+    /// An external worker silent this long is gone and its fires follow their recovery policy
+    /// (default 10000; at least twice --heartbeat-ms).
+    #[arg(long, env = "ROTA_WORKER_TTL_MS")]
+    pub worker_ttl_ms: Option<u64>,
     /// How long a gone node (left or failed) stays listed after its last heartbeat (default 300000).
     #[arg(long, env = "ROTA_DEAD_NODE_RETENTION_MS")]
     pub dead_node_retention_ms: Option<u64>,
@@ -196,6 +200,7 @@ impl ServerArgs {
             shards,
             heartbeat_ms,
             node_ttl_ms,
+            worker_ttl_ms,
             dead_node_retention_ms,
             lease_ttl_ms,
             lease_renew_ms,
@@ -361,6 +366,8 @@ mod tests {
             "11",
             "--node-ttl-ms",
             "33",
+            "--worker-ttl-ms",
+            "31",
             "--dead-node-retention-ms",
             "37",
             "--load-threshold",
@@ -427,6 +434,7 @@ mod tests {
             shards: 9,
             heartbeat_ms: 11,
             node_ttl_ms: 33,
+            worker_ttl_ms: 31,
             dead_node_retention_ms: 37,
             load_threshold: 0.5,
             dispatch_timeout_ms: 13,

@@ -86,9 +86,12 @@ pub enum FailureKind {
     /// The handler ran and failed: recorded `failed`, retried as the job says.
     #[default]
     Failed,
-    /// The external worker running it went away mid-run (or none was there to take it): the fire
-    /// follows its job's `recovery` policy, as it would had its node died.
+    /// The external worker running it went away mid-run: the fire follows its job's `recovery`
+    /// policy, as it would had its node died.
     WorkerLost,
+    /// It never reached a worker (none serves its handler here now, or the one chosen went away
+    /// before the push): it waits for one, as a fire no node can run does.
+    NoWorker,
 }
 
 impl HandlerFailure {
@@ -103,6 +106,10 @@ impl HandlerFailure {
 
     pub fn worker_lost(message: impl Into<String>) -> Self {
         HandlerFailure { kind: FailureKind::WorkerLost, ..HandlerFailure::new(message) }
+    }
+
+    pub fn no_worker(message: impl Into<String>) -> Self {
+        HandlerFailure { kind: FailureKind::NoWorker, ..HandlerFailure::new(message) }
     }
 }
 

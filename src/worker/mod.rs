@@ -883,7 +883,14 @@ impl Worker {
         let mut worker_lost = false;
         // Whether this node's shutdown cut the run (its grace period ran out).
         let mut cut = false;
+        // It never reached a handler: no worker serves it here now (one left since the start, or
+        // between retries), or the one chosen went before the push. It waits for one.
+        let mut no_worker = false;
         let outcome = match self.registry.get(&job.spec.handler) {
+            None if !self.registry.is_builtin(&job.spec.handler) => {
+                no_worker = true;
+                Err((ExecState::Failed, String::new(), RunOutput::default()))
+            }
             None => Err((
                 ExecState::Failed,
                 format!("handler '{}' is not registered on node {}", job.spec.handler, self.node_id),
@@ -909,6 +916,7 @@ impl Worker {
                         Some(Ok(Ok(out))) => Ok(out),
                         Some(Ok(Err(f))) => {
                             worker_lost = f.kind == FailureKind::WorkerLost;
+                            no_worker = f.kind == FailureKind::NoWorker;
                             let state = if worker_lost { ExecState::Lost } else { ExecState::Failed };
                             Err((state, f.message, RunOutput { output: f.output, stderr: f.stderr }))
                         }
@@ -919,6 +927,10 @@ impl Worker {
         };
         renew.cancel();
         if cut && self.left_for_rerun(job, exec, "during the run") {
+            return None;
+        }
+        if no_worker && !cut {
+            self.cannot_run_here(job, exec.clone(), inc).await;
             return None;
         }
         exec.end_ms = Some(now_ms());
@@ -952,8 +964,10 @@ impl Worker {
     /// fire, it runs again as a new attempt (at most `max_recoveries` times), through this node's
     /// queue when an attached worker still serves the handler, else through a live node that has
     /// it (else this node's queue, where it waits for one: `cannot_run_here`). This attempt is
-    /// recorded `lost`, saying where the fire went. None: closed here (re-run queued, or left to the
-    /// rescan or the reaper); Some(Lost): out of recoveries, for the caller to record and alert.
+    /// recorded `lost`, saying where the fire went (out of recoveries: `lost` for good, alerted).
+    /// Always None: the attempt is closed here, or left to the rescan or the reaper. (A re-run
+    /// queued on this node itself waits for the rescan when the queue's taker finds this task
+    /// still holding the fire.)
     async fn rerun_after_worker_loss(&self, job: &Job, exec: &mut Execution, inc: &str) -> Option<ExecState> {
         let to = match self.registry.get(&job.spec.handler) {
             Some(_) => self.node_id.clone(),

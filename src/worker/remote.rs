@@ -60,9 +60,25 @@ enum Reply {
 
 /// A fire pushed to a session and not yet answered.
 struct Pushed {
-    reply: oneshot::Sender<Reply>,
+    reply: Option<oneshot::Sender<Reply>>,
     partial: Partial,
     partial_bytes: usize,
+    /// The node stopped waiting (timeout, shutdown) and told the worker to cancel: its slot stays
+    /// taken until the worker answers (its handler really stopped) or the session ends, so a
+    /// handler that ignores the cancel does not let the node push more than the worker's slots.
+    cancelled: bool,
+}
+
+/// What the outbound half of a session's stream carries: messages, or the status that ends it.
+pub type Outbound = Result<pb::AttachResponse, tonic::Status>;
+
+/// Why a message could not be queued for the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The worker does not read its stream (the session's buffer is full).
+    Full,
+    /// The stream is gone.
+    Closed,
 }
 
 /// One connected worker.
@@ -73,8 +89,10 @@ pub struct Session {
     busy: AtomicU32,
     /// The worker said it is stopping: it gets no more fires.
     draining: std::sync::atomic::AtomicBool,
-    tx: mpsc::Sender<pb::AttachResponse>,
+    tx: mpsc::Sender<Outbound>,
     pushed: Mutex<HashMap<String, Pushed>>,
+    /// The hub's: notified when a slot of this session frees.
+    changed: Arc<Notify>,
     /// Cancelled when the session ends.
     pub gone: CancellationToken,
 }
@@ -89,31 +107,54 @@ impl Session {
         !self.draining.load(Ordering::Relaxed)
     }
 
-    /// Sends a message to the worker (false: the stream is gone).
-    pub async fn send(&self, msg: pb::attach_response::Msg) -> bool {
-        self.tx.send(pb::AttachResponse { msg: Some(msg) }).await.is_ok()
+    fn release(&self) {
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
-    /// The worker's result for `execution_id`: Err(reason) when the session holds no such fire (a
-    /// result twice, or for a fire never pushed to it, or already cancelled).
+    /// Queues a message for the worker, waiting for room; false when the stream or the session is
+    /// gone meanwhile.
+    async fn send(&self, msg: pb::attach_response::Msg) -> bool {
+        tokio::select! {
+            r = self.tx.send(Ok(pb::AttachResponse { msg: Some(msg) })) => r.is_ok(),
+            _ = self.gone.cancelled() => false,
+        }
+    }
+
+    /// Queues a message for the worker without waiting (heartbeats, refusals, cancels: a worker
+    /// that does not read its stream must not hold up the node).
+    pub fn try_send(&self, msg: pb::attach_response::Msg) -> Result<(), SendError> {
+        self.tx.try_send(Ok(pb::AttachResponse { msg: Some(msg) })).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full,
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+        })
+    }
+
+    /// The worker's result for `execution_id`. A result for a fire the node cancelled frees its
+    /// slot and is not recorded (the node recorded the fire's outcome already). Err(reason) when
+    /// the session holds no such fire (a result twice, or for a fire never pushed to it).
     pub fn result(&self, execution_id: &str, outcome: WorkerResult) -> Result<(), String> {
         let pushed = self.pushed.lock().ok().and_then(|mut m| m.remove(execution_id));
         match pushed {
-            Some(p) => {
-                let _ = p.reply.send(Reply::Done(outcome));
+            Some(p) if p.cancelled => {
+                self.release();
                 Ok(())
             }
-            None => Err(format!("this worker holds no running fire with execution id '{execution_id}'")),
+            Some(mut p) => {
+                if let Some(r) = p.reply.take() {
+                    let _ = r.send(Reply::Done(outcome));
+                }
+                Ok(())
+            }
+            None => Err(not_held(execution_id)),
         }
     }
 
     /// Output printed by the handler of `execution_id` (kept up to a cap).
     pub fn output(&self, execution_id: &str, text: &str) -> Result<(), String> {
         let Ok(mut m) = self.pushed.lock() else { return Err("session state unavailable".into()) };
-        let Some(p) = m.get_mut(execution_id) else {
-            return Err(format!("this worker holds no running fire with execution id '{execution_id}'"));
-        };
-        if p.partial_bytes < MAX_PARTIAL_BYTES {
+        let Some(p) = m.get_mut(execution_id) else { return Err(not_held(execution_id)) };
+        if p.partial_bytes < MAX_PARTIAL_BYTES && !p.cancelled {
             let room = MAX_PARTIAL_BYTES - p.partial_bytes;
             let text = crate::execution::truncate_utf8(text.to_string(), room);
             p.partial_bytes += text.len();
@@ -127,33 +168,52 @@ impl Session {
         self.pushed.lock().is_ok_and(|m| m.contains_key(execution_id))
     }
 
-    /// Ends the session: every fire it holds is answered `Gone`.
+    /// Ends the session: every fire it holds is answered `Gone`; the slots of cancelled ones free.
     fn end(&self, why: &str) {
         self.gone.cancel();
-        if let Ok(mut m) = self.pushed.lock() {
-            for (_, p) in m.drain() {
-                let _ = p.reply.send(Reply::Gone(why.to_string()));
+        let drained: Vec<Pushed> =
+            self.pushed.lock().map(|mut m| m.drain().map(|(_, p)| p).collect()).unwrap_or_default();
+        for mut p in drained {
+            match p.reply.take() {
+                Some(r) if !p.cancelled => {
+                    let _ = r.send(Reply::Gone(why.to_string()));
+                }
+                _ => self.release(),
             }
         }
     }
 }
+
+/// The refusal of a message about a fire the session does not hold (the id is shown only when it
+/// is a well-formed one: a worker's garbage does not reach the log or the reply whole).
+pub fn not_held(execution_id: &str) -> String {
+    match valid_name(execution_id) {
+        true => format!("this worker holds no running fire with execution id '{execution_id}'"),
+        false => "this worker holds no running fire with that execution id (not a valid id)".to_string(),
+    }
+}
+
+/// Sessions a node takes at once: each holds a stream, a task and up to 10,000 slots.
+pub const MAX_SESSIONS: usize = 1000;
 
 /// The sessions attached to this node.
 #[derive(Default)]
 pub struct Hub {
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
     /// Notified when a slot frees or a session comes or goes (a fire waiting for a slot looks again).
-    changed: Notify,
+    changed: Arc<Notify>,
     serial: AtomicU64,
 }
 
 impl Hub {
-    /// Attaches a session; a live one of the same worker id is replaced (ended) and returned.
+    /// Attaches a session; a live one of the same worker id is replaced: its stream ends with
+    /// ALREADY_EXISTS (the SDKs stop on it: two processes sharing an id would otherwise take the
+    /// id from each other for ever) and it is returned. Busy when the node has `MAX_SESSIONS`.
     pub fn attach(
         &self,
         spec: WorkerSpec,
-        tx: mpsc::Sender<pb::AttachResponse>,
-    ) -> (Arc<Session>, Option<Arc<Session>>) {
+        tx: mpsc::Sender<Outbound>,
+    ) -> crate::Result<(Arc<Session>, Option<Arc<Session>>)> {
         let session = Arc::new(Session {
             spec,
             serial: self.serial.fetch_add(1, Ordering::Relaxed) + 1,
@@ -161,15 +221,27 @@ impl Hub {
             draining: Default::default(),
             tx,
             pushed: Mutex::new(HashMap::new()),
+            changed: Arc::clone(&self.changed),
             gone: CancellationToken::new(),
         });
-        let old =
-            self.sessions.lock().ok().and_then(|mut m| m.insert(session.spec.worker_id.clone(), Arc::clone(&session)));
+        let old = {
+            let mut m = self.sessions.lock().map_err(|_| crate::Error::Busy("worker sessions unavailable".into()))?;
+            if m.len() >= MAX_SESSIONS && !m.contains_key(&session.spec.worker_id) {
+                return Err(crate::Error::Busy(format!(
+                    "this node has {MAX_SESSIONS} external workers attached; attach to another node"
+                )));
+            }
+            m.insert(session.spec.worker_id.clone(), Arc::clone(&session))
+        };
         if let Some(old) = &old {
-            old.end("replaced by a new session of the same worker id");
+            let why = format!("replaced by a new session of worker id '{}'", old.spec.worker_id);
+            let _ = old.tx.try_send(Err(tonic::Status::already_exists(format!(
+                "{why}: two worker processes share this id, or this one reconnected; give each process its own id"
+            ))));
+            old.end(&why);
         }
         self.changed.notify_waiters();
-        (session, old)
+        Ok((session, old))
     }
 
     /// Detaches a session (if it is still the one attached under its id) and ends it. True when
@@ -222,7 +294,8 @@ impl Hub {
                     return None;
                 }
                 let free = serving.into_iter().filter(|s| s.busy() < s.spec.slots).min_by(|a, b| {
-                    (a.busy() as u64 * b.spec.slots as u64).cmp(&(b.busy() as u64 * a.spec.slots as u64))
+                    (u64::from(a.busy()) * u64::from(b.spec.slots))
+                        .cmp(&(u64::from(b.busy()) * u64::from(a.spec.slots)))
                 });
                 if let Some(s) = free {
                     s.busy.fetch_add(1, Ordering::Relaxed);
@@ -232,11 +305,6 @@ impl Hub {
             changed.await;
         }
     }
-
-    fn release(&self, session: &Session) {
-        session.busy.fetch_sub(1, Ordering::Relaxed);
-        self.changed.notify_waiters();
-    }
 }
 
 /// The handler behind an external handler name: runs a fire on an attached worker.
@@ -245,26 +313,39 @@ pub struct Remote {
     pub hub: Arc<Hub>,
 }
 
-/// Frees the slot, and tells the worker to stop when the run is dropped before its result (the
-/// job's timeout, the node's shutdown).
-struct InFlight<'a> {
-    hub: &'a Hub,
+/// Frees the slot when the run ends with an answer; when the run is dropped before its result (the
+/// job's timeout, the node's shutdown), tells the worker to cancel and keeps the slot taken until
+/// the worker answers (`Session::result`) or the session ends.
+struct InFlight {
     session: Arc<Session>,
     execution_id: String,
     answered: bool,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        let held = self.session.pushed.lock().ok().and_then(|mut m| m.remove(&self.execution_id)).is_some();
-        if held && !self.answered {
-            let (session, id) = (Arc::clone(&self.session), self.execution_id.clone());
-            tokio::spawn(async move {
-                let reason = "stopped by the node: the job's timeout passed, or the node is shutting down".into();
-                session.send(pb::attach_response::Msg::Cancel(pb::CancelFire { execution_id: id, reason })).await;
-            });
+        let cancel = self.session.pushed.lock().is_ok_and(|mut m| match m.get_mut(&self.execution_id) {
+            Some(p) if !self.answered => {
+                p.cancelled = true;
+                p.reply = None;
+                true
+            }
+            Some(_) => {
+                m.remove(&self.execution_id);
+                false
+            }
+            None => false,
+        });
+        if cancel {
+            let reason = "stopped by the node: the job's timeout passed, or the node is shutting down".to_string();
+            let msg =
+                pb::attach_response::Msg::Cancel(pb::CancelFire { execution_id: self.execution_id.clone(), reason });
+            // Not sent (the worker does not read its stream): the slot stays taken until the
+            // session ends, which its silence then brings about.
+            let _ = self.session.try_send(msg);
+        } else {
+            self.session.release();
         }
-        self.hub.release(&self.session);
     }
 }
 
@@ -281,21 +362,18 @@ impl Handler for Remote {
         partial: &Partial,
     ) -> Result<RunOutput, HandlerFailure> {
         let Some(session) = self.hub.take_slot(&self.name).await else {
-            return Err(HandlerFailure::worker_lost(format!(
+            return Err(HandlerFailure::no_worker(format!(
                 "no worker attached to node {} serves handler '{}'",
                 ctx.node_id, self.name
             )));
         };
         let (reply, answer) = oneshot::channel();
         if let Ok(mut m) = session.pushed.lock() {
-            m.insert(ctx.execution_id.clone(), Pushed { reply, partial: partial.clone(), partial_bytes: 0 });
+            let p = Pushed { reply: Some(reply), partial: partial.clone(), partial_bytes: 0, cancelled: false };
+            m.insert(ctx.execution_id.clone(), p);
         }
-        let mut flight = InFlight {
-            hub: &self.hub,
-            session: Arc::clone(&session),
-            execution_id: ctx.execution_id.clone(),
-            answered: false,
-        };
+        let mut flight =
+            InFlight { session: Arc::clone(&session), execution_id: ctx.execution_id.clone(), answered: false };
         let task = pb::FireTask {
             fire_id: ctx.fire_id.clone(),
             execution_id: ctx.execution_id.clone(),
@@ -312,11 +390,16 @@ impl Handler for Remote {
         let worker = session.spec.worker_id.clone();
         if !session.send(pb::attach_response::Msg::Fire(task)).await {
             flight.answered = true;
-            return Err(HandlerFailure::worker_lost(format!("worker '{worker}' went away before its fire was sent")));
+            // Never sent: the fire did not reach a worker, so it waits for one like a fire no
+            // worker serves.
+            return Err(HandlerFailure::no_worker(format!("worker '{worker}' went away before its fire was sent")));
         }
         // The session may have ended between taking the slot and recording the fire in it (its
         // fires were answered `Gone` before this one was there): its end is watched too.
         let reply = tokio::select! {
+            // The answer first: a worker that sends its result and then closes its stream has
+            // both ready at once, and its result is the outcome.
+            biased;
             r = answer => r,
             _ = session.gone.cancelled() => Ok(Reply::Gone("the session ended".into())),
         };

@@ -233,10 +233,17 @@ export class Worker {
     const call = this.call;
     if (call) {
       call.write({ drain: {} });
-      const grace = new Promise<void>((r) => setTimeout(r, this.opts.graceMs ?? 30000));
-      await Promise.race([Promise.allSettled([...this.tasks]), grace]);
+      const deadline = Date.now() + (this.opts.graceMs ?? 30000);
+      // Until none runs: a fire pushed before the node read the drain runs too.
+      while (this.tasks.size > 0 && Date.now() < deadline) {
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<void>((r) => (timer = setTimeout(r, deadline - Date.now())));
+        await Promise.race([Promise.allSettled([...this.tasks]), grace]);
+        clearTimeout(timer);
+      }
     }
     this.stopping = true;
+    // Half-close: the node ends the stream once it has read the last results.
     this.call?.end();
     this.wake?.();
   }
@@ -305,7 +312,14 @@ export class Worker {
         }
       });
       call.on("error", (e: grpc.ServiceError) => {
-        const fatal = [grpc.status.INVALID_ARGUMENT, grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED];
+        // A bad hello, a refused token, or another process attached with this worker id
+        // (ALREADY_EXISTS): retrying would not help, or would take the id back and forth.
+        const fatal = [
+          grpc.status.INVALID_ARGUMENT,
+          grpc.status.PERMISSION_DENIED,
+          grpc.status.UNAUTHENTICATED,
+          grpc.status.ALREADY_EXISTS,
+        ];
         if (!this.stopping) this.log(`stream to ${target} ended: ${grpc.status[e.code]} ${e.details}`);
         finish(fatal.includes(e.code) ? `${grpc.status[e.code]}: ${e.details}` : null);
       });
@@ -367,8 +381,14 @@ export class Worker {
     } catch (e: any) {
       result.error = clip(`${e?.name ?? "Error"}: ${e?.message ?? String(e)}`);
     }
-    // Cancelled by the node (it records the outcome) or the session ended: nothing to send.
-    if (ctx.signal.aborted) return;
+    // The session ended: it is gone, and so is the fire (the node gave it to its recovery policy).
+    if (this.call !== call) return;
+    // Cancelled by the node: it recorded the outcome and keeps the fire's slot taken until this
+    // answer, sent once the handler has settled.
+    if (ctx.signal.aborted) {
+      call.write({ result: { executionId: ctx.executionId, success: false, output: "", error: "cancelled" } });
+      return;
+    }
     call.write({ result });
   }
 }

@@ -27,6 +27,7 @@ taking fires, lets the running ones finish (within ``grace``), then closes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as _dt
 import inspect
 import json
@@ -140,14 +141,25 @@ class _Session:
     """One attachment to one node: its outgoing queue and the fires it runs."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.running: Dict[str, asyncio.Task] = {}
         self.contexts: Dict[str, Context] = {}
         self.closed = False
 
-    def send(self, msg: pb.AttachRequest) -> None:
-        if not self.closed:
+    def send(self, msg: Optional[pb.AttachRequest]) -> None:
+        """Queues a message (None: the end of the stream); from any thread (``ctx.log`` in a plain
+        function runs in a worker thread, and asyncio's queue is for the loop's thread only)."""
+        if self.closed:
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
             self.outbox.put_nowait(msg)
+        else:
+            self.loop.call_soon_threadsafe(self.outbox.put_nowait, msg)
 
     async def requests(self, hello: pb.AttachRequest):
         yield hello
@@ -192,6 +204,8 @@ class Worker:
         self.max_backoff = max_backoff
         self._handlers: Dict[str, Handler] = {}
         self._stopping: Optional[asyncio.Event] = None
+        # Plain (non-async) handlers run here: one thread per slot.
+        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._session: Optional[_Session] = None
         self.node_id: Optional[str] = None
         """The node this worker is attached to now (None while it is not)."""
@@ -220,6 +234,7 @@ class Worker:
         if not self._handlers:
             raise ConfigError("handlers: register at least one handler before run()")
         self._stopping = asyncio.Event()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="rota-handler")
         backoff, i = 0.2, 0
         while not self._stopping.is_set():
             target = self.targets[i % len(self.targets)]
@@ -229,8 +244,10 @@ class Worker:
                 if attached:
                     backoff = 0.2
             except grpc.aio.AioRpcError as e:
+                # A bad hello, a refused token, or another process attached with this worker id
+                # (ALREADY_EXISTS): retrying would not help, or would take the id back and forth.
                 if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED,
-                                grpc.StatusCode.UNAUTHENTICATED):
+                                grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.ALREADY_EXISTS):
                     raise RotaWorkerError(f"node {target} refused this worker: {e.code().name}: {e.details()}") from e
                 log.warning("rota worker %s: stream to %s ended: %s %s", self.worker_id, target, e.code().name, e.details())
             if self._stopping.is_set():
@@ -240,19 +257,23 @@ class Worker:
             except asyncio.TimeoutError:
                 pass
             backoff = min(backoff * 2, self.max_backoff)
+        self._pool.shutdown(wait=False)
 
     async def stop(self) -> None:
-        """Stops taking fires, lets the running ones finish (within ``grace``), then closes."""
+        """Stops taking fires, lets the running ones finish (within ``grace``), then closes the
+        stream and waits (a few seconds at most) for the node to end it, so the last results
+        reach it."""
         if self._stopping is None:
             return
         s = self._session
         if s is not None:
             s.send(pb.AttachRequest(drain=pb.Drain()))
-            if s.running:
-                await asyncio.wait(list(s.running.values()), timeout=self.grace)
+            deadline = asyncio.get_running_loop().time() + self.grace
+            # Until none runs: a fire pushed before the node read the drain runs too.
+            while s.running and asyncio.get_running_loop().time() < deadline:
+                left = deadline - asyncio.get_running_loop().time()
+                await asyncio.wait(list(s.running.values()), timeout=left)
         self._stopping.set()
-        if s is not None:
-            s.outbox.put_nowait(None)
 
     async def _attach(self, target: str) -> bool:
         channel = (grpc.aio.secure_channel(target, self.tls) if self.tls else grpc.aio.insecure_channel(target))
@@ -266,29 +287,36 @@ class Worker:
             async with channel:
                 call = pb_grpc.WorkerServiceStub(channel).Attach(session.requests(hello), metadata=metadata)
                 beat: Optional[asyncio.Task] = None
-                stop_wait = asyncio.ensure_future(self._stopping.wait())
+                stop_wait: Optional[asyncio.Future] = asyncio.ensure_future(self._stopping.wait())
                 # A node silent for its session TTL (paused, cut off) is gone: the worker goes to
                 # another one. Until the welcome says the TTL, the hello's own deadline applies.
                 ttl = 15.0
+                nxt: Optional[asyncio.Future] = None
                 try:
                     reader = call.__aiter__()
                     while True:
-                        nxt = asyncio.ensure_future(reader.__anext__())
-                        done, _ = await asyncio.wait({nxt, stop_wait}, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
+                        if nxt is None:
+                            nxt = asyncio.ensure_future(reader.__anext__())
+                        waiting = {nxt} if stop_wait is None else {nxt, stop_wait}
+                        done, _ = await asyncio.wait(waiting, timeout=ttl, return_when=asyncio.FIRST_COMPLETED)
                         if not done:
                             nxt.cancel()
                             call.cancel()
-                            log.warning("rota worker %s: node %s silent for %.1f s; attaching elsewhere",
-                                        self.worker_id, target, ttl)
+                            if stop_wait is not None:
+                                log.warning("rota worker %s: node %s silent for %.1f s; attaching elsewhere",
+                                            self.worker_id, target, ttl)
                             return attached
                         if nxt not in done:
-                            nxt.cancel()
-                            call.cancel()
-                            return attached
+                            # stop(): the stream is closed from this side (the last results are
+                            # queued before the end); the node then ends it, or a few seconds pass.
+                            stop_wait, ttl = None, 5.0
+                            session.send(None)
+                            continue
                         try:
                             msg = nxt.result()
                         except StopAsyncIteration:
                             return attached
+                        nxt = None
                         kind = msg.WhichOneof("msg")
                         if kind == "welcome":
                             attached = True
@@ -306,7 +334,8 @@ class Worker:
                             log.warning("rota worker %s: node refused a message about %r: %s",
                                         self.worker_id, msg.rejected.execution_id, msg.rejected.reason)
                 finally:
-                    stop_wait.cancel()
+                    if stop_wait is not None:
+                        stop_wait.cancel()
                     if beat is not None:
                         beat.cancel()
         finally:
@@ -340,14 +369,30 @@ class Worker:
             if inspect.iscoroutinefunction(fn):
                 value = await fn(ctx, args)
             else:
-                value = await asyncio.get_running_loop().run_in_executor(None, fn, ctx, args)
+                thread = asyncio.get_running_loop().run_in_executor(self._pool, fn, ctx, args)
+                try:
+                    value = await asyncio.shield(thread)
+                except asyncio.CancelledError:
+                    # A thread cannot be stopped: the slot is the node's again only once it ends.
+                    ctx.cancelled.set()
+                    try:
+                        await thread
+                    except Exception:
+                        pass
+                    raise
                 if inspect.isawaitable(value):
                     value = await value
             result.success = True
             result.output = _clip(_output(value))
         except asyncio.CancelledError:
-            # Cancelled by the node (it records the outcome) or because the session ended.
+            # Cancelled by the node (it records the outcome) or because the session ended. The
+            # node keeps the fire's slot taken until this answer, sent once the handler stopped
+            # (nothing is sent when the session ended: it is gone).
             ctx.cancelled.set()
+            session.running.pop(ctx.execution_id, None)
+            session.contexts.pop(ctx.execution_id, None)
+            session.send(pb.AttachRequest(result=pb.FireResult(
+                execution_id=ctx.execution_id, success=False, error="cancelled")))
             return
         except Exception as e:  # the handler's failure is the run's outcome
             result.success = False
