@@ -137,17 +137,39 @@ impl PeerClient {
         if let Some(c) = map.get(address) {
             return Ok(c.clone());
         }
+        let c = self.endpoint(address)?.timeout(self.timeout).connect_lazy();
+        map.insert(address.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn endpoint(&self, address: &str) -> Result<Endpoint, String> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut ep = Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|e| e.to_string())?
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout);
+            .connect_timeout(self.timeout);
         if let Some(tls) = &self.tls {
             ep = ep.tls_config(tls.clone()).map_err(|e| e.to_string())?;
         }
-        let c = ep.connect_lazy();
-        map.insert(address.to_string(), c.clone());
-        Ok(c)
+        Ok(ep)
+    }
+
+    /// Follows an execution's output on the peer that runs it (`NodeService.WatchOutput`), past
+    /// the given offsets: a stream for as long as the run goes on there (its own channel, with no
+    /// per-call deadline).
+    pub async fn watch_output(
+        &self,
+        address: &str,
+        execution_id: &str,
+        output_offset: u64,
+        stderr_offset: u64,
+    ) -> Result<tonic::Streaming<pb::WatchOutputResponse>, String> {
+        let ch = self.endpoint(address)?.connect().await.map_err(|e| e.to_string())?;
+        let req = pb::WatchOutputRequest { execution_id: execution_id.to_string(), output_offset, stderr_offset };
+        NodeServiceClient::new(ch)
+            .watch_output(self.request(req))
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
     }
 
     /// Sends several fires in one SubmitTasks call: one delivery per task, in order.

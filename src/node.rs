@@ -39,9 +39,11 @@ use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Shards, Store};
 use crate::store::{Beat, FireTiming};
 use crate::worker::egress::{Egress, OwnPorts};
 use crate::worker::handlers::Registry;
+use crate::worker::handlers::RunOutput;
 use crate::worker::http::Http;
 use crate::worker::remote::{Outbound, Session, WorkerSpec};
 use crate::worker::shell::Shell;
+use crate::worker::OutputEvent;
 use crate::worker::{Worker, WorkerParts};
 
 /// How often execution records past retention are swept from the indexes.
@@ -666,6 +668,59 @@ impl Node {
         tracing::info!(worker = %session.spec.worker_id, handlers = ?session.spec.handlers, slots, sdk = %session.spec.sdk,
             "external worker attached");
         Ok(session)
+    }
+
+    /// Follows an execution's output to its end, wherever it runs: live from this node's pool
+    /// while it runs here, relayed from the node that runs it (`NodeService.WatchOutput`) while it
+    /// runs there, and otherwise by its record until the record is final, which ends the stream
+    /// (`OutputEvent::End`). Stops when `tx` closes.
+    pub async fn follow_output(&self, id: &str, tx: tokio::sync::mpsc::Sender<OutputEvent>) {
+        let (mut output, mut stderr) = (0usize, 0usize);
+        loop {
+            if tx.is_closed() {
+                return;
+            }
+            // Here: the pool's live output, until the run ends here.
+            (output, stderr) = self.worker.follow_output(id, output, stderr, &tx).await;
+            let rec = match self.history.get(id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    let _ = tx.send(OutputEvent::Failed(Error::ExecutionNotFound(id.to_string()))).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(OutputEvent::Failed(e)).await;
+                    return;
+                }
+            };
+            if rec.state.is_terminal() {
+                let _ = tx.send(OutputEvent::End(Box::new(rec))).await;
+                return;
+            }
+            // Running elsewhere: relayed from that node while it runs there.
+            if rec.node_id != self.node_id {
+                let address = self
+                    .shards
+                    .home()
+                    .list_nodes()
+                    .await
+                    .ok()
+                    .and_then(|ns| ns.into_iter().find(|n| n.node_id == rec.node_id && !n.left).map(|n| n.address));
+                if let Some(address) = address {
+                    if let Ok(mut s) = self.peer_client.watch_output(&address, id, output as u64, stderr as u64).await {
+                        while let Ok(Some(m)) = s.message().await {
+                            (output, stderr) = (output + m.output.len(), stderr + m.stderr.len());
+                            let c = RunOutput { output: m.output, stderr: m.stderr };
+                            if tx.send(OutputEvent::Chunk(c)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            // Not started yet, between retries, waiting for a worker, or its node unreachable.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     /// Whether this node or a live peer can run `handler` now (a built-in, or an attached worker).

@@ -293,6 +293,92 @@ async fn a_worker_whose_node_is_killed_moves_to_another_and_its_fire_is_recovere
     assert_eq!(state(first), pb::ExecutionState::Lost, "the dead node's attempt: {first:?}");
 }
 
+/// An execution's output streams live while the worker prints it, asked of another node than the
+/// one running it (relayed), and of that node; the last message is the final record, whose output
+/// is what was streamed. `rota exec logs --follow` prints it and exits 0. Bad ids are refused.
+#[tokio::test]
+async fn output_streams_live_from_any_node() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &[]).await;
+    let n2 = TestNode::start(&b, "n2", &[]).await;
+    let _w = ExtWorker::start(&[&n1.addr], "py-1", 2, None);
+    attached(&n1, "py.count").await;
+    put(&n1, job_with("count", "0 0 0 1 1 *", "py.count", json!({"n": 8, "ms": 250}), |_| {})).await;
+    let fired = n1
+        .client()
+        .await
+        .trigger_job(pb::TriggerJobRequest { id: "count".into(), ..Default::default() })
+        .await
+        .expect("trigger")
+        .into_inner();
+    let id = fired.execution.expect("execution").id;
+    // Both nodes: n1 runs it, n2 relays it from n1.
+    let follow = |node: &TestNode| {
+        let (ep, id) = (node.endpoint(), id.clone());
+        async move {
+            let ch = tonic::transport::Endpoint::from_shared(ep).expect("ep").connect().await.expect("connect");
+            let mut c = pb::scheduler_service_client::SchedulerServiceClient::new(ch);
+            let mut s = c
+                .watch_execution_output(pb::WatchExecutionOutputRequest { execution_id: id })
+                .await
+                .expect("watch")
+                .into_inner();
+            let mut got: Vec<(i64, pb::WatchExecutionOutputResponse)> = Vec::new();
+            while let Some(m) = s.message().await.expect("stream") {
+                let last = m.execution.is_some();
+                got.push((rota::store::now_ms(), m));
+                if last {
+                    break;
+                }
+            }
+            got
+        }
+    };
+    let (on_n1, on_n2) = tokio::join!(follow(&n1), follow(&n2));
+    for (name, got) in [("n1", on_n1), ("n2", on_n2)] {
+        let (end_at, last) = got.last().expect("a last message");
+        let e = last.execution.clone().expect("the final record last");
+        assert_eq!(state(&e), pb::ExecutionState::Succeeded, "{name}: {e:?}");
+        let streamed: String = got.iter().map(|(_, m)| m.output.as_str()).collect();
+        assert!(streamed.starts_with("line 0\nline 1\n"), "{name}: {streamed:?}");
+        assert!(
+            e.output.starts_with(&streamed),
+            "{name}: the record has what was streamed: {streamed:?} / {:?}",
+            e.output
+        );
+        // Live: chunks came over the run's two seconds, not all at its end.
+        let chunks: Vec<i64> = got.iter().filter(|(_, m)| !m.output.is_empty()).map(|(t, _)| *t).collect();
+        assert!(chunks.len() >= 3, "{name}: {} chunks", chunks.len());
+        assert!(
+            ms(&e.end_time) - chunks[0] >= 1000,
+            "{name}: the first line came {} ms before the end",
+            ms(&e.end_time) - chunks[0]
+        );
+        assert!(*end_at >= ms(&e.end_time));
+    }
+    // The CLI, on an ended execution, through n2.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["exec", "logs", &id, "--follow", "--endpoint", &n2.endpoint()])
+        .output()
+        .expect("rota exec logs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("line 0\nline 1\n") && text.ends_with("line 7\ncounted"), "{text:?}");
+    // Bad input.
+    let mut c = n2.client().await;
+    let e = c
+        .watch_execution_output(pb::WatchExecutionOutputRequest { execution_id: "nope".into() })
+        .await
+        .expect_err("not an id");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().starts_with("execution_id: 'nope' is not an execution id"), "{e:?}");
+    let unknown = "01a24300-0000-7000-8000-000000000000".to_string();
+    let e =
+        c.watch_execution_output(pb::WatchExecutionOutputRequest { execution_id: unknown }).await.expect_err("unknown");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+}
+
 /// A worker frozen (SIGSTOP) past the session TTL is taken as gone: its `rerun` fire runs again on
 /// the other worker. Resumed, it attaches again and its old run is not recorded (no second success).
 #[tokio::test]

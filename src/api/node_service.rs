@@ -1,6 +1,9 @@
 //! `rota.v1.NodeService`: what peers call on a node (load reports, task submission, info).
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::Stream;
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -10,6 +13,7 @@ use crate::node::Node;
 use crate::pb;
 use crate::pb::node_service_server::NodeService;
 use crate::store::{now_ms, Accept, MAX_EPOCH};
+use crate::worker::OutputEvent;
 
 pub struct NodeApi {
     node: Arc<Node>,
@@ -147,5 +151,27 @@ impl NodeService for NodeApi {
         let master_of = self.node.mastered().into_iter().map(u32::from).collect();
         let info = crate::api::convert::node(&rec, now_ms(), self.node.config.node_ttl_ms, master_of);
         Ok(Response::new(pb::GetNodeInfoResponse { node: Some(info) }))
+    }
+
+    type WatchOutputStream = Pin<Box<dyn Stream<Item = Result<pb::WatchOutputResponse, Status>> + Send>>;
+
+    /// The output of an execution running here, from the given offsets, until its run ends here.
+    async fn watch_output(
+        &self,
+        req: Request<pb::WatchOutputRequest>,
+    ) -> Result<Response<Self::WatchOutputStream>, Status> {
+        let r = req.into_inner();
+        if uuid::Uuid::parse_str(&r.execution_id).is_err() {
+            return Err(Error::invalid("execution_id", "is not an execution id").into());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let node = Arc::clone(&self.node);
+        let (output, stderr) = (r.output_offset as usize, r.stderr_offset as usize);
+        tokio::spawn(async move { node.worker.follow_output(&r.execution_id, output, stderr, &tx).await });
+        let stream = ReceiverStream::new(rx).filter_map(|e| match e {
+            OutputEvent::Chunk(c) => Some(Ok(pb::WatchOutputResponse { output: c.output, stderr: c.stderr })),
+            _ => None,
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -16,6 +16,7 @@ use crate::node::Node;
 use crate::pb;
 use crate::pb::scheduler_service_server::SchedulerService;
 use crate::store::{now_ms, ExecFilter};
+use crate::worker::OutputEvent;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -288,6 +289,36 @@ impl SchedulerService for SchedulerApi {
             Err(BroadcastStreamRecvError::Lagged(n)) => Some(Err(Status::from(Error::Busy(format!(
                 "watcher too slow: {n} changes were dropped; list executions and watch again"
             ))))),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type WatchExecutionOutputStream =
+        Pin<Box<dyn Stream<Item = Result<pb::WatchExecutionOutputResponse, Status>> + Send>>;
+
+    async fn watch_execution_output(
+        &self,
+        req: Request<pb::WatchExecutionOutputRequest>,
+    ) -> Result<Response<Self::WatchExecutionOutputStream>, Status> {
+        let id = req.into_inner().execution_id;
+        if uuid::Uuid::parse_str(&id).is_err() {
+            return Err(Error::invalid("execution_id", format!("'{id}' is not an execution id")).into());
+        }
+        // Known, or NOT_FOUND now rather than in the stream.
+        self.node.history.get(&id).await?.ok_or_else(|| Error::ExecutionNotFound(id.clone()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let node = Arc::clone(&self.node);
+        tokio::spawn(async move { node.follow_output(&id, tx).await });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|e| match e {
+            OutputEvent::Chunk(c) => {
+                Ok(pb::WatchExecutionOutputResponse { output: c.output, stderr: c.stderr, execution: None })
+            }
+            OutputEvent::End(e) => Ok(pb::WatchExecutionOutputResponse {
+                output: String::new(),
+                stderr: String::new(),
+                execution: Some(convert::execution(&e)),
+            }),
+            OutputEvent::Failed(e) => Err(Status::from(e)),
         });
         Ok(Response::new(Box::pin(stream)))
     }

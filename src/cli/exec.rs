@@ -62,6 +62,16 @@ pub enum ExecCmd {
         /// The execution's id (a UUID).
         id: String,
     },
+    /// An execution's output (stdout) and standard error (stderr); with --follow, as it is printed
+    /// until the execution ends, from any node. Exit codes with --follow: 0 succeeded, 5 failed, 6
+    /// timed_out, 7 lost, 8 did not run (as `job trigger --wait`).
+    Logs {
+        /// The execution's id (a UUID).
+        id: String,
+        /// Follow the output live until the execution ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
     /// Stream execution changes until interrupted; reconnects (to the next endpoint, if several)
     /// and prints what changed meanwhile.
     Watch {
@@ -114,6 +124,12 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
                 print_exec_detail(&e);
             }
         }
+        ExecCmd::Logs { id, follow: false } => {
+            let e = call!(c, get_execution, pb::GetExecutionRequest { id })?.execution.unwrap_or_default();
+            print!("{}", e.output);
+            eprint!("{}", e.stderr);
+        }
+        ExecCmd::Logs { id, follow: true } => follow_logs(&c, id).await?,
         ExecCmd::Watch { job } => watch(c, job.unwrap_or_default(), client.json).await?,
     }
     Ok(())
@@ -241,6 +257,45 @@ fn new_printed(json: bool, cluster_now: i64) -> Printed {
 async fn cluster_now(c: &Conn) -> i64 {
     let status = c.client().get_cluster_status(pb::GetClusterStatusRequest {}).await;
     status.ok().and_then(|r| r.into_inner().now).map(|t| crate::api::convert::timestamp_ms(&t)).unwrap_or_else(now_ms)
+}
+
+/// `exec logs --follow`: prints the output as it comes, then what the final record holds past it;
+/// the exit code says how the execution ended.
+async fn follow_logs(c: &Conn, id: String) -> Result<(), CliError> {
+    use std::io::Write;
+    let req = pb::WatchExecutionOutputRequest { execution_id: id };
+    let mut stream = c.client().watch_execution_output(req).await?.into_inner();
+    let (mut out, mut err) = (0usize, 0usize);
+    while let Some(m) = stream.message().await? {
+        print!("{}", m.output);
+        eprint!("{}", m.stderr);
+        let _ = std::io::stdout().flush();
+        (out, err) = (out + m.output.len(), err + m.stderr.len());
+        let Some(e) = m.execution else { continue };
+        // The record keeps what was printed (capped): what the stream did not carry, shown now.
+        print!("{}", e.output.get(out..).unwrap_or_default());
+        eprint!("{}", e.stderr.get(err..).unwrap_or_default());
+        use super::wait::Outcome;
+        use pb::ExecutionState as S;
+        let state = S::try_from(e.state).unwrap_or(S::Unspecified);
+        let outcome = match state {
+            S::Succeeded => return Ok(()),
+            S::Failed => Outcome::Failed,
+            S::TimedOut => Outcome::TimedOut,
+            S::Lost => Outcome::Lost,
+            _ => Outcome::NotRun,
+        };
+        return Err(CliError::Outcome {
+            fire_id: e.fire_id.clone(),
+            state: state.as_str_name().trim_start_matches("EXECUTION_STATE_").to_lowercase(),
+            attempt: e.attempt,
+            code: outcome.exit_code(),
+        });
+    }
+    Err(CliError::Call {
+        code: tonic::Code::Unavailable,
+        message: "the output stream ended before the execution did".into(),
+    })
 }
 
 async fn subscribe(c: &Conn, job: &str) -> Result<tonic::Streaming<pb::WatchExecutionsResponse>, tonic::Status> {

@@ -114,27 +114,54 @@ impl HandlerFailure {
 }
 
 /// What a run has printed so far, shared between the handler (which appends what it keeps, within
-/// its cap) and the worker, which records it when the run is cut short: a timed-out run keeps the
-/// lines it printed before its timeout, often the clue to why it hung.
+/// its cap), the worker, which records it when the run is cut short (a timed-out run keeps the
+/// lines it printed before its timeout, often the clue to why it hung), and whoever follows the
+/// run's output live (`WatchExecutionOutput`).
 #[derive(Debug, Clone, Default)]
-pub struct Partial(std::sync::Arc<std::sync::Mutex<RunOutput>>);
+pub struct Partial(std::sync::Arc<PartialInner>);
+
+#[derive(Debug, Default)]
+pub struct PartialInner {
+    out: std::sync::Mutex<RunOutput>,
+    /// Notified at every append.
+    changed: tokio::sync::Notify,
+}
 
 impl Partial {
     pub fn output(&self, bytes: &[u8]) {
-        if let Ok(mut o) = self.0.lock() {
+        if let Ok(mut o) = self.0.out.lock() {
             o.output.push_str(&String::from_utf8_lossy(bytes));
         }
+        self.0.changed.notify_waiters();
     }
 
     pub fn stderr(&self, bytes: &[u8]) {
-        if let Ok(mut o) = self.0.lock() {
+        if let Ok(mut o) = self.0.out.lock() {
             o.stderr.push_str(&String::from_utf8_lossy(bytes));
         }
+        self.0.changed.notify_waiters();
     }
 
     /// What was printed so far (the handler's own result replaces it when it finishes).
     pub fn take(&self) -> RunOutput {
-        self.0.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default()
+        self.0.out.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default()
+    }
+
+    /// What was printed past these byte offsets of the output and of the standard error (empty
+    /// past the end, or after `take`).
+    pub fn since(&self, output: usize, stderr: usize) -> RunOutput {
+        let tail = |s: &str, from: usize| s.get(from..).unwrap_or_default().to_string();
+        self.0
+            .out
+            .lock()
+            .map(|o| RunOutput { output: tail(&o.output, output), stderr: tail(&o.stderr, stderr) })
+            .unwrap_or_default()
+    }
+
+    /// Resolves at the next append (registered before the caller reads, see `since`: create it,
+    /// pin it and `enable` it first, so an append in between is not missed).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.changed.notified()
     }
 }
 

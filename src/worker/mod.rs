@@ -52,6 +52,40 @@ const START_RETRY_FOR: Duration = Duration::from_secs(15);
 /// recorded `failed` (`Worker::cannot_run_here`).
 const AWAIT_CAPABLE_MS: i64 = 30_000;
 
+/// What a follower of an execution's output gets (`Worker::follow_output`, `Node::follow_output`).
+#[derive(Debug)]
+pub enum OutputEvent {
+    /// Printed since the previous chunk.
+    Chunk(RunOutput),
+    /// The execution as recorded at its end: the last event.
+    End(Box<Execution>),
+    /// It cannot be followed (unknown, or the store is down): the last event.
+    Failed(crate::Error),
+}
+
+/// A run's output in the live registry while the run goes on (`Worker::follow_output`).
+struct Live {
+    map: Arc<std::sync::Mutex<std::collections::HashMap<String, Partial>>>,
+    id: String,
+}
+
+impl Live {
+    fn new(map: &Arc<std::sync::Mutex<std::collections::HashMap<String, Partial>>>, id: &str, p: &Partial) -> Live {
+        if let Ok(mut m) = map.lock() {
+            m.insert(id.to_string(), p.clone());
+        }
+        Live { map: Arc::clone(map), id: id.to_string() }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(&self.id);
+        }
+    }
+}
+
 /// Who else can run a handler (`Worker::node_with`).
 enum Capable {
     /// A live node, the least busy.
@@ -111,6 +145,9 @@ pub struct Worker {
     active: Arc<AtomicU32>,
     waiting: Arc<AtomicU32>,
     accepting: Arc<AtomicBool>,
+    /// The output of the runs going on now, by execution id, for whoever follows one live
+    /// (`follow_output`).
+    live: Arc<std::sync::Mutex<std::collections::HashMap<String, Partial>>>,
     /// Fires this process has in hand (taken, waiting for a worker, or running): the periodic
     /// rescan of the processing list leaves them alone.
     in_hand: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -188,6 +225,7 @@ impl Worker {
             waiting: Arc::new(AtomicU32::new(0)),
             accepting: Arc::new(AtomicBool::new(true)),
             in_hand: Default::default(),
+            live: Default::default(),
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
         }
@@ -217,6 +255,7 @@ impl Worker {
             waiting: Arc::clone(&self.waiting),
             accepting: Arc::clone(&self.accepting),
             in_hand: Arc::clone(&self.in_hand),
+            live: Arc::clone(&self.live),
             tracker: self.tracker.clone(),
             cancel: self.cancel.clone(),
         }
@@ -900,6 +939,7 @@ impl Worker {
                 // A panicking handler (an embedding program's bug) fails its run: the panic would end
                 // this task with the fire still `running`, and a rescan would resume it forever.
                 let partial = Partial::default();
+                let _live = Live::new(&self.live, &exec.id, &partial);
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
                 let ctx = FireContext { deadline_ms: timeout.map(|t| now_ms() + t.as_millis() as i64), ..ctx };
                 let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args, &partial)).catch_unwind();
@@ -1011,6 +1051,39 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(execution = %exec.id, error = %e, "external worker lost mid-run; cannot re-run it now (left for the rescan or the reaper)");
                 None
+            }
+        }
+    }
+
+    /// Streams the output of `execution_id` while it runs on this node: what was printed past the
+    /// given byte offsets of its output and standard error, then each append, until the run ends
+    /// here (at once when it does not run here) or `tx` closes. Returns the offsets reached.
+    pub async fn follow_output(
+        &self,
+        execution_id: &str,
+        mut output: usize,
+        mut stderr: usize,
+        tx: &tokio::sync::mpsc::Sender<OutputEvent>,
+    ) -> (usize, usize) {
+        loop {
+            let Some(p) = self.live.lock().ok().and_then(|m| m.get(execution_id).cloned()) else {
+                return (output, stderr);
+            };
+            let changed = p.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let new = p.since(output, stderr);
+            if !new.output.is_empty() || !new.stderr.is_empty() {
+                (output, stderr) = (output + new.output.len(), stderr + new.stderr.len());
+                if tx.send(OutputEvent::Chunk(new)).await.is_err() {
+                    return (output, stderr);
+                }
+            }
+            // The run's end is noticed within this sleep (the registry entry goes).
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tx.closed() => return (output, stderr),
             }
         }
     }

@@ -72,6 +72,15 @@ def append(line):
         os.close(fd)
 
 
+@worker.handler("py.count")
+async def count(ctx, args):
+    """Prints `line i` every args.ms (200) for args.n lines, then returns "counted"."""
+    for i in range(args.get("n", 5)):
+        ctx.log(f"line {i}")
+        await asyncio.sleep(args.get("ms", 200) / 1000)
+    return "counted"
+
+
 @worker.handler("py.noop")
 async def noop(ctx, args):
     """Nothing, for the benchmark: the output is when the handler began (epoch ms)."""
