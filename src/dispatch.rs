@@ -45,6 +45,8 @@ pub enum Decision {
 pub struct FireNeeds<'a> {
     pub handler: &'a str,
     pub master_only: bool,
+    /// The tags an external worker must have (the job's selector).
+    pub selector: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// This node (the master) as `decide` sees it.
@@ -69,7 +71,7 @@ pub fn decide(fire: FireNeeds, here: Here, threshold: f64, peers: &[Peer]) -> De
     if here.has_handler && here.load.ratio() < threshold {
         return Decision::RunHere;
     }
-    let capable: Vec<Peer> = peers.iter().filter(|p| p.has_handler(fire.handler)).cloned().collect();
+    let capable: Vec<Peer> = peers.iter().filter(|p| p.can_run(fire.handler, fire.selector)).cloned().collect();
     match least_loaded(&capable) {
         // Only worth it if the peer is less loaded than we are (or we cannot run it at all).
         Some(p) if !here.has_handler || p.load.ratio() < here.load.ratio() => Decision::SendTo(p.clone()),
@@ -264,8 +266,10 @@ impl Router {
     /// or into `outbox` for the least-loaded peer (see `send`).
     pub async fn route(&self, job: Job, fire_id: String, master: &Mastership, now: i64, outbox: &mut Outbox) {
         let peers = if job.spec.master_only { Vec::new() } else { self.loads.peers(now).await };
-        let fire = FireNeeds { handler: &job.spec.handler, master_only: job.spec.master_only };
-        let here = Here { load: self.worker.load(), has_handler: self.worker.registry().get(fire.handler).is_some() };
+        let fire =
+            FireNeeds { handler: &job.spec.handler, master_only: job.spec.master_only, selector: &job.spec.selector };
+        let has_handler = self.worker.registry().get_for(fire.handler, fire.selector).is_some();
+        let here = Here { load: self.worker.load(), has_handler };
         match decide(fire, here, self.threshold, &peers) {
             Decision::RunHere => {
                 self.worker.metrics().dispatched(path::LOCAL);
@@ -356,7 +360,13 @@ mod tests {
     }
 
     fn peer(id: &str, l: Load) -> Peer {
-        Peer { node_id: id.into(), address: format!("{id}:1"), load: l, handlers: vec!["noop".into()] }
+        Peer {
+            node_id: id.into(),
+            address: format!("{id}:1"),
+            load: l,
+            handlers: vec!["noop".into()],
+            worker_tags: Default::default(),
+        }
     }
 
     fn with_shell(mut p: Peer) -> Peer {
@@ -379,13 +389,63 @@ mod tests {
             ("a peer reporting no workers is skipped", false, load(9, 10, 0), &empty, None),
         ];
         for (name, master_only, local, peers, want) in cases {
-            let fire = FireNeeds { handler: "noop", master_only };
+            let none = Default::default();
+            let fire = FireNeeds { handler: "noop", master_only, selector: &none };
             let got = match decide(fire, Here { load: local, has_handler: true }, 0.8, peers) {
                 Decision::RunHere => None,
                 Decision::SendTo(p) => Some(p.node_id),
                 Decision::Unrunnable(why) => panic!("{name}: unrunnable: {why}"),
             };
             assert_eq!(got.as_deref(), want, "{name}");
+        }
+    }
+
+    /// A job's selector: its fire goes only to a node with an attached worker whose tags match;
+    /// with none, it is unrunnable here (it waits for one: `Worker::cannot_run_here`). A built-in
+    /// handler ignores the selector.
+    #[test]
+    fn routing_by_selector() {
+        let tagged = |id: &str, l: Load, sets: &[&[(&str, &str)]]| {
+            let mut p = peer(id, l);
+            p.handlers.push("report".into());
+            let sets = sets.iter().map(|t| t.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect();
+            p.worker_tags.insert("report".into(), sets);
+            p
+        };
+        let peers = vec![
+            tagged("eu", load(0, 10, 0), &[&[("region", "eu")]]),
+            tagged("us", load(5, 10, 0), &[&[("region", "us"), ("gpu", "true")], &[("region", "us")]]),
+        ];
+        let sel = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let lacking = Here { load: load(0, 10, 0), has_handler: false };
+        type Case<'a> = (&'a str, std::collections::BTreeMap<String, String>, &'a str, Result<&'a str, &'a str>);
+        let cases: Vec<Case> = vec![
+            ("no selector: the least loaded that has it", sel(&[]), "report", Ok("eu")),
+            ("region=us: only us", sel(&[("region", "us")]), "report", Ok("us")),
+            ("two tags: a worker with both", sel(&[("region", "us"), ("gpu", "true")]), "report", Ok("us")),
+            ("no worker matches: unrunnable", sel(&[("region", "ap")]), "report", Err("no live node has it")),
+            (
+                "tags of two workers do not add up",
+                sel(&[("region", "eu"), ("gpu", "true")]),
+                "report",
+                Err("no live node"),
+            ),
+            ("a built-in ignores the selector", sel(&[("region", "ap")]), "noop", Ok("eu")),
+        ];
+        for (name, selector, handler, want) in cases {
+            let fire = FireNeeds { handler, master_only: false, selector: &selector };
+            let got = match decide(fire, lacking, 0.8, &peers) {
+                Decision::SendTo(p) => Ok(p.node_id),
+                Decision::RunHere => Ok("here".to_string()),
+                Decision::Unrunnable(why) => Err(why),
+            };
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "{name}"),
+                (Err(g), Err(w)) => assert!(g.contains(w), "{name}: {g}"),
+                (g, w) => panic!("{name}: got {g:?}, want {w:?}"),
+            }
         }
     }
 
@@ -400,7 +460,8 @@ mod tests {
             with_shell(peer("c", load(3, 10, 0))),
         ];
         let plain = [peer("a", load(0, 10, 0))];
-        let shell = |master_only| FireNeeds { handler: "shell", master_only };
+        let none = Default::default();
+        let shell = |master_only| FireNeeds { handler: "shell", master_only, selector: &none };
         let lacking = Here { load: idle, has_handler: false };
         let having = Here { load: idle, has_handler: true };
         let busy_having = Here { load: load(9, 10, 0), has_handler: true };

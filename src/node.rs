@@ -723,15 +723,16 @@ impl Node {
         }
     }
 
-    /// Whether this node or a live peer can run `handler` now (a built-in, or an attached worker).
-    pub async fn served_anywhere(&self, handler: &str) -> bool {
-        if self.worker.registry().get(handler).is_some() {
+    /// Whether this node or a live peer can run `handler` for a job with `selector` now (a
+    /// built-in, or an attached worker whose tags match).
+    pub async fn served_anywhere(&self, handler: &str, selector: &std::collections::BTreeMap<String, String>) -> bool {
+        if self.worker.registry().get_for(handler, selector).is_some() {
             return true;
         }
         let now = now_ms();
         let ttl = self.config.node_ttl_ms as i64;
         self.shards.home().list_nodes().await.is_ok_and(|nodes| {
-            nodes.iter().any(|n| !n.left && !n.draining && now - n.beat_ms <= ttl && n.has_handler(handler))
+            nodes.iter().any(|n| !n.left && !n.draining && now - n.beat_ms <= ttl && n.can_run(handler, selector))
         })
     }
 
@@ -852,6 +853,7 @@ impl Node {
             http_allow: self.config.http_allow.clone(),
             left: false,
             competing: self.competing.load(Ordering::SeqCst) && !self.is_draining(),
+            worker_tags: self.worker.registry().remote().tags_by_handler(),
         }
     }
 

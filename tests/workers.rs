@@ -379,6 +379,70 @@ async fn output_streams_live_from_any_node() {
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 }
 
+/// A job's selector: its fires run only on a worker whose tags match (two Python workers serving
+/// the same handlers, one on n1 tagged `region=eu`, one on n2 tagged `region=us,gpu=true`); with
+/// no matching worker, PutJob warns and the fire waits, then is misfired. A bad selector is
+/// refused naming it.
+#[tokio::test]
+async fn a_selector_routes_fires_to_workers_with_matching_tags() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--misfire-threshold-ms", "3000"]).await;
+    let _n2 = TestNode::start(&b, "n2", &["--misfire-threshold-ms", "3000"]).await;
+    let _eu = ExtWorker::start_tagged(Sdk::Python, &[&n1.addr], "eu-1", 4, "region=eu");
+    let _us = ExtWorker::start_tagged(Sdk::Python, &[&_n2.addr], "us-1", 4, "region=us,gpu=true");
+    let with = |sel: &[(&str, &str)]| {
+        let sel: std::collections::BTreeMap<String, String> =
+            sel.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |s: &mut rota::job::JobSpec| s.selector = sel
+    };
+    // Both attached (the master sees each node's workers' tags).
+    eventually(WAIT, "both workers attached", || async {
+        let r = n1.client().await.list_nodes(pb::ListNodesRequest {}).await.ok()?.into_inner();
+        (r.nodes.iter().filter(|n| n.handlers.iter().any(|h| h == "py.echo")).count() == 2).then_some(())
+    })
+    .await;
+    let r = put(&n1, job_with("us", "* * * * * *", "py.echo", json!(null), with(&[("region", "us")]))).await;
+    assert!(r.warnings.is_empty(), "{r:?}");
+    put(&n1, job_with("eu", "* * * * * *", "py.echo", json!(null), with(&[("region", "eu")]))).await;
+    put(&n1, job_with("gpu", "* * * * * *", "py.echo", json!(null), with(&[("region", "us"), ("gpu", "true")]))).await;
+    for (job, worker) in [("us", "us-1"), ("eu", "eu-1"), ("gpu", "us-1")] {
+        let done = eventually(WAIT, "three fires of the job succeeded", || async {
+            let d = in_state(&n1, job, pb::ExecutionState::Succeeded).await;
+            (d.len() >= 3).then_some(d)
+        })
+        .await;
+        for e in done {
+            let v: serde_json::Value = serde_json::from_str(e.output.lines().last().unwrap_or_default()).expect("json");
+            assert_eq!(v["worker"], json!(worker), "{job}: {e:?}");
+        }
+    }
+    // No worker matches: a warning, then the fire waits and is misfired.
+    let r = put(&n1, job_with("ap", "0 0 0 1 1 *", "py.echo", json!(null), with(&[("region", "ap")]))).await;
+    assert_eq!(r.warnings.len(), 1, "{r:?}");
+    assert!(r.warnings[0].contains("with tags matching its selector"), "{r:?}");
+    n1.client()
+        .await
+        .trigger_job(pb::TriggerJobRequest { id: "ap".into(), ..Default::default() })
+        .await
+        .expect("trigger");
+    let m = eventually(WAIT, "the fire no worker matches recorded misfired", || async {
+        in_state(&n1, "ap", pb::ExecutionState::Misfired).await.into_iter().next()
+    })
+    .await;
+    assert!(m.error.contains("no worker for handler 'py.echo'"), "{m:?}");
+    // A bad selector.
+    let bad = job_with("bad", "* * * * * *", "py.echo", json!(null), with(&[("bad key", "x")]));
+    let e = n1.client().await.put_job(pb::PutJobRequest { job: Some(bad) }).await.expect_err("bad selector");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("selector.bad key: keys and values must be"), "{e:?}");
+    let many: Vec<(String, String)> = (0..17).map(|i| (format!("k{i}"), "v".to_string())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let bad = job_with("bad", "* * * * * *", "py.echo", json!(null), with(&many));
+    let e = n1.client().await.put_job(pb::PutJobRequest { job: Some(bad) }).await.expect_err("too many");
+    assert!(e.message().starts_with("selector: more than 16 tags"), "{e:?}");
+}
+
 /// A worker frozen (SIGSTOP) past the session TTL is taken as gone: its `rerun` fire runs again on
 /// the other worker. Resumed, it attaches again and its old run is not recorded (no second success).
 #[tokio::test]

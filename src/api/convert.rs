@@ -96,6 +96,7 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         labels: j.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
         keep_last: j.keep_last,
         keep_failed: j.keep_failed,
+        selector: j.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     })
 }
 
@@ -129,6 +130,7 @@ pub fn job(r: &JobRecord) -> pb::Job {
         labels: s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         keep_last: s.keep_last,
         keep_failed: s.keep_failed,
+        selector: s.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         next_fire_time: r.next_ms.map(timestamp),
         update_time: Some(timestamp(r.updated_ms)),
         source: match r.written_by {

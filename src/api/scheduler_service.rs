@@ -102,12 +102,16 @@ impl SchedulerService for SchedulerApi {
     async fn put_job(&self, req: Request<pb::PutJobRequest>) -> Result<Response<pb::PutJobResponse>, Status> {
         let job = req.into_inner().job.ok_or_else(|| Error::invalid("job", "is required"))?;
         let spec = convert::job_spec(&job)?;
-        let handler = spec.handler.clone();
+        let (handler, selector) = (spec.handler.clone(), spec.selector.clone());
         let (rec, created) = self.node.part_of_job(&spec.id)?.scheduler.put_job_from_api(spec, job.paused).await?;
         let mut warnings = Vec::new();
-        if !self.node.served_anywhere(&handler).await {
+        if !self.node.served_anywhere(&handler, &selector).await {
+            let matching = match selector.is_empty() {
+                true => String::new(),
+                false => " with tags matching its selector".to_string(),
+            };
             warnings.push(format!(
-                "no live node or attached worker serves handler '{handler}' yet: its fires wait for one up to the misfire threshold, then are recorded misfired"
+                "no live node or attached worker{matching} serves handler '{handler}' yet: its fires wait for one up to the misfire threshold, then are recorded misfired"
             ));
         }
         Ok(Response::new(pb::PutJobResponse { job: Some(convert::job(&rec)), created, warnings }))

@@ -148,6 +148,9 @@ pub struct PutArgs {
     /// key=value, repeatable.
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// key=value, repeatable: tags an external worker must have to run the job's fires
+    #[arg(long = "selector")]
+    pub selector: Vec<String>,
     /// Keep this many of the job's newest executions, whatever their outcome (default: the
     /// node's execution_keep_last, 1000).
     #[arg(long)]
@@ -206,6 +209,11 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         let (k, v) = l.split_once('=').ok_or_else(|| CliError::Usage(format!("--label '{l}' is not key=value")))?;
         labels.insert(k.to_string(), v.to_string());
     }
+    let mut selector = BTreeMap::new();
+    for l in &a.selector {
+        let (k, v) = l.split_once('=').ok_or_else(|| CliError::Usage(format!("--selector '{l}' is not key=value")))?;
+        selector.insert(k.to_string(), v.to_string());
+    }
     Ok(JobSpec {
         id: a.id.clone().unwrap_or_default(),
         cron: a.cron.clone().unwrap_or_default(),
@@ -234,6 +242,7 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         labels,
         keep_last: a.keep_last.unwrap_or(0),
         keep_failed: a.keep_failed,
+        selector,
     })
 }
 

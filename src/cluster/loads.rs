@@ -17,11 +17,14 @@ pub struct Peer {
     /// The handlers registered on it, from its record: a fire goes only to a node that has its
     /// job's handler.
     pub handlers: Vec<String>,
+    /// Its external workers' tags per handler, from its record (a job's selector).
+    pub worker_tags: crate::job::WorkerTags,
 }
 
 impl Peer {
-    pub fn has_handler(&self, handler: &str) -> bool {
-        self.handlers.iter().any(|h| h == handler)
+    /// Whether it can run fires of `handler` for a job with `selector`.
+    pub fn can_run(&self, handler: &str, selector: &std::collections::BTreeMap<String, String>) -> bool {
+        crate::job::can_run(&self.handlers, &self.worker_tags, handler, selector)
     }
 }
 
@@ -82,6 +85,7 @@ impl LoadTable {
                                 address: n.address.clone(),
                                 load: n.load,
                                 handlers: n.handlers.clone(),
+                                worker_tags: n.worker_tags.clone(),
                             };
                             m.insert(n.node_id, (p, n.beat_ms));
                         }

@@ -43,6 +43,8 @@ pub struct FileJob {
     pub keep_last: Option<u32>,
     /// Older failed executions kept besides (absent: the node's default).
     pub keep_failed: Option<u32>,
+    /// Tags an external worker must have to run the job (`selector = { region = "eu" }`).
+    pub selector: BTreeMap<String, String>,
 }
 
 /// `[[job]]` tables and nothing else.
@@ -91,6 +93,7 @@ impl FileJob {
             labels: self.labels.clone(),
             keep_last: self.keep_last.unwrap_or(0),
             keep_failed: self.keep_failed,
+            selector: self.selector.clone(),
         };
         Ok(Declared { spec, paused: self.paused })
     }

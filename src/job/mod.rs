@@ -110,7 +110,47 @@ pub struct JobSpec {
     /// (`execution_keep_failed`); 0 keeps none beyond `keep_last`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_failed: Option<u32>,
+    /// Tags an external worker must have to run this job's fires (each key with this value;
+    /// `region = "eu"`); empty: any worker serving the handler. A built-in handler ignores it.
+    #[serde(skip_serializing_if = "is_default")]
+    pub selector: BTreeMap<String, String>,
 }
+
+/// A worker id, an external handler's name, a tag's key or value: 1-128 characters of
+/// `[A-Za-z0-9._:-]`.
+pub fn is_tag_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// Whether a worker's `tags` have every key of `selector` with its value.
+pub fn tags_match(tags: &BTreeMap<String, String>, selector: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| tags.get(k) == Some(v))
+}
+
+/// Per external handler a node has, the tags of each attached worker serving it (published in the
+/// node's record, for routing by a job's selector).
+pub type WorkerTags = BTreeMap<String, Vec<BTreeMap<String, String>>>;
+
+/// Whether a node with `handlers` (and `worker_tags` for those its external workers serve) can run
+/// a fire of `handler` for a job with `selector`: a built-in handler ignores the selector; an
+/// external one needs an attached worker whose tags match it.
+pub fn can_run(
+    handlers: &[String],
+    worker_tags: &WorkerTags,
+    handler: &str,
+    selector: &BTreeMap<String, String>,
+) -> bool {
+    if !handlers.iter().any(|h| h == handler) {
+        return false;
+    }
+    match worker_tags.get(handler) {
+        None => true,
+        Some(sets) => selector.is_empty() || sets.iter().any(|t| tags_match(t, selector)),
+    }
+}
+
+/// Most entries of a job's selector.
+pub const MAX_SELECTOR: usize = 16;
 
 /// A job as a jobs file declares it: the definition, and the pause state only when the file says
 /// it. Pausing is an operator's action: a file that does not mention it leaves it as it is.
@@ -144,6 +184,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         labels,
         keep_last,
         keep_failed,
+        selector,
     } = a;
     let pairs = [
         ("id", *id == b.id),
@@ -163,6 +204,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("labels", *labels == b.labels),
         ("keep_last", *keep_last == b.keep_last),
         ("keep_failed", *keep_failed == b.keep_failed),
+        ("selector", *selector == b.selector),
     ];
     pairs.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
 }
@@ -216,6 +258,15 @@ impl Job {
             return Err(Error::invalid("description", format!("longer than {MAX_DESCRIPTION_LEN} bytes")));
         }
         validate_labels(&spec.labels)?;
+        if spec.selector.len() > MAX_SELECTOR {
+            return Err(Error::invalid("selector", format!("more than {MAX_SELECTOR} tags")));
+        }
+        if let Some((k, _)) = spec.selector.iter().find(|(k, v)| !is_tag_name(k) || !is_tag_name(v)) {
+            return Err(Error::invalid(
+                format!("selector.{}", crate::redact::value(k)),
+                "keys and values must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+            ));
+        }
         if spec.keep_last > MAX_KEEP {
             return Err(Error::invalid("keep_last", format!("{} is more than {MAX_KEEP}", spec.keep_last)));
         }

@@ -314,7 +314,7 @@ impl Recovery {
         if job.is_some_and(|j| j.spec.master_only) {
             return self.current_master().await;
         }
-        self.least_loaded_target(now, job.map(|j| j.spec.handler.as_str())).await
+        self.least_loaded_target(now, job.map(|j| &j.spec)).await
     }
 
     /// This node if it is master; otherwise another node holding the lease, waiting a while for
@@ -325,9 +325,14 @@ impl Recovery {
             .unwrap_or_else(|| self.node_id.clone())
     }
 
-    async fn least_loaded_target(&self, now: i64, handler: Option<&str>) -> String {
-        let peers: Vec<_> =
-            self.loads.peers(now).await.into_iter().filter(|p| handler.is_none_or(|h| p.has_handler(h))).collect();
+    async fn least_loaded_target(&self, now: i64, spec: Option<&crate::job::JobSpec>) -> String {
+        let peers: Vec<_> = self
+            .loads
+            .peers(now)
+            .await
+            .into_iter()
+            .filter(|p| spec.is_none_or(|s| p.can_run(&s.handler, &s.selector)))
+            .collect();
         least_loaded(&peers).map_or_else(|| self.node_id.clone(), |p| p.node_id.clone())
     }
 

@@ -530,12 +530,15 @@ pub struct NodeRecord {
     /// With shards, only such nodes are given shards to master.
     #[serde(default)]
     pub competing: bool,
+    /// Per external handler, the tags of each attached worker serving it (routing by selector).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub worker_tags: crate::job::WorkerTags,
 }
 
 impl NodeRecord {
-    /// Whether the node can run fires of `handler`.
-    pub fn has_handler(&self, handler: &str) -> bool {
-        self.handlers.iter().any(|h| h == handler)
+    /// Whether the node can run fires of `handler` (by a job with `selector`).
+    pub fn can_run(&self, handler: &str, selector: &std::collections::BTreeMap<String, String>) -> bool {
+        crate::job::can_run(&self.handlers, &self.worker_tags, handler, selector)
     }
 }
 

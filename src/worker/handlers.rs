@@ -263,12 +263,17 @@ impl Registry {
 
     /// The handler of `name` here: a built-in, or an attached worker that serves it.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Handler>> {
+        self.get_for(name, &BTreeMap::new())
+    }
+
+    /// The handler of `name` here for a job with `selector`: a built-in (which ignores it), or
+    /// the attached workers that serve `name` with tags matching it.
+    pub fn get_for(&self, name: &str, selector: &BTreeMap<String, String>) -> Option<Arc<dyn Handler>> {
         if let Some(h) = self.handlers.get(name) {
             return Some(Arc::clone(h));
         }
-        self.remote
-            .serves(name)
-            .then(|| Arc::new(Remote { name: name.to_string(), hub: Arc::clone(&self.remote) }) as Arc<dyn Handler>)
+        let remote = Remote { name: name.to_string(), selector: selector.clone(), hub: Arc::clone(&self.remote) };
+        self.remote.serves(name, selector).then(|| Arc::new(remote) as Arc<dyn Handler>)
     }
 
     /// Every name this node can run now (built-ins, then what attached workers serve).

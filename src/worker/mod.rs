@@ -442,7 +442,7 @@ impl Worker {
                             tracing::warn!(execution = %exec.id, "master-only fire reached a non-master node: skipped");
                             let _ = self.record_final(&exec, &inc, Some(&job.spec)).await;
                         }
-                        Ok(job) if self.registry.get(&job.spec.handler).is_none() => {
+                        Ok(job) if self.registry.get_for(&job.spec.handler, &job.spec.selector).is_none() => {
                             self.cannot_run_here(&job, exec, &inc).await
                         }
                         Ok(job) => {
@@ -625,7 +625,7 @@ impl Worker {
         let external = !self.registry.is_builtin(handler);
         let late = now_ms() - exec.scheduled_ms;
         if !job.spec.master_only {
-            let to = match self.node_with(handler).await {
+            let to = match self.node_with(handler, &job.spec.selector).await {
                 Capable::Live(to) => Some(to),
                 Capable::Awaited(node)
                     if late <= AWAIT_CAPABLE_MS || (external && late <= self.misfire_threshold_ms) =>
@@ -700,13 +700,13 @@ impl Worker {
 
     /// Another node that has `handler` registered: a live one (the least busy), else one that may
     /// be back soon.
-    async fn node_with(&self, handler: &str) -> Capable {
+    async fn node_with(&self, handler: &str, selector: &std::collections::BTreeMap<String, String>) -> Capable {
         // Unreadable node records say nothing about who is gone: wait as for a node that may return.
         let Ok(nodes) = self.store.list_nodes().await else { return Capable::Awaited(None) };
         let now = now_ms();
         let mut capable: Vec<NodeRecord> = nodes
             .into_iter()
-            .filter(|n| n.node_id != self.node_id && !n.left && !n.draining && n.has_handler(handler))
+            .filter(|n| n.node_id != self.node_id && !n.left && !n.draining && n.can_run(handler, selector))
             .collect();
         capable.sort_by(|a, b| a.load.ratio().total_cmp(&b.load.ratio()).then(a.node_id.cmp(&b.node_id)));
         if let Some(n) = capable.iter().find(|n| n.load.max > 0 && now - n.beat_ms <= self.node_ttl_ms as i64) {
@@ -925,7 +925,7 @@ impl Worker {
         // It never reached a handler: no worker serves it here now (one left since the start, or
         // between retries), or the one chosen went before the push. It waits for one.
         let mut no_worker = false;
-        let outcome = match self.registry.get(&job.spec.handler) {
+        let outcome = match self.registry.get_for(&job.spec.handler, &job.spec.selector) {
             None if !self.registry.is_builtin(&job.spec.handler) => {
                 no_worker = true;
                 Err((ExecState::Failed, String::new(), RunOutput::default()))
@@ -1009,9 +1009,9 @@ impl Worker {
     /// queued on this node itself waits for the rescan when the queue's taker finds this task
     /// still holding the fire.)
     async fn rerun_after_worker_loss(&self, job: &Job, exec: &mut Execution, inc: &str) -> Option<ExecState> {
-        let to = match self.registry.get(&job.spec.handler) {
+        let to = match self.registry.get_for(&job.spec.handler, &job.spec.selector) {
             Some(_) => self.node_id.clone(),
-            None => match self.node_with(&job.spec.handler).await {
+            None => match self.node_with(&job.spec.handler, &job.spec.selector).await {
                 Capable::Live(to) => to,
                 _ => self.node_id.clone(),
             },

@@ -26,9 +26,7 @@ pub const BUILTIN_NAMES: [&str; 4] = ["noop", "sleep", "http", "shell"];
 const MAX_PARTIAL_BYTES: usize = 256 * 1024;
 
 /// A valid worker id, handler name, tag key or value: 1-128 characters of `[A-Za-z0-9._:-]`.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-}
+pub use crate::job::is_tag_name as valid_name;
 
 /// What a worker said of itself in its hello (checked by the API edge).
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +103,11 @@ impl Session {
     /// Whether it takes fires (it has not said it is stopping).
     fn taking(&self) -> bool {
         !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether it takes fires of `name` for a job with `selector`.
+    fn fits(&self, name: &str, selector: &BTreeMap<String, String>) -> bool {
+        self.taking() && self.spec.handlers.contains(name) && crate::job::tags_match(&self.spec.tags, selector)
     }
 
     fn release(&self) {
@@ -270,8 +273,22 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    pub fn serves(&self, name: &str) -> bool {
-        self.sessions.lock().is_ok_and(|m| m.values().any(|s| s.taking() && s.spec.handlers.contains(name)))
+    /// Whether a session taking fires serves `name` with tags matching `selector`.
+    pub fn serves(&self, name: &str, selector: &BTreeMap<String, String>) -> bool {
+        self.sessions.lock().is_ok_and(|m| m.values().any(|s| s.fits(name, selector)))
+    }
+
+    /// Per handler served, the tags of each session serving it (the node record's `worker_tags`).
+    pub fn tags_by_handler(&self) -> crate::job::WorkerTags {
+        let mut out = crate::job::WorkerTags::new();
+        if let Ok(m) = self.sessions.lock() {
+            for s in m.values().filter(|s| s.taking()) {
+                for h in &s.spec.handlers {
+                    out.entry(h.clone()).or_default().push(s.spec.tags.clone());
+                }
+            }
+        }
+        out
     }
 
     pub fn sessions(&self) -> Vec<Arc<Session>> {
@@ -280,7 +297,7 @@ impl Hub {
 
     /// A session serving `name` with a free slot (the least busy), its slot taken; waits while
     /// every serving session is full. None when no session serves `name`.
-    async fn take_slot(&self, name: &str) -> Option<Arc<Session>> {
+    async fn take_slot(&self, name: &str, selector: &BTreeMap<String, String>) -> Option<Arc<Session>> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -288,8 +305,7 @@ impl Hub {
             changed.as_mut().enable();
             {
                 let m = self.sessions.lock().ok()?;
-                let serving: Vec<&Arc<Session>> =
-                    m.values().filter(|s| s.taking() && s.spec.handlers.contains(name)).collect();
+                let serving: Vec<&Arc<Session>> = m.values().filter(|s| s.fits(name, selector)).collect();
                 if serving.is_empty() {
                     return None;
                 }
@@ -307,9 +323,11 @@ impl Hub {
     }
 }
 
-/// The handler behind an external handler name: runs a fire on an attached worker.
+/// The handler behind an external handler name: runs a fire on an attached worker (one whose tags
+/// match the job's selector).
 pub struct Remote {
     pub name: String,
+    pub selector: BTreeMap<String, String>,
     pub hub: Arc<Hub>,
 }
 
@@ -361,7 +379,7 @@ impl Handler for Remote {
         args: &Value,
         partial: &Partial,
     ) -> Result<RunOutput, HandlerFailure> {
-        let Some(session) = self.hub.take_slot(&self.name).await else {
+        let Some(session) = self.hub.take_slot(&self.name, &self.selector).await else {
             return Err(HandlerFailure::no_worker(format!(
                 "no worker attached to node {} serves handler '{}'",
                 ctx.node_id, self.name

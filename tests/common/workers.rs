@@ -153,6 +153,11 @@ impl ExtWorker {
         Self::spawn(sdk, targets, id, slots, token, None)
     }
 
+    /// Starts a worker on `sdk` with tags (`region=eu,gpu=true`).
+    pub fn start_tagged(sdk: Sdk, targets: &[&str], id: &str, slots: u32, tags: &str) -> ExtWorker {
+        Self::spawn_with(sdk, targets, id, slots, None, None, tags)
+    }
+
     /// Starts a worker on `sdk` whose runs go to `sidelog` (shared with other processes: the chaos
     /// runner's).
     pub fn start_logging_to(sdk: Sdk, targets: &[&str], id: &str, slots: u32, sidelog: &Path) -> ExtWorker {
@@ -166,6 +171,18 @@ impl ExtWorker {
         slots: u32,
         token: Option<&str>,
         sidelog: Option<&Path>,
+    ) -> ExtWorker {
+        Self::spawn_with(sdk, targets, id, slots, token, sidelog, "")
+    }
+
+    fn spawn_with(
+        sdk: Sdk,
+        targets: &[&str],
+        id: &str,
+        slots: u32,
+        token: Option<&str>,
+        sidelog: Option<&Path>,
+        tags: &str,
     ) -> ExtWorker {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("worker.log");
@@ -194,6 +211,7 @@ impl ExtWorker {
         }
         let child = cmd
             .env("ROTA_SIDELOG", &sidelog)
+            .env("ROTA_WORKER_TAGS", tags)
             .env("PYTHONUNBUFFERED", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))

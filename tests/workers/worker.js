@@ -9,7 +9,9 @@ const path = require("path");
 const { Worker } = require(process.env.ROTA_NODE_SDK || path.join(__dirname, "..", "..", "sdk", "node"));
 
 const [targets, workerId, slots, token] = process.argv.slice(2);
-const worker = new Worker({ targets: targets.split(","), workerId, slots: Number(slots), token, graceMs: 10000 });
+// ROTA_WORKER_TAGS: "region=eu,gpu=true"
+const tags = Object.fromEntries((process.env.ROTA_WORKER_TAGS || "").split(",").filter((kv) => kv).map((kv) => kv.split("=", 2)));
+const worker = new Worker({ targets: targets.split(","), workerId, slots: Number(slots), token, graceMs: 10000, tags });
 const SIDELOG = process.env.ROTA_SIDELOG;
 
 function note(kind, ctx) {

@@ -18,7 +18,9 @@ from rota_worker import Worker
 targets, worker_id, slots = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3])
 token = sys.argv[4] if len(sys.argv) > 4 else None
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-worker = Worker(targets, worker_id=worker_id, slots=slots, token=token, grace=10)
+# ROTA_WORKER_TAGS: "region=eu,gpu=true"
+tags = dict(kv.split("=", 1) for kv in os.environ.get("ROTA_WORKER_TAGS", "").split(",") if kv)
+worker = Worker(targets, worker_id=worker_id, slots=slots, token=token, grace=10, tags=tags)
 SIDELOG = os.environ.get("ROTA_SIDELOG")
 
 
