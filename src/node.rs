@@ -41,7 +41,7 @@ use crate::worker::egress::{Egress, OwnPorts};
 use crate::worker::handlers::Registry;
 use crate::worker::handlers::RunOutput;
 use crate::worker::http::Http;
-use crate::worker::remote::{Outbound, Session, WorkerSpec};
+use crate::worker::remote::{Hub, Outbound, Session, WorkerSpec};
 use crate::worker::shell::Shell;
 use crate::worker::OutputEvent;
 use crate::worker::{Worker, WorkerParts};
@@ -141,6 +141,8 @@ pub struct Node {
     pub history: Arc<History>,
     /// The worker pool (every part's worker is a view of it).
     pub worker: Arc<Worker>,
+    /// The external workers attached to this node (their handlers are in the pool's registry).
+    workers_hub: Hub,
     /// How many shard leases this node holds and should.
     share: Arc<Share>,
     /// Peers' loads, shared by every shard's delivery (fed by ReportLoad).
@@ -192,6 +194,9 @@ impl Node {
             registry.register("shell", Shell::new(config.shell_output_cap_bytes, config.shell_allow.clone()));
         }
         let tls = TlsFiles::load(&config)?;
+        // External workers: their handlers come and go with their sessions.
+        let workers_hub = Hub::default();
+        registry.attach_source(Arc::new(workers_hub.clone()));
         let local_addr = bound.grpc;
         // With port 0 in the config, the ports http jobs must not reach are known only once bound.
         // Before the jobs file, whose http jobs are judged by this rule.
@@ -375,6 +380,7 @@ impl Node {
             parts,
             history,
             worker,
+            workers_hub,
             share,
             loads,
             peer_client,
@@ -660,7 +666,7 @@ impl Node {
     /// the same worker id is replaced: its fires follow their jobs' recovery policy.
     pub fn attach_worker(&self, spec: WorkerSpec, tx: tokio::sync::mpsc::Sender<Outbound>) -> Result<Arc<Session>> {
         let slots = spec.slots;
-        let (session, old) = self.worker.registry().remote().attach(spec, tx)?;
+        let (session, old) = self.workers_hub.attach(spec, tx)?;
         if let Some(old) = old {
             self.worker.remove_capacity(old.spec.slots);
         }
@@ -668,6 +674,11 @@ impl Node {
         tracing::info!(worker = %session.spec.worker_id, handlers = ?session.spec.handlers, slots, sdk = %session.spec.sdk,
             "external worker attached");
         Ok(session)
+    }
+
+    /// An attached worker stops taking fires (it is stopping): the node pushes it no more.
+    pub fn drain_worker(&self, session: &Session) {
+        self.workers_hub.drain(session);
     }
 
     /// Follows an execution's output to its end, wherever it runs: live from this node's pool
@@ -738,7 +749,7 @@ impl Node {
 
     /// Detaches a session (its stream ended): the fires it held follow their jobs' recovery policy.
     pub fn detach_worker(&self, session: &Arc<Session>, why: &str) {
-        if self.worker.registry().remote().detach(session, why) {
+        if self.workers_hub.detach(session, why) {
             self.worker.remove_capacity(session.spec.slots);
         }
     }
@@ -853,7 +864,7 @@ impl Node {
             http_allow: self.config.http_allow.clone(),
             left: false,
             competing: self.competing.load(Ordering::SeqCst) && !self.is_draining(),
-            worker_tags: self.worker.registry().remote().tags_by_handler(),
+            worker_tags: self.workers_hub.tags_by_handler(),
         }
     }
 

@@ -199,7 +199,7 @@ fn handle(node: &Node, session: &Session, m: pb::AttachRequest) -> Result<(), (S
         Some(In::Hello(_)) => Err((String::new(), "hello: already said; a session says hello once".into())),
         Some(In::Heartbeat(_)) => Ok(()),
         Some(In::Drain(_)) => {
-            node.worker.registry().remote().drain(session);
+            node.drain_worker(session);
             Ok(())
         }
         Some(In::Started(s)) => match session.holds(&s.execution_id) {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::remote::{valid_name, Hub, Remote, BUILTIN_NAMES};
 use crate::error::{Error, Result};
 
 /// What a handler knows about the fire it runs, so it can be idempotent and a test can check every
@@ -248,12 +247,24 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// Names only built-in handlers may have: a worker may not serve them.
+pub const BUILTIN_NAMES: [&str; 4] = ["noop", "sleep", "http", "shell"];
+
+/// Handlers that come and go: the external workers attached to this node (`remote::Hub`). The
+/// registry asks it for the names it does not have itself.
+pub trait Attached: Send + Sync {
+    /// The handler of `name` for a job with `selector`, if an attached worker serves it so.
+    fn handler(&self, name: &str, selector: &BTreeMap<String, String>) -> Option<Arc<dyn Handler>>;
+    /// Every name attached workers serve now.
+    fn names(&self) -> std::collections::BTreeSet<String>;
+}
+
 /// Handlers by name: the built-ins (and an embedding program's own), and the names the external
-/// workers attached to this node serve (`remote::Hub`, shared by every clone of the registry).
+/// workers attached to this node serve (`attached`, shared by every clone of the registry).
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: BTreeMap<String, Arc<dyn Handler>>,
-    remote: Arc<Hub>,
+    attached: Option<Arc<dyn Attached>>,
 }
 
 impl Registry {
@@ -272,20 +283,21 @@ impl Registry {
         if let Some(h) = self.handlers.get(name) {
             return Some(Arc::clone(h));
         }
-        let remote = Remote { name: name.to_string(), selector: selector.clone(), hub: Arc::clone(&self.remote) };
-        self.remote.serves(name, selector).then(|| Arc::new(remote) as Arc<dyn Handler>)
+        self.attached.as_ref()?.handler(name, selector)
     }
 
     /// Every name this node can run now (built-ins, then what attached workers serve).
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.handlers.keys().cloned().collect();
-        v.extend(self.remote.names().into_iter().filter(|n| !self.handlers.contains_key(n)));
+        if let Some(a) = &self.attached {
+            v.extend(a.names().into_iter().filter(|n| !self.handlers.contains_key(n)));
+        }
         v
     }
 
-    /// The attached external workers.
-    pub fn remote(&self) -> &Arc<Hub> {
-        &self.remote
+    /// Where the names of attached external workers come from (the node's `remote::Hub`).
+    pub fn attach_source(&mut self, attached: Arc<dyn Attached>) {
+        self.attached = Some(attached);
     }
 
     /// Whether `name` is one of this node's own handlers (not an external worker's).
@@ -307,7 +319,7 @@ impl Registry {
                     ),
                 ));
             }
-            if BUILTIN_NAMES.contains(&name) || !valid_name(name) {
+            if BUILTIN_NAMES.contains(&name) || !crate::job::is_tag_name(name) {
                 return Err(Error::invalid(
                     "handler",
                     format!(

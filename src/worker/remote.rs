@@ -15,11 +15,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::handlers::{FailureKind, FireContext, Handler, HandlerFailure, Partial, RunOutput};
+use super::handlers::{Attached, FailureKind, FireContext, Handler, HandlerFailure, Partial, RunOutput};
 use crate::pb;
 
-/// Names only built-in handlers may have: a worker may not serve them.
-pub const BUILTIN_NAMES: [&str; 4] = ["noop", "sleep", "http", "shell"];
+pub use super::handlers::BUILTIN_NAMES;
 
 /// The most a session's output may add to a run's record (the record keeps less; see
 /// `MAX_OUTPUT_BYTES`): a worker printing without end cannot grow the node's memory.
@@ -199,13 +198,32 @@ pub fn not_held(execution_id: &str) -> String {
 /// Sessions a node takes at once: each holds a stream, a task and up to 10,000 slots.
 pub const MAX_SESSIONS: usize = 1000;
 
-/// The sessions attached to this node.
+/// The sessions attached to this node (a handle: clones share them).
+#[derive(Clone, Default)]
+pub struct Hub(Arc<HubState>);
+
 #[derive(Default)]
-pub struct Hub {
+pub struct HubState {
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
     /// Notified when a slot frees or a session comes or goes (a fire waiting for a slot looks again).
     changed: Arc<Notify>,
     serial: AtomicU64,
+}
+
+/// The registry's view of the attached workers: a handler for a name they serve.
+impl Attached for Hub {
+    fn handler(&self, name: &str, selector: &BTreeMap<String, String>) -> Option<Arc<dyn Handler>> {
+        let remote = Remote { name: name.to_string(), selector: selector.clone(), hub: self.clone() };
+        self.serves(name, selector).then(|| Arc::new(remote) as Arc<dyn Handler>)
+    }
+
+    fn names(&self) -> BTreeSet<String> {
+        self.0
+            .sessions
+            .lock()
+            .map(|m| m.values().filter(|s| s.taking()).flat_map(|s| s.spec.handlers.iter().cloned()).collect())
+            .unwrap_or_default()
+    }
 }
 
 impl Hub {
@@ -219,16 +237,16 @@ impl Hub {
     ) -> crate::Result<(Arc<Session>, Option<Arc<Session>>)> {
         let session = Arc::new(Session {
             spec,
-            serial: self.serial.fetch_add(1, Ordering::Relaxed) + 1,
+            serial: self.0.serial.fetch_add(1, Ordering::Relaxed) + 1,
             busy: AtomicU32::new(0),
             draining: Default::default(),
             tx,
             pushed: Mutex::new(HashMap::new()),
-            changed: Arc::clone(&self.changed),
+            changed: Arc::clone(&self.0.changed),
             gone: CancellationToken::new(),
         });
         let old = {
-            let mut m = self.sessions.lock().map_err(|_| crate::Error::Busy("worker sessions unavailable".into()))?;
+            let mut m = self.0.sessions.lock().map_err(|_| crate::Error::Busy("worker sessions unavailable".into()))?;
             if m.len() >= MAX_SESSIONS && !m.contains_key(&session.spec.worker_id) {
                 return Err(crate::Error::Busy(format!(
                     "this node has {MAX_SESSIONS} external workers attached; attach to another node"
@@ -243,45 +261,37 @@ impl Hub {
             ))));
             old.end(&why);
         }
-        self.changed.notify_waiters();
+        self.0.changed.notify_waiters();
         Ok((session, old))
     }
 
     /// Detaches a session (if it is still the one attached under its id) and ends it. True when
     /// it was attached (its slots are to be taken off the node's capacity).
     pub fn detach(&self, session: &Arc<Session>, why: &str) -> bool {
-        let removed = self.sessions.lock().is_ok_and(|mut m| match m.get(&session.spec.worker_id) {
+        let removed = self.0.sessions.lock().is_ok_and(|mut m| match m.get(&session.spec.worker_id) {
             Some(s) if s.serial == session.serial => m.remove(&session.spec.worker_id).is_some(),
             _ => false,
         });
         session.end(why);
-        self.changed.notify_waiters();
+        self.0.changed.notify_waiters();
         removed
     }
 
     /// A session stops taking fires (its worker is stopping).
     pub fn drain(&self, session: &Session) {
         session.draining.store(true, Ordering::Relaxed);
-        self.changed.notify_waiters();
-    }
-
-    /// The handler names attached sessions serve (those still taking fires).
-    pub fn names(&self) -> BTreeSet<String> {
-        self.sessions
-            .lock()
-            .map(|m| m.values().filter(|s| s.taking()).flat_map(|s| s.spec.handlers.iter().cloned()).collect())
-            .unwrap_or_default()
+        self.0.changed.notify_waiters();
     }
 
     /// Whether a session taking fires serves `name` with tags matching `selector`.
     pub fn serves(&self, name: &str, selector: &BTreeMap<String, String>) -> bool {
-        self.sessions.lock().is_ok_and(|m| m.values().any(|s| s.fits(name, selector)))
+        self.0.sessions.lock().is_ok_and(|m| m.values().any(|s| s.fits(name, selector)))
     }
 
     /// Per handler served, the tags of each session serving it (the node record's `worker_tags`).
     pub fn tags_by_handler(&self) -> crate::job::WorkerTags {
         let mut out = crate::job::WorkerTags::new();
-        if let Ok(m) = self.sessions.lock() {
+        if let Ok(m) = self.0.sessions.lock() {
             for s in m.values().filter(|s| s.taking()) {
                 for h in &s.spec.handlers {
                     out.entry(h.clone()).or_default().push(s.spec.tags.clone());
@@ -292,19 +302,19 @@ impl Hub {
     }
 
     pub fn sessions(&self) -> Vec<Arc<Session>> {
-        self.sessions.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.0.sessions.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
     /// A session serving `name` with a free slot (the least busy), its slot taken; waits while
     /// every serving session is full. None when no session serves `name`.
     async fn take_slot(&self, name: &str, selector: &BTreeMap<String, String>) -> Option<Arc<Session>> {
         loop {
-            let changed = self.changed.notified();
+            let changed = self.0.changed.notified();
             tokio::pin!(changed);
             // Registered before looking, so a slot freed between the look and the wait is seen.
             changed.as_mut().enable();
             {
-                let m = self.sessions.lock().ok()?;
+                let m = self.0.sessions.lock().ok()?;
                 let serving: Vec<&Arc<Session>> = m.values().filter(|s| s.fits(name, selector)).collect();
                 if serving.is_empty() {
                     return None;
@@ -328,7 +338,7 @@ impl Hub {
 pub struct Remote {
     pub name: String,
     pub selector: BTreeMap<String, String>,
-    pub hub: Arc<Hub>,
+    pub hub: Hub,
 }
 
 /// Frees the slot when the run ends with an answer; when the run is dropped before its result (the

@@ -42,6 +42,16 @@ fn python_sdk() -> &'static Path {
     })
 }
 
+/// PYTHONPATH for a process on the SDK: its install folder, then what the caller had (the packages
+/// `./test.sh` installs).
+fn python_path() -> String {
+    let site = python_sdk().display().to_string();
+    match std::env::var("PYTHONPATH") {
+        Ok(p) if !p.is_empty() => format!("{site}:{p}"),
+        _ => site,
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read sdk dir").map_while(Result::ok) {
@@ -89,17 +99,12 @@ pub fn sdk_unit_tests(sdk: Sdk) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = match sdk {
         Sdk::Python => {
-            let site = python_sdk();
-            let path = match std::env::var("PYTHONPATH") {
-                Ok(p) if !p.is_empty() => format!("{}:{p}", site.display()),
-                _ => site.display().to_string(),
-            };
             Command::new("python3")
                 .arg(root.join("sdk/python/tests/test_units.py"))
                 .arg("-v")
                 // Not the source folder: the tests import the SDK as installed.
                 .current_dir(std::env::temp_dir())
-                .env("PYTHONPATH", path)
+                .env("PYTHONPATH", python_path())
                 .output()
         }
         Sdk::Node => {
@@ -150,7 +155,7 @@ impl ExtWorker {
 
     /// Starts a worker on `sdk`.
     pub fn start_on(sdk: Sdk, targets: &[&str], id: &str, slots: u32, token: Option<&str>) -> ExtWorker {
-        Self::spawn(sdk, targets, id, slots, token, None)
+        Self::spawn_with(sdk, targets, id, slots, token, None, "")
     }
 
     /// Starts a worker on `sdk` with tags (`region=eu,gpu=true`).
@@ -161,18 +166,7 @@ impl ExtWorker {
     /// Starts a worker on `sdk` whose runs go to `sidelog` (shared with other processes: the chaos
     /// runner's).
     pub fn start_logging_to(sdk: Sdk, targets: &[&str], id: &str, slots: u32, sidelog: &Path) -> ExtWorker {
-        Self::spawn(sdk, targets, id, slots, None, Some(sidelog))
-    }
-
-    fn spawn(
-        sdk: Sdk,
-        targets: &[&str],
-        id: &str,
-        slots: u32,
-        token: Option<&str>,
-        sidelog: Option<&Path>,
-    ) -> ExtWorker {
-        Self::spawn_with(sdk, targets, id, slots, token, sidelog, "")
+        Self::spawn_with(sdk, targets, id, slots, None, Some(sidelog), "")
     }
 
     fn spawn_with(
@@ -190,13 +184,8 @@ impl ExtWorker {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let mut cmd = match sdk {
             Sdk::Python => {
-                let site = python_sdk();
-                let path = match std::env::var("PYTHONPATH") {
-                    Ok(p) if !p.is_empty() => format!("{}:{p}", site.display()),
-                    _ => site.display().to_string(),
-                };
                 let mut c = Command::new("python3");
-                c.arg(root.join("tests/workers/worker.py")).env("PYTHONPATH", path);
+                c.arg(root.join("tests/workers/worker.py")).env("PYTHONPATH", python_path());
                 c
             }
             Sdk::Node => {
