@@ -673,6 +673,16 @@ impl Node {
         self.worker.add_capacity(slots);
         tracing::info!(worker = %session.spec.worker_id, handlers = ?session.spec.handlers, slots, sdk = %session.spec.sdk,
             "external worker attached");
+        // Fires waiting here for a worker (`Worker::cannot_run_here`) start now rather than at the
+        // next periodic rescan.
+        for part in &self.parts {
+            let recovery = Arc::clone(&part.recovery);
+            tokio::spawn(async move {
+                if let Err(e) = recovery.rescan().await {
+                    tracing::debug!(error = %e, "rescan after a worker attached failed; the periodic one follows");
+                }
+            });
+        }
         Ok(session)
     }
 
