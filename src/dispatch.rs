@@ -114,6 +114,8 @@ pub struct PeerClient {
     tls: Option<tonic::transport::ClientTlsConfig>,
     /// One channel per peer address, kept open.
     channels: Mutex<HashMap<String, Channel>>,
+    /// The same for streams, which outlive the per-call deadline of `channels`.
+    stream_channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl PeerClient {
@@ -123,7 +125,13 @@ impl PeerClient {
         tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> PeerClient {
         let secret = cluster_secret.and_then(|s| format!("Bearer {s}").parse().ok());
-        PeerClient { timeout, secret, tls, channels: Mutex::new(HashMap::new()) }
+        PeerClient {
+            timeout,
+            secret,
+            tls,
+            channels: Mutex::new(HashMap::new()),
+            stream_channels: Mutex::new(HashMap::new()),
+        }
     }
 
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
@@ -165,7 +173,18 @@ impl PeerClient {
         output_offset: u64,
         stderr_offset: u64,
     ) -> Result<tonic::Streaming<pb::WatchOutputResponse>, String> {
-        let ch = self.endpoint(address)?.connect().await.map_err(|e| e.to_string())?;
+        // One kept-open channel per peer for these streams too (HTTP/2 carries many at once).
+        let ch = {
+            let mut map = self.stream_channels.lock().map_err(|_| "peer channel cache poisoned".to_string())?;
+            match map.get(address) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.endpoint(address)?.connect_lazy();
+                    map.insert(address.to_string(), c.clone());
+                    c
+                }
+            }
+        };
         let req = pb::WatchOutputRequest { execution_id: execution_id.to_string(), output_offset, stderr_offset };
         NodeServiceClient::new(ch)
             .watch_output(self.request(req))

@@ -671,7 +671,7 @@ impl Node {
             self.worker.remove_capacity(old.spec.slots);
         }
         self.worker.add_capacity(slots);
-        tracing::info!(worker = %session.spec.worker_id, handlers = ?session.spec.handlers, slots, sdk = %session.spec.sdk,
+        tracing::info!(worker = %session.spec.worker_id, handlers = session.spec.handlers.len(), slots, sdk = %session.spec.sdk,
             "external worker attached");
         // Fires waiting here for a worker (`Worker::cannot_run_here`) start now rather than at the
         // next periodic rescan.
@@ -701,8 +701,11 @@ impl Node {
             if tx.is_closed() {
                 return;
             }
-            // Here: the pool's live output, until the run ends here.
-            (output, stderr) = self.worker.follow_output(id, output, stderr, &tx).await;
+            // Here: the pool's live output, until the run ends here (or the node stops).
+            tokio::select! {
+                r = self.worker.follow_output(id, output, stderr, &tx) => (output, stderr) = r,
+                _ = self.cancel.cancelled() => return,
+            }
             let rec = match self.history.get(id).await {
                 Ok(Some(r)) => r,
                 Ok(None) => {
@@ -729,7 +732,14 @@ impl Node {
                     .and_then(|ns| ns.into_iter().find(|n| n.node_id == rec.node_id && !n.left).map(|n| n.address));
                 if let Some(address) = address {
                     if let Ok(mut s) = self.peer_client.watch_output(&address, id, output as u64, stderr as u64).await {
-                        while let Ok(Some(m)) = s.message().await {
+                        loop {
+                            // The relay ends with the client, the node, or the run there.
+                            let m = tokio::select! {
+                                m = s.message() => m,
+                                _ = tx.closed() => return,
+                                _ = self.cancel.cancelled() => return,
+                            };
+                            let Ok(Some(m)) = m else { break };
                             (output, stderr) = (output + m.output.len(), stderr + m.stderr.len());
                             let c = RunOutput { output: m.output, stderr: m.stderr };
                             if tx.send(OutputEvent::Chunk(c)).await.is_err() {
@@ -739,8 +749,13 @@ impl Node {
                     }
                 }
             }
-            // Not started yet, between retries, waiting for a worker, or its node unreachable.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Not started yet, between retries, waiting for a worker, or its node unreachable: its
+            // record is read again in a second (one Redis read a second per follower).
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tx.closed() => return,
+                _ = self.cancel.cancelled() => return,
+            }
         }
     }
 

@@ -242,6 +242,7 @@ async fn killed_mid_run(sdk: Sdk) {
     let first = executions(&mut c, "rerunjob").await.into_iter().find(|e| e.attempt == 1).expect("attempt 1");
     assert_eq!(state(&first), pb::ExecutionState::Lost, "{first:?}");
     assert!(first.error.contains("re-run as attempt 2"), "{first:?}");
+    assert!(first.next_attempt_time.is_some(), "it says another attempt follows (trigger --wait goes on): {first:?}");
     // Nothing more: the lost job's fire did not run again, and each job has one fire.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(b.runs().iter().all(|r| !r.2.starts_with("lostjob@")), "a lost fire ran again: {:?}", b.runs());
@@ -474,6 +475,7 @@ async fn a_paused_worker_is_taken_as_gone_and_its_late_run_is_not_recorded() {
         a.log().matches("attached to node n1").count().ge(&2).then_some(())
     })
     .await;
+
     tokio::time::sleep(Duration::from_secs(3)).await;
     let all = executions(&mut c, "job").await;
     let succeeded: Vec<_> = all.iter().filter(|e| state(e) == pb::ExecutionState::Succeeded).collect();
@@ -520,6 +522,24 @@ async fn stopping_worker(sdk: Sdk) {
         r.nodes.iter().all(|n| !n.handlers.contains(&h)).then_some(())
     })
     .await;
+}
+
+/// A session the node ends is told why: a worker silent past the TTL gets UNAVAILABLE saying so.
+#[tokio::test]
+async fn a_session_the_node_ends_is_told_why() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--worker-ttl-ms", "1000"]).await;
+    let (_tx, s) = stream(&node, vec![hello("quiet", &["x.y"], 1)]).await;
+    let mut s = s.expect("attached");
+    let e = loop {
+        match tokio::time::timeout(WAIT, s.message()).await.expect("in time") {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("session ended by node n1: silent for more than 1000 ms"), "{e:?}");
 }
 
 /// A second worker process with the id of an attached one takes the id over: the first one's

@@ -23,11 +23,17 @@ const MAX_PAGE: u32 = 1000;
 
 pub struct SchedulerApi {
     node: Arc<Node>,
+    /// Output followers (`WatchExecutionOutput`) open on this node now.
+    followers: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Output followers a node serves at once: each may hold a stream from the node that runs the
+/// execution, and reads its record once a second while it is not running.
+const MAX_FOLLOWERS: usize = 256;
 
 impl SchedulerApi {
     pub fn new(node: Arc<Node>) -> Self {
-        SchedulerApi { node }
+        SchedulerApi { node, followers: Default::default() }
     }
 
     /// Each shard's lease holder (id, epoch), if any, and every node the store knows as seen now,
@@ -310,9 +316,20 @@ impl SchedulerService for SchedulerApi {
         }
         // Known, or NOT_FOUND now rather than in the stream.
         self.node.history.get(&id).await?.ok_or_else(|| Error::ExecutionNotFound(id.clone()))?;
+        use std::sync::atomic::Ordering;
+        if self.followers.fetch_add(1, Ordering::SeqCst) >= MAX_FOLLOWERS {
+            self.followers.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Busy(format!(
+                "this node follows {MAX_FOLLOWERS} executions' output already; try another node or later"
+            ))
+            .into());
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let node = Arc::clone(&self.node);
-        tokio::spawn(async move { node.follow_output(&id, tx).await });
+        let (node, followers) = (Arc::clone(&self.node), Arc::clone(&self.followers));
+        tokio::spawn(async move {
+            node.follow_output(&id, tx).await;
+            followers.fetch_sub(1, Ordering::SeqCst);
+        });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|e| match e {
             OutputEvent::Chunk(c) => {
                 Ok(pb::WatchExecutionOutputResponse { output: c.output, stderr: c.stderr, execution: None })

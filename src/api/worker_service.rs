@@ -25,9 +25,9 @@ use crate::worker::remote::{
 /// How long a new stream may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 /// Limits of a hello (see `WorkerHello` in the proto).
-const MAX_HANDLERS: usize = 256;
+const MAX_HANDLERS: usize = 64;
 const MAX_SLOTS: u32 = 10_000;
-const MAX_TAGS: usize = 32;
+const MAX_TAGS: usize = 16;
 const MAX_SDK_CHARS: usize = 128;
 /// The most text one output or result message may carry.
 const MAX_TEXT_BYTES: usize = 64 * 1024;
@@ -121,6 +121,9 @@ impl WorkerService for WorkerApi {
         tokio::spawn(async move {
             let why = serve(&node, &session, &mut inbound, beat, ttl).await;
             tracing::info!(worker = %session.spec.worker_id, why = %why, "external worker detached");
+            // The worker is told why its stream ends (unless it closed it, or was replaced, which
+            // ended it with ALREADY_EXISTS already).
+            session.end_stream(tonic::Status::unavailable(format!("session ended by node {}: {why}", node.node_id)));
             node.detach_worker(&session, &why);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -164,7 +167,12 @@ async fn serve(
                         if refused > MAX_REFUSED {
                             return format!("more than {MAX_REFUSED} of its messages refused");
                         }
-                        tracing::warn!(worker = %session.spec.worker_id, execution = %id, why = %why, "worker message refused");
+                        // The first few, then one in a hundred: a confused or hostile worker
+                        // must not flood the log.
+                        if refused <= 10 || refused.is_multiple_of(100) {
+                            tracing::warn!(worker = %session.spec.worker_id, execution = %id, why = %why, refused,
+                                "worker message refused");
+                        }
                         if session.try_send(Out::Rejected(pb::Rejected { execution_id: id, reason: why })).is_err() {
                             return unread.into();
                         }

@@ -1032,6 +1032,9 @@ impl Worker {
                 let why =
                     format!("{}; re-run as attempt {} on node {to} (recovery rerun)", exec.error, exec.attempt + 1);
                 exec.set_error(why);
+                // Says another attempt follows (as a dead node's re-run does): a client waiting for
+                // the fire's outcome (`job trigger --wait`) knows this is not it.
+                exec.next_attempt_ms = Some(now_ms());
                 let _ = self.record_finish(exec, false).await;
                 None
             }

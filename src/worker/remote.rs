@@ -132,6 +132,12 @@ impl Session {
         })
     }
 
+    /// Ends the stream to the worker with `status` (best effort: a full buffer means it does not
+    /// read anyway).
+    pub fn end_stream(&self, status: tonic::Status) {
+        let _ = self.tx.try_send(Err(status));
+    }
+
     /// The worker's result for `execution_id`. A result for a fire the node cancelled frees its
     /// slot and is not recorded (the node recorded the fire's outcome already). Err(reason) when
     /// the session holds no such fire (a result twice, or for a fire never pushed to it).
@@ -198,6 +204,13 @@ pub fn not_held(execution_id: &str) -> String {
 /// Sessions a node takes at once: each holds a stream, a task and up to 10,000 slots.
 pub const MAX_SESSIONS: usize = 1000;
 
+/// Distinct handler names a node's sessions may serve together: they are all in the node's record,
+/// which every heartbeat rewrites.
+pub const MAX_NAMES: usize = 512;
+
+/// Distinct tag sets per handler published in the node's record (`Hub::tags_by_handler`).
+pub const MAX_TAG_SETS: usize = 16;
+
 /// The sessions attached to this node (a handle: clones share them).
 #[derive(Clone, Default)]
 pub struct Hub(Arc<HubState>);
@@ -252,13 +265,20 @@ impl Hub {
                     "this node has {MAX_SESSIONS} external workers attached; attach to another node"
                 )));
             }
+            let names: BTreeSet<&String> =
+                m.values().flat_map(|s| s.spec.handlers.iter()).chain(&session.spec.handlers).collect();
+            if names.len() > MAX_NAMES {
+                return Err(crate::Error::Busy(format!(
+                    "the workers attached to this node would serve more than {MAX_NAMES} handler names; attach to another node"
+                )));
+            }
             m.insert(session.spec.worker_id.clone(), Arc::clone(&session))
         };
         if let Some(old) = &old {
             let why = format!("replaced by a new session of worker id '{}'", old.spec.worker_id);
-            let _ = old.tx.try_send(Err(tonic::Status::already_exists(format!(
+            old.end_stream(tonic::Status::already_exists(format!(
                 "{why}: two worker processes share this id, or this one reconnected; give each process its own id"
-            ))));
+            )));
             old.end(&why);
         }
         self.0.changed.notify_waiters();
@@ -289,16 +309,23 @@ impl Hub {
     }
 
     /// Per handler served, the tags of each session serving it (the node record's `worker_tags`).
+    ///
+    /// The record is rewritten at every heartbeat, so it is kept small: each distinct tag set once
+    /// per handler, and a handler served by more than `MAX_TAG_SETS` distinct sets is published
+    /// without them (peers then route its fires here whatever their selector; this node's own
+    /// choice of session still applies it, and sends on what no session here matches).
     pub fn tags_by_handler(&self) -> crate::job::WorkerTags {
-        let mut out = crate::job::WorkerTags::new();
-        if let Ok(m) = self.0.sessions.lock() {
-            for s in m.values().filter(|s| s.taking()) {
-                for h in &s.spec.handlers {
-                    out.entry(h.clone()).or_default().push(s.spec.tags.clone());
-                }
+        let mut sets: BTreeMap<&String, BTreeSet<&BTreeMap<String, String>>> = BTreeMap::new();
+        let Ok(m) = self.0.sessions.lock() else { return crate::job::WorkerTags::new() };
+        for s in m.values().filter(|s| s.taking()) {
+            for h in &s.spec.handlers {
+                sets.entry(h).or_default().insert(&s.spec.tags);
             }
         }
-        out
+        sets.into_iter()
+            .filter(|(_, v)| v.len() <= MAX_TAG_SETS)
+            .map(|(h, v)| (h.clone(), v.into_iter().cloned().collect()))
+            .collect()
     }
 
     pub fn sessions(&self) -> Vec<Arc<Session>> {
