@@ -63,14 +63,17 @@ pub enum OutputEvent {
     Failed(crate::Error),
 }
 
+/// The output of the runs going on now, by execution id.
+type LiveRuns = Arc<std::sync::Mutex<std::collections::HashMap<String, Partial>>>;
+
 /// A run's output in the live registry while the run goes on (`Worker::follow_output`).
 struct Live {
-    map: Arc<std::sync::Mutex<std::collections::HashMap<String, Partial>>>,
+    map: LiveRuns,
     id: String,
 }
 
 impl Live {
-    fn new(map: &Arc<std::sync::Mutex<std::collections::HashMap<String, Partial>>>, id: &str, p: &Partial) -> Live {
+    fn new(map: &LiveRuns, id: &str, p: &Partial) -> Live {
         if let Ok(mut m) = map.lock() {
             m.insert(id.to_string(), p.clone());
         }
@@ -147,7 +150,7 @@ pub struct Worker {
     accepting: Arc<AtomicBool>,
     /// The output of the runs going on now, by execution id, for whoever follows one live
     /// (`follow_output`).
-    live: Arc<std::sync::Mutex<std::collections::HashMap<String, Partial>>>,
+    live: LiveRuns,
     /// Fires this process has in hand (taken, waiting for a worker, or running): the periodic
     /// rescan of the processing list leaves them alone.
     in_hand: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -627,19 +630,20 @@ impl Worker {
         if !job.spec.master_only {
             let to = match self.node_with(handler, &job.spec.selector).await {
                 Capable::Live(to) => Some(to),
-                Capable::Awaited(node)
-                    if late <= AWAIT_CAPABLE_MS || (external && late <= self.misfire_threshold_ms) =>
-                {
-                    tracing::warn!(execution = %exec.id, handler = %handler, awaited = ?node,
-                        "no live node has this fire's handler now; it waits here for one (the rescan tries again)");
-                    return;
+                other => {
+                    let awaited = match &other {
+                        Capable::Awaited(node) => Some(node.clone()),
+                        _ => None,
+                    };
+                    if (awaited.is_some() && late <= AWAIT_CAPABLE_MS)
+                        || (external && late <= self.misfire_threshold_ms)
+                    {
+                        tracing::warn!(execution = %exec.id, handler = %handler, awaited = ?awaited,
+                            "no live node or worker serves this fire's handler now; it waits here for one (the rescan tries again)");
+                        return;
+                    }
+                    None
                 }
-                Capable::None if external && late <= self.misfire_threshold_ms => {
-                    tracing::warn!(execution = %exec.id, handler = %handler,
-                        "no worker serves this fire's handler now; it waits here for one (the rescan tries again)");
-                    return;
-                }
-                Capable::Awaited(_) | Capable::None => None,
             };
             if let Some(to) = to {
                 match self.hand_over(&exec.fire_id, inc, &to, true).await {
@@ -721,14 +725,26 @@ impl Worker {
     /// Moves a fire of this node's processing list to `master`'s queue: one not yet started
     /// (`running` false), or one started whose handler has not (`running` true: queued again).
     async fn hand_over(&self, fire_id: &str, inc: &str, master: &str, running: bool) -> crate::Result<Reap> {
+        self.hand_over_counted(fire_id, inc, master, running, if running { u32::MAX } else { 0 }).await
+    }
+
+    /// `hand_over`, a started fire counting a recovery: past `max_recoveries` it is `Reap::Lost`.
+    async fn hand_over_counted(
+        &self,
+        fire_id: &str,
+        inc: &str,
+        to: &str,
+        running: bool,
+        max_recoveries: u32,
+    ) -> crate::Result<Reap> {
         let req = ReapRequest {
             by: ReapBy::Handoff { incarnation: inc.to_string() },
             dead_node: self.node_id.clone(),
             fires: NodeFires::Taken,
             fire_id: fire_id.to_string(),
-            target: master.to_string(),
+            target: to.to_string(),
             rerun: running,
-            max_recoveries: if running { u32::MAX } else { 0 },
+            max_recoveries,
             lock_ttl_ms: LOCK_TTL_MS,
         };
         self.store.reap(&req).await
@@ -1016,17 +1032,7 @@ impl Worker {
                 _ => self.node_id.clone(),
             },
         };
-        let req = ReapRequest {
-            by: ReapBy::Handoff { incarnation: inc.to_string() },
-            dead_node: self.node_id.clone(),
-            fires: NodeFires::Taken,
-            fire_id: exec.fire_id.clone(),
-            target: to.clone(),
-            rerun: true,
-            max_recoveries: self.max_recoveries,
-            lock_ttl_ms: LOCK_TTL_MS,
-        };
-        match self.store.reap(&req).await {
+        match self.hand_over_counted(&exec.fire_id, inc, &to, true, self.max_recoveries).await {
             Ok(Reap::Rerun { .. }) => {
                 tracing::warn!(execution = %exec.id, to = %to, error = %exec.error, "external worker lost mid-run: fire re-run (recovery rerun)");
                 let why =
