@@ -374,6 +374,12 @@ async fn output_streams_live_from_any_node() {
         .expect_err("not an id");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(e.message().starts_with("execution_id: 'nope' is not an execution id"), "{e:?}");
+    // The node-to-node relay refuses a bad id the same way, naming the field.
+    let mut peer = pb::node_service_client::NodeServiceClient::new(n1.channel().await);
+    let bad = pb::WatchOutputRequest { execution_id: "x y".into(), output_offset: 0, stderr_offset: 0 };
+    let e = peer.watch_output(bad).await.expect_err("not an id");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().starts_with("execution_id: "), "{e:?}");
     let unknown = "01a24300-0000-7000-8000-000000000000".to_string();
     let e =
         c.watch_execution_output(pb::WatchExecutionOutputRequest { execution_id: unknown }).await.expect_err("unknown");
