@@ -225,8 +225,11 @@ async fn killed_mid_run(sdk: Sdk) {
         (a.runs().iter().filter(|r| r.0 == "S").count() == 2).then_some(())
     })
     .await;
-    a.kill();
+    // Worker b is attached before a dies: the re-run goes through the node's own queue, and its
+    // queue taker starts it (not the periodic rescan, seconds later).
     let b = ExtWorker::start_on(sdk, &[&node.addr], "w-b", 4, None);
+    eventually(WAIT, "worker b attached", || async { b.log().contains("attached to node n1").then_some(()) }).await;
+    a.kill();
     let lost = eventually(WAIT, "the lost job's fire recorded lost", || async {
         in_state(&node, "lostjob", pb::ExecutionState::Lost).await.into_iter().next()
     })
@@ -241,6 +244,10 @@ async fn killed_mid_run(sdk: Sdk) {
     assert_eq!(rerun.output.lines().last(), Some("slept on w-b"), "{rerun:?}");
     let first = executions(&mut c, "rerunjob").await.into_iter().find(|e| e.attempt == 1).expect("attempt 1");
     assert_eq!(state(&first), pb::ExecutionState::Lost, "{first:?}");
+    // Started by the queue's taker, not seconds later by the rescan or the master's sweep.
+    for late in ["rescan: starting a fire", "recovered a dead node's fire"] {
+        assert!(!node.log().contains(late), "the re-run waited ({late}): {}", node.log());
+    }
     assert!(first.error.contains("re-run as attempt 2"), "{first:?}");
     assert!(first.next_attempt_time.is_some(), "it says another attempt follows (trigger --wait goes on): {first:?}");
     // Nothing more: the lost job's fire did not run again, and each job has one fire.
@@ -600,6 +607,107 @@ async fn a_worker_never_gets_more_fires_than_its_slots() {
         }
         assert!(running <= 1, "two fires at once on a one-slot worker (at {exec}): {:?}", w.runs());
     }
+}
+
+/// A node's own workers (`--workers`) bound its built-in handlers' runs, however many slots
+/// its external workers bring; and an external worker's fire does not wait for the node's own
+/// workers: it runs on its worker's slot while a built-in run holds the only one.
+#[tokio::test]
+async fn worker_slots_do_not_add_to_the_nodes_own_workers_nor_wait_for_them() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--workers", "1"]).await;
+    let _w = ExtWorker::start(&[&node.addr], "py-1", 4, None);
+    attached(&node, "py.sleep").await;
+    for id in ["b1", "b2"] {
+        put(&node, job_with(id, "0 0 0 1 1 *", "sleep", json!(["1500ms"]), |_| {})).await;
+    }
+    put(&node, job_with("x", "0 0 0 1 1 *", "py.sleep", json!({"ms": 300}), |_| {})).await;
+    let mut c = node.client().await;
+    for id in ["b1", "b2", "x"] {
+        c.trigger_job(pb::TriggerJobRequest { id: id.into(), ..Default::default() }).await.expect("trigger");
+    }
+    let done = |id: &'static str| {
+        let node = &node;
+        async move {
+            eventually(WAIT, "the run succeeded", || async {
+                in_state(node, id, pb::ExecutionState::Succeeded).await.into_iter().next()
+            })
+            .await
+        }
+    };
+    let (b1, b2, x) = (done("b1").await, done("b2").await, done("x").await);
+    let (first, second) = if ms(&b1.start_time) <= ms(&b2.start_time) { (&b1, &b2) } else { (&b2, &b1) };
+    assert!(
+        ms(&second.start_time) >= ms(&first.end_time),
+        "two built-in runs at once on a node with one worker of its own: {b1:?} {b2:?}"
+    );
+    assert!(
+        ms(&x.end_time) < ms(&second.start_time),
+        "the external worker's fire waited for the node's own worker: {x:?} {b1:?} {b2:?}"
+    );
+}
+
+/// The wait for a free slot of a worker is not part of a run's timeout: a fire queued behind a
+/// long run on a one-slot worker runs its full time once the slot frees.
+#[tokio::test]
+async fn the_wait_for_a_worker_slot_is_not_part_of_the_timeout() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let w = ExtWorker::start(&[&node.addr], "py-1", 1, None);
+    attached(&node, "py.sleep").await;
+    put(&node, job_with("long", "0 0 0 1 1 *", "py.sleep", json!({"ms": 2500}), |_| {})).await;
+    put(&node, job_with("short", "0 0 0 1 1 *", "py.sleep", json!({"ms": 200}), |s| s.timeout_ms = 1500)).await;
+    let mut c = node.client().await;
+    c.trigger_job(pb::TriggerJobRequest { id: "long".into(), ..Default::default() }).await.expect("trigger");
+    eventually(WAIT, "the long run started", || async { w.runs().iter().any(|r| r.0 == "S").then_some(()) }).await;
+    c.trigger_job(pb::TriggerJobRequest { id: "short".into(), ..Default::default() }).await.expect("trigger");
+    let short = eventually(WAIT, "the short run ended", || async {
+        executions(&mut node.client().await, "short").await.into_iter().find(|e| e.end_time.is_some())
+    })
+    .await;
+    assert_eq!(state(&short), pb::ExecutionState::Succeeded, "{short:?}");
+    let long = in_state(&node, "long", pb::ExecutionState::Succeeded).await;
+    assert_eq!(long.len(), 1, "{long:?}");
+    assert!(ms(&short.end_time) >= ms(&long[0].end_time), "the short run waited for the slot: {short:?} {long:?}");
+}
+
+/// A `forbid` job whose handler cannot be stopped (a plain Python function, on a thread): at the
+/// timeout the worker is told to cancel, and the run lasts until the handler really ends, holding
+/// the job's lock, so the next fire never overlaps it; the record says `timed_out` and when the
+/// handler stopped.
+#[tokio::test]
+async fn a_timed_out_run_holds_its_forbid_lock_until_the_worker_stops_it() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let w = ExtWorker::start(&[&node.addr], "py-1", 4, None);
+    attached(&node, "py.block").await;
+    put(
+        &node,
+        job_with("hung", "* * * * * *", "py.block", json!({"ms": 2500}), |s| {
+            s.timeout_ms = 500;
+            s.concurrency = rota::job::Concurrency::Forbid;
+        }),
+    )
+    .await;
+    let t = eventually(WAIT, "two runs timed out", || async {
+        let t = in_state(&node, "hung", pb::ExecutionState::TimedOut).await;
+        (t.len() >= 2).then_some(t)
+    })
+    .await;
+    for e in &t {
+        assert!(e.error.starts_with("timed out after 500 ms; worker 'py-1' stopped the handler"), "{e:?}");
+        assert!(ms(&e.end_time) - ms(&e.start_time) >= 2500, "recorded when the handler ended: {e:?}");
+    }
+    let mut running = 0;
+    for (kind, exec, ..) in w.runs() {
+        match kind.as_str() {
+            "S" => running += 1,
+            "E" => running -= 1,
+            _ => {}
+        }
+        assert!(running <= 1, "two runs of a forbid job at once (at {exec}): {:?}", w.runs());
+    }
+    assert!(!in_state(&node, "hung", pb::ExecutionState::Skipped).await.is_empty(), "fires meanwhile skipped");
 }
 
 /// With no worker serving its handler, a fire waits up to the misfire threshold, then is recorded

@@ -26,9 +26,10 @@ pub struct FireContext {
     pub epoch: u64,
     pub manual: bool,
     /// When the job's timeout ends the run (UTC epoch ms; None: no timeout). The pool cancels the
-    /// run then by dropping its future; a handler that hands the run on (to an external worker)
-    /// passes the deadline along.
+    /// run then by dropping its future, unless the handler times itself (`Handler::times_itself`).
     pub deadline_ms: Option<i64>,
+    /// The job's timeout (or the handler's default), for a handler that times itself.
+    pub timeout: Option<Duration>,
 }
 
 impl FireContext {
@@ -45,6 +46,7 @@ impl FireContext {
             epoch: 0,
             manual: false,
             deadline_ms: None,
+            timeout: None,
         }
     }
 
@@ -91,6 +93,9 @@ pub enum FailureKind {
     /// It never reached a worker (none serves its handler here now, or the one chosen went away
     /// before the push): it waits for one, as a fire no node can run does.
     NoWorker,
+    /// It passed its timeout (a handler that times itself: an external worker's run, which ends
+    /// only once the worker says its handler stopped). Recorded `timed_out`, retried as the job says.
+    TimedOut,
 }
 
 impl HandlerFailure {
@@ -230,6 +235,15 @@ pub trait Handler: Send + Sync + 'static {
         None
     }
 
+    /// Whether the handler applies the run's timeout itself (`FireContext::timeout`) instead of the
+    /// pool dropping its future when it passes. An external worker's handler does: the wait for a
+    /// free slot of a worker is not part of the run, and a run is over only once the worker says its
+    /// handler stopped (until then a `forbid` job's lock stays held, so a next fire cannot overlap
+    /// a handler that ignores the cancel). Such a handler returns `FailureKind::TimedOut`.
+    fn times_itself(&self) -> bool {
+        false
+    }
+
     /// Runs one execution. Ok carries the captured output (may be empty).
     async fn run(&self, ctx: &FireContext, args: &Value) -> std::result::Result<String, HandlerFailure>;
 
@@ -257,6 +271,9 @@ pub trait Attached: Send + Sync {
     fn handler(&self, name: &str, selector: &BTreeMap<String, String>) -> Option<Arc<dyn Handler>>;
     /// Every name attached workers serve now.
     fn names(&self) -> std::collections::BTreeSet<String>;
+    /// Whether as many fires wait for a free slot of an attached worker as the workers have slots:
+    /// the node then takes no more from its queue (they wait there, where idle nodes can take them).
+    fn backlog_full(&self) -> bool;
 }
 
 /// Handlers by name: the built-ins (and an embedding program's own), and the names the external
@@ -298,6 +315,11 @@ impl Registry {
     /// Where the names of attached external workers come from (the node's `remote::Hub`).
     pub fn attach_source(&mut self, attached: Arc<dyn Attached>) {
         self.attached = Some(attached);
+    }
+
+    /// See `Attached::backlog_full` (false without attached workers).
+    pub fn backlog_full(&self) -> bool {
+        self.attached.as_ref().is_some_and(|a| a.backlog_full())
     }
 
     /// Whether `name` is one of this node's own handlers (not an external worker's).
@@ -455,6 +477,7 @@ mod tests {
             epoch: 7,
             manual: false,
             deadline_ms: None,
+            timeout: None,
         };
         let f = ctx.fields();
         assert_eq!(f[2], ("SCHEDULED_AT", "2026-01-01T00:00:00.000Z".to_string()));

@@ -1,9 +1,9 @@
-//! The worker pool: runs executions on this node, at most `max_workers` at once, and records every
-//! outcome. Owns the active/waiting counters (this node's load), per-execution timeouts, retries
-//! with backoff (a retry is a new execution of the same fire), renewal of the no-overlap lock while a
-//! forbid job runs, and alerts when retries are exhausted. Attached external workers
-//! (`remote`) add their slots to the pool's, and a run whose worker went away follows the job's
-//! recovery policy here.
+//! The worker pool: runs executions on this node, its own handlers at most `max_workers` at once,
+//! and records every outcome. Owns the active/waiting counters (this node's load), per-execution
+//! timeouts, retries with backoff (a retry is a new execution of the same fire), renewal of the
+//! no-overlap lock while a forbid job runs, and alerts when retries are exhausted. Attached external
+//! workers (`remote`) run their handlers' fires on their own slots, which add to the node's load
+//! (not to its own workers), and a run whose worker went away follows the job's recovery policy here.
 //! Uses: `store` (execution records, locks), `handlers`, `remote`, `alert`. Never claims fires.
 pub mod egress;
 pub mod handlers;
@@ -137,8 +137,11 @@ pub struct Worker {
     keep: Keep,
     /// How long before its instant a fire is started (`WorkerParts::start_lead_ms`).
     start_lead_ms: i64,
+    /// This node's own workers: a fire of a built-in handler runs holding one. A fire of an external
+    /// worker's handler holds none (its worker's slot bounds it, `remote`).
     permits: Arc<Semaphore>,
-    /// Fires this node runs at once: its own workers plus the slots of attached external workers.
+    /// Fires this node runs at once (its load's capacity): its own workers plus the slots of
+    /// attached external workers.
     max: Arc<AtomicU32>,
     /// Recoveries a fire gets (`max_recoveries`): a fire whose external worker went away is re-run
     /// at most this many times, as one whose node died.
@@ -272,22 +275,21 @@ impl Worker {
         }
     }
 
-    /// An external worker attached with `slots`: the node runs that many more fires at once.
+    /// An external worker attached with `slots`: the node's capacity (its load's) grows by them.
+    /// Its own workers do not: the worker's slots run only its handlers' fires.
     pub fn add_capacity(&self, slots: u32) {
         self.max.fetch_add(slots, Ordering::Relaxed);
-        self.permits.add_permits(slots as usize);
     }
 
-    /// An external worker detached: its slots leave the node's capacity as fires end (the permits
-    /// are taken back as they free, so running fires are not cut).
+    /// An external worker detached: its slots leave the node's capacity.
     pub fn remove_capacity(&self, slots: u32) {
         self.max.fetch_sub(slots, Ordering::Relaxed);
-        let permits = Arc::clone(&self.permits);
-        tokio::spawn(async move {
-            if let Ok(p) = permits.acquire_many_owned(slots).await {
-                p.forget();
-            }
-        });
+    }
+
+    /// Whether the fire of `job` runs on this node's own workers (a built-in handler), not on an
+    /// external worker's slot. Unknown (no definition at hand yet): taken as the node's own.
+    fn runs_on_own_worker(&self, job: Option<&Job>) -> bool {
+        job.is_none_or(|j| self.registry.is_builtin(&j.spec.handler))
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -348,32 +350,57 @@ impl Worker {
                 }
             }
             wait_until_due(&fire_id, me.start_lead_ms).await;
-            let permit = Arc::clone(&me.permits).acquire_owned().await;
+            // An external worker's fire waits for its worker's slot instead (`remote`).
+            let own = me.runs_on_own_worker(job.as_ref());
+            let permit = match own {
+                true => Arc::clone(&me.permits).acquire_owned().await.ok(),
+                false => None,
+            };
             me.waiting.fetch_sub(1, Ordering::Relaxed);
-            if let Ok(permit) = permit {
+            // No permit for the node's own worker: the pool is closed.
+            if permit.is_some() || !own {
                 me.execute(fire_id, job, permit).await;
             }
         });
         true
     }
 
-    /// Waits for a free worker; None once the pool is closed. Held until handed to `run_taken`,
-    /// so whoever takes from a queue takes only what a worker is free to run.
+    /// Waits for a free worker of this node's own, while the fires waiting for an external
+    /// worker's slot are fewer than the workers' slots (`Registry::backlog_full`); None once the
+    /// pool is closed. Held until handed to `run_taken`, so whoever takes from a queue takes only
+    /// what a worker is free to run, and a fire that waits for one waits in the queue, where an
+    /// idle node can take it.
     pub async fn free_slot(&self) -> Option<Slot> {
-        Arc::clone(&self.permits).acquire_owned().await.ok().map(Slot)
+        loop {
+            let permit = Arc::clone(&self.permits).acquire_owned().await.ok()?;
+            if !self.registry.backlog_full() {
+                return Some(Slot(permit));
+            }
+            drop(permit);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Runs a fire just taken from a queue (this node's, or stolen) into this node's processing
-    /// list, on the free worker `slot`. When a task of this process has the fire already (the
-    /// rescan got to it first), that task runs it.
+    /// list, on the free worker `slot`. When a task of this process has the fire already, this
+    /// waits for it to let go (a re-run this node queued for itself, whose old task is closing its
+    /// attempt) for up to `HELD_WAIT`, then runs it (the start says whether anything is left to
+    /// run); past that, the rescan does.
     pub fn run_taken(self: &Arc<Self>, fire_id: String, slot: Slot) {
-        if let Some(held) = self.hold(&fire_id) {
-            let me = Arc::clone(self);
-            self.tracker.spawn(async move {
-                let _held = held;
-                me.execute(fire_id, None, slot.0).await
-            });
-        }
+        const HELD_WAIT: Duration = Duration::from_secs(10);
+        let me = Arc::clone(self);
+        self.tracker.spawn(async move {
+            let since = tokio::time::Instant::now();
+            let held = loop {
+                match me.hold(&fire_id) {
+                    Some(held) => break held,
+                    None if since.elapsed() < HELD_WAIT => tokio::time::sleep(Duration::from_millis(20)).await,
+                    None => return,
+                }
+            };
+            me.execute(fire_id, None, Some(slot.0)).await;
+            drop(held);
+        });
     }
 
     /// Marks a fire as in this process's hands until the returned guard is dropped; None when a
@@ -397,7 +424,9 @@ impl Worker {
     }
 
     /// Starts a fire from the processing list (compare-and-set in the store) and runs it.
-    async fn execute(&self, fire_id: String, job: Option<Job>, _permit: tokio::sync::OwnedSemaphorePermit) {
+    /// `permit`: one of this node's own workers, when taken already; a fire of a built-in handler
+    /// takes one if it has none, a fire of an external worker's handler lets it go.
+    async fn execute(&self, fire_id: String, job: Option<Job>, mut permit: Option<tokio::sync::OwnedSemaphorePermit>) {
         self.active.fetch_add(1, Ordering::Relaxed);
         let inc = self.membership.incarnation();
         let span = tracing::info_span!("fire", fire = %shorten(&fire_id), node = %self.node_id);
@@ -449,6 +478,13 @@ impl Worker {
                             self.cannot_run_here(&job, exec, &inc).await
                         }
                         Ok(job) => {
+                            match self.runs_on_own_worker(Some(&job)) {
+                                true if permit.is_none() => {
+                                    permit = Arc::clone(&self.permits).acquire_owned().await.ok();
+                                }
+                                true => {}
+                                false => permit = None,
+                            }
                             // Started ahead, it begins at its instant; the record says when it did.
                             wait_until_due(&fire_id, 0).await;
                             exec.start_ms = Some(now_ms());
@@ -483,6 +519,7 @@ impl Worker {
         }
         .instrument(span)
         .await;
+        drop(permit);
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -932,6 +969,7 @@ impl Worker {
             epoch: exec.epoch,
             manual: exec.manual,
             deadline_ms: None,
+            timeout: None,
         };
         let renew = self.keep_lock(job, &exec.fire_id, forbid);
         // The external worker running it went away (or none was there): the job's recovery policy.
@@ -957,24 +995,31 @@ impl Worker {
                 let partial = Partial::default();
                 let _live = Live::new(&self.live, &exec.id, &partial);
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
-                let ctx = FireContext { deadline_ms: timeout.map(|t| now_ms() + t.as_millis() as i64), ..ctx };
+                let deadline_ms = timeout.map(|t| now_ms() + t.as_millis() as i64);
+                let ctx = FireContext { deadline_ms, timeout, ..ctx };
+                let ms = timeout.map_or(0, |t| t.as_millis());
+                // A handler that times itself (an external worker's) is not dropped at the timeout.
+                let limit = if h.times_itself() { None } else { timeout };
                 let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args, &partial)).catch_unwind();
                 tokio::select! {
                     _ = self.cancel.cancelled() => {
                         cut = true;
                         Err((ExecState::Lost, "node shut down before the handler finished".to_string(), partial.take()))
                     }
-                    r = with_timeout(timeout, run) => match r {
-                        None => {
-                            let ms = timeout.map_or(0, |t| t.as_millis());
-                            Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), partial.take()))
-                        }
+                    r = with_timeout(limit, run) => match r {
+                        None => Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), partial.take())),
                         Some(Ok(Ok(out))) => Ok(out),
                         Some(Ok(Err(f))) => {
                             worker_lost = f.kind == FailureKind::WorkerLost;
                             no_worker = f.kind == FailureKind::NoWorker;
-                            let state = if worker_lost { ExecState::Lost } else { ExecState::Failed };
-                            Err((state, f.message, RunOutput { output: f.output, stderr: f.stderr }))
+                            let (state, message) = match f.kind {
+                                FailureKind::WorkerLost => (ExecState::Lost, f.message),
+                                FailureKind::TimedOut => {
+                                    (ExecState::TimedOut, format!("timed out after {ms} ms{whose}; {}", f.message))
+                                }
+                                FailureKind::Failed | FailureKind::NoWorker => (ExecState::Failed, f.message),
+                            };
+                            Err((state, message, RunOutput { output: f.output, stderr: f.stderr }))
                         }
                         Some(Err(_)) => Err((ExecState::Failed, "the handler panicked".to_string(), RunOutput::default())),
                     },

@@ -132,6 +132,15 @@ impl Session {
         })
     }
 
+    /// Tells the worker to cancel a fire's handler (without waiting: see `try_send`).
+    fn cancel(&self, execution_id: &str, reason: &str) {
+        let msg = pb::attach_response::Msg::Cancel(pb::CancelFire {
+            execution_id: execution_id.to_string(),
+            reason: reason.to_string(),
+        });
+        let _ = self.try_send(msg);
+    }
+
     /// Ends the stream to the worker with `status` (best effort: a full buffer means it does not
     /// read anyway).
     pub fn end_stream(&self, status: tonic::Status) {
@@ -221,6 +230,8 @@ pub struct HubState {
     /// Notified when a slot frees or a session comes or goes (a fire waiting for a slot looks again).
     changed: Arc<Notify>,
     serial: AtomicU64,
+    /// Fires waiting for a free slot (`take_slot`).
+    waiting: AtomicU32,
 }
 
 /// The registry's view of the attached workers: a handler for a name they serve.
@@ -236,6 +247,17 @@ impl Attached for Hub {
             .lock()
             .map(|m| m.values().filter(|s| s.taking()).flat_map(|s| s.spec.handlers.iter().cloned()).collect())
             .unwrap_or_default()
+    }
+
+    fn backlog_full(&self) -> bool {
+        let waiting = self.0.waiting.load(Ordering::Relaxed);
+        let slots: u64 = self
+            .0
+            .sessions
+            .lock()
+            .map(|m| m.values().filter(|s| s.taking()).map(|s| u64::from(s.spec.slots)).sum())
+            .unwrap_or_default();
+        waiting > 0 && u64::from(waiting) >= slots
     }
 }
 
@@ -333,8 +355,10 @@ impl Hub {
     }
 
     /// A session serving `name` with a free slot (the least busy), its slot taken; waits while
-    /// every serving session is full. None when no session serves `name`.
+    /// every serving session is full (counted in the hub's backlog). None when no session serves
+    /// `name`.
     async fn take_slot(&self, name: &str, selector: &BTreeMap<String, String>) -> Option<Arc<Session>> {
+        let mut waiting: Option<Waiting> = None;
         loop {
             let changed = self.0.changed.notified();
             tokio::pin!(changed);
@@ -355,8 +379,25 @@ impl Hub {
                     return Some(Arc::clone(s));
                 }
             }
+            waiting.get_or_insert_with(|| Waiting::new(&self.0));
             changed.await;
         }
+    }
+}
+
+/// Counts a fire in the hub's backlog while it waits for a slot, however the wait ends.
+struct Waiting(Arc<HubState>);
+
+impl Waiting {
+    fn new(hub: &Arc<HubState>) -> Waiting {
+        hub.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(Arc::clone(hub))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -366,6 +407,22 @@ pub struct Remote {
     pub name: String,
     pub selector: BTreeMap<String, String>,
     pub hub: Hub,
+}
+
+/// The worker's answer for a fire pushed to `session`, or the session's end. The session may have
+/// ended between taking the slot and recording the fire in it (its fires were answered `Gone` before
+/// this one was there): its end is watched too.
+async fn until_answer(
+    answer: &mut oneshot::Receiver<Reply>,
+    session: &Session,
+) -> Result<Reply, oneshot::error::RecvError> {
+    tokio::select! {
+        // The answer first: a worker that sends its result and then closes its stream has both
+        // ready at once, and its result is the outcome.
+        biased;
+        r = answer => r,
+        _ = session.gone.cancelled() => Ok(Reply::Gone("the session ended".into())),
+    }
 }
 
 /// Frees the slot when the run ends with an answer; when the run is dropped before its result (the
@@ -392,12 +449,9 @@ impl Drop for InFlight {
             None => false,
         });
         if cancel {
-            let reason = "stopped by the node: the job's timeout passed, or the node is shutting down".to_string();
-            let msg =
-                pb::attach_response::Msg::Cancel(pb::CancelFire { execution_id: self.execution_id.clone(), reason });
             // Not sent (the worker does not read its stream): the slot stays taken until the
             // session ends, which its silence then brings about.
-            let _ = self.session.try_send(msg);
+            self.session.cancel(&self.execution_id, "stopped by the node: it is shutting down");
         } else {
             self.session.release();
         }
@@ -406,6 +460,12 @@ impl Drop for InFlight {
 
 #[async_trait]
 impl Handler for Remote {
+    /// The timeout runs from the push, not from the wait for a slot; past it the worker is told to
+    /// cancel, and the run ends when the worker says its handler stopped (or its session ends).
+    fn times_itself(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
         self.run_output(ctx, args, &Partial::default()).await.map(|o| o.output)
     }
@@ -422,7 +482,7 @@ impl Handler for Remote {
                 ctx.node_id, self.name
             )));
         };
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         if let Ok(mut m) = session.pushed.lock() {
             let p = Pushed { reply: Some(reply), partial: partial.clone(), partial_bytes: 0, cancelled: false };
             m.insert(ctx.execution_id.clone(), p);
@@ -438,7 +498,7 @@ impl Handler for Remote {
             scheduled_time: Some(pb::timestamp(ctx.scheduled_ms)),
             attempt: ctx.attempt,
             epoch: ctx.epoch,
-            deadline: ctx.deadline_ms.map(pb::timestamp),
+            deadline: ctx.timeout.map(|t| pb::timestamp(crate::store::now_ms() + t.as_millis() as i64)),
             manual: ctx.manual,
             node_id: ctx.node_id.clone(),
         };
@@ -449,14 +509,43 @@ impl Handler for Remote {
             // worker serves.
             return Err(HandlerFailure::no_worker(format!("worker '{worker}' went away before its fire was sent")));
         }
-        // The session may have ended between taking the slot and recording the fire in it (its
-        // fires were answered `Gone` before this one was there): its end is watched too.
-        let reply = tokio::select! {
-            // The answer first: a worker that sends its result and then closes its stream has
-            // both ready at once, and its result is the outcome.
+        let timeout = async {
+            match ctx.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let in_time = tokio::select! {
             biased;
-            r = answer => r,
-            _ = session.gone.cancelled() => Ok(Reply::Gone("the session ended".into())),
+            r = until_answer(&mut answer, &session) => Some(r),
+            _ = timeout => None,
+        };
+        let Some(reply) = in_time else {
+            // The worker is told to cancel, and the run lasts until it says its handler stopped
+            // (or its session ends): a handler that cannot be stopped (a Python thread) still
+            // holds the slot and, for a `forbid` job, the lock.
+            let told = tokio::time::Instant::now();
+            session.cancel(&ctx.execution_id, "the job's timeout passed");
+            let r = until_answer(&mut answer, &session).await;
+            flight.answered = true;
+            let after = told.elapsed().as_millis();
+            let mut out = partial.take();
+            let message = match r {
+                Ok(Reply::Done(r)) => {
+                    out.output.push_str(&r.output);
+                    format!("worker '{worker}' stopped the handler {after} ms after the cancel")
+                }
+                Ok(Reply::Gone(why)) => {
+                    format!("worker '{worker}' went away {after} ms after the cancel ({why}), before saying its handler stopped")
+                }
+                Err(_) => format!("worker '{worker}' went away {after} ms after the cancel"),
+            };
+            return Err(HandlerFailure {
+                output: out.output,
+                stderr: out.stderr,
+                kind: FailureKind::TimedOut,
+                ..HandlerFailure::new(message)
+            });
         };
         flight.answered = true;
         match reply {

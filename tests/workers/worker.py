@@ -2,7 +2,8 @@
 """The external worker the tests run (tests/workers.rs): a real process built on the Python SDK.
 
 Handlers: `py.echo` (logs a line, returns its context and arguments as JSON), `py.sleep` (sleeps
-args.ms, noting a cancel), `py.fail` (raises), `py.chaos` (the chaos runner's side-log handler). Every start and end is appended to ROTA_SIDELOG
+args.ms, noting a cancel), `py.block` (a plain function sleeping args.ms on a thread: a cancel
+cannot stop it), `py.fail` (raises), `py.chaos` (the chaos runner's side-log handler). Every start and end is appended to ROTA_SIDELOG
 (tab-separated: S|E, execution, fire, attempt, worker) for the tests to check against rota's records.
 Usage: worker.py TARGET[,TARGET...] WORKER_ID SLOTS [TOKEN]
 """
@@ -87,6 +88,16 @@ async def count(ctx, args):
 async def noop(ctx, args):
     """Nothing, for the benchmark: the output is when the handler began (epoch ms)."""
     return str(int(time.time() * 1000))
+
+
+@worker.handler("py.block")
+def block(ctx, args):
+    """A plain function (run on a thread, which a cancel cannot stop): sleeps args.ms whatever
+    happens, noting its start and end."""
+    note("S", ctx)
+    time.sleep(args["ms"] / 1000)
+    note("E", ctx)
+    return "blocked"
 
 
 @worker.handler("py.fail")

@@ -383,7 +383,7 @@ export class Worker {
     }
     // The session ended: it is gone, and so is the fire (the node gave it to its recovery policy).
     if (this.call !== call) return;
-    // Cancelled by the node: it recorded the outcome and keeps the fire's slot taken until this
+    // Cancelled by the node: it records the outcome (`timed_out`) and frees the fire's slot on this
     // answer, sent once the handler has settled.
     if (ctx.signal.aborted) {
       call.write({ result: { executionId: ctx.executionId, success: false, output: "", error: "cancelled" } });

@@ -385,8 +385,8 @@ class Worker:
             result.success = True
             result.output = _clip(_output(value))
         except asyncio.CancelledError:
-            # Cancelled by the node (it records the outcome) or because the session ended. The
-            # node keeps the fire's slot taken until this answer, sent once the handler stopped
+            # Cancelled by the node or because the session ended. The node records the outcome
+            # (`timed_out`) and frees the fire's slot on this answer, sent once the handler stopped
             # (nothing is sent when the session ended: it is gone).
             ctx.cancelled.set()
             session.running.pop(ctx.execution_id, None)
