@@ -706,12 +706,15 @@ const CAPPED_KEEP: usize = 5;
 
 /// The workload: one job in ten of each kind. `picky` jobs use a handler only the first
 /// `PICKY_NODES` nodes have: their fires must reach only those nodes, whoever is master. `capped`
-/// jobs keep only their last `CAPPED_KEEP` executions. `ext` jobs run in the external workers.
+/// jobs keep only their last `CAPPED_KEEP` executions. `ext` jobs run in the external workers, and
+/// half of them (`extslow`) forbid overlap, outlast their timeout and ignore its cancel: each fire is
+/// `timed_out`, recorded only once the handler ended, and the next fire meanwhile `skipped`.
 fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
     let mut jobs = Vec::new();
     let mut infos = Vec::new();
     for i in 0..n {
         let (kind, cron, ms, period, forbid, master_only, rerun) = match i % 10 {
+            3 if i % 20 == 13 => ("extslow", "* * * * * *", 1500, 1, true, false, true),
             // A history cap of 5 (and no older failures kept): its fires in the window are all
             // trimmed by the time the records are read; the side log judges them.
             4 => ("capped", "* * * * * *", 20, 1, false, false, true),
@@ -730,11 +733,15 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             cron: cron.into(),
             handler: match kind {
                 "picky" => "sidelog_picky",
-                "ext" => "py.chaos",
+                "ext" | "extslow" => "py.chaos",
                 _ => "sidelog",
             }
             .into(),
-            args: serde_json::json!({ "ms": ms }),
+            args: match kind {
+                "extslow" => serde_json::json!({ "ms": ms, "ignore_cancel": true }),
+                _ => serde_json::json!({ "ms": ms }),
+            },
+            timeout_ms: if kind == "extslow" { 700 } else { 0 },
             master_only,
             concurrency: if forbid { rota::job::Concurrency::Forbid } else { rota::job::Concurrency::Allow },
             recovery: if rerun { rota::job::Recovery::Rerun } else { rota::job::Recovery::Lost },
@@ -746,7 +753,8 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
         let only_on = if kind == "picky" { (1..=PICKY_NODES).map(|i| format!("n{i}")).collect() } else { Vec::new() };
         let keep_last = (kind == "capped").then_some(CAPPED_KEEP);
         let shard = rota::store::keys::shard_of(&id, shards);
-        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun, only_on, keep_last, shard });
+        let times_out = kind == "extslow";
+        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun, only_on, keep_last, shard, times_out });
     }
     (jobs, infos)
 }
@@ -793,6 +801,7 @@ async fn records(
             exec: e.id,
             job: e.job_id,
             sched_ms: common::ms(&e.scheduled_time),
+            end_ms: e.end_time.as_ref().map(|_| common::ms(&e.end_time)),
             node: e.node_id,
             manual: e.manual,
         })

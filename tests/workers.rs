@@ -647,6 +647,46 @@ async fn worker_slots_do_not_add_to_the_nodes_own_workers_nor_wait_for_them() {
     );
 }
 
+/// A fire of a worker's handler that reaches a node through its queue (handed over by a node with
+/// no worker for it) is taken on a free slot of the worker, not only when one of the node's own
+/// workers is free: here the node's one own worker runs a long built-in job meanwhile.
+#[tokio::test]
+async fn a_queued_fire_for_a_worker_does_not_wait_for_the_nodes_own_workers() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--workers", "1"]).await;
+    let n2 = TestNode::start(&b, "n2", &[]).await;
+    let _w = ExtWorker::start(&[&n1.addr], "py-1", 2, None);
+    attached(&n1, "py.sleep").await;
+    put(&n1, job_with("hog", "0 0 0 1 1 *", "sleep", json!(["4s"]), |_| {})).await;
+    put(&n1, job_with("x", "0 0 0 1 1 *", "py.sleep", json!({"ms": 100}), |_| {})).await;
+    n1.client()
+        .await
+        .trigger_job(pb::TriggerJobRequest { id: "hog".into(), ..Default::default() })
+        .await
+        .expect("trigger");
+    eventually(WAIT, "the built-in run started", || async {
+        executions(&mut n1.client().await, "hog").await.into_iter().find(|e| e.start_time.is_some())
+    })
+    .await;
+    // Triggered on n2, which has no worker for it: handed to n1's queue.
+    n2.client()
+        .await
+        .trigger_job(pb::TriggerJobRequest { id: "x".into(), ..Default::default() })
+        .await
+        .expect("trigger");
+    let x = eventually(WAIT, "the worker's fire succeeded", || async {
+        in_state(&n1, "x", pb::ExecutionState::Succeeded).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(x.node_id, "n1", "{x:?}");
+    let hog = executions(&mut n1.client().await, "hog").await;
+    assert!(
+        hog.iter().all(|h| h.end_time.is_none() || ms(&h.end_time) > ms(&x.end_time)),
+        "the queued fire waited for the node's own worker: {x:?} {hog:?}"
+    );
+}
+
 /// The wait for a free slot of a worker is not part of a run's timeout: a fire queued behind a
 /// long run on a one-slot worker runs its full time once the slot frees.
 #[tokio::test]

@@ -274,6 +274,8 @@ pub trait Attached: Send + Sync {
     /// Whether as many fires wait for a free slot of an attached worker as the workers have slots:
     /// the node then takes no more from its queue (they wait there, where idle nodes can take them).
     fn backlog_full(&self) -> bool;
+    /// Free slots of the attached workers beyond the fires already waiting for one.
+    fn free_slots(&self) -> u64;
 }
 
 /// Handlers by name: the built-ins (and an embedding program's own), and the names the external
@@ -320,6 +322,11 @@ impl Registry {
     /// See `Attached::backlog_full` (false without attached workers).
     pub fn backlog_full(&self) -> bool {
         self.attached.as_ref().is_some_and(|a| a.backlog_full())
+    }
+
+    /// See `Attached::free_slots` (0 without attached workers).
+    pub fn free_worker_slots(&self) -> u64 {
+        self.attached.as_ref().map_or(0, |a| a.free_slots())
     }
 
     /// Whether `name` is one of this node's own handlers (not an external worker's).

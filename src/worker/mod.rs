@@ -150,6 +150,9 @@ pub struct Worker {
     misfire_threshold_ms: i64,
     active: Arc<AtomicU32>,
     waiting: Arc<AtomicU32>,
+    /// Fires of built-in handlers taken from a queue on an external worker's room, now waiting for
+    /// one of this node's own workers: the queue taker counts them against that room.
+    unplaced: Arc<AtomicU32>,
     accepting: Arc<AtomicBool>,
     /// The output of the runs going on now, by execution id, for whoever follows one live
     /// (`follow_output`).
@@ -162,10 +165,12 @@ pub struct Worker {
     cancel: CancellationToken,
 }
 
-/// What a worker pool is built from (`Worker::new`).
-/// A free worker, reserved by `Worker::free_slot` for a fire about to be taken from a queue.
-pub struct Slot(tokio::sync::OwnedSemaphorePermit);
+/// Room for a fire about to be taken from a queue (`Worker::free_slot`): one of this node's own
+/// workers, reserved, or (None) a free slot of an attached external worker, which is not reserved:
+/// a fire of a built-in handler taken on it waits in hand for one of the node's own workers.
+pub struct Slot(Option<tokio::sync::OwnedSemaphorePermit>);
 
+/// What a worker pool is built from (`Worker::new`).
 pub struct WorkerParts {
     pub store: Arc<dyn Store>,
     pub membership: Arc<Membership>,
@@ -229,6 +234,7 @@ impl Worker {
             misfire_threshold_ms,
             active: Arc::new(AtomicU32::new(0)),
             waiting: Arc::new(AtomicU32::new(0)),
+            unplaced: Arc::new(AtomicU32::new(0)),
             accepting: Arc::new(AtomicBool::new(true)),
             in_hand: Default::default(),
             live: Default::default(),
@@ -259,6 +265,7 @@ impl Worker {
             misfire_threshold_ms: self.misfire_threshold_ms,
             active: Arc::clone(&self.active),
             waiting: Arc::clone(&self.waiting),
+            unplaced: Arc::clone(&self.unplaced),
             accepting: Arc::clone(&self.accepting),
             in_hand: Arc::clone(&self.in_hand),
             live: Arc::clone(&self.live),
@@ -365,19 +372,29 @@ impl Worker {
         true
     }
 
-    /// Waits for a free worker of this node's own, while the fires waiting for an external
-    /// worker's slot are fewer than the workers' slots (`Registry::backlog_full`); None once the
-    /// pool is closed. Held until handed to `run_taken`, so whoever takes from a queue takes only
-    /// what a worker is free to run, and a fire that waits for one waits in the queue, where an
-    /// idle node can take it.
+    /// Waits for room for one more fire: a free worker of this node's own (reserved; taken only
+    /// while fewer fires wait for an external worker's slot than the workers have,
+    /// `Registry::backlog_full`), or a free slot of an attached worker that no waiting fire will
+    /// take (`Registry::free_worker_slots`; the queue holds both kinds of fire, and an external
+    /// one must not wait behind the node's own busy workers). None once the pool is closed. Held
+    /// until handed to `run_taken`, so whoever takes from a queue takes only what is free to run
+    /// it, and a fire that waits for a worker waits in the queue, where an idle node can take it.
     pub async fn free_slot(&self) -> Option<Slot> {
         loop {
-            let permit = Arc::clone(&self.permits).acquire_owned().await.ok()?;
-            if !self.registry.backlog_full() {
-                return Some(Slot(permit));
+            let permit = tokio::select! {
+                p = Arc::clone(&self.permits).acquire_owned() => Some(p.ok()?),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => None,
+            };
+            let backlog_full = self.registry.backlog_full();
+            if let Some(p) = permit.filter(|_| !backlog_full) {
+                return Some(Slot(Some(p)));
             }
-            drop(permit);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.registry.free_worker_slots() > u64::from(self.unplaced.load(Ordering::Relaxed)) {
+                return Some(Slot(None));
+            }
+            if backlog_full {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 
@@ -395,10 +412,13 @@ impl Worker {
                 match me.hold(&fire_id) {
                     Some(held) => break held,
                     None if since.elapsed() < HELD_WAIT => tokio::time::sleep(Duration::from_millis(20)).await,
-                    None => return,
+                    None => {
+                        tracing::info!(fire = %fire_id, "taken from the queue, but another task here still holds it; left to the rescan");
+                        return;
+                    }
                 }
             };
-            me.execute(fire_id, None, Some(slot.0)).await;
+            me.execute(fire_id, None, slot.0).await;
             drop(held);
         });
     }
@@ -480,7 +500,10 @@ impl Worker {
                         Ok(job) => {
                             match self.runs_on_own_worker(Some(&job)) {
                                 true if permit.is_none() => {
+                                    // Taken on an external worker's room (`free_slot`).
+                                    self.unplaced.fetch_add(1, Ordering::Relaxed);
                                     permit = Arc::clone(&self.permits).acquire_owned().await.ok();
+                                    self.unplaced.fetch_sub(1, Ordering::Relaxed);
                                 }
                                 true => {}
                                 false => permit = None,

@@ -251,17 +251,22 @@ impl Attached for Hub {
 
     fn backlog_full(&self) -> bool {
         let waiting = self.0.waiting.load(Ordering::Relaxed);
-        let slots: u64 = self
-            .0
-            .sessions
-            .lock()
-            .map(|m| m.values().filter(|s| s.taking()).map(|s| u64::from(s.spec.slots)).sum())
-            .unwrap_or_default();
-        waiting > 0 && u64::from(waiting) >= slots
+        waiting > 0 && u64::from(waiting) >= self.slots(|s| s.spec.slots)
+    }
+
+    fn free_slots(&self) -> u64 {
+        let free = self.slots(|s| s.spec.slots.saturating_sub(s.busy()));
+        free.saturating_sub(u64::from(self.0.waiting.load(Ordering::Relaxed)))
     }
 }
 
 impl Hub {
+    /// The sum of `count` over the sessions taking fires.
+    fn slots(&self, count: impl Fn(&Session) -> u32) -> u64 {
+        let m = self.0.sessions.lock();
+        m.map(|m| m.values().filter(|s| s.taking()).map(|s| u64::from(count(s))).sum()).unwrap_or_default()
+    }
+
     /// Attaches a session; a live one of the same worker id is replaced: its stream ends with
     /// ALREADY_EXISTS (the SDKs stop on it: two processes sharing an id would otherwise take the
     /// id from each other for ever) and it is returned. Busy when the node has `MAX_SESSIONS`.

@@ -16,7 +16,13 @@
 //!   has watched every shard);
 //! - runs of a job whose handler only some nodes have are on those nodes (mixed capabilities);
 //! - runs of a job that forbids overlap never overlap (a run with no end line ends when its process
-//!   died, as the fault log says);
+//!   died, as the fault log says; a run of an external worker that a fault on the worker or its
+//!   node hit may overlap another: its session ended while its handler went on, or, paused, the
+//!   worker began the handler only when it resumed);
+//! - a job whose handler outlasts its timeout and ignores the cancel (`times_out`) ends each fire
+//!   in one `timed_out` run instead of a successful one, recorded only once the handler ended (its
+//!   record's end is after the side log's end line, unless a fault hit its worker or node, which may
+//!   leave no end line, or no run at all: a worker paused as the fire was pushed never began it);
 //! - a job with a history cap (`keep_last`) keeps at most that many finished records (plus the
 //!   trim's tenth and a fire or two finishing while the records are read), and its fires, whose
 //!   records the cap deletes (oldest first, so some of a fire's records may remain), are judged by
@@ -37,6 +43,9 @@ pub struct JobInfo {
     pub keep_last: Option<usize>,
     /// The scheduling shard the job is in (0 without shards).
     pub shard: u16,
+    /// Its handler outlasts the job's timeout and ignores the cancel: a fire's one run is recorded
+    /// `timed_out`, not `succeeded`.
+    pub times_out: bool,
 }
 
 /// One handler run from the side log.
@@ -65,6 +74,8 @@ pub struct Record {
     pub state: String,
     pub node: String,
     pub manual: bool,
+    /// When it ended (None: not ended).
+    pub end_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -233,7 +244,9 @@ fn check_fire(
         return;
     }
     let has = |s: &str| recs.iter().any(|x| x.state == s);
-    let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == "succeeded").collect();
+    // The state of a fire's one run that did its work.
+    let done = if job.times_out { "timed_out" } else { "succeeded" };
+    let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == done).collect();
     if let Some(open) = recs.iter().find(|x| !is_terminal(&x.state)) {
         r.lost += 1;
         r.violations
@@ -258,7 +271,26 @@ fn check_fire(
     }
     for rec in &succeeded {
         match run_by_exec.get(rec.exec.as_str()) {
+            // Timed out: recorded only once the handler ended (unless its worker was hit, and the
+            // node stopped waiting for it).
+            Some(run)
+                if job.times_out
+                    && run.end_ms.unwrap_or(i64::MAX) > rec.end_ms.unwrap_or(0) + SLACK_MS
+                    && fault_during(h, run).is_none() =>
+            {
+                r.disagreeing += 1;
+                r.violations.push(format!(
+                    "{fire}: rota recorded {} timed out at {:?}, before its handler ended at {:?}",
+                    rec.exec, rec.end_ms, run.end_ms
+                ));
+            }
             Some(run) if run.end_ms.is_some() => {}
+            // Timed out, then its worker (or node) went before the handler ended: the node stopped
+            // waiting and recorded the timeout.
+            Some(run) if job.times_out && fault_during(h, run).is_some_and(|f| f.node.is_some()) => {}
+            // Timed out on a worker that never began it (paused as the fire was pushed), which a
+            // fault on an external worker explains (the record does not name the worker).
+            None if job.times_out && worker_fault_between(h, rec.sched_ms, rec.end_ms.unwrap_or(i64::MAX)) => {}
             _ => {
                 r.disagreeing += 1;
                 r.violations
@@ -273,7 +305,7 @@ fn check_fire(
             r.violations.push(format!("{fire}: run {} on {} has no rota record", run.exec, run.node));
             continue;
         };
-        if rec.state == "succeeded" || rec.state == "skipped" {
+        if rec.state == done || rec.state == "skipped" {
             continue;
         }
         extra_run(h, r, &fire, run, &format!("recorded '{}'", rec.state));
@@ -397,7 +429,13 @@ fn check_overlap(h: &History, r: &mut Report, job: &JobInfo, runs: &mut [&Run]) 
     let mut busy_until: Option<(i64, &Run)> = None;
     for run in runs.iter() {
         if let Some((until, prev)) = busy_until {
-            if run.start_ms + SLACK_MS < until {
+            // A fault on an external worker (paused past its session's TTL, killed) or on its
+            // node ended its session while its handler, which may ignore cancels, went on (or, a
+            // paused worker, had not begun: it starts the handler when it resumes): the node gave
+            // the fire to its policy meanwhile. Fencing does not reach into a worker's process.
+            let hit = |x: &Run| x.worker.is_some() && fault_during(h, x).is_some_and(|f| f.node.is_some());
+            let worker_hit = hit(prev) || hit(run);
+            if run.start_ms + SLACK_MS < until && !worker_hit {
                 r.overlapping += 1;
                 r.violations.push(format!(
                     "{}: run {} ({}@{} on {}) started while {} ({}@{} on {}) still ran",
@@ -405,11 +443,22 @@ fn check_overlap(h: &History, r: &mut Report, job: &JobInfo, runs: &mut [&Run]) 
                 ));
             }
         }
-        let end = run.end_ms.unwrap_or_else(|| death_after(h, &run.node, run.start_ms).unwrap_or(i64::MAX));
+        let process = run.worker.as_deref().unwrap_or(&run.node);
+        let end = run.end_ms.unwrap_or_else(|| death_after(h, process, run.start_ms).unwrap_or(i64::MAX));
         if busy_until.is_none_or(|(u, _)| end > u) {
             busy_until = Some((end, run));
         }
     }
+}
+
+/// Whether a fault hit an external worker (not a node, not Redis) between `from` and `to`.
+fn worker_fault_between(h: &History, from: i64, to: i64) -> bool {
+    let workers: Vec<&str> = h.runs.iter().filter_map(|r| r.worker.as_deref()).collect();
+    h.faults.iter().any(|f| {
+        f.node.as_deref().is_some_and(|n| workers.contains(&n))
+            && f.at_ms <= to + SLACK_MS
+            && f.until_ms.max(f.dead_ms.unwrap_or(0)) + SLACK_MS >= from
+    })
 }
 
 /// When a process that ran something from `start` on was last seen alive: the first fault after
@@ -457,6 +506,7 @@ mod tests {
             only_on: Vec::new(),
             keep_last: None,
             shard: 0,
+            times_out: false,
         }
     }
 
@@ -483,6 +533,7 @@ mod tests {
             state: state.into(),
             node: r.node.clone(),
             manual: false,
+            end_ms: r.end_ms.map(|e| e + 2),
         }
     }
 
@@ -662,6 +713,47 @@ mod tests {
         let r = check(&h);
         assert_eq!(r.overlapping, 1, "{:?}", r.violations);
         assert!(r.violations[0].contains("f106"), "{:?}", r.violations);
+    }
+
+    /// A forbid job of an external worker's handler that outlasts its timeout (`times_out`): each
+    /// fire's one run is `timed_out`, recorded after the handler ended; one recorded before it is
+    /// caught, and so is an overlap, unless a fault hit the earlier run's worker.
+    #[test]
+    fn a_timed_out_run_is_recorded_after_its_handler_ended() {
+        let mut h = clean();
+        h.jobs[1].times_out = true;
+        for x in h.runs.iter_mut().filter(|x| x.job == "f") {
+            x.worker = Some("w1".into());
+        }
+        for x in h.records.iter_mut().filter(|x| x.job == "f") {
+            x.state = "timed_out".into();
+        }
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.executed, 30);
+        let mut early = h.clone();
+        for x in early.records.iter_mut().filter(|x| x.exec == "f103") {
+            x.end_ms = x.end_ms.map(|e| e - 300);
+        }
+        let r = check(&early);
+        assert_eq!(r.disagreeing, 1, "{:?}", r.violations);
+        assert!(r.violations[0].contains("before its handler ended"), "{:?}", r.violations);
+        let mut overlap = h.clone();
+        for x in overlap.runs.iter_mut().filter(|x| x.exec == "f105") {
+            x.end_ms = Some(x.start_ms + 1500);
+        }
+        assert_eq!(check(&overlap).overlapping, 1);
+        overlap.faults.push(Fault {
+            kind: "pause_ext_worker".into(),
+            node: Some("w1".into()),
+            at_ms: 105_100,
+            until_ms: 106_500,
+            dead_ms: None,
+            was_master: false,
+            epoch_before: 0,
+        });
+        let r = check(&overlap);
+        assert_eq!(r.overlapping, 0, "explained by the fault on its worker: {:?}", r.violations);
     }
 
     #[test]

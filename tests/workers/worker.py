@@ -62,8 +62,20 @@ async def chaos(ctx, args):
     now = lambda: int(time.time() * 1000)
     sched = int(ctx.scheduled_at.timestamp() * 1000)
     append(f"S\t{ctx.job_id}\t{sched}\t{ctx.execution_id}\t{ctx.node_id}\t{ctx.epoch}\t{ctx.attempt}\t{now()}\t{worker_id}\n")
-    await asyncio.sleep(((args or {}).get("ms") or 0) / 1000)
+    sleeping = asyncio.ensure_future(asyncio.sleep(((args or {}).get("ms") or 0) / 1000))
+    cancelled = False
+    while not sleeping.done():
+        try:
+            await asyncio.shield(sleeping)
+        except asyncio.CancelledError:
+            # A handler that does not stop when told (args.ignore_cancel), as a thread cannot: it
+            # ends in its own time, however often it is cancelled.
+            if not (args or {}).get("ignore_cancel"):
+                raise
+            cancelled = True
     append(f"E\t{ctx.execution_id}\t{now()}\n")
+    if cancelled:
+        raise asyncio.CancelledError()
 
 
 def append(line):
