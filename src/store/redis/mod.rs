@@ -1177,7 +1177,15 @@ impl ClusterStore for RedisStore {
             .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .ok_or_else(|| Error::unavailable("INFO server has no uptime_in_seconds"))?;
-        Ok(Some(secs.saturating_mul(1000)))
+        let mut up = secs.saturating_mul(1000);
+        // Through Sentinel, a primary named lately is as new as a restarted one: the heartbeats
+        // the nodes wrote to the previous one are not on it (`SentinelConn::on_this_primary`).
+        if let Conn::Sentinel(s) = &self.conn {
+            if let Some(d) = s.on_this_primary() {
+                up = up.min(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            }
+        }
+        Ok(Some(up))
     }
 
     async fn probe_write(&self, node_id: &str) -> Result<()> {

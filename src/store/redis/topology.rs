@@ -405,6 +405,8 @@ struct SentinelShared {
     current: std::sync::Mutex<Option<(u64, String, MultiplexedConnection)>>,
     generation: AtomicU64,
     response: Duration,
+    /// The primary connected to last, and since when (not reset by a reconnect to the same one).
+    primary_since: std::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl SentinelConn {
@@ -414,6 +416,7 @@ impl SentinelConn {
             current: std::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             response,
+            primary_since: std::sync::Mutex::new(None),
         });
         tokio::spawn(Self::follow(Arc::downgrade(&shared)));
         SentinelConn { shared }
@@ -473,8 +476,21 @@ impl SentinelConn {
             .set_connection_timeout(Some(super::RESPONSE_TIMEOUT));
         let conn = client.get_multiplexed_async_connection_with_config(&cfg).await?;
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut since) = self.shared.primary_since.lock() {
+            if since.as_ref().is_none_or(|(a, _)| *a != addr) {
+                *since = Some((addr.clone(), std::time::Instant::now()));
+            }
+        }
         *Self::lock(&self.shared) = Some((generation, addr, conn.clone()));
         Ok((generation, conn))
+    }
+
+    /// How long this client has written to the primary it writes to now (since the Sentinels last
+    /// named another one). During a fail-over the Sentinels may name two or three primaries in as
+    /// many seconds (measured: 35265, 44583, 35265, 37251 within two seconds), and what a node
+    /// wrote to one is not on the next: to this client, the store is as new as this.
+    pub(super) fn on_this_primary(&self) -> Option<Duration> {
+        self.shared.primary_since.lock().ok()?.as_ref().map(|(_, t)| t.elapsed())
     }
 
     /// After an error on the connection of `generation`: forgets it when the error says the
