@@ -687,6 +687,49 @@ async fn a_queued_fire_for_a_worker_does_not_wait_for_the_nodes_own_workers() {
     );
 }
 
+/// A fire of a built-in handler taken from the queue on a worker's free slot, while the node's one
+/// own worker is busy, is not started (not `running`, its lock not left unrenewed) until an own
+/// worker frees; then it runs.
+#[tokio::test]
+async fn a_queued_builtin_fire_taken_on_a_workers_room_starts_only_with_an_own_worker() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--workers", "1", "--enable-shell", "--shell-allow", "/bin/sh"]).await;
+    let n2 = TestNode::start(&b, "n2", &[]).await;
+    let _w = ExtWorker::start(&[&n1.addr], "py-1", 2, None);
+    attached(&n1, "py.sleep").await;
+    put(&n1, job_with("hog", "0 0 0 1 1 *", "sleep", json!(["3s"]), |_| {})).await;
+    put(&n1, job_with("sh", "0 0 0 1 1 *", "shell", json!({"sh": "echo hi"}), |_| {})).await;
+    n1.client()
+        .await
+        .trigger_job(pb::TriggerJobRequest { id: "hog".into(), ..Default::default() })
+        .await
+        .expect("trigger");
+    eventually(WAIT, "the built-in run started", || async {
+        executions(&mut n1.client().await, "hog").await.into_iter().find(|e| e.start_time.is_some())
+    })
+    .await;
+    // Triggered on n2, which has no shell: handed to n1's queue, taken there on the worker's room.
+    n2.client()
+        .await
+        .trigger_job(pb::TriggerJobRequest { id: "sh".into(), ..Default::default() })
+        .await
+        .expect("trigger");
+    while in_state(&n1, "hog", pb::ExecutionState::Succeeded).await.is_empty() {
+        let early = executions(&mut n1.client().await, "sh").await;
+        assert!(
+            early.iter().all(|e| !(state(e) == pb::ExecutionState::Running && e.node_id == "n1")),
+            "started on n1 while its own worker was busy: {early:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sh = eventually(WAIT, "the shell fire succeeded on n1", || async {
+        in_state(&n1, "sh", pb::ExecutionState::Succeeded).await.into_iter().next()
+    })
+    .await;
+    assert_eq!((sh.node_id.as_str(), sh.output.as_str()), ("n1", "hi\n"), "{sh:?}");
+}
+
 /// The wait for a free slot of a worker is not part of a run's timeout: a fire queued behind a
 /// long run on a one-slot worker runs its full time once the slot frees.
 #[tokio::test]

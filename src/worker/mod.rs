@@ -150,8 +150,9 @@ pub struct Worker {
     misfire_threshold_ms: i64,
     active: Arc<AtomicU32>,
     waiting: Arc<AtomicU32>,
-    /// Fires of built-in handlers taken from a queue on an external worker's room, now waiting for
-    /// one of this node's own workers: the queue taker counts them against that room.
+    /// Fires taken from a queue on an external worker's room and not yet placed (on the worker's
+    /// slot, or, a built-in handler's, on one of this node's own workers): the queue taker counts
+    /// them against that room.
     unplaced: Arc<AtomicU32>,
     accepting: Arc<AtomicBool>,
     /// The output of the runs going on now, by execution id, for whoever follows one live
@@ -166,9 +167,36 @@ pub struct Worker {
 }
 
 /// Room for a fire about to be taken from a queue (`Worker::free_slot`): one of this node's own
-/// workers, reserved, or (None) a free slot of an attached external worker, which is not reserved:
-/// a fire of a built-in handler taken on it waits in hand for one of the node's own workers.
-pub struct Slot(Option<tokio::sync::OwnedSemaphorePermit>);
+/// workers, reserved, or a free slot of an attached external worker, not reserved but counted
+/// (`Unplaced`) until the fire is placed: a fire of a built-in handler taken on it waits for one of
+/// the node's own workers before it is started.
+pub struct Slot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    unplaced: Option<Unplaced>,
+}
+
+impl Slot {
+    /// No room taken (a fire pushed to this node: `spawn_fire`).
+    fn none() -> Slot {
+        Slot { permit: None, unplaced: None }
+    }
+}
+
+/// Counts a fire taken on an external worker's room until it is placed (`Worker::unplaced`).
+struct Unplaced(Arc<AtomicU32>);
+
+impl Unplaced {
+    fn new(count: &Arc<AtomicU32>) -> Unplaced {
+        count.fetch_add(1, Ordering::Relaxed);
+        Unplaced(Arc::clone(count))
+    }
+}
+
+impl Drop for Unplaced {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// What a worker pool is built from (`Worker::new`).
 pub struct WorkerParts {
@@ -366,7 +394,7 @@ impl Worker {
             me.waiting.fetch_sub(1, Ordering::Relaxed);
             // No permit for the node's own worker: the pool is closed.
             if permit.is_some() || !own {
-                me.execute(fire_id, job, permit).await;
+                me.execute(fire_id, job, Slot { permit, ..Slot::none() }).await;
             }
         });
         true
@@ -380,20 +408,24 @@ impl Worker {
     /// until handed to `run_taken`, so whoever takes from a queue takes only what is free to run
     /// it, and a fire that waits for a worker waits in the queue, where an idle node can take it.
     pub async fn free_slot(&self) -> Option<Slot> {
+        const LOOK: Duration = Duration::from_millis(20);
+        // One request for a permit throughout, so the taker keeps its place in the semaphore's line.
+        let mut acquire = Box::pin(Arc::clone(&self.permits).acquire_owned());
         loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&self.permits).acquire_owned() => Some(p.ok()?),
-                _ = tokio::time::sleep(Duration::from_millis(20)) => None,
-            };
-            let backlog_full = self.registry.backlog_full();
-            if let Some(p) = permit.filter(|_| !backlog_full) {
-                return Some(Slot(Some(p)));
+            tokio::select! {
+                p = &mut acquire => {
+                    let p = p.ok()?;
+                    if !self.registry.backlog_full() {
+                        return Some(Slot { permit: Some(p), unplaced: None });
+                    }
+                    drop(p);
+                    acquire = Box::pin(Arc::clone(&self.permits).acquire_owned());
+                    tokio::time::sleep(LOOK).await;
+                }
+                _ = tokio::time::sleep(LOOK) => {}
             }
             if self.registry.free_worker_slots() > u64::from(self.unplaced.load(Ordering::Relaxed)) {
-                return Some(Slot(None));
-            }
-            if backlog_full {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                return Some(Slot { permit: None, unplaced: Some(Unplaced::new(&self.unplaced)) });
             }
         }
     }
@@ -418,7 +450,10 @@ impl Worker {
                     }
                 }
             };
-            me.execute(fire_id, None, slot.0).await;
+            // Shutting down meanwhile: the fire stays in the processing list (adopted, or reaped).
+            if me.accepting() {
+                me.execute(fire_id, None, slot).await;
+            }
             drop(held);
         });
     }
@@ -444,9 +479,11 @@ impl Worker {
     }
 
     /// Starts a fire from the processing list (compare-and-set in the store) and runs it.
-    /// `permit`: one of this node's own workers, when taken already; a fire of a built-in handler
-    /// takes one if it has none, a fire of an external worker's handler lets it go.
-    async fn execute(&self, fire_id: String, job: Option<Job>, mut permit: Option<tokio::sync::OwnedSemaphorePermit>) {
+    /// `slot`: one of this node's own workers, when taken already (a fire of a built-in handler
+    /// takes one if it has none, before its start; a fire of an external worker's handler lets it
+    /// go), or an external worker's room it was taken on.
+    async fn execute(&self, fire_id: String, job: Option<Job>, slot: Slot) {
+        let Slot { mut permit, unplaced } = slot;
         self.active.fetch_add(1, Ordering::Relaxed);
         let inc = self.membership.incarnation();
         let span = tracing::info_span!("fire", fire = %shorten(&fire_id), node = %self.node_id);
@@ -458,6 +495,22 @@ impl Worker {
             // A fire from the queue may have come ahead of its instant too (see `wait_until_due`).
             // It is started a little ahead of it (`START_LEAD_MS`), and run at it (below).
             wait_until_due(&fire_id, self.start_lead_ms).await;
+            // Taken on an external worker's room: a fire of a built-in handler waits for one of the
+            // node's own workers before its start (started, it would wait `running`, its lock
+            // unrenewed and its misfire threshold passed). Its job is read to know (None: unknown,
+            // taken as a built-in's).
+            let mut job = job;
+            if permit.is_none() && unplaced.is_some() {
+                if job.is_none() {
+                    job = self.job_of(&fire_id).await;
+                }
+                if self.runs_on_own_worker(job.as_ref()) {
+                    permit = self.own_worker().await;
+                    if permit.is_none() {
+                        return;
+                    }
+                }
+            }
             // Off the master, the start refuses a master-only fire, which goes to the master instead.
             let mut started = self.start(&fire_id, &inc, false).await;
             // Started as a stand-in master: no other master could take this master-only fire.
@@ -499,15 +552,19 @@ impl Worker {
                         }
                         Ok(job) => {
                             match self.runs_on_own_worker(Some(&job)) {
+                                // Its handler changed to a built-in since it was pushed here.
                                 true if permit.is_none() => {
-                                    // Taken on an external worker's room (`free_slot`).
-                                    self.unplaced.fetch_add(1, Ordering::Relaxed);
-                                    permit = Arc::clone(&self.permits).acquire_owned().await.ok();
-                                    self.unplaced.fetch_sub(1, Ordering::Relaxed);
+                                    permit = self.own_worker().await;
+                                    if permit.is_none() {
+                                        return;
+                                    }
                                 }
                                 true => {}
                                 false => permit = None,
                             }
+                            // Placed: on its worker's slot (waiting, it counts in the hub's
+                            // backlog), or on one of the node's own workers.
+                            drop(unplaced);
                             // Started ahead, it begins at its instant; the record says when it did.
                             wait_until_due(&fire_id, 0).await;
                             exec.start_ms = Some(now_ms());
@@ -544,6 +601,22 @@ impl Worker {
         .await;
         drop(permit);
         self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// One of this node's own workers, waiting for it; None when the node is cut short (its grace
+    /// period ran out) meanwhile.
+    async fn own_worker(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::select! {
+            p = Arc::clone(&self.permits).acquire_owned() => p.ok(),
+            _ = self.cancel.cancelled() => None,
+        }
+    }
+
+    /// The job of a fire, read from the store (None: unknown, or the store did not answer).
+    async fn job_of(&self, fire_id: &str) -> Option<Job> {
+        let id = crate::execution::job_of_fire(fire_id);
+        let rec = self.store.get_job(id).await.ok()??;
+        Job::new(rec.spec).ok()
     }
 
     /// Starts a fire, asking again while the store cannot answer: a start is safe to repeat (one
@@ -1090,8 +1163,8 @@ impl Worker {
     /// it (else this node's queue, where it waits for one: `cannot_run_here`). This attempt is
     /// recorded `lost`, saying where the fire went (out of recoveries: `lost` for good, alerted).
     /// Always None: the attempt is closed here, or left to the rescan or the reaper. (A re-run
-    /// queued on this node itself waits for the rescan when the queue's taker finds this task
-    /// still holding the fire.)
+    /// queued on this node itself is taken by the queue's taker once this task lets the fire go:
+    /// `run_taken`.)
     async fn rerun_after_worker_loss(&self, job: &Job, exec: &mut Execution, inc: &str) -> Option<ExecState> {
         let to = match self.registry.get_for(&job.spec.handler, &job.spec.selector) {
             Some(_) => self.node_id.clone(),

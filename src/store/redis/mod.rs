@@ -1171,21 +1171,28 @@ impl ClusterStore for RedisStore {
     }
 
     async fn uptime_ms(&self) -> Result<Option<u64>> {
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await?;
-        let secs = info
-            .lines()
-            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| Error::unavailable("INFO server has no uptime_in_seconds"))?;
-        let mut up = secs.saturating_mul(1000);
         // Through Sentinel, a primary named lately is as new as a restarted one: the heartbeats
         // the nodes wrote to the previous one are not on it (`SentinelConn::on_this_primary`).
-        if let Conn::Sentinel(s) = &self.conn {
-            if let Some(d) = s.on_this_primary() {
-                up = up.min(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            }
+        // Applied even when INFO is not allowed (an ACL user without @dangerous).
+        let on_primary = match &self.conn {
+            Conn::Sentinel(s) => s.on_this_primary().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            _ => None,
+        };
+        let info: std::result::Result<String, _> = redis::cmd("INFO").arg("server").query_async(&mut self.conn()).await;
+        let server = match info {
+            Ok(info) => info
+                .lines()
+                .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|secs| secs.saturating_mul(1000))
+                .ok_or_else(|| Error::unavailable("INFO server has no uptime_in_seconds")),
+            Err(e) => Err(e.into()),
+        };
+        match (server, on_primary) {
+            (Ok(up), on) => Ok(Some(on.map_or(up, |on| up.min(on)))),
+            (Err(_), Some(on)) => Ok(Some(on)),
+            (Err(e), None) => Err(e),
         }
-        Ok(Some(up))
     }
 
     async fn probe_write(&self, node_id: &str) -> Result<()> {
