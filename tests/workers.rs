@@ -647,19 +647,23 @@ async fn worker_slots_do_not_add_to_the_nodes_own_workers_nor_wait_for_them() {
     );
 }
 
-/// A fire of a worker's handler that reaches a node through its queue (handed over by a node with
-/// no worker for it) is taken on a free slot of the worker, not only when one of the node's own
-/// workers is free: here the node's one own worker runs a long built-in job meanwhile.
-#[tokio::test]
-async fn a_queued_fire_for_a_worker_does_not_wait_for_the_nodes_own_workers() {
+/// Node n1 (`n1_flags`, one own worker) with a Python worker of two slots attached, and n2 with no
+/// worker: a built-in `hog` job sleeping `hog` holds n1's own worker, and then `job` is put and
+/// triggered on n2, which cannot run it and hands it to n1's queue.
+async fn handed_to_a_busy_node(
+    n1_flags: &[&str],
+    hog: &str,
+    job: pb::Job,
+) -> (RedisServer, TestNode, TestNode, ExtWorker) {
     let redis = RedisServer::start();
     let b = Backend::Redis(redis.url());
-    let n1 = TestNode::start(&b, "n1", &["--workers", "1"]).await;
+    let n1 = TestNode::start(&b, "n1", n1_flags).await;
     let n2 = TestNode::start(&b, "n2", &[]).await;
-    let _w = ExtWorker::start(&[&n1.addr], "py-1", 2, None);
+    let w = ExtWorker::start(&[&n1.addr], "py-1", 2, None);
     attached(&n1, "py.sleep").await;
-    put(&n1, job_with("hog", "0 0 0 1 1 *", "sleep", json!(["4s"]), |_| {})).await;
-    put(&n1, job_with("x", "0 0 0 1 1 *", "py.sleep", json!({"ms": 100}), |_| {})).await;
+    put(&n1, job_with("hog", "0 0 0 1 1 *", "sleep", json!([hog]), |_| {})).await;
+    let id = job.id.clone();
+    put(&n1, job).await;
     n1.client()
         .await
         .trigger_job(pb::TriggerJobRequest { id: "hog".into(), ..Default::default() })
@@ -669,12 +673,17 @@ async fn a_queued_fire_for_a_worker_does_not_wait_for_the_nodes_own_workers() {
         executions(&mut n1.client().await, "hog").await.into_iter().find(|e| e.start_time.is_some())
     })
     .await;
-    // Triggered on n2, which has no worker for it: handed to n1's queue.
-    n2.client()
-        .await
-        .trigger_job(pb::TriggerJobRequest { id: "x".into(), ..Default::default() })
-        .await
-        .expect("trigger");
+    n2.client().await.trigger_job(pb::TriggerJobRequest { id, ..Default::default() }).await.expect("trigger");
+    (redis, n1, n2, w)
+}
+
+/// A fire of a worker's handler that reaches a node through its queue (handed over by a node with
+/// no worker for it) is taken on a free slot of the worker, not only when one of the node's own
+/// workers is free: here the node's one own worker runs a long built-in job meanwhile.
+#[tokio::test]
+async fn a_queued_fire_for_a_worker_does_not_wait_for_the_nodes_own_workers() {
+    let x = job_with("x", "0 0 0 1 1 *", "py.sleep", json!({"ms": 100}), |_| {});
+    let (_redis, n1, _n2, _w) = handed_to_a_busy_node(&["--workers", "1"], "4s", x).await;
     let x = eventually(WAIT, "the worker's fire succeeded", || async {
         in_state(&n1, "x", pb::ExecutionState::Succeeded).await.into_iter().next()
     })
@@ -692,29 +701,9 @@ async fn a_queued_fire_for_a_worker_does_not_wait_for_the_nodes_own_workers() {
 /// worker frees; then it runs.
 #[tokio::test]
 async fn a_queued_builtin_fire_taken_on_a_workers_room_starts_only_with_an_own_worker() {
-    let redis = RedisServer::start();
-    let b = Backend::Redis(redis.url());
-    let n1 = TestNode::start(&b, "n1", &["--workers", "1", "--enable-shell", "--shell-allow", "/bin/sh"]).await;
-    let n2 = TestNode::start(&b, "n2", &[]).await;
-    let _w = ExtWorker::start(&[&n1.addr], "py-1", 2, None);
-    attached(&n1, "py.sleep").await;
-    put(&n1, job_with("hog", "0 0 0 1 1 *", "sleep", json!(["3s"]), |_| {})).await;
-    put(&n1, job_with("sh", "0 0 0 1 1 *", "shell", json!({"sh": "echo hi"}), |_| {})).await;
-    n1.client()
-        .await
-        .trigger_job(pb::TriggerJobRequest { id: "hog".into(), ..Default::default() })
-        .await
-        .expect("trigger");
-    eventually(WAIT, "the built-in run started", || async {
-        executions(&mut n1.client().await, "hog").await.into_iter().find(|e| e.start_time.is_some())
-    })
-    .await;
-    // Triggered on n2, which has no shell: handed to n1's queue, taken there on the worker's room.
-    n2.client()
-        .await
-        .trigger_job(pb::TriggerJobRequest { id: "sh".into(), ..Default::default() })
-        .await
-        .expect("trigger");
+    let sh = job_with("sh", "0 0 0 1 1 *", "shell", json!({"sh": "echo hi"}), |_| {});
+    let flags = ["--workers", "1", "--enable-shell", "--shell-allow", "/bin/sh"];
+    let (_redis, n1, _n2, _w) = handed_to_a_busy_node(&flags, "3s", sh).await;
     while in_state(&n1, "hog", pb::ExecutionState::Succeeded).await.is_empty() {
         let early = executions(&mut n1.client().await, "sh").await;
         assert!(
