@@ -1,42 +1,30 @@
--- A node takes fires that are being dispatched to it (from SubmitTask(s), or the master for itself):
--- compare-and-set dispatching -> accepted, and push each into the node's processing list before
+-- A node takes a fire that is being dispatched to it (SubmitTask(s), the master's own fires, manual
+-- fires): compare-and-set dispatching -> accepted, and push it into the node's processing list before
 -- saying yes, so an accepted fire is durable. Races with `enqueue`; exactly one of the two wins.
--- Several fires in one call (a master's batch): each is decided on its own.
--- KEYS[1] epoch counter  KEYS[2] p:<self>  KEYS[3] inflight zset  KEYS[4] hb:<self>
---   then one fire hash per fire
--- ARGV[1] sender's epoch  ARGV[2] self  ARGV[3] incarnation  ARGV[4] watch ms (when the sweep looks at
---   an accepted fire again: see enqueue.lua)  then one fire id per fire
--- Returns one of OK | ALREADY | TAKEN | STALE_EPOCH | NOT_LIVE | UNKNOWN | BADKEY per fire (BADKEY: the
---   fire's key is not a hash; nothing written for it), or a BADKEY error when a list is not a list
---   (nothing written at all)
+-- Batched (see batcher.rs) with the other accepts, starts and finishes of the moment: the fires of
+-- one call share hb:<self> and the epoch counter, each read once per call, and the type checks of
+-- p:<self> and the watch set.
+-- KEYS[1] epoch counter  KEYS[2] p:<self>  KEYS[3] inflight zset  KEYS[4] hb:<self>  KEYS[5] fire hash
+-- ARGV[1] sender's epoch, or '-' (a node's own manual fire: no master made it, no epoch to check)
+-- ARGV[2] self  ARGV[3] incarnation  ARGV[4] watch ms (when the sweep looks at an accepted fire again:
+--   see enqueue.lua)  ARGV[5] fire id
+-- Returns one of OK | ALREADY | TAKEN | STALE_EPOCH | NOT_LIVE | UNKNOWN | BADKEY (the fire's key is
+--   not a hash; nothing written), or {'BADKEY', why} when p:<self> or the watch set has the wrong
+--   type (nothing written)
 local bad = wrong(KEYS[2], 'list', KEYS[3], 'zset')
-if bad then return refuse(bad) end
-local out = {}
-local n = #KEYS - 4
-local whole = nil
-local watch_at = nil
-if redis.call('GET', KEYS[4]) ~= ARGV[3] then whole = 'NOT_LIVE'
-elseif redis.call('GET', KEYS[1]) ~= ARGV[1] then whole = 'STALE_EPOCH' end
-for i = 1, n do
-  local kf, fire = KEYS[4 + i], ARGV[4 + i]
-  local st = whole
-  if not st then
-    local f, bad = read('hash', 'HMGET', kf, 'state', 'node')
-    if bad then st = 'BADKEY'; f = {} end
-    if st then
-      -- set aside above
-    elseif not f[1] then st = 'UNKNOWN'
-    elseif f[1] == 'accepted' or f[1] == 'running' then
-      if f[2] == ARGV[2] then st = 'ALREADY' else st = 'TAKEN' end
-    elseif f[1] ~= 'dispatching' then st = 'TAKEN'
-    else
-      redis.call('HSET', kf, 'state', 'accepted', 'node', ARGV[2], 'inc', ARGV[3])
-      redis.call('LPUSH', KEYS[2], fire)
-      if not watch_at then watch_at = time_ms() + tonumber(ARGV[4]) end
-      redis.call('ZADD', KEYS[3], watch_at, fire)
-      st = 'OK'
-    end
-  end
-  out[i] = st
+if bad then return {'BADKEY', bad} end
+if get_once(KEYS[4]) ~= ARGV[3] then return 'NOT_LIVE' end
+if ARGV[1] ~= '-' and get_once(KEYS[1]) ~= ARGV[1] then return 'STALE_EPOCH' end
+local f
+f, bad = read('hash', 'HMGET', KEYS[5], 'state', 'node')
+if bad then return 'BADKEY' end
+if not f[1] then return 'UNKNOWN' end
+if f[1] == 'accepted' or f[1] == 'running' then
+  if f[2] == ARGV[2] then return 'ALREADY' end
+  return 'TAKEN'
 end
-return out
+if f[1] ~= 'dispatching' then return 'TAKEN' end
+redis.call('HSET', KEYS[5], 'state', 'accepted', 'node', ARGV[2], 'inc', ARGV[3])
+redis.call('LPUSH', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[3], time_ms() + tonumber(ARGV[4]), ARGV[5])
+return 'OK'

@@ -1,17 +1,24 @@
-
--- Runs `one` (the per-item script above) for each item of a batch, in this one atomic step: KEYS
--- and ARGV hold the items' keys and arguments one item after another, ARGV[1] and ARGV[2] saying
--- how many of each an item has. Returns one reply per item, in order ({'ERROR', why} for an item
--- whose script failed).
-local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- Runs the per-item scripts above (`steps`, by name) for each item of a batch, in this one atomic
+-- step: ARGV[1] is the number of items, then per item its step's name, its key count, its argument
+-- count and its arguments; KEYS holds the items' keys one item after another. A batch may mix
+-- steps (the starts and finishes of one moment go together). Returns one reply per item, in order
+-- ({'ERROR', why} for an item whose script failed).
 local out = {}
-for i = 0, #KEYS / nk - 1 do
+local ki, ai = 0, 2
+for i = 1, tonumber(ARGV[1]) do
+  local step, nk, na = steps[ARGV[ai]], tonumber(ARGV[ai + 1]), tonumber(ARGV[ai + 2])
+  ai = ai + 3
   local k, a = {}, {}
-  for j = 1, nk do k[j] = KEYS[i * nk + j] end
-  for j = 1, na do a[j] = ARGV[2 + i * na + j] end
+  for j = 1, nk do k[j] = KEYS[ki + j] end
+  for j = 1, na do a[j] = ARGV[ai + j - 1] end
+  ki, ai = ki + nk, ai + na
   -- One fire's error (a key of the wrong type, say) is that fire's reply, not the whole batch's.
-  local ok, r = pcall(one, k, a)
-  if ok then out[i + 1] = r else out[i + 1] = {'ERROR', tostring(r)} end
+  if not step then
+    out[i] = {'ERROR', 'no such step'}
+  else
+    local ok, r = pcall(step, k, a)
+    if ok then out[i] = r else out[i] = {'ERROR', tostring(r)} end
+  end
 end
 flush()  -- the items' announced changes, as one message
 return out

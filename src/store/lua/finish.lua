@@ -13,11 +13,13 @@
 -- ARGV[12] keep last  ARGV[13] keep failed (the job's history caps, `trim_history`)
 -- ARGV[14] exec key prefix  ARGV[15] how long the fire hash outlives the fire (FIRE_MEMORY_MS)
 -- ARGV[16] '1': the worker's definition of the job says forbid (it may hold the lock)
+-- ARGV[17] '1': housekeeping is due (the caller decides, `RedisStore::housekeeping_due`): the job's
+--   index is sized, trimmed past retention and to its caps, and its TTL refreshed. Not at every
+--   finish: a busy job's finish costs no ZCARD and no PEXPIRE of its index.
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
--- Every key is made sure of before the first write that matters: the fire hash, the job's index,
--- the lock and p:<self> by their first command under pcall (a read; the index's trim of entries past
--- retention, which is housekeeping; the ack's LREM); the executions index by TYPE, only when this
--- finish writes it.
+-- Every key is made sure of before the first write that matters: the fire hash, the lock and
+-- p:<self> by their first command under pcall (a read; the ack's LREM), the job's index by its
+-- ZCARD when housekeeping; the indexes by TYPE, only when this finish writes them otherwise.
 local f, bad = read('hash', 'HMGET', KEYS[5], 'state', 'node', 'inc', 'exec', 'lock')
 if bad then return {'BADKEY', bad} end
 -- The same finish again (its first reply was lost: Redis restarted between the commit and the reply,
@@ -29,20 +31,20 @@ if f[1] == ARGV[9] and f[2] == ARGV[7] and f[3] == ARGV[8] and f[4] == ARGV[1] t
   if bad then return {'BADKEY', bad} end
   return {'OK'}
 end
--- The job's index: its size first (a read that fails on the wrong type without writing). Its
--- entries past retention (their records are gone) are dropped every 32nd finish of the job and
--- before a trim, not at every finish: an index keeps such an entry for at most 32 more finishes
--- (listings skip and drop them as they meet them).
-local n, _
-n, bad = read('zset', 'ZCARD', KEYS[3])
-if bad then return {'BADKEY', bad} end
-if n % 32 == 0 or trim_due(n, ARGV[12]) then
+-- Housekeeping (when the caller says it is due): the job's index, its size first (a read that
+-- fails on the wrong type without writing); its entries past retention (their records are gone)
+-- dropped (listings skip and drop the ones they meet meanwhile).
+local housekeep = ARGV[17] == '1'
+local n, _, trim = 0, nil, false
+if housekeep then
+  n, bad = read('zset', 'ZCARD', KEYS[3])
+  if bad then return {'BADKEY', bad} end
   redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
   n = redis.call('ZCARD', KEYS[3])
+  -- Whether the job's history is due for its trim (then the failure index it may write is checked
+  -- here, before any write).
+  trim = trim_due(n, ARGV[12])
 end
--- Whether the job's history is due for its trim (then the failure index it may write is checked
--- here, before any write).
-local trim = trim_due(n, ARGV[12])
 if trim then
   bad = wrong(KEYS[8], 'zset', KEYS[2], 'zset')
   if bad then return {'BADKEY', bad} end
@@ -66,7 +68,7 @@ end
 -- start, a retry's record); a superseded evidence record, or another id, is indexed here.
 local index = not (mine and f[4] == ARGV[1])
 if index then
-  bad = wrong(KEYS[2], 'zset')
+  bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset')
   if bad then return {'BADKEY', bad} end
 end
 if mine or f[2] ~= ARGV[7] or f[3] == ARGV[8] then
@@ -90,7 +92,7 @@ if index then
   redis.call('ZADD', KEYS[2], 0, id)
   redis.call('ZADD', KEYS[3], 0, id)
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
+if housekeep or index then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 if trim then
   trim_history(KEYS[3], KEYS[8], KEYS[2], ARGV[14], redis.call('ZCARD', KEYS[3]), ARGV[12], ARGV[13], ARGV[6], ARGV[3],
     id)

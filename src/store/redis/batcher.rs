@@ -1,8 +1,8 @@
-//! Coalesces concurrent calls of one per-fire script into one call that carries them all (the
-//! Redis store's `start.lua` and `finish.lua`), each caller still getting its own reply. Owns the
-//! batch form of a script (`batched`, with `lua/batch.lua`) and how many calls are in flight.
-//! Uses: the `redis` crate (a `Script` and the store's shared connection) and `error`; it knows
-//! nothing of fires, keys or what a reply means.
+//! Coalesces concurrent calls of the per-fire scripts (the Redis store's `start.lua` and
+//! `finish.lua`) into one call that carries them all, each caller still getting its own reply.
+//! Owns the batch form of the scripts (`batched`, with `lua/batch.lua`) and how many calls are in
+//! flight. Uses: the `redis` crate (a `Script` and the store's shared connection) and `error`; it
+//! knows nothing of fires, keys or what a reply means.
 use std::sync::Arc;
 
 use redis::Script;
@@ -10,28 +10,35 @@ use redis::Script;
 use super::topology::{run_script, Conn, ReplicaWait};
 use crate::error::{Error, Result};
 
-/// A per-fire script made into one that runs it for many fires in one call (see `Batcher`).
-pub(super) fn batched(one: &str) -> String {
-    format!("local function one(KEYS, ARGV)\n{one}\nend\n{}", include_str!("../lua/batch.lua"))
+/// Per-fire scripts, each under its step name, made into one script that runs any mix of them for
+/// many fires in one call (see `Batcher`).
+pub(super) fn batched(steps: &[(&str, &str)]) -> String {
+    let mut s = String::from("local steps = {}\n");
+    for (name, body) in steps {
+        s += &format!("steps['{name}'] = function(KEYS, ARGV)\n{body}\nend\n");
+    }
+    s + include_str!("../lua/batch.lua")
 }
 
-/// Coalesces concurrent calls of one per-fire script (made with `batched`) into one call carrying
-/// all of them: a Redis script call costs about as much as a dozen commands inside one, and fires
-/// that fall due together start and finish together. Nothing waits on purpose: a call goes out at
-/// once unless `IN_FLIGHT` calls of this script are already out, and then whatever gathered
-/// meanwhile goes in the next one. Each fire still gets its own reply.
+/// Coalesces concurrent calls of the per-fire steps of one script (made with `batched`) into one
+/// call carrying all of them: a Redis script call costs about as much as a dozen commands inside
+/// one, and fires that fall due together start and finish together (and one fire's finish goes
+/// with another's start). Nothing waits on purpose: a call goes out at once unless `IN_FLIGHT`
+/// calls are already out, and then whatever gathered meanwhile goes in the next one. Each fire
+/// still gets its own reply.
 pub(super) struct Batcher {
     tx: tokio::sync::mpsc::UnboundedSender<BatchItem>,
 }
 
 struct BatchItem {
+    step: &'static str,
     keys: Vec<String>,
     args: Vec<String>,
     reply: tokio::sync::oneshot::Sender<Result<redis::Value>>,
 }
 
 impl Batcher {
-    /// Calls of one script out at once; more wait and go together.
+    /// Calls out at once; more wait and go together.
     const IN_FLIGHT: usize = 2;
     /// Most fires in one call.
     const MAX_ITEMS: usize = 256;
@@ -63,14 +70,11 @@ impl Batcher {
         Batcher { tx }
     }
 
-    /// Every item of one batcher has the same shape (one call site, fixed-size key and argument
-    /// lists), so the first item's tells the script how to split the rest.
     async fn run(script: &Script, mut conn: Conn, wait: Option<ReplicaWait>, items: Vec<BatchItem>) {
-        let (nkeys, nargs) = items.first().map_or((0, 0), |i| (i.keys.len(), i.args.len()));
-        debug_assert!(items.iter().all(|i| i.keys.len() == nkeys && i.args.len() == nargs));
         let mut inv = script.prepare_invoke();
-        inv.arg(nkeys).arg(nargs);
+        inv.arg(items.len());
         for item in &items {
+            inv.arg(item.step).arg(item.keys.len()).arg(item.args.len());
             for k in &item.keys {
                 inv.key(k);
             }
@@ -99,11 +103,16 @@ impl Batcher {
         }
     }
 
-    /// Runs the script for one fire, with whatever other fires are being called at the same time.
-    pub(super) async fn call<T: redis::FromRedisValue>(&self, keys: Vec<String>, args: Vec<String>) -> Result<T> {
+    /// Runs `step` for one fire, with whatever other fires are being called at the same time.
+    pub(super) async fn call<T: redis::FromRedisValue>(
+        &self,
+        step: &'static str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<T> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let gone = || Error::unavailable("store is shutting down");
-        self.tx.send(BatchItem { keys, args, reply }).map_err(|_| gone())?;
+        self.tx.send(BatchItem { step, keys, args, reply }).map_err(|_| gone())?;
         let v = rx.await.map_err(|_| gone())??;
         T::from_redis_value(v).map_err(|e| Error::unavailable(format!("unexpected reply: {e}")))
     }

@@ -21,6 +21,7 @@ mod batcher;
 mod relay;
 mod topology;
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -54,11 +55,17 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/re
 pub(super) static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lease_release.lua")));
 static REGISTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/register.lua")));
 static BEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/beat.lua")));
-static ACCEPT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/accept.lua")));
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/enqueue.lua")));
 static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/dead_letter.lua")));
-static START: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("../lua/start.lua"))));
-static FINISH: LazyLock<Script> = LazyLock::new(|| script(&batched(include_str!("../lua/finish.lua"))));
+/// A fire's accept (`accept.lua`), start (`start.lua`) and finish (`finish.lua`), batched together
+/// (`Batcher`).
+static STEPS: LazyLock<Script> = LazyLock::new(|| {
+    script(&batched(&[
+        ("accept", include_str!("../lua/accept.lua")),
+        ("start", include_str!("../lua/start.lua")),
+        ("finish", include_str!("../lua/finish.lua")),
+    ]))
+});
 
 /// A script with the prelude every script shares (its checks of key types before any write).
 fn script(body: &str) -> Script {
@@ -97,10 +104,12 @@ pub struct RedisStore {
     node_keep_ms: u64,
     timing: super::FireTiming,
     events: broadcast::Sender<Execution>,
-    /// Starts and finishes made at the same time (a burst, fires due together) go to Redis
-    /// together: one script call for many fires instead of one each.
-    starts: Batcher,
-    finishes: Batcher,
+    /// Starts and finishes made at the same time (a burst, fires due together, one fire's finish
+    /// and the next one's start) go to Redis together: one script call for many fires instead of
+    /// one each.
+    steps: Batcher,
+    /// Which finishes do their job index's housekeeping (`finish.lua`).
+    housekeeping: Arc<Housekeeping>,
     /// Wakes the relay when the first watcher arrives.
     wanted: Arc<Notify>,
     /// True while the relay is subscribed to the change channel.
@@ -112,6 +121,42 @@ pub struct RedisStore {
     /// the shared one, or in strict mode one of their own, so that a `WAIT`, which holds up what
     /// comes after it on its connection, never delays a heartbeat or a lease renewal.
     fire_conn: Conn,
+}
+
+/// Decides which finishes of a job do the housekeeping of its index (`finish.lua`: size it, drop
+/// entries past retention, trim it to the job's caps, refresh its TTL), so that a busy job's finish
+/// does not pay a `ZCARD` and a `PEXPIRE` every time. Counted per job in this process: the first
+/// finish of a job here, then one in `keep.last / 20` (1 to 16: a small cap is kept to within a
+/// tenth, `Keep::trim_due`, by a few nodes), and any finish 10 minutes after the last housekeeping
+/// (the index's TTL, the retention, is refreshed long before it runs out).
+#[derive(Default)]
+struct Housekeeping {
+    seen: std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>,
+}
+
+impl Housekeeping {
+    /// Jobs remembered; past this the memory starts over (each job's next finish housekeeps).
+    const MAX_JOBS: usize = 100_000;
+    const REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
+
+    fn due(&self, job: &str, keep: Keep) -> bool {
+        let every = (keep.last / 20).clamp(1, 16);
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= Self::MAX_JOBS && !seen.contains_key(job) {
+            seen.clear();
+        }
+        let now = std::time::Instant::now();
+        let Some((count, last)) = seen.get_mut(job) else {
+            seen.insert(job.to_string(), (1, now));
+            return true;
+        };
+        let due = *count % every == 0 || now.duration_since(*last) >= Self::REFRESH;
+        *count = count.wrapping_add(1);
+        if due {
+            *last = now;
+        }
+        due
+    }
 }
 
 impl Drop for RedisStore {
@@ -155,8 +200,7 @@ impl RedisStore {
         s.node_keep_ms = self.node_keep_ms;
         s.timing = self.timing;
         s.wait = self.wait;
-        s.starts = Batcher::spawn(&START, s.fire_conn.clone(), s.wait);
-        s.finishes = Batcher::spawn(&FINISH, s.fire_conn.clone(), s.wait);
+        s.steps = Batcher::spawn(&STEPS, s.fire_conn.clone(), s.wait);
         s
     }
 
@@ -171,8 +215,7 @@ impl RedisStore {
             Arc::clone(&wanted),
             live_tx,
         ));
-        let starts = Batcher::spawn(&START, conn.clone(), None);
-        let finishes = Batcher::spawn(&FINISH, conn.clone(), None);
+        let steps = Batcher::spawn(&STEPS, conn.clone(), None);
         RedisStore {
             fire_conn: conn.clone(),
             conn,
@@ -184,8 +227,8 @@ impl RedisStore {
             node_keep_ms: super::DEFAULT_DEAD_NODE_RETENTION_MS,
             timing: super::FireTiming::default(),
             events,
-            starts,
-            finishes,
+            steps,
+            housekeeping: Arc::default(),
             wanted,
             relay_live,
             relay,
@@ -200,8 +243,7 @@ impl RedisStore {
             self.fire_conn = self.topology.commands()?;
         }
         self.wait = wait;
-        self.starts = Batcher::spawn(&START, self.fire_conn.clone(), wait);
-        self.finishes = Batcher::spawn(&FINISH, self.fire_conn.clone(), wait);
+        self.steps = Batcher::spawn(&STEPS, self.fire_conn.clone(), wait);
         Ok(self)
     }
 
@@ -663,39 +705,45 @@ impl FireStore for RedisStore {
     }
 
     async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
-        if fire_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Without an epoch to check, compare the counter with itself (its current value).
-        let epoch_arg = match epoch {
-            Some(e) => e.to_string(),
-            None => {
-                let cur: Option<String> = self.conn().get(self.keys.epoch()).await?;
-                cur.unwrap_or_else(|| "0".into())
-            }
-        };
-        let mut inv = ACCEPT.prepare_invoke();
-        inv.key(self.keys.epoch()).key(self.keys.processing(node)).key(self.keys.inflight()).key(self.keys.hb(node));
-        inv.arg(epoch_arg).arg(node).arg(inc).arg(self.timing.watch_ms());
-        for f in fire_ids {
-            inv.key(self.keys.fire(f)).arg(f);
-        }
-        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        // Without an epoch (a node's own manual fire) the script checks none.
+        let epoch_arg = epoch.map_or_else(|| "-".to_string(), |e| e.to_string());
+        // One step per fire; the batcher sends the fires of this call (and whatever else is being
+        // accepted, started or finished at the moment) together.
+        let calls = fire_ids.iter().map(|f| {
+            let keys = vec![
+                self.keys.epoch(),
+                self.keys.processing(node),
+                self.keys.inflight(),
+                self.keys.hb(node),
+                self.keys.fire(f),
+            ];
+            let args = vec![
+                epoch_arg.clone(),
+                node.to_string(),
+                inc.to_string(),
+                self.timing.watch_ms().to_string(),
+                f.clone(),
+            ];
+            self.steps.call::<redis::Value>("accept", keys, args)
+        });
+        let replies = futures_util::future::join_all(calls).await;
         fail::fail_point!("lose_accept_reply", |_| Err(crate::failpoints::lost_reply("lose_accept_reply")));
-        if r.len() != fire_ids.len() {
-            return Err(unexpected("accept", &r));
-        }
-        Ok(r.iter()
-            .map(|s| match s.as_str() {
-                "OK" => Accept::Accepted,
-                "ALREADY" => Accept::Already,
-                "TAKEN" => Accept::Taken,
-                "STALE_EPOCH" => Accept::StaleEpoch,
-                "NOT_LIVE" => Accept::NotLive,
-                // UNKNOWN, or BADKEY: the fire's key is not a fire (refused, nothing written).
-                _ => Accept::Unknown,
+        replies
+            .into_iter()
+            .map(|r| match r? {
+                redis::Value::SimpleString(s) => Ok(accept_reply(&s)),
+                redis::Value::BulkString(b) => Ok(accept_reply(&String::from_utf8_lossy(&b))),
+                other => {
+                    let why: Vec<String> = redis::from_redis_value(other).unwrap_or_default();
+                    match why.as_slice() {
+                        [tag, why] if tag == "BADKEY" => {
+                            Err(Error::Corrupt { key: self.keys.processing(node), reason: why.clone() })
+                        }
+                        _ => Err(unexpected("accept", &why)),
+                    }
+                }
             })
-            .collect())
+            .collect()
     }
 
     async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue> {
@@ -815,7 +863,7 @@ impl FireStore for RedisStore {
             self.keys.exec_channel(),
             if not_master { "1" } else { "0" }.to_string(),
         ];
-        let r: Vec<String> = self.starts.call(keys.into(), args.into()).await?;
+        let r: Vec<String> = self.steps.call("start", keys.into(), args.into()).await?;
         fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         let started = || -> Result<Box<StartedFire>> {
@@ -903,8 +951,9 @@ impl FireStore for RedisStore {
             self.keys.exec_prefix(),
             super::FIRE_MEMORY_MS.min(self.retention_ms).to_string(),
             flag(Some(forbid)).to_string(),
+            flag(Some(self.housekeeping.due(&exec.job_id, keep))).to_string(),
         ];
-        let r: Vec<String> = self.finishes.call(keys.into(), args.into()).await?;
+        let r: Vec<String> = self.steps.call("finish", keys.into(), args.into()).await?;
         fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
         match r.first().map(String::as_str) {
             Some("OK") => Ok(Finish::Recorded),
@@ -1397,6 +1446,41 @@ fn decode<T: serde::de::DeserializeOwned>(s: &str, key: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Corrupt { key: key.to_string(), reason: e.to_string() })
 }
 
+/// One fire's reply from `accept.lua`.
+fn accept_reply(s: &str) -> Accept {
+    match s {
+        "OK" => Accept::Accepted,
+        "ALREADY" => Accept::Already,
+        "TAKEN" => Accept::Taken,
+        "STALE_EPOCH" => Accept::StaleEpoch,
+        "NOT_LIVE" => Accept::NotLive,
+        // UNKNOWN, or BADKEY: the fire's key is not a fire (refused, nothing written).
+        _ => Accept::Unknown,
+    }
+}
+
 fn unexpected(script: &str, reply: &[String]) -> Error {
     Error::unavailable(format!("{script}: unexpected reply {reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn housekeeping_comes_first_then_once_in_a_twentieth_of_the_cap() {
+        let h = Housekeeping::default();
+        let big = Keep { last: 1000, failed: 1000 };
+        let due: Vec<bool> = (0..34).map(|_| h.due("a", big)).collect();
+        // The first finish of a job in this process, then every 16th (1000 / 20, at most 16).
+        let at: Vec<usize> = due.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
+        assert_eq!(at, vec![0, 16, 32]);
+        // Another job counts on its own; a small cap is housekept at every finish.
+        assert!(h.due("b", big));
+        let small = Keep { last: 2, failed: 0 };
+        assert!((0..5).all(|_| h.due("c", small)));
+        let mid = Keep { last: 100, failed: 0 };
+        let n = (0..20).filter(|_| h.due("d", mid)).count();
+        assert_eq!(n, 4, "every 5th of 20");
+    }
 }
