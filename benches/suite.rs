@@ -14,7 +14,11 @@
 //! External workers (issue 15): `workers` (one node, one Python and one Node.js worker process:
 //! burst fires per second and steady delay against the built-in no-op, and BullMQ with one worker
 //! process in the same run).
-//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,precision_sharded,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,footprint,history;
+//! Steps (issue 14, part 1): `steps` drives the store directly and prints each step's Redis commands
+//! and microseconds per fire (claim, accept, start, finish), split into the commands' own time and
+//! the script call's (its arguments, Lua, its reply).
+//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,precision_sharded,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,steps,footprint,history;
+//! ROTA_BENCH_STEPS (2000);
 //! ROTA_BENCH_WORKER_FIRES (5000), ROTA_BENCH_WORKER_SECS (15);
 //! ROTA_BENCH_SHARDS (16);
 //! ROTA_BENCH_PRECISION_JOBS (1000), ROTA_BENCH_PRECISION_WORKERS (32), ROTA_BENCH_PRECISION_SECS (60), ROTA_BENCH_BURST (100000), ROTA_BENCH_SCALE (100000,1000000),
@@ -756,6 +760,119 @@ async fn history() -> Value {
 
 /// Scenario 6, footprint: an idle node (in-memory store and Redis), and one running 1,000
 /// sleeping executions at once.
+/// Scenario `steps`: what each step of a fire costs Redis, measured by driving the store directly
+/// (no nodes): `ROTA_BENCH_STEPS` (2000) no-op fires claimed in batches of 500 (as a master's tick),
+/// accepted in batches of 250 (as a SubmitTasks), then all started at once and all finished at once
+/// (each through the batcher, as a node's workers do). Per step and per fire: Redis commands, the
+/// scripts' microseconds, the microseconds of the commands they ran, and the difference: the cost
+/// of the script call itself (its arguments, Lua, its reply). Steps run back to back, so the one
+/// Redis on this machine sees nothing else.
+async fn steps() -> Value {
+    use rota::execution::{scheduled_fire_id, ExecState, Execution};
+    use rota::store::{Claim, ClusterStore, FireStore, Keep, LeaseAcquire, MasterOnly, NodeRecord, Start, Store};
+    let n = env_num("ROTA_BENCH_STEPS", 2000) as usize;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let rtt = redis_rtt_us(&url, 2000);
+    let store = rota::store::redis::RedisStore::connect(&url, "rota", "default", 86_400_000).await.expect("connect");
+    let s: &dyn Store = &store;
+    let fence = match s.acquire_lease("n1", "i1", 600_000, 0).await.expect("lease") {
+        LeaseAcquire::Acquired(f) => f,
+        other => panic!("lease: {other:?}"),
+    };
+    let node = NodeRecord {
+        node_id: "n1".into(),
+        address: "n1:1".into(),
+        incarnation: "i1".into(),
+        version: "bench".into(),
+        ..Default::default()
+    };
+    s.register(&node, 600_000, None).await.expect("register");
+    let sched = rota::store::now_ms() / 1000 * 1000 + 60_000;
+    let claims: Vec<Claim> = (0..n)
+        .map(|i| {
+            let id = format!("s{i:06}");
+            Claim {
+                job_id: id.clone(),
+                sched_ms: sched,
+                next_ms: Some(sched + 86_400_000),
+                exec: Execution::pending(&id, scheduled_fire_id(&id, sched), sched, "n1", 1),
+                forbid: false,
+                lock_ttl_ms: 60_000,
+            }
+        })
+        .collect();
+    // Each job due at `sched`, the instant its claim names.
+    futures_util::stream::iter(&claims)
+        .map(|c| async move {
+            let spec = spec(c.job_id.clone(), "0 0 0 * * *", "noop", Value::Null);
+            rota::store::JobStore::put_job(s, &spec, Some(sched), rota::store::now_ms()).await.expect("put job");
+        })
+        .buffer_unordered(64)
+        .count()
+        .await;
+    let fires: Vec<String> = claims.iter().map(|c| c.exec.fire_id.clone()).collect();
+    // One step's cost per fire, from INFO commandstats before and after it.
+    let cost = |before: &BTreeMap<String, (u64, u64)>, after: &BTreeMap<String, (u64, u64)>| {
+        let (mut cmds, mut script_us, mut inner_us) = (0u64, 0u64, 0u64);
+        let mut by = serde_json::Map::new();
+        for (k, (calls, usec)) in after {
+            let (c0, u0) = before.get(k).copied().unwrap_or((0, 0));
+            let (dc, du) = (calls - c0, usec - u0);
+            if dc == 0 || k == "info" {
+                continue;
+            }
+            cmds += dc;
+            if k == "evalsha" || k == "eval" {
+                script_us += du;
+            } else {
+                inner_us += du;
+            }
+            by.insert(k.clone(), json!((dc as f64 / n as f64 * 100.0).round() / 100.0));
+        }
+        let per = |x: u64| (x as f64 / n as f64 * 10.0).round() / 10.0;
+        json!({"commands": per(cmds), "script_usec": per(script_us), "commands_usec": per(inner_us),
+            "script_call_usec": per(script_us.saturating_sub(inner_us)), "by_command": by})
+    };
+    let mut out = serde_json::Map::new();
+    let t0 = redis_commandstats(&url);
+    for chunk in claims.chunks(500) {
+        s.claim(&fence, chunk).await.expect("claim");
+    }
+    let t1 = redis_commandstats(&url);
+    out.insert("claim".into(), cost(&t0, &t1));
+    for chunk in fires.chunks(250) {
+        s.accept_many(chunk, Some(fence.epoch), "n1", "i1").await.expect("accept");
+    }
+    let t2 = redis_commandstats(&url);
+    out.insert("accept".into(), cost(&t1, &t2));
+    let started =
+        futures_util::future::join_all(fires.iter().map(|f| s.start(f, "n1", "i1", "x", MasterOnly::Refuse))).await;
+    let t3 = redis_commandstats(&url);
+    out.insert("start".into(), cost(&t2, &t3));
+    let execs: Vec<Execution> = started
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(Start::Run(sf)) => {
+                let fire = scheduled_fire_id(&sf.job_id, sf.sched_ms);
+                let mut e = sf.running_record(&fire, "n1");
+                e.state = ExecState::Succeeded;
+                e.end_ms = Some(rota::store::now_ms());
+                Some(e)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(execs.len(), n, "every fire started");
+    let finished =
+        futures_util::future::join_all(execs.iter().map(|e| s.finish(e, "n1", "i1", Keep::DEFAULT, false))).await;
+    assert!(finished.iter().all(|r| r.is_ok()), "every fire finished");
+    let t4 = redis_commandstats(&url);
+    out.insert("finish".into(), cost(&t3, &t4));
+    let all = cost(&t0, &t4);
+    json!({"scenario": "steps", "fires": n, "redis_rtt_us": rtt, "cores": cores(), "per_fire": all, "per_step": out})
+}
+
 async fn footprint() -> Value {
     let redis = RedisServer::start();
     let idle_memory = TestNode::start_env(&Backend::Memory, "m1", &[], &[("RUST_LOG", "rota=warn")]).await;
@@ -822,7 +939,7 @@ fn table(results: &[Value]) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| {
-        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,footprint,history"
+        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,steps,footprint,history"
             .into()
     });
     let want = |s: &str| only.split(',').any(|x| x.trim() == s);
@@ -872,6 +989,9 @@ async fn main() {
         for n in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
             emit(scale_one(n).await, &mut results);
         }
+    }
+    if want("steps") {
+        emit(steps().await, &mut results);
     }
     if want("footprint") {
         emit(footprint().await, &mut results);

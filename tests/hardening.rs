@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{eventually, executions, job, state, Backend, RedisServer, TestNode};
 use redis::AsyncCommands;
 use rota::pb;
-use rota::store::{ClusterStore, FireStore, JobStore, LeaseAcquire, RedisStore, MAX_EPOCH};
+use rota::store::{ClusterStore, FireStore, JobStore, LeaseAcquire, MasterOnly, RedisStore, MAX_EPOCH};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -470,9 +470,9 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
     store.register(&rec, 60_000, None).await.expect("register");
     assert_eq!(store.accept(&fire, Some(lease.epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let first = store.start(&fire, "n1", "i1", "fresh-1", false).await.expect("start");
+    let first = store.start(&fire, "n1", "i1", "fresh-1", MasterOnly::Anyway).await.expect("start");
     let Start::Misfired { exec_id, .. } = &first else { panic!("{first:?}") };
-    let again = store.start(&fire, "n1", "i1", "fresh-2", false).await.expect("start again");
+    let again = store.start(&fire, "n1", "i1", "fresh-2", MasterOnly::Anyway).await.expect("start again");
     assert_eq!(again, first, "the same misfire, with the claim's execution ({exec_id})");
 }
 

@@ -10,8 +10,8 @@ use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState, FireStore,
-    Keep, LeaseAcquire, Load, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore, Register,
-    Start, Store, TriggerOutcome, WatermarkWrite,
+    Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore,
+    Register, Start, Store, TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -365,7 +365,7 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
         s.accept_many(std::slice::from_ref(&fire), None, "n9", "dead-inc").await.expect("accept"),
         vec![Accept::Accepted]
     );
-    assert!(matches!(s.start(&fire, "n9", "dead-inc", "e1", false).await.expect("start"), Start::Run(_)));
+    assert!(matches!(s.start(&fire, "n9", "dead-inc", "e1", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
     tokio::time::sleep(Duration::from_millis(250)).await;
     let req = ReapRequest {
         by: ReapBy::Master(fence.clone()),
@@ -461,7 +461,7 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
     assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
-    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("not started")
     };
     assert_eq!((sf.attempt, sf.job_id.as_str(), format!("f@{}", sf.sched_ms)), (1, "f", fire.clone()));
@@ -477,7 +477,10 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     assert_eq!(running, want);
     assert!(sf.start_ms >= sf.sched_ms - 1000, "{sf:?}");
     // Asked again by the incarnation that started it (its first reply lost): the same run, to resume.
-    assert_eq!(s.start(&fire, "n1", "i1", "fresh", false).await.expect("start"), Start::Resume(sf.clone()));
+    assert_eq!(
+        s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start"),
+        Start::Resume(sf.clone())
+    );
     // Only the live owner may retry; each retry is recorded on the fire.
     assert_eq!(s.retry_attempt(&fire, "n1", "i1", "retry-1").await.expect("retry"), Some(2));
     assert_eq!(s.retry_attempt(&fire, "n1", "stale-inc", "retry-x").await.expect("retry"), None);
@@ -509,7 +512,7 @@ async fn a_fire_started_ahead_of_its_instant_begins_at_it(s: Arc<dyn Store>) {
     assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let fire = c.exec.fire_id.clone();
     assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
-    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("{fire} not started")
     };
     assert_eq!(sf.start_ms, sched, "started ahead, it begins at its instant");
@@ -523,7 +526,7 @@ async fn a_fire_started_ahead_of_its_instant_begins_at_it(s: Arc<dyn Store>) {
     let fire = c.exec.fire_id.clone();
     assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     let before = now_ms();
-    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("{fire} not started")
     };
     assert!(sf.start_ms >= before - 20 && sf.start_ms <= now_ms() + 20, "{sf:?} started at {before}");
@@ -559,7 +562,7 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     }
     for e in &fires {
         assert_eq!(s.accept(&e.fire_id, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
-        let Start::Run(sf) = s.start(&e.fire_id, "n1", "i1", "fresh", false).await.expect("start") else {
+        let Start::Run(sf) = s.start(&e.fire_id, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
             panic!("not started")
         };
         let mut done = e.clone();
@@ -582,7 +585,7 @@ async fn running(s: &dyn Store, fence: &Fence, epoch: u64, job: &str, sched: i64
     assert_eq!(s.claim(fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let fire = c.exec.fire_id.clone();
     assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
-    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("{fire} not started")
     };
     let mut e = Execution::pending(job, fire, sched, "n1", 1);
@@ -664,7 +667,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!(s.enqueue(&fence, &queued, "n1").await.expect("enqueue"), Enqueue::Queued);
     for f in [&running, &lost] {
         assert_eq!(s.accept(f, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
-        assert!(matches!(s.start(f, "n1", "i1", "x", false).await.expect("start"), Start::Run(_)));
+        assert!(matches!(s.start(f, "n1", "i1", "x", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
     }
     let reap = |list, fire: &str, rerun| ReapRequest {
         by: ReapBy::Master(fence.clone()),
@@ -692,7 +695,9 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     // n2 runs the re-run as attempt 2; n1's late result is superseded, not the outcome.
     assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(queued.as_str()));
     assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(running.as_str()));
-    let Start::Run(sf) = s.start(&running, "n2", "i2", "rerun-exec", false).await.expect("start") else { panic!() };
+    let Start::Run(sf) = s.start(&running, "n2", "i2", "rerun-exec", MasterOnly::Anyway).await.expect("start") else {
+        panic!()
+    };
     assert_eq!((sf.attempt, sf.exec_id.as_str()), (2, "rerun-exec"));
     let mut late = Execution::pending("r", running.clone(), 1000, "n1", 1);
     late.state = ExecState::Succeeded;
@@ -727,7 +732,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "r", 1000, false).await;
     assert_eq!(s.accept(&fire, Some(epoch), "n1", "old").await.expect("accept"), Accept::Accepted);
-    assert!(matches!(s.start(&fire, "n1", "old", "x", false).await.expect("start"), Start::Run(_)));
+    assert!(matches!(s.start(&fire, "n1", "old", "x", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let req = ReapRequest {
         by: ReapBy::Master(fence.clone()),
@@ -747,7 +752,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     late.state = ExecState::Succeeded;
     assert_eq!(s.finish(&late, "n1", "old", Keep::DEFAULT, false).await.expect("finish"), Finish::Superseded);
     assert_eq!(s.node_fires("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
-    assert!(matches!(s.start(&fire, "n1", "new", "rerun", false).await.expect("start"), Start::Run(_)));
+    assert!(matches!(s.start(&fire, "n1", "new", "rerun", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
 }
 
 async fn stuck_dispatches_are_found(s: Arc<dyn Store>) {
@@ -831,10 +836,15 @@ async fn a_master_only_fire_is_not_started_off_the_master(s: Arc<dyn Store>) {
         assert_eq!(s.enqueue(&fence, f, "n1").await.expect("enqueue"), Enqueue::Queued);
         assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(f));
     }
-    assert_eq!(s.start(&f_mo, "n1", "i1", "x", true).await.expect("start"), Start::MasterOnly);
+    assert_eq!(s.start(&f_mo, "n1", "i1", "x", MasterOnly::Refuse).await.expect("start"), Start::MasterOnly);
     assert!(s.node_fires("n1").await.expect("lists").1.contains(&f_mo), "still in the processing list");
-    assert!(matches!(s.start(&f_look, "n1", "i1", "x", true).await.expect("start"), Start::Run(_)));
-    assert!(matches!(s.start(&f_mo, "n1", "i1", "x", false).await.expect("start"), Start::Run(_)));
+    assert!(matches!(s.start(&f_look, "n1", "i1", "x", MasterOnly::Refuse).await.expect("start"), Start::Run(_)));
+    // A node that believes it is master starts it only while the stored lease is its incarnation's
+    // (the lease is n1's earlier incarnation's here); with the lease its own, it does.
+    assert_eq!(s.start(&f_mo, "n1", "i1", "x", MasterOnly::Verify).await.expect("start"), Start::MasterOnly);
+    assert!(s.release_lease(&fence).await.expect("release"));
+    assert!(matches!(s.acquire_lease("n1", "i1", 600_000, 0).await.expect("acquire"), LeaseAcquire::Acquired(_)));
+    assert!(matches!(s.start(&f_mo, "n1", "i1", "x", MasterOnly::Verify).await.expect("start"), Start::Run(_)));
 }
 
 /// The start-of-run write (`update_execution`) never reopens a record already closed, e.g. one the
@@ -879,7 +889,7 @@ async fn redis_a_finish_releases_the_lock_its_fire_holds() {
         }
         assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
         assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
-        let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else {
+        let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
             panic!("not started")
         };
         let mut e = Execution::pending(&job, fire.clone(), sf.sched_ms, "n1", 1);
@@ -903,7 +913,7 @@ async fn redis_poison_queue_entry_goes_to_the_dead_letter_list() {
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let _: () = ::redis::cmd("LPUSH").arg(s.keys().queue("n1")).arg("\u{0}garbage").query(&mut c).expect("lpush");
     let fire = s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
-    assert_eq!(s.start(&fire, "n1", "i1", "x", false).await.expect("start"), Start::Poison);
+    assert_eq!(s.start(&fire, "n1", "i1", "x", MasterOnly::Anyway).await.expect("start"), Start::Poison);
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]));
     let dlq: Vec<String> = ::redis::cmd("LRANGE").arg(s.keys().dlq()).arg(0).arg(-1).query(&mut c).expect("dlq");
     assert_eq!(dlq.len(), 1);
@@ -929,7 +939,7 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let clobbered = store.keys().fire(&fires[1]);
     let _: () = ::redis::pipe().del(&clobbered).set(&clobbered, "x").query(&mut c).expect("clobber");
-    let starts = fires.iter().map(|f| s.start(f, "n1", "i1", "x", false));
+    let starts = fires.iter().map(|f| s.start(f, "n1", "i1", "x", MasterOnly::Anyway));
     let got = futures_util::future::join_all(starts).await;
     assert!(matches!(got[0], Ok(Start::Run(_))), "{:?}", got[0]);
     assert!(got[1].is_err(), "{:?}", got[1]);
@@ -986,7 +996,9 @@ async fn redis_final_records_go_on_the_archive_outbox_while_a_node_archives() {
     // Starting writes a running record: nothing; the finish: its id.
     assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
     assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
-    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", false).await.expect("start") else { panic!("start") };
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
+        panic!("start")
+    };
     let mut e = Execution::pending("j", fire.clone(), sf.sched_ms, "n1", 1);
     e.id = sf.exec_id.clone();
     e.state = ExecState::Succeeded;

@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use super::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
-    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, NodeFires, NodeRecord, Reap,
-    ReapBy, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires, NodeRecord,
+    Reap, ReapBy, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -526,7 +526,7 @@ impl FireStore for MemoryStore {
         Ok(())
     }
 
-    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh: &str, not_master: bool) -> Result<Start> {
+    async fn start(&self, fire_id: &str, node: &str, inc: &str, fresh: &str, master_only: MasterOnly) -> Result<Start> {
         let mut st = self.lock()?;
         let now = now_ms();
         if !st.live(node, inc, now) {
@@ -576,8 +576,13 @@ impl FireStore for MemoryStore {
             return Ok(Start::Misfired { job_id: f.job, sched_ms: f.sched, exec_id: exec });
         }
         let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
-        if not_master && spec.as_ref().is_some_and(|s| s.master_only) {
-            return Ok(Start::MasterOnly);
+        if spec.as_ref().is_some_and(|s| s.master_only) {
+            let holder = st.lease_value(now).is_some_and(|l| l.node_id == node && l.incarnation == inc);
+            match master_only {
+                MasterOnly::Refuse => return Ok(Start::MasterOnly),
+                MasterOnly::Verify if !holder => return Ok(Start::MasterOnly),
+                MasterOnly::Verify | MasterOnly::Anyway => {}
+            }
         }
         let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Start::Poison) };
         f.state = FireState::Running;

@@ -217,6 +217,29 @@ pub enum TriggerOutcome {
 /// reached honestly; a larger one can only be forged or corrupted, and is refused.
 pub const MAX_EPOCH: u64 = (1 << 53) - 1;
 
+/// How a start treats a master-only job's fire (`FireStore::start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterOnly {
+    /// The caller is not master: refused (`Start::MasterOnly`), to be handed to the master.
+    Refuse,
+    /// The caller believes it is master: started only while the stored lease is this node's
+    /// incarnation's, read in the same step (its own view can be behind the store's, after a
+    /// Redis failover), else refused.
+    Verify,
+    /// A stand-in with no master to hand it to: started (recorded skipped unless it became master).
+    Anyway,
+}
+
+impl MasterOnly {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MasterOnly::Refuse => "refuse",
+            MasterOnly::Verify => "verify",
+            MasterOnly::Anyway => "any",
+        }
+    }
+}
+
 /// The master lease: who holds it, with which epoch, in which incarnation. Its wire form, the value
 /// stored under the lease key, is `<node>:<epoch>:<incarnation>` (node ids cannot hold ':'); every
 /// write fenced by the lease (claim, enqueue, the master's reap, renew, release) is refused unless
@@ -681,14 +704,14 @@ pub trait FireStore: Send + Sync {
     /// `queue_entry_problem`): out of them, into the dead-letter list with the reason.
     async fn dead_letter(&self, node: &str, entry: &str, reason: &str) -> Result<()>;
     /// Starts a fire `node` has taken (compare-and-set to running) and records the attempt
-    /// `running`, in one step. `not_master`: refuse (MasterOnly) a master-only job's fire.
+    /// `running`, in one step. `master_only`: what to do if its job is master-only.
     async fn start(
         &self,
         fire_id: &str,
         node: &str,
         incarnation: &str,
         fresh_exec_id: &str,
-        not_master: bool,
+        master_only: MasterOnly,
     ) -> Result<Start>;
     /// Before a retry: records the new attempt's execution on the fire and returns the attempt
     /// number, or None when this incarnation no longer owns the running fire (it was reaped).

@@ -28,7 +28,7 @@ use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MA
 use crate::job::{Concurrency, Job, JobSpec, Recovery};
 use crate::metrics::Metrics;
 use crate::store::{
-    now_ms, Accept, Finish, Keep, Load, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start, Store,
+    now_ms, Accept, Finish, Keep, Load, MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start, Store,
 };
 use handlers::{FailureKind, FireContext, Partial, Registry, RunOutput};
 
@@ -513,6 +513,18 @@ impl Worker {
             }
             // Off the master, the start refuses a master-only fire, which goes to the master instead.
             let mut started = self.start(&fire_id, &inc, false).await;
+            // Refused while this node believes it is master: the store names another lease holder
+            // or none (after a Redis failover the new primary may not have this node's lease, which
+            // has not yet run out here). Asked again until the two views agree: the next renewal
+            // settles it, and then the fire goes to whoever holds the lease.
+            let since = tokio::time::Instant::now();
+            while matches!(started, Ok(Start::MasterOnly))
+                && self.role.borrow().active().is_some()
+                && since.elapsed() < MASTER_WAIT
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                started = self.start(&fire_id, &inc, false).await;
+            }
             // Started as a stand-in master: no other master could take this master-only fire.
             let mut stand_in = false;
             if matches!(started, Ok(Start::MasterOnly)) {
@@ -629,8 +641,12 @@ impl Worker {
         let deadline = tokio::time::Instant::now() + START_RETRY_FOR;
         let mut delay = Duration::from_millis(50);
         loop {
-            let not_master = !as_master && self.role.borrow().active().is_none();
-            match self.store.start(fire_id, &self.node_id, inc, &new_execution_id(), not_master).await {
+            let master_only = match (as_master, self.role.borrow().active().is_some()) {
+                (true, _) => MasterOnly::Anyway,
+                (false, true) => MasterOnly::Verify,
+                (false, false) => MasterOnly::Refuse,
+            };
+            match self.store.start(fire_id, &self.node_id, inc, &new_execution_id(), master_only).await {
                 Err(e @ crate::Error::StoreUnavailable { .. }) if tokio::time::Instant::now() < deadline => {
                     tracing::info!(error = %e, "cannot start the fire yet; asking again");
                     tokio::time::sleep(delay).await;

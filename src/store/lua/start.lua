@@ -10,11 +10,16 @@
 -- KEYS[6] inflight (the watch set of fires not yet started: left on start)
 -- ARGV[1] fire id  ARGV[2] self  ARGV[3] incarnation  ARGV[4] fresh execution id  ARGV[5] now ms (for the dlq entry)
 -- ARGV[6] job hash key prefix  ARGV[7] exec key prefix  ARGV[8] job's executions index key prefix
--- ARGV[9] retention ms  ARGV[10] change channel  ARGV[11] '1': the caller is not master
+-- ARGV[9] retention ms  ARGV[10] change channel
+-- ARGV[11] what to do with a master-only job's fire (`store::MasterOnly`): 'refuse' (the caller is
+--   not master), 'verify' (the caller believes it is: started only while T:lease is this node's
+--   incarnation's, checked in this same step) or 'any' (a stand-in: no master to hand it to)
+-- KEYS[7] T:lease
 -- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or ''}
 --   | {'RESUME', the same fields} (a repeated start by the incarnation that started it: see below)
 --   | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state} | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
---   | {'MASTER_ONLY'} (the caller is not master and the job is master-only: nothing changed)
+--   | {'MASTER_ONLY'} (the job is master-only and the caller is not master, or the stored lease is
+--     not this node's incarnation's: nothing changed)
 --   | {'BADKEY', why} (a key of the wrong type: nothing changed)
 -- Batched (see batcher.rs): the fires of one call share hb:<self>, read once per call. Each path
 -- makes sure of the keys it writes before its first write: the fire hash by its first read, the
@@ -78,9 +83,19 @@ if not f[7] then
 end
 local spec = spec_of(f[4])
 -- A plain find first: only a spec that may say so is decoded (args could hold the same text).
-if ARGV[11] == '1' and string.find(spec, '"master_only":true', 1, true) then
+if ARGV[11] ~= 'any' and string.find(spec, '"master_only":true', 1, true) then
   local ok, d = pcall(cjson.decode, spec)
-  if ok and type(d) == 'table' and d.master_only == true then return {'MASTER_ONLY'} end
+  if ok and type(d) == 'table' and d.master_only == true then
+    if ARGV[11] == 'refuse' then return {'MASTER_ONLY'} end
+    -- The caller's own view of its mastership can be behind the store's: after a Redis failover the
+    -- new primary may name another holder while this node's lease has not yet run out locally. A
+    -- master-only fire starts only while the stored lease, read in this same step, is this node's
+    -- incarnation's (`<node>:<epoch>:<incarnation>`).
+    local lease = read('string', 'GET', KEYS[7])
+    local mine = type(lease) == 'string' and string.sub(lease, 1, #ARGV[2] + 1) == ARGV[2] .. ':'
+      and string.sub(lease, -(#ARGV[3] + 1)) == ':' .. ARGV[3]
+    if not mine then return {'MASTER_ONLY'} end
+  end
 end
 -- A running fire's home is p:<self> (where the rescan and the reaper find it): a start does not
 -- leave the watch set unless that is a list (one TYPE per call). Leaving the watch set is the first
@@ -101,12 +116,23 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 's
 -- epoch goes in as its digits: a Lua number prints 14 significant digits, and epochs may have 16.
 local epoch = f[6] or '0'
 if not string.match(epoch, '^%d+$') then epoch = '0' end
-local json = cjson.encode({
-  id = exec, job_id = f[4], fire_id = ARGV[1], scheduled_ms = tonumber(f[5]), start_ms = now,
-  end_ms = cjson.null, node_id = ARGV[2], attempt = attempt, state = 'running', error = '', output = '',
-  manual = f[9] == '1', epoch = 0
-})
-json = string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1)
+-- Ids are plain ([A-Za-z0-9._:@-], validated where they are made), so the JSON is written by hand,
+-- which costs a fraction of a table for cjson; a planted fire whose fields are not plain goes
+-- through cjson.
+local function plain(v) return v ~= nil and v ~= false and string.find(v, '^[%w%._:@%-]+$') ~= nil end
+local json
+if plain(exec) and plain(f[4]) and plain(ARGV[1]) and plain(ARGV[2]) and string.find(f[5] or '', '^%-?%d+$') then
+  json = '{"id":"' .. exec .. '","job_id":"' .. f[4] .. '","fire_id":"' .. ARGV[1] .. '","scheduled_ms":' .. f[5]
+    .. ',"start_ms":' .. string.format('%d', now) .. ',"node_id":"' .. ARGV[2] .. '","attempt":' .. attempt
+    .. ',"state":"running"' .. (f[9] == '1' and ',"manual":true' or '') .. ',"epoch":' .. epoch .. '}'
+else
+  json = cjson.encode({
+    id = exec, job_id = f[4], fire_id = ARGV[1], scheduled_ms = tonumber(f[5]), start_ms = now,
+    end_ms = cjson.null, node_id = ARGV[2], attempt = attempt, state = 'running', error = '', output = '',
+    manual = f[9] == '1', epoch = 0
+  })
+  json = string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1)
+end
 -- The record made at claim (next_exec) is written and indexed already, and is not written again:
 -- while it says `pending` and the fire hash says this execution started, the store's reads show it
 -- `running` from the fire hash (RedisStore::with_started). A fresh one (a re-run) is written here.

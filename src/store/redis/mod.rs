@@ -37,8 +37,9 @@ pub use self::topology::{RedisAccess, ReplicaWait};
 use super::keys::Keys;
 use super::{
     Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
-    FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, NodeFires, NodeRecord, Reap, ReapBy,
-    ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
+    FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires, NodeRecord, Reap,
+    ReapBy, ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, Writer,
+    WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -124,11 +125,13 @@ pub struct RedisStore {
 }
 
 /// Decides which finishes of a job do the housekeeping of its index (`finish.lua`: size it, drop
-/// entries past retention, trim it to the job's caps, refresh its TTL), so that a busy job's finish
-/// does not pay a `ZCARD` and a `PEXPIRE` every time. Counted per job in this process: the first
-/// finish of a job here, then one in `keep.last / 20` (1 to 16: a small cap is kept to within a
-/// tenth, `Keep::trim_due`, by a few nodes), and any finish 10 minutes after the last housekeeping
-/// (the index's TTL, the retention, is refreshed long before it runs out).
+/// entries past retention, trim it to the job's caps, refresh its TTL), so that a finish does not
+/// pay a `ZCARD` and a `PEXPIRE` every time. Counted per job in this process: one finish in
+/// `keep.last / 20` (1 to 16: a small cap is kept to within a tenth, `Keep::trim_due`, by a few
+/// nodes), the `every`-th first, so a job that finishes once here (a daily job, a burst of many
+/// jobs) pays nothing. The index's TTL does not depend on it: the claim sets it when half spent
+/// (`claim.lua`, `idx_until`). A job whose index never reaches its cap only keeps entries past
+/// retention (their records gone) until a housekeeping finish or a listing meets them.
 #[derive(Default)]
 struct Housekeeping {
     seen: std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>,
@@ -140,18 +143,18 @@ impl Housekeeping {
     const REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
 
     fn due(&self, job: &str, keep: Keep) -> bool {
+        self.due_at(job, keep, std::time::Instant::now())
+    }
+
+    fn due_at(&self, job: &str, keep: Keep, now: std::time::Instant) -> bool {
         let every = (keep.last / 20).clamp(1, 16);
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if seen.len() >= Self::MAX_JOBS && !seen.contains_key(job) {
             seen.clear();
         }
-        let now = std::time::Instant::now();
-        let Some((count, last)) = seen.get_mut(job) else {
-            seen.insert(job.to_string(), (1, now));
-            return true;
-        };
-        let due = *count % every == 0 || now.duration_since(*last) >= Self::REFRESH;
+        let (count, last) = seen.entry(job.to_string()).or_insert((0, now));
         *count = count.wrapping_add(1);
+        let due = *count % every == 0 || now.duration_since(*last) >= Self::REFRESH;
         if due {
             *last = now;
         }
@@ -840,7 +843,7 @@ impl FireStore for RedisStore {
         node: &str,
         inc: &str,
         fresh_exec_id: &str,
-        not_master: bool,
+        master_only: MasterOnly,
     ) -> Result<Start> {
         let keys = [
             self.keys.fire(fire_id),
@@ -849,6 +852,7 @@ impl FireStore for RedisStore {
             self.keys.dlq(),
             self.keys.execs(),
             self.keys.inflight(),
+            self.keys.lease(),
         ];
         let args = [
             fire_id.to_string(),
@@ -861,7 +865,7 @@ impl FireStore for RedisStore {
             self.keys.job_execs(""),
             self.retention_ms.to_string(),
             self.keys.exec_channel(),
-            if not_master { "1" } else { "0" }.to_string(),
+            master_only.as_str().to_string(),
         ];
         let r: Vec<String> = self.steps.call("start", keys.into(), args.into()).await?;
         fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
@@ -1468,19 +1472,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn housekeeping_comes_first_then_once_in_a_twentieth_of_the_cap() {
+    fn housekeeping_comes_once_in_a_twentieth_of_the_cap() {
         let h = Housekeeping::default();
         let big = Keep { last: 1000, failed: 1000 };
         let due: Vec<bool> = (0..34).map(|_| h.due("a", big)).collect();
-        // The first finish of a job in this process, then every 16th (1000 / 20, at most 16).
-        let at: Vec<usize> = due.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
-        assert_eq!(at, vec![0, 16, 32]);
+        // Every 16th finish of a job in this process (1000 / 20, at most 16), not the first.
+        let at: Vec<usize> = due.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i + 1).collect();
+        assert_eq!(at, vec![16, 32]);
         // Another job counts on its own; a small cap is housekept at every finish.
-        assert!(h.due("b", big));
+        assert!(!h.due("b", big));
         let small = Keep { last: 2, failed: 0 };
         assert!((0..5).all(|_| h.due("c", small)));
         let mid = Keep { last: 100, failed: 0 };
         let n = (0..20).filter(|_| h.due("d", mid)).count();
         assert_eq!(n, 4, "every 5th of 20");
+        // Ten minutes after the last one, whatever the count.
+        let later = std::time::Instant::now() + Housekeeping::REFRESH;
+        assert!(h.due_at("a", big, later));
+        assert!(!h.due_at("a", big, later), "and then counted again");
     }
 }
