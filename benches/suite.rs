@@ -769,7 +769,7 @@ async fn history() -> Value {
 /// Redis on this machine sees nothing else.
 async fn steps() -> Value {
     use rota::execution::{scheduled_fire_id, ExecState, Execution};
-    use rota::store::{Claim, ClusterStore, FireStore, Keep, LeaseAcquire, MasterOnly, NodeRecord, Start, Store};
+    use rota::store::{Claim, Keep, LeaseAcquire, MasterOnly, NodeRecord, Start, Store};
     let n = env_num("ROTA_BENCH_STEPS", 2000) as usize;
     let redis = RedisServer::start();
     let url = redis.url();
