@@ -374,7 +374,7 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
         fire_id: fire.clone(),
         target: "n9".into(),
         rerun: false,
-        max_recoveries: 0,
+        max_recoveries: Some(0),
         lock_ttl_ms: 1000,
     };
     let Reap::Lost { exec_id, .. } = s.reap(&req).await.expect("reap") else { panic!("lost") };
@@ -676,7 +676,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
         fire_id: fire.to_string(),
         target: "n2".into(),
         rerun,
-        max_recoveries: 2,
+        max_recoveries: Some(2),
         lock_ttl_ms: 60_000,
     };
     assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Alive, "n1 is still alive");
@@ -741,7 +741,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
         fire_id: fire.clone(),
         target: "n2".into(),
         rerun: true,
-        max_recoveries: 2,
+        max_recoveries: Some(2),
         lock_ttl_ms: 60_000,
     };
     assert!(matches!(s.reap(&req).await.expect("reap"), Reap::Rerun { .. }));
@@ -753,6 +753,40 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     assert_eq!(s.finish(&late, "n1", "old", Keep::DEFAULT, false).await.expect("finish"), Finish::Superseded);
     assert_eq!(s.node_fires("n1").await.expect("lists").1, vec![fire.clone()], "the re-run's entry stays");
     assert!(matches!(s.start(&fire, "n1", "new", "rerun", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
+}
+
+/// A node handing a started fire whose handler has not begun to a node that can run it (or to the
+/// master) spends none of the fire's recoveries: those bound re-runs after deaths. A handed fire
+/// whose next node then dies is still re-run with `max_recoveries = 1`.
+async fn a_hand_over_spends_no_recovery(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    s.register(&node("n2", "i2"), 300, None).await.expect("register");
+    s.register(&node("n3", "i3"), 60_000, None).await.expect("register");
+    let fire = claimed_fire(&*s, &fence, "h", 1000, false).await;
+    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    assert!(matches!(s.start(&fire, "n1", "i1", "x", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
+    let mut req = ReapRequest {
+        by: ReapBy::Handoff { incarnation: "i1".into() },
+        dead_node: "n1".into(),
+        fires: NodeFires::Taken,
+        fire_id: fire.clone(),
+        target: "n2".into(),
+        rerun: true,
+        max_recoveries: None,
+        lock_ttl_ms: 60_000,
+    };
+    assert!(matches!(s.reap(&req).await.expect("hand over"), Reap::Rerun { .. }));
+    assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&fire));
+    assert!(matches!(s.start(&fire, "n2", "i2", "y", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
+    // n2 dies running it: the master's reap spends the fire's first recovery, which is allowed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    req.by = ReapBy::Master(fence.clone());
+    req.dead_node = "n2".into();
+    req.target = "n3".into();
+    req.max_recoveries = Some(1);
+    assert!(matches!(s.reap(&req).await.expect("reap"), Reap::Rerun { .. }), "the hand-over counted no recovery");
 }
 
 async fn stuck_dispatches_are_found(s: Arc<dyn Store>) {
@@ -809,6 +843,7 @@ conformance!(
     a_master_only_fire_is_not_started_off_the_master,
     a_reaped_incarnation_never_comes_back,
     a_late_result_leaves_a_newer_incarnations_entry_alone,
+    a_hand_over_spends_no_recovery,
     a_jobs_history_keeps_its_newest_runs_and_failures_longer,
     an_idempotency_key_outlives_its_trimmed_record,
     a_fire_started_ahead_of_its_instant_begins_at_it,

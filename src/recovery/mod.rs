@@ -393,7 +393,7 @@ impl Recovery {
             fire_id: fire_id.to_string(),
             target: target.to_string(),
             rerun,
-            max_recoveries: self.max_recoveries,
+            max_recoveries: Some(self.max_recoveries),
             // A re-run may wait up to the misfire threshold again before it starts.
             lock_ttl_ms: lock_ttl_ms(self.misfire_threshold_ms),
         };

@@ -747,8 +747,10 @@ impl FireStore for MemoryStore {
                         st.gone.entry(r.dead_node.clone()).or_default().insert(f.inc.clone());
                     }
                     let Some(fm) = st.fires.get_mut(&r.fire_id) else { return Ok(Reap::Gone) };
-                    fm.recoveries += 1;
-                    let out = if r.rerun && fm.recoveries <= r.max_recoveries {
+                    if r.max_recoveries.is_some() {
+                        fm.recoveries += 1;
+                    }
+                    let out = if r.rerun && r.max_recoveries.is_none_or(|max| fm.recoveries <= max) {
                         fm.state = FireState::Queued;
                         fm.node = r.target.clone();
                         fm.inc.clear();

@@ -421,7 +421,10 @@ pub struct ReapRequest {
     pub fire_id: String,
     pub target: String,
     pub rerun: bool,
-    pub max_recoveries: u32,
+    /// A running fire re-run counts a recovery, and past this many it is lost instead. None: a
+    /// hand-over that is no recovery (a node handing a fire whose handler has not begun to a node
+    /// that can run it, or to the master): the count is left as it is, and the fire is re-run.
+    pub max_recoveries: Option<u32>,
     pub lock_ttl_ms: u64,
 }
 

@@ -873,18 +873,21 @@ impl Worker {
 
     /// Moves a fire of this node's processing list to `master`'s queue: one not yet started
     /// (`running` false), or one started whose handler has not (`running` true: queued again).
+    /// It is no recovery: the fire's count of recoveries (what a node's death spends) is left as it
+    /// is.
     async fn hand_over(&self, fire_id: &str, inc: &str, master: &str, running: bool) -> crate::Result<Reap> {
-        self.hand_over_counted(fire_id, inc, master, running, if running { u32::MAX } else { 0 }).await
+        self.hand_over_counted(fire_id, inc, master, running, None).await
     }
 
-    /// `hand_over`, a started fire counting a recovery: past `max_recoveries` it is `Reap::Lost`.
+    /// `hand_over`; with `max_recoveries`, a started fire counts a recovery (its external worker
+    /// died under it), and past that many it is `Reap::Lost`.
     async fn hand_over_counted(
         &self,
         fire_id: &str,
         inc: &str,
         to: &str,
         running: bool,
-        max_recoveries: u32,
+        max_recoveries: Option<u32>,
     ) -> crate::Result<Reap> {
         let req = ReapRequest {
             by: ReapBy::Handoff { incarnation: inc.to_string() },
@@ -1189,7 +1192,7 @@ impl Worker {
                 _ => self.node_id.clone(),
             },
         };
-        match self.hand_over_counted(&exec.fire_id, inc, &to, true, self.max_recoveries).await {
+        match self.hand_over_counted(&exec.fire_id, inc, &to, true, Some(self.max_recoveries)).await {
             Ok(Reap::Rerun { .. }) => {
                 tracing::warn!(execution = %exec.id, to = %to, error = %exec.error, "external worker lost mid-run: fire re-run (recovery rerun)");
                 let why =

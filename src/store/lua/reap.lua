@@ -5,7 +5,7 @@
 -- KEYS[1] fence key (lease, or hb:<self>)  KEYS[2] hb:<dead>  KEYS[3] the dead node's q or p list
 -- KEYS[4] fire hash  KEYS[5] q:<target>  KEYS[6] lock key
 -- ARGV[1] fence value (the lease value, or this node's live incarnation)  ARGV[2] fire id
--- ARGV[3] recovery 'rerun'|'lost'  ARGV[4] max recoveries
+-- ARGV[3] recovery 'rerun'|'lost'  ARGV[4] max recoveries, or '-': a hand-over that is no recovery
 -- ARGV[5] lock ttl ms  ARGV[6] target node  ARGV[7] dead node  ARGV[8] misfire threshold ms
 -- ARGV[9] mode: 'master' (fenced by the lease: the node must be dead; any incarnation's entry goes,
 --   and one that was running is buried), 'adopt' (fenced by hb:<self>: the live incarnation's own
@@ -55,8 +55,11 @@ if st == 'running' then
     redis.call('SADD', KEYS[7], f[3])
     redis.call('PEXPIRE', KEYS[7], ARGV[10])
   end
-  local r = redis.call('HINCRBY', KEYS[4], 'recoveries', 1)
-  if ARGV[3] == 'rerun' and r <= tonumber(ARGV[4]) then
+  -- A hand-over ('-': a node handing a fire whose handler has not begun) is no recovery: the count
+  -- that bounds re-runs after deaths is left alone.
+  local r = 0
+  if ARGV[4] ~= '-' then r = redis.call('HINCRBY', KEYS[4], 'recoveries', 1) end
+  if ARGV[3] == 'rerun' and (ARGV[4] == '-' or r <= tonumber(ARGV[4])) then
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6], 'deadline_ms', now + tonumber(ARGV[8]))

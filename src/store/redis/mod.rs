@@ -1014,7 +1014,7 @@ impl FireStore for RedisStore {
             .arg(fence)
             .arg(&r.fire_id)
             .arg(if r.rerun { "rerun" } else { "lost" })
-            .arg(r.max_recoveries)
+            .arg(r.max_recoveries.map_or_else(|| "-".to_string(), |m| m.to_string()))
             .arg(r.lock_ttl_ms.max(1))
             .arg(&r.target)
             .arg(&r.dead_node)
