@@ -25,6 +25,6 @@ if f[1] == 'accepted' or f[1] == 'running' then
 end
 if f[1] ~= 'dispatching' then return 'TAKEN' end
 redis.call('HSET', KEYS[5], 'state', 'accepted', 'node', ARGV[2], 'inc', ARGV[3])
-redis.call('LPUSH', KEYS[2], ARGV[5])
-redis.call('ZADD', KEYS[3], time_ms() + tonumber(ARGV[4]), ARGV[5])
+later('LPUSH', KEYS[2], ARGV[5])
+later('ZADD', KEYS[3], time_ms() + tonumber(ARGV[4]), ARGV[5])
 return 'OK'

@@ -17,8 +17,14 @@ for i = 1, tonumber(ARGV[1]) do
     out[i] = {'ERROR', 'no such step'}
   else
     local ok, r = pcall(step, k, a)
-    if ok then out[i] = r else out[i] = {'ERROR', tostring(r)} end
+    if ok then
+      keep_later()
+      out[i] = r
+    else
+      drop_later()
+      out[i] = {'ERROR', tostring(r)}
+    end
   end
 end
-flush()  -- the items' announced changes, as one message
+flush()  -- the items' writes to shared keys (`later`), and their announced changes as one message
 return out

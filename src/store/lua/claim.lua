@@ -91,12 +91,12 @@ for i = 0, n - 1 do
       h[#h+1] = 'next_exec'; h[#h+1] = exec_id
       -- It holds the job's lock: its finish releases it (finish.lua reads the lock only then).
       if forbid then h[#h+1] = 'lock'; h[#h+1] = '1' end
-      redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
+      later('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
     end
     redis.call('HSET', kf, unpack(h))
     redis.call('PEXPIRE', kf, fs == 'dispatching' and ARGV[1] or ARGV[7])
     redis.call('SET', ke, json, 'PX', ARGV[1])
-    redis.call('ZADD', KEYS[2], 0, exec_id)
+    later('ZADD', KEYS[2], 0, exec_id)
     if idx_ttl then redis.call('PEXPIRE', kje, ARGV[1]) end
     announce(ARGV[2], json)
     if fs ~= 'dispatching' then archive(ARGV[2], json) end

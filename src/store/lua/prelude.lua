@@ -68,12 +68,49 @@ end
 -- PostgreSQL and only then trims it, can never miss one. `archive` collects the records of a call
 -- (named by its change channel `<tag>:chan:exec`, which every such script is given), `flush` pushes
 -- them with one RPUSH. The keys are `Keys::archive` and `Keys::archive_on`.
+-- Writes of many fires to one shared key (the watch set, the executions index, a processing list)
+-- made as one command for the whole call instead of one per fire: `later(cmd, key, ...)` stages
+-- one (ZADD score member, ZREM member, LPUSH value) and `flush` runs them, a command per key and
+-- kind, in the order staged. Only for writes that nothing later in the same call reads or undoes
+-- (the call is atomic: no one else sees when they happen), on keys whose type the step checked
+-- first. A batch item's staged writes are kept only when the item ends well (`batch.lua`).
+local staged, later_groups, later_order = {}, {}, {}
+local function later(cmd, key, ...)
+  staged[#staged + 1] = {cmd, key, ...}
+end
+local function keep_later()
+  for _, w in ipairs(staged) do
+    local id = w[1] .. '\0' .. w[2]
+    local g = later_groups[id]
+    if not g then
+      g = {w[1], w[2]}
+      later_groups[id] = g
+      later_order[#later_order + 1] = g
+    end
+    for i = 3, #w do g[#g + 1] = w[i] end
+  end
+  staged = {}
+end
+local function drop_later()
+  staged = {}
+end
+local function run_later()
+  keep_later()
+  for _, g in ipairs(later_order) do
+    -- At most 1000 arguments a command (an even number: ZADD's pairs stay together).
+    for i = 3, #g, 1000 do
+      redis.call(g[1], g[2], unpack(g, i, math.min(i + 999, #g)))
+    end
+  end
+  later_groups, later_order = {}, {}
+end
 local archived, archive_tag = {}, nil
 local function archive(channel, json)
   archive_tag = string.match(channel, '^({[^}]*})')
   archived[#archived + 1] = json
 end
 local function flush()
+  run_later()
   if change_channel and #changes > 0 then
     redis.call('PUBLISH', change_channel, '[' .. table.concat(changes, ',') .. ']')
     changes = {}

@@ -98,13 +98,11 @@ if ARGV[11] ~= 'any' and string.find(spec, '"master_only":true', 1, true) then
   end
 end
 -- A running fire's home is p:<self> (where the rescan and the reaper find it): a start does not
--- leave the watch set unless that is a list (one TYPE per call). Leaving the watch set is the first
--- write: a ZREM that fails on the wrong type without writing.
-bad = wrong(KEYS[2], 'list')
+-- leave the watch set unless that is a list, and the watch set a zset (one TYPE each per call).
+-- Leaving the watch set is one ZREM for the whole call (`later`).
+bad = wrong(KEYS[2], 'list', KEYS[6], 'zset')
 if bad then return {'BADKEY', bad} end
-local _
-_, bad = read('zset', 'ZREM', KEYS[6], ARGV[1])
-if bad then return {'BADKEY', bad} end
+later('ZREM', KEYS[6], ARGV[1])
 local attempt = (tonumber(f[11]) or 0) + 1
 -- A fire started ahead of its instant (the worker's start lead) begins at its instant: that is its
 -- start time, as `store::started_at` says.
