@@ -981,6 +981,37 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     assert!(matches!(got[2], Ok(Start::Run(_))), "{:?}", got[2]);
 }
 
+/// A job's executions index outlives every record it indexes (Redis only): the finish refreshes
+/// its TTL to the retention and a margin on the job's first finish in the process (and every half
+/// hour after), so records its later finishes write, each kept the retention from its write,
+/// expire before the index does.
+#[tokio::test]
+async fn redis_a_jobs_index_outlives_the_records_it_indexes() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let s: &dyn Store = &store;
+    let fence = master(s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    let base = now_ms() / 1000 * 1000 + 60_000;
+    put(s, "ix", base).await;
+    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut e = running(s, &fence, epoch, "ix", base + i * 1000).await;
+        e.state = ExecState::Succeeded;
+        e.end_ms = Some(now_ms());
+        assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
+        ids.push(e.id);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let index: i64 = ::redis::cmd("PTTL").arg(store.keys().job_execs("ix")).query(&mut c).expect("pttl");
+    for id in &ids {
+        let rec: i64 = ::redis::cmd("PTTL").arg(store.keys().exec(id)).query(&mut c).expect("pttl");
+        assert!(rec > 0 && index > rec, "index {index} ms, record {id} {rec} ms");
+    }
+}
+
 /// The history archive's outbox (Redis only): while a node archives, every execution record written
 /// in a final state (a claim's skip or misfire, a finish, a trigger's skip, a recorded outcome)
 /// puts a copy of itself on the outbox in the same step, and no open record does; before, nothing

@@ -525,6 +525,13 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 started = self.start(&fire_id, &inc, false).await;
             }
+            if matches!(started, Ok(Start::MasterOnly)) && self.role.borrow().active().is_some() {
+                // Still apart after the wait (a lease renewal slower than that): not run as a
+                // stand-in, which would run it on a node the stored lease does not name. It stays in
+                // the processing list; the rescan asks again.
+                tracing::warn!("master-only fire: this node believes it is master, the stored lease names another or none; left for the rescan");
+                return;
+            }
             // Started as a stand-in master: no other master could take this master-only fire.
             let mut stand_in = false;
             if matches!(started, Ok(Start::MasterOnly)) {

@@ -36,10 +36,9 @@ for i = 0, n - 1 do
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'
-  local idx_ttl = false
   -- One read for the job (every job hash has updated_ms), under pcall: a job key of the wrong type
   -- is this claim's BADKEY, found without a TYPE of its own.
-  local j, badjob = read('hash', 'HMGET', kj, 'next_ms', 'paused', 'updated_ms', 'idx_until')
+  local j, badjob = read('hash', 'HMGET', kj, 'next_ms', 'paused', 'updated_ms')
   j = j or {}
   local wm = j[1]
   if badjob then out[#out+1] = 'BADKEY ' .. badjob
@@ -47,21 +46,12 @@ for i = 0, n - 1 do
   elseif j[2] == '1' then out[#out+1] = 'PAUSED'
   elseif wm ~= sched then out[#out+1] = 'STALE'
   else
-    -- advance the watermark in the same atomic step as the claim; and when the job's index TTL
-    -- (`idx_until`, the retention from when it was last set) is half spent, or was never set, it
-    -- is set below, with the claim's entry: a job's index lives as long as its newest records
-    -- without a PEXPIRE at every finish (a finish refreshes it only when housekeeping).
-    local w = {'HSET', kj, 'last_ms', sched}
-    if not j[4] or now + tonumber(ARGV[1]) / 2 > (tonumber(j[4]) or 0) then
-      idx_ttl = true
-      w[#w+1] = 'idx_until'; w[#w+1] = now + tonumber(ARGV[1])
-    end
+    -- advance the watermark in the same atomic step as the claim
     if nxt == '-' then
-      redis.call(unpack(w))
+      redis.call('HSET', kj, 'last_ms', sched)
       redis.call('HDEL', kj, 'next_ms'); redis.call('ZREM', KEYS[1], job)
     else
-      w[#w+1] = 'next_ms'; w[#w+1] = nxt
-      redis.call(unpack(w)); redis.call('ZADD', KEYS[1], nxt, job)
+      redis.call('HSET', kj, 'last_ms', sched, 'next_ms', nxt); redis.call('ZADD', KEYS[1], nxt, job)
     end
   end
   if out[i+1] then
@@ -97,7 +87,6 @@ for i = 0, n - 1 do
     redis.call('PEXPIRE', kf, fs == 'dispatching' and ARGV[1] or ARGV[7])
     redis.call('SET', ke, json, 'PX', ARGV[1])
     later('ZADD', KEYS[2], 0, exec_id)
-    if idx_ttl then redis.call('PEXPIRE', kje, ARGV[1]) end
     announce(ARGV[2], json)
     if fs ~= 'dispatching' then archive(ARGV[2], json) end
     out[#out+1] = st

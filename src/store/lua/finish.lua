@@ -13,9 +13,11 @@
 -- ARGV[12] keep last  ARGV[13] keep failed (the job's history caps, `trim_history`)
 -- ARGV[14] exec key prefix  ARGV[15] how long the fire hash outlives the fire (FIRE_MEMORY_MS)
 -- ARGV[16] '1': the worker's definition of the job says forbid (it may hold the lock)
--- ARGV[17] '1': housekeeping is due (the caller decides, `RedisStore::housekeeping_due`): the job's
---   index is sized, trimmed past retention and to its caps, and its TTL refreshed. Not at every
---   finish: a busy job's finish costs no ZCARD and no PEXPIRE of its index.
+-- ARGV[17] what the caller (`RedisStore`'s `Housekeeping`) says is due for the job's index: '2'
+--   housekeeping (sized, trimmed past retention and to its caps) and its TTL; '1' its TTL only;
+--   '0' neither. Not at every finish: a busy job's finish costs no ZCARD and no PEXPIRE.
+-- ARGV[18] the job index's TTL (ms): the retention and an hour, so that a node refreshing it
+--   once an hour keeps it past every record it indexes
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
 -- Every key is made sure of before the first write that matters: the fire hash, the lock and
 -- p:<self> by their first command under pcall (a read; the ack's LREM), the job's index by its
@@ -34,7 +36,7 @@ end
 -- Housekeeping (when the caller says it is due): the job's index, its size first (a read that
 -- fails on the wrong type without writing); its entries past retention (their records are gone)
 -- dropped (listings skip and drop the ones they meet meanwhile).
-local housekeep = ARGV[17] == '1'
+local housekeep = ARGV[17] == '2'
 local n, _, trim = 0, nil, false
 if housekeep then
   n, bad = read('zset', 'ZCARD', KEYS[3])
@@ -92,7 +94,7 @@ if index then
   redis.call('ZADD', KEYS[2], 0, id)
   redis.call('ZADD', KEYS[3], 0, id)
 end
-if housekeep or index then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
+if ARGV[17] ~= '0' or index then redis.call('PEXPIRE', KEYS[3], ARGV[18]) end
 if trim then
   trim_history(KEYS[3], KEYS[8], KEYS[2], ARGV[14], redis.call('ZCARD', KEYS[3]), ARGV[12], ARGV[13], ARGV[6], ARGV[3],
     id)

@@ -4,6 +4,8 @@
 -- ARGV[1] exec id  ARGV[2] JSON  ARGV[3] retention ms  ARGV[4] channel  ARGV[5] release '0'|'1'
 -- ARGV[6] fire id (the lock owner)  ARGV[7] id prefix of executions past retention (UUIDv7 of then)
 -- ARGV[8] '1': write only over a missing or open (pending/running) record
+-- ARGV[9] the job index's TTL (ms): the retention and the margin finish.lua's refreshes use, so that
+--   no write shortens it
 -- Returns 1 when written, 0 when refused
 local bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string')
 if bad then return refuse(bad) end
@@ -19,7 +21,7 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
 -- Trim index entries past retention as we go, so a busy job's index stays bounded (O(log N + removed)).
 redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[7])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[9])
 if ARGV[5] == '1' and redis.call('GET', KEYS[4]) == ARGV[6] then redis.call('DEL', KEYS[4]) end
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 local ok, d = pcall(cjson.decode, ARGV[2])

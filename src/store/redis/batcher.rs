@@ -15,9 +15,31 @@ use crate::error::{Error, Result};
 pub(super) fn batched(steps: &[(&str, &str)]) -> String {
     let mut s = String::from("local steps = {}\n");
     for (name, body) in steps {
-        s += &format!("steps['{name}'] = function(KEYS, ARGV)\n{body}\nend\n");
+        s += &format!("steps['{name}'] = function(ko, ao)\n{}\nend\n", at_offsets(body));
     }
     s + include_str!("../lua/batch.lua")
+}
+
+/// A step's body, reading its keys and arguments where its item starts in the call's `KEYS` and
+/// `ARGV` (`ko`, `ao` before its first): `KEYS[3]` becomes `KEYS[ko+3]`. Building a key table and
+/// an argument table for each item cost about 1.6 µs of Redis time an item (measured). Every index
+/// in a step must be a number; anything else is a mistake in the step, refused here.
+fn at_offsets(body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 256);
+    let mut rest = body;
+    while let Some(at) = ["KEYS[", "ARGV["].iter().filter_map(|t| rest.find(t).map(|i| (i, *t))).min() {
+        let (i, token) = at;
+        out.push_str(&rest[..i + token.len()]);
+        rest = &rest[i + token.len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        assert!(
+            digits > 0 && rest[digits..].starts_with(']'),
+            "a batched step indexes {token} by a number: {rest:.20}"
+        );
+        out.push_str(if token == "KEYS[" { "ko+" } else { "ao+" });
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Coalesces concurrent calls of the per-fire steps of one script (made with `batched`) into one
@@ -115,5 +137,16 @@ impl Batcher {
         self.tx.send(BatchItem { step, keys, args, reply }).map_err(|_| gone())?;
         let v = rx.await.map_err(|_| gone())??;
         T::from_redis_value(v).map_err(|e| Error::unavailable(format!("unexpected reply: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_reads_its_item_at_offsets() {
+        assert_eq!(at_offsets("x(KEYS[1], ARGV[12]) #ARGV[2]"), "x(KEYS[ko+1], ARGV[ao+12]) #ARGV[ao+2]");
+        assert!(std::panic::catch_unwind(|| at_offsets("KEYS[i]")).is_err());
     }
 }

@@ -124,41 +124,76 @@ pub struct RedisStore {
     fire_conn: Conn,
 }
 
-/// Decides which finishes of a job do the housekeeping of its index (`finish.lua`: size it, drop
-/// entries past retention, trim it to the job's caps, refresh its TTL), so that a finish does not
-/// pay a `ZCARD` and a `PEXPIRE` every time. Counted per job in this process: one finish in
-/// `keep.last / 20` (1 to 16: a small cap is kept to within a tenth, `Keep::trim_due`, by a few
-/// nodes), the `every`-th first, so a job that finishes once here (a daily job, a burst of many
-/// jobs) pays nothing. The index's TTL does not depend on it: the claim sets it when half spent
-/// (`claim.lua`, `idx_until`). A job whose index never reaches its cap only keeps entries past
-/// retention (their records gone) until a housekeeping finish or a listing meets them.
+/// What a finish does to its job's index besides its own entry (`finish.lua` ARGV[17]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexCare {
+    Nothing,
+    /// Refresh its TTL (`INDEX_TTL_MARGIN_MS` past the retention).
+    Ttl,
+    /// Housekeeping: size it, drop entries past retention, trim it to the job's caps; and the TTL.
+    All,
+}
+
+impl IndexCare {
+    fn as_arg(self) -> &'static str {
+        match self {
+            IndexCare::Nothing => "0",
+            IndexCare::Ttl => "1",
+            IndexCare::All => "2",
+        }
+    }
+}
+
+/// A job's executions index lives this much longer than the retention, so that a node refreshing
+/// it every `Housekeeping::TTL_EVERY` keeps it past every record it indexes (a record lives the
+/// retention from its last write).
+const INDEX_TTL_MARGIN_MS: u64 = 60 * 60 * 1000;
+
+/// Decides what each finish does to its job's index (`IndexCare`), so that a finish does not pay a
+/// `ZCARD` and a `PEXPIRE` every time. Kept per job in this process:
+/// - housekeeping on one finish in `keep.last / 20` (1 to 16: a small cap is kept to within a
+///   tenth, `Keep::trim_due`, by a few nodes), the `every`-th first, and 10 minutes after the
+///   last, so a job that finishes once here (a daily job, a burst of many jobs) pays no `ZCARD`;
+/// - the TTL on a job's first finish here and then every 30 minutes: the index then outlives every
+///   record this node's finishes write (the retention from the write) by up to the margin; other
+///   writers set the same TTL (`save_exec.lua`), so it only moves later.
+///
+/// At most `MAX_JOBS` jobs are remembered; a job beyond them gets both at every finish (as before
+/// this existed). A job whose index never reaches its cap keeps entries past retention (their
+/// records gone) until a housekeeping finish or a listing meets them.
 #[derive(Default)]
 struct Housekeeping {
-    seen: std::sync::Mutex<HashMap<String, (u32, std::time::Instant)>>,
+    /// Per job: finishes here, the last housekeeping, the last TTL refresh.
+    seen: std::sync::Mutex<HashMap<String, (u32, std::time::Instant, std::time::Instant)>>,
 }
 
 impl Housekeeping {
-    /// Jobs remembered; past this the memory starts over (each job's next finish housekeeps).
     const MAX_JOBS: usize = 100_000;
-    const REFRESH: std::time::Duration = std::time::Duration::from_secs(600);
+    const HOUSEKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+    const TTL_EVERY: std::time::Duration = std::time::Duration::from_secs(1800);
 
-    fn due(&self, job: &str, keep: Keep) -> bool {
+    fn due(&self, job: &str, keep: Keep) -> IndexCare {
         self.due_at(job, keep, std::time::Instant::now())
     }
 
-    fn due_at(&self, job: &str, keep: Keep, now: std::time::Instant) -> bool {
+    fn due_at(&self, job: &str, keep: Keep, now: std::time::Instant) -> IndexCare {
         let every = (keep.last / 20).clamp(1, 16);
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.len() >= Self::MAX_JOBS && !seen.contains_key(job) {
-            seen.clear();
+        let first = !seen.contains_key(job);
+        if first && seen.len() >= Self::MAX_JOBS {
+            return IndexCare::All;
         }
-        let (count, last) = seen.entry(job.to_string()).or_insert((0, now));
+        let (count, housekept, refreshed) = seen.entry(job.to_string()).or_insert((0, now, now));
         *count = count.wrapping_add(1);
-        let due = *count % every == 0 || now.duration_since(*last) >= Self::REFRESH;
-        if due {
-            *last = now;
+        if *count % every == 0 || now.duration_since(*housekept) >= Self::HOUSEKEEP_EVERY {
+            (*housekept, *refreshed) = (now, now);
+            IndexCare::All
+        } else if first || now.duration_since(*refreshed) >= Self::TTL_EVERY {
+            *refreshed = now;
+            IndexCare::Ttl
+        } else {
+            IndexCare::Nothing
         }
-        due
     }
 }
 
@@ -495,6 +530,7 @@ impl RedisStore {
             .arg(&exec.fire_id)
             .arg(crate::execution::id_floor(super::now_ms() - self.retention_ms as i64))
             .arg(if only_open { "1" } else { "0" })
+            .arg(self.retention_ms + INDEX_TTL_MARGIN_MS)
             .invoke_async(&mut c)
             .await?;
         Ok(written == 1)
@@ -955,7 +991,8 @@ impl FireStore for RedisStore {
             self.keys.exec_prefix(),
             super::FIRE_MEMORY_MS.min(self.retention_ms).to_string(),
             flag(Some(forbid)).to_string(),
-            flag(Some(self.housekeeping.due(&exec.job_id, keep))).to_string(),
+            self.housekeeping.due(&exec.job_id, keep).as_arg().to_string(),
+            (self.retention_ms + INDEX_TTL_MARGIN_MS).to_string(),
         ];
         let r: Vec<String> = self.steps.call("finish", keys.into(), args.into()).await?;
         fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
@@ -1472,23 +1509,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn housekeeping_comes_once_in_a_twentieth_of_the_cap() {
+    fn housekeeping_comes_once_in_a_twentieth_of_the_cap_and_the_ttl_every_half_hour() {
+        use IndexCare::{All, Nothing, Ttl};
         let h = Housekeeping::default();
         let big = Keep { last: 1000, failed: 1000 };
-        let due: Vec<bool> = (0..34).map(|_| h.due("a", big)).collect();
-        // Every 16th finish of a job in this process (1000 / 20, at most 16), not the first.
-        let at: Vec<usize> = due.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i + 1).collect();
+        let t0 = std::time::Instant::now();
+        let due: Vec<IndexCare> = (0..34).map(|_| h.due_at("a", big, t0)).collect();
+        // The first finish of a job here refreshes the TTL; every 16th (1000 / 20, at most 16)
+        // housekeeps; the others do nothing.
+        assert_eq!(due[0], Ttl);
+        let at: Vec<usize> = due.iter().enumerate().filter(|(_, d)| **d == All).map(|(i, _)| i + 1).collect();
         assert_eq!(at, vec![16, 32]);
+        assert_eq!(due.iter().filter(|d| **d == Nothing).count(), 31);
         // Another job counts on its own; a small cap is housekept at every finish.
-        assert!(!h.due("b", big));
+        assert_eq!(h.due_at("b", big, t0), Ttl);
         let small = Keep { last: 2, failed: 0 };
-        assert!((0..5).all(|_| h.due("c", small)));
+        assert!((0..5).all(|_| h.due_at("c", small, t0) == All));
         let mid = Keep { last: 100, failed: 0 };
-        let n = (0..20).filter(|_| h.due("d", mid)).count();
+        let n = (0..20).filter(|_| h.due_at("d", mid, t0) == All).count();
         assert_eq!(n, 4, "every 5th of 20");
-        // Ten minutes after the last one, whatever the count.
-        let later = std::time::Instant::now() + Housekeeping::REFRESH;
-        assert!(h.due_at("a", big, later));
-        assert!(!h.due_at("a", big, later), "and then counted again");
+        // Half an hour on, the TTL again; ten minutes after the last housekeeping, housekeeping.
+        let t1 = t0 + Housekeeping::TTL_EVERY;
+        assert_eq!(h.due_at("b", big, t1), All, "housekeeping is older than ten minutes too");
+        assert_eq!(h.due_at("b", big, t1), Nothing, "and then counted again");
+        assert_eq!(h.due_at("b", big, t1 + Housekeeping::HOUSEKEEP_EVERY / 2), Nothing);
+        // A job past the remembered ones gets both at every finish.
+        let full = Housekeeping::default();
+        for i in 0..Housekeeping::MAX_JOBS {
+            full.due_at(&i.to_string(), big, t0);
+        }
+        assert_eq!(full.due_at("new", big, t0), All);
+        assert_eq!(full.due_at("new", big, t0), All);
     }
 }
