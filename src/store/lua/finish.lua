@@ -17,7 +17,7 @@
 --   housekeeping (sized, trimmed past retention and to its caps) and its TTL; '1' its TTL only;
 --   '0' neither. Not at every finish: a busy job's finish costs no ZCARD and no PEXPIRE.
 -- ARGV[18] the job index's TTL (ms): the retention and an hour, so that a node refreshing it
---   once an hour keeps it past every record it indexes
+--   every 30 minutes keeps it past every record it indexes
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
 -- Every key is made sure of before the first write that matters: the fire hash, the lock and
 -- p:<self> by their first command under pcall (a read; the ack's LREM), the job's index by its
