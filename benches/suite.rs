@@ -17,7 +17,10 @@
 //! Steps (issue 14, part 1): `steps` drives the store directly and prints each step's Redis commands
 //! and microseconds per fire (claim, accept, start, finish), split into the commands' own time and
 //! the script call's (its arguments, Lua, its reply).
-//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,precision_sharded,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,steps,footprint,history;
+//! Floor (issue 14, parts 1 and 7): `floor` runs a prototype of the leanest fire the one-record model
+//! allows (two steps: a claim into the master's own hands and a finish into the fire hash) in
+//! rota's batch loop, and prints the same figures and the bytes a retained execution would take.
+//! Knobs: ROTA_BENCH_ONLY=precision,precision_at_instant,precision_sharded,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,steps,floor,footprint,history;
 //! ROTA_BENCH_STEPS (2000);
 //! ROTA_BENCH_WORKER_FIRES (5000), ROTA_BENCH_WORKER_SECS (15);
 //! ROTA_BENCH_SHARDS (16);
@@ -758,8 +761,171 @@ async fn history() -> Value {
     })
 }
 
-/// Scenario 6, footprint: an idle node (in-memory store and Redis), and one running 1,000
-/// sleeping executions at once.
+/// INFO commandstats at one moment (`redis_commandstats`).
+type Stats = BTreeMap<String, (u64, u64)>;
+
+/// One step's cost per fire, from INFO commandstats before and after it: Redis commands, the
+/// scripts' microseconds, the microseconds of the commands they ran, and the difference (the cost
+/// of the script call itself: its arguments, Lua, its reply).
+fn step_cost(before: &Stats, after: &Stats, n: usize) -> Value {
+    let (mut cmds, mut script_us, mut inner_us) = (0u64, 0u64, 0u64);
+    let mut by = serde_json::Map::new();
+    for (k, (calls, usec)) in after {
+        let (c0, u0) = before.get(k).copied().unwrap_or((0, 0));
+        let (dc, du) = (calls - c0, usec - u0);
+        if dc == 0 || k == "info" {
+            continue;
+        }
+        cmds += dc;
+        if k == "evalsha" || k == "eval" {
+            script_us += du;
+        } else {
+            inner_us += du;
+        }
+        by.insert(k.clone(), json!((dc as f64 / n as f64 * 100.0).round() / 100.0));
+    }
+    let per = |x: u64| (x as f64 / n as f64 * 10.0).round() / 10.0;
+    json!({"commands": per(cmds), "script_usec": per(script_us), "commands_usec": per(inner_us),
+        "script_call_usec": per(script_us.saturating_sub(inner_us)), "by_command": by})
+}
+
+/// Scenario `floor` (issue 14, parts 1 and 7): what a fire would cost Redis at the floor of the
+/// one-record model, measured on a prototype that rota does not use (`benches/lua/floor_*.lua`):
+/// two steps a fire, the claim putting a master's own fire straight into its hands (the fire hash
+/// is the execution's record; no separate record, no cluster-wide index) and the finish writing the
+/// outcome into it and entering it in its job's index. The steps run in rota's own batch loop and
+/// prelude (per-item `pcall`, type checks, staged shared writes, one PUBLISH a call), with
+/// `ROTA_BENCH_STEPS` (2000) fires claimed 500 a call and finished 256 a call, as in `steps`. Also
+/// the bytes a retained execution would take: the ended fire hash and a job index entry (at 100 and
+/// 1,000 entries a job).
+async fn floor() -> Value {
+    let n = env_num("ROTA_BENCH_STEPS", 2000) as usize;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let rtt = redis_rtt_us(&url, 2000);
+    let mut c = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("redis");
+    let offsets = |body: &str| body.replace("KEYS[", "KEYS[ko+").replace("ARGV[", "ARGV[ao+");
+    let script = redis::Script::new(&format!(
+        "{}\nlocal steps = {{}}\nsteps['claim'] = function(ko, ao)\n{}\nend\nsteps['finish'] = function(ko, ao)\n{}\nend\n{}",
+        include_str!("../src/store/lua/prelude.lua"),
+        offsets(include_str!("lua/floor_claim.lua")),
+        offsets(include_str!("lua/floor_finish.lua")),
+        include_str!("../src/store/lua/batch.lua"),
+    ));
+    let (tag, lease, epoch, inc, retention) = ("{f}", "n1:1:i1", "1", "i1", "86400000");
+    let sched = rota::store::now_ms() / 1000 * 1000 + 60_000;
+    let jobs: Vec<String> = (0..n).map(|i| format!("s{i:06}")).collect();
+    let fires: Vec<String> = jobs.iter().map(|j| rota::execution::scheduled_fire_id(j, sched)).collect();
+    let _: () = redis::cmd("SET").arg(format!("{tag}:lease")).arg(lease).query(&mut c).expect("lease");
+    let _: () = redis::cmd("SET").arg(format!("{tag}:hb:n1")).arg(inc).query(&mut c).expect("beat");
+    for j in &jobs {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{tag}:job:{j}"))
+            .arg(&["next_ms", &sched.to_string(), "updated_ms", "1"])
+            .query(&mut c)
+            .expect("job");
+    }
+    let call = |c: &mut redis::Connection, items: Vec<(&str, Vec<String>, Vec<String>)>| -> Vec<redis::Value> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(items.len());
+        for (step, keys, args) in &items {
+            inv.arg(*step).arg(keys.len()).arg(args.len());
+            for k in keys {
+                inv.key(k);
+            }
+            for a in args {
+                inv.arg(a);
+            }
+        }
+        inv.invoke(c).expect("floor call")
+    };
+    let ok = |replies: &[redis::Value], want: &str| {
+        replies.iter().all(|r| {
+            matches!(r, redis::Value::SimpleString(s) if s == want)
+                || matches!(r, redis::Value::BulkString(b) if b == want.as_bytes())
+        })
+    };
+    let (due, watch, mine) = (format!("{tag}:due"), format!("{tag}:inflight"), format!("{tag}:p:n1"));
+    let t0 = redis_commandstats(&url);
+    for (chunk_jobs, chunk_fires) in jobs.chunks(500).zip(fires.chunks(500)) {
+        let items = chunk_jobs
+            .iter()
+            .zip(chunk_fires)
+            .map(|(j, f)| {
+                let keys = vec![
+                    format!("{tag}:lease"),
+                    due.clone(),
+                    watch.clone(),
+                    mine.clone(),
+                    format!("{tag}:hb:n1"),
+                    format!("{tag}:job:{j}"),
+                    format!("{tag}:fire:{f}"),
+                ];
+                let args = vec![
+                    lease.to_string(),
+                    "n1".into(),
+                    inc.into(),
+                    retention.into(),
+                    j.clone(),
+                    sched.to_string(),
+                    (sched + 86_400_000).to_string(),
+                    "30000".into(),
+                    epoch.into(),
+                    f.clone(),
+                ];
+                ("claim", keys, args)
+            })
+            .collect();
+        let replies = call(&mut c, items);
+        assert!(ok(&replies, "CLAIMED"), "every prototype claim claimed: {:?}", replies.first());
+    }
+    let t1 = redis_commandstats(&url);
+    let end = rota::store::now_ms().to_string();
+    for (chunk_jobs, chunk_fires) in jobs.chunks(256).zip(fires.chunks(256)) {
+        let items = chunk_jobs
+            .iter()
+            .zip(chunk_fires)
+            .map(|(j, f)| {
+                let keys = vec![mine.clone(), watch.clone(), format!("{tag}:fire:{f}"), format!("{tag}:jobexecs:{j}")];
+                let args = vec![
+                    "n1".into(),
+                    inc.into(),
+                    f.clone(),
+                    "succeeded".into(),
+                    end.clone(),
+                    format!("{tag}:chan:exec"),
+                ];
+                ("finish", keys, args)
+            })
+            .collect();
+        let replies = call(&mut c, items);
+        assert!(ok(&replies, "OK"), "every prototype finish finished: {:?}", replies.first());
+    }
+    let t2 = redis_commandstats(&url);
+    let usage = |c: &mut redis::Connection, key: &str| -> u64 {
+        redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query(c).unwrap_or(0)
+    };
+    let sample = fires.iter().take(500).collect::<Vec<_>>();
+    let record = sample.iter().map(|f| usage(&mut c, &format!("{tag}:fire:{f}"))).sum::<u64>() as f64
+        / sample.len().max(1) as f64;
+    // A job's index at 100 and 1,000 entries (its listpack and skiplist encodings).
+    let mut entry = |count: usize| -> f64 {
+        let key = format!("{tag}:jobexecs:big{count}");
+        for i in 0..count {
+            let at = sched + i as i64 * 1000;
+            let member = rota::execution::scheduled_fire_id("s000001", at);
+            let _: Result<(), _> = redis::cmd("ZADD").arg(&key).arg(at).arg(member).query(&mut c);
+        }
+        usage(&mut c, &key) as f64 / count as f64
+    };
+    let (entry_100, entry_1000) = (entry(100), entry(1000));
+    json!({"scenario": "floor", "fires": n, "redis_rtt_us": rtt, "cores": cores(),
+        "per_fire": step_cost(&t0, &t2, n),
+        "per_step": {"claim": step_cost(&t0, &t1, n), "finish": step_cost(&t1, &t2, n)},
+        "redis_bytes_ended_fire_record": record,
+        "redis_bytes_job_index_entry_at_100": entry_100, "redis_bytes_job_index_entry_at_1000": entry_1000})
+}
+
 /// Scenario `steps`: what each step of a fire costs Redis, measured by driving the store directly
 /// (no nodes): `ROTA_BENCH_STEPS` (2000) no-op fires claimed in batches of 500 (as a master's tick),
 /// accepted in batches of 250 (as a SubmitTasks), then all started at once and all finished at once
@@ -767,7 +933,10 @@ async fn history() -> Value {
 /// scripts' microseconds, the microseconds of the commands they ran, and the difference: the cost
 /// of the script call itself (its arguments, Lua, its reply). Steps run back to back, so the one
 /// Redis on this machine sees nothing else.
-async fn steps() -> Value {
+///
+/// With `here`, the fires are the master's own: claimed into its hands (`Claim::here`), with no
+/// accept step.
+async fn steps(here: bool) -> Value {
     use rota::execution::{scheduled_fire_id, ExecState, Execution};
     use rota::store::{Claim, Keep, LeaseAcquire, MasterOnly, NodeRecord, Start, Store};
     let n = env_num("ROTA_BENCH_STEPS", 2000) as usize;
@@ -799,6 +968,7 @@ async fn steps() -> Value {
                 exec: Execution::pending(&id, scheduled_fire_id(&id, sched), sched, "n1", 1),
                 forbid: false,
                 lock_ttl_ms: 60_000,
+                here,
             }
         })
         .collect();
@@ -812,40 +982,25 @@ async fn steps() -> Value {
         .count()
         .await;
     let fires: Vec<String> = claims.iter().map(|c| c.exec.fire_id.clone()).collect();
-    // One step's cost per fire, from INFO commandstats before and after it.
-    let cost = |before: &BTreeMap<String, (u64, u64)>, after: &BTreeMap<String, (u64, u64)>| {
-        let (mut cmds, mut script_us, mut inner_us) = (0u64, 0u64, 0u64);
-        let mut by = serde_json::Map::new();
-        for (k, (calls, usec)) in after {
-            let (c0, u0) = before.get(k).copied().unwrap_or((0, 0));
-            let (dc, du) = (calls - c0, usec - u0);
-            if dc == 0 || k == "info" {
-                continue;
-            }
-            cmds += dc;
-            if k == "evalsha" || k == "eval" {
-                script_us += du;
-            } else {
-                inner_us += du;
-            }
-            by.insert(k.clone(), json!((dc as f64 / n as f64 * 100.0).round() / 100.0));
-        }
-        let per = |x: u64| (x as f64 / n as f64 * 10.0).round() / 10.0;
-        json!({"commands": per(cmds), "script_usec": per(script_us), "commands_usec": per(inner_us),
-            "script_call_usec": per(script_us.saturating_sub(inner_us)), "by_command": by})
-    };
+    let cost = |before: &Stats, after: &Stats| step_cost(before, after, n);
     let mut out = serde_json::Map::new();
     let t0 = redis_commandstats(&url);
+    let want = if here { rota::store::ClaimOutcome::Here } else { rota::store::ClaimOutcome::Claimed };
     for chunk in claims.chunks(500) {
-        s.claim(&fence, chunk).await.expect("claim");
+        let outcomes = s.claim(&fence, chunk).await.expect("claim");
+        assert!(outcomes.iter().all(|o| *o == want), "every fire claimed: {:?}", outcomes.first());
     }
     let t1 = redis_commandstats(&url);
     out.insert("claim".into(), cost(&t0, &t1));
-    for chunk in fires.chunks(250) {
-        s.accept_many(chunk, Some(fence.epoch), "n1", "i1").await.expect("accept");
+    if !here {
+        for chunk in fires.chunks(250) {
+            s.accept_many(chunk, Some(fence.epoch), "n1", "i1").await.expect("accept");
+        }
     }
     let t2 = redis_commandstats(&url);
-    out.insert("accept".into(), cost(&t1, &t2));
+    if !here {
+        out.insert("accept".into(), cost(&t1, &t2));
+    }
     let started =
         futures_util::future::join_all(fires.iter().map(|f| s.start(f, "n1", "i1", "x", MasterOnly::Refuse))).await;
     let t3 = redis_commandstats(&url);
@@ -870,9 +1025,12 @@ async fn steps() -> Value {
     let t4 = redis_commandstats(&url);
     out.insert("finish".into(), cost(&t3, &t4));
     let all = cost(&t0, &t4);
-    json!({"scenario": "steps", "fires": n, "redis_rtt_us": rtt, "cores": cores(), "per_fire": all, "per_step": out})
+    json!({"scenario": "steps", "path": if here { "own" } else { "peer" }, "fires": n, "redis_rtt_us": rtt,
+        "cores": cores(), "per_fire": all, "per_step": out})
 }
 
+/// Scenario 6, footprint: an idle node (in-memory store and Redis), and one running 1,000
+/// sleeping executions at once.
 async fn footprint() -> Value {
     let redis = RedisServer::start();
     let idle_memory = TestNode::start_env(&Backend::Memory, "m1", &[], &[("RUST_LOG", "rota=warn")]).await;
@@ -939,7 +1097,7 @@ fn table(results: &[Value]) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| {
-        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,steps,footprint,history"
+        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,steps,floor,footprint,history"
             .into()
     });
     let want = |s: &str| only.split(',').any(|x| x.trim() == s);
@@ -991,7 +1149,11 @@ async fn main() {
         }
     }
     if want("steps") {
-        emit(steps().await, &mut results);
+        emit(steps(false).await, &mut results);
+        emit(steps(true).await, &mut results);
+    }
+    if want("floor") {
+        emit(floor().await, &mut results);
     }
     if want("footprint") {
         emit(footprint().await, &mut results);

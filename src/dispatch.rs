@@ -315,6 +315,44 @@ impl Router {
         }
     }
 
+    /// Which of a tick's fires to claim into this node's own hands (`Claim::here`): those `route`
+    /// would run here, decided in order as `route` decides them, each counting in this node's load
+    /// for the next. `None` (a definition that no longer validates) and fires for which this says
+    /// no are routed after their claim, as before; `route` may still run such a fire here (an
+    /// unrunnable one, or once peers it was to go to look busier), with an accept of its own.
+    pub async fn here(&self, jobs: &[Option<Job>], now: i64) -> Vec<bool> {
+        if !self.worker.accepting() {
+            return vec![false; jobs.len()];
+        }
+        let spread = jobs.iter().flatten().any(|j| !j.spec.master_only);
+        let peers = if spread { self.loads.peers(now).await } else { Vec::new() };
+        let mut load = self.worker.load();
+        jobs.iter()
+            .map(|job| {
+                let Some(job) = job else { return false };
+                let fire = FireNeeds {
+                    handler: &job.spec.handler,
+                    master_only: job.spec.master_only,
+                    selector: &job.spec.selector,
+                };
+                let has_handler = self.worker.registry().get_for(fire.handler, fire.selector).is_some();
+                let mine = decide(fire, Here { load, has_handler }, self.threshold, &peers) == Decision::RunHere;
+                if mine {
+                    load.queue = load.queue.saturating_add(1);
+                }
+                mine
+            })
+            .collect()
+    }
+
+    /// Runs a fire claimed into this node's hands (`ClaimOutcome::Here`: already accepted).
+    pub fn run_claimed_here(&self, job: Job, fire_id: &str) {
+        self.worker.metrics().dispatched(path::LOCAL);
+        if !self.worker.run_accepted(fire_id.to_string(), Some(job)) {
+            tracing::info!(fire = %fire_id, "draining: the fire stays in this node's list, for the master to move once this node has left");
+        }
+    }
+
     /// Delivers a tick's fires for peers: one SubmitTasks call per peer (per `SUBMIT_BATCH` fires),
     /// each on its own task so delivery never holds up the next fires. A fire the peer did not
     /// take (or a call that failed) goes to that peer's durable queue.

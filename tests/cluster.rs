@@ -734,3 +734,56 @@ async fn a_node_paused_in_the_start_lead_does_not_run_what_was_recovered_meanwhi
         assert!(by.is_some_and(|n| n.len() == 1), "{id}@{instant}: {by:?}");
     }
 }
+
+/// The master's claim of its own fires commits and its reply is lost (failpoint `lose_claim_reply`,
+/// as when Redis restarts or the connection breaks between the two). Claimed into its hands
+/// (`Claim::here`), those fires are in its processing list in the store but in no task of its
+/// process: its rescan finds them there and runs them. Every fire of the run, the lost claim's
+/// included, runs exactly once (by the side log).
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_lost_claim_reply_leaves_the_masters_own_fires_to_its_rescan() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sidelog = dir.path().join("runs.tsv").display().to_string();
+    let port = common::free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let node =
+        TestNode::start_env(&b, "n1", &["--metrics-listen", &metrics], &[("ROTA_SIDELOG", sidelog.as_str())]).await;
+    let mut c = node.client().await;
+    let ids: Vec<String> = (0..3).map(|i| format!("lost-claim-{i}")).collect();
+    for id in &ids {
+        c.put_job(pb::PutJobRequest { job: Some(job(id, "* * * * * *", "sidelog", json!({"ms": 0}))) })
+            .await
+            .expect("put");
+    }
+    let runs = || {
+        let text = std::fs::read_to_string(&sidelog).unwrap_or_default();
+        let mut runs: BTreeMap<(String, i64), usize> = BTreeMap::new();
+        for l in text.lines().filter(|l| l.starts_with("S\t")) {
+            let f: Vec<&str> = l.split('\t').collect();
+            *runs.entry((f[1].to_string(), f[2].parse().unwrap_or(0))).or_default() += 1;
+        }
+        runs
+    };
+    eventually(Duration::from_secs(15), "the jobs run", || {
+        let n = runs().len();
+        async move { (n >= 3).then_some(()) }
+    })
+    .await;
+    let armed_at = rota::store::now_ms();
+    let url = format!("http://127.0.0.1:{port}/failpoints/lose_claim_reply");
+    let r = reqwest::Client::new().put(&url).body("1*return").send().await.expect("arm");
+    assert!(r.status().is_success(), "{}", r.status());
+    // The next claim loses its reply; the rescan (every 5 s) runs what it claimed.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert!(node.log().contains("lose_claim_reply"), "the failpoint was hit");
+    let runs = runs();
+    let (from, to) = (armed_at / 1000 * 1000, armed_at / 1000 * 1000 + 3000);
+    for id in &ids {
+        for at in (from..=to).step_by(1000) {
+            assert_eq!(runs.get(&(id.clone(), at)), Some(&1), "{id}@{at} ran once: {runs:?}");
+        }
+    }
+}

@@ -451,6 +451,7 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
         exec: rota::execution::Execution::pending("m", fire.clone(), now, "n1", 1),
         forbid: false,
         lock_ttl_ms: 60_000,
+        here: false,
     };
     assert_eq!(store.claim(&lease, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let rec = NodeRecord {

@@ -28,6 +28,7 @@ fn claim(job: &str, sched: i64, next: Option<i64>, forbid: bool) -> Claim {
         exec: Execution::pending(job, scheduled_fire_id(job, sched), sched, "n1", 1),
         forbid,
         lock_ttl_ms: 60_000,
+        here: false,
     }
 }
 
@@ -422,6 +423,45 @@ async fn claimed_fire(s: &dyn Store, fence: &Fence, j: &str, sched: i64, forbid:
 
 fn epoch_of(fence: &Fence) -> u64 {
     fence.epoch
+}
+
+/// A claim asked `here` puts its fire into the claimer's own hands in the claim's step: accepted by
+/// it, in its processing list, started by it with the execution recorded at claim, out of anyone
+/// else's reach, as an accept at once after the claim would. While the claimer's heartbeat does
+/// not hold the fence's incarnation, the fire is claimed `dispatching`, as without `here`; a fire
+/// ended at its claim (skipped by the lock) is not taken; one call mixes both kinds.
+async fn a_claim_here_goes_into_the_claimers_hands(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let sched = now_ms() / 1000 * 1000 + 1000;
+    let here = |job: &str, forbid: bool| Claim { here: true, ..claim(job, sched, Some(sched + 1000), forbid) };
+    // No heartbeat of the claimer's incarnation yet: claimed as usual, for the router.
+    put(&*s, "h0", sched).await;
+    assert_eq!(s.claim(&fence, &[here("h0", false)]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]));
+    s.register(&node("n1", &fence.incarnation), 60_000, None).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
+    for j in ["h1", "h2"] {
+        put(&*s, j, sched).await;
+    }
+    let (c1, c2) = (here("h1", true), claim("h2", sched, Some(sched + 1000), false));
+    let got = s.claim(&fence, &[c1.clone(), c2.clone()]).await.expect("claim");
+    assert_eq!(got, vec![ClaimOutcome::Here, ClaimOutcome::Claimed]);
+    let fire = c1.exec.fire_id.clone();
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
+    let (epoch, inc) = (epoch_of(&fence), fence.incarnation.as_str());
+    assert_eq!(s.accept(&fire, Some(epoch), "n1", inc).await.expect("accept"), Accept::Already);
+    assert_eq!(s.accept(&fire, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Taken);
+    assert_eq!(s.enqueue(&fence, &fire, "n2").await.expect("enqueue"), Enqueue::NotDispatching(FireState::Accepted));
+    // The other fire of the call is dispatching: a peer may take it.
+    assert_eq!(s.accept(&c2.exec.fire_id, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
+    let Start::Run(sf) = s.start(&fire, "n1", inc, "fresh", MasterOnly::Anyway).await.expect("start") else {
+        panic!("not started")
+    };
+    assert_eq!(sf.exec_id, c1.exec.id, "the first run uses the execution recorded at claim");
+    // The forbid job's next fire meets the lock its running fire holds: skipped, not taken.
+    let next = Claim { here: true, ..claim("h1", sched + 1000, Some(sched + 2000), true) };
+    assert_eq!(s.claim(&fence, &[next]).await.expect("claim"), vec![ClaimOutcome::Skipped]);
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire]));
 }
 
 async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
@@ -836,6 +876,7 @@ conformance!(
     nodes_table,
     lease_is_exclusive_fenced_and_monotonic,
     accept_and_enqueue_are_exclusive,
+    a_claim_here_goes_into_the_claimers_hands,
     queue_pop_start_finish,
     a_dead_nodes_work_moves_and_late_results_are_superseded,
     stuck_dispatches_are_found,
@@ -936,6 +977,29 @@ async fn redis_a_finish_releases_the_lock_its_fire_holds() {
         let want = if released { ClaimOutcome::Claimed } else { ClaimOutcome::Skipped };
         assert_eq!(s.claim(&fence, &[next]).await.expect("claim"), vec![want], "case {i}");
     }
+}
+
+/// A claim asked `here` whose claimer's processing list someone clobbered (a key of the wrong type)
+/// is claimed `dispatching`, as without `here`, for the router (whose accept then reports the key):
+/// the claim itself loses nothing.
+#[tokio::test]
+async fn redis_a_claim_here_into_a_clobbered_list_is_claimed_as_usual() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let s: &dyn Store = &store;
+    let fence = master(s).await;
+    s.register(&node("n1", &fence.incarnation), 60_000, None).await.expect("register");
+    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    let _: () = ::redis::cmd("SET").arg(store.keys().processing("n1")).arg("x").query(&mut c).expect("clobber");
+    let sched = now_ms() / 1000 * 1000 + 1000;
+    put(s, "hc", sched).await;
+    let cl = Claim { here: true, ..claim("hc", sched, Some(sched + 1000), false) };
+    assert_eq!(s.claim(&fence, std::slice::from_ref(&cl)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let held: String =
+        ::redis::cmd("HGET").arg(store.keys().fire(&cl.exec.fire_id)).arg("state").query(&mut c).expect("hget");
+    assert_eq!(held, "dispatching");
+    let accepted = s.accept(&cl.exec.fire_id, Some(fence.epoch), "n1", &fence.incarnation).await;
+    assert!(matches!(accepted, Err(rota::Error::Corrupt { .. })), "{accepted:?}");
 }
 
 /// A queue entry that names no fire (garbage written by someone else) is set aside in the

@@ -981,15 +981,28 @@ impl ProtocolModel {
         Some(s)
     }
 
-    /// `claim.lua` for a planned claim, then the route of a claimed fire. None for an action that
-    /// names a route it cannot take (the same step under another name).
+    /// `claim.lua` for a planned claim, then the route of a claimed fire. A fire routed to the
+    /// claimer is claimed into its hands (`Claim::here`): accepted by it in the claim's step when
+    /// its heartbeat holds its incarnation, else claimed `dispatching` and accepted after, as
+    /// before. None for an action that names a route it cannot take (the same step under another
+    /// name).
     fn send_claim(&self, s: &mut State, n: u8, i: Intent, route: u8, reply_lost: bool) -> Option<()> {
+        let inc = s.nodes[n as usize].inc;
         let claimed = self.claim(s, i);
+        // claim.lua's `here`: checked against the heartbeat only (the claim is fenced already).
+        let here = match claimed {
+            Some(f) if route == n && s.redis.hb[n as usize] == Some(inc) => {
+                Self::take(s, n, inc, f);
+                true
+            }
+            _ => false,
+        };
         if reply_lost {
             s.ghost.faults -= 1;
             return (route == n).then_some(());
         }
         match claimed {
+            Some(f) if here => Self::spawn(s, n, f, Phase::Start { as_master: false }),
             Some(f) => self.route(s, n, f, route, i.lease),
             None if route != n => return None,
             None => {}
@@ -1149,12 +1162,19 @@ impl ProtocolModel {
         if x.state != FState::Dispatching {
             return Accepted::Refused; // ALREADY, TAKEN
         }
-        x.state = FState::Accepted;
-        x.node = Some(n);
-        x.inc = Some(inc);
+        Self::take(s, n, inc, f);
+        Accepted::Ok
+    }
+
+    /// A dispatching fire made `accepted` by node `n` (accept.lua, and claim.lua's `here`).
+    fn take(s: &mut State, n: u8, inc: u8, f: u8) {
+        if let Some(x) = s.redis.fires[f as usize].as_mut() {
+            x.state = FState::Accepted;
+            x.node = Some(n);
+            x.inc = Some(inc);
+        }
         Self::push(s, ListRef::P(n), f);
         s.redis.inflight |= bit(f);
-        Accepted::Ok
     }
 
     /// `enqueue_somewhere`: `enqueue.lua` on the target, then on this node if the target is dead.

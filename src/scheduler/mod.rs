@@ -230,6 +230,12 @@ impl Scheduler {
         if claims.is_empty() {
             return Ok(false);
         }
+        // The fires this node will run itself go into its hands with their claim, saving each an
+        // accept (`Claim::here`); the rest are routed once claimed.
+        let here = self.router.here(&jobs, now).await;
+        for (claim, here) in claims.iter_mut().zip(here) {
+            claim.here = here;
+        }
         if tokio::time::Instant::now() >= master.deadline {
             // The lease may have passed to another node while we read: act no more.
             return Ok(false);
@@ -245,6 +251,13 @@ impl Scheduler {
                     fail::fail_point!("after_claim", |_| crate::failpoints::crash("after_claim"));
                     if let Some(job) = job {
                         self.router.route(job, claim.exec.fire_id.clone(), master, now, &mut outbox).await;
+                    }
+                }
+                ClaimOutcome::Here => {
+                    progress = true;
+                    fail::fail_point!("after_claim", |_| crate::failpoints::crash("after_claim"));
+                    if let Some(job) = job {
+                        self.router.run_claimed_here(job, fire);
                     }
                 }
                 ClaimOutcome::Skipped => {
@@ -461,6 +474,7 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
             exec,
             forbid,
             lock_ttl_ms: crate::worker::lock_ttl_ms(misfire_threshold_ms),
+            here: false,
         }
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| {
@@ -523,7 +537,15 @@ fn broken_job_claim(rec: &JobRecord, e: &Error, node_id: &str) -> Option<Claim> 
     let sched = rec.next_ms?;
     let mut exec = Execution::pending(&rec.spec.id, scheduled_fire_id(&rec.spec.id, sched), sched, node_id, 1);
     exec.close(ExecState::Failed, format!("stored job definition is invalid, schedule stopped: {e}"));
-    Some(Claim { job_id: rec.spec.id.clone(), sched_ms: sched, next_ms: None, exec, forbid: false, lock_ttl_ms: 1 })
+    Some(Claim {
+        job_id: rec.spec.id.clone(),
+        sched_ms: sched,
+        next_ms: None,
+        exec,
+        forbid: false,
+        lock_ttl_ms: 1,
+        here: false,
+    })
 }
 
 #[cfg(test)]

@@ -361,6 +361,18 @@ impl FireStore for MemoryStore {
                     (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
                 };
                 let mut fire = self.new_fire(&exec, fs, now, false);
+                let here = c.here && st.live(&fence.node_id, &fence.incarnation, now);
+                let outcome = match outcome {
+                    // Into the claimer's hands, as `accept_many` would make it at once.
+                    ClaimOutcome::Claimed if here => {
+                        fire.state = FireState::Accepted;
+                        fire.node = fence.node_id.clone();
+                        fire.inc = fence.incarnation.clone();
+                        st.processing.entry(fence.node_id.clone()).or_default().insert(0, c.exec.fire_id.clone());
+                        ClaimOutcome::Here
+                    }
+                    other => other,
+                };
                 if fs != FireState::Dispatching {
                     // Ended at its claim (skipped, misfired): remembered as long as an ended fire is.
                     fire.expiry = now + (super::FIRE_MEMORY_MS as i64).min(self.retention_ms);

@@ -151,6 +151,10 @@ pub struct Claim {
     /// Take the job's no-overlap lock (owner = the fire id); when held, record `exec` as skipped.
     pub forbid: bool,
     pub lock_ttl_ms: u64,
+    /// Claim it straight into the claiming node's own hands (the master's own fire): accepted by
+    /// it in the same step, as `accept` would at once after the claim (`ClaimOutcome::Here`). Only
+    /// while the claimer's heartbeat holds the fence's incarnation; otherwise claimed as usual.
+    pub here: bool,
 }
 
 impl Claim {
@@ -164,6 +168,9 @@ impl Claim {
 pub enum ClaimOutcome {
     /// Claimed; the pending execution is recorded (and the lock taken, for forbid jobs).
     Claimed,
+    /// Claimed (as `Claimed`) and accepted by the claiming node: in its processing list, for it to
+    /// run (a claim asked `here`).
+    Here,
     /// Claimed and recorded as skipped: the job's lock was held.
     Skipped,
     /// Claimed and recorded as misfired.

@@ -1,7 +1,13 @@
 -- Claim fires: for each, compare-and-set the job's watermark from sched to next and create the fire
 -- record, all in one atomic step, so a fire (job, scheduled instant) is claimed once.
 -- Fenced: nothing is claimed unless the caller's lease value is the stored lease.
+-- A claim marked `here` goes straight into the caller's own hands when it is claimed: the fire is
+-- made `accepted` by the caller (its node and incarnation, its processing list, the watch set),
+-- exactly as accept.lua would make it at once after the claim, saving the master's own fires that
+-- step. Only while the caller's heartbeat holds its incarnation (accept.lua's NOT_LIVE check) and
+-- its processing list is a list; otherwise the fire is claimed `dispatching`, as without `here`.
 -- KEYS[1] due zset  KEYS[2] executions index  KEYS[3] lease  KEYS[4] inflight zset
+-- KEYS[5] the caller's processing list  KEYS[6] the caller's heartbeat
 -- then per claim i (5 keys): job hash, fire hash, lock key, exec key, job's executions index
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value  ARGV[4] epoch
 -- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
@@ -9,9 +15,11 @@
 --   purpose: a catch-up fire gets the whole threshold)
 -- ARGV[7] how long a fire hash outlives its fire (FIRE_MEMORY_MS): for a fire ended at its claim
 --   (skipped, misfired)
--- then per claim i (9 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
---   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1'
--- Returns {'FENCED'}, or one status per claim: CLAIMED SKIPPED MISFIRED STALE PAUSED GONE,
+-- ARGV[8] the caller's node id  ARGV[9] its incarnation  ARGV[10] watch ms (accept.lua's ARGV[4])
+-- then per claim i (10 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
+--   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1', here '0'|'1'
+-- Returns {'FENCED'}, or one status per claim: CLAIMED HERE (claimed into the caller's hands)
+--   SKIPPED MISFIRED STALE PAUSED GONE,
 --   'DUP <what the fire key held>' (the fire key existed before its claim: claimed before, or planted),
 --   'BADKEY <why>' (a key of the claim has the wrong type: nothing written for it but, when the job's
 --   own hash is fine, the watermark's move, so the schedule goes on); or a BADKEY error when a shared
@@ -29,13 +37,13 @@ local function describe(k)
 end
 local now = time_ms()
 local out = {}
-local n = (#KEYS - 4) / 5
+local n = (#KEYS - 6) / 5
 for i = 0, n - 1 do
-  local kj, kf, kl, ke, kje = KEYS[5+5*i], KEYS[6+5*i], KEYS[7+5*i], KEYS[8+5*i], KEYS[9+5*i]
-  local a = 8 + 9*i
+  local kj, kf, kl, ke, kje = KEYS[7+5*i], KEYS[8+5*i], KEYS[9+5*i], KEYS[10+5*i], KEYS[11+5*i]
+  local a = 11 + 10*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
-  local json, skipped, misfire = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1'
+  local json, skipped, misfire, here = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1', ARGV[a+9] == '1'
   -- One read for the job (every job hash has updated_ms), under pcall: a job key of the wrong type
   -- is this claim's BADKEY, found without a TYPE of its own.
   local j, badjob = read('hash', 'HMGET', kj, 'next_ms', 'paused', 'updated_ms')
@@ -81,7 +89,15 @@ for i = 0, n - 1 do
       h[#h+1] = 'next_exec'; h[#h+1] = exec_id
       -- It holds the job's lock: its finish releases it (finish.lua reads the lock only then).
       if forbid then h[#h+1] = 'lock'; h[#h+1] = '1' end
-      later('ZADD', KEYS[4], now + tonumber(ARGV[5]), job .. '@' .. sched)
+      local fire = job .. '@' .. sched
+      if here and get_once(KEYS[6]) == ARGV[9] and not wrong(KEYS[5], 'list') then
+        st = 'HERE'; h[2] = 'accepted'
+        h[#h+1] = 'node'; h[#h+1] = ARGV[8]; h[#h+1] = 'inc'; h[#h+1] = ARGV[9]
+        later('LPUSH', KEYS[5], fire)
+        later('ZADD', KEYS[4], now + tonumber(ARGV[10]), fire)
+      else
+        later('ZADD', KEYS[4], now + tonumber(ARGV[5]), fire)
+      end
     end
     redis.call('HSET', kf, unpack(h))
     redis.call('PEXPIRE', kf, fs == 'dispatching' and ARGV[1] or ARGV[7])

@@ -647,13 +647,17 @@ impl FireStore for RedisStore {
         }
         let mut inv = CLAIM.key(self.keys.due());
         inv.key(self.keys.execs()).key(self.keys.lease()).key(self.keys.inflight());
+        inv.key(self.keys.processing(&fence.node_id)).key(self.keys.hb(&fence.node_id));
         inv.arg(self.retention_ms)
             .arg(self.keys.exec_channel())
             .arg(fence.to_string())
             .arg(fence.epoch)
             .arg(self.timing.dispatch_deadline_ms)
             .arg(self.timing.misfire_threshold_ms)
-            .arg(super::FIRE_MEMORY_MS.min(self.retention_ms));
+            .arg(super::FIRE_MEMORY_MS.min(self.retention_ms))
+            .arg(&fence.node_id)
+            .arg(&fence.incarnation)
+            .arg(self.timing.watch_ms());
         for c in claims {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
@@ -669,7 +673,8 @@ impl FireStore for RedisStore {
                 .arg(encode(&c.exec)?)
                 // Only a forbid claim can meet the lock and need its `skipped` record.
                 .arg(if c.forbid { encode(&c.skipped_exec())? } else { String::new() })
-                .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" });
+                .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" })
+                .arg(if c.here { "1" } else { "0" });
         }
         // In strict mode, not replicated is an error: the fires stay `dispatching` (their
         // watermarks moved) and the sweep dispatches those a failover did not lose, as after a lost
@@ -685,6 +690,7 @@ impl FireStore for RedisStore {
         r.iter()
             .map(|s| match s.as_str() {
                 "CLAIMED" => Ok(ClaimOutcome::Claimed),
+                "HERE" => Ok(ClaimOutcome::Here),
                 "SKIPPED" => Ok(ClaimOutcome::Skipped),
                 "MISFIRED" => Ok(ClaimOutcome::Misfired),
                 "STALE" => Ok(ClaimOutcome::Stale),
