@@ -19,7 +19,7 @@ use crate::cluster::lease::Mastership;
 use crate::cluster::loads::LoadTable;
 use crate::cluster::membership::Membership;
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::job::{Job, Routing};
 use crate::metrics::path;
 use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
@@ -55,6 +55,109 @@ pub struct Here {
     pub load: Load,
     /// The fire's handler is registered here.
     pub has_handler: bool,
+}
+
+/// What the master remembers of a job's routing, for `Routing::RoundRobin` and
+/// `Routing::LeastRecentlyUsed`: in its memory only, so a new master starts the turn over.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RouteMemo {
+    /// Fires routed so far: round robin's turn.
+    turns: u64,
+    /// Node id -> the turn at which it last got this job's fire.
+    last: HashMap<String, u64>,
+}
+
+impl RouteMemo {
+    /// Records that this job's fire went to `node`.
+    pub fn chose(&mut self, node: &str) {
+        self.turns += 1;
+        self.last.insert(node.to_string(), self.turns);
+    }
+}
+
+/// The node a fire of a job routed by `routing` (not `Routing::Load`) runs on, among
+/// `candidates`: the live nodes that can run it, sorted by id, with no repeats. Pure: the
+/// master's memory of the job (`memo`) and a random number are inputs. None: no candidate (for
+/// `Failover`: none of `failover` is a candidate).
+pub fn pick<'c>(
+    routing: Routing,
+    job_id: &str,
+    failover: &[String],
+    candidates: &[&'c str],
+    memo: &RouteMemo,
+    random: u64,
+) -> Option<&'c str> {
+    if candidates.is_empty() {
+        return None;
+    }
+    let n = candidates.len() as u64;
+    match routing {
+        Routing::Load => None,
+        Routing::RoundRobin => Some(candidates[(memo.turns % n) as usize]),
+        Routing::Random => Some(candidates[(random % n) as usize]),
+        // Rendezvous hashing: the candidate whose hash with the job is highest. A node joining
+        // takes only the jobs it now wins (about 1/N); one leaving gives up only its own.
+        Routing::ConsistentHash => candidates.iter().copied().max_by_key(|c| (rendezvous(job_id, c), *c)),
+        Routing::Failover => failover.iter().find_map(|f| candidates.iter().copied().find(|c| c == f)),
+        // Never chosen counts as longest ago; ties (none chosen yet) go by id.
+        Routing::LeastRecentlyUsed => {
+            candidates.iter().copied().min_by_key(|c| (memo.last.get(*c).copied().unwrap_or(0), *c))
+        }
+    }
+}
+
+/// A stable 64-bit hash of (job, node): FNV-1a over both, with a separator, then SplitMix64's
+/// finaliser to spread FNV's weak low bits. Stable across builds and machines (std's hasher is not
+/// promised to be), so every master hashes alike.
+fn rendezvous(job_id: &str, node_id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in job_id.bytes().chain([0xff]).chain(node_id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Where a fire of a job with a routing strategy (`spec.routing`, not `Load`; not master-only)
+/// runs: `pick` among the live nodes that can run it (this one, `self_id`, when it has the
+/// handler; the peers that have it and report workers). With none, unrunnable: recorded and
+/// alerted by the worker, never dropped.
+pub fn decide_by(
+    spec: &crate::job::JobSpec,
+    fire: FireNeeds,
+    here: Here,
+    self_id: &str,
+    peers: &[Peer],
+    memo: &RouteMemo,
+    random: u64,
+) -> Decision {
+    let mut candidates: Vec<&str> = peers
+        .iter()
+        .filter(|p| p.load.max > 0 && p.node_id != self_id && p.can_run(fire.handler, fire.selector))
+        .map(|p| p.node_id.as_str())
+        .collect();
+    if here.has_handler {
+        candidates.push(self_id);
+    }
+    candidates.sort_unstable();
+    match pick(spec.routing, &spec.id, &spec.failover_nodes, &candidates, memo, random) {
+        Some(n) if n == self_id => Decision::RunHere,
+        // Every candidate but this node is a peer.
+        Some(n) => peers.iter().find(|p| p.node_id == n).cloned().map_or(Decision::RunHere, Decision::SendTo),
+        None if spec.routing == Routing::Failover => Decision::Unrunnable(format!(
+            "none of its failover nodes ({}) is live with handler '{}'",
+            spec.failover_nodes.join(", "),
+            fire.handler
+        )),
+        None => Decision::Unrunnable(format!(
+            "handler '{}' is not registered on any live node (no live node has it)",
+            fire.handler
+        )),
+    }
 }
 
 /// Where a fire runs. `peers` are the live nodes with a fresh load report, this node excluded.
@@ -252,6 +355,9 @@ pub struct Router {
     node_id: String,
     /// The master runs fires itself while its load is under this.
     threshold: f64,
+    /// Per job, what `plan` remembers for round robin and least recently used (jobs that use
+    /// neither have no entry; an entry is a few bytes a node a job).
+    memo: Mutex<HashMap<String, RouteMemo>>,
 }
 
 /// What a `Router` is made of.
@@ -278,31 +384,94 @@ impl Router {
             peer_client: p.peer_client,
             node_id: p.node_id,
             threshold: p.threshold,
+            memo: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Sends a claimed fire where it should run: here (accept into this node's processing list),
-    /// or into `outbox` for the least-loaded peer (see `send`).
-    pub async fn route(&self, job: Job, fire_id: String, master: &Mastership, now: i64, outbox: &mut Outbox) {
-        let peers = if job.spec.master_only { Vec::new() } else { self.loads.peers(now).await };
-        let fire =
-            FireNeeds { handler: &job.spec.handler, master_only: job.spec.master_only, selector: &job.spec.selector };
-        let has_handler = self.worker.registry().get_for(fire.handler, fire.selector).is_some();
-        let here = Here { load: self.worker.load(), has_handler };
-        match decide(fire, here, self.threshold, &peers) {
+    /// Where each of a tick's fires goes, decided before their claim, in order, each counting in
+    /// the loads the next one sees (a fire run here in this node's, one sent to a peer in that
+    /// peer's): by the job's routing strategy (`pick`), or for `Routing::Load` and master-only
+    /// jobs by `decide`. A `RunHere` fire is claimed into this node's hands (`Claim::here`); the
+    /// rest are delivered once claimed (`deliver`). `None` for a fire that runs nowhere (a
+    /// definition that no longer validates, a misfire's summary: recorded by their claim). A round-robin or least-recently-used job's turn
+    /// moves here, once per fire, whether or not its claim then claims it.
+    pub async fn plan(&self, jobs: &[Option<&Job>], now: i64) -> Vec<Option<Decision>> {
+        let spread = jobs.iter().flatten().any(|j| !j.spec.master_only);
+        let mut peers = if spread { self.loads.peers(now).await } else { Vec::new() };
+        let mut load = self.worker.load();
+        let accepting = self.worker.accepting();
+        jobs.iter()
+            .map(|job| {
+                let job = (*job)?;
+                let fire = FireNeeds {
+                    handler: &job.spec.handler,
+                    master_only: job.spec.master_only,
+                    selector: &job.spec.selector,
+                };
+                let has_handler = self.worker.registry().get_for(fire.handler, fire.selector).is_some();
+                let here = Here { load, has_handler };
+                let decision = if job.spec.master_only || job.spec.routing == Routing::Load {
+                    decide(fire, here, self.threshold, &peers)
+                } else {
+                    let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+                    // Deleted jobs leave their entries: past this many, all start their turns over.
+                    if memo.len() > 100_000 {
+                        memo.clear();
+                    }
+                    let m = memo.entry(job.spec.id.clone()).or_default();
+                    let d = decide_by(&job.spec, fire, here, &self.node_id, &peers, m, rand::random());
+                    match &d {
+                        Decision::RunHere => m.chose(&self.node_id),
+                        Decision::SendTo(p) => m.chose(&p.node_id),
+                        Decision::Unrunnable(_) => {}
+                    }
+                    d
+                };
+                match &decision {
+                    // Draining: taken by no claim here; `deliver` leaves it dispatching.
+                    Decision::RunHere if accepting => load.queue = load.queue.saturating_add(1),
+                    Decision::SendTo(to) => {
+                        self.loads.bump(&to.node_id);
+                        if let Some(p) = peers.iter_mut().find(|p| p.node_id == to.node_id) {
+                            p.load.bump();
+                        }
+                    }
+                    _ => {}
+                }
+                Some(decision)
+            })
+            .collect()
+    }
+
+    /// Whether `plan`'s decision takes the fire into this node's hands with its claim.
+    pub fn claims_here(&self, decision: Option<&Decision>) -> bool {
+        matches!(decision, Some(Decision::RunHere)) && self.worker.accepting()
+    }
+
+    /// Delivers a claimed fire (`ClaimOutcome::Claimed`) as `plan` decided: here (accepted into
+    /// this node's processing list: a fire its claim did not take into its hands), or into
+    /// `outbox` for a peer (see `send`).
+    pub async fn deliver(
+        &self,
+        job: Job,
+        fire_id: String,
+        decision: Decision,
+        master: &Mastership,
+        outbox: &mut Outbox,
+    ) {
+        match decision {
             Decision::RunHere => {
                 self.worker.metrics().dispatched(path::LOCAL);
                 self.run_here(job, &fire_id, Some(master.epoch)).await
             }
             Decision::Unrunnable(why) => {
-                // Taken here to be recorded: the worker finds the handler missing, looks once more
-                // for a live node that has it, and otherwise records the fire failed and alerts.
+                // Taken here to be recorded: the worker finds it may not run here, looks once more
+                // for a live node that may, and otherwise records the fire failed and alerts.
                 tracing::warn!(fire = %fire_id, handler = %job.spec.handler, why = %why, "no node can run this fire");
                 self.worker.metrics().dispatched(path::LOCAL);
                 self.run_here(job, &fire_id, Some(master.epoch)).await
             }
             Decision::SendTo(peer) => {
-                self.loads.bump(&peer.node_id);
                 let task = pb::SubmitTaskRequest {
                     job_id: job.spec.id.clone(),
                     fire_id,
@@ -313,36 +482,6 @@ impl Router {
                 outbox.entry(peer.node_id.clone()).or_insert_with(|| (peer, Vec::new())).1.push(task);
             }
         }
-    }
-
-    /// Which of a tick's fires to claim into this node's own hands (`Claim::here`): those `route`
-    /// would run here, decided in order as `route` decides them, each counting in this node's load
-    /// for the next. `None` (a definition that no longer validates) and fires for which this says
-    /// no are routed after their claim, as before; `route` may still run such a fire here (an
-    /// unrunnable one, or once peers it was to go to look busier), with an accept of its own.
-    pub async fn here(&self, jobs: &[Option<Job>], now: i64) -> Vec<bool> {
-        if !self.worker.accepting() {
-            return vec![false; jobs.len()];
-        }
-        let spread = jobs.iter().flatten().any(|j| !j.spec.master_only);
-        let peers = if spread { self.loads.peers(now).await } else { Vec::new() };
-        let mut load = self.worker.load();
-        jobs.iter()
-            .map(|job| {
-                let Some(job) = job else { return false };
-                let fire = FireNeeds {
-                    handler: &job.spec.handler,
-                    master_only: job.spec.master_only,
-                    selector: &job.spec.selector,
-                };
-                let has_handler = self.worker.registry().get_for(fire.handler, fire.selector).is_some();
-                let mine = decide(fire, Here { load, has_handler }, self.threshold, &peers) == Decision::RunHere;
-                if mine {
-                    load.queue = load.queue.saturating_add(1);
-                }
-                mine
-            })
-            .collect()
     }
 
     /// Runs a fire claimed into this node's hands (`ClaimOutcome::Here`: already accepted).
@@ -563,5 +702,127 @@ mod tests {
                 (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    fn memo_of(chosen: &[&str]) -> RouteMemo {
+        let mut m = RouteMemo::default();
+        chosen.iter().for_each(|n| m.chose(n));
+        m
+    }
+
+    /// Each strategy as a table: (routing, candidates, the job's memory, the random number) ->
+    /// the node.
+    #[test]
+    fn pick_table() {
+        let abc = ["a", "b", "c"];
+        let fo = vec!["c".to_string(), "a".to_string()];
+        type Case<'a> = (&'a str, Routing, &'a [&'a str], RouteMemo, u64, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            ("round robin: the first turn", Routing::RoundRobin, &abc, memo_of(&[]), 0, Some("a")),
+            ("round robin: the next turn", Routing::RoundRobin, &abc, memo_of(&["a"]), 0, Some("b")),
+            ("round robin: wraps", Routing::RoundRobin, &abc, memo_of(&["a", "b", "c"]), 0, Some("a")),
+            ("round robin: a node gone", Routing::RoundRobin, &["a", "c"], memo_of(&["a"]), 0, Some("c")),
+            ("random: by the number", Routing::Random, &abc, memo_of(&[]), 7, Some("b")),
+            ("failover: the first listed", Routing::Failover, &abc, memo_of(&[]), 0, Some("c")),
+            ("failover: the next listed", Routing::Failover, &["a", "b"], memo_of(&[]), 0, Some("a")),
+            ("failover: none listed is a candidate", Routing::Failover, &["b"], memo_of(&[]), 0, None),
+            ("lru: never used first", Routing::LeastRecentlyUsed, &abc, memo_of(&["a", "b"]), 0, Some("c")),
+            ("lru: then the oldest", Routing::LeastRecentlyUsed, &abc, memo_of(&["c", "a", "b"]), 0, Some("c")),
+            ("lru: ties by id", Routing::LeastRecentlyUsed, &abc, memo_of(&[]), 0, Some("a")),
+            (
+                "lru: a new node first",
+                Routing::LeastRecentlyUsed,
+                &["a", "b", "d"],
+                memo_of(&["a", "d", "b"]),
+                0,
+                Some("a"),
+            ),
+            ("no candidates", Routing::RoundRobin, &[], memo_of(&[]), 0, None),
+            ("consistent hash: no candidates", Routing::ConsistentHash, &[], memo_of(&[]), 0, None),
+        ];
+        for (name, routing, candidates, memo, random, want) in cases {
+            assert_eq!(pick(routing, "job", &fo, candidates, &memo, random), want, "{name}");
+        }
+    }
+
+    /// Consistent hashing: the same node for a job whatever the turn or order of calls; a node
+    /// joining takes about 1/N of the jobs and only those (each moved job moves to it); one
+    /// leaving gives up only its own.
+    #[test]
+    fn consistent_hash_moves_about_one_nth() {
+        let nodes3 = ["n1", "n2", "n3"];
+        let nodes4 = ["n1", "n2", "n3", "n4"];
+        let jobs: Vec<String> = (0..2000).map(|i| format!("job-{i}")).collect();
+        let at = |job: &str, nodes: &[&'static str]| {
+            pick(Routing::ConsistentHash, job, &[], nodes, &memo_of(&["n1"]), 5).expect("a node")
+        };
+        let mut moved = 0;
+        let mut per_node = HashMap::new();
+        for j in &jobs {
+            let (before, after) = (at(j, &nodes3), at(j, &nodes4));
+            assert_eq!(before, at(j, &nodes3), "stable");
+            *per_node.entry(before).or_insert(0) += 1;
+            if before != after {
+                assert_eq!(after, "n4", "{j} moved between old nodes");
+                moved += 1;
+            }
+            // n2 leaves: only its jobs move.
+            let without = at(j, &["n1", "n3"]);
+            assert!(before == "n2" || without == before, "{j}: {before} -> {without}");
+        }
+        // About a quarter move to the fourth node, and three nodes share the jobs about evenly.
+        assert!((350..650).contains(&moved), "moved {moved} of 2000");
+        assert!(per_node.values().all(|n| (500..834).contains(n)), "{per_node:?}");
+    }
+
+    /// A strategy chooses among the live nodes that can run the fire: this one when it has the
+    /// handler, peers that have it and report workers; with none, unrunnable, saying why.
+    #[test]
+    fn decide_by_chooses_among_the_nodes_that_can_run_it() {
+        let spec = |routing, failover: &[&str]| crate::job::JobSpec {
+            id: "j".into(),
+            handler: "shell".into(),
+            routing,
+            failover_nodes: failover.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let none = Default::default();
+        let fire = FireNeeds { handler: "shell", master_only: false, selector: &none };
+        let having = Here { load: load(10, 10, 5), has_handler: true };
+        let lacking = Here { load: load(0, 10, 0), has_handler: false };
+        let peers = vec![
+            peer("a", load(0, 10, 0)),
+            with_shell(peer("b", load(9, 10, 9))),
+            with_shell(peer("z", load(0, 0, 0))),
+        ];
+        let to = |d: Decision| match d {
+            Decision::RunHere => Ok("m".to_string()),
+            Decision::SendTo(p) => Ok(p.node_id),
+            Decision::Unrunnable(why) => Err(why),
+        };
+        let fresh = RouteMemo::default();
+        // Candidates b and m (a lacks the handler, z reports no workers): round robin's first turn
+        // is b, busy as it is (a strategy does not weigh load), then m.
+        assert_eq!(
+            to(decide_by(&spec(Routing::RoundRobin, &[]), fire, having, "m", &peers, &fresh, 0)),
+            Ok("b".into())
+        );
+        let after_b = memo_of(&["b"]);
+        assert_eq!(
+            to(decide_by(&spec(Routing::RoundRobin, &[]), fire, having, "m", &peers, &after_b, 0)),
+            Ok("m".into())
+        );
+        // This node without the handler is no candidate.
+        let rr = decide_by(&spec(Routing::RoundRobin, &[]), fire, lacking, "m", &peers, &after_b, 0);
+        assert_eq!(to(rr), Ok("b".into()));
+        // Failover: the first listed that can run it; none: unrunnable, naming the list.
+        let fo = decide_by(&spec(Routing::Failover, &["z", "a", "m"]), fire, having, "m", &peers, &fresh, 0);
+        assert_eq!(to(fo), Ok("m".into()));
+        let fo = decide_by(&spec(Routing::Failover, &["z", "a"]), fire, having, "m", &peers, &fresh, 0);
+        assert!(to(fo).is_err_and(|why| why.contains("failover nodes (z, a)") && why.contains("'shell'")));
+        // Nobody has it: unrunnable, as for the default rule.
+        let nobody = [peer("a", load(0, 10, 0))];
+        let d = decide_by(&spec(Routing::Random, &[]), fire, lacking, "m", &nobody, &fresh, 3);
+        assert!(to(d).is_err_and(|why| why.contains("no live node has it")));
     }
 }

@@ -25,9 +25,10 @@
 //! # The path of a fire
 //! `scheduler::Scheduler::step` reads the due jobs (`store::Store::due_jobs`), plans each
 //! (`scheduler::plan`) and claims the fires 300 ms ahead (`Store::claim`: one atomic step advances
-//! the watermark and records a pending execution, fenced by the master's lease). It hands each
-//! claimed fire to `dispatch::Router::route`: run here (`worker::Worker::accept_and_run`) or batch
-//! it for a peer (`Router::send`: SubmitTasks; on failure `recovery::Recovery::enqueue_somewhere`).
+//! the watermark and records a pending execution, fenced by the master's lease), each where
+//! `dispatch::Router::plan` decided before the claim: one the master runs itself is claimed into
+//! its hands and run (`worker::Worker::run_accepted`), one for a peer is batched for it
+//! (`Router::deliver`, `Router::send`: SubmitTasks; on failure `recovery::Recovery::enqueue_somewhere`).
 //! On the node that takes it, the worker waits for the instant, starts the fire
 //! (`Store::start`, which writes the `running` record), runs the handler under the job's timeout,
 //! retries with backoff, and records the outcome with the ack (`Store::finish`). What a crash,

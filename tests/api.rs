@@ -269,6 +269,39 @@ async fn invalid_input_names_the_field(b: Backend) {
         (pb::Job { retries: 1000, ..base() }, "retries: 1000 is more than 100"),
         (pb::Job { keep_last: 100_001, ..base() }, "keep_last: 100001 is more than 100000"),
         (pb::Job { keep_failed: Some(100_001), ..base() }, "keep_failed: 100001 is more than 100000"),
+        (pb::Job { routing: 9, ..base() }, "routing: unknown value 9"),
+        (
+            pb::Job { routing: pb::RoutingStrategy::Failover as i32, ..base() },
+            "failover_nodes: routing failover needs the node ids to try, in order",
+        ),
+        (
+            pb::Job { failover_nodes: vec!["n1".into()], ..base() },
+            "failover_nodes: only for routing failover (this job's routing is load)",
+        ),
+        (
+            pb::Job {
+                routing: pb::RoutingStrategy::Failover as i32,
+                failover_nodes: vec!["n1".into(), "n 2".into()],
+                ..base()
+            },
+            "failover_nodes[1]: 'n 2' has ' '",
+        ),
+        (
+            pb::Job {
+                routing: pb::RoutingStrategy::Failover as i32,
+                failover_nodes: vec!["n1".into(), "n2".into(), "n1".into()],
+                ..base()
+            },
+            "failover_nodes[2]: names a node twice",
+        ),
+        (
+            pb::Job {
+                routing: pb::RoutingStrategy::Failover as i32,
+                failover_nodes: (0..17).map(|i| format!("n{i}")).collect(),
+                ..base()
+            },
+            "failover_nodes: more than 16 nodes",
+        ),
     ];
     for (j, want) in cases {
         let e = c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect_err(want);

@@ -704,7 +704,8 @@ fn workers_for(n: usize) -> usize {
 /// The history cap of the workload's capped jobs.
 const CAPPED_KEEP: usize = 5;
 
-/// The workload: one job in ten of each kind. `picky` jobs use a handler only the first
+/// The workload: one job in ten of each kind. `routed` jobs choose their node by a routing
+/// strategy; a failover one may run only on its two nodes. `picky` jobs use a handler only the first
 /// `PICKY_NODES` nodes have: their fires must reach only those nodes, whoever is master. `capped`
 /// jobs keep only their last `CAPPED_KEEP` executions. `ext` jobs run in the external workers, and
 /// half of them (`extslow`) forbid overlap, outlast their timeout and ignore its cancel: each fire is
@@ -725,6 +726,10 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             5 => ("picky", "* * * * * *", 20, 1, false, false, true),
             // Run by the external workers (`py.chaos`), re-run when one goes mid-run.
             3 => ("ext", "* * * * * *", 20, 1, false, false, true),
+            // Routed by a strategy of their own (`routing`), in turn: round robin, consistent
+            // hash, failover (on the last two nodes only, which the checker holds them to) and
+            // least recently used.
+            0 => ("routed", "* * * * * *", 20, 1, false, false, true),
             _ => ("plain", "* * * * * *", 20, 1, false, false, true),
         };
         let id = format!("{kind}-{i:04}");
@@ -747,10 +752,27 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             recovery: if rerun { rota::job::Recovery::Rerun } else { rota::job::Recovery::Lost },
             keep_last: if kind == "capped" { CAPPED_KEEP as u32 } else { 0 },
             keep_failed: (kind == "capped").then_some(0),
+            routing: match (kind, (i / 10) % 4) {
+                ("routed", 0) => rota::job::Routing::RoundRobin,
+                ("routed", 1) => rota::job::Routing::ConsistentHash,
+                ("routed", 2) => rota::job::Routing::Failover,
+                ("routed", _) => rota::job::Routing::LeastRecentlyUsed,
+                _ => rota::job::Routing::Load,
+            },
             ..Default::default()
         };
+        let spec = rota::job::JobSpec {
+            failover_nodes: match spec.routing {
+                rota::job::Routing::Failover => vec![format!("n{}", NODES - 1), format!("n{NODES}")],
+                _ => Vec::new(),
+            },
+            ..spec
+        };
         jobs.push(rota::cli::pb_job(&spec));
-        let only_on = if kind == "picky" { (1..=PICKY_NODES).map(|i| format!("n{i}")).collect() } else { Vec::new() };
+        let only_on = match kind {
+            "picky" => (1..=PICKY_NODES).map(|i| format!("n{i}")).collect(),
+            _ => spec.failover_nodes.clone(),
+        };
         let keep_last = (kind == "capped").then_some(CAPPED_KEEP);
         let shard = rota::store::keys::shard_of(&id, shards);
         let times_out = kind == "extslow";

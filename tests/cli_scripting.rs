@@ -188,6 +188,43 @@ async fn one_spelling_per_value_and_kebab_still_accepted() {
     let (_, out, _) = rota(&["nodes", "--json", "--endpoint", ep]);
     let v = json_of(&out);
     assert_eq!((v["nodes"][0]["state"].as_str(), v["nodes"][0]["role"].as_str()), (Some("live"), Some("master")));
+    // Routing: the wire's spelling, the kebab alias, and the failover list.
+    for (id, routing) in [("fo", "failover"), ("lru", "least-recently-used")] {
+        let mut args = vec!["job", "put", "--id", id, "--cron", "0 0 1 1 *", "--handler", "noop", "--routing", routing];
+        if routing == "failover" {
+            args.extend(["--failover-node", "n2", "--failover-node", "n1"]);
+        }
+        args.extend(["--endpoint", ep]);
+        let (code, _, err) = rota(&args);
+        assert_eq!(code, 0, "--routing {routing}: {err}");
+    }
+    let (_, out, _) = rota(&["job", "get", "fo", "--json", "--endpoint", ep]);
+    let v = json_of(&out);
+    assert_eq!(
+        (v["routing"].as_str(), &v["failover_nodes"]),
+        (Some("failover"), &serde_json::json!(["n2", "n1"])),
+        "{out}"
+    );
+    let (_, out, _) = rota(&["job", "get", "lru", "--json", "--endpoint", ep]);
+    assert_eq!(json_of(&out)["routing"].as_str(), Some("least_recently_used"), "{out}");
+    let (code, _, err) =
+        rota(&["job", "put", "--id", "x", "--cron", "@daily", "--handler", "noop", "--routing", "nearest"]);
+    assert!(code == 2 && err.contains("round_robin"), "a wrong value lists the right spellings: {err}");
+    let (code, _, err) = rota(&[
+        "job",
+        "put",
+        "--id",
+        "x",
+        "--cron",
+        "@daily",
+        "--handler",
+        "noop",
+        "--failover-node",
+        "n1",
+        "--endpoint",
+        ep,
+    ]);
+    assert!(code != 0 && err.contains("failover_nodes: only for routing failover"), "{code}: {err}");
 }
 
 /// Lists in JSON are one object named like the API's response.

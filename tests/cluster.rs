@@ -787,3 +787,158 @@ async fn a_lost_claim_reply_leaves_the_masters_own_fires_to_its_rescan() {
         }
     }
 }
+
+/// The side log's runs: (job, instant) -> the nodes that ran it, in order.
+fn side_runs(path: &str) -> BTreeMap<(String, i64), Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut runs: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
+    for l in text.lines().filter(|l| l.starts_with("S\t")) {
+        let f: Vec<&str> = l.split('\t').collect();
+        runs.entry((f[1].to_string(), f[2].parse().unwrap_or(0))).or_default().push(f[4].to_string());
+    }
+    runs
+}
+
+/// A job's fires by instant, each run once: the node of each, oldest first (a fire run twice or
+/// not at all in the span fails the test).
+fn nodes_by_instant(runs: &BTreeMap<(String, i64), Vec<String>>, job: &str, from: i64, to: i64) -> Vec<String> {
+    (from..=to)
+        .step_by(1000)
+        .map(|at| match runs.get(&(job.to_string(), at)).map(Vec::as_slice) {
+            Some([node]) => node.clone(),
+            other => panic!("{job}@{at} ran {other:?}"),
+        })
+        .collect()
+}
+
+/// Three nodes on one Redis, each with the side log; the master agreed and every node's load
+/// known to it.
+async fn three_routed_nodes(b: &Backend, sidelog: &str) -> Vec<TestNode> {
+    let env = [("ROTA_SIDELOG", sidelog)];
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        nodes.push(TestNode::start_env(b, id, &[], &env).await);
+    }
+    agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    eventually(Duration::from_secs(20), "every node reports its load", || async {
+        let s = status(&nodes[0]).await?;
+        (s.nodes.iter().filter(|n| n.load.is_some()).count() == 3).then_some(())
+    })
+    .await;
+    nodes
+}
+
+/// The routing strategies on three real nodes (issue 17; `dispatch::pick` has the tables): a
+/// round-robin and a least-recently-used job visit every node in turn, a random one more than one
+/// node, and a consistent-hash job stays on the node its hash names (the same function's answer
+/// for the three nodes). Every fire runs once.
+#[tokio::test]
+async fn routing_strategies_spread_fires_as_they_say() {
+    use rota::dispatch::{pick, RouteMemo};
+    use rota::job::Routing;
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sidelog = dir.path().join("runs.tsv").display().to_string();
+    let nodes = three_routed_nodes(&b, &sidelog).await;
+    let mut c = nodes[0].client().await;
+    let strategies = [
+        ("rr", pb::RoutingStrategy::RoundRobin),
+        ("lru", pb::RoutingStrategy::LeastRecentlyUsed),
+        ("rand", pb::RoutingStrategy::Random),
+        ("ch-a", pb::RoutingStrategy::ConsistentHash),
+        ("ch-b", pb::RoutingStrategy::ConsistentHash),
+        ("ch-c", pb::RoutingStrategy::ConsistentHash),
+    ];
+    let put_at = rota::store::now_ms();
+    for (id, routing) in strategies {
+        let mut j = job(id, "* * * * * *", "sidelog", json!({"ms": 0}));
+        j.routing = routing as i32;
+        c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    }
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let runs = side_runs(&sidelog);
+    // The instants from the second after the puts to two seconds ago: every fire ran once.
+    let (from, to) = ((put_at / 1000 + 2) * 1000, (rota::store::now_ms() / 1000 - 2) * 1000);
+    let all = ["n1", "n2", "n3"];
+    for id in ["rr", "lru"] {
+        let seq = nodes_by_instant(&runs, id, from, to);
+        assert!(seq.len() >= 6, "{id}: {seq:?}");
+        for w in seq.windows(3) {
+            let mut w = w.to_vec();
+            w.sort();
+            assert_eq!(w, all, "{id}: every three fires in a row visit the three nodes: {seq:?}");
+        }
+    }
+    let seq = nodes_by_instant(&runs, "rand", from, to);
+    assert!(seq.iter().any(|n| *n != seq[0]), "rand ran only on {}: {seq:?}", seq[0]);
+    for id in ["ch-a", "ch-b", "ch-c"] {
+        let want = pick(Routing::ConsistentHash, id, &[], &all, &RouteMemo::default(), 0).expect("a node");
+        let seq = nodes_by_instant(&runs, id, from, to);
+        assert!(seq.iter().all(|n| n == want), "{id}: on {want} by its hash, ran on {seq:?}");
+    }
+}
+
+/// A failover job runs on the first live node of its list; when that node dies its fires go to
+/// the next one listed, never to a node off the list. Every fire runs at most once.
+#[tokio::test]
+async fn failover_routing_follows_its_list_when_a_node_dies() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sidelog = dir.path().join("runs.tsv").display().to_string();
+    let mut nodes = three_routed_nodes(&b, &sidelog).await;
+    let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    // First choice a node that is not master (the master keeps scheduling when it dies), then the
+    // master.
+    let first = nodes.iter().position(|n| n.node_id != master).expect("a non-master");
+    let (first_id, second_id) = (nodes[first].node_id.clone(), master.clone());
+    let mut c = nodes[first].client().await;
+    let mut j = job("fo", "* * * * * *", "sidelog", json!({"ms": 0}));
+    j.routing = pb::RoutingStrategy::Failover as i32;
+    j.failover_nodes = vec!["gone".into(), first_id.clone(), second_id.clone()];
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let put_at = rota::store::now_ms();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    nodes[first].kill();
+    let killed_at = rota::store::now_ms();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let runs = side_runs(&sidelog);
+    let mut on = BTreeMap::new();
+    for ((job, at), by) in &runs {
+        assert!(job != "fo" || by.len() == 1, "fo@{at} ran {by:?}");
+        if job == "fo" {
+            on.insert(*at, by[0].clone());
+        }
+    }
+    let before: Vec<_> = on.range(put_at + 1000..killed_at - 1000).map(|(_, n)| n.clone()).collect();
+    assert!(!before.is_empty() && before.iter().all(|n| *n == first_id), "before the kill: {on:?}");
+    let after: Vec<_> = on.range(killed_at + 7000..).map(|(_, n)| n.clone()).collect();
+    assert!(!after.is_empty() && after.iter().all(|n| *n == second_id), "after the kill: {on:?}");
+    assert!(on.values().all(|n| *n == first_id || *n == second_id), "ran off its list: {on:?}");
+}
+
+/// A failover job none of whose nodes is live (here: never was) is not run elsewhere: its fire is
+/// recorded `failed`, naming the list, and never dropped.
+#[tokio::test]
+async fn a_failover_job_with_no_live_node_of_its_list_is_recorded_failed() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sidelog = dir.path().join("runs.tsv").display().to_string();
+    let node = TestNode::start_env(&b, "n1", &[], &[("ROTA_SIDELOG", sidelog.as_str())]).await;
+    let mut c = node.client().await;
+    let mut j = job("nowhere", "* * * * * *", "sidelog", json!({"ms": 0}));
+    j.routing = pb::RoutingStrategy::Failover as i32;
+    j.failover_nodes = vec!["ghost-1".into(), "ghost-2".into()];
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let failed = eventually(Duration::from_secs(15), "a fire recorded failed", || {
+        let mut c = c.clone();
+        async move {
+            executions(&mut c, "nowhere").await.into_iter().find(|e| common::state(e) == pb::ExecutionState::Failed)
+        }
+    })
+    .await;
+    assert!(failed.error.contains("not among the job's failover nodes (ghost-1, ghost-2)"), "{}", failed.error);
+    assert!(side_runs(&sidelog).is_empty(), "it ran: {:?}", side_runs(&sidelog));
+}

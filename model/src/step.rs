@@ -382,7 +382,12 @@ impl ProtocolModel {
                             out.push(Action::Claim { node: n, job: j as u8, route, reply_lost: false });
                         }
                         if fault {
+                            // The reply of a claim into the master's hands lost, and of one for a
+                            // peer (claimed `dispatching`, for the sweep).
                             out.push(Action::Claim { node: n, job: j as u8, route: n, reply_lost: true });
+                            if let Some(peer) = self.targets(s, n, c.fire(j, k)).into_iter().find(|r| *r != n) {
+                                out.push(Action::Claim { node: n, job: j as u8, route: peer, reply_lost: true });
+                            }
                         }
                         if pause {
                             for len in self.pause_lens(false) {
@@ -398,6 +403,9 @@ impl ProtocolModel {
                     }
                     if fault {
                         out.push(Action::SendClaim { node: n, route: n, reply_lost: true });
+                        if let Some(peer) = self.targets(s, n, f).into_iter().find(|r| *r != n) {
+                            out.push(Action::SendClaim { node: n, route: peer, reply_lost: true });
+                        }
                     }
                 }
             }
@@ -987,9 +995,10 @@ impl ProtocolModel {
     /// before. None for an action that names a route it cannot take (the same step under another
     /// name).
     fn send_claim(&self, s: &mut State, n: u8, i: Intent, route: u8, reply_lost: bool) -> Option<()> {
-        let inc = s.nodes[n as usize].inc;
         let claimed = self.claim(s, i);
-        // claim.lua's `here`: checked against the heartbeat only (the claim is fenced already).
+        // claim.lua's `here`: the lease's incarnation checked against the heartbeat only (the
+        // claim is fenced already), and written into the fire.
+        let inc = i.lease.inc;
         let here = match claimed {
             Some(f) if route == n && s.redis.hb[n as usize] == Some(inc) => {
                 Self::take(s, n, inc, f);
@@ -999,7 +1008,7 @@ impl ProtocolModel {
         };
         if reply_lost {
             s.ghost.faults -= 1;
-            return (route == n).then_some(());
+            return Some(());
         }
         match claimed {
             Some(f) if here => Self::spawn(s, n, f, Phase::Start { as_master: false }),

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
-use crate::job::{Concurrency, JobSpec, Misfire, Recovery};
+use crate::job::{Concurrency, JobSpec, Misfire, Recovery, Routing};
 use crate::pb;
 use crate::store::{JobRecord, Load, NodeRecord, Writer};
 
@@ -73,6 +73,15 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         Ok(pb::RecoveryPolicy::Rerun) => Recovery::Rerun,
         Err(_) => return Err(Error::invalid("recovery", format!("unknown value {}", j.recovery))),
     };
+    let routing = match pb::RoutingStrategy::try_from(j.routing) {
+        Ok(pb::RoutingStrategy::Unspecified | pb::RoutingStrategy::Load) => Routing::Load,
+        Ok(pb::RoutingStrategy::RoundRobin) => Routing::RoundRobin,
+        Ok(pb::RoutingStrategy::Random) => Routing::Random,
+        Ok(pb::RoutingStrategy::ConsistentHash) => Routing::ConsistentHash,
+        Ok(pb::RoutingStrategy::Failover) => Routing::Failover,
+        Ok(pb::RoutingStrategy::LeastRecentlyUsed) => Routing::LeastRecentlyUsed,
+        Err(_) => return Err(Error::invalid("routing", format!("unknown value {}", j.routing))),
+    };
     Ok(JobSpec {
         id: j.id.clone(),
         cron: j.cron.clone(),
@@ -97,6 +106,8 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         keep_last: j.keep_last,
         keep_failed: j.keep_failed,
         selector: j.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        routing,
+        failover_nodes: j.failover_nodes.clone(),
     })
 }
 
@@ -131,6 +142,15 @@ pub fn job(r: &JobRecord) -> pb::Job {
         keep_last: s.keep_last,
         keep_failed: s.keep_failed,
         selector: s.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        routing: match s.routing {
+            Routing::Load => pb::RoutingStrategy::Load,
+            Routing::RoundRobin => pb::RoutingStrategy::RoundRobin,
+            Routing::Random => pb::RoutingStrategy::Random,
+            Routing::ConsistentHash => pb::RoutingStrategy::ConsistentHash,
+            Routing::Failover => pb::RoutingStrategy::Failover,
+            Routing::LeastRecentlyUsed => pb::RoutingStrategy::LeastRecentlyUsed,
+        } as i32,
+        failover_nodes: s.failover_nodes.clone(),
         next_fire_time: r.next_ms.map(timestamp),
         update_time: Some(timestamp(r.updated_ms)),
         source: match r.written_by {

@@ -26,6 +26,19 @@ pub enum RecoveryArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoutingArg {
+    Load,
+    #[value(name = "round_robin", alias = "round-robin")]
+    RoundRobin,
+    Random,
+    #[value(name = "consistent_hash", alias = "consistent-hash")]
+    ConsistentHash,
+    Failover,
+    #[value(name = "least_recently_used", alias = "least-recently-used")]
+    LeastRecentlyUsed,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum MisfireArg {
     #[value(name = "fire_once_now", alias = "fire-once-now")]
     FireOnceNow,
@@ -151,6 +164,13 @@ pub struct PutArgs {
     /// key=value, repeatable: tags an external worker must have to run the job's fires
     #[arg(long = "selector")]
     pub selector: Vec<String>,
+    /// How a fire picks its node (default: load, the master while under its load threshold, else
+    /// the least-loaded node).
+    #[arg(long, value_enum)]
+    pub routing: Option<RoutingArg>,
+    /// With --routing failover: a node id to try, repeatable, first choice first.
+    #[arg(long = "failover-node")]
+    pub failover_nodes: Vec<String>,
     /// Keep this many of the job's newest executions, whatever their outcome (default: the
     /// node's execution_keep_last, 1000).
     #[arg(long)]
@@ -243,6 +263,15 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         keep_last: a.keep_last.unwrap_or(0),
         keep_failed: a.keep_failed,
         selector,
+        routing: match a.routing {
+            None | Some(RoutingArg::Load) => crate::job::Routing::Load,
+            Some(RoutingArg::RoundRobin) => crate::job::Routing::RoundRobin,
+            Some(RoutingArg::Random) => crate::job::Routing::Random,
+            Some(RoutingArg::ConsistentHash) => crate::job::Routing::ConsistentHash,
+            Some(RoutingArg::Failover) => crate::job::Routing::Failover,
+            Some(RoutingArg::LeastRecentlyUsed) => crate::job::Routing::LeastRecentlyUsed,
+        },
+        failover_nodes: a.failover_nodes.clone(),
     })
 }
 

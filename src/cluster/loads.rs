@@ -109,11 +109,7 @@ impl LoadTable {
     pub fn bump(&self, peer: &str) {
         if let Ok(mut m) = self.loads.lock() {
             if let Some((p, _)) = m.get_mut(peer) {
-                if p.load.active < p.load.max {
-                    p.load.active += 1;
-                } else {
-                    p.load.queue += 1;
-                }
+                p.load.bump();
             }
         }
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{parse_duration, Concurrency, Declared, JobSpec, Misfire, Recovery};
+use super::{parse_duration, Concurrency, Declared, JobSpec, Misfire, Recovery, Routing};
 use crate::error::{Error, Result};
 
 /// One job as the file gives it. Every key a file may hold; any other is an error.
@@ -45,6 +45,10 @@ pub struct FileJob {
     pub keep_failed: Option<u32>,
     /// Tags an external worker must have to run the job (`selector = { region = "eu" }`).
     pub selector: BTreeMap<String, String>,
+    /// How a fire picks its node (`routing = "round_robin"`; absent: `load`).
+    pub routing: Routing,
+    /// For `routing = "failover"`: node ids, first choice first.
+    pub failover_nodes: Vec<String>,
 }
 
 /// `[[job]]` tables and nothing else.
@@ -94,6 +98,8 @@ impl FileJob {
             keep_last: self.keep_last.unwrap_or(0),
             keep_failed: self.keep_failed,
             selector: self.selector.clone(),
+            routing: self.routing,
+            failover_nodes: self.failover_nodes.clone(),
         };
         Ok(Declared { spec, paused: self.paused })
     }
@@ -182,6 +188,28 @@ mod tests {
         let e = parse_jobs_file(text).expect_err("negative");
         let said = crate::config::toml_error("f.toml", text, &e).to_string();
         assert!(said.contains("line 3") && said.contains("keep_last"), "{said}");
+    }
+
+    #[test]
+    fn routing_reads_by_name_and_an_unknown_one_names_the_key() {
+        let jobs = parse_jobs_file(
+            "[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\nrouting = \"failover\"\n\
+             failover_nodes = [\"n2\", \"n1\"]\n\
+             [[job]]\nid = \"b\"\ncron = \"@daily\"\nhandler = \"noop\"\nrouting = \"least_recently_used\"\n\
+             [[job]]\nid = \"c\"\ncron = \"@daily\"\nhandler = \"noop\"\n",
+        )
+        .expect("parses");
+        let d: Vec<Declared> = jobs.iter().map(|j| j.declared().expect("valid")).collect();
+        assert_eq!(
+            (d[0].spec.routing, d[0].spec.failover_nodes.as_slice()),
+            (Routing::Failover, &["n2".to_string(), "n1".to_string()][..])
+        );
+        assert_eq!(d[1].spec.routing, Routing::LeastRecentlyUsed);
+        assert_eq!(d[2].spec.routing, Routing::Load, "absent: the default");
+        let text = "[[job]]\nid = \"a\"\nrouting = \"nearest\"\n";
+        let e = parse_jobs_file(text).expect_err("unknown routing");
+        let said = crate::config::toml_error("f.toml", text, &e).to_string();
+        assert!(said.contains("line 3") && said.contains("routing") && said.contains("round_robin"), "{said}");
     }
 
     #[test]

@@ -43,6 +43,43 @@ pub enum Concurrency {
     Forbid,
 }
 
+/// How a job's fire picks the node it runs on (`dispatch::decide` and `dispatch::pick`). A
+/// master-only job runs on the master whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// The master while its load is under the threshold, else the least-loaded live node.
+    #[default]
+    Load,
+    /// The live nodes that can run it, in turn (by node id; the turn is the master's, and starts
+    /// over with a new master).
+    RoundRobin,
+    /// Any live node that can run it, at random.
+    Random,
+    /// The same node for every fire while membership is stable (rendezvous hashing of the job id
+    /// over the live nodes that can run it: a node joining or leaving moves about 1/N of the jobs).
+    ConsistentHash,
+    /// The first live node of `failover_nodes` that can run it.
+    Failover,
+    /// The live node that can run it and ran this job longest ago (never: first), as the master
+    /// remembers it.
+    LeastRecentlyUsed,
+}
+
+impl Routing {
+    /// Its name in the jobs file and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::Load => "load",
+            Routing::RoundRobin => "round_robin",
+            Routing::Random => "random",
+            Routing::ConsistentHash => "consistent_hash",
+            Routing::Failover => "failover",
+            Routing::LeastRecentlyUsed => "least_recently_used",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Misfire {
@@ -114,6 +151,21 @@ pub struct JobSpec {
     /// `region = "eu"`); empty: any worker serving the handler. A built-in handler ignores it.
     #[serde(skip_serializing_if = "is_default")]
     pub selector: BTreeMap<String, String>,
+    /// How a fire picks its node.
+    #[serde(skip_serializing_if = "is_default")]
+    pub routing: Routing,
+    /// For `Routing::Failover`: node ids, first choice first (required then, refused otherwise).
+    #[serde(skip_serializing_if = "is_default")]
+    pub failover_nodes: Vec<String>,
+}
+
+impl JobSpec {
+    /// Whether a fire of this job may run on `node`: on any node, but for `Routing::Failover`
+    /// only on one of its failover nodes (a fire that reaches another, stolen from a queue or
+    /// taken to be recorded, goes to one of them or is recorded failed).
+    pub fn may_run_on(&self, node: &str) -> bool {
+        self.routing != Routing::Failover || self.failover_nodes.iter().any(|n| n == node)
+    }
 }
 
 /// A worker id, an external handler's name, a tag's key or value: 1-128 characters of
@@ -185,6 +237,8 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         keep_last,
         keep_failed,
         selector,
+        routing,
+        failover_nodes,
     } = a;
     let pairs = [
         ("id", *id == b.id),
@@ -205,6 +259,8 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("keep_last", *keep_last == b.keep_last),
         ("keep_failed", *keep_failed == b.keep_failed),
         ("selector", *selector == b.selector),
+        ("routing", *routing == b.routing),
+        ("failover_nodes", *failover_nodes == b.failover_nodes),
     ];
     pairs.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
 }
@@ -267,6 +323,7 @@ impl Job {
                 "keys and values must be 1-128 characters of A-Z a-z 0-9 . _ : -",
             ));
         }
+        validate_routing(spec.routing, &spec.failover_nodes)?;
         if spec.keep_last > MAX_KEEP {
             return Err(Error::invalid("keep_last", format!("{} is more than {MAX_KEEP}", spec.keep_last)));
         }
@@ -292,6 +349,36 @@ impl Job {
     pub fn id(&self) -> &str {
         &self.spec.id
     }
+}
+
+/// Most nodes a job's `failover_nodes` may name.
+pub const MAX_FAILOVER_NODES: usize = 16;
+
+/// `failover_nodes` goes with `Routing::Failover`, and only with it: 1-16 distinct node ids.
+fn validate_routing(routing: Routing, nodes: &[String]) -> Result<()> {
+    match (routing, nodes.is_empty()) {
+        (Routing::Failover, true) => {
+            return Err(Error::invalid("failover_nodes", "routing failover needs the node ids to try, in order"))
+        }
+        (Routing::Failover, false) => {}
+        (other, false) => {
+            return Err(Error::invalid(
+                "failover_nodes",
+                format!("only for routing failover (this job's routing is {})", other.name()),
+            ))
+        }
+        (_, true) => return Ok(()),
+    }
+    if nodes.len() > MAX_FAILOVER_NODES {
+        return Err(Error::invalid("failover_nodes", format!("more than {MAX_FAILOVER_NODES} nodes")));
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        validate_name(&format!("failover_nodes[{i}]"), n, 64)?;
+        if nodes[..i].contains(n) {
+            return Err(Error::invalid(format!("failover_nodes[{i}]"), "names a node twice"));
+        }
+    }
+    Ok(())
 }
 
 fn is_empty_args(v: &serde_json::Value) -> bool {

@@ -230,11 +230,15 @@ impl Scheduler {
         if claims.is_empty() {
             return Ok(false);
         }
-        // The fires this node will run itself go into its hands with their claim, saving each an
-        // accept (`Claim::here`); the rest are routed once claimed.
-        let here = self.router.here(&jobs, now).await;
-        for (claim, here) in claims.iter_mut().zip(here) {
-            claim.here = here;
+        // Where each fire goes is decided before its claim: the fires this node will run itself
+        // go into its hands with their claim, saving each an accept (`Claim::here`); the rest are
+        // delivered once claimed.
+        // A misfire's summary runs nowhere: it takes no turn and counts in no load.
+        let routed: Vec<Option<&Job>> =
+            claims.iter().zip(&jobs).map(|(c, j)| j.as_ref().filter(|_| c.exec.state != ExecState::Misfired)).collect();
+        let decisions = self.router.plan(&routed, now).await;
+        for (claim, d) in claims.iter_mut().zip(&decisions) {
+            claim.here = self.router.claims_here(d.as_ref());
         }
         if tokio::time::Instant::now() >= master.deadline {
             // The lease may have passed to another node while we read: act no more.
@@ -243,14 +247,14 @@ impl Scheduler {
         let outcomes = self.store.claim(&master.lease, &claims).await?;
         let mut progress = false;
         let mut outbox = Outbox::new();
-        for ((claim, job), outcome) in claims.into_iter().zip(jobs).zip(outcomes) {
+        for (((claim, job), decision), outcome) in claims.into_iter().zip(jobs).zip(decisions).zip(outcomes) {
             let fire = &claim.exec.fire_id;
             match outcome {
                 ClaimOutcome::Claimed => {
                     progress = true;
                     fail::fail_point!("after_claim", |_| crate::failpoints::crash("after_claim"));
-                    if let Some(job) = job {
-                        self.router.route(job, claim.exec.fire_id.clone(), master, now, &mut outbox).await;
+                    if let (Some(job), Some(decision)) = (job, decision) {
+                        self.router.deliver(job, claim.exec.fire_id.clone(), decision, master, &mut outbox).await;
                     }
                 }
                 ClaimOutcome::Here => {

@@ -520,6 +520,15 @@ pub struct Load {
 impl Load {
     /// (active + waiting) / max workers: the number the routing threshold compares against. Fires
     /// waiting for a worker count, so a burst in one tick does not all land on one node.
+    /// One more fire sent to it: a free worker taken, or one more waiting.
+    pub fn bump(&mut self) {
+        if self.active < self.max {
+            self.active += 1;
+        } else {
+            self.queue += 1;
+        }
+    }
+
     pub fn ratio(&self) -> f64 {
         if self.max == 0 {
             f64::INFINITY

@@ -566,7 +566,10 @@ impl Worker {
                             tracing::warn!(execution = %exec.id, "master-only fire reached a non-master node: skipped");
                             let _ = self.record_final(&exec, &inc, Some(&job.spec)).await;
                         }
-                        Ok(job) if self.registry.get_for(&job.spec.handler, &job.spec.selector).is_none() => {
+                        Ok(job)
+                            if self.registry.get_for(&job.spec.handler, &job.spec.selector).is_none()
+                                || !job.spec.may_run_on(&self.node_id) =>
+                        {
                             self.cannot_run_here(&job, exec, &inc).await
                         }
                         Ok(job) => {
@@ -768,9 +771,11 @@ impl Worker {
         HandBack::Handed
     }
 
-    /// A started fire whose handler is not registered here (routing sends a fire only to a node
-    /// that has it; this is the rest: a fire no live node could run, a leftover adopted after a
-    /// restart without the handler, a race with a node leaving). A non-master-only fire goes to a
+    /// A started fire whose handler is not registered here, or that its job's routing does not let
+    /// run here (`JobSpec::may_run_on`: a failover job off its nodes). Routing sends a fire only to
+    /// a node that may run it; this is the rest: a fire no live node could run, a leftover adopted
+    /// after a restart without the handler, a fire stolen from a queue, a race with a node
+    /// leaving. A non-master-only fire goes to a
     /// live node that has the handler, as a new attempt there (this one closed `skipped`, saying
     /// where it went). With none live but one that may be back soon (see `Capable::Awaited`), it
     /// waits in this node's processing list, retried by the rescan, for up to `AWAIT_CAPABLE_MS`
@@ -784,7 +789,7 @@ impl Worker {
         let external = !self.registry.is_builtin(handler);
         let late = now_ms() - exec.scheduled_ms;
         if !job.spec.master_only {
-            let to = match self.node_with(handler, &job.spec.selector).await {
+            let to = match self.node_with(&job.spec).await {
                 Capable::Live(to) => Some(to),
                 other => {
                     let awaited = match &other {
@@ -830,6 +835,12 @@ impl Worker {
                 "cannot run: the job is master-only and its handler '{handler}' is not registered on the master (node {})",
                 self.node_id
             )
+        } else if !job.spec.may_run_on(&self.node_id) {
+            format!(
+                "cannot run: node {} is not among the job's failover nodes ({}) and none of them is live with handler '{handler}'",
+                self.node_id,
+                job.spec.failover_nodes.join(", ")
+            )
         } else {
             format!(
                 "cannot run: handler '{handler}' is not registered on node {} and no live node has it",
@@ -860,15 +871,25 @@ impl Worker {
 
     /// Another node that has `handler` registered: a live one (the least busy), else one that may
     /// be back soon.
-    async fn node_with(&self, handler: &str, selector: &std::collections::BTreeMap<String, String>) -> Capable {
+    async fn node_with(&self, spec: &crate::job::JobSpec) -> Capable {
         // Unreadable node records say nothing about who is gone: wait as for a node that may return.
         let Ok(nodes) = self.store.list_nodes().await else { return Capable::Awaited(None) };
         let now = now_ms();
         let mut capable: Vec<NodeRecord> = nodes
             .into_iter()
-            .filter(|n| n.node_id != self.node_id && !n.left && !n.draining && n.can_run(handler, selector))
+            .filter(|n| {
+                n.node_id != self.node_id
+                    && !n.left
+                    && !n.draining
+                    && n.can_run(&spec.handler, &spec.selector)
+                    && spec.may_run_on(&n.node_id)
+            })
             .collect();
-        capable.sort_by(|a, b| a.load.ratio().total_cmp(&b.load.ratio()).then(a.node_id.cmp(&b.node_id)));
+        // A failover job's nodes in its order; any other job's, the least loaded first.
+        let rank = |n: &NodeRecord| spec.failover_nodes.iter().position(|f| *f == n.node_id).unwrap_or(0);
+        capable.sort_by(|a, b| {
+            rank(a).cmp(&rank(b)).then(a.load.ratio().total_cmp(&b.load.ratio())).then(a.node_id.cmp(&b.node_id))
+        });
         if let Some(n) = capable.iter().find(|n| n.load.max > 0 && now - n.beat_ms <= self.node_ttl_ms as i64) {
             return Capable::Live(n.node_id.clone());
         }
@@ -1194,7 +1215,7 @@ impl Worker {
     async fn rerun_after_worker_loss(&self, job: &Job, exec: &mut Execution, inc: &str) -> Option<ExecState> {
         let to = match self.registry.get_for(&job.spec.handler, &job.spec.selector) {
             Some(_) => self.node_id.clone(),
-            None => match self.node_with(&job.spec.handler, &job.spec.selector).await {
+            None => match self.node_with(&job.spec).await {
                 Capable::Live(to) => to,
                 _ => self.node_id.clone(),
             },

@@ -37,7 +37,8 @@ pub struct JobInfo {
     pub forbid: bool,
     pub master_only: bool,
     pub rerun: bool,
-    /// The nodes that have the job's handler (empty: every node): its runs must be on one of them.
+    /// The nodes that may run the job (empty: every node): those with its handler, or its failover
+    /// nodes. Its runs must be on one of them.
     pub only_on: Vec<String>,
     /// The job's history cap (`keep_last`, with `keep_failed = 0`), if it sets one.
     pub keep_last: Option<usize>,
@@ -182,7 +183,7 @@ pub fn check(h: &History) -> Report {
         for run in runs.iter().filter(|x| !job.only_on.is_empty() && !job.only_on.contains(&x.node)) {
             r.without_handler += 1;
             r.violations.push(format!(
-                "{}@{}: ran on {}, which does not have its handler (only {:?} do)",
+                "{}@{}: ran on {}, which may not run it (its handler or its failover list: only {:?})",
                 job.id, run.sched_ms, run.node, job.only_on
             ));
         }

@@ -35,6 +35,17 @@ local function describe(k)
   if #s > 300 then s = string.sub(s, 1, 300) .. '...' end
   return s
 end
+-- Whether this call may take fires into the caller's hands: its heartbeat holds its incarnation
+-- and its processing list is a list. Asked once, at the first `here` claim; read under `pcall`, so
+-- a heartbeat of the wrong type reads as not live (mid-loop, a failed GET would end the script
+-- with the earlier fires half written).
+local takes = nil
+local function may_take()
+  if takes == nil then
+    takes = read('string', 'GET', KEYS[6]) == ARGV[9] and not wrong(KEYS[5], 'list')
+  end
+  return takes
+end
 local now = time_ms()
 local out = {}
 local n = (#KEYS - 6) / 5
@@ -90,7 +101,7 @@ for i = 0, n - 1 do
       -- It holds the job's lock: its finish releases it (finish.lua reads the lock only then).
       if forbid then h[#h+1] = 'lock'; h[#h+1] = '1' end
       local fire = job .. '@' .. sched
-      if here and get_once(KEYS[6]) == ARGV[9] and not wrong(KEYS[5], 'list') then
+      if here and may_take() then
         st = 'HERE'; h[2] = 'accepted'
         h[#h+1] = 'node'; h[#h+1] = ARGV[8]; h[#h+1] = 'inc'; h[#h+1] = ARGV[9]
         later('LPUSH', KEYS[5], fire)

@@ -677,8 +677,8 @@ impl FireStore for RedisStore {
                 .arg(if c.here { "1" } else { "0" });
         }
         // In strict mode, not replicated is an error: the fires stay `dispatching` (their
-        // watermarks moved) and the sweep dispatches those a failover did not lose, as after a lost
-        // reply.
+        // watermarks moved) and the sweep dispatches those a failover did not lose, or, claimed
+        // into this node's hands, stay in its processing list for its rescan, as after a lost reply.
         let r: Vec<String> = self.write_fire(&inv, "a claim").await?;
         fail::fail_point!("lose_claim_reply", |_| Err(crate::failpoints::lost_reply("lose_claim_reply")));
         if r.first().map(String::as_str) == Some("FENCED") {
