@@ -979,9 +979,9 @@ async fn redis_a_finish_releases_the_lock_its_fire_holds() {
     }
 }
 
-/// A claim asked `here` whose claimer's processing list someone clobbered (a key of the wrong type)
-/// is claimed `dispatching`, as without `here`, for the router (whose accept then reports the key):
-/// the claim itself loses nothing.
+/// A claim asked `here` whose claimer's processing list or heartbeat someone clobbered (a key of the
+/// wrong type) is claimed `dispatching`, as without `here`, for the router (whose accept then
+/// reports the key): the claim itself loses nothing.
 #[tokio::test]
 async fn redis_a_claim_here_into_a_clobbered_list_is_claimed_as_usual() {
     let server = RedisServer::start();
@@ -1000,6 +1000,26 @@ async fn redis_a_claim_here_into_a_clobbered_list_is_claimed_as_usual() {
     assert_eq!(held, "dispatching");
     let accepted = s.accept(&cl.exec.fire_id, Some(fence.epoch), "n1", &fence.incarnation).await;
     assert!(matches!(accepted, Err(rota::Error::Corrupt { .. })), "{accepted:?}");
+    // A heartbeat of the wrong type reads as not live: the claims of the call are all made (none
+    // half written), `dispatching`, in the sweep's watch set.
+    let _: () = ::redis::cmd("DEL").arg(store.keys().processing("n1")).query(&mut c).expect("unclobber");
+    let hb = store.keys().hb("n1");
+    let _: () = ::redis::pipe().del(&hb).rpush(&hb, "x").query(&mut c).expect("clobber hb");
+    let sched = sched + 1000;
+    for j in ["hd1", "hd2"] {
+        put(s, j, sched).await;
+    }
+    let both: Vec<Claim> =
+        ["hd1", "hd2"].iter().map(|j| Claim { here: true, ..claim(j, sched, Some(sched + 1000), false) }).collect();
+    assert_eq!(s.claim(&fence, &both).await.expect("claim"), vec![ClaimOutcome::Claimed, ClaimOutcome::Claimed]);
+    for cl in &both {
+        let held: String =
+            ::redis::cmd("HGET").arg(store.keys().fire(&cl.exec.fire_id)).arg("state").query(&mut c).expect("hget");
+        assert_eq!(held, "dispatching");
+        let watched: Option<f64> =
+            ::redis::cmd("ZSCORE").arg(store.keys().inflight()).arg(&cl.exec.fire_id).query(&mut c).expect("zscore");
+        assert!(watched.is_some(), "{} is in the watch set", cl.exec.fire_id);
+    }
 }
 
 /// A queue entry that names no fire (garbage written by someone else) is set aside in the
