@@ -106,20 +106,9 @@ pub fn pick<'c>(
     }
 }
 
-/// A stable 64-bit hash of (job, node): FNV-1a over both, with a separator, then SplitMix64's
-/// finaliser to spread FNV's weak low bits. Stable across builds and machines (std's hasher is not
-/// promised to be), so every master hashes alike.
+/// A stable hash of (job, node), the same on every master.
 fn rendezvous(job_id: &str, node_id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in job_id.bytes().chain([0xff]).chain(node_id.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    crate::cluster::shares::stable_hash(job_id.as_bytes(), node_id.as_bytes())
 }
 
 /// Where a fire of a job with a routing strategy (`spec.routing`, not `Load`; not master-only)
@@ -355,8 +344,8 @@ pub struct Router {
     node_id: String,
     /// The master runs fires itself while its load is under this.
     threshold: f64,
-    /// Per job, what `plan` remembers for round robin and least recently used (jobs that use
-    /// neither have no entry; an entry is a few bytes a node a job).
+    /// Per job with a routing strategy, what `plan` remembers for round robin and least recently
+    /// used (an entry is a few bytes a node a job; jobs routed by load have none).
     memo: Mutex<HashMap<String, RouteMemo>>,
 }
 
@@ -430,8 +419,9 @@ impl Router {
                 match &decision {
                     // Draining: taken by no claim here; `deliver` leaves it dispatching.
                     Decision::RunHere if accepting => load.queue = load.queue.saturating_add(1),
+                    // In this tick's view only: the shared table counts it once it is claimed
+                    // (`deliver`).
                     Decision::SendTo(to) => {
-                        self.loads.bump(&to.node_id);
                         if let Some(p) = peers.iter_mut().find(|p| p.node_id == to.node_id) {
                             p.load.bump();
                         }
@@ -472,6 +462,7 @@ impl Router {
                 self.run_here(job, &fire_id, Some(master.epoch)).await
             }
             Decision::SendTo(peer) => {
+                self.loads.bump(&peer.node_id);
                 let task = pb::SubmitTaskRequest {
                     job_id: job.spec.id.clone(),
                     fire_id,

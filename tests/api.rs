@@ -271,6 +271,10 @@ async fn invalid_input_names_the_field(b: Backend) {
         (pb::Job { keep_failed: Some(100_001), ..base() }, "keep_failed: 100001 is more than 100000"),
         (pb::Job { routing: 9, ..base() }, "routing: unknown value 9"),
         (
+            pb::Job { master_only: true, routing: pb::RoutingStrategy::RoundRobin as i32, ..base() },
+            "routing: a master-only job runs on the master: it takes no routing (round_robin)",
+        ),
+        (
             pb::Job { routing: pb::RoutingStrategy::Failover as i32, ..base() },
             "failover_nodes: routing failover needs the node ids to try, in order",
         ),

@@ -812,12 +812,13 @@ fn nodes_by_instant(runs: &BTreeMap<(String, i64), Vec<String>>, job: &str, from
 }
 
 /// Three nodes on one Redis, each with the side log; the master agreed and every node's load
-/// known to it.
-async fn three_routed_nodes(b: &Backend, sidelog: &str) -> Vec<TestNode> {
+/// known to it. `ttl`: the node TTL, which is also how fresh a load report must be for its node to
+/// be a candidate (a longer one keeps every node a candidate on a loaded machine).
+async fn three_routed_nodes(b: &Backend, sidelog: &str, ttl: &str) -> Vec<TestNode> {
     let env = [("ROTA_SIDELOG", sidelog)];
     let mut nodes = Vec::new();
     for id in ["n1", "n2", "n3"] {
-        nodes.push(TestNode::start_env(b, id, &[], &env).await);
+        nodes.push(TestNode::start_env(b, id, &["--node-ttl-ms", ttl], &env).await);
     }
     agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     eventually(Duration::from_secs(20), "every node reports its load", || async {
@@ -840,12 +841,15 @@ async fn routing_strategies_spread_fires_as_they_say() {
     let b = Backend::Redis(redis.url());
     let dir = tempfile::tempdir().expect("tempdir");
     let sidelog = dir.path().join("runs.tsv").display().to_string();
-    let nodes = three_routed_nodes(&b, &sidelog).await;
+    // Every node stays a candidate for every fire even when a load report comes late.
+    let nodes = three_routed_nodes(&b, &sidelog, "5000").await;
     let mut c = nodes[0].client().await;
     let strategies = [
         ("rr", pb::RoutingStrategy::RoundRobin),
         ("lru", pb::RoutingStrategy::LeastRecentlyUsed),
-        ("rand", pb::RoutingStrategy::Random),
+        ("rand-a", pb::RoutingStrategy::Random),
+        ("rand-b", pb::RoutingStrategy::Random),
+        ("rand-c", pb::RoutingStrategy::Random),
         ("ch-a", pb::RoutingStrategy::ConsistentHash),
         ("ch-b", pb::RoutingStrategy::ConsistentHash),
         ("ch-c", pb::RoutingStrategy::ConsistentHash),
@@ -870,8 +874,10 @@ async fn routing_strategies_spread_fires_as_they_say() {
             assert_eq!(w, all, "{id}: every three fires in a row visit the three nodes: {seq:?}");
         }
     }
-    let seq = nodes_by_instant(&runs, "rand", from, to);
-    assert!(seq.iter().any(|n| *n != seq[0]), "rand ran only on {}: {seq:?}", seq[0]);
+    // Three random jobs' fires all on one node: about 3 chances in 3^20.
+    let seq: Vec<String> =
+        ["rand-a", "rand-b", "rand-c"].iter().flat_map(|j| nodes_by_instant(&runs, j, from, to)).collect();
+    assert!(seq.iter().any(|n| *n != seq[0]), "random ran only on {}: {seq:?}", seq[0]);
     for id in ["ch-a", "ch-b", "ch-c"] {
         let want = pick(Routing::ConsistentHash, id, &[], &all, &RouteMemo::default(), 0).expect("a node");
         let seq = nodes_by_instant(&runs, id, from, to);
@@ -887,7 +893,7 @@ async fn failover_routing_follows_its_list_when_a_node_dies() {
     let b = Backend::Redis(redis.url());
     let dir = tempfile::tempdir().expect("tempdir");
     let sidelog = dir.path().join("runs.tsv").display().to_string();
-    let mut nodes = three_routed_nodes(&b, &sidelog).await;
+    let mut nodes = three_routed_nodes(&b, &sidelog, "1000").await;
     let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
     // First choice a node that is not master (the master keeps scheduling when it dies), then the
     // master.

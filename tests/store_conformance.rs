@@ -464,6 +464,26 @@ async fn a_claim_here_goes_into_the_claimers_hands(s: Arc<dyn Store>) {
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire]));
 }
 
+/// An idle node off a failover job's list does not steal its queued fire (it would only hand it
+/// on); a node of the list does.
+async fn a_failover_fire_is_stolen_only_by_a_node_of_its_list(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    for (n, i) in [("n1", "i1"), ("n2", "i2"), ("n3", "i3")] {
+        s.register(&node(n, i), 60_000, None).await.expect("register");
+    }
+    let sched = now_ms() / 1000 * 1000 + 1000;
+    let fo =
+        JobSpec { routing: rota::job::Routing::Failover, failover_nodes: vec!["n2".into(), "n1".into()], ..spec("fo") };
+    assert!(matches!(s.put_job(&fo, Some(sched), now_ms()).await.expect("put"), WatermarkWrite::Done { .. }));
+    let c = claim("fo", sched, Some(sched + 1000), false);
+    assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let fire = c.exec.fire_id;
+    assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
+    assert_eq!(s.steal("n1", "n3", "i3").await.expect("steal"), None, "n3 is off the list");
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![fire.clone()], vec![]));
+    assert_eq!(s.steal("n1", "n2", "i2").await.expect("steal").as_deref(), Some(fire.as_str()));
+}
+
 async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     let epoch = epoch_of(&fence);
@@ -806,7 +826,9 @@ async fn a_hand_over_spends_no_recovery(s: Arc<dyn Store>) {
     s.register(&node("n3", "i3"), 60_000, None).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "h", 1000, false).await;
     assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
-    assert!(matches!(s.start(&fire, "n1", "i1", "x", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
+    let Start::Run(first) = s.start(&fire, "n1", "i1", "x", MasterOnly::Anyway).await.expect("start") else {
+        panic!("not started")
+    };
     let mut req = ReapRequest {
         by: ReapBy::Handoff { incarnation: "i1".into() },
         dead_node: "n1".into(),
@@ -818,6 +840,10 @@ async fn a_hand_over_spends_no_recovery(s: Arc<dyn Store>) {
         lock_ttl_ms: 60_000,
     };
     assert!(matches!(s.reap(&req).await.expect("hand over"), Reap::Rerun { .. }));
+    // Handed over and not yet closed by n1: the first attempt's record does not read as running
+    // on n2, where the fire is only queued.
+    let read = s.get_execution(&first.exec_id).await.expect("get").expect("the first attempt's record");
+    assert!(!(read.state == ExecState::Running && read.node_id == "n2"), "{read:?}");
     assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&fire));
     assert!(matches!(s.start(&fire, "n2", "i2", "y", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
     // n2 dies running it: the master's reap spends the fire's first recovery, which is allowed.
@@ -877,6 +903,7 @@ conformance!(
     lease_is_exclusive_fenced_and_monotonic,
     accept_and_enqueue_are_exclusive,
     a_claim_here_goes_into_the_claimers_hands,
+    a_failover_fire_is_stolen_only_by_a_node_of_its_list,
     queue_pop_start_finish,
     a_dead_nodes_work_moves_and_late_results_are_superseded,
     stuck_dispatches_are_found,

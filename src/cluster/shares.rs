@@ -76,13 +76,19 @@ pub fn assign(live: &[String], shards: u16) -> Vec<String> {
         .collect()
 }
 
-/// A stable pseudo-random rank of `node` for `shard`: FNV-1a over both, then SplitMix64's
-/// finaliser (FNV alone ranks ids that differ in one character too much alike). Fixed here, not
-/// Rust's hasher, so nodes of different versions agree.
+/// A stable pseudo-random rank of `node` for `shard`.
 fn score(node: &str, shard: u16) -> u64 {
+    stable_hash(node.as_bytes(), &shard.to_be_bytes())
+}
+
+/// A stable 64-bit hash of a pair: FNV-1a over both with a separator, then SplitMix64's finaliser
+/// (FNV alone ranks ids that differ in one character too much alike). Fixed here, not Rust's
+/// hasher (not promised stable), so nodes of different versions and machines agree: the shards'
+/// ranks and the routing's rendezvous hashing (`dispatch::pick`).
+pub fn stable_hash(a: &[u8], b: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in node.bytes().chain([0xff]).chain(shard.to_be_bytes()) {
-        h ^= u64::from(b);
+    for &x in a.iter().chain(&[0xff]).chain(b) {
+        h ^= u64::from(x);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h ^= h >> 30;

@@ -324,6 +324,12 @@ impl Job {
             ));
         }
         validate_routing(spec.routing, &spec.failover_nodes)?;
+        if spec.master_only && spec.routing != Routing::Load {
+            return Err(Error::invalid(
+                "routing",
+                format!("a master-only job runs on the master: it takes no routing ({})", spec.routing.name()),
+            ));
+        }
         if spec.keep_last > MAX_KEEP {
             return Err(Error::invalid("keep_last", format!("{} is more than {MAX_KEEP}", spec.keep_last)));
         }

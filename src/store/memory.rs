@@ -516,7 +516,10 @@ impl FireStore for MemoryStore {
         }
         let Some(fire) = st.queues.get(victim).and_then(|q| q.back().cloned()) else { return Ok(None) };
         let ok = st.fires.get(&fire).is_some_and(|f| f.state == FireState::Queued && f.node == victim);
-        if !ok {
+        // A failover job's fire is not taken off its list (steal.lua).
+        let job = crate::execution::job_of_fire(&fire);
+        let off_list = st.jobs.get(job).is_some_and(|j| !j.spec.may_run_on(node));
+        if !ok || off_list {
             return Ok(None);
         }
         if let Some(q) = st.queues.get_mut(victim) {

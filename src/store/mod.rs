@@ -520,20 +520,20 @@ pub struct Load {
 impl Load {
     /// (active + waiting) / max workers: the number the routing threshold compares against. Fires
     /// waiting for a worker count, so a burst in one tick does not all land on one node.
+    pub fn ratio(&self) -> f64 {
+        if self.max == 0 {
+            f64::INFINITY
+        } else {
+            (f64::from(self.active) + f64::from(self.queue)) / f64::from(self.max)
+        }
+    }
+
     /// One more fire sent to it: a free worker taken, or one more waiting.
     pub fn bump(&mut self) {
         if self.active < self.max {
             self.active += 1;
         } else {
             self.queue += 1;
-        }
-    }
-
-    pub fn ratio(&self) -> f64 {
-        if self.max == 0 {
-            f64::INFINITY
-        } else {
-            (f64::from(self.active) + f64::from(self.queue)) / f64::from(self.max)
         }
     }
 }

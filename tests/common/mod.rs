@@ -215,7 +215,14 @@ impl TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("node.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rota"));
-        cmd.args(["server", "--node-id", node_id, "--heartbeat-ms", "200", "--node-ttl-ms", "1000"]);
+        cmd.args(["server", "--node-id", node_id]);
+        // Fast liveness for tests, unless the test sets its own.
+        if !extra.contains(&"--heartbeat-ms") {
+            cmd.args(["--heartbeat-ms", "200"]);
+        }
+        if !extra.contains(&"--node-ttl-ms") {
+            cmd.args(["--node-ttl-ms", "1000"]);
+        }
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }

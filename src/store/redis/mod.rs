@@ -487,10 +487,13 @@ impl RedisStore {
         }
         let rows: Vec<Vec<String>> = inv.invoke_async(&mut self.conn()).await?;
         for (&i, row) in pending.iter().zip(rows) {
-            let [exec, started, node, attempts, epoch] =
-                <[String; 5]>::try_from(row).map_err(|r| unexpected("started", &r))?;
+            let [exec, started, node, attempts, epoch, state] =
+                <[String; 6]>::try_from(row).map_err(|r| unexpected("started", &r))?;
             let e = &mut execs[i];
-            if exec != e.id || started.is_empty() {
+            // Only while the fire is running: a fire handed over or re-run keeps its last start
+            // (and `exec`) while it waits, queued, on its new node, and the attempt that started
+            // is closed by its old owner's record a moment later; until then it reads as it was.
+            if exec != e.id || started.is_empty() || state != "running" {
                 continue;
             }
             e.state = ExecState::Running;
@@ -861,6 +864,7 @@ impl FireStore for RedisStore {
             .arg(victim)
             .arg(node)
             .arg(inc)
+            .arg(self.keys.job(""))
             .invoke_async(&mut self.conn())
             .await?;
         Ok(r)
