@@ -720,17 +720,12 @@ async fn a_node_paused_in_the_start_lead_does_not_run_what_was_recovered_meanwhi
     tokio::time::sleep(Duration::from_secs(4)).await;
     paused.resume();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let text = std::fs::read_to_string(&sidelog).unwrap_or_default();
-    let mut runs: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for l in text.lines().filter(|l| l.starts_with("S\t")) {
-        let f: Vec<&str> = l.split('\t').collect();
-        runs.entry((f[1].to_string(), f[2].to_string())).or_default().push(f[4].to_string());
-    }
+    let runs = side_runs(&sidelog);
     let twice: Vec<_> = runs.iter().filter(|(_, nodes)| nodes.len() > 1).collect();
     assert!(twice.is_empty(), "fires run twice: {twice:?}");
     // The instant paused in was run once, by the other node (the re-run).
     for id in &ids {
-        let by = runs.get(&(id.clone(), instant.to_string()));
+        let by = runs.get(&(id.clone(), instant));
         assert!(by.is_some_and(|n| n.len() == 1), "{id}@{instant}: {by:?}");
     }
 }
@@ -758,15 +753,7 @@ async fn a_lost_claim_reply_leaves_the_masters_own_fires_to_its_rescan() {
             .await
             .expect("put");
     }
-    let runs = || {
-        let text = std::fs::read_to_string(&sidelog).unwrap_or_default();
-        let mut runs: BTreeMap<(String, i64), usize> = BTreeMap::new();
-        for l in text.lines().filter(|l| l.starts_with("S\t")) {
-            let f: Vec<&str> = l.split('\t').collect();
-            *runs.entry((f[1].to_string(), f[2].parse().unwrap_or(0))).or_default() += 1;
-        }
-        runs
-    };
+    let runs = || side_runs(&sidelog);
     eventually(Duration::from_secs(15), "the jobs run", || {
         let n = runs().len();
         async move { (n >= 3).then_some(()) }
@@ -783,7 +770,7 @@ async fn a_lost_claim_reply_leaves_the_masters_own_fires_to_its_rescan() {
     let (from, to) = (armed_at / 1000 * 1000, armed_at / 1000 * 1000 + 3000);
     for id in &ids {
         for at in (from..=to).step_by(1000) {
-            assert_eq!(runs.get(&(id.clone(), at)), Some(&1), "{id}@{at} ran once: {runs:?}");
+            assert_eq!(runs.get(&(id.clone(), at)).map(Vec::len), Some(1), "{id}@{at} ran once: {runs:?}");
         }
     }
 }
@@ -947,4 +934,44 @@ async fn a_failover_job_with_no_live_node_of_its_list_is_recorded_failed() {
     .await;
     assert!(failed.error.contains("not among the job's failover nodes (ghost-1, ghost-2)"), "{}", failed.error);
     assert!(side_runs(&sidelog).is_empty(), "it ran: {:?}", side_runs(&sidelog));
+}
+
+/// A node hands a fire it cannot run to one that can (here: a shell job triggered on a node
+/// without shell), and the hand-over's reply is lost (failpoint `lose_reap_reply`) after it
+/// committed. The fire runs on the other node; the handing node's attempt, which it never
+/// recorded, is closed by the master's sweep (`skipped`, saying where the fire went), not left
+/// `pending` for ever.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_hand_over_whose_reply_is_lost_still_closes_its_attempt() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let shell = ["--enable-shell", "--shell-allow", "/bin/sh"];
+    let n1 = TestNode::start(&b, "n1", &shell).await;
+    let port = common::free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let n2 = TestNode::start(&b, "n2", &["--metrics-listen", &metrics]).await;
+    agreed_master(&[&n1, &n2]).await;
+    let mut c = n1.client().await;
+    let j = job("sh", "0 0 0 1 1 *", "shell", json!({"sh": "echo hi"}));
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    let url = format!("http://127.0.0.1:{port}/failpoints/lose_reap_reply");
+    let r = reqwest::Client::new().put(&url).body("1*return").send().await.expect("arm");
+    assert!(r.status().is_success(), "{}", r.status());
+    let t = n2.client().await.trigger_job(pb::TriggerJobRequest { id: "sh".into(), ..Default::default() }).await;
+    let first = t.expect("trigger").into_inner().execution.expect("execution").id;
+    let records = eventually(Duration::from_secs(20), "the run on n1 and the first attempt closed", || {
+        let mut c = c.clone();
+        let first = first.clone();
+        async move {
+            let e = executions(&mut c, "sh").await;
+            let ran = e.iter().any(|x| common::state(x) == pb::ExecutionState::Succeeded && x.node_id == "n1");
+            let closed = e.iter().any(|x| x.id == first && common::state(x) == pb::ExecutionState::Skipped);
+            (ran && closed).then_some(e)
+        }
+    })
+    .await;
+    assert!(n2.log().contains("lose_reap_reply"), "the failpoint was hit");
+    let closed = records.iter().find(|x| x.id == first).expect("first attempt");
+    assert!(closed.error.contains("handed to n1"), "{closed:?}");
 }

@@ -844,6 +844,10 @@ async fn a_hand_over_spends_no_recovery(s: Arc<dyn Store>) {
     // on n2, where the fire is only queued.
     let read = s.get_execution(&first.exec_id).await.expect("get").expect("the first attempt's record");
     assert!(!(read.state == ExecState::Running && read.node_id == "n2"), "{read:?}");
+    // The hand-over left its attempt to close, for the sweep should n1 never record it (its reply
+    // lost): handed, not lost.
+    let closing = s.closings().await.expect("closings").into_iter().find(|c| c.exec_id == first.exec_id);
+    assert!(closing.as_ref().is_some_and(|c| c.handed && !c.lost && c.target == "n2"), "{closing:?}");
     assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&fire));
     assert!(matches!(s.start(&fire, "n2", "i2", "y", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
     // n2 dies running it: the master's reap spends the fire's first recovery, which is allowed.

@@ -342,7 +342,16 @@ impl Recovery {
     async fn close_dead_attempt(&self, c: &Closing) -> Result<()> {
         let prev = if c.exec_id.is_empty() { None } else { self.store.get_execution(&c.exec_id).await? };
         let dead = &c.dead_node;
-        if c.lost {
+        if c.handed {
+            // Handed over by its own node, whose record of it never came (the hand-over's reply
+            // was lost): not run there, and run again where it went.
+            if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
+                e.node_id = dead.clone();
+                e.close(ExecState::Skipped, format!("not run on {dead}: handed to {}, which runs it", c.target));
+                e.next_attempt_ms = Some(now_ms());
+                self.store.finish_execution(&e, false).await?;
+            }
+        } else if c.lost {
             let mut e = prev.unwrap_or_else(|| {
                 let mut e = Execution::pending(&c.job_id, c.fire_id.clone(), c.sched_ms, dead, 1);
                 if !c.exec_id.is_empty() {
@@ -403,6 +412,7 @@ impl Recovery {
                 let c = Closing {
                     exec_id: exec_id.clone(),
                     lost: true,
+                    handed: false,
                     fire_id: fire_id.to_string(),
                     job_id: job_id.clone(),
                     sched_ms: *sched_ms,
@@ -415,6 +425,7 @@ impl Recovery {
                 let c = Closing {
                     exec_id: dead_exec_id.clone(),
                     lost: false,
+                    handed: false,
                     fire_id: fire_id.to_string(),
                     job_id: String::new(),
                     sched_ms: 0,

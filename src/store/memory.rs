@@ -775,10 +775,12 @@ impl FireStore for MemoryStore {
                         fm.state = FireState::Lost;
                         Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
                     };
-                    if !matches!(r.by, ReapBy::Handoff { .. }) && !f.exec.is_empty() {
+                    if !f.exec.is_empty() {
+                        let lost = matches!(out, Reap::Lost { .. });
                         let closing = Closing {
                             exec_id: f.exec.clone(),
-                            lost: matches!(out, Reap::Lost { .. }),
+                            lost,
+                            handed: !lost && matches!(r.by, ReapBy::Handoff { .. }),
                             fire_id: r.fire_id.clone(),
                             job_id: f.job.clone(),
                             sched_ms: f.sched,

@@ -468,6 +468,9 @@ pub struct Closing {
     pub exec_id: String,
     /// True: the fire is lost (recovery `lost`, or out of recoveries). False: it is re-run.
     pub lost: bool,
+    /// The attempt's own node handed the fire over (`ReapBy::Handoff`): it records its attempt
+    /// itself, and this closes it only when it never did (the hand-over's reply was lost).
+    pub handed: bool,
     pub fire_id: String,
     pub job_id: String,
     pub sched_ms: i64,

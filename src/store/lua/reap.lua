@@ -42,9 +42,12 @@ if st == 'queued' or st == 'accepted' then
 end
 -- The dead attempt goes into `closing` in this same step: the caller records it lost (and alerts for
 -- a lost fire), then deletes the entry; were this reply lost, the master's next sweep finds it.
--- Not for a handoff: the handing node records its own attempt.
+-- For a handoff too, as kind 'handoff' when the fire runs again: the handing node records its own
+-- attempt; were the reply lost, it would not (its fire has left its list, so its rescan never
+-- comes back to it), and the sweep closes the attempt instead.
 local function closing(kind)
-  if f[6] and mode ~= 'handoff' then
+  if f[6] then
+    if mode == 'handoff' and kind == 'rerun' then kind = 'handoff' end
     redis.call('HSET', KEYS[9], f[6], table.concat({kind, ARGV[2], f[4] or '', f[5] or '0', ARGV[7], ARGV[6]}, '\t'))
   end
 end

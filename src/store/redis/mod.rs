@@ -1124,6 +1124,7 @@ impl FireStore for RedisStore {
                 Some(Closing {
                     exec_id,
                     lost: *kind == "lost",
+                    handed: *kind == "handoff",
                     fire_id: fire.to_string(),
                     job_id: job.to_string(),
                     sched_ms: sched.parse().unwrap_or(0),
