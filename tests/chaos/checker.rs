@@ -478,7 +478,10 @@ fn death_after(h: &History, node: &str, start: i64) -> Option<i64> {
 fn failovers(h: &History) -> Vec<i64> {
     let mut out = Vec::new();
     let shard0: Vec<&str> = h.jobs.iter().filter(|j| j.shard == 0).map(|j| j.id.as_str()).collect();
-    for f in h.faults.iter().filter(|f| f.was_master) {
+    // Only faults that take the master away: a reply lost on the master, or a slow gRPC port,
+    // leaves it master, and the next higher epoch (the next real failover's) would be counted as
+    // this fault's failover time.
+    for f in h.faults.iter().filter(|f| f.was_master && takes_the_master_away(&f.kind)) {
         let first = h
             .runs
             .iter()
@@ -491,6 +494,12 @@ fn failovers(h: &History) -> Vec<i64> {
         }
     }
     out
+}
+
+/// Faults after which the master's process is gone or cut off until its lease runs out: killed,
+/// paused, restarted, partitioned from Redis, or killed at a failpoint.
+fn takes_the_master_away(kind: &str) -> bool {
+    matches!(kind, "kill_master" | "pause_master" | "restart_node" | "partition") || kind.starts_with("failpoint:")
 }
 
 #[cfg(test)]
@@ -561,6 +570,27 @@ mod tests {
             late_bound_ms: 5000,
             redis_faults_explain: true,
         }
+    }
+
+    /// The failover time counts faults that take the master away, not a reply lost on it (which
+    /// would count up to the next real failover's first run).
+    #[test]
+    fn failover_time_counts_only_faults_that_take_the_master_away() {
+        let mut h = clean();
+        let fault = |kind: &str, at_ms| Fault {
+            kind: kind.into(),
+            node: Some("n1".into()),
+            at_ms,
+            until_ms: at_ms + 100,
+            dead_ms: None,
+            was_master: true,
+            epoch_before: 99_000,
+        };
+        h.faults.push(fault("lost_reply:lose_reap_reply", 100_500));
+        h.faults.push(fault("kill_master", 104_000));
+        let r = check(&h);
+        // The first run at epoch 104,900 starts at 105,005: 1,005 ms after the kill.
+        assert_eq!(r.failover_ms, vec![1_005], "{:?}", r.failover_ms);
     }
 
     #[test]
