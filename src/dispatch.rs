@@ -142,11 +142,13 @@ pub fn decide_by(
             spec.failover_nodes.join(", "),
             fire.handler
         )),
-        None => Decision::Unrunnable(format!(
-            "handler '{}' is not registered on any live node (no live node has it)",
-            fire.handler
-        )),
+        None => nobody_has(fire.handler),
     }
+}
+
+/// A fire whose handler no live node has: unrunnable, saying so (by either rule).
+fn nobody_has(handler: &str) -> Decision {
+    Decision::Unrunnable(format!("handler '{handler}' is not registered on any live node (no live node has it)"))
 }
 
 /// Where a fire runs. `peers` are the live nodes with a fresh load report, this node excluded.
@@ -168,10 +170,7 @@ pub fn decide(fire: FireNeeds, here: Here, threshold: f64, peers: &[Peer]) -> De
         // Only worth it if the peer is less loaded than we are (or we cannot run it at all).
         Some(p) if !here.has_handler || p.load.ratio() < here.load.ratio() => Decision::SendTo(p.clone()),
         _ if here.has_handler => Decision::RunHere,
-        _ => Decision::Unrunnable(format!(
-            "handler '{}' is not registered on any live node (no live node has it)",
-            fire.handler
-        )),
+        _ => nobody_has(fire.handler),
     }
 }
 

@@ -342,16 +342,7 @@ impl Recovery {
     async fn close_dead_attempt(&self, c: &Closing) -> Result<()> {
         let prev = if c.exec_id.is_empty() { None } else { self.store.get_execution(&c.exec_id).await? };
         let dead = &c.dead_node;
-        if c.handed {
-            // Handed over by its own node, whose record of it never came (the hand-over's reply
-            // was lost): not run there, and run again where it went.
-            if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
-                e.node_id = dead.clone();
-                e.close(ExecState::Skipped, format!("not run on {dead}: handed to {}, which runs it", c.target));
-                e.next_attempt_ms = Some(now_ms());
-                self.store.finish_execution(&e, false).await?;
-            }
-        } else if c.lost {
+        if c.lost {
             let mut e = prev.unwrap_or_else(|| {
                 let mut e = Execution::pending(&c.job_id, c.fire_id.clone(), c.sched_ms, dead, 1);
                 if !c.exec_id.is_empty() {
@@ -370,9 +361,15 @@ impl Recovery {
                 tracing::warn!(fire = %c.fire_id, node = %dead, "fire lost with its node");
             }
         } else if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
-            // The attempt that died is over: say so, rather than leave its record `running`.
+            // The attempt is over, and the fire runs again on `target`: say so, rather than leave
+            // its record open. It died with its node; or its own node handed the fire over and its
+            // record of that never came (the hand-over's reply was lost): not run there.
+            let (state, why) = match c.handed {
+                true => (ExecState::Skipped, format!("not run on {dead}: handed to {}, which runs it", c.target)),
+                false => (ExecState::Lost, format!("lost: node {dead} died while running it; re-run on {}", c.target)),
+            };
             e.node_id = dead.clone();
-            e.close(ExecState::Lost, format!("lost: node {dead} died while running it; re-run on {}", c.target));
+            e.close(state, why);
             // Not the fire's outcome: it runs again, as a new attempt (see `next_attempt_ms`).
             e.next_attempt_ms = Some(now_ms());
             self.store.finish_execution(&e, false).await?;

@@ -153,6 +153,17 @@ impl State {
         self.hb.get(node).is_some_and(|(i, exp)| i == inc && *exp > now)
     }
 
+    /// A fire made `accepted` by `node`'s incarnation `inc`, at the head of its processing list
+    /// (accept.lua, claim.lua's `here`, steal.lua).
+    fn take(&mut self, fire_id: &str, node: &str, inc: &str) {
+        if let Some(f) = self.fires.get_mut(fire_id) {
+            f.state = FireState::Accepted;
+            f.node = node.to_string();
+            f.inc = inc.to_string();
+        }
+        self.processing.entry(node.to_string()).or_default().insert(0, fire_id.to_string());
+    }
+
     fn remove_processing(&mut self, node: &str, fire_id: &str) {
         if let Some(p) = self.processing.get_mut(node) {
             p.retain(|x| x != fire_id);
@@ -361,23 +372,19 @@ impl FireStore for MemoryStore {
                     (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
                 };
                 let mut fire = self.new_fire(&exec, fs, now, false);
-                let here = c.here && st.live(&fence.node_id, &fence.incarnation, now);
-                let outcome = match outcome {
-                    // Into the claimer's hands, as `accept_many` would make it at once.
-                    ClaimOutcome::Claimed if here => {
-                        fire.state = FireState::Accepted;
-                        fire.node = fence.node_id.clone();
-                        fire.inc = fence.incarnation.clone();
-                        st.processing.entry(fence.node_id.clone()).or_default().insert(0, c.exec.fire_id.clone());
-                        ClaimOutcome::Here
-                    }
-                    other => other,
-                };
                 if fs != FireState::Dispatching {
                     // Ended at its claim (skipped, misfired): remembered as long as an ended fire is.
                     fire.expiry = now + (super::FIRE_MEMORY_MS as i64).min(self.retention_ms);
                 }
                 st.fires.insert(c.exec.fire_id.clone(), fire);
+                let outcome = match outcome {
+                    // Into the claimer's hands, as `accept_many` would make it at once.
+                    ClaimOutcome::Claimed if c.here && st.live(&fence.node_id, &fence.incarnation, now) => {
+                        st.take(&c.exec.fire_id, &fence.node_id, &fence.incarnation);
+                        ClaimOutcome::Here
+                    }
+                    other => other,
+                };
                 st.insert_exec(&exec, self.retention_ms, now);
                 announce.push(exec);
                 out.push(outcome);
@@ -450,17 +457,14 @@ impl FireStore for MemoryStore {
                 out.push(w.clone());
                 continue;
             }
-            let Some(f) = st.fires.get_mut(fire_id) else {
+            let Some((state, mine)) = st.fires.get(fire_id).map(|f| (f.state, f.node == node)) else {
                 out.push(Accept::Unknown);
                 continue;
             };
-            match f.state {
-                FireState::Accepted | FireState::Running if f.node == node => out.push(Accept::Already),
+            match state {
+                FireState::Accepted | FireState::Running if mine => out.push(Accept::Already),
                 FireState::Dispatching => {
-                    f.state = FireState::Accepted;
-                    f.node = node.to_string();
-                    f.inc = inc.to_string();
-                    st.processing.entry(node.to_string()).or_default().insert(0, fire_id.to_string());
+                    st.take(fire_id, node, inc);
                     out.push(Accept::Accepted);
                 }
                 _ => out.push(Accept::Taken),
@@ -525,12 +529,7 @@ impl FireStore for MemoryStore {
         if let Some(q) = st.queues.get_mut(victim) {
             q.pop_back();
         }
-        if let Some(f) = st.fires.get_mut(&fire) {
-            f.state = FireState::Accepted;
-            f.node = node.to_string();
-            f.inc = inc.to_string();
-        }
-        st.processing.entry(node.to_string()).or_default().insert(0, fire.clone());
+        st.take(&fire, node, inc);
         Ok(Some(fire))
     }
 
