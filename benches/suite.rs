@@ -666,8 +666,8 @@ async fn scale_one(jobs: usize) -> Value {
 /// jobs' history caps. `jobs` no-op jobs fire every second on one node whose jobs keep their newest
 /// `keep` executions (`--execution-keep-last`); Redis `used_memory`, the executions retained and the
 /// ended fires' hashes are sampled every 5 s. Once the caps bind (after about `keep` seconds) the
-/// executions stay flat and only the ended fires' hashes grow, until they expire after
-/// FIRE_MEMORY_MS (10 min): the soak (ROTA_BENCH_HISTORY_SECS=900) shows memory flat after that.
+/// executions stay flat: an ended fire's hash is its execution's record (PROTOCOL 4.2), deleted with
+/// it by the cap; the soak (ROTA_BENCH_HISTORY_SECS=900) shows memory flat.
 async fn history() -> Value {
     let jobs = env_num("ROTA_BENCH_HISTORY_JOBS", 200) as usize;
     let secs = env_num("ROTA_BENCH_HISTORY_SECS", 60);
@@ -712,29 +712,33 @@ async fn history() -> Value {
     let mut samples = Vec::new();
     while t.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let (execs, fires) = (count(&exec_pattern).len(), count(&fire_pattern).len());
+        // An execution is retained as its fire's hash (the fire's current attempt's record) or, for
+        // the rare others, as a record kept apart (PROTOCOL 4.2).
+        let (apart, fires) = (count(&exec_pattern).len(), count(&fire_pattern).len());
         samples.push(json!({"t_s": t.elapsed().as_secs(), "used_memory": redis_used_memory(&url).saturating_sub(base),
-            "executions": execs, "fire_hashes": fires}));
+            "executions": apart + fires, "fire_hashes": fires, "records_apart": apart}));
     }
     let backlog: u64 = common::redis_cmd(redis.port, &["LLEN", &keys.archive()]).unwrap_or(0);
     drop(node);
     let archived: Option<u64> =
         pg.as_ref().and_then(|p| p.psql("rota", "SELECT count(*) FROM rota_executions").trim().parse().ok());
-    // What one retained execution takes (its record and its entries in the two indexes) and what an
-    // ended fire's hash takes, by MEMORY USAGE over a sample.
+    // What one retained execution takes (its record: its fire's hash, or one kept apart; and its
+    // entries in the two indexes), by MEMORY USAGE over a sample.
     let mut c = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).expect("redis");
     let mut usage = |key: &str| -> u64 {
         redis::cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0).query(&mut c).unwrap_or(0)
     };
-    let execs = count(&exec_pattern);
+    let apart = count(&exec_pattern);
     let fires = count(&fire_pattern);
     let sample = |v: &[String]| v.iter().take(500).cloned().collect::<Vec<_>>();
     let avg = |keys: Vec<String>, usage: &mut dyn FnMut(&str) -> u64| {
         keys.iter().map(|k| usage(k)).sum::<u64>() as f64 / keys.len().max(1) as f64
     };
-    let record = avg(sample(&execs), &mut usage);
+    let apart_record = avg(sample(&apart), &mut usage);
     let fire_hash = avg(sample(&fires), &mut usage);
-    let all_index = usage(&keys.execs()) as f64 / execs.len().max(1) as f64;
+    let retained = apart.len() + fires.len();
+    let record = (apart_record * apart.len() as f64 + fire_hash * fires.len() as f64) / retained.max(1) as f64;
+    let all_index = usage(&keys.execs()) as f64 / retained.max(1) as f64;
     let job_index = usage(&keys.job_execs("h00000")) as f64 / keep.parse::<f64>().unwrap_or(1.0).max(1.0);
     let last = samples.last().cloned().unwrap_or(Value::Null);
     let half = samples.get(samples.len() / 2).cloned().unwrap_or(Value::Null);
@@ -751,7 +755,9 @@ async fn history() -> Value {
         "redis_bytes_execution_record": record,
         "redis_bytes_per_index_entry": all_index + job_index,
         "redis_bytes_per_ended_fire_hash": fire_hash,
-        "executions_retained": execs.len(),
+        "redis_bytes_per_record_kept_apart": apart_record,
+        "records_kept_apart": apart.len(),
+        "executions_retained": retained,
         "used_memory_growth_bytes_per_s_second_half": grown("used_memory") / span,
         "executions_growth_per_s_second_half": grown("executions") / span,
         "postgres": pg.is_some(),

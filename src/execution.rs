@@ -62,7 +62,9 @@ impl ExecState {
     }
 }
 
-/// One attempt at a fire. Stored as JSON; `id` is a UUIDv7 so ids sort by creation time.
+/// One attempt at a fire. Its `id` names the fire and sorts by creation time
+/// (`new_execution_id`). Stored as JSON where it is kept apart from its fire (section 4.2 of
+/// docs/PROTOCOL.md), and as the fire hash's fields while it is the fire's current attempt.
 /// Empty fields are left out of the JSON (every retained record is Redis memory): `stderr`,
 /// `start_ms`, `end_ms`, `next_attempt_ms` always were; `error`, `output` and `manual` are since
 /// issue 14's history store (about 38 bytes a record), because the release before this one already
@@ -106,7 +108,7 @@ impl Execution {
     /// A new pending execution for `fire_id`.
     pub fn pending(job_id: &str, fire_id: String, scheduled_ms: i64, node_id: &str, attempt: u32) -> Execution {
         Execution {
-            id: new_execution_id(),
+            id: new_execution_id(&fire_id),
             job_id: job_id.to_string(),
             fire_id,
             scheduled_ms,
@@ -124,10 +126,22 @@ impl Execution {
         }
     }
 
+    /// A manual fire's first execution (TriggerJob): its fire is named by the same stamp as the
+    /// execution, so the fire's token bounds its executions' ids (`first_exec_id_of`).
+    pub fn manual(job_id: &str, scheduled_ms: i64, node_id: &str) -> Execution {
+        let stamp = new_stamp();
+        let fire_id = manual_fire_id(job_id, &stamp);
+        let mut e = Execution::pending(job_id, fire_id, scheduled_ms, node_id, 1);
+        e.id = format!("{stamp}{EXEC_ID_SEP}{}", e.fire_id);
+        e.manual = true;
+        e
+    }
+
     /// The record of this fire when the job's no-overlap lock was held by an earlier fire.
     pub fn skipped_by_lock(&self) -> Execution {
         let mut e = self.clone();
         e.state = ExecState::Skipped;
+        e.end_ms = Some(crate::clock::now_ms());
         e.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
         e
     }
@@ -136,7 +150,7 @@ impl Execution {
     /// record of its own (new id), so the fire's real outcome is never overwritten.
     pub fn superseded(&self) -> Execution {
         let mut e = self.clone();
-        e.id = new_execution_id();
+        e.id = new_execution_id(&self.fire_id);
         e.state = ExecState::Superseded;
         // Evidence only: whatever follows the fire is said by its real records.
         e.next_attempt_ms = None;
@@ -233,15 +247,13 @@ pub fn manual_fire_id(job_id: &str, token: &str) -> String {
 }
 
 /// The lowest execution id a fire's executions can have, for listing them without scanning older
-/// ones: a manual fire's token is its first execution's id; a scheduled fire's executions are made
-/// from its claim on, at most `FIRE_AHEAD_MS` before its instant (a minute of margin here, for
-/// clock corrections). None when the id gives no bound (a token that is not an execution id).
+/// ones: a manual fire's token is its first execution's stamp (or, made before ids named their
+/// fire, its whole id); a scheduled fire's executions are made from its claim on, at most
+/// `FIRE_AHEAD_MS` before its instant (a minute of margin here, for clock corrections). None when
+/// the id gives no bound (a token that is not a stamp).
 pub fn first_exec_id_of(fire: &FireId<'_>) -> Option<String> {
     match fire.instant {
-        FireInstant::Manual(token) => {
-            let u = uuid::Uuid::parse_str(token).ok()?;
-            (u.get_version_num() == 7 && u.hyphenated().to_string() == token).then(|| token.to_string())
-        }
+        FireInstant::Manual(token) => stamp_ms(token).is_some().then(|| token.to_string()),
         FireInstant::Scheduled(ms) => {
             let ms = u64::try_from(ms.saturating_sub(60_000)).unwrap_or(0).min((1 << 48) - 1);
             Some(format!("{:08x}-{:04x}-0000-0000-000000000000", ms >> 16, ms & 0xffff))
@@ -256,15 +268,77 @@ pub fn id_floor(ms: i64) -> String {
     format!("{:08x}-{:04x}", (ms >> 16) & 0xffff_ffff, ms & 0xffff)
 }
 
-/// Orders the ids made by this process within one millisecond (as `Uuid::now_v7` does).
-static ID_CONTEXT: std::sync::Mutex<uuid::ContextV7> = std::sync::Mutex::new(uuid::ContextV7::new());
+/// The last stamp this process made: its milliseconds and counter.
+static LAST_STAMP: std::sync::Mutex<(u64, u16)> = std::sync::Mutex::new((0, 0));
 
-/// A UUIDv7 stamped with the cluster clock, so ids made on different nodes sort by when they
-/// were made even when a node's own clock is off.
-pub fn new_execution_id() -> String {
-    let us = u64::try_from(crate::clock::now_us()).unwrap_or(0);
-    let ts = uuid::Timestamp::from_unix(&ID_CONTEXT, us / 1_000_000, (us % 1_000_000) as u32 * 1000);
-    uuid::Uuid::new_v7(ts).to_string()
+/// What separates an execution id's stamp from its fire id: a character no fire id holds.
+pub const EXEC_ID_SEP: char = '~';
+/// Length of a stamp: `xxxxxxxx-xxxx-7xxx`, shaped as the first three groups of a UUIDv7.
+const STAMP_LEN: usize = 18;
+
+/// A stamp: 48 bits of milliseconds of the cluster clock and a 12-bit counter, written as the first
+/// three groups of a UUIDv7. Stamps made by one process rise strictly (the counter, starting at a
+/// random value in each millisecond, carries into the milliseconds as `Uuid::now_v7` does), and
+/// stamps made on different nodes sort by when they were made even when a node's own clock is off.
+fn new_stamp() -> String {
+    let now = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
+    let (ms, seq) = {
+        let mut last = LAST_STAMP.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = if now > last.0 {
+            (now, rand::random::<u16>() & 0x7ff)
+        } else if last.1 < 0xfff {
+            (last.0, last.1 + 1)
+        } else {
+            (last.0 + 1, 0)
+        };
+        *last
+    };
+    format!("{:08x}-{:04x}-7{:03x}", (ms >> 16) & 0xffff_ffff, ms & 0xffff, seq)
+}
+
+/// The milliseconds a stamp (or a whole UUIDv7, which starts with one) was made at.
+fn stamp_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let hex = |r: std::ops::Range<usize>| b.get(r).filter(|x| x.iter().all(u8::is_ascii_hexdigit));
+    let (hi, lo, ver) = (hex(0..8)?, hex(9..13)?, hex(14..STAMP_LEN)?);
+    if b.get(8) != Some(&b'-') || b.get(13) != Some(&b'-') || ver[0] != b'7' {
+        return None;
+    }
+    let text = |x: &[u8]| std::str::from_utf8(x).ok().and_then(|t| i64::from_str_radix(t, 16).ok());
+    Some((text(hi)? << 16) | text(lo)?)
+}
+
+/// An execution id: `<stamp>~<fire id>`. The stamp (`new_stamp`) makes ids sort by when they were
+/// made, as the whole UUIDv7s of earlier releases did (and sort with them: their first 18
+/// characters are a stamp); the fire id says where the record is: the fire hash holds its current
+/// attempt's (section 4.2 of docs/PROTOCOL.md). Two executions of one fire made in the same
+/// millisecond on one node differ by the counter; on two nodes, by the counter's random start.
+pub fn new_execution_id(fire_id: &str) -> String {
+    format!("{}{EXEC_ID_SEP}{fire_id}", new_stamp())
+}
+
+/// The fire an execution id names; None for an id made before ids named their fire (a UUIDv7).
+pub fn fire_of_execution(id: &str) -> Option<&str> {
+    id.split_once(EXEC_ID_SEP).map(|(_, fire)| fire)
+}
+
+/// When an execution was made, from its id (its stamp, or an older id's UUIDv7).
+pub fn execution_ms(id: &str) -> Option<i64> {
+    stamp_ms(id)
+}
+
+/// Why a string is not an execution id: neither `<stamp>~<fire id>` nor (made before ids named
+/// their fire) a UUID.
+pub fn execution_id_problem(id: &str) -> Option<String> {
+    match id.split_once(EXEC_ID_SEP) {
+        Some((stamp, fire)) => {
+            if stamp.len() != STAMP_LEN || stamp_ms(stamp).is_none() {
+                return Some("its part before '~' is not a stamp ('xxxxxxxx-xxxx-7xxx', hex)".into());
+            }
+            FireId::parse(fire).err().map(|e| format!("its part after '~' is not a fire id: {e}"))
+        }
+        None => uuid::Uuid::parse_str(id).is_err().then(|| "is not '<stamp>~<fire id>'".to_string()),
+    }
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.
@@ -343,15 +417,19 @@ mod tests {
     #[test]
     fn a_fires_first_execution_id_bounds_its_executions() {
         let now = crate::clock::now_ms();
-        let id = new_execution_id();
         let scheduled = scheduled_fire_id("j", now);
+        let id = new_execution_id(&scheduled);
         let bound = first_exec_id_of(&FireId::parse(&scheduled).expect("fire")).expect("bound");
         assert!(bound <= id, "{bound} <= {id}");
         let later = scheduled_fire_id("j", now + 120_000);
         let bound = first_exec_id_of(&FireId::parse(&later).expect("fire")).expect("bound");
         assert!(bound > id, "an id two minutes before the fire is below its bound");
-        let manual = manual_fire_id("j", &id);
-        assert_eq!(first_exec_id_of(&FireId::parse(&manual).expect("fire")), Some(id.clone()));
+        let manual = Execution::manual("j", now, "n1");
+        let bound = first_exec_id_of(&FireId::parse(&manual.fire_id).expect("fire")).expect("bound");
+        assert!(bound.as_str() < manual.id.as_str() && manual.id.starts_with(&bound), "{bound} {}", manual.id);
+        // A manual fire made before ids named their fire: its token is a whole UUIDv7.
+        let old = uuid::Uuid::now_v7().to_string();
+        assert_eq!(first_exec_id_of(&FireId::parse(&manual_fire_id("j", &old)).expect("fire")), Some(old.clone()));
         // A token that is not an execution id gives no bound (its fire is searched in full).
         assert_eq!(first_exec_id_of(&FireId::parse("j@m:abc").expect("fire")), None);
         assert!(first_exec_id_of(&FireId::parse("j@0").expect("fire")).is_some());
@@ -382,9 +460,40 @@ mod tests {
 
     #[test]
     fn execution_ids_sort_by_time() {
-        let a = new_execution_id();
+        let a = new_execution_id("z@1");
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let b = new_execution_id();
+        let b = new_execution_id("a@1");
         assert!(a < b);
+        // Within a millisecond on one node, by the counter; and among the UUIDv7 ids of before.
+        let (c, d) = (new_execution_id("z@1"), new_execution_id("a@1"));
+        assert!(c < d, "{c} {d}");
+        let old = uuid::Uuid::now_v7().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(old < new_execution_id("a@1"));
+    }
+
+    #[test]
+    fn an_execution_id_names_its_fire_and_when_it_was_made() {
+        let id = new_execution_id("report.daily@1767000000000");
+        assert_eq!(fire_of_execution(&id), Some("report.daily@1767000000000"));
+        assert!((execution_ms(&id).expect("ms") - crate::clock::now_ms()).abs() < 60_000);
+        assert_eq!(execution_id_problem(&id), None);
+        let old = uuid::Uuid::now_v7().to_string();
+        assert_eq!((fire_of_execution(&old), execution_id_problem(&old)), (None, None));
+        assert!(execution_ms(&old).is_some());
+        for bad in [
+            "",
+            "x",
+            "~j@1",
+            "0190aaaa-bbbb-7ccc~",
+            "0190aaaa-bbbb-7ccc~j",
+            "0190aaaa-bbbb-6ccc~j@1",
+            "0190aaaa-bbbb-7ccc-dd~j@1",
+            "0190aaaa-bbbb-7ccz~j@1",
+            "0190aaaa-bbbb-7ccc~a b@1",
+        ] {
+            assert!(execution_id_problem(bad).is_some(), "{bad}");
+        }
+        assert_eq!(execution_ms("not-a-uuid"), None);
     }
 }

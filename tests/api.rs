@@ -318,7 +318,17 @@ async fn invalid_input_names_the_field(b: Backend) {
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().starts_with("page_size:"));
     let e = c.get_execution(pb::GetExecutionRequest { id: "x".into() }).await.expect_err("bad id");
-    assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "id: 'x' is not an execution id"));
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::InvalidArgument, "id: 'x' is not an execution id: is not '<stamp>~<fire id>'")
+    );
+    // An id whose fire part is not a fire id says which part is wrong.
+    let e =
+        c.get_execution(pb::GetExecutionRequest { id: "01a24984-4045-76c7~a b@1".into() }).await.expect_err("bad fire");
+    assert!(
+        e.message().starts_with("id: '01a24984-4045-76c7~a b@1' is not an execution id: its part after '~'"),
+        "{e:?}"
+    );
     let e =
         c.list_executions(pb::ListExecutionsRequest { state: 99, ..Default::default() }).await.expect_err("bad state");
     assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "state: unknown value 99"));

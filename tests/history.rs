@@ -71,8 +71,7 @@ async fn finished_executions_reach_postgres_and_list_as_one_history() {
     assert_eq!(ids(&all_pages(&n, frozen(2)).await), listed);
     // Redis no longer has the oldest, but GetExecution still finds it.
     let oldest = listed.last().expect("one").clone();
-    let in_redis: Option<String> = common::redis_cmd(redis.port, &["GET", &format!("{TAG}:exec:{oldest}")]);
-    assert!(in_redis.is_none(), "the oldest is still in Redis: the test shows nothing");
+    assert!(!in_redis(redis.port, &oldest), "the oldest is still in Redis: the test shows nothing");
     let mut c = n.client().await;
     let got = c.get_execution(pb::GetExecutionRequest { id: oldest.clone() }).await.expect("get").into_inner();
     assert_eq!(got.execution.map(|e| e.id), Some(oldest));
@@ -144,12 +143,7 @@ async fn postgres_down_loses_nothing_and_another_node_catches_up() {
     let finals = || -> BTreeSet<String> {
         let ids: Vec<String> =
             common::redis_cmd(redis.port, &["ZRANGE", &format!("{TAG}:execs"), "0", "-1"]).expect("index");
-        ids.into_iter()
-            .filter(|id| {
-                let rec: Option<String> = common::redis_cmd(redis.port, &["GET", &format!("{TAG}:exec:{id}")]);
-                rec.is_some_and(|r| !r.contains("\"state\":\"pending\"") && !r.contains("\"state\":\"running\""))
-            })
-            .collect()
+        ids.into_iter().filter(|id| final_in_redis(redis.port, id)).collect()
     };
     let want = finals();
     assert!(want.len() >= 10, "{} final records", want.len());
@@ -256,8 +250,7 @@ async fn an_archiver_killed_between_commit_and_trim_stores_nothing_twice() {
     let stored: BTreeSet<&str> = rows.lines().collect();
     assert_eq!(stored.len(), rows.lines().count(), "a row stored twice");
     for id in &ids {
-        let rec: Option<String> = common::redis_cmd(redis.port, &["GET", &format!("{TAG}:exec:{id}")]);
-        if rec.is_some_and(|r| !r.contains("\"state\":\"pending\"") && !r.contains("\"state\":\"running\"")) {
+        if final_in_redis(redis.port, id) {
             assert!(stored.contains(id.as_str()), "{id} is final in Redis but not archived");
         }
     }
@@ -284,4 +277,25 @@ async fn a_batch_with_a_record_twice_and_nul_output_is_stored() {
     assert_eq!(got.state, rota::execution::ExecState::Lost, "the last copy wins");
     let got = store.get(&nul.id).await.expect("get").expect("stored");
     assert_eq!(got.output, "a\u{fffd}b");
+}
+
+/// Whether Redis holds execution `id`'s record in a final state: the fire hash holding its outcome,
+/// or a record kept apart (PROTOCOL 4.2).
+fn final_in_redis(port: u16, id: &str) -> bool {
+    let (hash, rec) = records_in_redis(port, id);
+    matches!(hash.as_slice(), [Some(e), Some(_)] if e == id)
+        || rec.is_some_and(|r| !r.contains("\"state\":\"pending\"") && !r.contains("\"state\":\"running\""))
+}
+
+/// Whether Redis holds any record of execution `id`.
+fn in_redis(port: u16, id: &str) -> bool {
+    let (hash, rec) = records_in_redis(port, id);
+    matches!(hash.first(), Some(Some(e)) if e == id) || rec.is_some()
+}
+
+/// Execution `id`'s fire hash's `exec` and `ended`, and its record kept apart.
+fn records_in_redis(port: u16, id: &str) -> (Vec<Option<String>>, Option<String>) {
+    let fire = rota::execution::fire_of_execution(id).unwrap_or_default();
+    let hash = common::redis_cmd(port, &["HMGET", &format!("{TAG}:fire:{fire}"), "exec", "ended"]).unwrap_or_default();
+    (hash, common::redis_cmd(port, &["GET", &format!("{TAG}:exec:{id}")]))
 }

@@ -169,10 +169,7 @@ async fn misfire_and_duplicate_claims_advance_the_watermark(s: Arc<dyn Store>) {
 
 /// A manual fire's pending execution for `job` (what TriggerJob records).
 fn manual(job: &str) -> Execution {
-    let mut e = Execution::pending(job, String::new(), now_ms(), "n1", 1);
-    e.fire_id = rota::execution::manual_fire_id(job, &e.id);
-    e.manual = true;
-    e
+    Execution::manual(job, now_ms(), "n1")
 }
 
 async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
@@ -184,10 +181,13 @@ async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
         TriggerOutcome::Created(first.clone())
     );
     let again = mk();
-    assert_eq!(
-        s.trigger(&again, Some("k1"), false, 1000).await.expect("trigger"),
-        TriggerOutcome::Deduplicated(first.clone())
-    );
+    // The record read back: a pending execution names no node until one takes its fire (the Redis
+    // store's record is the fire hash, section 4.2); the memory store keeps the one it was given.
+    let pending = |e: &Execution| Execution { node_id: String::new(), ..e.clone() };
+    match s.trigger(&again, Some("k1"), false, 1000).await.expect("trigger") {
+        TriggerOutcome::Deduplicated(e) => assert_eq!(pending(&e), pending(&first)),
+        other => panic!("{other:?}"),
+    }
     let other = mk();
     assert_eq!(
         s.trigger(&other, Some("k2"), false, 1000).await.expect("trigger"),
@@ -203,6 +203,9 @@ async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
     assert!(matches!(s.trigger(&locked, None, true, 60_000).await.expect("t"), TriggerOutcome::Created(_)));
     let blocked = mk();
     assert!(matches!(s.trigger(&blocked, None, true, 60_000).await.expect("t"), TriggerOutcome::Skipped(_)));
+    let rec = s.get_execution(&blocked.id).await.expect("get").expect("the skipped fire's record");
+    assert_eq!((rec.state, rec.manual, rec.fire_id.as_str()), (ExecState::Skipped, true, blocked.fire_id.as_str()));
+    assert!(rec.error.contains("concurrency forbid") && rec.end_ms.is_some(), "{rec:?}");
 }
 
 async fn executions_list_newest_first_with_filters_and_pages(s: Arc<dyn Store>) {
@@ -713,6 +716,20 @@ async fn a_jobs_history_keeps_its_newest_runs_and_failures_longer(s: Arc<dyn Sto
     }
     let long = s.get_execution(&started[0].id).await.expect("get").map(|e| e.state);
     assert_eq!(long, Some(ExecState::Succeeded), "the long run's own record is kept");
+    // A fire waiting for its retry (its failed attempt recorded apart, the fire still running) is
+    // not deleted with that record by the trims of newer runs: its retry goes on.
+    let waiting = running(&*s, &fence, epoch, "g", base + 4000).await;
+    let mut failed = waiting.clone();
+    failed.close(ExecState::Failed, "first try");
+    failed.next_attempt_ms = Some(now_ms());
+    s.finish_execution(&failed, false).await.expect("the failed attempt");
+    for i in 5..8 {
+        let mut e = running(&*s, &fence, epoch, "g", base + i * 1000).await;
+        e.state = ExecState::Succeeded;
+        assert_eq!(s.finish(&e, "n1", "i1", keep, false).await.expect("finish"), Finish::Recorded);
+    }
+    let retry = Execution::pending("g", waiting.fire_id.clone(), waiting.scheduled_ms, "n1", 2);
+    assert_eq!(s.retry_attempt(&waiting.fire_id, "n1", "i1", &retry.id).await.expect("retry"), Some(2));
 }
 
 async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Store>) {
@@ -744,10 +761,15 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!(s.dead_nodes().await.expect("dead"), vec!["n1".to_string()]);
     assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Moved);
     assert_eq!(s.reap(&reap(NodeFires::Queued, &queued, false)).await.expect("reap"), Reap::Gone, "handled once");
-    let Reap::Rerun { dead_exec_id } = s.reap(&reap(NodeFires::Taken, &running, true)).await.expect("reap") else {
+    let Reap::Rerun { dead_exec_id, dead } = s.reap(&reap(NodeFires::Taken, &running, true)).await.expect("reap")
+    else {
         panic!("a running fire of a dead node is re-run")
     };
     assert!(!dead_exec_id.is_empty(), "the dead attempt is named, so it can be recorded lost");
+    // And described: the fire hash that was its record is the re-run's once that starts.
+    let sched = rota::execution::fire_due_ms(&running);
+    assert_eq!((dead.job_id.as_str(), Some(dead.sched_ms), dead.attempt), ("r", sched, 1));
+    assert!(dead.started_ms.is_some(), "{dead:?}");
     assert!(matches!(s.reap(&reap(NodeFires::Taken, &lost, false)).await.expect("reap"), Reap::Lost { .. }));
     let (q, p) = s.node_fires("n2").await.expect("lists");
     assert_eq!((q.len(), p.len()), (2, 0));
@@ -1096,10 +1118,78 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     assert!(matches!(got[2], Ok(Start::Run(_))), "{:?}", got[2]);
 }
 
+/// One record per fire (Redis only, PROTOCOL 4.2): the claim writes no record of its own, the fire
+/// hash reads as its first execution from the claim to the outcome the finish writes into it, and
+/// a retried attempt's record, kept apart while it runs, gives way to the hash's outcome.
+#[tokio::test]
+async fn redis_a_fire_hash_is_its_executions_record() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let s: &dyn Store = &store;
+    let fence = master(s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    let base = now_ms() / 1000 * 1000 + 60_000;
+    put(s, "one", base).await;
+    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    let exists =
+        |c: &mut ::redis::Connection, k: String| -> bool { ::redis::cmd("EXISTS").arg(k).query(c).expect("exists") };
+    let claimed = claim("one", base, Some(base + 1000), false);
+    assert_eq!(s.claim(&fence, std::slice::from_ref(&claimed)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let id = claimed.exec.id.clone();
+    assert!(!exists(&mut c, store.keys().exec(&id)), "no record of its own");
+    let pending = s.get_execution(&id).await.expect("get").expect("pending record");
+    assert_eq!(
+        (pending.state, pending.attempt, pending.scheduled_ms, pending.epoch),
+        (ExecState::Pending, 1, base, epoch)
+    );
+    let fire = claimed.exec.fire_id.clone();
+    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
+        panic!("not started")
+    };
+    assert_eq!(sf.exec_id, id, "the claim's execution is the one started");
+    let run = s.get_execution(&id).await.expect("get").expect("running record");
+    assert_eq!((run.state, run.node_id.as_str(), run.start_ms), (ExecState::Running, "n1", Some(sf.start_ms)));
+    let mut done = run.clone();
+    done.close(ExecState::Failed, "exit status 3");
+    done.output = "partial output".into();
+    done.stderr = "boom".into();
+    assert_eq!(s.finish(&done, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
+    assert!(!exists(&mut c, store.keys().exec(&id)), "still no record of its own");
+    assert_eq!(s.get_execution(&id).await.expect("get"), Some(done.clone()));
+    let (page, _) = s
+        .list_executions(&ExecFilter { job_id: Some("one".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("list");
+    assert_eq!(page, vec![done.clone()]);
+    // A retry: the failed first attempt is kept apart, the second runs with a record kept apart
+    // too (written while it runs), and its outcome goes into the hash, which then wins.
+    put(s, "two", base).await;
+    let mut first = running(s, &fence, epoch, "two", base).await;
+    first.start_ms = Some(now_ms());
+    first.close(ExecState::Failed, "first try");
+    first.next_attempt_ms = Some(now_ms());
+    s.finish_execution(&first, false).await.expect("record the failed attempt");
+    let mut second = Execution::pending("two", first.fire_id.clone(), base, "n1", 2);
+    second.epoch = epoch;
+    assert_eq!(s.retry_attempt(&first.fire_id, "n1", "i1", &second.id).await.expect("retry"), Some(2));
+    assert!(s.create_execution(&second).await.expect("create"));
+    second.state = ExecState::Running;
+    second.start_ms = Some(now_ms());
+    assert!(s.update_execution(&second).await.expect("update"));
+    assert_eq!(s.get_execution(&second.id).await.expect("get"), Some(second.clone()));
+    second.close(ExecState::Succeeded, "");
+    assert_eq!(s.finish(&second, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
+    assert_eq!(s.get_execution(&second.id).await.expect("get"), Some(second.clone()));
+    assert!(!exists(&mut c, store.keys().exec(&second.id)), "the running record kept apart is gone");
+    assert_eq!(s.get_execution(&first.id).await.expect("get"), Some(first.clone()));
+}
+
 /// A job's executions index outlives every record it indexes (Redis only): the finish refreshes
 /// its TTL to the retention and a margin on the job's first finish in the process (and every half
-/// hour after), so records its later finishes write, each kept the retention from its write,
-/// expire before the index does.
+/// hour after), so records its later finishes write, each kept the retention from its fire's claim
+/// (the fire hash is the record, section 4.2), expire before the index does.
 #[tokio::test]
 async fn redis_a_jobs_index_outlives_the_records_it_indexes() {
     let server = RedisServer::start();
@@ -1122,7 +1212,8 @@ async fn redis_a_jobs_index_outlives_the_records_it_indexes() {
     }
     let index: i64 = ::redis::cmd("PTTL").arg(store.keys().job_execs("ix")).query(&mut c).expect("pttl");
     for id in &ids {
-        let rec: i64 = ::redis::cmd("PTTL").arg(store.keys().exec(id)).query(&mut c).expect("pttl");
+        let fire = rota::execution::fire_of_execution(id).expect("an id names its fire");
+        let rec: i64 = ::redis::cmd("PTTL").arg(store.keys().fire(fire)).query(&mut c).expect("pttl");
         assert!(rec > 0 && index > rec, "index {index} ms, record {id} {rec} ms");
     }
 }

@@ -398,7 +398,7 @@ async fn requested_failover(extra: &[&str]) -> Runs {
     );
     settle_and_report(&format!("sentinel {extra:?}"), &timings, &nodes, &jobs, &runs).await;
     // The nodes write to the new primary: the fires after the switch are there.
-    let on_new: Option<Vec<String>> = common::redis_cmd(redis.replica.port, &["KEYS", "{rota:default:0}:exec:*"]);
+    let on_new: Option<Vec<String>> = common::redis_cmd(redis.replica.port, &["KEYS", "{rota:default:0}:fire:*"]);
     assert!(on_new.is_some_and(|k| !k.is_empty()), "records on the new primary");
     runs
 }

@@ -161,7 +161,7 @@ impl NodeService for NodeApi {
         req: Request<pb::WatchOutputRequest>,
     ) -> Result<Response<Self::WatchOutputStream>, Status> {
         let r = req.into_inner();
-        if uuid::Uuid::parse_str(&r.execution_id).is_err() {
+        if crate::execution::execution_id_problem(&r.execution_id).is_some() {
             return Err(Error::invalid("execution_id", "is not an execution id").into());
         }
         let (tx, rx) = tokio::sync::mpsc::channel(16);

@@ -198,8 +198,9 @@ impl SchedulerService for SchedulerApi {
         let before = if r.page_token.is_empty() {
             None
         } else {
-            uuid::Uuid::parse_str(&r.page_token)
-                .map_err(|_| Error::invalid("page_token", "is not a token from ListExecutions"))?;
+            if crate::execution::execution_id_problem(&r.page_token).is_some() {
+                return Err(Error::invalid("page_token", "is not a token from ListExecutions").into());
+            }
             Some(r.page_token)
         };
         if !r.node_id.is_empty() {
@@ -263,8 +264,9 @@ impl SchedulerService for SchedulerApi {
         req: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::GetExecutionResponse>, Status> {
         let id = req.into_inner().id;
-        if uuid::Uuid::parse_str(&id).is_err() {
-            return Err(Error::invalid("id", format!("'{id}' is not an execution id")).into());
+        if let Some(why) = crate::execution::execution_id_problem(&id) {
+            let id = crate::redact::value(&id);
+            return Err(Error::invalid("id", format!("'{id}' is not an execution id: {why}")).into());
         }
         let e = self.node.history.get(&id).await?.ok_or(Error::ExecutionNotFound(id))?;
         Ok(Response::new(pb::GetExecutionResponse { execution: Some(convert::execution(&e)) }))
@@ -311,8 +313,9 @@ impl SchedulerService for SchedulerApi {
         req: Request<pb::WatchExecutionOutputRequest>,
     ) -> Result<Response<Self::WatchExecutionOutputStream>, Status> {
         let id = req.into_inner().execution_id;
-        if uuid::Uuid::parse_str(&id).is_err() {
-            return Err(Error::invalid("execution_id", format!("'{id}' is not an execution id")).into());
+        if let Some(why) = crate::execution::execution_id_problem(&id) {
+            let id = crate::redact::value(&id);
+            return Err(Error::invalid("execution_id", format!("'{id}' is not an execution id: {why}")).into());
         }
         // Known, or NOT_FOUND now rather than in the stream.
         self.node.history.get(&id).await?.ok_or_else(|| Error::ExecutionNotFound(id.clone()))?;

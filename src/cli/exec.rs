@@ -180,11 +180,9 @@ fn progress(state: i32) -> u8 {
     }
 }
 
-/// When an execution was made, from its id (a UUIDv7 starts with its milliseconds since the epoch).
+/// When an execution was made, from its id (its stamp).
 fn id_ms(id: &str) -> Option<i64> {
-    let u = uuid::Uuid::parse_str(id).ok()?;
-    let b = u.as_bytes();
-    Some(b[..6].iter().fold(0i64, |acc, x| (acc << 8) | i64::from(*x)))
+    crate::execution::execution_ms(id)
 }
 
 fn now_ms() -> i64 {
@@ -425,7 +423,7 @@ mod tests {
 
     #[test]
     fn execution_ids_tell_when_they_were_made() {
-        let id = crate::execution::new_execution_id();
+        let id = crate::execution::new_execution_id("j@1");
         let made = id_ms(&id).expect("a uuid");
         assert!((made - now_ms()).abs() < 60_000, "{made}");
         assert_eq!(id_ms("not-a-uuid"), None);

@@ -179,9 +179,10 @@ pub(super) fn print_execs(execs: &[pb::Execution]) {
 }
 
 /// Column widths of `exec watch`, which prints rows as they come and so cannot measure them
-/// first: an execution id's 36 characters, a timestamp's 24, room for the longest state name; a
-/// longer job or node id pushes its line's later columns right.
-const WATCH_WIDTHS: [usize; 7] = [36, 16, 24, 10, 12, 7, 8];
+/// first: an execution id of a job id of up to 16 characters (18 for the stamp, the '~', the job,
+/// the '@' and 13 digits), a timestamp's 24, room for the longest state name; a longer job or node
+/// id pushes its line's later columns right.
+const WATCH_WIDTHS: [usize; 7] = [52, 16, 24, 10, 12, 7, 8];
 
 fn watch_line(cells: &[String]) {
     let s: Vec<String> = cells

@@ -342,14 +342,20 @@ impl Recovery {
     async fn close_dead_attempt(&self, c: &Closing) -> Result<()> {
         let prev = if c.exec_id.is_empty() { None } else { self.store.get_execution(&c.exec_id).await? };
         let dead = &c.dead_node;
+        // No record to read: the fire hash, the record of its current attempt, has moved on to a
+        // re-run that started before this close (section 4.2); the reap kept what it needs.
+        let from_closing = || {
+            let a = &c.attempt;
+            let mut e = Execution::pending(&a.job_id, c.fire_id.clone(), a.sched_ms, dead, a.attempt.max(1));
+            if !c.exec_id.is_empty() {
+                e.id = c.exec_id.clone();
+            }
+            e.start_ms = a.started_ms;
+            e.state = if a.started_ms.is_some() { ExecState::Running } else { ExecState::Pending };
+            e
+        };
         if c.lost {
-            let mut e = prev.unwrap_or_else(|| {
-                let mut e = Execution::pending(&c.job_id, c.fire_id.clone(), c.sched_ms, dead, 1);
-                if !c.exec_id.is_empty() {
-                    e.id = c.exec_id.clone();
-                }
-                e
-            });
+            let mut e = prev.unwrap_or_else(from_closing);
             if e.state != ExecState::Lost {
                 // The attempt ran on the dead node; the record read back may name another (the fire's
                 // `node` now names where it went).
@@ -360,7 +366,9 @@ impl Recovery {
                 self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
                 tracing::warn!(fire = %c.fire_id, node = %dead, "fire lost with its node");
             }
-        } else if let Some(mut e) = prev.filter(|e| !e.state.is_terminal()) {
+        } else if let Some(mut e) =
+            prev.or_else(|| (!c.exec_id.is_empty()).then(from_closing)).filter(|e| !e.state.is_terminal())
+        {
             // The attempt is over, and the fire runs again on `target`: say so, rather than leave
             // its record open. It died with its node; or its own node handed the fire over and its
             // record of that never came (the hand-over's reply was lost): not run there.
@@ -405,27 +413,25 @@ impl Recovery {
         };
         let outcome = self.store.reap(&req).await?;
         match &outcome {
-            Reap::Lost { job_id, sched_ms, exec_id } => {
+            Reap::Lost { exec_id, dead: attempt, .. } => {
                 let c = Closing {
                     exec_id: exec_id.clone(),
                     lost: true,
                     handed: false,
                     fire_id: fire_id.to_string(),
-                    job_id: job_id.clone(),
-                    sched_ms: *sched_ms,
+                    attempt: attempt.clone(),
                     dead_node: dead.to_string(),
                     target: target.to_string(),
                 };
                 self.close_dead_attempt(&c).await?;
             }
-            Reap::Rerun { dead_exec_id } => {
+            Reap::Rerun { dead_exec_id, dead: attempt } => {
                 let c = Closing {
                     exec_id: dead_exec_id.clone(),
                     lost: false,
                     handed: false,
                     fire_id: fire_id.to_string(),
-                    job_id: String::new(),
-                    sched_ms: 0,
+                    attempt: attempt.clone(),
                     dead_node: dead.to_string(),
                     target: target.to_string(),
                 };

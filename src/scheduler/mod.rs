@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::lease::{Mastership, Role};
 use crate::dispatch::{Outbox, Router};
 use crate::error::{Error, Result};
-use crate::execution::{manual_fire_id, scheduled_fire_id, ExecState, Execution};
+use crate::execution::{scheduled_fire_id, ExecState, Execution};
 use crate::job::file::{plan_apply, Apply};
 use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire};
 use crate::recovery::Recovery;
@@ -271,8 +271,9 @@ impl Scheduler {
                 }
                 ClaimOutcome::Misfired => {
                     progress = true;
-                    self.worker.metrics().outcome("misfired");
-                    tracing::warn!(job = %claim.job_id, fire = %fire, error = %claim.exec.error, "misfire recorded");
+                    let state = claim.exec.state.as_str();
+                    self.worker.metrics().outcome(state);
+                    tracing::warn!(job = %claim.job_id, fire = %fire, state, error = %claim.exec.error, "recorded at its claim");
                 }
                 ClaimOutcome::Stale => {
                     progress = true;
@@ -323,9 +324,7 @@ impl Scheduler {
                 load.max
             )));
         }
-        let mut exec = Execution::pending(job_id, String::new(), now_ms(), &self.node_id, 1);
-        exec.fire_id = manual_fire_id(job_id, &exec.id);
-        exec.manual = true;
+        let exec = Execution::manual(job_id, now_ms(), &self.node_id);
         let forbid = job.spec.concurrency == Concurrency::Forbid;
         match self
             .store

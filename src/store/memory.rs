@@ -8,12 +8,13 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
-    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires, NodeRecord,
-    Reap, ReapBy, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter, ExecStore,
+    Fence, Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires,
+    NodeRecord, Reap, ReapBy, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite,
+    WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
-use crate::execution::{ExecState, Execution};
+use crate::execution::Execution;
 use crate::job::JobSpec;
 
 /// Most execution records kept in memory (about 1 KiB each), so a busy single node cannot grow
@@ -361,8 +362,8 @@ impl FireStore for MemoryStore {
                     out.push(ClaimOutcome::Duplicate(String::new()));
                     continue;
                 }
-                let (outcome, exec, fs) = if c.exec.state == ExecState::Misfired {
-                    (ClaimOutcome::Misfired, c.exec.clone(), FireState::Misfired)
+                let (outcome, exec, fs) = if c.exec.state.is_terminal() {
+                    (ClaimOutcome::Misfired, c.exec.clone(), FireState::from(c.exec.state))
                 } else if c.forbid && st.lock_held(&c.job_id, now) {
                     (ClaimOutcome::Skipped, c.skipped_exec(), FireState::Skipped)
                 } else {
@@ -371,11 +372,7 @@ impl FireStore for MemoryStore {
                     }
                     (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
                 };
-                let mut fire = self.new_fire(&exec, fs, now, false);
-                if fs != FireState::Dispatching {
-                    // Ended at its claim (skipped, misfired): remembered as long as an ended fire is.
-                    fire.expiry = now + (super::FIRE_MEMORY_MS as i64).min(self.retention_ms);
-                }
+                let fire = self.new_fire(&exec, fs, now, false);
                 st.fires.insert(c.exec.fire_id.clone(), fire);
                 let outcome = match outcome {
                     // Into the claimer's hands, as `accept_many` would make it at once.
@@ -673,11 +670,11 @@ impl FireStore for MemoryStore {
                 .is_some_and(|f| f.state == FireState::Running && f.node == node && f.inc == inc);
             let mut rec = exec.clone();
             if owns {
-                let memory = (super::FIRE_MEMORY_MS as i64).min(self.retention_ms);
+                // The fire is kept the retention from its claim, as its hash in Redis, which is the
+                // record of its execution there.
                 if let Some(f) = st.fires.get_mut(&exec.fire_id) {
                     f.state = FireState::from(exec.state);
                     f.exec = exec.id.clone();
-                    f.expiry = now + memory;
                 }
                 if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
                     st.locks.remove(&exec.job_id);
@@ -764,15 +761,26 @@ impl FireStore for MemoryStore {
                     if r.max_recoveries.is_some() {
                         fm.recoveries += 1;
                     }
+                    let dead = DeadAttempt {
+                        job_id: f.job.clone(),
+                        sched_ms: f.sched,
+                        started_ms: (f.started > 0).then_some(f.started),
+                        attempt: f.attempts.max(1),
+                    };
                     let out = if r.rerun && r.max_recoveries.is_none_or(|max| fm.recoveries <= max) {
                         fm.state = FireState::Queued;
                         fm.node = r.target.clone();
                         fm.inc.clear();
                         fm.deadline_ms = now + threshold;
-                        Reap::Rerun { dead_exec_id: f.exec.clone() }
+                        Reap::Rerun { dead_exec_id: f.exec.clone(), dead: dead.clone() }
                     } else {
                         fm.state = FireState::Lost;
-                        Reap::Lost { job_id: f.job.clone(), sched_ms: f.sched, exec_id: f.exec.clone() }
+                        Reap::Lost {
+                            job_id: f.job.clone(),
+                            sched_ms: f.sched,
+                            exec_id: f.exec.clone(),
+                            dead: dead.clone(),
+                        }
                     };
                     if !f.exec.is_empty() {
                         let lost = matches!(out, Reap::Lost { .. });
@@ -781,8 +789,7 @@ impl FireStore for MemoryStore {
                             lost,
                             handed: !lost && matches!(r.by, ReapBy::Handoff { .. }),
                             fire_id: r.fire_id.clone(),
-                            job_id: f.job.clone(),
-                            sched_ms: f.sched,
+                            attempt: dead.clone(),
                             dead_node: r.dead_node.clone(),
                             target: r.target.clone(),
                         };

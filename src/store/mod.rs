@@ -173,7 +173,8 @@ pub enum ClaimOutcome {
     Here,
     /// Claimed and recorded as skipped: the job's lock was held.
     Skipped,
-    /// Claimed and recorded as misfired.
+    /// Claimed and recorded in its final state at once: a misfire's summary, or the failure of a
+    /// job whose stored definition no longer validates.
     Misfired,
     /// The watermark had moved on: someone already claimed this instant (a prevented duplicate).
     Stale,
@@ -449,15 +450,29 @@ pub enum Reap {
     /// attempt that died with its node (the caller records it lost, so it does not stay `running`).
     Rerun {
         dead_exec_id: String,
+        /// The dead attempt as the reap read it from the fire (its record until a re-run starts).
+        dead: DeadAttempt,
     },
     /// A fire that was running is lost (recovery 'lost' or too many recoveries): record and alert.
     Lost {
         job_id: String,
         sched_ms: i64,
         exec_id: String,
+        dead: DeadAttempt,
     },
     /// A finished fire's leftover entry (None: a fire with no state): cleaned up.
     Dropped(Option<FireState>),
+}
+
+/// What a reap read of the attempt that was running, from its fire hash: the record of the fire's
+/// current execution (section 4.2 of docs/PROTOCOL.md), which a re-run that starts overwrites, so
+/// whoever closes the attempt afterwards has it from here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadAttempt {
+    pub job_id: String,
+    pub sched_ms: i64,
+    pub started_ms: Option<i64>,
+    pub attempt: u32,
 }
 
 /// A dead attempt the reap decided about, to be closed by the caller: its record made `lost` (it
@@ -472,8 +487,8 @@ pub struct Closing {
     /// itself, and this closes it only when it never did (the hand-over's reply was lost).
     pub handed: bool,
     pub fire_id: String,
-    pub job_id: String,
-    pub sched_ms: i64,
+    /// The attempt as the reap read it: its record once the fire hash has moved on to a re-run.
+    pub attempt: DeadAttempt,
     pub dead_node: String,
     /// Where a re-run went.
     pub target: String,
@@ -626,12 +641,6 @@ impl Keep {
         n > last + last / 10
     }
 }
-
-/// How long a fire's record (the fire hash: its state, owner, execution) outlives the fire's end:
-/// long enough to recognise a repeated finish (a lost reply retried) and a late one, and a stray
-/// queue entry of a fire that ran elsewhere; the execution records carry the history after that.
-/// Before, a fire record lived as long as the retention (24 h), about 400 bytes of Redis per fire.
-pub const FIRE_MEMORY_MS: u64 = 10 * 60 * 1000;
 
 /// The whole store, as the node holds it (`Arc<dyn Store>`): the four concerns below, one backend.
 /// Through `dyn Store` every method of the four is at hand; on a concrete store (`RedisStore`,

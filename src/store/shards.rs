@@ -64,8 +64,12 @@ impl Shards {
         Ok(all)
     }
 
-    /// An execution by id: an id alone does not name its shard, so each is asked (at once).
+    /// An execution by id: its fire's shard; an id made before ids named their fire does not name
+    /// its shard, so each is asked (at once).
     pub async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
+        if let Some(fire) = crate::execution::fire_of_execution(id) {
+            return self.stores[usize::from(self.shard_of_fire(fire))].get_execution(id).await;
+        }
         let found = try_join_all(self.stores.iter().map(|s| s.get_execution(id))).await?;
         Ok(found.into_iter().flatten().next())
     }

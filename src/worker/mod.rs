@@ -656,7 +656,7 @@ impl Worker {
                 (false, true) => MasterOnly::Verify,
                 (false, false) => MasterOnly::Refuse,
             };
-            match self.store.start(fire_id, &self.node_id, inc, &new_execution_id(), master_only).await {
+            match self.store.start(fire_id, &self.node_id, inc, &new_execution_id(fire_id), master_only).await {
                 Err(e @ crate::Error::StoreUnavailable { .. }) if tokio::time::Instant::now() < deadline => {
                     tracing::info!(error = %e, "cannot start the fire yet; asking again");
                     tokio::time::sleep(delay).await;

@@ -6,18 +6,21 @@
 -- exactly as accept.lua would make it at once after the claim, saving the master's own fires that
 -- step. Only while the caller's heartbeat holds its incarnation (accept.lua's NOT_LIVE check) and
 -- its processing list is a list; otherwise the fire is claimed `dispatching`, as without `here`.
+-- The fire hash is the record of the fire's first execution (section 4.2): no record of its own is
+-- written, and a fire ended at its claim (skipped, misfired) has its outcome written into the hash.
 -- KEYS[1] due zset  KEYS[2] executions index  KEYS[3] lease  KEYS[4] inflight zset
 -- KEYS[5] the caller's processing list  KEYS[6] the caller's heartbeat
--- then per claim i (5 keys): job hash, fire hash, lock key, exec key, job's executions index
+-- then per claim i (4 keys): job hash, fire hash, lock key, job's executions index
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value  ARGV[4] epoch
 -- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
 --   (a fire must start within it of its scheduled instant, or of its claim when claimed late on
 --   purpose: a catch-up fire gets the whole threshold)
--- ARGV[7] how long a fire hash outlives its fire (FIRE_MEMORY_MS): for a fire ended at its claim
---   (skipped, misfired)
--- ARGV[8] the caller's node id  ARGV[9] its incarnation  ARGV[10] watch ms (accept.lua's ARGV[4])
+-- ARGV[7] the caller's node id  ARGV[8] its incarnation  ARGV[9] watch ms (accept.lua's ARGV[4])
 -- then per claim i (10 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
---   exec id, pending (or misfired) exec JSON, skipped exec JSON, misfire '0'|'1', here '0'|'1'
+--   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
+--   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
+--   whose stored definition is invalid),
+--   here '0'|'1'
 -- Returns {'FENCED'}, or one status per claim: CLAIMED HERE (claimed into the caller's hands)
 --   SKIPPED MISFIRED STALE PAUSED GONE,
 --   'DUP <what the fire key held>' (the fire key existed before its claim: claimed before, or planted),
@@ -42,19 +45,19 @@ end
 local takes = nil
 local function may_take()
   if takes == nil then
-    takes = read('string', 'GET', KEYS[6]) == ARGV[9] and not wrong(KEYS[5], 'list')
+    takes = read('string', 'GET', KEYS[6]) == ARGV[8] and not wrong(KEYS[5], 'list')
   end
   return takes
 end
 local now = time_ms()
 local out = {}
-local n = (#KEYS - 6) / 5
+local n = (#KEYS - 6) / 4
 for i = 0, n - 1 do
-  local kj, kf, kl, ke, kje = KEYS[7+5*i], KEYS[8+5*i], KEYS[9+5*i], KEYS[10+5*i], KEYS[11+5*i]
-  local a = 11 + 10*i
+  local kj, kf, kl, kje = KEYS[7+4*i], KEYS[8+4*i], KEYS[9+4*i], KEYS[10+4*i]
+  local a = 10 + 10*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
-  local json, skipped, misfire, here = ARGV[a+6], ARGV[a+7], ARGV[a+8] == '1', ARGV[a+9] == '1'
+  local json, skipped, final, here = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9] == '1'
   -- One read for the job (every job hash has updated_ms), under pcall: a job key of the wrong type
   -- is this claim's BADKEY, found without a TYPE of its own.
   local j, badjob = read('hash', 'HMGET', kj, 'next_ms', 'paused', 'updated_ms')
@@ -89,30 +92,38 @@ for i = 0, n - 1 do
   else
     local st = 'CLAIMED'
     local fs = 'dispatching'
-    if misfire then st = 'MISFIRED'; fs = 'misfired'
+    if final ~= '0' then st = 'MISFIRED'; fs = final
     elseif forbid and not redis.call('SET', kl, job .. '@' .. sched, 'NX', 'PX', lock_ttl) then
       st = 'SKIPPED'; fs = 'skipped'; json = skipped
     end
     local h = {'state', fs, 'job', job, 'sched', sched, 'epoch', ARGV[4], 'claimed_at', now,
-               'deadline_ms', math.max(tonumber(sched), now) + tonumber(ARGV[6]), 'attempts', 0, 'recoveries', 0,
-               'manual', '0'}
-    if fs == 'dispatching' then
+               'deadline_ms', math.max(tonumber(sched), now) + tonumber(ARGV[6]), 'attempts', 0, 'recoveries', 0}
+    if fs ~= 'dispatching' then
+      -- Ended at its claim: the record's outcome goes into the hash (the rare path: its JSON is
+      -- decoded for the reason and the node).
+      local ok, d = pcall(cjson.decode, json)
+      if not ok or type(d) ~= 'table' then d = {} end
+      for _, kv in ipairs({{'exec', exec_id}, {'ended', d.end_ms or now}, {'error', d.error}, {'node', d.node_id}}) do
+        if type(kv[2]) == 'string' and kv[2] ~= '' or type(kv[2]) == 'number' then
+          h[#h+1] = kv[1]; h[#h+1] = kv[2]
+        end
+      end
+    else
       h[#h+1] = 'next_exec'; h[#h+1] = exec_id
       -- It holds the job's lock: its finish releases it (finish.lua reads the lock only then).
       if forbid then h[#h+1] = 'lock'; h[#h+1] = '1' end
       local fire = job .. '@' .. sched
       if here and may_take() then
         st = 'HERE'; h[2] = 'accepted'
-        h[#h+1] = 'node'; h[#h+1] = ARGV[8]; h[#h+1] = 'inc'; h[#h+1] = ARGV[9]
+        h[#h+1] = 'node'; h[#h+1] = ARGV[7]; h[#h+1] = 'inc'; h[#h+1] = ARGV[8]
         later('LPUSH', KEYS[5], fire)
-        later('ZADD', KEYS[4], now + tonumber(ARGV[10]), fire)
+        later('ZADD', KEYS[4], now + tonumber(ARGV[9]), fire)
       else
         later('ZADD', KEYS[4], now + tonumber(ARGV[5]), fire)
       end
     end
     redis.call('HSET', kf, unpack(h))
-    redis.call('PEXPIRE', kf, fs == 'dispatching' and ARGV[1] or ARGV[7])
-    redis.call('SET', ke, json, 'PX', ARGV[1])
+    redis.call('PEXPIRE', kf, ARGV[1])
     later('ZADD', KEYS[2], 0, exec_id)
     announce(ARGV[2], json)
     if fs ~= 'dispatching' then archive(ARGV[2], json) end

@@ -1,5 +1,5 @@
--- The final outcome of a fire run by its owner, in one atomic step: record the execution, set the
--- fire's terminal state, release the no-overlap lock if this fire holds it, and remove the fire from
+-- The final outcome of a fire run by its owner, in one atomic step: write the outcome into the fire
+-- hash, which is the record of the fire's current execution (section 4.2), set the fire's terminal state, release the no-overlap lock if this fire holds it, and remove the fire from
 -- the owner's processing list (the ack). A late result from an incarnation that no longer owns the
 -- fire (it was reaped, and the fire re-run or recorded lost) changes nothing but its own record,
 -- which is kept as evidence with state 'superseded'.
@@ -11,13 +11,18 @@
 -- ARGV[10] the superseded JSON  ARGV[11] its execution id (its own: the fire's real record, e.g.
 --   'lost' or a re-run, is never overwritten)
 -- ARGV[12] keep last  ARGV[13] keep failed (the job's history caps, `trim_history`)
--- ARGV[14] exec key prefix  ARGV[15] how long the fire hash outlives the fire (FIRE_MEMORY_MS)
+-- ARGV[14] exec key prefix  ARGV[15] unused (was how long an ended fire hash was kept: it is the
+--   record now, kept for the retention)
 -- ARGV[16] '1': the worker's definition of the job says forbid (it may hold the lock)
 -- ARGV[17] what the caller (`RedisStore`'s `Housekeeping`) says is due for the job's index: '2'
 --   housekeeping (sized, trimmed past retention and to its caps) and its TTL; '1' its TTL only;
 --   '0' neither. Not at every finish: a busy job's finish costs no ZCARD and no PEXPIRE.
 -- ARGV[18] the job index's TTL (ms): the retention and an hour, so that a node refreshing it
 --   every 30 minutes keeps it past every record it indexes
+-- ARGV[19] start ms or ''  ARGV[20] end ms  ARGV[21] attempt  ARGV[22] error  ARGV[23] output
+-- ARGV[24] stderr (the record's fields, written into the fire hash; empty ones are not written)
+-- ARGV[25] fire key prefix ('<tag>:fire:', for the history trim)  ARGV[26] '1': a record of this
+--   execution may exist apart (a retry's, written while it ran): deleted, the hash has the outcome
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
 -- Every key is made sure of before the first write that matters: the fire hash, the lock and
 -- p:<self> by their first command under pcall (a read; the ack's LREM), the job's index by its
@@ -79,25 +84,34 @@ if mine or f[2] ~= ARGV[7] or f[3] == ARGV[8] then
 end
 if not mine then
   json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
+  redis.call('SET', key, json, 'PX', ARGV[3])
 else
-  redis.call('HSET', KEYS[5], 'state', ARGV[9], 'exec', ARGV[1])
-  -- An ended fire keeps what a repeated or late finish, a stray queue entry and a log line read
-  -- (state, owner, execution, job, instant), for FIRE_MEMORY_MS: the fields of its run go (half
-  -- the hash), and the execution records carry the history from here.
-  redis.call('HDEL', KEYS[5], 'claimed_at', 'deadline_ms', 'attempts', 'recoveries', 'manual', 'next_exec',
-    'started', 'epoch', 'lock')
-  redis.call('PEXPIRE', KEYS[5], ARGV[15])
+  -- The outcome goes into the fire hash, the record (it keeps the retention its claim gave it);
+  -- the fields only the run needed go, and empty ones are not written.
+  -- An empty field is deleted, not written: an earlier attempt's value must not read as this one's.
+  local h = {'state', ARGV[9], 'exec', ARGV[1], 'attempts', ARGV[21]}
+  local gone = {'claimed_at', 'deadline_ms', 'recoveries', 'next_exec', 'lock'}
+  for _, kv in ipairs({{'started', ARGV[19]}, {'ended', ARGV[20]}, {'error', ARGV[22]}, {'output', ARGV[23]},
+      {'stderr', ARGV[24]}}) do
+    if kv[2] ~= '' then h[#h+1] = kv[1]; h[#h+1] = kv[2] else gone[#gone+1] = kv[1] end
+  end
+  redis.call('HSET', KEYS[5], unpack(h))
+  redis.call('HDEL', KEYS[5], unpack(gone))
+  if not string.find(ARGV[1], '~', 1, true) then
+    -- An execution made before ids named their fire (claimed by the release before): readers find
+    -- it by its record kept apart, which is written as before.
+    redis.call('SET', KEYS[1], json, 'PX', ARGV[3])
+  elseif ARGV[26] == '1' then redis.call('DEL', KEYS[1]) end
   if held == ARGV[5] then redis.call('DEL', KEYS[4]) end
 end
-redis.call('SET', key, json, 'PX', ARGV[3])
 if index then
   redis.call('ZADD', KEYS[2], 0, id)
   redis.call('ZADD', KEYS[3], 0, id)
 end
 if ARGV[17] ~= '0' or index then redis.call('PEXPIRE', KEYS[3], ARGV[18]) end
 if trim then
-  trim_history(KEYS[3], KEYS[8], KEYS[2], ARGV[14], redis.call('ZCARD', KEYS[3]), ARGV[12], ARGV[13], ARGV[6], ARGV[3],
-    id)
+  trim_history(KEYS[3], KEYS[8], KEYS[2], ARGV[14], ARGV[25], redis.call('ZCARD', KEYS[3]), ARGV[12], ARGV[13],
+    ARGV[6], ARGV[3], id)
 end
 announce(ARGV[4], json)
 archive(ARGV[4], json)

@@ -129,31 +129,58 @@ end
 -- a failed one (failed, timed_out, lost) moves to the job's failure index `kjf`, which keeps its
 -- newest `failed`, and every other one is deleted with its entry in the executions index `kall`.
 -- `n` is ZCARD of `kje`; the caller has checked `kjf`'s type (`trim_due` first). `prefix` + id is
--- an execution's key; `oldest` the id prefix of executions past retention; `ttl` the retention;
+-- the key of an execution's record kept apart, `fprefix` + fire id a fire hash (the record of the
+-- fire's current execution, `record_of`); `oldest` the id prefix of executions past retention; `ttl` the retention;
 -- `own` the record this call wrote, never deleted by it (a forbid job's long run is older than the
 -- fires skipped meanwhile). At most TRIM_MAX entries per call: a job index filled before caps
 -- existed (a day of a per-second job) is worked down over later finishes, never in one long call
 -- that would stall Redis past the nodes' heartbeats.
 local FAILURE = {failed = true, timed_out = true, lost = true}
 local TRIM_MAX = 100
+-- What a fire hash in a state says of its current execution (RedisStore::records has the same rule):
+-- not yet started, or running; an ended state is the execution's own only once the hash holds the
+-- outcome (`ended`), before that (a reap's `lost`, a start's `misfired`, whose records are written
+-- apart just after) the execution reads as still open.
+local OPEN = {dispatching = 'pending', accepted = 'pending', queued = 'pending', running = 'running'}
+-- The state of execution `id`'s record, and the fire hash's key when that hash holds its outcome
+-- (the hash goes with the record then; never while its fire is open, whatever a record kept apart
+-- says: a failed attempt waiting for its retry, an attempt handed over or closed for a re-run).
+local function record_of(prefix, fprefix, id)
+  local fire, fk, f = string.match(id, '~(.+)$'), nil, nil
+  if fire then
+    f = redis.pcall('HMGET', fprefix .. fire, 'state', 'next_exec', 'exec', 'ended', 'started')
+    if type(f) ~= 'table' or f.err then f = {} end
+    local cur = f[2]
+    if not cur or cur == '' then cur = f[3] end
+    if cur == id and f[1] then fk = fprefix .. fire end
+  end
+  if fk and f[4] then return OPEN[f[1]] or f[1], fk end
+  local json = redis.pcall('GET', prefix .. id)
+  if type(json) == 'string' then
+    local ok, d = pcall(cjson.decode, json)
+    if ok and type(d) == 'table' then return d.state, nil end
+    return nil, nil
+  end
+  if fk then
+    if OPEN[f[1]] then return OPEN[f[1]], nil end
+    return (f[5] and f[3] == id) and 'running' or 'pending', nil
+  end
+  return nil, nil
+end
 local function trim_due(n, last)
   last = tonumber(last)
   return n > last + math.floor(last / 10)
 end
-local function trim_history(kje, kjf, kall, prefix, n, last, failed, oldest, ttl, own)
+local function trim_history(kje, kjf, kall, prefix, fprefix, n, last, failed, oldest, ttl, own)
   last, failed = tonumber(last), tonumber(failed)
   local take = math.min(n - last, TRIM_MAX)
   local old = redis.call('ZRANGE', kje, 0, take - 1)
   redis.call('ZREMRANGEBYRANK', kje, 0, take - 1)
-  local gone, back, moved = {}, {}, {}
+  local gone, back, moved, hashes = {}, {}, {}, {}
   for _, id in ipairs(old) do
     -- A record of the wrong type (planted) reads as no record: it goes.
-    local json = redis.pcall('GET', prefix .. id)
-    local state = nil
-    if type(json) == 'string' then
-      local ok, d = pcall(cjson.decode, json)
-      if ok and type(d) == 'table' then state = d.state end
-    end
+    local state, fk = record_of(prefix, fprefix, id)
+    hashes[id] = fk
     if state == 'pending' or state == 'running' or id == own then back[#back + 1] = id
     elseif FAILURE[state] and failed > 0 then moved[#moved + 1] = id
     else gone[#gone + 1] = id end
@@ -165,10 +192,17 @@ local function trim_history(kje, kjf, kall, prefix, n, last, failed, oldest, ttl
   if m > failed then
     -- Oldest first, and as many as one call takes (a cap lowered by hand may leave more).
     local drop = math.min(m - failed, TRIM_MAX)
-    for _, id in ipairs(redis.call('ZRANGE', kjf, 0, drop - 1)) do gone[#gone + 1] = id end
+    for _, id in ipairs(redis.call('ZRANGE', kjf, 0, drop - 1)) do
+      gone[#gone + 1] = id
+      local _, fk = record_of(prefix, fprefix, id)
+      hashes[id] = fk
+    end
     redis.call('ZREMRANGEBYRANK', kjf, 0, drop - 1)
   end
   if m > 0 then redis.call('PEXPIRE', kjf, ttl) end
-  for i = 1, #gone do redis.call('DEL', prefix .. gone[i]) end
+  for i = 1, #gone do
+    redis.call('DEL', prefix .. gone[i])
+    if hashes[gone[i]] then redis.call('DEL', hashes[gone[i]]) end
+  end
   for i = 1, #gone, 500 do redis.call('ZREM', kall, unpack(gone, i, math.min(i + 499, #gone))) end
 end

@@ -13,8 +13,9 @@
 --   the live incarnation holds goes too, and the handing node records its own attempt: no closing)
 -- KEYS[7] gone:<dead>  ARGV[10] how long to remember a buried incarnation (ms)
 -- KEYS[8] inflight (watch set)  ARGV[11] watch ms (see enqueue.lua)  KEYS[9] closing hash
--- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | {'RERUN', dead exec} | {'LOST', job, sched, exec}
---   | DROPPED_<state>
+-- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | {'RERUN', dead exec, job, sched, started, attempts}
+--   | {'LOST', job, sched, exec, started, attempts} | DROPPED_<state> (started and attempts: the dead
+--   attempt's, '' when the hash has none)
 local mode = ARGV[9]
 if mode ~= 'master' and mode ~= 'adopt' and mode ~= 'handoff' then
   return redis.error_reply('ERR reap: unknown mode ' .. tostring(mode))
@@ -24,7 +25,7 @@ if mode == 'master' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' e
 local bad = wrong(KEYS[3], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'string', KEYS[7], 'set', KEYS[8], 'zset', KEYS[9], 'hash')
 if bad then return refuse(bad) end
 if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 'GONE' end
-local f = redis.call('HMGET', KEYS[4], 'state', 'node', 'inc', 'job', 'sched', 'exec')
+local f = redis.call('HMGET', KEYS[4], 'state', 'node', 'inc', 'job', 'sched', 'exec', 'started', 'attempts')
 local st, owner = f[1], f[2]
 if owner ~= ARGV[7] then return 'STALE_COPY' end
 if mode == 'adopt' and f[3] == ARGV[1] then
@@ -48,7 +49,10 @@ end
 local function closing(kind)
   if f[6] then
     if mode == 'handoff' and kind == 'rerun' then kind = 'handoff' end
-    redis.call('HSET', KEYS[9], f[6], table.concat({kind, ARGV[2], f[4] or '', f[5] or '0', ARGV[7], ARGV[6]}, '\t'))
+    -- When it started and as which attempt: the fire hash, its record, is the next attempt's once
+    -- that starts, and the close may come after.
+    redis.call('HSET', KEYS[9], f[6], table.concat({kind, ARGV[2], f[4] or '', f[5] or '0', ARGV[7], ARGV[6],
+      f[7] or '', f[8] or ''}, '\t'))
   end
 end
 if st == 'running' then
@@ -69,13 +73,14 @@ if st == 'running' then
     redis.call('HDEL', KEYS[4], 'inc')
     if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('PEXPIRE', KEYS[6], ARGV[5]) end
     closing('rerun')
-    redis.call('LPUSH', KEYS[5], ARGV[2]); watch(); return {'RERUN', f[6] or ''}
+    redis.call('LPUSH', KEYS[5], ARGV[2]); watch()
+    return {'RERUN', f[6] or '', f[4] or '', f[5] or '0', f[7] or '', f[8] or ''}
   end
   redis.call('HSET', KEYS[4], 'state', 'lost')
   closing('lost')
   -- The no-overlap lock is left to expire: a node declared dead may only be paused or cut off,
   -- with its handler still running and renewing the lock. Releasing it here would let the job's
   -- next fire run beside that handler.
-  return {'LOST', f[4] or '', f[5] or '0', f[6] or ''}
+  return {'LOST', f[4] or '', f[5] or '0', f[6] or '', f[7] or '', f[8] or ''}
 end
 return 'DROPPED_' .. tostring(st)

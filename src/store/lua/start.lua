@@ -1,9 +1,7 @@
 -- The owner starts a fire taken from its processing list: compare-and-set queued|accepted -> running,
--- only in a live incarnation that owns the fire. The attempt is `running` from this same step: a
--- re-run's fresh record is written `running` here; the claim's (or trigger's) `pending` record of a
--- first attempt is left as it is, and reads as `running` from the fire hash (RedisStore::with_started),
--- so the record can never say less than the fire hash, and a reaper that later records the attempt
--- lost is never overwritten by a late "running". Returns the job's definition too, so the
+-- only in a live incarnation that owns the fire. The attempt is `running` from this same step: the
+-- fire hash is its record (section 4.2), and a re-run's fresh execution becomes the hash's `exec`
+-- here (its JSON, built below, is only announced). Returns the job's definition too, so the
 -- worker needs no read of its own. An entry that names no fire is set aside in the dead-letter list
 -- (never dropped); a stale copy of a fire that lives elsewhere is removed.
 -- KEYS[1] fire hash  KEYS[2] p:<self>  KEYS[3] hb:<self>  KEYS[4] dlq  KEYS[5] executions index
@@ -114,10 +112,10 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 's
 -- epoch goes in as its digits: a Lua number prints 14 significant digits, and epochs may have 16.
 local epoch = f[6] or '0'
 if not string.match(epoch, '^%d+$') then epoch = '0' end
--- Ids are plain ([A-Za-z0-9._:@-], validated where they are made), so the JSON is written by hand,
+-- Ids are plain ([A-Za-z0-9._:@~-], validated where they are made), so the JSON is written by hand,
 -- which costs a fraction of a table for cjson; a planted fire whose fields are not plain goes
 -- through cjson.
-local function plain(v) return v ~= nil and v ~= false and string.find(v, '^[%w%._:@%-]+$') ~= nil end
+local function plain(v) return v ~= nil and v ~= false and string.find(v, '^[%w%._:@~%-]+$') ~= nil end
 local json
 if plain(exec) and plain(f[4]) and plain(ARGV[1]) and plain(ARGV[2]) and string.find(f[5] or '', '^%-?%d+$') then
   json = '{"id":"' .. exec .. '","job_id":"' .. f[4] .. '","fire_id":"' .. ARGV[1] .. '","scheduled_ms":' .. f[5]
@@ -131,11 +129,8 @@ else
   })
   json = string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1)
 end
--- The record made at claim (next_exec) is written and indexed already, and is not written again:
--- while it says `pending` and the fire hash says this execution started, the store's reads show it
--- `running` from the fire hash (RedisStore::with_started). A fresh one (a re-run) is written here.
+-- The execution made at claim (next_exec) is indexed already; a fresh one (a re-run) is indexed here.
 if not f[7] then
-  redis.call('SET', ARGV[7] .. exec, json, 'PX', ARGV[9])
   redis.call('ZADD', KEYS[5], 0, exec)
   redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
 end

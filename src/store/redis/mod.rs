@@ -73,7 +73,7 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("../lua/prelude.lua")))
 }
 
-static STARTED: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/started.lua")));
+static RECORDS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/records.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/steal.lua")));
 static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/keep_alive.lua")));
@@ -476,33 +476,33 @@ impl RedisStore {
     /// first attempt: the fire hash says that execution started. So a `pending` record whose fire's
     /// `exec` is this execution and that has `started` is shown `running`, from the fire hash (start
     /// time, node, attempt, the claiming master's epoch), as `start.lua` used to write it. One read for all the pending records.
-    async fn with_started(&self, mut execs: Vec<Execution>) -> Result<Vec<Execution>> {
-        let pending: Vec<usize> = (0..execs.len()).filter(|&i| execs[i].state == ExecState::Pending).collect();
-        if pending.is_empty() {
-            return Ok(execs);
+    /// Execution records by id, in the order asked (None: no record), as section 4.2 says where
+    /// each is: the fire hash for its fire's current execution, a record kept apart for the rest.
+    /// One read-only script call (`records.lua`); every id must be of this store's shard.
+    async fn records(&self, ids: &[String]) -> Result<Vec<Option<Execution>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut inv = STARTED.prepare_invoke();
-        for &i in &pending {
-            inv.key(self.keys.fire(&execs[i].fire_id));
+        let mut inv = RECORDS.prepare_invoke();
+        for id in ids {
+            let record = self.keys.exec(id);
+            let fire = crate::execution::fire_of_execution(id).map_or_else(|| record.clone(), |f| self.keys.fire(f));
+            inv.key(record).key(fire).arg(id);
         }
         let rows: Vec<Vec<String>> = inv.invoke_async(&mut self.conn()).await?;
-        for (&i, row) in pending.iter().zip(rows) {
-            let [exec, started, node, attempts, epoch, state] =
-                <[String; 6]>::try_from(row).map_err(|r| unexpected("started", &r))?;
-            let e = &mut execs[i];
-            // Only while the fire is running: a fire handed over or re-run keeps its last start
-            // (and `exec`) while it waits, queued, on its new node, and the attempt that started
-            // is closed by its old owner's record a moment later; until then it reads as it was.
-            if exec != e.id || started.is_empty() || state != "running" {
-                continue;
-            }
-            e.state = ExecState::Running;
-            e.start_ms = started.parse().ok();
-            e.node_id = node;
-            e.attempt = attempts.parse().unwrap_or(e.attempt);
-            e.epoch = epoch.parse().unwrap_or(0);
+        if rows.len() != ids.len() {
+            return Err(unexpected("records", &[format!("{} rows for {} ids", rows.len(), ids.len())]));
         }
-        Ok(execs)
+        ids.iter()
+            .zip(rows)
+            .map(|(id, row)| {
+                let fire = crate::execution::fire_of_execution(id).unwrap_or_default();
+                match row.split_first() {
+                    Some((json, fields)) => record_from(id, fire, json, fields, &self.keys),
+                    None => Err(unexpected("records", &row)),
+                }
+            })
+            .collect()
     }
 
     fn fire_state(&self, fire_id: &str, state: &str) -> Result<FireState> {
@@ -657,7 +657,6 @@ impl FireStore for RedisStore {
             .arg(fence.epoch)
             .arg(self.timing.dispatch_deadline_ms)
             .arg(self.timing.misfire_threshold_ms)
-            .arg(super::FIRE_MEMORY_MS.min(self.retention_ms))
             .arg(&fence.node_id)
             .arg(&fence.incarnation)
             .arg(self.timing.watch_ms());
@@ -665,7 +664,6 @@ impl FireStore for RedisStore {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
                 .key(self.keys.lock(&c.job_id))
-                .key(self.keys.exec(&c.exec.id))
                 .key(self.keys.job_execs(&c.job_id));
             inv.arg(&c.job_id)
                 .arg(c.sched_ms)
@@ -676,7 +674,7 @@ impl FireStore for RedisStore {
                 .arg(encode(&c.exec)?)
                 // Only a forbid claim can meet the lock and need its `skipped` record.
                 .arg(if c.forbid { encode(&c.skipped_exec())? } else { String::new() })
-                .arg(if c.exec.state == ExecState::Misfired { "1" } else { "0" })
+                .arg(if c.exec.state.is_terminal() { FireState::from(c.exec.state).as_str() } else { "0" })
                 .arg(if c.here { "1" } else { "0" });
         }
         // In strict mode, not replicated is an error: the fires stay `dispatching` (their
@@ -737,17 +735,18 @@ impl FireStore for RedisStore {
             .arg(exec.epoch)
             .arg(exec.scheduled_ms + self.timing.misfire_threshold_ms as i64)
             .arg(super::now_ms() + self.timing.dispatch_deadline_ms as i64)
-            .arg(&exec.job_id);
+            .arg(&exec.job_id)
+            .arg(skipped.end_ms.unwrap_or_else(super::now_ms))
+            .arg(&skipped.error);
         let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
             (Some("CREATED"), _) => Ok(TriggerOutcome::Created(exec.clone())),
             (Some("SKIPPED"), _) => Ok(TriggerOutcome::Skipped(skipped)),
-            (Some("SPENT"), Some(id)) => Ok(TriggerOutcome::Spent(id.clone())),
-            (Some("DEDUP"), Some(json)) => {
-                let e = self.with_started(vec![decode(json, "idempotency")?]).await?;
-                e.into_iter().next().map(TriggerOutcome::Deduplicated).ok_or_else(|| unexpected("trigger", &r))
-            }
+            (Some("DEDUP"), Some(id)) => Ok(match self.get_execution(id).await? {
+                Some(e) => TriggerOutcome::Deduplicated(e),
+                None => TriggerOutcome::Spent(id.clone()),
+            }),
             _ => Err(unexpected("trigger", &r)),
         }
     }
@@ -999,10 +998,21 @@ impl FireStore for RedisStore {
             keep.last.to_string(),
             keep.failed.to_string(),
             self.keys.exec_prefix(),
-            super::FIRE_MEMORY_MS.min(self.retention_ms).to_string(),
+            String::new(), // unused
             flag(Some(forbid)).to_string(),
             self.housekeeping.due(&exec.job_id, keep).as_arg().to_string(),
             (self.retention_ms + INDEX_TTL_MARGIN_MS).to_string(),
+            exec.start_ms.map(|n| n.to_string()).unwrap_or_default(),
+            // The hash holds the outcome once it has `ended` (section 4.2): a record given without
+            // an end ends now.
+            exec.end_ms.unwrap_or_else(super::now_ms).to_string(),
+            exec.attempt.to_string(),
+            exec.error.clone(),
+            exec.output.clone(),
+            exec.stderr.clone(),
+            self.keys.fire(""),
+            // A retry's record was written apart while it ran (`update_execution`).
+            flag(Some(exec.attempt > 1)).to_string(),
         ];
         let r: Vec<String> = self.steps.call("finish", keys.into(), args.into()).await?;
         fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
@@ -1084,11 +1094,15 @@ impl FireStore for RedisStore {
             Some("GONE") => Reap::Gone,
             Some("STALE_COPY") => Reap::StaleCopy,
             Some("MOVED") => Reap::Moved,
-            Some("RERUN") => Reap::Rerun { dead_exec_id: reply.get(1).cloned().unwrap_or_default() },
-            Some("LOST") if reply.len() == 4 => Reap::Lost {
+            Some("RERUN") if reply.len() == 6 => Reap::Rerun {
+                dead_exec_id: reply[1].clone(),
+                dead: dead_attempt(&reply[2], &reply[3], &reply[4], &reply[5]),
+            },
+            Some("LOST") if reply.len() == 6 => Reap::Lost {
                 job_id: reply[1].clone(),
                 sched_ms: reply[2].parse().unwrap_or(0),
                 exec_id: reply[3].clone(),
+                dead: dead_attempt(&reply[1], &reply[2], &reply[4], &reply[5]),
             },
             Some(other) => match other.strip_prefix("DROPPED_") {
                 // Lua's name for no state at all.
@@ -1120,14 +1134,18 @@ impl FireStore for RedisStore {
             .into_iter()
             .filter_map(|(exec_id, v)| {
                 let f: Vec<&str> = v.split('\t').collect();
-                let [kind, fire, job, sched, dead, target] = f.as_slice() else { return None };
+                // Entries made before the reap wrote the attempt's start and number have six fields.
+                let (kind, fire, job, sched, dead, target, started, attempts) = match f.as_slice() {
+                    [k, f, j, s, d, t, st, a] => (*k, *f, *j, *s, *d, *t, *st, *a),
+                    [k, f, j, s, d, t] => (*k, *f, *j, *s, *d, *t, "", ""),
+                    _ => return None,
+                };
                 Some(Closing {
                     exec_id,
-                    lost: *kind == "lost",
-                    handed: *kind == "handoff",
+                    lost: kind == "lost",
+                    handed: kind == "handoff",
                     fire_id: fire.to_string(),
-                    job_id: job.to_string(),
-                    sched_ms: sched.parse().unwrap_or(0),
+                    attempt: dead_attempt(job, sched, started, attempts),
                     dead_node: dead.to_string(),
                     target: target.to_string(),
                 })
@@ -1156,10 +1174,7 @@ impl ExecStore for RedisStore {
     }
 
     async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
-        let key = self.keys.exec(id);
-        let json: Option<String> = self.conn().get(&key).await?;
-        let Some(e) = json.map(|j| decode::<Execution>(&j, &key)).transpose()? else { return Ok(None) };
-        Ok(self.with_started(vec![e]).await?.pop())
+        Ok(self.records(&[id.to_string()]).await?.pop().flatten())
     }
 
     async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
@@ -1197,19 +1212,18 @@ impl ExecStore for RedisStore {
             if ids.is_empty() {
                 return Ok((out, None));
             }
-            let exec_keys: Vec<String> = ids.iter().map(|i| self.keys.exec(i)).collect();
-            let jsons: Vec<Option<String>> = redis::cmd("MGET").arg(&exec_keys).query_async(&mut self.conn()).await?;
+            let records = self.records(&ids).await?;
             let mut expired = Vec::new();
             let mut page = Vec::with_capacity(ids.len());
-            for (id, json) in ids.iter().zip(jsons) {
-                match json {
-                    Some(json) => page.push(decode::<Execution>(&json, &self.keys.exec(id))?),
+            for (id, record) in ids.iter().zip(records) {
+                match record {
+                    Some(e) => page.push(e),
                     None => expired.push(id.clone()),
                 }
             }
             scanned += ids.len();
             cursor = ids.last().cloned();
-            for e in self.with_started(page).await? {
+            for e in page {
                 if f.matches(&e) {
                     out.push(e);
                     if out.len() > f.limit {
@@ -1508,6 +1522,72 @@ fn accept_reply(s: &str) -> Accept {
         "NOT_LIVE" => Accept::NotLive,
         // UNKNOWN, or BADKEY: the fire's key is not a fire (refused, nothing written).
         _ => Accept::Unknown,
+    }
+}
+
+/// One execution record from a row of `records.lua`: the record kept apart (`json`, '' when none)
+/// and the fields of its fire's hash (`fields`, in the script's order), by section 4.2's rule: the
+/// hash is the record of the fire's current execution (`next_exec` until it starts, `exec` after);
+/// a record kept apart wins unless the hash holds this execution's outcome (`ended`). A hash in an
+/// ended state without `ended` (a reap's `lost`, a start's `misfired`, whose records are written
+/// apart just after) says the execution is still open: running if it started, else pending.
+fn record_from(id: &str, fire: &str, json: &str, fields: &[String], keys: &Keys) -> Result<Option<Execution>> {
+    let field = |i: usize| fields.get(i).map_or("", String::as_str);
+    let [state, job, sched, epoch, attempts, manual, node, next_exec, exec, started, ended, error, output, stderr] =
+        std::array::from_fn(field);
+    let current = if next_exec.is_empty() { exec } else { next_exec };
+    let in_hash = !state.is_empty() && current == id;
+    let outcome_in_hash = in_hash && !ended.is_empty();
+    if !outcome_in_hash && !json.is_empty() {
+        return decode(json, &keys.exec(id)).map(Some);
+    }
+    if !in_hash {
+        return Ok(None);
+    }
+    let corrupt = |reason: String| Error::Corrupt { key: keys.fire(fire), reason };
+    let fs: FireState = state.parse().map_err(|e: super::UnknownFireState| corrupt(e.to_string()))?;
+    let ms = |s: &str| s.parse::<i64>().ok();
+    let has_started = next_exec.is_empty() && !started.is_empty();
+    let open = if has_started { ExecState::Running } else { ExecState::Pending };
+    let state = match fs {
+        FireState::Dispatching | FireState::Accepted | FireState::Queued | FireState::Pending => ExecState::Pending,
+        FireState::Running => ExecState::Running,
+        _ if ended.is_empty() => open,
+        FireState::Succeeded => ExecState::Succeeded,
+        FireState::Failed => ExecState::Failed,
+        FireState::TimedOut => ExecState::TimedOut,
+        FireState::Skipped => ExecState::Skipped,
+        FireState::Misfired => ExecState::Misfired,
+        FireState::Lost => ExecState::Lost,
+        FireState::Superseded => ExecState::Superseded,
+    };
+    let tried: u32 = attempts.parse().unwrap_or(0);
+    Ok(Some(Execution {
+        id: id.to_string(),
+        job_id: if job.is_empty() { crate::execution::job_of_fire(fire).to_string() } else { job.to_string() },
+        fire_id: fire.to_string(),
+        scheduled_ms: ms(sched).ok_or_else(|| corrupt(format!("sched '{sched}' is not a number")))?,
+        start_ms: if has_started { ms(started) } else { None },
+        end_ms: ms(ended),
+        node_id: node.to_string(),
+        attempt: if next_exec.is_empty() { tried.max(1) } else { tried + 1 },
+        state,
+        error: error.to_string(),
+        output: output.to_string(),
+        stderr: stderr.to_string(),
+        manual: manual == "1",
+        epoch: epoch.parse().unwrap_or(0),
+        next_attempt_ms: None,
+    }))
+}
+
+/// The dead attempt a reap read (`reap.lua`'s reply, or a closing entry's fields).
+fn dead_attempt(job: &str, sched: &str, started: &str, attempts: &str) -> super::DeadAttempt {
+    super::DeadAttempt {
+        job_id: job.to_string(),
+        sched_ms: sched.parse().unwrap_or(0),
+        started_ms: started.parse().ok(),
+        attempt: attempts.parse().unwrap_or(1),
     }
 }
 
