@@ -16,6 +16,8 @@
 --   (a fire must start within it of its scheduled instant, or of its claim when claimed late on
 --   purpose: a catch-up fire gets the whole threshold)
 -- ARGV[7] the caller's node id  ARGV[8] its incarnation  ARGV[9] watch ms (accept.lua's ARGV[4])
+-- ARGV[10] how many entries the executions index keeps (`RECENT_EXECUTIONS`): its oldest past that
+--   go at the end of a call that claimed (a job's own index keeps its history)
 -- then per claim i (10 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
@@ -51,10 +53,15 @@ local function may_take()
 end
 local now = time_ms()
 local out = {}
+-- Each job's place in the due set after this call (its last claim's `next`, or false: none), written
+-- once at the end: nothing in the call reads the due set, and a job claimed twice in one call (a
+-- misfire's summary and its fire) must end where its last claim put it.
+local due, due_order = {}, {}
+local claimed = false
 local n = (#KEYS - 6) / 4
 for i = 0, n - 1 do
   local kj, kf, kl, kje = KEYS[7+4*i], KEYS[8+4*i], KEYS[9+4*i], KEYS[10+4*i]
-  local a = 10 + 10*i
+  local a = 11 + 10*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, final, here = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9] == '1'
@@ -71,10 +78,12 @@ for i = 0, n - 1 do
     -- advance the watermark in the same atomic step as the claim
     if nxt == '-' then
       redis.call('HSET', kj, 'last_ms', sched)
-      redis.call('HDEL', kj, 'next_ms'); redis.call('ZREM', KEYS[1], job)
+      redis.call('HDEL', kj, 'next_ms')
     else
-      redis.call('HSET', kj, 'last_ms', sched, 'next_ms', nxt); redis.call('ZADD', KEYS[1], nxt, job)
+      redis.call('HSET', kj, 'last_ms', sched, 'next_ms', nxt)
     end
+    if due[job] == nil then due_order[#due_order+1] = job end
+    due[job] = nxt ~= '-' and nxt
   end
   if out[i+1] then
     -- already decided (BADKEY, GONE, PAUSED, STALE)
@@ -128,7 +137,15 @@ for i = 0, n - 1 do
     announce(ARGV[2], json)
     if fs ~= 'dispatching' then archive(ARGV[2], json) end
     out[#out+1] = st
+    claimed = true
   end
 end
+local add, rem = {}, {}
+for _, job in ipairs(due_order) do
+  if due[job] then add[#add+1] = due[job]; add[#add+1] = job else rem[#rem+1] = job end
+end
+for i = 1, #add, 1000 do redis.call('ZADD', KEYS[1], unpack(add, i, math.min(i + 999, #add))) end
+for i = 1, #rem, 1000 do redis.call('ZREM', KEYS[1], unpack(rem, i, math.min(i + 999, #rem))) end
 flush()
+if claimed then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[10]) + 1)) end
 return out

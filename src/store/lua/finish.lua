@@ -32,7 +32,8 @@ if bad then return {'BADKEY', bad} end
 -- The same finish again (its first reply was lost: Redis restarted between the commit and the reply,
 -- and the caller retried): it is recorded already. Without this the repeat would be taken for a late
 -- result of a dead incarnation and leave a `superseded` record beside the real one.
-if f[1] == ARGV[9] and f[2] == ARGV[7] and f[3] == ARGV[8] and f[4] == ARGV[1] then
+-- (An ended fire's hash no longer holds the incarnation: its execution id says which attempt it is.)
+if f[1] == ARGV[9] and f[2] == ARGV[7] and (f[3] == ARGV[8] or not f[3]) and f[4] == ARGV[1] then
   local _
   _, bad = read('list', 'LREM', KEYS[6], -1, ARGV[5])
   if bad then return {'BADKEY', bad} end
@@ -90,7 +91,9 @@ else
   -- the fields only the run needed go, and empty ones are not written.
   -- An empty field is deleted, not written: an earlier attempt's value must not read as this one's.
   local h = {'state', ARGV[9], 'exec', ARGV[1], 'attempts', ARGV[21]}
-  local gone = {'claimed_at', 'deadline_ms', 'recoveries', 'next_exec', 'lock'}
+  -- The job and a scheduled fire's instant are in the fire id, which names the hash: read from it.
+  local gone = {'claimed_at', 'deadline_ms', 'recoveries', 'next_exec', 'lock', 'inc', 'job'}
+  if string.find(ARGV[5], '@%d+$') then gone[#gone+1] = 'sched' end
   for _, kv in ipairs({{'started', ARGV[19]}, {'ended', ARGV[20]}, {'error', ARGV[22]}, {'output', ARGV[23]},
       {'stderr', ARGV[24]}}) do
     if kv[2] ~= '' then h[#h+1] = kv[1]; h[#h+1] = kv[2] else gone[#gone+1] = kv[1] end

@@ -88,6 +88,11 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many index entries one ListExecutions call may scan when filtering by state, so one request
 /// cannot walk a whole history.
 const MAX_LIST_SCAN: usize = 5_000;
+/// How many executions a shard's executions index (`T:execs`, the listing across jobs) keeps: its
+/// newest. It is what ListExecutions without a job reads from Redis; a job's own index keeps that
+/// job's history (its caps), and the history store everything. Bounded so that a retained execution
+/// costs Redis no entry in it once a cluster retains more than this (about 150 bytes each).
+pub const RECENT_EXECUTIONS: usize = 10_000;
 /// How long a reaped incarnation stays buried (`gone:<node>`), so it can never beat again.
 const NODE_RECORD_KEEP_MS: u64 = 10 * 60 * 1000;
 
@@ -659,7 +664,8 @@ impl FireStore for RedisStore {
             .arg(self.timing.misfire_threshold_ms)
             .arg(&fence.node_id)
             .arg(&fence.incarnation)
-            .arg(self.timing.watch_ms());
+            .arg(self.timing.watch_ms())
+            .arg(RECENT_EXECUTIONS);
         for c in claims {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
@@ -1566,7 +1572,10 @@ fn record_from(id: &str, fire: &str, json: &str, fields: &[String], keys: &Keys)
         id: id.to_string(),
         job_id: if job.is_empty() { crate::execution::job_of_fire(fire).to_string() } else { job.to_string() },
         fire_id: fire.to_string(),
-        scheduled_ms: ms(sched).ok_or_else(|| corrupt(format!("sched '{sched}' is not a number")))?,
+        // An ended scheduled fire's hash leaves its instant to its id (finish.lua).
+        scheduled_ms: ms(sched)
+            .or_else(|| crate::execution::fire_due_ms(fire))
+            .ok_or_else(|| corrupt(format!("sched '{sched}' is not a number")))?,
         start_ms: if has_started { ms(started) } else { None },
         end_ms: ms(ended),
         node_id: node.to_string(),
