@@ -738,10 +738,7 @@ async fn history() -> Value {
     let fire_hash = avg(sample(&fires), &mut usage);
     let retained = apart.len() + fires.len();
     let record = (apart_record * apart.len() as f64 + fire_hash * fires.len() as f64) / retained.max(1) as f64;
-    // The index across jobs is bounded (`RECENT_EXECUTIONS` entries a shard): a fixed cost, reported
-    // apart, not a cost of each retained execution.
-    let recent_index = usage(&keys.execs());
-    let recent_entries: u64 = common::redis_cmd(redis.port, &["ZCARD", &keys.execs()]).unwrap_or(0);
+    let all_index = usage(&keys.execs()) as f64 / retained.max(1) as f64;
     let job_index = usage(&keys.job_execs("h00000")) as f64 / keep.parse::<f64>().unwrap_or(1.0).max(1.0);
     let last = samples.last().cloned().unwrap_or(Value::Null);
     let half = samples.get(samples.len() / 2).cloned().unwrap_or(Value::Null);
@@ -754,11 +751,10 @@ async fn history() -> Value {
         "fires_per_second": jobs,
         "keep_last": keep,
         "seconds": secs,
-        "redis_bytes_per_retained_execution": record + job_index,
+        "redis_bytes_per_retained_execution": record + all_index + job_index,
         "redis_bytes_execution_record": record,
         "redis_bytes_per_job_index_entry": job_index,
-        "redis_bytes_recent_index": recent_index,
-        "recent_index_entries": recent_entries,
+        "redis_bytes_per_executions_index_entry": all_index,
         "redis_bytes_per_ended_fire_hash": fire_hash,
         "redis_bytes_per_record_kept_apart": apart_record,
         "records_kept_apart": apart.len(),

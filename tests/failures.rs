@@ -291,7 +291,9 @@ async fn wait_follows_a_fire_through_its_nodes_death() {
     .await;
     let n2 = TestNode::start(&b, "n2", &shell).await;
     // The first attempt runs until its node dies; a re-run (attempt 2 on) succeeds.
-    let script = r#"[ "$ROTA_ATTEMPT" -ge 2 ] && { echo "rerun ok"; exit 0; }; sleep 30"#;
+    // The re-run takes a second, as real work does: the wait reads the first attempt's close (its
+    // record written by the master's recovery at once after the reap) before the re-run's outcome.
+    let script = r#"[ "$ROTA_ATTEMPT" -ge 2 ] && { sleep 1; echo "rerun ok"; exit 0; }; sleep 30"#;
     let args = serde_json::json!({"sh": script}).to_string();
     let mut waits = Vec::new();
     for (id, recovery) in [("again", "rerun"), ("once", "lost")] {

@@ -1186,36 +1186,6 @@ async fn redis_a_fire_hash_is_its_executions_record() {
     assert_eq!(s.get_execution(&first.id).await.expect("get"), Some(first.clone()));
 }
 
-/// The executions index across jobs keeps the newest `RECENT_EXECUTIONS` (Redis only): a claim call
-/// trims it, while a job's own index keeps its history (ListExecutions with the job finds the oldest).
-#[tokio::test]
-async fn redis_the_listing_across_jobs_keeps_the_newest_executions() {
-    let server = RedisServer::start();
-    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
-    let s: &dyn Store = &store;
-    let fence = master(s).await;
-    let base = now_ms() / 1000 * 1000 + 60_000;
-    put(s, "many", base).await;
-    let n = rota::store::redis::RECENT_EXECUTIONS as i64 + 50;
-    let claims: Vec<Claim> =
-        (0..n).map(|i| claim("many", base + i * 1000, Some(base + (i + 1) * 1000), false)).collect();
-    let outcomes = s.claim(&fence, &claims).await.expect("claim");
-    assert!(outcomes.iter().all(|o| *o == ClaimOutcome::Claimed), "{:?}", &outcomes[..3]);
-    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
-    let count =
-        |c: &mut ::redis::Connection, k: String| -> usize { ::redis::cmd("ZCARD").arg(k).query(c).expect("zcard") };
-    assert_eq!(count(&mut c, store.keys().execs()), rota::store::redis::RECENT_EXECUTIONS);
-    assert_eq!(count(&mut c, store.keys().job_execs("many")), n as usize);
-    let (newest, _) = s.list_executions(&ExecFilter { limit: 1, ..Default::default() }).await.expect("list");
-    assert_eq!(newest.first().map(|e| e.id.as_str()), claims.last().map(|c| c.exec.id.as_str()));
-    // The oldest is still its job's: in its index, and read by id.
-    let oldest = &claims[0].exec.id;
-    let rank: Option<usize> =
-        ::redis::cmd("ZRANK").arg(store.keys().job_execs("many")).arg(oldest).query(&mut c).expect("zrank");
-    assert_eq!(rank, Some(0));
-    assert!(s.get_execution(oldest).await.expect("get").is_some());
-}
-
 /// A job's executions index outlives every record it indexes (Redis only): the finish refreshes
 /// its TTL to the retention and a margin on the job's first finish in the process (and every half
 /// hour after), so records its later finishes write, each kept the retention from its fire's claim

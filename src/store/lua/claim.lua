@@ -16,8 +16,6 @@
 --   (a fire must start within it of its scheduled instant, or of its claim when claimed late on
 --   purpose: a catch-up fire gets the whole threshold)
 -- ARGV[7] the caller's node id  ARGV[8] its incarnation  ARGV[9] watch ms (accept.lua's ARGV[4])
--- ARGV[10] how many entries the executions index keeps (`RECENT_EXECUTIONS`): its oldest past that
---   go at the end of a call that claimed (a job's own index keeps its history)
 -- then per claim i (10 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
@@ -57,11 +55,10 @@ local out = {}
 -- once at the end: nothing in the call reads the due set, and a job claimed twice in one call (a
 -- misfire's summary and its fire) must end where its last claim put it.
 local due, due_order = {}, {}
-local claimed = false
 local n = (#KEYS - 6) / 4
 for i = 0, n - 1 do
   local kj, kf, kl, kje = KEYS[7+4*i], KEYS[8+4*i], KEYS[9+4*i], KEYS[10+4*i]
-  local a = 11 + 10*i
+  local a = 10 + 10*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, final, here = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9] == '1'
@@ -137,7 +134,6 @@ for i = 0, n - 1 do
     announce(ARGV[2], json)
     if fs ~= 'dispatching' then archive(ARGV[2], json) end
     out[#out+1] = st
-    claimed = true
   end
 end
 local add, rem = {}, {}
@@ -147,5 +143,4 @@ end
 for i = 1, #add, 1000 do redis.call('ZADD', KEYS[1], unpack(add, i, math.min(i + 999, #add))) end
 for i = 1, #rem, 1000 do redis.call('ZREM', KEYS[1], unpack(rem, i, math.min(i + 999, #rem))) end
 flush()
-if claimed then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[10]) + 1)) end
 return out

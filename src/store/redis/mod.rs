@@ -88,11 +88,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many index entries one ListExecutions call may scan when filtering by state, so one request
 /// cannot walk a whole history.
 const MAX_LIST_SCAN: usize = 5_000;
-/// How many executions a shard's executions index (`T:execs`, the listing across jobs) keeps: its
-/// newest. It is what ListExecutions without a job reads from Redis; a job's own index keeps that
-/// job's history (its caps), and the history store everything. Bounded so that a retained execution
-/// costs Redis no entry in it once a cluster retains more than this (about 150 bytes each).
-pub const RECENT_EXECUTIONS: usize = 10_000;
 /// How long a reaped incarnation stays buried (`gone:<node>`), so it can never beat again.
 const NODE_RECORD_KEEP_MS: u64 = 10 * 60 * 1000;
 
@@ -664,8 +659,7 @@ impl FireStore for RedisStore {
             .arg(self.timing.misfire_threshold_ms)
             .arg(&fence.node_id)
             .arg(&fence.incarnation)
-            .arg(self.timing.watch_ms())
-            .arg(RECENT_EXECUTIONS);
+            .arg(self.timing.watch_ms());
         for c in claims {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
