@@ -1118,20 +1118,27 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     assert!(matches!(got[2], Ok(Start::Run(_))), "{:?}", got[2]);
 }
 
+/// A Redis store with a master's fence and node n1 (incarnation i1) registered, and `job` due a
+/// minute from now (`base`): where the Redis-only tests of records start, with a plain connection.
+async fn redis_with_job(job: &str) -> (RedisServer, RedisStore, Fence, u64, i64, ::redis::Connection) {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let fence = master(&store).await;
+    let epoch = epoch_of(&fence);
+    store.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    let base = now_ms() / 1000 * 1000 + 60_000;
+    put(&store, job, base).await;
+    let c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    (server, store, fence, epoch, base, c)
+}
+
 /// One record per fire (Redis only, PROTOCOL 4.2): the claim writes no record of its own, the fire
 /// hash reads as its first execution from the claim to the outcome the finish writes into it, and
 /// a retried attempt's record, kept apart while it runs, gives way to the hash's outcome.
 #[tokio::test]
 async fn redis_a_fire_hash_is_its_executions_record() {
-    let server = RedisServer::start();
-    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let (_server, store, fence, epoch, base, mut c) = redis_with_job("one").await;
     let s: &dyn Store = &store;
-    let fence = master(s).await;
-    let epoch = epoch_of(&fence);
-    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
-    let base = now_ms() / 1000 * 1000 + 60_000;
-    put(s, "one", base).await;
-    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let exists =
         |c: &mut ::redis::Connection, k: String| -> bool { ::redis::cmd("EXISTS").arg(k).query(c).expect("exists") };
     let claimed = claim("one", base, Some(base + 1000), false);
@@ -1192,15 +1199,8 @@ async fn redis_a_fire_hash_is_its_executions_record() {
 /// (the fire hash is the record, section 4.2), expire before the index does.
 #[tokio::test]
 async fn redis_a_jobs_index_outlives_the_records_it_indexes() {
-    let server = RedisServer::start();
-    let store = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    let (_server, store, fence, epoch, base, mut c) = redis_with_job("ix").await;
     let s: &dyn Store = &store;
-    let fence = master(s).await;
-    let epoch = epoch_of(&fence);
-    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
-    let base = now_ms() / 1000 * 1000 + 60_000;
-    put(s, "ix", base).await;
-    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let mut ids = Vec::new();
     for i in 0..5 {
         let mut e = running(s, &fence, epoch, "ix", base + i * 1000).await;
