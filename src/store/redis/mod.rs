@@ -471,11 +471,6 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// A fire's state as a script read it from the fire hash: one that names no state is a corrupt key.
-    /// `start.lua` does not rewrite the `pending` record made at claim (or trigger) for a fire's
-    /// first attempt: the fire hash says that execution started. So a `pending` record whose fire's
-    /// `exec` is this execution and that has `started` is shown `running`, from the fire hash (start
-    /// time, node, attempt, the claiming master's epoch), as `start.lua` used to write it. One read for all the pending records.
     /// Execution records by id, in the order asked (None: no record), as section 4.2 says where
     /// each is: the fire hash for its fire's current execution, a record kept apart for the rest.
     /// One read-only script call (`records.lua`); every id must be of this store's shard.
@@ -505,6 +500,7 @@ impl RedisStore {
             .collect()
     }
 
+    /// A fire's state as a script read it from the fire hash: one that names no state is a corrupt key.
     fn fire_state(&self, fire_id: &str, state: &str) -> Result<FireState> {
         state.parse().map_err(|e: super::UnknownFireState| Error::Corrupt {
             key: self.keys.fire(fire_id),
