@@ -109,11 +109,10 @@ for i = 0, n - 1 do
       -- decoded for the reason and the node).
       local ok, d = pcall(cjson.decode, json)
       if not ok or type(d) ~= 'table' then d = {} end
-      for _, kv in ipairs({{'exec', exec_id}, {'ended', d.end_ms or now}, {'error', d.error}, {'node', d.node_id}}) do
-        if type(kv[2]) == 'string' and kv[2] ~= '' or type(kv[2]) == 'number' then
-          h[#h+1] = kv[1]; h[#h+1] = kv[2]
-        end
-      end
+      put_field(h, nil, 'exec', exec_id)
+      put_field(h, nil, 'ended', d.end_ms or now)
+      put_field(h, nil, 'error', d.error)
+      put_field(h, nil, 'node', d.node_id)
     else
       h[#h+1] = 'next_exec'; h[#h+1] = exec_id
       -- It holds the job's lock: its finish releases it (finish.lua reads the lock only then).

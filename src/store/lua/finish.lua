@@ -87,17 +87,18 @@ if not mine then
   json, result, key, id = ARGV[10], 'SUPERSEDED', KEYS[7], ARGV[11]
   redis.call('SET', key, json, 'PX', ARGV[3])
 else
-  -- The outcome goes into the fire hash, the record (it keeps the retention its claim gave it);
-  -- the fields only the run needed go, and empty ones are not written.
-  -- An empty field is deleted, not written: an earlier attempt's value must not read as this one's.
+  -- The outcome goes into the fire hash, the record (it keeps the retention its claim gave it), and
+  -- the fields only the run needed go. An empty field is deleted, not written: an earlier attempt's
+  -- value must not read as this one's.
   local h = {'state', ARGV[9], 'exec', ARGV[1], 'attempts', ARGV[21]}
   -- The job and a scheduled fire's instant are in the fire id, which names the hash: read from it.
   local gone = {'claimed_at', 'deadline_ms', 'recoveries', 'next_exec', 'lock', 'inc', 'job'}
   if string.find(ARGV[5], '@%d+$') then gone[#gone+1] = 'sched' end
-  for _, kv in ipairs({{'started', ARGV[19]}, {'ended', ARGV[20]}, {'error', ARGV[22]}, {'output', ARGV[23]},
-      {'stderr', ARGV[24]}}) do
-    if kv[2] ~= '' then h[#h+1] = kv[1]; h[#h+1] = kv[2] else gone[#gone+1] = kv[1] end
-  end
+  put_field(h, gone, 'started', ARGV[19])
+  put_field(h, gone, 'ended', ARGV[20])
+  put_field(h, gone, 'error', ARGV[22])
+  put_field(h, gone, 'output', ARGV[23])
+  put_field(h, gone, 'stderr', ARGV[24])
   redis.call('HSET', KEYS[5], unpack(h))
   redis.call('HDEL', KEYS[5], unpack(gone))
   if not string.find(ARGV[1], '~', 1, true) then

@@ -135,6 +135,15 @@ end
 -- fires skipped meanwhile). At most TRIM_MAX entries per call: a job index filled before caps
 -- existed (a day of a per-second job) is worked down over later finishes, never in one long call
 -- that would stall Redis past the nodes' heartbeats.
+-- Adds field `name` with `value` to the HSET arguments `h` when it has a value (a number, or a
+-- string that is not empty); otherwise, when `gone` is given, to the fields to delete (`HDEL`).
+local function put_field(h, gone, name, value)
+  if type(value) == 'number' or (type(value) == 'string' and value ~= '') then
+    h[#h+1] = name; h[#h+1] = value
+  elseif gone then
+    gone[#gone+1] = name
+  end
+end
 local FAILURE = {failed = true, timed_out = true, lost = true}
 local TRIM_MAX = 100
 -- What a fire hash in a state says of its current execution (RedisStore::records has the same rule):
