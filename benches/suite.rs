@@ -935,17 +935,18 @@ async fn floor() -> Value {
 
 /// Scenario `steps`: what each step of a fire costs Redis, measured by driving the store directly
 /// (no nodes): `ROTA_BENCH_STEPS` (2000) no-op fires claimed in batches of 500 (as a master's tick),
-/// accepted in batches of 250 (as a SubmitTasks), then all started at once and all finished at once
-/// (each through the batcher, as a node's workers do). Per step and per fire: Redis commands, the
+/// accepted in batches of 250 (as a SubmitTasks), which starts them (section 3.8 of the protocol: no
+/// start step), then all finished at once (through the batcher, as a node's workers do). Per step
+/// and per fire: Redis commands, the
 /// scripts' microseconds, the microseconds of the commands they ran, and the difference: the cost
 /// of the script call itself (its arguments, Lua, its reply). Steps run back to back, so the one
 /// Redis on this machine sees nothing else.
 ///
-/// With `here`, the fires are the master's own: claimed into its hands (`Claim::here`), with no
-/// accept step.
+/// With `here`, the fires are the master's own: claimed into its hands and started
+/// (`Claim::here`, `Claim::start`), with no accept step.
 async fn steps(here: bool) -> Value {
     use rota::execution::{scheduled_fire_id, ExecState, Execution};
-    use rota::store::{Claim, Keep, LeaseAcquire, MasterOnly, NodeRecord, Start, Store};
+    use rota::store::{Accept, Claim, Keep, LeaseAcquire, NodeRecord, StartedFire, Store};
     let n = env_num("ROTA_BENCH_STEPS", 2000) as usize;
     let redis = RedisServer::start();
     let url = redis.url();
@@ -976,6 +977,7 @@ async fn steps(here: bool) -> Value {
                 forbid: false,
                 lock_ttl_ms: 60_000,
                 here,
+                start: here,
             }
         })
         .collect();
@@ -992,45 +994,59 @@ async fn steps(here: bool) -> Value {
     let cost = |before: &Stats, after: &Stats| step_cost(before, after, n);
     let mut out = serde_json::Map::new();
     let t0 = redis_commandstats(&url);
-    let want = if here { rota::store::ClaimOutcome::Here } else { rota::store::ClaimOutcome::Claimed };
+    let want = if here { rota::store::ClaimOutcome::Started } else { rota::store::ClaimOutcome::Claimed };
     for chunk in claims.chunks(500) {
         let outcomes = s.claim(&fence, chunk).await.expect("claim");
         assert!(outcomes.iter().all(|o| *o == want), "every fire claimed: {:?}", outcomes.first());
     }
     let t1 = redis_commandstats(&url);
     out.insert("claim".into(), cost(&t0, &t1));
-    if !here {
+    // What a node runs: the claim's execution, attempt 1, for the master's own fires (as
+    // `Worker::run_claimed_started`); what each accept started, for a peer's.
+    let mut started: Vec<StartedFire> = Vec::with_capacity(n);
+    if here {
+        for c in &claims {
+            started.push(StartedFire {
+                exec_id: c.exec.id.clone(),
+                attempt: 1,
+                job_id: c.job_id.clone(),
+                sched_ms: sched,
+                epoch: fence.epoch,
+                manual: false,
+                start_ms: sched,
+                job: None,
+                deadline_ms: None,
+            });
+        }
+    } else {
         for chunk in fires.chunks(250) {
-            s.accept_many(chunk, Some(fence.epoch), "n1", "i1").await.expect("accept");
+            let accepts = s.accept_many(chunk, Some(fence.epoch), "n1", "i1", true).await.expect("accept");
+            started.extend(accepts.into_iter().filter_map(|a| match a {
+                Accept::Started(sf) => Some(*sf),
+                _ => None,
+            }));
         }
     }
     let t2 = redis_commandstats(&url);
     if !here {
         out.insert("accept".into(), cost(&t1, &t2));
     }
-    let started =
-        futures_util::future::join_all(fires.iter().map(|f| s.start(f, "n1", "i1", "x", MasterOnly::Refuse))).await;
-    let t3 = redis_commandstats(&url);
-    out.insert("start".into(), cost(&t2, &t3));
     let execs: Vec<Execution> = started
         .into_iter()
-        .filter_map(|r| match r {
-            Ok(Start::Run(sf)) => {
-                let fire = scheduled_fire_id(&sf.job_id, sf.sched_ms);
-                let mut e = sf.running_record(&fire, "n1");
-                e.state = ExecState::Succeeded;
-                e.end_ms = Some(rota::store::now_ms());
-                Some(e)
-            }
-            _ => None,
+        .map(|sf| {
+            let fire = scheduled_fire_id(&sf.job_id, sf.sched_ms);
+            let mut e = sf.running_record(&fire, "n1");
+            e.state = ExecState::Succeeded;
+            e.end_ms = Some(rota::store::now_ms());
+            e
         })
         .collect();
-    assert_eq!(execs.len(), n, "every fire started");
+    assert_eq!(execs.len(), n, "every fire started by its take");
     let finished =
         futures_util::future::join_all(execs.iter().map(|e| s.finish(e, "n1", "i1", Keep::DEFAULT, false))).await;
     assert!(finished.iter().all(|r| r.is_ok()), "every fire finished");
     let t4 = redis_commandstats(&url);
-    out.insert("finish".into(), cost(&t3, &t4));
+    out.insert("finish".into(), cost(&t2, &t4));
     let all = cost(&t0, &t4);
     json!({"scenario": "steps", "path": if here { "own" } else { "peer" }, "fires": n, "redis_rtt_us": rtt,
         "cores": cores(), "per_fire": all, "per_step": out})

@@ -474,10 +474,15 @@ impl Router {
         }
     }
 
-    /// Runs a fire claimed into this node's hands (`ClaimOutcome::Here`: already accepted).
-    pub fn run_claimed_here(&self, job: Job, fire_id: &str) {
+    /// Runs a fire claimed into this node's hands (`ClaimOutcome::Here`: already accepted;
+    /// `ClaimOutcome::Started`, as execution `exec_id` under `epoch`: already started).
+    pub fn run_claimed_here(&self, job: Job, fire_id: &str, started: Option<(&str, u64)>) {
         self.worker.metrics().dispatched(path::LOCAL);
-        if !self.worker.run_accepted(fire_id.to_string(), Some(job)) {
+        let running = match started {
+            Some((exec_id, epoch)) => self.worker.run_claimed_started(fire_id, job, exec_id, epoch),
+            None => self.worker.run_accepted(fire_id.to_string(), Some(job)),
+        };
+        if !running {
             tracing::info!(fire = %fire_id, "draining: the fire stays in this node's list, for the master to move once this node has left");
         }
     }
@@ -527,10 +532,16 @@ impl Router {
             return Err(Error::FailedPrecondition("node is shutting down".into()));
         }
         let inc = self.membership.incarnation();
-        let accepts = self.store.accept_many(fire_ids, Some(epoch), &self.node_id, &inc).await?;
+        let accepts = self.store.accept_many(fire_ids, Some(epoch), &self.node_id, &inc, true).await?;
         for (fire_id, a) in fire_ids.iter().zip(&accepts) {
-            if *a == Accept::Accepted {
-                self.worker.run_accepted(fire_id.clone(), None);
+            match a {
+                Accept::Accepted => {
+                    self.worker.run_accepted(fire_id.clone(), None);
+                }
+                Accept::Started(sf) => {
+                    self.worker.run_started(fire_id.clone(), None, sf.clone());
+                }
+                _ => {}
             }
         }
         Ok(accepts)

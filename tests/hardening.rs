@@ -146,7 +146,8 @@ async fn fires_by_second(n: &TestNode, job: &str) -> std::collections::BTreeMap<
 /// The probe's case: the start script committed (the fire hash says `running` by this incarnation,
 /// its record says `running`) and its reply was lost. A repeated start by the same incarnation now
 /// answers "yours, run it", so the fire runs once, at once; it used to stay `running` forever, run by
-/// no one (the rescan's start was refused as "already running").
+/// no one (the rescan's start was refused as "already running"). The job is master-only: its fires
+/// are the ones `start.lua` starts (any other fire is started by its take, with no start step).
 #[cfg(feature = "failpoints")]
 #[tokio::test]
 async fn a_start_whose_reply_is_lost_runs_once_and_is_not_stranded() {
@@ -163,9 +164,9 @@ async fn a_start_whose_reply_is_lost_runs_once_and_is_not_stranded() {
     // The next three start replies are thrown away after their scripts committed.
     arm(metrics, "lose_start_reply", "3*return").await;
     let mut c = n.client().await;
-    c.put_job(pb::PutJobRequest { job: Some(job("lost-reply", "* * * * * *", "sidelog", json!({"ms": 20}))) })
-        .await
-        .expect("put");
+    let mut j = job("lost-reply", "* * * * * *", "sidelog", json!({"ms": 20}));
+    j.master_only = true;
+    c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
     tokio::time::sleep(Duration::from_secs(5)).await;
     // Every fire that is due by now (and had a few seconds to end) has exactly one execution, which
     // succeeded: none stranded `running`, none run twice.
@@ -398,11 +399,11 @@ async fn a_fire_accepted_in_no_list_is_found_and_recorded() {
     c.trigger_job(pb::TriggerJobRequest { id: "hog".into(), ..Default::default() }).await.expect("trigger");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let next = (chrono::Utc::now().timestamp_millis() / 1000 + 2) * 1000;
-    c.put_job(pb::PutJobRequest {
-        job: Some(job("waiter", &format!("{} * * * * *", next / 1000 % 60), "noop", json!(null))),
-    })
-    .await
-    .expect("put");
+    // Master-only: its fire is only taken (`accepted`) ahead of its instant, not started by its take
+    // (a started fire's home is its node's processing list alone: section 10 of the protocol).
+    let mut waiter = job("waiter", &format!("{} * * * * *", next / 1000 % 60), "noop", json!(null));
+    waiter.master_only = true;
+    c.put_job(pb::PutJobRequest { job: Some(waiter) }).await.expect("put");
     let fire = keys().fire(&format!("waiter@{next}"));
     let mut r = redis_conn(&redis).await;
     eventually(WAIT, "the fire accepted on n1", || async {
@@ -452,6 +453,7 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
         forbid: false,
         lock_ttl_ms: 60_000,
         here: false,
+        start: false,
     };
     assert_eq!(store.claim(&lease, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let rec = NodeRecord {
@@ -469,7 +471,7 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
         ..Default::default()
     };
     store.register(&rec, 60_000, None).await.expect("register");
-    assert_eq!(store.accept(&fire, Some(lease.epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    assert_eq!(store.take_only(&fire, Some(lease.epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let first = store.start(&fire, "n1", "i1", "fresh-1", MasterOnly::Anyway).await.expect("start");
     let Start::Misfired { exec_id, .. } = &first else { panic!("{first:?}") };

@@ -29,6 +29,7 @@ fn claim(job: &str, sched: i64, next: Option<i64>, forbid: bool) -> Claim {
         forbid,
         lock_ttl_ms: 60_000,
         here: false,
+        start: false,
     }
 }
 
@@ -366,7 +367,7 @@ async fn a_reaped_incarnation_never_comes_back(s: Arc<dyn Store>) {
     s.register(&rec, 100, None).await.expect("register");
     let fire = "b@1000".to_string();
     assert_eq!(
-        s.accept_many(std::slice::from_ref(&fire), None, "n9", "dead-inc").await.expect("accept"),
+        s.accept_many(std::slice::from_ref(&fire), None, "n9", "dead-inc", false).await.expect("accept"),
         vec![Accept::Accepted]
     );
     assert!(matches!(s.start(&fire, "n9", "dead-inc", "e1", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
@@ -452,11 +453,11 @@ async fn a_claim_here_goes_into_the_claimers_hands(s: Arc<dyn Store>) {
     let fire = c1.exec.fire_id.clone();
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
     let (epoch, inc) = (epoch_of(&fence), fence.incarnation.as_str());
-    assert_eq!(s.accept(&fire, Some(epoch), "n1", inc).await.expect("accept"), Accept::Already);
-    assert_eq!(s.accept(&fire, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Taken);
+    assert_eq!(s.take_only(&fire, Some(epoch), "n1", inc).await.expect("accept"), Accept::Already);
+    assert_eq!(s.take_only(&fire, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Taken);
     assert_eq!(s.enqueue(&fence, &fire, "n2").await.expect("enqueue"), Enqueue::NotDispatching(FireState::Accepted));
     // The other fire of the call is dispatching: a peer may take it.
-    assert_eq!(s.accept(&c2.exec.fire_id, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.take_only(&c2.exec.fire_id, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
     let Start::Run(sf) = s.start(&fire, "n1", inc, "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("not started")
     };
@@ -465,6 +466,57 @@ async fn a_claim_here_goes_into_the_claimers_hands(s: Arc<dyn Store>) {
     let next = Claim { here: true, ..claim("h1", sched + 1000, Some(sched + 2000), true) };
     assert_eq!(s.claim(&fence, &[next]).await.expect("claim"), vec![ClaimOutcome::Skipped]);
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire]));
+}
+
+/// Section 3.8: a fire taken ahead of its instant is started in the same step, by its claim
+/// (`here` and `start`) or its accept, so the node needs no start step: its first attempt (the
+/// execution made at claim) reads `running` on that node at once, and a start asked again by the
+/// same incarnation (the rescan's, after a lost reply) resumes it under that execution. A fire of a
+/// master-only job is only taken, for its start to check the stored lease at its instant.
+async fn a_fire_taken_ahead_starts_in_the_same_step(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let (epoch, inc) = (epoch_of(&fence), fence.incarnation.clone());
+    s.register(&node("n1", &inc), 60_000, None).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
+    let sched = now_ms() / 1000 * 1000 + 2000;
+    for j in ["t1", "t2"] {
+        put(&*s, j, sched).await;
+    }
+    let only = JobSpec { master_only: true, ..spec("t3") };
+    s.put_job(&only, Some(sched), now_ms()).await.expect("put");
+    let started = Claim { here: true, start: true, ..claim("t1", sched, Some(sched + 1000), false) };
+    let (c2, c3) = (claim("t2", sched, Some(sched + 1000), false), claim("t3", sched, Some(sched + 1000), false));
+    let got = s.claim(&fence, &[started.clone(), c2.clone(), c3.clone()]).await.expect("claim");
+    assert_eq!(got, vec![ClaimOutcome::Started, ClaimOutcome::Claimed, ClaimOutcome::Claimed]);
+    let (f1, f2, f3) = (&started.exec.fire_id, &c2.exec.fire_id, &c3.exec.fire_id);
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![f1.clone()]));
+    let rec = s.get_execution(&started.exec.id).await.expect("get").expect("its record");
+    assert_eq!((rec.state, rec.attempt, rec.node_id.as_str()), (ExecState::Running, 1, "n1"));
+    assert_eq!(rec.start_ms, Some(sched), "it begins at its instant");
+    let Start::Resume(sf) = s.start(f1, "n1", &inc, "fresh", MasterOnly::Anyway).await.expect("start") else {
+        panic!("a started fire's start by its incarnation resumes it")
+    };
+    assert_eq!((sf.exec_id.as_str(), sf.attempt), (started.exec.id.as_str(), 1));
+    assert_eq!(s.take_only(f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Taken);
+    // A peer's accept starts the fire it takes, under the claim's execution, with its deadline.
+    let Accept::Started(sf) = s.accept(f2, Some(epoch), "n2", "i2").await.expect("accept") else {
+        panic!("not started by its accept")
+    };
+    assert_eq!((sf.exec_id.as_str(), sf.attempt, sf.sched_ms, sf.epoch), (c2.exec.id.as_str(), 1, sched, epoch));
+    assert_eq!(sf.job.as_ref().map(|j| j.id.as_str()), Some("t2"), "the job's definition comes with it");
+    assert!(sf.deadline_ms.is_some_and(|d| d > sched), "it must begin by its deadline: {sf:?}");
+    let rec = s.get_execution(&c2.exec.id).await.expect("get").expect("its record");
+    assert_eq!((rec.state, rec.node_id.as_str()), (ExecState::Running, "n2"));
+    assert_eq!(s.accept(f2, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Already, "a retried SubmitTask");
+    assert_eq!(s.node_fires("n2").await.expect("lists"), (vec![], vec![f2.clone()]));
+    let Start::Resume(sf) = s.start(f2, "n2", "i2", "fresh", MasterOnly::Anyway).await.expect("start") else {
+        panic!("the accept's start resumes")
+    };
+    assert_eq!(sf.exec_id, c2.exec.id);
+    // A master-only job's fire is taken only: its start checks the lease at its instant.
+    assert_eq!(s.accept(f3, Some(epoch), "n1", &inc).await.expect("accept"), Accept::Accepted);
+    let rec = s.get_execution(&c3.exec.id).await.expect("get").expect("its record");
+    assert_eq!(rec.state, ExecState::Pending);
 }
 
 /// An idle node off a failover job's list does not steal its queued fire (it would only hand it
@@ -494,18 +546,18 @@ async fn accept_and_enqueue_are_exclusive(s: Arc<dyn Store>) {
     s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
     // The target accepts first: the master's fallback enqueue finds it taken and does nothing.
     let f1 = claimed_fire(&*s, &fence, "a", 1000, false).await;
-    assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
-    assert_eq!(s.accept(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Already, "retried SubmitTask");
+    assert_eq!(s.take_only(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.take_only(&f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Already, "retried SubmitTask");
     assert_eq!(s.enqueue(&fence, &f1, "n2").await.expect("enqueue"), Enqueue::NotDispatching(FireState::Accepted));
-    assert_eq!(s.accept(&f1, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Taken);
+    assert_eq!(s.take_only(&f1, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Taken);
     // The master enqueues first (the call timed out): a late SubmitTask finds it taken.
     let f2 = claimed_fire(&*s, &fence, "b", 1000, false).await;
     assert_eq!(s.enqueue(&fence, &f2, "n2").await.expect("enqueue"), Enqueue::Queued);
-    assert_eq!(s.accept(&f2, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Taken);
+    assert_eq!(s.take_only(&f2, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Taken);
     // Fencing: a stale epoch, a dead incarnation, a deposed master.
     let f3 = claimed_fire(&*s, &fence, "c", 1000, false).await;
-    assert_eq!(s.accept(&f3, Some(epoch - 1), "n2", "i2").await.expect("accept"), Accept::StaleEpoch);
-    assert_eq!(s.accept(&f3, Some(epoch), "n2", "old").await.expect("accept"), Accept::NotLive);
+    assert_eq!(s.take_only(&f3, Some(epoch - 1), "n2", "i2").await.expect("accept"), Accept::StaleEpoch);
+    assert_eq!(s.take_only(&f3, Some(epoch), "n2", "old").await.expect("accept"), Accept::NotLive);
     assert!(matches!(s.enqueue(&lease_value("n9:1:x"), &f3, "n2").await, Err(rota::Error::Fenced(_))));
     assert_eq!(s.enqueue(&fence, &f3, "nobody").await.expect("enqueue"), Enqueue::TargetDead);
     let (q, p) = s.node_fires("n2").await.expect("lists");
@@ -574,7 +626,7 @@ async fn a_fire_started_ahead_of_its_instant_begins_at_it(s: Arc<dyn Store>) {
     let c = claim("ahead", sched, Some(sched + 1000), false);
     assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let fire = c.exec.fire_id.clone();
-    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.take_only(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("{fire} not started")
     };
@@ -587,7 +639,7 @@ async fn a_fire_started_ahead_of_its_instant_begins_at_it(s: Arc<dyn Store>) {
     let c = claim("late", late, Some(late + 1000), false);
     assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let fire = c.exec.fire_id.clone();
-    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.take_only(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     let before = now_ms();
     let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("{fire} not started")
@@ -624,7 +676,7 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
         fires.push(e);
     }
     for e in &fires {
-        assert_eq!(s.accept(&e.fire_id, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+        assert_eq!(s.take_only(&e.fire_id, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
         let Start::Run(sf) = s.start(&e.fire_id, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
             panic!("not started")
         };
@@ -647,7 +699,7 @@ async fn running(s: &dyn Store, fence: &Fence, epoch: u64, job: &str, sched: i64
     let c = claim(job, sched, Some(sched + 1000), false);
     assert_eq!(s.claim(fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let fire = c.exec.fire_id.clone();
-    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.take_only(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("{fire} not started")
     };
@@ -743,7 +795,7 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     let lost = claimed_fire(&*s, &fence, "l", 1000, false).await;
     assert_eq!(s.enqueue(&fence, &queued, "n1").await.expect("enqueue"), Enqueue::Queued);
     for f in [&running, &lost] {
-        assert_eq!(s.accept(f, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+        assert_eq!(s.take_only(f, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
         assert!(matches!(s.start(f, "n1", "i1", "x", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
     }
     let reap = |list, fire: &str, rerun| ReapRequest {
@@ -813,7 +865,7 @@ async fn a_late_result_leaves_a_newer_incarnations_entry_alone(s: Arc<dyn Store>
     s.register(&node("n1", "old"), 300, None).await.expect("register");
     s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "r", 1000, false).await;
-    assert_eq!(s.accept(&fire, Some(epoch), "n1", "old").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.take_only(&fire, Some(epoch), "n1", "old").await.expect("accept"), Accept::Accepted);
     assert!(matches!(s.start(&fire, "n1", "old", "x", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let req = ReapRequest {
@@ -847,7 +899,7 @@ async fn a_hand_over_spends_no_recovery(s: Arc<dyn Store>) {
     s.register(&node("n2", "i2"), 300, None).await.expect("register");
     s.register(&node("n3", "i3"), 60_000, None).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "h", 1000, false).await;
-    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.take_only(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     let Start::Run(first) = s.start(&fire, "n1", "i1", "x", MasterOnly::Anyway).await.expect("start") else {
         panic!("not started")
     };
@@ -929,6 +981,7 @@ conformance!(
     lease_is_exclusive_fenced_and_monotonic,
     accept_and_enqueue_are_exclusive,
     a_claim_here_goes_into_the_claimers_hands,
+    a_fire_taken_ahead_starts_in_the_same_step,
     a_failover_fire_is_stolen_only_by_a_node_of_its_list,
     queue_pop_start_finish,
     a_dead_nodes_work_moves_and_late_results_are_superseded,
@@ -1051,7 +1104,7 @@ async fn redis_a_claim_here_into_a_clobbered_list_is_claimed_as_usual() {
     let held: String =
         ::redis::cmd("HGET").arg(store.keys().fire(&cl.exec.fire_id)).arg("state").query(&mut c).expect("hget");
     assert_eq!(held, "dispatching");
-    let accepted = s.accept(&cl.exec.fire_id, Some(fence.epoch), "n1", &fence.incarnation).await;
+    let accepted = s.take_only(&cl.exec.fire_id, Some(fence.epoch), "n1", &fence.incarnation).await;
     assert!(matches!(accepted, Err(rota::Error::Corrupt { .. })), "{accepted:?}");
     // A heartbeat of the wrong type reads as not live: the claims of the call are all made (none
     // half written), `dispatching`, in the sweep's watch set.
@@ -1151,7 +1204,7 @@ async fn redis_a_fire_hash_is_its_executions_record() {
         (ExecState::Pending, 1, base, epoch)
     );
     let fire = claimed.exec.fire_id.clone();
-    assert_eq!(s.accept(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
+    assert_eq!(s.take_only(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
     let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("not started")
     };

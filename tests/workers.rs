@@ -669,8 +669,12 @@ async fn handed_to_a_busy_node(
         .trigger_job(pb::TriggerJobRequest { id: "hog".into(), ..Default::default() })
         .await
         .expect("trigger");
-    eventually(WAIT, "the built-in run started", || async {
-        executions(&mut n1.client().await, "hog").await.into_iter().find(|e| e.start_time.is_some())
+    // Its handler holds n1's own worker: the load n1 reports says so (a record reads `running`, with
+    // a start time, from the fire's take, before a worker is free for it).
+    eventually(WAIT, "the built-in run holds n1's own worker", || async {
+        let r = n1.client().await.list_nodes(pb::ListNodesRequest {}).await.ok()?.into_inner();
+        let n = r.nodes.into_iter().find(|n| n.node_id == "n1")?;
+        (n.load?.active_workers >= 1).then_some(())
     })
     .await;
     n2.client().await.trigger_job(pb::TriggerJobRequest { id, ..Default::default() }).await.expect("trigger");

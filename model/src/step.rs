@@ -185,7 +185,10 @@ enum Fence {
 }
 
 enum Accepted {
+    /// Taken only (a master-only job's fire): start.lua starts it.
     Ok,
+    /// Taken and started in the same step (section 3.8), as this attempt.
+    Started(u8),
     Refused,
 }
 
@@ -768,10 +771,9 @@ impl ProtocolModel {
                 let idx = s.net.iter().position(|d| d.fire == f)?;
                 let d = s.net.remove(idx);
                 let inc = s.nodes[d.to as usize].inc;
-                let ok = matches!(self.accept(&mut s, d.to, inc, d.lease.epoch, f), Accepted::Ok);
-                if ok {
-                    Self::spawn(&mut s, d.to, f, Phase::Start { as_master: false });
-                }
+                let r = self.accept(&mut s, d.to, inc, d.lease.epoch, f);
+                let ok = !matches!(r, Accepted::Refused);
+                Self::spawn_taken(&mut s, d.to, f, r);
                 if reply_lost {
                     s.ghost.faults -= 1;
                 }
@@ -856,6 +858,10 @@ impl ProtocolModel {
                 }
                 match r {
                     Accepted::Ok if !reply_lost => Self::set_phase(&mut s, n, f, Phase::Start { as_master: false }),
+                    Accepted::Started(att) if !reply_lost => {
+                        Self::set_attempt(&mut s, n, f, att);
+                        Self::set_phase(&mut s, n, f, Phase::Check { stand_in: false });
+                    }
                     _ => Self::drop_task(&mut s, n, f),
                 }
             }
@@ -1000,21 +1006,18 @@ impl ProtocolModel {
         // claim is fenced already), and written into the fire.
         let inc = i.lease.inc;
         let here = match claimed {
-            Some(f) if route == n && s.redis.hb[n as usize] == Some(inc) => {
-                Self::take(s, n, inc, f);
-                true
-            }
-            _ => false,
+            Some(f) if route == n && s.redis.hb[n as usize] == Some(inc) => Some(self.take(s, n, inc, f)),
+            _ => None,
         };
         if reply_lost {
             s.ghost.faults -= 1;
             return Some(());
         }
-        match claimed {
-            Some(f) if here => Self::spawn(s, n, f, Phase::Start { as_master: false }),
-            Some(f) => self.route(s, n, f, route, i.lease),
-            None if route != n => return None,
-            None => {}
+        match (claimed, here) {
+            (Some(f), Some(taken)) => Self::spawn_taken(s, n, f, taken),
+            (Some(f), None) => self.route(s, n, f, route, i.lease),
+            (None, _) if route != n => return None,
+            (None, _) => {}
         }
         Some(())
     }
@@ -1052,7 +1055,15 @@ impl ProtocolModel {
     }
 
     /// The checks passed: the handler is called now, or (with `pause_before_handler`) next.
+    /// The last check first (`Membership::still_owns`): this incarnation's heartbeat key still
+    /// holds it, so no one can have judged it dead and recovered the fire; otherwise the fire is
+    /// left in the processing list (for the rescan, or the reaper).
     fn ready(&self, s: &mut State, n: u8, f: u8) {
+        let inc = s.task(n, f).map(|t| t.inc);
+        if inc.is_none() || s.redis.hb[n as usize] != inc {
+            Self::drop_task(s, n, f);
+            return;
+        }
         if self.cfg.pause_before_handler {
             Self::set_phase(s, n, f, Phase::Ready);
         } else {
@@ -1171,19 +1182,45 @@ impl ProtocolModel {
         if x.state != FState::Dispatching {
             return Accepted::Refused; // ALREADY, TAKEN
         }
-        Self::take(s, n, inc, f);
-        Accepted::Ok
+        self.take(s, n, inc, f)
     }
 
-    /// A dispatching fire made `accepted` by node `n` (accept.lua, and claim.lua's `here`).
-    fn take(s: &mut State, n: u8, inc: u8, f: u8) {
+    /// A dispatching fire taken by node `n` (accept.lua, and claim.lua's `here`): `running`, its
+    /// first attempt started in the same step (section 3.8), unless its job is master-only: then
+    /// `accepted`, for start.lua.
+    fn take(&self, s: &mut State, n: u8, inc: u8, f: u8) -> Accepted {
+        let start = !self.cfg.spec_of(f).master_only;
+        let mut taken = Accepted::Ok;
         if let Some(x) = s.redis.fires[f as usize].as_mut() {
             x.state = FState::Accepted;
             x.node = Some(n);
             x.inc = Some(inc);
+            if start {
+                x.state = FState::Running;
+                x.attempts += 1;
+                taken = Accepted::Started(x.attempts);
+            }
         }
         Self::push(s, ListRef::P(n), f);
-        s.redis.inflight |= bit(f);
+        if start {
+            s.redis.inflight &= !bit(f);
+        } else {
+            s.redis.inflight |= bit(f);
+        }
+        taken
+    }
+
+    /// The task of a fire just taken by node `n`: its start, or, started with its take, the checks
+    /// before its handler.
+    fn spawn_taken(s: &mut State, n: u8, f: u8, taken: Accepted) {
+        match taken {
+            Accepted::Ok => Self::spawn(s, n, f, Phase::Start { as_master: false }),
+            Accepted::Started(att) => {
+                Self::spawn(s, n, f, Phase::Check { stand_in: false });
+                Self::set_attempt(s, n, f, att);
+            }
+            Accepted::Refused => {}
+        }
     }
 
     /// `enqueue_somewhere`: `enqueue.lua` on the target, then on this node if the target is dead.

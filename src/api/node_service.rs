@@ -44,7 +44,7 @@ impl NodeApi {
             Err(e @ Error::FailedPrecondition(_)) => return Ok(fires.iter().map(|_| refused(e.to_string())).collect()),
             Err(e) => return Err(e.into()),
         };
-        if accepts.iter().any(|a| matches!(a, Accept::Accepted | Accept::Already)) {
+        if accepts.iter().any(|a| matches!(a, Accept::Accepted | Accept::Started(_) | Accept::Already)) {
             // The accept compared the epoch with the store's counter: it is the current one.
             part.confirm_epoch(epoch);
             fail::fail_point!("after_accept", |_| crate::failpoints::crash("after_accept"));
@@ -52,7 +52,7 @@ impl NodeApi {
         accepts
             .into_iter()
             .map(|a| match a {
-                Accept::Accepted | Accept::Already => {
+                Accept::Accepted | Accept::Started(_) | Accept::Already => {
                     Ok(pb::SubmitTaskResponse { accepted: true, reason: String::new(), execution_id: String::new() })
                 }
                 Accept::StaleEpoch => Err(Error::StaleEpoch { epoch, why: "a newer master exists".into() }.into()),

@@ -237,8 +237,11 @@ impl Scheduler {
         let routed: Vec<Option<&Job>> =
             claims.iter().zip(&jobs).map(|(c, j)| j.as_ref().filter(|_| c.exec.state != ExecState::Misfired)).collect();
         let decisions = self.router.plan(&routed, now).await;
-        for (claim, d) in claims.iter_mut().zip(&decisions) {
+        for ((claim, d), job) in claims.iter_mut().zip(&decisions).zip(&jobs) {
             claim.here = self.router.claims_here(d.as_ref());
+            // Started with its claim too, unless master-only: that start checks the stored lease
+            // at the fire's instant (start.lua).
+            claim.start = claim.here && job.as_ref().is_some_and(|j| !j.spec.master_only);
         }
         if tokio::time::Instant::now() >= master.deadline {
             // The lease may have passed to another node while we read: act no more.
@@ -257,11 +260,12 @@ impl Scheduler {
                         self.router.deliver(job, claim.exec.fire_id.clone(), decision, master, &mut outbox).await;
                     }
                 }
-                ClaimOutcome::Here => {
+                ClaimOutcome::Here | ClaimOutcome::Started => {
                     progress = true;
                     fail::fail_point!("after_claim", |_| crate::failpoints::crash("after_claim"));
+                    let started = (outcome == ClaimOutcome::Started).then_some((claim.exec.id.as_str(), master.epoch));
                     if let Some(job) = job {
-                        self.router.run_claimed_here(job, fire);
+                        self.router.run_claimed_here(job, fire, started);
                     }
                 }
                 ClaimOutcome::Skipped => {
@@ -478,6 +482,7 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
             forbid,
             lock_ttl_ms: crate::worker::lock_ttl_ms(misfire_threshold_ms),
             here: false,
+            start: false,
         }
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| {
@@ -548,6 +553,7 @@ fn broken_job_claim(rec: &JobRecord, e: &Error, node_id: &str) -> Option<Claim> 
         forbid: false,
         lock_ttl_ms: 1,
         here: false,
+        start: false,
     })
 }
 

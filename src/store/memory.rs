@@ -134,6 +134,106 @@ impl MemoryStore {
         self.state.lock().map_err(|_| Error::unavailable("memory store poisoned by a panic"))
     }
 
+    /// Starts taken fire `fire_id` under execution `exec` (compare-and-set done by the caller):
+    /// running, attempt + 1, beginning at its instant; its `running` record written (start.lua,
+    /// and accept.lua and claim.lua's started fires). The record is for the caller to announce.
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        &self,
+        st: &mut State,
+        fire_id: &str,
+        node: &str,
+        inc: &str,
+        exec: &str,
+        spec: Option<JobSpec>,
+        now: i64,
+    ) -> Option<(StartedFire, Execution)> {
+        let f = st.fires.get_mut(fire_id)?;
+        f.state = FireState::Running;
+        f.node = node.to_string();
+        f.exec = exec.to_string();
+        f.inc = inc.to_string();
+        f.next_exec = None;
+        f.attempts += 1;
+        // Started ahead of its instant, it begins at the instant (see `super::started_at`).
+        f.started = super::started_at(now, f.sched);
+        let started = StartedFire {
+            exec_id: exec.to_string(),
+            attempt: f.attempts,
+            job_id: f.job.clone(),
+            sched_ms: f.sched,
+            epoch: f.epoch,
+            manual: f.manual,
+            start_ms: f.started,
+            job: spec,
+            deadline_ms: None,
+        };
+        // The attempt's `running` record, in the same step as the start.
+        let record = started.running_record(fire_id, node);
+        st.insert_exec(&record, self.retention_ms, now);
+        Some((started, record))
+    }
+
+    /// `accept_many`'s step, under the lock; the records of the fires it started go to `announce`.
+    fn accept_in(
+        &self,
+        fire_ids: &[String],
+        epoch: Option<u64>,
+        node: &str,
+        inc: &str,
+        start: bool,
+        announce: &mut Vec<Execution>,
+    ) -> Result<Vec<Accept>> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        let whole = if !st.live(node, inc, now) {
+            Some(Accept::NotLive)
+        } else if epoch.is_some_and(|e| e != st.epoch) {
+            Some(Accept::StaleEpoch)
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(fire_ids.len());
+        for fire_id in fire_ids {
+            if let Some(w) = &whole {
+                out.push(w.clone());
+                continue;
+            }
+            let Some((state, mine)) = st.fires.get(fire_id).map(|f| (f.state, f.node == node)) else {
+                out.push(Accept::Unknown);
+                continue;
+            };
+            match state {
+                FireState::Accepted | FireState::Running if mine => out.push(Accept::Already),
+                FireState::Dispatching => {
+                    st.take_fire(fire_id, node, inc);
+                    // Started in the same step unless master-only (accept.lua).
+                    let Some(f) = st.fires.get(fire_id) else {
+                        out.push(Accept::Unknown);
+                        continue;
+                    };
+                    let (job, next, deadline) = (f.job.clone(), f.next_exec.clone(), f.deadline_ms);
+                    let spec = st.jobs.get(&job).map(|r| r.spec.clone());
+                    match next {
+                        Some(exec) if start && !spec.as_ref().is_some_and(|s| s.master_only) => {
+                            match self.begin(&mut st, fire_id, node, inc, &exec, spec, now) {
+                                Some((mut started, record)) => {
+                                    started.deadline_ms = Some(deadline);
+                                    announce.push(record);
+                                    out.push(Accept::Started(Box::new(started)));
+                                }
+                                None => out.push(Accept::Unknown),
+                            }
+                        }
+                        _ => out.push(Accept::Accepted),
+                    }
+                }
+                _ => out.push(Accept::Taken),
+            }
+        }
+        Ok(out)
+    }
+
     fn announce(&self, e: &Execution) {
         // No watcher is not an error.
         let _ = self.events.send(e.clone());
@@ -156,7 +256,7 @@ impl State {
 
     /// A fire made `accepted` by `node`'s incarnation `inc`, at the head of its processing list
     /// (accept.lua, claim.lua's `here`, steal.lua).
-    fn take(&mut self, fire_id: &str, node: &str, inc: &str) {
+    fn take_fire(&mut self, fire_id: &str, node: &str, inc: &str) {
         if let Some(f) = self.fires.get_mut(fire_id) {
             f.state = FireState::Accepted;
             f.node = node.to_string();
@@ -372,19 +472,34 @@ impl FireStore for MemoryStore {
                     }
                     (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
                 };
-                let fire = self.new_fire(&exec, fs, now, false);
+                // Made under the fence's epoch, as claim.lua writes it.
+                let fire = FireRec { epoch: fence.epoch, ..self.new_fire(&exec, fs, now, false) };
                 st.fires.insert(c.exec.fire_id.clone(), fire);
                 let outcome = match outcome {
                     // Into the claimer's hands, as `accept_many` would make it at once.
                     ClaimOutcome::Claimed if c.here && st.live(&fence.node_id, &fence.incarnation, now) => {
-                        st.take(&c.exec.fire_id, &fence.node_id, &fence.incarnation);
+                        st.take_fire(&c.exec.fire_id, &fence.node_id, &fence.incarnation);
                         ClaimOutcome::Here
                     }
                     other => other,
                 };
                 st.insert_exec(&exec, self.retention_ms, now);
-                announce.push(exec);
-                out.push(outcome);
+                // Started too (claim.lua's `start`): its record reads `running` from here.
+                let (f, n, i) = (&c.exec.fire_id, &fence.node_id, &fence.incarnation);
+                let started = match outcome {
+                    ClaimOutcome::Here if c.start => self.begin(&mut st, f, n, i, &exec.id, None, now),
+                    _ => None,
+                };
+                match started {
+                    Some((_, record)) => {
+                        announce.push(record);
+                        out.push(ClaimOutcome::Started);
+                    }
+                    None => {
+                        announce.push(exec);
+                        out.push(outcome);
+                    }
+                }
             }
         }
         announce.iter().for_each(|e| self.announce(e));
@@ -438,35 +553,17 @@ impl FireStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        let whole = if !st.live(node, inc, now) {
-            Some(Accept::NotLive)
-        } else if epoch.is_some_and(|e| e != st.epoch) {
-            Some(Accept::StaleEpoch)
-        } else {
-            None
-        };
-        let mut out = Vec::with_capacity(fire_ids.len());
-        for fire_id in fire_ids {
-            if let Some(w) = &whole {
-                out.push(w.clone());
-                continue;
-            }
-            let Some((state, mine)) = st.fires.get(fire_id).map(|f| (f.state, f.node == node)) else {
-                out.push(Accept::Unknown);
-                continue;
-            };
-            match state {
-                FireState::Accepted | FireState::Running if mine => out.push(Accept::Already),
-                FireState::Dispatching => {
-                    st.take(fire_id, node, inc);
-                    out.push(Accept::Accepted);
-                }
-                _ => out.push(Accept::Taken),
-            }
-        }
+    async fn accept_many(
+        &self,
+        fire_ids: &[String],
+        epoch: Option<u64>,
+        node: &str,
+        inc: &str,
+        start: bool,
+    ) -> Result<Vec<Accept>> {
+        let mut announce = Vec::new();
+        let out = self.accept_in(fire_ids, epoch, node, inc, start, &mut announce)?;
+        announce.iter().for_each(|e| self.announce(e));
         Ok(out)
     }
 
@@ -526,7 +623,7 @@ impl FireStore for MemoryStore {
         if let Some(q) = st.queues.get_mut(victim) {
             q.pop_back();
         }
-        st.take(&fire, node, inc);
+        st.take_fire(&fire, node, inc);
         Ok(Some(fire))
     }
 
@@ -563,6 +660,7 @@ impl FireStore for MemoryStore {
                     manual: f.manual,
                     start_ms: f.started,
                     job: spec,
+                    deadline_ms: None,
                 })));
             }
             return Ok(Start::Already);
@@ -595,27 +693,9 @@ impl FireStore for MemoryStore {
                 MasterOnly::Verify | MasterOnly::Anyway => {}
             }
         }
-        let Some(f) = st.fires.get_mut(fire_id) else { return Ok(Start::Poison) };
-        f.state = FireState::Running;
-        f.exec = exec.clone();
-        f.inc = inc.to_string();
-        f.next_exec = None;
-        f.attempts += 1;
-        // Started ahead of its instant, it begins at the instant (see `super::started_at`).
-        f.started = super::started_at(now, f.sched);
-        let started = StartedFire {
-            exec_id: exec,
-            attempt: f.attempts,
-            job_id: f.job.clone(),
-            sched_ms: f.sched,
-            epoch: f.epoch,
-            manual: f.manual,
-            start_ms: f.started,
-            job: spec,
+        let Some((started, record)) = self.begin(&mut st, fire_id, node, inc, &exec, spec, now) else {
+            return Ok(Start::Poison);
         };
-        // The attempt's `running` record, in the same step as the start.
-        let record = started.running_record(fire_id, node);
-        st.insert_exec(&record, self.retention_ms, now);
         drop(st);
         self.announce(&record);
         Ok(Start::Run(Box::new(started)))

@@ -155,6 +155,9 @@ pub struct Claim {
     /// it in the same step, as `accept` would at once after the claim (`ClaimOutcome::Here`). Only
     /// while the claimer's heartbeat holds the fence's incarnation; otherwise claimed as usual.
     pub here: bool,
+    /// With `here`: started in the same step too (`ClaimOutcome::Started`: its job is not
+    /// master-only, whose start checks the stored lease at its instant; section 3.8).
+    pub start: bool,
 }
 
 impl Claim {
@@ -171,6 +174,9 @@ pub enum ClaimOutcome {
     /// Claimed (as `Claimed`) and accepted by the claiming node: in its processing list, for it to
     /// run (a claim asked `here`).
     Here,
+    /// As `Here`, and started: its first attempt (execution `exec.id`) is `running` on the claiming
+    /// node, to begin at its instant with no start step (a claim asked `here` and `start`).
+    Started,
     /// Claimed and recorded as skipped: the job's lock was held.
     Skipped,
     /// Claimed and recorded in its final state at once: a misfire's summary, or the failure of a
@@ -306,10 +312,13 @@ pub enum Beat {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Accept {
-    /// Taken: it is in this node's processing list.
+    /// Taken: it is in this node's processing list, for its start (a master-only job's fire).
     Accepted,
+    /// Taken and started in the same step (section 3.8): in this node's processing list, its first
+    /// attempt `running`, to begin at its instant with no start step.
+    Started(Box<StartedFire>),
     /// This node had already taken it (a retried SubmitTask).
     Already,
     /// Another node has it, or it is past dispatching.
@@ -372,6 +381,10 @@ pub struct StartedFire {
     pub start_ms: i64,
     /// The job's definition as stored (None: the job was deleted).
     pub job: Option<JobSpec>,
+    /// For a fire started ahead by its accept or claim (section 3.8): when it must begin by, or be
+    /// recorded misfired (the node checks, as start.lua does for the fires it starts). None: the
+    /// start checked it.
+    pub deadline_ms: Option<i64>,
 }
 
 impl StartedFire {
@@ -710,20 +723,30 @@ pub trait FireStore: Send + Sync {
         forbid: bool,
         lock_ttl_ms: u64,
     ) -> Result<TriggerOutcome>;
-    /// `node` takes a dispatching fire (compare-and-set). `epoch` None skips the epoch check (a node
-    /// accepting its own manual fire).
+    /// `node` takes a dispatching fire (compare-and-set) and starts it in the same step
+    /// (`Accept::Started`), unless its job is master-only (`Accept::Accepted`: start.lua checks the
+    /// stored lease at its instant). `epoch` None skips the epoch check (a node accepting its own
+    /// manual fire).
     async fn accept(&self, fire_id: &str, epoch: Option<u64>, node: &str, incarnation: &str) -> Result<Accept> {
-        let mut r = self.accept_many(&[fire_id.to_string()], epoch, node, incarnation).await?;
+        let mut r = self.accept_many(&[fire_id.to_string()], epoch, node, incarnation, true).await?;
         r.pop().ok_or_else(|| Error::unavailable("accept: no result"))
     }
     /// `accept` for several fires in one step (a batch from SubmitTasks); one result per fire.
+    /// `start` false: every fire is taken only, as a master-only job's is (`Accept::Accepted`),
+    /// for `start`.
     async fn accept_many(
         &self,
         fire_ids: &[String],
         epoch: Option<u64>,
         node: &str,
         incarnation: &str,
+        start: bool,
     ) -> Result<Vec<Accept>>;
+    /// `accept` that takes the fire only (`accept_many`'s `start` false).
+    async fn take_only(&self, fire_id: &str, epoch: Option<u64>, node: &str, incarnation: &str) -> Result<Accept> {
+        let mut r = self.accept_many(&[fire_id.to_string()], epoch, node, incarnation, false).await?;
+        r.pop().ok_or_else(|| Error::unavailable("accept: no result"))
+    }
     /// Master only (fenced): queues a dispatching fire for `target` (its durable queue).
     async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue>;
     /// `node` takes the oldest fire queued for it, waiting up to `wait` for one (zero: it looks once

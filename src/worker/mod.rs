@@ -28,7 +28,8 @@ use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MA
 use crate::job::{Concurrency, Job, JobSpec, Recovery};
 use crate::metrics::Metrics;
 use crate::store::{
-    now_ms, Accept, Finish, Keep, Load, MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start, Store,
+    now_ms, Accept, Finish, Keep, Load, MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start,
+    StartedFire, Store,
 };
 use handlers::{FailureKind, FireContext, Partial, Registry, RunOutput};
 
@@ -112,13 +113,15 @@ impl Registry {
 }
 
 /// How a fire reaches this node's pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Taking {
     /// Already in this node's processing list (SubmitTasks accepted it, the rescan found it).
     Accepted,
     /// Still `dispatching`: accepted here first, checking the master's epoch (None for a manual
     /// fire, which no master made).
     Accept { epoch: Option<u64> },
+    /// Taken and started in one step by its accept or claim (section 3.8): no start step.
+    Started(Box<StartedFire>),
 }
 
 pub struct Worker {
@@ -350,6 +353,36 @@ impl Worker {
         self.spawn_fire(fire_id, job, Taking::Accepted)
     }
 
+    /// Runs a fire this node's accept or claim started (`Accept::Started`, `ClaimOutcome::Started`)
+    /// when a worker is free, with no start step. False when the node is draining (the fire stays
+    /// in the processing list, and is reaped or adopted).
+    pub fn run_started(self: &Arc<Self>, fire_id: String, job: Option<Job>, started: Box<StartedFire>) -> bool {
+        self.spawn_fire(fire_id, job, Taking::Started(started))
+    }
+
+    /// `run_started` for a fire this node's claim started (`ClaimOutcome::Started`): its first
+    /// attempt, execution `exec_id`, made under `epoch`. It must begin within the misfire threshold of
+    /// its instant, or of now when claimed late (as the claim's deadline says).
+    pub fn run_claimed_started(self: &Arc<Self>, fire_id: &str, job: Job, exec_id: &str, epoch: u64) -> bool {
+        let Some(sched_ms) = crate::execution::fire_due_ms(fire_id) else {
+            return self.run_accepted(fire_id.to_string(), Some(job));
+        };
+        let job_id = crate::execution::job_of_fire(fire_id);
+        let start_ms = sched_ms.max(now_ms());
+        let started = StartedFire {
+            exec_id: exec_id.to_string(),
+            attempt: 1,
+            job_id: job_id.to_string(),
+            sched_ms,
+            epoch,
+            manual: false,
+            start_ms,
+            job: None,
+            deadline_ms: Some(start_ms + self.misfire_threshold_ms),
+        };
+        self.spawn_fire(fire_id.to_string(), Some(job), Taking::Started(Box::new(started)))
+    }
+
     /// Accepts a dispatching fire for this node and runs it, on its own task, so that the fires of
     /// one tick are accepted concurrently (their round trips overlap on the shared connection)
     /// instead of one after another. `epoch` None for manual fires (no master made them).
@@ -371,19 +404,26 @@ impl Worker {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.tracker.spawn(async move {
             let _held = held;
-            if let Taking::Accept { epoch } = taking {
-                let inc = me.membership.incarnation();
-                let refused = match me.store.accept(&fire_id, epoch, &me.node_id, &inc).await {
-                    Ok(Accept::Accepted) => None,
-                    Ok(other) => Some(format!("not accepted here: {other:?}")),
-                    Err(e) => Some(format!("cannot accept the fire ({e}); the takeover sweep will")),
-                };
-                if let Some(why) = refused {
-                    me.waiting.fetch_sub(1, Ordering::Relaxed);
-                    tracing::info!(fire = %fire_id, "{why}");
-                    return;
+            let started = match taking {
+                Taking::Accepted => None,
+                Taking::Started(sf) => Some(sf),
+                Taking::Accept { epoch } => {
+                    let inc = me.membership.incarnation();
+                    match me.store.accept(&fire_id, epoch, &me.node_id, &inc).await {
+                        Ok(Accept::Accepted) => None,
+                        Ok(Accept::Started(sf)) => Some(sf),
+                        other => {
+                            let why = match other {
+                                Ok(other) => format!("not accepted here: {other:?}"),
+                                Err(e) => format!("cannot accept the fire ({e}); the takeover sweep will"),
+                            };
+                            me.waiting.fetch_sub(1, Ordering::Relaxed);
+                            tracing::info!(fire = %fire_id, "{why}");
+                            return;
+                        }
+                    }
                 }
-            }
+            };
             wait_until_due(&fire_id, me.start_lead_ms).await;
             // An external worker's fire waits for its worker's slot instead (`remote`).
             let own = me.runs_on_own_worker(job.as_ref());
@@ -394,7 +434,7 @@ impl Worker {
             me.waiting.fetch_sub(1, Ordering::Relaxed);
             // No permit for the node's own worker: the pool is closed.
             if permit.is_some() || !own {
-                me.execute(fire_id, job, Slot { permit, ..Slot::none() }).await;
+                me.execute(fire_id, job, Slot { permit, ..Slot::none() }, started).await;
             }
         });
         true
@@ -452,7 +492,7 @@ impl Worker {
             };
             // Shutting down meanwhile: the fire stays in the processing list (adopted, or reaped).
             if me.accepting() {
-                me.execute(fire_id, None, slot).await;
+                me.execute(fire_id, None, slot, None).await;
             }
             drop(held);
         });
@@ -478,11 +518,13 @@ impl Worker {
         self.in_hand.lock().is_ok_and(|s| s.contains(fire_id))
     }
 
-    /// Starts a fire from the processing list (compare-and-set in the store) and runs it.
+    /// Starts a fire from the processing list (compare-and-set in the store) and runs it; a fire
+    /// its accept or claim started (`started`) is run with no start step, unless it waited past its
+    /// start deadline, when it is recorded misfired.
     /// `slot`: one of this node's own workers, when taken already (a fire of a built-in handler
     /// takes one if it has none, before its start; a fire of an external worker's handler lets it
     /// go), or an external worker's room it was taken on.
-    async fn execute(&self, fire_id: String, job: Option<Job>, slot: Slot) {
+    async fn execute(&self, fire_id: String, job: Option<Job>, slot: Slot, started: Option<Box<StartedFire>>) {
         let Slot { mut permit, unplaced } = slot;
         self.active.fetch_add(1, Ordering::Relaxed);
         let inc = self.membership.incarnation();
@@ -511,38 +553,19 @@ impl Worker {
                     }
                 }
             }
-            // Off the master, the start refuses a master-only fire, which goes to the master instead.
-            let mut started = self.start(&fire_id, &inc, false).await;
-            // Refused while this node believes it is master: the store names another lease holder
-            // or none (after a Redis failover the new primary may not have this node's lease, which
-            // has not yet run out here). Asked again until the two views agree: the next renewal
-            // settles it, and then the fire goes to whoever holds the lease.
-            let since = tokio::time::Instant::now();
-            while matches!(started, Ok(Start::MasterOnly))
-                && self.role.borrow().active().is_some()
-                && since.elapsed() < MASTER_WAIT
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                started = self.start(&fire_id, &inc, false).await;
-            }
-            if matches!(started, Ok(Start::MasterOnly)) && self.role.borrow().active().is_some() {
-                // Still apart after the wait (a lease renewal slower than that): not run as a
-                // stand-in, which would run it on a node the stored lease does not name. It stays in
-                // the processing list; the rescan asks again.
-                tracing::warn!("master-only fire: this node believes it is master, the stored lease names another or none; left for the rescan");
-                return;
-            }
-            // Started as a stand-in master: no other master could take this master-only fire.
-            let mut stand_in = false;
-            if matches!(started, Ok(Start::MasterOnly)) {
-                if self.hand_to_master(&fire_id, &inc).await {
-                    return;
-                }
-                // No other master to hand it to: started anyway; below, it is recorded skipped
-                // unless this node has become master meanwhile.
-                started = self.start(&fire_id, &inc, true).await;
-                stand_in = true;
-            }
+            let (started, stand_in) = match started {
+                Some(sf) => match sf.deadline_ms {
+                    Some(deadline) if now_ms() > deadline => {
+                        self.misfired_before_start(&sf, &fire_id, job.as_ref(), &inc).await;
+                        return;
+                    }
+                    _ => (Ok(Start::Run(sf)), false),
+                },
+                None => match self.start_here(&fire_id, &inc).await {
+                    Some(s) => s,
+                    None => return,
+                },
+            };
             match started {
                 Ok(Start::Run(sf) | Start::Resume(sf)) => {
                     let mut exec = sf.running_record(&fire_id, &self.node_id);
@@ -623,6 +646,56 @@ impl Worker {
         .await;
         drop(permit);
         self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A fire its accept or claim started that waited past its start deadline (for a worker):
+    /// recorded misfired, as start.lua records the fires it starts late; its handler never began.
+    async fn misfired_before_start(&self, sf: &StartedFire, fire_id: &str, job: Option<&Job>, inc: &str) {
+        let mut exec = sf.running_record(fire_id, &self.node_id);
+        exec.start_ms = None;
+        exec.close(ExecState::Misfired, "misfired: not started within the misfire threshold of its scheduled time");
+        tracing::warn!(execution = %exec.id, "fire waited past its start deadline");
+        let spec = job.map(|j| &j.spec).or(sf.job.as_ref());
+        let _ = self.record_final(&exec, inc, spec).await;
+    }
+
+    /// Starts a fire from the processing list (`start`). Off the master, the start refuses a
+    /// master-only fire, which goes to the master instead. The start's answer, and whether it was
+    /// started as a stand-in master (no other master could take this master-only fire); None when
+    /// not started here (handed to the master, or left for the rescan).
+    async fn start_here(&self, fire_id: &str, inc: &str) -> Option<(crate::Result<Start>, bool)> {
+        let mut started = self.start(fire_id, inc, false).await;
+        // Refused while this node believes it is master: the store names another lease holder
+        // or none (after a Redis failover the new primary may not have this node's lease, which
+        // has not yet run out here). Asked again until the two views agree: the next renewal
+        // settles it, and then the fire goes to whoever holds the lease.
+        let since = tokio::time::Instant::now();
+        while matches!(started, Ok(Start::MasterOnly))
+            && self.role.borrow().active().is_some()
+            && since.elapsed() < MASTER_WAIT
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            started = self.start(fire_id, inc, false).await;
+        }
+        if matches!(started, Ok(Start::MasterOnly)) && self.role.borrow().active().is_some() {
+            // Still apart after the wait (a lease renewal slower than that): not run as a
+            // stand-in, which would run it on a node the stored lease does not name. It stays in
+            // the processing list; the rescan asks again.
+            tracing::warn!("master-only fire: this node believes it is master, the stored lease names another or none; left for the rescan");
+            return None;
+        }
+        // Started as a stand-in master: no other master could take this master-only fire.
+        let mut stand_in = false;
+        if matches!(started, Ok(Start::MasterOnly)) {
+            if self.hand_to_master(fire_id, inc).await {
+                return None;
+            }
+            // No other master to hand it to: started anyway; below, it is recorded skipped
+            // unless this node has become master meanwhile.
+            started = self.start(fire_id, inc, true).await;
+            stand_in = true;
+        }
+        Some((started, stand_in))
     }
 
     /// One of this node's own workers, waiting for it; None when the node is cut short (its grace

@@ -1,10 +1,11 @@
 -- Claim fires: for each, compare-and-set the job's watermark from sched to next and create the fire
 -- record, all in one atomic step, so a fire (job, scheduled instant) is claimed once.
 -- Fenced: nothing is claimed unless the caller's lease value is the stored lease.
--- A claim marked `here` goes straight into the caller's own hands when it is claimed: the fire is
--- made `accepted` by the caller (its node and incarnation, its processing list, the watch set),
--- exactly as accept.lua would make it at once after the claim, saving the master's own fires that
--- step. Only while the caller's heartbeat holds its incarnation (accept.lua's NOT_LIVE check) and
+-- A claim marked `here` goes straight into the caller's own hands when it is claimed, as accept.lua
+-- would take it at once after the claim, saving the master's own fires that step: `start` ('2', a
+-- job that is not master-only) makes it `running` (its first attempt, beginning at its instant: the
+-- caller needs no start step, section 3.8); `take` ('1') makes it `accepted` (its node and
+-- incarnation, the watch set) for start.lua to start. Either way in the caller's processing list. Only while the caller's heartbeat holds its incarnation (accept.lua's NOT_LIVE check) and
 -- its processing list is a list; otherwise the fire is claimed `dispatching`, as without `here`.
 -- The fire hash is the record of the fire's first execution (section 4.2): no record of its own is
 -- written, and a fire ended at its claim (skipped, misfired) has its outcome written into the hash.
@@ -20,8 +21,9 @@
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
 --   whose stored definition is invalid),
---   here '0'|'1'
+--   here '0' | '1' (take) | '2' (take and start)
 -- Returns {'FENCED'}, or one status per claim: CLAIMED HERE (claimed into the caller's hands)
+--   STARTED (claimed into the caller's hands and started)
 --   SKIPPED MISFIRED STALE PAUSED GONE,
 --   'DUP <what the fire key held>' (the fire key existed before its claim: claimed before, or planted),
 --   'BADKEY <why>' (a key of the claim has the wrong type: nothing written for it but, when the job's
@@ -61,7 +63,7 @@ for i = 0, n - 1 do
   local a = 10 + 10*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
-  local json, skipped, final, here = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9] == '1'
+  local json, skipped, final, here = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9]
   -- One read for the job (every job hash has updated_ms), under pcall: a job key of the wrong type
   -- is this claim's BADKEY, found without a TYPE of its own.
   local j, badjob = read('hash', 'HMGET', kj, 'next_ms', 'paused', 'updated_ms')
@@ -114,16 +116,26 @@ for i = 0, n - 1 do
       put_field(h, nil, 'error', d.error)
       put_field(h, nil, 'node', d.node_id)
     else
-      h[#h+1] = 'next_exec'; h[#h+1] = exec_id
       -- It holds the job's lock: its finish releases it (finish.lua reads the lock only then).
       if forbid then h[#h+1] = 'lock'; h[#h+1] = '1' end
       local fire = job .. '@' .. sched
-      if here and may_take() then
-        st = 'HERE'; h[2] = 'accepted'
+      if here ~= '0' and may_take() then
         h[#h+1] = 'node'; h[#h+1] = ARGV[7]; h[#h+1] = 'inc'; h[#h+1] = ARGV[8]
         later('LPUSH', KEYS[5], fire)
-        later('ZADD', KEYS[4], now + tonumber(ARGV[9]), fire)
+        if here == '2' then
+          -- Started: it begins at its instant (or now, when late); not watched (section 3.8).
+          local start = math.max(tonumber(sched), now)
+          st = 'STARTED'; h[2] = 'running'
+          h[#h+1] = 'exec'; h[#h+1] = exec_id; h[#h+1] = 'started'; h[#h+1] = start
+          h[14] = 1  -- attempts
+          json = running_json(exec_id, job, fire, sched, start, ARGV[7], 1, false, ARGV[4])
+        else
+          st = 'HERE'; h[2] = 'accepted'
+          h[#h+1] = 'next_exec'; h[#h+1] = exec_id
+          later('ZADD', KEYS[4], now + tonumber(ARGV[9]), fire)
+        end
       else
+        h[#h+1] = 'next_exec'; h[#h+1] = exec_id
         later('ZADD', KEYS[4], now + tonumber(ARGV[5]), fire)
       end
     end

@@ -144,6 +144,33 @@ local function put_field(h, gone, name, value)
     gone[#gone+1] = name
   end
 end
+-- Whether a job's stored definition (its `spec` JSON, or '' / nil for none) is master-only. A plain
+-- find first: only a spec that may say so is decoded (args could hold the same text).
+local function master_only(spec)
+  if not spec or not string.find(spec, '"master_only":true', 1, true) then return false end
+  local ok, d = pcall(cjson.decode, spec)
+  return ok and type(d) == 'table' and d.master_only == true
+end
+-- The `running` record of an attempt, as the Execution type's serde form (tested by the store
+-- conformance suite), announced when a fire starts. The epoch goes in as its digits: a Lua number
+-- prints 14 significant digits, and epochs may have 16. Ids are plain ([A-Za-z0-9._:@~-], validated
+-- where they are made), so the JSON is written by hand, which costs a fraction of a table for
+-- cjson; a planted fire whose fields are not plain goes through cjson.
+local function running_json(exec, job, fire, sched, start, node, attempt, manual, epoch)
+  if not string.match(epoch or '', '^%d+$') then epoch = '0' end
+  local function plain(v) return v ~= nil and v ~= false and string.find(v, '^[%w%._:@~%-]+$') ~= nil end
+  if plain(exec) and plain(job) and plain(fire) and plain(node) and string.find(sched or '', '^%-?%d+$') then
+    return '{"id":"' .. exec .. '","job_id":"' .. job .. '","fire_id":"' .. fire .. '","scheduled_ms":' .. sched
+      .. ',"start_ms":' .. string.format('%d', start) .. ',"node_id":"' .. node .. '","attempt":' .. attempt
+      .. ',"state":"running"' .. (manual and ',"manual":true' or '') .. ',"epoch":' .. epoch .. '}'
+  end
+  local json = cjson.encode({
+    id = exec, job_id = job, fire_id = fire, scheduled_ms = tonumber(sched), start_ms = start,
+    end_ms = cjson.null, node_id = node, attempt = attempt, state = 'running', error = '', output = '',
+    manual = manual, epoch = 0
+  })
+  return (string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1))
+end
 local FAILURE = {failed = true, timed_out = true, lost = true}
 local TRIM_MAX = 100
 -- What a fire hash in a state says of its current execution (RedisStore::records has the same rule):

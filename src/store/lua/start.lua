@@ -80,20 +80,16 @@ if not f[7] then
   if bad then return {'BADKEY', bad} end
 end
 local spec = spec_of(f[4])
--- A plain find first: only a spec that may say so is decoded (args could hold the same text).
-if ARGV[11] ~= 'any' and string.find(spec, '"master_only":true', 1, true) then
-  local ok, d = pcall(cjson.decode, spec)
-  if ok and type(d) == 'table' and d.master_only == true then
-    if ARGV[11] == 'refuse' then return {'MASTER_ONLY'} end
-    -- The caller's own view of its mastership can be behind the store's: after a Redis failover the
-    -- new primary may name another holder while this node's lease has not yet run out locally. A
-    -- master-only fire starts only while the stored lease, read in this same step, is this node's
-    -- incarnation's (`<node>:<epoch>:<incarnation>`).
-    local lease = read('string', 'GET', KEYS[7])
-    local mine = type(lease) == 'string' and string.sub(lease, 1, #ARGV[2] + 1) == ARGV[2] .. ':'
-      and string.sub(lease, -(#ARGV[3] + 1)) == ':' .. ARGV[3]
-    if not mine then return {'MASTER_ONLY'} end
-  end
+if ARGV[11] ~= 'any' and master_only(spec) then
+  if ARGV[11] == 'refuse' then return {'MASTER_ONLY'} end
+  -- The caller's own view of its mastership can be behind the store's: after a Redis failover the
+  -- new primary may name another holder while this node's lease has not yet run out locally. A
+  -- master-only fire starts only while the stored lease, read in this same step, is this node's
+  -- incarnation's (`<node>:<epoch>:<incarnation>`).
+  local lease = read('string', 'GET', KEYS[7])
+  local mine = type(lease) == 'string' and string.sub(lease, 1, #ARGV[2] + 1) == ARGV[2] .. ':'
+    and string.sub(lease, -(#ARGV[3] + 1)) == ':' .. ARGV[3]
+  if not mine then return {'MASTER_ONLY'} end
 end
 -- A running fire's home is p:<self> (where the rescan and the reaper find it): a start does not
 -- leave the watch set unless that is a list, and the watch set a zset (one TYPE each per call).
@@ -108,27 +104,9 @@ local sched = tonumber(f[5])
 if sched and sched > now then now = sched end
 redis.call('HSET', KEYS[1], 'state', 'running', 'exec', exec, 'inc', ARGV[3], 'started', now, 'next_exec', '',
   'attempts', attempt)
--- The record's JSON is the Execution type's serde form (tested by the store conformance suite). The
--- epoch goes in as its digits: a Lua number prints 14 significant digits, and epochs may have 16.
 local epoch = f[6] or '0'
 if not string.match(epoch, '^%d+$') then epoch = '0' end
--- Ids are plain ([A-Za-z0-9._:@~-], validated where they are made), so the JSON is written by hand,
--- which costs a fraction of a table for cjson; a planted fire whose fields are not plain goes
--- through cjson.
-local function plain(v) return v ~= nil and v ~= false and string.find(v, '^[%w%._:@~%-]+$') ~= nil end
-local json
-if plain(exec) and plain(f[4]) and plain(ARGV[1]) and plain(ARGV[2]) and string.find(f[5] or '', '^%-?%d+$') then
-  json = '{"id":"' .. exec .. '","job_id":"' .. f[4] .. '","fire_id":"' .. ARGV[1] .. '","scheduled_ms":' .. f[5]
-    .. ',"start_ms":' .. string.format('%d', now) .. ',"node_id":"' .. ARGV[2] .. '","attempt":' .. attempt
-    .. ',"state":"running"' .. (f[9] == '1' and ',"manual":true' or '') .. ',"epoch":' .. epoch .. '}'
-else
-  json = cjson.encode({
-    id = exec, job_id = f[4], fire_id = ARGV[1], scheduled_ms = tonumber(f[5]), start_ms = now,
-    end_ms = cjson.null, node_id = ARGV[2], attempt = attempt, state = 'running', error = '', output = '',
-    manual = f[9] == '1', epoch = 0
-  })
-  json = string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1)
-end
+local json = running_json(exec, f[4], ARGV[1], f[5], now, ARGV[2], attempt, f[9] == '1', epoch)
 -- The execution made at claim (next_exec) is indexed already; a fresh one (a re-run) is indexed here.
 if not f[7] then
   redis.call('ZADD', KEYS[5], 0, exec)

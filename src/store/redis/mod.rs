@@ -500,6 +500,26 @@ impl RedisStore {
             .collect()
     }
 
+    /// A started fire from a start's or an accept's reply: {tag, exec id, attempt, job, sched,
+    /// epoch, manual, start ms, job spec JSON or '', ...}; `deadline` the accept's (ms, '' for none).
+    fn started_fire(&self, r: &[String], deadline: Option<&String>) -> Result<Box<StartedFire>> {
+        let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        Ok(Box::new(StartedFire {
+            exec_id: r[1].clone(),
+            attempt: num(2) as u32,
+            job_id: r[3].clone(),
+            sched_ms: num(4),
+            epoch: num(5) as u64,
+            manual: r[6] == "1",
+            start_ms: num(7),
+            job: match r[8].as_str() {
+                "" => None,
+                spec => Some(decode(spec, &self.keys.job(&r[3]))?),
+            },
+            deadline_ms: deadline.and_then(|d| d.parse().ok()),
+        }))
+    }
+
     /// A fire's state as a script read it from the fire hash: one that names no state is a corrupt key.
     fn fire_state(&self, fire_id: &str, state: &str) -> Result<FireState> {
         state.parse().map_err(|e: super::UnknownFireState| Error::Corrupt {
@@ -671,7 +691,11 @@ impl FireStore for RedisStore {
                 // Only a forbid claim can meet the lock and need its `skipped` record.
                 .arg(if c.forbid { encode(&c.skipped_exec())? } else { String::new() })
                 .arg(if c.exec.state.is_terminal() { FireState::from(c.exec.state).as_str() } else { "0" })
-                .arg(if c.here { "1" } else { "0" });
+                .arg(match (c.here, c.start) {
+                    (false, _) => "0",
+                    (true, false) => "1",
+                    (true, true) => "2",
+                });
         }
         // In strict mode, not replicated is an error: the fires stay `dispatching` (their
         // watermarks moved) and the sweep dispatches those a failover did not lose, or, claimed
@@ -688,6 +712,7 @@ impl FireStore for RedisStore {
             .map(|s| match s.as_str() {
                 "CLAIMED" => Ok(ClaimOutcome::Claimed),
                 "HERE" => Ok(ClaimOutcome::Here),
+                "STARTED" => Ok(ClaimOutcome::Started),
                 "SKIPPED" => Ok(ClaimOutcome::Skipped),
                 "MISFIRED" => Ok(ClaimOutcome::Misfired),
                 "STALE" => Ok(ClaimOutcome::Stale),
@@ -747,7 +772,14 @@ impl FireStore for RedisStore {
         }
     }
 
-    async fn accept_many(&self, fire_ids: &[String], epoch: Option<u64>, node: &str, inc: &str) -> Result<Vec<Accept>> {
+    async fn accept_many(
+        &self,
+        fire_ids: &[String],
+        epoch: Option<u64>,
+        node: &str,
+        inc: &str,
+        start: bool,
+    ) -> Result<Vec<Accept>> {
         // Without an epoch (a node's own manual fire) the script checks none.
         let epoch_arg = epoch.map_or_else(|| "-".to_string(), |e| e.to_string());
         // One step per fire; the batcher sends the fires of this call (and whatever else is being
@@ -766,6 +798,9 @@ impl FireStore for RedisStore {
                 inc.to_string(),
                 self.timing.watch_ms().to_string(),
                 f.clone(),
+                self.keys.job(""),
+                self.keys.exec_channel(),
+                if start { "1" } else { "0" }.to_string(),
             ];
             self.steps.call::<redis::Value>("accept", keys, args)
         });
@@ -781,6 +816,9 @@ impl FireStore for RedisStore {
                     match why.as_slice() {
                         [tag, why] if tag == "BADKEY" => {
                             Err(Error::Corrupt { key: self.keys.processing(node), reason: why.clone() })
+                        }
+                        [tag, ..] if tag == "STARTED" && why.len() == 10 => {
+                            Ok(Accept::Started(self.started_fire(&why, Some(&why[9]))?))
                         }
                         _ => Err(unexpected("accept", &why)),
                     }
@@ -911,24 +949,9 @@ impl FireStore for RedisStore {
         let r: Vec<String> = self.steps.call("start", keys.into(), args.into()).await?;
         fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        let started = || -> Result<Box<StartedFire>> {
-            Ok(Box::new(StartedFire {
-                exec_id: r[1].clone(),
-                attempt: num(2) as u32,
-                job_id: r[3].clone(),
-                sched_ms: num(4),
-                epoch: num(5) as u64,
-                manual: r[6] == "1",
-                start_ms: num(7),
-                job: match r[8].as_str() {
-                    "" => None,
-                    spec => Some(decode(spec, &self.keys.job(&r[3]))?),
-                },
-            }))
-        };
         Ok(match r.first().map(String::as_str) {
-            Some("OK") if r.len() == 9 => Start::Run(started()?),
-            Some("RESUME") if r.len() == 9 => Start::Resume(started()?),
+            Some("OK") if r.len() == 9 => Start::Run(self.started_fire(&r, None)?),
+            Some("RESUME") if r.len() == 9 => Start::Resume(self.started_fire(&r, None)?),
             Some("BADKEY") => {
                 return Err(Error::Corrupt {
                     key: self.keys.fire(fire_id),
