@@ -24,7 +24,7 @@ use crate::metrics::path;
 use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
 use crate::recovery::Recovery;
-use crate::store::{Accept, Load, Store};
+use crate::store::{Accept, Fence, Load, Store};
 use crate::worker::Worker;
 
 use crate::cluster::loads::least_loaded;
@@ -475,11 +475,11 @@ impl Router {
     }
 
     /// Runs a fire claimed into this node's hands (`ClaimOutcome::Here`: already accepted;
-    /// `ClaimOutcome::Started`, as execution `exec_id` under `epoch`: already started).
-    pub fn run_claimed_here(&self, job: Job, fire_id: &str, started: Option<(&str, u64)>) {
+    /// `ClaimOutcome::Started`, as execution `exec_id` under `fence`: already started).
+    pub fn run_claimed_here(&self, job: Job, fire_id: &str, started: Option<(&str, &Fence)>) {
         self.worker.metrics().dispatched(path::LOCAL);
         let running = match started {
-            Some((exec_id, epoch)) => self.worker.run_claimed_started(fire_id, job, exec_id, epoch),
+            Some((exec_id, fence)) => self.worker.run_claimed_started(fire_id, job, exec_id, fence),
             None => self.worker.run_accepted(fire_id.to_string(), Some(job)),
         };
         if !running {
@@ -539,7 +539,8 @@ impl Router {
                     self.worker.run_accepted(fire_id.clone(), None);
                 }
                 Accept::Started(sf) => {
-                    self.worker.run_started(fire_id.clone(), None, sf.clone());
+                    let taken = crate::worker::Taken { fire: sf.clone(), inc: inc.clone() };
+                    self.worker.run_started(fire_id.clone(), None, taken);
                 }
                 _ => {}
             }

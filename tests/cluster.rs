@@ -117,6 +117,46 @@ async fn a_master_paused_past_its_lease_fires_nothing_after_it_wakes() {
     assert_eq!(s.master_id, other.node_id);
 }
 
+/// A node cut short at shutdown (its grace over) while a fire its take started still waits for a
+/// worker: the fire goes to another node that can run it, this attempt recorded `skipped`, and runs
+/// there once, though its job's `recovery = lost` would record a run cut short `lost`: its handler
+/// never began (`Worker::give_back`).
+#[tokio::test]
+async fn a_fire_taken_but_not_begun_at_shutdown_runs_on_another_node() {
+    let redis = SharedRedis::start();
+    let b = Backend::Redis(redis.url());
+    let mut n1 = TestNode::start(&b, "n1", &["--workers", "1", "--shutdown-grace-ms", "1000"]).await;
+    let n2 = TestNode::start(&b, "n2", &[]).await;
+    agreed_master(&[&n1, &n2]).await;
+    let mut c = n1.client().await;
+    for j in [job("hog", "0 0 0 1 1 *", "sleep", json!(["30s"])), job("after", "0 0 0 1 1 *", "noop", json!(null))] {
+        c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
+    }
+    c.trigger_job(pb::TriggerJobRequest { id: "hog".into(), ..Default::default() }).await.expect("trigger");
+    eventually(Duration::from_secs(10), "the hog holds n1's one worker", || async {
+        let r = n1.client().await.list_nodes(pb::ListNodesRequest {}).await.ok()?.into_inner();
+        (r.nodes.into_iter().find(|n| n.node_id == "n1")?.load?.active_workers >= 1).then_some(())
+    })
+    .await;
+    // Triggered on n1: its own accept takes and starts it there, and it waits for the worker.
+    c.trigger_job(pb::TriggerJobRequest { id: "after".into(), ..Default::default() }).await.expect("trigger");
+    eventually(Duration::from_secs(10), "the fire taken on n1", || async {
+        let runs = executions(&mut n1.client().await, "after").await;
+        runs.into_iter().find(|e| e.node_id == "n1" && e.state() == pb::ExecutionState::Running)
+    })
+    .await;
+    n1.terminate();
+    let runs = eventually(Duration::from_secs(20), "the fire run on n2", || async {
+        let runs = executions(&mut n2.client().await, "after").await;
+        runs.iter().any(|e| e.node_id == "n2" && e.state() == pb::ExecutionState::Succeeded).then_some(runs)
+    })
+    .await;
+    let first = runs.iter().find(|e| e.attempt == 1).expect("its first attempt");
+    assert_eq!((first.node_id.as_str(), first.state()), ("n1", pb::ExecutionState::Skipped), "{runs:?}");
+    assert!(first.error.contains("shut down before a worker was free"), "{first:?}");
+    assert_eq!(runs.len(), 2, "one skipped attempt and one run: {runs:?}");
+}
+
 #[tokio::test]
 async fn graceful_shutdown_hands_the_lease_over_without_waiting_for_expiry() {
     let redis = SharedRedis::start();

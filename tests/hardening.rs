@@ -479,6 +479,55 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
     assert_eq!(again, first, "the same misfire, with the claim's execution ({exec_id})");
 }
 
+/// A take starts the fires it takes (a SubmitTasks batch of them, in one step). A fire whose job's
+/// stored definition does not decode (written by hand, or by a foreign version) is that fire's
+/// problem alone: the batch committed, every fire of it is answered started, and that one carries
+/// no definition (its worker records it failed) instead of failing the whole batch, which left
+/// every fire of it started in the node's list with no task to run it.
+#[tokio::test]
+async fn a_definition_that_does_not_decode_fails_only_its_own_fire_of_an_accept_batch() {
+    use rota::store::{Accept, Claim, ClaimOutcome, NodeRecord, WatermarkWrite};
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), "rota", "default", 600_000).await.expect("store");
+    let LeaseAcquire::Acquired(lease) = store.acquire_lease("n1", "i1", 60_000, 0).await.expect("lease") else {
+        panic!("no lease")
+    };
+    let rec = NodeRecord { node_id: "n1".into(), incarnation: "i1".into(), ..Default::default() };
+    store.register(&rec, 60_000, None).await.expect("register");
+    let sched = rota::store::now_ms() + 5_000;
+    let mut fires = Vec::new();
+    for id in ["good", "bad"] {
+        let spec = rota::job::JobSpec {
+            id: id.into(),
+            cron: "* * * * * *".into(),
+            handler: "noop".into(),
+            ..Default::default()
+        };
+        let put = store.put_job(&spec, Some(sched), rota::store::now_ms()).await.expect("put");
+        assert!(matches!(put, WatermarkWrite::Done { .. }), "{put:?}");
+        let fire = rota::execution::scheduled_fire_id(id, sched);
+        let c = Claim {
+            job_id: id.into(),
+            sched_ms: sched,
+            next_ms: Some(sched + 1000),
+            exec: rota::execution::Execution::pending(id, fire.clone(), sched, "n1", 1),
+            forbid: false,
+            lock_ttl_ms: 60_000,
+            here: false,
+            start: false,
+        };
+        assert_eq!(store.claim(&lease, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+        fires.push(fire);
+    }
+    let mut r = redis_conn(&redis).await;
+    let _: () = r.hset(store.keys().job("bad"), "spec", "{not json").await.expect("plant");
+    let got = store.accept_many(&fires, Some(lease.epoch), "n1", "i1", true).await.expect("the batch is answered");
+    let [Accept::Started(good), Accept::Started(bad)] = got.as_slice() else { panic!("both started: {got:?}") };
+    assert_eq!(good.job.as_ref().map(|j| j.id.as_str()), Some("good"));
+    assert!(bad.job.is_none(), "{bad:?}");
+    assert_eq!(store.node_fires("n1").await.expect("lists").1.len(), 2);
+}
+
 /// The reap that records a dead node's running fire `lost` commits in one script, and the caller
 /// then closes the attempt's record and alerts. When that reply was lost, the entry was already out
 /// of the dead node's list: nobody ever closed the record, which said `running` forever, and no

@@ -11,7 +11,7 @@ use rota::job::JobSpec;
 use rota::store::{
     now_ms, Accept, Beat, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState, FireStore,
     Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore,
-    Register, Start, Store, TriggerOutcome, WatermarkWrite,
+    Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -462,6 +462,7 @@ async fn a_claim_here_goes_into_the_claimers_hands(s: Arc<dyn Store>) {
         panic!("not started")
     };
     assert_eq!(sf.exec_id, c1.exec.id, "the first run uses the execution recorded at claim");
+    assert_eq!(sf.deadline_ms, None, "the start checked the deadline itself");
     // The forbid job's next fire meets the lock its running fire holds: skipped, not taken.
     let next = Claim { here: true, ..claim("h1", sched + 1000, Some(sched + 2000), true) };
     assert_eq!(s.claim(&fence, &[next]).await.expect("claim"), vec![ClaimOutcome::Skipped]);
@@ -497,6 +498,7 @@ async fn a_fire_taken_ahead_starts_in_the_same_step(s: Arc<dyn Store>) {
         panic!("a started fire's start by its incarnation resumes it")
     };
     assert_eq!((sf.exec_id.as_str(), sf.attempt), (started.exec.id.as_str(), 1));
+    assert!(sf.deadline_ms.is_some_and(|d| d > sched), "a first attempt resumes with its start deadline: {sf:?}");
     assert_eq!(s.take_only(f1, Some(epoch), "n2", "i2").await.expect("accept"), Accept::Taken);
     // A peer's accept starts the fire it takes, under the claim's execution, with its deadline.
     let Accept::Started(sf) = s.accept(f2, Some(epoch), "n2", "i2").await.expect("accept") else {
@@ -591,11 +593,13 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     want.epoch = sf.epoch;
     assert_eq!(running, want);
     assert!(sf.start_ms >= sf.sched_ms - 1000, "{sf:?}");
-    // Asked again by the incarnation that started it (its first reply lost): the same run, to resume.
-    assert_eq!(
-        s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start"),
-        Start::Resume(sf.clone())
-    );
+    // Asked again by the incarnation that started it (its first reply lost): the same run, to
+    // resume, with its start deadline (a first attempt: its handler has not begun in this process).
+    let Start::Resume(again) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
+        panic!("resumed")
+    };
+    assert!(again.deadline_ms.is_some(), "{again:?}");
+    assert_eq!(StartedFire { deadline_ms: None, ..*again }, *sf);
     // Only the live owner may retry; each retry is recorded on the fire.
     assert_eq!(s.retry_attempt(&fire, "n1", "i1", "retry-1").await.expect("retry"), Some(2));
     assert_eq!(s.retry_attempt(&fire, "n1", "stale-inc", "retry-x").await.expect("retry"), None);

@@ -263,7 +263,7 @@ impl Scheduler {
                 ClaimOutcome::Here | ClaimOutcome::Started => {
                     progress = true;
                     fail::fail_point!("after_claim", |_| crate::failpoints::crash("after_claim"));
-                    let started = (outcome == ClaimOutcome::Started).then_some((claim.exec.id.as_str(), master.epoch));
+                    let started = (outcome == ClaimOutcome::Started).then_some((claim.exec.id.as_str(), &master.lease));
                     if let Some(job) = job {
                         self.router.run_claimed_here(job, fire, started);
                     }

@@ -660,7 +660,8 @@ impl FireStore for MemoryStore {
                     manual: f.manual,
                     start_ms: f.started,
                     job: spec,
-                    deadline_ms: None,
+                    // A first attempt's, for the caller to check (start.lua).
+                    deadline_ms: (f.attempts <= 1).then_some(f.deadline_ms),
                 })));
             }
             return Ok(Start::Already);

@@ -28,7 +28,7 @@ use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MA
 use crate::job::{Concurrency, Job, JobSpec, Recovery};
 use crate::metrics::Metrics;
 use crate::store::{
-    now_ms, Accept, Finish, Keep, Load, MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start,
+    now_ms, Accept, Fence, Finish, Keep, Load, MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start,
     StartedFire, Store,
 };
 use handlers::{FailureKind, FireContext, Partial, Registry, RunOutput};
@@ -121,7 +121,16 @@ enum Taking {
     /// fire, which no master made).
     Accept { epoch: Option<u64> },
     /// Taken and started in one step by its accept or claim (section 3.8): no start step.
-    Started(Box<StartedFire>),
+    Started(Taken),
+}
+
+/// A fire its take started (`Accept::Started`, `ClaimOutcome::Started`), and the incarnation that
+/// took it: only that incarnation may run it (a node judged dead meanwhile has a new one, and the
+/// fire was recovered elsewhere; no start step is left to refuse it).
+#[derive(Debug)]
+pub struct Taken {
+    pub fire: Box<StartedFire>,
+    pub inc: String,
 }
 
 pub struct Worker {
@@ -356,14 +365,18 @@ impl Worker {
     /// Runs a fire this node's accept or claim started (`Accept::Started`, `ClaimOutcome::Started`)
     /// when a worker is free, with no start step. False when the node is draining (the fire stays
     /// in the processing list, and is reaped or adopted).
-    pub fn run_started(self: &Arc<Self>, fire_id: String, job: Option<Job>, started: Box<StartedFire>) -> bool {
-        self.spawn_fire(fire_id, job, Taking::Started(started))
+    pub fn run_started(self: &Arc<Self>, fire_id: String, job: Option<Job>, taken: Taken) -> bool {
+        // The take returned the job's definition: whether a worker of this node's own runs it is
+        // known before a worker is waited for.
+        let job = job.or_else(|| taken.fire.job.clone().and_then(|s| Job::new(s).ok()));
+        self.spawn_fire(fire_id, job, Taking::Started(taken))
     }
 
     /// `run_started` for a fire this node's claim started (`ClaimOutcome::Started`): its first
-    /// attempt, execution `exec_id`, made under `epoch`. It must begin within the misfire threshold of
-    /// its instant, or of now when claimed late (as the claim's deadline says).
-    pub fn run_claimed_started(self: &Arc<Self>, fire_id: &str, job: Job, exec_id: &str, epoch: u64) -> bool {
+    /// attempt, execution `exec_id`, made under `fence` (its epoch, and this node's incarnation that
+    /// took it). It must begin within the misfire threshold of its instant, or of now when claimed
+    /// late (as the claim's deadline says).
+    pub fn run_claimed_started(self: &Arc<Self>, fire_id: &str, job: Job, exec_id: &str, fence: &Fence) -> bool {
         let Some(sched_ms) = crate::execution::fire_due_ms(fire_id) else {
             return self.run_accepted(fire_id.to_string(), Some(job));
         };
@@ -374,13 +387,14 @@ impl Worker {
             attempt: 1,
             job_id: job_id.to_string(),
             sched_ms,
-            epoch,
+            epoch: fence.epoch,
             manual: false,
             start_ms,
             job: None,
             deadline_ms: Some(start_ms + self.misfire_threshold_ms),
         };
-        self.spawn_fire(fire_id.to_string(), Some(job), Taking::Started(Box::new(started)))
+        let taken = Taken { fire: Box::new(started), inc: fence.incarnation.clone() };
+        self.spawn_fire(fire_id.to_string(), Some(job), Taking::Started(taken))
     }
 
     /// Accepts a dispatching fire for this node and runs it, on its own task, so that the fires of
@@ -404,18 +418,20 @@ impl Worker {
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.tracker.spawn(async move {
             let _held = held;
-            let started = match taking {
+            let taken = match taking {
                 Taking::Accepted => None,
-                Taking::Started(sf) => Some(sf),
+                Taking::Started(t) => Some(t),
                 Taking::Accept { epoch } => {
                     let inc = me.membership.incarnation();
                     match me.store.accept(&fire_id, epoch, &me.node_id, &inc).await {
                         Ok(Accept::Accepted) => None,
-                        Ok(Accept::Started(sf)) => Some(sf),
+                        Ok(Accept::Started(fire)) => Some(Taken { fire, inc }),
                         other => {
+                            // Taken but the reply lost: the rescan finds it in this node's list;
+                            // not taken: the sweep, once its dispatch deadline passes.
                             let why = match other {
                                 Ok(other) => format!("not accepted here: {other:?}"),
-                                Err(e) => format!("cannot accept the fire ({e}); the takeover sweep will"),
+                                Err(e) => format!("cannot accept the fire ({e}); the rescan or the sweep will"),
                             };
                             me.waiting.fetch_sub(1, Ordering::Relaxed);
                             tracing::info!(fire = %fire_id, "{why}");
@@ -428,13 +444,15 @@ impl Worker {
             // An external worker's fire waits for its worker's slot instead (`remote`).
             let own = me.runs_on_own_worker(job.as_ref());
             let permit = match own {
-                true => Arc::clone(&me.permits).acquire_owned().await.ok(),
+                true => me.own_worker().await,
                 false => None,
             };
             me.waiting.fetch_sub(1, Ordering::Relaxed);
-            // No permit for the node's own worker: the pool is closed.
             if permit.is_some() || !own {
-                me.execute(fire_id, job, Slot { permit, ..Slot::none() }, started).await;
+                me.execute(fire_id, job, Slot { permit, ..Slot::none() }, taken).await;
+            } else if let Some(t) = taken {
+                // Cut short (the grace period ran out) before a worker was free.
+                me.give_back(&fire_id, job.as_ref(), t).await;
             }
         });
         true
@@ -524,10 +542,11 @@ impl Worker {
     /// `slot`: one of this node's own workers, when taken already (a fire of a built-in handler
     /// takes one if it has none, before its start; a fire of an external worker's handler lets it
     /// go), or an external worker's room it was taken on.
-    async fn execute(&self, fire_id: String, job: Option<Job>, slot: Slot, started: Option<Box<StartedFire>>) {
+    async fn execute(&self, fire_id: String, job: Option<Job>, slot: Slot, taken: Option<Taken>) {
         let Slot { mut permit, unplaced } = slot;
         self.active.fetch_add(1, Ordering::Relaxed);
-        let inc = self.membership.incarnation();
+        // A fire its take started runs under the incarnation that took it (`Taken`).
+        let inc = taken.as_ref().map_or_else(|| self.membership.incarnation(), |t| t.inc.clone());
         let span = tracing::info_span!("fire", fire = %shorten(&fire_id), node = %self.node_id);
         async {
             if let Some(reason) = crate::store::queue_entry_problem(&fire_id) {
@@ -553,14 +572,15 @@ impl Worker {
                     }
                 }
             }
-            let (started, stand_in) = match started {
-                Some(sf) => match sf.deadline_ms {
-                    Some(deadline) if now_ms() > deadline => {
-                        self.misfired_before_start(&sf, &fire_id, job.as_ref(), &inc).await;
-                        return;
-                    }
-                    _ => (Ok(Start::Run(sf)), false),
-                },
+            let (started, stand_in) = match taken {
+                // This node was judged dead and came back as another incarnation meanwhile: the
+                // fire was recovered (re-run elsewhere, or recorded lost), and is not its to run.
+                Some(t) if t.inc != self.membership.incarnation() => {
+                    tracing::warn!(execution = %t.fire.exec_id,
+                        "not run: taken by an earlier incarnation of this node, which was judged dead meanwhile");
+                    return;
+                }
+                Some(t) => (Ok(Start::Run(t.fire)), false),
                 None => match self.start_here(&fire_id, &inc).await {
                     Some(s) => s,
                     None => return,
@@ -569,6 +589,7 @@ impl Worker {
             match started {
                 Ok(Start::Run(sf) | Start::Resume(sf)) => {
                     let mut exec = sf.running_record(&fire_id, &self.node_id);
+                    let deadline = sf.deadline_ms;
                     // The start returned the job's definition (one round trip for both).
                     let job = match (job, sf.job) {
                         (Some(j), _) => Ok(j),
@@ -606,6 +627,13 @@ impl Worker {
                                 }
                                 true => {}
                                 false => permit = None,
+                            }
+                            // Taken, or resumed, but not yet begun, past its start deadline (it
+                            // waited for a worker): a misfire, as `start.lua` records one it finds
+                            // late. (No handler here: `cannot_run_here` says why, above.)
+                            if deadline.is_some_and(|d| now_ms() > d) {
+                                self.misfired_before_start(exec, &inc, &job.spec).await;
+                                return;
                             }
                             // Placed: on its worker's slot (waiting, it counts in the hub's
                             // backlog), or on one of the node's own workers.
@@ -648,15 +676,14 @@ impl Worker {
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A fire its accept or claim started that waited past its start deadline (for a worker):
-    /// recorded misfired, as start.lua records the fires it starts late; its handler never began.
-    async fn misfired_before_start(&self, sf: &StartedFire, fire_id: &str, job: Option<&Job>, inc: &str) {
-        let mut exec = sf.running_record(fire_id, &self.node_id);
+    /// A fire its take started, or a first attempt resumed, that waited past its start deadline
+    /// (for a worker): recorded misfired, as start.lua records the fires it starts late; its
+    /// handler never began.
+    async fn misfired_before_start(&self, mut exec: Execution, inc: &str, spec: &JobSpec) {
         exec.start_ms = None;
         exec.close(ExecState::Misfired, "misfired: not started within the misfire threshold of its scheduled time");
         tracing::warn!(execution = %exec.id, "fire waited past its start deadline");
-        let spec = job.map(|j| &j.spec).or(sf.job.as_ref());
-        let _ = self.record_final(&exec, inc, spec).await;
+        let _ = self.record_final(&exec, inc, Some(spec)).await;
     }
 
     /// Starts a fire from the processing list (`start`). Off the master, the start refuses a
@@ -939,6 +966,30 @@ impl Worker {
         tracing::error!(execution = %exec.id, handler = %handler, error = %exec.error, state, "fire recorded: no node can run it");
         if self.record_final(&exec, inc, Some(&job.spec)).await.is_ok() {
             self.alerts.raise(Alert::from_execution("no_node_has_handler", &exec, &self.cluster));
+        }
+    }
+
+    /// A fire its take started whose handler never began, when this node is cut short (its
+    /// shutdown grace ran out before a worker was free): handed to a live node that can run it,
+    /// this attempt recorded `skipped`, as `cannot_run_here` does, rather than left to be recovered
+    /// as a run (`recovery = lost` would record it lost). With no such node, or if the hand-over
+    /// fails, it stays in the processing list, for the master once this node has left.
+    async fn give_back(&self, fire_id: &str, job: Option<&Job>, t: Taken) {
+        let Some(spec) = job.map(|j| &j.spec).or(t.fire.job.as_ref()) else { return };
+        let Capable::Live(to) = self.node_with(spec).await else { return };
+        match self.hand_over(fire_id, &t.inc, &to, true).await {
+            Ok(Reap::Rerun { .. }) => {
+                let mut exec = t.fire.running_record(fire_id, &self.node_id);
+                exec.close(
+                    ExecState::Skipped,
+                    format!("not run here: node {} shut down before a worker was free; handed to {to}", self.node_id),
+                );
+                tracing::warn!(execution = %exec.id, to = %to, "shutting down: a fire not yet begun handed to another node");
+                let _ = self.record_finish(&exec, false).await;
+            }
+            other => {
+                tracing::info!(fire = %fire_id, outcome = ?other, "shutting down: a fire not yet begun stays here, for recovery")
+            }
         }
     }
 

@@ -13,8 +13,10 @@
 --   not master), 'verify' (the caller believes it is: started only while T:lease is this node's
 --   incarnation's, checked in this same step) or 'any' (a stand-in: no master to hand it to)
 -- KEYS[7] T:lease
--- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or ''}
---   | {'RESUME', the same fields} (a repeated start by the incarnation that started it: see below)
+-- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or '', ''}
+--   | {'RESUME', the same fields, and the start deadline for a first attempt, '' otherwise} (a
+--   repeated start by the incarnation that started it, or a fire its take started whose task was
+--   lost: see below; the caller checks the deadline, its handler never having begun)
 --   | {'NOT_LIVE'} | {'POISON'} | {'NOT_MINE', state} | {'ALREADY'} | {'MISFIRED', job, sched, exec id}
 --   | {'MASTER_ONLY'} (the job is master-only and the caller is not master, or the stored lease is
 --     not this node's incarnation's: nothing changed)
@@ -47,7 +49,9 @@ if st == 'running' and owner == ARGV[2] then
   -- between the two, the connection broke). Safe to call again: the caller, which has no task on
   -- this fire (it checks), runs it under the execution and attempt already recorded.
   if f[3] == ARGV[3] and f[10] then
-    return {'RESUME', f[10], f[11] or '1', f[4], f[5], f[6] or '0', f[9] or '0', f[12] or '0', spec_of(f[4])}
+    local deadline = ''
+    if (f[11] or '1') == '1' then deadline = f[8] or '' end
+    return {'RESUME', f[10], f[11] or '1', f[4], f[5], f[6] or '0', f[9] or '0', f[12] or '0', spec_of(f[4]), deadline}
   end
   -- An earlier incarnation's run: recovered by adoption or the reaper, never dropped by a start.
   return {'ALREADY'}
@@ -113,4 +117,4 @@ if not f[7] then
   redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
 end
 announce(ARGV[10], json)
-return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec}
+return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec, ''}

@@ -501,7 +501,8 @@ impl RedisStore {
     }
 
     /// A started fire from a start's or an accept's reply: {tag, exec id, attempt, job, sched,
-    /// epoch, manual, start ms, job spec JSON or '', ...}; `deadline` the accept's (ms, '' for none).
+    /// epoch, manual, start ms, job spec JSON or '', ...}; `deadline` the reply's start deadline
+    /// (ms, '' for none).
     fn started_fire(&self, r: &[String], deadline: Option<&String>) -> Result<Box<StartedFire>> {
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Ok(Box::new(StartedFire {
@@ -818,7 +819,18 @@ impl FireStore for RedisStore {
                             Err(Error::Corrupt { key: self.keys.processing(node), reason: why.clone() })
                         }
                         [tag, ..] if tag == "STARTED" && why.len() == 10 => {
-                            Ok(Accept::Started(self.started_fire(&why, Some(&why[9]))?))
+                            // Committed: a definition that does not decode is this fire's problem
+                            // alone (recorded failed by the worker), not the whole batch's.
+                            let fire = match self.started_fire(&why, Some(&why[9])) {
+                                Ok(sf) => sf,
+                                Err(e) => {
+                                    tracing::warn!(job = %why[3], error = %e, "a started fire's job definition does not decode");
+                                    let mut no_spec = why.clone();
+                                    no_spec[8] = String::new();
+                                    self.started_fire(&no_spec, Some(&why[9]))?
+                                }
+                            };
+                            Ok(Accept::Started(fire))
                         }
                         _ => Err(unexpected("accept", &why)),
                     }
@@ -950,8 +962,8 @@ impl FireStore for RedisStore {
         fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Ok(match r.first().map(String::as_str) {
-            Some("OK") if r.len() == 9 => Start::Run(self.started_fire(&r, None)?),
-            Some("RESUME") if r.len() == 9 => Start::Resume(self.started_fire(&r, None)?),
+            Some("OK") if r.len() == 10 => Start::Run(self.started_fire(&r, None)?),
+            Some("RESUME") if r.len() == 10 => Start::Resume(self.started_fire(&r, Some(&r[9]))?),
             Some("BADKEY") => {
                 return Err(Error::Corrupt {
                     key: self.keys.fire(fire_id),
