@@ -207,6 +207,10 @@ async fn load_jobs_sharded(url: &str, shards: u16, specs: impl Iterator<Item = r
         .await
 }
 
+/// Node flags of a scenario that lists its executions across jobs (`common::executions(c, "")`) to
+/// count them: every one listed, not only a shard's newest 10,000 (`execution_recent`).
+const LIST_ALL: [&str; 2] = ["--execution-recent", "10000000"];
+
 fn spec(id: String, cron: &str, handler: &str, args: Value) -> rota::job::JobSpec {
     rota::job::JobSpec { id, cron: cron.into(), handler: handler.into(), args, ..Default::default() }
 }
@@ -222,8 +226,12 @@ async fn precision(scenario: &str, lead_ms: Option<u64>, shards: u16) -> Value {
     let workers = env_num("ROTA_BENCH_PRECISION_WORKERS", 32).to_string();
     let lead = lead_ms.unwrap_or(rota::store::START_LEAD_MS as u64).to_string();
     let shard_flag = shards.to_string();
-    let (nodes, ports) =
-        cluster(&redis, 3, &["--workers", &workers, "--start-lead-ms", &lead, "--shards", &shard_flag]).await;
+    let (nodes, ports) = cluster(
+        &redis,
+        3,
+        &["--workers", &workers, "--start-lead-ms", &lead, "--shards", &shard_flag, LIST_ALL[0], LIST_ALL[1]],
+    )
+    .await;
     // Background: heartbeats, lease renewals, load reports, queue polls with nothing to fire.
     let (idle0, _) = redis_calls(&redis.url());
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -358,7 +366,8 @@ async fn burst_on(url: &str, servers: &[String], scenario: &str, shards: u16) ->
     load_jobs_sharded(url, shards, (0..n).map(|i| spec(format!("b{i:06}"), &cron, "noop", Value::Null))).await;
     let load_s = loaded_at.elapsed().as_secs_f64();
     let shard_flag = shards.to_string();
-    let (nodes, ports) = cluster_on(url, 3, &["--workers", "8", "--shards", &shard_flag]).await;
+    let (nodes, ports) =
+        cluster_on(url, 3, &["--workers", "8", "--shards", &shard_flag, LIST_ALL[0], LIST_ALL[1]]).await;
     let now = rota::store::now_ms();
     let ((calls0, per0), usec0) = (redis_calls_on(servers), redis_usec_on(servers));
 
@@ -517,7 +526,7 @@ async fn workers() -> Value {
     let secs = env_num("ROTA_BENCH_WORKER_SECS", 15) as i64;
     let redis = RedisServer::start();
     let rtt = redis_rtt_us(&redis.url(), 2000);
-    let (nodes, _) = cluster(&redis, 1, &["--workers", "64"]).await;
+    let (nodes, _) = cluster(&redis, 1, &["--workers", "64", LIST_ALL[0], LIST_ALL[1]]).await;
     let addr = nodes[0].addr.clone();
     let _py = ExtWorker::start_on(Sdk::Python, &[&addr], "bench-py", 64, None);
     let _js = ExtWorker::start_on(Sdk::Node, &[&addr], "bench-js", 64, None);

@@ -102,6 +102,9 @@ pub struct Config {
     /// How many older failed executions of a job are kept besides, for a job that does not say
     /// (`keep_failed`).
     pub execution_keep_failed: u32,
+    /// How many of a shard's newest executions `ListExecutions` without a job lists, beside every
+    /// open one (the index across jobs is bounded to them; older ones are listed by their job).
+    pub execution_recent: u32,
     /// How often the node publishes its record (load, state) to the store.
     pub heartbeat_ms: u64,
     /// A node whose record is older than this (and that did not stop cleanly) is shown as failed.
@@ -187,6 +190,7 @@ impl Default for Config {
             history_retention_days: 90,
             execution_keep_last: crate::store::Keep::DEFAULT.last,
             execution_keep_failed: crate::store::Keep::DEFAULT.failed,
+            execution_recent: crate::store::DEFAULT_RECENT_EXECUTIONS as u32,
             heartbeat_ms: 1_000,
             node_ttl_ms: 3_000,
             worker_ttl_ms: 10_000,
@@ -318,6 +322,7 @@ impl Config {
             // Within the fire-ahead window: a fire is claimed and handed over only that early.
             ("start_lead_ms", self.start_lead_ms, 0, crate::store::FIRE_AHEAD_MS as u64),
             ("execution_keep_failed", u64::from(self.execution_keep_failed), 0, u64::from(crate::job::MAX_KEEP)),
+            ("execution_recent", u64::from(self.execution_recent), 0, 10_000_000),
             ("heartbeat_ms", self.heartbeat_ms, 10, 60_000),
             ("node_ttl_ms", self.node_ttl_ms, 20, 600_000),
             ("worker_ttl_ms", self.worker_ttl_ms, 20, 600_000),
@@ -553,6 +558,10 @@ mod tests {
                 "config execution_keep_last: 0 is not in 1..=100000",
             ),
             (Config { execution_keep_failed: 100_001, ..Config::default() }, "config execution_keep_failed:"),
+            (
+                Config { execution_recent: 10_000_001, ..Config::default() },
+                "config execution_recent: 10000001 is not in 0..=10000000",
+            ),
             (Config { start_lead_ms: 301, ..Config::default() }, "config start_lead_ms: 301 is not in 0..=300"),
             (
                 Config { redis_wait_replicas: 1, ..Config::default() },

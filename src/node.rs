@@ -222,6 +222,7 @@ impl Node {
                 .await?
                 .with_fire_timing(timing)
                 .with_node_retention(config.dead_node_retention_ms)
+                .with_recent_executions(u64::from(config.execution_recent))
                 .with_replica_wait((config.redis_wait_replicas > 0).then_some(
                     crate::store::redis::ReplicaWait {
                         replicas: config.redis_wait_replicas,
@@ -254,7 +255,8 @@ impl Node {
             true => Shards::one(Arc::new(
                 MemoryStore::new(config.execution_retention_ms)
                     .with_fire_timing(timing)
-                    .with_node_retention(config.dead_node_retention_ms),
+                    .with_node_retention(config.dead_node_retention_ms)
+                    .with_recent_executions(u64::from(config.execution_recent)),
             )),
         };
         let home = Arc::clone(shards.home());

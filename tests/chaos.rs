@@ -812,12 +812,17 @@ fn read_sidelog(path: &PathBuf) -> Vec<Run> {
     runs
 }
 
+/// Every record of `jobs`, listed job by job: the listing across jobs shows only a shard's newest
+/// executions (`execution_recent`) and the open ones.
 async fn records(
     c: &mut pb::scheduler_service_client::SchedulerServiceClient<tonic::transport::Channel>,
+    jobs: &[JobInfo],
 ) -> Vec<Record> {
-    common::executions(c, "")
-        .await
-        .into_iter()
+    let mut all = Vec::new();
+    for j in jobs {
+        all.extend(common::executions(c, &j.id).await);
+    }
+    all.into_iter()
         .map(|e| Record {
             state: common::state(&e).as_str_name().trim_start_matches("EXECUTION_STATE_").to_lowercase(),
             exec: e.id,
@@ -945,7 +950,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     let mut recs;
     loop {
         let mut c = runner.cluster.client().await.expect("client");
-        recs = records(&mut c).await;
+        recs = records(&mut c, &infos).await;
         let open = recs
             .iter()
             .filter(|r| r.sched_ms >= window.0 && r.sched_ms < window.1)
@@ -964,7 +969,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     if runner.cluster.history.is_some() {
         archive = tokio::task::block_in_place(|| runner.cluster.archive_violations(window.1));
         let mut c = runner.cluster.client().await.expect("client");
-        recs = records(&mut c).await;
+        recs = records(&mut c, &infos).await;
     }
     let runs = read_sidelog(&runner.cluster.sidelog);
     let masters = runner.masters.lock().expect("masters").clone();
@@ -1089,7 +1094,7 @@ async fn redis_restart_without_persistence() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (_, epoch_before) = cluster.wait_master().await;
-    let execs_before = records(&mut c).await.len();
+    let execs_before = records(&mut c, &infos).await.len();
     let wiped = now_ms();
     tokio::task::block_in_place(|| cluster.redis.primary().kill());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1101,7 +1106,7 @@ async fn redis_restart_without_persistence() {
     }
     let mut c = cluster.client().await.expect("client");
     let jobs_after = c.list_jobs(pb::ListJobsRequest::default()).await.expect("list").into_inner().jobs.len();
-    let execs_after = records(&mut c).await.len();
+    let execs_after = records(&mut c, &infos).await.len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ran_without_jobs = read_sidelog(&cluster.sidelog).iter().filter(|r| r.start_ms > wiped + 2000).count();
     // Put the jobs again (what a deploy tool or `--jobs` on a restarted node does).
@@ -1118,7 +1123,7 @@ async fn redis_restart_without_persistence() {
     let history = History {
         jobs: infos.clone(),
         runs: after,
-        records: records(&mut c).await,
+        records: records(&mut c, &infos).await,
         faults: Vec::new(),
         masters: BTreeMap::new(),
         window,

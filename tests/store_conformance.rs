@@ -945,6 +945,70 @@ async fn stuck_dispatches_are_found(s: Arc<dyn Store>) {
     assert_eq!(s.stuck_dispatching(later, 10).await.expect("stuck"), vec![fire]);
 }
 
+/// The listing across jobs (no job asked) is bounded, so that a retained execution costs Redis its
+/// record and its job's index entry only: it shows the newest `execution_recent` executions and,
+/// older than those, the open ones (pending or running) alone. Every execution stays listable by its
+/// job. Both stores; `recent` 3 here.
+async fn listing_across_jobs_is_the_newest_and_the_open(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let (epoch, inc) = (epoch_of(&fence), fence.incarnation.clone());
+    s.register(&node("n1", &inc), 60_000, None).await.expect("register");
+    let sched = now_ms() / 1000 * 1000 + 5000;
+    let mut claims = Vec::new();
+    for i in 0..6 {
+        let job = format!("r{i}");
+        put(&*s, &job, sched).await;
+        let c = claim(&job, sched, Some(sched + 1000), false);
+        assert_eq!(s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+        claims.push(c);
+    }
+    let finish = |c: &Claim| {
+        let (s, inc) = (Arc::clone(&s), inc.clone());
+        let fire = c.exec.fire_id.clone();
+        async move {
+            let Accept::Started(sf) = s.accept(&fire, Some(epoch), "n1", &inc).await.expect("accept") else {
+                panic!("started")
+            };
+            let mut e = sf.running_record(&fire, "n1");
+            e.close(ExecState::Succeeded, "");
+            assert_eq!(s.finish(&e, "n1", &inc, Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
+        }
+    };
+    // The oldest stays open; the others end.
+    for c in &claims[1..] {
+        finish(c).await;
+    }
+    let ids = |f: ExecFilter| {
+        let s = Arc::clone(&s);
+        async move {
+            let (page, _) = s.list_executions(&f).await.expect("list");
+            page.into_iter().map(|e| e.id).collect::<Vec<_>>()
+        }
+    };
+    let all = || ExecFilter { limit: 100, ..Default::default() };
+    let id = |i: usize| claims[i].exec.id.clone();
+    assert_eq!(ids(all()).await, vec![id(5), id(4), id(3), id(0)], "the newest three, and the open one");
+    let open = ExecFilter { state: Some(ExecState::Pending), ..all() };
+    assert_eq!(ids(open).await, vec![id(0)]);
+    let by_job = ExecFilter { job_id: Some("r1".into()), ..all() };
+    assert_eq!(ids(by_job).await, vec![id(1)], "an older one is listed by its job");
+    finish(&claims[0]).await;
+    assert_eq!(ids(all()).await, vec![id(5), id(4), id(3)], "ended, the old one leaves the listing across jobs");
+}
+
+#[tokio::test]
+async fn listing_across_jobs_memory() {
+    let s = MemoryStore::new(RETENTION_MS).with_recent_executions(3);
+    listing_across_jobs_is_the_newest_and_the_open(Arc::new(s)).await;
+}
+
+#[tokio::test]
+async fn listing_across_jobs_redis() {
+    let server = RedisServer::start();
+    let s = RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect");
+    listing_across_jobs_is_the_newest_and_the_open(Arc::new(s.with_recent_executions(3))).await;
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory {

@@ -101,6 +101,10 @@ pub struct ServerArgs {
     /// (default 1000).
     #[arg(long, env = "ROTA_EXECUTION_KEEP_FAILED")]
     pub execution_keep_failed: Option<u32>,
+    /// How many of the newest executions (per shard) ListExecutions without a job lists, beside
+    /// every open one (default 10000).
+    #[arg(long, env = "ROTA_EXECUTION_RECENT")]
+    pub execution_recent: Option<u32>,
     /// How often this node reports itself alive (default 1000).
     #[arg(long, env = "ROTA_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -193,6 +197,7 @@ impl ServerArgs {
             execution_retention_ms,
             execution_keep_last,
             execution_keep_failed,
+            execution_recent,
             history_retention_days,
             start_lead_ms,
             redis_wait_replicas,
@@ -354,6 +359,8 @@ mod tests {
             "41",
             "--execution-keep-failed",
             "43",
+            "--execution-recent",
+            "44",
             "--start-lead-ms",
             "53",
             "--redis-wait-replicas",
@@ -428,6 +435,7 @@ mod tests {
             history_retention_days: 61,
             execution_keep_last: 41,
             execution_keep_failed: 43,
+            execution_recent: 44,
             start_lead_ms: 53,
             redis_wait_replicas: 2,
             redis_wait_timeout_ms: 47,

@@ -56,9 +56,15 @@ impl Keys {
     pub fn exec(&self, id: &str) -> String {
         format!("{}:exec:{id}", self.tag)
     }
-    /// Sorted set of every execution id, score 0: UUIDv7 ids sort by time lexically.
+    /// Sorted set of the shard's newest execution ids across jobs (`execution_recent` of them),
+    /// score 0: ids sort by time lexically.
     pub fn execs(&self) -> String {
         format!("{}:execs", self.tag)
+    }
+    /// Sorted set of the open (pending or running) execution ids across jobs, same form: those the
+    /// newest may have left behind.
+    pub fn open_execs(&self) -> String {
+        format!("{}:execs:open", self.tag)
     }
     /// The same index for one job: its newest executions (`Keep::last`).
     pub fn job_execs(&self, job_id: &str) -> String {
@@ -202,6 +208,7 @@ mod tests {
             k.lock("a"),
             k.exec("x"),
             k.execs(),
+            k.open_execs(),
             k.job_execs("a"),
             k.idem("a", "k"),
             k.nodes(),

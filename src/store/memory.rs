@@ -27,6 +27,9 @@ pub struct MemoryStore {
     retention_ms: i64,
     /// A gone node stays listed this long after its record lapsed.
     node_keep_ms: i64,
+    /// How many of the newest executions a listing across jobs shows, beside every open one
+    /// (`execution_recent`, as the Redis store's bounded index).
+    recent: u64,
     timing: super::FireTiming,
     /// Wakes `take_queued` waiters when something is queued.
     queued: tokio::sync::Notify,
@@ -93,6 +96,7 @@ impl MemoryStore {
             events,
             retention_ms: retention_ms as i64,
             node_keep_ms: super::DEFAULT_DEAD_NODE_RETENTION_MS as i64,
+            recent: super::DEFAULT_RECENT_EXECUTIONS,
             timing: super::FireTiming::default(),
             queued: tokio::sync::Notify::new(),
         }
@@ -106,6 +110,12 @@ impl MemoryStore {
     /// How long a gone node stays listed after its last heartbeat (`dead_node_retention_ms`).
     pub fn with_node_retention(mut self, ms: u64) -> Self {
         self.node_keep_ms = ms as i64;
+        self
+    }
+
+    /// See `RedisStore::with_recent_executions`.
+    pub fn with_recent_executions(mut self, n: u64) -> Self {
+        self.recent = n;
         self
     }
 
@@ -962,11 +972,20 @@ impl ExecStore for MemoryStore {
             Some(n) => std::ops::Bound::Included(n.as_str()),
             None => std::ops::Bound::Unbounded,
         };
+        // Across jobs: the newest `recent`, and older ones only while open (the Redis store's
+        // bounded index and its open set). `first_old`: the newest execution past the recent ones.
+        let first_old = match f.job_id {
+            Some(_) => None,
+            None => {
+                st.execs.iter().rev().filter(|(_, (_, exp))| *exp > now).nth(self.recent as usize).map(|(id, _)| id)
+            }
+        };
+        let listed = |id: &String, e: &Execution| first_old.is_none_or(|old| id > old) || !e.state.is_terminal();
         let mut page: Vec<Execution> = st
             .execs
             .range::<str, _>((lower, upper))
             .rev()
-            .filter(|(_, (e, exp))| *exp > now && f.matches(e))
+            .filter(|(id, (e, exp))| *exp > now && f.matches(e) && listed(id, e))
             .take(f.limit + 1)
             .map(|(_, (e, _))| e.clone())
             .collect();

@@ -619,6 +619,12 @@ impl NodeRecord {
 /// (`Config::dead_node_retention_ms`).
 pub const DEFAULT_DEAD_NODE_RETENTION_MS: u64 = 5 * 60 * 1000;
 
+/// How many of a shard's newest executions `ListExecutions` without a job lists by default, beside
+/// every open one (`execution_recent`): the index across jobs is bounded, so a retained execution
+/// costs Redis its record and its job's index entry only. Older ones are listed by their job (or
+/// from the history store).
+pub const DEFAULT_RECENT_EXECUTIONS: u64 = 10_000;
+
 /// How much of a job's history is kept before the retention age: its newest `last` executions,
 /// whatever their outcome, and besides them its newest `failed` older failed ones (failed, timed
 /// out, lost), so failures stay longer than successes. Applied when a run of the job finishes, once

@@ -9,14 +9,16 @@
 -- its processing list is a list; otherwise the fire is claimed `dispatching`, as without `here`.
 -- The fire hash is the record of the fire's first execution (section 4.2): no record of its own is
 -- written, and a fire ended at its claim (skipped, misfired) has its outcome written into the hash.
--- KEYS[1] due zset  KEYS[2] executions index  KEYS[3] lease  KEYS[4] inflight zset
--- KEYS[5] the caller's processing list  KEYS[6] the caller's heartbeat
+-- KEYS[1] due zset  KEYS[2] executions index (the shard's newest, across jobs)  KEYS[3] lease
+-- KEYS[4] inflight zset  KEYS[5] the caller's processing list  KEYS[6] the caller's heartbeat
+-- KEYS[7] the open executions (pending or running, across jobs)
 -- then per claim i (4 keys): job hash, fire hash, lock key, job's executions index
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value  ARGV[4] epoch
 -- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
 --   (a fire must start within it of its scheduled instant, or of its claim when claimed late on
 --   purpose: a catch-up fire gets the whole threshold)
 -- ARGV[7] the caller's node id  ARGV[8] its incarnation  ARGV[9] watch ms (accept.lua's ARGV[4])
+-- ARGV[10] how many of the newest executions the executions index keeps (`execution_recent`)
 -- then per claim i (10 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
@@ -30,7 +32,7 @@
 --   own hash is fine, the watermark's move, so the schedule goes on); or a BADKEY error when a shared
 --   key has the wrong type (nothing written at all)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'FENCED'} end
-local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset')
+local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset', KEYS[7], 'zset')
 if bad then return refuse(bad) end
 -- What a key that should not exist holds, for the log line (bounded).
 local function describe(k)
@@ -57,10 +59,10 @@ local out = {}
 -- once at the end: nothing in the call reads the due set, and a job claimed twice in one call (a
 -- misfire's summary and its fire) must end where its last claim put it.
 local due, due_order = {}, {}
-local n = (#KEYS - 6) / 4
+local n = (#KEYS - 7) / 4
 for i = 0, n - 1 do
-  local kj, kf, kl, kje = KEYS[7+4*i], KEYS[8+4*i], KEYS[9+4*i], KEYS[10+4*i]
-  local a = 10 + 10*i
+  local kj, kf, kl, kje = KEYS[8+4*i], KEYS[9+4*i], KEYS[10+4*i], KEYS[11+4*i]
+  local a = 11 + 10*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
   local json, skipped, final, here = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9]
@@ -142,6 +144,7 @@ for i = 0, n - 1 do
     redis.call('HSET', kf, unpack(h))
     redis.call('PEXPIRE', kf, ARGV[1])
     later('ZADD', KEYS[2], 0, exec_id)
+    if fs == 'dispatching' then later('ZADD', KEYS[7], 0, exec_id) end
     announce(ARGV[2], json)
     if fs ~= 'dispatching' then archive(ARGV[2], json) end
     out[#out+1] = st
@@ -154,4 +157,7 @@ end
 for i = 1, #add, 1000 do redis.call('ZADD', KEYS[1], unpack(add, i, math.min(i + 999, #add))) end
 for i = 1, #rem, 1000 do redis.call('ZREM', KEYS[1], unpack(rem, i, math.min(i + 999, #rem))) end
 flush()
+-- The executions index keeps the shard's newest (ids sort by time); older ones stay listable by
+-- their job, and open ones by the open set.
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[10]) + 1))
 return out

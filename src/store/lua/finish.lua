@@ -8,6 +8,7 @@
 -- ARGV[1] exec id  ARGV[2] JSON  ARGV[3] retention ms  ARGV[4] channel  ARGV[5] fire id
 -- ARGV[6] id prefix of executions past retention  ARGV[7] self  ARGV[8] incarnation  ARGV[9] outcome state
 -- KEYS[7] exec key of the superseded evidence record  KEYS[8] the job's failure index
+-- KEYS[9] open executions (the finished one leaves it: one ZREM a call)
 -- ARGV[10] the superseded JSON  ARGV[11] its execution id (its own: the fire's real record, e.g.
 --   'lost' or a re-run, is never overwritten)
 -- ARGV[12] keep last  ARGV[13] keep failed (the job's history caps, `trim_history`)
@@ -79,6 +80,10 @@ if index then
   bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset')
   if bad then return {'BADKEY', bad} end
 end
+if mine then
+  bad = wrong(KEYS[9], 'zset')  -- once a call: its ZREM is staged
+  if bad then return {'BADKEY', bad} end
+end
 if mine or f[2] ~= ARGV[7] or f[3] == ARGV[8] then
   _, bad = read('list', 'LREM', KEYS[6], -1, ARGV[5])  -- the first write beyond the trim
   if bad then return {'BADKEY', bad} end
@@ -107,6 +112,7 @@ else
     redis.call('SET', KEYS[1], json, 'PX', ARGV[3])
   elseif ARGV[26] == '1' then redis.call('DEL', KEYS[1]) end
   if held == ARGV[5] then redis.call('DEL', KEYS[4]) end
+  later('ZREM', KEYS[9], ARGV[1])
 end
 if index then
   redis.call('ZADD', KEYS[2], 0, id)

@@ -1,13 +1,14 @@
 -- Write an execution record, announce it, and optionally release the job's no-overlap lock if this
 -- execution's fire still owns it, in one atomic step (so the record and the release never part).
 -- KEYS[1] exec key  KEYS[2] executions index  KEYS[3] job's executions index  KEYS[4] lock key
+-- KEYS[5] open executions (an open record joins it, an ended one leaves it)
 -- ARGV[1] exec id  ARGV[2] JSON  ARGV[3] retention ms  ARGV[4] channel  ARGV[5] release '0'|'1'
 -- ARGV[6] fire id (the lock owner)  ARGV[7] id prefix of executions past retention (UUIDv7 of then)
 -- ARGV[8] '1': write only over a missing or open (pending/running) record
 -- ARGV[9] the job index's TTL (ms): the retention and the margin finish.lua's refreshes use, so that
 --   no write shortens it
 -- Returns 1 when written, 0 when refused
-local bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string')
+local bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'string', KEYS[5], 'zset')
 if bad then return refuse(bad) end
 if ARGV[8] == '1' then
   local cur = redis.call('GET', KEYS[1])
@@ -26,7 +27,10 @@ if ARGV[5] == '1' and redis.call('GET', KEYS[4]) == ARGV[6] then redis.call('DEL
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 local ok, d = pcall(cjson.decode, ARGV[2])
 if ok and type(d) == 'table' and d.state ~= 'pending' and d.state ~= 'running' then
+  redis.call('ZREM', KEYS[5], ARGV[1])
   archive(ARGV[4], ARGV[2])
   flush()
+else
+  redis.call('ZADD', KEYS[5], 0, ARGV[1])
 end
 return 1

@@ -12,7 +12,7 @@
 -- ARGV[11] what to do with a master-only job's fire (`store::MasterOnly`): 'refuse' (the caller is
 --   not master), 'verify' (the caller believes it is: started only while T:lease is this node's
 --   incarnation's, checked in this same step) or 'any' (a stand-in: no master to hand it to)
--- KEYS[7] T:lease
+-- KEYS[7] T:lease  KEYS[8] open executions (a re-run's fresh execution joins it)
 -- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or '', ''}
 --   | {'RESUME', the same fields, and the start deadline for a first attempt, '' otherwise} (a
 --   repeated start by the incarnation that started it, or a fire its take started whose task was
@@ -80,7 +80,7 @@ if f[8] and now > tonumber(f[8]) then
 end
 -- The job's index is written only for a fresh record (a re-run); the claim's is indexed already.
 if not f[7] then
-  bad = wrong(KEYS[5], 'zset', ARGV[8] .. f[4], 'zset')
+  bad = wrong(KEYS[5], 'zset', ARGV[8] .. f[4], 'zset', KEYS[8], 'zset')
   if bad then return {'BADKEY', bad} end
 end
 local spec = spec_of(f[4])
@@ -115,6 +115,7 @@ local json = running_json(exec, f[4], ARGV[1], f[5], now, ARGV[2], attempt, f[9]
 if not f[7] then
   redis.call('ZADD', KEYS[5], 0, exec)
   redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
+  redis.call('ZADD', KEYS[8], 0, exec)
 end
 announce(ARGV[10], json)
 return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec, ''}

@@ -1,18 +1,20 @@
 -- A manual fire: deduplicated by idempotency key, made a fire in 'dispatching' whose hash is its
 -- first execution's record (section 4.2; the caller then accepts it for itself), and (for forbid
 -- jobs) locked, atomically.
--- KEYS[1] job hash  KEYS[2] fire hash  KEYS[3] lock key  KEYS[4] unused  KEYS[5] executions index
+-- KEYS[1] job hash  KEYS[2] fire hash  KEYS[3] lock key  KEYS[4] open executions  KEYS[5] executions index
 -- KEYS[6] job's executions index  KEYS[7] idempotency key (ignored when ARGV[8] is '0')  KEYS[8] inflight
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] exec id  ARGV[4] pending JSON
 -- ARGV[5] skipped JSON  ARGV[6] forbid '0'|'1'  ARGV[7] lock ttl ms  ARGV[8] has key '0'|'1'
 -- ARGV[9] fire id  ARGV[10] exec key prefix ('<tag>:exec:')  ARGV[11] scheduled ms  ARGV[12] epoch
 -- ARGV[13] start deadline ms  ARGV[14] dispatch deadline ms  ARGV[15] job id
 -- ARGV[16] the skipped record's end ms and ARGV[17] its error (written into the hash when skipped)
+-- ARGV[18] how many of the newest executions the executions index keeps (claim.lua's ARGV[10])
 -- Returns {'GONE'} | {'DEDUP', exec id} | {'CREATED'} | {'SKIPPED'}
 --   DEDUP: the key made that execution before; the caller reads its record (none: the job's
 --   history cap has deleted it since; the key still counts, nothing is fired again).
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
-local bad = wrong(KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'string', KEYS[5], 'zset', KEYS[6], 'zset', KEYS[8], 'zset')
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'string', KEYS[4], 'zset', KEYS[5], 'zset', KEYS[6], 'zset',
+  KEYS[8], 'zset')
 if bad then return refuse(bad) end
 if ARGV[8] == '1' then bad = wrong(KEYS[7], 'string') end
 if bad then return refuse(bad) end
@@ -36,11 +38,13 @@ if fs == 'dispatching' then
     redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])
   end
   redis.call('ZADD', KEYS[8], ARGV[14], ARGV[9])
+  redis.call('ZADD', KEYS[4], 0, ARGV[3])
 else
   redis.call('HSET', KEYS[2], 'exec', ARGV[3], 'ended', ARGV[16], 'error', ARGV[17])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[5], 0, ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[18]) + 1))
 redis.call('ZADD', KEYS[6], 0, ARGV[3])
 redis.call('PUBLISH', ARGV[2], json)
 if fs == 'skipped' then

@@ -104,6 +104,8 @@ pub struct RedisStore {
     /// `list_nodes` forgets the id).
     node_keep_ms: u64,
     timing: super::FireTiming,
+    /// How many of the shard's newest executions the index across jobs keeps (`execution_recent`).
+    recent: u64,
     events: broadcast::Sender<Execution>,
     /// Starts and finishes made at the same time (a burst, fires due together, one fire's finish
     /// and the next one's start) go to Redis together: one script call for many fires instead of
@@ -237,6 +239,7 @@ impl RedisStore {
         s.fire_conn = self.fire_conn.for_slot_of(&s.keys.lease());
         s.node_keep_ms = self.node_keep_ms;
         s.timing = self.timing;
+        s.recent = self.recent;
         s.wait = self.wait;
         s.steps = Batcher::spawn(&STEPS, s.fire_conn.clone(), s.wait);
         s
@@ -264,6 +267,7 @@ impl RedisStore {
             retention_ms,
             node_keep_ms: super::DEFAULT_DEAD_NODE_RETENTION_MS,
             timing: super::FireTiming::default(),
+            recent: super::DEFAULT_RECENT_EXECUTIONS,
             events,
             steps,
             housekeeping: Arc::default(),
@@ -300,6 +304,13 @@ impl RedisStore {
     /// How long a gone node stays listed after its last heartbeat (`dead_node_retention_ms`).
     pub fn with_node_retention(mut self, ms: u64) -> Self {
         self.node_keep_ms = ms;
+        self
+    }
+
+    /// How many of the shard's newest executions `ListExecutions` without a job lists, beside every
+    /// open one (`execution_recent`).
+    pub fn with_recent_executions(mut self, n: u64) -> Self {
+        self.recent = n;
         self
     }
 
@@ -542,6 +553,7 @@ impl RedisStore {
             .key(self.keys.execs())
             .key(self.keys.job_execs(&exec.job_id))
             .key(self.keys.lock(&exec.job_id))
+            .key(self.keys.open_execs())
             .arg(&exec.id)
             .arg(json)
             .arg(self.retention_ms)
@@ -667,7 +679,7 @@ impl FireStore for RedisStore {
         }
         let mut inv = CLAIM.key(self.keys.due());
         inv.key(self.keys.execs()).key(self.keys.lease()).key(self.keys.inflight());
-        inv.key(self.keys.processing(&fence.node_id)).key(self.keys.hb(&fence.node_id));
+        inv.key(self.keys.processing(&fence.node_id)).key(self.keys.hb(&fence.node_id)).key(self.keys.open_execs());
         inv.arg(self.retention_ms)
             .arg(self.keys.exec_channel())
             .arg(fence.to_string())
@@ -676,7 +688,8 @@ impl FireStore for RedisStore {
             .arg(self.timing.misfire_threshold_ms)
             .arg(&fence.node_id)
             .arg(&fence.incarnation)
-            .arg(self.timing.watch_ms());
+            .arg(self.timing.watch_ms())
+            .arg(self.recent);
         for c in claims {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
@@ -738,7 +751,7 @@ impl FireStore for RedisStore {
         inv.key(self.keys.job(&exec.job_id))
             .key(self.keys.fire(&exec.fire_id))
             .key(self.keys.lock(&exec.job_id))
-            .key(self.keys.exec(&exec.id))
+            .key(self.keys.open_execs())
             .key(self.keys.execs())
             .key(self.keys.job_execs(&exec.job_id))
             .key(self.keys.idem(&exec.job_id, key.unwrap_or("")))
@@ -759,7 +772,8 @@ impl FireStore for RedisStore {
             .arg(super::now_ms() + self.timing.dispatch_deadline_ms as i64)
             .arg(&exec.job_id)
             .arg(skipped.end_ms.unwrap_or_else(super::now_ms))
-            .arg(&skipped.error);
+            .arg(&skipped.error)
+            .arg(self.recent);
         let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
@@ -944,6 +958,7 @@ impl FireStore for RedisStore {
             self.keys.execs(),
             self.keys.inflight(),
             self.keys.lease(),
+            self.keys.open_execs(),
         ];
         let args = [
             fire_id.to_string(),
@@ -987,6 +1002,7 @@ impl FireStore for RedisStore {
             .key(self.keys.fire(fire_id))
             .key(self.keys.hb(node))
             .key(self.keys.execs())
+            .key(self.keys.open_execs())
             .arg(node)
             .arg(inc)
             .arg(exec_id)
@@ -1013,6 +1029,7 @@ impl FireStore for RedisStore {
             self.keys.processing(node),
             self.keys.exec(&superseded.id),
             self.keys.job_failed_execs(&exec.job_id),
+            self.keys.open_execs(),
         ];
         let args = [
             exec.id.clone(),
@@ -1211,9 +1228,12 @@ impl ExecStore for RedisStore {
     async fn list_executions(&self, f: &ExecFilter) -> Result<(Vec<Execution>, Option<String>)> {
         // A job's history is its newest executions and, apart, its older failures (`Keep`): a page
         // is the newest of both.
-        let indexes = match &f.job_id {
-            Some(j) => vec![self.keys.job_execs(j), self.keys.job_failed_execs(j)],
-            None => vec![self.keys.execs()],
+        // Across jobs: the shard's newest (`execution_recent` of them), and the open ones they may
+        // have left behind; asked for an open state only, those alone.
+        let indexes = match (&f.job_id, f.state) {
+            (Some(j), _) => vec![self.keys.job_execs(j), self.keys.job_failed_execs(j)],
+            (None, Some(s)) if !s.is_terminal() => vec![self.keys.open_execs()],
+            (None, _) => vec![self.keys.execs(), self.keys.open_execs()],
         };
         let chunk = (f.limit + 1).clamp(16, 500);
         let mut out = Vec::new();
@@ -1245,12 +1265,24 @@ impl ExecStore for RedisStore {
             }
             let records = self.records(&ids).await?;
             let mut expired = Vec::new();
+            // Ended executions still in the open set (one a path ended without leaving it: a
+            // reap's `lost`, a record closed apart): it is kept by what it finds.
+            let mut ended = Vec::new();
             let mut page = Vec::with_capacity(ids.len());
             for (id, record) in ids.iter().zip(records) {
                 match record {
-                    Some(e) => page.push(e),
+                    Some(e) => {
+                        if f.job_id.is_none() && e.state.is_terminal() {
+                            ended.push(id.clone());
+                        }
+                        page.push(e)
+                    }
                     None => expired.push(id.clone()),
                 }
+            }
+            if !ended.is_empty() {
+                let _: i64 =
+                    redis::cmd("ZREM").arg(self.keys.open_execs()).arg(&ended).query_async(&mut self.conn()).await?;
             }
             scanned += ids.len();
             cursor = ids.last().cloned();
@@ -1293,14 +1325,14 @@ impl ExecStore for RedisStore {
     }
 
     async fn prune(&self, now: i64) -> Result<u64> {
-        let cutoff = now - self.retention_ms as i64;
-        let removed: i64 = redis::cmd("ZREMRANGEBYLEX")
-            .arg(self.keys.execs())
-            .arg("-")
-            .arg(format!("({}", crate::execution::id_floor(cutoff)))
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(removed.max(0) as u64)
+        let cutoff = format!("({}", crate::execution::id_floor(now - self.retention_ms as i64));
+        let mut removed = 0;
+        for index in [self.keys.execs(), self.keys.open_execs()] {
+            let n: i64 =
+                redis::cmd("ZREMRANGEBYLEX").arg(index).arg("-").arg(&cutoff).query_async(&mut self.conn()).await?;
+            removed += n.max(0) as u64;
+        }
+        Ok(removed)
     }
 }
 
