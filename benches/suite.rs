@@ -747,7 +747,10 @@ async fn history() -> Value {
     let fire_hash = avg(sample(&fires), &mut usage);
     let retained = apart.len() + fires.len();
     let record = (apart_record * apart.len() as f64 + fire_hash * fires.len() as f64) / retained.max(1) as f64;
-    let all_index = usage(&keys.execs()) as f64 / retained.max(1) as f64;
+    // The indexes across jobs are bounded (a shard's newest `execution_recent`, and the open ones):
+    // a cost of the shard, not of each retained execution, spread here over those retained.
+    let across_jobs = usage(&keys.execs()) + usage(&keys.open_execs());
+    let all_index = across_jobs as f64 / retained.max(1) as f64;
     let job_index = usage(&keys.job_execs("h00000")) as f64 / keep.parse::<f64>().unwrap_or(1.0).max(1.0);
     let last = samples.last().cloned().unwrap_or(Value::Null);
     let half = samples.get(samples.len() / 2).cloned().unwrap_or(Value::Null);
@@ -761,6 +764,8 @@ async fn history() -> Value {
         "keep_last": keep,
         "seconds": secs,
         "redis_bytes_per_retained_execution": record + all_index + job_index,
+        "redis_bytes_per_retained_execution_past_the_recent": record + job_index,
+        "redis_bytes_indexes_across_jobs": across_jobs,
         "redis_bytes_execution_record": record,
         "redis_bytes_per_job_index_entry": job_index,
         "redis_bytes_per_executions_index_entry": all_index,

@@ -80,9 +80,11 @@ if f[8] and now > tonumber(f[8]) then
 end
 -- The job's index is written only for a fresh record (a re-run); the claim's is indexed already.
 if not f[7] then
-  bad = wrong(KEYS[5], 'zset', ARGV[8] .. f[4], 'zset', KEYS[8], 'zset')
+  bad = wrong(KEYS[5], 'zset', ARGV[8] .. f[4], 'zset')
   if bad then return {'BADKEY', bad} end
 end
+bad = wrong(KEYS[8], 'zset')
+if bad then return {'BADKEY', bad} end
 local spec = spec_of(f[4])
 if ARGV[11] ~= 'any' and master_only(spec) then
   if ARGV[11] == 'refuse' then return {'MASTER_ONLY'} end
@@ -115,7 +117,9 @@ local json = running_json(exec, f[4], ARGV[1], f[5], now, ARGV[2], attempt, f[9]
 if not f[7] then
   redis.call('ZADD', KEYS[5], 0, exec)
   redis.call('ZADD', ARGV[8] .. f[4], 0, exec)
-  redis.call('ZADD', KEYS[8], 0, exec)
 end
+-- Open from now on (the claim's execution is there already, unless the previous release claimed
+-- it: this puts it there).
+redis.call('ZADD', KEYS[8], 0, exec)
 announce(ARGV[10], json)
 return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec, ''}

@@ -1255,6 +1255,13 @@ impl ExecStore for RedisStore {
                     .arg(chunk);
             }
             let pages: Vec<Vec<String>> = pipe.query_async(&mut self.conn()).await?;
+            // What the open set gave (its ended entries are dropped below).
+            let from_open: std::collections::HashSet<String> = indexes
+                .iter()
+                .zip(&pages)
+                .filter(|(index, _)| **index == self.keys.open_execs())
+                .flat_map(|(_, page)| page.iter().cloned())
+                .collect();
             // The newest `chunk` of the indexes together are among each one's newest `chunk`.
             let mut ids: Vec<String> = pages.into_iter().flatten().collect();
             ids.sort_unstable_by(|a, b| b.cmp(a));
@@ -1272,7 +1279,7 @@ impl ExecStore for RedisStore {
             for (id, record) in ids.iter().zip(records) {
                 match record {
                     Some(e) => {
-                        if f.job_id.is_none() && e.state.is_terminal() {
+                        if e.state.is_terminal() && from_open.contains(id) {
                             ended.push(id.clone());
                         }
                         page.push(e)
@@ -1281,8 +1288,12 @@ impl ExecStore for RedisStore {
                 }
             }
             if !ended.is_empty() {
-                let _: i64 =
-                    redis::cmd("ZREM").arg(self.keys.open_execs()).arg(&ended).query_async(&mut self.conn()).await?;
+                // Upkeep only: a listing does not fail for it (the next one tries again).
+                let dropped: redis::RedisResult<i64> =
+                    redis::cmd("ZREM").arg(self.keys.open_execs()).arg(&ended).query_async(&mut self.conn()).await;
+                if let Err(e) = dropped {
+                    tracing::debug!(error = %e, "cannot drop ended executions from the open set");
+                }
             }
             scanned += ids.len();
             cursor = ids.last().cloned();
