@@ -57,6 +57,23 @@ struct FireRec {
     started: i64,
 }
 
+impl FireRec {
+    /// Its current attempt as a start answers it (`spec`: the job's definition as stored).
+    fn started_fire(&self, spec: Option<JobSpec>, deadline_ms: Option<i64>) -> StartedFire {
+        StartedFire {
+            exec_id: self.exec.clone(),
+            attempt: self.attempts,
+            job_id: self.job.clone(),
+            sched_ms: self.sched,
+            epoch: self.epoch,
+            manual: self.manual,
+            start_ms: self.started,
+            job: spec,
+            deadline_ms,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     jobs: BTreeMap<String, JobRecord>,
@@ -167,17 +184,7 @@ impl MemoryStore {
         f.attempts += 1;
         // Started ahead of its instant, it begins at the instant (see `super::started_at`).
         f.started = super::started_at(now, f.sched);
-        let started = StartedFire {
-            exec_id: exec.to_string(),
-            attempt: f.attempts,
-            job_id: f.job.clone(),
-            sched_ms: f.sched,
-            epoch: f.epoch,
-            manual: f.manual,
-            start_ms: f.started,
-            job: spec,
-            deadline_ms: None,
-        };
+        let started = f.started_fire(spec, None);
         // The attempt's `running` record, in the same step as the start.
         let record = started.running_record(fire_id, node);
         st.insert_exec(&record, self.retention_ms, now);
@@ -661,18 +668,9 @@ impl FireStore for MemoryStore {
             // Started by this very incarnation (its reply lost, as start.lua): run it, same attempt.
             if f.inc == inc {
                 let spec = st.jobs.get(&f.job).map(|r| r.spec.clone());
-                return Ok(Start::Resume(Box::new(StartedFire {
-                    exec_id: f.exec.clone(),
-                    attempt: f.attempts,
-                    job_id: f.job.clone(),
-                    sched_ms: f.sched,
-                    epoch: f.epoch,
-                    manual: f.manual,
-                    start_ms: f.started,
-                    job: spec,
-                    // A first attempt's, for the caller to check (start.lua).
-                    deadline_ms: (f.attempts <= 1).then_some(f.deadline_ms),
-                })));
+                // A first attempt's deadline, for the caller to check (start.lua).
+                let deadline = (f.attempts <= 1).then_some(f.deadline_ms);
+                return Ok(Start::Resume(Box::new(f.started_fire(spec, deadline))));
             }
             return Ok(Start::Already);
         }
