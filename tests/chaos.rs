@@ -388,21 +388,42 @@ impl Cluster {
     fn archive_violations(&self, until: i64) -> Vec<String> {
         let (Redis::Single(r), Some(pg)) = (&self.redis, &self.history) else { return Vec::new() };
         let keys = rota::store::keys::Keys::new("rota", "default");
-        let ids: Vec<String> = common::redis_cmd(r.port, &["ZRANGE", &keys.execs(), "0", "-1"]).expect("the index");
-        let mut want: BTreeMap<String, String> = BTreeMap::new();
-        for chunk in ids.chunks(500) {
-            let mut args = vec!["MGET".to_string()];
-            args.extend(chunk.iter().map(|id| keys.exec(id)));
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let recs: Vec<Option<String>> = common::redis_cmd(r.port, &refs).expect("the records");
-            for (id, rec) in chunk.iter().zip(recs) {
-                let Some(j) = rec.and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok()) else { continue };
-                let state = j.get("state").and_then(|s| s.as_str()).unwrap_or_default().to_string();
-                let sched = j.get("scheduled_ms").and_then(|s| s.as_i64()).unwrap_or(i64::MAX);
-                if sched < until && !matches!(state.as_str(), "pending" | "running") {
-                    want.insert(id.clone(), state);
+        let scan = |pattern: &str| -> Vec<String> {
+            let (mut out, mut cursor) = (Vec::new(), "0".to_string());
+            loop {
+                let (next, batch): (String, Vec<String>) =
+                    common::redis_cmd(r.port, &["SCAN", &cursor, "MATCH", pattern, "COUNT", "10000"]).expect("scan");
+                out.extend(batch);
+                if next == "0" {
+                    return out;
                 }
+                cursor = next;
             }
+        };
+        let mut want: BTreeMap<String, String> = BTreeMap::new();
+        let mut keep = |id: &str, state: &str, sched: i64| {
+            if sched < until && !matches!(state, "pending" | "running") {
+                want.insert(id.to_string(), state.to_string());
+            }
+        };
+        // The records kept apart (JSON: earlier attempts, closed dead ones, evidence)...
+        for key in scan(&format!("{}*", keys.exec_prefix())) {
+            let json: Option<String> = common::redis_cmd(r.port, &["GET", &key]);
+            let Some(j) = json.and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok()) else { continue };
+            let id = j.get("id").and_then(|s| s.as_str()).unwrap_or_default().to_string();
+            let state = j.get("state").and_then(|s| s.as_str()).unwrap_or_default().to_string();
+            keep(&id, &state, j.get("scheduled_ms").and_then(|s| s.as_i64()).unwrap_or(i64::MAX));
+        }
+        // ...and the fire hashes that hold their execution's outcome (`ended`), which win over a
+        // record kept apart of the same execution (PROTOCOL 4.2).
+        let fire_prefix = keys.fire("");
+        for key in scan(&format!("{fire_prefix}*")) {
+            let f: Vec<Option<String>> =
+                common::redis_cmd(r.port, &["HMGET", &key, "exec", "state", "ended", "sched"]).unwrap_or_default();
+            let [Some(id), Some(state), Some(_ended), sched] = f.as_slice() else { continue };
+            let fire = &key[fire_prefix.len()..];
+            let sched = sched.as_ref().and_then(|s| s.parse().ok()).or_else(|| rota::execution::fire_due_ms(fire));
+            keep(id, state, sched.unwrap_or(i64::MAX));
         }
         if want.is_empty() {
             return vec!["history: no final record in Redis to compare with PostgreSQL".to_string()];
@@ -820,7 +841,12 @@ async fn records(
 ) -> Vec<Record> {
     let mut all = Vec::new();
     for j in jobs {
-        all.extend(common::executions(c, &j.id).await);
+        match common::try_executions(c, &j.id).await {
+            Ok(v) => all.extend(v),
+            // Gone with a wiped Redis (`redis_restart_without_persistence`): it has none.
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => panic!("list executions of {}: {s}", j.id),
+        }
     }
     all.into_iter()
         .map(|e| Record {

@@ -393,6 +393,14 @@ pub async fn check_once(node: &TestNode, jobs: &[String]) -> (usize, usize, std:
 }
 
 pub async fn executions(c: &mut SchedulerServiceClient<Channel>, job: &str) -> Vec<pb::Execution> {
+    try_executions(c, job).await.expect("list executions")
+}
+
+/// `executions`, or the listing's error (a job that is gone is NOT_FOUND).
+pub async fn try_executions(
+    c: &mut SchedulerServiceClient<Channel>,
+    job: &str,
+) -> Result<Vec<pb::Execution>, tonic::Status> {
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
@@ -404,12 +412,11 @@ pub async fn executions(c: &mut SchedulerServiceClient<Channel>, job: &str) -> V
                 page_token: token,
                 ..Default::default()
             })
-            .await
-            .expect("list executions")
+            .await?
             .into_inner();
         all.extend(r.executions);
         if r.next_page_token.is_empty() {
-            return all;
+            return Ok(all);
         }
         token = r.next_page_token;
     }

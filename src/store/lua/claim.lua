@@ -5,8 +5,9 @@
 -- would take it at once after the claim, saving the master's own fires that step: `start` ('2', a
 -- job that is not master-only) makes it `running` (its first attempt, beginning at its instant: the
 -- caller needs no start step, section 3.8); `take` ('1') makes it `accepted` (its node and
--- incarnation, the watch set) for start.lua to start. Either way in the caller's processing list. Only while the caller's heartbeat holds its incarnation (accept.lua's NOT_LIVE check) and
--- its processing list is a list; otherwise the fire is claimed `dispatching`, as without `here`.
+-- incarnation, the watch set) for start.lua to start. Either way in the caller's processing list.
+-- Only while the caller's heartbeat holds its incarnation (accept.lua's NOT_LIVE check) and its
+-- processing list is a list; otherwise the fire is claimed `dispatching`, as without `here`.
 -- The fire hash is the record of the fire's first execution (section 4.2): no record of its own is
 -- written, and a fire ended at its claim (skipped, misfired) has its outcome written into the hash.
 -- KEYS[1] due zset  KEYS[2] executions index (the shard's newest, across jobs)  KEYS[3] lease

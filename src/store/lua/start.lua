@@ -12,7 +12,8 @@
 -- ARGV[11] what to do with a master-only job's fire (`store::MasterOnly`): 'refuse' (the caller is
 --   not master), 'verify' (the caller believes it is: started only while T:lease is this node's
 --   incarnation's, checked in this same step) or 'any' (a stand-in: no master to hand it to)
--- KEYS[7] T:lease  KEYS[8] open executions (a re-run's fresh execution joins it)
+-- KEYS[7] T:lease  KEYS[8] open executions (the started execution joins it: idempotent, and a
+--   re-run's fresh one, or one the previous release claimed, is not there yet)
 -- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or '', ''}
 --   | {'RESUME', the same fields, and the start deadline for a first attempt, '' otherwise} (a
 --   repeated start by the incarnation that started it, or a fire its take started whose task was
