@@ -82,10 +82,11 @@ pub struct Config {
     pub http_allow: Vec<String>,
     /// A fire later than this is a misfire and follows its job's misfire policy.
     pub misfire_threshold_ms: u64,
-    /// How long before its instant a worker starts a fire (marks it running in the store), so the
-    /// start's Redis round trip is not on the instant; the handler still begins at the instant. A
-    /// node that dies in that window leaves a fire that never began to its job's recovery policy
-    /// (`lost` records it lost). 0: start at the instant.
+    /// How long before its instant a worker starts a fire its take did not start (a master-only
+    /// job's, one from a queue: marks it running in the store), so the start's Redis round trip is
+    /// not on the instant; the handler still begins at the instant. A node that dies in that window
+    /// leaves a fire that never began to its job's recovery policy (`lost` records it lost). 0:
+    /// start at the instant.
     pub start_lead_ms: u64,
     /// How long execution records (and idempotency keys) are kept.
     pub execution_retention_ms: u64,
