@@ -191,66 +191,6 @@ impl MemoryStore {
         Some((started, record))
     }
 
-    /// `accept_many`'s step, under the lock; the records of the fires it started go to `announce`.
-    fn accept_in(
-        &self,
-        fire_ids: &[String],
-        epoch: Option<u64>,
-        node: &str,
-        inc: &str,
-        start: bool,
-        announce: &mut Vec<Execution>,
-    ) -> Result<Vec<Accept>> {
-        let mut st = self.lock()?;
-        let now = now_ms();
-        let whole = if !st.live(node, inc, now) {
-            Some(Accept::NotLive)
-        } else if epoch.is_some_and(|e| e != st.epoch) {
-            Some(Accept::StaleEpoch)
-        } else {
-            None
-        };
-        let mut out = Vec::with_capacity(fire_ids.len());
-        for fire_id in fire_ids {
-            if let Some(w) = &whole {
-                out.push(w.clone());
-                continue;
-            }
-            let Some((state, mine)) = st.fires.get(fire_id).map(|f| (f.state, f.node == node)) else {
-                out.push(Accept::Unknown);
-                continue;
-            };
-            match state {
-                FireState::Accepted | FireState::Running if mine => out.push(Accept::Already),
-                FireState::Dispatching => {
-                    st.take_fire(fire_id, node, inc);
-                    // Started in the same step unless master-only (accept.lua).
-                    let Some(f) = st.fires.get(fire_id) else {
-                        out.push(Accept::Unknown);
-                        continue;
-                    };
-                    let (job, next, deadline) = (f.job.clone(), f.next_exec.clone(), f.deadline_ms);
-                    let spec = st.jobs.get(&job).map(|r| r.spec.clone());
-                    match next {
-                        Some(exec) if start && !spec.as_ref().is_some_and(|s| s.master_only) => {
-                            match self.begin(&mut st, fire_id, node, inc, &exec, spec, now) {
-                                Some((mut started, record)) => {
-                                    started.deadline_ms = Some(deadline);
-                                    announce.push(record);
-                                    out.push(Accept::Started(Box::new(started)));
-                                }
-                                None => out.push(Accept::Unknown),
-                            }
-                        }
-                        _ => out.push(Accept::Accepted),
-                    }
-                }
-                _ => out.push(Accept::Taken),
-            }
-        }
-        Ok(out)
-    }
-
     fn announce(&self, e: &Execution) {
         // No watcher is not an error.
         let _ = self.events.send(e.clone());
@@ -579,7 +519,57 @@ impl FireStore for MemoryStore {
         start: bool,
     ) -> Result<Vec<Accept>> {
         let mut announce = Vec::new();
-        let out = self.accept_in(fire_ids, epoch, node, inc, start, &mut announce)?;
+        // Under the lock; the records of the fires it started are announced once it is let go.
+        let out = {
+            let mut st = self.lock()?;
+            let now = now_ms();
+            let whole = if !st.live(node, inc, now) {
+                Some(Accept::NotLive)
+            } else if epoch.is_some_and(|e| e != st.epoch) {
+                Some(Accept::StaleEpoch)
+            } else {
+                None
+            };
+            let mut out = Vec::with_capacity(fire_ids.len());
+            for fire_id in fire_ids {
+                if let Some(w) = &whole {
+                    out.push(w.clone());
+                    continue;
+                }
+                let Some((state, mine)) = st.fires.get(fire_id).map(|f| (f.state, f.node == node)) else {
+                    out.push(Accept::Unknown);
+                    continue;
+                };
+                match state {
+                    FireState::Accepted | FireState::Running if mine => out.push(Accept::Already),
+                    FireState::Dispatching => {
+                        st.take_fire(fire_id, node, inc);
+                        // Started in the same step unless master-only (accept.lua).
+                        let Some(f) = st.fires.get(fire_id) else {
+                            out.push(Accept::Unknown);
+                            continue;
+                        };
+                        let (job, next, deadline) = (f.job.clone(), f.next_exec.clone(), f.deadline_ms);
+                        let spec = st.jobs.get(&job).map(|r| r.spec.clone());
+                        match next {
+                            Some(exec) if start && !spec.as_ref().is_some_and(|s| s.master_only) => {
+                                match self.begin(&mut st, fire_id, node, inc, &exec, spec, now) {
+                                    Some((mut started, record)) => {
+                                        started.deadline_ms = Some(deadline);
+                                        announce.push(record);
+                                        out.push(Accept::Started(Box::new(started)));
+                                    }
+                                    None => out.push(Accept::Unknown),
+                                }
+                            }
+                            _ => out.push(Accept::Accepted),
+                        }
+                    }
+                    _ => out.push(Accept::Taken),
+                }
+            }
+            out
+        };
         announce.iter().for_each(|e| self.announce(e));
         Ok(out)
     }
