@@ -312,7 +312,7 @@ async fn output_streams_live_from_any_node() {
     let n2 = TestNode::start(&b, "n2", &[]).await;
     let _w = ExtWorker::start(&[&n1.addr], "py-1", 2, None);
     attached(&n1, "py.count").await;
-    put(&n1, job_with("count", "0 0 0 1 1 *", "py.count", json!({"n": 8, "ms": 250}), |_| {})).await;
+    put(&n1, job_with("count", "0 0 0 1 1 *", "py.count", json!({"n": 12, "ms": 250}), |_| {})).await;
     let fired = n1
         .client()
         .await
@@ -355,7 +355,8 @@ async fn output_streams_live_from_any_node() {
             "{name}: the record has what was streamed: {streamed:?} / {:?}",
             e.output
         );
-        // Live: chunks came over the run's two seconds, not all at its end.
+        // Live: chunks came over the run's three seconds, not all at its end (a second of margin for
+        // a follower that connects late on a loaded machine).
         let chunks: Vec<i64> = got.iter().filter(|(_, m)| !m.output.is_empty()).map(|(t, _)| *t).collect();
         assert!(chunks.len() >= 3, "{name}: {} chunks", chunks.len());
         assert!(
@@ -372,7 +373,7 @@ async fn output_streams_live_from_any_node() {
         .expect("rota exec logs");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("line 0\nline 1\n") && text.ends_with("line 7\ncounted"), "{text:?}");
+    assert!(text.starts_with("line 0\nline 1\n") && text.ends_with("line 11\ncounted"), "{text:?}");
     // Bad input.
     let mut c = n2.client().await;
     let e = c
