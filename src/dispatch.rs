@@ -284,6 +284,16 @@ impl PeerClient {
             .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
     }
 
+    /// Asks the node at `address` to stop a run (StopRun): whether it had the fire in hand.
+    pub async fn stop_run(&self, address: &str, req: pb::StopRunRequest) -> Result<bool, String> {
+        fail::fail_point!("fail_stop_run", |_| Err("failpoint fail_stop_run: the call was not sent".to_string()));
+        NodeServiceClient::new(self.channel(address)?)
+            .stop_run(self.request(req))
+            .await
+            .map(|r| r.into_inner().found)
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    }
+
     /// Sends several fires in one SubmitTasks call: one delivery per task, in order.
     pub async fn submit_many(&self, peer: &Peer, req: pb::SubmitTasksRequest) -> Vec<Delivery> {
         let n = req.tasks.len();

@@ -20,6 +20,8 @@ pub enum ExecState {
     Lost,
     /// A late result from a node incarnation that no longer owned the fire: evidence, not the outcome.
     Superseded,
+    /// Stopped, or taken out before it began, by CancelExecution: `error` says who asked and why.
+    Cancelled,
 }
 
 impl ExecState {
@@ -43,6 +45,7 @@ impl ExecState {
             ExecState::Misfired => "misfired",
             ExecState::Lost => "lost",
             ExecState::Superseded => "superseded",
+            ExecState::Cancelled => "cancelled",
         }
     }
 
@@ -57,6 +60,7 @@ impl ExecState {
             "misfired" => ExecState::Misfired,
             "lost" => ExecState::Lost,
             "superseded" => ExecState::Superseded,
+            "cancelled" => ExecState::Cancelled,
             _ => return None,
         })
     }

@@ -19,8 +19,19 @@ pub const CRASH_POINTS: [&str; 4] = [
 
 /// Failpoints where `return` throws a committed script's reply away, as when Redis restarts or the
 /// connection breaks between the two: the caller sees an error for a write that happened.
-pub const LOST_REPLY_POINTS: [&str; 5] =
-    ["lose_claim_reply", "lose_accept_reply", "lose_start_reply", "lose_finish_reply", "lose_reap_reply"];
+pub const LOST_REPLY_POINTS: [&str; 6] = [
+    "lose_claim_reply",
+    "lose_accept_reply",
+    "lose_start_reply",
+    "lose_finish_reply",
+    "lose_reap_reply",
+    "lose_cancel_reply",
+];
+
+/// Failpoints where `return` makes a call between nodes fail before it is sent, as when the peer
+/// cannot be reached: CancelExecution's StopRun to the node running the execution (`fail_stop_run`),
+/// which then takes the request from its stop list in Redis.
+pub const FAILED_CALL_POINTS: [&str; 1] = ["fail_stop_run"];
 
 /// The error a caller sees when a `lose_*_reply` failpoint threw a committed script's reply away.
 pub fn lost_reply(point: &str) -> crate::Error {
@@ -37,8 +48,8 @@ pub fn crash(point: &str) -> ! {
 
 /// Arms (or with "off" disarms) a failpoint. `actions` is the `fail` crate's syntax, e.g. `1*return`.
 pub fn configure(name: &str, actions: &str) -> Result<(), String> {
-    if !CRASH_POINTS.contains(&name) && !LOST_REPLY_POINTS.contains(&name) {
-        let known: Vec<&str> = CRASH_POINTS.iter().chain(&LOST_REPLY_POINTS).copied().collect();
+    let known: Vec<&str> = CRASH_POINTS.iter().chain(&LOST_REPLY_POINTS).chain(&FAILED_CALL_POINTS).copied().collect();
+    if !known.contains(&name) {
         return Err(format!("unknown failpoint '{name}' (known: {})", known.join(", ")));
     }
     fail::cfg(name, actions)

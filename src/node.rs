@@ -29,14 +29,16 @@ use crate::cluster::shares::Share;
 use crate::config::Config;
 use crate::dispatch::{PeerClient, Router, RouterParts};
 use crate::error::{Error, Result};
+use crate::execution::{ExecState, Execution};
 use crate::history::{History, Postgres};
 use crate::job::file::Apply;
 use crate::job::{Declared, Job};
 use crate::metrics::{Metrics, NodeLabel};
+use crate::pb;
 use crate::recovery::{Recovery, RecoveryParts};
 use crate::scheduler::{Scheduler, SchedulerParts};
 use crate::store::{now_ms, MemoryStore, NodeRecord, RedisStore, Shards, Store};
-use crate::store::{Beat, FireTiming};
+use crate::store::{Beat, Cancel, FireTiming};
 use crate::worker::egress::{Egress, OwnPorts};
 use crate::worker::handlers::Registry;
 use crate::worker::handlers::RunOutput;
@@ -73,6 +75,10 @@ impl TlsFiles {
         c
     }
 }
+
+/// How long CancelExecution waits for a cancelled run's record to end before it answers: the shell
+/// handler's grace (`worker::shell::CANCEL_GRACE`) and a margin.
+const CANCEL_WAIT: Duration = Duration::from_secs(15);
 
 /// How often a node rescans its own processing list for fires no task of it holds.
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
@@ -725,14 +731,7 @@ impl Node {
             }
             // Running elsewhere: relayed from that node while it runs there.
             if rec.node_id != self.node_id {
-                let address = self
-                    .shards
-                    .home()
-                    .list_nodes()
-                    .await
-                    .ok()
-                    .and_then(|ns| ns.into_iter().find(|n| n.node_id == rec.node_id && !n.left).map(|n| n.address));
-                if let Some(address) = address {
+                if let Some(address) = self.peer_address(&rec.node_id).await {
                     if let Ok(mut s) = self.peer_client.watch_output(&address, id, output as u64, stderr as u64).await {
                         loop {
                             // The relay ends with the client, the node, or the run there.
@@ -759,6 +758,92 @@ impl Node {
                 _ = self.cancel.cancelled() => return,
             }
         }
+    }
+
+    /// The API address of a node that has not left (None: unknown, left, or the store did not answer).
+    async fn peer_address(&self, node_id: &str) -> Option<String> {
+        let nodes = self.shards.home().list_nodes().await.ok()?;
+        nodes.into_iter().find(|n| n.node_id == node_id && !n.left).map(|n| n.address)
+    }
+
+    /// CancelExecution (PROTOCOL §3.19): cancels execution `id`, saying `why` in its record. One not
+    /// yet begun is taken out in the store; a running one is stopped by its node, here or asked
+    /// directly (StopRun), the store having left the request on that node's stop list too (taken at
+    /// its rescan, should the call fail). Then waits up to `CANCEL_WAIT` for the record to end, and
+    /// returns it as recorded.
+    pub async fn cancel_execution(&self, id: &str, why: &str) -> Result<Execution> {
+        let not_found = || Error::ExecutionNotFound(id.to_string());
+        let rec = self.history.get(id).await?.ok_or_else(not_found)?;
+        // An ended attempt that announced a retry: the retry is cancelled while it waits out its
+        // backoff on its node (the record of the retry ends `cancelled`).
+        let retry = rec.state.is_terminal() && rec.next_attempt_ms.is_some();
+        if rec.state.is_terminal() && !retry {
+            return Err(Error::FailedPrecondition(format!("execution {id} has ended: {}", rec.state.as_str())));
+        }
+        let mut cancelled = rec.clone();
+        cancelled.start_ms = None;
+        cancelled.close(ExecState::Cancelled, why);
+        let store = self.shards.of_job(&rec.job_id);
+        match store.cancel(&cancelled, retry).await? {
+            Cancel::Cancelled => {
+                tracing::info!(execution = %id, job = %rec.job_id, fire = %rec.fire_id, "cancelled before it began");
+            }
+            Cancel::Running { node } if node == self.node_id => {
+                self.worker.stop_run(&rec.fire_id, id, why);
+            }
+            Cancel::Running { node } => {
+                let req = pb::StopRunRequest { fire_id: rec.fire_id.clone(), execution_id: id.into(), why: why.into() };
+                let asked = match self.peer_address(&node).await {
+                    Some(address) => self.peer_client.stop_run(&address, req).await,
+                    None => Err(format!("node {node} is not listed")),
+                };
+                if let Err(e) = asked {
+                    tracing::warn!(execution = %id, node = %node, error = %e,
+                        "cannot ask the node running it to stop it; it takes the request from its stop list at its rescan");
+                }
+            }
+            Cancel::NotOpen(state) if retry => {
+                return Err(Error::FailedPrecondition(format!(
+                    "execution {id} has ended ({}); the attempt that follows it is not waiting for its retry on a \
+                     node (the fire is {state}): cancel that attempt's own execution",
+                    rec.state.as_str()
+                )))
+            }
+            Cancel::NotOpen(state) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "execution {id} is not its fire's current execution, or has ended (the fire is {state})"
+                )))
+            }
+            Cancel::Unknown => return Err(not_found()),
+        }
+        let until = tokio::time::Instant::now() + CANCEL_WAIT;
+        loop {
+            // A retry's cancel ends the retry's own record, the fire's newest.
+            let now = match retry {
+                true => self.newest_of_fire(&rec).await?.unwrap_or_else(|| rec.clone()),
+                false => self.history.get(id).await?.ok_or_else(not_found)?,
+            };
+            let over = now.state.is_terminal() && now.next_attempt_ms.is_none();
+            if over || tokio::time::Instant::now() >= until {
+                return Ok(now);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The newest execution of `of`'s fire (its latest attempt), as recorded.
+    async fn newest_of_fire(&self, of: &Execution) -> Result<Option<Execution>> {
+        let fire = crate::execution::FireId::parse(&of.fire_id)
+            .map_err(|e| Error::Corrupt { key: of.id.clone(), reason: format!("its fire id does not parse: {e}") })?;
+        let filter = crate::store::ExecFilter {
+            job_id: Some(of.job_id.clone()),
+            fire_id: Some(of.fire_id.clone()),
+            not_before: crate::execution::first_exec_id_of(&fire),
+            limit: 100,
+            ..Default::default()
+        };
+        let (execs, _) = self.history.list(&filter).await?;
+        Ok(execs.into_iter().max_by(|a, b| (a.attempt, &a.id).cmp(&(b.attempt, &b.id))))
     }
 
     /// Whether this node or a live peer can run `handler` for a job with `selector` now (a

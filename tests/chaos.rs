@@ -35,8 +35,9 @@ mod common;
 #[path = "chaos/proxy.rs"]
 mod proxy;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use checker::{Fault, History, JobInfo, Record, Run};
@@ -743,6 +744,8 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             6 => ("master", "* * * * * *", 10, 1, false, true, true),
             7 => ("forbid", "* * * * * *", 1500, 1, true, false, false),
             8 => ("slowrerun", "*/5 * * * * *", 3000, 5, false, false, true),
+            // Slow runs the runner cancels (CancelExecution) while they run, through any node.
+            9 if i % 20 == 19 => ("cancel", "*/5 * * * * *", 3000, 5, false, false, i % 40 == 39),
             9 => ("slowlost", "*/5 * * * * *", 3000, 5, false, false, false),
             5 => ("picky", "* * * * * *", 20, 1, false, false, true),
             // Run by the external workers (`py.chaos`), re-run when one goes mid-run.
@@ -915,6 +918,42 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put job");
     }
     let t0 = now_ms();
+    // Cancel a running execution of a `cancel` job now and then, through a node in turn, during the
+    // faults: every execution asked is noted (the checker holds a `cancelled` record to one).
+    let cancels: Arc<std::sync::Mutex<HashSet<String>>> = Default::default();
+    let stop_cancels = tokio_util::sync::CancellationToken::new();
+    let canceller = {
+        let (cancels, stop) = (Arc::clone(&cancels), stop_cancels.clone());
+        let ports: Vec<u16> = runner.cluster.slots.iter().map(|s| s.listen).collect();
+        let jobs: Vec<String> = infos.iter().filter(|j| j.id.starts_with("cancel-")).map(|j| j.id.clone()).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xca9c);
+        tokio::spawn(async move {
+            while !stop.is_cancelled() && !jobs.is_empty() {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+                let job = jobs[rng.random_range(0..jobs.len())].clone();
+                let port = ports[rng.random_range(0..ports.len())];
+                let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")) else {
+                    continue;
+                };
+                let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(1), ep.connect()).await else { continue };
+                let mut c = pb::scheduler_service_client::SchedulerServiceClient::new(ch);
+                let list = pb::ListExecutionsRequest {
+                    job_id: job,
+                    state: pb::ExecutionState::Running as i32,
+                    page_size: 1,
+                    ..Default::default()
+                };
+                let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), c.list_executions(list)).await else {
+                    continue;
+                };
+                let Some(e) = r.into_inner().executions.into_iter().next() else { continue };
+                // Noted before it is asked: a cancel whose reply is lost may still have happened.
+                cancels.lock().expect("cancels").insert(e.id.clone());
+                let req = pb::CancelExecutionRequest { execution_id: e.id, reason: "chaos".into() };
+                let _ = tokio::time::timeout(Duration::from_secs(20), c.cancel_execution(req)).await;
+            }
+        })
+    };
     // Watch every shard's lease in Redis: epoch -> node, for the master-only rule and failover times.
     let stop = tokio_util::sync::CancellationToken::new();
     let poll = {
@@ -969,6 +1008,8 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         tokio::time::sleep(Duration::from_millis(runner.rng.random_range(1000..3000))).await;
     }
     let window = ((t0 / 1000 + 2) * 1000, now_ms() / 1000 * 1000);
+    stop_cancels.cancel();
+    let _ = canceller.await;
     tracing_line(&format!("faults over; window {window:?}; letting the cluster settle"));
     // Settle: every fire in the window reaches a terminal record (recoveries need a node TTL or
     // two); a long run's backlog and record listing take longer.
@@ -1011,6 +1052,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         // acknowledged write, so it explains no extra run (0 such runs in each profile's runs
         // before this was made a rule).
         redis_faults_explain: matches!(runner.cluster.redis, Redis::Single(_)),
+        cancels: cancels.lock().expect("cancels").clone(),
     };
     let mut report = checker::check(&history);
     for line in &report.redis_explained {
@@ -1074,6 +1116,7 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "fires_expected": r.fires_expected,
         "executed": r.executed,
         "skipped_by_lock": r.skipped_by_lock,
+        "cancelled": r.cancelled,
         "lost_by_policy": r.lost_by_policy,
         "explained_extra_runs": r.explained_extra_runs,
         "explained_by_redis_alone": r.explained_by_redis_alone,
@@ -1155,6 +1198,7 @@ async fn redis_restart_without_persistence() {
         window,
         late_bound_ms: 5000,
         redis_faults_explain: true,
+        cancels: HashSet::new(),
     };
     let report = checker::check(&history);
     let summary = serde_json::json!({

@@ -476,6 +476,7 @@ fn state_name(e: &pb::Execution) -> &'static str {
         pb::ExecutionState::Misfired => "misfired",
         pb::ExecutionState::Lost => "lost",
         pb::ExecutionState::Superseded => "superseded",
+        pb::ExecutionState::Cancelled => "cancelled",
         pb::ExecutionState::Pending => "pending",
         pb::ExecutionState::Running => "running",
         pb::ExecutionState::Unspecified => "unspecified",

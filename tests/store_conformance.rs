@@ -9,9 +9,9 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::JobSpec;
 use rota::store::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState, FireStore,
-    Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, RedisStore,
-    Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite,
+    now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState,
+    FireStore, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
+    RedisStore, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -618,6 +618,118 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     assert_eq!(s.claim(&fence, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
 }
 
+/// The execution `exec` as CancelExecution hands it to the store: closed `cancelled`, saying who.
+fn cancelled(exec_id: &str, fire: &str, job: &str) -> Execution {
+    let mut e = Execution::pending(job, fire.to_string(), 1000, "n1", 1);
+    e.id = exec_id.to_string();
+    e.close(ExecState::Cancelled, "cancelled by ops: wrong day");
+    e
+}
+
+/// CancelExecution in the store (PROTOCOL §3.19): a fire not yet begun (dispatching, queued) ends
+/// `cancelled` at once, its no-overlap lock freed, and its queue entry is dropped by the next start
+/// (nothing runs); a running one is left to its node, with a stop request on that node's list
+/// (taken once); an ended execution, another attempt's id and an unknown fire change nothing.
+async fn cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    let rec = |fire: &str| {
+        let s = Arc::clone(&s);
+        let fire = fire.to_string();
+        async move {
+            let job = Some(rota::execution::job_of_fire(&fire).to_string());
+            let filter = ExecFilter { job_id: job, fire_id: Some(fire), limit: 10, ..Default::default() };
+            s.list_executions(&filter).await.expect("list").0.into_iter().next().expect("a record")
+        }
+    };
+    // Dispatching, of a forbid job (it holds the lock): cancelled, the lock freed.
+    let f1 = claimed_fire(&*s, &fence, "c1", 1000, true).await;
+    let open = rec(&f1).await;
+    assert_eq!(open.state, ExecState::Pending);
+    let c = cancelled(&open.id, &f1, "c1");
+    assert_eq!(s.cancel(&c, false).await.expect("cancel"), Cancel::Cancelled);
+    let got = s.get_execution(&open.id).await.expect("get").expect("record");
+    assert_eq!(
+        (got.state, got.error.as_str(), got.start_ms),
+        (ExecState::Cancelled, "cancelled by ops: wrong day", None)
+    );
+    assert!(got.end_ms.is_some(), "{got:?}");
+    // Out of the watch set and of the open executions.
+    assert!(!s.stuck_dispatching(now_ms() + 86_400_000, 1000).await.expect("stuck").contains(&f1));
+    let open_ones = ExecFilter { state: Some(ExecState::Pending), limit: 1000, ..Default::default() };
+    let (pending, _) = s.list_executions(&open_ones).await.expect("list");
+    assert!(pending.iter().all(|e| e.id != open.id), "{pending:?}");
+    // Again (its first reply lost): it has ended, nothing changes.
+    assert_eq!(s.cancel(&c, false).await.expect("again"), Cancel::NotOpen("cancelled".into()));
+    // An accept in flight (a SubmitTask) finds it taken.
+    assert_eq!(s.take_only(&f1, Some(epoch_of(&fence)), "n1", "i1").await.expect("accept"), Accept::Taken);
+    // The lock went with it: the job's next fire is claimed, not skipped.
+    let sched = fire_sched(&f1);
+    let next = claim("c1", sched + 1000, Some(sched + 2000), true);
+    assert_eq!(s.claim(&fence, &[next]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    // Queued: cancelled, and out of its node's queue (nothing to take, nothing to steal past).
+    let f2 = claimed_fire(&*s, &fence, "c2", 1000, false).await;
+    assert_eq!(s.enqueue(&fence, &f2, "n1").await.expect("enqueue"), Enqueue::Queued);
+    let open = rec(&f2).await;
+    assert_eq!(s.cancel(&cancelled(&open.id, &f2, "c2"), false).await.expect("cancel"), Cancel::Cancelled);
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]), "out of the queue");
+    assert_eq!(s.get_execution(&open.id).await.expect("get").map(|e| e.state), Some(ExecState::Cancelled));
+    // Taken (accepted) but not started: cancelled; its owner's start drops the entry (nothing runs).
+    let f2b = claimed_fire(&*s, &fence, "c2b", 1000, false).await;
+    assert_eq!(s.take_only(&f2b, Some(epoch_of(&fence)), "n1", "i1").await.expect("take"), Accept::Accepted);
+    let open = rec(&f2b).await;
+    assert_eq!(s.cancel(&cancelled(&open.id, &f2b, "c2b"), false).await.expect("cancel"), Cancel::Cancelled);
+    assert_eq!(
+        s.start(&f2b, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start"),
+        Start::NotMine(FireState::Cancelled)
+    );
+    assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]), "dropped");
+    // Running: left to its node, which finds a stop request on its list, once.
+    let f3 = claimed_fire(&*s, &fence, "c3", 1000, false).await;
+    assert_eq!(s.enqueue(&fence, &f3, "n1").await.expect("enqueue"), Enqueue::Queued);
+    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(f3.clone()));
+    let Start::Run(sf) = s.start(&f3, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
+        panic!("not started")
+    };
+    let c = cancelled(&sf.exec_id, &f3, "c3");
+    // A retry's cancel (the asked attempt ended, announcing it) stops only a fire its node holds.
+    assert_eq!(s.cancel(&c, true).await.expect("retry"), Cancel::Running { node: "n1".into() });
+    assert_eq!(s.take_stops("n1").await.expect("stops").len(), 1);
+    assert_eq!(s.cancel(&c, false).await.expect("cancel"), Cancel::Running { node: "n1".into() });
+    assert_eq!(s.get_execution(&sf.exec_id).await.expect("get").map(|e| e.state), Some(ExecState::Running));
+    let want = StopRequest { fire: f3.clone(), exec: sf.exec_id.clone(), why: c.error.clone() };
+    assert_eq!(s.take_stops("n1").await.expect("stops"), vec![want]);
+    assert_eq!(s.take_stops("n1").await.expect("stops"), vec![], "taken once");
+    // Its node ends it `cancelled` through its finish.
+    let mut end = c.clone();
+    end.start_ms = Some(sf.start_ms);
+    assert_eq!(s.finish(&end, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
+    assert_eq!(s.get_execution(&sf.exec_id).await.expect("get").map(|e| e.state), Some(ExecState::Cancelled));
+    assert_eq!(s.cancel(&c, false).await.expect("ended"), Cancel::NotOpen("cancelled".into()));
+    // Not the fire's current execution, or no such fire.
+    let f4 = claimed_fire(&*s, &fence, "c4", 1000, false).await;
+    let current = rec(&f4).await;
+    assert_eq!(
+        s.cancel(&cancelled(&current.id, &f4, "c4"), true).await.expect("retry"),
+        Cancel::NotOpen("dispatching".into()),
+        "a retry's cancel never takes out a fire that waits for a node"
+    );
+    let other = rota::execution::new_execution_id(&f4);
+    assert_eq!(
+        s.cancel(&cancelled(&other, &f4, "c4"), false).await.expect("other"),
+        Cancel::NotOpen("dispatching".into())
+    );
+    assert_eq!(rec(&f4).await.state, ExecState::Pending, "untouched");
+    let nowhere = "c5@1000".to_string();
+    let id = rota::execution::new_execution_id(&nowhere);
+    assert_eq!(s.cancel(&cancelled(&id, &nowhere, "c5"), false).await.expect("unknown"), Cancel::Unknown);
+}
+
+/// The instant of a scheduled fire id.
+fn fire_sched(fire: &str) -> i64 {
+    rota::execution::fire_due_ms(fire).expect("a scheduled fire")
+}
+
 /// A fire started ahead of its instant (a worker's start lead) records its instant as its start:
 /// its handler begins then, and the record, read while it runs, says so (never a start before the
 /// fire's own time).
@@ -1063,6 +1175,7 @@ conformance!(
     an_idempotency_key_outlives_its_trimmed_record,
     a_fire_started_ahead_of_its_instant_begins_at_it,
     a_keep_alive_never_takes_a_heartbeat_back,
+    cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs,
 );
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the

@@ -179,18 +179,22 @@ impl Auth {
     /// Checks one call. `path` is `/package.Service/Method`; `peer_verified` is true when the caller
     /// presented a client certificate that chains to the cluster CA (checked by the TLS handshake).
     pub fn check(&self, path: &str, headers: &http::HeaderMap, peer_verified: bool) -> std::result::Result<(), Status> {
-        self.check_from(path, headers, peer_verified, None)
+        self.check_from(path, headers, peer_verified, None).map(|_| ())
     }
 
-    /// `check`, logging a refusal with the caller's address (rate-limited per reason).
+    /// `check`, logging a refusal with the caller's address (rate-limited per reason). Allowed: the
+    /// name of the caller's token (None: no token was needed or checked).
     pub fn check_from(
         &self,
         path: &str,
         headers: &http::HeaderMap,
         peer_verified: bool,
         peer: Option<SocketAddr>,
-    ) -> std::result::Result<(), Status> {
-        let Err(r) = self.decide(path, headers, peer_verified) else { return Ok(()) };
+    ) -> std::result::Result<Option<String>, Status> {
+        let r = match self.decide(path, headers, peer_verified) {
+            Ok(name) => return Ok(name),
+            Err(r) => r,
+        };
         let due = self.refusals.lock().ok().and_then(|mut log| log.note(r.reason, Instant::now()));
         if let Some(count) = due {
             let peer = peer.map(|p| p.ip().to_string()).unwrap_or_default();
@@ -201,20 +205,25 @@ impl Auth {
         Err(r.status)
     }
 
-    fn decide(&self, path: &str, headers: &http::HeaderMap, peer_verified: bool) -> std::result::Result<(), Refusal> {
+    fn decide(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        peer_verified: bool,
+    ) -> std::result::Result<Option<String>, Refusal> {
         let need = need(path);
         if need == Need::Open {
-            return Ok(());
+            return Ok(None);
         }
         if need == Need::Node {
             // A configured secret, mutual TLS or tokens each close the node calls; none: a local node.
             if self.cluster_secret.is_none() && !self.mtls && !self.enabled() {
-                return Ok(());
+                return Ok(None);
             }
             let token = bearer(headers);
             let secret_ok = token.zip(self.cluster_secret.as_ref()).is_some_and(|(t, s)| ct_eq(s, &hash(t)));
             if secret_ok || (self.mtls && peer_verified) {
-                return Ok(());
+                return Ok(None);
             }
             return Err(if self.mtls {
                 Refusal::new(
@@ -238,7 +247,7 @@ impl Auth {
             });
         }
         if !self.enabled() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(token) = bearer(headers) else {
             return Err(Refusal::new(
@@ -251,7 +260,7 @@ impl Auth {
             Need::Role(want) => want,
             // Any role but viewer and operator; `worker` ranks lowest, so it is checked apart.
             Need::Worker => Role::Worker,
-            Need::Open | Need::Node => return Ok(()),
+            Need::Open | Need::Node => return Ok(None),
         };
         // Constant time over every configured token, so timing does not tell which one is close.
         let mut found: Option<&(String, Role)> = None;
@@ -262,8 +271,10 @@ impl Auth {
         }
         match found {
             None => Err(Refusal::new("unknown token", Status::unauthenticated("unknown token"))),
-            Some((_, role)) if need == Need::Worker && matches!(role, Role::Worker | Role::Admin) => Ok(()),
-            Some((_, role)) if need != Need::Worker && *role >= want => Ok(()),
+            Some((name, role)) if need == Need::Worker && matches!(role, Role::Worker | Role::Admin) => {
+                Ok(Some(name.clone()))
+            }
+            Some((name, role)) if need != Need::Worker && *role >= want => Ok(Some(name.clone())),
             Some((name, role)) => Err(Refusal {
                 reason: "role too low",
                 token: Some(name.clone()),
@@ -292,7 +303,7 @@ fn need(path: &str) -> Need {
     }
     match method {
         "PutJob" | "DeleteJob" => Need::Role(Role::Admin),
-        "PauseJob" | "ResumeJob" | "TriggerJob" => Need::Role(Role::Operator),
+        "PauseJob" | "ResumeJob" | "TriggerJob" | "CancelExecution" => Need::Role(Role::Operator),
         // Reads, and anything added later, need at least a viewer.
         _ => Need::Role(Role::Viewer),
     }
@@ -328,6 +339,18 @@ fn parse_hex(s: &str) -> Option<[u8; 32]> {
 
 fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The caller of an allowed request, put in its extensions by `AuthService`: its token's name
+/// (None when no token was needed: tokens are off, or a node call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub Option<String>);
+
+impl Caller {
+    /// Who asked, as a record says it: the token's name, or `anonymous` where tokens are off.
+    pub fn of<T>(req: &tonic::Request<T>) -> String {
+        req.extensions().get::<Caller>().and_then(|c| c.0.clone()).unwrap_or_else(|| "anonymous".into())
+    }
 }
 
 /// The tower layer that applies `Auth` to every request.
@@ -371,7 +394,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
         let tls = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
         let verified = tls.and_then(|i| i.peer_certs()).is_some_and(|c| !c.is_empty());
@@ -380,7 +403,11 @@ where
             None => req.extensions().get::<TcpConnectInfo>().and_then(|i| i.remote_addr()),
         };
         match self.auth.check_from(req.uri().path(), req.headers(), verified, peer) {
-            Ok(()) => Box::pin(self.inner.call(req)),
+            Ok(name) => {
+                // Who asked, for what a call records (CancelExecution's record names its caller).
+                req.extensions_mut().insert(Caller(name));
+                Box::pin(self.inner.call(req))
+            }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }
     }
@@ -419,6 +446,12 @@ mod tests {
             ("/rota.v1.SchedulerService/ListJobs", Some("v"), None),
             ("/rota.v1.SchedulerService/TriggerJob", Some("v"), Some(PermissionDenied)),
             ("/rota.v1.SchedulerService/TriggerJob", Some("o"), None),
+            ("/rota.v1.SchedulerService/CancelExecution", Some("v"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/CancelExecution", Some("o"), None),
+            ("/rota.v1.SchedulerService/CancelExecution", Some("a"), None),
+            ("/rota.v1.SchedulerService/CancelExecution", Some("w"), Some(PermissionDenied)),
+            ("/rota.v1.NodeService/StopRun", Some("s3cret"), None),
+            ("/rota.v1.NodeService/StopRun", Some("a"), Some(PermissionDenied)),
             ("/rota.v1.SchedulerService/PutJob", Some("o"), Some(PermissionDenied)),
             ("/rota.v1.SchedulerService/PutJob", Some("a"), None),
             ("/rota.v1.NodeService/SubmitTask", Some("a"), Some(PermissionDenied)),

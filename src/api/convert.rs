@@ -172,6 +172,7 @@ pub fn exec_state(s: ExecState) -> pb::ExecutionState {
         ExecState::Misfired => pb::ExecutionState::Misfired,
         ExecState::Lost => pb::ExecutionState::Lost,
         ExecState::Superseded => pb::ExecutionState::Superseded,
+        ExecState::Cancelled => pb::ExecutionState::Cancelled,
     }
 }
 
@@ -188,6 +189,7 @@ pub fn exec_state_filter(v: i32) -> Result<Option<ExecState>> {
         Ok(pb::ExecutionState::Misfired) => ExecState::Misfired,
         Ok(pb::ExecutionState::Lost) => ExecState::Lost,
         Ok(pb::ExecutionState::Superseded) => ExecState::Superseded,
+        Ok(pb::ExecutionState::Cancelled) => ExecState::Cancelled,
         Err(_) => return Err(Error::invalid("state", format!("unknown value {v}"))),
     }))
 }

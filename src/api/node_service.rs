@@ -174,4 +174,24 @@ impl NodeService for NodeApi {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+
+    /// Asks the run of a fire this node has in hand to stop (CancelExecution on another node).
+    async fn stop_run(&self, req: Request<pb::StopRunRequest>) -> Result<Response<pb::StopRunResponse>, Status> {
+        let r = req.into_inner();
+        if r.fire_id.len() > 256 || FireId::parse(&r.fire_id).is_err() {
+            return Err(Error::invalid("fire_id", "must be '<job_id>@…' and at most 256 characters").into());
+        }
+        if crate::execution::execution_id_problem(&r.execution_id).is_some() {
+            return Err(Error::invalid("execution_id", "is not an execution id").into());
+        }
+        if r.why.is_empty() || r.why.len() > MAX_STOP_WHY {
+            return Err(Error::invalid("why", format!("must be 1 to {MAX_STOP_WHY} bytes")).into());
+        }
+        let found = self.node.worker.stop_run(&r.fire_id, &r.execution_id, &r.why);
+        tracing::info!(execution = %r.execution_id, found, "StopRun from a peer");
+        Ok(Response::new(pb::StopRunResponse { found }))
+    }
 }
+
+/// Longest `why` a StopRun may carry (CancelExecution's reason, at most 500 bytes, and who asked).
+const MAX_STOP_WHY: usize = 1024;

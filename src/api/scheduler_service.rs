@@ -20,6 +20,8 @@ use crate::worker::OutputEvent;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+/// Longest reason CancelExecution takes (it goes into the record's error, with who asked).
+const MAX_CANCEL_REASON: usize = 500;
 
 pub struct SchedulerApi {
     node: Arc<Node>,
@@ -270,6 +272,38 @@ impl SchedulerService for SchedulerApi {
         }
         let e = self.node.history.get(&id).await?.ok_or(Error::ExecutionNotFound(id))?;
         Ok(Response::new(pb::GetExecutionResponse { execution: Some(convert::execution(&e)) }))
+    }
+
+    async fn cancel_execution(
+        &self,
+        req: Request<pb::CancelExecutionRequest>,
+    ) -> Result<Response<pb::CancelExecutionResponse>, Status> {
+        let who = crate::api::auth::Caller::of(&req);
+        let r = req.into_inner();
+        let id = r.execution_id;
+        if id.is_empty() {
+            return Err(Error::invalid("execution_id", "is required").into());
+        }
+        if let Some(why) = crate::execution::execution_id_problem(&id) {
+            let id = crate::redact::value(&id);
+            return Err(Error::invalid("execution_id", format!("'{id}' is not an execution id: {why}")).into());
+        }
+        if r.reason.len() > MAX_CANCEL_REASON {
+            return Err(Error::invalid(
+                "reason",
+                format!("is {} bytes, more than {MAX_CANCEL_REASON}", r.reason.len()),
+            )
+            .into());
+        }
+        if r.reason.chars().any(char::is_control) {
+            return Err(Error::invalid("reason", "must not contain control characters").into());
+        }
+        let why = match r.reason.trim() {
+            "" => format!("cancelled by {who}"),
+            reason => format!("cancelled by {who}: {reason}"),
+        };
+        let e = self.node.cancel_execution(&id, &why).await?;
+        Ok(Response::new(pb::CancelExecutionResponse { execution: Some(convert::execution(&e)) }))
     }
 
     type WatchExecutionsStream = WatchStream;

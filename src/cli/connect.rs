@@ -34,6 +34,11 @@ pub enum CliError {
     /// `--wait`: the wait ran out before the fire's outcome.
     #[error("gave up waiting after {waited}: fire {fire_id} is not over ({now})")]
     WaitTimedOut { fire_id: String, waited: String, now: String },
+    /// `exec cancel`: the execution reads otherwise than cancelled after the server's wait.
+    #[error(
+        "execution {id} is {state}, not cancelled (it ended otherwise meanwhile, or its node has not stopped it yet)"
+    )]
+    NotCancelled { id: String, state: String },
 }
 
 impl CliError {
@@ -49,7 +54,7 @@ impl CliError {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Call { .. } => 1,
+            CliError::Call { .. } | CliError::NotCancelled { .. } => 1,
             CliError::Usage(_) => 2,
             CliError::Connect { .. } => 3,
             CliError::NotFound(_) => 4,

@@ -26,6 +26,7 @@ pub enum StateArg {
     Misfired,
     Lost,
     Superseded,
+    Cancelled,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,13 +65,25 @@ pub enum ExecCmd {
     },
     /// An execution's output (stdout) and standard error (stderr); with --follow, as it is printed
     /// until the execution ends, from any node. Exit codes with --follow: 0 succeeded, 5 failed, 6
-    /// timed_out, 7 lost, 8 did not run (as `job trigger --wait`).
+    /// timed_out, 7 lost, 8 did not run, 10 cancelled (as `job trigger --wait`).
     Logs {
         /// The execution's id (a UUID).
         id: String,
         /// Follow the output live until the execution ends.
         #[arg(long, short = 'f')]
         follow: bool,
+    },
+    /// Cancel an execution (operator role): one not yet begun never runs; a running one is stopped
+    /// by its node (a shell handler's process group: SIGTERM, then SIGKILL after 10 s; an HTTP call
+    /// dropped; an external worker told to cancel). Prints the execution as recorded once it ended
+    /// (waits up to 15 s). Exit 0 when it reads cancelled; 1 when it ended otherwise meanwhile or
+    /// has not stopped yet; an ended execution is refused (FAILED_PRECONDITION).
+    Cancel {
+        /// The execution's id.
+        id: String,
+        /// Why, for the record (at most 500 bytes).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Stream execution changes until interrupted; reconnects (to the next endpoint, if several)
     /// and prints what changed meanwhile.
@@ -130,6 +143,20 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
             eprint!("{}", e.stderr);
         }
         ExecCmd::Logs { id, follow: true } => follow_logs(&c, id).await?,
+        ExecCmd::Cancel { id, reason } => {
+            let req = pb::CancelExecutionRequest { execution_id: id, reason: reason.unwrap_or_default() };
+            let e = call!(c, cancel_execution, req)?.execution.unwrap_or_default();
+            if client.json {
+                println!("{:#}", exec_json(&e));
+            } else {
+                print_exec_detail(&e);
+            }
+            if e.state != pb::ExecutionState::Cancelled as i32 {
+                let state = pb::ExecutionState::try_from(e.state).unwrap_or(pb::ExecutionState::Unspecified);
+                let state = state.as_str_name().trim_start_matches("EXECUTION_STATE_").to_lowercase();
+                return Err(CliError::NotCancelled { id: e.id, state });
+            }
+        }
         ExecCmd::Watch { job } => watch(c, job.unwrap_or_default(), client.json).await?,
     }
     Ok(())
@@ -146,6 +173,7 @@ pub(super) fn state_arg(s: StateArg) -> pb::ExecutionState {
         StateArg::Misfired => pb::ExecutionState::Misfired,
         StateArg::Lost => pb::ExecutionState::Lost,
         StateArg::Superseded => pb::ExecutionState::Superseded,
+        StateArg::Cancelled => pb::ExecutionState::Cancelled,
     }
 }
 
@@ -281,6 +309,7 @@ async fn follow_logs(c: &Conn, id: String) -> Result<(), CliError> {
             S::Failed => Outcome::Failed,
             S::TimedOut => Outcome::TimedOut,
             S::Lost => Outcome::Lost,
+            S::Cancelled => Outcome::Cancelled,
             _ => Outcome::NotRun,
         };
         return Err(CliError::Outcome {

@@ -85,7 +85,7 @@ pub enum JobCmd {
     /// With --wait, follows the fire through its retries (and re-runs after a node died) to its
     /// outcome, printing a line per attempt to stderr and the final execution to stdout (JSON with
     /// --json). Exit codes with --wait: 0 succeeded, 5 failed, 6 timed_out, 7 lost, 8 did not run
-    /// (skipped, misfired), 9 the wait timed out first; 1 a call failed, 2 usage, 3 cannot connect.
+    /// (skipped, misfired), 9 the wait timed out first, 10 cancelled; 1 a call failed, 2 usage, 3 cannot connect.
     Trigger {
         /// The job's id.
         id: String,

@@ -29,6 +29,8 @@ pub enum Outcome {
     Lost,
     /// Skipped, misfired (or only superseded evidence): the fire did not run to an outcome.
     NotRun,
+    /// Cancelled (CancelExecution).
+    Cancelled,
 }
 
 impl Outcome {
@@ -39,6 +41,7 @@ impl Outcome {
             Outcome::TimedOut => 6,
             Outcome::Lost => 7,
             Outcome::NotRun => 8,
+            Outcome::Cancelled => 10,
         }
     }
 }
@@ -67,6 +70,7 @@ pub fn judge(execs: &[pb::Execution]) -> Progress<'_> {
         S::TimedOut => Outcome::TimedOut,
         S::Lost => Outcome::Lost,
         S::Skipped | S::Misfired | S::Superseded => Outcome::NotRun,
+        S::Cancelled => Outcome::Cancelled,
         S::Pending | S::Running | S::Unspecified => return Progress::Open(Some(e)),
     };
     if e.next_attempt_time.is_some() {

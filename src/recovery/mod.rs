@@ -268,7 +268,7 @@ impl Recovery {
     }
 
     /// At start, resolves what this node's earlier incarnations left in its own lists.
-    /// Every few seconds: recovers what sits in this node's processing list but is in no task of
+    /// Every few seconds: hands the stop requests left for this node to its runs, and recovers what sits in this node's processing list but is in no task of
     /// this process: an earlier incarnation's leftovers (the node was declared dead and came back)
     /// by adoption, and a fire whose start failed (a store error) by starting it again. The start
     /// is a compare-and-set, so a fire that is in fact running is never run twice.
@@ -280,6 +280,20 @@ impl Recovery {
         for fire_id in p.into_iter().filter(|f| !self.worker.in_hand(f)) {
             tracing::info!(fire = %fire_id, "rescan: starting a fire left in this node's processing list");
             self.worker.run_accepted(fire_id, None);
+        }
+        // Stop requests left for this node (CancelExecution, when its direct call did not get here),
+        // after the fires just restarted are in hand: each reaches the run of its execution (a
+        // request for an execution this node no longer runs stops nothing). A stop list that
+        // cannot be read does not hold the rescan up.
+        match self.store.take_stops(&self.node_id).await {
+            Ok(stops) => {
+                for s in stops {
+                    if !self.worker.stop_run(&s.fire, &s.exec, &s.why) {
+                        tracing::info!(execution = %s.exec, "a stop request for a fire this node does not have in hand: nothing to stop");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot take this node's stop requests; next rescan"),
         }
         Ok(())
     }

@@ -30,6 +30,8 @@ pub enum FireState {
     /// By a reap (its node died with it), or by `finish` (cancelled at shutdown).
     Lost,
     Superseded,
+    /// By CancelExecution: taken out before it began (`cancel`), or stopped by its node (`finish`).
+    Cancelled,
     /// Only if `finish` is given a record still pending (the worker never does).
     Pending,
 }
@@ -49,6 +51,7 @@ impl FireState {
             FireState::Misfired => "misfired",
             FireState::Lost => "lost",
             FireState::Superseded => "superseded",
+            FireState::Cancelled => "cancelled",
             FireState::Pending => "pending",
         }
     }
@@ -67,6 +70,7 @@ impl From<ExecState> for FireState {
             ExecState::Misfired => FireState::Misfired,
             ExecState::Lost => FireState::Lost,
             ExecState::Superseded => FireState::Superseded,
+            ExecState::Cancelled => FireState::Cancelled,
         }
     }
 }
@@ -98,6 +102,7 @@ impl FromStr for FireState {
             "misfired" => FireState::Misfired,
             "lost" => FireState::Lost,
             "superseded" => FireState::Superseded,
+            "cancelled" => FireState::Cancelled,
             "pending" => FireState::Pending,
             _ => return Err(UnknownFireState(s.chars().take(64).collect())),
         })
@@ -108,7 +113,7 @@ impl FromStr for FireState {
 mod tests {
     use super::*;
 
-    const ALL: [FireState; 12] = [
+    const ALL: [FireState; 13] = [
         FireState::Dispatching,
         FireState::Accepted,
         FireState::Queued,
@@ -120,6 +125,7 @@ mod tests {
         FireState::Misfired,
         FireState::Lost,
         FireState::Superseded,
+        FireState::Cancelled,
         FireState::Pending,
     ];
 
@@ -145,6 +151,7 @@ mod tests {
             ExecState::Misfired,
             ExecState::Lost,
             ExecState::Superseded,
+            ExecState::Cancelled,
         ] {
             assert_eq!(FireState::from(e).as_str(), e.as_str());
         }
@@ -155,6 +162,7 @@ mod tests {
     fn the_scripts_states_parse() {
         let scripts = [
             include_str!("lua/accept.lua"),
+            include_str!("lua/cancel.lua"),
             include_str!("lua/claim.lua"),
             include_str!("lua/enqueue.lua"),
             include_str!("lua/finish.lua"),

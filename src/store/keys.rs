@@ -127,6 +127,11 @@ impl Keys {
     pub fn processing(&self, node_id: &str) -> String {
         format!("{}:p:{node_id}", self.tag)
     }
+    /// List: stop requests for a node's running fires (CancelExecution, `cancel.lua`), JSON
+    /// `{fire, exec, why}`, taken by the node at its rescan (`take_stops`). PX `STOPS_TTL_MS`.
+    pub fn stops(&self, node_id: &str) -> String {
+        format!("{}:stops:{node_id}", self.tag)
+    }
     /// Sorted set fire id -> dispatch deadline, for fires in `dispatching`.
     pub fn inflight(&self) -> String {
         format!("{}:inflight", self.tag)

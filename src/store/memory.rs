@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter, ExecStore,
-    Fence, Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires,
-    NodeRecord, Reap, ReapBy, ReapRequest, Register, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite,
-    WATCH_BUFFER,
+    now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter,
+    ExecStore, Fence, Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly,
+    NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome,
+    WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::Execution;
@@ -89,6 +89,8 @@ struct State {
     queues: HashMap<String, std::collections::VecDeque<String>>,
     processing: HashMap<String, Vec<String>>,
     dlq: Vec<String>,
+    /// node -> stop requests for its running fires (`cancel`, `take_stops`).
+    stops: HashMap<String, Vec<StopRequest>>,
     /// job id -> (owner fire id, expiry ms).
     locks: HashMap<String, (String, i64)>,
     /// execution id -> (record, expiry ms). Ids are UUIDv7, so the map is in creation order.
@@ -910,6 +912,53 @@ impl FireStore for MemoryStore {
     async fn closed(&self, exec_id: &str) -> Result<()> {
         self.lock()?.closings.remove(exec_id);
         Ok(())
+    }
+
+    async fn cancel(&self, exec: &Execution, retry: bool) -> Result<Cancel> {
+        let rec = {
+            let mut st = self.lock()?;
+            let now = now_ms();
+            let Some(f) = st.fires.get_mut(&exec.fire_id) else { return Ok(Cancel::Unknown) };
+            // As cancel.lua: a running fire's execution is `exec`; one not yet begun, its claim's
+            // (`next_exec`; a queued re-run has none yet, and is not cancelled here).
+            let waiting = matches!(f.state, FireState::Dispatching | FireState::Accepted | FireState::Queued);
+            match f.state {
+                FireState::Running if f.exec == exec.id => {
+                    let node = f.node.clone();
+                    let stop =
+                        StopRequest { fire: exec.fire_id.clone(), exec: exec.id.clone(), why: exec.error.clone() };
+                    st.stops.entry(node.clone()).or_default().push(stop);
+                    return Ok(Cancel::Running { node });
+                }
+                _ if waiting && !retry && f.next_exec.as_deref() == Some(exec.id.as_str()) => {}
+                other => return Ok(Cancel::NotOpen(other.to_string())),
+            }
+            // As cancel.lua: ended here, never begun, out of its node's queue; an entry in a
+            // processing list stays for its owner's start to drop (NotMine).
+            let queued = (f.state == FireState::Queued).then(|| f.node.clone());
+            f.state = FireState::Cancelled;
+            f.exec = exec.id.clone();
+            f.next_exec = None;
+            f.attempts += 1;
+            let mut rec = exec.clone();
+            rec.state = crate::execution::ExecState::Cancelled;
+            rec.attempt = f.attempts;
+            rec.start_ms = None;
+            if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
+                st.locks.remove(&exec.job_id);
+            }
+            if let Some(q) = queued.and_then(|node| st.queues.get_mut(&node)) {
+                q.retain(|x| *x != exec.fire_id);
+            }
+            st.insert_exec(&rec, self.retention_ms, now);
+            rec
+        };
+        self.announce(&rec);
+        Ok(Cancel::Cancelled)
+    }
+
+    async fn take_stops(&self, node: &str) -> Result<Vec<StopRequest>> {
+        Ok(self.lock()?.stops.remove(node).unwrap_or_default())
     }
 }
 

@@ -800,7 +800,41 @@ pub trait FireStore: Send + Sync {
     async fn closings(&self) -> Result<Vec<Closing>>;
     /// The caller closed this dead attempt.
     async fn closed(&self, exec_id: &str) -> Result<()>;
+    /// CancelExecution (PROTOCOL §3.19): `exec` is the execution as it would end cancelled (its
+    /// `error` says who asked and why, `end_ms` when). Only the fire's current execution, not yet
+    /// ended, is cancelled: a fire not yet begun ends `cancelled` here; a running one gets a stop
+    /// request for its node (`take_stops`). `retry`: `exec` ended and announced a retry, which is
+    /// what is cancelled, only while its node holds the fire in the retry's backoff (`Running`).
+    async fn cancel(&self, exec: &Execution, retry: bool) -> Result<Cancel>;
+    /// The stop requests left for `node` (`cancel`), taken: each is handed out once.
+    async fn take_stops(&self, node: &str) -> Result<Vec<StopRequest>>;
 }
+
+/// What `FireStore::cancel` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancel {
+    /// It had not begun: it is recorded `cancelled` now, and will not run.
+    Cancelled,
+    /// It runs (or was taken and begins at its instant) on `node`: a stop request waits for it.
+    Running { node: String },
+    /// Nothing changed: it ended (the fire's state), or another execution is the fire's current one.
+    NotOpen(String),
+    /// No such fire.
+    Unknown,
+}
+
+/// A request to stop a running execution, left for its node (`FireStore::take_stops`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StopRequest {
+    pub fire: String,
+    pub exec: String,
+    /// The record's error when it ends: who asked, and why.
+    pub why: String,
+}
+
+/// How long a node's stop list is kept after its last request (a node that never takes it, dead or
+/// gone, does not keep it forever).
+pub const STOPS_TTL_MS: u64 = 3_600_000;
 
 /// Execution records (one per attempt), their listing, and the stream of their changes.
 #[async_trait]

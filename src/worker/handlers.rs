@@ -11,9 +11,61 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// The stop requests of one fire in a node's hands (CancelExecution), each naming the execution it
+/// is for: only the run of that execution stops (a request left for an earlier execution of the
+/// fire, on a node that re-ran it since, stops nothing). Every clone sees the newest request. A
+/// handler that can stop gracefully watches it (`Handler::stop_grace`: the shell handler signals
+/// its process group); the pool drops the run's future after the grace.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    /// The newest request: (execution id, why).
+    asked: Arc<tokio::sync::watch::Sender<Option<(String, String)>>>,
+}
+
+impl Default for Stop {
+    fn default() -> Stop {
+        Stop { asked: Arc::new(tokio::sync::watch::channel(None).0) }
+    }
+}
+
+impl Stop {
+    /// Asks the run of execution `exec` to stop, saying why (the record's error). False when that
+    /// execution was asked already (the first request's words stay).
+    pub fn request(&self, exec: &str, why: &str) -> bool {
+        let mut first = false;
+        self.asked.send_if_modified(|v| {
+            first = v.as_ref().is_none_or(|(e, _)| e != exec);
+            if first {
+                *v = Some((exec.to_string(), why.to_string()));
+            }
+            first
+        });
+        first
+    }
+
+    /// Why execution `exec` was asked to stop, if it was.
+    pub fn requested(&self, exec: &str) -> Option<String> {
+        self.asked.borrow().as_ref().filter(|(e, _)| e == exec).map(|(_, why)| why.clone())
+    }
+
+    /// Waits until execution `exec` is asked to stop; then why.
+    pub async fn wait(&self, exec: &str) -> String {
+        let mut rx = self.asked.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().as_ref().filter(|(e, _)| e == exec).map(|(_, w)| w.clone()) {
+                return why;
+            }
+            // The sender lives as long as `self`: `changed` only ends with a new request.
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 /// What a handler knows about the fire it runs, so it can be idempotent and a test can check every
 /// run against an independent record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FireContext {
     pub job_id: String,
     pub fire_id: String,
@@ -30,6 +82,8 @@ pub struct FireContext {
     pub deadline_ms: Option<i64>,
     /// The job's timeout (or the handler's default), for a handler that times itself.
     pub timeout: Option<Duration>,
+    /// Asked to stop by CancelExecution.
+    pub stop: Stop,
 }
 
 impl FireContext {
@@ -47,6 +101,7 @@ impl FireContext {
             manual: false,
             deadline_ms: None,
             timeout: None,
+            stop: Stop::default(),
         }
     }
 
@@ -96,6 +151,9 @@ pub enum FailureKind {
     /// It passed its timeout (a handler that times itself: an external worker's run, which ends
     /// only once the worker says its handler stopped). Recorded `timed_out`, retried as the job says.
     TimedOut,
+    /// It was asked to stop (`FireContext::stop`) and did (a handler that times itself: an external
+    /// worker's run). Recorded `cancelled`, never retried.
+    Cancelled,
 }
 
 impl HandlerFailure {
@@ -242,6 +300,15 @@ pub trait Handler: Send + Sync + 'static {
     /// a handler that ignores the cancel). Such a handler returns `FailureKind::TimedOut`.
     fn times_itself(&self) -> bool {
         false
+    }
+
+    /// How long a cancelled run (`FireContext::stop`) may take to stop by itself before the pool
+    /// drops its future. Zero (the default): dropped at once (an HTTP call is abandoned). The shell
+    /// handler signals its process group SIGTERM and gets `CANCEL_GRACE`; dropped, it is killed. A
+    /// handler that times itself (an external worker's) stops its own run and returns
+    /// `FailureKind::Cancelled`: this is not used for it.
+    fn stop_grace(&self) -> Duration {
+        Duration::ZERO
     }
 
     /// Runs one execution. Ok carries the captured output (may be empty).
@@ -472,6 +539,23 @@ mod tests {
         r.validate("noop", &Value::Null).expect("valid");
     }
 
+    /// A stop request reaches only the run of the execution it names: one left for an earlier
+    /// execution of the fire stops nothing; the first words asked for an execution stay.
+    #[tokio::test]
+    async fn a_stop_is_for_the_execution_it_names() {
+        let stop = Stop::default();
+        assert!(stop.request("x", "cancelled by ops"));
+        assert_eq!(stop.requested("y"), None);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), stop.wait("y")).await;
+        assert!(waiting.is_err(), "a request for x does not stop y");
+        let seen = stop.clone();
+        let y = tokio::spawn(async move { seen.wait("y").await });
+        assert!(stop.request("y", "cancelled by oncall: hung"));
+        assert!(!stop.request("y", "again"), "asked already");
+        assert_eq!(y.await.expect("join"), "cancelled by oncall: hung");
+        assert_eq!(stop.requested("y").as_deref(), Some("cancelled by oncall: hung"));
+    }
+
     #[test]
     fn context_fields() {
         let ctx = FireContext {
@@ -485,6 +569,7 @@ mod tests {
             manual: false,
             deadline_ms: None,
             timeout: None,
+            stop: Stop::default(),
         };
         let f = ctx.fields();
         assert_eq!(f[2], ("SCHEDULED_AT", "2026-01-01T00:00:00.000Z".to_string()));

@@ -31,7 +31,7 @@ use crate::store::{
     now_ms, Accept, Fence, Finish, Keep, Load, MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start,
     StartedFire, Store,
 };
-use handlers::{FailureKind, FireContext, Partial, Registry, RunOutput};
+use handlers::{FailureKind, FireContext, Partial, Registry, RunOutput, Stop};
 
 /// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
 /// frees itself within this time.
@@ -170,9 +170,10 @@ pub struct Worker {
     /// The output of the runs going on now, by execution id, for whoever follows one live
     /// (`follow_output`).
     live: LiveRuns,
-    /// Fires this process has in hand (taken, waiting for a worker, or running): the periodic
-    /// rescan of the processing list leaves them alone.
-    in_hand: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Fires this process has in hand (taken, waiting for a worker, or running), each with its stop
+    /// request (CancelExecution, `stop_run`): the periodic rescan of the processing list leaves them
+    /// alone.
+    in_hand: InHand,
     tracker: TaskTracker,
     /// Cancelled when the grace period of a shutdown has run out: running handlers are dropped.
     cancel: CancellationToken,
@@ -441,14 +442,23 @@ impl Worker {
                 }
             };
             wait_until_due(&fire_id, me.start_lead_ms).await;
-            // An external worker's fire waits for its worker's slot instead (`remote`).
+            // An external worker's fire waits for its worker's slot instead (`remote`). One its take
+            // started, cancelled while it waits, goes on without a worker: it is recorded, and
+            // never begins.
             let own = me.runs_on_own_worker(job.as_ref());
+            let stop = me.stop_of(&fire_id);
+            let exec = taken.as_ref().map(|t| t.fire.exec_id.clone()).unwrap_or_default();
             let permit = match own {
+                true if !exec.is_empty() => tokio::select! {
+                    p = me.own_worker() => p,
+                    _ = stop.wait(&exec) => None,
+                },
                 true => me.own_worker().await,
                 false => None,
             };
             me.waiting.fetch_sub(1, Ordering::Relaxed);
-            if permit.is_some() || !own {
+            let cancelled = !exec.is_empty() && stop.requested(&exec).is_some();
+            if permit.is_some() || !own || cancelled {
                 me.execute(fire_id, job, Slot { permit, ..Slot::none() }, taken).await;
             } else if let Some(t) = taken {
                 // Cut short (the grace period ran out) before a worker was free.
@@ -521,19 +531,40 @@ impl Worker {
     /// incarnation answers "yours, run it" (`Start::Resume`), so a second task must never ask.
     fn hold(&self, fire_id: &str) -> Option<Held> {
         let mut s = self.in_hand.lock().ok()?;
-        s.insert(fire_id.to_string()).then(|| Held { set: Arc::clone(&self.in_hand), fire_id: fire_id.to_string() })
+        if s.contains_key(fire_id) {
+            return None;
+        }
+        s.insert(fire_id.to_string(), Stop::default());
+        Some(Held { set: Arc::clone(&self.in_hand), fire_id: fire_id.to_string() })
     }
 
     /// The fires this process has in hand (accepted, waiting or running), sorted.
     pub fn fires_in_hand(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.in_hand.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<String> = self.in_hand.lock().map(|s| s.keys().cloned().collect()).unwrap_or_default();
         v.sort();
         v
     }
 
     /// Whether this process has the fire in hand (see `hold`).
     pub fn in_hand(&self, fire_id: &str) -> bool {
-        self.in_hand.lock().is_ok_and(|s| s.contains(fire_id))
+        self.in_hand.lock().is_ok_and(|s| s.contains_key(fire_id))
+    }
+
+    /// The stop request of a fire in hand (a fresh one, never asked, when it is not in hand).
+    fn stop_of(&self, fire_id: &str) -> Stop {
+        self.in_hand.lock().ok().and_then(|s| s.get(fire_id).cloned()).unwrap_or_default()
+    }
+
+    /// CancelExecution reached this node (directly, or through its stop list at the rescan): the
+    /// run of `fire_id` here (its execution `exec_id`) is asked to stop, and its record ends
+    /// `cancelled` with `why` (`run_fire`). Before its handler began, it never begins. False when
+    /// this process does not have the fire in hand (nothing to stop here).
+    pub fn stop_run(&self, fire_id: &str, exec_id: &str, why: &str) -> bool {
+        let Some(stop) = self.in_hand.lock().ok().and_then(|s| s.get(fire_id).cloned()) else { return false };
+        if stop.request(exec_id, why) {
+            tracing::info!(execution = %exec_id, why, "asked to stop");
+        }
+        true
     }
 
     /// Starts a fire from the processing list (compare-and-set in the store) and runs it; a fire
@@ -548,6 +579,8 @@ impl Worker {
         // A fire its take started runs under the incarnation that took it (`Taken`).
         let inc = taken.as_ref().map_or_else(|| self.membership.incarnation(), |t| t.inc.clone());
         let span = tracing::info_span!("fire", fire = %shorten(&fire_id), node = %self.node_id);
+        // A fire cancelled before it began needs no worker: it is only recorded (`run_fire`).
+        let stop = self.stop_of(&fire_id);
         async {
             if let Some(reason) = crate::store::queue_entry_problem(&fire_id) {
                 self.set_aside(&fire_id, &reason).await;
@@ -619,7 +652,7 @@ impl Worker {
                         Ok(job) => {
                             match self.runs_on_own_worker(Some(&job)) {
                                 // Its handler changed to a built-in since it was pushed here.
-                                true if permit.is_none() => {
+                                true if permit.is_none() && stop.requested(&exec.id).is_none() => {
                                     permit = self.own_worker().await;
                                     if permit.is_none() {
                                         return;
@@ -630,8 +663,9 @@ impl Worker {
                             }
                             // Taken, or resumed, but not yet begun, past its start deadline (it
                             // waited for a worker): a misfire, as `start.lua` records one it finds
-                            // late. (No handler here: `cannot_run_here` says why, above.)
-                            if deadline.is_some_and(|d| now_ms() > d) {
+                            // late. (No handler here: `cannot_run_here` says why, above.) A
+                            // cancel asked meanwhile says why it never began instead.
+                            if deadline.is_some_and(|d| now_ms() > d) && stop.requested(&exec.id).is_none() {
                                 self.misfired_before_start(exec, &inc, &job.spec).await;
                                 return;
                             }
@@ -639,13 +673,16 @@ impl Worker {
                             // backlog), or on one of the node's own workers.
                             drop(unplaced);
                             // Started ahead, it begins at its instant; the record says when it did.
-                            wait_until_due(&fire_id, 0).await;
+                            tokio::select! {
+                                _ = wait_until_due(&fire_id, 0) => {}
+                                _ = stop.wait(&exec.id) => {}
+                            }
                             exec.start_ms = Some(now_ms());
                             // Every line about this run carries the job, the fire's instant, the
                             // execution, the node (outer span) and the master's epoch.
                             let span = tracing::info_span!("run", job = %exec.job_id, sched_ms = exec.scheduled_ms,
                                 execution = %exec.id, epoch = exec.epoch);
-                            self.run_fire(job, exec, &inc).instrument(span).await
+                            self.run_fire(job, exec, &inc, &stop).instrument(span).await
                         }
                         Err(e) => {
                             exec.close(ExecState::Failed, format!("cannot run: {e}"));
@@ -1061,7 +1098,15 @@ impl Worker {
     }
 
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
-    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str) {
+    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str, stop: &Stop) {
+        // Cancelled before its handler began (it waited for its instant or a worker): it never begins.
+        if let Some(why) = stop.requested(&exec.id) {
+            exec.start_ms = None;
+            exec.close(ExecState::Cancelled, why);
+            tracing::info!(execution = %exec.id, "cancelled before it began");
+            let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
+            return;
+        }
         let forbid = job.spec.concurrency == Concurrency::Forbid;
         // A forbid fire runs only while it holds the job's lock. It can have lost it only by
         // waiting past the lock's lease (a very late start or re-run); another fire may run now.
@@ -1076,7 +1121,7 @@ impl Worker {
         // The start recorded the first attempt `running`; each retry records its own.
         let mut recorded_running = true;
         loop {
-            let Some(state) = self.run_attempt(&job, &mut exec, inc, forbid, recorded_running).await else {
+            let Some(state) = self.run_attempt(&job, &mut exec, inc, forbid, recorded_running, stop).await else {
                 // Not run here: handed to the master, its record already closed, or left in the
                 // processing list for the rescan or the reaper (`hand_back`).
                 return;
@@ -1112,8 +1157,11 @@ impl Worker {
             tracing::info!(execution = %exec.id, attempt = exec.attempt, delay_ms = delay.as_millis() as u64, "retrying");
             // The lock (forbid jobs) stays with this fire across the wait.
             let renew = self.keep_lock(&job, &exec.fire_id, forbid);
+            // Cancelled meanwhile (CancelExecution): the retry is recorded `cancelled`, never run.
+            let mut stopped = None;
             let cancelled = tokio::select! {
                 _ = self.cancel.cancelled() => true,
+                why = stop.wait(&exec.id) => { stopped = Some(why); false }
                 _ = tokio::time::sleep(delay) => false,
             };
             renew.cancel();
@@ -1133,6 +1181,12 @@ impl Worker {
                 next.close(ExecState::Lost, "node shut down before this retry could run");
                 let _ = self.record_final(&next, inc, Some(&job.spec)).await;
                 self.alerts.raise(Alert::from_execution("execution_lost", &next, &self.cluster));
+                return;
+            }
+            if let Some(why) = stopped {
+                next.close(ExecState::Cancelled, why);
+                tracing::info!(execution = %next.id, "cancelled before its retry");
+                let _ = self.record_final(&next, inc, Some(&job.spec)).await;
                 return;
             }
             // Only the live owner may try again: if this node was declared dead meanwhile, the fire
@@ -1176,6 +1230,7 @@ impl Worker {
         inc: &str,
         forbid: bool,
         recorded_running: bool,
+        stop: &Stop,
     ) -> Option<ExecState> {
         let start = match exec.start_ms {
             Some(t) if recorded_running => t,
@@ -1237,6 +1292,7 @@ impl Worker {
             manual: exec.manual,
             deadline_ms: None,
             timeout: None,
+            stop: stop.clone(),
         };
         let renew = self.keep_lock(job, &exec.fire_id, forbid);
         // The external worker running it went away (or none was there): the job's recovery policy.
@@ -1264,16 +1320,17 @@ impl Worker {
                 let (timeout, whose) = run_timeout(job.spec.timeout_ms, h.default_timeout());
                 let deadline_ms = timeout.map(|t| now_ms() + t.as_millis() as i64);
                 let ctx = FireContext { deadline_ms, timeout, ..ctx };
+                let exec_id = ctx.execution_id.clone();
                 let ms = timeout.map_or(0, |t| t.as_millis());
                 // A handler that times itself (an external worker's) is not dropped at the timeout.
                 let limit = if h.times_itself() { None } else { timeout };
                 let run = std::panic::AssertUnwindSafe(h.run_output(&ctx, &job.spec.args, &partial)).catch_unwind();
+                let run = with_timeout(limit, run);
+                tokio::pin!(run);
                 tokio::select! {
-                    _ = self.cancel.cancelled() => {
-                        cut = true;
-                        Err((ExecState::Lost, "node shut down before the handler finished".to_string(), partial.take()))
-                    }
-                    r = with_timeout(limit, run) => match r {
+                    // A run that has ended is recorded as it ended, whatever else is ready.
+                    biased;
+                    r = &mut run => match r {
                         None => Err((ExecState::TimedOut, format!("timed out after {ms} ms{whose}"), partial.take())),
                         Some(Ok(Ok(out))) => Ok(out),
                         Some(Ok(Err(f))) => {
@@ -1284,12 +1341,24 @@ impl Worker {
                                 FailureKind::TimedOut => {
                                     (ExecState::TimedOut, format!("timed out after {ms} ms{whose}; {}", f.message))
                                 }
+                                FailureKind::Cancelled => (ExecState::Cancelled, f.message),
                                 FailureKind::Failed | FailureKind::NoWorker => (ExecState::Failed, f.message),
                             };
                             Err((state, message, RunOutput { output: f.output, stderr: f.stderr }))
                         }
                         Some(Err(_)) => Err((ExecState::Failed, "the handler panicked".to_string(), RunOutput::default())),
                     },
+                    _ = self.cancel.cancelled() => {
+                        cut = true;
+                        Err((ExecState::Lost, "node shut down before the handler finished".to_string(), partial.take()))
+                    }
+                    // Cancelled: the handler gets its grace to stop by itself (the shell handler
+                    // signals its group), then is dropped. One that times itself stops its own run
+                    // and answers `FailureKind::Cancelled` (below).
+                    why = stop.wait(&exec_id), if !h.times_itself() => {
+                        let _ = tokio::time::timeout(h.stop_grace(), &mut run).await;
+                        Err((ExecState::Cancelled, why, partial.take()))
+                    }
                 }
             }
         };
@@ -1542,9 +1611,12 @@ enum HandBack {
     Left,
 }
 
+/// The fires a process has in hand, each with its stop request (`Worker::in_hand`).
+type InHand = Arc<std::sync::Mutex<std::collections::HashMap<String, Stop>>>;
+
 /// Removes a fire from the in-hand set when its task ends, however it ends.
 struct Held {
-    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    set: InHand,
     fire_id: String,
 }
 

@@ -481,7 +481,14 @@ impl Handler for Remote {
         args: &Value,
         partial: &Partial,
     ) -> Result<RunOutput, HandlerFailure> {
-        let Some(session) = self.hub.take_slot(&self.name, &self.selector).await else {
+        // Cancelled while it waits for a slot: it never reaches the worker.
+        let slot = tokio::select! {
+            s = self.hub.take_slot(&self.name, &self.selector) => s,
+            why = ctx.stop.wait(&ctx.execution_id) => {
+                return Err(HandlerFailure { kind: FailureKind::Cancelled, ..HandlerFailure::new(why) })
+            }
+        };
+        let Some(session) = slot else {
             return Err(HandlerFailure::no_worker(format!(
                 "no worker attached to node {} serves handler '{}'",
                 ctx.node_id, self.name
@@ -520,37 +527,47 @@ impl Handler for Remote {
                 None => std::future::pending().await,
             }
         };
+        // Cut short by the job's timeout, or by CancelExecution (`FireContext::stop`: why).
         let in_time = tokio::select! {
             biased;
-            r = until_answer(&mut answer, &session) => Some(r),
-            _ = timeout => None,
+            r = until_answer(&mut answer, &session) => Ok(r),
+            _ = timeout => Err(None),
+            why = ctx.stop.wait(&ctx.execution_id) => Err(Some(why)),
         };
-        let Some(reply) = in_time else {
-            // The worker is told to cancel, and the run lasts until it says its handler stopped
-            // (or its session ends): a handler that cannot be stopped (a Python thread) still
-            // holds the slot and, for a `forbid` job, the lock.
-            let told = tokio::time::Instant::now();
-            session.cancel(&ctx.execution_id, "the job's timeout passed");
-            let r = until_answer(&mut answer, &session).await;
-            flight.answered = true;
-            let after = told.elapsed().as_millis();
-            let mut out = partial.take();
-            let message = match r {
-                Ok(Reply::Done(r)) => {
-                    out.output.push_str(&r.output);
-                    format!("worker '{worker}' stopped the handler {after} ms after the cancel")
-                }
-                Ok(Reply::Gone(why)) => {
-                    format!("worker '{worker}' went away {after} ms after the cancel ({why}), before saying its handler stopped")
-                }
-                Err(_) => format!("worker '{worker}' went away {after} ms after the cancel"),
-            };
-            return Err(HandlerFailure {
-                output: out.output,
-                stderr: out.stderr,
-                kind: FailureKind::TimedOut,
-                ..HandlerFailure::new(message)
-            });
+        let reply = match in_time {
+            Ok(reply) => reply,
+            Err(stopped) => {
+                // The worker is told to cancel, and the run lasts until it says its handler stopped
+                // (or its session ends): a handler that cannot be stopped (a Python thread) still
+                // holds the slot and, for a `forbid` job, the lock.
+                let told = tokio::time::Instant::now();
+                let reason = stopped.as_deref().unwrap_or("the job's timeout passed");
+                session.cancel(&ctx.execution_id, reason);
+                let r = until_answer(&mut answer, &session).await;
+                flight.answered = true;
+                let after = told.elapsed().as_millis();
+                let mut out = partial.take();
+                let message = match r {
+                    Ok(Reply::Done(r)) => {
+                        out.output.push_str(&r.output);
+                        format!("worker '{worker}' stopped the handler {after} ms after the cancel")
+                    }
+                    Ok(Reply::Gone(why)) => {
+                        format!("worker '{worker}' went away {after} ms after the cancel ({why}), before saying its handler stopped")
+                    }
+                    Err(_) => format!("worker '{worker}' went away {after} ms after the cancel"),
+                };
+                let (kind, message) = match stopped {
+                    Some(why) => (FailureKind::Cancelled, format!("{why}; {message}")),
+                    None => (FailureKind::TimedOut, message),
+                };
+                return Err(HandlerFailure {
+                    output: out.output,
+                    stderr: out.stderr,
+                    kind,
+                    ..HandlerFailure::new(message)
+                });
+            }
         };
         flight.answered = true;
         match reply {

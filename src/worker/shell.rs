@@ -252,6 +252,10 @@ impl Drop for GroupKill {
 
 /// Bytes kept of the end of a stream, past the cap, to find its last line.
 const TAIL_BYTES: usize = 1024;
+/// How long a cancelled run's process group has after SIGTERM before it is killed (SIGKILL, when
+/// the pool drops the run: `GroupKill`).
+pub const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Longest stderr line put into a failed run's error.
 const ERROR_LINE_BYTES: usize = 512;
 
@@ -309,6 +313,11 @@ impl Handler for Shell {
         Ok(self.check_allowed(&spec.argv[0])?)
     }
 
+    /// A cancelled run's group gets SIGTERM at once (`run_output`), SIGKILL after this.
+    fn stop_grace(&self) -> std::time::Duration {
+        CANCEL_GRACE
+    }
+
     /// The output alone; the worker calls `run_output`, which keeps stderr too.
     async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
         self.run_output(ctx, args, &Partial::default()).await.map(|o| o.output)
@@ -363,11 +372,31 @@ impl Handler for Shell {
             GroupKill { pgid: child.id().and_then(|p| i32::try_from(p).ok()).map(nix::unistd::Pid::from_raw) };
         let cap = self.output_cap;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let (status, out, err) = tokio::join!(
-            child.wait(),
-            read_capped(stdout, cap, |b| partial.output(b)),
-            read_capped(stderr, cap, |b| partial.stderr(b))
-        );
+        // Cancelled (`FireContext::stop`): the whole group is asked to end (SIGTERM) and the run goes
+        // on until it does; the pool drops it after the grace, which kills the group (`GroupKill`).
+        // The child may be reaped already (the join waits for its pipes too, which a grandchild can
+        // hold open): Linux does not hand out a number still used as a process group id, so the
+        // signal reaches the group's remaining processes, or no one (ESRCH) once it is empty; only a
+        // pid wrap-around within that moment could make it someone else's.
+        let pgid = guard.pgid;
+        let terminate = async {
+            ctx.stop.wait(&ctx.execution_id).await;
+            if let Some(pgid) = pgid {
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
+            }
+            std::future::pending::<std::convert::Infallible>().await
+        };
+        let run = async {
+            tokio::join!(
+                child.wait(),
+                read_capped(stdout, cap, |b| partial.output(b)),
+                read_capped(stderr, cap, |b| partial.stderr(b))
+            )
+        };
+        let (status, out, err) = tokio::select! {
+            r = run => r,
+            never = terminate => match never {},
+        };
         let status = status.map_err(|e| HandlerFailure::new(format!("waiting for the child failed: {e}")))?;
         // Reaped: its pid (and group id) may be reused, so never signal it now. Grandchildren still
         // in the group are left alone once the direct child exits normally.

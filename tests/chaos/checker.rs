@@ -112,6 +112,8 @@ pub struct History {
     /// strict mode (`redis_wait_replicas`): there a failover undoes no acknowledged write, so an
     /// extra run needs a fault on its own node.
     pub redis_faults_explain: bool,
+    /// Executions the runner asked to cancel (CancelExecution): only these may end `cancelled`.
+    pub cancels: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -119,6 +121,8 @@ pub struct Report {
     pub fires_expected: usize,
     pub executed: usize,
     pub skipped_by_lock: usize,
+    /// Fires whose execution was cancelled (asked by the runner) and that did not run to an end.
+    pub cancelled: usize,
     pub lost_by_policy: usize,
     pub explained_extra_runs: usize,
     /// Of those, explained by a Redis fault alone (no fault on the run's node): a Redis fault has
@@ -254,8 +258,22 @@ fn check_fire(
             .push(format!("{fire}: execution {} on {} still '{}' after the run", open.exec, open.node, open.state));
         return;
     }
+    // Cancelled: only what the runner asked, and never run again after (no retry, no re-run).
+    let cancelled: Vec<&&Record> = recs.iter().filter(|x| x.state == "cancelled").collect();
+    for c in &cancelled {
+        if !h.cancels.contains(&c.exec) {
+            r.disagreeing += 1;
+            r.violations.push(format!("{fire}: {} recorded cancelled, which no one asked", c.exec));
+        }
+        // Execution ids sort by when they were made: a later attempt's is greater.
+        for s in succeeded.iter().filter(|s| s.exec > c.exec) {
+            r.duplicated += 1;
+            r.violations.push(format!("{fire}: cancelled as {}, then run again as {}", c.exec, s.exec));
+        }
+    }
     match succeeded.len() {
         1 => r.executed += 1,
+        0 if !cancelled.is_empty() => r.cancelled += 1,
         0 if job.forbid && has("skipped") => r.skipped_by_lock += 1,
         // A re-run job is given up (recorded lost) after the cluster's max recoveries (2).
         0 if has("lost") && (!job.rerun || runs.len() > MAX_RECOVERIES) => r.lost_by_policy += 1,
@@ -306,7 +324,8 @@ fn check_fire(
             r.violations.push(format!("{fire}: run {} on {} has no rota record", run.exec, run.node));
             continue;
         };
-        if rec.state == done || rec.state == "skipped" {
+        // A cancelled execution's own run (begun, then stopped) is the fire's one run.
+        if rec.state == done || rec.state == "skipped" || rec.state == "cancelled" {
             continue;
         }
         extra_run(h, r, &fire, run, &format!("recorded '{}'", rec.state));
@@ -569,7 +588,31 @@ mod tests {
             window: (100_000, 110_000),
             late_bound_ms: 5000,
             redis_faults_explain: true,
+            cancels: Default::default(),
         }
+    }
+
+    /// A cancelled fire is neither lost nor run twice when the runner asked for it; a `cancelled`
+    /// record no one asked for, or a run again after the cancel, is a violation.
+    #[test]
+    fn a_cancel_is_held_to_what_was_asked_and_ends_the_fire() {
+        let mut h = clean();
+        let i = h.records.iter().position(|x| x.exec == "a103").expect("a103");
+        h.records[i].state = "cancelled".into();
+        let unasked = check(&h);
+        assert_eq!(unasked.violations.len(), 1, "{:?}", unasked.violations);
+        assert!(unasked.violations[0].contains("which no one asked"), "{:?}", unasked.violations);
+        h.cancels.insert("a103".into());
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.cancelled, r.lost, r.duplicated), (1, 0, 0));
+        // Run again after its cancel (a later execution that succeeded).
+        let mut again = h.runs.iter().find(|x| x.exec == "a103").expect("run").clone();
+        again.exec = "a103~again".into();
+        h.runs.push(again.clone());
+        h.records.push(rec(&again, "succeeded"));
+        let r = check(&h);
+        assert!(r.violations.iter().any(|v| v.contains("then run again as a103~again")), "{:?}", r.violations);
     }
 
     /// The failover time counts faults that take the master away, not a reply lost on it (which

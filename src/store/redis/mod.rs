@@ -36,10 +36,10 @@ use self::topology::{Conn, Topology};
 pub use self::topology::{RedisAccess, ReplicaWait};
 use super::keys::Keys;
 use super::{
-    Accept, Beat, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence, Finish,
-    FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires, NodeRecord, Reap,
-    ReapBy, ReapRequest, Register, SetAside, Start, StartedFire, Store, TriggerOutcome, WatermarkWrite, Writer,
-    WATCH_BUFFER,
+    Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
+    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires, NodeRecord,
+    Reap, ReapBy, ReapRequest, Register, SetAside, Start, StartedFire, StopRequest, Store, TriggerOutcome,
+    WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -78,6 +78,7 @@ static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/rea
 static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/steal.lua")));
 static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/keep_alive.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
+static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/cancel.lua")));
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
 /// (it may still have run). Every script the fire path repeats after an error is safe to repeat
@@ -1205,6 +1206,51 @@ impl FireStore for RedisStore {
         let _: i64 = self.conn().hdel(self.keys.closing(), exec_id).await?;
         Ok(())
     }
+
+    async fn cancel(&self, exec: &Execution, retry: bool) -> Result<Cancel> {
+        let r: Vec<String> = CANCEL
+            .key(self.keys.fire(&exec.fire_id))
+            .key(self.keys.inflight())
+            .key(self.keys.open_execs())
+            .key(self.keys.lock(&exec.job_id))
+            .arg(&exec.fire_id)
+            .arg(&exec.id)
+            .arg(encode(exec)?)
+            .arg(&exec.error)
+            .arg(exec.end_ms.unwrap_or_else(super::now_ms))
+            .arg(self.keys.stops(""))
+            .arg(super::STOPS_TTL_MS)
+            .arg(self.keys.exec_channel())
+            .arg(if retry { "1" } else { "0" })
+            .arg(self.keys.queue(""))
+            .invoke_async(&mut self.conn())
+            .await?;
+        fail::fail_point!("lose_cancel_reply", |_| Err(crate::failpoints::lost_reply("lose_cancel_reply")));
+        match (r.first().map(String::as_str), r.get(1)) {
+            (Some("CANCELLED"), _) => Ok(Cancel::Cancelled),
+            (Some("RUNNING"), Some(node)) => Ok(Cancel::Running { node: node.clone() }),
+            (Some("NOT_OPEN"), Some(state)) => Ok(Cancel::NotOpen(state.clone())),
+            (Some("UNKNOWN"), _) => Ok(Cancel::Unknown),
+            (Some("BADKEY"), why) => {
+                Err(Error::Corrupt { key: self.keys.fire(&exec.fire_id), reason: why.cloned().unwrap_or_default() })
+            }
+            _ => Err(unexpected("cancel", &r)),
+        }
+    }
+
+    async fn take_stops(&self, node: &str) -> Result<Vec<StopRequest>> {
+        let key = self.keys.stops(node);
+        let taken: Option<Vec<String>> = redis::cmd("LPOP").arg(&key).arg(100).query_async(&mut self.conn()).await?;
+        let mut out = Vec::new();
+        for s in taken.unwrap_or_default() {
+            match serde_json::from_str::<StopRequest>(&s) {
+                Ok(r) => out.push(r),
+                // Not one cancel.lua wrote: said, and dropped (the list is a request, not a record).
+                Err(e) => tracing::warn!(key = %key, error = %e, "a stop request that does not decode: dropped"),
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -1634,6 +1680,7 @@ fn record_from(id: &str, fire: &str, json: &str, fields: &[String], keys: &Keys)
         FireState::Misfired => ExecState::Misfired,
         FireState::Lost => ExecState::Lost,
         FireState::Superseded => ExecState::Superseded,
+        FireState::Cancelled => ExecState::Cancelled,
     };
     let tried: u32 = attempts.parse().unwrap_or(0);
     Ok(Some(Execution {
