@@ -76,5 +76,6 @@ cargo clippy --workspace --all-targets --locked --features failpoints -- -D warn
 cargo test --workspace --locked --features failpoints "$@"
 for deployment in cluster sentinel; do
   echo "the cluster suite on ROTA_TEST_REDIS=$deployment"
-  ROTA_TEST_REDIS=$deployment cargo test --locked --features failpoints --test cluster --test shards "$@"
+  # --workspace as above: the same feature set, so nothing is built again.
+  ROTA_TEST_REDIS=$deployment cargo test --workspace --locked --features failpoints --test cluster --test shards "$@"
 done
