@@ -1030,6 +1030,7 @@ async fn steps(here: bool) -> Value {
                 start_ms: sched,
                 job: None,
                 deadline_ms: None,
+                args: None,
             });
         }
     } else {
@@ -1091,7 +1092,14 @@ async fn footprint() -> Value {
         .expect("put");
     let calls = (0..1000).map(|_| {
         let mut c = c.clone();
-        async move { c.trigger_job(pb::TriggerJobRequest { id: "nap".into(), idempotency_key: String::new() }).await }
+        async move {
+            c.trigger_job(pb::TriggerJobRequest {
+                id: "nap".into(),
+                idempotency_key: String::new(),
+                ..Default::default()
+            })
+            .await
+        }
     });
     let ok = futures_util::future::join_all(calls).await.iter().filter(|r| r.is_ok()).count();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -233,6 +233,18 @@ impl PeerClient {
         r
     }
 
+    /// One kept-open channel per peer without the dispatch deadline, for streams and calls that
+    /// take their own time (HTTP/2 carries many at once).
+    fn stream_channel(&self, address: &str) -> Result<Channel, String> {
+        let mut map = self.stream_channels.lock().map_err(|_| "peer channel cache poisoned".to_string())?;
+        if let Some(c) = map.get(address) {
+            return Ok(c.clone());
+        }
+        let c = self.endpoint(address)?.connect_lazy();
+        map.insert(address.to_string(), c.clone());
+        Ok(c)
+    }
+
     fn channel(&self, address: &str) -> Result<Channel, String> {
         let mut map = self.channels.lock().map_err(|_| "peer channel cache poisoned".to_string())?;
         if let Some(c) = map.get(address) {
@@ -264,24 +276,35 @@ impl PeerClient {
         output_offset: u64,
         stderr_offset: u64,
     ) -> Result<tonic::Streaming<pb::WatchOutputResponse>, String> {
-        // One kept-open channel per peer for these streams too (HTTP/2 carries many at once).
-        let ch = {
-            let mut map = self.stream_channels.lock().map_err(|_| "peer channel cache poisoned".to_string())?;
-            match map.get(address) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = self.endpoint(address)?.connect_lazy();
-                    map.insert(address.to_string(), c.clone());
-                    c
-                }
-            }
-        };
+        let ch = self.stream_channel(address)?;
         let req = pb::WatchOutputRequest { execution_id: execution_id.to_string(), output_offset, stderr_offset };
         NodeServiceClient::new(ch)
             .watch_output(self.request(req))
             .await
             .map(|r| r.into_inner())
             .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    }
+
+    /// Passes a TriggerJob call to the node at `address` (its `target_node`), with the caller's own
+    /// credential (`authorization`): the target checks the caller's role as if asked directly.
+    pub async fn trigger_on(
+        &self,
+        address: &str,
+        req: pb::TriggerJobRequest,
+        authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    ) -> Result<pb::TriggerJobResponse, tonic::Status> {
+        // Not the dispatch channel, whose deadline (`dispatch_timeout_ms`) is for a peer's quick
+        // answers: the target reads the job and writes the fire, as any TriggerJob does.
+        let ch =
+            self.stream_channel(address).map_err(|e| tonic::Status::unavailable(format!("node at {address}: {e}")))?;
+        let mut r = tonic::Request::new(req);
+        r.set_timeout(std::time::Duration::from_secs(30));
+        if let Some(a) = authorization {
+            r.metadata_mut().insert("authorization", a);
+        }
+        r.metadata_mut()
+            .insert(crate::api::scheduler_service::FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        pb::scheduler_service_client::SchedulerServiceClient::new(ch).trigger_job(r).await.map(|r| r.into_inner())
     }
 
     /// Asks the node at `address` to stop a run (StopRun): whether it had the fire in hand.

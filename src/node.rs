@@ -760,6 +760,31 @@ impl Node {
         }
     }
 
+    /// Where TriggerJob's `target_node` is, checked: this node (None) when it is this one and can
+    /// run the job's handler, else the live node's API address. FAILED_PRECONDITION (field
+    /// `target_node`) when the node is not live, or is this one and cannot run the handler.
+    pub async fn trigger_target(&self, target: &str, job: &crate::job::JobSpec) -> Result<Option<String>> {
+        let refused = |why: String| Error::FailedPrecondition(format!("target_node: {why}"));
+        if job.master_only {
+            return Err(refused(format!("job '{}' is master-only: its fires run on the master", job.id)));
+        }
+        if target == self.node_id {
+            let here = self.worker.registry().get_for(&job.handler, &job.selector).is_some();
+            if !here || !job.may_run_on(target) {
+                return Err(refused(format!("node {target} cannot run job '{}' (handler '{}')", job.id, job.handler)));
+            }
+            return Ok(None);
+        }
+        let now = now_ms();
+        let ttl = self.config.node_ttl_ms as i64;
+        let nodes = self.shards.home().list_nodes().await?;
+        let live = nodes.into_iter().find(|n| n.node_id == target && !n.left && !n.draining && now - n.beat_ms <= ttl);
+        match live {
+            Some(n) => Ok(Some(n.address)),
+            None => Err(refused(format!("node {target} is not live (unknown, gone, or draining)"))),
+        }
+    }
+
     /// The API address of a node that has not left (None: unknown, left, or the store did not answer).
     async fn peer_address(&self, node_id: &str) -> Option<String> {
         let nodes = self.shards.home().list_nodes().await.ok()?;

@@ -81,12 +81,20 @@ async fn trigger_fires_once(b: Backend) {
     // A schedule that will not fire during the test (Feb 29 at 03:00, at least a year away).
     c.put_job(pb::PutJobRequest { job: Some(job("manual", "0 0 3 29 2 *", "noop", json!(null))) }).await.expect("put");
     let t1 = c
-        .trigger_job(pb::TriggerJobRequest { id: "manual".into(), idempotency_key: "deploy-42".into() })
+        .trigger_job(pb::TriggerJobRequest {
+            id: "manual".into(),
+            idempotency_key: "deploy-42".into(),
+            ..Default::default()
+        })
         .await
         .expect("trigger")
         .into_inner();
     let t2 = c
-        .trigger_job(pb::TriggerJobRequest { id: "manual".into(), idempotency_key: "deploy-42".into() })
+        .trigger_job(pb::TriggerJobRequest {
+            id: "manual".into(),
+            idempotency_key: "deploy-42".into(),
+            ..Default::default()
+        })
         .await
         .expect("trigger")
         .into_inner();
@@ -94,8 +102,14 @@ async fn trigger_fires_once(b: Backend) {
     assert!(!t1.deduplicated && t2.deduplicated);
     assert_eq!(t2.execution.expect("execution").id, e1.id);
     assert!(e1.manual && e1.fire_id.starts_with("manual@m:"), "{}", e1.fire_id);
-    let t3 =
-        c.trigger_job(pb::TriggerJobRequest { id: "manual".into(), idempotency_key: String::new() }).await.expect("t");
+    let t3 = c
+        .trigger_job(pb::TriggerJobRequest {
+            id: "manual".into(),
+            idempotency_key: String::new(),
+            ..Default::default()
+        })
+        .await
+        .expect("t");
     assert!(!t3.get_ref().deduplicated);
     let execs = eventually(WAIT, "two manual executions succeed", || {
         let mut c = c.clone();
@@ -106,7 +120,9 @@ async fn trigger_fires_once(b: Backend) {
     })
     .await;
     assert!(execs.iter().any(|e| e.id == e1.id));
-    let missing = c.trigger_job(pb::TriggerJobRequest { id: "nope".into(), idempotency_key: String::new() }).await;
+    let missing = c
+        .trigger_job(pb::TriggerJobRequest { id: "nope".into(), idempotency_key: String::new(), ..Default::default() })
+        .await;
     assert_eq!(missing.expect_err("missing").code(), Code::NotFound);
 }
 
@@ -143,7 +159,9 @@ async fn failure_retries_and_alert(b: Backend) {
     j.retries = 2;
     j.retry_backoff = Some(prost_types::Duration { seconds: 0, nanos: 100_000_000 });
     c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
-    c.trigger_job(pb::TriggerJobRequest { id: "boom".into(), idempotency_key: String::new() }).await.expect("trigger");
+    c.trigger_job(pb::TriggerJobRequest { id: "boom".into(), idempotency_key: String::new(), ..Default::default() })
+        .await
+        .expect("trigger");
     let execs = eventually(WAIT, "three failed attempts", || {
         let mut c = c.clone();
         async move {
@@ -179,7 +197,9 @@ async fn shell_timeout_kills_process_group(b: Backend) {
     let mut j = job("slow", "0 0 3 29 2 *", "shell", json!({"sh": script}));
     j.timeout = Some(prost_types::Duration { seconds: 0, nanos: 500_000_000 });
     c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
-    c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), idempotency_key: String::new() }).await.expect("trigger");
+    c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), idempotency_key: String::new(), ..Default::default() })
+        .await
+        .expect("trigger");
     let e = eventually(WAIT, "timed out", || {
         let mut c = c.clone();
         async move { executions(&mut c, "slow").await.into_iter().find(|e| state(e) == S::TimedOut) }
@@ -333,7 +353,11 @@ async fn invalid_input_names_the_field(b: Backend) {
         c.list_executions(pb::ListExecutionsRequest { state: 99, ..Default::default() }).await.expect_err("bad state");
     assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "state: unknown value 99"));
     let e = c
-        .trigger_job(pb::TriggerJobRequest { id: "ok".into(), idempotency_key: "bad key!".into() })
+        .trigger_job(pb::TriggerJobRequest {
+            id: "ok".into(),
+            idempotency_key: "bad key!".into(),
+            ..Default::default()
+        })
         .await
         .expect_err("bad key");
     assert!(e.message().starts_with("idempotency_key:"), "{}", e.message());
@@ -383,7 +407,8 @@ async fn a_spent_idempotency_key_is_refused_not_fired_again(b: Backend) {
     let mut j = job("once", "0 0 3 29 2 *", "noop", json!(null));
     j.keep_last = 1;
     c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
-    let trigger = |key: &str| pb::TriggerJobRequest { id: "once".into(), idempotency_key: key.into() };
+    let trigger =
+        |key: &str| pb::TriggerJobRequest { id: "once".into(), idempotency_key: key.into(), ..Default::default() };
     let first = c.trigger_job(trigger("k1")).await.expect("trigger").into_inner().execution.expect("execution");
     // Two more runs finish after it: the cap of 1 deletes the first's record.
     for _ in 0..2 {
@@ -439,7 +464,13 @@ async fn watch_streams_changes(b: Backend) {
     while !states.contains(&S::Succeeded) {
         assert!(std::time::Instant::now() < deadline, "no change seen: {states:?}");
         if states.is_empty() {
-            c.trigger_job(pb::TriggerJobRequest { id: "w".into(), idempotency_key: String::new() }).await.expect("t");
+            c.trigger_job(pb::TriggerJobRequest {
+                id: "w".into(),
+                idempotency_key: String::new(),
+                ..Default::default()
+            })
+            .await
+            .expect("t");
         }
         if let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
             let e = m.execution.expect("execution");
@@ -886,9 +917,28 @@ async fn tokens_roles_and_cluster_secret() {
             .await
             .expect("admin puts");
     }
-    let mut t = tonic::Request::new(pb::TriggerJobRequest { id: "t0".into(), idempotency_key: String::new() });
+    let mut t = tonic::Request::new(pb::TriggerJobRequest {
+        id: "t0".into(),
+        idempotency_key: String::new(),
+        ..Default::default()
+    });
     t.metadata_mut().insert("authorization", format!("Bearer {operator}").parse().expect("header"));
     c.trigger_job(t).await.expect("operator triggers");
+    // A fire's own arguments change what the job runs: an admin's call, not an operator's.
+    let with_args = |tok: &str| {
+        let mut t = tonic::Request::new(pb::TriggerJobRequest {
+            id: "t0".into(),
+            args: Some(rota::pb::json_to_pb(&json!(["10ms"]))),
+            dry_run: true,
+            ..Default::default()
+        });
+        t.metadata_mut().insert("authorization", format!("Bearer {tok}").parse().expect("header"));
+        t
+    };
+    let e = c.trigger_job(with_args(operator)).await.expect_err("operator with args");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("needs role 'admin' (this token has 'operator')"), "{e:?}");
+    c.trigger_job(with_args(admin)).await.expect("admin triggers with args");
     // Health needs no token.
     let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
     assert_eq!(n1.health().await, Some(serving));

@@ -47,13 +47,23 @@ async fn every_rpc_refuses_malformed_input_precisely() {
     check("ResumeJob unknown", s.resume_job(pb::ResumeJobRequest { id: "nope".into() }).await, NF, "job 'nope'");
     check(
         "TriggerJob bad key",
-        s.trigger_job(pb::TriggerJobRequest { id: "nope".into(), idempotency_key: "k".repeat(129) }).await,
+        s.trigger_job(pb::TriggerJobRequest {
+            id: "nope".into(),
+            idempotency_key: "k".repeat(129),
+            ..Default::default()
+        })
+        .await,
         IA,
         "idempotency_key:",
     );
     check(
         "TriggerJob unknown",
-        s.trigger_job(pb::TriggerJobRequest { id: "nope".into(), idempotency_key: String::new() }).await,
+        s.trigger_job(pb::TriggerJobRequest {
+            id: "nope".into(),
+            idempotency_key: String::new(),
+            ..Default::default()
+        })
+        .await,
         NF,
         "job 'nope'",
     );
@@ -270,7 +280,12 @@ async fn a_trigger_flood_is_refused_beyond_a_bound() {
     let calls = (0..3000).map(|i| {
         let mut c = channels[i % 15].clone();
         tokio::spawn(async move {
-            c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), idempotency_key: String::new() }).await
+            c.trigger_job(pb::TriggerJobRequest {
+                id: "slow".into(),
+                idempotency_key: String::new(),
+                ..Default::default()
+            })
+            .await
         })
     });
     let mut ok = 0;
@@ -355,7 +370,9 @@ async fn a_gigabyte_of_output_is_capped_not_held() {
         c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
     }
     for id in ["loud", "big"] {
-        c.trigger_job(pb::TriggerJobRequest { id: id.into(), idempotency_key: String::new() }).await.expect("trigger");
+        c.trigger_job(pb::TriggerJobRequest { id: id.into(), idempotency_key: String::new(), ..Default::default() })
+            .await
+            .expect("trigger");
     }
     for id in ["loud", "big"] {
         let e = common::eventually(std::time::Duration::from_secs(60), "run finished", || {
@@ -509,7 +526,9 @@ async fn a_shell_child_does_not_inherit_the_nodes_settings() {
         serde_json::json!({"argv": ["/usr/bin/env"], "env": {"FOO": "bar"}}),
     );
     c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
-    c.trigger_job(pb::TriggerJobRequest { id: "env".into(), idempotency_key: String::new() }).await.expect("trigger");
+    c.trigger_job(pb::TriggerJobRequest { id: "env".into(), idempotency_key: String::new(), ..Default::default() })
+        .await
+        .expect("trigger");
     let e = common::eventually(std::time::Duration::from_secs(20), "run finished", || {
         let mut c = c.clone();
         async move {
@@ -541,7 +560,9 @@ async fn put_refused(node: &TestNode, cases: Vec<(&str, serde_json::Value, Strin
 async fn run(node: &TestNode, id: &str, args: serde_json::Value) -> pb::Execution {
     let mut c = node.client().await;
     c.put_job(pb::PutJobRequest { job: Some(common::job(id, "0 0 3 29 2 *", "http", args)) }).await.expect("put");
-    c.trigger_job(pb::TriggerJobRequest { id: id.into(), idempotency_key: String::new() }).await.expect("trigger");
+    c.trigger_job(pb::TriggerJobRequest { id: id.into(), idempotency_key: String::new(), ..Default::default() })
+        .await
+        .expect("trigger");
     common::eventually(std::time::Duration::from_secs(20), "run finished", || {
         let mut c = c.clone();
         async move {

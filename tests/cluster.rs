@@ -319,7 +319,9 @@ async fn a_worker_killed_mid_run_reruns_idempotent_jobs_and_reports_the_others_l
         j.recovery = recovery as i32;
         c2.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
         // A manual fire runs on the node that was asked: n2.
-        c2.trigger_job(pb::TriggerJobRequest { id: id.into(), idempotency_key: String::new() }).await.expect("trigger");
+        c2.trigger_job(pb::TriggerJobRequest { id: id.into(), idempotency_key: String::new(), ..Default::default() })
+            .await
+            .expect("trigger");
     }
     let mut c1 = n1.client().await;
     eventually(WAIT, "both running on n2", || {

@@ -320,3 +320,129 @@ async fn cancel_refuses_what_it_cannot_cancel() {
     assert_eq!(get(&node, &id).await.state, pb::ExecutionState::Succeeded as i32, "unchanged");
     assert!(node.health().await.is_some(), "the node serves on");
 }
+
+/// TriggerJob with arguments of its own (replace, merge), a target node and a dry run, on two nodes
+/// of one Redis (n1 runs shell jobs, n2 does not): the fire runs with its own arguments and the job
+/// keeps its own; a fire handed from n2 to n1 (n2 has no shell) still runs with them (they live
+/// with the fire); the same idempotency key with other arguments is refused; a dry run answers and
+/// runs nothing; bad input names its field.
+#[tokio::test]
+async fn trigger_with_arguments_a_target_and_a_dry_run() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &["--enable-shell", "--shell-allow", "/bin/sh,/bin/echo"]).await;
+    let n2 = TestNode::start(&b, "n2", &[]).await;
+    put(&n1, &["--id", "echo", "--handler", "shell", "--args", r#"["/bin/echo", "job"]"#]).await;
+    put(&n1, &["--id", "pwd", "--handler", "shell", "--args", r#"{"sh": "pwd", "cwd": "/tmp"}"#]).await;
+    let outcome = |node: &TestNode, id: String| {
+        let node = node.endpoint();
+        async move {
+            let ch = tonic::transport::Endpoint::from_shared(node).expect("ep").connect().await.expect("connect");
+            let c = pb::scheduler_service_client::SchedulerServiceClient::new(ch);
+            eventually(WAIT, "the fire ends", || {
+                let (mut c, id) = (c.clone(), id.clone());
+                async move {
+                    let e = c.get_execution(pb::GetExecutionRequest { id }).await.ok()?.into_inner().execution?;
+                    (e.end_time.is_some()).then_some(e)
+                }
+            })
+            .await
+        }
+    };
+    let trig = |id: &str, args: Value, how: pb::ArgsOverride| pb::TriggerJobRequest {
+        id: id.into(),
+        args: Some(rota::pb::json_to_pb(&args)),
+        args_override: how as i32,
+        ..Default::default()
+    };
+    let mut c1 = n1.client().await;
+    // Replace, through the CLI, waiting for the outcome.
+    let o = rota(&n1, &["job", "trigger", "echo", "--args", r#"["/bin/echo", "fire"]"#, "--wait", "--json"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["output"], "fire\n", "{v}");
+    let job = c1.get_job(pb::GetJobRequest { id: "echo".into() }).await.expect("get").into_inner().job.expect("job");
+    let kept = rota::api::convert::json_from_pb(job.args.as_ref().expect("args"), 0).expect("json");
+    assert_eq!(kept, json!(["/bin/echo", "job"]), "the job keeps its own");
+    // Merge: the fire's `sh` over the job's, the job's `cwd` kept.
+    let r = c1.trigger_job(trig("pwd", json!({"sh": "pwd; echo merged"}), pb::ArgsOverride::Merge)).await;
+    let r = r.expect("trigger").into_inner();
+    let resolved = rota::api::convert::json_from_pb(r.args.as_ref().expect("args"), 0).expect("json");
+    assert_eq!(resolved, json!({"sh": "pwd; echo merged", "cwd": "/tmp"}));
+    assert_eq!(outcome(&n1, r.execution.expect("execution").id).await.output, "/tmp\nmerged\n");
+    // Asked of n2, which has no shell: handed to n1, and run there with the fire's own arguments.
+    let mut c2 = n2.client().await;
+    let r = c2.trigger_job(trig("echo", json!(["/bin/echo", "handed"]), pb::ArgsOverride::Replace)).await;
+    let r = r.expect("trigger").into_inner();
+    assert_eq!(r.node_id, "", "n2 cannot run it: it hands the fire on");
+    let fire = r.execution.expect("execution").fire_id;
+    let ran = eventually(WAIT, "the handed fire ran on n1", || async {
+        let execs = common::executions(&mut n1.client().await, "echo").await;
+        execs.into_iter().find(|e| e.fire_id == fire && e.state == pb::ExecutionState::Succeeded as i32)
+    })
+    .await;
+    assert_eq!((ran.node_id.as_str(), ran.output.as_str()), ("n1", "handed\n"), "{ran:?}");
+    // A target: asked of n2, run on n1.
+    let mut t = trig("echo", json!(["/bin/echo", "targeted"]), pb::ArgsOverride::Replace);
+    t.target_node = "n1".into();
+    let r = c2.trigger_job(t.clone()).await.expect("trigger").into_inner();
+    assert_eq!(r.node_id, "n1");
+    let e = outcome(&n1, r.execution.expect("execution").id).await;
+    assert_eq!((e.node_id.as_str(), e.output.as_str(), e.attempt), ("n1", "targeted\n", 1), "{e:?}");
+    // A dry run answers where and with what, and runs nothing.
+    let before = common::executions(&mut c1, "echo").await.len();
+    let mut dry = t.clone();
+    dry.dry_run = true;
+    let r = c2.trigger_job(dry).await.expect("dry run").into_inner();
+    assert!(r.execution.is_none(), "{r:?}");
+    assert_eq!(r.node_id, "n1");
+    let o = rota(&n1, &["job", "trigger", "pwd", "--args", r#"{"sh": "true"}"#, "--merge-args", "--dry-run", "--json"])
+        .await;
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v, json!({"dry_run": true, "node_id": "n1", "args": {"sh": "true", "cwd": "/tmp"}}), "{}", text(&o));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(common::executions(&mut c1, "echo").await.len(), before, "a dry run runs nothing");
+    // One idempotency key, one set of arguments.
+    let mut k = trig("echo", json!(["/bin/echo", "once"]), pb::ArgsOverride::Replace);
+    k.idempotency_key = "deploy-7".into();
+    let first = c1.trigger_job(k.clone()).await.expect("first").into_inner();
+    let again = c1.trigger_job(k.clone()).await.expect("again").into_inner();
+    assert!(again.deduplicated && again.execution.map(|e| e.id) == first.execution.map(|e| e.id));
+    k.args = Some(rota::pb::json_to_pb(&json!(["/bin/echo", "twice"])));
+    let e = c1.trigger_job(k).await.expect_err("other arguments");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("with other arguments"), "{e:?}");
+    // Bad input, each naming its field; nothing fires.
+    let before = common::executions(&mut c1, "echo").await.len();
+    let mut unknown = trig("echo", json!([]), pb::ArgsOverride::Replace);
+    unknown.args_override = 9;
+    let mut no_args = trig("echo", json!([]), pb::ArgsOverride::Merge);
+    no_args.args = None;
+    let mut far = trig("echo", json!(["/bin/echo", "x"]), pb::ArgsOverride::Replace);
+    far.target_node = "n9".into();
+    let mut bad_name = far.clone();
+    bad_name.target_node = "a b".into();
+    let cases = [
+        (
+            trig("echo", json!({"x": 1}), pb::ArgsOverride::Merge),
+            Code::InvalidArgument,
+            "args: merging needs the job's args",
+        ),
+        (trig("pwd", json!([1]), pb::ArgsOverride::Merge), Code::InvalidArgument, "args: merging needs a JSON object"),
+        (
+            trig("echo", json!(["/bin/rm", "-rf", "/"]), pb::ArgsOverride::Replace),
+            Code::InvalidArgument,
+            "args: program '/bin/rm'",
+        ),
+        (unknown, Code::InvalidArgument, "args_override: unknown value 9"),
+        (no_args, Code::InvalidArgument, "args_override: is set, but no args"),
+        (far, Code::FailedPrecondition, "target_node: node n9 is not live"),
+        (bad_name, Code::InvalidArgument, "target_node"),
+    ];
+    for (req, code, words) in cases {
+        let e = c1.trigger_job(req.clone()).await.expect_err("refused");
+        assert_eq!(e.code(), code, "{req:?}: {e:?}");
+        assert!(e.message().contains(words), "{req:?}: {e:?}");
+    }
+    assert_eq!(common::executions(&mut c1, "echo").await.len(), before, "nothing fired");
+}

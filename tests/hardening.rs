@@ -600,9 +600,9 @@ async fn a_panicking_handler_fails_its_run_and_is_not_run_again() {
         ..Default::default()
     };
     node.parts[0].scheduler.put_job(spec).await.expect("put");
-    let t = node.parts[0].scheduler.trigger("p", None).await.expect("trigger");
+    let t = node.parts[0].scheduler.trigger("p", &Default::default()).await.expect("trigger");
     let e = eventually(WAIT, "the run recorded failed", || async {
-        let e = node.shards.get_execution(&t.execution.id).await.ok()??;
+        let e = node.shards.get_execution(&t.execution.as_ref().expect("an execution").id).await.ok()??;
         (e.state == rota::execution::ExecState::Failed).then_some(e)
     })
     .await;

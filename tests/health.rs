@@ -389,7 +389,7 @@ async fn no_secret_reaches_a_log_or_an_error() {
         common::job("fails", "0 0 3 29 2 *", "http", serde_json::json!([format!("http://127.0.0.1:{closed}/")]));
     j.retries = 0;
     c.put_job(bearer(pb::PutJobRequest { job: Some(j) }, &format!("Bearer {ADMIN}"))).await.expect("put");
-    let trig = pb::TriggerJobRequest { id: "fails".into(), idempotency_key: String::new() };
+    let trig = pb::TriggerJobRequest { id: "fails".into(), idempotency_key: String::new(), ..Default::default() };
     c.trigger_job(bearer(trig, &format!("Bearer {ADMIN}"))).await.expect("trigger");
     eventually(Duration::from_secs(40), "the webhook given up", || async {
         node.log().contains("alert webhook gave up").then_some(())

@@ -273,7 +273,9 @@ async fn with_redis_down_the_error_names_the_store_and_what_the_node_knows() {
     let mut j = job("slow", "0 0 3 29 2 *", "sleep", json!(["60s"]));
     j.timeout = None;
     c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put");
-    c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), idempotency_key: String::new() }).await.expect("trigger");
+    c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), idempotency_key: String::new(), ..Default::default() })
+        .await
+        .expect("trigger");
     eventually(WAIT, "the sleep runs", || {
         let mut c = c.clone();
         async move { executions(&mut c, "slow").await.into_iter().find(|e| state(e) == pb::ExecutionState::Running) }

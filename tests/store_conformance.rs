@@ -178,32 +178,35 @@ async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
     let mk = || manual("t");
     let first = mk();
     assert_eq!(
-        s.trigger(&first, Some("k1"), false, 1000).await.expect("trigger"),
+        s.trigger(&first, Some("k1"), false, 1000, None).await.expect("trigger"),
         TriggerOutcome::Created(first.clone())
     );
     let again = mk();
     // The record read back: a pending execution names no node until one takes its fire (the Redis
     // store's record is the fire hash, section 4.2); the memory store keeps the one it was given.
     let pending = |e: &Execution| Execution { node_id: String::new(), ..e.clone() };
-    match s.trigger(&again, Some("k1"), false, 1000).await.expect("trigger") {
+    match s.trigger(&again, Some("k1"), false, 1000, None).await.expect("trigger") {
         TriggerOutcome::Deduplicated(e) => assert_eq!(pending(&e), pending(&first)),
         other => panic!("{other:?}"),
     }
     let other = mk();
     assert_eq!(
-        s.trigger(&other, Some("k2"), false, 1000).await.expect("trigger"),
+        s.trigger(&other, Some("k2"), false, 1000, None).await.expect("trigger"),
         TriggerOutcome::Created(other.clone())
     );
     let nokey = mk();
-    assert_eq!(s.trigger(&nokey, None, false, 1000).await.expect("trigger"), TriggerOutcome::Created(nokey.clone()));
+    assert_eq!(
+        s.trigger(&nokey, None, false, 1000, None).await.expect("trigger"),
+        TriggerOutcome::Created(nokey.clone())
+    );
     let mut gone = mk();
     gone.job_id = "missing".into();
-    assert_eq!(s.trigger(&gone, None, false, 1000).await.expect("trigger"), TriggerOutcome::Gone);
+    assert_eq!(s.trigger(&gone, None, false, 1000, None).await.expect("trigger"), TriggerOutcome::Gone);
     // Forbid: a manual fire while another fire holds the lock is recorded as skipped.
     let locked = mk();
-    assert!(matches!(s.trigger(&locked, None, true, 60_000).await.expect("t"), TriggerOutcome::Created(_)));
+    assert!(matches!(s.trigger(&locked, None, true, 60_000, None).await.expect("t"), TriggerOutcome::Created(_)));
     let blocked = mk();
-    assert!(matches!(s.trigger(&blocked, None, true, 60_000).await.expect("t"), TriggerOutcome::Skipped(_)));
+    assert!(matches!(s.trigger(&blocked, None, true, 60_000, None).await.expect("t"), TriggerOutcome::Skipped(_)));
     let rec = s.get_execution(&blocked.id).await.expect("get").expect("the skipped fire's record");
     assert_eq!((rec.state, rec.manual, rec.fire_id.as_str()), (ExecState::Skipped, true, blocked.fire_id.as_str()));
     assert!(rec.error.contains("concurrency forbid") && rec.end_ms.is_some(), "{rec:?}");
@@ -725,6 +728,44 @@ async fn cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs(s: A
     assert_eq!(s.cancel(&cancelled(&id, &nowhere, "c5"), false).await.expect("unknown"), Cancel::Unknown);
 }
 
+/// A manual fire's own arguments (TriggerJob's) are kept with it: its take returns them; the same
+/// idempotency key with other arguments is a conflict, with the same ones a repeat.
+async fn a_manual_fires_own_arguments_go_with_it(s: Arc<dyn Store>) {
+    put(&*s, "t", 9_000_000_000_000).await;
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    let args = serde_json::json!({"region": "eu", "n": 2});
+    let e = manual("t");
+    assert_eq!(
+        s.trigger(&e, Some("k"), false, 1000, Some(&args)).await.expect("t"),
+        TriggerOutcome::Created(e.clone())
+    );
+    let other = serde_json::json!({"region": "us"});
+    assert_eq!(
+        s.trigger(&manual("t"), Some("k"), false, 1000, Some(&other)).await.expect("t"),
+        TriggerOutcome::Conflict(e.id.clone())
+    );
+    assert_eq!(
+        s.trigger(&manual("t"), Some("k"), false, 1000, None).await.expect("t"),
+        TriggerOutcome::Conflict(e.id.clone()),
+        "none is other arguments too"
+    );
+    assert!(matches!(
+        s.trigger(&manual("t"), Some("k"), false, 1000, Some(&args)).await.expect("t"),
+        TriggerOutcome::Deduplicated(_)
+    ));
+    let Accept::Started(sf) = s.accept(&e.fire_id, None, "n1", "i1").await.expect("accept") else {
+        panic!("not started")
+    };
+    assert_eq!(sf.args, Some(args));
+    // A fire without arguments of its own runs its job's.
+    let plain = manual("t");
+    assert!(matches!(s.trigger(&plain, None, false, 1000, None).await.expect("t"), TriggerOutcome::Created(_)));
+    let Accept::Started(sf) = s.accept(&plain.fire_id, None, "n1", "i1").await.expect("accept") else {
+        panic!("not started")
+    };
+    assert_eq!(sf.args, None);
+}
+
 /// The instant of a scheduled fire id.
 fn fire_sched(fire: &str) -> i64 {
     rota::execution::fire_due_ms(fire).expect("a scheduled fire")
@@ -785,10 +826,10 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     let mk = || manual("t");
     let first = mk();
     let mut fires = vec![first.clone()];
-    assert!(matches!(s.trigger(&first, Some("k1"), false, 1000).await.expect("t"), TriggerOutcome::Created(_)));
+    assert!(matches!(s.trigger(&first, Some("k1"), false, 1000, None).await.expect("t"), TriggerOutcome::Created(_)));
     for _ in 0..3 {
         let e = mk();
-        assert!(matches!(s.trigger(&e, None, false, 1000).await.expect("t"), TriggerOutcome::Created(_)));
+        assert!(matches!(s.trigger(&e, None, false, 1000, None).await.expect("t"), TriggerOutcome::Created(_)));
         fires.push(e);
     }
     for e in &fires {
@@ -804,7 +845,7 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     }
     assert_eq!(s.get_execution(&first.id).await.expect("get"), None, "trimmed");
     assert_eq!(
-        s.trigger(&mk(), Some("k1"), false, 1000).await.expect("trigger"),
+        s.trigger(&mk(), Some("k1"), false, 1000, None).await.expect("trigger"),
         TriggerOutcome::Spent(first.id.clone())
     );
 }
@@ -1176,6 +1217,7 @@ conformance!(
     a_fire_started_ahead_of_its_instant_begins_at_it,
     a_keep_alive_never_takes_a_heartbeat_back,
     cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs,
+    a_manual_fires_own_arguments_go_with_it,
 );
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the
@@ -1495,7 +1537,7 @@ async fn redis_final_records_go_on_the_archive_outbox_while_a_node_archives() {
     );
     // A manual fire skipped by the lock.
     let blocked = manual("j");
-    let TriggerOutcome::Skipped(b) = s.trigger(&blocked, None, true, 60_000).await.expect("trigger") else {
+    let TriggerOutcome::Skipped(b) = s.trigger(&blocked, None, true, 60_000, None).await.expect("trigger") else {
         panic!("not skipped")
     };
     want.push(b.id);

@@ -183,14 +183,14 @@ impl Auth {
     }
 
     /// `check`, logging a refusal with the caller's address (rate-limited per reason). Allowed: the
-    /// name of the caller's token (None: no token was needed or checked).
+    /// name and role of the caller's token (None: no token was needed or checked).
     pub fn check_from(
         &self,
         path: &str,
         headers: &http::HeaderMap,
         peer_verified: bool,
         peer: Option<SocketAddr>,
-    ) -> std::result::Result<Option<String>, Status> {
+    ) -> std::result::Result<Option<(String, Role)>, Status> {
         let r = match self.decide(path, headers, peer_verified) {
             Ok(name) => return Ok(name),
             Err(r) => r,
@@ -210,7 +210,7 @@ impl Auth {
         path: &str,
         headers: &http::HeaderMap,
         peer_verified: bool,
-    ) -> std::result::Result<Option<String>, Refusal> {
+    ) -> std::result::Result<Option<(String, Role)>, Refusal> {
         let need = need(path);
         if need == Need::Open {
             return Ok(None);
@@ -272,9 +272,9 @@ impl Auth {
         match found {
             None => Err(Refusal::new("unknown token", Status::unauthenticated("unknown token"))),
             Some((name, role)) if need == Need::Worker && matches!(role, Role::Worker | Role::Admin) => {
-                Ok(Some(name.clone()))
+                Ok(Some((name.clone(), *role)))
             }
-            Some((name, role)) if need != Need::Worker && *role >= want => Ok(Some(name.clone())),
+            Some((name, role)) if need != Need::Worker && *role >= want => Ok(Some((name.clone(), *role))),
             Some((name, role)) => Err(Refusal {
                 reason: "role too low",
                 token: Some(name.clone()),
@@ -341,15 +341,31 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The caller of an allowed request, put in its extensions by `AuthService`: its token's name
-/// (None when no token was needed: tokens are off, or a node call).
+/// The caller of an allowed request, put in its extensions by `AuthService`: its token's name and
+/// role (None when no token was needed: tokens are off, or a node call).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(pub Option<String>);
+pub struct Caller(pub Option<(String, Role)>);
 
 impl Caller {
     /// Who asked, as a record says it: the token's name, or `anonymous` where tokens are off.
     pub fn of<T>(req: &tonic::Request<T>) -> String {
-        req.extensions().get::<Caller>().and_then(|c| c.0.clone()).unwrap_or_else(|| "anonymous".into())
+        req.extensions()
+            .get::<Caller>()
+            .and_then(|c| c.0.as_ref().map(|(n, _)| n.clone()))
+            .unwrap_or_else(|| "anonymous".into())
+    }
+
+    /// Refuses a part of a call that needs more than the call's own role (`what` says which part),
+    /// PERMISSION_DENIED naming the role it needs. Where tokens are off, everything is allowed.
+    pub fn require<T>(req: &tonic::Request<T>, need: Role, what: &str) -> std::result::Result<(), Status> {
+        match req.extensions().get::<Caller>().and_then(|c| c.0.as_ref()) {
+            Some((_, role)) if *role < need => Err(Status::permission_denied(format!(
+                "{what} needs role '{}' (this token has '{}')",
+                need.name(),
+                role.name()
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 

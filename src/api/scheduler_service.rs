@@ -11,15 +11,19 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use crate::error::Error;
 use crate::execution::FireId;
-use crate::job::validate_id;
+use crate::job::{validate_id, validate_name};
 use crate::node::Node;
 use crate::pb;
 use crate::pb::scheduler_service_server::SchedulerService;
+use crate::scheduler::{ArgsOverride, TriggerAsk};
 use crate::store::{now_ms, ExecFilter};
 use crate::worker::OutputEvent;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+/// Metadata a node puts on a TriggerJob it passes to its `target_node`: that node does not pass it on.
+pub const FORWARDED: &str = "rota-forwarded";
+
 /// Longest reason CancelExecution takes (it goes into the record's error, with who asked).
 const MAX_CANCEL_REASON: usize = 500;
 
@@ -179,13 +183,49 @@ impl SchedulerService for SchedulerApi {
         &self,
         req: Request<pb::TriggerJobRequest>,
     ) -> Result<Response<pb::TriggerJobResponse>, Status> {
+        let authorization = req.metadata().get("authorization").cloned();
+        let forwarded = req.metadata().contains_key(FORWARDED);
+        // A fire's own arguments change what the job runs (a shell job's command, an http job's
+        // target): as PutJob does, they need an admin, where an operator may only run the job.
+        if req.get_ref().args.is_some() {
+            crate::api::auth::Caller::require(&req, crate::api::auth::Role::Admin, "args (a fire's own arguments)")?;
+        }
         let r = req.into_inner();
         validate_id(&r.id)?;
         let key = idempotency_key(&r.idempotency_key)?;
-        let t = self.node.part_of_job(&r.id)?.scheduler.trigger(&r.id, key).await?;
+        let how = match pb::ArgsOverride::try_from(r.args_override) {
+            Ok(pb::ArgsOverride::Unspecified | pb::ArgsOverride::Replace) => ArgsOverride::Replace,
+            Ok(pb::ArgsOverride::Merge) => ArgsOverride::Merge,
+            Err(_) => return Err(Error::invalid("args_override", format!("unknown value {}", r.args_override)).into()),
+        };
+        if r.args.is_none() && r.args_override != pb::ArgsOverride::Unspecified as i32 {
+            return Err(Error::invalid("args_override", "is set, but no args are given").into());
+        }
+        let args = r.args.as_ref().map(|v| convert::json_from_pb(v, 0)).transpose()?.map(|a| (a, how));
+        let ask = TriggerAsk { idempotency_key: key.map(str::to_string), args, dry_run: r.dry_run };
+        let part = self.node.part_of_job(&r.id)?;
+        if !r.target_node.is_empty() {
+            validate_name("target_node", &r.target_node, 64)?;
+            let rec = part.store.get_job(&r.id).await?.ok_or_else(|| Error::JobNotFound(r.id.clone()))?;
+            if let Some(address) = self.node.trigger_target(&r.target_node, &rec.spec).await? {
+                // Another node: the call is its (it checks the target again: itself). Passed once:
+                // a node table whose address for the target leads elsewhere must not loop.
+                if forwarded {
+                    return Err(Error::FailedPrecondition(format!(
+                        "target_node: node {}'s listed address ({address}) reached node {} instead",
+                        r.target_node, self.node.node_id
+                    ))
+                    .into());
+                }
+                return Ok(Response::new(self.node.peer_client().trigger_on(&address, r, authorization).await?));
+            }
+        }
+        let t = part.scheduler.trigger(&r.id, &ask).await?;
         Ok(Response::new(pb::TriggerJobResponse {
-            execution: Some(convert::execution(&t.execution)),
+            execution: t.execution.as_ref().map(convert::execution),
             deduplicated: t.deduplicated,
+            node_id: t.node_id,
+            args: Some(pb::json_to_pb(&t.args)),
         }))
     }
 

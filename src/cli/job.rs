@@ -99,6 +99,19 @@ pub enum JobCmd {
         /// How long --wait waits (e.g. 30s, 5m, 1h).
         #[arg(long, requires = "wait", default_value = super::wait::DEFAULT_WAIT_TIMEOUT)]
         wait_timeout: String,
+        /// This fire's arguments (JSON) instead of the job's; the job is unchanged.
+        #[arg(long)]
+        args: Option<String>,
+        /// With --args: put their top-level fields over the job's (both JSON objects) instead of
+        /// replacing them.
+        #[arg(long, requires = "args")]
+        merge_args: bool,
+        /// Run this fire on this node (it must be live and able to run the job's handler).
+        #[arg(long)]
+        node: Option<String>,
+        /// Say where the fire would run and with what arguments; run nothing.
+        #[arg(long, conflicts_with = "wait")]
+        dry_run: bool,
     },
 }
 
@@ -358,14 +371,43 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
             }
             job
         }
-        JobCmd::Trigger { id, key, wait, wait_timeout } => {
+        JobCmd::Trigger { id, key, wait, wait_timeout, args, merge_args, node, dry_run } => {
             let timeout = match crate::worker::handlers::parse_duration(&wait_timeout) {
                 Ok(d) if !d.is_zero() => d,
                 Ok(_) => return Err(CliError::Usage("--wait-timeout: must be more than 0".into())),
                 Err(e) => return Err(CliError::Usage(format!("--wait-timeout: {e}"))),
             };
+            let args = match args {
+                None => None,
+                Some(a) => Some(crate::pb::json_to_pb(
+                    &serde_json::from_str(&a).map_err(|e| CliError::Usage(format!("--args: not JSON: {e}")))?,
+                )),
+            };
+            let args_override = match (&args, merge_args) {
+                (None, _) => pb::ArgsOverride::Unspecified,
+                (Some(_), false) => pb::ArgsOverride::Replace,
+                (Some(_), true) => pb::ArgsOverride::Merge,
+            } as i32;
             let (idempotency_key, made_up) = trigger_key(key);
-            let r = call!(c, trigger_job, pb::TriggerJobRequest { id, idempotency_key })?;
+            let req = pb::TriggerJobRequest {
+                id,
+                idempotency_key,
+                args,
+                args_override,
+                target_node: node.unwrap_or_default(),
+                dry_run,
+            };
+            let r = call!(c, trigger_job, req)?;
+            let resolved =
+                r.args.as_ref().and_then(|a| crate::api::convert::json_from_pb(a, 0).ok()).unwrap_or_default();
+            if dry_run {
+                if client.json {
+                    println!("{:#}", json!({"dry_run": true, "node_id": r.node_id, "args": resolved}));
+                } else {
+                    println!("would run on node {} with args {resolved}", r.node_id);
+                }
+                return Ok(());
+            }
             // A made-up key seen again means this invocation's own retry reached the server twice:
             // one fire, made by this invocation, not an earlier trigger.
             let deduplicated = r.deduplicated && !made_up;
@@ -374,7 +416,10 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
                 return super::wait::wait_for_fire(&mut c, &e, timeout, client.json).await;
             }
             if client.json {
-                println!("{:#}", json!({"deduplicated": deduplicated, "execution": exec_json(&e)}));
+                println!(
+                    "{:#}",
+                    json!({"deduplicated": deduplicated, "execution": exec_json(&e), "node_id": r.node_id, "args": resolved})
+                );
             } else {
                 let what = if deduplicated { "already triggered with this key" } else { "triggered" };
                 println!("{what}: execution {} ({})", e.id, state_name(e.state));

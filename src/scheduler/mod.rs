@@ -73,8 +73,74 @@ pub struct Scheduler {
 /// What TriggerJob did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Triggered {
-    pub execution: Execution,
+    /// None for a dry run.
+    pub execution: Option<Execution>,
     pub deduplicated: bool,
+    /// The arguments the fire runs (or would run) with.
+    pub args: serde_json::Value,
+    /// The node that takes the fire (this one); empty when this node cannot run the job's handler
+    /// and hands the fire to one that can, chosen then.
+    pub node_id: String,
+}
+
+/// What TriggerJob asks beyond the job itself (`Scheduler::trigger`).
+#[derive(Debug, Clone, Default)]
+pub struct TriggerAsk {
+    pub idempotency_key: Option<String>,
+    /// This fire's own arguments, and how they apply to the job's.
+    pub args: Option<(serde_json::Value, ArgsOverride)>,
+    /// Resolve and check everything, run nothing.
+    pub dry_run: bool,
+}
+
+/// How TriggerJob's arguments apply to the job's (`TriggerAsk::args`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgsOverride {
+    /// The fire's arguments are the given ones.
+    Replace,
+    /// The given object's top-level fields over the job's (both JSON objects).
+    Merge,
+}
+
+/// The arguments a manual fire runs with: the job's, or the override applied to them (None: the
+/// job's, unchanged).
+pub fn resolve_args(
+    job_args: &serde_json::Value,
+    over: Option<&(serde_json::Value, ArgsOverride)>,
+) -> Result<Option<serde_json::Value>> {
+    use serde_json::Value;
+    let Some((given, how)) = over else { return Ok(None) };
+    match (how, job_args, given) {
+        (ArgsOverride::Replace, _, _) => Ok(Some(given.clone())),
+        // A job without arguments merges as an empty object.
+        (ArgsOverride::Merge, Value::Null, Value::Object(over)) => Ok(Some(Value::Object(over.clone()))),
+        (ArgsOverride::Merge, Value::Object(job), Value::Object(over)) => {
+            let mut merged = job.clone();
+            merged.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(Some(Value::Object(merged)))
+        }
+        (ArgsOverride::Merge, Value::Object(_) | Value::Null, other) => {
+            Err(Error::invalid("args", format!("merging needs a JSON object, not {}", json_kind(other))))
+        }
+        (ArgsOverride::Merge, job, _) => Err(Error::invalid(
+            "args",
+            format!(
+                "merging needs the job's args to be a JSON object; they are {} (replace them instead)",
+                json_kind(job)
+            ),
+        )),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// What a `Scheduler` is made of (wired by the node).
@@ -307,12 +373,29 @@ impl Scheduler {
     }
 
     /// Fires `job_id` now as a manual fire of its own (never colliding with a scheduled fire).
-    pub async fn trigger(&self, job_id: &str, idempotency_key: Option<&str>) -> Result<Triggered> {
+    pub async fn trigger(&self, job_id: &str, ask: &TriggerAsk) -> Result<Triggered> {
         let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
-        let job = Job::new(rec.spec)?;
+        let mut job = Job::new(rec.spec)?;
+        // The fire's own arguments, checked as PutJob checks a job's (its size and form, and the
+        // handler's own rules where this node has the handler; a node that runs it checks again).
+        let args = resolve_args(&job.spec.args, ask.args.as_ref())?;
+        if let Some(a) = &args {
+            // A job defined by `invoke` keeps its handler; the fire's arguments are its own (an
+            // invoke string that no longer matches them would be refused by `Job::new`).
+            job = Job::new(crate::job::JobSpec { args: a.clone(), invoke: String::new(), ..job.spec })?;
+            if self.worker.registry().get(&job.spec.handler).is_some() {
+                self.worker.registry().validate(&job.spec.handler, a)?;
+            }
+        }
+        let here = self.worker.registry().get_for(&job.spec.handler, &job.spec.selector).is_some();
+        let node_id = if here { self.node_id.to_string() } else { String::new() };
         if !self.worker.accepting() {
             return Err(Error::Draining(self.node_id.to_string()));
         }
+        if ask.dry_run {
+            return Ok(Triggered { execution: None, deduplicated: false, args: job.spec.args.clone(), node_id });
+        }
+        let idempotency_key = ask.idempotency_key.as_deref();
         // Manual fires wait in this process for a worker: a flood of them is refused beyond a
         // bound, so memory stays bounded and the caller learns to back off. Calls still on their
         // way to the store count too, or a burst would pass the check all at once.
@@ -332,20 +415,36 @@ impl Scheduler {
         let forbid = job.spec.concurrency == Concurrency::Forbid;
         match self
             .store
-            .trigger(&exec, idempotency_key, forbid, crate::worker::lock_ttl_ms(self.misfire_threshold_ms))
+            .trigger(
+                &exec,
+                idempotency_key,
+                forbid,
+                crate::worker::lock_ttl_ms(self.misfire_threshold_ms),
+                args.as_ref(),
+            )
             .await?
         {
             TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
-            TriggerOutcome::Deduplicated(e) => Ok(Triggered { execution: e, deduplicated: true }),
+            TriggerOutcome::Conflict(id) => Err(Error::FailedPrecondition(format!(
+                "this idempotency key already triggered execution {id} with other arguments; nothing was \
+                 triggered (use a new key to trigger with these)"
+            ))),
+            TriggerOutcome::Deduplicated(e) => {
+                let node_id = e.node_id.clone();
+                Ok(Triggered { execution: Some(e), deduplicated: true, args: job.spec.args.clone(), node_id })
+            }
             TriggerOutcome::Spent(id) => Err(Error::FailedPrecondition(format!(
                 "this idempotency key already triggered execution {id}, whose record the job's history cap \
                  (keep_last) has deleted since; nothing was triggered again (use a new key to trigger again)"
             ))),
-            TriggerOutcome::Skipped(e) => Ok(Triggered { execution: e, deduplicated: false }),
+            TriggerOutcome::Skipped(e) => {
+                Ok(Triggered { execution: Some(e), deduplicated: false, args: job.spec.args.clone(), node_id })
+            }
             TriggerOutcome::Created(e) => {
-                tracing::info!(job = %job_id, fire = %e.fire_id, execution = %e.id, "manual fire");
+                tracing::info!(job = %job_id, fire = %e.fire_id, execution = %e.id, own_args = args.is_some(), "manual fire");
+                let args = job.spec.args.clone();
                 self.router.run_here(job, &e.fire_id, None).await;
-                Ok(Triggered { execution: e, deduplicated: false })
+                Ok(Triggered { execution: Some(e), deduplicated: false, args, node_id })
             }
         }
     }

@@ -55,6 +55,8 @@ struct FireRec {
     expiry: i64,
     /// When the current attempt started (ms).
     started: i64,
+    /// A manual fire's own arguments (TriggerJob's), returned by every take and start of it.
+    args: Option<serde_json::Value>,
 }
 
 impl FireRec {
@@ -70,6 +72,7 @@ impl FireRec {
             start_ms: self.started,
             job: spec,
             deadline_ms,
+            args: self.args.clone(),
         }
     }
 }
@@ -155,6 +158,7 @@ impl MemoryStore {
             manual,
             expiry: now + self.retention_ms,
             started: 0,
+            args: None,
         }
     }
 
@@ -471,6 +475,7 @@ impl FireStore for MemoryStore {
         key: Option<&str>,
         forbid: bool,
         lock_ttl_ms: u64,
+        args: Option<&serde_json::Value>,
     ) -> Result<TriggerOutcome> {
         let outcome = {
             let mut st = self.lock()?;
@@ -482,6 +487,12 @@ impl FireStore for MemoryStore {
                 let idem = (exec.job_id.clone(), k.to_string());
                 if let Some((id, exp)) = st.idem.get(&idem) {
                     if *exp > now {
+                        // The same key with other arguments (as trigger.lua: its fire says, while its
+                        // record is kept; a trimmed one is spent, whatever the arguments).
+                        let was = crate::execution::fire_of_execution(id).and_then(|f| st.fires.get(f));
+                        if st.execs.contains_key(id) && was.is_some_and(|f| f.args.as_ref() != args) {
+                            return Ok(TriggerOutcome::Conflict(id.clone()));
+                        }
                         return Ok(match st.execs.get(id) {
                             Some((e, _)) => TriggerOutcome::Deduplicated(e.clone()),
                             None => TriggerOutcome::Spent(id.clone()),
@@ -493,7 +504,8 @@ impl FireStore for MemoryStore {
             if forbid && st.lock_held(&exec.job_id, now) {
                 let e = exec.skipped_by_lock();
                 st.insert_exec(&e, self.retention_ms, now);
-                let fire = self.new_fire(&e, FireState::Skipped, now, true);
+                let mut fire = self.new_fire(&e, FireState::Skipped, now, true);
+                fire.args = args.cloned();
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Skipped(e)
             } else {
@@ -501,7 +513,8 @@ impl FireStore for MemoryStore {
                     st.locks.insert(exec.job_id.clone(), (exec.fire_id.clone(), now + lock_ttl_ms as i64));
                 }
                 st.insert_exec(exec, self.retention_ms, now);
-                let fire = self.new_fire(exec, FireState::Dispatching, now, true);
+                let mut fire = self.new_fire(exec, FireState::Dispatching, now, true);
+                fire.args = args.cloned();
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Created(exec.clone())
             }

@@ -222,6 +222,8 @@ pub enum TriggerOutcome {
     Spent(String),
     /// The job forbids overlap and is running: recorded as skipped.
     Skipped(Execution),
+    /// The idempotency key was seen before with other arguments (this execution): nothing fired.
+    Conflict(String),
     Gone,
 }
 
@@ -385,6 +387,8 @@ pub struct StartedFire {
     /// recorded misfired (the node checks, as start.lua does for the fires it starts). None: the
     /// start checked it.
     pub deadline_ms: Option<i64>,
+    /// The fire's own arguments (TriggerJob's `args`), run instead of its job's (None: the job's).
+    pub args: Option<serde_json::Value>,
 }
 
 impl StartedFire {
@@ -722,12 +726,16 @@ pub trait FireStore: Send + Sync {
     async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
     /// Makes a manual fire of `exec.job_id` (in `dispatching`, like a claimed fire), deduplicated
     /// by `idempotency_key` when given.
+    /// `args`: the fire's own arguments (TriggerJob's, resolved), kept with the fire and returned by
+    /// every take and start of it (`StartedFire::args`); the same key with other `args` is
+    /// `TriggerOutcome::Conflict`.
     async fn trigger(
         &self,
         exec: &Execution,
         idempotency_key: Option<&str>,
         forbid: bool,
         lock_ttl_ms: u64,
+        args: Option<&serde_json::Value>,
     ) -> Result<TriggerOutcome>;
     /// `node` takes a dispatching fire (compare-and-set) and starts it in the same step
     /// (`Accept::Started`), unless its job is master-only (`Accept::Accepted`: start.lua checks the

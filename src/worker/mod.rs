@@ -393,6 +393,7 @@ impl Worker {
             start_ms,
             job: None,
             deadline_ms: Some(start_ms + self.misfire_threshold_ms),
+            args: None,
         };
         let taken = Taken { fire: Box::new(started), inc: fence.incarnation.clone() };
         self.spawn_fire(fire_id.to_string(), Some(job), Taking::Started(taken))
@@ -623,12 +624,21 @@ impl Worker {
                 Ok(Start::Run(sf) | Start::Resume(sf)) => {
                     let mut exec = sf.running_record(&fire_id, &self.node_id);
                     let deadline = sf.deadline_ms;
+                    let own_args = sf.args.clone();
                     // The start returned the job's definition (one round trip for both).
                     let job = match (job, sf.job) {
                         (Some(j), _) => Ok(j),
                         (None, Some(spec)) => Job::new(spec),
                         (None, None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
                     };
+                    // A manual fire's own arguments (TriggerJob's), kept with the fire: they run
+                    // wherever the fire runs, a re-run or a hand-over included.
+                    let job = job.map(|mut j| {
+                        if let Some(a) = own_args {
+                            j.spec.args = a;
+                        }
+                        j
+                    });
                     match job {
                         // A fire started as master (or resumed) whose mastership lapsed since is
                         // handed to the master by the run's own check (`run_attempt`).

@@ -14,7 +14,8 @@
 --   incarnation's, checked in this same step) or 'any' (a stand-in: no master to hand it to)
 -- KEYS[7] T:lease  KEYS[8] open executions (the started execution joins it: idempotent, and a
 --   re-run's fresh one, or one the previous release claimed, is not there yet)
--- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or '', ''}
+-- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or '', '', the
+--   fire's own arguments JSON or '' (a manual fire's: TriggerJob's `args`)}
 --   | {'RESUME', the same fields, and the start deadline for a first attempt, '' otherwise} (a
 --   repeated start by the incarnation that started it, or a fire its take started whose task was
 --   lost: see below; the caller checks the deadline, its handler never having begun)
@@ -28,7 +29,7 @@
 -- the watch set, whose ZREM is its first write, and the record; it checks p:<self> once per call).
 if get_once(KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
 local f, bad = read('hash', 'HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec',
-  'deadline_ms', 'manual', 'exec', 'attempts', 'started')
+  'deadline_ms', 'manual', 'exec', 'attempts', 'started', 'args')
 if bad then return {'BADKEY', bad} end
 -- next_exec is cleared by writing '' (in the same HSET as the state) rather than by an HDEL.
 if f[7] == '' then f[7] = false end
@@ -52,7 +53,8 @@ if st == 'running' and owner == ARGV[2] then
   if f[3] == ARGV[3] and f[10] then
     local deadline = ''
     if (f[11] or '1') == '1' then deadline = f[8] or '' end
-    return {'RESUME', f[10], f[11] or '1', f[4], f[5], f[6] or '0', f[9] or '0', f[12] or '0', spec_of(f[4]), deadline}
+    return {'RESUME', f[10], f[11] or '1', f[4], f[5], f[6] or '0', f[9] or '0', f[12] or '0', spec_of(f[4]), deadline,
+      f[13] or ''}
   end
   -- An earlier incarnation's run: recovered by adoption or the reaper, never dropped by a start.
   return {'ALREADY'}
@@ -123,4 +125,4 @@ end
 -- it: this puts it there).
 redis.call('ZADD', KEYS[8], 0, exec)
 announce(ARGV[10], json)
-return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec, ''}
+return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec, '', f[13] or ''}

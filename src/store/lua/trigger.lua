@@ -9,9 +9,13 @@
 -- ARGV[13] start deadline ms  ARGV[14] dispatch deadline ms  ARGV[15] job id
 -- ARGV[16] the skipped record's end ms and ARGV[17] its error (written into the hash when skipped)
 -- ARGV[18] how many of the newest executions the executions index keeps (claim.lua's ARGV[10])
--- Returns {'GONE'} | {'DEDUP', exec id} | {'CREATED'} | {'SKIPPED'}
+-- ARGV[19] the fire's own arguments (TriggerJob's `args`, resolved: JSON) or '' (the job's): kept in
+--   the fire hash as `args`, which every take and start of the fire returns
+-- ARGV[20] the fire key prefix ('<tag>:fire:')
+-- Returns {'GONE'} | {'DEDUP', exec id} | {'CONFLICT', exec id} | {'CREATED'} | {'SKIPPED'}
 --   DEDUP: the key made that execution before; the caller reads its record (none: the job's
 --   history cap has deleted it since; the key still counts, nothing is fired again).
+--   CONFLICT: the key made that execution with other arguments: nothing is fired.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
 local bad = wrong(KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'string', KEYS[4], 'zset', KEYS[5], 'zset', KEYS[6], 'zset',
   KEYS[8], 'zset')
@@ -20,7 +24,18 @@ if ARGV[8] == '1' then bad = wrong(KEYS[7], 'string') end
 if bad then return refuse(bad) end
 if ARGV[8] == '1' then
   local prev = redis.call('GET', KEYS[7])
-  if prev then return {'DEDUP', prev} end
+  if prev then
+    -- The same key with other arguments is a mistake, not a retry. Its fire's hash says what it
+    -- was fired with (gone with the record the job's cap trimmed: DEDUP, which says so).
+    local fire = string.match(prev, '~(.+)$')
+    if fire then
+      local was = redis.pcall('HMGET', ARGV[20] .. fire, 'state', 'args')
+      if type(was) == 'table' and not was.err and was[1] and (was[2] or '') ~= ARGV[19] then
+        return {'CONFLICT', prev}
+      end
+    end
+    return {'DEDUP', prev}
+  end
   redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[1])
 end
 local st, json, fs = 'CREATED', ARGV[4], 'dispatching'
@@ -30,6 +45,7 @@ end
 redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
            'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'manual', '1',
            'deadline_ms', ARGV[13])
+if ARGV[19] ~= '' then redis.call('HSET', KEYS[2], 'args', ARGV[19]) end
 if fs == 'dispatching' then
   -- A forbid fire holds the job's lock: its finish releases it (finish.lua reads the lock only then).
   if ARGV[6] == '1' then

@@ -530,6 +530,10 @@ impl RedisStore {
                 spec => Some(decode(spec, &self.keys.job(&r[3]))?),
             },
             deadline_ms: deadline.and_then(|d| d.parse().ok()),
+            args: match r.get(10).map(String::as_str) {
+                None | Some("") => None,
+                Some(json) => Some(decode(json, &format!("the args of a manual fire of {}", self.keys.job(&r[3])))?),
+            },
         }))
     }
 
@@ -746,6 +750,7 @@ impl FireStore for RedisStore {
         key: Option<&str>,
         forbid: bool,
         lock_ttl_ms: u64,
+        args: Option<&serde_json::Value>,
     ) -> Result<TriggerOutcome> {
         let skipped = exec.skipped_by_lock();
         let mut inv = TRIGGER.prepare_invoke();
@@ -774,9 +779,12 @@ impl FireStore for RedisStore {
             .arg(&exec.job_id)
             .arg(skipped.end_ms.unwrap_or_else(super::now_ms))
             .arg(&skipped.error)
-            .arg(self.recent);
+            .arg(self.recent)
+            .arg(args.map(|a| a.to_string()).unwrap_or_default())
+            .arg(self.keys.fire(""));
         let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
+            (Some("CONFLICT"), Some(id)) => Ok(TriggerOutcome::Conflict(id.clone())),
             (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
             (Some("CREATED"), _) => Ok(TriggerOutcome::Created(exec.clone())),
             (Some("SKIPPED"), _) => Ok(TriggerOutcome::Skipped(skipped)),
@@ -833,15 +841,18 @@ impl FireStore for RedisStore {
                         [tag, why] if tag == "BADKEY" => {
                             Err(Error::Corrupt { key: self.keys.processing(node), reason: why.clone() })
                         }
-                        [tag, ..] if tag == "STARTED" && why.len() == 10 => {
+                        [tag, ..] if tag == "STARTED" && why.len() == 11 => {
                             // Committed: a definition that does not decode is this fire's problem
                             // alone (recorded failed by the worker), not the whole batch's.
                             let fire = match self.started_fire(&why, Some(&why[9])) {
                                 Ok(sf) => sf,
                                 Err(e) => {
                                     tracing::warn!(job = %why[3], error = %e, "a started fire's job definition does not decode");
+                                    // Recorded failed as a fire of no job (its own args too, when
+                                    // they are what does not decode).
                                     let mut no_spec = why.clone();
                                     no_spec[8] = String::new();
+                                    no_spec[10] = String::new();
                                     self.started_fire(&no_spec, Some(&why[9]))?
                                 }
                             };
@@ -978,8 +989,8 @@ impl FireStore for RedisStore {
         fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Ok(match r.first().map(String::as_str) {
-            Some("OK") if r.len() == 10 => Start::Run(self.started_fire(&r, None)?),
-            Some("RESUME") if r.len() == 10 => Start::Resume(self.started_fire(&r, Some(&r[9]))?),
+            Some("OK") if r.len() == 11 => Start::Run(self.started_fire(&r, None)?),
+            Some("RESUME") if r.len() == 11 => Start::Resume(self.started_fire(&r, Some(&r[9]))?),
             Some("BADKEY") => {
                 return Err(Error::Corrupt {
                     key: self.keys.fire(fire_id),
