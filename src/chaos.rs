@@ -29,7 +29,8 @@ pub fn register(registry: &mut crate::worker::handlers::Registry) {
 }
 
 /// Writes a start line, sleeps `{"ms": N}`, writes an end line. Lines (tab-separated):
-/// `S job sched_ms execution node epoch attempt now_ms` and `E execution now_ms`.
+/// `S job sched_ms execution node epoch attempt now_ms` and `E execution now_ms`; with a `mark`
+/// in its arguments (a manual fire's own, TriggerJob's), `M execution mark` before the start line.
 pub struct SideLog {
     file: Option<Mutex<std::fs::File>>,
 }
@@ -53,14 +54,17 @@ impl SideLog {
 #[async_trait]
 impl Handler for SideLog {
     fn validate(&self, args: &Value) -> Result<(), ArgsError> {
-        match args.get("ms") {
-            None | Some(Value::Number(_)) => Ok(()),
-            Some(_) => Err("sidelog takes {\"ms\": <sleep in ms>}".into()),
+        match (args.get("ms"), args.get("mark")) {
+            (None | Some(Value::Number(_)), None | Some(Value::String(_))) => Ok(()),
+            _ => Err("sidelog takes {\"ms\": <sleep in ms>, \"mark\": <a string to note>}".into()),
         }
     }
 
     async fn run(&self, ctx: &FireContext, args: &Value) -> Result<String, HandlerFailure> {
         let now = crate::store::now_ms;
+        if let Some(mark) = args.get("mark").and_then(Value::as_str) {
+            self.append(format!("M\t{}\t{mark}\n", ctx.execution_id))?;
+        }
         self.append(format!(
             "S\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             ctx.job_id,

@@ -196,6 +196,10 @@ impl std::fmt::Display for Delivery {
     }
 }
 
+/// Metadata a node puts on a TriggerJob it passes to its `target_node` (`PeerClient::trigger_on`):
+/// that node does not pass it on again.
+pub const FORWARDED: &str = "rota-forwarded";
+
 /// This node's calls to its peers (SubmitTasks, ReportLoad), one kept-open channel per peer.
 pub struct PeerClient {
     timeout: Duration,
@@ -302,8 +306,7 @@ impl PeerClient {
         if let Some(a) = authorization {
             r.metadata_mut().insert("authorization", a);
         }
-        r.metadata_mut()
-            .insert(crate::api::scheduler_service::FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        r.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
         pb::scheduler_service_client::SchedulerServiceClient::new(ch).trigger_job(r).await.map(|r| r.into_inner())
     }
 

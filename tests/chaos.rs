@@ -809,6 +809,7 @@ fn read_sidelog(path: &PathBuf) -> Vec<Run> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut runs: Vec<Run> = Vec::new();
     let mut ends: HashMap<String, i64> = HashMap::new();
+    let mut marks: HashMap<String, String> = HashMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         match f.as_slice() {
@@ -823,7 +824,11 @@ fn read_sidelog(path: &PathBuf) -> Vec<Run> {
                 start_ms: at.parse().unwrap_or(0),
                 end_ms: None,
                 worker: worker.first().map(|w| w.to_string()),
+                mark: None,
             }),
+            ["M", exec, mark] => {
+                marks.insert(exec.to_string(), mark.to_string());
+            }
             ["E", exec, at] => {
                 ends.insert(exec.to_string(), at.parse().unwrap_or(0));
             }
@@ -832,6 +837,7 @@ fn read_sidelog(path: &PathBuf) -> Vec<Run> {
     }
     for r in &mut runs {
         r.end_ms = ends.get(&r.exec).copied();
+        r.mark = marks.get(&r.exec).cloned();
     }
     runs
 }
@@ -922,6 +928,46 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     // faults: every execution asked is noted (the checker holds a `cancelled` record to one).
     let cancels: Arc<std::sync::Mutex<HashSet<String>>> = Default::default();
     let stop_cancels = tokio_util::sync::CancellationToken::new();
+    // Trigger a `plain` job now and then with arguments of its own (a mark in them, which the side
+    // log notes, and the mark as the idempotency key, so a retry after a lost reply fires nothing
+    // twice), through a node in turn: the checker holds each to one fire, run once, with them.
+    let triggers: Arc<std::sync::Mutex<Vec<checker::Trigger>>> = Default::default();
+    let trigger_loop = {
+        let (triggers, stop) = (Arc::clone(&triggers), stop_cancels.clone());
+        let ports: Vec<u16> = runner.cluster.slots.iter().map(|s| s.listen).collect();
+        let jobs: Vec<String> = infos.iter().filter(|j| j.id.starts_with("plain-")).map(|j| j.id.clone()).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7419);
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.is_cancelled() && !jobs.is_empty() {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(700..1700))).await;
+                n += 1;
+                let job = jobs[rng.random_range(0..jobs.len())].clone();
+                let mark = format!("mk{seed}-{n}");
+                let req = pb::TriggerJobRequest {
+                    id: job.clone(),
+                    idempotency_key: mark.clone(),
+                    args: Some(rota::pb::json_to_pb(&serde_json::json!({"ms": 20, "mark": mark}))),
+                    ..Default::default()
+                };
+                let mut fire = None;
+                // Asked again (same key) on another node while no node answers: one fire.
+                for _ in 0..4 {
+                    let port = ports[rng.random_range(0..ports.len())];
+                    let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")) else {
+                        continue;
+                    };
+                    let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(1), ep.connect()).await else { continue };
+                    let mut c = pb::scheduler_service_client::SchedulerServiceClient::new(ch);
+                    if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), c.trigger_job(req.clone())).await {
+                        fire = r.into_inner().execution.map(|e| e.fire_id);
+                        break;
+                    }
+                }
+                triggers.lock().expect("triggers").push((job, mark, fire));
+            }
+        })
+    };
     let canceller = {
         let (cancels, stop) = (Arc::clone(&cancels), stop_cancels.clone());
         let ports: Vec<u16> = runner.cluster.slots.iter().map(|s| s.listen).collect();
@@ -1010,6 +1056,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     let window = ((t0 / 1000 + 2) * 1000, now_ms() / 1000 * 1000);
     stop_cancels.cancel();
     let _ = canceller.await;
+    let _ = trigger_loop.await;
     tracing_line(&format!("faults over; window {window:?}; letting the cluster settle"));
     // Settle: every fire in the window reaches a terminal record (recoveries need a node TTL or
     // two); a long run's backlog and record listing take longer.
@@ -1053,6 +1100,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         // before this was made a rule).
         redis_faults_explain: matches!(runner.cluster.redis, Redis::Single(_)),
         cancels: cancels.lock().expect("cancels").clone(),
+        triggers: triggers.lock().expect("triggers").clone(),
     };
     let mut report = checker::check(&history);
     for line in &report.redis_explained {
@@ -1117,6 +1165,8 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "executed": r.executed,
         "skipped_by_lock": r.skipped_by_lock,
         "cancelled": r.cancelled,
+        "manual_triggered": r.manual_triggered,
+        "manual_executed": r.manual_executed,
         "lost_by_policy": r.lost_by_policy,
         "explained_extra_runs": r.explained_extra_runs,
         "explained_by_redis_alone": r.explained_by_redis_alone,
@@ -1199,6 +1249,7 @@ async fn redis_restart_without_persistence() {
         late_bound_ms: 5000,
         redis_faults_explain: true,
         cancels: HashSet::new(),
+        triggers: Vec::new(),
     };
     let report = checker::check(&history);
     let summary = serde_json::json!({

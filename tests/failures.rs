@@ -20,13 +20,7 @@ const NEVER: &str = "0 0 3 29 2 *";
 
 /// Runs the real `rota` client against `node`.
 async fn rota(node: &TestNode, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_rota"))
-        .args(args)
-        .env("ROTA_ENDPOINT", node.endpoint())
-        .env_remove("ROTA_TOKEN")
-        .output()
-        .await
-        .expect("run rota")
+    common::rota_cli(env!("CARGO_BIN_EXE_rota"), node, args).await
 }
 
 fn out(o: &Output) -> String {

@@ -162,34 +162,7 @@ async fn a_timeout_cancels_the_handler_in_a_node_worker() {
 }
 
 async fn timeout_cancels(sdk: Sdk) {
-    let (h, wid) = (format!("{}.sleep", sdk.prefix()), format!("{}-1", sdk.prefix()));
-    let redis = RedisServer::start();
-    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
-    let w = ExtWorker::start_on(sdk, &[&node.addr], &wid, 1, None);
-    attached(&node, &h).await;
-    put(&node, job_with("slow", "0 0 0 1 1 *", &h, json!({"ms": 20000}), |s| s.timeout_ms = 800)).await;
-    let mut c = node.client().await;
-    c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), ..Default::default() }).await.expect("trigger");
-    let t = eventually(WAIT, "the run timed out", || async {
-        in_state(&node, "slow", pb::ExecutionState::TimedOut).await.into_iter().next()
-    })
-    .await;
-    assert!(t.error.starts_with("timed out after 800 ms"), "{t:?}");
-    assert!(
-        t.output.contains(&format!("sleeping 20000 ms on {wid}")),
-        "the output printed before the timeout is kept: {t:?}"
-    );
-    eventually(WAIT, "the handler saw the cancellation", || async {
-        w.runs().iter().any(|r| r.0 == "C" && r.1 == t.id).then_some(())
-    })
-    .await;
-    // The one slot is free again: a next run goes through.
-    put(&node, job_with("quick", "0 0 0 1 1 *", &h, json!({"ms": 10}), |_| {})).await;
-    c.trigger_job(pb::TriggerJobRequest { id: "quick".into(), ..Default::default() }).await.expect("trigger");
-    eventually(WAIT, "a next run succeeded", || async {
-        in_state(&node, "quick", pb::ExecutionState::Succeeded).await.into_iter().next()
-    })
-    .await;
+    stopped_in_the_worker(sdk, false).await
 }
 
 /// CancelExecution reaches the external worker running the fire: the worker is told to cancel, its
@@ -197,36 +170,53 @@ async fn timeout_cancels(sdk: Sdk) {
 /// the worker stopped the handler; the worker's one slot is free again afterwards.
 #[tokio::test]
 async fn a_cancel_stops_the_handler_in_a_python_worker() {
-    cancel_reaches_the_worker(Sdk::Python).await
+    stopped_in_the_worker(Sdk::Python, true).await
 }
 
 #[tokio::test]
 async fn a_cancel_stops_the_handler_in_a_node_worker() {
-    cancel_reaches_the_worker(Sdk::Node).await
+    stopped_in_the_worker(Sdk::Node, true).await
 }
 
-async fn cancel_reaches_the_worker(sdk: Sdk) {
+/// A long run on a one-slot worker stopped by the node, by the job's timeout or (`cancel`) by
+/// CancelExecution: the record says which, keeps what was printed, the handler saw the
+/// cancellation, and the slot serves a next run.
+async fn stopped_in_the_worker(sdk: Sdk, cancel: bool) {
     let (h, wid) = (format!("{}.sleep", sdk.prefix()), format!("{}-1", sdk.prefix()));
     let redis = RedisServer::start();
     let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
     let w = ExtWorker::start_on(sdk, &[&node.addr], &wid, 1, None);
     attached(&node, &h).await;
-    put(&node, job_with("slow", "0 0 0 1 1 *", &h, json!({"ms": 30000}), |_| {})).await;
+    let timeout = if cancel { 0 } else { 800 };
+    put(&node, job_with("slow", "0 0 0 1 1 *", &h, json!({"ms": 20000}), |s| s.timeout_ms = timeout)).await;
     let mut c = node.client().await;
     let fired = c.trigger_job(pb::TriggerJobRequest { id: "slow".into(), ..Default::default() }).await;
     let id = fired.expect("trigger").into_inner().execution.expect("execution").id;
-    eventually(WAIT, "the handler began", || async { w.runs().iter().any(|r| r.0 == "S" && r.1 == id).then_some(()) })
+    let t = if cancel {
+        eventually(WAIT, "the handler began", || async {
+            w.runs().iter().any(|r| r.0 == "S" && r.1 == id).then_some(())
+        })
         .await;
-    let req = pb::CancelExecutionRequest { execution_id: id.clone(), reason: "enough".into() };
-    let e = c.cancel_execution(req).await.expect("cancel").into_inner().execution.expect("execution");
-    assert_eq!(state(&e), pb::ExecutionState::Cancelled, "{e:?}");
-    let said = format!("cancelled by anonymous: enough; worker '{wid}' stopped the handler");
-    assert!(e.error.starts_with(&said), "{e:?}");
-    assert!(e.output.contains(&format!("sleeping 30000 ms on {wid}")), "the output printed is kept: {e:?}");
+        let req = pb::CancelExecutionRequest { execution_id: id.clone(), reason: "enough".into() };
+        let e = c.cancel_execution(req).await.expect("cancel").into_inner().execution.expect("execution");
+        assert_eq!(state(&e), pb::ExecutionState::Cancelled, "{e:?}");
+        let said = format!("cancelled by anonymous: enough; worker '{wid}' stopped the handler");
+        assert!(e.error.starts_with(&said), "{e:?}");
+        e
+    } else {
+        let t = eventually(WAIT, "the run timed out", || async {
+            in_state(&node, "slow", pb::ExecutionState::TimedOut).await.into_iter().next()
+        })
+        .await;
+        assert!(t.error.starts_with("timed out after 800 ms"), "{t:?}");
+        t
+    };
+    assert!(t.output.contains(&format!("sleeping 20000 ms on {wid}")), "the output printed is kept: {t:?}");
     eventually(WAIT, "the handler saw the cancellation", || async {
-        w.runs().iter().any(|r| r.0 == "C" && r.1 == id).then_some(())
+        w.runs().iter().any(|r| r.0 == "C" && r.1 == t.id).then_some(())
     })
     .await;
+    // The one slot is free again: a next run goes through.
     put(&node, job_with("quick", "0 0 0 1 1 *", &h, json!({"ms": 10}), |_| {})).await;
     c.trigger_job(pb::TriggerJobRequest { id: "quick".into(), ..Default::default() }).await.expect("trigger");
     eventually(WAIT, "a next run succeeded", || async {

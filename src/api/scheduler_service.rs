@@ -21,9 +21,6 @@ use crate::worker::OutputEvent;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
-/// Metadata a node puts on a TriggerJob it passes to its `target_node`: that node does not pass it on.
-pub const FORWARDED: &str = "rota-forwarded";
-
 /// Longest reason CancelExecution takes (it goes into the record's error, with who asked).
 const MAX_CANCEL_REASON: usize = 500;
 
@@ -184,7 +181,7 @@ impl SchedulerService for SchedulerApi {
         req: Request<pb::TriggerJobRequest>,
     ) -> Result<Response<pb::TriggerJobResponse>, Status> {
         let authorization = req.metadata().get("authorization").cloned();
-        let forwarded = req.metadata().contains_key(FORWARDED);
+        let forwarded = req.metadata().contains_key(crate::dispatch::FORWARDED);
         // A fire's own arguments change what the job runs (a shell job's command, an http job's
         // target): as PutJob does, they need an admin, where an operator may only run the job.
         if req.get_ref().args.is_some() {

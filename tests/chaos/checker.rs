@@ -63,6 +63,8 @@ pub struct Run {
     /// The external worker that ran it (jobs of an external worker's handler): a fault on that
     /// worker explains it as a fault on its node does.
     pub worker: Option<String>,
+    /// The `mark` in the arguments it ran with (a manual fire's own, TriggerJob's), if any.
+    pub mark: Option<String>,
 }
 
 /// One execution record from rota's API.
@@ -114,7 +116,13 @@ pub struct History {
     pub redis_faults_explain: bool,
     /// Executions the runner asked to cancel (CancelExecution): only these may end `cancelled`.
     pub cancels: std::collections::HashSet<String>,
+    /// Manual fires the runner triggered with arguments of their own.
+    pub triggers: Vec<Trigger>,
 }
+
+/// A manual fire the runner triggered with arguments of its own: (job, the mark in them, the fire
+/// id when the reply came back).
+pub type Trigger = (String, String, Option<String>);
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
@@ -123,6 +131,9 @@ pub struct Report {
     pub skipped_by_lock: usize,
     /// Fires whose execution was cancelled (asked by the runner) and that did not run to an end.
     pub cancelled: usize,
+    /// Manual fires triggered with arguments of their own, and of those, run to success.
+    pub manual_triggered: usize,
+    pub manual_executed: usize,
     pub lost_by_policy: usize,
     pub explained_extra_runs: usize,
     /// Of those, explained by a Redis fault alone (no fault on the run's node): a Redis fault has
@@ -156,7 +167,8 @@ const SLACK_MS: i64 = 50;
 pub fn check(h: &History) -> Report {
     let mut r = Report::default();
     let mut runs_by_fire: HashMap<(&str, i64), Vec<&Run>> = HashMap::new();
-    for run in &h.runs {
+    // Manual fires' runs (each carries its trigger's mark) are judged apart (`check_manual`).
+    for run in h.runs.iter().filter(|x| x.mark.is_none()) {
         runs_by_fire.entry((run.job.as_str(), run.sched_ms)).or_default().push(run);
     }
     let mut recs_by_fire: HashMap<(&str, i64), Vec<&Record>> = HashMap::new();
@@ -175,7 +187,7 @@ pub fn check(h: &History) -> Report {
             check_fire(h, &mut r, job, sched, &runs_by_fire, &recs_by_fire, &rec_by_exec, &run_by_exec);
             sched += period;
         }
-        let mut runs: Vec<&Run> = h.runs.iter().filter(|x| x.job == job.id).collect();
+        let mut runs: Vec<&Run> = h.runs.iter().filter(|x| x.job == job.id && x.mark.is_none()).collect();
         check_epochs(&mut r, job, &mut runs);
         if job.master_only {
             // Judged in the window only: the lease poller starts when the jobs are put, so a
@@ -219,8 +231,64 @@ pub fn check(h: &History) -> Report {
             ));
         }
     }
+    check_manual(h, &mut r, &run_by_exec);
     r.failover_ms = failovers(h);
     r
+}
+
+/// The fire id an execution id names (`<stamp>~<fire>`).
+fn fire_of(exec: &str) -> Option<&str> {
+    exec.split_once('~').map(|(_, f)| f)
+}
+
+/// Manual fires triggered with arguments of their own (a mark in them, and the mark as the
+/// idempotency key): each mark fired one fire, every run of that fire ran with the mark (its
+/// arguments went with it through hand-overs and re-runs), it succeeded once (any other run
+/// explained by a fault), and an acknowledged one ended.
+fn check_manual(h: &History, r: &mut Report, run_by_exec: &HashMap<&str, &Run>) {
+    for (job, mark, acked) in &h.triggers {
+        r.manual_triggered += 1;
+        let marked: Vec<&Run> = h.runs.iter().filter(|x| x.mark.as_deref() == Some(mark)).collect();
+        let mut fires: Vec<&str> = marked.iter().filter_map(|x| fire_of(&x.exec)).collect();
+        fires.extend(acked.as_deref());
+        fires.sort_unstable();
+        fires.dedup();
+        if fires.len() > 1 {
+            r.duplicated += 1;
+            r.violations.push(format!("{job}: the trigger marked {mark} made {} fires: {fires:?}", fires.len()));
+            continue;
+        }
+        let Some(fire) = fires.first().copied() else { continue };
+        let recs: Vec<&Record> = h.records.iter().filter(|x| fire_of(&x.exec) == Some(fire)).collect();
+        for run in h.runs.iter().filter(|x| fire_of(&x.exec) == Some(fire)) {
+            if run.mark.as_deref() != Some(mark) {
+                r.disagreeing += 1;
+                r.violations.push(format!("{fire}: run {} on {} ran without its own arguments", run.exec, run.node));
+            }
+        }
+        let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == "succeeded").collect();
+        match succeeded.len() {
+            1 => r.manual_executed += 1,
+            0 if recs.iter().any(|x| matches!(x.state.as_str(), "lost" | "skipped")) => {}
+            0 if acked.is_none() && recs.is_empty() && marked.is_empty() => {}
+            0 => {
+                r.lost += 1;
+                let states: Vec<&str> = recs.iter().map(|x| x.state.as_str()).collect();
+                r.violations.push(format!("{fire}: triggered ({mark}), not executed (records: {states:?})"));
+            }
+            n => {
+                r.duplicated += 1;
+                r.violations.push(format!("{fire}: {n} successful executions of one trigger"));
+            }
+        }
+        let ok = succeeded.first().map(|x| x.exec.as_str());
+        for run in h.runs.iter().filter(|x| fire_of(&x.exec) == Some(fire)) {
+            if Some(run.exec.as_str()) == ok || !run_by_exec.contains_key(run.exec.as_str()) {
+                continue;
+            }
+            extra_run(h, r, fire, run, "beside its one success");
+        }
+    }
 }
 
 fn in_window(h: &History, sched: i64) -> bool {
@@ -551,6 +619,7 @@ mod tests {
             start_ms: sched_ms + 5,
             end_ms: Some(sched_ms + 5 + dur),
             worker: None,
+            mark: None,
         }
     }
 
@@ -589,7 +658,40 @@ mod tests {
             late_bound_ms: 5000,
             redis_faults_explain: true,
             cancels: Default::default(),
+            triggers: Vec::new(),
         }
+    }
+
+    /// A manual fire with arguments of its own: run once with them passes; a run of it without
+    /// them, or the mark firing twice, is a violation.
+    #[test]
+    fn a_manual_fire_runs_once_and_with_its_own_arguments() {
+        let mut h = clean();
+        let mut m = run("a", 103, "s1~a@m:s0", "n1", 0, 20);
+        m.sched_ms += 123;
+        m.mark = Some("mk1".into());
+        h.runs.push(m.clone());
+        h.records.push(Record { manual: true, ..rec(&m, "succeeded") });
+        h.triggers.push(("a".into(), "mk1".into(), Some("a@m:s0".into())));
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.manual_triggered, r.manual_executed), (1, 1));
+        // A re-run of it that lost its arguments.
+        let mut bare = m.clone();
+        bare.exec = "s2~a@m:s0".into();
+        bare.mark = None;
+        h.runs.push(bare.clone());
+        h.records.push(Record { manual: true, ..rec(&bare, "failed") });
+        let r = check(&h);
+        assert!(r.violations.iter().any(|v| v.contains("ran without its own arguments")), "{:?}", r.violations);
+        // The mark fired twice.
+        h.runs.pop();
+        h.records.pop();
+        let mut twice = m.clone();
+        twice.exec = "s3~a@m:s9".into();
+        h.runs.push(twice);
+        let r = check(&h);
+        assert!(r.violations.iter().any(|v| v.contains("made 2 fires")), "{:?}", r.violations);
     }
 
     /// A cancelled fire is neither lost nor run twice when the runner asked for it; a `cancelled`

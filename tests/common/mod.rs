@@ -760,3 +760,15 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// Runs the real `rota` client (`bin`: the test's `CARGO_BIN_EXE_rota`) against `node`, without a
+/// token of the environment's.
+pub async fn rota_cli(bin: &str, node: &TestNode, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(bin)
+        .args(args)
+        .env("ROTA_ENDPOINT", node.endpoint())
+        .env_remove("ROTA_TOKEN")
+        .output()
+        .await
+        .expect("run rota")
+}
