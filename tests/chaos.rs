@@ -932,15 +932,21 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     // log notes, and the mark as the idempotency key, so a retry after a lost reply fires nothing
     // twice), through a node in turn: the checker holds each to one fire, run once, with them.
     let triggers: Arc<std::sync::Mutex<Vec<checker::Trigger>>> = Default::default();
+    // Refusals a retry cannot mend (a bad request, a conflict on the same arguments): violations.
+    let trigger_refusals: Arc<std::sync::Mutex<Vec<String>>> = Default::default();
     let trigger_loop = {
-        let (triggers, stop) = (Arc::clone(&triggers), stop_cancels.clone());
-        let ports: Vec<u16> = runner.cluster.slots.iter().map(|s| s.listen).collect();
+        let (triggers, refusals, stop) = (Arc::clone(&triggers), Arc::clone(&trigger_refusals), stop_cancels.clone());
+        // Through the nodes' gRPC proxies, where the faults on gRPC (delay, refusal, partition) are.
+        let addrs: Vec<String> = runner.cluster.slots.iter().map(|s| s.grpc.addr()).collect();
         let jobs: Vec<String> = infos.iter().filter(|j| j.id.starts_with("plain-")).map(|j| j.id.clone()).collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7419);
         tokio::spawn(async move {
             let mut n = 0;
-            while !stop.is_cancelled() && !jobs.is_empty() {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(700..1700))).await;
+            while !jobs.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(rng.random_range(700..1700))) => {}
+                }
                 n += 1;
                 let job = jobs[rng.random_range(0..jobs.len())].clone();
                 let mark = format!("mk{seed}-{n}");
@@ -951,17 +957,31 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
                     ..Default::default()
                 };
                 let mut fire = None;
-                // Asked again (same key) on another node while no node answers: one fire.
-                for _ in 0..4 {
-                    let port = ports[rng.random_range(0..ports.len())];
-                    let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")) else {
-                        continue;
-                    };
+                // Asked again (same key) on the next node while no node answers: one fire.
+                let first = rng.random_range(0..addrs.len());
+                for attempt in 0..4 {
+                    let addr = &addrs[(first + attempt) % addrs.len()];
+                    let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else { continue };
                     let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(1), ep.connect()).await else { continue };
                     let mut c = pb::scheduler_service_client::SchedulerServiceClient::new(ch);
-                    if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), c.trigger_job(req.clone())).await {
-                        fire = r.into_inner().execution.map(|e| e.fire_id);
-                        break;
+                    match tokio::time::timeout(Duration::from_secs(5), c.trigger_job(req.clone())).await {
+                        Ok(Ok(r)) => {
+                            fire = r.into_inner().execution.map(|e| e.fire_id);
+                            break;
+                        }
+                        Ok(Err(s))
+                            if matches!(
+                                s.code(),
+                                tonic::Code::InvalidArgument
+                                    | tonic::Code::PermissionDenied
+                                    | tonic::Code::NotFound
+                                    | tonic::Code::FailedPrecondition
+                            ) =>
+                        {
+                            refusals.lock().expect("refusals").push(format!("trigger {mark} of {job}: {s:?}"));
+                            break;
+                        }
+                        _ => {}
                     }
                 }
                 triggers.lock().expect("triggers").push((job, mark, fire));
@@ -1065,9 +1085,10 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     loop {
         let mut c = runner.cluster.client().await.expect("client");
         recs = records(&mut c, &infos).await;
+        // Manual fires too, whenever they were triggered (the trigger loop stopped at the window's end).
         let open = recs
             .iter()
-            .filter(|r| r.sched_ms >= window.0 && r.sched_ms < window.1)
+            .filter(|r| (r.sched_ms >= window.0 && r.sched_ms < window.1) || r.manual)
             .filter(|r| matches!(r.state.as_str(), "pending" | "running"))
             .count();
         if open == 0 || now_ms() > settle_until {
@@ -1107,6 +1128,11 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         tracing_line(&format!("explained by a Redis fault alone: {line}"));
     }
     report.violations.append(&mut runner.crashes);
+    report.violations.append(&mut trigger_refusals.lock().expect("refusals").clone());
+    // Triggers with arguments of their own must work at all: most get through the faults.
+    if report.manual_triggered >= 10 && report.manual_executed == 0 {
+        report.violations.push(format!("none of {} manual triggers ran", report.manual_triggered));
+    }
     report.violations.append(&mut archive);
     let summary = summary(topology, seed, secs, n_jobs, &history, &report);
     println!("{}", serde_json::to_string(&summary).expect("json"));

@@ -1366,7 +1366,12 @@ impl Worker {
                     // signals its group), then is dropped. One that times itself stops its own run
                     // and answers `FailureKind::Cancelled` (below).
                     why = stop.wait(&exec_id), if !h.times_itself() => {
-                        let _ = tokio::time::timeout(h.stop_grace(), &mut run).await;
+                        // No grace: dropped at once, not polled again (a run that ended in that
+                        // last poll would be recorded cancelled after all).
+                        let grace = h.stop_grace();
+                        if !grace.is_zero() {
+                            let _ = tokio::time::timeout(grace, &mut run).await;
+                        }
                         Err((ExecState::Cancelled, why, partial.take()))
                     }
                 }

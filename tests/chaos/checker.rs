@@ -167,8 +167,8 @@ const SLACK_MS: i64 = 50;
 pub fn check(h: &History) -> Report {
     let mut r = Report::default();
     let mut runs_by_fire: HashMap<(&str, i64), Vec<&Run>> = HashMap::new();
-    // Manual fires' runs (each carries its trigger's mark) are judged apart (`check_manual`).
-    for run in h.runs.iter().filter(|x| x.mark.is_none()) {
+    // Manual fires' runs are judged apart (`check_manual`).
+    for run in h.runs.iter().filter(|x| !is_manual(&x.exec)) {
         runs_by_fire.entry((run.job.as_str(), run.sched_ms)).or_default().push(run);
     }
     let mut recs_by_fire: HashMap<(&str, i64), Vec<&Record>> = HashMap::new();
@@ -187,7 +187,7 @@ pub fn check(h: &History) -> Report {
             check_fire(h, &mut r, job, sched, &runs_by_fire, &recs_by_fire, &rec_by_exec, &run_by_exec);
             sched += period;
         }
-        let mut runs: Vec<&Run> = h.runs.iter().filter(|x| x.job == job.id && x.mark.is_none()).collect();
+        let mut runs: Vec<&Run> = h.runs.iter().filter(|x| x.job == job.id && !is_manual(&x.exec)).collect();
         check_epochs(&mut r, job, &mut runs);
         if job.master_only {
             // Judged in the window only: the lease poller starts when the jobs are put, so a
@@ -213,7 +213,7 @@ pub fn check(h: &History) -> Report {
             }
         }
     }
-    for run in h.runs.iter().filter(|x| x.attempt == 1 && in_window(h, x.sched_ms)) {
+    for run in h.runs.iter().filter(|x| x.attempt == 1 && in_window(h, x.sched_ms) && !is_manual(&x.exec)) {
         let delay = run.start_ms - run.sched_ms;
         r.max_delay_ms = r.max_delay_ms.max(delay);
         if delay > h.late_bound_ms {
@@ -231,7 +231,7 @@ pub fn check(h: &History) -> Report {
             ));
         }
     }
-    check_manual(h, &mut r, &run_by_exec);
+    check_manual(h, &mut r, &rec_by_exec, &run_by_exec);
     r.failover_ms = failovers(h);
     r
 }
@@ -241,40 +241,89 @@ fn fire_of(exec: &str) -> Option<&str> {
     exec.split_once('~').map(|(_, f)| f)
 }
 
-/// Manual fires triggered with arguments of their own (a mark in them, and the mark as the
-/// idempotency key): each mark fired one fire, every run of that fire ran with the mark (its
-/// arguments went with it through hand-overs and re-runs), it succeeded once (any other run
-/// explained by a fault), and an acknowledged one ended.
-fn check_manual(h: &History, r: &mut Report, run_by_exec: &HashMap<&str, &Run>) {
+/// Whether an execution id is of a manual fire (`<stamp>~<job>@m:<stamp>`).
+fn is_manual(exec: &str) -> bool {
+    fire_of(exec).is_some_and(|f| f.contains("@m:"))
+}
+
+/// Manual fires (the runner triggers `plain` jobs with arguments of their own: a mark in them, and
+/// the mark as the idempotency key). Every manual fire is judged, whether or not its trigger's
+/// reply came back:
+/// - each mark made at most one fire; a job has no more manual fires than its triggers;
+/// - every run of a manual fire carries a mark of its job's triggers (the mark of the trigger its
+///   reply or a run names): its arguments went with it through hand-overs and re-runs;
+/// - it ended as a scheduled fire must: one success, backed by a finished run, or `lost` past the
+///   recoveries; a run rota has no record of is a duplicate; any other run needs a fault.
+fn check_manual(h: &History, r: &mut Report, rec_by_exec: &HashMap<&str, &Record>, run_by_exec: &HashMap<&str, &Run>) {
+    let mut runs_of: HashMap<&str, Vec<&Run>> = HashMap::new();
+    for run in h.runs.iter().filter(|x| is_manual(&x.exec)) {
+        runs_of.entry(fire_of(&run.exec).unwrap_or_default()).or_default().push(run);
+    }
+    let mut recs_of: HashMap<&str, Vec<&Record>> = HashMap::new();
+    for rec in h.records.iter().filter(|x| is_manual(&x.exec)) {
+        recs_of.entry(fire_of(&rec.exec).unwrap_or_default()).or_default().push(rec);
+    }
+    // The fire each mark made, from its reply or its runs.
+    let mut fire_of_mark: HashMap<&str, &str> = HashMap::new();
+    let mut marks_of_job: HashMap<&str, Vec<&str>> = HashMap::new();
     for (job, mark, acked) in &h.triggers {
         r.manual_triggered += 1;
-        let marked: Vec<&Run> = h.runs.iter().filter(|x| x.mark.as_deref() == Some(mark)).collect();
-        let mut fires: Vec<&str> = marked.iter().filter_map(|x| fire_of(&x.exec)).collect();
+        marks_of_job.entry(job.as_str()).or_default().push(mark.as_str());
+        let mut fires: Vec<&str> =
+            h.runs.iter().filter(|x| x.mark.as_deref() == Some(mark)).filter_map(|x| fire_of(&x.exec)).collect();
         fires.extend(acked.as_deref());
         fires.sort_unstable();
         fires.dedup();
-        if fires.len() > 1 {
-            r.duplicated += 1;
-            r.violations.push(format!("{job}: the trigger marked {mark} made {} fires: {fires:?}", fires.len()));
-            continue;
+        match fires.as_slice() {
+            [] => {}
+            [one] => {
+                fire_of_mark.insert(mark, one);
+            }
+            more => {
+                r.duplicated += 1;
+                r.violations.push(format!("{job}: the trigger marked {mark} made {} fires: {more:?}", more.len()));
+            }
         }
-        let Some(fire) = fires.first().copied() else { continue };
-        let recs: Vec<&Record> = h.records.iter().filter(|x| fire_of(&x.exec) == Some(fire)).collect();
-        for run in h.runs.iter().filter(|x| fire_of(&x.exec) == Some(fire)) {
-            if run.mark.as_deref() != Some(mark) {
+    }
+    let claimed: std::collections::HashSet<&str> = fire_of_mark.values().copied().collect();
+    let mut fires: Vec<&str> = runs_of.keys().chain(recs_of.keys()).copied().collect();
+    fires.extend(claimed.iter().copied());
+    fires.sort_unstable();
+    fires.dedup();
+    let mut unclaimed_by_job: HashMap<&str, usize> = HashMap::new();
+    for fire in fires {
+        let job = fire.split_once('@').map_or(fire, |(j, _)| j);
+        let runs = runs_of.get(fire).cloned().unwrap_or_default();
+        let recs = recs_of.get(fire).cloned().unwrap_or_default();
+        let mark = fire_of_mark.iter().find(|(_, f)| **f == fire).map(|(m, _)| *m);
+        if mark.is_none() {
+            *unclaimed_by_job.entry(job).or_default() += 1;
+        }
+        let job_marks = marks_of_job.get(job).cloned().unwrap_or_default();
+        for run in &runs {
+            let ok = match (mark, run.mark.as_deref()) {
+                (Some(m), Some(got)) => m == got,
+                (None, Some(got)) => job_marks.contains(&got),
+                (_, None) => false,
+            };
+            if !ok {
                 r.disagreeing += 1;
                 r.violations.push(format!("{fire}: run {} on {} ran without its own arguments", run.exec, run.node));
             }
         }
+        if recs.iter().any(|x| !is_terminal(&x.state)) {
+            continue; // counted by the check of open records
+        }
         let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == "succeeded").collect();
         match succeeded.len() {
             1 => r.manual_executed += 1,
-            0 if recs.iter().any(|x| matches!(x.state.as_str(), "lost" | "skipped")) => {}
-            0 if acked.is_none() && recs.is_empty() && marked.is_empty() => {}
+            0 if recs.iter().any(|x| x.state == "lost") && runs.len() > MAX_RECOVERIES => r.lost_by_policy += 1,
             0 => {
                 r.lost += 1;
                 let states: Vec<&str> = recs.iter().map(|x| x.state.as_str()).collect();
-                r.violations.push(format!("{fire}: triggered ({mark}), not executed (records: {states:?})"));
+                r.violations
+                    .push(format!("{fire}: a manual fire not executed (records: {states:?}, runs: {})", runs.len()));
+                continue;
             }
             n => {
                 r.duplicated += 1;
@@ -282,11 +331,32 @@ fn check_manual(h: &History, r: &mut Report, run_by_exec: &HashMap<&str, &Run>) 
             }
         }
         let ok = succeeded.first().map(|x| x.exec.as_str());
-        for run in h.runs.iter().filter(|x| fire_of(&x.exec) == Some(fire)) {
-            if Some(run.exec.as_str()) == ok || !run_by_exec.contains_key(run.exec.as_str()) {
+        if let Some(ok) = ok {
+            if run_by_exec.get(ok).is_none_or(|run| run.end_ms.is_none()) {
+                r.disagreeing += 1;
+                r.violations.push(format!("{fire}: rota says {ok} succeeded; the side log has no finished run"));
+            }
+        }
+        for run in &runs {
+            if Some(run.exec.as_str()) == ok {
                 continue;
             }
-            extra_run(h, r, fire, run, "beside its one success");
+            match rec_by_exec.get(run.exec.as_str()) {
+                None => {
+                    r.duplicated += 1;
+                    r.violations.push(format!("{fire}: run {} on {} has no rota record", run.exec, run.node));
+                }
+                Some(_) => extra_run(h, r, fire, run, "beside its one success"),
+            }
+        }
+    }
+    // Fires no reply and no run names belong to triggers whose reply was lost: at most one each.
+    for (job, n) in unclaimed_by_job {
+        let unknown = h.triggers.iter().filter(|(j, m, _)| j == job && !fire_of_mark.contains_key(m.as_str())).count();
+        if n > unknown {
+            r.duplicated += 1;
+            r.violations
+                .push(format!("{job}: {n} manual fires no trigger names, for {unknown} triggers without a reply"));
         }
     }
 }
@@ -333,10 +403,24 @@ fn check_fire(
             r.disagreeing += 1;
             r.violations.push(format!("{fire}: {} recorded cancelled, which no one asked", c.exec));
         }
-        // Execution ids sort by when they were made: a later attempt's is greater.
-        for s in succeeded.iter().filter(|s| s.exec > c.exec) {
+        // Execution ids sort by when they were made: a later attempt's is greater. Nothing of the
+        // fire may run, or be recorded (but late evidence), after its cancel.
+        for s in recs.iter().filter(|s| s.exec > c.exec && s.state != "superseded") {
             r.duplicated += 1;
-            r.violations.push(format!("{fire}: cancelled as {}, then run again as {}", c.exec, s.exec));
+            r.violations
+                .push(format!("{fire}: cancelled as {}, then recorded again as {} ({})", c.exec, s.exec, s.state));
+        }
+        for run in runs.iter().filter(|x| x.exec > c.exec) {
+            r.duplicated += 1;
+            r.violations
+                .push(format!("{fire}: cancelled as {}, then run again as {} on {}", c.exec, run.exec, run.node));
+        }
+        // A stopped run's handler does not reach its end after the record says it was cancelled.
+        if let Some(run) = run_by_exec.get(c.exec.as_str()) {
+            if run.end_ms.is_some_and(|e| e > c.end_ms.unwrap_or(i64::MAX) + SLACK_MS) {
+                r.disagreeing += 1;
+                r.violations.push(format!("{fire}: {} recorded cancelled, but its handler ran on to its end", c.exec));
+            }
         }
     }
     match succeeded.len() {
@@ -692,6 +776,28 @@ mod tests {
         h.runs.push(twice);
         let r = check(&h);
         assert!(r.violations.iter().any(|v| v.contains("made 2 fires")), "{:?}", r.violations);
+        // A manual fire no trigger names (its reply lost, or made twice), run without arguments.
+        h.runs.pop();
+        let stray = run("a", 104, "s5~a@m:s7", "n2", 0, 20);
+        h.runs.push(stray.clone());
+        h.records.push(Record { manual: true, ..rec(&stray, "succeeded") });
+        let r = check(&h);
+        assert!(
+            r.violations.iter().any(|v| v.contains("s5~a@m:s7 on n2 ran without its own arguments")),
+            "{:?}",
+            r.violations
+        );
+        assert!(
+            r.violations.iter().any(|v| v.contains("1 manual fires no trigger names, for 0")),
+            "{:?}",
+            r.violations
+        );
+        // Recorded succeeded with no finished run behind it.
+        h.runs.pop();
+        h.records.pop();
+        h.runs.iter_mut().filter(|x| x.exec == "s1~a@m:s0").for_each(|x| x.end_ms = None);
+        let r = check(&h);
+        assert!(r.violations.iter().any(|v| v.contains("the side log has no finished run")), "{:?}", r.violations);
     }
 
     /// A cancelled fire is neither lost nor run twice when the runner asked for it; a `cancelled`
