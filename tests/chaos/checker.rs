@@ -236,6 +236,11 @@ pub fn check(h: &History) -> Report {
     r
 }
 
+/// How many of a fire's attempts were recorded lost.
+fn lost_attempts(recs: &[&Record]) -> usize {
+    recs.iter().filter(|x| x.state == "lost").count()
+}
+
 /// The fire id an execution id names (`<stamp>~<fire>`).
 fn fire_of(exec: &str) -> Option<&str> {
     exec.split_once('~').map(|(_, f)| f)
@@ -317,7 +322,11 @@ fn check_manual(h: &History, r: &mut Report, rec_by_exec: &HashMap<&str, &Record
         let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == "succeeded").collect();
         match succeeded.len() {
             1 => r.manual_executed += 1,
-            0 if recs.iter().any(|x| x.state == "lost") && runs.len() > MAX_RECOVERIES => r.lost_by_policy += 1,
+            0 if lost_attempts(&recs) > MAX_RECOVERIES
+                || (recs.iter().any(|x| x.state == "lost") && runs.len() > MAX_RECOVERIES) =>
+            {
+                r.lost_by_policy += 1
+            }
             0 => {
                 r.lost += 1;
                 let states: Vec<&str> = recs.iter().map(|x| x.state.as_str()).collect();
@@ -427,8 +436,12 @@ fn check_fire(
         1 => r.executed += 1,
         0 if !cancelled.is_empty() => r.cancelled += 1,
         0 if job.forbid && has("skipped") => r.skipped_by_lock += 1,
-        // A re-run job is given up (recorded lost) after the cluster's max recoveries (2).
-        0 if has("lost") && (!job.rerun || runs.len() > MAX_RECOVERIES) => r.lost_by_policy += 1,
+        // A re-run job is given up (recorded lost) after the cluster's max recoveries (2): its
+        // attempts recorded lost, not its side-log runs, since an attempt taken but not yet begun
+        // when its node dies counts as begun (PROTOCOL 6.1 step 7) and never reaches the handler.
+        0 if has("lost") && (!job.rerun || lost_attempts(&recs) > MAX_RECOVERIES || runs.len() > MAX_RECOVERIES) => {
+            r.lost_by_policy += 1
+        }
         0 => {
             r.lost += 1;
             let states: Vec<&str> = recs.iter().map(|x| x.state.as_str()).collect();
@@ -744,6 +757,47 @@ mod tests {
             cancels: Default::default(),
             triggers: Vec::new(),
         }
+    }
+
+    /// A re-run job's fire recorded lost once per allowed attempt (1 and 2 recoveries) is lost by
+    /// policy even when one attempt never reached its handler (taken, not begun, when its node died);
+    /// lost twice, with a recovery left, it is a lost fire.
+    #[test]
+    fn a_rerun_fire_lost_past_its_recoveries_is_lost_by_policy() {
+        let mut h = clean();
+        h.jobs.push(JobInfo { rerun: true, ..job("r", false, false) });
+        let runs: Vec<Run> = (0..2).map(|i| run("r", 104, &format!("r104-{i}"), "n3", 99_000, 20)).collect();
+        for (i, x) in runs.iter().enumerate() {
+            h.runs.push(Run { attempt: i as u32 + 1, end_ms: None, ..x.clone() });
+        }
+        let mut recs: Vec<Record> = runs.iter().map(|x| rec(x, "lost")).collect();
+        let third = Record { exec: "r104-2".into(), ..recs[0].clone() };
+        recs.push(third);
+        for s in 100..110 {
+            if s != 104 {
+                let x = run("r", s, &format!("r{s}"), "n3", 99_000, 20);
+                h.records.push(rec(&x, "succeeded"));
+                h.runs.push(x);
+            }
+        }
+        h.records.extend(recs.clone());
+        // Its node killed under each run (what explains them, and what lost them).
+        h.faults.push(Fault {
+            kind: "kill_worker".into(),
+            node: Some("n3".into()),
+            at_ms: 104_000,
+            until_ms: 104_100,
+            dead_ms: None,
+            was_master: false,
+            epoch_before: 99_000,
+        });
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.lost_by_policy, 1);
+        // Two attempts lost, one recovery left: lost.
+        h.records.retain(|x| x.exec != "r104-2");
+        let r = check(&h);
+        assert!(r.violations.iter().any(|v| v.contains("r@104000: not executed")), "{:?}", r.violations);
     }
 
     /// A manual fire with arguments of its own: run once with them passes; a run of it without
