@@ -988,7 +988,7 @@ async fn steps(here: bool) -> Value {
                 sched_ms: sched,
                 next_ms: Some(sched + 86_400_000),
                 exec: Execution::pending(&id, scheduled_fire_id(&id, sched), sched, "n1", 1),
-                forbid: false,
+                overlap: rota::job::Concurrency::Allow,
                 lock_ttl_ms: 60_000,
                 here,
                 start: here,

@@ -510,6 +510,30 @@ impl Router {
         }
     }
 
+    /// A replacing fire's stop (concurrency replace, PROTOCOL §3.20): the store left the request on
+    /// the running fire's node's stop list (taken at its rescan); this asks that node at once too,
+    /// here or by StopRun, on a task of its own so the tick goes on.
+    pub fn stop_replaced(&self, r: crate::store::Replacing) {
+        let crate::store::Replacing { node, stop } = r;
+        if node == self.node_id {
+            self.worker.stop_run(&stop.fire, &stop.exec, &stop.why);
+            return;
+        }
+        let (loads, client) = (Arc::clone(&self.loads), Arc::clone(&self.peer_client));
+        tokio::spawn(async move {
+            let peers = loads.peers(crate::store::now_ms()).await;
+            let Some(peer) = peers.into_iter().find(|p| p.node_id == node) else {
+                tracing::info!(node = %node, fire = %stop.fire, "the replaced fire's node is not a live peer: it takes the stop request at its rescan");
+                return;
+            };
+            let req = pb::StopRunRequest { fire_id: stop.fire.clone(), execution_id: stop.exec, why: stop.why };
+            if let Err(e) = client.stop_run(&peer.address, req).await {
+                tracing::warn!(node = %node, fire = %stop.fire, error = %e,
+                    "cannot ask the node to stop the replaced run; it takes the request at its rescan");
+            }
+        });
+    }
+
     /// Runs a fire claimed into this node's hands (`ClaimOutcome::Here`: already accepted;
     /// `ClaimOutcome::Started`, as execution `exec_id` under `fence`: already started).
     pub fn run_claimed_here(&self, job: Job, fire_id: &str, started: Option<(&str, &Fence)>) {

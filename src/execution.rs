@@ -142,11 +142,13 @@ impl Execution {
     }
 
     /// The record of this fire when the job's no-overlap lock was held by an earlier fire.
-    pub fn skipped_by_lock(&self) -> Execution {
+    /// `why`: the lock was held by an earlier fire (forbid), or the fires waiting for it fill the
+    /// job's buffer (`store::skipped_by_lock` says which).
+    pub fn skipped_by_lock(&self, why: &str) -> Execution {
         let mut e = self.clone();
         e.state = ExecState::Skipped;
         e.end_ms = Some(crate::clock::now_ms());
-        e.set_error("skipped: an earlier fire of this job is still running (concurrency forbid)");
+        e.set_error(why);
         e
     }
 

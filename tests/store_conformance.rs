@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
-use rota::job::JobSpec;
+use rota::job::{Concurrency, JobSpec};
 use rota::store::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState,
     FireStore, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
@@ -21,12 +21,16 @@ fn spec(id: &str) -> JobSpec {
 }
 
 fn claim(job: &str, sched: i64, next: Option<i64>, forbid: bool) -> Claim {
+    claim_with(job, sched, next, if forbid { Concurrency::Forbid } else { Concurrency::Allow })
+}
+
+fn claim_with(job: &str, sched: i64, next: Option<i64>, overlap: Concurrency) -> Claim {
     Claim {
         job_id: job.into(),
         sched_ms: sched,
         next_ms: next,
         exec: Execution::pending(job, scheduled_fire_id(job, sched), sched, "n1", 1),
-        forbid,
+        overlap,
         lock_ttl_ms: 60_000,
         here: false,
         start: false,
@@ -178,35 +182,41 @@ async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
     let mk = || manual("t");
     let first = mk();
     assert_eq!(
-        s.trigger(&first, Some("k1"), false, 1000, None).await.expect("trigger"),
+        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, None).await.expect("trigger"),
         TriggerOutcome::Created(first.clone())
     );
     let again = mk();
     // The record read back: a pending execution names no node until one takes its fire (the Redis
     // store's record is the fire hash, section 4.2); the memory store keeps the one it was given.
     let pending = |e: &Execution| Execution { node_id: String::new(), ..e.clone() };
-    match s.trigger(&again, Some("k1"), false, 1000, None).await.expect("trigger") {
+    match s.trigger(&again, Some("k1"), Concurrency::Allow, 1000, None).await.expect("trigger") {
         TriggerOutcome::Deduplicated(e) => assert_eq!(pending(&e), pending(&first)),
         other => panic!("{other:?}"),
     }
     let other = mk();
     assert_eq!(
-        s.trigger(&other, Some("k2"), false, 1000, None).await.expect("trigger"),
+        s.trigger(&other, Some("k2"), Concurrency::Allow, 1000, None).await.expect("trigger"),
         TriggerOutcome::Created(other.clone())
     );
     let nokey = mk();
     assert_eq!(
-        s.trigger(&nokey, None, false, 1000, None).await.expect("trigger"),
+        s.trigger(&nokey, None, Concurrency::Allow, 1000, None).await.expect("trigger"),
         TriggerOutcome::Created(nokey.clone())
     );
     let mut gone = mk();
     gone.job_id = "missing".into();
-    assert_eq!(s.trigger(&gone, None, false, 1000, None).await.expect("trigger"), TriggerOutcome::Gone);
+    assert_eq!(s.trigger(&gone, None, Concurrency::Allow, 1000, None).await.expect("trigger"), TriggerOutcome::Gone);
     // Forbid: a manual fire while another fire holds the lock is recorded as skipped.
     let locked = mk();
-    assert!(matches!(s.trigger(&locked, None, true, 60_000, None).await.expect("t"), TriggerOutcome::Created(_)));
+    assert!(matches!(
+        s.trigger(&locked, None, Concurrency::Forbid, 60_000, None).await.expect("t"),
+        TriggerOutcome::Created(_)
+    ));
     let blocked = mk();
-    assert!(matches!(s.trigger(&blocked, None, true, 60_000, None).await.expect("t"), TriggerOutcome::Skipped(_)));
+    assert!(matches!(
+        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, None).await.expect("t"),
+        TriggerOutcome::Skipped(_)
+    ));
     let rec = s.get_execution(&blocked.id).await.expect("get").expect("the skipped fire's record");
     assert_eq!((rec.state, rec.manual, rec.fire_id.as_str()), (ExecState::Skipped, true, blocked.fire_id.as_str()));
     assert!(rec.error.contains("concurrency forbid") && rec.end_ms.is_some(), "{rec:?}");
@@ -736,21 +746,21 @@ async fn a_manual_fires_own_arguments_go_with_it(s: Arc<dyn Store>) {
     let args = serde_json::json!({"region": "eu", "n": 2});
     let e = manual("t");
     assert_eq!(
-        s.trigger(&e, Some("k"), false, 1000, Some(&args)).await.expect("t"),
+        s.trigger(&e, Some("k"), Concurrency::Allow, 1000, Some(&args)).await.expect("t"),
         TriggerOutcome::Created(e.clone())
     );
     let other = serde_json::json!({"region": "us"});
     assert_eq!(
-        s.trigger(&manual("t"), Some("k"), false, 1000, Some(&other)).await.expect("t"),
+        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, Some(&other)).await.expect("t"),
         TriggerOutcome::Conflict(e.id.clone())
     );
     assert_eq!(
-        s.trigger(&manual("t"), Some("k"), false, 1000, None).await.expect("t"),
+        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, None).await.expect("t"),
         TriggerOutcome::Conflict(e.id.clone()),
         "none is other arguments too"
     );
     assert!(matches!(
-        s.trigger(&manual("t"), Some("k"), false, 1000, Some(&args)).await.expect("t"),
+        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, Some(&args)).await.expect("t"),
         TriggerOutcome::Deduplicated(_)
     ));
     let Accept::Started(sf) = s.accept(&e.fire_id, None, "n1", "i1").await.expect("accept") else {
@@ -759,7 +769,10 @@ async fn a_manual_fires_own_arguments_go_with_it(s: Arc<dyn Store>) {
     assert_eq!(sf.args, Some(args));
     // A fire without arguments of its own runs its job's.
     let plain = manual("t");
-    assert!(matches!(s.trigger(&plain, None, false, 1000, None).await.expect("t"), TriggerOutcome::Created(_)));
+    assert!(matches!(
+        s.trigger(&plain, None, Concurrency::Allow, 1000, None).await.expect("t"),
+        TriggerOutcome::Created(_)
+    ));
     let Accept::Started(sf) = s.accept(&plain.fire_id, None, "n1", "i1").await.expect("accept") else {
         panic!("not started")
     };
@@ -826,10 +839,16 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     let mk = || manual("t");
     let first = mk();
     let mut fires = vec![first.clone()];
-    assert!(matches!(s.trigger(&first, Some("k1"), false, 1000, None).await.expect("t"), TriggerOutcome::Created(_)));
+    assert!(matches!(
+        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, None).await.expect("t"),
+        TriggerOutcome::Created(_)
+    ));
     for _ in 0..3 {
         let e = mk();
-        assert!(matches!(s.trigger(&e, None, false, 1000, None).await.expect("t"), TriggerOutcome::Created(_)));
+        assert!(matches!(
+            s.trigger(&e, None, Concurrency::Allow, 1000, None).await.expect("t"),
+            TriggerOutcome::Created(_)
+        ));
         fires.push(e);
     }
     for e in &fires {
@@ -845,7 +864,7 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     }
     assert_eq!(s.get_execution(&first.id).await.expect("get"), None, "trimmed");
     assert_eq!(
-        s.trigger(&mk(), Some("k1"), false, 1000, None).await.expect("trigger"),
+        s.trigger(&mk(), Some("k1"), Concurrency::Allow, 1000, None).await.expect("trigger"),
         TriggerOutcome::Spent(first.id.clone())
     );
 }
@@ -1218,7 +1237,123 @@ conformance!(
     a_keep_alive_never_takes_a_heartbeat_back,
     cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs,
     a_manual_fires_own_arguments_go_with_it,
+    overlap_policies_hold_fires_and_hand_the_lock_on,
 );
+
+/// Overlap policies (PROTOCOL §3.20): a `buffer` fire that finds the job's lock held waits for it
+/// (held, pending, in nobody's hands), up to the limit, then fires are skipped saying so; the
+/// running fire's finish hands the lock to the oldest held fire, into the finishing node's queue;
+/// a held fire can be cancelled; a lock that expired with fires held is handed on by the master's
+/// sweep. A `replace` fire asks the running holder to stop (its node's stop list) and replaces a
+/// fire held before it (skipped, saying by which). Manual fires obey the same.
+async fn overlap_policies_hold_fires_and_hand_the_lock_on(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    let base = now_ms() / 1000 * 1000 + 1000;
+    let claim_one = |job: &str, at: i64, o: Concurrency| {
+        let (s, fence, c) = (Arc::clone(&s), fence.clone(), claim_with(job, at, Some(at + 1000), o));
+        async move {
+            let out = s.claim(&fence, std::slice::from_ref(&c)).await.expect("claim");
+            (out.into_iter().next().expect("one outcome"), c)
+        }
+    };
+    let run_on_n1 = |fire: String| {
+        let (s, epoch) = (Arc::clone(&s), epoch_of(&fence));
+        async move {
+            assert_eq!(s.take_only(&fire, Some(epoch), "n1", "i1").await.expect("take"), Accept::Accepted);
+            let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
+                panic!("not started")
+            };
+            sf
+        }
+    };
+    // Buffer 2: one runs, two wait, the fourth is skipped.
+    let b = Concurrency::Buffer(2);
+    put(&*s, "b", base).await;
+    let (o1, c1) = claim_one("b", base, b).await;
+    assert_eq!(o1, ClaimOutcome::Claimed);
+    let sf = run_on_n1(c1.exec.fire_id.clone()).await;
+    let (o2, c2) = claim_one("b", base + 1000, b).await;
+    let (o3, c3) = claim_one("b", base + 2000, b).await;
+    let (o4, c4) = claim_one("b", base + 3000, b).await;
+    assert_eq!((o2, o3, o4), (ClaimOutcome::Held(None), ClaimOutcome::Held(None), ClaimOutcome::Skipped));
+    assert_eq!(s.held_count("b").await.expect("held"), 2);
+    let held = s.get_execution(&c2.exec.id).await.expect("get").expect("recorded");
+    assert_eq!(held.state, ExecState::Pending, "a held fire reads pending");
+    let skipped = s.get_execution(&c4.exec.id).await.expect("get").expect("recorded");
+    assert_eq!(skipped.state, ExecState::Skipped);
+    assert!(skipped.error.contains("2 fires already wait"), "{}", skipped.error);
+    // Held fires are in nobody's hands and not due for the sweep.
+    assert!(!s.stuck_dispatching(now_ms() + 86_400_000, 1000).await.expect("stuck").contains(&c2.exec.fire_id));
+    assert!(s.take_only(&c2.exec.fire_id, Some(epoch_of(&fence)), "n1", "i1").await.expect("take") != Accept::Accepted);
+    // The run ends: the lock passes to the oldest held fire, queued on the finishing node.
+    let mut done = Execution::pending("b", c1.exec.fire_id.clone(), base, "n1", 1);
+    done.id = sf.exec_id.clone();
+    done.start_ms = Some(sf.start_ms);
+    done.close(ExecState::Succeeded, "");
+    assert_eq!(s.finish(&done, "n1", "i1", Keep::DEFAULT, true).await.expect("finish"), Finish::Recorded);
+    assert_eq!(s.node_fires("n1").await.expect("lists").0, vec![c2.exec.fire_id.clone()]);
+    assert!(s.renew_lock("b", &c2.exec.fire_id, 60_000).await.expect("renew"), "the held fire owns the lock");
+    assert_eq!(s.held_count("b").await.expect("held"), 1);
+    // The next held fire is cancelled while it waits: out of the held list, never run.
+    assert_eq!(
+        s.cancel(&cancelled(&c3.exec.id, &c3.exec.fire_id, "b"), false).await.expect("cancel"),
+        Cancel::Cancelled
+    );
+    assert_eq!(s.held_count("b").await.expect("held"), 0);
+    assert_eq!(s.get_execution(&c3.exec.id).await.expect("get").map(|e| e.state), Some(ExecState::Cancelled));
+    // The promoted fire runs as any queued one does.
+    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(c2.exec.fire_id.clone()));
+    assert!(matches!(
+        s.start(&c2.exec.fire_id, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start"),
+        Start::Run(_)
+    ));
+
+    // A lock that expires with a fire held (its holder's node died): the sweep hands it on.
+    let e = Concurrency::Buffer(1);
+    put(&*s, "e", base).await;
+    let (_, e1) = claim_one("e", base, e).await;
+    let (eo, e2) = claim_one("e", base + 1000, e).await;
+    assert_eq!(eo, ClaimOutcome::Held(None));
+    assert!(s.renew_lock("e", &e1.exec.fire_id, 1).await.expect("renew"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(s.promote_held(&fence, 60_000).await.expect("promote"), vec![e2.exec.fire_id.clone()]);
+    assert!(s.stuck_dispatching(now_ms() + 10, 1000).await.expect("stuck").contains(&e2.exec.fire_id));
+    assert_eq!(
+        s.take_only(&e2.exec.fire_id, Some(epoch_of(&fence)), "n1", "i1").await.expect("take"),
+        Accept::Accepted
+    );
+    assert!(s.promote_held(&fence, 60_000).await.expect("again").is_empty(), "nothing more to hand on");
+
+    // Replace: the running holder is asked to stop; a fire held before is replaced.
+    put(&*s, "r", base).await;
+    let (_, r1) = claim_one("r", base, Concurrency::Replace).await;
+    let rf = run_on_n1(r1.exec.fire_id.clone()).await;
+    let (ro2, r2) = claim_one("r", base + 1000, Concurrency::Replace).await;
+    let stop = StopRequest {
+        fire: r1.exec.fire_id.clone(),
+        exec: rf.exec_id.clone(),
+        why: rota::store::replaced_why(&r2.exec.fire_id),
+    };
+    assert_eq!(ro2, ClaimOutcome::Held(Some(rota::store::Replacing { node: "n1".into(), stop: stop.clone() })));
+    assert_eq!(s.take_stops("n1").await.expect("stops"), vec![stop]);
+    let (ro3, r3) = claim_one("r", base + 2000, Concurrency::Replace).await;
+    assert!(matches!(ro3, ClaimOutcome::Held(Some(_))), "{ro3:?}");
+    let replaced = s.get_execution(&r2.exec.id).await.expect("get").expect("recorded");
+    assert_eq!(replaced.state, ExecState::Skipped);
+    assert!(replaced.error.contains(&format!("replaced by a newer fire, {}", r3.exec.fire_id)), "{}", replaced.error);
+    assert_eq!(s.held_count("r").await.expect("held"), 1);
+
+    // Manual fires obey the policies: a full buffer skips, a replace holds.
+    let m = manual("b");
+    let out = s.trigger(&m, None, Concurrency::Buffer(1), 60_000, None).await.expect("trigger");
+    assert!(matches!(out, TriggerOutcome::Held(_, None)), "the lock is held and nothing waits: {out:?}");
+    let out = s.trigger(&manual("b"), None, Concurrency::Buffer(1), 60_000, None).await.expect("trigger");
+    assert!(matches!(&out, TriggerOutcome::Skipped(e) if e.error.contains("already waits")), "{out:?}");
+    let out = s.trigger(&manual("r"), None, Concurrency::Replace, 60_000, None).await.expect("trigger");
+    assert!(matches!(out, TriggerOutcome::Held(_, Some(_))), "{out:?}");
+    assert_eq!(s.get_execution(&r3.exec.id).await.expect("get").map(|e| e.state), Some(ExecState::Skipped));
+}
 
 /// A node that is not master does not start a master-only job's fire: nothing changes, and the
 /// fire is still there to hand to the master; a master starts it.
@@ -1537,7 +1672,9 @@ async fn redis_final_records_go_on_the_archive_outbox_while_a_node_archives() {
     );
     // A manual fire skipped by the lock.
     let blocked = manual("j");
-    let TriggerOutcome::Skipped(b) = s.trigger(&blocked, None, true, 60_000, None).await.expect("trigger") else {
+    let TriggerOutcome::Skipped(b) =
+        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, None).await.expect("trigger")
+    else {
         panic!("not skipped")
     };
     want.push(b.id);

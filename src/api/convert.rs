@@ -59,10 +59,14 @@ pub fn json_from_pb(v: &PbValue, depth: usize) -> Result<Value> {
 
 pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
     let concurrency = match pb::ConcurrencyPolicy::try_from(j.concurrency) {
-        Ok(pb::ConcurrencyPolicy::Unspecified | pb::ConcurrencyPolicy::Allow) => Concurrency::Allow,
-        Ok(pb::ConcurrencyPolicy::Forbid) => Concurrency::Forbid,
+        Ok(pb::ConcurrencyPolicy::Unspecified | pb::ConcurrencyPolicy::Allow) => "allow",
+        Ok(pb::ConcurrencyPolicy::Forbid) => "forbid",
+        Ok(pb::ConcurrencyPolicy::Replace) => "replace",
+        Ok(pb::ConcurrencyPolicy::BufferOne) => "buffer_one",
+        Ok(pb::ConcurrencyPolicy::Buffer) => "buffer",
         Err(_) => return Err(Error::invalid("concurrency", format!("unknown value {}", j.concurrency))),
     };
+    let concurrency = Concurrency::from_parts(concurrency, j.buffer_limit)?;
     let misfire = match pb::MisfirePolicy::try_from(j.misfire) {
         Ok(pb::MisfirePolicy::Unspecified | pb::MisfirePolicy::FireOnceNow) => Misfire::FireOnceNow,
         Ok(pb::MisfirePolicy::Skip) => Misfire::Skip,
@@ -124,7 +128,11 @@ pub fn job(r: &JobRecord) -> pb::Job {
         concurrency: match s.concurrency {
             Concurrency::Allow => pb::ConcurrencyPolicy::Allow,
             Concurrency::Forbid => pb::ConcurrencyPolicy::Forbid,
+            Concurrency::Replace => pb::ConcurrencyPolicy::Replace,
+            Concurrency::Buffer(1) => pb::ConcurrencyPolicy::BufferOne,
+            Concurrency::Buffer(_) => pb::ConcurrencyPolicy::Buffer,
         } as i32,
+        buffer_limit: s.concurrency.limit(),
         misfire: match s.misfire {
             Misfire::FireOnceNow => pb::MisfirePolicy::FireOnceNow,
             Misfire::Skip => pb::MisfirePolicy::Skip,

@@ -17,6 +17,10 @@ use crate::pb;
 pub enum ConcurrencyArg {
     Allow,
     Forbid,
+    Replace,
+    #[value(name = "buffer_one", alias = "buffer-one")]
+    BufferOne,
+    Buffer,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -143,10 +147,14 @@ pub struct PutArgs {
     /// Run fires on the master only, never dispatched to other nodes.
     #[arg(long)]
     pub master_only: bool,
-    /// A fire that finds the previous one still running: run anyway (allow, the default) or
-    /// record it skipped (forbid).
+    /// A fire that finds the previous one still running: run anyway (allow, the default), record
+    /// it skipped (forbid), stop the running one and run after it (replace), or wait for it and
+    /// run after it (buffer_one: one fire waits; buffer: up to --buffer-limit).
     #[arg(long, value_enum)]
     pub concurrency: Option<ConcurrencyArg>,
+    /// With --concurrency buffer: how many fires may wait (1 to 100).
+    #[arg(long)]
+    pub buffer_limit: Option<u32>,
     /// A fire later than the node's misfire threshold: run it once now (fire_once_now, the
     /// default) or record it misfired (skip).
     #[arg(long, value_enum)]
@@ -255,9 +263,16 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         args,
         invoke: a.invoke.clone().unwrap_or_default(),
         master_only: a.master_only,
-        concurrency: match a.concurrency {
-            Some(ConcurrencyArg::Forbid) => crate::job::Concurrency::Forbid,
-            _ => crate::job::Concurrency::Allow,
+        concurrency: {
+            let name = match a.concurrency {
+                None | Some(ConcurrencyArg::Allow) => "allow",
+                Some(ConcurrencyArg::Forbid) => "forbid",
+                Some(ConcurrencyArg::Replace) => "replace",
+                Some(ConcurrencyArg::BufferOne) => "buffer_one",
+                Some(ConcurrencyArg::Buffer) => "buffer",
+            };
+            crate::job::Concurrency::from_parts(name, a.buffer_limit.unwrap_or(0))
+                .map_err(|e| CliError::Usage(e.to_string().replace("buffer_limit", "--buffer-limit")))?
         },
         misfire: match a.misfire {
             Some(MisfireArg::Skip) => crate::job::Misfire::Skip,

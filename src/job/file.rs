@@ -23,7 +23,10 @@ pub struct FileJob {
     pub args: serde_json::Value,
     pub invoke: String,
     pub master_only: bool,
-    pub concurrency: Concurrency,
+    /// allow (absent), forbid, replace, buffer_one or buffer.
+    pub concurrency: String,
+    /// With `concurrency = "buffer"`: how many fires may wait.
+    pub buffer_limit: u32,
     pub misfire: Misfire,
     pub recovery: Recovery,
     /// "30s", "5m", "250ms": as `--timeout` on the command line.
@@ -86,7 +89,7 @@ impl FileJob {
             args: self.args.clone(),
             invoke: self.invoke.clone(),
             master_only: self.master_only,
-            concurrency: self.concurrency,
+            concurrency: Concurrency::from_parts(&self.concurrency, self.buffer_limit)?,
             misfire: self.misfire,
             recovery: self.recovery,
             timeout_ms: duration_ms("timeout", self.timeout.as_deref(), self.timeout_ms)?,

@@ -34,13 +34,92 @@ pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
 /// history store, not in Redis.
 pub const MAX_KEEP: u32 = 100_000;
 
+/// What a fire does when an earlier fire of its job still runs (or waits to), cluster-wide: the
+/// overlap policy. Every policy but `Allow` takes the job's no-overlap lock, so the job's runs never
+/// overlap (PROTOCOL §3.20).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Concurrency {
+    /// Runs beside any earlier fire.
     #[default]
     Allow,
     /// Skip (and record) a fire while an earlier fire of the job is still running.
     Forbid,
+    /// Stop the earlier fire's run (recorded `cancelled`, saying by which fire), then run this one
+    /// once it has stopped. A fire that was waiting for the earlier one is skipped, replaced too.
+    Replace,
+    /// Wait for the earlier fire to end, then run, oldest first; at most this many fires wait
+    /// (1: buffer_one), and a fire that finds them all taken is skipped and recorded.
+    Buffer(u32),
+}
+
+/// Most fires a `buffer` job may keep waiting for its running one.
+pub const MAX_BUFFER: u32 = 100;
+
+impl Concurrency {
+    /// Whether the job's fires take its no-overlap lock (every policy but `allow`).
+    pub fn exclusive(self) -> bool {
+        self != Concurrency::Allow
+    }
+
+    /// How many fires may wait for the lock (`replace`: the one replacing the running fire).
+    pub fn held_limit(self) -> u32 {
+        match self {
+            Concurrency::Allow | Concurrency::Forbid => 0,
+            Concurrency::Replace => 1,
+            Concurrency::Buffer(n) => n,
+        }
+    }
+
+    /// Its name in the jobs file, the CLI and listings: allow, forbid, replace, buffer_one, buffer.
+    pub fn name(self) -> &'static str {
+        match self {
+            Concurrency::Allow => "allow",
+            Concurrency::Forbid => "forbid",
+            Concurrency::Replace => "replace",
+            Concurrency::Buffer(1) => "buffer_one",
+            Concurrency::Buffer(_) => "buffer",
+        }
+    }
+
+    /// From a name (as `name` gives) and, for `buffer`, its limit (`buffer_limit`; 0: not given).
+    /// The limit is refused with any other policy but `buffer_one`, where it may only say 1.
+    pub fn from_parts(name: &str, limit: u32) -> Result<Concurrency> {
+        let c = match name {
+            "allow" | "" => Concurrency::Allow,
+            "forbid" => Concurrency::Forbid,
+            "replace" => Concurrency::Replace,
+            "buffer_one" if limit <= 1 => return Ok(Concurrency::Buffer(1)),
+            "buffer_one" => {
+                return Err(Error::invalid("buffer_limit", "buffer_one keeps one fire waiting; give buffer for more"))
+            }
+            "buffer" if limit == 0 => {
+                return Err(Error::invalid(
+                    "buffer_limit",
+                    format!("buffer needs how many fires may wait (1 to {MAX_BUFFER})"),
+                ))
+            }
+            "buffer" => return Ok(Concurrency::Buffer(limit)),
+            other => {
+                return Err(Error::invalid(
+                    "concurrency",
+                    format!("unknown policy '{other}' (allow, forbid, replace, buffer_one, buffer)"),
+                ))
+            }
+        };
+        if limit != 0 {
+            return Err(Error::invalid("buffer_limit", format!("only buffer takes a limit, not {name}")));
+        }
+        Ok(c)
+    }
+
+    /// The `buffer_limit` that goes with it in the API and the jobs file (0 but for `buffer`).
+    pub fn limit(self) -> u32 {
+        match self {
+            Concurrency::Buffer(n) if n > 1 => n,
+            _ => 0,
+        }
+    }
 }
 
 /// How a job's fire picks the node it runs on (`dispatch::decide` and `dispatch::pick`). A
@@ -306,6 +385,11 @@ impl Job {
         }
         if spec.retries > MAX_RETRIES {
             return Err(Error::invalid("retries", format!("{} is more than {MAX_RETRIES}", spec.retries)));
+        }
+        if let Concurrency::Buffer(n) = spec.concurrency {
+            if n == 0 || n > MAX_BUFFER {
+                return Err(Error::invalid("buffer_limit", format!("{n} is not between 1 and {MAX_BUFFER}")));
+            }
         }
         if spec.retry_backoff_ms > MAX_RETRY_BACKOFF_MS {
             return Err(Error::invalid("retry_backoff", format!("longer than {MAX_RETRY_BACKOFF_MS} ms")));

@@ -1,7 +1,7 @@
 //! Queue and recovery: where a fire that is not running goes, and how nothing is left behind. Owns
 //! the fallback to a node's durable queue (`enqueue_somewhere`), the master's sweep (fires stuck in
 //! `dispatching`, fires handed over but in no list, dead nodes' queues and processing lists, dead
-//! attempts still to close), a node's adoption of what its earlier incarnations left, the periodic
+//! attempts still to close, held fires whose job's lock expired), a node's adoption of what its earlier incarnations left, the periodic
 //! rescan of its own processing list, setting aside what the store holds wrongly, and the
 //! consuming side of the queues: draining this node's own queue (`drain_queue`) and, when idle,
 //! taking an entry from a busier node's (`steal_one`), each handed to the worker to run.
@@ -238,6 +238,11 @@ impl Recovery {
     /// Master duties besides firing, every interval: move dead nodes' work, and hand fires left in
     /// `dispatching` (their master died mid-dispatch) to a queue.
     pub async fn sweep(&self, master: &Mastership) -> Result<()> {
+        // Free locks with fires held for them (their holder's node died and the lock expired):
+        // the oldest held fire takes each, `dispatching` and due, queued just below.
+        for fire_id in self.store.promote_held(&master.lease, lock_ttl_ms(self.misfire_threshold_ms)).await? {
+            tracing::info!(fire = %fire_id, "a held fire took its job's lock, free since its holder ended elsewhere");
+        }
         let now = now_ms();
         for fire_id in self.store.stuck_dispatching(now, BATCH).await? {
             let job = self.job_of(&fire_id).await?;

@@ -272,7 +272,7 @@ impl Scheduler {
         let mut jobs = Vec::new();
         for rec in &due.jobs {
             match Job::new(rec.spec.clone()) {
-                Ok(job) if job.spec.concurrency == Concurrency::Forbid && rec.next_ms.is_some_and(|t| t > now) => {
+                Ok(job) if job.spec.concurrency.exclusive() && rec.next_ms.is_some_and(|t| t > now) => {
                     deferred = deferred.min(rec.next_ms.unwrap_or(i64::MAX));
                 }
                 Ok(job) => {
@@ -338,6 +338,14 @@ impl Scheduler {
                     progress = true;
                     self.worker.metrics().outcome("skipped");
                     tracing::info!(job = %claim.job_id, fire = %fire, "skipped: previous fire still running");
+                }
+                ClaimOutcome::Held(replacing) => {
+                    progress = true;
+                    tracing::info!(job = %claim.job_id, fire = %fire, replacing = replacing.is_some(),
+                        "held: waits for the job's running fire");
+                    if let Some(r) = replacing {
+                        self.router.stop_replaced(r);
+                    }
                 }
                 ClaimOutcome::Misfired => {
                     progress = true;
@@ -412,13 +420,12 @@ impl Scheduler {
             )));
         }
         let exec = Execution::manual(job_id, now_ms(), &self.node_id);
-        let forbid = job.spec.concurrency == Concurrency::Forbid;
         match self
             .store
             .trigger(
                 &exec,
                 idempotency_key,
-                forbid,
+                job.spec.concurrency,
                 crate::worker::lock_ttl_ms(self.misfire_threshold_ms),
                 args.as_ref(),
             )
@@ -439,6 +446,19 @@ impl Scheduler {
             ))),
             TriggerOutcome::Skipped(e) => {
                 Ok(Triggered { execution: Some(e), deduplicated: false, args: job.spec.args.clone(), node_id })
+            }
+            TriggerOutcome::Held(e, replacing) => {
+                // It runs where the fire that lets the lock go hands it (PROTOCOL §3.20): no node yet.
+                tracing::info!(job = %job_id, fire = %e.fire_id, execution = %e.id, "manual fire held: waits for the job's running fire");
+                if let Some(r) = replacing {
+                    self.router.stop_replaced(r);
+                }
+                Ok(Triggered {
+                    execution: Some(e),
+                    deduplicated: false,
+                    args: job.spec.args.clone(),
+                    node_id: String::new(),
+                })
             }
             TriggerOutcome::Created(e) => {
                 tracing::info!(job = %job_id, fire = %e.fire_id, execution = %e.id, own_args = args.is_some(), "manual fire");
@@ -569,7 +589,6 @@ fn max_waiting(workers: u32) -> u32 {
 /// What to claim for a due job at `now`. Pure, so tables test it.
 pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, node_id: &str, epoch: u64) -> Vec<Claim> {
     let Some(sched) = rec.next_ms else { return Vec::new() };
-    let forbid = job.spec.concurrency == Concurrency::Forbid;
     let fire = |at: i64, next: Option<i64>| {
         let mut exec = Execution::pending(&job.spec.id, scheduled_fire_id(&job.spec.id, at), at, node_id, 1);
         exec.epoch = epoch;
@@ -578,7 +597,7 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
             sched_ms: at,
             next_ms: next,
             exec,
-            forbid,
+            overlap: job.spec.concurrency,
             lock_ttl_ms: crate::worker::lock_ttl_ms(misfire_threshold_ms),
             here: false,
             start: false,
@@ -586,7 +605,7 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| {
         let mut c = fire(from, next);
-        c.forbid = false;
+        c.overlap = Concurrency::Allow;
         c.exec.state = ExecState::Misfired;
         c.exec.end_ms = Some(now);
         c.exec.set_error(format!(
@@ -649,7 +668,7 @@ fn broken_job_claim(rec: &JobRecord, e: &Error, node_id: &str) -> Option<Claim> 
         sched_ms: sched,
         next_ms: None,
         exec,
-        forbid: false,
+        overlap: Concurrency::Allow,
         lock_ttl_ms: 1,
         here: false,
         start: false,
@@ -731,7 +750,7 @@ mod tests {
         let mut j = job("* * * * * *", Misfire::FireOnceNow);
         j.spec.concurrency = Concurrency::Forbid;
         let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1", 7);
-        assert!(p[0].forbid && p[0].lock_ttl_ms >= 60_000);
+        assert!(p[0].overlap == Concurrency::Forbid && p[0].lock_ttl_ms >= 60_000);
     }
 
     #[test]

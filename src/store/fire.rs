@@ -17,6 +17,9 @@ pub enum FireState {
     Accepted,
     /// In a node's durable queue (no incarnation owns it until one takes it).
     Queued,
+    /// Waiting for its job's no-overlap lock (concurrency replace or buffer), in the job's held
+    /// list: the fire that lets the lock go hands it on (PROTOCOL §3.20).
+    Held,
     Running,
     /// The states below end a fire. `finish` writes the state of the record it is given, so every
     /// state an execution can have is one a fire can end in.
@@ -43,6 +46,7 @@ impl FireState {
             FireState::Dispatching => "dispatching",
             FireState::Accepted => "accepted",
             FireState::Queued => "queued",
+            FireState::Held => "held",
             FireState::Running => "running",
             FireState::Succeeded => "succeeded",
             FireState::Failed => "failed",
@@ -94,6 +98,7 @@ impl FromStr for FireState {
             "dispatching" => FireState::Dispatching,
             "accepted" => FireState::Accepted,
             "queued" => FireState::Queued,
+            "held" => FireState::Held,
             "running" => FireState::Running,
             "succeeded" => FireState::Succeeded,
             "failed" => FireState::Failed,
@@ -113,10 +118,11 @@ impl FromStr for FireState {
 mod tests {
     use super::*;
 
-    const ALL: [FireState; 13] = [
+    const ALL: [FireState; 14] = [
         FireState::Dispatching,
         FireState::Accepted,
         FireState::Queued,
+        FireState::Held,
         FireState::Running,
         FireState::Succeeded,
         FireState::Failed,
@@ -166,6 +172,8 @@ mod tests {
             include_str!("lua/claim.lua"),
             include_str!("lua/enqueue.lua"),
             include_str!("lua/finish.lua"),
+            include_str!("lua/prelude.lua"),
+            include_str!("lua/promote.lua"),
             include_str!("lua/reap.lua"),
             include_str!("lua/retry.lua"),
             include_str!("lua/start.lua"),

@@ -52,6 +52,16 @@ impl Keys {
     pub fn lock(&self, job_id: &str) -> String {
         format!("{}:lock:{job_id}", self.tag)
     }
+    /// List of the fire ids waiting for the job's no-overlap lock (concurrency replace and buffer:
+    /// PROTOCOL §3.20), oldest first.
+    pub fn held(&self, job_id: &str) -> String {
+        format!("{}:held:{job_id}", self.tag)
+    }
+    /// Sorted set of the job ids with a held list (score 0): the master's sweep hands an expired
+    /// lock on to their oldest held fire.
+    pub fn held_jobs(&self) -> String {
+        format!("{}:held", self.tag)
+    }
     /// String: one execution record as JSON, expiring after retention.
     pub fn exec(&self, id: &str) -> String {
         format!("{}:exec:{id}", self.tag)

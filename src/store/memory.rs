@@ -10,12 +10,12 @@ use tokio::sync::broadcast;
 use super::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter,
     ExecStore, Fence, Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly,
-    NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome,
-    WatermarkWrite, WATCH_BUFFER,
+    NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Replacing, Start, StartedFire, StopRequest, Store,
+    TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
-use crate::execution::Execution;
-use crate::job::JobSpec;
+use crate::execution::{ExecState, Execution};
+use crate::job::{Concurrency, JobSpec};
 
 /// Most execution records kept in memory (about 1 KiB each), so a busy single node cannot grow
 /// without bound before retention expires them.
@@ -96,6 +96,8 @@ struct State {
     stops: HashMap<String, Vec<StopRequest>>,
     /// job id -> (owner fire id, expiry ms).
     locks: HashMap<String, (String, i64)>,
+    /// job id -> the fires waiting for its lock, oldest first (concurrency replace and buffer).
+    held: HashMap<String, std::collections::VecDeque<String>>,
     /// execution id -> (record, expiry ms). Ids are UUIDv7, so the map is in creation order.
     execs: BTreeMap<String, (Execution, i64)>,
     /// Per job, its executions (as the job's Redis index): the newest ones, trimmed to `Keep`.
@@ -149,7 +151,7 @@ impl MemoryStore {
             epoch: e.epoch,
             node: String::new(),
             inc: String::new(),
-            next_exec: (state == FireState::Dispatching).then(|| e.id.clone()),
+            next_exec: matches!(state, FireState::Dispatching | FireState::Held).then(|| e.id.clone()),
             exec: e.id.clone(),
             deadline_ms: e.scheduled_ms.max(now) + self.timing.misfire_threshold_ms as i64,
             dispatch_deadline: now + self.timing.dispatch_deadline_ms as i64,
@@ -240,6 +242,97 @@ impl State {
 
     fn lock_held(&self, job: &str, now: i64) -> bool {
         self.locks.get(job).is_some_and(|(_, exp)| *exp > now)
+    }
+
+    /// As `hold` in prelude.lua: fire `fire` of job `job` found the lock held under `overlap`
+    /// (replace or buffer). None when the buffer is full (the caller records it skipped). Else it
+    /// is held (the caller makes its fire `Held`); a replace first ends the fires held before it
+    /// skipped (their records, to announce, are pushed on `ended`) and asks the running holder to
+    /// stop.
+    fn hold(
+        &mut self,
+        overlap: Concurrency,
+        job: &str,
+        fire: &str,
+        now: i64,
+        retention_ms: i64,
+        ended: &mut Vec<Execution>,
+    ) -> Option<Option<Replacing>> {
+        let mut stop = None;
+        if overlap == Concurrency::Replace {
+            let waiting: Vec<String> = self.held.remove(job).unwrap_or_default().into();
+            for w in waiting {
+                let Some(f) = self.fires.get_mut(&w).filter(|f| f.state == FireState::Held) else { continue };
+                f.state = FireState::Skipped;
+                let id = f.next_exec.take().unwrap_or_default();
+                f.exec = id.clone();
+                if let Some(mut e) = self.execs.get(&id).map(|(e, _)| e.clone()) {
+                    e.state = ExecState::Skipped;
+                    e.end_ms = Some(now);
+                    e.set_error(format!(
+                        "skipped: replaced by a newer fire, {fire}, before it began (concurrency replace)"
+                    ));
+                    self.insert_exec(&e, retention_ms, now);
+                    ended.push(e);
+                }
+            }
+            let holder = self.locks.get(job).map(|(o, _)| o.clone());
+            if let Some(f) = holder.as_ref().and_then(|h| self.fires.get(h)).filter(|f| f.state == FireState::Running) {
+                let r = Replacing {
+                    node: f.node.clone(),
+                    stop: StopRequest {
+                        fire: holder.clone().unwrap_or_default(),
+                        exec: f.exec.clone(),
+                        why: super::replaced_why(fire),
+                    },
+                };
+                self.stops.entry(r.node.clone()).or_default().push(r.stop.clone());
+                stop = Some(r);
+            }
+        } else if self.held.get(job).map_or(0, |q| q.len()) >= overlap.held_limit() as usize {
+            return None;
+        }
+        self.held.entry(job.to_string()).or_default().push_back(fire.to_string());
+        Some(stop)
+    }
+
+    /// As `promote` in prelude.lua: the job's lock is free; its oldest held fire takes it, into
+    /// `queue_on`'s queue when given, else `dispatching` and due for the sweep. True when the
+    /// caller should wake the queue's takers.
+    fn promote(&mut self, job: &str, now: i64, timing: &super::FireTiming, queue_on: Option<&str>) -> bool {
+        while let Some(fire) = self.held.get_mut(job).and_then(|q| q.pop_front()) {
+            let Some(f) = self.fires.get_mut(&fire).filter(|f| f.state == FireState::Held) else { continue };
+            f.deadline_ms = now + timing.misfire_threshold_ms as i64;
+            let ttl = super::lock_ttl_ms(timing.misfire_threshold_ms as i64) as i64;
+            match queue_on {
+                Some(node) => {
+                    f.state = FireState::Queued;
+                    f.node = node.to_string();
+                    f.inc.clear();
+                    self.queues.entry(node.to_string()).or_default().push_front(fire.clone());
+                }
+                None => {
+                    f.state = FireState::Dispatching;
+                    f.dispatch_deadline = now;
+                }
+            }
+            self.locks.insert(job.to_string(), (fire, now + ttl));
+            if self.held.get(job).is_some_and(|q| q.is_empty()) {
+                self.held.remove(job);
+            }
+            return queue_on.is_some();
+        }
+        self.held.remove(job);
+        false
+    }
+
+    /// Lets go of the job's lock when `fire` holds it, and hands it on (`promote`).
+    fn release(&mut self, job: &str, fire: &str, now: i64, timing: &super::FireTiming, queue_on: Option<&str>) -> bool {
+        if self.locks.get(job).is_some_and(|(o, _)| o == fire) {
+            self.locks.remove(job);
+            return self.promote(job, now, timing, queue_on);
+        }
+        false
     }
 
     fn insert_exec(&mut self, e: &Execution, retention_ms: i64, now: i64) {
@@ -427,10 +520,17 @@ impl FireStore for MemoryStore {
                 }
                 let (outcome, exec, fs) = if c.exec.state.is_terminal() {
                     (ClaimOutcome::Misfired, c.exec.clone(), FireState::from(c.exec.state))
-                } else if c.forbid && st.lock_held(&c.job_id, now) {
-                    (ClaimOutcome::Skipped, c.skipped_exec(), FireState::Skipped)
+                } else if c.overlap.exclusive() && st.lock_held(&c.job_id, now) {
+                    let held = match c.overlap {
+                        Concurrency::Forbid => None,
+                        o => st.hold(o, &c.job_id, &c.exec.fire_id, now, self.retention_ms, &mut announce),
+                    };
+                    match held {
+                        Some(stop) => (ClaimOutcome::Held(stop), c.exec.clone(), FireState::Held),
+                        None => (ClaimOutcome::Skipped, c.skipped_exec(), FireState::Skipped),
+                    }
                 } else {
-                    if c.forbid {
+                    if c.overlap.exclusive() {
                         st.locks.insert(c.job_id.clone(), (c.exec.fire_id.clone(), now + c.lock_ttl_ms as i64));
                     }
                     (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
@@ -473,10 +573,11 @@ impl FireStore for MemoryStore {
         &self,
         exec: &Execution,
         key: Option<&str>,
-        forbid: bool,
+        overlap: Concurrency,
         lock_ttl_ms: u64,
         args: Option<&serde_json::Value>,
     ) -> Result<TriggerOutcome> {
+        let mut ended = Vec::new();
         let outcome = {
             let mut st = self.lock()?;
             let now = now_ms();
@@ -501,15 +602,26 @@ impl FireStore for MemoryStore {
                 }
                 st.idem.insert(idem, (exec.id.clone(), now + self.retention_ms));
             }
-            if forbid && st.lock_held(&exec.job_id, now) {
-                let e = exec.skipped_by_lock();
+            let held = match overlap {
+                o if !o.exclusive() || !st.lock_held(&exec.job_id, now) => None,
+                Concurrency::Forbid => Some(None),
+                o => Some(st.hold(o, &exec.job_id, &exec.fire_id, now, self.retention_ms, &mut ended)),
+            };
+            if let Some(Some(stop)) = held {
+                st.insert_exec(exec, self.retention_ms, now);
+                let mut fire = self.new_fire(exec, FireState::Held, now, true);
+                fire.args = args.cloned();
+                st.fires.insert(exec.fire_id.clone(), fire);
+                TriggerOutcome::Held(exec.clone(), stop)
+            } else if held.is_some() {
+                let e = super::skipped_by_lock(exec, overlap);
                 st.insert_exec(&e, self.retention_ms, now);
                 let mut fire = self.new_fire(&e, FireState::Skipped, now, true);
                 fire.args = args.cloned();
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Skipped(e)
             } else {
-                if forbid {
+                if overlap.exclusive() {
                     st.locks.insert(exec.job_id.clone(), (exec.fire_id.clone(), now + lock_ttl_ms as i64));
                 }
                 st.insert_exec(exec, self.retention_ms, now);
@@ -519,7 +631,8 @@ impl FireStore for MemoryStore {
                 TriggerOutcome::Created(exec.clone())
             }
         };
-        if let TriggerOutcome::Created(e) | TriggerOutcome::Skipped(e) = &outcome {
+        ended.iter().for_each(|e| self.announce(e));
+        if let TriggerOutcome::Created(e) | TriggerOutcome::Skipped(e) | TriggerOutcome::Held(e, _) = &outcome {
             self.announce(e);
         }
         Ok(outcome)
@@ -743,6 +856,7 @@ impl FireStore for MemoryStore {
     }
 
     async fn finish(&self, exec: &Execution, node: &str, inc: &str, keep: Keep, _forbid: bool) -> Result<Finish> {
+        let mut queued = false;
         let (result, recorded) = {
             let mut st = self.lock()?;
             let now = now_ms();
@@ -770,9 +884,7 @@ impl FireStore for MemoryStore {
                     f.state = FireState::from(exec.state);
                     f.exec = exec.id.clone();
                 }
-                if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
-                    st.locks.remove(&exec.job_id);
-                }
+                queued = st.release(&exec.job_id, &exec.fire_id, now, &self.timing, Some(node));
             } else {
                 rec = exec.superseded();
             }
@@ -780,6 +892,9 @@ impl FireStore for MemoryStore {
             st.trim_history(&exec.job_id, keep, &rec.id, now);
             (if owns { Finish::Recorded } else { Finish::Superseded }, rec)
         };
+        if queued {
+            self.queued.notify_waiters();
+        }
         self.announce(&recorded);
         Ok(result)
     }
@@ -934,7 +1049,8 @@ impl FireStore for MemoryStore {
             let Some(f) = st.fires.get_mut(&exec.fire_id) else { return Ok(Cancel::Unknown) };
             // As cancel.lua: a running fire's execution is `exec`; one not yet begun, its claim's
             // (`next_exec`; a queued re-run has none yet, and is not cancelled here).
-            let waiting = matches!(f.state, FireState::Dispatching | FireState::Accepted | FireState::Queued);
+            let waiting =
+                matches!(f.state, FireState::Dispatching | FireState::Accepted | FireState::Queued | FireState::Held);
             match f.state {
                 FireState::Running if f.exec == exec.id => {
                     let node = f.node.clone();
@@ -949,6 +1065,7 @@ impl FireStore for MemoryStore {
             // As cancel.lua: ended here, never begun, out of its node's queue; an entry in a
             // processing list stays for its owner's start to drop (NotMine).
             let queued = (f.state == FireState::Queued).then(|| f.node.clone());
+            let was_held = f.state == FireState::Held;
             f.state = FireState::Cancelled;
             f.exec = exec.id.clone();
             f.next_exec = None;
@@ -957,8 +1074,11 @@ impl FireStore for MemoryStore {
             rec.state = crate::execution::ExecState::Cancelled;
             rec.attempt = f.attempts;
             rec.start_ms = None;
-            if st.locks.get(&exec.job_id).is_some_and(|(o, _)| *o == exec.fire_id) {
-                st.locks.remove(&exec.job_id);
+            st.release(&exec.job_id, &exec.fire_id, now, &self.timing, None);
+            if was_held {
+                if let Some(q) = st.held.get_mut(&exec.job_id) {
+                    q.retain(|x| *x != exec.fire_id);
+                }
             }
             if let Some(q) = queued.and_then(|node| st.queues.get_mut(&node)) {
                 q.retain(|x| *x != exec.fire_id);
@@ -972,6 +1092,29 @@ impl FireStore for MemoryStore {
 
     async fn take_stops(&self, node: &str) -> Result<Vec<StopRequest>> {
         Ok(self.lock()?.stops.remove(node).unwrap_or_default())
+    }
+
+    async fn promote_held(&self, fence: &Fence, _lock_ttl_ms: u64) -> Result<Vec<String>> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        if st.lease_value(now) != Some(fence) {
+            return Err(Error::Fenced(format!("lease {fence} is no longer held")));
+        }
+        let jobs: Vec<String> = st.held.keys().cloned().collect();
+        let mut out = Vec::new();
+        for job in jobs {
+            if st.lock_held(&job, now) {
+                continue;
+            }
+            st.locks.remove(&job);
+            st.promote(&job, now, &self.timing, None);
+            out.extend(st.locks.get(&job).map(|(o, _)| o.clone()));
+        }
+        Ok(out)
+    }
+
+    async fn held_count(&self, job_id: &str) -> Result<usize> {
+        Ok(self.lock()?.held.get(job_id).map_or(0, |q| q.len()))
     }
 }
 
@@ -996,9 +1139,10 @@ impl ExecStore for MemoryStore {
     async fn finish_execution(&self, exec: &Execution, release_lock: bool) -> Result<()> {
         {
             let mut st = self.lock()?;
-            st.insert_exec(exec, self.retention_ms, now_ms());
-            if release_lock && st.locks.get(&exec.job_id).is_some_and(|(owner, _)| *owner == exec.fire_id) {
-                st.locks.remove(&exec.job_id);
+            let now = now_ms();
+            st.insert_exec(exec, self.retention_ms, now);
+            if release_lock {
+                st.release(&exec.job_id, &exec.fire_id, now, &self.timing, None);
             }
         }
         self.announce(exec);

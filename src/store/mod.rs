@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
-use crate::job::{Declared, JobSpec};
+use crate::job::{Concurrency, Declared, JobSpec};
 
 pub use self::fire::{FireState, UnknownFireState};
 pub use self::memory::MemoryStore;
@@ -148,8 +148,10 @@ pub struct Claim {
     pub next_ms: Option<i64>,
     /// The record to create: `Pending` for a fire to run, `Misfired` for a summary of missed fires.
     pub exec: Execution,
-    /// Take the job's no-overlap lock (owner = the fire id); when held, record `exec` as skipped.
-    pub forbid: bool,
+    /// The job's overlap policy: every one but `Allow` takes the job's no-overlap lock (owner = the
+    /// fire id); when it is held, `Forbid` records `exec` skipped, `Replace` and `Buffer` hold the
+    /// fire for it (`ClaimOutcome::Held`; PROTOCOL §3.20).
+    pub overlap: Concurrency,
     pub lock_ttl_ms: u64,
     /// Claim it straight into the claiming node's own hands (the master's own fire): accepted by
     /// it in the same step, as `accept` would at once after the claim (`ClaimOutcome::Here`). Only
@@ -161,10 +163,49 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// The record written instead when the no-overlap lock is held.
+    /// The record written instead when the no-overlap lock is held (or the buffer is full).
     pub fn skipped_exec(&self) -> Execution {
-        self.exec.skipped_by_lock()
+        skipped_by_lock(&self.exec, self.overlap)
     }
+}
+
+/// The record of `exec` skipped at its claim or trigger: the job's lock was held (forbid), or the
+/// fires waiting for it filled the job's buffer.
+pub fn skipped_by_lock(exec: &Execution, overlap: Concurrency) -> Execution {
+    exec.skipped_by_lock(&match overlap {
+        Concurrency::Buffer(1) => {
+            "skipped: a fire already waits for this job's running fire (concurrency buffer_one)".to_string()
+        }
+        Concurrency::Buffer(n) => {
+            format!("skipped: {n} fires already wait for this job's running fire (concurrency buffer, limit {n})")
+        }
+        _ => "skipped: an earlier fire of this job is still running (concurrency forbid)".to_string(),
+    })
+}
+
+/// The lua form of an overlap policy (claim.lua's and trigger.lua's): '0' allow, '1' forbid,
+/// 'b<n>' buffer n, 'r' replace.
+pub fn overlap_arg(c: Concurrency) -> String {
+    match c {
+        Concurrency::Allow => "0".into(),
+        Concurrency::Forbid => "1".into(),
+        Concurrency::Replace => "r".into(),
+        Concurrency::Buffer(n) => format!("b{n}"),
+    }
+}
+
+/// What a run stopped by a replacing fire (concurrency replace) says it ended by: the same words
+/// as the stop request `hold` (prelude.lua) leaves on its node's stop list.
+pub fn replaced_why(by_fire: &str) -> String {
+    format!("replaced by a newer fire, {by_fire} (concurrency replace)")
+}
+
+/// A running fire a replacing fire asked to stop (concurrency replace): its node, and the request
+/// the store left on that node's stop list, for the caller to deliver directly too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacing {
+    pub node: String,
+    pub stop: StopRequest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,8 +218,12 @@ pub enum ClaimOutcome {
     /// As `Here`, and started: its first attempt (execution `exec.id`) is `running` on the claiming
     /// node, to begin at its instant with no start step (a claim asked `here` and `start`).
     Started,
-    /// Claimed and recorded as skipped: the job's lock was held.
+    /// Claimed and recorded as skipped: the job's lock was held (or its buffer full).
     Skipped,
+    /// Claimed and recorded pending, waiting for the job's lock (concurrency replace or buffer):
+    /// the fire that lets the lock go hands it on (PROTOCOL §3.20). A replace whose lock holder
+    /// runs asked it to stop (`Replacing`).
+    Held(Option<Replacing>),
     /// Claimed and recorded in its final state at once: a misfire's summary, or the failure of a
     /// job whose stored definition no longer validates.
     Misfired,
@@ -220,8 +265,10 @@ pub enum TriggerOutcome {
     /// The idempotency key was seen before, but the job's history cap has deleted the execution it
     /// made (its id): nothing is fired again, and there is no record to show.
     Spent(String),
-    /// The job forbids overlap and is running: recorded as skipped.
+    /// The job forbids overlap and is running (or its buffer is full): recorded as skipped.
     Skipped(Execution),
+    /// Pending, waiting for the job's lock (as `ClaimOutcome::Held`).
+    Held(Execution, Option<Replacing>),
     /// The idempotency key was seen before with other arguments (this execution): nothing fired.
     Conflict(String),
     Gone,
@@ -733,7 +780,7 @@ pub trait FireStore: Send + Sync {
         &self,
         exec: &Execution,
         idempotency_key: Option<&str>,
-        forbid: bool,
+        overlap: Concurrency,
         lock_ttl_ms: u64,
         args: Option<&serde_json::Value>,
     ) -> Result<TriggerOutcome>;
@@ -788,9 +835,10 @@ pub trait FireStore: Send + Sync {
     async fn renew_lock(&self, job_id: &str, owner: &str, ttl_ms: u64) -> Result<bool>;
     /// Records the final outcome of a running fire and acks it: no longer among its node's taken
     /// fires (see `Finish`).
-    /// Then trims the job's history to `keep`. `forbid`: the caller's definition of the job says
-    /// `forbid`, so the fire may hold the job's lock (the store also knows it from the claim; this
-    /// covers a fire claimed by an older version).
+    /// Then trims the job's history to `keep`. `forbid`: the caller's definition of the job is
+    /// exclusive (any policy but allow), so the fire may hold the job's lock (the store also knows
+    /// it from the claim; this covers a fire claimed by an older version). A lock let go passes to
+    /// the oldest fire held for it, which goes into `node`'s queue (PROTOCOL §3.20).
     async fn finish(&self, exec: &Execution, node: &str, incarnation: &str, keep: Keep, forbid: bool)
         -> Result<Finish>;
     /// The fires queued for `node`, and those it has taken.
@@ -816,6 +864,13 @@ pub trait FireStore: Send + Sync {
     async fn cancel(&self, exec: &Execution, retry: bool) -> Result<Cancel>;
     /// The stop requests left for `node` (`cancel`), taken: each is handed out once.
     async fn take_stops(&self, node: &str) -> Result<Vec<StopRequest>>;
+    /// Master only (fenced): hands the free locks of jobs with held fires to their oldest held
+    /// fire, `dispatching` and due for `stuck_dispatching` (a lock whose holder's node died
+    /// expired; PROTOCOL §3.20). The fires handed a lock.
+    async fn promote_held(&self, fence: &Fence, lock_ttl_ms: u64) -> Result<Vec<String>>;
+    /// How many fires wait for job `job_id`'s lock (a `replace` fire about to begin was replaced
+    /// meanwhile when one does).
+    async fn held_count(&self, job_id: &str) -> Result<usize>;
 }
 
 /// What `FireStore::cancel` did.
@@ -930,6 +985,16 @@ pub struct FireTiming {
     pub misfire_threshold_ms: u64,
     /// A fire left in `dispatching` this long (its master died mid-dispatch) is swept to a queue.
     pub dispatch_deadline_ms: u64,
+}
+
+/// TTL of an exclusive job's lock while it runs; renewed every third of it, so a dead node's lock
+/// frees itself within this time.
+pub const LOCK_TTL_MS: u64 = 30_000;
+
+/// An exclusive job's (any overlap policy but allow) lock must outlive the longest wait before the run starts (the misfire threshold,
+/// the start deadline) with room to spare; the running worker renews it from its first moment.
+pub fn lock_ttl_ms(misfire_threshold_ms: i64) -> u64 {
+    misfire_threshold_ms.max(0) as u64 + LOCK_TTL_MS
 }
 
 /// Fires are claimed, routed and accepted by their node this long before they are due; the node

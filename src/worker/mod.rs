@@ -33,15 +33,7 @@ use crate::store::{
 };
 use handlers::{FailureKind, FireContext, Partial, Registry, RunOutput, Stop};
 
-/// TTL of a forbid job's lock while it runs; renewed every third of it, so a dead node's lock
-/// frees itself within this time.
-pub const LOCK_TTL_MS: u64 = 30_000;
-
-/// A forbid job's lock must outlive the longest wait before the run starts (the misfire threshold,
-/// the start deadline) with room to spare; the running worker renews it from its first moment.
-pub fn lock_ttl_ms(misfire_threshold_ms: i64) -> u64 {
-    misfire_threshold_ms.max(0) as u64 + LOCK_TTL_MS
-}
+pub use crate::store::{lock_ttl_ms, LOCK_TTL_MS};
 
 /// How long a start is asked again while the store cannot answer; after that the fire stays in the
 /// processing list for the periodic rescan.
@@ -1117,8 +1109,20 @@ impl Worker {
             let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
             return;
         }
-        let forbid = job.spec.concurrency == Concurrency::Forbid;
-        // A forbid fire runs only while it holds the job's lock. It can have lost it only by
+        // Every policy but allow holds the job's lock while a fire runs (`forbid` below).
+        let forbid = job.spec.concurrency.exclusive();
+        // A fire of a replace job that a newer fire has come to replace while it waited (it was not
+        // running yet, so nothing stopped it): it never begins, and lets the lock go to that fire.
+        if job.spec.concurrency == Concurrency::Replace
+            && self.store.held_count(&job.spec.id).await.is_ok_and(|n| n > 0)
+        {
+            exec.start_ms = None;
+            exec.close(ExecState::Cancelled, "replaced by a newer fire before it began (concurrency replace)");
+            tracing::info!(execution = %exec.id, "replaced before it began");
+            let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
+            return;
+        }
+        // An exclusive fire runs only while it holds the job's lock. It can have lost it only by
         // waiting past the lock's lease (a very late start or re-run); another fire may run now.
         if forbid && matches!(self.store.renew_lock(&job.spec.id, &exec.fire_id, LOCK_TTL_MS).await, Ok(false)) {
             exec.close(ExecState::Skipped, "skipped: the job's no-overlap lock expired before this fire started");
@@ -1539,7 +1543,7 @@ impl Worker {
     async fn record_final(&self, exec: &Execution, inc: &str, spec: Option<&JobSpec>) -> Result<(), ()> {
         let keep = spec.map_or(self.keep, |s| Keep::of(s, self.keep));
         // Without the definition, the lock is looked at (the store knows whether the fire holds it).
-        let forbid = spec.is_none_or(|s| s.concurrency == Concurrency::Forbid);
+        let forbid = spec.is_none_or(|s| s.concurrency.exclusive());
         match self.with_store_retries(exec, || self.store.finish(exec, &self.node_id, inc, keep, forbid)).await? {
             Finish::Recorded => {
                 self.metrics.outcome(exec.state.as_str());

@@ -1,6 +1,6 @@
 -- CancelExecution (section 3.19): execution ARGV[2] of fire ARGV[1], when it is the fire's current
 -- execution and has not ended.
--- * Not yet begun (dispatching, accepted, queued) with its claim's execution (`next_exec`) the one
+-- * Not yet begun (dispatching, accepted, queued, held) with its claim's execution (`next_exec`) the one
 --   asked: it ends `cancelled` here, as a finish would end it: the outcome in the fire hash (the
 --   record), the no-overlap lock released when this fire holds it, out of the watch set, the open
 --   set and its node's queue (an idle node would not steal past it). An entry in a processing list
@@ -17,6 +17,9 @@
 -- ARGV[4] its error (who asked and why)  ARGV[5] its end ms  ARGV[6] stop list key prefix
 --   ('<tag>:stops:')  ARGV[7] how long a stop list is kept (ms)  ARGV[8] change channel
 -- ARGV[10] queue key prefix ('<tag>:q:')
+-- KEYS[5] the job's held list (a held fire leaves it)  KEYS[6] the held index
+-- ARGV[11] the fire key prefix  ARGV[12] lock ttl ms  ARGV[13] misfire threshold ms: a lock this
+--   fire held passes to the oldest fire held for it, `dispatching` for the master's sweep (section 3.20)
 -- ARGV[9] '1': execution ARGV[2] has ended and announced a retry; only that retry, while its node
 --   holds the fire `running` in its backoff, is stopped (anything else: NOT_OPEN)
 -- Returns {'CANCELLED'} | {'RUNNING', node} | {'NOT_OPEN', state} (ended, or another execution is
@@ -34,10 +37,10 @@ if st == 'running' and f[4] == ARGV[2] then
   redis.call('PEXPIRE', stops, ARGV[7])
   return {'RUNNING', f[2] or ''}
 end
-local waiting = st == 'dispatching' or st == 'accepted' or st == 'queued'
+local waiting = st == 'dispatching' or st == 'accepted' or st == 'queued' or st == 'held'
 if ARGV[9] == '1' or not waiting or f[3] ~= ARGV[2] then return {'NOT_OPEN', st} end
 local queue = st == 'queued' and ARGV[10] .. (f[2] or '') or nil
-bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset')
+bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[5], 'list', KEYS[6], 'zset')
 if not bad and queue then bad = wrong(queue, 'list') end
 if bad then return {'BADKEY', bad} end
 local held = nil
@@ -53,7 +56,11 @@ local gone = {'claimed_at', 'deadline_ms', 'recoveries', 'next_exec', 'lock', 'i
 if string.find(ARGV[1], '@%d+$') then gone[#gone+1] = 'sched' end
 redis.call('HSET', KEYS[1], unpack(h))
 redis.call('HDEL', KEYS[1], unpack(gone))
-if held == ARGV[1] then redis.call('DEL', KEYS[4]) end
+if held == ARGV[1] then
+  redis.call('DEL', KEYS[4])
+  promote(KEYS[5], KEYS[6], KEYS[4], string.match(ARGV[1], '^([^@]*)@') or '', ARGV[11], ARGV[12], ARGV[13], KEYS[2])
+end
+if st == 'held' then redis.call('LREM', KEYS[5], 0, ARGV[1]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
 if queue then redis.call('LREM', queue, -1, ARGV[1]) end

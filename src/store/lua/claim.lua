@@ -12,28 +12,34 @@
 -- written, and a fire ended at its claim (skipped, misfired) has its outcome written into the hash.
 -- KEYS[1] due zset  KEYS[2] executions index (the shard's newest, across jobs)  KEYS[3] lease
 -- KEYS[4] inflight zset  KEYS[5] the caller's processing list  KEYS[6] the caller's heartbeat
--- KEYS[7] the open executions (pending or running, across jobs)
--- then per claim i (4 keys): job hash, fire hash, lock key, job's executions index
+-- KEYS[7] the open executions (pending or running, across jobs)  KEYS[8] the held index (section 3.20)
+-- then per claim i (5 keys): job hash, fire hash, lock key, job's executions index, job's held list
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value  ARGV[4] epoch
 -- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
 --   (a fire must start within it of its scheduled instant, or of its claim when claimed late on
 --   purpose: a catch-up fire gets the whole threshold)
 -- ARGV[7] the caller's node id  ARGV[8] its incarnation  ARGV[9] watch ms (accept.lua's ARGV[4])
 -- ARGV[10] how many of the newest executions the executions index keeps (`execution_recent`)
--- then per claim i (10 args): job id, sched_ms, next_ms or '-', forbid '0'|'1', lock ttl ms,
+-- ARGV[11] the fire key prefix ('<tag>:fire:')  ARGV[12] the stop list key prefix ('<tag>:stops:')
+-- ARGV[13] how long a stop list is kept (ms)
+-- then per claim i (10 args): job id, sched_ms, next_ms or '-', the overlap policy ('0' allow,
+--   '1' forbid, 'b<n>' buffer n, 'r' replace: every one but '0' takes the job's lock), lock ttl ms,
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
 --   whose stored definition is invalid),
 --   here '0' | '1' (take) | '2' (take and start)
 -- Returns {'FENCED'}, or one status per claim: CLAIMED HERE (claimed into the caller's hands)
 --   STARTED (claimed into the caller's hands and started)
+--   HELD (the lock was held: the fire waits for it, section 3.20), or 'HELD <node> <fire> <exec>'
+--   (a replace, whose holder, fire <fire>'s execution <exec>, runs on <node> and was asked to stop:
+--   the caller asks that node directly too)
 --   SKIPPED MISFIRED STALE PAUSED GONE,
 --   'DUP <what the fire key held>' (the fire key existed before its claim: claimed before, or planted),
 --   'BADKEY <why>' (a key of the claim has the wrong type: nothing written for it but, when the job's
 --   own hash is fine, the watermark's move, so the schedule goes on); or a BADKEY error when a shared
 --   key has the wrong type (nothing written at all)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'FENCED'} end
-local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset', KEYS[7], 'zset')
+local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset', KEYS[7], 'zset', KEYS[8], 'zset')
 if bad then return refuse(bad) end
 -- What a key that should not exist holds, for the log line (bounded).
 local function describe(k)
@@ -60,12 +66,14 @@ local out = {}
 -- once at the end: nothing in the call reads the due set, and a job claimed twice in one call (a
 -- misfire's summary and its fire) must end where its last claim put it.
 local due, due_order = {}, {}
-local n = (#KEYS - 7) / 4
+local n = (#KEYS - 8) / 5
 for i = 0, n - 1 do
-  local kj, kf, kl, kje = KEYS[8+4*i], KEYS[9+4*i], KEYS[10+4*i], KEYS[11+4*i]
-  local a = 11 + 10*i
+  local kj, kf, kl, kje, kh = KEYS[9+5*i], KEYS[10+5*i], KEYS[11+5*i], KEYS[12+5*i], KEYS[13+5*i]
+  local a = 14 + 10*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
-  local forbid, lock_ttl, exec_id = ARGV[a+3] == '1', ARGV[a+4], ARGV[a+5]
+  local mode, lock_ttl, exec_id = ARGV[a+3], ARGV[a+4], ARGV[a+5]
+  -- Every policy but allow takes the lock; forbid skips a fire that finds it held, the others hold it.
+  local forbid, holds, stop = mode ~= '0', mode ~= '0' and mode ~= '1', nil
   local json, skipped, final, here = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9]
   -- One read for the job (every job hash has updated_ms), under pcall: a job key of the wrong type
   -- is this claim's BADKEY, found without a TYPE of its own.
@@ -95,6 +103,7 @@ for i = 0, n - 1 do
     -- The lock is written only for a forbid job (SET NX), so only then is its type checked; the
     -- job's index is the fire's first write, a ZADD that fails on the wrong type before writing.
     if forbid then out[i+1] = wrong(kl, 'string') end
+    if not out[i+1] and holds then out[i+1], stop = hold_check(mode, kh, KEYS[8], kl, ARGV[11], ARGV[12]) end
     if not out[i+1] then local _; _, out[i+1] = read('zset', 'ZADD', kje, 0, exec_id) end
     if out[i+1] then out[i+1] = 'BADKEY ' .. out[i+1] end
   end
@@ -106,10 +115,18 @@ for i = 0, n - 1 do
     if final ~= '0' then st = 'MISFIRED'; fs = final
     elseif forbid and not redis.call('SET', kl, job .. '@' .. sched, 'NX', 'PX', lock_ttl) then
       st = 'SKIPPED'; fs = 'skipped'; json = skipped
+      if holds and hold(mode, kh, KEYS[8], KEYS[7], job, job .. '@' .. sched, ARGV[11], stop, ARGV[12], ARGV[13],
+          ARGV[2], now) then
+        st = 'HELD'; fs = 'held'; json = ARGV[a+6]
+        if stop then st = 'HELD ' .. stop[2] .. ' ' .. stop[1] .. ' ' .. stop[3] end
+      end
     end
     local h = {'state', fs, 'job', job, 'sched', sched, 'epoch', ARGV[4], 'claimed_at', now,
                'deadline_ms', math.max(tonumber(sched), now) + tonumber(ARGV[6]), 'attempts', 0, 'recoveries', 0}
-    if fs ~= 'dispatching' then
+    if fs == 'held' then
+      -- Waits for the lock: its execution is made (pending), in no node's hands, not watched.
+      h[#h+1] = 'next_exec'; h[#h+1] = exec_id
+    elseif fs ~= 'dispatching' then
       -- Ended at its claim: the record's outcome goes into the hash (the rare path: its JSON is
       -- decoded for the reason and the node).
       local ok, d = pcall(cjson.decode, json)
@@ -145,9 +162,9 @@ for i = 0, n - 1 do
     redis.call('HSET', kf, unpack(h))
     redis.call('PEXPIRE', kf, ARGV[1])
     later('ZADD', KEYS[2], 0, exec_id)
-    if fs == 'dispatching' then later('ZADD', KEYS[7], 0, exec_id) end
+    if fs == 'dispatching' or fs == 'held' then later('ZADD', KEYS[7], 0, exec_id) end
     announce(ARGV[2], json)
-    if fs ~= 'dispatching' then archive(ARGV[2], json) end
+    if fs ~= 'dispatching' and fs ~= 'held' then archive(ARGV[2], json) end
     out[#out+1] = st
   end
 end

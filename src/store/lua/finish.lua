@@ -24,6 +24,9 @@
 -- ARGV[24] stderr (the record's fields, written into the fire hash; empty ones are not written)
 -- ARGV[25] fire key prefix ('<tag>:fire:', for the history trim)  ARGV[26] '1': a record of this
 --   execution may exist apart (a retry's, written while it ran): deleted, the hash has the outcome
+-- KEYS[10] the job's held list  KEYS[11] the held index  KEYS[12] q:<self>  KEYS[13] inflight (watch set)
+-- ARGV[27] lock ttl ms  ARGV[28] misfire threshold ms  ARGV[29] watch ms: the lock this fire lets go
+--   passes to the oldest fire held for it, which goes into this node's queue (section 3.20)
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
 -- Every key is made sure of before the first write that matters: the fire hash, the lock and
 -- p:<self> by their first command under pcall (a read; the ack's LREM), the job's index by its
@@ -72,6 +75,9 @@ local held = nil
 if mine and (f[5] == '1' or ARGV[16] == '1') then
   held, bad = read('string', 'GET', KEYS[4])
   if bad then return {'BADKEY', bad} end
+  -- Letting the lock go hands it on (`promote`): its keys are made sure of now.
+  if held == ARGV[5] then bad = wrong(KEYS[10], 'list', KEYS[11], 'zset', KEYS[12], 'list', KEYS[13], 'zset') end
+  if bad then return {'BADKEY', bad} end
 end
 -- The fire's own execution (its exec field) was indexed when it was made (claim, trigger, a re-run's
 -- start, a retry's record); a superseded evidence record, or another id, is indexed here.
@@ -111,7 +117,13 @@ else
     -- it by its record kept apart, which is written as before.
     redis.call('SET', KEYS[1], json, 'PX', ARGV[3])
   elseif ARGV[26] == '1' then redis.call('DEL', KEYS[1]) end
-  if held == ARGV[5] then redis.call('DEL', KEYS[4]) end
+  if held == ARGV[5] then
+    redis.call('DEL', KEYS[4])
+    if redis.call('EXISTS', KEYS[10]) == 1 then
+      promote(KEYS[10], KEYS[11], KEYS[4], string.match(ARGV[5], '^([^@]*)@') or '', ARGV[25], ARGV[27], ARGV[28],
+        KEYS[13], ARGV[29], KEYS[12], ARGV[7])
+    end
+  end
   later('ZREM', KEYS[9], ARGV[1])
 end
 if index then

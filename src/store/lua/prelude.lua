@@ -177,7 +177,7 @@ local TRIM_MAX = 100
 -- not yet started, or running; an ended state is the execution's own only once the hash holds the
 -- outcome (`ended`), before that (a reap's `lost`, a start's `misfired`, whose records are written
 -- apart just after) the execution reads as still open.
-local OPEN = {dispatching = 'pending', accepted = 'pending', queued = 'pending', running = 'running'}
+local OPEN = {dispatching = 'pending', accepted = 'pending', queued = 'pending', held = 'pending', running = 'running'}
 -- The state of execution `id`'s record, and the fire hash's key when that hash holds its outcome
 -- (the hash goes with the record then; never while its fire is open, whatever a record kept apart
 -- says: a failed attempt waiting for its retry, an attempt handed over or closed for a re-run).
@@ -241,4 +241,102 @@ local function trim_history(kje, kjf, kall, prefix, fprefix, n, last, failed, ol
     if hashes[gone[i]] then redis.call('DEL', hashes[gone[i]]) end
   end
   for i = 1, #gone, 500 do redis.call('ZREM', kall, unpack(gone, i, math.min(i + 499, #gone))) end
+end
+-- Overlap policies (section 3.20). A fire of a `replace` or `buffer` job that finds the job's
+-- no-overlap lock held waits for it: state 'held', its id at the tail of the job's held list
+-- `kheld`, the job in the shard's held index `kindex` (the sweep's way to the jobs whose lock may
+-- have expired with held fires waiting). The lock, once let go by its fire (finish, cancel, a
+-- misfire at start) or expired, passes to the oldest held fire (`promote`).
+--
+-- The record of a fire ended in Lua with no record of its own to announce: `state` (an ended one),
+-- the error, as the Execution type's serde form (as `running_json`).
+local function ended_json(exec, job, fire, sched, ended, state, err, manual, epoch)
+  if not string.match(epoch or '', '^%d+$') then epoch = '0' end
+  local json = cjson.encode({
+    id = exec, job_id = job, fire_id = fire, scheduled_ms = tonumber(sched) or 0, start_ms = cjson.null,
+    end_ms = ended, node_id = '', attempt = 1, state = state, error = err, output = '', manual = manual,
+    epoch = 0
+  })
+  return (string.gsub(json, '"epoch":0', '"epoch":' .. epoch, 1))
+end
+-- Makes sure of the keys `hold` writes (but the open set, which the caller checks), before the
+-- caller's first write: nil, or why one is wrong.
+-- For a replace (`mode` 'r') also reads the lock's holder, to stop it: {holder fire, its node, its
+-- execution} when it runs (the stop list's key is checked too), else nil.
+local function hold_check(mode, kheld, kindex, klock, fprefix, stops_prefix)
+  local bad = wrong(kheld, 'list', kindex, 'zset')
+  if bad or mode ~= 'r' then return bad, nil end
+  local holder = redis.call('GET', klock)
+  if not holder then return nil, nil end
+  local f = redis.pcall('HMGET', fprefix .. holder, 'state', 'node', 'exec')
+  if type(f) ~= 'table' or f.err or f[1] ~= 'running' or not f[2] or not f[3] then return nil, nil end
+  bad = wrong(stops_prefix .. f[2], 'list')
+  if bad then return bad, nil end
+  return nil, {holder, f[2], f[3]}
+end
+-- Holds `fire` (its hash already written, state 'held') for the lock of job `job` under `mode`
+-- ('b<n>': buffer n, 'r': replace), after `hold_check`. False when a buffer is full (the caller
+-- records the fire skipped instead and writes nothing here). A replace ends the fires held before
+-- it `skipped` (replaced: each never began) and asks the running holder (`stop`, from
+-- `hold_check`) to stop: a stop request on its node's stop list, as CancelExecution leaves one.
+local function hold(mode, kheld, kindex, kopen, job, fire, fprefix, stop, stops_prefix, stops_ttl, channel, now)
+  if mode == 'r' then
+    for _, w in ipairs(redis.call('LRANGE', kheld, 0, -1)) do
+      local kw = fprefix .. w
+      local f = redis.call('HMGET', kw, 'state', 'next_exec', 'sched', 'manual', 'epoch')
+      if f[1] == 'held' then
+        local why = 'skipped: replaced by a newer fire, ' .. fire .. ', before it began (concurrency replace)'
+        redis.call('HSET', kw, 'state', 'skipped', 'exec', f[2] or '', 'ended', now, 'error', why, 'attempts', 1)
+        redis.call('HDEL', kw, 'next_exec', 'claimed_at', 'deadline_ms', 'recoveries', 'job', 'lock')
+        local json = ended_json(f[2] or '', job, w, f[3] or string.match(w, '@(%d+)$'), now, 'skipped', why,
+          f[4] == '1', f[5])
+        announce(channel, json)
+        archive(channel, json)
+        if f[2] then redis.call('ZREM', kopen, f[2]) end
+      end
+    end
+    redis.call('DEL', kheld)
+    if stop then
+      local key = stops_prefix .. stop[2]
+      redis.call('RPUSH', key, cjson.encode({fire = stop[1], exec = stop[3],
+        why = 'replaced by a newer fire, ' .. fire .. ' (concurrency replace)'}))
+      redis.call('PEXPIRE', key, stops_ttl)
+    end
+  elseif redis.call('LLEN', kheld) >= (tonumber(string.sub(mode, 2)) or 1) then
+    return false
+  end
+  redis.call('RPUSH', kheld, fire)
+  redis.call('ZADD', kindex, 0, job)
+  return true
+end
+-- The job's lock is free (just let go by its fire, or expired): the oldest fire held for it takes
+-- it and goes on as a claimed fire does: into node `node`'s durable queue `queue` when given (the
+-- node that just finished the job's previous run, which can run it; its drain takes it at once),
+-- `queued` and watched; otherwise `dispatching`, its dispatch deadline passed, for the master's
+-- sweep to queue. Its start deadline is the misfire threshold from now: it waited on purpose.
+-- Entries no longer held (cancelled meanwhile) are dropped. The caller has checked the types of
+-- `kheld`, `kindex` and `queue`. Returns the fire handed the lock, or nil.
+local function promote(kheld, kindex, klock, job, fprefix, lock_ttl, misfire_ms, kinflight, watch_ms, queue, node)
+  local now = time_ms()
+  while true do
+    local fire = redis.call('LPOP', kheld)
+    if not fire then
+      redis.call('ZREM', kindex, job)
+      return nil
+    end
+    local kf = fprefix .. fire
+    if redis.pcall('HGET', kf, 'state') == 'held' then
+      redis.call('SET', klock, fire, 'PX', lock_ttl)
+      if queue then
+        redis.call('HSET', kf, 'state', 'queued', 'node', node, 'lock', '1', 'deadline_ms', now + tonumber(misfire_ms))
+        redis.call('LPUSH', queue, fire)
+        redis.call('ZADD', kinflight, now + tonumber(watch_ms), fire)
+      else
+        redis.call('HSET', kf, 'state', 'dispatching', 'lock', '1', 'deadline_ms', now + tonumber(misfire_ms))
+        redis.call('ZADD', kinflight, now, fire)
+      end
+      if redis.call('LLEN', kheld) == 0 then redis.call('ZREM', kindex, job) end
+      return fire
+    end
+  end
 end

@@ -4,7 +4,8 @@
 -- KEYS[1] job hash  KEYS[2] fire hash  KEYS[3] lock key  KEYS[4] open executions  KEYS[5] executions index
 -- KEYS[6] job's executions index  KEYS[7] idempotency key (ignored when ARGV[8] is '0')  KEYS[8] inflight
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] exec id  ARGV[4] pending JSON
--- ARGV[5] skipped JSON  ARGV[6] forbid '0'|'1'  ARGV[7] lock ttl ms  ARGV[8] has key '0'|'1'
+-- ARGV[5] skipped JSON  ARGV[6] the overlap policy (claim.lua's: '0', '1', 'b<n>', 'r')  ARGV[7] lock ttl ms
+-- ARGV[8] has key '0'|'1'
 -- ARGV[9] fire id  ARGV[10] exec key prefix ('<tag>:exec:')  ARGV[11] scheduled ms  ARGV[12] epoch
 -- ARGV[13] start deadline ms  ARGV[14] dispatch deadline ms  ARGV[15] job id
 -- ARGV[16] the skipped record's end ms and ARGV[17] its error (written into the hash when skipped)
@@ -12,7 +13,10 @@
 -- ARGV[19] the fire's own arguments (TriggerJob's `args`, resolved: JSON) or '' (the job's): kept in
 --   the fire hash as `args`, which every take and start of the fire returns
 -- ARGV[20] the fire key prefix ('<tag>:fire:')
+-- KEYS[9] the job's held list  KEYS[10] the held index (section 3.20)
+-- ARGV[21] the stop list key prefix ('<tag>:stops:')  ARGV[22] how long a stop list is kept (ms)
 -- Returns {'GONE'} | {'DEDUP', exec id} | {'CONFLICT', exec id} | {'CREATED'} | {'SKIPPED'}
+--   | {'HELD'} | {'HELD', node, fire, exec} (as claim.lua's)
 --   DEDUP: the key made that execution before; the caller reads its record (none: the job's
 --   history cap has deleted it since; the key still counts, nothing is fired again).
 --   CONFLICT: the key made that execution with other arguments: nothing is fired.
@@ -21,6 +25,10 @@ local bad = wrong(KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'string', KEYS[4], 
   KEYS[8], 'zset')
 if bad then return refuse(bad) end
 if ARGV[8] == '1' then bad = wrong(KEYS[7], 'string') end
+if bad then return refuse(bad) end
+local mode = ARGV[6]
+local holds, stop = mode ~= '0' and mode ~= '1', nil
+if holds then bad, stop = hold_check(mode, KEYS[9], KEYS[10], KEYS[3], ARGV[20], ARGV[21]) end
 if bad then return refuse(bad) end
 if ARGV[8] == '1' then
   local prev = redis.call('GET', KEYS[7])
@@ -39,16 +47,25 @@ if ARGV[8] == '1' then
   redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[1])
 end
 local st, json, fs = 'CREATED', ARGV[4], 'dispatching'
-if ARGV[6] == '1' and not redis.call('SET', KEYS[3], ARGV[9], 'NX', 'PX', ARGV[7]) then
+if mode ~= '0' and not redis.call('SET', KEYS[3], ARGV[9], 'NX', 'PX', ARGV[7]) then
   st, json, fs = 'SKIPPED', ARGV[5], 'skipped'
+  if holds and hold(mode, KEYS[9], KEYS[10], KEYS[4], ARGV[15], ARGV[9], ARGV[20], stop, ARGV[21], ARGV[22], ARGV[2],
+      time_ms()) then
+    st, json, fs = 'HELD', ARGV[4], 'held'
+  end
 end
 redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
            'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'manual', '1',
            'deadline_ms', ARGV[13])
 if ARGV[19] ~= '' then redis.call('HSET', KEYS[2], 'args', ARGV[19]) end
-if fs == 'dispatching' then
-  -- A forbid fire holds the job's lock: its finish releases it (finish.lua reads the lock only then).
-  if ARGV[6] == '1' then
+if fs == 'held' then
+  -- Waits for the lock: its execution is made (pending), in no node's hands, not watched.
+  redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])
+  redis.call('ZADD', KEYS[4], 0, ARGV[3])
+elseif fs == 'dispatching' then
+  -- A fire of an exclusive job holds the job's lock: its finish releases it (finish.lua reads the
+  -- lock only then).
+  if mode ~= '0' then
     redis.call('HSET', KEYS[2], 'next_exec', ARGV[3], 'lock', '1')
   else
     redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])
@@ -62,9 +79,8 @@ redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[5], 0, ARGV[3])
 redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -(tonumber(ARGV[18]) + 1))
 redis.call('ZADD', KEYS[6], 0, ARGV[3])
-redis.call('PUBLISH', ARGV[2], json)
-if fs == 'skipped' then
-  archive(ARGV[2], json)
-  flush()
-end
+announce(ARGV[2], json)
+if fs == 'skipped' then archive(ARGV[2], json) end
+flush()
+if stop and st == 'HELD' then return {st, stop[2], stop[1], stop[3]} end
 return {st}

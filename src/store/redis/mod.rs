@@ -43,7 +43,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
-use crate::job::{Declared, JobSpec};
+use crate::job::{Concurrency, Declared, JobSpec};
 
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
 static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
@@ -79,6 +79,20 @@ static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/st
 static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/keep_alive.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
 static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/cancel.lua")));
+static PROMOTE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/promote.lua")));
+/// Jobs with held fires a sweep looks at, at most (the rest at the next sweeps).
+const PROMOTE_JOBS: usize = 500;
+
+/// A claim's or trigger's 'HELD <node> <fire> <exec>' (after 'HELD '): the running fire a replace
+/// asked to stop, with the stop request the script left (its `why` as `hold` in prelude.lua words it).
+fn replacing(rest: &str, by_fire: &str) -> Option<super::Replacing> {
+    let mut it = rest.split(' ');
+    let (node, fire, exec) = (it.next()?, it.next()?, it.next()?);
+    Some(super::Replacing {
+        node: node.to_string(),
+        stop: StopRequest { fire: fire.into(), exec: exec.into(), why: super::replaced_why(by_fire) },
+    })
+}
 
 /// Longest wait for one Redis reply: a script that has not answered by then is treated as failed
 /// (it may still have run). Every script the fire path repeats after an error is safe to repeat
@@ -559,6 +573,9 @@ impl RedisStore {
             .key(self.keys.job_execs(&exec.job_id))
             .key(self.keys.lock(&exec.job_id))
             .key(self.keys.open_execs())
+            .key(self.keys.held(&exec.job_id))
+            .key(self.keys.held_jobs())
+            .key(self.keys.inflight())
             .arg(&exec.id)
             .arg(json)
             .arg(self.retention_ms)
@@ -568,9 +585,19 @@ impl RedisStore {
             .arg(crate::execution::id_floor(super::now_ms() - self.retention_ms as i64))
             .arg(if only_open { "1" } else { "0" })
             .arg(self.retention_ms + INDEX_TTL_MARGIN_MS)
+            .arg(self.keys.fire(""))
+            .arg(self.lock_ttl())
+            .arg(self.timing.misfire_threshold_ms)
             .invoke_async(&mut c)
             .await?;
         Ok(written == 1)
+    }
+}
+
+impl RedisStore {
+    /// The TTL of a lock handed to a held fire (`promote`): as a claim's.
+    fn lock_ttl(&self) -> u64 {
+        super::lock_ttl_ms(self.timing.misfire_threshold_ms as i64)
     }
 }
 
@@ -685,6 +712,7 @@ impl FireStore for RedisStore {
         let mut inv = CLAIM.key(self.keys.due());
         inv.key(self.keys.execs()).key(self.keys.lease()).key(self.keys.inflight());
         inv.key(self.keys.processing(&fence.node_id)).key(self.keys.hb(&fence.node_id)).key(self.keys.open_execs());
+        inv.key(self.keys.held_jobs());
         inv.arg(self.retention_ms)
             .arg(self.keys.exec_channel())
             .arg(fence.to_string())
@@ -694,21 +722,25 @@ impl FireStore for RedisStore {
             .arg(&fence.node_id)
             .arg(&fence.incarnation)
             .arg(self.timing.watch_ms())
-            .arg(self.recent);
+            .arg(self.recent)
+            .arg(self.keys.fire(""))
+            .arg(self.keys.stops(""))
+            .arg(super::STOPS_TTL_MS);
         for c in claims {
             inv.key(self.keys.job(&c.job_id))
                 .key(self.keys.fire(&c.exec.fire_id))
                 .key(self.keys.lock(&c.job_id))
-                .key(self.keys.job_execs(&c.job_id));
+                .key(self.keys.job_execs(&c.job_id))
+                .key(self.keys.held(&c.job_id));
             inv.arg(&c.job_id)
                 .arg(c.sched_ms)
                 .arg(opt_ms(c.next_ms))
-                .arg(if c.forbid { "1" } else { "0" })
+                .arg(super::overlap_arg(c.overlap))
                 .arg(c.lock_ttl_ms.max(1))
                 .arg(&c.exec.id)
                 .arg(encode(&c.exec)?)
-                // Only a forbid claim can meet the lock and need its `skipped` record.
-                .arg(if c.forbid { encode(&c.skipped_exec())? } else { String::new() })
+                // Only an exclusive claim can meet the lock and need its `skipped` record.
+                .arg(if c.overlap.exclusive() { encode(&c.skipped_exec())? } else { String::new() })
                 .arg(if c.exec.state.is_terminal() { FireState::from(c.exec.state).as_str() } else { "0" })
                 .arg(match (c.here, c.start) {
                     (false, _) => "0",
@@ -728,11 +760,16 @@ impl FireStore for RedisStore {
             return Err(unexpected("claim", &r));
         }
         r.iter()
-            .map(|s| match s.as_str() {
+            .zip(claims)
+            .map(|(s, c)| match s.as_str() {
                 "CLAIMED" => Ok(ClaimOutcome::Claimed),
                 "HERE" => Ok(ClaimOutcome::Here),
                 "STARTED" => Ok(ClaimOutcome::Started),
                 "SKIPPED" => Ok(ClaimOutcome::Skipped),
+                "HELD" => Ok(ClaimOutcome::Held(None)),
+                s if s.starts_with("HELD ") => replacing(&s["HELD ".len()..], &c.exec.fire_id)
+                    .map(|x| ClaimOutcome::Held(Some(x)))
+                    .ok_or_else(|| unexpected("claim", &r)),
                 "MISFIRED" => Ok(ClaimOutcome::Misfired),
                 "STALE" => Ok(ClaimOutcome::Stale),
                 "PAUSED" => Ok(ClaimOutcome::Paused),
@@ -748,11 +785,11 @@ impl FireStore for RedisStore {
         &self,
         exec: &Execution,
         key: Option<&str>,
-        forbid: bool,
+        overlap: Concurrency,
         lock_ttl_ms: u64,
         args: Option<&serde_json::Value>,
     ) -> Result<TriggerOutcome> {
-        let skipped = exec.skipped_by_lock();
+        let skipped = super::skipped_by_lock(exec, overlap);
         let mut inv = TRIGGER.prepare_invoke();
         inv.key(self.keys.job(&exec.job_id))
             .key(self.keys.fire(&exec.fire_id))
@@ -762,12 +799,14 @@ impl FireStore for RedisStore {
             .key(self.keys.job_execs(&exec.job_id))
             .key(self.keys.idem(&exec.job_id, key.unwrap_or("")))
             .key(self.keys.inflight())
+            .key(self.keys.held(&exec.job_id))
+            .key(self.keys.held_jobs())
             .arg(self.retention_ms)
             .arg(self.keys.exec_channel())
             .arg(&exec.id)
             .arg(encode(exec)?)
             .arg(encode(&skipped)?)
-            .arg(if forbid { "1" } else { "0" })
+            .arg(super::overlap_arg(overlap))
             .arg(lock_ttl_ms.max(1))
             .arg(if key.is_some() { "1" } else { "0" })
             .arg(&exec.fire_id)
@@ -781,9 +820,15 @@ impl FireStore for RedisStore {
             .arg(&skipped.error)
             .arg(self.recent)
             .arg(args.map(|a| a.to_string()).unwrap_or_default())
-            .arg(self.keys.fire(""));
+            .arg(self.keys.fire(""))
+            .arg(self.keys.stops(""))
+            .arg(super::STOPS_TTL_MS);
         let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
+            (Some("HELD"), None) => Ok(TriggerOutcome::Held(exec.clone(), None)),
+            (Some("HELD"), Some(_)) => replacing(&r[1..].join(" "), &exec.fire_id)
+                .map(|x| TriggerOutcome::Held(exec.clone(), Some(x)))
+                .ok_or_else(|| unexpected("trigger", &r)),
             (Some("CONFLICT"), Some(id)) => Ok(TriggerOutcome::Conflict(id.clone())),
             (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
             (Some("CREATED"), _) => Ok(TriggerOutcome::Created(exec.clone())),
@@ -1042,6 +1087,10 @@ impl FireStore for RedisStore {
             self.keys.exec(&superseded.id),
             self.keys.job_failed_execs(&exec.job_id),
             self.keys.open_execs(),
+            self.keys.held(&exec.job_id),
+            self.keys.held_jobs(),
+            self.keys.queue(node),
+            self.keys.inflight(),
         ];
         let args = [
             exec.id.clone(),
@@ -1073,6 +1122,9 @@ impl FireStore for RedisStore {
             self.keys.fire(""),
             // A retry's record was written apart while it ran (`update_execution`).
             flag(Some(exec.attempt > 1)).to_string(),
+            self.lock_ttl().to_string(),
+            self.timing.misfire_threshold_ms.to_string(),
+            self.timing.watch_ms().to_string(),
         ];
         let r: Vec<String> = self.steps.call("finish", keys.into(), args.into()).await?;
         fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
@@ -1224,6 +1276,8 @@ impl FireStore for RedisStore {
             .key(self.keys.inflight())
             .key(self.keys.open_execs())
             .key(self.keys.lock(&exec.job_id))
+            .key(self.keys.held(&exec.job_id))
+            .key(self.keys.held_jobs())
             .arg(&exec.fire_id)
             .arg(&exec.id)
             .arg(encode(exec)?)
@@ -1234,6 +1288,9 @@ impl FireStore for RedisStore {
             .arg(self.keys.exec_channel())
             .arg(if retry { "1" } else { "0" })
             .arg(self.keys.queue(""))
+            .arg(self.keys.fire(""))
+            .arg(self.lock_ttl())
+            .arg(self.timing.misfire_threshold_ms)
             .invoke_async(&mut self.conn())
             .await?;
         fail::fail_point!("lose_cancel_reply", |_| Err(crate::failpoints::lost_reply("lose_cancel_reply")));
@@ -1247,6 +1304,33 @@ impl FireStore for RedisStore {
             }
             _ => Err(unexpected("cancel", &r)),
         }
+    }
+
+    async fn promote_held(&self, fence: &Fence, lock_ttl_ms: u64) -> Result<Vec<String>> {
+        let r: Vec<String> = PROMOTE
+            .key(self.keys.held_jobs())
+            .key(self.keys.inflight())
+            .key(self.keys.lease())
+            .arg(fence.to_string())
+            .arg(self.keys.held(""))
+            .arg(self.keys.lock(""))
+            .arg(self.keys.fire(""))
+            .arg(lock_ttl_ms.max(1))
+            .arg(self.timing.misfire_threshold_ms)
+            .arg(PROMOTE_JOBS)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match r.first().map(String::as_str) {
+            Some("FENCED") => Err(Error::Fenced(format!("lease {fence} is no longer held"))),
+            Some("BADKEY") => {
+                Err(Error::Corrupt { key: self.keys.held_jobs(), reason: r.get(1).cloned().unwrap_or_default() })
+            }
+            _ => Ok(r),
+        }
+    }
+
+    async fn held_count(&self, job_id: &str) -> Result<usize> {
+        Ok(self.conn().llen(self.keys.held(job_id)).await?)
     }
 
     async fn take_stops(&self, node: &str) -> Result<Vec<StopRequest>> {
@@ -1681,7 +1765,9 @@ fn record_from(id: &str, fire: &str, json: &str, fields: &[String], keys: &Keys)
     let has_started = next_exec.is_empty() && !started.is_empty();
     let open = if has_started { ExecState::Running } else { ExecState::Pending };
     let state = match fs {
-        FireState::Dispatching | FireState::Accepted | FireState::Queued | FireState::Pending => ExecState::Pending,
+        FireState::Dispatching | FireState::Accepted | FireState::Queued | FireState::Held | FireState::Pending => {
+            ExecState::Pending
+        }
         FireState::Running => ExecState::Running,
         _ if ended.is_empty() => open,
         FireState::Succeeded => ExecState::Succeeded,
