@@ -742,7 +742,15 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             // trimmed by the time the records are read; the side log judges them.
             4 => ("capped", "* * * * * *", 20, 1, false, false, true),
             6 => ("master", "* * * * * *", 10, 1, false, true, true),
-            7 => ("forbid", "* * * * * *", 1500, 1, true, false, false),
+            // Runs of 1.5 s a second apart, each overlap policy in turn: forbid (skipped while one
+            // runs), replace (each fire stops the run before it), buffer_one and buffer 3 (fires
+            // wait for the run before them, the rest skipped).
+            7 => match (i / 10) % 4 {
+                0 => ("forbid", "* * * * * *", 1500, 1, true, false, false),
+                1 => ("replace", "* * * * * *", 1500, 1, true, false, false),
+                2 => ("bufone", "* * * * * *", 1500, 1, true, false, false),
+                _ => ("buffer", "* * * * * *", 1500, 1, true, false, false),
+            },
             8 => ("slowrerun", "*/5 * * * * *", 3000, 5, false, false, true),
             // Slow runs the runner cancels (CancelExecution) while they run, through any node.
             9 if i % 20 == 19 => ("cancel", "*/5 * * * * *", 3000, 5, false, false, i % 40 == 39),
@@ -772,7 +780,13 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             },
             timeout_ms: if kind == "extslow" { 700 } else { 0 },
             master_only,
-            concurrency: if forbid { rota::job::Concurrency::Forbid } else { rota::job::Concurrency::Allow },
+            concurrency: match kind {
+                "replace" => rota::job::Concurrency::Replace,
+                "bufone" => rota::job::Concurrency::Buffer(1),
+                "buffer" => rota::job::Concurrency::Buffer(3),
+                _ if forbid => rota::job::Concurrency::Forbid,
+                _ => rota::job::Concurrency::Allow,
+            },
             recovery: if rerun { rota::job::Recovery::Rerun } else { rota::job::Recovery::Lost },
             keep_last: if kind == "capped" { CAPPED_KEEP as u32 } else { 0 },
             keep_failed: (kind == "capped").then_some(0),
@@ -800,7 +814,19 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
         let keep_last = (kind == "capped").then_some(CAPPED_KEEP);
         let shard = rota::store::keys::shard_of(&id, shards);
         let times_out = kind == "extslow";
-        infos.push(JobInfo { id, period_s: period, forbid, master_only, rerun, only_on, keep_last, shard, times_out });
+        let overlap = spec.concurrency;
+        infos.push(JobInfo {
+            id,
+            period_s: period,
+            forbid,
+            overlap,
+            master_only,
+            rerun,
+            only_on,
+            keep_last,
+            shard,
+            times_out,
+        });
     }
     (jobs, infos)
 }
@@ -866,6 +892,7 @@ async fn records(
             end_ms: e.end_time.as_ref().map(|_| common::ms(&e.end_time)),
             node: e.node_id,
             manual: e.manual,
+            error: e.error,
         })
         .collect()
 }
@@ -1191,6 +1218,8 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "executed": r.executed,
         "skipped_by_lock": r.skipped_by_lock,
         "cancelled": r.cancelled,
+        "replaced": r.replaced,
+        "max_held_delay_ms": r.max_held_delay_ms,
         "manual_triggered": r.manual_triggered,
         "manual_executed": r.manual_executed,
         "lost_by_policy": r.lost_by_policy,

@@ -612,3 +612,41 @@ async fn a_panicking_handler_fails_its_run_and_is_not_run_again() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     node.shutdown().await;
 }
+
+/// `SET` the held index (`T:held`, the jobs with fires waiting for their lock) to a string: the
+/// master's sweep cannot hand locks on (it says so), but its other duties go on: a dead node's
+/// running fire is still re-run elsewhere. (Before, the sweep's first step failed it whole.)
+#[tokio::test]
+async fn a_clobbered_held_index_holds_up_none_of_the_sweep() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &[]).await;
+    common::agreed_master(&[&n1]).await;
+    let mut n2 = TestNode::start(&b, "n2", &[]).await;
+    let mut r = redis_conn(&redis).await;
+    let _: () = r.set(keys().held_jobs(), "not an index").await.expect("clobber");
+    let mut slow = job("slow", "0 0 3 29 2 *", "sleep", json!(["3s"]));
+    slow.routing = pb::RoutingStrategy::Failover as i32;
+    slow.failover_nodes = vec!["n2".into(), "n1".into()];
+    slow.recovery = pb::RecoveryPolicy::Rerun as i32;
+    let mut c = n1.client().await;
+    c.put_job(pb::PutJobRequest { job: Some(slow) }).await.expect("put");
+    let r0 = c
+        .trigger_job(pb::TriggerJobRequest { id: "slow".into(), target_node: "n2".into(), ..Default::default() })
+        .await
+        .expect("trigger");
+    let fire = r0.into_inner().execution.expect("execution").fire_id;
+    eventually(WAIT, "it runs on n2", || async {
+        let execs = executions(&mut n1.client().await, "slow").await;
+        execs.iter().any(|e| e.node_id == "n2" && state(e) == pb::ExecutionState::Running).then_some(())
+    })
+    .await;
+    n2.kill();
+    let rerun = eventually(WAIT, "the dead node's run is re-run on n1", || async {
+        let execs = executions(&mut n1.client().await, "slow").await;
+        execs.into_iter().find(|e| e.fire_id == fire && e.node_id == "n1" && state(e) == pb::ExecutionState::Succeeded)
+    })
+    .await;
+    assert_eq!(rerun.attempt, 2, "{rerun:?}");
+    assert!(n1.log().contains("cannot hand free locks on to held fires"), "{}", n1.log());
+}

@@ -1324,6 +1324,18 @@ async fn overlap_policies_hold_fires_and_hand_the_lock_on(s: Arc<dyn Store>) {
         Accept::Accepted
     );
     assert!(s.promote_held(&fence, 60_000).await.expect("again").is_empty(), "nothing more to hand on");
+    // Expired again with a fire held, and a new fire comes before the sweep: it waits behind the
+    // held one, which takes the lock (`dispatching`, due for the sweep), oldest first.
+    let (eo3, e3) = claim_one("e", base + 2000, e).await;
+    assert_eq!(eo3, ClaimOutcome::Held(None));
+    assert!(s.renew_lock("e", &e2.exec.fire_id, 1).await.expect("renew"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (eo4, e4) = claim_one("e", base + 3000, Concurrency::Buffer(2)).await;
+    assert_eq!(eo4, ClaimOutcome::Held(None), "behind the fire held before it");
+    assert!(s.renew_lock("e", &e3.exec.fire_id, 60_000).await.expect("renew"), "the oldest took the lock");
+    assert!(s.stuck_dispatching(now_ms() + 10, 1000).await.expect("stuck").contains(&e3.exec.fire_id));
+    assert_eq!(s.held_count("e").await.expect("held"), 1);
+    assert!(!s.renew_lock("e", &e4.exec.fire_id, 60_000).await.expect("renew"));
 
     // Replace: the running holder is asked to stop; a fire held before is replaced.
     put(&*s, "r", base).await;
@@ -1344,6 +1356,18 @@ async fn overlap_policies_hold_fires_and_hand_the_lock_on(s: Arc<dyn Store>) {
     assert!(replaced.error.contains(&format!("replaced by a newer fire, {}", r3.exec.fire_id)), "{}", replaced.error);
     assert_eq!(s.held_count("r").await.expect("held"), 1);
 
+    // The lock expires with a fire held (its holder's node died): the next replace fire replaces
+    // it and takes the lock at once.
+    put(&*s, "x", base).await;
+    let (_, x1) = claim_one("x", base, Concurrency::Replace).await;
+    let (_, x2) = claim_one("x", base + 1000, Concurrency::Replace).await;
+    assert!(s.renew_lock("x", &x1.exec.fire_id, 1).await.expect("renew"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (xo3, x3) = claim_one("x", base + 2000, Concurrency::Replace).await;
+    assert_eq!(xo3, ClaimOutcome::Claimed);
+    assert_eq!(s.get_execution(&x2.exec.id).await.expect("get").map(|e| e.state), Some(ExecState::Skipped));
+    assert!(s.renew_lock("x", &x3.exec.fire_id, 60_000).await.expect("renew"));
+    assert_eq!(s.held_count("x").await.expect("held"), 0);
     // Manual fires obey the policies: a full buffer skips, a replace holds.
     let m = manual("b");
     let out = s.trigger(&m, None, Concurrency::Buffer(1), 60_000, None).await.expect("trigger");

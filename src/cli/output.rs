@@ -54,7 +54,7 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "id": j.id, "cron": j.cron, "time_zone": j.time_zone, "handler": j.handler,
         "args": j.args.as_ref().and_then(|a| convert::json_from_pb(a, 0).ok()).unwrap_or(Value::Null),
         "invoke": j.invoke, "master_only": j.master_only,
-        "concurrency": concurrency_name(j.concurrency), "misfire": misfire_name(j.misfire),
+        "concurrency": concurrency_name(j.concurrency), "buffer_limit": j.buffer_limit, "misfire": misfire_name(j.misfire),
         "recovery": recovery_name(j.recovery), "timeout_ms": duration_ms(&j.timeout),
         "retries": j.retries, "retry_backoff_ms": duration_ms(&j.retry_backoff), "paused": j.paused.unwrap_or(false), "description": j.description, "labels": j.labels,
         "keep_last": j.keep_last, "keep_failed": j.keep_failed, "selector": j.selector,

@@ -240,8 +240,14 @@ impl Recovery {
     pub async fn sweep(&self, master: &Mastership) -> Result<()> {
         // Free locks with fires held for them (their holder's node died and the lock expired):
         // the oldest held fire takes each, `dispatching` and due, queued just below.
-        for fire_id in self.store.promote_held(&master.lease, lock_ttl_ms(self.misfire_threshold_ms)).await? {
-            tracing::info!(fire = %fire_id, "a held fire took its job's lock, free since its holder ended elsewhere");
+        // Its failure (a clobbered index) holds up none of the sweep's other duties.
+        match self.store.promote_held(&master.lease, lock_ttl_ms(self.misfire_threshold_ms)).await {
+            Ok(fires) => {
+                for fire_id in fires {
+                    tracing::info!(fire = %fire_id, "a held fire took its job's lock, free since its holder ended elsewhere");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot hand free locks on to held fires; next sweep"),
         }
         let now = now_ms();
         for fire_id in self.store.stuck_dispatching(now, BATCH).await? {

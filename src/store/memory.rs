@@ -260,22 +260,7 @@ impl State {
     ) -> Option<Option<Replacing>> {
         let mut stop = None;
         if overlap == Concurrency::Replace {
-            let waiting: Vec<String> = self.held.remove(job).unwrap_or_default().into();
-            for w in waiting {
-                let Some(f) = self.fires.get_mut(&w).filter(|f| f.state == FireState::Held) else { continue };
-                f.state = FireState::Skipped;
-                let id = f.next_exec.take().unwrap_or_default();
-                f.exec = id.clone();
-                if let Some(mut e) = self.execs.get(&id).map(|(e, _)| e.clone()) {
-                    e.state = ExecState::Skipped;
-                    e.end_ms = Some(now);
-                    e.set_error(format!(
-                        "skipped: replaced by a newer fire, {fire}, before it began (concurrency replace)"
-                    ));
-                    self.insert_exec(&e, retention_ms, now);
-                    ended.push(e);
-                }
-            }
+            self.replace_held(job, fire, now, retention_ms, ended);
             let holder = self.locks.get(job).map(|(o, _)| o.clone());
             if let Some(f) = holder.as_ref().and_then(|h| self.fires.get(h)).filter(|f| f.state == FireState::Running) {
                 let r = Replacing {
@@ -294,6 +279,32 @@ impl State {
         }
         self.held.entry(job.to_string()).or_default().push_back(fire.to_string());
         Some(stop)
+    }
+
+    /// As `replace_held` in prelude.lua: the fires held for `job` end skipped, replaced by `fire`.
+    fn replace_held(&mut self, job: &str, fire: &str, now: i64, retention_ms: i64, ended: &mut Vec<Execution>) {
+        let waiting: Vec<String> = self.held.remove(job).unwrap_or_default().into();
+        for w in waiting {
+            let Some(f) = self.fires.get_mut(&w).filter(|f| f.state == FireState::Held) else { continue };
+            f.state = FireState::Skipped;
+            let id = f.next_exec.take().unwrap_or_default();
+            f.exec = id.clone();
+            if let Some(mut e) = self.execs.get(&id).map(|(e, _)| e.clone()) {
+                e.state = ExecState::Skipped;
+                e.end_ms = Some(now);
+                e.set_error(format!(
+                    "skipped: replaced by a newer fire, {fire}, before it began (concurrency replace)"
+                ));
+                self.insert_exec(&e, retention_ms, now);
+                ended.push(e);
+            }
+        }
+    }
+
+    /// Whether the job's lock is free while fires wait for it (its holder ended without handing it
+    /// on, and it expired): as claim.lua's `waiting`.
+    fn free_with_waiting(&self, overlap: Concurrency, job: &str, now: i64) -> bool {
+        overlap.held_limit() > 0 && !self.lock_held(job, now) && self.held.get(job).is_some_and(|q| !q.is_empty())
     }
 
     /// As `promote` in prelude.lua: the job's lock is free; its oldest held fire takes it, into
@@ -326,9 +337,10 @@ impl State {
         false
     }
 
-    /// Lets go of the job's lock when `fire` holds it, and hands it on (`promote`).
+    /// Lets go of the job's lock when `fire` holds it, and hands it on (`promote`). A lock that
+    /// expired is no one's (as the key gone in Redis): the master's sweep hands it on.
     fn release(&mut self, job: &str, fire: &str, now: i64, timing: &super::FireTiming, queue_on: Option<&str>) -> bool {
-        if self.locks.get(job).is_some_and(|(o, _)| o == fire) {
+        if self.locks.get(job).is_some_and(|(o, exp)| o == fire && *exp > now) {
             self.locks.remove(job);
             return self.promote(job, now, timing, queue_on);
         }
@@ -518,18 +530,30 @@ impl FireStore for MemoryStore {
                     out.push(ClaimOutcome::Duplicate(String::new()));
                     continue;
                 }
+                // The lock free while fires wait for it (as claim.lua's `waiting`).
+                let waiting = st.free_with_waiting(c.overlap, &c.job_id, now);
                 let (outcome, exec, fs) = if c.exec.state.is_terminal() {
                     (ClaimOutcome::Misfired, c.exec.clone(), FireState::from(c.exec.state))
-                } else if c.overlap.exclusive() && st.lock_held(&c.job_id, now) {
+                } else if c.overlap.exclusive()
+                    && (st.lock_held(&c.job_id, now) || (waiting && c.overlap != Concurrency::Replace))
+                {
                     let held = match c.overlap {
                         Concurrency::Forbid => None,
                         o => st.hold(o, &c.job_id, &c.exec.fire_id, now, self.retention_ms, &mut announce),
                     };
+                    if waiting {
+                        st.locks.remove(&c.job_id);
+                        st.promote(&c.job_id, now, &self.timing, None);
+                    }
                     match held {
                         Some(stop) => (ClaimOutcome::Held(stop), c.exec.clone(), FireState::Held),
                         None => (ClaimOutcome::Skipped, c.skipped_exec(), FireState::Skipped),
                     }
                 } else {
+                    if waiting {
+                        // A replace fire, the lock free with fires waiting: it replaces them.
+                        st.replace_held(&c.job_id, &c.exec.fire_id, now, self.retention_ms, &mut announce);
+                    }
                     if c.overlap.exclusive() {
                         st.locks.insert(c.job_id.clone(), (c.exec.fire_id.clone(), now + c.lock_ttl_ms as i64));
                     }
@@ -602,11 +626,23 @@ impl FireStore for MemoryStore {
                 }
                 st.idem.insert(idem, (exec.id.clone(), now + self.retention_ms));
             }
+            // As trigger.lua: a free lock with fires waiting is theirs (a replace fire replaces them).
+            let waiting = st.free_with_waiting(overlap, &exec.job_id, now);
+            if waiting && overlap == Concurrency::Replace {
+                st.replace_held(&exec.job_id, &exec.fire_id, now, self.retention_ms, &mut ended);
+            }
             let held = match overlap {
+                Concurrency::Buffer(_) if waiting => {
+                    Some(st.hold(overlap, &exec.job_id, &exec.fire_id, now, self.retention_ms, &mut ended))
+                }
                 o if !o.exclusive() || !st.lock_held(&exec.job_id, now) => None,
                 Concurrency::Forbid => Some(None),
                 o => Some(st.hold(o, &exec.job_id, &exec.fire_id, now, self.retention_ms, &mut ended)),
             };
+            if waiting && matches!(overlap, Concurrency::Buffer(_)) {
+                st.locks.remove(&exec.job_id);
+                st.promote(&exec.job_id, now, &self.timing, None);
+            }
             if let Some(Some(stop)) = held {
                 st.insert_exec(exec, self.retention_ms, now);
                 let mut fire = self.new_fire(exec, FireState::Held, now, true);
@@ -884,7 +920,9 @@ impl FireStore for MemoryStore {
                     f.state = FireState::from(exec.state);
                     f.exec = exec.id.clone();
                 }
-                queued = st.release(&exec.job_id, &exec.fire_id, now, &self.timing, Some(node));
+                // A node shutting down no longer takes from its queue (as finish.lua).
+                let draining = st.nodes.get(node).is_some_and(|(n, _)| n.draining);
+                queued = st.release(&exec.job_id, &exec.fire_id, now, &self.timing, (!draining).then_some(node));
             } else {
                 rec = exec.superseded();
             }

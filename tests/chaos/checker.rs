@@ -3,9 +3,12 @@
 //! the master epochs it saw. Output: counts and a list of violations, each naming the fire.
 //!
 //! Rules, for every (job, scheduled second) in the window:
-//! - it has a rota record and ended in exactly one successful run (a forbid job may instead be
-//!   `skipped` because its previous fire still ran; a `recovery = lost` job may end `lost` when its
-//!   node died mid-run: counted as lost by policy, not as a violation);
+//! - it has a rota record and ended in exactly one successful run (a job with an overlap policy may
+//!   instead be `skipped`, saying why in its policy's words: forbid, its previous fire still ran;
+//!   buffer, the fires waiting filled the buffer; replace, a newer fire replaced it while it
+//!   waited; a `replace` job's run may end `cancelled` by the fire that replaced it, and never run
+//!   again; a `recovery = lost` job may end `lost` when its node died mid-run: counted as lost by
+//!   policy, not as a violation);
 //! - every extra run is explained: its record says lost or superseded, and a fault hit its node (or
 //!   Redis, or the external worker that ran it) while it ran;
 //! - rota and the side log agree: every successful record has a finished run with the same
@@ -15,7 +18,8 @@
 //!   lease (each shard has its own lease and epochs; judged in the window, where the lease poller
 //!   has watched every shard);
 //! - runs of a job whose handler only some nodes have are on those nodes (mixed capabilities);
-//! - runs of a job that forbids overlap never overlap (a run with no end line ends when its process
+//! - runs of a job with an overlap policy never overlap (a run stopped by a cancel or a replace has
+//!   no end line and ends when its record says; a run with no end line ends when its process
 //!   died, as the fault log says; a run of an external worker that a fault on the worker or its
 //!   node hit may overlap another: its session ended while its handler went on, or, paused, the
 //!   worker began the handler only when it resumed);
@@ -29,12 +33,16 @@
 //!   the side log alone: one finished run, any other run explained by a fault on its node.
 use std::collections::{BTreeMap, HashMap};
 
+use rota::job::Concurrency;
+
 #[derive(Clone, Debug)]
 pub struct JobInfo {
     pub id: String,
     /// Fires every `period_s` seconds, on multiples of the period.
     pub period_s: i64,
+    /// Its runs never overlap: any overlap policy but allow (`overlap`).
     pub forbid: bool,
+    pub overlap: rota::job::Concurrency,
     pub master_only: bool,
     pub rerun: bool,
     /// The nodes that may run the job (empty: every node): those with its handler, or its failover
@@ -79,6 +87,8 @@ pub struct Record {
     pub manual: bool,
     /// When it ended (None: not ended).
     pub end_ms: Option<i64>,
+    /// Why it ended as it did (a skip's or a cancel's reason).
+    pub error: String,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -129,6 +139,11 @@ pub struct Report {
     pub fires_expected: usize,
     pub executed: usize,
     pub skipped_by_lock: usize,
+    /// Fires of `replace` jobs whose run a newer fire stopped (recorded `cancelled`).
+    pub replaced: usize,
+    /// The longest a first attempt of a job with held fires (replace, buffer) began after its
+    /// instant: it waits for the run before it by design, so it counts in no lateness.
+    pub max_held_delay_ms: i64,
     /// Fires whose execution was cancelled (asked by the runner) and that did not run to an end.
     pub cancelled: usize,
     /// Manual fires triggered with arguments of their own, and of those, run to success.
@@ -204,7 +219,10 @@ pub fn check(h: &History) -> Report {
             ));
         }
         if job.forbid {
-            check_overlap(h, &mut r, job, &mut runs);
+            // Up to the window's end: the records were read during the settle, so a later fire's
+            // stopped run may have no `cancelled` record to say when it ended.
+            let mut judged: Vec<&Run> = runs.iter().copied().filter(|x| x.sched_ms < h.window.1).collect();
+            check_overlap(h, &mut r, job, &mut judged, &rec_by_exec);
         }
         if let Some(keep) = job.keep_last {
             let kept = h.records.iter().filter(|x| x.job == job.id && is_terminal(&x.state)).count();
@@ -213,8 +231,14 @@ pub fn check(h: &History) -> Report {
             }
         }
     }
+    let waits: std::collections::HashSet<&str> =
+        h.jobs.iter().filter(|j| j.overlap.held_limit() > 0).map(|j| j.id.as_str()).collect();
     for run in h.runs.iter().filter(|x| x.attempt == 1 && in_window(h, x.sched_ms) && !is_manual(&x.exec)) {
         let delay = run.start_ms - run.sched_ms;
+        if waits.contains(run.job.as_str()) {
+            r.max_held_delay_ms = r.max_held_delay_ms.max(delay);
+            continue;
+        }
         r.max_delay_ms = r.max_delay_ms.max(delay);
         if delay > h.late_bound_ms {
             r.late += 1;
@@ -407,10 +431,11 @@ fn check_fire(
     }
     // Cancelled: only what the runner asked, and never run again after (no retry, no re-run).
     let cancelled: Vec<&&Record> = recs.iter().filter(|x| x.state == "cancelled").collect();
+    let replaced = |x: &Record| job.overlap == Concurrency::Replace && x.error.contains("replaced by a newer fire");
     for c in &cancelled {
-        if !h.cancels.contains(&c.exec) {
+        if !h.cancels.contains(&c.exec) && !replaced(c) {
             r.disagreeing += 1;
-            r.violations.push(format!("{fire}: {} recorded cancelled, which no one asked", c.exec));
+            r.violations.push(format!("{fire}: {} recorded cancelled ({}), which no one asked", c.exec, c.error));
         }
         // Execution ids sort by when they were made: a later attempt's is greater. Nothing of the
         // fire may run, or be recorded (but late evidence), after its cancel.
@@ -434,8 +459,26 @@ fn check_fire(
     }
     match succeeded.len() {
         1 => r.executed += 1,
+        0 if !cancelled.is_empty() && cancelled.iter().all(|c| replaced(c)) => r.replaced += 1,
         0 if !cancelled.is_empty() => r.cancelled += 1,
-        0 if job.forbid && has("skipped") => r.skipped_by_lock += 1,
+        0 if job.forbid && has("skipped") => {
+            r.skipped_by_lock += 1;
+            // Skipped in its policy's words (or its lock, held across a wait past its lease, gone).
+            let why = match job.overlap {
+                Concurrency::Buffer(_) => "already wait",
+                Concurrency::Replace => "replaced by a newer fire",
+                _ => "concurrency forbid",
+            };
+            for x in recs.iter().filter(|x| x.state == "skipped") {
+                if !x.error.contains(why) && !x.error.contains("lock expired") {
+                    r.disagreeing += 1;
+                    r.violations.push(format!(
+                        "{fire}: skipped, saying {:?}, not as its policy {:?} says",
+                        x.error, job.overlap
+                    ));
+                }
+            }
+        }
         // A re-run job is given up (recorded lost) after the cluster's max recoveries (2): its
         // attempts recorded lost, not its side-log runs, since an attempt taken but not yet begun
         // when its node dies counts as begun (PROTOCOL 6.1 step 7) and never reaches the handler.
@@ -609,7 +652,7 @@ fn check_master_only(h: &History, r: &mut Report, shard: u16, runs: &[&Run]) {
     }
 }
 
-fn check_overlap(h: &History, r: &mut Report, job: &JobInfo, runs: &mut [&Run]) {
+fn check_overlap(h: &History, r: &mut Report, job: &JobInfo, runs: &mut [&Run], recs: &HashMap<&str, &Record>) {
     runs.sort_by_key(|x| x.start_ms);
     let mut busy_until: Option<(i64, &Run)> = None;
     for run in runs.iter() {
@@ -629,7 +672,10 @@ fn check_overlap(h: &History, r: &mut Report, job: &JobInfo, runs: &mut [&Run]) 
             }
         }
         let process = run.worker.as_deref().unwrap_or(&run.node);
-        let end = run.end_ms.unwrap_or_else(|| death_after(h, process, run.start_ms).unwrap_or(i64::MAX));
+        // A run stopped by a cancel (or a replacing fire) was dropped without an end line: it ended
+        // by the time its record says it was cancelled.
+        let stopped = recs.get(run.exec.as_str()).filter(|x| x.state == "cancelled").and_then(|x| x.end_ms);
+        let end = run.end_ms.or(stopped).unwrap_or_else(|| death_after(h, process, run.start_ms).unwrap_or(i64::MAX));
         if busy_until.is_none_or(|(u, _)| end > u) {
             busy_until = Some((end, run));
         }
@@ -695,6 +741,7 @@ mod tests {
             id: id.into(),
             period_s: 1,
             forbid,
+            overlap: if forbid { Concurrency::Forbid } else { Concurrency::Allow },
             master_only,
             rerun: false,
             only_on: Vec::new(),
@@ -729,6 +776,7 @@ mod tests {
             node: r.node.clone(),
             manual: false,
             end_ms: r.end_ms.map(|e| e + 2),
+            error: String::new(),
         }
     }
 
@@ -1233,10 +1281,92 @@ mod tests {
         let mut h = clean();
         for x in h.records.iter_mut().filter(|x| x.exec == "f101") {
             x.state = "skipped".into();
+            x.error = "skipped: an earlier fire of this job is still running (concurrency forbid)".into();
         }
         h.runs.retain(|x| x.exec != "f101");
         let r = check(&h);
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert_eq!(r.skipped_by_lock, 1);
+        // Skipped for a reason that is not its policy's: caught.
+        let mut wrong = h.clone();
+        for x in wrong.records.iter_mut().filter(|x| x.exec == "f101") {
+            x.error = "skipped: 3 fires already wait for this job's running fire (concurrency buffer, limit 3)".into();
+        }
+        assert_eq!(check(&wrong).disagreeing, 1);
+    }
+
+    /// A `replace` job: each fire stops the run before it (recorded `cancelled` by the fire that
+    /// replaced it, no end line in the side log: it ends when its record says), a fire replaced
+    /// while it waited is `skipped`; none of it is a violation. A cancel no one asked, a replaced
+    /// run whose handler ran on to its end, or a replacing run that starts before the replaced one
+    /// stopped, is one; so is a run after its fire's cancel.
+    #[test]
+    fn replaced_runs_are_stopped_and_never_overlap() {
+        let mut h = clean();
+        h.jobs[1].overlap = Concurrency::Replace;
+        for s in 100..109 {
+            let next = h.runs.iter().find(|x| x.exec == format!("f{}", s + 1)).map(|x| x.start_ms).unwrap_or(0);
+            for x in h.runs.iter_mut().filter(|x| x.exec == format!("f{s}")) {
+                x.end_ms = None; // dropped at the stop: no end line
+            }
+            for x in h.records.iter_mut().filter(|x| x.exec == format!("f{s}")) {
+                x.state = "cancelled".into();
+                x.error = format!("replaced by a newer fire, f@{} (concurrency replace)", s + 1);
+                x.end_ms = Some(next - 3);
+            }
+        }
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.replaced, r.executed, r.overlapping), (9, 21, 0));
+        // Its record says it stopped after the next run began: an overlap.
+        let mut late = h.clone();
+        for x in late.records.iter_mut().filter(|x| x.exec == "f104") {
+            x.end_ms = x.end_ms.map(|e| e + 200);
+        }
+        assert_eq!(check(&late).overlapping, 1);
+        // Cancelled for another reason that no one asked.
+        let mut unasked = h.clone();
+        for x in unasked.records.iter_mut().filter(|x| x.exec == "f104") {
+            x.error = "cancelled by nobody".into();
+        }
+        assert_eq!(check(&unasked).disagreeing, 1);
+        // A replaced run that ran on to its end after its record.
+        let mut ran_on = h.clone();
+        for x in ran_on.runs.iter_mut().filter(|x| x.exec == "f104") {
+            x.end_ms = Some(x.start_ms + 1200);
+        }
+        let r = check(&ran_on);
+        assert!(r.disagreeing >= 1 && r.overlapping == 1, "{:?}", r.violations);
+        // A fire held for the lock and replaced before it began: skipped, saying so.
+        let mut held = h.clone();
+        held.runs.retain(|x| x.exec != "f105");
+        for x in held.records.iter_mut().filter(|x| x.exec == "f105") {
+            x.state = "skipped".into();
+            x.error = "skipped: replaced by a newer fire, f@106, before it began (concurrency replace)".into();
+        }
+        let r = check(&held);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.skipped_by_lock, 1);
+    }
+
+    /// A `buffer` job's held fires begin late by design: counted apart, not as lateness. Its skips
+    /// say the buffer was full; runs still never overlap.
+    #[test]
+    fn held_fires_are_late_by_design_and_never_overlap() {
+        let mut h = clean();
+        h.jobs[1].overlap = Concurrency::Buffer(3);
+        for x in h.runs.iter_mut().filter(|x| x.job == "f") {
+            let k = x.sched_ms / 1000 - 100;
+            x.start_ms = x.sched_ms + 5 + k * 600;
+            x.end_ms = Some(x.start_ms + 500);
+        }
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.late, r.max_held_delay_ms), (0, 5 + 9 * 600));
+        let mut over = h.clone();
+        for x in over.runs.iter_mut().filter(|x| x.exec == "f107") {
+            x.start_ms -= 1200;
+        }
+        assert_eq!(check(&over).overlapping, 1);
     }
 }

@@ -26,7 +26,8 @@
 --   execution may exist apart (a retry's, written while it ran): deleted, the hash has the outcome
 -- KEYS[10] the job's held list  KEYS[11] the held index  KEYS[12] q:<self>  KEYS[13] inflight (watch set)
 -- ARGV[27] lock ttl ms  ARGV[28] misfire threshold ms  ARGV[29] watch ms: the lock this fire lets go
---   passes to the oldest fire held for it, which goes into this node's queue (section 3.20)
+--   passes to the oldest fire held for it, which goes into this node's queue (section 3.20), or,
+--   while this node's record (KEYS[14]) says it is draining, to `dispatching` for the master's sweep
 -- Returns 'OK' | 'SUPERSEDED' | {'BADKEY', why} (a key of the wrong type: nothing changed)
 -- Every key is made sure of before the first write that matters: the fire hash, the lock and
 -- p:<self> by their first command under pcall (a read; the ack's LREM), the job's index by its
@@ -120,8 +121,11 @@ else
   if held == ARGV[5] then
     redis.call('DEL', KEYS[4])
     if redis.call('EXISTS', KEYS[10]) == 1 then
+      -- A node shutting down no longer takes from its queue (nor do idle nodes steal from it).
+      local rec, queue = redis.pcall('GET', KEYS[14]), KEYS[12]
+      if type(rec) == 'string' and string.find(rec, '"draining":true', 1, true) then queue = nil end
       promote(KEYS[10], KEYS[11], KEYS[4], string.match(ARGV[5], '^([^@]*)@') or '', ARGV[25], ARGV[27], ARGV[28],
-        KEYS[13], ARGV[29], KEYS[12], ARGV[7])
+        KEYS[13], ARGV[29], queue, ARGV[7])
     end
   end
   later('ZREM', KEYS[9], ARGV[1])

@@ -274,28 +274,34 @@ local function hold_check(mode, kheld, kindex, klock, fprefix, stops_prefix)
   if bad then return bad, nil end
   return nil, {holder, f[2], f[3]}
 end
--- Holds `fire` (its hash already written, state 'held') for the lock of job `job` under `mode`
+-- Ends the fires held for job `job` `skipped`, replaced by `fire` before they began (concurrency
+-- replace), and empties its held list. A held entry whose hash is not a hash (planted) is dropped.
+local function replace_held(kheld, kopen, job, fire, fprefix, channel, now)
+  for _, w in ipairs(redis.call('LRANGE', kheld, 0, -1)) do
+    local kw = fprefix .. w
+    local f = redis.pcall('HMGET', kw, 'state', 'next_exec', 'sched', 'manual', 'epoch')
+    if type(f) == 'table' and not f.err and f[1] == 'held' then
+      local why = 'skipped: replaced by a newer fire, ' .. fire .. ', before it began (concurrency replace)'
+      redis.call('HSET', kw, 'state', 'skipped', 'exec', f[2] or '', 'ended', now, 'error', why, 'attempts', 1)
+      redis.call('HDEL', kw, 'next_exec', 'claimed_at', 'deadline_ms', 'recoveries', 'job', 'lock')
+      local json = ended_json(f[2] or '', job, w, f[3] or string.match(w, '@(%d+)$'), now, 'skipped', why,
+        f[4] == '1', f[5])
+      announce(channel, json)
+      archive(channel, json)
+      if f[2] then redis.call('ZREM', kopen, f[2]) end
+    end
+  end
+  redis.call('DEL', kheld)
+end
+-- Holds `fire` (its hash about to be written, state 'held') for the lock of job `job` under `mode`
 -- ('b<n>': buffer n, 'r': replace), after `hold_check`. False when a buffer is full (the caller
--- records the fire skipped instead and writes nothing here). A replace ends the fires held before
--- it `skipped` (replaced: each never began) and asks the running holder (`stop`, from
--- `hold_check`) to stop: a stop request on its node's stop list, as CancelExecution leaves one.
+-- records the fire skipped instead and nothing is written here). A replace ends the fires held
+-- before it (`replace_held`) and asks the running holder (`stop`, from `hold_check`) to stop: a
+-- stop request on its node's stop list, as CancelExecution leaves one. The job joins the held index
+-- at its head (score 0) when it is not in it already.
 local function hold(mode, kheld, kindex, kopen, job, fire, fprefix, stop, stops_prefix, stops_ttl, channel, now)
   if mode == 'r' then
-    for _, w in ipairs(redis.call('LRANGE', kheld, 0, -1)) do
-      local kw = fprefix .. w
-      local f = redis.call('HMGET', kw, 'state', 'next_exec', 'sched', 'manual', 'epoch')
-      if f[1] == 'held' then
-        local why = 'skipped: replaced by a newer fire, ' .. fire .. ', before it began (concurrency replace)'
-        redis.call('HSET', kw, 'state', 'skipped', 'exec', f[2] or '', 'ended', now, 'error', why, 'attempts', 1)
-        redis.call('HDEL', kw, 'next_exec', 'claimed_at', 'deadline_ms', 'recoveries', 'job', 'lock')
-        local json = ended_json(f[2] or '', job, w, f[3] or string.match(w, '@(%d+)$'), now, 'skipped', why,
-          f[4] == '1', f[5])
-        announce(channel, json)
-        archive(channel, json)
-        if f[2] then redis.call('ZREM', kopen, f[2]) end
-      end
-    end
-    redis.call('DEL', kheld)
+    replace_held(kheld, kopen, job, fire, fprefix, channel, now)
     if stop then
       local key = stops_prefix .. stop[2]
       redis.call('RPUSH', key, cjson.encode({fire = stop[1], exec = stop[3],
@@ -306,7 +312,7 @@ local function hold(mode, kheld, kindex, kopen, job, fire, fprefix, stop, stops_
     return false
   end
   redis.call('RPUSH', kheld, fire)
-  redis.call('ZADD', kindex, 0, job)
+  redis.call('ZADD', kindex, 'NX', 0, job)
   return true
 end
 -- The job's lock is free (just let go by its fire, or expired): the oldest fire held for it takes

@@ -8,6 +8,8 @@
 -- ARGV[6] misfire threshold ms  ARGV[7] most jobs looked at
 -- Returns {'FENCED'} | the fires handed the lock | {'BADKEY', why} (nothing written)
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'FENCED'} end
+-- The jobs looked at longest ago first: a job whose lock is live (or whose keys are clobbered) goes
+-- to the back (score now), so more than ARGV[7] such jobs never hide the others.
 local jobs, bad = read('zset', 'ZRANGE', KEYS[1], 0, tonumber(ARGV[7]) - 1)
 if bad then return {'BADKEY', bad} end
 bad = wrong(KEYS[2], 'zset')
@@ -16,12 +18,15 @@ local out = {}
 for _, job in ipairs(jobs) do
   local kh, kl = ARGV[2] .. job, ARGV[3] .. job
   if wrong(kh, 'list', kl, 'string') then
-    -- Clobbered: left alone (and in the index) for an operator; the others go on.
+    -- Clobbered: left alone (and in the index, at the back) for an operator; the others go on.
+    redis.call('ZADD', KEYS[1], 'XX', time_ms(), job)
   elseif redis.call('LLEN', kh) == 0 then
     redis.call('ZREM', KEYS[1], job)
   elseif redis.call('EXISTS', kl) == 0 then
     local fire = promote(kh, KEYS[1], kl, job, ARGV[4], ARGV[5], ARGV[6], KEYS[2])
     if fire then out[#out + 1] = fire end
+  else
+    redis.call('ZADD', KEYS[1], 'XX', time_ms(), job)
   end
 end
 return out

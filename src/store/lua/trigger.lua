@@ -15,6 +15,7 @@
 -- ARGV[20] the fire key prefix ('<tag>:fire:')
 -- KEYS[9] the job's held list  KEYS[10] the held index (section 3.20)
 -- ARGV[21] the stop list key prefix ('<tag>:stops:')  ARGV[22] how long a stop list is kept (ms)
+-- ARGV[23] the misfire threshold ms (a held fire handed the lock: its start deadline from now)
 -- Returns {'GONE'} | {'DEDUP', exec id} | {'CONFLICT', exec id} | {'CREATED'} | {'SKIPPED'}
 --   | {'HELD'} | {'HELD', node, fire, exec} (as claim.lua's)
 --   DEDUP: the key made that execution before; the caller reads its record (none: the job's
@@ -47,12 +48,16 @@ if ARGV[8] == '1' then
   redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[1])
 end
 local st, json, fs = 'CREATED', ARGV[4], 'dispatching'
-if mode ~= '0' and not redis.call('SET', KEYS[3], ARGV[9], 'NX', 'PX', ARGV[7]) then
+-- As claim.lua: a free lock with fires waiting for it is theirs (a replace fire replaces them).
+local waiting = holds and redis.call('EXISTS', KEYS[3]) == 0 and redis.call('LLEN', KEYS[9]) > 0
+if waiting and mode == 'r' then replace_held(KEYS[9], KEYS[4], ARGV[15], ARGV[9], ARGV[20], ARGV[2], time_ms()) end
+if mode ~= '0' and ((waiting and mode ~= 'r') or not redis.call('SET', KEYS[3], ARGV[9], 'NX', 'PX', ARGV[7])) then
   st, json, fs = 'SKIPPED', ARGV[5], 'skipped'
   if holds and hold(mode, KEYS[9], KEYS[10], KEYS[4], ARGV[15], ARGV[9], ARGV[20], stop, ARGV[21], ARGV[22], ARGV[2],
       time_ms()) then
     st, json, fs = 'HELD', ARGV[4], 'held'
   end
+  if waiting then promote(KEYS[9], KEYS[10], KEYS[3], ARGV[15], ARGV[20], ARGV[7], ARGV[23], KEYS[8]) end
 end
 redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
            'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'manual', '1',

@@ -822,7 +822,8 @@ impl FireStore for RedisStore {
             .arg(args.map(|a| a.to_string()).unwrap_or_default())
             .arg(self.keys.fire(""))
             .arg(self.keys.stops(""))
-            .arg(super::STOPS_TTL_MS);
+            .arg(super::STOPS_TTL_MS)
+            .arg(self.timing.misfire_threshold_ms);
         let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("HELD"), None) => Ok(TriggerOutcome::Held(exec.clone(), None)),
@@ -1091,6 +1092,7 @@ impl FireStore for RedisStore {
             self.keys.held_jobs(),
             self.keys.queue(node),
             self.keys.inflight(),
+            self.keys.node(node),
         ];
         let args = [
             exec.id.clone(),
