@@ -87,5 +87,5 @@ redis.call('ZADD', KEYS[6], 0, ARGV[3])
 announce(ARGV[2], json)
 if fs == 'skipped' then archive(ARGV[2], json) end
 flush()
-if stop and st == 'HELD' then return {st, stop[2], stop[1], stop[3]} end
+if stop and fs == 'held' then return {st, stop[2], stop[1], stop[3]} end
 return {st}
