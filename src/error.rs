@@ -16,6 +16,9 @@ pub enum Error {
     /// An execution that does not exist (or is past its retention).
     #[error("execution '{0}' not found")]
     ExecutionNotFound(String),
+
+    #[error("limit '{0}' not found")]
+    LimitNotFound(String),
     /// A fire with no execution recorded (never made, or past its retention).
     #[error("fire '{0}' not found (no execution of it is recorded; unknown or past retention)")]
     FireNotFound(String),

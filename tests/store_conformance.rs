@@ -1238,7 +1238,51 @@ conformance!(
     cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs,
     a_manual_fires_own_arguments_go_with_it,
     overlap_policies_hold_fires_and_hand_the_lock_on,
+    limit_slots_are_all_or_none_leased_and_given_back,
 );
+
+/// Concurrency limits (PROTOCOL §3.21): a holder takes a slot of every limit it names or none; a
+/// full limit says who is full; a slot taken again by its holder counts once; a lapsed lease (a
+/// dead node's) frees its slot, and its holder's renewal says it lost it; a deleted limit limits
+/// nothing; listing counts the live slots.
+async fn limit_slots_are_all_or_none_leased_and_given_back(s: Arc<dyn Store>) {
+    use rota::job::limit::Limit;
+    use rota::store::Slots;
+    s.put_limit(&Limit::new("db", 2, "", "team=db").expect("limit")).await.expect("put");
+    s.put_limit(&Limit::new("one", 1, "mysql.report", "").expect("limit")).await.expect("put");
+    let (db, both) = (vec!["db".to_string()], vec!["db".to_string(), "one".to_string()]);
+    assert_eq!(s.take_slots(&both, "a@1", 60_000).await.expect("take"), Slots::Taken);
+    assert_eq!(s.take_slots(&both, "a@1", 60_000).await.expect("again"), Slots::Taken, "its own slots count once");
+    assert_eq!(
+        s.take_slots(&both, "b@1", 60_000).await.expect("take"),
+        Slots::Full { limit: "one".into(), running: 1, max: 1 }
+    );
+    // All or none: b took no slot of db when one was full.
+    assert_eq!(s.take_slots(&db, "c@1", 60_000).await.expect("take"), Slots::Taken);
+    assert_eq!(
+        s.take_slots(&db, "d@1", 60_000).await.expect("take"),
+        Slots::Full { limit: "db".into(), running: 2, max: 2 }
+    );
+    let listed = s.list_limits().await.expect("list");
+    let counts: Vec<(String, u32, u32)> = listed.iter().map(|(l, n)| (l.name.clone(), l.max, *n)).collect();
+    assert_eq!(counts, vec![("db".into(), 2, 2), ("one".into(), 1, 1)]);
+    // Given back: another takes it.
+    s.release_slots(&both, "a@1").await.expect("release");
+    assert_eq!(s.take_slots(&db, "d@1", 60_000).await.expect("take"), Slots::Taken);
+    // A lapsed lease frees the slot; its holder's renewal says so.
+    assert_eq!(s.renew_slots(&db, "c@1", 1).await.expect("renew"), Vec::<String>::new());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(s.take_slots(&db, "e@1", 60_000).await.expect("take"), Slots::Taken, "c's lapsed slot is free");
+    assert_eq!(s.renew_slots(&db, "c@1", 60_000).await.expect("renew"), db.clone());
+    // A limit replaced takes its new max; deleted, it limits nothing.
+    s.put_limit(&Limit::new("db", 3, "", "team=db").expect("limit")).await.expect("put");
+    assert_eq!(s.take_slots(&db, "f@1", 60_000).await.expect("take"), Slots::Taken);
+    assert!(s.delete_limit("db").await.expect("delete"));
+    assert!(!s.delete_limit("db").await.expect("delete again"));
+    assert_eq!(s.take_slots(&db, "g@1", 60_000).await.expect("take"), Slots::Taken);
+    let names: Vec<String> = s.list_limits().await.expect("list").into_iter().map(|(l, _)| l.name).collect();
+    assert_eq!(names, vec!["one".to_string()]);
+}
 
 /// Overlap policies (PROTOCOL §3.20): a `buffer` fire that finds the job's lock held waits for it
 /// (held, pending, in nobody's hands), up to the limit, then fires are skipped saying so; the

@@ -302,7 +302,7 @@ fn need(path: &str) -> Need {
         return Need::Worker;
     }
     match method {
-        "PutJob" | "DeleteJob" => Need::Role(Role::Admin),
+        "PutJob" | "DeleteJob" | "PutLimit" | "DeleteLimit" => Need::Role(Role::Admin),
         "PauseJob" | "ResumeJob" | "TriggerJob" | "CancelExecution" => Need::Role(Role::Operator),
         // Reads, and anything added later, need at least a viewer.
         _ => Need::Role(Role::Viewer),
@@ -470,6 +470,12 @@ mod tests {
             ("/rota.v1.NodeService/StopRun", Some("a"), Some(PermissionDenied)),
             ("/rota.v1.SchedulerService/PutJob", Some("o"), Some(PermissionDenied)),
             ("/rota.v1.SchedulerService/PutJob", Some("a"), None),
+            ("/rota.v1.SchedulerService/PutLimit", Some("o"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/PutLimit", Some("a"), None),
+            ("/rota.v1.SchedulerService/DeleteLimit", Some("o"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/DeleteLimit", Some("a"), None),
+            ("/rota.v1.SchedulerService/ListLimits", Some("v"), None),
+            ("/rota.v1.SchedulerService/ListLimits", Some("w"), Some(PermissionDenied)),
             ("/rota.v1.NodeService/SubmitTask", Some("a"), Some(PermissionDenied)),
             ("/rota.v1.NodeService/SubmitTask", Some("s3cret"), None),
             ("/rota.v1.NodeService/SubmitTasks", Some("a"), Some(PermissionDenied)),

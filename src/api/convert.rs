@@ -115,6 +115,12 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
     })
 }
 
+/// A limit as the API shows it, with how many of its slots are held now.
+pub fn limit(l: &crate::job::limit::Limit, running: u32) -> pb::Limit {
+    let (handler, label) = l.fields();
+    pb::Limit { name: l.name.clone(), max: l.max, handler, label, running }
+}
+
 pub fn job(r: &JobRecord) -> pb::Job {
     let s = &r.spec;
     pb::Job {

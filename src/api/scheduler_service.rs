@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use crate::error::Error;
 use crate::execution::FireId;
+use crate::job::limit::Limit;
 use crate::job::{validate_id, validate_name};
 use crate::node::Node;
 use crate::pb;
@@ -416,6 +417,36 @@ impl SchedulerService for SchedulerApi {
             OutputEvent::Failed(e) => Err(Status::from(e)),
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn put_limit(&self, req: Request<pb::PutLimitRequest>) -> Result<Response<pb::PutLimitResponse>, Status> {
+        let l = req.into_inner().limit.ok_or_else(|| Error::invalid("limit", "is required"))?;
+        let limit = Limit::new(&l.name, l.max, &l.handler, &l.label)?;
+        let store = self.node.shards.home();
+        store.put_limit(&limit).await?;
+        tracing::info!(limit = %limit.name, max = limit.max, "limit put");
+        let running = store.list_limits().await?.into_iter().find(|(x, _)| x.name == limit.name).map_or(0, |(_, n)| n);
+        Ok(Response::new(pb::PutLimitResponse { limit: Some(convert::limit(&limit, running)) }))
+    }
+
+    async fn list_limits(&self, _: Request<pb::ListLimitsRequest>) -> Result<Response<pb::ListLimitsResponse>, Status> {
+        let limits = self.node.shards.home().list_limits().await?;
+        Ok(Response::new(pb::ListLimitsResponse {
+            limits: limits.iter().map(|(l, n)| convert::limit(l, *n)).collect(),
+        }))
+    }
+
+    async fn delete_limit(
+        &self,
+        req: Request<pb::DeleteLimitRequest>,
+    ) -> Result<Response<pb::DeleteLimitResponse>, Status> {
+        let name = req.into_inner().name;
+        validate_name("name", &name, 64)?;
+        if !self.node.shards.home().delete_limit(&name).await? {
+            return Err(Error::LimitNotFound(name).into());
+        }
+        tracing::info!(limit = %name, "limit deleted");
+        Ok(Response::new(pb::DeleteLimitResponse {}))
     }
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {

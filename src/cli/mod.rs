@@ -2,11 +2,12 @@
 //! one of the nodes given (`--endpoint`, env ROTA_ENDPOINT; several fail over), printing tables by
 //! default and JSON with `--json`. Every subcommand and flag has a help line (a test checks).
 //! Rooms: `server` (the flags of `rota server` and how they make a `Config`), `connect` (reaching a
-//! node, the client's errors and exit codes), `job` and `exec` (their subcommands), `wait`
+//! node, the client's errors and exit codes), `job`, `exec` and `limit` (their subcommands), `wait`
 //! (following a triggered fire to its outcome), `output` (tables and JSON shapes, one place).
 mod connect;
 mod exec;
 mod job;
+mod limit;
 mod output;
 mod server;
 mod wait;
@@ -25,6 +26,7 @@ use crate::pb;
 use connect::{call, Conn};
 use exec::exec_cmd;
 use job::job_cmd;
+use limit::{limit_cmd, LimitCmd};
 use output::{node_json, print_nodes, status_line};
 
 #[derive(Debug, Parser)]
@@ -54,6 +56,13 @@ pub enum Command {
     Exec {
         #[command(subcommand)]
         cmd: ExecCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Concurrency limits shared by a group of jobs.
+    Limit {
+        #[command(subcommand)]
+        cmd: LimitCmd,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -89,6 +98,7 @@ pub async fn run_client(cmd: Command) -> Result<(), CliError> {
         Command::Server(_) => Err(CliError::Usage("server is not a client command".into())),
         Command::Job { cmd, client } => job_cmd(cmd, &client).await,
         Command::Exec { cmd, client } => exec_cmd(cmd, &client).await,
+        Command::Limit { cmd, client } => limit_cmd(cmd, &client).await,
         Command::Nodes { client } => {
             let mut c = Conn::open(&client).await?;
             let r = call!(c, list_nodes, pb::ListNodesRequest {})?;

@@ -4,6 +4,7 @@
 pub mod cron;
 pub mod file;
 pub mod invoke;
+pub mod limit;
 
 use std::collections::BTreeMap;
 
@@ -504,7 +505,7 @@ pub fn validate_name(field: &str, s: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
-fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+pub(crate) fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     if labels.len() > MAX_LABELS {
         return Err(Error::invalid("labels", format!("more than {MAX_LABELS} labels")));
     }

@@ -29,6 +29,17 @@ impl Keys {
         format!("{{{prefix}:{cluster}}}:meta")
     }
 
+    /// Hash limit name -> its definition (JSON, `job::limit::Limit`): the cluster's concurrency
+    /// limits, one set for every shard, under the `meta` hash tag (PROTOCOL §3.21).
+    pub fn limits(prefix: &str, cluster: &str) -> String {
+        format!("{{{prefix}:{cluster}}}:limits")
+    }
+
+    /// Sorted set holder (a fire id) -> lease expiry ms: a limit's slots held now.
+    pub fn limit_slots(prefix: &str, cluster: &str, name: &str) -> String {
+        format!("{{{prefix}:{cluster}}}:slots:{name}")
+    }
+
     pub fn tag(&self) -> &str {
         &self.tag
     }

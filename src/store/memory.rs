@@ -10,11 +10,12 @@ use tokio::sync::broadcast;
 use super::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter,
     ExecStore, Fence, Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly,
-    NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Replacing, Start, StartedFire, StopRequest, Store,
-    TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Replacing, Slots, Start, StartedFire, StopRequest,
+    Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
+use crate::job::limit::Limit;
 use crate::job::{Concurrency, JobSpec};
 
 /// Most execution records kept in memory (about 1 KiB each), so a busy single node cannot grow
@@ -98,6 +99,9 @@ struct State {
     locks: HashMap<String, (String, i64)>,
     /// job id -> the fires waiting for its lock, oldest first (concurrency replace and buffer).
     held: HashMap<String, std::collections::VecDeque<String>>,
+    /// The concurrency limits, and each one's slots: holder -> lease expiry ms.
+    limits: BTreeMap<String, Limit>,
+    slots: HashMap<String, HashMap<String, i64>>,
     /// execution id -> (record, expiry ms). Ids are UUIDv7, so the map is in creation order.
     execs: BTreeMap<String, (Execution, i64)>,
     /// Per job, its executions (as the job's Redis index): the newest ones, trimmed to `Keep`.
@@ -388,6 +392,79 @@ impl State {
                 execs.remove(&id);
             }
         }
+    }
+}
+
+#[async_trait]
+impl super::LimitStore for MemoryStore {
+    async fn put_limit(&self, limit: &Limit) -> Result<()> {
+        let mut st = self.lock()?;
+        if !st.limits.contains_key(&limit.name) && st.limits.len() >= crate::job::limit::MAX_LIMITS {
+            return Err(Error::invalid("limit.name", "the cluster keeps no more limits; delete one first"));
+        }
+        st.limits.insert(limit.name.clone(), limit.clone());
+        Ok(())
+    }
+
+    async fn list_limits(&self) -> Result<Vec<(Limit, u32)>> {
+        let st = self.lock()?;
+        let now = now_ms();
+        Ok(st
+            .limits
+            .values()
+            .map(|l| {
+                let n = st.slots.get(&l.name).map_or(0, |h| h.values().filter(|exp| **exp > now).count());
+                (l.clone(), n as u32)
+            })
+            .collect())
+    }
+
+    async fn delete_limit(&self, name: &str) -> Result<bool> {
+        let mut st = self.lock()?;
+        st.slots.remove(name);
+        Ok(st.limits.remove(name).is_some())
+    }
+
+    async fn take_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Slots> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        let mut live = Vec::new();
+        for name in limits {
+            let Some(max) = st.limits.get(name).map(|l| l.max) else { continue };
+            let held = st.slots.entry(name.clone()).or_default();
+            held.retain(|_, exp| *exp > now);
+            if !held.contains_key(holder) && held.len() >= max as usize {
+                return Ok(Slots::Full { limit: name.clone(), running: held.len() as u32, max });
+            }
+            live.push(name.clone());
+        }
+        for name in live {
+            st.slots.entry(name).or_default().insert(holder.to_string(), now + lease_ms as i64);
+        }
+        Ok(Slots::Taken)
+    }
+
+    async fn renew_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Vec<String>> {
+        let mut st = self.lock()?;
+        let now = now_ms();
+        let mut lost = Vec::new();
+        for name in limits {
+            match st.slots.get_mut(name).and_then(|h| h.get_mut(holder)).filter(|exp| **exp > now) {
+                Some(exp) => *exp = now + lease_ms as i64,
+                None => lost.push(name.clone()),
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn release_slots(&self, limits: &[String], holder: &str) -> Result<()> {
+        let mut st = self.lock()?;
+        for name in limits {
+            if let Some(h) = st.slots.get_mut(name) {
+                h.remove(holder);
+            }
+        }
+        Ok(())
     }
 }
 

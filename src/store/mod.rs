@@ -22,6 +22,7 @@ use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
+use crate::job::limit::Limit;
 use crate::job::{Concurrency, Declared, JobSpec};
 
 pub use self::fire::{FireState, UnknownFireState};
@@ -715,7 +716,7 @@ impl Keep {
 /// The whole store, as the node holds it (`Arc<dyn Store>`): the four concerns below, one backend.
 /// Through `dyn Store` every method of the four is at hand; on a concrete store (`RedisStore`,
 /// `MemoryStore`) bring the concern's trait into scope.
-pub trait Store: JobStore + FireStore + ExecStore + ClusterStore + 'static {
+pub trait Store: JobStore + FireStore + ExecStore + ClusterStore + LimitStore + 'static {
     /// "memory" or "redis".
     fn kind(&self) -> &'static str;
 }
@@ -871,6 +872,38 @@ pub trait FireStore: Send + Sync {
     /// How many fires wait for job `job_id`'s lock (a `replace` fire about to begin was replaced
     /// meanwhile when one does).
     async fn held_count(&self, job_id: &str) -> Result<usize>;
+}
+
+/// Concurrency limits (PROTOCOL §3.21): their definitions and their slots, one set for the whole
+/// cluster (every shard's store reaches the same keys). A slot is a lease its holder (a fire id)
+/// renews while it runs, so a dead node's slots free themselves.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// Creates or replaces a limit (at most `job::limit::MAX_LIMITS` of them).
+    async fn put_limit(&self, limit: &Limit) -> Result<()>;
+    /// Every limit with how many of its slots are held now (live leases), in name order.
+    async fn list_limits(&self) -> Result<Vec<(Limit, u32)>>;
+    /// True if it existed. Its slots go with it.
+    async fn delete_limit(&self, name: &str) -> Result<bool>;
+    /// Takes a slot of each of `limits` for `holder`, all or none, each under a lease of
+    /// `lease_ms`. A limit deleted meanwhile limits nothing; one the holder holds already counts as
+    /// taken (a repeat whose reply was lost).
+    async fn take_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Slots>;
+    /// Extends `holder`'s slots; the limits whose slot it no longer holds (its lease ran out).
+    async fn renew_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Vec<String>>;
+    async fn release_slots(&self, limits: &[String], holder: &str) -> Result<()>;
+}
+
+/// What `LimitStore::take_slots` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slots {
+    Taken,
+    /// Nothing taken: `limit` has `running` of its `max` slots held.
+    Full {
+        limit: String,
+        running: u32,
+        max: u32,
+    },
 }
 
 /// What `FireStore::cancel` did.

@@ -8,6 +8,7 @@
 pub mod egress;
 pub mod handlers;
 pub mod http;
+pub mod limits;
 pub mod remote;
 pub mod shell;
 
@@ -152,6 +153,9 @@ pub struct Worker {
     max_recoveries: u32,
     /// See `WorkerParts::misfire_threshold_ms`.
     misfire_threshold_ms: i64,
+    /// The concurrency limits' slots a fire takes before its handler begins.
+    /// Shared by every shard's view: the limits are the cluster's, not a shard's.
+    limits: Arc<limits::Limits>,
     active: Arc<AtomicU32>,
     waiting: Arc<AtomicU32>,
     /// Fires taken from a queue on an external worker's room and not yet placed (on the worker's
@@ -250,6 +254,7 @@ impl Worker {
         } = p;
         let max = max.max(1);
         Worker {
+            limits: Arc::new(limits::Limits::new(Arc::clone(&store))),
             store,
             metrics,
             membership,
@@ -296,6 +301,7 @@ impl Worker {
             max: Arc::clone(&self.max),
             max_recoveries: self.max_recoveries,
             misfire_threshold_ms: self.misfire_threshold_ms,
+            limits: Arc::clone(&self.limits),
             active: Arc::clone(&self.active),
             waiting: Arc::clone(&self.waiting),
             unplaced: Arc::clone(&self.unplaced),
@@ -1130,6 +1136,55 @@ impl Worker {
             let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
             return;
         }
+        // Concurrency limits (PROTOCOL §3.21): a slot of each limit covering the job before the
+        // handler begins, kept until the fire's last attempt ends (`_slots` drops with this call).
+        let names = self.limits.covering(&job.spec).await;
+        let _slots = if names.is_empty() {
+            None
+        } else {
+            let deadline = exec.scheduled_ms.max(exec.start_ms.unwrap_or(0)) + self.misfire_threshold_ms;
+            let waited = self.limits.take(&names, &exec.fire_id, deadline, stop.wait(&exec.id), &self.cancel).await;
+            match waited {
+                limits::Waited::Taken { waited_ms } => {
+                    if waited_ms > 0 {
+                        // Its handler begins now: the record says when, not its instant.
+                        exec.start_ms = Some(now_ms());
+                        tracing::info!(execution = %exec.id, waited_ms, "took a slot of its concurrency limits");
+                    }
+                    Some(self.limits.hold(names, &exec.fire_id))
+                }
+                limits::Waited::TimedOut { limit, running, max } => {
+                    exec.start_ms = None;
+                    exec.close(
+                        ExecState::Misfired,
+                        format!(
+                            "misfired: waited past the misfire threshold for a slot of limit {limit} \
+                             ({running} of {max} running)"
+                        ),
+                    );
+                    tracing::warn!(execution = %exec.id, limit = %limit, "no slot of its limit before its start deadline: misfired");
+                    let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
+                    return;
+                }
+                limits::Waited::Stopped(why) => {
+                    exec.start_ms = None;
+                    exec.close(ExecState::Cancelled, why);
+                    tracing::info!(execution = %exec.id, "cancelled while it waited for a limit's slot");
+                    let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
+                    return;
+                }
+                limits::Waited::ShuttingDown => {
+                    if self.left_for_rerun(&job, &exec, "while it waited for a limit's slot") {
+                        return;
+                    }
+                    exec.start_ms = None;
+                    exec.close(ExecState::Lost, "node shut down while the fire waited for a limit's slot");
+                    let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
+                    self.alerts.raise(Alert::from_execution("execution_lost", &exec, &self.cluster));
+                    return;
+                }
+            }
+        };
         // Retries are counted from the first attempt of this recovery round.
         let first_attempt = exec.attempt;
         // The start recorded the first attempt `running`; each retry records its own.

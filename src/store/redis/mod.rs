@@ -38,11 +38,12 @@ use super::keys::Keys;
 use super::{
     Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
     Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires, NodeRecord,
-    Reap, ReapBy, ReapRequest, Register, SetAside, Start, StartedFire, StopRequest, Store, TriggerOutcome,
+    Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire, StopRequest, Store, TriggerOutcome,
     WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
+use crate::job::limit::Limit;
 use crate::job::{Concurrency, Declared, JobSpec};
 
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
@@ -79,6 +80,8 @@ static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/st
 static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/keep_alive.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
 static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/cancel.lua")));
+static LIMIT_TAKE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/limit_take.lua")));
+static LIMIT_RENEW: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/limit_renew.lua")));
 static PROMOTE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/promote.lua")));
 /// Jobs with held fires a sweep looks at, at most (the rest at the next sweeps).
 const PROMOTE_JOBS: usize = 500;
@@ -598,6 +601,107 @@ impl RedisStore {
     /// The TTL of a lock handed to a held fire (`promote`): as a claim's.
     fn lock_ttl(&self) -> u64 {
         super::lock_ttl_ms(self.timing.misfire_threshold_ms as i64)
+    }
+}
+
+#[async_trait]
+impl super::LimitStore for RedisStore {
+    async fn put_limit(&self, limit: &Limit) -> Result<()> {
+        let key = Keys::limits(&self.base.0, &self.base.1);
+        let mut c = self.conn();
+        let (n, exists): (usize, bool) =
+            redis::pipe().hlen(&key).hexists(&key, &limit.name).query_async(&mut c).await?;
+        if !exists && n >= crate::job::limit::MAX_LIMITS {
+            return Err(Error::invalid(
+                "limit.name",
+                format!("the cluster has {n} limits, the most it keeps; delete one first"),
+            ));
+        }
+        let _: () = c.hset(&key, &limit.name, encode(limit)?).await?;
+        Ok(())
+    }
+
+    async fn list_limits(&self) -> Result<Vec<(Limit, u32)>> {
+        let (p, c) = (&self.base.0, &self.base.1);
+        let all: Vec<(String, String)> = self.conn().hgetall(Keys::limits(p, c)).await?;
+        let limits: Vec<Limit> = all
+            .iter()
+            .filter_map(|(name, json)| match serde_json::from_str::<Limit>(json) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(limit = %name, error = %e, "a stored limit that does not decode: ignored");
+                    None
+                }
+            })
+            .collect();
+        if limits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = super::now_ms();
+        let mut pipe = redis::pipe();
+        for l in &limits {
+            pipe.zcount(Keys::limit_slots(p, c, &l.name), now + 1, "+inf");
+        }
+        let running: Vec<u32> = pipe.query_async(&mut self.conn()).await?;
+        let mut out: Vec<(Limit, u32)> = limits.into_iter().zip(running).collect();
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(out)
+    }
+
+    async fn delete_limit(&self, name: &str) -> Result<bool> {
+        let (p, c) = (&self.base.0, &self.base.1);
+        let (n, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .hdel(Keys::limits(p, c), name)
+            .del(Keys::limit_slots(p, c, name))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn take_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Slots> {
+        let (p, c) = (&self.base.0, &self.base.1);
+        let mut inv = LIMIT_TAKE.key(Keys::limits(p, c));
+        for l in limits {
+            inv.key(Keys::limit_slots(p, c, l));
+        }
+        inv.arg(holder).arg(lease_ms.max(1));
+        for l in limits {
+            inv.arg(l);
+        }
+        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        match r.as_slice() {
+            [ok] if ok == "OK" => Ok(Slots::Taken),
+            [full, limit, running, max] if full == "FULL" => Ok(Slots::Full {
+                limit: limit.clone(),
+                running: running.parse().unwrap_or(0),
+                max: max.parse().unwrap_or(0),
+            }),
+            _ => Err(unexpected("limit_take", &r)),
+        }
+    }
+
+    async fn renew_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Vec<String>> {
+        let (p, c) = (&self.base.0, &self.base.1);
+        let mut inv = LIMIT_RENEW.prepare_invoke();
+        for l in limits {
+            inv.key(Keys::limit_slots(p, c, l));
+        }
+        inv.arg(holder).arg(lease_ms.max(1));
+        for l in limits {
+            inv.arg(l);
+        }
+        Ok(inv.invoke_async(&mut self.conn()).await?)
+    }
+
+    async fn release_slots(&self, limits: &[String], holder: &str) -> Result<()> {
+        let (p, c) = (&self.base.0, &self.base.1);
+        let mut pipe = redis::pipe();
+        for l in limits {
+            pipe.zrem(Keys::limit_slots(p, c, l), holder).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        Ok(())
     }
 }
 
