@@ -723,6 +723,11 @@ fn workers_for(n: usize) -> usize {
     (n / 8).max(8)
 }
 
+/// The workload's concurrency limit: its `limited` jobs (label `group=chaos`) run at most this many
+/// at once, cluster-wide.
+const LIMIT_GROUP: &str = "chaos";
+const LIMIT_MAX: usize = 2;
+
 /// The history cap of the workload's capped jobs.
 const CAPPED_KEEP: usize = 5;
 
@@ -751,6 +756,9 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
                 2 => ("bufone", "* * * * * *", 1500, 1, true, false, false),
                 _ => ("buffer", "* * * * * *", 1500, 1, true, false, false),
             },
+            // Under the concurrency limit `chaos` (LIMIT_MAX at once): their fires come five
+            // seconds apart, all at one instant, so most of them wait for a slot.
+            8 if (i / 10) % 2 == 1 => ("limited", "*/5 * * * * *", 1000, 5, false, false, true),
             8 => ("slowrerun", "*/5 * * * * *", 3000, 5, false, false, true),
             // Slow runs the runner cancels (CancelExecution) while they run, through any node.
             9 if i % 20 == 19 => ("cancel", "*/5 * * * * *", 3000, 5, false, false, i % 40 == 39),
@@ -790,6 +798,10 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             recovery: if rerun { rota::job::Recovery::Rerun } else { rota::job::Recovery::Lost },
             keep_last: if kind == "capped" { CAPPED_KEEP as u32 } else { 0 },
             keep_failed: (kind == "capped").then_some(0),
+            labels: match kind {
+                "limited" => [("group".to_string(), LIMIT_GROUP.to_string())].into(),
+                _ => Default::default(),
+            },
             routing: match (kind, (i / 10) % 4) {
                 ("routed", 0) => rota::job::Routing::RoundRobin,
                 ("routed", 1) => rota::job::Routing::ConsistentHash,
@@ -815,6 +827,7 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
         let shard = rota::store::keys::shard_of(&id, shards);
         let times_out = kind == "extslow";
         let overlap = spec.concurrency;
+        let limit = (kind == "limited").then_some(LIMIT_MAX);
         infos.push(JobInfo {
             id,
             period_s: period,
@@ -826,6 +839,7 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             keep_last,
             shard,
             times_out,
+            limit,
         });
     }
     (jobs, infos)
@@ -947,6 +961,14 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         }
     }
     let mut c = runner.cluster.client().await.expect("client");
+    let limit = pb::Limit {
+        name: LIMIT_GROUP.into(),
+        max: LIMIT_MAX as u32,
+        handler: String::new(),
+        label: format!("group={LIMIT_GROUP}"),
+        running: 0,
+    };
+    c.put_limit(pb::PutLimitRequest { limit: Some(limit) }).await.expect("put limit");
     for j in jobs {
         c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put job");
     }
@@ -1229,6 +1251,8 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "duplicated": r.duplicated,
         "stale_epoch": r.stale_epoch,
         "overlapping": r.overlapping,
+        "over_limit": r.over_limit,
+        "most_limited": r.most_limited,
         "master_only_elsewhere": r.master_only_elsewhere,
         "without_handler": r.without_handler,
         "disagreeing": r.disagreeing,

@@ -55,6 +55,9 @@ pub struct JobInfo {
     /// Its handler outlasts the job's timeout and ignores the cancel: a fire's one run is recorded
     /// `timed_out`, not `succeeded`.
     pub times_out: bool,
+    /// It is under the workload's concurrency limit, which lets this many of its jobs' fires run
+    /// at once (one limit: every limited job is in it).
+    pub limit: Option<usize>,
 }
 
 /// One handler run from the side log.
@@ -161,6 +164,10 @@ pub struct Report {
     pub duplicated: usize,
     pub stale_epoch: usize,
     pub overlapping: usize,
+    /// Moments when more runs of a limit's jobs were under way than the limit lets run.
+    pub over_limit: usize,
+    /// The most runs of the limit's jobs under way at once (by the side log).
+    pub most_limited: usize,
     pub master_only_elsewhere: usize,
     /// Runs on a node that does not have the job's handler.
     pub without_handler: usize,
@@ -244,6 +251,7 @@ pub fn check(h: &History) -> Report {
             r.late += 1;
         }
     }
+    check_limit(h, &mut r, &rec_by_exec);
     // After the settle, nothing scheduled before the faults ended may still be open, in the window
     // or not, manual fires included: an execution left `running` is a fire nobody will finish.
     for rec in h.records.iter().filter(|x| x.sched_ms < h.window.1 && !is_terminal(&x.state)) {
@@ -682,6 +690,45 @@ fn check_overlap(h: &History, r: &mut Report, job: &JobInfo, runs: &mut [&Run], 
     }
 }
 
+/// The concurrency limit: at no moment are more runs of its jobs under way (by the side log) than
+/// it lets run. A run ends at its end line, or, with none, when its record says it was stopped or
+/// its process died; a run that a fault hit (its node paused past its slot's lease, say, while its
+/// handler went on) is not counted, as it explains an overlap.
+fn check_limit(h: &History, r: &mut Report, recs: &HashMap<&str, &Record>) {
+    let Some(max) = h.jobs.iter().find_map(|j| j.limit) else { return };
+    let limited: std::collections::HashSet<&str> =
+        h.jobs.iter().filter(|j| j.limit.is_some()).map(|j| j.id.as_str()).collect();
+    let mut events: Vec<(i64, i32, &str)> = Vec::new();
+    for run in h.runs.iter().filter(|x| limited.contains(x.job.as_str()) && x.sched_ms < h.window.1) {
+        if fault_during(h, run).is_some() {
+            continue;
+        }
+        let stopped = recs.get(run.exec.as_str()).filter(|x| x.state == "cancelled").and_then(|x| x.end_ms);
+        let end = run.end_ms.or(stopped).or_else(|| death_after(h, &run.node, run.start_ms)).unwrap_or(i64::MAX);
+        events.push((run.start_ms, 1, run.exec.as_str()));
+        // The side log's times come from several processes' clocks (each corrected to Redis's):
+        // a run is counted to its end less that slack.
+        events.push((end.saturating_sub(SLACK_MS), -1, run.exec.as_str()));
+    }
+    // An end sorts before a start at the same ms (the slot is given back before the next takes it).
+    events.sort_by_key(|(t, d, _)| (*t, *d));
+    let (mut running, mut over) = (Vec::new(), false);
+    for (t, d, exec) in events {
+        if d < 0 {
+            running.retain(|x| *x != exec);
+            over = running.len() > max;
+            continue;
+        }
+        running.push(exec);
+        r.most_limited = r.most_limited.max(running.len());
+        if running.len() > max && !over {
+            r.over_limit += 1;
+            r.violations.push(format!("limit: {} runs under way at {t}, over its {max}: {running:?}", running.len()));
+            over = true;
+        }
+    }
+}
+
 /// Whether a fault hit an external worker (not a node, not Redis) between `from` and `to`.
 fn worker_fault_between(h: &History, from: i64, to: i64) -> bool {
     let workers: Vec<&str> = h.runs.iter().filter_map(|r| r.worker.as_deref()).collect();
@@ -748,6 +795,7 @@ mod tests {
             keep_last: None,
             shard: 0,
             times_out: false,
+            limit: None,
         }
     }
 
@@ -1347,6 +1395,48 @@ mod tests {
         let r = check(&held);
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert_eq!(r.skipped_by_lock, 1);
+    }
+
+    /// The concurrency limit: three jobs under a limit of 2, their fires at one instant. Two run,
+    /// the third after one ended: no violation. All three at once: one, unless a fault hit one of
+    /// the runs' nodes (its slot may have lapsed while its handler went on).
+    #[test]
+    fn a_limit_is_never_passed() {
+        let mut h = clean();
+        h.jobs = ["l1", "l2", "l3"].iter().map(|id| JobInfo { limit: Some(2), ..job(id, false, false) }).collect();
+        h.runs.clear();
+        h.records.clear();
+        for s in 100..110 {
+            for (k, id) in ["l1", "l2", "l3"].iter().enumerate() {
+                let mut x = run(id, s, &format!("{id}-{s}"), "n3", 99_000, 300);
+                if k == 2 {
+                    // Waits for a slot: begins as the first ends.
+                    x.start_ms += 300;
+                    x.end_ms = x.end_ms.map(|e| e + 300);
+                }
+                h.records.push(rec(&x, "succeeded"));
+                h.runs.push(x);
+            }
+        }
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.most_limited, r.over_limit), (2, 0));
+        let mut over = h.clone();
+        for x in over.runs.iter_mut().filter(|x| x.exec == "l3-104") {
+            x.start_ms -= 200;
+        }
+        let r = check(&over);
+        assert_eq!((r.most_limited, r.over_limit), (3, 1), "{:?}", r.violations);
+        over.faults.push(Fault {
+            kind: "pause_worker".into(),
+            node: Some("n3".into()),
+            at_ms: 104_000,
+            until_ms: 104_900,
+            dead_ms: None,
+            was_master: false,
+            epoch_before: 0,
+        });
+        assert_eq!(check(&over).over_limit, 0, "explained by the fault on its node");
     }
 
     /// A `buffer` job's held fires begin late by design: counted apart, not as lateness. Its skips
