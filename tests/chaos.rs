@@ -1173,6 +1173,15 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         triggers: triggers.lock().expect("triggers").clone(),
     };
     let mut report = checker::check(&history);
+    // With three limited jobs or more (five fire at one instant in the default workload), the
+    // limit must have bound, or its rule was never put to the test.
+    let limited = history.jobs.iter().filter(|j| j.limit.is_some()).count();
+    if limited > LIMIT_MAX && report.most_limited < LIMIT_MAX {
+        report.violations.push(format!(
+            "limit: {limited} limited jobs never had {LIMIT_MAX} runs at once (at most {}): the limit was not exercised",
+            report.most_limited
+        ));
+    }
     for line in &report.redis_explained {
         tracing_line(&format!("explained by a Redis fault alone: {line}"));
     }

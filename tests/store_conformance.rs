@@ -1273,7 +1273,15 @@ async fn limit_slots_are_all_or_none_leased_and_given_back(s: Arc<dyn Store>) {
     assert_eq!(s.renew_slots(&db, "c@1", 1).await.expect("renew"), Vec::<String>::new());
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(s.take_slots(&db, "e@1", 60_000).await.expect("take"), Slots::Taken, "c's lapsed slot is free");
-    assert_eq!(s.renew_slots(&db, "c@1", 60_000).await.expect("renew"), db.clone());
+    assert_eq!(s.renew_slots(&db, "c@1", 60_000).await.expect("renew"), db.clone(), "lost: db is full without it");
+    // With room again, a lapsed slot is taken back by its holder's renewal.
+    s.release_slots(&db, "e@1").await.expect("release");
+    assert_eq!(s.renew_slots(&db, "c@1", 60_000).await.expect("renew"), Vec::<String>::new());
+    assert_eq!(
+        s.take_slots(&db, "h@1", 60_000).await.expect("take"),
+        Slots::Full { limit: "db".into(), running: 2, max: 2 }
+    );
+    s.release_slots(&db, "c@1").await.expect("release");
     // A limit replaced takes its new max; deleted, it limits nothing.
     s.put_limit(&Limit::new("db", 3, "", "team=db").expect("limit")).await.expect("put");
     assert_eq!(s.take_slots(&db, "f@1", 60_000).await.expect("take"), Slots::Taken);

@@ -41,7 +41,10 @@ impl Limit {
         }
         let covers = match (handler.is_empty(), label.is_empty()) {
             (false, true) => {
-                super::validate_name("handler", handler, 128)?;
+                // Any name a handler may have (an invoke target's `_job` too): printable, no spaces.
+                if handler.len() > 128 || handler.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(Error::invalid("handler", format!("'{handler}' is not a handler name")));
+                }
                 Covers::Handler(handler.to_string())
             }
             (true, false) => {
@@ -105,6 +108,7 @@ mod tests {
             ("ok", 3, "", "novalue", "label"),
             ("ok", 3, "", "bad key=v", "label"),
             ("ok", 3, "bad handler", "", "handler"),
+            ("ok", 3, "tab\there", "", "handler"),
         ] {
             let e = Limit::new(name, max, handler, label).expect_err(name).to_string();
             assert!(e.starts_with(&format!("{field}: ")), "{name} {max} {handler} {label}: {e}");

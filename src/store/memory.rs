@@ -449,9 +449,15 @@ impl super::LimitStore for MemoryStore {
         let now = now_ms();
         let mut lost = Vec::new();
         for name in limits {
-            match st.slots.get_mut(name).and_then(|h| h.get_mut(holder)).filter(|exp| **exp > now) {
-                Some(exp) => *exp = now + lease_ms as i64,
-                None => lost.push(name.clone()),
+            // As limit_renew.lua: a lapsed slot is taken again while its limit has room.
+            let Some(max) = st.limits.get(name).map(|l| l.max as usize) else { continue };
+            let held = st.slots.entry(name.clone()).or_default();
+            let live = held.get(holder).is_some_and(|exp| *exp > now);
+            held.retain(|_, exp| *exp > now);
+            if live || held.len() < max {
+                held.insert(holder.to_string(), now + lease_ms as i64);
+            } else {
+                lost.push(name.clone());
             }
         }
         Ok(lost)

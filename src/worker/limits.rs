@@ -51,8 +51,10 @@ pub struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.renew.cancel();
+        // Outside a runtime (a drop at exit) nothing can be sent: the lease frees the slots.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         if let Some((store, names, holder)) = self.release.take() {
-            tokio::spawn(async move {
+            rt.spawn(async move {
                 if let Err(e) = store.release_slots(&names, &holder).await {
                     // Its lease frees it: at most SLOT_LEASE_MS late.
                     tracing::warn!(fire = %holder, error = %e, "cannot give a limit's slot back; its lease frees it");
@@ -138,24 +140,33 @@ impl Limits {
 
     /// Keeps `holder`'s slots of `names` (renewed every third of their lease) until the returned
     /// `Held` drops, which gives them back. A slot whose lease ran out meanwhile (the node was
-    /// paused past it) is said in the log: another fire may have it now.
+    /// paused past it, or Redis was away) is taken again while its limit has room; when it has
+    /// none, it is said in the log: another fire has it now.
     pub fn hold(&self, names: Vec<String>, holder: &str) -> Held {
         let renew = CancellationToken::new();
         let (store, token, h, n) = (Arc::clone(&self.store), renew.clone(), holder.to_string(), names.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(SLOT_LEASE_MS / 3));
-            tick.tick().await;
+            // Every third of the lease; after a failed renewal, every second, so that a slot
+            // whose lease ran out during a Redis outage is taken back as soon as Redis answers.
+            let mut pause = Duration::from_millis(SLOT_LEASE_MS / 3);
             loop {
                 tokio::select! {
                     _ = token.cancelled() => return,
-                    _ = tick.tick() => match store.renew_slots(&n, &h, SLOT_LEASE_MS).await {
-                        Ok(lost) if !lost.is_empty() => {
-                            tracing::warn!(fire = %h, limits = %lost.join(","), "a limit's slot lapsed while the fire ran");
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(fire = %h, error = %e, "cannot renew a limit's slot"),
-                    },
+                    _ = tokio::time::sleep(pause) => {}
                 }
+                pause = match store.renew_slots(&n, &h, SLOT_LEASE_MS).await {
+                    Ok(lost) => {
+                        if !lost.is_empty() {
+                            tracing::warn!(fire = %h, limits = %lost.join(","),
+                                "a limit's slot lapsed while the fire ran, and others hold them all now");
+                        }
+                        Duration::from_millis(SLOT_LEASE_MS / 3)
+                    }
+                    Err(e) => {
+                        tracing::warn!(fire = %h, error = %e, "cannot renew a limit's slot; again in a second");
+                        Duration::from_secs(1)
+                    }
+                };
             }
         });
         Held { renew, release: Some((Arc::clone(&self.store), names, holder.to_string())) }

@@ -690,7 +690,7 @@ impl Worker {
                             // execution, the node (outer span) and the master's epoch.
                             let span = tracing::info_span!("run", job = %exec.job_id, sched_ms = exec.scheduled_ms,
                                 execution = %exec.id, epoch = exec.epoch);
-                            self.run_fire(job, exec, &inc, &stop).instrument(span).await
+                            self.run_fire(job, exec, &inc, &stop, deadline).instrument(span).await
                         }
                         Err(e) => {
                             exec.close(ExecState::Failed, format!("cannot run: {e}"));
@@ -1106,7 +1106,8 @@ impl Worker {
     }
 
     /// All attempts of one fire: run, record, retry with backoff, alert when out of retries.
-    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str, stop: &Stop) {
+    /// `deadline`: when it must begin by (its start's, for a fire started ahead), if known.
+    async fn run_fire(&self, job: Job, mut exec: Execution, inc: &str, stop: &Stop, deadline: Option<i64>) {
         // Cancelled before its handler began (it waited for its instant or a worker): it never begins.
         if let Some(why) = stop.requested(&exec.id) {
             exec.start_ms = None;
@@ -1138,12 +1139,21 @@ impl Worker {
         }
         // Concurrency limits (PROTOCOL §3.21): a slot of each limit covering the job before the
         // handler begins, kept until the fire's last attempt ends (`_slots` drops with this call).
+        // The holder is this run (its first attempt's execution), not the fire: a re-run of the
+        // fire elsewhere while this one goes on (a paused node) takes a slot of its own.
         let names = self.limits.covering(&job.spec).await;
         let _slots = if names.is_empty() {
             None
         } else {
-            let deadline = exec.scheduled_ms.max(exec.start_ms.unwrap_or(0)) + self.misfire_threshold_ms;
-            let waited = self.limits.take(&names, &exec.fire_id, deadline, stop.wait(&exec.id), &self.cancel).await;
+            // Until its start deadline; a fire that became runnable after it (held for its job's
+            // lock, or re-run) gets the misfire threshold from now.
+            let due = deadline.unwrap_or(exec.scheduled_ms + self.misfire_threshold_ms);
+            let due = if due > now_ms() { due } else { now_ms() + self.misfire_threshold_ms };
+            // The job's lock (an exclusive job's) is kept across the wait, as across a retry's.
+            let renew = self.keep_lock(&job, &exec.fire_id, forbid);
+            let holder = exec.id.clone();
+            let waited = self.limits.take(&names, &holder, due, stop.wait(&exec.id), &self.cancel).await;
+            renew.cancel();
             match waited {
                 limits::Waited::Taken { waited_ms } => {
                     if waited_ms > 0 {
@@ -1151,7 +1161,7 @@ impl Worker {
                         exec.start_ms = Some(now_ms());
                         tracing::info!(execution = %exec.id, waited_ms, "took a slot of its concurrency limits");
                     }
-                    Some(self.limits.hold(names, &exec.fire_id))
+                    Some(self.limits.hold(names, &holder))
                 }
                 limits::Waited::TimedOut { limit, running, max } => {
                     exec.start_ms = None;

@@ -144,8 +144,9 @@ pub struct Report {
     pub skipped_by_lock: usize,
     /// Fires of `replace` jobs whose run a newer fire stopped (recorded `cancelled`).
     pub replaced: usize,
-    /// The longest a first attempt of a job with held fires (replace, buffer) began after its
-    /// instant: it waits for the run before it by design, so it counts in no lateness.
+    /// The longest a first attempt of a job with held fires (replace, buffer), or under a
+    /// concurrency limit, began after its instant: it waits for the run before it (or a slot) by
+    /// design, so it counts in no lateness.
     pub max_held_delay_ms: i64,
     /// Fires whose execution was cancelled (asked by the runner) and that did not run to an end.
     pub cancelled: usize,
@@ -239,7 +240,7 @@ pub fn check(h: &History) -> Report {
         }
     }
     let waits: std::collections::HashSet<&str> =
-        h.jobs.iter().filter(|j| j.overlap.held_limit() > 0).map(|j| j.id.as_str()).collect();
+        h.jobs.iter().filter(|j| j.overlap.held_limit() > 0 || j.limit.is_some()).map(|j| j.id.as_str()).collect();
     for run in h.runs.iter().filter(|x| x.attempt == 1 && in_window(h, x.sched_ms) && !is_manual(&x.exec)) {
         let delay = run.start_ms - run.sched_ms;
         if waits.contains(run.job.as_str()) {

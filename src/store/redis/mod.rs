@@ -598,6 +598,12 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The connection for the limits' scripts: on a Redis Cluster, the keyless commands a script
+    /// call may send (`SCRIPT LOAD` after a `NOSCRIPT`) go to the limits' slot, not the shard's.
+    fn limits_conn(&self) -> Conn {
+        self.conn().for_slot_of(&Keys::limits(&self.base.0, &self.base.1))
+    }
+
     /// The TTL of a lock handed to a held fire (`promote`): as a claim's.
     fn lock_ttl(&self) -> u64 {
         super::lock_ttl_ms(self.timing.misfire_threshold_ms as i64)
@@ -669,7 +675,7 @@ impl super::LimitStore for RedisStore {
         for l in limits {
             inv.arg(l);
         }
-        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        let r: Vec<String> = inv.invoke_async(&mut self.limits_conn()).await?;
         match r.as_slice() {
             [ok] if ok == "OK" => Ok(Slots::Taken),
             [full, limit, running, max] if full == "FULL" => Ok(Slots::Full {
@@ -683,7 +689,7 @@ impl super::LimitStore for RedisStore {
 
     async fn renew_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Vec<String>> {
         let (p, c) = (&self.base.0, &self.base.1);
-        let mut inv = LIMIT_RENEW.prepare_invoke();
+        let mut inv = LIMIT_RENEW.key(Keys::limits(p, c));
         for l in limits {
             inv.key(Keys::limit_slots(p, c, l));
         }
@@ -691,7 +697,7 @@ impl super::LimitStore for RedisStore {
         for l in limits {
             inv.arg(l);
         }
-        Ok(inv.invoke_async(&mut self.conn()).await?)
+        Ok(inv.invoke_async(&mut self.limits_conn()).await?)
     }
 
     async fn release_slots(&self, limits: &[String], holder: &str) -> Result<()> {
