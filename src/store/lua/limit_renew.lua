@@ -13,10 +13,7 @@ for i = 2, #KEYS do
   local until_ms = redis.call('ZSCORE', KEYS[i], ARGV[1])
   local keep = until_ms and tonumber(until_ms) > now
   if not keep then
-    local def = redis.call('HGET', KEYS[1], ARGV[i + 1])
-    local parsed, d = false, nil
-    if def then parsed, d = pcall(cjson.decode, def) end
-    local max = parsed and type(d) == 'table' and tonumber(d.max)
+    local max = limit_max(KEYS[1], ARGV[i + 1])
     if max then
       redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
       keep = redis.call('ZCARD', KEYS[i]) < max

@@ -10,10 +10,7 @@ if bad then return refuse(bad) end
 local now = time_ms()
 local live = {}
 for i = 2, #KEYS do
-  local def = redis.call('HGET', KEYS[1], ARGV[i + 1])
-  local ok, d = false, nil
-  if def then ok, d = pcall(cjson.decode, def) end
-  local max = ok and type(d) == 'table' and tonumber(d.max)
+  local max = limit_max(KEYS[1], ARGV[i + 1])
   -- A limit deleted (or never stored right) limits nothing.
   if max then
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)

@@ -346,3 +346,11 @@ local function promote(kheld, kindex, klock, job, fprefix, lock_ttl, misfire_ms,
     end
   end
 end
+-- A concurrency limit's `max`, from its definition in the limits hash `klimits` (section 3.21); nil
+-- when it is not defined (deleted: it limits nothing), or not stored right.
+local function limit_max(klimits, name)
+  local def = redis.call('HGET', klimits, name)
+  if not def then return nil end
+  local ok, d = pcall(cjson.decode, def)
+  return ok and type(d) == 'table' and tonumber(d.max) or nil
+end

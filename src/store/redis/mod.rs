@@ -604,6 +604,27 @@ impl RedisStore {
         self.conn().for_slot_of(&Keys::limits(&self.base.0, &self.base.1))
     }
 
+    /// A call of a limits script (`limit_take.lua`, `limit_renew.lua`, which take the same keys and
+    /// arguments): the limits hash, then each limit's slots; the holder, the lease, the names.
+    fn limit_call<'a>(
+        &self,
+        script: &'a Script,
+        limits: &[String],
+        holder: &str,
+        lease_ms: u64,
+    ) -> redis::ScriptInvocation<'a> {
+        let (p, c) = (&self.base.0, &self.base.1);
+        let mut inv = script.key(Keys::limits(p, c));
+        for l in limits {
+            inv.key(Keys::limit_slots(p, c, l));
+        }
+        inv.arg(holder).arg(lease_ms.max(1));
+        for l in limits {
+            inv.arg(l);
+        }
+        inv
+    }
+
     /// The TTL of a lock handed to a held fire (`promote`): as a claim's.
     fn lock_ttl(&self) -> u64 {
         super::lock_ttl_ms(self.timing.misfire_threshold_ms as i64)
@@ -666,16 +687,8 @@ impl super::LimitStore for RedisStore {
     }
 
     async fn take_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Slots> {
-        let (p, c) = (&self.base.0, &self.base.1);
-        let mut inv = LIMIT_TAKE.key(Keys::limits(p, c));
-        for l in limits {
-            inv.key(Keys::limit_slots(p, c, l));
-        }
-        inv.arg(holder).arg(lease_ms.max(1));
-        for l in limits {
-            inv.arg(l);
-        }
-        let r: Vec<String> = inv.invoke_async(&mut self.limits_conn()).await?;
+        let r: Vec<String> =
+            self.limit_call(&LIMIT_TAKE, limits, holder, lease_ms).invoke_async(&mut self.limits_conn()).await?;
         match r.as_slice() {
             [ok] if ok == "OK" => Ok(Slots::Taken),
             [full, limit, running, max] if full == "FULL" => Ok(Slots::Full {
@@ -688,16 +701,7 @@ impl super::LimitStore for RedisStore {
     }
 
     async fn renew_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Vec<String>> {
-        let (p, c) = (&self.base.0, &self.base.1);
-        let mut inv = LIMIT_RENEW.key(Keys::limits(p, c));
-        for l in limits {
-            inv.key(Keys::limit_slots(p, c, l));
-        }
-        inv.arg(holder).arg(lease_ms.max(1));
-        for l in limits {
-            inv.arg(l);
-        }
-        Ok(inv.invoke_async(&mut self.limits_conn()).await?)
+        Ok(self.limit_call(&LIMIT_RENEW, limits, holder, lease_ms).invoke_async(&mut self.limits_conn()).await?)
     }
 
     async fn release_slots(&self, limits: &[String], holder: &str) -> Result<()> {
