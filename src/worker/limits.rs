@@ -32,9 +32,9 @@ pub struct Limits {
 /// How a wait for slots ended.
 #[derive(Debug)]
 pub enum Waited {
-    /// Taken, after waiting this long (0: at once).
+    /// Taken, after waiting this long (0: at its first ask).
     Taken { waited_ms: i64 },
-    /// Past the deadline, `limit` still full.
+    /// Past the deadline, `limit` still full (`max` 0: the store did not answer).
     TimedOut { limit: String, running: u32, max: u32 },
     /// Cancelled meanwhile (CancelExecution): why.
     Stopped(String),
@@ -57,7 +57,7 @@ impl Drop for Held {
             rt.spawn(async move {
                 if let Err(e) = store.release_slots(&names, &holder).await {
                     // Its lease frees it: at most SLOT_LEASE_MS late.
-                    tracing::warn!(fire = %holder, error = %e, "cannot give a limit's slot back; its lease frees it");
+                    tracing::warn!(execution = %holder, error = %e, "cannot give a limit's slot back; its lease frees it");
                 }
             });
         }
@@ -108,14 +108,16 @@ impl Limits {
         shutdown: &CancellationToken,
     ) -> Waited {
         let began = now_ms();
-        let mut said = false;
+        let (mut said, mut first) = (false, true);
         tokio::pin!(stop);
         loop {
             match self.store.take_slots(names, holder, SLOT_LEASE_MS).await {
+                // Taken at the first ask: it did not wait (a round trip is no wait).
+                Ok(Slots::Taken) if first => return Waited::Taken { waited_ms: 0 },
                 Ok(Slots::Taken) => return Waited::Taken { waited_ms: now_ms() - began },
                 Ok(Slots::Full { limit, running, max }) => {
                     if !said {
-                        tracing::info!(fire = %holder, limit = %limit, running, max, "waiting for a slot of a concurrency limit");
+                        tracing::info!(execution = %holder, limit = %limit, running, max, "waiting for a slot of a concurrency limit");
                         said = true;
                     }
                     if now_ms() > deadline_ms {
@@ -123,12 +125,13 @@ impl Limits {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(fire = %holder, error = %e, "cannot take a limit's slot; asking again");
+                    tracing::warn!(execution = %holder, error = %e, "cannot take a limit's slot; asking again");
                     if now_ms() > deadline_ms {
                         return Waited::TimedOut { limit: names.join(","), running: 0, max: 0 };
                     }
                 }
             }
+            first = false;
             let pause = Duration::from_millis(POLL_MS + rand::random_range(0..POLL_MS));
             tokio::select! {
                 why = &mut stop => return Waited::Stopped(why),
@@ -157,13 +160,13 @@ impl Limits {
                 pause = match store.renew_slots(&n, &h, SLOT_LEASE_MS).await {
                     Ok(lost) => {
                         if !lost.is_empty() {
-                            tracing::warn!(fire = %h, limits = %lost.join(","),
+                            tracing::warn!(execution = %h, limits = %lost.join(","),
                                 "a limit's slot lapsed while the fire ran, and others hold them all now");
                         }
                         Duration::from_millis(SLOT_LEASE_MS / 3)
                     }
                     Err(e) => {
-                        tracing::warn!(fire = %h, error = %e, "cannot renew a limit's slot; again in a second");
+                        tracing::warn!(execution = %h, error = %e, "cannot renew a limit's slot; again in a second");
                         Duration::from_secs(1)
                     }
                 };

@@ -1165,12 +1165,13 @@ impl Worker {
                 }
                 limits::Waited::TimedOut { limit, running, max } => {
                     exec.start_ms = None;
+                    let why = match max {
+                        0 => "the store did not answer".to_string(),
+                        _ => format!("{running} of {max} running"),
+                    };
                     exec.close(
                         ExecState::Misfired,
-                        format!(
-                            "misfired: waited past the misfire threshold for a slot of limit {limit} \
-                             ({running} of {max} running)"
-                        ),
+                        format!("misfired: waited past the misfire threshold for a slot of limit {limit} ({why})"),
                     );
                     tracing::warn!(execution = %exec.id, limit = %limit, "no slot of its limit before its start deadline: misfired");
                     let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
