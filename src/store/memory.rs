@@ -78,6 +78,15 @@ impl FireRec {
     }
 }
 
+/// What a fire of an exclusive job found at the job's lock (`State::meet_lock`).
+#[derive(Debug, PartialEq)]
+enum Met {
+    /// It took the lock (or needs none).
+    Locked,
+    Held(Option<Replacing>),
+    Skipped,
+}
+
 #[derive(Default)]
 struct State {
     jobs: BTreeMap<String, JobRecord>,
@@ -303,6 +312,45 @@ impl State {
                 ended.push(e);
             }
         }
+    }
+
+    /// As `meet_lock` in prelude.lua: a fire meets its job's lock (allow: none to meet). It takes a free one; a lock free while fires are held is theirs: a replace fire
+    /// replaces them and takes it, any other is held behind them (or skipped) and the oldest
+    /// takes it. A held lock: forbid skips, the others hold (`hold`).
+    #[allow(clippy::too_many_arguments)]
+    fn meet_lock(
+        &mut self,
+        overlap: Concurrency,
+        job: &str,
+        fire: &str,
+        now: i64,
+        lock_ttl_ms: u64,
+        retention_ms: i64,
+        timing: &super::FireTiming,
+        ended: &mut Vec<Execution>,
+    ) -> Met {
+        if !overlap.exclusive() {
+            return Met::Locked;
+        }
+        let waiting = self.free_with_waiting(overlap, job, now);
+        if waiting && overlap == Concurrency::Replace {
+            self.replace_held(job, fire, now, retention_ms, ended);
+        }
+        // Theirs (held fires wait for it), or another fire's: not taken.
+        let taken = self.lock_held(job, now) || (waiting && overlap != Concurrency::Replace);
+        if !taken {
+            self.locks.insert(job.to_string(), (fire.to_string(), now + lock_ttl_ms as i64));
+            return Met::Locked;
+        }
+        let met = match overlap {
+            Concurrency::Forbid => Met::Skipped,
+            o => self.hold(o, job, fire, now, retention_ms, ended).map_or(Met::Skipped, Met::Held),
+        };
+        if waiting {
+            self.locks.remove(job);
+            self.promote(job, now, timing, None);
+        }
+        met
     }
 
     /// Whether the job's lock is free while fires wait for it (its holder ended without handing it
@@ -613,34 +661,24 @@ impl FireStore for MemoryStore {
                     out.push(ClaimOutcome::Duplicate(String::new()));
                     continue;
                 }
-                // The lock free while fires wait for it (as claim.lua's `waiting`).
-                let waiting = st.free_with_waiting(c.overlap, &c.job_id, now);
                 let (outcome, exec, fs) = if c.exec.state.is_terminal() {
                     (ClaimOutcome::Misfired, c.exec.clone(), FireState::from(c.exec.state))
-                } else if c.overlap.exclusive()
-                    && (st.lock_held(&c.job_id, now) || (waiting && c.overlap != Concurrency::Replace))
-                {
-                    let held = match c.overlap {
-                        Concurrency::Forbid => None,
-                        o => st.hold(o, &c.job_id, &c.exec.fire_id, now, self.retention_ms, &mut announce),
-                    };
-                    if waiting {
-                        st.locks.remove(&c.job_id);
-                        st.promote(&c.job_id, now, &self.timing, None);
-                    }
-                    match held {
-                        Some(stop) => (ClaimOutcome::Held(stop), c.exec.clone(), FireState::Held),
-                        None => (ClaimOutcome::Skipped, c.skipped_exec(), FireState::Skipped),
-                    }
                 } else {
-                    if waiting {
-                        // A replace fire, the lock free with fires waiting: it replaces them.
-                        st.replace_held(&c.job_id, &c.exec.fire_id, now, self.retention_ms, &mut announce);
+                    let (job, fire) = (&c.job_id, &c.exec.fire_id);
+                    match st.meet_lock(
+                        c.overlap,
+                        job,
+                        fire,
+                        now,
+                        c.lock_ttl_ms,
+                        self.retention_ms,
+                        &self.timing,
+                        &mut announce,
+                    ) {
+                        Met::Locked => (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching),
+                        Met::Held(stop) => (ClaimOutcome::Held(stop), c.exec.clone(), FireState::Held),
+                        Met::Skipped => (ClaimOutcome::Skipped, c.skipped_exec(), FireState::Skipped),
                     }
-                    if c.overlap.exclusive() {
-                        st.locks.insert(c.job_id.clone(), (c.exec.fire_id.clone(), now + c.lock_ttl_ms as i64));
-                    }
-                    (ClaimOutcome::Claimed, c.exec.clone(), FireState::Dispatching)
                 };
                 // Made under the fence's epoch, as claim.lua writes it.
                 let fire = FireRec { epoch: fence.epoch, ..self.new_fire(&exec, fs, now, false) };
@@ -709,30 +747,15 @@ impl FireStore for MemoryStore {
                 }
                 st.idem.insert(idem, (exec.id.clone(), now + self.retention_ms));
             }
-            // As trigger.lua: a free lock with fires waiting is theirs (a replace fire replaces them).
-            let waiting = st.free_with_waiting(overlap, &exec.job_id, now);
-            if waiting && overlap == Concurrency::Replace {
-                st.replace_held(&exec.job_id, &exec.fire_id, now, self.retention_ms, &mut ended);
-            }
-            let held = match overlap {
-                Concurrency::Buffer(_) if waiting => {
-                    Some(st.hold(overlap, &exec.job_id, &exec.fire_id, now, self.retention_ms, &mut ended))
-                }
-                o if !o.exclusive() || !st.lock_held(&exec.job_id, now) => None,
-                Concurrency::Forbid => Some(None),
-                o => Some(st.hold(o, &exec.job_id, &exec.fire_id, now, self.retention_ms, &mut ended)),
-            };
-            if waiting && matches!(overlap, Concurrency::Buffer(_)) {
-                st.locks.remove(&exec.job_id);
-                st.promote(&exec.job_id, now, &self.timing, None);
-            }
-            if let Some(Some(stop)) = held {
+            let (job, fire) = (&exec.job_id, &exec.fire_id);
+            let met = st.meet_lock(overlap, job, fire, now, lock_ttl_ms, self.retention_ms, &self.timing, &mut ended);
+            if let Met::Held(stop) = met {
                 st.insert_exec(exec, self.retention_ms, now);
                 let mut fire = self.new_fire(exec, FireState::Held, now, true);
                 fire.args = args.cloned();
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Held(exec.clone(), stop)
-            } else if held.is_some() {
+            } else if met == Met::Skipped {
                 let e = super::skipped_by_lock(exec, overlap);
                 st.insert_exec(&e, self.retention_ms, now);
                 let mut fire = self.new_fire(&e, FireState::Skipped, now, true);
@@ -740,9 +763,6 @@ impl FireStore for MemoryStore {
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Skipped(e)
             } else {
-                if overlap.exclusive() {
-                    st.locks.insert(exec.job_id.clone(), (exec.fire_id.clone(), now + lock_ttl_ms as i64));
-                }
                 st.insert_exec(exec, self.retention_ms, now);
                 let mut fire = self.new_fire(exec, FireState::Dispatching, now, true);
                 fire.args = args.cloned();

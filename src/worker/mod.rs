@@ -1139,63 +1139,7 @@ impl Worker {
         }
         // Concurrency limits (PROTOCOL §3.21): a slot of each limit covering the job before the
         // handler begins, kept until the fire's last attempt ends (`_slots` drops with this call).
-        // The holder is this run (its first attempt's execution), not the fire: a re-run of the
-        // fire elsewhere while this one goes on (a paused node) takes a slot of its own.
-        let names = self.limits.covering(&job.spec).await;
-        let _slots = if names.is_empty() {
-            None
-        } else {
-            // Until its start deadline; a fire that became runnable after it (held for its job's
-            // lock, or re-run) gets the misfire threshold from now.
-            let due = deadline.unwrap_or(exec.scheduled_ms + self.misfire_threshold_ms);
-            let due = if due > now_ms() { due } else { now_ms() + self.misfire_threshold_ms };
-            // The job's lock (an exclusive job's) is kept across the wait, as across a retry's.
-            let renew = self.keep_lock(&job, &exec.fire_id, forbid);
-            let holder = exec.id.clone();
-            let waited = self.limits.take(&names, &holder, due, stop.wait(&exec.id), &self.cancel).await;
-            renew.cancel();
-            match waited {
-                limits::Waited::Taken { waited_ms } => {
-                    if waited_ms > 0 {
-                        // Its handler begins now: the record says when, not its instant.
-                        exec.start_ms = Some(now_ms());
-                        tracing::info!(execution = %exec.id, waited_ms, "took a slot of its concurrency limits");
-                    }
-                    Some(self.limits.hold(names, &holder))
-                }
-                limits::Waited::TimedOut { limit, running, max } => {
-                    exec.start_ms = None;
-                    let why = match max {
-                        0 => "the store did not answer".to_string(),
-                        _ => format!("{running} of {max} running"),
-                    };
-                    exec.close(
-                        ExecState::Misfired,
-                        format!("misfired: waited past the misfire threshold for a slot of limit {limit} ({why})"),
-                    );
-                    tracing::warn!(execution = %exec.id, limit = %limit, "no slot of its limit before its start deadline: misfired");
-                    let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
-                    return;
-                }
-                limits::Waited::Stopped(why) => {
-                    exec.start_ms = None;
-                    exec.close(ExecState::Cancelled, why);
-                    tracing::info!(execution = %exec.id, "cancelled while it waited for a limit's slot");
-                    let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
-                    return;
-                }
-                limits::Waited::ShuttingDown => {
-                    if self.left_for_rerun(&job, &exec, "while it waited for a limit's slot") {
-                        return;
-                    }
-                    exec.start_ms = None;
-                    exec.close(ExecState::Lost, "node shut down while the fire waited for a limit's slot");
-                    let _ = self.record_final(&exec, inc, Some(&job.spec)).await;
-                    self.alerts.raise(Alert::from_execution("execution_lost", &exec, &self.cluster));
-                    return;
-                }
-            }
-        };
+        let Some(_slots) = self.take_slots(&job, &mut exec, inc, stop, deadline, forbid).await else { return };
         // Retries are counted from the first attempt of this recovery round.
         let first_attempt = exec.attempt;
         // The start recorded the first attempt `running`; each retry records its own.
@@ -1296,6 +1240,78 @@ impl Worker {
                 }
             }
             exec = next;
+        }
+    }
+
+    /// The slots of the concurrency limits covering the job (PROTOCOL §3.21), waited for until the
+    /// fire's start deadline (`deadline`, else its instant, plus the misfire threshold), the job's
+    /// lock (`forbid`: an exclusive job's) kept meanwhile. `Some(None)`: no limit covers it. None:
+    /// the fire ended here (misfired, cancelled, or lost at shutdown), recorded, or was left for a
+    /// re-run.
+    async fn take_slots(
+        &self,
+        job: &Job,
+        exec: &mut Execution,
+        inc: &str,
+        stop: &Stop,
+        deadline: Option<i64>,
+        forbid: bool,
+    ) -> Option<Option<limits::Held>> {
+        // The holder is this run (its first attempt's execution), not the fire: a re-run of the
+        // fire elsewhere while this one goes on (a paused node) takes a slot of its own.
+        let names = self.limits.covering(&job.spec).await;
+        if names.is_empty() {
+            return Some(None);
+        }
+        // Until its start deadline; a fire that became runnable after it (held for its job's
+        // lock, or re-run) gets the misfire threshold from now.
+        let due = deadline.unwrap_or(exec.scheduled_ms + self.misfire_threshold_ms);
+        let due = if due > now_ms() { due } else { now_ms() + self.misfire_threshold_ms };
+        // The job's lock (an exclusive job's) is kept across the wait, as across a retry's.
+        let renew = self.keep_lock(job, &exec.fire_id, forbid);
+        let holder = exec.id.clone();
+        let waited = self.limits.take(&names, &holder, due, stop.wait(&exec.id), &self.cancel).await;
+        renew.cancel();
+        match waited {
+            limits::Waited::Taken { waited_ms } => {
+                if waited_ms > 0 {
+                    // Its handler begins now: the record says when, not its instant.
+                    exec.start_ms = Some(now_ms());
+                    tracing::info!(execution = %exec.id, waited_ms, "took a slot of its concurrency limits");
+                }
+                Some(Some(self.limits.hold(names, &holder)))
+            }
+            limits::Waited::TimedOut { limit, running, max } => {
+                exec.start_ms = None;
+                let why = match max {
+                    0 => "the store did not answer".to_string(),
+                    _ => format!("{running} of {max} running"),
+                };
+                exec.close(
+                    ExecState::Misfired,
+                    format!("misfired: waited past the misfire threshold for a slot of limit {limit} ({why})"),
+                );
+                tracing::warn!(execution = %exec.id, limit = %limit, "no slot of its limit before its start deadline: misfired");
+                let _ = self.record_final(exec, inc, Some(&job.spec)).await;
+                None
+            }
+            limits::Waited::Stopped(why) => {
+                exec.start_ms = None;
+                exec.close(ExecState::Cancelled, why);
+                tracing::info!(execution = %exec.id, "cancelled while it waited for a limit's slot");
+                let _ = self.record_final(exec, inc, Some(&job.spec)).await;
+                None
+            }
+            limits::Waited::ShuttingDown => {
+                if self.left_for_rerun(job, exec, "while it waited for a limit's slot") {
+                    return None;
+                }
+                exec.start_ms = None;
+                exec.close(ExecState::Lost, "node shut down while the fire waited for a limit's slot");
+                let _ = self.record_final(exec, inc, Some(&job.spec)).await;
+                self.alerts.raise(Alert::from_execution("execution_lost", exec, &self.cluster));
+                None
+            }
         }
     }
 

@@ -114,19 +114,13 @@ for i = 0, n - 1 do
     local fs = 'dispatching'
     if final ~= '0' then st = 'MISFIRED'; fs = final
     elseif forbid then
-      local fire = job .. '@' .. sched
-      -- The lock is free while fires wait for it (its holder's node died and the lock expired
-      -- before the sweep handed it on): a replace fire replaces them and takes the lock; a
-      -- buffer fire waits behind them, and the oldest takes the lock now (section 3.20).
-      local waiting = holds and redis.call('EXISTS', kl) == 0 and redis.call('LLEN', kh) > 0
-      if waiting and mode == 'r' then replace_held(kh, KEYS[7], job, fire, ARGV[11], ARGV[2], now) end
-      if (waiting and mode ~= 'r') or not redis.call('SET', kl, fire, 'NX', 'PX', lock_ttl) then
+      local met = meet_lock(mode, kl, kh, KEYS[8], KEYS[7], KEYS[4], job, job .. '@' .. sched, ARGV[11], stop,
+        ARGV[12], ARGV[13], ARGV[2], lock_ttl, ARGV[6], now)
+      if met == 'SKIPPED' then
         st = 'SKIPPED'; fs = 'skipped'; json = skipped
-        if holds and hold(mode, kh, KEYS[8], KEYS[7], job, fire, ARGV[11], stop, ARGV[12], ARGV[13], ARGV[2], now) then
-          st = 'HELD'; fs = 'held'; json = ARGV[a+6]
-          if stop then st = 'HELD ' .. stop[2] .. ' ' .. stop[1] .. ' ' .. stop[3] end
-        end
-        if waiting then promote(kh, KEYS[8], kl, job, ARGV[11], lock_ttl, ARGV[6], KEYS[4]) end
+      elseif met == 'HELD' then
+        st = 'HELD'; fs = 'held'
+        if stop then st = 'HELD ' .. stop[2] .. ' ' .. stop[1] .. ' ' .. stop[3] end
       end
     end
     local h = {'state', fs, 'job', job, 'sched', sched, 'epoch', ARGV[4], 'claimed_at', now,

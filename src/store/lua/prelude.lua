@@ -346,6 +346,24 @@ local function promote(kheld, kindex, klock, job, fprefix, lock_ttl, misfire_ms,
     end
   end
 end
+-- A fire of an exclusive job (`mode` '1', 'b<n>' or 'r') meets the job's lock `klock`, after
+-- `hold_check` (its `stop`): 'LOCKED' (it took the lock), 'HELD' or 'SKIPPED' (section 3.20). A lock
+-- free while fires are held for it (its holder's node died and it expired before the sweep handed
+-- it on) is theirs: a replace fire replaces them and takes it; a buffer fire waits behind them (or
+-- is skipped, the buffer full), and the oldest takes it now.
+local function meet_lock(mode, klock, kheld, kindex, kopen, kinflight, job, fire, fprefix, stop, stops_prefix,
+    stops_ttl, channel, lock_ttl, misfire_ms, now)
+  local holds = mode ~= '1'
+  local waiting = holds and redis.call('EXISTS', klock) == 0 and redis.call('LLEN', kheld) > 0
+  if waiting and mode == 'r' then replace_held(kheld, kopen, job, fire, fprefix, channel, now) end
+  if not (waiting and mode ~= 'r') and redis.call('SET', klock, fire, 'NX', 'PX', lock_ttl) then return 'LOCKED' end
+  local met = 'SKIPPED'
+  if holds and hold(mode, kheld, kindex, kopen, job, fire, fprefix, stop, stops_prefix, stops_ttl, channel, now) then
+    met = 'HELD'
+  end
+  if waiting then promote(kheld, kindex, klock, job, fprefix, lock_ttl, misfire_ms, kinflight) end
+  return met
+end
 -- A concurrency limit's `max`, from its definition in the limits hash `klimits` (section 3.21); nil
 -- when it is not defined (deleted: it limits nothing), or not stored right.
 local function limit_max(klimits, name)

@@ -48,16 +48,14 @@ if ARGV[8] == '1' then
   redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[1])
 end
 local st, json, fs = 'CREATED', ARGV[4], 'dispatching'
--- As claim.lua: a free lock with fires waiting for it is theirs (a replace fire replaces them).
-local waiting = holds and redis.call('EXISTS', KEYS[3]) == 0 and redis.call('LLEN', KEYS[9]) > 0
-if waiting and mode == 'r' then replace_held(KEYS[9], KEYS[4], ARGV[15], ARGV[9], ARGV[20], ARGV[2], time_ms()) end
-if mode ~= '0' and ((waiting and mode ~= 'r') or not redis.call('SET', KEYS[3], ARGV[9], 'NX', 'PX', ARGV[7])) then
-  st, json, fs = 'SKIPPED', ARGV[5], 'skipped'
-  if holds and hold(mode, KEYS[9], KEYS[10], KEYS[4], ARGV[15], ARGV[9], ARGV[20], stop, ARGV[21], ARGV[22], ARGV[2],
-      time_ms()) then
-    st, json, fs = 'HELD', ARGV[4], 'held'
+if mode ~= '0' then
+  local met = meet_lock(mode, KEYS[3], KEYS[9], KEYS[10], KEYS[4], KEYS[8], ARGV[15], ARGV[9], ARGV[20], stop, ARGV[21],
+    ARGV[22], ARGV[2], ARGV[7], ARGV[23], time_ms())
+  if met == 'SKIPPED' then
+    st, json, fs = 'SKIPPED', ARGV[5], 'skipped'
+  elseif met == 'HELD' then
+    st, fs = 'HELD', 'held'
   end
-  if waiting then promote(KEYS[9], KEYS[10], KEYS[3], ARGV[15], ARGV[20], ARGV[7], ARGV[23], KEYS[8]) end
 end
 redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
            'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'manual', '1',
