@@ -1438,7 +1438,13 @@ impl Worker {
                                     (ExecState::TimedOut, format!("timed out after {ms} ms{whose}; {}", f.message))
                                 }
                                 FailureKind::Cancelled => (ExecState::Cancelled, f.message),
-                                FailureKind::Failed | FailureKind::NoWorker => (ExecState::Failed, f.message),
+                                // Stopped: the handler saw the stop first (the shell's group got
+                                // SIGTERM and exited 143) and ended before this select saw it.
+                                FailureKind::Failed => match stop.requested(&exec_id) {
+                                    Some(why) => (ExecState::Cancelled, why),
+                                    None => (ExecState::Failed, f.message),
+                                },
+                                FailureKind::NoWorker => (ExecState::Failed, f.message),
                             };
                             Err((state, message, RunOutput { output: f.output, stderr: f.stderr }))
                         }
