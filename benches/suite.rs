@@ -992,6 +992,7 @@ async fn steps(here: bool) -> Value {
                 lock_ttl_ms: 60_000,
                 here,
                 start: here,
+                priority: rota::job::Priority::Normal,
             }
         })
         .collect();

@@ -809,6 +809,9 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
                 ("routed", _) => rota::job::Routing::LeastRecentlyUsed,
                 _ => rota::job::Routing::Load,
             },
+            // Every kind at each priority in turn: the queue's three lists and the workers' lines
+            // see every path a fire takes.
+            priority: rota::job::Priority::ALL[(i / 10) % 3],
             ..Default::default()
         };
         let spec = rota::job::JobSpec {
@@ -840,6 +843,7 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             shard,
             times_out,
             limit,
+            priority: spec.priority,
         });
     }
     (jobs, infos)
@@ -1268,6 +1272,11 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "trimmed": r.trimmed,
         "late_over_5s": r.late,
         "max_delay_ms": r.max_delay_ms,
+        "p95_delay_ms_by_priority": {
+            "high": r.p95_delay_ms_by_priority[0],
+            "normal": r.p95_delay_ms_by_priority[1],
+            "low": r.p95_delay_ms_by_priority[2],
+        },
         "failover_ms_median": fo.get(fo.len() / 2).copied().unwrap_or(0),
         "failover_ms_max": fo.last().copied().unwrap_or(0),
         "violations": r.violations.len(),

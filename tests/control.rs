@@ -9,26 +9,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{eventually, Backend, RedisServer, TestNode};
+use common::{eventually, rota, text, Backend, RedisServer, TestNode, NEVER};
 use rota::pb;
 use serde_json::{json, Value};
 use tonic::Code;
 
-/// A date that never comes soon (Feb 29, 03:00): these jobs run only when triggered.
-const NEVER: &str = "0 0 3 29 2 *";
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Runs the real `rota` client against `node`.
-async fn rota(node: &TestNode, args: &[&str]) -> Output {
-    common::rota_cli(env!("CARGO_BIN_EXE_rota"), node, args).await
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// Puts a job through the CLI; panics (with the CLI's words) when refused.
 async fn put(node: &TestNode, args: &[&str]) {

@@ -11,17 +11,9 @@ mod common;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::{eventually, status, Backend, RedisServer, TestNode};
+use common::{eventually, rota, status, Backend, RedisServer, TestNode, NEVER};
 use rota::pb;
 use serde_json::Value;
-
-/// A date that never comes soon (Feb 29, 03:00): these jobs run only when triggered.
-const NEVER: &str = "0 0 3 29 2 *";
-
-/// Runs the real `rota` client against `node`.
-async fn rota(node: &TestNode, args: &[&str]) -> Output {
-    common::rota_cli(env!("CARGO_BIN_EXE_rota"), node, args).await
-}
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -454,6 +454,7 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
         lock_ttl_ms: 60_000,
         here: false,
         start: false,
+        priority: rota::job::Priority::Normal,
     };
     assert_eq!(store.claim(&lease, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let rec = NodeRecord {
@@ -515,6 +516,7 @@ async fn a_definition_that_does_not_decode_fails_only_its_own_fire_of_an_accept_
             lock_ttl_ms: 60_000,
             here: false,
             start: false,
+            priority: rota::job::Priority::Normal,
         };
         assert_eq!(store.claim(&lease, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
         fires.push(fire);

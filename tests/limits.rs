@@ -8,23 +8,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use common::{eventually, Backend, RedisServer, TestNode};
+use common::{eventually, rota, text, Backend, RedisServer, TestNode, NEVER};
 use rota::pb;
 use serde_json::json;
-
-/// A date that never comes soon (Feb 29, 03:00): these jobs run only when triggered.
-const NEVER: &str = "0 0 3 29 2 *";
-
-async fn rota(node: &TestNode, args: &[&str]) -> Output {
-    common::rota_cli(env!("CARGO_BIN_EXE_rota"), node, args).await
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// A run of `secs` that notes its start and end (`S`/`E`, execution, ms) in `log`.
 fn script(log: &Path, secs: &str) -> String {

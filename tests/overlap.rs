@@ -11,21 +11,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use common::{eventually, Backend, RedisServer, TestNode};
+use common::{eventually, rota, text, Backend, RedisServer, TestNode};
 use rota::pb;
 use serde_json::json;
-
-/// Runs the real `rota` client against `node`.
-async fn rota(node: &TestNode, args: &[&str]) -> Output {
-    common::rota_cli(env!("CARGO_BIN_EXE_rota"), node, args).await
-}
-
-fn text(o: &Output) -> String {
-    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// A run of 2.5 s that notes its start and its end (`done`, or `term` when stopped) in `log`.
 fn script(log: &Path) -> String {

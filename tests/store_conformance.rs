@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
-use rota::job::{Concurrency, JobSpec};
+use rota::job::{Concurrency, JobSpec, Priority};
 use rota::store::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState,
     FireStore, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
@@ -34,6 +34,7 @@ fn claim_with(job: &str, sched: i64, next: Option<i64>, overlap: Concurrency) ->
         lock_ttl_ms: 60_000,
         here: false,
         start: false,
+        priority: Priority::Normal,
     }
 }
 
@@ -182,39 +183,42 @@ async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
     let mk = || manual("t");
     let first = mk();
     assert_eq!(
-        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, None).await.expect("trigger"),
+        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
         TriggerOutcome::Created(first.clone())
     );
     let again = mk();
     // The record read back: a pending execution names no node until one takes its fire (the Redis
     // store's record is the fire hash, section 4.2); the memory store keeps the one it was given.
     let pending = |e: &Execution| Execution { node_id: String::new(), ..e.clone() };
-    match s.trigger(&again, Some("k1"), Concurrency::Allow, 1000, None).await.expect("trigger") {
+    match s.trigger(&again, Some("k1"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger") {
         TriggerOutcome::Deduplicated(e) => assert_eq!(pending(&e), pending(&first)),
         other => panic!("{other:?}"),
     }
     let other = mk();
     assert_eq!(
-        s.trigger(&other, Some("k2"), Concurrency::Allow, 1000, None).await.expect("trigger"),
+        s.trigger(&other, Some("k2"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
         TriggerOutcome::Created(other.clone())
     );
     let nokey = mk();
     assert_eq!(
-        s.trigger(&nokey, None, Concurrency::Allow, 1000, None).await.expect("trigger"),
+        s.trigger(&nokey, None, Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
         TriggerOutcome::Created(nokey.clone())
     );
     let mut gone = mk();
     gone.job_id = "missing".into();
-    assert_eq!(s.trigger(&gone, None, Concurrency::Allow, 1000, None).await.expect("trigger"), TriggerOutcome::Gone);
+    assert_eq!(
+        s.trigger(&gone, None, Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
+        TriggerOutcome::Gone
+    );
     // Forbid: a manual fire while another fire holds the lock is recorded as skipped.
     let locked = mk();
     assert!(matches!(
-        s.trigger(&locked, None, Concurrency::Forbid, 60_000, None).await.expect("t"),
+        s.trigger(&locked, None, Concurrency::Forbid, 60_000, None, Priority::Normal).await.expect("t"),
         TriggerOutcome::Created(_)
     ));
     let blocked = mk();
     assert!(matches!(
-        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, None).await.expect("t"),
+        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, None, Priority::Normal).await.expect("t"),
         TriggerOutcome::Skipped(_)
     ));
     let rec = s.get_execution(&blocked.id).await.expect("get").expect("the skipped fire's record");
@@ -438,6 +442,30 @@ async fn claimed_fire(s: &dyn Store, fence: &Fence, j: &str, sched: i64, forbid:
     c.exec.fire_id
 }
 
+/// Claims job `job`'s fire at `sched` (the job put first), of a job at `priority`; its fire id.
+async fn claimed_at(s: &dyn Store, fence: &Fence, job: &str, sched: i64, priority: Priority) -> String {
+    put(s, job, sched).await;
+    let c = Claim { priority, ..claim(job, sched, Some(sched + 1000), false) };
+    assert_eq!(s.claim(fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    c.exec.fire_id
+}
+
+/// A wait on `node`'s empty queue, woken by `fire` queued 300 ms into it (long before the wait
+/// would end), then a take: what it took.
+async fn woken_by_a_push(s: &Arc<dyn Store>, fence: &Fence, node: &str, fire: &str) -> Option<rota::store::Taken> {
+    let waiter = {
+        let (s, node) = (Arc::clone(s), node.to_string());
+        tokio::spawn(async move {
+            s.wait_queued(&node, Duration::from_secs(30)).await.expect("wait");
+            s.take_queued(&node, Priority::ALL).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.enqueue(fence, fire, node).await.expect("enqueue"), Enqueue::Queued);
+    let got = tokio::time::timeout(Duration::from_secs(20), waiter).await.expect("woken by the push");
+    got.expect("join").expect("take")
+}
+
 fn epoch_of(fence: &Fence) -> u64 {
     fence.epoch
 }
@@ -583,13 +611,9 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let fire = claimed_fire(&*s, &fence, "f", 1000, true).await;
-    assert_eq!(
-        s.take_queued("n1", Duration::from_millis(50)).await.expect("pop"),
-        None,
-        "empty queue waits, then None"
-    );
+    assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id), None, "an empty queue: None");
     assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
-    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
+    assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id), Some(fire.clone()));
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![fire.clone()]));
     let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("not started")
@@ -700,7 +724,7 @@ async fn cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs(s: A
     // Running: left to its node, which finds a stop request on its list, once.
     let f3 = claimed_fire(&*s, &fence, "c3", 1000, false).await;
     assert_eq!(s.enqueue(&fence, &f3, "n1").await.expect("enqueue"), Enqueue::Queued);
-    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(f3.clone()));
+    assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id), Some(f3.clone()));
     let Start::Run(sf) = s.start(&f3, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("not started")
     };
@@ -746,21 +770,21 @@ async fn a_manual_fires_own_arguments_go_with_it(s: Arc<dyn Store>) {
     let args = serde_json::json!({"region": "eu", "n": 2});
     let e = manual("t");
     assert_eq!(
-        s.trigger(&e, Some("k"), Concurrency::Allow, 1000, Some(&args)).await.expect("t"),
+        s.trigger(&e, Some("k"), Concurrency::Allow, 1000, Some(&args), Priority::Normal).await.expect("t"),
         TriggerOutcome::Created(e.clone())
     );
     let other = serde_json::json!({"region": "us"});
     assert_eq!(
-        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, Some(&other)).await.expect("t"),
+        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, Some(&other), Priority::Normal).await.expect("t"),
         TriggerOutcome::Conflict(e.id.clone())
     );
     assert_eq!(
-        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, None).await.expect("t"),
+        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("t"),
         TriggerOutcome::Conflict(e.id.clone()),
         "none is other arguments too"
     );
     assert!(matches!(
-        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, Some(&args)).await.expect("t"),
+        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, Some(&args), Priority::Normal).await.expect("t"),
         TriggerOutcome::Deduplicated(_)
     ));
     let Accept::Started(sf) = s.accept(&e.fire_id, None, "n1", "i1").await.expect("accept") else {
@@ -770,7 +794,7 @@ async fn a_manual_fires_own_arguments_go_with_it(s: Arc<dyn Store>) {
     // A fire without arguments of its own runs its job's.
     let plain = manual("t");
     assert!(matches!(
-        s.trigger(&plain, None, Concurrency::Allow, 1000, None).await.expect("t"),
+        s.trigger(&plain, None, Concurrency::Allow, 1000, None, Priority::Normal).await.expect("t"),
         TriggerOutcome::Created(_)
     ));
     let Accept::Started(sf) = s.accept(&plain.fire_id, None, "n1", "i1").await.expect("accept") else {
@@ -840,13 +864,13 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     let first = mk();
     let mut fires = vec![first.clone()];
     assert!(matches!(
-        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, None).await.expect("t"),
+        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("t"),
         TriggerOutcome::Created(_)
     ));
     for _ in 0..3 {
         let e = mk();
         assert!(matches!(
-            s.trigger(&e, None, Concurrency::Allow, 1000, None).await.expect("t"),
+            s.trigger(&e, None, Concurrency::Allow, 1000, None, Priority::Normal).await.expect("t"),
             TriggerOutcome::Created(_)
         ));
         fires.push(e);
@@ -864,7 +888,7 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     }
     assert_eq!(s.get_execution(&first.id).await.expect("get"), None, "trimmed");
     assert_eq!(
-        s.trigger(&mk(), Some("k1"), Concurrency::Allow, 1000, None).await.expect("trigger"),
+        s.trigger(&mk(), Some("k1"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
         TriggerOutcome::Spent(first.id.clone())
     );
 }
@@ -1003,8 +1027,14 @@ async fn a_dead_nodes_work_moves_and_late_results_are_superseded(s: Arc<dyn Stor
     assert_eq!((q.len(), p.len()), (2, 0));
     assert!(q.contains(&queued) && q.contains(&running));
     // n2 runs the re-run as attempt 2; n1's late result is superseded, not the outcome.
-    assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(queued.as_str()));
-    assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_deref(), Some(running.as_str()));
+    assert_eq!(
+        s.take_queued("n2", Priority::ALL).await.expect("pop").map(|t| t.fire_id).as_deref(),
+        Some(queued.as_str())
+    );
+    assert_eq!(
+        s.take_queued("n2", Priority::ALL).await.expect("pop").map(|t| t.fire_id).as_deref(),
+        Some(running.as_str())
+    );
     let Start::Run(sf) = s.start(&running, "n2", "i2", "rerun-exec", MasterOnly::Anyway).await.expect("start") else {
         panic!()
     };
@@ -1098,7 +1128,7 @@ async fn a_hand_over_spends_no_recovery(s: Arc<dyn Store>) {
     // lost): handed, not lost.
     let closing = s.closings().await.expect("closings").into_iter().find(|c| c.exec_id == first.exec_id);
     assert!(closing.as_ref().is_some_and(|c| c.handed && !c.lost && c.target == "n2"), "{closing:?}");
-    assert_eq!(s.take_queued("n2", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&fire));
+    assert_eq!(s.take_queued("n2", Priority::ALL).await.expect("pop").map(|t| t.fire_id).as_ref(), Some(&fire));
     assert!(matches!(s.start(&fire, "n2", "i2", "y", MasterOnly::Anyway).await.expect("start"), Start::Run(_)));
     // n2 dies running it: the master's reap spends the fire's first recovery, which is allowed.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1239,7 +1269,96 @@ conformance!(
     a_manual_fires_own_arguments_go_with_it,
     overlap_policies_hold_fires_and_hand_the_lock_on,
     limit_slots_are_all_or_none_leased_and_given_back,
+    a_nodes_queue_is_taken_by_priority,
 );
+
+/// Priorities (PROTOCOL §3.22): a fire waits in its node's queue list of its job's priority, kept
+/// with the fire from its claim or trigger; a take goes by the caller's order of levels and says
+/// which levels held entries; a thief takes the highest level; a reap moves a dead node's entry to
+/// the same level of the target; a cancel takes an entry out of its level; a waiting take is woken
+/// by a push (the doorbell) rather than its wait running out.
+async fn a_nodes_queue_is_taken_by_priority(s: Arc<dyn Store>) {
+    use Priority::{High, Low, Normal};
+    let fence = master(&*s).await;
+    s.register(&node("n1", "i1"), 400, None).await.expect("register");
+    s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
+    let sched = now_ms() / 1000 * 1000 + 1000;
+    let mut fires = Vec::new();
+    for (job, level) in [("lo1", Low), ("no1", Normal), ("hi1", High), ("lo2", Low), ("hi2", High), ("no2", Normal)] {
+        let fire = claimed_at(&*s, &fence, job, sched, level).await;
+        assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
+        fires.push(fire);
+    }
+    let [lo1, no1, hi1, lo2, hi2, no2] = fires.try_into().expect("six");
+    // Listed highest level first, newest first within a level (as a list is read).
+    let (q, _) = s.node_fires("n1").await.expect("lists");
+    assert_eq!(q, vec![hi2.clone(), hi1.clone(), no2.clone(), no1.clone(), lo2.clone(), lo1.clone()]);
+    assert_eq!(s.queue_lengths(&["n1".into(), "n2".into()]).await.expect("lens"), vec![6, 0]);
+    let take = |order: [Priority; 3]| {
+        let s = Arc::clone(&s);
+        async move { s.take_queued("n1", order).await.expect("take").expect("an entry") }
+    };
+    let t = take(Priority::ALL).await;
+    assert_eq!((t.fire_id, t.level, t.waiting), (hi1.clone(), High, vec![High, Normal, Low]));
+    let t = take([Low, High, Normal]).await;
+    assert_eq!((t.fire_id, t.level), (lo1.clone(), Low), "the caller's order");
+    // A thief takes the highest waiting level.
+    assert_eq!(s.steal("n1", "n2", "i2").await.expect("steal").as_deref(), Some(hi2.as_str()));
+    // Cancelled while queued: out of its level's list.
+    let open = |fire: &str| {
+        let s = Arc::clone(&s);
+        let fire = fire.to_string();
+        async move {
+            let job = Some(rota::execution::job_of_fire(&fire).to_string());
+            let filter = ExecFilter { job_id: job, fire_id: Some(fire), limit: 10, ..Default::default() };
+            s.list_executions(&filter).await.expect("list").0.into_iter().next().expect("a record")
+        }
+    };
+    let rec = open(&lo2).await;
+    assert_eq!(s.cancel(&cancelled(&rec.id, &lo2, "lo2"), false).await.expect("cancel"), Cancel::Cancelled);
+    let (q, _) = s.node_fires("n1").await.expect("lists");
+    assert_eq!(q, vec![no2.clone(), no1.clone()]);
+    // n1 dies: its normal entries move to n2's normal list; a manual high fire queued on n2 beside
+    // them is taken first.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for f in [&no1, &no2] {
+        let req = ReapRequest {
+            by: ReapBy::Master(fence.clone()),
+            dead_node: "n1".into(),
+            fires: NodeFires::Queued,
+            fire_id: f.clone(),
+            target: "n2".into(),
+            rerun: false,
+            max_recoveries: Some(2),
+            lock_ttl_ms: 60_000,
+        };
+        assert_eq!(s.reap(&req).await.expect("reap"), Reap::Moved);
+    }
+    let manual = Execution::manual("hi1", now_ms(), "n2");
+    let made = s.trigger(&manual, None, Concurrency::Allow, 60_000, None, High).await.expect("trigger");
+    assert_eq!(made, TriggerOutcome::Created(manual.clone()));
+    assert_eq!(s.enqueue(&fence, &manual.fire_id, "n2").await.expect("enqueue"), Enqueue::Queued);
+    let order = [Normal, Low, High];
+    let t = s.take_queued("n2", Priority::ALL).await.expect("take").expect("entry");
+    assert_eq!((t.fire_id.as_str(), t.level, t.waiting), (manual.fire_id.as_str(), High, vec![Normal]));
+    let t = s.take_queued("n2", order).await.expect("take").expect("entry");
+    assert_eq!((t.fire_id, t.level, t.waiting), (no1.clone(), Normal, vec![Normal]));
+    let t = s.take_queued("n2", order).await.expect("take").expect("entry");
+    assert_eq!(t.fire_id, no2);
+    assert_eq!(s.take_queued("n2", order).await.expect("take"), None);
+    // A push after a take found the queue empty rings its doorbell: a wait then returns at once.
+    let rung = claimed_at(&*s, &fence, "rung", sched, Normal).await;
+    assert_eq!(s.enqueue(&fence, &rung, "n2").await.expect("enqueue"), Enqueue::Queued);
+    let waited = tokio::time::timeout(Duration::from_secs(20), s.wait_queued("n2", Duration::from_secs(30))).await;
+    waited.expect("the bell had rung").expect("wait");
+    let t = s.take_queued("n2", order).await.expect("take").expect("entry");
+    assert_eq!(t.fire_id, rung);
+    assert_eq!(s.take_queued("n2", order).await.expect("take"), None);
+    // A wait on an empty queue is woken by what is pushed meanwhile.
+    let late = claimed_at(&*s, &fence, "late", sched, Low).await;
+    let got = woken_by_a_push(&s, &fence, "n2", &late).await;
+    assert_eq!(got.map(|t| (t.fire_id, t.level)), Some((late, Low)));
+}
 
 /// Concurrency limits (PROTOCOL §3.21): a holder takes a slot of every limit it names or none; a
 /// full limit says who is full; a slot taken again by its holder counts once; a lapsed lease (a
@@ -1355,7 +1474,10 @@ async fn overlap_policies_hold_fires_and_hand_the_lock_on(s: Arc<dyn Store>) {
     assert_eq!(s.held_count("b").await.expect("held"), 0);
     assert_eq!(s.get_execution(&c3.exec.id).await.expect("get").map(|e| e.state), Some(ExecState::Cancelled));
     // The promoted fire runs as any queued one does.
-    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(c2.exec.fire_id.clone()));
+    assert_eq!(
+        s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id),
+        Some(c2.exec.fire_id.clone())
+    );
     assert!(matches!(
         s.start(&c2.exec.fire_id, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start"),
         Start::Run(_)
@@ -1422,11 +1544,13 @@ async fn overlap_policies_hold_fires_and_hand_the_lock_on(s: Arc<dyn Store>) {
     assert_eq!(s.held_count("x").await.expect("held"), 0);
     // Manual fires obey the policies: a full buffer skips, a replace holds.
     let m = manual("b");
-    let out = s.trigger(&m, None, Concurrency::Buffer(1), 60_000, None).await.expect("trigger");
+    let out = s.trigger(&m, None, Concurrency::Buffer(1), 60_000, None, Priority::Normal).await.expect("trigger");
     assert!(matches!(out, TriggerOutcome::Held(_, None)), "the lock is held and nothing waits: {out:?}");
-    let out = s.trigger(&manual("b"), None, Concurrency::Buffer(1), 60_000, None).await.expect("trigger");
+    let out =
+        s.trigger(&manual("b"), None, Concurrency::Buffer(1), 60_000, None, Priority::Normal).await.expect("trigger");
     assert!(matches!(&out, TriggerOutcome::Skipped(e) if e.error.contains("already waits")), "{out:?}");
-    let out = s.trigger(&manual("r"), None, Concurrency::Replace, 60_000, None).await.expect("trigger");
+    let out =
+        s.trigger(&manual("r"), None, Concurrency::Replace, 60_000, None, Priority::Normal).await.expect("trigger");
     assert!(matches!(out, TriggerOutcome::Held(_, Some(_))), "{out:?}");
     assert_eq!(s.get_execution(&r3.exec.id).await.expect("get").map(|e| e.state), Some(ExecState::Skipped));
 }
@@ -1450,7 +1574,7 @@ async fn a_master_only_fire_is_not_started_off_the_master(s: Arc<dyn Store>) {
     let (f_mo, f_look) = (claims[0].exec.fire_id.clone(), claims[1].exec.fire_id.clone());
     for f in [&f_mo, &f_look] {
         assert_eq!(s.enqueue(&fence, f, "n1").await.expect("enqueue"), Enqueue::Queued);
-        assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(f));
+        assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id).as_ref(), Some(f));
     }
     assert_eq!(s.start(&f_mo, "n1", "i1", "x", MasterOnly::Refuse).await.expect("start"), Start::MasterOnly);
     assert!(s.node_fires("n1").await.expect("lists").1.contains(&f_mo), "still in the processing list");
@@ -1504,7 +1628,7 @@ async fn redis_a_finish_releases_the_lock_its_fire_holds() {
             let _: () = ::redis::cmd("HDEL").arg(store.keys().fire(&fire)).arg("lock").query(&mut c).expect("hdel");
         }
         assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
-        assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
+        assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id), Some(fire.clone()));
         let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
             panic!("not started")
         };
@@ -1562,6 +1686,56 @@ async fn redis_a_claim_here_into_a_clobbered_list_is_claimed_as_usual() {
     }
 }
 
+/// A node's queue lists of the wrong type (PROTOCOL §3.22): an enqueue into a clobbered level list
+/// is refused with the key named and nothing written (the fire stays `dispatching`, watched); a
+/// take passes over it and goes on with the other levels; a clobbered doorbell fails no push, and the next take that finds the
+/// queue empty deletes it, after which a waiting take is woken again.
+#[tokio::test]
+async fn redis_a_clobbered_queue_list_or_doorbell_loses_nothing() {
+    let server = RedisServer::start();
+    let store = Arc::new(RedisStore::connect(&server.url(), "rota", "test", RETENTION_MS).await.expect("connect"));
+    let s: Arc<dyn Store> = store.clone();
+    let fence = master(&*s).await;
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
+    let [hi, _, _] = store.keys().queue_lists("n1");
+    let _: () = ::redis::cmd("SET").arg(&hi).arg("x").query(&mut c).expect("clobber");
+    let sched = now_ms() / 1000 * 1000 + 1000;
+    let fire = claimed_at(&*s, &fence, "ph", sched, Priority::High).await;
+    let refused = s.enqueue(&fence, &fire, "n1").await;
+    assert!(
+        matches!(&refused, Err(rota::Error::Corrupt { reason, .. }) if reason.contains(":q:n1:hi is a string")),
+        "{refused:?}"
+    );
+    let state: String = ::redis::cmd("HGET").arg(store.keys().fire(&fire)).arg("state").query(&mut c).expect("hget");
+    assert_eq!(state, "dispatching", "nothing written");
+    // The other levels go on: normal fires are queued and taken past the clobbered list, by a
+    // thief too.
+    s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
+    let stolen = claimed_at(&*s, &fence, "ps", sched, Priority::Normal).await;
+    assert_eq!(s.enqueue(&fence, &stolen, "n1").await.expect("enqueue"), Enqueue::Queued);
+    assert_eq!(s.steal("n1", "n2", "i2").await.expect("steal"), Some(stolen));
+    let other = claimed_at(&*s, &fence, "pm", sched, Priority::Normal).await;
+    assert_eq!(s.enqueue(&fence, &other, "n1").await.expect("enqueue"), Enqueue::Queued);
+    let t = s.take_queued("n1", Priority::ALL).await.expect("take").expect("the normal entry");
+    assert_eq!((t.fire_id.as_str(), t.level), (other.as_str(), Priority::Normal));
+    assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("take"), None);
+    // Put right, the same fire is queued; a clobbered bell fails no push.
+    let _: () = ::redis::cmd("DEL").arg(&hi).query(&mut c).expect("unclobber");
+    let bell = store.keys().bell("n1");
+    let _: () = ::redis::cmd("SET").arg(&bell).arg("x").query(&mut c).expect("clobber bell");
+    assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
+    let t = s.take_queued("n1", Priority::ALL).await.expect("take").expect("entry");
+    assert_eq!((t.fire_id.as_str(), t.level), (fire.as_str(), Priority::High));
+    // The queue empty: the take deletes the clobbered bell; a waiting take is woken by a push again.
+    assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("take"), None);
+    let exists: bool = ::redis::cmd("EXISTS").arg(&bell).query(&mut c).expect("exists");
+    assert!(!exists, "the clobbered bell is gone");
+    let next = claimed_at(&*s, &fence, "pn", sched, Priority::Normal).await;
+    let got = woken_by_a_push(&s, &fence, "n1", &next).await;
+    assert_eq!(got.map(|t| t.fire_id), Some(next));
+}
+
 /// A queue entry that names no fire (garbage written by someone else) is set aside in the
 /// dead-letter list with the reason, and the node goes on.
 #[tokio::test]
@@ -1571,7 +1745,7 @@ async fn redis_poison_queue_entry_goes_to_the_dead_letter_list() {
     s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
     let _: () = ::redis::cmd("LPUSH").arg(s.keys().queue("n1")).arg("\u{0}garbage").query(&mut c).expect("lpush");
-    let fire = s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").expect("entry");
+    let fire = s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id).expect("entry");
     assert_eq!(s.start(&fire, "n1", "i1", "x", MasterOnly::Anyway).await.expect("start"), Start::Poison);
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]));
     let dlq: Vec<String> = ::redis::cmd("LRANGE").arg(s.keys().dlq()).arg(0).arg(-1).query(&mut c).expect("dlq");
@@ -1592,7 +1766,7 @@ async fn redis_one_bad_fire_does_not_fail_the_fires_started_with_it() {
     for j in ["b1", "b2", "b3"] {
         let f = claimed_fire(s, &fence, j, 1000, false).await;
         assert_eq!(s.enqueue(&fence, &f, "n1").await.expect("enqueue"), Enqueue::Queued);
-        assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop").as_ref(), Some(&f));
+        assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id).as_ref(), Some(&f));
         fires.push(f);
     }
     let mut c = ::redis::Client::open(server.url()).and_then(|c| c.get_connection()).expect("redis");
@@ -1749,14 +1923,14 @@ async fn redis_final_records_go_on_the_archive_outbox_while_a_node_archives() {
     // A manual fire skipped by the lock.
     let blocked = manual("j");
     let TriggerOutcome::Skipped(b) =
-        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, None).await.expect("trigger")
+        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, None, Priority::Normal).await.expect("trigger")
     else {
         panic!("not skipped")
     };
     want.push(b.id);
     // Starting writes a running record: nothing; the finish: its id.
     assert_eq!(s.enqueue(&fence, &fire, "n1").await.expect("enqueue"), Enqueue::Queued);
-    assert_eq!(s.take_queued("n1", Duration::from_millis(500)).await.expect("pop"), Some(fire.clone()));
+    assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("pop").map(|t| t.fire_id), Some(fire.clone()));
     let Start::Run(sf) = s.start(&fire, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") else {
         panic!("start")
     };

@@ -808,7 +808,8 @@ impl ProtocolModel {
                 self.reap(&mut s, Fence::Lease(lease), dead, processing, f, target);
             }
             Action::Pop { node: n, fire: f, reply_lost } => {
-                // `take_queued`: BLMOVE q -> p (no fence).
+                // `take_queued`: take.lua moves q -> p (no fence; the model's one queue list stands for
+                // the three priority lists, whose order does not touch safety).
                 s.redis.q[n as usize] &= !bit(f);
                 Self::push(&mut s, ListRef::P(n), f);
                 if reply_lost {

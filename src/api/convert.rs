@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
-use crate::job::{Concurrency, JobSpec, Misfire, Recovery, Routing};
+use crate::job::{Concurrency, JobSpec, Misfire, Priority, Recovery, Routing};
 use crate::pb;
 use crate::store::{JobRecord, Load, NodeRecord, Writer};
 
@@ -86,6 +86,12 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         Ok(pb::RoutingStrategy::LeastRecentlyUsed) => Routing::LeastRecentlyUsed,
         Err(_) => return Err(Error::invalid("routing", format!("unknown value {}", j.routing))),
     };
+    let priority = match pb::Priority::try_from(j.priority) {
+        Ok(pb::Priority::Unspecified | pb::Priority::Normal) => Priority::Normal,
+        Ok(pb::Priority::High) => Priority::High,
+        Ok(pb::Priority::Low) => Priority::Low,
+        Err(_) => return Err(Error::invalid("priority", format!("unknown value {}", j.priority))),
+    };
     Ok(JobSpec {
         id: j.id.clone(),
         cron: j.cron.clone(),
@@ -112,6 +118,7 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         selector: j.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         routing,
         failover_nodes: j.failover_nodes.clone(),
+        priority,
     })
 }
 
@@ -165,6 +172,11 @@ pub fn job(r: &JobRecord) -> pb::Job {
             Routing::LeastRecentlyUsed => pb::RoutingStrategy::LeastRecentlyUsed,
         } as i32,
         failover_nodes: s.failover_nodes.clone(),
+        priority: match s.priority {
+            Priority::High => pb::Priority::High,
+            Priority::Normal => pb::Priority::Normal,
+            Priority::Low => pb::Priority::Low,
+        } as i32,
         next_fire_time: r.next_ms.map(timestamp),
         update_time: Some(timestamp(r.updated_ms)),
         source: match r.written_by {

@@ -37,6 +37,10 @@ pub(super) fn routing_name(v: i32) -> String {
     wire_name(v, "ROUTING_STRATEGY_", pb::RoutingStrategy::as_str_name)
 }
 
+pub(super) fn priority_name(v: i32) -> String {
+    wire_name(v, "PRIORITY_", pb::Priority::as_str_name)
+}
+
 pub(super) fn node_role_name(v: i32) -> String {
     wire_name(v, "NODE_ROLE_", pb::NodeRole::as_str_name)
 }
@@ -59,6 +63,7 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "retries": j.retries, "retry_backoff_ms": duration_ms(&j.retry_backoff), "paused": j.paused.unwrap_or(false), "description": j.description, "labels": j.labels,
         "keep_last": j.keep_last, "keep_failed": j.keep_failed, "selector": j.selector,
         "routing": routing_name(j.routing), "failover_nodes": j.failover_nodes,
+        "priority": priority_name(j.priority),
         "next_fire_time": j.next_fire_time.as_ref().map(ts),
         "update_time": j.update_time.as_ref().map(ts),
         "source": source_name(j.source),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{parse_duration, Concurrency, Declared, JobSpec, Misfire, Recovery, Routing};
+use super::{parse_duration, Concurrency, Declared, JobSpec, Misfire, Priority, Recovery, Routing};
 use crate::error::{Error, Result};
 
 /// One job as the file gives it. Every key a file may hold; any other is an error.
@@ -52,6 +52,8 @@ pub struct FileJob {
     pub routing: Routing,
     /// For `routing = "failover"`: node ids, first choice first.
     pub failover_nodes: Vec<String>,
+    /// Which queue list its fires wait in on a busy node (`priority = "high"`; absent: `normal`).
+    pub priority: Priority,
 }
 
 /// `[[job]]` tables and nothing else.
@@ -103,6 +105,7 @@ impl FileJob {
             selector: self.selector.clone(),
             routing: self.routing,
             failover_nodes: self.failover_nodes.clone(),
+            priority: self.priority,
         };
         Ok(Declared { spec, paused: self.paused })
     }
@@ -191,6 +194,21 @@ mod tests {
         let e = parse_jobs_file(text).expect_err("negative");
         let said = crate::config::toml_error("f.toml", text, &e).to_string();
         assert!(said.contains("line 3") && said.contains("keep_last"), "{said}");
+    }
+
+    #[test]
+    fn priority_reads_by_name_and_an_unknown_one_is_refused() {
+        let d = parse_jobs_file(
+            "[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\npriority = \"high\"\n\
+             [[job]]\nid = \"b\"\ncron = \"@daily\"\nhandler = \"noop\"\n",
+        )
+        .unwrap();
+        assert_eq!(d[0].declared().unwrap().spec.priority, Priority::High);
+        assert_eq!(d[1].declared().unwrap().spec.priority, Priority::Normal);
+        let e = parse_jobs_file("[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\npriority = \"urgent\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("priority") && e.contains("urgent"), "{e}");
     }
 
     #[test]

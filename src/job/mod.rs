@@ -5,6 +5,9 @@ pub mod cron;
 pub mod file;
 pub mod invoke;
 pub mod limit;
+pub mod priority;
+
+pub use priority::Priority;
 
 use std::collections::BTreeMap;
 
@@ -237,6 +240,9 @@ pub struct JobSpec {
     /// For `Routing::Failover`: node ids, first choice first (required then, refused otherwise).
     #[serde(skip_serializing_if = "is_default")]
     pub failover_nodes: Vec<String>,
+    /// Which queue list its fires wait in on a busy node (`Priority`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub priority: Priority,
 }
 
 impl JobSpec {
@@ -319,6 +325,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         selector,
         routing,
         failover_nodes,
+        priority,
     } = a;
     let pairs = [
         ("id", *id == b.id),
@@ -341,6 +348,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("selector", *selector == b.selector),
         ("routing", *routing == b.routing),
         ("failover_nodes", *failover_nodes == b.failover_nodes),
+        ("priority", *priority == b.priority),
     ];
     pairs.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
 }

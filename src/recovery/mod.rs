@@ -3,8 +3,9 @@
 //! `dispatching`, fires handed over but in no list, dead nodes' queues and processing lists, dead
 //! attempts still to close, held fires whose job's lock expired), a node's adoption of what its earlier incarnations left, the periodic
 //! rescan of its own processing list, setting aside what the store holds wrongly, and the
-//! consuming side of the queues: draining this node's own queue (`drain_queue`) and, when idle,
-//! taking an entry from a busier node's (`steal_one`), each handed to the worker to run.
+//! consuming side of the queues: draining this node's own queue (`drain_queue`), higher priorities
+//! first with bounded starvation (`Fairness`), and, when idle, taking an entry from a busier node's
+//! (`steal_one`), each handed to the worker to run.
 //! Uses: `store`, `cluster` (membership, lease view, load table), `worker`.
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +19,16 @@ use crate::cluster::loads::{least_loaded, LoadTable};
 use crate::cluster::membership::Membership;
 use crate::error::Result;
 use crate::execution::{job_of_fire, ExecState, Execution};
-use crate::job::{Job, Recovery as RecoveryPolicy};
+use crate::job::priority::Fairness;
+use crate::job::{Job, Priority, Recovery as RecoveryPolicy};
 use crate::metrics::path;
 use crate::store::{now_ms, Closing, Enqueue, Fence, NodeFires, Reap, ReapBy, ReapRequest, Store};
 use crate::worker::{lock_ttl_ms, Worker};
 
 /// Fires read per sweep pass.
 const BATCH: usize = 500;
-/// How long one wait on the durable queue lasts before the drain loop looks around again (and,
-/// when idle, for a busier node's queue to help with).
+/// How long one wait for the durable queue's doorbell lasts before the drain loop looks around
+/// again (and, when idle, for a busier node's queue to help with).
 const TAKE_WAIT: Duration = Duration::from_millis(500);
 /// Upper bound of the random delay before taking over another node's entry.
 const STEAL_JITTER_MS: u64 = 50;
@@ -47,6 +49,10 @@ pub struct Recovery {
     /// Re-runs of one fire after its node died (recovery 'rerun').
     max_recoveries: u32,
     misfire_threshold_ms: i64,
+    /// Between the levels of this node's queue in this shard.
+    fairness: std::sync::Mutex<Fairness>,
+    /// The levels of that queue the last take left holding entries (empty: none, or not known).
+    waiting: std::sync::Mutex<Vec<Priority>>,
 }
 
 /// What queue-and-recovery is built from (`Recovery::new`).
@@ -76,21 +82,65 @@ impl Recovery {
             loads,
             max_recoveries,
             misfire_threshold_ms: i64::try_from(misfire_threshold_ms).unwrap_or(i64::MAX),
+            fairness: std::sync::Mutex::new(Fairness::default()),
+            waiting: std::sync::Mutex::new(Vec::new()),
         }
     }
 
+    /// Takes the next entry of this node's queue in this shard, in the order `Fairness` gives, and
+    /// counts the take; remembers which levels still hold entries (`next_level`).
+    async fn take(&self) -> Result<Option<String>> {
+        let order = self.fairness().order();
+        let taken = self.store.take_queued(&self.node_id, order).await?;
+        let mut f = self.fairness();
+        match taken {
+            Some(t) => {
+                f.took(t.level, &t.waiting);
+                self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&t.waiting);
+                Ok(Some(t.fire_id))
+            }
+            None => {
+                self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                Ok(None)
+            }
+        }
+    }
+
+    fn fairness(&self) -> std::sync::MutexGuard<'_, Fairness> {
+        // A poisoned lock only means a panic elsewhere mid-count: the count itself is still usable.
+        self.fairness.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The level of the entry the next take will take, for the drain's place in the workers'
+    /// lines: by the levels the last take left, or, after a wait (the queue was empty), by a look
+    /// at the queue (normal when it cannot be had).
+    async fn next_level(&self) -> Priority {
+        let known = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let waiting = match known.is_empty() {
+            false => known,
+            true => self.store.queue_levels(&self.node_id).await.unwrap_or_default(),
+        };
+        self.fairness().order().into_iter().find(|l| waiting.contains(l)).unwrap_or_default()
+    }
+
     /// Drains this node's durable queue until `cancel`: takes an entry only when a worker is free,
-    /// so waiting fires stay visible in the queue (and movable) rather than in this process. With
-    /// its own queue empty and a worker free, helps a busier node (`steal_one`).
+    /// so waiting fires stay visible in the queue (and movable) rather than in this process. The
+    /// worker is asked for in the line of the entry's priority (`worker::pool`), beside the fires
+    /// waiting in the process. With its own queue empty and a worker free, helps a busier node
+    /// (`steal_one`); then lets the worker go and waits for the queue's doorbell, so that no worker
+    /// is held while nothing is queued.
     pub async fn drain_queue(self: Arc<Self>, cancel: CancellationToken) {
         loop {
+            let level = self.next_level().await;
             let slot = tokio::select! {
                 _ = cancel.cancelled() => return,
-                s = self.worker.free_slot() => match s { Some(s) => s, None => return },
+                s = self.worker.free_slot(level) => match s { Some(s) => s, None => return },
             };
+            // A take cut short by the shutdown whose move committed leaves its entry in this
+            // node's processing list, for adoption or the reap.
             let taken = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = self.store.take_queued(&self.node_id, TAKE_WAIT) => r,
+                r = self.take() => r,
             };
             match taken {
                 Ok(Some(fire_id)) => {
@@ -99,16 +149,24 @@ impl Recovery {
                         return;
                     }
                     self.worker.run_taken(fire_id, slot);
+                    continue;
                 }
                 Ok(None) => {
                     if let Some(fire_id) = self.steal_one().await {
                         self.worker.run_taken(fire_id, slot);
+                        continue;
                     }
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "queue: cannot take; retrying");
-                    tokio::time::sleep(TAKE_WAIT).await;
-                }
+                Err(e) => tracing::warn!(error = %e, "queue: cannot take; retrying"),
+            }
+            drop(slot);
+            let waited = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.store.wait_queued(&self.node_id, TAKE_WAIT) => r,
+            };
+            if let Err(e) = waited {
+                tracing::debug!(error = %e, "queue: cannot wait for its doorbell; retrying");
+                tokio::time::sleep(TAKE_WAIT).await;
             }
         }
     }
@@ -130,12 +188,13 @@ impl Recovery {
         loop {
             let slot = tokio::select! {
                 _ = cancel.cancelled() => return,
-                s = parts[0].worker.free_slot() => match s { Some(s) => s, None => return },
+                // One loop for every shard's queue: it asks in the normal line (section 3.22).
+                s = parts[0].worker.free_slot(Priority::Normal) => match s { Some(s) => s, None => return },
             };
             let mut taken = None;
             for i in 0..n {
                 let r = &parts[(round + i) % n];
-                match r.store.take_queued(&r.node_id, Duration::ZERO).await {
+                match r.take().await {
                     Ok(Some(fire_id)) => {
                         taken = Some((r, fire_id));
                         break;

@@ -428,6 +428,7 @@ impl Scheduler {
                 job.spec.concurrency,
                 crate::worker::lock_ttl_ms(self.misfire_threshold_ms),
                 args.as_ref(),
+                job.spec.priority,
             )
             .await?
         {
@@ -601,6 +602,7 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
             lock_ttl_ms: crate::worker::lock_ttl_ms(misfire_threshold_ms),
             here: false,
             start: false,
+            priority: job.spec.priority,
         }
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| {
@@ -672,6 +674,7 @@ fn broken_job_claim(rec: &JobRecord, e: &Error, node_id: &str) -> Option<Claim> 
         lock_ttl_ms: 1,
         here: false,
         start: false,
+        priority: crate::job::Priority::Normal,
     })
 }
 

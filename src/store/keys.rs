@@ -140,9 +140,22 @@ impl Keys {
     pub fn closing(&self) -> String {
         format!("{}:closing", self.tag)
     }
-    /// List: fire ids waiting in a node's durable queue.
+    /// List: fire ids waiting in a node's durable queue, at normal priority; the base name the
+    /// scripts derive the other levels' lists and the doorbell from (`queue_lists`, `bell`; the
+    /// prelude's `queue_list`, PROTOCOL section 3.22).
     pub fn queue(&self, node_id: &str) -> String {
         format!("{}:q:{node_id}", self.tag)
+    }
+    /// The lists of a node's durable queue, one per priority, highest first (`Priority::ALL`):
+    /// `q:<node>:hi`, `q:<node>`, `q:<node>:lo` (a node id holds no ':', so none is another's).
+    pub fn queue_lists(&self, node_id: &str) -> [String; 3] {
+        let q = self.queue(node_id);
+        [format!("{q}:hi"), q.clone(), format!("{q}:lo")]
+    }
+    /// List of at most one entry: rung by every push into a node's queue, blocked on (BLPOP) by
+    /// the node while its queue is empty, deleted by a take that finds the queue empty.
+    pub fn bell(&self, node_id: &str) -> String {
+        format!("{}:bell", self.queue(node_id))
     }
     /// List: fire ids a node has taken (accepted or running); removed when the outcome is recorded.
     pub fn processing(&self, node_id: &str) -> String {

@@ -11,12 +11,12 @@ use super::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter,
     ExecStore, Fence, Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly,
     NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Replacing, Slots, Start, StartedFire, StopRequest,
-    Store, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    Store, Taken, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::limit::Limit;
-use crate::job::{Concurrency, JobSpec};
+use crate::job::{Concurrency, JobSpec, Priority};
 
 /// Most execution records kept in memory (about 1 KiB each), so a busy single node cannot grow
 /// without bound before retention expires them.
@@ -58,6 +58,44 @@ struct FireRec {
     started: i64,
     /// A manual fire's own arguments (TriggerJob's), returned by every take and start of it.
     args: Option<serde_json::Value>,
+    /// Its job's priority at its claim: the queue list it waits in (the hash's `prio`).
+    priority: Priority,
+}
+
+/// A node's durable queue: one list per priority (`Priority::ALL` order), each newest first, as
+/// LRANGE reads the Redis lists (section 3.22).
+#[derive(Debug, Default)]
+struct NodeQueue([std::collections::VecDeque<String>; 3]);
+
+impl NodeQueue {
+    fn push(&mut self, level: Priority, fire: &str) {
+        self.0[level.rank()].push_front(fire.to_string());
+    }
+
+    /// Takes `fire` out of whichever level holds it.
+    fn remove(&mut self, fire: &str) -> bool {
+        for level in &mut self.0 {
+            if let Some(i) = level.iter().position(|x| x == fire) {
+                level.remove(i);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(|l| l.len()).sum()
+    }
+
+    /// The levels holding entries, highest first.
+    fn waiting(&self) -> Vec<Priority> {
+        Priority::ALL.into_iter().filter(|p| !self.0[p.rank()].is_empty()).collect()
+    }
+
+    /// The oldest entry of the highest level holding one.
+    fn next(&self) -> Option<&String> {
+        self.0.iter().find_map(|l| l.back())
+    }
 }
 
 impl FireRec {
@@ -99,7 +137,9 @@ struct State {
     gone: HashMap<String, std::collections::HashSet<String>>,
     /// Dead attempts reaped and not yet closed by the caller (as the `closing` hash).
     closings: BTreeMap<String, Closing>,
-    queues: HashMap<String, std::collections::VecDeque<String>>,
+    queues: HashMap<String, NodeQueue>,
+    /// Nodes whose doorbell rang since a take last found their queue empty (`wait_queued`).
+    bells: std::collections::HashSet<String>,
     processing: HashMap<String, Vec<String>>,
     dlq: Vec<String>,
     /// node -> stop requests for its running fires (`cancel`, `take_stops`).
@@ -174,6 +214,7 @@ impl MemoryStore {
             expiry: now + self.retention_ms,
             started: 0,
             args: None,
+            priority: Priority::Normal,
         }
     }
 
@@ -359,6 +400,13 @@ impl State {
         overlap.held_limit() > 0 && !self.lock_held(job, now) && self.held.get(job).is_some_and(|q| !q.is_empty())
     }
 
+    /// Into `node`'s queue at `level`, ringing its doorbell (prelude.lua's `push_queue`); the caller
+    /// wakes the waiters (`MemoryStore::queued`).
+    fn queue_push(&mut self, node: &str, level: Priority, fire: &str) {
+        self.queues.entry(node.to_string()).or_default().push(level, fire);
+        self.bells.insert(node.to_string());
+    }
+
     /// As `promote` in prelude.lua: the job's lock is free; its oldest held fire takes it, into
     /// `queue_on`'s queue when given, else `dispatching` and due for the sweep. True when the
     /// caller should wake the queue's takers.
@@ -372,7 +420,8 @@ impl State {
                     f.state = FireState::Queued;
                     f.node = node.to_string();
                     f.inc.clear();
-                    self.queues.entry(node.to_string()).or_default().push_front(fire.clone());
+                    let level = f.priority;
+                    self.queue_push(node, level, &fire);
                 }
                 None => {
                     f.state = FireState::Dispatching;
@@ -681,7 +730,7 @@ impl FireStore for MemoryStore {
                     }
                 };
                 // Made under the fence's epoch, as claim.lua writes it.
-                let fire = FireRec { epoch: fence.epoch, ..self.new_fire(&exec, fs, now, false) };
+                let fire = FireRec { epoch: fence.epoch, priority: c.priority, ..self.new_fire(&exec, fs, now, false) };
                 st.fires.insert(c.exec.fire_id.clone(), fire);
                 let outcome = match outcome {
                     // Into the claimer's hands, as `accept_many` would make it at once.
@@ -721,6 +770,7 @@ impl FireStore for MemoryStore {
         overlap: Concurrency,
         lock_ttl_ms: u64,
         args: Option<&serde_json::Value>,
+        priority: Priority,
     ) -> Result<TriggerOutcome> {
         let mut ended = Vec::new();
         let outcome = {
@@ -753,6 +803,7 @@ impl FireStore for MemoryStore {
                 st.insert_exec(exec, self.retention_ms, now);
                 let mut fire = self.new_fire(exec, FireState::Held, now, true);
                 fire.args = args.cloned();
+                fire.priority = priority;
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Held(exec.clone(), stop)
             } else if met == Met::Skipped {
@@ -760,12 +811,14 @@ impl FireStore for MemoryStore {
                 st.insert_exec(&e, self.retention_ms, now);
                 let mut fire = self.new_fire(&e, FireState::Skipped, now, true);
                 fire.args = args.cloned();
+                fire.priority = priority;
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Skipped(e)
             } else {
                 st.insert_exec(exec, self.retention_ms, now);
                 let mut fire = self.new_fire(exec, FireState::Dispatching, now, true);
                 fire.args = args.cloned();
+                fire.priority = priority;
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Created(exec.clone())
             }
@@ -858,27 +911,47 @@ impl FireStore for MemoryStore {
             f.state = FireState::Queued;
             f.node = target.to_string();
             f.inc.clear();
-            st.queues.entry(target.to_string()).or_default().push_front(fire_id.to_string());
+            let level = f.priority;
+            st.queue_push(target, level, fire_id);
         }
         self.queued.notify_waiters();
         Ok(Enqueue::Queued)
     }
 
-    async fn take_queued(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.queued.notified();
-            {
-                let mut st = self.lock()?;
-                if let Some(f) = st.queues.get_mut(node).and_then(|q| q.pop_back()) {
-                    st.processing.entry(node.to_string()).or_default().insert(0, f.clone());
-                    return Ok(Some(f));
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(None);
+    async fn take_queued(&self, node: &str, order: [Priority; 3]) -> Result<Option<Taken>> {
+        let mut st = self.lock()?;
+        let taken = st.queues.get_mut(node).and_then(|q| {
+            let level = order.into_iter().find(|l| q.waiting().contains(l))?;
+            let fire = q.0[level.rank()].pop_back()?;
+            Some(Taken { fire_id: fire, level, waiting: q.waiting() })
+        });
+        match &taken {
+            Some(t) => st.processing.entry(node.to_string()).or_default().insert(0, t.fire_id.clone()),
+            // As take.lua's: the bell goes, and the next push rings it.
+            None => {
+                st.bells.remove(node);
             }
         }
+        Ok(taken)
+    }
+
+    async fn queue_levels(&self, node: &str) -> Result<Vec<Priority>> {
+        Ok(self.lock()?.queues.get(node).map(NodeQueue::waiting).unwrap_or_default())
+    }
+
+    async fn wait_queued(&self, node: &str, wait: std::time::Duration) -> Result<()> {
+        let notified = self.queued.notified();
+        tokio::pin!(notified);
+        // Registered before the look, so a push after it wakes this wait.
+        notified.as_mut().enable();
+        // As BLPOP: a ring is used up by the wait it ends.
+        if self.lock()?.bells.remove(node) {
+            return Ok(());
+        }
+        if tokio::time::timeout(wait, notified).await.is_ok() {
+            self.lock()?.bells.remove(node);
+        }
+        Ok(())
     }
 
     async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
@@ -886,7 +959,7 @@ impl FireStore for MemoryStore {
         if !st.live(node, inc, now_ms()) {
             return Ok(None);
         }
-        let Some(fire) = st.queues.get(victim).and_then(|q| q.back().cloned()) else { return Ok(None) };
+        let Some(fire) = st.queues.get(victim).and_then(|q| q.next().cloned()) else { return Ok(None) };
         let ok = st.fires.get(&fire).is_some_and(|f| f.state == FireState::Queued && f.node == victim);
         // A failover job's fire is not taken off its list (steal.lua).
         let job = crate::execution::job_of_fire(&fire);
@@ -895,7 +968,7 @@ impl FireStore for MemoryStore {
             return Ok(None);
         }
         if let Some(q) = st.queues.get_mut(victim) {
-            q.pop_back();
+            q.remove(&fire);
         }
         st.take_fire(&fire, node, inc);
         Ok(Some(fire))
@@ -1042,7 +1115,7 @@ impl FireStore for MemoryStore {
 
     async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
         let st = self.lock()?;
-        let q = st.queues.get(node).map(|q| q.iter().cloned().collect()).unwrap_or_default();
+        let q = st.queues.get(node).map(|q| q.0.iter().flatten().cloned().collect()).unwrap_or_default();
         let p = st.processing.get(node).cloned().unwrap_or_default();
         Ok((q, p))
     }
@@ -1072,10 +1145,9 @@ impl FireStore for MemoryStore {
                 }
             }
             let removed = match r.fires {
-                NodeFires::Queued => st.queues.get_mut(&r.dead_node).and_then(|q| {
-                    let i = q.iter().position(|x| *x == r.fire_id)?;
-                    q.remove(i)
-                }),
+                NodeFires::Queued => {
+                    st.queues.get_mut(&r.dead_node).is_some_and(|q| q.remove(&r.fire_id)).then(|| r.fire_id.clone())
+                }
                 NodeFires::Taken => st.processing.get_mut(&r.dead_node).and_then(|p| {
                     let i = p.iter().position(|x| *x == r.fire_id)?;
                     Some(p.remove(i))
@@ -1150,7 +1222,7 @@ impl FireStore for MemoryStore {
                 other => Reap::Dropped(Some(other)),
             };
             if matches!(out, Reap::Moved | Reap::Rerun { .. }) {
-                st.queues.entry(r.target.clone()).or_default().push_front(r.fire_id.clone());
+                st.queue_push(&r.target, f.priority, &r.fire_id);
                 if job_lock {
                     st.locks.insert(f.job.clone(), (r.fire_id.clone(), now + r.lock_ttl_ms as i64));
                 }
@@ -1222,7 +1294,7 @@ impl FireStore for MemoryStore {
                 }
             }
             if let Some(q) = queued.and_then(|node| st.queues.get_mut(&node)) {
-                q.retain(|x| *x != exec.fire_id);
+                q.remove(&exec.fire_id);
             }
             st.insert_exec(&rec, self.retention_ms, now);
             rec

@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::limit::Limit;
-use crate::job::{Concurrency, Declared, JobSpec};
+use crate::job::{Concurrency, Declared, JobSpec, Priority};
 
 pub use self::fire::{FireState, UnknownFireState};
 pub use self::memory::MemoryStore;
@@ -161,6 +161,8 @@ pub struct Claim {
     /// With `here`: started in the same step too (`ClaimOutcome::Started`: its job is not
     /// master-only, whose start checks the stored lease at its instant; section 3.8).
     pub start: bool,
+    /// The job's priority: the queue list the fire waits in should it be queued (section 3.22).
+    pub priority: Priority,
 }
 
 impl Claim {
@@ -168,6 +170,30 @@ impl Claim {
     pub fn skipped_exec(&self) -> Execution {
         skipped_by_lock(&self.exec, self.overlap)
     }
+}
+
+/// An entry a node took from its own queue (`take_queued`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub fire_id: String,
+    /// The level it was taken from.
+    pub level: Priority,
+    /// The levels that hold entries after the take, highest first: what the caller's fairness
+    /// counts as passed over (those below `level`), and where its next take would go.
+    pub waiting: Vec<Priority>,
+}
+
+/// A level as the queue scripts spell it (take.lua's order and reply).
+fn level_letter(p: Priority) -> char {
+    match p {
+        Priority::High => 'h',
+        Priority::Normal => 'n',
+        Priority::Low => 'l',
+    }
+}
+
+fn level_of_letter(c: char) -> Option<Priority> {
+    Priority::ALL.into_iter().find(|p| level_letter(*p) == c)
 }
 
 /// The record of `exec` skipped at its claim or trigger: the job's lock was held (forbid), or the
@@ -776,7 +802,7 @@ pub trait FireStore: Send + Sync {
     /// by `idempotency_key` when given.
     /// `args`: the fire's own arguments (TriggerJob's, resolved), kept with the fire and returned by
     /// every take and start of it (`StartedFire::args`); the same key with other `args` is
-    /// `TriggerOutcome::Conflict`.
+    /// `TriggerOutcome::Conflict`. `priority`: the job's (`Claim::priority`).
     async fn trigger(
         &self,
         exec: &Execution,
@@ -784,6 +810,7 @@ pub trait FireStore: Send + Sync {
         overlap: Concurrency,
         lock_ttl_ms: u64,
         args: Option<&serde_json::Value>,
+        priority: Priority,
     ) -> Result<TriggerOutcome>;
     /// `node` takes a dispatching fire (compare-and-set) and starts it in the same step
     /// (`Accept::Started`), unless its job is master-only (`Accept::Accepted`: start.lua checks the
@@ -811,10 +838,19 @@ pub trait FireStore: Send + Sync {
     }
     /// Master only (fenced): queues a dispatching fire for `target` (its durable queue).
     async fn enqueue(&self, fence: &Fence, fire_id: &str, target: &str) -> Result<Enqueue>;
-    /// `node` takes the oldest fire queued for it, waiting up to `wait` for one (zero: it looks once
-    /// and does not wait).
-    async fn take_queued(&self, node: &str, wait: std::time::Duration) -> Result<Option<String>>;
-    /// Takes the oldest fire queued for `victim` as `node`'s (accepted), if any.
+    /// `node` takes the oldest fire queued for it at the first level of `order` that holds one
+    /// (section 3.22: the caller's fairness between levels), into its processing list; None when
+    /// its queue is empty.
+    async fn take_queued(&self, node: &str, order: [Priority; 3]) -> Result<Option<Taken>>;
+    /// Waits up to `wait` for a push into `node`'s queue (its doorbell), returning at once when one
+    /// came since a take last found the queue empty. A wait holds none of the node's workers: the
+    /// caller takes a worker, then the entry.
+    async fn wait_queued(&self, node: &str, wait: std::time::Duration) -> Result<()>;
+    /// The levels of `node`'s queue that hold entries, highest first (for the place its drain
+    /// takes in the workers' lines before it takes).
+    async fn queue_levels(&self, node: &str) -> Result<Vec<Priority>>;
+    /// Takes the oldest fire queued for `victim` at its highest waiting level as `node`'s
+    /// (accepted), if any.
     async fn steal(&self, victim: &str, node: &str, incarnation: &str) -> Result<Option<String>>;
     /// Sets aside an entry among `node`'s taken fires that cannot be a fire id (see
     /// `queue_entry_problem`): out of them, into the dead-letter list with the reason.

@@ -1,7 +1,8 @@
 //! The worker pool: runs executions on this node, its own handlers at most `max_workers` at once,
-//! and records every outcome. Owns the active/waiting counters (this node's load), per-execution
-//! timeouts, retries with backoff (a retry is a new execution of the same fire), renewal of the
-//! no-overlap lock while a forbid job runs, and alerts when retries are exhausted. Attached external
+//! and records every outcome; fires waiting for one of its workers are served by priority (`pool`).
+//! Owns the active/waiting counters (this node's load), per-execution timeouts, retries with
+//! backoff (a retry is a new execution of the same fire), renewal of the no-overlap lock while a
+//! forbid job runs, and alerts when retries are exhausted. Attached external
 //! workers (`remote`) run their handlers' fires on their own slots, which add to the node's load
 //! (not to its own workers), and a run whose worker went away follows the job's recovery policy here.
 //! Uses: `store` (execution records, locks), `handlers`, `remote`, `alert`. Never claims fires.
@@ -9,6 +10,7 @@ pub mod egress;
 pub mod handlers;
 pub mod http;
 pub mod limits;
+pub mod pool;
 pub mod remote;
 pub mod shell;
 
@@ -17,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -26,7 +27,7 @@ use crate::alert::{Alert, Alerts};
 use crate::cluster::lease::{master_elsewhere, Role, MASTER_WAIT};
 use crate::cluster::membership::Membership;
 use crate::execution::{new_execution_id, truncate_utf8, ExecState, Execution, MAX_OUTPUT_BYTES};
-use crate::job::{Concurrency, Job, JobSpec, Recovery};
+use crate::job::{Concurrency, Job, JobSpec, Priority, Recovery};
 use crate::metrics::Metrics;
 use crate::store::{
     now_ms, Accept, Fence, Finish, Keep, Load, MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Start,
@@ -144,7 +145,7 @@ pub struct Worker {
     start_lead_ms: i64,
     /// This node's own workers: a fire of a built-in handler runs holding one. A fire of an external
     /// worker's handler holds none (its worker's slot bounds it, `remote`).
-    permits: Arc<Semaphore>,
+    pool: Arc<pool::Pool>,
     /// Fires this node runs at once (its load's capacity): its own workers plus the slots of
     /// attached external workers.
     max: Arc<AtomicU32>,
@@ -266,7 +267,7 @@ impl Worker {
             node_ttl_ms,
             keep,
             start_lead_ms,
-            permits: Arc::new(Semaphore::new(max as usize)),
+            pool: Arc::new(pool::Pool::new(max as usize)),
             max: Arc::new(AtomicU32::new(max)),
             max_recoveries,
             misfire_threshold_ms,
@@ -297,7 +298,7 @@ impl Worker {
             alerts: self.alerts.clone(),
             keep: self.keep,
             start_lead_ms: self.start_lead_ms,
-            permits: Arc::clone(&self.permits),
+            pool: Arc::clone(&self.pool),
             max: Arc::clone(&self.max),
             max_recoveries: self.max_recoveries,
             misfire_threshold_ms: self.misfire_threshold_ms,
@@ -447,12 +448,15 @@ impl Worker {
             let own = me.runs_on_own_worker(job.as_ref());
             let stop = me.stop_of(&fire_id);
             let exec = taken.as_ref().map(|t| t.fire.exec_id.clone()).unwrap_or_default();
+            // Its job's priority: as given, or as its take read the definition.
+            let spec = job.as_ref().map(|j| &j.spec).or_else(|| taken.as_ref().and_then(|t| t.fire.job.as_ref()));
+            let level = spec.map(|s| s.priority).unwrap_or_default();
             let permit = match own {
                 true if !exec.is_empty() => tokio::select! {
-                    p = me.own_worker() => p,
+                    p = me.own_worker(level) => p,
                     _ = stop.wait(&exec) => None,
                 },
-                true => me.own_worker().await,
+                true => me.own_worker(level).await,
                 false => None,
             };
             me.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -474,10 +478,11 @@ impl Worker {
     /// one must not wait behind the node's own busy workers). None once the pool is closed. Held
     /// until handed to `run_taken`, so whoever takes from a queue takes only what is free to run
     /// it, and a fire that waits for a worker waits in the queue, where an idle node can take it.
-    pub async fn free_slot(&self) -> Option<Slot> {
+    /// `level`: the priority of the entry the taker will take (its place in the workers' lines).
+    pub async fn free_slot(&self, level: Priority) -> Option<Slot> {
         const LOOK: Duration = Duration::from_millis(20);
-        // One request for a permit throughout, so the taker keeps its place in the semaphore's line.
-        let mut acquire = Box::pin(Arc::clone(&self.permits).acquire_owned());
+        // One request for a worker throughout, so the taker keeps its place in the pool's line.
+        let mut acquire = Box::pin(self.pool.acquire(level));
         loop {
             tokio::select! {
                 p = &mut acquire => {
@@ -486,7 +491,7 @@ impl Worker {
                         return Some(Slot { permit: Some(p), unplaced: None });
                     }
                     drop(p);
-                    acquire = Box::pin(Arc::clone(&self.permits).acquire_owned());
+                    acquire = Box::pin(self.pool.acquire(level));
                     tokio::time::sleep(LOOK).await;
                 }
                 _ = tokio::time::sleep(LOOK) => {}
@@ -598,7 +603,7 @@ impl Worker {
                     job = self.job_of(&fire_id).await;
                 }
                 if self.runs_on_own_worker(job.as_ref()) {
-                    permit = self.own_worker().await;
+                    permit = self.own_worker(job.as_ref().map(|j| j.spec.priority).unwrap_or_default()).await;
                     if permit.is_none() {
                         return;
                     }
@@ -661,7 +666,7 @@ impl Worker {
                             match self.runs_on_own_worker(Some(&job)) {
                                 // Its handler changed to a built-in since it was pushed here.
                                 true if permit.is_none() && stop.requested(&exec.id).is_none() => {
-                                    permit = self.own_worker().await;
+                                    permit = self.own_worker(job.spec.priority).await;
                                     if permit.is_none() {
                                         return;
                                     }
@@ -770,11 +775,12 @@ impl Worker {
         Some((started, stand_in))
     }
 
-    /// One of this node's own workers, waiting for it; None when the node is cut short (its grace
+    /// One of this node's own workers, waiting for it in the line of `level` (the fire's job's
+    /// priority; normal when the job is not known); None when the node is cut short (its grace
     /// period ran out) meanwhile.
-    async fn own_worker(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    async fn own_worker(&self, level: Priority) -> Option<tokio::sync::OwnedSemaphorePermit> {
         tokio::select! {
-            p = Arc::clone(&self.permits).acquire_owned() => p.ok(),
+            p = self.pool.acquire(level) => p.ok(),
             _ = self.cancel.cancelled() => None,
         }
     }

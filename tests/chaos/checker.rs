@@ -58,6 +58,9 @@ pub struct JobInfo {
     /// It is under the workload's concurrency limit, which lets this many of its jobs' fires run
     /// at once (one limit: every limited job is in it).
     pub limit: Option<usize>,
+    /// Its priority: reported with the delays it saw (`Report::p95_delay_ms_by_priority`); no
+    /// rule, since under faults the order of waiting fires is not the checker's to judge.
+    pub priority: rota::job::Priority,
 }
 
 /// One handler run from the side log.
@@ -177,6 +180,9 @@ pub struct Report {
     pub trimmed: usize,
     pub late: usize,
     pub max_delay_ms: i64,
+    /// The 95th percentile of first attempts' start delays, by the job's priority (high, normal,
+    /// low; jobs whose fires wait by design left out): what a busy cluster's waits came to.
+    pub p95_delay_ms_by_priority: [i64; 3],
     pub failover_ms: Vec<i64>,
     pub violations: Vec<String>,
 }
@@ -241,16 +247,25 @@ pub fn check(h: &History) -> Report {
     }
     let waits: std::collections::HashSet<&str> =
         h.jobs.iter().filter(|j| j.overlap.held_limit() > 0 || j.limit.is_some()).map(|j| j.id.as_str()).collect();
+    let priority: HashMap<&str, rota::job::Priority> = h.jobs.iter().map(|j| (j.id.as_str(), j.priority)).collect();
+    let mut by_priority: [Vec<i64>; 3] = Default::default();
     for run in h.runs.iter().filter(|x| x.attempt == 1 && in_window(h, x.sched_ms) && !is_manual(&x.exec)) {
         let delay = run.start_ms - run.sched_ms;
         if waits.contains(run.job.as_str()) {
             r.max_held_delay_ms = r.max_held_delay_ms.max(delay);
             continue;
         }
+        if let Some(p) = priority.get(run.job.as_str()) {
+            by_priority[p.rank()].push(delay);
+        }
         r.max_delay_ms = r.max_delay_ms.max(delay);
         if delay > h.late_bound_ms {
             r.late += 1;
         }
+    }
+    for (i, mut delays) in by_priority.into_iter().enumerate() {
+        delays.sort_unstable();
+        r.p95_delay_ms_by_priority[i] = delays.get(delays.len() * 95 / 100).copied().unwrap_or(0);
     }
     check_limit(h, &mut r, &rec_by_exec);
     // After the settle, nothing scheduled before the faults ended may still be open, in the window
@@ -797,6 +812,7 @@ mod tests {
             shard: 0,
             times_out: false,
             limit: None,
+            priority: rota::job::Priority::Normal,
         }
     }
 

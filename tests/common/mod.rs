@@ -763,6 +763,19 @@ macro_rules! on_both_stores {
 
 /// Runs the real `rota` client (`bin`: the test's `CARGO_BIN_EXE_rota`) against `node`, without a
 /// token of the environment's.
+/// A date that never comes soon (Feb 29, 03:00): jobs on it run only when triggered.
+pub const NEVER: &str = "0 0 3 29 2 *";
+
+/// Runs the real `rota` client of this build against `node`.
+pub async fn rota(node: &TestNode, args: &[&str]) -> std::process::Output {
+    rota_cli(env!("CARGO_BIN_EXE_rota"), node, args).await
+}
+
+/// A client run's output, both streams, for an assertion's message.
+pub fn text(o: &std::process::Output) -> String {
+    format!("stdout: {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
 pub async fn rota_cli(bin: &str, node: &TestNode, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(bin)
         .args(args)

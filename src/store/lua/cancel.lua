@@ -16,7 +16,7 @@
 -- ARGV[1] fire id  ARGV[2] execution id  ARGV[3] the cancelled record's JSON (announced, archived)
 -- ARGV[4] its error (who asked and why)  ARGV[5] its end ms  ARGV[6] stop list key prefix
 --   ('<tag>:stops:')  ARGV[7] how long a stop list is kept (ms)  ARGV[8] change channel
--- ARGV[10] queue key prefix ('<tag>:q:')
+-- ARGV[10] queue key prefix ('<tag>:q:'; the fire's level list, by its `prio`: section 3.22)
 -- KEYS[5] the job's held list (a held fire leaves it)  KEYS[6] the held index
 -- ARGV[11] the fire key prefix  ARGV[12] lock ttl ms  ARGV[13] misfire threshold ms: a lock this
 --   fire held passes to the oldest fire held for it, `dispatching` for the master's sweep (section 3.20)
@@ -24,7 +24,7 @@
 --   holds the fire `running` in its backoff, is stopped (anything else: NOT_OPEN)
 -- Returns {'CANCELLED'} | {'RUNNING', node} | {'NOT_OPEN', state} (ended, or another execution is
 --   the fire's current one: nothing written) | {'UNKNOWN'} | {'BADKEY', why} (nothing written)
-local f, bad = read('hash', 'HMGET', KEYS[1], 'state', 'node', 'next_exec', 'exec', 'lock', 'attempts')
+local f, bad = read('hash', 'HMGET', KEYS[1], 'state', 'node', 'next_exec', 'exec', 'lock', 'attempts', 'prio')
 if bad then return {'BADKEY', bad} end
 local st = f[1]
 if not st then return {'UNKNOWN'} end
@@ -39,7 +39,7 @@ if st == 'running' and f[4] == ARGV[2] then
 end
 local waiting = st == 'dispatching' or st == 'accepted' or st == 'queued' or st == 'held'
 if ARGV[9] == '1' or not waiting or f[3] ~= ARGV[2] then return {'NOT_OPEN', st} end
-local queue = st == 'queued' and ARGV[10] .. (f[2] or '') or nil
+local queue = st == 'queued' and queue_list(ARGV[10] .. (f[2] or ''), f[7]) or nil
 bad = wrong(KEYS[2], 'zset', KEYS[3], 'zset', KEYS[5], 'list', KEYS[6], 'zset')
 if not bad and queue then bad = wrong(queue, 'list') end
 if bad then return {'BADKEY', bad} end

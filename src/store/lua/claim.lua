@@ -22,12 +22,13 @@
 -- ARGV[10] how many of the newest executions the executions index keeps (`execution_recent`)
 -- ARGV[11] the fire key prefix ('<tag>:fire:')  ARGV[12] the stop list key prefix ('<tag>:stops:')
 -- ARGV[13] how long a stop list is kept (ms)
--- then per claim i (10 args): job id, sched_ms, next_ms or '-', the overlap policy ('0' allow,
+-- then per claim i (11 args): job id, sched_ms, next_ms or '-', the overlap policy ('0' allow,
 --   '1' forbid, 'b<n>' buffer n, 'r' replace: every one but '0' takes the job's lock), lock ttl ms,
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
 --   whose stored definition is invalid),
---   here '0' | '1' (take) | '2' (take and start)
+--   here '0' | '1' (take) | '2' (take and start), its job's priority ('high', 'normal', 'low': the
+--   queue list it waits in should it be queued, kept in the fire hash as `prio`; section 3.22)
 -- Returns {'FENCED'}, or one status per claim: CLAIMED HERE (claimed into the caller's hands)
 --   STARTED (claimed into the caller's hands and started)
 --   HELD (the lock was held: the fire waits for it, section 3.20), or 'HELD <node> <fire> <exec>'
@@ -69,12 +70,12 @@ local due, due_order = {}, {}
 local n = (#KEYS - 8) / 5
 for i = 0, n - 1 do
   local kj, kf, kl, kje, kh = KEYS[9+5*i], KEYS[10+5*i], KEYS[11+5*i], KEYS[12+5*i], KEYS[13+5*i]
-  local a = 14 + 10*i
+  local a = 14 + 11*i
   local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
   local mode, lock_ttl, exec_id = ARGV[a+3], ARGV[a+4], ARGV[a+5]
   -- Every policy but allow takes the lock; forbid skips a fire that finds it held, the others hold it.
   local forbid, holds, stop = mode ~= '0', mode ~= '0' and mode ~= '1', nil
-  local json, skipped, final, here = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9]
+  local json, skipped, final, here, prio = ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9], ARGV[a+10]
   -- One read for the job (every job hash has updated_ms), under pcall: a job key of the wrong type
   -- is this claim's BADKEY, found without a TYPE of its own.
   local j, badjob = read('hash', 'HMGET', kj, 'next_ms', 'paused', 'updated_ms')
@@ -125,6 +126,7 @@ for i = 0, n - 1 do
     end
     local h = {'state', fs, 'job', job, 'sched', sched, 'epoch', ARGV[4], 'claimed_at', now,
                'deadline_ms', math.max(tonumber(sched), now) + tonumber(ARGV[6]), 'attempts', 0, 'recoveries', 0}
+    if prio ~= 'normal' then h[#h+1] = 'prio'; h[#h+1] = prio end
     if fs == 'held' then
       -- Waits for the lock: its execution is made (pending), in no node's hands, not watched.
       h[#h+1] = 'next_exec'; h[#h+1] = exec_id

@@ -38,6 +38,26 @@ end
 local function refuse(why)
   return redis.error_reply('BADKEY ' .. why)
 end
+-- A node's durable queue (section 3.22) is three lists, one per priority: `<q>:hi`, `<q>` (normal:
+-- the name a queue always had) and `<q>:lo` (a node id holds no ':'), each pushed at the left and
+-- taken at the right; and its doorbell `<q>:bell`, a list of at most one entry that a node waiting
+-- for work blocks on, rung by every push. A fire's level is its hash's `prio` (absent: normal).
+local function queue_list(q, prio)
+  if prio == 'high' then return q .. ':hi' end
+  if prio == 'low' then return q .. ':lo' end
+  return q
+end
+-- Highest first.
+local function queue_lists(q)
+  return {q .. ':hi', q, q .. ':lo'}
+end
+-- Pushes `fire` into its level's list of queue `q` (the caller has checked that list's type) and
+-- rings the doorbell, under pcall: a clobbered bell costs wake-ups (the taker polls), never the
+-- push, and the next take that finds the queue empty deletes it.
+local function push_queue(q, prio, fire)
+  redis.call('LPUSH', queue_list(q, prio), fire)
+  if redis.pcall('LLEN', q .. ':bell') == 0 then redis.pcall('RPUSH', q .. ':bell', '1') end
+end
 -- A GET done once per call, for a key this script never writes (a node's heartbeat in a batch of
 -- that node's starts).
 local got = {}
@@ -321,7 +341,8 @@ end
 -- `queued` and watched; otherwise `dispatching`, its dispatch deadline passed, for the master's
 -- sweep to queue. Its start deadline is the misfire threshold from now: it waited on purpose.
 -- Entries no longer held (cancelled meanwhile) are dropped. The caller has checked the types of
--- `kheld`, `kindex` and `queue`. Returns the fire handed the lock, or nil.
+-- `kheld` and `kindex`; `queue` is a node's queue (`queue_list`), whose level list is checked here:
+-- a clobbered one leaves the fire to the sweep. Returns the fire handed the lock, or nil.
 local function promote(kheld, kindex, klock, job, fprefix, lock_ttl, misfire_ms, kinflight, watch_ms, queue, node)
   local now = time_ms()
   while true do
@@ -331,11 +352,13 @@ local function promote(kheld, kindex, klock, job, fprefix, lock_ttl, misfire_ms,
       return nil
     end
     local kf = fprefix .. fire
-    if redis.pcall('HGET', kf, 'state') == 'held' then
+    local f = redis.pcall('HMGET', kf, 'state', 'prio')
+    if type(f) == 'table' and not f.err and f[1] == 'held' then
       redis.call('SET', klock, fire, 'PX', lock_ttl)
+      if queue and wrong(queue_list(queue, f[2]), 'list') then queue = nil end
       if queue then
         redis.call('HSET', kf, 'state', 'queued', 'node', node, 'lock', '1', 'deadline_ms', now + tonumber(misfire_ms))
-        redis.call('LPUSH', queue, fire)
+        push_queue(queue, f[2], fire)
         redis.call('ZADD', kinflight, now + tonumber(watch_ms), fire)
       else
         redis.call('HSET', kf, 'state', 'dispatching', 'lock', '1', 'deadline_ms', now + tonumber(misfire_ms))

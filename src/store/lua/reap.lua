@@ -13,6 +13,8 @@
 --   the live incarnation holds goes too, and the handing node records its own attempt: no closing)
 -- KEYS[7] gone:<dead>  ARGV[10] how long to remember a buried incarnation (ms)
 -- KEYS[8] inflight (watch set)  ARGV[11] watch ms (see enqueue.lua)  KEYS[9] closing hash
+-- ARGV[12] 'q': KEYS[3] is the dead node's queue, whose three level lists are looked in (section
+--   3.22); 'p': its processing list. A fire moved goes into the target's list of its level (`prio`).
 -- Returns FENCED | ALIVE | GONE | STALE_COPY | MOVED | {'RERUN', dead exec, job, sched, started, attempts}
 --   | {'LOST', job, sched, exec, started, attempts} | DROPPED_<state> (started and attempts: the dead
 --   attempt's, '' when the hash has none)
@@ -22,15 +24,29 @@ if mode ~= 'master' and mode ~= 'adopt' and mode ~= 'handoff' then
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
 if mode == 'master' and redis.call('EXISTS', KEYS[2]) == 1 then return 'ALIVE' end
-local bad = wrong(KEYS[3], 'list', KEYS[4], 'hash', KEYS[5], 'list', KEYS[6], 'string', KEYS[7], 'set', KEYS[8], 'zset', KEYS[9], 'hash')
+local bad = wrong(KEYS[4], 'hash')
 if bad then return refuse(bad) end
-if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 'GONE' end
+local prio = redis.call('HGET', KEYS[4], 'prio')
+bad = wrong(queue_list(KEYS[5], prio), 'list', KEYS[6], 'string', KEYS[7], 'set', KEYS[8], 'zset', KEYS[9], 'hash')
+if bad then return refuse(bad) end
+-- The entry leaves the list that holds it (LREM fails on the wrong type before writing: a clobbered
+-- level list is passed over, and named only when no list held the entry).
+local lists = {KEYS[3]}
+if ARGV[12] == 'q' then lists = queue_lists(KEYS[3]) end
+local src, clobbered = nil, nil
+for _, l in ipairs(lists) do
+  local n, why = read('list', 'LREM', l, 1, ARGV[2])
+  clobbered = clobbered or why
+  if n and n > 0 then src = l; break end
+end
+if not src and clobbered then return refuse(clobbered) end
+if not src then return 'GONE' end
 local f = redis.call('HMGET', KEYS[4], 'state', 'node', 'inc', 'job', 'sched', 'exec', 'started', 'attempts')
 local st, owner = f[1], f[2]
 if owner ~= ARGV[7] then return 'STALE_COPY' end
 if mode == 'adopt' and f[3] == ARGV[1] then
   -- our own current incarnation: not a leftover; put it back
-  redis.call('RPUSH', KEYS[3], ARGV[2]); return 'ALIVE'
+  redis.call('RPUSH', src, ARGV[2]); return 'ALIVE'
 end
 local function watch()
   local t = redis.call('TIME')
@@ -39,7 +55,7 @@ end
 if st == 'queued' or st == 'accepted' then
   redis.call('HSET', KEYS[4], 'state', 'queued', 'node', ARGV[6])
   redis.call('HDEL', KEYS[4], 'inc')  -- no incarnation owns it until one takes it
-  redis.call('LPUSH', KEYS[5], ARGV[2]); watch(); return 'MOVED'
+  push_queue(KEYS[5], prio, ARGV[2]); watch(); return 'MOVED'
 end
 -- The dead attempt goes into `closing` in this same step: the caller records it lost (and alerts for
 -- a lost fire), then deletes the entry; were this reply lost, the master's next sweep finds it.
@@ -73,7 +89,7 @@ if st == 'running' then
     redis.call('HDEL', KEYS[4], 'inc')
     if redis.call('GET', KEYS[6]) == ARGV[2] then redis.call('PEXPIRE', KEYS[6], ARGV[5]) end
     closing('rerun')
-    redis.call('LPUSH', KEYS[5], ARGV[2]); watch()
+    push_queue(KEYS[5], prio, ARGV[2]); watch()
     return {'RERUN', f[6] or '', f[4] or '', f[5] or '0', f[7] or '', f[8] or ''}
   end
   redis.call('HSET', KEYS[4], 'state', 'lost')

@@ -3,13 +3,20 @@
 -- once even when several idle nodes race for it.
 -- A failover job's fire is not taken by a node off its list (`JobSpec::may_run_on`): that node
 -- would only hand it on (and could take it again); it waits for a node that may run it.
+-- It takes from the victim's highest waiting level (section 3.22): a thief helps with what is most
+-- urgent; the victim's own fairness between levels is its drain's.
 -- KEYS[1] q:<victim>  KEYS[2] p:<self>  KEYS[3] hb:<self>  KEYS[4] fire key prefix ('<tag>:fire:')
 -- ARGV[1] victim  ARGV[2] self  ARGV[3] incarnation  ARGV[4] job hash key prefix
 -- Returns the fire id taken, or false.
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return false end
-local bad = wrong(KEYS[1], 'list', KEYS[2], 'list')
+local bad = wrong(KEYS[2], 'list')
 if bad then return refuse(bad) end
-local fire = redis.call('LINDEX', KEYS[1], -1)
+-- A level list of the wrong type is passed over (as take.lua does): the others can still be helped.
+local list, fire = nil, nil
+for _, l in ipairs(queue_lists(KEYS[1])) do
+  fire = read('list', 'LINDEX', l, -1)
+  if fire then list = l; break end
+end
 if not fire then return false end
 local fk = KEYS[4] .. fire
 bad = wrong(fk, 'hash')
@@ -29,7 +36,7 @@ if type(spec) == 'string' and string.find(spec, '"routing":"failover"', 1, true)
     if not listed then return false end
   end
 end
-redis.call('LREM', KEYS[1], -1, fire)
+redis.call('LREM', list, -1, fire)
 redis.call('HSET', fk, 'state', 'accepted', 'node', ARGV[2], 'inc', ARGV[3])
 redis.call('LPUSH', KEYS[2], fire)
 return fire

@@ -16,6 +16,7 @@
 -- KEYS[9] the job's held list  KEYS[10] the held index (section 3.20)
 -- ARGV[21] the stop list key prefix ('<tag>:stops:')  ARGV[22] how long a stop list is kept (ms)
 -- ARGV[23] the misfire threshold ms (a held fire handed the lock: its start deadline from now)
+-- ARGV[24] the job's priority (claim.lua's: kept in the fire hash as `prio` unless 'normal')
 -- Returns {'GONE'} | {'DEDUP', exec id} | {'CONFLICT', exec id} | {'CREATED'} | {'SKIPPED'}
 --   | {'HELD'} | {'HELD', node, fire, exec} (as claim.lua's)
 --   DEDUP: the key made that execution before; the caller reads its record (none: the job's
@@ -61,6 +62,7 @@ redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
            'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'manual', '1',
            'deadline_ms', ARGV[13])
 if ARGV[19] ~= '' then redis.call('HSET', KEYS[2], 'args', ARGV[19]) end
+if ARGV[24] ~= 'normal' then redis.call('HSET', KEYS[2], 'prio', ARGV[24]) end
 if fs == 'held' then
   -- Waits for the lock: its execution is made (pending), in no node's hands, not watched.
   redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])

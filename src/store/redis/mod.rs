@@ -6,9 +6,9 @@
 //!
 //! Connections (`topology`: one server, a Redis Cluster or a primary found through Sentinel): one
 //! shared connection for commands, created lazily so a node starts while Redis is down and reports
-//! NOT_SERVING until `ping` succeeds; one dedicated connection for the blocking take from a node's
-//! queue (BLMOVE); and one pub/sub connection while someone watches (`relay`), re-established in a
-//! loop when it drops.
+//! NOT_SERVING until `ping` succeeds; one dedicated connection for the blocking wait on a node's
+//! queue's doorbell (BLPOP); and one pub/sub connection while someone watches (`relay`),
+//! re-established in a loop when it drops.
 //!
 //! This file owns `RedisStore`: the store traits' methods, each a script call (keys and arguments
 //! in, the reply read back into the store's types) or plain commands, and the connections above.
@@ -38,13 +38,13 @@ use super::keys::Keys;
 use super::{
     Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
     Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires, NodeRecord,
-    Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire, StopRequest, Store, TriggerOutcome,
-    WatermarkWrite, Writer, WATCH_BUFFER,
+    Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire, StopRequest, Store, Taken,
+    TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::limit::Limit;
-use crate::job::{Concurrency, Declared, JobSpec};
+use crate::job::{Concurrency, Declared, JobSpec, Priority};
 
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
 static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
@@ -77,6 +77,7 @@ fn script(body: &str) -> Script {
 static RECORDS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/records.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/steal.lua")));
+static TAKE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/take.lua")));
 static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/keep_alive.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
 static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/cancel.lua")));
@@ -111,7 +112,7 @@ const NODE_RECORD_KEEP_MS: u64 = 10 * 60 * 1000;
 
 pub struct RedisStore {
     conn: Conn,
-    /// For BLMOVE only: a blocking command must not hold up the shared multiplexed connection.
+    /// For the doorbell's BLPOP only: a blocking command must not hold up the shared multiplexed connection.
     blocking: tokio::sync::Mutex<Option<Conn>>,
     topology: Arc<Topology>,
     keys: Keys,
@@ -860,7 +861,8 @@ impl FireStore for RedisStore {
                     (false, _) => "0",
                     (true, false) => "1",
                     (true, true) => "2",
-                });
+                })
+                .arg(c.priority.name());
         }
         // In strict mode, not replicated is an error: the fires stay `dispatching` (their
         // watermarks moved) and the sweep dispatches those a failover did not lose, or, claimed
@@ -902,6 +904,7 @@ impl FireStore for RedisStore {
         overlap: Concurrency,
         lock_ttl_ms: u64,
         args: Option<&serde_json::Value>,
+        priority: Priority,
     ) -> Result<TriggerOutcome> {
         let skipped = super::skipped_by_lock(exec, overlap);
         let mut inv = TRIGGER.prepare_invoke();
@@ -937,7 +940,8 @@ impl FireStore for RedisStore {
             .arg(self.keys.fire(""))
             .arg(self.keys.stops(""))
             .arg(super::STOPS_TTL_MS)
-            .arg(self.timing.misfire_threshold_ms);
+            .arg(self.timing.misfire_threshold_ms)
+            .arg(priority.name());
         let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("HELD"), None) => Ok(TriggerOutcome::Held(exec.clone(), None)),
@@ -1050,40 +1054,62 @@ impl FireStore for RedisStore {
         }
     }
 
-    async fn take_queued(&self, node: &str, wait: Duration) -> Result<Option<String>> {
-        if wait.is_zero() {
-            // Without waiting (BLMOVE's 0 would wait for ever): on the shared connection.
-            let r: Option<String> = redis::cmd("LMOVE")
-                .arg(self.keys.queue(node))
-                .arg(self.keys.processing(node))
-                .arg("RIGHT")
-                .arg("LEFT")
-                .query_async(&mut self.conn())
-                .await?;
-            return Ok(r);
+    async fn take_queued(&self, node: &str, order: [Priority; 3]) -> Result<Option<Taken>> {
+        let letters: String = order.iter().map(|p| super::level_letter(*p)).collect();
+        let r: Vec<String> = TAKE
+            .key(self.keys.queue(node))
+            .key(self.keys.processing(node))
+            .arg(letters)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let [fire_id, level, waiting, clobbered] = <[String; 4]>::try_from(r).map_err(|r| unexpected("take", &r))?;
+        if !clobbered.is_empty() {
+            // Passed over, not fatal: the node goes on with its other levels. Said at most every
+            // 10 s: a drain takes several times a second.
+            static SAID: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+            let now = super::now_ms();
+            if now - SAID.swap(now, std::sync::atomic::Ordering::Relaxed) >= 10_000 {
+                tracing::warn!(node = %node, why = %clobbered, "a queue list of the wrong type is passed over; its entries wait until it is put right");
+            }
         }
+        if fire_id.is_empty() {
+            return Ok(None);
+        }
+        let level = level.chars().next().and_then(super::level_of_letter);
+        let Some(level) = level else { return Err(unexpected("take", &[fire_id, waiting])) };
+        Ok(Some(Taken { fire_id, level, waiting: waiting.chars().filter_map(super::level_of_letter).collect() }))
+    }
+
+    async fn queue_levels(&self, node: &str) -> Result<Vec<Priority>> {
+        let mut pipe = redis::pipe();
+        for list in self.keys.queue_lists(node) {
+            pipe.llen(list);
+        }
+        let lens: Vec<usize> = pipe.query_async(&mut self.conn()).await?;
+        Ok(Priority::ALL.into_iter().zip(lens).filter(|(_, n)| *n > 0).map(|(p, _)| p).collect())
+    }
+
+    async fn wait_queued(&self, node: &str, wait: Duration) -> Result<()> {
+        // BLPOP's timeout is in seconds, and 0 would wait for ever.
+        if wait < Duration::from_millis(1) {
+            return Ok(());
+        }
+        // A take that found the queue empty deleted the doorbell; a push since has rung it (the
+        // push and its ring are one script), so the wait below misses nothing.
         let mut slot = self.blocking.lock().await;
         if slot.is_none() {
             *slot = Some(self.topology.dedicated(wait + RESPONSE_TIMEOUT).await?);
         }
-        let Some(conn) = slot.as_mut() else { return Ok(None) };
-        let r: redis::RedisResult<Option<String>> = redis::cmd("BLMOVE")
-            .arg(self.keys.queue(node))
-            .arg(self.keys.processing(node))
-            .arg("RIGHT")
-            .arg("LEFT")
-            .arg(wait.as_secs_f64())
-            .query_async(conn)
-            .await;
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                // A broken blocking connection is rebuilt next time. If the move happened but the
-                // reply was lost, the entry sits in our processing list and `adopt` finds it.
-                *slot = None;
-                Err(e.into())
-            }
+        let Some(conn) = slot.as_mut() else { return Ok(()) };
+        let rung: redis::RedisResult<Option<(String, String)>> =
+            redis::cmd("BLPOP").arg(self.keys.bell(node)).arg(wait.as_secs_f64()).query_async(conn).await;
+        if let Err(e) = rung {
+            // A broken blocking connection is rebuilt next time (a bell of the wrong type is
+            // deleted by the next take that finds the queue empty).
+            *slot = None;
+            return Err(e.into());
         }
+        Ok(())
     }
 
     async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
@@ -1256,12 +1282,15 @@ impl FireStore for RedisStore {
     }
 
     async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
-        let (q, p): (Vec<String>, Vec<String>) = redis::pipe()
-            .lrange(self.keys.queue(node), 0, -1)
+        let [hi, normal, lo] = self.keys.queue_lists(node);
+        let (hi, normal, lo, p): (Vec<String>, Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
+            .lrange(hi, 0, -1)
+            .lrange(normal, 0, -1)
+            .lrange(lo, 0, -1)
             .lrange(self.keys.processing(node), 0, -1)
             .query_async(&mut self.conn())
             .await?;
-        Ok((q, p))
+        Ok(([hi, normal, lo].concat(), p))
     }
 
     async fn queue_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
@@ -1270,9 +1299,12 @@ impl FireStore for RedisStore {
         }
         let mut pipe = redis::pipe();
         for n in nodes {
-            pipe.llen(self.keys.queue(n));
+            for list in self.keys.queue_lists(n) {
+                pipe.llen(list);
+            }
         }
-        Ok(pipe.query_async(&mut self.conn()).await?)
+        let lens: Vec<usize> = pipe.query_async(&mut self.conn()).await?;
+        Ok(lens.chunks(3).map(|c| c.iter().sum()).collect())
     }
 
     async fn reap(&self, r: &ReapRequest) -> Result<Reap> {
@@ -1307,6 +1339,10 @@ impl FireStore for RedisStore {
             .arg(mode)
             .arg(NODE_RECORD_KEEP_MS)
             .arg(self.timing.watch_ms())
+            .arg(match r.fires {
+                NodeFires::Queued => "q",
+                NodeFires::Taken => "p",
+            })
             .invoke_async(&mut self.conn())
             .await?;
         fail::fail_point!("lose_reap_reply", |_| Err(crate::failpoints::lost_reply("lose_reap_reply")));
