@@ -1714,9 +1714,14 @@ async fn redis_a_clobbered_queue_list_or_doorbell_loses_nothing() {
     s.register(&node("n2", "i2"), 60_000, None).await.expect("register");
     let stolen = claimed_at(&*s, &fence, "ps", sched, Priority::Normal).await;
     assert_eq!(s.enqueue(&fence, &stolen, "n1").await.expect("enqueue"), Enqueue::Queued);
+    let lens = s.queue_lengths(&["n1".into(), "n2".into()]).await.expect("a clobbered list counts 0");
+    assert_eq!(lens, vec![1, 0]);
     assert_eq!(s.steal("n1", "n2", "i2").await.expect("steal"), Some(stolen));
     let other = claimed_at(&*s, &fence, "pm", sched, Priority::Normal).await;
     assert_eq!(s.enqueue(&fence, &other, "n1").await.expect("enqueue"), Enqueue::Queued);
+    // The sweep, the rescan and the drain read the node's lists past it too.
+    assert_eq!(s.node_fires("n1").await.expect("lists").0, vec![other.clone()]);
+    assert_eq!(s.queue_levels("n1").await.expect("levels"), vec![Priority::Normal]);
     let t = s.take_queued("n1", Priority::ALL).await.expect("take").expect("the normal entry");
     assert_eq!((t.fire_id.as_str(), t.level), (other.as_str(), Priority::Normal));
     assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("take"), None);

@@ -46,7 +46,9 @@ pub const STARVATION_BOUND: u32 = 8;
 
 /// A node's fairness between the levels of its queue (PROTOCOL section 3.22). It takes from the
 /// highest level that holds an entry, except that a level passed over `STARVATION_BOUND` times
-/// while it held entries goes first (the highest such, when two are). A waiting level is therefore
+/// while it held entries goes first (the highest such, when two are). The count is kept until the
+/// level is served, even across a time it held nothing (its entries stolen, say): a fire arriving
+/// then may go first sooner, never later. A waiting level is therefore
 /// passed over at most `STARVATION_BOUND + 1` times in a row (the extra one: a higher level served
 /// for the same reason), and served at least once in every `STARVATION_BOUND + 2` takes. `High` is
 /// never passed over but by a starving level. Kept in the node's memory (a restart starts the count

@@ -91,19 +91,13 @@ impl Recovery {
     /// counts the take; remembers which levels still hold entries (`next_level`).
     async fn take(&self) -> Result<Option<String>> {
         let order = self.fairness().order();
-        let taken = self.store.take_queued(&self.node_id, order).await?;
-        let mut f = self.fairness();
-        match taken {
-            Some(t) => {
-                f.took(t.level, &t.waiting);
-                self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&t.waiting);
-                Ok(Some(t.fire_id))
-            }
-            None => {
-                self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                Ok(None)
-            }
-        }
+        let taken = self.store.take_queued(&self.node_id, order).await;
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.clear();
+        let Some(t) = taken? else { return Ok(None) };
+        self.fairness().took(t.level, &t.waiting);
+        waiting.clone_from(&t.waiting);
+        Ok(Some(t.fire_id))
     }
 
     fn fairness(&self) -> std::sync::MutexGuard<'_, Fairness> {
@@ -112,54 +106,71 @@ impl Recovery {
     }
 
     /// The level of the entry the next take will take, for the drain's place in the workers'
-    /// lines: by the levels the last take left, or, after a wait (the queue was empty), by a look
-    /// at the queue (normal when it cannot be had).
-    async fn next_level(&self) -> Priority {
+    /// lines; None when nothing is queued. By the levels the last take left, or else by a look
+    /// at the queue (normal when it cannot be had: the take will tell).
+    async fn next_level(&self) -> Option<Priority> {
         let known = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let waiting = match known.is_empty() {
             false => known,
-            true => self.store.queue_levels(&self.node_id).await.unwrap_or_default(),
+            true => match self.store.queue_levels(&self.node_id).await {
+                Ok(levels) => levels,
+                Err(e) => {
+                    tracing::debug!(error = %e, "queue: cannot read its levels");
+                    vec![Priority::Normal]
+                }
+            },
         };
-        self.fairness().order().into_iter().find(|l| waiting.contains(l)).unwrap_or_default()
+        self.fairness().order().into_iter().find(|l| waiting.contains(l))
     }
 
     /// Drains this node's durable queue until `cancel`: takes an entry only when a worker is free,
     /// so waiting fires stay visible in the queue (and movable) rather than in this process. The
     /// worker is asked for in the line of the entry's priority (`worker::pool`), beside the fires
-    /// waiting in the process. With its own queue empty and a worker free, helps a busier node
-    /// (`steal_one`); then lets the worker go and waits for the queue's doorbell, so that no worker
-    /// is held while nothing is queued.
+    /// waiting in the process. With nothing queued, it helps a busier node (`steal_one`), but only
+    /// with a worker free that nothing here waits for; then it waits for the queue's doorbell,
+    /// holding no worker.
     pub async fn drain_queue(self: Arc<Self>, cancel: CancellationToken) {
         loop {
-            let level = self.next_level().await;
-            let slot = tokio::select! {
-                _ = cancel.cancelled() => return,
-                s = self.worker.free_slot(level) => match s { Some(s) => s, None => return },
-            };
-            // A take cut short by the shutdown whose move committed leaves its entry in this
-            // node's processing list, for adoption or the reap.
-            let taken = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = self.take() => r,
-            };
-            match taken {
-                Ok(Some(fire_id)) => {
-                    if !self.worker.accepting() {
-                        // Taken while draining: it stays in our processing list for adoption/reaping.
-                        return;
+            match self.next_level().await {
+                Some(level) => {
+                    let slot = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        s = self.worker.free_slot(level) => match s { Some(s) => s, None => return },
+                    };
+                    // A take cut short by the shutdown whose move committed leaves its entry in
+                    // this node's processing list, for adoption or the reap.
+                    let taken = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = self.take() => r,
+                    };
+                    match taken {
+                        Ok(Some(fire_id)) => {
+                            if !self.worker.accepting() {
+                                // Taken while draining: it stays in our processing list for adoption/reaping.
+                                return;
+                            }
+                            self.worker.run_taken(fire_id, slot);
+                            continue;
+                        }
+                        // Emptied meanwhile (a thief): the take deleted the doorbell; wait for it.
+                        Ok(None) => {}
+                        Err(e) => {
+                            drop(slot);
+                            tracing::warn!(error = %e, "queue: cannot take; retrying");
+                            tokio::time::sleep(TAKE_WAIT).await;
+                            continue;
+                        }
                     }
-                    self.worker.run_taken(fire_id, slot);
-                    continue;
                 }
-                Ok(None) => {
-                    if let Some(fire_id) = self.steal_one().await {
-                        self.worker.run_taken(fire_id, slot);
-                        continue;
+                None => {
+                    if let Some(slot) = self.worker.idle_slot() {
+                        if let Some(fire_id) = self.steal_one().await {
+                            self.worker.run_taken(fire_id, slot);
+                            continue;
+                        }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "queue: cannot take; retrying"),
             }
-            drop(slot);
             let waited = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = self.store.wait_queued(&self.node_id, TAKE_WAIT) => r,

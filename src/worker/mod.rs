@@ -448,9 +448,14 @@ impl Worker {
             let own = me.runs_on_own_worker(job.as_ref());
             let stop = me.stop_of(&fire_id);
             let exec = taken.as_ref().map(|t| t.fire.exec_id.clone()).unwrap_or_default();
-            // Its job's priority: as given, or as its take read the definition.
+            // Its job's priority: as given, as its take read the definition, or read now (a fire
+            // accepted and not started: a master-only one, or one the rescan found).
             let spec = job.as_ref().map(|j| &j.spec).or_else(|| taken.as_ref().and_then(|t| t.fire.job.as_ref()));
-            let level = spec.map(|s| s.priority).unwrap_or_default();
+            let level = match spec {
+                Some(s) => s.priority,
+                None if own => me.job_of(&fire_id).await.map(|j| j.spec.priority).unwrap_or_default(),
+                None => Priority::Normal,
+            };
             let permit = match own {
                 true if !exec.is_empty() => tokio::select! {
                     p = me.own_worker(level) => p,
@@ -500,6 +505,20 @@ impl Worker {
                 return Some(Slot { permit: None, unplaced: Some(Unplaced::new(&self.unplaced)) });
             }
         }
+    }
+
+    /// Room for one more fire now, taken only when nothing in this process waits for it: one of
+    /// this node's own workers that no fire waits for, or a free slot of an attached worker (as
+    /// `free_slot`). None when there is none: for helping a busier node, which must not take a
+    /// worker from this node's own fires.
+    pub fn idle_slot(&self) -> Option<Slot> {
+        if !self.registry.backlog_full() {
+            if let Some(p) = self.pool.try_acquire() {
+                return Some(Slot { permit: Some(p), unplaced: None });
+            }
+        }
+        (self.registry.free_worker_slots() > u64::from(self.unplaced.load(Ordering::Relaxed)))
+            .then(|| Slot { permit: None, unplaced: Some(Unplaced::new(&self.unplaced)) })
     }
 
     /// Runs a fire just taken from a queue (this node's, or stolen) into this node's processing

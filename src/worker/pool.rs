@@ -91,6 +91,16 @@ impl Pool {
         out
     }
 
+    /// One of the workers at once, when one is free and nobody waits in any line; None otherwise.
+    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        let line = self.line();
+        if line.turn().is_some() {
+            return None;
+        }
+        // Under the lines' lock: nobody can join ahead of this take unseen.
+        Arc::clone(&self.permits).try_acquire_owned().ok()
+    }
+
     /// Waits for one of the workers in the line of `level`. Only the ticket whose turn it is asks
     /// the semaphore, and it keeps its place there while its turn lasts; cancel-safe (a dropped
     /// wait leaves the line). An error: the pool is closed.
@@ -112,7 +122,11 @@ impl Pool {
                 continue;
             }
             let ask = asking.get_or_insert_with(|| Box::pin(Arc::clone(&self.permits).acquire_owned()));
+            // The wake first: when the turn moved on just as a worker was handed to this ask, the
+            // ask is dropped (giving the worker back) rather than taken out of turn.
             tokio::select! {
+                biased;
+                _ = wake.notified() => {}
                 p = ask => {
                     let p = p?;
                     self.change(|line| {
@@ -122,7 +136,6 @@ impl Pool {
                     });
                     return Ok(p);
                 }
-                _ = wake.notified() => {}
             }
         }
     }

@@ -77,7 +77,8 @@ if mine and (f[5] == '1' or ARGV[16] == '1') then
   held, bad = read('string', 'GET', KEYS[4])
   if bad then return {'BADKEY', bad} end
   -- Letting the lock go hands it on (`promote`): its keys are made sure of now.
-  if held == ARGV[5] then bad = wrong(KEYS[10], 'list', KEYS[11], 'zset', KEYS[12], 'list', KEYS[13], 'zset') end
+  -- (The queue's level list is `promote`'s to check: a clobbered one leaves the fire to the sweep.)
+  if held == ARGV[5] then bad = wrong(KEYS[10], 'list', KEYS[11], 'zset', KEYS[13], 'zset') end
   if bad then return {'BADKEY', bad} end
 end
 -- The fire's own execution (its exec field) was indexed when it was made (claim, trigger, a re-run's

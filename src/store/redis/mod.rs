@@ -78,6 +78,8 @@ static RECORDS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/
 static REAP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/reap.lua")));
 static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/steal.lua")));
 static TAKE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/take.lua")));
+static LENGTHS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lengths.lua")));
+static LISTS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lists.lua")));
 static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/keep_alive.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
 static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/cancel.lua")));
@@ -1081,11 +1083,11 @@ impl FireStore for RedisStore {
     }
 
     async fn queue_levels(&self, node: &str) -> Result<Vec<Priority>> {
-        let mut pipe = redis::pipe();
+        let mut inv = LENGTHS.prepare_invoke();
         for list in self.keys.queue_lists(node) {
-            pipe.llen(list);
+            inv.key(list);
         }
-        let lens: Vec<usize> = pipe.query_async(&mut self.conn()).await?;
+        let lens: Vec<usize> = inv.invoke_async(&mut self.conn()).await?;
         Ok(Priority::ALL.into_iter().zip(lens).filter(|(_, n)| *n > 0).map(|(p, _)| p).collect())
     }
 
@@ -1283,13 +1285,8 @@ impl FireStore for RedisStore {
 
     async fn node_fires(&self, node: &str) -> Result<(Vec<String>, Vec<String>)> {
         let [hi, normal, lo] = self.keys.queue_lists(node);
-        let (hi, normal, lo, p): (Vec<String>, Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
-            .lrange(hi, 0, -1)
-            .lrange(normal, 0, -1)
-            .lrange(lo, 0, -1)
-            .lrange(self.keys.processing(node), 0, -1)
-            .query_async(&mut self.conn())
-            .await?;
+        let (hi, normal, lo, p): (Vec<String>, Vec<String>, Vec<String>, Vec<String>) =
+            LISTS.key(hi).key(normal).key(lo).key(self.keys.processing(node)).invoke_async(&mut self.conn()).await?;
         Ok(([hi, normal, lo].concat(), p))
     }
 
@@ -1297,13 +1294,13 @@ impl FireStore for RedisStore {
         if nodes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut inv = LENGTHS.prepare_invoke();
         for n in nodes {
             for list in self.keys.queue_lists(n) {
-                pipe.llen(list);
+                inv.key(list);
             }
         }
-        let lens: Vec<usize> = pipe.query_async(&mut self.conn()).await?;
+        let lens: Vec<usize> = inv.invoke_async(&mut self.conn()).await?;
         Ok(lens.chunks(3).map(|c| c.iter().sum()).collect())
     }
 
