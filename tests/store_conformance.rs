@@ -1736,6 +1736,11 @@ async fn redis_a_clobbered_queue_list_or_doorbell_loses_nothing() {
     assert_eq!(s.take_queued("n1", Priority::ALL).await.expect("take"), None);
     let exists: bool = ::redis::cmd("EXISTS").arg(&bell).query(&mut c).expect("exists");
     assert!(!exists, "the clobbered bell is gone");
+    // With nothing queued no take comes: a wait meeting a clobbered bell puts it right itself.
+    let _: () = ::redis::cmd("SET").arg(&bell).arg("x").query(&mut c).expect("clobber bell");
+    s.wait_queued("n1", Duration::from_secs(5)).await.expect("the wait puts the bell right");
+    let exists: bool = ::redis::cmd("EXISTS").arg(&bell).query(&mut c).expect("exists");
+    assert!(!exists, "the clobbered bell is gone again");
     let next = claimed_at(&*s, &fence, "pn", sched, Priority::Normal).await;
     let got = woken_by_a_push(&s, &fence, "n1", &next).await;
     assert_eq!(got.map(|t| t.fire_id), Some(next));

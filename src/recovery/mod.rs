@@ -23,7 +23,7 @@ use crate::job::priority::Fairness;
 use crate::job::{Job, Priority, Recovery as RecoveryPolicy};
 use crate::metrics::path;
 use crate::store::{now_ms, Closing, Enqueue, Fence, NodeFires, Reap, ReapBy, ReapRequest, Store};
-use crate::worker::{lock_ttl_ms, Worker};
+use crate::worker::{lock_ttl_ms, Slot, Worker};
 
 /// Fires read per sweep pass.
 const BATCH: usize = 500;
@@ -163,11 +163,9 @@ impl Recovery {
                     }
                 }
                 None => {
-                    if let Some(slot) = self.worker.idle_slot() {
-                        if let Some(fire_id) = self.steal_one().await {
-                            self.worker.run_taken(fire_id, slot);
-                            continue;
-                        }
+                    if let Some((fire_id, slot)) = self.steal_one(|| self.worker.idle_slot()).await {
+                        self.worker.run_taken(fire_id, slot);
+                        continue;
                     }
                 }
             }
@@ -183,12 +181,13 @@ impl Recovery {
     }
 
     /// Drains this node's queue in every shard (`parts`, one per shard) until `cancel`. One shard:
-    /// `drain_queue`, a blocking take. Several: one loop for them all, since a blocking take per
-    /// shard would hold a free worker per shard while it waits (16 shards held every worker of an
-    /// 8-worker node: measured, the burst ran at a twentieth of its speed). It takes an entry only
-    /// when a worker is free, from the first shard (in turn) whose queue has one, without
-    /// blocking; when every queue is empty it rests `SHARDS_POLL`, and every `SHARDS_STEAL_EVERY`
-    /// such rounds helps a busier node in some shard. A fire waiting in a queue (the fallback
+    /// `drain_queue`, which waits on its queue's doorbell. Several: one loop for them all, since a
+    /// wait per shard would hold a free worker per shard (16 shards held every worker of an
+    /// 8-worker node: measured, the burst ran at a twentieth of its speed). It looks at the shards
+    /// in turn for one with something queued, asks for a worker in the line of the entry it will
+    /// take, and takes it; when every queue is empty it rests `SHARDS_POLL`, and every
+    /// `SHARDS_STEAL_EVERY` such rounds helps a busier node in some shard, with a worker nothing
+    /// here waits for. A fire waiting in a queue (the fallback
     /// path) is therefore taken up to `SHARDS_POLL` later than with one shard.
     pub async fn drain_queues(parts: Vec<Arc<Recovery>>, cancel: CancellationToken) {
         let n = parts.len();
@@ -197,48 +196,51 @@ impl Recovery {
         }
         let mut round = 0usize;
         loop {
-            let slot = tokio::select! {
-                _ = cancel.cancelled() => return,
-                // One loop for every shard's queue: it asks in the normal line (section 3.22).
-                s = parts[0].worker.free_slot(Priority::Normal) => match s { Some(s) => s, None => return },
-            };
-            let mut taken = None;
+            // The first shard (in turn) with something queued, and the level its take will take.
+            let mut found = None;
             for i in 0..n {
                 let r = &parts[(round + i) % n];
-                match r.take().await {
-                    Ok(Some(fire_id)) => {
-                        taken = Some((r, fire_id));
-                        break;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(error = %e, "queue: cannot take; next round"),
+                if let Some(level) = r.next_level().await {
+                    found = Some((r, level));
+                    break;
                 }
             }
             round = round.wrapping_add(1);
-            if taken.is_none() && round.is_multiple_of(SHARDS_STEAL_EVERY) {
+            if let Some((r, level)) = found {
+                let slot = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    s = r.worker.free_slot(level) => match s { Some(s) => s, None => return },
+                };
+                let taken = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    t = r.take() => t,
+                };
+                match taken {
+                    Ok(Some(fire_id)) => {
+                        if !r.worker.accepting() {
+                            // Taken while draining: it stays in our processing list for adoption/reaping.
+                            return;
+                        }
+                        // The shard's view of the pool: the fire is recorded in its shard.
+                        r.worker.run_taken(fire_id, slot);
+                    }
+                    // Emptied meanwhile (a thief): the next round looks again.
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "queue: cannot take; next round"),
+                }
+                continue;
+            }
+            if round.is_multiple_of(SHARDS_STEAL_EVERY) {
                 for r in &parts {
-                    if let Some(fire_id) = r.steal_one().await {
-                        taken = Some((r, fire_id));
+                    if let Some((fire_id, slot)) = r.steal_one(|| r.worker.idle_slot()).await {
+                        r.worker.run_taken(fire_id, slot);
                         break;
                     }
                 }
             }
-            match taken {
-                Some((r, fire_id)) => {
-                    if !r.worker.accepting() {
-                        // Taken while draining: it stays in our processing list for adoption/reaping.
-                        return;
-                    }
-                    // The shard's view of the pool: the fire is recorded in its shard.
-                    r.worker.run_taken(fire_id, slot);
-                }
-                None => {
-                    drop(slot);
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(SHARDS_POLL) => {}
-                    }
-                }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(SHARDS_POLL) => {}
             }
         }
     }
@@ -247,8 +249,10 @@ impl Recovery {
     /// after a small random delay so that idle nodes do not all race for the same entry (the loser
     /// just finds nothing). Only from a node whose every handler this node has too: a steal takes
     /// the head of the queue, whatever its handler, and a fire must only reach a node that can run
-    /// it (a node with shell enabled is never robbed by one without).
-    async fn steal_one(&self) -> Option<String> {
+    /// it (a node with shell enabled is never robbed by one without). The room to run it is taken
+    /// last (`slot`, None: no room), just before the steal, so that no fire of this node waits
+    /// behind the look around.
+    async fn steal_one(&self, slot: impl FnOnce() -> Option<Slot>) -> Option<(String, Slot)> {
         let nodes = self.store.list_nodes().await.ok()?;
         let now = now_ms();
         let mine = self.worker.registry().names();
@@ -265,10 +269,11 @@ impl Recovery {
         }
         let jitter = rand::random_range(0..STEAL_JITTER_MS);
         tokio::time::sleep(Duration::from_millis(jitter)).await;
+        let slot = slot()?;
         let fire = self.store.steal(victim, &self.node_id, &self.membership.incarnation()).await.ok()??;
         tracing::info!(fire = %fire, from = %victim, "took over a queued fire from a busier node");
         self.worker.metrics().dispatched(path::STOLEN);
-        Some(fire)
+        Some((fire, slot))
     }
 
     /// Puts a dispatching fire into `target`'s queue, or this node's when the target is dead.

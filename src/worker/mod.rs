@@ -453,7 +453,10 @@ impl Worker {
             let spec = job.as_ref().map(|j| &j.spec).or_else(|| taken.as_ref().and_then(|t| t.fire.job.as_ref()));
             let level = match spec {
                 Some(s) => s.priority,
-                None if own => me.job_of(&fire_id).await.map(|j| j.spec.priority).unwrap_or_default(),
+                None if own => tokio::select! {
+                    j = me.job_of(&fire_id) => j.map(|j| j.spec.priority).unwrap_or_default(),
+                    _ = me.cancel.cancelled() => Priority::Normal,
+                },
                 None => Priority::Normal,
             };
             let permit = match own {

@@ -80,6 +80,9 @@ static STEAL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/st
 static TAKE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/take.lua")));
 static LENGTHS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lengths.lua")));
 static LISTS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/lists.lua")));
+/// Deletes a node's doorbell when it is not a list (clobbered); leaves a ring alone.
+static BELL_RESET: LazyLock<Script> =
+    LazyLock::new(|| Script::new("if redis.call('TYPE', KEYS[1])['ok'] ~= 'list' then redis.call('DEL', KEYS[1]) end"));
 static KEEP_ALIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/keep_alive.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/retry.lua")));
 static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/cancel.lua")));
@@ -1105,13 +1108,21 @@ impl FireStore for RedisStore {
         let Some(conn) = slot.as_mut() else { return Ok(()) };
         let rung: redis::RedisResult<Option<(String, String)>> =
             redis::cmd("BLPOP").arg(self.keys.bell(node)).arg(wait.as_secs_f64()).query_async(conn).await;
-        if let Err(e) = rung {
-            // A broken blocking connection is rebuilt next time (a bell of the wrong type is
-            // deleted by the next take that finds the queue empty).
-            *slot = None;
-            return Err(e.into());
+        match rung {
+            Ok(_) => Ok(()),
+            // A bell of the wrong type (clobbered): put right here, as no take may come to
+            // delete it while nothing is queued. The connection is fine.
+            Err(e) if e.code() == Some("WRONGTYPE") => {
+                drop(slot);
+                let _: () = BELL_RESET.key(self.keys.bell(node)).invoke_async(&mut self.conn()).await?;
+                Ok(())
+            }
+            Err(e) => {
+                // A broken blocking connection is rebuilt next time.
+                *slot = None;
+                Err(e.into())
+            }
         }
-        Ok(())
     }
 
     async fn steal(&self, victim: &str, node: &str, inc: &str) -> Result<Option<String>> {
