@@ -656,6 +656,13 @@ async fn queue_pop_start_finish(s: Arc<dyn Store>) {
 }
 
 /// The execution `exec` as CancelExecution hands it to the store: closed `cancelled`, saying who.
+/// The newest execution recorded of `fire`.
+async fn newest_record(s: &dyn Store, fire: &str) -> Execution {
+    let job = Some(rota::execution::job_of_fire(fire).to_string());
+    let filter = ExecFilter { job_id: job, fire_id: Some(fire.to_string()), limit: 10, ..Default::default() };
+    s.list_executions(&filter).await.expect("list").0.into_iter().next().expect("a record")
+}
+
 fn cancelled(exec_id: &str, fire: &str, job: &str) -> Execution {
     let mut e = Execution::pending(job, fire.to_string(), 1000, "n1", 1);
     e.id = exec_id.to_string();
@@ -670,18 +677,9 @@ fn cancelled(exec_id: &str, fire: &str, job: &str) -> Execution {
 async fn cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs(s: Arc<dyn Store>) {
     let fence = master(&*s).await;
     s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
-    let rec = |fire: &str| {
-        let s = Arc::clone(&s);
-        let fire = fire.to_string();
-        async move {
-            let job = Some(rota::execution::job_of_fire(&fire).to_string());
-            let filter = ExecFilter { job_id: job, fire_id: Some(fire), limit: 10, ..Default::default() };
-            s.list_executions(&filter).await.expect("list").0.into_iter().next().expect("a record")
-        }
-    };
     // Dispatching, of a forbid job (it holds the lock): cancelled, the lock freed.
     let f1 = claimed_fire(&*s, &fence, "c1", 1000, true).await;
-    let open = rec(&f1).await;
+    let open = newest_record(&*s, &f1).await;
     assert_eq!(open.state, ExecState::Pending);
     let c = cancelled(&open.id, &f1, "c1");
     assert_eq!(s.cancel(&c, false).await.expect("cancel"), Cancel::Cancelled);
@@ -707,14 +705,14 @@ async fn cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs(s: A
     // Queued: cancelled, and out of its node's queue (nothing to take, nothing to steal past).
     let f2 = claimed_fire(&*s, &fence, "c2", 1000, false).await;
     assert_eq!(s.enqueue(&fence, &f2, "n1").await.expect("enqueue"), Enqueue::Queued);
-    let open = rec(&f2).await;
+    let open = newest_record(&*s, &f2).await;
     assert_eq!(s.cancel(&cancelled(&open.id, &f2, "c2"), false).await.expect("cancel"), Cancel::Cancelled);
     assert_eq!(s.node_fires("n1").await.expect("lists"), (vec![], vec![]), "out of the queue");
     assert_eq!(s.get_execution(&open.id).await.expect("get").map(|e| e.state), Some(ExecState::Cancelled));
     // Taken (accepted) but not started: cancelled; its owner's start drops the entry (nothing runs).
     let f2b = claimed_fire(&*s, &fence, "c2b", 1000, false).await;
     assert_eq!(s.take_only(&f2b, Some(epoch_of(&fence)), "n1", "i1").await.expect("take"), Accept::Accepted);
-    let open = rec(&f2b).await;
+    let open = newest_record(&*s, &f2b).await;
     assert_eq!(s.cancel(&cancelled(&open.id, &f2b, "c2b"), false).await.expect("cancel"), Cancel::Cancelled);
     assert_eq!(
         s.start(&f2b, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start"),
@@ -745,7 +743,7 @@ async fn cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs(s: A
     assert_eq!(s.cancel(&c, false).await.expect("ended"), Cancel::NotOpen("cancelled".into()));
     // Not the fire's current execution, or no such fire.
     let f4 = claimed_fire(&*s, &fence, "c4", 1000, false).await;
-    let current = rec(&f4).await;
+    let current = newest_record(&*s, &f4).await;
     assert_eq!(
         s.cancel(&cancelled(&current.id, &f4, "c4"), true).await.expect("retry"),
         Cancel::NotOpen("dispatching".into()),
@@ -756,7 +754,7 @@ async fn cancel_takes_out_what_has_not_begun_and_asks_the_node_of_what_runs(s: A
         s.cancel(&cancelled(&other, &f4, "c4"), false).await.expect("other"),
         Cancel::NotOpen("dispatching".into())
     );
-    assert_eq!(rec(&f4).await.state, ExecState::Pending, "untouched");
+    assert_eq!(newest_record(&*s, &f4).await.state, ExecState::Pending, "untouched");
     let nowhere = "c5@1000".to_string();
     let id = rota::execution::new_execution_id(&nowhere);
     assert_eq!(s.cancel(&cancelled(&id, &nowhere, "c5"), false).await.expect("unknown"), Cancel::Unknown);
@@ -1305,16 +1303,7 @@ async fn a_nodes_queue_is_taken_by_priority(s: Arc<dyn Store>) {
     // A thief takes the highest waiting level.
     assert_eq!(s.steal("n1", "n2", "i2").await.expect("steal").as_deref(), Some(hi2.as_str()));
     // Cancelled while queued: out of its level's list.
-    let open = |fire: &str| {
-        let s = Arc::clone(&s);
-        let fire = fire.to_string();
-        async move {
-            let job = Some(rota::execution::job_of_fire(&fire).to_string());
-            let filter = ExecFilter { job_id: job, fire_id: Some(fire), limit: 10, ..Default::default() };
-            s.list_executions(&filter).await.expect("list").0.into_iter().next().expect("a record")
-        }
-    };
-    let rec = open(&lo2).await;
+    let rec = newest_record(&*s, &lo2).await;
     assert_eq!(s.cancel(&cancelled(&rec.id, &lo2, "lo2"), false).await.expect("cancel"), Cancel::Cancelled);
     let (q, _) = s.node_fires("n1").await.expect("lists");
     assert_eq!(q, vec![no2.clone(), no1.clone()]);

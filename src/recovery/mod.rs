@@ -39,6 +39,18 @@ const STEAL_FRESH_MS: i64 = 3_000;
 const SHARDS_POLL: Duration = Duration::from_millis(100);
 const SHARDS_STEAL_EVERY: usize = 5;
 
+/// How one take from the queue went (`Recovery::take_and_run`).
+enum Drained {
+    /// An entry was taken and runs.
+    Ran,
+    /// Nothing was queued after all.
+    Empty,
+    /// The store did not answer (logged).
+    Failed,
+    /// The node is shutting down, or its pool closed.
+    Stop,
+}
+
 pub struct Recovery {
     store: Arc<dyn Store>,
     worker: Arc<Worker>,
@@ -123,6 +135,37 @@ impl Recovery {
         self.fairness().order().into_iter().find(|l| waiting.contains(l))
     }
 
+    /// One take from this node's queue in this shard: a worker in the line of `level`, then the
+    /// entry, handed to the worker to run on it.
+    async fn take_and_run(&self, level: Priority, cancel: &CancellationToken) -> Drained {
+        let slot = tokio::select! {
+            _ = cancel.cancelled() => return Drained::Stop,
+            s = self.worker.free_slot(level) => match s { Some(s) => s, None => return Drained::Stop },
+        };
+        // A take cut short by the shutdown whose move committed leaves its entry in this node's
+        // processing list, for adoption or the reap.
+        let taken = tokio::select! {
+            _ = cancel.cancelled() => return Drained::Stop,
+            r = self.take() => r,
+        };
+        match taken {
+            Ok(Some(fire_id)) => {
+                if !self.worker.accepting() {
+                    // Taken while draining: it stays in our processing list for adoption/reaping.
+                    return Drained::Stop;
+                }
+                // The shard's view of the pool: the fire is recorded in its shard.
+                self.worker.run_taken(fire_id, slot);
+                Drained::Ran
+            }
+            Ok(None) => Drained::Empty,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue: cannot take; retrying");
+                Drained::Failed
+            }
+        }
+    }
+
     /// Drains this node's durable queue until `cancel`: takes an entry only when a worker is free,
     /// so waiting fires stay visible in the queue (and movable) rather than in this process. The
     /// worker is asked for in the line of the entry's priority (`worker::pool`), beside the fires
@@ -132,36 +175,16 @@ impl Recovery {
     pub async fn drain_queue(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             match self.next_level().await {
-                Some(level) => {
-                    let slot = tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        s = self.worker.free_slot(level) => match s { Some(s) => s, None => return },
-                    };
-                    // A take cut short by the shutdown whose move committed leaves its entry in
-                    // this node's processing list, for adoption or the reap.
-                    let taken = tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        r = self.take() => r,
-                    };
-                    match taken {
-                        Ok(Some(fire_id)) => {
-                            if !self.worker.accepting() {
-                                // Taken while draining: it stays in our processing list for adoption/reaping.
-                                return;
-                            }
-                            self.worker.run_taken(fire_id, slot);
-                            continue;
-                        }
-                        // Emptied meanwhile (a thief): the take deleted the doorbell; wait for it.
-                        Ok(None) => {}
-                        Err(e) => {
-                            drop(slot);
-                            tracing::warn!(error = %e, "queue: cannot take; retrying");
-                            tokio::time::sleep(TAKE_WAIT).await;
-                            continue;
-                        }
+                Some(level) => match self.take_and_run(level, &cancel).await {
+                    Drained::Ran => continue,
+                    Drained::Stop => return,
+                    // Emptied meanwhile (a thief): the take deleted the doorbell; wait for it.
+                    Drained::Empty => {}
+                    Drained::Failed => {
+                        tokio::time::sleep(TAKE_WAIT).await;
+                        continue;
                     }
-                }
+                },
                 None => {
                     if let Some((fire_id, slot)) = self.steal_one(|| self.worker.idle_slot()).await {
                         self.worker.run_taken(fire_id, slot);
@@ -207,28 +230,12 @@ impl Recovery {
             }
             round = round.wrapping_add(1);
             if let Some((r, level)) = found {
-                let slot = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    s = r.worker.free_slot(level) => match s { Some(s) => s, None => return },
-                };
-                let taken = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    t = r.take() => t,
-                };
-                match taken {
-                    Ok(Some(fire_id)) => {
-                        if !r.worker.accepting() {
-                            // Taken while draining: it stays in our processing list for adoption/reaping.
-                            return;
-                        }
-                        // The shard's view of the pool: the fire is recorded in its shard.
-                        r.worker.run_taken(fire_id, slot);
-                    }
-                    // Emptied meanwhile (a thief): the next round looks again.
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(error = %e, "queue: cannot take; next round"),
+                match r.take_and_run(level, &cancel).await {
+                    Drained::Stop => return,
+                    Drained::Ran => continue,
+                    // Emptied meanwhile, or the store did not answer: rest, as after an empty round.
+                    Drained::Empty | Drained::Failed => {}
                 }
-                continue;
             }
             if round.is_multiple_of(SHARDS_STEAL_EVERY) {
                 for r in &parts {
