@@ -149,6 +149,13 @@ async fn a_stop_reaches_the_node_through_redis_when_the_call_fails() {
     trigger(&n1, "far").await;
     eventually(WAIT, "the script runs", || async { pid_in(dir.path()) }).await;
     let id = running(&n1, "far").await.id;
+    // n1, asked, may not run it (it has the handler, but is off the job's list): it says so.
+    let execs = common::executions(&mut n1.client().await, "far").await;
+    let handed = execs.iter().find(|e| common::state(e) == pb::ExecutionState::Skipped).expect("n1's record");
+    assert_eq!(
+        handed.error,
+        "not run here: node n1 is not among the job's failover nodes (n2); handed to n2, which may run it"
+    );
     let url = format!("http://127.0.0.1:{port}/failpoints/fail_stop_run");
     let r = reqwest::Client::new().put(&url).body("return").send().await.expect("arm");
     assert!(r.status().is_success(), "{}", r.status());

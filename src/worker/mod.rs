@@ -982,11 +982,21 @@ impl Worker {
             if let Some(to) = to {
                 match self.hand_over(&exec.fire_id, inc, &to, true).await {
                     Ok(Reap::Rerun { .. }) => {
-                        tracing::warn!(execution = %exec.id, handler = %handler, to = %to,
-                            "handler not registered here: fire handed to a node that has it");
+                        // Why this node may not run it: off the job's failover list (whatever its
+                        // handlers), or without the handler (or a worker matching the selector).
+                        let why = match job.spec.may_run_on(&self.node_id) {
+                            true => format!("handler '{handler}' is not registered on node {}", self.node_id),
+                            false => format!(
+                                "node {} is not among the job's failover nodes ({})",
+                                self.node_id,
+                                job.spec.failover_nodes.join(", ")
+                            ),
+                        };
+                        tracing::warn!(execution = %exec.id, handler = %handler, to = %to, why = %why,
+                            "fire handed to a node that may run it");
                         exec.close(
                             ExecState::Skipped,
-                            format!("not run here: handler '{handler}' is not registered on node {}; handed to {to}, which has it", self.node_id),
+                            format!("not run here: {why}; handed to {to}, which may run it"),
                         );
                         let _ = self.record_finish(&exec, false).await;
                         return;
