@@ -29,11 +29,6 @@ impl Priority {
         }
     }
 
-    /// From its name (`name`); `None` for anything else.
-    pub fn from_name(s: &str) -> Option<Priority> {
-        Priority::ALL.into_iter().find(|p| p.name() == s)
-    }
-
     /// 0 for `High`, 1 for `Normal`, 2 for `Low`: its place in `ALL`.
     pub fn rank(self) -> usize {
         self as usize

@@ -504,10 +504,17 @@ impl Worker {
                 }
                 _ = tokio::time::sleep(LOOK) => {}
             }
-            if self.registry.free_worker_slots() > u64::from(self.unplaced.load(Ordering::Relaxed)) {
-                return Some(Slot { permit: None, unplaced: Some(Unplaced::new(&self.unplaced)) });
+            if let Some(slot) = self.worker_room() {
+                return Some(slot);
             }
         }
+    }
+
+    /// A free slot of an attached external worker that no fire taken on such room waits to be
+    /// placed on (counted until placed: `Unplaced`), if any.
+    fn worker_room(&self) -> Option<Slot> {
+        (self.registry.free_worker_slots() > u64::from(self.unplaced.load(Ordering::Relaxed)))
+            .then(|| Slot { permit: None, unplaced: Some(Unplaced::new(&self.unplaced)) })
     }
 
     /// Room for one more fire now, taken only when nothing in this process waits for it: one of
@@ -520,8 +527,7 @@ impl Worker {
                 return Some(Slot { permit: Some(p), unplaced: None });
             }
         }
-        (self.registry.free_worker_slots() > u64::from(self.unplaced.load(Ordering::Relaxed)))
-            .then(|| Slot { permit: None, unplaced: Some(Unplaced::new(&self.unplaced)) })
+        self.worker_room()
     }
 
     /// Runs a fire just taken from a queue (this node's, or stolen) into this node's processing

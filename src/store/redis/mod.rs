@@ -230,6 +230,18 @@ impl Drop for RedisStore {
 }
 
 impl RedisStore {
+    /// The length of each of `nodes`' queue lists, three per node, highest level first
+    /// (`lengths.lua`: a list of the wrong type counts 0).
+    async fn queue_list_lengths(&self, nodes: &[String]) -> Result<Vec<usize>> {
+        let mut inv = LENGTHS.prepare_invoke();
+        for n in nodes {
+            for list in self.keys.queue_lists(n) {
+                inv.key(list);
+            }
+        }
+        Ok(inv.invoke_async(&mut self.conn()).await?)
+    }
+
     /// Opens the store. Does not fail when Redis is down: commands fail (and `ping` tells) until it is up.
     pub async fn connect(url: &str, prefix: &str, cluster: &str, retention_ms: u64) -> Result<RedisStore> {
         Self::connect_with(url, RedisAccess::default(), prefix, cluster, retention_ms).await
@@ -1086,11 +1098,7 @@ impl FireStore for RedisStore {
     }
 
     async fn queue_levels(&self, node: &str) -> Result<Vec<Priority>> {
-        let mut inv = LENGTHS.prepare_invoke();
-        for list in self.keys.queue_lists(node) {
-            inv.key(list);
-        }
-        let lens: Vec<usize> = inv.invoke_async(&mut self.conn()).await?;
+        let lens = self.queue_list_lengths(std::slice::from_ref(&node.to_string())).await?;
         Ok(Priority::ALL.into_iter().zip(lens).filter(|(_, n)| *n > 0).map(|(p, _)| p).collect())
     }
 
@@ -1305,13 +1313,7 @@ impl FireStore for RedisStore {
         if nodes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = LENGTHS.prepare_invoke();
-        for n in nodes {
-            for list in self.keys.queue_lists(n) {
-                inv.key(list);
-            }
-        }
-        let lens: Vec<usize> = inv.invoke_async(&mut self.conn()).await?;
+        let lens = self.queue_list_lengths(nodes).await?;
         Ok(lens.chunks(3).map(|c| c.iter().sum()).collect())
     }
 
