@@ -146,6 +146,24 @@ pub fn decide_by(
     }
 }
 
+/// Where the shards of one sharded fire run (PROTOCOL §3.23): on the nodes that can run it (this
+/// one, `self_id`, when it has the handler; the peers that have it and report workers), least
+/// loaded first (by load ratio, queue, id), shard `i` on the `i`-th, in turn when there are more
+/// shards than nodes: so shards land on distinct nodes wherever there are enough. Pure; a job's
+/// routing strategy does not apply (a sharded job has none). Empty: no node can run it.
+pub fn shard_places(fire: FireNeeds, here: Here, self_id: &str, peers: &[Peer]) -> Vec<Decision> {
+    let mut nodes: Vec<(f64, u32, &str, Decision)> = peers
+        .iter()
+        .filter(|p| p.load.max > 0 && p.node_id != self_id && p.can_run(fire.handler, fire.selector))
+        .map(|p| (p.load.ratio(), p.load.queue, p.node_id.as_str(), Decision::SendTo(p.clone())))
+        .collect();
+    if here.has_handler {
+        nodes.push((here.load.ratio(), here.load.queue, self_id, Decision::RunHere));
+    }
+    nodes.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(b.2)));
+    nodes.into_iter().map(|(.., d)| d).collect()
+}
+
 /// A fire whose handler no live node has: unrunnable, saying so (by either rule).
 fn nobody_has(handler: &str) -> Decision {
     Decision::Unrunnable(format!("handler '{handler}' is not registered on any live node (no live node has it)"))
@@ -419,14 +437,20 @@ impl Router {
     /// rest are delivered once claimed (`deliver`). `None` for a fire that runs nowhere (a
     /// definition that no longer validates, a misfire's summary: recorded by their claim). A round-robin or least-recently-used job's turn
     /// moves here, once per fire, whether or not its claim then claims it.
-    pub async fn plan(&self, jobs: &[Option<&Job>], now: i64) -> Vec<Option<Decision>> {
-        let spread = jobs.iter().flatten().any(|j| !j.spec.master_only);
+    ///
+    /// The shards of a sharded fire (given in order, `fire_id` naming each) are placed together
+    /// when its first comes (`shard_places`, on the loads as they are then).
+    pub async fn plan(&self, fires: &[Option<(&Job, &str)>], now: i64) -> Vec<Option<Decision>> {
+        let spread = fires.iter().flatten().any(|(j, _)| !j.spec.master_only);
         let mut peers = if spread { self.loads.peers(now).await } else { Vec::new() };
         let mut load = self.worker.load();
         let accepting = self.worker.accepting();
-        jobs.iter()
-            .map(|job| {
-                let job = (*job)?;
+        // The whole fire whose shards are being placed, and where each goes.
+        let mut places: Option<(&str, Vec<Decision>)> = None;
+        fires
+            .iter()
+            .map(|f| {
+                let (job, fire_id) = (*f)?;
                 let fire = FireNeeds {
                     handler: &job.spec.handler,
                     master_only: job.spec.master_only,
@@ -434,7 +458,17 @@ impl Router {
                 };
                 let has_handler = self.worker.registry().get_for(fire.handler, fire.selector).is_some();
                 let here = Here { load, has_handler };
-                let decision = if job.spec.master_only || job.spec.routing == Routing::Load {
+                let shard = crate::execution::FireId::parse(fire_id).ok().and_then(|f| f.shard);
+                let decision = if let Some(shard) = shard {
+                    let whole = crate::execution::FireId::whole(fire_id);
+                    if places.as_ref().is_none_or(|(w, _)| *w != whole) {
+                        places = Some((whole, shard_places(fire, here, &self.node_id, &peers)));
+                    }
+                    match places.as_ref().map(|(_, p)| p.as_slice()).unwrap_or_default() {
+                        [] => nobody_has(fire.handler),
+                        p => p[shard.index as usize % p.len()].clone(),
+                    }
+                } else if job.spec.master_only || job.spec.routing == Routing::Load {
                     decide(fire, here, self.threshold, &peers)
                 } else {
                     let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
@@ -466,6 +500,17 @@ impl Router {
                 Some(decision)
             })
             .collect()
+    }
+
+    /// How many shards a `Shards::PerNode` job's fire fans out into now: the live nodes that can
+    /// run it (this one included), 1 with none (its one shard is then recorded unrunnable), at most
+    /// `MAX_SHARDS`.
+    pub async fn nodes_for(&self, job: &Job, now: i64) -> u32 {
+        let peers = self.loads.peers(now).await;
+        let fire = FireNeeds { handler: &job.spec.handler, master_only: false, selector: &job.spec.selector };
+        let has_handler = self.worker.registry().get_for(fire.handler, fire.selector).is_some();
+        let here = Here { load: self.worker.load(), has_handler };
+        (shard_places(fire, here, &self.node_id, &peers).len() as u32).clamp(1, crate::job::MAX_SHARDS)
     }
 
     /// Whether `plan`'s decision takes the fire into this node's hands with its claim.
@@ -655,6 +700,46 @@ mod tests {
                 Decision::Unrunnable(why) => panic!("{name}: unrunnable: {why}"),
             };
             assert_eq!(got.as_deref(), want, "{name}");
+        }
+    }
+
+    /// A sharded fire's shards: one per node that can run it, least loaded first (this node among
+    /// them), in turn past the last; none without workers or the handler; none at all: empty.
+    #[test]
+    fn shard_places_table() {
+        let none = Default::default();
+        let fire = FireNeeds { handler: "noop", master_only: false, selector: &none };
+        let shell = FireNeeds { handler: "shell", ..fire };
+        let names = |d: Vec<Decision>| -> Vec<String> {
+            d.into_iter()
+                .map(|d| match d {
+                    Decision::RunHere => "here".to_string(),
+                    Decision::SendTo(p) => p.node_id,
+                    Decision::Unrunnable(why) => panic!("unrunnable: {why}"),
+                })
+                .collect()
+        };
+        let peers = vec![
+            peer("c", load(1, 10, 0)),
+            peer("a", load(5, 10, 0)),
+            peer("b", load(1, 10, 2)),
+            peer("idle-but-empty", load(0, 0, 0)),
+            with_shell(peer("s", load(9, 10, 0))),
+        ];
+        let idle = Here { load: load(0, 4, 0), has_handler: true };
+        let busy = Here { load: load(4, 4, 9), has_handler: true };
+        let without = Here { load: load(0, 4, 0), has_handler: false };
+        type Case<'a> = (&'a str, FireNeeds<'a>, Here, &'a [Peer], &'a [&'a str]);
+        let cases: Vec<Case> = vec![
+            ("idle master first, then by load, queue, id", fire, idle, &peers, &["here", "c", "b", "a", "s"]),
+            ("a busy master last", fire, busy, &peers, &["c", "b", "a", "s", "here"]),
+            ("a master without the handler is not a place", fire, without, &peers, &["c", "b", "a", "s"]),
+            ("only nodes with the handler", shell, without, &peers, &["s"]),
+            ("alone", fire, idle, &[], &["here"]),
+            ("nowhere", shell, without, &peers[..4], &[]),
+        ];
+        for (name, fire, here, peers, want) in cases {
+            assert_eq!(names(shard_places(fire, here, "m", peers)), *want, "{name}");
         }
     }
 

@@ -191,11 +191,47 @@ pub fn scheduled_fire_id(job_id: &str, scheduled_ms: i64) -> String {
 }
 
 /// A fire's identity, parsed once: `<job>@<scheduled ms>` for a scheduled fire, `<job>@m:<token>`
-/// for a manual one (job ids never hold '@').
+/// for a manual one (job ids never hold '@'); one shard of a sharded job's fire adds
+/// `/<index>of<total>` (`report@1767000000000/2of3`, PROTOCOL §3.23).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FireId<'a> {
     pub job: &'a str,
     pub instant: FireInstant<'a>,
+    /// Which shard of its fire this is (None: the fire is not sharded).
+    pub shard: Option<Shard>,
+}
+
+/// One shard of a sharded fire: its index (from 0) and how many shards the fire has. Each shard is
+/// a fire of its own in the store (claimed, run, retried and recovered alone); they share the job
+/// and the instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shard {
+    pub index: u32,
+    pub total: u32,
+}
+
+impl Shard {
+    /// What a fire that is not sharded is told: shard 0 of 1 (as XXL-JOB tells a job that is not
+    /// a broadcast), so a handler reads the same two values either way.
+    pub const WHOLE: Shard = Shard { index: 0, total: 1 };
+
+    /// The suffix a shard's fire id carries: `/<index>of<total>`.
+    pub fn suffix(self) -> String {
+        format!("/{}of{}", self.index, self.total)
+    }
+
+    /// Parses a suffix's text after its '/' (`2of3`): an index below a total of 1 to `MAX_SHARDS`.
+    fn parse(s: &str) -> Option<Shard> {
+        let (i, t) = s.split_once("of")?;
+        let digits = |x: &str| !x.is_empty() && x.len() <= 3 && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(i) || !digits(t) {
+            return None;
+        }
+        let (index, total): (u32, u32) = (i.parse().ok()?, t.parse().ok()?);
+        // One written form per shard: no leading zeros.
+        let canonical = Shard { index, total }.suffix();
+        (index < total && total <= crate::job::MAX_SHARDS && canonical[1..] == *s).then_some(Shard { index, total })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,12 +251,19 @@ pub enum FireIdError {
     BadJob,
     #[error("the instant part is neither milliseconds nor 'm:<token>'")]
     BadInstant,
+    #[error("the shard part is not '/<index>of<total>' (an index below a total of at most 128)")]
+    BadShard,
 }
 
 impl<'a> FireId<'a> {
     pub fn parse(s: &'a str) -> Result<FireId<'a>, FireIdError> {
         let (job, instant) = s.rsplit_once('@').ok_or(FireIdError::NoInstant)?;
         crate::job::validate_id(job).map_err(|_| FireIdError::BadJob)?;
+        // Neither an instant nor a token holds '/': what follows one is the shard.
+        let (instant, shard) = match instant.split_once('/') {
+            Some((instant, shard)) => (instant, Some(Shard::parse(shard).ok_or(FireIdError::BadShard)?)),
+            None => (instant, None),
+        };
         let instant = match instant.strip_prefix("m:") {
             Some(token) if !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
                 FireInstant::Manual(token)
@@ -230,8 +273,113 @@ impl<'a> FireId<'a> {
             }
             _ => return Err(FireIdError::BadInstant),
         };
-        Ok(FireId { job, instant })
+        Ok(FireId { job, instant, shard })
     }
+
+    /// The id of the whole fire this one is a shard of (itself when it is not a shard).
+    pub fn whole(s: &str) -> &str {
+        match FireId::parse(s) {
+            Ok(FireId { shard: Some(_), .. }) => s.rsplit_once('/').map_or(s, |(whole, _)| whole),
+            _ => s,
+        }
+    }
+}
+
+/// The shard a fire id names; `Shard::WHOLE` for a fire that is not sharded (or an id that does
+/// not parse, which names no shard).
+pub fn shard_of_fire(fire_id: &str) -> Shard {
+    FireId::parse(fire_id).ok().and_then(|f| f.shard).unwrap_or(Shard::WHOLE)
+}
+
+/// Whether `fire` is the fire `asked` names, or one of its shards when `asked` is a whole fire.
+pub fn fire_matches(asked: &str, fire: &str) -> bool {
+    fire == asked || fire.strip_prefix(asked).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// How one fire went, from some of its executions (`group_fires`): a sharded fire's shards together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FireGroup {
+    /// The whole fire's id (no shard).
+    pub fire_id: String,
+    pub job_id: String,
+    pub scheduled_ms: i64,
+    pub shard_total: u32,
+    pub state: ExecState,
+    pub succeeded: u32,
+    pub ended_otherwise: u32,
+    pub open: u32,
+    /// Shards none of the given executions is of.
+    pub unlisted: u32,
+    /// The given executions of this fire, in the order given.
+    pub execution_ids: Vec<String>,
+}
+
+/// Groups executions (newest first, as listed) by their whole fire, in the order of each fire's
+/// first execution given. Each shard's outcome is its newest execution's (superseded evidence
+/// aside): open while pending, running or with a next attempt. The fire succeeded once every shard
+/// did; while a shard is open or has no execution given, it is running (if any execution began) or
+/// pending; once all ended, the lowest shard that did not succeed gives its state.
+pub fn group_fires(execs: &[Execution]) -> Vec<FireGroup> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut by_fire: std::collections::HashMap<&str, Vec<&Execution>> = std::collections::HashMap::new();
+    for e in execs {
+        let whole = FireId::whole(&e.fire_id);
+        by_fire.entry(whole).or_insert_with(|| {
+            order.push(whole);
+            Vec::new()
+        });
+        if let Some(v) = by_fire.get_mut(whole) {
+            v.push(e);
+        }
+    }
+    order
+        .into_iter()
+        .map(|whole| {
+            let group = by_fire.remove(whole).unwrap_or_default();
+            let total = group.iter().map(|e| shard_of_fire(&e.fire_id).total).max().unwrap_or(1);
+            // Each shard's newest execution (ids sort by when they were made).
+            let mut last: std::collections::BTreeMap<u32, &Execution> = std::collections::BTreeMap::new();
+            for e in group.iter().filter(|e| e.state != ExecState::Superseded) {
+                let i = shard_of_fire(&e.fire_id).index;
+                if last.get(&i).is_none_or(|l| l.id < e.id) {
+                    last.insert(i, e);
+                }
+            }
+            let open = |e: &Execution| !e.state.is_terminal() || e.next_attempt_ms.is_some();
+            let succeeded = last.values().filter(|e| !open(e) && e.state == ExecState::Succeeded).count() as u32;
+            let still = last.values().filter(|e| open(e)).count() as u32;
+            let ended_otherwise = last.len() as u32 - succeeded - still;
+            let unlisted = total.saturating_sub(last.len() as u32);
+            let state = if succeeded == total {
+                ExecState::Succeeded
+            } else if still > 0 || unlisted > 0 {
+                match group.iter().any(|e| e.start_ms.is_some()) {
+                    true => ExecState::Running,
+                    false => ExecState::Pending,
+                }
+            } else {
+                last.values().find(|e| e.state != ExecState::Succeeded).map_or(ExecState::Failed, |e| e.state)
+            };
+            let first = group.first();
+            FireGroup {
+                fire_id: whole.to_string(),
+                job_id: first.map(|e| e.job_id.clone()).unwrap_or_default(),
+                scheduled_ms: first.map_or(0, |e| e.scheduled_ms),
+                shard_total: total,
+                state,
+                succeeded,
+                ended_otherwise,
+                open: still,
+                unlisted,
+                execution_ids: group.iter().map(|e| e.id.clone()).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The fire id of one shard of the whole fire `whole`.
+pub fn shard_fire_id(whole: &str, shard: Shard) -> String {
+    format!("{whole}{}", shard.suffix())
 }
 
 /// The job a fire id names: its part before the last '@' (the whole id when it has none).
@@ -396,10 +544,10 @@ mod tests {
         let s = scheduled_fire_id("report.daily", 1_767_000_000_000);
         assert_eq!(
             FireId::parse(&s),
-            Ok(FireId { job: "report.daily", instant: FireInstant::Scheduled(1_767_000_000_000) })
+            Ok(FireId { job: "report.daily", instant: FireInstant::Scheduled(1_767_000_000_000), shard: None })
         );
         let m = manual_fire_id("j", "01a2-b3");
-        assert_eq!(FireId::parse(&m), Ok(FireId { job: "j", instant: FireInstant::Manual("01a2-b3") }));
+        assert_eq!(FireId::parse(&m), Ok(FireId { job: "j", instant: FireInstant::Manual("01a2-b3"), shard: None }));
         assert_eq!(FireId::parse("no-instant"), Err(FireIdError::NoInstant));
         assert_eq!(FireId::parse("a b@1"), Err(FireIdError::BadJob));
         for bad in ["j@", "j@m:", "j@12x", "j@m:a b", "j@99999999999999999999"] {
@@ -408,6 +556,73 @@ mod tests {
         assert_eq!(job_of_fire("j@m:x"), "j");
         assert_eq!(fire_due_ms(&s), Some(1_767_000_000_000));
         assert_eq!(fire_due_ms(&m), None);
+    }
+
+    #[test]
+    fn a_shards_fire_id_names_its_shard_and_its_whole_fire() {
+        let s = shard_fire_id(&scheduled_fire_id("j", 1000), Shard { index: 2, total: 3 });
+        assert_eq!(s, "j@1000/2of3");
+        let f = FireId::parse(&s).expect("shard fire");
+        assert_eq!(
+            (f.job, f.instant, f.shard),
+            ("j", FireInstant::Scheduled(1000), Some(Shard { index: 2, total: 3 }))
+        );
+        assert_eq!(FireId::whole(&s), "j@1000");
+        assert_eq!(FireId::whole("j@1000"), "j@1000");
+        assert_eq!(shard_of_fire(&s), Shard { index: 2, total: 3 });
+        assert_eq!(shard_of_fire("j@1000"), Shard::WHOLE);
+        assert_eq!(fire_due_ms(&s), Some(1000));
+        assert_eq!(job_of_fire(&s), "j");
+        let m = shard_fire_id(&manual_fire_id("j", "abc"), Shard { index: 0, total: 2 });
+        assert_eq!(
+            FireId::parse(&m).map(|f| (f.instant, f.shard)),
+            Ok((FireInstant::Manual("abc"), Some(Shard { index: 0, total: 2 })))
+        );
+        for bad in ["j@1/3of3", "j@1/0of0", "j@1/01of3", "j@1/1of129", "j@1/1", "j@1/", "j@1/aofb", "j@1/1of2/0of2"] {
+            assert_eq!(FireId::parse(bad), Err(FireIdError::BadShard), "{bad}");
+        }
+        assert_eq!(FireId::parse("j@1/0of128").map(|f| f.shard), Ok(Some(Shard { index: 0, total: 128 })));
+    }
+
+    #[test]
+    fn a_sharded_fire_goes_as_its_shards_went() {
+        let rec = |fire: &str, state: ExecState, next: Option<i64>| {
+            let mut e = Execution::pending("j", fire.to_string(), 1000, "n1", 1);
+            e.state = state;
+            e.start_ms = (state != ExecState::Pending).then_some(1000);
+            e.next_attempt_ms = next;
+            e
+        };
+        let s = |i: u32| format!("j@1000/{i}of3");
+        // Newest first, as listed: shard 1 failed, then its retry succeeded.
+        let failed = rec(&s(1), ExecState::Failed, Some(2000));
+        let all = vec![
+            rec(&s(1), ExecState::Succeeded, None),
+            rec(&s(2), ExecState::Succeeded, None),
+            rec(&s(0), ExecState::Succeeded, None),
+            rec("j@999", ExecState::Failed, None),
+        ];
+        let mut all = all;
+        all.insert(3, failed.clone());
+        // Ids sort by when they were made: the retry (made first above) must be the newer.
+        all[0].id = new_execution_id(&s(1));
+        let g = group_fires(&all);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].fire_id.as_str(), g[0].shard_total, g[0].state), ("j@1000", 3, ExecState::Succeeded));
+        assert_eq!((g[0].succeeded, g[0].open, g[0].unlisted, g[0].execution_ids.len()), (3, 0, 0, 4));
+        assert_eq!((g[1].fire_id.as_str(), g[1].shard_total, g[1].state), ("j@999", 1, ExecState::Failed));
+        // One shard with a retry to come, one not listed: running.
+        let g = group_fires(&[failed.clone(), rec(&s(0), ExecState::Succeeded, None)]);
+        assert_eq!((g[0].state, g[0].open, g[0].unlisted, g[0].succeeded), (ExecState::Running, 1, 1, 1));
+        // Every shard ended, one lost: the fire is lost.
+        let g = group_fires(&[
+            rec(&s(0), ExecState::Succeeded, None),
+            rec(&s(1), ExecState::Lost, None),
+            rec(&s(2), ExecState::Succeeded, None),
+        ]);
+        assert_eq!((g[0].state, g[0].ended_otherwise), (ExecState::Lost, 1));
+        assert!(fire_matches("j@1000", &s(2)) && fire_matches(&s(2), &s(2)));
+        assert!(!fire_matches("j@100", "j@1000/0of3") && !fire_matches(&s(1), &s(2)));
     }
 
     #[test]

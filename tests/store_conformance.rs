@@ -1268,7 +1268,50 @@ conformance!(
     overlap_policies_hold_fires_and_hand_the_lock_on,
     limit_slots_are_all_or_none_leased_and_given_back,
     a_nodes_queue_is_taken_by_priority,
+    a_fires_shards_are_claimed_together_once,
 );
+
+/// A shard's claim (`<job>@<ms>/<i>of<n>`).
+fn shard_claim(job: &str, sched: i64, next: Option<i64>, index: u32, total: u32) -> Claim {
+    let mut c = claim(job, sched, next, false);
+    let fire = rota::execution::shard_fire_id(&c.exec.fire_id, rota::execution::Shard { index, total });
+    c.exec = Execution::pending(job, fire, sched, "n1", 1);
+    c
+}
+
+/// Sharding (PROTOCOL §3.23): the shards of one fire are claimed in one call, the first moving the
+/// watermark and the others following it, each a fire of its own; claimed again, none is; a shard
+/// claimed in another call than its fire's first is stale, and so is a whole fire's claim after its
+/// shards in the same call.
+async fn a_fires_shards_are_claimed_together_once(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    put(&*s, "s", 1000).await;
+    let shards: Vec<Claim> = (0..3).map(|i| shard_claim("s", 1000, Some(2000), i, 3)).collect();
+    let r = s.claim(&fence, &shards).await.expect("claim");
+    assert_eq!(r, vec![ClaimOutcome::Claimed; 3]);
+    let rec = s.get_job("s").await.expect("get").expect("exists");
+    assert_eq!((rec.next_ms, rec.last_ms), (Some(2000), Some(1000)));
+    for i in 0..3 {
+        let e = newest_record(&*s, &format!("s@1000/{i}of3")).await;
+        assert_eq!((e.state, e.scheduled_ms), (ExecState::Pending, 1000), "{e:?}");
+    }
+    // A replay of the same claim (a lost reply, a second master): every shard is stale.
+    let r = s.claim(&fence, &shards).await.expect("claim");
+    assert_eq!(r, vec![ClaimOutcome::Stale; 3]);
+    // The next fire's first shard alone, then its second in another call: stale.
+    let r = s.claim(&fence, &[shard_claim("s", 2000, Some(3000), 0, 2)]).await.expect("claim");
+    assert_eq!(r, vec![ClaimOutcome::Claimed]);
+    let r = s.claim(&fence, &[shard_claim("s", 2000, Some(3000), 1, 2)]).await.expect("claim");
+    assert_eq!(r, vec![ClaimOutcome::Stale]);
+    // A whole fire's claim after shards of its instant, in one call: only the shards follow.
+    let r = s
+        .claim(&fence, &[shard_claim("s", 3000, Some(4000), 0, 2), claim("s", 3000, Some(4000), false)])
+        .await
+        .expect("claim");
+    assert_eq!(r, vec![ClaimOutcome::Claimed, ClaimOutcome::Stale]);
+    let rec = s.get_job("s").await.expect("get").expect("exists");
+    assert_eq!((rec.next_ms, rec.last_ms), (Some(4000), Some(3000)));
+}
 
 /// Priorities (PROTOCOL §3.22): a fire waits in its node's queue list of its job's priority, kept
 /// with the fire from its claim or trigger; a take goes by the caller's order of levels and says

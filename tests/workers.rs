@@ -92,6 +92,7 @@ async fn runs_fires_with_their_context_arguments_and_output(sdk: Sdk) {
         assert_eq!(v["scheduled_ms"], json!(ms(&e.scheduled_time)));
         assert_eq!(v["args"], args, "arguments arrive as the job gives them");
         assert_eq!(v["deadline"], json!(false), "no timeout, no deadline");
+        assert_eq!((&v["shard_index"], &v["shard_total"]), (&json!(0), &json!(1)), "not sharded: shard 0 of 1");
         assert_eq!(e.node_id, "n1");
     }
     // The worker's own log: one start and one end per execution, for exactly the recorded ones.

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
-use crate::job::{Concurrency, JobSpec, Misfire, Priority, Recovery, Routing};
+use crate::job::{Concurrency, JobSpec, Misfire, Priority, Recovery, Routing, Shards};
 use crate::pb;
 use crate::store::{JobRecord, Load, NodeRecord, Writer};
 
@@ -57,6 +57,22 @@ pub fn json_from_pb(v: &PbValue, depth: usize) -> Result<Value> {
     })
 }
 
+/// One fire's summary (ListExecutions with group_by_fire).
+pub fn fire_summary(g: &crate::execution::FireGroup) -> pb::FireSummary {
+    pb::FireSummary {
+        fire_id: g.fire_id.clone(),
+        job_id: g.job_id.clone(),
+        scheduled_time: Some(timestamp(g.scheduled_ms)),
+        shard_total: g.shard_total,
+        state: exec_state(g.state) as i32,
+        shards_succeeded: g.succeeded,
+        shards_ended_otherwise: g.ended_otherwise,
+        shards_open: g.open,
+        shards_unlisted: g.unlisted,
+        execution_ids: g.execution_ids.clone(),
+    }
+}
+
 pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
     let concurrency = match pb::ConcurrencyPolicy::try_from(j.concurrency) {
         Ok(pb::ConcurrencyPolicy::Unspecified | pb::ConcurrencyPolicy::Allow) => "allow",
@@ -92,6 +108,11 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         Ok(pb::Priority::Low) => Priority::Low,
         Err(_) => return Err(Error::invalid("priority", format!("unknown value {}", j.priority))),
     };
+    let shards = match (j.shards, j.shards_per_node) {
+        (n, false) => Shards::count(n),
+        (0, true) => Shards::PerNode,
+        (n, true) => return Err(Error::invalid("shards", format!("{n} with shards_per_node: give one or the other"))),
+    };
     Ok(JobSpec {
         id: j.id.clone(),
         cron: j.cron.clone(),
@@ -119,6 +140,7 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         routing,
         failover_nodes: j.failover_nodes.clone(),
         priority,
+        shards,
     })
 }
 
@@ -177,6 +199,11 @@ pub fn job(r: &JobRecord) -> pb::Job {
             Priority::Normal => pb::Priority::Normal,
             Priority::Low => pb::Priority::Low,
         } as i32,
+        shards: match s.shards {
+            Shards::One | Shards::PerNode => 0,
+            Shards::Count(n) => n,
+        },
+        shards_per_node: s.shards == Shards::PerNode,
         next_fire_time: r.next_ms.map(timestamp),
         update_time: Some(timestamp(r.updated_ms)),
         source: match r.written_by {
@@ -237,6 +264,8 @@ pub fn execution(e: &Execution) -> pb::Execution {
         epoch: e.epoch,
         stderr: e.stderr.clone(),
         next_attempt_time: e.next_attempt_ms.map(timestamp),
+        shard_index: crate::execution::shard_of_fire(&e.fire_id).index,
+        shard_total: crate::execution::shard_of_fire(&e.fire_id).total,
     }
 }
 

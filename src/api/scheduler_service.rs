@@ -293,9 +293,14 @@ impl SchedulerService for SchedulerApi {
         {
             return Err(Error::FireNotFound(r.fire_id).into());
         }
+        let fires = match r.group_by_fire {
+            true => crate::execution::group_fires(&execs).iter().map(convert::fire_summary).collect(),
+            false => Vec::new(),
+        };
         Ok(Response::new(pb::ListExecutionsResponse {
             executions: execs.iter().map(convert::execution).collect(),
             next_page_token: next.unwrap_or_default(),
+            fires,
         }))
     }
 

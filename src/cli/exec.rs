@@ -8,7 +8,10 @@ use serde_json::json;
 use tonic::Code;
 
 use super::connect::{call, CliError, Conn};
-use super::output::{exec_json, print_exec_detail, print_execs, print_watch_header, print_watch_row};
+use super::output::{
+    exec_json, fire_json, print_exec_detail, print_execs, print_fire_shards, print_fires, print_watch_header,
+    print_watch_row,
+};
 use super::ClientArgs;
 use crate::pb;
 
@@ -57,6 +60,10 @@ pub enum ExecCmd {
         /// Continue after a previous page (the token it printed).
         #[arg(long)]
         page_token: Option<String>,
+        /// Print the page's fires instead, a sharded fire's shards together, with each fire's
+        /// outcome (with --json: both).
+        #[arg(long)]
+        group_by_fire: bool,
     },
     /// One execution in full: the whole error, output and stderr, and where and when it ran.
     Get {
@@ -104,7 +111,7 @@ fn instant(s: &str) -> Result<prost_types::Timestamp, String> {
 pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), CliError> {
     let mut c = Conn::open(client).await?;
     match cmd {
-        ExecCmd::List { job, fire, state, node, since, until, limit, page_token } => {
+        ExecCmd::List { job, fire, state, node, since, until, limit, page_token, group_by_fire } => {
             let req = pb::ListExecutionsRequest {
                 job_id: job.unwrap_or_default(),
                 state: state.map(state_arg).unwrap_or(pb::ExecutionState::Unspecified) as i32,
@@ -114,16 +121,21 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
                 node_id: node.unwrap_or_default(),
                 scheduled_after: since,
                 scheduled_before: until,
+                group_by_fire,
             };
             let r = call!(c, list_executions, req)?;
             if client.json {
-                println!(
-                    "{:#}",
-                    json!({"executions": r.executions.iter().map(exec_json).collect::<Vec<_>>(),
-                           "next_page_token": r.next_page_token})
-                );
+                let mut out = json!({"executions": r.executions.iter().map(exec_json).collect::<Vec<_>>(),
+                                     "next_page_token": r.next_page_token});
+                if group_by_fire {
+                    out["fires"] = r.fires.iter().map(fire_json).collect();
+                }
+                println!("{out:#}");
             } else {
-                print_execs(&r.executions);
+                match group_by_fire {
+                    true => print_fires(&r.fires),
+                    false => print_execs(&r.executions),
+                }
                 if !r.next_page_token.is_empty() {
                     println!("(more: --page-token {})", r.next_page_token);
                 }
@@ -131,10 +143,33 @@ pub(super) async fn exec_cmd(cmd: ExecCmd, client: &ClientArgs) -> Result<(), Cl
         }
         ExecCmd::Get { id } => {
             let e = call!(c, get_execution, pb::GetExecutionRequest { id })?.execution.unwrap_or_default();
+            // A shard's execution is shown with its fire: every shard's newest execution.
+            let whole = crate::execution::FireId::whole(&e.fire_id).to_string();
+            let fire = match e.shard_total > 1 {
+                true => {
+                    let req = pb::ListExecutionsRequest {
+                        job_id: e.job_id.clone(),
+                        fire_id: whole,
+                        page_size: 1000,
+                        group_by_fire: true,
+                        ..Default::default()
+                    };
+                    let r = call!(c, list_executions, req)?;
+                    r.fires.into_iter().next().map(|f| (f, r.executions))
+                }
+                false => None,
+            };
             if client.json {
-                println!("{:#}", exec_json(&e));
+                let mut out = exec_json(&e);
+                if let Some((f, _)) = &fire {
+                    out["fire"] = fire_json(f);
+                }
+                println!("{out:#}");
             } else {
                 print_exec_detail(&e);
+                if let Some((f, execs)) = &fire {
+                    print_fire_shards(f, execs);
+                }
             }
         }
         ExecCmd::Logs { id, follow: false } => {

@@ -203,6 +203,11 @@ pub struct PutArgs {
     /// last (yet at least once in every 10 takes while they wait). Default: normal.
     #[arg(long, value_enum)]
     pub priority: Option<PriorityArg>,
+    /// Sharding broadcast: each fire fans out into this many executions (2-128), spread over the
+    /// live nodes, each told ROTA_SHARD_INDEX and ROTA_SHARD_TOTAL; `all`: one per live node that
+    /// can run it. Default: 1 (not sharded).
+    #[arg(long)]
+    pub shards: Option<crate::job::Shards>,
     /// Keep this many of the job's newest executions, whatever their outcome (default: the
     /// node's execution_keep_last, 1000).
     #[arg(long)]
@@ -311,6 +316,7 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
             Some(RoutingArg::LeastRecentlyUsed) => crate::job::Routing::LeastRecentlyUsed,
         },
         failover_nodes: a.failover_nodes.clone(),
+        shards: a.shards.unwrap_or_default(),
         priority: match a.priority {
             None | Some(PriorityArg::Normal) => crate::job::Priority::Normal,
             Some(PriorityArg::High) => crate::job::Priority::High,

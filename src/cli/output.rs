@@ -64,6 +64,7 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "keep_last": j.keep_last, "keep_failed": j.keep_failed, "selector": j.selector,
         "routing": routing_name(j.routing), "failover_nodes": j.failover_nodes,
         "priority": priority_name(j.priority),
+        "shards": if j.shards_per_node { Value::from("all") } else { Value::from(j.shards.max(1)) },
         "next_fire_time": j.next_fire_time.as_ref().map(ts),
         "update_time": j.update_time.as_ref().map(ts),
         "source": source_name(j.source),
@@ -90,7 +91,67 @@ pub(super) fn exec_json(e: &pb::Execution) -> Value {
         "end_time": e.end_time.as_ref().map(ts), "node_id": e.node_id, "attempt": e.attempt,
         "state": state_name(e.state), "error": e.error, "output": e.output, "stderr": e.stderr,
         "manual": e.manual, "epoch": e.epoch, "next_attempt_time": e.next_attempt_time.as_ref().map(ts),
+        "shard_index": e.shard_index, "shard_total": e.shard_total.max(1),
     })
+}
+
+pub(super) fn fire_json(f: &pb::FireSummary) -> Value {
+    json!({
+        "fire_id": f.fire_id, "job_id": f.job_id, "scheduled_time": f.scheduled_time.as_ref().map(ts),
+        "shard_total": f.shard_total, "state": state_name(f.state), "shards_succeeded": f.shards_succeeded,
+        "shards_ended_otherwise": f.shards_ended_otherwise, "shards_open": f.shards_open,
+        "shards_unlisted": f.shards_unlisted, "execution_ids": f.execution_ids,
+    })
+}
+
+/// Fires as `exec list --group-by-fire` prints them: one line each, its shards counted.
+pub(super) fn print_fires(fires: &[pb::FireSummary]) {
+    let rows = fires
+        .iter()
+        .map(|f| {
+            vec![
+                f.fire_id.clone(),
+                state_name(f.state),
+                f.shard_total.to_string(),
+                f.shards_succeeded.to_string(),
+                f.shards_ended_otherwise.to_string(),
+                f.shards_open.to_string(),
+                f.shards_unlisted.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["FIRE", "STATE", "SHARDS", "SUCCEEDED", "ENDED OTHERWISE", "OPEN", "UNLISTED"], rows);
+}
+
+/// A sharded fire under `exec get`: its outcome, and each shard's newest execution.
+pub(super) fn print_fire_shards(f: &pb::FireSummary, execs: &[pb::Execution]) {
+    println!(
+        "\nfire {}: {} ({} of {} shards succeeded, {} open, {} ended otherwise)",
+        f.fire_id,
+        state_name(f.state),
+        f.shards_succeeded,
+        f.shard_total,
+        f.shards_open,
+        f.shards_ended_otherwise
+    );
+    let mut newest: std::collections::BTreeMap<u32, &pb::Execution> = std::collections::BTreeMap::new();
+    for e in execs.iter().filter(|e| e.state != pb::ExecutionState::Superseded as i32) {
+        // Listed newest first: the first seen of a shard is its newest.
+        newest.entry(e.shard_index).or_insert(e);
+    }
+    let rows = (0..f.shard_total)
+        .map(|i| match newest.get(&i) {
+            Some(e) => vec![
+                format!("{i}/{}", f.shard_total),
+                state_name(e.state),
+                e.attempt.to_string(),
+                if e.node_id.is_empty() { "-".into() } else { e.node_id.clone() },
+                e.id.clone(),
+            ],
+            None => vec![format!("{i}/{}", f.shard_total), "-".into(), "-".into(), "-".into(), "-".into()],
+        })
+        .collect();
+    print_table(&["SHARD", "STATE", "ATTEMPT", "NODE", "EXECUTION"], rows);
 }
 
 pub(super) fn node_json(n: &pb::NodeInfo) -> Value {

@@ -179,7 +179,8 @@ impl Postgres {
         let r = bounded(conn.client().query(
             "SELECT record FROM rota_executions WHERE cluster = $1 \
                  AND ($2::text IS NULL OR job_id = $2) AND ($3::text IS NULL OR state = $3) \
-                 AND ($4::text IS NULL OR fire_id = $4) AND ($5::text IS NULL OR node_id = $5) \
+                 AND ($4::text IS NULL OR fire_id = $4 OR left(fire_id, length($4) + 1) = $4 || '/') \
+                 AND ($5::text IS NULL OR node_id = $5) \
                  AND ($6::int8 IS NULL OR scheduled_ms >= $6) AND ($7::int8 IS NULL OR scheduled_ms < $7) \
                  AND ($8::text IS NULL OR id < $8) AND ($9::text IS NULL OR id >= $9) \
                  ORDER BY id DESC LIMIT $10",

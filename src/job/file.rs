@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{parse_duration, Concurrency, Declared, JobSpec, Misfire, Priority, Recovery, Routing};
+use super::{parse_duration, Concurrency, Declared, JobSpec, Misfire, Priority, Recovery, Routing, Shards};
 use crate::error::{Error, Result};
 
 /// One job as the file gives it. Every key a file may hold; any other is an error.
@@ -54,6 +54,8 @@ pub struct FileJob {
     pub failover_nodes: Vec<String>,
     /// Which queue list its fires wait in on a busy node (`priority = "high"`; absent: `normal`).
     pub priority: Priority,
+    /// Sharding broadcast: `shards = 4`, or `shards = "all"` (one per live node); absent: 1.
+    pub shards: Shards,
 }
 
 /// `[[job]]` tables and nothing else.
@@ -106,6 +108,7 @@ impl FileJob {
             routing: self.routing,
             failover_nodes: self.failover_nodes.clone(),
             priority: self.priority,
+            shards: self.shards,
         };
         Ok(Declared { spec, paused: self.paused })
     }
@@ -209,6 +212,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("priority") && e.contains("urgent"), "{e}");
+    }
+
+    #[test]
+    fn shards_read_as_a_count_or_all_and_anything_else_is_refused() {
+        let job = |v: &str| format!("[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\nshards = {v}\n");
+        let d = |v: &str| parse_jobs_file(&job(v)).map(|d| d[0].declared().map(|d| d.spec.shards));
+        assert_eq!(d("4").unwrap().unwrap(), Shards::Count(4));
+        assert_eq!(d("\"all\"").unwrap().unwrap(), Shards::PerNode);
+        assert_eq!(d("1").unwrap().unwrap(), Shards::One);
+        for bad in ["\"half\"", "-2", "2.5"] {
+            let e = parse_jobs_file(&job(bad)).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("shards"), "{bad}: {e}");
+        }
+        // A count over the most is refused when the job is made.
+        let spec = parse_jobs_file(&job("129")).unwrap()[0].declared().unwrap().spec;
+        let e = crate::job::Job::new(spec).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("shards") && e.contains("128"), "{e}");
     }
 
     #[test]

@@ -163,6 +163,89 @@ impl Routing {
     }
 }
 
+/// How many executions one fire of a job fans out into (XXL-JOB's sharding broadcast, PROTOCOL
+/// §3.23): each shard is a fire of its own, told its index and the total (`ROTA_SHARD_INDEX`,
+/// `ROTA_SHARD_TOTAL`), spread over distinct live nodes where there are enough.
+/// Stored and written as a number (`shards = 4`) or `"all"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shards {
+    /// One execution per fire: not sharded.
+    #[default]
+    One,
+    /// This many shards (2 to `MAX_SHARDS`).
+    Count(u32),
+    /// One shard per live node that can run the job, counted at each fire's claim (1 with none).
+    PerNode,
+}
+
+/// Most shards one fire may fan out into (`Shards::Count`, and `Shards::PerNode` on a larger cluster).
+pub const MAX_SHARDS: u32 = 128;
+
+impl Shards {
+    /// From a count as the API and the CLI give it: 0 and 1 both mean not sharded.
+    pub fn count(n: u32) -> Shards {
+        if n <= 1 {
+            Shards::One
+        } else {
+            Shards::Count(n)
+        }
+    }
+
+    /// Whether a fire of the job fans out into shards.
+    pub fn is_sharded(self) -> bool {
+        self != Shards::One
+    }
+
+    /// Its name in the jobs file, the CLI and `job get` ("1", "4", "all").
+    pub fn name(self) -> String {
+        match self {
+            Shards::One => "1".into(),
+            Shards::Count(n) => n.to_string(),
+            Shards::PerNode => "all".into(),
+        }
+    }
+}
+
+impl std::str::FromStr for Shards {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Shards, String> {
+        match s {
+            "all" => Ok(Shards::PerNode),
+            n => n
+                .parse::<u32>()
+                .map(Shards::count)
+                // Not the value: a config error must not echo what may be a pasted secret.
+                .map_err(|_| format!("not a shard count from 1 to {MAX_SHARDS}, or all")),
+        }
+    }
+}
+
+impl Serialize for Shards {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Shards::One => s.serialize_u32(1),
+            Shards::Count(n) => s.serialize_u32(*n),
+            Shards::PerNode => s.serialize_str("all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Shards {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Shards, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u32),
+            Name(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => Ok(Shards::count(n)),
+            Raw::Name(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Misfire {
@@ -243,6 +326,9 @@ pub struct JobSpec {
     /// Which queue list its fires wait in on a busy node (`Priority`).
     #[serde(skip_serializing_if = "is_default")]
     pub priority: Priority,
+    /// How many executions each fire fans out into (`Shards`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub shards: Shards,
 }
 
 impl JobSpec {
@@ -326,6 +412,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         routing,
         failover_nodes,
         priority,
+        shards,
     } = a;
     let pairs = [
         ("id", *id == b.id),
@@ -349,6 +436,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("routing", *routing == b.routing),
         ("failover_nodes", *failover_nodes == b.failover_nodes),
         ("priority", *priority == b.priority),
+        ("shards", *shards == b.shards),
     ];
     pairs.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
 }
@@ -423,6 +511,7 @@ impl Job {
                 format!("a master-only job runs on the master: it takes no routing ({})", spec.routing.name()),
             ));
         }
+        validate_shards(&spec)?;
         if spec.keep_last > MAX_KEEP {
             return Err(Error::invalid("keep_last", format!("{} is more than {MAX_KEEP}", spec.keep_last)));
         }
@@ -447,6 +536,68 @@ impl Job {
 
     pub fn id(&self) -> &str {
         &self.spec.id
+    }
+}
+
+/// A sharded job's fire fans out over the cluster, one shard per node where it can: what would pin
+/// every shard to one node, or tie the shards of one fire to each other, is refused.
+fn validate_shards(spec: &JobSpec) -> Result<()> {
+    if let Shards::Count(n) = spec.shards {
+        if n > MAX_SHARDS {
+            return Err(Error::invalid("shards", format!("{n} is more than {MAX_SHARDS}")));
+        }
+    }
+    if !spec.shards.is_sharded() {
+        return Ok(());
+    }
+    let why = if spec.master_only {
+        "a master-only job runs on the master alone: it cannot fan out over nodes"
+    } else if spec.routing != Routing::Load {
+        "a sharded job's shards are spread over the live nodes, least loaded first: it takes no routing strategy"
+    } else if spec.concurrency != Concurrency::Allow {
+        "a sharded job takes only concurrency allow (the shards of one fire run at once)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid("shards", format!("{why} (shards {})", spec.shards.name())))
+}
+
+#[cfg(test)]
+mod shards_tests {
+    use super::*;
+
+    /// What a sharded job may be put with, and what it may not, naming `shards`.
+    #[test]
+    fn a_sharded_job_fans_out_over_nodes_or_is_refused_saying_why() {
+        let spec = |shards: Shards, f: fn(&mut JobSpec)| {
+            let mut s =
+                JobSpec { id: "j".into(), cron: "@daily".into(), handler: "noop".into(), shards, ..Default::default() };
+            f(&mut s);
+            Job::new(s).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert!(spec(Shards::Count(128), |_| {}).is_ok());
+        assert!(spec(Shards::PerNode, |_| {}).is_ok());
+        // Not sharded: any of these is fine.
+        assert!(spec(Shards::One, |s| s.concurrency = Concurrency::Forbid).is_ok());
+        for (shards, f, says) in [
+            (Shards::Count(129), (|_| {}) as fn(&mut JobSpec), "more than 128"),
+            (Shards::Count(2), |s| s.master_only = true, "master-only"),
+            (Shards::PerNode, |s| s.routing = Routing::Random, "no routing strategy"),
+            (Shards::Count(3), |s| s.concurrency = Concurrency::Replace, "concurrency allow"),
+        ] {
+            let e = spec(shards, f).expect_err(says);
+            assert!(e.contains("shards") && e.contains(says), "{e}");
+        }
+        assert_eq!(Shards::count(0), Shards::One);
+        assert_eq!(Shards::count(1), Shards::One);
+        assert_eq!("all".parse::<Shards>(), Ok(Shards::PerNode));
+        assert_eq!("7".parse::<Shards>(), Ok(Shards::Count(7)));
+        assert!("seven".parse::<Shards>().is_err());
+        // Stored as a number or "all", and absent when not sharded.
+        assert_eq!(serde_json::to_value(Shards::Count(4)).ok(), Some(serde_json::json!(4)));
+        assert_eq!(serde_json::from_value::<Shards>(serde_json::json!("all")).ok(), Some(Shards::PerNode));
+        let plain = JobSpec { id: "j".into(), ..Default::default() };
+        assert!(!serde_json::to_string(&plain).unwrap_or_default().contains("shards"));
     }
 }
 

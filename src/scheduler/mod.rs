@@ -26,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::lease::{Mastership, Role};
 use crate::dispatch::{Outbox, Router};
 use crate::error::{Error, Result};
-use crate::execution::{scheduled_fire_id, ExecState, Execution};
+use crate::execution::{scheduled_fire_id, shard_fire_id, ExecState, Execution, Shard};
 use crate::job::file::{plan_apply, Apply};
-use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire};
+use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire, Shards};
 use crate::recovery::Recovery;
 use crate::store::{
     now_ms, Claim, ClaimOutcome, JobRecord, JobWrite, Store, TriggerOutcome, WatermarkWrite, Writer, FIRE_AHEAD_MS,
@@ -276,7 +276,13 @@ impl Scheduler {
                     deferred = deferred.min(rec.next_ms.unwrap_or(i64::MAX));
                 }
                 Ok(job) => {
-                    for c in plan(&job, rec, now, self.misfire_threshold_ms, &self.node_id, master.epoch) {
+                    let shards = match job.spec.shards {
+                        Shards::One => None,
+                        Shards::Count(n) => Some(n),
+                        Shards::PerNode => Some(self.router.nodes_for(&job, now).await),
+                    };
+                    let epoch = master.epoch;
+                    for c in plan(&job, rec, now, self.misfire_threshold_ms, &self.node_id, epoch, shards) {
                         claims.push(c);
                         jobs.push(Some(job.clone()));
                     }
@@ -300,8 +306,13 @@ impl Scheduler {
         // go into its hands with their claim, saving each an accept (`Claim::here`); the rest are
         // delivered once claimed.
         // A misfire's summary runs nowhere: it takes no turn and counts in no load.
-        let routed: Vec<Option<&Job>> =
-            claims.iter().zip(&jobs).map(|(c, j)| j.as_ref().filter(|_| c.exec.state != ExecState::Misfired)).collect();
+        let routed: Vec<Option<(&Job, &str)>> = claims
+            .iter()
+            .zip(&jobs)
+            .map(|(c, j)| {
+                j.as_ref().filter(|_| c.exec.state != ExecState::Misfired).map(|j| (j, c.exec.fire_id.as_str()))
+            })
+            .collect();
         let decisions = self.router.plan(&routed, now).await;
         for ((claim, d), job) in claims.iter_mut().zip(&decisions).zip(&jobs) {
             claim.here = self.router.claims_here(d.as_ref());
@@ -384,6 +395,15 @@ impl Scheduler {
     pub async fn trigger(&self, job_id: &str, ask: &TriggerAsk) -> Result<Triggered> {
         let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
         let mut job = Job::new(rec.spec)?;
+        if job.spec.shards.is_sharded() {
+            // Not built yet: a manual fire is one fire, made and run by the node asked, and a
+            // sharded one would be several spread over the cluster (PROTOCOL §3.23).
+            return Err(Error::FailedPrecondition(format!(
+                "job '{job_id}' is sharded (shards {}): a manual fire of a sharded job is not supported yet; \
+                 nothing was triggered",
+                job.spec.shards.name()
+            )));
+        }
         // The fire's own arguments, checked as PutJob checks a job's (its size and form, and the
         // handler's own rules where this node has the handler; a node that runs it checks again).
         let args = resolve_args(&job.spec.args, ask.args.as_ref())?;
@@ -587,11 +607,22 @@ fn max_waiting(workers: u32) -> u32 {
     workers.saturating_mul(32).max(1024)
 }
 
-/// What to claim for a due job at `now`. Pure, so tables test it.
-pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, node_id: &str, epoch: u64) -> Vec<Claim> {
+/// What to claim for a due job at `now`. Pure, so tables test it. A fire of a sharded job is
+/// `shards` claims, one per shard (`Some(total)`, from the job's `Shards` and, for `PerNode`, the
+/// live nodes that can run it; PROTOCOL §3.23), made in one claim call, in order: the first moves
+/// the watermark, the others follow it. A misfire's summary is one record, never sharded.
+pub fn plan(
+    job: &Job,
+    rec: &JobRecord,
+    now: i64,
+    misfire_threshold_ms: i64,
+    node_id: &str,
+    epoch: u64,
+    shards: Option<u32>,
+) -> Vec<Claim> {
     let Some(sched) = rec.next_ms else { return Vec::new() };
-    let fire = |at: i64, next: Option<i64>| {
-        let mut exec = Execution::pending(&job.spec.id, scheduled_fire_id(&job.spec.id, at), at, node_id, 1);
+    let claim = |fire_id: String, at: i64, next: Option<i64>| {
+        let mut exec = Execution::pending(&job.spec.id, fire_id, at, node_id, 1);
         exec.epoch = epoch;
         Claim {
             job_id: job.spec.id.clone(),
@@ -605,8 +636,17 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
             priority: job.spec.priority,
         }
     };
+    let fire = |at: i64, next: Option<i64>| -> Vec<Claim> {
+        let whole = scheduled_fire_id(&job.spec.id, at);
+        match shards {
+            None => vec![claim(whole, at, next)],
+            Some(total) => {
+                (0..total).map(|index| claim(shard_fire_id(&whole, Shard { index, total }), at, next)).collect()
+            }
+        }
+    };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| {
-        let mut c = fire(from, next);
+        let mut c = claim(scheduled_fire_id(&job.spec.id, from), from, next);
         c.overlap = Concurrency::Allow;
         c.exec.state = ExecState::Misfired;
         c.exec.end_ms = Some(now);
@@ -620,15 +660,17 @@ pub fn plan(job: &Job, rec: &JobRecord, now: i64, misfire_threshold_ms: i64, nod
         c
     };
     if now - sched <= misfire_threshold_ms {
-        return vec![fire(sched, job.next_after_ms(sched))];
+        return fire(sched, job.next_after_ms(sched));
     }
     let latest = latest_at_or_before(job, sched, now);
     match job.spec.misfire {
         Misfire::FireOnceNow if latest > sched => {
             let before_latest = job_prev_hint(sched, latest);
-            vec![misfire(sched, before_latest, Some(latest)), fire(latest, job.next_after_ms(latest))]
+            let mut claims = vec![misfire(sched, before_latest, Some(latest))];
+            claims.extend(fire(latest, job.next_after_ms(latest)));
+            claims
         }
-        Misfire::FireOnceNow => vec![fire(sched, job.next_after_ms(sched))],
+        Misfire::FireOnceNow => fire(sched, job.next_after_ms(sched)),
         Misfire::Skip => vec![misfire(sched, latest, job.next_after_ms(now))],
     }
 }
@@ -705,7 +747,7 @@ mod tests {
     #[test]
     fn on_time_fire_advances_to_next_instant() {
         let j = job("*/10 * * * * *", Misfire::FireOnceNow);
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0) + 3, 60_000, "n1", 7);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0) + 3, 60_000, "n1", 7, None);
         assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), Some(ms(10, 0, 10)))]);
         assert_eq!(p[0].exec.fire_id, format!("j@{}", ms(10, 0, 0)));
     }
@@ -713,7 +755,7 @@ mod tests {
     #[test]
     fn late_within_threshold_catches_up_one_instant_at_a_time() {
         let j = job("* * * * * *", Misfire::FireOnceNow);
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 30), 60_000, "n1", 7);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 30), 60_000, "n1", 7, None);
         assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), Some(ms(10, 0, 1)))]);
     }
 
@@ -721,7 +763,7 @@ mod tests {
     fn misfire_fire_once_now_records_gap_and_fires_latest() {
         let j = job("* * * * * *", Misfire::FireOnceNow);
         let now = ms(12, 0, 0) + 400;
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), now, 60_000, "n1", 7);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), now, 60_000, "n1", 7, None);
         assert_eq!(
             summary(&p),
             vec![
@@ -735,7 +777,7 @@ mod tests {
     #[test]
     fn misfire_of_a_single_late_instant_just_fires_it() {
         let j = job("0 0 6 * * *", Misfire::FireOnceNow);
-        let p = plan(&j, &rec(&j, ms(6, 0, 0)), ms(9, 0, 0), 60_000, "n1", 7);
+        let p = plan(&j, &rec(&j, ms(6, 0, 0)), ms(9, 0, 0), 60_000, "n1", 7, None);
         let next_day = ms(6, 0, 0) + 86_400_000;
         assert_eq!(summary(&p), vec![(ExecState::Pending, ms(6, 0, 0), Some(next_day))]);
     }
@@ -743,16 +785,37 @@ mod tests {
     #[test]
     fn misfire_skip_records_and_moves_past_now() {
         let j = job("0 * * * * *", Misfire::Skip);
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(12, 30, 5), 60_000, "n1", 7);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(12, 30, 5), 60_000, "n1", 7, None);
         assert_eq!(summary(&p), vec![(ExecState::Misfired, ms(10, 0, 0), Some(ms(12, 31, 0)))]);
         assert!(p[0].exec.error.contains("to 2026-03-01T12:30:00"), "{}", p[0].exec.error);
+    }
+
+    #[test]
+    fn a_sharded_fire_is_one_claim_per_shard_and_its_misfire_summary_one_record() {
+        let j = job("*/10 * * * * *", Misfire::FireOnceNow);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1", 7, Some(3));
+        let at = ms(10, 0, 0);
+        let ids: Vec<&str> = p.iter().map(|c| c.exec.fire_id.as_str()).collect();
+        assert_eq!(ids, [format!("j@{at}/0of3"), format!("j@{at}/1of3"), format!("j@{at}/2of3")]);
+        assert!(p.iter().all(|c| c.sched_ms == at && c.next_ms == Some(ms(10, 0, 10))));
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(12, 0, 0) + 400, 60_000, "n1", 7, Some(2));
+        assert_eq!(
+            summary(&p),
+            vec![
+                (ExecState::Misfired, ms(10, 0, 0), Some(ms(12, 0, 0))),
+                (ExecState::Pending, ms(12, 0, 0), Some(ms(12, 0, 10))),
+                (ExecState::Pending, ms(12, 0, 0), Some(ms(12, 0, 10))),
+            ]
+        );
+        assert_eq!(p[0].exec.fire_id, format!("j@{}", ms(10, 0, 0)));
+        assert!(p[2].exec.fire_id.ends_with("/1of2"));
     }
 
     #[test]
     fn forbid_jobs_claim_with_lock() {
         let mut j = job("* * * * * *", Misfire::FireOnceNow);
         j.spec.concurrency = Concurrency::Forbid;
-        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1", 7);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1", 7, None);
         assert!(p[0].overlap == Concurrency::Forbid && p[0].lock_ttl_ms >= 60_000);
     }
 

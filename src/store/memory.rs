@@ -687,6 +687,9 @@ impl FireStore for MemoryStore {
             if st.lease_value(now) != Some(fence) {
                 return Err(Error::Fenced(format!("lease {fence} is no longer held")));
             }
+            // Per job, the instant whose claim moved its watermark in this call: the shards of one
+            // fire after its first follow it (claim.lua's `moved`).
+            let mut moved: HashMap<&str, i64> = HashMap::new();
             for c in claims {
                 let Some(rec) = st.jobs.get(&c.job_id).cloned() else {
                     out.push(ClaimOutcome::Gone);
@@ -696,10 +699,12 @@ impl FireStore for MemoryStore {
                     out.push(ClaimOutcome::Paused);
                     continue;
                 }
-                if rec.next_ms != Some(c.sched_ms) {
+                let shard = crate::execution::FireId::parse(&c.exec.fire_id).is_ok_and(|f| f.shard.is_some());
+                if rec.next_ms != Some(c.sched_ms) && !(shard && moved.get(c.job_id.as_str()) == Some(&c.sched_ms)) {
                     out.push(ClaimOutcome::Stale);
                     continue;
                 }
+                moved.insert(&c.job_id, c.sched_ms);
                 let mut new = rec.clone();
                 new.last_ms = Some(c.sched_ms);
                 new.next_ms = c.next_ms;

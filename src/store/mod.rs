@@ -590,7 +590,8 @@ pub struct Closing {
 pub struct ExecFilter {
     pub job_id: Option<String>,
     pub state: Option<ExecState>,
-    /// Only the executions of this fire (the caller sets `job_id` to its job, and `not_before`).
+    /// Only the executions of this fire, or of its shards when it is a whole fire
+    /// (`execution::fire_matches`; the caller sets `job_id` to its job, and `not_before`).
     pub fire_id: Option<String>,
     /// List executions with ids strictly lower (older) than this one.
     pub before: Option<String>,
@@ -612,7 +613,7 @@ impl ExecFilter {
     pub fn matches(&self, e: &Execution) -> bool {
         self.job_id.as_ref().is_none_or(|j| *j == e.job_id)
             && self.state.is_none_or(|s| s == e.state)
-            && self.fire_id.as_ref().is_none_or(|f| *f == e.fire_id)
+            && self.fire_id.as_ref().is_none_or(|f| crate::execution::fire_matches(f, &e.fire_id))
             && self.node_id.as_ref().is_none_or(|n| *n == e.node_id)
             && self.scheduled_from_ms.is_none_or(|t| e.scheduled_ms >= t)
             && self.scheduled_to_ms.is_none_or(|t| e.scheduled_ms < t)

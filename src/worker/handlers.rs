@@ -111,7 +111,9 @@ impl FireContext {
     }
 
     /// Name/value pairs handed to handlers as `ROTA_*` environment variables or `X-Rota-*` headers.
-    pub fn fields(&self) -> [(&'static str, String); 8] {
+    /// Every fire has a shard: a fire that is not sharded is shard 0 of 1.
+    pub fn fields(&self) -> [(&'static str, String); 10] {
+        let shard = self.shard();
         [
             ("JOB_ID", self.job_id.clone()),
             ("FIRE_ID", self.fire_id.clone()),
@@ -121,7 +123,14 @@ impl FireContext {
             ("ATTEMPT", self.attempt.to_string()),
             ("NODE_ID", self.node_id.clone()),
             ("EPOCH", self.epoch.to_string()),
+            ("SHARD_INDEX", shard.index.to_string()),
+            ("SHARD_TOTAL", shard.total.to_string()),
         ]
+    }
+
+    /// Which shard of its fire this run is (PROTOCOL §3.23), from the fire id.
+    pub fn shard(&self) -> crate::execution::Shard {
+        crate::execution::shard_of_fire(&self.fire_id)
     }
 }
 
@@ -574,5 +583,9 @@ mod tests {
         let f = ctx.fields();
         assert_eq!(f[2], ("SCHEDULED_AT", "2026-01-01T00:00:00.000Z".to_string()));
         assert_eq!(f[5], ("ATTEMPT", "2".to_string()));
+        assert_eq!((&f[8], &f[9]), (&("SHARD_INDEX", "0".to_string()), &("SHARD_TOTAL", "1".to_string())));
+        let shard = FireContext { fire_id: "j@1767225600000/2of5".into(), ..ctx };
+        let f = shard.fields();
+        assert_eq!((&f[8], &f[9]), (&("SHARD_INDEX", "2".to_string()), &("SHARD_TOTAL", "5".to_string())));
     }
 }

@@ -375,7 +375,7 @@ mod tests {
             }
             seen
         });
-        let ctx = FireContext { attempt: 3, ..ctx() };
+        let ctx = FireContext { attempt: 3, fire_id: "j@1000/1of4".into(), ..ctx() };
         // The test server is on loopback: listed, as an operator would.
         let allow = Egress::new(&["127.0.0.1".into()], Default::default()).expect("valid");
         let h = Http::with_egress(allow);
@@ -389,6 +389,7 @@ mod tests {
         assert!(first.contains("x-rota-execution-id: e1"), "{first}");
         assert!(first.contains("x-rota-attempt: 3"), "{first}");
         assert!(first.contains("x-rota-scheduled-at-ms: 1000"), "{first}");
+        assert!(first.contains("x-rota-shard-index: 1") && first.contains("x-rota-shard-total: 4"), "{first}");
         assert!(first.ends_with("payload"), "{first}");
     }
 }

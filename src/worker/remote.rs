@@ -513,6 +513,8 @@ impl Handler for Remote {
             deadline: ctx.timeout.map(|t| pb::timestamp(crate::store::now_ms() + t.as_millis() as i64)),
             manual: ctx.manual,
             node_id: ctx.node_id.clone(),
+            shard_index: ctx.shard().index,
+            shard_total: ctx.shard().total,
         };
         let worker = session.spec.worker_id.clone();
         if !session.send(pb::attach_response::Msg::Fire(task)).await {

@@ -24,6 +24,7 @@ worker.handler("js.echo", async (ctx, args) => {
   const out = {
     fire_id: ctx.fireId, job_id: ctx.jobId, attempt: ctx.attempt, epoch: ctx.epoch, manual: ctx.manual,
     node_id: ctx.nodeId, scheduled_ms: ctx.scheduledAt.getTime(), deadline: ctx.deadline !== null, args, worker: workerId,
+    shard_index: ctx.shardIndex, shard_total: ctx.shardTotal,
   };
   note("E", ctx);
   return out;

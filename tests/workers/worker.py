@@ -37,7 +37,8 @@ async def echo(ctx, args):
     ctx.log(f"hello from {worker_id}")
     out = {"fire_id": ctx.fire_id, "job_id": ctx.job_id, "attempt": ctx.attempt, "epoch": ctx.epoch,
            "manual": ctx.manual, "node_id": ctx.node_id, "scheduled_ms": int(ctx.scheduled_at.timestamp() * 1000),
-           "deadline": ctx.deadline is not None, "args": args, "worker": worker_id}
+           "deadline": ctx.deadline is not None, "args": args, "worker": worker_id,
+           "shard_index": ctx.shard_index, "shard_total": ctx.shard_total}
     note("E", ctx)
     return out
 

@@ -65,6 +65,10 @@ export interface Context {
   readonly epoch: number;
   readonly manual: boolean;
   readonly nodeId: string;
+  /** Which shard of a sharded job's fire this run is, from 0 (a job that is not sharded: 0). */
+  readonly shardIndex: number;
+  /** How many shards the fire fans out into (a job that is not sharded: 1). */
+  readonly shardTotal: number;
   /** When the job's timeout ends the run (null: no timeout). */
   readonly deadline: Date | null;
   /** Aborted when the node cancels the run. */
@@ -350,6 +354,9 @@ export class Worker {
       epoch: Number(fire.epoch),
       manual: Boolean(fire.manual),
       nodeId: fire.nodeId,
+      shardIndex: Number(fire.shardIndex ?? 0),
+      // A node older than sharding sends neither: shard 0 of 1.
+      shardTotal: Number(fire.shardTotal) || 1,
       deadline: fire.deadline ? toDate(fire.deadline) : null,
       signal: abort.signal,
       log: (text: string) => {

@@ -88,6 +88,10 @@ class Context:
     """The claiming master's fencing epoch (0 for a manual trigger)."""
     manual: bool
     node_id: str
+    shard_index: int
+    """Which shard of a sharded job's fire this run is, from 0 (a job that is not sharded: 0)."""
+    shard_total: int
+    """How many shards the fire fans out into (a job that is not sharded: 1)."""
     deadline: Optional[_dt.datetime]
     """When the job's timeout ends the run (None: no timeout)."""
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -113,6 +117,9 @@ def _context(task: pb.FireTask, send: Callable[[pb.AttachRequest], None]) -> Con
         epoch=task.epoch,
         manual=task.manual,
         node_id=task.node_id,
+        # A node older than sharding sends neither: shard 0 of 1.
+        shard_index=task.shard_index,
+        shard_total=task.shard_total or 1,
         deadline=deadline,
         _send=send,
     )

@@ -53,7 +53,7 @@ end
 local h = {'state', 'cancelled', 'exec', ARGV[2], 'attempts', (tonumber(f[6]) or 0) + 1, 'ended', ARGV[5],
   'error', ARGV[4]}
 local gone = {'claimed_at', 'deadline_ms', 'recoveries', 'next_exec', 'lock', 'inc', 'job', 'started'}
-if string.find(ARGV[1], '@%d+$') then gone[#gone+1] = 'sched' end
+if scheduled(ARGV[1]) then gone[#gone+1] = 'sched' end
 redis.call('HSET', KEYS[1], unpack(h))
 redis.call('HDEL', KEYS[1], unpack(gone))
 if held == ARGV[1] then

@@ -22,13 +22,16 @@
 -- ARGV[10] how many of the newest executions the executions index keeps (`execution_recent`)
 -- ARGV[11] the fire key prefix ('<tag>:fire:')  ARGV[12] the stop list key prefix ('<tag>:stops:')
 -- ARGV[13] how long a stop list is kept (ms)
--- then per claim i (11 args): job id, sched_ms, next_ms or '-', the overlap policy ('0' allow,
+-- then per claim i (12 args): job id, sched_ms, next_ms or '-', the overlap policy ('0' allow,
 --   '1' forbid, 'b<n>' buffer n, 'r' replace: every one but '0' takes the job's lock), lock ttl ms,
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
 --   whose stored definition is invalid),
 --   here '0' | '1' (take) | '2' (take and start), its job's priority ('high', 'normal', 'low': the
---   queue list it waits in should it be queued, kept in the fire hash as `prio`; section 3.22)
+--   queue list it waits in should it be queued, kept in the fire hash as `prio`; section 3.22),
+--   its shard's suffix ('' or '/<index>of<total>': section 3.23; the fire is '<job>@<sched><suffix>').
+--   The shards of one fire come together, in order: the first moves the watermark; the others find
+--   it moved by this call from their instant, and are claimed as the first was.
 -- Returns {'FENCED'}, or one status per claim: CLAIMED HERE (claimed into the caller's hands)
 --   STARTED (claimed into the caller's hands and started)
 --   HELD (the lock was held: the fire waits for it, section 3.20), or 'HELD <node> <fire> <exec>'
@@ -67,11 +70,13 @@ local out = {}
 -- once at the end: nothing in the call reads the due set, and a job claimed twice in one call (a
 -- misfire's summary and its fire) must end where its last claim put it.
 local due, due_order = {}, {}
+-- Per job, the instant whose claim moved its watermark in this call: a shard after its fire's first.
+local moved = {}
 local n = (#KEYS - 8) / 5
 for i = 0, n - 1 do
   local kj, kf, kl, kje, kh = KEYS[9+5*i], KEYS[10+5*i], KEYS[11+5*i], KEYS[12+5*i], KEYS[13+5*i]
-  local a = 14 + 11*i
-  local job, sched, nxt = ARGV[a], ARGV[a+1], ARGV[a+2]
+  local a = 14 + 12*i
+  local job, sched, nxt, shard = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+11]
   local mode, lock_ttl, exec_id = ARGV[a+3], ARGV[a+4], ARGV[a+5]
   -- Every policy but allow takes the lock; forbid skips a fire that finds it held, the others hold it.
   local forbid, holds, stop = mode ~= '0', mode ~= '0' and mode ~= '1', nil
@@ -84,8 +89,9 @@ for i = 0, n - 1 do
   if badjob then out[#out+1] = 'BADKEY ' .. badjob
   elseif not j[3] then out[#out+1] = 'GONE'
   elseif j[2] == '1' then out[#out+1] = 'PAUSED'
-  elseif wm ~= sched then out[#out+1] = 'STALE'
+  elseif wm ~= sched and not (shard ~= '' and moved[job] == sched) then out[#out+1] = 'STALE'
   else
+    moved[job] = sched
     -- advance the watermark in the same atomic step as the claim
     if nxt == '-' then
       redis.call('HSET', kj, 'last_ms', sched)
@@ -115,7 +121,7 @@ for i = 0, n - 1 do
     local fs = 'dispatching'
     if final ~= '0' then st = 'MISFIRED'; fs = final
     elseif forbid then
-      local met = meet_lock(mode, kl, kh, KEYS[8], KEYS[7], KEYS[4], job, job .. '@' .. sched, ARGV[11], stop,
+      local met = meet_lock(mode, kl, kh, KEYS[8], KEYS[7], KEYS[4], job, job .. '@' .. sched .. shard, ARGV[11], stop,
         ARGV[12], ARGV[13], ARGV[2], lock_ttl, ARGV[6], now)
       if met == 'SKIPPED' then
         st = 'SKIPPED'; fs = 'skipped'; json = skipped
@@ -142,7 +148,7 @@ for i = 0, n - 1 do
     else
       -- It holds the job's lock: its finish releases it (finish.lua reads the lock only then).
       if forbid then h[#h+1] = 'lock'; h[#h+1] = '1' end
-      local fire = job .. '@' .. sched
+      local fire = job .. '@' .. sched .. shard
       if here ~= '0' and may_take() then
         h[#h+1] = 'node'; h[#h+1] = ARGV[7]; h[#h+1] = 'inc'; h[#h+1] = ARGV[8]
         later('LPUSH', KEYS[5], fire)

@@ -106,7 +106,7 @@ else
   local h = {'state', ARGV[9], 'exec', ARGV[1], 'attempts', ARGV[21]}
   -- The job and a scheduled fire's instant are in the fire id, which names the hash: read from it.
   local gone = {'claimed_at', 'deadline_ms', 'recoveries', 'next_exec', 'lock', 'inc', 'job'}
-  if string.find(ARGV[5], '@%d+$') then gone[#gone+1] = 'sched' end
+  if scheduled(ARGV[5]) then gone[#gone+1] = 'sched' end
   put_field(h, gone, 'started', ARGV[19])
   put_field(h, gone, 'ended', ARGV[20])
   put_field(h, gone, 'error', ARGV[22])

@@ -157,6 +157,11 @@ end
 -- that would stall Redis past the nodes' heartbeats.
 -- Adds field `name` with `value` to the HSET arguments `h` when it has a value (a number, or a
 -- string that is not empty); otherwise, when `gone` is given, to the fields to delete (`HDEL`).
+-- Whether a fire id names a scheduled fire ('<job>@<ms>', or one of its shards '<job>@<ms>/<i>of<n>'),
+-- whose instant the id itself gives (a manual fire's does not).
+local function scheduled(fire)
+  return string.find(fire, '@%d+$') ~= nil or string.find(fire, '@%d+/%d+of%d+$') ~= nil
+end
 local function put_field(h, gone, name, value)
   if type(value) == 'number' or (type(value) == 'string' and value ~= '') then
     h[#h+1] = name; h[#h+1] = value
