@@ -1032,6 +1032,7 @@ async fn steps(here: bool) -> Value {
                 job: None,
                 deadline_ms: None,
                 args: None,
+                selector: Default::default(),
             });
         }
     } else {

@@ -764,6 +764,9 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             9 if i % 20 == 19 => ("cancel", "*/5 * * * * *", 3000, 5, false, false, i % 40 == 39),
             9 => ("slowlost", "*/5 * * * * *", 3000, 5, false, false, false),
             5 => ("picky", "* * * * * *", 20, 1, false, false, true),
+            // Sharded: three shards a fire, or one per live node (re-run when a node goes mid-run).
+            2 if (i / 10) % 2 == 0 => ("shard3", "* * * * * *", 20, 1, false, false, true),
+            2 => ("shardall", "* * * * * *", 20, 1, false, false, true),
             // Run by the external workers (`py.chaos`), re-run when one goes mid-run.
             3 => ("ext", "* * * * * *", 20, 1, false, false, true),
             // Routed by a strategy of their own (`routing`), in turn: round robin, consistent
@@ -812,6 +815,11 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             // Every kind at each priority in turn: the queue's three lists and the workers' lines
             // see every path a fire takes.
             priority: rota::job::Priority::ALL[(i / 10) % 3],
+            shards: match kind {
+                "shard3" => rota::job::Shards::Count(3),
+                "shardall" => rota::job::Shards::PerNode,
+                _ => rota::job::Shards::One,
+            },
             ..Default::default()
         };
         let spec = rota::job::JobSpec {
@@ -844,6 +852,7 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             times_out,
             limit,
             priority: spec.priority,
+            shards: spec.shards,
         });
     }
     (jobs, infos)

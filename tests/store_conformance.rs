@@ -9,9 +9,9 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::{Concurrency, JobSpec, Priority};
 use rota::store::{
-    now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireState,
-    FireStore, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest,
-    RedisStore, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome, WatermarkWrite,
+    now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireOwn,
+    FireState, FireStore, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy,
+    ReapRequest, RedisStore, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome, WatermarkWrite,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -183,42 +183,52 @@ async fn trigger_is_idempotent_by_key(s: Arc<dyn Store>) {
     let mk = || manual("t");
     let first = mk();
     assert_eq!(
-        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
+        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal)
+            .await
+            .expect("trigger"),
         TriggerOutcome::Created(first.clone())
     );
     let again = mk();
     // The record read back: a pending execution names no node until one takes its fire (the Redis
     // store's record is the fire hash, section 4.2); the memory store keeps the one it was given.
     let pending = |e: &Execution| Execution { node_id: String::new(), ..e.clone() };
-    match s.trigger(&again, Some("k1"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger") {
+    match s
+        .trigger(&again, Some("k1"), Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal)
+        .await
+        .expect("trigger")
+    {
         TriggerOutcome::Deduplicated(e) => assert_eq!(pending(&e), pending(&first)),
         other => panic!("{other:?}"),
     }
     let other = mk();
     assert_eq!(
-        s.trigger(&other, Some("k2"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
+        s.trigger(&other, Some("k2"), Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal)
+            .await
+            .expect("trigger"),
         TriggerOutcome::Created(other.clone())
     );
     let nokey = mk();
     assert_eq!(
-        s.trigger(&nokey, None, Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
+        s.trigger(&nokey, None, Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal)
+            .await
+            .expect("trigger"),
         TriggerOutcome::Created(nokey.clone())
     );
     let mut gone = mk();
     gone.job_id = "missing".into();
     assert_eq!(
-        s.trigger(&gone, None, Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
+        s.trigger(&gone, None, Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal).await.expect("trigger"),
         TriggerOutcome::Gone
     );
     // Forbid: a manual fire while another fire holds the lock is recorded as skipped.
     let locked = mk();
     assert!(matches!(
-        s.trigger(&locked, None, Concurrency::Forbid, 60_000, None, Priority::Normal).await.expect("t"),
+        s.trigger(&locked, None, Concurrency::Forbid, 60_000, &FireOwn::default(), Priority::Normal).await.expect("t"),
         TriggerOutcome::Created(_)
     ));
     let blocked = mk();
     assert!(matches!(
-        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, None, Priority::Normal).await.expect("t"),
+        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, &FireOwn::default(), Priority::Normal).await.expect("t"),
         TriggerOutcome::Skipped(_)
     ));
     let rec = s.get_execution(&blocked.id).await.expect("get").expect("the skipped fire's record");
@@ -768,21 +778,43 @@ async fn a_manual_fires_own_arguments_go_with_it(s: Arc<dyn Store>) {
     let args = serde_json::json!({"region": "eu", "n": 2});
     let e = manual("t");
     assert_eq!(
-        s.trigger(&e, Some("k"), Concurrency::Allow, 1000, Some(&args), Priority::Normal).await.expect("t"),
+        s.trigger(&e, Some("k"), Concurrency::Allow, 1000, &FireOwn::with_args(args.clone()), Priority::Normal)
+            .await
+            .expect("t"),
         TriggerOutcome::Created(e.clone())
     );
     let other = serde_json::json!({"region": "us"});
     assert_eq!(
-        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, Some(&other), Priority::Normal).await.expect("t"),
+        s.trigger(
+            &manual("t"),
+            Some("k"),
+            Concurrency::Allow,
+            1000,
+            &FireOwn::with_args(other.clone()),
+            Priority::Normal
+        )
+        .await
+        .expect("t"),
         TriggerOutcome::Conflict(e.id.clone())
     );
     assert_eq!(
-        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("t"),
+        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal)
+            .await
+            .expect("t"),
         TriggerOutcome::Conflict(e.id.clone()),
         "none is other arguments too"
     );
     assert!(matches!(
-        s.trigger(&manual("t"), Some("k"), Concurrency::Allow, 1000, Some(&args), Priority::Normal).await.expect("t"),
+        s.trigger(
+            &manual("t"),
+            Some("k"),
+            Concurrency::Allow,
+            1000,
+            &FireOwn::with_args(args.clone()),
+            Priority::Normal
+        )
+        .await
+        .expect("t"),
         TriggerOutcome::Deduplicated(_)
     ));
     let Accept::Started(sf) = s.accept(&e.fire_id, None, "n1", "i1").await.expect("accept") else {
@@ -792,13 +824,36 @@ async fn a_manual_fires_own_arguments_go_with_it(s: Arc<dyn Store>) {
     // A fire without arguments of its own runs its job's.
     let plain = manual("t");
     assert!(matches!(
-        s.trigger(&plain, None, Concurrency::Allow, 1000, None, Priority::Normal).await.expect("t"),
+        s.trigger(&plain, None, Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal).await.expect("t"),
         TriggerOutcome::Created(_)
     ));
     let Accept::Started(sf) = s.accept(&plain.fire_id, None, "n1", "i1").await.expect("accept") else {
         panic!("not started")
     };
     assert_eq!(sf.args, None);
+    assert!(sf.selector.is_empty());
+    // Target tags go with the fire too: returned by its accept, and by a start after a hand-over.
+    let tagged = manual("t");
+    let own = FireOwn { args: None, selector: [("region".to_string(), "us".to_string())].into() };
+    assert!(matches!(
+        s.trigger(&tagged, None, Concurrency::Allow, 1000, &own, Priority::Normal).await.expect("t"),
+        TriggerOutcome::Created(_)
+    ));
+    let Accept::Started(sf) = s.accept(&tagged.fire_id, None, "n1", "i1").await.expect("accept") else {
+        panic!("not started")
+    };
+    assert_eq!(sf.selector, own.selector);
+    // Taken by a start (the path of a fire handed over or re-run): the same tags.
+    let queued = manual("t");
+    assert!(matches!(
+        s.trigger(&queued, None, Concurrency::Allow, 1000, &own, Priority::Normal).await.expect("t"),
+        TriggerOutcome::Created(_)
+    ));
+    assert_eq!(s.take_only(&queued.fire_id, None, "n1", "i1").await.expect("take"), Accept::Accepted);
+    match s.start(&queued.fire_id, "n1", "i1", "fresh", MasterOnly::Anyway).await.expect("start") {
+        Start::Run(sf) => assert_eq!(sf.selector, own.selector),
+        other => panic!("not started: {other:?}"),
+    }
 }
 
 /// The instant of a scheduled fire id.
@@ -862,13 +917,15 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     let first = mk();
     let mut fires = vec![first.clone()];
     assert!(matches!(
-        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("t"),
+        s.trigger(&first, Some("k1"), Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal)
+            .await
+            .expect("t"),
         TriggerOutcome::Created(_)
     ));
     for _ in 0..3 {
         let e = mk();
         assert!(matches!(
-            s.trigger(&e, None, Concurrency::Allow, 1000, None, Priority::Normal).await.expect("t"),
+            s.trigger(&e, None, Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal).await.expect("t"),
             TriggerOutcome::Created(_)
         ));
         fires.push(e);
@@ -886,7 +943,9 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
     }
     assert_eq!(s.get_execution(&first.id).await.expect("get"), None, "trimmed");
     assert_eq!(
-        s.trigger(&mk(), Some("k1"), Concurrency::Allow, 1000, None, Priority::Normal).await.expect("trigger"),
+        s.trigger(&mk(), Some("k1"), Concurrency::Allow, 1000, &FireOwn::default(), Priority::Normal)
+            .await
+            .expect("trigger"),
         TriggerOutcome::Spent(first.id.clone())
     );
 }
@@ -1367,7 +1426,7 @@ async fn a_nodes_queue_is_taken_by_priority(s: Arc<dyn Store>) {
         assert_eq!(s.reap(&req).await.expect("reap"), Reap::Moved);
     }
     let manual = Execution::manual("hi1", now_ms(), "n2");
-    let made = s.trigger(&manual, None, Concurrency::Allow, 60_000, None, High).await.expect("trigger");
+    let made = s.trigger(&manual, None, Concurrency::Allow, 60_000, &FireOwn::default(), High).await.expect("trigger");
     assert_eq!(made, TriggerOutcome::Created(manual.clone()));
     assert_eq!(s.enqueue(&fence, &manual.fire_id, "n2").await.expect("enqueue"), Enqueue::Queued);
     let order = [Normal, Low, High];
@@ -1576,13 +1635,20 @@ async fn overlap_policies_hold_fires_and_hand_the_lock_on(s: Arc<dyn Store>) {
     assert_eq!(s.held_count("x").await.expect("held"), 0);
     // Manual fires obey the policies: a full buffer skips, a replace holds.
     let m = manual("b");
-    let out = s.trigger(&m, None, Concurrency::Buffer(1), 60_000, None, Priority::Normal).await.expect("trigger");
+    let out = s
+        .trigger(&m, None, Concurrency::Buffer(1), 60_000, &FireOwn::default(), Priority::Normal)
+        .await
+        .expect("trigger");
     assert!(matches!(out, TriggerOutcome::Held(_, None)), "the lock is held and nothing waits: {out:?}");
-    let out =
-        s.trigger(&manual("b"), None, Concurrency::Buffer(1), 60_000, None, Priority::Normal).await.expect("trigger");
+    let out = s
+        .trigger(&manual("b"), None, Concurrency::Buffer(1), 60_000, &FireOwn::default(), Priority::Normal)
+        .await
+        .expect("trigger");
     assert!(matches!(&out, TriggerOutcome::Skipped(e) if e.error.contains("already waits")), "{out:?}");
-    let out =
-        s.trigger(&manual("r"), None, Concurrency::Replace, 60_000, None, Priority::Normal).await.expect("trigger");
+    let out = s
+        .trigger(&manual("r"), None, Concurrency::Replace, 60_000, &FireOwn::default(), Priority::Normal)
+        .await
+        .expect("trigger");
     assert!(matches!(out, TriggerOutcome::Held(_, Some(_))), "{out:?}");
     assert_eq!(s.get_execution(&r3.exec.id).await.expect("get").map(|e| e.state), Some(ExecState::Skipped));
 }
@@ -1964,8 +2030,10 @@ async fn redis_final_records_go_on_the_archive_outbox_while_a_node_archives() {
     );
     // A manual fire skipped by the lock.
     let blocked = manual("j");
-    let TriggerOutcome::Skipped(b) =
-        s.trigger(&blocked, None, Concurrency::Forbid, 60_000, None, Priority::Normal).await.expect("trigger")
+    let TriggerOutcome::Skipped(b) = s
+        .trigger(&blocked, None, Concurrency::Forbid, 60_000, &FireOwn::default(), Priority::Normal)
+        .await
+        .expect("trigger")
     else {
         panic!("not skipped")
     };

@@ -492,6 +492,98 @@ async fn a_selector_routes_fires_to_workers_with_matching_tags() {
     assert!(e.message().starts_with("selector: more than 16 tags"), "{e:?}");
 }
 
+/// TriggerJob's `target_selector` (issue 17: "a target: node id or tag selector"): a manual fire
+/// runs on a worker with those tags besides the job's selector, even when the node asked has none
+/// (it hands the fire to the node that has: the tags go with the fire, through its hash); a dry run
+/// says where; bad targets are refused naming the field, nothing fired.
+#[tokio::test]
+async fn a_manual_fires_target_tags_pick_its_worker_wherever_it_is_asked() {
+    let redis = RedisServer::start();
+    let b = Backend::Redis(redis.url());
+    let n1 = TestNode::start(&b, "n1", &[]).await;
+    let n2 = TestNode::start(&b, "n2", &[]).await;
+    let _eu = ExtWorker::start_tagged(Sdk::Python, &[&n1.addr], "eu-1", 4, "region=eu");
+    let _us = ExtWorker::start_tagged(Sdk::Python, &[&n2.addr], "us-1", 4, "region=us");
+    eventually(WAIT, "both workers attached", || async {
+        let r = n1.client().await.list_nodes(pb::ListNodesRequest {}).await.ok()?.into_inner();
+        (r.nodes.iter().filter(|n| n.handlers.iter().any(|h| h == "py.echo")).count() == 2).then_some(())
+    })
+    .await;
+    put(&n1, job_with("hook", NEVER, "py.echo", json!(null), |_| {})).await;
+    let tags = |k: &str, v: &str| [(k.to_string(), v.to_string())].into_iter().collect();
+    let trigger = |target_selector: std::collections::HashMap<String, String>, dry_run: bool| pb::TriggerJobRequest {
+        id: "hook".into(),
+        target_selector,
+        dry_run,
+        ..Default::default()
+    };
+    // Asked of n1, whose worker is in eu: the us fire goes to n2's worker; the eu one stays.
+    for (region, worker) in [("us", "us-1"), ("eu", "eu-1"), ("us", "us-1")] {
+        let r = n1.client().await.trigger_job(trigger(tags("region", region), false)).await.expect("trigger");
+        let fire = r.into_inner().execution.expect("an execution").fire_id;
+        // Handed on, the fire's run is a new execution of it (the first says where it went).
+        let e = eventually(WAIT, "the manual fire succeeded", || async {
+            let req = pb::ListExecutionsRequest { fire_id: fire.clone(), ..Default::default() };
+            let r = n1.client().await.list_executions(req).await.ok()?.into_inner();
+            r.executions.into_iter().find(|e| state(e) == pb::ExecutionState::Succeeded)
+        })
+        .await;
+        let handed: Vec<pb::Execution> = {
+            let req = pb::ListExecutionsRequest { fire_id: fire.clone(), ..Default::default() };
+            n1.client().await.list_executions(req).await.expect("list").into_inner().executions
+        };
+        if worker == "us-1" {
+            assert!(
+                handed
+                    .iter()
+                    .any(|x| x.error.contains("no worker serving handler 'py.echo' on node n1 has the tags region=us")),
+                "{handed:?}"
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(e.output.lines().last().unwrap_or_default()).expect("json");
+        assert_eq!(v["worker"], json!(worker), "{region}: {e:?}");
+    }
+    // A dry run: n1 has no us worker (it would hand the fire on), it has an eu one.
+    let r = n1.client().await.trigger_job(trigger(tags("region", "us"), true)).await.expect("dry run").into_inner();
+    assert_eq!((r.node_id.as_str(), r.execution.is_none()), ("", true), "{r:?}");
+    let r = n1.client().await.trigger_job(trigger(tags("region", "eu"), true)).await.expect("dry run").into_inner();
+    assert_eq!(r.node_id, "n1", "{r:?}");
+    // The CLI.
+    let o = rota(&n2, &["job", "trigger", "hook", "--target-tag", "region=eu", "--wait", "--json"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("eu-1"), "{}", text(&o));
+    let o = rota(&n2, &["job", "trigger", "hook", "--target-tag", "region"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // Refused, naming the field; nothing fired.
+    let before = executions(&mut n1.client().await, "hook").await.len();
+    put(
+        &n1,
+        job_with("pinned", NEVER, "py.echo", json!(null), |s| s.selector = tags("region", "eu").into_iter().collect()),
+    )
+    .await;
+    put(&n1, job_with("builtin", NEVER, "noop", json!(null), |_| {})).await;
+    let both = pb::TriggerJobRequest { target_node: "n2".into(), ..trigger(tags("region", "us"), false) };
+    let cases = [
+        (both, "target_selector: give target_node or target_selector, not both"),
+        (trigger(tags("bad key", "x"), false), "target_selector.bad key: keys and values must be"),
+        (
+            pb::TriggerJobRequest { id: "pinned".into(), ..trigger(tags("region", "us"), false) },
+            "target_selector.region: 'us' contradicts the job's own selector (region = eu)",
+        ),
+        (
+            pb::TriggerJobRequest { id: "builtin".into(), ..trigger(tags("region", "us"), false) },
+            "target_selector: job 'builtin' runs the built-in handler 'noop'",
+        ),
+    ];
+    for (req, says) in cases {
+        let e = n1.client().await.trigger_job(req).await.expect_err(says);
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().starts_with(says), "{e:?}");
+    }
+    assert_eq!(executions(&mut n1.client().await, "hook").await.len(), before);
+    assert!(executions(&mut n1.client().await, "pinned").await.is_empty());
+}
+
 /// A worker frozen (SIGSTOP) past the session TTL is taken as gone: its `rerun` fire runs again on
 /// the other worker. Resumed, it attaches again and its old run is not recorded (no second success).
 #[tokio::test]

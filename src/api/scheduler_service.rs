@@ -200,7 +200,15 @@ impl SchedulerService for SchedulerApi {
             return Err(Error::invalid("args_override", "is set, but no args are given").into());
         }
         let args = r.args.as_ref().map(|v| convert::json_from_pb(v, 0)).transpose()?.map(|a| (a, how));
-        let ask = TriggerAsk { idempotency_key: key.map(str::to_string), args, dry_run: r.dry_run };
+        if !r.target_selector.is_empty() && !r.target_node.is_empty() {
+            return Err(Error::invalid("target_selector", "give target_node or target_selector, not both").into());
+        }
+        let ask = TriggerAsk {
+            idempotency_key: key.map(str::to_string),
+            args,
+            dry_run: r.dry_run,
+            selector: r.target_selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
         let part = self.node.part_of_job(&r.id)?;
         if !r.target_node.is_empty() {
             validate_name("target_node", &r.target_node, 64)?;

@@ -120,6 +120,10 @@ pub enum JobCmd {
         /// Run this fire on this node (it must be live and able to run the job's handler).
         #[arg(long)]
         node: Option<String>,
+        /// Run this fire on an external worker with this tag (key=value, repeatable), besides
+        /// the job's selector. Not with --node.
+        #[arg(long = "target-tag", conflicts_with = "node")]
+        target_tags: Vec<String>,
         /// Say where the fire would run and with what arguments; run nothing.
         #[arg(long, conflicts_with = "wait")]
         dry_run: bool,
@@ -408,7 +412,13 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
             }
             job
         }
-        JobCmd::Trigger { id, key, wait, wait_timeout, args, merge_args, node, dry_run } => {
+        JobCmd::Trigger { id, key, wait, wait_timeout, args, merge_args, node, target_tags, dry_run } => {
+            let mut target_selector = std::collections::HashMap::new();
+            for t in &target_tags {
+                let (k, v) =
+                    t.split_once('=').ok_or_else(|| CliError::Usage(format!("--target-tag '{t}' is not key=value")))?;
+                target_selector.insert(k.to_string(), v.to_string());
+            }
             let timeout = match crate::worker::handlers::parse_duration(&wait_timeout) {
                 Ok(d) if !d.is_zero() => d,
                 Ok(_) => return Err(CliError::Usage("--wait-timeout: must be more than 0".into())),
@@ -433,6 +443,7 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
                 args_override,
                 target_node: node.unwrap_or_default(),
                 dry_run,
+                target_selector,
             };
             let r = call!(c, trigger_job, req)?;
             let resolved =

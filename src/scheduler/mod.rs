@@ -31,7 +31,8 @@ use crate::job::file::{plan_apply, Apply};
 use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire, Shards};
 use crate::recovery::Recovery;
 use crate::store::{
-    now_ms, Claim, ClaimOutcome, JobRecord, JobWrite, Store, TriggerOutcome, WatermarkWrite, Writer, FIRE_AHEAD_MS,
+    now_ms, Claim, ClaimOutcome, FireOwn, JobRecord, JobWrite, Store, TriggerOutcome, WatermarkWrite, Writer,
+    FIRE_AHEAD_MS,
 };
 use crate::worker::Worker;
 
@@ -91,6 +92,52 @@ pub struct TriggerAsk {
     pub args: Option<(serde_json::Value, ArgsOverride)>,
     /// Resolve and check everything, run nothing.
     pub dry_run: bool,
+    /// Tags the worker that runs the fire must have, besides the job's selector (TriggerJob's
+    /// `target_selector`; empty: none). Checked by the caller (`check_target_selector`).
+    pub selector: std::collections::BTreeMap<String, String>,
+}
+
+/// Whether `target` may narrow a job's worker selection for one manual fire: only for a job whose
+/// handler is an external worker's (a built-in runs on the node, which has no tags), and never
+/// contradicting the job's own selector (a fire of a job that says `region = eu` cannot run on a
+/// worker of `region = us`). Tags are checked as a job's selector's are.
+pub fn check_target_selector(
+    job: &JobSpec,
+    target: &std::collections::BTreeMap<String, String>,
+    builtin: bool,
+) -> Result<()> {
+    if target.is_empty() {
+        return Ok(());
+    }
+    if builtin {
+        return Err(Error::invalid(
+            "target_selector",
+            format!(
+                "job '{}' runs the built-in handler '{}' on its node, which has no tags: a target selector picks an \
+                 external worker (use target_node for a node)",
+                job.id, job.handler
+            ),
+        ));
+    }
+    if target.len() > crate::job::MAX_SELECTOR {
+        return Err(Error::invalid("target_selector", format!("more than {} tags", crate::job::MAX_SELECTOR)));
+    }
+    if let Some((k, _)) = target.iter().find(|(k, v)| !crate::job::is_tag_name(k) || !crate::job::is_tag_name(v)) {
+        return Err(Error::invalid(
+            format!("target_selector.{}", crate::redact::value(k)),
+            "keys and values must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+        ));
+    }
+    if let Some((k, v)) = target.iter().find(|(k, v)| job.selector.get(*k).is_some_and(|j| j != *v)) {
+        return Err(Error::invalid(
+            format!("target_selector.{k}"),
+            format!(
+                "'{v}' contradicts the job's own selector ({k} = {}): a fire runs only where both hold",
+                job.selector.get(k).map(String::as_str).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How TriggerJob's arguments apply to the job's (`TriggerAsk::args`).
@@ -415,6 +462,9 @@ impl Scheduler {
                 self.worker.registry().validate(&job.spec.handler, a)?;
             }
         }
+        // The fire's target tags narrow where it may run, here as on the node it is handed to.
+        check_target_selector(&job.spec, &ask.selector, self.worker.registry().is_builtin(&job.spec.handler))?;
+        job.spec.selector.extend(ask.selector.iter().map(|(k, v)| (k.clone(), v.clone())));
         let here = self.worker.registry().get_for(&job.spec.handler, &job.spec.selector).is_some();
         let node_id = if here { self.node_id.to_string() } else { String::new() };
         if !self.worker.accepting() {
@@ -447,7 +497,7 @@ impl Scheduler {
                 idempotency_key,
                 job.spec.concurrency,
                 crate::worker::lock_ttl_ms(self.misfire_threshold_ms),
-                args.as_ref(),
+                &FireOwn { args: args.clone(), selector: ask.selector.clone() },
                 job.spec.priority,
             )
             .await?

@@ -9,9 +9,9 @@ use tokio::sync::broadcast;
 
 use super::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter,
-    ExecStore, Fence, Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly,
-    NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Replacing, Slots, Start, StartedFire, StopRequest,
-    Store, Taken, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    ExecStore, Fence, Finish, FireOwn, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire,
+    MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Replacing, Slots, Start, StartedFire,
+    StopRequest, Store, Taken, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -58,6 +58,8 @@ struct FireRec {
     started: i64,
     /// A manual fire's own arguments (TriggerJob's), returned by every take and start of it.
     args: Option<serde_json::Value>,
+    /// A manual fire's target tags (TriggerJob's `target_selector`; the hash's `sel`).
+    selector: BTreeMap<String, String>,
     /// Its job's priority at its claim: the queue list it waits in (the hash's `prio`).
     priority: Priority,
 }
@@ -112,6 +114,7 @@ impl FireRec {
             job: spec,
             deadline_ms,
             args: self.args.clone(),
+            selector: self.selector.clone(),
         }
     }
 }
@@ -214,6 +217,7 @@ impl MemoryStore {
             expiry: now + self.retention_ms,
             started: 0,
             args: None,
+            selector: BTreeMap::new(),
             priority: Priority::Normal,
         }
     }
@@ -774,9 +778,10 @@ impl FireStore for MemoryStore {
         key: Option<&str>,
         overlap: Concurrency,
         lock_ttl_ms: u64,
-        args: Option<&serde_json::Value>,
+        own: &FireOwn,
         priority: Priority,
     ) -> Result<TriggerOutcome> {
+        let args = own.args.as_ref();
         let mut ended = Vec::new();
         let outcome = {
             let mut st = self.lock()?;
@@ -808,6 +813,7 @@ impl FireStore for MemoryStore {
                 st.insert_exec(exec, self.retention_ms, now);
                 let mut fire = self.new_fire(exec, FireState::Held, now, true);
                 fire.args = args.cloned();
+                fire.selector = own.selector.clone();
                 fire.priority = priority;
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Held(exec.clone(), stop)
@@ -816,6 +822,7 @@ impl FireStore for MemoryStore {
                 st.insert_exec(&e, self.retention_ms, now);
                 let mut fire = self.new_fire(&e, FireState::Skipped, now, true);
                 fire.args = args.cloned();
+                fire.selector = own.selector.clone();
                 fire.priority = priority;
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Skipped(e)
@@ -823,6 +830,7 @@ impl FireStore for MemoryStore {
                 st.insert_exec(exec, self.retention_ms, now);
                 let mut fire = self.new_fire(exec, FireState::Dispatching, now, true);
                 fire.args = args.cloned();
+                fire.selector = own.selector.clone();
                 fire.priority = priority;
                 st.fires.insert(exec.fire_id.clone(), fire);
                 TriggerOutcome::Created(exec.clone())

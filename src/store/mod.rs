@@ -16,6 +16,8 @@ pub mod redis;
 pub mod shards;
 pub mod url;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -463,6 +465,27 @@ pub struct StartedFire {
     pub deadline_ms: Option<i64>,
     /// The fire's own arguments (TriggerJob's `args`), run instead of its job's (None: the job's).
     pub args: Option<serde_json::Value>,
+    /// Tags the worker that runs it must have besides its job's selector (TriggerJob's
+    /// `target_selector`; empty: none).
+    pub selector: BTreeMap<String, String>,
+}
+
+/// What a manual fire brings of its own (TriggerJob), kept with the fire: every take and start of
+/// it returns it (`StartedFire::args`, `StartedFire::selector`), so it holds wherever the fire runs,
+/// a hand-over or a re-run included.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FireOwn {
+    /// Its arguments, run instead of its job's (None: the job's).
+    pub args: Option<serde_json::Value>,
+    /// Tags its worker must have besides its job's selector (empty: none).
+    pub selector: BTreeMap<String, String>,
+}
+
+impl FireOwn {
+    /// A fire with its own arguments only.
+    pub fn with_args(args: serde_json::Value) -> FireOwn {
+        FireOwn { args: Some(args), selector: BTreeMap::new() }
+    }
 }
 
 impl StartedFire {
@@ -810,7 +833,7 @@ pub trait FireStore: Send + Sync {
         idempotency_key: Option<&str>,
         overlap: Concurrency,
         lock_ttl_ms: u64,
-        args: Option<&serde_json::Value>,
+        own: &FireOwn,
         priority: Priority,
     ) -> Result<TriggerOutcome>;
     /// `node` takes a dispatching fire (compare-and-set) and starts it in the same step

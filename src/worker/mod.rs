@@ -333,6 +333,24 @@ impl Worker {
         self.max.fetch_sub(slots, Ordering::Relaxed);
     }
 
+    /// Why this node cannot run a fire of `spec` itself: no handler of its name here, or (an
+    /// external worker's handler) no attached worker with the tags its selector asks (the job's,
+    /// and a manual fire's target tags).
+    fn missing_here(&self, spec: &crate::job::JobSpec) -> String {
+        match self.registry.get(&spec.handler) {
+            Some(_) if !spec.selector.is_empty() => {
+                let tags: Vec<String> = spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(
+                    "no worker serving handler '{}' on node {} has the tags {}",
+                    spec.handler,
+                    self.node_id,
+                    tags.join(",")
+                )
+            }
+            _ => format!("handler '{}' is not registered on node {}", spec.handler, self.node_id),
+        }
+    }
+
     /// Whether the fire of `job` runs on this node's own workers (a built-in handler), not on an
     /// external worker's slot. Unknown (no definition at hand yet): taken as the node's own.
     fn runs_on_own_worker(&self, job: Option<&Job>) -> bool {
@@ -393,6 +411,7 @@ impl Worker {
             job: None,
             deadline_ms: Some(start_ms + self.misfire_threshold_ms),
             args: None,
+            selector: Default::default(),
         };
         let taken = Taken { fire: Box::new(started), inc: fence.incarnation.clone() };
         self.spawn_fire(fire_id.to_string(), Some(job), Taking::Started(taken))
@@ -656,18 +675,21 @@ impl Worker {
                     let mut exec = sf.running_record(&fire_id, &self.node_id);
                     let deadline = sf.deadline_ms;
                     let own_args = sf.args.clone();
+                    let own_tags = sf.selector.clone();
                     // The start returned the job's definition (one round trip for both).
                     let job = match (job, sf.job) {
                         (Some(j), _) => Ok(j),
                         (None, Some(spec)) => Job::new(spec),
                         (None, None) => Err(crate::Error::JobNotFound(sf.job_id.clone())),
                     };
-                    // A manual fire's own arguments (TriggerJob's), kept with the fire: they run
-                    // wherever the fire runs, a re-run or a hand-over included.
+                    // A manual fire's own arguments and target tags (TriggerJob's), kept with the
+                    // fire: they hold wherever the fire runs, a re-run or a hand-over included. The
+                    // tags narrow the job's selector (TriggerJob refuses one that contradicts it).
                     let job = job.map(|mut j| {
                         if let Some(a) = own_args {
                             j.spec.args = a;
                         }
+                        j.spec.selector.extend(own_tags);
                         j
                     });
                     match job {
@@ -991,7 +1013,7 @@ impl Worker {
                         // Why this node may not run it: off the job's failover list (whatever its
                         // handlers), or without the handler (or a worker matching the selector).
                         let why = match job.spec.may_run_on(&self.node_id) {
-                            true => format!("handler '{handler}' is not registered on node {}", self.node_id),
+                            true => self.missing_here(&job.spec),
                             false => format!(
                                 "node {} is not among the job's failover nodes ({})",
                                 self.node_id,

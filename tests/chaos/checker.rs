@@ -61,6 +61,9 @@ pub struct JobInfo {
     /// Its priority: reported with the delays it saw (`Report::p95_delay_ms_by_priority`); no
     /// rule, since under faults the order of waiting fires is not the checker's to judge.
     pub priority: rota::job::Priority,
+    /// Its sharding: each instant is one fire per shard (`<job>@<ms>/<i>of<n>`), each judged as a
+    /// fire of its own; for `PerNode`, the total its records and runs name (they must agree).
+    pub shards: rota::job::Shards,
 }
 
 /// One handler run from the side log.
@@ -195,14 +198,24 @@ const SLACK_MS: i64 = 50;
 
 pub fn check(h: &History) -> Report {
     let mut r = Report::default();
-    let mut runs_by_fire: HashMap<(&str, i64), Vec<&Run>> = HashMap::new();
+    let mut runs_by_fire: HashMap<String, Vec<&Run>> = HashMap::new();
+    // Per sharded instant (job, ms), the shard totals its fire ids name.
+    let mut totals: HashMap<(&str, i64), std::collections::BTreeSet<u32>> = HashMap::new();
     // Manual fires' runs are judged apart (`check_manual`).
     for run in h.runs.iter().filter(|x| !is_manual(&x.exec)) {
-        runs_by_fire.entry((run.job.as_str(), run.sched_ms)).or_default().push(run);
+        let fire = fire_key(&run.exec, &run.job, run.sched_ms);
+        if let Some(s) = rota::execution::FireId::parse(&fire).ok().and_then(|f| f.shard) {
+            totals.entry((run.job.as_str(), run.sched_ms)).or_default().insert(s.total);
+        }
+        runs_by_fire.entry(fire).or_default().push(run);
     }
-    let mut recs_by_fire: HashMap<(&str, i64), Vec<&Record>> = HashMap::new();
+    let mut recs_by_fire: HashMap<String, Vec<&Record>> = HashMap::new();
     for rec in h.records.iter().filter(|x| !x.manual) {
-        recs_by_fire.entry((rec.job.as_str(), rec.sched_ms)).or_default().push(rec);
+        let fire = fire_key(&rec.exec, &rec.job, rec.sched_ms);
+        if let Some(s) = rota::execution::FireId::parse(&fire).ok().and_then(|f| f.shard) {
+            totals.entry((rec.job.as_str(), rec.sched_ms)).or_default().insert(s.total);
+        }
+        recs_by_fire.entry(fire).or_default().push(rec);
     }
     let rec_by_exec: HashMap<&str, &Record> = h.records.iter().map(|x| (x.exec.as_str(), x)).collect();
     let run_by_exec: HashMap<&str, &Run> = h.runs.iter().map(|x| (x.exec.as_str(), x)).collect();
@@ -212,8 +225,26 @@ pub fn check(h: &History) -> Report {
         let first = (h.window.0 + period - 1).div_euclid(period) * period;
         let mut sched = first;
         while sched < h.window.1 {
-            r.fires_expected += 1;
-            check_fire(h, &mut r, job, sched, &runs_by_fire, &recs_by_fire, &rec_by_exec, &run_by_exec);
+            let whole = format!("{}@{sched}", job.id);
+            let shard = |i: u32, n: u32| format!("{whole}/{i}of{n}");
+            let seen = totals.get(&(job.id.as_str(), sched));
+            let fires: Vec<String> = match job.shards {
+                rota::job::Shards::One => vec![whole.clone()],
+                rota::job::Shards::Count(n) => (0..n).map(|i| shard(i, n)).collect(),
+                // As many shards as its fire ids say (none seen: the whole fire, found nowhere).
+                rota::job::Shards::PerNode => match seen.and_then(|s| s.iter().next_back()) {
+                    Some(&n) => (0..n).map(|i| shard(i, n)).collect(),
+                    None => vec![whole.clone()],
+                },
+            };
+            if let Some(seen) = seen.filter(|s| s.len() > 1 || job.shards == rota::job::Shards::One) {
+                r.disagreeing += 1;
+                r.violations.push(format!("{whole}: its shards name different totals, or it has shards: {seen:?}"));
+            }
+            for fire in &fires {
+                r.fires_expected += 1;
+                check_fire(h, &mut r, job, fire, &runs_by_fire, &recs_by_fire, &rec_by_exec, &run_by_exec);
+            }
             sched += period;
         }
         let mut runs: Vec<&Run> = h.runs.iter().filter(|x| x.job == job.id && !is_manual(&x.exec)).collect();
@@ -287,6 +318,12 @@ pub fn check(h: &History) -> Report {
 /// How many of a fire's attempts were recorded lost.
 fn lost_attempts(recs: &[&Record]) -> usize {
     recs.iter().filter(|x| x.state == "lost").count()
+}
+
+/// The fire a run or record is of: the one its execution id names (`<stamp>~<fire>`), or, for an id
+/// that names none (the checker's own tests), the job's scheduled fire.
+fn fire_key(exec: &str, job: &str, sched: i64) -> String {
+    fire_of(exec).map_or_else(|| format!("{job}@{sched}"), str::to_string)
 }
 
 /// The fire id an execution id names (`<stamp>~<fire>`).
@@ -427,20 +464,19 @@ fn check_fire(
     h: &History,
     r: &mut Report,
     job: &JobInfo,
-    sched: i64,
-    runs_by_fire: &HashMap<(&str, i64), Vec<&Run>>,
-    recs_by_fire: &HashMap<(&str, i64), Vec<&Record>>,
+    fire: &str,
+    runs_by_fire: &HashMap<String, Vec<&Run>>,
+    recs_by_fire: &HashMap<String, Vec<&Record>>,
     rec_by_exec: &HashMap<&str, &Record>,
     run_by_exec: &HashMap<&str, &Run>,
 ) {
-    let fire = format!("{}@{sched}", job.id);
-    let runs = runs_by_fire.get(&(job.id.as_str(), sched)).cloned().unwrap_or_default();
-    let recs = recs_by_fire.get(&(job.id.as_str(), sched)).cloned().unwrap_or_default();
+    let runs = runs_by_fire.get(fire).cloned().unwrap_or_default();
+    let recs = recs_by_fire.get(fire).cloned().unwrap_or_default();
     if job.keep_last.is_some() {
         // Trimmed oldest first, a fire's records may be partly gone: its first attempt's but not
         // a later `superseded` evidence record (a newer id), or a dead attempt's but not its
         // re-run's. The side log judges a capped job's fires whole.
-        check_trimmed_fire(h, r, &fire, &runs);
+        check_trimmed_fire(h, r, fire, &runs);
         return;
     }
     let has = |s: &str| recs.iter().any(|x| x.state == s);
@@ -560,7 +596,7 @@ fn check_fire(
         if rec.state == done || rec.state == "skipped" || rec.state == "cancelled" {
             continue;
         }
-        extra_run(h, r, &fire, run, &format!("recorded '{}'", rec.state));
+        extra_run(h, r, fire, run, &format!("recorded '{}'", rec.state));
     }
 }
 
@@ -813,6 +849,7 @@ mod tests {
             times_out: false,
             limit: None,
             priority: rota::job::Priority::Normal,
+            shards: rota::job::Shards::One,
         }
     }
 
@@ -983,11 +1020,11 @@ mod tests {
         assert_eq!((r.cancelled, r.lost, r.duplicated), (1, 0, 0));
         // Run again after its cancel (a later execution that succeeded).
         let mut again = h.runs.iter().find(|x| x.exec == "a103").expect("run").clone();
-        again.exec = "a103~again".into();
+        again.exec = "a103-again".into();
         h.runs.push(again.clone());
         h.records.push(rec(&again, "succeeded"));
         let r = check(&h);
-        assert!(r.violations.iter().any(|v| v.contains("then run again as a103~again")), "{:?}", r.violations);
+        assert!(r.violations.iter().any(|v| v.contains("then run again as a103-again")), "{:?}", r.violations);
     }
 
     /// The failover time counts faults that take the master away, not a reply lost on it (which
@@ -1016,6 +1053,52 @@ mod tests {
         let r = check(&clean());
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert_eq!((r.fires_expected, r.executed), (30, 30));
+    }
+
+    /// A sharded job's instant is one fire per shard, each judged alone: every shard run once
+    /// passes; a shard never run is lost, one run twice is duplicated; a `PerNode` job's total is
+    /// what its fire ids say, and fire ids that disagree on it are caught.
+    #[test]
+    fn each_shard_of_a_sharded_instant_is_judged_as_a_fire() {
+        let sharded = |shards: rota::job::Shards, per: &[u32]| {
+            let mut h = clean();
+            h.jobs = vec![JobInfo { shards, ..job("s", false, false) }];
+            h.runs.clear();
+            for sec in 100..110 {
+                let n = per[(sec - 100) as usize % per.len()];
+                for i in 0..n {
+                    let exec = format!("0190aaaa-bbbb-7ccc~s@{}/{i}of{n}", sec * 1000);
+                    h.runs.push(run("s", sec, &exec, "n1", 99_000, 10));
+                }
+            }
+            h.records = h.runs.iter().map(|r| rec(r, "succeeded")).collect();
+            h
+        };
+        let h = sharded(rota::job::Shards::Count(3), &[3]);
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.fires_expected, r.executed), (30, 30));
+        // A shard missing, another run twice.
+        let mut bad = h.clone();
+        bad.runs.retain(|x| !x.exec.ends_with("s@101000/2of3"));
+        bad.records.retain(|x| !x.exec.ends_with("s@101000/2of3"));
+        let again = run("s", 102, "0190aaaa-bbbb-7ccd~s@102000/1of3", "n2", 99_000, 10);
+        bad.records.push(rec(&again, "succeeded"));
+        bad.runs.push(again);
+        let r = check(&bad);
+        assert_eq!((r.lost, r.duplicated), (1, 1), "{:?}", r.violations);
+        assert!(r.violations.iter().any(|v| v.starts_with("s@101000/2of3: not executed")), "{:?}", r.violations);
+        // Per node: three shards while three nodes lived, two after; all judged by their ids.
+        let h = sharded(rota::job::Shards::PerNode, &[3, 2]);
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.fires_expected, 25);
+        let mut mixed = h.clone();
+        let odd = run("s", 100, "0190aaaa-bbbb-7cce~s@100000/0of2", "n2", 99_000, 10);
+        mixed.records.push(rec(&odd, "succeeded"));
+        mixed.runs.push(odd);
+        let r = check(&mixed);
+        assert!(r.violations.iter().any(|v| v.contains("different totals")), "{:?}", r.violations);
     }
 
     /// A capped job's trimmed fires are judged by the side log: a clean history passes; a second

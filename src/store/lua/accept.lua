@@ -17,7 +17,7 @@
 -- Returns one of OK (accepted only: a master-only fire) | ALREADY | TAKEN | STALE_EPOCH | NOT_LIVE | UNKNOWN
 --   | BADKEY (the fire's key is not a hash; nothing written), or
 --   {'STARTED', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or '', deadline ms
---   or '', the fire's own arguments JSON or ''} (taken and started; a manual fire's `args`: TriggerJob's), or {'BADKEY', why} when p:<self> or the watch set has the wrong type
+--   or '', the fire's own arguments JSON or '', its target tags JSON or ''} (taken and started; a manual fire's `args`: TriggerJob's), or {'BADKEY', why} when p:<self> or the watch set has the wrong type
 --   (nothing written)
 local bad = wrong(KEYS[2], 'list', KEYS[3], 'zset')
 if bad then return {'BADKEY', bad} end
@@ -25,7 +25,7 @@ if get_once(KEYS[4]) ~= ARGV[3] then return 'NOT_LIVE' end
 if ARGV[1] ~= '-' and get_once(KEYS[1]) ~= ARGV[1] then return 'STALE_EPOCH' end
 local f
 f, bad = read('hash', 'HMGET', KEYS[5], 'state', 'node', 'job', 'sched', 'epoch', 'next_exec', 'manual',
-  'attempts', 'deadline_ms', 'args')
+  'attempts', 'deadline_ms', 'args', 'sel')
 if bad then return 'BADKEY' end
 if not f[1] then return 'UNKNOWN' end
 if f[1] == 'accepted' or f[1] == 'running' then
@@ -55,4 +55,4 @@ local epoch = f[5] or '0'
 if not string.match(epoch, '^%d+$') then epoch = '0' end
 announce(ARGV[7], running_json(f[6], f[3], ARGV[5], f[4], start, ARGV[2], attempt, f[7] == '1', epoch))
 return {'STARTED', f[6], tostring(attempt), f[3] or '', f[4] or '0', epoch, f[7] or '0', tostring(start), spec or '',
-  f[9] or '', f[10] or ''}
+  f[9] or '', f[10] or '', f[11] or ''}

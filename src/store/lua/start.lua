@@ -15,7 +15,8 @@
 -- KEYS[7] T:lease  KEYS[8] open executions (the started execution joins it: idempotent, and a
 --   re-run's fresh one, or one the previous release claimed, is not there yet)
 -- Returns {'OK', exec id, attempt, job, sched, epoch, manual, start ms, job spec JSON or '', '', the
---   fire's own arguments JSON or '' (a manual fire's: TriggerJob's `args`)}
+--   fire's own arguments JSON or '' (a manual fire's: TriggerJob's `args`), its target tags JSON or ''
+--   (a manual fire's: TriggerJob's `target_selector`)}
 --   | {'RESUME', the same fields, and the start deadline for a first attempt, '' otherwise} (a
 --   repeated start by the incarnation that started it, or a fire its take started whose task was
 --   lost: see below; the caller checks the deadline, its handler never having begun)
@@ -29,7 +30,7 @@
 -- the watch set, whose ZREM is its first write, and the record; it checks p:<self> once per call).
 if get_once(KEYS[3]) ~= ARGV[3] then return {'NOT_LIVE'} end
 local f, bad = read('hash', 'HMGET', KEYS[1], 'state', 'node', 'inc', 'job', 'sched', 'epoch', 'next_exec',
-  'deadline_ms', 'manual', 'exec', 'attempts', 'started', 'args')
+  'deadline_ms', 'manual', 'exec', 'attempts', 'started', 'args', 'sel')
 if bad then return {'BADKEY', bad} end
 -- next_exec is cleared by writing '' (in the same HSET as the state) rather than by an HDEL.
 if f[7] == '' then f[7] = false end
@@ -54,7 +55,7 @@ if st == 'running' and owner == ARGV[2] then
     local deadline = ''
     if (f[11] or '1') == '1' then deadline = f[8] or '' end
     return {'RESUME', f[10], f[11] or '1', f[4], f[5], f[6] or '0', f[9] or '0', f[12] or '0', spec_of(f[4]), deadline,
-      f[13] or ''}
+      f[13] or '', f[14] or ''}
   end
   -- An earlier incarnation's run: recovered by adoption or the reaper, never dropped by a start.
   return {'ALREADY'}
@@ -125,4 +126,5 @@ end
 -- it: this puts it there).
 redis.call('ZADD', KEYS[8], 0, exec)
 announce(ARGV[10], json)
-return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec, '', f[13] or ''}
+return {'OK', exec, tostring(attempt), f[4], f[5], epoch, f[9] or '0', tostring(now), spec, '', f[13] or '',
+  f[14] or ''}

@@ -17,6 +17,8 @@
 -- ARGV[21] the stop list key prefix ('<tag>:stops:')  ARGV[22] how long a stop list is kept (ms)
 -- ARGV[23] the misfire threshold ms (a held fire handed the lock: its start deadline from now)
 -- ARGV[24] the job's priority (claim.lua's: kept in the fire hash as `prio` unless 'normal')
+-- ARGV[25] the fire's target tags (TriggerJob's `target_selector`, JSON) or '' (none): kept in the
+--   fire hash as `sel`, which every take and start of the fire returns after `args`
 -- Returns {'GONE'} | {'DEDUP', exec id} | {'CONFLICT', exec id} | {'CREATED'} | {'SKIPPED'}
 --   | {'HELD'} | {'HELD', node, fire, exec} (as claim.lua's)
 --   DEDUP: the key made that execution before; the caller reads its record (none: the job's
@@ -63,6 +65,7 @@ redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
            'deadline_ms', ARGV[13])
 if ARGV[19] ~= '' then redis.call('HSET', KEYS[2], 'args', ARGV[19]) end
 if ARGV[24] ~= 'normal' then redis.call('HSET', KEYS[2], 'prio', ARGV[24]) end
+if ARGV[25] ~= '' then redis.call('HSET', KEYS[2], 'sel', ARGV[25]) end
 if fs == 'held' then
   -- Waits for the lock: its execution is made (pending), in no node's hands, not watched.
   redis.call('HSET', KEYS[2], 'next_exec', ARGV[3])

@@ -21,7 +21,7 @@ mod batcher;
 mod relay;
 mod topology;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -37,8 +37,8 @@ pub use self::topology::{RedisAccess, ReplicaWait};
 use super::keys::Keys;
 use super::{
     Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
-    Finish, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires, NodeRecord,
-    Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire, StopRequest, Store, Taken,
+    Finish, FireOwn, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires,
+    NodeRecord, Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire, StopRequest, Store, Taken,
     TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
@@ -569,6 +569,10 @@ impl RedisStore {
                 None | Some("") => None,
                 Some(json) => Some(decode(json, &format!("the args of a manual fire of {}", self.keys.job(&r[3])))?),
             },
+            selector: match r.get(11).map(String::as_str) {
+                None | Some("") => BTreeMap::new(),
+                Some(json) => decode(json, &format!("the target tags of a manual fire of {}", self.keys.job(&r[3])))?,
+            },
         }))
     }
 
@@ -927,10 +931,14 @@ impl FireStore for RedisStore {
         key: Option<&str>,
         overlap: Concurrency,
         lock_ttl_ms: u64,
-        args: Option<&serde_json::Value>,
+        own: &FireOwn,
         priority: Priority,
     ) -> Result<TriggerOutcome> {
         let skipped = super::skipped_by_lock(exec, overlap);
+        let selector = match own.selector.is_empty() {
+            true => String::new(),
+            false => encode(&own.selector)?,
+        };
         let mut inv = TRIGGER.prepare_invoke();
         inv.key(self.keys.job(&exec.job_id))
             .key(self.keys.fire(&exec.fire_id))
@@ -960,12 +968,13 @@ impl FireStore for RedisStore {
             .arg(skipped.end_ms.unwrap_or_else(super::now_ms))
             .arg(&skipped.error)
             .arg(self.recent)
-            .arg(args.map(|a| a.to_string()).unwrap_or_default())
+            .arg(own.args.as_ref().map(|a| a.to_string()).unwrap_or_default())
             .arg(self.keys.fire(""))
             .arg(self.keys.stops(""))
             .arg(super::STOPS_TTL_MS)
             .arg(self.timing.misfire_threshold_ms)
-            .arg(priority.name());
+            .arg(priority.name())
+            .arg(selector);
         let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("HELD"), None) => Ok(TriggerOutcome::Held(exec.clone(), None)),
@@ -1029,7 +1038,7 @@ impl FireStore for RedisStore {
                         [tag, why] if tag == "BADKEY" => {
                             Err(Error::Corrupt { key: self.keys.processing(node), reason: why.clone() })
                         }
-                        [tag, ..] if tag == "STARTED" && why.len() == 11 => {
+                        [tag, ..] if tag == "STARTED" && why.len() == 12 => {
                             // Committed: a definition that does not decode is this fire's problem
                             // alone (recorded failed by the worker), not the whole batch's.
                             let fire = match self.started_fire(&why, Some(&why[9])) {
@@ -1203,8 +1212,8 @@ impl FireStore for RedisStore {
         fail::fail_point!("lose_start_reply", |_| Err(crate::failpoints::lost_reply("lose_start_reply")));
         let num = |i: usize| r.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
         Ok(match r.first().map(String::as_str) {
-            Some("OK") if r.len() == 11 => Start::Run(self.started_fire(&r, None)?),
-            Some("RESUME") if r.len() == 11 => Start::Resume(self.started_fire(&r, Some(&r[9]))?),
+            Some("OK") if r.len() == 12 => Start::Run(self.started_fire(&r, None)?),
+            Some("RESUME") if r.len() == 12 => Start::Resume(self.started_fire(&r, Some(&r[9]))?),
             Some("BADKEY") => {
                 return Err(Error::Corrupt {
                     key: self.keys.fire(fire_id),
