@@ -1901,6 +1901,32 @@ async fn redis_with_job(job: &str) -> (RedisServer, RedisStore, Fence, u64, i64,
     (server, store, fence, epoch, base, c)
 }
 
+/// A sharded fire's instant is claimed once whatever its total (Redis only, PROTOCOL 3.23): were
+/// Redis to lose the watermark's move but keep the fire's keys, a claim of the instant again, with
+/// the other total `all` may count by then, is a DUP for every shard (the whole fire's key marks the
+/// instant), and so is a claim of it as a fire that is not sharded.
+#[tokio::test]
+async fn redis_a_fanned_out_instant_is_never_fanned_out_again() {
+    let (_server, store, fence, _epoch, base, mut c) = redis_with_job("fan").await;
+    let s: &dyn Store = &store;
+    let three: Vec<Claim> = (0..3).map(|i| shard_claim("fan", base, Some(base + 1000), i, 3)).collect();
+    assert_eq!(s.claim(&fence, &three).await.expect("claim"), vec![ClaimOutcome::Claimed; 3]);
+    let rewind = |c: &mut ::redis::Connection| {
+        let _: () =
+            ::redis::cmd("HSET").arg(store.keys().job("fan")).arg("next_ms").arg(base).query(c).expect("rewind");
+    };
+    rewind(&mut c);
+    let two: Vec<Claim> = (0..2).map(|i| shard_claim("fan", base, Some(base + 1000), i, 2)).collect();
+    let r = s.claim(&fence, &two).await.expect("claim");
+    assert!(r.iter().all(|o| matches!(o, ClaimOutcome::Duplicate(why) if why.contains("fanned out"))), "{r:?}");
+    rewind(&mut c);
+    let r = s.claim(&fence, &[claim("fan", base, Some(base + 1000), false)]).await.expect("claim");
+    assert!(matches!(&r[..], [ClaimOutcome::Duplicate(_)]), "{r:?}");
+    // The watermark moved on each time; the next instant fans out as usual.
+    let next: Vec<Claim> = (0..2).map(|i| shard_claim("fan", base + 1000, Some(base + 2000), i, 2)).collect();
+    assert_eq!(s.claim(&fence, &next).await.expect("claim"), vec![ClaimOutcome::Claimed; 2]);
+}
+
 /// One record per fire (Redis only, PROTOCOL 4.2): the claim writes no record of its own, the fire
 /// hash reads as its first execution from the claim to the outcome the finish writes into it, and
 /// a retried attempt's record, kept apart while it runs, gives way to the hash's outcome.

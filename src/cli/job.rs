@@ -207,9 +207,9 @@ pub struct PutArgs {
     /// last (yet at least once in every 10 takes while they wait). Default: normal.
     #[arg(long, value_enum)]
     pub priority: Option<PriorityArg>,
-    /// Sharding broadcast: each fire fans out into this many executions (2-128), spread over the
-    /// live nodes, each told ROTA_SHARD_INDEX and ROTA_SHARD_TOTAL; `all`: one per live node that
-    /// can run it. Default: 1 (not sharded).
+    /// Sharding broadcast: each fire fans out into this many executions (1-128; 0 and 1: not
+    /// sharded), spread over the live nodes, each told ROTA_SHARD_INDEX and ROTA_SHARD_TOTAL; `all`:
+    /// one per live node that can run it. Default: 1.
     #[arg(long)]
     pub shards: Option<crate::job::Shards>,
     /// Keep this many of the job's newest executions, whatever their outcome (default: the
@@ -417,7 +417,9 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
             for t in &target_tags {
                 let (k, v) =
                     t.split_once('=').ok_or_else(|| CliError::Usage(format!("--target-tag '{t}' is not key=value")))?;
-                target_selector.insert(k.to_string(), v.to_string());
+                if target_selector.insert(k.to_string(), v.to_string()).is_some() {
+                    return Err(CliError::Usage(format!("--target-tag: '{k}' is given twice")));
+                }
             }
             let timeout = match crate::worker::handlers::parse_duration(&wait_timeout) {
                 Ok(d) if !d.is_zero() => d,
@@ -452,7 +454,13 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
                 if client.json {
                     println!("{:#}", json!({"dry_run": true, "node_id": r.node_id, "args": resolved}));
                 } else {
-                    println!("would run on node {} with args {resolved}", r.node_id);
+                    match r.node_id.as_str() {
+                        "" => println!(
+                            "would be handed to a node that can run it (the node asked cannot: no handler, or no \
+                             worker with the tags asked) with args {resolved}"
+                        ),
+                        node => println!("would run on node {node} with args {resolved}"),
+                    }
                 }
                 return Ok(());
             }

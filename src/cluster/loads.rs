@@ -78,16 +78,30 @@ impl LoadTable {
             if let Ok(nodes) = self.store.list_nodes().await {
                 if let Ok(mut m) = self.loads.lock() {
                     for n in nodes.into_iter().filter(|n| !n.draining) {
-                        let newer = m.get(&n.node_id).is_none_or(|(_, at)| *at < n.beat_ms);
-                        if newer {
-                            let p = Peer {
-                                node_id: n.node_id.clone(),
-                                address: n.address.clone(),
-                                load: n.load,
-                                handlers: n.handlers.clone(),
-                                worker_tags: n.worker_tags.clone(),
-                            };
-                            m.insert(n.node_id, (p, n.beat_ms));
+                        match m.get_mut(&n.node_id) {
+                            // What a node is (its address, its handlers, its workers' tags) is its
+                            // record's, always: a report carries only a load, and its time (this
+                            // node's clock) would otherwise keep a node restarted on another
+                            // address (a pod's new IP) at its old one. Its load is the newer one's.
+                            Some((p, at)) => {
+                                p.address = n.address;
+                                p.handlers = n.handlers;
+                                p.worker_tags = n.worker_tags;
+                                if *at < n.beat_ms {
+                                    p.load = n.load;
+                                    *at = n.beat_ms;
+                                }
+                            }
+                            None => {
+                                let p = Peer {
+                                    node_id: n.node_id.clone(),
+                                    address: n.address.clone(),
+                                    load: n.load,
+                                    handlers: n.handlers.clone(),
+                                    worker_tags: n.worker_tags.clone(),
+                                };
+                                m.insert(n.node_id, (p, n.beat_ms));
+                            }
                         }
                     }
                 }
@@ -112,5 +126,39 @@ impl LoadTable {
                 p.load.bump();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, NodeRecord};
+
+    /// A peer restarted under its id on another address is reached there at the next refresh,
+    /// though its last load report (timed by this node's clock) is newer than its record's beat;
+    /// its handlers follow its record too. Found by a probe: fires went to the old address for a
+    /// minute and more, each falling back to the queue.
+    #[tokio::test]
+    async fn a_peers_new_address_and_handlers_win_over_a_newer_report() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(60_000));
+        let rec = |address: &str, handlers: &[&str], beat_ms: i64| NodeRecord {
+            node_id: "n2".into(),
+            address: address.into(),
+            incarnation: "i1".into(),
+            beat_ms,
+            handlers: handlers.iter().map(|h| h.to_string()).collect(),
+            ..Default::default()
+        };
+        let now = now_ms();
+        store.register(&rec("10.0.0.1:1", &["noop"], now), 60_000, None).await.expect("register");
+        let table = LoadTable::new(store.clone(), "n1", 120_000);
+        assert_eq!(table.peers(now).await[0].address, "10.0.0.1:1");
+        table.record("n2", Load { active: 1, max: 4, queue: 0 });
+        store.register(&rec("10.0.0.9:1", &["noop", "shell"], now - 10), 60_000, None).await.expect("again");
+        let later = now + 60_000;
+        let p = table.peers(later).await;
+        assert_eq!(p[0].address, "10.0.0.9:1");
+        assert_eq!(p[0].handlers, ["noop", "shell"]);
+        assert_eq!(p[0].load.active, 1, "the newer report's load stays");
     }
 }

@@ -221,9 +221,11 @@ mod tests {
         assert_eq!(d("4").unwrap().unwrap(), Shards::Count(4));
         assert_eq!(d("\"all\"").unwrap().unwrap(), Shards::PerNode);
         assert_eq!(d("1").unwrap().unwrap(), Shards::One);
-        for bad in ["\"half\"", "-2", "2.5"] {
+        for bad in ["\"half\"", "-2", "2.5", "true", "[]"] {
             let e = parse_jobs_file(&job(bad)).map(|_| ()).unwrap_err().to_string();
             assert!(e.contains("shards"), "{bad}: {e}");
+            // What a valid value is, never serde's words for its own types.
+            assert!(e.contains("count from 1 to 128") && !e.contains("untagged"), "{bad}: {e}");
         }
         // A count over the most is refused when the job is made.
         let spec = parse_jobs_file(&job("129")).unwrap()[0].declared().unwrap().spec;

@@ -233,16 +233,27 @@ impl Serialize for Shards {
 
 impl<'de> Deserialize<'de> for Shards {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Shards, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Count(u32),
-            Name(String),
+        /// A count or "all", saying what it expects of anything else (not serde's untagged words).
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Shards;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a shard count from 1 to {MAX_SHARDS}, or \"all\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<Shards, E> {
+                u32::try_from(n).map(Shards::count).map_err(|_| E::custom(format!("more than {MAX_SHARDS} shards")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<Shards, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(n), &self)),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Shards, E> {
+                s.parse().map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Count(n) => Ok(Shards::count(n)),
-            Raw::Name(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(Visit)
     }
 }
 

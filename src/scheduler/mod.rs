@@ -38,6 +38,10 @@ use crate::worker::Worker;
 
 /// Jobs read per store round trip; more are read on the next pass without sleeping.
 const BATCH: usize = 500;
+/// Claims per claim call, about: a tick stops taking due jobs past it (a sharded job's fire is up to
+/// 128 claims, and one script call must not stall Redis), leaving the rest to the next pass. A
+/// job's claims are never split: a fire's shards are claimed in one call (PROTOCOL §3.23).
+const MAX_CLAIMS: usize = 2_000;
 /// Longest sleep between looks at the store, so jobs put through another node sharing the store
 /// are seen without a wake-up from this one.
 const MAX_IDLE: Duration = Duration::from_millis(500);
@@ -318,6 +322,9 @@ impl Scheduler {
         let mut claims = Vec::new();
         let mut jobs = Vec::new();
         for rec in &due.jobs {
+            if claims.len() >= MAX_CLAIMS {
+                break;
+            }
             match Job::new(rec.spec.clone()) {
                 Ok(job) if job.spec.concurrency.exclusive() && rec.next_ms.is_some_and(|t| t > now) => {
                     deferred = deferred.min(rec.next_ms.unwrap_or(i64::MAX));
@@ -504,8 +511,8 @@ impl Scheduler {
         {
             TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
             TriggerOutcome::Conflict(id) => Err(Error::FailedPrecondition(format!(
-                "this idempotency key already triggered execution {id} with other arguments; nothing was \
-                 triggered (use a new key to trigger with these)"
+                "this idempotency key already triggered execution {id} with other arguments or target tags; \
+                 nothing was triggered (use a new key to trigger with these)"
             ))),
             TriggerOutcome::Deduplicated(e) => {
                 let node_id = e.node_id.clone();

@@ -134,6 +134,8 @@ struct State {
     /// (next_ms, job id) for unpaused jobs with a watermark.
     due: BTreeSet<(i64, String)>,
     fires: HashMap<String, FireRec>,
+    /// Whole fires fanned out into shards (claim.lua's marker at the whole fire's key) -> expiry ms.
+    fanned: HashMap<String, i64>,
     /// node -> (live incarnation, expiry ms).
     hb: HashMap<String, (String, i64)>,
     /// Per node: incarnations whose running work was taken over (they may never beat again).
@@ -694,6 +696,8 @@ impl FireStore for MemoryStore {
             // Per job, the instant whose claim moved its watermark in this call: the shards of one
             // fire after its first follow it (claim.lua's `moved`).
             let mut moved: HashMap<&str, i64> = HashMap::new();
+            // Per job, the instant of a sharded fire found fanned out before (claim.lua's `fanned`).
+            let mut fanned: HashMap<&str, i64> = HashMap::new();
             for c in claims {
                 let Some(rec) = st.jobs.get(&c.job_id).cloned() else {
                     out.push(ClaimOutcome::Gone);
@@ -708,14 +712,26 @@ impl FireStore for MemoryStore {
                     out.push(ClaimOutcome::Stale);
                     continue;
                 }
+                let whole = crate::execution::FireId::whole(&c.exec.fire_id).to_string();
+                if shard && rec.next_ms == Some(c.sched_ms) {
+                    match st.fanned.get(&whole).is_some_and(|exp| *exp > now) {
+                        true => _ = fanned.insert(&c.job_id, c.sched_ms),
+                        false => _ = st.fanned.insert(whole.clone(), now + self.retention_ms),
+                    }
+                }
                 moved.insert(&c.job_id, c.sched_ms);
                 let mut new = rec.clone();
                 new.last_ms = Some(c.sched_ms);
                 new.next_ms = c.next_ms;
                 st.set_due(&c.job_id, rec.next_ms, c.next_ms);
                 st.jobs.insert(c.job_id.clone(), new);
-                // A fire recorded before: the watermark moved on above, nothing else happens.
-                if st.fires.get(&c.exec.fire_id).is_some_and(|f| f.expiry > now) {
+                // A fire recorded before (or, a shard, fanned out before; a whole fire whose instant
+                // was): the watermark moved on above, nothing else happens.
+                let before = match shard {
+                    true => fanned.get(c.job_id.as_str()) == Some(&c.sched_ms),
+                    false => st.fanned.get(&whole).is_some_and(|exp| *exp > now),
+                };
+                if before || st.fires.get(&c.exec.fire_id).is_some_and(|f| f.expiry > now) {
                     out.push(ClaimOutcome::Duplicate(String::new()));
                     continue;
                 }
@@ -796,7 +812,8 @@ impl FireStore for MemoryStore {
                         // The same key with other arguments (as trigger.lua: its fire says, while its
                         // record is kept; a trimmed one is spent, whatever the arguments).
                         let was = crate::execution::fire_of_execution(id).and_then(|f| st.fires.get(f));
-                        if st.execs.contains_key(id) && was.is_some_and(|f| f.args.as_ref() != args) {
+                        let other = |f: &FireRec| f.args.as_ref() != args || f.selector != own.selector;
+                        if st.execs.contains_key(id) && was.is_some_and(other) {
                             return Ok(TriggerOutcome::Conflict(id.clone()));
                         }
                         return Ok(match st.execs.get(id) {
@@ -1427,6 +1444,7 @@ impl ExecStore for MemoryStore {
         let before = st.execs.len() + st.fires.len() + st.idem.len() + st.locks.len();
         st.execs.retain(|_, (_, exp)| *exp > now);
         st.fires.retain(|_, f| f.expiry > now);
+        st.fanned.retain(|_, exp| *exp > now);
         st.idem.retain(|_, (_, exp)| *exp > now);
         st.locks.retain(|_, (_, exp)| *exp > now);
         let State { execs, job_execs, job_failed, .. } = &mut *st;

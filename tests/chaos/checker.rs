@@ -237,9 +237,17 @@ pub fn check(h: &History) -> Report {
                     None => vec![whole.clone()],
                 },
             };
-            if let Some(seen) = seen.filter(|s| s.len() > 1 || job.shards == rota::job::Shards::One) {
+            let odd = |s: &&std::collections::BTreeSet<u32>| match job.shards {
+                rota::job::Shards::One => true,
+                rota::job::Shards::Count(n) => s.iter().any(|t| *t != n),
+                rota::job::Shards::PerNode => s.len() > 1,
+            };
+            if let Some(seen) = seen.filter(odd) {
                 r.disagreeing += 1;
-                r.violations.push(format!("{whole}: its shards name different totals, or it has shards: {seen:?}"));
+                r.violations.push(format!(
+                    "{whole}: its shards name totals {seen:?}, not as its job fans out ({:?})",
+                    job.shards
+                ));
             }
             for fire in &fires {
                 r.fires_expected += 1;
@@ -1098,7 +1106,14 @@ mod tests {
         mixed.records.push(rec(&odd, "succeeded"));
         mixed.runs.push(odd);
         let r = check(&mixed);
-        assert!(r.violations.iter().any(|v| v.contains("different totals")), "{:?}", r.violations);
+        assert!(r.violations.iter().any(|v| v.contains("not as its job fans out")), "{:?}", r.violations);
+        // A fixed count's fire with a shard of another total.
+        let mut other = sharded(rota::job::Shards::Count(3), &[3]);
+        let odd = run("s", 104, "0190aaaa-bbbb-7ccf~s@104000/0of2", "n2", 99_000, 10);
+        other.records.push(rec(&odd, "succeeded"));
+        other.runs.push(odd);
+        let r = check(&other);
+        assert!(r.violations.iter().any(|v| v.starts_with("s@104000: its shards name totals")), "{:?}", r.violations);
     }
 
     /// A capped job's trimmed fires are judged by the side log: a clean history passes; a second

@@ -31,7 +31,9 @@
 --   queue list it waits in should it be queued, kept in the fire hash as `prio`; section 3.22),
 --   its shard's suffix ('' or '/<index>of<total>': section 3.23; the fire is '<job>@<sched><suffix>').
 --   The shards of one fire come together, in order: the first moves the watermark; the others find
---   it moved by this call from their instant, and are claimed as the first was.
+--   it moved by this call from their instant, and are claimed as the first was. The first also
+--   marks the whole fire's key (ARGV[11] .. '<job>@<sched>', a string): found there already, every
+--   shard of the fire is a DUP.
 -- Returns {'FENCED'}, or one status per claim: CLAIMED HERE (claimed into the caller's hands)
 --   STARTED (claimed into the caller's hands and started)
 --   HELD (the lock was held: the fire waits for it, section 3.20), or 'HELD <node> <fire> <exec>'
@@ -72,6 +74,9 @@ local out = {}
 local due, due_order = {}, {}
 -- Per job, the instant whose claim moved its watermark in this call: a shard after its fire's first.
 local moved = {}
+-- Per job, the instant of a sharded fire found fanned out before, and what said so: its every shard
+-- is a DUP (the shards' own keys cannot tell, as `all` may count another total at each claim).
+local fanned, fanned_by = {}, {}
 local n = (#KEYS - 8) / 5
 for i = 0, n - 1 do
   local kj, kf, kl, kje, kh = KEYS[9+5*i], KEYS[10+5*i], KEYS[11+5*i], KEYS[12+5*i], KEYS[13+5*i]
@@ -91,6 +96,16 @@ for i = 0, n - 1 do
   elseif j[2] == '1' then out[#out+1] = 'PAUSED'
   elseif wm ~= sched and not (shard ~= '' and moved[job] == sched) then out[#out+1] = 'STALE'
   else
+    if shard ~= '' and wm == sched then
+      -- The first shard of its fire in this call: the whole fire's key marks the instant fanned
+      -- out (a string, with its retention), so a claim of it again, with any total, claims none.
+      local kw = ARGV[11] .. job .. '@' .. sched
+      if redis.call('EXISTS', kw) == 1 then
+        fanned[job], fanned_by[job] = sched, describe(kw)
+      else
+        redis.call('SET', kw, 'fanned out into' .. shard, 'PX', ARGV[1])
+      end
+    end
     moved[job] = sched
     -- advance the watermark in the same atomic step as the claim
     if nxt == '-' then
@@ -104,6 +119,8 @@ for i = 0, n - 1 do
   end
   if out[i+1] then
     -- already decided (BADKEY, GONE, PAUSED, STALE)
+  elseif shard ~= '' and fanned[job] == sched then
+    out[#out+1] = 'DUP (its fire was fanned out before) ' .. fanned_by[job]
   elseif redis.call('EXISTS', kf) == 1 then
     out[#out+1] = 'DUP ' .. describe(kf)  -- recorded before: the watermark moved on above, nothing else
   else

@@ -155,13 +155,13 @@ end
 -- fires skipped meanwhile). At most TRIM_MAX entries per call: a job index filled before caps
 -- existed (a day of a per-second job) is worked down over later finishes, never in one long call
 -- that would stall Redis past the nodes' heartbeats.
--- Adds field `name` with `value` to the HSET arguments `h` when it has a value (a number, or a
--- string that is not empty); otherwise, when `gone` is given, to the fields to delete (`HDEL`).
 -- Whether a fire id names a scheduled fire ('<job>@<ms>', or one of its shards '<job>@<ms>/<i>of<n>'),
 -- whose instant the id itself gives (a manual fire's does not).
 local function scheduled(fire)
   return string.find(fire, '@%d+$') ~= nil or string.find(fire, '@%d+/%d+of%d+$') ~= nil
 end
+-- Adds field `name` with `value` to the HSET arguments `h` when it has a value (a number, or a
+-- string that is not empty); otherwise, when `gone` is given, to the fields to delete (`HDEL`).
 local function put_field(h, gone, name, value)
   if type(value) == 'number' or (type(value) == 'string' and value ~= '') then
     h[#h+1] = name; h[#h+1] = value
@@ -309,7 +309,7 @@ local function replace_held(kheld, kopen, job, fire, fprefix, channel, now)
       local why = 'skipped: replaced by a newer fire, ' .. fire .. ', before it began (concurrency replace)'
       redis.call('HSET', kw, 'state', 'skipped', 'exec', f[2] or '', 'ended', now, 'error', why, 'attempts', 1)
       redis.call('HDEL', kw, 'next_exec', 'claimed_at', 'deadline_ms', 'recoveries', 'job', 'lock')
-      local json = ended_json(f[2] or '', job, w, f[3] or string.match(w, '@(%d+)$'), now, 'skipped', why,
+      local json = ended_json(f[2] or '', job, w, f[3] or string.match(w, '@(%d+)'), now, 'skipped', why,
         f[4] == '1', f[5])
       announce(channel, json)
       archive(channel, json)

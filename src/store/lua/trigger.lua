@@ -23,7 +23,7 @@
 --   | {'HELD'} | {'HELD', node, fire, exec} (as claim.lua's)
 --   DEDUP: the key made that execution before; the caller reads its record (none: the job's
 --   history cap has deleted it since; the key still counts, nothing is fired again).
---   CONFLICT: the key made that execution with other arguments: nothing is fired.
+--   CONFLICT: the key made that execution with other arguments or target tags: nothing is fired.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
 local bad = wrong(KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'string', KEYS[4], 'zset', KEYS[5], 'zset', KEYS[6], 'zset',
   KEYS[8], 'zset')
@@ -37,12 +37,12 @@ if bad then return refuse(bad) end
 if ARGV[8] == '1' then
   local prev = redis.call('GET', KEYS[7])
   if prev then
-    -- The same key with other arguments is a mistake, not a retry. Its fire's hash says what it
-    -- was fired with (gone with the record the job's cap trimmed: DEDUP, which says so).
+    -- The same key with other arguments or target tags is a mistake, not a retry. Its fire's hash
+    -- says what it was fired with (gone with the record the job's cap trimmed: DEDUP, which says so).
     local fire = string.match(prev, '~(.+)$')
     if fire then
-      local was = redis.pcall('HMGET', ARGV[20] .. fire, 'state', 'args')
-      if type(was) == 'table' and not was.err and was[1] and (was[2] or '') ~= ARGV[19] then
+      local was = redis.pcall('HMGET', ARGV[20] .. fire, 'state', 'args', 'sel')
+      if type(was) == 'table' and not was.err and was[1] and ((was[2] or '') ~= ARGV[19] or (was[3] or '') ~= ARGV[25]) then
         return {'CONFLICT', prev}
       end
     end
