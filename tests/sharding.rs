@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::workers::{ExtWorker, Sdk};
+use common::workers::{attached, ExtWorker, Sdk};
 use common::{agreed_master, eventually, rota, status, text, Backend, RedisServer, TestNode, NEVER};
 use rota::pb;
 use serde_json::{json, Value};
@@ -283,11 +283,7 @@ async fn told_its_shard(sdk: Sdk) {
     let redis = RedisServer::start();
     let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
     let _w = ExtWorker::start_on(sdk, &[&node.addr], "w-1", 4, None);
-    eventually(WAIT, "the worker attached", || async {
-        let r = node.client().await.list_nodes(pb::ListNodesRequest {}).await.ok()?.into_inner();
-        r.nodes.iter().any(|n| n.handlers.contains(&h)).then_some(())
-    })
-    .await;
+    attached(&node, &h).await;
     put(&node, &["--id", "ext", "--cron", "*/2 * * * * *", "--handler", &h, "--shards", "2"]).await;
     let done = eventually(WAIT, "a fire's two shards succeeded in the worker", || async {
         let all = common::executions(&mut node.client().await, "ext").await;

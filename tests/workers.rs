@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::workers::{sdk_unit_tests, ExtWorker, Sdk};
+use common::workers::{attached, sdk_unit_tests, ExtWorker, Sdk};
 use common::*;
 use rota::pb;
 use rota::pb::attach_request::Msg as In;
@@ -37,15 +37,6 @@ async fn put(node: &TestNode, job: pb::Job) -> pb::PutJobResponse {
 /// Executions of `job` in `state`.
 async fn in_state(node: &TestNode, job: &str, s: pb::ExecutionState) -> Vec<pb::Execution> {
     executions(&mut node.client().await, job).await.into_iter().filter(|e| state(e) == s).collect()
-}
-
-/// The node lists the worker's handlers (it is attached).
-async fn attached(node: &TestNode, handler: &str) {
-    eventually(WAIT, "the worker attached (its handler listed by the node)", || async {
-        let r = node.client().await.list_nodes(pb::ListNodesRequest {}).await.ok()?.into_inner();
-        r.nodes.iter().any(|n| n.handlers.iter().any(|h| h == handler)).then_some(())
-    })
-    .await;
 }
 
 /// A job runs in a Python and in a Node.js worker: its context and arguments arrive, its log lines

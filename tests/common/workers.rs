@@ -270,3 +270,16 @@ impl Drop for ExtWorker {
         self.kill();
     }
 }
+
+/// Waits until a node lists the worker's handler (it is attached).
+pub async fn attached(node: &super::TestNode, handler: &str) {
+    super::eventually(
+        std::time::Duration::from_secs(30),
+        "the worker attached (its handler listed by the node)",
+        || async {
+            let r = node.client().await.list_nodes(rota::pb::ListNodesRequest {}).await.ok()?.into_inner();
+            r.nodes.iter().any(|n| n.handlers.iter().any(|h| h == handler)).then_some(())
+        },
+    )
+    .await;
+}
