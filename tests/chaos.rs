@@ -286,7 +286,9 @@ impl Cluster {
         let e = &mut self.ext[k];
         let targets: Vec<&str> = e.targets.iter().map(String::as_str).collect();
         let sdk = common::workers::Sdk::Python;
-        e.worker = Some(common::workers::ExtWorker::start_logging_to(sdk, &targets, &e.id, 8, &self.sidelog));
+        // Tagged with its own id: a manual fire's target tags (`pool`) pick it.
+        let tags = format!("pool={}", e.id);
+        e.worker = Some(common::workers::ExtWorker::start_logging_to(sdk, &targets, &e.id, 8, &self.sidelog, &tags));
     }
 
     async fn spawn(&mut self, i: usize) {
@@ -993,11 +995,17 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     // Trigger a `plain` job now and then with arguments of its own (a mark in them, which the side
     // log notes, and the mark as the idempotency key, so a retry after a lost reply fires nothing
     // twice), through a node in turn: the checker holds each to one fire, run once, with them.
+    // One in three is of an `ext` job, aimed at one of the external workers by target tags
+    // (`pool = <worker>`): the checker holds its run to that worker (`History::trigger_targets`).
     let triggers: Arc<std::sync::Mutex<Vec<checker::Trigger>>> = Default::default();
+    let trigger_targets: Arc<std::sync::Mutex<HashMap<String, String>>> = Default::default();
     // Refusals a retry cannot mend (a bad request, a conflict on the same arguments): violations.
     let trigger_refusals: Arc<std::sync::Mutex<Vec<String>>> = Default::default();
     let trigger_loop = {
         let (triggers, refusals, stop) = (Arc::clone(&triggers), Arc::clone(&trigger_refusals), stop_cancels.clone());
+        let targets = Arc::clone(&trigger_targets);
+        let ext_jobs: Vec<String> = infos.iter().filter(|j| j.id.starts_with("ext-")).map(|j| j.id.clone()).collect();
+        let pools: Vec<String> = runner.cluster.ext.iter().map(|e| e.id.clone()).collect();
         // Through the nodes' gRPC proxies, where the faults on gRPC (delay, refusal, partition) are.
         let addrs: Vec<String> = runner.cluster.slots.iter().map(|s| s.grpc.addr()).collect();
         let jobs: Vec<String> = infos.iter().filter(|j| j.id.starts_with("plain-")).map(|j| j.id.clone()).collect();
@@ -1010,14 +1018,23 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
                     _ = tokio::time::sleep(Duration::from_millis(rng.random_range(700..1700))) => {}
                 }
                 n += 1;
-                let job = jobs[rng.random_range(0..jobs.len())].clone();
                 let mark = format!("mk{seed}-{n}");
+                let aimed = (n % 3 == 0 && !ext_jobs.is_empty() && !pools.is_empty())
+                    .then(|| pools[rng.random_range(0..pools.len())].clone());
+                let job = match aimed {
+                    Some(_) => ext_jobs[rng.random_range(0..ext_jobs.len())].clone(),
+                    None => jobs[rng.random_range(0..jobs.len())].clone(),
+                };
                 let req = pb::TriggerJobRequest {
                     id: job.clone(),
                     idempotency_key: mark.clone(),
                     args: Some(rota::pb::json_to_pb(&serde_json::json!({"ms": 20, "mark": mark}))),
+                    target_selector: aimed.iter().map(|w| ("pool".to_string(), w.clone())).collect(),
                     ..Default::default()
                 };
+                if let Some(w) = &aimed {
+                    targets.lock().expect("targets").insert(mark.clone(), w.clone());
+                }
                 let mut fire = None;
                 // Asked again (same key) on the next node while no node answers: one fire.
                 let first = rng.random_range(0..addrs.len());
@@ -1184,6 +1201,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         redis_faults_explain: matches!(runner.cluster.redis, Redis::Single(_)),
         cancels: cancels.lock().expect("cancels").clone(),
         triggers: triggers.lock().expect("triggers").clone(),
+        trigger_targets: trigger_targets.lock().expect("targets").clone(),
     };
     let mut report = checker::check(&history);
     // With three limited jobs or more (five fire at one instant in the default workload), the
@@ -1356,6 +1374,7 @@ async fn redis_restart_without_persistence() {
         redis_faults_explain: true,
         cancels: HashSet::new(),
         triggers: Vec::new(),
+        trigger_targets: Default::default(),
     };
     let report = checker::check(&history);
     let summary = serde_json::json!({

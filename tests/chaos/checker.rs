@@ -137,6 +137,8 @@ pub struct History {
     pub cancels: std::collections::HashSet<String>,
     /// Manual fires the runner triggered with arguments of their own.
     pub triggers: Vec<Trigger>,
+    /// A manual fire aimed at one external worker by its target tags: mark -> that worker's id.
+    pub trigger_targets: HashMap<String, String>,
 }
 
 /// A manual fire the runner triggered with arguments of its own: (job, the mark in them, the fire
@@ -398,6 +400,7 @@ fn check_manual(h: &History, r: &mut Report, rec_by_exec: &HashMap<&str, &Record
             *unclaimed_by_job.entry(job).or_default() += 1;
         }
         let job_marks = marks_of_job.get(job).cloned().unwrap_or_default();
+        let aimed = mark.and_then(|m| h.trigger_targets.get(m));
         for run in &runs {
             let ok = match (mark, run.mark.as_deref()) {
                 (Some(m), Some(got)) => m == got,
@@ -408,13 +411,32 @@ fn check_manual(h: &History, r: &mut Report, rec_by_exec: &HashMap<&str, &Record
                 r.disagreeing += 1;
                 r.violations.push(format!("{fire}: run {} on {} ran without its own arguments", run.exec, run.node));
             }
+            // Aimed by target tags at one worker: run by it, never by another (or by a node).
+            if let Some(w) = aimed.or_else(|| run.mark.as_deref().and_then(|m| h.trigger_targets.get(m))) {
+                if run.worker.as_deref() != Some(w.as_str()) {
+                    r.disagreeing += 1;
+                    r.violations.push(format!(
+                        "{fire}: run {} went to {}, not to the worker its target tags name ({w})",
+                        run.exec,
+                        run.worker.as_deref().unwrap_or(&run.node)
+                    ));
+                }
+            }
         }
         if recs.iter().any(|x| !is_terminal(&x.state)) {
             continue; // counted by the check of open records
         }
         let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == "succeeded").collect();
+        // An aimed fire whose worker a fault took away longer than the misfire threshold waited
+        // for it, as a job's fire for a worker its selector matches does, and was recorded so.
+        let waited_out = |x: &&Record| {
+            x.state == "misfired"
+                && x.error.contains("no worker")
+                && worker_fault_between(h, x.sched_ms, x.end_ms.unwrap_or(i64::MAX))
+        };
         match succeeded.len() {
             1 => r.manual_executed += 1,
+            0 if aimed.is_some() && recs.iter().any(waited_out) => r.lost_by_policy += 1,
             0 if lost_attempts(&recs) > MAX_RECOVERIES
                 || (recs.iter().any(|x| x.state == "lost") && runs.len() > MAX_RECOVERIES) =>
             {
@@ -914,6 +936,7 @@ mod tests {
             redis_faults_explain: true,
             cancels: Default::default(),
             triggers: Vec::new(),
+            trigger_targets: Default::default(),
         }
     }
 
@@ -1010,6 +1033,51 @@ mod tests {
         h.runs.iter_mut().filter(|x| x.exec == "s1~a@m:s0").for_each(|x| x.end_ms = None);
         let r = check(&h);
         assert!(r.violations.iter().any(|v| v.contains("the side log has no finished run")), "{:?}", r.violations);
+    }
+
+    /// A manual fire aimed at a worker by target tags: run by that worker passes; by another is a
+    /// violation; misfired for want of a worker passes only while a fault had taken workers away.
+    #[test]
+    fn an_aimed_manual_fire_runs_on_its_worker_or_waits_it_out_only_under_a_fault() {
+        let mut h = clean();
+        let mut m = run("a", 103, "s1~a@m:s0", "n1", 0, 20);
+        m.mark = Some("mk1".into());
+        m.worker = Some("w1".into());
+        h.runs.push(m.clone());
+        h.records.push(Record { manual: true, ..rec(&m, "succeeded") });
+        h.triggers.push(("a".into(), "mk1".into(), Some("a@m:s0".into())));
+        h.trigger_targets.insert("mk1".into(), "w1".into());
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        let mut elsewhere = h.clone();
+        elsewhere.runs.last_mut().expect("run").worker = Some("w2".into());
+        let r = check(&elsewhere);
+        assert!(
+            r.violations.iter().any(|v| v.contains("went to w2, not to the worker its target tags name (w1)")),
+            "{:?}",
+            r.violations
+        );
+        // Misfired, no worker: a violation, unless a fault hit a worker meanwhile.
+        let mut waited = h.clone();
+        waited.runs.pop();
+        let rec_m = waited.records.last_mut().expect("record");
+        rec_m.state = "misfired".into();
+        rec_m.error = "misfired: no worker for handler 'py.chaos' with tags pool=w1".into();
+        waited.runs.push(run("b", 100, "x1", "n2", 99_000, 10));
+        waited.runs.last_mut().expect("run").worker = Some("w1".into());
+        let r = check(&waited);
+        assert!(r.violations.iter().any(|v| v.contains("a manual fire not executed")), "{:?}", r.violations);
+        waited.faults.push(Fault {
+            kind: "kill_ext_worker".into(),
+            node: Some("w1".into()),
+            at_ms: 103_010,
+            until_ms: 103_100,
+            dead_ms: None,
+            was_master: false,
+            epoch_before: 0,
+        });
+        let r = check(&waited);
+        assert!(!r.violations.iter().any(|v| v.contains("a manual fire not executed")), "{:?}", r.violations);
     }
 
     /// A cancelled fire is neither lost nor run twice when the runner asked for it; a `cancelled`

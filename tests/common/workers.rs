@@ -163,10 +163,10 @@ impl ExtWorker {
         Self::spawn_with(sdk, targets, id, slots, None, None, tags)
     }
 
-    /// Starts a worker on `sdk` whose runs go to `sidelog` (shared with other processes: the chaos
-    /// runner's).
-    pub fn start_logging_to(sdk: Sdk, targets: &[&str], id: &str, slots: u32, sidelog: &Path) -> ExtWorker {
-        Self::spawn_with(sdk, targets, id, slots, None, Some(sidelog), "")
+    /// Starts a worker on `sdk` with `tags` whose runs go to `sidelog` (shared with other
+    /// processes: the chaos runner's).
+    pub fn start_logging_to(sdk: Sdk, targets: &[&str], id: &str, slots: u32, sidelog: &Path, tags: &str) -> ExtWorker {
+        Self::spawn_with(sdk, targets, id, slots, None, Some(sidelog), tags)
     }
 
     fn spawn_with(

@@ -62,6 +62,10 @@ async def chaos(ctx, args):
     `S job sched exec node epoch attempt now_ms worker`, then `E exec now_ms`."""
     now = lambda: int(time.time() * 1000)
     sched = int(ctx.scheduled_at.timestamp() * 1000)
+    # A manual fire's own mark (the runner's TriggerJob args), as the nodes' handler notes it.
+    mark = (args or {}).get("mark") if isinstance(args, dict) else None
+    if isinstance(mark, str):
+        append(f"M\t{ctx.execution_id}\t{mark}\n")
     append(f"S\t{ctx.job_id}\t{sched}\t{ctx.execution_id}\t{ctx.node_id}\t{ctx.epoch}\t{ctx.attempt}\t{now()}\t{worker_id}\n")
     sleeping = asyncio.ensure_future(asyncio.sleep(((args or {}).get("ms") or 0) / 1000))
     cancelled = False
