@@ -864,7 +864,10 @@ impl Worker {
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }
                 Ok(Start::Resume(sf)) => {
-                    tracing::warn!(execution = %sf.exec_id, "start was committed but its reply lost: running it now");
+                    // Either a start whose reply was lost, or a fire started here that waits for a
+                    // handler or a worker with matching tags (the rescan asks again): not a fault.
+                    tracing::info!(execution = %sf.exec_id,
+                        "started before by this incarnation (a lost reply, or waiting here for its handler): going on");
                     return Ok(Start::Resume(sf));
                 }
                 other => return other,
