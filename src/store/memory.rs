@@ -714,7 +714,10 @@ impl FireStore for MemoryStore {
                 }
                 let whole = crate::execution::FireId::whole(&c.exec.fire_id).to_string();
                 if shard && rec.next_ms == Some(c.sched_ms) {
-                    match st.fanned.get(&whole).is_some_and(|exp| *exp > now) {
+                    // As claim.lua's EXISTS of the whole fire's key: a mark, or a fire of that id.
+                    let marked = st.fanned.get(&whole).is_some_and(|exp| *exp > now)
+                        || st.fires.get(&whole).is_some_and(|f| f.expiry > now);
+                    match marked {
                         true => _ = fanned.insert(&c.job_id, c.sched_ms),
                         false => _ = st.fanned.insert(whole.clone(), now + self.retention_ms),
                     }

@@ -427,12 +427,17 @@ fn check_manual(h: &History, r: &mut Report, rec_by_exec: &HashMap<&str, &Record
             continue; // counted by the check of open records
         }
         let succeeded: Vec<&&Record> = recs.iter().filter(|x| x.state == "succeeded").collect();
-        // An aimed fire whose worker a fault took away longer than the misfire threshold waited
-        // for it, as a job's fire for a worker its selector matches does, and was recorded so.
+        // An aimed fire whose worker a fault took away (that worker, not another) waited for it
+        // past the misfire threshold, as a job's fire for a worker its selector matches does, and
+        // was recorded so.
         let waited_out = |x: &&Record| {
-            x.state == "misfired"
-                && x.error.contains("no worker")
-                && worker_fault_between(h, x.sched_ms, x.end_ms.unwrap_or(i64::MAX))
+            let (from, to) = (x.sched_ms, x.end_ms.unwrap_or(i64::MAX));
+            let hit = |f: &Fault| {
+                aimed.is_some_and(|w| f.node.as_deref() == Some(w.as_str()))
+                    && f.at_ms <= to + SLACK_MS
+                    && f.until_ms.max(f.dead_ms.unwrap_or(0)) + SLACK_MS >= from
+            };
+            x.state == "misfired" && x.error.contains("no worker") && h.faults.iter().any(hit)
         };
         match succeeded.len() {
             1 => r.manual_executed += 1,
@@ -1067,15 +1072,20 @@ mod tests {
         waited.runs.last_mut().expect("run").worker = Some("w1".into());
         let r = check(&waited);
         assert!(r.violations.iter().any(|v| v.contains("a manual fire not executed")), "{:?}", r.violations);
-        waited.faults.push(Fault {
+        let fault = |worker: &str| Fault {
             kind: "kill_ext_worker".into(),
-            node: Some("w1".into()),
+            node: Some(worker.into()),
             at_ms: 103_010,
             until_ms: 103_100,
             dead_ms: None,
             was_master: false,
             epoch_before: 0,
-        });
+        };
+        // A fault on another worker excuses nothing.
+        waited.faults.push(fault("w2"));
+        let r = check(&waited);
+        assert!(r.violations.iter().any(|v| v.contains("a manual fire not executed")), "{:?}", r.violations);
+        waited.faults.push(fault("w1"));
         let r = check(&waited);
         assert!(!r.violations.iter().any(|v| v.contains("a manual fire not executed")), "{:?}", r.violations);
     }
