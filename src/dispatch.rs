@@ -458,7 +458,7 @@ impl Router {
                 };
                 let has_handler = self.worker.registry().get_for(fire.handler, fire.selector).is_some();
                 let here = Here { load, has_handler };
-                let shard = crate::execution::FireId::parse(fire_id).ok().and_then(|f| f.shard);
+                let shard = crate::execution::shard_in(fire_id);
                 let decision = if let Some(shard) = shard {
                     let whole = crate::execution::FireId::whole(fire_id);
                     if places.as_ref().is_none_or(|(w, _)| *w != whole) {

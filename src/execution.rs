@@ -285,10 +285,16 @@ impl<'a> FireId<'a> {
     }
 }
 
+/// The shard a fire id names, if it is one shard of a sharded fire (None: not sharded, or an id
+/// that does not parse).
+pub fn shard_in(fire_id: &str) -> Option<Shard> {
+    FireId::parse(fire_id).ok().and_then(|f| f.shard)
+}
+
 /// The shard a fire id names; `Shard::WHOLE` for a fire that is not sharded (or an id that does
 /// not parse, which names no shard).
 pub fn shard_of_fire(fire_id: &str) -> Shard {
-    FireId::parse(fire_id).ok().and_then(|f| f.shard).unwrap_or(Shard::WHOLE)
+    shard_in(fire_id).unwrap_or(Shard::WHOLE)
 }
 
 /// Whether `fire` is the fire `asked` names, or one of its shards when `asked` is a whole fire.

@@ -248,6 +248,7 @@ pub fn exec_state_filter(v: i32) -> Result<Option<ExecState>> {
 }
 
 pub fn execution(e: &Execution) -> pb::Execution {
+    let shard = crate::execution::shard_of_fire(&e.fire_id);
     pb::Execution {
         id: e.id.clone(),
         job_id: e.job_id.clone(),
@@ -264,8 +265,8 @@ pub fn execution(e: &Execution) -> pb::Execution {
         epoch: e.epoch,
         stderr: e.stderr.clone(),
         next_attempt_time: e.next_attempt_ms.map(timestamp),
-        shard_index: crate::execution::shard_of_fire(&e.fire_id).index,
-        shard_total: crate::execution::shard_of_fire(&e.fire_id).total,
+        shard_index: shard.index,
+        shard_total: shard.total,
     }
 }
 

@@ -707,7 +707,7 @@ impl FireStore for MemoryStore {
                     out.push(ClaimOutcome::Paused);
                     continue;
                 }
-                let shard = crate::execution::FireId::parse(&c.exec.fire_id).is_ok_and(|f| f.shard.is_some());
+                let shard = crate::execution::shard_in(&c.exec.fire_id).is_some();
                 if rec.next_ms != Some(c.sched_ms) && !(shard && moved.get(c.job_id.as_str()) == Some(&c.sched_ms)) {
                     out.push(ClaimOutcome::Stale);
                     continue;

@@ -501,6 +501,7 @@ impl Handler for Remote {
         }
         let mut flight =
             InFlight { session: Arc::clone(&session), execution_id: ctx.execution_id.clone(), answered: false };
+        let shard = ctx.shard();
         let task = pb::FireTask {
             fire_id: ctx.fire_id.clone(),
             execution_id: ctx.execution_id.clone(),
@@ -513,8 +514,8 @@ impl Handler for Remote {
             deadline: ctx.timeout.map(|t| pb::timestamp(crate::store::now_ms() + t.as_millis() as i64)),
             manual: ctx.manual,
             node_id: ctx.node_id.clone(),
-            shard_index: ctx.shard().index,
-            shard_total: ctx.shard().total,
+            shard_index: shard.index,
+            shard_total: shard.total,
         };
         let worker = session.spec.worker_id.clone();
         if !session.send(pb::attach_response::Msg::Fire(task)).await {

@@ -206,7 +206,7 @@ pub fn check(h: &History) -> Report {
     // Manual fires' runs are judged apart (`check_manual`).
     for run in h.runs.iter().filter(|x| !is_manual(&x.exec)) {
         let fire = fire_key(&run.exec, &run.job, run.sched_ms);
-        if let Some(s) = rota::execution::FireId::parse(&fire).ok().and_then(|f| f.shard) {
+        if let Some(s) = rota::execution::shard_in(&fire) {
             totals.entry((run.job.as_str(), run.sched_ms)).or_default().insert(s.total);
         }
         runs_by_fire.entry(fire).or_default().push(run);
@@ -214,7 +214,7 @@ pub fn check(h: &History) -> Report {
     let mut recs_by_fire: HashMap<String, Vec<&Record>> = HashMap::new();
     for rec in h.records.iter().filter(|x| !x.manual) {
         let fire = fire_key(&rec.exec, &rec.job, rec.sched_ms);
-        if let Some(s) = rota::execution::FireId::parse(&fire).ok().and_then(|f| f.shard) {
+        if let Some(s) = rota::execution::shard_in(&fire) {
             totals.entry((rec.job.as_str(), rec.sched_ms)).or_default().insert(s.total);
         }
         recs_by_fire.entry(fire).or_default().push(rec);

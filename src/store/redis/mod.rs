@@ -884,13 +884,7 @@ impl FireStore for RedisStore {
                     (true, true) => "2",
                 })
                 .arg(c.priority.name())
-                .arg(
-                    crate::execution::FireId::parse(&c.exec.fire_id)
-                        .ok()
-                        .and_then(|f| f.shard)
-                        .map(|s| s.suffix())
-                        .unwrap_or_default(),
-                );
+                .arg(crate::execution::shard_in(&c.exec.fire_id).map(|s| s.suffix()).unwrap_or_default());
         }
         // In strict mode, not replicated is an error: the fires stay `dispatching` (their
         // watermarks moved) and the sweep dispatches those a failover did not lose, or, claimed
