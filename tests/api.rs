@@ -272,8 +272,14 @@ async fn invalid_input_names_the_field(b: Backend) {
     let mut c = node.client().await;
     let base = || job("ok", "* * * * * *", "noop", json!(null));
     let cases: Vec<(pb::Job, &str)> = vec![
-        (pb::Job { cron: "0 0 0 32 * *".into(), ..base() }, "cron: field 'day-of-month' out of range: 32"),
-        (pb::Job { cron: "* * *".into(), ..base() }, "cron: expected 5, 6 or 7 fields, got 3"),
+        (
+            pb::Job { schedule: Some(pb::job::Schedule::Cron("0 0 0 32 * *".into())), ..base() },
+            "cron: field 'day-of-month' out of range: 32",
+        ),
+        (
+            pb::Job { schedule: Some(pb::job::Schedule::Cron("* * *".into())), ..base() },
+            "cron: expected 5, 6 or 7 fields, got 3",
+        ),
         (pb::Job { time_zone: "Mars/Base".into(), ..base() }, "time_zone: unknown IANA time zone 'Mars/Base'"),
         (pb::Job { handler: "no pe".into(), ..base() }, "handler: 'no pe' is not a handler name"),
         (pb::Job { handler: "noop.".repeat(30), ..base() }, "handler: 'noop.noop."),

@@ -137,9 +137,15 @@ async fn every_rpc_refuses_malformed_input_precisely() {
         (pb::Job { recovery: 9, ..base() }, "recovery: unknown value 9"),
         (pb::Job { timeout: Some(prost_types::Duration { seconds: 9_000_000, nanos: 0 }), ..base() }, "timeout:"),
         (pb::Job { retry_backoff: Some(prost_types::Duration { seconds: 0, nanos: -5 }), ..base() }, "retry_backoff:"),
-        (pb::Job { cron: "61 * * * * *".into(), ..base() }, "cron: field 'second' out of range: 61"),
-        (pb::Job { cron: "* * * * JANUARY *".into(), ..base() }, "cron: field 'month'"),
-        (pb::Job { cron: String::new(), ..base() }, "cron:"),
+        (
+            pb::Job { schedule: Some(pb::job::Schedule::Cron("61 * * * * *".into())), ..base() },
+            "cron: field 'second' out of range: 61",
+        ),
+        (
+            pb::Job { schedule: Some(pb::job::Schedule::Cron("* * * * JANUARY *".into())), ..base() },
+            "cron: field 'month'",
+        ),
+        (pb::Job { schedule: Some(pb::job::Schedule::Cron(String::new())), ..base() }, "cron:"),
         (args_big, "args: larger than"),
         (pb::Job { id: "bad id".into(), ..base() }, "id: 'bad id' has ' '"),
         (pb::Job { id: "x".repeat(129), ..base() }, "id: longer than 128"),
@@ -148,8 +154,14 @@ async fn every_rpc_refuses_malformed_input_precisely() {
         (pb::Job { handler: "noop.".repeat(30), ..base() }, "handler: 'noop.noop."),
         (pb::Job { handler: "sleep".into(), ..base() }, "args:"),
         (pb::Job { handler: String::new(), args: None, invoke: "sleep('2s'".into(), ..base() }, "invoke:"),
-        (pb::Job { cron: "0 0 0 31 2 *".into(), ..base() }, "cron: '0 0 0 31 2 *' never fires after now"),
-        (pb::Job { cron: "0 0 0 1 1 * 2020".into(), ..base() }, "cron: '0 0 0 1 1 * 2020' never fires"),
+        (
+            pb::Job { schedule: Some(pb::job::Schedule::Cron("0 0 0 31 2 *".into())), ..base() },
+            "cron: '0 0 0 31 2 *' never fires after now",
+        ),
+        (
+            pb::Job { schedule: Some(pb::job::Schedule::Cron("0 0 0 1 1 * 2020".into())), ..base() },
+            "cron: '0 0 0 1 1 * 2020' never fires",
+        ),
     ];
     for (j, want) in cases {
         let r = s.put_job(pb::PutJobRequest { job: Some(j) }).await;
@@ -635,7 +647,7 @@ async fn deep_args_and_huge_values_are_refused_briefly() {
             "PutJob cron",
             s.put_job(pb::PutJobRequest {
                 job: Some(pb::Job {
-                    cron: huge_sp.clone(),
+                    schedule: Some(pb::job::Schedule::Cron(huge_sp.clone())),
                     ..common::job("h", "* * * * * *", "noop", serde_json::json!(null))
                 }),
             })

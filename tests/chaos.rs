@@ -730,6 +730,10 @@ fn workers_for(n: usize) -> usize {
 const LIMIT_GROUP: &str = "chaos";
 const LIMIT_MAX: usize = 2;
 
+/// The `every` jobs' interval and anchor (ms).
+const EVERY_MS: i64 = 3_000;
+const EVERY_ANCHOR_MS: i64 = 1_000;
+
 /// The history cap of the workload's capped jobs.
 const CAPPED_KEEP: usize = 5;
 
@@ -775,6 +779,9 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             // hash, failover (on the last two nodes only, which the checker holds them to) and
             // least recently used.
             0 => ("routed", "* * * * * *", 20, 1, false, false, true),
+            // A fixed interval on a grid of its own (`every 3s` from 1 s past the epoch): fires at
+            // 1, 4, 7, ... s, not at multiples of its period.
+            1 if (i / 10) % 2 == 1 => ("every", "", 20, 3, false, false, true),
             _ => ("plain", "* * * * * *", 20, 1, false, false, true),
         };
         let id = format!("{kind}-{i:04}");
@@ -825,6 +832,8 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             ..Default::default()
         };
         let spec = rota::job::JobSpec {
+            every_ms: if kind == "every" { EVERY_MS as u64 } else { 0 },
+            anchor_ms: (kind == "every").then_some(EVERY_ANCHOR_MS),
             failover_nodes: match spec.routing {
                 rota::job::Routing::Failover => vec![format!("n{}", NODES - 1), format!("n{NODES}")],
                 _ => Vec::new(),
@@ -843,7 +852,8 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
         let limit = (kind == "limited").then_some(LIMIT_MAX);
         infos.push(JobInfo {
             id,
-            period_s: period,
+            period_ms: if kind == "every" { EVERY_MS } else { period * 1000 },
+            phase_ms: if kind == "every" { EVERY_ANCHOR_MS } else { 0 },
             forbid,
             overlap,
             master_only,
@@ -1285,6 +1295,7 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "manual_triggered": r.manual_triggered,
         "manual_executed": r.manual_executed,
         "lost_by_policy": r.lost_by_policy,
+        "misfired_by_limit": r.misfired_by_limit,
         "explained_extra_runs": r.explained_extra_runs,
         "explained_by_redis_alone": r.explained_by_redis_alone,
         "lost": r.lost,
@@ -1329,7 +1340,8 @@ async fn redis_restart_without_persistence() {
     // Without the history store: what a wipe loses when Redis is all there is.
     let mut cluster = Cluster::start(Redis::Single(RedisServer::start()), 8, false, 1).await;
     let (jobs, infos) = workload(20, 1);
-    let infos: Vec<JobInfo> = infos.into_iter().filter(|j| j.period_s == 1 && !j.forbid && !j.master_only).collect();
+    let infos: Vec<JobInfo> =
+        infos.into_iter().filter(|j| j.period_ms == 1000 && j.phase_ms == 0 && !j.forbid && !j.master_only).collect();
     let jobs: Vec<pb::Job> = jobs.into_iter().filter(|j| infos.iter().any(|i| i.id == j.id)).collect();
     let mut c = cluster.client().await.expect("client");
     for j in &jobs {

@@ -105,7 +105,13 @@ async fn a_bad_priority_is_refused_naming_the_field_and_nothing_is_written() {
         rota(&node, &["job", "put", "--id", "p", "--cron", NEVER, "--handler", "noop", "--priority", "urgent"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--priority") && text(&o).contains("urgent"), "{}", text(&o));
-    let job = pb::Job { id: "p".into(), cron: NEVER.into(), handler: "noop".into(), priority: 9, ..Default::default() };
+    let job = pb::Job {
+        id: "p".into(),
+        schedule: Some(pb::job::Schedule::Cron(NEVER.into())),
+        handler: "noop".into(),
+        priority: 9,
+        ..Default::default()
+    };
     let e = node.client().await.put_job(pb::PutJobRequest { job: Some(job) }).await.expect_err("refused");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("priority") && e.message().contains('9'), "{e:?}");

@@ -1,12 +1,13 @@
 //! Property tests (proptest) for every parser that takes outside input: the cron parser, the invoke
-//! target parser and the queue-entry check. They stand in for cargo-fuzz, which needs nightly.
+//! target parser and the queue-entry check; and for the schedule preview, which must name exactly
+//! the fires the scheduler makes. They stand in for cargo-fuzz, which needs nightly.
 //! Inputs are random strings (must never panic, errors name a field or column) and generated valid
 //! inputs (must parse, and round-trip through their rendering).
 //!
 //! Longer run: `PROPTEST_CASES=200000 cargo test --release --test properties`.
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
-use rota::job::cron::Schedule;
+use rota::job::cron::Cron;
 use rota::job::invoke;
 use rota::store::{queue_entry_problem, MAX_QUEUE_ENTRY_BYTES};
 
@@ -54,18 +55,18 @@ proptest! {
 
     #[test]
     fn cron_never_panics_and_says_why(s in prop_oneof![cron_soup(), "\\PC{0,40}"]) {
-        match Schedule::parse(&s) {
+        match Cron::parse(&s) {
             // What parses renders to a form that parses to the same schedule.
-            Ok(c) => prop_assert_eq!(Schedule::parse(&c.to_string()).ok(), Some(c)),
+            Ok(c) => prop_assert_eq!(Cron::parse(&c.to_string()).ok(), Some(c)),
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
 
     #[test]
     fn valid_cron_parses_round_trips_and_fires_forward(expr in valid_cron(), start in 0i64..4_000_000_000) {
-        let s = Schedule::parse(&expr).map_err(|e| TestCaseError::fail(format!("{expr}: {e}")))?;
+        let s = Cron::parse(&expr).map_err(|e| TestCaseError::fail(format!("{expr}: {e}")))?;
         let shown = s.to_string();
-        prop_assert_eq!(Schedule::parse(&shown).ok(), Some(s.clone()), "{} shown as {}", expr, shown);
+        prop_assert_eq!(Cron::parse(&shown).ok(), Some(s.clone()), "{} shown as {}", expr, shown);
         let after = Utc.timestamp_opt(start, 0).single().expect("in range");
         let next = s.next_after(chrono_tz::UTC, after);
         prop_assert!(next.is_some(), "{expr} never fires after {after}");
@@ -120,4 +121,70 @@ proptest! {
         let versioned = format!(r#"{{"v":{v},"fire":"j@1"}}"#);
         prop_assert!(queue_entry_problem(&versioned).is_some_and(|r| r.starts_with("malformed")));
     }
+
+    #[test]
+    fn the_preview_names_exactly_the_fires_the_scheduler_claims(
+        spec in schedule_spec(),
+        start in 1_700_000_000_000i64..1_900_000_000_000,
+        late in prop::collection::vec(0i64..5_000, 25),
+    ) {
+        let job = rota::job::Job::new(spec.clone()).map_err(|e| TestCaseError::fail(format!("{spec:?}: {e}")))?;
+        let preview: Vec<i64> = job.schedule.preview(start, 20).into_iter().map(|u| u.at_ms).collect();
+        // What PutJob writes, then what each claim moves the watermark to: each instant claimed
+        // a little late (under the misfire threshold), as a loaded master claims them.
+        let mut rec = rota::store::JobRecord::new(spec.clone(), job.next_after_ms(start), None, 0);
+        let mut claimed = Vec::new();
+        for l in late.iter().take(20) {
+            let Some(t) = rec.next_ms else { break };
+            let claims = rota::scheduler::plan(&job, &rec, t + l, 60_000, "n1", 1, None);
+            prop_assert_eq!(claims.len(), 1);
+            prop_assert_eq!(&claims[0].exec.fire_id, &rota::execution::scheduled_fire_id(&spec.id, t));
+            claimed.push(claims[0].sched_ms);
+            rec.next_ms = claims[0].next_ms;
+        }
+        prop_assert_eq!(preview, claimed, "{:?}", spec);
+    }
+}
+
+/// Zones with a 1-hour, a 30-minute and no daylight-saving change, and a half-hour offset.
+const ZONES: [&str; 5] = ["", "America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kolkata"];
+
+/// A schedule of every kind, with bounds and a spread now and then.
+fn schedule_spec() -> impl Strategy<Value = rota::job::JobSpec> {
+    let kind = prop_oneof![
+        valid_cron().prop_map(|c| (c, 0u64, None, Vec::new())),
+        (1_000u64..10_000_000, prop::option::of(1_600_000_000_000i64..1_900_000_000_000)).prop_map(|(e, a)| (
+            String::new(),
+            e,
+            a,
+            Vec::new()
+        )),
+        prop::collection::vec(1_700_000_000_000i64..1_950_000_000_000, 1..30).prop_map(|at| (
+            String::new(),
+            0,
+            None,
+            at
+        )),
+    ];
+    (
+        kind,
+        prop::sample::select(ZONES.to_vec()),
+        prop::option::of(1_700_000_000_000i64..1_900_000_000_000),
+        prop::option::of(0i64..200_000_000_000),
+        prop_oneof![Just(0u64), 1_000u64..86_400_000],
+        "[a-z][a-z0-9-]{0,12}",
+    )
+        .prop_map(|((cron, every_ms, anchor_ms, at_ms), tz, start_ms, span, spread_ms, id)| rota::job::JobSpec {
+            id,
+            cron,
+            every_ms,
+            anchor_ms,
+            at_ms,
+            start_ms,
+            end_ms: start_ms.zip(span).map(|(s, d)| s + d),
+            spread_ms,
+            time_zone: tz.to_string(),
+            handler: "noop".into(),
+            ..Default::default()
+        })
 }

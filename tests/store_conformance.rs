@@ -10,8 +10,9 @@ use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::{Concurrency, JobSpec, Priority};
 use rota::store::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireOwn,
-    FireState, FireStore, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap, ReapBy,
-    ReapRequest, RedisStore, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome, WatermarkWrite,
+    FireState, FireStore, JobWrite, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap,
+    ReapBy, ReapRequest, RedisStore, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome, WatermarkWrite,
+    Writer,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -1328,6 +1329,7 @@ conformance!(
     limit_slots_are_all_or_none_leased_and_given_back,
     a_nodes_queue_is_taken_by_priority,
     a_fires_shards_are_claimed_together_once,
+    a_jobs_fires_are_counted_by_their_claims_and_max_fires_holds_it_completed,
 );
 
 /// A shard's claim (`<job>@<ms>/<i>of<n>`).
@@ -1370,6 +1372,51 @@ async fn a_fires_shards_are_claimed_together_once(s: Arc<dyn Store>) {
     assert_eq!(r, vec![ClaimOutcome::Claimed, ClaimOutcome::Stale]);
     let rec = s.get_job("s").await.expect("get").expect("exists");
     assert_eq!((rec.next_ms, rec.last_ms), (Some(4000), Some(3000)));
+}
+
+/// `max_fires` (issue 16): each claim that moves the watermark from a fire's instant counts one
+/// (its shards once, a misfire's summary none, a replay none); a job that made its fires stays
+/// without a watermark whatever a put or a resume says, until max_fires is raised.
+async fn a_jobs_fires_are_counted_by_their_claims_and_max_fires_holds_it_completed(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    put(&*s, "m", 1000).await;
+    let fired = |s: Arc<dyn Store>| async move { s.get_job("m").await.expect("get").expect("exists").fired };
+    let mut summary = claim("m", 1000, Some(2000), false);
+    summary.exec.close(ExecState::Misfired, "missed");
+    assert_eq!(s.claim(&fence, &[summary]).await.expect("claim"), vec![ClaimOutcome::Misfired]);
+    assert_eq!(fired(Arc::clone(&s)).await, 0, "a summary counts none");
+    let two = [claim("m", 2000, Some(3000), false), claim("m", 3000, Some(4000), false)];
+    assert_eq!(s.claim(&fence, &two).await.expect("claim"), vec![ClaimOutcome::Claimed; 2]);
+    assert_eq!(s.claim(&fence, &two).await.expect("claim"), vec![ClaimOutcome::Stale; 2]);
+    assert_eq!(fired(Arc::clone(&s)).await, 2, "a replay counts none");
+    let shards: Vec<Claim> = (0..3).map(|i| shard_claim("m", 4000, None, i, 3)).collect();
+    assert_eq!(s.claim(&fence, &shards).await.expect("claim"), vec![ClaimOutcome::Claimed; 3]);
+    assert_eq!(fired(Arc::clone(&s)).await, 3, "a sharded fire counts once");
+    // Made its three: a put (or a resume) of max_fires 3 leaves it without a watermark.
+    let capped = |n: u32| rota::job::JobSpec { max_fires: n, ..spec("m") };
+    let w = JobWrite {
+        spec: &capped(3),
+        paused: None,
+        next_ms: Some(now_ms() + 60_000),
+        writer: Writer::Api,
+        applied: None,
+        expect_rev: None,
+        now_ms: now_ms(),
+    };
+    match s.write_job(&w).await.expect("put") {
+        WatermarkWrite::Done { record, .. } => assert_eq!((record.next_ms, record.fired), (None, 3)),
+        other => panic!("{other:?}"),
+    }
+    match s.set_paused("m", false, Some(now_ms() + 60_000), now_ms()).await.expect("resume") {
+        Some(WatermarkWrite::Done { record, .. }) => assert_eq!(record.next_ms, None),
+        other => panic!("{other:?}"),
+    }
+    // Raised to 4: it fires again.
+    let w = JobWrite { spec: &capped(4), ..w };
+    match s.write_job(&w).await.expect("put") {
+        WatermarkWrite::Done { record, .. } => assert_eq!(record.next_ms, w.next_ms),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Priorities (PROTOCOL §3.22): a fire waits in its node's queue list of its job's priority, kept

@@ -25,7 +25,7 @@ fn duration_ms(field: &str, d: Option<&PbDuration>) -> Result<u64> {
     Ok(ms)
 }
 
-fn duration(ms: u64) -> Option<PbDuration> {
+pub fn duration(ms: u64) -> Option<PbDuration> {
     (ms > 0).then(|| PbDuration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 })
 }
 
@@ -86,6 +86,7 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
     let misfire = match pb::MisfirePolicy::try_from(j.misfire) {
         Ok(pb::MisfirePolicy::Unspecified | pb::MisfirePolicy::FireOnceNow) => Misfire::FireOnceNow,
         Ok(pb::MisfirePolicy::Skip) => Misfire::Skip,
+        Ok(pb::MisfirePolicy::FireAll) => Misfire::FireAll,
         Err(_) => return Err(Error::invalid("misfire", format!("unknown value {}", j.misfire))),
     };
     let recovery = match pb::RecoveryPolicy::try_from(j.recovery) {
@@ -113,9 +114,8 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         (0, true) => Shards::PerNode,
         (n, true) => return Err(Error::invalid("shards", format!("{n} with shards_per_node: give one or the other"))),
     };
-    Ok(JobSpec {
+    let mut spec = JobSpec {
         id: j.id.clone(),
-        cron: j.cron.clone(),
         time_zone: j.time_zone.clone(),
         handler: j.handler.clone(),
         args: match &j.args {
@@ -141,7 +141,71 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         failover_nodes: j.failover_nodes.clone(),
         priority,
         shards,
-    })
+        ..JobSpec::default()
+    };
+    spec.catch_up_limit = j.catch_up_limit;
+    spec.max_fires = j.max_fires;
+    spec.catch_up_window_ms = duration_ms("catch_up_window", j.catch_up_window.as_ref())?;
+    set_schedule(&mut spec, j, crate::store::now_ms())?;
+    Ok(spec)
+}
+
+/// The schedule fields of `j` into `spec` (`after` counted from `now_ms`); their ranges are the
+/// job's to check (`job::schedule::Schedule::of`), the wire's shape is checked here.
+fn set_schedule(spec: &mut JobSpec, j: &pb::Job, now_ms: i64) -> Result<()> {
+    use pb::job::Schedule as S;
+    match &j.schedule {
+        None => {}
+        Some(S::Cron(c)) => spec.cron = c.clone(),
+        Some(S::Every(d)) => {
+            spec.every_ms = duration_ms("every", Some(d))?;
+            if spec.every_ms == 0 {
+                return Err(Error::invalid("every", "must be longer than 0"));
+            }
+        }
+        Some(S::At(at)) => {
+            if at.times.is_empty() {
+                return Err(Error::invalid("at", "needs at least one instant"));
+            }
+            spec.at_ms = at.times.iter().map(|t| instant_ms("at", t)).collect::<Result<_>>()?;
+        }
+        Some(S::After(d)) => {
+            let after = duration_ms("after", Some(d))?;
+            if after < 1000 {
+                return Err(Error::invalid("after", "must be 1s or more"));
+            }
+            let at = i64::try_from(after).ok().and_then(|a| now_ms.checked_add(a));
+            spec.at_ms = vec![at.ok_or_else(|| Error::invalid("after", "is too long"))?];
+        }
+    }
+    spec.anchor_ms = j.anchor.as_ref().map(|t| instant_ms("anchor", t)).transpose()?;
+    spec.start_ms = j.start_time.as_ref().map(|t| instant_ms("start_time", t)).transpose()?;
+    spec.end_ms = j.end_time.as_ref().map(|t| instant_ms("end_time", t)).transpose()?;
+    spec.spread_ms = duration_ms("spread", j.spread.as_ref())?;
+    Ok(())
+}
+
+/// A timestamp a caller gives, as epoch ms (its range is the schedule's to check).
+pub fn instant_ms(field: &str, t: &prost_types::Timestamp) -> Result<i64> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(Error::invalid(field, "has nanos outside 0-999999999"));
+    }
+    t.seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(t.nanos / 1_000_000)))
+        .ok_or_else(|| Error::invalid(field, "is out of range"))
+}
+
+/// A spec's schedule as the API shows it.
+fn pb_schedule(s: &JobSpec) -> Option<pb::job::Schedule> {
+    use pb::job::Schedule as S;
+    if s.every_ms != 0 {
+        Some(S::Every(duration(s.every_ms).unwrap_or_default()))
+    } else if !s.at_ms.is_empty() {
+        Some(S::At(pb::At { times: s.at_ms.iter().map(|t| timestamp(*t)).collect() }))
+    } else {
+        Some(S::Cron(s.cron.clone()))
+    }
 }
 
 /// A limit as the API shows it, with how many of its slots are held now.
@@ -154,7 +218,16 @@ pub fn job(r: &JobRecord) -> pb::Job {
     let s = &r.spec;
     pb::Job {
         id: s.id.clone(),
-        cron: s.cron.clone(),
+        schedule: pb_schedule(s),
+        anchor: s.anchor_ms.map(timestamp),
+        start_time: s.start_ms.map(timestamp),
+        end_time: s.end_ms.map(timestamp),
+        spread: duration(s.spread_ms),
+        completed: r.completed(),
+        catch_up_limit: s.catch_up_limit,
+        max_fires: s.max_fires,
+        fire_count: r.fired,
+        catch_up_window: duration(s.catch_up_window_ms),
         time_zone: s.time_zone.clone(),
         handler: s.handler.clone(),
         args: (!s.args.is_null()).then(|| json_to_pb(&s.args)),
@@ -171,6 +244,7 @@ pub fn job(r: &JobRecord) -> pb::Job {
         misfire: match s.misfire {
             Misfire::FireOnceNow => pb::MisfirePolicy::FireOnceNow,
             Misfire::Skip => pb::MisfirePolicy::Skip,
+            Misfire::FireAll => pb::MisfirePolicy::FireAll,
         } as i32,
         recovery: match s.recovery {
             Recovery::Lost => pb::RecoveryPolicy::Lost,

@@ -12,7 +12,7 @@ use super::convert;
 use crate::error::Error;
 use crate::execution::FireId;
 use crate::job::limit::Limit;
-use crate::job::{validate_id, validate_name};
+use crate::job::{validate_id, validate_name, Job};
 use crate::node::Node;
 use crate::pb;
 use crate::pb::scheduler_service_server::SchedulerService;
@@ -22,6 +22,8 @@ use crate::worker::OutputEvent;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+/// Most instants one PreviewSchedule gives.
+const MAX_PREVIEW: u32 = 1000;
 /// Longest reason CancelExecution takes (it goes into the record's error, with who asked).
 const MAX_CANCEL_REASON: usize = 500;
 
@@ -132,6 +134,80 @@ impl SchedulerService for SchedulerApi {
         validate_id(&id)?;
         let rec = self.node.part_of_job(&id)?.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))?;
         Ok(Response::new(pb::GetJobResponse { job: Some(convert::job(&rec)) }))
+    }
+
+    async fn preview_schedule(
+        &self,
+        req: Request<pb::PreviewScheduleRequest>,
+    ) -> Result<Response<pb::PreviewScheduleResponse>, Status> {
+        let r = req.into_inner();
+        let count = match r.count {
+            0 => 10,
+            n @ 1..=MAX_PREVIEW => n as usize,
+            n => return Err(Error::invalid("count", format!("{n} is more than {MAX_PREVIEW}")).into()),
+        };
+        let now = crate::store::now_ms();
+        let mut after = r.after.as_ref().map(|t| convert::instant_ms("after", t)).transpose()?.unwrap_or(now);
+        // Fires the job may still make (max_fires), when it has a limit.
+        let mut left: Option<u64> = None;
+        let job = match r.target {
+            Some(pb::preview_schedule_request::Target::JobId(id)) => {
+                validate_id(&id)?;
+                let rec = self.node.part_of_job(&id)?.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))?;
+                if rec.completed() {
+                    None
+                } else {
+                    // Instants before the watermark were claimed already.
+                    if let Some(next) = rec.next_ms {
+                        after = after.max(next - 1);
+                    }
+                    if rec.spec.max_fires > 0 {
+                        left = Some(u64::from(rec.spec.max_fires).saturating_sub(rec.fired));
+                    }
+                    Some(Job::new(rec.spec)?)
+                }
+            }
+            Some(pb::preview_schedule_request::Target::Job(j)) => {
+                let mut spec = convert::job_spec(&j)?;
+                // Only the schedule is previewed: the rest of a definition may be left out.
+                if spec.handler.is_empty() && spec.invoke.is_empty() {
+                    spec.handler = "noop".into();
+                }
+                if spec.id.is_empty() {
+                    spec.id = "preview".into();
+                }
+                if spec.max_fires > 0 {
+                    left = Some(u64::from(spec.max_fires));
+                }
+                Some(Job::new(spec)?)
+            }
+            None => return Err(Error::invalid("target", "give job_id or job").into()),
+        };
+        let Some(job) = job else {
+            return Ok(Response::new(pb::PreviewScheduleResponse::default()));
+        };
+        let s = &job.schedule;
+        let mut upcoming = s.preview(after, count);
+        if let Some(left) = left.map(|n| n as usize).filter(|n| *n <= upcoming.len()) {
+            upcoming.truncate(left);
+            if let Some(last) = upcoming.last_mut() {
+                last.notes.retain(|n| !n.starts_with("last fire"));
+                last.notes.push(format!("last fire: the job's max_fires ({}) is then made", job.spec.max_fires));
+            }
+        }
+        let fires = upcoming
+            .into_iter()
+            .map(|u| pb::UpcomingFire {
+                time: Some(crate::pb::timestamp(u.at_ms)),
+                local_time: s.local(u.at_ms).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
+                notes: u.notes,
+            })
+            .collect();
+        Ok(Response::new(pb::PreviewScheduleResponse {
+            fires,
+            time_zone: s.tz.name().to_string(),
+            spread_offset: (s.offset_ms > 0).then(|| convert::duration(s.offset_ms as u64).unwrap_or_default()),
+        }))
     }
 
     async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {

@@ -54,6 +54,8 @@ pub enum MisfireArg {
     #[value(name = "fire_once_now", alias = "fire-once-now")]
     FireOnceNow,
     Skip,
+    #[value(name = "fire_all", alias = "fire-all")]
+    FireAll,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +82,25 @@ pub enum JobCmd {
     Delete {
         /// The job's id.
         id: String,
+    },
+    /// The next instants a job fires at, or a schedule not yet put (--cron, --every or --at, with
+    /// --tz, --start-time, --end-time, --spread), with its zone, bounds, spread and daylight
+    /// saving applied, and a note where one of them shaped an instant.
+    Next {
+        /// A stored job's id (or give a schedule's flags instead).
+        id: Option<String>,
+        /// How many instants (1-1000).
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        /// Instants after this one (default: now): RFC 3339, or a local time in the job's zone
+        /// (--tz for a schedule's flags).
+        #[arg(long)]
+        from: Option<String>,
+        /// For a schedule's flags: the id the job will have (its spread offset derives from it).
+        #[arg(long)]
+        job_id: Option<String>,
+        #[command(flatten)]
+        schedule: Box<ScheduleArgs>,
     },
     /// Stop a job from firing until resumed.
     Pause {
@@ -134,17 +155,13 @@ pub enum JobCmd {
 pub struct PutArgs {
     /// TOML file: [[job]] tables, or one table of fields (id, cron, handler, args, timeout = "30s",
     /// ...); an unknown key is refused.
-    #[arg(long, conflicts_with_all = ["id", "cron"])]
+    #[arg(long, conflicts_with_all = ["id", "cron", "every", "at", "after"])]
     pub file: Option<PathBuf>,
     /// The job's id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
     #[arg(long, required_unless_present = "file")]
     pub id: Option<String>,
-    /// Cron with seconds (6 or 7 fields) or standard 5-field cron.
-    #[arg(long, required_unless_present = "file")]
-    pub cron: Option<String>,
-    /// IANA time zone (default UTC).
-    #[arg(long = "tz")]
-    pub time_zone: Option<String>,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
     /// Handler to run: noop, sleep, shell (nodes with --enable-shell), http, or the name an external
     /// worker serves (e.g. report.daily; see sdk/python).
     #[arg(long)]
@@ -167,9 +184,16 @@ pub struct PutArgs {
     #[arg(long)]
     pub buffer_limit: Option<u32>,
     /// A fire later than the node's misfire threshold: run it once now (fire_once_now, the
-    /// default) or record it misfired (skip).
+    /// default), record it misfired (skip), or run each missed fire of the catch-up window, oldest
+    /// first, up to the catch-up limit (fire_all).
     #[arg(long, value_enum)]
     pub misfire: Option<MisfireArg>,
+    /// With --misfire fire_all: most missed fires one catch-up runs (1-1000, default 100).
+    #[arg(long)]
+    pub catch_up_limit: Option<u32>,
+    /// With --misfire fire_all: how far back a catch-up looks, e.g. 30m (1s to 7d, default 1h).
+    #[arg(long)]
+    pub catch_up_window: Option<String>,
     /// What happens when the node running a fire dies: record it lost (default) or run it again.
     #[arg(long, value_enum)]
     pub recovery: Option<RecoveryArg>,
@@ -222,6 +246,95 @@ pub struct PutArgs {
     pub keep_failed: Option<u32>,
 }
 
+/// A schedule as flags: `job put`'s, and `job next`'s for a schedule not yet put.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// Cron with seconds (6 or 7 fields) or standard 5-field cron. A job has one schedule: --cron,
+    /// --every, --at or --after.
+    #[arg(long)]
+    pub cron: Option<String>,
+    /// A fixed interval, e.g. 70m, 90s, 1d (1s to 366 days), on a grid from --anchor.
+    #[arg(long)]
+    pub every: Option<String>,
+    /// With --every: the grid's first instant (default 1970-01-01T00:00:00Z, so 1h is on the hour).
+    /// RFC 3339, or a local time in --tz (2026-12-24T18:00).
+    #[arg(long)]
+    pub anchor: Option<String>,
+    /// A one-shot instant, repeatable: the job fires once at each, then is completed. RFC 3339,
+    /// or a local time in --tz.
+    #[arg(long)]
+    pub at: Vec<String>,
+    /// A one-shot fire this long from now (by this machine's clock), e.g. 10m: --at now + it.
+    #[arg(long)]
+    pub after: Option<String>,
+    /// No fire before this instant (RFC 3339, or a local time in --tz).
+    #[arg(long)]
+    pub start_time: Option<String>,
+    /// No fire after this instant; the job is then completed.
+    #[arg(long)]
+    pub end_time: Option<String>,
+    /// Spread fires out: each moves by a stable offset below this, derived from the job id (1s
+    /// to 24h), e.g. 30m.
+    #[arg(long)]
+    pub spread: Option<String>,
+    /// The job makes at most this many fires, then is completed (default: no limit).
+    #[arg(long)]
+    pub max_fires: Option<u32>,
+    /// IANA time zone (default UTC).
+    #[arg(long = "tz")]
+    pub time_zone: Option<String>,
+}
+
+impl ScheduleArgs {
+    fn given(&self) -> bool {
+        self.cron.is_some() || self.every.is_some() || !self.at.is_empty() || self.after.is_some()
+    }
+
+    /// The schedule fields and zone of `spec`, from the flags (ranges are the job's to check).
+    fn fill(&self, spec: &mut JobSpec) -> Result<(), CliError> {
+        // The wire carries one schedule (a oneof): a second one given would be dropped on the way
+        // rather than refused, so it is refused here.
+        let kinds = [self.cron.is_some(), self.every.is_some(), !self.at.is_empty() || self.after.is_some()];
+        if kinds.iter().filter(|k| **k).count() > 1 {
+            return Err(CliError::Usage("give one schedule: --cron, --every, or --at/--after".into()));
+        }
+        let tz = crate::job::cron::parse_time_zone(self.time_zone.as_deref().unwrap_or_default())
+            .map_err(|e| CliError::Usage(format!("--tz: {e}")))?;
+        let instant = |flag: &str, v: &str| {
+            crate::job::schedule::parse_instant(v, tz).map_err(|e| CliError::Usage(format!("--{flag}: {e}")))
+        };
+        let optional = |flag: &str, v: &Option<String>| v.as_deref().map(|v| instant(flag, v)).transpose();
+        spec.at_ms = self.at.iter().map(|t| instant("at", t)).collect::<Result<Vec<_>, _>>()?;
+        if self.after.is_some() {
+            match flag_ms("after", &self.after)? {
+                ms if ms < 1000 => return Err(CliError::Usage("--after: must be 1s or more".into())),
+                ms => spec.at_ms.push(crate::store::now_ms().saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
+            }
+        }
+        spec.every_ms = flag_ms("every", &self.every)?;
+        if self.every.is_some() && spec.every_ms == 0 {
+            return Err(CliError::Usage("--every: must be longer than 0".into()));
+        }
+        spec.cron = self.cron.clone().unwrap_or_default();
+        spec.anchor_ms = optional("anchor", &self.anchor)?;
+        spec.start_ms = optional("start-time", &self.start_time)?;
+        spec.end_ms = optional("end-time", &self.end_time)?;
+        spec.spread_ms = flag_ms("spread", &self.spread)?;
+        spec.max_fires = self.max_fires.unwrap_or(0);
+        spec.time_zone = self.time_zone.clone().unwrap_or_default();
+        Ok(())
+    }
+}
+
+/// A duration flag in ms (0 when absent).
+fn flag_ms(flag: &str, v: &Option<String>) -> Result<u64, CliError> {
+    v.as_deref()
+        .map(|s| crate::job::parse_duration(s).map(|d| d.as_millis() as u64))
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--{flag}: {e}")))
+        .map(Option::unwrap_or_default)
+}
+
 /// The jobs a `job put` writes: the flags' one, or the file's.
 pub(super) fn put_specs(a: PutArgs) -> Result<Vec<Declared>, CliError> {
     if let Some(path) = &a.file {
@@ -254,13 +367,7 @@ pub(super) fn put_specs(a: PutArgs) -> Result<Vec<Declared>, CliError> {
 }
 
 fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
-    let dur = |flag: &str, v: &Option<String>| -> Result<u64, CliError> {
-        v.as_deref()
-            .map(|s| crate::worker::handlers::parse_duration(s).map(|d| d.as_millis() as u64))
-            .transpose()
-            .map_err(|e| CliError::Usage(format!("--{flag}: {e}")))
-            .map(Option::unwrap_or_default)
-    };
+    let dur = flag_ms;
     let args = match &a.args {
         Some(s) => serde_json::from_str(s).map_err(|e| CliError::Usage(format!("--args is not JSON: {e}")))?,
         None => Value::Null,
@@ -275,10 +382,11 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         let (k, v) = l.split_once('=').ok_or_else(|| CliError::Usage(format!("--selector '{l}' is not key=value")))?;
         selector.insert(k.to_string(), v.to_string());
     }
-    Ok(JobSpec {
+    if !a.schedule.given() {
+        return Err(CliError::Usage("give a schedule: --cron, --every, --at or --after".into()));
+    }
+    let mut spec = JobSpec {
         id: a.id.clone().unwrap_or_default(),
-        cron: a.cron.clone().unwrap_or_default(),
-        time_zone: a.time_zone.clone().unwrap_or_default(),
         handler: a.handler.clone().unwrap_or_default(),
         args,
         invoke: a.invoke.clone().unwrap_or_default(),
@@ -296,8 +404,11 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         },
         misfire: match a.misfire {
             Some(MisfireArg::Skip) => crate::job::Misfire::Skip,
+            Some(MisfireArg::FireAll) => crate::job::Misfire::FireAll,
             _ => crate::job::Misfire::FireOnceNow,
         },
+        catch_up_limit: a.catch_up_limit.unwrap_or(0),
+        catch_up_window_ms: dur("catch-up-window", &a.catch_up_window)?,
         recovery: match a.recovery {
             Some(RecoveryArg::Rerun) => crate::job::Recovery::Rerun,
             _ => crate::job::Recovery::Lost,
@@ -326,7 +437,10 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
             Some(PriorityArg::High) => crate::job::Priority::High,
             Some(PriorityArg::Low) => crate::job::Priority::Low,
         },
-    })
+        ..JobSpec::default()
+    };
+    a.schedule.fill(&mut spec)?;
+    Ok(spec)
 }
 
 pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliError> {
@@ -336,12 +450,15 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
             let specs = put_specs(*a)?;
             return put_jobs(&mut Conn::open(client).await?, specs, client).await;
         }
+        JobCmd::Next { id, count, from, job_id, schedule } => {
+            return next_fires(id, count, from, job_id, &schedule, client).await;
+        }
         other => other,
     };
     let mut c = Conn::open(client).await?;
     let job = match cmd {
-        // Put returned above.
-        JobCmd::Put(_) => None,
+        // Put and Next returned above.
+        JobCmd::Put(_) | JobCmd::Next { .. } => None,
         JobCmd::Get { id } => call!(c, get_job, pb::GetJobRequest { id })?.job,
         JobCmd::List { limit, page_token } => {
             // Every page by default: a silent cut at one page read as "that is all" (and a
@@ -374,15 +491,19 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
                     .map(|j| {
                         vec![
                             j.id.clone(),
-                            j.cron.clone(),
+                            super::output::schedule_text(j),
                             if j.time_zone.is_empty() { "UTC".into() } else { j.time_zone.clone() },
                             j.handler.clone(),
-                            j.next_fire_time.as_ref().map(ts).unwrap_or_else(|| "-".into()),
+                            match &j.next_fire_time {
+                                Some(t) => ts(t),
+                                None if j.completed => "completed".into(),
+                                None => "-".into(),
+                            },
                             if j.paused == Some(true) { "yes".into() } else { "no".into() },
                         ]
                     })
                     .collect();
-                print_table(&["ID", "CRON", "TZ", "HANDLER", "NEXT FIRE", "PAUSED"], rows);
+                print_table(&["ID", "SCHEDULE", "TZ", "HANDLER", "NEXT FIRE", "PAUSED"], rows);
                 if !token.is_empty() {
                     println!("(more: --page-token {token})");
                 }
@@ -502,6 +623,70 @@ fn trigger_key(given: Option<String>) -> (String, bool) {
     }
 }
 
+/// `job next`: a preview of a stored job's schedule, or of one given by flags.
+async fn next_fires(
+    id: Option<String>,
+    count: u32,
+    from: Option<String>,
+    job_id: Option<String>,
+    schedule: &ScheduleArgs,
+    client: &ClientArgs,
+) -> Result<(), CliError> {
+    use pb::preview_schedule_request::Target;
+    let (target, tz) = match (id, schedule.given()) {
+        (Some(_), true) => return Err(CliError::Usage("give a job's id or a schedule's flags, not both".into())),
+        (None, false) => {
+            return Err(CliError::Usage("give a job's id, or a schedule: --cron, --every, --at or --after".into()))
+        }
+        (Some(id), false) => (Target::JobId(id), None),
+        (None, true) => {
+            let mut spec = JobSpec { id: job_id.unwrap_or_default(), ..JobSpec::default() };
+            schedule.fill(&mut spec)?;
+            (Target::Job(pb_job(&spec)), Some(spec.time_zone))
+        }
+    };
+    let mut c = Conn::open(client).await?;
+    let after = match from {
+        None => None,
+        Some(t) => {
+            // A local time is in the job's zone: a stored job's is asked for first.
+            let zone = match (&target, tz) {
+                (Target::JobId(id), _) => call!(c, get_job, pb::GetJobRequest { id: id.clone() })?
+                    .job
+                    .map(|j| j.time_zone)
+                    .unwrap_or_default(),
+                (_, zone) => zone.unwrap_or_default(),
+            };
+            let tz = crate::job::cron::parse_time_zone(&zone).map_err(|e| CliError::Usage(format!("--tz: {e}")))?;
+            let ms =
+                crate::job::schedule::parse_instant(&t, tz).map_err(|e| CliError::Usage(format!("--from: {e}")))?;
+            Some(crate::pb::timestamp(ms))
+        }
+    };
+    let r = call!(c, preview_schedule, pb::PreviewScheduleRequest { target: Some(target), count, after })?;
+    if client.json {
+        let fires: Vec<Value> = r
+            .fires
+            .iter()
+            .map(|f| json!({"time": f.time.as_ref().map(ts), "local_time": f.local_time, "notes": f.notes}))
+            .collect();
+        let offset = r.spread_offset.as_ref().map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000);
+        println!("{:#}", json!({"time_zone": r.time_zone, "spread_offset_ms": offset, "fires": fires}));
+        return Ok(());
+    }
+    if r.fires.is_empty() {
+        println!("no fire left: the schedule has ended");
+        return Ok(());
+    }
+    let rows = r
+        .fires
+        .iter()
+        .map(|f| vec![f.time.as_ref().map(ts).unwrap_or_default(), f.local_time.clone(), f.notes.join("; ")])
+        .collect();
+    print_table(&["UTC", &format!("LOCAL ({})", r.time_zone), "NOTES"], rows);
+    Ok(())
+}
+
 /// `job put`: each job in order, as the file lists them.
 async fn put_jobs(c: &mut Conn, specs: Vec<Declared>, client: &ClientArgs) -> Result<(), CliError> {
     let mut put = Vec::new();
@@ -547,6 +732,7 @@ pub fn pb_job(spec: &JobSpec) -> pb::Job {
         paused: spec.paused.then_some(true),
         source: 0,
         drift: Vec::new(),
+        completed: false,
         ..convert::job(&rec)
     }
 }

@@ -53,12 +53,60 @@ fn duration_ms(d: &Option<prost_types::Duration>) -> Option<i64> {
     d.as_ref().map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000)
 }
 
+/// A job's schedule in words: `cron 0 0 * * *`, `every 70m from 2026-...`, `at 2026-...`, with
+/// its bounds and spread.
+pub(super) fn schedule_text(j: &pb::Job) -> String {
+    use crate::job::schedule::{duration_text, rfc3339};
+    use pb::job::Schedule as S;
+    let mut s = match &j.schedule {
+        Some(S::Cron(c)) => format!("cron {c}"),
+        Some(S::Every(d)) => {
+            let every = duration_text(duration_ms(&Some(*d)).unwrap_or_default());
+            match &j.anchor {
+                Some(a) => format!("every {every} from {}", rfc3339(convert::timestamp_ms(a))),
+                None => format!("every {every}"),
+            }
+        }
+        Some(S::At(at)) => {
+            format!("at {}", at.times.iter().map(|t| rfc3339(convert::timestamp_ms(t))).collect::<Vec<_>>().join(", "))
+        }
+        Some(S::After(d)) => format!("after {}", duration_text(duration_ms(&Some(*d)).unwrap_or_default())),
+        None => "-".into(),
+    };
+    if let Some(t) = &j.start_time {
+        s.push_str(&format!(", not before {}", rfc3339(convert::timestamp_ms(t))));
+    }
+    if let Some(t) = &j.end_time {
+        s.push_str(&format!(", not after {}", rfc3339(convert::timestamp_ms(t))));
+    }
+    if let Some(d) = duration_ms(&j.spread) {
+        s.push_str(&format!(", spread {}", duration_text(d)));
+    }
+    if j.max_fires > 0 {
+        s.push_str(&format!(", at most {} fires", j.max_fires));
+    }
+    s
+}
+
 pub(super) fn job_json(j: &pb::Job) -> Value {
+    use pb::job::Schedule as S;
     json!({
-        "id": j.id, "cron": j.cron, "time_zone": j.time_zone, "handler": j.handler,
+        "id": j.id,
+        "schedule": schedule_text(j),
+        "cron": match &j.schedule { Some(S::Cron(c)) => Some(c), _ => None },
+        "every_ms": match &j.schedule { Some(S::Every(d)) => duration_ms(&Some(*d)), _ => None },
+        "anchor": j.anchor.as_ref().map(ts),
+        "at": match &j.schedule { Some(S::At(at)) => at.times.iter().map(ts).collect(), _ => Vec::new() },
+        "start_time": j.start_time.as_ref().map(ts),
+        "end_time": j.end_time.as_ref().map(ts),
+        "spread_ms": duration_ms(&j.spread),
+        "completed": j.completed,
+        "max_fires": j.max_fires, "fire_count": j.fire_count,
+        "time_zone": j.time_zone, "handler": j.handler,
         "args": j.args.as_ref().and_then(|a| convert::json_from_pb(a, 0).ok()).unwrap_or(Value::Null),
         "invoke": j.invoke, "master_only": j.master_only,
         "concurrency": concurrency_name(j.concurrency), "buffer_limit": j.buffer_limit, "misfire": misfire_name(j.misfire),
+        "catch_up_limit": j.catch_up_limit, "catch_up_window_ms": duration_ms(&j.catch_up_window),
         "recovery": recovery_name(j.recovery), "timeout_ms": duration_ms(&j.timeout),
         "retries": j.retries, "retry_backoff_ms": duration_ms(&j.retry_backoff), "paused": j.paused.unwrap_or(false), "description": j.description, "labels": j.labels,
         "keep_last": j.keep_last, "keep_failed": j.keep_failed, "selector": j.selector,

@@ -1,6 +1,6 @@
 //! Cron expressions: parsing, and the pure "when does this fire next" computation.
 //!
-//! This module owns exactly two things: turning a cron expression into a [`Schedule`], and
+//! This module owns exactly two things: turning a cron expression into a [`Cron`], and
 //! computing a schedule's next fire instant in an IANA time zone. It reads no clock, does no
 //! I/O and keeps no state; everything else (leases, persistence, dispatch) lives elsewhere.
 //! We parse by hand rather than use the `cron` crate so that every error names the field and
@@ -36,7 +36,7 @@
 //! # Time zones and daylight saving
 //!
 //! Fields are matched against the wall clock of the given zone; results are UTC instants in
-//! whole seconds, and [`Schedule::next_after`] returns the smallest one strictly after its
+//! whole seconds, and [`Cron::next_after`] returns the smallest one strictly after its
 //! argument.
 //!
 //! * **Gap** (spring forward; a local time that never happens): a matching local time inside the
@@ -135,7 +135,7 @@ pub fn parse_time_zone(name: &str) -> Result<Tz, CronError> {
 /// extras. Two expressions that fire at the same wall-clock times compare equal
 /// (`@daily` equals `0 0 0 * * ?`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schedule {
+pub struct Cron {
     seconds: u64,
     minutes: u64,
     hours: u64,
@@ -229,9 +229,9 @@ const fn all_years() -> [u64; 4] {
     words
 }
 
-impl Schedule {
+impl Cron {
     /// Parses a 5-, 6- or 7-field expression or an `@alias`; see the module doc for the syntax.
-    pub fn parse(expr: &str) -> Result<Schedule, CronError> {
+    pub fn parse(expr: &str) -> Result<Cron, CronError> {
         let fields: Vec<&str> = expr.split_whitespace().collect();
         if let Some(alias) = fields.first().filter(|f| f.starts_with('@')) {
             if fields.len() != 1 {
@@ -245,14 +245,14 @@ impl Schedule {
                 "@hourly" => "0 0 * * * *",
                 _ => return Err(CronError::UnknownAlias((*alias).to_string())),
             };
-            return Schedule::parse(expansion);
+            return Cron::parse(expansion);
         }
         let (second, rest) = match fields.len() {
             5 => ("0", &fields[..]),
             6 | 7 => (fields[0], &fields[1..]),
             n => return Err(CronError::FieldCount(n)),
         };
-        Ok(Schedule {
+        Ok(Cron {
             seconds: parse_plain(&SECOND, second)?,
             minutes: parse_plain(&MINUTE, rest[0])?,
             hours: parse_plain(&HOUR, rest[1])?,
@@ -327,6 +327,12 @@ impl Schedule {
         self.hours == ALL_HOURS
     }
 
+    /// Whether the wall-clock time `n` matches every field (for the preview, which tells a fire
+    /// moved by a daylight-saving gap from one that matched).
+    pub fn matches_wall_clock(&self, n: NaiveDateTime) -> bool {
+        self.next_match(n) == Some(n)
+    }
+
     /// The first wall-clock time >= `from` matching every field, ignoring time zones.
     fn next_match(&self, from: NaiveDateTime) -> Option<NaiveDateTime> {
         // Cursor levels: month, day, hour, minute, second. When a level has no match left in
@@ -391,17 +397,17 @@ impl Schedule {
     }
 }
 
-impl FromStr for Schedule {
+impl FromStr for Cron {
     type Err = CronError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Schedule::parse(s)
+        Cron::parse(s)
     }
 }
 
 /// The normalised 6-field (7 with a year restriction) form, which parses back to an equal
 /// schedule: numbers instead of names, `*` for unrestricted fields, steps where they fit.
-impl fmt::Display for Schedule {
+impl fmt::Display for Cron {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plain = |mask: u64, field: &Field| {
             let values: Vec<u32> = (field.min..=field.star_max).filter(|v| mask & (1 << v) != 0).collect();
@@ -819,8 +825,8 @@ mod tests {
         parse_time_zone(name).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn sched(expr: &str) -> Schedule {
-        Schedule::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"))
+    fn sched(expr: &str) -> Cron {
+        Cron::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"))
     }
 
     /// The first `count` fires after `after`, as RFC 3339 strings.
@@ -830,7 +836,7 @@ mod tests {
 
     /// Whether a wall-clock time matches, checked field by field independently of
     /// `next_match`, for the brute-force cross-check.
-    fn matches(s: &Schedule, n: NaiveDateTime) -> bool {
+    fn matches(s: &Cron, n: NaiveDateTime) -> bool {
         let dim = days_in_month(n.year(), n.month()).unwrap_or(0);
         s.years.contains(n.year())
             && s.months & (1 << n.month()) != 0
@@ -933,7 +939,7 @@ mod tests {
             ("@daily 5", "alias '@daily' must be the whole expression"),
         ];
         for (expr, want) in cases {
-            match Schedule::parse(expr) {
+            match Cron::parse(expr) {
                 Ok(s) => panic!("{expr:?} parsed as {s}, want error {want:?}"),
                 Err(e) => assert_eq!(e.to_string(), *want, "for {expr:?}"),
             }
@@ -943,10 +949,10 @@ mod tests {
     #[test]
     fn parse_errors_are_structured() {
         assert_eq!(
-            Schedule::parse("0 0 0 32 * *"),
+            Cron::parse("0 0 0 32 * *"),
             Err(CronError::OutOfRange { field: "day-of-month", value: "32".into(), min: 1, max: 31 })
         );
-        assert_eq!(Schedule::parse("* * *"), Err(CronError::FieldCount(3)));
+        assert_eq!(Cron::parse("* * *"), Err(CronError::FieldCount(3)));
     }
 
     #[test]
@@ -1328,7 +1334,7 @@ mod tests {
     /// first time and matches, or when it ends a gap containing a matching time, or when its
     /// wall-clock time is a repeat that matches and the hour field is `*`. The walk starts
     /// 6 h early so that `from` may lie inside an overlap.
-    fn brute_force(s: &Schedule, tz: Tz, from: i64, to: i64) -> Vec<i64> {
+    fn brute_force(s: &Cron, tz: Tz, from: i64, to: i64) -> Vec<i64> {
         let warm_up = from - 6 * 3600;
         let mut high_water = local_naive(tz, warm_up).expect("in range");
         let mut fired = Vec::new();
@@ -1464,7 +1470,7 @@ mod tests {
         for _ in 0..20_000 {
             let len = rng.below(24);
             let expr: String = (0..len).map(|_| rng.pick(&atoms)).collect();
-            if let Ok(s) = Schedule::parse(&expr) {
+            if let Ok(s) = Cron::parse(&expr) {
                 let _ = s.next_after(Tz::UTC, at("2026-01-01T00:00:00Z"));
             }
         }
@@ -1508,7 +1514,7 @@ mod tests {
             }
             let expr = parts.join(" ");
             let s = sched(&expr);
-            assert_eq!(Schedule::parse(&s.to_string()).as_ref(), Ok(&s), "{expr:?} -> {s}");
+            assert_eq!(Cron::parse(&s.to_string()).as_ref(), Ok(&s), "{expr:?} -> {s}");
             if let Some(next) = s.next_after(tz, after) {
                 let local = next.with_timezone(&tz).naive_local();
                 // A fire either shows a matching wall clock or ends a gap (a jump instant).

@@ -17,7 +17,22 @@ use crate::error::{Error, Result};
 #[serde(default, deny_unknown_fields)]
 pub struct FileJob {
     pub id: String,
+    /// The schedule: one of `cron`, `every` ("70m"), `at` (one time or a list).
     pub cron: String,
+    pub every: Option<String>,
+    /// With `every`: the grid's first instant (RFC 3339, or a local time in `time_zone`).
+    pub anchor: Option<String>,
+    pub at: Option<Instants>,
+    /// Read only to be refused: a file is applied at every start, so "10 minutes from now" would
+    /// move each time (use `at`).
+    pub after: Option<String>,
+    /// Bounds: RFC 3339, or a local time in `time_zone`.
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    /// "30m": a stable per-job offset below it.
+    pub spread: Option<String>,
+    /// Most fires the job makes (absent: no limit).
+    pub max_fires: u32,
     pub time_zone: String,
     pub handler: String,
     pub args: serde_json::Value,
@@ -28,6 +43,10 @@ pub struct FileJob {
     /// With `concurrency = "buffer"`: how many fires may wait.
     pub buffer_limit: u32,
     pub misfire: Misfire,
+    /// With `misfire = "fire_all"`: most missed fires one catch-up runs, and how far back it
+    /// looks ("1h").
+    pub catch_up_limit: u32,
+    pub catch_up_window: Option<String>,
     pub recovery: Recovery,
     /// "30s", "5m", "250ms": as `--timeout` on the command line.
     pub timeout: Option<String>,
@@ -58,6 +77,14 @@ pub struct FileJob {
     pub shards: Shards,
 }
 
+/// `at = "2026-12-24T18:00"` or `at = ["...", "..."]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Instants {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// `[[job]]` tables and nothing else.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,9 +112,35 @@ impl FileJob {
     /// The job this declares. Checks only what is the file's own (a duration's form, a value given
     /// twice); the definition itself is validated where every definition is (`Job::new`).
     pub fn declared(&self) -> Result<Declared> {
+        if self.after.is_some() {
+            return Err(Error::invalid(
+                "after",
+                "not in a jobs file, which is applied at every start (it would move each time): give `at`",
+            ));
+        }
+        let tz = super::cron::parse_time_zone(&self.time_zone).map_err(|e| Error::invalid("time_zone", e))?;
+        let instant =
+            |key: &str, text: &str| super::schedule::parse_instant(text, tz).map_err(|e| Error::invalid(key, e));
+        let optional = |key: &str, text: &Option<String>| text.as_deref().map(|t| instant(key, t)).transpose();
+        let at = match &self.at {
+            None => Vec::new(),
+            Some(Instants::One(t)) => vec![instant("at", t)?],
+            Some(Instants::Many(ts)) if ts.is_empty() => return Err(Error::invalid("at", "needs at least one time")),
+            Some(Instants::Many(ts)) => ts.iter().map(|t| instant("at", t)).collect::<Result<_>>()?,
+        };
         let spec = JobSpec {
             id: self.id.clone(),
             cron: self.cron.clone(),
+            every_ms: match duration_ms("every", self.every.as_deref(), None)? {
+                0 if self.every.is_some() => return Err(Error::invalid("every", "must be longer than 0")),
+                ms => ms,
+            },
+            anchor_ms: optional("anchor", &self.anchor)?,
+            at_ms: at,
+            start_ms: optional("start_time", &self.start_time)?,
+            end_ms: optional("end_time", &self.end_time)?,
+            spread_ms: duration_ms("spread", self.spread.as_deref(), None)?,
+            max_fires: self.max_fires,
             time_zone: self.time_zone.clone(),
             handler: self.handler.clone(),
             args: self.args.clone(),
@@ -95,6 +148,8 @@ impl FileJob {
             master_only: self.master_only,
             concurrency: Concurrency::from_parts(&self.concurrency, self.buffer_limit)?,
             misfire: self.misfire,
+            catch_up_limit: self.catch_up_limit,
+            catch_up_window_ms: duration_ms("catch_up_window", self.catch_up_window.as_deref(), None)?,
             recovery: self.recovery,
             timeout_ms: duration_ms("timeout", self.timeout.as_deref(), self.timeout_ms)?,
             retries: self.retries,

@@ -1,21 +1,21 @@
 //! Job definitions: what a job is, how it is validated, and when it fires next.
 //! Owns `JobSpec` (the stored definition) and `Job` (a validated spec with its parsed schedule).
-//! Uses: `cron` (its own: parsing and next fires, pure) for schedules, `invoke` for Quartz-style targets. Touches no store.
+//! Uses: `schedule` (its own: which instants a job fires at, pure; with `cron` for expressions), `invoke` for Quartz-style targets. Touches no store.
 pub mod cron;
 pub mod file;
 pub mod invoke;
 pub mod limit;
 pub mod priority;
+pub mod schedule;
 
 pub use priority::Priority;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use self::cron::Schedule;
+use self::schedule::Schedule;
 use crate::error::{Error, Result};
 
 /// Longest job id; ids appear in Redis keys and log lines, so they stay short and plain.
@@ -263,7 +263,16 @@ pub enum Misfire {
     #[default]
     FireOnceNow,
     Skip,
+    /// Each missed instant of the catch-up window runs, oldest first, up to the catch-up limit
+    /// (`JobSpec::catch_up_limit`, `catch_up_window_ms`).
+    FireAll,
 }
+
+/// Default and largest catch-up of a `fire_all` job: how many missed fires, and how far back.
+pub const DEFAULT_CATCH_UP_LIMIT: u32 = 100;
+pub const MAX_CATCH_UP_LIMIT: u32 = 1000;
+pub const DEFAULT_CATCH_UP_WINDOW_MS: u64 = 3_600_000;
+pub const MAX_CATCH_UP_WINDOW_MS: u64 = 7 * 86_400_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -282,7 +291,29 @@ pub enum Recovery {
 #[serde(default)]
 pub struct JobSpec {
     pub id: String,
+    /// The schedule is exactly one of `cron`, `every_ms`, `at_ms` (`schedule::Schedule`).
+    #[serde(skip_serializing_if = "is_default")]
     pub cron: String,
+    /// A fixed interval (0: none), on a grid from `anchor_ms` (None: the Unix epoch).
+    #[serde(skip_serializing_if = "is_default")]
+    pub every_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor_ms: Option<i64>,
+    /// One-shot instants (UTC epoch ms).
+    #[serde(skip_serializing_if = "is_default")]
+    pub at_ms: Vec<i64>,
+    /// No instant before this one, none after `end_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<i64>,
+    /// A stable per-job offset below this is added to every instant (0: none).
+    #[serde(skip_serializing_if = "is_default")]
+    pub spread_ms: u64,
+    /// Most fires the job makes, counted from its creation (`JobRecord::fired`); then it is
+    /// completed. 0: no limit.
+    #[serde(skip_serializing_if = "is_default")]
+    pub max_fires: u32,
     /// IANA name; empty means UTC.
     #[serde(skip_serializing_if = "is_default")]
     pub time_zone: String,
@@ -298,6 +329,12 @@ pub struct JobSpec {
     pub concurrency: Concurrency,
     #[serde(skip_serializing_if = "is_default")]
     pub misfire: Misfire,
+    /// With `Misfire::FireAll`: most missed fires one catch-up runs (0: the default, 100).
+    #[serde(skip_serializing_if = "is_default")]
+    pub catch_up_limit: u32,
+    /// With `Misfire::FireAll`: how far back a catch-up looks (0: the default, 1 h).
+    #[serde(skip_serializing_if = "is_default")]
+    pub catch_up_window_ms: u64,
     #[serde(skip_serializing_if = "is_default")]
     pub recovery: Recovery,
     /// 0 means no timeout.
@@ -403,6 +440,13 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
     let JobSpec {
         id,
         cron,
+        every_ms,
+        anchor_ms,
+        at_ms,
+        start_ms,
+        end_ms,
+        spread_ms,
+        max_fires,
         time_zone,
         handler,
         args,
@@ -410,6 +454,8 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         master_only,
         concurrency,
         misfire,
+        catch_up_limit,
+        catch_up_window_ms,
         recovery,
         timeout_ms,
         retries,
@@ -428,6 +474,13 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
     let pairs = [
         ("id", *id == b.id),
         ("cron", *cron == b.cron),
+        ("every", *every_ms == b.every_ms),
+        ("anchor", *anchor_ms == b.anchor_ms),
+        ("at", *at_ms == b.at_ms),
+        ("start_time", *start_ms == b.start_ms),
+        ("end_time", *end_ms == b.end_ms),
+        ("spread", *spread_ms == b.spread_ms),
+        ("max_fires", *max_fires == b.max_fires),
         ("time_zone", *time_zone == b.time_zone),
         ("handler", *handler == b.handler),
         ("args", *args == b.args),
@@ -435,6 +488,8 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("master_only", *master_only == b.master_only),
         ("concurrency", *concurrency == b.concurrency),
         ("misfire", *misfire == b.misfire),
+        ("catch_up_limit", *catch_up_limit == b.catch_up_limit),
+        ("catch_up_window", *catch_up_window_ms == b.catch_up_window_ms),
         ("recovery", *recovery == b.recovery),
         ("timeout", *timeout_ms == b.timeout_ms),
         ("retries", *retries == b.retries),
@@ -456,12 +511,11 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
-/// A validated job: the spec plus its parsed schedule and zone.
+/// A validated job: the spec plus its schedule.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub spec: JobSpec,
     pub schedule: Schedule,
-    pub tz: Tz,
 }
 
 impl Job {
@@ -469,8 +523,7 @@ impl Job {
     /// normalises the spec (an invoke target is split into handler and args).
     pub fn new(mut spec: JobSpec) -> Result<Job> {
         validate_id(&spec.id)?;
-        let schedule = Schedule::parse(&spec.cron).map_err(|e| Error::invalid("cron", e))?;
-        let tz = cron::parse_time_zone(&spec.time_zone).map_err(|e| Error::invalid("time_zone", e))?;
+        let schedule = Schedule::of(&spec)?;
         if !spec.invoke.trim().is_empty() {
             let t = invoke::parse(&spec.invoke).map_err(|e| Error::invalid("invoke", e))?;
             let args = serde_json::Value::Array(t.args);
@@ -523,19 +576,19 @@ impl Job {
             ));
         }
         validate_shards(&spec)?;
+        validate_catch_up(&spec)?;
         if spec.keep_last > MAX_KEEP {
             return Err(Error::invalid("keep_last", format!("{} is more than {MAX_KEEP}", spec.keep_last)));
         }
         if let Some(n) = spec.keep_failed.filter(|n| *n > MAX_KEEP) {
             return Err(Error::invalid("keep_failed", format!("{n} is more than {MAX_KEEP}")));
         }
-        Ok(Job { spec, schedule, tz })
+        Ok(Job { spec, schedule })
     }
 
     /// The first fire instant strictly after `after_ms` (UTC epoch ms), if any.
     pub fn next_after_ms(&self, after_ms: i64) -> Option<i64> {
-        let after = Utc.timestamp_millis_opt(after_ms).single()?;
-        self.schedule.next_after(self.tz, after).map(|t| t.timestamp_millis())
+        self.schedule.next_after_ms(after_ms)
     }
 
     /// Delay before retry number `retry` (1 for the first retry): doubling, capped.
@@ -548,6 +601,45 @@ impl Job {
     pub fn id(&self) -> &str {
         &self.spec.id
     }
+
+    /// A `fire_all` job's catch-up: (most fires, how far back in ms).
+    pub fn catch_up(&self) -> (usize, i64) {
+        let limit = match self.spec.catch_up_limit {
+            0 => DEFAULT_CATCH_UP_LIMIT,
+            n => n,
+        };
+        let window = match self.spec.catch_up_window_ms {
+            0 => DEFAULT_CATCH_UP_WINDOW_MS,
+            ms => ms,
+        };
+        (limit as usize, window as i64)
+    }
+}
+
+/// A catch-up is bounded, and only a `fire_all` job has one.
+fn validate_catch_up(spec: &JobSpec) -> Result<()> {
+    if spec.misfire != Misfire::FireAll {
+        for (field, set) in
+            [("catch_up_limit", spec.catch_up_limit != 0), ("catch_up_window", spec.catch_up_window_ms != 0)]
+        {
+            if set {
+                return Err(Error::invalid(field, "only with misfire fire_all"));
+            }
+        }
+    }
+    if spec.catch_up_limit > MAX_CATCH_UP_LIMIT {
+        return Err(Error::invalid(
+            "catch_up_limit",
+            format!("{} is more than {MAX_CATCH_UP_LIMIT}", spec.catch_up_limit),
+        ));
+    }
+    if spec.catch_up_window_ms != 0 && !(1_000..=MAX_CATCH_UP_WINDOW_MS).contains(&spec.catch_up_window_ms) {
+        return Err(Error::invalid(
+            "catch_up_window",
+            format!("{} is not between 1s and 7 days", schedule::duration_text(spec.catch_up_window_ms as i64)),
+        ));
+    }
+    Ok(())
 }
 
 /// A sharded job's fire fans out over the cluster, one shard per node where it can: what would pin
@@ -696,7 +788,7 @@ pub(crate) fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// Parses "250ms", "2s", "1.5s", "3m", "1h" (a bare number is seconds): the durations of the
+/// Parses "250ms", "2s", "1.5s", "3m", "1h", "1d" (a bare number is seconds): the durations of the
 /// command line, the jobs file and the `sleep` handler.
 pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     let s = s.trim();
@@ -708,7 +800,8 @@ pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, Strin
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        u => return Err(format!("'{s}' has unknown unit '{u}' (use ms, s, m or h)")),
+        "d" => n * 86_400.0,
+        u => return Err(format!("'{s}' has unknown unit '{u}' (use ms, s, m, h or d)")),
     };
     std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
 }

@@ -597,9 +597,10 @@ impl Scheduler {
         expect_rev: Option<u64>,
     ) -> Result<Option<(JobRecord, bool)>> {
         let mut after = now_ms();
-        // As Quartz does: a schedule no instant matches any more (Feb 31, a past year) is a mistake.
-        if job.next_after_ms(after).is_none() {
-            return Err(Error::invalid("cron", format!("'{}' never fires after now", job.spec.cron)));
+        // As Quartz does: a schedule no instant matches any more (Feb 31, a past year, an `at` or
+        // an end in the past) is a mistake.
+        if let Some(e) = job.schedule.never_fires(&job.spec, after) {
+            return Err(e);
         }
         for _ in 0..3 {
             let w = JobWrite {
@@ -677,6 +678,56 @@ pub fn plan(
     epoch: u64,
     shards: Option<u32>,
 ) -> Vec<Claim> {
+    let claims = plan_instants(job, rec, now, misfire_threshold_ms, node_id, epoch, shards);
+    cap_fires(claims, job.spec.max_fires, rec.fired)
+}
+
+/// A job's `max_fires`: of `claims`, the fires up to the last one it may make, that one's
+/// watermark moved to none (the job is then completed); a misfire's summary counts none. `fired`
+/// is how many it made before (counted by the claims that moved its watermark).
+fn cap_fires(claims: Vec<Claim>, max_fires: u32, fired: u64) -> Vec<Claim> {
+    if max_fires == 0 {
+        return claims;
+    }
+    let left = u64::from(max_fires).saturating_sub(fired);
+    let mut out = Vec::with_capacity(claims.len());
+    let (mut counted, mut instant) = (0u64, None);
+    for mut c in claims {
+        let summary = c.exec.state == ExecState::Misfired;
+        if counted == left && (summary || instant != Some(c.sched_ms)) {
+            if left == 0 && out.is_empty() {
+                // Made its fires, yet due (a watermark the store's guard did not clear): its
+                // schedule ends here, saying why, rather than stay due and be read every tick.
+                c.next_ms = None;
+                c.overlap = Concurrency::Allow;
+                c.exec.close(ExecState::Misfired, format!("not fired: the job made its max_fires ({max_fires})"));
+                out.push(c);
+            }
+            break;
+        }
+        if !summary {
+            if instant != Some(c.sched_ms) {
+                counted += 1;
+                instant = Some(c.sched_ms);
+            }
+            if counted == left {
+                c.next_ms = None;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn plan_instants(
+    job: &Job,
+    rec: &JobRecord,
+    now: i64,
+    misfire_threshold_ms: i64,
+    node_id: &str,
+    epoch: u64,
+    shards: Option<u32>,
+) -> Vec<Claim> {
     let Some(sched) = rec.next_ms else { return Vec::new() };
     let claim = |fire_id: String, at: i64, next: Option<i64>| {
         let mut exec = Execution::pending(&job.spec.id, fire_id, at, node_id, 1);
@@ -702,13 +753,13 @@ pub fn plan(
             }
         }
     };
-    let misfire = |from: i64, to_incl: i64, next: Option<i64>| {
+    let misfire_why = |from: i64, to_incl: i64, next: Option<i64>, why: &str| {
         let mut c = claim(scheduled_fire_id(&job.spec.id, from), from, next);
         c.overlap = Concurrency::Allow;
         c.exec.state = ExecState::Misfired;
         c.exec.end_ms = Some(now);
         c.exec.set_error(format!(
-            "missed fires from {} to {} (more than {} ms late; misfire policy {:?})",
+            "missed fires from {} to {} (more than {} ms late; misfire policy {:?}{why})",
             crate::job::ms_to_datetime(from).to_rfc3339(),
             crate::job::ms_to_datetime(to_incl).to_rfc3339(),
             misfire_threshold_ms,
@@ -716,6 +767,7 @@ pub fn plan(
         ));
         c
     };
+    let misfire = |from: i64, to_incl: i64, next: Option<i64>| misfire_why(from, to_incl, next, "");
     if now - sched <= misfire_threshold_ms {
         return fire(sched, job.next_after_ms(sched));
     }
@@ -729,6 +781,32 @@ pub fn plan(
         }
         Misfire::FireOnceNow => fire(sched, job.next_after_ms(sched)),
         Misfire::Skip => vec![misfire(sched, latest, job.next_after_ms(now))],
+        Misfire::FireAll => {
+            // Oldest first, each missed instant of the window a fire of its own (its instant its
+            // id), claimed in order in one call: each moves the watermark to the next. What lies
+            // before the window, and past the limit, is one summary each.
+            let (limit, window) = job.catch_up();
+            let from = sched.max(now.saturating_sub(window));
+            let first = if from == sched { Some(sched) } else { job.next_after_ms(from - 1) }.filter(|t| *t <= now);
+            let mut claims = Vec::new();
+            if first != Some(sched) {
+                let to = first.map_or(latest, |f| job_prev_hint(sched, f));
+                let next = first.or_else(|| job.next_after_ms(now));
+                claims.push(misfire_why(sched, to, next, ", before the catch-up window"));
+            }
+            let mut at = first;
+            let mut fired = 0;
+            while let Some(t) = at.filter(|t| *t <= now && fired < limit) {
+                let next = job.next_after_ms(t);
+                claims.extend(fire(t, next));
+                fired += 1;
+                at = next;
+            }
+            if let Some(rest) = at.filter(|t| *t <= now) {
+                claims.push(misfire_why(rest, latest, job.next_after_ms(now), ", past the catch-up limit"));
+            }
+            claims
+        }
     }
 }
 
@@ -845,6 +923,89 @@ mod tests {
         let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(12, 30, 5), 60_000, "n1", 7, None);
         assert_eq!(summary(&p), vec![(ExecState::Misfired, ms(10, 0, 0), Some(ms(12, 31, 0)))]);
         assert!(p[0].exec.error.contains("to 2026-03-01T12:30:00"), "{}", p[0].exec.error);
+    }
+
+    /// `fire_all`: each missed instant of the window runs, oldest first, as its own fire, each
+    /// claim moving the watermark to the next; before the window and past the limit, a summary.
+    #[test]
+    fn fire_all_catches_up_each_missed_instant_within_its_window_and_limit() {
+        let all = |limit: u32, window_ms: u64| {
+            Job::new(JobSpec {
+                id: "j".into(),
+                cron: "0 * * * * *".into(),
+                handler: "noop".into(),
+                misfire: Misfire::FireAll,
+                catch_up_limit: limit,
+                catch_up_window_ms: window_ms,
+                ..Default::default()
+            })
+            .expect("valid")
+        };
+        let m = |min: u32| ms(10, min, 0);
+        let pending = |at: i64| (ExecState::Pending, at, Some(at + 60_000));
+        // Down from 10:00 to 10:03:30, the whole gap in the window: four fires, in order.
+        let j = all(0, 0);
+        let p = plan(&j, &rec(&j, m(0)), m(3) + 30_000, 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![pending(m(0)), pending(m(1)), pending(m(2)), pending(m(3))]);
+        let ids: Vec<&str> = p.iter().map(|c| c.exec.fire_id.as_str()).collect();
+        assert_eq!(ids, [0, 1, 2, 3].map(|i| format!("j@{}", m(i))));
+        // A 2-minute window: 10:00 and 10:01 are before it (one summary), 10:02 and 10:03 run.
+        let j = all(0, 120_000);
+        let p = plan(&j, &rec(&j, m(0)), m(3) + 30_000, 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![(ExecState::Misfired, m(0), Some(m(2))), pending(m(2)), pending(m(3))]);
+        assert!(p[0].exec.error.contains("before the catch-up window"), "{}", p[0].exec.error);
+        // A limit of 2: 10:00 and 10:01 run, 10:02 and 10:03 are one summary, then 10:04 is next.
+        let j = all(2, 0);
+        let p = plan(&j, &rec(&j, m(0)), m(3) + 30_000, 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![pending(m(0)), pending(m(1)), (ExecState::Misfired, m(2), Some(m(4)))]);
+        assert!(
+            p[2].exec.error.contains("past the catch-up limit") && p[2].exec.error.contains("to 2026-03-01T10:03:00")
+        );
+        // Nothing in the window (down for an hour, window 30 s): one summary to the next instant.
+        let j = all(0, 30_000);
+        let p = plan(&j, &rec(&j, m(0)), ms(11, 0, 40), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![(ExecState::Misfired, m(0), Some(ms(11, 1, 0)))]);
+    }
+
+    /// `max_fires`: the fire that makes the last one ends the schedule (its next is none); the
+    /// claims after it are dropped; a summary counts none; a sharded fire's shards count once.
+    #[test]
+    fn max_fires_ends_the_schedule_at_the_last_fire() {
+        let capped = |max_fires: u32, fired: u64| {
+            let j = Job::new(JobSpec {
+                id: "j".into(),
+                cron: "0 * * * * *".into(),
+                handler: "noop".into(),
+                misfire: Misfire::FireAll,
+                max_fires,
+                ..Default::default()
+            })
+            .expect("valid");
+            let r = JobRecord { fired, ..rec(&j, ms(10, 0, 0)) };
+            (j, r)
+        };
+        let pending = |at: i64, next: Option<i64>| (ExecState::Pending, at, next);
+        // On time, two left: the fire moves the watermark on.
+        let (j, r) = capped(5, 3);
+        let p = plan(&j, &r, ms(10, 0, 0), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![pending(ms(10, 0, 0), Some(ms(10, 1, 0)))]);
+        // One left: this fire is the last.
+        let (j, r) = capped(5, 4);
+        let p = plan(&j, &r, ms(10, 0, 0), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![pending(ms(10, 0, 0), None)]);
+        // A catch-up of four with two left: two fires, the second the last; nothing after.
+        let (j, r) = capped(5, 3);
+        let p = plan(&j, &r, ms(10, 3, 30), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![pending(ms(10, 0, 0), Some(ms(10, 1, 0))), pending(ms(10, 1, 0), None)]);
+        // Sharded: the last fire's three shards all end the schedule.
+        let (j, r) = capped(1, 0);
+        let p = plan(&j, &r, ms(10, 0, 0), 60_000, "n1", 7, Some(3));
+        assert_eq!(summary(&p), vec![pending(ms(10, 0, 0), None); 3]);
+        // Made its fires yet due (the store's guard bypassed): its schedule ends with a record why.
+        let (j, r) = capped(5, 5);
+        let p = plan(&j, &r, ms(10, 0, 0), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![(ExecState::Misfired, ms(10, 0, 0), None)]);
+        assert!(p[0].exec.error.contains("max_fires (5)"), "{}", p[0].exec.error);
     }
 
     #[test]

@@ -594,7 +594,9 @@ impl JobStore for MemoryStore {
         }
         let last_ms = old.as_ref().and_then(|r| r.last_ms);
         let paused = w.paused.unwrap_or_else(|| old.as_ref().is_some_and(|o| o.spec.paused));
-        let next_ms = if paused { None } else { w.next_ms };
+        let fired = old.as_ref().map_or(0, |o| o.fired);
+        let spent = w.spec.max_fires > 0 && fired >= u64::from(w.spec.max_fires);
+        let next_ms = if paused || spent { None } else { w.next_ms };
         if let (Some(n), Some(l)) = (next_ms, last_ms) {
             if n <= l {
                 return Ok(WatermarkWrite::Behind { last_ms: l });
@@ -608,6 +610,7 @@ impl JobStore for MemoryStore {
             written_by: w.writer,
             applied: w.applied.cloned().or_else(|| old.as_ref().and_then(|o| o.applied.clone())),
             rev: old.as_ref().map_or(0, |o| o.rev) + 1,
+            fired,
         };
         st.set_due(id, old.as_ref().and_then(|r| r.next_ms), next_ms);
         st.jobs.insert(id.clone(), rec.clone());
@@ -649,7 +652,8 @@ impl JobStore for MemoryStore {
     ) -> Result<Option<WatermarkWrite>> {
         let mut st = self.lock()?;
         let Some(old) = st.jobs.get(id).cloned() else { return Ok(None) };
-        let next_ms = if paused { None } else { next_ms };
+        let spent = old.spec.max_fires > 0 && old.fired >= u64::from(old.spec.max_fires);
+        let next_ms = if paused || spent { None } else { next_ms };
         if let (Some(n), Some(l)) = (next_ms, old.last_ms) {
             if n <= l {
                 return Ok(Some(WatermarkWrite::Behind { last_ms: l }));
@@ -724,6 +728,9 @@ impl FireStore for MemoryStore {
                 }
                 moved.insert(&c.job_id, c.sched_ms);
                 let mut new = rec.clone();
+                if rec.next_ms == Some(c.sched_ms) && !c.exec.state.is_terminal() {
+                    new.fired += 1;
+                }
                 new.last_ms = Some(c.sched_ms);
                 new.next_ms = c.next_ms;
                 st.set_due(&c.job_id, rec.next_ms, c.next_ms);

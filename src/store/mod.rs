@@ -52,12 +52,21 @@ pub struct JobRecord {
     /// `write_job`'s compare-and-set token. At least 1 for a stored job. `due_jobs` leaves it,
     /// `written_by` and `applied` at their defaults: scheduling does not need them.
     pub rev: u64,
+    /// How many scheduled fires were claimed since the job was created (`max_fires`): raised by the
+    /// claim that moves the watermark from a fire's instant (a misfire's summary counts none).
+    pub fired: u64,
 }
 
 impl JobRecord {
     /// A record of `spec` as written through the API, with its watermark and nothing else.
     pub fn new(spec: JobSpec, next_ms: Option<i64>, last_ms: Option<i64>, updated_ms: i64) -> JobRecord {
-        JobRecord { spec, next_ms, last_ms, updated_ms, written_by: Writer::Api, applied: None, rev: 0 }
+        JobRecord { spec, next_ms, last_ms, updated_ms, written_by: Writer::Api, applied: None, rev: 0, fired: 0 }
+    }
+
+    /// Whether the schedule has no instant left (a one-shot that fired, an end passed): not
+    /// paused, and no watermark.
+    pub fn completed(&self) -> bool {
+        !self.spec.paused && self.next_ms.is_none()
     }
 
     /// The definition fields (and the pause state, when the file declares one) in which this job

@@ -38,8 +38,10 @@ use rota::job::Concurrency;
 #[derive(Clone, Debug)]
 pub struct JobInfo {
     pub id: String,
-    /// Fires every `period_s` seconds, on multiples of the period.
-    pub period_s: i64,
+    /// Fires every `period_ms`, at `phase_ms` plus multiples of the period (a cron `*/5` is a
+    /// period of 5 s at phase 0; an `every 3s` anchored at 1 s, of 3 s at phase 1 s).
+    pub period_ms: i64,
+    pub phase_ms: i64,
     /// Its runs never overlap: any overlap policy but allow (`overlap`).
     pub forbid: bool,
     pub overlap: rota::job::Concurrency,
@@ -162,6 +164,11 @@ pub struct Report {
     pub manual_triggered: usize,
     pub manual_executed: usize,
     pub lost_by_policy: usize,
+    /// Fires of a limit's jobs recorded misfired, having waited past the misfire threshold for a
+    /// slot while a fault had taken the store or a node away (a dead node's slots stay held until
+    /// their lease lapses; a Redis outage stops every take), and the backlog it left: the limit's
+    /// policy, not a loss. Without a fault in its wait, such a misfire is a violation.
+    pub misfired_by_limit: usize,
     pub explained_extra_runs: usize,
     /// Of those, explained by a Redis fault alone (no fault on the run's node): a Redis fault has
     /// no node, so it explains a run anywhere while it lasts; these are listed apart
@@ -223,8 +230,8 @@ pub fn check(h: &History) -> Report {
     let run_by_exec: HashMap<&str, &Run> = h.runs.iter().map(|x| (x.exec.as_str(), x)).collect();
 
     for job in &h.jobs {
-        let period = job.period_s * 1000;
-        let first = (h.window.0 + period - 1).div_euclid(period) * period;
+        let period = job.period_ms;
+        let first = job.phase_ms + (h.window.0 - job.phase_ms + period - 1).div_euclid(period) * period;
         let mut sched = first;
         while sched < h.window.1 {
             let whole = format!("{}@{sched}", job.id);
@@ -580,6 +587,9 @@ fn check_fire(
         0 if has("lost") && (!job.rerun || lost_attempts(&recs) > MAX_RECOVERIES || runs.len() > MAX_RECOVERIES) => {
             r.lost_by_policy += 1
         }
+        0 if job.limit.is_some() && runs.is_empty() && recs.iter().any(|x| limit_misfire_under_fault(h, x)) => {
+            r.misfired_by_limit += 1
+        }
         0 => {
             r.lost += 1;
             let states: Vec<&str> = recs.iter().map(|x| x.state.as_str()).collect();
@@ -817,6 +827,18 @@ fn check_limit(h: &History, r: &mut Report, recs: &HashMap<&str, &Record>) {
 }
 
 /// Whether a fault hit an external worker (not a node, not Redis) between `from` and `to`.
+/// A record of a fire that waited for a limit's slot past the misfire threshold while a fault (but
+/// the history store's) was under way: from the fire's instant to its misfire.
+fn limit_misfire_under_fault(h: &History, x: &Record) -> bool {
+    x.state == "misfired"
+        && x.error.contains("for a slot of limit")
+        && h.faults.iter().any(|f| {
+            f.kind != "restart_postgres"
+                && f.at_ms <= x.end_ms.unwrap_or(i64::MAX) + SLACK_MS
+                && f.until_ms.max(f.dead_ms.unwrap_or(0)) + SLACK_MS >= x.sched_ms
+        })
+}
+
 fn worker_fault_between(h: &History, from: i64, to: i64) -> bool {
     let workers: Vec<&str> = h.runs.iter().filter_map(|r| r.worker.as_deref()).collect();
     h.faults.iter().any(|f| {
@@ -873,7 +895,8 @@ mod tests {
     fn job(id: &str, forbid: bool, master_only: bool) -> JobInfo {
         JobInfo {
             id: id.into(),
-            period_s: 1,
+            period_ms: 1000,
+            phase_ms: 0,
             forbid,
             overlap: if forbid { Concurrency::Forbid } else { Concurrency::Allow },
             master_only,
@@ -943,6 +966,41 @@ mod tests {
             triggers: Vec::new(),
             trigger_targets: Default::default(),
         }
+    }
+
+    /// A limited job's fire that waited past the misfire threshold for a slot is the limit's
+    /// policy while a fault (a Redis outage here) was under way in its wait; with no fault, lost.
+    #[test]
+    fn a_limit_misfire_passes_only_under_a_fault() {
+        let mut h = clean();
+        h.jobs.push(JobInfo { limit: Some(2), period_ms: 4000, ..job("l", false, false) });
+        for s in [100, 104, 108] {
+            let x = run("l", s, &format!("l{s}"), "n3", 99_000, 20);
+            if s == 104 {
+                let mut m = rec(&x, "misfired");
+                m.end_ms = Some(164_000);
+                m.error =
+                    "misfired: waited past the misfire threshold for a slot of limit chaos (2 of 2 running)".into();
+                h.records.push(m);
+            } else {
+                h.records.push(rec(&x, "succeeded"));
+                h.runs.push(x);
+            }
+        }
+        let r = check(&h);
+        assert!(r.violations.iter().any(|v| v.contains("l@104000: not executed")), "{:?}", r.violations);
+        h.faults.push(Fault {
+            kind: "restart_redis".into(),
+            node: None,
+            at_ms: 130_000,
+            until_ms: 140_000,
+            dead_ms: None,
+            was_master: false,
+            epoch_before: 99_000,
+        });
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.misfired_by_limit, 1);
     }
 
     /// A re-run job's fire recorded lost once per allowed attempt (1 and 2 recoveries) is lost by

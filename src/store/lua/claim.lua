@@ -107,6 +107,9 @@ for i = 0, n - 1 do
       end
     end
     moved[job] = sched
+    -- A fire's instant claimed (its first shard; not a misfire's summary): one more toward the
+    -- job's max_fires, counted in the same step as the watermark's move.
+    if final == '0' and wm == sched then redis.call('HINCRBY', kj, 'fired', 1) end
     -- advance the watermark in the same atomic step as the claim
     if nxt == '-' then
       redis.call('HSET', kj, 'last_ms', sched)

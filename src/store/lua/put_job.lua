@@ -10,7 +10,7 @@
 -- applying a jobs file at once. A job stored without one (written before it existed) is at 1.
 -- Returns {'BEHIND', last_ms} | {'GONE'} | {'CONFLICT'} | {'BADKEY', why} (a key of the wrong type)
 --   | {'OK', existed '0'|'1', last_ms or '', spec JSON, paused '0'|'1', rev, writer, file spec or '',
---      file paused}
+--      file paused, the watermark written ('' for none), fired}
 -- Nothing is written unless the answer is OK.
 local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset')
 if bad then return {'BADKEY', bad} end
@@ -26,6 +26,10 @@ if paused == '-' then
 end
 local next_ms = ARGV[4]
 if paused == '1' then next_ms = '-' end
+-- A job that made its max_fires stays completed (no watermark), whatever the put or resume says.
+local ok, sp = pcall(cjson.decode, (ARGV[6] == 'put' and ARGV[2]) or redis.call('HGET', KEYS[1], 'spec') or '{}')
+local max_fires = ok and type(sp) == 'table' and tonumber(sp.max_fires) or 0
+if max_fires > 0 and (tonumber(redis.call('HGET', KEYS[1], 'fired') or '0') or 0) >= max_fires then next_ms = '-' end
 if next_ms ~= '-' and last and tonumber(next_ms) <= tonumber(last) then
   return {'BEHIND', last}
 end
@@ -45,5 +49,7 @@ else
   redis.call('ZADD', KEYS[3], next_ms, ARGV[1])
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-local f = redis.call('HMGET', KEYS[1], 'spec', 'writer', 'file_spec', 'file_paused')
-return {'OK', tostring(existed), last or '', f[1] or '', paused, tostring(rev), f[2] or 'api', f[3] or '', f[4] or ''}
+local f = redis.call('HMGET', KEYS[1], 'spec', 'writer', 'file_spec', 'file_paused', 'fired')
+if next_ms == '-' then next_ms = '' end
+return {'OK', tostring(existed), last or '', f[1] or '', paused, tostring(rev), f[2] or 'api', f[3] or '', f[4] or '',
+  next_ms, f[5] or '0'}

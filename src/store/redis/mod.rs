@@ -432,22 +432,23 @@ impl RedisStore {
                 r.get(1).map(String::as_str).unwrap_or("a key has the wrong type")
             ))),
             Some("BEHIND") => Ok(Some(WatermarkWrite::Behind { last_ms: parse_ms(r.get(1), "last_ms")?.unwrap_or(0) })),
-            Some("OK") if r.len() == 9 => {
-                // spec, paused, next_ms, last_ms, updated_ms, writer, file_spec, file_paused, rev:
-                // the order `job_from_fields` reads.
+            Some("OK") if r.len() == 11 => {
+                // spec, paused, next_ms, last_ms, updated_ms, writer, file_spec, file_paused, rev,
+                // fired: the order `job_from_fields` reads. The watermark is the one written (none
+                // for a paused job, or one that made its max_fires).
                 let fields = [
                     r[3].clone(),
                     r[4].clone(),
-                    String::new(),
+                    r[9].clone(),
                     r[2].clone(),
                     now.to_string(),
                     r[6].clone(),
                     r[7].clone(),
                     r[8].clone(),
                     r[5].clone(),
+                    r[10].clone(),
                 ];
-                let mut record = self.job_from_fields(id, &fields)?;
-                record.next_ms = if record.spec.paused { None } else { next_ms };
+                let record = self.job_from_fields(id, &fields)?;
                 Ok(Some(WatermarkWrite::Done { record: Box::new(record), created: r[1] == "0" }))
             }
             _ => Err(unexpected("put_job", &r)),
@@ -482,6 +483,7 @@ impl RedisStore {
             applied,
             // A stored job is at revision 1 at least (one written before revisions were kept).
             rev: field(8).parse::<u64>().unwrap_or(0).max(1),
+            fired: field(9).parse::<u64>().unwrap_or(0),
         })
     }
 
@@ -805,12 +807,17 @@ impl JobStore for RedisStore {
             .invoke_async(&mut self.conn())
             .await?;
         let mut due = Due::default();
-        for c in flat.chunks(7).filter(|c| c.len() == 7) {
-            if !c[6].is_empty() {
-                due.set_aside.push(SetAside { job_id: c[0].clone(), reason: c[6].clone() });
+        for c in flat.chunks(8).filter(|c| c.len() == 8) {
+            if !c[7].is_empty() {
+                due.set_aside.push(SetAside { job_id: c[0].clone(), reason: c[7].clone() });
                 continue;
             }
-            match self.job_from_fields(&c[0], &c[1..6]) {
+            // The fields due.lua reads, in JOB_FIELDS' places (the others are left at their
+            // defaults: scheduling does not need them).
+            let mut fields = c[1..6].to_vec();
+            fields.extend(["", "", "", ""].map(String::from));
+            fields.push(c[6].clone());
+            match self.job_from_fields(&c[0], &fields) {
                 Ok(rec) => due.jobs.push(rec),
                 // A record that does not decode must not stop the other jobs either: out of the due
                 // index, named in the dead-letter list.
@@ -1865,8 +1872,8 @@ impl ClusterStore for RedisStore {
 }
 
 /// A job hash's fields as `job_from_fields` reads them.
-const JOB_FIELDS: [&str; 9] =
-    ["spec", "paused", "next_ms", "last_ms", "updated_ms", "writer", "file_spec", "file_paused", "rev"];
+const JOB_FIELDS: [&str; 10] =
+    ["spec", "paused", "next_ms", "last_ms", "updated_ms", "writer", "file_spec", "file_paused", "rev", "fired"];
 
 /// A pause state to set for put_job.lua: '1', '0', or '' when not given.
 fn flag(v: Option<bool>) -> &'static str {

@@ -1,0 +1,589 @@
+//! Schedules beyond cron (issue 16) through real nodes, a real `redis-server`, real shell processes
+//! and the real `rota` binary: an `every` grid keeps its instants through a master kill; a one-shot
+//! `at` whose master is killed at its instant runs once and the job is then completed; bounds stop
+//! a schedule and say so; the spread moves every fire by the job's offset; the preview
+//! (PreviewSchedule, `rota job next`) names what the scheduler fires; bad input is refused with the
+//! field named and nothing written, through the API, the CLI and a jobs file. (The instants
+//! themselves, daylight saving and the spread are table-tested in `job::schedule`; that the preview
+//! equals what `plan` claims is a property in `properties.rs`; the chaos runner's `every` jobs are
+//! in `chaos.rs`.)
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{agreed_master, eventually, executions, rota, state, status, text, Backend, RedisServer, TestNode};
+use rota::pb;
+use serde_json::{json, Value};
+use tonic::Code;
+
+const SHELL: [&str; 3] = ["--enable-shell", "--shell-allow", "/bin/sh"];
+const WAIT: Duration = Duration::from_secs(40);
+
+/// The shell a job runs: "<instant> <node> <attempt> start" into `log`, then `body`, then the same
+/// line with "end".
+fn logging(log: &Path, body: &str) -> String {
+    let line = "$ROTA_SCHEDULED_AT_MS $ROTA_NODE_ID $ROTA_ATTEMPT";
+    let log = log.display();
+    json!({ "sh": format!("echo \"{line} start\" >> {log}; {body}; echo \"{line} end\" >> {log}") }).to_string()
+}
+
+/// Per instant, the nodes whose run of it got to `what` ("start" or "end").
+fn runs(log: &Path, what: &str) -> BTreeMap<i64, Vec<String>> {
+    let mut m: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for l in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        if let (Some(Ok(at)), Some(node), Some(w)) = (f.first().map(|s| s.parse()), f.get(1), f.get(3)) {
+            if *w == what {
+                m.entry(at).or_default().push(node.to_string());
+            }
+        }
+    }
+    m
+}
+
+async fn put(node: &TestNode, args: &[&str]) {
+    let o = rota(node, &[&["job", "put"], args].concat()).await;
+    assert_eq!(o.status.code(), Some(0), "put {args:?}: {}", text(&o));
+}
+
+/// Three nodes on one Redis, each seeing the other two live.
+async fn three(redis: &RedisServer) -> Vec<TestNode> {
+    let b = Backend::Redis(redis.url());
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        nodes.push(TestNode::start(&b, id, &SHELL).await);
+    }
+    eventually(WAIT, "every node sees three live nodes", || async {
+        for n in &nodes {
+            let s = status(n).await?;
+            let live = s.nodes.iter().filter(|x| x.state == pb::NodeState::Live as i32).count();
+            (live == 3).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    nodes
+}
+
+fn rfc3339(ms: i64) -> String {
+    rota::job::schedule::rfc3339(ms)
+}
+
+async fn preview(
+    node: &TestNode,
+    target: pb::preview_schedule_request::Target,
+    count: u32,
+) -> pb::PreviewScheduleResponse {
+    let req = pb::PreviewScheduleRequest { target: Some(target), count, after: None };
+    node.client().await.preview_schedule(req).await.expect("preview").into_inner()
+}
+
+fn times(r: &pb::PreviewScheduleResponse) -> Vec<i64> {
+    r.fires.iter().map(|f| common::ms(&f.time)).collect()
+}
+
+/// `every 2s` on a grid anchored 700 ms past a second: each instant of the grid from the first run
+/// to the last runs once, none off the grid, through a SIGKILL of the master (the new master
+/// claims the instants the dead one left, each once: they are the same grid). The preview asked
+/// before the runs named the instants that ran.
+#[tokio::test]
+async fn an_every_grid_keeps_its_instants_once_each_through_a_master_kill() {
+    let redis = RedisServer::start();
+    let mut nodes = three(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("runs");
+    let anchor = (rota::clock::now_ms() / 1000 + 3) * 1000 + 700;
+    let args = logging(&log, "true");
+    let anchor_text = rfc3339(anchor);
+    put(&nodes[0], &["--id", "grid", "--every", "2s", "--anchor", &anchor_text, "--handler", "shell", "--args", &args])
+        .await;
+    let planned = times(&preview(&nodes[1], pb::preview_schedule_request::Target::JobId("grid".into()), 3).await);
+    assert_eq!(planned, [anchor, anchor + 2000, anchor + 4000]);
+    eventually(WAIT, "three instants ran", || async { (runs(&log, "end").len() >= 3).then_some(()) }).await;
+    let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let victim = nodes.iter().position(|n| n.node_id == master).expect("master");
+    nodes[victim].kill();
+    let killed_at = rota::clock::now_ms();
+    let left: Vec<&TestNode> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
+    eventually(WAIT, "three instants ran after the kill", || async {
+        (runs(&log, "end").keys().filter(|t| **t > killed_at + 2000).count() >= 3).then_some(())
+    })
+    .await;
+    let o = rota(left[0], &["job", "pause", "grid"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Recovery `lost` (the default): a run the kill cut short is not run again, so every instant
+    // of the grid started exactly once.
+    let started = runs(&log, "start");
+    let first = *started.keys().next().expect("runs");
+    let last = *started.keys().next_back().expect("runs");
+    assert_eq!(first, anchor, "the grid starts at its anchor: {started:?}");
+    let mut t = first;
+    while t <= last {
+        assert_eq!(started.get(&t).map(Vec::len), Some(1), "instant {t} started once: {started:?}");
+        t += 2000;
+    }
+    assert!(started.keys().all(|t| (t - anchor) % 2000 == 0), "every run is on the grid: {started:?}");
+    // The records agree: one succeeded execution per instant, fire ids the instants.
+    let execs = executions(&mut left[0].client().await, "grid").await;
+    let mut by_fire: BTreeMap<String, usize> = BTreeMap::new();
+    for e in execs.iter().filter(|e| state(e) == pb::ExecutionState::Succeeded) {
+        *by_fire.entry(e.fire_id.clone()).or_default() += 1;
+    }
+    assert!(by_fire.values().all(|n| *n == 1), "{by_fire:?}");
+    assert!(by_fire.contains_key(&format!("grid@{anchor}")), "{by_fire:?}");
+}
+
+/// A one-shot `at` whose master is SIGKILLed half a second before its instant: the new master
+/// claims the instant it left (late, under the misfire threshold) and it runs once; the job is then
+/// completed: no next fire, the API says
+/// `completed`, `rota job list` and `rota job next` say so. Re-putting it with the past instant is
+/// refused naming `at`.
+#[tokio::test]
+async fn a_one_shot_runs_once_through_its_masters_death_and_the_job_is_then_completed() {
+    let redis = RedisServer::start();
+    let mut nodes = three(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("runs");
+    let at = (rota::clock::now_ms() / 1000 + 5) * 1000;
+    let args = logging(&log, "sleep 1");
+    let at_text = rfc3339(at);
+    put(&nodes[0], &["--id", "once", "--at", &at_text, "--handler", "shell", "--args", &args]).await;
+    let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let victim = nodes.iter().position(|n| n.node_id == master).expect("master");
+    let wait = (at - 500 - rota::clock::now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    nodes[victim].kill();
+    let left: Vec<&TestNode> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
+    let fire = format!("once@{at}");
+    let done = eventually(Duration::from_secs(60), "the one-shot fire succeeded", || async {
+        let execs = executions(&mut left[0].client().await, "once").await;
+        execs.iter().any(|e| state(e) == pb::ExecutionState::Succeeded).then_some(execs)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let succeeded: Vec<&pb::Execution> = done.iter().filter(|e| state(e) == pb::ExecutionState::Succeeded).collect();
+    assert_eq!((succeeded.len(), done.len()), (1, 1), "{done:?}");
+    assert_eq!(runs(&log, "start").get(&at).map(Vec::len), Some(1), "one run started: {:?}", runs(&log, "start"));
+    assert_eq!(succeeded[0].fire_id, fire);
+    assert_eq!(
+        runs(&log, "end").get(&at).map(Vec::len),
+        Some(1),
+        "one run ended: {:?}; killed {}; {done:#?}",
+        runs(&log, "end"),
+        nodes[victim].node_id
+    );
+    let job = left[0].client().await.get_job(pb::GetJobRequest { id: "once".into() }).await.expect("get").into_inner();
+    let job = job.job.expect("job");
+    assert!(job.completed && job.next_fire_time.is_none(), "{job:?}");
+    let list = rota(left[1], &["job", "list"]).await;
+    let row = text(&list).lines().find(|l| l.starts_with("once")).map(str::to_string).unwrap_or_default();
+    assert!(row.contains("completed") && row.contains(&format!("at {at_text}")), "{}", text(&list));
+    let next = rota(left[1], &["job", "next", "once"]).await;
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next));
+    assert!(text(&next).contains("no fire left: the schedule has ended"), "{}", text(&next));
+    let again = rota(left[0], &["job", "put", "--id", "once", "--at", &at_text, "--handler", "noop"]).await;
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains(&format!("at: {at_text} is in the past: the job would never fire")),
+        "{}",
+        text(&again)
+    );
+}
+
+/// `every 1s` between a start and an end three seconds later: it fires on the instants of that
+/// window only, then is completed; its preview ended with "last fire: end_time is ...". A spread
+/// moves each fire of a 10 s grid by the job's offset, the one PreviewSchedule reports.
+#[tokio::test]
+async fn bounds_and_spread_shape_the_fires_a_node_makes() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &SHELL).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("runs");
+    let start = (rota::clock::now_ms() / 1000 + 3) * 1000;
+    let end = start + 3000;
+    let args = logging(&log, "true");
+    let (s, e) = (rfc3339(start), rfc3339(end));
+    put(
+        &node,
+        &[
+            "--id",
+            "window",
+            "--every",
+            "1s",
+            "--start-time",
+            &s,
+            "--end-time",
+            &e,
+            "--handler",
+            "shell",
+            "--args",
+            &args,
+        ],
+    )
+    .await;
+    let p = preview(&node, pb::preview_schedule_request::Target::JobId("window".into()), 10).await;
+    assert_eq!(times(&p), [start, start + 1000, start + 2000, start + 3000]);
+    assert_eq!(p.fires[3].notes, [format!("last fire: end_time is {e}")]);
+    let job = eventually(WAIT, "the window's job is completed", || async {
+        let j = node.client().await.get_job(pb::GetJobRequest { id: "window".into() }).await.ok()?.into_inner().job?;
+        j.completed.then_some(j)
+    })
+    .await;
+    assert!(job.next_fire_time.is_none());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ran: Vec<i64> = runs(&log, "end").into_keys().collect();
+    assert_eq!(ran, [start, start + 1000, start + 2000, start + 3000]);
+
+    // Spread: a grid of 10 s, every fire moved by the same offset below 10 s.
+    let spread_log = dir.path().join("spread");
+    let args = logging(&spread_log, "true");
+    put(&node, &["--id", "spread-me", "--every", "10s", "--spread", "10s", "--handler", "shell", "--args", &args])
+        .await;
+    let p = preview(&node, pb::preview_schedule_request::Target::JobId("spread-me".into()), 2).await;
+    let offset = p.spread_offset.map(|d| d.seconds * 1000).unwrap_or(0);
+    assert_eq!(offset, rota::job::schedule::spread_offset_ms("spread-me", 10_000));
+    assert!(times(&p).iter().all(|t| t.rem_euclid(10_000) == offset), "{p:?}");
+    let ran = eventually(Duration::from_secs(30), "two spread fires ran", || async {
+        let r = runs(&spread_log, "end");
+        (r.len() >= 2).then_some(r)
+    })
+    .await;
+    assert!(ran.keys().all(|t| t.rem_euclid(10_000) == offset), "offset {offset}: {ran:?}");
+    assert_eq!(ran.keys().take(2).copied().collect::<Vec<_>>(), times(&p));
+}
+
+/// `rota job next` for a schedule not yet put: an interval in New York across the spring-forward
+/// change (its local time moves, and the notes say so), a cron in the gap (fires when the clocks
+/// jump), `--json`; and PreviewSchedule's refusals.
+#[tokio::test]
+async fn the_preview_of_a_schedule_not_yet_put_shows_daylight_saving_and_refuses_bad_input() {
+    let node = TestNode::start(&Backend::Memory, "n1", &[]).await;
+    let o = rota(
+        &node,
+        &[
+            "job",
+            "next",
+            "--every",
+            "1d",
+            "--anchor",
+            "2026-03-06T09:00",
+            "--tz",
+            "America/New_York",
+            "--count",
+            "3",
+            "--from",
+            "2026-03-05",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("2026-03-06T09:00:00-05:00") && out.contains("2026-03-08T10:00:00-04:00"), "{out}");
+    assert!(out.contains("daylight saving: local time moves by 1h (an interval is absolute time)"), "{out}");
+    let o = rota(
+        &node,
+        &[
+            "job",
+            "next",
+            "--json",
+            "--cron",
+            "0 30 2 * * *",
+            "--tz",
+            "America/New_York",
+            "--from",
+            "2026-03-07T12:00",
+            "--count",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["time_zone"], "America/New_York");
+    assert_eq!(v["fires"][0]["local_time"], "2026-03-08T03:00:00-04:00", "{v}");
+    assert!(v["fires"][0]["notes"][0].as_str().unwrap_or_default().starts_with("daylight-saving gap"), "{v}");
+    assert_eq!(v["fires"][1]["local_time"], "2026-03-09T02:30:00-04:00", "{v}");
+
+    let mut c = node.client().await;
+    let cases: Vec<(pb::PreviewScheduleRequest, Code, &str)> = vec![
+        (pb::PreviewScheduleRequest::default(), Code::InvalidArgument, "target: give job_id or job"),
+        (
+            pb::PreviewScheduleRequest {
+                target: Some(pb::preview_schedule_request::Target::JobId("nope".into())),
+                ..Default::default()
+            },
+            Code::NotFound,
+            "nope",
+        ),
+        (
+            pb::PreviewScheduleRequest {
+                target: Some(pb::preview_schedule_request::Target::JobId("nope".into())),
+                count: 1001,
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "count: 1001 is more than 1000",
+        ),
+        (
+            pb::PreviewScheduleRequest {
+                target: Some(pb::preview_schedule_request::Target::Job(pb::Job {
+                    schedule: Some(pb::job::Schedule::Every(prost_types::Duration { seconds: 0, nanos: 5_000_000 })),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "every: 5ms is not between 1s and 366 days",
+        ),
+    ];
+    for (req, code, want) in cases {
+        let e = c.preview_schedule(req.clone()).await.expect_err("refused");
+        assert_eq!(e.code(), code, "{req:?}: {e:?}");
+        assert!(e.message().contains(want), "{req:?}: {}", e.message());
+    }
+    let o = rota(&node, &["job", "next"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("give a job's id, or a schedule"), "{}", text(&o));
+    let o = rota(&node, &["job", "next", "x", "--every", "1m"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+/// Bad schedules are refused with the field named, through the API, the CLI and a jobs file, and
+/// nothing is written: the job does not exist afterwards.
+#[tokio::test]
+async fn bad_schedules_are_refused_naming_the_field_and_write_nothing() {
+    let node = TestNode::start(&Backend::Memory, "n1", &[]).await;
+    let mut c = node.client().await;
+    let now = rota::clock::now_ms();
+    let ts = |ms: i64| Some(rota::pb::timestamp(ms));
+    let dur = |ms: i64| prost_types::Duration { seconds: ms / 1000, nanos: (ms % 1000) as i32 * 1_000_000 };
+    let base = || pb::Job { id: "bad".into(), handler: "noop".into(), ..Default::default() };
+    use pb::job::Schedule as S;
+    let cases: Vec<(pb::Job, &str)> = vec![
+        (base(), "cron: a job needs a schedule: cron, every or at"),
+        (pb::Job { schedule: Some(S::Every(dur(0))), ..base() }, "every: must be longer than 0"),
+        (pb::Job { schedule: Some(S::Every(dur(999))), ..base() }, "every: 999ms is not between 1s and 366 days"),
+        (
+            pb::Job { schedule: Some(S::Every(prost_types::Duration { seconds: -5, nanos: 0 })), ..base() },
+            "every: must be a non-negative duration",
+        ),
+        (pb::Job { schedule: Some(S::At(pb::At { times: vec![] })), ..base() }, "at: needs at least one instant"),
+        (
+            pb::Job { schedule: Some(S::At(pb::At { times: vec![rota::pb::timestamp(now - 60_000)] })), ..base() },
+            "at: ",
+        ),
+        (
+            pb::Job {
+                schedule: Some(S::At(pb::At {
+                    times: vec![prost_types::Timestamp { seconds: now / 1000 + 60, nanos: -1 }],
+                })),
+                ..base()
+            },
+            "at: has nanos outside 0-999999999",
+        ),
+        (pb::Job { schedule: Some(S::After(dur(500))), ..base() }, "after: must be 1s or more"),
+        (pb::Job { schedule: Some(S::Cron("@daily".into())), anchor: ts(now), ..base() }, "anchor: only with every"),
+        (
+            pb::Job {
+                schedule: Some(S::Every(dur(60_000))),
+                start_time: ts(now + 10_000),
+                end_time: ts(now),
+                ..base()
+            },
+            "end_time: is before start_time",
+        ),
+        (pb::Job { schedule: Some(S::Every(dur(60_000))), end_time: ts(now - 1000), ..base() }, "end_time: "),
+        (
+            pb::Job { schedule: Some(S::Cron("@daily".into())), spread: Some(dur(90_000_000)), ..base() },
+            "spread: 1d1h is not between 1s and 24h",
+        ),
+        (
+            pb::Job { schedule: Some(S::Cron("@daily".into())), start_time: ts(-5), ..base() },
+            "start_time: must lie between 1970 and 2199",
+        ),
+    ];
+    for (job, want) in cases {
+        let e = c.put_job(pb::PutJobRequest { job: Some(job.clone()) }).await.expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument, "{job:?}: {e:?}");
+        assert!(e.message().starts_with(want), "{job:?}: {}", e.message());
+    }
+    let gone = c.get_job(pb::GetJobRequest { id: "bad".into() }).await.expect_err("nothing written");
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // The CLI: its own flags' errors before connecting, the node's after.
+    let cli: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["--handler", "noop"], 2, "give a schedule: --cron, --every, --at or --after"),
+        (vec!["--every", "0s", "--handler", "noop"], 2, "--every: must be longer than 0"),
+        (vec!["--every", "5x", "--handler", "noop"], 2, "--every: '5x' has unknown unit 'x'"),
+        (vec!["--at", "tomorrow", "--handler", "noop"], 2, "--at: 'tomorrow' is not a time"),
+        (
+            vec!["--at", "2026-03-08T02:30", "--tz", "America/New_York", "--handler", "noop"],
+            2,
+            "--at: 2026-03-08 02:30:00 does not exist in America/New_York (a daylight-saving gap)",
+        ),
+        (
+            vec!["--cron", "@daily", "--every", "1m", "--handler", "noop"],
+            2,
+            "give one schedule: --cron, --every, or --at/--after",
+        ),
+        (
+            vec!["--every", "1m", "--spread", "100ms", "--handler", "noop"],
+            1,
+            "InvalidArgument: spread: 100ms is not between 1s and 24h",
+        ),
+    ];
+    for (args, code, want) in cli {
+        let o = rota(&node, &[&["job", "put", "--id", "bad"], &args[..]].concat()).await;
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+    }
+
+    // A jobs file: `after` is refused (it would move at every start), as is a local time that does
+    // not exist; the line's job is named.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    for (body, want) in [
+        ("after = \"10m\"", "after: not in a jobs file"),
+        ("every = \"0s\"", "every: must be longer than 0"),
+        ("at = []", "at: needs at least one time"),
+        (
+            "every = \"1m\"\nanchor = \"2026-03-08T02:30\"\ntime_zone = \"America/New_York\"",
+            "anchor: 2026-03-08 02:30:00 does not exist",
+        ),
+        ("cron = \"@daily\"\nat = \"2030-01-01T00:00:00Z\"", "at: a job has one schedule: give cron or at, not both"),
+    ] {
+        std::fs::write(&file, format!("[[job]]\nid = \"bad\"\nhandler = \"noop\"\n{body}\n")).expect("write");
+        let o = rota(&node, &["job", "put", "--file", file.to_str().expect("utf-8")]).await;
+        assert_eq!(o.status.code(), Some(2), "{body}: {}", text(&o));
+        assert!(text(&o).contains("job #1 ('bad')") && text(&o).contains(want), "{body}: {}", text(&o));
+    }
+    let gone = c.get_job(pb::GetJobRequest { id: "bad".into() }).await.expect_err("nothing written");
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // A good file of every kind reads back as written.
+    std::fs::write(
+        &file,
+        "[[job]]\nid = \"e\"\nhandler = \"noop\"\nevery = \"70m\"\nanchor = \"2030-01-01T09:00\"\n\
+         time_zone = \"Europe/Paris\"\nspread = \"5m\"\nend_time = \"2031-01-01\"\n\
+         [[job]]\nid = \"a\"\nhandler = \"noop\"\nat = [\"2030-01-01T00:00:00Z\", \"2030-06-01T12:00:00Z\"]\n",
+    )
+    .expect("write");
+    let o = rota(&node, &["job", "put", "--file", file.to_str().expect("utf-8")]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let e = c.get_job(pb::GetJobRequest { id: "e".into() }).await.expect("e").into_inner().job.expect("job");
+    assert_eq!(e.schedule, Some(S::Every(dur(70 * 60_000))));
+    assert_eq!(e.anchor, ts(1_893_484_800_000), "09:00 in Paris is 08:00Z");
+    assert_eq!(e.spread, Some(dur(300_000)));
+    assert_eq!(e.end_time, ts(1_924_988_400_000), "midnight in Paris");
+    assert_eq!(common::ms(&e.next_fire_time), 1_893_484_800_000 + rota::job::schedule::spread_offset_ms("e", 300_000));
+    let a = c.get_job(pb::GetJobRequest { id: "a".into() }).await.expect("a").into_inner().job.expect("job");
+    assert_eq!(
+        a.schedule,
+        Some(S::At(pb::At {
+            times: vec![rota::pb::timestamp(1_893_456_000_000), rota::pb::timestamp(1_906_545_600_000)]
+        }))
+    );
+}
+
+/// Misfire `fire_all` after a 30 s outage (the only node SIGSTOPped, with a 2 s misfire threshold):
+/// each instant the outage missed runs once, oldest first, as its own fire, and the grid goes on;
+/// a job with a catch-up limit of 3 runs the 3 oldest and records the rest as one misfire.
+#[tokio::test]
+async fn fire_all_runs_each_fire_a_30_s_outage_missed_once_up_to_its_limit() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(
+        &Backend::Redis(redis.url()),
+        "n1",
+        &[&SHELL[..], &["--misfire-threshold-ms", "2000"]].concat(),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (all_log, capped_log) = (dir.path().join("all"), dir.path().join("capped"));
+    let (all, capped) = (logging(&all_log, "true"), logging(&capped_log, "true"));
+    let common = ["--every", "2s", "--handler", "shell", "--misfire", "fire_all"];
+    put(&node, &[&["--id", "all", "--args", &all][..], &common].concat()).await;
+    put(&node, &[&["--id", "capped", "--args", &capped, "--catch-up-limit", "3"][..], &common].concat()).await;
+    eventually(WAIT, "both jobs ran twice", || async {
+        (runs(&all_log, "end").len() >= 2 && runs(&capped_log, "end").len() >= 2).then_some(())
+    })
+    .await;
+    node.pause();
+    let stopped = rota::clock::now_ms();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    node.resume();
+    let resumed = rota::clock::now_ms();
+    eventually(WAIT, "the grid goes on after the catch-up", || async {
+        (runs(&all_log, "end").keys().filter(|t| **t > resumed + 2_000).count() >= 2).then_some(())
+    })
+    .await;
+    let o = rota(&node, &["job", "pause", "all"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = rota(&node, &["job", "pause", "capped"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // `all`: every instant from the first to the last started once, those of the outage too.
+    let started = runs(&all_log, "start");
+    let (first, last) = (*started.keys().next().expect("runs"), *started.keys().next_back().expect("runs"));
+    let missed: Vec<i64> = (first..=last).step_by(2000).filter(|t| *t > stopped && *t < resumed - 2_000).collect();
+    assert!(missed.len() >= 13, "the outage missed {} instants", missed.len());
+    for t in (first..=last).step_by(2000) {
+        assert_eq!(started.get(&t).map(Vec::len), Some(1), "instant {t} started once: {started:?}");
+    }
+    let execs = executions(&mut node.client().await, "all").await;
+    assert!(execs.iter().all(|e| state(e) == pb::ExecutionState::Succeeded), "{execs:#?}");
+    // `capped`: the outage's three oldest missed instants ran, the rest are one misfire record.
+    let execs = executions(&mut node.client().await, "capped").await;
+    let misfired: Vec<&pb::Execution> = execs.iter().filter(|e| state(e) == pb::ExecutionState::Misfired).collect();
+    assert_eq!(misfired.len(), 1, "{execs:#?}");
+    assert!(misfired[0].error.contains("past the catch-up limit"), "{}", misfired[0].error);
+    let summary_at = common::ms(&misfired[0].scheduled_time);
+    let ran = runs(&capped_log, "start");
+    let caught_up: Vec<i64> = ran.keys().copied().filter(|t| *t > stopped && *t < summary_at).collect();
+    assert_eq!(caught_up.len(), 3, "three caught up before {summary_at}: {ran:?}");
+    assert!(ran.keys().all(|t| !(summary_at..resumed - 2_000).contains(t)), "none of the summary's ran: {ran:?}");
+    assert!(ran.values().all(|n| n.len() == 1), "{ran:?}");
+}
+
+/// `max_fires = 3` on `every 1s`: three fires, then the job is completed (GetJob's `fire_count`
+/// 3, no next fire; the preview had named three, the last saying why). Re-putting it keeps the
+/// count and the completion; raising max_fires to 5 makes two more.
+#[tokio::test]
+async fn max_fires_stops_a_job_after_its_fires_and_a_re_put_keeps_the_count() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &SHELL).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("runs");
+    let args = logging(&log, "true");
+    let put_args = ["--id", "thrice", "--every", "1s", "--handler", "shell", "--args", &args];
+    put(&node, &[&put_args[..], &["--max-fires", "3"]].concat()).await;
+    let p = preview(&node, pb::preview_schedule_request::Target::JobId("thrice".into()), 10).await;
+    assert_eq!(p.fires.len(), 3, "{p:?}");
+    assert_eq!(p.fires[2].notes, ["last fire: the job's max_fires (3) is then made"]);
+    let get = || async {
+        node.client().await.get_job(pb::GetJobRequest { id: "thrice".into() }).await.ok()?.into_inner().job
+    };
+    let job = eventually(WAIT, "the job is completed", || async { get().await.filter(|j| j.completed) }).await;
+    assert_eq!((job.fire_count, job.next_fire_time), (3, None));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs(&log, "end").len(), 3, "{:?}", runs(&log, "end"));
+    put(&node, &[&put_args[..], &["--max-fires", "3"]].concat()).await;
+    let job = get().await.expect("job");
+    assert!(job.completed && job.fire_count == 3 && job.next_fire_time.is_none(), "{job:?}");
+    let o = rota(&node, &["job", "resume", "thrice"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(get().await.expect("job").completed, "a resume does not bring it back");
+    put(&node, &[&put_args[..], &["--max-fires", "5"]].concat()).await;
+    let job = eventually(WAIT, "two more fires, then completed", || async {
+        get().await.filter(|j| j.completed && j.fire_count == 5)
+    })
+    .await;
+    assert!(job.next_fire_time.is_none());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ran = runs(&log, "end");
+    assert_eq!(ran.len(), 5, "{ran:?}");
+    assert!(ran.values().all(|n| n.len() == 1), "{ran:?}");
+}
