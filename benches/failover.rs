@@ -110,7 +110,7 @@ async fn main() {
     // Stop firing and check the whole run.
     let mut c = nodes[0].client().await;
     for id in &jobs {
-        c.pause_job(pb::PauseJobRequest { id: id.clone() }).await.expect("pause");
+        c.pause_job(pb::PauseJobRequest { id: id.clone(), ..Default::default() }).await.expect("pause");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (mut fires, mut dups, mut gaps, mut lost) = (0usize, 0usize, 0usize, 0usize);

@@ -55,7 +55,8 @@ async fn pause_resume_delete(b: Backend) {
         async move { executions(&mut c, "p").await.len() }
     };
     eventually(WAIT, "first fire", || async { (count(&c).await >= 1).then_some(()) }).await;
-    let paused = c.pause_job(pb::PauseJobRequest { id: "p".into() }).await.expect("pause").into_inner();
+    let paused =
+        c.pause_job(pb::PauseJobRequest { id: "p".into(), ..Default::default() }).await.expect("pause").into_inner();
     assert!(paused.job.as_ref().is_some_and(|j| j.paused == Some(true) && j.next_fire_time.is_none()));
     // Let a fire that was already claimed finish, then nothing more may appear.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -41,8 +41,18 @@ async fn every_rpc_refuses_malformed_input_precisely() {
     );
     check("DeleteJob bad id", s.delete_job(pb::DeleteJobRequest { id: String::new() }).await, IA, "id: is required");
     check("DeleteJob unknown", s.delete_job(pb::DeleteJobRequest { id: "nope".into() }).await, NF, "job 'nope'");
-    check("PauseJob bad id", s.pause_job(pb::PauseJobRequest { id: bad_id.into() }).await, IA, "id:");
-    check("PauseJob unknown", s.pause_job(pb::PauseJobRequest { id: "nope".into() }).await, NF, "job 'nope'");
+    check(
+        "PauseJob bad id",
+        s.pause_job(pb::PauseJobRequest { id: bad_id.into(), ..Default::default() }).await,
+        IA,
+        "id:",
+    );
+    check(
+        "PauseJob unknown",
+        s.pause_job(pb::PauseJobRequest { id: "nope".into(), ..Default::default() }).await,
+        NF,
+        "job 'nope'",
+    );
     check("ResumeJob bad id", s.resume_job(pb::ResumeJobRequest { id: long_id.clone() }).await, IA, "id:");
     check("ResumeJob unknown", s.resume_job(pb::ResumeJobRequest { id: "nope".into() }).await, NF, "job 'nope'");
     check(

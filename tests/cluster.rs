@@ -273,7 +273,7 @@ async fn a_dead_nodes_queue_is_drained_by_the_others() {
     .await;
     let mut c = n1.client().await;
     for id in &jobs {
-        c.pause_job(pb::PauseJobRequest { id: id.clone() }).await.expect("pause");
+        c.pause_job(pb::PauseJobRequest { id: id.clone(), ..Default::default() }).await.expect("pause");
     }
     n2.kill();
     // The master reaps n2 once its heartbeat lapses: queued fires move to a live node (here n1);
@@ -392,7 +392,7 @@ async fn many_jobs_through_a_master_kill_run_each_second_exactly_once_by_two_his
     // Stop firing, let the last runs finish, then compare the two histories.
     let mut c = survivor.client().await;
     for id in &jobs {
-        c.pause_job(pb::PauseJobRequest { id: id.clone() }).await.expect("pause");
+        c.pause_job(pb::PauseJobRequest { id: id.clone(), ..Default::default() }).await.expect("pause");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut records: BTreeMap<(String, i64), Vec<pb::Execution>> = BTreeMap::new();
@@ -463,7 +463,7 @@ async fn an_idle_node_takes_over_a_busy_nodes_queue_and_master_only_jobs_stay_on
     })
     .await;
     for id in &jobs {
-        c.pause_job(pb::PauseJobRequest { id: id.clone() }).await.expect("pause");
+        c.pause_job(pb::PauseJobRequest { id: id.clone(), ..Default::default() }).await.expect("pause");
     }
     // An idle node arrives and helps.
     let n3 = TestNode::start(&b, "n3", &["--workers", "8"]).await;

@@ -136,7 +136,7 @@ async fn postgres_down_loses_nothing_and_another_node_catches_up() {
     let alive = &nodes[1 - dying];
     let mut c = alive.client().await;
     for j in jobs {
-        c.pause_job(pb::PauseJobRequest { id: j.into() }).await.expect("pause");
+        c.pause_job(pb::PauseJobRequest { id: j.into(), ..Default::default() }).await.expect("pause");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Every final record Redis holds is in PostgreSQL, once.
@@ -238,7 +238,7 @@ async fn an_archiver_killed_between_commit_and_trim_stores_nothing_twice() {
     .await;
     let mut c = nodes[1 - i].client().await;
     for j in ["a", "b"] {
-        c.pause_job(pb::PauseJobRequest { id: j.into() }).await.expect("pause");
+        c.pause_job(pb::PauseJobRequest { id: j.into(), ..Default::default() }).await.expect("pause");
     }
     eventually(WAIT, "the other node drains the outbox", || async {
         let n: Option<i64> = common::redis_cmd(redis.port, &["LLEN", &format!("{TAG}:archive")]);

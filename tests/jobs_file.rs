@@ -227,7 +227,7 @@ async fn write_job_conformance(s: Arc<dyn Store>) {
     assert_eq!(s.write_job(&from_file).await.expect("stale"), WatermarkWrite::Conflict);
     assert_eq!(s.get_job("j").await.expect("get").expect("exists").rev, 1);
     // Paused by an operator; an API write without a pause state keeps it and the applied declaration.
-    s.set_paused("j", true, None, now_ms()).await.expect("pause").expect("exists");
+    s.set_paused("j", true, None, now_ms(), None).await.expect("pause").expect("exists");
     let edited = JobSpec { description: "edit".into(), ..spec("j") };
     let rec = match s.write_job(&w(&edited)).await.expect("api write") {
         WatermarkWrite::Done { record, created: false } => record,

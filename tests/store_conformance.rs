@@ -10,9 +10,9 @@ use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::{Concurrency, JobSpec, Priority};
 use rota::store::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireOwn,
-    FireState, FireStore, JobWrite, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord, Reap,
-    ReapBy, ReapRequest, RedisStore, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome, WatermarkWrite,
-    Writer,
+    FireState, FireStore, JobWrite, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord,
+    PauseNote, Reap, ReapBy, ReapRequest, RedisStore, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome,
+    WatermarkWrite, Writer,
 };
 
 const RETENTION_MS: u64 = 600_000;
@@ -86,7 +86,7 @@ async fn watermark_never_moves_back(s: Arc<dyn Store>) {
     assert_eq!(r, WatermarkWrite::Behind { last_ms: 1000 });
     let r = s.put_job(&spec("a"), Some(1500), now_ms()).await.expect("put");
     assert!(matches!(r, WatermarkWrite::Done { created: false, .. }), "{r:?}");
-    let r = s.set_paused("a", false, Some(900), now_ms()).await.expect("resume");
+    let r = s.set_paused("a", false, Some(900), now_ms(), None).await.expect("resume");
     assert_eq!(r, Some(WatermarkWrite::Behind { last_ms: 1000 }));
 }
 
@@ -98,19 +98,19 @@ async fn due_index_orders_and_respects_pause(s: Arc<dyn Store>) {
     let due: Vec<String> = s.due_jobs(5000, 10).await.expect("due").jobs.into_iter().map(|r| r.spec.id).collect();
     assert_eq!(due, vec!["early", "late"]);
     assert_eq!(s.next_due_ms().await.expect("next"), Some(1000));
-    s.set_paused("early", true, None, now_ms()).await.expect("pause").expect("exists");
+    s.set_paused("early", true, None, now_ms(), None).await.expect("pause").expect("exists");
     let due: Vec<String> = s.due_jobs(5000, 10).await.expect("due").jobs.into_iter().map(|r| r.spec.id).collect();
     assert_eq!(due, vec!["late"]);
     let rec = s.get_job("early").await.expect("get").expect("exists");
     assert!(rec.spec.paused && rec.next_ms.is_none());
     // A claim racing with the pause is refused.
     put(&*s, "p", 1000).await;
-    s.set_paused("p", true, None, now_ms()).await.expect("pause");
+    s.set_paused("p", true, None, now_ms(), None).await.expect("pause");
     assert_eq!(
         s.claim(&fence, &[claim("p", 1000, Some(2000), false)]).await.expect("claim"),
         vec![ClaimOutcome::Paused]
     );
-    assert_eq!(s.set_paused("missing", true, None, now_ms()).await.expect("pause"), None);
+    assert_eq!(s.set_paused("missing", true, None, now_ms(), None).await.expect("pause"), None);
 }
 
 async fn list_jobs_in_id_order_with_paging(s: Arc<dyn Store>) {
@@ -1330,6 +1330,7 @@ conformance!(
     a_nodes_queue_is_taken_by_priority,
     a_fires_shards_are_claimed_together_once,
     a_jobs_fires_are_counted_by_their_claims_and_max_fires_holds_it_completed,
+    a_pause_keeps_its_note_and_its_until_makes_it_resumable,
 );
 
 /// A shard's claim (`<job>@<ms>/<i>of<n>`).
@@ -1407,7 +1408,7 @@ async fn a_jobs_fires_are_counted_by_their_claims_and_max_fires_holds_it_complet
         WatermarkWrite::Done { record, .. } => assert_eq!((record.next_ms, record.fired), (None, 3)),
         other => panic!("{other:?}"),
     }
-    match s.set_paused("m", false, Some(now_ms() + 60_000), now_ms()).await.expect("resume") {
+    match s.set_paused("m", false, Some(now_ms() + 60_000), now_ms(), None).await.expect("resume") {
         Some(WatermarkWrite::Done { record, .. }) => assert_eq!(record.next_ms, None),
         other => panic!("{other:?}"),
     }
@@ -1417,6 +1418,38 @@ async fn a_jobs_fires_are_counted_by_their_claims_and_max_fires_holds_it_complet
         WatermarkWrite::Done { record, .. } => assert_eq!(record.next_ms, w.next_ms),
         other => panic!("{other:?}"),
     }
+}
+
+/// PauseJob's note (issue 16): kept with the pause, read back with the job, kept by a re-put that
+/// keeps the pause; its `until` makes the job `resumable` from then; a resume drops both, and a
+/// deleted job is resumable no more.
+async fn a_pause_keeps_its_note_and_its_until_makes_it_resumable(s: Arc<dyn Store>) {
+    put(&*s, "z", now_ms() + 60_000).await;
+    let note = PauseNote { note: "freeze".into(), by: "alice".into(), at_ms: 5, until_ms: Some(1_000) };
+    s.set_paused("z", true, None, now_ms(), Some(&note)).await.expect("pause").expect("exists");
+    let rec = s.get_job("z").await.expect("get").expect("exists");
+    assert_eq!((rec.spec.paused, rec.pause.as_ref()), (true, Some(&note)));
+    assert!(s.resumable(999, 10).await.expect("resumable").is_empty());
+    assert_eq!(s.resumable(1_000, 10).await.expect("resumable"), ["z"]);
+    // A re-put that keeps the pause (PutJob without `paused`) keeps the note.
+    let keep = rota::job::JobSpec { description: "again".into(), ..spec("z") };
+    let w = JobWrite {
+        spec: &keep,
+        paused: None,
+        next_ms: Some(now_ms() + 60_000),
+        writer: Writer::Api,
+        applied: None,
+        expect_rev: None,
+        now_ms: now_ms(),
+    };
+    s.write_job(&w).await.expect("put");
+    assert_eq!(s.get_job("z").await.expect("get").expect("exists").pause.as_ref(), Some(&note));
+    s.set_paused("z", false, Some(now_ms() + 60_000), now_ms(), None).await.expect("resume").expect("exists");
+    assert_eq!(s.get_job("z").await.expect("get").expect("exists").pause, None);
+    assert!(s.resumable(i64::MAX, 10).await.expect("resumable").is_empty());
+    s.set_paused("z", true, None, now_ms(), Some(&note)).await.expect("pause").expect("exists");
+    assert!(s.delete_job("z").await.expect("delete"));
+    assert!(s.resumable(i64::MAX, 10).await.expect("resumable").is_empty());
 }
 
 /// Priorities (PROTOCOL §3.22): a fire waits in its node's queue list of its job's priority, kept

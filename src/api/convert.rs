@@ -175,7 +175,8 @@ fn set_schedule(spec: &mut JobSpec, j: &pb::Job, now_ms: i64) -> Result<()> {
                 return Err(Error::invalid("after", "must be 1s or more"));
             }
             let at = i64::try_from(after).ok().and_then(|a| now_ms.checked_add(a));
-            spec.at_ms = vec![at.ok_or_else(|| Error::invalid("after", "is too long"))?];
+            let at = at.filter(|t| *t < crate::job::schedule::END_OF_TIME_MS);
+            spec.at_ms = vec![at.ok_or_else(|| Error::invalid("after", "is too long: it ends past 2199"))?];
         }
     }
     spec.anchor_ms = j.anchor.as_ref().map(|t| instant_ms("anchor", t)).transpose()?;
@@ -227,6 +228,10 @@ pub fn job(r: &JobRecord) -> pb::Job {
         catch_up_limit: s.catch_up_limit,
         max_fires: s.max_fires,
         fire_count: r.fired,
+        pause_note: r.pause.as_ref().map(|p| p.note.clone()).unwrap_or_default(),
+        paused_by: r.pause.as_ref().map(|p| p.by.clone()).unwrap_or_default(),
+        pause_time: r.pause.as_ref().map(|p| timestamp(p.at_ms)),
+        paused_until: r.pause.as_ref().and_then(|p| p.until_ms).map(timestamp),
         catch_up_window: duration(s.catch_up_window_ms),
         time_zone: s.time_zone.clone(),
         handler: s.handler.clone(),

@@ -22,6 +22,8 @@ use crate::worker::OutputEvent;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+/// Longest pause note (PauseJob), as a job's description.
+const MAX_PAUSE_NOTE: usize = crate::job::MAX_DESCRIPTION_LEN;
 /// Most instants one PreviewSchedule gives.
 const MAX_PREVIEW: u32 = 1000;
 /// Longest reason CancelExecution takes (it goes into the record's error, with who asked).
@@ -240,16 +242,29 @@ impl SchedulerService for SchedulerApi {
     }
 
     async fn pause_job(&self, req: Request<pb::PauseJobRequest>) -> Result<Response<pb::PauseJobResponse>, Status> {
-        let id = req.into_inner().id;
+        let by = crate::api::auth::Caller::of(&req);
+        let r = req.into_inner();
+        let id = r.id;
         validate_id(&id)?;
-        let rec = self.node.part_of_job(&id)?.scheduler.set_paused(&id, true).await?;
+        if r.note.len() > MAX_PAUSE_NOTE {
+            return Err(Error::invalid("note", format!("longer than {MAX_PAUSE_NOTE} bytes")).into());
+        }
+        let now = now_ms();
+        let until_ms = r.until.as_ref().map(|t| convert::instant_ms("until", t)).transpose()?;
+        if let Some(u) = until_ms.filter(|u| *u <= now) {
+            return Err(
+                Error::invalid("until", format!("{} is not in the future", crate::job::schedule::rfc3339(u))).into()
+            );
+        }
+        let note = crate::store::PauseNote { note: r.note, by, at_ms: now, until_ms };
+        let rec = self.node.part_of_job(&id)?.scheduler.set_paused(&id, true, Some(note)).await?;
         Ok(Response::new(pb::PauseJobResponse { job: Some(convert::job(&rec)) }))
     }
 
     async fn resume_job(&self, req: Request<pb::ResumeJobRequest>) -> Result<Response<pb::ResumeJobResponse>, Status> {
         let id = req.into_inner().id;
         validate_id(&id)?;
-        let rec = self.node.part_of_job(&id)?.scheduler.set_paused(&id, false).await?;
+        let rec = self.node.part_of_job(&id)?.scheduler.set_paused(&id, false, None).await?;
         Ok(Response::new(pb::ResumeJobResponse { job: Some(convert::job(&rec)) }))
     }
 

@@ -106,6 +106,13 @@ pub enum JobCmd {
     Pause {
         /// The job's id.
         id: String,
+        /// Why (shown by `job get` and `job list` with who paused it and when).
+        #[arg(long)]
+        note: Option<String>,
+        /// Resume by itself then: a duration from now (2h, 30m) or an instant (RFC 3339, or a
+        /// UTC date and time such as 2026-12-24T18:00).
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Let a paused job fire again, from its next instant after now.
     Resume {
@@ -155,7 +162,9 @@ pub enum JobCmd {
 pub struct PutArgs {
     /// TOML file: [[job]] tables, or one table of fields (id, cron, handler, args, timeout = "30s",
     /// ...); an unknown key is refused.
-    #[arg(long, conflicts_with_all = ["id", "cron", "every", "at", "after"])]
+    #[arg(long, conflicts_with_all = [
+        "id", "cron", "every", "at", "after", "anchor", "start_time", "end_time", "spread", "max_fires", "time_zone",
+    ])]
     pub file: Option<PathBuf>,
     /// The job's id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
     #[arg(long, required_unless_present = "file")]
@@ -290,6 +299,17 @@ impl ScheduleArgs {
         self.cron.is_some() || self.every.is_some() || !self.at.is_empty() || self.after.is_some()
     }
 
+    /// Whether any flag is given, a kind or what shapes one (a preview of a stored job takes none).
+    fn any(&self) -> bool {
+        self.given()
+            || self.anchor.is_some()
+            || self.start_time.is_some()
+            || self.end_time.is_some()
+            || self.spread.is_some()
+            || self.max_fires.is_some()
+            || self.time_zone.is_some()
+    }
+
     /// The schedule fields and zone of `spec`, from the flags (ranges are the job's to check).
     fn fill(&self, spec: &mut JobSpec) -> Result<(), CliError> {
         // The wire carries one schedule (a oneof): a second one given would be dropped on the way
@@ -308,7 +328,10 @@ impl ScheduleArgs {
         if self.after.is_some() {
             match flag_ms("after", &self.after)? {
                 ms if ms < 1000 => return Err(CliError::Usage("--after: must be 1s or more".into())),
-                ms => spec.at_ms.push(crate::store::now_ms().saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
+                ms => match i64::try_from(ms).ok().and_then(|ms| crate::store::now_ms().checked_add(ms)) {
+                    Some(t) if t < crate::job::schedule::END_OF_TIME_MS => spec.at_ms.push(t),
+                    _ => return Err(CliError::Usage("--after: is too long: it ends past 2199".into())),
+                },
             }
         }
         spec.every_ms = flag_ms("every", &self.every)?;
@@ -329,7 +352,10 @@ impl ScheduleArgs {
 /// A duration flag in ms (0 when absent).
 fn flag_ms(flag: &str, v: &Option<String>) -> Result<u64, CliError> {
     v.as_deref()
-        .map(|s| crate::job::parse_duration(s).map(|d| d.as_millis() as u64))
+        .map(|s| {
+            crate::job::parse_duration(s)
+                .and_then(|d| u64::try_from(d.as_millis()).map_err(|_| format!("'{s}' is out of range")))
+        })
         .transpose()
         .map_err(|e| CliError::Usage(format!("--{flag}: {e}")))
         .map(Option::unwrap_or_default)
@@ -499,7 +525,7 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
                                 None if j.completed => "completed".into(),
                                 None => "-".into(),
                             },
-                            if j.paused == Some(true) { "yes".into() } else { "no".into() },
+                            super::output::paused_text(j),
                         ]
                     })
                     .collect();
@@ -519,8 +545,17 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
             }
             return Ok(());
         }
-        JobCmd::Pause { id } => {
-            let job = call!(c, pause_job, pb::PauseJobRequest { id: id.clone() })?.job;
+        JobCmd::Pause { id, note, until } => {
+            let until = match until {
+                None => None,
+                Some(u) => Some(crate::pb::timestamp(match crate::job::parse_duration(&u) {
+                    Ok(d) => crate::store::now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                    Err(_) => crate::job::schedule::parse_instant(&u, chrono_tz::UTC)
+                        .map_err(|e| CliError::Usage(format!("--until: not a duration, and {e}")))?,
+                })),
+            };
+            let req = pb::PauseJobRequest { id: id.clone(), note: note.unwrap_or_default(), until };
+            let job = call!(c, pause_job, req)?.job;
             if !client.json {
                 println!("paused job {id}");
             }
@@ -633,7 +668,7 @@ async fn next_fires(
     client: &ClientArgs,
 ) -> Result<(), CliError> {
     use pb::preview_schedule_request::Target;
-    let (target, tz) = match (id, schedule.given()) {
+    let (target, tz) = match (id, schedule.any()) {
         (Some(_), true) => return Err(CliError::Usage("give a job's id or a schedule's flags, not both".into())),
         (None, false) => {
             return Err(CliError::Usage("give a job's id, or a schedule: --cron, --every, --at or --after".into()))

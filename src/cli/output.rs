@@ -88,10 +88,28 @@ pub(super) fn schedule_text(j: &pb::Job) -> String {
     s
 }
 
+/// A job's pause state in words: `no`, `yes`, or `yes, until 2026-..., by alice: why`.
+pub(super) fn paused_text(j: &pb::Job) -> String {
+    if j.paused != Some(true) {
+        return "no".into();
+    }
+    let mut s = "yes".to_string();
+    if let Some(u) = &j.paused_until {
+        s.push_str(&format!(", until {}", ts(u)));
+    }
+    if !j.paused_by.is_empty() {
+        s.push_str(&format!(", by {}", j.paused_by));
+    }
+    if !j.pause_note.is_empty() {
+        s.push_str(&format!(": {}", j.pause_note));
+    }
+    s
+}
+
 pub(super) fn job_json(j: &pb::Job) -> Value {
     use pb::job::Schedule as S;
-    json!({
-        "id": j.id,
+    // Two objects made one: a single json! of every field passes the macro's recursion limit.
+    let schedule = json!({
         "schedule": schedule_text(j),
         "cron": match &j.schedule { Some(S::Cron(c)) => Some(c), _ => None },
         "every_ms": match &j.schedule { Some(S::Every(d)) => duration_ms(&Some(*d)), _ => None },
@@ -102,11 +120,16 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "spread_ms": duration_ms(&j.spread),
         "completed": j.completed,
         "max_fires": j.max_fires, "fire_count": j.fire_count,
+        "pause_note": j.pause_note, "paused_by": j.paused_by,
+        "pause_time": j.pause_time.as_ref().map(ts), "paused_until": j.paused_until.as_ref().map(ts),
+        "catch_up_limit": j.catch_up_limit, "catch_up_window_ms": duration_ms(&j.catch_up_window),
+    });
+    let mut v = json!({
+        "id": j.id,
         "time_zone": j.time_zone, "handler": j.handler,
         "args": j.args.as_ref().and_then(|a| convert::json_from_pb(a, 0).ok()).unwrap_or(Value::Null),
         "invoke": j.invoke, "master_only": j.master_only,
         "concurrency": concurrency_name(j.concurrency), "buffer_limit": j.buffer_limit, "misfire": misfire_name(j.misfire),
-        "catch_up_limit": j.catch_up_limit, "catch_up_window_ms": duration_ms(&j.catch_up_window),
         "recovery": recovery_name(j.recovery), "timeout_ms": duration_ms(&j.timeout),
         "retries": j.retries, "retry_backoff_ms": duration_ms(&j.retry_backoff), "paused": j.paused.unwrap_or(false), "description": j.description, "labels": j.labels,
         "keep_last": j.keep_last, "keep_failed": j.keep_failed, "selector": j.selector,
@@ -117,7 +140,11 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "update_time": j.update_time.as_ref().map(ts),
         "source": source_name(j.source),
         "drift": j.drift,
-    })
+    });
+    if let (Value::Object(all), Value::Object(more)) = (&mut v, schedule) {
+        all.extend(more);
+    }
+    v
 }
 
 /// Who wrote a job's definition last: `api`, `jobs_file`, or `unspecified` (stored by an older rota).

@@ -602,11 +602,13 @@ impl Job {
         &self.spec.id
     }
 
-    /// A `fire_all` job's catch-up: (most fires, how far back in ms).
+    /// A `fire_all` job's catch-up: (most fires, how far back in ms). A `buffer` job's default
+    /// is what its buffer holds besides the first (the rest would be skipped).
     pub fn catch_up(&self) -> (usize, i64) {
-        let limit = match self.spec.catch_up_limit {
-            0 => DEFAULT_CATCH_UP_LIMIT,
-            n => n,
+        let limit = match (self.spec.catch_up_limit, self.spec.concurrency) {
+            (0, Concurrency::Buffer(n)) => DEFAULT_CATCH_UP_LIMIT.min(n + 1),
+            (0, _) => DEFAULT_CATCH_UP_LIMIT,
+            (n, _) => n,
         };
         let window = match self.spec.catch_up_window_ms {
             0 => DEFAULT_CATCH_UP_WINDOW_MS,
@@ -627,6 +629,31 @@ fn validate_catch_up(spec: &JobSpec) -> Result<()> {
             }
         }
     }
+    if spec.misfire == Misfire::FireAll {
+        // The catch-up's fires are claimed together: an exclusive policy would skip (forbid) or
+        // stop (replace) all but one of them; a buffer makes them wait for each other, in order.
+        match spec.concurrency {
+            Concurrency::Forbid | Concurrency::Replace => {
+                return Err(Error::invalid(
+                    "misfire",
+                    format!(
+                        "fire_all runs the missed fires together, which concurrency {} would skip or stop but one                          of (use buffer to run them one after another, or allow)",
+                        spec.concurrency.name()
+                    ),
+                ))
+            }
+            Concurrency::Buffer(n) if spec.catch_up_limit > n + 1 => {
+                return Err(Error::invalid(
+                    "catch_up_limit",
+                    format!(
+                        "{} is more than the first fire and the {n} its buffer holds: the rest would be skipped",
+                        spec.catch_up_limit
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
     if spec.catch_up_limit > MAX_CATCH_UP_LIMIT {
         return Err(Error::invalid(
             "catch_up_limit",
@@ -636,7 +663,7 @@ fn validate_catch_up(spec: &JobSpec) -> Result<()> {
     if spec.catch_up_window_ms != 0 && !(1_000..=MAX_CATCH_UP_WINDOW_MS).contains(&spec.catch_up_window_ms) {
         return Err(Error::invalid(
             "catch_up_window",
-            format!("{} is not between 1s and 7 days", schedule::duration_text(spec.catch_up_window_ms as i64)),
+            format!("{} is not between 1s and 7 days", schedule::length_text(spec.catch_up_window_ms)),
         ));
     }
     Ok(())

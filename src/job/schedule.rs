@@ -87,7 +87,7 @@ impl Schedule {
                 if !(MIN_EVERY_MS..=MAX_EVERY_MS).contains(&spec.every_ms) {
                     return Err(Error::invalid(
                         "every",
-                        format!("{} is not between 1s and 366 days", duration_text(spec.every_ms as i64)),
+                        format!("{} is not between 1s and 366 days", length_text(spec.every_ms)),
                     ));
                 }
                 let anchor_ms = spec.anchor_ms.unwrap_or(0);
@@ -122,10 +122,7 @@ impl Schedule {
             }
         }
         if spec.spread_ms != 0 && !(1_000..=MAX_SPREAD_MS).contains(&spec.spread_ms) {
-            return Err(Error::invalid(
-                "spread",
-                format!("{} is not between 1s and 24h", duration_text(spec.spread_ms as i64)),
-            ));
+            return Err(Error::invalid("spread", format!("{} is not between 1s and 24h", length_text(spec.spread_ms))));
         }
         Ok(Schedule {
             kind,
@@ -160,18 +157,36 @@ impl Schedule {
         }
     }
 
-    /// Why a schedule with no instant after `now_ms` is refused, naming the field that ends it.
+    /// Why a schedule with no instant after `now_ms` is refused, naming the field that ends it:
+    /// an end in the past; else a kind with no instant from now (or from start_time) on; else the
+    /// end comes before the first instant.
     pub fn never_fires(&self, spec: &JobSpec, now_ms: i64) -> Option<Error> {
         if self.next_after_ms(now_ms).is_some() {
             return None;
         }
         let past = |t: i64| format!("{} is in the past: the job would never fire", rfc3339(t));
-        Some(match (&self.kind, self.end_ms) {
-            (_, Some(end)) if end <= now_ms => Error::invalid("end_time", past(end)),
-            (Kind::At(at), _) if at.len() == 1 => Error::invalid("at", past(at[0])),
-            (Kind::At(_), _) => Error::invalid("at", "every instant is in the past: the job would never fire"),
+        if let Some(end) = self.end_ms.filter(|e| *e <= now_ms) {
+            return Some(Error::invalid("end_time", past(end)));
+        }
+        let start = self.start_ms.filter(|s| *s > now_ms);
+        let from = start.map_or(now_ms, |s| s - 1);
+        let kind_fires = from.checked_sub(self.offset_ms).and_then(|f| self.kind_next(f)).is_some();
+        Some(match (&self.kind, start) {
+            (_, _) if kind_fires => {
+                Error::invalid("end_time", "no instant of the schedule falls before it: the job would never fire")
+            }
+            (Kind::At(_), Some(s)) => Error::invalid(
+                "at",
+                format!("no instant is at or after start_time ({}): the job would never fire", rfc3339(s)),
+            ),
+            (Kind::At(at), None) if at.len() == 1 => Error::invalid("at", past(at[0])),
+            (Kind::At(_), None) => Error::invalid("at", "every instant is in the past: the job would never fire"),
+            (Kind::Cron(_), Some(s)) => {
+                Error::invalid("cron", format!("'{}' never fires after start_time ({})", spec.cron, rfc3339(s)))
+            }
             (Kind::Cron(_), None) => Error::invalid("cron", format!("'{}' never fires after now", spec.cron)),
-            _ => Error::invalid("end_time", "no instant of the schedule falls before it: the job would never fire"),
+            // An interval always has a next instant, short of the year 2200.
+            (Kind::Every { .. }, _) => Error::invalid("every", "its grid has no instant before 2200"),
         })
     }
 
@@ -299,13 +314,17 @@ pub fn parse_instant(s: &str, tz: Tz) -> std::result::Result<i64, String> {
 
 /// "70m", "1h30m", "250ms", "-1h": for errors and notes.
 pub fn duration_text(ms: i64) -> String {
-    if ms < 0 {
-        return format!("-{}", duration_text(-ms));
-    }
+    let sign = if ms < 0 { "-" } else { "" };
+    // unsigned_abs: i64::MIN has no negation.
+    format!("{sign}{}", length_text(ms.unsigned_abs()))
+}
+
+/// A length of time as `duration_text` says it, from a u64 of ms as given (2^64 - 1 prints whole).
+pub fn length_text(ms: u64) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let (d, h, m, s) = (ms / 86_400_000, ms / 3_600_000 % 24, ms / 60_000 % 60, ms / 1000 % 60);
@@ -514,6 +533,47 @@ mod tests {
             let got = Schedule::of(&s).map(|_| ()).unwrap_err().to_string();
             assert_eq!(got, want, "{s:?}");
         }
+    }
+
+    #[test]
+    fn never_fires_names_what_ends_the_schedule() {
+        let now = ms("2026-06-01T00:00:00Z");
+        let why = |f: &dyn Fn(&mut JobSpec)| {
+            let s = spec(f);
+            Schedule::of(&s).unwrap().never_fires(&s, now).map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert_eq!(why(&|s| s.at_ms = vec![ms("2026-07-01T00:00:00Z")]), "");
+        assert_eq!(
+            why(&|s| {
+                s.at_ms = vec![ms("2026-07-01T00:00:00Z")];
+                s.start_ms = Some(ms("2026-08-01T00:00:00Z"));
+            }),
+            "at: no instant is at or after start_time (2026-08-01T00:00:00Z): the job would never fire"
+        );
+        assert_eq!(
+            why(&|s| {
+                s.cron = "0 0 0 1 1 * 2026".into();
+                s.start_ms = Some(ms("2026-08-01T00:00:00Z"));
+            }),
+            "cron: '0 0 0 1 1 * 2026' never fires after start_time (2026-08-01T00:00:00Z)"
+        );
+        assert_eq!(
+            why(&|s| {
+                s.cron = "@daily".into();
+                s.start_ms = Some(ms("2026-08-01T10:00:00Z"));
+                s.end_ms = Some(ms("2026-08-01T20:00:00Z"));
+            }),
+            "end_time: no instant of the schedule falls before it: the job would never fire"
+        );
+    }
+
+    #[test]
+    fn durations_print_whole_even_at_the_limits() {
+        assert_eq!(duration_text(4_200_000), "1h10m");
+        assert_eq!(duration_text(-1500), "-1500ms");
+        assert_eq!(duration_text(i64::MIN), "-9223372036854775808ms");
+        assert_eq!(length_text(u64::MAX), "18446744073709551615ms");
+        assert_eq!(length_text(9_223_372_036_854_775_000), "106751991167d7h12m55s");
     }
 
     #[test]

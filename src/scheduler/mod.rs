@@ -31,8 +31,8 @@ use crate::job::file::{plan_apply, Apply};
 use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire, Shards};
 use crate::recovery::Recovery;
 use crate::store::{
-    now_ms, Claim, ClaimOutcome, FireOwn, JobRecord, JobWrite, Store, TriggerOutcome, WatermarkWrite, Writer,
-    FIRE_AHEAD_MS,
+    now_ms, Claim, ClaimOutcome, FireOwn, JobRecord, JobWrite, PauseNote, Store, TriggerOutcome, WatermarkWrite,
+    Writer, FIRE_AHEAD_MS,
 };
 use crate::worker::Worker;
 
@@ -255,6 +255,7 @@ impl Scheduler {
                 if let Err(e) = self.recovery.sweep(&master).await {
                     tracing::warn!(error = %e, "master sweep failed");
                 }
+                self.resume_paused_until(now).await;
             }
             let wait = match self.step(now_ms(), &master).await {
                 Ok(true) => {
@@ -294,6 +295,25 @@ impl Scheduler {
             }
         }
         tracing::info!(node = %self.node_id, "scheduler stopped");
+    }
+
+    /// Resumes the jobs whose pause ran until now (PauseJob's `until`): the master's, at each
+    /// sweep, so a job resumes at most a sweep (a third of the node TTL) after its `until`.
+    async fn resume_paused_until(&self, now: i64) {
+        let ids = match self.store.resumable(now, BATCH).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the jobs to resume");
+                return;
+            }
+        };
+        for id in ids {
+            match self.set_paused(&id, false, None).await {
+                Ok(rec) => tracing::info!(job = %id, next_fire = %crate::job::next_fire_text(rec.next_ms),
+                    "resumed: its pause ran until now"),
+                Err(e) => tracing::warn!(job = %id, error = %e, "cannot resume a job whose pause ran out"),
+            }
+        }
     }
 
     fn tick_succeeded(&self) {
@@ -626,17 +646,20 @@ impl Scheduler {
         Err(Error::FailedPrecondition("job is being fired concurrently; try again".into()))
     }
 
-    /// Pauses or resumes a job. Resuming starts from the next instant after now.
-    pub async fn set_paused(&self, id: &str, paused: bool) -> Result<JobRecord> {
+    /// Pauses (with PauseJob's note, when given) or resumes a job. Resuming starts from the next
+    /// instant after now.
+    pub async fn set_paused(&self, id: &str, paused: bool, note: Option<PauseNote>) -> Result<JobRecord> {
         let rec = self.store.get_job(id).await?.ok_or_else(|| Error::JobNotFound(id.to_string()))?;
         let job = Job::new(rec.spec)?;
         let mut after = now_ms().max(rec.last_ms.unwrap_or(i64::MIN));
         for _ in 0..3 {
             let next = if paused { None } else { job.next_after_ms(after) };
-            match self.store.set_paused(id, paused, next, now_ms()).await? {
+            match self.store.set_paused(id, paused, next, now_ms(), note.as_ref()).await? {
                 None => return Err(Error::JobNotFound(id.to_string())),
                 Some(WatermarkWrite::Done { record, .. }) => {
-                    tracing::info!(job = %id, paused, next_fire = %crate::job::next_fire_text(record.next_ms), "job paused/resumed");
+                    let note = note.as_ref().map(|n| crate::redact::value(&n.note)).unwrap_or_default();
+                    tracing::info!(job = %id, paused, note = %note, next_fire = %crate::job::next_fire_text(record.next_ms),
+                        "job paused/resumed");
                     self.wake();
                     return Ok(*record);
                 }
@@ -786,6 +809,8 @@ fn plan_instants(
             // id), claimed in order in one call: each moves the watermark to the next. What lies
             // before the window, and past the limit, is one summary each.
             let (limit, window) = job.catch_up();
+            // One claim call stays under the tick's bound: a sharded fire is a claim per shard.
+            let limit = limit.min((MAX_CLAIMS / shards.unwrap_or(1).max(1) as usize).max(1));
             let from = sched.max(now.saturating_sub(window));
             let first = if from == sched { Some(sched) } else { job.next_after_ms(from - 1) }.filter(|t| *t <= now);
             let mut claims = Vec::new();

@@ -10,8 +10,8 @@ use tokio::sync::broadcast;
 use super::{
     now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter,
     ExecStore, Fence, Finish, FireOwn, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire,
-    MasterOnly, NodeFires, NodeRecord, Reap, ReapBy, ReapRequest, Register, Replacing, Slots, Start, StartedFire,
-    StopRequest, Store, Taken, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    MasterOnly, NodeFires, NodeRecord, PauseNote, Reap, ReapBy, ReapRequest, Register, Replacing, Slots, Start,
+    StartedFire, StopRequest, Store, Taken, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -611,6 +611,7 @@ impl JobStore for MemoryStore {
             applied: w.applied.cloned().or_else(|| old.as_ref().and_then(|o| o.applied.clone())),
             rev: old.as_ref().map_or(0, |o| o.rev) + 1,
             fired,
+            pause: if paused { old.as_ref().and_then(|o| o.pause.clone()) } else { None },
         };
         st.set_due(id, old.as_ref().and_then(|r| r.next_ms), next_ms);
         st.jobs.insert(id.clone(), rec.clone());
@@ -649,6 +650,7 @@ impl JobStore for MemoryStore {
         paused: bool,
         next_ms: Option<i64>,
         now: i64,
+        note: Option<&PauseNote>,
     ) -> Result<Option<WatermarkWrite>> {
         let mut st = self.lock()?;
         let Some(old) = st.jobs.get(id).cloned() else { return Ok(None) };
@@ -663,9 +665,20 @@ impl JobStore for MemoryStore {
         rec.spec.paused = paused;
         rec.next_ms = next_ms;
         rec.updated_ms = now;
+        rec.pause = match (paused, note) {
+            (false, _) => None,
+            (true, Some(n)) => Some(n.clone()),
+            (true, None) => old.pause.clone(),
+        };
         st.set_due(id, old.next_ms, next_ms);
         st.jobs.insert(id.to_string(), rec.clone());
         Ok(Some(WatermarkWrite::Done { record: Box::new(rec), created: false }))
+    }
+
+    async fn resumable(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let st = self.lock()?;
+        let due = |r: &&JobRecord| r.spec.paused && r.pause.as_ref().and_then(|p| p.until_ms).is_some_and(|u| u <= now);
+        Ok(st.jobs.values().filter(due).take(limit).map(|r| r.spec.id.clone()).collect())
     }
 
     async fn due_jobs(&self, now: i64, limit: usize) -> Result<Due> {

@@ -55,12 +55,38 @@ pub struct JobRecord {
     /// How many scheduled fires were claimed since the job was created (`max_fires`): raised by the
     /// claim that moves the watermark from a fire's instant (a misfire's summary counts none).
     pub fired: u64,
+    /// Why, by whom and until when the job was paused (PauseJob); None when not paused, or paused
+    /// without one (PutJob's `paused`, a jobs file).
+    pub pause: Option<PauseNote>,
+}
+
+/// A pause as PauseJob records it: who (the token's name; empty without tokens), why, when, and
+/// until when (the master resumes the job by itself then: `Store::resumable`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PauseNote {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub by: String,
+    pub at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
 }
 
 impl JobRecord {
     /// A record of `spec` as written through the API, with its watermark and nothing else.
     pub fn new(spec: JobSpec, next_ms: Option<i64>, last_ms: Option<i64>, updated_ms: i64) -> JobRecord {
-        JobRecord { spec, next_ms, last_ms, updated_ms, written_by: Writer::Api, applied: None, rev: 0, fired: 0 }
+        JobRecord {
+            spec,
+            next_ms,
+            last_ms,
+            updated_ms,
+            written_by: Writer::Api,
+            applied: None,
+            rev: 0,
+            fired: 0,
+            pause: None,
+        }
     }
 
     /// Whether the schedule has no instant left (a one-shot that fired, an end passed): not
@@ -807,14 +833,20 @@ pub trait JobStore: Send + Sync {
     async fn list_jobs(&self, after_id: Option<&str>, limit: usize) -> Result<Vec<JobRecord>>;
     /// True if the job existed.
     async fn delete_job(&self, id: &str) -> Result<bool>;
-    /// Pauses (next_ms ignored) or resumes from `next_ms`. None when the job does not exist.
+    /// Pauses (next_ms ignored; `note` kept with the pause, and its `until` indexed for
+    /// `resumable`) or resumes from `next_ms` (the note and its index entry go). None when the job
+    /// does not exist.
     async fn set_paused(
         &self,
         id: &str,
         paused: bool,
         next_ms: Option<i64>,
         now_ms: i64,
+        note: Option<&PauseNote>,
     ) -> Result<Option<WatermarkWrite>>;
+    /// Paused jobs whose pause's `until` is at or before `now_ms` (at most `limit`): the master
+    /// resumes them.
+    async fn resumable(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
     /// Unpaused jobs whose watermark is at or before `now_ms`, oldest first.
     async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Due>;
     /// The earliest watermark of any unpaused job.

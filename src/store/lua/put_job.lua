@@ -1,22 +1,28 @@
 -- Create or replace a job (or pause/resume it); set its watermark unless that would move it back.
--- KEYS[1] job hash  KEYS[2] jobs index  KEYS[3] due zset
+-- KEYS[1] job hash  KEYS[2] jobs index  KEYS[3] due zset  KEYS[4] resume zset (paused jobs by the
+--   `until` of their pause)
 -- ARGV[1] job id  ARGV[2] spec JSON  ARGV[3] paused '0'|'1', or '-' to keep the stored state (a new
 --   job: not paused)  ARGV[4] next_ms or '-' (used only when the job ends up unpaused)  ARGV[5] now ms
 -- ARGV[6] 'put' (create or replace) | 'pause' (only if it exists; keeps the spec)
 -- ARGV[7] writer 'api'|'file' (put)  ARGV[8] the jobs file's spec JSON being applied, or '-' to keep
 --   the stored one  ARGV[9] that file's paused '' (not said) | '0' | '1'
 -- ARGV[10] expected revision, or '-' for any ('0': only if the job does not exist)
+-- ARGV[11] a pause note (JSON: note, by, at_ms, until_ms) to keep with a pause, or '' (a pause
+--   keeps the note it has). A job that ends up unpaused loses its note and its resume entry.
 -- The revision `rev` rises with every put (not with pause): the compare-and-set token of nodes
 -- applying a jobs file at once. A job stored without one (written before it existed) is at 1.
 -- Returns {'BEHIND', last_ms} | {'GONE'} | {'CONFLICT'} | {'BADKEY', why} (a key of the wrong type)
 --   | {'OK', existed '0'|'1', last_ms or '', spec JSON, paused '0'|'1', rev, writer, file spec or '',
 --      file paused, the watermark written ('' for none), fired}
--- Nothing is written unless the answer is OK.
-local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset')
+-- Nothing is written unless the answer is OK (but GONE takes a deleted job's resume entry out).
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset')
 if bad then return {'BADKEY', bad} end
 local last = redis.call('HGET', KEYS[1], 'last_ms')
 local existed = redis.call('EXISTS', KEYS[1])
-if ARGV[6] == 'pause' and existed == 0 then return {'GONE'} end
+if ARGV[6] == 'pause' and existed == 0 then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  return {'GONE'}
+end
 local rev = 0
 if existed == 1 then rev = math.max(1, tonumber(redis.call('HGET', KEYS[1], 'rev') or '1') or 1) end
 if ARGV[10] ~= '-' and tonumber(ARGV[10]) ~= rev then return {'CONFLICT'} end
@@ -41,6 +47,15 @@ if ARGV[6] == 'put' then
   end
 end
 redis.call('HSET', KEYS[1], 'paused', paused, 'updated_ms', ARGV[5])
+if paused == '0' then
+  redis.call('HDEL', KEYS[1], 'pause')
+  redis.call('ZREM', KEYS[4], ARGV[1])
+elseif ARGV[11] ~= '' then
+  redis.call('HSET', KEYS[1], 'pause', ARGV[11])
+  local ok, note = pcall(cjson.decode, ARGV[11])
+  local until_ms = ok and type(note) == 'table' and tonumber(note.until_ms)
+  if until_ms then redis.call('ZADD', KEYS[4], until_ms, ARGV[1]) else redis.call('ZREM', KEYS[4], ARGV[1]) end
+end
 if next_ms == '-' then
   redis.call('HDEL', KEYS[1], 'next_ms')
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -49,7 +64,7 @@ else
   redis.call('ZADD', KEYS[3], next_ms, ARGV[1])
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-local f = redis.call('HMGET', KEYS[1], 'spec', 'writer', 'file_spec', 'file_paused', 'fired')
+local f = redis.call('HMGET', KEYS[1], 'spec', 'writer', 'file_spec', 'file_paused', 'fired', 'pause')
 if next_ms == '-' then next_ms = '' end
 return {'OK', tostring(existed), last or '', f[1] or '', paused, tostring(rev), f[2] or 'api', f[3] or '', f[4] or '',
-  next_ms, f[5] or '0'}
+  next_ms, f[5] or '0', f[6] or ''}

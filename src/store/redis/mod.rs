@@ -38,8 +38,8 @@ use super::keys::Keys;
 use super::{
     Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
     Finish, FireOwn, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires,
-    NodeRecord, Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire, StopRequest, Store, Taken,
-    TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
+    NodeRecord, PauseNote, Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire, StopRequest,
+    Store, Taken, TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -394,6 +394,7 @@ impl RedisStore {
         paused: Option<bool>,
         next_ms: Option<i64>,
         now: i64,
+        note: Option<&PauseNote>,
     ) -> Result<Option<WatermarkWrite>> {
         let spec_json = match w {
             // The pause state lives in its own field: the spec is stored without it.
@@ -409,6 +410,7 @@ impl RedisStore {
             .key(self.keys.job(id))
             .key(self.keys.jobs())
             .key(self.keys.due())
+            .key(self.keys.resume())
             .arg(id)
             .arg(spec_json)
             .arg(match paused {
@@ -422,6 +424,7 @@ impl RedisStore {
             .arg(file_spec)
             .arg(file_paused)
             .arg(w.and_then(|w| w.expect_rev).map_or("-".to_string(), |r| r.to_string()))
+            .arg(note.map(encode).transpose()?.unwrap_or_default())
             .invoke_async(&mut c)
             .await?;
         match r.first().map(String::as_str) {
@@ -432,9 +435,9 @@ impl RedisStore {
                 r.get(1).map(String::as_str).unwrap_or("a key has the wrong type")
             ))),
             Some("BEHIND") => Ok(Some(WatermarkWrite::Behind { last_ms: parse_ms(r.get(1), "last_ms")?.unwrap_or(0) })),
-            Some("OK") if r.len() == 11 => {
+            Some("OK") if r.len() == 12 => {
                 // spec, paused, next_ms, last_ms, updated_ms, writer, file_spec, file_paused, rev,
-                // fired: the order `job_from_fields` reads. The watermark is the one written (none
+                // fired, pause: the order `job_from_fields` reads. The watermark is the one written (none
                 // for a paused job, or one that made its max_fires).
                 let fields = [
                     r[3].clone(),
@@ -447,6 +450,7 @@ impl RedisStore {
                     r[8].clone(),
                     r[5].clone(),
                     r[10].clone(),
+                    r[11].clone(),
                 ];
                 let record = self.job_from_fields(id, &fields)?;
                 Ok(Some(WatermarkWrite::Done { record: Box::new(record), created: r[1] == "0" }))
@@ -484,6 +488,11 @@ impl RedisStore {
             // A stored job is at revision 1 at least (one written before revisions were kept).
             rev: field(8).parse::<u64>().unwrap_or(0).max(1),
             fired: field(9).parse::<u64>().unwrap_or(0),
+            // A pause note that does not decode is dropped, not the job: it is only words.
+            pause: match field(10) {
+                "" => None,
+                json => serde_json::from_str(json).ok(),
+            },
         })
     }
 
@@ -748,7 +757,7 @@ impl Store for RedisStore {
 #[async_trait]
 impl JobStore for RedisStore {
     async fn write_job(&self, w: &JobWrite<'_>) -> Result<WatermarkWrite> {
-        self.put_or_pause(&w.spec.id, Some(w), w.paused, w.next_ms, w.now_ms)
+        self.put_or_pause(&w.spec.id, Some(w), w.paused, w.next_ms, w.now_ms, None)
             .await?
             .ok_or_else(|| Error::unavailable("put_job returned GONE"))
     }
@@ -776,11 +785,12 @@ impl JobStore for RedisStore {
     }
 
     async fn delete_job(&self, id: &str) -> Result<bool> {
-        let (deleted, _, _): (i64, i64, i64) = redis::pipe()
+        let (deleted, _, _, _): (i64, i64, i64, i64) = redis::pipe()
             .atomic()
             .del(self.keys.job(id))
             .zrem(self.keys.jobs(), id)
             .zrem(self.keys.due(), id)
+            .zrem(self.keys.resume(), id)
             .query_async(&mut self.conn())
             .await?;
         Ok(deleted == 1)
@@ -792,9 +802,23 @@ impl JobStore for RedisStore {
         paused: bool,
         next_ms: Option<i64>,
         now: i64,
+        note: Option<&PauseNote>,
     ) -> Result<Option<WatermarkWrite>> {
         let next_ms = if paused { None } else { next_ms };
-        self.put_or_pause(id, None, Some(paused), next_ms, now).await
+        self.put_or_pause(id, None, Some(paused), next_ms, now, note).await
+    }
+
+    async fn resumable(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.resume())
+            .arg("-inf")
+            .arg(now)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(ids)
     }
 
     async fn due_jobs(&self, now: i64, limit: usize) -> Result<Due> {
@@ -1872,8 +1896,19 @@ impl ClusterStore for RedisStore {
 }
 
 /// A job hash's fields as `job_from_fields` reads them.
-const JOB_FIELDS: [&str; 10] =
-    ["spec", "paused", "next_ms", "last_ms", "updated_ms", "writer", "file_spec", "file_paused", "rev", "fired"];
+const JOB_FIELDS: [&str; 11] = [
+    "spec",
+    "paused",
+    "next_ms",
+    "last_ms",
+    "updated_ms",
+    "writer",
+    "file_spec",
+    "file_paused",
+    "rev",
+    "fired",
+    "pause",
+];
 
 /// A pause state to set for put_job.lua: '1', '0', or '' when not given.
 fn flag(v: Option<bool>) -> &'static str {
