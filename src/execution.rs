@@ -184,6 +184,18 @@ impl Execution {
     }
 }
 
+/// The error of an attempt a node did not run but handed to another node (`skipped`): "not run
+/// here: <why>; handed to <node>...". The fire goes on as the next attempt there, so a waiter
+/// (`rota job trigger --wait`) reads it as open, not as the fire's end.
+pub fn hand_over_error(why: &str, to: &str) -> String {
+    format!("not run here: {why}; handed to {to}")
+}
+
+/// Whether a skipped attempt's error says it was handed to another node (`hand_over_error`).
+pub fn is_hand_over(error: &str) -> bool {
+    error.starts_with("not run here: ") && error.contains("; handed to ")
+}
+
 /// Fire id of a scheduled fire: the job and the scheduled instant, never "now", so a replay after a
 /// restart or failover names the same fire.
 pub fn scheduled_fire_id(job_id: &str, scheduled_ms: i64) -> String {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{agreed_master, eventually, executions, rota, state, status, text, Backend, RedisServer, TestNode};
+use common::{agreed_master, eventually, executions, rota, state, text, Backend, RedisServer, TestNode};
 use rota::pb;
 use serde_json::{json, Value};
 use tonic::Code;
@@ -49,23 +49,9 @@ async fn put(node: &TestNode, args: &[&str]) {
     assert_eq!(o.status.code(), Some(0), "put {args:?}: {}", text(&o));
 }
 
-/// Three nodes on one Redis, each seeing the other two live.
+/// Three nodes on one Redis with shell, each seeing the other two live.
 async fn three(redis: &RedisServer) -> Vec<TestNode> {
-    let b = Backend::Redis(redis.url());
-    let mut nodes = Vec::new();
-    for id in ["n1", "n2", "n3"] {
-        nodes.push(TestNode::start(&b, id, &SHELL).await);
-    }
-    eventually(WAIT, "every node sees three live nodes", || async {
-        for n in &nodes {
-            let s = status(n).await?;
-            let live = s.nodes.iter().filter(|x| x.state == pb::NodeState::Live as i32).count();
-            (live == 3).then_some(())?;
-        }
-        Some(())
-    })
-    .await;
-    nodes
+    common::three_live(redis, &SHELL).await
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::workers::{attached, ExtWorker, Sdk};
-use common::{agreed_master, eventually, rota, status, text, Backend, RedisServer, TestNode, NEVER};
+use common::{agreed_master, eventually, rota, text, Backend, RedisServer, TestNode, NEVER};
 use rota::pb;
 use serde_json::{json, Value};
 use tonic::Code;
@@ -73,24 +73,9 @@ async fn pause(node: &TestNode, id: &str) {
     assert_eq!(o.status.code(), Some(0), "pause: {}", text(&o));
 }
 
-/// Three nodes on one Redis, each seeing the other two live.
+/// Three nodes on one Redis with shell, each seeing the other two live.
 async fn three(redis: &RedisServer, extra: &[&str]) -> Vec<TestNode> {
-    let b = Backend::Redis(redis.url());
-    let flags = [&SHELL[..], extra].concat();
-    let mut nodes = Vec::new();
-    for id in ["n1", "n2", "n3"] {
-        nodes.push(TestNode::start(&b, id, &flags).await);
-    }
-    eventually(WAIT, "every node sees three live nodes", || async {
-        for n in &nodes {
-            let s = status(n).await?;
-            let live = s.nodes.iter().filter(|x| x.state == pb::NodeState::Live as i32).count();
-            (live == 3).then_some(())?;
-        }
-        Some(())
-    })
-    .await;
-    nodes
+    common::three_live(redis, &[&SHELL[..], extra].concat()).await
 }
 
 /// ListExecutions of one whole fire, grouped.

@@ -39,6 +39,11 @@ fn claim_with(job: &str, sched: i64, next: Option<i64>, overlap: Concurrency) ->
     }
 }
 
+/// PutJob's write of `spec`: the pause state kept, any revision.
+fn api_write(spec: &JobSpec, next_ms: Option<i64>) -> JobWrite<'_> {
+    JobWrite { spec, paused: None, next_ms, writer: Writer::Api, applied: None, expect_rev: None, now_ms: now_ms() }
+}
+
 /// Takes the master lease for the test and returns it (the fence for claims).
 async fn master(s: &dyn Store) -> Fence {
     match s.acquire_lease("n1", "inc1", 600_000, 0).await.expect("acquire") {
@@ -1395,15 +1400,8 @@ async fn a_jobs_fires_are_counted_by_their_claims_and_max_fires_holds_it_complet
     assert_eq!(fired(Arc::clone(&s)).await, 3, "a sharded fire counts once");
     // Made its three: a put (or a resume) of max_fires 3 leaves it without a watermark.
     let capped = |n: u32| rota::job::JobSpec { max_fires: n, ..spec("m") };
-    let w = JobWrite {
-        spec: &capped(3),
-        paused: None,
-        next_ms: Some(now_ms() + 60_000),
-        writer: Writer::Api,
-        applied: None,
-        expect_rev: None,
-        now_ms: now_ms(),
-    };
+    let spec3 = capped(3);
+    let w = api_write(&spec3, Some(now_ms() + 60_000));
     match s.write_job(&w).await.expect("put") {
         WatermarkWrite::Done { record, .. } => assert_eq!((record.next_ms, record.fired), (None, 3)),
         other => panic!("{other:?}"),
@@ -1433,15 +1431,7 @@ async fn a_pause_keeps_its_note_and_its_until_makes_it_resumable(s: Arc<dyn Stor
     assert_eq!(s.resumable(1_000, 10).await.expect("resumable"), ["z"]);
     // A re-put that keeps the pause (PutJob without `paused`) keeps the note.
     let keep = rota::job::JobSpec { description: "again".into(), ..spec("z") };
-    let w = JobWrite {
-        spec: &keep,
-        paused: None,
-        next_ms: Some(now_ms() + 60_000),
-        writer: Writer::Api,
-        applied: None,
-        expect_rev: None,
-        now_ms: now_ms(),
-    };
+    let w = api_write(&keep, Some(now_ms() + 60_000));
     s.write_job(&w).await.expect("put");
     assert_eq!(s.get_job("z").await.expect("get").expect("exists").pause.as_ref(), Some(&note));
     s.set_paused("z", false, Some(now_ms() + 60_000), now_ms(), None).await.expect("resume").expect("exists");

@@ -64,6 +64,11 @@ pub fn judge(execs: &[pb::Execution]) -> Progress<'_> {
         .filter(|e| e.state != S::Superseded as i32)
         .max_by(|a, b| (a.attempt, &a.id).cmp(&(b.attempt, &b.id)));
     let Some(e) = newest else { return Progress::Open(None) };
+    // Handed to another node that may run it: its attempt there comes next (it may not be
+    // recorded yet), so a skipped hand-over is not the fire's end.
+    if e.state == S::Skipped as i32 && crate::execution::is_hand_over(&e.error) {
+        return Progress::Open(Some(e));
+    }
     let outcome = match S::try_from(e.state).unwrap_or(S::Unspecified) {
         S::Succeeded => Outcome::Succeeded,
         S::Failed => Outcome::Failed,
@@ -239,6 +244,14 @@ mod tests {
         assert_eq!(judge(&[won.clone(), late]), Progress::Over(&won, Outcome::Lost));
         let skipped = ex("g", 1, S::Skipped, false);
         assert_eq!(judge(std::slice::from_ref(&skipped)), Progress::Over(&skipped, Outcome::NotRun));
+        // Skipped because handed to a node that has the handler: its attempt there is the outcome.
+        let handed = pb::Execution {
+            error: crate::execution::hand_over_error("no worker serves 'py.x' here", "n2, which may run it"),
+            ..ex("g1", 1, S::Skipped, false)
+        };
+        assert!(matches!(judge(std::slice::from_ref(&handed)), Progress::Open(Some(_))));
+        let there = ex("g2", 2, S::Succeeded, false);
+        assert_eq!(judge(&[handed, there.clone()]), Progress::Over(&there, Outcome::Succeeded));
         let t = ex("h", 1, S::TimedOut, false);
         assert_eq!(judge(std::slice::from_ref(&t)), Progress::Over(&t, Outcome::TimedOut));
     }

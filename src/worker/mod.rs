@@ -967,7 +967,7 @@ impl Worker {
         tracing::warn!(execution = %exec.id, to = %master, "mastership lapsed before the run: master-only fire handed to the master");
         exec.close(
             ExecState::Skipped,
-            format!("not run here: this node lost mastership before the run began; handed to {master}"),
+            crate::execution::hand_over_error("this node lost mastership before the run began", &master),
         );
         // The fire runs again on the master, as a new attempt.
         exec.next_attempt_ms = Some(now_ms());
@@ -1027,7 +1027,7 @@ impl Worker {
                             "fire handed to a node that may run it");
                         exec.close(
                             ExecState::Skipped,
-                            format!("not run here: {why}; handed to {to}, which may run it"),
+                            crate::execution::hand_over_error(&why, &format!("{to}, which may run it")),
                         );
                         let _ = self.record_finish(&exec, false).await;
                         return;
@@ -1096,7 +1096,10 @@ impl Worker {
                 let mut exec = t.fire.running_record(fire_id, &self.node_id);
                 exec.close(
                     ExecState::Skipped,
-                    format!("not run here: node {} shut down before a worker was free; handed to {to}", self.node_id),
+                    crate::execution::hand_over_error(
+                        &format!("node {} shut down before a worker was free", self.node_id),
+                        &to,
+                    ),
                 );
                 tracing::warn!(execution = %exec.id, to = %to, "shutting down: a fire not yet begun handed to another node");
                 let _ = self.record_finish(&exec, false).await;

@@ -436,6 +436,25 @@ pub async fn status(n: &TestNode) -> Option<pb::GetClusterStatusResponse> {
     c.get_cluster_status(pb::GetClusterStatusRequest {}).await.ok().map(|r| r.into_inner())
 }
 
+/// Three nodes (n1, n2, n3) on one Redis with `flags`, once each sees all three live.
+pub async fn three_live(redis: &RedisServer, flags: &[&str]) -> Vec<TestNode> {
+    let b = Backend::Redis(redis.url());
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        nodes.push(TestNode::start(&b, id, flags).await);
+    }
+    eventually(Duration::from_secs(40), "every node sees three live nodes", || async {
+        for n in &nodes {
+            let s = status(n).await?;
+            let live = s.nodes.iter().filter(|x| x.state == pb::NodeState::Live as i32).count();
+            (live == 3).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    nodes
+}
+
 /// The master as every node given sees it, once they agree: (master id, epoch).
 pub async fn agreed_master(nodes: &[&TestNode]) -> (String, u64) {
     eventually(Duration::from_secs(20), "all nodes agree on one master", || async {
