@@ -22,8 +22,8 @@ const ATTEMPTS: u32 = 5;
 /// The webhook's JSON body (documented in the README).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Alert {
-    /// "execution_failed", "execution_lost", "queue_entry_dead_lettered", "stored_key_set_aside",
-    /// "clock_skew" or "no_master".
+    /// "execution_failed", "execution_lost", "job_paused" (pause_after_failures),
+    /// "queue_entry_dead_lettered", "stored_key_set_aside", "clock_skew" or "no_master".
     pub kind: &'static str,
     pub job_id: String,
     pub fire_id: String,

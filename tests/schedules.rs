@@ -412,6 +412,10 @@ async fn bad_schedules_are_refused_naming_the_field_and_write_nothing() {
             "catch_up_limit: only with misfire fire_all",
         ),
         (
+            pb::Job { schedule: Some(S::Every(dur(60_000))), pause_after_failures: 1001, ..base() },
+            "pause_after_failures: 1001 is more than 1000",
+        ),
+        (
             pb::Job {
                 schedule: Some(S::Every(dur(60_000))),
                 misfire: pb::MisfirePolicy::FireAll as i32,
@@ -690,4 +694,40 @@ async fn a_pause_with_a_note_and_until_says_why_and_ends_by_itself() {
         .await;
     let ran: Vec<i64> = runs(&log, "start").into_keys().collect();
     assert!(!ran.iter().any(|t| *t > paused_at + 500 && *t < paused_at + 3_500), "no fire while paused: {ran:?}");
+}
+
+/// `pause_after_failures = 3` on a job whose fires fail: after the third failed fire in a row it
+/// is paused, by `rota`, with a note saying why and a `job_paused` alert; no fourth fire runs. A
+/// resume counts afresh: three more failures, paused again.
+#[tokio::test]
+async fn pause_after_failures_pauses_a_job_whose_fires_fail_in_a_row() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &SHELL).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("runs");
+    let args = logging(&log, "exit 3");
+    put(
+        &node,
+        &["--id", "flaky", "--every", "2s", "--handler", "shell", "--args", &args, "--pause-after-failures", "3"],
+    )
+    .await;
+    let get =
+        || async { node.client().await.get_job(pb::GetJobRequest { id: "flaky".into() }).await.ok()?.into_inner().job };
+    let job =
+        eventually(WAIT, "paused after three failures", || async { get().await.filter(|j| j.paused == Some(true)) })
+            .await;
+    assert_eq!(job.paused_by, "rota");
+    assert!(job.pause_note.starts_with("paused after 3 scheduled fires failed in a row"), "{}", job.pause_note);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failed = |execs: &[pb::Execution]| execs.iter().filter(|e| state(e) == pb::ExecutionState::Failed).count();
+    let execs = executions(&mut node.client().await, "flaky").await;
+    assert_eq!((failed(&execs), execs.len()), (3, 3), "{execs:#?}");
+    assert!(node.log().contains("job_paused"), "the alert is logged");
+    let o = rota(&node, &["job", "resume", "flaky"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    eventually(WAIT, "paused again after three more", || async {
+        let execs = executions(&mut node.client().await, "flaky").await;
+        (get().await?.paused == Some(true) && failed(&execs) == 6).then_some(())
+    })
+    .await;
 }

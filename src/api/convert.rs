@@ -145,6 +145,7 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
     };
     spec.catch_up_limit = j.catch_up_limit;
     spec.max_fires = j.max_fires;
+    spec.pause_after_failures = j.pause_after_failures;
     spec.catch_up_window_ms = duration_ms("catch_up_window", j.catch_up_window.as_ref())?;
     set_schedule(&mut spec, j, crate::store::now_ms())?;
     Ok(spec)
@@ -227,6 +228,7 @@ pub fn job(r: &JobRecord) -> pb::Job {
         completed: r.completed(),
         catch_up_limit: s.catch_up_limit,
         max_fires: s.max_fires,
+        pause_after_failures: s.pause_after_failures,
         fire_count: r.fired,
         pause_note: r.pause.as_ref().map(|p| p.note.clone()).unwrap_or_default(),
         paused_by: r.pause.as_ref().map(|p| p.by.clone()).unwrap_or_default(),

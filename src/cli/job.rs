@@ -245,6 +245,10 @@ pub struct PutArgs {
     /// one per live node that can run it. Default: 1.
     #[arg(long)]
     pub shards: Option<crate::job::Shards>,
+    /// Pause the job after this many scheduled fires failed in a row (after their retries), with
+    /// a note and an alert (default: never).
+    #[arg(long)]
+    pub pause_after_failures: Option<u32>,
     /// Keep this many of the job's newest executions, whatever their outcome (default: the
     /// node's execution_keep_last, 1000).
     #[arg(long)]
@@ -434,6 +438,7 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
             _ => crate::job::Misfire::FireOnceNow,
         },
         catch_up_limit: a.catch_up_limit.unwrap_or(0),
+        pause_after_failures: a.pause_after_failures.unwrap_or(0),
         catch_up_window_ms: dur("catch-up-window", &a.catch_up_window)?,
         recovery: match a.recovery {
             Some(RecoveryArg::Rerun) => crate::job::Recovery::Rerun,

@@ -119,7 +119,7 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "end_time": j.end_time.as_ref().map(ts),
         "spread_ms": duration_ms(&j.spread),
         "completed": j.completed,
-        "max_fires": j.max_fires, "fire_count": j.fire_count,
+        "max_fires": j.max_fires, "fire_count": j.fire_count, "pause_after_failures": j.pause_after_failures,
         "pause_note": j.pause_note, "paused_by": j.paused_by,
         "pause_time": j.pause_time.as_ref().map(ts), "paused_until": j.paused_until.as_ref().map(ts),
         "catch_up_limit": j.catch_up_limit, "catch_up_window_ms": duration_ms(&j.catch_up_window),

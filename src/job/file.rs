@@ -33,6 +33,8 @@ pub struct FileJob {
     pub spread: Option<String>,
     /// Most fires the job makes (absent: no limit).
     pub max_fires: u32,
+    /// Pause after this many failed fires in a row (absent: never).
+    pub pause_after_failures: u32,
     pub time_zone: String,
     pub handler: String,
     pub args: serde_json::Value,
@@ -141,6 +143,7 @@ impl FileJob {
             end_ms: optional("end_time", &self.end_time)?,
             spread_ms: duration_ms("spread", self.spread.as_deref(), None)?,
             max_fires: self.max_fires,
+            pause_after_failures: self.pause_after_failures,
             time_zone: self.time_zone.clone(),
             handler: self.handler.clone(),
             args: self.args.clone(),

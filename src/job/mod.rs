@@ -273,6 +273,8 @@ pub const DEFAULT_CATCH_UP_LIMIT: u32 = 100;
 pub const MAX_CATCH_UP_LIMIT: u32 = 1000;
 pub const DEFAULT_CATCH_UP_WINDOW_MS: u64 = 3_600_000;
 pub const MAX_CATCH_UP_WINDOW_MS: u64 = 7 * 86_400_000;
+/// Most failed fires in a row `pause_after_failures` may wait for.
+pub const MAX_PAUSE_AFTER_FAILURES: u32 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -314,6 +316,10 @@ pub struct JobSpec {
     /// completed. 0: no limit.
     #[serde(skip_serializing_if = "is_default")]
     pub max_fires: u32,
+    /// Pause the job after this many scheduled fires failed in a row (failed, timed out or lost,
+    /// after their retries), with a note and an alert. 0: never.
+    #[serde(skip_serializing_if = "is_default")]
+    pub pause_after_failures: u32,
     /// IANA name; empty means UTC.
     #[serde(skip_serializing_if = "is_default")]
     pub time_zone: String,
@@ -447,6 +453,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         end_ms,
         spread_ms,
         max_fires,
+        pause_after_failures,
         time_zone,
         handler,
         args,
@@ -481,6 +488,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("end_time", *end_ms == b.end_ms),
         ("spread", *spread_ms == b.spread_ms),
         ("max_fires", *max_fires == b.max_fires),
+        ("pause_after_failures", *pause_after_failures == b.pause_after_failures),
         ("time_zone", *time_zone == b.time_zone),
         ("handler", *handler == b.handler),
         ("args", *args == b.args),
@@ -577,6 +585,12 @@ impl Job {
         }
         validate_shards(&spec)?;
         validate_catch_up(&spec)?;
+        if spec.pause_after_failures > MAX_PAUSE_AFTER_FAILURES {
+            return Err(Error::invalid(
+                "pause_after_failures",
+                format!("{} is more than {MAX_PAUSE_AFTER_FAILURES}", spec.pause_after_failures),
+            ));
+        }
         if spec.keep_last > MAX_KEEP {
             return Err(Error::invalid("keep_last", format!("{} is more than {MAX_KEEP}", spec.keep_last)));
         }

@@ -472,6 +472,7 @@ impl Recovery {
                 self.worker.metrics().outcome("lost");
                 self.worker.alerts().raise(Alert::from_execution("execution_lost", &e, ""));
                 tracing::warn!(fire = %c.fire_id, node = %dead, "fire lost with its node");
+                self.worker.note_outcome(None, &e).await;
             }
         } else if let Some(mut e) =
             prev.or_else(|| (!c.exec_id.is_empty()).then(from_closing)).filter(|e| !e.state.is_terminal())

@@ -612,6 +612,7 @@ impl JobStore for MemoryStore {
             rev: old.as_ref().map_or(0, |o| o.rev) + 1,
             fired,
             pause: if paused { old.as_ref().and_then(|o| o.pause.clone()) } else { None },
+            fail_streak: if paused { old.as_ref().map_or(0, |o| o.fail_streak) } else { 0 },
         };
         st.set_due(id, old.as_ref().and_then(|r| r.next_ms), next_ms);
         st.jobs.insert(id.clone(), rec.clone());
@@ -665,6 +666,9 @@ impl JobStore for MemoryStore {
         rec.spec.paused = paused;
         rec.next_ms = next_ms;
         rec.updated_ms = now;
+        if !paused {
+            rec.fail_streak = 0;
+        }
         rec.pause = match (paused, note) {
             (false, _) => None,
             (true, Some(n)) => Some(n.clone()),
@@ -673,6 +677,13 @@ impl JobStore for MemoryStore {
         st.set_due(id, old.next_ms, next_ms);
         st.jobs.insert(id.to_string(), rec.clone());
         Ok(Some(WatermarkWrite::Done { record: Box::new(rec), created: false }))
+    }
+
+    async fn fire_outcome(&self, job_id: &str, failed: bool) -> Result<Option<u64>> {
+        let mut st = self.lock()?;
+        let Some(rec) = st.jobs.get_mut(job_id) else { return Ok(None) };
+        rec.fail_streak = if failed { rec.fail_streak + 1 } else { 0 };
+        Ok(Some(rec.fail_streak))
     }
 
     async fn resumable(&self, now: i64, limit: usize) -> Result<Vec<String>> {

@@ -58,6 +58,8 @@ pub struct JobRecord {
     /// Why, by whom and until when the job was paused (PauseJob); None when not paused, or paused
     /// without one (PutJob's `paused`, a jobs file).
     pub pause: Option<PauseNote>,
+    /// Scheduled fires that failed in a row, the newest last (`pause_after_failures`).
+    pub fail_streak: u64,
 }
 
 /// A pause as PauseJob records it: who (the token's name; empty without tokens), why, when, and
@@ -86,6 +88,7 @@ impl JobRecord {
             rev: 0,
             fired: 0,
             pause: None,
+            fail_streak: 0,
         }
     }
 
@@ -847,6 +850,10 @@ pub trait JobStore: Send + Sync {
     /// Paused jobs whose pause's `until` is at or before `now_ms` (at most `limit`): the master
     /// resumes them.
     async fn resumable(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
+    /// A scheduled fire's final outcome, for `pause_after_failures`: a failed one raises the job's
+    /// streak of failed fires, a succeeded one clears it (so does a put or a resume that leaves the
+    /// job unpaused). The streak after it; None when the job is gone.
+    async fn fire_outcome(&self, job_id: &str, failed: bool) -> Result<Option<u64>>;
     /// Unpaused jobs whose watermark is at or before `now_ms`, oldest first.
     async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Due>;
     /// The earliest watermark of any unpaused job.

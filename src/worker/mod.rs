@@ -1240,6 +1240,9 @@ impl Worker {
             if recorded.is_err() {
                 return;
             }
+            if !retry {
+                self.note_outcome(Some(&job.spec), &exec).await;
+            }
             if state == ExecState::Lost {
                 self.alerts.raise(Alert::from_execution("execution_lost", &exec, &self.cluster));
                 return;
@@ -1384,6 +1387,63 @@ impl Worker {
                 self.alerts.raise(Alert::from_execution("execution_lost", exec, &self.cluster));
                 None
             }
+        }
+    }
+
+    /// A scheduled fire's final outcome, for its job's `pause_after_failures` (`spec`: the job's
+    /// definition, read when not given): a failed one (failed, timed out, lost) raises the job's
+    /// streak, a succeeded one clears it; at the limit the job is paused, with a note saying why
+    /// and a `job_paused` alert. Manual fires, and outcomes that are neither (skipped, misfired,
+    /// cancelled), change nothing. Jobs without the setting cost nothing here.
+    pub async fn note_outcome(&self, spec: Option<&JobSpec>, exec: &Execution) {
+        let failed = match exec.state {
+            ExecState::Failed | ExecState::TimedOut | ExecState::Lost => true,
+            ExecState::Succeeded => false,
+            _ => return,
+        };
+        if exec.manual {
+            return;
+        }
+        let read;
+        let spec = match spec {
+            Some(s) => s,
+            None => match self.store.get_job(&exec.job_id).await {
+                Ok(Some(rec)) => {
+                    read = rec.spec;
+                    &read
+                }
+                _ => return,
+            },
+        };
+        let limit = u64::from(spec.pause_after_failures);
+        if limit == 0 {
+            return;
+        }
+        let streak = match self.store.fire_outcome(&spec.id, failed).await {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(job = %spec.id, fire = %exec.fire_id, error = %e, "cannot count the job's failed fires");
+                return;
+            }
+        };
+        if !failed || streak < limit {
+            return;
+        }
+        let now = now_ms();
+        let note = crate::store::PauseNote {
+            note: format!("paused after {streak} scheduled fires failed in a row (pause_after_failures = {limit})"),
+            by: "rota".into(),
+            at_ms: now,
+            until_ms: None,
+        };
+        match self.store.set_paused(&spec.id, true, None, now, Some(&note)).await {
+            Ok(Some(_)) => {
+                tracing::warn!(job = %spec.id, fire = %exec.fire_id, streak, "job paused: its fires failed in a row");
+                self.alerts.raise(Alert::from_execution("job_paused", exec, &self.cluster));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(job = %spec.id, error = %e, "cannot pause the job after its failed fires"),
         }
     }
 

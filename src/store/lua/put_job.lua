@@ -48,7 +48,8 @@ if ARGV[6] == 'put' then
 end
 redis.call('HSET', KEYS[1], 'paused', paused, 'updated_ms', ARGV[5])
 if paused == '0' then
-  redis.call('HDEL', KEYS[1], 'pause')
+  -- A resumed job counts its failed fires afresh (pause_after_failures).
+  redis.call('HDEL', KEYS[1], 'pause', 'fail_streak')
   redis.call('ZREM', KEYS[4], ARGV[1])
 elseif ARGV[11] ~= '' then
   redis.call('HSET', KEYS[1], 'pause', ARGV[11])

@@ -48,6 +48,7 @@ use crate::job::{Concurrency, Declared, JobSpec, Priority};
 
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
 static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
+static STREAK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/streak.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/claim.lua")));
 static TRIGGER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/trigger.lua")));
 static SAVE_EXEC: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/save_exec.lua")));
@@ -493,6 +494,7 @@ impl RedisStore {
                 "" => None,
                 json => serde_json::from_str(json).ok(),
             },
+            fail_streak: field(11).parse::<u64>().unwrap_or(0),
         })
     }
 
@@ -806,6 +808,15 @@ impl JobStore for RedisStore {
     ) -> Result<Option<WatermarkWrite>> {
         let next_ms = if paused { None } else { next_ms };
         self.put_or_pause(id, None, Some(paused), next_ms, now, note).await
+    }
+
+    async fn fire_outcome(&self, job_id: &str, failed: bool) -> Result<Option<u64>> {
+        let n: i64 = STREAK
+            .key(self.keys.job(job_id))
+            .arg(if failed { "1" } else { "0" })
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(u64::try_from(n).ok())
     }
 
     async fn resumable(&self, now: i64, limit: usize) -> Result<Vec<String>> {
@@ -1896,7 +1907,7 @@ impl ClusterStore for RedisStore {
 }
 
 /// A job hash's fields as `job_from_fields` reads them.
-const JOB_FIELDS: [&str; 11] = [
+const JOB_FIELDS: [&str; 12] = [
     "spec",
     "paused",
     "next_ms",
@@ -1908,6 +1919,7 @@ const JOB_FIELDS: [&str; 11] = [
     "rev",
     "fired",
     "pause",
+    "fail_streak",
 ];
 
 /// A pause state to set for put_job.lua: '1', '0', or '' when not given.
