@@ -1336,6 +1336,7 @@ conformance!(
     a_fires_shards_are_claimed_together_once,
     a_jobs_fires_are_counted_by_their_claims_and_max_fires_holds_it_completed,
     a_pause_keeps_its_note_and_its_until_makes_it_resumable,
+    a_jobs_failed_fires_in_a_row_are_counted_until_a_success_or_a_resume,
 );
 
 /// A shard's claim (`<job>@<ms>/<i>of<n>`).
@@ -1440,6 +1441,24 @@ async fn a_pause_keeps_its_note_and_its_until_makes_it_resumable(s: Arc<dyn Stor
     s.set_paused("z", true, None, now_ms(), Some(&note)).await.expect("pause").expect("exists");
     assert!(s.delete_job("z").await.expect("delete"));
     assert!(s.resumable(i64::MAX, 10).await.expect("resumable").is_empty());
+}
+
+/// `pause_after_failures` (issue 16): failed fires raise the job's streak, a success clears it, a
+/// resume counts afresh; a deleted job's outcome writes nothing (no hash made of it).
+async fn a_jobs_failed_fires_in_a_row_are_counted_until_a_success_or_a_resume(s: Arc<dyn Store>) {
+    put(&*s, "f", now_ms() + 60_000).await;
+    assert_eq!(s.fire_outcome("f", true).await.expect("count"), Some(1));
+    assert_eq!(s.fire_outcome("f", true).await.expect("count"), Some(2));
+    assert_eq!(s.get_job("f").await.expect("get").expect("exists").fail_streak, 2);
+    assert_eq!(s.fire_outcome("f", false).await.expect("count"), Some(0));
+    assert_eq!(s.fire_outcome("f", true).await.expect("count"), Some(1));
+    s.set_paused("f", true, None, now_ms(), None).await.expect("pause").expect("exists");
+    assert_eq!(s.get_job("f").await.expect("get").expect("exists").fail_streak, 1, "a pause keeps it");
+    s.set_paused("f", false, Some(now_ms() + 60_000), now_ms(), None).await.expect("resume").expect("exists");
+    assert_eq!(s.get_job("f").await.expect("get").expect("exists").fail_streak, 0, "a resume counts afresh");
+    assert!(s.delete_job("f").await.expect("delete"));
+    assert_eq!(s.fire_outcome("f", true).await.expect("count"), None);
+    assert!(s.get_job("f").await.expect("get").is_none(), "no hash made of a deleted job");
 }
 
 /// Priorities (PROTOCOL §3.22): a fire waits in its node's queue list of its job's priority, kept
