@@ -416,6 +416,10 @@ async fn bad_schedules_are_refused_naming_the_field_and_write_nothing() {
             "pause_after_failures: 1001 is more than 1000",
         ),
         (
+            pb::Job { schedule: Some(S::Every(dur(60_000))), pause_after_failures: 3, shards: 3, ..base() },
+            "pause_after_failures: not with shards",
+        ),
+        (
             pb::Job {
                 schedule: Some(S::Every(dur(60_000))),
                 misfire: pb::MisfirePolicy::FireAll as i32,
@@ -654,6 +658,18 @@ async fn a_pause_with_a_note_and_until_says_why_and_ends_by_itself() {
             "note: longer than 1024 bytes",
         ),
         (
+            pb::PauseJobRequest { id: "freeze".into(), note: "\u{1b}[2Jpaused: false".into(), ..Default::default() },
+            "note: has control characters",
+        ),
+        (
+            pb::PauseJobRequest {
+                id: "freeze".into(),
+                until: Some(rota::pb::timestamp(10_000_000_000_000)),
+                ..Default::default()
+            },
+            "until: must lie before 2200",
+        ),
+        (
             pb::PauseJobRequest {
                 id: "freeze".into(),
                 until: Some(prost_types::Timestamp { seconds: now / 1000 + 60, nanos: 1_000_000_000 }),
@@ -682,6 +698,12 @@ async fn a_pause_with_a_note_and_until_says_why_and_ends_by_itself() {
     let list = rota(&node, &["job", "list"]).await;
     let row = text(&list).lines().find(|l| l.starts_with("freeze")).map(str::to_string).unwrap_or_default();
     assert!(row.contains("yes, until ") && row.contains("by anonymous: deploy freeze"), "{}", text(&list));
+    // The preview of the paused job starts after its pause, and says so.
+    let got = c.get_job(pb::GetJobRequest { id: "freeze".into() }).await.expect("get").into_inner();
+    let until = common::ms(&got.job.expect("job").paused_until);
+    let p = preview(&node, pb::preview_schedule_request::Target::JobId("freeze".into()), 2).await;
+    assert!(times(&p)[0] > until, "{p:?}");
+    assert!(p.fires[0].notes[0].starts_with("the job is paused until "), "{p:?}");
     let job = eventually(WAIT, "the job resumed by itself", || async {
         let j = node.client().await.get_job(pb::GetJobRequest { id: "freeze".into() }).await.ok()?.into_inner().job?;
         (j.paused == Some(false)).then_some(j)
@@ -730,4 +752,29 @@ async fn pause_after_failures_pauses_a_job_whose_fires_fail_in_a_row() {
         (get().await?.paused == Some(true) && failed(&execs) == 6).then_some(())
     })
     .await;
+}
+
+/// A jobs file that still lists a one-shot whose instant has passed (it fired, and the file was
+/// then edited, or the job deleted): the node starts, stores that job completed with a WARN, and
+/// fires the file's other jobs. (Through the API the same job is refused naming `at`.)
+#[tokio::test]
+async fn a_jobs_file_with_a_past_one_shot_starts_and_stores_it_completed() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[job]]\nid = \"launched\"\nhandler = \"noop\"\nat = \"2026-01-01T00:00:00Z\"\n\
+         [[job]]\nid = \"live\"\nhandler = \"noop\"\nevery = \"1s\"\n",
+    )
+    .expect("write");
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--jobs", file.to_str().expect("utf-8")]).await;
+    eventually(WAIT, "the file's live job fires", || async {
+        (!executions(&mut node.client().await, "live").await.is_empty()).then_some(())
+    })
+    .await;
+    let job = node.client().await.get_job(pb::GetJobRequest { id: "launched".into() }).await.expect("get");
+    let job = job.into_inner().job.expect("job");
+    assert!(job.completed && job.next_fire_time.is_none(), "{job:?}");
+    assert!(node.log().contains("the job has no instant left; stored completed"), "the WARN says why");
 }

@@ -1439,6 +1439,13 @@ async fn a_pause_keeps_its_note_and_its_until_makes_it_resumable(s: Arc<dyn Stor
     assert_eq!(s.get_job("z").await.expect("get").expect("exists").pause, None);
     assert!(s.resumable(i64::MAX, 10).await.expect("resumable").is_empty());
     s.set_paused("z", true, None, now_ms(), Some(&note)).await.expect("pause").expect("exists");
+    // A put that says paused is a pause of its own: the note and its until go.
+    let w = JobWrite { paused: Some(true), ..api_write(&keep, None) };
+    s.write_job(&w).await.expect("put");
+    let rec = s.get_job("z").await.expect("get").expect("exists");
+    assert_eq!((rec.spec.paused, rec.pause), (true, None));
+    assert!(s.resumable(i64::MAX, 10).await.expect("resumable").is_empty());
+    s.set_paused("z", true, None, now_ms(), Some(&note)).await.expect("pause").expect("exists");
     assert!(s.delete_job("z").await.expect("delete"));
     assert!(s.resumable(i64::MAX, 10).await.expect("resumable").is_empty());
 }

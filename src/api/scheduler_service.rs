@@ -152,6 +152,9 @@ impl SchedulerService for SchedulerApi {
         let mut after = r.after.as_ref().map(|t| convert::instant_ms("after", t)).transpose()?.unwrap_or(now);
         // Fires the job may still make (max_fires), when it has a limit.
         let mut left: Option<u64> = None;
+        // A paused job's preview says when its fires can come: after its pause's `until`, or once
+        // resumed.
+        let mut paused_note: Option<String> = None;
         let job = match r.target {
             Some(pb::preview_schedule_request::Target::JobId(id)) => {
                 validate_id(&id)?;
@@ -165,6 +168,19 @@ impl SchedulerService for SchedulerApi {
                     }
                     if rec.spec.max_fires > 0 {
                         left = Some(u64::from(rec.spec.max_fires).saturating_sub(rec.fired));
+                    }
+                    if rec.spec.paused {
+                        let until = rec.pause.as_ref().and_then(|p| p.until_ms);
+                        if let Some(u) = until {
+                            after = after.max(u);
+                        }
+                        paused_note = Some(match until {
+                            Some(u) => format!(
+                                "the job is paused until {}: its fires resume from there",
+                                crate::job::schedule::rfc3339(u)
+                            ),
+                            None => "the job is paused: none of these fires runs unless it is resumed first".into(),
+                        });
                     }
                     Some(Job::new(rec.spec)?)
                 }
@@ -196,6 +212,9 @@ impl SchedulerService for SchedulerApi {
                 last.notes.retain(|n| !n.starts_with("last fire"));
                 last.notes.push(format!("last fire: the job's max_fires ({}) is then made", job.spec.max_fires));
             }
+        }
+        if let (Some(first), Some(note)) = (upcoming.first_mut(), paused_note) {
+            first.notes.insert(0, note);
         }
         let fires = upcoming
             .into_iter()
@@ -250,7 +269,13 @@ impl SchedulerService for SchedulerApi {
             return Err(Error::invalid("note", format!("longer than {MAX_PAUSE_NOTE} bytes")).into());
         }
         let now = now_ms();
+        if r.note.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(Error::invalid("note", "has control characters (one line of text, please)").into());
+        }
         let until_ms = r.until.as_ref().map(|t| convert::instant_ms("until", t)).transpose()?;
+        if until_ms.is_some_and(|u| u >= crate::job::schedule::END_OF_TIME_MS) {
+            return Err(Error::invalid("until", "must lie before 2200").into());
+        }
         if let Some(u) = until_ms.filter(|u| *u <= now) {
             return Err(
                 Error::invalid("until", format!("{} is not in the future", crate::job::schedule::rfc3339(u))).into()

@@ -63,11 +63,16 @@ pub fn judge(execs: &[pb::Execution]) -> Progress<'_> {
         .iter()
         .filter(|e| e.state != S::Superseded as i32)
         .max_by(|a, b| (a.attempt, &a.id).cmp(&(b.attempt, &b.id)));
-    let Some(e) = newest else { return Progress::Open(None) };
+    let Some(mut e) = newest else { return Progress::Open(None) };
     // Handed to another node that may run it: its attempt there comes next (it may not be
-    // recorded yet), so a skipped hand-over is not the fire's end.
+    // recorded yet), so a skipped hand-over is not the fire's end. What was recorded after it
+    // (ids sort by time) is, whatever its attempt number says (a start's misfire there is
+    // recorded as attempt 1).
     if e.state == S::Skipped as i32 && crate::execution::is_hand_over(&e.error) {
-        return Progress::Open(Some(e));
+        match execs.iter().filter(|x| x.state != S::Superseded as i32 && x.id > e.id).max_by(|a, b| a.id.cmp(&b.id)) {
+            Some(after) => e = after,
+            None => return Progress::Open(Some(e)),
+        }
     }
     let outcome = match S::try_from(e.state).unwrap_or(S::Unspecified) {
         S::Succeeded => Outcome::Succeeded,
@@ -251,7 +256,10 @@ mod tests {
         };
         assert!(matches!(judge(std::slice::from_ref(&handed)), Progress::Open(Some(_))));
         let there = ex("g2", 2, S::Succeeded, false);
-        assert_eq!(judge(&[handed, there.clone()]), Progress::Over(&there, Outcome::Succeeded));
+        assert_eq!(judge(&[handed.clone(), there.clone()]), Progress::Over(&there, Outcome::Succeeded));
+        // A misfire where it was handed to, recorded as attempt 1 but later: the outcome.
+        let misfired = ex("g3", 1, S::Misfired, false);
+        assert_eq!(judge(&[handed, misfired.clone()]), Progress::Over(&misfired, Outcome::NotRun));
         let t = ex("h", 1, S::TimedOut, false);
         assert_eq!(judge(std::slice::from_ref(&t)), Progress::Over(&t, Outcome::TimedOut));
     }

@@ -585,6 +585,11 @@ impl Job {
         }
         validate_shards(&spec)?;
         validate_catch_up(&spec)?;
+        if spec.pause_after_failures > 0 && spec.shards.is_sharded() {
+            // Each shard's outcome is its own: counting them as fires would pause a job after one
+            // bad fire, or never while the other shards succeed.
+            return Err(Error::invalid("pause_after_failures", "not with shards (each shard is a fire of its own)"));
+        }
         if spec.pause_after_failures > MAX_PAUSE_AFTER_FAILURES {
             return Err(Error::invalid(
                 "pause_after_failures",
@@ -651,7 +656,8 @@ fn validate_catch_up(spec: &JobSpec) -> Result<()> {
                 return Err(Error::invalid(
                     "misfire",
                     format!(
-                        "fire_all runs the missed fires together, which concurrency {} would skip or stop but one                          of (use buffer to run them one after another, or allow)",
+                        "fire_all runs the missed fires together, which concurrency {} would skip or stop all but one \
+                         of (use buffer to run them one after another, or allow)",
                         spec.concurrency.name()
                     ),
                 ))

@@ -172,6 +172,9 @@ impl Schedule {
         let from = start.map_or(now_ms, |s| s - 1);
         let kind_fires = from.checked_sub(self.offset_ms).and_then(|f| self.kind_next(f)).is_some();
         Some(match (&self.kind, start) {
+            (_, _) if kind_fires && self.end_ms.is_none() => {
+                Error::invalid("spread", "moves every instant left past 2199: the job would never fire")
+            }
             (_, _) if kind_fires => {
                 Error::invalid("end_time", "no instant of the schedule falls before it: the job would never fire")
             }

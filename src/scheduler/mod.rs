@@ -308,6 +308,17 @@ impl Scheduler {
             }
         };
         for id in ids {
+            // Read again just before: a pause made since the index was read (a new until, or none)
+            // stands. (Narrows the race to the two calls; the resume itself is not conditional.)
+            match self.store.get_job(&id).await {
+                Ok(Some(rec))
+                    if rec.spec.paused && rec.pause.as_ref().and_then(|p| p.until_ms).is_some_and(|u| u <= now) => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot read a job whose pause ran out");
+                    continue;
+                }
+            }
             match self.set_paused(&id, false, None).await {
                 Ok(rec) => tracing::info!(job = %id, next_fire = %crate::job::next_fire_text(rec.next_ms),
                     "resumed: its pause ran until now"),
@@ -618,9 +629,14 @@ impl Scheduler {
     ) -> Result<Option<(JobRecord, bool)>> {
         let mut after = now_ms();
         // As Quartz does: a schedule no instant matches any more (Feb 31, a past year, an `at` or
-        // an end in the past) is a mistake.
+        // an end in the past) is a mistake, refused to the API. A jobs file's is not: a one-shot
+        // the file still lists after it fired is stored completed, with a WARN, so a node
+        // restarted with that file (edited, or after the job was deleted) starts and fires the rest.
         if let Some(e) = job.schedule.never_fires(&job.spec, after) {
-            return Err(e);
+            if writer != Writer::File {
+                return Err(e);
+            }
+            tracing::warn!(job = %job.spec.id, why = %e, "jobs file: the job has no instant left; stored completed");
         }
         for _ in 0..3 {
             let w = JobWrite {

@@ -170,11 +170,11 @@ impl Keys {
     pub fn inflight(&self) -> String {
         format!("{}:inflight", self.tag)
     }
-    /// List of poisoned queue entries, kept with the reason (never dropped).
     /// Zset: paused job id -> the `until` of its pause (PauseJob), for the master to resume it then.
     pub fn resume(&self) -> String {
         format!("{}:resume", self.tag)
     }
+    /// List of poisoned queue entries, kept with the reason (never dropped).
     pub fn dlq(&self) -> String {
         format!("{}:dlq", self.tag)
     }

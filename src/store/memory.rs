@@ -611,7 +611,9 @@ impl JobStore for MemoryStore {
             applied: w.applied.cloned().or_else(|| old.as_ref().and_then(|o| o.applied.clone())),
             rev: old.as_ref().map_or(0, |o| o.rev) + 1,
             fired,
-            pause: if paused { old.as_ref().and_then(|o| o.pause.clone()) } else { None },
+            // Kept only by a put that keeps the pause state; one that says paused is a pause of its
+            // own, without a note or an until.
+            pause: if paused && w.paused.is_none() { old.as_ref().and_then(|o| o.pause.clone()) } else { None },
             fail_streak: if paused { old.as_ref().map_or(0, |o| o.fail_streak) } else { 0 },
         };
         st.set_due(id, old.as_ref().and_then(|r| r.next_ms), next_ms);

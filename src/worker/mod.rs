@@ -1240,9 +1240,6 @@ impl Worker {
             if recorded.is_err() {
                 return;
             }
-            if !retry {
-                self.note_outcome(Some(&job.spec), &exec).await;
-            }
             if state == ExecState::Lost {
                 self.alerts.raise(Alert::from_execution("execution_lost", &exec, &self.cluster));
                 return;
@@ -1401,7 +1398,9 @@ impl Worker {
             ExecState::Succeeded => false,
             _ => return,
         };
-        if exec.manual {
+        // A manual fire's outcome is not the schedule's (a record rebuilt by recovery may not say
+        // `manual`: its fire id does).
+        if exec.manual || crate::execution::fire_due_ms(&exec.fire_id).is_none() {
             return;
         }
         let read;
@@ -1429,6 +1428,12 @@ impl Worker {
         };
         if !failed || streak < limit {
             return;
+        }
+        // Paused already (by an operator, with their note and until, or by an earlier failure of
+        // this streak): left as it is, with no second alert.
+        match self.store.get_job(&spec.id).await {
+            Ok(Some(rec)) if !rec.spec.paused => {}
+            _ => return,
         }
         let now = now_ms();
         let note = crate::store::PauseNote {
@@ -1767,6 +1772,8 @@ impl Worker {
         match self.with_store_retries(exec, || self.store.finish(exec, &self.node_id, inc, keep, forbid)).await? {
             Finish::Recorded => {
                 self.metrics.outcome(exec.state.as_str());
+                // Every final record of a fire run here passes here: its job's failed fires in a row.
+                self.note_outcome(spec, exec).await;
                 Ok(())
             }
             Finish::Superseded => {

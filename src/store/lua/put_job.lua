@@ -13,7 +13,7 @@
 -- applying a jobs file at once. A job stored without one (written before it existed) is at 1.
 -- Returns {'BEHIND', last_ms} | {'GONE'} | {'CONFLICT'} | {'BADKEY', why} (a key of the wrong type)
 --   | {'OK', existed '0'|'1', last_ms or '', spec JSON, paused '0'|'1', rev, writer, file spec or '',
---      file paused, the watermark written ('' for none), fired}
+--      file paused, the watermark written ('' for none), fired, pause note or ''}
 -- Nothing is written unless the answer is OK (but GONE takes a deleted job's resume entry out).
 local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset')
 if bad then return {'BADKEY', bad} end
@@ -50,6 +50,11 @@ redis.call('HSET', KEYS[1], 'paused', paused, 'updated_ms', ARGV[5])
 if paused == '0' then
   -- A resumed job counts its failed fires afresh (pause_after_failures).
   redis.call('HDEL', KEYS[1], 'pause', 'fail_streak')
+  redis.call('ZREM', KEYS[4], ARGV[1])
+elseif ARGV[6] == 'put' and ARGV[3] == '1' then
+  -- A put that says paused (PutJob's paused, a jobs file's) is a pause of its own: no note, no
+  -- until (an earlier PauseJob's until would resume it).
+  redis.call('HDEL', KEYS[1], 'pause')
   redis.call('ZREM', KEYS[4], ARGV[1])
 elseif ARGV[11] ~= '' then
   redis.call('HSET', KEYS[1], 'pause', ARGV[11])
