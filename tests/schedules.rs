@@ -182,7 +182,7 @@ async fn a_one_shot_runs_once_through_its_masters_death_and_the_job_is_then_comp
 
 /// `every 1s` between a start and an end three seconds later: it fires on the instants of that
 /// window only, then is completed; its preview ended with "last fire: end_time is ...". A spread
-/// moves each fire of a 10 s grid by the job's offset, the one PreviewSchedule reports.
+/// moves each fire of a 4 s grid by the job's offset, the one PreviewSchedule reports.
 #[tokio::test]
 async fn bounds_and_spread_shape_the_fires_a_node_makes() {
     let redis = RedisServer::start();
@@ -224,21 +224,20 @@ async fn bounds_and_spread_shape_the_fires_a_node_makes() {
     let ran: Vec<i64> = runs(&log, "end").into_keys().collect();
     assert_eq!(ran, [start, start + 1000, start + 2000, start + 3000]);
 
-    // Spread: a grid of 10 s, every fire moved by the same offset below 10 s.
+    // Spread: a grid of 4 s, every fire moved by the same offset below 4 s.
     let spread_log = dir.path().join("spread");
     let args = logging(&spread_log, "true");
-    put(&node, &["--id", "spread-me", "--every", "10s", "--spread", "10s", "--handler", "shell", "--args", &args])
-        .await;
+    put(&node, &["--id", "spread-me", "--every", "4s", "--spread", "4s", "--handler", "shell", "--args", &args]).await;
     let p = preview(&node, pb::preview_schedule_request::Target::JobId("spread-me".into()), 2).await;
     let offset = p.spread_offset.map(|d| d.seconds * 1000).unwrap_or(0);
-    assert_eq!(offset, rota::job::schedule::spread_offset_ms("spread-me", 10_000));
-    assert!(times(&p).iter().all(|t| t.rem_euclid(10_000) == offset), "{p:?}");
+    assert_eq!(offset, rota::job::schedule::spread_offset_ms("spread-me", 4_000));
+    assert!(times(&p).iter().all(|t| t.rem_euclid(4_000) == offset), "{p:?}");
     let ran = eventually(Duration::from_secs(30), "two spread fires ran", || async {
         let r = runs(&spread_log, "end");
         (r.len() >= 2).then_some(r)
     })
     .await;
-    assert!(ran.keys().all(|t| t.rem_euclid(10_000) == offset), "offset {offset}: {ran:?}");
+    assert!(ran.keys().all(|t| t.rem_euclid(4_000) == offset), "offset {offset}: {ran:?}");
     // What the preview named ran, up to the last run (its first instant may have been claimed
     // before the preview was asked, which then starts at the next).
     let last = *ran.keys().next_back().expect("runs");
