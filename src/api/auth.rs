@@ -304,7 +304,8 @@ fn need(path: &str) -> Need {
     match method {
         "PutJob" | "DeleteJob" | "PutLimit" | "DeleteLimit" => Need::Role(Role::Admin),
         "PauseJob" | "ResumeJob" | "TriggerJob" | "CancelExecution" => Need::Role(Role::Operator),
-        // Reads, and anything added later, need at least a viewer.
+        // Reads (GetJob, ListJobs, PreviewSchedule, ListExecutions, ...), and anything added later,
+        // need at least a viewer.
         _ => Need::Role(Role::Viewer),
     }
 }
@@ -476,6 +477,11 @@ mod tests {
             ("/rota.v1.SchedulerService/DeleteLimit", Some("a"), None),
             ("/rota.v1.SchedulerService/ListLimits", Some("v"), None),
             ("/rota.v1.SchedulerService/ListLimits", Some("w"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/PreviewSchedule", None, Some(Unauthenticated)),
+            ("/rota.v1.SchedulerService/PreviewSchedule", Some("v"), None),
+            ("/rota.v1.SchedulerService/PreviewSchedule", Some("w"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/PauseJob", Some("v"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/PauseJob", Some("o"), None),
             ("/rota.v1.NodeService/SubmitTask", Some("a"), Some(PermissionDenied)),
             ("/rota.v1.NodeService/SubmitTask", Some("s3cret"), None),
             ("/rota.v1.NodeService/SubmitTasks", Some("a"), Some(PermissionDenied)),
