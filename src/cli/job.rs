@@ -299,8 +299,16 @@ pub struct ScheduleArgs {
 }
 
 impl ScheduleArgs {
+    /// How many schedule kinds the flags give: cron, every, at (with after, which is an `at`).
+    fn kinds(&self) -> usize {
+        [self.cron.is_some(), self.every.is_some(), !self.at.is_empty() || self.after.is_some()]
+            .into_iter()
+            .filter(|k| *k)
+            .count()
+    }
+
     fn given(&self) -> bool {
-        self.cron.is_some() || self.every.is_some() || !self.at.is_empty() || self.after.is_some()
+        self.kinds() > 0
     }
 
     /// Whether any flag is given, a kind or what shapes one (a preview of a stored job takes none).
@@ -318,8 +326,7 @@ impl ScheduleArgs {
     fn fill(&self, spec: &mut JobSpec) -> Result<(), CliError> {
         // The wire carries one schedule (a oneof): a second one given would be dropped on the way
         // rather than refused, so it is refused here.
-        let kinds = [self.cron.is_some(), self.every.is_some(), !self.at.is_empty() || self.after.is_some()];
-        if kinds.iter().filter(|k| **k).count() > 1 {
+        if self.kinds() > 1 {
             return Err(CliError::Usage("give one schedule: --cron, --every, or --at/--after".into()));
         }
         let tz = crate::job::cron::parse_time_zone(self.time_zone.as_deref().unwrap_or_default())
