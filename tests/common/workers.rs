@@ -1,7 +1,13 @@
-//! External worker processes for the tests: the Python SDK (`sdk/python`) built and installed once
-//! per test binary into a temporary folder (from a copy, so the checkout stays clean), the Node SDK
-//! (`sdk/node`) built once, and `tests/workers/worker.py` or `worker.js` run on them as real
-//! processes that can be killed, paused and resumed.
+//! External worker processes for the tests: the Python SDK (`sdk/python`) installed into a
+//! temporary folder (from a copy, so the checkout stays clean), the Node SDK (`sdk/node`) built in
+//! place, and `tests/workers/worker.py` or `worker.js` run on them as real processes that can be
+//! killed, paused and resumed.
+//!
+//! nextest runs every test in its own process, so each build happens once per version of its
+//! sources, not once per test: under an exclusive file lock a process checks a stamp (a hash of the
+//! files the build reads) and builds only when it differs. The lock also keeps two processes from
+//! writing `sdk/node/dist` at once.
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -11,11 +17,17 @@ fn python_sdk() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let work = std::env::temp_dir().join(format!("rota-sdk-py-{}", std::process::id()));
+        let sources = [root.join("sdk/python"), root.join("proto")];
+        let hash = source_hash(&sources);
+        let work = std::env::temp_dir().join(format!("rota-sdk-py-{hash:016x}"));
+        let target = work.join("site");
+        let _lock = BuildLock::take("rota-sdk-py");
+        if work.join("complete").exists() {
+            return target;
+        }
         let _ = std::fs::remove_dir_all(&work);
         let src = work.join("src");
         copy_dir(&root.join("sdk/python"), &src);
-        let target = work.join("site");
         let out = Command::new("python3")
             .args([
                 "-m",
@@ -38,8 +50,74 @@ fn python_sdk() -> &'static Path {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::write(work.join("complete"), b"").expect("write the build stamp");
         target
     })
+}
+
+/// An exclusive lock on a file in the temporary folder, held until dropped (the OS releases it if
+/// the process dies).
+struct BuildLock(std::fs::File);
+
+impl BuildLock {
+    fn take(name: &str) -> BuildLock {
+        let path = std::env::temp_dir().join(format!("{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .expect("open the build lock");
+        file.lock().expect("take the build lock");
+        BuildLock(file)
+    }
+}
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// A hash (FNV-1a, 64 bits) of every file under `roots` that a build reads: names and contents,
+/// in a fixed order, leaving out what builds write (`skipped`).
+fn source_hash(roots: &[PathBuf]) -> u64 {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.map_while(Result::ok) {
+            let p = e.path();
+            if skipped(&e.file_name().to_string_lossy()) {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, files);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for r in roots {
+        walk(r, &mut files);
+    }
+    files.sort();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for f in files {
+        eat(f.display().to_string().as_bytes());
+        eat(&std::fs::read(&f).unwrap_or_default());
+    }
+    h
+}
+
+/// What the SDK builds write (and the copy leaves out): never part of their sources.
+fn skipped(name: &str) -> bool {
+    matches!(name, "build" | "__pycache__" | "_proto" | "node_modules" | "dist" | "proto")
+        || name.ends_with(".egg-info")
 }
 
 /// PYTHONPATH for a process on the SDK: its install folder, then what the caller had (the packages
@@ -56,8 +134,7 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read sdk dir").map_while(Result::ok) {
         let name = e.file_name();
-        let n = name.to_string_lossy();
-        if n == "build" || n.ends_with(".egg-info") || n == "__pycache__" || n == "_proto" {
+        if skipped(&name.to_string_lossy()) {
             continue;
         }
         let p = e.path();
@@ -69,12 +146,20 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The Node SDK (`sdk/node`) built once per test binary: its packages installed from its lock file
-/// when missing (`./test.sh` installs them), then compiled (`npm run build`: dist/, ignored by git).
+/// The Node SDK (`sdk/node`) built once per version of its sources: its packages installed from
+/// its lock file when missing (`./test.sh` installs them), then compiled (`npm run build`: dist/,
+/// ignored by git, with the sources' hash in `dist/.source-hash`).
 fn node_sdk() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk/node");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let sdk = root.join("sdk/node");
+        let _lock = BuildLock::take("rota-sdk-node");
+        let hash = format!("{:016x}", source_hash(&[sdk.clone(), root.join("proto")]));
+        let stamp = sdk.join("dist/.source-hash");
+        if std::fs::read_to_string(&stamp).is_ok_and(|s| s == hash) {
+            return sdk;
+        }
         let npm = |args: &[&str]| {
             let out = Command::new("npm").args(args).current_dir(&sdk).output().expect("run npm (Node.js with npm)");
             assert!(
@@ -88,6 +173,8 @@ fn node_sdk() -> PathBuf {
             npm(&["ci", "--no-audit", "--no-fund", "--ignore-scripts"]);
         }
         npm(&["run", "build", "--silent"]);
+        let mut f = std::fs::File::create(&stamp).expect("write the build stamp");
+        f.write_all(hash.as_bytes()).expect("write the build stamp");
         sdk
     })
     .clone()
