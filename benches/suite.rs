@@ -993,6 +993,7 @@ async fn steps(here: bool) -> Value {
                 here,
                 start: here,
                 priority: rota::job::Priority::Normal,
+                chain: false,
             }
         })
         .collect();

@@ -733,6 +733,8 @@ const LIMIT_MAX: usize = 2;
 /// The `every` jobs' interval and anchor (ms).
 const EVERY_MS: i64 = 3_000;
 const EVERY_ANCHOR_MS: i64 = 1_000;
+/// The `chain` jobs' delay after each run's end (ms).
+const CHAIN_DELAY_MS: i64 = 1_000;
 
 /// The history cap of the workload's capped jobs.
 const CAPPED_KEEP: usize = 5;
@@ -782,6 +784,10 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             // A fixed interval on a grid of its own (`every 3s` from 1 s past the epoch): fires at
             // 1, 4, 7, ... s, not at multiples of its period.
             1 if (i / 10) % 2 == 1 => ("every", "", 20, 3, false, false, true),
+            // A fixed delay (`after_previous`) from the end of runs of half a second: no grid, its
+            // fires never overlap (checked as forbid's), each a second after the one before ended
+            // (`check_chain`). Re-run, or lost, when a node goes mid-run, in turn.
+            1 if (i / 10) % 4 == 2 => ("chain", "", 500, 1, true, false, (i / 40) % 2 == 0),
             _ => ("plain", "* * * * * *", 20, 1, false, false, true),
         };
         let id = format!("{kind}-{i:04}");
@@ -833,6 +839,7 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
         };
         let spec = rota::job::JobSpec {
             every_ms: if kind == "every" { EVERY_MS as u64 } else { 0 },
+            after_previous_ms: if kind == "chain" { CHAIN_DELAY_MS as u64 } else { 0 },
             anchor_ms: (kind == "every").then_some(EVERY_ANCHOR_MS),
             failover_nodes: match spec.routing {
                 rota::job::Routing::Failover => vec![format!("n{}", NODES - 1), format!("n{NODES}")],
@@ -865,6 +872,7 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             limit,
             priority: spec.priority,
             shards: spec.shards,
+            after_previous_ms: (kind == "chain").then_some(CHAIN_DELAY_MS),
         });
     }
     (jobs, infos)
@@ -1302,6 +1310,9 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "duplicated": r.duplicated,
         "stale_epoch": r.stale_epoch,
         "overlapping": r.overlapping,
+        "chain_early": r.chain_early,
+        "chain_stalled": r.chain_stalled,
+        "max_chain_wait_ms": r.max_chain_wait_ms,
         "over_limit": r.over_limit,
         "most_limited": r.most_limited,
         "master_only_elsewhere": r.master_only_elsewhere,

@@ -123,6 +123,88 @@ async fn an_every_grid_keeps_its_instants_once_each_through_a_master_kill() {
     assert!(by_fire.contains_key(&format!("grid@{anchor}")), "{by_fire:?}");
 }
 
+/// An `after_previous` chain (1 s after each run of 1.2 s ends) on three nodes, its master SIGKILLed
+/// while the chain runs: no two runs overlap, each run starts at least the delay after the one
+/// before ended, every fire's instant is the previous record's end plus the delay, none starts
+/// twice, and the chain goes on past the kill (a run the kill cut short is recorded lost, and the
+/// chain follows its end). A re-put while a run is going leaves the chain waiting for it, and the
+/// job says which fire it waits for.
+#[tokio::test]
+async fn an_after_previous_chain_never_overlaps_and_goes_on_through_a_master_kill() {
+    let redis = RedisServer::start();
+    let mut nodes = three(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("runs");
+    let line = |what: &str| format!("echo \"$ROTA_SCHEDULED_AT_MS $(date +%s%3N) {what}\" >> {}", log.display());
+    let args = json!({ "sh": format!("{}; sleep 1.2; {}", line("start"), line("end")) }).to_string();
+    let job = ["--id", "chain", "--after-previous", "1s", "--handler", "shell", "--args", &args];
+    put(&nodes[0], &job).await;
+    // (instant, wall ms) of each line of `what`.
+    let lines = |what: &str| -> Vec<(i64, i64)> {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let mut v: Vec<(i64, i64)> = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.get(2) == Some(&what)).then(|| Some((f.first()?.parse().ok()?, f.get(1)?.parse().ok()?)))?
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    eventually(WAIT, "a run is going", || async { (lines("start").len() > lines("end").len()).then_some(()) }).await;
+    // Put again while it runs: still waiting on that run, no second one started beside it.
+    put(&nodes[1], &job).await;
+    let mut c = nodes[1].client().await;
+    let j = c.get_job(pb::GetJobRequest { id: "chain".into() }).await.expect("get").into_inner().job.expect("job");
+    let waiting = common::ms(&j.waiting_for_fire);
+    assert!(waiting > 0 && j.next_fire_time.is_none() && !j.completed, "{j:?}");
+    eventually(WAIT, "three runs ended", || async { (lines("end").len() >= 3).then_some(()) }).await;
+    let (master, _) = agreed_master(&nodes.iter().collect::<Vec<_>>()).await;
+    let victim = nodes.iter().position(|n| n.node_id == master).expect("master");
+    nodes[victim].kill();
+    let killed_at = rota::clock::now_ms();
+    let left: Vec<&TestNode> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
+    eventually(WAIT, "three runs after the kill", || async {
+        (lines("end").iter().filter(|(_, at)| *at > killed_at).count() >= 3).then_some(())
+    })
+    .await;
+    let o = rota(left[0], &["job", "pause", "chain"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (starts, ends) = (lines("start"), lines("end"));
+    let instants: Vec<i64> = starts.iter().map(|(t, _)| *t).collect();
+    let mut once = instants.clone();
+    once.dedup();
+    assert_eq!(once, instants, "no instant started twice: {starts:?}");
+    assert!(instants.contains(&waiting), "the fire it waited on ran: {waiting} in {instants:?}");
+    // By the runs themselves: each starts at least a second after the one before ended (a run cut
+    // by the kill has no end line: the next starts after it all the same, by start order).
+    let mut by_start: Vec<(i64, i64)> = starts.clone();
+    by_start.sort_by_key(|(_, at)| *at);
+    for w in by_start.windows(2) {
+        let (prev, next) = (w[0], w[1]);
+        if let Some((_, end)) = ends.iter().find(|(t, _)| *t == prev.0) {
+            assert!(next.1 >= end + 1000, "run {} started {} ms after run {} ended", next.0, next.1 - end, prev.0);
+        }
+        assert!(next.1 > prev.1 + 1000, "runs {} and {} overlap or crowd: {starts:?}", prev.0, next.0);
+    }
+    // By the records: each fire's instant is the previous fire's recorded end plus the delay.
+    let mut execs = executions(&mut left[0].client().await, "chain").await;
+    execs.sort_by_key(|e| common::ms(&e.scheduled_time));
+    for w in execs.windows(2) {
+        let end = common::ms(&w[0].end_time);
+        assert!(end > 0, "{:?}", w[0]);
+        if state(&w[0]) == pb::ExecutionState::Succeeded {
+            assert_eq!(common::ms(&w[1].scheduled_time), end + 1000, "{:?} then {:?}", w[0], w[1]);
+        } else {
+            // A run cut by the kill: the chain follows from when its loss was found.
+            assert!(common::ms(&w[1].scheduled_time) >= end + 1000, "{:?} then {:?}", w[0], w[1]);
+        }
+    }
+    assert!(execs.iter().any(|e| common::ms(&e.scheduled_time) > killed_at), "the chain went on: {execs:?}");
+}
+
 /// A one-shot `at` whose master is SIGKILLed half a second before its instant: the new master
 /// claims the instant it left (late, under the misfire threshold) and it runs once; the job is then
 /// completed: no next fire, the API says
@@ -352,7 +434,21 @@ async fn bad_schedules_are_refused_naming_the_field_and_write_nothing() {
     let base = || pb::Job { id: "bad".into(), handler: "noop".into(), ..Default::default() };
     use pb::job::Schedule as S;
     let cases: Vec<(pb::Job, &str)> = vec![
-        (base(), "cron: a job needs a schedule: cron, every or at"),
+        (base(), "cron: a job needs a schedule: cron, every, at or after_previous"),
+        (pb::Job { schedule: Some(S::AfterPrevious(dur(0))), ..base() }, "after_previous: must be longer than 0"),
+        (
+            pb::Job { schedule: Some(S::AfterPrevious(dur(500))), ..base() },
+            "after_previous: 500ms is not between 1s and 366 days",
+        ),
+        (
+            pb::Job { schedule: Some(S::AfterPrevious(dur(5000))), spread: Some(dur(60_000)), ..base() },
+            "spread: not with after_previous",
+        ),
+        (
+            pb::Job { schedule: Some(S::AfterPrevious(dur(5000))), shards: 3, ..base() },
+            "after_previous: not with shards",
+        ),
+        (pb::Job { schedule: Some(S::AfterPrevious(dur(5000))), anchor: ts(now), ..base() }, "anchor: only with every"),
         (pb::Job { schedule: Some(S::Every(dur(0))), ..base() }, "every: must be longer than 0"),
         (pb::Job { schedule: Some(S::Every(dur(999))), ..base() }, "every: 999ms is not between 1s and 366 days"),
         (
@@ -457,7 +553,18 @@ async fn bad_schedules_are_refused_naming_the_field_and_write_nothing() {
 
     // The CLI: its own flags' errors before connecting, the node's after.
     let cli: Vec<(Vec<&str>, i32, &str)> = vec![
-        (vec!["--handler", "noop"], 2, "give a schedule: --cron, --every, --at or --after"),
+        (vec!["--handler", "noop"], 2, "give a schedule: --cron, --every, --at, --after or --after-previous"),
+        (vec!["--after-previous", "0s", "--handler", "noop"], 2, "--after-previous: must be longer than 0"),
+        (
+            vec!["--after-previous", "5s", "--every", "1m", "--handler", "noop"],
+            2,
+            "give one schedule: --cron, --every, --at/--after, or --after-previous",
+        ),
+        (
+            vec!["--after-previous", "5s", "--spread", "1m", "--handler", "noop"],
+            1,
+            "InvalidArgument: spread: not with after_previous",
+        ),
         (vec!["--every", "0s", "--handler", "noop"], 2, "--every: must be longer than 0"),
         (vec!["--every", "5x", "--handler", "noop"], 2, "--every: '5x' has unknown unit 'x'"),
         (vec!["--at", "tomorrow", "--handler", "noop"], 2, "--at: 'tomorrow' is not a time"),
@@ -469,7 +576,7 @@ async fn bad_schedules_are_refused_naming_the_field_and_write_nothing() {
         (
             vec!["--cron", "@daily", "--every", "1m", "--handler", "noop"],
             2,
-            "give one schedule: --cron, --every, or --at/--after",
+            "give one schedule: --cron, --every, --at/--after, or --after-previous",
         ),
         (
             vec!["--every", "1m", "--spread", "100ms", "--handler", "noop"],
@@ -490,6 +597,11 @@ async fn bad_schedules_are_refused_naming_the_field_and_write_nothing() {
     for (body, want) in [
         ("after = \"10m\"", "after: not in a jobs file"),
         ("every = \"0s\"", "every: must be longer than 0"),
+        ("after_previous = \"0s\"", "after_previous: must be longer than 0"),
+        (
+            "after_previous = \"5s\"\ncron = \"@daily\"",
+            "after_previous: a job has one schedule: give cron or after_previous",
+        ),
         ("at = []", "at: needs at least one time"),
         (
             "every = \"1m\"\nanchor = \"2026-03-08T02:30\"\ntime_zone = \"America/New_York\"",

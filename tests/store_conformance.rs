@@ -9,8 +9,8 @@ use common::RedisServer;
 use rota::execution::{scheduled_fire_id, ExecState, Execution};
 use rota::job::{Concurrency, JobSpec, Priority};
 use rota::store::{
-    now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish, FireOwn,
-    FireState, FireStore, JobWrite, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord,
+    now_ms, Accept, Beat, Cancel, Chained, Claim, ClaimOutcome, ClusterStore, Enqueue, ExecFilter, Fence, Finish,
+    FireOwn, FireState, FireStore, JobWrite, Keep, LeaseAcquire, Load, MasterOnly, MemoryStore, NodeFires, NodeRecord,
     PauseNote, Reap, ReapBy, ReapRequest, RedisStore, Register, Start, StartedFire, StopRequest, Store, TriggerOutcome,
     WatermarkWrite, Writer,
 };
@@ -36,6 +36,7 @@ fn claim_with(job: &str, sched: i64, next: Option<i64>, overlap: Concurrency) ->
         here: false,
         start: false,
         priority: Priority::Normal,
+        chain: false,
     }
 }
 
@@ -959,7 +960,13 @@ async fn an_idempotency_key_outlives_its_trimmed_record(s: Arc<dyn Store>) {
 /// A fire of `job` at `sched` claimed, accepted and started on n1 (incarnation i1): its execution,
 /// for the caller to finish.
 async fn running(s: &dyn Store, fence: &Fence, epoch: u64, job: &str, sched: i64) -> Execution {
-    let c = claim(job, sched, Some(sched + 1000), false);
+    run_claim(s, fence, epoch, claim(job, sched, Some(sched + 1000), false)).await
+}
+
+/// `c` claimed, accepted and started by n1 (incarnation i1): its running execution.
+async fn run_claim(s: &dyn Store, fence: &Fence, epoch: u64, c: Claim) -> Execution {
+    let (job, sched) = (c.job_id.clone(), c.sched_ms);
+    let job = job.as_str();
     assert_eq!(s.claim(fence, std::slice::from_ref(&c)).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let fire = c.exec.fire_id.clone();
     assert_eq!(s.take_only(&fire, Some(epoch), "n1", "i1").await.expect("accept"), Accept::Accepted);
@@ -1337,7 +1344,79 @@ conformance!(
     a_jobs_fires_are_counted_by_their_claims_and_max_fires_holds_it_completed,
     a_pause_keeps_its_note_and_its_until_makes_it_resumable,
     a_jobs_failed_fires_in_a_row_are_counted_until_a_success_or_a_resume,
+    an_after_previous_job_waits_for_its_fires_end,
 );
+
+/// `after_previous` (issue 16): a chained claim leaves the job without a watermark, waiting on its
+/// fire (in the chain index); `chain_next` answers Open until the fire has ended, then sets the next
+/// fire to its recorded end plus the delay, once (a second call finds nothing to do); a re-put
+/// keeps the job waiting, a put as another kind ends the wait, a delete drops it, and an end past
+/// the job's end_time completes it.
+async fn an_after_previous_job_waits_for_its_fires_end(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let epoch = epoch_of(&fence);
+    s.register(&node("n1", "i1"), 60_000, None).await.expect("register");
+    let base = now_ms() / 1000 * 1000 - 60_000;
+    let chained = JobSpec { cron: String::new(), after_previous_ms: 5_000, ..spec("c") };
+    let write = |spec: &JobSpec, next: i64| {
+        let (s, spec) = (Arc::clone(&s), spec.clone());
+        async move {
+            match s.write_job(&api_write(&spec, Some(next))).await.expect("put") {
+                WatermarkWrite::Done { record, .. } => *record,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    write(&chained, base).await;
+    let chain_claim = |sched: i64| Claim { chain: true, ..claim("c", sched, None, false) };
+    let mut e = run_claim(&*s, &fence, epoch, chain_claim(base)).await;
+    let rec = s.get_job("c").await.expect("get").expect("exists");
+    assert_eq!((rec.next_ms, rec.chain_ms, rec.completed()), (None, Some(base), false));
+    assert_eq!(s.chained(10).await.expect("chained"), vec![("c".to_string(), base)]);
+    let wait = [("c".to_string(), base)];
+    assert_eq!(s.chain_next(&wait, now_ms()).await.expect("chain"), vec![Chained::Open], "still running");
+    // A re-put while it runs: still waiting, no watermark beside the running fire.
+    let rec = write(&chained, now_ms() + 1000).await;
+    assert_eq!((rec.next_ms, rec.chain_ms), (None, Some(base)));
+    e.state = ExecState::Succeeded;
+    e.start_ms = Some(base);
+    e.end_ms = Some(base + 1_500);
+    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
+    let next = base + 1_500 + 5_000;
+    assert_eq!(s.chain_next(&wait, now_ms()).await.expect("chain"), vec![Chained::Next(Some(next))]);
+    assert_eq!(s.chain_next(&wait, now_ms()).await.expect("chain"), vec![Chained::Stale], "once");
+    let rec = s.get_job("c").await.expect("get").expect("exists");
+    assert_eq!((rec.next_ms, rec.chain_ms), (Some(next), None));
+    assert!(s.chained(10).await.expect("chained").is_empty());
+    assert!(s.due_jobs(next, 10).await.expect("due").jobs.iter().any(|r| r.spec.id == "c"));
+    // Put as another kind while waiting: the wait ends, the put's watermark stands.
+    assert_eq!(s.claim(&fence, &[chain_claim(next)]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let cron = now_ms() + 60_000;
+    let rec = write(&spec("c"), cron).await;
+    assert_eq!((rec.next_ms, rec.chain_ms), (Some(cron), None));
+    assert!(s.chained(10).await.expect("chained").is_empty());
+    // An end whose next fire falls past end_time (a failed fire's, as any other's): completed.
+    let bounded = JobSpec { end_ms: Some(cron + 2_000), ..chained.clone() };
+    write(&bounded, cron).await;
+    let mut e = run_claim(&*s, &fence, epoch, chain_claim(cron)).await;
+    e.state = ExecState::Failed;
+    e.start_ms = Some(cron);
+    e.end_ms = Some(cron + 1_500);
+    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
+    let wait = [("c".to_string(), cron)];
+    assert_eq!(s.chain_next(&wait, now_ms()).await.expect("chain"), vec![Chained::Next(None)]);
+    let rec = s.get_job("c").await.expect("get").expect("exists");
+    assert_eq!((rec.next_ms, rec.chain_ms, rec.completed()), (None, None, true));
+    // Deleted while waiting: out of the chain index, and the step finds nothing to do.
+    let later = cron + 10_000;
+    write(&chained, later).await;
+    assert_eq!(s.claim(&fence, &[chain_claim(later)]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    let wait = [("c".to_string(), later)];
+    assert_eq!(s.chain_next(&wait, now_ms()).await.expect("chain"), vec![Chained::Open], "dispatching");
+    assert!(s.delete_job("c").await.expect("delete"));
+    assert!(s.chained(10).await.expect("chained").is_empty());
+    assert_eq!(s.chain_next(&wait, now_ms()).await.expect("chain"), vec![Chained::Stale]);
+}
 
 /// A shard's claim (`<job>@<ms>/<i>of<n>`).
 fn shard_claim(job: &str, sched: i64, next: Option<i64>, index: u32, total: u32) -> Claim {

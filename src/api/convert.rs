@@ -170,6 +170,12 @@ fn set_schedule(spec: &mut JobSpec, j: &pb::Job, now_ms: i64) -> Result<()> {
             }
             spec.at_ms = at.times.iter().map(|t| instant_ms("at", t)).collect::<Result<_>>()?;
         }
+        Some(S::AfterPrevious(d)) => {
+            spec.after_previous_ms = duration_ms("after_previous", Some(d))?;
+            if spec.after_previous_ms == 0 {
+                return Err(Error::invalid("after_previous", "must be longer than 0"));
+            }
+        }
         Some(S::After(d)) => {
             let after = duration_ms("after", Some(d))?;
             if after < 1000 {
@@ -205,6 +211,8 @@ fn pb_schedule(s: &JobSpec) -> Option<pb::job::Schedule> {
         Some(S::Every(duration(s.every_ms).unwrap_or_default()))
     } else if !s.at_ms.is_empty() {
         Some(S::At(pb::At { times: s.at_ms.iter().map(|t| timestamp(*t)).collect() }))
+    } else if s.after_previous_ms != 0 {
+        Some(S::AfterPrevious(duration(s.after_previous_ms).unwrap_or_default()))
     } else {
         Some(S::Cron(s.cron.clone()))
     }
@@ -234,6 +242,7 @@ pub fn job(r: &JobRecord) -> pb::Job {
         paused_by: r.pause.as_ref().map(|p| p.by.clone()).unwrap_or_default(),
         pause_time: r.pause.as_ref().map(|p| timestamp(p.at_ms)),
         paused_until: r.pause.as_ref().and_then(|p| p.until_ms).map(timestamp),
+        waiting_for_fire: r.chain_ms.map(timestamp),
         catch_up_window: duration(s.catch_up_window_ms),
         time_zone: s.time_zone.clone(),
         handler: s.handler.clone(),

@@ -155,6 +155,9 @@ impl SchedulerService for SchedulerApi {
         // A paused job's preview says when its fires can come: after its pause's `until`, or once
         // resumed.
         let mut paused_note: Option<String> = None;
+        // An unpaused after_previous job's next fire: its watermark, set from the previous fire's
+        // end (none while that fire runs).
+        let mut chained_next: Option<Option<i64>> = None;
         let job = match r.target {
             Some(pb::preview_schedule_request::Target::JobId(id)) => {
                 validate_id(&id)?;
@@ -168,6 +171,9 @@ impl SchedulerService for SchedulerApi {
                     }
                     if rec.spec.max_fires > 0 {
                         left = Some(u64::from(rec.spec.max_fires).saturating_sub(rec.fired));
+                    }
+                    if rec.spec.after_previous_ms > 0 && !rec.spec.paused {
+                        chained_next = Some(rec.next_ms);
                     }
                     if rec.spec.paused {
                         let until = rec.pause.as_ref().and_then(|p| p.until_ms);
@@ -206,6 +212,12 @@ impl SchedulerService for SchedulerApi {
         };
         let s = &job.schedule;
         let mut upcoming = s.preview(after, count);
+        if let Some(next) = chained_next {
+            upcoming.truncate(usize::from(next.is_some()));
+            if let (Some(u), Some(t)) = (upcoming.first_mut(), next) {
+                u.at_ms = t;
+            }
+        }
         if let Some(left) = left.map(|n| n as usize).filter(|n| *n <= upcoming.len()) {
             upcoming.truncate(left);
             if let Some(last) = upcoming.last_mut() {

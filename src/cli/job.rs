@@ -263,7 +263,7 @@ pub struct PutArgs {
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
     /// Cron with seconds (6 or 7 fields) or standard 5-field cron. A job has one schedule: --cron,
-    /// --every, --at or --after.
+    /// --every, --at, --after or --after-previous.
     #[arg(long)]
     pub cron: Option<String>,
     /// A fixed interval, e.g. 70m, 90s, 1d (1s to 366 days), on a grid from --anchor.
@@ -280,6 +280,11 @@ pub struct ScheduleArgs {
     /// A one-shot fire this long from now (by this machine's clock), e.g. 10m: --at now + it.
     #[arg(long)]
     pub after: Option<String>,
+    /// A fixed delay from the end of the previous fire, e.g. 5m (1s to 366 days): the first fire
+    /// at once (the next whole second, or --start-time), each later one this long after the one
+    /// before ended. Fires never overlap.
+    #[arg(long)]
+    pub after_previous: Option<String>,
     /// No fire before this instant (RFC 3339, or a local time in --tz).
     #[arg(long)]
     pub start_time: Option<String>,
@@ -299,12 +304,18 @@ pub struct ScheduleArgs {
 }
 
 impl ScheduleArgs {
-    /// How many schedule kinds the flags give: cron, every, at (with after, which is an `at`).
+    /// How many schedule kinds the flags give: cron, every, at (with after, which is an `at`),
+    /// after_previous.
     fn kinds(&self) -> usize {
-        [self.cron.is_some(), self.every.is_some(), !self.at.is_empty() || self.after.is_some()]
-            .into_iter()
-            .filter(|k| *k)
-            .count()
+        [
+            self.cron.is_some(),
+            self.every.is_some(),
+            !self.at.is_empty() || self.after.is_some(),
+            self.after_previous.is_some(),
+        ]
+        .into_iter()
+        .filter(|k| *k)
+        .count()
     }
 
     fn given(&self) -> bool {
@@ -327,7 +338,9 @@ impl ScheduleArgs {
         // The wire carries one schedule (a oneof): a second one given would be dropped on the way
         // rather than refused, so it is refused here.
         if self.kinds() > 1 {
-            return Err(CliError::Usage("give one schedule: --cron, --every, or --at/--after".into()));
+            return Err(CliError::Usage(
+                "give one schedule: --cron, --every, --at/--after, or --after-previous".into(),
+            ));
         }
         let tz = crate::job::cron::parse_time_zone(self.time_zone.as_deref().unwrap_or_default())
             .map_err(|e| CliError::Usage(format!("--tz: {e}")))?;
@@ -348,6 +361,10 @@ impl ScheduleArgs {
         spec.every_ms = flag_ms("every", &self.every)?;
         if self.every.is_some() && spec.every_ms == 0 {
             return Err(CliError::Usage("--every: must be longer than 0".into()));
+        }
+        spec.after_previous_ms = flag_ms("after-previous", &self.after_previous)?;
+        if self.after_previous.is_some() && spec.after_previous_ms == 0 {
+            return Err(CliError::Usage("--after-previous: must be longer than 0".into()));
         }
         spec.cron = self.cron.clone().unwrap_or_default();
         spec.anchor_ms = optional("anchor", &self.anchor)?;
@@ -420,7 +437,7 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         selector.insert(k.to_string(), v.to_string());
     }
     if !a.schedule.given() {
-        return Err(CliError::Usage("give a schedule: --cron, --every, --at or --after".into()));
+        return Err(CliError::Usage("give a schedule: --cron, --every, --at, --after or --after-previous".into()));
     }
     let mut spec = JobSpec {
         id: a.id.clone().unwrap_or_default(),
@@ -535,7 +552,11 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
                             match &j.next_fire_time {
                                 Some(t) => ts(t),
                                 None if j.completed => "completed".into(),
-                                None => "-".into(),
+                                // after_previous: the next fire follows this one's end.
+                                None => match &j.waiting_for_fire {
+                                    Some(t) => format!("after the fire of {} ends", ts(t)),
+                                    None => "-".into(),
+                                },
                             },
                             super::output::paused_text(j),
                         ]

@@ -71,6 +71,9 @@ pub(super) fn schedule_text(j: &pb::Job) -> String {
             format!("at {}", at.times.iter().map(|t| rfc3339(convert::timestamp_ms(t))).collect::<Vec<_>>().join(", "))
         }
         Some(S::After(d)) => format!("after {}", duration_text(duration_ms(&Some(*d)).unwrap_or_default())),
+        Some(S::AfterPrevious(d)) => {
+            format!("after_previous {}", duration_text(duration_ms(&Some(*d)).unwrap_or_default()))
+        }
         None => "-".into(),
     };
     if let Some(t) = &j.start_time {
@@ -115,6 +118,8 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "every_ms": match &j.schedule { Some(S::Every(d)) => duration_ms(&Some(*d)), _ => None },
         "anchor": j.anchor.as_ref().map(ts),
         "at": match &j.schedule { Some(S::At(at)) => at.times.iter().map(ts).collect(), _ => Vec::new() },
+        "after_previous_ms": match &j.schedule { Some(S::AfterPrevious(d)) => duration_ms(&Some(*d)), _ => None },
+        "waiting_for_fire": j.waiting_for_fire.as_ref().map(ts),
         "start_time": j.start_time.as_ref().map(ts),
         "end_time": j.end_time.as_ref().map(ts),
         "spread_ms": duration_ms(&j.spread),

@@ -17,9 +17,11 @@ use crate::error::{Error, Result};
 #[serde(default, deny_unknown_fields)]
 pub struct FileJob {
     pub id: String,
-    /// The schedule: one of `cron`, `every` ("70m"), `at` (one time or a list).
+    /// The schedule: one of `cron`, `every` ("70m"), `at` (one time or a list), `after_previous`
+    /// ("5m": a delay from the end of the previous fire).
     pub cron: String,
     pub every: Option<String>,
+    pub after_previous: Option<String>,
     /// With `every`: the grid's first instant (RFC 3339, or a local time in `time_zone`).
     pub anchor: Option<String>,
     pub at: Option<Instants>,
@@ -139,6 +141,12 @@ impl FileJob {
             },
             anchor_ms: optional("anchor", &self.anchor)?,
             at_ms: at,
+            after_previous_ms: match duration_ms("after_previous", self.after_previous.as_deref(), None)? {
+                0 if self.after_previous.is_some() => {
+                    return Err(Error::invalid("after_previous", "must be longer than 0"))
+                }
+                ms => ms,
+            },
             start_ms: optional("start_time", &self.start_time)?,
             end_ms: optional("end_time", &self.end_time)?,
             spread_ms: duration_ms("spread", self.spread.as_deref(), None)?,

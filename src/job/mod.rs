@@ -293,7 +293,8 @@ pub enum Recovery {
 #[serde(default)]
 pub struct JobSpec {
     pub id: String,
-    /// The schedule is exactly one of `cron`, `every_ms`, `at_ms` (`schedule::Schedule`).
+    /// The schedule is exactly one of `cron`, `every_ms`, `at_ms`, `after_previous_ms`
+    /// (`schedule::Schedule`).
     #[serde(skip_serializing_if = "is_default")]
     pub cron: String,
     /// A fixed interval (0: none), on a grid from `anchor_ms` (None: the Unix epoch).
@@ -304,6 +305,9 @@ pub struct JobSpec {
     /// One-shot instants (UTC epoch ms).
     #[serde(skip_serializing_if = "is_default")]
     pub at_ms: Vec<i64>,
+    /// A fixed delay (0: none): each fire starts this long after the previous one ended.
+    #[serde(skip_serializing_if = "is_default")]
+    pub after_previous_ms: u64,
     /// No instant before this one, none after `end_ms`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_ms: Option<i64>,
@@ -449,6 +453,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         every_ms,
         anchor_ms,
         at_ms,
+        after_previous_ms,
         start_ms,
         end_ms,
         spread_ms,
@@ -484,6 +489,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("every", *every_ms == b.every_ms),
         ("anchor", *anchor_ms == b.anchor_ms),
         ("at", *at_ms == b.at_ms),
+        ("after_previous", *after_previous_ms == b.after_previous_ms),
         ("start_time", *start_ms == b.start_ms),
         ("end_time", *end_ms == b.end_ms),
         ("spread", *spread_ms == b.spread_ms),
@@ -585,6 +591,11 @@ impl Job {
         }
         validate_shards(&spec)?;
         validate_catch_up(&spec)?;
+        if spec.after_previous_ms > 0 && spec.shards.is_sharded() {
+            // A sharded fire ends when its last shard does, on several nodes: a chain of them is
+            // not built.
+            return Err(Error::invalid("after_previous", "not with shards (a fire's shards end apart)"));
+        }
         if spec.pause_after_failures > 0 && spec.shards.is_sharded() {
             // Each shard's outcome is its own: counting them as fires would pause a job after one
             // bad fire, or never while the other shards succeed.

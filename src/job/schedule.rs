@@ -8,6 +8,11 @@
 //!   UTC). An interval is absolute time: across a daylight-saving change the local time of its
 //!   fires moves by the change (`every 24h` at 09:00 fires at 10:00 local after spring forward).
 //! - `at`: one instant or a short list (a one-shot job; `after` on PutJob is `at` now + after).
+//! - `after_previous`: a fixed delay counted from the end of the previous fire (PowerJob's fixed
+//!   delay). It has no grid: the first fire is at the next whole second after the put (or at
+//!   `start`), and each later one is set when the one before has ended, to its end plus the delay
+//!   (the store's chain: `Store::chain_next`). So its fires never overlap, whatever their length;
+//!   a retried fire ends after its last attempt.
 //! - bounds: no instant before `start`, none after `end`, for every kind.
 //! - spread: a stable per-job offset in `[0, spread)`, derived from the job id (FNV-1a), whole
 //!   seconds, added to every instant, so a thousand `@daily` jobs do not all fire at midnight.
@@ -43,6 +48,10 @@ pub enum Kind {
     },
     /// Sorted, no repeats.
     At(Vec<i64>),
+    /// Each fire this long after the previous one ended; the first at the next whole second.
+    AfterPrevious {
+        delay_ms: i64,
+    },
 }
 
 /// A validated schedule: kind, zone, bounds and the job's spread offset.
@@ -73,12 +82,13 @@ impl Schedule {
             (!spec.cron.trim().is_empty()).then_some("cron"),
             (spec.every_ms != 0).then_some("every"),
             (!spec.at_ms.is_empty()).then_some("at"),
+            (spec.after_previous_ms != 0).then_some("after_previous"),
         ]
         .into_iter()
         .flatten()
         .collect();
         let kind = match given.as_slice() {
-            [] => return Err(Error::invalid("cron", "a job needs a schedule: cron, every or at")),
+            [] => return Err(Error::invalid("cron", "a job needs a schedule: cron, every, at or after_previous")),
             [a, b, ..] => {
                 return Err(Error::invalid(*b, format!("a job has one schedule: give {a} or {b}, not both")));
             }
@@ -93,6 +103,21 @@ impl Schedule {
                 let anchor_ms = spec.anchor_ms.unwrap_or(0);
                 check_instant("anchor", anchor_ms)?;
                 Kind::Every { every_ms: spec.every_ms as i64, anchor_ms }
+            }
+            ["after_previous"] => {
+                if !(MIN_EVERY_MS..=MAX_EVERY_MS).contains(&spec.after_previous_ms) {
+                    return Err(Error::invalid(
+                        "after_previous",
+                        format!("{} is not between 1s and 366 days", length_text(spec.after_previous_ms)),
+                    ));
+                }
+                if spec.spread_ms != 0 {
+                    return Err(Error::invalid(
+                        "spread",
+                        "not with after_previous (its fires follow the previous end, not a clock)",
+                    ));
+                }
+                Kind::AfterPrevious { delay_ms: spec.after_previous_ms as i64 }
             }
             // "at", the one left.
             [_] => {
@@ -154,6 +179,17 @@ impl Schedule {
                 anchor_ms.checked_add(k.checked_mul(*every_ms)?)
             }
             Kind::At(at) => at.iter().copied().find(|t| *t > after),
+            // The first fire of a chain (a put, a resume): the next whole second.
+            Kind::AfterPrevious { .. } => after.div_euclid(1000).checked_add(1)?.checked_mul(1000),
+        }
+    }
+
+    /// An `after_previous` schedule's delay: its fires after the first are set by the store's
+    /// chain, not by `next_after_ms`.
+    pub fn after_previous_ms(&self) -> Option<i64> {
+        match self.kind {
+            Kind::AfterPrevious { delay_ms } => Some(delay_ms),
+            _ => None,
         }
     }
 
@@ -190,6 +226,7 @@ impl Schedule {
             (Kind::Cron(_), None) => Error::invalid("cron", format!("'{}' never fires after now", spec.cron)),
             // An interval always has a next instant, short of the year 2200.
             (Kind::Every { .. }, _) => Error::invalid("every", "its grid has no instant before 2200"),
+            (Kind::AfterPrevious { .. }, _) => Error::invalid("after_previous", "no instant before 2200"),
         })
     }
 
@@ -221,6 +258,12 @@ impl Schedule {
                     duration_text(self.offset_ms),
                     self.local(base).format("%Y-%m-%d %H:%M:%S")
                 ));
+            }
+            if let Kind::AfterPrevious { delay_ms } = self.kind {
+                // The fires after it depend on how long each runs: the preview ends here.
+                notes.push(format!("then each fire starts {} after the previous one ends", duration_text(delay_ms)));
+                out.push(Upcoming { at_ms: t, notes });
+                break;
             }
             if self.next_after_ms(t).is_none() {
                 notes.push(match (&self.kind, self.end_ms) {
@@ -265,6 +308,13 @@ impl Schedule {
             _ => None,
         }
     }
+}
+
+/// An `after_previous` job's next fire once its fire at `sched_ms` ended at `end_ms`: the end plus
+/// the delay (never at or before `sched_ms`); None past its end_time. chain.lua computes the same.
+pub fn chain_next_ms(spec: &JobSpec, sched_ms: i64, end_ms: i64) -> Option<i64> {
+    let t = end_ms.saturating_add(spec.after_previous_ms as i64).max(sched_ms.saturating_add(1));
+    (t <= spec.end_ms.unwrap_or(END_OF_TIME_MS).min(END_OF_TIME_MS)).then_some(t)
 }
 
 /// A job's spread offset: FNV-1a of its id, in whole seconds below `spread_ms` (0 without one).
@@ -360,6 +410,38 @@ mod tests {
 
     fn instants(s: &Schedule, after: i64, n: usize) -> Vec<String> {
         s.preview(after, n).into_iter().map(|u| rfc3339(u.at_ms)).collect()
+    }
+
+    /// `after_previous`: the first fire at the next whole second (or start_time); the preview shows
+    /// that one only, saying what follows; each next is the end plus the delay, never at or before
+    /// the fire it follows, none past end_time.
+    #[test]
+    fn after_previous_starts_at_the_next_second_and_follows_each_end() {
+        let s = Schedule::of(&spec(|s| s.after_previous_ms = 300_000)).unwrap();
+        assert_eq!(s.next_after_ms(ms("2026-03-01T09:15:00.400Z")), Some(ms("2026-03-01T09:15:01Z")));
+        assert_eq!(s.next_after_ms(ms("2026-03-01T09:15:00Z")), Some(ms("2026-03-01T09:15:01Z")));
+        let p = s.preview(ms("2026-03-01T09:15:00.400Z"), 10);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].notes, ["then each fire starts 5m after the previous one ends"]);
+        let later = Schedule::of(&spec(|s| {
+            s.after_previous_ms = 300_000;
+            s.start_ms = Some(ms("2026-04-01T00:00:00Z"));
+        }))
+        .unwrap();
+        assert_eq!(later.next_after_ms(ms("2026-03-01T09:15:00Z")), Some(ms("2026-04-01T00:00:00Z")));
+        let sp = spec(|s| {
+            s.after_previous_ms = 300_000;
+            s.end_ms = Some(ms("2026-03-01T10:00:00Z"));
+        });
+        let t = ms("2026-03-01T09:00:00Z");
+        assert_eq!(chain_next_ms(&sp, t, t + 60_000), Some(t + 360_000));
+        assert_eq!(chain_next_ms(&sp, t, t - 1_000_000), Some(t + 1), "never at or before its fire");
+        assert_eq!(chain_next_ms(&sp, t, ms("2026-03-01T09:56:00Z")), None, "past end_time");
+        let spread = spec(|s| {
+            s.after_previous_ms = 300_000;
+            s.spread_ms = 60_000;
+        });
+        assert!(Schedule::of(&spread).is_err());
     }
 
     #[test]
@@ -483,7 +565,7 @@ mod tests {
     #[test]
     fn bad_schedules_are_refused_naming_the_field() {
         let cases: Vec<(JobSpec, &str)> = vec![
-            (spec(|_| {}), "cron: a job needs a schedule: cron, every or at"),
+            (spec(|_| {}), "cron: a job needs a schedule: cron, every, at or after_previous"),
             (
                 spec(|s| {
                     s.cron = "@daily".into();

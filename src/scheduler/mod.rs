@@ -31,8 +31,8 @@ use crate::job::file::{plan_apply, Apply};
 use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire, Shards};
 use crate::recovery::Recovery;
 use crate::store::{
-    now_ms, Claim, ClaimOutcome, FireOwn, JobRecord, JobWrite, PauseNote, Store, TriggerOutcome, WatermarkWrite,
-    Writer, FIRE_AHEAD_MS,
+    now_ms, Chained, Claim, ClaimOutcome, FireOwn, JobRecord, JobWrite, PauseNote, Store, TriggerOutcome,
+    WatermarkWrite, Writer, FIRE_AHEAD_MS,
 };
 use crate::worker::Worker;
 
@@ -256,6 +256,11 @@ impl Scheduler {
                     tracing::warn!(error = %e, "master sweep failed");
                 }
                 self.resume_paused_until(now).await;
+                // after_previous fires whose ender died, or lost its chain step's reply.
+                match self.store.chained(BATCH).await {
+                    Ok(waits) => self.chain_next(&waits, "the master's sweep").await,
+                    Err(e) => tracing::warn!(error = %e, "cannot read the after_previous jobs waiting"),
+                }
             }
             let wait = match self.step(now_ms(), &master).await {
                 Ok(true) => {
@@ -412,8 +417,15 @@ impl Scheduler {
         let outcomes = self.store.claim(&master.lease, &claims).await?;
         let mut progress = false;
         let mut outbox = Outbox::new();
+        // after_previous fires that ended at their claim: their next is set at once, not at a sweep.
+        let mut ended = Vec::new();
         for (((claim, job), decision), outcome) in claims.into_iter().zip(jobs).zip(decisions).zip(outcomes) {
             let fire = &claim.exec.fire_id;
+            if claim.chain
+                && matches!(outcome, ClaimOutcome::Misfired | ClaimOutcome::Skipped | ClaimOutcome::Duplicate(_))
+            {
+                ended.push((claim.job_id.clone(), claim.sched_ms));
+            }
             match outcome {
                 ClaimOutcome::Claimed => {
                     progress = true;
@@ -473,7 +485,28 @@ impl Scheduler {
             }
         }
         self.router.send(outbox, master);
+        self.chain_next(&ended, "ended at its claim").await;
         Ok(progress)
+    }
+
+    /// Sets the next fire of `after_previous` jobs whose fire (job, instant) has ended, logging
+    /// each (`by` says who noticed). A failure is logged only: the master's sweep tries again.
+    async fn chain_next(&self, ended: &[(String, i64)], by: &str) {
+        if ended.is_empty() {
+            return;
+        }
+        match self.store.chain_next(ended, now_ms()).await {
+            Ok(outcomes) => {
+                for ((job, sched), o) in ended.iter().zip(outcomes) {
+                    if let Chained::Next(next) = o {
+                        tracing::info!(job = %job, fire = %scheduled_fire_id(job, *sched), by,
+                            next_fire = %crate::job::next_fire_text(next), "after_previous: next fire set");
+                        self.wake();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, by, "after_previous: cannot set the next fires"),
+        }
     }
 
     /// Fires `job_id` now as a manual fire of its own (never colliding with a scheduled fire).
@@ -751,6 +784,7 @@ fn cap_fires(claims: Vec<Claim>, max_fires: u32, fired: u64) -> Vec<Claim> {
             }
             if counted == left {
                 c.next_ms = None;
+                c.chain = false;
             }
         }
         out.push(c);
@@ -781,6 +815,7 @@ fn plan_instants(
             here: false,
             start: false,
             priority: job.spec.priority,
+            chain: false,
         }
     };
     let fire = |at: i64, next: Option<i64>| -> Vec<Claim> {
@@ -807,6 +842,21 @@ fn plan_instants(
         c
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| misfire_why(from, to_incl, next, "");
+    if job.schedule.after_previous_ms().is_some() {
+        // after_previous: one instant at a time, none after it until it ends (its end sets the
+        // next: `Store::chain_next`). Late past the threshold, it runs all the same, but under
+        // `skip`, where it is recorded missed and the chain goes on from now.
+        let late = now - sched > misfire_threshold_ms;
+        let mut claims = if late && job.spec.misfire == Misfire::Skip {
+            vec![misfire(sched, sched, None)]
+        } else {
+            fire(sched, None)
+        };
+        for c in &mut claims {
+            c.chain = true;
+        }
+        return claims;
+    }
     if now - sched <= misfire_threshold_ms {
         return fire(sched, job.next_after_ms(sched));
     }
@@ -893,6 +943,7 @@ fn broken_job_claim(rec: &JobRecord, e: &Error, node_id: &str) -> Option<Claim> 
         here: false,
         start: false,
         priority: crate::job::Priority::Normal,
+        chain: false,
     })
 }
 
@@ -926,6 +977,40 @@ mod tests {
         let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(10, 0, 0) + 3, 60_000, "n1", 7, None);
         assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), Some(ms(10, 0, 10)))]);
         assert_eq!(p[0].exec.fire_id, format!("j@{}", ms(10, 0, 0)));
+    }
+
+    /// `after_previous`: one fire, its next left to the chain (its end); late past the threshold
+    /// it runs all the same, or under `skip` is recorded missed; the fire that makes max_fires
+    /// ends the chain.
+    #[test]
+    fn after_previous_claims_one_fire_and_leaves_its_next_to_its_end() {
+        let chained = |misfire: Misfire, max_fires: u32| {
+            Job::new(JobSpec {
+                id: "j".into(),
+                after_previous_ms: 5_000,
+                handler: "noop".into(),
+                misfire,
+                max_fires,
+                ..Default::default()
+            })
+            .expect("valid")
+        };
+        let j = chained(Misfire::FireOnceNow, 0);
+        for now in [ms(10, 0, 0), ms(11, 0, 0)] {
+            let p = plan(&j, &rec(&j, ms(10, 0, 0)), now, 60_000, "n1", 7, None);
+            assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), None)]);
+            assert!(p[0].chain);
+        }
+        let j = chained(Misfire::Skip, 0);
+        let p = plan(&j, &rec(&j, ms(10, 0, 0)), ms(11, 0, 0), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![(ExecState::Misfired, ms(10, 0, 0), None)]);
+        assert!(p[0].chain, "the chain goes on from the misfire's record");
+        let j = chained(Misfire::FireOnceNow, 3);
+        let mut r = rec(&j, ms(10, 0, 0));
+        r.fired = 2;
+        let p = plan(&j, &r, ms(10, 0, 0), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), None)]);
+        assert!(!p[0].chain, "the last fire ends the chain");
     }
 
     #[test]

@@ -40,6 +40,15 @@ pub enum FireState {
 }
 
 impl FireState {
+    /// Whether the fire has not ended: not yet started, or running (a failed attempt waiting for
+    /// its retry is `dispatching` or `queued` again).
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            FireState::Dispatching | FireState::Accepted | FireState::Queued | FireState::Held | FireState::Running
+        )
+    }
+
     /// The string the stores keep (the fire hash's `state` field in Redis).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -55,6 +55,11 @@ impl Keys {
     pub fn due(&self) -> String {
         format!("{}:due", self.tag)
     }
+    /// Sorted set job id -> the instant of the fire whose end sets its next fire (`after_previous`
+    /// jobs waiting: the job hash's `chain`).
+    pub fn chain(&self) -> String {
+        format!("{}:chain", self.tag)
+    }
     /// String, present while a fire id is remembered (retention).
     pub fn fire(&self, fire_id: &str) -> String {
         format!("{}:fire:{fire_id}", self.tag)

@@ -8,14 +8,15 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    now_ms, Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue, ExecFilter,
-    ExecStore, Fence, Finish, FireOwn, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire,
-    MasterOnly, NodeFires, NodeRecord, PauseNote, Reap, ReapBy, ReapRequest, Register, Replacing, Slots, Start,
-    StartedFire, StopRequest, Store, Taken, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
+    now_ms, Accept, Beat, Cancel, Chained, Claim, ClaimOutcome, Closing, ClusterStore, DeadAttempt, Due, Enqueue,
+    ExecFilter, ExecStore, Fence, Finish, FireOwn, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep,
+    LeaseAcquire, MasterOnly, NodeFires, NodeRecord, PauseNote, Reap, ReapBy, ReapRequest, Register, Replacing, Slots,
+    Start, StartedFire, StopRequest, Store, Taken, TriggerOutcome, WatermarkWrite, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
 use crate::job::limit::Limit;
+use crate::job::schedule::chain_next_ms;
 use crate::job::{Concurrency, JobSpec, Priority};
 
 /// Most execution records kept in memory (about 1 KiB each), so a busy single node cannot grow
@@ -596,7 +597,10 @@ impl JobStore for MemoryStore {
         let paused = w.paused.unwrap_or_else(|| old.as_ref().is_some_and(|o| o.spec.paused));
         let fired = old.as_ref().map_or(0, |o| o.fired);
         let spent = w.spec.max_fires > 0 && fired >= u64::from(w.spec.max_fires);
-        let next_ms = if paused || spent { None } else { w.next_ms };
+        // after_previous: a job waiting for its fire's end keeps waiting (that end sets its next
+        // fire); a put that makes it another kind ends the wait (put_job.lua's `chain`).
+        let chain_ms = old.as_ref().and_then(|o| o.chain_ms).filter(|_| w.spec.after_previous_ms > 0);
+        let next_ms = if paused || spent || chain_ms.is_some() { None } else { w.next_ms };
         if let (Some(n), Some(l)) = (next_ms, last_ms) {
             if n <= l {
                 return Ok(WatermarkWrite::Behind { last_ms: l });
@@ -615,6 +619,7 @@ impl JobStore for MemoryStore {
             // own, without a note or an until.
             pause: if paused && w.paused.is_none() { old.as_ref().and_then(|o| o.pause.clone()) } else { None },
             fail_streak: if paused { old.as_ref().map_or(0, |o| o.fail_streak) } else { 0 },
+            chain_ms,
         };
         st.set_due(id, old.as_ref().and_then(|r| r.next_ms), next_ms);
         st.jobs.insert(id.clone(), rec.clone());
@@ -658,7 +663,7 @@ impl JobStore for MemoryStore {
         let mut st = self.lock()?;
         let Some(old) = st.jobs.get(id).cloned() else { return Ok(None) };
         let spent = old.spec.max_fires > 0 && old.fired >= u64::from(old.spec.max_fires);
-        let next_ms = if paused || spent { None } else { next_ms };
+        let next_ms = if paused || spent || old.chain_ms.is_some() { None } else { next_ms };
         if let (Some(n), Some(l)) = (next_ms, old.last_ms) {
             if n <= l {
                 return Ok(Some(WatermarkWrite::Behind { last_ms: l }));
@@ -692,6 +697,42 @@ impl JobStore for MemoryStore {
         let st = self.lock()?;
         let due = |r: &&JobRecord| r.spec.paused && r.pause.as_ref().and_then(|p| p.until_ms).is_some_and(|u| u <= now);
         Ok(st.jobs.values().filter(due).take(limit).map(|r| r.spec.id.clone()).collect())
+    }
+
+    async fn chained(&self, limit: usize) -> Result<Vec<(String, i64)>> {
+        let st = self.lock()?;
+        let mut waits: Vec<(String, i64)> =
+            st.jobs.values().filter_map(|r| r.chain_ms.map(|t| (r.spec.id.clone(), t))).collect();
+        waits.sort_by_key(|(id, t)| (*t, id.clone()));
+        waits.truncate(limit);
+        Ok(waits)
+    }
+
+    async fn chain_next(&self, waits: &[(String, i64)], now: i64) -> Result<Vec<Chained>> {
+        let mut st = self.lock()?;
+        let mut out = Vec::with_capacity(waits.len());
+        for (job, sched) in waits {
+            let Some(rec) = st.jobs.get(job).cloned().filter(|r| r.chain_ms == Some(*sched)) else {
+                out.push(Chained::Stale);
+                continue;
+            };
+            let fire = st.fires.get(&crate::execution::scheduled_fire_id(job, *sched)).filter(|f| f.expiry > now);
+            if fire.is_some_and(|f| f.state.is_open()) {
+                out.push(Chained::Open);
+                continue;
+            }
+            // The end the fire's record says (chain.lua reads the hash's `ended`); now, when the
+            // fire's hash is gone or holds none (a reap's `lost`, decided about now).
+            let end = fire.and_then(|f| st.execs.get(&f.exec)).and_then(|(e, _)| e.end_ms).unwrap_or(now);
+            let next = chain_next_ms(&rec.spec, *sched, end).filter(|_| !rec.spec.paused);
+            let mut new = rec.clone();
+            new.chain_ms = None;
+            new.next_ms = next;
+            st.set_due(job, rec.next_ms, next);
+            st.jobs.insert(job.clone(), new);
+            out.push(Chained::Next(next));
+        }
+        Ok(out)
     }
 
     async fn due_jobs(&self, now: i64, limit: usize) -> Result<Due> {
@@ -759,6 +800,9 @@ impl FireStore for MemoryStore {
                 }
                 new.last_ms = Some(c.sched_ms);
                 new.next_ms = c.next_ms;
+                if c.chain {
+                    new.chain_ms = Some(c.sched_ms);
+                }
                 st.set_due(&c.job_id, rec.next_ms, c.next_ms);
                 st.jobs.insert(c.job_id.clone(), new);
                 // A fire recorded before (or, a shard, fanned out before; a whole fire whose instant

@@ -60,6 +60,9 @@ pub struct JobRecord {
     pub pause: Option<PauseNote>,
     /// Scheduled fires that failed in a row, the newest last (`pause_after_failures`).
     pub fail_streak: u64,
+    /// An `after_previous` job's fire whose end sets its next one (its instant): claimed, not yet
+    /// ended, or ended and not yet seen by `chain_next`. The job has no watermark meanwhile.
+    pub chain_ms: Option<i64>,
 }
 
 /// A pause as PauseJob records it: who (the token's name; empty without tokens), why, when, and
@@ -89,13 +92,14 @@ impl JobRecord {
             fired: 0,
             pause: None,
             fail_streak: 0,
+            chain_ms: None,
         }
     }
 
     /// Whether the schedule has no instant left (a one-shot that fired, an end passed): not
-    /// paused, and no watermark.
+    /// paused, no watermark, and not waiting for a fire's end (`after_previous`).
     pub fn completed(&self) -> bool {
-        !self.spec.paused && self.next_ms.is_none()
+        !self.spec.paused && self.next_ms.is_none() && self.chain_ms.is_none()
     }
 
     /// The definition fields (and the pause state, when the file declares one) in which this job
@@ -203,6 +207,21 @@ pub struct Claim {
     pub start: bool,
     /// The job's priority: the queue list the fire waits in should it be queued (section 3.22).
     pub priority: Priority,
+    /// An `after_previous` fire: `next_ms` is None and the job waits for this fire's end, which
+    /// sets its next one (`JobStore::chain_next`); the claim puts it in the chain index.
+    pub chain: bool,
+}
+
+/// What `JobStore::chain_next` did for one `after_previous` job waiting on a fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chained {
+    /// The fire has ended: the job's next fire is at this instant (its end plus the delay); None
+    /// when there is none (past the job's end_time, or the job is paused: a resume starts anew).
+    Next(Option<i64>),
+    /// The fire has not ended yet (running, waiting for a retry, held, queued).
+    Open,
+    /// The job waits on no such fire (put again as another kind, deleted, or moved on already).
+    Stale,
 }
 
 impl Claim {
@@ -854,6 +873,15 @@ pub trait JobStore: Send + Sync {
     /// streak of failed fires, a succeeded one clears it (so does a put or a resume that leaves the
     /// job unpaused). The streak after it; None when the job is gone.
     async fn fire_outcome(&self, job_id: &str, failed: bool) -> Result<Option<u64>>;
+    /// `after_previous` jobs waiting for a fire's end (the chain index): (job id, that fire's
+    /// instant), oldest first, at most `limit`. The master's sweep calls `chain_next` on them, for
+    /// a fire whose ender did not (it died, or lost the reply).
+    async fn chained(&self, limit: usize) -> Result<Vec<(String, i64)>>;
+    /// For each (job id, fire instant) of a job waiting on that fire: once the fire has ended, the
+    /// job's next fire is its end (the record's; `now_ms` for a fire whose hash is gone) plus the
+    /// job's delay, unless past its end_time or paused, in one step that checks the job still
+    /// waits on that very fire. One outcome each, in order.
+    async fn chain_next(&self, waits: &[(String, i64)], now_ms: i64) -> Result<Vec<Chained>>;
     /// Unpaused jobs whose watermark is at or before `now_ms`, oldest first.
     async fn due_jobs(&self, now_ms: i64, limit: usize) -> Result<Due>;
     /// The earliest watermark of any unpaused job.

@@ -1387,12 +1387,40 @@ impl Worker {
         }
     }
 
+    /// What a scheduled fire's final record sets going (`spec`: the job's definition, read when
+    /// needed and not given): an `after_previous` job's next fire, and its failed fires in a row.
+    pub async fn note_outcome(&self, spec: Option<&JobSpec>, exec: &Execution) {
+        self.chain_next(spec, exec).await;
+        self.count_failures(spec, exec).await;
+    }
+
+    /// An `after_previous` job's next fire, set from the end just recorded (`Store::chain_next`).
+    /// A failure is logged only: the master's sweep sets it (at most a sweep later).
+    async fn chain_next(&self, spec: Option<&JobSpec>, exec: &Execution) {
+        let Some(sched) = crate::execution::fire_due_ms(&exec.fire_id).filter(|_| !exec.manual) else { return };
+        // Without the definition (a record rebuilt by recovery), the store tells: one call, rare.
+        if spec.is_some_and(|s| s.after_previous_ms == 0) {
+            return;
+        }
+        let wait = [(exec.job_id.clone(), sched)];
+        match self.store.chain_next(&wait, now_ms()).await {
+            Ok(o) => {
+                if let Some(crate::store::Chained::Next(next)) = o.first() {
+                    tracing::info!(job = %exec.job_id, fire = %exec.fire_id, next_fire = %crate::job::next_fire_text(*next),
+                        "after_previous: next fire set");
+                }
+            }
+            Err(e) => tracing::warn!(job = %exec.job_id, fire = %exec.fire_id, error = %e,
+                "after_previous: cannot set the next fire (the master's sweep will)"),
+        }
+    }
+
     /// A scheduled fire's final outcome, for its job's `pause_after_failures` (`spec`: the job's
     /// definition, read when not given): a failed one (failed, timed out, lost) raises the job's
     /// streak, a succeeded one clears it; at the limit the job is paused, with a note saying why
     /// and a `job_paused` alert. Manual fires, and outcomes that are neither (skipped, misfired,
     /// cancelled), change nothing. Jobs without the setting cost nothing here.
-    pub async fn note_outcome(&self, spec: Option<&JobSpec>, exec: &Execution) {
+    async fn count_failures(&self, spec: Option<&JobSpec>, exec: &Execution) {
         let failed = match exec.state {
             ExecState::Failed | ExecState::TimedOut | ExecState::Lost => true,
             ExecState::Succeeded => false,

@@ -66,6 +66,9 @@ pub struct JobInfo {
     /// Its sharding: each instant is one fire per shard (`<job>@<ms>/<i>of<n>`), each judged as a
     /// fire of its own; for `PerNode`, the total its records and runs name (they must agree).
     pub shards: rota::job::Shards,
+    /// An `after_previous` job's delay: it has no grid (`period_ms` and `phase_ms` are unused);
+    /// its instants are those rota made, each judged as a fire, and the chain by `check_chain`.
+    pub after_previous_ms: Option<i64>,
 }
 
 /// One handler run from the side log.
@@ -180,6 +183,13 @@ pub struct Report {
     pub duplicated: usize,
     pub stale_epoch: usize,
     pub overlapping: usize,
+    /// `after_previous` fires that began sooner than the delay after the fire before them ended.
+    pub chain_early: usize,
+    /// Chains that stalled: a fire that came (or none that came) later than the delay plus the
+    /// late bound after the end of the one before, with no fault between to explain it.
+    pub chain_stalled: usize,
+    /// The longest any chain waited past its delay (ms), faults included.
+    pub max_chain_wait_ms: i64,
     /// Moments when more runs of a limit's jobs were under way than the limit lets run.
     pub over_limit: usize,
     /// The most runs of the limit's jobs under way at once (by the side log).
@@ -230,10 +240,13 @@ pub fn check(h: &History) -> Report {
     let run_by_exec: HashMap<&str, &Run> = h.runs.iter().map(|x| (x.exec.as_str(), x)).collect();
 
     for job in &h.jobs {
+        if let Some(delay) = job.after_previous_ms {
+            check_chain(h, &mut r, job, delay, &runs_by_fire, &recs_by_fire, &rec_by_exec, &run_by_exec);
+        }
         let period = job.period_ms;
         let first = job.phase_ms + (h.window.0 - job.phase_ms + period - 1).div_euclid(period) * period;
         let mut sched = first;
-        while sched < h.window.1 {
+        while job.after_previous_ms.is_none() && sched < h.window.1 {
             let whole = format!("{}@{sched}", job.id);
             let shard = |i: u32, n: u32| format!("{whole}/{i}of{n}");
             let seen = totals.get(&(job.id.as_str(), sched));
@@ -330,6 +343,86 @@ pub fn check(h: &History) -> Report {
     check_manual(h, &mut r, &rec_by_exec, &run_by_exec);
     r.failover_ms = failovers(h);
     r
+}
+
+/// An `after_previous` job: its instants are the ones rota made (its records and the side log
+/// name them; a chain has no grid), each in the window judged as a fire (`check_fire`: run once,
+/// or lost only by policy). Then, in order, each fire must begin no sooner than the delay after the
+/// fire before it ended (by its final record, a superseded late result aside: the end rota chains
+/// from), and no later than the delay plus the late bound, unless a fault came between; the last
+/// ended fire of the window must have a successor by then, the same way.
+#[allow(clippy::too_many_arguments)]
+fn check_chain(
+    h: &History,
+    r: &mut Report,
+    job: &JobInfo,
+    delay: i64,
+    runs_by_fire: &HashMap<String, Vec<&Run>>,
+    recs_by_fire: &HashMap<String, Vec<&Record>>,
+    rec_by_exec: &HashMap<&str, &Record>,
+    run_by_exec: &HashMap<&str, &Run>,
+) {
+    let fire = |t: i64| format!("{}@{t}", job.id);
+    let mut instants: Vec<i64> = h
+        .records
+        .iter()
+        .filter(|x| x.job == job.id && !x.manual)
+        .map(|x| x.sched_ms)
+        .chain(h.runs.iter().filter(|x| x.job == job.id && !is_manual(&x.exec)).map(|x| x.sched_ms))
+        .collect();
+    instants.sort_unstable();
+    instants.dedup();
+    for &t in instants.iter().filter(|t| in_window(h, **t)) {
+        r.fires_expected += 1;
+        check_fire(h, r, job, &fire(t), runs_by_fire, recs_by_fire, rec_by_exec, run_by_exec);
+    }
+    let ended = |t: i64| {
+        recs_by_fire
+            .get(&fire(t))
+            .into_iter()
+            .flatten()
+            .filter(|x| is_terminal(&x.state) && x.state != "superseded")
+            .filter_map(|x| x.end_ms)
+            .max()
+    };
+    let fault_between = |from: i64, to: i64| {
+        h.faults.iter().any(|f| {
+            f.kind != "restart_postgres"
+                && f.at_ms <= to + SLACK_MS
+                && f.until_ms.max(f.dead_ms.unwrap_or(0)) + SLACK_MS >= from
+        })
+    };
+    for (i, &a) in instants.iter().enumerate().filter(|(_, t)| in_window(h, **t)) {
+        let Some(end) = ended(a) else { continue };
+        let due = end + delay;
+        let next = instants.get(i + 1).copied();
+        if let Some(b) = next {
+            r.max_chain_wait_ms = r.max_chain_wait_ms.max(b - due);
+            if b + SLACK_MS < due {
+                r.chain_early += 1;
+                r.violations.push(format!(
+                    "{}@{b}: began {} ms after {}@{a} ended, sooner than its delay of {delay} ms",
+                    job.id,
+                    b - end,
+                    job.id
+                ));
+                continue;
+            }
+        }
+        let came = next.unwrap_or(h.window.1);
+        if came > due + h.late_bound_ms && !fault_between(end, came) {
+            r.chain_stalled += 1;
+            r.violations.push(match next {
+                Some(b) => format!(
+                    "{}@{b}: came {} ms after {}@{a} ended (delay {delay} ms), with no fault between",
+                    job.id,
+                    b - end,
+                    job.id
+                ),
+                None => format!("{}: the chain stopped after {}@{a}, which ended at {end}", job.id, job.id),
+            });
+        }
+    }
 }
 
 /// How many of a fire's attempts were recorded lost.
@@ -908,6 +1001,7 @@ mod tests {
             limit: None,
             priority: rota::job::Priority::Normal,
             shards: rota::job::Shards::One,
+            after_previous_ms: None,
         }
     }
 
@@ -966,6 +1060,56 @@ mod tests {
             triggers: Vec::new(),
             trigger_targets: Default::default(),
         }
+    }
+
+    /// An `after_previous` chain (runs of 300 ms, a delay of 1 s): each fire at its predecessor's
+    /// recorded end plus the delay passes; one that begins sooner is caught, as is a stall (a fire
+    /// that came 8 s late, or none at all) unless a fault came between.
+    #[test]
+    fn a_chain_follows_each_end_by_its_delay_and_never_stalls_without_a_fault() {
+        let chain = |starts: &[i64]| {
+            let mut h = clean();
+            h.jobs = vec![JobInfo { after_previous_ms: Some(1000), forbid: true, ..job("c", false, false) }];
+            h.runs = starts
+                .iter()
+                .map(|t| Run {
+                    sched_ms: *t,
+                    start_ms: *t + 5,
+                    end_ms: Some(*t + 305),
+                    ..run("c", 0, &format!("c{t}"), "n3", 99_000, 0)
+                })
+                .collect();
+            h.records = h.runs.iter().map(|r| rec(r, "succeeded")).collect();
+            h
+        };
+        // Each record ends 307 ms after its instant: the next is 1,307 ms later.
+        let good: Vec<i64> = (0..7).map(|i| 100_000 + i * 1307).collect();
+        let r = check(&chain(&good));
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.fires_expected, 7);
+        let mut early = good.clone();
+        early[3] -= 200;
+        let r = check(&chain(&early));
+        assert_eq!(r.chain_early, 1, "{:?}", r.violations);
+        let mut stalled = good.clone();
+        stalled.truncate(3);
+        stalled.push(good[2] + 1307 + 8000);
+        let r = check(&chain(&stalled));
+        assert_eq!(r.chain_stalled, 1, "{:?}", r.violations);
+        let r = check(&chain(&good[..3]));
+        assert_eq!(r.chain_stalled, 1, "the chain stopped: {:?}", r.violations);
+        let mut h = chain(&stalled);
+        h.faults.push(Fault {
+            kind: "kill_master".into(),
+            node: Some("n1".into()),
+            at_ms: good[2] + 500,
+            until_ms: good[2] + 4000,
+            dead_ms: Some(good[2] + 600),
+            was_master: true,
+            epoch_before: 99_000,
+        });
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "a fault between explains the wait: {:?}", r.violations);
     }
 
     /// A limited job's fire that waited past the misfire threshold for a slot is the limit's

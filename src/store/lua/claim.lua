@@ -13,6 +13,7 @@
 -- KEYS[1] due zset  KEYS[2] executions index (the shard's newest, across jobs)  KEYS[3] lease
 -- KEYS[4] inflight zset  KEYS[5] the caller's processing list  KEYS[6] the caller's heartbeat
 -- KEYS[7] the open executions (pending or running, across jobs)  KEYS[8] the held index (section 3.20)
+-- KEYS[9] the chain index (`after_previous` jobs waiting for a fire's end, section 3.2b)
 -- then per claim i (5 keys): job hash, fire hash, lock key, job's executions index, job's held list
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value  ARGV[4] epoch
 -- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
@@ -22,7 +23,9 @@
 -- ARGV[10] how many of the newest executions the executions index keeps (`execution_recent`)
 -- ARGV[11] the fire key prefix ('<tag>:fire:')  ARGV[12] the stop list key prefix ('<tag>:stops:')
 -- ARGV[13] how long a stop list is kept (ms)
--- then per claim i (12 args): job id, sched_ms, next_ms or '-', the overlap policy ('0' allow,
+-- then per claim i (12 args): job id, sched_ms, next_ms or '-' or 'c' (an `after_previous` fire:
+--   no watermark; the job waits for this fire's end, in the chain index and its hash's `chain`),
+--   the overlap policy ('0' allow,
 --   '1' forbid, 'b<n>' buffer n, 'r' replace: every one but '0' takes the job's lock), lock ttl ms,
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
@@ -45,7 +48,7 @@
 --   own hash is fine, the watermark's move, so the schedule goes on); or a BADKEY error when a shared
 --   key has the wrong type (nothing written at all)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'FENCED'} end
-local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset', KEYS[7], 'zset', KEYS[8], 'zset')
+local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset', KEYS[7], 'zset', KEYS[8], 'zset', KEYS[9], 'zset')
 if bad then return refuse(bad) end
 -- What a key that should not exist holds, for the log line (bounded).
 local function describe(k)
@@ -77,9 +80,9 @@ local moved = {}
 -- Per job, the instant of a sharded fire found fanned out before, and what said so: its every shard
 -- is a DUP (the shards' own keys cannot tell, as `all` may count another total at each claim).
 local fanned, fanned_by = {}, {}
-local n = (#KEYS - 8) / 5
+local n = (#KEYS - 9) / 5
 for i = 0, n - 1 do
-  local kj, kf, kl, kje, kh = KEYS[9+5*i], KEYS[10+5*i], KEYS[11+5*i], KEYS[12+5*i], KEYS[13+5*i]
+  local kj, kf, kl, kje, kh = KEYS[10+5*i], KEYS[11+5*i], KEYS[12+5*i], KEYS[13+5*i], KEYS[14+5*i]
   local a = 14 + 12*i
   local job, sched, nxt, shard = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+11]
   local mode, lock_ttl, exec_id = ARGV[a+3], ARGV[a+4], ARGV[a+5]
@@ -111,7 +114,13 @@ for i = 0, n - 1 do
     -- job's max_fires, counted in the same step as the watermark's move.
     if final == '0' and wm == sched then redis.call('HINCRBY', kj, 'fired', 1) end
     -- advance the watermark in the same atomic step as the claim
-    if nxt == '-' then
+    if nxt == 'c' then
+      -- after_previous: this fire's end sets the next one (chain.lua).
+      redis.call('HSET', kj, 'last_ms', sched, 'chain', sched)
+      redis.call('HDEL', kj, 'next_ms')
+      redis.call('ZADD', KEYS[9], sched, job)
+      nxt = '-'
+    elseif nxt == '-' then
       redis.call('HSET', kj, 'last_ms', sched)
       redis.call('HDEL', kj, 'next_ms')
     else

@@ -1,6 +1,6 @@
 -- Create or replace a job (or pause/resume it); set its watermark unless that would move it back.
 -- KEYS[1] job hash  KEYS[2] jobs index  KEYS[3] due zset  KEYS[4] resume zset (paused jobs by the
---   `until` of their pause)
+--   `until` of their pause)  KEYS[5] chain index (`after_previous` jobs waiting for a fire's end)
 -- ARGV[1] job id  ARGV[2] spec JSON  ARGV[3] paused '0'|'1', or '-' to keep the stored state (a new
 --   job: not paused)  ARGV[4] next_ms or '-' (used only when the job ends up unpaused)  ARGV[5] now ms
 -- ARGV[6] 'put' (create or replace) | 'pause' (only if it exists; keeps the spec)
@@ -13,9 +13,10 @@
 -- applying a jobs file at once. A job stored without one (written before it existed) is at 1.
 -- Returns {'BEHIND', last_ms} | {'GONE'} | {'CONFLICT'} | {'BADKEY', why} (a key of the wrong type)
 --   | {'OK', existed '0'|'1', last_ms or '', spec JSON, paused '0'|'1', rev, writer, file spec or '',
---      file paused, the watermark written ('' for none), fired, pause note or ''}
+--      file paused, the watermark written ('' for none), fired, pause note or '', fail streak,
+--      the instant of the fire it waits on (`after_previous`) or ''}
 -- Nothing is written unless the answer is OK (but GONE takes a deleted job's resume entry out).
-local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset')
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset', KEYS[5], 'zset')
 if bad then return {'BADKEY', bad} end
 local last = redis.call('HGET', KEYS[1], 'last_ms')
 local existed = redis.call('EXISTS', KEYS[1])
@@ -36,8 +37,18 @@ if paused == '1' then next_ms = '-' end
 local ok, sp = pcall(cjson.decode, (ARGV[6] == 'put' and ARGV[2]) or redis.call('HGET', KEYS[1], 'spec') or '{}')
 local max_fires = ok and type(sp) == 'table' and tonumber(sp.max_fires) or 0
 if max_fires > 0 and (tonumber(redis.call('HGET', KEYS[1], 'fired') or '0') or 0) >= max_fires then next_ms = '-' end
+-- after_previous: a job waiting for its fire's end keeps waiting, whatever the put or resume says
+-- (that end sets its next fire: chain.lua); a put that makes it another kind ends the wait.
+local unchain = false
+if redis.call('HGET', KEYS[1], 'chain') then
+  if ok and type(sp) == 'table' and (tonumber(sp.after_previous_ms) or 0) > 0 then next_ms = '-' else unchain = true end
+end
 if next_ms ~= '-' and last and tonumber(next_ms) <= tonumber(last) then
   return {'BEHIND', last}
+end
+if unchain then
+  redis.call('HDEL', KEYS[1], 'chain')
+  redis.call('ZREM', KEYS[5], ARGV[1])
 end
 if ARGV[6] == 'put' then
   rev = rev + 1
@@ -70,7 +81,8 @@ else
   redis.call('ZADD', KEYS[3], next_ms, ARGV[1])
 end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
-local f = redis.call('HMGET', KEYS[1], 'spec', 'writer', 'file_spec', 'file_paused', 'fired', 'pause')
+local f = redis.call('HMGET', KEYS[1], 'spec', 'writer', 'file_spec', 'file_paused', 'fired', 'pause', 'fail_streak',
+  'chain')
 if next_ms == '-' then next_ms = '' end
 return {'OK', tostring(existed), last or '', f[1] or '', paused, tostring(rev), f[2] or 'api', f[3] or '', f[4] or '',
-  next_ms, f[5] or '0', f[6] or ''}
+  next_ms, f[5] or '0', f[6] or '', f[7] or '0', f[8] or ''}

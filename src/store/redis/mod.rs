@@ -36,10 +36,10 @@ use self::topology::{Conn, Topology};
 pub use self::topology::{RedisAccess, ReplicaWait};
 use super::keys::Keys;
 use super::{
-    Accept, Beat, Cancel, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore, Fence,
-    Finish, FireOwn, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly, NodeFires,
-    NodeRecord, PauseNote, Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire, StopRequest,
-    Store, Taken, TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
+    Accept, Beat, Cancel, Chained, Claim, ClaimOutcome, Closing, ClusterStore, Due, Enqueue, ExecFilter, ExecStore,
+    Fence, Finish, FireOwn, FireState, FireStore, JobRecord, JobStore, JobWrite, Keep, LeaseAcquire, MasterOnly,
+    NodeFires, NodeRecord, PauseNote, Reap, ReapBy, ReapRequest, Register, SetAside, Slots, Start, StartedFire,
+    StopRequest, Store, Taken, TriggerOutcome, WatermarkWrite, Writer, WATCH_BUFFER,
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
@@ -48,6 +48,7 @@ use crate::job::{Concurrency, Declared, JobSpec, Priority};
 
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
 static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
+static CHAIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/chain.lua")));
 static STREAK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/streak.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/claim.lua")));
 static TRIGGER: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/trigger.lua")));
@@ -412,6 +413,7 @@ impl RedisStore {
             .key(self.keys.jobs())
             .key(self.keys.due())
             .key(self.keys.resume())
+            .key(self.keys.chain())
             .arg(id)
             .arg(spec_json)
             .arg(match paused {
@@ -436,10 +438,11 @@ impl RedisStore {
                 r.get(1).map(String::as_str).unwrap_or("a key has the wrong type")
             ))),
             Some("BEHIND") => Ok(Some(WatermarkWrite::Behind { last_ms: parse_ms(r.get(1), "last_ms")?.unwrap_or(0) })),
-            Some("OK") if r.len() == 12 => {
+            Some("OK") if r.len() == 14 => {
                 // spec, paused, next_ms, last_ms, updated_ms, writer, file_spec, file_paused, rev,
-                // fired, pause: the order `job_from_fields` reads. The watermark is the one written (none
-                // for a paused job, or one that made its max_fires).
+                // fired, pause, fail_streak, chain: the order `job_from_fields` reads. The watermark
+                // is the one written (none for a paused job, one that made its max_fires, or one
+                // waiting for its fire's end).
                 let fields = [
                     r[3].clone(),
                     r[4].clone(),
@@ -452,6 +455,8 @@ impl RedisStore {
                     r[5].clone(),
                     r[10].clone(),
                     r[11].clone(),
+                    r[12].clone(),
+                    r[13].clone(),
                 ];
                 let record = self.job_from_fields(id, &fields)?;
                 Ok(Some(WatermarkWrite::Done { record: Box::new(record), created: r[1] == "0" }))
@@ -495,6 +500,7 @@ impl RedisStore {
                 json => serde_json::from_str(json).ok(),
             },
             fail_streak: field(11).parse::<u64>().unwrap_or(0),
+            chain_ms: parse_ms(f.get(12), "chain")?,
         })
     }
 
@@ -787,12 +793,13 @@ impl JobStore for RedisStore {
     }
 
     async fn delete_job(&self, id: &str) -> Result<bool> {
-        let (deleted, _, _, _): (i64, i64, i64, i64) = redis::pipe()
+        let (deleted, _, _, _, _): (i64, i64, i64, i64, i64) = redis::pipe()
             .atomic()
             .del(self.keys.job(id))
             .zrem(self.keys.jobs(), id)
             .zrem(self.keys.due(), id)
             .zrem(self.keys.resume(), id)
+            .zrem(self.keys.chain(), id)
             .query_async(&mut self.conn())
             .await?;
         Ok(deleted == 1)
@@ -817,6 +824,54 @@ impl JobStore for RedisStore {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(u64::try_from(n).ok())
+    }
+
+    async fn chained(&self, limit: usize) -> Result<Vec<(String, i64)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let waits: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.chain())
+            .arg(0)
+            .arg(limit - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(waits.into_iter().map(|(id, t)| (id, t as i64)).collect())
+    }
+
+    async fn chain_next(&self, waits: &[(String, i64)], now: i64) -> Result<Vec<Chained>> {
+        if waits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = CHAIN.key(self.keys.due());
+        inv.key(self.keys.chain())
+            .arg(self.keys.job(""))
+            .arg(self.keys.fire(""))
+            .arg(now)
+            .arg(crate::job::schedule::END_OF_TIME_MS);
+        for (job, sched) in waits {
+            inv.arg(job).arg(sched);
+        }
+        let r: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        if r.first().map(String::as_str) == Some("BADKEY") {
+            return Err(Error::Corrupt { key: self.keys.chain(), reason: r.get(1).cloned().unwrap_or_default() });
+        }
+        if r.len() != waits.len() {
+            return Err(unexpected("chain", &r));
+        }
+        r.iter()
+            .map(|s| match s.as_str() {
+                "OPEN" => Ok(Chained::Open),
+                "STALE" => Ok(Chained::Stale),
+                "NEXT" => Ok(Chained::Next(None)),
+                s => s
+                    .strip_prefix("NEXT ")
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .map(|t| Chained::Next(Some(t)))
+                    .ok_or_else(|| unexpected("chain", &r)),
+            })
+            .collect()
     }
 
     async fn resumable(&self, now: i64, limit: usize) -> Result<Vec<String>> {
@@ -890,7 +945,7 @@ impl FireStore for RedisStore {
         let mut inv = CLAIM.key(self.keys.due());
         inv.key(self.keys.execs()).key(self.keys.lease()).key(self.keys.inflight());
         inv.key(self.keys.processing(&fence.node_id)).key(self.keys.hb(&fence.node_id)).key(self.keys.open_execs());
-        inv.key(self.keys.held_jobs());
+        inv.key(self.keys.held_jobs()).key(self.keys.chain());
         inv.arg(self.retention_ms)
             .arg(self.keys.exec_channel())
             .arg(fence.to_string())
@@ -912,7 +967,7 @@ impl FireStore for RedisStore {
                 .key(self.keys.held(&c.job_id));
             inv.arg(&c.job_id)
                 .arg(c.sched_ms)
-                .arg(opt_ms(c.next_ms))
+                .arg(if c.chain { "c".to_string() } else { opt_ms(c.next_ms) })
                 .arg(super::overlap_arg(c.overlap))
                 .arg(c.lock_ttl_ms.max(1))
                 .arg(&c.exec.id)
@@ -1907,7 +1962,7 @@ impl ClusterStore for RedisStore {
 }
 
 /// A job hash's fields as `job_from_fields` reads them.
-const JOB_FIELDS: [&str; 12] = [
+const JOB_FIELDS: [&str; 13] = [
     "spec",
     "paused",
     "next_ms",
@@ -1920,6 +1975,7 @@ const JOB_FIELDS: [&str; 12] = [
     "fired",
     "pause",
     "fail_streak",
+    "chain",
 ];
 
 /// A pause state to set for put_job.lua: '1', '0', or '' when not given.
