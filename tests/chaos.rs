@@ -940,6 +940,7 @@ async fn records(
             node: e.node_id,
             manual: e.manual,
             error: e.error,
+            retried: e.next_attempt_time.is_some(),
         })
         .collect()
 }

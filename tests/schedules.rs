@@ -123,7 +123,7 @@ async fn an_every_grid_keeps_its_instants_once_each_through_a_master_kill() {
     assert!(by_fire.contains_key(&format!("grid@{anchor}")), "{by_fire:?}");
 }
 
-/// An `after_previous` chain (1 s after each run of 1.2 s ends) on three nodes, its master SIGKILLed
+/// An `after_previous` chain (1 s after each run of 2 s ends) on three nodes, its master SIGKILLed
 /// while the chain runs: no two runs overlap, each run starts at least the delay after the one
 /// before ended, every fire's instant is the previous record's end plus the delay, none starts
 /// twice, and the chain goes on past the kill (a run the kill cut short is recorded lost, and the
@@ -136,7 +136,7 @@ async fn an_after_previous_chain_never_overlaps_and_goes_on_through_a_master_kil
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("runs");
     let line = |what: &str| format!("echo \"$ROTA_SCHEDULED_AT_MS $(date +%s%3N) {what}\" >> {}", log.display());
-    let args = json!({ "sh": format!("{}; sleep 1.2; {}", line("start"), line("end")) }).to_string();
+    let args = json!({ "sh": format!("{}; sleep 2; {}", line("start"), line("end")) }).to_string();
     let job = ["--id", "chain", "--after-previous", "1s", "--handler", "shell", "--args", &args];
     put(&nodes[0], &job).await;
     // (instant, wall ms) of each line of `what`.

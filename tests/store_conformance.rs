@@ -1389,6 +1389,13 @@ async fn an_after_previous_job_waits_for_its_fires_end(s: Arc<dyn Store>) {
     assert_eq!((rec.next_ms, rec.chain_ms), (Some(next), None));
     assert!(s.chained(10).await.expect("chained").is_empty());
     assert!(s.due_jobs(next, 10).await.expect("due").jobs.iter().any(|r| r.spec.id == "c"));
+    // Between two fires a re-put, or a resume of a job that is not paused, keeps the next fire
+    // the end set: nothing brings it sooner than the delay.
+    assert_eq!(write(&chained, now_ms() + 1000).await.next_ms, Some(next));
+    match s.set_paused("c", false, Some(now_ms() + 1000), now_ms(), None).await.expect("resume") {
+        Some(WatermarkWrite::Done { record, .. }) => assert_eq!(record.next_ms, Some(next)),
+        other => panic!("{other:?}"),
+    }
     // Put as another kind while waiting: the wait ends, the put's watermark stands.
     assert_eq!(s.claim(&fence, &[chain_claim(next)]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let cron = now_ms() + 60_000;
@@ -1407,6 +1414,19 @@ async fn an_after_previous_job_waits_for_its_fires_end(s: Arc<dyn Store>) {
     assert_eq!(s.chain_next(&wait, now_ms()).await.expect("chain"), vec![Chained::Next(None)]);
     let rec = s.get_job("c").await.expect("get").expect("exists");
     assert_eq!((rec.next_ms, rec.chain_ms, rec.completed()), (None, None, true));
+    // max_fires lowered to what it made while it waited: its fire's end sets no next fire.
+    let capped_at = cron + 5_000;
+    write(&chained, capped_at).await;
+    let mut e = run_claim(&*s, &fence, epoch, chain_claim(capped_at)).await;
+    let rec = write(&JobSpec { max_fires: 1, ..chained.clone() }, now_ms() + 1000).await;
+    assert_eq!((rec.next_ms, rec.chain_ms), (None, Some(capped_at)));
+    e.state = ExecState::Succeeded;
+    e.start_ms = Some(capped_at);
+    e.end_ms = Some(capped_at + 100);
+    assert_eq!(s.finish(&e, "n1", "i1", Keep::DEFAULT, false).await.expect("finish"), Finish::Recorded);
+    let wait = [("c".to_string(), capped_at)];
+    assert_eq!(s.chain_next(&wait, now_ms()).await.expect("chain"), vec![Chained::Next(None)]);
+    assert!(s.get_job("c").await.expect("get").expect("exists").completed());
     // Deleted while waiting: out of the chain index, and the step finds nothing to do.
     let later = cron + 10_000;
     write(&chained, later).await;

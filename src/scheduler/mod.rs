@@ -771,6 +771,7 @@ fn cap_fires(claims: Vec<Claim>, max_fires: u32, fired: u64) -> Vec<Claim> {
                 // Made its fires, yet due (a watermark the store's guard did not clear): its
                 // schedule ends here, saying why, rather than stay due and be read every tick.
                 c.next_ms = None;
+                c.chain = false;
                 c.overlap = Concurrency::Allow;
                 c.exec.close(ExecState::Misfired, format!("not fired: the job made its max_fires ({max_fires})"));
                 out.push(c);

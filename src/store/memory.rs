@@ -584,6 +584,13 @@ impl Store for MemoryStore {
     }
 }
 
+/// An unpaused `after_previous` job between two fires keeps the next fire its last end set, whatever
+/// a put (of `spec`, still `after_previous`) or a resume says (put_job.lua's rule).
+fn between_fires(old: Option<&JobRecord>, spec: &JobSpec) -> Option<i64> {
+    let old = old.filter(|o| !o.spec.paused && o.spec.after_previous_ms > 0 && spec.after_previous_ms > 0)?;
+    old.next_ms
+}
+
 #[async_trait]
 impl JobStore for MemoryStore {
     async fn write_job(&self, w: &JobWrite<'_>) -> Result<WatermarkWrite> {
@@ -600,7 +607,11 @@ impl JobStore for MemoryStore {
         // after_previous: a job waiting for its fire's end keeps waiting (that end sets its next
         // fire); a put that makes it another kind ends the wait (put_job.lua's `chain`).
         let chain_ms = old.as_ref().and_then(|o| o.chain_ms).filter(|_| w.spec.after_previous_ms > 0);
-        let next_ms = if paused || spent || chain_ms.is_some() { None } else { w.next_ms };
+        let next_ms = if paused || spent || chain_ms.is_some() {
+            None
+        } else {
+            between_fires(old.as_ref(), &w.spec).or(w.next_ms)
+        };
         if let (Some(n), Some(l)) = (next_ms, last_ms) {
             if n <= l {
                 return Ok(WatermarkWrite::Behind { last_ms: l });
@@ -663,7 +674,11 @@ impl JobStore for MemoryStore {
         let mut st = self.lock()?;
         let Some(old) = st.jobs.get(id).cloned() else { return Ok(None) };
         let spent = old.spec.max_fires > 0 && old.fired >= u64::from(old.spec.max_fires);
-        let next_ms = if paused || spent || old.chain_ms.is_some() { None } else { next_ms };
+        let next_ms = if paused || spent || old.chain_ms.is_some() {
+            None
+        } else {
+            between_fires(Some(&old), &old.spec).or(next_ms)
+        };
         if let (Some(n), Some(l)) = (next_ms, old.last_ms) {
             if n <= l {
                 return Ok(Some(WatermarkWrite::Behind { last_ms: l }));
@@ -724,7 +739,8 @@ impl JobStore for MemoryStore {
             // The end the fire's record says (chain.lua reads the hash's `ended`); now, when the
             // fire's hash is gone or holds none (a reap's `lost`, decided about now).
             let end = fire.and_then(|f| st.execs.get(&f.exec)).and_then(|(e, _)| e.end_ms).unwrap_or(now);
-            let next = chain_next_ms(&rec.spec, *sched, end).filter(|_| !rec.spec.paused);
+            let spent = rec.spec.max_fires > 0 && rec.fired >= u64::from(rec.spec.max_fires);
+            let next = chain_next_ms(&rec.spec, *sched, end).filter(|_| !rec.spec.paused && !spent);
             let mut new = rec.clone();
             new.chain_ms = None;
             new.next_ms = next;

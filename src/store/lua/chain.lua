@@ -11,8 +11,10 @@
 --   'NEXT <ms>' (the next fire, now the job's watermark), 'NEXT' (none: past the job's end_time, or
 --   the job is paused; no watermark, and a resume starts the chain anew)
 --   or {'BADKEY', why} when a shared key has the wrong type (nothing written).
--- The job's spec is read for two fields: `after_previous_ms` and `end_ms` (as put_job.lua reads
--- `max_fires`). A fire hash that is gone, or of the wrong type, counts as ended now.
+-- The job's spec is read for three fields, `after_previous_ms`, `end_ms` and `max_fires` (as
+-- put_job.lua reads `max_fires`), only once the fire has ended. A fire hash that is gone, or of the
+-- wrong type, counts as ended now, as does one a reap marked `lost` (its record is written apart,
+-- just after: the chain counts from when the loss was found).
 local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset')
 if bad then return {'BADKEY', bad} end
 local now = tonumber(ARGV[3])
@@ -20,28 +22,32 @@ local out = {}
 for i = 5, #ARGV - 1, 2 do
   local job, sched = ARGV[i], ARGV[i+1]
   local kj = ARGV[1] .. job
-  local j = read('hash', 'HMGET', kj, 'chain', 'paused', 'spec')
-  local ok, sp = pcall(cjson.decode, (j and j[3]) or '{}')
-  local delay = ok and type(sp) == 'table' and tonumber(sp.after_previous_ms) or 0
-  if not j or j[1] ~= sched or delay <= 0 then
-    -- Waiting on nothing (deleted, put as another kind, or a job key of the wrong type): out of the
-    -- index. Waiting on another fire: its entry is that fire's, left alone.
-    if not j or not j[1] or delay <= 0 then
-      if j and j[1] then redis.call('HDEL', kj, 'chain') end
-      redis.call('ZREM', KEYS[2], job)
-    end
-    out[#out+1] = 'STALE'
+  local j = read('hash', 'HMGET', kj, 'chain', 'paused', 'spec', 'fired')
+  local f = nil
+  if j and j[1] == sched then f = read('hash', 'HMGET', ARGV[2] .. job .. '@' .. sched, 'state', 'ended') end
+  if j and j[1] == sched and f and f[1] and OPEN[f[1]] then
+    out[#out+1] = 'OPEN'
   else
-    local f = read('hash', 'HMGET', ARGV[2] .. job .. '@' .. sched, 'state', 'ended')
-    if f and f[1] and OPEN[f[1]] then
-      out[#out+1] = 'OPEN'
+    local ok, sp = pcall(cjson.decode, (j and j[1] == sched and j[3]) or '{}')
+    if not ok or type(sp) ~= 'table' then sp = {} end
+    local delay = tonumber(sp.after_previous_ms) or 0
+    if not j or j[1] ~= sched or delay <= 0 then
+      -- Waiting on nothing (deleted, put as another kind, or a job key of the wrong type): out of
+      -- the index. Waiting on another fire: its entry is that fire's, left alone.
+      if not j or not j[1] or j[1] == sched then
+        if j and j[1] then redis.call('HDEL', kj, 'chain') end
+        redis.call('ZREM', KEYS[2], job)
+      end
+      out[#out+1] = 'STALE'
     else
       local ended = (f and tonumber(f[2])) or now
       local nxt = math.max(ended + delay, tonumber(sched) + 1)
       local last = math.min(tonumber(sp.end_ms) or tonumber(ARGV[4]), tonumber(ARGV[4]))
+      -- A job that made its max_fires (lowered while it waited) stays completed, as put_job.lua's.
+      local spent = (tonumber(sp.max_fires) or 0) > 0 and (tonumber(j[4]) or 0) >= tonumber(sp.max_fires)
       redis.call('HDEL', kj, 'chain')
       redis.call('ZREM', KEYS[2], job)
-      if nxt > last or j[2] == '1' then
+      if nxt > last or j[2] == '1' or spent then
         redis.call('HDEL', kj, 'next_ms')
         redis.call('ZREM', KEYS[1], job)
         out[#out+1] = 'NEXT'

@@ -39,9 +39,19 @@ local max_fires = ok and type(sp) == 'table' and tonumber(sp.max_fires) or 0
 if max_fires > 0 and (tonumber(redis.call('HGET', KEYS[1], 'fired') or '0') or 0) >= max_fires then next_ms = '-' end
 -- after_previous: a job waiting for its fire's end keeps waiting, whatever the put or resume says
 -- (that end sets its next fire: chain.lua); a put that makes it another kind ends the wait.
+local chained = ok and type(sp) == 'table' and (tonumber(sp.after_previous_ms) or 0) > 0
 local unchain = false
 if redis.call('HGET', KEYS[1], 'chain') then
-  if ok and type(sp) == 'table' and (tonumber(sp.after_previous_ms) or 0) > 0 then next_ms = '-' else unchain = true end
+  if chained then next_ms = '-' else unchain = true end
+elseif chained and next_ms ~= '-' then
+  -- Between two fires, a put (or a resume of a job that is not paused) keeps the next fire the
+  -- last end set, so no put brings a fire sooner than the delay after that end (a changed delay
+  -- counts from the next end on).
+  local cur = redis.call('HMGET', KEYS[1], 'next_ms', 'paused', 'spec')
+  local was, old = pcall(cjson.decode, cur[3] or '{}')
+  if cur[1] and cur[2] ~= '1' and was and type(old) == 'table' and (tonumber(old.after_previous_ms) or 0) > 0 then
+    next_ms = cur[1]
+  end
 end
 if next_ms ~= '-' and last and tonumber(next_ms) <= tonumber(last) then
   return {'BEHIND', last}
