@@ -610,7 +610,7 @@ impl JobStore for MemoryStore {
         let next_ms = if paused || spent || chain_ms.is_some() {
             None
         } else {
-            between_fires(old.as_ref(), &w.spec).or(w.next_ms)
+            between_fires(old.as_ref(), w.spec).or(w.next_ms)
         };
         if let (Some(n), Some(l)) = (next_ms, last_ms) {
             if n <= l {
