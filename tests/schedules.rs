@@ -205,6 +205,101 @@ async fn an_after_previous_chain_never_overlaps_and_goes_on_through_a_master_kil
     assert!(execs.iter().any(|e| common::ms(&e.scheduled_time) > killed_at), "the chain went on: {execs:?}");
 }
 
+/// BackfillJob (`rota job backfill`) of an `every 1m` job over a past range: each instant runs
+/// once, as a fire whose id is the instant; a second backfill of the same range runs nothing (every
+/// instant ALREADY_FIRED), one over a wider range runs only the new instants; a dry run runs
+/// nothing; closing the stream cancels the rest. Bad input is refused naming the field.
+#[tokio::test]
+async fn a_backfill_runs_each_past_instant_once_and_a_second_runs_nothing() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &SHELL).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("runs");
+    let args = logging(&log, "true");
+    put(&node, &["--id", "grid", "--every", "1m", "--handler", "shell", "--args", &args]).await;
+    let minute = 60_000;
+    let base = rota::clock::now_ms() / minute * minute - 60 * minute;
+    let (from, to) = (rfc3339(base + 10 * minute), rfc3339(base + 14 * minute + 30_000));
+    let backfill = |from: String, to: String, extra: &'static [&'static str]| {
+        let node = &node;
+        async move {
+            let o = rota(
+                node,
+                &[&["job", "backfill", "grid", "--from", &from, "--to", &to, "--rate", "100"][..], extra].concat(),
+            )
+            .await;
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+            String::from_utf8_lossy(&o.stdout).to_string()
+        }
+    };
+    let out = backfill(from.clone(), to.clone(), &[]).await;
+    assert_eq!(out.matches(" started ").count(), 5, "{out}");
+    let want: Vec<i64> = (10..15).map(|m| base + m * minute).collect();
+    eventually(WAIT, "five instants ran", || async { (runs(&log, "end").len() == 5).then_some(()) }).await;
+    assert_eq!(runs(&log, "end").keys().copied().collect::<Vec<_>>(), want);
+    // Again: nothing runs twice.
+    let out = backfill(from.clone(), to.clone(), &[]).await;
+    assert_eq!(out.matches(" already_fired").count(), 5, "{out}");
+    // Wider, and a dry run of it: only the two new instants run.
+    let wider = rfc3339(base + 8 * minute);
+    let out = backfill(wider.clone(), to.clone(), &["--dry-run"]).await;
+    assert_eq!(out.matches(" would_run").count(), 7, "{out}");
+    let out = backfill(wider, to, &[]).await;
+    assert_eq!((out.matches(" started ").count(), out.matches(" already_fired").count()), (2, 5), "{out}");
+    eventually(WAIT, "seven instants ran", || async { (runs(&log, "end").len() == 7).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(runs(&log, "start").values().all(|n| n.len() == 1), "{:?}", runs(&log, "start"));
+    // The records are the instants' fires.
+    let mut c = node.client().await;
+    let execs = executions(&mut c, "grid").await;
+    assert_eq!(execs.len(), 7, "{execs:?}");
+    assert!(execs.iter().all(|e| !e.manual && e.fire_id == format!("grid@{}", common::ms(&e.scheduled_time))));
+
+    // Cancelled by closing the stream: at a fire a second, two read, the rest never run.
+    let req = |from: i64, to: i64, rate: u32| pb::BackfillJobRequest {
+        job_id: "grid".into(),
+        from: Some(rota::pb::timestamp(from)),
+        to: Some(rota::pb::timestamp(to)),
+        rate,
+        dry_run: false,
+    };
+    let mut stream =
+        c.backfill_job(req(base - 30 * minute, base - 11 * minute, 1)).await.expect("backfill").into_inner();
+    for _ in 0..2 {
+        let m = stream.message().await.expect("message").expect("a message");
+        assert_eq!((m.outcome, m.total), (pb::BackfillOutcome::Started as i32, 20));
+    }
+    drop(stream);
+    // Uncancelled, one more would start every second (20 in all); cancelled, a few at most start
+    // before the node sees the stream gone, then none.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ran = runs(&log, "start").len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = runs(&log, "start").len();
+    assert!(ran >= 9 && later == ran && later <= 12, "7 before, 2 read, a few in flight, then none: {ran} then {later}");
+
+    // Bad input: the field named, nothing run.
+    let now = rota::clock::now_ms();
+    let cases = [
+        (req(base, base - 1, 0), Code::InvalidArgument, "to: is before from"),
+        (req(base, now + 3_600_000, 0), Code::InvalidArgument, "to: is in the future"),
+        (req(base, base + minute, 101), Code::InvalidArgument, "rate: 101 is more than 100"),
+        (pb::BackfillJobRequest { from: None, ..req(base, base, 0) }, Code::InvalidArgument, "from: is required"),
+        (req(0, now - 1000, 0), Code::InvalidArgument, "to: the range holds more than 10000"),
+        (pb::BackfillJobRequest { job_id: "nope".into(), ..req(base, base, 0) }, Code::NotFound, ""),
+        (pb::BackfillJobRequest { job_id: "bad id!".into(), ..req(base, base, 0) }, Code::InvalidArgument, "id"),
+    ];
+    for (r, code, want) in cases {
+        let e = c.backfill_job(r.clone()).await.map(|_| ()).expect_err("refused");
+        assert_eq!(e.code(), code, "{r:?}: {e:?}");
+        assert!(e.message().contains(want), "{r:?}: {}", e.message());
+    }
+    put(&node, &["--id", "chain", "--after-previous", "1m", "--handler", "noop"]).await;
+    let e = c.backfill_job(pb::BackfillJobRequest { job_id: "chain".into(), ..req(base, base + minute, 0) }).await;
+    assert_eq!(e.map(|_| ()).expect_err("refused").code(), Code::FailedPrecondition);
+    assert_eq!(runs(&log, "start").len(), ran, "nothing ran");
+}
+
 /// A one-shot `at` whose master is SIGKILLed half a second before its instant: the new master
 /// claims the instant it left (late, under the misfire threshold) and it runs once; the job is then
 /// completed: no next fire, the API says

@@ -303,7 +303,7 @@ fn need(path: &str) -> Need {
     }
     match method {
         "PutJob" | "DeleteJob" | "PutLimit" | "DeleteLimit" => Need::Role(Role::Admin),
-        "PauseJob" | "ResumeJob" | "TriggerJob" | "CancelExecution" => Need::Role(Role::Operator),
+        "PauseJob" | "ResumeJob" | "TriggerJob" | "BackfillJob" | "CancelExecution" => Need::Role(Role::Operator),
         // Reads (GetJob, ListJobs, PreviewSchedule, ListExecutions, ...), and anything added later,
         // need at least a viewer.
         _ => Need::Role(Role::Viewer),
@@ -463,6 +463,10 @@ mod tests {
             ("/rota.v1.SchedulerService/ListJobs", Some("v"), None),
             ("/rota.v1.SchedulerService/TriggerJob", Some("v"), Some(PermissionDenied)),
             ("/rota.v1.SchedulerService/TriggerJob", Some("o"), None),
+            ("/rota.v1.SchedulerService/BackfillJob", None, Some(Unauthenticated)),
+            ("/rota.v1.SchedulerService/BackfillJob", Some("v"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/BackfillJob", Some("w"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/BackfillJob", Some("o"), None),
             ("/rota.v1.SchedulerService/CancelExecution", Some("v"), Some(PermissionDenied)),
             ("/rota.v1.SchedulerService/CancelExecution", Some("o"), None),
             ("/rota.v1.SchedulerService/CancelExecution", Some("a"), None),

@@ -204,6 +204,17 @@ pub fn instant_ms(field: &str, t: &prost_types::Timestamp) -> Result<i64> {
         .ok_or_else(|| Error::invalid(field, "is out of range"))
 }
 
+/// What became of a backfill's instant, as the API says it.
+pub fn backfill_outcome(o: crate::scheduler::Backfilled) -> pb::BackfillOutcome {
+    use crate::scheduler::Backfilled as B;
+    match o {
+        B::Started => pb::BackfillOutcome::Started,
+        B::AlreadyFired => pb::BackfillOutcome::AlreadyFired,
+        B::Skipped => pb::BackfillOutcome::Skipped,
+        B::Held => pb::BackfillOutcome::Held,
+    }
+}
+
 /// A spec's schedule as the API shows it.
 fn pb_schedule(s: &JobSpec) -> Option<pb::job::Schedule> {
     use pb::job::Schedule as S;

@@ -26,6 +26,9 @@ const MAX_PAGE: u32 = 1000;
 const MAX_PAUSE_NOTE: usize = crate::job::MAX_DESCRIPTION_LEN;
 /// Most instants one PreviewSchedule gives.
 const MAX_PREVIEW: u32 = 1000;
+/// A backfill's fires started per second: by default, and at most.
+const DEFAULT_BACKFILL_RATE: u32 = 10;
+const MAX_BACKFILL_RATE: u32 = 100;
 /// Longest reason CancelExecution takes (it goes into the record's error, with who asked).
 const MAX_CANCEL_REASON: usize = 500;
 
@@ -303,6 +306,69 @@ impl SchedulerService for SchedulerApi {
         validate_id(&id)?;
         let rec = self.node.part_of_job(&id)?.scheduler.set_paused(&id, false, None).await?;
         Ok(Response::new(pb::ResumeJobResponse { job: Some(convert::job(&rec)) }))
+    }
+
+    type BackfillJobStream = Pin<Box<dyn Stream<Item = Result<pb::BackfillJobResponse, Status>> + Send>>;
+
+    async fn backfill_job(
+        &self,
+        req: Request<pb::BackfillJobRequest>,
+    ) -> Result<Response<Self::BackfillJobStream>, Status> {
+        let r = req.into_inner();
+        validate_id(&r.job_id)?;
+        let instant = |field: &str, t: &Option<prost_types::Timestamp>| {
+            t.as_ref().ok_or_else(|| Error::invalid(field, "is required")).and_then(|t| convert::instant_ms(field, t))
+        };
+        let (from, to) = (instant("from", &r.from)?, instant("to", &r.to)?);
+        let rate = match r.rate {
+            0 => DEFAULT_BACKFILL_RATE,
+            n @ 1..=MAX_BACKFILL_RATE => n,
+            n => {
+                return Err(
+                    Error::invalid("rate", format!("{n} is more than {MAX_BACKFILL_RATE} fires a second")).into()
+                )
+            }
+        };
+        let scheduler = Arc::clone(&self.node.part_of_job(&r.job_id)?.scheduler);
+        // Checked before the stream begins: a bad range is an error, not an empty stream.
+        let (job, instants) = scheduler.backfill_plan(&r.job_id, from, to).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (total, dry_run) = (instants.len() as u32, r.dry_run);
+        tokio::spawn(async move {
+            let every = std::time::Duration::from_micros(1_000_000 / u64::from(rate));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for (i, at) in instants.into_iter().enumerate() {
+                // The caller closed the stream: the backfill is cancelled; what started runs on.
+                if tx.is_closed() {
+                    tracing::info!(job = %job.spec.id, done = i, total, "backfill cancelled by its caller");
+                    return;
+                }
+                let fire_id = crate::execution::scheduled_fire_id(&job.spec.id, at);
+                let step = if dry_run {
+                    Ok((pb::BackfillOutcome::WouldRun, String::new()))
+                } else {
+                    tick.tick().await;
+                    scheduler
+                        .backfill_one(&job, at)
+                        .await
+                        .map(|(o, e)| (convert::backfill_outcome(o), e.map(|e| e.id).unwrap_or_default()))
+                };
+                let msg = step.map(|(outcome, execution_id)| pb::BackfillJobResponse {
+                    time: Some(crate::pb::timestamp(at)),
+                    fire_id,
+                    outcome: outcome as i32,
+                    execution_id,
+                    done: i as u32 + 1,
+                    total,
+                });
+                let failed = msg.is_err();
+                if tx.send(msg.map_err(Status::from)).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn trigger_job(

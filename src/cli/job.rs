@@ -156,6 +156,26 @@ pub enum JobCmd {
         #[arg(long, conflicts_with = "wait")]
         dry_run: bool,
     },
+    /// Run the fires of the job's schedule in a past range, once each, oldest first
+    /// (BackfillJob), a line per instant (JSON lines with --json). An instant fired before, by
+    /// the schedule or an earlier backfill, is not run again. Ctrl-C cancels; fires already
+    /// started run to their end.
+    Backfill {
+        /// The job's id.
+        id: String,
+        /// The range's first instant: RFC 3339, or a UTC date and time (2026-12-01T00:00).
+        #[arg(long)]
+        from: String,
+        /// The range's last instant, not in the future (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Fires started per second, 1 to 100 (default 10).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// List the range's instants; run none.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -163,7 +183,8 @@ pub struct PutArgs {
     /// TOML file: [[job]] tables, or one table of fields (id, cron, handler, args, timeout = "30s",
     /// ...); an unknown key is refused.
     #[arg(long, conflicts_with_all = [
-        "id", "cron", "every", "at", "after", "anchor", "start_time", "end_time", "spread", "max_fires", "time_zone",
+        "id", "cron", "every", "at", "after", "after_previous", "anchor", "start_time", "end_time", "spread",
+        "max_fires", "time_zone",
     ])]
     pub file: Option<PathBuf>,
     /// The job's id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
@@ -377,6 +398,54 @@ impl ScheduleArgs {
     }
 }
 
+/// `job backfill`: streams BackfillJob's progress, a line per instant, then a summary (stderr).
+async fn backfill(
+    id: String,
+    from: &str,
+    to: Option<String>,
+    rate: Option<u32>,
+    dry_run: bool,
+    client: &ClientArgs,
+) -> Result<(), CliError> {
+    let instant = |flag: &str, v: &str| {
+        crate::job::schedule::parse_instant(v, chrono_tz::UTC).map_err(|e| CliError::Usage(format!("--{flag}: {e}")))
+    };
+    let from = instant("from", from)?;
+    let to = match to {
+        Some(t) => instant("to", &t)?,
+        None => crate::store::now_ms(),
+    };
+    let c = Conn::open(client).await?;
+    let req = pb::BackfillJobRequest {
+        job_id: id.clone(),
+        from: Some(crate::pb::timestamp(from)),
+        to: Some(crate::pb::timestamp(to)),
+        rate: rate.unwrap_or(0),
+        dry_run,
+    };
+    let mut stream = c.client().backfill_job(req).await?.into_inner();
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    let mut total = 0;
+    while let Some(m) = stream.message().await? {
+        let outcome = super::output::backfill_outcome_name(m.outcome);
+        let time = m.time.as_ref().map(ts).unwrap_or_default();
+        if client.json {
+            println!(
+                "{}",
+                json!({"time": time, "fire_id": m.fire_id, "outcome": outcome, "execution_id": m.execution_id,
+                    "done": m.done, "total": m.total})
+            );
+        } else {
+            println!("{}/{} {time} {outcome} {}", m.done, m.total, m.execution_id);
+        }
+        *counts.entry(outcome).or_default() += 1;
+        total = m.total;
+    }
+    let said: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    eprintln!("backfill of {id}: {total} instants: {}", if said.is_empty() { "none".into() } else { said.join(", ") });
+    Ok(())
+}
+
 /// A duration flag in ms (0 when absent).
 fn flag_ms(flag: &str, v: &Option<String>) -> Result<u64, CliError> {
     v.as_deref()
@@ -508,12 +577,15 @@ pub(super) async fn job_cmd(cmd: JobCmd, client: &ClientArgs) -> Result<(), CliE
         JobCmd::Next { id, count, from, job_id, schedule } => {
             return next_fires(id, count, from, job_id, &schedule, client).await;
         }
+        JobCmd::Backfill { id, from, to, rate, dry_run } => {
+            return backfill(id, &from, to, rate, dry_run, client).await
+        }
         other => other,
     };
     let mut c = Conn::open(client).await?;
     let job = match cmd {
-        // Put and Next returned above.
-        JobCmd::Put(_) | JobCmd::Next { .. } => None,
+        // Put, Next and Backfill returned above.
+        JobCmd::Put(_) | JobCmd::Next { .. } | JobCmd::Backfill { .. } => None,
         JobCmd::Get { id } => call!(c, get_job, pb::GetJobRequest { id })?.job,
         JobCmd::List { limit, page_token } => {
             // Every page by default: a silent cut at one page read as "that is all" (and a

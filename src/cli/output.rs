@@ -21,6 +21,10 @@ pub(super) fn state_name(s: i32) -> String {
     wire_name(s, "EXECUTION_STATE_", pb::ExecutionState::as_str_name)
 }
 
+pub(super) fn backfill_outcome_name(v: i32) -> String {
+    wire_name(v, "BACKFILL_OUTCOME_", pb::BackfillOutcome::as_str_name)
+}
+
 pub(super) fn concurrency_name(v: i32) -> String {
     wire_name(v, "CONCURRENCY_POLICY_", pb::ConcurrencyPolicy::as_str_name)
 }

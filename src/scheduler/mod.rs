@@ -574,6 +574,8 @@ impl Scheduler {
             .await?
         {
             TriggerOutcome::Gone => Err(Error::JobNotFound(job_id.to_string())),
+            // Only a backfill's fire (a scheduled instant's id) can have been made before.
+            TriggerOutcome::AlreadyFired => Err(Error::unavailable("a manual fire's id was found taken")),
             TriggerOutcome::Conflict(id) => Err(Error::FailedPrecondition(format!(
                 "this idempotency key already triggered execution {id} with other arguments or target tags; \
                  nothing was triggered (use a new key to trigger with these)"
@@ -608,6 +610,75 @@ impl Scheduler {
                 self.router.run_here(job, &e.fire_id, None).await;
                 Ok(Triggered { execution: Some(e), deduplicated: false, args, node_id })
             }
+        }
+    }
+
+    /// The instants a backfill of `job_id` over [`from_ms`, `to_ms`] runs (BackfillJob), checked:
+    /// a range in the past, a job whose schedule has instants (not `after_previous`, whose fires
+    /// follow each other's ends) and is not sharded, and at most `MAX_BACKFILL` of them.
+    pub async fn backfill_plan(&self, job_id: &str, from_ms: i64, to_ms: i64) -> Result<(Job, Vec<i64>)> {
+        if to_ms < from_ms {
+            return Err(Error::invalid("to", "is before from"));
+        }
+        if to_ms > now_ms() {
+            return Err(Error::invalid(
+                "to",
+                "is in the future: a backfill runs past instants (the schedule runs the rest)",
+            ));
+        }
+        let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
+        let job = Job::new(rec.spec)?;
+        if job.schedule.after_previous_ms().is_some() {
+            return Err(Error::FailedPrecondition(format!(
+                "job '{job_id}' is after_previous: its fires follow each other's ends, so a past range has no instants to run"
+            )));
+        }
+        if job.spec.shards.is_sharded() {
+            return Err(Error::FailedPrecondition(format!(
+                "job '{job_id}' is sharded: a backfill of a sharded job is not supported yet; nothing was run"
+            )));
+        }
+        let mut instants = Vec::new();
+        let mut at = job.next_after_ms(from_ms - 1);
+        while let Some(t) = at.filter(|t| *t <= to_ms) {
+            if instants.len() == MAX_BACKFILL {
+                return Err(Error::invalid(
+                    "to",
+                    format!("the range holds more than {MAX_BACKFILL} of the job's instants: backfill it in parts"),
+                ));
+            }
+            instants.push(t);
+            at = job.next_after_ms(t);
+        }
+        Ok((job, instants))
+    }
+
+    /// One instant of a backfill: its fire made (its id is the instant's, so one made before, by
+    /// the schedule or an earlier backfill, is not made again) and run here, as a manual fire is.
+    pub async fn backfill_one(&self, job: &Job, at_ms: i64) -> Result<(Backfilled, Option<Execution>)> {
+        if !self.worker.accepting() {
+            return Err(Error::Draining(self.node_id.to_string()));
+        }
+        let fire_id = scheduled_fire_id(&job.spec.id, at_ms);
+        let exec = Execution::pending(&job.spec.id, fire_id.clone(), at_ms, &self.node_id, 1);
+        let lock_ttl = crate::worker::lock_ttl_ms(self.misfire_threshold_ms);
+        let own = FireOwn::default();
+        match self.store.trigger(&exec, None, job.spec.concurrency, lock_ttl, &own, job.spec.priority).await? {
+            TriggerOutcome::Created(e) => {
+                tracing::info!(job = %job.spec.id, fire = %fire_id, execution = %e.id, "backfill fire");
+                self.router.run_here(job.clone(), &fire_id, None).await;
+                Ok((Backfilled::Started, Some(e)))
+            }
+            TriggerOutcome::AlreadyFired => Ok((Backfilled::AlreadyFired, None)),
+            TriggerOutcome::Skipped(e) => Ok((Backfilled::Skipped, Some(e))),
+            TriggerOutcome::Held(e, replacing) => {
+                if let Some(r) = replacing {
+                    self.router.stop_replaced(r);
+                }
+                Ok((Backfilled::Held, Some(e)))
+            }
+            TriggerOutcome::Gone => Err(Error::JobNotFound(job.spec.id.clone())),
+            other => Err(Error::unavailable(format!("a backfill fire answered {other:?}"))),
         }
     }
 
@@ -721,6 +792,22 @@ impl Scheduler {
         }
         Err(Error::FailedPrecondition("job is being fired concurrently; try again".into()))
     }
+}
+
+/// Most instants one backfill runs.
+pub const MAX_BACKFILL: usize = 10_000;
+
+/// What became of one instant of a backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backfilled {
+    /// Its fire was made and runs (here, or where its handler is).
+    Started,
+    /// A fire of that instant was made before (the schedule's, or an earlier backfill's).
+    AlreadyFired,
+    /// The job's no-overlap lock was held: recorded skipped, as a scheduled fire would be.
+    Skipped,
+    /// It waits for the job's running fire (concurrency replace or buffer).
+    Held,
 }
 
 /// Decrements the counter when dropped.

@@ -901,6 +901,10 @@ impl FireStore for MemoryStore {
             if !st.jobs.contains_key(&exec.job_id) {
                 return Ok(TriggerOutcome::Gone);
             }
+            // A scheduled instant's fire (a backfill): once, as the claim's fire key makes it.
+            if !exec.manual && st.fires.get(&exec.fire_id).is_some_and(|f| f.expiry > now) {
+                return Ok(TriggerOutcome::AlreadyFired);
+            }
             if let Some(k) = key {
                 let idem = (exec.job_id.clone(), k.to_string());
                 if let Some((id, exp)) = st.idem.get(&idem) {
@@ -924,7 +928,7 @@ impl FireStore for MemoryStore {
             let met = st.meet_lock(overlap, job, fire, now, lock_ttl_ms, self.retention_ms, &self.timing, &mut ended);
             if let Met::Held(stop) = met {
                 st.insert_exec(exec, self.retention_ms, now);
-                let mut fire = self.new_fire(exec, FireState::Held, now, true);
+                let mut fire = self.new_fire(exec, FireState::Held, now, exec.manual);
                 fire.args = args.cloned();
                 fire.selector = own.selector.clone();
                 fire.priority = priority;
@@ -933,7 +937,7 @@ impl FireStore for MemoryStore {
             } else if met == Met::Skipped {
                 let e = super::skipped_by_lock(exec, overlap);
                 st.insert_exec(&e, self.retention_ms, now);
-                let mut fire = self.new_fire(&e, FireState::Skipped, now, true);
+                let mut fire = self.new_fire(&e, FireState::Skipped, now, exec.manual);
                 fire.args = args.cloned();
                 fire.selector = own.selector.clone();
                 fire.priority = priority;
@@ -941,7 +945,7 @@ impl FireStore for MemoryStore {
                 TriggerOutcome::Skipped(e)
             } else {
                 st.insert_exec(exec, self.retention_ms, now);
-                let mut fire = self.new_fire(exec, FireState::Dispatching, now, true);
+                let mut fire = self.new_fire(exec, FireState::Dispatching, now, exec.manual);
                 fire.args = args.cloned();
                 fire.selector = own.selector.clone();
                 fire.priority = priority;

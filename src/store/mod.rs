@@ -358,6 +358,9 @@ pub enum TriggerOutcome {
     /// The idempotency key was seen before with other arguments (this execution): nothing fired.
     Conflict(String),
     Gone,
+    /// A backfill's fire (a scheduled instant's id, `exec.manual` false) that was made before, by
+    /// the schedule or an earlier backfill (its hash is kept for the retention): nothing fired.
+    AlreadyFired,
 }
 
 /// The largest fencing epoch the protocol issues or accepts: 2^53 - 1, so an epoch is exact
@@ -899,7 +902,9 @@ pub trait FireStore: Send + Sync {
     /// `Error::Fenced`.
     async fn claim(&self, fence: &Fence, claims: &[Claim]) -> Result<Vec<ClaimOutcome>>;
     /// Makes a manual fire of `exec.job_id` (in `dispatching`, like a claimed fire), deduplicated
-    /// by `idempotency_key` when given.
+    /// by `idempotency_key` when given. With `exec.manual` false, the fire of a scheduled instant
+    /// (BackfillJob: its id is the instant's), made only if no fire of that id was made before
+    /// (`TriggerOutcome::AlreadyFired`).
     /// `args`: the fire's own arguments (TriggerJob's, resolved), kept with the fire and returned by
     /// every take and start of it (`StartedFire::args`); the same key with other `args` is
     /// `TriggerOutcome::Conflict`. `priority`: the job's (`Claim::priority`).

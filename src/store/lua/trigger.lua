@@ -19,12 +19,15 @@
 -- ARGV[24] the job's priority (claim.lua's: kept in the fire hash as `prio` unless 'normal')
 -- ARGV[25] the fire's target tags (TriggerJob's `target_selector`, JSON) or '' (none): kept in the
 --   fire hash as `sel`, which every take and start of the fire returns after `args`
--- Returns {'GONE'} | {'DEDUP', exec id} | {'CONFLICT', exec id} | {'CREATED'} | {'SKIPPED'}
+-- ARGV[26] '1': a manual fire (`manual` in its hash) | '0': a scheduled instant's fire (BackfillJob),
+--   made only if no fire of its id was made before (its hash kept for the retention), else {'FIRED'}
+-- Returns {'GONE'} | {'FIRED'} | {'DEDUP', exec id} | {'CONFLICT', exec id} | {'CREATED'} | {'SKIPPED'}
 --   | {'HELD'} | {'HELD', node, fire, exec} (as claim.lua's)
 --   DEDUP: the key made that execution before; the caller reads its record (none: the job's
 --   history cap has deleted it since; the key still counts, nothing is fired again).
 --   CONFLICT: the key made that execution with other arguments or target tags: nothing is fired.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'GONE'} end
+if ARGV[26] == '0' and redis.call('EXISTS', KEYS[2]) == 1 then return {'FIRED'} end
 local bad = wrong(KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'string', KEYS[4], 'zset', KEYS[5], 'zset', KEYS[6], 'zset',
   KEYS[8], 'zset')
 if bad then return refuse(bad) end
@@ -61,8 +64,8 @@ if mode ~= '0' then
   end
 end
 redis.call('HSET', KEYS[2], 'state', fs, 'job', ARGV[15],
-           'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'manual', '1',
-           'deadline_ms', ARGV[13])
+           'sched', ARGV[11], 'epoch', ARGV[12], 'attempts', 0, 'recoveries', 0, 'deadline_ms', ARGV[13])
+if ARGV[26] == '1' then redis.call('HSET', KEYS[2], 'manual', '1') end
 if ARGV[19] ~= '' then redis.call('HSET', KEYS[2], 'args', ARGV[19]) end
 if ARGV[24] ~= 'normal' then redis.call('HSET', KEYS[2], 'prio', ARGV[24]) end
 if ARGV[25] ~= '' then redis.call('HSET', KEYS[2], 'sel', ARGV[25]) end

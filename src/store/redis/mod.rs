@@ -1053,7 +1053,8 @@ impl FireStore for RedisStore {
             .arg(self.keys.exec(""))
             .arg(exec.scheduled_ms)
             .arg(exec.epoch)
-            .arg(exec.scheduled_ms + self.timing.misfire_threshold_ms as i64)
+            // Its start deadline: a backfill's instant is past, so counted from now.
+            .arg(exec.scheduled_ms.max(super::now_ms()) + self.timing.misfire_threshold_ms as i64)
             .arg(super::now_ms() + self.timing.dispatch_deadline_ms as i64)
             .arg(&exec.job_id)
             .arg(skipped.end_ms.unwrap_or_else(super::now_ms))
@@ -1065,7 +1066,8 @@ impl FireStore for RedisStore {
             .arg(super::STOPS_TTL_MS)
             .arg(self.timing.misfire_threshold_ms)
             .arg(priority.name())
-            .arg(selector);
+            .arg(selector)
+            .arg(if exec.manual { "1" } else { "0" });
         let r: Vec<String> = self.write_fire(&inv, "a trigger").await?;
         match (r.first().map(String::as_str), r.get(1)) {
             (Some("HELD"), None) => Ok(TriggerOutcome::Held(exec.clone(), None)),
@@ -1074,6 +1076,7 @@ impl FireStore for RedisStore {
                 .ok_or_else(|| unexpected("trigger", &r)),
             (Some("CONFLICT"), Some(id)) => Ok(TriggerOutcome::Conflict(id.clone())),
             (Some("GONE"), _) => Ok(TriggerOutcome::Gone),
+            (Some("FIRED"), _) => Ok(TriggerOutcome::AlreadyFired),
             (Some("CREATED"), _) => Ok(TriggerOutcome::Created(exec.clone())),
             (Some("SKIPPED"), _) => Ok(TriggerOutcome::Skipped(skipped)),
             (Some("DEDUP"), Some(id)) => Ok(match self.get_execution(id).await? {
