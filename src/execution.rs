@@ -106,6 +106,14 @@ pub struct Execution {
     /// execution, so a client knows the fire's outcome is this record only when it is None.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_ms: Option<i64>,
+    /// How long after its instant this fire waited before it started: its job's jitter
+    /// (`schedule::fire_jitter_ms`); 0 for none, and for a retry or a re-run (late already).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Execution {
@@ -127,6 +135,7 @@ impl Execution {
             manual: false,
             epoch: 0,
             next_attempt_ms: None,
+            jitter_ms: 0,
         }
     }
 

@@ -730,11 +730,23 @@ fn workers_for(n: usize) -> usize {
 const LIMIT_GROUP: &str = "chaos";
 const LIMIT_MAX: usize = 2;
 
+/// What the runner's backfills came to: calls made, instants they made a fire for, instants they
+/// found fired, and refusals a retry cannot mend.
+#[derive(Debug, Default, Clone)]
+struct Backfills {
+    calls: usize,
+    started: usize,
+    found: usize,
+    refused: Vec<String>,
+}
+
 /// The `every` jobs' interval and anchor (ms).
 const EVERY_MS: i64 = 3_000;
 const EVERY_ANCHOR_MS: i64 = 1_000;
 /// The `chain` jobs' delay after each run's end (ms).
 const CHAIN_DELAY_MS: i64 = 1_000;
+/// The jittered `plain` jobs' bound (ms).
+const JITTER_MS: u64 = 700;
 
 /// The history cap of the workload's capped jobs.
 const CAPPED_KEEP: usize = 5;
@@ -840,6 +852,8 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
         let spec = rota::job::JobSpec {
             every_ms: if kind == "every" { EVERY_MS as u64 } else { 0 },
             after_previous_ms: if kind == "chain" { CHAIN_DELAY_MS as u64 } else { 0 },
+            // Every other `plain` job starts each fire its own jitter (below 0.7 s) after its instant.
+            jitter_ms: if kind == "plain" && (i / 40) % 2 == 1 { JITTER_MS } else { 0 },
             anchor_ms: (kind == "every").then_some(EVERY_ANCHOR_MS),
             failover_nodes: match spec.routing {
                 rota::job::Routing::Failover => vec![format!("n{}", NODES - 1), format!("n{NODES}")],
@@ -873,6 +887,7 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             priority: spec.priority,
             shards: spec.shards,
             after_previous_ms: (kind == "chain").then_some(CHAIN_DELAY_MS),
+            jitter_ms: (kind == "plain" && (i / 40) % 2 == 1).then_some(JITTER_MS),
         });
     }
     (jobs, infos)
@@ -1086,6 +1101,61 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
             }
         })
     };
+    // Backfill the last four seconds of a `plain` job now and then (BackfillJob), through a node in
+    // turn: those instants were claimed by the schedule already (fired a second ahead), or, while
+    // no master claims (a kill, a pause), are made by the backfill first and found made by the
+    // claim. The checker's rules hold each instant to one run either way (`Backfills` counts).
+    let backfills: Arc<std::sync::Mutex<Backfills>> = Default::default();
+    let backfill_loop = {
+        let (tally, stop) = (Arc::clone(&backfills), stop_cancels.clone());
+        let addrs: Vec<String> = runner.cluster.slots.iter().map(|s| s.grpc.addr()).collect();
+        let jobs: Vec<String> = infos.iter().filter(|j| j.id.starts_with("plain-")).map(|j| j.id.clone()).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xbac4);
+        tokio::spawn(async move {
+            while !jobs.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(rng.random_range(2000..5000))) => {}
+                }
+                let job = jobs[rng.random_range(0..jobs.len())].clone();
+                let addr = &addrs[rng.random_range(0..addrs.len())];
+                let now = now_ms();
+                let req = pb::BackfillJobRequest {
+                    job_id: job.clone(),
+                    from: Some(rota::pb::timestamp(now - 4000)),
+                    to: Some(rota::pb::timestamp(now)),
+                    rate: 100,
+                    dry_run: false,
+                };
+                tally.lock().expect("backfills").calls += 1;
+                let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else { continue };
+                let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(1), ep.connect()).await else { continue };
+                let mut c = pb::scheduler_service_client::SchedulerServiceClient::new(ch);
+                let call = async {
+                    let mut stream = c.backfill_job(req).await?.into_inner();
+                    let (mut started, mut found) = (0, 0);
+                    while let Some(m) = stream.message().await? {
+                        match pb::BackfillOutcome::try_from(m.outcome) {
+                            Ok(pb::BackfillOutcome::AlreadyFired) => found += 1,
+                            _ => started += 1,
+                        }
+                    }
+                    Ok::<_, tonic::Status>((started, found))
+                };
+                match tokio::time::timeout(Duration::from_secs(10), call).await {
+                    Ok(Ok((started, found))) => {
+                        let mut t = tally.lock().expect("backfills");
+                        t.started += started;
+                        t.found += found;
+                    }
+                    Ok(Err(s)) if matches!(s.code(), tonic::Code::InvalidArgument | tonic::Code::NotFound) => {
+                        tally.lock().expect("backfills").refused.push(format!("backfill of {job}: {s:?}"));
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
     let canceller = {
         let (cancels, stop) = (Arc::clone(&cancels), stop_cancels.clone());
         let ports: Vec<u16> = runner.cluster.slots.iter().map(|s| s.listen).collect();
@@ -1175,6 +1245,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     stop_cancels.cancel();
     let _ = canceller.await;
     let _ = trigger_loop.await;
+    let _ = backfill_loop.await;
     tracing_line(&format!("faults over; window {window:?}; letting the cluster settle"));
     // Settle: every fire in the window reaches a terminal record (recoveries need a node TTL or
     // two); a long run's backlog and record listing take longer.
@@ -1237,6 +1308,13 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
     }
     report.violations.append(&mut runner.crashes);
     report.violations.append(&mut trigger_refusals.lock().expect("refusals").clone());
+    let Backfills { calls, started, found, mut refused } = backfills.lock().expect("backfills").clone();
+    (report.backfill_calls, report.backfill_started, report.backfill_found_fired) = (calls, started, found);
+    report.violations.append(&mut refused);
+    // Backfills must work at all: most get through the faults.
+    if calls >= 5 && started + found == 0 {
+        report.violations.push(format!("none of {calls} backfills got through"));
+    }
     // Triggers with arguments of their own must work at all: most get through the faults.
     if report.manual_triggered >= 10 && report.manual_executed == 0 {
         report.violations.push(format!("none of {} manual triggers ran", report.manual_triggered));
@@ -1285,7 +1363,7 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
     }
     let mut fo = r.failover_ms.clone();
     fo.sort_unstable();
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "scenario": "chaos",
         "redis": topology,
         "seed": seed,
@@ -1330,7 +1408,18 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "failover_ms_median": fo.get(fo.len() / 2).copied().unwrap_or(0),
         "failover_ms_max": fo.last().copied().unwrap_or(0),
         "violations": r.violations.len(),
-    })
+    });
+    // Two objects made one: a single json! of every measure passes the macro's recursion limit.
+    let more = serde_json::json!({
+        "backfill_calls": r.backfill_calls,
+        "backfill_started": r.backfill_started,
+        "backfill_found_fired": r.backfill_found_fired,
+        "early_for_jitter": r.early_for_jitter,
+    });
+    if let (Some(o), serde_json::Value::Object(m)) = (v.as_object_mut(), more) {
+        o.extend(m);
+    }
+    v
 }
 
 fn table(s: &serde_json::Value) -> String {

@@ -205,6 +205,60 @@ async fn an_after_previous_chain_never_overlaps_and_goes_on_through_a_master_kil
     assert!(execs.iter().any(|e| common::ms(&e.scheduled_time) > killed_at), "the chain went on: {execs:?}");
 }
 
+/// A jitter of 1.5 s on an `every 2s` job (real Redis, real shell runs): each fire starts its own
+/// delay after its instant, the one its fire id gives (`fire_jitter_ms`), which its record says and
+/// the preview showed beforehand; a jitter over a minute is refused naming the field.
+#[tokio::test]
+async fn a_jitter_delays_each_fire_by_its_own_recorded_amount() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &SHELL).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("runs");
+    let args = logging(&log, "true");
+    put(&node, &["--id", "jit", "--every", "2s", "--jitter", "1500ms", "--handler", "shell", "--args", &args]).await;
+    let mut c = node.client().await;
+    let planned = preview(&node, pb::preview_schedule_request::Target::JobId("jit".into()), 3).await;
+    let jitter = |t: i64| rota::job::schedule::fire_jitter_ms(&format!("jit@{t}"), 1500);
+    for f in &planned.fires {
+        let t = common::ms(&f.time);
+        let want = format!("jitter: starts {} after it", rota::job::schedule::length_text(jitter(t)));
+        assert!(f.notes.contains(&want), "{want} in {:?}", f.notes);
+    }
+    eventually(WAIT, "four fires ran", || async { (runs(&log, "end").len() >= 4).then_some(()) }).await;
+    let execs = executions(&mut c, "jit").await;
+    let done: Vec<&pb::Execution> = execs.iter().filter(|e| state(e) == pb::ExecutionState::Succeeded).collect();
+    assert!(done.len() >= 4, "{execs:?}");
+    for e in &done {
+        let t = common::ms(&e.scheduled_time);
+        let j = e.jitter.as_ref().map_or(0, |d| d.seconds as u64 * 1000 + d.nanos as u64 / 1_000_000);
+        assert_eq!(j, jitter(t), "{e:?}");
+        assert!(
+            common::ms(&e.start_time) >= t + j as i64,
+            "started {} ms after its instant, jitter {j}: {e:?}",
+            common::ms(&e.start_time) - t
+        );
+    }
+    assert!(
+        done.iter().map(|e| jitter(common::ms(&e.scheduled_time))).collect::<std::collections::HashSet<_>>().len() > 1
+    );
+    let e = c
+        .put_job(pb::PutJobRequest {
+            job: Some(pb::Job {
+                id: "jit2".into(),
+                handler: "noop".into(),
+                schedule: Some(pb::job::Schedule::Cron("@daily".into())),
+                jitter: Some(prost_types::Duration { seconds: 61, nanos: 0 }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "jitter: 1m1s is more than 1m"));
+    let o =
+        rota(&node, &["job", "put", "--id", "jit2", "--cron", "@daily", "--jitter", "2m", "--handler", "noop"]).await;
+    assert!(o.status.code() == Some(1) && text(&o).contains("jitter: 2m is more than 1m"), "{}", text(&o));
+}
+
 /// BackfillJob (`rota job backfill`) of an `every 1m` job over a past range: each instant runs
 /// once, as a fire whose id is the instant; a second backfill of the same range runs nothing (every
 /// instant ALREADY_FIRED), one over a wider range runs only the new instants; a dry run runs
@@ -276,7 +330,10 @@ async fn a_backfill_runs_each_past_instant_once_and_a_second_runs_nothing() {
     let ran = runs(&log, "start").len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = runs(&log, "start").len();
-    assert!(ran >= 9 && later == ran && later <= 12, "7 before, 2 read, a few in flight, then none: {ran} then {later}");
+    assert!(
+        ran >= 9 && later == ran && later <= 12,
+        "7 before, 2 read, a few in flight, then none: {ran} then {later}"
+    );
 
     // Bad input: the field named, nothing run.
     let now = rota::clock::now_ms();

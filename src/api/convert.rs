@@ -190,6 +190,7 @@ fn set_schedule(spec: &mut JobSpec, j: &pb::Job, now_ms: i64) -> Result<()> {
     spec.start_ms = j.start_time.as_ref().map(|t| instant_ms("start_time", t)).transpose()?;
     spec.end_ms = j.end_time.as_ref().map(|t| instant_ms("end_time", t)).transpose()?;
     spec.spread_ms = duration_ms("spread", j.spread.as_ref())?;
+    spec.jitter_ms = duration_ms("jitter", j.jitter.as_ref())?;
     Ok(())
 }
 
@@ -244,6 +245,7 @@ pub fn job(r: &JobRecord) -> pb::Job {
         start_time: s.start_ms.map(timestamp),
         end_time: s.end_ms.map(timestamp),
         spread: duration(s.spread_ms),
+        jitter: duration(s.jitter_ms),
         completed: r.completed(),
         catch_up_limit: s.catch_up_limit,
         max_fires: s.max_fires,
@@ -368,6 +370,7 @@ pub fn execution(e: &Execution) -> pb::Execution {
         next_attempt_time: e.next_attempt_ms.map(timestamp),
         shard_index: shard.index,
         shard_total: shard.total,
+        jitter: duration(e.jitter_ms),
     }
 }
 

@@ -183,7 +183,7 @@ pub struct PutArgs {
     /// TOML file: [[job]] tables, or one table of fields (id, cron, handler, args, timeout = "30s",
     /// ...); an unknown key is refused.
     #[arg(long, conflicts_with_all = [
-        "id", "cron", "every", "at", "after", "after_previous", "anchor", "start_time", "end_time", "spread",
+        "id", "cron", "every", "at", "after", "after_previous", "anchor", "start_time", "end_time", "spread", "jitter",
         "max_fires", "time_zone",
     ])]
     pub file: Option<PathBuf>,
@@ -316,6 +316,10 @@ pub struct ScheduleArgs {
     /// to 24h), e.g. 30m.
     #[arg(long)]
     pub spread: Option<String>,
+    /// Each fire starts up to this much after its instant (at most 1m), e.g. 10s: a delay of its
+    /// own, recorded on its execution.
+    #[arg(long)]
+    pub jitter: Option<String>,
     /// The job makes at most this many fires, then is completed (default: no limit).
     #[arg(long)]
     pub max_fires: Option<u32>,
@@ -350,6 +354,7 @@ impl ScheduleArgs {
             || self.start_time.is_some()
             || self.end_time.is_some()
             || self.spread.is_some()
+            || self.jitter.is_some()
             || self.max_fires.is_some()
             || self.time_zone.is_some()
     }
@@ -392,6 +397,7 @@ impl ScheduleArgs {
         spec.start_ms = optional("start-time", &self.start_time)?;
         spec.end_ms = optional("end-time", &self.end_time)?;
         spec.spread_ms = flag_ms("spread", &self.spread)?;
+        spec.jitter_ms = flag_ms("jitter", &self.jitter)?;
         spec.max_fires = self.max_fires.unwrap_or(0);
         spec.time_zone = self.time_zone.clone().unwrap_or_default();
         Ok(())

@@ -89,6 +89,9 @@ pub(super) fn schedule_text(j: &pb::Job) -> String {
     if let Some(d) = duration_ms(&j.spread) {
         s.push_str(&format!(", spread {}", duration_text(d)));
     }
+    if let Some(d) = duration_ms(&j.jitter) {
+        s.push_str(&format!(", jitter {}", duration_text(d)));
+    }
     if j.max_fires > 0 {
         s.push_str(&format!(", at most {} fires", j.max_fires));
     }
@@ -127,6 +130,7 @@ pub(super) fn job_json(j: &pb::Job) -> Value {
         "start_time": j.start_time.as_ref().map(ts),
         "end_time": j.end_time.as_ref().map(ts),
         "spread_ms": duration_ms(&j.spread),
+        "jitter_ms": duration_ms(&j.jitter),
         "completed": j.completed,
         "max_fires": j.max_fires, "fire_count": j.fire_count, "pause_after_failures": j.pause_after_failures,
         "pause_note": j.pause_note, "paused_by": j.paused_by,
@@ -176,6 +180,7 @@ pub(super) fn exec_json(e: &pb::Execution) -> Value {
         "state": state_name(e.state), "error": e.error, "output": e.output, "stderr": e.stderr,
         "manual": e.manual, "epoch": e.epoch, "next_attempt_time": e.next_attempt_time.as_ref().map(ts),
         "shard_index": e.shard_index, "shard_total": e.shard_total.max(1),
+        "jitter_ms": duration_ms(&e.jitter).unwrap_or(0),
     })
 }
 

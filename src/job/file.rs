@@ -33,6 +33,8 @@ pub struct FileJob {
     pub end_time: Option<String>,
     /// "30m": a stable per-job offset below it.
     pub spread: Option<String>,
+    /// Each fire's own delay past its instant, up to this ("10s").
+    pub jitter: Option<String>,
     /// Most fires the job makes (absent: no limit).
     pub max_fires: u32,
     /// Pause after this many failed fires in a row (absent: never).
@@ -150,6 +152,7 @@ impl FileJob {
             start_ms: optional("start_time", &self.start_time)?,
             end_ms: optional("end_time", &self.end_time)?,
             spread_ms: duration_ms("spread", self.spread.as_deref(), None)?,
+            jitter_ms: duration_ms("jitter", self.jitter.as_deref(), None)?,
             max_fires: self.max_fires,
             pause_after_failures: self.pause_after_failures,
             time_zone: self.time_zone.clone(),

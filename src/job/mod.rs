@@ -316,6 +316,10 @@ pub struct JobSpec {
     /// A stable per-job offset below this is added to every instant (0: none).
     #[serde(skip_serializing_if = "is_default")]
     pub spread_ms: u64,
+    /// Each fire starts up to this much after its instant, a delay of its own derived from its
+    /// fire id (`schedule::fire_jitter_ms`), recorded on its execution (0: none).
+    #[serde(skip_serializing_if = "is_default")]
+    pub jitter_ms: u64,
     /// Most fires the job makes, counted from its creation (`JobRecord::fired`); then it is
     /// completed. 0: no limit.
     #[serde(skip_serializing_if = "is_default")]
@@ -457,6 +461,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         start_ms,
         end_ms,
         spread_ms,
+        jitter_ms,
         max_fires,
         pause_after_failures,
         time_zone,
@@ -493,6 +498,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("start_time", *start_ms == b.start_ms),
         ("end_time", *end_ms == b.end_ms),
         ("spread", *spread_ms == b.spread_ms),
+        ("jitter", *jitter_ms == b.jitter_ms),
         ("max_fires", *max_fires == b.max_fires),
         ("pause_after_failures", *pause_after_failures == b.pause_after_failures),
         ("time_zone", *time_zone == b.time_zone),

@@ -35,6 +35,10 @@ pub const MAX_EVERY_MS: u64 = 366 * 86_400_000;
 pub const MAX_AT: usize = 100;
 /// Widest spread: a day.
 pub const MAX_SPREAD_MS: u64 = 86_400_000;
+/// Longest jitter: a minute. A fire waits it out holding its job's no-overlap lock and a worker,
+/// and the lock's lease outlasts the wait only by so much (30 s past the misfire threshold); a
+/// wider scatter of a job's start is `spread`'s.
+pub const MAX_JITTER_MS: u64 = 60_000;
 /// 2200-01-01T00:00:00Z: no schedule names an instant from here on (cron searches end in 2199).
 pub const END_OF_TIME_MS: i64 = 7_258_118_400_000;
 
@@ -63,6 +67,9 @@ pub struct Schedule {
     pub end_ms: Option<i64>,
     /// Added to each of the kind's instants (from `spread` and the job id).
     pub offset_ms: i64,
+    /// The job's id, which names its fires (the jitter's source), and its jitter bound.
+    pub id: String,
+    pub jitter_ms: u64,
 }
 
 /// One instant of a preview, with what shaped it (daylight saving, the spread, the end).
@@ -146,6 +153,9 @@ impl Schedule {
                 return Err(Error::invalid("end_time", "is before start_time"));
             }
         }
+        if spec.jitter_ms > MAX_JITTER_MS {
+            return Err(Error::invalid("jitter", format!("{} is more than 1m", length_text(spec.jitter_ms))));
+        }
         if spec.spread_ms != 0 && !(1_000..=MAX_SPREAD_MS).contains(&spec.spread_ms) {
             return Err(Error::invalid("spread", format!("{} is not between 1s and 24h", length_text(spec.spread_ms))));
         }
@@ -155,6 +165,8 @@ impl Schedule {
             start_ms: spec.start_ms,
             end_ms: spec.end_ms,
             offset_ms: spread_offset_ms(&spec.id, spec.spread_ms),
+            id: spec.id.clone(),
+            jitter_ms: spec.jitter_ms,
         })
     }
 
@@ -252,6 +264,10 @@ impl Schedule {
                     duration_text((offset - prev_offset) * 1000)
                 ));
             }
+            if self.jitter_ms > 0 {
+                let j = fire_jitter_ms(&crate::execution::scheduled_fire_id(&self.id, t), self.jitter_ms);
+                notes.push(format!("jitter: starts {} after it", length_text(j)));
+            }
             if self.offset_ms > 0 {
                 notes.push(format!(
                     "spread: {} after {}",
@@ -324,12 +340,27 @@ pub fn spread_offset_ms(job_id: &str, spread_ms: u64) -> i64 {
     if secs == 0 {
         return 0;
     }
+    ((fnv1a(job_id) % secs) * 1000) as i64
+}
+
+/// A fire's jitter: how long after its instant it starts, in [0, `jitter_ms`), whole ms: FNV-1a of
+/// its fire id, so every node, a restarted one and the preview give a fire the same delay, and two
+/// fires of a job almost never the same. 0 without a jitter.
+pub fn fire_jitter_ms(fire_id: &str, jitter_ms: u64) -> u64 {
+    match jitter_ms {
+        0 => 0,
+        j => fnv1a(fire_id) % j,
+    }
+}
+
+/// FNV-1a, 64 bits: fixed here, so every node and every release hashes the same.
+fn fnv1a(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in job_id.bytes() {
+    for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    ((h % secs) * 1000) as i64
+    h
 }
 
 fn check_instant(field: &str, t: i64) -> Result<()> {
@@ -442,6 +473,31 @@ mod tests {
             s.spread_ms = 60_000;
         });
         assert!(Schedule::of(&spread).is_err());
+    }
+
+    /// A fire's jitter: below its bound, the same for the same fire id, mostly not for two; the
+    /// preview names it; over a minute is refused.
+    #[test]
+    fn a_fires_jitter_is_its_own_below_the_bound_and_previewed() {
+        let ids: Vec<String> = (0..200).map(|i| format!("j@{}", 1_000_000 + i * 1000)).collect();
+        let js: Vec<u64> = ids.iter().map(|f| fire_jitter_ms(f, 1500)).collect();
+        assert!(js.iter().all(|j| *j < 1500));
+        assert_eq!(js, ids.iter().map(|f| fire_jitter_ms(f, 1500)).collect::<Vec<_>>());
+        assert!(js.iter().collect::<std::collections::HashSet<_>>().len() > 150, "{js:?}");
+        assert_eq!(fire_jitter_ms("j@1", 0), 0);
+        let s = Schedule::of(&spec(|s| {
+            s.every_ms = 60_000;
+            s.jitter_ms = 1500;
+        }))
+        .unwrap();
+        let p = s.preview(0, 2);
+        let want = format!("jitter: starts {} after it", length_text(fire_jitter_ms("j@60000", 1500)));
+        assert!(p[0].notes.contains(&want), "{want} in {:?}", p[0].notes);
+        let over = spec(|s| {
+            s.every_ms = 60_000;
+            s.jitter_ms = 60_001;
+        });
+        assert_eq!(Schedule::of(&over).map(|_| ()).unwrap_err().to_string(), "jitter: 60001ms is more than 1m");
     }
 
     #[test]

@@ -740,6 +740,19 @@ impl Worker {
                                 _ = wait_until_due(&fire_id, 0) => {}
                                 _ = stop.wait(&exec.id) => {}
                             }
+                            // The job's jitter: this fire's own delay past its instant (a first
+                            // attempt's: a retry or a re-run is late already), waited out holding
+                            // its worker and its lock, and recorded.
+                            if exec.attempt == 1 && !exec.manual && job.spec.jitter_ms > 0 {
+                                let jitter = crate::job::schedule::fire_jitter_ms(&fire_id, job.spec.jitter_ms);
+                                let until_us = (exec.scheduled_ms + jitter as i64) * 1000;
+                                let us = (until_us - crate::clock::now_us()).max(0) as u64;
+                                tokio::select! {
+                                    _ = tokio::time::sleep(Duration::from_micros(us)) => {}
+                                    _ = stop.wait(&exec.id) => {}
+                                }
+                                exec.jitter_ms = jitter;
+                            }
                             exec.start_ms = Some(now_ms());
                             // Every line about this run carries the job, the fire's instant, the
                             // execution, the node (outer span) and the master's epoch.

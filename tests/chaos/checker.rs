@@ -69,6 +69,9 @@ pub struct JobInfo {
     /// An `after_previous` job's delay: it has no grid (`period_ms` and `phase_ms` are unused);
     /// its instants are those rota made, each judged as a fire, and the chain by `check_chain`.
     pub after_previous_ms: Option<i64>,
+    /// Its jitter bound: each fire's run starts no sooner than its own jitter
+    /// (`rota::job::schedule::fire_jitter_ms` of its fire id) after its instant.
+    pub jitter_ms: Option<u64>,
 }
 
 /// One handler run from the side log.
@@ -165,6 +168,11 @@ pub struct Report {
     pub max_held_delay_ms: i64,
     /// Fires whose execution was cancelled (asked by the runner) and that did not run to an end.
     pub cancelled: usize,
+    /// BackfillJob calls the runner made, and the instants they made a fire for and found fired
+    /// (the runner's counts; every backfilled instant is judged as any fire of its job).
+    pub backfill_calls: usize,
+    pub backfill_started: usize,
+    pub backfill_found_fired: usize,
     /// Manual fires triggered with arguments of their own, and of those, run to success.
     pub manual_triggered: usize,
     pub manual_executed: usize,
@@ -192,6 +200,8 @@ pub struct Report {
     pub chain_stalled: usize,
     /// The longest any chain waited past its delay (ms), faults included.
     pub max_chain_wait_ms: i64,
+    /// Runs of a jittered job that began before their fire's jitter had passed.
+    pub early_for_jitter: usize,
     /// Moments when more runs of a limit's jobs were under way than the limit lets run.
     pub over_limit: usize,
     /// The most runs of the limit's jobs under way at once (by the side log).
@@ -281,6 +291,21 @@ pub fn check(h: &History) -> Report {
         }
         let mut runs: Vec<&Run> = h.runs.iter().filter(|x| x.job == job.id && !is_manual(&x.exec)).collect();
         check_epochs(&mut r, job, &mut runs);
+        if let Some(bound) = job.jitter_ms {
+            for run in &runs {
+                let jitter = rota::job::schedule::fire_jitter_ms(&fire_key(&run.exec, &run.job, run.sched_ms), bound);
+                if run.start_ms + SLACK_MS < run.sched_ms + jitter as i64 {
+                    r.early_for_jitter += 1;
+                    r.violations.push(format!(
+                        "{}@{}: run {} started {} ms after its instant, before its jitter of {jitter} ms",
+                        job.id,
+                        run.sched_ms,
+                        run.exec,
+                        run.start_ms - run.sched_ms
+                    ));
+                }
+            }
+        }
         if job.master_only {
             // Judged in the window only: the lease poller starts when the jobs are put, so a
             // holder of the cluster's first second (before a shard went to its owner) may never
@@ -821,6 +846,9 @@ fn fault_during<'a>(h: &'a History, run: &Run) -> Option<&'a Fault> {
 }
 
 fn check_epochs(r: &mut Report, job: &JobInfo, runs: &mut [&Run]) {
+    // A backfill's fire is made by the node asked, not claimed by a master: it carries no epoch
+    // (0), and fences nothing. The claim it races finds its fire made, and runs nothing.
+    let runs: &mut Vec<&Run> = &mut runs.iter().copied().filter(|x| x.epoch > 0).collect();
     runs.sort_by_key(|x| (x.sched_ms, x.epoch));
     let mut high: Option<&Run> = None;
     for run in runs.iter() {
@@ -1024,6 +1052,7 @@ mod tests {
             priority: rota::job::Priority::Normal,
             shards: rota::job::Shards::One,
             after_previous_ms: None,
+            jitter_ms: None,
         }
     }
 
@@ -1133,6 +1162,28 @@ mod tests {
         });
         let r = check(&h);
         assert!(r.violations.is_empty(), "a fault between explains the wait: {:?}", r.violations);
+    }
+
+    /// A jittered job's runs start no sooner than their fire's own jitter after its instant: runs
+    /// that wait it out pass; ones that start at once are caught (unless the jitter is under the
+    /// slack).
+    #[test]
+    fn a_jittered_run_never_starts_before_its_jitter() {
+        let mut h = clean();
+        h.jobs[0].jitter_ms = Some(700);
+        let jitter = |x: &Run| rota::job::schedule::fire_jitter_ms(&format!("a@{}", x.sched_ms), 700) as i64;
+        let early = h.runs.iter().filter(|x| x.job == "a" && jitter(x) > SLACK_MS + 5).count();
+        assert!(early > 0);
+        let r = check(&h);
+        assert_eq!(r.early_for_jitter, early, "{:?}", r.violations);
+        for x in h.runs.iter_mut().filter(|x| x.job == "a") {
+            let j = jitter(x);
+            x.start_ms = x.sched_ms + j + 3;
+            x.end_ms = Some(x.start_ms + 20);
+        }
+        h.records = h.runs.iter().map(|x| rec(x, "succeeded")).collect();
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
     }
 
     /// A `rerun` job's fire whose first run went on while a fault had taken its node away (paused

@@ -25,6 +25,7 @@
 -- ARGV[25] fire key prefix ('<tag>:fire:', for the history trim)  ARGV[26] '1': a record of this
 --   execution may exist apart (a retry's, written while it ran): deleted, the hash has the outcome
 -- KEYS[10] the job's held list  KEYS[11] the held index  KEYS[12] q:<self>  KEYS[13] inflight (watch set)
+-- ARGV[30] the fire's jitter ms ('' for none: a record field, as the start, end and output are)
 -- ARGV[27] lock ttl ms  ARGV[28] misfire threshold ms  ARGV[29] watch ms: the lock this fire lets go
 --   passes to the oldest fire held for it, which goes into this node's queue (section 3.20), or,
 --   while this node's record (KEYS[14]) says it is draining, to `dispatching` for the master's sweep
@@ -112,6 +113,7 @@ else
   put_field(h, gone, 'error', ARGV[22])
   put_field(h, gone, 'output', ARGV[23])
   put_field(h, gone, 'stderr', ARGV[24])
+  put_field(h, gone, 'jitter', ARGV[30])
   redis.call('HSET', KEYS[5], unpack(h))
   redis.call('HDEL', KEYS[5], unpack(gone))
   if not string.find(ARGV[1], '~', 1, true) then

@@ -8,7 +8,7 @@
 --   when the key is not a hash)}. The record kept apart is not read when the hash holds the id's
 --   outcome (`ended`): a retry's record written while it ran is older.
 local FIELDS = {'state', 'job', 'sched', 'epoch', 'attempts', 'manual', 'node', 'next_exec', 'exec', 'started',
-  'ended', 'error', 'output', 'stderr'}
+  'ended', 'error', 'output', 'stderr', 'jitter'}
 local out = {}
 for i = 1, #ARGV do
   local ke, kf = KEYS[2*i-1], KEYS[2*i]

@@ -1398,6 +1398,10 @@ impl FireStore for RedisStore {
             self.lock_ttl().to_string(),
             self.timing.misfire_threshold_ms.to_string(),
             self.timing.watch_ms().to_string(),
+            match exec.jitter_ms {
+                0 => String::new(),
+                j => j.to_string(),
+            },
         ];
         let r: Vec<String> = self.steps.call("finish", keys.into(), args.into()).await?;
         fail::fail_point!("lose_finish_reply", |_| Err(crate::failpoints::lost_reply("lose_finish_reply")));
@@ -2033,7 +2037,7 @@ fn accept_reply(s: &str) -> Accept {
 /// apart just after) says the execution is still open: running if it started, else pending.
 fn record_from(id: &str, fire: &str, json: &str, fields: &[String], keys: &Keys) -> Result<Option<Execution>> {
     let field = |i: usize| fields.get(i).map_or("", String::as_str);
-    let [state, job, sched, epoch, attempts, manual, node, next_exec, exec, started, ended, error, output, stderr] =
+    let [state, job, sched, epoch, attempts, manual, node, next_exec, exec, started, ended, error, output, stderr, jitter] =
         std::array::from_fn(field);
     let current = if next_exec.is_empty() { exec } else { next_exec };
     let in_hash = !state.is_empty() && current == id;
@@ -2084,6 +2088,7 @@ fn record_from(id: &str, fire: &str, json: &str, fields: &[String], keys: &Keys)
         manual: manual == "1",
         epoch: epoch.parse().unwrap_or(0),
         next_attempt_ms: None,
+        jitter_ms: jitter.parse().unwrap_or(0),
     }))
 }
 
