@@ -50,6 +50,8 @@ use crate::worker::{Worker, WorkerParts};
 
 /// How often execution records past retention are swept from the indexes.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Completed one-shot jobs past retention deleted per shard at each prune.
+const EXPIRE_BATCH: usize = 500;
 
 /// This node's TLS identity and the cluster CA, loaded at start.
 pub struct TlsFiles {
@@ -366,6 +368,7 @@ impl Node {
                 router: Arc::clone(&router),
                 recovery: Arc::clone(&recovery),
                 node_ttl_ms: config.node_ttl_ms,
+                retention_ms: config.execution_retention_ms,
             });
             parts.push(ShardPart { shard: k as u16, store, lease, worker, scheduler, router, recovery, max_epoch });
         }
@@ -1307,6 +1310,14 @@ impl Node {
                     Ok(n) if n > 0 => tracing::debug!(removed = n, "pruned expired execution records"),
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "prune failed"),
+                }
+                match store.expire_completed(now_ms(), EXPIRE_BATCH).await {
+                    Ok(ids) => {
+                        for id in ids {
+                            tracing::info!(job = %id, "deleted: a one-shot job completed longer ago than the retention");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot delete the completed one-shot jobs past retention"),
                 }
             }
         }

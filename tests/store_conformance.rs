@@ -1345,7 +1345,43 @@ conformance!(
     a_pause_keeps_its_note_and_its_until_makes_it_resumable,
     a_jobs_failed_fires_in_a_row_are_counted_until_a_success_or_a_resume,
     an_after_previous_job_waits_for_its_fires_end,
+    a_completed_one_shot_is_deleted_after_the_retention_unless_kept,
 );
+
+/// A one-shot (`at`) that made its fire is completed; once the retention has passed since, it is
+/// deleted (its job gone, its fire ids forgotten by no one: its records keep their own retention),
+/// unless kept (`keep_completed`), put again with an instant to come, or paused. Other kinds that
+/// completed (an end_time) stay.
+async fn a_completed_one_shot_is_deleted_after_the_retention_unless_kept(s: Arc<dyn Store>) {
+    let fence = master(&*s).await;
+    let at = now_ms() / 1000 * 1000 + 60_000;
+    let shot =
+        |id: &str, keep: bool| JobSpec { cron: String::new(), at_ms: vec![at], keep_completed: keep, ..spec(id) };
+    for (id, keep) in [("once", false), ("kept", true), ("again", false), ("held", false)] {
+        match s.write_job(&api_write(&shot(id, keep), Some(at))).await.expect("put") {
+            WatermarkWrite::Done { .. } => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.claim(&fence, &[claim(id, at, None, false)]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+        assert!(s.get_job(id).await.expect("get").expect("exists").completed());
+    }
+    // A cron job whose end passed: completed, never deleted by this.
+    put(&*s, "ended", at).await;
+    assert_eq!(s.claim(&fence, &[claim("ended", at, None, false)]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
+    // "again" is put again with an instant still to come; "held" is paused.
+    let later = JobSpec { at_ms: vec![at + 60_000], ..shot("again", false) };
+    s.write_job(&api_write(&later, Some(at + 60_000))).await.expect("put");
+    s.set_paused("held", true, None, now_ms(), None).await.expect("pause");
+    // Not yet: the retention has not passed.
+    assert!(s.expire_completed(now_ms(), 100).await.expect("expire").is_empty());
+    let past = now_ms() + RETENTION_MS as i64 + 1000;
+    assert_eq!(s.expire_completed(past, 100).await.expect("expire"), vec!["once".to_string()]);
+    assert!(s.get_job("once").await.expect("get").is_none(), "deleted");
+    for id in ["kept", "again", "held", "ended"] {
+        assert!(s.get_job(id).await.expect("get").is_some(), "{id} stays");
+    }
+    assert!(s.expire_completed(past, 100).await.expect("expire").is_empty(), "once");
+}
 
 /// `after_previous` (issue 16): a chained claim leaves the job without a watermark, waiting on its
 /// fire (in the chain index); `chain_next` answers Open until the fire has ended, then sets the next

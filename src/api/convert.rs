@@ -136,6 +136,7 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         labels: j.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
         keep_last: j.keep_last,
         keep_failed: j.keep_failed,
+        keep_completed: j.keep_completed,
         selector: j.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         routing,
         failover_nodes: j.failover_nodes.clone(),
@@ -287,6 +288,7 @@ pub fn job(r: &JobRecord) -> pb::Job {
         labels: s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         keep_last: s.keep_last,
         keep_failed: s.keep_failed,
+        keep_completed: s.keep_completed,
         selector: s.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         routing: match s.routing {
             Routing::Load => pb::RoutingStrategy::Load,

@@ -319,7 +319,12 @@ impl SchedulerService for SchedulerApi {
         let instant = |field: &str, t: &Option<prost_types::Timestamp>| {
             t.as_ref().ok_or_else(|| Error::invalid(field, "is required")).and_then(|t| convert::instant_ms(field, t))
         };
-        let (from, to) = (instant("from", &r.from)?, instant("to", &r.to)?);
+        let from = instant("from", &r.from)?;
+        // Absent: now, by this node's clock (a client's may run ahead of the cluster's).
+        let to = match &r.to {
+            None => now_ms(),
+            t => instant("to", t)?,
+        };
         let rate = match r.rate {
             0 => DEFAULT_BACKFILL_RATE,
             n @ 1..=MAX_BACKFILL_RATE => n,
@@ -338,21 +343,38 @@ impl SchedulerService for SchedulerApi {
             let every = std::time::Duration::from_micros(1_000_000 / u64::from(rate));
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // A job with an overlap policy runs its backfill one fire at a time (each would
+            // otherwise meet the one before's lock and be skipped): the last one made, till it ends.
+            let mut last: Option<String> = None;
             for (i, at) in instants.into_iter().enumerate() {
-                // The caller closed the stream: the backfill is cancelled; what started runs on.
-                if tx.is_closed() {
-                    tracing::info!(job = %job.spec.id, done = i, total, "backfill cancelled by its caller");
-                    return;
+                // Paced: at the rate, with room on this node, one at a time for an exclusive job.
+                // The caller closing the stream cancels the rest; what started runs on.
+                let ready = async {
+                    tick.tick().await;
+                    while !dry_run && !scheduler.backfill_room() {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    if let Some(id) = last.as_deref().filter(|_| job.spec.concurrency.exclusive()) {
+                        while scheduler.execution_open(id).await {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = tx.closed() => {
+                        tracing::info!(job = %job.spec.id, done = i, total, "backfill cancelled by its caller");
+                        return;
+                    }
+                    _ = ready => {}
                 }
                 let fire_id = crate::execution::scheduled_fire_id(&job.spec.id, at);
                 let step = if dry_run {
                     Ok((pb::BackfillOutcome::WouldRun, String::new()))
                 } else {
-                    tick.tick().await;
-                    scheduler
-                        .backfill_one(&job, at)
-                        .await
-                        .map(|(o, e)| (convert::backfill_outcome(o), e.map(|e| e.id).unwrap_or_default()))
+                    scheduler.backfill_one(&job, at).await.map(|(o, e)| {
+                        last = e.as_ref().map(|e| e.id.clone()).or(last.take());
+                        (convert::backfill_outcome(o), e.map(|e| e.id).unwrap_or_default())
+                    })
                 };
                 let msg = step.map(|(outcome, execution_id)| pb::BackfillJobResponse {
                     time: Some(crate::pb::timestamp(at)),

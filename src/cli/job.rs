@@ -278,6 +278,10 @@ pub struct PutArgs {
     /// execution_keep_failed, 1000; 0: none).
     #[arg(long)]
     pub keep_failed: Option<u32>,
+    /// A one-shot job (--at, --after) stays after it completed (default: deleted once the
+    /// execution retention has passed since).
+    #[arg(long)]
+    pub keep_completed: bool,
 }
 
 /// A schedule as flags: `job put`'s, and `job next`'s for a schedule not yet put.
@@ -316,7 +320,7 @@ pub struct ScheduleArgs {
     /// to 24h), e.g. 30m.
     #[arg(long)]
     pub spread: Option<String>,
-    /// Each fire starts up to this much after its instant (at most 1m), e.g. 10s: a delay of its
+    /// Each fire starts up to this much after its instant (at most 30s), e.g. 10s: a delay of its
     /// own, recorded on its execution.
     #[arg(long)]
     pub jitter: Option<String>,
@@ -417,15 +421,13 @@ async fn backfill(
         crate::job::schedule::parse_instant(v, chrono_tz::UTC).map_err(|e| CliError::Usage(format!("--{flag}: {e}")))
     };
     let from = instant("from", from)?;
-    let to = match to {
-        Some(t) => instant("to", &t)?,
-        None => crate::store::now_ms(),
-    };
+    // Absent: the node's now (this machine's clock may run ahead of the cluster's).
+    let to = to.map(|t| instant("to", &t)).transpose()?;
     let c = Conn::open(client).await?;
     let req = pb::BackfillJobRequest {
         job_id: id.clone(),
         from: Some(crate::pb::timestamp(from)),
-        to: Some(crate::pb::timestamp(to)),
+        to: to.map(crate::pb::timestamp),
         rate: rate.unwrap_or(0),
         dry_run,
     };
@@ -551,6 +553,7 @@ fn put_spec(a: PutArgs) -> Result<JobSpec, CliError> {
         labels,
         keep_last: a.keep_last.unwrap_or(0),
         keep_failed: a.keep_failed,
+        keep_completed: a.keep_completed,
         selector,
         routing: match a.routing {
             None | Some(RoutingArg::Load) => crate::job::Routing::Load,

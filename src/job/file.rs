@@ -71,6 +71,8 @@ pub struct FileJob {
     pub keep_last: Option<u32>,
     /// Older failed executions kept besides (absent: the node's default).
     pub keep_failed: Option<u32>,
+    /// A one-shot job stays after it completed (default: deleted after the execution retention).
+    pub keep_completed: bool,
     /// Tags an external worker must have to run the job (`selector = { region = "eu" }`).
     pub selector: BTreeMap<String, String>,
     /// How a fire picks its node (`routing = "round_robin"`; absent: `load`).
@@ -173,6 +175,7 @@ impl FileJob {
             labels: self.labels.clone(),
             keep_last: self.keep_last.unwrap_or(0),
             keep_failed: self.keep_failed,
+            keep_completed: self.keep_completed,
             selector: self.selector.clone(),
             routing: self.routing,
             failover_nodes: self.failover_nodes.clone(),

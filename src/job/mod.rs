@@ -324,6 +324,10 @@ pub struct JobSpec {
     /// completed. 0: no limit.
     #[serde(skip_serializing_if = "is_default")]
     pub max_fires: u32,
+    /// A one-shot (`at`) job stays after it completed; without, it is deleted after the execution
+    /// retention (`Store::expire_completed`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub keep_completed: bool,
     /// Pause the job after this many scheduled fires failed in a row (failed, timed out or lost,
     /// after their retries), with a note and an alert. 0: never.
     #[serde(skip_serializing_if = "is_default")]
@@ -463,6 +467,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         spread_ms,
         jitter_ms,
         max_fires,
+        keep_completed,
         pause_after_failures,
         time_zone,
         handler,
@@ -500,6 +505,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("spread", *spread_ms == b.spread_ms),
         ("jitter", *jitter_ms == b.jitter_ms),
         ("max_fires", *max_fires == b.max_fires),
+        ("keep_completed", *keep_completed == b.keep_completed),
         ("pause_after_failures", *pause_after_failures == b.pause_after_failures),
         ("time_zone", *time_zone == b.time_zone),
         ("handler", *handler == b.handler),

@@ -35,10 +35,10 @@ pub const MAX_EVERY_MS: u64 = 366 * 86_400_000;
 pub const MAX_AT: usize = 100;
 /// Widest spread: a day.
 pub const MAX_SPREAD_MS: u64 = 86_400_000;
-/// Longest jitter: a minute. A fire waits it out holding its job's no-overlap lock and a worker,
-/// and the lock's lease outlasts the wait only by so much (30 s past the misfire threshold); a
-/// wider scatter of a job's start is `spread`'s.
-pub const MAX_JITTER_MS: u64 = 60_000;
+/// Longest jitter: 30 s. A fire waits it out holding its job's no-overlap lock (and a worker), and
+/// the lock's lease, taken at its claim, is the misfire threshold plus 30 s, renewed only once the
+/// run begins; a wider scatter of a job's start is `spread`'s.
+pub const MAX_JITTER_MS: u64 = 30_000;
 /// 2200-01-01T00:00:00Z: no schedule names an instant from here on (cron searches end in 2199).
 pub const END_OF_TIME_MS: i64 = 7_258_118_400_000;
 
@@ -154,7 +154,7 @@ impl Schedule {
             }
         }
         if spec.jitter_ms > MAX_JITTER_MS {
-            return Err(Error::invalid("jitter", format!("{} is more than 1m", length_text(spec.jitter_ms))));
+            return Err(Error::invalid("jitter", format!("{} is more than 30s", length_text(spec.jitter_ms))));
         }
         if spec.spread_ms != 0 && !(1_000..=MAX_SPREAD_MS).contains(&spec.spread_ms) {
             return Err(Error::invalid("spread", format!("{} is not between 1s and 24h", length_text(spec.spread_ms))));
@@ -495,9 +495,9 @@ mod tests {
         assert!(p[0].notes.contains(&want), "{want} in {:?}", p[0].notes);
         let over = spec(|s| {
             s.every_ms = 60_000;
-            s.jitter_ms = 60_001;
+            s.jitter_ms = 30_001;
         });
-        assert_eq!(Schedule::of(&over).map(|_| ()).unwrap_err().to_string(), "jitter: 60001ms is more than 1m");
+        assert_eq!(Schedule::of(&over).map(|_| ()).unwrap_err().to_string(), "jitter: 30001ms is more than 30s");
     }
 
     #[test]

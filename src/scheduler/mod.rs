@@ -62,6 +62,8 @@ pub struct Scheduler {
     recovery: Arc<Recovery>,
     /// How often the master sweeps (a third of the node TTL).
     sweep_every_ms: i64,
+    /// `SchedulerParts::retention_ms`.
+    retention_ms: i64,
     /// When the master last swept dead nodes and stuck dispatches (ms).
     swept: AtomicI64,
     /// TriggerJob calls between their load check and their fire waiting for a worker.
@@ -205,6 +207,8 @@ pub struct SchedulerParts {
     pub recovery: Arc<Recovery>,
     /// The node TTL: the master sweeps every third of it.
     pub node_ttl_ms: u64,
+    /// How long a fire's id is remembered (`execution_retention_ms`): a backfill reaches no further back.
+    pub retention_ms: u64,
 }
 
 impl Scheduler {
@@ -219,6 +223,7 @@ impl Scheduler {
             router: p.router,
             recovery: p.recovery,
             sweep_every_ms: (p.node_ttl_ms / 3).max(100) as i64,
+            retention_ms: p.retention_ms as i64,
             swept: AtomicI64::new(0),
             triggers_in_flight: AtomicU32::new(0),
             deferred_until: AtomicI64::new(i64::MAX),
@@ -614,19 +619,35 @@ impl Scheduler {
     }
 
     /// The instants a backfill of `job_id` over [`from_ms`, `to_ms`] runs (BackfillJob), checked:
-    /// a range in the past, a job whose schedule has instants (not `after_previous`, whose fires
-    /// follow each other's ends) and is not sharded, and at most `MAX_BACKFILL` of them.
+    /// a range in the past and within the retention (a fire's id is remembered that long: older,
+    /// an instant the schedule ran would run again), a job whose schedule has instants (not
+    /// `after_previous`, whose fires follow each other's ends) and is not sharded, and at most
+    /// `MAX_BACKFILL` of them, nor more than the job keeps records of (its history cap deletes the
+    /// oldest fires' ids). Instants at or past the job's watermark are the scheduler's (behind,
+    /// it catches up by its misfire policy): left out.
     pub async fn backfill_plan(&self, job_id: &str, from_ms: i64, to_ms: i64) -> Result<(Job, Vec<i64>)> {
+        let now = now_ms();
         if to_ms < from_ms {
             return Err(Error::invalid("to", "is before from"));
         }
-        if to_ms > now_ms() {
+        if to_ms > now {
             return Err(Error::invalid(
                 "to",
                 "is in the future: a backfill runs past instants (the schedule runs the rest)",
             ));
         }
+        if from_ms < now - self.retention_ms {
+            return Err(Error::invalid(
+                "from",
+                format!(
+                    "is older than the execution retention ({}): a fire's id is remembered only that long, so an \
+                     instant fired before could run twice",
+                    crate::job::schedule::length_text(self.retention_ms as u64)
+                ),
+            ));
+        }
         let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
+        let next_ms = rec.next_ms;
         let job = Job::new(rec.spec)?;
         if job.schedule.after_previous_ms().is_some() {
             return Err(Error::FailedPrecondition(format!(
@@ -638,19 +659,37 @@ impl Scheduler {
                 "job '{job_id}' is sharded: a backfill of a sharded job is not supported yet; nothing was run"
             )));
         }
+        let most = MAX_BACKFILL.min(crate::store::Keep::of(&job.spec, self.worker.keep()).last.max(1) as usize);
+        let to_ms = next_ms.map_or(to_ms, |next| to_ms.min(next - 1));
         let mut instants = Vec::new();
         let mut at = job.next_after_ms(from_ms - 1);
         while let Some(t) = at.filter(|t| *t <= to_ms) {
-            if instants.len() == MAX_BACKFILL {
+            if instants.len() == most {
                 return Err(Error::invalid(
                     "to",
-                    format!("the range holds more than {MAX_BACKFILL} of the job's instants: backfill it in parts"),
+                    format!(
+                        "the range holds more than {most} of the job's instants (at most {MAX_BACKFILL}, and no more \
+                         than the job's history keeps: keep_last): backfill it in parts"
+                    ),
                 ));
             }
             instants.push(t);
             at = job.next_after_ms(t);
         }
         Ok((job, instants))
+    }
+
+    /// Whether execution `id` has not ended (a store that cannot say counts as ended: a backfill
+    /// waiting on it goes on rather than hang).
+    pub async fn execution_open(&self, id: &str) -> bool {
+        matches!(self.store.get_execution(id).await, Ok(Some(e)) if !e.state.is_terminal())
+    }
+
+    /// Whether this node can take another backfill fire now: fewer fires wait for a worker than
+    /// it has workers (a backfill paces itself to the node, so no fire waits past its deadline).
+    pub fn backfill_room(&self) -> bool {
+        let load = self.worker.load();
+        load.queue < load.max.max(1)
     }
 
     /// One instant of a backfill: its fire made (its id is the instant's, so one made before, by

@@ -55,6 +55,11 @@ impl Keys {
     pub fn due(&self) -> String {
         format!("{}:due", self.tag)
     }
+    /// Sorted set job id -> when it completed (no next fire left, unpaused, not waiting): a
+    /// one-shot's is deleted after the execution retention (`expire.lua`).
+    pub fn completed(&self) -> String {
+        format!("{}:completed", self.tag)
+    }
     /// Sorted set job id -> the instant of the fire whose end sets its next fire (`after_previous`
     /// jobs waiting: the job hash's `chain`).
     pub fn chain(&self) -> String {

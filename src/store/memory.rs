@@ -168,6 +168,8 @@ struct State {
     nodes: BTreeMap<String, (NodeRecord, i64)>,
     /// (lease, expiry ms).
     lease: Option<(Fence, i64)>,
+    /// Job id -> when it completed (the Redis store's completed index; `expire_completed`).
+    completed: HashMap<String, i64>,
     epoch: u64,
 }
 
@@ -267,6 +269,16 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Keeps the completed index as put_job.lua does: a job with no next fire left, unpaused and
+    /// not waiting on a fire, is in it (from when it first was); any other is not.
+    fn mark_completed(&mut self, rec: &JobRecord, now: i64) {
+        if rec.completed() {
+            self.completed.entry(rec.spec.id.clone()).or_insert(now);
+        } else {
+            self.completed.remove(&rec.spec.id);
+        }
+    }
+
     fn set_due(&mut self, id: &str, old: Option<i64>, new: Option<i64>) {
         if let Some(o) = old {
             self.due.remove(&(o, id.to_string()));
@@ -634,6 +646,7 @@ impl JobStore for MemoryStore {
         };
         st.set_due(id, old.as_ref().and_then(|r| r.next_ms), next_ms);
         st.jobs.insert(id.clone(), rec.clone());
+        st.mark_completed(&rec, w.now_ms);
         Ok(WatermarkWrite::Done { record: Box::new(rec), created: old.is_none() })
     }
 
@@ -657,6 +670,7 @@ impl JobStore for MemoryStore {
         match st.jobs.remove(id) {
             Some(r) => {
                 st.set_due(id, r.next_ms, None);
+                st.completed.remove(id);
                 Ok(true)
             }
             None => Ok(false),
@@ -698,6 +712,7 @@ impl JobStore for MemoryStore {
         };
         st.set_due(id, old.next_ms, next_ms);
         st.jobs.insert(id.to_string(), rec.clone());
+        st.mark_completed(&rec, now);
         Ok(Some(WatermarkWrite::Done { record: Box::new(rec), created: false }))
     }
 
@@ -818,6 +833,8 @@ impl FireStore for MemoryStore {
                 new.next_ms = c.next_ms;
                 if c.chain {
                     new.chain_ms = Some(c.sched_ms);
+                } else if c.next_ms.is_none() {
+                    st.completed.insert(c.job_id.clone(), now);
                 }
                 st.set_due(&c.job_id, rec.next_ms, c.next_ms);
                 st.jobs.insert(c.job_id.clone(), new);
@@ -1463,6 +1480,28 @@ impl FireStore for MemoryStore {
 
 #[async_trait]
 impl ExecStore for MemoryStore {
+    async fn expire_completed(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let mut st = self.lock()?;
+        let cutoff = now - self.retention_ms;
+        let mut due: Vec<(i64, String)> =
+            st.completed.iter().filter(|(_, t)| **t <= cutoff).map(|(id, t)| (*t, id.clone())).collect();
+        due.sort();
+        due.truncate(limit);
+        let mut out = Vec::new();
+        for (_, id) in due {
+            st.completed.remove(&id);
+            let gone =
+                st.jobs.get(&id).is_some_and(|r| r.completed() && !r.spec.at_ms.is_empty() && !r.spec.keep_completed);
+            if gone {
+                if let Some(r) = st.jobs.remove(&id) {
+                    st.set_due(&id, r.next_ms, None);
+                }
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     async fn create_execution(&self, exec: &Execution) -> Result<bool> {
         {
             let mut st = self.lock()?;

@@ -1095,6 +1095,9 @@ pub trait ExecStore: Send + Sync {
     async fn subscribe(&self) -> broadcast::Receiver<Execution>;
     /// Drops index entries of executions past retention.
     async fn prune(&self, now_ms: i64) -> Result<u64>;
+    /// Deletes the one-shot jobs (`at`) that completed longer ago than the execution retention,
+    /// unless kept (`keep_completed`), at most `limit`: their ids.
+    async fn expire_completed(&self, now_ms: i64, limit: usize) -> Result<Vec<String>>;
 }
 
 /// The cluster: the store's own health and clock, the master lease, and node membership.

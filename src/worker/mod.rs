@@ -314,6 +314,11 @@ impl Worker {
         }
     }
 
+    /// The node's default history caps (`execution_keep_last`, `execution_keep_failed`).
+    pub fn keep(&self) -> Keep {
+        self.keep
+    }
+
     pub fn load(&self) -> Load {
         Load {
             active: self.active.load(Ordering::Relaxed),
@@ -740,20 +745,23 @@ impl Worker {
                                 _ = wait_until_due(&fire_id, 0) => {}
                                 _ = stop.wait(&exec.id) => {}
                             }
-                            // The job's jitter: this fire's own delay past its instant (a first
-                            // attempt's: a retry or a re-run is late already), waited out holding
-                            // its worker and its lock, and recorded.
-                            if exec.attempt == 1 && !exec.manual && job.spec.jitter_ms > 0 {
+                            // The job's jitter: this fire's own delay past its instant, waited out
+                            // holding its worker and its lock (none left for a fire that is late
+                            // by more, as a hand-over or a re-run is), and recorded.
+                            let mut begins = now_ms();
+                            if !exec.manual && job.spec.jitter_ms > 0 {
                                 let jitter = crate::job::schedule::fire_jitter_ms(&fire_id, job.spec.jitter_ms);
-                                let until_us = (exec.scheduled_ms + jitter as i64) * 1000;
-                                let us = (until_us - crate::clock::now_us()).max(0) as u64;
+                                let until = exec.scheduled_ms + jitter as i64;
+                                let us = (until * 1000 - crate::clock::now_us()).max(0) as u64;
                                 tokio::select! {
                                     _ = tokio::time::sleep(Duration::from_micros(us)) => {}
                                     _ = stop.wait(&exec.id) => {}
                                 }
                                 exec.jitter_ms = jitter;
+                                // Not before it, whatever a clock correction did meanwhile.
+                                begins = now_ms().max(until);
                             }
-                            exec.start_ms = Some(now_ms());
+                            exec.start_ms = Some(begins);
                             // Every line about this run carries the job, the fire's instant, the
                             // execution, the node (outer span) and the master's epoch.
                             let span = tracing::info_span!("run", job = %exec.job_id, sched_ms = exec.scheduled_ms,

@@ -14,6 +14,7 @@
 -- KEYS[4] inflight zset  KEYS[5] the caller's processing list  KEYS[6] the caller's heartbeat
 -- KEYS[7] the open executions (pending or running, across jobs)  KEYS[8] the held index (section 3.20)
 -- KEYS[9] the chain index (`after_previous` jobs waiting for a fire's end, section 3.2b)
+-- KEYS[10] the completed index (a claim that leaves a job no next fire: when; `expire.lua`)
 -- then per claim i (5 keys): job hash, fire hash, lock key, job's executions index, job's held list
 -- ARGV[1] retention ms  ARGV[2] change channel  ARGV[3] the caller's lease value  ARGV[4] epoch
 -- ARGV[5] dispatch deadline ms (how long a fire may stay 'dispatching')  ARGV[6] misfire threshold ms
@@ -48,7 +49,8 @@
 --   own hash is fine, the watermark's move, so the schedule goes on); or a BADKEY error when a shared
 --   key has the wrong type (nothing written at all)
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'FENCED'} end
-local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset', KEYS[7], 'zset', KEYS[8], 'zset', KEYS[9], 'zset')
+local bad = wrong(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[4], 'zset', KEYS[7], 'zset', KEYS[8], 'zset', KEYS[9], 'zset',
+  KEYS[10], 'zset')
 if bad then return refuse(bad) end
 -- What a key that should not exist holds, for the log line (bounded).
 local function describe(k)
@@ -80,9 +82,9 @@ local moved = {}
 -- Per job, the instant of a sharded fire found fanned out before, and what said so: its every shard
 -- is a DUP (the shards' own keys cannot tell, as `all` may count another total at each claim).
 local fanned, fanned_by = {}, {}
-local n = (#KEYS - 9) / 5
+local n = (#KEYS - 10) / 5
 for i = 0, n - 1 do
-  local kj, kf, kl, kje, kh = KEYS[10+5*i], KEYS[11+5*i], KEYS[12+5*i], KEYS[13+5*i], KEYS[14+5*i]
+  local kj, kf, kl, kje, kh = KEYS[11+5*i], KEYS[12+5*i], KEYS[13+5*i], KEYS[14+5*i], KEYS[15+5*i]
   local a = 14 + 12*i
   local job, sched, nxt, shard = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+11]
   local mode, lock_ttl, exec_id = ARGV[a+3], ARGV[a+4], ARGV[a+5]
@@ -123,6 +125,7 @@ for i = 0, n - 1 do
     elseif nxt == '-' then
       redis.call('HSET', kj, 'last_ms', sched)
       redis.call('HDEL', kj, 'next_ms')
+      redis.call('ZADD', KEYS[10], now, job)
     else
       redis.call('HSET', kj, 'last_ms', sched, 'next_ms', nxt)
     end

@@ -1,6 +1,7 @@
 -- Create or replace a job (or pause/resume it); set its watermark unless that would move it back.
 -- KEYS[1] job hash  KEYS[2] jobs index  KEYS[3] due zset  KEYS[4] resume zset (paused jobs by the
 --   `until` of their pause)  KEYS[5] chain index (`after_previous` jobs waiting for a fire's end)
+-- KEYS[6] completed index (a job left with no next fire, unpaused and not waiting: when; expire.lua)
 -- ARGV[1] job id  ARGV[2] spec JSON  ARGV[3] paused '0'|'1', or '-' to keep the stored state (a new
 --   job: not paused)  ARGV[4] next_ms or '-' (used only when the job ends up unpaused)  ARGV[5] now ms
 -- ARGV[6] 'put' (create or replace) | 'pause' (only if it exists; keeps the spec)
@@ -16,7 +17,7 @@
 --      file paused, the watermark written ('' for none), fired, pause note or '', fail streak,
 --      the instant of the fire it waits on (`after_previous`) or ''}
 -- Nothing is written unless the answer is OK (but GONE takes a deleted job's resume entry out).
-local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset', KEYS[5], 'zset')
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset', KEYS[5], 'zset', KEYS[6], 'zset')
 if bad then return {'BADKEY', bad} end
 local last = redis.call('HGET', KEYS[1], 'last_ms')
 local existed = redis.call('EXISTS', KEYS[1])
@@ -40,9 +41,9 @@ if max_fires > 0 and (tonumber(redis.call('HGET', KEYS[1], 'fired') or '0') or 0
 -- after_previous: a job waiting for its fire's end keeps waiting, whatever the put or resume says
 -- (that end sets its next fire: chain.lua); a put that makes it another kind ends the wait.
 local chained = ok and type(sp) == 'table' and (tonumber(sp.after_previous_ms) or 0) > 0
-local unchain = false
+local unchain, waiting = false, false
 if redis.call('HGET', KEYS[1], 'chain') then
-  if chained then next_ms = '-' else unchain = true end
+  if chained then next_ms, waiting = '-', true else unchain = true end
 elseif chained and next_ms ~= '-' then
   -- Between two fires, a put (or a resume of a job that is not paused) keeps the next fire the
   -- last end set, so no put brings a fire sooner than the delay after that end (a changed delay
@@ -82,6 +83,12 @@ elseif ARGV[11] ~= '' then
   local ok, note = pcall(cjson.decode, ARGV[11])
   local until_ms = ok and type(note) == 'table' and tonumber(note.until_ms)
   if until_ms then redis.call('ZADD', KEYS[4], until_ms, ARGV[1]) else redis.call('ZREM', KEYS[4], ARGV[1]) end
+end
+if next_ms == '-' and paused == '0' and not waiting then
+  -- Completed (nothing left to fire): a one-shot is deleted after the retention (expire.lua).
+  if redis.call('ZSCORE', KEYS[6], ARGV[1]) == false then redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1]) end
+else
+  redis.call('ZREM', KEYS[6], ARGV[1])
 end
 if next_ms == '-' then
   redis.call('HDEL', KEYS[1], 'next_ms')

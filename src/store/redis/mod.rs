@@ -48,6 +48,7 @@ use crate::job::{Concurrency, Declared, JobSpec, Priority};
 
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
 static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
+static EXPIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/expire.lua")));
 static CHAIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/chain.lua")));
 static STREAK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/streak.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/claim.lua")));
@@ -414,6 +415,7 @@ impl RedisStore {
             .key(self.keys.due())
             .key(self.keys.resume())
             .key(self.keys.chain())
+            .key(self.keys.completed())
             .arg(id)
             .arg(spec_json)
             .arg(match paused {
@@ -793,13 +795,14 @@ impl JobStore for RedisStore {
     }
 
     async fn delete_job(&self, id: &str) -> Result<bool> {
-        let (deleted, _, _, _, _): (i64, i64, i64, i64, i64) = redis::pipe()
+        let (deleted, _, _, _, _, _): (i64, i64, i64, i64, i64, i64) = redis::pipe()
             .atomic()
             .del(self.keys.job(id))
             .zrem(self.keys.jobs(), id)
             .zrem(self.keys.due(), id)
             .zrem(self.keys.resume(), id)
             .zrem(self.keys.chain(), id)
+            .zrem(self.keys.completed(), id)
             .query_async(&mut self.conn())
             .await?;
         Ok(deleted == 1)
@@ -945,7 +948,7 @@ impl FireStore for RedisStore {
         let mut inv = CLAIM.key(self.keys.due());
         inv.key(self.keys.execs()).key(self.keys.lease()).key(self.keys.inflight());
         inv.key(self.keys.processing(&fence.node_id)).key(self.keys.hb(&fence.node_id)).key(self.keys.open_execs());
-        inv.key(self.keys.held_jobs()).key(self.keys.chain());
+        inv.key(self.keys.held_jobs()).key(self.keys.chain()).key(self.keys.completed());
         inv.arg(self.retention_ms)
             .arg(self.keys.exec_channel())
             .arg(fence.to_string())
@@ -1750,6 +1753,21 @@ impl ExecStore for RedisStore {
         let mut live = self.relay_live.clone();
         let _ = tokio::time::timeout(RESPONSE_TIMEOUT, live.wait_for(|l| *l)).await;
         rx
+    }
+
+    async fn expire_completed(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let ids: Vec<String> = EXPIRE
+            .key(self.keys.completed())
+            .key(self.keys.jobs())
+            .key(self.keys.due())
+            .key(self.keys.resume())
+            .key(self.keys.chain())
+            .arg(self.keys.job(""))
+            .arg(now - self.retention_ms as i64)
+            .arg(limit)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(ids)
     }
 
     async fn prune(&self, now: i64) -> Result<u64> {
