@@ -231,6 +231,14 @@ impl SchedulerService for SchedulerApi {
         if let (Some(first), Some(note)) = (upcoming.first_mut(), paused_note) {
             first.notes.insert(0, note);
         }
+        // Each fire's own jitter, as the node that runs it will wait it out.
+        if job.spec.jitter_ms > 0 {
+            for u in &mut upcoming {
+                let fire = crate::execution::scheduled_fire_id(&job.spec.id, u.at_ms);
+                let j = crate::job::schedule::fire_jitter_ms(&fire, job.spec.jitter_ms);
+                u.notes.push(format!("jitter: starts {} after it", crate::job::schedule::length_text(j)));
+            }
+        }
         let fires = upcoming
             .into_iter()
             .map(|u| pb::UpcomingFire {
