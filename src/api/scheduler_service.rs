@@ -357,9 +357,13 @@ impl SchedulerService for SchedulerApi {
             for (i, at) in instants.into_iter().enumerate() {
                 // Paced: at the rate, with room on this node, one at a time for an exclusive job.
                 // The caller closing the stream cancels the rest; what started runs on.
+                // (A dry run lists them at once.)
                 let ready = async {
+                    if dry_run {
+                        return;
+                    }
                     tick.tick().await;
-                    while !dry_run && !scheduler.backfill_room() {
+                    while !scheduler.backfill_room() {
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                     if let Some(id) = last.as_deref().filter(|_| job.spec.concurrency.exclusive()) {
