@@ -815,12 +815,9 @@ impl Node {
         match store.cancel(&cancelled, retry).await? {
             Cancel::Cancelled => {
                 tracing::info!(execution = %id, job = %rec.job_id, fire = %rec.fire_id, "cancelled before it began");
-                // Its end sets an after_previous job's next fire (for any other job, nothing).
-                if let Some(sched) = crate::execution::fire_due_ms(&rec.fire_id).filter(|_| !rec.manual) {
-                    if let Err(e) = store.chain_next(&[(rec.job_id.clone(), sched)], crate::store::now_ms()).await {
-                        tracing::warn!(job = %rec.job_id, fire = %rec.fire_id, error = %e,
-                            "after_previous: cannot set the next fire (the master's sweep will)");
-                    }
+                // A final record as any other: its end sets an after_previous job's next fire.
+                if let Ok(part) = self.part_of_job(&rec.job_id) {
+                    part.worker.note_outcome(None, &cancelled).await;
                 }
             }
             Cancel::Running { node } if node == self.node_id => {

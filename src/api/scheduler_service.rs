@@ -384,8 +384,11 @@ impl SchedulerService for SchedulerApi {
                     Ok((pb::BackfillOutcome::WouldRun, String::new()))
                 } else {
                     scheduler.backfill_one(&job, at).await.map(|(o, e)| {
-                        last = e.as_ref().map(|e| e.id.clone()).or(last.take());
-                        (convert::backfill_outcome(o), e.map(|e| e.id).unwrap_or_default())
+                        let id = e.map(|e| e.id).unwrap_or_default();
+                        if !id.is_empty() {
+                            last = Some(id.clone());
+                        }
+                        (convert::backfill_outcome(o), id)
                     })
                 };
                 let msg = step.map(|(outcome, execution_id)| pb::BackfillJobResponse {
