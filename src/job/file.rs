@@ -83,6 +83,8 @@ pub struct FileJob {
     pub priority: Priority,
     /// Sharding broadcast: `shards = 4`, or `shards = "all"` (one per live node); absent: 1.
     pub shards: Shards,
+    /// Names of calendars (put with `rota calendar put`) whose excluded time the job skips.
+    pub calendars: Vec<String>,
 }
 
 /// `at = "2026-12-24T18:00"` or `at = ["...", "..."]`.
@@ -181,6 +183,7 @@ impl FileJob {
             failover_nodes: self.failover_nodes.clone(),
             priority: self.priority,
             shards: self.shards,
+            calendars: self.calendars.clone(),
         };
         Ok(Declared { spec, paused: self.paused })
     }

@@ -1,6 +1,9 @@
 //! Job definitions: what a job is, how it is validated, and when it fires next.
 //! Owns `JobSpec` (the stored definition) and `Job` (a validated spec with its parsed schedule).
-//! Uses: `schedule` (its own: which instants a job fires at, pure; with `cron` for expressions), `invoke` for Quartz-style targets. Touches no store.
+//! Uses: `schedule` (its own: which instants a job fires at, pure; with `cron` for expressions),
+//! `calendar` (the time a job's calendars exclude), `invoke` for Quartz-style targets. Touches no
+//! store: a job's calendars are resolved by whoever read it (`Job::with_calendars`).
+pub mod calendar;
 pub mod cron;
 pub mod file;
 pub mod invoke;
@@ -15,6 +18,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use self::calendar::Calendars;
 use self::schedule::Schedule;
 use crate::error::{Error, Result};
 
@@ -395,6 +399,10 @@ pub struct JobSpec {
     /// How many executions each fire fans out into (`Shards`).
     #[serde(skip_serializing_if = "is_default")]
     pub shards: Shards,
+    /// Names of the calendars whose excluded time the job does not fire in (`calendar`), in
+    /// order: the first that excludes an instant decides what happens to it.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub calendars: Vec<String>,
 }
 
 impl JobSpec {
@@ -492,6 +500,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         failover_nodes,
         priority,
         shards,
+        calendars,
     } = a;
     let pairs = [
         ("id", *id == b.id),
@@ -529,6 +538,7 @@ pub fn differing_fields(a: &JobSpec, b: &JobSpec) -> Vec<&'static str> {
         ("failover_nodes", *failover_nodes == b.failover_nodes),
         ("priority", *priority == b.priority),
         ("shards", *shards == b.shards),
+        ("calendars", *calendars == b.calendars),
     ];
     pairs.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
 }
@@ -537,11 +547,14 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
 
-/// A validated job: the spec plus its schedule.
+/// A validated job: the spec plus its schedule, and its calendars once resolved.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub spec: JobSpec,
     pub schedule: Schedule,
+    /// Empty until `with_calendars` (a job naming none has none to resolve). Unresolved, its
+    /// instants are the schedule's; the scheduler checks each against the calendars at its claim.
+    pub calendars: Calendars,
 }
 
 impl Job {
@@ -625,12 +638,33 @@ impl Job {
         if let Some(n) = spec.keep_failed.filter(|n| *n > MAX_KEEP) {
             return Err(Error::invalid("keep_failed", format!("{n} is more than {MAX_KEEP}")));
         }
-        Ok(Job { spec, schedule })
+        validate_calendar_names(&spec.calendars)?;
+        Ok(Job { spec, schedule, calendars: Calendars::default() })
     }
 
-    /// The first fire instant strictly after `after_ms` (UTC epoch ms), if any.
+    /// The job with its calendars resolved (`Calendars::resolve` of what the store holds).
+    pub fn with_calendars(mut self, calendars: Calendars) -> Job {
+        self.calendars = calendars;
+        self
+    }
+
+    /// The first fire instant strictly after `after_ms` (UTC epoch ms), if any: the schedule's,
+    /// shaped by the job's calendars (an instant they record skipped counts; one they omit does
+    /// not; one they move forward is where it moved).
     pub fn next_after_ms(&self, after_ms: i64) -> Option<i64> {
-        self.schedule.next_after_ms(after_ms)
+        self.next_step(after_ms).map(|s| s.at_ms)
+    }
+
+    /// `next_after_ms` saying what the calendars made of the instant.
+    pub fn next_step(&self, after_ms: i64) -> Option<calendar::Step> {
+        if self.schedule.after_previous_ms().is_some() {
+            // A chain's instants come from its fires' ends; its calendars act at each claim.
+            return self
+                .schedule
+                .next_after_ms(after_ms)
+                .map(|at_ms| calendar::Step { at_ms, what: calendar::StepKind::Fire { omitted: None } });
+        }
+        self.calendars.next(&self.schedule, after_ms)
     }
 
     /// Delay before retry number `retry` (1 for the first retry): doubling, capped.
@@ -658,6 +692,20 @@ impl Job {
         };
         (limit as usize, window as i64)
     }
+}
+
+/// A job's calendar names: valid names, at most `MAX_JOB_CALENDARS`, none twice.
+fn validate_calendar_names(names: &[String]) -> Result<()> {
+    if names.len() > calendar::MAX_JOB_CALENDARS {
+        return Err(Error::invalid("calendars", format!("more than {} calendars", calendar::MAX_JOB_CALENDARS)));
+    }
+    for (i, n) in names.iter().enumerate() {
+        validate_name(&format!("calendars[{i}]"), n, 64)?;
+        if names[..i].contains(n) {
+            return Err(Error::invalid(format!("calendars[{i}]"), format!("'{n}' is named twice")));
+        }
+    }
+    Ok(())
 }
 
 /// A catch-up is bounded, and only a `fire_all` job has one.
