@@ -19,6 +19,8 @@ pub enum Error {
 
     #[error("limit '{0}' not found")]
     LimitNotFound(String),
+    #[error("calendar '{0}' not found")]
+    CalendarNotFound(String),
     /// A fire with no execution recorded (never made, or past its retention).
     #[error("fire '{0}' not found (no execution of it is recorded; unknown or past retention)")]
     FireNotFound(String),

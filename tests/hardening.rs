@@ -456,6 +456,7 @@ async fn a_misfired_start_asked_again_is_misfired_again() {
         start: false,
         priority: rota::job::Priority::Normal,
         chain: false,
+        moves: false,
     };
     assert_eq!(store.claim(&lease, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
     let rec = NodeRecord {
@@ -519,6 +520,7 @@ async fn a_definition_that_does_not_decode_fails_only_its_own_fire_of_an_accept_
             start: false,
             priority: rota::job::Priority::Normal,
             chain: false,
+            moves: false,
         };
         assert_eq!(store.claim(&lease, &[c]).await.expect("claim"), vec![ClaimOutcome::Claimed]);
         fires.push(fire);

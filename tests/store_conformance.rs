@@ -37,6 +37,7 @@ fn claim_with(job: &str, sched: i64, next: Option<i64>, overlap: Concurrency) ->
         start: false,
         priority: Priority::Normal,
         chain: false,
+        moves: false,
     }
 }
 

@@ -302,7 +302,7 @@ fn need(path: &str) -> Need {
         return Need::Worker;
     }
     match method {
-        "PutJob" | "DeleteJob" | "PutLimit" | "DeleteLimit" => Need::Role(Role::Admin),
+        "PutJob" | "DeleteJob" | "PutLimit" | "DeleteLimit" | "PutCalendar" | "DeleteCalendar" => Need::Role(Role::Admin),
         "PauseJob" | "ResumeJob" | "TriggerJob" | "BackfillJob" | "CancelExecution" => Need::Role(Role::Operator),
         // Reads (GetJob, ListJobs, PreviewSchedule, ListExecutions, ...), and anything added later,
         // need at least a viewer.
@@ -481,6 +481,12 @@ mod tests {
             ("/rota.v1.SchedulerService/DeleteLimit", Some("a"), None),
             ("/rota.v1.SchedulerService/ListLimits", Some("v"), None),
             ("/rota.v1.SchedulerService/ListLimits", Some("w"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/PutCalendar", Some("o"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/PutCalendar", Some("a"), None),
+            ("/rota.v1.SchedulerService/DeleteCalendar", Some("o"), Some(PermissionDenied)),
+            ("/rota.v1.SchedulerService/DeleteCalendar", Some("a"), None),
+            ("/rota.v1.SchedulerService/ListCalendars", Some("v"), None),
+            ("/rota.v1.SchedulerService/ListCalendars", Some(""), Some(Unauthenticated)),
             ("/rota.v1.SchedulerService/PreviewSchedule", None, Some(Unauthenticated)),
             ("/rota.v1.SchedulerService/PreviewSchedule", Some("v"), None),
             ("/rota.v1.SchedulerService/PreviewSchedule", Some("w"), Some(PermissionDenied)),

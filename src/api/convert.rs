@@ -137,6 +137,7 @@ pub fn job_spec(j: &pb::Job) -> Result<JobSpec> {
         keep_last: j.keep_last,
         keep_failed: j.keep_failed,
         keep_completed: j.keep_completed,
+        calendars: j.calendars.clone(),
         selector: j.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         routing,
         failover_nodes: j.failover_nodes.clone(),
@@ -237,6 +238,55 @@ pub fn limit(l: &crate::job::limit::Limit, running: u32) -> pb::Limit {
     pb::Limit { name: l.name.clone(), max: l.max, handler, label, running }
 }
 
+/// A calendar from the API: its fields, checked (`Calendar::new`), with an .ics file's dates
+/// added to its excluded dates.
+pub fn calendar_def(c: &pb::Calendar, ics: &str) -> Result<crate::job::calendar::CalendarDef> {
+    use crate::job::calendar::{ics_dates, Calendar, CalendarDef, OnExcluded};
+    let on_excluded = match pb::CalendarOnExcluded::try_from(c.on_excluded) {
+        Ok(pb::CalendarOnExcluded::Skip) => OnExcluded::Skip,
+        Ok(pb::CalendarOnExcluded::Omit) => OnExcluded::Omit,
+        Ok(pb::CalendarOnExcluded::Forward) => OnExcluded::Forward,
+        Err(_) => return Err(Error::invalid("on_excluded", format!("{} is not a CalendarOnExcluded", c.on_excluded))),
+    };
+    let mut excluded_dates = c.excluded_dates.clone();
+    if !ics.is_empty() {
+        if ics.len() > MAX_ICS_BYTES {
+            return Err(Error::invalid("ics", format!("larger than {MAX_ICS_BYTES} bytes")));
+        }
+        excluded_dates.extend(ics_dates(ics).map_err(|e| Error::invalid("ics", e))?);
+    }
+    let def = CalendarDef {
+        name: c.name.clone(),
+        time_zone: c.time_zone.clone(),
+        excluded_dates,
+        excluded_windows: c.excluded_windows.clone(),
+        included_dates: c.included_dates.clone(),
+        on_excluded,
+        description: c.description.clone(),
+    };
+    Ok(Calendar::new(def)?.def)
+}
+
+/// The largest .ics text PutCalendar takes.
+pub const MAX_ICS_BYTES: usize = 1 << 20;
+
+pub fn calendar(d: &crate::job::calendar::CalendarDef) -> pb::Calendar {
+    use crate::job::calendar::OnExcluded;
+    pb::Calendar {
+        name: d.name.clone(),
+        time_zone: d.time_zone.clone(),
+        excluded_dates: d.excluded_dates.clone(),
+        excluded_windows: d.excluded_windows.clone(),
+        included_dates: d.included_dates.clone(),
+        on_excluded: match d.on_excluded {
+            OnExcluded::Skip => pb::CalendarOnExcluded::Skip,
+            OnExcluded::Omit => pb::CalendarOnExcluded::Omit,
+            OnExcluded::Forward => pb::CalendarOnExcluded::Forward,
+        } as i32,
+        description: d.description.clone(),
+    }
+}
+
 pub fn job(r: &JobRecord) -> pb::Job {
     let s = &r.spec;
     pb::Job {
@@ -289,6 +339,7 @@ pub fn job(r: &JobRecord) -> pb::Job {
         keep_last: s.keep_last,
         keep_failed: s.keep_failed,
         keep_completed: s.keep_completed,
+        calendars: s.calendars.clone(),
         selector: s.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         routing: match s.routing {
             Routing::Load => pb::RoutingStrategy::Load,

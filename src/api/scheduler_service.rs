@@ -12,11 +12,12 @@ use super::convert;
 use crate::error::Error;
 use crate::execution::FireId;
 use crate::job::limit::Limit;
-use crate::job::{validate_id, validate_name, Job};
+use crate::job::{validate_id, validate_name};
 use crate::node::Node;
 use crate::pb;
 use crate::pb::scheduler_service_server::SchedulerService;
 use crate::scheduler::{ArgsOverride, TriggerAsk};
+use crate::store::shards::DeleteCalendar;
 use crate::store::{now_ms, ExecFilter};
 use crate::worker::OutputEvent;
 
@@ -191,7 +192,7 @@ impl SchedulerService for SchedulerApi {
                             None => "the job is paused: none of these fires runs unless it is resumed first".into(),
                         });
                     }
-                    Some(Job::new(rec.spec)?)
+                    Some(self.node.part_of_job(&rec.spec.id)?.scheduler.resolve(rec.spec).await?)
                 }
             }
             Some(pb::preview_schedule_request::Target::Job(j)) => {
@@ -206,7 +207,11 @@ impl SchedulerService for SchedulerApi {
                 if spec.max_fires > 0 {
                     left = Some(u64::from(spec.max_fires));
                 }
-                Some(Job::new(spec)?)
+                let job = self.node.part_of_job(&spec.id)?.scheduler.resolve(spec).await?;
+                if let Some(name) = job.calendars.missing().first() {
+                    return Err(crate::store::no_calendar(&job.spec, name, false).into());
+                }
+                Some(job)
             }
             None => return Err(Error::invalid("target", "give job_id or job").into()),
         };
@@ -214,7 +219,7 @@ impl SchedulerService for SchedulerApi {
             return Ok(Response::new(pb::PreviewScheduleResponse::default()));
         };
         let s = &job.schedule;
-        let mut upcoming = s.preview(after, count);
+        let mut upcoming = job.preview(after, count);
         if let Some(next) = chained_next {
             upcoming.truncate(usize::from(next.is_some()));
             if let (Some(u), Some(t)) = (upcoming.first_mut(), next) {
@@ -245,6 +250,7 @@ impl SchedulerService for SchedulerApi {
                 time: Some(crate::pb::timestamp(u.at_ms)),
                 local_time: s.local(u.at_ms).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false),
                 notes: u.notes,
+                skipped: u.skipped,
             })
             .collect();
         Ok(Response::new(pb::PreviewScheduleResponse {
@@ -691,6 +697,52 @@ impl SchedulerService for SchedulerApi {
         }
         tracing::info!(limit = %name, "limit deleted");
         Ok(Response::new(pb::DeleteLimitResponse {}))
+    }
+
+    async fn put_calendar(
+        &self,
+        req: Request<pb::PutCalendarRequest>,
+    ) -> Result<Response<pb::PutCalendarResponse>, Status> {
+        let r = req.into_inner();
+        let c = r.calendar.ok_or_else(|| Error::invalid("calendar", "is required"))?;
+        let def = convert::calendar_def(&c, &r.ics)?;
+        self.node.shards.put_calendar(&def).await?;
+        tracing::info!(calendar = %def.name, dates = def.excluded_dates.len(), windows = def.excluded_windows.len(),
+            on_excluded = def.on_excluded.name(), "calendar put");
+        for part in &self.node.parts {
+            part.scheduler.wake();
+        }
+        Ok(Response::new(pb::PutCalendarResponse { calendar: Some(convert::calendar(&def)) }))
+    }
+
+    async fn list_calendars(
+        &self,
+        _: Request<pb::ListCalendarsRequest>,
+    ) -> Result<Response<pb::ListCalendarsResponse>, Status> {
+        let all = self.node.shards.home().list_calendars().await?;
+        Ok(Response::new(pb::ListCalendarsResponse { calendars: all.iter().map(convert::calendar).collect() }))
+    }
+
+    async fn delete_calendar(
+        &self,
+        req: Request<pb::DeleteCalendarRequest>,
+    ) -> Result<Response<pb::DeleteCalendarResponse>, Status> {
+        let name = req.into_inner().name;
+        validate_name("name", &name, 64)?;
+        match self.node.shards.delete_calendar(&name).await? {
+            DeleteCalendar::Deleted => {
+                tracing::info!(calendar = %name, "calendar deleted");
+                Ok(Response::new(pb::DeleteCalendarResponse {}))
+            }
+            DeleteCalendar::NotFound => Err(Error::CalendarNotFound(name).into()),
+            DeleteCalendar::InUse(jobs) => Err(Error::FailedPrecondition(format!(
+                "calendar '{name}' is named by job{} {}{}: take it off them (or delete them) first",
+                if jobs.len() == 1 { "" } else { "s" },
+                jobs.join(", "),
+                if jobs.len() == crate::store::shards::MAX_NAMED { " and maybe more" } else { "" }
+            ))
+            .into()),
+        }
     }
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {

@@ -184,7 +184,7 @@ pub struct PutArgs {
     /// ...); an unknown key is refused.
     #[arg(long, conflicts_with_all = [
         "id", "cron", "every", "at", "after", "after_previous", "anchor", "start_time", "end_time", "spread", "jitter",
-        "max_fires", "time_zone",
+        "max_fires", "time_zone", "calendar",
     ])]
     pub file: Option<PathBuf>,
     /// The job's id: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
@@ -330,6 +330,10 @@ pub struct ScheduleArgs {
     /// IANA time zone (default UTC).
     #[arg(long = "tz")]
     pub time_zone: Option<String>,
+    /// A calendar (rota calendar put) whose excluded time the job does not fire in; repeatable,
+    /// the first that excludes an instant decides what becomes of it.
+    #[arg(long)]
+    pub calendar: Vec<String>,
 }
 
 impl ScheduleArgs {
@@ -361,6 +365,7 @@ impl ScheduleArgs {
             || self.jitter.is_some()
             || self.max_fires.is_some()
             || self.time_zone.is_some()
+            || !self.calendar.is_empty()
     }
 
     /// The schedule fields and zone of `spec`, from the flags (ranges are the job's to check).
@@ -404,6 +409,7 @@ impl ScheduleArgs {
         spec.jitter_ms = flag_ms("jitter", &self.jitter)?;
         spec.max_fires = self.max_fires.unwrap_or(0);
         spec.time_zone = self.time_zone.clone().unwrap_or_default();
+        spec.calendars = self.calendar.clone();
         Ok(())
     }
 }
@@ -817,7 +823,9 @@ async fn next_fires(
         let fires: Vec<Value> = r
             .fires
             .iter()
-            .map(|f| json!({"time": f.time.as_ref().map(ts), "local_time": f.local_time, "notes": f.notes}))
+            .map(|f| {
+                json!({"time": f.time.as_ref().map(ts), "local_time": f.local_time, "notes": f.notes, "skipped": f.skipped})
+            })
             .collect();
         let offset = r.spread_offset.as_ref().map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000);
         println!("{:#}", json!({"time_zone": r.time_zone, "spread_offset_ms": offset, "fires": fires}));

@@ -2,8 +2,10 @@
 //! one of the nodes given (`--endpoint`, env ROTA_ENDPOINT; several fail over), printing tables by
 //! default and JSON with `--json`. Every subcommand and flag has a help line (a test checks).
 //! Rooms: `server` (the flags of `rota server` and how they make a `Config`), `connect` (reaching a
-//! node, the client's errors and exit codes), `job`, `exec` and `limit` (their subcommands), `wait`
+//! node, the client's errors and exit codes), `job`, `exec`, `limit` and `calendar` (their
+//! subcommands), `wait`
 //! (following a triggered fire to its outcome), `output` (tables and JSON shapes, one place).
+mod calendar;
 mod connect;
 mod exec;
 mod job;
@@ -26,6 +28,7 @@ use crate::pb;
 use connect::{call, Conn};
 use exec::exec_cmd;
 use job::job_cmd;
+use calendar::{calendar_cmd, CalendarCmd};
 use limit::{limit_cmd, LimitCmd};
 use output::{node_json, print_nodes, status_line};
 
@@ -66,6 +69,13 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Calendars of excluded time (holidays, weekends, windows) that jobs name.
+    Calendar {
+        #[command(subcommand)]
+        cmd: CalendarCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List the cluster's nodes with state, role and load.
     Nodes {
         #[command(flatten)]
@@ -99,6 +109,7 @@ pub async fn run_client(cmd: Command) -> Result<(), CliError> {
         Command::Job { cmd, client } => job_cmd(cmd, &client).await,
         Command::Exec { cmd, client } => exec_cmd(cmd, &client).await,
         Command::Limit { cmd, client } => limit_cmd(cmd, &client).await,
+        Command::Calendar { cmd, client } => calendar_cmd(cmd, &client).await,
         Command::Nodes { client } => {
             let mut c = Conn::open(&client).await?;
             let r = call!(c, list_nodes, pb::ListNodesRequest {})?;

@@ -655,6 +655,24 @@ impl Job {
         self.next_step(after_ms).map(|s| s.at_ms)
     }
 
+    /// The next `count` fires after `after_ms`, each with notes on what shaped it: the schedule's
+    /// (`Schedule::preview`) and the calendars' (skipped by one, moved by one, instants one
+    /// omits before it). What `scheduler::plan` claims, in order.
+    pub fn preview(&self, after_ms: i64, count: usize) -> Vec<schedule::Upcoming> {
+        let next = |t: i64| {
+            let mut step = self.next_step(t)?;
+            // A checkpoint is no fire: look on past it (a few: each passes 2,000 excluded blocks).
+            for _ in 0..8 {
+                if step.what != calendar::StepKind::Checkpoint {
+                    break;
+                }
+                step = self.next_step(step.at_ms)?;
+            }
+            Some(calendar_shaped(&self.schedule, step))
+        };
+        self.schedule.preview_with(after_ms, count, &next)
+    }
+
     /// `next_after_ms` saying what the calendars made of the instant.
     pub fn next_step(&self, after_ms: i64) -> Option<calendar::Step> {
         if self.schedule.after_previous_ms().is_some() {
@@ -692,6 +710,29 @@ impl Job {
         };
         (limit as usize, window as i64)
     }
+}
+
+/// A preview's words for what a job's calendars made of one of its instants.
+fn calendar_shaped(s: &Schedule, step: calendar::Step) -> schedule::Shaped {
+    use calendar::StepKind;
+    let local = |ms: i64| s.local(ms).format("%Y-%m-%d %H:%M:%S").to_string();
+    let (notes, skipped, moved) = match step.what {
+        StepKind::Fire { omitted: None } => (Vec::new(), false, false),
+        StepKind::Fire { omitted: Some(c) } => {
+            (vec![format!("calendar {c} omits the schedule's instants before it (not recorded)")], false, false)
+        }
+        StepKind::Skip { calendar, missing: false } => {
+            (vec![format!("skipped by calendar {calendar}: recorded skipped, not run")], true, false)
+        }
+        StepKind::Skip { calendar, missing: true } => {
+            (vec![format!("skipped: calendar {calendar} does not exist (recorded skipped, not run)")], true, false)
+        }
+        StepKind::Forwarded { from_ms, calendar } => {
+            (vec![format!("moved forward by calendar {calendar} from {}", local(from_ms))], false, true)
+        }
+        StepKind::Checkpoint => (vec!["the calendars exclude a long stretch: nothing fires here".into()], true, true),
+    };
+    schedule::Shaped { at_ms: step.at_ms, notes, skipped, moved }
 }
 
 /// A job's calendar names: valid names, at most `MAX_JOB_CALENDARS`, none twice.

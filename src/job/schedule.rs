@@ -69,11 +69,25 @@ pub struct Schedule {
     pub offset_ms: i64,
 }
 
-/// One instant of a preview, with what shaped it (daylight saving, the spread, the end).
+/// One instant of a preview, with what shaped it (daylight saving, the spread, the end, the
+/// job's calendars).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upcoming {
     pub at_ms: i64,
     pub notes: Vec<String>,
+    /// A calendar excludes it: recorded skipped, not run.
+    pub skipped: bool,
+}
+
+/// An instant as something beyond the schedule shaped it (a job's calendars: `Job::preview`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shaped {
+    pub at_ms: i64,
+    pub notes: Vec<String>,
+    pub skipped: bool,
+    /// Moved off the schedule's own instants: the schedule's notes (daylight saving, spread) do
+    /// not apply to it.
+    pub moved: bool,
 }
 
 impl Schedule {
@@ -242,14 +256,22 @@ impl Schedule {
     /// moved to, the spread, and the last instant. What `plan` claims, in order (a property test
     /// holds the scheduler to it).
     pub fn preview(&self, after_ms: i64, count: usize) -> Vec<Upcoming> {
+        let plain = |t| self.next_after_ms(t).map(|at_ms| Shaped { at_ms, notes: Vec::new(), skipped: false, moved: false });
+        self.preview_with(after_ms, count, &plain)
+    }
+
+    /// `preview` over the instants `next` gives (the instant after one), each with its own notes
+    /// first.
+    pub fn preview_with(&self, after_ms: i64, count: usize, next: &dyn Fn(i64) -> Option<Shaped>) -> Vec<Upcoming> {
         let mut out = Vec::new();
         let mut prev = after_ms;
         let mut prev_offset = self.utc_offset_s(after_ms);
         while out.len() < count {
-            let Some(t) = self.next_after_ms(prev) else { break };
-            let mut notes = Vec::new();
+            let Some(shaped) = next(prev) else { break };
+            let t = shaped.at_ms;
+            let mut notes = shaped.notes;
             let base = t - self.offset_ms;
-            if let Kind::Cron(c) = &self.kind {
+            if let (Kind::Cron(c), false) = (&self.kind, shaped.moved) {
                 notes.extend(self.dst_note(c, base));
             }
             let offset = self.utc_offset_s(t);
@@ -259,7 +281,7 @@ impl Schedule {
                     duration_text((offset - prev_offset) * 1000)
                 ));
             }
-            if self.offset_ms > 0 {
+            if self.offset_ms > 0 && !shaped.moved {
                 notes.push(format!(
                     "spread: {} after {}",
                     duration_text(self.offset_ms),
@@ -269,10 +291,10 @@ impl Schedule {
             if let Kind::AfterPrevious { delay_ms } = self.kind {
                 // The fires after it depend on how long each runs: the preview ends here.
                 notes.push(format!("then each fire starts {} after the previous one ends", duration_text(delay_ms)));
-                out.push(Upcoming { at_ms: t, notes });
+                out.push(Upcoming { at_ms: t, notes, skipped: shaped.skipped });
                 break;
             }
-            if self.next_after_ms(t).is_none() {
+            if next(t).is_none() {
                 notes.push(match (&self.kind, self.end_ms) {
                     (_, Some(end)) if self.kind_next(t - self.offset_ms).is_some() => {
                         format!("last fire: end_time is {}", rfc3339(end))
@@ -281,7 +303,7 @@ impl Schedule {
                     _ => "last fire".to_string(),
                 });
             }
-            out.push(Upcoming { at_ms: t, notes });
+            out.push(Upcoming { at_ms: t, notes, skipped: shaped.skipped });
             prev = t;
             prev_offset = offset;
         }

@@ -28,6 +28,7 @@ use crate::dispatch::{Outbox, Router};
 use crate::error::{Error, Result};
 use crate::execution::{scheduled_fire_id, shard_fire_id, ExecState, Execution, Shard};
 use crate::job::file::{plan_apply, Apply};
+use crate::job::calendar::{Calendars, OnExcluded, Verdict};
 use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire, Shards};
 use crate::recovery::Recovery;
 use crate::store::{
@@ -362,11 +363,20 @@ impl Scheduler {
         let mut deferred = i64::MAX;
         let mut claims = Vec::new();
         let mut jobs = Vec::new();
+        // The calendars the due jobs name, read once for the pass: each instant is checked
+        // against them as they are now, at its claim.
+        let mut names: Vec<String> = due.jobs.iter().flat_map(|r| r.spec.calendars.iter().cloned()).collect();
+        names.sort();
+        names.dedup();
+        let calendars = self.store.calendars(&names).await?;
         for rec in &due.jobs {
             if claims.len() >= MAX_CLAIMS {
                 break;
             }
-            match Job::new(rec.spec.clone()) {
+            match Job::new(rec.spec.clone()).map(|j| {
+                let c = Calendars::resolve(&j.spec.calendars, &calendars);
+                j.with_calendars(c)
+            }) {
                 Ok(job) if job.spec.concurrency.exclusive() && rec.next_ms.is_some_and(|t| t > now) => {
                     deferred = deferred.min(rec.next_ms.unwrap_or(i64::MAX));
                 }
@@ -405,7 +415,7 @@ impl Scheduler {
             .iter()
             .zip(&jobs)
             .map(|(c, j)| {
-                j.as_ref().filter(|_| c.exec.state != ExecState::Misfired).map(|j| (j, c.exec.fire_id.as_str()))
+                j.as_ref().filter(|_| c.runs()).map(|j| (j, c.exec.fire_id.as_str()))
             })
             .collect();
         let decisions = self.router.plan(&routed, now).await;
@@ -464,7 +474,16 @@ impl Scheduler {
                     progress = true;
                     let state = claim.exec.state.as_str();
                     self.worker.metrics().outcome(state);
-                    tracing::warn!(job = %claim.job_id, fire = %fire, state, error = %claim.exec.error, "recorded at its claim");
+                    if claim.exec.state == ExecState::Skipped {
+                        tracing::info!(job = %claim.job_id, fire = %fire, why = %claim.exec.error, "skipped by a calendar");
+                    } else {
+                        tracing::warn!(job = %claim.job_id, fire = %fire, state, error = %claim.exec.error, "recorded at its claim");
+                    }
+                }
+                ClaimOutcome::Moved => {
+                    progress = true;
+                    tracing::info!(job = %claim.job_id, instant = claim.sched_ms,
+                        next_fire = %crate::job::next_fire_text(claim.next_ms), "moved on by a calendar: no fire");
                 }
                 ClaimOutcome::Stale => {
                     progress = true;
@@ -648,7 +667,7 @@ impl Scheduler {
         }
         let rec = self.store.get_job(job_id).await?.ok_or_else(|| Error::JobNotFound(job_id.to_string()))?;
         let next_ms = rec.next_ms;
-        let job = Job::new(rec.spec)?;
+        let job = self.resolve(rec.spec).await?;
         if job.schedule.after_previous_ms().is_some() {
             return Err(Error::FailedPrecondition(format!(
                 "job '{job_id}' is after_previous: its fires follow each other's ends, so a past range has no instants to run"
@@ -673,7 +692,10 @@ impl Scheduler {
                     ),
                 ));
             }
-            instants.push(t);
+            // An instant the job's calendars exclude is not run (the schedule records it skipped).
+            if job.calendars.verdict(t) == Verdict::Allowed {
+                instants.push(t);
+            }
             at = job.next_after_ms(t);
         }
         Ok((job, instants))
@@ -721,6 +743,17 @@ impl Scheduler {
         }
     }
 
+    /// A job with its calendars as the store holds them now (a name it lacks is missing).
+    pub async fn resolve(&self, spec: JobSpec) -> Result<Job> {
+        let job = Job::new(spec)?;
+        if job.spec.calendars.is_empty() {
+            return Ok(job);
+        }
+        let found = self.store.calendars(&job.spec.calendars).await?;
+        let calendars = Calendars::resolve(&job.spec.calendars, &found);
+        Ok(job.with_calendars(calendars))
+    }
+
     /// Creates or replaces a job, paused as `spec.paused` says: validates it (handler included),
     /// sets its watermark to the next instant after now (never back before an instant already
     /// claimed), and wakes the loop.
@@ -732,7 +765,7 @@ impl Scheduler {
     /// `put_job` for PutJob: `paused` None keeps the stored pause state (a new job: not paused),
     /// so re-putting a definition never resumes a job an operator paused.
     pub async fn put_job_from_api(&self, spec: JobSpec, paused: Option<bool>) -> Result<(JobRecord, bool)> {
-        let job = Job::new(spec)?;
+        let job = self.resolve(spec).await?;
         self.worker.registry().validate(&job.spec.handler, &job.spec.args)?;
         self.write(&job, paused, Writer::Api, None, None)
             .await?
@@ -745,7 +778,7 @@ impl Scheduler {
     /// revision read, so nodes starting at once with the same file do not fight: one writes, the
     /// others decide again on what it wrote (and find it unchanged).
     pub async fn apply_declared(&self, declared: &Declared) -> Result<(JobRecord, Apply)> {
-        let job = Job::new(declared.spec.clone())?;
+        let job = self.resolve(declared.spec.clone()).await?;
         for _ in 0..5 {
             let stored = self.store.get_job(job.id()).await?;
             let plan = plan_apply(declared, stored.as_ref().map(|r| (&r.spec, r.applied.as_ref())));
@@ -775,7 +808,10 @@ impl Scheduler {
         // an end in the past) is a mistake, refused to the API. A jobs file's is not: a one-shot
         // the file still lists after it fired is stored completed, with a WARN, so a node
         // restarted with that file (edited, or after the job was deleted) starts and fires the rest.
-        if let Some(e) = job.schedule.never_fires(&job.spec, after) {
+        if let Some(name) = job.calendars.missing().first() {
+            return Err(crate::store::no_calendar(&job.spec, name, false));
+        }
+        if let Some(e) = job.schedule.never_fires(&job.spec, after).or_else(|| calendars_never_allow(job, after)) {
             if writer != Writer::File {
                 return Err(e);
             }
@@ -809,7 +845,7 @@ impl Scheduler {
     /// instant after now.
     pub async fn set_paused(&self, id: &str, paused: bool, note: Option<PauseNote>) -> Result<JobRecord> {
         let rec = self.store.get_job(id).await?.ok_or_else(|| Error::JobNotFound(id.to_string()))?;
-        let job = Job::new(rec.spec)?;
+        let job = self.resolve(rec.spec).await?;
         let mut after = now_ms().max(rec.last_ms.unwrap_or(i64::MIN));
         for _ in 0..3 {
             let next = if paused { None } else { job.next_after_ms(after) };
@@ -891,7 +927,8 @@ fn cap_fires(claims: Vec<Claim>, max_fires: u32, fired: u64) -> Vec<Claim> {
     let mut out = Vec::with_capacity(claims.len());
     let (mut counted, mut instant) = (0u64, None);
     for mut c in claims {
-        let summary = c.exec.state == ExecState::Misfired;
+        // A misfire's summary, a calendar's skip, a watermark's move: no fire of the job's.
+        let summary = c.exec.state.is_terminal() || c.moves;
         if counted == left && (summary || instant != Some(c.sched_ms)) {
             if left == 0 && out.is_empty() {
                 // Made its fires, yet due (a watermark the store's guard did not clear): its
@@ -943,10 +980,18 @@ fn plan_instants(
             start: false,
             priority: job.spec.priority,
             chain: false,
+            moves: false,
         }
     };
     let fire = |at: i64, next: Option<i64>| -> Vec<Claim> {
         let whole = scheduled_fire_id(&job.spec.id, at);
+        if let Some(why) = calendar_skip(job, at) {
+            // Excluded by a calendar that records it: one record, skipped, never sharded.
+            let mut c = claim(whole, at, next);
+            c.overlap = Concurrency::Allow;
+            c.exec.close(ExecState::Skipped, why);
+            return vec![c];
+        }
         match shards {
             None => vec![claim(whole, at, next)],
             Some(total) => {
@@ -969,6 +1014,14 @@ fn plan_instants(
         c
     };
     let misfire = |from: i64, to_incl: i64, next: Option<i64>| misfire_why(from, to_incl, next, "");
+    if let Some(next) = calendar_move(job, sched) {
+        // The watermark is an instant the job's calendars (changed since it was set) omit or move
+        // forward: it moves on, making no fire.
+        let mut c = claim(scheduled_fire_id(&job.spec.id, sched), sched, next);
+        c.overlap = Concurrency::Allow;
+        c.moves = true;
+        return vec![c];
+    }
     if job.schedule.after_previous_ms().is_some() {
         // after_previous: one instant at a time, none after it until it ends (its end sets the
         // next: `Store::chain_next`). Late past the threshold, it runs all the same, but under
@@ -1028,6 +1081,61 @@ fn plan_instants(
     }
 }
 
+/// How far past a job's first instant its calendars must allow one, or PutJob refuses it.
+const CALENDAR_HORIZON_MS: i64 = 366 * 86_400_000;
+
+/// Why a job is refused whose calendars exclude every instant of its schedule in the year after
+/// its first (it would never fire).
+fn calendars_never_allow(job: &Job, after: i64) -> Option<Error> {
+    if job.calendars.is_empty() {
+        return None;
+    }
+    let first = job.schedule.next_after_ms(after)?;
+    let horizon = first.saturating_sub(after).saturating_add(CALENDAR_HORIZON_MS);
+    if job.calendars.allows_any(&job.schedule, after, horizon) {
+        return None;
+    }
+    Some(Error::invalid(
+        "calendars",
+        format!(
+            "{} exclude every instant of the schedule for a year from its first ({}): the job would never fire",
+            job.spec.calendars.join(", "),
+            crate::job::schedule::rfc3339(first)
+        ),
+    ))
+}
+
+/// Why a job's calendars record instant `at` skipped (the first calendar excluding it says
+/// `skip`, or one it names is missing), if they do.
+fn calendar_skip(job: &Job, at: i64) -> Option<String> {
+    match job.calendars.verdict(at) {
+        Verdict::Excluded { calendar, on: OnExcluded::Skip, .. } => Some(format!("skipped: calendar {calendar}")),
+        Verdict::Missing(name) => Some(format!(
+            "skipped: calendar {name} does not exist (put it again, or take it off the job); no fire is made against a calendar that cannot be read"
+        )),
+        _ => None,
+    }
+}
+
+/// Where the watermark `sched` moves to when the job's calendars omit it or move it forward (or,
+/// for an `after_previous` job, exclude it at all: its fire waits for the next instant they
+/// allow), making no fire: Some(next), None when they let it be.
+fn calendar_move(job: &Job, sched: i64) -> Option<Option<i64>> {
+    let on = match job.calendars.verdict(sched) {
+        Verdict::Excluded { on, .. } => on,
+        Verdict::Allowed | Verdict::Missing(_) => return None,
+    };
+    if job.schedule.after_previous_ms().is_some() {
+        let end = job.schedule.end_ms.unwrap_or(i64::MAX);
+        return Some(job.calendars.forward(sched).filter(|f| *f > sched && *f <= end));
+    }
+    if on == OnExcluded::Skip {
+        return None;
+    }
+    // The job's next fire from this instant on (a forward move of this very instant included).
+    Some(job.next_after_ms(sched - 1).filter(|n| *n > sched).or_else(|| job.next_after_ms(sched)))
+}
+
 /// The summary record covers instants from the watermark up to (not including) the one fired now.
 fn job_prev_hint(sched: i64, latest: i64) -> i64 {
     (latest - 1).max(sched)
@@ -1071,6 +1179,7 @@ fn broken_job_claim(rec: &JobRecord, e: &Error, node_id: &str) -> Option<Claim> 
         start: false,
         priority: crate::job::Priority::Normal,
         chain: false,
+        moves: false,
     })
 }
 

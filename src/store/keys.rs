@@ -60,6 +60,15 @@ impl Keys {
     pub fn completed(&self) -> String {
         format!("{}:completed", self.tag)
     }
+    /// Hash calendar name -> its definition (JSON, `job::calendar::CalendarDef`): this shard's
+    /// copy of every calendar (PROTOCOL §3.24).
+    pub fn calendars(&self) -> String {
+        format!("{}:calendars", self.tag)
+    }
+    /// Set of calendar names being deleted: no job is put naming one.
+    pub fn calendars_deleted(&self) -> String {
+        format!("{}:calendars:deleted", self.tag)
+    }
     /// Sorted set job id -> the instant of the fire whose end sets its next fire (`after_previous`
     /// jobs waiting: the job hash's `chain`).
     pub fn chain(&self) -> String {

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
+use crate::job::calendar::{Calendar, CalendarDef, MAX_CALENDARS};
 use crate::job::limit::Limit;
 use crate::job::schedule::chain_next_ms;
 use crate::job::{Concurrency, JobSpec, Priority};
@@ -156,6 +157,9 @@ struct State {
     held: HashMap<String, std::collections::VecDeque<String>>,
     /// The concurrency limits, and each one's slots: holder -> lease expiry ms.
     limits: BTreeMap<String, Limit>,
+    /// The calendars, and those being deleted (no job may name them).
+    calendars: BTreeMap<String, CalendarDef>,
+    calendars_deleted: BTreeSet<String>,
     slots: HashMap<String, HashMap<String, i64>>,
     /// execution id -> (record, expiry ms). Ids are UUIDv7, so the map is in creation order.
     execs: BTreeMap<String, (Execution, i64)>,
@@ -512,6 +516,55 @@ impl State {
 }
 
 #[async_trait]
+impl super::CalendarStore for MemoryStore {
+    async fn put_calendar(&self, def: &CalendarDef) -> Result<()> {
+        let mut st = self.lock()?;
+        if !st.calendars.contains_key(&def.name) && st.calendars.len() >= MAX_CALENDARS {
+            return Err(Error::invalid("calendar.name", "the cluster keeps no more calendars; delete one first"));
+        }
+        st.calendars.insert(def.name.clone(), def.clone());
+        st.calendars_deleted.remove(&def.name);
+        Ok(())
+    }
+
+    async fn list_calendars(&self) -> Result<Vec<CalendarDef>> {
+        Ok(self.lock()?.calendars.values().cloned().collect())
+    }
+
+    async fn calendars(&self, names: &[String]) -> Result<HashMap<String, std::sync::Arc<Calendar>>> {
+        let st = self.lock()?;
+        Ok(names
+            .iter()
+            .filter_map(|n| {
+                let c = Calendar::new(st.calendars.get(n)?.clone()).ok()?;
+                Some((n.clone(), std::sync::Arc::new(c)))
+            })
+            .collect())
+    }
+
+    async fn mark_calendar_deleted(&self, name: &str) -> Result<bool> {
+        let mut st = self.lock()?;
+        if !st.calendars.contains_key(name) {
+            return Ok(false);
+        }
+        st.calendars_deleted.insert(name.to_string());
+        Ok(true)
+    }
+
+    async fn unmark_calendar_deleted(&self, name: &str) -> Result<()> {
+        self.lock()?.calendars_deleted.remove(name);
+        Ok(())
+    }
+
+    async fn drop_calendar(&self, name: &str) -> Result<()> {
+        let mut st = self.lock()?;
+        st.calendars.remove(name);
+        st.calendars_deleted.remove(name);
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl super::LimitStore for MemoryStore {
     async fn put_limit(&self, limit: &Limit) -> Result<()> {
         let mut st = self.lock()?;
@@ -608,6 +661,12 @@ impl JobStore for MemoryStore {
     async fn write_job(&self, w: &JobWrite<'_>) -> Result<WatermarkWrite> {
         let mut st = self.lock()?;
         let id = &w.spec.id;
+        for name in &w.spec.calendars {
+            let deleting = st.calendars_deleted.contains(name);
+            if deleting || !st.calendars.contains_key(name) {
+                return Err(super::no_calendar(w.spec, name, deleting));
+            }
+        }
         let old = st.jobs.get(id).cloned();
         if w.expect_rev.is_some_and(|r| r != old.as_ref().map_or(0, |o| o.rev)) {
             return Ok(WatermarkWrite::Conflict);
@@ -826,7 +885,7 @@ impl FireStore for MemoryStore {
                 }
                 moved.insert(&c.job_id, c.sched_ms);
                 let mut new = rec.clone();
-                if rec.next_ms == Some(c.sched_ms) && !c.exec.state.is_terminal() {
+                if rec.next_ms == Some(c.sched_ms) && !c.exec.state.is_terminal() && !c.moves {
                     new.fired += 1;
                 }
                 new.last_ms = Some(c.sched_ms);
@@ -838,6 +897,10 @@ impl FireStore for MemoryStore {
                 }
                 st.set_due(&c.job_id, rec.next_ms, c.next_ms);
                 st.jobs.insert(c.job_id.clone(), new);
+                if c.moves {
+                    out.push(ClaimOutcome::Moved);
+                    continue;
+                }
                 // A fire recorded before (or, a shard, fanned out before; a whole fire whose instant
                 // was): the watermark moved on above, nothing else happens.
                 let before = match shard {

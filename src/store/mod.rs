@@ -16,7 +16,8 @@ pub mod redis;
 pub mod shards;
 pub mod url;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,7 @@ use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
+use crate::job::calendar::{Calendar, CalendarDef};
 use crate::job::limit::Limit;
 use crate::job::{Concurrency, Declared, JobSpec, Priority};
 
@@ -210,6 +212,9 @@ pub struct Claim {
     /// An `after_previous` fire: `next_ms` is None and the job waits for this fire's end, which
     /// sets its next one (`JobStore::chain_next`); the claim puts it in the chain index.
     pub chain: bool,
+    /// Only moves the watermark from `sched_ms` to `next_ms`: no fire is made or recorded (an
+    /// instant a calendar omits, or moves forward to `next_ms`), and none is counted.
+    pub moves: bool,
 }
 
 /// What `JobStore::chain_next` did for one `after_previous` job waiting on a fire.
@@ -225,6 +230,11 @@ pub enum Chained {
 }
 
 impl Claim {
+    /// Whether the claim makes a fire that runs (not a record ended at its claim, not a move).
+    pub fn runs(&self) -> bool {
+        !self.moves && !self.exec.state.is_terminal()
+    }
+
     /// The record written instead when the no-overlap lock is held (or the buffer is full).
     pub fn skipped_exec(&self) -> Execution {
         skipped_by_lock(&self.exec, self.overlap)
@@ -315,6 +325,8 @@ pub enum ClaimOutcome {
     Misfired,
     /// The watermark had moved on: someone already claimed this instant (a prevented duplicate).
     Stale,
+    /// A `Claim::moves`: the watermark moved, nothing else.
+    Moved,
     Paused,
     /// The job no longer exists.
     Gone,
@@ -826,7 +838,7 @@ impl Keep {
 /// The whole store, as the node holds it (`Arc<dyn Store>`): the four concerns below, one backend.
 /// Through `dyn Store` every method of the four is at hand; on a concrete store (`RedisStore`,
 /// `MemoryStore`) bring the concern's trait into scope.
-pub trait Store: JobStore + FireStore + ExecStore + ClusterStore + LimitStore + 'static {
+pub trait Store: JobStore + FireStore + ExecStore + ClusterStore + LimitStore + CalendarStore + 'static {
     /// "memory" or "redis".
     fn kind(&self) -> &'static str;
 }
@@ -852,6 +864,8 @@ pub trait JobStore: Send + Sync {
     /// Creates or replaces a job's definition in one atomic step: the pause state set or kept,
     /// the watermark never moved back (`Behind`), and with `expect_rev`, only over that revision
     /// (`Conflict`), so nodes applying the same jobs file at once do not fight: one writes.
+    /// Refused (`no_calendar`, nothing written) when a calendar it names is not in its shard or is
+    /// being deleted.
     async fn write_job(&self, w: &JobWrite<'_>) -> Result<WatermarkWrite>;
     async fn get_job(&self, id: &str) -> Result<Option<JobRecord>>;
     /// Jobs ordered by id, starting strictly after `after_id`.
@@ -1033,6 +1047,38 @@ pub trait LimitStore: Send + Sync {
     /// Extends `holder`'s slots; the limits whose slot it no longer holds (its lease ran out).
     async fn renew_slots(&self, limits: &[String], holder: &str, lease_ms: u64) -> Result<Vec<String>>;
     async fn release_slots(&self, limits: &[String], holder: &str) -> Result<()>;
+}
+
+/// Calendars (`job::calendar`), one shard's copy: every shard keeps every calendar, so a job's
+/// put checks the calendars it names, and its scheduler reads them, in its own shard
+/// (`Shards::put_calendar`, `Shards::delete_calendar` write them all; PROTOCOL §3.24).
+#[async_trait]
+pub trait CalendarStore: Send + Sync {
+    /// Creates or replaces a calendar (at most `calendar::MAX_CALENDARS`); a delete of it left
+    /// half done ends: jobs may name it again.
+    async fn put_calendar(&self, def: &CalendarDef) -> Result<()>;
+    /// Every calendar, in name order (one that no longer decodes or checks is left out, logged).
+    async fn list_calendars(&self) -> Result<Vec<CalendarDef>>;
+    /// The calendars named that this shard has, checked and ready (`Calendars::resolve`).
+    async fn calendars(&self, names: &[String]) -> Result<HashMap<String, Arc<Calendar>>>;
+    /// A delete's first step: from now no job is put naming the calendar (`write_job` refuses),
+    /// until `drop_calendar` or `put_calendar`. False when the shard has no such calendar.
+    async fn mark_calendar_deleted(&self, name: &str) -> Result<bool>;
+    /// Undoes `mark_calendar_deleted` (the delete was refused: jobs name it).
+    async fn unmark_calendar_deleted(&self, name: &str) -> Result<()>;
+    /// Removes the calendar and its mark.
+    async fn drop_calendar(&self, name: &str) -> Result<()>;
+}
+
+/// Why `JobStore::write_job` refused a job naming calendar `name` (its index in the spec's list).
+pub fn no_calendar(spec: &JobSpec, name: &str, deleting: bool) -> Error {
+    let i = spec.calendars.iter().position(|n| n == name).unwrap_or(0);
+    let why = if deleting {
+        format!("calendar '{name}' is being deleted (put it again to keep it)")
+    } else {
+        format!("no calendar '{name}' (put it first: PutCalendar, rota calendar put)")
+    };
+    Error::invalid(format!("calendars[{i}]"), why)
 }
 
 /// What `LimitStore::take_slots` did.

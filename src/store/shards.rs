@@ -1,6 +1,7 @@
 //! A cluster's shards as one: the store of each shard (`Keys::shard`), which one a job, fire or
 //! execution belongs to, and the reads that span them (listings merged, an execution looked up in
-//! each). A shard is the whole protocol under its own hash tag; nothing here writes across shards.
+//! each). A shard is the whole protocol under its own hash tag; nothing here writes across shards
+//! atomically: a calendar, copied into every shard, is put and deleted shard by shard (§3.24).
 //! Uses: the store traits, `keys::shard_of`, `execution`.
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use futures_util::future::try_join_all;
 
 use super::keys::shard_of;
 use super::{ExecFilter, JobRecord, Store};
+use crate::job::calendar::CalendarDef;
 use crate::error::Result;
 use crate::execution::{job_of_fire, Execution};
 
@@ -64,6 +66,61 @@ impl Shards {
         Ok(all)
     }
 
+    /// Puts a calendar into every shard (one after another: a put that fails part way is
+    /// repeated by the caller; until then jobs in the shards it missed cannot name it, or read
+    /// the calendar as it was).
+    pub async fn put_calendar(&self, def: &CalendarDef) -> Result<()> {
+        for s in self.stores.iter() {
+            s.put_calendar(def).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a calendar no job names, from every shard: each marks it first (no job is put
+    /// naming it from then on), then every shard's jobs are read for one that names it; found,
+    /// the marks go and the delete is refused with those jobs (at most `MAX_NAMED`); not, the
+    /// calendar goes. A delete that fails part way leaves marks, which the next put or delete
+    /// of the calendar ends.
+    pub async fn delete_calendar(&self, name: &str) -> Result<DeleteCalendar> {
+        let mut found = false;
+        for s in self.stores.iter() {
+            found |= s.mark_calendar_deleted(name).await?;
+        }
+        if !found {
+            return Ok(DeleteCalendar::NotFound);
+        }
+        let mut users = Vec::new();
+        'shards: for s in self.stores.iter() {
+            let mut after: Option<String> = None;
+            loop {
+                let page = s.list_jobs(after.as_deref(), 500).await?;
+                for r in &page {
+                    if r.spec.calendars.iter().any(|c| c == name) {
+                        users.push(r.spec.id.clone());
+                        if users.len() == MAX_NAMED {
+                            break 'shards;
+                        }
+                    }
+                }
+                match page.last() {
+                    Some(r) if page.len() == 500 => after = Some(r.spec.id.clone()),
+                    _ => break,
+                }
+            }
+        }
+        if !users.is_empty() {
+            for s in self.stores.iter() {
+                s.unmark_calendar_deleted(name).await?;
+            }
+            users.sort();
+            return Ok(DeleteCalendar::InUse(users));
+        }
+        for s in self.stores.iter() {
+            s.drop_calendar(name).await?;
+        }
+        Ok(DeleteCalendar::Deleted)
+    }
+
     /// An execution by id: its fire's shard; an id made before ids named their fire does not name
     /// its shard, so each is asked (at once).
     pub async fn get_execution(&self, id: &str) -> Result<Option<Execution>> {
@@ -85,6 +142,18 @@ impl Shards {
             }
         }
     }
+}
+
+/// The most jobs a refused calendar delete names.
+pub const MAX_NAMED: usize = 20;
+
+/// What `Shards::delete_calendar` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteCalendar {
+    Deleted,
+    NotFound,
+    /// Refused: these jobs name it (the first `MAX_NAMED`, by id).
+    InUse(Vec<String>),
 }
 
 /// One page of the union of listings of the same filter below the same cursor, each newest first

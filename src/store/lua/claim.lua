@@ -30,7 +30,8 @@
 --   '1' forbid, 'b<n>' buffer n, 'r' replace: every one but '0' takes the job's lock), lock ttl ms,
 --   exec id, exec JSON (pending, announced; or final), skipped exec JSON, '0' or the state the fire
 --   ends in at its claim (its record is final: 'misfired' for a misfire's summary, 'failed' for a job
---   whose stored definition is invalid),
+--   whose stored definition is invalid, 'skipped' for an instant a calendar excludes), or 'moved'
+--   (the claim only moves the watermark: no fire is made, nothing recorded; section 3.24),
 --   here '0' | '1' (take) | '2' (take and start), its job's priority ('high', 'normal', 'low': the
 --   queue list it waits in should it be queued, kept in the fire hash as `prio`; section 3.22),
 --   its shard's suffix ('' or '/<index>of<total>': section 3.23; the fire is '<job>@<sched><suffix>').
@@ -43,7 +44,7 @@
 --   HELD (the lock was held: the fire waits for it, section 3.20), or 'HELD <node> <fire> <exec>'
 --   (a replace, whose holder, fire <fire>'s execution <exec>, runs on <node> and was asked to stop:
 --   the caller asks that node directly too)
---   SKIPPED MISFIRED STALE PAUSED GONE,
+--   SKIPPED MISFIRED MOVED STALE PAUSED GONE,
 --   'DUP <what the fire key held>' (the fire key existed before its claim: claimed before, or planted),
 --   'BADKEY <why>' (a key of the claim has the wrong type: nothing written for it but, when the job's
 --   own hash is fine, the watermark's move, so the schedule goes on); or a BADKEY error when a shared
@@ -131,6 +132,7 @@ for i = 0, n - 1 do
     end
     if due[job] == nil then due_order[#due_order+1] = job end
     due[job] = nxt ~= '-' and nxt
+    if final == 'moved' then out[#out+1] = 'MOVED' end
   end
   if out[i+1] then
     -- already decided (BADKEY, GONE, PAUSED, STALE)

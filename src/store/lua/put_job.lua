@@ -10,15 +10,26 @@
 -- ARGV[10] expected revision, or '-' for any ('0': only if the job does not exist)
 -- ARGV[11] a pause note (JSON: note, by, at_ms, until_ms) to keep with a pause, or '' (a pause
 --   keeps the note it has). A job that ends up unpaused loses its note and its resume entry.
+-- KEYS[7] the shard's calendars hash  KEYS[8] the calendars being deleted (set)
+-- ARGV[12] (put) the names of the calendars the job names, space-separated ('' for none): each must
+--   be in KEYS[7] and not in KEYS[8] (section 3.24)
 -- The revision `rev` rises with every put (not with pause): the compare-and-set token of nodes
 -- applying a jobs file at once. A job stored without one (written before it existed) is at 1.
 -- Returns {'BEHIND', last_ms} | {'GONE'} | {'CONFLICT'} | {'BADKEY', why} (a key of the wrong type)
 --   | {'OK', existed '0'|'1', last_ms or '', spec JSON, paused '0'|'1', rev, writer, file spec or '',
 --      file paused, the watermark written ('' for none), fired, pause note or '', fail streak,
 --      the instant of the fire it waits on (`after_previous`) or ''}
+--   | {'NOCAL', name, 'missing'|'deleted'} (a calendar it names cannot be named)
 -- Nothing is written unless the answer is OK (but GONE takes a deleted job's resume entry out).
-local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset', KEYS[5], 'zset', KEYS[6], 'zset')
+local bad = wrong(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset', KEYS[5], 'zset', KEYS[6], 'zset',
+  KEYS[7], 'hash', KEYS[8], 'set')
 if bad then return {'BADKEY', bad} end
+if ARGV[6] == 'put' then
+  for name in string.gmatch(ARGV[12] or '', '%S+') do
+    if redis.call('HEXISTS', KEYS[7], name) == 0 then return {'NOCAL', name, 'missing'} end
+    if redis.call('SISMEMBER', KEYS[8], name) == 1 then return {'NOCAL', name, 'deleted'} end
+  end
+end
 local last = redis.call('HGET', KEYS[1], 'last_ms')
 local existed = redis.call('EXISTS', KEYS[1])
 if ARGV[6] == 'pause' and existed == 0 then

@@ -43,12 +43,14 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::execution::{ExecState, Execution};
+use crate::job::calendar::{Calendar, CalendarDef, MAX_CALENDARS};
 use crate::job::limit::Limit;
 use crate::job::{Concurrency, Declared, JobSpec, Priority};
 
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
 static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
 static EXPIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/expire.lua")));
+static CALENDAR_MARK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/calendar_mark.lua")));
 static CHAIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/chain.lua")));
 static STREAK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/streak.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/claim.lua")));
@@ -416,6 +418,8 @@ impl RedisStore {
             .key(self.keys.resume())
             .key(self.keys.chain())
             .key(self.keys.completed())
+            .key(self.keys.calendars())
+            .key(self.keys.calendars_deleted())
             .arg(id)
             .arg(spec_json)
             .arg(match paused {
@@ -430,10 +434,15 @@ impl RedisStore {
             .arg(file_paused)
             .arg(w.and_then(|w| w.expect_rev).map_or("-".to_string(), |r| r.to_string()))
             .arg(note.map(encode).transpose()?.unwrap_or_default())
+            .arg(w.map(|w| w.spec.calendars.join(" ")).unwrap_or_default())
             .invoke_async(&mut c)
             .await?;
         match r.first().map(String::as_str) {
             Some("GONE") => Ok(None),
+            Some("NOCAL") => {
+                let name = r.get(1).map_or("", String::as_str);
+                Err(super::no_calendar(w.map_or(&JobSpec::default(), |w| w.spec), name, r.get(2).is_some_and(|s| s == "deleted")))
+            }
             Some("CONFLICT") => Ok(Some(WatermarkWrite::Conflict)),
             Some("BADKEY") => Err(Error::FailedPrecondition(format!(
                 "job '{id}' cannot be written: {}; delete the job and put it again",
@@ -671,6 +680,84 @@ impl RedisStore {
     /// The TTL of a lock handed to a held fire (`promote`): as a claim's.
     fn lock_ttl(&self) -> u64 {
         super::lock_ttl_ms(self.timing.misfire_threshold_ms as i64)
+    }
+}
+
+#[async_trait]
+impl super::CalendarStore for RedisStore {
+    async fn put_calendar(&self, def: &CalendarDef) -> Result<()> {
+        let key = self.keys.calendars();
+        let mut c = self.conn();
+        let (n, exists): (usize, bool) = redis::pipe().hlen(&key).hexists(&key, &def.name).query_async(&mut c).await?;
+        if !exists && n >= MAX_CALENDARS {
+            return Err(Error::invalid("calendar.name", format!("the cluster has {n} calendars, the most it keeps; delete one first")));
+        }
+        let _: () = redis::pipe()
+            .atomic()
+            .hset(&key, &def.name, encode(def)?)
+            .ignore()
+            .srem(self.keys.calendars_deleted(), &def.name)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_calendars(&self) -> Result<Vec<CalendarDef>> {
+        let all: BTreeMap<String, String> = self.conn().hgetall(self.keys.calendars()).await?;
+        Ok(all.iter().filter_map(|(name, json)| decode_calendar(name, json).map(|c| c.def.clone())).collect())
+    }
+
+    async fn calendars(&self, names: &[String]) -> Result<HashMap<String, Arc<Calendar>>> {
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let got: Vec<Option<String>> =
+            redis::cmd("HMGET").arg(self.keys.calendars()).arg(names).query_async(&mut self.conn()).await?;
+        Ok(names
+            .iter()
+            .zip(got)
+            .filter_map(|(name, json)| Some((name.clone(), decode_calendar(name, &json?)?)))
+            .collect())
+    }
+
+    async fn mark_calendar_deleted(&self, name: &str) -> Result<bool> {
+        let marked: i64 = CALENDAR_MARK
+            .key(self.keys.calendars())
+            .key(self.keys.calendars_deleted())
+            .arg(name)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(marked == 1)
+    }
+
+    async fn unmark_calendar_deleted(&self, name: &str) -> Result<()> {
+        let _: i64 = self.conn().srem(self.keys.calendars_deleted(), name).await?;
+        Ok(())
+    }
+
+    async fn drop_calendar(&self, name: &str) -> Result<()> {
+        let _: () = redis::pipe()
+            .atomic()
+            .hdel(self.keys.calendars(), name)
+            .ignore()
+            .srem(self.keys.calendars_deleted(), name)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+/// A stored calendar, checked; None (logged) when it no longer decodes or checks: the jobs naming
+/// it then find it missing, and their fires are recorded skipped saying so.
+fn decode_calendar(name: &str, json: &str) -> Option<Arc<Calendar>> {
+    match serde_json::from_str::<CalendarDef>(json).map_err(|e| Error::invalid("calendar", e.to_string())).and_then(Calendar::new) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            tracing::warn!(calendar = %name, error = %e, "a stored calendar that does not decode or check: ignored");
+            None
+        }
     }
 }
 
@@ -977,7 +1064,11 @@ impl FireStore for RedisStore {
                 .arg(encode(&c.exec)?)
                 // Only an exclusive claim can meet the lock and need its `skipped` record.
                 .arg(if c.overlap.exclusive() { encode(&c.skipped_exec())? } else { String::new() })
-                .arg(if c.exec.state.is_terminal() { FireState::from(c.exec.state).as_str() } else { "0" })
+                .arg(match (c.moves, c.exec.state.is_terminal()) {
+                    (true, _) => "moved",
+                    (false, true) => FireState::from(c.exec.state).as_str(),
+                    (false, false) => "0",
+                })
                 .arg(match (c.here, c.start) {
                     (false, _) => "0",
                     (true, false) => "1",
@@ -1009,6 +1100,7 @@ impl FireStore for RedisStore {
                     .map(|x| ClaimOutcome::Held(Some(x)))
                     .ok_or_else(|| unexpected("claim", &r)),
                 "MISFIRED" => Ok(ClaimOutcome::Misfired),
+                "MOVED" => Ok(ClaimOutcome::Moved),
                 "STALE" => Ok(ClaimOutcome::Stale),
                 "PAUSED" => Ok(ClaimOutcome::Paused),
                 "GONE" => Ok(ClaimOutcome::Gone),
