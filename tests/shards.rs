@@ -278,3 +278,78 @@ async fn submit_tasks_mixing_shards_is_refused_naming_the_task() {
     let r = n.submit_tasks(pb::SubmitTasksRequest { epoch: 1, tasks: vec![task(&b)] }).await;
     assert!(r.as_ref().err().is_none_or(|e| e.code() != tonic::Code::InvalidArgument), "{r:?}");
 }
+
+/// A calendar (issue 16) is kept in every shard: jobs in each of the four shards follow it (the
+/// fires in its window recorded skipped, naming it, the others run), a delete is refused while a
+/// job in any shard names it (naming jobs of several shards), and once none does it is gone from
+/// every shard: no job in any shard can name it.
+#[tokio::test]
+async fn a_calendar_reaches_every_shard_and_is_deleted_from_all_once_no_job_names_it() {
+    let redis = SharedRedis::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--shards", "4"]).await;
+    let mut c = node.client().await;
+    // One job id per shard.
+    let mut ids: BTreeMap<u16, String> = BTreeMap::new();
+    for i in 0..64 {
+        let id = format!("cal{i}");
+        ids.entry(shard_of(&id, SHARDS)).or_insert(id);
+    }
+    assert_eq!(ids.len(), usize::from(SHARDS));
+    let w = (rota::clock::now_ms() / 1000 + 4) * 1000;
+    let clock = |ms: i64| rota::job::ms_to_datetime(ms).format("%H:%M:%S").to_string();
+    let cal = pb::Calendar {
+        name: "pause".into(),
+        excluded_windows: vec![format!("{}-{}", clock(w), clock(w + 3_000))],
+        ..Default::default()
+    };
+    c.put_calendar(pb::PutCalendarRequest { calendar: Some(cal), ics: String::new() }).await.expect("put calendar");
+    for id in ids.values() {
+        let j = pb::Job { calendars: vec!["pause".into()], ..job(id, "* * * * * *", "noop", json!(null)) };
+        c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put job");
+    }
+    for id in ids.values() {
+        let got = eventually(WAIT, &format!("{id} ran past the window"), || {
+            let mut c = c.clone();
+            async move {
+                let runs = executions(&mut c, id).await;
+                let done = runs.iter().any(|e| common::ms(&e.scheduled_time) == w + 4_000 && e.end_time.is_some());
+                done.then_some(runs)
+            }
+        })
+        .await;
+        let by_instant: BTreeMap<i64, (i32, String)> = got
+            .iter()
+            .filter(|e| (w - 1_000..=w + 4_000).contains(&common::ms(&e.scheduled_time)))
+            .map(|e| (common::ms(&e.scheduled_time), (e.state, e.error.clone())))
+            .collect();
+        let skipped = (pb::ExecutionState::Skipped as i32, "skipped: calendar pause".to_string());
+        let ok = (pb::ExecutionState::Succeeded as i32, String::new());
+        let want: BTreeMap<i64, (i32, String)> = [
+            (w - 1_000, ok.clone()),
+            (w, skipped.clone()),
+            (w + 1_000, skipped.clone()),
+            (w + 2_000, skipped),
+            (w + 3_000, ok.clone()),
+            (w + 4_000, ok),
+        ]
+        .into_iter()
+        .filter(|(t, _)| *t != w - 1_000 || by_instant.contains_key(t))
+        .collect();
+        assert_eq!(by_instant, want, "{id}");
+    }
+    let e = c.delete_calendar(pb::DeleteCalendarRequest { name: "pause".into() }).await.expect_err("in use");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    let named: Vec<&String> = ids.values().collect();
+    for id in &named {
+        assert!(e.message().contains(id.as_str()), "{id}: {}", e.message());
+    }
+    for id in ids.values() {
+        c.delete_job(pb::DeleteJobRequest { id: id.clone() }).await.expect("delete job");
+    }
+    c.delete_calendar(pb::DeleteCalendarRequest { name: "pause".into() }).await.expect("deleted");
+    for id in ids.values() {
+        let j = pb::Job { calendars: vec!["pause".into()], ..job(id, "* * * * * *", "noop", json!(null)) };
+        let e = c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect_err("gone from its shard");
+        assert!(e.message().starts_with("calendars[0]: no calendar 'pause'"), "{id}: {}", e.message());
+    }
+}

@@ -1347,7 +1347,68 @@ conformance!(
     a_jobs_failed_fires_in_a_row_are_counted_until_a_success_or_a_resume,
     an_after_previous_job_waits_for_its_fires_end,
     a_completed_one_shot_is_deleted_after_the_retention_unless_kept,
+    calendars_are_kept_named_and_deleted_only_when_no_job_names_them,
 );
+
+/// Calendars (issue 16): put, listed, read by name; a job naming one that is missing, or marked
+/// for deletion, is refused and nothing is written; a put ends a mark; dropped, it is gone. A
+/// claim that moves the watermark (a calendar's omit or forward) makes no fire and counts none.
+async fn calendars_are_kept_named_and_deleted_only_when_no_job_names_them(s: Arc<dyn Store>) {
+    use rota::job::calendar::CalendarDef;
+    let fence = master(&*s).await;
+    let def = |name: &str| CalendarDef {
+        name: name.into(),
+        excluded_dates: vec!["2026-12-25".into()],
+        excluded_windows: vec!["sat,sun".into()],
+        ..Default::default()
+    };
+    s.put_calendar(&def("holidays")).await.expect("put");
+    s.put_calendar(&def("weekends")).await.expect("put");
+    s.put_calendar(&CalendarDef { description: "again".into(), ..def("weekends") }).await.expect("replace");
+    let listed = s.list_calendars().await.expect("list");
+    assert_eq!(listed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["holidays", "weekends"]);
+    assert_eq!(listed[1].description, "again");
+    let got = s.calendars(&["weekends".into(), "nope".into()]).await.expect("read");
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["weekends"]);
+
+    let at = now_ms() / 1000 * 1000 + 60_000;
+    let named =
+        |id: &str, cals: &[&str]| JobSpec { calendars: cals.iter().map(|c| c.to_string()).collect(), ..spec(id) };
+    let e = s.write_job(&api_write(&named("j1", &["holidays", "nope"]), Some(at))).await.expect_err("missing");
+    assert!(e.to_string().starts_with("calendars[1]: no calendar 'nope'"), "{e}");
+    assert!(s.get_job("j1").await.expect("get").is_none(), "nothing written");
+    assert!(matches!(
+        s.write_job(&api_write(&named("j1", &["holidays"]), Some(at))).await.expect("put"),
+        WatermarkWrite::Done { .. }
+    ));
+    // A delete's mark: no job may name it from then on; a put of the calendar ends the mark.
+    assert!(s.mark_calendar_deleted("weekends").await.expect("mark"));
+    assert!(!s.mark_calendar_deleted("nope").await.expect("mark"));
+    let e = s.write_job(&api_write(&named("j2", &["weekends"]), Some(at))).await.expect_err("marked");
+    assert!(e.to_string().starts_with("calendars[0]: calendar 'weekends' is being deleted"), "{e}");
+    s.unmark_calendar_deleted("weekends").await.expect("unmark");
+    s.write_job(&api_write(&named("j2", &["weekends"]), Some(at))).await.expect("put after the unmark");
+    assert!(s.mark_calendar_deleted("holidays").await.expect("mark"));
+    s.put_calendar(&def("holidays")).await.expect("put again");
+    s.write_job(&api_write(&named("j3", &["holidays"]), Some(at))).await.expect("the put ended the mark");
+    s.drop_calendar("holidays").await.expect("drop");
+    assert!(s.calendars(&["holidays".into()]).await.expect("read").is_empty());
+    assert!(!s.mark_calendar_deleted("holidays").await.expect("gone"));
+
+    // A move: the watermark goes on, no fire hash, no count toward max_fires.
+    let c = Claim { moves: true, ..claim("j2", at, Some(at + 5_000), false) };
+    assert_eq!(s.claim(&fence, &[c]).await.expect("claim"), vec![ClaimOutcome::Moved]);
+    let rec = s.get_job("j2").await.expect("get").expect("exists");
+    assert_eq!((rec.next_ms, rec.fired), (Some(at + 5_000), 0));
+    let of_j2 = ExecFilter { job_id: Some("j2".into()), limit: 10, ..Default::default() };
+    assert!(s.list_executions(&of_j2).await.expect("list").0.is_empty(), "no fire made");
+    // The instant it moved to is claimed as usual.
+    assert_eq!(
+        s.claim(&fence, &[claim("j2", at + 5_000, Some(at + 10_000), false)]).await.expect("claim"),
+        vec![ClaimOutcome::Claimed]
+    );
+    assert_eq!(s.get_job("j2").await.expect("get").expect("exists").fired, 1);
+}
 
 /// A one-shot (`at`) that made its fire is completed; once the retention has passed since, it is
 /// deleted (its job gone, its fire ids forgotten by no one: its records keep their own retention),

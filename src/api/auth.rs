@@ -302,7 +302,9 @@ fn need(path: &str) -> Need {
         return Need::Worker;
     }
     match method {
-        "PutJob" | "DeleteJob" | "PutLimit" | "DeleteLimit" | "PutCalendar" | "DeleteCalendar" => Need::Role(Role::Admin),
+        "PutJob" | "DeleteJob" | "PutLimit" | "DeleteLimit" | "PutCalendar" | "DeleteCalendar" => {
+            Need::Role(Role::Admin)
+        }
         "PauseJob" | "ResumeJob" | "TriggerJob" | "BackfillJob" | "CancelExecution" => Need::Role(Role::Operator),
         // Reads (GetJob, ListJobs, PreviewSchedule, ListExecutions, ...), and anything added later,
         // need at least a viewer.

@@ -13,11 +13,11 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match &e {
             Error::Invalid { .. } => Status::invalid_argument(user_message(&e)),
-            Error::JobNotFound(_) | Error::ExecutionNotFound(_) | Error::FireNotFound(_)
+            Error::JobNotFound(_)
+            | Error::ExecutionNotFound(_)
+            | Error::FireNotFound(_)
             | Error::LimitNotFound(_)
-            | Error::CalendarNotFound(_) => {
-                Status::not_found(user_message(&e))
-            }
+            | Error::CalendarNotFound(_) => Status::not_found(user_message(&e)),
             Error::FailedPrecondition(_) | Error::Fenced(_) | Error::StaleEpoch { .. } => {
                 Status::failed_precondition(user_message(&e))
             }

@@ -94,8 +94,9 @@ pub async fn calendar_cmd(cmd: CalendarCmd, client: &ClientArgs) -> Result<(), C
         } => {
             // Read before connecting: a file that cannot be read is the caller's mistake.
             let ics = match ics {
-                Some(p) => std::fs::read_to_string(&p)
-                    .map_err(|e| CliError::Usage(format!("--ics {}: {e}", p.display())))?,
+                Some(p) => {
+                    std::fs::read_to_string(&p).map_err(|e| CliError::Usage(format!("--ics {}: {e}", p.display())))?
+                }
                 None => String::new(),
             };
             let calendar = pb::Calendar {

@@ -25,10 +25,10 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::pb;
+use calendar::{calendar_cmd, CalendarCmd};
 use connect::{call, Conn};
 use exec::exec_cmd;
 use job::job_cmd;
-use calendar::{calendar_cmd, CalendarCmd};
 use limit::{limit_cmd, LimitCmd};
 use output::{node_json, print_nodes, status_line};
 

@@ -256,7 +256,8 @@ impl Schedule {
     /// moved to, the spread, and the last instant. What `plan` claims, in order (a property test
     /// holds the scheduler to it).
     pub fn preview(&self, after_ms: i64, count: usize) -> Vec<Upcoming> {
-        let plain = |t| self.next_after_ms(t).map(|at_ms| Shaped { at_ms, notes: Vec::new(), skipped: false, moved: false });
+        let plain =
+            |t| self.next_after_ms(t).map(|at_ms| Shaped { at_ms, notes: Vec::new(), skipped: false, moved: false });
         self.preview_with(after_ms, count, &plain)
     }
 

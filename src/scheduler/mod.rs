@@ -27,8 +27,8 @@ use crate::cluster::lease::{Mastership, Role};
 use crate::dispatch::{Outbox, Router};
 use crate::error::{Error, Result};
 use crate::execution::{scheduled_fire_id, shard_fire_id, ExecState, Execution, Shard};
-use crate::job::file::{plan_apply, Apply};
 use crate::job::calendar::{Calendars, OnExcluded, Verdict};
+use crate::job::file::{plan_apply, Apply};
 use crate::job::{Concurrency, Declared, Job, JobSpec, Misfire, Shards};
 use crate::recovery::Recovery;
 use crate::store::{
@@ -414,9 +414,7 @@ impl Scheduler {
         let routed: Vec<Option<(&Job, &str)>> = claims
             .iter()
             .zip(&jobs)
-            .map(|(c, j)| {
-                j.as_ref().filter(|_| c.runs()).map(|j| (j, c.exec.fire_id.as_str()))
-            })
+            .map(|(c, j)| j.as_ref().filter(|_| c.runs()).map(|j| (j, c.exec.fire_id.as_str())))
             .collect();
         let decisions = self.router.plan(&routed, now).await;
         for ((claim, d), job) in claims.iter_mut().zip(&decisions).zip(&jobs) {
@@ -1408,5 +1406,61 @@ mod tests {
         let daily = job("0 0 6 * * *", Misfire::FireOnceNow);
         let five_days = 5 * 86_400_000;
         assert_eq!(latest_at_or_before(&daily, ms(6, 0, 0), ms(7, 0, 0) + five_days), ms(6, 0, 0) + five_days);
+    }
+
+    /// A job's calendars at its claim: an instant a `skip` calendar excludes is one skipped record
+    /// (never sharded), not a fire; one an `omit` or `forward` calendar excludes (a calendar
+    /// changed after the watermark was set) is a move of the watermark to the job's next fire, or
+    /// to where the instant moves; a missing calendar records the instant skipped, saying so.
+    #[test]
+    fn a_claim_checks_its_instant_against_the_calendars_as_they_are_now() {
+        use crate::job::calendar::{Calendar, CalendarDef, Calendars, OnExcluded};
+        use std::collections::HashMap;
+        use std::sync::Arc;
+        let with = |on: OnExcluded| {
+            let def = CalendarDef {
+                name: "noon".into(),
+                excluded_windows: vec!["10:00:05-10:00:25".into()],
+                on_excluded: on,
+                ..Default::default()
+            };
+            let found = HashMap::from([("noon".to_string(), Arc::new(Calendar::new(def).expect("valid")))]);
+            let spec = JobSpec { calendars: vec!["noon".into()], ..job("*/10 * * * * *", Misfire::FireOnceNow).spec };
+            Job::new(spec).expect("valid").with_calendars(Calendars::resolve(&["noon".into()], &found))
+        };
+        let at = ms(10, 0, 10);
+        let skip = with(OnExcluded::Skip);
+        let p = plan(&skip, &rec(&skip, at), at, 60_000, "n1", 7, Some(3));
+        assert_eq!(summary(&p), vec![(ExecState::Skipped, at, Some(ms(10, 0, 20)))]);
+        assert_eq!(p[0].exec.error, "skipped: calendar noon");
+        assert!(!p[0].runs() && !p[0].moves);
+        let omit = with(OnExcluded::Omit);
+        let p = plan(&omit, &rec(&omit, at), at, 60_000, "n1", 7, None);
+        assert_eq!((p.len(), p[0].moves, p[0].sched_ms, p[0].next_ms), (1, true, at, Some(ms(10, 0, 30))));
+        let forward = with(OnExcluded::Forward);
+        let p = plan(&forward, &rec(&forward, at), at, 60_000, "n1", 7, None);
+        assert_eq!((p.len(), p[0].moves, p[0].next_ms), (1, true, Some(ms(10, 0, 25))));
+        // At the instant it moved to, the fire is made there.
+        let p = plan(&forward, &rec(&forward, ms(10, 0, 25)), ms(10, 0, 25), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 25), Some(ms(10, 0, 30)))]);
+        assert_eq!(p[0].exec.fire_id, format!("j@{}", ms(10, 0, 25)));
+        // A missing calendar: skipped, saying so; allowed instants of a job whose calendars allow
+        // them fire as usual.
+        let missing =
+            Job::new(JobSpec { calendars: vec!["gone".into()], ..job("*/10 * * * * *", Misfire::FireOnceNow).spec })
+                .expect("valid")
+                .with_calendars(Calendars::resolve(&["gone".into()], &HashMap::new()));
+        let p = plan(&missing, &rec(&missing, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1", 7, None);
+        assert_eq!(p[0].exec.state, ExecState::Skipped);
+        assert!(p[0].exec.error.starts_with("skipped: calendar gone does not exist"), "{}", p[0].exec.error);
+        let p = plan(&skip, &rec(&skip, ms(10, 0, 0)), ms(10, 0, 0), 60_000, "n1", 7, None);
+        assert_eq!(summary(&p), vec![(ExecState::Pending, ms(10, 0, 0), Some(ms(10, 0, 10)))]);
+        // max_fires counts no skip and no move.
+        let capped = Job::new(JobSpec { max_fires: 1, ..skip.spec.clone() })
+            .expect("valid")
+            .with_calendars(skip.calendars.clone());
+        let p = plan(&capped, &rec(&capped, at), at + 20_000, 60_000, "n1", 7, None);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].exec.state, ExecState::Skipped);
     }
 }

@@ -9,9 +9,9 @@ use futures_util::future::try_join_all;
 
 use super::keys::shard_of;
 use super::{ExecFilter, JobRecord, Store};
-use crate::job::calendar::CalendarDef;
 use crate::error::Result;
 use crate::execution::{job_of_fire, Execution};
+use crate::job::calendar::CalendarDef;
 
 /// The stores of a cluster's shards, shard `k` at index `k` (at least one).
 #[derive(Clone)]

@@ -441,7 +441,11 @@ impl RedisStore {
             Some("GONE") => Ok(None),
             Some("NOCAL") => {
                 let name = r.get(1).map_or("", String::as_str);
-                Err(super::no_calendar(w.map_or(&JobSpec::default(), |w| w.spec), name, r.get(2).is_some_and(|s| s == "deleted")))
+                Err(super::no_calendar(
+                    w.map_or(&JobSpec::default(), |w| w.spec),
+                    name,
+                    r.get(2).is_some_and(|s| s == "deleted"),
+                ))
             }
             Some("CONFLICT") => Ok(Some(WatermarkWrite::Conflict)),
             Some("BADKEY") => Err(Error::FailedPrecondition(format!(
@@ -690,7 +694,10 @@ impl super::CalendarStore for RedisStore {
         let mut c = self.conn();
         let (n, exists): (usize, bool) = redis::pipe().hlen(&key).hexists(&key, &def.name).query_async(&mut c).await?;
         if !exists && n >= MAX_CALENDARS {
-            return Err(Error::invalid("calendar.name", format!("the cluster has {n} calendars, the most it keeps; delete one first")));
+            return Err(Error::invalid(
+                "calendar.name",
+                format!("the cluster has {n} calendars, the most it keeps; delete one first"),
+            ));
         }
         let _: () = redis::pipe()
             .atomic()
@@ -752,7 +759,10 @@ impl super::CalendarStore for RedisStore {
 /// A stored calendar, checked; None (logged) when it no longer decodes or checks: the jobs naming
 /// it then find it missing, and their fires are recorded skipped saying so.
 fn decode_calendar(name: &str, json: &str) -> Option<Arc<Calendar>> {
-    match serde_json::from_str::<CalendarDef>(json).map_err(|e| Error::invalid("calendar", e.to_string())).and_then(Calendar::new) {
+    match serde_json::from_str::<CalendarDef>(json)
+        .map_err(|e| Error::invalid("calendar", e.to_string()))
+        .and_then(Calendar::new)
+    {
         Ok(c) => Some(Arc::new(c)),
         Err(e) => {
             tracing::warn!(calendar = %name, error = %e, "a stored calendar that does not decode or check: ignored");
