@@ -748,6 +748,30 @@ const CHAIN_DELAY_MS: i64 = 1_000;
 /// The jittered `plain` jobs' bound (ms).
 const JITTER_MS: u64 = 700;
 
+/// The `calendar` jobs' grid (ms): every 2 s from half a second past the epoch, so a fire moved
+/// to a window's end (a whole second) is off it.
+const CALENDAR_EVERY_MS: i64 = 2_000;
+const CALENDAR_ANCHOR_MS: i64 = 500;
+/// The workload's calendars, one per way an excluded fire goes.
+const CALENDARS: [(&str, rota::job::calendar::OnExcluded); 3] = [
+    ("chaos-skip", rota::job::calendar::OnExcluded::Skip),
+    ("chaos-omit", rota::job::calendar::OnExcluded::Omit),
+    ("chaos-forward", rota::job::calendar::OnExcluded::Forward),
+];
+
+/// The calendar `calendar` job `i` names: each in turn.
+fn calendar_of(i: usize) -> (&'static str, rota::job::calendar::OnExcluded) {
+    CALENDARS[(i / 40) % CALENDARS.len()]
+}
+
+/// The calendars' excluded windows for a run of `secs` from now: 4 s of every 10 s (at most 90),
+/// as instants [from, to) on whole seconds.
+fn calendar_windows(secs: i64) -> Vec<(i64, i64)> {
+    let base = (now_ms() / 1000 + 3) * 1000;
+    let n = (secs / 10 + 3).clamp(1, 90);
+    (0..n).map(|k| (base + k * 10_000, base + k * 10_000 + 4_000)).collect()
+}
+
 /// The history cap of the workload's capped jobs.
 const CAPPED_KEEP: usize = 5;
 
@@ -757,7 +781,7 @@ const CAPPED_KEEP: usize = 5;
 /// jobs keep only their last `CAPPED_KEEP` executions. `ext` jobs run in the external workers, and
 /// half of them (`extslow`) forbid overlap, outlast their timeout and ignore its cancel: each fire is
 /// `timed_out`, recorded only once the handler ended, and the next fire meanwhile `skipped`.
-fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
+fn workload(n: usize, shards: u16, windows: &[(i64, i64)]) -> (Vec<pb::Job>, Vec<JobInfo>) {
     let mut jobs = Vec::new();
     let mut infos = Vec::new();
     for i in 0..n {
@@ -800,6 +824,10 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             // fires never overlap (checked as forbid's), each a second after the one before ended
             // (`check_chain`). Re-run, or lost, when a node goes mid-run, in turn.
             1 if (i / 10) % 4 == 2 => ("chain", "", 500, 1, true, false, (i / 40) % 2 == 0),
+            // A 2 s grid half a second past the second, naming a calendar whose windows (4 s of
+            // every 10 s through the run) exclude some of its instants: recorded skipped, omitted
+            // or moved to the window's end (a whole second, off the grid), by turns.
+            1 if (i / 10) % 4 == 0 => ("calendar", "", 20, 2, false, false, true),
             _ => ("plain", "* * * * * *", 20, 1, false, false, true),
         };
         let id = format!("{kind}-{i:04}");
@@ -850,11 +878,23 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             ..Default::default()
         };
         let spec = rota::job::JobSpec {
-            every_ms: if kind == "every" { EVERY_MS as u64 } else { 0 },
+            every_ms: match kind {
+                "every" => EVERY_MS as u64,
+                "calendar" => CALENDAR_EVERY_MS as u64,
+                _ => 0,
+            },
             after_previous_ms: if kind == "chain" { CHAIN_DELAY_MS as u64 } else { 0 },
             // Every other `plain` job starts each fire its own jitter (below 0.7 s) after its instant.
             jitter_ms: if kind == "plain" && (i / 40) % 2 == 1 { JITTER_MS } else { 0 },
-            anchor_ms: (kind == "every").then_some(EVERY_ANCHOR_MS),
+            anchor_ms: match kind {
+                "every" => Some(EVERY_ANCHOR_MS),
+                "calendar" => Some(CALENDAR_ANCHOR_MS),
+                _ => None,
+            },
+            calendars: match kind {
+                "calendar" => vec![calendar_of(i).0.to_string()],
+                _ => Vec::new(),
+            },
             failover_nodes: match spec.routing {
                 rota::job::Routing::Failover => vec![format!("n{}", NODES - 1), format!("n{NODES}")],
                 _ => Vec::new(),
@@ -873,8 +913,16 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
         let limit = (kind == "limited").then_some(LIMIT_MAX);
         infos.push(JobInfo {
             id,
-            period_ms: if kind == "every" { EVERY_MS } else { period * 1000 },
-            phase_ms: if kind == "every" { EVERY_ANCHOR_MS } else { 0 },
+            period_ms: match kind {
+                "every" => EVERY_MS,
+                "calendar" => CALENDAR_EVERY_MS,
+                _ => period * 1000,
+            },
+            phase_ms: match kind {
+                "every" => EVERY_ANCHOR_MS,
+                "calendar" => CALENDAR_ANCHOR_MS,
+                _ => 0,
+            },
             forbid,
             overlap,
             master_only,
@@ -888,6 +936,10 @@ fn workload(n: usize, shards: u16) -> (Vec<pb::Job>, Vec<JobInfo>) {
             shards: spec.shards,
             after_previous_ms: (kind == "chain").then_some(CHAIN_DELAY_MS),
             jitter_ms: (kind == "plain" && (i / 40) % 2 == 1).then_some(JITTER_MS),
+            calendar: (kind == "calendar").then(|| {
+                let (name, on) = calendar_of(i);
+                checker::CalendarRule { name: name.into(), on, windows: windows.to_vec() }
+            }),
         });
     }
     (jobs, infos)
@@ -1002,7 +1054,8 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         epoch_seen: Default::default(),
         crashes: Vec::new(),
     };
-    let (jobs, mut infos) = workload(n_jobs, shards);
+    let windows = calendar_windows(secs);
+    let (jobs, mut infos) = workload(n_jobs, shards, &windows);
     if runner.cluster.history.is_some() {
         // Their records are all in the history store: judged by them, like every other job.
         for i in &mut infos {
@@ -1018,6 +1071,20 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         running: 0,
     };
     c.put_limit(pb::PutLimitRequest { limit: Some(limit) }).await.expect("put limit");
+    let clock = |ms: i64| rota::job::ms_to_datetime(ms).format("%H:%M:%S").to_string();
+    for (name, on) in CALENDARS {
+        let cal = pb::Calendar {
+            name: name.into(),
+            excluded_windows: windows.iter().map(|(a, b)| format!("{}-{}", clock(*a), clock(*b))).collect(),
+            on_excluded: match on {
+                rota::job::calendar::OnExcluded::Skip => pb::CalendarOnExcluded::Skip,
+                rota::job::calendar::OnExcluded::Omit => pb::CalendarOnExcluded::Omit,
+                rota::job::calendar::OnExcluded::Forward => pb::CalendarOnExcluded::Forward,
+            } as i32,
+            ..Default::default()
+        };
+        c.put_calendar(pb::PutCalendarRequest { calendar: Some(cal), ics: String::new() }).await.expect("put calendar");
+    }
     for j in jobs {
         c.put_job(pb::PutJobRequest { job: Some(j) }).await.expect("put job");
     }
@@ -1415,6 +1482,10 @@ fn summary(topology: &str, seed: u64, secs: i64, jobs: usize, h: &History, r: &c
         "backfill_started": r.backfill_started,
         "backfill_found_fired": r.backfill_found_fired,
         "early_for_jitter": r.early_for_jitter,
+        "calendar_skipped": r.calendar_skipped,
+        "calendar_omitted": r.calendar_omitted,
+        "calendar_forwarded": r.calendar_forwarded,
+        "calendar_broken": r.calendar_broken,
     });
     if let (Some(o), serde_json::Value::Object(m)) = (v.as_object_mut(), more) {
         o.extend(m);
@@ -1440,7 +1511,7 @@ async fn redis_restart_without_persistence() {
     let _one = ONE_AT_A_TIME.lock().await;
     // Without the history store: what a wipe loses when Redis is all there is.
     let mut cluster = Cluster::start(Redis::Single(RedisServer::start()), 8, false, 1).await;
-    let (jobs, infos) = workload(20, 1);
+    let (jobs, infos) = workload(20, 1, &[]);
     let infos: Vec<JobInfo> =
         infos.into_iter().filter(|j| j.period_ms == 1000 && j.phase_ms == 0 && !j.forbid && !j.master_only).collect();
     let jobs: Vec<pb::Job> = jobs.into_iter().filter(|j| infos.iter().any(|i| i.id == j.id)).collect();

@@ -243,7 +243,7 @@ pub fn limit(l: &crate::job::limit::Limit, running: u32) -> pb::Limit {
 pub fn calendar_def(c: &pb::Calendar, ics: &str) -> Result<crate::job::calendar::CalendarDef> {
     use crate::job::calendar::{ics_dates, Calendar, CalendarDef, OnExcluded};
     let on_excluded = match pb::CalendarOnExcluded::try_from(c.on_excluded) {
-        Ok(pb::CalendarOnExcluded::Skip) => OnExcluded::Skip,
+        Ok(pb::CalendarOnExcluded::Unspecified | pb::CalendarOnExcluded::Skip) => OnExcluded::Skip,
         Ok(pb::CalendarOnExcluded::Omit) => OnExcluded::Omit,
         Ok(pb::CalendarOnExcluded::Forward) => OnExcluded::Forward,
         Err(_) => return Err(Error::invalid("on_excluded", format!("{} is not a CalendarOnExcluded", c.on_excluded))),

@@ -72,6 +72,25 @@ pub struct JobInfo {
     /// Its jitter bound: each fire's run starts no sooner than its own jitter
     /// (`rota::job::schedule::fire_jitter_ms` of its fire id) after its instant.
     pub jitter_ms: Option<u64>,
+    /// The calendar it names (`check_calendar`): its grid's instants in the calendar's windows are
+    /// recorded skipped, make nothing, or fire at the window's end, as the calendar says.
+    pub calendar: Option<CalendarRule>,
+}
+
+/// A calendar of the workload, as the runner wrote it: its excluded windows as instants
+/// [from, to), the checker's own reading (not rota's parser).
+#[derive(Clone, Debug)]
+pub struct CalendarRule {
+    pub name: String,
+    pub on: rota::job::calendar::OnExcluded,
+    pub windows: Vec<(i64, i64)>,
+}
+
+impl CalendarRule {
+    /// The window `ms` is in, if any.
+    fn window_of(&self, ms: i64) -> Option<(i64, i64)> {
+        self.windows.iter().copied().find(|(a, b)| *a <= ms && ms < *b)
+    }
 }
 
 /// One handler run from the side log.
@@ -202,6 +221,14 @@ pub struct Report {
     pub max_chain_wait_ms: i64,
     /// Runs of a jittered job that began before their fire's jitter had passed.
     pub early_for_jitter: usize,
+    /// Instants a calendar excluded: recorded skipped (naming it), made nothing (omit), or moved
+    /// to the window's end (forward: fires judged as any other, counted here once each).
+    pub calendar_skipped: usize,
+    pub calendar_omitted: usize,
+    pub calendar_forwarded: usize,
+    /// A fire a calendar excluded that ran or was recorded otherwise than it says, or a fire at an
+    /// instant neither its grid nor its calendar makes.
+    pub calendar_broken: usize,
     /// Moments when more runs of a limit's jobs were under way than the limit lets run.
     pub over_limit: usize,
     /// The most runs of the limit's jobs under way at once (by the side log).
@@ -258,7 +285,30 @@ pub fn check(h: &History) -> Report {
         let period = job.period_ms;
         let first = job.phase_ms + (h.window.0 - job.phase_ms + period - 1).div_euclid(period) * period;
         let mut sched = first;
+        // A calendar's instants: those it excludes are judged by `check_calendar`, which gives the
+        // instants it moves fires to, judged below as fires.
+        let mut moved_to: std::collections::BTreeSet<i64> = Default::default();
+        if let Some(cal) = &job.calendar {
+            moved_to = check_calendar(h, &mut r, job, cal, &runs_by_fire, &recs_by_fire);
+        }
+        for at in moved_to {
+            r.fires_expected += 1;
+            check_fire(
+                h,
+                &mut r,
+                job,
+                &format!("{}@{at}", job.id),
+                &runs_by_fire,
+                &recs_by_fire,
+                &rec_by_exec,
+                &run_by_exec,
+            );
+        }
         while job.after_previous_ms.is_none() && sched < h.window.1 {
+            if job.calendar.as_ref().is_some_and(|c| c.window_of(sched).is_some()) {
+                sched += period;
+                continue;
+            }
             let whole = format!("{}@{sched}", job.id);
             let shard = |i: u32, n: u32| format!("{whole}/{i}of{n}");
             let seen = totals.get(&(job.id.as_str(), sched));
@@ -370,6 +420,91 @@ pub fn check(h: &History) -> Report {
     check_manual(h, &mut r, &rec_by_exec, &run_by_exec);
     r.failover_ms = failovers(h);
     r
+}
+
+/// A job naming a calendar: each of its grid's instants in the window that the calendar excludes
+/// is recorded once, `skipped` in the calendar's words, and never run (skip); has no record and no
+/// run (omit); or has neither, its fire moved to the window's end (forward: those ends are given
+/// back, to be judged as fires). Every fire of the job in the window is at an instant of its grid
+/// or one a window moved fires to.
+fn check_calendar(
+    h: &History,
+    r: &mut Report,
+    job: &JobInfo,
+    cal: &CalendarRule,
+    runs_by_fire: &HashMap<String, Vec<&Run>>,
+    recs_by_fire: &HashMap<String, Vec<&Record>>,
+) -> std::collections::BTreeSet<i64> {
+    use rota::job::calendar::OnExcluded;
+    let mut moved_to = std::collections::BTreeSet::new();
+    let period = job.period_ms;
+    let mut sched = job.phase_ms + (h.window.0 - job.phase_ms + period - 1).div_euclid(period) * period;
+    let mut broken = |r: &mut Report, why: String| {
+        r.calendar_broken += 1;
+        r.violations.push(why);
+    };
+    while sched < h.window.1 {
+        if let Some((_, end)) = cal.window_of(sched) {
+            let fire = format!("{}@{sched}", job.id);
+            let runs = runs_by_fire.get(&fire).map_or(0, Vec::len);
+            let recs = recs_by_fire.get(&fire).cloned().unwrap_or_default();
+            if runs > 0 {
+                broken(r, format!("{fire}: ran {runs} time(s), though calendar {} excludes it", cal.name));
+            }
+            match cal.on {
+                OnExcluded::Skip => {
+                    let want = format!("skipped: calendar {}", cal.name);
+                    match recs.as_slice() {
+                        [one] if one.state == "skipped" && one.error == want => r.calendar_skipped += 1,
+                        [] => {
+                            r.lost += 1;
+                            r.violations
+                                .push(format!("{fire}: excluded by calendar {}, yet not recorded skipped", cal.name));
+                        }
+                        more => {
+                            let got: Vec<(&str, &str)> =
+                                more.iter().map(|x| (x.state.as_str(), x.error.as_str())).collect();
+                            broken(r, format!("{fire}: excluded by calendar {}, recorded {got:?}", cal.name));
+                        }
+                    }
+                }
+                OnExcluded::Omit | OnExcluded::Forward => {
+                    if recs.is_empty() {
+                        if cal.on == OnExcluded::Omit {
+                            r.calendar_omitted += 1;
+                        }
+                    } else {
+                        broken(
+                            r,
+                            format!(
+                                "{fire}: {} record(s), though calendar {} leaves no trace of it",
+                                recs.len(),
+                                cal.name
+                            ),
+                        );
+                    }
+                    if cal.on == OnExcluded::Forward && end < h.window.1 && moved_to.insert(end) {
+                        r.calendar_forwarded += 1;
+                    }
+                }
+            }
+        }
+        sched += period;
+    }
+    // No fire but at the grid's instants and the ends fires moved to.
+    let on_grid = |t: i64| (t - job.phase_ms).rem_euclid(period) == 0;
+    let stray: std::collections::BTreeSet<i64> = h
+        .runs
+        .iter()
+        .filter(|x| x.job == job.id && !is_manual(&x.exec))
+        .map(|x| x.sched_ms)
+        .chain(h.records.iter().filter(|x| x.job == job.id && !x.manual).map(|x| x.sched_ms))
+        .filter(|t| in_window(h, *t) && !on_grid(*t) && !moved_to.contains(t))
+        .collect();
+    for t in stray {
+        broken(r, format!("{}@{t}: a fire at an instant neither its grid nor calendar {} makes", job.id, cal.name));
+    }
+    moved_to
 }
 
 /// An `after_previous` job: its instants are the ones rota made (its records and the side log
@@ -1053,6 +1188,7 @@ mod tests {
             shards: rota::job::Shards::One,
             after_previous_ms: None,
             jitter_ms: None,
+            calendar: None,
         }
     }
 
@@ -1112,6 +1248,61 @@ mod tests {
             triggers: Vec::new(),
             trigger_targets: Default::default(),
         }
+    }
+
+    /// A calendar excluding [103.5 s, 106 s) of a 1 s grid at phase 0: skip records 104 and 105
+    /// skipped in its words and runs neither; omit leaves no trace; forward fires once at 106 (its
+    /// own instant on this grid, judged as a fire). A run inside the window, a missing or wrong
+    /// skip record, a trace of an omitted fire, or a fire off the grid is caught.
+    #[test]
+    fn a_calendar_job_skips_omits_or_forwards_the_instants_of_its_windows() {
+        use rota::job::calendar::OnExcluded;
+        let with = |on: OnExcluded, runs_at: &[i64], skip_recs: &[(i64, &str)]| {
+            let mut h = clean();
+            let cal = CalendarRule { name: "c".into(), on, windows: vec![(103_500, 106_000)] };
+            h.jobs = vec![JobInfo { calendar: Some(cal), ..job("k", false, false) }];
+            h.runs = runs_at.iter().map(|s| run("k", *s, &format!("k{s}"), "n3", 99_000, 20)).collect();
+            h.records = h.runs.iter().map(|r| rec(r, "succeeded")).collect();
+            for (s, error) in skip_recs {
+                let mut x = rec(&run("k", *s, &format!("k{s}s"), "n1", 99_000, 0), "skipped");
+                x.error = error.to_string();
+                h.records.push(x);
+            }
+            check(&h)
+        };
+        let around = [100, 101, 102, 103, 106, 107, 108, 109];
+        let r = with(OnExcluded::Skip, &around, &[(104, "skipped: calendar c"), (105, "skipped: calendar c")]);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!((r.calendar_skipped, r.executed), (2, 8));
+        let r = with(OnExcluded::Omit, &around, &[]);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.calendar_omitted, 2);
+        let r = with(OnExcluded::Forward, &around, &[]);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.calendar_forwarded, 1);
+        // Broken: a run in the window; a skip record missing, or in other words; a record of an
+        // omitted fire.
+        // (A run in the window: it ran, and its record joins the skip's.)
+        let skips = [(104, "skipped: calendar c"), (105, "skipped: calendar c")];
+        let r = with(OnExcluded::Skip, &[100, 101, 102, 103, 104, 106, 107, 108, 109], &skips);
+        assert_eq!(r.calendar_broken, 2, "{:?}", r.violations);
+        let r = with(OnExcluded::Skip, &around, &[(104, "skipped: calendar c")]);
+        assert_eq!(r.lost, 1, "{:?}", r.violations);
+        let r = with(OnExcluded::Skip, &around, &[(104, "skipped: calendar c"), (105, "skipped: lock")]);
+        assert_eq!(r.calendar_broken, 1, "{:?}", r.violations);
+        let r = with(OnExcluded::Omit, &around, &[(105, "skipped: calendar c")]);
+        assert_eq!(r.calendar_broken, 1, "{:?}", r.violations);
+        // A fire off the grid (at 104.5 s).
+        let mut h = clean();
+        let cal = CalendarRule { name: "c".into(), on: OnExcluded::Forward, windows: vec![(103_500, 106_000)] };
+        h.jobs = vec![JobInfo { calendar: Some(cal), ..job("k", false, false) }];
+        h.runs = around.iter().map(|s| run("k", *s, &format!("k{s}"), "n3", 99_000, 20)).collect();
+        let mut stray = run("k", 104, "kx", "n3", 99_000, 20);
+        stray.sched_ms += 500;
+        h.runs.push(stray);
+        h.records = h.runs.iter().map(|r| rec(r, "succeeded")).collect();
+        let r = check(&h);
+        assert_eq!(r.calendar_broken, 1, "{:?}", r.violations);
     }
 
     /// An `after_previous` chain (runs of 300 ms, a delay of 1 s): each fire at its predecessor's
