@@ -261,6 +261,31 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
     let skipped: Vec<bool> = v["fires"].as_array().expect("fires").iter().map(|f| f["skipped"] == true).collect();
     assert_eq!(skipped, [false, true, false, true], "{v}");
     assert_eq!(v["fires"][1]["notes"][0], "skipped by calendar holidays: recorded skipped, not run");
+    // With max_fires 2, a skipped instant is no fire: the preview ends at the second that runs.
+    let o = rota(
+        &node,
+        &[
+            "job",
+            "next",
+            "--cron",
+            "0 0 9 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--calendar",
+            "holidays",
+            "--start-time",
+            "2037-12-24T00:00:00+01:00",
+            "--max-fires",
+            "2",
+            "--count",
+            "4",
+            "--json",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["fires"].as_array().map(Vec::len), Some(3), "{v}");
+    assert!(v["fires"][2]["notes"].to_string().contains("last fire: the job's max_fires (2)"), "{v}");
 
     // Jobs naming calendars.
     let job = |id: &str, cals: &[&str]| pb::Job {
@@ -324,4 +349,62 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
     let o = rota(&node, &["calendar", "list"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("always"), "{}", text(&o));
+}
+
+/// A calendar changed while a job's next fire waits: an `omit` window put over that very instant
+/// moves it on at its claim (no fire, no record), and a put that takes away the window a job's
+/// next fire passed over brings that fire back (PutCalendar's `follow_calendar`), which then runs.
+#[tokio::test]
+async fn a_calendar_changed_while_a_fire_waits_decides_at_its_claim_and_brings_passed_over_fires_back() {
+    let redis = RedisServer::start();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &[]).await;
+    let mut c = node.client().await;
+    let now = rota::clock::now_ms() / 1000 * 1000;
+    let omit = |name: &str, windows: Vec<String>| pb::Calendar {
+        name: name.into(),
+        excluded_windows: windows,
+        on_excluded: pb::CalendarOnExcluded::Omit as i32,
+        ..Default::default()
+    };
+    let reader = c.clone();
+    let next_fire = |id: &'static str| {
+        let mut c = reader.clone();
+        async move {
+            let j = c.get_job(pb::GetJobRequest { id: id.into() }).await.expect("get").into_inner().job.expect("job");
+            ms(&j.next_fire_time)
+        }
+    };
+    // Far away windows first: the jobs' next fires are their grids'.
+    let far = window(now - 7_200_000, now - 7_000_000);
+    put_calendar(&node, omit("changed", vec![far.clone()])).await.expect("put");
+    let soon = now + 6_000;
+    c.put_job(pb::PutJobRequest { job: Some(every_job("waits", 60_000, soon, "changed")) }).await.expect("put job");
+    assert_eq!(next_fire("waits").await, soon);
+    // The window now covers the waiting instant: at its claim it moves on to the next minute.
+    put_calendar(&node, omit("changed", vec![window(soon - 1_000, soon + 1_000)])).await.expect("put");
+    assert_eq!(next_fire("waits").await, soon, "a later next fire is left to the claim");
+    eventually(Duration::from_secs(20), "the claim moved the next fire on", || async {
+        (next_fire("waits").await == soon + 60_000).then_some(())
+    })
+    .await;
+    assert!(executions(&mut c, "waits").await.is_empty(), "no fire, no record");
+
+    // A job whose next fire passed over a window; the window taken away brings it back.
+    let back = rota::clock::now_ms() / 1000 * 1000 + 8_000;
+    put_calendar(&node, omit("passed", vec![window(back - 1_000, back + 1_000)])).await.expect("put");
+    c.put_job(pb::PutJobRequest { job: Some(every_job("comes-back", 20_000, back, "passed")) }).await.expect("put job");
+    assert_eq!(next_fire("comes-back").await, back + 20_000, "the window's instant passed over");
+    put_calendar(&node, omit("passed", vec![far])).await.expect("put");
+    assert_eq!(next_fire("comes-back").await, back, "brought back by the put");
+    eventually(Duration::from_secs(30), "the fire brought back ran", || {
+        let mut c = c.clone();
+        async move {
+            executions(&mut c, "comes-back")
+                .await
+                .iter()
+                .any(|e| ms(&e.scheduled_time) == back && state(e) == pb::ExecutionState::Succeeded)
+                .then_some(())
+        }
+    })
+    .await;
 }

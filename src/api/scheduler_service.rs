@@ -226,7 +226,17 @@ impl SchedulerService for SchedulerApi {
                 u.at_ms = t;
             }
         }
-        if let Some(left) = left.map(|n| n as usize).filter(|n| *n <= upcoming.len()) {
+        // The fires it may still make: an instant a calendar skips is no fire.
+        let last_allowed = left.and_then(|n| {
+            let n = usize::try_from(n).ok()?;
+            upcoming.iter().enumerate().filter(|(_, u)| !u.skipped).map(|(i, _)| i).nth(n.checked_sub(1)?)
+        });
+        let left = match (left, last_allowed) {
+            (Some(0), _) => Some(0),
+            (Some(_), Some(i)) => Some(i + 1),
+            _ => None,
+        };
+        if let Some(left) = left.filter(|n| *n <= upcoming.len()) {
             upcoming.truncate(left);
             if let Some(last) = upcoming.last_mut() {
                 last.notes.retain(|n| !n.starts_with("last fire"));
@@ -709,8 +719,13 @@ impl SchedulerService for SchedulerApi {
         self.node.shards.put_calendar(&def).await?;
         tracing::info!(calendar = %def.name, dates = def.excluded_dates.len(), windows = def.excluded_windows.len(),
             on_excluded = def.on_excluded.name(), "calendar put");
+        // Jobs whose next fire the calendar now brings sooner get it (a later one is left to
+        // each claim, which checks the calendars as they are then).
         for part in &self.node.parts {
-            part.scheduler.wake();
+            let moved = part.scheduler.follow_calendar(&def.name).await?;
+            if moved > 0 {
+                tracing::info!(calendar = %def.name, jobs = moved, "next fires brought sooner by the calendar");
+            }
         }
         Ok(Response::new(pb::PutCalendarResponse { calendar: Some(convert::calendar(&def)) }))
     }

@@ -752,6 +752,37 @@ impl Scheduler {
         Ok(job.with_calendars(calendars))
     }
 
+    /// After a put of calendar `name`: each unpaused job of this shard naming it whose next fire
+    /// the calendar now brings sooner (it allowed, or moved a fire to, an instant before the stored
+    /// one) gets that sooner one, as a re-put of the same definition would give it (compare-and-set
+    /// on its revision: a job written meanwhile is left to its writer). A later or equal one is
+    /// left to the claim, which checks each instant against the calendars as they are then. How
+    /// many jobs moved.
+    pub async fn follow_calendar(&self, name: &str) -> Result<usize> {
+        let mut moved = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_jobs(after.as_deref(), BATCH).await?;
+            for rec in &page {
+                let Some(stored) = rec.next_ms else { continue };
+                if rec.spec.paused || rec.spec.after_previous_ms > 0 || !rec.spec.calendars.iter().any(|c| c == name) {
+                    continue;
+                }
+                let job = self.resolve(rec.spec.clone()).await?;
+                let from = now_ms().max(rec.last_ms.unwrap_or(i64::MIN));
+                if job.next_after_ms(from).is_some_and(|n| n < stored)
+                    && self.write(&job, None, rec.written_by, None, Some(rec.rev)).await?.is_some()
+                {
+                    moved += 1;
+                }
+            }
+            match page.last() {
+                Some(r) if page.len() == BATCH => after = Some(r.spec.id.clone()),
+                _ => return Ok(moved),
+            }
+        }
+    }
+
     /// Creates or replaces a job, paused as `spec.paused` says: validates it (handler included),
     /// sets its watermark to the next instant after now (never back before an instant already
     /// claimed), and wakes the loop.
