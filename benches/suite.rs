@@ -994,6 +994,7 @@ async fn steps(here: bool) -> Value {
                 start: here,
                 priority: rota::job::Priority::Normal,
                 chain: false,
+                moves: false,
             }
         })
         .collect();

@@ -211,7 +211,7 @@ impl Node {
         registry.register("http", http_handler(&config, Some(local_addr.port()), bound.http.map(|a| a.port()))?);
         let jobs = match &config.jobs_file {
             Some(path) => read_jobs_file(path, &registry)?,
-            None => Vec::new(),
+            None => FileContents::default(),
         };
         let address = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
         let timing = FireTiming {
@@ -1069,7 +1069,7 @@ impl Node {
         }
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, jobs: Vec<Declared>) {
+    async fn heartbeat_loop(self: Arc<Self>, jobs: FileContents) {
         let mut pending_jobs = Some(jobs);
         let mut started = false;
         let mut healthy = false;
@@ -1260,7 +1260,23 @@ impl Node {
     /// Applies the jobs file (`Scheduler::apply_declared`): it never resumes a job an operator
     /// paused (unless the file says `paused`), and never replaces a change made through the API
     /// without a WARN naming the job and the fields.
-    async fn put_jobs(&self, jobs: &[Declared]) -> Result<()> {
+    async fn put_jobs(&self, file: &FileContents) -> Result<()> {
+        // Its calendars first: its jobs may name them. Each is put when it differs from the stored
+        // one, and the jobs naming it follow it (`Scheduler::follow_calendar`).
+        if !file.calendars.is_empty() {
+            let stored = self.shards.home().list_calendars().await?;
+            for def in &file.calendars {
+                if stored.iter().any(|s| s == def) {
+                    continue;
+                }
+                self.shards.put_calendar(def).await?;
+                for p in &self.parts {
+                    p.scheduler.follow_calendar(&def.name).await?;
+                }
+                tracing::info!(calendar = %def.name, "jobs file: calendar put");
+            }
+        }
+        let jobs = &file.jobs;
         let (mut created, mut written, mut unchanged, mut kept) = (0, 0, 0, 0);
         for d in jobs {
             let (_, outcome) = self.part_of_job(&d.spec.id)?.scheduler.apply_declared(d).await?;
@@ -1332,7 +1348,7 @@ pub fn check_files(config: &Config, registry: &Registry) -> Result<usize> {
     let metrics_port = config.metrics_listen.as_deref().and_then(port);
     registry.register("http", http_handler(config, port(&config.listen), metrics_port)?);
     let jobs = match &config.jobs_file {
-        Some(path) => read_jobs_file(path, &registry)?.len(),
+        Some(path) => read_jobs_file(path, &registry)?.jobs.len(),
         None => 0,
     };
     TlsFiles::load(config)?;
@@ -1444,10 +1460,19 @@ fn redis_hosts(url: &str) -> Vec<(String, u16)> {
 /// field named, rather than failing later. The file's shape (and its strictness about keys) is
 /// `job::file`'s. Definitions come back normalised (an invoke target split into handler and args),
 /// as the store keeps them.
-fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<Declared>> {
+fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<FileContents> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let key = format!("jobs_file {}", path.display());
-    let file = crate::job::file::parse_jobs_file(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
+    let parsed = crate::job::file::parse_jobs_file(&text).map_err(|e| crate::config::toml_error(&key, &text, &e))?;
+    let mut calendars = Vec::with_capacity(parsed.calendar.len());
+    for (i, c) in parsed.calendar.iter().enumerate() {
+        let checked = crate::job::calendar::Calendar::new(c.def()).map_err(|e| Error::Config {
+            key: format!("{key} calendar #{} ('{}')", i + 1, crate::redact::value(&c.name)),
+            reason: e.to_string(),
+        })?;
+        calendars.push(checked.def);
+    }
+    let file = parsed.job;
     let mut declared = Vec::with_capacity(file.len());
     for (i, entry) in file.iter().enumerate() {
         let check = entry.declared().and_then(|d| {
@@ -1473,5 +1498,12 @@ fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<Vec<Dec
             }
         }
     }
-    Ok(declared)
+    Ok(FileContents { jobs: declared, calendars })
+}
+
+/// What a jobs file declares, checked.
+#[derive(Debug, Default)]
+pub struct FileContents {
+    pub jobs: Vec<Declared>,
+    pub calendars: Vec<crate::job::calendar::CalendarDef>,
 }

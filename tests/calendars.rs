@@ -261,6 +261,51 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
     let skipped: Vec<bool> = v["fires"].as_array().expect("fires").iter().map(|f| f["skipped"] == true).collect();
     assert_eq!(skipped, [false, true, false, true], "{v}");
     assert_eq!(v["fires"][1]["notes"][0], "skipped by calendar holidays: recorded skipped, not run");
+    // Daylight saving in the calendar's zone: Berlin springs forward at 02:00 on 2037-03-29. A
+    // night window 01:30-03:30 moves the 01:30 fire (and the cron's fire at the gap, 03:00) to
+    // 03:30 CEST, one fire.
+    let night = pb::Calendar {
+        name: "night".into(),
+        time_zone: "Europe/Berlin".into(),
+        excluded_windows: vec!["01:30-03:30".into()],
+        on_excluded: pb::CalendarOnExcluded::Forward as i32,
+        ..Default::default()
+    };
+    put_calendar(&node, night).await.expect("put");
+    let o = rota(
+        &node,
+        &[
+            "job",
+            "next",
+            "--cron",
+            "0 */30 * * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--calendar",
+            "night",
+            "--start-time",
+            "2037-03-29T00:00:00+01:00",
+            "--count",
+            "5",
+            "--json",
+        ],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let local: Vec<&str> =
+        v["fires"].as_array().expect("fires").iter().filter_map(|f| f["local_time"].as_str()).collect();
+    assert_eq!(
+        local,
+        [
+            "2037-03-29T00:00:00+01:00",
+            "2037-03-29T00:30:00+01:00",
+            "2037-03-29T01:00:00+01:00",
+            "2037-03-29T03:30:00+02:00",
+            "2037-03-29T04:00:00+02:00"
+        ],
+        "{v}"
+    );
+    assert_eq!(v["fires"][3]["notes"][0], "moved forward by calendar night from 2037-03-29 01:30:00", "{v}");
     // With max_fires 2, a skipped instant is no fire: the preview ends at the second that runs.
     let o = rota(
         &node,
@@ -407,4 +452,52 @@ async fn a_calendar_changed_while_a_fire_waits_decides_at_its_claim_and_brings_p
         }
     })
     .await;
+}
+
+/// A jobs file's `[[calendar]]` tables are put before its jobs, which may name them (a fresh
+/// cluster needs nothing put by hand first); a bad one stops `server --check` naming it and its
+/// field; `job put --file` refuses them rather than drop them.
+#[tokio::test]
+async fn a_jobs_file_declares_the_calendars_its_jobs_name() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(
+        &file,
+        "[[calendar]]\nname = \"weekends\"\nexcluded_windows = [\"sat,sun\"]\non_excluded = \"omit\"\n\n\
+         [[job]]\nid = \"weekday\"\ncron = \"0 0 9 * * *\"\nhandler = \"noop\"\ncalendars = [\"weekends\"]\n",
+    )
+    .expect("write");
+    let path = file.display().to_string();
+    let node = TestNode::start(&Backend::Redis(redis.url()), "n1", &["--jobs", &path]).await;
+    let mut c = node.client().await;
+    let job = eventually(Duration::from_secs(20), "the file's job is put", || {
+        let mut c = c.clone();
+        async move { c.get_job(pb::GetJobRequest { id: "weekday".into() }).await.ok()?.into_inner().job }
+    })
+    .await;
+    assert_eq!(job.calendars, ["weekends"]);
+    let cals = c.list_calendars(pb::ListCalendarsRequest {}).await.expect("list").into_inner().calendars;
+    assert_eq!(cals.len(), 1);
+    assert_eq!((cals[0].name.as_str(), cals[0].on_excluded), ("weekends", pb::CalendarOnExcluded::Omit as i32));
+    // Its next fire is on a weekday.
+    let next = rota::job::ms_to_datetime(ms(&job.next_fire_time));
+    assert!(!matches!(chrono::Datelike::weekday(&next), chrono::Weekday::Sat | chrono::Weekday::Sun), "{next}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[calendar]]\nname = \"odd\"\nexcluded_windows = [\"funday\"]\n").expect("write");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["server", "--check", "--check-offline", "--jobs", &bad.display().to_string()])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("calendar #1 ('odd')") && err.contains("excluded_windows[0]: 'funday' has no day"), "{err}");
+    let o = rota(&node, &["job", "put", "--file", &path]).await;
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("[[calendar]] tables are put by a node's jobs file"),
+        "{}",
+        text(&o)
+    );
 }

@@ -1391,7 +1391,10 @@ async fn calendars_are_kept_named_and_deleted_only_when_no_job_names_them(s: Arc
     assert!(s.mark_calendar_deleted("holidays").await.expect("mark"));
     s.put_calendar(&def("holidays")).await.expect("put again");
     s.write_job(&api_write(&named("j3", &["holidays"]), Some(at))).await.expect("the put ended the mark");
-    s.drop_calendar("holidays").await.expect("drop");
+    // Dropped only while marked: a put since the mark keeps it.
+    assert!(!s.drop_calendar("holidays").await.expect("drop"), "not marked: kept");
+    assert!(s.mark_calendar_deleted("holidays").await.expect("mark"));
+    assert!(s.drop_calendar("holidays").await.expect("drop"));
     assert!(s.calendars(&["holidays".into()]).await.expect("read").is_empty());
     assert!(!s.mark_calendar_deleted("holidays").await.expect("gone"));
 

@@ -162,6 +162,8 @@ impl SchedulerService for SchedulerApi {
         // An unpaused after_previous job's next fire: its watermark, set from the previous fire's
         // end (none while that fire runs).
         let mut chained_next: Option<Option<i64>> = None;
+        // A stored job's next fire: the first the claim takes.
+        let mut stored_next: Option<i64> = None;
         let job = match r.target {
             Some(pb::preview_schedule_request::Target::JobId(id)) => {
                 validate_id(&id)?;
@@ -172,6 +174,7 @@ impl SchedulerService for SchedulerApi {
                     // Instants before the watermark were claimed already.
                     if let Some(next) = rec.next_ms {
                         after = after.max(next - 1);
+                        stored_next = Some(next);
                     }
                     if rec.spec.max_fires > 0 {
                         left = Some(u64::from(rec.spec.max_fires).saturating_sub(rec.fired));
@@ -219,7 +222,7 @@ impl SchedulerService for SchedulerApi {
             return Ok(Response::new(pb::PreviewScheduleResponse::default()));
         };
         let s = &job.schedule;
-        let mut upcoming = job.preview(after, count);
+        let mut upcoming = job.preview(after, count, stored_next);
         if let Some(next) = chained_next {
             upcoming.truncate(usize::from(next.is_some()));
             if let (Some(u), Some(t)) = (upcoming.first_mut(), next) {
@@ -750,6 +753,11 @@ impl SchedulerService for SchedulerApi {
                 Ok(Response::new(pb::DeleteCalendarResponse {}))
             }
             DeleteCalendar::NotFound => Err(Error::CalendarNotFound(name).into()),
+            DeleteCalendar::PutMeanwhile => Err(Error::FailedPrecondition(format!(
+                "calendar '{name}' was put again while it was being deleted: it is kept in the shards the put reached \
+                 first; put it again, or delete it again"
+            ))
+            .into()),
             DeleteCalendar::InUse(jobs) => Err(Error::FailedPrecondition(format!(
                 "calendar '{name}' is named by job{} {}{}: take it off them (or delete them) first",
                 if jobs.len() == 1 { "" } else { "s" },

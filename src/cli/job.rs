@@ -481,6 +481,11 @@ pub(super) fn put_specs(a: PutArgs) -> Result<Vec<Declared>, CliError> {
         let key = path.display().to_string();
         let jobs = crate::job::file::parse_put_file(&text)
             .map_err(|e| CliError::Usage(crate::config::toml_error(&key, &text, &e).to_string()))?;
+        if toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("calendar")) {
+            return Err(CliError::Usage(format!(
+                "{key}: [[calendar]] tables are put by a node's jobs file (--jobs), not by job put: use rota calendar put"
+            )));
+        }
         if jobs.is_empty() {
             return Err(CliError::Usage(format!("{key}: no job in the file")));
         }

@@ -42,8 +42,12 @@ pub const MAX_WINDOWS: usize = 100;
 const MAX_RANGE_DAYS: i64 = 3_660;
 /// Steps a forward move takes before it gives up (the calendars allow nothing near).
 const FORWARD_STEPS: usize = 1_000;
-/// Excluded blocks `Calendars::next` passes over before it stops at one as a checkpoint.
-const SEARCH_BLOCKS: usize = 2_000;
+/// How many instants one `Calendars::next` may look at, in all (the schedule's, a forward move's,
+/// the boundaries of the calendars listed first): past it, the search stops at a checkpoint, so a
+/// calendar that excludes nearly everything costs a tick a bounded few milliseconds.
+const SEARCH_BUDGET: usize = 20_000;
+/// The same for PutJob's check that the calendars leave the job a fire (`allows_any`).
+const ALLOWS_ANY_BUDGET: usize = 200_000;
 
 /// What becomes of a fire a calendar excludes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,7 +294,11 @@ impl Calendar {
         super::validate_name("name", &def.name, 64)?;
         let tz = super::cron::parse_time_zone(&def.time_zone).map_err(|e| Error::invalid("time_zone", e))?;
         if def.excluded_dates.len() + def.included_dates.len() > MAX_DATES {
-            return Err(Error::invalid("excluded_dates", format!("more than {MAX_DATES} dates in all")));
+            let field = if def.excluded_dates.len() > MAX_DATES { "excluded_dates" } else { "included_dates" };
+            return Err(Error::invalid(
+                field,
+                format!("more than {MAX_DATES} dates with excluded and included together"),
+            ));
         }
         if def.excluded_windows.len() > MAX_WINDOWS {
             return Err(Error::invalid("excluded_windows", format!("more than {MAX_WINDOWS} windows")));
@@ -322,50 +330,88 @@ impl Calendar {
         &self.def.name
     }
 
-    /// The excluded time `ms` is in, if any.
+    /// The excluded time `ms` is in, if any. Its end is always after `ms`.
     pub fn excludes(&self, ms: i64) -> Option<Block> {
         let local = self.tz.from_utc_datetime(&super::ms_to_datetime(ms).naive_utc()).naive_local();
         let (d, s) = (local.date(), local.time().num_seconds_from_midnight());
         let included = self.included.contains(d);
         if !included && self.excluded.contains(d) {
-            return Some(Block { end_ms: self.instant(d.succ_opt()?, 0), whole_day: true });
+            return Some(Block { end_ms: self.instant(d.succ_opt()?, 0, ms), whole_day: true });
         }
         for w in &self.windows {
             // An included day overrides the windows that name days, not a time of day every day.
             let named_day_override = w.days != 0 && included;
             if w.from_s < w.to_s {
                 if !named_day_override && w.on(d) && w.from_s <= s && s < w.to_s {
-                    return Some(Block { end_ms: self.instant(d, w.to_s), whole_day: w.whole_day() });
+                    return Some(Block { end_ms: self.instant(d, w.to_s, ms), whole_day: w.whole_day() });
                 }
             } else {
                 // Past midnight: the evening of a named day, and the morning after it.
                 if !named_day_override && w.on(d) && s >= w.from_s {
-                    return Some(Block { end_ms: self.instant(d.succ_opt()?, w.to_s), whole_day: false });
+                    return Some(Block { end_ms: self.instant(d.succ_opt()?, w.to_s, ms), whole_day: false });
                 }
                 let yesterday = d.pred_opt()?;
                 if !(w.days != 0 && self.included.contains(yesterday)) && w.on(yesterday) && s < w.to_s {
-                    return Some(Block { end_ms: self.instant(d, w.to_s), whole_day: false });
+                    return Some(Block { end_ms: self.instant(d, w.to_s, ms), whole_day: false });
                 }
             }
         }
         None
     }
 
-    /// The first instant whose local time in the calendar's zone is at or after `s` seconds past
-    /// midnight of `d` (a local time in a daylight-saving gap has none: the gap's end).
-    fn instant(&self, d: NaiveDate, s: u32) -> i64 {
+    /// The first instant in [from, to) this calendar excludes, if any: looked for at the instants
+    /// an exclusion can begin (local midnights and window starts), never instant by instant.
+    pub fn first_excluded_in(&self, from: i64, to: i64, budget: &mut usize) -> Option<i64> {
+        let mut t = from;
+        while *budget > 0 {
+            *budget -= 1;
+            if t >= to {
+                return None;
+            }
+            if self.excludes(t).is_some() {
+                return Some(t);
+            }
+            t = self.next_boundary(t).max(t + 1);
+        }
+        None
+    }
+
+    /// The next instant after `ms` at which an exclusion could begin: a local midnight (a date)
+    /// or the start of a window.
+    fn next_boundary(&self, ms: i64) -> i64 {
+        let local = self.tz.from_utc_datetime(&super::ms_to_datetime(ms).naive_utc()).naive_local();
+        let (d, s) = (local.date(), local.time().num_seconds_from_midnight());
+        let Some(tomorrow) = d.succ_opt() else { return i64::MAX };
+        let mut next = self.instant(tomorrow, 0, ms);
+        for w in &self.windows {
+            if w.from_s > s {
+                next = next.min(self.instant(d, w.from_s, ms));
+            }
+        }
+        next
+    }
+
+    /// The instant of local time `s` seconds past midnight of `d` in the calendar's zone, the
+    /// first after `after` (`local_instant`).
+    fn instant(&self, d: NaiveDate, s: u32, after: i64) -> i64 {
         let base = NaiveDateTime::new(d, NaiveTime::MIN) + Duration::seconds(i64::from(s));
-        local_instant(self.tz, base)
+        local_instant(self.tz, base, after)
     }
 }
 
-/// The instant of a local time in `tz`: the earlier of a repeated hour's two, and for a time in a
-/// daylight-saving gap, the first instant after the gap.
-fn local_instant(tz: Tz, local: NaiveDateTime) -> i64 {
+/// The instant of a local time in `tz`: of a repeated hour's two, the earlier unless it is not
+/// after `after` (an instant in the second pass of the hour: the window it is in ends at the
+/// second pass of its end); for a time in a daylight-saving gap, the first instant after the gap.
+fn local_instant(tz: Tz, local: NaiveDateTime, after: i64) -> i64 {
     let mut t = local;
     for _ in 0..48 {
-        if let Some(dt) = tz.from_local_datetime(&t).earliest() {
-            return dt.timestamp_millis();
+        match tz.from_local_datetime(&t) {
+            chrono::LocalResult::Single(dt) => return dt.timestamp_millis(),
+            chrono::LocalResult::Ambiguous(a, b) => {
+                let a = a.timestamp_millis();
+                return if a > after { a } else { b.timestamp_millis() };
+            }
+            chrono::LocalResult::None => {}
         }
         t += Duration::minutes(15);
         // A gap ends on a quarter hour: the first quarter past it maps; back off to its start.
@@ -463,24 +509,41 @@ impl Calendars {
     /// The first instant at or after `ms` every calendar allows: past a whole excluded day to the
     /// same local time on the next day, past a window to its end. None when none is near.
     pub fn forward(&self, ms: i64) -> Option<i64> {
+        let mut steps = FORWARD_STEPS;
+        match self.forward_steps(ms, &mut steps) {
+            (t, true) => Some(t),
+            (_, false) => None,
+        }
+    }
+
+    /// `forward`, or where its search stopped when none is near (an instant still excluded, to
+    /// look on from later: an `after_previous` job's fire waits there, then moves on again).
+    pub fn forward_or_last(&self, ms: i64) -> i64 {
+        let mut steps = FORWARD_STEPS;
+        self.forward_steps(ms, &mut steps).0
+    }
+
+    /// (the instant, whether the calendars allow it), in at most `budget` steps.
+    fn forward_steps(&self, ms: i64, budget: &mut usize) -> (i64, bool) {
         let mut t = ms;
-        for _ in 0..FORWARD_STEPS {
+        while *budget > 0 {
+            *budget -= 1;
             match self.verdict(t) {
-                Verdict::Allowed => return Some(t),
-                Verdict::Missing(_) => return None,
+                Verdict::Allowed => return (t, true),
+                Verdict::Missing(_) => return (t, false),
                 Verdict::Excluded { block, calendar, .. } => {
-                    let next = if block.whole_day {
-                        let cal = self.list.iter().find(|c| c.def.name == calendar)?;
-                        let local = cal.tz.from_utc_datetime(&super::ms_to_datetime(t).naive_utc()).naive_local();
-                        local_instant(cal.tz, local + Duration::days(1))
-                    } else {
-                        block.end_ms
+                    let next = match self.list.iter().find(|c| c.def.name == calendar) {
+                        Some(cal) if block.whole_day => {
+                            let local = cal.tz.from_utc_datetime(&super::ms_to_datetime(t).naive_utc()).naive_local();
+                            local_instant(cal.tz, local + Duration::days(1), t)
+                        }
+                        _ => block.end_ms,
                     };
                     t = next.max(t + 1);
                 }
             }
         }
-        None
+        (t, false)
     }
 
     /// The job's next fire strictly after `after_ms`: the schedule's next instant the calendars
@@ -497,7 +560,9 @@ impl Calendars {
         let mut omitted = None;
         let mut cur = after_ms;
         let mut last = None;
-        for _ in 0..SEARCH_BLOCKS {
+        let mut budget = SEARCH_BUDGET;
+        while budget > 0 {
+            budget -= 1;
             let Some(i) = schedule.next_after_ms(cur) else { return best };
             if best.as_ref().is_some_and(|b| i >= b.at_ms) {
                 return best;
@@ -512,8 +577,23 @@ impl Calendars {
                     return Some(Step { at_ms: i, what: StepKind::Skip { calendar, missing: false } })
                 }
                 Verdict::Excluded { calendar, on, block } => {
-                    if on == OnExcluded::Forward {
-                        if let Some(f) = self.forward(i).filter(|f| *f <= end) {
+                    // The schedule's instants up to the block's end are excluded by it too, and it
+                    // decides them.
+                    // (Up to where a calendar listed before it excludes an instant, which it decides.)
+                    let before = self.list.iter().take_while(|c| c.def.name != calendar);
+                    let until = before
+                        .filter_map(|c| c.first_excluded_in(i + 1, block.end_ms, &mut budget))
+                        .min()
+                        .unwrap_or(block.end_ms);
+                    cur = (until - 1).max(i);
+                    // A move lands at the block's end or later: looked for only if that could
+                    // come before the best so far.
+                    if on == OnExcluded::Forward && best.as_ref().is_none_or(|b| block.end_ms < b.at_ms) {
+                        let mut steps = budget.min(FORWARD_STEPS);
+                        let spent = steps;
+                        let (f, found) = self.forward_steps(i, &mut steps);
+                        budget -= spent - steps;
+                        if let Some(f) = found.then_some(f).filter(|f| *f <= end) {
                             if best.as_ref().is_none_or(|b| f < b.at_ms) {
                                 let what = StepKind::Forwarded { from_ms: i, calendar: calendar.clone() };
                                 best = Some(Step { at_ms: f, what });
@@ -522,8 +602,6 @@ impl Calendars {
                     } else {
                         omitted = Some(calendar);
                     }
-                    // The schedule's instants up to the block's end are excluded by it too.
-                    cur = (block.end_ms - 1).max(i);
                 }
             }
         }
@@ -534,7 +612,9 @@ impl Calendars {
     /// (skipped ones do not count): PutJob refuses a job they leave no fire.
     pub fn allows_any(&self, schedule: &Schedule, after_ms: i64, horizon_ms: i64) -> bool {
         let mut cur = after_ms;
-        for _ in 0..SEARCH_BLOCKS * 10 {
+        let mut budget = ALLOWS_ANY_BUDGET;
+        while budget > 0 {
+            budget -= 1;
             let Some(i) = schedule.next_after_ms(cur) else { return false };
             if i > after_ms.saturating_add(horizon_ms) {
                 return false;
@@ -572,7 +652,9 @@ pub fn ics_dates(text: &str) -> std::result::Result<Vec<String>, String> {
         return Err("line 1: an iCalendar file starts with BEGIN:VCALENDAR".into());
     }
     let mut out = Vec::new();
-    let mut event: Option<(usize, Option<NaiveDate>, Option<NaiveDate>)> = None;
+    // The open event: its first line, its start, its end (and whether the end is a midnight).
+    type Event = (usize, Option<NaiveDate>, Option<(NaiveDate, bool)>);
+    let mut event: Option<Event> = None;
     let mut ended = false;
     for (n, line) in &lines {
         let (head, value) = line.split_once(':').ok_or_else(|| format!("line {n}: '{}' has no ':'", clip(line)))?;
@@ -588,7 +670,10 @@ pub fn ics_dates(text: &str) -> std::result::Result<Vec<String>, String> {
                 let (start_line, start, end) =
                     event.take().ok_or_else(|| format!("line {n}: END:VEVENT with no event"))?;
                 let start = start.ok_or_else(|| format!("line {start_line}: an event with no DTSTART"))?;
-                match end.map(|e| e.pred_opt().unwrap_or(e)).filter(|e| *e > start) {
+                // DTEND is exclusive: a date (or a midnight) ends the day before; a later time of
+                // day ends on its own date.
+                let last = end.map(|(e, midnight)| if midnight { e.pred_opt().unwrap_or(e) } else { e });
+                match last.filter(|e| *e > start) {
                     Some(last) => out.push(format!("{start}..{last}")),
                     None => out.push(start.to_string()),
                 }
@@ -605,8 +690,14 @@ pub fn ics_dates(text: &str) -> std::result::Result<Vec<String>, String> {
                 if name == "DTSTART" {
                     *s = Some(date);
                 } else {
-                    *e = Some(date);
+                    let midnight = v.len() == 8 || v.get(9..15).is_some_and(|t| t == "000000");
+                    *e = Some((date, midnight));
                 }
+            }
+            ("RRULE", _) | ("RDATE", _) if event.is_some() => {
+                return Err(format!(
+                    "line {n}: {name} (a repeating event) is not read: list each occurrence as an event of its own"
+                ));
             }
             _ => {}
         }
@@ -747,6 +838,30 @@ mod tests {
         );
     }
 
+    /// The first calendar that excludes an instant decides it, even inside a longer stretch a
+    /// later one excludes.
+    #[test]
+    fn the_first_calendar_decides_inside_a_later_ones_stretch() {
+        let skip = cal(|d| {
+            d.name = "short".into();
+            d.excluded_windows = vec!["12:30-12:40".into()];
+        });
+        let omit = cal(|d| {
+            d.name = "long".into();
+            d.excluded_windows = vec!["12:00-13:00".into()];
+            d.on_excluded = OnExcluded::Omit;
+        });
+        let every10 = sched("0 */10 * * * ?", "UTC");
+        let got = fires(&of(&[skip, omit]), &every10, "2026-12-01T11:55:00Z", 2);
+        assert_eq!(
+            got,
+            vec![
+                ("2026-12-01T12:30:00Z".into(), StepKind::Skip { calendar: "short".into(), missing: false }),
+                ("2026-12-01T13:00:00Z".into(), StepKind::Fire { omitted: Some("long".into()) }),
+            ]
+        );
+    }
+
     #[test]
     fn a_missing_calendar_skips_and_a_calendar_closing_everything_allows_nothing() {
         let s = sched("0 0 9 * * ?", "UTC");
@@ -778,6 +893,18 @@ mod tests {
         });
         let b = c.excludes(ms("2026-03-29T00:30:00Z")).expect("in the window");
         assert_eq!(b.end_ms, ms("2026-03-29T01:00:00Z"), "03:00 CEST, the gap's end");
+        // Fall back (2026-10-25 03:00 CEST -> 02:00 CET): an instant in the second pass of 02:15
+        // is in 01:00-02:30 until the second pass of 02:30, never before itself.
+        let night = cal(|d| {
+            d.time_zone = "Europe/Berlin".into();
+            d.excluded_windows = vec!["01:00-02:30".into()];
+            d.on_excluded = OnExcluded::Forward;
+        });
+        let b = night.excludes(ms("2026-10-25T01:15:00Z")).expect("in the window");
+        assert_eq!(b.end_ms, ms("2026-10-25T01:30:00Z"));
+        let first_pass = night.excludes(ms("2026-10-25T00:15:00Z")).expect("in the window");
+        assert_eq!(first_pass.end_ms, ms("2026-10-25T00:30:00Z"), "02:30 CEST");
+        assert_eq!(of(&[night]).forward(ms("2026-10-25T01:15:00Z")), Some(ms("2026-10-25T01:30:00Z")));
         // An excluded date ends at local midnight, whatever the offset.
         let d = cal(|d| {
             d.time_zone = "America/New_York".into();
@@ -834,6 +961,9 @@ mod tests {
                    DTEND;VALUE=DATE:20261227\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nSUMMARY:New year, a long\r\n  name\r\n\
                    DTSTART:20270101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         assert_eq!(ics_dates(ics).expect("parses"), ["2026-12-25..2026-12-26", "2027-01-01"]);
+        // A date-time end after midnight ends on its own day.
+        let late = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:20261225T220000\nDTEND:20261226T020000\nEND:VEVENT\nEND:VCALENDAR\n";
+        assert_eq!(ics_dates(late).expect("parses"), ["2026-12-25..2026-12-26"]);
         for (text, line) in [
             ("BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:2026-12-25\nEND:VEVENT\nEND:VCALENDAR\n", "line 3:"),
             ("BEGIN:VCALENDAR\nBEGIN:VEVENT\nSUMMARY x\nEND:VEVENT\nEND:VCALENDAR\n", "line 3:"),
@@ -841,6 +971,10 @@ mod tests {
             ("BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:20261225\nEND:VCALENDAR\n", "line 2:"),
             ("hello\n", "line 1:"),
             ("BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:20261225\nEND:VEVENT\n", "line 4:"),
+            (
+                "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:20261225\nRRULE:FREQ=YEARLY\nEND:VEVENT\nEND:VCALENDAR\n",
+                "line 4:",
+            ),
         ] {
             let e = ics_dates(text).expect_err(text);
             assert!(e.starts_with(line), "{text:?}: {e}");

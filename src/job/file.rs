@@ -95,24 +95,61 @@ pub enum Instants {
     Many(Vec<String>),
 }
 
-/// `[[job]]` tables and nothing else.
-#[derive(Debug, Deserialize)]
+/// `[[job]]` and `[[calendar]]` tables and nothing else.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JobsFile {
+pub struct JobsFile {
     #[serde(default)]
-    job: Vec<FileJob>,
+    pub job: Vec<FileJob>,
+    /// Calendars the jobs name, put before the jobs at every start (a file's calendar replaces
+    /// one changed through the API: the file is where it is kept).
+    #[serde(default)]
+    pub calendar: Vec<FileCalendar>,
 }
 
-/// A jobs file: `[[job]]` tables only (`--jobs`).
-pub fn parse_jobs_file(text: &str) -> std::result::Result<Vec<FileJob>, toml::de::Error> {
-    toml::from_str::<JobsFile>(text).map(|f| f.job)
+/// A `[[calendar]]` table: `calendar::CalendarDef`'s fields, strictly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCalendar {
+    pub name: String,
+    #[serde(default)]
+    pub time_zone: String,
+    #[serde(default)]
+    pub excluded_dates: Vec<String>,
+    #[serde(default)]
+    pub excluded_windows: Vec<String>,
+    #[serde(default)]
+    pub included_dates: Vec<String>,
+    #[serde(default)]
+    pub on_excluded: super::calendar::OnExcluded,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl FileCalendar {
+    pub fn def(&self) -> super::calendar::CalendarDef {
+        super::calendar::CalendarDef {
+            name: self.name.clone(),
+            time_zone: self.time_zone.clone(),
+            excluded_dates: self.excluded_dates.clone(),
+            excluded_windows: self.excluded_windows.clone(),
+            included_dates: self.included_dates.clone(),
+            on_excluded: self.on_excluded,
+            description: self.description.clone(),
+        }
+    }
+}
+
+/// A jobs file (`--jobs`): `[[job]]` and `[[calendar]]` tables.
+pub fn parse_jobs_file(text: &str) -> std::result::Result<JobsFile, toml::de::Error> {
+    toml::from_str::<JobsFile>(text)
 }
 
 /// `job put --file`: `[[job]]` tables (as in a jobs file), or one bare table of a job's fields.
 pub fn parse_put_file(text: &str) -> std::result::Result<Vec<FileJob>, toml::de::Error> {
     let table: toml::Table = toml::from_str(text)?;
-    if table.contains_key("job") {
-        parse_jobs_file(text)
+    if table.contains_key("job") || table.contains_key("calendar") {
+        parse_jobs_file(text).map(|f| f.job)
     } else {
         toml::from_str::<FileJob>(text).map(|j| vec![j])
     }
@@ -245,9 +282,14 @@ fn duration_ms(key: &str, text: Option<&str>, ms: Option<u64>) -> Result<u64> {
 mod tests {
     use super::*;
 
+    /// A file's jobs (its calendars aside).
+    fn parse_jobs(text: &str) -> std::result::Result<Vec<FileJob>, toml::de::Error> {
+        parse_jobs_file(text).map(|f| f.job)
+    }
+
     #[test]
     fn human_durations_and_milliseconds_both_read() {
-        let jobs = parse_jobs_file(
+        let jobs = parse_jobs(
             "[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\ntimeout = \"5s\"\nretry_backoff = \"250ms\"\n\
              [[job]]\nid = \"b\"\ncron = \"@daily\"\nhandler = \"noop\"\ntimeout_ms = 7000\nretry_backoff_ms = 2000\n",
         )
@@ -260,7 +302,7 @@ mod tests {
 
     #[test]
     fn history_caps_read_and_absent_ones_mean_the_nodes() {
-        let jobs = parse_jobs_file(
+        let jobs = parse_jobs(
             "[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\nkeep_last = 5\nkeep_failed = 0\n\
              [[job]]\nid = \"b\"\ncron = \"@daily\"\nhandler = \"noop\"\n",
         )
@@ -269,21 +311,21 @@ mod tests {
         assert_eq!((d[0].spec.keep_last, d[0].spec.keep_failed), (5, Some(0)));
         assert_eq!((d[1].spec.keep_last, d[1].spec.keep_failed), (0, None));
         let text = "[[job]]\nid = \"a\"\nkeep_last = -1\n";
-        let e = parse_jobs_file(text).expect_err("negative");
+        let e = parse_jobs(text).expect_err("negative");
         let said = crate::config::toml_error("f.toml", text, &e).to_string();
         assert!(said.contains("line 3") && said.contains("keep_last"), "{said}");
     }
 
     #[test]
     fn priority_reads_by_name_and_an_unknown_one_is_refused() {
-        let d = parse_jobs_file(
+        let d = parse_jobs(
             "[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\npriority = \"high\"\n\
              [[job]]\nid = \"b\"\ncron = \"@daily\"\nhandler = \"noop\"\n",
         )
         .unwrap();
         assert_eq!(d[0].declared().unwrap().spec.priority, Priority::High);
         assert_eq!(d[1].declared().unwrap().spec.priority, Priority::Normal);
-        let e = parse_jobs_file("[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\npriority = \"urgent\"\n")
+        let e = parse_jobs("[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\npriority = \"urgent\"\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("priority") && e.contains("urgent"), "{e}");
@@ -292,25 +334,25 @@ mod tests {
     #[test]
     fn shards_read_as_a_count_or_all_and_anything_else_is_refused() {
         let job = |v: &str| format!("[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\nshards = {v}\n");
-        let d = |v: &str| parse_jobs_file(&job(v)).map(|d| d[0].declared().map(|d| d.spec.shards));
+        let d = |v: &str| parse_jobs(&job(v)).map(|d| d[0].declared().map(|d| d.spec.shards));
         assert_eq!(d("4").unwrap().unwrap(), Shards::Count(4));
         assert_eq!(d("\"all\"").unwrap().unwrap(), Shards::PerNode);
         assert_eq!(d("1").unwrap().unwrap(), Shards::One);
         for bad in ["\"half\"", "-2", "2.5", "true", "[]"] {
-            let e = parse_jobs_file(&job(bad)).map(|_| ()).unwrap_err().to_string();
+            let e = parse_jobs(&job(bad)).map(|_| ()).unwrap_err().to_string();
             assert!(e.contains("shards"), "{bad}: {e}");
             // What a valid value is, never serde's words for its own types.
             assert!(e.contains("count from 1 to 128") && !e.contains("untagged"), "{bad}: {e}");
         }
         // A count over the most is refused when the job is made.
-        let spec = parse_jobs_file(&job("129")).unwrap()[0].declared().unwrap().spec;
+        let spec = parse_jobs(&job("129")).unwrap()[0].declared().unwrap().spec;
         let e = crate::job::Job::new(spec).map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("shards") && e.contains("128"), "{e}");
     }
 
     #[test]
     fn routing_reads_by_name_and_an_unknown_one_names_the_key() {
-        let jobs = parse_jobs_file(
+        let jobs = parse_jobs(
             "[[job]]\nid = \"a\"\ncron = \"@daily\"\nhandler = \"noop\"\nrouting = \"failover\"\n\
              failover_nodes = [\"n2\", \"n1\"]\n\
              [[job]]\nid = \"b\"\ncron = \"@daily\"\nhandler = \"noop\"\nrouting = \"least_recently_used\"\n\
@@ -325,7 +367,7 @@ mod tests {
         assert_eq!(d[1].spec.routing, Routing::LeastRecentlyUsed);
         assert_eq!(d[2].spec.routing, Routing::Load, "absent: the default");
         let text = "[[job]]\nid = \"a\"\nrouting = \"nearest\"\n";
-        let e = parse_jobs_file(text).expect_err("unknown routing");
+        let e = parse_jobs(text).expect_err("unknown routing");
         let said = crate::config::toml_error("f.toml", text, &e).to_string();
         assert!(said.contains("line 3") && said.contains("routing") && said.contains("round_robin"), "{said}");
     }
@@ -344,11 +386,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_in_both_shapes() {
-        let e = parse_jobs_file("[[job]]\nid = \"a\"\ntimeot = \"5s\"\n").expect_err("unknown key");
+        let e = parse_jobs("[[job]]\nid = \"a\"\ntimeot = \"5s\"\n").expect_err("unknown key");
         assert!(e.message().contains("unknown field `timeot`"), "{e}");
         let e = parse_put_file("id = \"a\"\ntimeot = \"5s\"\n").expect_err("unknown key");
         assert!(e.message().contains("unknown field `timeot`"), "{e}");
-        let e = parse_jobs_file("[[jobs]]\nid = \"a\"\n").expect_err("unknown table");
+        let e = parse_jobs("[[jobs]]\nid = \"a\"\n").expect_err("unknown table");
         assert!(e.message().contains("unknown field `jobs`"), "{e}");
     }
 

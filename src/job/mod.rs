@@ -658,17 +658,26 @@ impl Job {
     /// The next `count` fires after `after_ms`, each with notes on what shaped it: the schedule's
     /// (`Schedule::preview`) and the calendars' (skipped by one, moved by one, instants one
     /// omits before it). What `scheduler::plan` claims, in order.
-    pub fn preview(&self, after_ms: i64, count: usize) -> Vec<schedule::Upcoming> {
+    /// `first`: a stored job's next fire, which the claim takes first whatever the search from
+    /// `after_ms` finds (a fire moved forward from an instant before it is not found from there).
+    pub fn preview(&self, after_ms: i64, count: usize, first: Option<i64>) -> Vec<schedule::Upcoming> {
         let next = |t: i64| {
             let mut step = self.next_step(t)?;
-            // A checkpoint is no fire: look on past it (a few: each passes 2,000 excluded blocks).
+            if let Some(f) = first.filter(|f| *f > t && *f < step.at_ms) {
+                if self.calendars.verdict(f) == calendar::Verdict::Allowed {
+                    let notes = vec!["moved forward by a calendar from an earlier instant".to_string()];
+                    return Some(schedule::Shaped { at_ms: f, notes, skipped: false, moved: true });
+                }
+            }
+            // A checkpoint is no fire: look on past it (a few times, each a bounded search; past
+            // them the preview ends, where the scheduler would go on passing them without a fire).
             for _ in 0..8 {
                 if step.what != calendar::StepKind::Checkpoint {
-                    break;
+                    return Some(calendar_shaped(&self.schedule, step));
                 }
                 step = self.next_step(step.at_ms)?;
             }
-            Some(calendar_shaped(&self.schedule, step))
+            (step.what != calendar::StepKind::Checkpoint).then(|| calendar_shaped(&self.schedule, step))
         };
         self.schedule.preview_with(after_ms, count, &next)
     }

@@ -368,10 +368,21 @@ impl Scheduler {
         let mut names: Vec<String> = due.jobs.iter().flat_map(|r| r.spec.calendars.iter().cloned()).collect();
         names.sort();
         names.dedup();
-        let calendars = self.store.calendars(&names).await?;
+        // Unread (the store erred), the jobs naming calendars wait for the next pass: neither run
+        // against calendars not read, nor recorded skipped for a read that failed once.
+        let (calendars, unread) = match self.store.calendars(&names).await {
+            Ok(c) => (c, false),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the due jobs' calendars; their fires wait for the next pass");
+                (Default::default(), true)
+            }
+        };
         for rec in &due.jobs {
             if claims.len() >= MAX_CLAIMS {
                 break;
+            }
+            if unread && !rec.spec.calendars.is_empty() {
+                continue;
             }
             match Job::new(rec.spec.clone()).map(|j| {
                 let c = Calendars::resolve(&j.spec.calendars, &calendars);
@@ -752,6 +763,34 @@ impl Scheduler {
         Ok(job.with_calendars(calendars))
     }
 
+    /// A re-put of a job naming calendars keeps its stored next fire when that is a fire a
+    /// calendar moved forward from an instant before now (the search from now cannot find it):
+    /// still to come, allowed, earlier than the search's, and the schedule and calendars are the
+    /// same as stored.
+    async fn pending_moved_fire(&self, job: &Job, now: i64) -> Result<Option<i64>> {
+        if job.calendars.is_empty() {
+            return Ok(None);
+        }
+        let Some(rec) = self.store.get_job(job.id()).await? else { return Ok(None) };
+        let (a, b) = (&rec.spec, &job.spec);
+        let same =
+            (&a.cron, a.every_ms, a.anchor_ms, &a.at_ms, a.start_ms, a.end_ms, a.spread_ms, &a.time_zone, &a.calendars)
+                == (
+                    &b.cron,
+                    b.every_ms,
+                    b.anchor_ms,
+                    &b.at_ms,
+                    b.start_ms,
+                    b.end_ms,
+                    b.spread_ms,
+                    &b.time_zone,
+                    &b.calendars,
+                );
+        Ok(rec
+            .next_ms
+            .filter(|n| same && *n > now && job.calendars.verdict(*n) == crate::job::calendar::Verdict::Allowed))
+    }
+
     /// After a put of calendar `name`: each unpaused job of this shard naming it whose next fire
     /// the calendar now brings sooner (it allowed, or moved a fire to, an instant before the stored
     /// one) gets that sooner one, as a re-put of the same definition would give it (compare-and-set
@@ -768,12 +807,24 @@ impl Scheduler {
                 if rec.spec.paused || rec.spec.after_previous_ms > 0 || !rec.spec.calendars.iter().any(|c| c == name) {
                     continue;
                 }
-                let job = self.resolve(rec.spec.clone()).await?;
+                let job = match self.resolve(rec.spec.clone()).await {
+                    Ok(job) => job,
+                    Err(e) => {
+                        tracing::warn!(job = %rec.spec.id, calendar = %name, error = %e, "cannot follow the calendar");
+                        continue;
+                    }
+                };
                 let from = now_ms().max(rec.last_ms.unwrap_or(i64::MIN));
-                if job.next_after_ms(from).is_some_and(|n| n < stored)
-                    && self.write(&job, None, rec.written_by, None, Some(rec.rev)).await?.is_some()
-                {
-                    moved += 1;
+                if job.next_after_ms(from).is_none_or(|n| n >= stored) {
+                    continue;
+                }
+                // One job's refusal (its calendars now leave it no fire, say) is logged, not the
+                // put's: the calendar is stored, and the other jobs follow it.
+                match self.write(&job, None, rec.written_by, None, Some(rec.rev)).await {
+                    Ok(Some(_)) => moved += 1,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(job = %rec.spec.id, calendar = %name, error = %e,
+                        "the calendar brings the job's next fire sooner, but it cannot be written"),
                 }
             }
             match page.last() {
@@ -846,11 +897,16 @@ impl Scheduler {
             }
             tracing::warn!(job = %job.spec.id, why = %e, "jobs file: the job has no instant left; stored completed");
         }
+        let pending = self.pending_moved_fire(job, after).await?;
         for _ in 0..3 {
+            let computed = job.next_after_ms(after);
             let w = JobWrite {
                 spec: &job.spec,
                 paused,
-                next_ms: job.next_after_ms(after),
+                next_ms: match (pending.filter(|p| *p > after), computed) {
+                    (Some(p), Some(c)) => Some(p.min(c)),
+                    (p, c) => c.or(p),
+                },
                 writer,
                 applied,
                 expect_rev,
@@ -964,6 +1020,7 @@ fn cap_fires(claims: Vec<Claim>, max_fires: u32, fired: u64) -> Vec<Claim> {
                 // schedule ends here, saying why, rather than stay due and be read every tick.
                 c.next_ms = None;
                 c.chain = false;
+                c.moves = false;
                 c.overlap = Concurrency::Allow;
                 c.exec.close(ExecState::Misfired, format!("not fired: the job made its max_fires ({max_fires})"));
                 out.push(c);
@@ -1139,6 +1196,11 @@ fn calendars_never_allow(job: &Job, after: i64) -> Option<Error> {
 fn calendar_skip(job: &Job, at: i64) -> Option<String> {
     match job.calendars.verdict(at) {
         Verdict::Excluded { calendar, on: OnExcluded::Skip, .. } => Some(format!("skipped: calendar {calendar}")),
+        // Omitted or moved forward, yet reached (a catch-up past a stretch too long to search at
+        // once): never run, so recorded.
+        Verdict::Excluded { calendar, .. } => {
+            Some(format!("skipped: calendar {calendar} (an instant it excludes, reached by a catch-up)"))
+        }
         Verdict::Missing(name) => Some(format!(
             "skipped: calendar {name} does not exist (put it again, or take it off the job); no fire is made against a calendar that cannot be read"
         )),
@@ -1154,15 +1216,25 @@ fn calendar_move(job: &Job, sched: i64) -> Option<Option<i64>> {
         Verdict::Excluded { on, .. } => on,
         Verdict::Allowed | Verdict::Missing(_) => return None,
     };
+    let end = job.schedule.end_ms.unwrap_or(i64::MAX);
     if job.schedule.after_previous_ms().is_some() {
-        let end = job.schedule.end_ms.unwrap_or(i64::MAX);
-        return Some(job.calendars.forward(sched).filter(|f| *f > sched && *f <= end));
+        // Where the calendars allow, or as far as the search got (moved on again from there).
+        return Some(Some(job.calendars.forward_or_last(sched)).filter(|f| *f > sched && *f <= end));
     }
-    if on == OnExcluded::Skip {
-        return None;
+    let next = job.next_after_ms(sched);
+    match on {
+        OnExcluded::Skip => None,
+        OnExcluded::Omit => Some(next),
+        // This very instant moved (it may be a moved one itself, which the search from it would
+        // not see), or the job's next, whichever comes first.
+        OnExcluded::Forward => {
+            let moved = job.calendars.forward(sched).filter(|f| *f > sched && *f <= end);
+            Some(match (moved, next) {
+                (Some(m), Some(n)) => Some(m.min(n)),
+                (m, n) => m.or(n),
+            })
+        }
     }
-    // The job's next fire from this instant on (a forward move of this very instant included).
-    Some(job.next_after_ms(sched - 1).filter(|n| *n > sched).or_else(|| job.next_after_ms(sched)))
 }
 
 /// The summary record covers instants from the watermark up to (not including) the one fired now.

@@ -520,7 +520,7 @@ impl super::CalendarStore for MemoryStore {
     async fn put_calendar(&self, def: &CalendarDef) -> Result<()> {
         let mut st = self.lock()?;
         if !st.calendars.contains_key(&def.name) && st.calendars.len() >= MAX_CALENDARS {
-            return Err(Error::invalid("calendar.name", "the cluster keeps no more calendars; delete one first"));
+            return Err(Error::invalid("name", "the cluster keeps no more calendars; delete one first"));
         }
         st.calendars.insert(def.name.clone(), def.clone());
         st.calendars_deleted.remove(&def.name);
@@ -556,11 +556,13 @@ impl super::CalendarStore for MemoryStore {
         Ok(())
     }
 
-    async fn drop_calendar(&self, name: &str) -> Result<()> {
+    async fn drop_calendar(&self, name: &str) -> Result<bool> {
         let mut st = self.lock()?;
+        if !st.calendars_deleted.remove(name) {
+            return Ok(false);
+        }
         st.calendars.remove(name);
-        st.calendars_deleted.remove(name);
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -1066,8 +1066,9 @@ pub trait CalendarStore: Send + Sync {
     async fn mark_calendar_deleted(&self, name: &str) -> Result<bool>;
     /// Undoes `mark_calendar_deleted` (the delete was refused: jobs name it).
     async fn unmark_calendar_deleted(&self, name: &str) -> Result<()>;
-    /// Removes the calendar and its mark.
-    async fn drop_calendar(&self, name: &str) -> Result<()>;
+    /// Removes the calendar and its mark, only while it is marked (a put since the mark keeps
+    /// it: true when removed).
+    async fn drop_calendar(&self, name: &str) -> Result<bool>;
 }
 
 /// Why `JobStore::write_job` refused a job naming calendar `name` (its index in the spec's list).

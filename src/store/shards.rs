@@ -115,10 +115,13 @@ impl Shards {
             users.sort();
             return Ok(DeleteCalendar::InUse(users));
         }
+        // A shard whose mark a put took away meanwhile keeps the calendar (a job there may name
+        // it); the others, still marked, have no job naming it.
+        let mut kept = false;
         for s in self.stores.iter() {
-            s.drop_calendar(name).await?;
+            kept |= !s.drop_calendar(name).await?;
         }
-        Ok(DeleteCalendar::Deleted)
+        Ok(if kept { DeleteCalendar::PutMeanwhile } else { DeleteCalendar::Deleted })
     }
 
     /// An execution by id: its fire's shard; an id made before ids named their fire does not name
@@ -154,6 +157,8 @@ pub enum DeleteCalendar {
     NotFound,
     /// Refused: these jobs name it (the first `MAX_NAMED`, by id).
     InUse(Vec<String>),
+    /// Put again while the delete ran: kept where the put came first, deleted elsewhere.
+    PutMeanwhile,
 }
 
 /// One page of the union of listings of the same filter below the same cursor, each newest first

@@ -438,12 +438,25 @@ fn check_calendar(
     use rota::job::calendar::OnExcluded;
     let mut moved_to = std::collections::BTreeSet::new();
     let period = job.period_ms;
-    let mut sched = job.phase_ms + (h.window.0 - job.phase_ms + period - 1).div_euclid(period) * period;
-    let mut broken = |r: &mut Report, why: String| {
+    // From the start of a window that holds the judged window's start: a fire moved into the
+    // judged window may come from an instant before it.
+    let from = cal.windows.iter().filter(|(a, b)| *a < h.window.0 && *b >= h.window.0).map(|(a, _)| *a).min();
+    let from = from.unwrap_or(h.window.0);
+    let mut sched = job.phase_ms + (from - job.phase_ms + period - 1).div_euclid(period) * period;
+    let broken = |r: &mut Report, why: String| {
         r.calendar_broken += 1;
         r.violations.push(why);
     };
     while sched < h.window.1 {
+        if sched < h.window.0 {
+            if let (Some((_, end)), rota::job::calendar::OnExcluded::Forward) = (cal.window_of(sched), cal.on) {
+                if in_window(h, end) && moved_to.insert(end) {
+                    r.calendar_forwarded += 1;
+                }
+            }
+            sched += period;
+            continue;
+        }
         if let Some((_, end)) = cal.window_of(sched) {
             let fire = format!("{}@{sched}", job.id);
             let runs = runs_by_fire.get(&fire).map_or(0, Vec::len);
@@ -483,7 +496,7 @@ fn check_calendar(
                             ),
                         );
                     }
-                    if cal.on == OnExcluded::Forward && end < h.window.1 && moved_to.insert(end) {
+                    if cal.on == OnExcluded::Forward && in_window(h, end) && moved_to.insert(end) {
                         r.calendar_forwarded += 1;
                     }
                 }
@@ -1303,6 +1316,24 @@ mod tests {
         h.records = h.runs.iter().map(|r| rec(r, "succeeded")).collect();
         let r = check(&h);
         assert_eq!(r.calendar_broken, 1, "{:?}", r.violations);
+        // A window that ends at the judged window's start: its fire moved to 100 s is judged as a
+        // fire, not a stray, though the instants it came from are before the window.
+        let mut h = clean();
+        let cal = CalendarRule { name: "c".into(), on: OnExcluded::Forward, windows: vec![(98_500, 100_000)] };
+        h.jobs = vec![JobInfo { calendar: Some(cal), phase_ms: 500, ..job("k", false, false) }];
+        let mut runs: Vec<Run> = (100..110)
+            .map(|s| {
+                let mut x = run("k", s, &format!("k{s}"), "n3", 99_000, 20);
+                x.sched_ms += 500;
+                x
+            })
+            .collect();
+        runs.push(run("k", 100, "kf", "n3", 99_000, 20));
+        h.records = runs.iter().map(|r| rec(r, "succeeded")).collect();
+        h.runs = runs;
+        let r = check(&h);
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        assert_eq!(r.calendar_forwarded, 1);
     }
 
     /// An `after_previous` chain (runs of 300 ms, a delay of 1 s): each fire at its predecessor's

@@ -50,6 +50,7 @@ use crate::job::{Concurrency, Declared, JobSpec, Priority};
 static PUT_JOB: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/put_job.lua")));
 static DUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/due.lua")));
 static EXPIRE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/expire.lua")));
+static CALENDAR_DROP: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/calendar_drop.lua")));
 static CALENDAR_MARK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/calendar_mark.lua")));
 static CHAIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/chain.lua")));
 static STREAK: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/streak.lua")));
@@ -695,7 +696,7 @@ impl super::CalendarStore for RedisStore {
         let (n, exists): (usize, bool) = redis::pipe().hlen(&key).hexists(&key, &def.name).query_async(&mut c).await?;
         if !exists && n >= MAX_CALENDARS {
             return Err(Error::invalid(
-                "calendar.name",
+                "name",
                 format!("the cluster has {n} calendars, the most it keeps; delete one first"),
             ));
         }
@@ -743,16 +744,14 @@ impl super::CalendarStore for RedisStore {
         Ok(())
     }
 
-    async fn drop_calendar(&self, name: &str) -> Result<()> {
-        let _: () = redis::pipe()
-            .atomic()
-            .hdel(self.keys.calendars(), name)
-            .ignore()
-            .srem(self.keys.calendars_deleted(), name)
-            .ignore()
-            .query_async(&mut self.conn())
+    async fn drop_calendar(&self, name: &str) -> Result<bool> {
+        let dropped: i64 = CALENDAR_DROP
+            .key(self.keys.calendars())
+            .key(self.keys.calendars_deleted())
+            .arg(name)
+            .invoke_async(&mut self.conn())
             .await?;
-        Ok(())
+        Ok(dropped == 1)
     }
 }
 
