@@ -42,6 +42,13 @@ fn every_job(id: &str, every_ms: i64, anchor: i64, calendar: &str) -> pb::Job {
     }
 }
 
+/// `rota job next ARGS --json` of a schedule not yet put, parsed.
+async fn next_json(node: &TestNode, args: &[&str]) -> serde_json::Value {
+    let o = rota(node, &[&["job", "next"], args, &["--json"]].concat()).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).expect("json")
+}
+
 async fn preview(node: &TestNode, id: &str, count: u32) -> Vec<(i64, bool, Vec<String>)> {
     let req = pb::PreviewScheduleRequest {
         target: Some(pb::preview_schedule_request::Target::JobId(id.into())),
@@ -237,11 +244,9 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
 
     // The preview of a schedule not yet put, with the calendar: Christmas Eve fires (Thursday),
     // Christmas is skipped, the 26th (a Saturday, included) fires, the 27th (Sunday) is skipped.
-    let o = rota(
+    let v = next_json(
         &node,
         &[
-            "job",
-            "next",
             "--cron",
             "0 0 9 * * *",
             "--tz",
@@ -252,12 +257,9 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
             "2037-12-24T00:00:00+01:00",
             "--count",
             "4",
-            "--json",
         ],
     )
     .await;
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let skipped: Vec<bool> = v["fires"].as_array().expect("fires").iter().map(|f| f["skipped"] == true).collect();
     assert_eq!(skipped, [false, true, false, true], "{v}");
     assert_eq!(v["fires"][1]["notes"][0], "skipped by calendar holidays: recorded skipped, not run");
@@ -272,11 +274,9 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
         ..Default::default()
     };
     put_calendar(&node, night).await.expect("put");
-    let o = rota(
+    let v = next_json(
         &node,
         &[
-            "job",
-            "next",
             "--cron",
             "0 */30 * * * *",
             "--tz",
@@ -287,11 +287,9 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
             "2037-03-29T00:00:00+01:00",
             "--count",
             "5",
-            "--json",
         ],
     )
     .await;
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let local: Vec<&str> =
         v["fires"].as_array().expect("fires").iter().filter_map(|f| f["local_time"].as_str()).collect();
     assert_eq!(
@@ -307,11 +305,9 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
     );
     assert_eq!(v["fires"][3]["notes"][0], "moved forward by calendar night from 2037-03-29 01:30:00", "{v}");
     // With max_fires 2, a skipped instant is no fire: the preview ends at the second that runs.
-    let o = rota(
+    let v = next_json(
         &node,
         &[
-            "job",
-            "next",
             "--cron",
             "0 0 9 * * *",
             "--tz",
@@ -324,11 +320,9 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
             "2",
             "--count",
             "4",
-            "--json",
         ],
     )
     .await;
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["fires"].as_array().map(Vec::len), Some(3), "{v}");
     assert!(v["fires"][2]["notes"].to_string().contains("last fire: the job's max_fires (2)"), "{v}");
 

@@ -753,16 +753,16 @@ const JITTER_MS: u64 = 700;
 const CALENDAR_EVERY_MS: i64 = 2_000;
 const CALENDAR_ANCHOR_MS: i64 = 500;
 /// The workload's calendars, one per way an excluded fire goes.
-/// (In this order: 100 jobs have two `calendar` jobs, skip and forward; 200 have all three.)
 const CALENDARS: [(&str, rota::job::calendar::OnExcluded); 3] = [
     ("chaos-skip", rota::job::calendar::OnExcluded::Skip),
     ("chaos-forward", rota::job::calendar::OnExcluded::Forward),
     ("chaos-omit", rota::job::calendar::OnExcluded::Omit),
 ];
 
-/// The calendar `calendar` job `i` names: each in turn.
-fn calendar_of(i: usize) -> (&'static str, rota::job::calendar::OnExcluded) {
-    CALENDARS[(i / 40) % CALENDARS.len()]
+/// The calendar `calendar` job `i` names: each in turn, from the run's `turn` (its seed's), so
+/// runs of 100 jobs (two calendar jobs) see each way in two runs of three.
+fn calendar_of(i: usize, turn: usize) -> (&'static str, rota::job::calendar::OnExcluded) {
+    CALENDARS[(i / 40 + turn) % CALENDARS.len()]
 }
 
 /// The calendars' excluded windows for a run of `secs` from now: 4 s of every 10 s (at most 90),
@@ -782,7 +782,7 @@ const CAPPED_KEEP: usize = 5;
 /// jobs keep only their last `CAPPED_KEEP` executions. `ext` jobs run in the external workers, and
 /// half of them (`extslow`) forbid overlap, outlast their timeout and ignore its cancel: each fire is
 /// `timed_out`, recorded only once the handler ended, and the next fire meanwhile `skipped`.
-fn workload(n: usize, shards: u16, windows: &[(i64, i64)]) -> (Vec<pb::Job>, Vec<JobInfo>) {
+fn workload(n: usize, shards: u16, windows: &[(i64, i64)], turn: usize) -> (Vec<pb::Job>, Vec<JobInfo>) {
     let mut jobs = Vec::new();
     let mut infos = Vec::new();
     for i in 0..n {
@@ -893,7 +893,7 @@ fn workload(n: usize, shards: u16, windows: &[(i64, i64)]) -> (Vec<pb::Job>, Vec
                 _ => None,
             },
             calendars: match kind {
-                "calendar" => vec![calendar_of(i).0.to_string()],
+                "calendar" => vec![calendar_of(i, turn).0.to_string()],
                 _ => Vec::new(),
             },
             failover_nodes: match spec.routing {
@@ -938,7 +938,7 @@ fn workload(n: usize, shards: u16, windows: &[(i64, i64)]) -> (Vec<pb::Job>, Vec
             after_previous_ms: (kind == "chain").then_some(CHAIN_DELAY_MS),
             jitter_ms: (kind == "plain" && (i / 40) % 2 == 1).then_some(JITTER_MS),
             calendar: (kind == "calendar").then(|| {
-                let (name, on) = calendar_of(i);
+                let (name, on) = calendar_of(i, turn);
                 checker::CalendarRule { name: name.into(), on, windows: windows.to_vec() }
             }),
         });
@@ -1056,7 +1056,7 @@ async fn run_profile(redis: impl FnOnce() -> Redis, shards: u16) {
         crashes: Vec::new(),
     };
     let windows = calendar_windows(secs);
-    let (jobs, mut infos) = workload(n_jobs, shards, &windows);
+    let (jobs, mut infos) = workload(n_jobs, shards, &windows, (seed % 3) as usize);
     if runner.cluster.history.is_some() {
         // Their records are all in the history store: judged by them, like every other job.
         for i in &mut infos {
@@ -1512,7 +1512,7 @@ async fn redis_restart_without_persistence() {
     let _one = ONE_AT_A_TIME.lock().await;
     // Without the history store: what a wipe loses when Redis is all there is.
     let mut cluster = Cluster::start(Redis::Single(RedisServer::start()), 8, false, 1).await;
-    let (jobs, infos) = workload(20, 1, &[]);
+    let (jobs, infos) = workload(20, 1, &[], 0);
     let infos: Vec<JobInfo> =
         infos.into_iter().filter(|j| j.period_ms == 1000 && j.phase_ms == 0 && !j.forbid && !j.master_only).collect();
     let jobs: Vec<pb::Job> = jobs.into_iter().filter(|j| infos.iter().any(|i| i.id == j.id)).collect();
