@@ -819,6 +819,92 @@ fn step_cost(before: &Stats, after: &Stats, n: usize) -> Value {
 /// `ROTA_BENCH_STEPS` (2000) fires claimed 500 a call and finished 256 a call, as in `steps`. Also
 /// the bytes a retained execution would take: the ended fire hash and a job index entry (at 100 and
 /// 1,000 entries a job).
+/// The cost of a job's next fire through its calendars, which the scheduler's tick pays for each
+/// claim (`Job::next_after_ms`), against the same schedule without calendars and a Redis round
+/// trip, in the same run: a working-day job (`*/5` minutes) with a realistic calendar (15
+/// holidays, the weekend, a lunch window), and the worst case the search allows (a per-second job
+/// whose calendar leaves one minute a week, `omit`: each search ends at its budget).
+async fn calendars() -> Value {
+    use rota::job::calendar::{Calendar, CalendarDef, Calendars, OnExcluded};
+    let redis = RedisServer::start();
+    let rtt = redis_rtt_us(&redis.url(), 2000);
+    let n = env_num("ROTA_BENCH_CALENDAR_STEPS", 20_000) as usize;
+    let job = |cron: &str, cal: Option<CalendarDef>| {
+        let names: Vec<String> = cal.iter().map(|c| c.name.clone()).collect();
+        let spec = rota::job::JobSpec {
+            id: "bench".into(),
+            cron: cron.into(),
+            time_zone: "Europe/Berlin".into(),
+            handler: "noop".into(),
+            calendars: names.clone(),
+            ..Default::default()
+        };
+        let found: std::collections::HashMap<String, std::sync::Arc<Calendar>> = cal
+            .into_iter()
+            .map(|d| (d.name.clone(), std::sync::Arc::new(Calendar::new(d).expect("calendar"))))
+            .collect();
+        rota::job::Job::new(spec).expect("job").with_calendars(Calendars::resolve(&names, &found))
+    };
+    // Microseconds per next fire, walking `steps` fires from a Monday morning.
+    let per_next = |j: &rota::job::Job, steps: usize| {
+        let mut t = chrono::DateTime::parse_from_rfc3339("2026-12-07T06:00:00Z").expect("time").timestamp_millis();
+        let start = std::time::Instant::now();
+        for _ in 0..steps {
+            match j.next_after_ms(t) {
+                Some(n) => t = n,
+                None => break,
+            }
+        }
+        start.elapsed().as_secs_f64() * 1e6 / steps as f64
+    };
+    let holidays = CalendarDef {
+        name: "work".into(),
+        time_zone: "Europe/Berlin".into(),
+        excluded_dates: [
+            "01-01",
+            "01-06",
+            "05-01",
+            "10-03",
+            "12-24",
+            "12-25",
+            "12-26",
+            "12-31",
+            "2027-03-26",
+            "2027-03-29",
+            "2027-05-06",
+            "2027-05-17",
+            "2027-05-27",
+            "2028-04-14",
+            "2028-04-17",
+        ]
+        .map(String::from)
+        .to_vec(),
+        excluded_windows: vec!["sat,sun".into(), "mon-fri 12:00-13:00".into()],
+        ..Default::default()
+    };
+    let plain = per_next(&job("0 */5 * * * *", None), n);
+    let working = per_next(&job("0 */5 * * * *", Some(holidays.clone())), n);
+    let skipping = per_next(&job("0 */5 * * * *", Some(CalendarDef { on_excluded: OnExcluded::Skip, ..holidays })), n);
+    let worst_cal = CalendarDef {
+        name: "closed".into(),
+        excluded_windows: vec!["mon-sat".into(), "sun 00:00-12:00".into(), "sun 12:01-24:00".into()],
+        on_excluded: OnExcluded::Omit,
+        ..Default::default()
+    };
+    let worst = per_next(&job("* * * * * *", Some(worst_cal)), (n / 100).max(10));
+    json!({
+        "scenario": "calendars",
+        "redis_rtt_us": rtt,
+        "next_us_without_calendar": plain,
+        "next_us_working_days_omit": working,
+        "next_us_working_days_skip": skipping,
+        "next_us_worst_case": worst,
+        "working_days_vs_plain": working / plain,
+        "worst_case_vs_redis_rtt": worst / rtt,
+        "cores": cores(),
+    })
+}
+
 async fn floor() -> Value {
     let n = env_num("ROTA_BENCH_STEPS", 2000) as usize;
     let redis = RedisServer::start();
@@ -1146,7 +1232,7 @@ fn table(results: &[Value]) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let only = std::env::var("ROTA_BENCH_ONLY").unwrap_or_else(|_| {
-        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,scale,steps,floor,footprint,history"
+        "precision,burst,bullmq,burst_redis_cluster,burst_sharded,burst_redis_cluster_sharded,workers,calendars,scale,steps,floor,footprint,history"
             .into()
     });
     let want = |s: &str| only.split(',').any(|x| x.trim() == s);
@@ -1190,6 +1276,9 @@ async fn main() {
     }
     if want("workers") {
         emit(workers().await, &mut results);
+    }
+    if want("calendars") {
+        emit(calendars().await, &mut results);
     }
     if want("scale") {
         let sizes = std::env::var("ROTA_BENCH_SCALE").unwrap_or_else(|_| "100000,1000000".into());

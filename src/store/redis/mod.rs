@@ -154,6 +154,9 @@ pub struct RedisStore {
     /// the shared one, or in strict mode one of their own, so that a `WAIT`, which holds up what
     /// comes after it on its connection, never delays a heartbeat or a lease renewal.
     fire_conn: Conn,
+    /// Calendars read before, checked: by name, the stored JSON and what it made, so the tick
+    /// checks a calendar (up to 10,000 dates) again only when its definition changed.
+    calendar_cache: std::sync::Mutex<HashMap<String, (String, Arc<Calendar>)>>,
 }
 
 /// What a finish does to its job's index besides its own entry (`finish.lua` ARGV[17]).
@@ -317,6 +320,7 @@ impl RedisStore {
             relay_live,
             relay,
             wait: None,
+            calendar_cache: Default::default(),
         }
     }
 
@@ -722,11 +726,24 @@ impl super::CalendarStore for RedisStore {
         }
         let got: Vec<Option<String>> =
             redis::cmd("HMGET").arg(self.keys.calendars()).arg(names).query_async(&mut self.conn()).await?;
-        Ok(names
-            .iter()
-            .zip(got)
-            .filter_map(|(name, json)| Some((name.clone(), decode_calendar(name, &json?)?)))
-            .collect())
+        let mut cache = self.calendar_cache.lock().map_err(|_| Error::unavailable("calendar cache poisoned"))?;
+        let mut out = HashMap::new();
+        for (name, json) in names.iter().zip(got) {
+            let Some(json) = json else { continue };
+            match cache.get(name).filter(|(stored, _)| *stored == json) {
+                Some((_, c)) => _ = out.insert(name.clone(), Arc::clone(c)),
+                None => {
+                    if let Some(c) = decode_calendar(name, &json) {
+                        if cache.len() >= MAX_CALENDARS {
+                            cache.clear();
+                        }
+                        cache.insert(name.clone(), (json, Arc::clone(&c)));
+                        out.insert(name.clone(), c);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn mark_calendar_deleted(&self, name: &str) -> Result<bool> {
