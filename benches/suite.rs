@@ -822,8 +822,8 @@ fn step_cost(before: &Stats, after: &Stats, n: usize) -> Value {
 /// The cost of a job's next fire through its calendars, which the scheduler's tick pays for each
 /// claim (`Job::next_after_ms`), against the same schedule without calendars and a Redis round
 /// trip, in the same run: a working-day job (`*/5` minutes) with a realistic calendar (15
-/// holidays, the weekend, a lunch window), and the worst case the search allows (a per-second job
-/// whose calendar leaves one minute a week, `omit`: each search ends at its budget).
+/// holidays, the weekend, a lunch window), and the worst case the search allows (every day for ten
+/// years excluded, `forward`: each search ends at its budget).
 async fn calendars() -> Value {
     use rota::job::calendar::{Calendar, CalendarDef, Calendars, OnExcluded};
     let redis = RedisServer::start();
@@ -885,10 +885,13 @@ async fn calendars() -> Value {
     let plain = per_next(&job("0 */5 * * * *", None), n);
     let working = per_next(&job("0 */5 * * * *", Some(holidays.clone())), n);
     let skipping = per_next(&job("0 */5 * * * *", Some(CalendarDef { on_excluded: OnExcluded::Skip, ..holidays })), n);
+    // Ten years excluded, `forward`: each excluded day's move searches its 1,000 steps in vain, so
+    // the search spends its whole budget (20,000 instants) and stops at a checkpoint. A put refuses
+    // such a job; a calendar put later over a job already there does not.
     let worst_cal = CalendarDef {
         name: "closed".into(),
-        excluded_windows: vec!["mon-sat".into(), "sun 00:00-12:00".into(), "sun 12:01-24:00".into()],
-        on_excluded: OnExcluded::Omit,
+        excluded_dates: vec!["2026-12-01..2036-11-30".into()],
+        on_excluded: OnExcluded::Forward,
         ..Default::default()
     };
     let worst = per_next(&job("* * * * * *", Some(worst_cal)), (n / 100).max(10));
