@@ -1266,10 +1266,11 @@ impl Node {
         if !file.calendars.is_empty() {
             let stored = self.shards.home().list_calendars().await?;
             for def in &file.calendars {
+                // Put even when unchanged: a put ends a delete's mark left behind.
+                self.shards.put_calendar(def).await?;
                 if stored.iter().any(|s| s == def) {
                     continue;
                 }
-                self.shards.put_calendar(def).await?;
                 for p in &self.parts {
                     p.scheduler.follow_calendar(&def.name).await?;
                 }
@@ -1470,6 +1471,12 @@ fn read_jobs_file(path: &std::path::Path, registry: &Registry) -> Result<FileCon
             key: format!("{key} calendar #{} ('{}')", i + 1, crate::redact::value(&c.name)),
             reason: e.to_string(),
         })?;
+        if calendars.iter().any(|d: &crate::job::calendar::CalendarDef| d.name == checked.def.name) {
+            return Err(Error::Config {
+                key: format!("{key} calendar #{} ('{}')", i + 1, crate::redact::value(&c.name)),
+                reason: "name: declared twice in the file".into(),
+            });
+        }
         calendars.push(checked.def);
     }
     let file = parsed.job;

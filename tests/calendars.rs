@@ -181,6 +181,11 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
         (pb::Calendar { on_excluded: 9, ..base() }, "", "on_excluded: 9 is not a CalendarOnExcluded"),
         (base(), "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:25/12/2026\nEND:VEVENT\nEND:VCALENDAR\n", "ics: line 3: "),
         (base(), "not a calendar", "ics: line 1: "),
+        (
+            base(),
+            "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:20260101\nDTEND:20400101\nEND:VEVENT\nEND:VCALENDAR\n",
+            "ics: an event's dates: ",
+        ),
     ];
     for (cal, ics, want) in bad {
         let e = c
@@ -487,6 +492,14 @@ async fn a_jobs_file_declares_the_calendars_its_jobs_name() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("calendar #1 ('odd')") && err.contains("excluded_windows[0]: 'funday' has no day"), "{err}");
+    // The same name twice: refused, naming the second.
+    std::fs::write(&bad, "[[calendar]]\nname = \"odd\"\nexcluded_dates = [\"12-25\"]\n\n[[calendar]]\nname = \"odd\"\nexcluded_dates = [\"12-26\"]\n").expect("write");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rota"))
+        .args(["server", "--check", "--check-offline", "--jobs", &bad.display().to_string()])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("calendar #2 ('odd')") && err.contains("declared twice"), "{err}");
     let o = rota(&node, &["job", "put", "--file", &path]).await;
     assert_ne!(o.status.code(), Some(0));
     assert!(

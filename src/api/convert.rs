@@ -249,6 +249,7 @@ pub fn calendar_def(c: &pb::Calendar, ics: &str) -> Result<crate::job::calendar:
         Err(_) => return Err(Error::invalid("on_excluded", format!("{} is not a CalendarOnExcluded", c.on_excluded))),
     };
     let mut excluded_dates = c.excluded_dates.clone();
+    let given = excluded_dates.len();
     if !ics.is_empty() {
         if ics.len() > MAX_ICS_BYTES {
             return Err(Error::invalid("ics", format!("larger than {MAX_ICS_BYTES} bytes")));
@@ -264,7 +265,24 @@ pub fn calendar_def(c: &pb::Calendar, ics: &str) -> Result<crate::job::calendar:
         on_excluded,
         description: c.description.clone(),
     };
-    Ok(Calendar::new(def)?.def)
+    // An entry the .ics added that the calendar refuses (too long a range, too many dates) is
+    // the file's fault: named so.
+    Calendar::new(def).map(|c| c.def).map_err(|e| match e {
+        Error::Invalid { field, reason } if !ics.is_empty() && ics_field(&field, given) => {
+            Error::invalid("ics", format!("an event's dates: {reason}"))
+        }
+        other => other,
+    })
+}
+
+/// Whether `field` names an excluded date the .ics added (index `given` on), or all of them.
+fn ics_field(field: &str, given: usize) -> bool {
+    field == "excluded_dates"
+        || field
+            .strip_prefix("excluded_dates[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i >= given)
 }
 
 /// The largest .ics text PutCalendar takes.

@@ -222,7 +222,13 @@ impl SchedulerService for SchedulerApi {
             return Ok(Response::new(pb::PreviewScheduleResponse::default()));
         };
         let s = &job.schedule;
-        let mut upcoming = job.preview(after, count, stored_next);
+        // Through calendars a preview can look far: off the async threads (no heartbeat waits).
+        let mut upcoming = {
+            let j = job.clone();
+            tokio::task::spawn_blocking(move || j.preview(after, count, stored_next))
+                .await
+                .map_err(|e| Error::unavailable(format!("the preview stopped: {e}")))?
+        };
         if let Some(next) = chained_next {
             upcoming.truncate(usize::from(next.is_some()));
             if let (Some(u), Some(t)) = (upcoming.first_mut(), next) {
@@ -719,17 +725,23 @@ impl SchedulerService for SchedulerApi {
         let r = req.into_inner();
         let c = r.calendar.ok_or_else(|| Error::invalid("calendar", "is required"))?;
         let def = convert::calendar_def(&c, &r.ics)?;
-        self.node.shards.put_calendar(&def).await?;
-        tracing::info!(calendar = %def.name, dates = def.excluded_dates.len(), windows = def.excluded_windows.len(),
-            on_excluded = def.on_excluded.name(), "calendar put");
-        // Jobs whose next fire the calendar now brings sooner get it (a later one is left to
-        // each claim, which checks the calendars as they are then).
-        for part in &self.node.parts {
-            let moved = part.scheduler.follow_calendar(&def.name).await?;
-            if moved > 0 {
-                tracing::info!(calendar = %def.name, jobs = moved, "next fires brought sooner by the calendar");
+        // A task of its own: a client that goes away mid-put does not leave the shards apart.
+        let (node, put) = (Arc::clone(&self.node), def.clone());
+        let done = tokio::spawn(async move {
+            node.shards.put_calendar(&put).await?;
+            tracing::info!(calendar = %put.name, dates = put.excluded_dates.len(), windows = put.excluded_windows.len(),
+                on_excluded = put.on_excluded.name(), "calendar put");
+            // Jobs whose next fire the calendar now brings sooner get it (a later one is left to
+            // each claim, which checks the calendars as they are then).
+            for part in &node.parts {
+                let moved = part.scheduler.follow_calendar(&put.name).await?;
+                if moved > 0 {
+                    tracing::info!(calendar = %put.name, jobs = moved, "next fires brought sooner by the calendar");
+                }
             }
-        }
+            Ok::<(), Error>(())
+        });
+        done.await.map_err(|e| Error::unavailable(format!("the put stopped: {e}")))??;
         Ok(Response::new(pb::PutCalendarResponse { calendar: Some(convert::calendar(&def)) }))
     }
 
@@ -747,7 +759,12 @@ impl SchedulerService for SchedulerApi {
     ) -> Result<Response<pb::DeleteCalendarResponse>, Status> {
         let name = req.into_inner().name;
         validate_name("name", &name, 64)?;
-        match self.node.shards.delete_calendar(&name).await? {
+        // A task of its own: a client that goes away mid-delete leaves no marks behind.
+        let (node, gone) = (Arc::clone(&self.node), name.clone());
+        let outcome = tokio::spawn(async move { node.shards.delete_calendar(&gone).await })
+            .await
+            .map_err(|e| Error::unavailable(format!("the delete stopped: {e}")))??;
+        match outcome {
             DeleteCalendar::Deleted => {
                 tracing::info!(calendar = %name, "calendar deleted");
                 Ok(Response::new(pb::DeleteCalendarResponse {}))

@@ -10,6 +10,9 @@ use super::output::print_table;
 use super::ClientArgs;
 use crate::pb;
 
+/// The largest .ics file read (what PutCalendar takes).
+const MAX_ICS: u64 = 1 << 20;
+
 /// What becomes of a fire the calendar excludes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OnExcluded {
@@ -95,7 +98,16 @@ pub async fn calendar_cmd(cmd: CalendarCmd, client: &ClientArgs) -> Result<(), C
             // Read before connecting: a file that cannot be read is the caller's mistake.
             let ics = match ics {
                 Some(p) => {
-                    std::fs::read_to_string(&p).map_err(|e| CliError::Usage(format!("--ics {}: {e}", p.display())))?
+                    let bad = |e: String| CliError::Usage(format!("--ics {}: {e}", p.display()));
+                    let f = std::fs::File::open(&p).map_err(|e| bad(e.to_string()))?;
+                    // Read no more than the node takes (1 MiB), plus one byte to tell.
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_ICS + 1), &mut text)
+                        .map_err(|e| bad(e.to_string()))?;
+                    if text.len() as u64 > MAX_ICS {
+                        return Err(bad(format!("larger than {MAX_ICS} bytes")));
+                    }
+                    text
                 }
                 None => String::new(),
             };

@@ -891,7 +891,19 @@ impl Scheduler {
         if let Some(name) = job.calendars.missing().first() {
             return Err(crate::store::no_calendar(&job.spec, name, false));
         }
-        if let Some(e) = job.schedule.never_fires(&job.spec, after).or_else(|| calendars_never_allow(job, after)) {
+        // The calendars' check looks ahead up to a year of instants: off the async threads, so no
+        // heartbeat or lease renewal waits for it.
+        let never = match job.schedule.never_fires(&job.spec, after) {
+            Some(e) => Some(e),
+            None if job.calendars.is_empty() => None,
+            None => {
+                let j = job.clone();
+                tokio::task::spawn_blocking(move || calendars_never_allow(&j, after))
+                    .await
+                    .map_err(|e| Error::unavailable(format!("the calendars' check stopped: {e}")))?
+            }
+        };
+        if let Some(e) = never {
             if writer != Writer::File {
                 return Err(e);
             }
