@@ -42,6 +42,18 @@ fn every_job(id: &str, every_ms: i64, anchor: i64, calendar: &str) -> pb::Job {
     }
 }
 
+/// A daily 09:00 Berlin schedule with the `holidays` calendar, from Christmas Eve 2037.
+const CHRISTMAS: [&str; 8] = [
+    "--cron",
+    "0 0 9 * * *",
+    "--tz",
+    "Europe/Berlin",
+    "--calendar",
+    "holidays",
+    "--start-time",
+    "2037-12-24T00:00:00+01:00",
+];
+
 /// `rota job next ARGS --json` of a schedule not yet put, parsed.
 async fn next_json(node: &TestNode, args: &[&str]) -> serde_json::Value {
     let o = rota(node, &[&["job", "next"], args, &["--json"]].concat()).await;
@@ -249,22 +261,7 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
 
     // The preview of a schedule not yet put, with the calendar: Christmas Eve fires (Thursday),
     // Christmas is skipped, the 26th (a Saturday, included) fires, the 27th (Sunday) is skipped.
-    let v = next_json(
-        &node,
-        &[
-            "--cron",
-            "0 0 9 * * *",
-            "--tz",
-            "Europe/Berlin",
-            "--calendar",
-            "holidays",
-            "--start-time",
-            "2037-12-24T00:00:00+01:00",
-            "--count",
-            "4",
-        ],
-    )
-    .await;
+    let v = next_json(&node, &[&CHRISTMAS[..], &["--count", "4"]].concat()).await;
     let skipped: Vec<bool> = v["fires"].as_array().expect("fires").iter().map(|f| f["skipped"] == true).collect();
     assert_eq!(skipped, [false, true, false, true], "{v}");
     assert_eq!(v["fires"][1]["notes"][0], "skipped by calendar holidays: recorded skipped, not run");
@@ -310,24 +307,7 @@ async fn calendars_are_refused_naming_the_field_and_cannot_be_deleted_while_name
     );
     assert_eq!(v["fires"][3]["notes"][0], "moved forward by calendar night from 2037-03-29 01:30:00", "{v}");
     // With max_fires 2, a skipped instant is no fire: the preview ends at the second that runs.
-    let v = next_json(
-        &node,
-        &[
-            "--cron",
-            "0 0 9 * * *",
-            "--tz",
-            "Europe/Berlin",
-            "--calendar",
-            "holidays",
-            "--start-time",
-            "2037-12-24T00:00:00+01:00",
-            "--max-fires",
-            "2",
-            "--count",
-            "4",
-        ],
-    )
-    .await;
+    let v = next_json(&node, &[&CHRISTMAS[..], &["--max-fires", "2", "--count", "4"]].concat()).await;
     assert_eq!(v["fires"].as_array().map(Vec::len), Some(3), "{v}");
     assert!(v["fires"][2]["notes"].to_string().contains("last fire: the job's max_fires (2)"), "{v}");
 
