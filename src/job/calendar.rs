@@ -542,6 +542,15 @@ impl Calendars {
         self.forward_steps(ms, &mut steps).0
     }
 
+    /// `forward_steps` in at most `FORWARD_STEPS` of `budget`, taking the steps it used out of it.
+    fn forward_within(&self, ms: i64, budget: &mut usize) -> (i64, bool) {
+        let mut steps = (*budget).min(FORWARD_STEPS);
+        let before = steps;
+        let found = self.forward_steps(ms, &mut steps);
+        *budget -= before - steps;
+        found
+    }
+
     /// (the instant, whether the calendars allow it), in at most `budget` steps.
     fn forward_steps(&self, ms: i64, budget: &mut usize) -> (i64, bool) {
         let mut t = ms;
@@ -608,10 +617,7 @@ impl Calendars {
                     // A move lands at the block's end or later: looked for only if that could
                     // come before the best so far.
                     if on == OnExcluded::Forward && best.as_ref().is_none_or(|b| block.end_ms < b.at_ms) {
-                        let mut steps = budget.min(FORWARD_STEPS);
-                        let spent = steps;
-                        let (f, found) = self.forward_steps(i, &mut steps);
-                        budget -= spent - steps;
+                        let (f, found) = self.forward_within(i, &mut budget);
                         if let Some(f) = found.then_some(f).filter(|f| *f <= end) {
                             if best.as_ref().is_none_or(|b| f < b.at_ms) {
                                 let what = StepKind::Forwarded { from_ms: i, calendar: calendar.clone() };
@@ -641,20 +647,13 @@ impl Calendars {
             match self.verdict(i) {
                 Verdict::Allowed => return true,
                 Verdict::Missing(_) => return false,
-                Verdict::Excluded { on: OnExcluded::Forward, .. } => {
-                    // Its move's steps come out of the same budget.
-                    let mut steps = budget.min(FORWARD_STEPS);
-                    let spent = steps;
-                    let (_, found) = self.forward_steps(i, &mut steps);
-                    budget -= spent - steps;
-                    if found {
+                // A move's steps come out of the same budget.
+                Verdict::Excluded { on, block, .. } => {
+                    if on == OnExcluded::Forward && self.forward_within(i, &mut budget).1 {
                         return true;
                     }
-                    if let Verdict::Excluded { block, .. } = self.verdict(i) {
-                        cur = (block.end_ms - 1).max(i);
-                    }
+                    cur = (block.end_ms - 1).max(i);
                 }
-                Verdict::Excluded { block, .. } => cur = (block.end_ms - 1).max(i),
             }
         }
         false
